@@ -1,0 +1,107 @@
+#include "binding/convert.h"
+#include <cmath>
+
+namespace ss::binding {
+namespace {
+
+std::vector<int64_t> int_array(Napi::Value v, const std::string& name) {
+  if (!v.IsArray()) fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!std::isfinite(d) || d != std::floor(d))
+      fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected integers, got a non-integer at index " + std::to_string(i));
+    out[i] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor to_tensor(Napi::Value v, const std::string& name) {
+  if (!v.IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected a Tensor");
+  Napi::Object o = v.As<Napi::Object>();
+  Napi::Value h = o.Get("_h");
+  if (h.IsNull()) fail("ERR_DISPOSED", ErrorKind::Plain, name + ": the tensor has been disposed");
+  if (!h.IsExternal()) fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected a Tensor");
+  Holder* holder = h.As<Napi::External<Holder>>().Data();
+  if (!holder->storage) fail("ERR_DISPOSED", ErrorKind::Plain, name + ": the tensor has been disposed");
+  Tensor t;
+  t.storage = holder->storage;
+  t.shape = int_array(o.Get("shape"), name + ".shape");
+  t.strides = int_array(o.Get("strides"), name + ".strides");
+  t.offset = static_cast<int64_t>(o.Get("offset").As<Napi::Number>().DoubleValue());
+  t.dtype = to_dtype(o.Get("dtype"), name + ".dtype");
+  return t;
+}
+
+Tensor required_tensor(Napi::Object opts, const char* name) {
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": required");
+  return to_tensor(v, name);
+}
+
+Tensor optional_tensor(Napi::Object opts, const char* name) {
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return Tensor{};
+  return to_tensor(v, name);
+}
+
+double optional_number(Napi::Object opts, const char* name, double fallback) {
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsNumber()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool optional_bool(Napi::Object opts, const char* name, bool fallback) {
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return fallback;
+  if (!v.IsBoolean()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> to_shape(Napi::Value v, const std::string& name) { return int_array(v, name); }
+
+DType to_dtype(Napi::Value v, const std::string& name) {
+  DType d;
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (!parse_dtype(s, &d))
+    fail("ERR_DTYPE", ErrorKind::Type, name + ": expected one of float32, float16, bfloat16, int32, float64, got '" + s + "'");
+  return d;
+}
+
+Device to_device(Napi::Value v, const std::string& name) {
+  if (!v.IsString()) fail("ERR_DEVICE", ErrorKind::Type, name + ": expected 'cpu', 'cuda' or 'cuda:N'");
+  return parse_device(v.As<Napi::String>().Utf8Value());
+}
+
+Napi::External<Holder> new_handle(Napi::Env env, StoragePtr s) {
+  int64_t bytes = s->device().is_cpu() ? static_cast<int64_t>(s->bytes()) : 0;
+  if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return Napi::External<Holder>::New(env, new Holder{std::move(s)}, [bytes](Napi::Env env, Holder* h) {
+    if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+    delete h;
+  });
+}
+
+Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("_h", new_handle(env, t.storage));
+  Napi::Array shape = Napi::Array::New(env, t.shape.size());
+  Napi::Array strides = Napi::Array::New(env, t.strides.size());
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.shape[i])));
+    strides.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.strides[i])));
+  }
+  o.Set("shape", shape);
+  o.Set("strides", strides);
+  o.Set("offset", Napi::Number::New(env, static_cast<double>(t.offset)));
+  o.Set("dtype", Napi::String::New(env, dtype_name(t.dtype)));
+  o.Set("device", Napi::String::New(env, t.device().str()));
+  return o;
+}
+
+}  // namespace ss::binding

@@ -1,0 +1,257 @@
+#include "cuda/runtime.h"
+#include <atomic>
+#include <mutex>
+#include <vector>
+#include "core/storage.h"
+#include "cuda/check.cuh"
+
+namespace ss::cuda {
+namespace {
+
+struct DeviceState {
+  cudaStream_t stream = nullptr;
+  cudaMemPool_t pool = nullptr;
+  std::atomic<size_t> in_use{0};
+};
+
+std::mutex g_mu;
+std::vector<DeviceState*>& states() {
+  static auto* v = new std::vector<DeviceState*>();  // leaked: used by worker threads at exit
+  return *v;
+}
+
+int probe(std::string* reason) {
+  static int count = -1;
+  static std::string why;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      count = 0;
+      why = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+    } else {
+      count = n;
+      if (n == 0) why = "no CUDA device found";
+    }
+    states().resize(count, nullptr);
+  });
+  if (reason) *reason = why;
+  return count;
+}
+
+DeviceState& state(int device) {
+  int n = probe(nullptr);
+  if (device < 0 || device >= n) {
+    std::string why;
+    probe(&why);
+    fail("ERR_DEVICE", ErrorKind::Type,
+         "device cuda:" + std::to_string(device) + " is not available (" +
+             (n == 0 ? "CUDA unavailable: " + why : std::to_string(n) + " CUDA device(s) present") + ")");
+  }
+  std::lock_guard<std::mutex> lock(g_mu);
+  DeviceState*& s = states()[device];
+  if (!s) {
+    check(cudaSetDevice(device), "cudaSetDevice");
+    auto* ns = new DeviceState();
+    check(cudaStreamCreateWithFlags(&ns->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaDeviceGetDefaultMemPool(&ns->pool, device), "cudaDeviceGetDefaultMemPool");
+    uint64_t keep = ~0ull;  // keep freed blocks cached in the pool (reported by memory())
+    check(cudaMemPoolSetAttribute(ns->pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+    s = ns;
+  }
+  return *s;
+}
+
+struct CudaAllocator : Allocator {
+  void* allocate(Device d, size_t bytes) override {
+    DeviceState& s = state(d.index);
+    cudaSetDevice(d.index);
+    void* p = nullptr;
+    cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
+    if (e == cudaErrorMemoryAllocation) {
+      // Give cached blocks back and try once more before reporting out-of-memory.
+      cudaGetLastError();
+      cudaStreamSynchronize(s.stream);
+      cudaMemPoolTrimTo(s.pool, 0);
+      e = cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
+    }
+    if (e != cudaSuccess) {
+      if (e == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
+        fail("ERR_CUDA_OOM", ErrorKind::Range,
+             "out of GPU memory on cuda:" + std::to_string(d.index) + " allocating " + std::to_string(bytes) + " bytes");
+      }
+      throw_cuda(e, "cudaMallocAsync");
+    }
+    s.in_use += bytes;
+    return p;
+  }
+  void deallocate(Device d, void* p, size_t bytes) override {
+    DeviceState& s = state(d.index);
+    cudaSetDevice(d.index);
+    cudaFreeAsync(p, s.stream);
+    s.in_use -= bytes;
+  }
+};
+
+const bool g_registered = [] {
+  register_allocator(DeviceKind::CUDA, new CudaAllocator());
+  return true;
+}();
+
+}  // namespace
+
+int device_count() { return probe(nullptr); }
+
+std::string unavailable_reason() {
+  std::string why;
+  probe(&why);
+  return why;
+}
+
+int runtime_version() {
+  int v = 0;
+  cudaRuntimeGetVersion(&v);
+  return v;
+}
+
+int driver_version() {
+  int v = 0;
+  if (cudaDriverGetVersion(&v) != cudaSuccess) cudaGetLastError();
+  return v;
+}
+
+DeviceInfo device_info(int device) {
+  state(device);
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  DeviceInfo info;
+  info.name = p.name;
+  info.major = p.major;
+  info.minor = p.minor;
+  info.total_memory = p.totalGlobalMem;
+  info.multiprocessors = p.multiProcessorCount;
+  info.l2_bytes = p.l2CacheSize;
+  info.shared_per_block_optin = p.sharedMemPerBlockOptin;
+  int clock = 0, bus = 0;
+  cudaDeviceGetAttribute(&clock, cudaDevAttrMemoryClockRate, device);
+  cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, device);
+  info.memory_clock_khz = clock;
+  info.memory_bus_bits = bus;
+  size_t free_b = 0, total_b = 0;
+  cudaSetDevice(device);
+  if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) info.free_memory = free_b;
+  return info;
+}
+
+void set_device(int device) {
+  state(device);
+  check(cudaSetDevice(device), "cudaSetDevice");
+}
+
+void* stream(int device) {
+  DeviceState& s = state(device);
+  check(cudaSetDevice(device), "cudaSetDevice");
+  return s.stream;
+}
+
+void copy_h2d(void* dst, const void* src, size_t bytes, int device) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "copy to GPU");
+  // Pageable sources are staged before cudaMemcpyAsync returns, so src may be reused now.
+}
+
+void* record_event(int device) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  cudaEvent_t ev;
+  check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+  check(cudaEventRecord(ev, st), "cudaEventRecord");
+  return ev;
+}
+
+void wait_event(void* event, int device) {
+  cudaSetDevice(device);
+  cudaEvent_t ev = static_cast<cudaEvent_t>(event);
+  cudaError_t e = cudaEventSynchronize(ev);
+  cudaEventDestroy(ev);
+  check(e, "waiting for the GPU");
+}
+
+void wait_event_and_copy_d2h(void* dst, const void* src, size_t bytes, void* event, int device) {
+  wait_event(event, device);
+  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy from GPU");
+}
+
+MemoryStats memory_stats(int device) {
+  DeviceState& s = state(device);
+  MemoryStats m;
+  m.in_use = s.in_use.load();
+  uint64_t reserved = 0;
+  if (cudaMemPoolGetAttribute(s.pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess)
+    m.reserved = reserved;
+  return m;
+}
+
+void empty_cache(int device) {
+  DeviceState& s = state(device);
+  check(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");
+  check(cudaMemPoolTrimTo(s.pool, 0), "cudaMemPoolTrimTo");
+}
+
+void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw_cuda(e, what);
+}
+
+double time_copy(int device, size_t bytes, int iters) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  void *a = nullptr, *b = nullptr;
+  check(cudaMallocAsync(&a, bytes, st), "cudaMallocAsync");
+  cudaError_t e = cudaMallocAsync(&b, bytes, st);
+  if (e != cudaSuccess) {
+    cudaFreeAsync(a, st);
+    throw_cuda(e, "cudaMallocAsync");
+  }
+  cudaMemsetAsync(a, 1, bytes, st);
+  for (int i = 0; i < 3; ++i) cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, st);
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  cudaEventRecord(t0, st);
+  for (int i = 0; i < iters; ++i) cudaMemcpyAsync(i & 1 ? a : b, i & 1 ? b : a, bytes, cudaMemcpyDeviceToDevice, st);
+  cudaEventRecord(t1, st);
+  e = cudaEventSynchronize(t1);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, t0, t1);
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
+  cudaFreeAsync(a, st);
+  cudaFreeAsync(b, st);
+  check(e, "copy benchmark");
+  return ms / iters;
+}
+
+}  // namespace ss::cuda
+
+namespace ss::cuda {
+
+void* timing_event_record(int device) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  cudaEvent_t ev;
+  check(cudaEventCreate(&ev), "cudaEventCreate");
+  check(cudaEventRecord(ev, st), "cudaEventRecord");
+  return ev;
+}
+
+double timing_event_elapsed_ms(void* start, void* end) {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(end)), "cudaEventSynchronize");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)), "cudaEventElapsedTime");
+  return ms;
+}
+
+void timing_event_destroy(void* ev) { cudaEventDestroy(static_cast<cudaEvent_t>(ev)); }
+
+}  // namespace ss::cuda

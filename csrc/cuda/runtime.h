@@ -1,0 +1,56 @@
+// CUDA runtime services as a plain C++ interface (no CUDA headers), so csrc/ops and the
+// binding can use them: devices, per-device streams, the stream-ordered allocator, copies.
+// The runtime is linked statically; without a driver or a GPU every query answers
+// "no devices" with a reason instead of failing to load.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace ss::cuda {
+
+int device_count();                 // 0 when CUDA can't be used
+std::string unavailable_reason();   // empty when at least one device is usable
+int runtime_version();
+int driver_version();
+
+struct DeviceInfo {
+  std::string name;
+  int major = 0, minor = 0;
+  size_t total_memory = 0, free_memory = 0;
+  int multiprocessors = 0;
+  size_t l2_bytes = 0;
+  size_t shared_per_block_optin = 0;
+  double memory_clock_khz = 0;
+  int memory_bus_bits = 0;
+};
+DeviceInfo device_info(int device);
+
+void* stream(int device);  // makes `device` current on this thread; throws ERR_DEVICE if absent
+void set_device(int device);
+
+void copy_h2d(void* dst, const void* src, size_t bytes, int device);
+void* record_event(int device);                  // an event recorded on the device's stream now
+void wait_event(void* event, int device);        // blocks this thread; destroys the event
+void wait_event_and_copy_d2h(void* dst, const void* src, size_t bytes, void* event, int device);
+
+struct MemoryStats {
+  size_t in_use = 0;    // bytes held by live tensors
+  size_t reserved = 0;  // bytes the pool holds from the driver
+};
+MemoryStats memory_stats(int device);
+void empty_cache(int device);
+
+// Throws ERR_CUDA naming `what` if the last launch failed.
+void check_launch(const char* what);
+
+// Times `iters` device-to-device copies of `bytes` (after a warm-up); returns ms per copy.
+double time_copy(int device, size_t bytes, int iters);
+
+}  // namespace ss::cuda
+
+namespace ss::cuda {
+// Timing events on the device's stream, for benchmarks.
+void* timing_event_record(int device);
+double timing_event_elapsed_ms(void* start, void* end);  // waits for `end`; destroys neither
+void timing_event_destroy(void* ev);
+}  // namespace ss::cuda

@@ -1,0 +1,12 @@
+/**
+ * statespace: state space model kernels for Node.js.
+ * Everything public is exported from here (ESM and CommonJS).
+ */
+export { Tensor, tensor, zeros, ones, full, empty, randn, rand, tidy, contiguousStrides } from './tensor';
+export type { CreateOptions, RandomOptions } from './tensor';
+export type { DType, TensorData } from './dtype';
+export { DTYPES, dtypeSize } from './dtype';
+export type { Device } from './device';
+export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync } from './runtime';
+export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
+export type { ErrorCode, StatespaceError } from './errors';
