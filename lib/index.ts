@@ -7,6 +7,6 @@ export type { CreateOptions, RandomOptions } from './tensor';
 export type { DType, TensorData } from './dtype';
 export { DTYPES, dtypeSize } from './dtype';
 export type { Device } from './device';
-export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync } from './runtime';
+export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';

@@ -40,6 +40,7 @@ export interface NativeCore {
   emptyCache(device: string): void;
   synchronize(device: string): Promise<void>;
   synchronizeSync(device: string): void;
+  setPoison(on: boolean): void;
   benchCopy(device: string, bytes: number, iters: number): number;
   eventRecord?(device: string): object;
   eventElapsed?(a: object, b: object): number;

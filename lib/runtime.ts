@@ -74,3 +74,11 @@ export function synchronize(device: Device = 'cpu'): Promise<void> {
 export function synchronizeSync(device: Device = 'cpu'): void {
   native.synchronizeSync(normalizeDevice(device));
 }
+
+/**
+ * Testing aid: while on, every new tensor's memory starts as 0xFF bytes (NaN in every float
+ * dtype), so a test can check that an op wrote every element of its output.
+ */
+export function debugPoison(on: boolean): void {
+  native.setPoison(on);
+}

@@ -152,6 +152,12 @@ SS_EXPORT("eventElapsed", event_elapsed);
 
 }  // namespace
 
+Napi::Value set_poison_binding(const Napi::CallbackInfo& info) {
+  set_poison(info[0].ToBoolean());
+  return info.Env().Undefined();
+}
+
+SS_EXPORT("setPoison", set_poison_binding);
 SS_EXPORT("buildInfo", build_info);
 SS_EXPORT("devices", devices);
 SS_EXPORT("memory", memory);

@@ -1,11 +1,13 @@
 #include "core/storage.h"
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace ss {
 namespace {
 
 std::atomic<size_t> g_cpu_in_use{0};
+std::atomic<bool> g_poison{std::getenv("STATESPACE_POISON") && std::string(std::getenv("STATESPACE_POISON")) == "1"};
 
 // 64-byte aligned host memory so vector loads never straddle cache lines at a row start.
 struct CpuAllocator : Allocator {
@@ -14,6 +16,7 @@ struct CpuAllocator : Allocator {
     void* p = std::aligned_alloc(64, n ? n : 64);
     if (!p) fail("ERR_OOM", ErrorKind::Range, "out of host memory allocating " + std::to_string(bytes) + " bytes");
     g_cpu_in_use += bytes;
+    if (g_poison) std::memset(p, 0xff, bytes);
     return p;
   }
   void deallocate(Device, void* p, size_t bytes) override {
@@ -29,6 +32,8 @@ Allocator* g_allocators[2] = {new CpuAllocator(), nullptr};
 void register_allocator(DeviceKind kind, Allocator* a) { g_allocators[static_cast<int>(kind)] = a; }
 Allocator* allocator_for(DeviceKind kind) { return g_allocators[static_cast<int>(kind)]; }
 size_t cpu_bytes_in_use() { return g_cpu_in_use.load(); }
+void set_poison(bool on) { g_poison = on; }
+bool poison_enabled() { return g_poison; }
 
 std::shared_ptr<Storage> Storage::create(Device d, size_t bytes) {
   Allocator* a = allocator_for(d.kind);

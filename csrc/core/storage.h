@@ -48,4 +48,9 @@ using StoragePtr = std::shared_ptr<Storage>;
 // Bytes currently allocated on the CPU by statespace.
 size_t cpu_bytes_in_use();
 
+// Testing aid: when on, new allocations are filled with 0xFF bytes (NaN in every float dtype),
+// so a test can prove a kernel wrote every element of its output. Also STATESPACE_POISON=1.
+void set_poison(bool on);
+bool poison_enabled();
+
 }  // namespace ss

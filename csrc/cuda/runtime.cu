@@ -86,6 +86,7 @@ struct CudaAllocator : Allocator {
       throw_cuda(e, "cudaMallocAsync");
     }
     s.in_use += bytes;
+    if (poison_enabled()) cudaMemsetAsync(p, 0xff, bytes, s.stream);
     return p;
   }
   void deallocate(Device d, void* p, size_t bytes) override {
