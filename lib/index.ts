@@ -10,3 +10,5 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export { ssdChunkScan, ssdChunkScanBackward } from './ops/ssd';
+export type { SsdChunkScanOptions, SsdChunkScanResult, SsdChunkScanBackwardOptions, SsdChunkScanGradients } from './ops/ssd';
