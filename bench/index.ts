@@ -2,6 +2,7 @@
 import { Device } from '../lib/index';
 import { Report } from './report';
 import * as copy from './copy';
+import * as ssd from './ssd';
 
 export interface Suite {
   describe: string;
@@ -10,4 +11,5 @@ export interface Suite {
 
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
+  ssd: { describe: 'Mamba-2 SSD chunked scan, forward and forward+backward', run: ssd.run },
 };

@@ -173,9 +173,10 @@ SsdForwardResult ssd_forward(const SsdInputs& in) {
     SsdParams p = s.p;
     run_cpu(inputs_of(s), {y, fin}, [p] { ssd_forward_cpu(p); });
   } else {
-    Tensor scratch = scratch_tensor(ssd_forward_cuda_scratch(s.p), dev);
-    r.workspace_bytes = scratch.nbytes();
-    ssd_forward_cuda(s.p, scratch.data(), cuda_stream_for(dev));
+    const size_t need = ssd_forward_cuda_scratch(s.p);
+    Tensor scratch = need ? scratch_tensor(need, dev) : Tensor{};
+    r.workspace_bytes = need ? scratch.nbytes() : 0;
+    ssd_forward_cuda(s.p, need ? scratch.data() : nullptr, cuda_stream_for(dev));
   }
   r.y = as_dtype(y, in.x.dtype);
   r.final_states = fin;  // float32 (float64 on the CPU float64 path)
