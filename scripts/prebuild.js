@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run prebuild`: writes prebuilds/<platform>-<arch>/ with a CUDA-enabled binary (when nvcc
-// is present) that the loader picks up, through prebuildify + cmake-js.
+// is present) that the loader picks up. prebuildify drives the build through the command in
+// PREBUILD_NODE_GYP; we point it at scripts/build-addon.js (cmake-js) instead of node-gyp.
 // npm also runs a script named "prebuild" as a hook before `npm run build`; then this exits at once.
 'use strict';
 const fs = require('node:fs');
@@ -25,11 +26,9 @@ const args = npmArgs();
 if (args && !args.includes('prebuild') && args.includes('build')) process.exit(0);
 
 const root = path.resolve(__dirname, '..');
-const archs = (process.env.STATESPACE_CUDA_ARCHS || '80;90a').replace(/,/g, ';');
-const r = spawnSync(
-  process.execPath,
-  [require.resolve('prebuildify/bin.js'), '--napi', '--strip', '--backend', 'cmake-js', '--',
-    `--CDSTATESPACE_CUDA=${process.env.STATESPACE_CUDA ?? 'AUTO'}`, `--CDSTATESPACE_CUDA_ARCHS=${archs}`],
-  { cwd: root, stdio: 'inherit' },
-);
+const r = spawnSync(process.execPath, [require.resolve('prebuildify/bin.js'), '--napi', '--strip'], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, PREBUILD_NODE_GYP: path.join(__dirname, 'build-addon.js') },
+});
 process.exit(r.status ?? 1);
