@@ -81,7 +81,7 @@ function bench(report: Report, device: Device, s: Shape, dtype: DType, q: number
     const r: Record<string, string | number> = {
       device, dtype, shape, what, 'first ms': t.firstMs, ms: t.ms,
       [device === 'cpu' ? 'GFLOP/s' : 'TFLOP/s']: device === 'cpu' ? fl / t.ms / 1e6 : fl / t.ms / 1e9,
-      'GB/s': by / t.ms / 1e6, 'of copy bw': by / t.ms / 1e3 / bw,
+      'GB/s': by / t.ms / 1e6, 'of copy bw': by / (t.ms / 1e3) / bw,
     };
     if (device !== 'cpu') r['extra MiB'] = ws / 2 ** 20;
     report.add(r);

@@ -20,7 +20,7 @@
 namespace ss {
 namespace {
 
-using cpu::exp_nonpos;
+using cpu::fast_exp;
 using cpu::gemm;
 
 constexpr int64_t kRowBlock = 48;  // rows per causal block (a multiple of the micro-kernel's 6)
@@ -83,9 +83,9 @@ struct ChunkScalars {
       seg[i] = r;
     }
   }
-  T e_in(int64_t t) const { return seg[t] == 0 ? exp_nonpos(cs[t]) : T(0); }                      // incoming state → t
-  T e_out(int64_t s) const { return seg[s] == seg[q - 1] ? exp_nonpos(cs[q - 1] - cs[s]) : T(0); }  // s → outgoing state
-  T decay() const { return seg[q - 1] == 0 ? exp_nonpos(cs[q - 1]) : T(0); }
+  T e_in(int64_t t) const { return seg[t] == 0 ? fast_exp(cs[t]) : T(0); }                      // incoming state → t
+  T e_out(int64_t s) const { return seg[s] == seg[q - 1] ? fast_exp(cs[q - 1] - cs[s]) : T(0); }  // s → outgoing state
+  T decay() const { return seg[q - 1] == 0 ? fast_exp(cs[q - 1]) : T(0); }
 };
 
 // CB[b, c, g] = C·Bᵀ (lower triangle) for every chunk, computed once for all heads of a group.
@@ -118,7 +118,7 @@ void decay_matrix(const ChunkScalars<T>& k, const T* cb, int64_t ldcb, const T* 
   for (int64_t t = 0; t < k.q; ++t) {
     T* row = out + t * Q;
     for (int64_t s = 0; s <= t; ++s) {
-      const T e = exp_nonpos(k.cs[t] - k.cs[s]);
+      const T e = fast_exp(k.cs[t] - k.cs[s]);
       row[s] = (k.seg[s] == k.seg[t] ? e : T(0)) * (cb ? cb[t * ldcb + s] : T(1)) * (scale ? scale[s] : T(1));
     }
     for (int64_t s = t + 1; s < k.q; ++s) row[s] = T(0);
@@ -134,6 +134,20 @@ void causal_lm_x(const T* lm, int64_t Q, int64_t q, const T* X, int64_t ldx, T* 
   }
 }
 
+// Hᵀ ← decay·Hᵀ + Bᵀ·diag(w)·X with w_s = exp(cs_end − cs_s)·dt'_s on the last sequence:
+// X's rows are scaled into xw and B is read transposed in place.
+template <typename T>
+void state_update(const ChunkScalars<T>& k, const T* Bc, int64_t ldb, const T* X, int64_t ldx, int64_t N, int64_t P,
+                  T* xw, T* ht) {
+  for (int64_t s = 0; s < k.q; ++s) {
+    const T w = k.e_out(s) * k.dtp[s];
+    for (int64_t i = 0; i < P; ++i) xw[s * P + i] = X[s * ldx + i] * w;
+  }
+  const T decay = k.decay();
+  for (int64_t i = 0; i < N * P; ++i) ht[i] *= decay;
+  gemm<T, true>(N, P, k.q, Bc, ldb, xw, P, ht, P, true);
+}
+
 template <typename T>
 void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
   for (int64_t i = 0; i < rows; ++i)
@@ -141,7 +155,7 @@ void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, in
 }
 
 template <typename T>
-inline T silu(T z) { return z / (T(1) + std::exp(-z)); }
+inline T silu(T z) { return z / (T(1) + fast_exp(-z)); }
 
 // ---------------------------------------------------------------------------------------------
 // Forward
@@ -154,10 +168,11 @@ void forward_impl(const SsdParams& p) {
   const std::vector<T> cb = chunk_cb(v);
   const int64_t Q = v.Q, P = v.P, N = v.N, ldx = v.H * P, ldb = v.G * N;
   parallel_for(p.batch * v.H, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), bwt(N * Q);
+    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), xw(Q * P), dv(P);
     ChunkScalars<T> k(Q);
     for (int64_t job = lo; job < hi; ++job) {
       const int64_t b = job / v.H, h = job % v.H, g = h / v.hpg;
+      for (int64_t i = 0; i < P; ++i) dv[i] = v.dval(h, i);
       if (v.h0) transpose(v.h0 + job * P * N, P, N, N, ht.data(), P);  // state kept as Hᵀ (N×P)
       else std::fill(ht.begin(), ht.end(), T(0));
       for (int64_t c = 0; c < v.nc; ++c) {
@@ -174,20 +189,14 @@ void forward_impl(const SsdParams& p) {
           for (int64_t n = 0; n < N; ++n) ce[t * N + n] = Cc[t * ldb + n] * e;
         }
         gemm<T>(q, P, N, ce.data(), N, ht.data(), P, Y, ldx, true);
-        for (int64_t s = 0; s < q; ++s) {
-          const T w = k.e_out(s) * k.dtp[s];
-          for (int64_t n = 0; n < N; ++n) bwt[n * q + s] = Bc[s * ldb + n] * w;
-        }
-        const T decay = k.decay();
-        for (T& e : ht) e *= decay;
-        gemm<T>(N, P, q, bwt.data(), q, X, ldx, ht.data(), P, true);
+        state_update<T>(k, Bc, ldb, X, ldx, N, P, xw.data(), ht.data());
         for (int64_t t = 0; t < q; ++t) {
           T* yr = Y + t * ldx;
           const T* xr = X + t * ldx;
-          const T* zr = v.z ? v.z + v.xrow(b, t0 + t, h) : nullptr;
-          for (int64_t i = 0; i < P; ++i) {
-            const T val = yr[i] + v.dval(h, i) * xr[i];
-            yr[i] = zr ? val * silu(zr[i]) : val;
+          for (int64_t i = 0; i < P; ++i) yr[i] += dv[i] * xr[i];
+          if (v.z) {
+            const T* zr = v.z + v.xrow(b, t0 + t, h);
+            for (int64_t i = 0; i < P; ++i) yr[i] *= silu(zr[i]);
           }
         }
       }
@@ -215,7 +224,7 @@ void backward_impl(const SsdParams& p) {
   parallel_for(BH, 1, [&](int64_t lo, int64_t hi) {
     std::vector<T> h0s(v.nc * N * P), ht(N * P), gt(N * P), gmat(P * N), h0mat(P * N);
     std::vector<T> lm(Q * Q), lexp(Q * Q), dyx(Q * Q), tmat(Q * Q);
-    std::vector<T> ce(Q * N), cet(N * Q), be(Q * N), bwt(N * Q), dy(Q * P), dtx(Q * P), dtxt(P * Q),
+    std::vector<T> ce(Q * N), be(Q * N), xw(Q * P), dy(Q * P), dtx(Q * P), dtxt(P * Q),
         dtxe(Q * P), dye(Q * P), yin(Q * P), yfull(Q * P), term2(Q * P), ddtx(Q * P);
     std::vector<T> dcs(Q), ddtp(Q);
     ChunkScalars<T> k(Q);
@@ -228,16 +237,8 @@ void backward_impl(const SsdParams& p) {
       for (int64_t c = 0; c < v.nc; ++c) {
         std::copy(ht.begin(), ht.end(), h0s.begin() + c * N * P);
         k.load(v, b, h, c);
-        const int64_t q = k.q;
         const T* X = v.x + v.xrow(b, k.t0, h);
-        const T* Bc = v.B + v.brow(b, k.t0, g);
-        for (int64_t s = 0; s < q; ++s) {
-          const T w = k.e_out(s) * k.dtp[s];
-          for (int64_t n = 0; n < N; ++n) bwt[n * q + s] = Bc[s * ldb + n] * w;
-        }
-        const T decay = k.decay();
-        for (T& e : ht) e *= decay;
-        gemm<T>(N, P, q, bwt.data(), q, X, ldx, ht.data(), P, true);
+        state_update<T>(k, v.B + v.brow(b, k.t0, g), ldb, X, ldx, N, P, xw.data(), ht.data());
       }
       // Pass 2: chunks in reverse, gt = (dL/dH at the chunk's end)ᵀ.
       if (dfin) transpose(dfin + job * P * N, P, N, N, gt.data(), P);
@@ -258,7 +259,6 @@ void backward_impl(const SsdParams& p) {
           const T e1 = k.e_in(t), e2 = k.e_out(t);
           for (int64_t n = 0; n < N; ++n) {
             ce[t * N + n] = Cc[t * ldb + n] * e1;
-            cet[n * q + t] = ce[t * N + n];
             be[t * N + n] = Bc[t * ldb + n] * e2;
           }
         }
@@ -366,7 +366,7 @@ void backward_impl(const SsdParams& p) {
         // Carry dL/dH to the previous chunk's end.
         const T decay = k.decay();
         for (T& e : gt) e *= decay;
-        gemm<T>(N, P, q, cet.data(), q, dy.data(), P, gt.data(), P, true);
+        gemm<T, true>(N, P, q, ce.data(), N, dy.data(), P, gt.data(), P, true);  // (e_in∘C)ᵀ·dy
       }
       if (p.dinitial_states) transpose(gt.data(), N, P, P, static_cast<T*>(p.dinitial_states) + job * P * N, N);
       dA_part[job] = dA_acc;

@@ -24,7 +24,9 @@ Dev make_dev(const SsdParams& p) {
   d.Lpad = d.nc * d.Q;
   d.NP = cuda::ssd::round16(d.N);
   d.PC = cuda::ssd::round16(d.P);
-  d.PT = std::min(d.NP <= 128 ? 64 : 32, d.PC);
+  // 32-wide headdim tiles: twice the blocks of 64 (C·Bᵀ is recomputed per tile) but a
+  // shared-memory footprint (~110 KB at dstate 128) that lets two blocks share an SM.
+  d.PT = std::min(32, d.PC);
   d.PP = (d.P + d.PT - 1) / d.PT * d.PT;
   d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout;
   d.dt = static_cast<const float*>(p.dt), d.A = static_cast<const float*>(p.A), d.D = static_cast<const float*>(p.D);
