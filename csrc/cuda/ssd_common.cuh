@@ -32,7 +32,8 @@ struct Dev {
   int PT;      // headdim tile of the forward / state kernels (multiple of 16)
   int PP;      // headdim padded to whole tiles (rows of the chunk-state scratch)
   int PC;      // headdim padded to 16 (the chunk-gradient kernel takes all of it)
-  int Lpad;    // nc·Q (rows of the per-head dB/dC partials)
+  int Lpad;    // nc·Q (rows of the dB/dC partials)
+  int HB, nhb, nslots;  // heads per backward block, runs per group, partial slots (G·nhb)
   const void *x, *z, *B, *C, *dout;
   const float *dt, *A, *D, *dt_bias, *h0, *dfinal;
   const int* seq_idx;

@@ -28,6 +28,9 @@ Dev make_dev(const SsdParams& p) {
   // shared-memory footprint (~110 KB at dstate 128) that lets two blocks share an SM.
   d.PT = std::min(32, d.PC);
   d.PP = (d.P + d.PT - 1) / d.PT * d.PT;
+  d.HB = std::min(d.hpg, 8);
+  d.nhb = (d.hpg + d.HB - 1) / d.HB;
+  d.nslots = d.G * d.nhb;
   d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout;
   d.dt = static_cast<const float*>(p.dt), d.A = static_cast<const float*>(p.A), d.D = static_cast<const float*>(p.D);
   d.dt_bias = static_cast<const float*>(p.dt_bias), d.h0 = static_cast<const float*>(p.initial_states);
@@ -43,12 +46,12 @@ Dev make_dev(const SsdParams& p) {
   return d;
 }
 
-// Backward scratch: S0, S1 (chunk states, T), per-head dB/dC partials, per-chunk partials.
+// Backward scratch: S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk partials.
 struct BwdScratch {
   size_t s0, s1, dBh, dCh, dA, dbias, dD, bytes;
   explicit BwdScratch(const Dev& d, size_t ts) {
     const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
-    const size_t partial = size_t(d.batch) * d.Lpad * d.H * d.NP * 4;
+    const size_t partial = size_t(d.batch) * d.Lpad * d.nslots * d.NP * 4;
     const size_t per_chunk = size_t(d.batch) * d.H * d.nc * 4;
     size_t o = 0;
     s0 = o, o = align256(o + states);
