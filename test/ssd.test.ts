@@ -163,6 +163,7 @@ async function opGrads(pr: SsdRefInputs, dtype: DType, chunk: number, wy: Float6
 const GRAD_CASES: Array<[string, SsdCase, number]> = [
   ['groups 2, z, D, dtBias, initial states, chunk 4', { batch: 2, seqlen: 11, heads: 4, headdim: 3, dstate: 4, groups: 2, z: true, D: 'head', dtBias: true, initialStates: true }, 4],
   ['seqIdx, D per channel, no softplus, chunk 5', { batch: 1, seqlen: 13, heads: 2, headdim: 2, dstate: 3, groups: 1, D: 'channel', dtSoftplus: false, seqStarts: [4, 9], initialStates: true }, 5],
+  ['6 heads in one group (several heads per partial), chunk 4', { batch: 2, seqlen: 10, heads: 6, headdim: 2, dstate: 3, groups: 1, z: true, D: 'head', dtBias: true }, 4],
   ['dtLimit (away from the kinks), chunk 16', { batch: 1, seqlen: 9, heads: 2, headdim: 2, dstate: 5, groups: 2, dtLimit: [0.0, 0.08], dtRange: [-5, -1], z: true }, 16],
 ];
 

@@ -217,11 +217,14 @@ void backward_impl(const SsdParams& p) {
   const std::vector<T> cb = chunk_cb(v);
   const int64_t Q = v.Q, P = v.P, N = v.N, H = v.H, ldx = H * P, ldb = v.G * N, BH = p.batch * H;
   const int64_t nd = p.d_per_channel ? P : 1;
-  // Per-head partials, reduced in a fixed order afterwards.
-  std::vector<T> dBh(static_cast<size_t>(p.batch * v.L * H * N)), dCh(dBh.size());
+  // Threads take (batch, group, run of heads); a run's heads add their dB/dC into the run's own
+  // partial rows in order, and the runs are summed in a fixed order afterwards. The number of
+  // runs is fixed (not the thread count), so results are the same bits on every machine.
+  const int64_t R = std::min<int64_t>(v.hpg, 4), nslots = v.G * R;
+  std::vector<T> dBh(static_cast<size_t>(p.batch * v.L * nslots * N)), dCh(dBh.size());
   std::vector<T> dA_part(BH), dbias_part(BH), dD_part(BH * nd);
 
-  parallel_for(BH, 1, [&](int64_t lo, int64_t hi) {
+  parallel_for(p.batch * nslots, 1, [&](int64_t lo, int64_t hi) {
     std::vector<T> h0s(v.nc * N * P), ht(N * P), gt(N * P), gmat(P * N), h0mat(P * N);
     std::vector<T> lm(Q * Q), lexp(Q * Q), dyx(Q * Q), tmat(Q * Q);
     std::vector<T> ce(Q * N), be(Q * N), xw(Q * P), dy(Q * P), dtx(Q * P), dtxt(P * Q),
@@ -229,153 +232,159 @@ void backward_impl(const SsdParams& p) {
     std::vector<T> dcs(Q), ddtp(Q);
     ChunkScalars<T> k(Q);
     for (int64_t job = lo; job < hi; ++job) {
-      const int64_t b = job / H, h = job % H, g = h / v.hpg;
-      const T a = v.A[h];
-      // Pass 1: the state entering every chunk (Hᵀ, N×P).
-      if (v.h0) transpose(v.h0 + job * P * N, P, N, N, ht.data(), P);
-      else std::fill(ht.begin(), ht.end(), T(0));
-      for (int64_t c = 0; c < v.nc; ++c) {
-        std::copy(ht.begin(), ht.end(), h0s.begin() + c * N * P);
-        k.load(v, b, h, c);
-        const T* X = v.x + v.xrow(b, k.t0, h);
-        state_update<T>(k, v.B + v.brow(b, k.t0, g), ldb, X, ldx, N, P, xw.data(), ht.data());
-      }
-      // Pass 2: chunks in reverse, gt = (dL/dH at the chunk's end)ᵀ.
-      if (dfin) transpose(dfin + job * P * N, P, N, N, gt.data(), P);
-      else std::fill(gt.begin(), gt.end(), T(0));
-      T dA_acc = 0, dbias_acc = 0;
-      std::vector<T> dD_acc(nd, T(0));
-      for (int64_t c = v.nc - 1; c >= 0; --c) {
-        k.load(v, b, h, c);
-        const int64_t q = k.q, t0 = k.t0;
-        const T* X = v.x + v.xrow(b, t0, h);
-        const T* Bc = v.B + v.brow(b, t0, g);
-        const T* Cc = v.C + v.brow(b, t0, g);
-        const T* cbc = cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q;
-        const T* h0t = h0s.data() + c * N * P;
-        transpose(h0t, N, P, P, h0mat.data(), N);
-        transpose(gt.data(), N, P, P, gmat.data(), N);
-        for (int64_t t = 0; t < q; ++t) {
-          const T e1 = k.e_in(t), e2 = k.e_out(t);
-          for (int64_t n = 0; n < N; ++n) {
-            ce[t * N + n] = Cc[t * ldb + n] * e1;
-            be[t * N + n] = Bc[t * ldb + n] * e2;
-          }
+      const int64_t b = job / nslots, slot = job % nslots, g = slot / R, r = slot % R;
+      const int64_t h_begin = g * v.hpg + r * v.hpg / R, h_end = g * v.hpg + (r + 1) * v.hpg / R;
+      for (int64_t h = h_begin; h < h_end; ++h) {
+        const int64_t bh = b * H + h;
+        const bool first = h == h_begin;
+        const T a = v.A[h];
+        // Pass 1: the state entering every chunk (Hᵀ, N×P).
+        if (v.h0) transpose(v.h0 + bh * P * N, P, N, N, ht.data(), P);
+        else std::fill(ht.begin(), ht.end(), T(0));
+        for (int64_t c = 0; c < v.nc; ++c) {
+          std::copy(ht.begin(), ht.end(), h0s.begin() + c * N * P);
+          k.load(v, b, h, c);
+          const T* X = v.x + v.xrow(b, k.t0, h);
+          state_update<T>(k, v.B + v.brow(b, k.t0, g), ldb, X, ldx, N, P, xw.data(), ht.data());
         }
-        // Output gradient before the gate; the inter-chunk output (needed for dcs and dz).
-        gemm<T>(q, P, N, ce.data(), N, h0t, P, yin.data(), P, false);
-        if (v.z) {
-          decay_matrix<T>(k, cbc, Q, k.dtp.data(), lm.data(), Q);
-          causal_lm_x<T>(lm.data(), Q, q, X, ldx, yfull.data(), P, P);
-        }
-        for (int64_t t = 0; t < q; ++t) {
-          const T* dor = dout + v.xrow(b, t0 + t, h);
-          const T* xr = X + t * ldx;
-          for (int64_t i = 0; i < P; ++i) {
-            T g_out = dor[i];
-            if (v.z) {
-              const T zv = v.z[v.xrow(b, t0 + t, h) + i];
-              const T sg = T(1) / (T(1) + std::exp(-zv));
-              const T yv = yfull[t * P + i] + yin[t * P + i] + v.dval(h, i) * xr[i];
-              dz[v.xrow(b, t0 + t, h) + i] = g_out * yv * sg * (T(1) + zv * (T(1) - sg));
-              g_out *= zv * sg;
+        // Pass 2: chunks in reverse, gt = (dL/dH at the chunk's end)ᵀ.
+        if (dfin) transpose(dfin + bh * P * N, P, N, N, gt.data(), P);
+        else std::fill(gt.begin(), gt.end(), T(0));
+        T dA_acc = 0, dbias_acc = 0;
+        std::vector<T> dD_acc(nd, T(0));
+        for (int64_t c = v.nc - 1; c >= 0; --c) {
+          k.load(v, b, h, c);
+          const int64_t q = k.q, t0 = k.t0;
+          const T* X = v.x + v.xrow(b, t0, h);
+          const T* Bc = v.B + v.brow(b, t0, g);
+          const T* Cc = v.C + v.brow(b, t0, g);
+          const T* cbc = cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q;
+          const T* h0t = h0s.data() + c * N * P;
+          transpose(h0t, N, P, P, h0mat.data(), N);
+          transpose(gt.data(), N, P, P, gmat.data(), N);
+          for (int64_t t = 0; t < q; ++t) {
+            const T e1 = k.e_in(t), e2 = k.e_out(t);
+            for (int64_t n = 0; n < N; ++n) {
+              ce[t * N + n] = Cc[t * ldb + n] * e1;
+              be[t * N + n] = Bc[t * ldb + n] * e2;
             }
-            dy[t * P + i] = g_out;
-            dtx[t * P + i] = k.dtp[t] * xr[i];
-            dtxt[i * q + t] = dtx[t * P + i];
-            dtxe[t * P + i] = dtx[t * P + i] * k.e_out(t);
-            dye[t * P + i] = g_out * k.e_in(t);
           }
-        }
-        // dYX[t,s] = dy_t·dtx_s (causal blocks), decay factors, W = CB∘decay∘dYX.
-        for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
-          const int64_t mb = std::min(kRowBlock, q - i0);
-          gemm<T>(mb, i0 + mb, P, dy.data() + i0 * P, P, dtxt.data(), q, dyx.data() + i0 * Q, Q, false);
-        }
-        decay_matrix<T>(k, nullptr, 0, nullptr, lexp.data(), Q);
-        std::fill(dcs.begin(), dcs.begin() + q, T(0));
-        for (int64_t t = 0; t < q; ++t) {
-          T row = 0;
-          for (int64_t s = 0; s <= t; ++s) {
-            const T w = cbc[t * Q + s] * lexp[t * Q + s] * dyx[t * Q + s];
-            row += w;
-            dcs[s] -= w;
+          // Output gradient before the gate; the inter-chunk output (needed for dcs and dz).
+          gemm<T>(q, P, N, ce.data(), N, h0t, P, yin.data(), P, false);
+          if (v.z) {
+            decay_matrix<T>(k, cbc, Q, k.dtp.data(), lm.data(), Q);
+            causal_lm_x<T>(lm.data(), Q, q, X, ldx, yfull.data(), P, P);
           }
-          dcs[t] += row;
-          T vt = 0;
-          for (int64_t i = 0; i < P; ++i) vt += dy[t * P + i] * yin[t * P + i];
-          dcs[t] += vt;
-        }
-        // d(dt'x) = (CB∘decay)ᵀ dy + diag(e2) B G ᵀ... (term2 first: it also gives U_s)
-        gemm<T>(q, P, N, be.data(), N, gt.data(), P, term2.data(), P, false);
-        T usum = 0;
-        for (int64_t s = 0; s < q; ++s) {
-          T us = 0;
-          for (int64_t i = 0; i < P; ++i) us += dtx[s * P + i] * term2[s * P + i];
-          dcs[s] -= us;
-          usum += us;
-        }
-        T gh = 0;
-        for (int64_t i = 0; i < N * P; ++i) gh += gt[i] * h0t[i];
-        dcs[q - 1] += usum + k.decay() * gh;
-        // Upper-triangular transposes: tmat[s,t] = CB[t,s]·decay[t,s].
-        for (int64_t s = 0; s < q; ++s)
-          for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? cbc[t * Q + s] * lexp[t * Q + s] : T(0);
-        std::copy(term2.begin(), term2.begin() + q * P, ddtx.begin());
-        for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
-          const int64_t mb = std::min(kRowBlock, q - i0);
-          gemm<T>(mb, P, q - i0, tmat.data() + i0 * Q + i0, Q, dy.data() + i0 * P, P, ddtx.data() + i0 * P, P, true);
-        }
-        // dB (this head) = (decay∘dYX)ᵀ C + diag(e2) dtx G;  dC = (decay∘dYX) B + diag(e1) dy H0.
-        for (int64_t s = 0; s < q; ++s)
-          for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
-        T* dBr = dBh.data() + ((b * v.L + t0) * H + h) * N;
-        T* dCr = dCh.data() + ((b * v.L + t0) * H + h) * N;
-        gemm<T>(q, N, P, dtxe.data(), P, gmat.data(), N, dBr, H * N, false);
-        for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
-          const int64_t mb = std::min(kRowBlock, q - i0);
-          gemm<T>(mb, N, q - i0, tmat.data() + i0 * Q + i0, Q, Cc + i0 * ldb, ldb, dBr + i0 * H * N, H * N, true);
-        }
-        for (int64_t t = 0; t < q; ++t)
-          for (int64_t s = 0; s < q; ++s) lm[t * Q + s] = s <= t ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
-        gemm<T>(q, N, P, dye.data(), P, h0mat.data(), N, dCr, H * N, false);
-        for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
-          const int64_t mb = std::min(kRowBlock, q - i0);
-          gemm<T>(mb, N, i0 + mb, lm.data() + i0 * Q, Q, Bc, ldb, dCr + i0 * H * N, H * N, true);
-        }
-        // dx, dt', then through the cumsum (reverse) to dA and dt.
-        for (int64_t s = 0; s < q; ++s) {
-          const T* xr = X + s * ldx;
-          T* dxr = dx + v.xrow(b, t0 + s, h);
-          T acc = 0;
-          for (int64_t i = 0; i < P; ++i) {
-            dxr[i] = k.dtp[s] * ddtx[s * P + i] + v.dval(h, i) * dy[s * P + i];
-            acc += xr[i] * ddtx[s * P + i];
-            dD_acc[p.d_per_channel ? i : 0] += dy[s * P + i] * xr[i];
+          for (int64_t t = 0; t < q; ++t) {
+            const T* dor = dout + v.xrow(b, t0 + t, h);
+            const T* xr = X + t * ldx;
+            for (int64_t i = 0; i < P; ++i) {
+              T g_out = dor[i];
+              if (v.z) {
+                const T zv = v.z[v.xrow(b, t0 + t, h) + i];
+                const T sg = T(1) / (T(1) + std::exp(-zv));
+                const T yv = yfull[t * P + i] + yin[t * P + i] + v.dval(h, i) * xr[i];
+                dz[v.xrow(b, t0 + t, h) + i] = g_out * yv * sg * (T(1) + zv * (T(1) - sg));
+                g_out *= zv * sg;
+              }
+              dy[t * P + i] = g_out;
+              dtx[t * P + i] = k.dtp[t] * xr[i];
+              dtxt[i * q + t] = dtx[t * P + i];
+              dtxe[t * P + i] = dtx[t * P + i] * k.e_out(t);
+              dye[t * P + i] = g_out * k.e_in(t);
+            }
           }
-          ddtp[s] = acc;
+          // dYX[t,s] = dy_t·dtx_s (causal blocks), decay factors, W = CB∘decay∘dYX.
+          for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
+            const int64_t mb = std::min(kRowBlock, q - i0);
+            gemm<T>(mb, i0 + mb, P, dy.data() + i0 * P, P, dtxt.data(), q, dyx.data() + i0 * Q, Q, false);
+          }
+          decay_matrix<T>(k, nullptr, 0, nullptr, lexp.data(), Q);
+          std::fill(dcs.begin(), dcs.begin() + q, T(0));
+          for (int64_t t = 0; t < q; ++t) {
+            T row = 0;
+            for (int64_t s = 0; s <= t; ++s) {
+              const T w = cbc[t * Q + s] * lexp[t * Q + s] * dyx[t * Q + s];
+              row += w;
+              dcs[s] -= w;
+            }
+            dcs[t] += row;
+            T vt = 0;
+            for (int64_t i = 0; i < P; ++i) vt += dy[t * P + i] * yin[t * P + i];
+            dcs[t] += vt;
+          }
+          // d(dt'x) = (CB∘decay)ᵀ dy + diag(e2) B G ᵀ... (term2 first: it also gives U_s)
+          gemm<T>(q, P, N, be.data(), N, gt.data(), P, term2.data(), P, false);
+          T usum = 0;
+          for (int64_t s = 0; s < q; ++s) {
+            T us = 0;
+            for (int64_t i = 0; i < P; ++i) us += dtx[s * P + i] * term2[s * P + i];
+            dcs[s] -= us;
+            usum += us;
+          }
+          T gh = 0;
+          for (int64_t i = 0; i < N * P; ++i) gh += gt[i] * h0t[i];
+          dcs[q - 1] += usum + k.decay() * gh;
+          // Upper-triangular transposes: tmat[s,t] = CB[t,s]·decay[t,s].
+          for (int64_t s = 0; s < q; ++s)
+            for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? cbc[t * Q + s] * lexp[t * Q + s] : T(0);
+          std::copy(term2.begin(), term2.begin() + q * P, ddtx.begin());
+          for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
+            const int64_t mb = std::min(kRowBlock, q - i0);
+            gemm<T>(mb, P, q - i0, tmat.data() + i0 * Q + i0, Q, dy.data() + i0 * P, P, ddtx.data() + i0 * P, P, true);
+          }
+          // dB (this head) = (decay∘dYX)ᵀ C + diag(e2) dtx G;  dC = (decay∘dYX) B + diag(e1) dy H0.
+          for (int64_t s = 0; s < q; ++s)
+            for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
+          const int64_t ldo = nslots * N;
+          T* dBr = dBh.data() + ((b * v.L + t0) * nslots + slot) * N;
+          T* dCr = dCh.data() + ((b * v.L + t0) * nslots + slot) * N;
+          gemm<T>(q, N, P, dtxe.data(), P, gmat.data(), N, dBr, ldo, !first);
+          for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
+            const int64_t mb = std::min(kRowBlock, q - i0);
+            gemm<T>(mb, N, q - i0, tmat.data() + i0 * Q + i0, Q, Cc + i0 * ldb, ldb, dBr + i0 * ldo, ldo, true);
+          }
+          for (int64_t t = 0; t < q; ++t)
+            for (int64_t s = 0; s < q; ++s) lm[t * Q + s] = s <= t ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
+          gemm<T>(q, N, P, dye.data(), P, h0mat.data(), N, dCr, ldo, !first);
+          for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
+            const int64_t mb = std::min(kRowBlock, q - i0);
+            gemm<T>(mb, N, i0 + mb, lm.data() + i0 * Q, Q, Bc, ldb, dCr + i0 * ldo, ldo, true);
+          }
+          // dx, dt', then through the cumsum (reverse) to dA and dt.
+          for (int64_t s = 0; s < q; ++s) {
+            const T* xr = X + s * ldx;
+            T* dxr = dx + v.xrow(b, t0 + s, h);
+            T acc = 0;
+            for (int64_t i = 0; i < P; ++i) {
+              dxr[i] = k.dtp[s] * ddtx[s * P + i] + v.dval(h, i) * dy[s * P + i];
+              acc += xr[i] * ddtx[s * P + i];
+              dD_acc[p.d_per_channel ? i : 0] += dy[s * P + i] * xr[i];
+            }
+            ddtp[s] = acc;
+          }
+          T da = 0;
+          for (int64_t s = q - 1; s >= 0; --s) {
+            da += dcs[s];
+            dA_acc += k.dtp[s] * da;
+            const T g_raw = (ddtp[s] + a * da) * k.dderiv[s];
+            ddt[(b * v.L + t0 + s) * H + h] = g_raw;
+            dbias_acc += g_raw;
+          }
+          // Carry dL/dH to the previous chunk's end.
+          const T decay = k.decay();
+          for (T& e : gt) e *= decay;
+          gemm<T, true>(N, P, q, ce.data(), N, dy.data(), P, gt.data(), P, true);  // (e_in∘C)ᵀ·dy
         }
-        T da = 0;
-        for (int64_t s = q - 1; s >= 0; --s) {
-          da += dcs[s];
-          dA_acc += k.dtp[s] * da;
-          const T g_raw = (ddtp[s] + a * da) * k.dderiv[s];
-          ddt[(b * v.L + t0 + s) * H + h] = g_raw;
-          dbias_acc += g_raw;
-        }
-        // Carry dL/dH to the previous chunk's end.
-        const T decay = k.decay();
-        for (T& e : gt) e *= decay;
-        gemm<T, true>(N, P, q, ce.data(), N, dy.data(), P, gt.data(), P, true);  // (e_in∘C)ᵀ·dy
+        if (p.dinitial_states) transpose(gt.data(), N, P, P, static_cast<T*>(p.dinitial_states) + bh * P * N, N);
+        dA_part[bh] = dA_acc;
+        dbias_part[bh] = dbias_acc;
+        std::copy(dD_acc.begin(), dD_acc.end(), dD_part.begin() + bh * nd);
       }
-      if (p.dinitial_states) transpose(gt.data(), N, P, P, static_cast<T*>(p.dinitial_states) + job * P * N, N);
-      dA_part[job] = dA_acc;
-      dbias_part[job] = dbias_acc;
-      std::copy(dD_acc.begin(), dD_acc.end(), dD_part.begin() + job * nd);
     }
   });
 
-  // Fixed-order reductions: heads of a group for dB/dC, batches for the per-head parameters.
+  // Fixed-order reductions: runs of a group for dB/dC, batches for the per-head parameters.
   T *dB = static_cast<T*>(p.dB), *dC = static_cast<T*>(p.dC);
   parallel_for(p.batch * v.L * v.G, 64, [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
@@ -384,8 +393,8 @@ void backward_impl(const SsdParams& p) {
       T* oc = dC + r * N;
       std::fill(ob, ob + N, T(0));
       std::fill(oc, oc + N, T(0));
-      for (int64_t j = 0; j < v.hpg; ++j) {
-        const int64_t off = (bt * H + g * v.hpg + j) * N;
+      for (int64_t j = 0; j < R; ++j) {
+        const int64_t off = (bt * nslots + g * R + j) * N;
         for (int64_t n = 0; n < N; ++n) ob[n] += dBh[off + n], oc[n] += dCh[off + n];
       }
     }
