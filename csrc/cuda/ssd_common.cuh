@@ -257,8 +257,23 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
 }
 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
+// 16-byte vector copies when every row is whole and aligned (the common case: dstate and
+// headdim multiples of 8), else element by element.
 template <typename T>
 __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec = cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
+                   (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+  if (vec) {
+    const int vcols = cols / V;
+    for (int idx = threadIdx.x; idx < rows * vcols; idx += kThreads) {
+      const int r = idx / vcols, c = (idx % vcols) * V;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits are +0 in every float type
+      if (r < rows_valid) v = *reinterpret_cast<const uint4*>(src + int64_t(r) * stride + c);
+      *reinterpret_cast<uint4*>(dst + r * ldd + c) = v;
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
     const int r = idx / cols, c = idx % cols;
     dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? src[int64_t(r) * stride + c] : from_float<T>(0.f);

