@@ -39,6 +39,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
@@ -54,12 +56,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
     __syncthreads();
     T* s1 = static_cast<T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
     for (int i = threadIdx.x; i < PT * NP; i += kThreads) s1[i] = from_float<T>(sG[(i / NP) * lay.ldG + i % NP]);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int t = idx / NP, n = idx % NP;
       float v = 0.f;
-      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * (sSeg[t] == 0 ? __expf(sCs[t]) : 0.f);
+      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * sEin[t];
       sC[t * lay.ldN + n] = from_float<T>(v);
     }
     for (int idx = threadIdx.x; idx < Q * PT; idx += kThreads) {
@@ -102,6 +104,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
   float* sRow = reinterpret_cast<float*>(smem + lay.sRow);
   float* sCol = reinterpret_cast<float*>(smem + lay.sCol);
   float* sV = reinterpret_cast<float*>(smem + lay.sV);
@@ -133,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
 
     __syncthreads();  // the previous head is done with shared memory
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
     for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
       const int t = idx / PC, p = idx % PC;
       float dtx = 0.f, dy = 0.f, zv;
@@ -147,8 +151,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     __syncthreads();
     const float cs_end = sCs[Q - 1];
     const int seg_end = sSeg[Q - 1];
-    auto e_in = [&](int t) { return sSeg[t] == 0 ? __expf(sCs[t]) : 0.f; };
-    auto e_out = [&](int s) { return sSeg[s] == seg_end ? __expf(cs_end - sCs[s]) : 0.f; };
+    auto e_in = [&](int t) { return sEin[t]; };
+    auto e_out = [&](int s) { return sEout[s]; };
 
     // 1. CB, dYX = dy·dtxᵀ, y_inter = C·H0ᵀ
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sCB, lay.ldM, 0.f);

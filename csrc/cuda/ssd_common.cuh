@@ -53,7 +53,7 @@ struct Dev {
 
 struct FwdLayout {
   int ldN, ldX, ldM, ldMT, ldH, ldHT, ldY;
-  size_t sB, sC, sX, sM, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, bytes;
+  size_t sB, sC, sX, sM, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
   __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
     ldN = NP + 8, ldX = PT + 8, ldM = Q + 4, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
     size_t o = 0;
@@ -70,13 +70,15 @@ struct FwdLayout {
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     bytes = o;
   }
 };
 
 struct StateLayout {  // reverse state pass
   int ldN, ldX, ldG;
-  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, bytes;
+  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
   __host__ __device__ StateLayout(int Q, int NP, int PT, int ts) {
     ldN = NP + 8, ldX = PT + 8, ldG = NP + 4;
     size_t o = 0;
@@ -87,13 +89,15 @@ struct StateLayout {  // reverse state pass
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     bytes = o;
   }
 };
 
 struct GradLayout {  // chunk gradients
   int ldN, ldP, ldM, ldMT, ldF;
-  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sCB, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sRow, sCol, sV, sU,
+  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sCB, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
       sDdtp, sRed, bytes;
   __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
     ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
@@ -120,6 +124,8 @@ struct GradLayout {  // chunk gradients
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     sRow = o, o = align128(o + size_t(Q) * 4);
     sCol = o, o = align128(o + size_t(Q) * 4);
     sV = o, o = align128(o + size_t(Q) * 4);
@@ -215,8 +221,11 @@ __device__ __forceinline__ float dt_forward(const Dev& d, float raw, float* deri
   return v;
 }
 
+// Also the decay factors every kernel needs per row: e_in[t] = exp(cs_t) while t is on the
+// incoming sequence (else 0), e_out[s] = exp(cs_end − cs_s) for s on the outgoing one (else 0).
 template <int Q>
-__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg) {
+__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg,
+                              float* sEin, float* sEout) {
   const int i = threadIdx.x;
   if (i < Q) {
     float dtp = 0.f, der = 0.f;
@@ -252,6 +261,11 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
     const float pa = xa - fa;  // exclusive prefix of this lane
     const int ps = xs - fs;
     for (int e = 0; e < E; ++e) sCs[i * E + e] = pa + a[e], sSeg[i * E + e] = ps + s[e];
+  }
+  __syncthreads();
+  if (i < Q) {
+    sEin[i] = sSeg[i] == 0 ? __expf(sCs[i]) : 0.f;
+    sEout[i] = sSeg[i] == sSeg[Q - 1] ? __expf(sCs[Q - 1] - sCs[i]) : 0.f;
   }
   __syncthreads();
 }

@@ -31,6 +31,8 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
 
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     load_tile(sX, lay.ldX, x + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0, int64_t(d.H) * d.P, q, Q, pw, PT);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);  // ends with __syncthreads
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);  // ends with __syncthreads
 
     if (want_y) {
       block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sM, lay.ldM, 0.f);  // C·Bᵀ
@@ -82,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
       }
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
-      const float w = sSeg[s] == seg_end ? __expf(cs_end - sCs[s]) * sDtp[s] : 0.f;
+      const float w = sEout[s] * sDtp[s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
     __syncthreads();
@@ -93,7 +95,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     if (want_y) {
       for (int idx = threadIdx.x; idx < q * pw; idx += kThreads) {
         const int t = idx / pw, pp = idx % pw, p = p0 + pp;
-        const float e_in = sSeg[t] == 0 ? __expf(sCs[t]) : 0.f;
+        const float e_in = sEin[t];
         const float xv = to_float(sX[t * lay.ldX + pp]);
         float v = sY[t * lay.ldY + pp] + e_in * sY2[t * lay.ldY + pp];
         if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * xv;
