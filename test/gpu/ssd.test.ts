@@ -117,6 +117,19 @@ describeGpu('ssdChunkScan on CUDA', () => {
     }
   });
 
+  it('mixed devices are refused with ERR_DEVICE', () => {
+    const pr = makeSsdProblem({ batch: 1, seqlen: 4, heads: 2, headdim: 4, dstate: 16, groups: 1 });
+    const o = ssdTensors(pr, 'float32', 'cuda');
+    let err: (Error & { code?: string }) | undefined;
+    try {
+      ssdChunkScan({ ...o, A: tensor(pr.A, [2], { dtype: 'float32' }) });
+    } catch (e) {
+      err = e as Error & { code?: string };
+    }
+    expect(err?.code).toBe('ERR_DEVICE');
+    expect(err?.message).toContain('A');
+  });
+
   it('refuses sizes the kernels do not take', async () => {
     const o = ssdTensors(makeSsdProblem({ batch: 1, seqlen: 4, heads: 1, headdim: 130, dstate: 16, groups: 1 }), 'float32', 'cuda');
     expect(() => ssdChunkScan(o)).toThrow(/headdim up to 128/);
