@@ -148,6 +148,13 @@ void state_update(const ChunkScalars<T>& k, const T* Bc, int64_t ldb, const T* X
   gemm<T, true>(N, P, k.q, Bc, ldb, xw, P, ht, P, true);
 }
 
+// rows × cols of a strided matrix into a contiguous buffer (the products then touch a few pages
+// instead of one per row).
+template <typename T>
+void pack_rows(const T* src, int64_t ld, int64_t rows, int64_t cols, T* dst) {
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * ld, src + r * ld + cols, dst + r * cols);
+}
+
 template <typename T>
 void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, int64_t ldd) {
   for (int64_t i = 0; i < rows; ++i)
@@ -168,7 +175,7 @@ void forward_impl(const SsdParams& p) {
   const std::vector<T> cb = chunk_cb(v);
   const int64_t Q = v.Q, P = v.P, N = v.N, ldx = v.H * P, ldb = v.G * N;
   parallel_for(p.batch * v.H, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), xw(Q * P), dv(P);
+    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), xw(Q * P), xc(Q * P), dv(P);
     ChunkScalars<T> k(Q);
     for (int64_t job = lo; job < hi; ++job) {
       const int64_t b = job / v.H, h = job % v.H, g = h / v.hpg;
@@ -183,7 +190,8 @@ void forward_impl(const SsdParams& p) {
         const T* Cc = v.C + v.brow(b, t0, g);
         T* Y = y + v.xrow(b, t0, h);
         decay_matrix<T>(k, cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q, Q, k.dtp.data(), lm.data(), Q);
-        causal_lm_x<T>(lm.data(), Q, q, X, ldx, Y, ldx, P);
+        pack_rows(X, ldx, q, P, xc.data());  // contiguous: the product walks all q rows of X
+        causal_lm_x<T>(lm.data(), Q, q, xc.data(), P, Y, ldx, P);
         for (int64_t t = 0; t < q; ++t) {
           const T e = k.e_in(t);
           for (int64_t n = 0; n < N; ++n) ce[t * N + n] = Cc[t * ldb + n] * e;
@@ -273,7 +281,8 @@ void backward_impl(const SsdParams& p) {
           gemm<T>(q, P, N, ce.data(), N, h0t, P, yin.data(), P, false);
           if (v.z) {
             decay_matrix<T>(k, cbc, Q, k.dtp.data(), lm.data(), Q);
-            causal_lm_x<T>(lm.data(), Q, q, X, ldx, yfull.data(), P, P);
+            pack_rows(X, ldx, q, P, xw.data());
+            causal_lm_x<T>(lm.data(), Q, q, xw.data(), P, yfull.data(), P, P);
           }
           for (int64_t t = 0; t < q; ++t) {
             const T* dor = dout + v.xrow(b, t0 + t, h);
