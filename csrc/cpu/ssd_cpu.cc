@@ -22,6 +22,7 @@ namespace {
 
 using cpu::fast_exp;
 using cpu::gemm;
+using cpu::padded_ld;
 
 constexpr int64_t kRowBlock = 48;  // rows per causal block (a multiple of the micro-kernel's 6)
 
@@ -94,18 +95,19 @@ std::vector<T> chunk_cb(const View<T>& v) {
   const int64_t QQ = v.Q * v.Q;
   std::vector<T> cb(static_cast<size_t>(v.p.batch * v.nc * v.G * QQ));
   parallel_for(v.p.batch * v.nc * v.G, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> bt(v.N * v.Q);
+    const int64_t ldt = padded_ld(v.Q);
+    std::vector<T> bt(v.N * ldt);
     for (int64_t job = lo; job < hi; ++job) {
       const int64_t g = job % v.G, c = (job / v.G) % v.nc, b = job / (v.G * v.nc);
       const int64_t t0 = c * v.Q, q = std::min(v.Q, v.L - t0);
       const T* Bc = v.B + v.brow(b, t0, g);
       const T* Cc = v.C + v.brow(b, t0, g);
       for (int64_t s = 0; s < q; ++s)
-        for (int64_t n = 0; n < v.N; ++n) bt[n * q + s] = Bc[s * v.G * v.N + n];
+        for (int64_t n = 0; n < v.N; ++n) bt[n * ldt + s] = Bc[s * v.G * v.N + n];
       T* out = cb.data() + job * QQ;
       for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
         const int64_t mb = std::min(kRowBlock, q - i0);
-        gemm<T>(mb, i0 + mb, v.N, Cc + i0 * v.G * v.N, v.G * v.N, bt.data(), q, out + i0 * v.Q, v.Q, false);
+        gemm<T>(mb, i0 + mb, v.N, Cc + i0 * v.G * v.N, v.G * v.N, bt.data(), ldt, out + i0 * v.Q, v.Q, false);
       }
     }
   });
@@ -113,13 +115,25 @@ std::vector<T> chunk_cb(const View<T>& v) {
 }
 
 // Lm[t,s] = CB[t,s]·exp(cs_t − cs_s)·scale_s on the causal same-sequence part, 0 elsewhere.
+// Written as separate simple loops so each one vectorises.
 template <typename T>
 void decay_matrix(const ChunkScalars<T>& k, const T* cb, int64_t ldcb, const T* scale, T* out, int64_t Q) {
+  const T* cs = k.cs.data();
+  const int32_t* seg = k.seg.data();
+  const bool restarts = seg[k.q - 1] != 0;
   for (int64_t t = 0; t < k.q; ++t) {
     T* row = out + t * Q;
-    for (int64_t s = 0; s <= t; ++s) {
-      const T e = fast_exp(k.cs[t] - k.cs[s]);
-      row[s] = (k.seg[s] == k.seg[t] ? e : T(0)) * (cb ? cb[t * ldcb + s] : T(1)) * (scale ? scale[s] : T(1));
+    const T ct = cs[t];
+    cpu::exp_diff_row(ct, cs, row, t + 1);
+    if (cb) {
+      const T* cr = cb + t * ldcb;
+      for (int64_t s = 0; s <= t; ++s) row[s] *= cr[s];
+    }
+    if (scale)
+      for (int64_t s = 0; s <= t; ++s) row[s] *= scale[s];
+    if (restarts) {
+      const int32_t st = seg[t];
+      for (int64_t s = 0; s <= t; ++s) row[s] = seg[s] == st ? row[s] : T(0);
     }
     for (int64_t s = t + 1; s < k.q; ++s) row[s] = T(0);
   }
@@ -135,24 +149,35 @@ void causal_lm_x(const T* lm, int64_t Q, int64_t q, const T* X, int64_t ldx, T* 
 }
 
 // Hᵀ ← decay·Hᵀ + Bᵀ·diag(w)·X with w_s = exp(cs_end − cs_s)·dt'_s on the last sequence:
-// X's rows are scaled into xw and B is read transposed in place.
+// Bᵀ is packed (N × q, padded rows) in 8×8 blocks, X's rows scaled into xw.
+template <typename T>
+struct StateScratch {
+  int64_t ldx, ldb;
+  std::vector<T> xw, bt;
+  StateScratch(int64_t Q, int64_t N, int64_t P) : ldx(padded_ld(P)), ldb(padded_ld(Q)), xw(Q * ldx), bt(N * ldb) {}
+};
+
 template <typename T>
 void state_update(const ChunkScalars<T>& k, const T* Bc, int64_t ldb, const T* X, int64_t ldx, int64_t N, int64_t P,
-                  T* xw, T* ht) {
+                  StateScratch<T>& w, T* ht) {
   for (int64_t s = 0; s < k.q; ++s) {
-    const T w = k.e_out(s) * k.dtp[s];
-    for (int64_t i = 0; i < P; ++i) xw[s * P + i] = X[s * ldx + i] * w;
+    const T f = k.e_out(s) * k.dtp[s];
+    for (int64_t i = 0; i < P; ++i) w.xw[s * w.ldx + i] = X[s * ldx + i] * f;
   }
+  for (int64_t s0 = 0; s0 < k.q; s0 += 8)
+    for (int64_t n0 = 0; n0 < N; n0 += 8)
+      for (int64_t s = s0; s < std::min(s0 + 8, k.q); ++s)
+        for (int64_t n = n0; n < std::min(n0 + 8, N); ++n) w.bt[n * w.ldb + s] = Bc[s * ldb + n];
   const T decay = k.decay();
   for (int64_t i = 0; i < N * P; ++i) ht[i] *= decay;
-  gemm<T, true>(N, P, k.q, Bc, ldb, xw, P, ht, P, true);
+  gemm<T>(N, P, k.q, w.bt.data(), w.ldb, w.xw.data(), w.ldx, ht, P, true);
 }
 
 // rows × cols of a strided matrix into a contiguous buffer (the products then touch a few pages
 // instead of one per row).
 template <typename T>
-void pack_rows(const T* src, int64_t ld, int64_t rows, int64_t cols, T* dst) {
-  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * ld, src + r * ld + cols, dst + r * cols);
+void pack_rows(const T* src, int64_t ld, int64_t rows, int64_t cols, T* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) std::copy(src + r * ld, src + r * ld + cols, dst + r * ldd);
 }
 
 template <typename T>
@@ -175,7 +200,10 @@ void forward_impl(const SsdParams& p) {
   const std::vector<T> cb = chunk_cb(v);
   const int64_t Q = v.Q, P = v.P, N = v.N, ldx = v.H * P, ldb = v.G * N;
   parallel_for(p.batch * v.H, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), xw(Q * P), xc(Q * P), dv(P);
+    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), dv(P);
+    StateScratch<T> sw(Q, N, P);
+    const int64_t ldxc = padded_ld(P);
+    std::vector<T> xc(Q * ldxc);
     ChunkScalars<T> k(Q);
     for (int64_t job = lo; job < hi; ++job) {
       const int64_t b = job / v.H, h = job % v.H, g = h / v.hpg;
@@ -190,14 +218,14 @@ void forward_impl(const SsdParams& p) {
         const T* Cc = v.C + v.brow(b, t0, g);
         T* Y = y + v.xrow(b, t0, h);
         decay_matrix<T>(k, cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q, Q, k.dtp.data(), lm.data(), Q);
-        pack_rows(X, ldx, q, P, xc.data());  // contiguous: the product walks all q rows of X
-        causal_lm_x<T>(lm.data(), Q, q, xc.data(), P, Y, ldx, P);
+        pack_rows(X, ldx, q, P, xc.data(), ldxc);  // packed: the product walks all q rows of X
+        causal_lm_x<T>(lm.data(), Q, q, xc.data(), ldxc, Y, ldx, P);
         for (int64_t t = 0; t < q; ++t) {
           const T e = k.e_in(t);
           for (int64_t n = 0; n < N; ++n) ce[t * N + n] = Cc[t * ldb + n] * e;
         }
         gemm<T>(q, P, N, ce.data(), N, ht.data(), P, Y, ldx, true);
-        state_update<T>(k, Bc, ldb, X, ldx, N, P, xw.data(), ht.data());
+        state_update<T>(k, Bc, ldb, X, ldx, N, P, sw, ht.data());
         for (int64_t t = 0; t < q; ++t) {
           T* yr = Y + t * ldx;
           const T* xr = X + t * ldx;
@@ -235,7 +263,8 @@ void backward_impl(const SsdParams& p) {
   parallel_for(p.batch * nslots, 1, [&](int64_t lo, int64_t hi) {
     std::vector<T> h0s(v.nc * N * P), ht(N * P), gt(N * P), gmat(P * N), h0mat(P * N);
     std::vector<T> lm(Q * Q), lexp(Q * Q), dyx(Q * Q), tmat(Q * Q);
-    std::vector<T> ce(Q * N), be(Q * N), xw(Q * P), dy(Q * P), dtx(Q * P), dtxt(P * Q),
+    StateScratch<T> sw(Q, N, P);
+    std::vector<T> ce(Q * N), be(Q * N), dy(Q * P), dtx(Q * P), dtxt(P * Q),
         dtxe(Q * P), dye(Q * P), yin(Q * P), yfull(Q * P), term2(Q * P), ddtx(Q * P);
     std::vector<T> dcs(Q), ddtp(Q);
     ChunkScalars<T> k(Q);
@@ -253,7 +282,7 @@ void backward_impl(const SsdParams& p) {
           std::copy(ht.begin(), ht.end(), h0s.begin() + c * N * P);
           k.load(v, b, h, c);
           const T* X = v.x + v.xrow(b, k.t0, h);
-          state_update<T>(k, v.B + v.brow(b, k.t0, g), ldb, X, ldx, N, P, xw.data(), ht.data());
+          state_update<T>(k, v.B + v.brow(b, k.t0, g), ldb, X, ldx, N, P, sw, ht.data());
         }
         // Pass 2: chunks in reverse, gt = (dL/dH at the chunk's end)ᵀ.
         if (dfin) transpose(dfin + bh * P * N, P, N, N, gt.data(), P);
@@ -281,8 +310,8 @@ void backward_impl(const SsdParams& p) {
           gemm<T>(q, P, N, ce.data(), N, h0t, P, yin.data(), P, false);
           if (v.z) {
             decay_matrix<T>(k, cbc, Q, k.dtp.data(), lm.data(), Q);
-            pack_rows(X, ldx, q, P, xw.data());
-            causal_lm_x<T>(lm.data(), Q, q, xw.data(), P, yfull.data(), P, P);
+            pack_rows(X, ldx, q, P, sw.xw.data(), sw.ldx);
+            causal_lm_x<T>(lm.data(), Q, q, sw.xw.data(), sw.ldx, yfull.data(), P, P);
           }
           for (int64_t t = 0; t < q; ++t) {
             const T* dor = dout + v.xrow(b, t0 + t, h);
