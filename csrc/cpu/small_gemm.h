@@ -162,6 +162,22 @@ inline void exp_diff_row(float c, const float* v, float* out, int64_t n) {
 #endif
   for (; s < n; ++s) out[s] = fast_exp(c - v[s]);
 }
+// y[i] *= silu(z[i]) = z / (1 + exp(-z)).
+inline void silu_mul_row(const float* z, float* y, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 zv = _mm256_loadu_ps(z + i);
+    const __m256 e = fast_exp8(_mm256_sub_ps(_mm256_setzero_ps(), zv));
+    _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_div_ps(zv, _mm256_add_ps(one, e))));
+  }
+#endif
+  for (; i < n; ++i) y[i] *= z[i] / (1.0f + fast_exp(-z[i]));
+}
+inline void silu_mul_row(const double* z, double* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= z[i] / (1.0 + std::exp(-z[i]));
+}
 inline void exp_diff_row(double c, const double* v, double* out, int64_t n) {
   for (int64_t s = 0; s < n; ++s) out[s] = std::exp(c - v[s]);
 }

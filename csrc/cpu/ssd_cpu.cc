@@ -186,9 +186,6 @@ void transpose(const T* src, int64_t rows, int64_t cols, int64_t lds, T* dst, in
     for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
 }
 
-template <typename T>
-inline T silu(T z) { return z / (T(1) + fast_exp(-z)); }
-
 // ---------------------------------------------------------------------------------------------
 // Forward
 
@@ -230,10 +227,7 @@ void forward_impl(const SsdParams& p) {
           T* yr = Y + t * ldx;
           const T* xr = X + t * ldx;
           for (int64_t i = 0; i < P; ++i) yr[i] += dv[i] * xr[i];
-          if (v.z) {
-            const T* zr = v.z + v.xrow(b, t0 + t, h);
-            for (int64_t i = 0; i < P; ++i) yr[i] *= silu(zr[i]);
-          }
+          if (v.z) cpu::silu_mul_row(v.z + v.xrow(b, t0 + t, h), yr, P);
         }
       }
       if (fin) transpose(ht.data(), N, P, P, fin + job * P * N, N);
