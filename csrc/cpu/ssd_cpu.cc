@@ -25,6 +25,7 @@ using cpu::gemm;
 using cpu::padded_ld;
 
 constexpr int64_t kRowBlock = 48;  // rows per causal block (a multiple of the micro-kernel's 6)
+constexpr int64_t kMaxChunk = 128;
 
 template <typename T>
 struct View {
@@ -37,8 +38,11 @@ struct View {
         C(static_cast<const T*>(q.C)), dt(static_cast<const T*>(q.dt)), A(static_cast<const T*>(q.A)),
         D(static_cast<const T*>(q.D)), dt_bias(static_cast<const T*>(q.dt_bias)),
         h0(static_cast<const T*>(q.initial_states)),
-        L(q.seqlen), H(q.heads), P(q.headdim), N(q.dstate), G(q.groups), Q(std::min(q.chunk, q.seqlen)),
-        hpg(q.heads / q.groups), nc(q.nchunks(std::min(q.chunk, q.seqlen))) {}
+        L(q.seqlen), H(q.heads), P(q.headdim), N(q.dstate), G(q.groups), Q(cpu_chunk(q)),
+        hpg(q.heads / q.groups), nc(q.nchunks(cpu_chunk(q))) {}
+  // At most kMaxChunk tokens per chunk: longer chunks only add quadratic work, and their
+  // Q×Q matrices fall out of L2 (chunk 256 ran 2.4× slower per FLOP than 128 here).
+  static int64_t cpu_chunk(const SsdParams& q) { return std::min({q.chunk, q.seqlen, kMaxChunk}); }
   int64_t xrow(int64_t b, int64_t t, int64_t h) const { return ((b * L + t) * H + h) * P; }
   int64_t brow(int64_t b, int64_t t, int64_t g) const { return ((b * L + t) * G + g) * N; }
   T dval(int64_t h, int64_t i) const { return D ? (p.d_per_channel ? D[h * P + i] : D[h]) : T(0); }
