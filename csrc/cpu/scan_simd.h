@@ -1,0 +1,120 @@
+// Inner loops of the CPU selective scan over the dstate axis: one step of the recurrence for
+// one (batch, dim) row, and its reverse. f32 uses AVX2/FMA with a polynomial exp when the build
+// has them; float64 (the reference path) and the dstate tail use plain loops with std::exp.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define SS_SCAN_AVX2 1
+#endif
+
+namespace ss::scan_simd {
+
+#ifdef SS_SCAN_AVX2
+// exp(x) for x in float: 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], p the degree-7 Taylor
+// polynomial (relative error < 1e-7 there). Inputs are clamped to [-87, 88]: exp(-87) ~ 1.6e-38
+// stands in for 0, which only matters for states already below f32 resolution.
+inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+#endif
+
+// One forward step: x = a*x + du*B with a = exp(dt*A) (0 on a restart); returns <C, x>.
+template <typename S>
+inline S step(S* x, const S* A, const S* B, const S* C, S dt, S du, bool restart, int64_t n) {
+  int64_t i = 0;
+  S acc = 0;
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    const __m256 vdt = _mm256_set1_ps(dt), vdu = _mm256_set1_ps(du);
+    const __m256 keep = restart ? _mm256_setzero_ps() : _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256 vacc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      const __m256 a = _mm256_and_ps(exp256(_mm256_mul_ps(vdt, _mm256_loadu_ps(A + i))), keep);
+      const __m256 xi = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_mul_ps(vdu, _mm256_loadu_ps(B + i)));
+      _mm256_storeu_ps(x + i, xi);
+      vacc = _mm256_fmadd_ps(xi, _mm256_loadu_ps(C + i), vacc);
+    }
+    acc = hsum(vacc);
+  }
+#endif
+  for (; i < n; ++i) {
+    const S a = restart ? S(0) : std::exp(dt * A[i]);
+    x[i] = a * x[i] + du * B[i];
+    acc += x[i] * C[i];
+  }
+  return acc;
+}
+
+// Results of one reverse step that the caller folds into the per-step gradients.
+template <typename S> struct BackStep {
+  S d_dt = 0;    // d loss / d dt'_t
+  S sum_gB = 0;  // sum_n g_n B_n
+};
+
+// One reverse step at t. On entry g = dL/dx_t minus the C_t dy_t term; xt = x_t, xp = x_{t-1}.
+// Adds dC_t = dy x_t, dB_t = g dt u, dA += g x_{t-1} a dt; leaves g = a_t g_t (dL/dx_{t-1}).
+template <typename S>
+inline BackStep<S> back_step(S* g, const S* xt, const S* xp, const S* A, const S* B, const S* C, S* dA, S* dB,
+                             S* dC, S dt, S u, S dy, bool restart, int64_t n) {
+  int64_t i = 0;
+  BackStep<S> r;
+  const S dtu = dt * u;
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    const __m256 vdt = _mm256_set1_ps(dt), vdtu = _mm256_set1_ps(dtu), vdy = _mm256_set1_ps(dy);
+    const __m256 keep = restart ? _mm256_setzero_ps() : _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    __m256 vddt = _mm256_setzero_ps(), vgb = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      const __m256 Ai = _mm256_loadu_ps(A + i);
+      const __m256 a = _mm256_and_ps(exp256(_mm256_mul_ps(vdt, Ai)), keep);
+      const __m256 gi = _mm256_fmadd_ps(_mm256_loadu_ps(C + i), vdy, _mm256_loadu_ps(g + i));
+      _mm256_storeu_ps(dC + i, _mm256_fmadd_ps(vdy, _mm256_loadu_ps(xt + i), _mm256_loadu_ps(dC + i)));
+      _mm256_storeu_ps(dB + i, _mm256_fmadd_ps(gi, vdtu, _mm256_loadu_ps(dB + i)));
+      const __m256 ga = _mm256_mul_ps(_mm256_mul_ps(gi, _mm256_loadu_ps(xp + i)), a);
+      vddt = _mm256_fmadd_ps(ga, Ai, vddt);
+      _mm256_storeu_ps(dA + i, _mm256_fmadd_ps(ga, vdt, _mm256_loadu_ps(dA + i)));
+      vgb = _mm256_fmadd_ps(gi, _mm256_loadu_ps(B + i), vgb);
+      _mm256_storeu_ps(g + i, _mm256_mul_ps(gi, a));
+    }
+    r.d_dt = hsum(vddt);
+    r.sum_gB = hsum(vgb);
+  }
+#endif
+  for (; i < n; ++i) {
+    const S a = restart ? S(0) : std::exp(dt * A[i]);
+    const S gi = g[i] + C[i] * dy;
+    dC[i] += dy * xt[i];
+    dB[i] += gi * dtu;
+    const S ga = gi * xp[i] * a;
+    r.d_dt += ga * A[i];
+    dA[i] += ga * dt;
+    r.sum_gB += gi * B[i];
+    g[i] = gi * a;
+  }
+  return r;
+}
+
+}  // namespace ss::scan_simd
