@@ -10,3 +10,11 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export { selectiveScan, selectiveScanBackward } from './ops/selective_scan';
+export type {
+  SelectiveScanOptions,
+  SelectiveScanForwardOptions,
+  SelectiveScanResult,
+  SelectiveScanBackwardOptions,
+  SelectiveScanGradients,
+} from './ops/selective_scan';
