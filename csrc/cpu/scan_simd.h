@@ -2,6 +2,7 @@
 // one (batch, dim) row, and its reverse. f32 uses AVX2/FMA with a polynomial exp when the build
 // has them; float64 (the reference path) and the dstate tail use plain loops with std::exp.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #if defined(__AVX2__) && defined(__FMA__)
@@ -40,6 +41,54 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 #endif
+
+#ifdef SS_SCAN_AVX2
+// log(x) for x in [1, 2]: 2 atanh(s), s = (x-1)/(x+1) in [0, 1/3], odd series to s^15.
+inline __m256 log_1to2(__m256 x) {
+  const __m256 s = _mm256_div_ps(_mm256_sub_ps(x, _mm256_set1_ps(1.0f)), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256 s2 = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(1.0f / 15);
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 13));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 11));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 9));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 7));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 5));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f / 3));
+  p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.0f));
+  return _mm256_mul_ps(_mm256_mul_ps(p, s), _mm256_set1_ps(2.0f));
+}
+#endif
+
+// v = softplus(v) = max(v, 0) + log(1 + exp(-|v|)), in place over a row.
+template <typename S> inline void softplus_row(S* v, int64_t n) {
+  int64_t i = 0;
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 x = _mm256_loadu_ps(v + i);
+      const __m256 e = exp256(_mm256_or_ps(x, sign));  // exp(-|x|)
+      _mm256_storeu_ps(v + i, _mm256_add_ps(_mm256_max_ps(x, _mm256_setzero_ps()), log_1to2(_mm256_add_ps(e, _mm256_set1_ps(1.0f)))));
+    }
+  }
+#endif
+  for (; i < n; ++i) v[i] = std::max(v[i], S(0)) + std::log1p(std::exp(-std::abs(v[i])));
+}
+
+// out = sigmoid(v) over a row.
+template <typename S> inline void sigmoid_row(S* out, const S* v, int64_t n) {
+  int64_t i = 0;
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+      const __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_loadu_ps(v + i)));
+      _mm256_storeu_ps(out + i, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+    }
+  }
+#endif
+  for (; i < n; ++i) out[i] = S(1) / (S(1) + std::exp(-v[i]));
+}
 
 // One forward step: x = a*x + du*B with a = exp(dt*A) (0 on a restart); returns <C, x>.
 template <typename S>

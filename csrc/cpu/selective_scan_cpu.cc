@@ -24,9 +24,6 @@ inline void store(double* p, double v) { *p = v; }
 inline void store(Half* p, float v) { *p = from_f32<Half>(v); }
 inline void store(BFloat16* p, float v) { *p = from_f32<BFloat16>(v); }
 
-template <typename S> inline S softplus(S v) { return v <= S(20) ? std::log1p(std::exp(v)) : v; }
-template <typename S> inline S sigmoid(S v) { return S(1) / (S(1) + std::exp(-v)); }
-
 // Rows of one fine group (dims sharing both their B group and their C group) are split into
 // this many slices for the backward's dB/dC reduction: a fixed number, for reproducibility.
 constexpr int64_t kSlices = 8;
@@ -52,7 +49,8 @@ template <typename T, typename W, typename S> class Scan {
   void forward() {
     parallel_for(p_.batch * p_.dim, 1, [&](int64_t r0, int64_t r1) {
       std::vector<S> x(N_);
-      for (int64_t r = r0; r < r1; ++r) forward_row(r / p_.dim, r % p_.dim, x.data(), nullptr, nullptr, true);
+      Row row(L_);
+      for (int64_t r = r0; r < r1; ++r) forward_row(r / p_.dim, r % p_.dim, x.data(), nullptr, row, true);
     });
   }
 
@@ -84,18 +82,40 @@ template <typename T, typename W, typename S> class Scan {
   }
   int64_t bc_step(ScanBCForm form) const { return form == ScanBCForm::TimeInvariant ? 0 : N_; }
 
-  S delta_t(int64_t off, int64_t d) const {
-    const S v = load<S>(static_cast<const T*>(p_.delta) + off) + bias_[d];
-    return p_.delta_softplus ? softplus(v) : v;
-  }
   bool restart(int64_t b, int64_t t) const {
     return p_.seq_idx && t > 0 && p_.seq_idx[b * L_ + t] != p_.seq_idx[b * L_ + t - 1];
   }
 
-  // Runs row (b, d) forward from its initial state. hist (optional, (L+1) x N) receives
-  // x_{-1}..x_{L-1}; yraw (optional, L) the ungated y. `write` stores y and the last state.
-  void forward_row(int64_t b, int64_t d, S* x, S* hist, S* yraw, bool write) const {
+  // Per-row scratch, each of length seqlen.
+  struct Row {
+    explicit Row(int64_t L) : dt(L), u(L), y(L), z(L), zsig(L), dsp(L) {}
+    std::vector<S> dt, u, y;  // delta', u, ungated y
+    std::vector<S> z, zsig;   // z and sigmoid(z), when z is given
+    std::vector<S> dsp;       // sigmoid(delta + bias) = d delta' / d delta (backward, softplus)
+  };
+
+  // Loads delta' (vectorised softplus), u and z for row (b, d); `grad` also fills dsp.
+  void prepare(int64_t b, int64_t d, Row& r, bool grad) const {
+    const int64_t base = (b * p_.dim + d) * L_;
+    const T* delta = static_cast<const T*>(p_.delta) + base;
+    const T* u = static_cast<const T*>(p_.u) + base;
+    for (int64_t t = 0; t < L_; ++t) r.dt[t] = load<S>(delta + t) + bias_[d], r.u[t] = load<S>(u + t);
+    if (p_.delta_softplus) {
+      if (grad) scan_simd::sigmoid_row(r.dsp.data(), r.dt.data(), L_);
+      scan_simd::softplus_row(r.dt.data(), L_);
+    }
+    if (p_.z) {
+      const T* z = static_cast<const T*>(p_.z) + base;
+      for (int64_t t = 0; t < L_; ++t) r.z[t] = load<S>(z + t);
+      scan_simd::sigmoid_row(r.zsig.data(), r.z.data(), L_);
+    }
+  }
+
+  // Runs row (b, d) forward from its initial state into r.y (ungated); hist (optional,
+  // (L+1) x N) receives x_{-1}..x_{L-1}. `write` stores the gated y and the last state.
+  void forward_row(int64_t b, int64_t d, S* x, S* hist, Row& r, bool write) const {
     const int64_t row = (b * p_.dim + d), base = row * L_;
+    prepare(b, d, r, !write);
     if (p_.initial_state)
       for (int64_t n = 0; n < N_; ++n) x[n] = static_cast<S>(static_cast<const W*>(p_.initial_state)[row * N_ + n]);
     else
@@ -105,23 +125,19 @@ template <typename T, typename W, typename S> class Scan {
     const S* B = bc_row(B_, p_.b_form, p_.b_groups, b, d);
     const S* C = bc_row(C_, p_.c_form, p_.c_groups, b, d);
     const int64_t sb = bc_step(p_.b_form), sc = bc_step(p_.c_form);
-    const T* u = static_cast<const T*>(p_.u) + base;
-    const T* z = p_.z ? static_cast<const T*>(p_.z) + base : nullptr;
-    T* y = static_cast<T*>(p_.y) + base;
+    const S Dd = D_[d];
     for (int64_t t = 0; t < L_; ++t) {
-      const S dt = delta_t(base + t, d), ut = load<S>(u + t);
-      S yt = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt, dt * ut, restart(b, t), N_) + D_[d] * ut;
+      const S dt = r.dt[t], ut = r.u[t];
+      r.y[t] = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt, dt * ut, restart(b, t), N_) + Dd * ut;
       if (hist) std::copy(x, x + N_, hist + (t + 1) * N_);
-      if (yraw) yraw[t] = yt;
-      if (write) {
-        if (z) {
-          const S zt = load<S>(z + t);
-          yt *= zt * sigmoid(zt);
-        }
-        store(y + t, yt);
-      }
     }
-    if (write && p_.last_state) {
+    if (!write) return;
+    T* y = static_cast<T*>(p_.y) + base;
+    if (p_.z)
+      for (int64_t t = 0; t < L_; ++t) store(y + t, r.y[t] * r.z[t] * r.zsig[t]);
+    else
+      for (int64_t t = 0; t < L_; ++t) store(y + t, r.y[t]);
+    if (p_.last_state) {
       W* ls = static_cast<W*>(p_.last_state) + row * N_;
       for (int64_t n = 0; n < N_; ++n) ls[n] = static_cast<W>(x[n]);
     }
@@ -146,14 +162,15 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
   std::vector<S> dB_rows(b_step ? 0 : batch * dim * N_, S(0)), dC_rows(c_step ? 0 : batch * dim * N_, S(0));
 
   parallel_for(items, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<S> hist((L_ + 1) * N_), yraw(L_), g(N_);
+    std::vector<S> hist((L_ + 1) * N_), g(N_);
+    Row rw(L_);
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / (fine * slices), f = (item / slices) % fine, s = item % slices;
       const int64_t d0 = f * dims_per_fine + s * dims_per_fine / slices;
       const int64_t d1 = f * dims_per_fine + (s + 1) * dims_per_fine / slices;
       for (int64_t d = d0; d < d1; ++d) {
         const int64_t row = b * dim + d, base = row * L_;
-        forward_row(b, d, g.data(), hist.data(), yraw.data(), false);
+        forward_row(b, d, g.data(), hist.data(), rw, false);
         if (p_.d_last_state)
           for (int64_t n = 0; n < N_; ++n) g[n] = static_cast<S>(static_cast<const W*>(p_.d_last_state)[row * N_ + n]);
         else
@@ -165,20 +182,17 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
         S* dB = b_step ? dB_acc.data() + item * L_ * N_ : dB_rows.data() + row * N_;
         S* dC = c_step ? dC_acc.data() + item * L_ * N_ : dC_rows.data() + row * N_;
         S* dA = dA_rows.data() + row * N_;
-        const T* u = static_cast<const T*>(p_.u) + base;
-        const T* z = p_.z ? static_cast<const T*>(p_.z) + base : nullptr;
         const T* dout = static_cast<const T*>(p_.dy) + base;
         T* du = static_cast<T*>(p_.du) + base;
         T* ddelta = static_cast<T*>(p_.ddelta) + base;
         T* dz = p_.dz ? static_cast<T*>(p_.dz) + base : nullptr;
         S dD = 0, dbias = 0;
         for (int64_t t = L_ - 1; t >= 0; --t) {
-          const S pre = load<S>(static_cast<const T*>(p_.delta) + base + t) + bias_[d];
-          const S dt = p_.delta_softplus ? softplus(pre) : pre, ut = load<S>(u + t);
+          const S dt = rw.dt[t], ut = rw.u[t];
           S dyt = load<S>(dout + t);
-          if (z) {
-            const S zt = load<S>(z + t), sg = sigmoid(zt);
-            store(dz + t, dyt * yraw[t] * sg * (S(1) + zt * (S(1) - sg)));
+          if (dz) {
+            const S zt = rw.z[t], sg = rw.zsig[t];
+            store(dz + t, dyt * rw.y[t] * sg * (S(1) + zt * (S(1) - sg)));
             dyt *= zt * sg;
           }
           dD += dyt * ut;
@@ -186,7 +200,7 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
                                                  B + t * sb, C + t * sc, dA, dB + t * sb, dC + t * sc, dt, ut, dyt,
                                                  restart(b, t), N_);
           const S ddt = r.d_dt + r.sum_gB * ut;
-          const S dpre = p_.delta_softplus ? ddt * sigmoid(pre) : ddt;
+          const S dpre = p_.delta_softplus ? ddt * rw.dsp[t] : ddt;
           store(ddelta + t, dpre);
           dbias += dpre;
           store(du + t, dyt * D_[d] + r.sum_gB * dt);
