@@ -2,6 +2,7 @@
 import { Device } from '../lib/index';
 import { Report } from './report';
 import * as copy from './copy';
+import * as selectiveScan from './selective_scan';
 
 export interface Suite {
   describe: string;
@@ -10,4 +11,5 @@ export interface Suite {
 
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
+  'selective-scan': { describe: 'Mamba-1 selective scan forward and backward', run: selectiveScan.run },
 };
