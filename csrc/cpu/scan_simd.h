@@ -117,6 +117,53 @@ inline S step(S* x, const S* A, const S* B, const S* C, S dt, S du, bool restart
   return acc;
 }
 
+#ifdef SS_SCAN_AVX2
+// A whole row forward with the state held in V AVX registers (dstate = 8 V): y[t] = <C_t, x_t>.
+// seq (optional) is the row's seqIdx; hist (optional) receives x_0..x_{L-1} at hist + (t+1) N.
+template <int V>
+inline void scan_row_regs(float* x, const float* A, const float* B, int64_t sb, const float* C, int64_t sc,
+                          const float* dt, const float* u, float* y, const int32_t* seq, int64_t L, float* hist) {
+  __m256 vx[V], vA[V];
+  for (int v = 0; v < V; ++v) vx[v] = _mm256_loadu_ps(x + 8 * v), vA[v] = _mm256_loadu_ps(A + 8 * v);
+  const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int64_t t = 0; t < L; ++t) {
+    const __m256 keep = seq && t > 0 && seq[t] != seq[t - 1] ? _mm256_setzero_ps() : ones;
+    const __m256 vdt = _mm256_set1_ps(dt[t]), vdu = _mm256_set1_ps(dt[t] * u[t]);
+    const float* Bt = B + t * sb;
+    const float* Ct = C + t * sc;
+    __m256 acc = _mm256_setzero_ps();
+    for (int v = 0; v < V; ++v) {
+      const __m256 a = _mm256_and_ps(exp256(_mm256_mul_ps(vdt, vA[v])), keep);
+      vx[v] = _mm256_fmadd_ps(a, vx[v], _mm256_mul_ps(vdu, _mm256_loadu_ps(Bt + 8 * v)));
+      acc = _mm256_fmadd_ps(vx[v], _mm256_loadu_ps(Ct + 8 * v), acc);
+    }
+    if (hist)
+      for (int v = 0; v < V; ++v) _mm256_storeu_ps(hist + (t + 1) * 8 * V + 8 * v, vx[v]);
+    y[t] = hsum(acc);
+  }
+  for (int v = 0; v < V; ++v) _mm256_storeu_ps(x + 8 * v, vx[v]);
+}
+#endif
+
+// Row forward through the register path when dstate is 8, 16, 24 or 32 (f32); false otherwise.
+template <typename S>
+inline bool scan_row_fast(S* x, const S* A, const S* B, int64_t sb, const S* C, int64_t sc, const S* dt, const S* u,
+                          S* y, const int32_t* seq, int64_t L, S* hist, int64_t n) {
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    switch (n) {
+      case 8: scan_row_regs<1>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      case 16: scan_row_regs<2>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      case 24: scan_row_regs<3>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      case 32: scan_row_regs<4>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      default: break;
+    }
+  }
+#endif
+  (void)x, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dt, (void)u, (void)y, (void)seq, (void)L, (void)hist, (void)n;
+  return false;
+}
+
 // Results of one reverse step that the caller folds into the per-step gradients.
 template <typename S> struct BackStep {
   S d_dt = 0;    // d loss / d dt'_t

@@ -126,10 +126,15 @@ template <typename T, typename W, typename S> class Scan {
     const S* C = bc_row(C_, p_.c_form, p_.c_groups, b, d);
     const int64_t sb = bc_step(p_.b_form), sc = bc_step(p_.c_form);
     const S Dd = D_[d];
-    for (int64_t t = 0; t < L_; ++t) {
-      const S dt = r.dt[t], ut = r.u[t];
-      r.y[t] = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt, dt * ut, restart(b, t), N_) + Dd * ut;
-      if (hist) std::copy(x, x + N_, hist + (t + 1) * N_);
+    const int32_t* seq = p_.seq_idx ? p_.seq_idx + b * L_ : nullptr;
+    if (scan_simd::scan_row_fast<S>(x, A, B, sb, C, sc, r.dt.data(), r.u.data(), r.y.data(), seq, L_, hist, N_)) {
+      for (int64_t t = 0; t < L_; ++t) r.y[t] += Dd * r.u[t];
+    } else {
+      for (int64_t t = 0; t < L_; ++t) {
+        const S dt = r.dt[t], ut = r.u[t];
+        r.y[t] = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt, dt * ut, restart(b, t), N_) + Dd * ut;
+        if (hist) std::copy(x, x + N_, hist + (t + 1) * N_);
+      }
     }
     if (!write) return;
     T* y = static_cast<T*>(p_.y) + base;
