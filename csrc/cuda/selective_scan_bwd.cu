@@ -14,22 +14,22 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-template <typename T, int KMAX>
+template <typename T, int K>
 __global__ void __launch_bounds__(kThreads)
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   const int TP = chunk + 1;
   float* s_dt = smem;                  // delta'
   float* s_u = s_dt + lo.dims * TP;    // u, then du
   float* s_z = s_u + lo.dims * TP;     // z, then dz
   float* s_dy = s_z + lo.dims * TP;    // dy, then ddelta
   float* s_dsp = s_dy + lo.dims * TP;  // d delta' / d (delta + bias)
-  float* s_B = s_dsp + lo.dims * TP;   // [chunk][npad]
+  float* s_B = s_dsp + lo.dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
-  float* s_yraw = s_bnd + (chunk / kSub) * lo.K * kThreads;  // [dims][kSub + 1]
-  float* s_pB = s_yraw + lo.dims * (kSub + 1);  // [kSub][dims][npad]
+  float* s_yraw = s_bnd + (chunk / kSub) * K * kThreads;   // [dims][kSub + 1]
+  float* s_pB = s_yraw + lo.dims * (kSub + 1);             // [kSub][dims][npad]
   float* s_pC = s_pB + kSub * lo.dims * lo.npad;
 
   const BlockRows br = block_rows(lo, tl);
@@ -46,11 +46,11 @@ __global__ void __launch_bounds__(kThreads)
   const T* Bg = b_ti ? nullptr : bc_group<T>(p.B, p.b_groups, p, b, br.d0);
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
 
-  float A2[KMAX], Bti[KMAX], Cti[KMAX], g[KMAX], dA[KMAX], dBti[KMAX], dCti[KMAX];
+  float A2[K], Bti[K], Cti[K], g[K], dA[K], dBti[K], dCti[K];
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int64_t n = k * lo.G + lane;
-    const bool ok = active && k < lo.K && n < N;
+  for (int k = 0; k < K; ++k) {
+    const int64_t n = lane * K + k;
+    const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     Bti[k] = ok && b_ti ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
     Cti[k] = ok && c_ti ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
@@ -59,6 +59,22 @@ __global__ void __launch_bounds__(kThreads)
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   float dD = 0.f, dbias = 0.f;
+
+  // B_t / C_t values of this lane (time-invariant ones from registers).
+  auto load_bc = [&](float (&bv)[K], float (&cv)[K], int t) {
+    if (b_ti) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) bv[k] = Bti[k];
+    } else {
+      load_k<K>(bv, s_B + t * lo.npad + lane * K);
+    }
+    if (c_ti) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) cv[k] = Cti[k];
+    } else {
+      load_k<K>(cv, s_C + t * lo.npad + lane * K);
+    }
+  };
 
   for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
     const int64_t t0 = c * chunk;
@@ -88,11 +104,11 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
 
     // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
-    float x[KMAX];
+    float x[K];
 #pragma unroll
-    for (int k = 0; k < KMAX; ++k) {
-      const int64_t n = k * lo.G + lane;
-      const bool ok = active && k < lo.K && n < N;
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      const bool ok = active && n < N;
       if (c > 0)
         x[k] = ok ? p.checkpoints[(row * p.n_chunks + c - 1) * N + n] : 0.f;
       else
@@ -101,47 +117,48 @@ __global__ void __launch_bounds__(kThreads)
     const int nsub = (len + kSub - 1) / kSub;
     for (int s = 0; s < nsub; ++s) {
 #pragma unroll
-      for (int k = 0; k < KMAX; ++k)
-        if (k < lo.K) s_bnd[(s * lo.K + k) * kThreads + tid] = x[k];
+      for (int k = 0; k < K; ++k) s_bnd[(s * K + k) * kThreads + tid] = x[k];
       const int tend = min(len, (s + 1) * kSub);
       for (int t = s * kSub; t < tend; ++t) {
         const float dt = s_dt[dl * TP + t], du = dt * s_u[dl * TP + t];
         const bool rs = s_rst[t];
+        float bv[K];
+        if (b_ti) {
 #pragma unroll
-        for (int k = 0; k < KMAX; ++k) {
-          if (k < lo.K) {
-            const float bv = b_ti ? Bti[k] : s_B[t * lo.npad + k * lo.G + lane];
-            x[k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), x[k], du * bv);
-          }
+          for (int k = 0; k < K; ++k) bv[k] = Bti[k];
+        } else {
+          load_k<K>(bv, s_B + t * lo.npad + lane * K);
         }
+#pragma unroll
+        for (int k = 0; k < K; ++k) x[k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), x[k], du * bv[k]);
       }
     }
 
     // 3. sub-chunks in reverse
     for (int s = nsub - 1; s >= 0; --s) {
-      float h[kSub + 1][KMAX];  // h[j] = state before step s*kSub + j
+      float h[kSub + 1][K];  // h[j] = state before step s*kSub + j
 #pragma unroll
-      for (int k = 0; k < KMAX; ++k) h[0][k] = k < lo.K ? s_bnd[(s * lo.K + k) * kThreads + tid] : 0.f;
+      for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
 #pragma unroll
       for (int j = 0; j < kSub; ++j) {
         const int t = s * kSub + j;
         const bool valid = t < len;  // block-uniform
-        const float dt = valid ? s_dt[dl * TP + t] : 0.f, ut = valid ? s_u[dl * TP + t] : 0.f, du = dt * ut;
-        const bool rs = valid && s_rst[t];
         float acc = 0.f;
 #pragma unroll
-        for (int k = 0; k < KMAX; ++k) {
-          h[j + 1][k] = h[j][k];
-          if (k < lo.K && valid) {
-            const int n = k * lo.G + lane;
-            const float bv = b_ti ? Bti[k] : s_B[t * lo.npad + n];
-            const float cv = c_ti ? Cti[k] : s_C[t * lo.npad + n];
-            h[j + 1][k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), h[j][k], du * bv);
-            acc = fmaf(cv, h[j + 1][k], acc);
+        for (int k = 0; k < K; ++k) h[j + 1][k] = h[j][k];
+        if (valid) {
+          const float dt = s_dt[dl * TP + t], ut = s_u[dl * TP + t], du = dt * ut;
+          const bool rs = s_rst[t];
+          float bv[K], cv[K];
+          load_bc(bv, cv, t);
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            h[j + 1][k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), h[j][k], du * bv[k]);
+            acc = fmaf(cv[k], h[j + 1][k], acc);
           }
+          acc = row_sum(acc, lo.G);
+          if (lane == 0) s_yraw[dl * (kSub + 1) + j] = fmaf(Dd, ut, acc);
         }
-        acc = row_sum(acc, lo.G);
-        if (lane == 0 && valid) s_yraw[dl * (kSub + 1) + j] = fmaf(Dd, ut, acc);
       }
       __syncwarp();
 #pragma unroll
@@ -158,26 +175,32 @@ __global__ void __launch_bounds__(kThreads)
         dD = fmaf(dyv, ut, dD);
         const bool rs = s_rst[t];
         const float dtu = dt * ut;
+        float bv[K], cv[K], db[K], dc[K];
+        load_bc(bv, cv, t);
         float ddt = 0.f, gB = 0.f;
 #pragma unroll
-        for (int k = 0; k < KMAX; ++k) {
-          if (k < lo.K) {
-            const int n = k * lo.G + lane;
-            const float bv = b_ti ? Bti[k] : s_B[t * lo.npad + n];
-            const float cv = c_ti ? Cti[k] : s_C[t * lo.npad + n];
-            const float gk = fmaf(cv, dyv, g[k]);
-            const float dc = dyv * h[j + 1][k], db = gk * dtu;
-            if (c_ti) dCti[k] += dc;
-            else s_pC[(j * lo.dims + dl) * lo.npad + n] = dc;
-            if (b_ti) dBti[k] += db;
-            else s_pB[(j * lo.dims + dl) * lo.npad + n] = db;
-            const float a = rs ? 0.f : exp2f(dt * A2[k]);
-            const float ga = gk * h[j][k] * a;
-            ddt = fmaf(ga, A2[k], ddt);
-            dA[k] = fmaf(ga, dt, dA[k]);
-            gB = fmaf(gk, bv, gB);
-            g[k] = gk * a;
-          }
+        for (int k = 0; k < K; ++k) {
+          const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
+          dc[k] = dyv * h[j + 1][k];
+          db[k] = gk * dtu;
+          const float a = rs ? 0.f : exp2f(dt * A2[k]);
+          const float ga = gk * h[j][k] * a;
+          ddt = fmaf(ga, A2[k], ddt);
+          dA[k] = fmaf(ga, dt, dA[k]);
+          gB = fmaf(gk, bv[k], gB);
+          g[k] = gk * a;  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+        }
+        if (c_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) dCti[k] += dc[k];
+        } else {
+          store_k<K>(s_pC + (j * lo.dims + dl) * lo.npad + lane * K, dc);
+        }
+        if (b_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) dBti[k] += db[k];
+        } else {
+          store_k<K>(s_pB + (j * lo.dims + dl) * lo.npad + lane * K, db);
         }
         ddt = row_sum(ddt, lo.G);
         gB = row_sum(gB, lo.G);
@@ -229,9 +252,9 @@ __global__ void __launch_bounds__(kThreads)
 
   if (!active) return;
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int64_t n = k * lo.G + lane;
-    if (k >= lo.K || n >= N) continue;
+  for (int k = 0; k < K; ++k) {
+    const int64_t n = lane * K + k;
+    if (n >= N) continue;
     if (p.d_initial_state) static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
     p.scratch[sl.dA + row * N + n] = dA[k];
     if (b_ti) p.scratch[sl.dB_ti + row * N + n] = dBti[k];
@@ -285,12 +308,12 @@ int grid_for(int64_t n) {
   return static_cast<int>(blocks < 8192 ? (blocks > 0 ? blocks : 1) : 8192);
 }
 
-template <typename T, int KMAX>
+template <typename T, int K>
 void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
                 cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
-  auto kernel = scan_bwd_kernel<T, KMAX>;
+  auto kernel = scan_bwd_kernel<T, K>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
@@ -318,7 +341,7 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScanBackward: scratch or checkpoints sized wrongly");
   auto st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K <= 4)
+    if (lo.K == 4)
       launch_bwd<T, 4>(p, lo, tl, sl, st);
     else
       launch_bwd<T, 8>(p, lo, tl, sl, st);

@@ -2,9 +2,11 @@
 // (batch, dim), the chunk lengths, and the element loads used by both kernels.
 //
 // Thread mapping: a dim row's dstate states are spread over G lanes (a power of two <= 32),
-// each lane holding K states n = k*G + lane in registers. A 128-thread block covers 128/G dims
-// of one batch row. Each lane runs the recurrence sequentially over time; blocks stage chunks of
-// the inputs in shared memory (coalesced along time) and reduce y over the G lanes by shuffles.
+// each lane holding K = 4 consecutive states n = lane*K + k in registers (K = 8 once a whole
+// warp serves one row: dstate > 128); states past dstate are zero padding. A 128-thread block
+// covers 128/G dims of one batch row. Each lane runs the recurrence sequentially over time;
+// blocks stage chunks of the inputs in shared memory (coalesced along time), lanes read their
+// K values of B_t and C_t with 16-byte loads, and y is reduced over the G lanes by shuffles.
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
 #pragma once
 #include <cstdint>
@@ -20,17 +22,32 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 struct Layout {
   int G;     // lanes per dim row
-  int K;     // states per lane (<= 8)
+  int K;     // states per lane: 4, or 8 when dstate > 128
   int npad;  // G * K: padded dstate
   int dims;  // dim rows per block
 };
 
-// The fewest lanes that keep K <= 4 (K <= 8 once a whole warp serves one row: dstate > 128).
 inline Layout layout_for(int64_t dstate) {
+  const int K = dstate > 128 ? 8 : 4;
   int G = 1;
-  while (G < 32 && (dstate + G - 1) / G > 4) G *= 2;
-  const int K = static_cast<int>((dstate + G - 1) / G);
+  while (G < 32 && G * K < dstate) G *= 2;
   return {G, K, G * K, kThreads / G};
+}
+
+// K consecutive floats from 16-byte aligned shared memory.
+template <int K>
+__device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
+#pragma unroll
+  for (int q = 0; q < K / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(src)[q];
+    dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+  }
+}
+template <int K>
+__device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
+#pragma unroll
+  for (int q = 0; q < K / 4; ++q)
+    reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
 // Blocks per batch row: each "fine group" (dims sharing their B group and their C group)
@@ -51,7 +68,7 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 }
 
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
-inline int bwd_chunk(const Layout& lo) { return lo.K <= 4 ? 32 : 16; }
+inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 
 // Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
 // restart flags.

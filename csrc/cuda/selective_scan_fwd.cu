@@ -12,14 +12,14 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-template <typename T, int KMAX>
+template <typename T, int K>
 __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   const int TP = chunk + 1;  // padded row stride: rows of one warp fall in different banks
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
   float* s_zy = s_u + lo.dims * TP;  // z in, gated y out
-  float* s_B = s_zy + lo.dims * TP;
+  float* s_B = s_zy + lo.dims * TP;  // [chunk][npad], 16-byte aligned (dims is a multiple of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
 
@@ -36,11 +36,12 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams 
   const T* Bg = b_ti ? nullptr : bc_group<T>(p.B, p.b_groups, p, b, br.d0);
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
 
-  float A2[KMAX], x[KMAX], Bti[KMAX], Cti[KMAX];
+  // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
+  float A2[K], x[K], Bti[K], Cti[K];
 #pragma unroll
-  for (int k = 0; k < KMAX; ++k) {
-    const int64_t n = k * lo.G + lane;
-    const bool ok = active && k < lo.K && n < N;
+  for (int k = 0; k < K; ++k) {
+    const int64_t n = lane * K + k;
+    const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
     Bti[k] = ok && b_ti ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
@@ -73,17 +74,25 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams 
     for (int t = 0; t < len; ++t) {
       const float dt = s_dt[dl * TP + t], ut = s_u[dl * TP + t], du = dt * ut;
       const bool rs = s_rst[t];
+      float bv[K], cv[K];
+      if (b_ti) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) bv[k] = Bti[k];
+      } else {
+        load_k<K>(bv, s_B + t * lo.npad + lane * K);
+      }
+      if (c_ti) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) cv[k] = Cti[k];
+      } else {
+        load_k<K>(cv, s_C + t * lo.npad + lane * K);
+      }
       float acc = 0.f;
 #pragma unroll
-      for (int k = 0; k < KMAX; ++k) {
-        if (k < lo.K) {
-          const int n = k * lo.G + lane;
-          const float bv = b_ti ? Bti[k] : s_B[t * lo.npad + n];
-          const float cv = c_ti ? Cti[k] : s_C[t * lo.npad + n];
-          const float a = rs ? 0.f : exp2f(dt * A2[k]);
-          x[k] = fmaf(a, x[k], du * bv);
-          acc = fmaf(cv, x[k], acc);
-        }
+      for (int k = 0; k < K; ++k) {
+        const float a = rs ? 0.f : exp2f(dt * A2[k]);
+        x[k] = fmaf(a, x[k], du * bv[k]);
+        acc = fmaf(cv[k], x[k], acc);
       }
       acc = row_sum(acc, lo.G);
       if (lane == 0 && p.y) {
@@ -97,9 +106,9 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams 
     }
     if (p.checkpoints && active) {
 #pragma unroll
-      for (int k = 0; k < KMAX; ++k) {
-        const int64_t n = k * lo.G + lane;
-        if (k < lo.K && n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
+      for (int k = 0; k < K; ++k) {
+        const int64_t n = lane * K + k;
+        if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
     __syncthreads();
@@ -114,9 +123,9 @@ __global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams 
   }
   if (p.last_state && active) {
 #pragma unroll
-    for (int k = 0; k < KMAX; ++k) {
-      const int64_t n = k * lo.G + lane;
-      if (k < lo.K && n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k];
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k];
     }
   }
 }
@@ -128,10 +137,10 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
-template <typename T, int KMAX>
+template <typename T, int K>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const size_t smem = fwd_smem_bytes(lo, chunk);
-  auto kernel = scan_fwd_kernel<T, KMAX>;
+  auto kernel = scan_fwd_kernel<T, K>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
@@ -164,7 +173,7 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K <= 4)
+    if (lo.K == 4)
       launch_fwd<T, 4>(p, lo, tl, chunk, st);
     else
       launch_fwd<T, 8>(p, lo, tl, chunk, st);
