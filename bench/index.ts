@@ -3,6 +3,7 @@ import { Device } from '../lib/index';
 import { Report } from './report';
 import * as copy from './copy';
 import * as selectiveScan from './selective_scan';
+import * as ssd from './ssd';
 
 export interface Suite {
   describe: string;
@@ -12,4 +13,5 @@ export interface Suite {
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
   'selective-scan': { describe: 'Mamba-1 selective scan forward and backward', run: selectiveScan.run },
+  ssd: { describe: 'Mamba-2 SSD chunked scan, forward and forward+backward', run: ssd.run },
 };

@@ -18,3 +18,5 @@ export type {
   SelectiveScanBackwardOptions,
   SelectiveScanGradients,
 } from './ops/selective_scan';
+export { ssdChunkScan, ssdChunkScanBackward } from './ops/ssd';
+export type { SsdChunkScanOptions, SsdChunkScanResult, SsdChunkScanBackwardOptions, SsdChunkScanGradients } from './ops/ssd';
