@@ -10,3 +10,4 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export * as classical from './classical/index';
