@@ -15,6 +15,19 @@ void float_switch(DType d, F&& f) {
   else f(float{});
 }
 
+// Σ a_i b_i with eight independent partial sums, so the compiler can vectorise the
+// reduction without -ffast-math (strict IEEE order would serialise it).
+template <typename T>
+inline T dot(const T* a, const T* b, int64_t n) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
+  T s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 // Address of element i of an array of dtype d.
 inline const void* at(const void* p, DType d, int64_t i) { return static_cast<const char*>(p) + i * static_cast<int64_t>(dtype_size(d)); }
 inline void* at(void* p, DType d, int64_t i) { return static_cast<char*>(p) + i * static_cast<int64_t>(dtype_size(d)); }

@@ -1,4 +1,5 @@
 #include "cpu/classical_fft.h"
+#include <algorithm>
 #include <cmath>
 #include "cpu/classical_linalg.h"
 
@@ -11,7 +12,7 @@ int64_t next_pow2(int64_t n) {
 }
 
 template <typename T>
-FftPlan<T>::FftPlan(int64_t n) : n_(n), rev_(n), w_(n / 2) {
+FftPlan<T>::FftPlan(int64_t n) : n_(n), rev_(n), wr_(std::max<int64_t>(n - 1, 1)), wi_(std::max<int64_t>(n - 1, 1)) {
   int bits = 0;
   while ((int64_t{1} << bits) < n) ++bits;
   for (int64_t i = 0; i < n; ++i) {
@@ -20,34 +21,70 @@ FftPlan<T>::FftPlan(int64_t n) : n_(n), rev_(n), w_(n / 2) {
     rev_[i] = static_cast<int32_t>(r);
   }
   // Twiddles from float64 angles, so a float32 plan carries no extra error.
-  for (int64_t k = 0; k < n / 2; ++k) {
-    double a = -2.0 * M_PI * static_cast<double>(k) / static_cast<double>(n);
-    w_[k] = {static_cast<T>(std::cos(a)), static_cast<T>(std::sin(a))};
-  }
+  for (int64_t h = 1; h < n; h <<= 1)
+    for (int64_t j = 0; j < h; ++j) {
+      double a = -M_PI * static_cast<double>(j) / static_cast<double>(h);
+      wr_[h - 1 + j] = static_cast<T>(std::cos(a));
+      wi_[h - 1 + j] = static_cast<T>(std::sin(a));
+    }
 }
 
+// Radix-2 decimation in time on split re/im arrays: the bit-reversal permutation happens while
+// deinterleaving into thread-local scratch; the first two stages (twiddles ±1, ∓i) run as one
+// radix-4 pass; later stages have contiguous inner loops the compiler vectorises.
 template <typename T>
 void FftPlan<T>::run(std::complex<T>* x, bool inverse) const {
   const int64_t n = n_;
-  for (int64_t i = 0; i < n; ++i)
-    if (i < rev_[i]) std::swap(x[i], x[rev_[i]]);
-  T* d = reinterpret_cast<T*>(x);
-  const T sign = inverse ? T(-1) : T(1);
-  for (int64_t len = 2; len <= n; len <<= 1) {
-    const int64_t half = len >> 1, step = n / len;
-    for (int64_t i = 0; i < n; i += len)
-      for (int64_t j = 0; j < half; ++j) {
-        const std::complex<T> w = w_[j * step];
-        const T wr = w.real(), wi = sign * w.imag();
-        T* a = d + 2 * (i + j);
-        T* b = d + 2 * (i + j + half);
-        const T vr = b[0] * wr - b[1] * wi, vi = b[0] * wi + b[1] * wr;
-        b[0] = a[0] - vr;
-        b[1] = a[1] - vi;
-        a[0] += vr;
-        a[1] += vi;
-      }
+  if (n == 1) return;
+  thread_local std::vector<T> re_buf, im_buf;
+  re_buf.resize(n);
+  im_buf.resize(n);
+  T* __restrict re = re_buf.data();
+  T* __restrict im = im_buf.data();
+  for (int64_t i = 0; i < n; ++i) {
+    re[i] = x[rev_[i]].real();
+    im[i] = x[rev_[i]].imag();
   }
+  const T sign = inverse ? T(-1) : T(1);
+  int64_t h = 1;
+  if (n >= 4) {
+    for (int64_t i = 0; i < n; i += 4) {
+      const T a0r = re[i] + re[i + 1], a0i = im[i] + im[i + 1];
+      const T a1r = re[i] - re[i + 1], a1i = im[i] - im[i + 1];
+      const T b0r = re[i + 2] + re[i + 3], b0i = im[i + 2] + im[i + 3];
+      const T b1r = re[i + 2] - re[i + 3], b1i = im[i + 2] - im[i + 3];
+      // second stage twiddles: 1 and −i (forward) / +i (inverse)
+      const T cr = sign * b1i, ci = -sign * b1r;
+      re[i] = a0r + b0r;
+      im[i] = a0i + b0i;
+      re[i + 2] = a0r - b0r;
+      im[i + 2] = a0i - b0i;
+      re[i + 1] = a1r + cr;
+      im[i + 1] = a1i + ci;
+      re[i + 3] = a1r - cr;
+      im[i + 3] = a1i - ci;
+    }
+    h = 4;
+  }
+  for (; h < n; h <<= 1) {
+    const T* __restrict wr = wr_.data() + h - 1;
+    const T* __restrict wi = wi_.data() + h - 1;
+    for (int64_t i = 0; i < n; i += 2 * h) {
+      T* __restrict ar = re + i;
+      T* __restrict ai = im + i;
+      T* __restrict br = re + i + h;
+      T* __restrict bi = im + i + h;
+      for (int64_t j = 0; j < h; ++j) {
+        const T w_i = sign * wi[j];
+        const T vr = br[j] * wr[j] - bi[j] * w_i, vi = br[j] * w_i + bi[j] * wr[j];
+        br[j] = ar[j] - vr;
+        bi[j] = ai[j] - vi;
+        ar[j] += vr;
+        ai[j] += vi;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) x[i] = {re[i], im[i]};
 }
 
 template <typename T>

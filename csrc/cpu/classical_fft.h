@@ -24,7 +24,9 @@ class FftPlan {
   void run(std::complex<T>* x, bool inverse) const;
   int64_t n_;
   std::vector<int32_t> rev_;
-  std::vector<std::complex<T>> w_;  // e^{-2πik/n}, k < n/2
+  // Twiddles of each stage stored contiguously (stage with half-length h at offset h − 1:
+  // e^{-2πij/(2h)}, j < h), split into re and im so the butterfly loops vectorise.
+  std::vector<T> wr_, wi_;
 };
 
 // Real FFT of even length n: n reals <-> n/2 + 1 complex bins (the rest follow by symmetry).

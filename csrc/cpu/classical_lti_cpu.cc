@@ -31,17 +31,13 @@ void simulate_t(const SimulateParams& p) {
       for (int64_t t = 0; t < L; ++t) {
         for (int64_t k = 0; k < m; ++k) ut[k] = u[k * L + t];
         for (int64_t i = 0; i < n; ++i) {
-          const T* a = A + i * n;
-          T s = 0;
-          for (int64_t j = 0; j < n; ++j) s += a[j] * x[j];
+          T s = dot(A + i * n, x.data(), n);
           for (int64_t k = 0; k < m; ++k) s += B[i * m + k] * ut[k];
           xn[i] = s;
         }
         x.swap(xn);
         for (int64_t o = 0; o < q; ++o) {
-          const T* c = C + o * n;
-          T s = 0;
-          for (int64_t j = 0; j < n; ++j) s += c[j] * x[j];
+          T s = dot(C + o * n, x.data(), n);
           if (D)
             for (int64_t k = 0; k < m; ++k) s += D[o * m + k] * ut[k];
           y[o * L + t] = s;
@@ -141,12 +137,8 @@ void kernel_cpu(const KernelParams& p) {
     for (int64_t col = c0; col < c1; ++col) {
       for (int64_t i = 0; i < n; ++i) x[i] = B[i * m + col];
       for (int64_t l = 0; l < L; ++l) {
-        for (int64_t o = 0; o < q; ++o) {
-          double s = 0;
-          for (int64_t j = 0; j < n; ++j) s += C[o * n + j] * x[j];
-          k[o * L + l] = s;
-        }
-        matmul(n, n, 1, A.data(), x.data(), xn.data());
+        for (int64_t o = 0; o < q; ++o) k[o * L + l] = dot(C.data() + o * n, x.data(), n);
+        for (int64_t i = 0; i < n; ++i) xn[i] = dot(A.data() + i * n, x.data(), n);
         x.swap(xn);
       }
       for (int64_t o = 0; o < q; ++o) store(at(p.K, p.dtype, (o * m + col) * L), p.dtype, k.data() + o * L, L);
