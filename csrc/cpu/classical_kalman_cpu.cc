@@ -19,11 +19,7 @@ void symmetrize(int64_t n, double* P) {
 // C = A Bᵀ (A n x k, B m x k).
 void matmul_nt(int64_t n, int64_t k, int64_t m, const double* A, const double* B, double* C) {
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < m; ++j) {
-      double s = 0;
-      for (int64_t l = 0; l < k; ++l) s += A[i * k + l] * B[j * k + l];
-      C[i * m + j] = s;
-    }
+    for (int64_t j = 0; j < m; ++j) C[i * m + j] = dot(A + i * k, B + j * k, k);
 }
 
 struct System {
