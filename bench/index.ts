@@ -1,6 +1,7 @@
 /** Benchmark suites behind `statespace bench <suite>`. Each suite adds rows to a Report. */
 import { Device } from '../lib/index';
 import { Report } from './report';
+import * as classical from './classical';
 import * as copy from './copy';
 import * as selectiveScan from './selective_scan';
 import * as ssd from './ssd';
@@ -14,4 +15,5 @@ export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
   'selective-scan': { describe: 'Mamba-1 selective scan forward and backward', run: selectiveScan.run },
   ssd: { describe: 'Mamba-2 SSD chunked scan, forward and forward+backward', run: ssd.run },
+  classical: { describe: 'classical toolkit (CPU): FFT convolution vs recurrence, S4/S4D kernels, Kalman steps/s', run: classical.run },
 };

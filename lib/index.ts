@@ -20,3 +20,4 @@ export type {
 } from './ops/selective_scan';
 export { ssdChunkScan, ssdChunkScanBackward } from './ops/ssd';
 export type { SsdChunkScanOptions, SsdChunkScanResult, SsdChunkScanBackwardOptions, SsdChunkScanGradients } from './ops/ssd';
+export * as classical from './classical/index';
