@@ -57,8 +57,13 @@ Napi::Value softplus_binding(const Napi::CallbackInfo& info) { return unary<Eltw
 Napi::Value add_binding(const Napi::CallbackInfo& info) { return binary<EltwiseOp::Add>(info); }
 Napi::Value mul_binding(const Napi::CallbackInfo& info) { return binary<EltwiseOp::Mul>(info); }
 
+Napi::Value linear_backend_binding(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), linear_backend(to_device(info[0], "device")));
+}
+
 }  // namespace
 
+SS_EXPORT("linearBackend", linear_backend_binding);
 SS_EXPORT("embedding", embedding_binding);
 SS_EXPORT("linear", linear_binding);
 SS_EXPORT("rmsNorm", rms_norm_binding);

@@ -2,6 +2,9 @@
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/tensor_ops.h"
+#ifdef STATESPACE_WITH_CUDA
+#include "cuda/cublas_loader.h"
+#endif
 
 namespace ss {
 
@@ -133,6 +136,16 @@ Tensor eltwise(EltwiseOp op, const Tensor& a_in, const Tensor& b_in) {
   else
     eltwise_cuda(p, cuda_stream_for(dev));
   return out;
+}
+
+std::string linear_backend(Device device) {
+  if (device.is_cpu()) return "cpu";
+#ifdef STATESPACE_WITH_CUDA
+  cuda_stream_for(device);  // checks the device exists and makes it current
+  return cuda::gemm_backend(device.index);
+#else
+  fail("ERR_DEVICE", ErrorKind::Type, "device " + device.str() + " is not available: statespace was built without CUDA");
+#endif
 }
 
 }  // namespace ss

@@ -4,6 +4,7 @@
 // float64 data on the CPU).
 #pragma once
 #include <cstdint>
+#include <string>
 #include "core/tensor.h"
 
 namespace ss {
@@ -72,5 +73,7 @@ struct RmsNormResult {
 RmsNormResult rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& residual, const Tensor& z,
                        int64_t group);
 Tensor eltwise(EltwiseOp op, const Tensor& a, const Tensor& b);
+// Which GEMM `linear` runs on `device` now: "cpu", "cublas (<library>)" or "builtin (<why>)".
+std::string linear_backend(Device device);
 
 }  // namespace ss

@@ -5,6 +5,7 @@
  * in float32 (float64 for float64 data).
  */
 import { NativeTensor, native } from '../native';
+import { Device, normalizeDevice } from '../device';
 import { Tensor } from '../tensor';
 
 interface DenseNative {
@@ -16,6 +17,7 @@ interface DenseNative {
   softplus(x: Tensor): NativeTensor;
   add(a: Tensor, b: Tensor): NativeTensor;
   mul(a: Tensor, b: Tensor): NativeTensor;
+  linearBackend(device: string): string;
 }
 const nat = native as unknown as DenseNative;
 
@@ -104,3 +106,9 @@ export const softplus = (x: Tensor): Tensor => new Tensor(nat.softplus(x));
 export const add = (a: Tensor, b: Tensor): Tensor => new Tensor(nat.add(a, b));
 /** a · b (same shape and dtype). */
 export const mul = (a: Tensor, b: Tensor): Tensor => new Tensor(nat.mul(a, b));
+
+/**
+ * The GEMM `linear` uses on a device right now: 'cpu', 'cublas (libcublas.so.N)', or
+ * 'builtin (<why cuBLAS is not used>)' (not found, or STATESPACE_CUBLAS=0).
+ */
+export const linearBackend = (device: Device): string => nat.linearBackend(normalizeDevice(device));
