@@ -2,6 +2,9 @@
 import { Device } from '../lib/index';
 import { Report } from './report';
 import * as copy from './copy';
+import * as conv1d from './conv1d';
+import * as decode from './decode';
+import * as gemm from './dense';
 
 export interface Suite {
   describe: string;
@@ -10,4 +13,7 @@ export interface Suite {
 
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
+  conv1d: { describe: 'causal conv1d: prefill forward/backward, decode update', run: conv1d.run },
+  gemm: { describe: 'linear-layer GEMMs of the 2.7B-class models (cuBLAS, builtin, CPU)', run: gemm.run },
+  decode: { describe: 'selectiveStateUpdate decode step, Mamba-1 and Mamba-2 forms (TB/s)', run: decode.run },
 };
