@@ -48,12 +48,15 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
         const sv = randnArray(batch * H * P * N, r);
         const state = tensor(sv, [...rowShape, N], { dtype: sdtype, device: 'cuda' });
         const refState = Float64Array.from(await state.data());
-        const A = uniformArray(s.m1 ? H * N : H, -4, -0.1, r);
-        const D = randnArray(s.dPerRow ? H * P : H, r);
-        const dtBias = uniformArray(H, -2, 0.5, r);
-        const At = tensor(A, s.m1 ? [H, N] : [H], { device: 'cuda' });
-        const Dt = tensor(D, s.dPerRow ? [H, P] : [H], { device: 'cuda' });
-        const bt = tensor(dtBias, [H], { device: 'cuda' });
+        // float32 parameters; the reference takes the values they hold.
+        const param = (v: Float64Array, shape: number[]) => {
+          const t = tensor(v, shape, { dtype: 'float32', device: 'cuda' });
+          return { t, v: Float64Array.from(t.dataSync()) };
+        };
+        const Ap = param(uniformArray(s.m1 ? H * N : H, -4, -0.1, r), s.m1 ? [H, N] : [H]);
+        const Dp = param(randnArray(s.dPerRow ? H * P : H, r), s.dPerRow ? [H, P] : [H]);
+        const bp = param(uniformArray(H, -2, 0.5, r), [H]);
+        const [At, Dt, bt, A, D, dtBias] = [Ap.t, Dp.t, bp.t, Ap.v, Dp.v, bp.v];
         for (let step = 0; step < 4; step++) {
           const mk = (n: number, shape: number[]) => {
             const t = tensor(randnArray(n, r), shape, { dtype, device: 'cuda' });
@@ -91,11 +94,11 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
         x: tensor(randnArray(b * H * P, rng(1)), [b, H, P], { dtype: 'bfloat16', device }),
         z: tensor(randnArray(b * H * P, rng(2)), [b, H, P], { dtype: 'bfloat16', device }),
         dt: tensor(randnArray(b * H, rng(3)), [b, H], { dtype: 'bfloat16', device }),
-        A: tensor(uniformArray(H, -8, -1, rng(4)), [H], { device }),
+        A: tensor(uniformArray(H, -8, -1, rng(4)), [H], { dtype: 'float32', device }),
         B: tensor(randnArray(b * N, rng(5)), [b, 1, N], { dtype: 'bfloat16', device }),
         C: tensor(randnArray(b * N, rng(6)), [b, 1, N], { dtype: 'bfloat16', device }),
-        D: tensor(randnArray(H, rng(7)), [H], { device }),
-        dtBias: tensor(randnArray(H, rng(8)), [H], { device }),
+        D: tensor(randnArray(H, rng(7)), [H], { dtype: 'float32', device }),
+        dtBias: tensor(randnArray(H, rng(8)), [H], { dtype: 'float32', device }),
         dtSoftplus: true,
       });
       const sc = tensor(sv, [b, H, P, N], { dtype: sdtype });
