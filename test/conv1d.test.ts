@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, causalConv1d, causalConv1dBackward, causalConv1dUpdate, tensor, zeros } from '../lib/index';
+import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, expectNoNaN, randnArray, relErr, rng } from './helpers';
 import { Input, fromValues, randnInput, seqIdxInput } from './model_inputs';
 import { conv1dRef } from './reference/conv1d';
@@ -42,6 +43,9 @@ const cases: Case[] = [];
 for (const width of [1, 2, 4, 5])
   for (const [seqlen, seq] of [[1, false], [3, true], [37, false], [37, true]] as const)
     cases.push({ batch: 2, dim: 3 + width, seqlen, width, bias: width % 2 === 0, silu: seqlen !== 3, init: width > 1 && seqlen !== 1, seq });
+
+// New memory starts as NaN: an output element a kernel forgets to write shows up.
+beforeAll(() => debugPoison(true));
 
 describe('causalConv1d forward (CPU) vs float64 reference', () => {
   for (const dtype of ['float32', 'float64', 'bfloat16', 'float16'] as DType[]) {

@@ -1,10 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, add, embedding, gatedRmsNorm, linear, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
+import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from './reference/dense';
 
 const TOL: Record<string, number> = { float64: 1e-10, float32: 1e-5, float16: 5e-3, bfloat16: 2e-2 };
+
+// New memory starts as NaN: an output element a kernel forgets to write shows up.
+beforeAll(() => debugPoison(true));
 
 describe('linear (CPU GEMM) vs float64 reference', () => {
   // [M, N, K]: odd shapes, the small-M (matrix-vector) path, block edges of the packed path.

@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, selectiveStateUpdate, tensor, zeros } from '../lib/index';
+import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, relErr, rng } from './helpers';
 import { Input, randnInput, uniformInput } from './model_inputs';
 import { stateUpdateRef } from './reference/state_update';
@@ -84,6 +85,9 @@ const forms: Form[] = [
 ];
 const label = (f: Form) =>
   `${f.m1 ? 'Mamba-1' : 'Mamba-2'} b${f.batch} h${f.heads} p${f.headdim} n${f.dstate} g${f.groups}${f.z ? ' z' : ''}${f.D ? ' D' : ''}${f.dtBias ? ' dtBias' : ''}${f.softplus ? ' softplus' : ''}`;
+
+// New memory starts as NaN: an output element a kernel forgets to write shows up.
+beforeAll(() => debugPoison(true));
 
 describe('selectiveStateUpdate (CPU): decode steps equal the recurrence run step by step', () => {
   const combos: Array<[DType, DType, number, number]> = [

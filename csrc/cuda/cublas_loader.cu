@@ -1,8 +1,10 @@
 #include "cuda/cublas_loader.h"
 #include <dlfcn.h>
+#include <glob.h>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 #include "cuda/check.cuh"
 
 namespace ss::cuda {
@@ -35,17 +37,28 @@ Library& library() {
   static std::once_flag once;
   std::call_once(once, [] {
     std::string tried;
-    const char* env_path = std::getenv("STATESPACE_CUBLAS_PATH");
-    const char* names[] = {env_path, "libcublas.so.13", "libcublas.so.12", "libcublas.so"};
-    for (const char* n : names) {
-      if (!n || !*n) continue;
-      lib.handle = dlopen(n, RTLD_NOW | RTLD_LOCAL);
+    std::vector<std::string> names;
+    if (const char* env_path = std::getenv("STATESPACE_CUBLAS_PATH"); env_path && *env_path) names.push_back(env_path);
+    for (const char* n : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) names.push_back(n);
+    // Not on the loader path but common: the toolkit's lib64 and the pip wheels PyTorch uses.
+    for (const char* pattern : {"/usr/local/cuda/lib64/libcublas.so.1[23]", "/usr/local/cuda-1[23]*/lib64/libcublas.so.1[23]",
+                                "/usr/local/lib/python3*/dist-packages/nvidia/cu*/lib/libcublas.so.1[23]",
+                                "/usr/local/lib/python3*/dist-packages/nvidia/cublas/lib/libcublas.so.1[23]",
+                                "/usr/lib/python3*/site-packages/nvidia/cublas/lib/libcublas.so.1[23]",
+                                "/usr/local/lib/python3*/site-packages/nvidia/cublas/lib/libcublas.so.1[23]"}) {
+      glob_t g{};
+      if (glob(pattern, 0, nullptr, &g) == 0)
+        for (size_t i = g.gl_pathc; i-- > 0;) names.push_back(g.gl_pathv[i]);  // newest version first
+      globfree(&g);
+    }
+    for (const std::string& n : names) {
+      lib.handle = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (lib.handle) {
         lib.name = n;
         break;
       }
       const char* e = dlerror();
-      tried += std::string(tried.empty() ? "" : "; ") + (e ? e : n);
+      tried += std::string(tried.empty() ? "" : "; ") + (e ? e : n.c_str());
     }
     if (!lib.handle) {
       lib.error = "libcublas not found (" + tried + ")";

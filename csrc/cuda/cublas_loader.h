@@ -1,5 +1,6 @@
-// cuBLAS, loaded at run time (the build machine has no cuBLAS): dlopen of libcublas.so.13,
-// .so.12 or .so (or $STATESPACE_CUBLAS_PATH), entry points resolved by dlsym. The few
+// cuBLAS, loaded at run time (the build machine has no cuBLAS): dlopen of
+// $STATESPACE_CUBLAS_PATH, libcublas.so.13, .so.12 or .so on the loader path, then the usual
+// places off it (/usr/local/cuda*/lib64, pip's nvidia/cublas wheels); entry points by dlsym. The few
 // prototypes and enum values used are declared here; they are the stable C ABI of cuBLAS.
 // STATESPACE_CUBLAS=0 (read on every call) turns it off, so both GEMM paths can be tested.
 #pragma once
