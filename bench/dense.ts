@@ -2,6 +2,7 @@
  * GEMMs of the model layers (linear): the in/out projections and LM head of mamba-2.8b and
  * mamba2-2.7b at the token counts of decode (1, 64) and prefill (2048), bf16 on CUDA through
  * cuBLAS and through the builtin tensor-core kernel (STATESPACE_CUBLAS=0), f32 on the CPU.
+ * M <= 8 on CUDA always runs statespace's matrix-vector kernel ('gemv'): judge it by GB/s.
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
  */
 import { DType, Device, linear, linearBackend, randn, tidy } from '../lib/index';
@@ -28,7 +29,7 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
         const bytes = (M * K + N * K + M * N) * el;
         report.add({
           device,
-          backend,
+          backend: device !== 'cpu' && M <= 8 ? 'gemv' : backend,
           layer: name,
           'M x N x K': `${M}x${N}x${K}`,
           dtype,

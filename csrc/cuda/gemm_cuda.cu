@@ -5,6 +5,9 @@
 //    through shared memory; the epilogue adds the bias and rounds once.
 //  - f32: exact f32 FMA (no TF32), 64x64 tiles, 4x4 outputs per thread.
 // Both keep it simple (no multi-stage pipeline): the fallback is for hosts without cuBLAS.
+// Small M (M <= 8: decode) always takes a matrix-vector kernel instead: the product is bound by
+// reading the weights once, which a warp per output column does at full vector width (16-byte
+// loads, several in flight per lane) without padding M up to a 64-row tile.
 #include <mma.h>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
@@ -142,6 +145,59 @@ __global__ void __launch_bounds__(SimtTraits::kThreads) simt_gemm_kernel(GemmPar
     }
 }
 
+template <typename T, int V> struct alignas(sizeof(T) * V) Pack16 {
+  T v[V];
+};
+
+struct GemvTraits {
+  static constexpr int kMaxM = 8, kThreads = 256, kUnroll = 4;
+};
+
+// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8: one warp per n, lanes striding K
+// in 16-byte vectors (kVec: K a multiple of the vector and 16-byte aligned rows) or elements.
+template <typename T, bool kVec> __global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p) {
+  constexpr int V = kVec ? 16 / sizeof(T) : 1;
+  constexpr int MM = GemvTraits::kMaxM;
+  const int lane = threadIdx.x % 32;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (n >= p.N) return;  // whole warps leave together
+  const int M = static_cast<int>(p.M);
+  const T* w = static_cast<const T*>(p.weight) + n * p.K;
+  const T* x = static_cast<const T*>(p.x);
+  float acc[MM];
+#pragma unroll
+  for (int m = 0; m < MM; ++m) acc[m] = 0.f;
+#pragma unroll GemvTraits::kUnroll
+  for (int64_t k = static_cast<int64_t>(lane) * V; k < p.K; k += 32 * V) {
+    const Pack16<T, V> wv = *reinterpret_cast<const Pack16<T, V>*>(w + k);
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
+      const Pack16<T, V> xv = *reinterpret_cast<const Pack16<T, V>*>(x + m * p.K + k);
+#pragma unroll
+      for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv.v[j]), acc[m]);
+    }
+  }
+  const float b = p.bias ? load_any(p.bias, p.bias_dtype, n) : 0.f;
+#pragma unroll
+  for (int m = 0; m < MM; ++m) {
+    if (m >= M) break;
+    float v = acc[m];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0) static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(v + b);
+  }
+}
+
+template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
+  const unsigned blocks = static_cast<unsigned>((p.N + GemvTraits::kThreads / 32 - 1) / (GemvTraits::kThreads / 32));
+  const bool vec = p.K % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
+  if (vec)
+    gemv_kernel<T, true><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+  else
+    gemv_kernel<T, false><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+}
+
 template <typename T> __global__ void add_bias_kernel(GemmParams p) {
   T* out = static_cast<T*>(p.out);
   const int64_t n = p.M * p.N;
@@ -159,6 +215,12 @@ int current_device() {
 
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
+  if (p.M <= GemvTraits::kMaxM) {
+    if (p.N > 0x7fffffffLL * (GemvTraits::kThreads / 32)) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
+    SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, st); });
+    cuda::check_launch("linear (gemv)");
+    return;
+  }
   std::string why;
   if (cuda::cublas_gemm(p, stream, current_device(), &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });

@@ -48,7 +48,8 @@ export interface LinearOptions {
 /**
  * x · weightᵀ + bias → (..., out) in x's dtype. CUDA: cuBLAS when the host has it (loaded at
  * run time; STATESPACE_CUBLAS=0 turns it off), else statespace's own tensor-core kernel
- * (bf16/f16) or an exact-f32 FMA kernel (f32). CPU: blocked, vectorised, threaded.
+ * (bf16/f16) or an exact-f32 FMA kernel (f32); up to 8 rows (decode) always statespace's
+ * bandwidth-bound matrix-vector kernel. CPU: blocked, vectorised, threaded.
  */
 export function linear(opts: LinearOptions): Tensor {
   return new Tensor(nat.linear(opts));

@@ -11,6 +11,8 @@ const SHAPES: Array<[number, number, number]> = [
   [2, 768, 1536],
   [64, 200, 33],
   [130, 70, 512],
+  [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
+  [8, 1000, 4096], // matrix-vector path, vectorised
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
