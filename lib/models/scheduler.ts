@@ -76,6 +76,7 @@ class TokenQueue implements AsyncIterableIterator<number> {
     if (this.ended) return;
     this.ended = true;
     this.error = error ?? null;
+    if (error) this.buf = []; // a failure or cancellation ends the stream now, buffered tokens included
     if (this.waiter) {
       const [w, f] = [this.waiter, this.failWaiter];
       this.waiter = this.failWaiter = null;
