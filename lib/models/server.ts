@@ -82,9 +82,11 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<unkno
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > limit) throw new HttpError(413, `request body larger than ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+    // Past the limit, keep draining (so the client reads the 413) up to a bound, then hang up.
+    if (size > 8 * limit) req.destroy();
+    if (size <= limit) chunks.push(chunk as Buffer);
   }
+  if (size > limit) throw new HttpError(413, `request body larger than ${limit} bytes`);
   const text = Buffer.concat(chunks).toString('utf8');
   if (!text.trim()) throw new HttpError(400, 'empty request body: expected a JSON object');
   try {
