@@ -46,7 +46,14 @@ export interface NativeCore {
   eventElapsed?(a: object, b: object): number;
 }
 
-export const packageRoot = path.resolve(__dirname, '..', '..');
+/** The package root: the nearest folder above this file whose package.json is statespace's. */
+export const packageRoot = (() => {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg) && JSON.parse(fs.readFileSync(pkg, 'utf8')).name === 'statespace') return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..', '..');
+  }
+})();
 
 function load(): NativeCore {
   const tried: string[] = [];

@@ -1,6 +1,8 @@
 /** Devices, build information, memory accounting and synchronisation. */
 import { Device, normalizeDevice } from './device';
-import { native } from './native';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { native, packageRoot } from './native';
 
 export interface BuildInfo {
   version: string;
@@ -19,8 +21,8 @@ export interface BuildInfo {
 }
 
 export function buildInfo(): BuildInfo {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const version = (require('../../package.json') as { version: string }).version;
+  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+  const version = pkg.version;
   return { version, ...native.buildInfo() };
 }
 

@@ -73,7 +73,14 @@ else {
   }
 }
 if (gypArgs) {
-  if (run(process.execPath, [...gypArgs, 'rebuild', `--jobs=${jobs}`])) process.exit(0);
+  // Build against this Node's own headers rather than letting node-gyp download them.
+  const nodedir =
+    process.env.npm_config_nodedir ||
+    [process.config.variables.node_prefix, path.resolve(path.dirname(process.execPath), '..')].find(
+      (p) => p && fs.existsSync(path.join(p, 'include', 'node', 'node_api.h')),
+    );
+  if (!nodedir) tried.push('node-gyp: no local Node headers (set npm_config_nodedir); not downloading any');
+  else if (run(process.execPath, [...gypArgs, 'rebuild', `--jobs=${jobs}`, `--nodedir=${nodedir}`])) process.exit(0);
   tried.push('node-gyp: the CPU-only build failed (see the output above)');
 }
 

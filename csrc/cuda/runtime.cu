@@ -1,4 +1,5 @@
 #include "cuda/runtime.h"
+#include <dlfcn.h>
 #include <atomic>
 #include <mutex>
 #include <vector>
@@ -25,6 +26,15 @@ int probe(std::string* reason) {
   static std::string why;
   static std::once_flag once;
   std::call_once(once, [] {
+    // The runtime is linked statically and finds the driver (libcuda) at run time; say so
+    // plainly when it is missing rather than "driver version is insufficient".
+    if (void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL)) {
+      dlclose(h);
+    } else {
+      count = 0;
+      why = "no NVIDIA driver found (libcuda.so.1 could not be loaded)";
+      return;
+    }
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
