@@ -10,4 +10,8 @@ export interface Suite {
 
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
+  generate: {
+    describe: 'Mamba / Mamba-2 generation with random weights: prefill 2048, decode at batch 1 and 64',
+    run: async (devices, report, opts) => (await import('./generate')).run(devices, report, opts),
+  },
 };
