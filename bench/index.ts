@@ -22,4 +22,8 @@ export const suites: Record<string, Suite> = {
   conv1d: { describe: 'causal conv1d: prefill forward/backward, decode update', run: conv1d.run },
   gemm: { describe: 'linear-layer GEMMs of the 2.7B-class models (cuBLAS, builtin, CPU)', run: gemm.run },
   decode: { describe: 'selectiveStateUpdate decode step, Mamba-1 and Mamba-2 forms (TB/s)', run: decode.run },
+  generate: {
+    describe: 'Mamba / Mamba-2 generation with random weights: prefill 2048, decode at batch 1 and 64',
+    run: async (devices, report, opts) => (await import('./generate')).run(devices, report, opts),
+  },
 };
