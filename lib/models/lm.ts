@@ -123,7 +123,7 @@ export abstract class CausalLM implements DecodeEngine {
   private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
     let resid = embedding({ ids, weight: this.embed }).astype(this.residDtype);
     for (let l = 0; l < this.config.numLayers; l++) {
-      const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps });
+      const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
       const { y, state } = this.mixerForward(l, x, states !== null);
       if (states && state) states.push(state);
       resid = add(resid, y.astype(this.residDtype));
@@ -132,7 +132,7 @@ export abstract class CausalLM implements DecodeEngine {
   }
 
   private head(h: Tensor): Tensor {
-    const x = rmsNorm({ x: h.astype(this.dtype), weight: this.normF, eps: this.config.normEps });
+    const x = rmsNorm({ x: h.astype(this.dtype), weight: this.normF, eps: this.config.normEps }).y;
     return linear({ x, weight: this.lmHead }).astype('float32');
   }
 
@@ -221,7 +221,7 @@ export abstract class CausalLM implements DecodeEngine {
     const logits = tidy(() => {
       let resid = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]).astype(this.residDtype);
       for (let l = 0; l < this.config.numLayers; l++) {
-        const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps });
+        const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
         const y = this.mixerStep(l, x, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n));
         resid = add(resid, y.astype(this.residDtype));
       }
