@@ -88,10 +88,11 @@ template <typename T, typename W, typename S> class Scan {
 
   // Per-row scratch, each of length seqlen.
   struct Row {
-    explicit Row(int64_t L) : dt(L), u(L), y(L), z(L), zsig(L), dsp(L) {}
+    explicit Row(int64_t L) : dt(L), u(L), y(L), z(L), zsig(L), dsp(L), dy(L), ddt(L), gB(L) {}
     std::vector<S> dt, u, y;  // delta', u, ungated y
     std::vector<S> z, zsig;   // z and sigmoid(z), when z is given
     std::vector<S> dsp;       // sigmoid(delta + bias) = d delta' / d delta (backward, softplus)
+    std::vector<S> dy, ddt, gB;  // backward: gated dy; sum_n g x_{t-1} a A; sum_n g B
   };
 
   // Loads delta' (vectorised softplus), u and z for row (b, d); `grad` also fills dsp.
@@ -191,24 +192,36 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
         T* du = static_cast<T*>(p_.du) + base;
         T* ddelta = static_cast<T*>(p_.ddelta) + base;
         T* dz = p_.dz ? static_cast<T*>(p_.dz) + base : nullptr;
+        // Gated output gradient (and dz) first, then the reverse recurrence, then du/ddelta.
         S dD = 0, dbias = 0;
-        for (int64_t t = L_ - 1; t >= 0; --t) {
-          const S dt = rw.dt[t], ut = rw.u[t];
+        for (int64_t t = 0; t < L_; ++t) {
           S dyt = load<S>(dout + t);
           if (dz) {
             const S zt = rw.z[t], sg = rw.zsig[t];
             store(dz + t, dyt * rw.y[t] * sg * (S(1) + zt * (S(1) - sg)));
             dyt *= zt * sg;
           }
-          dD += dyt * ut;
-          const auto r = scan_simd::back_step<S>(g.data(), hist.data() + (t + 1) * N_, hist.data() + t * N_, A,
-                                                 B + t * sb, C + t * sc, dA, dB + t * sb, dC + t * sc, dt, ut, dyt,
-                                                 restart(b, t), N_);
-          const S ddt = r.d_dt + r.sum_gB * ut;
+          rw.dy[t] = dyt;
+        }
+        const int32_t* seq = p_.seq_idx ? p_.seq_idx + b * L_ : nullptr;
+        if (!scan_simd::back_row_fast<S>(g.data(), hist.data(), A, B, sb, C, sc, dA, dB, dC, rw.dt.data(), rw.u.data(),
+                                         rw.dy.data(), seq, L_, rw.ddt.data(), rw.gB.data(), N_)) {
+          for (int64_t t = L_ - 1; t >= 0; --t) {
+            const auto r = scan_simd::back_step<S>(g.data(), hist.data() + (t + 1) * N_, hist.data() + t * N_, A,
+                                                   B + t * sb, C + t * sc, dA, dB + t * sb, dC + t * sc, rw.dt[t],
+                                                   rw.u[t], rw.dy[t], restart(b, t), N_);
+            rw.ddt[t] = r.d_dt;
+            rw.gB[t] = r.sum_gB;
+          }
+        }
+        for (int64_t t = 0; t < L_; ++t) {
+          const S ut = rw.u[t];
+          dD += rw.dy[t] * ut;
+          const S ddt = rw.ddt[t] + rw.gB[t] * ut;
           const S dpre = p_.delta_softplus ? ddt * rw.dsp[t] : ddt;
           store(ddelta + t, dpre);
           dbias += dpre;
-          store(du + t, dyt * D_[d] + r.sum_gB * dt);
+          store(du + t, rw.dy[t] * D_[d] + rw.gB[t] * rw.dt[t]);
         }
         dD_rows[row] = dD;
         dbias_rows[row] = dbias;
