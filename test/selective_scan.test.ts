@@ -182,6 +182,8 @@ describe('selectiveScanBackward (CPU) vs finite differences', () => {
     { batch: 2, dim: 4, seqlen: 6, dstate: 3, B: 2, C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
     { batch: 2, dim: 3, seqlen: 5, dstate: 9, B: 'ti', C: 'ti', z: true, D: true, deltaBias: true, initialState: true },
     { batch: 2, dim: 4, seqlen: 8, dstate: 2, B: 'step', C: 2, D: true, softplus: true, initialState: true, packed: [[3, 5], [1, 2, 5]] },
+    // longer than the CPU backward's 512-step recomputation segments, restarts on and off their edges
+    { batch: 1, dim: 2, seqlen: 700, dstate: 2, B: 'step', C: 'ti', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[512, 100, 88]] },
   ];
   for (const c of cases) {
     it(`float64 B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`, () => {
@@ -208,7 +210,7 @@ describe('selectiveScanBackward (CPU) vs finite differences', () => {
   });
 
   const f32Cases: ScanCase[] = [
-    { batch: 2, dim: 12, seqlen: 300, dstate: 16, B: 3, C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[100, 200], [300]] },
+    { batch: 2, dim: 12, seqlen: 1100, dstate: 16, B: 3, C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[100, 412, 588], [1100]] },
     { batch: 2, dim: 5, seqlen: 77, dstate: 8, B: 'ti', C: 'ti', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[7, 70], [77]] },
     { batch: 1, dim: 4, seqlen: 50, dstate: 32, B: 'ti', C: 2, D: true, initialState: true },
     { batch: 2, dim: 4, seqlen: 40, dstate: 13, B: 'step', C: 'ti', z: true, softplus: true },

@@ -119,15 +119,15 @@ inline S step(S* x, const S* A, const S* B, const S* C, S dt, S du, bool restart
 
 #ifdef SS_SCAN_AVX2
 // A whole row forward with the state held in V AVX registers (dstate = 8 V): y[t] = <C_t, x_t>.
-// seq (optional) is the row's seqIdx; hist (optional) receives x_0..x_{L-1} at hist + (t+1) N.
+// rst (optional) flags restarts (x_{t-1} dropped); hist (optional) receives x_t at hist + (t+1) N.
 template <int V>
 inline void scan_row_regs(float* x, const float* A, const float* B, int64_t sb, const float* C, int64_t sc,
-                          const float* dt, const float* u, float* y, const int32_t* seq, int64_t L, float* hist) {
+                          const float* dt, const float* u, float* y, const uint8_t* rst, int64_t L, float* hist) {
   __m256 vx[V], vA[V];
   for (int v = 0; v < V; ++v) vx[v] = _mm256_loadu_ps(x + 8 * v), vA[v] = _mm256_loadu_ps(A + 8 * v);
   const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   for (int64_t t = 0; t < L; ++t) {
-    const __m256 keep = seq && t > 0 && seq[t] != seq[t - 1] ? _mm256_setzero_ps() : ones;
+    const __m256 keep = rst && rst[t] ? _mm256_setzero_ps() : ones;
     const __m256 vdt = _mm256_set1_ps(dt[t]), vdu = _mm256_set1_ps(dt[t] * u[t]);
     const float* Bt = B + t * sb;
     const float* Ct = C + t * sc;
@@ -148,19 +148,19 @@ inline void scan_row_regs(float* x, const float* A, const float* B, int64_t sb, 
 // Row forward through the register path when dstate is 8, 16, 24 or 32 (f32); false otherwise.
 template <typename S>
 inline bool scan_row_fast(S* x, const S* A, const S* B, int64_t sb, const S* C, int64_t sc, const S* dt, const S* u,
-                          S* y, const int32_t* seq, int64_t L, S* hist, int64_t n) {
+                          S* y, const uint8_t* rst, int64_t L, S* hist, int64_t n) {
 #ifdef SS_SCAN_AVX2
   if constexpr (sizeof(S) == 4) {
     switch (n) {
-      case 8: scan_row_regs<1>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 16: scan_row_regs<2>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 24: scan_row_regs<3>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 32: scan_row_regs<4>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      case 8: scan_row_regs<1>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 16: scan_row_regs<2>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 24: scan_row_regs<3>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 32: scan_row_regs<4>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
       default: break;
     }
   }
 #endif
-  (void)x, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dt, (void)u, (void)y, (void)seq, (void)L, (void)hist, (void)n;
+  (void)x, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dt, (void)u, (void)y, (void)rst, (void)L, (void)hist, (void)n;
   return false;
 }
 
@@ -221,7 +221,7 @@ inline BackStep<S> back_step(S* g, const S* xt, const S* xp, const S* A, const S
 template <int V>
 inline void back_row_regs(float* g, const float* hist, const float* A, const float* B, int64_t sb, const float* C,
                           int64_t sc, float* dA, float* dB, float* dC, const float* dt, const float* u, const float* dy,
-                          const int32_t* seq, int64_t L, float* ddt, float* gB) {
+                          const uint8_t* rst, int64_t L, float* ddt, float* gB) {
   constexpr int N = 8 * V;
   __m256 vg[V], vA[V], vdA[V], vdB[V], vdC[V];
   for (int v = 0; v < V; ++v) {
@@ -231,7 +231,7 @@ inline void back_row_regs(float* g, const float* hist, const float* A, const flo
   }
   const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   for (int64_t t = L - 1; t >= 0; --t) {
-    const __m256 keep = seq && t > 0 && seq[t] != seq[t - 1] ? _mm256_setzero_ps() : ones;
+    const __m256 keep = rst && rst[t] ? _mm256_setzero_ps() : ones;
     const __m256 vdt = _mm256_set1_ps(dt[t]), vdtu = _mm256_set1_ps(dt[t] * u[t]), vdy = _mm256_set1_ps(dy[t]);
     const float* xt = hist + (t + 1) * N;
     const float* xp = hist + t * N;
@@ -265,21 +265,21 @@ inline void back_row_regs(float* g, const float* hist, const float* A, const flo
 // Reverse row through the register path when dstate is 8, 16, 24 or 32 (f32); false otherwise.
 template <typename S>
 inline bool back_row_fast(S* g, const S* hist, const S* A, const S* B, int64_t sb, const S* C, int64_t sc, S* dA, S* dB,
-                          S* dC, const S* dt, const S* u, const S* dy, const int32_t* seq, int64_t L, S* ddt, S* gB,
+                          S* dC, const S* dt, const S* u, const S* dy, const uint8_t* rst, int64_t L, S* ddt, S* gB,
                           int64_t n) {
 #ifdef SS_SCAN_AVX2
   if constexpr (sizeof(S) == 4) {
     switch (n) {
-      case 8: back_row_regs<1>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, seq, L, ddt, gB); return true;
-      case 16: back_row_regs<2>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, seq, L, ddt, gB); return true;
-      case 24: back_row_regs<3>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, seq, L, ddt, gB); return true;
-      case 32: back_row_regs<4>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, seq, L, ddt, gB); return true;
+      case 8: back_row_regs<1>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 16: back_row_regs<2>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 24: back_row_regs<3>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 32: back_row_regs<4>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
       default: break;
     }
   }
 #endif
   (void)g, (void)hist, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dA, (void)dB, (void)dC, (void)dt, (void)u;
-  (void)dy, (void)seq, (void)L, (void)ddt, (void)gB, (void)n;
+  (void)dy, (void)rst, (void)L, (void)ddt, (void)gB, (void)n;
   return false;
 }
 
