@@ -1,0 +1,111 @@
+/**
+ * `statespace bench generate`: end-to-end generation with random weights in the shapes of
+ * mamba-130m, mamba-2.8b and mamba2-2.7b (no download): prefill of 2048 tokens, decode per token
+ * at batch 1 and per step at batch 64, bf16 on CUDA; f32 on the CPU for the 130m shapes.
+ *
+ * Decode at batch 1 reads every weight once per token, so its floor is (bytes of weights) ÷
+ * (measured copy bandwidth): the table gives that roofline and the fraction reached. Each decode
+ * step includes reading the logits back to the host and choosing the next token there, as a
+ * server does.
+ */
+import { Device, synchronize } from '../lib/index';
+import { ModelConfig, normalizeConfig } from '../lib/models/config';
+import type { CausalLM } from '../lib/models/lm';
+import { randomModel } from '../lib/models/load';
+import { copyBandwidth } from './copy';
+import { Report } from './report';
+
+const SHAPES: Record<string, Record<string, unknown>> = {
+  'mamba-130m': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 768, num_hidden_layers: 24, state_size: 16 },
+  'mamba-2.8b': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 2560, num_hidden_layers: 64, state_size: 16 },
+  'mamba2-2.7b': {
+    architectures: ['Mamba2ForCausalLM'],
+    vocab_size: 50288,
+    hidden_size: 2560,
+    num_hidden_layers: 64,
+    state_size: 128,
+    num_heads: 80,
+    head_dim: 64,
+    n_groups: 1,
+    chunk_size: 256,
+    tie_word_embeddings: true,
+  },
+};
+
+/** Bytes of parameters one decode step reads (the embedding table once: as the LM head). */
+function weightBytes(c: ModelConfig, dtype: string): number {
+  const e = dtype === 'float32' ? 4 : 2;
+  const d = c.hiddenSize, I = c.intermediateSize, N = c.stateSize;
+  let perLayer: number;
+  let f32: number;
+  if (c.architecture === 'mamba') {
+    const R = c.timeStepRank;
+    perLayer = d + 2 * I * d + I * c.convKernel + I + (R + 2 * N) * I + I * R + I * d;
+    f32 = I * N + 2 * I; // A, D, dt bias
+  } else {
+    const cd = I + 2 * c.nGroups * N;
+    perLayer = d + (I + cd + c.numHeads) * d + cd * c.convKernel + cd + I + I * d;
+    f32 = 3 * c.numHeads;
+  }
+  const head = c.vocabSize * d * (c.tieWordEmbeddings ? 1 : 2);
+  return c.numLayers * (perLayer * e + f32 * 4) + (head + d) * e;
+}
+
+async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ ms: number; firstMs: number }> {
+  const once = async () => {
+    const t0 = process.hrtime.bigint();
+    await fn();
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  const firstMs = await once();
+  await once();
+  const samples: number[] = [];
+  for (let i = 0; i < iters; i++) samples.push(await once());
+  samples.sort((a, b) => a - b);
+  return { ms: samples[Math.floor(samples.length / 2)], firstMs };
+}
+
+export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
+  for (const device of devices) {
+    const cpu = device === 'cpu';
+    const names = cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
+    const dtype = cpu ? 'float32' : 'bfloat16';
+    const bw = copyBandwidth(device);
+    for (const name of names) {
+      const cfg = normalizeConfig(SHAPES[name], name);
+      const maxBatch = 64;
+      const prefillLen = cpu && opts.quick ? 256 : 2048;
+      let model: CausalLM | null = null;
+      try {
+        model = await randomModel(cfg, { device, dtype, maxBatch, seed: 7 });
+        const m = model;
+        const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919) % cfg.vocabSize);
+        const prefill = await timeAsync(() => m.prefill(ids, 0), cpu ? 2 : 5);
+        const tok1 = Int32Array.of(17);
+        const b1 = await timeAsync(() => m.step(tok1), cpu ? 10 : 50);
+        const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
+        const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
+        await synchronize(device);
+        const bytes = weightBytes(cfg, dtype);
+        const rooflineMs = (bytes / bw) * 1e3;
+        report.add({
+          model: name,
+          device,
+          dtype,
+          'weights GB': bytes / 1e9,
+          [`prefill ${prefillLen} ms`]: prefill.ms,
+          'prefill first ms': prefill.firstMs,
+          'decode b1 ms/token': b1.ms,
+          'b1 roofline ms': rooflineMs,
+          'b1 % of roofline': (100 * rooflineMs) / b1.ms,
+          'decode b64 ms/step': b64.ms,
+          'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
+        });
+      } catch (e) {
+        report.add({ model: name, device, dtype, error: (e as Error).message.split('\n')[0].slice(0, 120) });
+      } finally {
+        model?.dispose();
+      }
+    }
+  }
+}

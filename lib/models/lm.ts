@@ -1,0 +1,319 @@
+/**
+ * CausalLM: what Mamba and Mamba-2 language models share. Embedding, a stack of pre-norm residual
+ * blocks (RMSNorm → mixer → residual add, the residual kept in float32 when the config says
+ * residual_in_fp32, as transformers does), the final RMSNorm and the (possibly tied) LM head.
+ * Subclasses supply the mixer, in two forms: over a whole sequence (prefill, forward) and one
+ * token per sequence with recurrent state (decode).
+ *
+ * Decoding runs through a Scheduler over a batched state cache (one slot per sequence in flight),
+ * so concurrent generate() calls on one model share each decode step.
+ */
+import { DType } from '../dtype';
+import { Device } from '../device';
+import { argError, formatError } from '../errors';
+import { Tensor, tensor, tidy, zeros } from '../tensor';
+import { GenerationDefaults, ModelConfig } from './config';
+import { add, copyInto, embedding, linear, rmsNorm } from './ops';
+import { DecodeEngine, Scheduler } from './scheduler';
+import { detokenize } from './text_stream';
+import { TextTokenizer } from './tokenizer';
+import { WeightSource } from './weights';
+
+export interface GenerateOptions {
+  /** New tokens at most (default: generation_config.json, else 128). */
+  maxNewTokens?: number;
+  /** 0 is greedy (default: generation_config.json, greedy unless it sets do_sample). */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** Seed of the sampler: the same seed gives the same completion. */
+  seed?: number;
+  /** Token ids that end generation, not emitted (default: the eos token(s)); [] never stops early. */
+  stop?: readonly number[];
+  /** Cancels the request: the iterator throws an AbortError and the sequence's slot is freed. */
+  signal?: AbortSignal;
+}
+
+export interface GenerateTextOptions extends Omit<GenerateOptions, 'stop'> {
+  /** Token ids and/or strings that end generation (a string is cut from the text). */
+  stop?: ReadonlyArray<number | string>;
+}
+
+/** Per-sequence state of one layer: conv window (convDim, width-1) and SSM state (float32). */
+export interface LayerState {
+  conv: Tensor;
+  ssm: Tensor;
+}
+
+export interface ModelInit {
+  config: ModelConfig;
+  generation: GenerationDefaults;
+  tokenizer: TextTokenizer | null;
+  device: Device;
+  dtype: DType;
+  /** State slots for concurrent sequences (default 16). */
+  maxBatch?: number;
+}
+
+export abstract class CausalLM implements DecodeEngine {
+  readonly config: ModelConfig;
+  readonly generation: GenerationDefaults;
+  readonly tokenizer: TextTokenizer | null;
+  readonly device: Device;
+  readonly dtype: DType;
+  readonly maxBatch: number;
+  protected embed!: Tensor;
+  protected norms: Tensor[] = [];
+  protected normF!: Tensor;
+  protected lmHead!: Tensor;
+  private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
+  private sched: Scheduler | null = null;
+  private owned: Tensor[] = [];
+
+  protected constructor(init: ModelInit) {
+    this.config = init.config;
+    this.generation = init.generation;
+    this.tokenizer = init.tokenizer;
+    this.device = init.device;
+    this.dtype = init.dtype;
+    this.maxBatch = init.maxBatch ?? 16;
+    if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
+  }
+
+  /** Width of the causal conv's channel dimension (what the conv state holds). */
+  protected abstract get convDim(): number;
+  /** Shape of one sequence's SSM state. */
+  protected abstract get ssmShape(): number[];
+  /** Loads the mixer parameters of every layer. */
+  protected abstract loadMixers(w: WeightSource): Promise<void>;
+  /** Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden) [+ final states]. */
+  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState };
+  /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
+  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
+
+  /** Loads every parameter (called once by the architecture's factory). */
+  protected async loadWeights(w: WeightSource): Promise<void> {
+    const c = this.config;
+    const embName = w.has('backbone.embeddings.weight') || !w.has('backbone.embedding.weight') ? 'backbone.embeddings.weight' : 'backbone.embedding.weight';
+    this.embed = this.own(await w.load(embName, [c.vocabSize, c.hiddenSize], this.dtype, this.device));
+    for (let l = 0; l < c.numLayers; l++)
+      this.norms.push(this.own(await w.load(`backbone.layers.${l}.norm.weight`, [c.hiddenSize], this.dtype, this.device)));
+    this.normF = this.own(await w.load('backbone.norm_f.weight', [c.hiddenSize], this.dtype, this.device));
+    if (w.has('lm_head.weight') && !c.tieWordEmbeddings) {
+      this.lmHead = this.own(await w.load('lm_head.weight', [c.vocabSize, c.hiddenSize], this.dtype, this.device));
+    } else if (!c.tieWordEmbeddings && !w.has('lm_head.weight')) {
+      throw formatError('checkpoint: missing tensor lm_head.weight (config.json says the LM head is not tied to the embeddings)');
+    } else {
+      this.lmHead = this.embed;
+    }
+    await this.loadMixers(w);
+  }
+
+  /** Keeps a parameter for dispose(). */
+  protected own(t: Tensor): Tensor {
+    this.owned.push(t);
+    return t;
+  }
+
+  private get residDtype(): DType {
+    return this.config.residualInFp32 ? 'float32' : this.dtype;
+  }
+
+  /** The residual stream after every block, for sequences: h (batch, seqlen, hidden). */
+  private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
+    let resid = embedding({ ids, weight: this.embed }).astype(this.residDtype);
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
+      const { y, state } = this.mixerForward(l, x, states !== null);
+      if (states && state) states.push(state);
+      resid = add(resid, y.astype(this.residDtype));
+    }
+    return resid;
+  }
+
+  private head(h: Tensor): Tensor {
+    const x = rmsNorm({ x: h.astype(this.dtype), weight: this.normF, eps: this.config.normEps }).y;
+    return linear({ x, weight: this.lmHead }).astype('float32');
+  }
+
+  private idsTensor(ids: Tensor | ArrayLike<number>[] | Int32Array, what = 'ids'): Tensor {
+    const V = this.config.vocabSize;
+    const check = (v: ArrayLike<number>) => {
+      for (let i = 0; i < v.length; i++)
+        if (!Number.isInteger(v[i]) || v[i] < 0 || v[i] >= V) throw argError(`${what}: token id ${v[i]} is outside the vocabulary [0, ${V})`);
+    };
+    if (ids instanceof Tensor) {
+      if (ids.dtype !== 'int32' || ids.ndim !== 2) throw argError(`${what}: expected an int32 tensor (batch, seqlen), got ${ids}`);
+      if (ids.shape[1] === 0) throw argError(`${what}: empty sequence`);
+      // The embedding gathers rows by id: ids are checked on the host so none reads outside the table.
+      check(ids.dataSync());
+      return ids.device === this.device ? ids : ids.to(this.device);
+    }
+    if (ids instanceof Int32Array) {
+      if (ids.length === 0) throw argError(`${what}: empty sequence`);
+      check(ids);
+      return tensor(ids, [1, ids.length], { dtype: 'int32', device: this.device });
+    }
+    if (!Array.isArray(ids) || ids.length === 0) throw argError(`${what}: expected a tensor or a non-empty array of token id rows`);
+    const L = ids[0].length;
+    if (!L || ids.some((r) => r.length !== L)) throw argError(`${what}: rows must be non-empty and of equal length`);
+    const flat = new Int32Array(ids.length * L);
+    ids.forEach((r, b) => {
+      check(r);
+      for (let t = 0; t < L; t++) flat[b * L + t] = r[t];
+    });
+    return tensor(flat, [ids.length, L], { dtype: 'int32', device: this.device });
+  }
+
+  /** Logits (batch, seqlen, vocab) float32 of ids (batch, seqlen) int32 (a tensor or rows of ids). */
+  forward(ids: Tensor | ArrayLike<number>[] | Int32Array): Tensor {
+    const t = this.idsTensor(ids);
+    try {
+      return tidy(() => this.head(this.blocks(t, null)));
+    } finally {
+      if (t !== ids) t.dispose();
+    }
+  }
+
+  // ---- DecodeEngine -----------------------------------------------------------------------------
+
+  private ensureCache(): { conv: Tensor[]; ssm: Tensor[] } {
+    if (!this.cache) {
+      const w = this.config.convKernel - 1;
+      const conv: Tensor[] = [];
+      const ssm: Tensor[] = [];
+      for (let l = 0; l < this.config.numLayers; l++) {
+        conv.push(zeros([this.maxBatch, this.convDim, w], { dtype: this.dtype, device: this.device }));
+        ssm.push(zeros([this.maxBatch, ...this.ssmShape], { dtype: 'float32', device: this.device }));
+      }
+      this.cache = { conv, ssm };
+    }
+    return this.cache;
+  }
+
+  /** @internal Scheduler engine: runs a prompt into a state slot; logits of its last position. */
+  async prefill(ids: Int32Array, slot: number): Promise<Float32Array> {
+    const cache = this.ensureCache();
+    const idsT = this.idsTensor(ids, 'prompt');
+    const logits = tidy(() => {
+      const states: LayerState[] = [];
+      const h = this.blocks(idsT, states);
+      const L = ids.length;
+      for (let l = 0; l < states.length; l++) {
+        copyInto(cache.conv[l].slice(0, slot, slot + 1), states[l].conv);
+        copyInto(cache.ssm[l].slice(0, slot, slot + 1), states[l].ssm);
+      }
+      return this.head(h.slice(1, L - 1, L));
+    });
+    idsT.dispose();
+    try {
+      return (await logits.data()) as Float32Array;
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /** @internal Scheduler engine: one decode step of slots 0..n-1. */
+  async step(tokens: Int32Array): Promise<Float32Array[]> {
+    const cache = this.ensureCache();
+    const n = tokens.length;
+    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+    const logits = tidy(() => {
+      let resid = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]).astype(this.residDtype);
+      for (let l = 0; l < this.config.numLayers; l++) {
+        const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
+        const y = this.mixerStep(l, x, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n));
+        resid = add(resid, y.astype(this.residDtype));
+      }
+      return this.head(resid);
+    });
+    ids.dispose();
+    try {
+      const v = (await logits.data()) as Float32Array;
+      const V = this.config.vocabSize;
+      return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /** @internal Scheduler engine: copies a sequence's state between slots. */
+  moveSlot(from: number, to: number): void {
+    const cache = this.ensureCache();
+    for (let l = 0; l < this.config.numLayers; l++) {
+      copyInto(cache.conv[l].slice(0, to, to + 1), cache.conv[l].slice(0, from, from + 1));
+      copyInto(cache.ssm[l].slice(0, to, to + 1), cache.ssm[l].slice(0, from, from + 1));
+    }
+  }
+
+  // ---- generation -------------------------------------------------------------------------------
+
+  /** The scheduler that batches this model's concurrent generate() calls. */
+  get scheduler(): Scheduler {
+    this.sched ??= new Scheduler(this);
+    return this.sched;
+  }
+
+  /**
+   * New token ids after `prompt`, as an async iterable, decoding one token per step with the
+   * recurrent state (the prompt is run once). Concurrent calls decode together in one batch.
+   */
+  generate(prompt: ArrayLike<number>, opts: GenerateOptions = {}): AsyncIterableIterator<number> {
+    const ids = Int32Array.from(prompt as ArrayLike<number>);
+    const V = this.config.vocabSize;
+    for (const id of ids) if (id < 0 || id >= V) throw argError(`prompt: token id ${id} is outside the vocabulary [0, ${V})`);
+    if (opts.stop !== undefined && (!Array.isArray(opts.stop) || opts.stop.some((s) => !Number.isInteger(s))))
+      throw argError('stop: expected an array of token ids');
+    const g = this.generation;
+    return this.scheduler.submit({
+      prompt: ids,
+      maxNewTokens: opts.maxNewTokens ?? g.maxNewTokens,
+      temperature: opts.temperature ?? g.temperature,
+      topK: opts.topK ?? g.topK,
+      topP: opts.topP ?? g.topP,
+      seed: opts.seed,
+      stop: opts.stop ?? g.stop,
+      signal: opts.signal,
+    });
+  }
+
+  /** Token ids of a text (needs tokenizer.json in the checkpoint folder). */
+  encode(text: string): number[] {
+    return this.needTokenizer().encode(text);
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.needTokenizer().decode(ids);
+  }
+
+  private needTokenizer(): TextTokenizer {
+    if (!this.tokenizer) throw argError('this model folder has no tokenizer.json: pass token ids to generate() instead');
+    return this.tokenizer;
+  }
+
+  /**
+   * Text in, text out: the completion of `text` as an async iterable of text pieces (streamed as
+   * tokens arrive; a piece never ends inside a multi-byte character).
+   */
+  generateText(text: string, opts: GenerateTextOptions = {}): AsyncGenerator<string> {
+    const tok = this.needTokenizer();
+    const prompt = tok.encode(text);
+    if (!prompt.length) throw argError('text: encodes to no tokens');
+    const stopIds = opts.stop?.filter((s): s is number => typeof s === 'number');
+    const stopStrs = opts.stop?.filter((s): s is string => typeof s === 'string') ?? [];
+    const ids = this.generate(prompt, { ...opts, stop: opts.stop === undefined ? undefined : stopIds });
+    return detokenize(ids, (x) => tok.decode(x), stopStrs);
+  }
+
+  /** Frees the parameters and the state cache. */
+  dispose(): void {
+    for (const t of this.owned) t.dispose();
+    this.owned = [];
+    if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();
+    this.cache = null;
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+

@@ -1,0 +1,139 @@
+/**
+ * Mamba (Mamba-1) language model, as transformers' MambaForCausalLM / FalconMambaForCausalLM.
+ *
+ * Mixer, per layer (I = intermediate size, N = state size, R = dt rank):
+ *   [x, z] = in_proj(h)                          (…, 2I)
+ *   x = silu(causal_conv1d(x) + conv bias)       depthwise, width conv_kernel
+ *   [dt, B, C] = x_proj(x)                       (…, R + 2N)
+ *   (falcon-mamba: dt, B, C each RMS-normalised without weights, eps mixer_rms_eps)
+ *   dt = dt_proj.weight · dt                     (…, I); dt_proj.bias is the scan's delta bias
+ *   y = selective_scan(x, softplus(dt + bias), A = -exp(A_log), B, C, D) · silu(z)
+ *   out = out_proj(y)
+ */
+import { Tensor, tensor, ones } from '../tensor';
+import { ModelInit, CausalLM, LayerState } from './lm';
+import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { WeightSource } from './weights';
+
+interface MambaLayer {
+  inProj: Tensor;
+  inProjBias?: Tensor;
+  convW: Tensor;
+  convB?: Tensor;
+  xProj: Tensor;
+  dtProjW: Tensor;
+  dtProjB: Tensor;
+  A: Tensor;
+  D: Tensor;
+  outProj: Tensor;
+  outProjBias?: Tensor;
+}
+
+export class MambaModel extends CausalLM {
+  private layers: MambaLayer[] = [];
+  /** Weightless RMSNorm of falcon-mamba: unit weights of the dt-rank and state sizes. */
+  private unitR?: Tensor;
+  private unitN?: Tensor;
+
+  static async create(init: ModelInit, w: WeightSource): Promise<MambaModel> {
+    const m = new MambaModel(init);
+    try {
+      await m.loadWeights(w);
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
+
+  protected get convDim(): number {
+    return this.config.intermediateSize;
+  }
+  protected get ssmShape(): number[] {
+    return [this.config.intermediateSize, this.config.stateSize];
+  }
+
+  protected async loadMixers(w: WeightSource): Promise<void> {
+    const { hiddenSize: H, intermediateSize: I, stateSize: N, timeStepRank: R, convKernel: K } = this.config;
+    const dt = this.dtype, dev = this.device;
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const p = `backbone.layers.${l}.mixer.`;
+      const get = async (name: string, shape: number[], dtype = dt) => this.own(await w.load(p + name, shape, dtype, dev));
+      // A = -exp(A_log) once, on the host in float32 (as transformers: -torch.exp(A_log.float())).
+      const Alog = await w.loadHost(p + 'A_log', [I, N]);
+      const A = this.own(tensor(Float32Array.from(Alog, (v) => -Math.exp(v)), [I, N], { device: dev }));
+      this.layers.push({
+        inProj: await get('in_proj.weight', [2 * I, H]),
+        inProjBias: this.config.useBias ? await get('in_proj.bias', [2 * I]) : undefined,
+        convW: await get('conv1d.weight', [I, K]),
+        convB: this.config.useConvBias ? await get('conv1d.bias', [I]) : undefined,
+        xProj: await get('x_proj.weight', [R + 2 * N, I]),
+        dtProjW: await get('dt_proj.weight', [I, R]),
+        dtProjB: await get('dt_proj.bias', [I], 'float32'),
+        A,
+        D: await get('D', [I], 'float32'),
+        outProj: await get('out_proj.weight', [H, I]),
+        outProjBias: this.config.useBias ? await get('out_proj.bias', [H]) : undefined,
+      });
+    }
+    if (this.config.mixerRmsEps !== null) {
+      this.unitR = this.own(ones([R], { dtype: dt, device: dev }));
+      this.unitN = this.own(ones([N], { dtype: dt, device: dev }));
+    }
+  }
+
+  /** dt, B, C from x_proj's output (…, R + 2N) along the last dimension (contiguous each). */
+  private splitDbc(xdbl: Tensor): [Tensor, Tensor, Tensor] {
+    const { timeStepRank: R, stateSize: N, mixerRmsEps: eps } = this.config;
+    const last = xdbl.ndim - 1;
+    let dt = xdbl.slice(last, 0, R).contiguous();
+    let B = xdbl.slice(last, R, R + N).contiguous();
+    let C = xdbl.slice(last, R + N, R + 2 * N).contiguous();
+    if (eps !== null) {
+      dt = rmsNorm({ x: dt, weight: this.unitR as Tensor, eps }).y;
+      B = rmsNorm({ x: B, weight: this.unitN as Tensor, eps }).y;
+      C = rmsNorm({ x: C, weight: this.unitN as Tensor, eps }).y;
+    }
+    return [dt, B, C];
+  }
+
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+    const L = this.layers[layer];
+    const I = this.config.intermediateSize;
+    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
+    const xs = xz.slice(2, 0, I).transpose(1, 2).contiguous(); // (b, I, l)
+    const z = xz.slice(2, I, 2 * I).transpose(1, 2).contiguous();
+    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', returnFinalStates: keepState });
+    const u = conv.y; // (b, I, l)
+    const xdbl = linear({ x: u.transpose(1, 2).contiguous(), weight: L.xProj }); // (b, l, R+2N)
+    const [dtr, B, C] = this.splitDbc(xdbl);
+    const delta = linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2).contiguous(); // (b, I, l)
+    const scan = selectiveScan({
+      u,
+      delta,
+      A: L.A,
+      B: B.transpose(1, 2).contiguous(), // (b, N, l)
+      C: C.transpose(1, 2).contiguous(),
+      D: L.D,
+      z,
+      deltaBias: L.dtProjB,
+      deltaSoftplus: true,
+      returnLastState: keepState,
+    });
+    const y = linear({ x: scan.y.transpose(1, 2).contiguous(), weight: L.outProj, bias: L.outProjBias });
+    return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
+  }
+
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
+    const L = this.layers[layer];
+    const I = this.config.intermediateSize;
+    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (n, 2I)
+    const xs = xz.slice(1, 0, I).contiguous();
+    const z = xz.slice(1, I, 2 * I).contiguous();
+    const u = causalConv1dUpdate({ x: xs, convState: conv, weight: L.convW, bias: L.convB, activation: 'silu' }); // (n, I)
+    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
+    const dt = linear({ x: dtr, weight: L.dtProjW }); // (n, I)
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias });
+  }
+}

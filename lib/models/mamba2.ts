@@ -1,0 +1,164 @@
+/**
+ * Mamba-2 language model, as transformers' Mamba2ForCausalLM.
+ *
+ * Mixer, per layer (I = intermediate = heads·headdim, G groups, N state, H heads):
+ *   [_, _, z, xBC, dt] = in_proj(h)              (…, 2·d_mlp + I + (I + 2GN) + H); d_mlp is 0 in
+ *                                                 released checkpoints and ignored, as transformers does
+ *   xBC = silu(causal_conv1d(xBC) + conv bias)
+ *   [x, B, C] = xBC                              x (…, H, headdim), B/C (…, G, N)
+ *   y = SSD(x, dt' = clamp(softplus(dt + dt_bias), time_step_limit), A = -exp(A_log), B, C, D)
+ *   y = rmsnorm_grouped(y · silu(z)) · norm.weight   (groups of I/G channels)
+ *   out = out_proj(y)
+ */
+import { Tensor, tensor } from '../tensor';
+import { ModelInit, CausalLM, LayerState } from './lm';
+import { causalConv1d, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { WeightSource } from './weights';
+
+interface Mamba2Layer {
+  inProj: Tensor;
+  inProjBias?: Tensor;
+  convW: Tensor;
+  convB?: Tensor;
+  dtBias: Tensor;
+  A: Tensor;
+  D: Tensor;
+  normW: Tensor;
+  outProj: Tensor;
+  outProjBias?: Tensor;
+}
+
+export class Mamba2Model extends CausalLM {
+  private layers: Mamba2Layer[] = [];
+  private projSize = 0;
+  private dMlp = 0;
+
+  static async create(init: ModelInit, w: WeightSource): Promise<Mamba2Model> {
+    const m = new Mamba2Model(init);
+    try {
+      await m.loadWeights(w);
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
+
+  protected get convDim(): number {
+    const c = this.config;
+    return c.intermediateSize + 2 * c.nGroups * c.stateSize;
+  }
+  protected get ssmShape(): number[] {
+    return [this.config.numHeads, this.config.headDim, this.config.stateSize];
+  }
+
+  protected async loadMixers(w: WeightSource): Promise<void> {
+    const c = this.config;
+    const { hiddenSize: Hd, intermediateSize: I, numHeads: H, convKernel: K } = c;
+    const dt = this.dtype, dev = this.device;
+    this.projSize = I + this.convDim + H;
+    // A checkpoint whose in_proj is wider carries the (unused) d_mlp parts first.
+    const stored = w.shapeOf('backbone.layers.0.mixer.in_proj.weight')?.[0];
+    if (stored !== undefined && stored > this.projSize && (stored - this.projSize) % 2 === 0) {
+      this.dMlp = (stored - this.projSize) / 2;
+      this.projSize = stored;
+    }
+    for (let l = 0; l < c.numLayers; l++) {
+      const p = `backbone.layers.${l}.mixer.`;
+      const get = async (name: string, shape: number[], dtype = dt) => this.own(await w.load(p + name, shape, dtype, dev));
+      const Alog = await w.loadHost(p + 'A_log', [H]);
+      this.layers.push({
+        inProj: await get('in_proj.weight', [this.projSize, Hd]),
+        inProjBias: c.useBias ? await get('in_proj.bias', [this.projSize]) : undefined,
+        convW: await get('conv1d.weight', [this.convDim, K]),
+        convB: c.useConvBias ? await get('conv1d.bias', [this.convDim]) : undefined,
+        dtBias: await get('dt_bias', [H], 'float32'),
+        A: this.own(tensor(Float32Array.from(Alog, (v) => -Math.exp(v)), [H], { device: dev })),
+        D: await get('D', [H], 'float32'),
+        normW: await get('norm.weight', [I]),
+        outProj: await get('out_proj.weight', [Hd, I]),
+        outProjBias: c.useBias ? await get('out_proj.bias', [Hd]) : undefined,
+      });
+    }
+  }
+
+  /** Offsets of z, xBC and dt in in_proj's output. */
+  private get offsets(): { z: number; xbc: number; dt: number } {
+    const z = 2 * this.dMlp;
+    const xbc = z + this.config.intermediateSize;
+    return { z, xbc, dt: xbc + this.convDim };
+  }
+
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+    const Ly = this.layers[layer];
+    const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
+    const [b, l] = [x.shape[0], x.shape[1]];
+    const o = this.offsets;
+    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
+    const z = proj.slice(2, o.z, o.z + I).contiguous();
+    const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2).contiguous(); // (b, convDim, l)
+    const dt = proj.slice(2, o.dt, o.dt + H).contiguous(); // (b, l, H)
+    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', returnFinalStates: keepState });
+    const act = conv.y.transpose(1, 2); // (b, l, convDim) view
+    const ssd = ssdChunkScan({
+      x: act.slice(2, 0, I).contiguous().reshape([b, l, H, P]),
+      dt,
+      A: Ly.A,
+      B: act.slice(2, I, I + G * N).contiguous().reshape([b, l, G, N]),
+      C: act.slice(2, I + G * N, I + 2 * G * N).contiguous().reshape([b, l, G, N]),
+      chunkSize: this.config.chunkSize,
+      D: Ly.D,
+      dtBias: Ly.dtBias,
+      dtSoftplus: true,
+      dtLimit: this.config.timeStepLimit ?? undefined,
+      returnFinalStates: keepState,
+    });
+    const y = gatedRmsNorm({ x: ssd.y.reshape([b, l, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
+    const out = linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
+    return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
+  }
+
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
+    const Ly = this.layers[layer];
+    const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
+    const n = x.shape[0];
+    const o = this.offsets;
+    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (n, proj)
+    const z = proj.slice(1, o.z, o.z + I).contiguous();
+    const xbc = causalConv1dUpdate({
+      x: proj.slice(1, o.xbc, o.dt).contiguous(),
+      convState: conv,
+      weight: Ly.convW,
+      bias: Ly.convB,
+      activation: 'silu',
+    }); // (n, convDim)
+    const dt = proj.slice(1, o.dt, o.dt + H).contiguous(); // (n, H)
+    const xs = xbc.slice(1, 0, I).contiguous().reshape([n, H, P]);
+    const B = xbc.slice(1, I, I + G * N).contiguous().reshape([n, G, N]);
+    const C = xbc.slice(1, I + G * N, I + 2 * G * N).contiguous().reshape([n, G, N]);
+    let y: Tensor;
+    const limit = this.config.timeStepLimit;
+    if (!limit) {
+      y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true });
+    } else {
+      // The decode-step op has no dt clamp: a one-token SSD chunk continuing from the state has.
+      const r = ssdChunkScan({
+        x: xs.reshape([n, 1, H, P]),
+        dt: dt.reshape([n, 1, H]),
+        A: Ly.A,
+        B: B.reshape([n, 1, G, N]),
+        C: C.reshape([n, 1, G, N]),
+        D: Ly.D,
+        dtBias: Ly.dtBias,
+        dtSoftplus: true,
+        dtLimit: limit,
+        initialStates: ssm,
+        returnFinalStates: true,
+      });
+      copyInto(ssm, r.finalStates as Tensor);
+      y = r.y.reshape([n, H, P]);
+    }
+    const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
+    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
+  }
+}

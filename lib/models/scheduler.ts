@@ -1,0 +1,288 @@
+/**
+ * Continuous batching for recurrent models. Every sequence in flight owns one slot of the
+ * engine's batched state (conv + SSM state per layer); the running sequences always occupy slots
+ * 0..n-1, so one decode step is one batched call over the first n slots.
+ *
+ * Each iteration of the loop:
+ *   1. retires finished and cancelled sequences: a hole is filled by moving the last running
+ *      sequence's state into it, so the slots stay packed;
+ *   2. admits waiting requests into free slots, prefilling their prompts (at most
+ *      `prefillsPerStep` per iteration while others are decoding, so decode keeps going between
+ *      newcomers; as many as fit when nothing is decoding);
+ *   3. runs one decode step for every running sequence and hands each its next token.
+ *
+ * Cancelling a request (its AbortSignal, or leaving the for-await loop early) frees its slot at
+ * the next iteration. An engine failure fails the sequences it concerns, never the loop.
+ */
+import { argError } from '../errors';
+import { SamplingOptions, checkSampling, sampleToken, seededRandom } from './sampling';
+
+export interface DecodeEngine {
+  /** Most sequences in flight at once (state slots). */
+  readonly maxBatch: number;
+  /** Runs a prompt into `slot` (its recurrent state), returning the logits of its last position. */
+  prefill(ids: Int32Array, slot: number): Promise<Float32Array>;
+  /** One decode step of slots 0..tokens.length-1, fed tokens[i]; one logits row per slot. */
+  step(tokens: Int32Array): Promise<Float32Array[]>;
+  /** Copies the state of slot `from` into slot `to`. */
+  moveSlot(from: number, to: number): void;
+}
+
+export interface SequenceRequest extends SamplingOptions {
+  prompt: Int32Array;
+  maxNewTokens: number;
+  /** Tokens that end the sequence (not emitted). */
+  stop: readonly number[];
+  seed?: number;
+  signal?: AbortSignal;
+}
+
+export interface SchedulerStats {
+  running: number;
+  waiting: number;
+  /** Decode steps run so far, and the sequences they covered (their ratio is the mean batch). */
+  steps: number;
+  stepRows: number;
+}
+
+export function abortError(signal?: AbortSignal): Error {
+  const r = signal?.reason;
+  if (r instanceof Error) return r;
+  const e = new Error('the generation was aborted') as Error & { code: string };
+  e.name = 'AbortError';
+  e.code = 'ABORT_ERR';
+  return e;
+}
+
+/** A single-consumer async queue of tokens with an end (or a failure). */
+class TokenQueue implements AsyncIterableIterator<number> {
+  private buf: number[] = [];
+  private waiter: ((r: IteratorResult<number>) => void) | null = null;
+  private failWaiter: ((e: unknown) => void) | null = null;
+  private ended = false;
+  private error: unknown = null;
+
+  constructor(private readonly onReturn: () => void) {}
+
+  push(t: number): void {
+    if (this.ended) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = this.failWaiter = null;
+      w({ value: t, done: false });
+    } else this.buf.push(t);
+  }
+  end(error?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.error = error ?? null;
+    if (error) this.buf = []; // a failure or cancellation ends the stream now, buffered tokens included
+    if (this.waiter) {
+      const [w, f] = [this.waiter, this.failWaiter];
+      this.waiter = this.failWaiter = null;
+      if (error) f?.(error);
+      else w({ value: undefined, done: true });
+    }
+  }
+  next(): Promise<IteratorResult<number>> {
+    if (this.buf.length) return Promise.resolve({ value: this.buf.shift() as number, done: false });
+    if (this.ended) return this.error ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this.waiter = resolve;
+      this.failWaiter = reject;
+    });
+  }
+  return(): Promise<IteratorResult<number>> {
+    this.onReturn();
+    this.end();
+    this.buf = [];
+    this.error = null;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+interface Sequence {
+  req: SequenceRequest;
+  queue: TokenQueue;
+  random: () => number;
+  last: number;
+  emitted: number;
+  /** Finished (stop token, length) or cancelled: retire at the next iteration. */
+  done: boolean;
+  onAbort?: () => void;
+}
+
+export interface SchedulerOptions {
+  /** Prompts prefilled per iteration while other sequences are decoding (default 1). */
+  prefillsPerStep?: number;
+}
+
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private loop: Promise<void> | null = null;
+  private readonly prefillsPerStep: number;
+  private steps = 0;
+  private stepRows = 0;
+
+  constructor(private readonly engine: DecodeEngine, opts: SchedulerOptions = {}) {
+    this.prefillsPerStep = Math.max(1, Math.floor(opts.prefillsPerStep ?? 1));
+    if (!(engine.maxBatch >= 1)) throw argError(`maxBatch: expected at least 1, got ${engine.maxBatch}`);
+  }
+
+  stats(): SchedulerStats {
+    return { running: this.running.length, waiting: this.waiting.length, steps: this.steps, stepRows: this.stepRows };
+  }
+
+  /** Queues a request; its new tokens arrive through the returned async iterator. */
+  submit(req: SequenceRequest): AsyncIterableIterator<number> {
+    checkSampling(req);
+    if (!(Number.isInteger(req.maxNewTokens) && req.maxNewTokens >= 0))
+      throw argError(`maxNewTokens: expected an integer >= 0, got ${req.maxNewTokens}`);
+    if (!(req.prompt instanceof Int32Array) || req.prompt.length === 0) throw argError('prompt: expected at least one token id');
+    const seq: Sequence = {
+      req,
+      queue: null as unknown as TokenQueue,
+      random: seededRandom(req.seed ?? Math.floor(Math.random() * 2 ** 32)),
+      last: -1,
+      emitted: 0,
+      done: false,
+    };
+    seq.queue = new TokenQueue(() => this.cancel(seq));
+    if (req.signal?.aborted) {
+      seq.queue.end(abortError(req.signal));
+      return seq.queue;
+    }
+    if (req.maxNewTokens === 0) {
+      seq.queue.end();
+      return seq.queue;
+    }
+    if (req.signal) {
+      seq.onAbort = () => {
+        seq.queue.end(abortError(req.signal));
+        this.cancel(seq);
+      };
+      req.signal.addEventListener('abort', seq.onAbort, { once: true });
+    }
+    this.waiting.push(seq);
+    this.kick();
+    return seq.queue;
+  }
+
+  /** Resolves when no request is waiting or running. */
+  async idle(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  private cancel(seq: Sequence): void {
+    seq.done = true;
+    const w = this.waiting.indexOf(seq);
+    if (w >= 0) {
+      this.waiting.splice(w, 1);
+      this.finish(seq);
+    }
+  }
+
+  private finish(seq: Sequence, error?: unknown): void {
+    seq.done = true;
+    if (seq.onAbort) seq.req.signal?.removeEventListener('abort', seq.onAbort);
+    seq.onAbort = undefined;
+    seq.queue.end(error);
+  }
+
+  private kick(): void {
+    if (this.loop) return;
+    this.loop = this.run().finally(() => {
+      this.loop = null;
+      if (this.waiting.length) this.kick();
+    });
+  }
+
+  private async run(): Promise<void> {
+    for (;;) {
+      this.retire();
+      await this.admit();
+      this.retire();
+      if (!this.running.length) {
+        if (!this.waiting.length) return;
+        continue;
+      }
+      await this.decode();
+    }
+  }
+
+  /** Removes finished sequences, keeping the running ones packed in slots 0..n-1. */
+  private retire(): void {
+    for (let s = 0; s < this.running.length; ) {
+      const seq = this.running[s];
+      if (!seq.done) {
+        s++;
+        continue;
+      }
+      this.finish(seq);
+      const last = this.running.length - 1;
+      if (s !== last) {
+        this.engine.moveSlot(last, s);
+        this.running[s] = this.running[last];
+      }
+      this.running.pop();
+    }
+  }
+
+  private async admit(): Promise<void> {
+    const decoding = this.running.length > 0;
+    for (let k = 0; this.waiting.length && this.running.length < this.engine.maxBatch; k++) {
+      if (decoding && k >= this.prefillsPerStep) break;
+      const seq = this.waiting.shift() as Sequence;
+      if (seq.done) continue;
+      const slot = this.running.length;
+      let logits: Float32Array;
+      try {
+        logits = await this.engine.prefill(seq.req.prompt, slot);
+      } catch (e) {
+        this.finish(seq, e);
+        continue;
+      }
+      this.running.push(seq);
+      if (!seq.done) this.deliver(seq, logits);
+    }
+  }
+
+  private async decode(): Promise<void> {
+    const n = this.running.length;
+    const tokens = Int32Array.from(this.running, (s) => s.last);
+    let rows: Float32Array[];
+    try {
+      rows = await this.engine.step(tokens);
+    } catch (e) {
+      // The batch's states are unusable: fail every sequence of this step.
+      for (const seq of this.running.splice(0, n)) this.finish(seq, e);
+      return;
+    }
+    this.steps++;
+    this.stepRows += n;
+    for (let i = 0; i < n; i++) if (!this.running[i].done) this.deliver(this.running[i], rows[i]);
+  }
+
+  private deliver(seq: Sequence, logits: Float32Array): void {
+    let tok: number;
+    try {
+      tok = sampleToken(logits, seq.req, seq.random);
+    } catch (e) {
+      seq.queue.end(e);
+      seq.done = true;
+      return;
+    }
+    if (seq.req.stop.includes(tok)) {
+      seq.done = true;
+      return;
+    }
+    seq.last = tok;
+    seq.emitted++;
+    seq.queue.push(tok);
+    if (seq.emitted >= seq.req.maxNewTokens) seq.done = true;
+  }
+}
