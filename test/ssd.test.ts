@@ -1,10 +1,17 @@
 /** SSD chunked scan on the CPU against the float64 plain-recurrence reference. */
 import { describe, expect, it } from 'vitest';
-import { DType, ssdChunkScan, ssdChunkScanBackward, tensor, zeros } from '../lib/index';
+import { DType, selectiveScan, ssdChunkScan, ssdChunkScanBackward, tensor, zeros } from '../lib/index';
 import { SsdChunkScanGradients } from '../lib/ops/ssd';
 import { expectClose, expectCode, expectNoNaN, randnArray, relErr, rng, values } from './helpers';
 import { SsdRefInputs, ssdReference } from './reference/ssd';
 import { SsdCase, makeSsdProblem, roundedTo, ssdTensors } from './ssd_inputs';
+
+/** (b, dim, l) → (b, l, dim) */
+function unchan(a: Float64Array, b: number, dim: number, l: number): Float64Array {
+  const o = new Float64Array(b * dim * l);
+  for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) o[(bi * l + t) * dim + d] = a[(bi * dim + d) * l + t];
+  return o;
+}
 
 async function run(pr: SsdRefInputs, dtype: DType, chunkSize?: number) {
   const o = ssdTensors(pr, dtype, 'cpu', chunkSize);
@@ -102,6 +109,36 @@ describe('ssdChunkScan (CPU) vs the float64 recurrence', () => {
       expectClose(second.y.slice(b * (l - cut) * row, (b + 1) * (l - cut) * row), whole.y.slice((b * l + cut) * row, (b + 1) * l * row), 1e-5, 'second part');
     }
     expectClose(second.fin, whole.fin, 1e-5, 'final state');
+  });
+
+  it('duality: with A scalar per head, SSD equals selectiveScan on the same data', async () => {
+    const c: SsdCase = { batch: 2, seqlen: 70, heads: 4, headdim: 3, dstate: 16, groups: 2, z: true, D: 'channel', dtBias: true, initialStates: true, seqStarts: [30] };
+    const pr = makeSsdProblem(c);
+    const { batch: b, seqlen: l, heads: h, headdim: p, dstate: n, groups: g } = pr;
+    const dim = h * p;
+    // SSD (b, l, h, p) ↔ scan (b, dim, l) with channel h·p + i; B/C (b, l, g, n) ↔ (b, g, n, l).
+    const chan = (a: Float64Array) => {
+      const o = new Float64Array(b * dim * l);
+      for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) o[(bi * dim + d) * l + t] = a[(bi * l + t) * dim + d];
+      return o;
+    };
+    const delta = new Float64Array(b * dim * l);
+    for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) delta[(bi * dim + d) * l + t] = pr.dt[(bi * l + t) * h + Math.floor(d / p)];
+    const grp = (a: Float64Array) => {
+      const o = new Float64Array(b * g * n * l);
+      for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let gi = 0; gi < g; gi++) for (let k = 0; k < n; k++) o[((bi * g + gi) * n + k) * l + t] = a[((bi * l + t) * g + gi) * n + k];
+      return o;
+    };
+    const perChannel = (a: Float64Array, width: number) => Float64Array.from({ length: dim * width }, (_, i) => a[Math.floor(i / width / p)]);
+    const ss = selectiveScan({
+      u: tensor(chan(pr.x), [b, dim, l]), delta: tensor(delta, [b, dim, l]), z: tensor(chan(pr.z!), [b, dim, l]),
+      A: tensor(perChannel(pr.A, n), [dim, n]), B: tensor(grp(pr.B), [b, g, n, l]), C: tensor(grp(pr.C), [b, g, n, l]),
+      D: tensor(pr.D!, [dim]), deltaBias: tensor(perChannel(pr.dtBias!, 1), [dim]), deltaSoftplus: true,
+      initialState: tensor(pr.initialStates!, [b, dim, n]), seqIdx: tensor(pr.seqIdx!, [b, l], { dtype: 'int32' }), returnLastState: true,
+    });
+    const ssd = await run(pr, 'float32', 32);
+    expectClose(ssd.y, unchan(await values(ss.y), b, dim, l), 1e-5, 'y');
+    expectClose(ssd.fin, await values(ss.lastState!), 1e-5, 'final state');
   });
 
   it('large dt·|A| gives finite, correct values', async () => {
