@@ -314,11 +314,12 @@ void backward_impl(const SsdParams& p) {
           for (int64_t t = 0; t < q; ++t) {
             const T* dor = dout + v.xrow(b, t0 + t, h);
             const T* xr = X + t * ldx;
+            const T e_in = k.e_in(t), e_out = k.e_out(t);
             for (int64_t i = 0; i < P; ++i) {
               T g_out = dor[i];
               if (v.z) {
                 const T zv = v.z[v.xrow(b, t0 + t, h) + i];
-                const T sg = T(1) / (T(1) + std::exp(-zv));
+                const T sg = T(1) / (T(1) + fast_exp(-zv));
                 const T yv = yfull[t * P + i] + yin[t * P + i] + v.dval(h, i) * xr[i];
                 dz[v.xrow(b, t0 + t, h) + i] = g_out * yv * sg * (T(1) + zv * (T(1) - sg));
                 g_out *= zv * sg;
@@ -326,8 +327,8 @@ void backward_impl(const SsdParams& p) {
               dy[t * P + i] = g_out;
               dtx[t * P + i] = k.dtp[t] * xr[i];
               dtxt[i * q + t] = dtx[t * P + i];
-              dtxe[t * P + i] = dtx[t * P + i] * k.e_out(t);
-              dye[t * P + i] = g_out * k.e_in(t);
+              dtxe[t * P + i] = dtx[t * P + i] * e_out;
+              dye[t * P + i] = g_out * e_in;
             }
           }
           // dYX[t,s] = dy_t·dtx_s (causal blocks), decay factors, W = CB∘decay∘dYX.
