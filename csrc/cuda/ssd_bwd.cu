@@ -1,6 +1,7 @@
 // SSD backward on CUDA, four launches, all deterministic (no float atomics; every sum has a
 // fixed order):
-//  1. the forward kernel in state-only mode writes the state entering each chunk (S0);
+//  1. C·Bᵀ per chunk and group (as in the forward), and the forward kernel in state-only mode
+//     writes the state entering each chunk (S0);
 //  2. ssd_bwd_state_kernel walks the chunks in reverse carrying G = dL/dH:
 //     G ← decay·G + dyᵀ·(e_in ∘ C), writing G at each chunk's end (S1) and dInitialStates;
 //  3. ssd_bwd_chunk_kernel, one block per (chunk, run of ≤ 8 heads of a group, batch), needs only
@@ -154,8 +155,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     auto e_in = [&](int t) { return sEin[t]; };
     auto e_out = [&](int s) { return sEout[s]; };
 
-    // 1. CB, dYX = dy·dtxᵀ, y_inter = C·H0ᵀ
-    block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sCB, lay.ldM, 0.f);
+    // 1. CB (from the C·Bᵀ pass), dYX = dy·dtxᵀ, y_inter = C·H0ᵀ
+    const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
+    for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
+      const int t = idx / Q, s = idx % Q;
+      if (s <= t) sCB[t * lay.ldM + s] = cbg[idx];
+    }
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
     block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
     __syncthreads();
@@ -330,7 +335,8 @@ __global__ void ssd_bwd_reduce_kernel(Dev d) {
 template <typename T>
 void launch_backward(const Dev& d0, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
-  // 1. incoming state of every chunk
+  // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  launch_cb<T>(d0, stream);
   Dev fwd = d0;
   fwd.y = nullptr, fwd.final_states = nullptr;
   launch_forward<T>(fwd, stream);

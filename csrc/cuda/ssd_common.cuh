@@ -41,6 +41,7 @@ struct Dev {
   float dt_min, dt_max;
   void* y;
   float* final_states;
+  float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
   void *dx, *dz;
@@ -51,16 +52,27 @@ struct Dev {
 // ---------------------------------------------------------------------------------------------
 // Shared-memory layouts (byte offsets), computed the same way on the host and the device.
 
+struct CbLayout {  // C·Bᵀ per (batch, chunk, group)
+  int ldN;
+  size_t sB, sC, bytes;
+  __host__ __device__ CbLayout(int Q, int NP, int ts) {
+    ldN = NP + 8;
+    size_t o = 0;
+    sB = o, o = align128(o + size_t(Q) * ldN * ts);
+    sC = o, o = align128(o + size_t(Q) * ldN * ts);
+    bytes = o;
+  }
+};
+
 struct FwdLayout {
-  int ldN, ldX, ldM, ldMT, ldH, ldHT, ldY;
-  size_t sB, sC, sX, sM, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
+  int ldN, ldX, ldMT, ldH, ldHT, ldY;
+  size_t sB, sC, sX, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
   __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
-    ldN = NP + 8, ldX = PT + 8, ldM = Q + 4, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
+    ldN = NP + 8, ldX = PT + 8, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
     size_t o = 0;
     sB = o, o = align128(o + size_t(Q) * ldN * ts);
     sC = o, o = align128(o + size_t(Q) * ldN * ts);
     sX = o, o = align128(o + size_t(Q) * ldX * ts);
-    sM = o, o = align128(o + size_t(Q) * ldM * 4);
     sMT = o, o = align128(o + size_t(Q) * ldMT * ts);
     sH = o, o = align128(o + size_t(PT) * ldH * 4);
     sHT = o, o = align128(o + (f32 ? 0 : size_t(PT) * ldHT * ts));
