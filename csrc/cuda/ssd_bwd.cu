@@ -95,7 +95,6 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   T* sDy = reinterpret_cast<T*>(smem + lay.sDy);
   T* sM = reinterpret_cast<T*>(smem + lay.sM);
   T* sN2 = reinterpret_cast<T*>(smem + lay.sN2);
-  float* sCB = reinterpret_cast<float*>(smem + lay.sCB);
   float* sDYX = reinterpret_cast<float*>(smem + lay.sDYX);
   float* sF2 = reinterpret_cast<float*>(smem + lay.sF2);
   T* sDtxE = reinterpret_cast<T*>(smem + lay.sDtxE);
@@ -155,33 +154,29 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     auto e_in = [&](int t) { return sEin[t]; };
     auto e_out = [&](int s) { return sEout[s]; };
 
-    // 1. CB (from the C·Bᵀ pass), dYX = dy·dtxᵀ, y_inter = C·H0ᵀ
-    const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
-    for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
-      const int t = idx / Q, s = idx % Q;
-      if (s <= t) sCB[t * lay.ldM + s] = cbg[idx];
-    }
+    // 1. dYX = dy·dtxᵀ, y_inter = C·H0ᵀ (C·Bᵀ comes from its own pass, read from global)
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
     block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
     __syncthreads();
-    // 2. decay-masked matrices; W = CB∘Lexp∘dYX kept in sCB for the row/column sums
+    // 2. decay-masked matrices; W = CB∘Lexp∘dYX replaces dYX for the row/column sums
+    const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
     for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
       const int t = idx / Q, s = idx % Q;
       float lexp = 0.f, cb = 0.f, dyx = 0.f;
       if (s <= t && sSeg[s] == sSeg[t]) {
         lexp = __expf(sCs[t] - sCs[s]);
-        cb = sCB[t * lay.ldM + s];
+        cb = cbg[idx];
         dyx = sDYX[t * lay.ldM + s];
       }
       sM[t * lay.ldMT + s] = from_float<T>(cb * lexp);
       sN2[t * lay.ldMT + s] = from_float<T>(lexp * dyx);
-      sCB[t * lay.ldM + s] = cb * lexp * dyx;
+      sDYX[t * lay.ldM + s] = cb * lexp * dyx;
     }
     __syncthreads();
     if (threadIdx.x < Q) {
       const int t = threadIdx.x;
       float r = 0.f, v = 0.f;
-      for (int s = 0; s <= t; ++s) r += sCB[t * lay.ldM + s];
+      for (int s = 0; s <= t; ++s) r += sDYX[t * lay.ldM + s];
       const float e = e_in(t);
       for (int p = 0; p < PC; ++p) v += to_float(sDy[t * lay.ldP + p]) * sF1[t * lay.ldF + p];
       sRow[t] = r;
@@ -189,11 +184,11 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     } else if (threadIdx.x < 2 * Q) {
       const int s = threadIdx.x - Q;
       float col = 0.f;
-      for (int t = s; t < Q; ++t) col += sCB[t * lay.ldM + s];
+      for (int t = s; t < Q; ++t) col += sDYX[t * lay.ldM + s];
       sCol[s] = col;
     }
     __syncthreads();
-    // 3. dz needs the pre-gate output: y_intra = (CB∘Lexp)·dtx (into r7, CB/dYX are done)
+    // 3. dz needs the pre-gate output: y_intra = (CB∘Lexp)·dtx (into r7: W is summed)
     if (d.z) {
       block_gemm<T, true, true, Tri::LowerA>(Q, PC, Q, sM, lay.ldMT, sDtx, lay.ldP, sF2, lay.ldF, 0.f);
       __syncthreads();

@@ -109,7 +109,7 @@ struct StateLayout {  // reverse state pass
 
 struct GradLayout {  // chunk gradients
   int ldN, ldP, ldM, ldMT, ldF;
-  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sCB, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
+  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
       sDdtp, sRed, bytes;
   __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
     ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
@@ -120,14 +120,13 @@ struct GradLayout {  // chunk gradients
     sDy = o, o = align128(o + size_t(Q) * ldP * ts);
     sM = o, o = align128(o + size_t(Q) * ldMT * ts);
     sN2 = o, o = align128(o + size_t(Q) * ldMT * ts);
-    // r7: {CB, dYX} (f32), later y_intra (f32), later {dtx·e2, dy·e1} (T)
+    // r7: dYX (then W, f32), later y_intra (f32), later {dtx·e2, dy·e1} (T)
     r7 = o;
-    const size_t cbBytes = align128(size_t(Q) * ldM * 4);
     const size_t tBytes = align128(size_t(Q) * ldP * ts);
-    sCB = r7, sDYX = r7 + cbBytes;
+    sDYX = r7;
     sF2 = r7;
     sDtxE = r7, sDyE = r7 + tBytes;
-    size_t r7size = 2 * cbBytes;
+    size_t r7size = align128(size_t(Q) * ldM * 4);
     if (align128(size_t(Q) * ldF * 4) > r7size) r7size = align128(size_t(Q) * ldF * 4);
     if (2 * tBytes > r7size) r7size = 2 * tBytes;
     o = r7 + r7size;
