@@ -31,14 +31,14 @@ template <typename T>
 struct View {
   const SsdParams& p;
   const T *x, *z, *B, *C, *dt, *A, *D, *dt_bias, *h0;
-  int64_t L, H, P, N, G, Q, hpg, nc;
+  int64_t L, H, P, N, G, Q, LQ, hpg, nc;  // LQ: leading dimension of the Q×Q matrices
   explicit View(const SsdParams& q)
       : p(q),
         x(static_cast<const T*>(q.x)), z(static_cast<const T*>(q.z)), B(static_cast<const T*>(q.B)),
         C(static_cast<const T*>(q.C)), dt(static_cast<const T*>(q.dt)), A(static_cast<const T*>(q.A)),
         D(static_cast<const T*>(q.D)), dt_bias(static_cast<const T*>(q.dt_bias)),
         h0(static_cast<const T*>(q.initial_states)),
-        L(q.seqlen), H(q.heads), P(q.headdim), N(q.dstate), G(q.groups), Q(cpu_chunk(q)),
+        L(q.seqlen), H(q.heads), P(q.headdim), N(q.dstate), G(q.groups), Q(cpu_chunk(q)), LQ(padded_ld(cpu_chunk(q))),
         hpg(q.heads / q.groups), nc(q.nchunks(cpu_chunk(q))) {}
   // At most kMaxChunk tokens per chunk: longer chunks only add quadratic work, and their
   // Q×Q matrices fall out of L2 (chunk 256 ran 2.4× slower per FLOP than 128 here).
@@ -96,7 +96,7 @@ struct ChunkScalars {
 // CB[b, c, g] = C·Bᵀ (lower triangle) for every chunk, computed once for all heads of a group.
 template <typename T>
 std::vector<T> chunk_cb(const View<T>& v) {
-  const int64_t QQ = v.Q * v.Q;
+  const int64_t QQ = v.Q * v.LQ;
   std::vector<T> cb(static_cast<size_t>(v.p.batch * v.nc * v.G * QQ));
   parallel_for(v.p.batch * v.nc * v.G, 1, [&](int64_t lo, int64_t hi) {
     const int64_t ldt = padded_ld(v.Q);
@@ -111,7 +111,7 @@ std::vector<T> chunk_cb(const View<T>& v) {
       T* out = cb.data() + job * QQ;
       for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
         const int64_t mb = std::min(kRowBlock, q - i0);
-        gemm<T>(mb, i0 + mb, v.N, Cc + i0 * v.G * v.N, v.G * v.N, bt.data(), ldt, out + i0 * v.Q, v.Q, false);
+        gemm<T>(mb, i0 + mb, v.N, Cc + i0 * v.G * v.N, v.G * v.N, bt.data(), ldt, out + i0 * v.LQ, v.LQ, false);
       }
     }
   });
@@ -121,12 +121,12 @@ std::vector<T> chunk_cb(const View<T>& v) {
 // Lm[t,s] = CB[t,s]·exp(cs_t − cs_s)·scale_s on the causal same-sequence part, 0 elsewhere.
 // Written as separate simple loops so each one vectorises.
 template <typename T>
-void decay_matrix(const ChunkScalars<T>& k, const T* cb, int64_t ldcb, const T* scale, T* out, int64_t Q) {
+void decay_matrix(const ChunkScalars<T>& k, const T* cb, int64_t ldcb, const T* scale, T* out, int64_t ld) {
   const T* cs = k.cs.data();
   const int32_t* seg = k.seg.data();
   const bool restarts = seg[k.q - 1] != 0;
   for (int64_t t = 0; t < k.q; ++t) {
-    T* row = out + t * Q;
+    T* row = out + t * ld;
     const T ct = cs[t];
     cpu::exp_diff_row(ct, cs, row, t + 1);
     if (cb) {
@@ -145,10 +145,10 @@ void decay_matrix(const ChunkScalars<T>& k, const T* cb, int64_t ldcb, const T* 
 
 // Y(q×P, ldy) = Lm·X on the causal blocks only.
 template <typename T>
-void causal_lm_x(const T* lm, int64_t Q, int64_t q, const T* X, int64_t ldx, T* Y, int64_t ldy, int64_t P) {
+void causal_lm_x(const T* lm, int64_t ld, int64_t q, const T* X, int64_t ldx, T* Y, int64_t ldy, int64_t P) {
   for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
     const int64_t mb = std::min(kRowBlock, q - i0);
-    gemm<T>(mb, P, i0 + mb, lm + i0 * Q, Q, X, ldx, Y + i0 * ldy, ldy, false);
+    gemm<T>(mb, P, i0 + mb, lm + i0 * ld, ld, X, ldx, Y + i0 * ldy, ldy, false);
   }
 }
 
@@ -199,9 +199,9 @@ void forward_impl(const SsdParams& p) {
   T* y = static_cast<T*>(p.y);
   T* fin = static_cast<T*>(p.final_states);
   const std::vector<T> cb = chunk_cb(v);
-  const int64_t Q = v.Q, P = v.P, N = v.N, ldx = v.H * P, ldb = v.G * N;
+  const int64_t Q = v.Q, LQ = v.LQ, P = v.P, N = v.N, ldx = v.H * P, ldb = v.G * N;
   parallel_for(p.batch * v.H, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> ht(N * P), lm(Q * Q), ce(Q * N), dv(P);
+    std::vector<T> ht(N * P), lm(Q * LQ), ce(Q * N), dv(P);
     StateScratch<T> sw(Q, N, P);
     const int64_t ldxc = padded_ld(P);
     std::vector<T> xc(Q * ldxc);
@@ -218,9 +218,9 @@ void forward_impl(const SsdParams& p) {
         const T* Bc = v.B + v.brow(b, t0, g);
         const T* Cc = v.C + v.brow(b, t0, g);
         T* Y = y + v.xrow(b, t0, h);
-        decay_matrix<T>(k, cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q, Q, k.dtp.data(), lm.data(), Q);
+        decay_matrix<T>(k, cb.data() + ((b * v.nc + c) * v.G + g) * Q * LQ, LQ, k.dtp.data(), lm.data(), LQ);
         pack_rows(X, ldx, q, P, xc.data(), ldxc);  // packed: the product walks all q rows of X
-        causal_lm_x<T>(lm.data(), Q, q, xc.data(), ldxc, Y, ldx, P);
+        causal_lm_x<T>(lm.data(), LQ, q, xc.data(), ldxc, Y, ldx, P);
         for (int64_t t = 0; t < q; ++t) {
           const T e = k.e_in(t);
           for (int64_t n = 0; n < N; ++n) ce[t * N + n] = Cc[t * ldb + n] * e;
@@ -249,7 +249,7 @@ void backward_impl(const SsdParams& p) {
   const T* dfin = static_cast<const T*>(p.dfinal_states);
   T *dx = static_cast<T*>(p.dx), *dz = static_cast<T*>(p.dz), *ddt = static_cast<T*>(p.ddt);
   const std::vector<T> cb = chunk_cb(v);
-  const int64_t Q = v.Q, P = v.P, N = v.N, H = v.H, ldx = H * P, ldb = v.G * N, BH = p.batch * H;
+  const int64_t Q = v.Q, LQ = v.LQ, P = v.P, N = v.N, H = v.H, ldx = H * P, ldb = v.G * N, BH = p.batch * H;
   const int64_t nd = p.d_per_channel ? P : 1;
   // Threads take (batch, group, run of heads); a run's heads add their dB/dC into the run's own
   // partial rows in order, and the runs are summed in a fixed order afterwards. The number of
@@ -260,7 +260,7 @@ void backward_impl(const SsdParams& p) {
 
   parallel_for(p.batch * nslots, 1, [&](int64_t lo, int64_t hi) {
     std::vector<T> h0s(v.nc * N * P), ht(N * P), gt(N * P), gmat(P * N), h0mat(P * N);
-    std::vector<T> lm(Q * Q), lexp(Q * Q), dyx(Q * Q), tmat(Q * Q);
+    std::vector<T> lm(Q * LQ), lexp(Q * LQ), dyx(Q * LQ), tmat(Q * LQ);
     StateScratch<T> sw(Q, N, P);
     std::vector<T> ce(Q * N), be(Q * N), dy(Q * P), dtx(Q * P), dtxt(P * Q),
         dtxe(Q * P), dye(Q * P), yin(Q * P), yfull(Q * P), term2(Q * P), ddtx(Q * P);
@@ -293,7 +293,7 @@ void backward_impl(const SsdParams& p) {
           const T* X = v.x + v.xrow(b, t0, h);
           const T* Bc = v.B + v.brow(b, t0, g);
           const T* Cc = v.C + v.brow(b, t0, g);
-          const T* cbc = cb.data() + ((b * v.nc + c) * v.G + g) * Q * Q;
+          const T* cbc = cb.data() + ((b * v.nc + c) * v.G + g) * Q * LQ;
           const T* h0t = h0s.data() + c * N * P;
           transpose(h0t, N, P, P, h0mat.data(), N);
           transpose(gt.data(), N, P, P, gmat.data(), N);
@@ -307,9 +307,9 @@ void backward_impl(const SsdParams& p) {
           // Output gradient before the gate; the inter-chunk output (needed for dcs and dz).
           gemm<T>(q, P, N, ce.data(), N, h0t, P, yin.data(), P, false);
           if (v.z) {
-            decay_matrix<T>(k, cbc, Q, k.dtp.data(), lm.data(), Q);
+            decay_matrix<T>(k, cbc, LQ, k.dtp.data(), lm.data(), LQ);
             pack_rows(X, ldx, q, P, sw.xw.data(), sw.ldx);
-            causal_lm_x<T>(lm.data(), Q, q, sw.xw.data(), sw.ldx, yfull.data(), P, P);
+            causal_lm_x<T>(lm.data(), LQ, q, sw.xw.data(), sw.ldx, yfull.data(), P, P);
           }
           for (int64_t t = 0; t < q; ++t) {
             const T* dor = dout + v.xrow(b, t0 + t, h);
@@ -334,14 +334,14 @@ void backward_impl(const SsdParams& p) {
           // dYX[t,s] = dy_t·dtx_s (causal blocks), decay factors, W = CB∘decay∘dYX.
           for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
             const int64_t mb = std::min(kRowBlock, q - i0);
-            gemm<T>(mb, i0 + mb, P, dy.data() + i0 * P, P, dtxt.data(), q, dyx.data() + i0 * Q, Q, false);
+            gemm<T>(mb, i0 + mb, P, dy.data() + i0 * P, P, dtxt.data(), q, dyx.data() + i0 * LQ, LQ, false);
           }
-          decay_matrix<T>(k, nullptr, 0, nullptr, lexp.data(), Q);
+          decay_matrix<T>(k, nullptr, 0, nullptr, lexp.data(), LQ);
           std::fill(dcs.begin(), dcs.begin() + q, T(0));
           for (int64_t t = 0; t < q; ++t) {
             T row = 0;
             for (int64_t s = 0; s <= t; ++s) {
-              const T w = cbc[t * Q + s] * lexp[t * Q + s] * dyx[t * Q + s];
+              const T w = cbc[t * LQ + s] * lexp[t * LQ + s] * dyx[t * LQ + s];
               row += w;
               dcs[s] -= w;
             }
@@ -364,29 +364,29 @@ void backward_impl(const SsdParams& p) {
           dcs[q - 1] += usum + k.decay() * gh;
           // Upper-triangular transposes: tmat[s,t] = CB[t,s]·decay[t,s].
           for (int64_t s = 0; s < q; ++s)
-            for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? cbc[t * Q + s] * lexp[t * Q + s] : T(0);
+            for (int64_t t = 0; t < q; ++t) tmat[s * LQ + t] = t >= s ? cbc[t * LQ + s] * lexp[t * LQ + s] : T(0);
           std::copy(term2.begin(), term2.begin() + q * P, ddtx.begin());
           for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
             const int64_t mb = std::min(kRowBlock, q - i0);
-            gemm<T>(mb, P, q - i0, tmat.data() + i0 * Q + i0, Q, dy.data() + i0 * P, P, ddtx.data() + i0 * P, P, true);
+            gemm<T>(mb, P, q - i0, tmat.data() + i0 * LQ + i0, LQ, dy.data() + i0 * P, P, ddtx.data() + i0 * P, P, true);
           }
           // dB (this head) = (decay∘dYX)ᵀ C + diag(e2) dtx G;  dC = (decay∘dYX) B + diag(e1) dy H0.
           for (int64_t s = 0; s < q; ++s)
-            for (int64_t t = 0; t < q; ++t) tmat[s * Q + t] = t >= s ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
+            for (int64_t t = 0; t < q; ++t) tmat[s * LQ + t] = t >= s ? lexp[t * LQ + s] * dyx[t * LQ + s] : T(0);
           const int64_t ldo = nslots * N;
           T* dBr = dBh.data() + ((b * v.L + t0) * nslots + slot) * N;
           T* dCr = dCh.data() + ((b * v.L + t0) * nslots + slot) * N;
           gemm<T>(q, N, P, dtxe.data(), P, gmat.data(), N, dBr, ldo, !first);
           for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
             const int64_t mb = std::min(kRowBlock, q - i0);
-            gemm<T>(mb, N, q - i0, tmat.data() + i0 * Q + i0, Q, Cc + i0 * ldb, ldb, dBr + i0 * ldo, ldo, true);
+            gemm<T>(mb, N, q - i0, tmat.data() + i0 * LQ + i0, LQ, Cc + i0 * ldb, ldb, dBr + i0 * ldo, ldo, true);
           }
           for (int64_t t = 0; t < q; ++t)
-            for (int64_t s = 0; s < q; ++s) lm[t * Q + s] = s <= t ? lexp[t * Q + s] * dyx[t * Q + s] : T(0);
+            for (int64_t s = 0; s < q; ++s) lm[t * LQ + s] = s <= t ? lexp[t * LQ + s] * dyx[t * LQ + s] : T(0);
           gemm<T>(q, N, P, dye.data(), P, h0mat.data(), N, dCr, ldo, !first);
           for (int64_t i0 = 0; i0 < q; i0 += kRowBlock) {
             const int64_t mb = std::min(kRowBlock, q - i0);
-            gemm<T>(mb, N, i0 + mb, lm.data() + i0 * Q, Q, Bc, ldb, dCr + i0 * ldo, ldo, true);
+            gemm<T>(mb, N, i0 + mb, lm.data() + i0 * LQ, LQ, Bc, ldb, dCr + i0 * ldo, ldo, true);
           }
           // dx, dt', then through the cumsum (reverse) to dA and dt.
           for (int64_t s = 0; s < q; ++s) {
