@@ -50,6 +50,23 @@ __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
+// 16 bytes of a row (V = 16 / sizeof(T) consecutive elements) to or from floats.
+template <typename T>
+__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) dst[j] = cuda::to_float(e[j]);
+}
+template <typename T>
+__device__ __forceinline__ void store_vec(T* dst, const float (&src)[16 / sizeof(T)]) {
+  uint4 raw;
+  T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) e[j] = cuda::from_float<T>(src[j]);
+  *reinterpret_cast<uint4*>(dst) = raw;
+}
+
 // Blocks per batch row: each "fine group" (dims sharing their B group and their C group)
 // is split into tiles of `dims` rows.
 struct Tiling {
@@ -70,10 +87,14 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
 inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 
+// Row stride of the forward's per-row tiles: a multiple of 4 floats so a lane reads 4 steps
+// with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
+__host__ __device__ inline int fwd_row_stride(int chunk) { return chunk + 4; }
+
 // Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
 // restart flags.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
-  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * (chunk + 1) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
+  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * fwd_row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
 }
 
 // Shared memory of the backward (floats): five rows (delta', u/du, z/dz, dy/ddelta, dsoftplus),
@@ -140,11 +161,13 @@ __device__ __forceinline__ float row_sum(float v, int G) {
 }
 
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
+// chunk is a power of two: shifts, not divisions, split the flat index.
 template <typename T>
 __device__ __forceinline__ void load_bc_tile(float* dst, const T* src, const SelectiveScanParams& p, const Layout& lo,
                                              int chunk, int64_t t0, int len) {
+  const int lg = __ffs(chunk) - 1;
   for (int i = threadIdx.x; i < lo.npad * chunk; i += kThreads) {
-    const int n = i / chunk, t = i % chunk;
+    const int n = i >> lg, t = i & (chunk - 1);
     dst[t * lo.npad + n] = n < p.dstate && t < len ? cuda::to_float(src[n * p.seqlen + t0 + t]) : 0.f;
   }
 }
