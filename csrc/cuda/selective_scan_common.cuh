@@ -87,26 +87,25 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
 inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 
-// Row stride of the forward's per-row tiles: a multiple of 4 floats so a lane reads 4 steps
+// Row stride of the per-row tiles of both kernels: a multiple of 4 floats so a lane reads 4 steps
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
-__host__ __device__ inline int fwd_row_stride(int chunk) { return chunk + 4; }
+__host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
 // Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
 // restart flags.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
-  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * fwd_row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
+  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
 }
 
-// Shared memory of the backward (floats): five rows (delta', u/du, z/dz, dy/ddelta, dsoftplus),
-// B and C tiles, restart flags, sub-chunk start states, ungated y of a sub-chunk, and per-step
-// dB/dC contributions of a sub-chunk.
+// Shared memory of the backward (floats): five rows (delta', u/du, gate factor/dz, gated
+// dy/ddelta, dsoftplus), B and C tiles, restart flags, sub-chunk start states, and per-step dB/dC
+// contributions of a sub-chunk.
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
-  const size_t rows = 5 * static_cast<size_t>(lo.dims) * (chunk + 1);
+  const size_t rows = 5 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
   const size_t bnd = static_cast<size_t>(chunk / kSub) * lo.K * kThreads;
-  const size_t yraw = static_cast<size_t>(lo.dims) * (kSub + 1);
   const size_t part = 2 * static_cast<size_t>(kSub) * lo.dims * lo.npad;
-  return sizeof(float) * (rows + bc + bnd + yraw + part);
+  return sizeof(float) * (rows + bc + bnd + part);
 }
 
 // Where the backward's partial sums live in its f32 scratch buffer (offsets in floats).
@@ -159,6 +158,50 @@ __device__ __forceinline__ float row_sum(float v, int G) {
   for (int off = 1; off < G; off <<= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
+
+// Sums M per-lane partials of four consecutive steps over the G lanes of a row (G a power of two
+// <= 32) by a transpose-reduce: each lane ends up owning whole steps, so a row pays about one
+// shuffle per step and value instead of log2(G). Calls emit(step, totals) for each owned step:
+// G = 1 owns all four; G = 2, steps 2*bit0 and 2*bit0 + 1; G >= 4, step 2*bit0 + bit1 on the
+// row's lanes 0..3 only. Every lane of the warp must call it (full-mask shuffles).
+template <int M, typename F>
+__device__ __forceinline__ void reduce_steps4(const float (&part)[M][4], int G, int lane, F&& emit) {
+  if (G == 1) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      float v[M];
+#pragma unroll
+      for (int m = 0; m < M; ++m) v[m] = part[m][s];
+      emit(s, v);
+    }
+    return;
+  }
+  // Stage 1 (lane bit 0): bit 0 clear keeps steps 0 and 1, set keeps 2 and 3; each sends its
+  // partner the two it doesn't keep.
+  const int bit0 = lane & 1, bit1 = (lane >> 1) & 1;
+  float q0[M], q1[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    q0[m] = (bit0 ? part[m][2] : part[m][0]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[m][0] : part[m][2], 1);
+    q1[m] = (bit0 ? part[m][3] : part[m][1]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[m][1] : part[m][3], 1);
+  }
+  if (G == 2) {
+    emit(2 * bit0, q0);
+    emit(2 * bit0 + 1, q1);
+    return;
+  }
+  // Stage 2 (lane bit 1): keep step 2*bit0 + bit1; then plain butterflies over the other lanes.
+  float w[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    w[m] = (bit1 ? q1[m] : q0[m]) + __shfl_xor_sync(0xffffffffu, bit1 ? q0[m] : q1[m], 2);
+    for (int off = 4; off < G; off <<= 1) w[m] += __shfl_xor_sync(0xffffffffu, w[m], off);
+  }
+  if (lane < 4) emit(2 * bit0 + bit1, w);
+}
+
+// Element s (runtime, 0..3) of a float4 without local memory.
+__device__ __forceinline__ float pick4(const float4& v, int s) { return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w; }
 
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
 // chunk is a power of two: shifts, not divisions, split the flat index.

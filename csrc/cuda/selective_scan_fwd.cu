@@ -2,8 +2,8 @@
 // (bias + softplus applied once per element), u, z and the B/C tiles in shared memory. Each lane
 // then advances its K states through the chunk four steps at a time (one 16-byte load brings
 // four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
-// <C, x> of those four steps by a transpose-reduce (each lane ends up owning whole steps, so a
-// row pays about one shuffle per step instead of log2(G)), and the owner applies D and the gate.
+// <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
+// applies D and the gate.
 // y goes back coalesced. When p.checkpoints is set it also writes the state after every chunk
 // (for the backward).
 #include <string>
@@ -24,7 +24,7 @@ template <typename T, int K>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
   extern __shared__ __align__(16) float smem[];
-  const int TP = fwd_row_stride(chunk);
+  const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
   float* s_zy = s_u + lo.dims * TP;  // z in, gated y out
@@ -69,7 +69,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
-  const int bit0 = lane & 1, bit1 = (lane >> 1) & 1;
 
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step). Steps past seqlen have delta' = 0: the state stays as is.
@@ -84,7 +83,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
       const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
       const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
-      float part[4];  // this lane's share of <C_t, x_t> for the four steps
+      float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
         const float dt = dts[s], du = dt * us[s];
@@ -109,38 +108,18 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           x[k] = fmaf(a, x[k], du * bv[k]);
           acc = fmaf(cv[k], x[k], acc);
         }
-        part[s] = acc;
+        part[0][s] = acc;
       }
       if (!want_y) continue;  // checkpoint-only pass
-
       // The owner of step t+s: y = <C, x> + D u, gated by silu(z); z's slot takes y.
-      auto emit = [&](int s, float v) {
-        const float us_ = s == 0 ? u4.x : s == 1 ? u4.y : s == 2 ? u4.z : u4.w;
-        float yv = fmaf(Dd, us_, v);
+      reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
+        float yv = fmaf(Dd, pick4(u4, s), v[0]);
         if (z) {
           const float zv = rzy[t + s];
           yv *= zv * sigmoid(zv);
         }
         rzy[t + s] = yv;
-      };
-      if (G == 1) {
-#pragma unroll
-        for (int s = 0; s < 4; ++s) emit(s, part[s]);
-        continue;
-      }
-      // Transpose-reduce over the row's lanes. Stage 1 (lane bit 0): bit 0 clear keeps steps
-      // 0 and 1, set keeps 2 and 3; each sends the partner the two it doesn't keep.
-      const float q0 = (bit0 ? part[2] : part[0]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[0] : part[2], 1);
-      const float q1 = (bit0 ? part[3] : part[1]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[1] : part[3], 1);
-      if (G == 2) {
-        emit(2 * bit0, q0);
-        emit(2 * bit0 + 1, q1);
-        continue;
-      }
-      // Stage 2 (lane bit 1): keep step 2*bit0 + bit1; then plain butterflies over the other lanes.
-      float w = (bit1 ? q1 : q0) + __shfl_xor_sync(0xffffffffu, bit1 ? q0 : q1, 2);
-      for (int off = 4; off < G; off <<= 1) w += __shfl_xor_sync(0xffffffffu, w, off);
-      if (lane < 4) emit(2 * bit0 + bit1, w);
+      });
     }
   };
 
