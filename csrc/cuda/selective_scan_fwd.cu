@@ -71,9 +71,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* rzy = s_zy + dl * TP;
 
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
-  // zeroes the decay of that step). Steps past seqlen have delta' = 0: the state stays as is.
-  auto run_steps = [&](auto restart_tag, int ngroups) {
-    constexpr bool kRestart = decltype(restart_tag)::value;
+  // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
+  // backward). Steps past seqlen have delta' = 0: the state stays as is.
+  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
+    constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
 #pragma unroll 1
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
@@ -94,7 +95,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         } else {
           load_k<K>(bv, s_B + (t + s) * lo.npad + lane * K);
         }
-        if (c_ti) {
+        if (!kY) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) cv[k] = 0.f;
+        } else if (c_ti) {
 #pragma unroll
           for (int k = 0; k < K; ++k) cv[k] = Cti[k];
         } else {
@@ -106,11 +110,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           float a = exp2f(dt * A2[k]);
           if (kRestart && rss[s]) a = 0.f;
           x[k] = fmaf(a, x[k], du * bv[k]);
-          acc = fmaf(cv[k], x[k], acc);
+          if (kY) acc = fmaf(cv[k], x[k], acc);
         }
         part[0][s] = acc;
       }
-      if (!want_y) continue;  // checkpoint-only pass
+      if (!kY) continue;
       // The owner of step t+s: y = <C, x> + D u, gated by silu(z); z's slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
         float yv = fmaf(Dd, pick4(u4, s), v[0]);
@@ -169,10 +173,17 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     __syncthreads();
 
     const int ngroups = (len + 3) >> 2;
-    if (p.seq_idx)
-      run_steps(std::true_type{}, ngroups);
-    else
-      run_steps(std::false_type{}, ngroups);
+    if (p.seq_idx) {
+      if (want_y)
+        run_steps(std::true_type{}, std::true_type{}, ngroups);
+      else
+        run_steps(std::true_type{}, std::false_type{}, ngroups);
+    } else {
+      if (want_y)
+        run_steps(std::false_type{}, std::true_type{}, ngroups);
+      else
+        run_steps(std::false_type{}, std::false_type{}, ngroups);
+    }
 
     if (p.checkpoints && active) {
 #pragma unroll
