@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           for (int j = 0; j < V; ++j) dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
         } else {
 #pragma unroll
-          for (int j = 0; j < V; ++j) dv[j] = uv[j] = 0.f;
+          for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
         }
         store_k<V>(s_dt + r * TP + t, dv);
         store_k<V>(s_u + r * TP + t, uv);
