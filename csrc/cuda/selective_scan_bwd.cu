@@ -24,7 +24,7 @@ constexpr int bwd_min_blocks() { return K == 4 ? 3 : 1; }
 
 template <typename T, int K>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
-    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl) {
+    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
   const int TP = row_stride(chunk);
   float* s_dt = smem;                  // delta'
@@ -66,26 +66,34 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
                                    reinterpret_cast<uintptr_t>(du_out) | reinterpret_cast<uintptr_t>(ddelta_out) |
                                    reinterpret_cast<uintptr_t>(dz_out)) & 15) == 0;
 
+  // The slab after this one (in time) left its carries in the scratch; the last slab starts
+  // from dLastState and zero sums.
+  const bool carry_in = c_hi < p.n_chunks;
   float A2[K], g[K], dA[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
-    g[k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[row * N + n] : 0.f;
-    dA[k] = 0.f;
+    if (carry_in)
+      g[k] = ok ? p.scratch[sl.g + row * N + n] : 0.f;
+    else
+      g[k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[row * N + n] : 0.f;
+    dA[k] = ok && carry_in ? p.scratch[sl.dA + row * N + n] : 0.f;
     // only this thread touches its slots: no barrier needed
     if (b_ti) {
       s_pB[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-      s_pB[(K + k) * kThreads + tid] = 0.f;
+      s_pB[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
     }
     if (c_ti) {
       s_pC[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
-      s_pC[(K + k) * kThreads + tid] = 0.f;
+      s_pC[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
     }
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
-  float dD = 0.f, dbias = 0.f;  // dD on every lane of the row; dbias over the steps a lane owns
+  // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
+  float dD = active && carry_in ? p.scratch[sl.dD + row] : 0.f;
+  float dbias = active && carry_in && lane == 0 ? p.scratch[sl.dbias + row] : 0.f;
   float* r_dt = s_dt + dl * TP;
   float* r_u = s_u + dl * TP;
   float* r_z = s_z + dl * TP;
@@ -300,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
           }
           const int t = s * kSub + j;
           if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
-          const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * L + (c * chunk) + t) * N;
+          const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
           float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
           const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
@@ -312,7 +320,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     }
   };
 
-  for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
+  for (int64_t c = c_hi - 1; c >= c_lo; --c) {
     const int64_t t0 = c * chunk;
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
@@ -402,7 +410,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     if (n >= N) continue;
-    if (p.d_initial_state) static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
+    if (c_lo > 0)
+      p.scratch[sl.g + row * N + n] = g[k];
+    else if (p.d_initial_state)
+      static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
     p.scratch[sl.dA + row * N + n] = dA[k];
     if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(K + k) * kThreads + tid];
     if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(K + k) * kThreads + tid];
@@ -436,17 +447,19 @@ __global__ void reduce_rows_kernel(SelectiveScanParams p, ScratchLayout sl) {
   }
 }
 
-// Per-step dB (or dC) (batch, groups, dstate, seqlen): sum of the block partials of every
-// tile of every fine group inside the group, in order. Threads run along dstate (coalesced reads).
+// Per-step dB (or dC) (batch, groups, dstate, seqlen) of one slab (steps t_begin .. t_begin +
+// cnt - 1): sum of the block partials of every tile of every fine group inside the group, in
+// order. Threads run along dstate (coalesced reads).
 template <typename T>
-__global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, const float* part, int64_t groups, T* out) {
-  const int64_t N = p.dstate, L = p.seqlen, total = p.batch * groups * L * N;
+__global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, ScratchLayout sl, const float* part, int64_t groups,
+                                    T* out, int64_t t_begin, int64_t cnt) {
+  const int64_t N = p.dstate, L = p.seqlen, S = sl.slab_len, total = p.batch * groups * cnt * N;
   const int64_t per = tl.fine / groups * tl.tiles_per_fine;  // blocks per group
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
-    const int64_t n = i % N, t = (i / N) % L, g = (i / (N * L)) % groups, b = i / (N * L * groups);
+    const int64_t n = i % N, tt = (i / N) % cnt, g = (i / (N * cnt)) % groups, b = i / (N * cnt * groups);
     float acc = 0.f;
-    for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * L + t) * N + n];
-    out[((b * groups + g) * N + n) * L + t] = cuda::from_float<T>(acc);
+    for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * S + tt) * N + n];
+    out[((b * groups + g) * N + n) * L + t_begin + tt] = cuda::from_float<T>(acc);
   }
 }
 
@@ -455,9 +468,10 @@ int grid_for(int64_t n) {
   return static_cast<int>(blocks < 8192 ? (blocks > 0 ? blocks : 1) : 8192);
 }
 
+// One slab: the reverse kernel over chunks c_lo .. c_hi - 1, then that slab's per-step dB/dC.
 template <typename T, int K>
-void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
-                cudaStream_t stream) {
+void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
+                     int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
   auto kernel = scan_bwd_kernel<T, K>;
@@ -465,8 +479,16 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl);
+  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, c_lo, c_hi);
   cuda::check_launch("selectiveScanBackward");
+  const int64_t t_begin = c_lo * chunk, t_end = c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen, cnt = t_end - t_begin;
+  if (p.b_form == ScanBCForm::PerStep)
+    reduce_steps_kernel<T><<<grid_for(p.batch * p.b_groups * cnt * p.dstate), 256, 0, stream>>>(
+        p, tl, sl, p.scratch + sl.dB_step, p.b_groups, static_cast<T*>(p.dB), t_begin, cnt);
+  if (p.c_form == ScanBCForm::PerStep)
+    reduce_steps_kernel<T><<<grid_for(p.batch * p.c_groups * cnt * p.dstate), 256, 0, stream>>>(
+        p, tl, sl, p.scratch + sl.dC_step, p.c_groups, static_cast<T*>(p.dC), t_begin, cnt);
+  cuda::check_launch("selectiveScanBackward reduce");
 }
 
 }  // namespace
@@ -487,19 +509,17 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
   if (p.scratch_floats < sl.total || p.n_chunks != (p.seqlen + bwd_chunk(lo) - 1) / bwd_chunk(lo))
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScanBackward: scratch or checkpoints sized wrongly");
   auto st = static_cast<cudaStream_t>(stream);
+  const int64_t per = slab_chunks(bwd_chunk(lo));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K == 4)
-      launch_bwd<T, 4>(p, lo, tl, sl, st);
-    else
-      launch_bwd<T, 8>(p, lo, tl, sl, st);
+    // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
+    for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
+      const int64_t c_lo = c_hi > per ? c_hi - per : 0;
+      if (lo.K == 4)
+        launch_bwd_slab<T, 4>(p, lo, tl, sl, c_lo, c_hi, st);
+      else
+        launch_bwd_slab<T, 8>(p, lo, tl, sl, c_lo, c_hi, st);
+    }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
-    cuda::check_launch("selectiveScanBackward reduce");
-    if (p.b_form == ScanBCForm::PerStep)
-      reduce_steps_kernel<T><<<grid_for(p.batch * p.b_groups * p.seqlen * p.dstate), 256, 0, st>>>(
-          p, tl, p.scratch + sl.dB_step, p.b_groups, static_cast<T*>(p.dB));
-    if (p.c_form == ScanBCForm::PerStep)
-      reduce_steps_kernel<T><<<grid_for(p.batch * p.c_groups * p.seqlen * p.dstate), 256, 0, st>>>(
-          p, tl, p.scratch + sl.dC_step, p.c_groups, static_cast<T*>(p.dC));
     cuda::check_launch("selectiveScanBackward reduce");
   });
 }

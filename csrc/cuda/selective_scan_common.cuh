@@ -108,20 +108,33 @@ inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (rows + bc + bnd + part);
 }
 
+// The backward runs in slabs of whole chunks, kSlabSteps steps each (the first slab in time may
+// be shorter), one launch per slab from the last: the per-step dB/dC partials then need only one
+// slab's worth of scratch, summed into dB/dC after each slab. Per-row sums and dL/dx pass from one
+// slab's launch to the next through the scratch (the dA, dD, dbias, time-invariant dB/dC
+// partials, and g).
+constexpr int kSlabSteps = 1024;
+inline int64_t slab_chunks(int chunk) { return kSlabSteps / chunk; }
+
 // Where the backward's partial sums live in its f32 scratch buffer (offsets in floats).
 struct ScratchLayout {
-  int64_t dA, dD, dbias, dB_ti, dC_ti, dB_step, dC_step, total;
+  int64_t dA, dD, dbias, dB_ti, dC_ti, g, dB_step, dC_step, total;
+  int64_t slab_len;  // steps of the per-step partials: min(seqlen, kSlabSteps rounded to chunks)
 };
 
 inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& tl) {
   ScratchLayout s{};
-  const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * p.seqlen * p.dstate;
+  const int chunk = bwd_chunk(layout_for(p.dstate));
+  const int64_t slab = slab_chunks(chunk) * chunk;
+  s.slab_len = p.seqlen < slab ? p.seqlen : slab;
+  const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * s.slab_len * p.dstate;
   int64_t o = 0;
   s.dA = o, o += rows * p.dstate;
   s.dD = o, o += rows;
   s.dbias = o, o += rows;
   s.dB_ti = o, o += p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
   s.dC_ti = o, o += p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
+  s.g = o, o += rows * p.dstate;
   s.dB_step = o, o += p.b_form == ScanBCForm::PerStep ? step : 0;
   s.dC_step = o, o += p.c_form == ScanBCForm::PerStep ? step : 0;
   s.total = o;
