@@ -65,6 +65,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
                                    reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(dy) |
                                    reinterpret_cast<uintptr_t>(du_out) | reinterpret_cast<uintptr_t>(ddelta_out) |
                                    reinterpret_cast<uintptr_t>(dz_out)) & 15) == 0;
+  const bool bc_vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
 
   // The slab after this one (in time) left its carries in the scratch; the last slab starts
   // from dLastState and zero sums.
@@ -364,8 +365,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         s_dsp[r * TP + t] = dsp;
       }
     }
-    if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-    if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    if (bc_vec && len == chunk) {
+      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
+      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
+    } else {
+      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
+      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    }
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
 

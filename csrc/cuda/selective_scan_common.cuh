@@ -92,9 +92,10 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
 // Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
-// restart flags.
+// restart flags, each lane's time-invariant B and C values.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
-  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
+  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
+                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
 // Shared memory of the backward (floats): five rows (delta', u/du, gate factor/dz, gated
@@ -225,6 +226,28 @@ __device__ __forceinline__ void load_bc_tile(float* dst, const T* src, const Sel
   for (int i = threadIdx.x; i < lo.npad * chunk; i += kThreads) {
     const int n = i >> lg, t = i & (chunk - 1);
     dst[t * lo.npad + n] = n < p.dstate && t < len ? cuda::to_float(src[n * p.seqlen + t0 + t]) : 0.f;
+  }
+}
+
+// The same for a whole chunk when every state row of the tile is 16-byte aligned (seqlen a multiple
+// of V, chunk a multiple of V): one 16-byte load brings V steps of one state; consecutive threads
+// take consecutive states, so the transposing shared stores hit distinct banks (2-way at most).
+template <typename T>
+__device__ __forceinline__ void load_bc_tile_vec(float* dst, const T* src, const SelectiveScanParams& p, const Layout& lo,
+                                                 int chunk, int64_t t0) {
+  constexpr int V = 16 / sizeof(T);
+  const int lgn = __ffs(lo.npad) - 1;  // npad is a power of two
+  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
+    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    float v[V];
+    if (n < p.dstate) {
+      load_vec<T>(v, src + n * p.seqlen + t0 + t);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
 }
 

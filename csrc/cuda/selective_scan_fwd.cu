@@ -31,6 +31,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
+  // [2][K][kThreads]: this lane's time-invariant B and C (off registers: rarely used)
+  float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
@@ -46,23 +48,25 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
   const int lg = __ffs(chunk) - 1;  // chunk is a power of two
   const int64_t base = (b * p.dim + br.d0) * L;  // first element of the block's first row
-  // 16-byte staging: V elements per load; every row starts 16-byte aligned when seqlen is a
-  // multiple of V and the tensors are (chunk is a multiple of V).
+  // 16-byte staging (u, delta, z, B, C) and y stores: V elements per access; every row starts
+  // 16-byte aligned when seqlen is a multiple of V and the tensors are (chunk is a multiple of V).
   constexpr int V = 16 / sizeof(T);
   const int vpr = chunk / V, lgv = lg - (__ffs(V) - 1);
   const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
-                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y)) & 15) == 0;
+                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y) |
+                                   reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
 
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
-  float A2[K], x[K], Bti[K], Cti[K];
+  float A2[K], x[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
-    Bti[k] = ok && b_ti ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-    Cti[k] = ok && c_ti ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+    // only this thread touches its slots: the chunk loop's first barrier orders them
+    if (b_ti) s_ti[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(K + k) * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   const bool want_y = p.y != nullptr;
@@ -91,7 +95,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         float bv[K], cv[K];
         if (b_ti) {
 #pragma unroll
-          for (int k = 0; k < K; ++k) bv[k] = Bti[k];
+          for (int k = 0; k < K; ++k) bv[k] = s_ti[k * kThreads + tid];
         } else {
           load_k<K>(bv, s_B + (t + s) * lo.npad + lane * K);
         }
@@ -100,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           for (int k = 0; k < K; ++k) cv[k] = 0.f;
         } else if (c_ti) {
 #pragma unroll
-          for (int k = 0; k < K; ++k) cv[k] = Cti[k];
+          for (int k = 0; k < K; ++k) cv[k] = s_ti[(K + k) * kThreads + tid];
         } else {
           load_k<K>(cv, s_C + (t + s) * lo.npad + lane * K);
         }
@@ -167,8 +171,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         s_zy[r * TP + t] = zv;
       }
     }
-    if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-    if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    if (vec && len == chunk) {
+      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
+      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
+    } else {
+      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
+      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    }
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
 
