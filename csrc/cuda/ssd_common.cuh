@@ -22,6 +22,8 @@ constexpr int kWarps = kThreads / 32;
 // operands take twice the shared memory). Results do not depend on it beyond rounding.
 template <typename T> struct Traits { static constexpr int Q = 64; };
 template <> struct Traits<float> { static constexpr int Q = 32; };
+// Tokens per chunk of the chunk-parallel forward for 16-bit inputs (ssd_fwd_chunked.cu).
+constexpr int kChunkedQ = 256;
 
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
 __host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
@@ -44,6 +46,8 @@ struct Dev {
   float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
+  float* St;   // chunk-parallel forward: (batch, H, nc, PP, NP) chunk-local, then incoming states
+  float* dec;  // chunk-parallel forward: (batch, H, nc) decay across each chunk
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
   float *dB, *dC, *dA, *dD, *ddt_bias;

@@ -77,20 +77,53 @@ template <typename F> void with_type(DType t, F&& f) {
   }
 }
 
+// The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks: C·Bᵀ, chunk states, decays.
+Dev make_chunked_dev(const SsdParams& p) {
+  Dev d = make_dev(p);
+  d.Q = cuda::ssd::kChunkedQ;
+  d.nc = int((p.seqlen + d.Q - 1) / d.Q);
+  d.Lpad = d.nc * d.Q;
+  d.PP = (d.P + 63) / 64 * 64;
+  return d;
+}
+
+struct ChunkedScratch {
+  size_t cb, st, dec, bytes;
+  explicit ChunkedScratch(const Dev& d) {
+    size_t o = 0;
+    cb = o, o += cb_bytes(d);
+    st = o, o = align256(o + size_t(d.batch) * d.H * d.nc * d.PP * d.NP * 4);
+    dec = o, o = align256(o + size_t(d.batch) * d.H * d.nc * 4);
+    bytes = o;
+  }
+};
+
 }  // namespace
 
-size_t ssd_forward_cuda_scratch(const SsdParams& p) { return cb_bytes(make_dev(p)); }  // C·Bᵀ per chunk and group
+size_t ssd_forward_cuda_scratch(const SsdParams& p) {
+  if (p.dtype == DType::Float32) return cb_bytes(make_dev(p));  // C·Bᵀ per chunk and group
+  return ChunkedScratch(make_chunked_dev(p)).bytes;
+}
 
 size_t ssd_backward_cuda_scratch(const SsdParams& p) {
   return BwdScratch(make_dev(p), dtype_size(p.dtype)).bytes;
 }
 
 void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
-  Dev d = make_dev(p);
+  const bool f32 = p.dtype == DType::Float32;
+  Dev d = f32 ? make_dev(p) : make_chunked_dev(p);
   d.CB = static_cast<float*>(scratch);
+  if (!f32) {
+    const ChunkedScratch s(d);
+    d.St = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.st);
+    d.dec = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.dec);
+  }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
+    if constexpr (std::is_same_v<T, float>)
+      cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
+    else
+      cuda::ssd::launch_forward_chunked<T>(d, static_cast<cudaStream_t>(stream));
   });
 }
 

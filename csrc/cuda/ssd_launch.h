@@ -7,6 +7,9 @@
 namespace ss::cuda::ssd {
 
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
+// Chunk-parallel forward for __half / __nv_bfloat16 (d.Q == kChunkedQ, d.PP a multiple of 64,
+// d.CB / d.St / d.dec set): see ssd_fwd_chunked.cu.
+template <typename T> void launch_forward_chunked(const Dev& d, cudaStream_t stream);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (forward kernel), reverse state pass, chunk gradients, reductions.
