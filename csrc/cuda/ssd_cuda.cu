@@ -48,9 +48,10 @@ Dev make_dev(const SsdParams& p) {
 
 size_t cb_bytes(const Dev& d) { return align256(size_t(d.batch) * d.nc * d.G * d.Q * d.Q * 4); }
 
-// Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk partials.
+// Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk
+// partials; 16-bit types also the chunk-parallel passes' states and decays (St, dec).
 struct BwdScratch {
-  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, bytes;
+  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, st, dec, bytes;
   explicit BwdScratch(const Dev& d, size_t ts) {
     const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
     const size_t partial = size_t(d.batch) * d.Lpad * d.nslots * d.NP * 4;
@@ -64,6 +65,13 @@ struct BwdScratch {
     dA = o, o = align256(o + per_chunk);
     dbias = o, o = align256(o + per_chunk);
     dD = o, o = align256(o + per_chunk * d.P);
+    st = dec = o;
+    if (ts != 4) {
+      const Dev c = cuda::ssd::chunked_view(d);
+      const size_t stb = align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4);
+      st = o, o += stb;
+      dec = o, o += align256(size_t(c.batch) * c.H * c.nc * 4);
+    }
     bytes = o;
   }
 };
@@ -78,22 +86,18 @@ template <typename F> void with_type(DType t, F&& f) {
 }
 
 // The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks: C·Bᵀ, chunk states, decays.
-Dev make_chunked_dev(const SsdParams& p) {
-  Dev d = make_dev(p);
-  d.Q = cuda::ssd::kChunkedQ;
-  d.nc = int((p.seqlen + d.Q - 1) / d.Q);
-  d.Lpad = d.nc * d.Q;
-  d.PP = (d.P + 63) / 64 * 64;
-  return d;
-}
+Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
+
+size_t st_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4); }
+size_t dec_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * 4); }
 
 struct ChunkedScratch {
   size_t cb, st, dec, bytes;
   explicit ChunkedScratch(const Dev& d) {
     size_t o = 0;
     cb = o, o += cb_bytes(d);
-    st = o, o = align256(o + size_t(d.batch) * d.H * d.nc * d.PP * d.NP * 4);
-    dec = o, o = align256(o + size_t(d.batch) * d.H * d.nc * 4);
+    st = o, o += st_bytes(d);
+    dec = o, o += dec_bytes(d);
     bytes = o;
   }
 };
@@ -136,6 +140,11 @@ void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
   d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
   d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);
   d.dD_part = reinterpret_cast<float*>(base + s.dD);
+  if (p.dtype != DType::Float32) {
+    const Dev c = cuda::ssd::chunked_view(d);
+    d.St = reinterpret_cast<float*>(base + s.st), d.dec = reinterpret_cast<float*>(base + s.dec);
+    d.run_chunks = cuda::ssd::kChunkedQ / d.Q, d.nruns = c.nc, d.run_PP = c.PP;
+  }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     cuda::ssd::launch_backward<T>(d, static_cast<cudaStream_t>(stream));

@@ -115,8 +115,9 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
   block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
 }
 
-// grid (H·(PP/64), nc, batch): S_c for one headdim tile of one head.
-template <typename T>
+// grid (H·(PP/64), nc, batch): S_c for one headdim tile of one head. REV (the backward's
+// reverse pass): the chunk's contribution to dL/d(incoming state) instead, U_c = dyᵀ·(e_in ∘ C).
+template <typename T, bool REV>
 __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
   extern __shared__ __align__(128) unsigned char smem[];
   const StateTileLayout lay(d.NP, sizeof(T));
@@ -129,19 +130,29 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   const int NP = d.NP;
   chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
-  const T* x = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* Bm = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  const int64_t xrow = ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
+  const T* x = static_cast<const T*>(d.x) + xrow;
+  const T* Bm = static_cast<const T*>(REV ? d.C : d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const int nslices = (q + kT - 1) / kT;
   for (int j = 0; j < nslices; ++j) {
     if (j) __syncthreads();  // the previous slice's product is done with sX, sB
     const int rv = rows_in(q, j * kT);
-    load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+    if constexpr (REV) {
+      for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
+        const int t = idx / kT, pp = idx % kT;
+        float v = 0.f, zv;
+        if (t < rv && pp < pw) v = grad_out<T>(d, xrow + (int64_t(j) * kT + t) * xs + pp, &zv);
+        sX[t * lay.ldX + pp] = from_float<T>(v);
+      }
+    } else {
+      load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+    }
     load_tile(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, NP);
     __syncthreads();
     for (int idx = threadIdx.x; idx < kT * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
-      const float w = sc.eout[j * kT + s] * sc.dtp[j * kT + s];
+      const float w = REV ? sc.ein[j * kT + s] : sc.eout[j * kT + s] * sc.dtp[j * kT + s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
     __syncthreads();
@@ -158,31 +169,36 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
     d.dec[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[kQ - 1] == 0 ? __expf(sc.cs[kQ - 1]) : 0.f;
 }
 
-// grid (⌈PP·NP/4/256⌉, batch·H): four consecutive state elements per thread, chunks in order.
+// grid (⌈PP·NP/4/256⌉, batch·H): four consecutive state elements per thread, chunks in order
+// (REV: in reverse, from dFinalStates, leaving dL/d(state) at each chunk's end; the last value
+// is dInitialStates). Forward: from h0, leaving the state entering each chunk; then finalStates.
+template <bool REV>
 __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   const int bh = blockIdx.y, b = bh / d.H, h = bh % d.H;
   const int64_t per = int64_t(d.PP) * d.NP;
   const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
   if (e >= per) return;
   const int p = int(e / d.NP), n = int(e % d.NP);
+  const float* seed = REV ? d.dfinal : d.h0;
+  float* last = REV ? d.dh0 : d.final_states;
+  const int64_t state_off = ((int64_t(b) * d.H + h) * d.P + p) * d.N + n;
   float hv[4];
-  for (int k = 0; k < 4; ++k) {
-    const bool valid = p < d.P && n + k < d.N;
-    hv[k] = (d.h0 && valid) ? d.h0[((int64_t(b) * d.H + h) * d.P + p) * d.N + n + k] : 0.f;
-  }
+  for (int k = 0; k < 4; ++k) hv[k] = (seed && p < d.P && n + k < d.N) ? seed[state_off + k] : 0.f;
   float* st = d.St + int64_t(bh) * d.nc * per + e;
   const float* dec = d.dec + int64_t(bh) * d.nc;
-  float4 next = *reinterpret_cast<const float4*>(st);
-  for (int c = 0; c < d.nc; ++c) {
+  auto chunk = [&](int i) { return REV ? d.nc - 1 - i : i; };  // i-th chunk visited
+  float4 next = *reinterpret_cast<const float4*>(st + chunk(0) * per);
+  for (int i = 0; i < d.nc; ++i) {
+    const int c = chunk(i);
     const float4 s = next;
-    if (c + 1 < d.nc) next = *reinterpret_cast<const float4*>(st + (c + 1) * per);  // prefetch
+    if (i + 1 < d.nc) next = *reinterpret_cast<const float4*>(st + chunk(i + 1) * per);  // prefetch
     *reinterpret_cast<float4*>(st + c * per) = make_float4(hv[0], hv[1], hv[2], hv[3]);
     const float a = dec[c];
     hv[0] = a * hv[0] + s.x, hv[1] = a * hv[1] + s.y, hv[2] = a * hv[2] + s.z, hv[3] = a * hv[3] + s.w;
   }
-  if (d.final_states)
+  if (last)
     for (int k = 0; k < 4; ++k)
-      if (p < d.P && n + k < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n + k] = hv[k];
+      if (p < d.P && n + k < d.N) last[state_off + k] = hv[k];
 }
 
 // grid (H·kR·(PP/64), nc, batch): 64 output rows × one 64-wide headdim tile of one head.
@@ -254,6 +270,28 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   }
 }
 
+namespace {
+template <typename T, bool REV>
+void launch_states(const Dev& d, cudaStream_t stream) {
+  const StateTileLayout sl(d.NP, sizeof(T));
+  check(cudaFuncSetAttribute(ssd_fc_state_kernel<T, REV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
+        "ssdChunkScan: shared memory");
+  ssd_fc_state_kernel<T, REV><<<dim3(d.H * (d.PP / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d);
+  check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
+  const int64_t per4 = int64_t(d.PP) * d.NP / 4;
+  ssd_fc_pass_kernel<REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
+  check_launch(REV ? "ssdChunkScanBackward state passing" : "ssdChunkScan state passing");
+}
+}  // namespace
+
+template <typename T>
+void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream) {
+  if (reverse)
+    launch_states<T, true>(d, stream);
+  else
+    launch_states<T, false>(d, stream);
+}
+
 template <typename T>
 void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   const int ptiles = d.PP / kT;
@@ -263,15 +301,7 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
 
-  const StateTileLayout sl(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-        "ssdChunkScan: shared memory");
-  ssd_fc_state_kernel<T><<<dim3(d.H * ptiles, d.nc, d.batch), kThreads, sl.bytes, stream>>>(d);
-  check_launch("ssdChunkScan chunk states");
-
-  const int64_t per4 = int64_t(d.PP) * d.NP / 4;
-  ssd_fc_pass_kernel<<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
-  check_launch("ssdChunkScan state passing");
+  launch_states<T, false>(d, stream);
 
   const OutTileLayout ol(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_out_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(ol.bytes)),
@@ -280,6 +310,8 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   check_launch("ssdChunkScan chunk outputs");
 }
 
+template void launch_chunk_states<__half>(const Dev&, bool, cudaStream_t);
+template void launch_chunk_states<__nv_bfloat16>(const Dev&, bool, cudaStream_t);
 template void launch_forward_chunked<__half>(const Dev&, cudaStream_t);
 template void launch_forward_chunked<__nv_bfloat16>(const Dev&, cudaStream_t);
 
