@@ -33,8 +33,13 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   constexpr int R = Traits::kRows;
   const int lpr = 1 << lpr_log2, rpw = 32 / lpr;
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot = lane >> lpr_log2;
-  const int64_t H = p.heads, P = p.headdim, N = p.dstate, G = p.groups;
-  const int64_t rows = p.batch * H * P;
+  // Row -> (batch, head, group) in 32-bit arithmetic (the launcher checks the ranges): 64-bit
+  // divisions would cost more issue slots than the memory traffic leaves per row.
+  const uint32_t H = static_cast<uint32_t>(p.heads), P = static_cast<uint32_t>(p.headdim);
+  const uint32_t heads_per_group = static_cast<uint32_t>(p.heads / p.groups);
+  const int64_t N = p.dstate;
+  const uint32_t G32 = static_cast<uint32_t>(p.groups), N32 = static_cast<uint32_t>(p.dstate);
+  const int64_t rows = p.batch * p.heads * p.headdim;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   const int64_t per_warp = static_cast<int64_t>(R) * rpw;
   S* state = static_cast<S*>(p.state);
@@ -44,15 +49,15 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
 
   for (int64_t base = (blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows;
        base += warps * per_warp) {
-    int64_t row[R], bc[R], h_of[R];
+    uint32_t row[R], bc[R], h_of[R];  // 32-bit: the launcher checks the ranges
     float dt[R], dA[R], x[R], acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      row[r] = base + r * rpw + slot;
-      const int64_t rr = row[r] < rows ? row[r] : rows - 1;  // clamp: loads stay in bounds
-      const int64_t bh = rr / P, b = bh / H, h = bh % H;
+      row[r] = static_cast<uint32_t>(base + r * rpw + slot);
+      const uint32_t rr = row[r] < rows ? row[r] : static_cast<uint32_t>(rows - 1);  // clamp: loads stay in bounds
+      const uint32_t bh = rr / P, b = bh / H, h = bh - b * H;
       h_of[r] = h;
-      bc[r] = (b * G + h / (H / G)) * N;
+      bc[r] = (b * G32 + h / heads_per_group) * N32;
       float d = to_float(static_cast<const I*>(p.dt)[bh]);
       if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
       if (p.dt_softplus) d = cuda::softplus_f(d);
@@ -65,7 +70,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       Pack<S, V> s[R];
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (row[r] < rows) s[r] = *reinterpret_cast<const Pack<S, V>*>(state + row[r] * N + n0);
+        if (row[r] < rows) s[r] = *reinterpret_cast<const Pack<S, V>*>(state + static_cast<int64_t>(row[r]) * N + n0);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (row[r] >= rows) continue;
@@ -81,7 +86,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           acc[r] += v * to_float(cv.v[j]);
           s[r].v[j] = cuda::from_float<S>(v);
         }
-        *reinterpret_cast<Pack<S, V>*>(state + row[r] * N + n0) = s[r];
+        *reinterpret_cast<Pack<S, V>*>(state + static_cast<int64_t>(row[r]) * N + n0) = s[r];
       }
     }
 #pragma unroll
@@ -107,6 +112,8 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   int lg = 0;
   while ((1 << lg) < lanes && lg < 5) ++lg;
   const int64_t rows = p.batch * p.heads * p.headdim;
+  if (rows >= (int64_t{1} << 31) || p.batch * p.groups * p.dstate >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
+    fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
   const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > (1 << 20)) blocks = 1 << 20;
