@@ -24,6 +24,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
       C dt = cpu::ld<C>(static_cast<const T*>(p.dt) + i);
       if (p.dt_bias) dt += cpu::ld_any<C>(p.dt_bias, p.param_dtype, h);
       if (p.dt_softplus) dt = softplus(dt);
+      if (p.has_dt_limit) dt = std::min(std::max(dt, C(p.dt_min)), C(p.dt_max));
       const T* B = static_cast<const T*>(p.B) + (b * G + g) * N;
       const T* Cv = static_cast<const T*>(p.C) + (b * G + g) * N;
       for (int64_t n = 0; n < N; ++n) {

@@ -61,6 +61,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       float d = to_float(static_cast<const I*>(p.dt)[bh]);
       if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
       if (p.dt_softplus) d = cuda::softplus_f(d);
+      if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
       dt[r] = d;
       dA[r] = kAPerState ? 0.f : __expf(d * A[h]);
       x[r] = to_float(static_cast<const I*>(p.x)[rr]);

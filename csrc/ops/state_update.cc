@@ -24,6 +24,13 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   p.dstate = state.size(-1);
   p.a_per_state = m1;
   p.dt_softplus = a.dt_softplus;
+  if (a.has_dt_limit) {
+    if (!(a.dt_min <= a.dt_max))
+      fail("ERR_INVALID_ARG", ErrorKind::Type, "dtLimit: expected [min, max] with min <= max");
+    p.has_dt_limit = true;
+    p.dt_min = static_cast<float>(a.dt_min);
+    p.dt_max = static_cast<float>(a.dt_max);
+  }
   p.state_dtype = state.dtype;
 
   const std::string row_desc = m1 ? "(batch, dim)" : "(batch, heads, headdim)";

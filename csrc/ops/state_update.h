@@ -3,7 +3,8 @@
 // heads = dim, headdim = 1 with A per state (dim, dstate); Mamba-2 (state (batch, heads,
 // headdim, dstate)) has A per head.
 //
-// dt' = dt[b,h] + dtBias[h], softplus'd when asked; for each state n of row (b,h,p):
+// dt' = dt[b,h] + dtBias[h], softplus'd when asked, clamped to [dtMin, dtMax] (transformers'
+// time_step_limit); for each state n of row (b,h,p):
 //   s = exp(dt'·A[h(,n)])·s + dt'·B[b,g(h),n]·x[b,h,p];  y = Σ_n s·C[b,g(h),n] + D·x;  y *= silu(z).
 #pragma once
 #include <cstdint>
@@ -16,6 +17,8 @@ struct StateUpdateParams {
   bool a_per_state = false;  // Mamba-1: A (heads, dstate); Mamba-2: A (heads)
   bool d_per_row = false;    // D (heads, headdim) rather than (heads)
   bool dt_softplus = false;
+  float dt_min = 0.f, dt_max = 0.f;  // clamp of dt' when has_dt_limit
+  bool has_dt_limit = false;
   DType state_dtype = DType::Float32;
   DType dtype = DType::Float32;  // x, dt, B, C, z, y
   DType param_dtype = DType::Float32;  // A, D, dtBias
@@ -37,6 +40,8 @@ void state_update_cuda(const StateUpdateParams& p, void* stream);
 struct StateUpdateArgs {
   Tensor state, x, dt, A, B, C, D, z, dt_bias;
   bool dt_softplus = false;
+  bool has_dt_limit = false;
+  double dt_min = 0, dt_max = 0;
 };
 
 // Returns y (shaped like x); args.state is updated in place.

@@ -25,6 +25,11 @@ export interface SelectiveStateUpdateOptions {
   dtBias?: Tensor;
   /** dt' = softplus(dt + dtBias) when true. Default false. */
   dtSoftplus?: boolean;
+  /**
+   * Clamp dt' (after the softplus) to [min, max], as transformers' Mamba-2 does with
+   * config.time_step_limit; Infinity or null for an open end. Default: no clamp.
+   */
+  dtLimit?: readonly [number | null, number | null];
 }
 
 interface StateUpdateNative {
