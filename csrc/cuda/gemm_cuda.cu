@@ -151,24 +151,35 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Pack16 {
 
 struct GemvTraits {
   static constexpr int kMaxM = 8, kThreads = 256, kUnroll = 4;
+  static constexpr int kWarps = kThreads / 32;
+  // Warps wanted in flight over the whole GPU (an H100 holds 132 x 64): a narrow output
+  // (few columns, e.g. out_proj's 2560) splits K across up to kWarps warps per column so that
+  // enough loads are in flight to saturate memory.
+  static constexpr int64_t kTargetWarps = 4096;
 };
 
-// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8: one warp per n, lanes striding K
-// in 16-byte vectors (kVec: K a multiple of the vector and 16-byte aligned rows) or elements.
-template <typename T, bool kVec> __global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p) {
+// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8. A column n belongs to 2^lg_slices
+// warps of one block, each striding its share of K in 16-byte vectors (kVec: K a multiple of the
+// vector, 16-byte aligned rows) or single elements; the slices' sums meet in shared memory and
+// are added in a fixed order (reproducible).
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p, int lg_slices) {
   constexpr int V = kVec ? 16 / sizeof(T) : 1;
   constexpr int MM = GemvTraits::kMaxM;
-  const int lane = threadIdx.x % 32;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (n >= p.N) return;  // whole warps leave together
+  __shared__ float red[GemvTraits::kWarps][MM];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int slices = 1 << lg_slices, slice = warp & (slices - 1), col = warp >> lg_slices;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps >> lg_slices) + col;
+  const bool active = n < p.N;
   const int M = static_cast<int>(p.M);
-  const T* w = static_cast<const T*>(p.weight) + n * p.K;
+  const T* w = static_cast<const T*>(p.weight) + (active ? n : 0) * p.K;
   const T* x = static_cast<const T*>(p.x);
   float acc[MM];
 #pragma unroll
   for (int m = 0; m < MM; ++m) acc[m] = 0.f;
+  const int64_t stride = static_cast<int64_t>(32) * V * slices;
 #pragma unroll GemvTraits::kUnroll
-  for (int64_t k = static_cast<int64_t>(lane) * V; k < p.K; k += 32 * V) {
+  for (int64_t k = (static_cast<int64_t>(slice) * 32 + lane) * V; active && k < p.K; k += stride) {
     const Pack16<T, V> wv = *reinterpret_cast<const Pack16<T, V>*>(w + k);
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
@@ -178,24 +189,34 @@ template <typename T, bool kVec> __global__ void __launch_bounds__(GemvTraits::k
       for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv.v[j]), acc[m]);
     }
   }
-  const float b = p.bias ? load_any(p.bias, p.bias_dtype, n) : 0.f;
 #pragma unroll
   for (int m = 0; m < MM; ++m) {
     if (m >= M) break;
     float v = acc[m];
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(v + b);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  if (active && slice == 0 && lane < M) {
+    float v = 0.f;
+    for (int j = 0; j < slices; ++j) v += red[warp + j][lane];
+    if (p.bias) v += load_any(p.bias, p.bias_dtype, n);
+    static_cast<T*>(p.out)[lane * p.N + n] = cuda::from_float<T>(v);
   }
 }
 
 template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
-  const unsigned blocks = static_cast<unsigned>((p.N + GemvTraits::kThreads / 32 - 1) / (GemvTraits::kThreads / 32));
+  int lg = 0;
+  while ((p.N << lg) < GemvTraits::kTargetWarps && (1 << lg) < GemvTraits::kWarps) ++lg;
+  const int64_t cols_per_block = GemvTraits::kWarps >> lg;
+  const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
+  if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const bool vec = p.K % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
   if (vec)
-    gemv_kernel<T, true><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+    gemv_kernel<T, true><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
   else
-    gemv_kernel<T, false><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+    gemv_kernel<T, false><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
 }
 
 template <typename T> __global__ void add_bias_kernel(GemmParams p) {
@@ -216,7 +237,6 @@ int current_device() {
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (p.M <= GemvTraits::kMaxM) {
-    if (p.N > 0x7fffffffLL * (GemvTraits::kThreads / 32)) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
     SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, st); });
     cuda::check_launch("linear (gemv)");
     return;

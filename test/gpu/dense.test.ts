@@ -12,7 +12,9 @@ const SHAPES: Array<[number, number, number]> = [
   [64, 200, 33],
   [130, 70, 512],
   [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
-  [8, 1000, 4096], // matrix-vector path, vectorised
+  [8, 1000, 4096], // matrix-vector path, vectorised, K split over 8 warps per column
+  [1, 2560, 5120], // matrix-vector path, K split over 2 warps per column
+  [4, 3, 1001], // matrix-vector path, unaligned K split over 8 warps
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
