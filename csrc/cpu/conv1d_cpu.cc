@@ -1,9 +1,11 @@
 // CPU kernels of the depthwise causal conv1d: threaded over channels, one sequence row at a
 // time, compute in float (double for float64 data).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 #include "core/thread_pool.h"
 #include "cpu/cpu_types.h"
+#include "cpu/vec_math.h"
 #include "ops/conv1d.h"
 
 namespace ss {
@@ -48,17 +50,26 @@ template <typename T> void fwd(const CausalConv1dParams& p) {
   using C = cpu::compute_t<T>;
   parallel_for(p.batch * p.dim, std::max<int64_t>(1, 4096 / (p.seqlen * p.width + 1)), [&](int64_t r0, int64_t r1) {
     Row<T, C> row(p);
-    std::vector<C> w(p.width);
+    std::vector<C> w(p.width), acc(p.seqlen);
     for (int64_t r = r0; r < r1; ++r) {
       int64_t b = r / p.dim, d = r % p.dim;
       for (int64_t k = 0; k < p.width; ++k) w[k] = cpu::ld_any<C>(p.weight, p.weight_dtype, d * p.width + k);
       C bias = p.bias ? cpu::ld_any<C>(p.bias, p.bias_dtype, d) : C(0);
       row.load(p, b, d);
-      T* y = static_cast<T*>(p.y) + r * p.seqlen;
-      for (int64_t t = 0; t < p.seqlen; ++t) {
-        C v = row.pre(w.data(), bias, t);
-        cpu::st(y + t, p.silu ? v * sigmoid(v) : v);
+      if (p.seq_idx) {
+        for (int64_t t = 0; t < p.seqlen; ++t) acc[t] = row.pre(w.data(), bias, t);
+      } else {
+        // Tap by tap over the whole row: plain multiply-adds that vectorise.
+        std::fill(acc.begin(), acc.end(), bias);
+        for (int64_t k = 0; k < p.width; ++k) {
+          const C wk = w[k];
+          const C* xk = row.xp.data() + k;
+          for (int64_t t = 0; t < p.seqlen; ++t) acc[t] += wk * xk[t];
+        }
       }
+      if (p.silu) cpu::silu_inplace(acc.data(), p.seqlen);
+      T* y = static_cast<T*>(p.y) + r * p.seqlen;
+      for (int64_t t = 0; t < p.seqlen; ++t) cpu::st(y + t, acc[t]);
       if (p.final_states) {
         T* f = static_cast<T*>(p.final_states) + r * (p.width - 1);
         for (int64_t j = 0; j < p.width - 1; ++j) cpu::st(f + j, row.final_kept(j) ? row.xp[p.seqlen + j] : C(0));

@@ -5,6 +5,7 @@
 #include <vector>
 #include "core/thread_pool.h"
 #include "cpu/cpu_types.h"
+#include "cpu/vec_math.h"
 #include "ops/state_update.h"
 
 namespace ss {
@@ -32,7 +33,8 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
         Cf[n] = cpu::ld<C>(Cv + n);
       }
       if (p.a_per_state) {
-        for (int64_t n = 0; n < N; ++n) decay[n] = std::exp(dt * cpu::ld_any<C>(p.A, p.param_dtype, h * N + n));
+        for (int64_t n = 0; n < N; ++n) decay[n] = dt * cpu::ld_any<C>(p.A, p.param_dtype, h * N + n);
+        cpu::exp_inplace(decay.data(), N);
       } else {
         std::fill(decay.begin(), decay.end(), std::exp(dt * cpu::ld_any<C>(p.A, p.param_dtype, h)));
       }
