@@ -20,6 +20,7 @@ Napi::Value state_update(const Napi::CallbackInfo& info) {
   a.D = optional_tensor(o, "D");
   a.z = optional_tensor(o, "z");
   a.dt_bias = optional_tensor(o, "dtBias");
+  a.state_indices = optional_tensor(o, "stateIndices");
   a.dt_softplus = optional_bool(o, "dtSoftplus", false);
   Napi::Value lim = o.Get("dtLimit");
   if (!lim.IsUndefined() && !lim.IsNull()) {

@@ -22,6 +22,11 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
     std::vector<C> Bf(N), Cf(N), decay(N);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / H, h = i % H, g = h / (H / G);
+      const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+      if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN), as on CUDA
+        for (int64_t q = 0; q < P; ++q) cpu::st(static_cast<T*>(p.y) + i * P + q, slot < 0 ? C(0) : C(NAN));
+        continue;
+      }
       C dt = cpu::ld<C>(static_cast<const T*>(p.dt) + i);
       if (p.dt_bias) dt += cpu::ld_any<C>(p.dt_bias, p.param_dtype, h);
       if (p.dt_softplus) dt = softplus(dt);
@@ -40,7 +45,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
       }
       for (int64_t q = 0; q < P; ++q) {
         const int64_t row = i * P + q;
-        S* s = static_cast<S*>(p.state) + row * N;
+        S* s = static_cast<S*>(p.state) + ((slot * H + h) * P + q) * N;
         const C x = cpu::ld<C>(static_cast<const T*>(p.x) + row);
         const C dtx = dt * x;
         C acc[8] = {};

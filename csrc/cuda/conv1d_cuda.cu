@@ -141,8 +141,13 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
   const int64_t n = p.batch * p.dim, W = p.width;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < n; r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t d = r % p.dim;
-    S* s = static_cast<S*>(p.state) + r * (W - 1);
+    const int64_t b = r / p.dim, d = r % p.dim;
+    const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+    if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
+      static_cast<T*>(p.y)[r] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      continue;
+    }
+    S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
     const T xv = static_cast<const T*>(p.x)[r];
     const float x = to_float(xv);
     float acc = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;

@@ -50,6 +50,8 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   for (int64_t base = (blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows;
        base += warps * per_warp) {
     uint32_t row[R], bc[R], h_of[R];  // 32-bit: the launcher checks the ranges
+    int64_t soff[R];  // element offset of the row's states; -1: no state (past the end, or a padding/bad slot)
+    float ybad[R];    // y of a row without a valid slot: 0 for padding (slot < 0), NaN for a slot out of range
     float dt[R], dA[R], x[R], acc[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) {
@@ -57,6 +59,10 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       const uint32_t rr = row[r] < rows ? row[r] : static_cast<uint32_t>(rows - 1);  // clamp: loads stay in bounds
       const uint32_t bh = rr / P, b = bh / H, h = bh - b * H;
       h_of[r] = h;
+      const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+      const bool ok = row[r] < rows && slot >= 0 && slot < p.slots;
+      soff[r] = ok ? ((slot * H + h) * static_cast<int64_t>(P) + (rr - bh * P)) * N : -1;
+      ybad[r] = slot < 0 ? 0.f : __int_as_float(0x7fc00000);
       bc[r] = (b * G32 + h / heads_per_group) * N32;
       float d = to_float(static_cast<const I*>(p.dt)[bh]);
       if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
@@ -71,10 +77,10 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       Pack<S, V> s[R];
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (row[r] < rows) s[r] = *reinterpret_cast<const Pack<S, V>*>(state + static_cast<int64_t>(row[r]) * N + n0);
+        if (soff[r] >= 0) s[r] = *reinterpret_cast<const Pack<S, V>*>(state + soff[r] + n0);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (row[r] >= rows) continue;
+        if (soff[r] < 0) continue;
         const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[r] + n0);
         const Pack<I, V> cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[r] + n0);
         Pack<float, V> av;
@@ -87,7 +93,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           acc[r] += v * to_float(cv.v[j]);
           s[r].v[j] = cuda::from_float<S>(v);
         }
-        *reinterpret_cast<Pack<S, V>*>(state + static_cast<int64_t>(row[r]) * N + n0) = s[r];
+        *reinterpret_cast<Pack<S, V>*>(state + soff[r] + n0) = s[r];
       }
     }
 #pragma unroll
@@ -100,6 +106,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           y += (p.d_per_row ? D[h_of[r] * P + row[r] % P] : D[h_of[r]]) * x[r];
         }
         if (p.z) y *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[row[r]]));
+        if (soff[r] < 0) y = ybad[r];
         static_cast<I*>(p.y)[row[r]] = cuda::from_float<I>(y);
       }
     }

@@ -22,7 +22,9 @@ struct StateUpdateParams {
   DType state_dtype = DType::Float32;
   DType dtype = DType::Float32;  // x, dt, B, C, z, y
   DType param_dtype = DType::Float32;  // A, D, dtBias
-  void* state = nullptr;       // contiguous (batch, heads, headdim, dstate)
+  void* state = nullptr;       // contiguous (slots, heads, headdim, dstate); slots = batch without indices
+  const int32_t* state_idx = nullptr;  // (batch): the state slot of each row; < 0 skips the row (y = 0), >= slots too (y = NaN)
+  int64_t slots = 0;
   const void* x = nullptr;     // (batch, heads, headdim)
   const void* dt = nullptr;    // (batch, heads)
   const void* A = nullptr;
@@ -38,13 +40,14 @@ void state_update_cpu(const StateUpdateParams& p);
 void state_update_cuda(const StateUpdateParams& p, void* stream);
 
 struct StateUpdateArgs {
-  Tensor state, x, dt, A, B, C, D, z, dt_bias;
+  Tensor state, x, dt, A, B, C, D, z, dt_bias, state_indices;
   bool dt_softplus = false;
   bool has_dt_limit = false;
   double dt_min = 0, dt_max = 0;
 };
 
-// Returns y (shaped like x); args.state is updated in place.
+// Returns y (shaped like x); args.state is updated in place. With state_indices, row b of the
+// batch uses state slot state_indices[b] (a slot < 0 is padding: skipped, y = 0).
 Tensor selective_state_update(const StateUpdateArgs& a);
 
 }  // namespace ss
