@@ -2,9 +2,11 @@
 // cuBLAS when the host has it (cuda/cublas_loader.h), else statespace's own kernels:
 //  - bf16/f16: tensor cores through WMMA (16x16x16 fragments, f32 accumulation). A block of
 //    4 warps computes a 64x64 tile, each warp 32x32 (2x2 fragments), K in steps of 32 staged
-//    through shared memory; the epilogue adds the bias and rounds once.
+//    through shared memory, the next step prefetched into registers during the MMAs; the
+//    epilogue adds the bias and rounds once.
 //  - f32: exact f32 FMA (no TF32), 64x64 tiles, 4x4 outputs per thread.
-// Both keep it simple (no multi-stage pipeline): the fallback is for hosts without cuBLAS.
+// Both keep it simple (no cp.async pipeline, no warp specialisation): the fallback is for hosts
+// without cuBLAS.
 // Small M (M <= 8: decode) always takes a matrix-vector kernel instead: the product is bound by
 // reading the weights once, which a warp per output column does at full vector width (16-byte
 // loads, several in flight per lane) without padding M up to a 64-row tile.
@@ -29,20 +31,44 @@ struct WmmaTraits {
   static_assert((LDS * 2) % 16 == 0 && LDC % 4 == 0, "wmma leading dimensions");
 };
 
-// Stages rows [r0, r0+64) x columns [k0, k0+32) of a row-major (rows, K) matrix, zero-padded.
+__device__ __forceinline__ uint32_t bits16(__half v) { return __half_as_ushort(v); }
+__device__ __forceinline__ uint32_t bits16(__nv_bfloat16 v) { return __bfloat16_as_ushort(v); }
+
+// One thread's share of a 64 x 32 tile: 256 chunks of 8 consecutive elements over 128 threads.
+struct TileRegs {
+  static constexpr int kChunks = 64 * (WmmaTraits::BK / 8) / WmmaTraits::kThreads;
+  uint4 c[kChunks];
+};
+
+// Loads this thread's chunks of rows [r0, r0+64) x columns [k0, k0+32) of a row-major (rows, K)
+// matrix into registers, zero-padded: 16-byte loads where the chunk is whole and aligned (vec8).
 template <typename T>
-__device__ void stage_tile(T (*dst)[WmmaTraits::LDS], const T* src, int64_t rows, int64_t K, int64_t r0, int64_t k0, bool vec8) {
-  constexpr int BK = WmmaTraits::BK;
-  // 64 rows x 4 chunks of 8 elements = 256 chunks over 128 threads.
-  for (int c = threadIdx.x; c < 64 * (BK / 8); c += blockDim.x) {
-    const int r = c / (BK / 8), kk = (c % (BK / 8)) * 8;
-    const int64_t gr = r0 + r, gk = k0 + kk;
+__device__ __forceinline__ void fetch_tile(TileRegs& t, const T* src, int64_t rows, int64_t K, int64_t r0, int64_t k0, bool vec8) {
+#pragma unroll
+  for (int i = 0; i < TileRegs::kChunks; ++i) {
+    const int c = threadIdx.x + i * WmmaTraits::kThreads;
+    const int64_t gr = r0 + c / (WmmaTraits::BK / 8), gk = k0 + (c % (WmmaTraits::BK / 8)) * 8;
     if (vec8 && gr < rows && gk + 8 <= K) {
-      *reinterpret_cast<uint4*>(&dst[r][kk]) = *reinterpret_cast<const uint4*>(src + gr * K + gk);
+      t.c[i] = *reinterpret_cast<const uint4*>(src + gr * K + gk);
     } else {
-      for (int j = 0; j < 8; ++j)
-        dst[r][kk + j] = gr < rows && gk + j < K ? src[gr * K + gk + j] : cuda::from_float<T>(0.f);
+      uint32_t w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t k = gk + 2 * j;
+        const uint32_t lo = gr < rows && k < K ? bits16(src[gr * K + k]) : 0u;
+        const uint32_t hi = gr < rows && k + 1 < K ? bits16(src[gr * K + k + 1]) : 0u;
+        w[j] = lo | (hi << 16);
+      }
+      t.c[i] = make_uint4(w[0], w[1], w[2], w[3]);
     }
+  }
+}
+
+template <typename T> __device__ __forceinline__ void store_tile(T (*dst)[WmmaTraits::LDS], const TileRegs& t) {
+#pragma unroll
+  for (int i = 0; i < TileRegs::kChunks; ++i) {
+    const int c = threadIdx.x + i * WmmaTraits::kThreads;
+    *reinterpret_cast<uint4*>(&dst[c / (WmmaTraits::BK / 8)][(c % (WmmaTraits::BK / 8)) * 8]) = t.c[i];
   }
 }
 
@@ -63,10 +89,19 @@ template <typename T> __global__ void __launch_bounds__(WmmaTraits::kThreads) wm
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
+  // The next K-tile is fetched into registers while the tensor cores work on the current one
+  // from shared memory, so global-memory latency overlaps the MMAs.
+  TileRegs ra, rb;
+  fetch_tile<T>(ra, x, p.M, p.K, m0, 0, vec8);
+  fetch_tile<T>(rb, w, p.N, p.K, n0, 0, vec8);
   for (int64_t k0 = 0; k0 < p.K; k0 += Tr::BK) {
-    stage_tile<T>(As, x, p.M, p.K, m0, k0, vec8);
-    stage_tile<T>(Bs, w, p.N, p.K, n0, k0, vec8);
+    store_tile<T>(As, ra);
+    store_tile<T>(Bs, rb);
     __syncthreads();
+    if (k0 + Tr::BK < p.K) {
+      fetch_tile<T>(ra, x, p.M, p.K, m0, k0 + Tr::BK, vec8);
+      fetch_tile<T>(rb, w, p.N, p.K, n0, k0 + Tr::BK, vec8);
+    }
 #pragma unroll
     for (int kk = 0; kk < Tr::BK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a[2];
