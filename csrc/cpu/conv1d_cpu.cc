@@ -46,6 +46,33 @@ template <typename T, typename C> struct Row {
   bool final_kept(int64_t j) const { return L == 0 || sid[L + j] == sid[W - 2 + L]; }
 };
 
+// Pre-activation outputs of a row: tap by tap over the whole row (plain multiply-adds that
+// vectorise), or output by output with the sequence masks when seqIdx is given.
+template <typename T, typename C>
+void pre_row(const CausalConv1dParams& p, const Row<T, C>& row, const C* w, C bias, C* acc) {
+  if (p.seq_idx) {
+    for (int64_t t = 0; t < p.seqlen; ++t) acc[t] = row.pre(w, bias, t);
+    return;
+  }
+  std::fill(acc, acc + p.seqlen, bias);
+  for (int64_t k = 0; k < p.width; ++k) {
+    const C wk = w[k];
+    const C* xk = row.xp.data() + k;
+    for (int64_t t = 0; t < p.seqlen; ++t) acc[t] += wk * xk[t];
+  }
+}
+
+// Σ a[i]·b[i] with eight partial sums (vectorises without reassociating flags; fixed order).
+template <typename C> C dot8(const C* a, const C* b, int64_t n) {
+  C s[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += a[i + j] * b[i + j];
+  C r = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; ++i) r += a[i] * b[i];
+  return r;
+}
+
 template <typename T> void fwd(const CausalConv1dParams& p) {
   using C = cpu::compute_t<T>;
   parallel_for(p.batch * p.dim, std::max<int64_t>(1, 4096 / (p.seqlen * p.width + 1)), [&](int64_t r0, int64_t r1) {
@@ -56,17 +83,7 @@ template <typename T> void fwd(const CausalConv1dParams& p) {
       for (int64_t k = 0; k < p.width; ++k) w[k] = cpu::ld_any<C>(p.weight, p.weight_dtype, d * p.width + k);
       C bias = p.bias ? cpu::ld_any<C>(p.bias, p.bias_dtype, d) : C(0);
       row.load(p, b, d);
-      if (p.seq_idx) {
-        for (int64_t t = 0; t < p.seqlen; ++t) acc[t] = row.pre(w.data(), bias, t);
-      } else {
-        // Tap by tap over the whole row: plain multiply-adds that vectorise.
-        std::fill(acc.begin(), acc.end(), bias);
-        for (int64_t k = 0; k < p.width; ++k) {
-          const C wk = w[k];
-          const C* xk = row.xp.data() + k;
-          for (int64_t t = 0; t < p.seqlen; ++t) acc[t] += wk * xk[t];
-        }
-      }
+      pre_row(p, row, w.data(), bias, acc.data());
       if (p.silu) cpu::silu_inplace(acc.data(), p.seqlen);
       T* y = static_cast<T*>(p.y) + r * p.seqlen;
       for (int64_t t = 0; t < p.seqlen; ++t) cpu::st(y + t, acc[t]);
@@ -85,7 +102,7 @@ template <typename T> void bwd(const CausalConv1dParams& p) {
   const int64_t W = p.width, L = p.seqlen;
   parallel_for(p.dim, std::max<int64_t>(1, 4096 / (p.batch * L * W + 1)), [&](int64_t d0, int64_t d1) {
     Row<T, C> row(p);
-    std::vector<C> w(W), dw(W), dpre(L), dxp(W - 1 + L);
+    std::vector<C> w(W), dw(W), dpre(L), dxp(W - 1 + L), pre(p.silu ? L : 0), e(p.silu ? L : 0);
     for (int64_t d = d0; d < d1; ++d) {
       for (int64_t k = 0; k < W; ++k) w[k] = cpu::ld_any<C>(p.weight, p.weight_dtype, d * W + k);
       C bias = p.bias ? cpu::ld_any<C>(p.bias, p.bias_dtype, d) : C(0);
@@ -95,22 +112,33 @@ template <typename T> void bwd(const CausalConv1dParams& p) {
         const int64_t r = b * p.dim + d;
         row.load(p, b, d);
         const T* dy = static_cast<const T*>(p.dy) + r * L;
-        for (int64_t t = 0; t < L; ++t) {
-          C g = cpu::ld<C>(dy + t);
-          if (p.silu) {
-            C v = row.pre(w.data(), bias, t), s = sigmoid(v);
-            g *= s * (C(1) + v * (C(1) - s));
+        for (int64_t t = 0; t < L; ++t) dpre[t] = cpu::ld<C>(dy + t);
+        if (p.silu) {  // d silu(v)/dv = s·(1 + v·(1 - s)), s = sigmoid(v)
+          pre_row(p, row, w.data(), bias, pre.data());
+          for (int64_t t = 0; t < L; ++t) e[t] = -pre[t];
+          cpu::exp_inplace(e.data(), L);
+          for (int64_t t = 0; t < L; ++t) {
+            const C s = C(1) / (C(1) + e[t]);
+            dpre[t] *= s * (C(1) + pre[t] * (C(1) - s));
           }
-          dpre[t] = g;
-          db += g;
         }
+        for (int64_t t = 0; t < L; ++t) db += dpre[t];
         std::fill(dxp.begin(), dxp.end(), C(0));
-        for (int64_t t = 0; t < L; ++t) {
-          const int32_t me = row.sid[W - 1 + t];
+        if (!p.seq_idx) {  // every tap counts: whole-row loops that vectorise
           for (int64_t k = 0; k < W; ++k) {
-            if (row.sid[t + k] != me) continue;
-            dxp[t + k] += dpre[t] * w[k];
-            dw[k] += dpre[t] * row.xp[t + k];
+            const C wk = w[k];
+            C* dk = dxp.data() + k;
+            for (int64_t t = 0; t < L; ++t) dk[t] += dpre[t] * wk;
+            dw[k] += dot8(dpre.data(), row.xp.data() + k, L);
+          }
+        } else {
+          for (int64_t t = 0; t < L; ++t) {
+            const int32_t me = row.sid[W - 1 + t];
+            for (int64_t k = 0; k < W; ++k) {
+              if (row.sid[t + k] != me) continue;
+              dxp[t + k] += dpre[t] * w[k];
+              dw[k] += dpre[t] * row.xp[t + k];
+            }
           }
         }
         if (p.dfinal_states) {
