@@ -213,8 +213,26 @@ __global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p
 #pragma unroll
   for (int m = 0; m < MM; ++m) acc[m] = 0.f;
   const int64_t stride = static_cast<int64_t>(32) * V * slices;
-#pragma unroll GemvTraits::kUnroll
-  for (int64_t k = (static_cast<int64_t>(slice) * 32 + lane) * V; active && k < p.K; k += stride) {
+  constexpr int U = GemvTraits::kUnroll;
+  int64_t k = (static_cast<int64_t>(slice) * 32 + lane) * V;
+  // U weight vectors are loaded before any is used: U loads per lane in flight (the product
+  // is bound by how many weight bytes are in flight per SM, not by arithmetic).
+  for (; active && k + (U - 1) * stride < p.K; k += U * stride) {
+    Pack16<T, V> wv[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) wv[u] = *reinterpret_cast<const Pack16<T, V>*>(w + k + u * stride);
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const Pack16<T, V> xv = *reinterpret_cast<const Pack16<T, V>*>(x + m * p.K + k + u * stride);
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv[u].v[j]), acc[m]);
+      }
+    }
+  }
+  for (; active && k < p.K; k += stride) {
     const Pack16<T, V> wv = *reinterpret_cast<const Pack16<T, V>*>(w + k);
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
