@@ -20,6 +20,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
     // Per head: B, C and the decay exp(dt'·A) as compute-type arrays, so the loop over the
     // states is plain arithmetic that vectorises (8 partial sums for Σ s·C).
     std::vector<C> Bf(N), Cf(N), decay(N);
+    int64_t loaded_bg = -1;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / H, h = i % H, g = h / (H / G);
       const int64_t slot = p.state_idx ? p.state_idx[b] : b;
@@ -31,11 +32,14 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
       if (p.dt_bias) dt += cpu::ld_any<C>(p.dt_bias, p.param_dtype, h);
       if (p.dt_softplus) dt = softplus(dt);
       if (p.has_dt_limit) dt = std::min(std::max(dt, C(p.dt_min)), C(p.dt_max));
-      const T* B = static_cast<const T*>(p.B) + (b * G + g) * N;
-      const T* Cv = static_cast<const T*>(p.C) + (b * G + g) * N;
-      for (int64_t n = 0; n < N; ++n) {
-        Bf[n] = cpu::ld<C>(B + n);
-        Cf[n] = cpu::ld<C>(Cv + n);
+      if (b * G + g != loaded_bg) {  // B and C are shared by the heads of a group: convert once
+        loaded_bg = b * G + g;
+        const T* B = static_cast<const T*>(p.B) + loaded_bg * N;
+        const T* Cv = static_cast<const T*>(p.C) + loaded_bg * N;
+        for (int64_t n = 0; n < N; ++n) {
+          Bf[n] = cpu::ld<C>(B + n);
+          Cf[n] = cpu::ld<C>(Cv + n);
+        }
       }
       if (p.a_per_state) {
         for (int64_t n = 0; n < N; ++n) decay[n] = dt * cpu::ld_any<C>(p.A, p.param_dtype, h * N + n);
