@@ -61,10 +61,12 @@ struct TiledTraits {
   static constexpr int kMaxTiledWidth = 1024;
 };
 
-template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) fwd_tiled_kernel(CausalConv1dParams p) {
+// kW: the width when known at compile time (4, Mamba's), so the tap loops unroll; 0: p.width.
+template <typename T, int kW>
+__global__ void __launch_bounds__(TiledTraits::kThreads) fwd_tiled_kernel(CausalConv1dParams p) {
   using Tr = TiledTraits;
   extern __shared__ float smem[];
-  const int W = static_cast<int>(p.width), span = Tr::kTile + W - 1;
+  const int W = kW ? kW : static_cast<int>(p.width), span = Tr::kTile + W - 1;
   float* xs = smem;            // span inputs: xs[i] is time t0 - (W-1) + i
   float* ws = xs + span;       // W weights
   int* sid = reinterpret_cast<int*>(ws + W);  // span sequence ids (with seqIdx)
@@ -91,9 +93,11 @@ template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) f
     float acc = bias;
     if (sq) {
       const int me = sid[i + W - 1];
+#pragma unroll
       for (int k = 0; k < W; ++k)
         if (sid[i + k] == me) acc += ws[k] * xs[i + k];
     } else {
+#pragma unroll
       for (int k = 0; k < W; ++k) acc += ws[k] * xs[i + k];
     }
     if (t0 + i < L) y[t0 + i] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
@@ -219,7 +223,11 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
     if (n > 0 && p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535) {
       const size_t span = TiledTraits::kTile + p.width - 1;
       const size_t smem = (span + p.width + (p.seq_idx ? span : 0)) * 4;
-      fwd_tiled_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(tiles)), TiledTraits::kThreads, smem, st>>>(p);
+      const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(tiles));
+      if (p.width == 4)
+        fwd_tiled_kernel<T, 4><<<grid, TiledTraits::kThreads, smem, st>>>(p);
+      else
+        fwd_tiled_kernel<T, 0><<<grid, TiledTraits::kThreads, smem, st>>>(p);
     } else if (n > 0) {
       fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
     }
