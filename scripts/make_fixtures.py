@@ -208,13 +208,21 @@ def build_fixture(out_dir, name, model_cls, config, tokenizer, seed, notes_extra
     if os.path.isdir(d):
         shutil.rmtree(d)
     os.makedirs(d)
-    model.save_pretrained(d, safe_serialization=True)
+    try:
+        model.save_pretrained(d, safe_serialization=True)
+    except TypeError:  # versions where safetensors is the only format take no such argument
+        model.save_pretrained(d)
     # One file, no leftovers from other formats.
     assert os.path.isfile(os.path.join(d, "model.safetensors")), "save_pretrained wrote no model.safetensors"
 
     # Re-load what was saved (float32 on disk) and run it in float64: the reference is then exactly
     # the function of the stored weights.
-    ref = model_cls.from_pretrained(d, torch_dtype=torch.float64).eval()
+    try:
+        ref = model_cls.from_pretrained(d, dtype=torch.float64).eval()
+    except TypeError:  # before `dtype` replaced `torch_dtype`
+        ref = model_cls.from_pretrained(d, torch_dtype=torch.float64).eval()
+    if next(ref.parameters()).dtype != torch.float64:
+        ref = ref.to(torch.float64)
     norm_status = None
     if config.model_type == "mamba2":
         norm_status = fix_mamba2_norm(ref, config, notes)
