@@ -1,7 +1,13 @@
 /** Benchmark suites behind `statespace bench <suite>`. Each suite adds rows to a Report. */
 import { Device } from '../lib/index';
 import { Report } from './report';
+import * as classical from './classical';
 import * as copy from './copy';
+import * as selectiveScan from './selective_scan';
+import * as ssd from './ssd';
+import * as conv1d from './conv1d';
+import * as decode from './decode';
+import * as gemm from './dense';
 
 export interface Suite {
   describe: string;
@@ -10,6 +16,12 @@ export interface Suite {
 
 export const suites: Record<string, Suite> = {
   copy: { describe: 'device copy bandwidth (the roofline for memory-bound ops)', run: copy.run },
+  'selective-scan': { describe: 'Mamba-1 selective scan forward and backward', run: selectiveScan.run },
+  ssd: { describe: 'Mamba-2 SSD chunked scan, forward and forward+backward', run: ssd.run },
+  classical: { describe: 'classical toolkit (CPU): FFT convolution vs recurrence, S4/S4D kernels, Kalman steps/s', run: classical.run },
+  conv1d: { describe: 'causal conv1d: prefill forward/backward, decode update', run: conv1d.run },
+  gemm: { describe: 'linear-layer GEMMs of the 2.7B-class models (cuBLAS, builtin, CPU)', run: gemm.run },
+  decode: { describe: 'selectiveStateUpdate decode step, Mamba-1 and Mamba-2 forms (TB/s)', run: decode.run },
   generate: {
     describe: 'Mamba / Mamba-2 generation with random weights: prefill 2048, decode at batch 1 and 64',
     run: async (devices, report, opts) => (await import('./generate')).run(devices, report, opts),

@@ -10,3 +10,20 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export { selectiveScan, selectiveScanBackward } from './ops/selective_scan';
+export type {
+  SelectiveScanOptions,
+  SelectiveScanForwardOptions,
+  SelectiveScanResult,
+  SelectiveScanBackwardOptions,
+  SelectiveScanGradients,
+} from './ops/selective_scan';
+export { ssdChunkScan, ssdChunkScanBackward } from './ops/ssd';
+export type { SsdChunkScanOptions, SsdChunkScanResult, SsdChunkScanBackwardOptions, SsdChunkScanGradients } from './ops/ssd';
+export * as classical from './classical/index';
+export { causalConv1d, causalConv1dBackward, causalConv1dUpdate } from './ops/conv1d';
+export type { CausalConv1dOptions, CausalConv1dResult, CausalConv1dBackwardOptions, CausalConv1dGrads, CausalConv1dUpdateOptions } from './ops/conv1d';
+export { embedding, linear, linearBackend, rmsNorm, gatedRmsNorm, silu, softplus, add, mul } from './ops/dense';
+export type { EmbeddingOptions, LinearOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
+export { selectiveStateUpdate } from './ops/state_update';
+export type { SelectiveStateUpdateOptions } from './ops/state_update';

@@ -1,0 +1,66 @@
+/**
+ * GEMMs of the model layers (linear): the in/out projections and LM head of mamba-2.8b and
+ * mamba2-2.7b at the token counts of decode (1, 64) and prefill (2048), bf16 on CUDA through
+ * cuBLAS and through the builtin tensor-core kernel (STATESPACE_CUBLAS=0), f32 on the CPU.
+ * M <= 8 on CUDA always runs statespace's matrix-vector kernel ('gemv'): judge it by GB/s.
+ * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
+ */
+import { DType, Device, linear, linearBackend, randn, tidy } from '../lib/index';
+import { copyBandwidth } from './copy';
+import { Report } from './report';
+import { timeIt } from './timing';
+
+const LAYERS: Array<[string, number, number]> = [
+  // name, out (N), in (K)
+  ['mamba-2.8b in_proj', 10240, 2560],
+  ['mamba-2.8b out_proj', 2560, 5120],
+  ['mamba2-2.7b in_proj', 10576, 2560],
+  ['lm_head (vocab 50280)', 50280, 2560],
+];
+
+function bench(device: Device, report: Report, dtype: DType, tokens: number[], layers: typeof LAYERS, backend: string, bw: number) {
+  for (const [name, N, K] of layers) {
+    for (const M of tokens) {
+      tidy(() => {
+        const x = randn([M, K], { dtype, device });
+        const w = randn([N, K], { dtype, device, std: 0.02 });
+        const t = timeIt(device, () => linear({ x, weight: w }).dispose(), { batch: device === 'cpu' ? 1 : 5, iters: device === 'cpu' ? 3 : 15, warmup: device === 'cpu' ? 1 : 3 });
+        const el = dtype === 'float32' ? 4 : 2;
+        const bytes = (M * K + N * K + M * N) * el;
+        report.add({
+          device,
+          backend: device !== 'cpu' && M <= 8 ? 'gemv' : backend,
+          layer: name,
+          'M x N x K': `${M}x${N}x${K}`,
+          dtype,
+          ms: t.ms,
+          'TFLOP/s': (2 * M * N * K) / (t.ms / 1e3) / 1e12,
+          'GB/s': bytes / (t.ms / 1e3) / 1e9,
+          'of copy bw': bytes / (t.ms / 1e3) / bw,
+        });
+      });
+    }
+  }
+}
+
+export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
+  for (const device of devices) {
+    const bw = copyBandwidth(device);
+    if (device === 'cpu') {
+      bench(device, report, 'float32', opts.quick ? [1, 64] : [1, 64, 512], LAYERS.slice(0, 2), 'cpu', bw);
+      continue;
+    }
+    const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
+    bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
+    const saved = process.env.STATESPACE_CUBLAS;
+    process.env.STATESPACE_CUBLAS = '0';
+    try {
+      bench(device, report, 'bfloat16', tokens, LAYERS.slice(0, 2), 'builtin', bw);
+      bench(device, report, 'float32', [64, 2048], LAYERS.slice(0, 1), 'builtin', bw);
+    } finally {
+      if (saved === undefined) delete process.env.STATESPACE_CUBLAS;
+      else process.env.STATESPACE_CUBLAS = saved;
+    }
+    bench(device, report, 'float32', [64, 2048], LAYERS.slice(0, 1), linearBackend(device).split(' ')[0], bw);
+  }
+}

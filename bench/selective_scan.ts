@@ -1,0 +1,97 @@
+/**
+ * `statespace bench selective-scan`: the Mamba-1 selective scan.
+ * CUDA: batch 4, dim 4096, seqlen 4096, dstate 16, per-step B and C, with z, D, deltaBias and
+ * softplus, in bf16 and f32: forward, and forward + backward (the backward recomputes the
+ * states from checkpoints, so it includes a checkpoint-writing forward pass).
+ * CPU: batch 1, dim 1536, seqlen 2048, dstate 16 in f32, reported as state updates per second.
+ * GB/s counts the fewest bytes that must move (each input read once, each output written once).
+ */
+import { DType, Device, Tensor, dtypeSize, rand, randn, selectiveScan, selectiveScanBackward } from '../lib/index';
+import type { SelectiveScanOptions } from '../lib/index';
+import { copyBandwidth } from './copy';
+import { Report } from './report';
+import { timeIt } from './timing';
+
+interface Shape {
+  batch: number;
+  dim: number;
+  seqlen: number;
+  dstate: number;
+}
+
+function inputs(s: Shape, dtype: DType, device: Device): SelectiveScanOptions {
+  const io = [s.batch, s.dim, s.seqlen];
+  const bc = [s.batch, s.dstate, s.seqlen];
+  let seed = 1;
+  const opt = { dtype, device };
+  return {
+    u: randn(io, { ...opt, seed: seed++ }),
+    delta: rand(io, { ...opt, seed: seed++, low: -3, high: 0 }),
+    z: randn(io, { ...opt, seed: seed++ }),
+    B: randn(bc, { ...opt, seed: seed++ }),
+    C: randn(bc, { ...opt, seed: seed++ }),
+    A: rand([s.dim, s.dstate], { device, seed: seed++, low: -16, high: -1 }),
+    D: randn([s.dim], { device, seed: seed++ }),
+    deltaBias: rand([s.dim], { device, seed: seed++, low: -1, high: 0 }),
+    deltaSoftplus: true,
+  };
+}
+
+function disposeAll(r: object): void {
+  for (const v of Object.values(r)) if (v instanceof Tensor) v.dispose();
+}
+
+/** Fewest bytes: forward reads u, delta, z, B, C and writes y; backward also reads dy and writes du, ddelta, dz, dB, dC. */
+function minBytes(s: Shape, dtype: DType, backward: boolean): number {
+  const e = dtypeSize(dtype);
+  const io = s.batch * s.dim * s.seqlen * e, bc = s.batch * s.dstate * s.seqlen * e;
+  const fwd = 4 * io + 2 * bc;
+  return backward ? fwd + 7 * io + 4 * bc : fwd;
+}
+
+function bench(device: Device, s: Shape, dtype: DType, report: Report, quick: boolean): void {
+  const opts = inputs(s, dtype, device);
+  const dy = randn([s.batch, s.dim, s.seqlen], { dtype, device, seed: 99 });
+  const iters = device === 'cpu' ? (quick ? 3 : 5) : quick ? 5 : 20;
+  const bw = copyBandwidth(device);
+  const updates = s.batch * s.dim * s.seqlen * s.dstate;
+  const passes: Array<[string, () => void]> = [
+    ['forward', () => disposeAll(selectiveScan(opts))],
+    [
+      'forward+backward',
+      () => {
+        disposeAll(selectiveScan(opts));
+        disposeAll(selectiveScanBackward({ ...opts, dy }));
+      },
+    ],
+  ];
+  for (const [pass, fn] of passes) {
+    const t = timeIt(device, fn, { iters, warmup: device === 'cpu' ? 1 : 3 });
+    const bytes = minBytes(s, dtype, pass !== 'forward');
+    const gbs = bytes / (t.ms / 1e3) / 1e9;
+    report.add({
+      device,
+      dtype,
+      shape: `${s.batch}x${s.dim}x${s.seqlen}x${s.dstate}`,
+      pass,
+      'first ms': t.firstMs,
+      'median ms': t.ms,
+      'GB/s': gbs,
+      'of copy bw': gbs / (bw / 1e9),
+      'G updates/s': updates / (t.ms / 1e3) / 1e9,
+    });
+  }
+  disposeAll(opts);
+  dy.dispose();
+}
+
+export function run(devices: Device[], report: Report, opts: { quick: boolean }): void {
+  for (const device of devices) {
+    if (device === 'cpu') {
+      bench(device, { batch: 1, dim: 1536, seqlen: 2048, dstate: 16 }, 'float32', report, opts.quick);
+    } else {
+      const s = { batch: 4, dim: 4096, seqlen: 4096, dstate: 16 };
+      for (const dtype of ['bfloat16', 'float32'] as DType[]) bench(device, s, dtype, report, opts.quick);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+// selectiveScanForward(opts) / selectiveScanBackward(opts): argument conversion only.
+#include "binding/convert.h"
+#include "binding/registry.h"
+#include "ops/selective_scan_api.h"
+
+namespace ss::binding {
+namespace {
+
+SelectiveScanInputs scan_inputs(Napi::Object o) {
+  SelectiveScanInputs in;
+  in.u = required_tensor(o, "u");
+  in.delta = required_tensor(o, "delta");
+  in.A = required_tensor(o, "A");
+  in.B = required_tensor(o, "B");
+  in.C = required_tensor(o, "C");
+  in.D = optional_tensor(o, "D");
+  in.z = optional_tensor(o, "z");
+  in.delta_bias = optional_tensor(o, "deltaBias");
+  in.initial_state = optional_tensor(o, "initialState");
+  in.seq_idx = optional_tensor(o, "seqIdx");
+  in.delta_softplus = optional_bool(o, "deltaSoftplus", false);
+  return in;
+}
+
+Napi::Object options(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "selectiveScan: expected an options object");
+  return info[0].As<Napi::Object>();
+}
+
+void set_if(Napi::Env env, Napi::Object o, const char* name, const Tensor& t) {
+  if (t.defined()) o.Set(name, from_tensor(env, t));
+}
+
+Napi::Value forward(const Napi::CallbackInfo& info) {
+  Napi::Object o = options(info);
+  SelectiveScanOutputs r = selective_scan(scan_inputs(o), optional_bool(o, "returnLastState", false));
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("y", from_tensor(info.Env(), r.y));
+  set_if(info.Env(), out, "lastState", r.last_state);
+  return out;
+}
+
+Napi::Value backward(const Napi::CallbackInfo& info) {
+  Napi::Object o = options(info);
+  SelectiveScanGrads g = selective_scan_backward(scan_inputs(o), required_tensor(o, "dy"), optional_tensor(o, "dLastState"));
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  set_if(env, out, "du", g.du);
+  set_if(env, out, "ddelta", g.ddelta);
+  set_if(env, out, "dA", g.dA);
+  set_if(env, out, "dB", g.dB);
+  set_if(env, out, "dC", g.dC);
+  set_if(env, out, "dD", g.dD);
+  set_if(env, out, "dz", g.dz);
+  set_if(env, out, "dDeltaBias", g.d_delta_bias);
+  set_if(env, out, "dInitialState", g.d_initial_state);
+  return out;
+}
+
+}  // namespace
+
+SS_EXPORT("selectiveScanForward", forward);
+SS_EXPORT("selectiveScanBackward", backward);
+
+}  // namespace ss::binding

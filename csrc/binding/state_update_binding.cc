@@ -1,0 +1,30 @@
+// selectiveStateUpdate: argument conversion only.
+#include "binding/convert.h"
+#include "binding/registry.h"
+#include "ops/state_update.h"
+
+namespace ss::binding {
+namespace {
+
+Napi::Value state_update(const Napi::CallbackInfo& info) {
+  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "expected an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  StateUpdateArgs a;
+  a.state = required_tensor(o, "state");
+  a.x = required_tensor(o, "x");
+  a.dt = required_tensor(o, "dt");
+  a.A = required_tensor(o, "A");
+  a.B = required_tensor(o, "B");
+  a.C = required_tensor(o, "C");
+  a.D = optional_tensor(o, "D");
+  a.z = optional_tensor(o, "z");
+  a.dt_bias = optional_tensor(o, "dtBias");
+  a.dt_softplus = optional_bool(o, "dtSoftplus", false);
+  return from_tensor(info.Env(), selective_state_update(a));
+}
+
+}  // namespace
+
+SS_EXPORT("selectiveStateUpdate", state_update);
+
+}  // namespace ss::binding

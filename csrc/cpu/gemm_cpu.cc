@@ -1,0 +1,251 @@
+// CPU GEMM for linear layers: out (M, N) = x (M, K) · w (N, K)ᵀ + bias.
+//
+// Large M: the classic blocked scheme. For each block of KC columns of K, x and w are packed
+// (converted to the compute type, zero-padded) into MR-row and NR-column panels; a 6 x 2-vector
+// register-blocked FMA microkernel then sweeps macro tiles of MC x NC, threaded over tiles.
+// Each w panel (KC x NR) stays in L1 while the MC rows of x stream from L2.
+// Small M (decode, M <= 8): memory-bound matrix-vector products; each row of w is read once
+// and dotted with every row of x (register-blocked over M), threaded over N.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+#include "core/thread_pool.h"
+#include "cpu/cpu_types.h"
+#include "ops/dense.h"
+
+namespace ss {
+namespace {
+
+// A SIMD vector of the compute type: AVX2/FMA where compiled for it, plain arrays otherwise.
+template <typename C> struct Simd;
+#if defined(__AVX2__) && defined(__FMA__)
+template <> struct Simd<float> {
+  using V = __m256;
+  static constexpr int L = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V set1(float v) { return _mm256_set1_ps(v); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static float sum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+template <> struct Simd<double> {
+  using V = __m256d;
+  static constexpr int L = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  static V set1(double v) { return _mm256_set1_pd(v); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static double sum(V v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+};
+#else
+template <typename C> struct Simd {
+  static constexpr int L = 32 / sizeof(C);
+  struct V { C e[L]; };
+  static V zero() { return V{}; }
+  static V load(const C* p) { V v; for (int i = 0; i < L; ++i) v.e[i] = p[i]; return v; }
+  static void store(C* p, V v) { for (int i = 0; i < L; ++i) p[i] = v.e[i]; }
+  static V set1(C x) { V v; for (int i = 0; i < L; ++i) v.e[i] = x; return v; }
+  static V fma(V a, V b, V c) { for (int i = 0; i < L; ++i) c.e[i] += a.e[i] * b.e[i]; return c; }
+  static V add(V a, V b) { for (int i = 0; i < L; ++i) a.e[i] += b.e[i]; return a; }
+  static C sum(V v) { C s = 0; for (int i = 0; i < L; ++i) s += v.e[i]; return s; }
+};
+#endif
+
+template <typename C> struct GemmTraits {
+  using S = Simd<C>;
+  static constexpr int MR = 6;            // rows of the microkernel
+  static constexpr int NR = 2 * S::L;     // columns: two vectors
+  static constexpr int64_t KC = 256;      // depth of a packed block
+  static constexpr int64_t MC = 16 * MR;  // rows of a macro tile (x block in L2)
+  static constexpr int64_t NC = 16 * NR;  // columns of a macro tile
+  static constexpr int kSmallM = 8;       // M at or below this takes the matrix-vector path
+};
+
+// acc (MR x NR tile of C, leading dimension ldc) (+)= Ap (kc x MR) · Bp (kc x NR).
+// Partial tiles (mr < MR or nr < NR) go through a local buffer.
+template <typename C>
+void microkernel(int64_t kc, const C* Ap, const C* Bp, C* c, int64_t ldc, int mr, int nr, bool accumulate) {
+  using Tr = GemmTraits<C>;
+  using S = typename Tr::S;
+  constexpr int MR = Tr::MR, NR = Tr::NR, L = S::L;
+  typename S::V acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = S::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    typename S::V b0 = S::load(Bp + k * NR), b1 = S::load(Bp + k * NR + L);
+    const C* a = Ap + k * MR;
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      typename S::V av = S::set1(a[i]);
+      acc[i][0] = S::fma(av, b0, acc[i][0]);
+      acc[i][1] = S::fma(av, b1, acc[i][1]);
+    }
+  }
+  if (mr == MR && nr == NR) {
+    for (int i = 0; i < MR; ++i) {
+      C* row = c + i * ldc;
+      if (accumulate) {
+        acc[i][0] = S::add(acc[i][0], S::load(row));
+        acc[i][1] = S::add(acc[i][1], S::load(row + L));
+      }
+      S::store(row, acc[i][0]);
+      S::store(row + L, acc[i][1]);
+    }
+    return;
+  }
+  C tile[MR * NR];
+  for (int i = 0; i < MR; ++i) {
+    S::store(tile + i * NR, acc[i][0]);
+    S::store(tile + i * NR + L, acc[i][1]);
+  }
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nr; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : C(0)) + tile[i * NR + j];
+}
+
+// Packs rows [0, rows) x columns [k0, k0+kc) of a row-major (rows, K) matrix into panels of
+// P rows: dst[(panel*kc + k)*P + i] = src[panel*P + i][k0 + k], zero past the last row.
+template <typename C, int P, typename T>
+void pack_panels(const T* src, int64_t rows, int64_t K, int64_t k0, int64_t kc, C* dst) {
+  const int64_t panels = (rows + P - 1) / P;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      C* d = dst + pi * kc * P;
+      for (int i = 0; i < P; ++i) {
+        int64_t r = pi * P + i;
+        if (r < rows) {
+          const T* s = src + r * K + k0;
+          for (int64_t k = 0; k < kc; ++k) d[k * P + i] = cpu::ld<C>(s + k);
+        } else {
+          for (int64_t k = 0; k < kc; ++k) d[k * P + i] = C(0);
+        }
+      }
+    }
+  });
+}
+
+template <typename T, typename C> void gemm_blocked(const GemmParams& p, C* acc) {
+  using Tr = GemmTraits<C>;
+  constexpr int MR = Tr::MR, NR = Tr::NR;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t mpan = (M + MR - 1) / MR, npan = (N + NR - 1) / NR;
+  std::vector<C> Ap(static_cast<size_t>(mpan) * MR * std::min<int64_t>(K, Tr::KC));
+  std::vector<C> Bp(static_cast<size_t>(npan) * NR * std::min<int64_t>(K, Tr::KC));
+  const int64_t mt = (M + Tr::MC - 1) / Tr::MC, nt = (N + Tr::NC - 1) / Tr::NC;
+  for (int64_t k0 = 0; k0 < K; k0 += Tr::KC) {
+    const int64_t kc = std::min<int64_t>(Tr::KC, K - k0);
+    pack_panels<C, MR>(static_cast<const T*>(p.x), M, K, k0, kc, Ap.data());
+    pack_panels<C, NR>(static_cast<const T*>(p.weight), N, K, k0, kc, Bp.data());
+    const bool accumulate = k0 > 0;
+    parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t m_lo = (t / nt) * Tr::MC, n_lo = (t % nt) * Tr::NC;
+        const int64_t m_hi = std::min(M, m_lo + Tr::MC), n_hi = std::min(N, n_lo + Tr::NC);
+        for (int64_t n = n_lo; n < n_hi; n += NR) {
+          const C* b = Bp.data() + (n / NR) * kc * NR;
+          for (int64_t m = m_lo; m < m_hi; m += MR) {
+            microkernel<C>(kc, Ap.data() + (m / MR) * kc * MR, b, acc + m * N + n, N,
+                           static_cast<int>(std::min<int64_t>(MR, M - m)), static_cast<int>(std::min<int64_t>(NR, N - n)),
+                           accumulate);
+          }
+        }
+      }
+    });
+  }
+  if (K == 0) std::fill(acc, acc + M * N, C(0));
+}
+
+// Small M: out[m][n] = dot(x[m], w[n]) for MM rows of x (already in the compute type) at once.
+template <typename C, int MM, typename T>
+void gemv_rows(const C* xs, const T* w, int64_t K, int64_t n0, int64_t n1, C* acc, int64_t N) {
+  using S = Simd<C>;
+  constexpr int L = S::L;
+  C wbuf[L];
+  for (int64_t n = n0; n < n1; ++n) {
+    const T* wr = w + n * K;
+    typename S::V a[MM];
+    for (int m = 0; m < MM; ++m) a[m] = S::zero();
+    int64_t k = 0;
+    for (; k + L <= K; k += L) {
+      typename S::V wv;
+      if constexpr (std::is_same_v<T, C>) {
+        wv = S::load(wr + k);
+      } else {
+        for (int j = 0; j < L; ++j) wbuf[j] = cpu::ld<C>(wr + k + j);
+        wv = S::load(wbuf);
+      }
+      for (int m = 0; m < MM; ++m) a[m] = S::fma(S::load(xs + m * K + k), wv, a[m]);
+    }
+    for (int m = 0; m < MM; ++m) {
+      C s = S::sum(a[m]);
+      for (int64_t kk = k; kk < K; ++kk) s += xs[m * K + kk] * cpu::ld<C>(wr + kk);
+      acc[m * N + n] = s;
+    }
+  }
+}
+
+template <typename T, typename C> void gemm_small_m(const GemmParams& p, C* acc) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  std::vector<C> xs(static_cast<size_t>(M * K));
+  const T* x = static_cast<const T*>(p.x);
+  for (int64_t i = 0; i < M * K; ++i) xs[i] = cpu::ld<C>(x + i);
+  const T* w = static_cast<const T*>(p.weight);
+  parallel_for(N, std::max<int64_t>(1, 8192 / (K + 1)), [&](int64_t n0, int64_t n1) {
+    switch (M) {
+      case 1: gemv_rows<C, 1>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 2: gemv_rows<C, 2>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 3: gemv_rows<C, 3>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 4: gemv_rows<C, 4>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 5: gemv_rows<C, 5>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 6: gemv_rows<C, 6>(xs.data(), w, K, n0, n1, acc, N); break;
+      case 7: gemv_rows<C, 7>(xs.data(), w, K, n0, n1, acc, N); break;
+      default: gemv_rows<C, 8>(xs.data(), w, K, n0, n1, acc, N); break;
+    }
+  });
+}
+
+template <typename T> void gemm_typed(const GemmParams& p) {
+  using C = cpu::compute_t<T>;
+  const int64_t M = p.M, N = p.N;
+  std::vector<C> tmp;
+  C* acc;
+  if constexpr (std::is_same_v<T, C>) {
+    acc = static_cast<C*>(p.out);
+  } else {
+    tmp.resize(static_cast<size_t>(M * N));
+    acc = tmp.data();
+  }
+  if (M <= GemmTraits<C>::kSmallM)
+    gemm_small_m<T, C>(p, acc);
+  else
+    gemm_blocked<T, C>(p, acc);
+  if (std::is_same_v<T, C> && !p.bias) return;
+  T* out = static_cast<T*>(p.out);
+  std::vector<C> bias(p.bias ? N : 0);
+  for (int64_t n = 0; n < static_cast<int64_t>(bias.size()); ++n) bias[n] = cpu::ld_any<C>(p.bias, p.bias_dtype, n);
+  parallel_for(M, std::max<int64_t>(1, 16384 / (N + 1)), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < N; ++n) cpu::st(out + m * N + n, acc[m * N + n] + (p.bias ? bias[n] : C(0)));
+  });
+}
+
+}  // namespace
+
+void gemm_cpu(const GemmParams& p) {
+  cpu::float_switch(p.dtype, [&](auto* t) { gemm_typed<std::remove_pointer_t<decltype(t)>>(p); });
+}
+
+}  // namespace ss

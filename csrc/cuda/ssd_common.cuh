@@ -1,0 +1,269 @@
+// Shared pieces of the SSD CUDA kernels: device parameters, kernel traits, shared-memory
+// layouts, a block-wide matrix product over on-chip tiles, and the per-chunk scalars
+// (dt', cumulative sums of dt'·A, sequence segments).
+//
+// Matrix products: bf16/f16 operands on tensor cores (wmma 16×16×16, f32 accumulation);
+// f32 operands on plain FMA (exact f32, no tf32). Both take the same arguments, so every kernel
+// is written once over the storage type T.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <mma.h>
+#include <cstdint>
+#include <type_traits>
+#include "cuda/types.cuh"
+
+namespace ss::cuda::ssd {
+
+constexpr int kThreads = 256;  // 8 warps per block
+constexpr int kWarps = kThreads / 32;
+
+// Tokens per chunk inside the kernels: 64 for 16-bit inputs (tensor-core tiles), 32 for f32 (its
+// operands take twice the shared memory). Results do not depend on it beyond rounding.
+template <typename T> struct Traits { static constexpr int Q = 64; };
+template <> struct Traits<float> { static constexpr int Q = 32; };
+
+__host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
+__host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
+
+struct Dev {
+  int batch, L, H, P, N, G, hpg, nc, Q;
+  int NP;      // dstate padded to 16
+  int PT;      // headdim tile of the forward / state kernels (multiple of 16)
+  int PP;      // headdim padded to whole tiles (rows of the chunk-state scratch)
+  int PC;      // headdim padded to 16 (the chunk-gradient kernel takes all of it)
+  int Lpad;    // nc·Q (rows of the per-head dB/dC partials)
+  const void *x, *z, *B, *C, *dout;
+  const float *dt, *A, *D, *dt_bias, *h0, *dfinal;
+  const int* seq_idx;
+  bool d_per_channel, softplus, clamp;
+  float dt_min, dt_max;
+  void* y;
+  float* final_states;
+  void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
+  void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
+  void *dx, *dz;
+  float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
+  float *dB, *dC, *dA, *dD, *ddt_bias;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Shared-memory layouts (byte offsets), computed the same way on the host and the device.
+
+struct FwdLayout {
+  int ldN, ldX, ldM, ldMT, ldH, ldHT, ldY;
+  size_t sB, sC, sX, sM, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, bytes;
+  __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
+    ldN = NP + 8, ldX = PT + 8, ldM = Q + 4, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
+    size_t o = 0;
+    sB = o, o = align128(o + size_t(Q) * ldN * ts);
+    sC = o, o = align128(o + size_t(Q) * ldN * ts);
+    sX = o, o = align128(o + size_t(Q) * ldX * ts);
+    sM = o, o = align128(o + size_t(Q) * ldM * 4);
+    sMT = o, o = align128(o + size_t(Q) * ldMT * ts);
+    sH = o, o = align128(o + size_t(PT) * ldH * 4);
+    sHT = o, o = align128(o + (f32 ? 0 : size_t(PT) * ldHT * ts));
+    sY = o, o = align128(o + size_t(Q) * ldY * 4);
+    sY2 = o, o = align128(o + size_t(Q) * ldY * 4);
+    sDtp = o, o = align128(o + size_t(Q) * 4);
+    sDer = o, o = align128(o + size_t(Q) * 4);
+    sCs = o, o = align128(o + size_t(Q) * 4);
+    sSeg = o, o = align128(o + size_t(Q) * 4);
+    bytes = o;
+  }
+};
+
+struct StateLayout {  // reverse state pass
+  int ldN, ldX, ldG;
+  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, bytes;
+  __host__ __device__ StateLayout(int Q, int NP, int PT, int ts) {
+    ldN = NP + 8, ldX = PT + 8, ldG = NP + 4;
+    size_t o = 0;
+    sC = o, o = align128(o + size_t(Q) * ldN * ts);
+    sDy = o, o = align128(o + size_t(Q) * ldX * ts);
+    sG = o, o = align128(o + size_t(PT) * ldG * 4);
+    sDtp = o, o = align128(o + size_t(Q) * 4);
+    sDer = o, o = align128(o + size_t(Q) * 4);
+    sCs = o, o = align128(o + size_t(Q) * 4);
+    sSeg = o, o = align128(o + size_t(Q) * 4);
+    bytes = o;
+  }
+};
+
+struct GradLayout {  // chunk gradients
+  int ldN, ldP, ldM, ldMT, ldF;
+  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sCB, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sRow, sCol, sV, sU,
+      sDdtp, sRed, bytes;
+  __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
+    ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
+    size_t o = 0;
+    sB = o, o = align128(o + size_t(Q) * ldN * ts);
+    sC = o, o = align128(o + size_t(Q) * ldN * ts);
+    sDtx = o, o = align128(o + size_t(Q) * ldP * ts);
+    sDy = o, o = align128(o + size_t(Q) * ldP * ts);
+    sM = o, o = align128(o + size_t(Q) * ldMT * ts);
+    sN2 = o, o = align128(o + size_t(Q) * ldMT * ts);
+    // r7: {CB, dYX} (f32), later y_intra (f32), later {dtx·e2, dy·e1} (T)
+    r7 = o;
+    const size_t cbBytes = align128(size_t(Q) * ldM * 4);
+    const size_t tBytes = align128(size_t(Q) * ldP * ts);
+    sCB = r7, sDYX = r7 + cbBytes;
+    sF2 = r7;
+    sDtxE = r7, sDyE = r7 + tBytes;
+    size_t r7size = 2 * cbBytes;
+    if (align128(size_t(Q) * ldF * 4) > r7size) r7size = align128(size_t(Q) * ldF * 4);
+    if (2 * tBytes > r7size) r7size = 2 * tBytes;
+    o = r7 + r7size;
+    sF1 = o, o = align128(o + size_t(Q) * ldF * 4);
+    sDtp = o, o = align128(o + size_t(Q) * 4);
+    sDer = o, o = align128(o + size_t(Q) * 4);
+    sCs = o, o = align128(o + size_t(Q) * 4);
+    sSeg = o, o = align128(o + size_t(Q) * 4);
+    sRow = o, o = align128(o + size_t(Q) * 4);
+    sCol = o, o = align128(o + size_t(Q) * 4);
+    sV = o, o = align128(o + size_t(Q) * 4);
+    sU = o, o = align128(o + size_t(Q) * 4);
+    sDdtp = o, o = align128(o + size_t(Q) * 4);
+    sRed = o, o = align128(o + size_t(kThreads) * 4);
+    bytes = o;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Block-wide product C = beta·C + A·B over tiles (shared or global memory).
+// A is M×K (A_ROW: A[m·lda + k], else A[k·lda + m]); B is K×N (B_ROW: B[k·ldb + n], else B[n·ldb + k]).
+// M, N, K multiples of 16. beta == 0 overwrites C. Tri says which parts are structurally zero:
+
+enum class Tri {
+  Full,       // everything
+  SkipUpper,  // output tiles above the diagonal are not needed (left unwritten)
+  LowerA,     // A is lower triangular: K runs up to the end of the row tile
+  UpperA,     // A is upper triangular: K starts at the row tile
+};
+
+__device__ __forceinline__ void k_range(Tri tri, int mt, int K, int& k0, int& k1) {
+  k0 = tri == Tri::UpperA ? mt * 16 : 0;
+  k1 = tri == Tri::LowerA ? min(K, (mt + 1) * 16) : K;
+}
+
+template <typename T, bool A_ROW, bool B_ROW, Tri TRI>
+__device__ void block_gemm(int M, int N, int K, const T* A, int lda, const T* B, int ldb, float* C, int ldc, float beta) {
+  const int tiles_m = M / 16, tiles_n = N / 16;
+  if constexpr (std::is_same_v<T, float>) {
+    // Exact f32: each thread owns a 16-column strip of one row... of a 16×16 tile, 1 element per pass.
+    for (int idx = threadIdx.x; idx < M * N; idx += kThreads) {
+      const int m = idx / N, n = idx % N;
+      const int mt = m / 16;
+      if (TRI == Tri::SkipUpper && n / 16 > mt) continue;
+      int k0, k1;
+      k_range(TRI, mt, K, k0, k1);
+      float acc = beta != 0.f ? beta * C[size_t(m) * ldc + n] : 0.f;
+      for (int k = k0; k < k1; ++k) {
+        const float a = A_ROW ? A[size_t(m) * lda + k] : A[size_t(k) * lda + m];
+        const float b = B_ROW ? B[size_t(k) * ldb + n] : B[size_t(n) * ldb + k];
+        acc = fmaf(a, b, acc);
+      }
+      C[size_t(m) * ldc + n] = acc;
+    }
+  } else {
+    using namespace nvcuda;
+    using ALay = std::conditional_t<A_ROW, wmma::row_major, wmma::col_major>;
+    using BLay = std::conditional_t<B_ROW, wmma::row_major, wmma::col_major>;
+    const int warp = threadIdx.x / 32;
+    for (int tile = warp; tile < tiles_m * tiles_n; tile += kWarps) {
+      const int mt = tile / tiles_n, nt = tile % tiles_n;
+      if (TRI == Tri::SkipUpper && nt > mt) continue;
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+      float* cp = C + size_t(mt) * 16 * ldc + nt * 16;
+      if (beta != 0.f) {
+        wmma::load_matrix_sync(acc, cp, ldc, wmma::mem_row_major);
+        for (int i = 0; i < acc.num_elements; ++i) acc.x[i] *= beta;
+      } else {
+        wmma::fill_fragment(acc, 0.f);
+      }
+      int k0, k1;
+      k_range(TRI, mt, K, k0, k1);
+      for (int k = k0; k < k1; k += 16) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, ALay> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, BLay> b;
+        wmma::load_matrix_sync(a, A_ROW ? A + size_t(mt) * 16 * lda + k : A + size_t(k) * lda + mt * 16, lda);
+        wmma::load_matrix_sync(b, B_ROW ? B + size_t(k) * ldb + nt * 16 : B + size_t(nt) * 16 * ldb + k, ldb);
+        wmma::mma_sync(acc, a, b, acc);
+      }
+      wmma::store_matrix_sync(cp, acc, ldc, wmma::mem_row_major);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-chunk scalars for (b, h): dt' (0 past the end), d dt'/d dt, inclusive cumsum of dt'·A and
+// the segment (restarts counted from the chunk's start). Rows past the end repeat the last
+// row's cumsum and segment, so they add nothing. Deterministic (fixed-order warp scan).
+
+__device__ __forceinline__ float dt_forward(const Dev& d, float raw, float* deriv) {
+  float v = raw, g = 1.f;
+  if (d.softplus) {
+    g = 1.f / (1.f + __expf(-v));
+    v = v <= 20.f ? log1pf(__expf(v)) : v;
+  }
+  if (d.clamp) {
+    if (v < d.dt_min) v = d.dt_min, g = 0.f;
+    else if (v > d.dt_max) v = d.dt_max, g = 0.f;
+  }
+  *deriv = g;
+  return v;
+}
+
+template <int Q>
+__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg) {
+  const int i = threadIdx.x;
+  if (i < Q) {
+    float dtp = 0.f, der = 0.f;
+    int flag = 0;
+    if (i < q) {
+      const int64_t t = t0 + i;
+      dtp = dt_forward(d, d.dt[(int64_t(b) * d.L + t) * d.H + h] + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
+      if (d.seq_idx && t > 0) flag = d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
+    }
+    sDtp[i] = dtp;
+    sDer[i] = der;
+    sCs[i] = dtp * d.A[h];
+    sSeg[i] = flag;
+  }
+  __syncthreads();
+  if (i < 32) {
+    constexpr int E = Q / 32;  // elements per lane, contiguous
+    float a[E];
+    int s[E];
+    float fa = 0.f;
+    int fs = 0;
+    for (int e = 0; e < E; ++e) {
+      fa += sCs[i * E + e], fs += sSeg[i * E + e];
+      a[e] = fa, s[e] = fs;
+    }
+    float xa = fa;
+    int xs = fs;
+    for (int off = 1; off < 32; off *= 2) {
+      const float ya = __shfl_up_sync(0xffffffffu, xa, off);
+      const int ys = __shfl_up_sync(0xffffffffu, xs, off);
+      if (i >= off) xa += ya, xs += ys;
+    }
+    const float pa = xa - fa;  // exclusive prefix of this lane
+    const int ps = xs - fs;
+    for (int e = 0; e < E; ++e) sCs[i * E + e] = pa + a[e], sSeg[i * E + e] = ps + s[e];
+  }
+  __syncthreads();
+}
+
+// Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
+template <typename T>
+__device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
+  for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
+    const int r = idx / cols, c = idx % cols;
+    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? src[int64_t(r) * stride + c] : from_float<T>(0.f);
+  }
+}
+
+__device__ __forceinline__ float silu_f(float z) { return z / (1.f + __expf(-z)); }
+
+}  // namespace ss::cuda::ssd

@@ -1,0 +1,102 @@
+// Host side of the SSD CUDA backend: fills the kernels' parameters from SsdParams, lays out
+// the backward scratch, and picks the storage-type instantiation.
+#include "cuda/check.cuh"
+#include "cuda/ssd_launch.h"
+#include "ops/ssd.h"
+
+namespace ss {
+namespace {
+
+using cuda::ssd::Dev;
+
+int chunk_of(DType d) {
+  return d == DType::Float32 ? cuda::ssd::Traits<float>::Q : cuda::ssd::Traits<__half>::Q;
+}
+
+size_t align256(size_t v) { return (v + 255) / 256 * 256; }
+
+Dev make_dev(const SsdParams& p) {
+  Dev d{};
+  d.batch = int(p.batch), d.L = int(p.seqlen), d.H = int(p.heads), d.P = int(p.headdim), d.N = int(p.dstate);
+  d.G = int(p.groups), d.hpg = int(p.heads / p.groups);
+  d.Q = chunk_of(p.dtype);
+  d.nc = int((p.seqlen + d.Q - 1) / d.Q);
+  d.Lpad = d.nc * d.Q;
+  d.NP = cuda::ssd::round16(d.N);
+  d.PC = cuda::ssd::round16(d.P);
+  d.PT = std::min(d.NP <= 128 ? 64 : 32, d.PC);
+  d.PP = (d.P + d.PT - 1) / d.PT * d.PT;
+  d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout;
+  d.dt = static_cast<const float*>(p.dt), d.A = static_cast<const float*>(p.A), d.D = static_cast<const float*>(p.D);
+  d.dt_bias = static_cast<const float*>(p.dt_bias), d.h0 = static_cast<const float*>(p.initial_states);
+  d.dfinal = static_cast<const float*>(p.dfinal_states);
+  d.seq_idx = p.seq_idx;
+  d.d_per_channel = p.d_per_channel, d.softplus = p.dt_softplus, d.clamp = p.clamp_dt;
+  d.dt_min = float(p.dt_min), d.dt_max = float(p.dt_max);
+  d.y = p.y, d.final_states = static_cast<float*>(p.final_states);
+  d.dx = p.dx, d.dz = p.dz, d.ddt = static_cast<float*>(p.ddt);
+  d.dB = static_cast<float*>(p.dB), d.dC = static_cast<float*>(p.dC), d.dA = static_cast<float*>(p.dA);
+  d.dD = static_cast<float*>(p.dD), d.ddt_bias = static_cast<float*>(p.ddt_bias);
+  d.dh0 = static_cast<float*>(p.dinitial_states);
+  return d;
+}
+
+// Backward scratch: S0, S1 (chunk states, T), per-head dB/dC partials, per-chunk partials.
+struct BwdScratch {
+  size_t s0, s1, dBh, dCh, dA, dbias, dD, bytes;
+  explicit BwdScratch(const Dev& d, size_t ts) {
+    const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
+    const size_t partial = size_t(d.batch) * d.Lpad * d.H * d.NP * 4;
+    const size_t per_chunk = size_t(d.batch) * d.H * d.nc * 4;
+    size_t o = 0;
+    s0 = o, o = align256(o + states);
+    s1 = o, o = align256(o + states);
+    dBh = o, o = align256(o + partial);
+    dCh = o, o = align256(o + partial);
+    dA = o, o = align256(o + per_chunk);
+    dbias = o, o = align256(o + per_chunk);
+    dD = o, o = align256(o + per_chunk * d.P);
+    bytes = o;
+  }
+};
+
+template <typename F> void with_type(DType t, F&& f) {
+  switch (t) {
+    case DType::Float32: f(static_cast<float*>(nullptr)); break;
+    case DType::Float16: f(static_cast<__half*>(nullptr)); break;
+    case DType::BFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    default: fail("ERR_DTYPE", ErrorKind::Type, "ssdChunkScan: x must be float32, float16 or bfloat16 on CUDA");
+  }
+}
+
+}  // namespace
+
+size_t ssd_forward_cuda_scratch(const SsdParams&) { return 0; }  // the forward keeps everything on chip
+
+size_t ssd_backward_cuda_scratch(const SsdParams& p) {
+  return BwdScratch(make_dev(p), dtype_size(p.dtype)).bytes;
+}
+
+void ssd_forward_cuda(const SsdParams& p, void*, void* stream) {
+  Dev d = make_dev(p);
+  with_type(p.dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
+  });
+}
+
+void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
+  Dev d = make_dev(p);
+  const BwdScratch s(d, dtype_size(p.dtype));
+  char* base = static_cast<char*>(scratch);
+  d.S0 = base + s.s0, d.S1 = base + s.s1;
+  d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
+  d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);
+  d.dD_part = reinterpret_cast<float*>(base + s.dD);
+  with_type(p.dtype, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    cuda::ssd::launch_backward<T>(d, static_cast<cudaStream_t>(stream));
+  });
+}
+
+}  // namespace ss

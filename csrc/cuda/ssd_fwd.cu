@@ -1,0 +1,128 @@
+// SSD forward on CUDA: one fused kernel. A block owns (batch, head, headdim tile) and walks the
+// chunks in order with the state in shared memory, so chunk states, state passing and the chunk
+// output never leave the chip:
+//   CB = C·Bᵀ,  Lm = CB ∘ exp(segsum) ∘ dt',  Y = Lm·X + diag(e_in)·C·H0ᵀ + D·X (gated),
+//   H  = decay·H0 + Xᵀ·(w ∘ B)
+// The same kernel, without Y, writes each chunk's incoming state for the backward pass.
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_launch.h"
+#include "ops/ssd.h"
+
+namespace ss::cuda::ssd {
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
+  constexpr int Q = Traits<T>::Q;
+  constexpr bool kF32 = std::is_same_v<T, float>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const FwdLayout lay(Q, d.NP, d.PT, sizeof(T), kF32);
+  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  T* sC = reinterpret_cast<T*>(smem + lay.sC);
+  T* sX = reinterpret_cast<T*>(smem + lay.sX);
+  float* sM = reinterpret_cast<float*>(smem + lay.sM);
+  T* sMT = reinterpret_cast<T*>(smem + lay.sMT);
+  float* sH = reinterpret_cast<float*>(smem + lay.sH);
+  T* sHT = reinterpret_cast<T*>(smem + lay.sHT);
+  float* sY = reinterpret_cast<float*>(smem + lay.sY);
+  float* sY2 = reinterpret_cast<float*>(smem + lay.sY2);
+  float* sDtp = reinterpret_cast<float*>(smem + lay.sDtp);
+  float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
+  float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
+  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+
+  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
+  const int NP = d.NP, PT = d.PT;
+  const T* x = static_cast<const T*>(d.x);
+  const T* Bm = static_cast<const T*>(d.B);
+  const T* Cm = static_cast<const T*>(d.C);
+  const T* z = static_cast<const T*>(d.z);
+  T* y = static_cast<T*>(d.y);
+  const bool want_y = y != nullptr;
+  // The operand the products read H through: a T copy for tensor cores, H itself for f32.
+  const T* hop = kF32 ? reinterpret_cast<const T*>(sH) : sHT;
+  const int ldhop = kF32 ? lay.ldH : lay.ldHT;
+
+  for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
+    const int p = i / NP, n = i % NP;
+    sH[p * lay.ldH + n] = (d.h0 && p < pw && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
+  }
+
+  for (int c = 0; c < d.nc; ++c) {
+    const int t0 = c * Q, q = min(Q, d.L - t0);
+    __syncthreads();  // the previous chunk is done with shared memory; H is complete
+    if (d.S0) {
+      T* s0 = static_cast<T*>(d.S0) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+      for (int i = threadIdx.x; i < PT * NP; i += kThreads) s0[i] = from_float<T>(sH[(i / NP) * lay.ldH + i % NP]);
+    }
+    if constexpr (!kF32)
+      for (int i = threadIdx.x; i < PT * NP; i += kThreads)
+        sHT[(i / NP) * lay.ldHT + i % NP] = from_float<T>(sH[(i / NP) * lay.ldH + i % NP]);
+    const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
+    load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
+    if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
+    load_tile(sX, lay.ldX, x + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0, int64_t(d.H) * d.P, q, Q, pw, PT);
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);  // ends with __syncthreads
+
+    if (want_y) {
+      block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sM, lay.ldM, 0.f);  // C·Bᵀ
+      block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, hop, ldhop, sY2, lay.ldY, 0.f);  // C·H0ᵀ
+    }
+    __syncthreads();
+    const float cs_end = sCs[Q - 1];
+    const int seg_end = sSeg[Q - 1];
+    if (want_y)
+      for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
+        const int t = idx / Q, s = idx % Q;
+        float v = 0.f;
+        if (s <= t && sSeg[s] == sSeg[t]) v = sM[t * lay.ldM + s] * __expf(sCs[t] - sCs[s]) * sDtp[s];
+        sMT[t * lay.ldMT + s] = from_float<T>(v);
+      }
+    for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
+      const int s = idx / NP, n = idx % NP;
+      const float w = sSeg[s] == seg_end ? __expf(cs_end - sCs[s]) * sDtp[s] : 0.f;
+      sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
+    }
+    __syncthreads();
+    if (want_y) block_gemm<T, true, true, Tri::LowerA>(Q, PT, Q, sMT, lay.ldMT, sX, lay.ldX, sY, lay.ldY, 0.f);  // Lm·X
+    __syncthreads();  // (f32 reads H directly in C·H0ᵀ above; it must be done before H changes)
+    const float decay = seg_end == 0 ? __expf(cs_end) : 0.f;
+    block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sX, lay.ldX, sB, lay.ldN, sH, lay.ldH, decay);  // H = decay·H + Xᵀ·Bw
+    if (want_y) {
+      for (int idx = threadIdx.x; idx < q * pw; idx += kThreads) {
+        const int t = idx / pw, pp = idx % pw, p = p0 + pp;
+        const float e_in = sSeg[t] == 0 ? __expf(sCs[t]) : 0.f;
+        const float xv = to_float(sX[t * lay.ldX + pp]);
+        float v = sY[t * lay.ldY + pp] + e_in * sY2[t * lay.ldY + pp];
+        if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * xv;
+        const int64_t off = ((int64_t(b) * d.L + t0 + t) * d.H + h) * d.P + p;
+        if (z) v *= silu_f(to_float(z[off]));
+        y[off] = from_float<T>(v);
+      }
+    }
+  }
+  __syncthreads();
+  if (d.final_states)
+    for (int i = threadIdx.x; i < pw * d.N; i += kThreads) {
+      const int p = i / d.N, n = i % d.N;
+      d.final_states[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] = sH[p * lay.ldH + n];
+    }
+}
+
+template <typename T>
+void launch_forward(const Dev& d, cudaStream_t stream) {
+  const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T), std::is_same_v<T, float>);
+  check(cudaFuncSetAttribute(ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(lay.bytes)),
+        "ssdChunkScan: shared memory");
+  dim3 grid(d.PP / d.PT, d.H, d.batch);
+  ssd_fwd_kernel<T><<<grid, kThreads, lay.bytes, stream>>>(d);
+  check_launch("ssdChunkScan forward");
+}
+
+template void launch_forward<float>(const Dev&, cudaStream_t);
+template void launch_forward<__half>(const Dev&, cudaStream_t);
+template void launch_forward<__nv_bfloat16>(const Dev&, cudaStream_t);
+
+}  // namespace ss::cuda::ssd

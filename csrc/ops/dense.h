@@ -1,0 +1,79 @@
+// Dense ops of the Mamba blocks: embedding lookup, linear layers (GEMM), RMSNorm (optionally
+// with a fused residual add), grouped gated RMSNorm (Mamba-2) and elementwise SiLU, softplus,
+// add, mul. Every tensor handed to a backend is contiguous; accumulation is f32 (f64 for
+// float64 data on the CPU).
+#pragma once
+#include <cstdint>
+#include <string>
+#include "core/tensor.h"
+
+namespace ss {
+
+struct EmbeddingParams {
+  int64_t n = 0, vocab = 0, d = 0;  // n ids
+  DType dtype = DType::Float32;     // weight and out
+  const int32_t* ids = nullptr;
+  const void* weight = nullptr;     // (vocab, d)
+  void* out = nullptr;              // (n, d)
+};
+
+// out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`.
+struct GemmParams {
+  int64_t M = 0, N = 0, K = 0;
+  DType dtype = DType::Float32;
+  DType bias_dtype = DType::Float32;
+  const void* x = nullptr;
+  const void* weight = nullptr;
+  const void* bias = nullptr;  // or null
+  void* out = nullptr;
+};
+
+// Rows of length `dim`, normalised in groups of `group` (group == dim for plain RMSNorm):
+//   r = x (+ residual) (* silu(z));  y = r · rsqrt(mean_group(r²) + eps) · weight.
+// residual_out (when given) receives x + residual in the residual's dtype.
+struct RmsNormParams {
+  int64_t rows = 0, dim = 0, group = 0;
+  float eps = 1e-5f;
+  DType dtype = DType::Float32;     // x, z, y
+  DType weight_dtype = DType::Float32, residual_dtype = DType::Float32;
+  const void* x = nullptr;
+  const void* z = nullptr;
+  const void* residual = nullptr;
+  const void* weight = nullptr;
+  void* residual_out = nullptr;
+  void* y = nullptr;
+};
+
+enum class EltwiseOp : int { Silu = 0, Softplus = 1, Add = 2, Mul = 3 };
+
+struct EltwiseParams {
+  EltwiseOp op = EltwiseOp::Silu;
+  int64_t n = 0;
+  DType dtype = DType::Float32;
+  const void* a = nullptr;
+  const void* b = nullptr;  // binary ops only
+  void* out = nullptr;
+};
+
+void embedding_cpu(const EmbeddingParams& p);
+void gemm_cpu(const GemmParams& p);
+void rms_norm_cpu(const RmsNormParams& p);
+void eltwise_cpu(const EltwiseParams& p);
+void embedding_cuda(const EmbeddingParams& p, void* stream);
+void gemm_cuda(const GemmParams& p, void* stream);
+void rms_norm_cuda(const RmsNormParams& p, void* stream);
+void eltwise_cuda(const EltwiseParams& p, void* stream);
+
+Tensor embedding(const Tensor& ids, const Tensor& weight);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+struct RmsNormResult {
+  Tensor y, residual_out;
+};
+// z defined: gated (Mamba-2) form; residual defined: fused residual add (plain form).
+RmsNormResult rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& residual, const Tensor& z,
+                       int64_t group);
+Tensor eltwise(EltwiseOp op, const Tensor& a, const Tensor& b);
+// Which GEMM `linear` runs on `device` now: "cpu", "cublas (<library>)" or "builtin (<why>)".
+std::string linear_backend(Device device);
+
+}  // namespace ss

@@ -1,0 +1,104 @@
+#include "ops/state_update.h"
+#include "ops/dispatch.h"
+#include "ops/model_checks.h"
+#include "ops/tensor_ops.h"
+
+namespace ss {
+
+Tensor selective_state_update(const StateUpdateArgs& a) {
+  const Tensor& state = a.state;
+  Device dev = state.device();
+  bool cpu = dev.is_cpu();
+  check_same_device(dev, {{"x", &a.x}, {"dt", &a.dt}, {"A", &a.A}, {"B", &a.B}, {"C", &a.C}, {"D", &a.D},
+                          {"z", &a.z}, {"dtBias", &a.dt_bias}});
+  if (state.ndim() != 3 && state.ndim() != 4)
+    fail_shape("state", "(batch, dim, dstate) (Mamba-1) or (batch, heads, headdim, dstate) (Mamba-2)", state.shape);
+  const bool m1 = state.ndim() == 3;
+  if (!(state.dtype == DType::Float32 || state.dtype == DType::BFloat16 || (cpu && state.dtype == DType::Float64)))
+    fail_dtype("state", cpu ? "float32, bfloat16 or float64" : "float32 or bfloat16", dtype_name(state.dtype));
+  checks::contiguous("state", state);
+  StateUpdateParams p;
+  p.batch = state.size(0);
+  p.heads = state.size(1);
+  p.headdim = m1 ? 1 : state.size(2);
+  p.dstate = state.size(-1);
+  p.a_per_state = m1;
+  p.dt_softplus = a.dt_softplus;
+  p.state_dtype = state.dtype;
+
+  const std::string row_desc = m1 ? "(batch, dim)" : "(batch, heads, headdim)";
+  std::vector<int64_t> row_shape = m1 ? std::vector<int64_t>{p.batch, p.heads} : std::vector<int64_t>{p.batch, p.heads, p.headdim};
+  checks::shape("x", a.x, row_shape, row_desc);
+  checks::floating("x", a.x, cpu);
+  p.dtype = a.x.dtype;
+  if (m1) {
+    checks::shape("dt", a.dt, row_shape, row_desc);
+  } else {
+    checks::shape("dt", a.dt, {p.batch, p.heads}, "(batch, heads)");
+  }
+  checks::same_dtype("dt", a.dt, "x", p.dtype);
+  if (a.z.defined()) {
+    checks::shape("z", a.z, row_shape, row_desc);
+    checks::same_dtype("z", a.z, "x", p.dtype);
+  }
+  // Per-channel parameters: float32 (float64 with float64 data on the CPU).
+  p.param_dtype = p.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+  const char* hname = m1 ? "dim" : "heads";
+  if (m1)
+    checks::shape("A", a.A, {p.heads, p.dstate}, "(dim, dstate)");
+  else
+    checks::shape("A", a.A, {p.heads}, "(heads)");
+  checks::dtype("A", a.A, p.param_dtype);
+  if (a.D.defined()) {
+    p.d_per_row = !m1 && a.D.ndim() == 2;
+    if (p.d_per_row)
+      checks::shape("D", a.D, {p.heads, p.headdim}, "(heads, headdim)");
+    else
+      checks::shape("D", a.D, {p.heads}, std::string("(") + hname + ")");
+    checks::dtype("D", a.D, p.param_dtype);
+  }
+  if (a.dt_bias.defined()) {
+    checks::shape("dtBias", a.dt_bias, {p.heads}, std::string("(") + hname + ")");
+    checks::dtype("dtBias", a.dt_bias, p.param_dtype);
+  }
+  // B, C: (batch, dstate) (Mamba-1 only, one group) or (batch, groups, dstate).
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"B", &a.B}, {"C", &a.C}}) {
+    if (m1 && t->ndim() == 2) {
+      checks::shape(name, *t, {p.batch, p.dstate}, "(batch, dstate)");
+    } else {
+      if (t->ndim() != 3 || t->size(0) != p.batch || t->size(2) != p.dstate)
+        fail_shape(name, "(batch, groups, dstate) with batch = " + std::to_string(p.batch) + ", dstate = " + std::to_string(p.dstate), t->shape);
+    }
+    checks::same_dtype(name, *t, "x", p.dtype);
+  }
+  p.groups = a.B.ndim() == 3 ? a.B.size(1) : 1;
+  int64_t cgroups = a.C.ndim() == 3 ? a.C.size(1) : 1;
+  if (cgroups != p.groups)
+    fail_shape("C", "the groups of B (" + std::to_string(p.groups) + ")", a.C.shape);
+  if (p.groups < 1 || p.heads % p.groups != 0)
+    fail("ERR_SHAPE", ErrorKind::Range, std::string("B: groups (") + std::to_string(p.groups) + ") must divide " + hname + " (" + std::to_string(p.heads) + ")");
+
+  Tensor x = contiguous(a.x), dt = contiguous(a.dt), A = contiguous(a.A), B = contiguous(a.B), C = contiguous(a.C);
+  Tensor D = a.D.defined() ? contiguous(a.D) : Tensor{};
+  Tensor z = a.z.defined() ? contiguous(a.z) : Tensor{};
+  Tensor bias = a.dt_bias.defined() ? contiguous(a.dt_bias) : Tensor{};
+  Tensor y = empty(x.shape, x.dtype, dev);
+  p.state = state.data();
+  p.x = x.data();
+  p.dt = dt.data();
+  p.A = A.data();
+  p.B = B.data();
+  p.C = C.data();
+  p.D = D.defined() ? D.data() : nullptr;
+  p.z = z.defined() ? z.data() : nullptr;
+  p.dt_bias = bias.defined() ? bias.data() : nullptr;
+  p.y = y.data();
+  if (y.numel() == 0) return y;
+  if (cpu)
+    run_cpu({x, dt, A, B, C, D, z, bias}, {y, state}, [p] { state_update_cpu(p); });
+  else
+    state_update_cuda(p, cuda_stream_for(dev));
+  return y;
+}
+
+}  // namespace ss

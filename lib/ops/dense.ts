@@ -1,0 +1,115 @@
+/**
+ * Dense ops of the Mamba blocks: embedding, linear (GEMM), RMSNorm with an optional fused
+ * residual add, grouped gated RMSNorm (Mamba-2) and elementwise SiLU, softplus, add, mul.
+ * All run on the CPU and CUDA with float32/float16/bfloat16 (float64 on the CPU), accumulating
+ * in float32 (float64 for float64 data).
+ */
+import { NativeTensor, native } from '../native';
+import { Device, normalizeDevice } from '../device';
+import { Tensor } from '../tensor';
+
+interface DenseNative {
+  embedding(o: object): NativeTensor;
+  linear(o: object): NativeTensor;
+  rmsNorm(o: object): { y: NativeTensor; residualOut?: NativeTensor };
+  gatedRmsNorm(o: object): NativeTensor;
+  silu(x: Tensor): NativeTensor;
+  softplus(x: Tensor): NativeTensor;
+  add(a: Tensor, b: Tensor): NativeTensor;
+  mul(a: Tensor, b: Tensor): NativeTensor;
+  linearBackend(device: string): string;
+}
+const nat = native as unknown as DenseNative;
+
+export interface EmbeddingOptions {
+  /** int32 ids, any shape (typically (batch, seqlen)). */
+  ids: Tensor;
+  /** (vocab, d). */
+  weight: Tensor;
+}
+
+/**
+ * Rows of `weight` picked by `ids`: shape ids.shape + [d], weight's dtype. An id outside
+ * [0, vocab) is an ERR_INVALID_ARG error when read on the CPU; on CUDA its row is NaN.
+ */
+export function embedding(opts: EmbeddingOptions): Tensor {
+  return new Tensor(nat.embedding(opts));
+}
+
+export interface LinearOptions {
+  /** (..., in). */
+  x: Tensor;
+  /** (out, in), x's dtype (the PyTorch nn.Linear layout). */
+  weight: Tensor;
+  /** (out), any floating dtype. */
+  bias?: Tensor;
+}
+
+/**
+ * x · weightᵀ + bias → (..., out) in x's dtype. CUDA: cuBLAS when the host has it (loaded at
+ * run time; STATESPACE_CUBLAS=0 turns it off), else statespace's own tensor-core kernel
+ * (bf16/f16) or an exact-f32 FMA kernel (f32); up to 8 rows (decode) always statespace's
+ * bandwidth-bound matrix-vector kernel. CPU: blocked, vectorised, threaded.
+ */
+export function linear(opts: LinearOptions): Tensor {
+  return new Tensor(nat.linear(opts));
+}
+
+export interface RmsNormOptions {
+  /** (..., d). */
+  x: Tensor;
+  /** (d). */
+  weight: Tensor;
+  /** Default 1e-5. */
+  eps?: number;
+  /** Shaped like x, any floating dtype: added to x before the norm (the residual stream). */
+  residual?: Tensor;
+}
+
+export interface RmsNormResult {
+  /** rmsnorm(x + residual) · weight, x's dtype. */
+  y: Tensor;
+  /** x + residual in residual's dtype (present when residual was given): the new residual stream. */
+  residualOut?: Tensor;
+}
+
+/** y = r / sqrt(mean(r²) + eps) · weight over the last dimension, r = x (+ residual). */
+export function rmsNorm(opts: RmsNormOptions): RmsNormResult {
+  const r = nat.rmsNorm(opts);
+  const out: RmsNormResult = { y: new Tensor(r.y) };
+  if (r.residualOut) out.residualOut = new Tensor(r.residualOut);
+  return out;
+}
+
+export interface GatedRmsNormOptions {
+  /** (..., d). */
+  x: Tensor;
+  /** Gate shaped like x, x's dtype. Without it this is a grouped RMSNorm. */
+  z?: Tensor;
+  /** (d). */
+  weight: Tensor;
+  /** Default 1e-5. */
+  eps?: number;
+  /** Normalise over groups of this many consecutive channels; must divide d. Default d. */
+  groupSize?: number;
+}
+
+/** Mamba-2's norm: r = x·silu(z); y = r / sqrt(mean_group(r²) + eps) · weight. x's dtype. */
+export function gatedRmsNorm(opts: GatedRmsNormOptions): Tensor {
+  return new Tensor(nat.gatedRmsNorm(opts));
+}
+
+/** x·sigmoid(x), elementwise. */
+export const silu = (x: Tensor): Tensor => new Tensor(nat.silu(x));
+/** log(1 + eˣ), elementwise (x itself above 20). */
+export const softplus = (x: Tensor): Tensor => new Tensor(nat.softplus(x));
+/** a + b (same shape and dtype). */
+export const add = (a: Tensor, b: Tensor): Tensor => new Tensor(nat.add(a, b));
+/** a · b (same shape and dtype). */
+export const mul = (a: Tensor, b: Tensor): Tensor => new Tensor(nat.mul(a, b));
+
+/**
+ * The GEMM `linear` uses on a device right now: 'cpu', 'cublas (libcublas.so.N)', or
+ * 'builtin (<why cuBLAS is not used>)' (not found, or STATESPACE_CUBLAS=0).
+ */
+export const linearBackend = (device: Device): string => nat.linearBackend(normalizeDevice(device));

@@ -1,0 +1,42 @@
+/** One decode step of the selective state space model, Mamba-1 and Mamba-2 forms. */
+import { NativeTensor, native } from '../native';
+import { Tensor } from '../tensor';
+
+export interface SelectiveStateUpdateOptions {
+  /**
+   * Updated in place; contiguous. Mamba-1: (batch, dim, dstate). Mamba-2: (batch, heads,
+   * headdim, dstate). float32 or bfloat16 (float64 on the CPU). The rank picks the form.
+   */
+  state: Tensor;
+  /** Mamba-1 (batch, dim); Mamba-2 (batch, heads, headdim). f32/f16/bf16. */
+  x: Tensor;
+  /** Mamba-1 (batch, dim); Mamba-2 (batch, heads). x's dtype. */
+  dt: Tensor;
+  /** Mamba-1 (dim, dstate); Mamba-2 (heads). float32 (float64 with float64 x). */
+  A: Tensor;
+  /** (batch, groups, dstate), or (batch, dstate) in the Mamba-1 form. x's dtype. */
+  B: Tensor;
+  C: Tensor;
+  /** Mamba-1 (dim); Mamba-2 (heads) or (heads, headdim). float32. */
+  D?: Tensor;
+  /** Gate, shaped like x: y *= silu(z). */
+  z?: Tensor;
+  /** Added to dt before the softplus: (dim) or (heads). float32. */
+  dtBias?: Tensor;
+  /** dt' = softplus(dt + dtBias) when true. Default false. */
+  dtSoftplus?: boolean;
+}
+
+interface StateUpdateNative {
+  selectiveStateUpdate(o: object): NativeTensor;
+}
+const nat = native as unknown as StateUpdateNative;
+
+/**
+ * state = exp(dt'·A)·state + dt'·B·x (per state n); y = Σ_n state·C + D·x, times silu(z).
+ * Exactly one step of selectiveScan (Mamba-1) or of the SSD recurrence (Mamba-2).
+ * Returns y shaped like x, in x's dtype; `state` is updated in place.
+ */
+export function selectiveStateUpdate(opts: SelectiveStateUpdateOptions): Tensor {
+  return new Tensor(nat.selectiveStateUpdate(opts));
+}

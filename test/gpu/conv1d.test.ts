@@ -1,0 +1,79 @@
+import { beforeAll, expect, it } from 'vitest';
+import { DType, causalConv1d, causalConv1dBackward, causalConv1dUpdate, debugPoison, tensor, zeros } from '../../lib/index';
+import { describeGpu, expectClose, expectNoNaN, randnArray, rng } from '../helpers';
+import { randnInput, seqIdxInput } from '../model_inputs';
+import { conv1dRef } from '../reference/conv1d';
+
+const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 2e-2 };
+
+describeGpu('causalConv1d on CUDA', () => {
+  beforeAll(() => debugPoison(true));
+
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    it(`${dtype}: forward and final states vs float64 reference (widths 1,2,4,5, seqIdx, initial states)`, async () => {
+      for (const width of [1, 2, 4, 5]) {
+        for (const [seqlen, seq] of [[1, false], [37, true], [1000, false], [517, true]] as const) {
+          const r = rng();
+          const batch = 3, dim = 67;
+          const x = randnInput([batch, dim, seqlen], dtype, 'cuda', 1, r);
+          const w = randnInput([dim, width], 'float32', 'cuda', 0.5, r);
+          const b = randnInput([dim], dtype, 'cuda', 1, r);
+          const init = width > 1 ? randnInput([batch, dim, width - 1], dtype, 'cuda', 1, r) : undefined;
+          const s = seq ? seqIdxInput(batch, seqlen, 4, 'cuda', r) : undefined;
+          const out = causalConv1d({ x: x.t, weight: w.t, bias: b.t, activation: 'silu', initialStates: init?.t, seqIdx: s?.t, returnFinalStates: true });
+          const ref = conv1dRef({ batch, dim, seqlen, width, x: x.v, weight: w.v, bias: b.v, initialStates: init?.v, seqIdx: s?.v, silu: true });
+          const y = await out.y.data();
+          expectNoNaN(y, 'y');
+          expectClose(y, ref.y, TOL[dtype], `y width ${width} seqlen ${seqlen}`);
+          if (width > 1) expectClose(await out.finalStates!.data(), ref.finalStates, TOL[dtype], 'final states');
+        }
+      }
+    });
+  }
+
+  it('backward equals the CPU float64 backward (f32 and bf16)', async () => {
+    const r = rng();
+    const batch = 2, dim = 33, seqlen = 129, width = 4;
+    const xv = randnArray(batch * dim * seqlen, r), wv = randnArray(dim * width, r), bv = randnArray(dim, r);
+    const iv = randnArray(batch * dim * (width - 1), r), dyv = randnArray(batch * dim * seqlen, r), dfv = randnArray(batch * dim * (width - 1), r);
+    const seq = seqIdxInput(batch, seqlen, 3, 'cpu', r);
+    const args = (dtype: DType, device: 'cpu' | 'cuda') => ({
+      x: tensor(xv, [batch, dim, seqlen], { dtype, device }),
+      weight: tensor(wv, [dim, width], { dtype: dtype === 'float64' ? 'float64' : 'float32', device }),
+      bias: tensor(bv, [dim], { dtype: dtype === 'float64' ? 'float64' : 'float32', device }),
+      initialStates: tensor(iv, [batch, dim, width - 1], { dtype, device }),
+      seqIdx: seq.t.to(device),
+      activation: 'silu' as const,
+      dy: tensor(dyv, [batch, dim, seqlen], { dtype, device }),
+      dFinalStates: tensor(dfv, [batch, dim, width - 1], { dtype, device }),
+    });
+    const ref = causalConv1dBackward(args('float64', 'cpu'));
+    for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 3e-2]] as const) {
+      const g = causalConv1dBackward(args(dtype, 'cuda'));
+      for (const k of ['dx', 'dweight', 'dbias', 'dInitialStates'] as const) {
+        const got = await g[k]!.data();
+        expectNoNaN(got, k);
+        expectClose(got, await ref[k]!.data(), tol, `${dtype} ${k}`);
+      }
+    }
+  });
+
+  it('update steps equal the full convolution; the state ends as its final state', async () => {
+    for (const [dtype, width] of [['float32', 4], ['bfloat16', 5], ['float32', 1]] as Array<[DType, number]>) {
+      const batch = 5, dim = 131, seqlen = 7;
+      const x = randnInput([batch, dim, seqlen], dtype, 'cuda');
+      const w = randnInput([dim, width], 'float32', 'cuda');
+      const b = randnInput([dim], 'float32', 'cuda');
+      const full = causalConv1d({ x: x.t, weight: w.t, bias: b.t, activation: 'silu', returnFinalStates: true });
+      const yfull = await full.y.data();
+      const state = zeros([batch, dim, width - 1], { dtype, device: 'cuda' });
+      for (let t = 0; t < seqlen; t++) {
+        const xt = x.t.slice(2, t, t + 1).reshape([batch, dim]);
+        const yt = await causalConv1dUpdate({ x: xt, convState: state, weight: w.t, bias: b.t, activation: 'silu' }).data();
+        const want = Float64Array.from({ length: batch * dim }, (_, i) => yfull[i * seqlen + t]);
+        expectClose(yt, want, dtype === 'float32' ? 1e-5 : 1e-2, `${dtype} step ${t}`);
+      }
+      expect(Array.from(await state.data())).toEqual(Array.from(await full.finalStates!.data()));
+    }
+  });
+});

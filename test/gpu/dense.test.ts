@@ -1,0 +1,112 @@
+import { afterEach, beforeAll, expect, it } from 'vitest';
+import { DType, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { describeGpu, expectClose, expectNoNaN, rng } from '../helpers';
+import { randnInput } from '../model_inputs';
+import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
+
+const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
+const SHAPES: Array<[number, number, number]> = [
+  [1, 1, 1],
+  [37, 129, 65],
+  [2, 768, 1536],
+  [64, 200, 33],
+  [130, 70, 512],
+  [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
+  [8, 1000, 4096], // matrix-vector path, vectorised
+];
+
+/** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
+async function checkGemm(dtype: DType) {
+  for (const [M, N, K] of SHAPES) {
+    const r = rng();
+    const x = randnInput([M, K], dtype, 'cuda', 1, r);
+    const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
+    const b = randnInput([N], 'float32', 'cuda', 1, r);
+    for (const bias of [undefined, b]) {
+      const y = await linear({ x: x.t, weight: w.t, bias: bias?.t }).data();
+      expectNoNaN(y, 'linear');
+      expectClose(y, linearRef(x.v, w.v, M, N, K, bias?.v), TOL[dtype], `${dtype} ${M}x${N}x${K}${bias ? '+bias' : ''}`);
+    }
+  }
+  // A model-sized GEMM against the CPU GEMM on the same (rounded) inputs, in f32.
+  const x = randnInput([256, 2560], dtype, 'cuda');
+  const w = randnInput([5120, 2560], dtype, 'cuda', 0.02);
+  const y = await linear({ x: x.t, weight: w.t }).data();
+  const yc = await linear({ x: x.t.to('cpu').astype('float32'), weight: w.t.to('cpu').astype('float32') }).data();
+  expectClose(y, yc, TOL[dtype], `${dtype} 256x5120x2560`);
+}
+
+describeGpu('dense ops on CUDA', () => {
+  beforeAll(() => debugPoison(true));
+  afterEach(() => {
+    delete process.env.STATESPACE_CUBLAS;
+  });
+
+  const cublas = () => linearBackend('cuda').startsWith('cublas');
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    it(`linear ${dtype}: builtin kernel (STATESPACE_CUBLAS=0)`, async () => {
+      process.env.STATESPACE_CUBLAS = '0';
+      expect(linearBackend('cuda')).toMatch(/^builtin/);
+      await checkGemm(dtype);
+    });
+    it(`linear ${dtype}: cuBLAS`, async (ctx) => {
+      if (!cublas()) {
+        console.log(`[test/gpu] cuBLAS path skipped: ${linearBackend('cuda')}`);
+        ctx.skip();
+      }
+      await checkGemm(dtype);
+    });
+  }
+
+  it('linear: odd K (scalar staging) and a misaligned x view in bf16, builtin kernel', async () => {
+    process.env.STATESPACE_CUBLAS = '0';
+    const M = 9, N = 77, K = 24;
+    const flat = randnInput([M * K + 1], 'bfloat16', 'cuda');
+    const x = flat.t.slice(0, 1).reshape([M, K]);
+    const w = randnInput([N, K], 'bfloat16', 'cuda');
+    const y = await linear({ x, weight: w.t }).data();
+    expectClose(y, linearRef(flat.v.subarray(1), w.v, M, N, K), TOL.bfloat16, 'misaligned');
+  });
+
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
+    it(`${dtype}: embedding, rmsNorm (+ residual), gatedRmsNorm (groups), elementwise vs reference`, async () => {
+      const r = rng();
+      const vocab = 50, d = 160;
+      const w = randnInput([vocab, d], dtype, 'cuda', 1, r);
+      const ids = Int32Array.from({ length: 3 * 7 }, () => Math.floor(r() * vocab));
+      const e = await embedding({ ids: tensor(ids, [3, 7], { device: 'cuda' }), weight: w.t }).data();
+      const eref = new Float64Array(ids.length * d);
+      ids.forEach((id, i) => eref.set(w.v.subarray(id * d, (id + 1) * d), i * d));
+      expect(Array.from(e)).toEqual(Array.from(eref));
+
+      const rows = 9, D = 1000;
+      const x = randnInput([rows, D], dtype, 'cuda', 1, r);
+      const nw = randnInput([D], 'float32', 'cuda', 1, r);
+      const res = randnInput([rows, D], 'float32', 'cuda', 1, r);
+      const z = randnInput([rows, D], dtype, 'cuda', 1, r);
+      const plain = rmsNorm({ x: x.t, weight: nw.t, eps: 1e-5 });
+      expectClose(await plain.y.data(), rmsNormRef(x.v, nw.v, D, 1e-5).y, TOL[dtype], 'rmsNorm');
+      const fused = rmsNorm({ x: x.t, weight: nw.t, eps: 1e-5, residual: res.t });
+      const fref = rmsNormRef(x.v, nw.v, D, 1e-5, { residual: res.v });
+      expectClose(await fused.y.data(), fref.y, TOL[dtype], 'rmsNorm + residual');
+      expectClose(await fused.residualOut!.data(), fref.residualOut, 1e-6, 'residualOut');
+      for (const groupSize of [1000, 250, 8]) {
+        const g = await gatedRmsNorm({ x: x.t, z: z.t, weight: nw.t, eps: 1e-5, groupSize }).data();
+        expectNoNaN(g, 'gatedRmsNorm');
+        expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: z.v, group: groupSize }).y, TOL[dtype], `gated ${groupSize}`);
+      }
+      const a = randnInput([3, 4097], dtype, 'cuda', 4, r), b = randnInput([3, 4097], dtype, 'cuda', 1, r);
+      const ref = (f: (i: number) => number) => Float64Array.from({ length: a.v.length }, (_, i) => f(i));
+      expectClose(await silu(a.t).data(), ref((i) => siluRef(a.v[i])), TOL[dtype], 'silu');
+      expectClose(await softplus(a.t).data(), ref((i) => softplusRef(a.v[i])), TOL[dtype], 'softplus');
+      expectClose(await add(a.t, b.t).data(), ref((i) => a.v[i] + b.v[i]), TOL[dtype], 'add');
+      expectClose(await mul(a.t, b.t).data(), ref((i) => a.v[i] * b.v[i]), TOL[dtype], 'mul');
+    });
+  }
+
+  it('embedding: an id outside the vocabulary gives a NaN row on CUDA', async () => {
+    const out = await embedding({ ids: tensor(new Int32Array([0, 99]), [1, 2], { device: 'cuda' }), weight: randnInput([4, 3], 'float32', 'cuda').t }).data();
+    expect(Number.isNaN(out[3]) && Number.isNaN(out[5])).toBe(true);
+    expect(Number.isFinite(out[0])).toBe(true);
+  });
+});

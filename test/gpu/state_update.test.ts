@@ -1,0 +1,112 @@
+import { beforeAll, it } from 'vitest';
+import { DType, Tensor, debugPoison, selectiveStateUpdate, tensor } from '../../lib/index';
+import { describeGpu, expectClose, expectNoNaN, randnArray, rng, uniformArray } from '../helpers';
+import { stateUpdateRef } from '../reference/state_update';
+
+interface Shape {
+  m1: boolean;
+  batch: number;
+  heads: number;
+  headdim: number;
+  dstate: number;
+  groups: number;
+  dPerRow?: boolean;
+  misaligned?: boolean; // B and C as contiguous views at an odd element offset (scalar path)
+}
+
+/** A contiguous view starting one element into its storage (so not 16-byte aligned). */
+function offsetView(data: Float64Array, shape: number[], dtype: DType): Tensor {
+  const flat = new Float64Array(data.length + 1);
+  flat.set(data, 1);
+  return tensor(flat, [flat.length], { dtype, device: 'cuda' }).slice(0, 1).reshape(shape);
+}
+
+const shapes: Shape[] = [
+  { m1: true, batch: 3, heads: 37, headdim: 1, dstate: 16, groups: 1 },
+  { m1: true, batch: 2, heads: 64, headdim: 1, dstate: 5, groups: 4 },
+  { m1: false, batch: 3, heads: 8, headdim: 33, dstate: 128, groups: 2 },
+  { m1: false, batch: 2, heads: 6, headdim: 7, dstate: 256, groups: 3, dPerRow: true },
+  { m1: false, batch: 2, heads: 4, headdim: 16, dstate: 24, groups: 1 },
+  { m1: false, batch: 2, heads: 4, headdim: 9, dstate: 64, groups: 4, misaligned: true },
+];
+
+describeGpu('selectiveStateUpdate on CUDA', () => {
+  beforeAll(() => debugPoison(true));
+  const combos: Array<[DType, DType, number, number]> = [
+    ['float32', 'float32', 1e-4, 1e-5],
+    ['bfloat16', 'float32', 1e-2, 1e-4],
+    ['float16', 'float32', 5e-3, 1e-4],
+    ['float32', 'bfloat16', 2e-2, 1e-2],
+    ['bfloat16', 'bfloat16', 2e-2, 1e-2],
+  ];
+  for (const [dtype, sdtype, ytol, stol] of combos) {
+    it(`x ${dtype}, state ${sdtype}: 4 steps of both forms vs the float64 recurrence`, async () => {
+      for (const s of shapes) {
+        const r = rng();
+        const { batch, heads: H, headdim: P, dstate: N, groups: G } = s;
+        const rowShape = s.m1 ? [batch, H] : [batch, H, P];
+        const sv = randnArray(batch * H * P * N, r);
+        const state = tensor(sv, [...rowShape, N], { dtype: sdtype, device: 'cuda' });
+        const refState = Float64Array.from(await state.data());
+        // float32 parameters; the reference takes the values they hold.
+        const param = (v: Float64Array, shape: number[]) => {
+          const t = tensor(v, shape, { dtype: 'float32', device: 'cuda' });
+          return { t, v: Float64Array.from(t.dataSync()) };
+        };
+        const Ap = param(uniformArray(s.m1 ? H * N : H, -4, -0.1, r), s.m1 ? [H, N] : [H]);
+        const Dp = param(randnArray(s.dPerRow ? H * P : H, r), s.dPerRow ? [H, P] : [H]);
+        const bp = param(uniformArray(H, -2, 0.5, r), [H]);
+        const [At, Dt, bt, A, D, dtBias] = [Ap.t, Dp.t, bp.t, Ap.v, Dp.v, bp.v];
+        for (let step = 0; step < 4; step++) {
+          const mk = (n: number, shape: number[]) => {
+            const t = tensor(randnArray(n, r), shape, { dtype, device: 'cuda' });
+            return { t, v: Float64Array.from(t.dataSync()) };
+          };
+          const x = mk(batch * H * P, rowShape), z = mk(batch * H * P, rowShape), dt = mk(batch * H, [batch, H]);
+          const bcShape = [batch, G, N];
+          const Bv = randnArray(batch * G * N, r), Cv = randnArray(batch * G * N, r);
+          const Bt = s.misaligned ? offsetView(Bv, bcShape, dtype) : tensor(Bv, bcShape, { dtype, device: 'cuda' });
+          const Ct = s.misaligned ? offsetView(Cv, bcShape, dtype) : tensor(Cv, bcShape, { dtype, device: 'cuda' });
+          const y = selectiveStateUpdate({ state, x: x.t, dt: dt.t, A: At, B: Bt, C: Ct, D: Dt, z: z.t, dtBias: bt, dtSoftplus: true });
+          const ref = stateUpdateRef({
+            batch, heads: H, headdim: P, dstate: N, groups: G, state: refState,
+            x: x.v, dt: dt.v, A, aPerState: s.m1, B: Float64Array.from(Bt.dataSync()), C: Float64Array.from(Ct.dataSync()),
+            D, dPerRow: s.dPerRow, z: z.v, dtBias, dtSoftplus: true,
+          });
+          const yv = await y.data();
+          expectNoNaN(yv, 'y');
+          const label = `${s.m1 ? 'M1' : 'M2'} h${H} p${P} n${N} g${G} step ${step}`;
+          expectClose(yv, ref, ytol, `${label} y`);
+          const got = await state.data();
+          expectClose(got, refState, stol, `${label} state`);
+          refState.set(got);
+        }
+      }
+    });
+  }
+
+  it('2.7B-class Mamba-2 shape (batch 4, heads 80, headdim 64, dstate 128) equals the CPU op', async () => {
+    for (const sdtype of ['float32', 'bfloat16'] as DType[]) {
+      const r = rng();
+      const b = 4, H = 80, P = 64, N = 128;
+      const sv = randnArray(b * H * P * N, r);
+      const args = (device: 'cpu' | 'cuda') => ({
+        x: tensor(randnArray(b * H * P, rng(1)), [b, H, P], { dtype: 'bfloat16', device }),
+        z: tensor(randnArray(b * H * P, rng(2)), [b, H, P], { dtype: 'bfloat16', device }),
+        dt: tensor(randnArray(b * H, rng(3)), [b, H], { dtype: 'bfloat16', device }),
+        A: tensor(uniformArray(H, -8, -1, rng(4)), [H], { dtype: 'float32', device }),
+        B: tensor(randnArray(b * N, rng(5)), [b, 1, N], { dtype: 'bfloat16', device }),
+        C: tensor(randnArray(b * N, rng(6)), [b, 1, N], { dtype: 'bfloat16', device }),
+        D: tensor(randnArray(H, rng(7)), [H], { dtype: 'float32', device }),
+        dtBias: tensor(randnArray(H, rng(8)), [H], { dtype: 'float32', device }),
+        dtSoftplus: true,
+      });
+      const sc = tensor(sv, [b, H, P, N], { dtype: sdtype });
+      const sg = tensor(sv, [b, H, P, N], { dtype: sdtype, device: 'cuda' });
+      const yc = selectiveStateUpdate({ state: sc, ...args('cpu') });
+      const yg = selectiveStateUpdate({ state: sg, ...args('cuda') });
+      expectClose(await yg.data(), await yc.data(), sdtype === 'float32' ? 1e-5 : 1e-2, `${sdtype} y`);
+      expectClose(await sg.data(), await sc.data(), sdtype === 'float32' ? 1e-6 : 1e-2, `${sdtype} state`);
+    }
+  });
+});
