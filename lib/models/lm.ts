@@ -13,7 +13,7 @@ import { Device } from '../device';
 import { argError, formatError } from '../errors';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
-import { add, copyInto, embedding, linear, rmsNorm } from './ops';
+import { copyInto, embedding, linear, rmsNorm } from './ops';
 import { DecodeEngine, Scheduler } from './scheduler';
 import { detokenize } from './text_stream';
 import { TextTokenizer } from './tokenizer';
@@ -119,20 +119,36 @@ export abstract class CausalLM implements DecodeEngine {
     return this.config.residualInFp32 ? 'float32' : this.dtype;
   }
 
-  /** The residual stream after every block, for sequences: h (batch, seqlen, hidden). */
-  private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
-    let resid = embedding({ ids, weight: this.embed }).astype(this.residDtype);
-    for (let l = 0; l < this.config.numLayers; l++) {
-      const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps });
-      const { y, state } = this.mixerForward(l, x, states !== null);
-      if (states && state) states.push(state);
-      resid = add(resid, y.astype(this.residDtype));
+  /**
+   * The pre-norm residual stack. `mixer(l, x)` runs layer l's mixer on its normalised input; the
+   * residual add of each block is fused into the next block's RMSNorm (and the last one into
+   * norm_f), with the residual stream kept in float32 when residual_in_fp32. Returns the
+   * normalised final hidden states, ready for the LM head.
+   */
+  private stack(embedded: Tensor, mixer: (l: number, x: Tensor) => Tensor): Tensor {
+    const c = this.config;
+    let resid = embedded.astype(this.residDtype);
+    let x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[0], eps: c.normEps }).y;
+    for (let l = 0; l < c.numLayers; l++) {
+      const y = mixer(l, x);
+      const next = l + 1 < c.numLayers ? this.norms[l + 1] : this.normF;
+      const r = rmsNorm({ x: y, residual: resid, weight: next, eps: c.normEps });
+      x = r.y;
+      resid = r.residualOut as Tensor;
     }
-    return resid;
+    return x;
   }
 
-  private head(h: Tensor): Tensor {
-    const x = rmsNorm({ x: h.astype(this.dtype), weight: this.normF, eps: this.config.normEps });
+  /** Normalised final hidden states of sequences (batch, seqlen, hidden); states when asked. */
+  private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
+    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => {
+      const { y, state } = this.mixerForward(l, x, states !== null);
+      if (states && state) states.push(state);
+      return y;
+    });
+  }
+
+  private head(x: Tensor): Tensor {
     return linear({ x, weight: this.lmHead }).astype('float32');
   }
 
@@ -219,13 +235,9 @@ export abstract class CausalLM implements DecodeEngine {
     const n = tokens.length;
     const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
     const logits = tidy(() => {
-      let resid = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]).astype(this.residDtype);
-      for (let l = 0; l < this.config.numLayers; l++) {
-        const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps });
-        const y = this.mixerStep(l, x, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n));
-        resid = add(resid, y.astype(this.residDtype));
-      }
-      return this.head(resid);
+      const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n)));
+      return this.head(x);
     });
     ids.dispose();
     try {

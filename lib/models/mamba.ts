@@ -90,9 +90,9 @@ export class MambaModel extends CausalLM {
     let B = xdbl.slice(last, R, R + N).contiguous();
     let C = xdbl.slice(last, R + N, R + 2 * N).contiguous();
     if (eps !== null) {
-      dt = rmsNorm({ x: dt, weight: this.unitR as Tensor, eps });
-      B = rmsNorm({ x: B, weight: this.unitN as Tensor, eps });
-      C = rmsNorm({ x: C, weight: this.unitN as Tensor, eps });
+      dt = rmsNorm({ x: dt, weight: this.unitR as Tensor, eps }).y;
+      B = rmsNorm({ x: B, weight: this.unitN as Tensor, eps }).y;
+      C = rmsNorm({ x: C, weight: this.unitN as Tensor, eps }).y;
     }
     return [dt, B, C];
   }

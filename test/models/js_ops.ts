@@ -39,22 +39,29 @@ export function linear({ x, weight, bias }: { x: Tensor; weight: Tensor; bias?: 
   return out(o, [...x.shape.slice(0, -1), O], x);
 }
 
-export function rmsNorm({ x, weight, eps }: { x: Tensor; weight: Tensor; eps: number }): Tensor {
+export function rmsNorm({ x, weight, eps, residual }: { x: Tensor; weight: Tensor; eps?: number; residual?: Tensor }): { y: Tensor; residualOut?: Tensor } {
   const d = x.shape[x.ndim - 1];
+  const e = eps ?? 1e-5;
   const v = vals(x), w = vals(weight);
+  if (residual) {
+    const r = vals(residual);
+    for (let i = 0; i < v.length; i++) v[i] += r[i];
+  }
   const o = new Float64Array(v.length);
   for (let s = 0; s < v.length; s += d) {
     let ss = 0;
     for (let i = s; i < s + d; i++) ss += v[i] * v[i];
-    const r = 1 / Math.sqrt(ss / d + eps);
-    for (let i = s; i < s + d; i++) o[i] = v[i] * r * w[i - s];
+    const k = 1 / Math.sqrt(ss / d + e);
+    for (let i = s; i < s + d; i++) o[i] = v[i] * k * w[i - s];
   }
-  return out(o, x.shape, x);
+  return { y: out(o, x.shape, x), residualOut: residual ? out(v, x.shape, residual) : undefined };
 }
 
-export function gatedRmsNorm({ x, z, weight, eps, groupSize }: { x: Tensor; z: Tensor; weight: Tensor; eps: number; groupSize: number }): Tensor {
+export function gatedRmsNorm({ x, z, weight, eps, groupSize }: { x: Tensor; z: Tensor; weight: Tensor; eps?: number; groupSize?: number }): Tensor {
+  eps ??= 1e-5;
   const xv = vals(x), zv = vals(z), w = vals(weight);
   const d = x.shape[x.ndim - 1];
+  groupSize ??= d;
   const g = xv.map((v, i) => v * silu(zv[i]));
   const o = new Float64Array(g.length);
   for (let r = 0; r < g.length; r += d)
@@ -65,11 +72,6 @@ export function gatedRmsNorm({ x, z, weight, eps, groupSize }: { x: Tensor; z: T
       for (let i = s; i < s + groupSize; i++) o[r + i] = g[r + i] * k * w[i];
     }
   return out(o, x.shape, x);
-}
-
-export function add(a: Tensor, b: Tensor): Tensor {
-  const av = vals(a), bv = vals(b);
-  return out(av.map((v, i) => v + bv[i]), a.shape, a);
 }
 
 export function causalConv1d(o: { x: Tensor; weight: Tensor; bias?: Tensor; activation?: 'silu' | null; initialStates?: Tensor; returnFinalStates?: boolean }) {
