@@ -53,6 +53,8 @@ export interface ModelInit {
   dtype: DType;
   /** State slots for concurrent sequences (default 16). */
   maxBatch?: number;
+  /** Prompts are prefilled in pieces of at most this many tokens, carrying the state (default 4096). */
+  prefillChunk?: number;
 }
 
 export abstract class CausalLM implements DecodeEngine {
@@ -62,6 +64,7 @@ export abstract class CausalLM implements DecodeEngine {
   readonly device: Device;
   readonly dtype: DType;
   readonly maxBatch: number;
+  readonly prefillChunk: number;
   protected embed!: Tensor;
   protected norms: Tensor[] = [];
   protected normF!: Tensor;
@@ -78,6 +81,9 @@ export abstract class CausalLM implements DecodeEngine {
     this.dtype = init.dtype;
     this.maxBatch = init.maxBatch ?? 16;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
+    this.prefillChunk = init.prefillChunk ?? 4096;
+    if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
+      throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
   }
 
   /** Width of the causal conv's channel dimension (what the conv state holds). */
@@ -86,8 +92,12 @@ export abstract class CausalLM implements DecodeEngine {
   protected abstract get ssmShape(): number[];
   /** Loads the mixer parameters of every layer. */
   protected abstract loadMixers(w: WeightSource): Promise<void>;
-  /** Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden) [+ final states]. */
-  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState };
+  /**
+   * Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden), starting from
+   * `init` (the states after an earlier piece of the same sequences) or from zero, returning the
+   * final states when `keepState`.
+   */
+  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
   /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
 
@@ -139,13 +149,9 @@ export abstract class CausalLM implements DecodeEngine {
     return x;
   }
 
-  /** Normalised final hidden states of sequences (batch, seqlen, hidden); states when asked. */
-  private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
-    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => {
-      const { y, state } = this.mixerForward(l, x, states !== null);
-      if (states && state) states.push(state);
-      return y;
-    });
+  /** Normalised final hidden states of sequences (batch, seqlen, hidden). */
+  private blocks(ids: Tensor): Tensor {
+    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x, false).y);
   }
 
   private head(x: Tensor): Tensor {
@@ -185,7 +191,7 @@ export abstract class CausalLM implements DecodeEngine {
   forward(ids: Tensor | ArrayLike<number>[] | Int32Array): Tensor {
     const t = this.idsTensor(ids);
     try {
-      return tidy(() => this.head(this.blocks(t, null)));
+      return tidy(() => this.head(this.blocks(t)));
     } finally {
       if (t !== ids) t.dispose();
     }
@@ -207,25 +213,39 @@ export abstract class CausalLM implements DecodeEngine {
     return this.cache;
   }
 
-  /** @internal Scheduler engine: runs a prompt into a state slot; logits of its last position. */
+  /**
+   * @internal Scheduler engine: runs a prompt into a state slot; logits of its last position.
+   * Long prompts run in pieces of prefillChunk tokens, each starting from the state the previous
+   * one left in the slot, so the memory of a prefill is bounded whatever the prompt length.
+   */
   async prefill(ids: Int32Array, slot: number): Promise<Float32Array> {
     const cache = this.ensureCache();
     const idsT = this.idsTensor(ids, 'prompt');
-    const logits = tidy(() => {
-      const states: LayerState[] = [];
-      const h = this.blocks(idsT, states);
-      const L = ids.length;
-      for (let l = 0; l < states.length; l++) {
-        copyInto(cache.conv[l].slice(0, slot, slot + 1), states[l].conv);
-        copyInto(cache.ssm[l].slice(0, slot, slot + 1), states[l].ssm);
-      }
-      return this.head(h.slice(1, L - 1, L));
-    });
-    idsT.dispose();
+    const L = ids.length;
+    const slotState = (l: number): LayerState => ({ conv: cache.conv[l].slice(0, slot, slot + 1), ssm: cache.ssm[l].slice(0, slot, slot + 1) });
+    let logits: Tensor | null = null;
     try {
-      return (await logits.data()) as Float32Array;
+      for (let start = 0; start < L; start += this.prefillChunk) {
+        const end = Math.min(L, start + this.prefillChunk);
+        logits = tidy(() => {
+          const chunk = idsT.slice(1, start, end);
+          const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) => {
+            const { y, state } = this.mixerForward(l, x, true, start > 0 ? slotState(l) : undefined);
+            // In stream/queue order: the op above has read the slot's old state before this overwrites it.
+            const dst = slotState(l);
+            copyInto(dst.conv, (state as LayerState).conv);
+            copyInto(dst.ssm, (state as LayerState).ssm);
+            return y;
+          });
+          return end === L ? this.head(h.slice(1, end - start - 1, end - start)) : null;
+        });
+        // Let other work (HTTP, timers) in between pieces.
+        if (end < L) await new Promise((r) => setImmediate(r));
+      }
+      return (await (logits as Tensor).data()) as Float32Array;
     } finally {
-      logits.dispose();
+      logits?.dispose();
+      idsT.dispose();
     }
   }
 

@@ -20,6 +20,8 @@ export interface LoadOptions {
   dtype?: DType;
   /** Sequences that can decode together (state slots; default 16). */
   maxBatch?: number;
+  /** Prompts are prefilled in pieces of at most this many tokens (default 4096). */
+  prefillChunk?: number;
 }
 
 function resolve(opts: LoadOptions): { device: Device; dtype: DType } {
@@ -37,7 +39,7 @@ async function build(
   weights: WeightSource,
   opts: LoadOptions,
 ): Promise<CausalLM> {
-  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch };
+  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk };
   return config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights);
 }
 

@@ -97,14 +97,14 @@ export class MambaModel extends CausalLM {
     return [dt, B, C];
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
     const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
     // Views throughout: the ops copy strided inputs to contiguous memory natively where needed.
     const xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
     const z = xz.slice(2, I, 2 * I).transpose(1, 2);
-    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', returnFinalStates: keepState });
+    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     const u = conv.y; // (b, I, l)
     const xdbl = linear({ x: u.transpose(1, 2), weight: L.xProj }); // (b, l, R+2N)
     const [dtr, B, C] = this.splitDbc(xdbl);
@@ -119,6 +119,7 @@ export class MambaModel extends CausalLM {
       z,
       deltaBias: L.dtProjB,
       deltaSoftplus: true,
+      initialState: init?.ssm,
       returnLastState: keepState,
     });
     const y = linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });

@@ -90,7 +90,7 @@ export class Mamba2Model extends CausalLM {
     return { z, xbc, dt: xbc + this.convDim };
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const [b, l] = [x.shape[0], x.shape[1]];
@@ -100,7 +100,7 @@ export class Mamba2Model extends CausalLM {
     const z = proj.slice(2, o.z, o.z + I);
     const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
     const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
-    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', returnFinalStates: keepState });
+    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
     const split = (from: number, to: number, sizes: number[]) => unflatten(conv.y.slice(1, from, to), 1, sizes).permute(0, 3, 1, 2);
     const ssd = ssdChunkScan({
@@ -114,6 +114,7 @@ export class Mamba2Model extends CausalLM {
       dtBias: Ly.dtBias,
       dtSoftplus: true,
       dtLimit: this.config.timeStepLimit ?? undefined,
+      initialStates: init?.ssm,
       returnFinalStates: keepState,
     });
     const y = gatedRmsNorm({ x: ssd.y.reshape([b, l, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });

@@ -120,6 +120,28 @@ describe.skipIf(!enabled)(title, () => {
     }
   });
 
+  it('prefills long prompts in pieces that carry the state, with the same result', async () => {
+    for (const spec of [specs[1][1], specs[4][1]]) {
+      const ck = writeTinyCheckpoint(path.join(tmp, `chunk${n++}`), spec);
+      const whole = await loadModel(ck.dir, { device: 'cpu', dtype: 'float32' });
+      const pieces = await loadModel(ck.dir, { device: 'cpu', dtype: 'float32', prefillChunk: 4 });
+      const ref = new ReferenceModel(ck.config, ck.weights);
+      for (const len of [3, 4, 5, 17]) {
+        const p = randomIds(len, ck.config.vocabSize);
+        const a = await whole.prefill(Int32Array.from(p), 0);
+        const b = await pieces.prefill(Int32Array.from(p), 2);
+        const want = ref.forward(p).subarray((len - 1) * ck.config.vocabSize);
+        expect(relErr(b, want), `len ${len}`).toBeLessThan(1e-4);
+        expect(relErr(a, want)).toBeLessThan(1e-4);
+        const ga = await collect(whole.generate(p, { maxNewTokens: 6, temperature: 0, stop: [] }));
+        const gb = await collect(pieces.generate(p, { maxNewTokens: 6, temperature: 0, stop: [] }));
+        expect(gb).toEqual(ga);
+      }
+      whole.dispose();
+      pieces.dispose();
+    }
+  });
+
   it('cancels a generation with an AbortSignal and keeps serving others', async () => {
     const { model, config } = await tiny(specs[3][1]);
     const ac = new AbortController();
