@@ -45,11 +45,13 @@ const specs: Array<[string, TinySpec]> = [
 describeGpu('models on CUDA', () => {
   for (const [name, spec] of specs) {
     it(`${name}: f32 and bf16 logits against the float64 reference; greedy and batched decoding`, async () => {
-      const ck = writeTinyCheckpoint(path.join(tmp, name.replace(/\W/g, '_')), { ...spec, layers: 3, vocab: 97 });
-      const ref = new ReferenceModel(ck.config, ck.weights);
-      const V = ck.config.vocabSize;
       for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 2e-2]] as const) {
-        const model = await loadModel(ck.dir, { device: 'cuda', dtype, maxBatch: 8 });
+        // the bf16 model loads a BF16 checkpoint; the reference runs its (bf16-valued) weights in float64
+        const stored = dtype === 'float32' ? 'F32' : 'BF16';
+        const ck = writeTinyCheckpoint(path.join(tmp, `${name.replace(/\W/g, '_')}-${stored}`), { ...spec, layers: 3, vocab: 97, dtype: stored });
+        const ref = new ReferenceModel(ck.config, ck.weights);
+        const V = ck.config.vocabSize;
+        const model = await loadModel(ck.dir, { device: 'cuda', dtype, maxBatch: 8, prefillChunk: 32 });
         for (const L of [1, 7, 67]) {
           const rows = [randomIds(L, V), randomIds(L, V), randomIds(L, V)];
           const t = model.forward(rows);

@@ -120,6 +120,16 @@ describe.skipIf(!enabled)(title, () => {
     }
   });
 
+  it('loads BF16 and F16 checkpoints, converting to float32 exactly', async () => {
+    for (const [dtype, spec] of [['BF16', specs[0][1]], ['F16', specs[3][1]]] as const) {
+      const { model, ref, config } = await tiny({ ...spec, dtype });
+      const p = randomIds(9, config.vocabSize);
+      const t = model.forward([p]);
+      expect(relErr(await t.data(), ref.forward(p)), dtype).toBeLessThan(1e-4);
+      model.dispose();
+    }
+  });
+
   it('prefills long prompts in pieces that carry the state, with the same result', async () => {
     for (const spec of [specs[1][1], specs[4][1]]) {
       const ck = writeTinyCheckpoint(path.join(tmp, `chunk${n++}`), spec);
