@@ -53,7 +53,7 @@ export interface ModelInit {
   dtype: DType;
   /** State slots for concurrent sequences (default 16). */
   maxBatch?: number;
-  /** Prompts are prefilled in pieces of at most this many tokens, carrying the state (default 4096). */
+  /** Prompts are prefilled in pieces of at most this many tokens, carrying the state, with decode steps of the running sequences in between (default 2048). */
   prefillChunk?: number;
 }
 
@@ -81,7 +81,7 @@ export abstract class CausalLM implements DecodeEngine {
     this.dtype = init.dtype;
     this.maxBatch = init.maxBatch ?? 16;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
-    this.prefillChunk = init.prefillChunk ?? 4096;
+    this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
   }
@@ -214,21 +214,24 @@ export abstract class CausalLM implements DecodeEngine {
   }
 
   /**
-   * @internal Scheduler engine: runs a prompt into a state slot; logits of its last position.
-   * Long prompts run in pieces of prefillChunk tokens, each starting from the state the previous
-   * one left in the slot, so the memory of a prefill is bounded whatever the prompt length.
+   * @internal Scheduler engine: runs prompt tokens [from, to) into a state slot, continuing from
+   * the slot's state when from > 0; the logits of the prompt's last position when `to` is its end.
+   * Pieces longer than prefillChunk run in several steps, so the memory of a prefill is bounded
+   * whatever the prompt length.
    */
-  async prefill(ids: Int32Array, slot: number): Promise<Float32Array> {
+  async prefill(ids: Int32Array, slot: number, from = 0, to = ids.length): Promise<Float32Array | null> {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= ids.length))
+      throw argError(`prefill: bad token range [${from}, ${to}) of a ${ids.length}-token prompt`);
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.maxBatch)) throw argError(`prefill: slot ${slot} outside [0, ${this.maxBatch})`);
     const cache = this.ensureCache();
-    const idsT = this.idsTensor(ids, 'prompt');
-    const L = ids.length;
+    const idsT = this.idsTensor(ids.subarray(from, to), 'prompt');
     const slotState = (l: number): LayerState => ({ conv: cache.conv[l].slice(0, slot, slot + 1), ssm: cache.ssm[l].slice(0, slot, slot + 1) });
     let logits: Tensor | null = null;
     try {
-      for (let start = 0; start < L; start += this.prefillChunk) {
-        const end = Math.min(L, start + this.prefillChunk);
+      for (let start = from; start < to; start += this.prefillChunk) {
+        const end = Math.min(to, start + this.prefillChunk);
         logits = tidy(() => {
-          const chunk = idsT.slice(1, start, end);
+          const chunk = idsT.slice(1, start - from, end - from);
           const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) => {
             const { y, state } = this.mixerForward(l, x, true, start > 0 ? slotState(l) : undefined);
             // In stream/queue order: the op above has read the slot's old state before this overwrites it.
@@ -237,12 +240,12 @@ export abstract class CausalLM implements DecodeEngine {
             copyInto(dst.ssm, (state as LayerState).ssm);
             return y;
           });
-          return end === L ? this.head(h.slice(1, end - start - 1, end - start)) : null;
+          return end === ids.length ? this.head(h.slice(1, end - start - 1, end - start)) : null;
         });
         // Let other work (HTTP, timers) in between pieces.
-        if (end < L) await new Promise((r) => setImmediate(r));
+        if (end < to) await new Promise((r) => setImmediate(r));
       }
-      return (await (logits as Tensor).data()) as Float32Array;
+      return logits ? ((await logits.data()) as Float32Array) : null;
     } finally {
       logits?.dispose();
       idsT.dispose();

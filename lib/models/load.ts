@@ -20,7 +20,7 @@ export interface LoadOptions {
   dtype?: DType;
   /** Sequences that can decode together (state slots; default 16). */
   maxBatch?: number;
-  /** Prompts are prefilled in pieces of at most this many tokens (default 4096). */
+  /** Prompts are prefilled in pieces of at most this many tokens, decode steps of running sequences in between (default 2048). */
   prefillChunk?: number;
 }
 

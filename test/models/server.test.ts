@@ -22,10 +22,10 @@ class LetterEngine implements DecodeEngine {
   readonly maxBatch = 4;
   states = new Array(4).fill(0);
   maxRows = 0;
-  async prefill(ids: Int32Array, slot: number) {
+  async prefill(ids: Int32Array, slot: number, from: number, to: number) {
     await new Promise((r) => setTimeout(r, 1));
-    this.states[slot] = ids.reduce(fold, 1);
-    return row(this.states[slot]);
+    this.states[slot] = ids.subarray(from, to).reduce(fold, from === 0 ? 1 : this.states[slot]);
+    return to === ids.length ? row(this.states[slot]) : null;
   }
   async step(tokens: Int32Array) {
     await new Promise((r) => setTimeout(r, 2));
