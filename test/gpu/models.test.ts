@@ -77,7 +77,12 @@ describeGpu('models on CUDA', () => {
             logits = ref.step(st, tok);
           }
         }
-        // batched generation equals each alone (same dtype, same device)
+        // batched generation equals each alone (f32: bf16 rounding differs between batch sizes and
+        // can flip near-ties, which says nothing about the batching)
+        if (dtype !== 'float32') {
+          model.dispose();
+          continue;
+        }
         const prompts = Array.from({ length: 8 }, (_, i) => randomIds(1 + ((i * 7) % 23), V));
         const alone: number[][] = [];
         for (const p of prompts) alone.push(await collect(model.generate(p, { maxNewTokens: 10, temperature: 0, stop: [] })));
