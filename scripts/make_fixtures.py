@@ -285,7 +285,8 @@ def build_fixture(out_dir, name, model_cls, config, tokenizer, seed, notes_extra
             "ids": ids,
             "greedy": greedy,
             "margins": margins,
-            "completion": tokenizer.decode(greedy),
+            # special tokens kept, as statespace's decode does by default
+            "completion": tokenizer.decode(greedy, skip_special_tokens=False),
         }
 
     save_file(tensors, os.path.join(d, "expected.safetensors"))
