@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CausalLM } from '../../lib/models/lm';
 import type { LoadOptions } from '../../lib/models/load';
+import { tensor } from '../../lib/tensor';
 import { ReferenceModel } from '../reference/mamba_model';
 import { expectNoNaN, relErr } from '../helpers';
 import { TinySpec, writeTinyCheckpoint } from './tiny_checkpoint';
@@ -68,6 +69,12 @@ describe.skipIf(!enabled)(title, () => {
         const rows = [randomIds(L, V), randomIds(L, V)];
         const logits = model.forward(rows);
         expect(logits.shape).toEqual([2, L, V]);
+        if (L === 5) {
+          // an int32 tensor of ids gives the same logits as rows of numbers
+          const viaTensor = model.forward(tensor(Int32Array.from(rows.flat()), [2, L], { dtype: 'int32' }));
+          expect(Array.from(await viaTensor.data())).toEqual(Array.from(await logits.data()));
+          viaTensor.dispose();
+        }
         expect(logits.dtype).toBe('float32');
         const got = await logits.data();
         expectNoNaN(got, name);
@@ -188,6 +195,44 @@ describe.skipIf(!enabled)(title, () => {
     const ids = await collect(model.generate([3, 17, 5], { maxNewTokens: 6, temperature: 0, stop: [] }));
     expect(text).toBe(ids.map((i) => `w${i}`).join(' '));
     expectSameGreedy(ids, ref, [3, 17, 5], 'text');
+    model.dispose();
+  });
+
+  it('serves concurrent HTTP completions that equal generating each alone', async () => {
+    const ck = writeTinyCheckpoint(path.join(tmp, 'served'), { architecture: 'mamba2', vocab: 40 });
+    const words = Array.from({ length: 40 }, (_, i) => `w${i}`);
+    fs.writeFileSync(
+      path.join(ck.dir, 'tokenizer.json'),
+      JSON.stringify({ model: { type: 'WordLevel', vocab: Object.fromEntries(words.map((w, i) => [w, i])), unk_token: 'w0' }, pre_tokenizer: { type: 'WhitespaceSplit' } }),
+    );
+    process.env.STATESPACE_TOKENIZER = 'builtin';
+    const model = await loadModel(ck.dir, { maxBatch: 4 });
+    const { serve } = await import('../../lib/models/server');
+    const srv = await serve(model, { port: 0 });
+    const prompts = Array.from({ length: 8 }, (_, i) => `w${i + 1} w${(i * 7) % 40} w${(i * 3) % 40}`);
+    const alone: string[] = [];
+    for (const p of prompts) {
+      let t = '';
+      for await (const s of model.generateText(p, { maxNewTokens: 7, temperature: 0, stop: [] })) t += s;
+      alone.push(t);
+    }
+    const post = (body: object) => fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const texts = await Promise.all(
+      prompts.map(async (p, i) => {
+        // stop: [] in generateText disables eos; the server keeps eos, so compare only up to an eos
+        const r = await post({ prompt: p, max_tokens: 7, temperature: 0, stream: i % 2 === 0 });
+        if (i % 2) return (await r.json()).choices[0].text as string;
+        const events = (await r.text()).split('\n\n').filter((e) => e.startsWith('data: {'));
+        return events.map((e) => JSON.parse(e.slice(6)).choices[0].text).join('');
+      }),
+    );
+    texts.forEach((t, i) => {
+      const eos = alone[i].split(' ').indexOf('w0');
+      const want = eos < 0 ? alone[i] : alone[i].split(' ').slice(0, eos).join(' ');
+      expect(t, prompts[i]).toBe(want);
+    });
+    expect((await post({ prompt: 'w1', max_tokens: 0 })).status).toBe(400);
+    await srv.close();
     model.dispose();
   });
 
