@@ -70,6 +70,7 @@ export abstract class CausalLM implements DecodeEngine {
   protected normF!: Tensor;
   protected lmHead!: Tensor;
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
+  private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   private sched: Scheduler | null = null;
   private owned: Tensor[] = [];
 
@@ -257,9 +258,10 @@ export abstract class CausalLM implements DecodeEngine {
     const cache = this.ensureCache();
     const n = tokens.length;
     const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+    const rows = this.batchViews(cache, n);
     const logits = tidy(() => {
       const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n)));
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
       return this.head(x);
     });
     ids.dispose();
@@ -270,6 +272,16 @@ export abstract class CausalLM implements DecodeEngine {
     } finally {
       logits.dispose();
     }
+  }
+
+  /** Views of slots 0..n-1 of every layer's state, made once per batch size (views are immutable). */
+  private batchViews(cache: { conv: Tensor[]; ssm: Tensor[] }, n: number): { conv: Tensor[]; ssm: Tensor[] } {
+    let v = this.viewCache.get(n);
+    if (!v) {
+      v = { conv: cache.conv.map((t) => t.slice(0, 0, n)), ssm: cache.ssm.map((t) => t.slice(0, 0, n)) };
+      this.viewCache.set(n, v);
+    }
+    return v;
   }
 
   /** @internal Scheduler engine: copies a sequence's state between slots. */
@@ -344,6 +356,8 @@ export abstract class CausalLM implements DecodeEngine {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned = [];
+    for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();
+    this.viewCache.clear();
     if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();
     this.cache = null;
   }

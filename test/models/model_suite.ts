@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CausalLM } from '../../lib/models/lm';
 import type { LoadOptions } from '../../lib/models/load';
-import { tensor } from '../../lib/tensor';
+import { tensor, tidy } from '../../lib/tensor';
 import { ReferenceModel } from '../reference/mamba_model';
 import { expectNoNaN, relErr } from '../helpers';
 import { TinySpec, writeTinyCheckpoint } from './tiny_checkpoint';
@@ -157,6 +157,15 @@ describe.skipIf(!enabled)(title, () => {
       whole.dispose();
       pieces.dispose();
     }
+  });
+
+  it('keeps its state cache when generate() runs inside a caller\'s tidy()', async () => {
+    const { model, config } = await tiny(specs[3][1]);
+    const p = randomIds(3, config.vocabSize);
+    const first = await tidy(async () => collect(model.generate(p, { maxNewTokens: 4, temperature: 0, stop: [] })));
+    const second = await tidy(async () => collect(model.generate(p, { maxNewTokens: 4, temperature: 0, stop: [] })));
+    expect(second).toEqual(first);
+    model.dispose();
   });
 
   it('cancels a generation with an AbortSignal and keeps serving others', async () => {
