@@ -199,6 +199,38 @@ describe('completions server', () => {
     expect((await request('GET', '/health')).status).toBe(200);
   });
 
+  it('survives random garbage bodies with 4xx answers', async () => {
+    const r = () => Math.random();
+    const junk = (): string | object => {
+      switch (Math.floor(r() * 8)) {
+        case 0:
+          return Buffer.from(Array.from({ length: Math.floor(r() * 200) }, () => Math.floor(r() * 256))).toString('latin1');
+        case 1:
+          return '['.repeat(5000) + ']'.repeat(5000);
+        case 2:
+          return { prompt: 'x', max_tokens: 1e308 };
+        case 3:
+          return { prompt: Array.from({ length: 5 }, () => r() * 1e6) };
+        case 4:
+          return { prompt: 'x', temperature: -0.5, top_k: 'a' };
+        case 5:
+          return { prompt: { nested: [1, 2] } };
+        case 6:
+          return { prompt: 'x', stop: 'y'.repeat(10), max_tokens: 2, seed: -4 };
+        default:
+          return 'null';
+      }
+    };
+    for (let i = 0; i < 60; i++) {
+      const body = junk();
+      const res = await request('POST', '/v1/completions', body);
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBeGreaterThanOrEqual(400);
+      expect(res.status).toBeLessThan(500);
+      expect(JSON.parse(res.text).error.message.length).toBeGreaterThan(0);
+    }
+    expect((await request('GET', '/health')).status).toBe(200);
+  });
+
   it('frees the slot of a client that disconnects', async () => {
     await scheduler.idle();
     eosEnabled = false; // the completions would run 4000 steps (8 s) unless the hang-ups cancel them
