@@ -10,6 +10,7 @@ import { CausalLM } from './lm';
 import { MambaModel } from './mamba';
 import { Mamba2Model } from './mamba2';
 import { TensorStore } from './safetensors';
+import { untracked } from './scope';
 import { TextTokenizer, loadTokenizer } from './tokenizer';
 import { CheckpointWeights, RandomWeights, WeightSource } from './weights';
 
@@ -40,7 +41,8 @@ async function build(
   opts: LoadOptions,
 ): Promise<CausalLM> {
   const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk };
-  return config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights);
+  // Parameters live as long as the model, not as long as a caller's tidy() scope.
+  return untracked(() => (config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights)));
 }
 
 /** Loads a MambaForCausalLM / Mamba2ForCausalLM / FalconMambaForCausalLM checkpoint folder. */

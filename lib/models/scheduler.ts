@@ -16,16 +16,9 @@
  * Cancelling a request (its AbortSignal, or leaving the for-await loop early) frees its slot at
  * the next iteration. An engine failure fails the sequences it concerns, never the loop.
  */
-import { AsyncResource } from 'node:async_hooks';
 import { argError } from '../errors';
 import { SamplingOptions, checkSampling, sampleToken, seededRandom } from './sampling';
-
-/**
- * The async context of this module's loading, outside any tidy() scope. The decode loop runs in
- * it: started from a request made inside a caller's tidy(), it would otherwise create the
- * model's state cache in that scope, which disposes it when the caller's scope ends.
- */
-const rootScope = new AsyncResource('statespace.scheduler');
+import { untracked } from './scope';
 
 export interface DecodeEngine {
   /** Most sequences in flight at once (state slots). */
@@ -214,7 +207,8 @@ export class Scheduler {
 
   private kick(): void {
     if (this.loop) return;
-    this.loop = rootScope.runInAsyncScope(() => this.run()).finally(() => {
+    // Outside any tidy() of the caller that submitted the first request (see scope.ts).
+    this.loop = untracked(() => this.run()).finally(() => {
       this.loop = null;
       if (this.waiting.length) this.kick();
     });

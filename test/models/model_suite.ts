@@ -166,6 +166,10 @@ describe.skipIf(!enabled)(title, () => {
     const second = await tidy(async () => collect(model.generate(p, { maxNewTokens: 4, temperature: 0, stop: [] })));
     expect(second).toEqual(first);
     model.dispose();
+    // a model loaded inside a tidy() keeps its parameters after the scope ends
+    const loaded = await tidy(async () => loadModel(path.join(tmp, `m${n - 1}`)));
+    expect(Array.from(await loaded.forward([p]).data()).every(Number.isFinite)).toBe(true);
+    loaded.dispose();
   });
 
   it('cancels a generation with an AbortSignal and keeps serving others', async () => {
