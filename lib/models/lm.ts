@@ -72,6 +72,8 @@ export abstract class CausalLM implements DecodeEngine {
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   private sched: Scheduler | null = null;
+  /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
+  lastStepDispatchMs = 0;
   private owned: Tensor[] = [];
 
   protected constructor(init: ModelInit) {
@@ -259,11 +261,13 @@ export abstract class CausalLM implements DecodeEngine {
     const n = tokens.length;
     const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
     const rows = this.batchViews(cache, n);
+    const t0 = process.hrtime.bigint();
     const logits = tidy(() => {
       const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
       const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
       return this.head(x);
     });
+    this.lastStepDispatchMs = Number(process.hrtime.bigint() - t0) / 1e6;
     ids.dispose();
     try {
       const v = (await logits.data()) as Float32Array;
