@@ -29,6 +29,27 @@ FftPlan<T>::FftPlan(int64_t n) : n_(n), rev_(n), wr_(std::max<int64_t>(n - 1, 1)
     }
 }
 
+// One radix-2 stage over all blocks of length 2h: b <- a − w·b, a <- a + w·b. A free function
+// with restrict-qualified arguments, so the j loop vectorises.
+template <typename T>
+static void radix2_stage(T* __restrict re, T* __restrict im, const T* __restrict wr, const T* __restrict wi, int64_t n,
+                         int64_t h, T sign) {
+  for (int64_t i = 0; i < n; i += 2 * h) {
+    T* __restrict ar = re + i;
+    T* __restrict ai = im + i;
+    T* __restrict br = re + i + h;
+    T* __restrict bi = im + i + h;
+    for (int64_t j = 0; j < h; ++j) {
+      const T w_i = sign * wi[j];
+      const T vr = br[j] * wr[j] - bi[j] * w_i, vi = br[j] * w_i + bi[j] * wr[j];
+      br[j] = ar[j] - vr;
+      bi[j] = ai[j] - vi;
+      ar[j] += vr;
+      ai[j] += vi;
+    }
+  }
+}
+
 // Radix-2 decimation in time on split re/im arrays: the bit-reversal permutation happens while
 // deinterleaving into thread-local scratch; the first two stages (twiddles ±1, ∓i) run as one
 // radix-4 pass; later stages have contiguous inner loops the compiler vectorises.
@@ -66,24 +87,7 @@ void FftPlan<T>::run(std::complex<T>* x, bool inverse) const {
     }
     h = 4;
   }
-  for (; h < n; h <<= 1) {
-    const T* __restrict wr = wr_.data() + h - 1;
-    const T* __restrict wi = wi_.data() + h - 1;
-    for (int64_t i = 0; i < n; i += 2 * h) {
-      T* __restrict ar = re + i;
-      T* __restrict ai = im + i;
-      T* __restrict br = re + i + h;
-      T* __restrict bi = im + i + h;
-      for (int64_t j = 0; j < h; ++j) {
-        const T w_i = sign * wi[j];
-        const T vr = br[j] * wr[j] - bi[j] * w_i, vi = br[j] * w_i + bi[j] * wr[j];
-        br[j] = ar[j] - vr;
-        bi[j] = ai[j] - vi;
-        ar[j] += vr;
-        ai[j] += vi;
-      }
-    }
-  }
+  for (; h < n; h <<= 1) radix2_stage(re, im, wr_.data() + h - 1, wi_.data() + h - 1, n, h, sign);
   for (int64_t i = 0; i < n; ++i) x[i] = {re[i], im[i]};
 }
 

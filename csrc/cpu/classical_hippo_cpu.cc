@@ -1,7 +1,7 @@
 // HiPPO transition matrices (in the normalised bases of the S4 papers) and their
 // normal-plus-low-rank decomposition. A + P Pᵀ = c·I + K with K real skew-symmetric, so
-// iK is Hermitian: its Jacobi eigen-decomposition iK = V diag(μ) Vᴴ gives
-// A = V (Λ − P̃ P̃ᴴ) Vᴴ with Λ = c − iμ, P̃ = Vᴴ P, exactly unitary V.
+// iK is Hermitian: its eigen-decomposition iK = V diag(μ) Vᴴ gives
+// A = V (Λ − P̃ P̃ᴴ) Vᴴ with Λ = c − iμ, P̃ = Vᴴ P, V unitary.
 #include <cmath>
 #include "cpu/classical_cpu.h"
 #include "cpu/classical_linalg.h"
@@ -62,15 +62,12 @@ Nplr nplr_dense(HippoKind kind, int64_t n) {
   double c = 0.0;
   for (int64_t i = 0; i < n; ++i) c += A[i * n + i] + P[i] * P[i];
   c /= static_cast<double>(n);
-  CMat H(n * n);
+  Mat K(n * n);
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      double k = A[i * n + j] + P[i] * P[j] - (i == j ? c : 0.0);
-      H[i * n + j] = cd(0.0, k);
-    }
+    for (int64_t j = 0; j < n; ++j) K[i * n + j] = A[i * n + j] + P[i] * P[j] - (i == j ? c : 0.0);
   std::vector<double> mu;
   Nplr r;
-  hermitian_eig(n, H.data(), mu, r.V);
+  skew_eig(n, K.data(), mu, r.V);
   r.lambda.resize(n);
   r.P.assign(n, cd(0.0));
   r.B.assign(n, cd(0.0));

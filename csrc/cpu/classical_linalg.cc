@@ -1,5 +1,6 @@
 #include "cpu/classical_linalg.h"
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -150,59 +151,123 @@ Mat expm(int64_t n, const double* A) {
   return Q;
 }
 
-void hermitian_eig(int64_t n, const cd* Hin, std::vector<double>& w, CMat& Vout) {
-  CMat H(Hin, Hin + n * n);
-  CMat V(n * n, cd(0.0));
-  for (int64_t i = 0; i < n; ++i) V[i * n + i] = 1.0;
-  auto off_norm = [&] {
-    double s = 0.0;
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j)
-        if (i != j) s += std::norm(H[i * n + j]);
-    return s;
-  };
-  double total = 0.0;
-  for (const cd& h : H) total += std::norm(h);
-  for (int sweep = 0; sweep < 100 && off_norm() > 1e-30 * total; ++sweep) {
-    for (int64_t p = 0; p < n - 1; ++p)
-      for (int64_t q = p + 1; q < n; ++q) {
-        cd hpq = H[p * n + q];
-        double mag = std::abs(hpq);
-        if (mag < 1e-300) continue;
-        // Phase e^{iφ} = hpq/|hpq| makes the 2x2 block real; then a real Jacobi rotation
-        // (Numerical Recipes' convention) zeroes it. U = diag(1, e^{-iφ}) [[c, s], [-s, c]].
-        cd ph = hpq / mag;
-        double a = H[p * n + p].real(), d = H[q * n + q].real();
-        double theta = (d - a) / (2.0 * mag);
-        double t = (theta >= 0 ? 1.0 : -1.0) / (std::abs(theta) + std::sqrt(theta * theta + 1.0));
-        double c = 1.0 / std::sqrt(t * t + 1.0), s = t * c;
-        cd u_qp = -s * std::conj(ph), u_qq = c * std::conj(ph);  // U = [[c, s], [u_qp, u_qq]]
-        for (int64_t r = 0; r < n; ++r) {  // H <- H U, V <- V U (columns p, q)
-          cd hp = H[r * n + p], hq = H[r * n + q];
-          H[r * n + p] = c * hp + cmul(hq, u_qp);
-          H[r * n + q] = s * hp + cmul(hq, u_qq);
-          cd vp = V[r * n + p], vq = V[r * n + q];
-          V[r * n + p] = c * vp + cmul(vq, u_qp);
-          V[r * n + q] = s * vp + cmul(vq, u_qq);
+namespace {
+
+// Eigen-decomposition of a real symmetric tridiagonal matrix (diagonal d, off-diagonal e with
+// e[i] between rows i and i+1, e[n-1] unused) by implicit QL with Wilkinson-type shifts;
+// the rotations are accumulated into Zt (row j = eigenvector j; starts as the identity), so
+// each rotation touches two contiguous rows.
+void tridiagonal_ql(int64_t n, std::vector<double>& d, std::vector<double>& e, Mat& Zt) {
+  const double eps = std::numeric_limits<double>::epsilon();
+  for (int64_t l = 0; l < n; ++l) {
+    for (int iter = 0;; ++iter) {
+      int64_t m = l;
+      for (; m < n - 1; ++m)
+        if (std::abs(e[m]) <= eps * (std::abs(d[m]) + std::abs(d[m + 1]))) break;
+      if (m == l) break;
+      if (iter == 100) fail("ERR_NUMERIC", ErrorKind::Plain, "eigen-decomposition: QL iteration did not converge");
+      double g = (d[l + 1] - d[l]) / (2.0 * e[l]);
+      double r = std::hypot(g, 1.0);
+      g = d[m] - d[l] + e[l] / (g + std::copysign(r, g));
+      double s = 1.0, c = 1.0, p = 0.0;
+      bool deflated = false;
+      for (int64_t i = m - 1; i >= l; --i) {
+        double f = s * e[i], b = c * e[i];
+        r = std::hypot(f, g);
+        e[i + 1] = r;
+        if (r == 0.0) {  // split: recover and restart this l
+          d[i + 1] -= p;
+          e[m] = 0.0;
+          deflated = true;
+          break;
         }
-        for (int64_t k = 0; k < n; ++k) {  // H <- Uᴴ H (rows p, q)
-          cd hp = H[p * n + k], hq = H[q * n + k];
-          H[p * n + k] = c * hp + cmul(std::conj(u_qp), hq);
-          H[q * n + k] = s * hp + cmul(std::conj(u_qq), hq);
+        s = f / r;
+        c = g / r;
+        g = d[i + 1] - p;
+        r = (d[i] - g) * s + 2.0 * c * b;
+        p = s * r;
+        d[i + 1] = g + p;
+        g = c * r - b;
+        double* z0 = Zt.data() + i * n;
+        double* z1 = Zt.data() + (i + 1) * n;
+        for (int64_t k = 0; k < n; ++k) {
+          const double zf = z1[k], zi = z0[k];
+          z1[k] = s * zi + c * zf;
+          z0[k] = c * zi - s * zf;
         }
-        H[p * n + q] = H[q * n + p] = 0.0;
-        H[p * n + p] = H[p * n + p].real();
-        H[q * n + q] = H[q * n + q].real();
       }
+      if (deflated) continue;
+      d[l] -= p;
+      e[l] = g;
+      e[m] = 0.0;
+    }
   }
+}
+
+}  // namespace
+
+void skew_eig(int64_t n, const double* Kin, std::vector<double>& mu, CMat& V) {
+  // 1. Householder reflections Q with Qᵀ K Q = T skew-symmetric tridiagonal (reflections
+  //    keep skew-symmetry, so the same steps as for a symmetric matrix apply).
+  Mat K(Kin, Kin + n * n), Q = identity(n);
+  std::vector<double> v(n), w(n);
+  for (int64_t k = 0; k + 2 < n; ++k) {
+    double norm = 0.0;
+    for (int64_t i = k + 1; i < n; ++i) norm += K[i * n + k] * K[i * n + k];
+    norm = std::sqrt(norm);
+    if (norm == 0.0) continue;
+    const double alpha = K[(k + 1) * n + k] >= 0 ? -norm : norm;
+    std::fill(v.begin(), v.end(), 0.0);
+    for (int64_t i = k + 1; i < n; ++i) v[i] = K[i * n + k];
+    v[k + 1] -= alpha;
+    double vv = 0.0;
+    for (int64_t i = k + 1; i < n; ++i) vv += v[i] * v[i];
+    if (vv == 0.0) continue;
+    const double beta = 2.0 / vv;
+    // K <- (I − βvvᵀ) K (I − βvvᵀ); Q <- Q (I − βvvᵀ)
+    for (int64_t j = 0; j < n; ++j) {  // rows: K <- K − βv (vᵀK)
+      double s = 0.0;
+      for (int64_t i = k + 1; i < n; ++i) s += v[i] * K[i * n + j];
+      w[j] = beta * s;
+    }
+    for (int64_t i = k + 1; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) K[i * n + j] -= v[i] * w[j];
+    for (int64_t i = 0; i < n; ++i) {  // columns: K <- K − β(Kv) vᵀ, Q likewise
+      double s = 0.0, q = 0.0;
+      for (int64_t j = k + 1; j < n; ++j) {
+        s += K[i * n + j] * v[j];
+        q += Q[i * n + j] * v[j];
+      }
+      for (int64_t j = k + 1; j < n; ++j) {
+        K[i * n + j] -= beta * s * v[j];
+        Q[i * n + j] -= beta * q * v[j];
+      }
+    }
+  }
+  // 2. With D = diag(i^k), Dᴴ (iT) D is real symmetric tridiagonal, zero diagonal and
+  //    off-diagonal t_k = T[k+1][k]: iK = (Q D Z) diag(μ) (Q D Z)ᴴ for S = Z diag(μ) Zᵀ.
+  std::vector<double> d(n, 0.0), e(n, 0.0);
+  for (int64_t k = 0; k + 1 < n; ++k) e[k] = K[(k + 1) * n + k];
+  Mat Zt = identity(n);
+  tridiagonal_ql(n, d, e, Zt);
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int64_t i, int64_t j) { return H[i * n + i].real() < H[j * n + j].real(); });
-  w.resize(n);
-  Vout.assign(n * n, cd(0.0));
-  for (int64_t k = 0; k < n; ++k) {
-    w[k] = H[order[k] * n + order[k]].real();
-    for (int64_t r = 0; r < n; ++r) Vout[r * n + k] = V[r * n + order[k]];
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return d[a] < d[b]; });
+  mu.resize(n);
+  V.assign(n * n, cd(0.0));
+  for (int64_t c = 0; c < n; ++c) {
+    const int64_t j = order[c];
+    mu[c] = d[j];
+    for (int64_t r = 0; r < n; ++r) {
+      double re = 0.0, im = 0.0;  // Σ_k Q[r][k] i^k Z[k][j], split by k mod 4
+      for (int64_t k = 0; k < n; k += 4) {
+        re += Q[r * n + k] * Zt[j * n + k];
+        if (k + 1 < n) im += Q[r * n + k + 1] * Zt[j * n + k + 1];
+        if (k + 2 < n) re -= Q[r * n + k + 2] * Zt[j * n + k + 2];
+        if (k + 3 < n) im -= Q[r * n + k + 3] * Zt[j * n + k + 3];
+      }
+      V[r * n + c] = cd(re, im);
+    }
   }
 }
 

@@ -1,8 +1,8 @@
 // Small dense linear algebra for the classical toolkit, in float64 (row-major std::vectors).
 // The matrices here are state-sized (tens to a few hundred), so plain loops in a good order
 // beat anything clever; what matters is numerical care: pivoted LU, Cholesky with a failure
-// report, a Padé-13 matrix exponential with scaling and squaring, and a cyclic Jacobi solver
-// for Hermitian matrices (used to diagonalise the normal part of HiPPO matrices).
+// report, a Padé-13 matrix exponential with scaling and squaring, and a
+// skew-symmetric eigen-solver (used to diagonalise the normal part of HiPPO matrices).
 #pragma once
 #include <cmath>
 #include <complex>
@@ -55,8 +55,10 @@ void cholesky_solve(int64_t n, int64_t m, const double* L, double* B);
 // e^A for a real n x n matrix: Padé degree 13 with scaling and squaring (Higham 2005).
 Mat expm(int64_t n, const double* A);
 
-// Eigen-decomposition of a Hermitian n x n matrix H = V diag(w) Vᴴ by cyclic Jacobi
-// rotations. w ascending; V unitary (columns are eigenvectors), row-major.
-void hermitian_eig(int64_t n, const cd* H, std::vector<double>& w, CMat& V);
+// Eigen-decomposition of i·K for a real skew-symmetric n x n matrix K (i·K is Hermitian):
+// i·K = V diag(μ) Vᴴ, μ ascending, V unitary (columns are eigenvectors), row-major. Householder
+// reduction to skew-tridiagonal form, a diagonal phase that makes it real symmetric
+// tridiagonal, then implicit QL: O(n³) once rather than per sweep.
+void skew_eig(int64_t n, const double* K, std::vector<double>& mu, CMat& V);
 
 }  // namespace ss::classical

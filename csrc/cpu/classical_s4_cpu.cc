@@ -48,7 +48,8 @@ void s4d_channel(const S4KernelParams& p, const Channel& ch, double* K) {
     }
     const cd coef = cmul(cmul(ch.C[i], ch.B[i]), f);
     for (int64_t l0 = 0; l0 < p.L; l0 += kBlock) {
-      cd w = cmul(coef, std::exp(logz * static_cast<double>(l0)));
+      // (l0 = 0 separately: λ̄ = 0 has log λ̄ = −∞ and 0·∞ would be NaN)
+      cd w = l0 == 0 ? coef : cmul(coef, std::exp(logz * static_cast<double>(l0)));
       const int64_t l1 = std::min(p.L, l0 + kBlock);
       for (int64_t l = l0; l < l1; ++l) {
         K[l] += w.real();

@@ -119,15 +119,15 @@ inline S step(S* x, const S* A, const S* B, const S* C, S dt, S du, bool restart
 
 #ifdef SS_SCAN_AVX2
 // A whole row forward with the state held in V AVX registers (dstate = 8 V): y[t] = <C_t, x_t>.
-// seq (optional) is the row's seqIdx; hist (optional) receives x_0..x_{L-1} at hist + (t+1) N.
+// rst (optional) flags restarts (x_{t-1} dropped); hist (optional) receives x_t at hist + (t+1) N.
 template <int V>
 inline void scan_row_regs(float* x, const float* A, const float* B, int64_t sb, const float* C, int64_t sc,
-                          const float* dt, const float* u, float* y, const int32_t* seq, int64_t L, float* hist) {
+                          const float* dt, const float* u, float* y, const uint8_t* rst, int64_t L, float* hist) {
   __m256 vx[V], vA[V];
   for (int v = 0; v < V; ++v) vx[v] = _mm256_loadu_ps(x + 8 * v), vA[v] = _mm256_loadu_ps(A + 8 * v);
   const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   for (int64_t t = 0; t < L; ++t) {
-    const __m256 keep = seq && t > 0 && seq[t] != seq[t - 1] ? _mm256_setzero_ps() : ones;
+    const __m256 keep = rst && rst[t] ? _mm256_setzero_ps() : ones;
     const __m256 vdt = _mm256_set1_ps(dt[t]), vdu = _mm256_set1_ps(dt[t] * u[t]);
     const float* Bt = B + t * sb;
     const float* Ct = C + t * sc;
@@ -148,19 +148,19 @@ inline void scan_row_regs(float* x, const float* A, const float* B, int64_t sb, 
 // Row forward through the register path when dstate is 8, 16, 24 or 32 (f32); false otherwise.
 template <typename S>
 inline bool scan_row_fast(S* x, const S* A, const S* B, int64_t sb, const S* C, int64_t sc, const S* dt, const S* u,
-                          S* y, const int32_t* seq, int64_t L, S* hist, int64_t n) {
+                          S* y, const uint8_t* rst, int64_t L, S* hist, int64_t n) {
 #ifdef SS_SCAN_AVX2
   if constexpr (sizeof(S) == 4) {
     switch (n) {
-      case 8: scan_row_regs<1>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 16: scan_row_regs<2>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 24: scan_row_regs<3>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
-      case 32: scan_row_regs<4>(x, A, B, sb, C, sc, dt, u, y, seq, L, hist); return true;
+      case 8: scan_row_regs<1>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 16: scan_row_regs<2>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 24: scan_row_regs<3>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
+      case 32: scan_row_regs<4>(x, A, B, sb, C, sc, dt, u, y, rst, L, hist); return true;
       default: break;
     }
   }
 #endif
-  (void)x, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dt, (void)u, (void)y, (void)seq, (void)L, (void)hist, (void)n;
+  (void)x, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dt, (void)u, (void)y, (void)rst, (void)L, (void)hist, (void)n;
   return false;
 }
 
@@ -211,6 +211,76 @@ inline BackStep<S> back_step(S* g, const S* xt, const S* xp, const S* A, const S
     g[i] = gi * a;
   }
   return r;
+}
+
+#ifdef SS_SCAN_AVX2
+// A whole row's reverse recurrence with g and dA in V AVX registers (dstate = 8 V). hist holds
+// x_{-1}..x_{L-1} ((L+1) x N); dy is the gated output gradient. Per step it writes the sum
+// over states of g x_{t-1} a A (ddt[t]) and of g B (gB[t]), and adds dB_t, dC_t (into the
+// per-step rows when sb/sc are N, into one (dstate) row when they are 0). g ends as dL/dx_{-1}.
+template <int V>
+inline void back_row_regs(float* g, const float* hist, const float* A, const float* B, int64_t sb, const float* C,
+                          int64_t sc, float* dA, float* dB, float* dC, const float* dt, const float* u, const float* dy,
+                          const uint8_t* rst, int64_t L, float* ddt, float* gB) {
+  constexpr int N = 8 * V;
+  __m256 vg[V], vA[V], vdA[V], vdB[V], vdC[V];
+  for (int v = 0; v < V; ++v) {
+    vg[v] = _mm256_loadu_ps(g + 8 * v), vA[v] = _mm256_loadu_ps(A + 8 * v), vdA[v] = _mm256_loadu_ps(dA + 8 * v);
+    vdB[v] = sb ? _mm256_setzero_ps() : _mm256_loadu_ps(dB + 8 * v);
+    vdC[v] = sc ? _mm256_setzero_ps() : _mm256_loadu_ps(dC + 8 * v);
+  }
+  const __m256 ones = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int64_t t = L - 1; t >= 0; --t) {
+    const __m256 keep = rst && rst[t] ? _mm256_setzero_ps() : ones;
+    const __m256 vdt = _mm256_set1_ps(dt[t]), vdtu = _mm256_set1_ps(dt[t] * u[t]), vdy = _mm256_set1_ps(dy[t]);
+    const float* xt = hist + (t + 1) * N;
+    const float* xp = hist + t * N;
+    __m256 vddt = _mm256_setzero_ps(), vgb = _mm256_setzero_ps();
+    for (int v = 0; v < V; ++v) {
+      const __m256 a = _mm256_and_ps(exp256(_mm256_mul_ps(vdt, vA[v])), keep);
+      const __m256 gi = _mm256_fmadd_ps(_mm256_loadu_ps(C + t * sc + 8 * v), vdy, vg[v]);
+      const __m256 dc = _mm256_mul_ps(vdy, _mm256_loadu_ps(xt + 8 * v)), db = _mm256_mul_ps(gi, vdtu);
+      if (sc) _mm256_storeu_ps(dC + t * sc + 8 * v, _mm256_add_ps(_mm256_loadu_ps(dC + t * sc + 8 * v), dc));
+      else vdC[v] = _mm256_add_ps(vdC[v], dc);
+      if (sb) _mm256_storeu_ps(dB + t * sb + 8 * v, _mm256_add_ps(_mm256_loadu_ps(dB + t * sb + 8 * v), db));
+      else vdB[v] = _mm256_add_ps(vdB[v], db);
+      const __m256 ga = _mm256_mul_ps(_mm256_mul_ps(gi, _mm256_loadu_ps(xp + 8 * v)), a);
+      vddt = _mm256_fmadd_ps(ga, vA[v], vddt);
+      vdA[v] = _mm256_fmadd_ps(ga, vdt, vdA[v]);
+      vgb = _mm256_fmadd_ps(gi, _mm256_loadu_ps(B + t * sb + 8 * v), vgb);
+      vg[v] = _mm256_mul_ps(gi, a);
+    }
+    ddt[t] = hsum(vddt);
+    gB[t] = hsum(vgb);
+  }
+  for (int v = 0; v < V; ++v) {
+    _mm256_storeu_ps(g + 8 * v, vg[v]);
+    _mm256_storeu_ps(dA + 8 * v, vdA[v]);
+    if (!sb) _mm256_storeu_ps(dB + 8 * v, vdB[v]);
+    if (!sc) _mm256_storeu_ps(dC + 8 * v, vdC[v]);
+  }
+}
+#endif
+
+// Reverse row through the register path when dstate is 8, 16, 24 or 32 (f32); false otherwise.
+template <typename S>
+inline bool back_row_fast(S* g, const S* hist, const S* A, const S* B, int64_t sb, const S* C, int64_t sc, S* dA, S* dB,
+                          S* dC, const S* dt, const S* u, const S* dy, const uint8_t* rst, int64_t L, S* ddt, S* gB,
+                          int64_t n) {
+#ifdef SS_SCAN_AVX2
+  if constexpr (sizeof(S) == 4) {
+    switch (n) {
+      case 8: back_row_regs<1>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 16: back_row_regs<2>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 24: back_row_regs<3>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      case 32: back_row_regs<4>(g, hist, A, B, sb, C, sc, dA, dB, dC, dt, u, dy, rst, L, ddt, gB); return true;
+      default: break;
+    }
+  }
+#endif
+  (void)g, (void)hist, (void)A, (void)B, (void)sb, (void)C, (void)sc, (void)dA, (void)dB, (void)dC, (void)dt, (void)u;
+  (void)dy, (void)rst, (void)L, (void)ddt, (void)gB, (void)n;
+  return false;
 }
 
 }  // namespace ss::scan_simd

@@ -27,6 +27,8 @@ inline void store(BFloat16* p, float v) { *p = from_f32<BFloat16>(v); }
 // Rows of one fine group (dims sharing both their B group and their C group) are split into
 // this many slices for the backward's dB/dC reduction: a fixed number, for reproducibility.
 constexpr int64_t kSlices = 8;
+// The backward recomputes states from checkpoints every kSegment steps.
+constexpr int64_t kSegment = 512;
 
 int64_t gcd(int64_t a, int64_t b) { return b ? gcd(b, a % b) : a; }
 
@@ -44,13 +46,18 @@ template <typename T, typename W, typename S> class Scan {
     }
     transpose(static_cast<const T*>(p.B), p.b_form, p.b_groups, &B_);
     transpose(static_cast<const T*>(p.C), p.c_form, p.c_groups, &C_);
+    if (p.seq_idx) {
+      rst_.assign(p.batch * L_, 0);
+      for (int64_t b = 0; b < p.batch; ++b)
+        for (int64_t t = 1; t < L_; ++t) rst_[b * L_ + t] = p.seq_idx[b * L_ + t] != p.seq_idx[b * L_ + t - 1];
+    }
   }
 
   void forward() {
     parallel_for(p_.batch * p_.dim, 1, [&](int64_t r0, int64_t r1) {
       std::vector<S> x(N_);
       Row row(L_);
-      for (int64_t r = r0; r < r1; ++r) forward_row(r / p_.dim, r % p_.dim, x.data(), nullptr, row, true);
+      for (int64_t r = r0; r < r1; ++r) forward_row(r / p_.dim, r % p_.dim, x.data(), row);
     });
   }
 
@@ -82,16 +89,16 @@ template <typename T, typename W, typename S> class Scan {
   }
   int64_t bc_step(ScanBCForm form) const { return form == ScanBCForm::TimeInvariant ? 0 : N_; }
 
-  bool restart(int64_t b, int64_t t) const {
-    return p_.seq_idx && t > 0 && p_.seq_idx[b * L_ + t] != p_.seq_idx[b * L_ + t - 1];
-  }
+  // Restart flags of batch row b from step t on (null without seqIdx).
+  const uint8_t* restarts(int64_t b, int64_t t) const { return rst_.empty() ? nullptr : rst_.data() + b * L_ + t; }
 
   // Per-row scratch, each of length seqlen.
   struct Row {
-    explicit Row(int64_t L) : dt(L), u(L), y(L), z(L), zsig(L), dsp(L) {}
+    explicit Row(int64_t L) : dt(L), u(L), y(L), z(L), zsig(L), dsp(L), dy(L), ddt(L), gB(L) {}
     std::vector<S> dt, u, y;  // delta', u, ungated y
     std::vector<S> z, zsig;   // z and sigmoid(z), when z is given
     std::vector<S> dsp;       // sigmoid(delta + bias) = d delta' / d delta (backward, softplus)
+    std::vector<S> dy, ddt, gB;  // backward: gated dy; sum_n g x_{t-1} a A; sum_n g B
   };
 
   // Loads delta' (vectorised softplus), u and z for row (b, d); `grad` also fills dsp.
@@ -111,32 +118,40 @@ template <typename T, typename W, typename S> class Scan {
     }
   }
 
-  // Runs row (b, d) forward from its initial state into r.y (ungated); hist (optional,
-  // (L+1) x N) receives x_{-1}..x_{L-1}. `write` stores the gated y and the last state.
-  void forward_row(int64_t b, int64_t d, S* x, S* hist, Row& r, bool write) const {
-    const int64_t row = (b * p_.dim + d), base = row * L_;
-    prepare(b, d, r, !write);
+  void initial_state(int64_t row, S* x) const {
     if (p_.initial_state)
       for (int64_t n = 0; n < N_; ++n) x[n] = static_cast<S>(static_cast<const W*>(p_.initial_state)[row * N_ + n]);
     else
       std::fill(x, x + N_, S(0));
-    if (hist) std::copy(x, x + N_, hist);
+  }
+
+  // Advances row (b, d) through steps [t0, t0 + len) from state x, writing the ungated y to
+  // r.y; hist (optional, (len+1) x N) receives the state before the first step and after each.
+  void run_steps(int64_t b, int64_t d, S* x, int64_t t0, int64_t len, S* hist, Row& r) const {
     const S* A = A_.data() + d * N_;
-    const S* B = bc_row(B_, p_.b_form, p_.b_groups, b, d);
-    const S* C = bc_row(C_, p_.c_form, p_.c_groups, b, d);
     const int64_t sb = bc_step(p_.b_form), sc = bc_step(p_.c_form);
-    const S Dd = D_[d];
-    const int32_t* seq = p_.seq_idx ? p_.seq_idx + b * L_ : nullptr;
-    if (scan_simd::scan_row_fast<S>(x, A, B, sb, C, sc, r.dt.data(), r.u.data(), r.y.data(), seq, L_, hist, N_)) {
-      for (int64_t t = 0; t < L_; ++t) r.y[t] += Dd * r.u[t];
-    } else {
-      for (int64_t t = 0; t < L_; ++t) {
-        const S dt = r.dt[t], ut = r.u[t];
-        r.y[t] = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt, dt * ut, restart(b, t), N_) + Dd * ut;
+    const S* B = bc_row(B_, p_.b_form, p_.b_groups, b, d) + t0 * sb;
+    const S* C = bc_row(C_, p_.c_form, p_.c_groups, b, d) + t0 * sc;
+    const uint8_t* rst = restarts(b, t0);
+    const S *dt = r.dt.data() + t0, *u = r.u.data() + t0;
+    S* y = r.y.data() + t0;
+    if (hist) std::copy(x, x + N_, hist);
+    if (!scan_simd::scan_row_fast<S>(x, A, B, sb, C, sc, dt, u, y, rst, len, hist, N_)) {
+      for (int64_t t = 0; t < len; ++t) {
+        y[t] = scan_simd::step<S>(x, A, B + t * sb, C + t * sc, dt[t], dt[t] * u[t], rst && rst[t], N_);
         if (hist) std::copy(x, x + N_, hist + (t + 1) * N_);
       }
     }
-    if (!write) return;
+    const S Dd = D_[d];
+    for (int64_t t = 0; t < len; ++t) y[t] += Dd * u[t];
+  }
+
+  // Runs row (b, d) forward and stores the gated y and the last state.
+  void forward_row(int64_t b, int64_t d, S* x, Row& r) const {
+    const int64_t row = (b * p_.dim + d), base = row * L_;
+    prepare(b, d, r, false);
+    initial_state(row, x);
+    run_steps(b, d, x, 0, L_, nullptr, r);
     T* y = static_cast<T*>(p_.y) + base;
     if (p_.z)
       for (int64_t t = 0; t < L_; ++t) store(y + t, r.y[t] * r.z[t] * r.zsig[t]);
@@ -151,6 +166,7 @@ template <typename T, typename W, typename S> class Scan {
   const SelectiveScanParams& p_;
   const int64_t L_, N_;
   std::vector<S> A_, D_, bias_, B_, C_;
+  std::vector<uint8_t> rst_;  // (batch, seqlen): 1 where seqIdx changes
 };
 
 template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
@@ -167,7 +183,10 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
   std::vector<S> dB_rows(b_step ? 0 : batch * dim * N_, S(0)), dC_rows(c_step ? 0 : batch * dim * N_, S(0));
 
   parallel_for(items, 1, [&](int64_t i0, int64_t i1) {
-    std::vector<S> hist((L_ + 1) * N_), g(N_);
+    // States are checkpointed every kSegment steps and recomputed one segment at a time, so
+    // scratch stays O((seqlen / kSegment + kSegment) * dstate) per thread.
+    const int64_t nseg = (L_ + kSegment - 1) / kSegment;
+    std::vector<S> hist((std::min(L_, kSegment) + 1) * N_), ck(nseg * N_), g(N_);
     Row rw(L_);
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t b = item / (fine * slices), f = (item / slices) % fine, s = item % slices;
@@ -175,7 +194,12 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
       const int64_t d1 = f * dims_per_fine + (s + 1) * dims_per_fine / slices;
       for (int64_t d = d0; d < d1; ++d) {
         const int64_t row = b * dim + d, base = row * L_;
-        forward_row(b, d, g.data(), hist.data(), rw, false);
+        prepare(b, d, rw, true);
+        initial_state(row, g.data());
+        for (int64_t k = 0; k < nseg; ++k) {
+          std::copy(g.begin(), g.end(), ck.begin() + k * N_);
+          run_steps(b, d, g.data(), k * kSegment, std::min(kSegment, L_ - k * kSegment), nullptr, rw);
+        }
         if (p_.d_last_state)
           for (int64_t n = 0; n < N_; ++n) g[n] = static_cast<S>(static_cast<const W*>(p_.d_last_state)[row * N_ + n]);
         else
@@ -191,24 +215,45 @@ template <typename T, typename W, typename S> void Scan<T, W, S>::backward() {
         T* du = static_cast<T*>(p_.du) + base;
         T* ddelta = static_cast<T*>(p_.ddelta) + base;
         T* dz = p_.dz ? static_cast<T*>(p_.dz) + base : nullptr;
+        // Gated output gradient (and dz) first, then the reverse recurrence, then du/ddelta.
         S dD = 0, dbias = 0;
-        for (int64_t t = L_ - 1; t >= 0; --t) {
-          const S dt = rw.dt[t], ut = rw.u[t];
+        for (int64_t t = 0; t < L_; ++t) {
           S dyt = load<S>(dout + t);
           if (dz) {
             const S zt = rw.z[t], sg = rw.zsig[t];
             store(dz + t, dyt * rw.y[t] * sg * (S(1) + zt * (S(1) - sg)));
             dyt *= zt * sg;
           }
-          dD += dyt * ut;
-          const auto r = scan_simd::back_step<S>(g.data(), hist.data() + (t + 1) * N_, hist.data() + t * N_, A,
-                                                 B + t * sb, C + t * sc, dA, dB + t * sb, dC + t * sc, dt, ut, dyt,
-                                                 restart(b, t), N_);
-          const S ddt = r.d_dt + r.sum_gB * ut;
+          rw.dy[t] = dyt;
+        }
+        std::vector<S> x(N_);
+        for (int64_t k = nseg - 1; k >= 0; --k) {
+          const int64_t t0 = k * kSegment, len = std::min(kSegment, L_ - t0);
+          std::copy(ck.begin() + k * N_, ck.begin() + (k + 1) * N_, x.begin());
+          run_steps(b, d, x.data(), t0, len, hist.data(), rw);
+          const uint8_t* rst = restarts(b, t0);
+          S *dBk = dB + t0 * sb, *dCk = dC + t0 * sc, *ddt = rw.ddt.data() + t0, *gB = rw.gB.data() + t0;
+          const S *Bk = B + t0 * sb, *Ck = C + t0 * sc, *dt = rw.dt.data() + t0, *u = rw.u.data() + t0;
+          const S* dyk = rw.dy.data() + t0;
+          if (scan_simd::back_row_fast<S>(g.data(), hist.data(), A, Bk, sb, Ck, sc, dA, dBk, dCk, dt, u, dyk, rst, len,
+                                          ddt, gB, N_))
+            continue;
+          for (int64_t t = len - 1; t >= 0; --t) {
+            const auto r = scan_simd::back_step<S>(g.data(), hist.data() + (t + 1) * N_, hist.data() + t * N_, A,
+                                                   Bk + t * sb, Ck + t * sc, dA, dBk + t * sb, dCk + t * sc, dt[t],
+                                                   u[t], dyk[t], rst && rst[t], N_);
+            ddt[t] = r.d_dt;
+            gB[t] = r.sum_gB;
+          }
+        }
+        for (int64_t t = 0; t < L_; ++t) {
+          const S ut = rw.u[t];
+          dD += rw.dy[t] * ut;
+          const S ddt = rw.ddt[t] + rw.gB[t] * ut;
           const S dpre = p_.delta_softplus ? ddt * rw.dsp[t] : ddt;
           store(ddelta + t, dpre);
           dbias += dpre;
-          store(du + t, dyt * D_[d] + r.sum_gB * dt);
+          store(du + t, rw.dy[t] * D_[d] + rw.gB[t] * rw.dt[t]);
         }
         dD_rows[row] = dD;
         dbias_rows[row] = dbias;

@@ -137,6 +137,9 @@ __global__ void __launch_bounds__(kThreads)
     // 3. sub-chunks in reverse
     for (int s = nsub - 1; s >= 0; --s) {
       float h[kSub + 1][K];  // h[j] = state before step s*kSub + j
+      // exp(delta' A) of the sub-chunk, kept for the reverse sweep when registers allow (K = 4)
+      constexpr bool kKeepA = K == 4;
+      float aa[kKeepA ? kSub : 1][K];
 #pragma unroll
       for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
 #pragma unroll
@@ -153,7 +156,9 @@ __global__ void __launch_bounds__(kThreads)
           load_bc(bv, cv, t);
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            h[j + 1][k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), h[j][k], du * bv[k]);
+            const float a = rs ? 0.f : exp2f(dt * A2[k]);
+            if (kKeepA) aa[kKeepA ? j : 0][k] = a;
+            h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
             acc = fmaf(cv[k], h[j + 1][k], acc);
           }
           acc = row_sum(acc, lo.G);
@@ -183,7 +188,7 @@ __global__ void __launch_bounds__(kThreads)
           const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
           dc[k] = dyv * h[j + 1][k];
           db[k] = gk * dtu;
-          const float a = rs ? 0.f : exp2f(dt * A2[k]);
+          const float a = kKeepA ? aa[kKeepA ? j : 0][k] : rs ? 0.f : exp2f(dt * A2[k]);
           const float ga = gk * h[j][k] * a;
           ddt = fmaf(ga, A2[k], ddt);
           dA[k] = fmaf(ga, dt, dA[k]);

@@ -153,9 +153,8 @@ __device__ __forceinline__ void load_bc_tile(float* dst, const T* src, const Sel
 __device__ __forceinline__ void load_restarts(int* dst, const SelectiveScanParams& p, int64_t b, int chunk, int64_t t0,
                                               int len) {
   for (int t = threadIdx.x; t < chunk; t += kThreads) {
-    const int64_t tg = t0 + t;
-    const int32_t* s = p.seq_idx + b * p.seqlen;
-    dst[t] = p.seq_idx && t < len && tg > 0 && s[tg] != s[tg - 1];
+    const int64_t i = b * p.seqlen + t0 + t;
+    dst[t] = p.seq_idx && t < len && t0 + t > 0 && p.seq_idx[i] != p.seq_idx[i - 1];
   }
 }
 

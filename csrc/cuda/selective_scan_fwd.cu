@@ -13,7 +13,7 @@ namespace scan_cuda {
 namespace {
 
 template <typename T, int K>
-__global__ void __launch_bounds__(kThreads) scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
+__global__ void __launch_bounds__(kThreads, 1) scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
   extern __shared__ __align__(16) float smem[];
   const int TP = chunk + 1;  // padded row stride: rows of one warp fall in different banks
   float* s_dt = smem;

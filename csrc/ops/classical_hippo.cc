@@ -35,7 +35,7 @@ HippoResult hippo(const std::string& kind, int64_t n, DType dtype) {
   return r;
 }
 
-// The eigen-decomposition is O(n³) per Jacobi sweep, so n is capped where it stays quick.
+// The dense eigen-decomposition is O(n³), so n is capped where it stays quick (~1 s).
 NplrResult nplr(const std::string& kind, int64_t n, DType dtype) {
   HippoKind k = parse_hippo(kind);
   if (k != HippoKind::LegS && k != HippoKind::Fourier)

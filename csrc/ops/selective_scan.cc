@@ -68,6 +68,8 @@ Checked check(const SelectiveScanInputs& raw) {
   if (batch < 1 || dim < 1 || seqlen < 1)
     fail("ERR_SHAPE", ErrorKind::Range, "u: batch, dim and seqlen must be at least 1, got " + shape_str(u.shape));
   const Device dev = u.device();
+  if (dev.is_cuda() && batch > 65535)  // one grid row per batch entry
+    fail("ERR_SHAPE", ErrorKind::Range, "u: batch must be at most 65535 on CUDA, got " + std::to_string(batch));
   check_same_device(dev, {{"delta", &raw.delta}, {"A", &raw.A}, {"B", &raw.B}, {"C", &raw.C}, {"D", &raw.D},
                           {"z", &raw.z}, {"deltaBias", &raw.delta_bias}, {"initialState", &raw.initial_state},
                           {"seqIdx", &raw.seq_idx}});

@@ -31,7 +31,7 @@ export function hippo(kind: HippoKind, N: number, opts: InitOptions = {}): { A: 
 /**
  * Normal plus low rank form of a HiPPO matrix ('legs' or 'fourier'):
  * A = V (Λ − P Pᴴ) Vᴴ with V unitary (N, N, 2), Λ (N, 2), P (N, 2) and B = Vᴴ B_hippo (N, 2).
- * Λ comes from a Jacobi eigen-decomposition of the Hermitian matrix i·K, where
+ * Λ comes from an eigen-decomposition of the Hermitian matrix i·K (Householder to tridiagonal, then QL), where
  * A + P₀P₀ᵀ = c·I + K (K skew-symmetric; P₀ = √(n + 1/2) for LegS). Modes are ordered by
  * decreasing imaginary part. N ≤ 1024.
  */

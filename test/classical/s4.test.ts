@@ -96,6 +96,16 @@ describe('classical.s4Kernel', () => {
       const k = await values(K);
       expectNoNaN(k);
       expectClose(k, want, 1e-10);
+      const K32 = classical.s4Kernel({
+        Lambda: f32(flat(lam), [n, 2]),
+        P: f32(flat(P), [n, 2]),
+        B: f32(flat(B), [n, 2]),
+        C: f32(flat(Cc.flat()), [h, n, 2]),
+        dt: f32(dt, [h]),
+        L,
+      });
+      expect(K32.dtype).toBe('float32');
+      expectClose(await values(K32), want, 1e-5, 'float32');
     });
 
   it('with P = 0 reduces to the bilinear S4D kernel', async () => {

@@ -109,6 +109,20 @@ describeGpu('selectiveScan on CUDA', () => {
     const want = refSelectiveScan(ref);
     expectClose(f64(out.y), want.y, 1e-4, 'y');
     expectClose(f64(out.lastState), want.lastState, 1e-4, 'lastState');
+    // the same sequence in two calls (strided slices along seqlen), the second from the first's lastState
+    const L1 = 2345;
+    const part = (t: Tensor, a: number, b: number) => t.slice(-1, a, b);
+    const first = selectiveScan({ ...opts, u: part(opts.u, 0, L1), delta: part(opts.delta, 0, L1), z: part(opts.z!, 0, L1), B: part(opts.B, 0, L1), C: part(opts.C, 0, L1), returnLastState: true });
+    const second = selectiveScan({ ...opts, u: part(opts.u, L1, c.seqlen), delta: part(opts.delta, L1, c.seqlen), z: part(opts.z!, L1, c.seqlen), B: part(opts.B, L1, c.seqlen), C: part(opts.C, L1, c.seqlen), initialState: first.lastState, returnLastState: true });
+    const y = f64(out.y), y1 = f64(first.y), y2 = f64(second.y);
+    const joined = new Float64Array(y.length);
+    const L = c.seqlen, L2 = L - L1;
+    for (let r = 0; r < c.batch * c.dim; r++) {
+      joined.set(y1.subarray(r * L1, (r + 1) * L1), r * L);
+      joined.set(y2.subarray(r * L2, (r + 1) * L2), r * L + L1);
+    }
+    expectClose(joined, y, 1e-5, 'split scan');
+    expectClose(f64(second.lastState), f64(out.lastState), 1e-5, 'split last state');
   });
 
   it('inputs on different devices are refused', () => {
