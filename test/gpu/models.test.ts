@@ -7,22 +7,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { debugPoison } from '../../lib/index';
-import type { CausalLM } from '../../lib/models/lm';
-import type { LoadOptions } from '../../lib/models/load';
+import { loadModel } from '../../lib/models/load';
 import { ReferenceModel } from '../reference/mamba_model';
 import { describeGpu, expectNoNaN, hasCuda, relErr } from '../helpers';
 import { defineFixtureTests } from '../models/fixture_suite';
-import { opsReady } from '../models/ops_ready';
 import { TinySpec, writeTinyCheckpoint } from '../models/tiny_checkpoint';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-gpu-model-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
-let loadModel: (dir: string, o?: LoadOptions) => Promise<CausalLM>;
-beforeAll(async () => {
-  if (hasCuda && opsReady) {
-    ({ loadModel } = await import('../../lib/models/load'));
-    debugPoison(true);
-  }
+beforeAll(() => {
+  if (hasCuda) debugPoison(true);
 });
 afterAll(() => {
   if (hasCuda) debugPoison(false);
@@ -95,6 +89,6 @@ describeGpu('models on CUDA', () => {
 });
 
 if (hasCuda) {
-  defineFixtureTests('transformers fixtures on CUDA (f32)', opsReady, { device: 'cuda', dtype: 'float32' }, 1e-4);
-  defineFixtureTests('transformers fixtures on CUDA (bf16)', opsReady, { device: 'cuda', dtype: 'bfloat16' }, 2e-2);
+  defineFixtureTests('transformers fixtures on CUDA (f32)', { device: 'cuda', dtype: 'float32' }, 1e-4);
+  defineFixtureTests('transformers fixtures on CUDA (bf16)', { device: 'cuda', dtype: 'bfloat16' }, 2e-2);
 }

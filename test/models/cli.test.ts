@@ -1,4 +1,4 @@
-/** `statespace generate` and the command registry (ops replaced by the float64 JS loops). */
+/** `statespace generate` and the command registry. */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +8,6 @@ import { generateCommand } from '../../lib/models/cli';
 import { loadModel } from '../../lib/models/load';
 import { writeTinyCheckpoint } from './tiny_checkpoint';
 
-vi.mock('../../lib/models/ops', () => import('./js_ops'));
 process.env.STATESPACE_TOKENIZER = 'builtin';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-cli-'));

@@ -5,8 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { CausalLM } from '../../lib/models/lm';
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../../lib/models/load';
 import type { LoadOptions } from '../../lib/models/load';
 import { loadConfig } from '../../lib/models/config';
 import { TensorStore } from '../../lib/models/safetensors';
@@ -71,16 +71,12 @@ async function collect(it: AsyncIterable<number>): Promise<number[]> {
   return out;
 }
 
-export function defineFixtureTests(title: string, enabled: boolean, opts: LoadOptions = { device: 'cpu', dtype: 'float32' }, tol = 1e-4): void {
+export function defineFixtureTests(title: string, opts: LoadOptions = { device: 'cpu', dtype: 'float32' }, tol = 1e-4): void {
   const names = usableFixtures();
   if (!names.length) {
     console.log(`[${title}] skipped: no fixtures in ${fixturesDir} (run scripts/make_fixtures.py test/fixtures where torch and transformers are installed)`);
   }
-  let loadModel: (dir: string, o?: LoadOptions) => Promise<CausalLM>;
-  beforeAll(async () => {
-    if (enabled) ({ loadModel } = await import('../../lib/models/load'));
-  });
-  describe.skipIf(!enabled || !names.length)(title, () => {
+  describe.skipIf(!names.length)(title, () => {
     for (const name of names) {
       it(`${name}: logits match transformers, greedy continuations match token for token`, async () => {
         const meta = readMeta(name);
