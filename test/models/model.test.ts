@@ -11,6 +11,8 @@ import { loadModel } from '../../lib/models/load';
 import { tensor, tidy } from '../../lib/tensor';
 import { ReferenceModel } from '../reference/mamba_model';
 import { expectNoNaN, relErr } from '../helpers';
+import { TensorStore } from '../../lib/models/safetensors';
+import { writeSharded } from './safetensors_writer';
 import { TinySpec, writeTinyCheckpoint } from './tiny_checkpoint';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-model-'));
@@ -118,6 +120,23 @@ describe('models on the CPU against the float64 reference', () => {
       expect(s2[0]).toEqual(s1);
       model.dispose();
     }
+  });
+
+  it('loads a sharded checkpoint (model.safetensors.index.json) like the single file', async () => {
+    const ck = writeTinyCheckpoint(path.join(tmp, 'sharded'), specs[4][1]);
+    const single = await loadModel(ck.dir);
+    const shardedDir = path.join(tmp, 'sharded-3');
+    fs.mkdirSync(shardedDir);
+    fs.copyFileSync(path.join(ck.dir, 'config.json'), path.join(shardedDir, 'config.json'));
+    const store = await TensorStore.open(path.join(ck.dir, 'model.safetensors'));
+    const tensors: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [name, info] of store.tensors) tensors[name] = { shape: info.shape, data: (await store.get(name)).data as Float32Array };
+    writeSharded(shardedDir, tensors, 3);
+    const sharded = await loadModel(shardedDir);
+    const p = randomIds(11, ck.config.vocabSize);
+    expect(Array.from(await sharded.forward([p]).data())).toEqual(Array.from(await single.forward([p]).data()));
+    single.dispose();
+    sharded.dispose();
   });
 
   it('loads BF16 and F16 checkpoints, converting to float32 exactly', async () => {
