@@ -189,6 +189,15 @@ export class Scheduler {
     while (this.loop) await this.loop;
   }
 
+  /** An unexpected failure of the loop itself (a slot move on a disposed model, say): every
+   * request in flight fails with it, and the loop starts afresh for later ones. */
+  private failAll(e: unknown): void {
+    const all = [...this.running.splice(0), ...this.waiting.splice(0)];
+    if (this.prefilling) all.push(this.prefilling.seq);
+    this.prefilling = null;
+    for (const seq of all) this.finish(seq, e);
+  }
+
   private cancel(seq: Sequence): void {
     seq.done = true;
     const w = this.waiting.indexOf(seq);
@@ -208,10 +217,12 @@ export class Scheduler {
   private kick(): void {
     if (this.loop) return;
     // Outside any tidy() of the caller that submitted the first request (see scope.ts).
-    this.loop = untracked(() => this.run()).finally(() => {
-      this.loop = null;
-      if (this.waiting.length) this.kick();
-    });
+    this.loop = untracked(() => this.run())
+      .catch((e) => this.failAll(e))
+      .finally(() => {
+        this.loop = null;
+        if (this.waiting.length) this.kick();
+      });
   }
 
   private async run(): Promise<void> {

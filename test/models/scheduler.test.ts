@@ -242,6 +242,22 @@ describe('scheduler', () => {
     expect(s.stats()).toMatchObject({ running: 0, waiting: 0 });
   });
 
+  it('fails the requests in flight, not the process, when the loop itself breaks', async () => {
+    const engine = new FakeEngine(2);
+    engine.delayMs = 1;
+    const s = new Scheduler(engine, { prefillsPerStep: 2 });
+    engine.moveSlot = () => {
+      throw new Error('slot move failed');
+    };
+    const a = collect(s.submit(req(randomPrompt(2), 1))); // retires first: its hole needs a move
+    const b = collect(s.submit(req(randomPrompt(2), 50)));
+    await expect(a).resolves.toHaveLength(1);
+    await expect(b).rejects.toThrow('slot move failed');
+    engine.moveSlot = FakeEngine.prototype.moveSlot;
+    const p = randomPrompt(3);
+    expect(await collect(s.submit(req(p, 3)))).toEqual(reference(p, 3));
+  });
+
   it('validates requests', () => {
     const s = new Scheduler(new FakeEngine(1));
     expect(() => s.submit(req([], 3))).toThrow(/prompt/);
