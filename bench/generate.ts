@@ -89,6 +89,11 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           dispatch.push(m.lastStepDispatchMs);
         }, cpu ? 10 : 50);
         dispatch.sort((a, b) => a - b);
+        // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
+        const genTokens = cpu ? 16 : 128;
+        const gen = await timeAsync(async () => {
+          for await (const t of m.generate(ids.subarray(0, 16), { maxNewTokens: genTokens, temperature: 0, stop: [] })) void t;
+        }, cpu ? 1 : 3);
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
         await synchronize(device);
@@ -105,6 +110,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           'b1 dispatch ms': dispatch[Math.floor(dispatch.length / 2)],
           'b1 roofline ms': rooflineMs,
           'b1 % of roofline': (100 * rooflineMs) / b1.ms,
+          'generate() b1 ms/token': gen.ms / genTokens,
           'decode b64 ms/step': b64.ms,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
         });
