@@ -54,7 +54,15 @@ if (cmakeJs && hasCmake) {
     `--CDSTATESPACE_CUDA=${process.env.STATESPACE_CUDA ?? 'AUTO'}`,
     `--CDSTATESPACE_CUDA_ARCHS=${(process.env.STATESPACE_CUDA_ARCHS || '80;90a').replace(/,/g, ';')}`,
   ];
-  if (run(process.execPath, [cmakeJs, 'compile', '--out', 'build', ...defs], { CMAKE_BUILD_PARALLEL_LEVEL: jobs })) process.exit(0);
+  // cmake-js `compile` reuses a configured build folder as is; when the CUDA settings changed
+  // since it was configured, reconfigure from scratch (`rebuild`) so they take effect.
+  const stamp = path.join(root, 'build', 'statespace-settings.json');
+  const settings = JSON.stringify(defs);
+  const same = fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === settings;
+  if (run(process.execPath, [cmakeJs, same ? 'compile' : 'rebuild', '--out', 'build', ...defs], { CMAKE_BUILD_PARALLEL_LEVEL: jobs })) {
+    fs.writeFileSync(stamp, settings);
+    process.exit(0);
+  }
   tried.push('cmake-js: the build failed (see the output above)');
 }
 

@@ -1,10 +1,17 @@
 /** SSD chunked scan on the CPU against the float64 plain-recurrence reference. */
 import { describe, expect, it } from 'vitest';
-import { DType, ssdChunkScan, ssdChunkScanBackward, tensor, zeros } from '../lib/index';
+import { DType, selectiveScan, ssdChunkScan, ssdChunkScanBackward, tensor, zeros } from '../lib/index';
 import { SsdChunkScanGradients } from '../lib/ops/ssd';
 import { expectClose, expectCode, expectNoNaN, randnArray, relErr, rng, values } from './helpers';
 import { SsdRefInputs, ssdReference } from './reference/ssd';
 import { SsdCase, makeSsdProblem, roundedTo, ssdTensors } from './ssd_inputs';
+
+/** (b, dim, l) → (b, l, dim) */
+function unchan(a: Float64Array, b: number, dim: number, l: number): Float64Array {
+  const o = new Float64Array(b * dim * l);
+  for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) o[(bi * l + t) * dim + d] = a[(bi * dim + d) * l + t];
+  return o;
+}
 
 async function run(pr: SsdRefInputs, dtype: DType, chunkSize?: number) {
   const o = ssdTensors(pr, dtype, 'cpu', chunkSize);
@@ -31,6 +38,21 @@ describe('ssdChunkScan (CPU) vs the float64 recurrence', () => {
       expectClose(out.fin, ref.finalStates, 1e-5, 'finalStates');
     });
   }
+
+  it('strided views (permuted, sliced) give the same result as contiguous inputs', async () => {
+    const pr = makeSsdProblem({ batch: 2, seqlen: 40, heads: 4, headdim: 8, dstate: 16, groups: 2, z: true, D: 'head' });
+    const o = ssdTensors(pr, 'float32', 'cpu', 16);
+    const want = await values(ssdChunkScan(o).y);
+    // x stored as (batch, heads, seqlen, headdim) and viewed back; B inside a wider buffer, sliced.
+    const xT = o.x.permute(0, 2, 1, 3).contiguous().permute(0, 2, 1, 3);
+    const wide = new Float64Array(2 * 40 * 2 * 20).fill(7);
+    for (let r = 0; r < 2 * 40 * 2; r++) for (let k = 0; k < 16; k++) wide[r * 20 + 2 + k] = pr.B[r * 16 + k];
+    const Bview = tensor(wide, [2, 40, 2, 20], { dtype: 'float32' }).slice(3, 2, 18);
+    expect(xT.isContiguous).toBe(false);
+    expect(Bview.isContiguous).toBe(false);
+    const got = await values(ssdChunkScan({ ...o, x: xT, B: Bview }).y);
+    expectClose(got, want, 1e-6, 'strided x and B');
+  });
 
   it('float64 path matches to ~1e-12', async () => {
     const pr = makeSsdProblem(CASES[0][1]);
@@ -104,6 +126,36 @@ describe('ssdChunkScan (CPU) vs the float64 recurrence', () => {
     expectClose(second.fin, whole.fin, 1e-5, 'final state');
   });
 
+  it('duality: with A scalar per head, SSD equals selectiveScan on the same data', async () => {
+    const c: SsdCase = { batch: 2, seqlen: 70, heads: 4, headdim: 3, dstate: 16, groups: 2, z: true, D: 'channel', dtBias: true, initialStates: true, seqStarts: [30] };
+    const pr = makeSsdProblem(c);
+    const { batch: b, seqlen: l, heads: h, headdim: p, dstate: n, groups: g } = pr;
+    const dim = h * p;
+    // SSD (b, l, h, p) ↔ scan (b, dim, l) with channel h·p + i; B/C (b, l, g, n) ↔ (b, g, n, l).
+    const chan = (a: Float64Array) => {
+      const o = new Float64Array(b * dim * l);
+      for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) o[(bi * dim + d) * l + t] = a[(bi * l + t) * dim + d];
+      return o;
+    };
+    const delta = new Float64Array(b * dim * l);
+    for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let d = 0; d < dim; d++) delta[(bi * dim + d) * l + t] = pr.dt[(bi * l + t) * h + Math.floor(d / p)];
+    const grp = (a: Float64Array) => {
+      const o = new Float64Array(b * g * n * l);
+      for (let bi = 0; bi < b; bi++) for (let t = 0; t < l; t++) for (let gi = 0; gi < g; gi++) for (let k = 0; k < n; k++) o[((bi * g + gi) * n + k) * l + t] = a[((bi * l + t) * g + gi) * n + k];
+      return o;
+    };
+    const perChannel = (a: Float64Array, width: number) => Float64Array.from({ length: dim * width }, (_, i) => a[Math.floor(i / width / p)]);
+    const ss = selectiveScan({
+      u: tensor(chan(pr.x), [b, dim, l]), delta: tensor(delta, [b, dim, l]), z: tensor(chan(pr.z!), [b, dim, l]),
+      A: tensor(perChannel(pr.A, n), [dim, n]), B: tensor(grp(pr.B), [b, g, n, l]), C: tensor(grp(pr.C), [b, g, n, l]),
+      D: tensor(pr.D!, [dim]), deltaBias: tensor(perChannel(pr.dtBias!, 1), [dim]), deltaSoftplus: true,
+      initialState: tensor(pr.initialStates!, [b, dim, n]), seqIdx: tensor(pr.seqIdx!, [b, l], { dtype: 'int32' }), returnLastState: true,
+    });
+    const ssd = await run(pr, 'float32', 32);
+    expectClose(ssd.y, unchan(await values(ss.y), b, dim, l), 1e-5, 'y');
+    expectClose(ssd.fin, await values(ss.lastState!), 1e-5, 'final state');
+  });
+
   it('large dt·|A| gives finite, correct values', async () => {
     const pr = makeSsdProblem({ batch: 1, seqlen: 300, heads: 2, headdim: 4, dstate: 16, groups: 1, dtRange: [2, 8], aRange: [-60, -20], z: true });
     const ref = ssdReference(pr);
@@ -163,6 +215,7 @@ async function opGrads(pr: SsdRefInputs, dtype: DType, chunk: number, wy: Float6
 const GRAD_CASES: Array<[string, SsdCase, number]> = [
   ['groups 2, z, D, dtBias, initial states, chunk 4', { batch: 2, seqlen: 11, heads: 4, headdim: 3, dstate: 4, groups: 2, z: true, D: 'head', dtBias: true, initialStates: true }, 4],
   ['seqIdx, D per channel, no softplus, chunk 5', { batch: 1, seqlen: 13, heads: 2, headdim: 2, dstate: 3, groups: 1, D: 'channel', dtSoftplus: false, seqStarts: [4, 9], initialStates: true }, 5],
+  ['6 heads in one group (several heads per partial), chunk 4', { batch: 2, seqlen: 10, heads: 6, headdim: 2, dstate: 3, groups: 1, z: true, D: 'head', dtBias: true }, 4],
   ['dtLimit (away from the kinks), chunk 16', { batch: 1, seqlen: 9, heads: 2, headdim: 2, dstate: 5, groups: 2, dtLimit: [0.0, 0.08], dtRange: [-5, -1], z: true }, 16],
 ];
 

@@ -1,11 +1,13 @@
 // SSD backward on CUDA, four launches, all deterministic (no float atomics; every sum has a
 // fixed order):
-//  1. the forward kernel in state-only mode writes the state entering each chunk (S0);
+//  1. C·Bᵀ per chunk and group (as in the forward), and the forward kernel in state-only mode
+//     writes the state entering each chunk (S0);
 //  2. ssd_bwd_state_kernel walks the chunks in reverse carrying G = dL/dH:
 //     G ← decay·G + dyᵀ·(e_in ∘ C), writing G at each chunk's end (S1) and dInitialStates;
-//  3. ssd_bwd_chunk_kernel, one block per (chunk, head, batch), needs only S0/S1 of its chunk:
-//     dx, ddt, dz directly; per-head dB/dC and per-chunk dA/dD/ddtBias partials;
-//  4. ssd_bwd_reduce_kernel sums the partials over heads of a group / chunks, in order.
+//  3. ssd_bwd_chunk_kernel, one block per (chunk, run of ≤ 8 heads of a group, batch), needs only
+//     S0/S1 of its chunk: dx, ddt, dz directly; dB/dC summed over the run's heads in order,
+//     per-chunk dA/dD/ddtBias partials;
+//  4. ssd_bwd_reduce_kernel sums the partials over runs of a group / chunks, in order.
 // With s ≤ t, Lexp[t,s] = exp(cs_t − cs_s) on one sequence, dYX = dy·(dt'x)ᵀ, CB = C·Bᵀ:
 //   d(dt'x) = (CB∘Lexp)ᵀ·dy + diag(e_out)·B·Gᵀ       dB = (Lexp∘dYX)ᵀ·C + diag(e_out)·(dt'x)·G
 //   dC = (Lexp∘dYX)·B + diag(e_in)·dy·H0             dcs from CB∘Lexp∘dYX, e_in, e_out and decay
@@ -38,6 +40,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
@@ -53,12 +57,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
     __syncthreads();
     T* s1 = static_cast<T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
     for (int i = threadIdx.x; i < PT * NP; i += kThreads) s1[i] = from_float<T>(sG[(i / NP) * lay.ldG + i % NP]);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int t = idx / NP, n = idx % NP;
       float v = 0.f;
-      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * (sSeg[t] == 0 ? __expf(sCs[t]) : 0.f);
+      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * sEin[t];
       sC[t * lay.ldN + n] = from_float<T>(v);
     }
     for (int idx = threadIdx.x; idx < Q * PT; idx += kThreads) {
@@ -91,7 +95,6 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   T* sDy = reinterpret_cast<T*>(smem + lay.sDy);
   T* sM = reinterpret_cast<T*>(smem + lay.sM);
   T* sN2 = reinterpret_cast<T*>(smem + lay.sN2);
-  float* sCB = reinterpret_cast<float*>(smem + lay.sCB);
   float* sDYX = reinterpret_cast<float*>(smem + lay.sDYX);
   float* sF2 = reinterpret_cast<float*>(smem + lay.sF2);
   T* sDtxE = reinterpret_cast<T*>(smem + lay.sDtxE);
@@ -101,6 +104,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
   float* sRow = reinterpret_cast<float*>(smem + lay.sRow);
   float* sCol = reinterpret_cast<float*>(smem + lay.sCol);
   float* sV = reinterpret_cast<float*>(smem + lay.sV);
@@ -108,171 +113,181 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   float* sDdtp = reinterpret_cast<float*>(smem + lay.sDdtp);
   float* sRed = reinterpret_cast<float*>(smem + lay.sRed);
 
-  const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  // A block owns one chunk and a run of heads of one group: B and C are loaded once, and the
+  // heads' dB/dC contributions accumulate (in order) into the run's own partial rows.
+  const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
+  const int h_begin = g * d.hpg + hb * d.HB, h_count = min(d.HB, d.hpg - hb * d.HB);
   const int t0 = c * Q, q = min(Q, d.L - t0);
   const int NP = d.NP, PC = d.PC, P = d.P;
   const T* x = static_cast<const T*>(d.x);
   const T* Bm = static_cast<const T*>(d.B);
   const T* Cm = static_cast<const T*>(d.C);
-  const T* H0 = static_cast<const T*>(d.S0) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;  // (p, n), ld NP
-  const T* Gm = static_cast<const T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
-  const int64_t xrow0 = (int64_t(b) * d.L + t0) * d.H + h;  // row of (b, t0, h) in units of P
-  auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
-
-  chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);
   const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
   load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
   load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
-  for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
-    const int t = idx / PC, p = idx % PC;
-    float dtx = 0.f, dy = 0.f, zv;
-    if (t < q && p < P) {
-      dtx = sDtp[t] * to_float(x[xoff(t, p)]);
-      dy = grad_out<T>(d, xoff(t, p), &zv);
-    }
-    sDtx[t * lay.ldP + p] = from_float<T>(dtx);
-    sDy[t * lay.ldP + p] = from_float<T>(dy);
-  }
-  __syncthreads();
-  const float cs_end = sCs[Q - 1];
-  const int seg_end = sSeg[Q - 1];
-  auto e_in = [&](int t) { return sSeg[t] == 0 ? __expf(sCs[t]) : 0.f; };
-  auto e_out = [&](int s) { return sSeg[s] == seg_end ? __expf(cs_end - sCs[s]) : 0.f; };
+  float* dBh = d.dBh + ((int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb) * NP;
+  float* dCh = d.dCh + ((int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb) * NP;
+  const int ldo = d.nslots * NP;
 
-  // 1. CB, dYX = dy·dtxᵀ, y_inter = C·H0ᵀ
-  block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sCB, lay.ldM, 0.f);
-  block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
-  block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
-  __syncthreads();
-  // 2. decay-masked matrices; W = CB∘Lexp∘dYX kept in sCB for the row/column sums
-  for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
-    const int t = idx / Q, s = idx % Q;
-    float lexp = 0.f, cb = 0.f, dyx = 0.f;
-    if (s <= t && sSeg[s] == sSeg[t]) {
-      lexp = __expf(sCs[t] - sCs[s]);
-      cb = sCB[t * lay.ldM + s];
-      dyx = sDYX[t * lay.ldM + s];
+  for (int hh = 0; hh < h_count; ++hh) {
+    const int h = h_begin + hh;
+    const T* H0 = static_cast<const T*>(d.S0) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;  // (p, n), ld NP
+    const T* Gm = static_cast<const T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
+    const int64_t xrow0 = (int64_t(b) * d.L + t0) * d.H + h;  // row of (b, t0, h) in units of P
+    auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
+
+    __syncthreads();  // the previous head is done with shared memory
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
+    for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
+      const int t = idx / PC, p = idx % PC;
+      float dtx = 0.f, dy = 0.f, zv;
+      if (t < q && p < P) {
+        dtx = sDtp[t] * to_float(x[xoff(t, p)]);
+        dy = grad_out<T>(d, xoff(t, p), &zv);
+      }
+      sDtx[t * lay.ldP + p] = from_float<T>(dtx);
+      sDy[t * lay.ldP + p] = from_float<T>(dy);
     }
-    sM[t * lay.ldMT + s] = from_float<T>(cb * lexp);
-    sN2[t * lay.ldMT + s] = from_float<T>(lexp * dyx);
-    sCB[t * lay.ldM + s] = cb * lexp * dyx;
-  }
-  __syncthreads();
-  if (threadIdx.x < Q) {
-    const int t = threadIdx.x;
-    float r = 0.f, v = 0.f;
-    for (int s = 0; s <= t; ++s) r += sCB[t * lay.ldM + s];
-    const float e = e_in(t);
-    for (int p = 0; p < PC; ++p) v += to_float(sDy[t * lay.ldP + p]) * sF1[t * lay.ldF + p];
-    sRow[t] = r;
-    sV[t] = v * e;
-  } else if (threadIdx.x < 2 * Q) {
-    const int s = threadIdx.x - Q;
-    float col = 0.f;
-    for (int t = s; t < Q; ++t) col += sCB[t * lay.ldM + s];
-    sCol[s] = col;
-  }
-  __syncthreads();
-  // 3. dz needs the pre-gate output: y_intra = (CB∘Lexp)·dtx (into r7, CB/dYX are done)
-  if (d.z) {
-    block_gemm<T, true, true, Tri::LowerA>(Q, PC, Q, sM, lay.ldMT, sDtx, lay.ldP, sF2, lay.ldF, 0.f);
     __syncthreads();
-    const T* z = static_cast<const T*>(d.z);
-    const T* dout = static_cast<const T*>(d.dout);
+    const float cs_end = sCs[Q - 1];
+    const int seg_end = sSeg[Q - 1];
+    auto e_in = [&](int t) { return sEin[t]; };
+    auto e_out = [&](int s) { return sEout[s]; };
+
+    // 1. dYX = dy·dtxᵀ, y_inter = C·H0ᵀ (C·Bᵀ comes from its own pass, read from global)
+    block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
+    __syncthreads();
+    // 2. decay-masked matrices; W = CB∘Lexp∘dYX replaces dYX for the row/column sums
+    const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
+    for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
+      const int t = idx / Q, s = idx % Q;
+      float lexp = 0.f, cb = 0.f, dyx = 0.f;
+      if (s <= t && sSeg[s] == sSeg[t]) {
+        lexp = __expf(sCs[t] - sCs[s]);
+        cb = cbg[idx];
+        dyx = sDYX[t * lay.ldM + s];
+      }
+      sM[t * lay.ldMT + s] = from_float<T>(cb * lexp);
+      sN2[t * lay.ldMT + s] = from_float<T>(lexp * dyx);
+      sDYX[t * lay.ldM + s] = cb * lexp * dyx;
+    }
+    __syncthreads();
+    if (threadIdx.x < Q) {
+      const int t = threadIdx.x;
+      float r = 0.f, v = 0.f;
+      for (int s = 0; s <= t; ++s) r += sDYX[t * lay.ldM + s];
+      const float e = e_in(t);
+      for (int p = 0; p < PC; ++p) v += to_float(sDy[t * lay.ldP + p]) * sF1[t * lay.ldF + p];
+      sRow[t] = r;
+      sV[t] = v * e;
+    } else if (threadIdx.x < 2 * Q) {
+      const int s = threadIdx.x - Q;
+      float col = 0.f;
+      for (int t = s; t < Q; ++t) col += sDYX[t * lay.ldM + s];
+      sCol[s] = col;
+    }
+    __syncthreads();
+    // 3. dz needs the pre-gate output: y_intra = (CB∘Lexp)·dtx (into r7: W is summed)
+    if (d.z) {
+      block_gemm<T, true, true, Tri::LowerA>(Q, PC, Q, sM, lay.ldMT, sDtx, lay.ldP, sF2, lay.ldF, 0.f);
+      __syncthreads();
+      const T* z = static_cast<const T*>(d.z);
+      const T* dout = static_cast<const T*>(d.dout);
+      for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
+        const int t = idx / P, p = idx % P;
+        const int64_t off = xoff(t, p);
+        const float xv = to_float(x[off]);
+        float yv = sF2[t * lay.ldF + p] + e_in(t) * sF1[t * lay.ldF + p];
+        if (d.D) yv += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * xv;
+        const float zv = to_float(z[off]);
+        const float sg = 1.f / (1.f + __expf(-zv));
+        static_cast<T*>(d.dz)[off] = from_float<T>(to_float(dout[off]) * yv * sg * (1.f + zv * (1.f - sg)));
+      }
+      __syncthreads();
+    }
+    // 4. term2 = diag(e_out)·B·Gᵀ, U_s = Σ_p dtx·term2, then d(dtx) = term2 + (CB∘Lexp)ᵀ·dy
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Gm, NP, sF1, lay.ldF, 0.f);
+    __syncthreads();
+    if (threadIdx.x < Q) {
+      const int s = threadIdx.x;
+      const float e = e_out(s);
+      float u = 0.f;
+      for (int p = 0; p < PC; ++p) {
+        const float v = sF1[s * lay.ldF + p] * e;
+        sF1[s * lay.ldF + p] = v;
+        u += to_float(sDtx[s * lay.ldP + p]) * v;
+      }
+      sU[s] = u;
+    }
+    __syncthreads();
+    block_gemm<T, false, true, Tri::UpperA>(Q, PC, Q, sM, lay.ldMT, sDy, lay.ldP, sF1, lay.ldF, 1.f);
+    // operands of dB/dC's second terms (r7 is free again)
+    for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
+      const int t = idx / PC, p = idx % PC;
+      sDtxE[t * lay.ldP + p] = from_float<T>(to_float(sDtx[t * lay.ldP + p]) * e_out(t));
+      sDyE[t * lay.ldP + p] = from_float<T>(to_float(sDy[t * lay.ldP + p]) * e_in(t));
+    }
+    __syncthreads();
+    // 5. dx and dt' (row sums in a fixed order), D partials per column
     for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
-      const int t = idx / P, p = idx % P;
-      const int64_t off = xoff(t, p);
-      const float xv = to_float(x[off]);
-      float yv = sF2[t * lay.ldF + p] + e_in(t) * sF1[t * lay.ldF + p];
-      if (d.D) yv += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * xv;
-      const float zv = to_float(z[off]);
-      const float sg = 1.f / (1.f + __expf(-zv));
-      static_cast<T*>(d.dz)[off] = from_float<T>(to_float(dout[off]) * yv * sg * (1.f + zv * (1.f - sg)));
+      const int s = idx / P, p = idx % P;
+      float v = sDtp[s] * sF1[s * lay.ldF + p];
+      if (d.D) v += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * to_float(sDy[s * lay.ldP + p]);
+      static_cast<T*>(d.dx)[xoff(s, p)] = from_float<T>(v);
     }
-    __syncthreads();
-  }
-  // 4. term2 = diag(e_out)·B·Gᵀ, U_s = Σ_p dtx·term2, then d(dtx) = term2 + (CB∘Lexp)ᵀ·dy
-  block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Gm, NP, sF1, lay.ldF, 0.f);
-  __syncthreads();
-  if (threadIdx.x < Q) {
-    const int s = threadIdx.x;
-    const float e = e_out(s);
-    float u = 0.f;
-    for (int p = 0; p < PC; ++p) {
-      const float v = sF1[s * lay.ldF + p] * e;
-      sF1[s * lay.ldF + p] = v;
-      u += to_float(sDtx[s * lay.ldP + p]) * v;
-    }
-    sU[s] = u;
-  }
-  __syncthreads();
-  block_gemm<T, false, true, Tri::UpperA>(Q, PC, Q, sM, lay.ldMT, sDy, lay.ldP, sF1, lay.ldF, 1.f);
-  // operands of dB/dC's second terms (r7 is free again)
-  for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
-    const int t = idx / PC, p = idx % PC;
-    sDtxE[t * lay.ldP + p] = from_float<T>(to_float(sDtx[t * lay.ldP + p]) * e_out(t));
-    sDyE[t * lay.ldP + p] = from_float<T>(to_float(sDy[t * lay.ldP + p]) * e_in(t));
-  }
-  __syncthreads();
-  // 5. dx and dt' (row sums in a fixed order), D partials per column
-  for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
-    const int s = idx / P, p = idx % P;
-    float v = sDtp[s] * sF1[s * lay.ldF + p];
-    if (d.D) v += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * to_float(sDy[s * lay.ldP + p]);
-    static_cast<T*>(d.dx)[xoff(s, p)] = from_float<T>(v);
-  }
-  if (threadIdx.x < Q) {
-    const int s = threadIdx.x;
-    float acc = 0.f;
-    if (s < q)
-      for (int p = 0; p < P; ++p) acc += to_float(x[xoff(s, p)]) * sF1[s * lay.ldF + p];
-    sDdtp[s] = acc;
-  }
-  if (d.D)
-    for (int p = threadIdx.x; p < P; p += kThreads) {
+    if (threadIdx.x < Q) {
+      const int s = threadIdx.x;
       float acc = 0.f;
-      for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(x[xoff(s, p)]);
-      d.dD_part[((int64_t(b) * d.H + h) * d.nc + c) * P + p] = acc;
+      if (s < q)
+        for (int p = 0; p < P; ++p) acc += to_float(x[xoff(s, p)]) * sF1[s * lay.ldF + p];
+      sDdtp[s] = acc;
     }
-  // 6. per-head dB, dC partials, straight to global (rows past the end land in padding)
-  float* dBh = d.dBh + ((int64_t(b) * d.Lpad + t0) * d.H + h) * NP;
-  float* dCh = d.dCh + ((int64_t(b) * d.Lpad + t0) * d.H + h) * NP;
-  const int ldo = d.H * NP;
-  block_gemm<T, false, true, Tri::UpperA>(Q, NP, Q, sN2, lay.ldMT, sC, lay.ldN, dBh, ldo, 0.f);
-  block_gemm<T, true, true, Tri::LowerA>(Q, NP, Q, sN2, lay.ldMT, sB, lay.ldN, dCh, ldo, 0.f);
-  __syncthreads();
-  block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Gm, NP, dBh, ldo, 1.f);
-  block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
-  // 7. Σ G∘H0 (the decay term), fixed-order block reduction
-  float part = 0.f;
-  for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(Gm[i]) * to_float(H0[i]);
-  sRed[threadIdx.x] = part;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w /= 2) {
-    if (threadIdx.x < w) sRed[threadIdx.x] += sRed[threadIdx.x + w];
+    if (d.D)
+      for (int p = threadIdx.x; p < P; p += kThreads) {
+        float acc = 0.f;
+        for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(x[xoff(s, p)]);
+        d.dD_part[((int64_t(b) * d.H + h) * d.nc + c) * P + p] = acc;
+      }
+    // 6. dB, dC of this head added to the run's partial rows in global memory (rows past the
+    //    end land in padding)
+    const float acc = hh == 0 ? 0.f : 1.f;
+    block_gemm<T, false, true, Tri::UpperA>(Q, NP, Q, sN2, lay.ldMT, sC, lay.ldN, dBh, ldo, acc);
+    block_gemm<T, true, true, Tri::LowerA>(Q, NP, Q, sN2, lay.ldMT, sB, lay.ldN, dCh, ldo, acc);
     __syncthreads();
-  }
-  // 8. dcs → reverse cumsum → ddt, dA and ddtBias partials (one thread, fixed order)
-  if (threadIdx.x == 0) {
-    float usum = 0.f;
-    for (int s = 0; s < Q; ++s) usum += sU[s];
-    const float decay = seg_end == 0 ? __expf(cs_end) : 0.f;
-    const float a = d.A[h];
-    float da = 0.f, dA_acc = 0.f, dbias_acc = 0.f;
-    for (int s = Q - 1; s >= 0; --s) {
-      float dcs = sRow[s] - sCol[s] + sV[s] - sU[s];
-      if (s == q - 1) dcs += usum + decay * sRed[0];
-      da += dcs;
-      if (s >= q) continue;
-      dA_acc += sDtp[s] * da;
-      const float graw = (sDdtp[s] + a * da) * sDer[s];
-      d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
-      dbias_acc += graw;
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Gm, NP, dBh, ldo, 1.f);
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
+    // 7. Σ G∘H0 (the decay term), fixed-order block reduction
+    float part = 0.f;
+    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(Gm[i]) * to_float(H0[i]);
+    sRed[threadIdx.x] = part;
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w /= 2) {
+      if (threadIdx.x < w) sRed[threadIdx.x] += sRed[threadIdx.x + w];
+      __syncthreads();
     }
-    const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
-    d.dA_part[k] = dA_acc;
-    d.dbias_part[k] = dbias_acc;
-  }
+    // 8. dcs → reverse cumsum → ddt, dA and ddtBias partials (one thread, fixed order)
+    if (threadIdx.x == 0) {
+      float usum = 0.f;
+      for (int s = 0; s < Q; ++s) usum += sU[s];
+      const float decay = seg_end == 0 ? __expf(cs_end) : 0.f;
+      const float a = d.A[h];
+      float da = 0.f, dA_acc = 0.f, dbias_acc = 0.f;
+      for (int s = Q - 1; s >= 0; --s) {
+        float dcs = sRow[s] - sCol[s] + sV[s] - sU[s];
+        if (s == q - 1) dcs += usum + decay * sRed[0];
+        da += dcs;
+        if (s >= q) continue;
+        dA_acc += sDtp[s] * da;
+        const float graw = (sDdtp[s] + a * da) * sDer[s];
+        d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
+        dbias_acc += graw;
+      }
+      const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
+      d.dA_part[k] = dA_acc;
+      d.dbias_part[k] = dbias_acc;
+    }
+  }  // heads
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,9 +301,9 @@ __global__ void ssd_bwd_reduce_kernel(Dev d) {
     const int g = int(r % d.G);
     const int64_t bt = r / d.G;  // b·L + t
     const int64_t b = bt / d.L, t = bt % d.L;
-    const int64_t base = ((b * d.Lpad + t) * d.H + int64_t(g) * d.hpg) * d.NP + n;
+    const int64_t base = ((b * d.Lpad + t) * d.nslots + int64_t(g) * d.nhb) * d.NP + n;
     float sb = 0.f, sc = 0.f;
-    for (int j = 0; j < d.hpg; ++j) sb += d.dBh[base + int64_t(j) * d.NP], sc += d.dCh[base + int64_t(j) * d.NP];
+    for (int j = 0; j < d.nhb; ++j) sb += d.dBh[base + int64_t(j) * d.NP], sc += d.dCh[base + int64_t(j) * d.NP];
     d.dB[i] = sb;
     d.dC[i] = sc;
   }
@@ -315,7 +330,8 @@ __global__ void ssd_bwd_reduce_kernel(Dev d) {
 template <typename T>
 void launch_backward(const Dev& d0, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
-  // 1. incoming state of every chunk
+  // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  launch_cb<T>(d0, stream);
   Dev fwd = d0;
   fwd.y = nullptr, fwd.final_states = nullptr;
   launch_forward<T>(fwd, stream);
@@ -329,7 +345,7 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
   check(cudaFuncSetAttribute(ssd_bwd_chunk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(gl.bytes)),
         "ssdChunkScanBackward: shared memory");
-  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.H, d0.batch), kThreads, gl.bytes, stream>>>(d0);
+  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward chunk gradients");
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);

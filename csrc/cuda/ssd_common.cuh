@@ -32,7 +32,8 @@ struct Dev {
   int PT;      // headdim tile of the forward / state kernels (multiple of 16)
   int PP;      // headdim padded to whole tiles (rows of the chunk-state scratch)
   int PC;      // headdim padded to 16 (the chunk-gradient kernel takes all of it)
-  int Lpad;    // nc·Q (rows of the per-head dB/dC partials)
+  int Lpad;    // nc·Q (rows of the dB/dC partials)
+  int HB, nhb, nslots;  // heads per backward block, runs per group, partial slots (G·nhb)
   const void *x, *z, *B, *C, *dout;
   const float *dt, *A, *D, *dt_bias, *h0, *dfinal;
   const int* seq_idx;
@@ -40,6 +41,7 @@ struct Dev {
   float dt_min, dt_max;
   void* y;
   float* final_states;
+  float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
   void *dx, *dz;
@@ -50,16 +52,27 @@ struct Dev {
 // ---------------------------------------------------------------------------------------------
 // Shared-memory layouts (byte offsets), computed the same way on the host and the device.
 
+struct CbLayout {  // C·Bᵀ per (batch, chunk, group)
+  int ldN;
+  size_t sB, sC, bytes;
+  __host__ __device__ CbLayout(int Q, int NP, int ts) {
+    ldN = NP + 8;
+    size_t o = 0;
+    sB = o, o = align128(o + size_t(Q) * ldN * ts);
+    sC = o, o = align128(o + size_t(Q) * ldN * ts);
+    bytes = o;
+  }
+};
+
 struct FwdLayout {
-  int ldN, ldX, ldM, ldMT, ldH, ldHT, ldY;
-  size_t sB, sC, sX, sM, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, bytes;
+  int ldN, ldX, ldMT, ldH, ldHT, ldY;
+  size_t sB, sC, sX, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
   __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
-    ldN = NP + 8, ldX = PT + 8, ldM = Q + 4, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
+    ldN = NP + 8, ldX = PT + 8, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
     size_t o = 0;
     sB = o, o = align128(o + size_t(Q) * ldN * ts);
     sC = o, o = align128(o + size_t(Q) * ldN * ts);
     sX = o, o = align128(o + size_t(Q) * ldX * ts);
-    sM = o, o = align128(o + size_t(Q) * ldM * 4);
     sMT = o, o = align128(o + size_t(Q) * ldMT * ts);
     sH = o, o = align128(o + size_t(PT) * ldH * 4);
     sHT = o, o = align128(o + (f32 ? 0 : size_t(PT) * ldHT * ts));
@@ -69,13 +82,15 @@ struct FwdLayout {
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     bytes = o;
   }
 };
 
 struct StateLayout {  // reverse state pass
   int ldN, ldX, ldG;
-  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, bytes;
+  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
   __host__ __device__ StateLayout(int Q, int NP, int PT, int ts) {
     ldN = NP + 8, ldX = PT + 8, ldG = NP + 4;
     size_t o = 0;
@@ -86,13 +101,15 @@ struct StateLayout {  // reverse state pass
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     bytes = o;
   }
 };
 
 struct GradLayout {  // chunk gradients
   int ldN, ldP, ldM, ldMT, ldF;
-  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sCB, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sRow, sCol, sV, sU,
+  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
       sDdtp, sRed, bytes;
   __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
     ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
@@ -103,14 +120,13 @@ struct GradLayout {  // chunk gradients
     sDy = o, o = align128(o + size_t(Q) * ldP * ts);
     sM = o, o = align128(o + size_t(Q) * ldMT * ts);
     sN2 = o, o = align128(o + size_t(Q) * ldMT * ts);
-    // r7: {CB, dYX} (f32), later y_intra (f32), later {dtx·e2, dy·e1} (T)
+    // r7: dYX (then W, f32), later y_intra (f32), later {dtx·e2, dy·e1} (T)
     r7 = o;
-    const size_t cbBytes = align128(size_t(Q) * ldM * 4);
     const size_t tBytes = align128(size_t(Q) * ldP * ts);
-    sCB = r7, sDYX = r7 + cbBytes;
+    sDYX = r7;
     sF2 = r7;
     sDtxE = r7, sDyE = r7 + tBytes;
-    size_t r7size = 2 * cbBytes;
+    size_t r7size = align128(size_t(Q) * ldM * 4);
     if (align128(size_t(Q) * ldF * 4) > r7size) r7size = align128(size_t(Q) * ldF * 4);
     if (2 * tBytes > r7size) r7size = 2 * tBytes;
     o = r7 + r7size;
@@ -119,6 +135,8 @@ struct GradLayout {  // chunk gradients
     sDer = o, o = align128(o + size_t(Q) * 4);
     sCs = o, o = align128(o + size_t(Q) * 4);
     sSeg = o, o = align128(o + size_t(Q) * 4);
+    sEin = o, o = align128(o + size_t(Q) * 4);
+    sEout = o, o = align128(o + size_t(Q) * 4);
     sRow = o, o = align128(o + size_t(Q) * 4);
     sCol = o, o = align128(o + size_t(Q) * 4);
     sV = o, o = align128(o + size_t(Q) * 4);
@@ -214,8 +232,11 @@ __device__ __forceinline__ float dt_forward(const Dev& d, float raw, float* deri
   return v;
 }
 
+// Also the decay factors every kernel needs per row: e_in[t] = exp(cs_t) while t is on the
+// incoming sequence (else 0), e_out[s] = exp(cs_end − cs_s) for s on the outgoing one (else 0).
 template <int Q>
-__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg) {
+__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg,
+                              float* sEin, float* sEout) {
   const int i = threadIdx.x;
   if (i < Q) {
     float dtp = 0.f, der = 0.f;
@@ -253,11 +274,31 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
     for (int e = 0; e < E; ++e) sCs[i * E + e] = pa + a[e], sSeg[i * E + e] = ps + s[e];
   }
   __syncthreads();
+  if (i < Q) {
+    sEin[i] = sSeg[i] == 0 ? __expf(sCs[i]) : 0.f;
+    sEout[i] = sSeg[i] == sSeg[Q - 1] ? __expf(sCs[Q - 1] - sCs[i]) : 0.f;
+  }
+  __syncthreads();
 }
 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
+// 16-byte vector copies when every row is whole and aligned (the common case: dstate and
+// headdim multiples of 8), else element by element.
 template <typename T>
 __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec = cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
+                   (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+  if (vec) {
+    const int vcols = cols / V;
+    for (int idx = threadIdx.x; idx < rows * vcols; idx += kThreads) {
+      const int r = idx / vcols, c = (idx % vcols) * V;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits are +0 in every float type
+      if (r < rows_valid) v = *reinterpret_cast<const uint4*>(src + int64_t(r) * stride + c);
+      *reinterpret_cast<uint4*>(dst + r * ldd + c) = v;
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
     const int r = idx / cols, c = idx % cols;
     dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? src[int64_t(r) * stride + c] : from_float<T>(0.f);

@@ -24,8 +24,13 @@ Dev make_dev(const SsdParams& p) {
   d.Lpad = d.nc * d.Q;
   d.NP = cuda::ssd::round16(d.N);
   d.PC = cuda::ssd::round16(d.P);
-  d.PT = std::min(d.NP <= 128 ? 64 : 32, d.PC);
+  // 32-wide headdim tiles: twice the blocks of 64 (C·Bᵀ is recomputed per tile) but a
+  // shared-memory footprint (~110 KB at dstate 128) that lets two blocks share an SM.
+  d.PT = std::min(32, d.PC);
   d.PP = (d.P + d.PT - 1) / d.PT * d.PT;
+  d.HB = std::min(d.hpg, 8);
+  d.nhb = (d.hpg + d.HB - 1) / d.HB;
+  d.nslots = d.G * d.nhb;
   d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout;
   d.dt = static_cast<const float*>(p.dt), d.A = static_cast<const float*>(p.A), d.D = static_cast<const float*>(p.D);
   d.dt_bias = static_cast<const float*>(p.dt_bias), d.h0 = static_cast<const float*>(p.initial_states);
@@ -41,14 +46,17 @@ Dev make_dev(const SsdParams& p) {
   return d;
 }
 
-// Backward scratch: S0, S1 (chunk states, T), per-head dB/dC partials, per-chunk partials.
+size_t cb_bytes(const Dev& d) { return align256(size_t(d.batch) * d.nc * d.G * d.Q * d.Q * 4); }
+
+// Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk partials.
 struct BwdScratch {
-  size_t s0, s1, dBh, dCh, dA, dbias, dD, bytes;
+  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, bytes;
   explicit BwdScratch(const Dev& d, size_t ts) {
     const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
-    const size_t partial = size_t(d.batch) * d.Lpad * d.H * d.NP * 4;
+    const size_t partial = size_t(d.batch) * d.Lpad * d.nslots * d.NP * 4;
     const size_t per_chunk = size_t(d.batch) * d.H * d.nc * 4;
     size_t o = 0;
+    cb = o, o += cb_bytes(d);
     s0 = o, o = align256(o + states);
     s1 = o, o = align256(o + states);
     dBh = o, o = align256(o + partial);
@@ -71,14 +79,15 @@ template <typename F> void with_type(DType t, F&& f) {
 
 }  // namespace
 
-size_t ssd_forward_cuda_scratch(const SsdParams&) { return 0; }  // the forward keeps everything on chip
+size_t ssd_forward_cuda_scratch(const SsdParams& p) { return cb_bytes(make_dev(p)); }  // C·Bᵀ per chunk and group
 
 size_t ssd_backward_cuda_scratch(const SsdParams& p) {
   return BwdScratch(make_dev(p), dtype_size(p.dtype)).bytes;
 }
 
-void ssd_forward_cuda(const SsdParams& p, void*, void* stream) {
+void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
   Dev d = make_dev(p);
+  d.CB = static_cast<float*>(scratch);
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
@@ -89,6 +98,7 @@ void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
   Dev d = make_dev(p);
   const BwdScratch s(d, dtype_size(p.dtype));
   char* base = static_cast<char*>(scratch);
+  d.CB = reinterpret_cast<float*>(base + s.cb);
   d.S0 = base + s.s0, d.S1 = base + s.s1;
   d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
   d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);

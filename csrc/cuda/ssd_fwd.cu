@@ -1,7 +1,8 @@
-// SSD forward on CUDA: one fused kernel. A block owns (batch, head, headdim tile) and walks the
-// chunks in order with the state in shared memory, so chunk states, state passing and the chunk
-// output never leave the chip:
-//   CB = C·Bᵀ,  Lm = CB ∘ exp(segsum) ∘ dt',  Y = Lm·X + diag(e_in)·C·H0ᵀ + D·X (gated),
+// SSD forward on CUDA. ssd_cb_kernel computes C·Bᵀ once per (batch, chunk, group) (the heads
+// of a group share it); then one fused kernel: a block owns (batch, head, headdim tile) and walks
+// the chunks in order with the state in shared memory, so chunk states, state passing and the
+// chunk output never leave the chip:
+//   Lm = CB ∘ exp(segsum) ∘ dt',  Y = Lm·X + diag(e_in)·C·H0ᵀ + D·X (gated),
 //   H  = decay·H0 + Xᵀ·(w ∘ B)
 // The same kernel, without Y, writes each chunk's incoming state for the backward pass.
 #include "cuda/check.cuh"
@@ -13,6 +14,23 @@
 namespace ss::cuda::ssd {
 
 template <typename T>
+__global__ void __launch_bounds__(kThreads) ssd_cb_kernel(Dev d) {
+  constexpr int Q = Traits<T>::Q;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const CbLayout lay(Q, d.NP, sizeof(T));
+  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  T* sC = reinterpret_cast<T*>(smem + lay.sC);
+  const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int t0 = c * Q, q = min(Q, d.L - t0);
+  const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
+  load_tile(sB, lay.ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, d.NP);
+  load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, d.NP);
+  __syncthreads();
+  float* out = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
+  block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, d.NP, sC, lay.ldN, sB, lay.ldN, out, Q, 0.f);
+}
+
+template <typename T>
 __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   constexpr int Q = Traits<T>::Q;
   constexpr bool kF32 = std::is_same_v<T, float>;
@@ -21,7 +39,6 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
-  float* sM = reinterpret_cast<float*>(smem + lay.sM);
   T* sMT = reinterpret_cast<T*>(smem + lay.sMT);
   float* sH = reinterpret_cast<float*>(smem + lay.sH);
   T* sHT = reinterpret_cast<T*>(smem + lay.sHT);
@@ -31,6 +48,8 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
+  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
 
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
@@ -64,36 +83,34 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     load_tile(sX, lay.ldX, x + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0, int64_t(d.H) * d.P, q, Q, pw, PT);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg);  // ends with __syncthreads
+    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);  // ends with __syncthreads
 
-    if (want_y) {
-      block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, NP, sC, lay.ldN, sB, lay.ldN, sM, lay.ldM, 0.f);  // C·Bᵀ
-      block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, hop, ldhop, sY2, lay.ldY, 0.f);  // C·H0ᵀ
-    }
-    __syncthreads();
     const float cs_end = sCs[Q - 1];
     const int seg_end = sSeg[Q - 1];
-    if (want_y)
+    if (want_y) {
+      block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, hop, ldhop, sY2, lay.ldY, 0.f);  // C·H0ᵀ
+      const float* cb = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
       for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
         const int t = idx / Q, s = idx % Q;
         float v = 0.f;
-        if (s <= t && sSeg[s] == sSeg[t]) v = sM[t * lay.ldM + s] * __expf(sCs[t] - sCs[s]) * sDtp[s];
+        if (s <= t && sSeg[s] == sSeg[t]) v = cb[idx] * __expf(sCs[t] - sCs[s]) * sDtp[s];
         sMT[t * lay.ldMT + s] = from_float<T>(v);
       }
+    }
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
-      const float w = sSeg[s] == seg_end ? __expf(cs_end - sCs[s]) * sDtp[s] : 0.f;
+      const float w = sEout[s] * sDtp[s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
-    __syncthreads();
+    __syncthreads();  // Lm, Bw and C·H0ᵀ done (f32 read H itself there: it may change now)
     if (want_y) block_gemm<T, true, true, Tri::LowerA>(Q, PT, Q, sMT, lay.ldMT, sX, lay.ldX, sY, lay.ldY, 0.f);  // Lm·X
-    __syncthreads();  // (f32 reads H directly in C·H0ᵀ above; it must be done before H changes)
     const float decay = seg_end == 0 ? __expf(cs_end) : 0.f;
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sX, lay.ldX, sB, lay.ldN, sH, lay.ldH, decay);  // H = decay·H + Xᵀ·Bw
+    __syncthreads();  // Y complete
     if (want_y) {
       for (int idx = threadIdx.x; idx < q * pw; idx += kThreads) {
         const int t = idx / pw, pp = idx % pw, p = p0 + pp;
-        const float e_in = sSeg[t] == 0 ? __expf(sCs[t]) : 0.f;
+        const float e_in = sEin[t];
         const float xv = to_float(sX[t * lay.ldX + pp]);
         float v = sY[t * lay.ldY + pp] + e_in * sY2[t * lay.ldY + pp];
         if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * xv;
@@ -112,7 +129,17 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
 }
 
 template <typename T>
+void launch_cb(const Dev& d, cudaStream_t stream) {
+  const CbLayout cl(d.Q, d.NP, sizeof(T));
+  check(cudaFuncSetAttribute(ssd_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
+        "ssdChunkScan: shared memory");
+  ssd_cb_kernel<T><<<dim3(d.nc, d.G, d.batch), kThreads, cl.bytes, stream>>>(d);
+  check_launch("ssdChunkScan C·Bᵀ");
+}
+
+template <typename T>
 void launch_forward(const Dev& d, cudaStream_t stream) {
+  if (d.y) launch_cb<T>(d, stream);  // the output needs C·Bᵀ; the backward's state-only pass does not
   const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T), std::is_same_v<T, float>);
   check(cudaFuncSetAttribute(ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(lay.bytes)),
         "ssdChunkScan: shared memory");
@@ -121,6 +148,9 @@ void launch_forward(const Dev& d, cudaStream_t stream) {
   check_launch("ssdChunkScan forward");
 }
 
+template void launch_cb<float>(const Dev&, cudaStream_t);
+template void launch_cb<__half>(const Dev&, cudaStream_t);
+template void launch_cb<__nv_bfloat16>(const Dev&, cudaStream_t);
 template void launch_forward<float>(const Dev&, cudaStream_t);
 template void launch_forward<__half>(const Dev&, cudaStream_t);
 template void launch_forward<__nv_bfloat16>(const Dev&, cudaStream_t);

@@ -15,13 +15,16 @@ export interface SsdChunkScanOptions {
   x: Tensor;
   /** (batch, seqlen, heads), any float dtype. */
   dt: Tensor;
-  /** (heads) float32; negative for a decaying state. */
+  /** (heads) float32, ≤ 0 (as in Mamba-2, A = −exp(A_log)): the state decays. */
   A: Tensor;
   /** (batch, seqlen, groups, dstate); groups divides heads. */
   B: Tensor;
   /** (batch, seqlen, groups, dstate). */
   C: Tensor;
-  /** Tokens per chunk of the chunked algorithm (default 256). Results do not depend on it beyond rounding. */
+  /**
+   * Longest chunk of the chunked algorithm (default 256); the CPU uses min(chunkSize, 128), CUDA
+   * 64 tokens (16-bit inputs) or 32 (float32). Results do not depend on it beyond rounding.
+   */
   chunkSize?: number;
   /** (heads) or (heads, headdim) float32 skip connection. */
   D?: Tensor;
