@@ -5,8 +5,9 @@
  *
  * Decode at batch 1 reads every weight once per token, so its floor is (bytes of weights) ÷
  * (measured copy bandwidth): the table gives that roofline and the fraction reached. Each decode
- * step includes reading the logits back to the host and choosing the next token there, as a
- * server does.
+ * step includes reading the logits back to the host, as a server does (choosing the token from
+ * them is not timed). "b1 dispatch ms" is the host time spent issuing one step's ops: when it
+ * approaches the step time, the step is bound by op dispatch, not by the device.
  */
 import { Device, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
@@ -82,7 +83,17 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919) % cfg.vocabSize);
         const prefill = await timeAsync(() => m.prefill(ids, 0), cpu ? 2 : 5);
         const tok1 = Int32Array.of(17);
-        const b1 = await timeAsync(() => m.step(tok1), cpu ? 10 : 50);
+        const dispatch: number[] = [];
+        const b1 = await timeAsync(async () => {
+          await m.step(tok1);
+          dispatch.push(m.lastStepDispatchMs);
+        }, cpu ? 10 : 50);
+        dispatch.sort((a, b) => a - b);
+        // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
+        const genTokens = cpu ? 16 : 128;
+        const gen = await timeAsync(async () => {
+          for await (const t of m.generate(ids.subarray(0, 16), { maxNewTokens: genTokens, temperature: 0, stop: [] })) void t;
+        }, cpu ? 1 : 3);
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
         await synchronize(device);
@@ -96,8 +107,10 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           [`prefill ${prefillLen} ms`]: prefill.ms,
           'prefill first ms': prefill.firstMs,
           'decode b1 ms/token': b1.ms,
+          'b1 dispatch ms': dispatch[Math.floor(dispatch.length / 2)],
           'b1 roofline ms': rooflineMs,
           'b1 % of roofline': (100 * rooflineMs) / b1.ms,
+          'generate() b1 ms/token': gen.ms / genTokens,
           'decode b64 ms/step': b64.ms,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
         });

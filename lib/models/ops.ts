@@ -6,6 +6,6 @@
 export { selectiveScan } from '../ops/selective_scan';
 export { ssdChunkScan } from '../ops/ssd';
 export { causalConv1d, causalConv1dUpdate } from '../ops/conv1d';
-export { embedding, linear, rmsNorm, gatedRmsNorm, add } from '../ops/dense';
+export { embedding, linear, rmsNorm, gatedRmsNorm } from '../ops/dense';
 export { selectiveStateUpdate } from '../ops/state_update';
 export { copyInto } from '../ops/copy_into';

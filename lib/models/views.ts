@@ -1,0 +1,26 @@
+/**
+ * View helpers the model code needs beyond Tensor's own (reshape, permute, slice): splitting one
+ * dimension of a strided view into several without a copy (torch's unflatten). The ops copy a
+ * strided input to contiguous memory natively where their kernels need it, so the model passes
+ * views and never pays a JS-level copy.
+ */
+import { shapeError } from '../errors';
+import { native } from '../native';
+import { Tensor } from '../tensor';
+
+/** Dimension `dim` of t split into `sizes` (their product must equal it); a view. */
+export function unflatten(t: Tensor, dim: number, sizes: readonly number[]): Tensor {
+  const d = dim < 0 ? dim + t.ndim : dim;
+  const n = sizes.reduce((a, b) => a * b, 1);
+  if (d < 0 || d >= t.ndim || n !== t.shape[d])
+    throw shapeError(`unflatten: cannot split dimension ${dim} of ${t} into (${sizes.join(', ')})`);
+  const inner = sizes.map((_, i) => t.strides[d] * sizes.slice(i + 1).reduce((a, b) => a * b, 1));
+  return new Tensor({
+    _h: native.share(t.live()._h as object),
+    shape: [...t.shape.slice(0, d), ...sizes, ...t.shape.slice(d + 1)],
+    strides: [...t.strides.slice(0, d), ...inner, ...t.strides.slice(d + 1)],
+    offset: t.offset,
+    dtype: t.dtype,
+    device: t.device,
+  });
+}
