@@ -329,31 +329,37 @@ template <typename T>
 void launch_backward(const Dev& d0, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
   // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  StageTimer timer("backward", stream);
   launch_cb<T>(d0, stream);
+  timer.mark("C·Bᵀ");
   Dev fwd = d0;
   fwd.y = nullptr, fwd.final_states = nullptr;
   if constexpr (!kF32) {
-    if (d0.St) launch_chunk_states<T>(chunked_view(fwd), false, stream);  // states entering each run
+    if (d0.St) launch_chunk_states<T>(chunked_view(fwd), false, stream, timer);  // states entering each run
   }
   launch_forward<T>(fwd, stream);
+  timer.mark("states of every chunk");
   // 2. reverse state pass
   if constexpr (!kF32) {
-    if (d0.St) launch_chunk_states<T>(chunked_view(d0), true, stream);  // dL/dH at each run's end, dh0
+    if (d0.St) launch_chunk_states<T>(chunked_view(d0), true, stream, timer);  // dL/dH at each run's end, dh0
   }
   const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
   check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
         "ssdChunkScanBackward: shared memory");
   ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch * (d0.St ? d0.nruns : 1)), kThreads, sl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward state pass");
+  timer.mark("reverse state pass");
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
   check(cudaFuncSetAttribute(ssd_bwd_chunk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(gl.bytes)),
         "ssdChunkScanBackward: shared memory");
   ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward chunk gradients");
+  timer.mark("chunk gradients");
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
+  timer.mark("reductions");
 }
 
 template void launch_backward<float>(const Dev&, cudaStream_t);

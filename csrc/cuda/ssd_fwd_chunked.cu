@@ -13,6 +13,7 @@
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_launch.h"
+#include "cuda/ssd_stages.h"
 
 namespace ss::cuda::ssd {
 
@@ -272,46 +273,51 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
 
 namespace {
 template <typename T, bool REV>
-void launch_states(const Dev& d, cudaStream_t stream) {
+void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
   const StateTileLayout sl(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_state_kernel<T, REV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
         "ssdChunkScan: shared memory");
   ssd_fc_state_kernel<T, REV><<<dim3(d.H * (d.PP / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d);
   check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
+  timer.mark(REV ? "chunk dL/dstate" : "chunk states");
   const int64_t per4 = int64_t(d.PP) * d.NP / 4;
   ssd_fc_pass_kernel<REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
   check_launch(REV ? "ssdChunkScanBackward state passing" : "ssdChunkScan state passing");
+  timer.mark(REV ? "reverse state passing" : "state passing");
 }
 }  // namespace
 
 template <typename T>
-void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream) {
+void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream, StageTimer& timer) {
   if (reverse)
-    launch_states<T, true>(d, stream);
+    launch_states<T, true>(d, stream, timer);
   else
-    launch_states<T, false>(d, stream);
+    launch_states<T, false>(d, stream, timer);
 }
 
 template <typename T>
 void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
+  StageTimer timer("forward", stream);
   const int ptiles = d.PP / kT;
   const CbTileLayout cl(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
         "ssdChunkScan: shared memory");
   ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
+  timer.mark("C·Bᵀ");
 
-  launch_states<T, false>(d, stream);
+  launch_states<T, false>(d, stream, timer);
 
   const OutTileLayout ol(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_out_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(ol.bytes)),
         "ssdChunkScan: shared memory");
   ssd_fc_out_kernel<T><<<dim3(d.H * kR * ptiles, d.nc, d.batch), kThreads, ol.bytes, stream>>>(d);
   check_launch("ssdChunkScan chunk outputs");
+  timer.mark("chunk outputs");
 }
 
-template void launch_chunk_states<__half>(const Dev&, bool, cudaStream_t);
-template void launch_chunk_states<__nv_bfloat16>(const Dev&, bool, cudaStream_t);
+template void launch_chunk_states<__half>(const Dev&, bool, cudaStream_t, StageTimer&);
+template void launch_chunk_states<__nv_bfloat16>(const Dev&, bool, cudaStream_t, StageTimer&);
 template void launch_forward_chunked<__half>(const Dev&, cudaStream_t);
 template void launch_forward_chunked<__nv_bfloat16>(const Dev&, cudaStream_t);
 

@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_stages.h"
 
 namespace ss::cuda::ssd {
 
@@ -23,7 +24,7 @@ template <typename T> void launch_forward_chunked(const Dev& d, cudaStream_t str
 // Chunk-parallel states for __half / __nv_bfloat16 on kChunkedQ-token chunks into d.St (d.dec
 // the decays): forward, the state entering each chunk (from h0; finalStates when asked);
 // reverse, dL/d(state) at each chunk's end (from dfinal; dInitialStates when asked).
-template <typename T> void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream);
+template <typename T> void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream, StageTimer& timer);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (forward kernel), reverse state pass, chunk gradients, reductions.
