@@ -76,16 +76,21 @@ struct StateTileLayout {
   }
 };
 
+// sX and sM reuse the space of sC and sH (dead once C·H_inᵀ is in sY): ~57 KB at dstate 128,
+// three blocks per SM.
 struct OutTileLayout {
   int ldN, ldX, ldM, ldY;
   size_t sC, sH, sX, sM, sY, bytes;
   __host__ __device__ OutTileLayout(int NP, int ts) {
     ldN = NP + 8, ldX = kT + 8, ldM = kT + 8, ldY = kT + 4;
-    size_t o = ScalarLayout().bytes;
+    const size_t base = ScalarLayout().bytes;
+    size_t o = base;
     sC = o, o = align128(o + size_t(kT) * ldN * ts);
     sH = o, o = align128(o + size_t(kT) * ldN * ts);
-    sX = o, o = align128(o + size_t(kT) * ldX * ts);
-    sM = o, o = align128(o + size_t(kT) * ldM * ts);
+    size_t o2 = base;
+    sX = o2, o2 = align128(o2 + size_t(kT) * ldX * ts);
+    sM = o2, o2 = align128(o2 + size_t(kT) * ldM * ts);
+    o = o > o2 ? o : o2;
     sY = o, o = align128(o + size_t(kT) * ldY * 4);
     bytes = o;
   }
@@ -234,7 +239,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   }
   __syncthreads();
   block_gemm<T, true, false, Tri::Full>(kT, kT, NP, sC, lay.ldN, sH, lay.ldN, sY, lay.ldY, 0.f);  // C·H_inᵀ
-  __syncthreads();
+  __syncthreads();  // sC and sH are dead from here (sX, sM take their space)
   for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
     const int t = idx / kT, p = idx % kT;
     sY[t * lay.ldY + p] *= sc.ein[r * kT + t];
