@@ -41,11 +41,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   const int c_begin = d.St ? run * d.run_chunks : 0, c_end = d.St ? min(d.nc, c_begin + d.run_chunks) : d.nc;
 
   // G at the end of the run: dFinalStates, or what the chunk-parallel reverse pass left in St.
-  const float* g_end = d.St ? d.St + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
+  const T* g_end =
+      d.St ? static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
     if (g_end)
-      sG[p * lay.ldG + n] = g_end[p * NP + n];
+      sG[p * lay.ldG + n] = to_float(g_end[p * NP + n]);
     else
       sG[p * lay.ldG + n] =
           (d.dfinal && p < pw && n < d.N) ? d.dfinal[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;

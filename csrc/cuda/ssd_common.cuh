@@ -46,7 +46,7 @@ struct Dev {
   float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
-  float* St;   // chunk-parallel kernels: (batch, H, nc, PP, NP) chunk-local, then passed states
+  void* St;    // chunk-parallel kernels: (batch, H, nc, PP, NP) T: chunk-local, then passed states
   float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
   // Backward of 16-bit inputs: the sequential state kernels walk runs of run_chunks chunks, in
   // parallel over runs, seeded from St of a kChunkedQ-token Dev (nruns chunks, run_PP rows).

@@ -67,11 +67,12 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   const int ldhop = kF32 ? lay.ldH : lay.ldHT;
 
   // The state entering the run: h0, or what the chunk-parallel pass left in St.
-  const float* h_in = d.St ? d.St + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
+  const T* h_in =
+      d.St ? static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
     if (h_in)
-      sH[p * lay.ldH + n] = h_in[p * NP + n];
+      sH[p * lay.ldH + n] = to_float(h_in[p * NP + n]);
     else
       sH[p * lay.ldH + n] = (d.h0 && p < pw && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
   }

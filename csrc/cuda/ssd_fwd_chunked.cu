@@ -1,10 +1,11 @@
 // SSD forward for 16-bit inputs, parallel over chunks (the public algorithm's structure), with
 // 256-token chunks so the chunk states cost little memory traffic next to x, z and y:
 //   1. ssd_fc_cb_kernel     C·Bᵀ of every chunk and group, lower 64×64 tiles (f32 scratch)
-//   2. ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (f32 scratch)
+//   2. ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (T scratch)
 //                           and the chunk's decay exp(cs_end) (0 when a sequence restarts inside)
-//   3. ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks, in place: the slot
-//                           of chunk c ends up holding the state entering it; final states
+//   3. ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks (f32 in registers),
+//                           in place: the slot of chunk c ends up holding the state entering it
+//                           (in T: the output kernel's tensor-core operand); final states
 //   4. ssd_fc_out_kernel    per 64-token row tile: Y = e_in·(C·H_inᵀ) + Σ_j (CB ∘ exp(segsum) ∘ dt')·X_j
 //                           + D·x, gated by silu(z)
 // Every product runs on tensor cores (block_gemm, f32 accumulation). The f32 forward and the
@@ -98,6 +99,20 @@ struct OutTileLayout {
 
 __device__ __forceinline__ int rows_in(int q, int r0) { return max(0, min(kT, q - r0)); }
 
+// Four consecutive 16-bit values (8-byte aligned) as floats, and back.
+template <typename T>
+__device__ __forceinline__ float4 load4(const T* p) {
+  union { uint2 u; T v[4]; } w;
+  w.u = *reinterpret_cast<const uint2*>(p);
+  return make_float4(to_float(w.v[0]), to_float(w.v[1]), to_float(w.v[2]), to_float(w.v[3]));
+}
+template <typename T>
+__device__ __forceinline__ void store4(T* p, float4 f) {
+  union { uint2 u; T v[4]; } w;
+  w.v[0] = from_float<T>(f.x), w.v[1] = from_float<T>(f.y), w.v[2] = from_float<T>(f.z), w.v[3] = from_float<T>(f.w);
+  *reinterpret_cast<uint2*>(p) = w.u;
+}
+
 }  // namespace
 
 // grid (kR·kR tiles, nc, batch·G); tiles above the diagonal exit at once.
@@ -165,11 +180,11 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(kT, NP, kT, sX, lay.ldX, sB, lay.ldN, sS, lay.ldS, j ? 1.f : 0.f);
   }
   __syncthreads();
-  float* out = d.St + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  T* out = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
   for (int idx = threadIdx.x; idx < kT * NP / 4; idx += kThreads) {
     const int p = idx / (NP / 4), n = (idx % (NP / 4)) * 4;
     const float* s = sS + p * lay.ldS + n;
-    *reinterpret_cast<float4*>(out + int64_t(p) * NP + n) = make_float4(s[0], s[1], s[2], s[3]);
+    store4(out + int64_t(p) * NP + n, make_float4(s[0], s[1], s[2], s[3]));
   }
   if (pt == 0 && threadIdx.x == 0)
     d.dec[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[kQ - 1] == 0 ? __expf(sc.cs[kQ - 1]) : 0.f;
@@ -178,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
 // grid (⌈PP·NP/4/256⌉, batch·H): four consecutive state elements per thread, chunks in order
 // (REV: in reverse, from dFinalStates, leaving dL/d(state) at each chunk's end; the last value
 // is dInitialStates). Forward: from h0, leaving the state entering each chunk; then finalStates.
-template <bool REV>
+template <typename T, bool REV>
 __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   const int bh = blockIdx.y, b = bh / d.H, h = bh % d.H;
   const int64_t per = int64_t(d.PP) * d.NP;
@@ -190,15 +205,15 @@ __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   const int64_t state_off = ((int64_t(b) * d.H + h) * d.P + p) * d.N + n;
   float hv[4];
   for (int k = 0; k < 4; ++k) hv[k] = (seed && p < d.P && n + k < d.N) ? seed[state_off + k] : 0.f;
-  float* st = d.St + int64_t(bh) * d.nc * per + e;
+  T* st = static_cast<T*>(d.St) + int64_t(bh) * d.nc * per + e;
   const float* dec = d.dec + int64_t(bh) * d.nc;
   auto chunk = [&](int i) { return REV ? d.nc - 1 - i : i; };  // i-th chunk visited
-  float4 next = *reinterpret_cast<const float4*>(st + chunk(0) * per);
+  float4 next = load4(st + chunk(0) * per);
   for (int i = 0; i < d.nc; ++i) {
     const int c = chunk(i);
     const float4 s = next;
-    if (i + 1 < d.nc) next = *reinterpret_cast<const float4*>(st + chunk(i + 1) * per);  // prefetch
-    *reinterpret_cast<float4*>(st + c * per) = make_float4(hv[0], hv[1], hv[2], hv[3]);
+    if (i + 1 < d.nc) next = load4(st + chunk(i + 1) * per);  // prefetch
+    store4(st + c * per, make_float4(hv[0], hv[1], hv[2], hv[3]));
     const float a = dec[c];
     hv[0] = a * hv[0] + s.x, hv[1] = a * hv[1] + s.y, hv[2] = a * hv[2] + s.z, hv[3] = a * hv[3] + s.w;
   }
@@ -230,13 +245,8 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   const int64_t bs = int64_t(d.G) * d.N;
   load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv, kT,
             d.N, NP);
-  const float* hin = d.St + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  for (int idx = threadIdx.x; idx < kT * NP / 4; idx += kThreads) {
-    const int p = idx / (NP / 4), n = (idx % (NP / 4)) * 4;
-    const float4 v = *reinterpret_cast<const float4*>(hin + int64_t(p) * NP + n);
-    T* o = sH + p * lay.ldN + n;
-    o[0] = from_float<T>(v.x), o[1] = from_float<T>(v.y), o[2] = from_float<T>(v.z), o[3] = from_float<T>(v.w);
-  }
+  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  load_tile(sH, lay.ldN, hin, NP, kT, kT, NP, NP);
   __syncthreads();
   block_gemm<T, true, false, Tri::Full>(kT, kT, NP, sC, lay.ldN, sH, lay.ldN, sY, lay.ldY, 0.f);  // C·H_inᵀ
   __syncthreads();  // sC and sH are dead from here (sX, sM take their space)
@@ -286,7 +296,7 @@ void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
   check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
   timer.mark(REV ? "chunk dL/dstate" : "chunk states");
   const int64_t per4 = int64_t(d.PP) * d.NP / 4;
-  ssd_fc_pass_kernel<REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
+  ssd_fc_pass_kernel<T, REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
   check_launch(REV ? "ssdChunkScanBackward state passing" : "ssdChunkScan state passing");
   timer.mark(REV ? "reverse state passing" : "state passing");
 }
