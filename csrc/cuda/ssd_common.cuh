@@ -48,10 +48,6 @@ struct Dev {
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
   void* St;    // chunk-parallel kernels: (batch, H, nc, PP, NP) T: chunk-local, then passed states
   float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
-  // Backward of 16-bit inputs: the sequential state kernels walk runs of run_chunks chunks, in
-  // parallel over runs, seeded from St of a kChunkedQ-token Dev (nruns chunks, run_PP rows).
-  // St == nullptr: one run over the whole sequence, seeded from h0 / dfinal.
-  int run_chunks, nruns, run_PP;
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
   float *dB, *dC, *dA, *dD, *ddt_bias;

@@ -136,10 +136,11 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
   block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
 }
 
-// grid (H·(PP/64), nc, batch): S_c for one headdim tile of one head. REV (the backward's
-// reverse pass): the chunk's contribution to dL/d(incoming state) instead, U_c = dyᵀ·(e_in ∘ C).
-template <typename T, bool REV>
-__global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
+// grid (H·⌈PP/64⌉, nc, batch): S_c of one QC-token chunk for one headdim tile of one head, into
+// dst (batch, H, nc, PP, NP) T, and the chunk's decay into dec_out (batch, H, nc). REV (the
+// backward's reverse pass): the chunk's contribution to dL/d(incoming state), U_c = dyᵀ·(e_in ∘ C).
+template <typename T, bool REV, int QC>
+__global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst, float* dec_out) {
   extern __shared__ __align__(128) unsigned char smem[];
   const StateTileLayout lay(d.NP, sizeof(T));
   const Scalars sc(smem);
@@ -148,9 +149,9 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
   float* sS = reinterpret_cast<float*>(smem + lay.sS);
   const int h = blockIdx.x % d.H, pt = blockIdx.x / d.H, c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * kT, pw = min(kT, d.P - p0);
-  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  const int t0 = c * QC, q = min(QC, d.L - t0);
   const int NP = d.NP;
-  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
+  chunk_scalars<QC>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   const int64_t xrow = ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
   const T* x = static_cast<const T*>(d.x) + xrow;
   const T* Bm = static_cast<const T*>(REV ? d.C : d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
@@ -160,10 +161,15 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
     if (j) __syncthreads();  // the previous slice's product is done with sX, sB
     const int rv = rows_in(q, j * kT);
     if constexpr (REV) {
+#pragma unroll 2
       for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
         const int t = idx / kT, pp = idx % kT;
-        float v = 0.f, zv;
-        if (t < rv && pp < pw) v = grad_out<T>(d, xrow + (int64_t(j) * kT + t) * xs + pp, &zv);
+        float v = 0.f;
+        if (t < rv && pp < pw) {  // dy = dout·silu(z)
+          const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
+          v = to_float(static_cast<const T*>(d.dout)[off]);
+          if (d.z) v *= silu_f(to_float(static_cast<const T*>(d.z)[off]));
+        }
         sX[t * lay.ldX + pp] = from_float<T>(v);
       }
     } else {
@@ -180,14 +186,15 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(kT, NP, kT, sX, lay.ldX, sB, lay.ldN, sS, lay.ldS, j ? 1.f : 0.f);
   }
   __syncthreads();
-  T* out = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  for (int idx = threadIdx.x; idx < kT * NP / 4; idx += kThreads) {
+  T* out = static_cast<T*>(dst) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  const int rows = min(kT, d.PP - p0);  // the 64-token view's PP is a multiple of 32 only
+  for (int idx = threadIdx.x; idx < rows * NP / 4; idx += kThreads) {
     const int p = idx / (NP / 4), n = (idx % (NP / 4)) * 4;
     const float* s = sS + p * lay.ldS + n;
     store4(out + int64_t(p) * NP + n, make_float4(s[0], s[1], s[2], s[3]));
   }
   if (pt == 0 && threadIdx.x == 0)
-    d.dec[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[kQ - 1] == 0 ? __expf(sc.cs[kQ - 1]) : 0.f;
+    dec_out[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[QC - 1] == 0 ? __expf(sc.cs[QC - 1]) : 0.f;
 }
 
 // grid (⌈PP·NP/4/256⌉, batch·H): four consecutive state elements per thread, chunks in order
@@ -220,6 +227,31 @@ __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   if (last)
     for (int k = 0; k < 4; ++k)
       if (p < d.P && n + k < d.N) last[state_off + k] = hv[k];
+}
+
+// Backward, 64-token chunks: the states entering every chunk (REV: dL/dstate at every chunk's
+// end) from the chunk-local ones in src, one run of kChunkedQ tokens per thread, seeded by the
+// chunk-parallel pass's states of the run (seeds: (batch, H, nruns, ⌈P/64⌉·64, NP) T).
+// dst may be src (in place). grid (⌈PP·NP/4/256⌉, batch·H, nruns).
+template <typename T, bool REV>
+__global__ void __launch_bounds__(256) ssd_run_pass_kernel(Dev d, const void* seeds, const void* src, void* dst) {
+  constexpr int R = kQ / Traits<T>::Q;  // chunks per run
+  const int bh = blockIdx.y, run = blockIdx.z, nruns = gridDim.z;
+  const int64_t per = int64_t(d.PP) * d.NP;
+  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+  if (e >= per) return;
+  const int run_PP = (d.P + kT - 1) / kT * kT;
+  float4 hv = load4(static_cast<const T*>(seeds) + (int64_t(bh) * nruns + run) * run_PP * d.NP + e);
+  const int c_begin = run * R, count = min(R, d.nc - c_begin);
+  const T* s_base = static_cast<const T*>(src) + int64_t(bh) * d.nc * per + e;
+  T* d_base = static_cast<T*>(dst) + int64_t(bh) * d.nc * per + e;
+  for (int i = 0; i < count; ++i) {
+    const int c = c_begin + (REV ? count - 1 - i : i);
+    const float4 s = load4(s_base + c * per);  // before the store: dst may be src
+    store4(d_base + c * per, hv);
+    const float a = d.dec[int64_t(bh) * d.nc + c];
+    hv = make_float4(a * hv.x + s.x, a * hv.y + s.y, a * hv.z + s.z, a * hv.w + s.w);
+  }
 }
 
 // grid (H·kR·(PP/64), nc, batch): 64 output rows × one 64-wide headdim tile of one head.
@@ -287,13 +319,18 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
 }
 
 namespace {
+template <typename T, bool REV, int QC>
+void launch_local(const Dev& d, void* dst, float* dec_out, cudaStream_t stream) {
+  const StateTileLayout sl(d.NP, sizeof(T));
+  auto kernel = ssd_fc_state_kernel<T, REV, QC>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)), "ssdChunkScan: shared memory");
+  kernel<<<dim3(d.H * ((d.PP + kT - 1) / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d, dst, dec_out);
+  check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
+}
+
 template <typename T, bool REV>
 void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
-  const StateTileLayout sl(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_state_kernel<T, REV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-        "ssdChunkScan: shared memory");
-  ssd_fc_state_kernel<T, REV><<<dim3(d.H * (d.PP / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d);
-  check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
+  launch_local<T, REV, kQ>(d, d.St, d.dec, stream);
   timer.mark(REV ? "chunk dL/dstate" : "chunk states");
   const int64_t per4 = int64_t(d.PP) * d.NP / 4;
   ssd_fc_pass_kernel<T, REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
@@ -301,14 +338,6 @@ void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
   timer.mark(REV ? "reverse state passing" : "state passing");
 }
 }  // namespace
-
-template <typename T>
-void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream, StageTimer& timer) {
-  if (reverse)
-    launch_states<T, true>(d, stream, timer);
-  else
-    launch_states<T, false>(d, stream, timer);
-}
 
 template <typename T>
 void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
@@ -331,8 +360,29 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   timer.mark("chunk outputs");
 }
 
-template void launch_chunk_states<__half>(const Dev&, bool, cudaStream_t, StageTimer&);
-template void launch_chunk_states<__nv_bfloat16>(const Dev&, bool, cudaStream_t, StageTimer&);
+template <typename T>
+void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
+  constexpr int Q = Traits<T>::Q;
+  Dev r = chunked_view(d);  // runs of kChunkedQ tokens: states from h0 / dfinal, finalStates off
+  r.final_states = nullptr;
+  const int nruns = r.nc;
+  const dim3 pass_grid(unsigned((int64_t(d.PP) * d.NP / 4 + 255) / 256), d.batch * d.H, nruns);
+  // states entering every chunk: run seeds, chunk-local states (in S1's space), then S0
+  launch_states<T, false>(r, stream, timer);
+  launch_local<T, false, Q>(d, d.S1, d.dec, stream);
+  ssd_run_pass_kernel<T, false><<<pass_grid, 256, 0, stream>>>(d, r.St, d.S1, d.S0);
+  check_launch("ssdChunkScanBackward states of every chunk");
+  timer.mark("states of every chunk");
+  // dL/dstate at every chunk's end (and dInitialStates): run seeds, chunk-local parts, S1 in place
+  launch_states<T, true>(r, stream, timer);
+  launch_local<T, true, Q>(d, d.S1, d.dec, stream);
+  ssd_run_pass_kernel<T, true><<<pass_grid, 256, 0, stream>>>(d, r.St, d.S1, d.S1);
+  check_launch("ssdChunkScanBackward dL/dstate of every chunk");
+  timer.mark("dL/dstate of every chunk");
+}
+
+template void launch_backward_states<__half>(const Dev&, cudaStream_t, StageTimer&);
+template void launch_backward_states<__nv_bfloat16>(const Dev&, cudaStream_t, StageTimer&);
 template void launch_forward_chunked<__half>(const Dev&, cudaStream_t);
 template void launch_forward_chunked<__nv_bfloat16>(const Dev&, cudaStream_t);
 
