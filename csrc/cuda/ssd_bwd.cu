@@ -133,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       const int t = idx / PC, p = idx % PC;
       float dtx = 0.f, dy = 0.f, zv;
       if (t < q && p < P) {
-        dtx = sDtp[t] * to_float(x[xoff(t, p)]);
+        dtx = sDtp[t] * to_float(__ldg(x + xoff(t, p)));
         dy = grad_out<T>(d, xoff(t, p), &zv);
       }
       sDtx[t * lay.ldP + p] = from_float<T>(dtx);
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       float lexp = 0.f, cb = 0.f, dyx = 0.f;
       if (s <= t && sSeg[s] == sSeg[t]) {
         lexp = __expf(sCs[t] - sCs[s]);
-        cb = cbg[idx];
+        cb = __ldg(cbg + idx);
         dyx = sDYX[t * lay.ldM + s];
       }
       sM[t * lay.ldMT + s] = from_float<T>(cb * lexp);
@@ -188,12 +188,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
         const int t = idx / P, p = idx % P;
         const int64_t off = xoff(t, p);
-        const float xv = to_float(x[off]);
+        const float xv = to_float(__ldg(x + off));
         float yv = sF2[t * lay.ldF + p] + e_in(t) * sF1[t * lay.ldF + p];
         if (d.D) yv += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * xv;
-        const float zv = to_float(z[off]);
+        const float zv = to_float(__ldg(z + off));
         const float sg = 1.f / (1.f + __expf(-zv));
-        static_cast<T*>(d.dz)[off] = from_float<T>(to_float(dout[off]) * yv * sg * (1.f + zv * (1.f - sg)));
+        static_cast<T*>(d.dz)[off] = from_float<T>(to_float(__ldg(dout + off)) * yv * sg * (1.f + zv * (1.f - sg)));
       }
       __syncthreads();
     }
@@ -231,13 +231,13 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       const int s = threadIdx.x;
       float acc = 0.f;
       if (s < q)
-        for (int p = 0; p < P; ++p) acc += to_float(x[xoff(s, p)]) * sF1[s * lay.ldF + p];
+        for (int p = 0; p < P; ++p) acc += to_float(__ldg(x + xoff(s, p))) * sF1[s * lay.ldF + p];
       sDdtp[s] = acc;
     }
     if (d.D)
       for (int p = threadIdx.x; p < P; p += kThreads) {
         float acc = 0.f;
-        for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(x[xoff(s, p)]);
+        for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(__ldg(x + xoff(s, p)));
         d.dD_part[((int64_t(b) * d.H + h) * d.nc + c) * P + p] = acc;
       }
     // 6. dB, dC of this head added to the run's partial rows in global memory (rows past the
@@ -250,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
     // 7. Σ G∘H0 (the decay term), fixed-order block reduction
     float part = 0.f;
-    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(Gm[i]) * to_float(H0[i]);
+    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(__ldg(Gm + i)) * to_float(__ldg(H0 + i));
     sRed[threadIdx.x] = part;
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w /= 2) {

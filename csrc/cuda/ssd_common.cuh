@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
+#include <cuda_pipeline.h>
 #include <cstdint>
 #include <type_traits>
 #include "cuda/types.cuh"
@@ -286,8 +287,10 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
 }
 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
-// 16-byte vector copies when every row is whole and aligned (the common case: dstate and
-// headdim multiples of 8), else element by element.
+// 16-byte asynchronous copies (cp.async: every copy of the tile in flight at once, none waiting
+// on a shared-memory store) when every row is whole and aligned (the common case: dstate and
+// headdim multiples of 8), else element by element. The calling thread's copies are complete on
+// return; a barrier publishes them.
 template <typename T>
 __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
   constexpr int V = 16 / sizeof(T);
@@ -297,26 +300,32 @@ __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int row
     const int vcols = cols / V;
     for (int idx = threadIdx.x; idx < rows * vcols; idx += kThreads) {
       const int r = idx / vcols, c = (idx % vcols) * V;
-      uint4 v = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits are +0 in every float type
-      if (r < rows_valid) v = *reinterpret_cast<const uint4*>(src + int64_t(r) * stride + c);
-      *reinterpret_cast<uint4*>(dst + r * ldd + c) = v;
+      T* to = dst + r * ldd + c;
+      if (r < rows_valid)
+        __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
+      else
+        *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
     }
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
     return;
   }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
     const int r = idx / cols, c = idx % cols;
-    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? src[int64_t(r) * stride + c] : from_float<T>(0.f);
+    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
   }
 }
 
 __device__ __forceinline__ float silu_f(float z) { return z / (1.f + __expf(-z)); }
 
 // dL/dy from dL/d(out) (out = y·silu(z) when z is given); *zval gets z.
+// Read-only loads (__ldg) throughout: plain loads from generic pointers may not be moved past
+// shared-memory stores, which serialises load → store loops on the global latency.
 template <typename T>
 __device__ __forceinline__ float grad_out(const Dev& d, int64_t off, float* zval) {
-  const float go = to_float(static_cast<const T*>(d.dout)[off]);
+  const float go = to_float(__ldg(static_cast<const T*>(d.dout) + off));
   if (!d.z) return go;
-  const float zv = to_float(static_cast<const T*>(d.z)[off]);
+  const float zv = to_float(__ldg(static_cast<const T*>(d.z) + off));
   *zval = zv;
   return go * silu_f(zv);
 }

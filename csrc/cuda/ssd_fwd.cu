@@ -5,6 +5,8 @@
 //   Lm = CB ∘ exp(segsum) ∘ dt',  Y = Lm·X + diag(e_in)·C·H0ᵀ + D·X (gated),
 //   H  = decay·H0 + Xᵀ·(w ∘ B)
 // The same kernel, without Y, writes each chunk's incoming state for the backward pass.
+// Runs float32 (exact FMA); 16-bit inputs take the chunk-parallel kernels of ssd_fwd_chunked.cu.
+// ssd_cb_kernel (64-token chunks) also serves the 16-bit backward.
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
@@ -151,8 +153,6 @@ void launch_forward(const Dev& d, cudaStream_t stream) {
 template void launch_cb<float>(const Dev&, cudaStream_t);
 template void launch_cb<__half>(const Dev&, cudaStream_t);
 template void launch_cb<__nv_bfloat16>(const Dev&, cudaStream_t);
-template void launch_forward<float>(const Dev&, cudaStream_t);
-template void launch_forward<__half>(const Dev&, cudaStream_t);
-template void launch_forward<__nv_bfloat16>(const Dev&, cudaStream_t);
+template void launch_forward<float>(const Dev&, cudaStream_t);  // 16-bit: ssd_fwd_chunked.cu
 
 }  // namespace ss::cuda::ssd

@@ -161,14 +161,15 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst
     if (j) __syncthreads();  // the previous slice's product is done with sX, sB
     const int rv = rows_in(q, j * kT);
     if constexpr (REV) {
-#pragma unroll 2
+      // dy = dout·silu(z) (read-only loads: free to run ahead of the stores)
+#pragma unroll 4
       for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
         const int t = idx / kT, pp = idx % kT;
         float v = 0.f;
-        if (t < rv && pp < pw) {  // dy = dout·silu(z)
+        if (t < rv && pp < pw) {
           const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
-          v = to_float(static_cast<const T*>(d.dout)[off]);
-          if (d.z) v *= silu_f(to_float(static_cast<const T*>(d.z)[off]));
+          v = to_float(__ldg(static_cast<const T*>(d.dout) + off));
+          if (d.z) v *= silu_f(to_float(__ldg(static_cast<const T*>(d.z) + off)));
         }
         sX[t * lay.ldX + pp] = from_float<T>(v);
       }
@@ -293,10 +294,11 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   for (int j = 0; j <= r; ++j) {
     __syncthreads();  // the previous product is done with sX, sM (and sY's scaling is complete)
     load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);
-    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
+#pragma unroll 4
+    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead
       const int tt = r * kT + idx / kT, ss = j * kT + idx % kT;
       float v = 0.f;
-      if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = cb[tt * kQ + ss] * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
+      if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = __ldg(cb + tt * kQ + ss) * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
       sM[(idx / kT) * lay.ldM + idx % kT] = from_float<T>(v);
     }
     __syncthreads();
@@ -308,12 +310,14 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   __syncthreads();  // Y complete; sX holds this tile's own rows (the last slice, j == r)
   T* y = static_cast<T*>(d.y);
   const T* z = static_cast<const T*>(d.z);
+  const int64_t row0 = (int64_t(b) * d.L + t0 + r * kT) * d.H + h;
+#pragma unroll 4
   for (int idx = threadIdx.x; idx < rv * pw; idx += kThreads) {
     const int t = idx / pw, pp = idx % pw, p = p0 + pp;
+    const int64_t off = (row0 + int64_t(t) * d.H) * d.P + p;
     float v = sY[t * lay.ldY + pp];
     if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * to_float(sX[t * lay.ldX + pp]);
-    const int64_t off = ((int64_t(b) * d.L + t0 + r * kT + t) * d.H + h) * d.P + p;
-    if (z) v *= silu_f(to_float(z[off]));
+    if (z) v *= silu_f(to_float(__ldg(z + off)));
     y[off] = from_float<T>(v);
   }
 }

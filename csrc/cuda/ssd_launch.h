@@ -17,6 +17,7 @@ inline Dev chunked_view(Dev d) {
   return d;
 }
 
+// float32 only (16-bit types run launch_forward_chunked / launch_backward_states).
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 (d.Q == kChunkedQ, d.PP a multiple of 64,
 // d.CB / d.St / d.dec set): see ssd_fwd_chunked.cu.
