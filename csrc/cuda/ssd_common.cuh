@@ -289,9 +289,12 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
 // 16-byte asynchronous copies (cp.async: every copy of the tile in flight at once, none waiting
 // on a shared-memory store) when every row is whole and aligned (the common case: dstate and
-// headdim multiples of 8), else element by element. The calling thread's copies are complete on
-// return; a barrier publishes them.
-template <typename T>
+// headdim multiples of 8), else element by element. WAIT: the calling thread's copies are
+// complete on return (a barrier publishes them); else they may still be in flight until the
+// thread calls cp_async_wait() (before that barrier): other work overlaps them.
+__device__ __forceinline__ void cp_async_wait() { __pipeline_wait_prior(0); }
+
+template <bool WAIT = true, typename T>
 __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
@@ -307,7 +310,7 @@ __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int row
         *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
     }
     __pipeline_commit();
-    __pipeline_wait_prior(0);
+    if (WAIT) cp_async_wait();
     return;
   }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {

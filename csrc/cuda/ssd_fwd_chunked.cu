@@ -136,6 +136,31 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
   block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
 }
 
+// Slice j of the state kernel's operands: X (REV: dy = dout·silu(z)) and B (REV: C); the tile
+// copies may still be in flight on return (cp_async_wait).
+template <typename T, bool REV>
+__device__ __forceinline__ void load_state_slice(const Dev& d, const StateTileLayout& lay, T* sX, T* sB, int64_t xrow,
+                                                 const T* Bm, int q, int pw, int j) {
+  const int rv = rows_in(q, j * kT);
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  if constexpr (REV) {
+#pragma unroll 2
+    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead of the stores
+      const int t = idx / kT, pp = idx % kT;
+      float v = 0.f;
+      if (t < rv && pp < pw) {
+        const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
+        v = to_float(__ldg(static_cast<const T*>(d.dout) + off));
+        if (d.z) v *= silu_f(to_float(__ldg(static_cast<const T*>(d.z) + off)));
+      }
+      sX[t * lay.ldX + pp] = from_float<T>(v);
+    }
+  } else {
+    load_tile<false>(sX, lay.ldX, static_cast<const T*>(d.x) + xrow + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+  }
+  load_tile<false>(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, d.NP);
+}
+
 // grid (H·⌈PP/64⌉, nc, batch): S_c of one QC-token chunk for one headdim tile of one head, into
 // dst (batch, H, nc, PP, NP) T, and the chunk's decay into dec_out (batch, H, nc). REV (the
 // backward's reverse pass): the chunk's contribution to dL/d(incoming state), U_c = dyᵀ·(e_in ∘ C).
@@ -151,32 +176,17 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst
   const int p0 = pt * kT, pw = min(kT, d.P - p0);
   const int t0 = c * QC, q = min(QC, d.L - t0);
   const int NP = d.NP;
-  chunk_scalars<QC>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   const int64_t xrow = ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* x = static_cast<const T*>(d.x) + xrow;
   const T* Bm = static_cast<const T*>(REV ? d.C : d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const int nslices = (q + kT - 1) / kT;
+  load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, 0);  // in flight while the chunk scalars are computed
+  chunk_scalars<QC>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   for (int j = 0; j < nslices; ++j) {
-    if (j) __syncthreads();  // the previous slice's product is done with sX, sB
-    const int rv = rows_in(q, j * kT);
-    if constexpr (REV) {
-      // dy = dout·silu(z) (read-only loads: free to run ahead of the stores)
-#pragma unroll 4
-      for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
-        const int t = idx / kT, pp = idx % kT;
-        float v = 0.f;
-        if (t < rv && pp < pw) {
-          const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
-          v = to_float(__ldg(static_cast<const T*>(d.dout) + off));
-          if (d.z) v *= silu_f(to_float(__ldg(static_cast<const T*>(d.z) + off)));
-        }
-        sX[t * lay.ldX + pp] = from_float<T>(v);
-      }
-    } else {
-      load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+    if (j) {
+      __syncthreads();  // the previous slice's product is done with sX, sB
+      load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, j);
     }
-    load_tile(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, NP);
+    cp_async_wait();
     __syncthreads();
     for (int idx = threadIdx.x; idx < kT * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
@@ -274,12 +284,14 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   const int NP = d.NP;
   const int rv = rows_in(q, r * kT);
 
-  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
+  // C rows and H_in fly while the chunk scalars are computed
   const int64_t bs = int64_t(d.G) * d.N;
-  load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv, kT,
-            d.N, NP);
+  load_tile<false>(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv,
+                   kT, d.N, NP);
   const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  load_tile(sH, lay.ldN, hin, NP, kT, kT, NP, NP);
+  load_tile<false>(sH, lay.ldN, hin, NP, kT, kT, NP, NP);
+  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
+  cp_async_wait();
   __syncthreads();
   block_gemm<T, true, false, Tri::Full>(kT, kT, NP, sC, lay.ldN, sH, lay.ldN, sY, lay.ldY, 0.f);  // C·H_inᵀ
   __syncthreads();  // sC and sH are dead from here (sX, sM take their space)
@@ -293,7 +305,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   const int64_t xs = int64_t(d.H) * d.P;
   for (int j = 0; j <= r; ++j) {
     __syncthreads();  // the previous product is done with sX, sM (and sY's scaling is complete)
-    load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);
+    load_tile<false>(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);  // overlaps M
 #pragma unroll 4
     for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead
       const int tt = r * kT + idx / kT, ss = j * kT + idx % kT;
@@ -301,6 +313,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
       if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = __ldg(cb + tt * kQ + ss) * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
       sM[(idx / kT) * lay.ldM + idx % kT] = from_float<T>(v);
     }
+    cp_async_wait();
     __syncthreads();
     if (j == r)
       block_gemm<T, true, true, Tri::LowerA>(kT, kT, kT, sM, lay.ldM, sX, lay.ldX, sY, lay.ldY, 1.f);
