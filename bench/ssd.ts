@@ -10,7 +10,7 @@
  * 32; CPU: min(chunkSize, 128) both ways.
  * Bytes: what must move at least (inputs read once, outputs written once).
  */
-import { DType, Device, Tensor, rand, randn, ssdChunkScan, ssdChunkScanBackward, tidy } from '../lib/index';
+import { DType, Device, Tensor, rand, randn, ssdChunkScan, ssdChunkScanBackward, synchronizeSync, tidy } from '../lib/index';
 import { ssdLastWorkspaceBytes, SsdChunkScanOptions } from '../lib/ops/ssd';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
@@ -87,6 +87,17 @@ function bench(report: Report, device: Device, s: Shape, dtype: DType, q: { fwd:
     if (device !== 'cpu') r['extra MiB'] = ws / 2 ** 20;
     report.add(r);
   };
+  if (device !== 'cpu') {
+    // One more call with the kernels' per-stage GPU times on stderr (STATESPACE_SSD_STAGES).
+    process.env.STATESPACE_SSD_STAGES = '1';
+    console.error(`ssd ${dtype} ${shape}:`);
+    tidy(() => {
+      ssdChunkScan(o);
+      ssdChunkScanBackward({ ...o, dy });
+    });
+    synchronizeSync(device);
+    delete process.env.STATESPACE_SSD_STAGES;
+  }
   row('forward', fwd, f, bytes(s, act, false), fwdWs);
   row('fwd+bwd', both, f + 2 * flops(s, q.bwd), bytes(s, act, false) + bytes(s, act, true), Math.max(fwdWs, bwdWs));
   dispose(o);

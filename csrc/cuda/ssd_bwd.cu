@@ -1,9 +1,9 @@
-// SSD backward on CUDA, four launches, all deterministic (no float atomics; every sum has a
-// fixed order):
-//  1. C·Bᵀ per chunk and group (as in the forward), and the forward kernel in state-only mode
-//     writes the state entering each chunk (S0);
-//  2. ssd_bwd_state_kernel walks the chunks in reverse carrying G = dL/dH:
-//     G ← decay·G + dyᵀ·(e_in ∘ C), writing G at each chunk's end (S1) and dInitialStates;
+// SSD backward on CUDA, all deterministic (no float atomics; every sum has a fixed order):
+//  1. C·Bᵀ per chunk and group (as in the forward), and the state entering each chunk (S0):
+//     float32, the forward kernel in state-only mode; 16-bit, chunk-parallel
+//     (launch_backward_states in ssd_fwd_chunked.cu);
+//  2. G = dL/dH at each chunk's end (S1) and dInitialStates, G ← decay·G + dyᵀ·(e_in ∘ C) in
+//     reverse: float32, ssd_bwd_state_kernel walks the chunks; 16-bit, chunk-parallel as in 1.;
 //  3. ssd_bwd_chunk_kernel, one block per (chunk, run of ≤ 8 heads of a group, batch), needs only
 //     S0/S1 of its chunk: dx, ddt, dz directly; dB/dC summed over the run's heads in order,
 //     per-chunk dA/dD/ddtBias partials;
@@ -33,24 +33,17 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
   float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
-  const int runs = d.St ? d.nruns : 1;
-  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z / runs, run = blockIdx.z % runs, g = h / d.hpg;
+  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
   const T* Cm = static_cast<const T*>(d.C);
-  const int c_begin = d.St ? run * d.run_chunks : 0, c_end = d.St ? min(d.nc, c_begin + d.run_chunks) : d.nc;
 
-  // G at the end of the run: dFinalStates, or what the chunk-parallel reverse pass left in St.
-  const float* g_end = d.St ? d.St + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
-    if (g_end)
-      sG[p * lay.ldG + n] = g_end[p * NP + n];
-    else
-      sG[p * lay.ldG + n] =
-          (d.dfinal && p < pw && n < d.N) ? d.dfinal[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
+    sG[p * lay.ldG + n] =
+        (d.dfinal && p < pw && n < d.N) ? d.dfinal[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
   }
-  for (int c = c_end - 1; c >= c_begin; --c) {
+  for (int c = d.nc - 1; c >= 0; --c) {
     const int t0 = c * Q, q = min(Q, d.L - t0);
     __syncthreads();
     T* s1 = static_cast<T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
@@ -74,7 +67,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sDy, lay.ldX, sC, lay.ldN, sG, lay.ldG, decay);
   }
   __syncthreads();
-  if (d.dh0 && !d.St)  // with runs, the chunk-parallel reverse pass wrote dInitialStates
+  if (d.dh0)
     for (int i = threadIdx.x; i < pw * d.N; i += kThreads) {
       const int p = i / d.N, n = i % d.N;
       d.dh0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] = sG[p * lay.ldG + n];
@@ -140,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       const int t = idx / PC, p = idx % PC;
       float dtx = 0.f, dy = 0.f, zv;
       if (t < q && p < P) {
-        dtx = sDtp[t] * to_float(x[xoff(t, p)]);
+        dtx = sDtp[t] * to_float(__ldg(x + xoff(t, p)));
         dy = grad_out<T>(d, xoff(t, p), &zv);
       }
       sDtx[t * lay.ldP + p] = from_float<T>(dtx);
@@ -163,7 +156,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       float lexp = 0.f, cb = 0.f, dyx = 0.f;
       if (s <= t && sSeg[s] == sSeg[t]) {
         lexp = __expf(sCs[t] - sCs[s]);
-        cb = cbg[idx];
+        cb = __ldg(cbg + idx);
         dyx = sDYX[t * lay.ldM + s];
       }
       sM[t * lay.ldMT + s] = from_float<T>(cb * lexp);
@@ -195,12 +188,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
         const int t = idx / P, p = idx % P;
         const int64_t off = xoff(t, p);
-        const float xv = to_float(x[off]);
+        const float xv = to_float(__ldg(x + off));
         float yv = sF2[t * lay.ldF + p] + e_in(t) * sF1[t * lay.ldF + p];
         if (d.D) yv += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * xv;
-        const float zv = to_float(z[off]);
+        const float zv = to_float(__ldg(z + off));
         const float sg = 1.f / (1.f + __expf(-zv));
-        static_cast<T*>(d.dz)[off] = from_float<T>(to_float(dout[off]) * yv * sg * (1.f + zv * (1.f - sg)));
+        static_cast<T*>(d.dz)[off] = from_float<T>(to_float(__ldg(dout + off)) * yv * sg * (1.f + zv * (1.f - sg)));
       }
       __syncthreads();
     }
@@ -238,13 +231,13 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       const int s = threadIdx.x;
       float acc = 0.f;
       if (s < q)
-        for (int p = 0; p < P; ++p) acc += to_float(x[xoff(s, p)]) * sF1[s * lay.ldF + p];
+        for (int p = 0; p < P; ++p) acc += to_float(__ldg(x + xoff(s, p))) * sF1[s * lay.ldF + p];
       sDdtp[s] = acc;
     }
     if (d.D)
       for (int p = threadIdx.x; p < P; p += kThreads) {
         float acc = 0.f;
-        for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(x[xoff(s, p)]);
+        for (int s = 0; s < q; ++s) acc += to_float(sDy[s * lay.ldP + p]) * to_float(__ldg(x + xoff(s, p)));
         d.dD_part[((int64_t(b) * d.H + h) * d.nc + c) * P + p] = acc;
       }
     // 6. dB, dC of this head added to the run's partial rows in global memory (rows past the
@@ -257,7 +250,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
     // 7. Σ G∘H0 (the decay term), fixed-order block reduction
     float part = 0.f;
-    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(Gm[i]) * to_float(H0[i]);
+    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(__ldg(Gm + i)) * to_float(__ldg(H0 + i));
     sRed[threadIdx.x] = part;
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w /= 2) {
@@ -329,31 +322,35 @@ template <typename T>
 void launch_backward(const Dev& d0, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
   // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  StageTimer timer("backward", stream);
   launch_cb<T>(d0, stream);
-  Dev fwd = d0;
-  fwd.y = nullptr, fwd.final_states = nullptr;
+  timer.mark("C·Bᵀ");
   if constexpr (!kF32) {
-    if (d0.St) launch_chunk_states<T>(chunked_view(fwd), false, stream);  // states entering each run
+    launch_backward_states<T>(d0, stream, timer);  // 16-bit: chunk-parallel
+  } else {
+    Dev fwd = d0;
+    fwd.y = nullptr, fwd.final_states = nullptr;
+    launch_forward<T>(fwd, stream);
+    timer.mark("states of every chunk");
+    // 2. reverse state pass
+    const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
+    check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
+          "ssdChunkScanBackward: shared memory");
+    ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch), kThreads, sl.bytes, stream>>>(d0);
+    check_launch("ssdChunkScanBackward state pass");
+    timer.mark("reverse state pass");
   }
-  launch_forward<T>(fwd, stream);
-  // 2. reverse state pass
-  if constexpr (!kF32) {
-    if (d0.St) launch_chunk_states<T>(chunked_view(d0), true, stream);  // dL/dH at each run's end, dh0
-  }
-  const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-        "ssdChunkScanBackward: shared memory");
-  ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch * (d0.St ? d0.nruns : 1)), kThreads, sl.bytes, stream>>>(d0);
-  check_launch("ssdChunkScanBackward state pass");
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
   check(cudaFuncSetAttribute(ssd_bwd_chunk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(gl.bytes)),
         "ssdChunkScanBackward: shared memory");
   ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward chunk gradients");
+  timer.mark("chunk gradients");
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
+  timer.mark("reductions");
 }
 
 template void launch_backward<float>(const Dev&, cudaStream_t);

@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
+#include <cuda_pipeline.h>
 #include <cstdint>
 #include <type_traits>
 #include "cuda/types.cuh"
@@ -46,12 +47,8 @@ struct Dev {
   float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
-  float* St;   // chunk-parallel kernels: (batch, H, nc, PP, NP) chunk-local, then passed states
+  void* St;    // chunk-parallel kernels: (batch, H, nc, PP, NP) T: chunk-local, then passed states
   float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
-  // Backward of 16-bit inputs: the sequential state kernels walk runs of run_chunks chunks, in
-  // parallel over runs, seeded from St of a kChunkedQ-token Dev (nruns chunks, run_PP rows).
-  // St == nullptr: one run over the whole sequence, seeded from h0 / dfinal.
-  int run_chunks, nruns, run_PP;
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
   float *dB, *dC, *dA, *dD, *ddt_bias;
@@ -290,9 +287,14 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
 }
 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].
-// 16-byte vector copies when every row is whole and aligned (the common case: dstate and
-// headdim multiples of 8), else element by element.
-template <typename T>
+// 16-byte asynchronous copies (cp.async: every copy of the tile in flight at once, none waiting
+// on a shared-memory store) when every row is whole and aligned (the common case: dstate and
+// headdim multiples of 8), else element by element. WAIT: the calling thread's copies are
+// complete on return (a barrier publishes them); else they may still be in flight until the
+// thread calls cp_async_wait() (before that barrier): other work overlaps them.
+__device__ __forceinline__ void cp_async_wait() { __pipeline_wait_prior(0); }
+
+template <bool WAIT = true, typename T>
 __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
@@ -301,26 +303,32 @@ __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int row
     const int vcols = cols / V;
     for (int idx = threadIdx.x; idx < rows * vcols; idx += kThreads) {
       const int r = idx / vcols, c = (idx % vcols) * V;
-      uint4 v = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits are +0 in every float type
-      if (r < rows_valid) v = *reinterpret_cast<const uint4*>(src + int64_t(r) * stride + c);
-      *reinterpret_cast<uint4*>(dst + r * ldd + c) = v;
+      T* to = dst + r * ldd + c;
+      if (r < rows_valid)
+        __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
+      else
+        *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
     }
+    __pipeline_commit();
+    if (WAIT) cp_async_wait();
     return;
   }
   for (int idx = threadIdx.x; idx < rows * cols; idx += kThreads) {
     const int r = idx / cols, c = idx % cols;
-    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? src[int64_t(r) * stride + c] : from_float<T>(0.f);
+    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
   }
 }
 
 __device__ __forceinline__ float silu_f(float z) { return z / (1.f + __expf(-z)); }
 
 // dL/dy from dL/d(out) (out = y·silu(z) when z is given); *zval gets z.
+// Read-only loads (__ldg) throughout: plain loads from generic pointers may not be moved past
+// shared-memory stores, which serialises load → store loops on the global latency.
 template <typename T>
 __device__ __forceinline__ float grad_out(const Dev& d, int64_t off, float* zval) {
-  const float go = to_float(static_cast<const T*>(d.dout)[off]);
+  const float go = to_float(__ldg(static_cast<const T*>(d.dout) + off));
   if (!d.z) return go;
-  const float zv = to_float(static_cast<const T*>(d.z)[off]);
+  const float zv = to_float(__ldg(static_cast<const T*>(d.z) + off));
   *zval = zv;
   return go * silu_f(zv);
 }

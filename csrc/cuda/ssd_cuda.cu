@@ -66,11 +66,10 @@ struct BwdScratch {
     dbias = o, o = align256(o + per_chunk);
     dD = o, o = align256(o + per_chunk * d.P);
     st = dec = o;
-    if (ts != 4) {
+    if (ts != 4) {  // decays of d's chunks; the kChunkedQ-token runs (fewer) use the space first
       const Dev c = cuda::ssd::chunked_view(d);
-      const size_t stb = align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4);
-      st = o, o += stb;
-      dec = o, o += align256(size_t(c.batch) * c.H * c.nc * 4);
+      st = o, o += align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * ts);
+      dec = o, o += align256(size_t(d.batch) * d.H * d.nc * 4);
     }
     bytes = o;
   }
@@ -88,7 +87,7 @@ template <typename F> void with_type(DType t, F&& f) {
 // The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks: C·Bᵀ, chunk states, decays.
 Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
 
-size_t st_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4); }
+size_t st_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 2); }  // 16-bit states
 size_t dec_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * 4); }
 
 struct ChunkedScratch {
@@ -119,7 +118,7 @@ void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
   d.CB = static_cast<float*>(scratch);
   if (!f32) {
     const ChunkedScratch s(d);
-    d.St = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.st);
+    d.St = static_cast<char*>(scratch) + s.st;
     d.dec = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.dec);
   }
   with_type(p.dtype, [&](auto* tag) {
@@ -140,11 +139,7 @@ void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
   d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
   d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);
   d.dD_part = reinterpret_cast<float*>(base + s.dD);
-  if (p.dtype != DType::Float32) {
-    const Dev c = cuda::ssd::chunked_view(d);
-    d.St = reinterpret_cast<float*>(base + s.st), d.dec = reinterpret_cast<float*>(base + s.dec);
-    d.run_chunks = cuda::ssd::kChunkedQ / d.Q, d.nruns = c.nc, d.run_PP = c.PP;
-  }
+  if (p.dtype != DType::Float32) d.St = base + s.st, d.dec = reinterpret_cast<float*>(base + s.dec);
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     cuda::ssd::launch_backward<T>(d, static_cast<cudaStream_t>(stream));

@@ -1,10 +1,11 @@
 // SSD forward for 16-bit inputs, parallel over chunks (the public algorithm's structure), with
 // 256-token chunks so the chunk states cost little memory traffic next to x, z and y:
 //   1. ssd_fc_cb_kernel     C·Bᵀ of every chunk and group, lower 64×64 tiles (f32 scratch)
-//   2. ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (f32 scratch)
+//   2. ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (T scratch)
 //                           and the chunk's decay exp(cs_end) (0 when a sequence restarts inside)
-//   3. ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks, in place: the slot
-//                           of chunk c ends up holding the state entering it; final states
+//   3. ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks (f32 in registers),
+//                           in place: the slot of chunk c ends up holding the state entering it
+//                           (in T: the output kernel's tensor-core operand); final states
 //   4. ssd_fc_out_kernel    per 64-token row tile: Y = e_in·(C·H_inᵀ) + Σ_j (CB ∘ exp(segsum) ∘ dt')·X_j
 //                           + D·x, gated by silu(z)
 // Every product runs on tensor cores (block_gemm, f32 accumulation). The f32 forward and the
@@ -13,6 +14,7 @@
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_launch.h"
+#include "cuda/ssd_stages.h"
 
 namespace ss::cuda::ssd {
 
@@ -75,22 +77,41 @@ struct StateTileLayout {
   }
 };
 
+// sX and sM reuse the space of sC and sH (dead once C·H_inᵀ is in sY): ~57 KB at dstate 128,
+// three blocks per SM.
 struct OutTileLayout {
   int ldN, ldX, ldM, ldY;
   size_t sC, sH, sX, sM, sY, bytes;
   __host__ __device__ OutTileLayout(int NP, int ts) {
     ldN = NP + 8, ldX = kT + 8, ldM = kT + 8, ldY = kT + 4;
-    size_t o = ScalarLayout().bytes;
+    const size_t base = ScalarLayout().bytes;
+    size_t o = base;
     sC = o, o = align128(o + size_t(kT) * ldN * ts);
     sH = o, o = align128(o + size_t(kT) * ldN * ts);
-    sX = o, o = align128(o + size_t(kT) * ldX * ts);
-    sM = o, o = align128(o + size_t(kT) * ldM * ts);
+    size_t o2 = base;
+    sX = o2, o2 = align128(o2 + size_t(kT) * ldX * ts);
+    sM = o2, o2 = align128(o2 + size_t(kT) * ldM * ts);
+    o = o > o2 ? o : o2;
     sY = o, o = align128(o + size_t(kT) * ldY * 4);
     bytes = o;
   }
 };
 
 __device__ __forceinline__ int rows_in(int q, int r0) { return max(0, min(kT, q - r0)); }
+
+// Four consecutive 16-bit values (8-byte aligned) as floats, and back.
+template <typename T>
+__device__ __forceinline__ float4 load4(const T* p) {
+  union { uint2 u; T v[4]; } w;
+  w.u = *reinterpret_cast<const uint2*>(p);
+  return make_float4(to_float(w.v[0]), to_float(w.v[1]), to_float(w.v[2]), to_float(w.v[3]));
+}
+template <typename T>
+__device__ __forceinline__ void store4(T* p, float4 f) {
+  union { uint2 u; T v[4]; } w;
+  w.v[0] = from_float<T>(f.x), w.v[1] = from_float<T>(f.y), w.v[2] = from_float<T>(f.z), w.v[3] = from_float<T>(f.w);
+  *reinterpret_cast<uint2*>(p) = w.u;
+}
 
 }  // namespace
 
@@ -115,10 +136,36 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
   block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
 }
 
-// grid (H·(PP/64), nc, batch): S_c for one headdim tile of one head. REV (the backward's
-// reverse pass): the chunk's contribution to dL/d(incoming state) instead, U_c = dyᵀ·(e_in ∘ C).
+// Slice j of the state kernel's operands: X (REV: dy = dout·silu(z)) and B (REV: C); the tile
+// copies may still be in flight on return (cp_async_wait).
 template <typename T, bool REV>
-__global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
+__device__ __forceinline__ void load_state_slice(const Dev& d, const StateTileLayout& lay, T* sX, T* sB, int64_t xrow,
+                                                 const T* Bm, int q, int pw, int j) {
+  const int rv = rows_in(q, j * kT);
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  if constexpr (REV) {
+#pragma unroll 2
+    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead of the stores
+      const int t = idx / kT, pp = idx % kT;
+      float v = 0.f;
+      if (t < rv && pp < pw) {
+        const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
+        v = to_float(__ldg(static_cast<const T*>(d.dout) + off));
+        if (d.z) v *= silu_f(to_float(__ldg(static_cast<const T*>(d.z) + off)));
+      }
+      sX[t * lay.ldX + pp] = from_float<T>(v);
+    }
+  } else {
+    load_tile<false>(sX, lay.ldX, static_cast<const T*>(d.x) + xrow + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+  }
+  load_tile<false>(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, d.NP);
+}
+
+// grid (H·⌈PP/64⌉, nc, batch): S_c of one QC-token chunk for one headdim tile of one head, into
+// dst (batch, H, nc, PP, NP) T, and the chunk's decay into dec_out (batch, H, nc). REV (the
+// backward's reverse pass): the chunk's contribution to dL/d(incoming state), U_c = dyᵀ·(e_in ∘ C).
+template <typename T, bool REV, int QC>
+__global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst, float* dec_out) {
   extern __shared__ __align__(128) unsigned char smem[];
   const StateTileLayout lay(d.NP, sizeof(T));
   const Scalars sc(smem);
@@ -127,28 +174,19 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
   float* sS = reinterpret_cast<float*>(smem + lay.sS);
   const int h = blockIdx.x % d.H, pt = blockIdx.x / d.H, c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * kT, pw = min(kT, d.P - p0);
-  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  const int t0 = c * QC, q = min(QC, d.L - t0);
   const int NP = d.NP;
-  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   const int64_t xrow = ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* x = static_cast<const T*>(d.x) + xrow;
   const T* Bm = static_cast<const T*>(REV ? d.C : d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const int nslices = (q + kT - 1) / kT;
+  load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, 0);  // in flight while the chunk scalars are computed
+  chunk_scalars<QC>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   for (int j = 0; j < nslices; ++j) {
-    if (j) __syncthreads();  // the previous slice's product is done with sX, sB
-    const int rv = rows_in(q, j * kT);
-    if constexpr (REV) {
-      for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
-        const int t = idx / kT, pp = idx % kT;
-        float v = 0.f, zv;
-        if (t < rv && pp < pw) v = grad_out<T>(d, xrow + (int64_t(j) * kT + t) * xs + pp, &zv);
-        sX[t * lay.ldX + pp] = from_float<T>(v);
-      }
-    } else {
-      load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+    if (j) {
+      __syncthreads();  // the previous slice's product is done with sX, sB
+      load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, j);
     }
-    load_tile(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, NP);
+    cp_async_wait();
     __syncthreads();
     for (int idx = threadIdx.x; idx < kT * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
@@ -159,20 +197,21 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(kT, NP, kT, sX, lay.ldX, sB, lay.ldN, sS, lay.ldS, j ? 1.f : 0.f);
   }
   __syncthreads();
-  float* out = d.St + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  for (int idx = threadIdx.x; idx < kT * NP / 4; idx += kThreads) {
+  T* out = static_cast<T*>(dst) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  const int rows = min(kT, d.PP - p0);  // the 64-token view's PP is a multiple of 32 only
+  for (int idx = threadIdx.x; idx < rows * NP / 4; idx += kThreads) {
     const int p = idx / (NP / 4), n = (idx % (NP / 4)) * 4;
     const float* s = sS + p * lay.ldS + n;
-    *reinterpret_cast<float4*>(out + int64_t(p) * NP + n) = make_float4(s[0], s[1], s[2], s[3]);
+    store4(out + int64_t(p) * NP + n, make_float4(s[0], s[1], s[2], s[3]));
   }
   if (pt == 0 && threadIdx.x == 0)
-    d.dec[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[kQ - 1] == 0 ? __expf(sc.cs[kQ - 1]) : 0.f;
+    dec_out[(int64_t(b) * d.H + h) * d.nc + c] = sc.seg[QC - 1] == 0 ? __expf(sc.cs[QC - 1]) : 0.f;
 }
 
 // grid (⌈PP·NP/4/256⌉, batch·H): four consecutive state elements per thread, chunks in order
 // (REV: in reverse, from dFinalStates, leaving dL/d(state) at each chunk's end; the last value
 // is dInitialStates). Forward: from h0, leaving the state entering each chunk; then finalStates.
-template <bool REV>
+template <typename T, bool REV>
 __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   const int bh = blockIdx.y, b = bh / d.H, h = bh % d.H;
   const int64_t per = int64_t(d.PP) * d.NP;
@@ -184,21 +223,46 @@ __global__ void __launch_bounds__(256) ssd_fc_pass_kernel(Dev d) {
   const int64_t state_off = ((int64_t(b) * d.H + h) * d.P + p) * d.N + n;
   float hv[4];
   for (int k = 0; k < 4; ++k) hv[k] = (seed && p < d.P && n + k < d.N) ? seed[state_off + k] : 0.f;
-  float* st = d.St + int64_t(bh) * d.nc * per + e;
+  T* st = static_cast<T*>(d.St) + int64_t(bh) * d.nc * per + e;
   const float* dec = d.dec + int64_t(bh) * d.nc;
   auto chunk = [&](int i) { return REV ? d.nc - 1 - i : i; };  // i-th chunk visited
-  float4 next = *reinterpret_cast<const float4*>(st + chunk(0) * per);
+  float4 next = load4(st + chunk(0) * per);
   for (int i = 0; i < d.nc; ++i) {
     const int c = chunk(i);
     const float4 s = next;
-    if (i + 1 < d.nc) next = *reinterpret_cast<const float4*>(st + chunk(i + 1) * per);  // prefetch
-    *reinterpret_cast<float4*>(st + c * per) = make_float4(hv[0], hv[1], hv[2], hv[3]);
+    if (i + 1 < d.nc) next = load4(st + chunk(i + 1) * per);  // prefetch
+    store4(st + c * per, make_float4(hv[0], hv[1], hv[2], hv[3]));
     const float a = dec[c];
     hv[0] = a * hv[0] + s.x, hv[1] = a * hv[1] + s.y, hv[2] = a * hv[2] + s.z, hv[3] = a * hv[3] + s.w;
   }
   if (last)
     for (int k = 0; k < 4; ++k)
       if (p < d.P && n + k < d.N) last[state_off + k] = hv[k];
+}
+
+// Backward, 64-token chunks: the states entering every chunk (REV: dL/dstate at every chunk's
+// end) from the chunk-local ones in src, one run of kChunkedQ tokens per thread, seeded by the
+// chunk-parallel pass's states of the run (seeds: (batch, H, nruns, ⌈P/64⌉·64, NP) T).
+// dst may be src (in place). grid (⌈PP·NP/4/256⌉, batch·H, nruns).
+template <typename T, bool REV>
+__global__ void __launch_bounds__(256) ssd_run_pass_kernel(Dev d, const void* seeds, const void* src, void* dst) {
+  constexpr int R = kQ / Traits<T>::Q;  // chunks per run
+  const int bh = blockIdx.y, run = blockIdx.z, nruns = gridDim.z;
+  const int64_t per = int64_t(d.PP) * d.NP;
+  const int64_t e = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+  if (e >= per) return;
+  const int run_PP = (d.P + kT - 1) / kT * kT;
+  float4 hv = load4(static_cast<const T*>(seeds) + (int64_t(bh) * nruns + run) * run_PP * d.NP + e);
+  const int c_begin = run * R, count = min(R, d.nc - c_begin);
+  const T* s_base = static_cast<const T*>(src) + int64_t(bh) * d.nc * per + e;
+  T* d_base = static_cast<T*>(dst) + int64_t(bh) * d.nc * per + e;
+  for (int i = 0; i < count; ++i) {
+    const int c = c_begin + (REV ? count - 1 - i : i);
+    const float4 s = load4(s_base + c * per);  // before the store: dst may be src
+    store4(d_base + c * per, hv);
+    const float a = d.dec[int64_t(bh) * d.nc + c];
+    hv = make_float4(a * hv.x + s.x, a * hv.y + s.y, a * hv.z + s.z, a * hv.w + s.w);
+  }
 }
 
 // grid (H·kR·(PP/64), nc, batch): 64 output rows × one 64-wide headdim tile of one head.
@@ -220,20 +284,17 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   const int NP = d.NP;
   const int rv = rows_in(q, r * kT);
 
-  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
+  // C rows and H_in fly while the chunk scalars are computed
   const int64_t bs = int64_t(d.G) * d.N;
-  load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv, kT,
-            d.N, NP);
-  const float* hin = d.St + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  for (int idx = threadIdx.x; idx < kT * NP / 4; idx += kThreads) {
-    const int p = idx / (NP / 4), n = (idx % (NP / 4)) * 4;
-    const float4 v = *reinterpret_cast<const float4*>(hin + int64_t(p) * NP + n);
-    T* o = sH + p * lay.ldN + n;
-    o[0] = from_float<T>(v.x), o[1] = from_float<T>(v.y), o[2] = from_float<T>(v.z), o[3] = from_float<T>(v.w);
-  }
+  load_tile<false>(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv,
+                   kT, d.N, NP);
+  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  load_tile<false>(sH, lay.ldN, hin, NP, kT, kT, NP, NP);
+  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
+  cp_async_wait();
   __syncthreads();
   block_gemm<T, true, false, Tri::Full>(kT, kT, NP, sC, lay.ldN, sH, lay.ldN, sY, lay.ldY, 0.f);  // C·H_inᵀ
-  __syncthreads();
+  __syncthreads();  // sC and sH are dead from here (sX, sM take their space)
   for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
     const int t = idx / kT, p = idx % kT;
     sY[t * lay.ldY + p] *= sc.ein[r * kT + t];
@@ -244,13 +305,15 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   const int64_t xs = int64_t(d.H) * d.P;
   for (int j = 0; j <= r; ++j) {
     __syncthreads();  // the previous product is done with sX, sM (and sY's scaling is complete)
-    load_tile(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);
-    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
+    load_tile<false>(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);  // overlaps M
+#pragma unroll 4
+    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead
       const int tt = r * kT + idx / kT, ss = j * kT + idx % kT;
       float v = 0.f;
-      if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = cb[tt * kQ + ss] * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
+      if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = __ldg(cb + tt * kQ + ss) * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
       sM[(idx / kT) * lay.ldM + idx % kT] = from_float<T>(v);
     }
+    cp_async_wait();
     __syncthreads();
     if (j == r)
       block_gemm<T, true, true, Tri::LowerA>(kT, kT, kT, sM, lay.ldM, sX, lay.ldX, sY, lay.ldY, 1.f);
@@ -260,58 +323,83 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   __syncthreads();  // Y complete; sX holds this tile's own rows (the last slice, j == r)
   T* y = static_cast<T*>(d.y);
   const T* z = static_cast<const T*>(d.z);
+  const int64_t row0 = (int64_t(b) * d.L + t0 + r * kT) * d.H + h;
+#pragma unroll 4
   for (int idx = threadIdx.x; idx < rv * pw; idx += kThreads) {
     const int t = idx / pw, pp = idx % pw, p = p0 + pp;
+    const int64_t off = (row0 + int64_t(t) * d.H) * d.P + p;
     float v = sY[t * lay.ldY + pp];
     if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * to_float(sX[t * lay.ldX + pp]);
-    const int64_t off = ((int64_t(b) * d.L + t0 + r * kT + t) * d.H + h) * d.P + p;
-    if (z) v *= silu_f(to_float(z[off]));
+    if (z) v *= silu_f(to_float(__ldg(z + off)));
     y[off] = from_float<T>(v);
   }
 }
 
 namespace {
-template <typename T, bool REV>
-void launch_states(const Dev& d, cudaStream_t stream) {
+template <typename T, bool REV, int QC>
+void launch_local(const Dev& d, void* dst, float* dec_out, cudaStream_t stream) {
   const StateTileLayout sl(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_state_kernel<T, REV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-        "ssdChunkScan: shared memory");
-  ssd_fc_state_kernel<T, REV><<<dim3(d.H * (d.PP / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d);
+  auto kernel = ssd_fc_state_kernel<T, REV, QC>;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)), "ssdChunkScan: shared memory");
+  kernel<<<dim3(d.H * ((d.PP + kT - 1) / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d, dst, dec_out);
   check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
+}
+
+template <typename T, bool REV>
+void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
+  launch_local<T, REV, kQ>(d, d.St, d.dec, stream);
+  timer.mark(REV ? "chunk dL/dstate" : "chunk states");
   const int64_t per4 = int64_t(d.PP) * d.NP / 4;
-  ssd_fc_pass_kernel<REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
+  ssd_fc_pass_kernel<T, REV><<<dim3(unsigned((per4 + 255) / 256), d.batch * d.H), 256, 0, stream>>>(d);
   check_launch(REV ? "ssdChunkScanBackward state passing" : "ssdChunkScan state passing");
+  timer.mark(REV ? "reverse state passing" : "state passing");
 }
 }  // namespace
 
 template <typename T>
-void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream) {
-  if (reverse)
-    launch_states<T, true>(d, stream);
-  else
-    launch_states<T, false>(d, stream);
-}
-
-template <typename T>
 void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
+  StageTimer timer("forward", stream);
   const int ptiles = d.PP / kT;
   const CbTileLayout cl(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
         "ssdChunkScan: shared memory");
   ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
+  timer.mark("C·Bᵀ");
 
-  launch_states<T, false>(d, stream);
+  launch_states<T, false>(d, stream, timer);
 
   const OutTileLayout ol(d.NP, sizeof(T));
   check(cudaFuncSetAttribute(ssd_fc_out_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(ol.bytes)),
         "ssdChunkScan: shared memory");
   ssd_fc_out_kernel<T><<<dim3(d.H * kR * ptiles, d.nc, d.batch), kThreads, ol.bytes, stream>>>(d);
   check_launch("ssdChunkScan chunk outputs");
+  timer.mark("chunk outputs");
 }
 
-template void launch_chunk_states<__half>(const Dev&, bool, cudaStream_t);
-template void launch_chunk_states<__nv_bfloat16>(const Dev&, bool, cudaStream_t);
+template <typename T>
+void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
+  constexpr int Q = Traits<T>::Q;
+  Dev r = chunked_view(d);  // runs of kChunkedQ tokens: states from h0 / dfinal, finalStates off
+  r.final_states = nullptr;
+  const int nruns = r.nc;
+  const dim3 pass_grid(unsigned((int64_t(d.PP) * d.NP / 4 + 255) / 256), d.batch * d.H, nruns);
+  // states entering every chunk: run seeds, chunk-local states (in S1's space), then S0
+  launch_states<T, false>(r, stream, timer);
+  launch_local<T, false, Q>(d, d.S1, d.dec, stream);
+  ssd_run_pass_kernel<T, false><<<pass_grid, 256, 0, stream>>>(d, r.St, d.S1, d.S0);
+  check_launch("ssdChunkScanBackward states of every chunk");
+  timer.mark("states of every chunk");
+  // dL/dstate at every chunk's end (and dInitialStates): run seeds, chunk-local parts, S1 in place
+  launch_states<T, true>(r, stream, timer);
+  launch_local<T, true, Q>(d, d.S1, d.dec, stream);
+  ssd_run_pass_kernel<T, true><<<pass_grid, 256, 0, stream>>>(d, r.St, d.S1, d.S1);
+  check_launch("ssdChunkScanBackward dL/dstate of every chunk");
+  timer.mark("dL/dstate of every chunk");
+}
+
+template void launch_backward_states<__half>(const Dev&, cudaStream_t, StageTimer&);
+template void launch_backward_states<__nv_bfloat16>(const Dev&, cudaStream_t, StageTimer&);
 template void launch_forward_chunked<__half>(const Dev&, cudaStream_t);
 template void launch_forward_chunked<__nv_bfloat16>(const Dev&, cudaStream_t);
 

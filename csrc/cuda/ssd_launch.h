@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_stages.h"
 
 namespace ss::cuda::ssd {
 
@@ -16,19 +17,19 @@ inline Dev chunked_view(Dev d) {
   return d;
 }
 
+// float32 only (16-bit types run launch_forward_chunked / launch_backward_states).
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 (d.Q == kChunkedQ, d.PP a multiple of 64,
 // d.CB / d.St / d.dec set): see ssd_fwd_chunked.cu.
 template <typename T> void launch_forward_chunked(const Dev& d, cudaStream_t stream);
-// Chunk-parallel states for __half / __nv_bfloat16 on kChunkedQ-token chunks into d.St (d.dec
-// the decays): forward, the state entering each chunk (from h0; finalStates when asked);
-// reverse, dL/d(state) at each chunk's end (from dfinal; dInitialStates when asked).
-template <typename T> void launch_chunk_states(const Dev& d, bool reverse, cudaStream_t stream);
+// Backward of __half / __nv_bfloat16, chunk-parallel: S0 (state entering every chunk of d) and
+// S1 (dL/dstate at every chunk's end), dInitialStates. Scratch: d.St sized for chunked_view(d),
+// d.dec for d.nc chunks (the run-level decays reuse it first).
+template <typename T> void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
-// Backward: chunk states (forward kernel), reverse state pass, chunk gradients, reductions.
-// 16-bit types with d.St set (sized for chunked_view(d)): the two sequential state kernels walk
-// kChunkedQ-token runs in parallel, seeded by the chunk-parallel passes.
+// Backward: chunk states (float32: forward kernel, reverse state pass; 16-bit:
+// launch_backward_states), chunk gradients, reductions.
 template <typename T> void launch_backward(const Dev& d, cudaStream_t stream);
 
 }  // namespace ss::cuda::ssd
