@@ -57,7 +57,7 @@ export async function checkConvPool(device: Device) {
   const r = rng();
   const batch = idx.length, dim = 7, W = 4;
   const pool = randnArray(SLOTS * dim * (W - 1), r);
-  const state = tensor(pool, [SLOTS, dim, W - 1], { device });
+  const state = tensor(pool, [SLOTS, dim, W - 1], { dtype: 'float32', device });
   const x = randnArray(batch * dim, r), w = randnArray(dim * W, r);
   const y = await causalConv1dUpdate({
     x: tensor(x, [batch, dim], { dtype: 'float32', device }),

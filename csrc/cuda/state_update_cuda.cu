@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
         if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
         hdt = d;
         hdA = kAPerState ? 0.f : __expf(d * A[h]);
-        const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+        const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);  // (not uint32: -1 pads)
         hslot = slot >= 0 && slot < p.slots ? slot : -1;
         hbad = slot < 0 ? 0.f : nan;
       }

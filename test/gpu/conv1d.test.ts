@@ -12,7 +12,8 @@ describeGpu('causalConv1d on CUDA', () => {
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: forward and final states vs float64 reference (widths 1,2,4,5, seqIdx, initial states)`, async () => {
       for (const width of [1, 2, 4, 5]) {
-        for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true]] as const) {
+        // 2048 and 16 (multiples of 8, no seqIdx) take the width-4 vector kernel at width 4.
+        for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true], [2048, false], [16, false]] as const) {
           const r = rng();
           const batch = 3, dim = 67;
           const x = randnInput([batch, dim, seqlen], dtype, 'cuda', 1, r);
