@@ -157,8 +157,9 @@ export abstract class CausalLM implements DecodeEngine {
     return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x, false).y);
   }
 
+  /** LM head: logits in the model dtype (as transformers computes them; reading converts to float32). */
   private head(x: Tensor): Tensor {
-    return linear({ x, weight: this.lmHead }).astype('float32');
+    return linear({ x, weight: this.lmHead });
   }
 
   private idsTensor(ids: Tensor | ArrayLike<number>[] | Int32Array, what = 'ids'): Tensor {
@@ -194,7 +195,7 @@ export abstract class CausalLM implements DecodeEngine {
   forward(ids: Tensor | ArrayLike<number>[] | Int32Array): Tensor {
     const t = this.idsTensor(ids);
     try {
-      return tidy(() => this.head(this.blocks(t)));
+      return tidy(() => this.head(this.blocks(t)).astype('float32'));
     } finally {
       if (t !== ids) t.dispose();
     }
