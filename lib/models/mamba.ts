@@ -13,7 +13,7 @@
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
-import { squeeze, unflatten } from './views';
+import { sliceUnflatten, squeeze, unflatten } from './views';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -110,8 +110,8 @@ export class MambaModel extends CausalLM {
     let xs: Tensor, z: Tensor;
     if (channelMajor) {
       const xzT = linear({ x: L.inProj, weight: squeeze(x, 0) }); // (2I, l)
-      xs = unflatten(xzT.slice(0, 0, I), 0, [1, I]); // (1, I, l)
-      z = unflatten(xzT.slice(0, I, 2 * I), 0, [1, I]);
+      xs = sliceUnflatten(xzT, 0, 0, [1, I]); // (1, I, l)
+      z = sliceUnflatten(xzT, 0, I, [1, I]);
     } else {
       const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
       xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
