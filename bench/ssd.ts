@@ -4,9 +4,10 @@
  * groups 1, chunkSize 256 (a 2.7B-class layer), forward and forward+backward.
  * CPU, float32: batch 1, seqlen 2048, heads 24, headdim 64, dstate 128 (a 130M-class layer).
  *
- * FLOPs: the chunked algorithm at the chunk length the backend runs (CUDA kernels: 64 tokens for
- * 16-bit inputs, 32 for float32; CPU: min(chunkSize, 128)), causal halves counted once:
- *   2·b·L·h·(Q·P/2 + 2·P·N) + 2·b·L·g·Q·N/2, backward counted as 2× the forward.
+ * FLOPs: the chunked algorithm at the chunk length the backend runs, causal halves counted once:
+ *   2·b·L·h·(Q·P/2 + 2·P·N) + 2·b·L·g·Q·N/2, backward counted as 2× the forward at its chunk length.
+ * CUDA 16-bit: forward 256-token chunks (chunk-parallel kernels), backward 64; CUDA float32: 32 and
+ * 32; CPU: min(chunkSize, 128) both ways.
  * Bytes: what must move at least (inputs read once, outputs written once).
  */
 import { DType, Device, Tensor, rand, randn, ssdChunkScan, ssdChunkScanBackward, tidy } from '../lib/index';
@@ -57,13 +58,13 @@ function dispose(o: object): void {
   for (const v of Object.values(o)) if (v instanceof Tensor) v.dispose();
 }
 
-function bench(report: Report, device: Device, s: Shape, dtype: DType, q: number, quick: boolean): void {
+function bench(report: Report, device: Device, s: Shape, dtype: DType, q: { fwd: number; bwd: number }, quick: boolean): void {
   const o = inputs(s, dtype, device);
   const dy = randn([s.batch, s.seqlen, s.heads, s.headdim], { dtype, device, seed: 9 });
   const iters = device === 'cpu' ? (quick ? 3 : 5) : quick ? 10 : 30;
   const bw = copyBandwidth(device);
   const act = dtype === 'float32' ? 4 : 2;
-  const f = flops(s, q);
+  const f = flops(s, q.fwd);
   const shape = `${s.batch}x${s.seqlen}x${s.heads}x${s.headdim}, N ${s.dstate}`;
   const fwd = timeIt(device, () => tidy(() => void ssdChunkScan(o)), { iters, warmup: device === 'cpu' ? 1 : 3 });
   const fwdWs = ssdLastWorkspaceBytes().forward;
@@ -87,7 +88,7 @@ function bench(report: Report, device: Device, s: Shape, dtype: DType, q: number
     report.add(r);
   };
   row('forward', fwd, f, bytes(s, act, false), fwdWs);
-  row('fwd+bwd', both, 3 * f, bytes(s, act, false) + bytes(s, act, true), Math.max(fwdWs, bwdWs));
+  row('fwd+bwd', both, f + 2 * flops(s, q.bwd), bytes(s, act, false) + bytes(s, act, true), Math.max(fwdWs, bwdWs));
   dispose(o);
   dy.dispose();
 }
@@ -97,11 +98,12 @@ export function run(devices: Device[], report: Report, opts: { quick: boolean })
   for (const device of devices) {
     if (device === 'cpu') {
       const s = { batch: 1, seqlen: opts.quick ? 512 : 2048, heads: 24, headdim: 64, dstate: 128, groups: 1, chunk: 256 };
-      bench(report, device, s, 'float32', 128, opts.quick); // the CPU runs chunks of at most 128 tokens
+      bench(report, device, s, 'float32', { fwd: 128, bwd: 128 }, opts.quick); // the CPU runs chunks of at most 128 tokens
     } else {
-      bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'bfloat16', 64, opts.quick);
-      bench(report, device, { batch: 16, seqlen: 512, ...layer }, 'bfloat16', 64, opts.quick);
-      if (!opts.quick) bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'float32', 32, true);
+      const half = { fwd: 256, bwd: 64 };
+      bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'bfloat16', half, opts.quick);
+      bench(report, device, { batch: 16, seqlen: 512, ...layer }, 'bfloat16', half, opts.quick);
+      if (!opts.quick) bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'float32', { fwd: 32, bwd: 32 }, true);
     }
   }
 }

@@ -10,6 +10,7 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export { captureGraph, CudaGraph } from './graph';
 export { selectiveScan, selectiveScanBackward } from './ops/selective_scan';
 export type {
   SelectiveScanOptions,

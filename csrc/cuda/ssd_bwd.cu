@@ -18,15 +18,6 @@
 
 namespace ss::cuda::ssd {
 
-template <typename T>
-__device__ __forceinline__ float grad_out(const Dev& d, int64_t off, float* zval) {
-  const float go = to_float(static_cast<const T*>(d.dout)[off]);
-  if (!d.z) return go;
-  const float zv = to_float(static_cast<const T*>(d.z)[off]);
-  *zval = zv;
-  return go * silu_f(zv);
-}
-
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
@@ -42,17 +33,24 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
   float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
-  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int runs = d.St ? d.nruns : 1;
+  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z / runs, run = blockIdx.z % runs, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
   const T* Cm = static_cast<const T*>(d.C);
+  const int c_begin = d.St ? run * d.run_chunks : 0, c_end = d.St ? min(d.nc, c_begin + d.run_chunks) : d.nc;
 
+  // G at the end of the run: dFinalStates, or what the chunk-parallel reverse pass left in St.
+  const float* g_end = d.St ? d.St + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
-    sG[p * lay.ldG + n] =
-        (d.dfinal && p < pw && n < d.N) ? d.dfinal[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
+    if (g_end)
+      sG[p * lay.ldG + n] = g_end[p * NP + n];
+    else
+      sG[p * lay.ldG + n] =
+          (d.dfinal && p < pw && n < d.N) ? d.dfinal[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
   }
-  for (int c = d.nc - 1; c >= 0; --c) {
+  for (int c = c_end - 1; c >= c_begin; --c) {
     const int t0 = c * Q, q = min(Q, d.L - t0);
     __syncthreads();
     T* s1 = static_cast<T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
@@ -76,7 +74,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sDy, lay.ldX, sC, lay.ldN, sG, lay.ldG, decay);
   }
   __syncthreads();
-  if (d.dh0)
+  if (d.dh0 && !d.St)  // with runs, the chunk-parallel reverse pass wrote dInitialStates
     for (int i = threadIdx.x; i < pw * d.N; i += kThreads) {
       const int p = i / d.N, n = i % d.N;
       d.dh0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] = sG[p * lay.ldG + n];
@@ -334,12 +332,18 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   launch_cb<T>(d0, stream);
   Dev fwd = d0;
   fwd.y = nullptr, fwd.final_states = nullptr;
+  if constexpr (!kF32) {
+    if (d0.St) launch_chunk_states<T>(chunked_view(fwd), false, stream);  // states entering each run
+  }
   launch_forward<T>(fwd, stream);
   // 2. reverse state pass
+  if constexpr (!kF32) {
+    if (d0.St) launch_chunk_states<T>(chunked_view(d0), true, stream);  // dL/dH at each run's end, dh0
+  }
   const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
   check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
         "ssdChunkScanBackward: shared memory");
-  ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch), kThreads, sl.bytes, stream>>>(d0);
+  ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch * (d0.St ? d0.nruns : 1)), kThreads, sl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward state pass");
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
@@ -350,7 +354,6 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
-  (void)kF32;
 }
 
 template void launch_backward<float>(const Dev&, cudaStream_t);

@@ -22,6 +22,8 @@ constexpr int kWarps = kThreads / 32;
 // operands take twice the shared memory). Results do not depend on it beyond rounding.
 template <typename T> struct Traits { static constexpr int Q = 64; };
 template <> struct Traits<float> { static constexpr int Q = 32; };
+// Tokens per chunk of the chunk-parallel forward for 16-bit inputs (ssd_fwd_chunked.cu).
+constexpr int kChunkedQ = 256;
 
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
 __host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
@@ -44,6 +46,12 @@ struct Dev {
   float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
+  float* St;   // chunk-parallel kernels: (batch, H, nc, PP, NP) chunk-local, then passed states
+  float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
+  // Backward of 16-bit inputs: the sequential state kernels walk runs of run_chunks chunks, in
+  // parallel over runs, seeded from St of a kChunkedQ-token Dev (nruns chunks, run_PP rows).
+  // St == nullptr: one run over the whole sequence, seeded from h0 / dfinal.
+  int run_chunks, nruns, run_PP;
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
   float *dB, *dC, *dA, *dD, *ddt_bias;
@@ -306,5 +314,15 @@ __device__ void load_tile(T* dst, int ldd, const T* src, int64_t stride, int row
 }
 
 __device__ __forceinline__ float silu_f(float z) { return z / (1.f + __expf(-z)); }
+
+// dL/dy from dL/d(out) (out = y·silu(z) when z is given); *zval gets z.
+template <typename T>
+__device__ __forceinline__ float grad_out(const Dev& d, int64_t off, float* zval) {
+  const float go = to_float(static_cast<const T*>(d.dout)[off]);
+  if (!d.z) return go;
+  const float zv = to_float(static_cast<const T*>(d.z)[off]);
+  *zval = zv;
+  return go * silu_f(zv);
+}
 
 }  // namespace ss::cuda::ssd

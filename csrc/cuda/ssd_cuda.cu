@@ -48,9 +48,10 @@ Dev make_dev(const SsdParams& p) {
 
 size_t cb_bytes(const Dev& d) { return align256(size_t(d.batch) * d.nc * d.G * d.Q * d.Q * 4); }
 
-// Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk partials.
+// Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk
+// partials; 16-bit types also the chunk-parallel passes' states and decays (St, dec).
 struct BwdScratch {
-  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, bytes;
+  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, st, dec, bytes;
   explicit BwdScratch(const Dev& d, size_t ts) {
     const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
     const size_t partial = size_t(d.batch) * d.Lpad * d.nslots * d.NP * 4;
@@ -64,6 +65,13 @@ struct BwdScratch {
     dA = o, o = align256(o + per_chunk);
     dbias = o, o = align256(o + per_chunk);
     dD = o, o = align256(o + per_chunk * d.P);
+    st = dec = o;
+    if (ts != 4) {
+      const Dev c = cuda::ssd::chunked_view(d);
+      const size_t stb = align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4);
+      st = o, o += stb;
+      dec = o, o += align256(size_t(c.batch) * c.H * c.nc * 4);
+    }
     bytes = o;
   }
 };
@@ -77,20 +85,49 @@ template <typename F> void with_type(DType t, F&& f) {
   }
 }
 
+// The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks: C·Bᵀ, chunk states, decays.
+Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
+
+size_t st_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 4); }
+size_t dec_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * 4); }
+
+struct ChunkedScratch {
+  size_t cb, st, dec, bytes;
+  explicit ChunkedScratch(const Dev& d) {
+    size_t o = 0;
+    cb = o, o += cb_bytes(d);
+    st = o, o += st_bytes(d);
+    dec = o, o += dec_bytes(d);
+    bytes = o;
+  }
+};
+
 }  // namespace
 
-size_t ssd_forward_cuda_scratch(const SsdParams& p) { return cb_bytes(make_dev(p)); }  // C·Bᵀ per chunk and group
+size_t ssd_forward_cuda_scratch(const SsdParams& p) {
+  if (p.dtype == DType::Float32) return cb_bytes(make_dev(p));  // C·Bᵀ per chunk and group
+  return ChunkedScratch(make_chunked_dev(p)).bytes;
+}
 
 size_t ssd_backward_cuda_scratch(const SsdParams& p) {
   return BwdScratch(make_dev(p), dtype_size(p.dtype)).bytes;
 }
 
 void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
-  Dev d = make_dev(p);
+  const bool f32 = p.dtype == DType::Float32;
+  Dev d = f32 ? make_dev(p) : make_chunked_dev(p);
   d.CB = static_cast<float*>(scratch);
+  if (!f32) {
+    const ChunkedScratch s(d);
+    d.St = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.st);
+    d.dec = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.dec);
+  }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
+    if constexpr (std::is_same_v<T, float>)
+      cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
+    else
+      cuda::ssd::launch_forward_chunked<T>(d, static_cast<cudaStream_t>(stream));
   });
 }
 
@@ -103,6 +140,11 @@ void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
   d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
   d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);
   d.dD_part = reinterpret_cast<float*>(base + s.dD);
+  if (p.dtype != DType::Float32) {
+    const Dev c = cuda::ssd::chunked_view(d);
+    d.St = reinterpret_cast<float*>(base + s.st), d.dec = reinterpret_cast<float*>(base + s.dec);
+    d.run_chunks = cuda::ssd::kChunkedQ / d.Q, d.nruns = c.nc, d.run_PP = c.PP;
+  }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     cuda::ssd::launch_backward<T>(d, static_cast<cudaStream_t>(stream));

@@ -51,7 +51,9 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
   float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
 
-  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int runs = d.St ? d.nruns : 1;
+  const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z / runs, run = blockIdx.z % runs, g = h / d.hpg;
+  const int c_begin = d.St ? run * d.run_chunks : 0, c_end = d.St ? min(d.nc, c_begin + d.run_chunks) : d.nc;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
   const T* x = static_cast<const T*>(d.x);
@@ -64,12 +66,17 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   const T* hop = kF32 ? reinterpret_cast<const T*>(sH) : sHT;
   const int ldhop = kF32 ? lay.ldH : lay.ldHT;
 
+  // The state entering the run: h0, or what the chunk-parallel pass left in St.
+  const float* h_in = d.St ? d.St + ((int64_t(b) * d.H + h) * runs + run) * d.run_PP * NP + int64_t(p0) * NP : nullptr;
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
-    sH[p * lay.ldH + n] = (d.h0 && p < pw && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
+    if (h_in)
+      sH[p * lay.ldH + n] = h_in[p * NP + n];
+    else
+      sH[p * lay.ldH + n] = (d.h0 && p < pw && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] : 0.f;
   }
 
-  for (int c = 0; c < d.nc; ++c) {
+  for (int c = c_begin; c < c_end; ++c) {
     const int t0 = c * Q, q = min(Q, d.L - t0);
     __syncthreads();  // the previous chunk is done with shared memory; H is complete
     if (d.S0) {
@@ -121,7 +128,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     }
   }
   __syncthreads();
-  if (d.final_states)
+  if (d.final_states && !d.St)
     for (int i = threadIdx.x; i < pw * d.N; i += kThreads) {
       const int p = i / d.N, n = i % d.N;
       d.final_states[((int64_t(b) * d.H + h) * d.P + p0 + p) * d.N + n] = sH[p * lay.ldH + n];
@@ -143,7 +150,7 @@ void launch_forward(const Dev& d, cudaStream_t stream) {
   const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T), std::is_same_v<T, float>);
   check(cudaFuncSetAttribute(ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(lay.bytes)),
         "ssdChunkScan: shared memory");
-  dim3 grid(d.PP / d.PT, d.H, d.batch);
+  dim3 grid(d.PP / d.PT, d.H, d.batch * (d.St ? d.nruns : 1));
   ssd_fwd_kernel<T><<<grid, kThreads, lay.bytes, stream>>>(d);
   check_launch("ssdChunkScan forward");
 }

@@ -13,6 +13,9 @@ const CASES: Array<[string, SsdCase]> = [
   ['headdim 1, groups 8, dstate 16, D per channel', { batch: 1, seqlen: 77, heads: 8, headdim: 1, dstate: 16, groups: 8, D: 'channel' }],
   ['headdim 128, dstate 256, initial states', { batch: 1, seqlen: 150, heads: 2, headdim: 128, dstate: 256, groups: 1, initialStates: true, z: true }],
   ['odd headdim 72, odd dstate 40, seqIdx', { batch: 2, seqlen: 131, heads: 3, headdim: 72, dstate: 40, groups: 1, seqStarts: [5, 64, 65, 100], D: 'head' }],
+  // Several 256-token chunks of the 16-bit chunk-parallel forward (state passing, a restart on a
+  // chunk edge, two headdim tiles of 64 + 8).
+  ['seqlen 600, headdim 72, dstate 40, seqIdx on a chunk edge, initial states', { batch: 2, seqlen: 600, heads: 4, headdim: 72, dstate: 40, groups: 2, seqStarts: [256, 300, 513], initialStates: true, z: true, D: 'channel', dtBias: true }],
   ['dtLimit, no softplus, seqlen 1', { batch: 2, seqlen: 1, heads: 2, headdim: 16, dstate: 32, groups: 2, dtSoftplus: false, dtLimit: [0.05, 0.2], initialStates: true }],
 ];
 
@@ -91,6 +94,8 @@ describeGpu('ssdChunkScan on CUDA', () => {
     const pr = makeSsdProblem({ batch: 2, seqlen: 500, heads: 4, headdim: 32, dstate: 64, groups: 2, seqStarts: [1, 63, 64, 200, 333], z: true, D: 'head' });
     const out = await runCuda(pr, 'float32');
     expectClose(out.y, ssdReference(pr).y, 1e-4, 'y');
+    const outb = await runCuda(pr, 'bfloat16');
+    expectClose(outb.y, ssdReference(roundedTo(pr, 'bfloat16')).y, TOL.bfloat16, 'bf16 y');
   });
 
   it('bf16 training shape: forward and backward have no NaN', async () => {
