@@ -14,6 +14,7 @@ import { Device, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
 import type { CausalLM } from '../lib/models/lm';
 import { randomModel } from '../lib/models/load';
+import { profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
 
@@ -104,6 +105,20 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
         await synchronize(device);
+        // Where the time goes: every op timed alone (device synchronised around it), one prefill
+        // and one eager decode step. Sums exceed the unprofiled times by the synchronisations.
+        const profile = async (what: string, fn: () => Promise<unknown>) => {
+          const t0 = process.hrtime.bigint();
+          const { ops } = await profileOps(device, fn);
+          const total = Number(process.hrtime.bigint() - t0) / 1e6;
+          const rows = Object.entries(ops).sort((a, b) => b[1].ms - a[1].ms);
+          const parts = rows.map(([op, v]) => `${op} ${v.ms.toFixed(2)} ms/${v.calls}`);
+          console.log(`  ${name} ${device} ${what} profile (total ${total.toFixed(1)} ms): ${parts.join(', ')}`);
+        };
+        await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
+        m.useCudaGraphs = false;
+        await profile('decode b1 (eager)', () => m.step(tok1));
+        m.useCudaGraphs = graphs;
         const bytes = weightBytes(cfg, dtype);
         const rooflineMs = (bytes / bw) * 1e3;
         report.add({
