@@ -11,6 +11,7 @@
 import { DType } from '../dtype';
 import { Device } from '../device';
 import { argError, formatError } from '../errors';
+import { CudaGraph, captureGraph } from '../graph';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
 import { copyInto, embedding, linear, rmsNorm } from './ops';
@@ -55,6 +56,8 @@ export interface ModelInit {
   maxBatch?: number;
   /** Prompts are prefilled in pieces of at most this many tokens, carrying the state, with decode steps of the running sequences in between (default 2048). */
   prefillChunk?: number;
+  /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
+  cudaGraphs?: boolean;
 }
 
 export abstract class CausalLM implements DecodeEngine {
@@ -71,6 +74,12 @@ export abstract class CausalLM implements DecodeEngine {
   protected lmHead!: Tensor;
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
+  /** Captured decode steps on CUDA, by batch size. */
+  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor }>();
+  /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
+  useCudaGraphs: boolean;
+  /** Why CUDA graph capture was given up, if it was. */
+  cudaGraphError: string | null = null;
   private sched: Scheduler | null = null;
   /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
   lastStepDispatchMs = 0;
@@ -84,6 +93,7 @@ export abstract class CausalLM implements DecodeEngine {
     this.dtype = init.dtype;
     this.maxBatch = init.maxBatch ?? 16;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
+    this.useCudaGraphs = init.cudaGraphs ?? true;
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -157,8 +167,9 @@ export abstract class CausalLM implements DecodeEngine {
     return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x, false).y);
   }
 
+  /** LM head: logits in the model dtype (as transformers computes them; reading converts to float32). */
   private head(x: Tensor): Tensor {
-    return linear({ x, weight: this.lmHead }).astype('float32');
+    return linear({ x, weight: this.lmHead });
   }
 
   private idsTensor(ids: Tensor | ArrayLike<number>[] | Int32Array, what = 'ids'): Tensor {
@@ -194,7 +205,7 @@ export abstract class CausalLM implements DecodeEngine {
   forward(ids: Tensor | ArrayLike<number>[] | Int32Array): Tensor {
     const t = this.idsTensor(ids);
     try {
-      return tidy(() => this.head(this.blocks(t)));
+      return tidy(() => this.head(this.blocks(t)).astype('float32'));
     } finally {
       if (t !== ids) t.dispose();
     }
@@ -255,26 +266,64 @@ export abstract class CausalLM implements DecodeEngine {
     }
   }
 
-  /** @internal Scheduler engine: one decode step of slots 0..n-1. */
+  /**
+   * @internal Scheduler engine: one decode step of slots 0..n-1. On CUDA the step of each batch
+   * size is captured once as a CUDA graph (after one eager run, which also warms the libraries up)
+   * and replayed from then on: one launch instead of a few hundred op calls from the host. The
+   * graph reads its tokens from a fixed buffer and writes its logits into another; the state cache
+   * and the parameters stay where they are, so a replay continues every sequence in place.
+   */
   async step(tokens: Int32Array): Promise<Float32Array[]> {
     const cache = this.ensureCache();
     const n = tokens.length;
-    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+    const V = this.config.vocabSize;
     const rows = this.batchViews(cache, n);
+    const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    let logits: Tensor;
     const t0 = process.hrtime.bigint();
-    const logits = tidy(() => {
-      const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
-      return this.head(x);
-    });
+    if (graph) {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+      copyInto(graph.ids, ids);
+      ids.dispose();
+      graph.graph.replay();
+      logits = graph.logits;
+    } else {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+      logits = tidy(() => this.decodeOps(ids, rows));
+      ids.dispose();
+    }
     this.lastStepDispatchMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    ids.dispose();
+    let v: Float32Array;
     try {
-      const v = (await logits.data()) as Float32Array;
-      const V = this.config.vocabSize;
-      return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+      v = (await logits.data()) as Float32Array;
     } finally {
+      if (!graph) logits.dispose();
+    }
+    if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
+    return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+  }
+
+  /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
+  private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
+    const n = ids.shape[0];
+    const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
+    const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
+    return this.head(x);
+  }
+
+  /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */
+  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }): void {
+    if (this.graphs.has(n)) return;
+    const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
+    const logits = zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device });
+    try {
+      const graph = captureGraph(this.device, () => copyInto(logits, this.decodeOps(ids, rows)));
+      this.graphs.set(n, { graph, ids, logits });
+    } catch (e) {
+      ids.dispose();
       logits.dispose();
+      this.useCudaGraphs = false;
+      this.cudaGraphError = (e as Error).message;
     }
   }
 
@@ -360,6 +409,12 @@ export abstract class CausalLM implements DecodeEngine {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned = [];
+    for (const g of this.graphs.values()) {
+      g.graph.dispose();
+      g.ids.dispose();
+      g.logits.dispose();
+    }
+    this.graphs.clear();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();
     this.viewCache.clear();
     if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();

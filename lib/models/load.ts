@@ -22,7 +22,8 @@ export interface LoadOptions {
   /** Sequences that can decode together (state slots; default 16). */
   maxBatch?: number;
   /** Prompts are prefilled in pieces of at most this many tokens, decode steps of running sequences in between (default 2048). */
-  prefillChunk?: number;
+  prefillChunk?: number;  /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
+  cudaGraphs?: boolean;
 }
 
 function resolve(opts: LoadOptions): { device: Device; dtype: DType } {
@@ -40,7 +41,7 @@ async function build(
   weights: WeightSource,
   opts: LoadOptions,
 ): Promise<CausalLM> {
-  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk };
+  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk, cudaGraphs: opts.cudaGraphs };
   // Parameters live as long as the model, not as long as a caller's tidy() scope.
   return untracked(() => (config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights)));
 }

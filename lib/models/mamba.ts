@@ -13,6 +13,7 @@
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { sliceUnflatten, squeeze, unflatten } from './views';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -100,15 +101,29 @@ export class MambaModel extends CausalLM {
   protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
-    // Views throughout: the ops copy strided inputs to contiguous memory natively where needed.
-    const xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
-    const z = xz.slice(2, I, 2 * I).transpose(1, 2);
+    const b = x.shape[0];
+    // The conv and the scan take (batch, channels, seqlen). For one sequence without projection
+    // biases, in_proj and dt_proj run channel-major (W · hᵀ: the activations as linear's second
+    // operand), which yields that layout directly and saves three transposing copies per layer.
+    // Otherwise views of the (batch, seqlen, channels) products, which the ops copy natively.
+    const channelMajor = b === 1 && L.inProjBias === undefined;
+    let xs: Tensor, z: Tensor;
+    if (channelMajor) {
+      const xzT = linear({ x: L.inProj, weight: squeeze(x, 0) }); // (2I, l)
+      xs = sliceUnflatten(xzT, 0, 0, [1, I]); // (1, I, l)
+      z = sliceUnflatten(xzT, 0, I, [1, I]);
+    } else {
+      const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
+      xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
+      z = xz.slice(2, I, 2 * I).transpose(1, 2);
+    }
     const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     const u = conv.y; // (b, I, l)
     const xdbl = linear({ x: u.transpose(1, 2), weight: L.xProj }); // (b, l, R+2N)
     const [dtr, B, C] = this.splitDbc(xdbl);
-    const delta = linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
+    const delta = channelMajor
+      ? unflatten(linear({ x: L.dtProjW, weight: squeeze(dtr, 0) }), 0, [1, I]) // (1, I, l)
+      : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
     const scan = selectiveScan({
       u,
       delta,

@@ -13,7 +13,7 @@
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
-import { unflatten } from './views';
+import { sliceUnflatten, unflatten } from './views';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -102,13 +102,13 @@ export class Mamba2Model extends CausalLM {
     const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
     const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
-    const split = (from: number, to: number, sizes: number[]) => unflatten(conv.y.slice(1, from, to), 1, sizes).permute(0, 3, 1, 2);
+    const split = (from: number, sizes: number[]) => sliceUnflatten(conv.y, 1, from, sizes).permute(0, 3, 1, 2);
     const ssd = ssdChunkScan({
-      x: split(0, I, [H, P]),
+      x: split(0, [H, P]),
       dt,
       A: Ly.A,
-      B: split(I, I + G * N, [G, N]),
-      C: split(I + G * N, I + 2 * G * N, [G, N]),
+      B: split(I, [G, N]),
+      C: split(I + G * N, [G, N]),
       chunkSize: this.config.chunkSize,
       D: Ly.D,
       dtBias: Ly.dtBias,
@@ -137,9 +137,9 @@ export class Mamba2Model extends CausalLM {
       activation: 'silu',
     }); // (n, convDim)
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
-    const xs = unflatten(xbc.slice(1, 0, I), 1, [H, P]);
-    const B = unflatten(xbc.slice(1, I, I + G * N), 1, [G, N]);
-    const C = unflatten(xbc.slice(1, I + G * N, I + 2 * G * N), 1, [G, N]);
+    const xs = sliceUnflatten(xbc, 1, 0, [H, P]);
+    const B = sliceUnflatten(xbc, 1, I, [G, N]);
+    const C = sliceUnflatten(xbc, 1, I + G * N, [G, N]);
     let y: Tensor;
     const limit = this.config.timeStepLimit;
     if (!limit) {
