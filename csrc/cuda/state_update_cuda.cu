@@ -59,7 +59,10 @@ struct RowMap {
   cuda::FastDiv P, H, hpg;
 };
 
-template <typename S, typename I, int V, bool kAPerState>
+// kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
+// is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
+// chunk of states instead of once per row (the bf16 state has twice the rows per byte).
+template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
 __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   constexpr int R = Traits::kRows;
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
@@ -114,19 +117,32 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
 #pragma unroll
       for (int r = 0; r < R; ++r)
         if (soff[r] >= 0) s[r] = load_state<S, V>(state + soff[r] + n0);
+      float bf[V], cf[V];  // B and C of the warp iteration's head (kSharedBC)
+      if constexpr (kSharedBC) {
+        const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[0] + n0);
+        const Pack<I, V> cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[0] + n0);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          bf[j] = to_float(bv.v[j]);
+          cf[j] = to_float(cv.v[j]);
+        }
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (soff[r] < 0) continue;
-        const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[r] + n0);
-        const Pack<I, V> cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[r] + n0);
+        Pack<I, V> bv, cv;
+        if constexpr (!kSharedBC) {
+          bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[r] + n0);
+          cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[r] + n0);
+        }
         Pack<float, V> av;
         if constexpr (kAPerState) av = *reinterpret_cast<const Pack<float, V>*>(A + static_cast<int64_t>(h_of[r]) * N + n0);
         const float dtx = dt[r] * x[r];
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float decay = kAPerState ? __expf(dt[r] * av.v[j]) : dA[r];
-          const float v = to_float(s[r].v[j]) * decay + dtx * to_float(bv.v[j]);
-          acc[r] += v * to_float(cv.v[j]);
+          const float v = to_float(s[r].v[j]) * decay + dtx * (kSharedBC ? bf[j] : to_float(bv.v[j]));
+          acc[r] += v * (kSharedBC ? cf[j] : to_float(cv.v[j]));
           s[r].v[j] = cuda::from_float<S>(v);
         }
         store_state<S, V>(state + soff[r] + n0, s[r]);
@@ -178,7 +194,13 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   if (blocks > (1 << 20)) blocks = 1 << 20;
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups))};
-  state_update_kernel<S, I, V, kAPerState><<<static_cast<unsigned>(blocks), Traits::kThreads, 0, st>>>(p, m, lg);
+  const unsigned grid = static_cast<unsigned>(blocks);
+  // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
+  // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
+  if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
+    state_update_kernel<S, I, V, kAPerState, !kAPerState><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+  else
+    state_update_kernel<S, I, V, kAPerState, false><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
