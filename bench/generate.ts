@@ -118,6 +118,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
         m.useCudaGraphs = false;
         await profile('decode b1 (eager)', () => m.step(tok1));
+        await profile(`decode b${maxBatch} (eager)`, () => m.step(tok64));
         m.useCudaGraphs = graphs;
         const bytes = weightBytes(cfg, dtype);
         const rooflineMs = (bytes / bw) * 1e3;
