@@ -13,7 +13,6 @@
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
-import { sliceUnflatten, squeeze, unflatten } from './views';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -109,9 +108,9 @@ export class MambaModel extends CausalLM {
     const channelMajor = b === 1 && L.inProjBias === undefined;
     let xs: Tensor, z: Tensor;
     if (channelMajor) {
-      const xzT = linear({ x: L.inProj, weight: squeeze(x, 0) }); // (2I, l)
-      xs = sliceUnflatten(xzT, 0, 0, [1, I]); // (1, I, l)
-      z = sliceUnflatten(xzT, 0, I, [1, I]);
+      const xzT = linear({ x: L.inProj, weight: x.squeeze(0) }); // (2I, l)
+      xs = xzT.slice(0, 0, I).unflatten(0, [1, I]); // (1, I, l)
+      z = xzT.slice(0, I, 2 * I).unflatten(0, [1, I]);
     } else {
       const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
       xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
@@ -122,7 +121,7 @@ export class MambaModel extends CausalLM {
     const xdbl = linear({ x: u.transpose(1, 2), weight: L.xProj }); // (b, l, R+2N)
     const [dtr, B, C] = this.splitDbc(xdbl);
     const delta = channelMajor
-      ? unflatten(linear({ x: L.dtProjW, weight: squeeze(dtr, 0) }), 0, [1, I]) // (1, I, l)
+      ? linear({ x: L.dtProjW, weight: dtr.squeeze(0) }).unflatten(0, [1, I]) // (1, I, l)
       : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
     const scan = selectiveScan({
       u,

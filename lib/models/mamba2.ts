@@ -13,7 +13,6 @@
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
-import { sliceUnflatten, unflatten } from './views';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -102,7 +101,7 @@ export class Mamba2Model extends CausalLM {
     const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
     const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
-    const split = (from: number, sizes: number[]) => sliceUnflatten(conv.y, 1, from, sizes).permute(0, 3, 1, 2);
+    const split = (from: number, sizes: number[]) => conv.y.slice(1, from, from + sizes.reduce((a, b) => a * b, 1)).unflatten(1, sizes).permute(0, 3, 1, 2);
     const ssd = ssdChunkScan({
       x: split(0, [H, P]),
       dt,
@@ -137,9 +136,9 @@ export class Mamba2Model extends CausalLM {
       activation: 'silu',
     }); // (n, convDim)
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
-    const xs = sliceUnflatten(xbc, 1, 0, [H, P]);
-    const B = sliceUnflatten(xbc, 1, I, [G, N]);
-    const C = sliceUnflatten(xbc, 1, I + G * N, [G, N]);
+    const xs = xbc.slice(1, 0, H * P).unflatten(1, [H, P]);
+    const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
+    const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     let y: Tensor;
     const limit = this.config.timeStepLimit;
     if (!limit) {
@@ -147,11 +146,11 @@ export class Mamba2Model extends CausalLM {
     } else {
       // The decode-step op has no dt clamp: a one-token SSD chunk continuing from the state has.
       const r = ssdChunkScan({
-        x: unflatten(xs, 0, [n, 1]),
-        dt: unflatten(dt, 0, [n, 1]),
+        x: xs.unflatten(0, [n, 1]),
+        dt: dt.unflatten(0, [n, 1]),
         A: Ly.A,
-        B: unflatten(B, 0, [n, 1]),
-        C: unflatten(C, 0, [n, 1]),
+        B: B.unflatten(0, [n, 1]),
+        C: C.unflatten(0, [n, 1]),
         D: Ly.D,
         dtBias: Ly.dtBias,
         dtSoftplus: true,
