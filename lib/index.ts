@@ -2,7 +2,7 @@
  * statespace: state space model kernels for Node.js.
  * Everything public is exported from here (ESM and CommonJS).
  */
-export { Tensor, tensor, zeros, ones, full, empty, randn, rand, tidy, contiguousStrides } from './tensor';
+export { Tensor, tensor, zeros, ones, full, empty, randn, rand, tidy, copyInto, contiguousStrides } from './tensor';
 export type { CreateOptions, RandomOptions } from './tensor';
 export type { DType, TensorData } from './dtype';
 export { DTYPES, dtypeSize } from './dtype';

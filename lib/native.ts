@@ -23,6 +23,7 @@ export interface NativeCore {
   copyTo(t: unknown, dtype: string, device: string): NativeTensor;
   view(t: unknown, shape: number[], strides: number[], offset: number): NativeTensor;
   release(h: object): void;
+  copyInto(dst: unknown, src: unknown): void;
   read(t: unknown, bits: boolean): Promise<ArrayBuffer>;
   readSync(t: unknown, bits: boolean): ArrayBuffer;
   buildInfo(): {

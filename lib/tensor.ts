@@ -277,6 +277,15 @@ export function tensor(data: Input, shape?: readonly number[], opts: CreateOptio
   return new Tensor(native.fromData(arr, s, dtype, device));
 }
 
+/**
+ * Writes `src` into `dst` in place, converting the element type: `dst` is contiguous or a
+ * contiguous view of one (such as one slot of a batched state cache: `cache.slice(0, i, i + 1)`).
+ * Same shape and device. Enqueued like every op.
+ */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  native.copyInto(dst.live(), src.live());
+}
+
 const FILL_UNIFORM = 0;
 const FILL_NORMAL = 1;
 const FILL_CONSTANT = 2;

@@ -74,6 +74,12 @@ Napi::Value release(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// copyInto(dst, src): dst <- src in place (dst contiguous)
+Napi::Value copy_into_binding(const Napi::CallbackInfo& info) {
+  copy_into(to_tensor(info[0], "dst"), to_tensor(info[1], "src"));
+  return info.Env().Undefined();
+}
+
 std::function<void(Done)> reader(const Tensor& t, void* dst, bool bits) {
   return [t, dst, bits](Done done) { read_async(t, dst, bits, std::move(done)); };
 }
@@ -103,6 +109,7 @@ SS_EXPORT("fromData", from_data);
 SS_EXPORT("fill", fill_binding);
 SS_EXPORT("copyTo", copy_to_binding);
 SS_EXPORT("view", view);
+SS_EXPORT("copyInto", copy_into_binding);
 SS_EXPORT("release", release);
 SS_EXPORT("read", read);
 SS_EXPORT("readSync", read_sync);

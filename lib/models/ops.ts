@@ -9,7 +9,7 @@ import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp, causalConv1dUpdate as causalConv1dUpdateOp } from '../ops/conv1d';
 import { embedding as embeddingOp, linear as linearOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
-import { copyInto as copyIntoOp } from '../ops/copy_into';
+import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
 export const selectiveScan = timed('selectiveScan', selectiveScanOp);

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { add, captureGraph, linear, randn, silu, tensor, zeros } from '../../lib/index';
-import { copyInto } from '../../lib/ops/copy_into';
+import { copyInto } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, randnArray } from '../helpers';
 
 describeGpu('CUDA graphs', () => {
