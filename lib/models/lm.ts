@@ -115,6 +115,17 @@ export abstract class CausalLM implements DecodeEngine {
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
 
   /** Loads every parameter (called once by the architecture's factory). */
+  /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
+  protected static async withWeights<M extends CausalLM>(m: M, w: WeightSource): Promise<M> {
+    try {
+      await m.loadWeights(w);
+    } catch (e) {
+      m.dispose();
+      throw e;
+    }
+    return m;
+  }
+
   protected async loadWeights(w: WeightSource): Promise<void> {
     const c = this.config;
     const embName = w.has('backbone.embeddings.weight') || !w.has('backbone.embedding.weight') ? 'backbone.embeddings.weight' : 'backbone.embedding.weight';

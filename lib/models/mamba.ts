@@ -35,15 +35,8 @@ export class MambaModel extends CausalLM {
   private unitR?: Tensor;
   private unitN?: Tensor;
 
-  static async create(init: ModelInit, w: WeightSource): Promise<MambaModel> {
-    const m = new MambaModel(init);
-    try {
-      await m.loadWeights(w);
-    } catch (e) {
-      m.dispose();
-      throw e;
-    }
-    return m;
+  static create(init: ModelInit, w: WeightSource): Promise<MambaModel> {
+    return CausalLM.withWeights(new MambaModel(init), w);
   }
 
   protected get convDim(): number {

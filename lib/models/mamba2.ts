@@ -33,15 +33,8 @@ export class Mamba2Model extends CausalLM {
   private projSize = 0;
   private dMlp = 0;
 
-  static async create(init: ModelInit, w: WeightSource): Promise<Mamba2Model> {
-    const m = new Mamba2Model(init);
-    try {
-      await m.loadWeights(w);
-    } catch (e) {
-      m.dispose();
-      throw e;
-    }
-    return m;
+  static create(init: ModelInit, w: WeightSource): Promise<Mamba2Model> {
+    return CausalLM.withWeights(new Mamba2Model(init), w);
   }
 
   protected get convDim(): number {
