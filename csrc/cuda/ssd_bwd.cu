@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sums over heads of a group (dB, dC) and over batches × chunks (dA, dD, ddtBias), in order.
+// Sums over the runs of heads of a group (dB, dC), in order.
 __global__ void ssd_bwd_reduce_kernel(Dev d) {
   const int64_t rows = int64_t(d.batch) * d.L * d.G * d.N;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -298,24 +298,38 @@ __global__ void ssd_bwd_reduce_kernel(Dev d) {
     d.dB[i] = sb;
     d.dC[i] = sc;
   }
-  const int64_t per_head = d.D ? (d.d_per_channel ? d.P : 1) : 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d.H * (2 + per_head); i += stride) {
-    const int h = int(i % d.H), what = int(i / d.H);
-    float acc = 0.f;
-    for (int b = 0; b < d.batch; ++b)
-      for (int c = 0; c < d.nc; ++c) {
-        const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
-        if (what == 0) acc += d.dA_part[k];
-        else if (what == 1) acc += d.dbias_part[k];
-        else if (d.d_per_channel) acc += d.dD_part[k * d.P + (what - 2)];
-        else
-          for (int p = 0; p < d.P; ++p) acc += d.dD_part[k * d.P + p];
-      }
-    if (what == 0) d.dA[h] = acc;
-    else if (what == 1) { if (d.ddt_bias) d.ddt_bias[h] = acc; }
-    else if (d.d_per_channel) d.dD[h * d.P + (what - 2)] = acc;
-    else d.dD[h] = acc;
+}
+
+// One block per (head, what): dA, ddtBias, dD (per head, or one block per channel) summed over
+// batches × chunks (× channels) — each thread a fixed strided share, then a fixed tree: the
+// same order every run.
+__global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
+  __shared__ float red[256];
+  const int h = blockIdx.x % d.H, what = blockIdx.x / d.H;
+  const bool all_p = what >= 2 && !d.d_per_channel;  // dD of a head: every channel too
+  const int64_t per_k = all_p ? d.P : 1;
+  const int64_t items = int64_t(d.batch) * d.nc * per_k;
+  float acc = 0.f;
+  for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+    const int64_t bc = i / per_k, p = i % per_k;
+    const int64_t k = ((bc / d.nc) * d.H + h) * d.nc + bc % d.nc;
+    if (what == 0) acc += d.dA_part[k];
+    else if (what == 1) acc += d.dbias_part[k];
+    else if (all_p) acc += d.dD_part[k * d.P + p];
+    else acc += d.dD_part[k * d.P + (what - 2)];
   }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x != 0) return;
+  acc = red[0];
+  if (what == 0) d.dA[h] = acc;
+  else if (what == 1) { if (d.ddt_bias) d.ddt_bias[h] = acc; }
+  else if (d.d_per_channel) d.dD[h * d.P + (what - 2)] = acc;
+  else d.dD[h] = acc;
 }
 
 template <typename T>
@@ -334,22 +348,23 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
     timer.mark("states of every chunk");
     // 2. reverse state pass
     const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
-    check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-          "ssdChunkScanBackward: shared memory");
+    set_smem(ssd_bwd_state_kernel<T>, sl.bytes, "ssdChunkScanBackward: shared memory");
     ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch), kThreads, sl.bytes, stream>>>(d0);
     check_launch("ssdChunkScanBackward state pass");
     timer.mark("reverse state pass");
   }
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_bwd_chunk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(gl.bytes)),
-        "ssdChunkScanBackward: shared memory");
+  set_smem(ssd_bwd_chunk_kernel<T>, gl.bytes, "ssdChunkScanBackward: shared memory");
   ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
   check_launch("ssdChunkScanBackward chunk gradients");
   timer.mark("chunk gradients");
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
+  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
+  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward per-head reductions");
   timer.mark("reductions");
 }
 

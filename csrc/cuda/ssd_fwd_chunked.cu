@@ -340,7 +340,7 @@ template <typename T, bool REV, int QC>
 void launch_local(const Dev& d, void* dst, float* dec_out, cudaStream_t stream) {
   const StateTileLayout sl(d.NP, sizeof(T));
   auto kernel = ssd_fc_state_kernel<T, REV, QC>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)), "ssdChunkScan: shared memory");
+  set_smem(kernel, sl.bytes, "ssdChunkScan: shared memory");
   kernel<<<dim3(d.H * ((d.PP + kT - 1) / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d, dst, dec_out);
   check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
 }
@@ -361,8 +361,7 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   StageTimer timer("forward", stream);
   const int ptiles = d.PP / kT;
   const CbTileLayout cl(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_fc_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
   ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
   timer.mark("C·Bᵀ");
@@ -370,8 +369,7 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   launch_states<T, false>(d, stream, timer);
 
   const OutTileLayout ol(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_out_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(ol.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_fc_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
   ssd_fc_out_kernel<T><<<dim3(d.H * kR * ptiles, d.nc, d.batch), kThreads, ol.bytes, stream>>>(d);
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");
