@@ -103,6 +103,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   float* sU = reinterpret_cast<float*>(smem + lay.sU);
   float* sDdtp = reinterpret_cast<float*>(smem + lay.sDdtp);
   float* sRed = reinterpret_cast<float*>(smem + lay.sRed);
+  T* sH0 = reinterpret_cast<T*>(smem + lay.sH0);  // used only when d.stage_states
+  T* sG = reinterpret_cast<T*>(smem + lay.sG);
 
   // A block owns one chunk and a run of heads of one group: B and C are loaded once, and the
   // heads' dB/dC contributions accumulate (in order) into the run's own partial rows.
@@ -128,6 +130,15 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
 
     __syncthreads();  // the previous head is done with shared memory
+    // This chunk's S0 (H0) and S1 (G) tiles: staged in shared memory when they fit (every product
+    // below then reads them there, not through a global load per k step), in flight meanwhile.
+    if (d.stage_states) {
+      load_tile<false>(sH0, lay.ldS, H0, NP, PC, PC, NP, NP);
+      load_tile<false>(sG, lay.ldS, Gm, NP, PC, PC, NP, NP);
+    }
+    const T* H0o = d.stage_states ? sH0 : H0;
+    const T* Go = d.stage_states ? sG : Gm;
+    const int ldh = d.stage_states ? lay.ldS : NP;
     chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
     for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
       const int t = idx / PC, p = idx % PC;
@@ -139,6 +150,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       sDtx[t * lay.ldP + p] = from_float<T>(dtx);
       sDy[t * lay.ldP + p] = from_float<T>(dy);
     }
+    cp_async_wait();  // the staged S0/S1 tiles
     __syncthreads();
     const float cs_end = sCs[Q - 1];
     const int seg_end = sSeg[Q - 1];
@@ -147,7 +159,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 
     // 1. dYX = dy·dtxᵀ, y_inter = C·H0ᵀ (C·Bᵀ comes from its own pass, read from global)
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
-    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0o, ldh, sF1, lay.ldF, 0.f);
     __syncthreads();
     // 2. decay-masked matrices; W = CB∘Lexp∘dYX replaces dYX for the row/column sums
     const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
@@ -198,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       __syncthreads();
     }
     // 4. term2 = diag(e_out)·B·Gᵀ, U_s = Σ_p dtx·term2, then d(dtx) = term2 + (CB∘Lexp)ᵀ·dy
-    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Gm, NP, sF1, lay.ldF, 0.f);
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Go, ldh, sF1, lay.ldF, 0.f);
     __syncthreads();
     if (threadIdx.x < Q) {
       const int s = threadIdx.x;
@@ -246,11 +258,14 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     block_gemm<T, false, true, Tri::UpperA>(Q, NP, Q, sN2, lay.ldMT, sC, lay.ldN, dBh, ldo, acc);
     block_gemm<T, true, true, Tri::LowerA>(Q, NP, Q, sN2, lay.ldMT, sB, lay.ldN, dCh, ldo, acc);
     __syncthreads();
-    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Gm, NP, dBh, ldo, 1.f);
-    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Go, ldh, dBh, ldo, 1.f);
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0o, ldh, dCh, ldo, 1.f);
     // 7. Σ G∘H0 (the decay term), fixed-order block reduction
     float part = 0.f;
-    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(__ldg(Gm + i)) * to_float(__ldg(H0 + i));
+    for (int i = threadIdx.x; i < PC * NP; i += kThreads) {
+      const int o = (i / NP) * ldh + i % NP;
+      part += to_float(Go[o]) * to_float(H0o[o]);
+    }
     sRed[threadIdx.x] = part;
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w /= 2) {
@@ -355,8 +370,14 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   }
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
-  set_smem(ssd_bwd_chunk_kernel<T>, gl.bytes, "ssdChunkScanBackward: shared memory");
-  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
+  int device = 0, smem_max = 0;
+  check(cudaGetDevice(&device), "ssdChunkScanBackward: device");
+  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "ssdChunkScanBackward: device");
+  Dev dg = d0;
+  dg.stage_states = gl.bytes_staged <= size_t(smem_max);
+  const size_t grad_smem = dg.stage_states ? gl.bytes_staged : gl.bytes;
+  set_smem(ssd_bwd_chunk_kernel<T>, grad_smem, "ssdChunkScanBackward: shared memory");
+  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, grad_smem, stream>>>(dg);
   check_launch("ssdChunkScanBackward chunk gradients");
   timer.mark("chunk gradients");
   // 4. reductions
