@@ -5,13 +5,16 @@
  *
  * Decode at batch 1 reads every weight once per token, so its floor is (bytes of weights) ÷
  * (measured copy bandwidth): the table gives that roofline and the fraction reached. Each decode
- * step includes reading the logits back to the host and choosing the next token there, as a
- * server does.
+ * step includes reading the logits back to the host, as a server does (choosing the token from
+ * them is not timed). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
+ * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
+ * it approaches the step time, the eager step is bound by op dispatch, not by the device.
  */
 import { Device, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
 import type { CausalLM } from '../lib/models/lm';
 import { randomModel } from '../lib/models/load';
+import { profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
 
@@ -82,10 +85,41 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919) % cfg.vocabSize);
         const prefill = await timeAsync(() => m.prefill(ids, 0), cpu ? 2 : 5);
         const tok1 = Int32Array.of(17);
-        const b1 = await timeAsync(() => m.step(tok1), cpu ? 10 : 50);
+        // batch 1, ops issued one by one (the host's dispatch time is reported beside)
+        const graphs = m.useCudaGraphs;
+        m.useCudaGraphs = false;
+        const dispatch: number[] = [];
+        const eager = await timeAsync(async () => {
+          await m.step(tok1);
+          dispatch.push(m.lastStepDispatchMs);
+        }, cpu ? 10 : 30);
+        dispatch.sort((a, b) => a - b);
+        // batch 1 as a replayed CUDA graph (the default on CUDA)
+        m.useCudaGraphs = graphs;
+        const b1 = cpu ? eager : await timeAsync(() => m.step(tok1), 50);
+        // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
+        const genTokens = cpu ? 16 : 128;
+        const gen = await timeAsync(async () => {
+          for await (const t of m.generate(ids.subarray(0, 16), { maxNewTokens: genTokens, temperature: 0, stop: [] })) void t;
+        }, cpu ? 1 : 3);
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
         await synchronize(device);
+        // Where the time goes: every op timed alone (device synchronised around it), one prefill
+        // and one eager decode step. Sums exceed the unprofiled times by the synchronisations.
+        const profile = async (what: string, fn: () => Promise<unknown>) => {
+          const t0 = process.hrtime.bigint();
+          const { ops } = await profileOps(device, fn);
+          const total = Number(process.hrtime.bigint() - t0) / 1e6;
+          const rows = Object.entries(ops).sort((a, b) => b[1].ms - a[1].ms);
+          const parts = rows.map(([op, v]) => `${op} ${v.ms.toFixed(2)} ms/${v.calls}`);
+          console.log(`  ${name} ${device} ${what} profile (total ${total.toFixed(1)} ms): ${parts.join(', ')}`);
+        };
+        await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
+        m.useCudaGraphs = false;
+        await profile('decode b1 (eager)', () => m.step(tok1));
+        await profile(`decode b${maxBatch} (eager)`, () => m.step(tok64));
+        m.useCudaGraphs = graphs;
         const bytes = weightBytes(cfg, dtype);
         const rooflineMs = (bytes / bw) * 1e3;
         report.add({
@@ -96,8 +130,12 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           [`prefill ${prefillLen} ms`]: prefill.ms,
           'prefill first ms': prefill.firstMs,
           'decode b1 ms/token': b1.ms,
+          'b1 eager ms/token': eager.ms,
+          'b1 eager dispatch ms': dispatch[Math.floor(dispatch.length / 2)],
+          'cuda graphs': cpu ? 'n/a' : m.useCudaGraphs ? 'yes' : `no: ${m.cudaGraphError ?? 'off'}`.slice(0, 60),
           'b1 roofline ms': rooflineMs,
           'b1 % of roofline': (100 * rooflineMs) / b1.ms,
+          'generate() b1 ms/token': gen.ms / genTokens,
           'decode b64 ms/step': b64.ms,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
         });

@@ -2,7 +2,7 @@
  * statespace: state space model kernels for Node.js.
  * Everything public is exported from here (ESM and CommonJS).
  */
-export { Tensor, tensor, zeros, ones, full, empty, randn, rand, tidy, contiguousStrides } from './tensor';
+export { Tensor, tensor, zeros, ones, full, empty, randn, rand, tidy, copyInto, contiguousStrides } from './tensor';
 export type { CreateOptions, RandomOptions } from './tensor';
 export type { DType, TensorData } from './dtype';
 export { DTYPES, dtypeSize } from './dtype';
@@ -10,6 +10,7 @@ export type { Device } from './device';
 export { buildInfo, devices, cudaAvailable, memory, emptyCache, synchronize, synchronizeSync, debugPoison } from './runtime';
 export type { BuildInfo, DeviceInfo, MemoryInfo } from './runtime';
 export type { ErrorCode, StatespaceError } from './errors';
+export { captureGraph, CudaGraph } from './graph';
 export { selectiveScan, selectiveScanBackward } from './ops/selective_scan';
 export type {
   SelectiveScanOptions,
@@ -27,3 +28,4 @@ export { embedding, linear, linearBackend, rmsNorm, gatedRmsNorm, silu, softplus
 export type { EmbeddingOptions, LinearOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
 export { selectiveStateUpdate } from './ops/state_update';
 export type { SelectiveStateUpdateOptions } from './ops/state_update';
+export * from './models/index';

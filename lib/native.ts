@@ -21,8 +21,9 @@ export interface NativeCore {
   fromData(data: Float32Array | Float64Array | Int32Array | Uint16Array, shape: number[], dtype: string, device: string): NativeTensor;
   fill(shape: number[], dtype: string, device: string, kind: number, seed: number, a: number, b: number): NativeTensor;
   copyTo(t: unknown, dtype: string, device: string): NativeTensor;
-  share(h: object): object;
+  view(t: unknown, shape: number[], strides: number[], offset: number): NativeTensor;
   release(h: object): void;
+  copyInto(dst: unknown, src: unknown): void;
   read(t: unknown, bits: boolean): Promise<ArrayBuffer>;
   readSync(t: unknown, bits: boolean): ArrayBuffer;
   buildInfo(): {

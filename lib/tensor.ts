@@ -139,6 +139,25 @@ export class Tensor {
     return this.makeView(shape, [...this.strides], this.offset + start * this.strides[d]);
   }
 
+  /** Dimension `dim` split into `sizes` (their product must equal its size); a view (torch's unflatten). */
+  unflatten(dim: number, sizes: readonly number[]): Tensor {
+    const d = this.axis(dim);
+    if (sizes.some((x) => !Number.isInteger(x) || x < 0) || sizes.reduce((a, b) => a * b, 1) !== this.shape[d])
+      throw shapeError(`unflatten: (${sizes.join(', ')}) does not split dimension ${d} of ${this.toString()}`);
+    const inner = sizes.map((_, i) => this.strides[d] * sizes.slice(i + 1).reduce((a, b) => a * b, 1));
+    return this.makeView(
+      [...this.shape.slice(0, d), ...sizes, ...this.shape.slice(d + 1)],
+      [...this.strides.slice(0, d), ...inner, ...this.strides.slice(d + 1)],
+      this.offset,
+    );
+  }
+  /** Without its size-1 dimension `dim` (a view). */
+  squeeze(dim: number): Tensor {
+    const d = this.axis(dim);
+    if (this.shape[d] !== 1) throw shapeError(`squeeze: dimension ${d} of ${this.toString()} is not of size 1`);
+    return this.makeView(this.shape.filter((_, i) => i !== d), this.strides.filter((_, i) => i !== d), this.offset);
+  }
+
   /** Releases this tensor's memory now (queued work that uses it still completes). */
   dispose(): void {
     if (this._h) native.release(this._h);
@@ -159,8 +178,7 @@ export class Tensor {
   }
 
   private makeView(shape: number[], strides: number[], offset: number): Tensor {
-    const h = native.share(this.live()._h as object);
-    return new Tensor({ _h: h, shape, strides, offset, dtype: this.dtype, device: this.device });
+    return new Tensor(native.view(this.live(), shape, strides, offset));
   }
   private axis(d: number): number {
     const a = d < 0 ? d + this.ndim : d;
@@ -257,6 +275,15 @@ export function tensor(data: Input, shape?: readonly number[], opts: CreateOptio
   checkShape(s);
   dtype = dtype as DType;
   return new Tensor(native.fromData(arr, s, dtype, device));
+}
+
+/**
+ * Writes `src` into `dst` in place, converting the element type: `dst` is contiguous or a
+ * contiguous view of one (such as one slot of a batched state cache: `cache.slice(0, i, i + 1)`).
+ * Same shape and device. Enqueued like every op.
+ */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  native.copyInto(dst.live(), src.live());
 }
 
 const FILL_UNIFORM = 0;

@@ -141,6 +141,37 @@ describe('selectiveStateUpdate (CPU): decode steps equal the recurrence run step
   });
 });
 
+describe('selectiveStateUpdate dtLimit (transformers time_step_limit)', () => {
+  it('clamps dt\' after the softplus; an open end is Infinity or null', async () => {
+    const f = forms[2];
+    for (const [lim, refLim] of [
+      [[0.2, 0.6], [0.2, 0.6]],
+      [[0, Infinity], [0, Infinity]],
+      [[null, 0.3], [-Infinity, 0.3]],
+    ] as Array<[[number | null, number | null], [number, number]]>) {
+      const i = inputs(f, 'float32', 'float32');
+      const refState = Float64Array.from(i.state.v);
+      const y = selectiveStateUpdate({
+        state: i.state.t, x: i.x.t, dt: i.dt.t, A: i.A.t, B: i.B.t, C: i.C.t, D: i.D?.t, z: i.z?.t, dtBias: i.dtBias?.t,
+        dtSoftplus: true, dtLimit: lim,
+      });
+      const ref = stateUpdateRef({
+        batch: f.batch, heads: f.heads, headdim: f.headdim, dstate: f.dstate, groups: f.groups, state: refState,
+        x: i.x.v, dt: i.dt.v, A: i.A.v, aPerState: false, B: i.B.v, C: i.C.v, D: i.D?.v, z: i.z?.v, dtBias: i.dtBias?.v,
+        dtSoftplus: true, dtLimit: refLim,
+      });
+      expectClose(await y.data(), ref, 1e-5, `dtLimit ${JSON.stringify(lim)}`);
+      expectClose(await i.state.t.data(), refState, 1e-6, 'state');
+    }
+    const i = inputs(f, 'float32', 'float32');
+    expectCode(
+      () => selectiveStateUpdate({ state: i.state.t, x: i.x.t, dt: i.dt.t, A: i.A.t, B: i.B.t, C: i.C.t, dtLimit: [1, 0] }),
+      'ERR_INVALID_ARG',
+      'dtLimit',
+    );
+  });
+});
+
 describe('selectiveStateUpdate errors', () => {
   const f = forms[2];
   const i = inputs(f, 'float32', 'float32');

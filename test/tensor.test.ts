@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DTYPES, Tensor, empty, full, memory, ones, rand, randn, tensor, tidy, zeros } from '../lib/index';
+import { DTYPES, Tensor, copyInto, empty, full, memory, ones, rand, randn, tensor, tidy, zeros } from '../lib/index';
 import { expectCode, randnArray, rng } from './helpers';
 
 /** Independent decoders for 16-bit floats (from the IEEE layouts). */
@@ -162,6 +162,26 @@ describe('views and copies', () => {
         expect(Array.from(y), `${a} -> ${b}`).toEqual(expected);
       }
     }
+  });
+
+  it('copyInto writes a strided source into a slot of a larger tensor, converting dtypes', async () => {
+    const cache = zeros([3, 2, 2], { dtype: 'bfloat16' });
+    const src = tensor([[1, 2], [3, 4]]).transpose(0, 1); // strided float32
+    copyInto(cache.slice(0, 1, 2), src.unflatten(0, [1, 2]));
+    expect(Array.from(await cache.data())).toEqual([0, 0, 0, 0, 1, 3, 2, 4, 0, 0, 0, 0]);
+    expectCode(() => copyInto(cache.slice(0, 0, 1), src), 'ERR_SHAPE', 'src');
+    expectCode(() => copyInto(cache.transpose(1, 2), cache), 'ERR_INVALID_ARG', 'contiguous');
+    expectCode(() => copyInto(zeros([2], { dtype: 'int32' }), zeros([2])), 'ERR_DTYPE');
+    expect(Array.from(await cache.data())).toEqual([0, 0, 0, 0, 1, 3, 2, 4, 0, 0, 0, 0]);
+  });
+
+  it('unflatten and squeeze are views; views never reach outside their storage', async () => {
+    const t = tensor(Float32Array.from({ length: 12 }, (_, i) => i), [12]);
+    const u = t.unflatten(0, [3, 4]);
+    expect(u.shape).toEqual([3, 4]);
+    expect(Array.from(await u.slice(1, 1, 2).squeeze(1).data())).toEqual([1, 5, 9]);
+    expectCode(() => t.unflatten(0, [5, 3]), 'ERR_SHAPE');
+    expectCode(() => u.squeeze(0), 'ERR_SHAPE');
   });
 
   it('views survive disposing the base, and copies are independent', async () => {

@@ -56,7 +56,7 @@ Napi::Value conv_bwd(const Napi::CallbackInfo& info) {
 Napi::Value conv_update(const Napi::CallbackInfo& info) {
   Napi::Object o = options(info);
   Tensor y = causal_conv1d_update(required_tensor(o, "x"), required_tensor(o, "convState"), required_tensor(o, "weight"),
-                                  optional_tensor(o, "bias"), silu_activation(o));
+                                  optional_tensor(o, "bias"), silu_activation(o), optional_tensor(o, "convStateIndices"));
   return from_tensor(info.Env(), y);
 }
 

@@ -22,18 +22,11 @@ std::vector<int64_t> int_array(Napi::Value v, const std::string& name) {
 
 Tensor to_tensor(Napi::Value v, const std::string& name) {
   if (!v.IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected a Tensor");
-  Napi::Object o = v.As<Napi::Object>();
-  Napi::Value h = o.Get("_h");
+  Napi::Value h = v.As<Napi::Object>().Get("_h");
   if (h.IsNull()) fail("ERR_DISPOSED", ErrorKind::Plain, name + ": the tensor has been disposed");
   if (!h.IsExternal()) fail("ERR_INVALID_ARG", ErrorKind::Type, name + ": expected a Tensor");
-  Holder* holder = h.As<Napi::External<Holder>>().Data();
-  if (!holder->storage) fail("ERR_DISPOSED", ErrorKind::Plain, name + ": the tensor has been disposed");
-  Tensor t;
-  t.storage = holder->storage;
-  t.shape = int_array(o.Get("shape"), name + ".shape");
-  t.strides = int_array(o.Get("strides"), name + ".strides");
-  t.offset = static_cast<int64_t>(o.Get("offset").As<Napi::Number>().DoubleValue());
-  t.dtype = to_dtype(o.Get("dtype"), name + ".dtype");
+  const Tensor& t = h.As<Napi::External<Holder>>().Data()->tensor;
+  if (!t.storage) fail("ERR_DISPOSED", ErrorKind::Plain, name + ": the tensor has been disposed");
   return t;
 }
 
@@ -78,18 +71,15 @@ Device to_device(Napi::Value v, const std::string& name) {
   return parse_device(v.As<Napi::String>().Utf8Value());
 }
 
-Napi::External<Holder> new_handle(Napi::Env env, StoragePtr s) {
-  int64_t bytes = s->device().is_cpu() ? static_cast<int64_t>(s->bytes()) : 0;
-  if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  return Napi::External<Holder>::New(env, new Holder{std::move(s)}, [bytes](Napi::Env env, Holder* h) {
-    if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
-    delete h;
-  });
-}
-
 Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("_h", new_handle(env, t.storage));
+  // the GC learns of host memory so unreferenced CPU tensors get collected under pressure
+  int64_t bytes = t.device().is_cpu() ? static_cast<int64_t>(t.storage->bytes()) : 0;
+  if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  o.Set("_h", Napi::External<Holder>::New(env, new Holder{t}, [bytes](Napi::Env env, Holder* h) {
+          if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+          delete h;
+        }));
   Napi::Array shape = Napi::Array::New(env, t.shape.size());
   Napi::Array strides = Napi::Array::New(env, t.strides.size());
   for (size_t i = 0; i < t.shape.size(); ++i) {

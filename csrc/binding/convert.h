@@ -1,5 +1,7 @@
-// Conversion between JS values and core types. A JS tensor is an object with
-// `_h` (External holding a StoragePtr; null once disposed), `shape`, `strides`, `offset`, `dtype`.
+// Conversion between JS values and core types. A JS tensor is an object whose `_h` is an
+// External holding the whole native Tensor (storage reference, shape, strides, offset, dtype);
+// `_h` is null once disposed. Every JS tensor (a view too) has its own handle, and its metadata
+// never changes, so reading a tensor argument is one property lookup.
 #pragma once
 #include <napi.h>
 #include <string>
@@ -9,7 +11,7 @@
 namespace ss::binding {
 
 struct Holder {
-  StoragePtr storage;
+  Tensor tensor;  // tensor.storage is reset by release()
 };
 
 Tensor to_tensor(Napi::Value v, const std::string& name);
@@ -23,6 +25,5 @@ Device to_device(Napi::Value v, const std::string& name);
 
 // A new JS tensor descriptor that owns a reference to t's storage.
 Napi::Object from_tensor(Napi::Env env, const Tensor& t);
-Napi::External<Holder> new_handle(Napi::Env env, StoragePtr s);
 
 }  // namespace ss::binding

@@ -47,16 +47,36 @@ Napi::Value copy_to_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), copy_to(t, to_dtype(info[1], "dtype"), to_device(info[2], "device")));
 }
 
-// share(handle): another handle to the same storage (for views)
-Napi::Value share(const Napi::CallbackInfo& info) {
-  Holder* h = info[0].As<Napi::External<Holder>>().Data();
-  if (!h->storage) fail("ERR_DISPOSED", ErrorKind::Plain, "tensor: the tensor has been disposed");
-  return new_handle(info.Env(), h->storage);
+// view(tensor, shape, strides, offset): another tensor over the same storage. Checked to stay
+// inside the storage, so a view can never reach memory it does not own.
+Napi::Value view(const Napi::CallbackInfo& info) {
+  Tensor t = to_tensor(info[0], "tensor");
+  t.shape = to_shape(info[1], "shape");
+  t.strides = to_shape(info[2], "strides");
+  t.offset = static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+  if (t.shape.size() != t.strides.size() || t.shape.size() > 8)
+    fail("ERR_SHAPE", ErrorKind::Range, "view: shape and strides must have the same length (at most 8)");
+  int64_t lo = t.offset, hi = t.offset, n = 1;
+  for (size_t i = 0; i < t.shape.size(); ++i) {
+    if (t.shape[i] < 0 || t.strides[i] < 0) fail("ERR_SHAPE", ErrorKind::Range, "view: negative size or stride");
+    n *= t.shape[i];
+    hi += (t.shape[i] - 1) * t.strides[i];
+  }
+  int64_t capacity = static_cast<int64_t>(t.storage->bytes() / dtype_size(t.dtype));
+  if (n > 0 && (lo < 0 || hi >= capacity))
+    fail("ERR_SHAPE", ErrorKind::Range, "view: " + shape_str(t.shape) + " reaches outside its storage");
+  return from_tensor(info.Env(), t);
 }
 
 // release(handle): drops this handle's reference now (memory goes once queued work is done)
 Napi::Value release(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal()) info[0].As<Napi::External<Holder>>().Data()->storage.reset();
+  if (info[0].IsExternal()) info[0].As<Napi::External<Holder>>().Data()->tensor.storage.reset();
+  return info.Env().Undefined();
+}
+
+// copyInto(dst, src): dst <- src in place (dst contiguous)
+Napi::Value copy_into_binding(const Napi::CallbackInfo& info) {
+  copy_into(to_tensor(info[0], "dst"), to_tensor(info[1], "src"));
   return info.Env().Undefined();
 }
 
@@ -88,7 +108,8 @@ Napi::Value read_sync(const Napi::CallbackInfo& info) {
 SS_EXPORT("fromData", from_data);
 SS_EXPORT("fill", fill_binding);
 SS_EXPORT("copyTo", copy_to_binding);
-SS_EXPORT("share", share);
+SS_EXPORT("view", view);
+SS_EXPORT("copyInto", copy_into_binding);
 SS_EXPORT("release", release);
 SS_EXPORT("read", read);
 SS_EXPORT("readSync", read_sync);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -20,6 +21,15 @@ template <typename F> void float_switch(DType d, F&& f) {
   }
 }
 
+// Same, also allowing int32 (T = int32_t).
+template <typename F> void any_switch(DType d, F&& f) {
+  if (d == DType::Int32) {
+    f(static_cast<int32_t*>(nullptr));
+  } else {
+    float_switch(d, std::forward<F>(f));
+  }
+}
+
 // The arithmetic type for storage type T: double for double, float otherwise.
 template <typename T> using compute_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
@@ -27,11 +37,13 @@ template <typename C> inline C ld(const float* p) { return static_cast<C>(*p); }
 template <typename C> inline C ld(const double* p) { return static_cast<C>(*p); }
 template <typename C> inline C ld(const Half* p) { return static_cast<C>(to_f32(*p)); }
 template <typename C> inline C ld(const BFloat16* p) { return static_cast<C>(to_f32(*p)); }
+template <typename C> inline C ld(const int32_t* p) { return static_cast<C>(*p); }
 
 template <typename C> inline void st(float* p, C v) { *p = static_cast<float>(v); }
 template <typename C> inline void st(double* p, C v) { *p = static_cast<double>(v); }
 template <typename C> inline void st(Half* p, C v) { *p = from_f32<Half>(static_cast<float>(v)); }
 template <typename C> inline void st(BFloat16* p, C v) { *p = from_f32<BFloat16>(static_cast<float>(v)); }
+template <typename C> inline void st(int32_t* p, C v) { *p = static_cast<int32_t>(v); }
 
 // Element i of a buffer whose dtype is only known at run time (small side operands: weights,
 // biases, per-channel parameters), converted to C.

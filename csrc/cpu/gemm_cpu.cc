@@ -4,8 +4,9 @@
 // (converted to the compute type, zero-padded) into MR-row and NR-column panels; a 6 x 2-vector
 // register-blocked FMA microkernel then sweeps macro tiles of MC x NC, threaded over tiles.
 // Each w panel (KC x NR) stays in L1 while the MC rows of x stream from L2.
-// Small M (decode, M <= 8): memory-bound matrix-vector products; each row of w is read once
-// and dotted with every row of x (register-blocked over M), threaded over N.
+// Small M (decode, M <= 32): memory-bound matrix-vector products, threaded over N; a block of
+// w rows (256 KiB) is dotted with the rows of x 8 at a time (register-blocked) while it stays
+// in cache, so w streams from memory once. Cheaper than packing w for so few rows.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -73,7 +74,7 @@ template <typename C> struct GemmTraits {
   static constexpr int64_t KC = 256;      // depth of a packed block
   static constexpr int64_t MC = 16 * MR;  // rows of a macro tile (x block in L2)
   static constexpr int64_t NC = 16 * NR;  // columns of a macro tile
-  static constexpr int kSmallM = 8;       // M at or below this takes the matrix-vector path
+  static constexpr int kSmallM = 32;      // M at or below this takes the matrix-vector path
 };
 
 // acc (MR x NR tile of C, leading dimension ldc) (+)= Ap (kc x MR) · Bp (kc x NR).
@@ -203,16 +204,24 @@ template <typename T, typename C> void gemm_small_m(const GemmParams& p, C* acc)
   const T* x = static_cast<const T*>(p.x);
   for (int64_t i = 0; i < M * K; ++i) xs[i] = cpu::ld<C>(x + i);
   const T* w = static_cast<const T*>(p.weight);
+  const int64_t nb = std::max<int64_t>(1, (int64_t{256} << 10) / std::max<int64_t>(1, K * static_cast<int64_t>(sizeof(C))));
   parallel_for(N, std::max<int64_t>(1, 8192 / (K + 1)), [&](int64_t n0, int64_t n1) {
-    switch (M) {
-      case 1: gemv_rows<C, 1>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 2: gemv_rows<C, 2>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 3: gemv_rows<C, 3>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 4: gemv_rows<C, 4>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 5: gemv_rows<C, 5>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 6: gemv_rows<C, 6>(xs.data(), w, K, n0, n1, acc, N); break;
-      case 7: gemv_rows<C, 7>(xs.data(), w, K, n0, n1, acc, N); break;
-      default: gemv_rows<C, 8>(xs.data(), w, K, n0, n1, acc, N); break;
+    for (int64_t nn = n0; nn < n1; nn += nb) {
+      const int64_t ne = std::min(n1, nn + nb);
+      for (int64_t m0 = 0; m0 < M; m0 += 8) {
+        const C* xm = xs.data() + m0 * K;
+        C* am = acc + m0 * N;
+        switch (std::min<int64_t>(8, M - m0)) {
+          case 1: gemv_rows<C, 1>(xm, w, K, nn, ne, am, N); break;
+          case 2: gemv_rows<C, 2>(xm, w, K, nn, ne, am, N); break;
+          case 3: gemv_rows<C, 3>(xm, w, K, nn, ne, am, N); break;
+          case 4: gemv_rows<C, 4>(xm, w, K, nn, ne, am, N); break;
+          case 5: gemv_rows<C, 5>(xm, w, K, nn, ne, am, N); break;
+          case 6: gemv_rows<C, 6>(xm, w, K, nn, ne, am, N); break;
+          case 7: gemv_rows<C, 7>(xm, w, K, nn, ne, am, N); break;
+          default: gemv_rows<C, 8>(xm, w, K, nn, ne, am, N); break;
+        }
+      }
     }
   });
 }

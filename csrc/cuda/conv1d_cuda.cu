@@ -1,6 +1,6 @@
 // CUDA kernels of the depthwise causal conv1d (see ops/conv1d.h for the definition).
-// Forward: one thread per output (b, d, t); consecutive threads walk time, so x loads are
-// coalesced and the width-1 overlapping taps of neighbours come from L1.
+// Forward: a tiled kernel (below) for widths up to 1024; beyond, one thread per output
+// (b, d, t), consecutive threads walking time so x loads are coalesced.
 // Backward: (1) d(pre-activation) into f32 scratch, (2) one thread per padded input position
 // gathers its gradient, (3) one block per channel reduces dweight/dbias in a fixed order
 // (reproducible: no atomics).
@@ -48,6 +48,111 @@ template <typename T> __global__ void fwd_kernel(CausalConv1dParams p) {
     float v = pre_at<T>(p, row, t);
     static_cast<T*>(p.y)[i] = cuda::from_float<T>(p.silu ? cuda::silu_f(v) : v);
   }
+}
+
+// Tiled forward, the fast path for widths up to kMaxTiledWidth: a block owns one (b, d) row
+// and kTile time steps. The inputs it needs (kTile plus the width-1 before, from x or the
+// initial state) and their sequence ids are staged once in shared memory as f32, then each
+// thread computes kPerThread outputs strided by the block size (conflict-free shared reads,
+// coalesced stores), with the weights in shared memory too. One global read per input and
+// one write per output; the per-element work is width multiply-adds.
+struct TiledTraits {
+  static constexpr int kThreads = 128, kPerThread = 8, kTile = kThreads * kPerThread;
+  static constexpr int kMaxTiledWidth = 1024;
+};
+
+// kW: the width when known at compile time (4, Mamba's), so the tap loops unroll; 0: p.width.
+template <typename T, int kW>
+__global__ void __launch_bounds__(TiledTraits::kThreads) fwd_tiled_kernel(CausalConv1dParams p) {
+  using Tr = TiledTraits;
+  extern __shared__ float smem[];
+  const int W = kW ? kW : static_cast<int>(p.width), span = Tr::kTile + W - 1;
+  float* xs = smem;            // span inputs: xs[i] is time t0 - (W-1) + i
+  float* ws = xs + span;       // W weights
+  int* sid = reinterpret_cast<int*>(ws + W);  // span sequence ids (with seqIdx)
+  const int64_t row = blockIdx.x, d = row % p.dim, b = row / p.dim;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kTile, L = p.seqlen;
+  const T* x = static_cast<const T*>(p.x) + row * L;
+  const T* init = p.initial_states ? static_cast<const T*>(p.initial_states) + row * (W - 1) : nullptr;
+  const int32_t* sq = p.seq_idx ? p.seq_idx + b * L : nullptr;
+  for (int i = threadIdx.x; i < span; i += blockDim.x) {
+    const int64_t t = t0 - (W - 1) + i;
+    float v = 0.f;
+    if (t >= 0 && t < L) v = to_float(x[t]);
+    else if (t < 0 && init) v = to_float(init[W - 1 + t]);
+    xs[i] = v;
+    if (sq) sid[i] = sq[t < 0 ? 0 : (t < L ? t : L - 1)];
+  }
+  for (int k = threadIdx.x; k < W; k += blockDim.x) ws[k] = load_any(p.weight, p.weight_dtype, d * W + k);
+  __syncthreads();
+  const float bias = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
+  T* y = static_cast<T*>(p.y) + row * L;
+#pragma unroll
+  for (int j = 0; j < Tr::kPerThread; ++j) {
+    const int i = threadIdx.x + j * Tr::kThreads;  // output t0 + i reads xs[i .. i + W-1]
+    float acc = bias;
+    if (sq) {
+      const int me = sid[i + W - 1];
+#pragma unroll
+      for (int k = 0; k < W; ++k)
+        if (sid[i + k] == me) acc += ws[k] * xs[i + k];
+    } else {
+#pragma unroll
+      for (int k = 0; k < W; ++k) acc += ws[k] * xs[i + k];
+    }
+    if (t0 + i < L) y[t0 + i] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+  }
+}
+
+// The common case at full speed: width 4 (Mamba's), no seqIdx, seqlen a multiple of 8 and 16-byte
+// aligned rows. Each thread owns 8 consecutive outputs: its 8 inputs arrive in one vector load,
+// it reads its 11-input window from shared memory into registers once, and its 8 outputs leave
+// in one vector store, so the per-output work is 4 FMAs and the SiLU.
+template <typename T> struct alignas(sizeof(T) * 8) Vec8 {
+  T v[8];
+};
+
+template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) fwd_w4_kernel(CausalConv1dParams p) {
+  using Tr = TiledTraits;
+  constexpr int W = 4, P = Tr::kPerThread;
+  static_assert(P == 8, "one 8-element vector per thread");
+  // Time t sits at logical slot l = t - t0 + 8 (the 3 inputs before the tile at l = 5..7), stored
+  // at xs[l + l/8]: one skew float per 8 keeps each thread's window (stride 9) conflict-free.
+  __shared__ float xs[(Tr::kTile + 16) / 8 * 9];
+  const int tid = threadIdx.x;
+  const int64_t row = blockIdx.x, d = row % p.dim;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kTile, L = p.seqlen;
+  const T* x = static_cast<const T*>(p.x) + row * L;
+  const int64_t tv = t0 + tid * P;
+  Vec8<T> in{};
+  if (tv < L) in = *reinterpret_cast<const Vec8<T>*>(x + tv);  // L % 8 == 0: whole vectors
+#pragma unroll
+  for (int j = 0; j < P; ++j) xs[9 + 9 * tid + j] = to_float(in.v[j]);
+  if (tid < W - 1) {  // the 3 inputs before the tile: x, the initial state, or 0
+    const int64_t t = t0 - (W - 1) + tid;
+    float v = 0.f;
+    if (t >= 0) v = to_float(x[t]);
+    else if (p.initial_states) v = to_float(static_cast<const T*>(p.initial_states)[row * (W - 1) + (W - 1) + t]);
+    xs[5 + tid] = v;
+  }
+  __syncthreads();
+  if (tv >= L) return;
+  float w[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k) w[k] = load_any(p.weight, p.weight_dtype, d * W + k);
+  const float bias = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
+  float v[P + W - 1];  // times tv - 3 ... tv + 7: logical slots 8·tid + 5 + i
+#pragma unroll
+  for (int i = 0; i < P + W - 1; ++i) v[i] = xs[9 * tid + 5 + i + ((5 + i) >> 3)];
+  Vec8<T> out;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    float acc = bias;
+#pragma unroll
+    for (int k = 0; k < W; ++k) acc += w[k] * v[j + k];
+    out.v[j] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+  }
+  *reinterpret_cast<Vec8<T>*>(static_cast<T*>(p.y) + row * L + tv) = out;
 }
 
 // finalStates[row, j] = padded input at q = seqlen + j, zeroed when from another sequence.
@@ -141,8 +246,13 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
   const int64_t n = p.batch * p.dim, W = p.width;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < n; r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t d = r % p.dim;
-    S* s = static_cast<S*>(p.state) + r * (W - 1);
+    const int64_t b = r / p.dim, d = r % p.dim;
+    const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+    if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
+      static_cast<T*>(p.y)[r] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      continue;
+    }
+    S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
     const T xv = static_cast<const T*>(p.x)[r];
     const float x = to_float(xv);
     float acc = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
@@ -159,8 +269,23 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
 void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const int64_t n = p.batch * p.dim * p.seqlen;
-    if (n > 0) fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
+    const int64_t n = p.batch * p.dim * p.seqlen, rows = p.batch * p.dim;
+    const int64_t tiles = (p.seqlen + TiledTraits::kTile - 1) / TiledTraits::kTile;
+    const bool w4 = p.width == 4 && !p.seq_idx && p.seqlen % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * sizeof(T)) == 0 &&
+                    reinterpret_cast<uintptr_t>(p.y) % (8 * sizeof(T)) == 0;
+    if (n > 0 && w4 && rows <= 0x7fffffff && tiles <= 65535) {
+      fwd_w4_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(tiles)), TiledTraits::kThreads, 0, st>>>(p);
+    } else if (n > 0 && p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535) {
+      const size_t span = TiledTraits::kTile + p.width - 1;
+      const size_t smem = (span + p.width + (p.seq_idx ? span : 0)) * 4;
+      const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(tiles));
+      if (p.width == 4)
+        fwd_tiled_kernel<T, 4><<<grid, TiledTraits::kThreads, smem, st>>>(p);
+      else
+        fwd_tiled_kernel<T, 0><<<grid, TiledTraits::kThreads, smem, st>>>(p);
+    } else if (n > 0) {
+      fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
+    }
     if (p.final_states && p.width > 1)
       final_states_kernel<T><<<cuda::grid_1d(p.batch * p.dim * (p.width - 1), kThreads), kThreads, 0, st>>>(p);
   });

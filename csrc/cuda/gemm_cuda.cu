@@ -2,9 +2,11 @@
 // cuBLAS when the host has it (cuda/cublas_loader.h), else statespace's own kernels:
 //  - bf16/f16: tensor cores through WMMA (16x16x16 fragments, f32 accumulation). A block of
 //    4 warps computes a 64x64 tile, each warp 32x32 (2x2 fragments), K in steps of 32 staged
-//    through shared memory; the epilogue adds the bias and rounds once.
+//    through shared memory, the next step prefetched into registers during the MMAs; the
+//    epilogue adds the bias and rounds once.
 //  - f32: exact f32 FMA (no TF32), 64x64 tiles, 4x4 outputs per thread.
-// Both keep it simple (no multi-stage pipeline): the fallback is for hosts without cuBLAS.
+// Both keep it simple (no cp.async pipeline, no warp specialisation): the fallback is for hosts
+// without cuBLAS.
 // Small M (M <= 8: decode) always takes a matrix-vector kernel instead: the product is bound by
 // reading the weights once, which a warp per output column does at full vector width (16-byte
 // loads, several in flight per lane) without padding M up to a 64-row tile.
@@ -29,20 +31,44 @@ struct WmmaTraits {
   static_assert((LDS * 2) % 16 == 0 && LDC % 4 == 0, "wmma leading dimensions");
 };
 
-// Stages rows [r0, r0+64) x columns [k0, k0+32) of a row-major (rows, K) matrix, zero-padded.
+__device__ __forceinline__ uint32_t bits16(__half v) { return __half_as_ushort(v); }
+__device__ __forceinline__ uint32_t bits16(__nv_bfloat16 v) { return __bfloat16_as_ushort(v); }
+
+// One thread's share of a 64 x 32 tile: 256 chunks of 8 consecutive elements over 128 threads.
+struct TileRegs {
+  static constexpr int kChunks = 64 * (WmmaTraits::BK / 8) / WmmaTraits::kThreads;
+  uint4 c[kChunks];
+};
+
+// Loads this thread's chunks of rows [r0, r0+64) x columns [k0, k0+32) of a row-major (rows, K)
+// matrix into registers, zero-padded: 16-byte loads where the chunk is whole and aligned (vec8).
 template <typename T>
-__device__ void stage_tile(T (*dst)[WmmaTraits::LDS], const T* src, int64_t rows, int64_t K, int64_t r0, int64_t k0, bool vec8) {
-  constexpr int BK = WmmaTraits::BK;
-  // 64 rows x 4 chunks of 8 elements = 256 chunks over 128 threads.
-  for (int c = threadIdx.x; c < 64 * (BK / 8); c += blockDim.x) {
-    const int r = c / (BK / 8), kk = (c % (BK / 8)) * 8;
-    const int64_t gr = r0 + r, gk = k0 + kk;
+__device__ __forceinline__ void fetch_tile(TileRegs& t, const T* src, int64_t rows, int64_t K, int64_t r0, int64_t k0, bool vec8) {
+#pragma unroll
+  for (int i = 0; i < TileRegs::kChunks; ++i) {
+    const int c = threadIdx.x + i * WmmaTraits::kThreads;
+    const int64_t gr = r0 + c / (WmmaTraits::BK / 8), gk = k0 + (c % (WmmaTraits::BK / 8)) * 8;
     if (vec8 && gr < rows && gk + 8 <= K) {
-      *reinterpret_cast<uint4*>(&dst[r][kk]) = *reinterpret_cast<const uint4*>(src + gr * K + gk);
+      t.c[i] = *reinterpret_cast<const uint4*>(src + gr * K + gk);
     } else {
-      for (int j = 0; j < 8; ++j)
-        dst[r][kk + j] = gr < rows && gk + j < K ? src[gr * K + gk + j] : cuda::from_float<T>(0.f);
+      uint32_t w[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t k = gk + 2 * j;
+        const uint32_t lo = gr < rows && k < K ? bits16(src[gr * K + k]) : 0u;
+        const uint32_t hi = gr < rows && k + 1 < K ? bits16(src[gr * K + k + 1]) : 0u;
+        w[j] = lo | (hi << 16);
+      }
+      t.c[i] = make_uint4(w[0], w[1], w[2], w[3]);
     }
+  }
+}
+
+template <typename T> __device__ __forceinline__ void store_tile(T (*dst)[WmmaTraits::LDS], const TileRegs& t) {
+#pragma unroll
+  for (int i = 0; i < TileRegs::kChunks; ++i) {
+    const int c = threadIdx.x + i * WmmaTraits::kThreads;
+    *reinterpret_cast<uint4*>(&dst[c / (WmmaTraits::BK / 8)][(c % (WmmaTraits::BK / 8)) * 8]) = t.c[i];
   }
 }
 
@@ -63,10 +89,19 @@ template <typename T> __global__ void __launch_bounds__(WmmaTraits::kThreads) wm
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
+  // The next K-tile is fetched into registers while the tensor cores work on the current one
+  // from shared memory, so global-memory latency overlaps the MMAs.
+  TileRegs ra, rb;
+  fetch_tile<T>(ra, x, p.M, p.K, m0, 0, vec8);
+  fetch_tile<T>(rb, w, p.N, p.K, n0, 0, vec8);
   for (int64_t k0 = 0; k0 < p.K; k0 += Tr::BK) {
-    stage_tile<T>(As, x, p.M, p.K, m0, k0, vec8);
-    stage_tile<T>(Bs, w, p.N, p.K, n0, k0, vec8);
+    store_tile<T>(As, ra);
+    store_tile<T>(Bs, rb);
     __syncthreads();
+    if (k0 + Tr::BK < p.K) {
+      fetch_tile<T>(ra, x, p.M, p.K, m0, k0 + Tr::BK, vec8);
+      fetch_tile<T>(rb, w, p.N, p.K, n0, k0 + Tr::BK, vec8);
+    }
 #pragma unroll
     for (int kk = 0; kk < Tr::BK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a[2];
@@ -151,24 +186,53 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Pack16 {
 
 struct GemvTraits {
   static constexpr int kMaxM = 8, kThreads = 256, kUnroll = 4;
+  static constexpr int kWarps = kThreads / 32;
+  // Warps wanted in flight over the whole GPU (an H100 holds 132 x 64): a narrow output
+  // (few columns, e.g. out_proj's 2560) splits K across up to kWarps warps per column so that
+  // enough loads are in flight to saturate memory.
+  static constexpr int64_t kTargetWarps = 4096;
 };
 
-// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8: one warp per n, lanes striding K
-// in 16-byte vectors (kVec: K a multiple of the vector and 16-byte aligned rows) or elements.
-template <typename T, bool kVec> __global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p) {
+// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8. A column n belongs to 2^lg_slices
+// warps of one block, each striding its share of K in 16-byte vectors (kVec: K a multiple of the
+// vector, 16-byte aligned rows) or single elements; the slices' sums meet in shared memory and
+// are added in a fixed order (reproducible).
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p, int lg_slices) {
   constexpr int V = kVec ? 16 / sizeof(T) : 1;
   constexpr int MM = GemvTraits::kMaxM;
-  const int lane = threadIdx.x % 32;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  if (n >= p.N) return;  // whole warps leave together
+  __shared__ float red[GemvTraits::kWarps][MM];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int slices = 1 << lg_slices, slice = warp & (slices - 1), col = warp >> lg_slices;
+  const int64_t n = static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps >> lg_slices) + col;
+  const bool active = n < p.N;
   const int M = static_cast<int>(p.M);
-  const T* w = static_cast<const T*>(p.weight) + n * p.K;
+  const T* w = static_cast<const T*>(p.weight) + (active ? n : 0) * p.K;
   const T* x = static_cast<const T*>(p.x);
   float acc[MM];
 #pragma unroll
   for (int m = 0; m < MM; ++m) acc[m] = 0.f;
-#pragma unroll GemvTraits::kUnroll
-  for (int64_t k = static_cast<int64_t>(lane) * V; k < p.K; k += 32 * V) {
+  const int64_t stride = static_cast<int64_t>(32) * V * slices;
+  constexpr int U = GemvTraits::kUnroll;
+  int64_t k = (static_cast<int64_t>(slice) * 32 + lane) * V;
+  // U weight vectors are loaded before any is used: U loads per lane in flight (the product
+  // is bound by how many weight bytes are in flight per SM, not by arithmetic).
+  for (; active && k + (U - 1) * stride < p.K; k += U * stride) {
+    Pack16<T, V> wv[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) wv[u] = *reinterpret_cast<const Pack16<T, V>*>(w + k + u * stride);
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const Pack16<T, V> xv = *reinterpret_cast<const Pack16<T, V>*>(x + m * p.K + k + u * stride);
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv[u].v[j]), acc[m]);
+      }
+    }
+  }
+  for (; active && k < p.K; k += stride) {
     const Pack16<T, V> wv = *reinterpret_cast<const Pack16<T, V>*>(w + k);
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
@@ -178,24 +242,34 @@ template <typename T, bool kVec> __global__ void __launch_bounds__(GemvTraits::k
       for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv.v[j]), acc[m]);
     }
   }
-  const float b = p.bias ? load_any(p.bias, p.bias_dtype, n) : 0.f;
 #pragma unroll
   for (int m = 0; m < MM; ++m) {
     if (m >= M) break;
     float v = acc[m];
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(v + b);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  if (active && slice == 0 && lane < M) {
+    float v = 0.f;
+    for (int j = 0; j < slices; ++j) v += red[warp + j][lane];
+    if (p.bias) v += load_any(p.bias, p.bias_dtype, n);
+    static_cast<T*>(p.out)[lane * p.N + n] = cuda::from_float<T>(v);
   }
 }
 
 template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
-  const unsigned blocks = static_cast<unsigned>((p.N + GemvTraits::kThreads / 32 - 1) / (GemvTraits::kThreads / 32));
+  int lg = 0;
+  while ((p.N << lg) < GemvTraits::kTargetWarps && (1 << lg) < GemvTraits::kWarps) ++lg;
+  const int64_t cols_per_block = GemvTraits::kWarps >> lg;
+  const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
+  if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const bool vec = p.K % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
   if (vec)
-    gemv_kernel<T, true><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+    gemv_kernel<T, true><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
   else
-    gemv_kernel<T, false><<<blocks, GemvTraits::kThreads, 0, st>>>(p);
+    gemv_kernel<T, false><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
 }
 
 template <typename T> __global__ void add_bias_kernel(GemmParams p) {
@@ -216,7 +290,6 @@ int current_device() {
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (p.M <= GemvTraits::kMaxM) {
-    if (p.N > 0x7fffffffLL * (GemvTraits::kThreads / 32)) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
     SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, st); });
     cuda::check_launch("linear (gemv)");
     return;

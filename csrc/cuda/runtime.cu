@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <atomic>
 #include <mutex>
+#include <unordered_set>
 #include <vector>
 #include "core/storage.h"
 #include "cuda/check.cuh"
@@ -13,6 +14,10 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   cudaMemPool_t pool = nullptr;
   std::atomic<size_t> in_use{0};
+  // stream capture in progress: allocations made during it that are still alive
+  std::atomic<bool> capturing{false};
+  std::unordered_set<void*> captured_live;
+  std::mutex capture_mu;
 };
 
 std::mutex g_mu;
@@ -96,14 +101,22 @@ struct CudaAllocator : Allocator {
       throw_cuda(e, "cudaMallocAsync");
     }
     s.in_use += bytes;
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      s.captured_live.insert(p);
+    }
     if (poison_enabled()) cudaMemsetAsync(p, 0xff, bytes, s.stream);
     return p;
   }
   void deallocate(Device d, void* p, size_t bytes) override {
     DeviceState& s = state(d.index);
     cudaSetDevice(d.index);
-    cudaFreeAsync(p, s.stream);
+    if (cudaFreeAsync(p, s.stream) != cudaSuccess) cudaGetLastError();  // never leave an error for the next launch check
     s.in_use -= bytes;
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      s.captured_live.erase(p);
+    }
   }
 };
 
@@ -168,13 +181,21 @@ void* stream(int device) {
   return s.stream;
 }
 
+static void refuse_while_capturing(int device, const char* what) {
+  if (state(device).capturing)
+    fail("ERR_INVALID_ARG", ErrorKind::Plain,
+         std::string(what) + " waits for the GPU from the host, which is not allowed while capturing a CUDA graph");
+}
+
 void copy_h2d(void* dst, const void* src, size_t bytes, int device) {
+  refuse_while_capturing(device, "copying host data to the GPU");
   cudaStream_t st = static_cast<cudaStream_t>(stream(device));
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "copy to GPU");
   // Pageable sources are staged before cudaMemcpyAsync returns, so src may be reused now.
 }
 
 void* record_event(int device) {
+  refuse_while_capturing(device, "reading a tensor or synchronising");
   cudaStream_t st = static_cast<cudaStream_t>(stream(device));
   cudaEvent_t ev;
   check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
@@ -264,5 +285,61 @@ double timing_event_elapsed_ms(void* start, void* end) {
 }
 
 void timing_event_destroy(void* ev) { cudaEventDestroy(static_cast<cudaEvent_t>(ev)); }
+
+}  // namespace ss::cuda
+
+namespace ss::cuda {
+
+void begin_capture(int device) {
+  DeviceState& s = state(device);
+  if (s.capturing) fail("ERR_INVALID_ARG", ErrorKind::Plain, "captureGraph: cuda:" + std::to_string(device) + " is already capturing");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  {
+    std::lock_guard<std::mutex> lock(s.capture_mu);
+    s.captured_live.clear();
+  }
+  check(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  s.capturing = true;
+}
+
+void* end_capture(int device, bool discard) {
+  DeviceState& s = state(device);
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(s.stream, &graph);
+  s.capturing = false;
+  size_t leaked;
+  {
+    std::lock_guard<std::mutex> lock(s.capture_mu);
+    leaked = s.captured_live.size();
+    s.captured_live.clear();
+  }
+  if (e != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    if (discard) return nullptr;
+    throw_cuda(e, "captureGraph");
+  }
+  if (discard || leaked) {
+    cudaGraphDestroy(graph);
+    if (discard) return nullptr;
+    fail("ERR_INVALID_ARG", ErrorKind::Plain,
+         "captureGraph: " + std::to_string(leaked) +
+             " tensor(s) allocated during the capture are still alive; write graph outputs into tensors "
+             "allocated before the capture (copyInto) and dispose everything else inside it (tidy)");
+  }
+  cudaGraphExec_t exec = nullptr;
+  e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(e, "cudaGraphInstantiate");
+  return exec;
+}
+
+void replay_graph(void* exec, int device) {
+  cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), st), "cudaGraphLaunch");
+}
+
+void destroy_graph(void* exec) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)); }
+
+bool capturing(int device) { return state(device).capturing; }
 
 }  // namespace ss::cuda

@@ -54,3 +54,15 @@ void* timing_event_record(int device);
 double timing_event_elapsed_ms(void* start, void* end);  // waits for `end`; destroys neither
 void timing_event_destroy(void* ev);
 }  // namespace ss::cuda
+
+namespace ss::cuda {
+// CUDA graphs: capture the work enqueued on a device's stream by this thread, then replay it
+// with one launch. Memory allocated during the capture must also be freed during it (graph
+// outputs go into tensors that existed before); end_capture throws ERR_INVALID_ARG otherwise.
+// While capturing, operations that wait on the GPU from the host are refused.
+void begin_capture(int device);
+void* end_capture(int device, bool discard);  // an executable graph (null when discarded)
+void replay_graph(void* exec, int device);
+void destroy_graph(void* exec);
+bool capturing(int device);
+}  // namespace ss::cuda

@@ -1,11 +1,15 @@
 // CUDA selective scan backward. Nothing per step is stored by the forward: a forward pass writes
 // the f32 state every `chunk` steps (checkpoints), then this kernel walks the chunks in reverse:
-//   1. stage the chunk's inputs in shared memory;
+//   1. stage the chunk's inputs in shared memory (softplus, its derivative and the silu gate
+//      factors computed once per element);
 //   2. from the checkpoint, recompute the states at every kSub-step boundary (shared memory);
-//   3. per sub-chunk, in reverse: recompute its kSub states into registers, then run the
-//      reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) and form every gradient.
+//   3. per sub-chunk, in reverse: recompute its kSub states into registers (and, with z, the
+//      ungated y for dz), then run the reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1})
+//      and form every gradient. Per-row sums over the state lanes (d delta', B.g) go four steps
+//      at a time through reduce_steps4; the lane owning a step writes du and ddelta.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
+#include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
@@ -14,26 +18,31 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
+// Registers allow 3 resident blocks with 4 states per lane (shared memory allows about that too).
+template <int K>
+constexpr int bwd_min_blocks() { return K == 4 ? 3 : 1; }
+
 template <typename T, int K>
-__global__ void __launch_bounds__(kThreads)
-    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl) {
+__global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
+    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
-  const int TP = chunk + 1;
+  const int TP = row_stride(chunk);
   float* s_dt = smem;                  // delta'
   float* s_u = s_dt + lo.dims * TP;    // u, then du
-  float* s_z = s_u + lo.dims * TP;     // z, then dz
-  float* s_dy = s_z + lo.dims * TP;    // dy, then ddelta
-  float* s_dsp = s_dy + lo.dims * TP;  // d delta' / d (delta + bias)
+  float* s_z = s_u + lo.dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
+  float* s_dy = s_z + lo.dims * TP;    // dy * silu(z) (dy without z), then ddelta
+  float* s_dsp = s_dy + lo.dims * TP;  // d delta' / d (delta + bias); 0 past seqlen
   float* s_B = s_dsp + lo.dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
-  float* s_yraw = s_bnd + (chunk / kSub) * K * kThreads;   // [dims][kSub + 1]
-  float* s_pB = s_yraw + lo.dims * (kSub + 1);             // [kSub][dims][npad]
+  // [kSub][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
+  // [2][K][kThreads]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
+  float* s_pB = s_bnd + (chunk / kSub) * K * kThreads;
   float* s_pC = s_pB + kSub * lo.dims * lo.npad;
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G;
+  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
   const bool active = dl < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate, row = b * p.dim + d;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
@@ -41,68 +50,95 @@ __global__ void __launch_bounds__(kThreads)
   const T* delta = static_cast<const T*>(p.delta);
   const T* z = static_cast<const T*>(p.z);
   const T* dy = static_cast<const T*>(p.dy);
+  T* du_out = static_cast<T*>(p.du);
+  T* ddelta_out = static_cast<T*>(p.ddelta);
+  T* dz_out = static_cast<T*>(p.dz);
   const float* A = static_cast<const float*>(p.A);
   const float* bias = static_cast<const float*>(p.delta_bias);
   const T* Bg = b_ti ? nullptr : bc_group<T>(p.B, p.b_groups, p, b, br.d0);
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
+  const int lg = __ffs(chunk) - 1;  // chunk is a power of two
+  const int64_t base = (b * p.dim + br.d0) * L;
+  constexpr int V = 16 / sizeof(T);
+  const int vpr = chunk / V, lgv = lg - (__ffs(V) - 1);
+  const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
+                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(dy) |
+                                   reinterpret_cast<uintptr_t>(du_out) | reinterpret_cast<uintptr_t>(ddelta_out) |
+                                   reinterpret_cast<uintptr_t>(dz_out)) & 15) == 0;
+  const bool bc_vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
 
-  float A2[K], Bti[K], Cti[K], g[K], dA[K], dBti[K], dCti[K];
+  // The slab after this one (in time) left its carries in the scratch; the last slab starts
+  // from dLastState and zero sums.
+  const bool carry_in = c_hi < p.n_chunks;
+  float A2[K], g[K], dA[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
-    Bti[k] = ok && b_ti ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-    Cti[k] = ok && c_ti ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
-    g[k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[row * N + n] : 0.f;
-    dA[k] = dBti[k] = dCti[k] = 0.f;
+    if (carry_in)
+      g[k] = ok ? p.scratch[sl.g + row * N + n] : 0.f;
+    else
+      g[k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[row * N + n] : 0.f;
+    dA[k] = ok && carry_in ? p.scratch[sl.dA + row * N + n] : 0.f;
+    // only this thread touches its slots: no barrier needed
+    if (b_ti) {
+      s_pB[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+      s_pB[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
+    }
+    if (c_ti) {
+      s_pC[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+      s_pC[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
+    }
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
-  float dD = 0.f, dbias = 0.f;
+  // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
+  float dD = active && carry_in ? p.scratch[sl.dD + row] : 0.f;
+  float dbias = active && carry_in && lane == 0 ? p.scratch[sl.dbias + row] : 0.f;
+  float* r_dt = s_dt + dl * TP;
+  float* r_u = s_u + dl * TP;
+  float* r_z = s_z + dl * TP;
+  float* r_dy = s_dy + dl * TP;
+  const float* r_dsp = s_dsp + dl * TP;
 
-  // B_t / C_t values of this lane (time-invariant ones from registers).
-  auto load_bc = [&](float (&bv)[K], float (&cv)[K], int t) {
+  // B_t / C_t values of this lane.
+  auto load_b = [&](float (&bv)[K], int t) {
     if (b_ti) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) bv[k] = Bti[k];
+      for (int k = 0; k < K; ++k) bv[k] = s_pB[k * kThreads + tid];
     } else {
       load_k<K>(bv, s_B + t * lo.npad + lane * K);
     }
+  };
+  auto load_c = [&](float (&cv)[K], int t) {
     if (c_ti) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) cv[k] = Cti[k];
+      for (int k = 0; k < K; ++k) cv[k] = s_pC[k * kThreads + tid];
     } else {
       load_k<K>(cv, s_C + t * lo.npad + lane * K);
     }
   };
 
-  for (int64_t c = p.n_chunks - 1; c >= 0; --c) {
-    const int64_t t0 = c * chunk;
-    const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
-    // 1. stage the chunk (zeros past seqlen and past the block's rows)
-    for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-      const int r = i / chunk, t = i % chunk;
-      float dtv = 0.f, uv = 0.f, zv = 0.f, dyv = 0.f, dsp = 0.f;
-      if (r < br.nd && t < len) {
-        const int64_t gi = (b * p.dim + br.d0 + r) * L + t0 + t;
-        const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
-        dtv = p.delta_softplus ? softplus(pre) : pre;
-        dsp = p.delta_softplus ? sigmoid(pre) : 1.f;
-        uv = cuda::to_float(u[gi]);
-        dyv = cuda::to_float(dy[gi]);
-        if (z) zv = cuda::to_float(z[gi]);
-      }
-      s_dt[r * TP + t] = dtv;
-      s_u[r * TP + t] = uv;
-      s_z[r * TP + t] = zv;
-      s_dy[r * TP + t] = dyv;
-      s_dsp[r * TP + t] = dsp;
+  // One staged element: delta' and its derivative, the gated dy and dy's factor for dz.
+  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_dsp, float& o_zf, float& o_dy) {
+    const float pre = dlt + bb;
+    o_dt = p.delta_softplus ? softplus(pre) : pre;
+    o_dsp = p.delta_softplus ? sigmoid(pre) : 1.f;
+    if (z) {
+      const float sg = sigmoid(zv);
+      o_dy = dyv * zv * sg;
+      o_zf = dyv * sg * (1.f + zv * (1.f - sg));
+    } else {
+      o_dy = dyv;
+      o_zf = 0.f;
     }
-    if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-    if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
-    load_restarts(s_rst, p, b, chunk, t0, len);
-    __syncthreads();
+  };
 
+  // Steps 2 and 3 for one chunk; kRestart: seqIdx present. Steps past seqlen are staged with
+  // delta' = u = dy = dsoftplus = 0 (and zero B/C tiles), which makes them exact no-ops for the
+  // states and every gradient, so sub-chunks always run kSub steps.
+  auto run_chunk = [&](auto restart_tag, int64_t c, int len) {
+    constexpr bool kRestart = decltype(restart_tag)::value;
     // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
     float x[K];
 #pragma unroll
@@ -118,19 +154,28 @@ __global__ void __launch_bounds__(kThreads)
     for (int s = 0; s < nsub; ++s) {
 #pragma unroll
       for (int k = 0; k < K; ++k) s_bnd[(s * K + k) * kThreads + tid] = x[k];
-      const int tend = min(len, (s + 1) * kSub);
-      for (int t = s * kSub; t < tend; ++t) {
-        const float dt = s_dt[dl * TP + t], du = dt * s_u[dl * TP + t];
-        const bool rs = s_rst[t];
-        float bv[K];
-        if (b_ti) {
+      if (s == nsub - 1) break;  // the state after the chunk isn't needed
 #pragma unroll
-          for (int k = 0; k < K; ++k) bv[k] = Bti[k];
-        } else {
-          load_k<K>(bv, s_B + t * lo.npad + lane * K);
+      for (int h4 = 0; h4 < kSub; h4 += 4) {
+        const int t = s * kSub + h4;
+        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
+        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
+        int4 rs4 = make_int4(0, 0, 0, 0);
+        if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
+        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
+        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          float bv[K];
+          load_b(bv, t + q);
+          const float du = dts[q] * us[q];
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dts[q] * A2[k]);
+            if (kRestart && rss[q]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+          }
         }
-#pragma unroll
-        for (int k = 0; k < K; ++k) x[k] = fmaf(rs ? 0.f : exp2f(dt * A2[k]), x[k], du * bv[k]);
       }
     }
 
@@ -143,127 +188,241 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
 #pragma unroll
-      for (int j = 0; j < kSub; ++j) {
-        const int t = s * kSub + j;
-        const bool valid = t < len;  // block-uniform
-        float acc = 0.f;
+      for (int h4 = 0; h4 < kSub; h4 += 4) {
+        const int t = s * kSub + h4;
+        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
+        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
+        int4 rs4 = make_int4(0, 0, 0, 0);
+        if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
+        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
+        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+        float part[1][4];  // this lane's share of <C_t, x_t> (for dz)
 #pragma unroll
-        for (int k = 0; k < K; ++k) h[j + 1][k] = h[j][k];
-        if (valid) {
-          const float dt = s_dt[dl * TP + t], ut = s_u[dl * TP + t], du = dt * ut;
-          const bool rs = s_rst[t];
+        for (int q = 0; q < 4; ++q) {
+          const int j = h4 + q;
           float bv[K], cv[K];
-          load_bc(bv, cv, t);
+          load_b(bv, t + q);
+          if (z) load_c(cv, t + q);
+          const float du = dts[q] * us[q];
+          float acc = 0.f;
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            const float a = rs ? 0.f : exp2f(dt * A2[k]);
+            float a = exp2f(dts[q] * A2[k]);
+            if (kRestart && rss[q]) a = 0.f;
             if (kKeepA) aa[kKeepA ? j : 0][k] = a;
             h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
-            acc = fmaf(cv[k], h[j + 1][k], acc);
+            if (z) acc = fmaf(cv[k], h[j + 1][k], acc);
           }
-          acc = row_sum(acc, lo.G);
-          if (lane == 0) s_yraw[dl * (kSub + 1) + j] = fmaf(Dd, ut, acc);
+          part[0][q] = acc;
+        }
+        if (z) {
+          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
+          reduce_steps4<1>(part, G, lane, [&](int q, const float(&v)[1]) {
+            r_z[t + q] *= fmaf(Dd, pick4(u4, q), v[0]);
+          });
         }
       }
-      __syncwarp();
 #pragma unroll
-      for (int j = kSub - 1; j >= 0; --j) {
-        const int t = s * kSub + j;
-        if (t >= len) continue;  // block-uniform
-        const float dt = s_dt[dl * TP + t], ut = s_u[dl * TP + t];
-        float dyv = s_dy[dl * TP + t], dzv = 0.f;
-        if (z) {
-          const float zv = s_z[dl * TP + t], sg = sigmoid(zv);
-          dzv = dyv * s_yraw[dl * (kSub + 1) + j] * sg * (1.f + zv * (1.f - sg));
-          dyv *= zv * sg;
-        }
-        dD = fmaf(dyv, ut, dD);
-        const bool rs = s_rst[t];
-        const float dtu = dt * ut;
-        float bv[K], cv[K], db[K], dc[K];
-        load_bc(bv, cv, t);
-        float ddt = 0.f, gB = 0.f;
+      for (int h4 = kSub - 4; h4 >= 0; h4 -= 4) {
+        const int t = s * kSub + h4;
+        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
+        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
+        const float4 dy4 = *reinterpret_cast<const float4*>(r_dy + t);
+        int4 rs4 = make_int4(0, 0, 0, 0);
+        if (kRestart && !kKeepA) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
+        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
+        const float dys[4] = {dy4.x, dy4.y, dy4.z, dy4.w};
+        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+        float part[2][4];  // this lane's shares of sum_n dL/da_n A_n log2(e) and of <B_t, dL/dx_t>
 #pragma unroll
-        for (int k = 0; k < K; ++k) {
-          const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
-          dc[k] = dyv * h[j + 1][k];
-          db[k] = gk * dtu;
-          const float a = kKeepA ? aa[kKeepA ? j : 0][k] : rs ? 0.f : exp2f(dt * A2[k]);
-          const float ga = gk * h[j][k] * a;
-          ddt = fmaf(ga, A2[k], ddt);
-          dA[k] = fmaf(ga, dt, dA[k]);
-          gB = fmaf(gk, bv[k], gB);
-          g[k] = gk * a;  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
-        }
-        if (c_ti) {
+        for (int q = 3; q >= 0; --q) {
+          const int j = h4 + q;
+          const float dt = dts[q], ut = us[q], dyv = dys[q], dtu = dt * ut;
+          dD = fmaf(dyv, ut, dD);
+          float bv[K], cv[K], db[K], dc[K];
+          load_b(bv, t + q);
+          load_c(cv, t + q);
+          float ddt = 0.f, gB = 0.f;
 #pragma unroll
-          for (int k = 0; k < K; ++k) dCti[k] += dc[k];
-        } else {
-          store_k<K>(s_pC + (j * lo.dims + dl) * lo.npad + lane * K, dc);
-        }
-        if (b_ti) {
+          for (int k = 0; k < K; ++k) {
+            const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
+            dc[k] = dyv * h[j + 1][k];
+            db[k] = gk * dtu;
+            float a;
+            if (kKeepA) {
+              a = aa[kKeepA ? j : 0][k];
+            } else {
+              a = exp2f(dt * A2[k]);
+              if (kRestart && rss[q]) a = 0.f;
+            }
+            const float ga = gk * h[j][k] * a;
+            ddt = fmaf(ga, A2[k], ddt);
+            dA[k] = fmaf(ga, dt, dA[k]);
+            gB = fmaf(gk, bv[k], gB);
+            g[k] = gk * a;  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+          }
+          if (c_ti) {
 #pragma unroll
-          for (int k = 0; k < K; ++k) dBti[k] += db[k];
-        } else {
-          store_k<K>(s_pB + (j * lo.dims + dl) * lo.npad + lane * K, db);
+            for (int k = 0; k < K; ++k) s_pC[(K + k) * kThreads + tid] += dc[k];
+          } else {
+            store_k<K>(s_pC + (j * lo.dims + dl) * lo.npad + lane * K, dc);
+          }
+          if (b_ti) {
+#pragma unroll
+            for (int k = 0; k < K; ++k) s_pB[(K + k) * kThreads + tid] += db[k];
+          } else {
+            store_k<K>(s_pB + (j * lo.dims + dl) * lo.npad + lane * K, db);
+          }
+          part[0][q] = ddt;
+          part[1][q] = gB;
         }
-        ddt = row_sum(ddt, lo.G);
-        gB = row_sum(gB, lo.G);
-        const float dpre = fmaf(ddt, kLn2, gB * ut) * s_dsp[dl * TP + t];
-        dbias += dpre;
-        __syncwarp();  // every lane has read row t before lane 0 overwrites it
-        if (lane == 0) {
-          s_u[dl * TP + t] = fmaf(dyv, Dd, gB * dt);
-          s_dy[dl * TP + t] = dpre;
-          s_z[dl * TP + t] = dzv;
-        }
+        __syncwarp();  // every lane has read these steps' u and dy before their owners overwrite them
+        reduce_steps4<2>(part, G, lane, [&](int q, const float(&v)[2]) {
+          const float dt = pick4(dt4, q), ut = pick4(u4, q), dyv = pick4(dy4, q);
+          const float dpre = fmaf(v[0], kLn2, v[1] * ut) * r_dsp[t + q];
+          dbias += dpre;
+          r_u[t + q] = fmaf(dyv, Dd, v[1] * dt);
+          r_dy[t + q] = dpre;
+        });
       }
       __syncthreads();
-      // per-step dB/dC of this sub-chunk: sum over the block's rows in order
+      // per-step dB/dC of this sub-chunk: each sum over the block's rows in a fixed order; S
+      // threads share one (matrix, step, 4 states) task and combine by shuffles
       if (!b_ti || !c_ti) {
-        for (int i = tid; i < kSub * lo.npad; i += kThreads) {
-          const int j = i / lo.npad, n = i % lo.npad, t = s * kSub + j;
-          if (t >= len || n >= N) continue;
-          const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * L + t0 + t) * N + n;
-          if (!b_ti) {
-            float acc = 0.f;
-            for (int r = 0; r < lo.dims; ++r) acc += s_pB[(j * lo.dims + r) * lo.npad + n];
-            p.scratch[sl.dB_step + o] = acc;
+        const int nq = lo.npad / 4, per = kSub * nq, tasks = 2 * per;
+        const int S = tasks < kThreads ? kThreads / tasks : 1;
+        for (int i = tid; i < tasks * S; i += kThreads) {
+          const int task = i / S, sub = i % S;
+          const bool isC = task >= per;
+          const int rem = isC ? task - per : task, j = rem / nq, q = rem % nq;
+          const float* src = (isC ? s_pC : s_pB) + j * lo.dims * lo.npad + 4 * q;
+          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+          for (int r = sub; r < lo.dims; r += S) {
+            const float4 v = *reinterpret_cast<const float4*>(src + r * lo.npad);
+            acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
           }
-          if (!c_ti) {
-            float acc = 0.f;
-            for (int r = 0; r < lo.dims; ++r) acc += s_pC[(j * lo.dims + r) * lo.npad + n];
-            p.scratch[sl.dC_step + o] = acc;
+          for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
+            acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+            acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+            acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+            acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
           }
+          const int t = s * kSub + j;
+          if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
+          const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
+          float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
+          const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            if (4 * q + e < N) dst[4 * q + e] = vals[e];
         }
         __syncthreads();
       }
     }
+  };
+
+  for (int64_t c = c_hi - 1; c >= c_lo; --c) {
+    const int64_t t0 = c * chunk;
+    const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
+    // 1. stage the chunk (zeros past seqlen and past the block's rows)
+    if (vec && len == chunk) {
+      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+        float dv[V], uv[V], zv[V], yv[V], sp[V];
+        if (r < br.nd) {
+          const int64_t gi = base + r * L + t0 + t;
+          load_vec<T>(dv, delta + gi);
+          load_vec<T>(uv, u + gi);
+          load_vec<T>(yv, dy + gi);
+          if (z) load_vec<T>(zv, z + gi);
+          const float bb = bias ? bias[br.d0 + r] : 0.f;
+#pragma unroll
+          for (int e = 0; e < V; ++e) prep(dv[e], bb, z ? zv[e] : 0.f, yv[e], dv[e], sp[e], zv[e], yv[e]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < V; ++e) dv[e] = uv[e] = zv[e] = yv[e] = sp[e] = 0.f;
+        }
+        store_k<V>(s_dt + r * TP + t, dv);
+        store_k<V>(s_u + r * TP + t, uv);
+        store_k<V>(s_z + r * TP + t, zv);
+        store_k<V>(s_dy + r * TP + t, yv);
+        store_k<V>(s_dsp + r * TP + t, sp);
+      }
+    } else {
+      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+        const int r = i >> lg, t = i & (chunk - 1);
+        float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f, dsp = 0.f;
+        if (r < br.nd && t < len) {
+          const int64_t gi = base + r * L + t0 + t;
+          uv = cuda::to_float(u[gi]);
+          prep(cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f, z ? cuda::to_float(z[gi]) : 0.f,
+               cuda::to_float(dy[gi]), dtv, dsp, zf, dyv);
+        }
+        s_dt[r * TP + t] = dtv;
+        s_u[r * TP + t] = uv;
+        s_z[r * TP + t] = zf;
+        s_dy[r * TP + t] = dyv;
+        s_dsp[r * TP + t] = dsp;
+      }
+    }
+    if (bc_vec && len == chunk) {
+      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
+      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
+    } else {
+      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
+      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    }
+    if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
+    __syncthreads();
+
+    if (p.seq_idx)
+      run_chunk(std::true_type{}, c, len);
+    else
+      run_chunk(std::false_type{}, c, len);
+    __syncthreads();  // du, ddelta, dz of every row are in shared memory
 
     // the chunk's du, ddelta, dz
-    T* du = static_cast<T*>(p.du);
-    T* ddelta = static_cast<T*>(p.ddelta);
-    T* dz = static_cast<T*>(p.dz);
-    for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-      const int r = i / chunk, t = i % chunk;
-      if (r >= br.nd || t >= len) continue;
-      const int64_t gi = (b * p.dim + br.d0 + r) * L + t0 + t;
-      du[gi] = cuda::from_float<T>(s_u[r * TP + t]);
-      ddelta[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
-      if (dz) dz[gi] = cuda::from_float<T>(s_z[r * TP + t]);
+    if (vec && len == chunk) {
+      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+        if (r >= br.nd) continue;
+        const int64_t gi = base + r * L + t0 + t;
+        float v[V];
+        load_k<V>(v, s_u + r * TP + t);
+        store_vec<T>(du_out + gi, v);
+        load_k<V>(v, s_dy + r * TP + t);
+        store_vec<T>(ddelta_out + gi, v);
+        if (dz_out) {
+          load_k<V>(v, s_z + r * TP + t);
+          store_vec<T>(dz_out + gi, v);
+        }
+      }
+    } else {
+      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+        const int r = i >> lg, t = i & (chunk - 1);
+        if (r >= br.nd || t >= len) continue;
+        const int64_t gi = base + r * L + t0 + t;
+        du_out[gi] = cuda::from_float<T>(s_u[r * TP + t]);
+        ddelta_out[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
+        if (dz_out) dz_out[gi] = cuda::from_float<T>(s_z[r * TP + t]);
+      }
     }
     __syncthreads();
   }
 
+  dbias = row_sum(dbias, G);  // every lane of the warp takes part, active or not
   if (!active) return;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     if (n >= N) continue;
-    if (p.d_initial_state) static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
+    if (c_lo > 0)
+      p.scratch[sl.g + row * N + n] = g[k];
+    else if (p.d_initial_state)
+      static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
     p.scratch[sl.dA + row * N + n] = dA[k];
-    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = dBti[k];
-    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = dCti[k];
+    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(K + k) * kThreads + tid];
+    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(K + k) * kThreads + tid];
   }
   if (lane == 0) {
     p.scratch[sl.dD + row] = dD;
@@ -294,17 +453,19 @@ __global__ void reduce_rows_kernel(SelectiveScanParams p, ScratchLayout sl) {
   }
 }
 
-// Per-step dB (or dC) (batch, groups, dstate, seqlen): sum of the block partials of every
-// tile of every fine group inside the group, in order. Threads run along dstate (coalesced reads).
+// Per-step dB (or dC) (batch, groups, dstate, seqlen) of one slab (steps t_begin .. t_begin +
+// cnt - 1): sum of the block partials of every tile of every fine group inside the group, in
+// order. Threads run along dstate (coalesced reads).
 template <typename T>
-__global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, const float* part, int64_t groups, T* out) {
-  const int64_t N = p.dstate, L = p.seqlen, total = p.batch * groups * L * N;
+__global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, ScratchLayout sl, const float* part, int64_t groups,
+                                    T* out, int64_t t_begin, int64_t cnt) {
+  const int64_t N = p.dstate, L = p.seqlen, S = sl.slab_len, total = p.batch * groups * cnt * N;
   const int64_t per = tl.fine / groups * tl.tiles_per_fine;  // blocks per group
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
-    const int64_t n = i % N, t = (i / N) % L, g = (i / (N * L)) % groups, b = i / (N * L * groups);
+    const int64_t n = i % N, tt = (i / N) % cnt, g = (i / (N * cnt)) % groups, b = i / (N * cnt * groups);
     float acc = 0.f;
-    for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * L + t) * N + n];
-    out[((b * groups + g) * N + n) * L + t] = cuda::from_float<T>(acc);
+    for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * S + tt) * N + n];
+    out[((b * groups + g) * N + n) * L + t_begin + tt] = cuda::from_float<T>(acc);
   }
 }
 
@@ -313,9 +474,10 @@ int grid_for(int64_t n) {
   return static_cast<int>(blocks < 8192 ? (blocks > 0 ? blocks : 1) : 8192);
 }
 
+// One slab: the reverse kernel over chunks c_lo .. c_hi - 1, then that slab's per-step dB/dC.
 template <typename T, int K>
-void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
-                cudaStream_t stream) {
+void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
+                     int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
   auto kernel = scan_bwd_kernel<T, K>;
@@ -323,8 +485,16 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl);
+  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, c_lo, c_hi);
   cuda::check_launch("selectiveScanBackward");
+  const int64_t t_begin = c_lo * chunk, t_end = c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen, cnt = t_end - t_begin;
+  if (p.b_form == ScanBCForm::PerStep)
+    reduce_steps_kernel<T><<<grid_for(p.batch * p.b_groups * cnt * p.dstate), 256, 0, stream>>>(
+        p, tl, sl, p.scratch + sl.dB_step, p.b_groups, static_cast<T*>(p.dB), t_begin, cnt);
+  if (p.c_form == ScanBCForm::PerStep)
+    reduce_steps_kernel<T><<<grid_for(p.batch * p.c_groups * cnt * p.dstate), 256, 0, stream>>>(
+        p, tl, sl, p.scratch + sl.dC_step, p.c_groups, static_cast<T*>(p.dC), t_begin, cnt);
+  cuda::check_launch("selectiveScanBackward reduce");
 }
 
 }  // namespace
@@ -345,19 +515,17 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
   if (p.scratch_floats < sl.total || p.n_chunks != (p.seqlen + bwd_chunk(lo) - 1) / bwd_chunk(lo))
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScanBackward: scratch or checkpoints sized wrongly");
   auto st = static_cast<cudaStream_t>(stream);
+  const int64_t per = slab_chunks(bwd_chunk(lo));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K == 4)
-      launch_bwd<T, 4>(p, lo, tl, sl, st);
-    else
-      launch_bwd<T, 8>(p, lo, tl, sl, st);
+    // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
+    for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
+      const int64_t c_lo = c_hi > per ? c_hi - per : 0;
+      if (lo.K == 4)
+        launch_bwd_slab<T, 4>(p, lo, tl, sl, c_lo, c_hi, st);
+      else
+        launch_bwd_slab<T, 8>(p, lo, tl, sl, c_lo, c_hi, st);
+    }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
-    cuda::check_launch("selectiveScanBackward reduce");
-    if (p.b_form == ScanBCForm::PerStep)
-      reduce_steps_kernel<T><<<grid_for(p.batch * p.b_groups * p.seqlen * p.dstate), 256, 0, st>>>(
-          p, tl, p.scratch + sl.dB_step, p.b_groups, static_cast<T*>(p.dB));
-    if (p.c_form == ScanBCForm::PerStep)
-      reduce_steps_kernel<T><<<grid_for(p.batch * p.c_groups * p.seqlen * p.dstate), 256, 0, st>>>(
-          p, tl, p.scratch + sl.dC_step, p.c_groups, static_cast<T*>(p.dC));
     cuda::check_launch("selectiveScanBackward reduce");
   });
 }

@@ -50,6 +50,23 @@ __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
+// 16 bytes of a row (V = 16 / sizeof(T) consecutive elements) to or from floats.
+template <typename T>
+__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+  const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) dst[j] = cuda::to_float(e[j]);
+}
+template <typename T>
+__device__ __forceinline__ void store_vec(T* dst, const float (&src)[16 / sizeof(T)]) {
+  uint4 raw;
+  T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+  for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) e[j] = cuda::from_float<T>(src[j]);
+  *reinterpret_cast<uint4*>(dst) = raw;
+}
+
 // Blocks per batch row: each "fine group" (dims sharing their B group and their C group)
 // is split into tiles of `dims` rows.
 struct Tiling {
@@ -70,38 +87,55 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
 inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 
+// Row stride of the per-row tiles of both kernels: a multiple of 4 floats so a lane reads 4 steps
+// with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
+__host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
+
 // Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
-// restart flags.
+// restart flags, each lane's time-invariant B and C values.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
-  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * (chunk + 1) + 2 * static_cast<size_t>(chunk) * lo.npad + chunk);
+  return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
+                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
-// Shared memory of the backward (floats): five rows (delta', u/du, z/dz, dy/ddelta, dsoftplus),
-// B and C tiles, restart flags, sub-chunk start states, ungated y of a sub-chunk, and per-step
-// dB/dC contributions of a sub-chunk.
+// Shared memory of the backward (floats): five rows (delta', u/du, gate factor/dz, gated
+// dy/ddelta, dsoftplus), B and C tiles, restart flags, sub-chunk start states, and per-step dB/dC
+// contributions of a sub-chunk.
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
-  const size_t rows = 5 * static_cast<size_t>(lo.dims) * (chunk + 1);
+  const size_t rows = 5 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
   const size_t bnd = static_cast<size_t>(chunk / kSub) * lo.K * kThreads;
-  const size_t yraw = static_cast<size_t>(lo.dims) * (kSub + 1);
   const size_t part = 2 * static_cast<size_t>(kSub) * lo.dims * lo.npad;
-  return sizeof(float) * (rows + bc + bnd + yraw + part);
+  return sizeof(float) * (rows + bc + bnd + part);
 }
+
+// The backward runs in slabs of whole chunks, kSlabSteps steps each (the first slab in time may
+// be shorter), one launch per slab from the last: the per-step dB/dC partials then need only one
+// slab's worth of scratch, summed into dB/dC after each slab. Per-row sums and dL/dx pass from one
+// slab's launch to the next through the scratch (the dA, dD, dbias, time-invariant dB/dC
+// partials, and g).
+constexpr int kSlabSteps = 1024;
+inline int64_t slab_chunks(int chunk) { return kSlabSteps / chunk; }
 
 // Where the backward's partial sums live in its f32 scratch buffer (offsets in floats).
 struct ScratchLayout {
-  int64_t dA, dD, dbias, dB_ti, dC_ti, dB_step, dC_step, total;
+  int64_t dA, dD, dbias, dB_ti, dC_ti, g, dB_step, dC_step, total;
+  int64_t slab_len;  // steps of the per-step partials: min(seqlen, kSlabSteps rounded to chunks)
 };
 
 inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& tl) {
   ScratchLayout s{};
-  const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * p.seqlen * p.dstate;
+  const int chunk = bwd_chunk(layout_for(p.dstate));
+  const int64_t slab = slab_chunks(chunk) * chunk;
+  s.slab_len = p.seqlen < slab ? p.seqlen : slab;
+  const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * s.slab_len * p.dstate;
   int64_t o = 0;
   s.dA = o, o += rows * p.dstate;
   s.dD = o, o += rows;
   s.dbias = o, o += rows;
   s.dB_ti = o, o += p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
   s.dC_ti = o, o += p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
+  s.g = o, o += rows * p.dstate;
   s.dB_step = o, o += p.b_form == ScanBCForm::PerStep ? step : 0;
   s.dC_step = o, o += p.c_form == ScanBCForm::PerStep ? step : 0;
   s.total = o;
@@ -139,13 +173,81 @@ __device__ __forceinline__ float row_sum(float v, int G) {
   return v;
 }
 
+// Sums M per-lane partials of four consecutive steps over the G lanes of a row (G a power of two
+// <= 32) by a transpose-reduce: each lane ends up owning whole steps, so a row pays about one
+// shuffle per step and value instead of log2(G). Calls emit(step, totals) for each owned step:
+// G = 1 owns all four; G = 2, steps 2*bit0 and 2*bit0 + 1; G >= 4, step 2*bit0 + bit1 on the
+// row's lanes 0..3 only. Every lane of the warp must call it (full-mask shuffles).
+template <int M, typename F>
+__device__ __forceinline__ void reduce_steps4(const float (&part)[M][4], int G, int lane, F&& emit) {
+  if (G == 1) {
+#pragma unroll
+    for (int s = 0; s < 4; ++s) {
+      float v[M];
+#pragma unroll
+      for (int m = 0; m < M; ++m) v[m] = part[m][s];
+      emit(s, v);
+    }
+    return;
+  }
+  // Stage 1 (lane bit 0): bit 0 clear keeps steps 0 and 1, set keeps 2 and 3; each sends its
+  // partner the two it doesn't keep.
+  const int bit0 = lane & 1, bit1 = (lane >> 1) & 1;
+  float q0[M], q1[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    q0[m] = (bit0 ? part[m][2] : part[m][0]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[m][0] : part[m][2], 1);
+    q1[m] = (bit0 ? part[m][3] : part[m][1]) + __shfl_xor_sync(0xffffffffu, bit0 ? part[m][1] : part[m][3], 1);
+  }
+  if (G == 2) {
+    emit(2 * bit0, q0);
+    emit(2 * bit0 + 1, q1);
+    return;
+  }
+  // Stage 2 (lane bit 1): keep step 2*bit0 + bit1; then plain butterflies over the other lanes.
+  float w[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    w[m] = (bit1 ? q1[m] : q0[m]) + __shfl_xor_sync(0xffffffffu, bit1 ? q0[m] : q1[m], 2);
+    for (int off = 4; off < G; off <<= 1) w[m] += __shfl_xor_sync(0xffffffffu, w[m], off);
+  }
+  if (lane < 4) emit(2 * bit0 + bit1, w);
+}
+
+// Element s (runtime, 0..3) of a float4 without local memory.
+__device__ __forceinline__ float pick4(const float4& v, int s) { return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w; }
+
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
+// chunk is a power of two: shifts, not divisions, split the flat index.
 template <typename T>
 __device__ __forceinline__ void load_bc_tile(float* dst, const T* src, const SelectiveScanParams& p, const Layout& lo,
                                              int chunk, int64_t t0, int len) {
+  const int lg = __ffs(chunk) - 1;
   for (int i = threadIdx.x; i < lo.npad * chunk; i += kThreads) {
-    const int n = i / chunk, t = i % chunk;
+    const int n = i >> lg, t = i & (chunk - 1);
     dst[t * lo.npad + n] = n < p.dstate && t < len ? cuda::to_float(src[n * p.seqlen + t0 + t]) : 0.f;
+  }
+}
+
+// The same for a whole chunk when every state row of the tile is 16-byte aligned (seqlen a multiple
+// of V, chunk a multiple of V): one 16-byte load brings V steps of one state; consecutive threads
+// take consecutive states, so the transposing shared stores hit distinct banks (2-way at most).
+template <typename T>
+__device__ __forceinline__ void load_bc_tile_vec(float* dst, const T* src, const SelectiveScanParams& p, const Layout& lo,
+                                                 int chunk, int64_t t0) {
+  constexpr int V = 16 / sizeof(T);
+  const int lgn = __ffs(lo.npad) - 1;  // npad is a power of two
+  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
+    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    float v[V];
+    if (n < p.dstate) {
+      load_vec<T>(v, src + n * p.seqlen + t0 + t);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
 }
 

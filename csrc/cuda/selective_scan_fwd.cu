@@ -1,9 +1,13 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta'
-// (bias + softplus applied once per element), u, z and the B/C tiles in shared memory, each lane
-// advances its K states through the chunk (exp2 of a pre-scaled A, f32 state), the G lanes of a
-// row reduce <C, x> by shuffles, D and the gate are applied, and y goes back coalesced.
-// When p.checkpoints is set it also writes the state after every chunk (for the backward).
+// (bias + softplus applied once per element), u, z and the B/C tiles in shared memory. Each lane
+// then advances its K states through the chunk four steps at a time (one 16-byte load brings
+// four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
+// <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
+// applies D and the gate.
+// y goes back coalesced. When p.checkpoints is set it also writes the state after every chunk
+// (for the backward).
 #include <string>
+#include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
@@ -12,19 +16,26 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
+// Registers allow 4 resident blocks with 4 states per lane; 8 per lane (dstate > 128) needs more.
+template <int K>
+constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
+
 template <typename T, int K>
-__global__ void __launch_bounds__(kThreads, 1) scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
+__global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
   extern __shared__ __align__(16) float smem[];
-  const int TP = chunk + 1;  // padded row stride: rows of one warp fall in different banks
+  const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
   float* s_zy = s_u + lo.dims * TP;  // z in, gated y out
-  float* s_B = s_zy + lo.dims * TP;  // [chunk][npad], 16-byte aligned (dims is a multiple of 4)
+  float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
+  // [2][K][kThreads]: this lane's time-invariant B and C (off registers: rarely used)
+  float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G;
+  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
   const bool active = dl < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
@@ -35,75 +46,154 @@ __global__ void __launch_bounds__(kThreads, 1) scan_fwd_kernel(SelectiveScanPara
   const float* bias = static_cast<const float*>(p.delta_bias);
   const T* Bg = b_ti ? nullptr : bc_group<T>(p.B, p.b_groups, p, b, br.d0);
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
+  const int lg = __ffs(chunk) - 1;  // chunk is a power of two
+  const int64_t base = (b * p.dim + br.d0) * L;  // first element of the block's first row
+  // 16-byte staging (u, delta, z, B, C) and y stores: V elements per access; every row starts
+  // 16-byte aligned when seqlen is a multiple of V and the tensors are (chunk is a multiple of V).
+  constexpr int V = 16 / sizeof(T);
+  const int vpr = chunk / V, lgv = lg - (__ffs(V) - 1);
+  const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
+                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y) |
+                                   reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
 
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
-  float A2[K], x[K], Bti[K], Cti[K];
+  float A2[K], x[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
-    Bti[k] = ok && b_ti ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-    Cti[k] = ok && c_ti ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+    // only this thread touches its slots: the chunk loop's first barrier orders them
+    if (b_ti) s_ti[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(K + k) * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
+  const bool want_y = p.y != nullptr;
+  const float* rdt = s_dt + dl * TP;
+  const float* ru = s_u + dl * TP;
+  float* rzy = s_zy + dl * TP;
+
+  // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
+  // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
+  // backward). Steps past seqlen have delta' = 0: the state stays as is.
+  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
+    constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
+#pragma unroll 1
+    for (int gq = 0; gq < ngroups; ++gq) {
+      const int t = gq * 4;
+      const float4 dt4 = *reinterpret_cast<const float4*>(rdt + t);
+      const float4 u4 = *reinterpret_cast<const float4*>(ru + t);
+      int4 rs4 = make_int4(0, 0, 0, 0);
+      if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
+      const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
+      const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+      float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        const float dt = dts[s], du = dt * us[s];
+        float bv[K], cv[K];
+        if (b_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) bv[k] = s_ti[k * kThreads + tid];
+        } else {
+          load_k<K>(bv, s_B + (t + s) * lo.npad + lane * K);
+        }
+        if (!kY) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) cv[k] = 0.f;
+        } else if (c_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) cv[k] = s_ti[(K + k) * kThreads + tid];
+        } else {
+          load_k<K>(cv, s_C + (t + s) * lo.npad + lane * K);
+        }
+        float acc = 0.f;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          float a = exp2f(dt * A2[k]);
+          if (kRestart && rss[s]) a = 0.f;
+          x[k] = fmaf(a, x[k], du * bv[k]);
+          if (kY) acc = fmaf(cv[k], x[k], acc);
+        }
+        part[0][s] = acc;
+      }
+      if (!kY) continue;
+      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); z's slot takes y.
+      reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
+        float yv = fmaf(Dd, pick4(u4, s), v[0]);
+        if (z) {
+          const float zv = rzy[t + s];
+          yv *= zv * sigmoid(zv);
+        }
+        rzy[t + s] = yv;
+      });
+    }
+  };
 
   for (int64_t t0 = 0, c = 0; t0 < L; t0 += chunk, ++c) {
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
-    // Stage the chunk. Steps past seqlen get delta' = 0: exp(0) x + 0 leaves the state as is.
-    for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-      const int r = i / chunk, t = i % chunk;
-      float dtv = 0.f, uv = 0.f, zv = 0.f;
-      if (r < br.nd && t < len) {
-        const int64_t gi = (b * p.dim + br.d0 + r) * L + t0 + t;
-        const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
-        dtv = p.delta_softplus ? softplus(pre) : pre;
-        uv = cuda::to_float(u[gi]);
-        if (z) zv = cuda::to_float(z[gi]);
+    // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
+    // row for whole chunks of aligned rows, element by element otherwise.
+    if (vec && len == chunk) {
+      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+        float dv[V], uv[V], zv[V];
+        if (r < br.nd) {
+          const int64_t gi = base + r * L + t0 + t;
+          load_vec<T>(dv, delta + gi);
+          load_vec<T>(uv, u + gi);
+          if (z) load_vec<T>(zv, z + gi);
+          const float bb = bias ? bias[br.d0 + r] : 0.f;
+#pragma unroll
+          for (int j = 0; j < V; ++j) dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
+        } else {
+#pragma unroll
+          for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
+        }
+        store_k<V>(s_dt + r * TP + t, dv);
+        store_k<V>(s_u + r * TP + t, uv);
+        if (z) store_k<V>(s_zy + r * TP + t, zv);
       }
-      s_dt[r * TP + t] = dtv;
-      s_u[r * TP + t] = uv;
-      s_zy[r * TP + t] = zv;
+    } else {
+      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+        const int r = i >> lg, t = i & (chunk - 1);
+        float dtv = 0.f, uv = 0.f, zv = 0.f;
+        if (r < br.nd && t < len) {
+          const int64_t gi = base + r * L + t0 + t;
+          const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
+          dtv = p.delta_softplus ? softplus(pre) : pre;
+          uv = cuda::to_float(u[gi]);
+          if (z) zv = cuda::to_float(z[gi]);
+        }
+        s_dt[r * TP + t] = dtv;
+        s_u[r * TP + t] = uv;
+        s_zy[r * TP + t] = zv;
+      }
     }
-    if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-    if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
-    load_restarts(s_rst, p, b, chunk, t0, len);
+    if (vec && len == chunk) {
+      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
+      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
+    } else {
+      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
+      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+    }
+    if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
 
-    for (int t = 0; t < len; ++t) {
-      const float dt = s_dt[dl * TP + t], ut = s_u[dl * TP + t], du = dt * ut;
-      const bool rs = s_rst[t];
-      float bv[K], cv[K];
-      if (b_ti) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) bv[k] = Bti[k];
-      } else {
-        load_k<K>(bv, s_B + t * lo.npad + lane * K);
-      }
-      if (c_ti) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) cv[k] = Cti[k];
-      } else {
-        load_k<K>(cv, s_C + t * lo.npad + lane * K);
-      }
-      float acc = 0.f;
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const float a = rs ? 0.f : exp2f(dt * A2[k]);
-        x[k] = fmaf(a, x[k], du * bv[k]);
-        acc = fmaf(cv[k], x[k], acc);
-      }
-      acc = row_sum(acc, lo.G);
-      if (lane == 0 && p.y) {
-        float yv = fmaf(Dd, ut, acc);
-        if (z) {
-          const float zv = s_zy[dl * TP + t];
-          yv *= zv * sigmoid(zv);
-        }
-        s_zy[dl * TP + t] = yv;
-      }
+    const int ngroups = (len + 3) >> 2;
+    if (p.seq_idx) {
+      if (want_y)
+        run_steps(std::true_type{}, std::true_type{}, ngroups);
+      else
+        run_steps(std::true_type{}, std::false_type{}, ngroups);
+    } else {
+      if (want_y)
+        run_steps(std::false_type{}, std::true_type{}, ngroups);
+      else
+        run_steps(std::false_type{}, std::false_type{}, ngroups);
     }
+
     if (p.checkpoints && active) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
@@ -111,12 +201,22 @@ __global__ void __launch_bounds__(kThreads, 1) scan_fwd_kernel(SelectiveScanPara
         if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
-    __syncthreads();
-    if (p.y) {
+    if (want_y) {
+      __syncthreads();
       T* y = static_cast<T*>(p.y);
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-        const int r = i / chunk, t = i % chunk;
-        if (r < br.nd && t < len) y[(b * p.dim + br.d0 + r) * L + t0 + t] = cuda::from_float<T>(s_zy[r * TP + t]);
+      if (vec && len == chunk) {
+        for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+          if (r >= br.nd) continue;
+          float yv[V];
+          load_k<V>(yv, s_zy + r * TP + t);
+          store_vec<T>(y + base + r * L + t0 + t, yv);
+        }
+      } else {
+        for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+          const int r = i >> lg, t = i & (chunk - 1);
+          if (r < br.nd && t < len) y[base + r * L + t0 + t] = cuda::from_float<T>(s_zy[r * TP + t]);
+        }
       }
     }
     __syncthreads();  // the next chunk overwrites shared memory

@@ -1,15 +1,19 @@
 // CUDA decode step of the selective SSM (both forms; see ops/state_update.h).
 //
 // The step is bound by reading and writing the state once, so the kernel is laid out for the
-// memory system: a row of dstate states is split across LPR lanes (LPR a power of two, each
-// lane V contiguous states = 16-byte vector loads and stores), a warp covers 32/LPR rows, and
-// each thread carries R rows at once so R independent loads are in flight before any math.
-// Consecutive rows are consecutive in memory, so a warp's accesses for one r are one
-// contiguous span. The per-row scalars (dt', exp(dt'·A) for the Mamba-2 form, x, D, z) are
-// computed once per row; B and C come through L1 (shared by every row of a group).
-// The partial sums Σ s·C are reduced across the LPR lanes of a row by shuffles.
+// memory system and kept lean in instructions (an H100 moves ~13 bytes per SM cycle, so a warp
+// has only a few hundred issue slots per 4 KB of state traffic):
+//  - a row of dstate states is split across LPR lanes (a power of two, each lane V contiguous
+//    states = 16-byte loads and stores), a warp covers 32/LPR rows, and each thread carries R
+//    rows at once so R independent loads are in flight before any math;
+//  - row -> (batch, head, group) by multiply-high division (cuda/fast_div.cuh), and the
+//    per-head work (dt', softplus, exp(dt'·A), the state slot) is done once per head change,
+//    i.e. once per warp iteration in the Mamba-2 form (headdim rows share it);
+//  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
+//    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <cstdint>
 #include "cuda/check.cuh"
+#include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/runtime.h"
 #include "ops/state_update.h"
@@ -23,41 +27,88 @@ template <typename T, int V> struct alignas(sizeof(T) * V) Pack {
   T v[V];
 };
 
+// The state streams through once per step: 16-byte accesses use the evict-first (.cs) cache
+// policy so they don't push B, C and A out of L1/L2.
+template <typename S, int V> __device__ __forceinline__ Pack<S, V> load_state(const S* ptr) {
+  if constexpr (sizeof(Pack<S, V>) == 16) {
+    const uint4 u = __ldcs(reinterpret_cast<const uint4*>(ptr));
+    Pack<S, V> r;
+    memcpy(&r, &u, 16);
+    return r;
+  } else {
+    return *reinterpret_cast<const Pack<S, V>*>(ptr);
+  }
+}
+template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr, const Pack<S, V>& v) {
+  if constexpr (sizeof(Pack<S, V>) == 16) {
+    uint4 u;
+    memcpy(&u, &v, 16);
+    __stcs(reinterpret_cast<uint4*>(ptr), u);
+  } else {
+    *reinterpret_cast<Pack<S, V>*>(ptr) = v;
+  }
+}
+
 struct Traits {
   static constexpr int kThreads = 256;
   static constexpr int kRows = 4;  // rows per thread in flight
 };
 
-template <typename S, typename I, int V, bool kAPerState>
-__global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpdateParams p, int lpr_log2) {
+// Divisors of the row index: headdim, heads, heads per group.
+struct RowMap {
+  cuda::FastDiv P, H, hpg;
+};
+
+// kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
+// is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
+// chunk of states instead of once per row (the bf16 state has twice the rows per byte).
+template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
+__global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   constexpr int R = Traits::kRows;
-  const int lpr = 1 << lpr_log2, rpw = 32 / lpr;
-  const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot = lane >> lpr_log2;
-  const int64_t H = p.heads, P = p.headdim, N = p.dstate, G = p.groups;
-  const int64_t rows = p.batch * H * P;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  const int64_t per_warp = static_cast<int64_t>(R) * rpw;
+  const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
+  const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
+  // 32-bit row arithmetic: the launcher checks that rows, batch·groups·dstate < 2^31.
+  const uint32_t rows = static_cast<uint32_t>(p.batch * p.heads * p.headdim);
+  const uint32_t G = static_cast<uint32_t>(p.groups), N32 = static_cast<uint32_t>(p.dstate);
+  const int64_t N = p.dstate;
+  const uint32_t per_warp = static_cast<uint32_t>(R * rpw);
+  const uint32_t step = gridDim.x * (blockDim.x / 32) * per_warp;
   S* state = static_cast<S*>(p.state);
   const I* Bg = static_cast<const I*>(p.B);
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
+  const float nan = __int_as_float(0x7fc00000);
 
-  for (int64_t base = (blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows;
-       base += warps * per_warp) {
-    int64_t row[R], bc[R], h_of[R];
-    float dt[R], dA[R], x[R], acc[R];
+  for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
+    uint32_t row[R], h_of[R], bc[R];
+    int64_t soff[R];  // element offset of the row's states; -1: none (past the end, padding or bad slot)
+    float dt[R], dA[R], x[R], acc[R], ybad[R];
+    uint32_t prev_bh = 0xffffffffu;
+    float hdt = 0.f, hdA = 0.f, hbad = 0.f;
+    int64_t hslot = -1;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
-      row[r] = base + r * rpw + slot;
-      const int64_t rr = row[r] < rows ? row[r] : rows - 1;  // clamp: loads stay in bounds
-      const int64_t bh = rr / P, b = bh / H, h = bh % H;
+      row[r] = base + static_cast<uint32_t>(r * rpw + slot_in_warp);
+      const uint32_t rr = row[r] < rows ? row[r] : rows - 1;  // clamp: loads stay in bounds
+      const uint32_t bh = m.P.div(rr), b = m.H.div(bh), h = bh - b * m.H.d;
       h_of[r] = h;
-      bc[r] = (b * G + h / (H / G)) * N;
-      float d = to_float(static_cast<const I*>(p.dt)[bh]);
-      if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
-      if (p.dt_softplus) d = cuda::softplus_f(d);
-      dt[r] = d;
-      dA[r] = kAPerState ? 0.f : __expf(d * A[h]);
+      bc[r] = (b * G + m.hpg.div(h)) * N32;
+      if (bh != prev_bh) {  // per-head work, once per head change
+        prev_bh = bh;
+        float d = to_float(static_cast<const I*>(p.dt)[bh]);
+        if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
+        if (p.dt_softplus) d = cuda::softplus_f(d);
+        if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
+        hdt = d;
+        hdA = kAPerState ? 0.f : __expf(d * A[h]);
+        const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);  // (not uint32: -1 pads)
+        hslot = slot >= 0 && slot < p.slots ? slot : -1;
+        hbad = slot < 0 ? 0.f : nan;
+      }
+      dt[r] = hdt;
+      dA[r] = hdA;
+      ybad[r] = hbad;
+      soff[r] = row[r] < rows && hslot >= 0 ? ((hslot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N : -1;
       x[r] = to_float(static_cast<const I*>(p.x)[rr]);
       acc[r] = 0.f;
     }
@@ -65,36 +116,65 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       Pack<S, V> s[R];
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (row[r] < rows) s[r] = *reinterpret_cast<const Pack<S, V>*>(state + row[r] * N + n0);
+        if (soff[r] >= 0) s[r] = load_state<S, V>(state + soff[r] + n0);
+      float bf[V], cf[V];  // B and C of the warp iteration's head (kSharedBC)
+      if constexpr (kSharedBC) {
+        const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[0] + n0);
+        const Pack<I, V> cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[0] + n0);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          bf[j] = to_float(bv.v[j]);
+          cf[j] = to_float(cv.v[j]);
+        }
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (row[r] >= rows) continue;
-        const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[r] + n0);
-        const Pack<I, V> cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[r] + n0);
+        if (soff[r] < 0) continue;
+        Pack<I, V> bv, cv;
+        if constexpr (!kSharedBC) {
+          bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[r] + n0);
+          cv = *reinterpret_cast<const Pack<I, V>*>(Cg + bc[r] + n0);
+        }
         Pack<float, V> av;
-        if constexpr (kAPerState) av = *reinterpret_cast<const Pack<float, V>*>(A + h_of[r] * N + n0);
+        if constexpr (kAPerState) av = *reinterpret_cast<const Pack<float, V>*>(A + static_cast<int64_t>(h_of[r]) * N + n0);
         const float dtx = dt[r] * x[r];
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float decay = kAPerState ? __expf(dt[r] * av.v[j]) : dA[r];
-          const float v = to_float(s[r].v[j]) * decay + dtx * to_float(bv.v[j]);
-          acc[r] += v * to_float(cv.v[j]);
+          const float v = to_float(s[r].v[j]) * decay + dtx * (kSharedBC ? bf[j] : to_float(bv.v[j]));
+          acc[r] += v * (kSharedBC ? cf[j] : to_float(cv.v[j]));
           s[r].v[j] = cuda::from_float<S>(v);
         }
-        *reinterpret_cast<Pack<S, V>*>(state + row[r] * N + n0) = s[r];
+        store_state<S, V>(state + soff[r] + n0, s[r]);
       }
     }
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r)
       for (int o = lpr / 2; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
-      if (sub == 0 && row[r] < rows) {
-        float y = acc[r];
+    // Every lane of a row group now holds every row's sum; lane j finalises row r0 + j.
+#pragma unroll
+    for (int r0 = 0; r0 < R; r0 += (lpr < R ? lpr : R)) {
+      float yv = 0.f, xv = 0.f, bad = 0.f;
+      uint32_t rowv = rows, hv = 0;
+      bool has_state = false;
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= r0 && r - r0 == sub) {
+          yv = acc[r];
+          xv = x[r];
+          rowv = row[r];
+          hv = h_of[r];
+          bad = ybad[r];
+          has_state = soff[r] >= 0;
+        }
+      }
+      if (rowv < rows) {
         if (p.D) {
           const float* D = static_cast<const float*>(p.D);
-          y += (p.d_per_row ? D[h_of[r] * P + row[r] % P] : D[h_of[r]]) * x[r];
+          yv += (p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
         }
-        if (p.z) y *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[row[r]]));
-        static_cast<I*>(p.y)[row[r]] = cuda::from_float<I>(y);
+        if (p.z) yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv]));
+        static_cast<I*>(p.y)[rowv] = cuda::from_float<I>(has_state ? yv : bad);
       }
     }
   }
@@ -107,10 +187,20 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   int lg = 0;
   while ((1 << lg) < lanes && lg < 5) ++lg;
   const int64_t rows = p.batch * p.heads * p.headdim;
+  if (rows >= (int64_t{1} << 31) || p.batch * p.groups * p.dstate >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
+    fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
   const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > (1 << 20)) blocks = 1 << 20;
-  state_update_kernel<S, I, V, kAPerState><<<static_cast<unsigned>(blocks), Traits::kThreads, 0, st>>>(p, lg);
+  RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
+           cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups))};
+  const unsigned grid = static_cast<unsigned>(blocks);
+  // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
+  // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
+  if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
+    state_update_kernel<S, I, V, kAPerState, !kAPerState><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+  else
+    state_update_kernel<S, I, V, kAPerState, false><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {

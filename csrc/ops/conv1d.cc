@@ -114,10 +114,10 @@ Conv1dGrads causal_conv1d_backward(const Conv1dArgs& a) {
 }
 
 Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tensor& weight_in, const Tensor& bias_in,
-                            bool silu) {
+                            bool silu, const Tensor& state_indices) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
-  check_same_device(dev, {{"convState", &state}, {"weight", &weight_in}, {"bias", &bias_in}});
+  check_same_device(dev, {{"convState", &state}, {"weight", &weight_in}, {"bias", &bias_in}, {"convStateIndices", &state_indices}});
   checks::rank("x", x_in, 2, "(batch, dim)");
   checks::floating("x", x_in, cpu);
   CausalConv1dUpdateParams p;
@@ -128,7 +128,19 @@ Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tenso
   p.width = weight_in.size(1);
   if (weight_in.size(0) != p.dim || p.width < 1)
     fail_shape("weight", "(dim, width) with dim = " + std::to_string(p.dim) + " and width >= 1", weight_in.shape);
-  checks::shape("convState", state, {p.batch, p.dim, p.width - 1}, "(batch, dim, width-1)");
+  Tensor sidx;
+  if (state_indices.defined()) {
+    checks::shape("convStateIndices", state_indices, {p.batch}, "(batch)");
+    checks::dtype("convStateIndices", state_indices, DType::Int32);
+    if (state.ndim() != 3 || state.size(1) != p.dim || state.size(2) != p.width - 1)
+      fail_shape("convState", "(slots, dim, width-1) with dim = " + std::to_string(p.dim) + ", width-1 = " + std::to_string(p.width - 1), state.shape);
+    sidx = contiguous(state_indices);
+    p.state_idx = sidx.ptr<int32_t>();
+    p.slots = state.size(0);
+  } else {
+    checks::shape("convState", state, {p.batch, p.dim, p.width - 1}, "(batch, dim, width-1)");
+    p.slots = p.batch;
+  }
   checks::floating("convState", state, cpu);
   checks::contiguous("convState", state);
   if (bias_in.defined()) {
@@ -150,7 +162,7 @@ Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tenso
   p.y = y.data();
   if (y.numel() == 0) return y;
   if (cpu)
-    run_cpu({x, w, bias}, {y, state}, [p] { causal_conv1d_update_cpu(p); });
+    run_cpu({x, w, bias, sidx}, {y, state}, [p] { causal_conv1d_update_cpu(p); });
   else
     causal_conv1d_update_cuda(p, cuda_stream_for(dev));
   return y;

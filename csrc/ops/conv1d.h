@@ -35,6 +35,8 @@ struct CausalConv1dParams {
 };
 
 // One decode step: x (batch, dim), state (batch, dim, width-1) updated in place, y (batch, dim).
+// With state_idx, row b uses state slot state_idx[b] of a (slots, dim, width-1) state; a slot < 0
+// is padding (skipped, y = 0).
 struct CausalConv1dUpdateParams {
   int64_t batch = 0, dim = 0, width = 0;
   DType dtype = DType::Float32, state_dtype = DType::Float32;
@@ -42,6 +44,8 @@ struct CausalConv1dUpdateParams {
   bool silu = false;
   const void* x = nullptr;
   void* state = nullptr;
+  const int32_t* state_idx = nullptr;
+  int64_t slots = 0;
   const void* weight = nullptr;
   const void* bias = nullptr;
   void* y = nullptr;
@@ -70,6 +74,7 @@ struct Conv1dGrads {
 Conv1dResult causal_conv1d(const Conv1dArgs& a);
 Conv1dGrads causal_conv1d_backward(const Conv1dArgs& a);
 // Returns y; conv_state is updated in place.
-Tensor causal_conv1d_update(const Tensor& x, const Tensor& conv_state, const Tensor& weight, const Tensor& bias, bool silu);
+Tensor causal_conv1d_update(const Tensor& x, const Tensor& conv_state, const Tensor& weight, const Tensor& bias, bool silu,
+                            const Tensor& state_indices);
 
 }  // namespace ss

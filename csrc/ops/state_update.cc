@@ -10,7 +10,7 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   Device dev = state.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"x", &a.x}, {"dt", &a.dt}, {"A", &a.A}, {"B", &a.B}, {"C", &a.C}, {"D", &a.D},
-                          {"z", &a.z}, {"dtBias", &a.dt_bias}});
+                          {"z", &a.z}, {"dtBias", &a.dt_bias}, {"stateIndices", &a.state_indices}});
   if (state.ndim() != 3 && state.ndim() != 4)
     fail_shape("state", "(batch, dim, dstate) (Mamba-1) or (batch, heads, headdim, dstate) (Mamba-2)", state.shape);
   const bool m1 = state.ndim() == 3;
@@ -18,12 +18,21 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
     fail_dtype("state", cpu ? "float32, bfloat16 or float64" : "float32 or bfloat16", dtype_name(state.dtype));
   checks::contiguous("state", state);
   StateUpdateParams p;
-  p.batch = state.size(0);
+  // With stateIndices the batch comes from x and the state holds any number of slots.
+  p.slots = state.size(0);
+  p.batch = a.state_indices.defined() && a.x.ndim() >= 1 ? a.x.size(0) : state.size(0);
   p.heads = state.size(1);
   p.headdim = m1 ? 1 : state.size(2);
   p.dstate = state.size(-1);
   p.a_per_state = m1;
   p.dt_softplus = a.dt_softplus;
+  if (a.has_dt_limit) {
+    if (!(a.dt_min <= a.dt_max))
+      fail("ERR_INVALID_ARG", ErrorKind::Type, "dtLimit: expected [min, max] with min <= max");
+    p.has_dt_limit = true;
+    p.dt_min = static_cast<float>(a.dt_min);
+    p.dt_max = static_cast<float>(a.dt_max);
+  }
   p.state_dtype = state.dtype;
 
   const std::string row_desc = m1 ? "(batch, dim)" : "(batch, heads, headdim)";
@@ -78,6 +87,13 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   if (p.groups < 1 || p.heads % p.groups != 0)
     fail("ERR_SHAPE", ErrorKind::Range, std::string("B: groups (") + std::to_string(p.groups) + ") must divide " + hname + " (" + std::to_string(p.heads) + ")");
 
+  Tensor sidx;
+  if (a.state_indices.defined()) {
+    checks::shape("stateIndices", a.state_indices, {p.batch}, "(batch)");
+    checks::dtype("stateIndices", a.state_indices, DType::Int32);
+    sidx = contiguous(a.state_indices);
+    p.state_idx = sidx.ptr<int32_t>();
+  }
   Tensor x = contiguous(a.x), dt = contiguous(a.dt), A = contiguous(a.A), B = contiguous(a.B), C = contiguous(a.C);
   Tensor D = a.D.defined() ? contiguous(a.D) : Tensor{};
   Tensor z = a.z.defined() ? contiguous(a.z) : Tensor{};
@@ -95,7 +111,7 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   p.y = y.data();
   if (y.numel() == 0) return y;
   if (cpu)
-    run_cpu({x, dt, A, B, C, D, z, bias}, {y, state}, [p] { state_update_cpu(p); });
+    run_cpu({x, dt, A, B, C, D, z, bias, sidx}, {y, state}, [p] { state_update_cpu(p); });
   else
     state_update_cuda(p, cuda_stream_for(dev));
   return y;

@@ -3,7 +3,8 @@
 // heads = dim, headdim = 1 with A per state (dim, dstate); Mamba-2 (state (batch, heads,
 // headdim, dstate)) has A per head.
 //
-// dt' = dt[b,h] + dtBias[h], softplus'd when asked; for each state n of row (b,h,p):
+// dt' = dt[b,h] + dtBias[h], softplus'd when asked, clamped to [dtMin, dtMax] (transformers'
+// time_step_limit); for each state n of row (b,h,p):
 //   s = exp(dt'·A[h(,n)])·s + dt'·B[b,g(h),n]·x[b,h,p];  y = Σ_n s·C[b,g(h),n] + D·x;  y *= silu(z).
 #pragma once
 #include <cstdint>
@@ -16,10 +17,14 @@ struct StateUpdateParams {
   bool a_per_state = false;  // Mamba-1: A (heads, dstate); Mamba-2: A (heads)
   bool d_per_row = false;    // D (heads, headdim) rather than (heads)
   bool dt_softplus = false;
+  float dt_min = 0.f, dt_max = 0.f;  // clamp of dt' when has_dt_limit
+  bool has_dt_limit = false;
   DType state_dtype = DType::Float32;
   DType dtype = DType::Float32;  // x, dt, B, C, z, y
   DType param_dtype = DType::Float32;  // A, D, dtBias
-  void* state = nullptr;       // contiguous (batch, heads, headdim, dstate)
+  void* state = nullptr;       // contiguous (slots, heads, headdim, dstate); slots = batch without indices
+  const int32_t* state_idx = nullptr;  // (batch): the state slot of each row; < 0 skips the row (y = 0), >= slots too (y = NaN)
+  int64_t slots = 0;
   const void* x = nullptr;     // (batch, heads, headdim)
   const void* dt = nullptr;    // (batch, heads)
   const void* A = nullptr;
@@ -35,11 +40,14 @@ void state_update_cpu(const StateUpdateParams& p);
 void state_update_cuda(const StateUpdateParams& p, void* stream);
 
 struct StateUpdateArgs {
-  Tensor state, x, dt, A, B, C, D, z, dt_bias;
+  Tensor state, x, dt, A, B, C, D, z, dt_bias, state_indices;
   bool dt_softplus = false;
+  bool has_dt_limit = false;
+  double dt_min = 0, dt_max = 0;
 };
 
-// Returns y (shaped like x); args.state is updated in place.
+// Returns y (shaped like x); args.state is updated in place. With state_indices, row b of the
+// batch uses state slot state_indices[b] (a slot < 0 is padding: skipped, y = 0).
 Tensor selective_state_update(const StateUpdateArgs& a);
 
 }  // namespace ss

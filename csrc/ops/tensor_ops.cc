@@ -32,16 +32,21 @@ StridedCopyParams copy_params(const Tensor& src, const Tensor& dst) {
   return p;
 }
 
-// Same-device copy/convert into a fresh contiguous tensor.
-Tensor copy_same_device(const Tensor& src, DType dtype) {
-  Tensor dst = empty(src.shape, dtype, src.device());
-  if (dst.numel() == 0) return dst;
+// Enqueues dst (contiguous from dst.data()) <- src on their device.
+void enqueue_copy(const Tensor& src, const Tensor& dst) {
+  if (dst.numel() == 0) return;
   StridedCopyParams p = copy_params(src, dst);
   if (src.device().is_cpu()) {
     run_cpu({src}, {dst}, [p] { strided_copy_cpu(p); });
   } else {
     strided_copy_cuda(p, cuda_stream_for(src.device()));
   }
+}
+
+// Same-device copy/convert into a fresh contiguous tensor.
+Tensor copy_same_device(const Tensor& src, DType dtype) {
+  Tensor dst = empty(src.shape, dtype, src.device());
+  enqueue_copy(src, dst);
   return dst;
 }
 
@@ -61,6 +66,17 @@ Tensor fill(const std::vector<int64_t>& shape, DType dtype, Device device, FillK
     fill_cuda(p, cuda_stream_for(device));
   }
   return t;
+}
+
+void copy_into(const Tensor& dst, const Tensor& src) {
+  if (dst.shape != src.shape)
+    fail("ERR_SHAPE", ErrorKind::Range, "src: expected the shape of dst " + shape_str(dst.shape) + ", got " + shape_str(src.shape));
+  if (!dst.is_contiguous())
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "dst: expected a contiguous tensor or view (a slice along the first dimension)");
+  check_same_device(dst.device(), {{"src", &src}});
+  if ((dst.dtype == DType::Int32) != (src.dtype == DType::Int32))
+    fail("ERR_DTYPE", ErrorKind::Type, std::string("src: cannot copy ") + dtype_name(src.dtype) + " into " + dtype_name(dst.dtype));
+  enqueue_copy(src, dst);  // dst.data() already includes the view's offset
 }
 
 Tensor contiguous(const Tensor& src) { return src.is_contiguous() ? src : copy_same_device(src, src.dtype); }

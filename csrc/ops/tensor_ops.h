@@ -42,6 +42,9 @@ Tensor fill(const std::vector<int64_t>& shape, DType dtype, Device device, FillK
             double b);
 // A fresh contiguous copy of src in `dtype` on `device`.
 Tensor copy_to(const Tensor& src, DType dtype, Device device);
+// dst (contiguous, any offset: e.g. one slot of a batched state) <- src (any strides), same shape
+// and device, converting the element type. The model scheduler loads and moves state slots with it.
+void copy_into(const Tensor& dst, const Tensor& src);
 // src itself when already contiguous, else a contiguous copy.
 Tensor contiguous(const Tensor& src);
 

@@ -8,6 +8,7 @@ import { DType } from '../dtype';
 import { argError } from '../errors';
 import { loadModel } from './load';
 import { serve } from './server';
+import { detokenize } from './text_stream';
 
 const common = {
   device: { type: 'string' },
@@ -54,15 +55,31 @@ export async function generateCommand(args: string[]): Promise<void> {
   };
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
+  const t0 = process.hrtime.bigint();
+  let first = 0n;
+  let count = 0;
+  const tick = () => {
+    if (!count++) first = process.hrtime.bigint();
+  };
   try {
     if (values.prompt !== undefined) {
       if (!model.tokenizer) throw argError(`${positionals[0]} has no tokenizer.json: use --prompt-ids`);
       process.stdout.write(values.prompt);
-      for await (const piece of model.generateText(values.prompt, { ...opts, signal: ac.signal })) process.stdout.write(piece);
+      const ids = model.generate(model.encode(values.prompt), { ...opts, signal: ac.signal });
+      const counted = (async function* () {
+        for await (const id of ids) {
+          tick();
+          yield id;
+        }
+      })();
+      for await (const piece of detokenize(counted, (x) => model.decode(x))) process.stdout.write(piece);
       process.stdout.write('\n');
     } else {
       const ids = (values['prompt-ids'] as string).split(',').map((s) => Number(s.trim()));
-      for await (const id of model.generate(ids, { ...opts, signal: ac.signal })) process.stdout.write(`${id} `);
+      for await (const id of model.generate(ids, { ...opts, signal: ac.signal })) {
+        tick();
+        process.stdout.write(`${id} `);
+      }
       process.stdout.write('\n');
     }
   } catch (e) {
@@ -70,6 +87,12 @@ export async function generateCommand(args: string[]): Promise<void> {
     process.stdout.write('\n');
   } finally {
     model.dispose();
+  }
+  if (count) {
+    const end = process.hrtime.bigint();
+    const ms = (a: bigint, b: bigint) => Number(b - a) / 1e6;
+    const rate = count > 1 ? ` then ${((1e3 * (count - 1)) / ms(first, end)).toFixed(1)} tokens/s` : '';
+    console.error(`[${count} tokens: first after ${ms(t0, first).toFixed(0)} ms${rate}]`);
   }
 }
 

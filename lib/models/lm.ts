@@ -11,9 +11,10 @@
 import { DType } from '../dtype';
 import { Device } from '../device';
 import { argError, formatError } from '../errors';
+import { CudaGraph, captureGraph } from '../graph';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
-import { add, copyInto, embedding, linear, rmsNorm } from './ops';
+import { copyInto, embedding, linear, rmsNorm } from './ops';
 import { DecodeEngine, Scheduler } from './scheduler';
 import { detokenize } from './text_stream';
 import { TextTokenizer } from './tokenizer';
@@ -53,6 +54,10 @@ export interface ModelInit {
   dtype: DType;
   /** State slots for concurrent sequences (default 16). */
   maxBatch?: number;
+  /** Prompts are prefilled in pieces of at most this many tokens, carrying the state, with decode steps of the running sequences in between (default 2048). */
+  prefillChunk?: number;
+  /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
+  cudaGraphs?: boolean;
 }
 
 export abstract class CausalLM implements DecodeEngine {
@@ -62,12 +67,22 @@ export abstract class CausalLM implements DecodeEngine {
   readonly device: Device;
   readonly dtype: DType;
   readonly maxBatch: number;
+  readonly prefillChunk: number;
   protected embed!: Tensor;
   protected norms: Tensor[] = [];
   protected normF!: Tensor;
   protected lmHead!: Tensor;
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
+  private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
+  /** Captured decode steps on CUDA, by batch size. */
+  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor }>();
+  /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
+  useCudaGraphs: boolean;
+  /** Why CUDA graph capture was given up, if it was. */
+  cudaGraphError: string | null = null;
   private sched: Scheduler | null = null;
+  /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
+  lastStepDispatchMs = 0;
   private owned: Tensor[] = [];
 
   protected constructor(init: ModelInit) {
@@ -78,6 +93,10 @@ export abstract class CausalLM implements DecodeEngine {
     this.dtype = init.dtype;
     this.maxBatch = init.maxBatch ?? 16;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
+    this.useCudaGraphs = init.cudaGraphs ?? true;
+    this.prefillChunk = init.prefillChunk ?? 2048;
+    if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
+      throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
   }
 
   /** Width of the causal conv's channel dimension (what the conv state holds). */
@@ -86,8 +105,12 @@ export abstract class CausalLM implements DecodeEngine {
   protected abstract get ssmShape(): number[];
   /** Loads the mixer parameters of every layer. */
   protected abstract loadMixers(w: WeightSource): Promise<void>;
-  /** Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden) [+ final states]. */
-  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState };
+  /**
+   * Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden), starting from
+   * `init` (the states after an earlier piece of the same sequences) or from zero, returning the
+   * final states when `keepState`.
+   */
+  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
   /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
 
@@ -119,21 +142,34 @@ export abstract class CausalLM implements DecodeEngine {
     return this.config.residualInFp32 ? 'float32' : this.dtype;
   }
 
-  /** The residual stream after every block, for sequences: h (batch, seqlen, hidden). */
-  private blocks(ids: Tensor, states: LayerState[] | null): Tensor {
-    let resid = embedding({ ids, weight: this.embed }).astype(this.residDtype);
-    for (let l = 0; l < this.config.numLayers; l++) {
-      const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
-      const { y, state } = this.mixerForward(l, x, states !== null);
-      if (states && state) states.push(state);
-      resid = add(resid, y.astype(this.residDtype));
+  /**
+   * The pre-norm residual stack. `mixer(l, x)` runs layer l's mixer on its normalised input; the
+   * residual add of each block is fused into the next block's RMSNorm (and the last one into
+   * norm_f), with the residual stream kept in float32 when residual_in_fp32. Returns the
+   * normalised final hidden states, ready for the LM head.
+   */
+  private stack(embedded: Tensor, mixer: (l: number, x: Tensor) => Tensor): Tensor {
+    const c = this.config;
+    let resid = embedded.astype(this.residDtype);
+    let x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[0], eps: c.normEps }).y;
+    for (let l = 0; l < c.numLayers; l++) {
+      const y = mixer(l, x);
+      const next = l + 1 < c.numLayers ? this.norms[l + 1] : this.normF;
+      const r = rmsNorm({ x: y, residual: resid, weight: next, eps: c.normEps });
+      x = r.y;
+      resid = r.residualOut as Tensor;
     }
-    return resid;
+    return x;
   }
 
-  private head(h: Tensor): Tensor {
-    const x = rmsNorm({ x: h.astype(this.dtype), weight: this.normF, eps: this.config.normEps }).y;
-    return linear({ x, weight: this.lmHead }).astype('float32');
+  /** Normalised final hidden states of sequences (batch, seqlen, hidden). */
+  private blocks(ids: Tensor): Tensor {
+    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x, false).y);
+  }
+
+  /** LM head: logits in the model dtype (as transformers computes them; reading converts to float32). */
+  private head(x: Tensor): Tensor {
+    return linear({ x, weight: this.lmHead });
   }
 
   private idsTensor(ids: Tensor | ArrayLike<number>[] | Int32Array, what = 'ids'): Tensor {
@@ -169,7 +205,7 @@ export abstract class CausalLM implements DecodeEngine {
   forward(ids: Tensor | ArrayLike<number>[] | Int32Array): Tensor {
     const t = this.idsTensor(ids);
     try {
-      return tidy(() => this.head(this.blocks(t, null)));
+      return tidy(() => this.head(this.blocks(t)).astype('float32'));
     } finally {
       if (t !== ids) t.dispose();
     }
@@ -191,50 +227,114 @@ export abstract class CausalLM implements DecodeEngine {
     return this.cache;
   }
 
-  /** @internal Scheduler engine: runs a prompt into a state slot; logits of its last position. */
-  async prefill(ids: Int32Array, slot: number): Promise<Float32Array> {
+  /**
+   * @internal Scheduler engine: runs prompt tokens [from, to) into a state slot, continuing from
+   * the slot's state when from > 0; the logits of the prompt's last position when `to` is its end.
+   * Pieces longer than prefillChunk run in several steps, so the memory of a prefill is bounded
+   * whatever the prompt length.
+   */
+  async prefill(ids: Int32Array, slot: number, from = 0, to = ids.length): Promise<Float32Array | null> {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= ids.length))
+      throw argError(`prefill: bad token range [${from}, ${to}) of a ${ids.length}-token prompt`);
+    if (!(Number.isInteger(slot) && slot >= 0 && slot < this.maxBatch)) throw argError(`prefill: slot ${slot} outside [0, ${this.maxBatch})`);
     const cache = this.ensureCache();
-    const idsT = this.idsTensor(ids, 'prompt');
-    const logits = tidy(() => {
-      const states: LayerState[] = [];
-      const h = this.blocks(idsT, states);
-      const L = ids.length;
-      for (let l = 0; l < states.length; l++) {
-        copyInto(cache.conv[l].slice(0, slot, slot + 1), states[l].conv);
-        copyInto(cache.ssm[l].slice(0, slot, slot + 1), states[l].ssm);
-      }
-      return this.head(h.slice(1, L - 1, L));
-    });
-    idsT.dispose();
+    const idsT = this.idsTensor(ids.subarray(from, to), 'prompt');
+    const slotState = (l: number): LayerState => ({ conv: cache.conv[l].slice(0, slot, slot + 1), ssm: cache.ssm[l].slice(0, slot, slot + 1) });
+    let logits: Tensor | null = null;
     try {
-      return (await logits.data()) as Float32Array;
+      for (let start = from; start < to; start += this.prefillChunk) {
+        const end = Math.min(to, start + this.prefillChunk);
+        logits = tidy(() => {
+          const chunk = idsT.slice(1, start - from, end - from);
+          const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) => {
+            const { y, state } = this.mixerForward(l, x, true, start > 0 ? slotState(l) : undefined);
+            // In stream/queue order: the op above has read the slot's old state before this overwrites it.
+            const dst = slotState(l);
+            copyInto(dst.conv, (state as LayerState).conv);
+            copyInto(dst.ssm, (state as LayerState).ssm);
+            return y;
+          });
+          return end === ids.length ? this.head(h.slice(1, end - start - 1, end - start)) : null;
+        });
+        // Let other work (HTTP, timers) in between pieces.
+        if (end < to) await new Promise((r) => setImmediate(r));
+      }
+      return logits ? ((await logits.data()) as Float32Array) : null;
     } finally {
-      logits.dispose();
+      logits?.dispose();
+      idsT.dispose();
     }
   }
 
-  /** @internal Scheduler engine: one decode step of slots 0..n-1. */
+  /**
+   * @internal Scheduler engine: one decode step of slots 0..n-1. On CUDA the step of each batch
+   * size is captured once as a CUDA graph (after one eager run, which also warms the libraries up)
+   * and replayed from then on: one launch instead of a few hundred op calls from the host. The
+   * graph reads its tokens from a fixed buffer and writes its logits into another; the state cache
+   * and the parameters stay where they are, so a replay continues every sequence in place.
+   */
   async step(tokens: Int32Array): Promise<Float32Array[]> {
     const cache = this.ensureCache();
     const n = tokens.length;
-    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
-    const logits = tidy(() => {
-      let resid = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]).astype(this.residDtype);
-      for (let l = 0; l < this.config.numLayers; l++) {
-        const x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[l], eps: this.config.normEps }).y;
-        const y = this.mixerStep(l, x, cache.conv[l].slice(0, 0, n), cache.ssm[l].slice(0, 0, n));
-        resid = add(resid, y.astype(this.residDtype));
-      }
-      return this.head(resid);
-    });
-    ids.dispose();
-    try {
-      const v = (await logits.data()) as Float32Array;
-      const V = this.config.vocabSize;
-      return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
-    } finally {
-      logits.dispose();
+    const V = this.config.vocabSize;
+    const rows = this.batchViews(cache, n);
+    const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    let logits: Tensor;
+    const t0 = process.hrtime.bigint();
+    if (graph) {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+      copyInto(graph.ids, ids);
+      ids.dispose();
+      graph.graph.replay();
+      logits = graph.logits;
+    } else {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+      logits = tidy(() => this.decodeOps(ids, rows));
+      ids.dispose();
     }
+    this.lastStepDispatchMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    let v: Float32Array;
+    try {
+      v = (await logits.data()) as Float32Array;
+    } finally {
+      if (!graph) logits.dispose();
+    }
+    if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
+    return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+  }
+
+  /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
+  private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
+    const n = ids.shape[0];
+    const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
+    const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
+    return this.head(x);
+  }
+
+  /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */
+  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }): void {
+    if (this.graphs.has(n)) return;
+    const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
+    const logits = zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device });
+    try {
+      const graph = captureGraph(this.device, () => copyInto(logits, this.decodeOps(ids, rows)));
+      this.graphs.set(n, { graph, ids, logits });
+    } catch (e) {
+      ids.dispose();
+      logits.dispose();
+      this.useCudaGraphs = false;
+      this.cudaGraphError = (e as Error).message;
+    }
+  }
+
+  /** Views of slots 0..n-1 of every layer's state, made once per batch size (views are immutable). */
+  private batchViews(cache: { conv: Tensor[]; ssm: Tensor[] }, n: number): { conv: Tensor[]; ssm: Tensor[] } {
+    let v = this.viewCache.get(n);
+    if (!v) {
+      v = { conv: cache.conv.map((t) => t.slice(0, 0, n)), ssm: cache.ssm.map((t) => t.slice(0, 0, n)) };
+      this.viewCache.set(n, v);
+    }
+    return v;
   }
 
   /** @internal Scheduler engine: copies a sequence's state between slots. */
@@ -309,6 +409,14 @@ export abstract class CausalLM implements DecodeEngine {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned = [];
+    for (const g of this.graphs.values()) {
+      g.graph.dispose();
+      g.ids.dispose();
+      g.logits.dispose();
+    }
+    this.graphs.clear();
+    for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();
+    this.viewCache.clear();
     if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();
     this.cache = null;
   }

@@ -10,6 +10,7 @@ import { CausalLM } from './lm';
 import { MambaModel } from './mamba';
 import { Mamba2Model } from './mamba2';
 import { TensorStore } from './safetensors';
+import { untracked } from './scope';
 import { TextTokenizer, loadTokenizer } from './tokenizer';
 import { CheckpointWeights, RandomWeights, WeightSource } from './weights';
 
@@ -20,6 +21,9 @@ export interface LoadOptions {
   dtype?: DType;
   /** Sequences that can decode together (state slots; default 16). */
   maxBatch?: number;
+  /** Prompts are prefilled in pieces of at most this many tokens, decode steps of running sequences in between (default 2048). */
+  prefillChunk?: number;  /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
+  cudaGraphs?: boolean;
 }
 
 function resolve(opts: LoadOptions): { device: Device; dtype: DType } {
@@ -37,8 +41,9 @@ async function build(
   weights: WeightSource,
   opts: LoadOptions,
 ): Promise<CausalLM> {
-  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch };
-  return config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights);
+  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk, cudaGraphs: opts.cudaGraphs };
+  // Parameters live as long as the model, not as long as a caller's tidy() scope.
+  return untracked(() => (config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights)));
 }
 
 /** Loads a MambaForCausalLM / Mamba2ForCausalLM / FalconMambaForCausalLM checkpoint folder. */

@@ -82,13 +82,13 @@ export class MambaModel extends CausalLM {
     }
   }
 
-  /** dt, B, C from x_proj's output (…, R + 2N) along the last dimension (contiguous each). */
+  /** dt, B, C from x_proj's output (…, R + 2N) along the last dimension (views). */
   private splitDbc(xdbl: Tensor): [Tensor, Tensor, Tensor] {
     const { timeStepRank: R, stateSize: N, mixerRmsEps: eps } = this.config;
     const last = xdbl.ndim - 1;
-    let dt = xdbl.slice(last, 0, R).contiguous();
-    let B = xdbl.slice(last, R, R + N).contiguous();
-    let C = xdbl.slice(last, R + N, R + 2 * N).contiguous();
+    let dt = xdbl.slice(last, 0, R);
+    let B = xdbl.slice(last, R, R + N);
+    let C = xdbl.slice(last, R + N, R + 2 * N);
     if (eps !== null) {
       dt = rmsNorm({ x: dt, weight: this.unitR as Tensor, eps }).y;
       B = rmsNorm({ x: B, weight: this.unitN as Tensor, eps }).y;
@@ -97,30 +97,46 @@ export class MambaModel extends CausalLM {
     return [dt, B, C];
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
-    const xs = xz.slice(2, 0, I).transpose(1, 2).contiguous(); // (b, I, l)
-    const z = xz.slice(2, I, 2 * I).transpose(1, 2).contiguous();
-    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', returnFinalStates: keepState });
+    const b = x.shape[0];
+    // The conv and the scan take (batch, channels, seqlen). For one sequence without projection
+    // biases, in_proj and dt_proj run channel-major (W · hᵀ: the activations as linear's second
+    // operand), which yields that layout directly and saves three transposing copies per layer.
+    // Otherwise views of the (batch, seqlen, channels) products, which the ops copy natively.
+    const channelMajor = b === 1 && L.inProjBias === undefined;
+    let xs: Tensor, z: Tensor;
+    if (channelMajor) {
+      const xzT = linear({ x: L.inProj, weight: x.squeeze(0) }); // (2I, l)
+      xs = xzT.slice(0, 0, I).unflatten(0, [1, I]); // (1, I, l)
+      z = xzT.slice(0, I, 2 * I).unflatten(0, [1, I]);
+    } else {
+      const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (b, l, 2I)
+      xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
+      z = xz.slice(2, I, 2 * I).transpose(1, 2);
+    }
+    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     const u = conv.y; // (b, I, l)
-    const xdbl = linear({ x: u.transpose(1, 2).contiguous(), weight: L.xProj }); // (b, l, R+2N)
+    const xdbl = linear({ x: u.transpose(1, 2), weight: L.xProj }); // (b, l, R+2N)
     const [dtr, B, C] = this.splitDbc(xdbl);
-    const delta = linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2).contiguous(); // (b, I, l)
+    const delta = channelMajor
+      ? linear({ x: L.dtProjW, weight: dtr.squeeze(0) }).unflatten(0, [1, I]) // (1, I, l)
+      : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
     const scan = selectiveScan({
       u,
       delta,
       A: L.A,
-      B: B.transpose(1, 2).contiguous(), // (b, N, l)
-      C: C.transpose(1, 2).contiguous(),
+      B: B.transpose(1, 2), // (b, N, l)
+      C: C.transpose(1, 2),
       D: L.D,
       z,
       deltaBias: L.dtProjB,
       deltaSoftplus: true,
+      initialState: init?.ssm,
       returnLastState: keepState,
     });
-    const y = linear({ x: scan.y.transpose(1, 2).contiguous(), weight: L.outProj, bias: L.outProjBias });
+    const y = linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });
     return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
   }
 
@@ -128,8 +144,8 @@ export class MambaModel extends CausalLM {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
     const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (n, 2I)
-    const xs = xz.slice(1, 0, I).contiguous();
-    const z = xz.slice(1, I, 2 * I).contiguous();
+    const xs = xz.slice(1, 0, I);
+    const z = xz.slice(1, I, 2 * I);
     const u = causalConv1dUpdate({ x: xs, convState: conv, weight: L.convW, bias: L.convB, activation: 'silu' }); // (n, I)
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     const dt = linear({ x: dtr, weight: L.dtProjW }); // (n, I)

@@ -89,28 +89,31 @@ export class Mamba2Model extends CausalLM {
     return { z, xbc, dt: xbc + this.convDim };
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const [b, l] = [x.shape[0], x.shape[1]];
     const o = this.offsets;
     const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
-    const z = proj.slice(2, o.z, o.z + I).contiguous();
-    const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2).contiguous(); // (b, convDim, l)
-    const dt = proj.slice(2, o.dt, o.dt + H).contiguous(); // (b, l, H)
-    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', returnFinalStates: keepState });
-    const act = conv.y.transpose(1, 2); // (b, l, convDim) view
+    // Views throughout: the ops copy strided inputs to contiguous memory natively where needed.
+    const z = proj.slice(2, o.z, o.z + I);
+    const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
+    const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
+    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
+    // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
+    const split = (from: number, sizes: number[]) => conv.y.slice(1, from, from + sizes.reduce((a, b) => a * b, 1)).unflatten(1, sizes).permute(0, 3, 1, 2);
     const ssd = ssdChunkScan({
-      x: act.slice(2, 0, I).contiguous().reshape([b, l, H, P]),
+      x: split(0, [H, P]),
       dt,
       A: Ly.A,
-      B: act.slice(2, I, I + G * N).contiguous().reshape([b, l, G, N]),
-      C: act.slice(2, I + G * N, I + 2 * G * N).contiguous().reshape([b, l, G, N]),
+      B: split(I, [G, N]),
+      C: split(I + G * N, [G, N]),
       chunkSize: this.config.chunkSize,
       D: Ly.D,
       dtBias: Ly.dtBias,
       dtSoftplus: true,
       dtLimit: this.config.timeStepLimit ?? undefined,
+      initialStates: init?.ssm,
       returnFinalStates: keepState,
     });
     const y = gatedRmsNorm({ x: ssd.y.reshape([b, l, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
@@ -124,18 +127,18 @@ export class Mamba2Model extends CausalLM {
     const n = x.shape[0];
     const o = this.offsets;
     const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (n, proj)
-    const z = proj.slice(1, o.z, o.z + I).contiguous();
+    const z = proj.slice(1, o.z, o.z + I);
     const xbc = causalConv1dUpdate({
-      x: proj.slice(1, o.xbc, o.dt).contiguous(),
+      x: proj.slice(1, o.xbc, o.dt),
       convState: conv,
       weight: Ly.convW,
       bias: Ly.convB,
       activation: 'silu',
     }); // (n, convDim)
-    const dt = proj.slice(1, o.dt, o.dt + H).contiguous(); // (n, H)
-    const xs = xbc.slice(1, 0, I).contiguous().reshape([n, H, P]);
-    const B = xbc.slice(1, I, I + G * N).contiguous().reshape([n, G, N]);
-    const C = xbc.slice(1, I + G * N, I + 2 * G * N).contiguous().reshape([n, G, N]);
+    const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
+    const xs = xbc.slice(1, 0, H * P).unflatten(1, [H, P]);
+    const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
+    const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     let y: Tensor;
     const limit = this.config.timeStepLimit;
     if (!limit) {
@@ -143,11 +146,11 @@ export class Mamba2Model extends CausalLM {
     } else {
       // The decode-step op has no dt clamp: a one-token SSD chunk continuing from the state has.
       const r = ssdChunkScan({
-        x: xs.reshape([n, 1, H, P]),
-        dt: dt.reshape([n, 1, H]),
+        x: xs.unflatten(0, [n, 1]),
+        dt: dt.unflatten(0, [n, 1]),
         A: Ly.A,
-        B: B.reshape([n, 1, G, N]),
-        C: C.reshape([n, 1, G, N]),
+        B: B.unflatten(0, [n, 1]),
+        C: C.unflatten(0, [n, 1]),
         D: Ly.D,
         dtBias: Ly.dtBias,
         dtSoftplus: true,

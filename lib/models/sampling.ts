@@ -39,35 +39,92 @@ export function argmax(row: ArrayLike<number>): number {
   return best;
 }
 
+/** Indices of the k largest values (any order), by a size-k min-heap: O(n log k). */
+function topKIndices(row: ArrayLike<number>, k: number): Int32Array {
+  const heap = new Int32Array(k);
+  let size = 0;
+  const less = (a: number, b: number) => row[a] < row[b];
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < size && less(heap[l], heap[m])) m = l;
+      if (r < size && less(heap[r], heap[m])) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (let v = 0; v < row.length; v++) {
+    if (size < k) {
+      heap[size] = v;
+      for (let i = size++; i > 0; ) {
+        const p = (i - 1) >> 1;
+        if (!less(heap[i], heap[p])) break;
+        [heap[i], heap[p]] = [heap[p], heap[i]];
+        i = p;
+      }
+    } else if (row[v] > row[heap[0]]) {
+      heap[0] = v;
+      down(0);
+    }
+  }
+  return heap;
+}
+
+/**
+ * One token from softmax(row / temperature) restricted to the top-k tokens and then to the
+ * nucleus of probability topP. Costs O(vocab), plus O(vocab log k) for top-k and, for top-p, a
+ * sort of the few candidates whose weights straddle the nucleus' edge.
+ */
 export function sampleToken(row: ArrayLike<number>, o: SamplingOptions, random: () => number): number {
   if (o.temperature === 0) return argmax(row);
   const n = row.length;
-  let idx = Array.from({ length: n }, (_, i) => i);
-  if (o.topK > 0 && o.topK < n) {
-    idx.sort((a, b) => row[b] - row[a]);
-    idx = idx.slice(0, o.topK);
-  }
+  const cand: ArrayLike<number> = o.topK > 0 && o.topK < n ? topKIndices(row, o.topK) : { length: n };
+  const at = (j: number) => (cand instanceof Int32Array ? cand[j] : j);
   let max = -Infinity;
-  for (const i of idx) max = Math.max(max, row[i]);
-  let probs = idx.map((i) => Math.exp((row[i] - max) / o.temperature));
-  if (o.topP < 1) {
-    const order = probs.map((_, j) => j).sort((a, b) => probs[b] - probs[a]);
-    const total = probs.reduce((a, b) => a + b, 0);
-    let acc = 0;
-    const keep: number[] = [];
-    for (const j of order) {
-      keep.push(j);
-      acc += probs[j] / total;
-      if (acc >= o.topP) break;
+  for (let j = 0; j < cand.length; j++) max = Math.max(max, row[at(j)]);
+  const invT = 1 / o.temperature;
+  const weight = new Float64Array(cand.length);
+  let total = 0;
+  for (let j = 0; j < cand.length; j++) total += weight[j] = Math.exp((row[at(j)] - max) * invT);
+  if (o.topP >= 1) {
+    let r = random() * total;
+    for (let j = 0; j < cand.length; j++) {
+      r -= weight[j];
+      if (r < 0) return at(j);
     }
-    idx = keep.map((j) => idx[j]);
-    probs = keep.map((j) => probs[j]);
+    return at(cand.length - 1);
   }
-  const total = probs.reduce((a, b) => a + b, 0);
-  let r = random() * total;
-  for (let j = 0; j < probs.length; j++) {
-    r -= probs[j];
-    if (r < 0) return idx[j];
+  // The nucleus is the shortest prefix of the candidates sorted by weight holding topP of the
+  // mass. Bucket the weights by -log2 (eighths of an octave): whole buckets above the one where
+  // the mass crosses topP are in, and only that bucket needs sorting.
+  const NB = 256;
+  const bucketOf = (w: number) => Math.min(NB - 1, Math.floor(-Math.log2(w) * 8));
+  const mass = new Float64Array(NB);
+  for (let j = 0; j < cand.length; j++) mass[bucketOf(weight[j])] += weight[j];
+  const target = o.topP * total;
+  let edge = 0;
+  let above = 0;
+  while (edge < NB - 1 && above + mass[edge] < target) above += mass[edge++];
+  const kept: number[] = [];
+  const border: number[] = [];
+  for (let j = 0; j < cand.length; j++) {
+    const b = bucketOf(weight[j]);
+    if (b < edge) kept.push(j);
+    else if (b === edge) border.push(j);
   }
-  return idx[idx.length - 1];
+  border.sort((a, b) => weight[b] - weight[a] || at(a) - at(b));
+  let acc = above;
+  for (const j of border) {
+    kept.push(j);
+    acc += weight[j];
+    if (acc >= target) break;
+  }
+  let r = random() * acc;
+  for (const j of kept) {
+    r -= weight[j];
+    if (r < 0) return at(j);
+  }
+  return at(kept[kept.length - 1]);
 }

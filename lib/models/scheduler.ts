@@ -6,9 +6,11 @@
  * Each iteration of the loop:
  *   1. retires finished and cancelled sequences: a hole is filled by moving the last running
  *      sequence's state into it, so the slots stay packed;
- *   2. admits waiting requests into free slots, prefilling their prompts (at most
- *      `prefillsPerStep` per iteration while others are decoding, so decode keeps going between
- *      newcomers; as many as fit when nothing is decoding);
+ *   2. admits waiting requests into free slots, prefilling their prompts in pieces of the
+ *      engine's prefillChunk tokens (at most `prefillsPerStep` pieces per iteration while others
+ *      are decoding, so a long prompt never stalls the running sequences for long; as fast as
+ *      possible when nothing is decoding). The sequence being prefilled owns the slot just past
+ *      the running ones and joins the decode batch once its prompt is in;
  *   3. runs one decode step for every running sequence and hands each its next token.
  *
  * Cancelling a request (its AbortSignal, or leaving the for-await loop early) frees its slot at
@@ -16,12 +18,19 @@
  */
 import { argError } from '../errors';
 import { SamplingOptions, checkSampling, sampleToken, seededRandom } from './sampling';
+import { untracked } from './scope';
 
 export interface DecodeEngine {
   /** Most sequences in flight at once (state slots). */
   readonly maxBatch: number;
-  /** Runs a prompt into `slot` (its recurrent state), returning the logits of its last position. */
-  prefill(ids: Int32Array, slot: number): Promise<Float32Array>;
+  /** Tokens per prefill piece (default: the whole prompt in one piece). */
+  readonly prefillChunk?: number;
+  /**
+   * Runs prompt tokens [from, to) into `slot`, continuing from the state the slot holds when
+   * from > 0 (from zero state when from = 0). Resolves to the logits of position to-1 when `to`
+   * is the end of the prompt, else null.
+   */
+  prefill(ids: Int32Array, slot: number, from: number, to: number): Promise<Float32Array | null>;
   /** One decode step of slots 0..tokens.length-1, fed tokens[i]; one logits row per slot. */
   step(tokens: Int32Array): Promise<Float32Array[]>;
   /** Copies the state of slot `from` into slot `to`. */
@@ -116,13 +125,15 @@ interface Sequence {
 }
 
 export interface SchedulerOptions {
-  /** Prompts prefilled per iteration while other sequences are decoding (default 1). */
+  /** Prefill pieces run per iteration while other sequences are decoding (default 1). */
   prefillsPerStep?: number;
 }
 
 export class Scheduler {
   private readonly waiting: Sequence[] = [];
   private readonly running: Sequence[] = [];
+  /** The sequence whose prompt is going in: its slot and how many prompt tokens are done. */
+  private prefilling: { seq: Sequence; slot: number; pos: number } | null = null;
   private loop: Promise<void> | null = null;
   private readonly prefillsPerStep: number;
   private steps = 0;
@@ -134,7 +145,8 @@ export class Scheduler {
   }
 
   stats(): SchedulerStats {
-    return { running: this.running.length, waiting: this.waiting.length, steps: this.steps, stepRows: this.stepRows };
+    const waiting = this.waiting.length + (this.prefilling ? 1 : 0);
+    return { running: this.running.length, waiting, steps: this.steps, stepRows: this.stepRows };
   }
 
   /** Queues a request; its new tokens arrive through the returned async iterator. */
@@ -177,6 +189,15 @@ export class Scheduler {
     while (this.loop) await this.loop;
   }
 
+  /** An unexpected failure of the loop itself (a slot move on a disposed model, say): every
+   * request in flight fails with it, and the loop starts afresh for later ones. */
+  private failAll(e: unknown): void {
+    const all = [...this.running.splice(0), ...this.waiting.splice(0)];
+    if (this.prefilling) all.push(this.prefilling.seq);
+    this.prefilling = null;
+    for (const seq of all) this.finish(seq, e);
+  }
+
   private cancel(seq: Sequence): void {
     seq.done = true;
     const w = this.waiting.indexOf(seq);
@@ -195,10 +216,13 @@ export class Scheduler {
 
   private kick(): void {
     if (this.loop) return;
-    this.loop = this.run().finally(() => {
-      this.loop = null;
-      if (this.waiting.length) this.kick();
-    });
+    // Outside any tidy() of the caller that submitted the first request (see scope.ts).
+    this.loop = untracked(() => this.run())
+      .catch((e) => this.failAll(e))
+      .finally(() => {
+        this.loop = null;
+        if (this.waiting.length) this.kick();
+      });
   }
 
   private async run(): Promise<void> {
@@ -207,7 +231,7 @@ export class Scheduler {
       await this.admit();
       this.retire();
       if (!this.running.length) {
-        if (!this.waiting.length) return;
+        if (!this.waiting.length && !this.prefilling) return;
         continue;
       }
       await this.decode();
@@ -234,20 +258,41 @@ export class Scheduler {
 
   private async admit(): Promise<void> {
     const decoding = this.running.length > 0;
-    for (let k = 0; this.waiting.length && this.running.length < this.engine.maxBatch; k++) {
-      if (decoding && k >= this.prefillsPerStep) break;
-      const seq = this.waiting.shift() as Sequence;
-      if (seq.done) continue;
-      const slot = this.running.length;
-      let logits: Float32Array;
-      try {
-        logits = await this.engine.prefill(seq.req.prompt, slot);
-      } catch (e) {
-        this.finish(seq, e);
+    const chunk = Math.max(1, Math.floor(this.engine.prefillChunk ?? Infinity));
+    for (let k = 0; !decoding || k < this.prefillsPerStep; k++) {
+      if (!this.prefilling) {
+        if (!this.waiting.length || this.running.length >= this.engine.maxBatch) return;
+        const seq = this.waiting.shift() as Sequence;
+        if (seq.done) continue;
+        this.prefilling = { seq, slot: this.running.length, pos: 0 };
+      }
+      const p = this.prefilling;
+      if (p.seq.done) {
+        this.prefilling = null; // cancelled mid-prompt: its slot was never in the decode batch
+        this.finish(p.seq);
         continue;
       }
-      this.running.push(seq);
-      if (!seq.done) this.deliver(seq, logits);
+      // Sequences that retired since the last piece left the slot past the running ones lower.
+      const slot = this.running.length;
+      if (p.slot !== slot) {
+        if (p.pos > 0) this.engine.moveSlot(p.slot, slot);
+        p.slot = slot;
+      }
+      const prompt = p.seq.req.prompt;
+      const to = Math.min(prompt.length, p.pos + chunk);
+      let logits: Float32Array | null;
+      try {
+        logits = await this.engine.prefill(prompt, slot, p.pos, to);
+      } catch (e) {
+        this.prefilling = null;
+        this.finish(p.seq, e);
+        continue;
+      }
+      p.pos = to;
+      if (to < prompt.length) continue;
+      this.prefilling = null;
+      this.running.push(p.seq);
+      if (!p.seq.done) this.deliver(p.seq, logits as Float32Array);
     }
   }
 

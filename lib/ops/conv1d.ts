@@ -64,6 +64,12 @@ export interface CausalConv1dUpdateOptions {
   weight: Tensor;
   bias?: Tensor;
   activation?: 'silu' | null;
+  /**
+   * (batch) int32: row b uses slot convStateIndices[b] of a (slots, dim, width-1) convState
+   * (a state pool, one slot per sequence in flight); a slot < 0 is padding: skipped, y = 0.
+   * A slot >= slots is skipped too, with y = NaN (on both devices: a fault visible downstream).
+   */
+  convStateIndices?: Tensor;
 }
 
 interface Conv1dNative {

@@ -25,6 +25,17 @@ export interface SelectiveStateUpdateOptions {
   dtBias?: Tensor;
   /** dt' = softplus(dt + dtBias) when true. Default false. */
   dtSoftplus?: boolean;
+  /**
+   * Clamp dt' (after the softplus) to [min, max], as transformers' Mamba-2 does with
+   * config.time_step_limit; Infinity or null for an open end. Default: no clamp.
+   */
+  dtLimit?: readonly [number | null, number | null];
+  /**
+   * (batch) int32: row b uses slot stateIndices[b] of a state pool whose first dimension is the
+   * number of slots (one per sequence in flight); a slot < 0 is padding: skipped, y = 0. A slot
+   * >= slots is skipped too, with y = NaN (on both devices: a fault visible downstream).
+   */
+  stateIndices?: Tensor;
 }
 
 interface StateUpdateNative {

@@ -12,7 +12,8 @@ describeGpu('causalConv1d on CUDA', () => {
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: forward and final states vs float64 reference (widths 1,2,4,5, seqIdx, initial states)`, async () => {
       for (const width of [1, 2, 4, 5]) {
-        for (const [seqlen, seq] of [[1, false], [37, true], [1000, false], [517, true]] as const) {
+        // 2048 and 16 (multiples of 8, no seqIdx) take the width-4 vector kernel at width 4.
+        for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true], [2048, false], [16, false]] as const) {
           const r = rng();
           const batch = 3, dim = 67;
           const x = randnInput([batch, dim, seqlen], dtype, 'cuda', 1, r);
@@ -30,6 +31,19 @@ describeGpu('causalConv1d on CUDA', () => {
       }
     });
   }
+
+  it('widths beyond the tiled kernel (1030) take the per-output kernel', async () => {
+    const r = rng();
+    const [batch, dim, seqlen, width] = [2, 3, 1100, 1030];
+    const x = randnInput([batch, dim, seqlen], 'float32', 'cuda', 1, r);
+    const w = randnInput([dim, width], 'float32', 'cuda', 0.05, r);
+    const init = randnInput([batch, dim, width - 1], 'float32', 'cuda', 1, r);
+    const s = seqIdxInput(batch, seqlen, 3, 'cuda', r);
+    const out = causalConv1d({ x: x.t, weight: w.t, initialStates: init.t, seqIdx: s.t, activation: 'silu', returnFinalStates: true });
+    const ref = conv1dRef({ batch, dim, seqlen, width, x: x.v, weight: w.v, initialStates: init.v, seqIdx: s.v, silu: true });
+    expectClose(await out.y.data(), ref.y, 1e-4, 'y');
+    expectClose(await out.finalStates!.data(), ref.finalStates, 1e-6, 'final states');
+  });
 
   it('backward equals the CPU float64 backward (f32 and bf16)', async () => {
     const r = rng();

@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
-import { describeGpu, expectClose, expectNoNaN, rng } from '../helpers';
+import { DType, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { randnInput } from '../model_inputs';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
@@ -12,7 +12,9 @@ const SHAPES: Array<[number, number, number]> = [
   [64, 200, 33],
   [130, 70, 512],
   [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
-  [8, 1000, 4096], // matrix-vector path, vectorised
+  [8, 1000, 4096], // matrix-vector path, vectorised, K split over 8 warps per column
+  [1, 2560, 5120], // matrix-vector path, K split over 2 warps per column
+  [4, 3, 1001], // matrix-vector path, unaligned K split over 8 warps
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
@@ -108,5 +110,17 @@ describeGpu('dense ops on CUDA', () => {
     const out = await embedding({ ids: tensor(new Int32Array([0, 99]), [1, 2], { device: 'cuda' }), weight: randnInput([4, 3], 'float32', 'cuda').t }).data();
     expect(Number.isNaN(out[3]) && Number.isNaN(out[5])).toBe(true);
     expect(Number.isFinite(out[0])).toBe(true);
+  });
+
+  it('mixed devices are ERR_DEVICE and name the argument', () => {
+    const g = (shape: number[]) => zeros(shape, { device: 'cuda' });
+    expectCode(() => linear({ x: g([2, 3]), weight: zeros([4, 3]) }), 'ERR_DEVICE', 'weight');
+    expectCode(() => rmsNorm({ x: g([2, 3]), weight: zeros([3]) }), 'ERR_DEVICE', 'weight');
+    expectCode(() => causalConv1d({ x: g([1, 3, 5]), weight: zeros([3, 4]) }), 'ERR_DEVICE', 'weight');
+    expectCode(
+      () => selectiveStateUpdate({ state: g([1, 2, 4, 8]), x: g([1, 2, 4]), dt: g([1, 2]), A: zeros([2]), B: g([1, 1, 8]), C: g([1, 1, 8]) }),
+      'ERR_DEVICE',
+      'A',
+    );
   });
 });

@@ -67,11 +67,13 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
           const Bv = randnArray(batch * G * N, r), Cv = randnArray(batch * G * N, r);
           const Bt = s.misaligned ? offsetView(Bv, bcShape, dtype) : tensor(Bv, bcShape, { dtype, device: 'cuda' });
           const Ct = s.misaligned ? offsetView(Cv, bcShape, dtype) : tensor(Cv, bcShape, { dtype, device: 'cuda' });
-          const y = selectiveStateUpdate({ state, x: x.t, dt: dt.t, A: At, B: Bt, C: Ct, D: Dt, z: z.t, dtBias: bt, dtSoftplus: true });
+          // Odd steps clamp dt' as transformers' Mamba-2 does with time_step_limit.
+          const dtLimit: [number, number] | undefined = step % 2 ? [0.05, 1.5] : undefined;
+          const y = selectiveStateUpdate({ state, x: x.t, dt: dt.t, A: At, B: Bt, C: Ct, D: Dt, z: z.t, dtBias: bt, dtSoftplus: true, dtLimit });
           const ref = stateUpdateRef({
             batch, heads: H, headdim: P, dstate: N, groups: G, state: refState,
             x: x.v, dt: dt.v, A, aPerState: s.m1, B: Float64Array.from(Bt.dataSync()), C: Float64Array.from(Ct.dataSync()),
-            D, dPerRow: s.dPerRow, z: z.v, dtBias, dtSoftplus: true,
+            D, dPerRow: s.dPerRow, z: z.v, dtBias, dtSoftplus: true, dtLimit,
           });
           const yv = await y.data();
           expectNoNaN(yv, 'y');

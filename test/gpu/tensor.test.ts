@@ -28,6 +28,23 @@ describeGpu('CUDA tensors', () => {
     expectCode(() => tensor([1], [1], { dtype: 'float64', device: 'cuda' }), 'ERR_DTYPE', 'float64');
   });
 
+  it('copies transposed and strided views exactly (tiled transpose and generic paths)', async () => {
+    const cases: Array<[number[], (t: import('../../lib/index').Tensor) => import('../../lib/index').Tensor]> = [
+      [[130, 67], (t) => t.transpose(0, 1)],
+      [[3, 70, 45], (t) => t.transpose(1, 2)],
+      [[2, 33, 5, 31], (t) => t.permute(0, 3, 1, 2)],
+      [[4, 9, 1, 300], (t) => t.permute(3, 0, 2, 1).slice(0, 7, 290)],
+    ];
+    for (const [shape, f] of cases) {
+      const x = randn(shape, { seed: shape[0] });
+      for (const [a, b] of [['float32', 'float32'], ['bfloat16', 'bfloat16'], ['float32', 'bfloat16'], ['float16', 'float32']] as const) {
+        const cpu = await f(x.astype(a)).astype(b).contiguous().data();
+        const gpu = await f(x.to('cuda').astype(a)).astype(b).contiguous().data();
+        expect(gpu, `${shape} ${a}->${b}`).toEqual(cpu);
+      }
+    }
+  });
+
   it('seeded randn gives the same numbers as on the CPU, with normal statistics', async () => {
     const n = 1 << 20;
     const g = await randn([n], { seed: 1234, device: 'cuda' }).data();

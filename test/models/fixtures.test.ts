@@ -1,7 +1,6 @@
-/** Checkpoints made by transformers (test/fixtures): the reference, then the models on the library's ops. */
+/** Checkpoints made by transformers (test/fixtures): the float64 reference, then the models on the CPU. */
 import { defineFixtureTests, defineReferenceFixtureTests } from './fixture_suite';
-import { opsMissingReason, opsReady } from './ops_ready';
 
 defineReferenceFixtureTests();
-if (!opsReady) console.log(`[test/models/fixtures] model checks skipped: ${opsMissingReason}`);
-defineFixtureTests('transformers fixtures on the CPU ops (f32)', opsReady);
+defineFixtureTests('transformers fixtures on the CPU (f32)');
+defineFixtureTests('transformers fixtures on the CPU (bf16)', { device: 'cpu', dtype: 'bfloat16' }, 2e-2);

@@ -26,13 +26,15 @@ class FakeEngine implements DecodeEngine {
   private async tick() {
     await new Promise((r) => setTimeout(r, this.delayMs));
   }
-  async prefill(ids: Int32Array, slot: number): Promise<Float32Array> {
+  prefillChunk?: number;
+  async prefill(ids: Int32Array, slot: number, from: number, to: number): Promise<Float32Array | null> {
     await this.tick();
-    this.calls.push(`prefill@${slot}`);
+    this.calls.push(from === 0 ? `prefill@${slot}` : `piece@${slot}`);
     if (slot < 0 || slot >= this.maxBatch) throw new Error(`bad slot ${slot}`);
     if (this.failPrefill.has(ids[0])) throw new Error('prefill failed');
-    this.states[slot] = ids.reduce(fold, 1);
-    return logitsOf(this.states[slot]);
+    if (from > 0 && this.states[slot] < 0) throw new Error(`slot ${slot} lost its partial state`);
+    this.states[slot] = ids.subarray(from, to).reduce(fold, from === 0 ? 1 : this.states[slot]);
+    return to === ids.length ? logitsOf(this.states[slot]) : null;
   }
   async step(tokens: Int32Array): Promise<Float32Array[]> {
     await this.tick();
@@ -209,6 +211,51 @@ describe('scheduler', () => {
     engine.failNextStep = true;
     await expect(collect(s.submit(req(p, 4)))).rejects.toThrow('step failed');
     expect(await collect(s.submit(req(p, 4)))).toEqual(reference(p, 4));
+  });
+
+  it('prefills long prompts in pieces between decode steps, surviving retirements and cancellation', async () => {
+    const engine = new FakeEngine(3);
+    engine.prefillChunk = 3;
+    engine.delayMs = 1;
+    const s = new Scheduler(engine);
+    const shortP = randomPrompt(2);
+    const running = collect(s.submit(req(shortP, 6))); // retires while the long prompt is going in
+    await new Promise((r) => setTimeout(r, 4));
+    const longP = randomPrompt(40);
+    const long = collect(s.submit(req(longP, 5)));
+    expect(await running).toEqual(reference(shortP, 6));
+    expect(await long).toEqual(reference(longP, 5));
+    // pieces and decode steps alternate while something is decoding
+    const firstPiece = engine.calls.indexOf('piece@1');
+    expect(firstPiece).toBeGreaterThan(0);
+    expect(engine.calls.slice(firstPiece, firstPiece + 4).some((c) => c.startsWith('step'))).toBe(true);
+    // the short sequence retired mid-prompt: the partial state moved down to slot 0 and carried on
+    expect(engine.calls.indexOf('piece@0')).toBeGreaterThan(firstPiece);
+    // cancelled half way through its prompt: nothing is emitted, the next request runs normally
+    const ac = new AbortController();
+    const cancelled = collect(s.submit(req(randomPrompt(60), 5, { signal: ac.signal })));
+    setTimeout(() => ac.abort(), 8);
+    await expect(cancelled).rejects.toMatchObject({ name: 'AbortError' });
+    const after = randomPrompt(7);
+    expect(await collect(s.submit(req(after, 4)))).toEqual(reference(after, 4));
+    await s.idle();
+    expect(s.stats()).toMatchObject({ running: 0, waiting: 0 });
+  });
+
+  it('fails the requests in flight, not the process, when the loop itself breaks', async () => {
+    const engine = new FakeEngine(2);
+    engine.delayMs = 1;
+    const s = new Scheduler(engine, { prefillsPerStep: 2 });
+    engine.moveSlot = () => {
+      throw new Error('slot move failed');
+    };
+    const a = collect(s.submit(req(randomPrompt(2), 1))); // retires first: its hole needs a move
+    const b = collect(s.submit(req(randomPrompt(2), 50)));
+    await expect(a).resolves.toHaveLength(1);
+    await expect(b).rejects.toThrow('slot move failed');
+    engine.moveSlot = FakeEngine.prototype.moveSlot;
+    const p = randomPrompt(3);
+    expect(await collect(s.submit(req(p, 3)))).toEqual(reference(p, 3));
   });
 
   it('validates requests', () => {

@@ -22,10 +22,10 @@ class LetterEngine implements DecodeEngine {
   readonly maxBatch = 4;
   states = new Array(4).fill(0);
   maxRows = 0;
-  async prefill(ids: Int32Array, slot: number) {
+  async prefill(ids: Int32Array, slot: number, from: number, to: number) {
     await new Promise((r) => setTimeout(r, 1));
-    this.states[slot] = ids.reduce(fold, 1);
-    return row(this.states[slot]);
+    this.states[slot] = ids.subarray(from, to).reduce(fold, from === 0 ? 1 : this.states[slot]);
+    return to === ids.length ? row(this.states[slot]) : null;
   }
   async step(tokens: Int32Array) {
     await new Promise((r) => setTimeout(r, 2));
@@ -196,6 +196,38 @@ describe('completions server', () => {
       sock.on('close', () => resolve());
       sock.on('error', () => resolve());
     });
+    expect((await request('GET', '/health')).status).toBe(200);
+  });
+
+  it('survives random garbage bodies with 4xx answers', async () => {
+    const r = () => Math.random();
+    const junk = (): string | object => {
+      switch (Math.floor(r() * 8)) {
+        case 0:
+          return Buffer.from(Array.from({ length: Math.floor(r() * 200) }, () => Math.floor(r() * 256))).toString('latin1');
+        case 1:
+          return '['.repeat(5000) + ']'.repeat(5000);
+        case 2:
+          return { prompt: 'x', max_tokens: 1e308 };
+        case 3:
+          return { prompt: Array.from({ length: 5 }, () => r() * 1e6) };
+        case 4:
+          return { prompt: 'x', temperature: -0.5, top_k: 'a' };
+        case 5:
+          return { prompt: { nested: [1, 2] } };
+        case 6:
+          return { prompt: 'x', stop: 'y'.repeat(10), max_tokens: 2, seed: -4 };
+        default:
+          return 'null';
+      }
+    };
+    for (let i = 0; i < 60; i++) {
+      const body = junk();
+      const res = await request('POST', '/v1/completions', body);
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBeGreaterThanOrEqual(400);
+      expect(res.status).toBeLessThan(500);
+      expect(JSON.parse(res.text).error.message.length).toBeGreaterThan(0);
+    }
     expect((await request('GET', '/health')).status).toBe(200);
   });
 

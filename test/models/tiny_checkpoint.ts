@@ -6,7 +6,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { RefConfig, RefWeights } from '../reference/mamba_model';
 import { randnArray, rng, uniformArray } from '../helpers';
-import { NamedArray, WriteDType, writeSafetensors } from './safetensors_writer';
+import { NamedArray, WriteDType, toBf16Bits, toF16Bits, writeSafetensors } from './safetensors_writer';
+
+const bitsView = new Uint32Array(1);
+const floatView = new Float32Array(bitsView.buffer);
+function bf16Value(v: number): number {
+  bitsView[0] = toBf16Bits(v) << 16;
+  return floatView[0];
+}
+function f16Value(v: number): number {
+  const h = toF16Bits(v);
+  const e = (h >> 10) & 0x1f, m = h & 0x3ff, sign = h & 0x8000 ? -1 : 1;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
 
 export interface TinySpec {
   architecture: 'mamba' | 'mamba2';
@@ -68,8 +82,10 @@ export function writeTinyCheckpoint(dir: string, spec: TinySpec, seed = Math.flo
     nGroups: m2 ? G : 1,
     timeStepLimit: m2 ? (spec.limit ?? null) : null,
   };
-  // float32-rounded values: what the file holds is exactly what the reference computes with
-  const f32 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
+  // values rounded to the stored dtype: what the file holds is exactly what the reference computes with
+  const stored = spec.dtype ?? 'F32';
+  const round = (v: number) => (stored === 'BF16' ? bf16Value(v) : stored === 'F16' ? f16Value(v) : Math.fround(v));
+  const f32 = (a: Float64Array) => a.map(round);
   const randn = (n: number, scale = 1, mean = 0) => f32(randnArray(n, r, scale).map((v) => v + mean));
   const weights: RefWeights = {};
   const shapes: Record<string, number[]> = {};

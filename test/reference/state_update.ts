@@ -22,6 +22,7 @@ export interface StateUpdateRefArgs {
   z?: ArrayLike<number>;
   dtBias?: ArrayLike<number>;
   dtSoftplus?: boolean;
+  dtLimit?: [number, number];
 }
 
 export function stateUpdateRef(a: StateUpdateRefArgs): Float64Array {
@@ -32,6 +33,7 @@ export function stateUpdateRef(a: StateUpdateRefArgs): Float64Array {
       const g = Math.floor(h / (H / G));
       let dt = a.dt[b * H + h] + (a.dtBias ? a.dtBias[h] : 0);
       if (a.dtSoftplus) dt = Math.log1p(Math.exp(dt));
+      if (a.dtLimit) dt = Math.min(Math.max(dt, a.dtLimit[0]), a.dtLimit[1]);
       for (let p = 0; p < P; p++) {
         const row = (b * H + h) * P + p;
         const x = a.x[row];

@@ -1,0 +1,15 @@
+import { beforeAll, it } from 'vitest';
+import { debugPoison } from '../../lib/index';
+import { describeGpu } from '../helpers';
+import { checkConvPool, checkStatePool } from '../state_pool_checks';
+
+describeGpu('decode on a state pool (CUDA)', () => {
+  beforeAll(() => debugPoison(true));
+  it('selectiveStateUpdate with stateIndices: Mamba-1 and Mamba-2 forms', async () => {
+    await checkStatePool('cuda', true);
+    await checkStatePool('cuda', false);
+  });
+  it('causalConv1dUpdate with convStateIndices', async () => {
+    await checkConvPool('cuda');
+  });
+});
