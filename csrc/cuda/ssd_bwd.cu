@@ -103,6 +103,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   float* sU = reinterpret_cast<float*>(smem + lay.sU);
   float* sDdtp = reinterpret_cast<float*>(smem + lay.sDdtp);
   float* sRed = reinterpret_cast<float*>(smem + lay.sRed);
+  T* sH0 = reinterpret_cast<T*>(smem + lay.sH0);  // used only when d.stage_states
+  T* sG = reinterpret_cast<T*>(smem + lay.sG);
 
   // A block owns one chunk and a run of heads of one group: B and C are loaded once, and the
   // heads' dB/dC contributions accumulate (in order) into the run's own partial rows.
@@ -128,6 +130,15 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
 
     __syncthreads();  // the previous head is done with shared memory
+    // This chunk's S0 (H0) and S1 (G) tiles: staged in shared memory when they fit (every product
+    // below then reads them there, not through a global load per k step), in flight meanwhile.
+    if (d.stage_states) {
+      load_tile<false>(sH0, lay.ldS, H0, NP, PC, PC, NP, NP);
+      load_tile<false>(sG, lay.ldS, Gm, NP, PC, PC, NP, NP);
+    }
+    const T* H0o = d.stage_states ? sH0 : H0;
+    const T* Go = d.stage_states ? sG : Gm;
+    const int ldh = d.stage_states ? lay.ldS : NP;
     chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
     for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
       const int t = idx / PC, p = idx % PC;
@@ -139,6 +150,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       sDtx[t * lay.ldP + p] = from_float<T>(dtx);
       sDy[t * lay.ldP + p] = from_float<T>(dy);
     }
+    cp_async_wait();  // the staged S0/S1 tiles
     __syncthreads();
     const float cs_end = sCs[Q - 1];
     const int seg_end = sSeg[Q - 1];
@@ -147,7 +159,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 
     // 1. dYX = dy·dtxᵀ, y_inter = C·H0ᵀ (C·Bᵀ comes from its own pass, read from global)
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
-    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0, NP, sF1, lay.ldF, 0.f);
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sC, lay.ldN, H0o, ldh, sF1, lay.ldF, 0.f);
     __syncthreads();
     // 2. decay-masked matrices; W = CB∘Lexp∘dYX replaces dYX for the row/column sums
     const float* cbg = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
@@ -198,7 +210,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
       __syncthreads();
     }
     // 4. term2 = diag(e_out)·B·Gᵀ, U_s = Σ_p dtx·term2, then d(dtx) = term2 + (CB∘Lexp)ᵀ·dy
-    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Gm, NP, sF1, lay.ldF, 0.f);
+    block_gemm<T, true, false, Tri::Full>(Q, PC, NP, sB, lay.ldN, Go, ldh, sF1, lay.ldF, 0.f);
     __syncthreads();
     if (threadIdx.x < Q) {
       const int s = threadIdx.x;
@@ -246,11 +258,14 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     block_gemm<T, false, true, Tri::UpperA>(Q, NP, Q, sN2, lay.ldMT, sC, lay.ldN, dBh, ldo, acc);
     block_gemm<T, true, true, Tri::LowerA>(Q, NP, Q, sN2, lay.ldMT, sB, lay.ldN, dCh, ldo, acc);
     __syncthreads();
-    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Gm, NP, dBh, ldo, 1.f);
-    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0, NP, dCh, ldo, 1.f);
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDtxE, lay.ldP, Go, ldh, dBh, ldo, 1.f);
+    block_gemm<T, true, true, Tri::Full>(Q, NP, PC, sDyE, lay.ldP, H0o, ldh, dCh, ldo, 1.f);
     // 7. Σ G∘H0 (the decay term), fixed-order block reduction
     float part = 0.f;
-    for (int i = threadIdx.x; i < PC * NP; i += kThreads) part += to_float(__ldg(Gm + i)) * to_float(__ldg(H0 + i));
+    for (int i = threadIdx.x; i < PC * NP; i += kThreads) {
+      const int o = (i / NP) * ldh + i % NP;
+      part += to_float(Go[o]) * to_float(H0o[o]);
+    }
     sRed[threadIdx.x] = part;
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w /= 2) {
@@ -282,7 +297,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sums over heads of a group (dB, dC) and over batches × chunks (dA, dD, ddtBias), in order.
+// Sums over the runs of heads of a group (dB, dC), in order.
 __global__ void ssd_bwd_reduce_kernel(Dev d) {
   const int64_t rows = int64_t(d.batch) * d.L * d.G * d.N;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -298,24 +313,38 @@ __global__ void ssd_bwd_reduce_kernel(Dev d) {
     d.dB[i] = sb;
     d.dC[i] = sc;
   }
-  const int64_t per_head = d.D ? (d.d_per_channel ? d.P : 1) : 0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d.H * (2 + per_head); i += stride) {
-    const int h = int(i % d.H), what = int(i / d.H);
-    float acc = 0.f;
-    for (int b = 0; b < d.batch; ++b)
-      for (int c = 0; c < d.nc; ++c) {
-        const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
-        if (what == 0) acc += d.dA_part[k];
-        else if (what == 1) acc += d.dbias_part[k];
-        else if (d.d_per_channel) acc += d.dD_part[k * d.P + (what - 2)];
-        else
-          for (int p = 0; p < d.P; ++p) acc += d.dD_part[k * d.P + p];
-      }
-    if (what == 0) d.dA[h] = acc;
-    else if (what == 1) { if (d.ddt_bias) d.ddt_bias[h] = acc; }
-    else if (d.d_per_channel) d.dD[h * d.P + (what - 2)] = acc;
-    else d.dD[h] = acc;
+}
+
+// One block per (head, what): dA, ddtBias, dD (per head, or one block per channel) summed over
+// batches × chunks (× channels) — each thread a fixed strided share, then a fixed tree: the
+// same order every run.
+__global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
+  __shared__ float red[256];
+  const int h = blockIdx.x % d.H, what = blockIdx.x / d.H;
+  const bool all_p = what >= 2 && !d.d_per_channel;  // dD of a head: every channel too
+  const int64_t per_k = all_p ? d.P : 1;
+  const int64_t items = int64_t(d.batch) * d.nc * per_k;
+  float acc = 0.f;
+  for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+    const int64_t bc = i / per_k, p = i % per_k;
+    const int64_t k = ((bc / d.nc) * d.H + h) * d.nc + bc % d.nc;
+    if (what == 0) acc += d.dA_part[k];
+    else if (what == 1) acc += d.dbias_part[k];
+    else if (all_p) acc += d.dD_part[k * d.P + p];
+    else acc += d.dD_part[k * d.P + (what - 2)];
   }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x != 0) return;
+  acc = red[0];
+  if (what == 0) d.dA[h] = acc;
+  else if (what == 1) { if (d.ddt_bias) d.ddt_bias[h] = acc; }
+  else if (d.d_per_channel) d.dD[h * d.P + (what - 2)] = acc;
+  else d.dD[h] = acc;
 }
 
 template <typename T>
@@ -334,22 +363,29 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
     timer.mark("states of every chunk");
     // 2. reverse state pass
     const StateLayout sl(d0.Q, d0.NP, d0.PT, sizeof(T));
-    check(cudaFuncSetAttribute(ssd_bwd_state_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)),
-          "ssdChunkScanBackward: shared memory");
+    set_smem(ssd_bwd_state_kernel<T>, sl.bytes, "ssdChunkScanBackward: shared memory");
     ssd_bwd_state_kernel<T><<<dim3(d0.PP / d0.PT, d0.H, d0.batch), kThreads, sl.bytes, stream>>>(d0);
     check_launch("ssdChunkScanBackward state pass");
     timer.mark("reverse state pass");
   }
   // 3. chunk gradients
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_bwd_chunk_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(gl.bytes)),
-        "ssdChunkScanBackward: shared memory");
-  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, gl.bytes, stream>>>(d0);
+  int device = 0, smem_max = 0;
+  check(cudaGetDevice(&device), "ssdChunkScanBackward: device");
+  check(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "ssdChunkScanBackward: device");
+  Dev dg = d0;
+  dg.stage_states = gl.bytes_staged <= size_t(smem_max);
+  const size_t grad_smem = dg.stage_states ? gl.bytes_staged : gl.bytes;
+  set_smem(ssd_bwd_chunk_kernel<T>, grad_smem, "ssdChunkScanBackward: shared memory");
+  ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, grad_smem, stream>>>(dg);
   check_launch("ssdChunkScanBackward chunk gradients");
   timer.mark("chunk gradients");
   // 4. reductions
   ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
+  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
+  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward per-head reductions");
   timer.mark("reductions");
 }
 

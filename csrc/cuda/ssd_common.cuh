@@ -49,6 +49,7 @@ struct Dev {
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
   void* St;    // chunk-parallel kernels: (batch, H, nc, PP, NP) T: chunk-local, then passed states
   float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
+  bool stage_states;  // chunk-gradient kernel: S0/S1 tiles copied to shared memory (when they fit)
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
   float *dB, *dC, *dA, *dD, *ddt_bias;
@@ -112,10 +113,10 @@ struct StateLayout {  // reverse state pass
   }
 };
 
-struct GradLayout {  // chunk gradients
-  int ldN, ldP, ldM, ldMT, ldF;
+struct GradLayout {  // chunk gradients; bytes_staged: with the chunk's S0/S1 tiles staged (sH0, sG)
+  int ldN, ldP, ldM, ldMT, ldF, ldS;
   size_t sB, sC, sDtx, sDy, sM, sN2, r7, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
-      sDdtp, sRed, bytes;
+      sDdtp, sRed, bytes, sH0, sG, bytes_staged;
   __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
     ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
     size_t o = 0;
@@ -149,6 +150,10 @@ struct GradLayout {  // chunk gradients
     sDdtp = o, o = align128(o + size_t(Q) * 4);
     sRed = o, o = align128(o + size_t(kThreads) * 4);
     bytes = o;
+    ldS = NP + 8;
+    sH0 = o, o = align128(o + size_t(PC) * ldS * ts);
+    sG = o, o = align128(o + size_t(PC) * ldS * ts);
+    bytes_staged = o;
   }
 };
 

@@ -133,8 +133,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
 template <typename T>
 void launch_cb(const Dev& d, cudaStream_t stream) {
   const CbLayout cl(d.Q, d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
   ssd_cb_kernel<T><<<dim3(d.nc, d.G, d.batch), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
 }
@@ -143,8 +142,7 @@ template <typename T>
 void launch_forward(const Dev& d, cudaStream_t stream) {
   if (d.y) launch_cb<T>(d, stream);  // the output needs C·Bᵀ; the backward's state-only pass does not
   const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T), std::is_same_v<T, float>);
-  check(cudaFuncSetAttribute(ssd_fwd_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(lay.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_fwd_kernel<T>, lay.bytes, "ssdChunkScan: shared memory");
   dim3 grid(d.PP / d.PT, d.H, d.batch);
   ssd_fwd_kernel<T><<<grid, kThreads, lay.bytes, stream>>>(d);
   check_launch("ssdChunkScan forward");

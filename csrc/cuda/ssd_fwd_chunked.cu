@@ -64,15 +64,16 @@ struct CbTileLayout {
   }
 };
 
-struct StateTileLayout {
+struct StateTileLayout {  // sZ: the gate's z (reverse pass only)
   int ldX, ldN, ldS;
-  size_t sX, sB, sS, bytes;
-  __host__ __device__ StateTileLayout(int NP, int ts) {
+  size_t sX, sB, sS, sZ, bytes;
+  __host__ __device__ StateTileLayout(int NP, int ts, bool rev) {
     ldX = kT + 8, ldN = NP + 8, ldS = NP + 4;
     size_t o = ScalarLayout().bytes;
     sX = o, o = align128(o + size_t(kT) * ldX * ts);
     sB = o, o = align128(o + size_t(kT) * ldN * ts);
     sS = o, o = align128(o + size_t(kT) * ldS * 4);
+    sZ = o, o = align128(o + (rev ? size_t(kT) * ldX * ts : 0));
     bytes = o;
   }
 };
@@ -136,27 +137,20 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
   block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
 }
 
-// Slice j of the state kernel's operands: X (REV: dy = dout·silu(z)) and B (REV: C); the tile
-// copies may still be in flight on return (cp_async_wait).
+// Slice j of the state kernel's operands: X (REV: dout, and z into sZ; the kernel forms
+// dy = dout·silu(z) in place) and B (REV: C); the copies may still be in flight on return
+// (cp_async_wait).
 template <typename T, bool REV>
-__device__ __forceinline__ void load_state_slice(const Dev& d, const StateTileLayout& lay, T* sX, T* sB, int64_t xrow,
-                                                 const T* Bm, int q, int pw, int j) {
+__device__ __forceinline__ void load_state_slice(const Dev& d, const StateTileLayout& lay, T* sX, T* sB, T* sZ,
+                                                 int64_t xrow, const T* Bm, int q, int pw, int j) {
   const int rv = rows_in(q, j * kT);
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const int64_t off = xrow + int64_t(j) * kT * xs;
   if constexpr (REV) {
-#pragma unroll 2
-    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead of the stores
-      const int t = idx / kT, pp = idx % kT;
-      float v = 0.f;
-      if (t < rv && pp < pw) {
-        const int64_t off = xrow + (int64_t(j) * kT + t) * xs + pp;
-        v = to_float(__ldg(static_cast<const T*>(d.dout) + off));
-        if (d.z) v *= silu_f(to_float(__ldg(static_cast<const T*>(d.z) + off)));
-      }
-      sX[t * lay.ldX + pp] = from_float<T>(v);
-    }
+    load_tile<false>(sX, lay.ldX, static_cast<const T*>(d.dout) + off, xs, rv, kT, pw, kT);
+    if (d.z) load_tile<false>(sZ, lay.ldX, static_cast<const T*>(d.z) + off, xs, rv, kT, pw, kT);
   } else {
-    load_tile<false>(sX, lay.ldX, static_cast<const T*>(d.x) + xrow + int64_t(j) * kT * xs, xs, rv, kT, pw, kT);
+    load_tile<false>(sX, lay.ldX, static_cast<const T*>(d.x) + off, xs, rv, kT, pw, kT);
   }
   load_tile<false>(sB, lay.ldN, Bm + int64_t(j) * kT * bs, bs, rv, kT, d.N, d.NP);
 }
@@ -167,11 +161,12 @@ __device__ __forceinline__ void load_state_slice(const Dev& d, const StateTileLa
 template <typename T, bool REV, int QC>
 __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst, float* dec_out) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const StateTileLayout lay(d.NP, sizeof(T));
+  const StateTileLayout lay(d.NP, sizeof(T), REV);
   const Scalars sc(smem);
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   float* sS = reinterpret_cast<float*>(smem + lay.sS);
+  T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
   const int h = blockIdx.x % d.H, pt = blockIdx.x / d.H, c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * kT, pw = min(kT, d.P - p0);
   const int t0 = c * QC, q = min(QC, d.L - t0);
@@ -179,12 +174,12 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst
   const int64_t xrow = ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
   const T* Bm = static_cast<const T*>(REV ? d.C : d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const int nslices = (q + kT - 1) / kT;
-  load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, 0);  // in flight while the chunk scalars are computed
+  load_state_slice<T, REV>(d, lay, sX, sB, sZ, xrow, Bm, q, pw, 0);  // in flight while the chunk scalars are computed
   chunk_scalars<QC>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
   for (int j = 0; j < nslices; ++j) {
     if (j) {
       __syncthreads();  // the previous slice's product is done with sX, sB
-      load_state_slice<T, REV>(d, lay, sX, sB, xrow, Bm, q, pw, j);
+      load_state_slice<T, REV>(d, lay, sX, sB, sZ, xrow, Bm, q, pw, j);
     }
     cp_async_wait();
     __syncthreads();
@@ -193,6 +188,11 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst
       const float w = REV ? sc.ein[j * kT + s] : sc.eout[j * kT + s] * sc.dtp[j * kT + s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
+    if (REV && d.z)
+      for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // dy = dout·silu(z)
+        const int o = (idx / kT) * lay.ldX + idx % kT;
+        sX[o] = from_float<T>(to_float(sX[o]) * silu_f(to_float(sZ[o])));
+      }
     __syncthreads();
     block_gemm<T, false, true, Tri::Full>(kT, NP, kT, sX, lay.ldX, sB, lay.ldN, sS, lay.ldS, j ? 1.f : 0.f);
   }
@@ -338,9 +338,9 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
 namespace {
 template <typename T, bool REV, int QC>
 void launch_local(const Dev& d, void* dst, float* dec_out, cudaStream_t stream) {
-  const StateTileLayout sl(d.NP, sizeof(T));
+  const StateTileLayout sl(d.NP, sizeof(T), REV);
   auto kernel = ssd_fc_state_kernel<T, REV, QC>;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sl.bytes)), "ssdChunkScan: shared memory");
+  set_smem(kernel, sl.bytes, "ssdChunkScan: shared memory");
   kernel<<<dim3(d.H * ((d.PP + kT - 1) / kT), d.nc, d.batch), kThreads, sl.bytes, stream>>>(d, dst, dec_out);
   check_launch(REV ? "ssdChunkScanBackward chunk state gradients" : "ssdChunkScan chunk states");
 }
@@ -361,8 +361,7 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   StageTimer timer("forward", stream);
   const int ptiles = d.PP / kT;
   const CbTileLayout cl(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_cb_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(cl.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_fc_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
   ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
   check_launch("ssdChunkScan C·Bᵀ");
   timer.mark("C·Bᵀ");
@@ -370,8 +369,7 @@ void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
   launch_states<T, false>(d, stream, timer);
 
   const OutTileLayout ol(d.NP, sizeof(T));
-  check(cudaFuncSetAttribute(ssd_fc_out_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(ol.bytes)),
-        "ssdChunkScan: shared memory");
+  set_smem(ssd_fc_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
   ssd_fc_out_kernel<T><<<dim3(d.H * kR * ptiles, d.nc, d.batch), kThreads, ol.bytes, stream>>>(d);
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");

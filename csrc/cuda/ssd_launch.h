@@ -2,10 +2,19 @@
 // __nv_bfloat16). ssd_cuda.cu fills the Dev parameters and picks the type.
 #pragma once
 #include <cuda_runtime.h>
+#include "cuda/check.cuh"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
 
 namespace ss::cuda::ssd {
+
+// A kernel's dynamic shared memory, and the largest shared-memory carveout: left to the driver,
+// the L1 share may stay large and fewer blocks fit on an SM than the shared memory allows.
+template <typename K> void set_smem(K* kernel, size_t bytes, const char* what) {
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)),
+        what);
+}
 
 // The same problem seen by the chunk-parallel kernels: kChunkedQ-token chunks, headdim padded
 // to their 64-wide tiles.
