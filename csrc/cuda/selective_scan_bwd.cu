@@ -37,7 +37,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
   // [kSub][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
-  // [2][K][kThreads]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
+  // [2][kThreads][K]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
   float* s_pB = s_bnd + (chunk / kSub) * K * kThreads;
   float* s_pC = s_pB + kSub * lo.dims * lo.npad;
 
@@ -83,12 +83,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     dA[k] = ok && carry_in ? p.scratch[sl.dA + row * N + n] : 0.f;
     // only this thread touches its slots: no barrier needed
     if (b_ti) {
-      s_pB[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-      s_pB[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
+      s_pB[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+      s_pB[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
     }
     if (c_ti) {
-      s_pC[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
-      s_pC[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
+      s_pC[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+      s_pC[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
     }
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
@@ -101,23 +101,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   float* r_dy = s_dy + dl * TP;
   const float* r_dsp = s_dsp + dl * TP;
 
-  // B_t / C_t values of this lane.
-  auto load_b = [&](float (&bv)[K], int t) {
-    if (b_ti) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) bv[k] = s_pB[k * kThreads + tid];
-    } else {
-      load_k<K>(bv, s_B + t * lo.npad + lane * K);
-    }
-  };
-  auto load_c = [&](float (&cv)[K], int t) {
-    if (c_ti) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) cv[k] = s_pC[k * kThreads + tid];
-    } else {
-      load_k<K>(cv, s_C + t * lo.npad + lane * K);
-    }
-  };
+  // B_t / C_t values of this lane: from b_src + t * b_step, the staged tile or, with step 0,
+  // the time-invariant values (no branch per step).
+  const float* b_src = b_ti ? s_pB + tid * K : s_B + lane * K;
+  const float* c_src = c_ti ? s_pC + tid * K : s_C + lane * K;
+  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
+  auto load_b = [&](float (&bv)[K], int t) { load_k<K>(bv, b_src + t * b_step); };
+  auto load_c = [&](float (&cv)[K], int t) { load_k<K>(cv, c_src + t * c_step); };
 
   // One staged element: delta' and its derivative, the gated dy and dy's factor for dz.
   auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_dsp, float& o_zf, float& o_dy) {
@@ -263,13 +253,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
           }
           if (c_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[(K + k) * kThreads + tid] += dc[k];
+            for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
           } else {
             store_k<K>(s_pC + (j * lo.dims + dl) * lo.npad + lane * K, dc);
           }
           if (b_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[(K + k) * kThreads + tid] += db[k];
+            for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
           } else {
             store_k<K>(s_pB + (j * lo.dims + dl) * lo.npad + lane * K, db);
           }
@@ -421,8 +411,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     else if (p.d_initial_state)
       static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
     p.scratch[sl.dA + row * N + n] = dA[k];
-    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(K + k) * kThreads + tid];
-    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(K + k) * kThreads + tid];
+    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(kThreads + tid) * K + k];
+    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(kThreads + tid) * K + k];
   }
   if (lane == 0) {
     p.scratch[sl.dD + row] = dD;

@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
-  // [2][K][kThreads]: this lane's time-invariant B and C (off registers: rarely used)
+  // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
@@ -65,9 +65,14 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
     // only this thread touches its slots: the chunk loop's first barrier orders them
-    if (b_ti) s_ti[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-    if (c_ti) s_ti[(K + k) * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+    if (b_ti) s_ti[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
+  // This lane's B_t (C_t) values start at b_src + t * b_step: the staged tile, or its
+  // time-invariant values with step 0 (no branch per step).
+  const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
+  const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
+  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   const bool want_y = p.y != nullptr;
   const float* rdt = s_dt + dl * TP;
@@ -93,20 +98,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       for (int s = 0; s < 4; ++s) {
         const float dt = dts[s], du = dt * us[s];
         float bv[K], cv[K];
-        if (b_ti) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) bv[k] = s_ti[k * kThreads + tid];
+        load_k<K>(bv, b_src + (t + s) * b_step);
+        if (kY) {
+          load_k<K>(cv, c_src + (t + s) * c_step);
         } else {
-          load_k<K>(bv, s_B + (t + s) * lo.npad + lane * K);
-        }
-        if (!kY) {
 #pragma unroll
           for (int k = 0; k < K; ++k) cv[k] = 0.f;
-        } else if (c_ti) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) cv[k] = s_ti[(K + k) * kThreads + tid];
-        } else {
-          load_k<K>(cv, s_C + (t + s) * lo.npad + lane * K);
         }
         float acc = 0.f;
 #pragma unroll
