@@ -454,6 +454,8 @@ __global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, ScratchLay
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
     const int64_t n = i % N, tt = (i / N) % cnt, g = (i / (N * cnt)) % groups, b = i / (N * cnt * groups);
     float acc = 0.f;
+    // unrolled so several loads are in flight; the sum keeps its fixed order
+#pragma unroll 8
     for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * S + tt) * N + n];
     out[((b * groups + g) * N + n) * L + t_begin + tt] = cuda::from_float<T>(acc);
   }

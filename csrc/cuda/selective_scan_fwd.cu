@@ -128,8 +128,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
   };
 
-  for (int64_t t0 = 0, c = 0; t0 < L; t0 += chunk, ++c) {
-    const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
+  // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
+  // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
+  // so that their chunk boundaries fall between the even blocks'.
+  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  for (int64_t t0 = 0, c = 0, span = first; t0 < L; t0 += span, span = chunk, ++c) {
+    const int len = static_cast<int>(L - t0 < span ? L - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows, element by element otherwise.
     if (vec && len == chunk) {
