@@ -1,11 +1,10 @@
-// CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta'
-// (bias + softplus applied once per element), u, z and the B/C tiles in shared memory. Each lane
+// CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
+// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory. Each lane
 // then advances its K states through the chunk four steps at a time (one 16-byte load brings
 // four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
 // <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
-// applies D and the gate.
-// y goes back coalesced. When p.checkpoints is set it also writes the state after every chunk
-// (for the backward).
+// applies D and the gate. y goes back coalesced. When p.checkpoints is set it also writes the
+// state after every chunk (for the backward).
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -27,7 +26,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
-  float* s_zy = s_u + lo.dims * TP;  // z in, gated y out
+  float* s_zy = s_u + lo.dims * TP;  // silu(z) in, gated y out
   float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
@@ -116,13 +115,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         part[0][s] = acc;
       }
       if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); z's slot takes y.
+      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); silu(z)'s slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
         float yv = fmaf(Dd, pick4(u4, s), v[0]);
-        if (z) {
-          const float zv = rzy[t + s];
-          yv *= zv * sigmoid(zv);
-        }
+        if (z) yv *= rzy[t + s];
         rzy[t + s] = yv;
       });
     }
@@ -147,7 +143,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           if (z) load_vec<T>(zv, z + gi);
           const float bb = bias ? bias[br.d0 + r] : 0.f;
 #pragma unroll
-          for (int j = 0; j < V; ++j) dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
+          for (int j = 0; j < V; ++j) {
+            dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
+            if (z) zv[j] *= sigmoid(zv[j]);
+          }
         } else {
 #pragma unroll
           for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
@@ -165,7 +164,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
           dtv = p.delta_softplus ? softplus(pre) : pre;
           uv = cuda::to_float(u[gi]);
-          if (z) zv = cuda::to_float(z[gi]);
+          if (z) {
+            zv = cuda::to_float(z[gi]);
+            zv *= sigmoid(zv);
+          }
         }
         s_dt[r * TP + t] = dtv;
         s_u[r * TP + t] = uv;
