@@ -5,8 +5,11 @@
 //   2. from the checkpoint, recompute the states at every kSub-step boundary (shared memory);
 //   3. per sub-chunk, in reverse: recompute its kSub states into registers (and, with z, the
 //      ungated y for dz), then run the reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1})
-//      and form every gradient. Per-row sums over the state lanes (d delta', B.g) go four steps
-//      at a time through reduce_steps4; the lane owning a step writes du and ddelta.
+//      (recomputing the decays a_t) and form every gradient. Per-row sums over the state lanes
+//      (d delta', B.g) go four steps at a time through reduce_steps4; the lane owning a step
+//      writes du and ddelta; per-step dB/dC are summed over the block's rows every 4 steps.
+// 128 registers and ~51 KiB of shared memory at dstate 16 let 4 blocks share an SM, so the 512
+// blocks of batch 4 x dim 4096 run in one wave on 132 SMs (3 per SM took two).
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
 #include <type_traits>
@@ -18,9 +21,10 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// Registers allow 3 resident blocks with 4 states per lane (shared memory allows about that too).
+// 4 resident blocks with 4 states per lane (128 registers, ~51 KiB of shared memory at dstate
+// 16): the 512 blocks of the benchmark shape then run in one wave on 132 SMs.
 template <int K>
-constexpr int bwd_min_blocks() { return K == 4 ? 3 : 1; }
+constexpr int bwd_min_blocks() { return K == 4 ? 4 : 1; }
 
 template <typename T, int K>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
@@ -36,10 +40,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
-  // [kSub][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
-  // [2][K][kThreads]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
+  // [kPartSteps][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
+  // [2][kThreads][K]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
   float* s_pB = s_bnd + (chunk / kSub) * K * kThreads;
-  float* s_pC = s_pB + kSub * lo.dims * lo.npad;
+  float* s_pC = s_pB + kPartSteps * lo.dims * lo.npad;
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
@@ -83,12 +87,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     dA[k] = ok && carry_in ? p.scratch[sl.dA + row * N + n] : 0.f;
     // only this thread touches its slots: no barrier needed
     if (b_ti) {
-      s_pB[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-      s_pB[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
+      s_pB[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+      s_pB[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
     }
     if (c_ti) {
-      s_pC[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
-      s_pC[(K + k) * kThreads + tid] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
+      s_pC[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+      s_pC[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
     }
   }
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
@@ -101,23 +105,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   float* r_dy = s_dy + dl * TP;
   const float* r_dsp = s_dsp + dl * TP;
 
-  // B_t / C_t values of this lane.
-  auto load_b = [&](float (&bv)[K], int t) {
-    if (b_ti) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) bv[k] = s_pB[k * kThreads + tid];
-    } else {
-      load_k<K>(bv, s_B + t * lo.npad + lane * K);
-    }
-  };
-  auto load_c = [&](float (&cv)[K], int t) {
-    if (c_ti) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) cv[k] = s_pC[k * kThreads + tid];
-    } else {
-      load_k<K>(cv, s_C + t * lo.npad + lane * K);
-    }
-  };
+  // B_t / C_t values of this lane: from b_src + t * b_step, the staged tile or, with step 0,
+  // the time-invariant values (no branch per step).
+  const float* b_src = b_ti ? s_pB + tid * K : s_B + lane * K;
+  const float* c_src = c_ti ? s_pC + tid * K : s_C + lane * K;
+  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
+  auto load_b = [&](float (&bv)[K], int t) { load_k<K>(bv, b_src + t * b_step); };
+  auto load_c = [&](float (&cv)[K], int t) { load_k<K>(cv, c_src + t * c_step); };
 
   // One staged element: delta' and its derivative, the gated dy and dy's factor for dz.
   auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_dsp, float& o_zf, float& o_dy) {
@@ -132,6 +126,41 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
       o_dy = dyv;
       o_zf = 0.f;
     }
+  };
+
+  // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's rows in
+  // a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
+  // Block-uniform; the barriers around it order the partial stores and their reuse.
+  auto reduce_parts = [&](int64_t c, int t_first, int len) {
+    __syncthreads();
+    const int nq = lo.npad / 4, per = kPartSteps * nq, tasks = 2 * per;
+    const int S = tasks < kThreads ? kThreads / tasks : 1;
+    for (int i = tid; i < tasks * S; i += kThreads) {
+      const int task = i / S, sub = i % S;
+      const bool isC = task >= per;
+      const int rem = isC ? task - per : task, j = rem / nq, q = rem % nq;
+      const float* src = (isC ? s_pC : s_pB) + j * lo.dims * lo.npad + 4 * q;
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+      for (int r = sub; r < lo.dims; r += S) {
+        const float4 v = *reinterpret_cast<const float4*>(src + r * lo.npad);
+        acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
+      }
+      for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
+        acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
+        acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
+        acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
+        acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
+      }
+      const int t = t_first + j;
+      if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
+      const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
+      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
+      const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (4 * q + e < N) dst[4 * q + e] = vals[e];
+    }
+    __syncthreads();
   };
 
   // Steps 2 and 3 for one chunk; kRestart: seqIdx present. Steps past seqlen are staged with
@@ -182,9 +211,6 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     // 3. sub-chunks in reverse
     for (int s = nsub - 1; s >= 0; --s) {
       float h[kSub + 1][K];  // h[j] = state before step s*kSub + j
-      // exp(delta' A) of the sub-chunk, kept for the reverse sweep when registers allow (K = 4)
-      constexpr bool kKeepA = K == 4;
-      float aa[kKeepA ? kSub : 1][K];
 #pragma unroll
       for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
 #pragma unroll
@@ -209,7 +235,6 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
           for (int k = 0; k < K; ++k) {
             float a = exp2f(dts[q] * A2[k]);
             if (kRestart && rss[q]) a = 0.f;
-            if (kKeepA) aa[kKeepA ? j : 0][k] = a;
             h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
             if (z) acc = fmaf(cv[k], h[j + 1][k], acc);
           }
@@ -225,19 +250,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
       for (int h4 = kSub - 4; h4 >= 0; h4 -= 4) {
         const int t = s * kSub + h4;
-        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
-        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
-        const float4 dy4 = *reinterpret_cast<const float4*>(r_dy + t);
-        int4 rs4 = make_int4(0, 0, 0, 0);
-        if (kRestart && !kKeepA) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
-        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
-        const float dys[4] = {dy4.x, dy4.y, dy4.z, dy4.w};
-        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
         float part[2][4];  // this lane's shares of sum_n dL/da_n A_n log2(e) and of <B_t, dL/dx_t>
 #pragma unroll
         for (int q = 3; q >= 0; --q) {
           const int j = h4 + q;
-          const float dt = dts[q], ut = us[q], dyv = dys[q], dtu = dt * ut;
+          // per-step scalars from shared memory (holding four steps' worth in registers spills)
+          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q], dtu = dt * ut;
+          const bool rs = kRestart && s_rst[t + q];
           dD = fmaf(dyv, ut, dD);
           float bv[K], cv[K], db[K], dc[K];
           load_b(bv, t + q);
@@ -248,13 +267,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
             const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
             dc[k] = dyv * h[j + 1][k];
             db[k] = gk * dtu;
-            float a;
-            if (kKeepA) {
-              a = aa[kKeepA ? j : 0][k];
-            } else {
-              a = exp2f(dt * A2[k]);
-              if (kRestart && rss[q]) a = 0.f;
-            }
+            // the decay again (one more ex2; keeping a sub-chunk's decays costs 32 registers)
+            float a = exp2f(dt * A2[k]);
+            if (rs) a = 0.f;
             const float ga = gk * h[j][k] * a;
             ddt = fmaf(ga, A2[k], ddt);
             dA[k] = fmaf(ga, dt, dA[k]);
@@ -263,60 +278,28 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
           }
           if (c_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[(K + k) * kThreads + tid] += dc[k];
+            for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
           } else {
-            store_k<K>(s_pC + (j * lo.dims + dl) * lo.npad + lane * K, dc);
+            store_k<K>(s_pC + (q * lo.dims + dl) * lo.npad + lane * K, dc);
           }
           if (b_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[(K + k) * kThreads + tid] += db[k];
+            for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
           } else {
-            store_k<K>(s_pB + (j * lo.dims + dl) * lo.npad + lane * K, db);
+            store_k<K>(s_pB + (q * lo.dims + dl) * lo.npad + lane * K, db);
           }
           part[0][q] = ddt;
           part[1][q] = gB;
         }
         __syncwarp();  // every lane has read these steps' u and dy before their owners overwrite them
         reduce_steps4<2>(part, G, lane, [&](int q, const float(&v)[2]) {
-          const float dt = pick4(dt4, q), ut = pick4(u4, q), dyv = pick4(dy4, q);
+          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q];
           const float dpre = fmaf(v[0], kLn2, v[1] * ut) * r_dsp[t + q];
           dbias += dpre;
           r_u[t + q] = fmaf(dyv, Dd, v[1] * dt);
           r_dy[t + q] = dpre;
         });
-      }
-      __syncthreads();
-      // per-step dB/dC of this sub-chunk: each sum over the block's rows in a fixed order; S
-      // threads share one (matrix, step, 4 states) task and combine by shuffles
-      if (!b_ti || !c_ti) {
-        const int nq = lo.npad / 4, per = kSub * nq, tasks = 2 * per;
-        const int S = tasks < kThreads ? kThreads / tasks : 1;
-        for (int i = tid; i < tasks * S; i += kThreads) {
-          const int task = i / S, sub = i % S;
-          const bool isC = task >= per;
-          const int rem = isC ? task - per : task, j = rem / nq, q = rem % nq;
-          const float* src = (isC ? s_pC : s_pB) + j * lo.dims * lo.npad + 4 * q;
-          float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-          for (int r = sub; r < lo.dims; r += S) {
-            const float4 v = *reinterpret_cast<const float4*>(src + r * lo.npad);
-            acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
-          }
-          for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
-            acc.x += __shfl_xor_sync(0xffffffffu, acc.x, off);
-            acc.y += __shfl_xor_sync(0xffffffffu, acc.y, off);
-            acc.z += __shfl_xor_sync(0xffffffffu, acc.z, off);
-            acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
-          }
-          const int t = s * kSub + j;
-          if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
-          const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
-          float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
-          const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            if (4 * q + e < N) dst[4 * q + e] = vals[e];
-        }
-        __syncthreads();
+        if (!b_ti || !c_ti) reduce_parts(c, t, len);
       }
     }
   };
@@ -421,8 +404,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     else if (p.d_initial_state)
       static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
     p.scratch[sl.dA + row * N + n] = dA[k];
-    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(K + k) * kThreads + tid];
-    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(K + k) * kThreads + tid];
+    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(kThreads + tid) * K + k];
+    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(kThreads + tid) * K + k];
   }
   if (lane == 0) {
     p.scratch[sl.dD + row] = dD;
@@ -464,6 +447,8 @@ __global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, ScratchLay
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
     const int64_t n = i % N, tt = (i / N) % cnt, g = (i / (N * cnt)) % groups, b = i / (N * cnt * groups);
     float acc = 0.f;
+    // unrolled so several loads are in flight; the sum keeps its fixed order
+#pragma unroll 8
     for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * S + tt) * N + n];
     out[((b * groups + g) * N + n) * L + t_begin + tt] = cuda::from_float<T>(acc);
   }

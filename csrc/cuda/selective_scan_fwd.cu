@@ -1,11 +1,10 @@
-// CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta'
-// (bias + softplus applied once per element), u, z and the B/C tiles in shared memory. Each lane
+// CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
+// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory. Each lane
 // then advances its K states through the chunk four steps at a time (one 16-byte load brings
 // four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
 // <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
-// applies D and the gate.
-// y goes back coalesced. When p.checkpoints is set it also writes the state after every chunk
-// (for the backward).
+// applies D and the gate. y goes back coalesced. When p.checkpoints is set it also writes the
+// state after every chunk (for the backward).
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -27,11 +26,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
-  float* s_zy = s_u + lo.dims * TP;  // z in, gated y out
+  float* s_zy = s_u + lo.dims * TP;  // silu(z) in, gated y out
   float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
-  // [2][K][kThreads]: this lane's time-invariant B and C (off registers: rarely used)
+  // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
@@ -65,9 +64,14 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
     // only this thread touches its slots: the chunk loop's first barrier orders them
-    if (b_ti) s_ti[k * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-    if (c_ti) s_ti[(K + k) * kThreads + tid] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
+    if (b_ti) s_ti[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
+  // This lane's B_t (C_t) values start at b_src + t * b_step: the staged tile, or its
+  // time-invariant values with step 0 (no branch per step).
+  const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
+  const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
+  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   const bool want_y = p.y != nullptr;
   const float* rdt = s_dt + dl * TP;
@@ -93,20 +97,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       for (int s = 0; s < 4; ++s) {
         const float dt = dts[s], du = dt * us[s];
         float bv[K], cv[K];
-        if (b_ti) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) bv[k] = s_ti[k * kThreads + tid];
+        load_k<K>(bv, b_src + (t + s) * b_step);
+        if (kY) {
+          load_k<K>(cv, c_src + (t + s) * c_step);
         } else {
-          load_k<K>(bv, s_B + (t + s) * lo.npad + lane * K);
-        }
-        if (!kY) {
 #pragma unroll
           for (int k = 0; k < K; ++k) cv[k] = 0.f;
-        } else if (c_ti) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) cv[k] = s_ti[(K + k) * kThreads + tid];
-        } else {
-          load_k<K>(cv, s_C + (t + s) * lo.npad + lane * K);
         }
         float acc = 0.f;
 #pragma unroll
@@ -119,20 +115,21 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         part[0][s] = acc;
       }
       if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); z's slot takes y.
+      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); silu(z)'s slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
         float yv = fmaf(Dd, pick4(u4, s), v[0]);
-        if (z) {
-          const float zv = rzy[t + s];
-          yv *= zv * sigmoid(zv);
-        }
+        if (z) yv *= rzy[t + s];
         rzy[t + s] = yv;
       });
     }
   };
 
-  for (int64_t t0 = 0, c = 0; t0 < L; t0 += chunk, ++c) {
-    const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
+  // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
+  // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
+  // so that their chunk boundaries fall between the even blocks'.
+  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  for (int64_t t0 = 0, c = 0, span = first; t0 < L; t0 += span, span = chunk, ++c) {
+    const int len = static_cast<int>(L - t0 < span ? L - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows, element by element otherwise.
     if (vec && len == chunk) {
@@ -146,7 +143,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           if (z) load_vec<T>(zv, z + gi);
           const float bb = bias ? bias[br.d0 + r] : 0.f;
 #pragma unroll
-          for (int j = 0; j < V; ++j) dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
+          for (int j = 0; j < V; ++j) {
+            dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
+            if (z) zv[j] *= sigmoid(zv[j]);
+          }
         } else {
 #pragma unroll
           for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
@@ -164,7 +164,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
           dtv = p.delta_softplus ? softplus(pre) : pre;
           uv = cuda::to_float(u[gi]);
-          if (z) zv = cuda::to_float(z[gi]);
+          if (z) {
+            zv = cuda::to_float(z[gi]);
+            zv *= sigmoid(zv);
+          }
         }
         s_dt[r * TP + t] = dtv;
         s_u[r * TP + t] = uv;
