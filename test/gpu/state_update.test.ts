@@ -107,7 +107,8 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
       const sg = tensor(sv, [b, H, P, N], { dtype: sdtype, device: 'cuda' });
       const yc = selectiveStateUpdate({ state: sc, ...args('cpu') });
       const yg = selectiveStateUpdate({ state: sg, ...args('cuda') });
-      expectClose(await yg.data(), await yc.data(), sdtype === 'float32' ? 1e-5 : 1e-2, `${sdtype} y`);
+      // CUDA float32 bound from DESIGN.md: 1e-4 (its exp is the hardware ex2; y sums cancel)
+      expectClose(await yg.data(), await yc.data(), sdtype === 'float32' ? 1e-4 : 1e-2, `${sdtype} y`);
       expectClose(await sg.data(), await sc.data(), sdtype === 'float32' ? 1e-6 : 1e-2, `${sdtype} state`);
     }
   });
