@@ -125,16 +125,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   };
 
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
-  // once. Blocks are handed to the SMs in order of their linear index, round-robin, so blocks
-  // sharing an SM are nsmid apart: their first chunks are shortened by 0, 1/4, 1/2, 3/4 of a
-  // chunk in turn (in units of at least 8 steps, so later chunks stay 16-byte aligned), spreading
-  // their chunk boundaries. Only without checkpoints, whose chunks are fixed; a row's steps are
-  // computed the same way whatever the chunking.
-  unsigned nsm;
-  asm("mov.u32 %0, %%nsmid;" : "=r"(nsm));
-  const unsigned wave = (blockIdx.y * gridDim.x + blockIdx.x) / (nsm > 0 ? nsm : 1u);
-  const int unit = chunk / 4 >= 8 ? chunk / 4 : 8;  // chunk is 16, 32 or 64
-  const int first = p.checkpoints ? chunk : chunk - unit * static_cast<int>(wave % (chunk / unit));
+  // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
+  // so that their chunk boundaries fall between the even blocks'.
+  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   for (int64_t t0 = 0, c = 0, span = first; t0 < L; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(L - t0 < span ? L - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
