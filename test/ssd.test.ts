@@ -283,6 +283,8 @@ describe('ssdChunkScan input errors', () => {
     expectCode(() => ssdChunkScan({ ...o, chunkSize: 0 }), 'ERR_INVALID_ARG', 'chunkSize');
     expectCode(() => ssdChunkScan({ ...o, chunkSize: 2.5 }), 'ERR_INVALID_ARG', 'chunkSize');
     expectCode(() => ssdChunkScan({ ...o, dtLimit: [1, 0] }), 'ERR_INVALID_ARG', 'dtLimit');
+    expectCode(() => ssdChunkScan({ ...o, dtLimit: [0.1] as unknown as [number, number] }), 'ERR_INVALID_ARG', 'dtLimit');
+    expectCode(() => ssdChunkScan({ ...o, dtLimit: ['a', 1] as unknown as [number, number] }), 'ERR_INVALID_ARG', 'dtLimit');
     expectCode(() => ssdChunkScanBackward({ ...o, dy: zeros([1, 8, 4, 3]) }), 'ERR_SHAPE', 'dy');
   });
   it('a disposed input is refused', () => {

@@ -13,11 +13,6 @@
 namespace ss::binding {
 namespace {
 
-Napi::Object options(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "options: expected an object");
-  return info[0].As<Napi::Object>();
-}
-
 std::string string_arg(Napi::Value v, const char* name, const char* fallback = nullptr) {
   if ((v.IsUndefined() || v.IsNull()) && fallback) return fallback;
   if (!v.IsString()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected a string");
@@ -50,7 +45,7 @@ Napi::Object result(Napi::Env env, std::initializer_list<std::pair<const char*, 
 
 // classicalDiscretize({A, B, dt, method, diagonal?, complex?}) -> {Ad, Bd}
 Napi::Value discretize_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   Tensor A = required_tensor(o, "A"), B = required_tensor(o, "B");
   Napi::Value dt = o.Get("dt");
   if (!dt.IsNumber()) fail("ERR_INVALID_ARG", ErrorKind::Type, "dt: expected a number");
@@ -80,7 +75,7 @@ Napi::Value s4d_init_b(const Napi::CallbackInfo& info) {
 
 // classicalSimulate({A, B, C, D?, u, x0?}) -> {y, state}
 Napi::Value simulate_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   auto r = classical::simulate(required_tensor(o, "A"), required_tensor(o, "B"), required_tensor(o, "C"), optional_tensor(o, "D"),
                                required_tensor(o, "u"), optional_tensor(o, "x0"));
   return result(info.Env(), {{"y", &r.y}, {"state", &r.x_last}});
@@ -88,20 +83,20 @@ Napi::Value simulate_b(const Napi::CallbackInfo& info) {
 
 // classicalKernel({A, B, C, L}) -> K
 Napi::Value kernel_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   Tensor K = classical::kernel(required_tensor(o, "A"), required_tensor(o, "B"), required_tensor(o, "C"), int_arg(o.Get("L"), "L"));
   return from_tensor(info.Env(), K);
 }
 
 // classicalConvolve({u, K, D?}) -> y
 Napi::Value convolve_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   return from_tensor(info.Env(), classical::convolve(required_tensor(o, "u"), required_tensor(o, "K"), optional_tensor(o, "D")));
 }
 
 // classicalS4dKernel({Lambda, B?, C, dt, L, method, conjugate}) -> K (h, L)
 Napi::Value s4d_kernel_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   double dtv;
   Tensor dt = dt_arg(o, &dtv);
   auto method = classical::parse_method(string_arg(o.Get("method"), "method", "zoh"), false);
@@ -112,7 +107,7 @@ Napi::Value s4d_kernel_b(const Napi::CallbackInfo& info) {
 
 // classicalS4Kernel({Lambda, P, B, C, dt, L, conjugate}) -> K (h, L)
 Napi::Value s4_kernel_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   double dtv;
   Tensor dt = dt_arg(o, &dtv);
   Tensor K = classical::s4_kernel(required_tensor(o, "Lambda"), required_tensor(o, "P"), required_tensor(o, "B"),
@@ -122,7 +117,7 @@ Napi::Value s4_kernel_b(const Napi::CallbackInfo& info) {
 
 // classicalKalman({A, B?, C, Q, R, x0, P0, u?, z}, smooth) -> {means, covs, logLik}
 Napi::Value kalman_b(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "classical");
   auto r = classical::kalman(required_tensor(o, "A"), optional_tensor(o, "B"), required_tensor(o, "C"), required_tensor(o, "Q"),
                              required_tensor(o, "R"), required_tensor(o, "x0"), required_tensor(o, "P0"), optional_tensor(o, "u"),
                              required_tensor(o, "z"), info[1].ToBoolean());

@@ -6,11 +6,6 @@
 namespace ss::binding {
 namespace {
 
-Napi::Object options(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "expected an options object");
-  return info[0].As<Napi::Object>();
-}
-
 bool silu_activation(Napi::Object o) {
   Napi::Value v = o.Get("activation");
   if (v.IsUndefined() || v.IsNull()) return false;
@@ -35,7 +30,7 @@ Conv1dArgs conv_args(Napi::Object o, bool backward) {
 }
 
 Napi::Value conv_fwd(const Napi::CallbackInfo& info) {
-  Conv1dResult r = causal_conv1d(conv_args(options(info), false));
+  Conv1dResult r = causal_conv1d(conv_args(options_arg(info, "causalConv1d"), false));
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("y", from_tensor(info.Env(), r.y));
   if (r.final_states.defined()) out.Set("finalStates", from_tensor(info.Env(), r.final_states));
@@ -43,7 +38,7 @@ Napi::Value conv_fwd(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value conv_bwd(const Napi::CallbackInfo& info) {
-  Conv1dGrads g = causal_conv1d_backward(conv_args(options(info), true));
+  Conv1dGrads g = causal_conv1d_backward(conv_args(options_arg(info, "causalConv1d"), true));
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("dx", from_tensor(env, g.dx));
@@ -54,7 +49,7 @@ Napi::Value conv_bwd(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value conv_update(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "causalConv1d");
   Tensor y = causal_conv1d_update(required_tensor(o, "x"), required_tensor(o, "convState"), required_tensor(o, "weight"),
                                   optional_tensor(o, "bias"), silu_activation(o), optional_tensor(o, "convStateIndices"));
   return from_tensor(info.Env(), y);

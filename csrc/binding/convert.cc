@@ -58,6 +58,27 @@ bool optional_bool(Napi::Object opts, const char* name, bool fallback) {
 
 std::vector<int64_t> to_shape(Napi::Value v, const std::string& name) { return int_array(v, name); }
 
+Napi::Object options_arg(const Napi::CallbackInfo& info, const char* op) {
+  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(op) + ": expected an options object");
+  return info[0].As<Napi::Object>();
+}
+
+bool optional_range(Napi::Object opts, const char* name, double* lo, double* hi) {
+  Napi::Value v = opts.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != 2)
+    fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected [min, max]");
+  auto end = [&](uint32_t i, double open) {
+    Napi::Value e = v.As<Napi::Array>().Get(i);
+    if (e.IsNull() || e.IsUndefined()) return open;
+    if (!e.IsNumber()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected [min, max] numbers");
+    return e.As<Napi::Number>().DoubleValue();
+  };
+  *lo = end(0, -INFINITY);
+  *hi = end(1, INFINITY);
+  return true;
+}
+
 DType to_dtype(Napi::Value v, const std::string& name) {
   DType d;
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
@@ -92,6 +113,10 @@ Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
   o.Set("dtype", Napi::String::New(env, dtype_name(t.dtype)));
   o.Set("device", Napi::String::New(env, t.device().str()));
   return o;
+}
+
+void set_tensor_if(Napi::Object o, const char* name, const Tensor& t) {
+  if (t.defined()) o.Set(name, from_tensor(o.Env(), t));
 }
 
 }  // namespace ss::binding

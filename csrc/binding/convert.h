@@ -23,7 +23,14 @@ std::vector<int64_t> to_shape(Napi::Value v, const std::string& name);
 DType to_dtype(Napi::Value v, const std::string& name);
 Device to_device(Napi::Value v, const std::string& name);
 
+// The options object an op takes as its first argument (ERR_INVALID_ARG naming `op` otherwise).
+Napi::Object options_arg(const Napi::CallbackInfo& info, const char* op);
+// An optional [lo, hi] pair; a null/undefined end is open (-Infinity / +Infinity). False when absent.
+bool optional_range(Napi::Object opts, const char* name, double* lo, double* hi);
+
 // A new JS tensor descriptor that owns a reference to t's storage.
 Napi::Object from_tensor(Napi::Env env, const Tensor& t);
+// o[name] = t as a JS tensor, when t is defined (optional outputs and gradients).
+void set_tensor_if(Napi::Object o, const char* name, const Tensor& t);
 
 }  // namespace ss::binding

@@ -6,18 +6,13 @@
 namespace ss::binding {
 namespace {
 
-Napi::Object options(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "expected an options object");
-  return info[0].As<Napi::Object>();
-}
-
 Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "dense op");
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
 Napi::Value linear_binding(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "dense op");
   return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias")));
 }
 
@@ -29,7 +24,7 @@ int64_t group_size(Napi::Object o) {
 }
 
 Napi::Value rms_norm_binding(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "dense op");
   RmsNormResult r = rms_norm(required_tensor(o, "x"), required_tensor(o, "weight"), optional_number(o, "eps", 1e-5),
                              optional_tensor(o, "residual"), Tensor{}, 0);
   Napi::Object out = Napi::Object::New(info.Env());
@@ -39,7 +34,7 @@ Napi::Value rms_norm_binding(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value gated_rms_norm_binding(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "dense op");
   RmsNormResult r = rms_norm(required_tensor(o, "x"), required_tensor(o, "weight"), optional_number(o, "eps", 1e-5),
                              Tensor{}, optional_tensor(o, "z"), group_size(o));
   return from_tensor(info.Env(), r.y);

@@ -22,38 +22,29 @@ SelectiveScanInputs scan_inputs(Napi::Object o) {
   return in;
 }
 
-Napi::Object options(const Napi::CallbackInfo& info) {
-  if (!info[0].IsObject()) fail("ERR_INVALID_ARG", ErrorKind::Type, "selectiveScan: expected an options object");
-  return info[0].As<Napi::Object>();
-}
-
-void set_if(Napi::Env env, Napi::Object o, const char* name, const Tensor& t) {
-  if (t.defined()) o.Set(name, from_tensor(env, t));
-}
-
 Napi::Value forward(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "selectiveScan");
   SelectiveScanOutputs r = selective_scan(scan_inputs(o), optional_bool(o, "returnLastState", false));
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("y", from_tensor(info.Env(), r.y));
-  set_if(info.Env(), out, "lastState", r.last_state);
+  set_tensor_if(out, "lastState", r.last_state);
   return out;
 }
 
 Napi::Value backward(const Napi::CallbackInfo& info) {
-  Napi::Object o = options(info);
+  Napi::Object o = options_arg(info, "selectiveScan");
   SelectiveScanGrads g = selective_scan_backward(scan_inputs(o), required_tensor(o, "dy"), optional_tensor(o, "dLastState"));
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
-  set_if(env, out, "du", g.du);
-  set_if(env, out, "ddelta", g.ddelta);
-  set_if(env, out, "dA", g.dA);
-  set_if(env, out, "dB", g.dB);
-  set_if(env, out, "dC", g.dC);
-  set_if(env, out, "dD", g.dD);
-  set_if(env, out, "dz", g.dz);
-  set_if(env, out, "dDeltaBias", g.d_delta_bias);
-  set_if(env, out, "dInitialState", g.d_initial_state);
+  set_tensor_if(out, "du", g.du);
+  set_tensor_if(out, "ddelta", g.ddelta);
+  set_tensor_if(out, "dA", g.dA);
+  set_tensor_if(out, "dB", g.dB);
+  set_tensor_if(out, "dC", g.dC);
+  set_tensor_if(out, "dD", g.dD);
+  set_tensor_if(out, "dz", g.dz);
+  set_tensor_if(out, "dDeltaBias", g.d_delta_bias);
+  set_tensor_if(out, "dInitialState", g.d_initial_state);
   return out;
 }
 
