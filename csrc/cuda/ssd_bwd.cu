@@ -27,12 +27,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sDy = reinterpret_cast<T*>(smem + lay.sDy);
   float* sG = reinterpret_cast<float*>(smem + lay.sG);
-  float* sDtp = reinterpret_cast<float*>(smem + lay.sDtp);
-  float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
-  float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
-  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
-  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
-  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
+  const ScalarPtrs sc(smem, lay);
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
@@ -48,12 +43,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
     __syncthreads();
     T* s1 = static_cast<T*>(d.S1) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
     for (int i = threadIdx.x; i < PT * NP; i += kThreads) s1[i] = from_float<T>(sG[(i / NP) * lay.ldG + i % NP]);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
+    chunk_scalars<Q>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int t = idx / NP, n = idx % NP;
       float v = 0.f;
-      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * sEin[t];
+      if (t < q && n < d.N) v = to_float(Cm[(brow + int64_t(t) * d.G) * d.N + n]) * sc.ein[t];
       sC[t * lay.ldN + n] = from_float<T>(v);
     }
     for (int idx = threadIdx.x; idx < Q * PT; idx += kThreads) {
@@ -63,7 +58,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_state_kernel(Dev d) {
       sDy[t * lay.ldX + pp] = from_float<T>(v);
     }
     __syncthreads();
-    const float decay = sSeg[Q - 1] == 0 ? __expf(sCs[Q - 1]) : 0.f;
+    const float decay = sc.seg[Q - 1] == 0 ? __expf(sc.cs[Q - 1]) : 0.f;
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sDy, lay.ldX, sC, lay.ldN, sG, lay.ldG, decay);
   }
   __syncthreads();
@@ -91,12 +86,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
   T* sDtxE = reinterpret_cast<T*>(smem + lay.sDtxE);
   T* sDyE = reinterpret_cast<T*>(smem + lay.sDyE);
   float* sF1 = reinterpret_cast<float*>(smem + lay.sF1);
-  float* sDtp = reinterpret_cast<float*>(smem + lay.sDtp);
-  float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
-  float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
-  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
-  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
-  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
+  const ScalarPtrs sc(smem, lay);
   float* sRow = reinterpret_cast<float*>(smem + lay.sRow);
   float* sCol = reinterpret_cast<float*>(smem + lay.sCol);
   float* sV = reinterpret_cast<float*>(smem + lay.sV);
@@ -139,12 +129,12 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     const T* H0o = d.stage_states ? sH0 : H0;
     const T* Go = d.stage_states ? sG : Gm;
     const int ldh = d.stage_states ? lay.ldS : NP;
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
+    chunk_scalars<Q>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
     for (int idx = threadIdx.x; idx < Q * PC; idx += kThreads) {
       const int t = idx / PC, p = idx % PC;
       float dtx = 0.f, dy = 0.f, zv;
       if (t < q && p < P) {
-        dtx = sDtp[t] * to_float(__ldg(x + xoff(t, p)));
+        dtx = sc.dtp[t] * to_float(__ldg(x + xoff(t, p)));
         dy = grad_out<T>(d, xoff(t, p), &zv);
       }
       sDtx[t * lay.ldP + p] = from_float<T>(dtx);
@@ -152,10 +142,10 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     }
     cp_async_wait();  // the staged S0/S1 tiles
     __syncthreads();
-    const float cs_end = sCs[Q - 1];
-    const int seg_end = sSeg[Q - 1];
-    auto e_in = [&](int t) { return sEin[t]; };
-    auto e_out = [&](int s) { return sEout[s]; };
+    const float cs_end = sc.cs[Q - 1];
+    const int seg_end = sc.seg[Q - 1];
+    auto e_in = [&](int t) { return sc.ein[t]; };
+    auto e_out = [&](int s) { return sc.eout[s]; };
 
     // 1. dYX = dy·dtxᵀ, y_inter = C·H0ᵀ (C·Bᵀ comes from its own pass, read from global)
     block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, PC, sDy, lay.ldP, sDtx, lay.ldP, sDYX, lay.ldM, 0.f);
@@ -166,8 +156,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
       const int t = idx / Q, s = idx % Q;
       float lexp = 0.f, cb = 0.f, dyx = 0.f;
-      if (s <= t && sSeg[s] == sSeg[t]) {
-        lexp = __expf(sCs[t] - sCs[s]);
+      if (s <= t && sc.seg[s] == sc.seg[t]) {
+        lexp = __expf(sc.cs[t] - sc.cs[s]);
         cb = __ldg(cbg + idx);
         dyx = sDYX[t * lay.ldM + s];
       }
@@ -235,7 +225,7 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
     // 5. dx and dt' (row sums in a fixed order), D partials per column
     for (int idx = threadIdx.x; idx < q * P; idx += kThreads) {
       const int s = idx / P, p = idx % P;
-      float v = sDtp[s] * sF1[s * lay.ldF + p];
+      float v = sc.dtp[s] * sF1[s * lay.ldF + p];
       if (d.D) v += (d.d_per_channel ? d.D[h * P + p] : d.D[h]) * to_float(sDy[s * lay.ldP + p]);
       static_cast<T*>(d.dx)[xoff(s, p)] = from_float<T>(v);
     }
@@ -284,8 +274,8 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
         if (s == q - 1) dcs += usum + decay * sRed[0];
         da += dcs;
         if (s >= q) continue;
-        dA_acc += sDtp[s] * da;
-        const float graw = (sDdtp[s] + a * da) * sDer[s];
+        dA_acc += sc.dtp[s] * da;
+        const float graw = (sDdtp[s] + a * da) * sc.der[s];
         d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
         dbias_acc += graw;
       }

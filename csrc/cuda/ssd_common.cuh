@@ -70,9 +70,35 @@ struct CbLayout {  // C·Bᵀ per (batch, chunk, group)
   }
 };
 
-struct FwdLayout {
+// The per-step chunk scalars the forward, state and gradient kernels all stage (Q floats each):
+// dt', its softplus derivative, the cumulative sum of dt'·A, the segment index and the decays
+// into and out of the chunk.
+struct ChunkScalars {
+  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;
+  __host__ __device__ size_t place_scalars(size_t o, int Q) {
+    size_t* fields[6] = {&sDtp, &sDer, &sCs, &sSeg, &sEin, &sEout};
+    for (size_t* f : fields) *f = o, o = align128(o + size_t(Q) * 4);
+    return o;
+  }
+};
+
+// Pointers to those scalars in a kernel's shared memory.
+struct ScalarPtrs {
+  float *dtp, *der, *cs;
+  int* seg;
+  float *ein, *eout;
+  __device__ ScalarPtrs(unsigned char* smem, const ChunkScalars& l)
+      : dtp(reinterpret_cast<float*>(smem + l.sDtp)),
+        der(reinterpret_cast<float*>(smem + l.sDer)),
+        cs(reinterpret_cast<float*>(smem + l.sCs)),
+        seg(reinterpret_cast<int*>(smem + l.sSeg)),
+        ein(reinterpret_cast<float*>(smem + l.sEin)),
+        eout(reinterpret_cast<float*>(smem + l.sEout)) {}
+};
+
+struct FwdLayout : ChunkScalars {
   int ldN, ldX, ldMT, ldH, ldHT, ldY;
-  size_t sB, sC, sX, sMT, sH, sHT, sY, sY2, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
+  size_t sB, sC, sX, sMT, sH, sHT, sY, sY2, bytes;
   __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
     ldN = NP + 8, ldX = PT + 8, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
     size_t o = 0;
@@ -84,39 +110,29 @@ struct FwdLayout {
     sHT = o, o = align128(o + (f32 ? 0 : size_t(PT) * ldHT * ts));
     sY = o, o = align128(o + size_t(Q) * ldY * 4);
     sY2 = o, o = align128(o + size_t(Q) * ldY * 4);
-    sDtp = o, o = align128(o + size_t(Q) * 4);
-    sDer = o, o = align128(o + size_t(Q) * 4);
-    sCs = o, o = align128(o + size_t(Q) * 4);
-    sSeg = o, o = align128(o + size_t(Q) * 4);
-    sEin = o, o = align128(o + size_t(Q) * 4);
-    sEout = o, o = align128(o + size_t(Q) * 4);
+    o = place_scalars(o, Q);
     bytes = o;
   }
 };
 
-struct StateLayout {  // reverse state pass
+struct StateLayout : ChunkScalars {  // reverse state pass
   int ldN, ldX, ldG;
-  size_t sC, sDy, sG, sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
+  size_t sC, sDy, sG, bytes;
   __host__ __device__ StateLayout(int Q, int NP, int PT, int ts) {
     ldN = NP + 8, ldX = PT + 8, ldG = NP + 4;
     size_t o = 0;
     sC = o, o = align128(o + size_t(Q) * ldN * ts);
     sDy = o, o = align128(o + size_t(Q) * ldX * ts);
     sG = o, o = align128(o + size_t(PT) * ldG * 4);
-    sDtp = o, o = align128(o + size_t(Q) * 4);
-    sDer = o, o = align128(o + size_t(Q) * 4);
-    sCs = o, o = align128(o + size_t(Q) * 4);
-    sSeg = o, o = align128(o + size_t(Q) * 4);
-    sEin = o, o = align128(o + size_t(Q) * 4);
-    sEout = o, o = align128(o + size_t(Q) * 4);
+    o = place_scalars(o, Q);
     bytes = o;
   }
 };
 
-struct GradLayout {  // chunk gradients; bytes_staged: with the chunk's S0/S1 tiles staged (sH0, sG)
+struct GradLayout : ChunkScalars {  // chunk gradients; bytes_staged: with the chunk's S0/S1 tiles staged (sH0, sG)
   int ldN, ldP, ldM, ldMT, ldF, ldS;
-  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sDYX, sF2, sDtxE, sDyE, sF1, sDtp, sDer, sCs, sSeg, sEin, sEout, sRow, sCol, sV, sU,
-      sDdtp, sRed, bytes, sH0, sG, bytes_staged;
+  size_t sB, sC, sDtx, sDy, sM, sN2, r7, sDYX, sF2, sDtxE, sDyE, sF1, sRow, sCol, sV, sU, sDdtp, sRed, bytes, sH0, sG,
+      bytes_staged;
   __host__ __device__ GradLayout(int Q, int NP, int PC, int ts) {
     ldN = NP + 8, ldP = PC + 8, ldM = Q + 4, ldMT = Q + 8, ldF = PC + 4;
     size_t o = 0;
@@ -137,12 +153,7 @@ struct GradLayout {  // chunk gradients; bytes_staged: with the chunk's S0/S1 ti
     if (2 * tBytes > r7size) r7size = 2 * tBytes;
     o = r7 + r7size;
     sF1 = o, o = align128(o + size_t(Q) * ldF * 4);
-    sDtp = o, o = align128(o + size_t(Q) * 4);
-    sDer = o, o = align128(o + size_t(Q) * 4);
-    sCs = o, o = align128(o + size_t(Q) * 4);
-    sSeg = o, o = align128(o + size_t(Q) * 4);
-    sEin = o, o = align128(o + size_t(Q) * 4);
-    sEout = o, o = align128(o + size_t(Q) * 4);
+    o = place_scalars(o, Q);
     sRow = o, o = align128(o + size_t(Q) * 4);
     sCol = o, o = align128(o + size_t(Q) * 4);
     sV = o, o = align128(o + size_t(Q) * 4);

@@ -46,12 +46,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   T* sHT = reinterpret_cast<T*>(smem + lay.sHT);
   float* sY = reinterpret_cast<float*>(smem + lay.sY);
   float* sY2 = reinterpret_cast<float*>(smem + lay.sY2);
-  float* sDtp = reinterpret_cast<float*>(smem + lay.sDtp);
-  float* sDer = reinterpret_cast<float*>(smem + lay.sDer);
-  float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
-  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
-  float* sEin = reinterpret_cast<float*>(smem + lay.sEin);
-  float* sEout = reinterpret_cast<float*>(smem + lay.sEout);
+  const ScalarPtrs sc(smem, lay);
 
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
@@ -85,23 +80,23 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     load_tile(sX, lay.ldX, x + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0, int64_t(d.H) * d.P, q, Q, pw, PT);
-    chunk_scalars<Q>(d, b, h, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);  // ends with __syncthreads
+    chunk_scalars<Q>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);  // ends with __syncthreads
 
-    const float cs_end = sCs[Q - 1];
-    const int seg_end = sSeg[Q - 1];
+    const float cs_end = sc.cs[Q - 1];
+    const int seg_end = sc.seg[Q - 1];
     if (want_y) {
       block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, hop, ldhop, sY2, lay.ldY, 0.f);  // C·H0ᵀ
       const float* cb = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
       for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
         const int t = idx / Q, s = idx % Q;
         float v = 0.f;
-        if (s <= t && sSeg[s] == sSeg[t]) v = cb[idx] * __expf(sCs[t] - sCs[s]) * sDtp[s];
+        if (s <= t && sc.seg[s] == sc.seg[t]) v = cb[idx] * __expf(sc.cs[t] - sc.cs[s]) * sc.dtp[s];
         sMT[t * lay.ldMT + s] = from_float<T>(v);
       }
     }
     for (int idx = threadIdx.x; idx < Q * NP; idx += kThreads) {
       const int s = idx / NP, n = idx % NP;
-      const float w = sEout[s] * sDtp[s];
+      const float w = sc.eout[s] * sc.dtp[s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
     __syncthreads();  // Lm, Bw and C·H0ᵀ done (f32 read H itself there: it may change now)
@@ -112,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     if (want_y) {
       for (int idx = threadIdx.x; idx < q * pw; idx += kThreads) {
         const int t = idx / pw, pp = idx % pw, p = p0 + pp;
-        const float e_in = sEin[t];
+        const float e_in = sc.ein[t];
         const float xv = to_float(sX[t * lay.ldX + pp]);
         float v = sY[t * lay.ldY + pp] + e_in * sY2[t * lay.ldY + pp];
         if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * xv;

@@ -24,32 +24,9 @@ constexpr int kQ = kChunkedQ;  // tokens per chunk
 constexpr int kT = 64;          // row tile / K slice / headdim tile
 constexpr int kR = kQ / kT;     // row tiles per chunk
 
-struct ScalarLayout {  // per-chunk scalars at the start of every kernel's shared memory
-  size_t sDtp, sDer, sCs, sSeg, sEin, sEout, bytes;
-  __host__ __device__ ScalarLayout() {
-    size_t o = 0;
-    sDtp = o, o += kQ * 4;
-    sDer = o, o += kQ * 4;
-    sCs = o, o += kQ * 4;
-    sSeg = o, o += kQ * 4;
-    sEin = o, o += kQ * 4;
-    sEout = o, o += kQ * 4;
-    bytes = align128(o);
-  }
-};
-
-struct Scalars {
-  float *dtp, *der, *cs, *ein, *eout;
-  int* seg;
-  __device__ Scalars(unsigned char* smem) {
-    const ScalarLayout s;
-    dtp = reinterpret_cast<float*>(smem + s.sDtp);
-    der = reinterpret_cast<float*>(smem + s.sDer);
-    cs = reinterpret_cast<float*>(smem + s.sCs);
-    seg = reinterpret_cast<int*>(smem + s.sSeg);
-    ein = reinterpret_cast<float*>(smem + s.sEin);
-    eout = reinterpret_cast<float*>(smem + s.sEout);
-  }
+struct ScalarLayout : ChunkScalars {  // per-chunk scalars at the start of every kernel's shared memory
+  size_t bytes;
+  __host__ __device__ ScalarLayout() { bytes = place_scalars(0, kQ); }
 };
 
 struct CbTileLayout {
@@ -162,7 +139,7 @@ template <typename T, bool REV, int QC>
 __global__ void __launch_bounds__(kThreads) ssd_fc_state_kernel(Dev d, void* dst, float* dec_out) {
   extern __shared__ __align__(128) unsigned char smem[];
   const StateTileLayout lay(d.NP, sizeof(T), REV);
-  const Scalars sc(smem);
+  const ScalarPtrs sc(smem, ScalarLayout());
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   float* sS = reinterpret_cast<float*>(smem + lay.sS);
@@ -274,7 +251,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
   if (r * kT >= q) return;  // whole block: rows past the sequence
   extern __shared__ __align__(128) unsigned char smem[];
   const OutTileLayout lay(d.NP, sizeof(T));
-  const Scalars sc(smem);
+  const ScalarPtrs sc(smem, ScalarLayout());
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sH = reinterpret_cast<T*>(smem + lay.sH);
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
