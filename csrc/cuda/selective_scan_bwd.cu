@@ -187,21 +187,16 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
       for (int h4 = 0; h4 < kSub; h4 += 4) {
         const int t = s * kSub + h4;
-        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
-        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
-        int4 rs4 = make_int4(0, 0, 0, 0);
-        if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
-        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
-        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+        const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           float bv[K];
           load_b(bv, t + q);
-          const float du = dts[q] * us[q];
+          const float du = st.dt[q] * st.u[q];
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            float a = exp2f(dts[q] * A2[k]);
-            if (kRestart && rss[q]) a = 0.f;
+            float a = exp2f(st.dt[q] * A2[k]);
+            if (kRestart && st.rst[q]) a = 0.f;
             x[k] = fmaf(a, x[k], du * bv[k]);
           }
         }
@@ -216,12 +211,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
       for (int h4 = 0; h4 < kSub; h4 += 4) {
         const int t = s * kSub + h4;
-        const float4 dt4 = *reinterpret_cast<const float4*>(r_dt + t);
-        const float4 u4 = *reinterpret_cast<const float4*>(r_u + t);
-        int4 rs4 = make_int4(0, 0, 0, 0);
-        if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
-        const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
-        const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+        const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
         float part[1][4];  // this lane's share of <C_t, x_t> (for dz)
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
@@ -229,12 +219,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
           float bv[K], cv[K];
           load_b(bv, t + q);
           if (z) load_c(cv, t + q);
-          const float du = dts[q] * us[q];
+          const float du = st.dt[q] * st.u[q];
           float acc = 0.f;
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            float a = exp2f(dts[q] * A2[k]);
-            if (kRestart && rss[q]) a = 0.f;
+            float a = exp2f(st.dt[q] * A2[k]);
+            if (kRestart && st.rst[q]) a = 0.f;
             h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
             if (z) acc = fmaf(cv[k], h[j + 1][k], acc);
           }
@@ -243,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         if (z) {
           // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
           reduce_steps4<1>(part, G, lane, [&](int q, const float(&v)[1]) {
-            r_z[t + q] *= fmaf(Dd, pick4(u4, q), v[0]);
+            r_z[t + q] *= fmaf(Dd, st.u_at(q), v[0]);
           });
         }
       }
@@ -348,13 +338,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         s_dsp[r * TP + t] = dsp;
       }
     }
-    if (bc_vec && len == chunk) {
-      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
-      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
-    } else {
-      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
-    }
+    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, bc_vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
 

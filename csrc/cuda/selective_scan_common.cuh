@@ -223,9 +223,6 @@ __device__ __forceinline__ void reduce_steps4(const float (&part)[M][4], int G, 
   if (lane < 4) emit(2 * bit0 + bit1, w);
 }
 
-// Element s (runtime, 0..3) of a float4 without local memory.
-__device__ __forceinline__ float pick4(const float4& v, int s) { return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w; }
-
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
 // chunk is a power of two: shifts, not divisions, split the flat index.
 template <typename T>
@@ -258,6 +255,38 @@ __device__ __forceinline__ void load_bc_tile_vec(float* dst, const T* src, const
 #pragma unroll
     for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
+}
+
+// Stages a chunk's per-step B and C (those that are not time-invariant): 16-byte loads when `vec`
+// says the rows allow it and the chunk is whole.
+template <typename T>
+__device__ __forceinline__ void load_bc_tiles(float* s_B, float* s_C, const T* Bg, const T* Cg, bool b_ti, bool c_ti,
+                                              bool vec, const SelectiveScanParams& p, const Layout& lo, int chunk,
+                                              int64_t t0, int len) {
+  if (vec && len == chunk) {
+    if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
+    if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
+  } else {
+    if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
+    if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
+  }
+}
+
+// Four consecutive staged steps (t a multiple of 4): delta', u and the restart flags, one 16-byte
+// shared load each. Indexed with unrolled constants only, so it stays in registers.
+struct Steps4 {
+  float dt[4], u[4];
+  int rst[4];
+  // u of step s for a run-time s, without an indexed (local-memory) access
+  __device__ __forceinline__ float u_at(int s) const { return s == 0 ? u[0] : s == 1 ? u[1] : s == 2 ? u[2] : u[3]; }
+};
+template <bool kRestart>
+__device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, const int* rst, int t) {
+  const float4 dt4 = *reinterpret_cast<const float4*>(dt + t);
+  const float4 u4 = *reinterpret_cast<const float4*>(u + t);
+  int4 rs4 = make_int4(0, 0, 0, 0);
+  if (kRestart) rs4 = *reinterpret_cast<const int4*>(rst + t);
+  return Steps4{{dt4.x, dt4.y, dt4.z, dt4.w}, {u4.x, u4.y, u4.z, u4.w}, {rs4.x, rs4.y, rs4.z, rs4.w}};
 }
 
 // Restart flags of a chunk: 1 where seqIdx changes (the state before that step is dropped).

@@ -86,16 +86,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll 1
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
-      const float4 dt4 = *reinterpret_cast<const float4*>(rdt + t);
-      const float4 u4 = *reinterpret_cast<const float4*>(ru + t);
-      int4 rs4 = make_int4(0, 0, 0, 0);
-      if (kRestart) rs4 = *reinterpret_cast<const int4*>(s_rst + t);
-      const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, us[4] = {u4.x, u4.y, u4.z, u4.w};
-      const int rss[4] = {rs4.x, rs4.y, rs4.z, rs4.w};
+      const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
       float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
-        const float dt = dts[s], du = dt * us[s];
+        const float dt = st.dt[s], du = dt * st.u[s];
         float bv[K], cv[K];
         load_k<K>(bv, b_src + (t + s) * b_step);
         if (kY) {
@@ -108,7 +103,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           float a = exp2f(dt * A2[k]);
-          if (kRestart && rss[s]) a = 0.f;
+          if (kRestart && st.rst[s]) a = 0.f;
           x[k] = fmaf(a, x[k], du * bv[k]);
           if (kY) acc = fmaf(cv[k], x[k], acc);
         }
@@ -117,7 +112,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (!kY) continue;
       // The owner of step t+s: y = <C, x> + D u, gated by silu(z); silu(z)'s slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        float yv = fmaf(Dd, pick4(u4, s), v[0]);
+        float yv = fmaf(Dd, st.u_at(s), v[0]);
         if (z) yv *= rzy[t + s];
         rzy[t + s] = yv;
       });
@@ -174,13 +169,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         s_zy[r * TP + t] = zv;
       }
     }
-    if (vec && len == chunk) {
-      if (!b_ti) load_bc_tile_vec(s_B, Bg, p, lo, chunk, t0);
-      if (!c_ti) load_bc_tile_vec(s_C, Cg, p, lo, chunk, t0);
-    } else {
-      if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
-      if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
-    }
+    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
 
