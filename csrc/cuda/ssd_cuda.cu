@@ -84,19 +84,19 @@ template <typename F> void with_type(DType t, F&& f) {
   }
 }
 
-// The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks: C·Bᵀ, chunk states, decays.
+// The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks.
 Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
 
-size_t st_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 2); }  // 16-bit states
-size_t dec_bytes(const Dev& c) { return align256(size_t(c.batch) * c.H * c.nc * 4); }
-
+// Its scratch: the state entering every chunk (T), per-token (cumsum, dt') and, with seqIdx,
+// per-token segment numbers.
 struct ChunkedScratch {
-  size_t cb, st, dec, bytes;
-  explicit ChunkedScratch(const Dev& d) {
+  size_t st, scal, segs, bytes;
+  ChunkedScratch(const Dev& c, bool seq_idx) {
+    const size_t tokens = size_t(c.batch) * c.H * c.Lpad;
     size_t o = 0;
-    cb = o, o += cb_bytes(d);
-    st = o, o += st_bytes(d);
-    dec = o, o += dec_bytes(d);
+    st = o, o += align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 2);
+    scal = o, o += align256(tokens * 8);
+    segs = o, o += seq_idx ? align256(tokens * 4) : 0;
     bytes = o;
   }
 };
@@ -105,7 +105,7 @@ struct ChunkedScratch {
 
 size_t ssd_forward_cuda_scratch(const SsdParams& p) {
   if (p.dtype == DType::Float32) return cb_bytes(make_dev(p));  // C·Bᵀ per chunk and group
-  return ChunkedScratch(make_chunked_dev(p)).bytes;
+  return ChunkedScratch(make_chunked_dev(p), p.seq_idx != nullptr).bytes;
 }
 
 size_t ssd_backward_cuda_scratch(const SsdParams& p) {
@@ -115,18 +115,23 @@ size_t ssd_backward_cuda_scratch(const SsdParams& p) {
 void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
   const bool f32 = p.dtype == DType::Float32;
   Dev d = f32 ? make_dev(p) : make_chunked_dev(p);
-  d.CB = static_cast<float*>(scratch);
-  if (!f32) {
-    const ChunkedScratch s(d);
-    d.St = static_cast<char*>(scratch) + s.st;
-    d.dec = reinterpret_cast<float*>(static_cast<char*>(scratch) + s.dec);
+  char* base = static_cast<char*>(scratch);
+  float2* scal = nullptr;
+  int* segs = nullptr;
+  if (f32) {
+    d.CB = static_cast<float*>(scratch);
+  } else {
+    const ChunkedScratch s(d, p.seq_idx != nullptr);
+    d.St = base + s.st;
+    scal = reinterpret_cast<float2*>(base + s.scal);
+    if (p.seq_idx) segs = reinterpret_cast<int*>(base + s.segs);
   }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if constexpr (std::is_same_v<T, float>)
       cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
     else
-      cuda::ssd::launch_forward_chunked<T>(d, static_cast<cudaStream_t>(stream));
+      cuda::ssd::launch_forward_mma<T>(d, scal, segs, static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -1,15 +1,12 @@
-// SSD forward for 16-bit inputs, parallel over chunks (the public algorithm's structure), with
-// 256-token chunks so the chunk states cost little memory traffic next to x, z and y:
-//   1. ssd_fc_cb_kernel     C·Bᵀ of every chunk and group, lower 64×64 tiles (f32 scratch)
-//   2. ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (T scratch)
-//                           and the chunk's decay exp(cs_end) (0 when a sequence restarts inside)
-//   3. ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks (f32 in registers),
-//                           in place: the slot of chunk c ends up holding the state entering it
-//                           (in T: the output kernel's tensor-core operand); final states
-//   4. ssd_fc_out_kernel    per 64-token row tile: Y = e_in·(C·H_inᵀ) + Σ_j (CB ∘ exp(segsum) ∘ dt')·X_j
-//                           + D·x, gated by silu(z)
-// Every product runs on tensor cores (block_gemm, f32 accumulation). The f32 forward and the
-// backward's state pass keep the fused sequential kernel of ssd_fwd.cu.
+// Chunk-parallel state kernels of the 16-bit backward, over 256-token chunks (the public
+// algorithm's structure); the 16-bit forward runs ssd_fwd_mma.cu:
+//   ssd_fc_state_kernel  chunk-local state S_c = Xᵀ·(w ∘ B), w = exp(cs_end − cs)·dt'  (T scratch)
+//                        and the chunk's decay exp(cs_end) (0 when a sequence restarts inside);
+//                        REV: U_c = dyᵀ·(e_in ∘ C)
+//   ssd_fc_pass_kernel   H_c = decay_c·H_{c−1} + S_c, sequential over chunks (f32 in registers),
+//                        in place: the slot of chunk c ends up holding the state entering it
+//   ssd_run_pass_kernel  the same within runs of 64-token chunks, seeded by the above
+// Every product runs on tensor cores (block_gemm, f32 accumulation).
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
@@ -22,23 +19,10 @@ namespace {
 
 constexpr int kQ = kChunkedQ;  // tokens per chunk
 constexpr int kT = 64;          // row tile / K slice / headdim tile
-constexpr int kR = kQ / kT;     // row tiles per chunk
 
 struct ScalarLayout : ChunkScalars {  // per-chunk scalars at the start of every kernel's shared memory
   size_t bytes;
   __host__ __device__ ScalarLayout() { bytes = place_scalars(0, kQ); }
-};
-
-struct CbTileLayout {
-  int ldN;
-  size_t sC, sB, bytes;
-  __host__ __device__ CbTileLayout(int NP, int ts) {
-    ldN = NP + 8;
-    size_t o = 0;
-    sC = o, o = align128(o + size_t(kT) * ldN * ts);
-    sB = o, o = align128(o + size_t(kT) * ldN * ts);
-    bytes = o;
-  }
 };
 
 struct StateTileLayout {  // sZ: the gate's z (reverse pass only)
@@ -51,26 +35,6 @@ struct StateTileLayout {  // sZ: the gate's z (reverse pass only)
     sB = o, o = align128(o + size_t(kT) * ldN * ts);
     sS = o, o = align128(o + size_t(kT) * ldS * 4);
     sZ = o, o = align128(o + (rev ? size_t(kT) * ldX * ts : 0));
-    bytes = o;
-  }
-};
-
-// sX and sM reuse the space of sC and sH (dead once C·H_inᵀ is in sY): ~57 KB at dstate 128,
-// three blocks per SM.
-struct OutTileLayout {
-  int ldN, ldX, ldM, ldY;
-  size_t sC, sH, sX, sM, sY, bytes;
-  __host__ __device__ OutTileLayout(int NP, int ts) {
-    ldN = NP + 8, ldX = kT + 8, ldM = kT + 8, ldY = kT + 4;
-    const size_t base = ScalarLayout().bytes;
-    size_t o = base;
-    sC = o, o = align128(o + size_t(kT) * ldN * ts);
-    sH = o, o = align128(o + size_t(kT) * ldN * ts);
-    size_t o2 = base;
-    sX = o2, o2 = align128(o2 + size_t(kT) * ldX * ts);
-    sM = o2, o2 = align128(o2 + size_t(kT) * ldM * ts);
-    o = o > o2 ? o : o2;
-    sY = o, o = align128(o + size_t(kT) * ldY * 4);
     bytes = o;
   }
 };
@@ -92,27 +56,6 @@ __device__ __forceinline__ void store4(T* p, float4 f) {
 }
 
 }  // namespace
-
-// grid (kR·kR tiles, nc, batch·G); tiles above the diagonal exit at once.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) ssd_fc_cb_kernel(Dev d) {
-  const int r = blockIdx.x / kR, j = blockIdx.x % kR;
-  if (j > r) return;
-  extern __shared__ __align__(128) unsigned char smem[];
-  const CbTileLayout lay(d.NP, sizeof(T));
-  T* sC = reinterpret_cast<T*>(smem + lay.sC);
-  T* sB = reinterpret_cast<T*>(smem + lay.sB);
-  const int c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
-  const int t0 = c * kQ, q = min(kQ, d.L - t0);
-  const int64_t stride = int64_t(d.G) * d.N;
-  const T* Cm = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const T* Bm = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  load_tile(sC, lay.ldN, Cm + int64_t(r) * kT * stride, stride, rows_in(q, r * kT), kT, d.N, d.NP);
-  load_tile(sB, lay.ldN, Bm + int64_t(j) * kT * stride, stride, rows_in(q, j * kT), kT, d.N, d.NP);
-  __syncthreads();
-  float* out = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * kQ * kQ + (r * kT) * kQ + j * kT;
-  block_gemm<T, true, false, Tri::Full>(kT, kT, d.NP, sC, lay.ldN, sB, lay.ldN, out, kQ, 0.f);
-}
 
 // Slice j of the state kernel's operands: X (REV: dout, and z into sZ; the kernel forms
 // dy = dout·silu(z) in place) and B (REV: C); the copies may still be in flight on return
@@ -242,76 +185,6 @@ __global__ void __launch_bounds__(256) ssd_run_pass_kernel(Dev d, const void* se
   }
 }
 
-// grid (H·kR·(PP/64), nc, batch): 64 output rows × one 64-wide headdim tile of one head.
-template <typename T>
-__global__ void __launch_bounds__(kThreads) ssd_fc_out_kernel(Dev d) {
-  const int h = blockIdx.x % d.H, rest = blockIdx.x / d.H, r = rest % kR, pt = rest / kR;
-  const int c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
-  const int t0 = c * kQ, q = min(kQ, d.L - t0);
-  if (r * kT >= q) return;  // whole block: rows past the sequence
-  extern __shared__ __align__(128) unsigned char smem[];
-  const OutTileLayout lay(d.NP, sizeof(T));
-  const ScalarPtrs sc(smem, ScalarLayout());
-  T* sC = reinterpret_cast<T*>(smem + lay.sC);
-  T* sH = reinterpret_cast<T*>(smem + lay.sH);
-  T* sX = reinterpret_cast<T*>(smem + lay.sX);
-  T* sM = reinterpret_cast<T*>(smem + lay.sM);
-  float* sY = reinterpret_cast<float*>(smem + lay.sY);
-  const int p0 = pt * kT, pw = min(kT, d.P - p0);
-  const int NP = d.NP;
-  const int rv = rows_in(q, r * kT);
-
-  // C rows and H_in fly while the chunk scalars are computed
-  const int64_t bs = int64_t(d.G) * d.N;
-  load_tile<false>(sC, lay.ldN, static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0 + r * kT) * d.G + g) * d.N, bs, rv,
-                   kT, d.N, NP);
-  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  load_tile<false>(sH, lay.ldN, hin, NP, kT, kT, NP, NP);
-  chunk_scalars<kQ>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);
-  cp_async_wait();
-  __syncthreads();
-  block_gemm<T, true, false, Tri::Full>(kT, kT, NP, sC, lay.ldN, sH, lay.ldN, sY, lay.ldY, 0.f);  // C·H_inᵀ
-  __syncthreads();  // sC and sH are dead from here (sX, sM take their space)
-  for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {
-    const int t = idx / kT, p = idx % kT;
-    sY[t * lay.ldY + p] *= sc.ein[r * kT + t];
-  }
-
-  const float* cb = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * kQ * kQ;
-  const T* x = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const int64_t xs = int64_t(d.H) * d.P;
-  for (int j = 0; j <= r; ++j) {
-    __syncthreads();  // the previous product is done with sX, sM (and sY's scaling is complete)
-    load_tile<false>(sX, lay.ldX, x + int64_t(j) * kT * xs, xs, rows_in(q, j * kT), kT, pw, kT);  // overlaps M
-#pragma unroll 4
-    for (int idx = threadIdx.x; idx < kT * kT; idx += kThreads) {  // read-only loads run ahead
-      const int tt = r * kT + idx / kT, ss = j * kT + idx % kT;
-      float v = 0.f;
-      if (ss <= tt && sc.seg[ss] == sc.seg[tt]) v = __ldg(cb + tt * kQ + ss) * __expf(sc.cs[tt] - sc.cs[ss]) * sc.dtp[ss];
-      sM[(idx / kT) * lay.ldM + idx % kT] = from_float<T>(v);
-    }
-    cp_async_wait();
-    __syncthreads();
-    if (j == r)
-      block_gemm<T, true, true, Tri::LowerA>(kT, kT, kT, sM, lay.ldM, sX, lay.ldX, sY, lay.ldY, 1.f);
-    else
-      block_gemm<T, true, true, Tri::Full>(kT, kT, kT, sM, lay.ldM, sX, lay.ldX, sY, lay.ldY, 1.f);
-  }
-  __syncthreads();  // Y complete; sX holds this tile's own rows (the last slice, j == r)
-  T* y = static_cast<T*>(d.y);
-  const T* z = static_cast<const T*>(d.z);
-  const int64_t row0 = (int64_t(b) * d.L + t0 + r * kT) * d.H + h;
-#pragma unroll 4
-  for (int idx = threadIdx.x; idx < rv * pw; idx += kThreads) {
-    const int t = idx / pw, pp = idx % pw, p = p0 + pp;
-    const int64_t off = (row0 + int64_t(t) * d.H) * d.P + p;
-    float v = sY[t * lay.ldY + pp];
-    if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * to_float(sX[t * lay.ldX + pp]);
-    if (z) v *= silu_f(to_float(__ldg(z + off)));
-    y[off] = from_float<T>(v);
-  }
-}
-
 namespace {
 template <typename T, bool REV, int QC>
 void launch_local(const Dev& d, void* dst, float* dec_out, cudaStream_t stream) {
@@ -332,25 +205,6 @@ void launch_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
   timer.mark(REV ? "reverse state passing" : "state passing");
 }
 }  // namespace
-
-template <typename T>
-void launch_forward_chunked(const Dev& d, cudaStream_t stream) {
-  StageTimer timer("forward", stream);
-  const int ptiles = d.PP / kT;
-  const CbTileLayout cl(d.NP, sizeof(T));
-  set_smem(ssd_fc_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
-  ssd_fc_cb_kernel<T><<<dim3(kR * kR, d.nc, d.batch * d.G), kThreads, cl.bytes, stream>>>(d);
-  check_launch("ssdChunkScan C·Bᵀ");
-  timer.mark("C·Bᵀ");
-
-  launch_states<T, false>(d, stream, timer);
-
-  const OutTileLayout ol(d.NP, sizeof(T));
-  set_smem(ssd_fc_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
-  ssd_fc_out_kernel<T><<<dim3(d.H * kR * ptiles, d.nc, d.batch), kThreads, ol.bytes, stream>>>(d);
-  check_launch("ssdChunkScan chunk outputs");
-  timer.mark("chunk outputs");
-}
 
 template <typename T>
 void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer) {
@@ -375,7 +229,5 @@ void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer
 
 template void launch_backward_states<__half>(const Dev&, cudaStream_t, StageTimer&);
 template void launch_backward_states<__nv_bfloat16>(const Dev&, cudaStream_t, StageTimer&);
-template void launch_forward_chunked<__half>(const Dev&, cudaStream_t);
-template void launch_forward_chunked<__nv_bfloat16>(const Dev&, cudaStream_t);
 
 }  // namespace ss::cuda::ssd

@@ -1,0 +1,469 @@
+// SSD forward for 16-bit inputs on tensor cores (mma.sync m16n8k16, f32 accumulation, operands
+// through ldmatrix from padded shared memory), two kernels over 256-token chunks:
+//
+//  1. ssd_mma_state_kernel — one block per (batch, head, 64×64 tile of the state (headdim × dstate)),
+//     walking the whole sequence in 64-token slices (cp.async double buffering). The state lives
+//     in the mma accumulators (f32) the whole time; per chunk:
+//       chunk scalars (dt', inclusive cumsum of dt'·A, segments; dt of the next chunk prefetched),
+//       the state entering the chunk written (as T) to St, then
+//       H ← dec·H + Xᵀ·(w ∘ B),  w_s = exp(cs_end − cs_s)·dt'_s (0 off the last segment),
+//                                  dec = exp(cs_end) (0 when a sequence restarts inside).
+//     So chunk states and the inter-chunk pass are one kernel: no chunk-local state round trip.
+//     It also stores (cs, dt') per token (and segments with seqIdx) for kernel 2; finalStates.
+//  2. ssd_mma_out_kernel — one block per (batch, chunk, head, 64-row tile, 64-wide headdim tile),
+//     four warps of 16 rows, flash-attention style: Y = e_in·(C·H_inᵀ), then for every 64-token
+//     slice s at or before the rows, S = C·B_sᵀ in registers, the decay/causal/segment mask
+//     applied to the accumulator fragments, S re-packed as the A operand of Y += S·X_s (no shared
+//     round trip, C·Bᵀ never stored); + D·x, gated by silu(z) (z staged with the first copies).
+//
+// Rounding: the mma operands are T (x·w, the masked S, the passed states); every sum is f32.
+#include "cuda/check.cuh"
+#include "cuda/mma_tile.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_launch.h"
+#include "cuda/ssd_stages.h"
+
+namespace ss::cuda::ssd {
+
+namespace {
+
+using namespace ss::cuda::mma;
+
+constexpr int kQ = kChunkedQ;      // tokens per chunk
+constexpr int kS = 64;             // tokens per slice; rows / columns of every tile
+constexpr int kSlices = kQ / kS;   // slices per chunk
+constexpr int kNT = 128;           // threads per block: 4 warps
+constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
+
+// Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with
+// cp.async where a 16-byte piece is whole and aligned, else element by element; rows past
+// rows_valid and columns past cols_valid are zero. The caller commits and waits.
+template <typename T>
+__device__ void copy_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+  const int vcols = cols / V;
+  for (int idx = threadIdx.x; idx < rows * vcols; idx += kNT) {
+    const int r = idx / vcols, c = (idx % vcols) * V;
+    T* to = dst + r * ldd + c;
+    if (r < rows_valid && vec_ok && c + V <= cols_valid) {
+      __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        to[e] = (r < rows_valid && c + e < cols_valid) ? __ldg(src + int64_t(r) * stride + c + e) : from_float<T>(0.f);
+    }
+  }
+}
+
+// Shared memory of the state kernel: double-buffered x and B slices (T), per-token weights w.
+struct StateSmem {
+  size_t sX, sB, sW, sRed, bytes;
+  __host__ __device__ StateSmem(int ts) {
+    size_t o = 0;
+    sX = o, o = align128(o + 2 * size_t(kS) * kLd * ts);
+    sB = o, o = align128(o + 2 * size_t(kS) * kLd * ts);
+    sW = o, o = align128(o + size_t(kQ) * 4);
+    sRed = o, o = align128(o + 2 * 4 * 4);  // per-warp totals: cumsum, segment count
+    bytes = o;
+  }
+};
+
+// Shared memory of the output kernel (NP: dstate padded to 16): C rows, H_in, double-buffered
+// B and x slices, z, the per-token (cs, dt') and segments of the chunk.
+struct OutSmem {
+  int ldN;
+  size_t sC, sH, sB, sX, sZ, sS, sSeg, bytes;
+  __host__ __device__ OutSmem(int NP, int ts) {
+    ldN = NP + 8;
+    const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
+    size_t o = 0;
+    sC = o, o = align128(o + nTile);
+    sH = o, o = align128(o + nTile);
+    sB = o, o = align128(o + 2 * nTile);
+    sX = o, o = align128(o + 2 * xTile);
+    sZ = o, o = align128(o + xTile);
+    sS = o, o = align128(o + size_t(kQ) * 8);
+    sSeg = o, o = align128(o + size_t(kQ) * 4);
+    bytes = o;
+  }
+};
+
+}  // namespace
+
+// grid (⌈NP/64⌉·⌈P/64⌉, H, batch), 128 threads: warp (wm, wn) owns state rows 32·wm.. (headdim)
+// and columns 32·wn.. (dstate) of the block's 64×64 tile: 2 × 4 accumulator tiles of 16×8.
+template <typename T>
+__global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const StateSmem lay(sizeof(T));
+  T* sX = reinterpret_cast<T*>(smem + lay.sX);
+  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  float* sW = reinterpret_cast<float*>(smem + lay.sW);
+  float* sRedA = reinterpret_cast<float*>(smem + lay.sRed);
+  int* sRedS = reinterpret_cast<int*>(smem + lay.sRed + 16);
+
+  const int ntn = (d.NP + kS - 1) / kS;
+  const int nt = blockIdx.x % ntn, pt = blockIdx.x / ntn;
+  const int n0 = nt * kS, p0 = pt * kS;
+  const int h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp >> 1, wn = warp & 1;
+  const bool writer = nt == 0 && pt == 0;  // one block per (batch, head) stores the scalars
+  const float A = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
+
+  // The running state, in the accumulator layout (f32).
+  float acc[2][4][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, e), n = n0 + 32 * wn + 8 * ni + acc_col(lane, e);
+        acc[mi][ni][e] = (d.h0 && p < d.P && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] : 0.f;
+      }
+
+  const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
+  const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
+  auto load_slice = [&](int s) {
+    if (s < nsl) {
+      const int rv = min(kS, d.L - s * kS), buf = s & 1;
+      copy_tile(sX + buf * kS * kLd, kLd, xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
+      copy_tile(sB + buf * kS * kLd, kLd, Bb + int64_t(s) * kS * bs, bs, rv, kS, min(kS, d.N - n0), kS);
+    }
+    __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
+  };
+  load_slice(0);
+  load_slice(1);
+
+  // This thread's two tokens of a chunk (2·tid, 2·tid + 1): raw dt and restart flags, fetched a
+  // chunk ahead.
+  float raw[2];
+  int flag[2];
+  auto fetch = [&](int c) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t t = int64_t(c) * kQ + 2 * tid + e;
+      raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
+      flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
+                                                      __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
+                                                : 0;
+    }
+  };
+  fetch(0);
+
+  const int64_t PPN = int64_t(d.PP) * d.NP;
+  for (int c = 0; c < d.nc; ++c) {
+    // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over 256 tokens
+    float dtp[2], cs[2];
+    int seg[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float der;
+      dtp[e] = int64_t(c) * kQ + 2 * tid + e < d.L ? dt_forward(d, raw[e], &der) : 0.f;  // 0 past the end
+    }
+    cs[0] = dtp[0] * A, cs[1] = cs[0] + dtp[1] * A;
+    seg[0] = flag[0], seg[1] = flag[0] + flag[1];
+    if (c + 1 < d.nc) fetch(c + 1);
+    float ia = cs[1];
+    int is = seg[1];
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+      const float ya = __shfl_up_sync(0xffffffffu, ia, off);
+      const int ys = __shfl_up_sync(0xffffffffu, is, off);
+      if (lane >= off) ia += ya, is += ys;
+    }
+    if (lane == 31) sRedA[warp] = ia, sRedS[warp] = is;
+    __syncthreads();
+    float pa = ia - cs[1], cs_end = 0.f;
+    int ps = is - seg[1], seg_end = 0;
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      if (w < warp) pa += sRedA[w], ps += sRedS[w];
+      cs_end += sRedA[w], seg_end += sRedS[w];
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      cs[e] += pa, seg[e] += ps;
+      sW[2 * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
+    }
+    if (writer) {
+      const int64_t o = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + 2 * tid;
+      *reinterpret_cast<float4*>(scal + o) = make_float4(cs[0], dtp[0], cs[1], dtp[1]);
+      if (segs) *reinterpret_cast<int2*>(segs + o) = make_int2(seg[0], seg[1]);
+    }
+    const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
+
+    // ---- the state entering chunk c, then its decay across the chunk
+    T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni) {
+        const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, 0), n = n0 + 32 * wn + 8 * ni + acc_col(lane, 0);
+        float* a = acc[mi][ni];
+        if (n < d.NP) {
+          *reinterpret_cast<uint32_t*>(st + int64_t(p) * d.NP + n) = pack2<T>(a[0], a[1]);
+          *reinterpret_cast<uint32_t*>(st + int64_t(p + 8) * d.NP + n) = pack2<T>(a[2], a[3]);
+        }
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[e] *= dec;
+      }
+
+    // ---- H += Xᵀ·(w ∘ B) over the chunk's slices
+    const int s_end = min(nsl, (c + 1) * kSlices);
+    for (int s = c * kSlices; s < s_end; ++s) {
+      __pipeline_wait_prior(1);  // slice s has landed (s + 1 may still be in flight)
+      __syncthreads();           // ... for every thread's copies; sW is complete
+      const T* X = sX + (s & 1) * kS * kLd;
+      const T* Bt = sB + (s & 1) * kS * kLd;
+      const float* w = sW + (s % kSlices) * kS;
+#pragma unroll
+      for (int kk = 0; kk < kS / 16; ++kk) {
+        // A = Xᵀ (m = headdim, k = token), scaled along k by w: a[0], a[1] hold tokens 2t, 2t+1;
+        // a[2], a[3] tokens 2t + 8, 2t + 9 (t = lane % 4).
+        const float2 wlo = *reinterpret_cast<const float2*>(w + kk * 16 + 2 * (lane & 3));
+        const float2 whi = *reinterpret_cast<const float2*>(w + kk * 16 + 2 * (lane & 3) + 8);
+        uint32_t af[2][4];
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi) {
+          const RC a = a_addr_t(lane);
+          ldsm_x4_t(af[mi], X + (kk * 16 + a.r) * kLd + 32 * wm + 16 * mi + a.c);
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const float2 v = unpack2<T>(af[mi][r]);
+            const float2 ww = r < 2 ? wlo : whi;
+            af[mi][r] = pack2<T>(v.x * ww.x, v.y * ww.y);
+          }
+        }
+#pragma unroll
+        for (int np = 0; np < 2; ++np) {
+          uint32_t bf[4];
+          const RC bq = b_addr_kn(lane);
+          ldsm_x4_t(bf, Bt + (kk * 16 + bq.r) * kLd + 32 * wn + 16 * np + bq.c);
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+#pragma unroll
+          for (int mi = 0; mi < 2; ++mi) {
+            mma16816<T>(acc[mi][2 * np], af[mi], b0);
+            mma16816<T>(acc[mi][2 * np + 1], af[mi], b1);
+          }
+        }
+      }
+      __syncthreads();  // every warp is done with this buffer (and, at the chunk's end, with sW)
+      load_slice(s + 2);
+    }
+  }
+
+  if (d.final_states)
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, e), n = n0 + 32 * wn + 8 * ni + acc_col(lane, e);
+          if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = acc[mi][ni][e];
+        }
+}
+
+// grid (kSlices·⌈P/64⌉·H, nc, batch), 128 threads; warp w owns rows 16·w.. of the 64-row tile and
+// all 64 headdim columns (8 accumulator tiles of 16×8). Row tiles are ordered heaviest first.
+template <typename T>
+__global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2* scal, const int* segs) {
+  const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
+  const int h = rest % d.H, pt = rest / d.H;
+  const int c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  if (r * kS >= q) return;  // rows past the sequence
+  extern __shared__ __align__(128) unsigned char smem[];
+  const OutSmem lay(d.NP, sizeof(T));
+  T* sC = reinterpret_cast<T*>(smem + lay.sC);
+  T* sH = reinterpret_cast<T*>(smem + lay.sH);
+  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  T* sX = reinterpret_cast<T*>(smem + lay.sX);
+  T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
+  float2* sS = reinterpret_cast<float2*>(smem + lay.sS);
+  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  const int NP = d.NP, ldN = lay.ldN;
+  const int p0 = pt * kS, pw = min(kS, d.P - p0);
+  const int rv = min(kS, q - r * kS);
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
+  const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
+
+  auto load_slice = [&](int j) {
+    const int jv = min(kS, q - j * kS);
+    copy_tile(sB + (j & 1) * kS * ldN, ldN, Bc + int64_t(j) * kS * bs, bs, jv, kS, d.N, NP);
+    copy_tile(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, jv, kS, pw, kS);
+  };
+  // group 0: C rows, H_in, z, slice 0; group 1: slice 1
+  copy_tile(sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
+  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  copy_tile(sH, ldN, hin, NP, kS, kS, NP, NP);
+  if (zc) copy_tile(sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  load_slice(0);
+  __pipeline_commit();
+  if (r >= 1) load_slice(1);
+  __pipeline_commit();
+  {  // the chunk's scalars up to this tile's last row
+    const int64_t o = (int64_t(b) * d.H + h) * d.Lpad + t0;
+    for (int i = tid; i < (r + 1) * kS; i += kNT) {
+      sS[i] = scal[o + i];
+      sSeg[i] = segs ? segs[o + i] : 0;
+    }
+  }
+
+  // This lane's two rows (chunk positions) and their scalars.
+  const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;
+  float acc[8][4];
+#pragma unroll
+  for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
+
+  const RC aq = a_addr(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
+  const T* cRow = sC + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
+  float cs_lo = 0.f, cs_hi = 0.f;
+  int seg_lo = 0, seg_hi = 0;
+
+  for (int j = 0; j <= r; ++j) {
+    __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
+    __syncthreads();
+    if (j == 0) {
+      cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x, seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
+      // Y = e_in · (C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
+      for (int k = 0; k < NP; k += 16) {
+        uint32_t a[4];
+        ldsm_x4(a, cRow + k);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t bf[4];
+          ldsm_x4(bf, sH + (16 * np + bnk.r) * ldN + k + bnk.c);
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+          mma16816<T>(acc[2 * np], a, b0);
+          mma16816<T>(acc[2 * np + 1], a, b1);
+        }
+      }
+      const float e_lo = seg_lo == 0 ? __expf(cs_lo) : 0.f, e_hi = seg_hi == 0 ? __expf(cs_hi) : 0.f;
+#pragma unroll
+      for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= e_lo, acc[ni][1] *= e_lo, acc[ni][2] *= e_hi, acc[ni][3] *= e_hi;
+    }
+
+    const T* Bt = sB + (j & 1) * kS * ldN;
+    const T* Xt = sX + (j & 1) * kS * kLd;
+    // Column blocks of 16 tokens that reach this warp's rows: all of an earlier slice, up to the
+    // diagonal block of the tile's own slice.
+    const int nblk = j < r ? 4 : w + 1;
+    float S[8][4];
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) S[ni][e] = 0.f;
+    for (int k = 0; k < NP; k += 16) {
+      uint32_t a[4];
+      ldsm_x4(a, cRow + k);
+#pragma unroll
+      for (int np = 0; np < 4; ++np) {
+        if (np < nblk) {
+          uint32_t bf[4];
+          ldsm_x4(bf, Bt + (16 * np + bnk.r) * ldN + k + bnk.c);  // B_s stored [token][n]: (n-dim, k-dim)
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+          mma16816<T>(S[2 * np], a, b0);
+          mma16816<T>(S[2 * np + 1], a, b1);
+        }
+      }
+    }
+    // S ∘ L: exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected, never
+    // multiplied: the exponent is positive above the diagonal).
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      if (ni / 2 < nblk) {
+        const int s0 = j * kS + 8 * ni + 2 * (lane & 3);
+        const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
+        const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
+        float* v = S[ni];
+        v[0] = (s0 <= row_lo && sg0 == seg_lo) ? v[0] * __expf(cs_lo - sc.x) * sc.y : 0.f;
+        v[1] = (s0 + 1 <= row_lo && sg1 == seg_lo) ? v[1] * __expf(cs_lo - sc.z) * sc.w : 0.f;
+        v[2] = (s0 <= row_hi && sg0 == seg_hi) ? v[2] * __expf(cs_hi - sc.x) * sc.y : 0.f;
+        v[3] = (s0 + 1 <= row_hi && sg1 == seg_hi) ? v[3] * __expf(cs_hi - sc.z) * sc.w : 0.f;
+      }
+    }
+    // Y += (S ∘ L)·X_s: S's accumulators are the A fragments (k = token); X_s stored [token][p].
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      if (kk < nblk) {
+        uint32_t a[4];
+        acc_to_a<T>(a, S[2 * kk], S[2 * kk + 1]);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t bf[4];
+          ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + 16 * np + bkn.c);
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+          mma16816<T>(acc[2 * np], a, b0);
+          mma16816<T>(acc[2 * np + 1], a, b1);
+        }
+      }
+    }
+    if (j + 2 <= r) {
+      __syncthreads();  // every warp is done with buffer j & 1
+      load_slice(j + 2);
+    }
+    __pipeline_commit();
+  }
+
+  // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
+  const T* Xr = sX + (r & 1) * kS * kLd;
+  T* y = static_cast<T*>(d.y);
+  const bool pairs = d.P % 2 == 0;
+#pragma unroll
+  for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
+      const int pp = 8 * ni + 2 * (lane & 3);        // column inside the headdim tile
+      if (tl >= rv || pp >= pw) continue;
+      float v[2] = {acc[ni][2 * hf], acc[ni][2 * hf + 1]};
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = p0 + pp + e;
+        if (d.D && pp + e < pw) v[e] += __ldg(d.D + (d.d_per_channel ? h * d.P + p : h)) * to_float(Xr[tl * kLd + pp + e]);
+        if (zc) v[e] *= silu_f(to_float(sZ[tl * kLd + pp + e]));
+      }
+      T* out = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0 + pp;
+      if (pairs) {
+        *reinterpret_cast<uint32_t*>(out) = pack2<T>(v[0], v[1]);
+      } else {
+        out[0] = from_float<T>(v[0]);
+        if (pp + 1 < pw) out[1] = from_float<T>(v[1]);
+      }
+    }
+}
+
+template <typename T>
+void launch_forward_mma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
+  StageTimer timer("forward", stream);
+  const StateSmem sl(sizeof(T));
+  set_smem(ssd_mma_state_kernel<T>, sl.bytes, "ssdChunkScan: shared memory");
+  const int ntn = (d.NP + kS - 1) / kS, ntp = (d.P + kS - 1) / kS;
+  ssd_mma_state_kernel<T><<<dim3(ntn * ntp, d.H, d.batch), kNT, sl.bytes, stream>>>(d, scal, segs);
+  check_launch("ssdChunkScan chunk states");
+  timer.mark("states and passing");
+
+  const OutSmem ol(d.NP, sizeof(T));
+  set_smem(ssd_mma_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
+  ssd_mma_out_kernel<T><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, ol.bytes, stream>>>(d, scal, segs);
+  check_launch("ssdChunkScan chunk outputs");
+  timer.mark("chunk outputs");
+}
+
+template void launch_forward_mma<__half>(const Dev&, float2*, int*, cudaStream_t);
+template void launch_forward_mma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t);
+
+}  // namespace ss::cuda::ssd
