@@ -1,7 +1,8 @@
 /**
  * `statespace bench ssd`: the Mamba-2 SSD chunked scan.
- * CUDA, bf16: batch 4 × seqlen 4096 and batch 16 × seqlen 512, heads 80, headdim 64, dstate 128,
- * groups 1, chunkSize 256 (a 2.7B-class layer), forward and forward+backward.
+ * CUDA, bf16: batch 4 × seqlen 4096, batch 16 × seqlen 512 and batch 1 × seqlen 2048 (a prefill),
+ * heads 80, headdim 64, dstate 128, groups 1, chunkSize 256 (a 2.7B-class layer), forward and
+ * forward+backward.
  * CPU, float32: batch 1, seqlen 2048, heads 24, headdim 64, dstate 128 (a 130M-class layer).
  *
  * FLOPs: the chunked algorithm at the chunk length the backend runs, causal halves counted once:
@@ -114,6 +115,7 @@ export function run(devices: Device[], report: Report, opts: { quick: boolean })
       const half = { fwd: 256, bwd: 64 };
       bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'bfloat16', half, opts.quick);
       bench(report, device, { batch: 16, seqlen: 512, ...layer }, 'bfloat16', half, opts.quick);
+      bench(report, device, { batch: 1, seqlen: 2048, ...layer }, 'bfloat16', half, opts.quick); // a mamba2-2.7b prefill layer
       if (!opts.quick) bench(report, device, { batch: 4, seqlen: 4096, ...layer }, 'float32', { fwd: 32, bwd: 32 }, true);
     }
   }
