@@ -10,11 +10,14 @@
 //                                  dec = exp(cs_end) (0 when a sequence restarts inside).
 //     So chunk states and the inter-chunk pass are one kernel: no chunk-local state round trip.
 //     It also stores (cs, dt') per token (and segments with seqIdx) for kernel 2; finalStates.
-//  2. ssd_mma_out_kernel — one block per (batch, chunk, head, 64-row tile, 64-wide headdim tile),
-//     four warps of 16 rows, flash-attention style: Y = e_in·(C·H_inᵀ), then for every 64-token
-//     slice s at or before the rows, S = C·B_sᵀ in registers, the decay/causal/segment mask
-//     applied to the accumulator fragments, S re-packed as the A operand of Y += S·X_s (no shared
-//     round trip, C·Bᵀ never stored); + D·x, gated by silu(z) (z staged with the first copies).
+//  2. ssd_mma_cb_kernel — C·Bᵀ once per (batch, chunk, group), lower 16×16 tiles, f32, stored in
+//     the mma accumulator layout ("fragment order": a warp reads its 16×16 tile with two
+//     coalesced 16-byte loads per lane), shared by the group's heads.
+//  3. ssd_mma_out_kernel — one block per (batch, chunk, head, 64-row tile, 64-wide headdim tile),
+//     four warps of 16 rows: Y = e_in·(C·H_inᵀ), then for every 64-token slice s at or before
+//     the rows, the C·Bᵀ fragments (prefetched a slice ahead into registers), the decay /
+//     causal / segment mask applied to them, re-packed as the A operand of Y += (CB ∘ L)·X_s;
+//     + D·x, gated by silu(z) (z staged with the first copies).
 //
 // Rounding: the mma operands are T (x·w, the masked S, the passed states); every sum is f32.
 #include "cuda/check.cuh"
@@ -70,18 +73,35 @@ struct StateSmem {
   }
 };
 
-// Shared memory of the output kernel (NP: dstate padded to 16): C rows, H_in, double-buffered
-// B and x slices, z, the per-token (cs, dt') and segments of the chunk.
+// Shared memory of the C·Bᵀ kernel for row tile r: C rows of the tile, B rows 0 .. 64·(r + 1).
+struct CbSmem {
+  int ldN;
+  size_t sC, sB, bytes;
+  __host__ __device__ CbSmem(int NP, int ts, int r) {
+    ldN = NP + 8;
+    size_t o = 0;
+    sC = o, o = align128(o + size_t(kS) * ldN * ts);
+    sB = o, o = align128(o + size_t(kS) * (r + 1) * ldN * ts);
+    bytes = o;
+  }
+};
+
+// C·Bᵀ in fragment order: per (batch, chunk, group), 16 × 16 tiles of 16×16 (row tile mt,
+// token tile st ≤ mt), each 32 lanes × 8 floats (the lane's accumulators of the two 16×8 halves).
+constexpr int kTiles16 = kQ / 16;
+__host__ __device__ constexpr int64_t cb_frag_floats() { return int64_t(kTiles16) * kTiles16 * 256; }
+
+// Shared memory of the output kernel (NP: dstate padded to 16): C rows, H_in, double-buffered x
+// slices, z, the per-token (cs, dt') and segments of the chunk.
 struct OutSmem {
   int ldN;
-  size_t sC, sH, sB, sX, sZ, sS, sSeg, bytes;
+  size_t sC, sH, sX, sZ, sS, sSeg, bytes;
   __host__ __device__ OutSmem(int NP, int ts) {
     ldN = NP + 8;
     const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
     size_t o = 0;
     sC = o, o = align128(o + nTile);
     sH = o, o = align128(o + nTile);
-    sB = o, o = align128(o + 2 * nTile);
     sX = o, o = align128(o + 2 * xTile);
     sZ = o, o = align128(o + xTile);
     sS = o, o = align128(o + size_t(kQ) * 8);
@@ -270,10 +290,48 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
         }
 }
 
+// grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile
+// mt = 4·r + w against every token tile st ≤ mt. Heaviest row tiles first.
+template <typename T>
+__global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
+  const int r = kSlices - 1 - int(blockIdx.x), c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
+  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  if (r * kS >= q) return;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const CbSmem lay(d.NP, sizeof(T), r);
+  T* sC = reinterpret_cast<T*>(smem + lay.sC);
+  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, ldN = lay.ldN;
+  const int64_t bs = int64_t(d.G) * d.N;
+  const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  copy_tile(sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
+  copy_tile(sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+  __syncthreads();
+  const int mt = 4 * r + w;
+  float4* out = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 64 + 2 * lane;
+  const RC aq = a_addr(lane), bq = b_addr_nk(lane);
+  for (int st = 0; st <= mt; ++st) {
+    float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    for (int k = 0; k < d.NP; k += 16) {
+      uint32_t a[4], bf[4];
+      ldsm_x4(a, sC + (16 * w + aq.r) * ldN + k + aq.c);
+      ldsm_x4(bf, sB + (16 * st + bq.r) * ldN + k + bq.c);  // B stored [token][n]: (n-dim, k-dim)
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma16816<T>(acc[0], a, b0);
+      mma16816<T>(acc[1], a, b1);
+    }
+    out[st * 64] = make_float4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+    out[st * 64 + 1] = make_float4(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+  }
+}
+
 // grid (kSlices·⌈P/64⌉·H, nc, batch), 128 threads; warp w owns rows 16·w.. of the 64-row tile and
 // all 64 headdim columns (8 accumulator tiles of 16×8). Row tiles are ordered heaviest first.
 template <typename T>
-__global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2* scal, const int* segs) {
+__global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4* cbf, const float2* scal, const int* segs) {
   const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
   const int h = rest % d.H, pt = rest / d.H;
   const int c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
@@ -283,7 +341,6 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
   const OutSmem lay(d.NP, sizeof(T));
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sH = reinterpret_cast<T*>(smem + lay.sH);
-  T* sB = reinterpret_cast<T*>(smem + lay.sB);
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
   T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
   float2* sS = reinterpret_cast<float2*>(smem + lay.sS);
@@ -294,14 +351,19 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
   const int rv = min(kS, q - r * kS);
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
 
   auto load_slice = [&](int j) {
-    const int jv = min(kS, q - j * kS);
-    copy_tile(sB + (j & 1) * kS * ldN, ldN, Bc + int64_t(j) * kS * bs, bs, jv, kS, d.N, NP);
-    copy_tile(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, jv, kS, pw, kS);
+    copy_tile(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
+  };
+  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
+  const int mt = 4 * r + w;
+  const float4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 64 + 2 * lane;
+  auto fetch_cb = [&](int j, float4 (&f)[4][2]) {
+#pragma unroll
+    for (int st = 0; st < 4; ++st)
+      if (4 * j + st <= mt) f[st][0] = __ldg(cbw + (4 * j + st) * 64), f[st][1] = __ldg(cbw + (4 * j + st) * 64 + 1);
   };
   // group 0: C rows, H_in, z, slice 0; group 1: slice 1
   copy_tile(sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
@@ -328,6 +390,10 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
 
+  float4 cur[4][2], nxt[4][2];
+#pragma unroll
+  for (int st = 0; st < 4; ++st) cur[st][0] = cur[st][1] = nxt[st][0] = nxt[st][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+  fetch_cb(0, cur);
   const RC aq = a_addr(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
   const T* cRow = sC + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
   float cs_lo = 0.f, cs_hi = 0.f;
@@ -356,30 +422,19 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
       for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= e_lo, acc[ni][1] *= e_lo, acc[ni][2] *= e_hi, acc[ni][3] *= e_hi;
     }
 
-    const T* Bt = sB + (j & 1) * kS * ldN;
+    if (j < r) fetch_cb(j + 1, nxt);  // in flight during this slice
     const T* Xt = sX + (j & 1) * kS * kLd;
-    // Column blocks of 16 tokens that reach this warp's rows: all of an earlier slice, up to the
-    // diagonal block of the tile's own slice.
+    // Token tiles of 16 that reach this warp's rows: all of an earlier slice, up to the diagonal
+    // tile of the tile's own slice.
     const int nblk = j < r ? 4 : w + 1;
     float S[8][4];
 #pragma unroll
-    for (int ni = 0; ni < 8; ++ni)
+    for (int st = 0; st < 4; ++st)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) S[ni][e] = 0.f;
-    for (int k = 0; k < NP; k += 16) {
-      uint32_t a[4];
-      ldsm_x4(a, cRow + k);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        if (np < nblk) {
-          uint32_t bf[4];
-          ldsm_x4(bf, Bt + (16 * np + bnk.r) * ldN + k + bnk.c);  // B_s stored [token][n]: (n-dim, k-dim)
-          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-          mma16816<T>(S[2 * np], a, b0);
-          mma16816<T>(S[2 * np + 1], a, b1);
-        }
+      for (int hf = 0; hf < 2; ++hf) {
+        const float4 v = cur[st][hf];
+        S[2 * st + hf][0] = v.x, S[2 * st + hf][1] = v.y, S[2 * st + hf][2] = v.z, S[2 * st + hf][3] = v.w;
       }
-    }
     // S ∘ L: exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected, never
     // multiplied: the exponent is positive above the diagonal).
 #pragma unroll
@@ -416,6 +471,8 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
       load_slice(j + 2);
     }
     __pipeline_commit();
+#pragma unroll
+    for (int st = 0; st < 4; ++st) cur[st][0] = nxt[st][0], cur[st][1] = nxt[st][1];
   }
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
@@ -447,8 +504,15 @@ __global__ void __launch_bounds__(kNT, 2) ssd_mma_out_kernel(Dev d, const float2
 }
 
 template <typename T>
-void launch_forward_mma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
+void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
+  float4* cbf = reinterpret_cast<float4*>(cb);
+  const CbSmem cl(d.NP, sizeof(T), kSlices - 1);
+  set_smem(ssd_mma_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
+  ssd_mma_cb_kernel<T><<<dim3(kSlices, d.nc, d.batch * d.G), kNT, cl.bytes, stream>>>(d, cbf);
+  check_launch("ssdChunkScan C·Bᵀ");
+  timer.mark("C·Bᵀ");
+
   const StateSmem sl(sizeof(T));
   set_smem(ssd_mma_state_kernel<T>, sl.bytes, "ssdChunkScan: shared memory");
   const int ntn = (d.NP + kS - 1) / kS, ntp = (d.P + kS - 1) / kS;
@@ -458,12 +522,13 @@ void launch_forward_mma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
 
   const OutSmem ol(d.NP, sizeof(T));
   set_smem(ssd_mma_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
-  ssd_mma_out_kernel<T><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, ol.bytes, stream>>>(d, scal, segs);
+  ssd_mma_out_kernel<T><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, ol.bytes, stream>>>(d, cbf, scal, segs);
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");
 }
 
-template void launch_forward_mma<__half>(const Dev&, float2*, int*, cudaStream_t);
-template void launch_forward_mma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t);
+template void launch_forward_mma<__half>(const Dev&, float*, float2*, int*, cudaStream_t);
+template void launch_forward_mma<__nv_bfloat16>(const Dev&, float*, float2*, int*, cudaStream_t);
+int64_t forward_mma_cb_floats(const Dev& d) { return int64_t(d.batch) * d.nc * d.G * cb_frag_floats(); }
 
 }  // namespace ss::cuda::ssd
