@@ -40,35 +40,63 @@ constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
 
 // Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with
-// cp.async where a 16-byte piece is whole and aligned, else element by element; rows past
-// rows_valid and columns past cols_valid are zero. The caller commits and waits.
-template <typename T>
+// NT threads: cp.async where a 16-byte piece is whole and aligned, else element by element; rows
+// past rows_valid and columns past cols_valid are zero. The caller commits and waits. When the
+// pieces of a row divide NT, every thread keeps one column and steps down the rows (no division
+// or 64-bit multiply per piece).
+template <int NT, typename T>
+__device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, int cols_left) {
+  constexpr int V = 16 / sizeof(T);
+#pragma unroll
+  for (int e = 0; e < V; ++e) to[e] = (row_ok && e < cols_left) ? __ldg(from + e) : from_float<T>(0.f);
+}
+
+template <int NT, typename T>
 __device__ void copy_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
   constexpr int V = 16 / sizeof(T);
   const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
   const int vcols = cols / V;
-  for (int idx = threadIdx.x; idx < rows * vcols; idx += kNT) {
+  if (NT % vcols == 0) {
+    const int rstep = NT / vcols, c = (threadIdx.x % vcols) * V, r0 = threadIdx.x / vcols;
+    const T* from = src + int64_t(r0) * stride + c;
+    const int64_t fstep = rstep * stride;
+    T* to = dst + r0 * ldd + c;
+    if (vec_ok && c + V <= cols_valid) {
+      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd) {
+        if (r < rows_valid)
+          __pipeline_memcpy_async(to, from, 16);
+        else
+          *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
+      }
+    } else {
+      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd)
+        copy_piece<NT>(to, from, r < rows_valid, cols_valid - c);
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < rows * vcols; idx += NT) {
     const int r = idx / vcols, c = (idx % vcols) * V;
     T* to = dst + r * ldd + c;
-    if (r < rows_valid && vec_ok && c + V <= cols_valid) {
-      __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
-    } else {
-#pragma unroll
-      for (int e = 0; e < V; ++e)
-        to[e] = (r < rows_valid && c + e < cols_valid) ? __ldg(src + int64_t(r) * stride + c + e) : from_float<T>(0.f);
-    }
+    const T* from = src + int64_t(r) * stride + c;
+    if (r < rows_valid && vec_ok && c + V <= cols_valid)
+      __pipeline_memcpy_async(to, from, 16);
+    else
+      copy_piece<NT>(to, from, r < rows_valid, cols_valid - c);
   }
 }
 
-// Shared memory of the state kernel: double-buffered x and B slices (T), per-token weights w.
+// Shared memory of the state kernel (NW: dstate tile width): double-buffered x and B slices (T),
+// per-token weights w, per-warp scan totals.
 struct StateSmem {
+  int ldB;
   size_t sX, sB, sW, sRed, bytes;
-  __host__ __device__ StateSmem(int ts) {
+  __host__ __device__ StateSmem(int ts, int NW) {
+    ldB = NW + 8;
     size_t o = 0;
     sX = o, o = align128(o + 2 * size_t(kS) * kLd * ts);
-    sB = o, o = align128(o + 2 * size_t(kS) * kLd * ts);
+    sB = o, o = align128(o + 2 * size_t(kS) * ldB * ts);
     sW = o, o = align128(o + size_t(kQ) * 4);
-    sRed = o, o = align128(o + 2 * 4 * 4);  // per-warp totals: cumsum, segment count
+    sRed = o, o = align128(o + 2 * 8 * 4);  // per-warp totals (≤ 8 warps): cumsum, segment count
     bytes = o;
   }
 };
@@ -92,10 +120,10 @@ constexpr int kTiles16 = kQ / 16;
 __host__ __device__ constexpr int64_t cb_frag_floats() { return int64_t(kTiles16) * kTiles16 * 256; }
 
 // Shared memory of the output kernel (NP: dstate padded to 16): C rows, H_in, double-buffered x
-// slices, z, the per-token (cs, dt') and segments of the chunk.
+// slices, z, the per-token (cs, dt'), segments and column factors of the chunk.
 struct OutSmem {
   int ldN;
-  size_t sC, sH, sX, sZ, sS, sSeg, bytes;
+  size_t sC, sH, sX, sZ, sS, sSeg, sW, bytes;
   __host__ __device__ OutSmem(int NP, int ts) {
     ldN = NP + 8;
     const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
@@ -106,30 +134,42 @@ struct OutSmem {
     sZ = o, o = align128(o + xTile);
     sS = o, o = align128(o + size_t(kQ) * 8);
     sSeg = o, o = align128(o + size_t(kQ) * 4);
+    sW = o, o = align128(o + size_t(kQ) * 4);
     bytes = o;
   }
 };
 
+int sm_count() {
+  int dev = 0, n = 0;
+  check(cudaGetDevice(&dev), "ssdChunkScan: device");
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "ssdChunkScan: device");
+  return n;
+}
+
 }  // namespace
 
-// grid (⌈NP/64⌉·⌈P/64⌉, H, batch), 128 threads: warp (wm, wn) owns state rows 32·wm.. (headdim)
-// and columns 32·wn.. (dstate) of the block's 64×64 tile: 2 × 4 accumulator tiles of 16×8.
-template <typename T>
-__global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
+// grid (⌈NP/NW⌉·⌈P/64⌉, H, batch), 2·NW threads: warp (wm, wn) owns state rows 32·wm.. (headdim)
+// and columns 32·wn.. (dstate) of the block's 64 × NW tile: 2 × 4 accumulator tiles of 16×8.
+// NW = 128 reads x once per head (64: twice, from L2) at half the blocks. Register caps: one wave
+// of the benchmark's grid (3 × 256- or 5 × 128-thread blocks per SM).
+template <typename T, int NW>
+__global__ void __launch_bounds__(2 * NW, NW == 128 ? 3 : 5) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
+  constexpr int NT = 2 * NW, NWARP = NT / 32, WN = NW / 32, E = kQ / NT;  // E: tokens per thread in the scans
   extern __shared__ __align__(128) unsigned char smem[];
-  const StateSmem lay(sizeof(T));
+  const StateSmem lay(sizeof(T), NW);
+  const int ldB = lay.ldB;
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   float* sW = reinterpret_cast<float*>(smem + lay.sW);
   float* sRedA = reinterpret_cast<float*>(smem + lay.sRed);
-  int* sRedS = reinterpret_cast<int*>(smem + lay.sRed + 16);
+  int* sRedS = reinterpret_cast<int*>(smem + lay.sRed + 32);
 
-  const int ntn = (d.NP + kS - 1) / kS;
+  const int ntn = (d.NP + NW - 1) / NW;
   const int nt = blockIdx.x % ntn, pt = blockIdx.x / ntn;
-  const int n0 = nt * kS, p0 = pt * kS;
+  const int n0 = nt * NW, p0 = pt * kS;
   const int h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int wm = warp >> 1, wn = warp & 1;
+  const int wm = warp / WN, wn = warp % WN;
   const bool writer = nt == 0 && pt == 0;  // one block per (batch, head) stores the scalars
   const float A = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
 
@@ -152,22 +192,21 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
   auto load_slice = [&](int s) {
     if (s < nsl) {
       const int rv = min(kS, d.L - s * kS), buf = s & 1;
-      copy_tile(sX + buf * kS * kLd, kLd, xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
-      copy_tile(sB + buf * kS * kLd, kLd, Bb + int64_t(s) * kS * bs, bs, rv, kS, min(kS, d.N - n0), kS);
+      copy_tile<NT>(sX + buf * kS * kLd, kLd, xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
+      copy_tile<NT>(sB + buf * kS * ldB, ldB, Bb + int64_t(s) * kS * bs, bs, rv, kS, min(NW, d.N - n0), NW);
     }
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
   load_slice(0);
   load_slice(1);
 
-  // This thread's two tokens of a chunk (2·tid, 2·tid + 1): raw dt and restart flags, fetched a
-  // chunk ahead.
-  float raw[2];
-  int flag[2];
+  // This thread's E tokens of a chunk (E·tid ..): raw dt and restart flags, fetched a chunk ahead.
+  float raw[E];
+  int flag[E];
   auto fetch = [&](int c) {
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int64_t t = int64_t(c) * kQ + 2 * tid + e;
+    for (int e = 0; e < E; ++e) {
+      const int64_t t = int64_t(c) * kQ + E * tid + e;
       raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
       flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
                                                       __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
@@ -179,18 +218,20 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
   const int64_t PPN = int64_t(d.PP) * d.NP;
   for (int c = 0; c < d.nc; ++c) {
     // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over 256 tokens
-    float dtp[2], cs[2];
-    int seg[2];
+    float dtp[E], cs[E];
+    int seg[E];
+    float run = 0.f;
+    int runs = 0;
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
+    for (int e = 0; e < E; ++e) {
       float der;
-      dtp[e] = int64_t(c) * kQ + 2 * tid + e < d.L ? dt_forward(d, raw[e], &der) : 0.f;  // 0 past the end
+      dtp[e] = int64_t(c) * kQ + E * tid + e < d.L ? dt_forward(d, raw[e], &der) : 0.f;  // 0 past the end
+      run += dtp[e] * A, runs += flag[e];
+      cs[e] = run, seg[e] = runs;
     }
-    cs[0] = dtp[0] * A, cs[1] = cs[0] + dtp[1] * A;
-    seg[0] = flag[0], seg[1] = flag[0] + flag[1];
     if (c + 1 < d.nc) fetch(c + 1);
-    float ia = cs[1];
-    int is = seg[1];
+    float ia = run;
+    int is = runs;
 #pragma unroll
     for (int off = 1; off < 32; off *= 2) {
       const float ya = __shfl_up_sync(0xffffffffu, ia, off);
@@ -199,22 +240,22 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
     }
     if (lane == 31) sRedA[warp] = ia, sRedS[warp] = is;
     __syncthreads();
-    float pa = ia - cs[1], cs_end = 0.f;
-    int ps = is - seg[1], seg_end = 0;
+    float pa = ia - run, cs_end = 0.f;
+    int ps = is - runs, seg_end = 0;
 #pragma unroll
-    for (int w = 0; w < 4; ++w) {
+    for (int w = 0; w < NWARP; ++w) {
       if (w < warp) pa += sRedA[w], ps += sRedS[w];
       cs_end += sRedA[w], seg_end += sRedS[w];
     }
+    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
+    for (int e = 0; e < E; ++e) {
       cs[e] += pa, seg[e] += ps;
-      sW[2 * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
-    }
-    if (writer) {
-      const int64_t o = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + 2 * tid;
-      *reinterpret_cast<float4*>(scal + o) = make_float4(cs[0], dtp[0], cs[1], dtp[1]);
-      if (segs) *reinterpret_cast<int2*>(segs + o) = make_int2(seg[0], seg[1]);
+      sW[E * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
+      if (writer) {
+        scal[so + e] = make_float2(cs[e], dtp[e]);
+        if (segs) segs[so + e] = seg[e];
+      }
     }
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
@@ -240,7 +281,7 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
       __pipeline_wait_prior(1);  // slice s has landed (s + 1 may still be in flight)
       __syncthreads();           // ... for every thread's copies; sW is complete
       const T* X = sX + (s & 1) * kS * kLd;
-      const T* Bt = sB + (s & 1) * kS * kLd;
+      const T* Bt = sB + (s & 1) * kS * ldB;
       const float* w = sW + (s % kSlices) * kS;
 #pragma unroll
       for (int kk = 0; kk < kS / 16; ++kk) {
@@ -264,7 +305,7 @@ __global__ void __launch_bounds__(kNT) ssd_mma_state_kernel(Dev d, float2* scal,
         for (int np = 0; np < 2; ++np) {
           uint32_t bf[4];
           const RC bq = b_addr_kn(lane);
-          ldsm_x4_t(bf, Bt + (kk * 16 + bq.r) * kLd + 32 * wn + 16 * np + bq.c);
+          ldsm_x4_t(bf, Bt + (kk * 16 + bq.r) * ldB + 32 * wn + 16 * np + bq.c);
           const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
 #pragma unroll
           for (int mi = 0; mi < 2; ++mi) {
@@ -305,8 +346,8 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
   const int64_t bs = int64_t(d.G) * d.N;
   const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  copy_tile(sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
-  copy_tile(sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
+  copy_tile<kNT>(sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
+  copy_tile<kNT>(sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
   __pipeline_commit();
   __pipeline_wait_prior(0);
   __syncthreads();
@@ -328,8 +369,18 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
   }
 }
 
-// grid (kSlices·⌈P/64⌉·H, nc, batch), 128 threads; warp w owns rows 16·w.. of the 64-row tile and
-// all 64 headdim columns (8 accumulator tiles of 16×8). Row tiles are ordered heaviest first.
+// grid (kSlices·⌈P/64⌉·H, nc, batch), 128 threads; warp w owns rows 16·w.. of the 64-row tile r
+// and all 64 headdim columns (8 accumulator tiles of 16×8). Row tiles are ordered heaviest first.
+//
+// The decay of an earlier slice is factored through the token just before the tile,
+// ref = 64·r − 1 (cs_ref = 0, seg_ref = 0 "before the chunk" when r = 0): for s ≤ ref < t,
+//   exp(cs_t − cs_s)·[seg_s = seg_t] = rf_t · w_s,  rf_t = exp(cs_t − cs_ref)·[seg_t = seg_ref],
+//                                               w_s = exp(cs_ref − cs_s)·[seg_s = seg_ref]
+// (segments only grow), and e_in_t = rf_t · e_ref with e_ref = exp(cs_ref)·[seg_ref = 0]. So
+//   Y = rf ∘ (e_ref·C·H_inᵀ + Σ_{earlier slices} (CB ∘ (w·dt'))·X_s) + (CB ∘ L)·X_diag:
+// earlier slices scale the C·Bᵀ fragments by a per-token column factor only (no exp per
+// element); the row factor is applied once. Every factor is ≤ 1 for A ≤ 0 (no overflow; where
+// one underflows, the exact product is smaller still). The tile's own slice takes exp per element.
 template <typename T>
 __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4* cbf, const float2* scal, const int* segs) {
   const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
@@ -345,6 +396,7 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
   T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
   float2* sS = reinterpret_cast<float2*>(smem + lay.sS);
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sW = reinterpret_cast<float*>(smem + lay.sW);
   const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
   const int NP = d.NP, ldN = lay.ldN;
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
@@ -355,7 +407,7 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
   const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
 
   auto load_slice = [&](int j) {
-    copy_tile(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
+    copy_tile<kNT>(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
   // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
   const int mt = 4 * r + w;
@@ -366,45 +418,60 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
       if (4 * j + st <= mt) f[st][0] = __ldg(cbw + (4 * j + st) * 64), f[st][1] = __ldg(cbw + (4 * j + st) * 64 + 1);
   };
   // group 0: C rows, H_in, z, slice 0; group 1: slice 1
-  copy_tile(sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
+  copy_tile<kNT>(sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
   const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  copy_tile(sH, ldN, hin, NP, kS, kS, NP, NP);
-  if (zc) copy_tile(sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  copy_tile<kNT>(sH, ldN, hin, NP, kS, kS, NP, NP);
+  if (zc) copy_tile<kNT>(sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
   load_slice(0);
   __pipeline_commit();
   if (r >= 1) load_slice(1);
   __pipeline_commit();
-  {  // the chunk's scalars up to this tile's last row
-    const int64_t o = (int64_t(b) * d.H + h) * d.Lpad + t0;
-    for (int i = tid; i < (r + 1) * kS; i += kNT) {
-      sS[i] = scal[o + i];
-      sSeg[i] = segs ? segs[o + i] : 0;
-    }
-  }
 
-  // This lane's two rows (chunk positions) and their scalars.
-  const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;
+  float4 cur[4][2], nxt[4][2];
+#pragma unroll
+  for (int st = 0; st < 4; ++st) cur[st][0] = cur[st][1] = nxt[st][0] = nxt[st][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+  fetch_cb(0, cur);
+
+  // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
+  const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
+  const float cs_ref = r ? __ldg(&scal[so + r * kS - 1].x) : 0.f;
+  const int seg_ref = (r && segs) ? __ldg(segs + so + r * kS - 1) : 0;
+  for (int i = tid; i < (r + 1) * kS; i += kNT) {
+    const float2 v = __ldg(scal + so + i);
+    const int sg = segs ? __ldg(segs + so + i) : 0;
+    sS[i] = v, sSeg[i] = sg;
+    if (i < r * kS) sW[i] = sg == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
+  }
+  const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
+
   float acc[8][4];
 #pragma unroll
   for (int ni = 0; ni < 8; ++ni)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
 
-  float4 cur[4][2], nxt[4][2];
-#pragma unroll
-  for (int st = 0; st < 4; ++st) cur[st][0] = cur[st][1] = nxt[st][0] = nxt[st][1] = make_float4(0.f, 0.f, 0.f, 0.f);
-  fetch_cb(0, cur);
   const RC aq = a_addr(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
   const T* cRow = sC + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
-  float cs_lo = 0.f, cs_hi = 0.f;
-  int seg_lo = 0, seg_hi = 0;
+  const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
+  const int tq = 2 * (lane & 3);                                        // its first column in a 16×8 tile
+
+  // Y += A·X_j for the A fragment of token tile kk of slice j.
+  auto mma_x = [&](const uint32_t (&a)[4], const T* Xt, int kk) {
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + 16 * np + bkn.c);  // X_s stored [token][p]: (k, n)
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma16816<T>(acc[2 * np], a, b0);
+      mma16816<T>(acc[2 * np + 1], a, b1);
+    }
+  };
 
   for (int j = 0; j <= r; ++j) {
     __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
     __syncthreads();
     if (j == 0) {
-      cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x, seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
-      // Y = e_in · (C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
+      // e_ref·(C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
       for (int k = 0; k < NP; k += 16) {
         uint32_t a[4];
         ldsm_x4(a, cRow + k);
@@ -417,52 +484,52 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
           mma16816<T>(acc[2 * np + 1], a, b1);
         }
       }
-      const float e_lo = seg_lo == 0 ? __expf(cs_lo) : 0.f, e_hi = seg_hi == 0 ? __expf(cs_hi) : 0.f;
 #pragma unroll
-      for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= e_lo, acc[ni][1] *= e_lo, acc[ni][2] *= e_hi, acc[ni][3] *= e_hi;
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[ni][e] *= e_ref;
     }
-
     if (j < r) fetch_cb(j + 1, nxt);  // in flight during this slice
     const T* Xt = sX + (j & 1) * kS * kLd;
-    // Token tiles of 16 that reach this warp's rows: all of an earlier slice, up to the diagonal
-    // tile of the tile's own slice.
-    const int nblk = j < r ? 4 : w + 1;
-    float S[8][4];
+    if (j < r) {
+      // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt', packed.
 #pragma unroll
-    for (int st = 0; st < 4; ++st)
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const float4 v = cur[st][hf];
-        S[2 * st + hf][0] = v.x, S[2 * st + hf][1] = v.y, S[2 * st + hf][2] = v.z, S[2 * st + hf][3] = v.w;
+      for (int kk = 0; kk < 4; ++kk) {
+        const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
+        const float2 wh = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + 8 + tq);
+        const float4 c0 = cur[kk][0], c1 = cur[kk][1];
+        const uint32_t a[4] = {pack2<T>(c0.x * wl.x, c0.y * wl.y), pack2<T>(c0.z * wl.x, c0.w * wl.y),
+                               pack2<T>(c1.x * wh.x, c1.y * wh.y), pack2<T>(c1.z * wh.x, c1.w * wh.y)};
+        mma_x(a, Xt, kk);
       }
-    // S ∘ L: exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected, never
-    // multiplied: the exponent is positive above the diagonal).
+    } else {
+      // The tile's own slice. First the row factors of everything so far.
+      const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
+      const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
+      const float rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
+      const float rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
 #pragma unroll
-    for (int ni = 0; ni < 8; ++ni) {
-      if (ni / 2 < nblk) {
-        const int s0 = j * kS + 8 * ni + 2 * (lane & 3);
-        const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
-        const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-        float* v = S[ni];
-        v[0] = (s0 <= row_lo && sg0 == seg_lo) ? v[0] * __expf(cs_lo - sc.x) * sc.y : 0.f;
-        v[1] = (s0 + 1 <= row_lo && sg1 == seg_lo) ? v[1] * __expf(cs_lo - sc.z) * sc.w : 0.f;
-        v[2] = (s0 <= row_hi && sg0 == seg_hi) ? v[2] * __expf(cs_hi - sc.x) * sc.y : 0.f;
-        v[3] = (s0 + 1 <= row_hi && sg1 == seg_hi) ? v[3] * __expf(cs_hi - sc.z) * sc.w : 0.f;
-      }
-    }
-    // Y += (S ∘ L)·X_s: S's accumulators are the A fragments (k = token); X_s stored [token][p].
+      for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= rf_lo, acc[ni][1] *= rf_lo, acc[ni][2] *= rf_hi, acc[ni][3] *= rf_hi;
+      // (CB ∘ L): exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected,
+      // never multiplied: the exponent is positive above the diagonal).
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      if (kk < nblk) {
-        uint32_t a[4];
-        acc_to_a<T>(a, S[2 * kk], S[2 * kk + 1]);
+      for (int kk = 0; kk < 4; ++kk) {
+        if (kk <= w) {
+          float v[2][4];
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
-          uint32_t bf[4];
-          ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + 16 * np + bkn.c);
-          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-          mma16816<T>(acc[2 * np], a, b0);
-          mma16816<T>(acc[2 * np + 1], a, b1);
+          for (int hf = 0; hf < 2; ++hf) {
+            const int s0 = j * kS + 16 * kk + 8 * hf + tq;
+            const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
+            const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
+            const float4 cb = cur[kk][hf];
+            v[hf][0] = (s0 <= row_lo && sg0 == seg_lo) ? cb.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
+            v[hf][1] = (s0 + 1 <= row_lo && sg1 == seg_lo) ? cb.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
+            v[hf][2] = (s0 <= row_hi && sg0 == seg_hi) ? cb.z * __expf(cs_hi - sc.x) * sc.y : 0.f;
+            v[hf][3] = (s0 + 1 <= row_hi && sg1 == seg_hi) ? cb.w * __expf(cs_hi - sc.z) * sc.w : 0.f;
+          }
+          uint32_t a[4];
+          acc_to_a<T>(a, v[0], v[1]);
+          mma_x(a, Xt, kk);
         }
       }
     }
@@ -479,28 +546,38 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
   const T* Xr = sX + (r & 1) * kS * kLd;
   T* y = static_cast<T*>(d.y);
   const bool pairs = d.P % 2 == 0;
+  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
+  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
 #pragma unroll
-  for (int ni = 0; ni < 8; ++ni)
+  for (int hf = 0; hf < 2; ++hf) {
+    const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
+    if (tl >= rv) continue;
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0;
 #pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
-      const int pp = 8 * ni + 2 * (lane & 3);        // column inside the headdim tile
-      if (tl >= rv || pp >= pw) continue;
-      float v[2] = {acc[ni][2 * hf], acc[ni][2 * hf + 1]};
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = p0 + pp + e;
-        if (d.D && pp + e < pw) v[e] += __ldg(d.D + (d.d_per_channel ? h * d.P + p : h)) * to_float(Xr[tl * kLd + pp + e]);
-        if (zc) v[e] *= silu_f(to_float(sZ[tl * kLd + pp + e]));
-      }
-      T* out = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0 + pp;
-      if (pairs) {
-        *reinterpret_cast<uint32_t*>(out) = pack2<T>(v[0], v[1]);
+    for (int ni = 0; ni < 8; ++ni) {
+      const int pp = 8 * ni + tq;  // column inside the headdim tile
+      if (pp >= pw) continue;
+      const bool two = pp + 1 < pw;
+      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
+      float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
+      if (d_chan) {
+        v0 += __ldg(d_chan + pp) * xv.x;
+        if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
       } else {
-        out[0] = from_float<T>(v[0]);
-        if (pp + 1 < pw) out[1] = from_float<T>(v[1]);
+        v0 += d_head * xv.x, v1 += d_head * xv.y;
+      }
+      if (zc) {
+        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
+        v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
+      }
+      if (pairs) {
+        *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
+      } else {
+        yrow[pp] = from_float<T>(v0);
+        if (two) yrow[pp + 1] = from_float<T>(v1);
       }
     }
+  }
 }
 
 template <typename T>
@@ -513,10 +590,18 @@ void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaSt
   check_launch("ssdChunkScan C·Bᵀ");
   timer.mark("C·Bᵀ");
 
-  const StateSmem sl(sizeof(T));
-  set_smem(ssd_mma_state_kernel<T>, sl.bytes, "ssdChunkScan: shared memory");
-  const int ntn = (d.NP + kS - 1) / kS, ntp = (d.P + kS - 1) / kS;
-  ssd_mma_state_kernel<T><<<dim3(ntn * ntp, d.H, d.batch), kNT, sl.bytes, stream>>>(d, scal, segs);
+  // dstate tiles of 128 (x read once per head) when that still gives two blocks per SM.
+  const int ntp = (d.P + kS - 1) / kS;
+  const bool wide = d.NP > 64 && int64_t(d.batch) * d.H * ntp * ((d.NP + 127) / 128) >= 2 * sm_count();
+  auto launch_state = [&](auto kernel, int NW) {
+    const StateSmem sl(sizeof(T), NW);
+    set_smem(kernel, sl.bytes, "ssdChunkScan: shared memory");
+    kernel<<<dim3((d.NP + NW - 1) / NW * ntp, d.H, d.batch), 2 * NW, sl.bytes, stream>>>(d, scal, segs);
+  };
+  if (wide)
+    launch_state(ssd_mma_state_kernel<T, 128>, 128);
+  else
+    launch_state(ssd_mma_state_kernel<T, 64>, 64);
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 

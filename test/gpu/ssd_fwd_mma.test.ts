@@ -23,6 +23,8 @@ const CASES: Array<[string, SsdCase]> = [
   ['headdim 8, dstate 256, seqlen 300, z', { batch: 1, seqlen: 300, heads: 4, headdim: 8, dstate: 256, groups: 2, z: true, dtBias: true }],
   // the benchmark's inner sizes, 8 chunks
   ['headdim 64, dstate 128, seqlen 2048, groups 2', { batch: 2, seqlen: 2048, heads: 4, headdim: 64, dstate: 128, groups: 2, z: true, D: 'head', dtBias: true, initialStates: true }],
+  // enough (batch, head) pairs for the 128-wide dstate tiles of the state kernel (≥ 2 blocks per SM)
+  ['160 heads, headdim 8, dstate 128, seqlen 300, seqIdx', { batch: 2, seqlen: 300, heads: 160, headdim: 8, dstate: 128, groups: 2, seqStarts: [70, 256], z: true, D: 'head', initialStates: true }],
   ['dtLimit, no softplus, seqlen 65', { batch: 3, seqlen: 65, heads: 2, headdim: 48, dstate: 64, groups: 1, dtSoftplus: false, dtLimit: [0.05, 0.2], initialStates: true }],
 ];
 
