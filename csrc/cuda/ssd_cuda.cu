@@ -87,14 +87,14 @@ template <typename F> void with_type(DType t, F&& f) {
 // The 16-bit forward runs chunk-parallel on kChunkedQ-token chunks.
 Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
 
-// Its scratch: C·Bᵀ per chunk and group (f32, fragment order), the state entering every chunk
+// Its scratch: C·Bᵀ per chunk and group (T, fragment order), the state entering every chunk
 // (T), per-token (cumsum, dt') and, with seqIdx, per-token segment numbers.
 struct ChunkedScratch {
   size_t cb, st, scal, segs, bytes;
   ChunkedScratch(const Dev& c, bool seq_idx) {
     const size_t tokens = size_t(c.batch) * c.H * c.Lpad;
     size_t o = 0;
-    cb = o, o += align256(size_t(cuda::ssd::forward_mma_cb_floats(c)) * 4);
+    cb = o, o += align256(size_t(cuda::ssd::forward_mma_cb_bytes(c)));
     st = o, o += align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 2);
     scal = o, o += align256(tokens * 8);
     segs = o, o += seq_idx ? align256(tokens * 4) : 0;
@@ -117,14 +117,14 @@ void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
   const bool f32 = p.dtype == DType::Float32;
   Dev d = f32 ? make_dev(p) : make_chunked_dev(p);
   char* base = static_cast<char*>(scratch);
-  float* cb = nullptr;
+  void* cb = nullptr;
   float2* scal = nullptr;
   int* segs = nullptr;
   if (f32) {
     d.CB = static_cast<float*>(scratch);
   } else {
     const ChunkedScratch s(d, p.seq_idx != nullptr);
-    cb = reinterpret_cast<float*>(base + s.cb);
+    cb = base + s.cb;
     d.St = base + s.st;
     scal = reinterpret_cast<float2*>(base + s.scal);
     if (p.seq_idx) segs = reinterpret_cast<int*>(base + s.segs);

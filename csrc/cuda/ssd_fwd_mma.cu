@@ -10,16 +10,16 @@
 //                                  dec = exp(cs_end) (0 when a sequence restarts inside).
 //     So chunk states and the inter-chunk pass are one kernel: no chunk-local state round trip.
 //     It also stores (cs, dt') per token (and segments with seqIdx) for kernel 2; finalStates.
-//  2. ssd_mma_cb_kernel — C·Bᵀ once per (batch, chunk, group), lower 16×16 tiles, f32, stored in
-//     the mma accumulator layout ("fragment order": a warp reads its 16×16 tile with two
-//     coalesced 16-byte loads per lane), shared by the group's heads.
-//  3. ssd_mma_out_kernel — one block per (batch, chunk, head, 64-row tile, 64-wide headdim tile),
-//     four warps of 16 rows: Y = e_in·(C·H_inᵀ), then for every 64-token slice s at or before
-//     the rows, the C·Bᵀ fragments (prefetched a slice ahead into registers), the decay /
-//     causal / segment mask applied to them, re-packed as the A operand of Y += (CB ∘ L)·X_s;
-//     + D·x, gated by silu(z) (z staged with the first copies).
+//  2. ssd_mma_cb_kernel — C·Bᵀ once per (batch, chunk, group), lower 16×16 tiles, stored as T in
+//     mma A-fragment order (a warp reads its 16×16 tile with one coalesced 16-byte load per
+//     lane), shared by the group's heads.
+//  3. ssd_mma_out_kernel — one block per (batch, chunk, 1 or 2 heads, 64-row tile, 64-wide headdim
+//     tile), four warps of 16 rows per head: Y = e_in·(C·H_inᵀ), then for every 64-token slice s
+//     at or before the rows, the C·Bᵀ fragments with the decay / causal / segment mask applied
+//     (see the kernel), the A operand of Y += (CB ∘ L)·X_s; + D·x, gated by silu(z).
 //
-// Rounding: the mma operands are T (x·w, the masked S, the passed states); every sum is f32.
+// Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
+#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -40,7 +40,7 @@ constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
 
 // Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with
-// NT threads: cp.async where a 16-byte piece is whole and aligned, else element by element; rows
+// NT threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and aligned, else element by element; rows
 // past rows_valid and columns past cols_valid are zero. The caller commits and waits. When the
 // pieces of a row divide NT, every thread keeps one column and steps down the rows (no division
 // or 64-bit multiply per piece).
@@ -52,12 +52,12 @@ __device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, in
 }
 
 template <int NT, typename T>
-__device__ void copy_tile(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
+__device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
   constexpr int V = 16 / sizeof(T);
   const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
   const int vcols = cols / V;
   if (NT % vcols == 0) {
-    const int rstep = NT / vcols, c = (threadIdx.x % vcols) * V, r0 = threadIdx.x / vcols;
+    const int rstep = NT / vcols, c = (t % vcols) * V, r0 = t / vcols;
     const T* from = src + int64_t(r0) * stride + c;
     const int64_t fstep = rstep * stride;
     T* to = dst + r0 * ldd + c;
@@ -74,7 +74,7 @@ __device__ void copy_tile(T* dst, int ldd, const T* src, int64_t stride, int row
     }
     return;
   }
-  for (int idx = threadIdx.x; idx < rows * vcols; idx += NT) {
+  for (int idx = t; idx < rows * vcols; idx += NT) {
     const int r = idx / vcols, c = (idx % vcols) * V;
     T* to = dst + r * ldd + c;
     const T* from = src + int64_t(r) * stride + c;
@@ -114,28 +114,33 @@ struct CbSmem {
   }
 };
 
-// C·Bᵀ in fragment order: per (batch, chunk, group), 16 × 16 tiles of 16×16 (row tile mt,
-// token tile st ≤ mt), each 32 lanes × 8 floats (the lane's accumulators of the two 16×8 halves).
+// C·Bᵀ in fragment order (T): per (batch, chunk, group), 16 × 16 tiles of 16×16 (row tile mt,
+// token tile st ≤ mt), each 32 lanes × 16 bytes: the lane's accumulators of the two 16×8 halves
+// as four pairs, i.e. exactly the mma A fragment of the tile.
 constexpr int kTiles16 = kQ / 16;
-__host__ __device__ constexpr int64_t cb_frag_floats() { return int64_t(kTiles16) * kTiles16 * 256; }
+__host__ __device__ constexpr int64_t cb_frag_bytes() { return int64_t(kTiles16) * kTiles16 * 32 * 16; }
 
-// Shared memory of the output kernel (NP: dstate padded to 16): C rows, H_in, double-buffered x
-// slices, z, the per-token (cs, dt'), segments and column factors of the chunk.
+// Shared memory of the output kernel (NP: dstate padded to 16): C rows (shared by the block's
+// heads), then per head H_in, double-buffered x slices, z, the per-token (cs, dt'), segments and
+// column factors of the chunk.
 struct OutSmem {
   int ldN;
-  size_t sC, sH, sX, sZ, sS, sSeg, sW, bytes;
-  __host__ __device__ OutSmem(int NP, int ts) {
+  size_t sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;  // per-head offsets relative to the head's region
+  __host__ __device__ OutSmem(int NP, int ts, int HB) {
     ldN = NP + 8;
     const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
+    sC = 0;
+    const size_t base = align128(nTile);
     size_t o = 0;
-    sC = o, o = align128(o + nTile);
     sH = o, o = align128(o + nTile);
     sX = o, o = align128(o + 2 * xTile);
     sZ = o, o = align128(o + xTile);
     sS = o, o = align128(o + size_t(kQ) * 8);
     sSeg = o, o = align128(o + size_t(kQ) * 4);
     sW = o, o = align128(o + size_t(kQ) * 4);
-    bytes = o;
+    head = o;
+    sH += base, sX += base, sZ += base, sS += base, sSeg += base, sW += base;
+    bytes = base + HB * head;
   }
 };
 
@@ -192,8 +197,8 @@ __global__ void __launch_bounds__(2 * NW, NW == 128 ? 3 : 5) ssd_mma_state_kerne
   auto load_slice = [&](int s) {
     if (s < nsl) {
       const int rv = min(kS, d.L - s * kS), buf = s & 1;
-      copy_tile<NT>(sX + buf * kS * kLd, kLd, xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
-      copy_tile<NT>(sB + buf * kS * ldB, ldB, Bb + int64_t(s) * kS * bs, bs, rv, kS, min(NW, d.N - n0), NW);
+      copy_tile<NT>(tid, sX + buf * kS * kLd, kLd, xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
+      copy_tile<NT>(tid, sB + buf * kS * ldB, ldB, Bb + int64_t(s) * kS * bs, bs, rv, kS, min(NW, d.N - n0), NW);
     }
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
@@ -334,7 +339,7 @@ __global__ void __launch_bounds__(2 * NW, NW == 128 ? 3 : 5) ssd_mma_state_kerne
 // grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile
 // mt = 4·r + w against every token tile st ≤ mt. Heaviest row tiles first.
 template <typename T>
-__global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
+__global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
   const int r = kSlices - 1 - int(blockIdx.x), c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   if (r * kS >= q) return;
@@ -346,13 +351,13 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
   const int64_t bs = int64_t(d.G) * d.N;
   const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  copy_tile<kNT>(sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
-  copy_tile<kNT>(sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
+  copy_tile<kNT>(threadIdx.x, sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
+  copy_tile<kNT>(threadIdx.x, sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
   __pipeline_commit();
   __pipeline_wait_prior(0);
   __syncthreads();
   const int mt = 4 * r + w;
-  float4* out = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 64 + 2 * lane;
+  uint4* out = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 32 + lane;
   const RC aq = a_addr(lane), bq = b_addr_nk(lane);
   for (int st = 0; st <= mt; ++st) {
     float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -364,13 +369,15 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
       mma16816<T>(acc[0], a, b0);
       mma16816<T>(acc[1], a, b1);
     }
-    out[st * 64] = make_float4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
-    out[st * 64 + 1] = make_float4(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+    out[st * 32] = make_uint4(pack2<T>(acc[0][0], acc[0][1]), pack2<T>(acc[0][2], acc[0][3]), pack2<T>(acc[1][0], acc[1][1]),
+                              pack2<T>(acc[1][2], acc[1][3]));
   }
 }
 
-// grid (kSlices·⌈P/64⌉·H, nc, batch), 128 threads; warp w owns rows 16·w.. of the 64-row tile r
-// and all 64 headdim columns (8 accumulator tiles of 16×8). Row tiles are ordered heaviest first.
+// grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads: HB heads of one group per block (they
+// share the C rows in shared memory and, through L1, the C·Bᵀ fragments). Warp w of head slot hs
+// owns rows 16·w.. of the 64-row tile r and all 64 headdim columns (8 accumulator tiles of 16×8).
+// Row tiles are ordered heaviest first.
 //
 // The decay of an earlier slice is factored through the token just before the tile,
 // ref = 64·r − 1 (cs_ref = 0, seg_ref = 0 "before the chunk" when r = 0): for s ≤ ref < t,
@@ -381,23 +388,27 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, float4* cbf) {
 // earlier slices scale the C·Bᵀ fragments by a per-token column factor only (no exp per
 // element); the row factor is applied once. Every factor is ≤ 1 for A ≤ 0 (no overflow; where
 // one underflows, the exact product is smaller still). The tile's own slice takes exp per element.
-template <typename T>
-__global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4* cbf, const float2* scal, const int* segs) {
+template <typename T, int HB>
+__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
+    ssd_mma_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
+  constexpr int NT = kNT * HB;
   const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
-  const int h = rest % d.H, pt = rest / d.H;
-  const int c = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int nhb = d.H / HB, hb = rest % nhb, pt = rest / nhb;
+  const int c = blockIdx.y, b = blockIdx.z;
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   if (r * kS >= q) return;  // rows past the sequence
+  const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
+  const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
   extern __shared__ __align__(128) unsigned char smem[];
-  const OutSmem lay(d.NP, sizeof(T));
+  const OutSmem lay(d.NP, sizeof(T), HB);
+  unsigned char* hsm = smem + hs * lay.head;  // this head's region
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
-  T* sH = reinterpret_cast<T*>(smem + lay.sH);
-  T* sX = reinterpret_cast<T*>(smem + lay.sX);
-  T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
-  float2* sS = reinterpret_cast<float2*>(smem + lay.sS);
-  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
-  float* sW = reinterpret_cast<float*>(smem + lay.sW);
-  const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+  T* sH = reinterpret_cast<T*>(hsm + lay.sH);
+  T* sX = reinterpret_cast<T*>(hsm + lay.sX);
+  T* sZ = reinterpret_cast<T*>(hsm + lay.sZ);
+  float2* sS = reinterpret_cast<float2*>(hsm + lay.sS);
+  int* sSeg = reinterpret_cast<int*>(hsm + lay.sSeg);
+  float* sW = reinterpret_cast<float*>(hsm + lay.sW);
   const int NP = d.NP, ldN = lay.ldN;
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
   const int rv = min(kS, q - r * kS);
@@ -407,42 +418,34 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
   const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
 
   auto load_slice = [&](int j) {
-    copy_tile<kNT>(sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
-  };
-  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
-  const int mt = 4 * r + w;
-  const float4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 64 + 2 * lane;
-  auto fetch_cb = [&](int j, float4 (&f)[4][2]) {
-#pragma unroll
-    for (int st = 0; st < 4; ++st)
-      if (4 * j + st <= mt) f[st][0] = __ldg(cbw + (4 * j + st) * 64), f[st][1] = __ldg(cbw + (4 * j + st) * 64 + 1);
+    copy_tile<kNT>(ht, sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
   // group 0: C rows, H_in, z, slice 0; group 1: slice 1
-  copy_tile<kNT>(sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
+  copy_tile<NT>(tid, sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
   const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  copy_tile<kNT>(sH, ldN, hin, NP, kS, kS, NP, NP);
-  if (zc) copy_tile<kNT>(sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  copy_tile<kNT>(ht, sH, ldN, hin, NP, kS, kS, NP, NP);
+  if (zc) copy_tile<kNT>(ht, sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
   load_slice(0);
   __pipeline_commit();
   if (r >= 1) load_slice(1);
   __pipeline_commit();
 
-  float4 cur[4][2], nxt[4][2];
-#pragma unroll
-  for (int st = 0; st < 4; ++st) cur[st][0] = cur[st][1] = nxt[st][0] = nxt[st][1] = make_float4(0.f, 0.f, 0.f, 0.f);
-  fetch_cb(0, cur);
-
   // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
   const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
   const float cs_ref = r ? __ldg(&scal[so + r * kS - 1].x) : 0.f;
   const int seg_ref = (r && segs) ? __ldg(segs + so + r * kS - 1) : 0;
-  for (int i = tid; i < (r + 1) * kS; i += kNT) {
+  for (int i = ht; i < (r + 1) * kS; i += kNT) {
     const float2 v = __ldg(scal + so + i);
     const int sg = segs ? __ldg(segs + so + i) : 0;
     sS[i] = v, sSeg[i] = sg;
     if (i < r * kS) sW[i] = sg == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
   }
   const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
+
+  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
+  const int mt = 4 * r + w;
+  const uint4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 32 + lane;
+  uint4 cb[4];
 
   float acc[8][4];
 #pragma unroll
@@ -468,6 +471,9 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
   };
 
   for (int j = 0; j <= r; ++j) {
+#pragma unroll
+    for (int st = 0; st < 4; ++st)  // in flight while waiting for the slice
+      if (4 * j + st <= mt) cb[st] = __ldg(cbw + (4 * j + st) * 32);
     __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
     __syncthreads();
     if (j == 0) {
@@ -489,17 +495,17 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[ni][e] *= e_ref;
     }
-    if (j < r) fetch_cb(j + 1, nxt);  // in flight during this slice
     const T* Xt = sX + (j & 1) * kS * kLd;
     if (j < r) {
-      // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt', packed.
+      // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt'.
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
         const float2 wh = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + 8 + tq);
-        const float4 c0 = cur[kk][0], c1 = cur[kk][1];
-        const uint32_t a[4] = {pack2<T>(c0.x * wl.x, c0.y * wl.y), pack2<T>(c0.z * wl.x, c0.w * wl.y),
-                               pack2<T>(c1.x * wh.x, c1.y * wh.y), pack2<T>(c1.z * wh.x, c1.w * wh.y)};
+        const float2 f0 = unpack2<T>(cb[kk].x), f1 = unpack2<T>(cb[kk].y), f2 = unpack2<T>(cb[kk].z),
+                     f3 = unpack2<T>(cb[kk].w);
+        const uint32_t a[4] = {pack2<T>(f0.x * wl.x, f0.y * wl.y), pack2<T>(f1.x * wl.x, f1.y * wl.y),
+                               pack2<T>(f2.x * wh.x, f2.y * wh.y), pack2<T>(f3.x * wh.x, f3.y * wh.y)};
         mma_x(a, Xt, kk);
       }
     } else {
@@ -515,20 +521,20 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if (kk <= w) {
-          float v[2][4];
+          const uint32_t u[4] = {cb[kk].x, cb[kk].y, cb[kk].z, cb[kk].w};
+          uint32_t a[4];
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf) {
+          for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
             const int s0 = j * kS + 16 * kk + 8 * hf + tq;
             const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
             const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-            const float4 cb = cur[kk][hf];
-            v[hf][0] = (s0 <= row_lo && sg0 == seg_lo) ? cb.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
-            v[hf][1] = (s0 + 1 <= row_lo && sg1 == seg_lo) ? cb.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
-            v[hf][2] = (s0 <= row_hi && sg0 == seg_hi) ? cb.z * __expf(cs_hi - sc.x) * sc.y : 0.f;
-            v[hf][3] = (s0 + 1 <= row_hi && sg1 == seg_hi) ? cb.w * __expf(cs_hi - sc.z) * sc.w : 0.f;
+            const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
+            const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
+            const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
+            const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
+            const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
+            a[2 * hf] = pack2<T>(v0, v1), a[2 * hf + 1] = pack2<T>(v2, v3);
           }
-          uint32_t a[4];
-          acc_to_a<T>(a, v[0], v[1]);
           mma_x(a, Xt, kk);
         }
       }
@@ -538,8 +544,6 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
       load_slice(j + 2);
     }
     __pipeline_commit();
-#pragma unroll
-    for (int st = 0; st < 4; ++st) cur[st][0] = nxt[st][0], cur[st][1] = nxt[st][1];
   }
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
@@ -581,9 +585,9 @@ __global__ void __launch_bounds__(kNT, 3) ssd_mma_out_kernel(Dev d, const float4
 }
 
 template <typename T>
-void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaStream_t stream) {
+void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
-  float4* cbf = reinterpret_cast<float4*>(cb);
+  uint4* cbf = reinterpret_cast<uint4*>(cb);
   const CbSmem cl(d.NP, sizeof(T), kSlices - 1);
   set_smem(ssd_mma_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
   ssd_mma_cb_kernel<T><<<dim3(kSlices, d.nc, d.batch * d.G), kNT, cl.bytes, stream>>>(d, cbf);
@@ -592,7 +596,11 @@ void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaSt
 
   // dstate tiles of 128 (x read once per head) when that still gives two blocks per SM.
   const int ntp = (d.P + kS - 1) / kS;
-  const bool wide = d.NP > 64 && int64_t(d.batch) * d.H * ntp * ((d.NP + 127) / 128) >= 2 * sm_count();
+  // TEMPORARY (A/B on the GPU, removed after the measurement): STATESPACE_SSD_FWD_NARROW=1 forces
+  // 64-wide state tiles and one head per output block.
+  const char* narrow_env = std::getenv("STATESPACE_SSD_FWD_NARROW");
+  const bool narrow = narrow_env && narrow_env[0] == '1';
+  const bool wide = !narrow && d.NP > 64 && int64_t(d.batch) * d.H * ntp * ((d.NP + 127) / 128) >= 2 * sm_count();
   auto launch_state = [&](auto kernel, int NW) {
     const StateSmem sl(sizeof(T), NW);
     set_smem(kernel, sl.bytes, "ssdChunkScan: shared memory");
@@ -605,15 +613,22 @@ void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaSt
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
-  const OutSmem ol(d.NP, sizeof(T));
-  set_smem(ssd_mma_out_kernel<T>, ol.bytes, "ssdChunkScan: shared memory");
-  ssd_mma_out_kernel<T><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, ol.bytes, stream>>>(d, cbf, scal, segs);
+  // Two heads per block when a group's heads pair up (they share C and C·Bᵀ).
+  auto launch_out = [&](auto kernel, int HB) {
+    const OutSmem ol(d.NP, sizeof(T), HB);
+    set_smem(kernel, ol.bytes, "ssdChunkScan: shared memory");
+    kernel<<<dim3(kSlices * ntp * (d.H / HB), d.nc, d.batch), kNT * HB, ol.bytes, stream>>>(d, cbf, scal, segs);
+  };
+  if (d.hpg % 2 == 0 && !narrow)
+    launch_out(ssd_mma_out_kernel<T, 2>, 2);
+  else
+    launch_out(ssd_mma_out_kernel<T, 1>, 1);
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");
 }
 
-template void launch_forward_mma<__half>(const Dev&, float*, float2*, int*, cudaStream_t);
-template void launch_forward_mma<__nv_bfloat16>(const Dev&, float*, float2*, int*, cudaStream_t);
-int64_t forward_mma_cb_floats(const Dev& d) { return int64_t(d.batch) * d.nc * d.G * cb_frag_floats(); }
+template void launch_forward_mma<__half>(const Dev&, void*, float2*, int*, cudaStream_t);
+template void launch_forward_mma<__nv_bfloat16>(const Dev&, void*, float2*, int*, cudaStream_t);
+int64_t forward_mma_cb_bytes(const Dev& d) { return int64_t(d.batch) * d.nc * d.G * cb_frag_bytes(); }
 
 }  // namespace ss::cuda::ssd

@@ -29,10 +29,10 @@ inline Dev chunked_view(Dev d) {
 // float32 only (16-bit types run launch_forward_chunked / launch_backward_states).
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 on tensor cores (d.Q == kChunkedQ, d.PP a
-// multiple of 64, d.St set; cb: forward_mma_cb_floats(d) floats; scal: (batch, H, Lpad)
+// multiple of 64, d.St set; cb: forward_mma_cb_bytes(d) bytes; scal: (batch, H, Lpad)
 // per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
-template <typename T> void launch_forward_mma(const Dev& d, float* cb, float2* scal, int* segs, cudaStream_t stream);
-int64_t forward_mma_cb_floats(const Dev& d);
+template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
+int64_t forward_mma_cb_bytes(const Dev& d);
 // Backward of __half / __nv_bfloat16, chunk-parallel: S0 (state entering every chunk of d) and
 // S1 (dL/dstate at every chunk's end), dInitialStates. Scratch: d.St sized for chunked_view(d),
 // d.dec for d.nc chunks (the run-level decays reuse it first).
