@@ -18,6 +18,7 @@ const CASES: Array<[string, SsdCase]> = [
   ['seqlen 1000, headdim 40, dstate 200, groups 2, restarts on slice/chunk edges, initial states', { batch: 2, seqlen: 1000, heads: 4, headdim: 40, dstate: 200, groups: 2, seqStarts: [63, 64, 128, 300, 511, 512, 700, 999], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // odd headdim: element-by-element copies of x and z, single-element stores of y
   ['odd headdim 33, dstate 24, seqlen 257 (one token into the second chunk), a head per group', { batch: 1, seqlen: 257, heads: 3, headdim: 33, dstate: 24, groups: 3, z: true, D: 'head' }],
+  ['odd headdim 33, dstate 24, seqlen 321, two heads per group', { batch: 2, seqlen: 321, heads: 4, headdim: 33, dstate: 24, groups: 2, z: true, D: 'channel', seqStarts: [200] }],
   // two headdim tiles; dstate 16 (one dstate tile, mostly padding)
   ['headdim 128, dstate 16, seqlen 700', { batch: 2, seqlen: 700, heads: 2, headdim: 128, dstate: 16, groups: 1, initialStates: true, D: 'channel' }],
   ['headdim 8, dstate 256, seqlen 300, z', { batch: 1, seqlen: 300, heads: 4, headdim: 8, dstate: 256, groups: 2, z: true, dtBias: true }],
