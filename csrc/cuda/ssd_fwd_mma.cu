@@ -287,26 +287,32 @@ __global__ void __launch_bounds__(2 * NW, NW == 128 ? 3 : 5) ssd_mma_state_kerne
     for (int s = c * kSlices; s < s_end; ++s) {
       __pipeline_wait_prior(1);  // slice s has landed (s + 1 may still be in flight)
       __syncthreads();           // ... for every thread's copies; sW is complete
-      const T* X = sX + (s & 1) * kS * kLd;
+      T* X = sX + (s & 1) * kS * kLd;
       const T* Bt = sB + (s & 1) * kS * ldB;
-      const float* w = sW + (s % kSlices) * kS;
+      {  // x ∘ w in place, once per block (every warp along dstate reads the same x fragments)
+        const float* w = sW + (s % kSlices) * kS;
+        for (int i = tid; i < kS * kS / 8; i += NT) {
+          uint4* v = reinterpret_cast<uint4*>(X + (i >> 3) * kLd + (i & 7) * 8);
+          const float ws = w[i >> 3];
+          uint4 u = *v;
+          uint32_t* e = reinterpret_cast<uint32_t*>(&u);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const float2 f = unpack2<T>(e[k]);
+            e[k] = pack2<T>(f.x * ws, f.y * ws);
+          }
+          *v = u;
+        }
+      }
+      __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < kS / 16; ++kk) {
-        // A = Xᵀ (m = headdim, k = token), scaled along k by w: a[0], a[1] hold tokens 2t, 2t+1;
-        // a[2], a[3] tokens 2t + 8, 2t + 9 (t = lane % 4).
-        const float2 wlo = *reinterpret_cast<const float2*>(w + kk * 16 + 2 * (lane & 3));
-        const float2 whi = *reinterpret_cast<const float2*>(w + kk * 16 + 2 * (lane & 3) + 8);
+        // A = (w ∘ X)ᵀ (m = headdim, k = token)
         uint32_t af[2][4];
 #pragma unroll
         for (int mi = 0; mi < 2; ++mi) {
           const RC a = a_addr_t(lane);
           ldsm_x4_t(af[mi], X + (kk * 16 + a.r) * kLd + 32 * wm + 16 * mi + a.c);
-#pragma unroll
-          for (int r = 0; r < 4; ++r) {
-            const float2 v = unpack2<T>(af[mi][r]);
-            const float2 ww = r < 2 ? wlo : whi;
-            af[mi][r] = pack2<T>(v.x * ww.x, v.y * ww.y);
-          }
         }
 #pragma unroll
         for (int np = 0; np < 2; ++np) {
