@@ -146,6 +146,18 @@ struct OutSmem {
 
 constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
 
+// set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
+// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
+template <auto* KERNEL>
+void set_smem_once(size_t bytes) {
+  static size_t done[64] = {};  // per device: the largest size set so far (a race only repeats the call)
+  int dev = 0;
+  check(cudaGetDevice(&dev), "ssdChunkScan: device");
+  if (dev < 64 && done[dev] >= bytes) return;
+  set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
+  if (dev < 64) done[dev] = bytes;
+}
+
 int sm_count() {
   int dev = 0, n = 0;
   check(cudaGetDevice(&dev), "ssdChunkScan: device");
@@ -599,9 +611,9 @@ template <typename T>
 void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
   uint4* cbf = reinterpret_cast<uint4*>(cb);
-  const CbSmem cl(d.NP, sizeof(T), kSlices - 1);
-  set_smem(ssd_mma_cb_kernel<T>, cl.bytes, "ssdChunkScan: shared memory");
-  ssd_mma_cb_kernel<T><<<dim3(kSlices, d.nc, d.batch * d.G), kNT, cl.bytes, stream>>>(d, cbf);
+  const size_t cb_bytes = CbSmem(d.NP, sizeof(T), kSlices - 1).bytes;
+  set_smem_once<ssd_mma_cb_kernel<T>>(cb_bytes);
+  ssd_mma_cb_kernel<T><<<dim3(kSlices, d.nc, d.batch * d.G), kNT, cb_bytes, stream>>>(d, cbf);
   check_launch("ssdChunkScan C·Bᵀ");
   timer.mark("C·Bᵀ");
 
@@ -612,28 +624,28 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   const char* narrow_env = std::getenv("STATESPACE_SSD_FWD_NARROW");
   const bool narrow = narrow_env && narrow_env[0] == '1';
   const bool wide = !narrow && d.NP > 64 && int64_t(d.batch) * d.H * ntp * ((d.NP + 127) / 128) >= 2 * sm_count();
-  auto launch_state = [&](auto kernel, int NW) {
-    const StateSmem sl(sizeof(T), NW);
-    set_smem(kernel, sl.bytes, "ssdChunkScan: shared memory");
-    kernel<<<dim3((d.NP + NW - 1) / NW * ntp, d.H, d.batch), 2 * NW, sl.bytes, stream>>>(d, scal, segs);
-  };
-  if (wide)
-    launch_state(ssd_mma_state_kernel<T, 128>, 128);
-  else
-    launch_state(ssd_mma_state_kernel<T, 64>, 64);
+  if (wide) {
+    const size_t bytes = StateSmem(sizeof(T), 128).bytes;
+    set_smem_once<ssd_mma_state_kernel<T, 128>>(bytes);
+    ssd_mma_state_kernel<T, 128><<<dim3((d.NP + 127) / 128 * ntp, d.H, d.batch), 256, bytes, stream>>>(d, scal, segs);
+  } else {
+    const size_t bytes = StateSmem(sizeof(T), 64).bytes;
+    set_smem_once<ssd_mma_state_kernel<T, 64>>(bytes);
+    ssd_mma_state_kernel<T, 64><<<dim3((d.NP + 63) / 64 * ntp, d.H, d.batch), 128, bytes, stream>>>(d, scal, segs);
+  }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
   // Two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
-  auto launch_out = [&](auto kernel, int HB) {
-    const OutSmem ol(d.NP, sizeof(T), HB);
-    set_smem(kernel, ol.bytes, "ssdChunkScan: shared memory");
-    kernel<<<dim3(ntp * (d.H / HB), d.nc, d.batch), kNT * HB, ol.bytes, stream>>>(d, cbf, scal, segs);
-  };
-  if (d.hpg % 2 == 0 && !narrow && OutSmem(d.NP, sizeof(T), 2).bytes <= kMaxSmem)
-    launch_out(ssd_mma_out_kernel<T, 2>, 2);
-  else
-    launch_out(ssd_mma_out_kernel<T, 1>, 1);
+  const size_t pair_bytes = OutSmem(d.NP, sizeof(T), 2).bytes;
+  if (d.hpg % 2 == 0 && !narrow && pair_bytes <= kMaxSmem) {
+    set_smem_once<ssd_mma_out_kernel<T, 2>>(pair_bytes);
+    ssd_mma_out_kernel<T, 2><<<dim3(ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
+  } else {
+    const size_t bytes = OutSmem(d.NP, sizeof(T), 1).bytes;
+    set_smem_once<ssd_mma_out_kernel<T, 1>>(bytes);
+    ssd_mma_out_kernel<T, 1><<<dim3(ntp * d.H, d.nc, d.batch), kNT, bytes, stream>>>(d, cbf, scal, segs);
+  }
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");
 }
