@@ -120,24 +120,24 @@ struct CbSmem {
 constexpr int kTiles16 = kQ / 16;
 __host__ __device__ constexpr int64_t cb_frag_bytes() { return int64_t(kTiles16) * kTiles16 * 32 * 16; }
 
-// Shared memory of the output kernel (NP: dstate padded to 16): double-buffered C rows of a row
-// tile (shared by the block's heads), then per head H_in, the chunk's four x slices, double-
-// buffered z rows, the per-token (cs, dt'), segments and column factors of the chunk.
+// Shared memory of the output kernel (NP: dstate padded to 16): C rows (shared by the block's
+// heads), then per head H_in, double-buffered x slices, z, the per-token (cs, dt'), segments and
+// column factors of the chunk.
 struct OutSmem {
   int ldN;
-  size_t sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;  // per-head offsets include the shared part
+  size_t sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;  // per-head offsets relative to the head's region
   __host__ __device__ OutSmem(int NP, int ts, int HB) {
     ldN = NP + 8;
     const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
     sC = 0;
-    const size_t base = align128(2 * nTile);
+    const size_t base = align128(nTile);
     size_t o = 0;
     sH = o, o = align128(o + nTile);
-    sX = o, o = align128(o + kSlices * xTile);
-    sZ = o, o = align128(o + 2 * xTile);
+    sX = o, o = align128(o + 2 * xTile);
+    sZ = o, o = align128(o + xTile);
     sS = o, o = align128(o + size_t(kQ) * 8);
     sSeg = o, o = align128(o + size_t(kQ) * 4);
-    sW = o, o = align128(o + size_t(kQ) * 4);
+    sW = o, o = align128(o + size_t(kQ - kS) * 4);  // tokens before the last row tile
     head = o;
     sH += base, sX += base, sZ += base, sS += base, sSeg += base, sW += base;
     bytes = base + HB * head;
@@ -145,6 +145,7 @@ struct OutSmem {
 };
 
 constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
+constexpr int kStateNW = 64;             // dstate tile width of the state kernel
 
 // set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
 // call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
@@ -158,21 +159,14 @@ void set_smem_once(size_t bytes) {
   if (dev < 64) done[dev] = bytes;
 }
 
-int sm_count() {
-  int dev = 0, n = 0;
-  check(cudaGetDevice(&dev), "ssdChunkScan: device");
-  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "ssdChunkScan: device");
-  return n;
-}
-
 }  // namespace
 
 // grid (⌈NP/NW⌉·⌈P/64⌉, H, batch), 2·NW threads: warp (wm, wn) owns state rows 32·wm.. (headdim)
 // and columns 32·wn.. (dstate) of the block's 64 × NW tile: 2 × 4 accumulator tiles of 16×8.
-// NW = 128 reads x once per head (64: twice, from L2) at half the blocks. Register caps: one wave
-// of the benchmark's grid (3 × 256- or 5 × 128-thread blocks per SM).
+// (Measured: 128-wide tiles, x read once per head, were no faster and need a register cap that
+// spills; the benchmark grid of 64-wide tiles is one wave at 5 blocks per SM.)
 template <typename T, int NW>
-__global__ void __launch_bounds__(2 * NW, NW == 128 ? 3 : 5) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
+__global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
   constexpr int NT = 2 * NW, NWARP = NT / 32, WN = NW / 32, E = kQ / NT;  // E: tokens per thread in the scans
   extern __shared__ __align__(128) unsigned char smem[];
   const StateSmem lay(sizeof(T), NW);
@@ -394,11 +388,10 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
   }
 }
 
-// grid (⌈P/64⌉·H/HB, nc, batch), 128·HB threads: HB heads of one group per block (they share the
-// C rows in shared memory and, through L1, the C·Bᵀ fragments). The block walks the chunk's four
-// 64-row tiles r in order, so each x slice and H_in are read once per head (the next tile's C
-// rows, z rows and x slice are copied while the current one is computed). Warp w of head slot hs
-// owns rows 16·w.. of the current tile and all 64 headdim columns (8 accumulator tiles of 16×8).
+// grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads: HB heads of one group per block (they
+// share the C rows in shared memory and, through L1, the C·Bᵀ fragments). Warp w of head slot hs
+// owns rows 16·w.. of the 64-row tile r and all 64 headdim columns (8 accumulator tiles of 16×8).
+// Row tiles are ordered heaviest first.
 //
 // The decay of an earlier slice is factored through the token just before the tile,
 // ref = 64·r − 1 (cs_ref = 0, seg_ref = 0 "before the chunk" when r = 0): for s ≤ ref < t,
@@ -410,12 +403,14 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
 // element); the row factor is applied once. Every factor is ≤ 1 for A ≤ 0 (no overflow; where
 // one underflows, the exact product is smaller still). The tile's own slice takes exp per element.
 template <typename T, int HB>
-__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 1 : 2)
+__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     ssd_mma_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
   constexpr int NT = kNT * HB;
-  const int nhb = d.H / HB, hb = blockIdx.x % nhb, pt = blockIdx.x / nhb;
+  const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
+  const int nhb = d.H / HB, hb = rest % nhb, pt = rest / nhb;
   const int c = blockIdx.y, b = blockIdx.z;
-  const int t0 = c * kQ, q = min(kQ, d.L - t0), nr = (q + kS - 1) / kS;
+  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  if (r * kS >= q) return;  // rows past the sequence
   const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
   const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
   extern __shared__ __align__(128) unsigned char smem[];
@@ -430,100 +425,93 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 1 : 2)
   float* sW = reinterpret_cast<float*>(hsm + lay.sW);
   const int NP = d.NP, ldN = lay.ldN;
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
+  const int rv = min(kS, q - r * kS);
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
   const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
-  const int nTile = kS * ldN, xTile = kS * kLd;
 
-  // Row tile r's C rows, z rows and x slice (the copies of one cp.async group).
-  auto load_tile_r = [&](int r) {
-    const int rv = min(kS, q - r * kS);
-    copy_tile<NT>(tid, sC + (r & 1) * nTile, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
-    if (zc) copy_tile<kNT>(ht, sZ + (r & 1) * xTile, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
-    copy_tile<kNT>(ht, sX + r * xTile, kLd, xc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  auto load_slice = [&](int j) {
+    copy_tile<kNT>(ht, sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
+  // group 0: C rows, H_in, z, slice 0; group 1: slice 1
+  copy_tile<NT>(tid, sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
   const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
   copy_tile<kNT>(ht, sH, ldN, hin, NP, kS, kS, NP, NP);
-  load_tile_r(0);
+  if (zc) copy_tile<kNT>(ht, sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  load_slice(0);
   __pipeline_commit();
-  {  // the chunk's scalars
-    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
-    for (int i = ht; i < kQ; i += kNT) sS[i] = __ldg(scal + so + i), sSeg[i] = segs ? __ldg(segs + so + i) : 0;
+  if (r >= 1) load_slice(1);
+  __pipeline_commit();
+
+  // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
+  const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
+  const float cs_ref = r ? __ldg(&scal[so + r * kS - 1].x) : 0.f;
+  const int seg_ref = (r && segs) ? __ldg(segs + so + r * kS - 1) : 0;
+  for (int i = ht; i < (r + 1) * kS; i += kNT) {
+    const float2 v = __ldg(scal + so + i);
+    const int sg = segs ? __ldg(segs + so + i) : 0;
+    sS[i] = v, sSeg[i] = sg;
+    if (i < r * kS) sW[i] = sg == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
   }
+  const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
+
+  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
+  const int mt = 4 * r + w;
+  const uint4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 32 + lane;
+  uint4 cb[4];
+
+  float acc[8][4];
+#pragma unroll
+  for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
 
   const RC aq = a_addr(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
-  const int tq = 2 * (lane & 3);  // this lane's first column in a 16×8 tile
-  const uint4* cbg = cbf + ((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 * kTiles16 * 32 + lane;
-  T* yb = static_cast<T*>(d.y) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const bool pairs = d.P % 2 == 0;
-  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
-  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
+  const T* cRow = sC + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
+  const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
+  const int tq = 2 * (lane & 3);                                        // its first column in a 16×8 tile
 
-  for (int r = 0; r < nr; ++r) {
-    if (r + 1 < nr) load_tile_r(r + 1);  // (its buffers were last read by tile r − 1, before the barrier below)
-    __pipeline_commit();
-    __pipeline_wait_prior(1);  // tile r's copies (and at r = 0 also H_in) have landed
-    __syncthreads();           // ... for every thread; the scalars are in place
-    // Column factors of the tokens before the tile, for this tile's reference token.
-    const float cs_ref = r ? sS[r * kS - 1].x : 0.f;
-    const int seg_ref = r ? sSeg[r * kS - 1] : 0;
-    for (int i = ht; i < r * kS; i += kNT) {
-      const float2 v = sS[i];
-      sW[i] = sSeg[i] == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
+  // Y += A·X_j for the A fragment of token tile kk of slice j.
+  auto mma_x = [&](const uint32_t (&a)[4], const T* Xt, int kk) {
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      uint32_t bf[4];
+      ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + 16 * np + bkn.c);  // X_s stored [token][p]: (k, n)
+      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+      mma16816<T>(acc[2 * np], a, b0);
+      mma16816<T>(acc[2 * np + 1], a, b1);
     }
-    const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
-    const int mt = 4 * r + w;
-    const uint4* cbw = cbg + int64_t(mt) * kTiles16 * 32;
-    uint4 cb[4];
-#pragma unroll
-    for (int st = 0; st < 4; ++st)  // slice 0's C·Bᵀ tiles, in flight during C·H_inᵀ
-      if (st <= mt) cb[st] = __ldg(cbw + st * 32);
+  };
 
-    float acc[8][4];
+  for (int j = 0; j <= r; ++j) {
 #pragma unroll
-    for (int ni = 0; ni < 8; ++ni)
+    for (int st = 0; st < 4; ++st)  // in flight while waiting for the slice
+      if (4 * j + st <= mt) cb[st] = __ldg(cbw + (4 * j + st) * 32);
+    __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
+    __syncthreads();
+    if (j == 0) {
+      // e_ref·(C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
+      for (int k = 0; k < NP; k += 16) {
+        uint32_t a[4];
+        ldsm_x4(a, cRow + k);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
-    // Y += A·X_j for the A fragment of token tile kk of slice j.
-    auto mma_x = [&](const uint32_t (&a)[4], const T* Xt, int kk) {
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t bf[4];
-        ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + 16 * np + bkn.c);  // X_s stored [token][p]: (k, n)
-        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-        mma16816<T>(acc[2 * np], a, b0);
-        mma16816<T>(acc[2 * np + 1], a, b1);
+        for (int np = 0; np < 4; ++np) {
+          uint32_t bf[4];
+          ldsm_x4(bf, sH + (16 * np + bnk.r) * ldN + k + bnk.c);
+          const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+          mma16816<T>(acc[2 * np], a, b0);
+          mma16816<T>(acc[2 * np + 1], a, b1);
+        }
       }
-    };
-
-    // e_ref·(C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
-    const T* cRow = sC + (r & 1) * nTile + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
-    for (int k = 0; k < NP; k += 16) {
-      uint32_t a[4];
-      ldsm_x4(a, cRow + k);
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        uint32_t bf[4];
-        ldsm_x4(bf, sH + (16 * np + bnk.r) * ldN + k + bnk.c);
-        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-        mma16816<T>(acc[2 * np], a, b0);
-        mma16816<T>(acc[2 * np + 1], a, b1);
-      }
+      for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[ni][e] *= e_ref;
     }
-#pragma unroll
-    for (int ni = 0; ni < 8; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[ni][e] *= e_ref;
-    __syncthreads();  // sW complete
-
-    // Earlier slices: the C·Bᵀ fragments scaled by the column factors w·dt'.
-    for (int j = 0; j < r; ++j) {
-      uint4 nx[4];
-#pragma unroll
-      for (int st = 0; st < 4; ++st)  // the next slice's tiles, in flight during this one
-        if (4 * (j + 1) + st <= mt) nx[st] = __ldg(cbw + (4 * (j + 1) + st) * 32);
-      const T* Xt = sX + j * xTile;
+    const T* Xt = sX + (j & 1) * kS * kLd;
+    if (j < r) {
+      // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt'.
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
@@ -534,76 +522,79 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 1 : 2)
                                pack2<T>(f2.x * wh.x, f2.y * wh.y), pack2<T>(f3.x * wh.x, f3.y * wh.y)};
         mma_x(a, Xt, kk);
       }
+    } else {
+      // The tile's own slice. First the row factors of everything so far.
+      const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
+      const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
+      const float rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
+      const float rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
 #pragma unroll
-      for (int st = 0; st < 4; ++st) cb[st] = nx[st];
-    }
-
-    // The tile's own slice. First the row factors of everything so far.
-    const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
-    const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
-    const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
-    const float rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
-    const float rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
+      for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= rf_lo, acc[ni][1] *= rf_lo, acc[ni][2] *= rf_hi, acc[ni][3] *= rf_hi;
+      // (CB ∘ L): exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected,
+      // never multiplied: the exponent is positive above the diagonal).
 #pragma unroll
-    for (int ni = 0; ni < 8; ++ni) acc[ni][0] *= rf_lo, acc[ni][1] *= rf_lo, acc[ni][2] *= rf_hi, acc[ni][3] *= rf_hi;
-    // (CB ∘ L): exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected, never
-    // multiplied: the exponent is positive above the diagonal).
-    const T* Xr = sX + r * xTile;
+      for (int kk = 0; kk < 4; ++kk) {
+        if (kk <= w) {
+          const uint32_t u[4] = {cb[kk].x, cb[kk].y, cb[kk].z, cb[kk].w};
+          uint32_t a[4];
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      if (kk <= w) {
-        const uint32_t u[4] = {cb[kk].x, cb[kk].y, cb[kk].z, cb[kk].w};
-        uint32_t a[4];
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
-          const int s0 = r * kS + 16 * kk + 8 * hf + tq;
-          const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
-          const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-          const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
-          const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
-          const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
-          const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
-          const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
-          a[2 * hf] = pack2<T>(v0, v1), a[2 * hf + 1] = pack2<T>(v2, v3);
-        }
-        mma_x(a, Xr, kk);
-      }
-    }
-
-    // Epilogue of tile r: + D·x, gate, store.
-    const T* Zr = sZ + (r & 1) * xTile;
-    const int rv = min(kS, q - r * kS);
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
-      if (tl >= rv) continue;
-      T* yrow = yb + int64_t(r * kS + tl) * xs;
-#pragma unroll
-      for (int ni = 0; ni < 8; ++ni) {
-        const int pp = 8 * ni + tq;  // column inside the headdim tile
-        if (pp >= pw) continue;
-        const bool two = pp + 1 < pw;
-        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
-        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-        if (d_chan) {
-          v0 += __ldg(d_chan + pp) * xv.x;
-          if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
-        } else {
-          v0 += d_head * xv.x, v1 += d_head * xv.y;
-        }
-        if (zc) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Zr + tl * kLd + pp));
-          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-        }
-        if (pairs) {
-          *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
-        } else {
-          yrow[pp] = from_float<T>(v0);
-          if (two) yrow[pp + 1] = from_float<T>(v1);
+          for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
+            const int s0 = j * kS + 16 * kk + 8 * hf + tq;
+            const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
+            const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
+            const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
+            const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
+            const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
+            const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
+            const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
+            a[2 * hf] = pack2<T>(v0, v1), a[2 * hf + 1] = pack2<T>(v2, v3);
+          }
+          mma_x(a, Xt, kk);
         }
       }
     }
-    __syncthreads();  // tile r's C, z and sW are read: the next iteration may overwrite them
+    if (j + 2 <= r) {
+      __syncthreads();  // every warp is done with buffer j & 1
+      load_slice(j + 2);
+    }
+    __pipeline_commit();
+  }
+
+  // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
+  const T* Xr = sX + (r & 1) * kS * kLd;
+  T* y = static_cast<T*>(d.y);
+  const bool pairs = d.P % 2 == 0;
+  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
+  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
+    if (tl >= rv) continue;
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0;
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const int pp = 8 * ni + tq;  // column inside the headdim tile
+      if (pp >= pw) continue;
+      const bool two = pp + 1 < pw;
+      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
+      float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
+      if (d_chan) {
+        v0 += __ldg(d_chan + pp) * xv.x;
+        if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
+      } else {
+        v0 += d_head * xv.x, v1 += d_head * xv.y;
+      }
+      if (zc) {
+        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
+        v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
+      }
+      if (pairs) {
+        *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
+      } else {
+        yrow[pp] = from_float<T>(v0);
+        if (two) yrow[pp + 1] = from_float<T>(v1);
+      }
+    }
   }
 }
 
@@ -617,21 +608,16 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   check_launch("ssdChunkScan C·Bᵀ");
   timer.mark("C·Bᵀ");
 
-  // dstate tiles of 128 (x read once per head) when that still gives two blocks per SM.
   const int ntp = (d.P + kS - 1) / kS;
   // TEMPORARY (A/B on the GPU, removed after the measurement): STATESPACE_SSD_FWD_NARROW=1 forces
-  // 64-wide state tiles and one head per output block.
+  // one head per output block.
   const char* narrow_env = std::getenv("STATESPACE_SSD_FWD_NARROW");
   const bool narrow = narrow_env && narrow_env[0] == '1';
-  const bool wide = !narrow && d.NP > 64 && int64_t(d.batch) * d.H * ntp * ((d.NP + 127) / 128) >= 2 * sm_count();
-  if (wide) {
-    const size_t bytes = StateSmem(sizeof(T), 128).bytes;
-    set_smem_once<ssd_mma_state_kernel<T, 128>>(bytes);
-    ssd_mma_state_kernel<T, 128><<<dim3((d.NP + 127) / 128 * ntp, d.H, d.batch), 256, bytes, stream>>>(d, scal, segs);
-  } else {
-    const size_t bytes = StateSmem(sizeof(T), 64).bytes;
-    set_smem_once<ssd_mma_state_kernel<T, 64>>(bytes);
-    ssd_mma_state_kernel<T, 64><<<dim3((d.NP + 63) / 64 * ntp, d.H, d.batch), 128, bytes, stream>>>(d, scal, segs);
+  {
+    const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
+    set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
+    ssd_mma_state_kernel<T, kStateNW>
+        <<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW, bytes, stream>>>(d, scal, segs);
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
@@ -640,11 +626,11 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   const size_t pair_bytes = OutSmem(d.NP, sizeof(T), 2).bytes;
   if (d.hpg % 2 == 0 && !narrow && pair_bytes <= kMaxSmem) {
     set_smem_once<ssd_mma_out_kernel<T, 2>>(pair_bytes);
-    ssd_mma_out_kernel<T, 2><<<dim3(ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
+    ssd_mma_out_kernel<T, 2><<<dim3(kSlices * ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
   } else {
     const size_t bytes = OutSmem(d.NP, sizeof(T), 1).bytes;
     set_smem_once<ssd_mma_out_kernel<T, 1>>(bytes);
-    ssd_mma_out_kernel<T, 1><<<dim3(ntp * d.H, d.nc, d.batch), kNT, bytes, stream>>>(d, cbf, scal, segs);
+    ssd_mma_out_kernel<T, 1><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, bytes, stream>>>(d, cbf, scal, segs);
   }
   check_launch("ssdChunkScan chunk outputs");
   timer.mark("chunk outputs");
