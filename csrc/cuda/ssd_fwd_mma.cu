@@ -1,5 +1,5 @@
 // SSD forward for 16-bit inputs on tensor cores (mma.sync m16n8k16, f32 accumulation, operands
-// through ldmatrix from padded shared memory), two kernels over 256-token chunks:
+// through ldmatrix from padded shared memory), three kernels over 256-token chunks:
 //
 //  1. ssd_mma_state_kernel — one block per (batch, head, 64×64 tile of the state (headdim × dstate)),
 //     walking the whole sequence in 64-token slices (cp.async double buffering). The state lives
@@ -9,7 +9,7 @@
 //       H ← dec·H + Xᵀ·(w ∘ B),  w_s = exp(cs_end − cs_s)·dt'_s (0 off the last segment),
 //                                  dec = exp(cs_end) (0 when a sequence restarts inside).
 //     So chunk states and the inter-chunk pass are one kernel: no chunk-local state round trip.
-//     It also stores (cs, dt') per token (and segments with seqIdx) for kernel 2; finalStates.
+//     It also stores (cs, dt') per token (and segments with seqIdx) for kernel 3; finalStates.
 //  2. ssd_mma_cb_kernel — C·Bᵀ once per (batch, chunk, group), lower 16×16 tiles, stored as T in
 //     mma A-fragment order (a warp reads its 16×16 tile with one coalesced 16-byte load per
 //     lane), shared by the group's heads.
@@ -19,7 +19,6 @@
 //     (see the kernel), the A operand of Y += (CB ∘ L)·X_s; + D·x, gated by silu(z).
 //
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
-#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -39,11 +38,11 @@ constexpr int kSlices = kQ / kS;   // slices per chunk
 constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
 
-// Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with
-// NT threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and aligned, else element by element; rows
-// past rows_valid and columns past cols_valid are zero. The caller commits and waits. When the
-// pieces of a row divide NT, every thread keeps one column and steps down the rows (no division
-// or 64-bit multiply per piece).
+// Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with NT
+// threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and
+// aligned, else element by element; rows past rows_valid and columns past cols_valid are zero.
+// The caller commits and waits. When the pieces of a row divide NT, every thread keeps one column
+// and steps down the rows (no division or 64-bit multiply per piece).
 template <int NT, typename T>
 __device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, int cols_left) {
   constexpr int V = 16 / sizeof(T);
@@ -144,27 +143,6 @@ struct OutSmem {
   }
 };
 
-// TEMPORARY A/B (walking variant). Shared memory of the walking output kernel: double-buffered C rows of a row
-// tile, H_in, the chunk's four x slices, double-buffered z rows, the per-token (cs, dt'),
-// segments and column factors of the chunk.
-struct OutWalkSmem {
-  int ldN;
-  size_t sC, sH, sX, sZ, sS, sSeg, sW, bytes;
-  __host__ __device__ OutWalkSmem(int NP, int ts) {
-    ldN = NP + 8;
-    const size_t nTile = size_t(kS) * ldN * ts, xTile = size_t(kS) * kLd * ts;
-    size_t o = 0;
-    sC = o, o = align128(o + 2 * nTile);
-    sH = o, o = align128(o + nTile);
-    sX = o, o = align128(o + kSlices * xTile);
-    sZ = o, o = align128(o + 2 * xTile);
-    sS = o, o = align128(o + size_t(kQ) * 8);
-    sSeg = o, o = align128(o + size_t(kQ) * 4);
-    sW = o, o = align128(o + size_t(kQ - kS) * 4);  // tokens before the last row tile
-    bytes = o;
-  }
-};
-
 constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
 constexpr int kStateNW = 64;             // dstate tile width of the state kernel
 
@@ -184,8 +162,8 @@ void set_smem_once(size_t bytes) {
 
 // grid (⌈NP/NW⌉·⌈P/64⌉, H, batch), 2·NW threads: warp (wm, wn) owns state rows 32·wm.. (headdim)
 // and columns 32·wn.. (dstate) of the block's 64 × NW tile: 2 × 4 accumulator tiles of 16×8.
-// (Measured: 128-wide tiles, x read once per head, were no faster and need a register cap that
-// spills; the benchmark grid of 64-wide tiles is one wave at 5 blocks per SM.)
+// (Measured on the H100: 128-wide tiles, x read once per head, were no faster and need a register
+// cap that spills; the benchmark grid of 64-wide tiles is one wave at 5 blocks per SM.)
 template <typename T, int NW>
 __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
   constexpr int NT = 2 * NW, NWARP = NT / 32, WN = NW / 32, E = kQ / NT;  // E: tokens per thread in the scans
@@ -412,7 +390,9 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
 // grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads: HB heads of one group per block (they
 // share the C rows in shared memory and, through L1, the C·Bᵀ fragments). Warp w of head slot hs
 // owns rows 16·w.. of the 64-row tile r and all 64 headdim columns (8 accumulator tiles of 16×8).
-// Row tiles are ordered heaviest first.
+// Row tiles are ordered heaviest first. (Measured on the H100: two heads per block, 16 warps per
+// SM, beat one head (12 warps) and a variant walking all four row tiles per block (less L2 traffic
+// but 8-16 warps per SM): 0.46 against 0.51 and 0.51 ms at the benchmark shape.)
 //
 // The decay of an earlier slice is factored through the token just before the tile,
 // ref = 64·r − 1 (cs_ref = 0, seg_ref = 0 "before the chunk" when r = 0): for s ≤ ref < t,
@@ -619,218 +599,6 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   }
 }
 
-// TEMPORARY A/B (STATESPACE_SSD_FWD_WALK=1; the loser is removed after the GPU run).
-// grid (⌈P/64⌉·H, nc, batch), 256 threads. The block walks the chunk's four 64-row tiles r in
-// order, so each x slice and H_in are read once (the next tile's C rows, z rows and x slice are
-// copied while the current one is computed). Warp (rg, ph) owns rows 16·rg.. of the current tile
-// and headdim columns 32·ph.. (4 accumulator tiles of 16×8): two warps share each row group (the
-// C·Bᵀ fragments they both read come from L1), so 8 warps per block, two blocks per SM.
-//
-// The decay of an earlier slice is factored through the token just before the tile,
-// ref = 64·r − 1 (cs_ref = 0, seg_ref = 0 "before the chunk" when r = 0): for s ≤ ref < t,
-//   exp(cs_t − cs_s)·[seg_s = seg_t] = rf_t · w_s,  rf_t = exp(cs_t − cs_ref)·[seg_t = seg_ref],
-//                                               w_s = exp(cs_ref − cs_s)·[seg_s = seg_ref]
-// (segments only grow), and e_in_t = rf_t · e_ref with e_ref = exp(cs_ref)·[seg_ref = 0]. So
-//   Y = rf ∘ (e_ref·C·H_inᵀ + Σ_{earlier slices} (CB ∘ (w·dt'))·X_s) + (CB ∘ L)·X_diag:
-// earlier slices scale the C·Bᵀ fragments by a per-token column factor only (no exp per
-// element); the row factor is applied once. Every factor is ≤ 1 for A ≤ 0 (no overflow; where
-// one underflows, the exact product is smaller still). The tile's own slice takes exp per element.
-template <typename T>
-__global__ void __launch_bounds__(2 * kNT, 2) ssd_mma_out_walk_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
-  constexpr int NT = 2 * kNT;
-  const int h = blockIdx.x % d.H, pt = blockIdx.x / d.H;
-  const int c = blockIdx.y, b = blockIdx.z;
-  const int t0 = c * kQ, q = min(kQ, d.L - t0), nr = (q + kS - 1) / kS;
-  const int tid = threadIdx.x, lane = tid & 31, w = (tid >> 5) & 3, ph = tid >> 7, g = h / d.hpg;
-  const int pc = 32 * ph;  // this warp's first headdim column in the tile
-  extern __shared__ __align__(128) unsigned char smem[];
-  const OutWalkSmem lay(d.NP, sizeof(T));
-  T* sC = reinterpret_cast<T*>(smem + lay.sC);
-  T* sH = reinterpret_cast<T*>(smem + lay.sH);
-  T* sX = reinterpret_cast<T*>(smem + lay.sX);
-  T* sZ = reinterpret_cast<T*>(smem + lay.sZ);
-  float2* sS = reinterpret_cast<float2*>(smem + lay.sS);
-  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
-  float* sW = reinterpret_cast<float*>(smem + lay.sW);
-  const int NP = d.NP, ldN = lay.ldN;
-  const int p0 = pt * kS, pw = min(kS, d.P - p0);
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
-  const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
-  const int nTile = kS * ldN, xTile = kS * kLd;
-
-  // Row tile r's C rows, z rows and x slice (the copies of one cp.async group).
-  auto load_tile_r = [&](int r) {
-    const int rv = min(kS, q - r * kS);
-    copy_tile<NT>(tid, sC + (r & 1) * nTile, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
-    if (zc) copy_tile<NT>(tid, sZ + (r & 1) * xTile, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
-    copy_tile<NT>(tid, sX + r * xTile, kLd, xc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
-  };
-  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  copy_tile<NT>(tid, sH, ldN, hin, NP, kS, kS, NP, NP);
-  load_tile_r(0);
-  __pipeline_commit();
-  {  // the chunk's scalars
-    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
-    for (int i = tid; i < kQ; i += NT) sS[i] = __ldg(scal + so + i), sSeg[i] = segs ? __ldg(segs + so + i) : 0;
-  }
-
-  const RC aq = a_addr(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
-  const int tq = 2 * (lane & 3);  // this lane's first column in a 16×8 tile
-  const uint4* cbg = cbf + ((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 * kTiles16 * 32 + lane;
-  T* yb = static_cast<T*>(d.y) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const bool pairs = d.P % 2 == 0;
-  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
-  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
-
-  for (int r = 0; r < nr; ++r) {
-    if (r + 1 < nr) load_tile_r(r + 1);  // (its buffers were last read by tile r − 1, before the barrier below)
-    __pipeline_commit();
-    __pipeline_wait_prior(1);  // tile r's copies (and at r = 0 also H_in) have landed
-    __syncthreads();           // ... for every thread; the scalars are in place
-    // Column factors of the tokens before the tile, for this tile's reference token.
-    const float cs_ref = r ? sS[r * kS - 1].x : 0.f;
-    const int seg_ref = r ? sSeg[r * kS - 1] : 0;
-    for (int i = tid; i < r * kS; i += NT) {
-      const float2 v = sS[i];
-      sW[i] = sSeg[i] == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
-    }
-    const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
-    const int mt = 4 * r + w;
-    const uint4* cbw = cbg + int64_t(mt) * kTiles16 * 32;
-    uint4 cb[4];
-#pragma unroll
-    for (int st = 0; st < 4; ++st)  // slice 0's C·Bᵀ tiles, in flight during C·H_inᵀ
-      if (st <= mt) cb[st] = __ldg(cbw + st * 32);
-
-    float acc[4][4];
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[ni][e] = 0.f;
-    // Y += A·X_j for the A fragment of token tile kk of slice j.
-    auto mma_x = [&](const uint32_t (&a)[4], const T* Xt, int kk) {
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {
-        uint32_t bf[4];
-        ldsm_x4_t(bf, Xt + (16 * kk + bkn.r) * kLd + pc + 16 * np + bkn.c);  // X_s stored [token][p]: (k, n)
-        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-        mma16816<T>(acc[2 * np], a, b0);
-        mma16816<T>(acc[2 * np + 1], a, b1);
-      }
-    };
-
-    // e_ref·(C·H_inᵀ): H_in is stored [p][n], i.e. the B operand as (n-dim, k-dim).
-    const T* cRow = sC + (r & 1) * nTile + (16 * w + aq.r) * ldN + aq.c;  // this warp's A fragments of C
-    for (int k = 0; k < NP; k += 16) {
-      uint32_t a[4];
-      ldsm_x4(a, cRow + k);
-#pragma unroll
-      for (int np = 0; np < 2; ++np) {
-        uint32_t bf[4];
-        ldsm_x4(bf, sH + (pc + 16 * np + bnk.r) * ldN + k + bnk.c);
-        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-        mma16816<T>(acc[2 * np], a, b0);
-        mma16816<T>(acc[2 * np + 1], a, b1);
-      }
-    }
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[ni][e] *= e_ref;
-    __syncthreads();  // sW complete
-
-    // Earlier slices: the C·Bᵀ fragments scaled by the column factors w·dt'.
-    for (int j = 0; j < r; ++j) {
-      uint4 nx[4];
-#pragma unroll
-      for (int st = 0; st < 4; ++st)  // the next slice's tiles, in flight during this one
-        if (4 * (j + 1) + st <= mt) nx[st] = __ldg(cbw + (4 * (j + 1) + st) * 32);
-      const T* Xt = sX + j * xTile;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
-        const float2 wh = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + 8 + tq);
-        const float2 f0 = unpack2<T>(cb[kk].x), f1 = unpack2<T>(cb[kk].y), f2 = unpack2<T>(cb[kk].z),
-                     f3 = unpack2<T>(cb[kk].w);
-        const uint32_t a[4] = {pack2<T>(f0.x * wl.x, f0.y * wl.y), pack2<T>(f1.x * wl.x, f1.y * wl.y),
-                               pack2<T>(f2.x * wh.x, f2.y * wh.y), pack2<T>(f3.x * wh.x, f3.y * wh.y)};
-        mma_x(a, Xt, kk);
-      }
-#pragma unroll
-      for (int st = 0; st < 4; ++st) cb[st] = nx[st];
-    }
-
-    // The tile's own slice. First the row factors of everything so far.
-    const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
-    const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
-    const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
-    const float rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
-    const float rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni) acc[ni][0] *= rf_lo, acc[ni][1] *= rf_lo, acc[ni][2] *= rf_hi, acc[ni][3] *= rf_hi;
-    // (CB ∘ L): exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment, else 0 (selected, never
-    // multiplied: the exponent is positive above the diagonal).
-    const T* Xr = sX + r * xTile;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      if (kk <= w) {
-        const uint32_t u[4] = {cb[kk].x, cb[kk].y, cb[kk].z, cb[kk].w};
-        uint32_t a[4];
-#pragma unroll
-        for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
-          const int s0 = r * kS + 16 * kk + 8 * hf + tq;
-          const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
-          const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-          const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
-          const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
-          const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
-          const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
-          const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
-          a[2 * hf] = pack2<T>(v0, v1), a[2 * hf + 1] = pack2<T>(v2, v3);
-        }
-        mma_x(a, Xr, kk);
-      }
-    }
-
-    // Epilogue of tile r: + D·x, gate, store.
-    const T* Zr = sZ + (r & 1) * xTile;
-    const int rv = min(kS, q - r * kS);
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
-      if (tl >= rv) continue;
-      T* yrow = yb + int64_t(r * kS + tl) * xs;
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-        const int pp = pc + 8 * ni + tq;  // column inside the headdim tile
-        if (pp >= pw) continue;
-        const bool two = pp + 1 < pw;
-        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
-        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-        if (d_chan) {
-          v0 += __ldg(d_chan + pp) * xv.x;
-          if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
-        } else {
-          v0 += d_head * xv.x, v1 += d_head * xv.y;
-        }
-        if (zc) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Zr + tl * kLd + pp));
-          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-        }
-        if (pairs) {
-          *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
-        } else {
-          yrow[pp] = from_float<T>(v0);
-          if (two) yrow[pp + 1] = from_float<T>(v1);
-        }
-      }
-    }
-    __syncthreads();  // tile r's C, z and sW are read: the next iteration may overwrite them
-  }
-}
-
 template <typename T>
 void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
@@ -842,10 +610,6 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   timer.mark("C·Bᵀ");
 
   const int ntp = (d.P + kS - 1) / kS;
-  // TEMPORARY (A/B on the GPU, removed after the measurement): STATESPACE_SSD_FWD_NARROW=1 forces
-  // one head per output block.
-  const char* narrow_env = std::getenv("STATESPACE_SSD_FWD_NARROW");
-  const bool narrow = narrow_env && narrow_env[0] == '1';
   {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
@@ -855,18 +619,9 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
-  const char* walk_env = std::getenv("STATESPACE_SSD_FWD_WALK");
-  if (walk_env && walk_env[0] == '1') {
-    const size_t bytes = OutWalkSmem(d.NP, sizeof(T)).bytes;
-    set_smem_once<ssd_mma_out_walk_kernel<T>>(bytes);
-    ssd_mma_out_walk_kernel<T><<<dim3(ntp * d.H, d.nc, d.batch), 2 * kNT, bytes, stream>>>(d, cbf, scal, segs);
-    check_launch("ssdChunkScan chunk outputs");
-    timer.mark("chunk outputs");
-    return;
-  }
   // Two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
   const size_t pair_bytes = OutSmem(d.NP, sizeof(T), 2).bytes;
-  if (d.hpg % 2 == 0 && !narrow && pair_bytes <= kMaxSmem) {
+  if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
     set_smem_once<ssd_mma_out_kernel<T, 2>>(pair_bytes);
     ssd_mma_out_kernel<T, 2><<<dim3(kSlices * ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
   } else {
