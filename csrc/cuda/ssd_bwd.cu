@@ -1,12 +1,13 @@
 // SSD backward on CUDA, all deterministic (no float atomics; every sum has a fixed order):
-//  1. C·Bᵀ per chunk and group (as in the forward), and the state entering each chunk (S0):
-//     float32, the forward kernel in state-only mode; 16-bit, chunk-parallel
-//     (launch_backward_states in ssd_fwd_chunked.cu);
+//  1. the state entering each chunk (S0): float32, the forward kernel in state-only mode;
+//     16-bit, chunk-parallel (launch_backward_states in ssd_fwd_chunked.cu);
 //  2. G = dL/dH at each chunk's end (S1) and dInitialStates, G ← decay·G + dyᵀ·(e_in ∘ C) in
 //     reverse: float32, ssd_bwd_state_kernel walks the chunks; 16-bit, chunk-parallel as in 1.;
-//  3. ssd_bwd_chunk_kernel, one block per (chunk, run of ≤ 8 heads of a group, batch), needs only
-//     S0/S1 of its chunk: dx, ddt, dz directly; dB/dC summed over the run's heads in order,
-//     per-chunk dA/dD/ddtBias partials;
+//  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu);
+//     otherwise C·Bᵀ per chunk and group (as in the forward), then ssd_bwd_chunk_kernel, one
+//     block per (chunk, run of ≤ 8 heads of a group, batch), needs only S0/S1 of its chunk:
+//     dx, ddt, dz directly; dB/dC summed over the run's heads in order, per-chunk dA/dD/ddtBias
+//     partials;
 //  4. ssd_bwd_reduce_kernel sums the partials over runs of a group / chunks, in order.
 // With s ≤ t, Lexp[t,s] = exp(cs_t − cs_s) on one sequence, dYX = dy·(dt'x)ᵀ, CB = C·Bᵀ:
 //   d(dt'x) = (CB∘Lexp)ᵀ·dy + diag(e_out)·B·Gᵀ       dB = (Lexp∘dYX)ᵀ·C + diag(e_out)·(dt'x)·G
@@ -337,13 +338,13 @@ __global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
   else d.dD[h] = acc;
 }
 
+template <typename T> void launch_chunk_gradients(const Dev& d0, cudaStream_t stream);
+
 template <typename T>
 void launch_backward(const Dev& d0, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
-  // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  // 1. the incoming state of every chunk
   StageTimer timer("backward", stream);
-  launch_cb<T>(d0, stream);
-  timer.mark("C·Bᵀ");
   if constexpr (!kF32) {
     launch_backward_states<T>(d0, stream, timer);  // 16-bit: chunk-parallel
   } else {
@@ -358,7 +359,26 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
     check_launch("ssdChunkScanBackward state pass");
     timer.mark("reverse state pass");
   }
-  // 3. chunk gradients
+  // 3. chunk gradients: tensor-core kernel (16-bit, headdim ≤ 64, dstate ≤ 128), else the
+  //    general one, which reads C·Bᵀ of every chunk from its own pass
+  bool done = false;
+  if constexpr (!kF32) done = launch_chunk_gradients_mma<T>(d0, stream);
+  if (!done) {
+    launch_cb<T>(d0, stream);
+    launch_chunk_gradients<T>(d0, stream);
+  }
+  timer.mark("chunk gradients");
+  // 4. reductions
+  ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward reductions");
+  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
+  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward per-head reductions");
+  timer.mark("reductions");
+}
+
+template <typename T>
+void launch_chunk_gradients(const Dev& d0, cudaStream_t stream) {
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
   int device = 0, smem_max = 0;
   check(cudaGetDevice(&device), "ssdChunkScanBackward: device");
@@ -369,14 +389,6 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   set_smem(ssd_bwd_chunk_kernel<T>, grad_smem, "ssdChunkScanBackward: shared memory");
   ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, grad_smem, stream>>>(dg);
   check_launch("ssdChunkScanBackward chunk gradients");
-  timer.mark("chunk gradients");
-  // 4. reductions
-  ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
-  check_launch("ssdChunkScanBackward reductions");
-  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
-  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
-  check_launch("ssdChunkScanBackward per-head reductions");
-  timer.mark("reductions");
 }
 
 template void launch_backward<float>(const Dev&, cudaStream_t);

@@ -37,6 +37,9 @@ template <typename T> void launch_forward_chunked(const Dev& d, cudaStream_t str
 template <typename T> void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
+// Backward chunk gradients on tensor cores (ssd_bwd_chunk.cu) for 16-bit types, headdim ≤ 64,
+// dstate ≤ 128: false (nothing launched) for other sizes.
+template <typename T> bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (float32: forward kernel, reverse state pass; 16-bit:
 // launch_backward_states), chunk gradients, reductions.
 template <typename T> void launch_backward(const Dev& d, cudaStream_t stream);
