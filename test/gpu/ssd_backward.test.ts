@@ -102,8 +102,12 @@ describeGpu('ssdChunkScanBackward on CUDA vs the CPU float64 backward', () => {
       const { cuda, cpu } = await both(pr, dtype, undefined, r);
       for (const k of Object.keys(cpu)) {
         expectNoNaN(cuda[k], `${dtype} ${k}`);
-        // The decays underflow to exactly 0 here: only the local terms are left.
-        expect(relErr(cuda[k], cpu[k]), `${dtype} ${k}`).toBeLessThan(0.1);
+        // The decays underflow here (dInitialStates ≈ 1e-200 in float64, exactly 0 on the GPU):
+        // errors relative to the reference's norm, or absolute where that is negligible.
+        let norm = 0, diff = 0;
+        for (let i = 0; i < cpu[k].length; i++) norm += cpu[k][i] ** 2, diff += (cuda[k][i] - cpu[k][i]) ** 2;
+        const err = norm > 1e-6 ? relErr(cuda[k], cpu[k]) : Math.sqrt(diff);
+        expect(err, `${dtype} ${k}`).toBeLessThan(0.1);
       }
     }
   });
