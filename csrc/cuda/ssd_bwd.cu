@@ -1,8 +1,9 @@
 // SSD backward on CUDA, all deterministic (no float atomics; every sum has a fixed order):
 //  1. the state entering each chunk (S0): float32, the forward kernel in state-only mode;
-//     16-bit, chunk-parallel (launch_backward_states in ssd_fwd_chunked.cu);
 //  2. G = dL/dH at each chunk's end (S1) and dInitialStates, G ← decay·G + dyᵀ·(e_in ∘ C) in
-//     reverse: float32, ssd_bwd_state_kernel walks the chunks; 16-bit, chunk-parallel as in 1.;
+//     reverse: float32, ssd_bwd_state_kernel walks the chunks;
+//     16-bit, 1. and 2. chunk-parallel (ssd_bwd_states.cu: chunk-local products, then one
+//     streaming pass each way);
 //  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu);
 //     otherwise C·Bᵀ per chunk and group (as in the forward), then ssd_bwd_chunk_kernel, one
 //     block per (chunk, run of ≤ 8 heads of a group, batch), needs only S0/S1 of its chunk:
@@ -346,7 +347,7 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   // 1. the incoming state of every chunk
   StageTimer timer("backward", stream);
   if constexpr (!kF32) {
-    launch_backward_states<T>(d0, stream, timer);  // 16-bit: chunk-parallel
+    launch_backward_states_local<T>(d0, stream, timer);  // 16-bit: chunk-parallel
   } else {
     Dev fwd = d0;
     fwd.y = nullptr, fwd.final_states = nullptr;

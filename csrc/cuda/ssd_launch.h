@@ -37,6 +37,9 @@ template <typename T> void launch_forward_chunked(const Dev& d, cudaStream_t str
 template <typename T> void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
+// Backward of __half / __nv_bfloat16 (ssd_bwd_states.cu): S0 (state entering every chunk of d),
+// S1 (dL/dstate at every chunk's end) and dInitialStates; d.dec holds the chunks' decays.
+template <typename T> void launch_backward_states_local(const Dev& d, cudaStream_t stream, StageTimer& timer);
 // Backward chunk gradients on tensor cores (ssd_bwd_chunk.cu) for 16-bit types, headdim ≤ 64,
 // dstate ≤ 128: false (nothing launched) for other sizes.
 template <typename T> bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream);
