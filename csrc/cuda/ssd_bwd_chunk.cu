@@ -35,7 +35,7 @@ struct MmaGradLayout {
   int ldN, ldP, ldM;
   size_t sB, sC, sM, sN2, sMd, buf0, buf_bytes, oX, oDy, oZ, oH0, oG;  // o*: inside a buffer
   size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                   // kMaxHeads × kQ each
-  size_t sRowP, sColP, sVP, sUP, sDdtP, sRed, bytes;           // 4 × kQ partial sums each; sRed kNT
+  size_t sRowP, sColP, sVP, sUP, sDdtP, sDP, sRed, bytes;      // 4 × kQ partial sums each; sRed kNT
   __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
     ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
     size_t o = 0;
@@ -56,7 +56,7 @@ struct MmaGradLayout {
     const size_t sc = size_t(kMaxHeads) * kQ * 4;
     sDtp = place(sc), sDer = place(sc), sCs = place(sc), sSeg = place(sc), sEin = place(sc), sEout = place(sc);
     sRowP = place(4 * kQ * 4), sColP = place(4 * kQ * 4), sVP = place(4 * kQ * 4), sUP = place(4 * kQ * 4);
-    sDdtP = place(4 * kQ * 4);
+    sDdtP = place(4 * kQ * 4), sDP = place(4 * kQ * 4);
     sRed = place(size_t(kNT) * 4);
     bytes = o;
   }
@@ -222,6 +222,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   float* sVP = atf(lay.sVP);
   float* sUP = atf(lay.sUP);
   float* sDdtP = atf(lay.sDdtP);
+  float* sDP = atf(lay.sDP);
   float* sRed = atf(lay.sRed);
   const int ldN = lay.ldN, ldP = lay.ldP, ldM = lay.ldM;
 
@@ -394,7 +395,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt')
     {
       float acc[2][4] = {};
-      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
+      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
 #pragma unroll
@@ -416,10 +417,18 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             const float2 xv = ld2(sX + s * ldP + p);
             const float2 dy = ld2(sDy + s * ldP + p);
             xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
+            dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
             if (s < q) {
               if (p < P) dx[xoff(s, p)] = from_float<T>(dtp[s] * acc[j][hi * 2] + Dof(p) * dy.x);
               if (p + 1 < P) dx[xoff(s, p + 1)] = from_float<T>(dtp[s] * acc[j][hi * 2 + 1] + Dof(p + 1) * dy.y);
             }
+          }
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
+            const float v = column_sum(dsum[j][e]);
+            if (gq == 0) sDP[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
           }
       }
 #pragma unroll
@@ -455,17 +464,12 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
-    // dD partials (per channel) and Σ S1∘S0 (the decay term), fixed orders
-    if (d.D && tid < PC) {
-      float acc = 0.f;
-      for (int s = 0; s < kQ; ++s) acc += to_float(sDy[s * ldP + tid]) * to_float(sX[s * ldP + tid]);
-      if (tid < P) d.dD_part[((int64_t(b) * d.H + h) * d.nc + c) * P + tid] = acc;
-    }
-    {
+    {  // Σ S1∘S0 (the decay term), fixed order
       float part = 0.f;
-      for (int i = tid; i < PC * NP; i += kNT) {
+      for (int i = 2 * tid; i < PC * NP; i += 2 * kNT) {
         const int o = (i / NP) * ldN + i % NP;
-        part += to_float(sG[o]) * to_float(sH0[o]);
+        const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
+        part += gv.x * hv.x + gv.y * hv.y;
       }
       sRed[tid] = part;
     }
@@ -522,11 +526,11 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         dA_acc += __shfl_xor_sync(0xffffffffu, dA_acc, off);
         dbias_acc += __shfl_xor_sync(0xffffffffu, dbias_acc, off);
       }
-      if (lane == 0) {
-        const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
-        d.dA_part[k] = dA_acc;
-        d.dbias_part[k] = dbias_acc;
-      }
+      const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
+      if (lane == 0) d.dA_part[k] = dA_acc, d.dbias_part[k] = dbias_acc;
+      if (d.D)
+        for (int p = lane; p < P; p += 32)
+          d.dD_part[k * P + p] = sDP[p] + sDP[kQ + p] + sDP[2 * kQ + p] + sDP[3 * kQ + p];
     }
   }  // heads
 
