@@ -30,12 +30,15 @@ constexpr int kMaxHeads = 8;    // heads per block (d.HB)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
 
-// Shared memory (byte offsets). Per head, two buffers of {x, dout→dy, z, S0, S1}.
+// Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
+// formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
+// tail runs while the next head's products fill the other set).
 struct MmaGradLayout {
   int ldN, ldP, ldM;
-  size_t sB, sC, sM, sN2, sMd, buf0, buf_bytes, oX, oDy, oZ, oH0, oG;  // o*: inside a buffer
-  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                   // kMaxHeads × kQ each
-  size_t sRowP, sColP, sVP, sUP, sDdtP, sDP, sRed, bytes;      // 4 × kQ partial sums each; sRed kNT
+  size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
+  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
+  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red kNT
+  size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
   __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
     ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
     size_t o = 0;
@@ -45,9 +48,10 @@ struct MmaGradLayout {
     sM = place(size_t(kQ) * ldM * ts);
     sN2 = place(size_t(kQ) * ldM * ts);
     sMd = place(z ? size_t(kQ) * ldM * ts : 0);
-    const size_t b0 = o;
+    sDy = place(z ? size_t(kQ) * ldP * ts : 0);  // without z, dy is dout in the head's buffer
+    size_t b0 = o;
     oX = place(size_t(kQ) * ldP * ts) - b0;
-    oDy = place(size_t(kQ) * ldP * ts) - b0;
+    oDout = place(size_t(kQ) * ldP * ts) - b0;
     oZ = place(z ? size_t(kQ) * ldP * ts : 0) - b0;
     oH0 = place(size_t(PC) * ldN * ts) - b0;
     oG = place(size_t(PC) * ldN * ts) - b0;
@@ -55,22 +59,32 @@ struct MmaGradLayout {
     o += buf_bytes;  // the second buffer
     const size_t sc = size_t(kMaxHeads) * kQ * 4;
     sDtp = place(sc), sDer = place(sc), sCs = place(sc), sSeg = place(sc), sEin = place(sc), sEout = place(sc);
-    sRowP = place(4 * kQ * 4), sColP = place(4 * kQ * 4), sVP = place(4 * kQ * 4), sUP = place(4 * kQ * 4);
-    sDdtP = place(4 * kQ * 4), sDP = place(4 * kQ * 4);
-    sRed = place(size_t(kNT) * 4);
+    b0 = o;
+    const size_t part = 4 * kQ * 4;
+    oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
+    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kNT) * 4) - b0;
+    parts0 = b0, parts_bytes = o - b0;
+    o += parts_bytes;  // the second set
     bytes = o;
   }
 };
 
-// A tile's copies, 16 bytes at a time by cp.async when every row is whole and aligned, else
-// element by element (synchronous, zero padding); the caller commits the group.
+// Whether tile_async copies a tile by cp.async (whole, aligned 16-byte rows).
+template <typename T>
+__device__ __forceinline__ bool tile_vec(int ldd, const T* src, int64_t stride, int cols_valid, int cols) {
+  constexpr int V = 16 / sizeof(T);
+  return cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
+         (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+}
+
+// A tile's copies, 16 bytes at a time by cp.async when tile_vec, else element by element
+// (synchronous, zero padding); the caller commits the group. Thread i handles 16-byte pieces
+// (or elements) i, i + kNT, ...
 template <typename T>
 __device__ void tile_async(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
                            int cols) {
   constexpr int V = 16 / sizeof(T);
-  const bool vec = cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
-                   (reinterpret_cast<uintptr_t>(src) % 16) == 0;
-  if (vec) {
+  if (tile_vec(ldd, src, stride, cols_valid, cols)) {
     const int vcols = cols / V;
     for (int idx = threadIdx.x; idx < rows * vcols; idx += kNT) {
       const int r = idx / vcols, c = (idx % vcols) * V;
@@ -85,6 +99,31 @@ __device__ void tile_async(T* dst, int ldd, const T* src, int64_t stride, int ro
   for (int idx = threadIdx.x; idx < rows * cols; idx += kNT) {
     const int r = idx / cols, c = idx % cols;
     dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
+  }
+}
+
+// dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
+// cp.async mapping of tile_async, both tiles copied 16 bytes at a time), so its own wait
+// suffices and no barrier is needed before; else on any elements (after a barrier).
+template <typename T, bool OWN>
+__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
+  if constexpr (OWN) {
+    constexpr int V = 16 / sizeof(T);
+    const int vcols = PC / V;
+    for (int idx = threadIdx.x; idx < kQ * vcols; idx += kNT) {
+      const int o = (idx / vcols) * ld + (idx % vcols) * V;
+#pragma unroll
+      for (int k = 0; k < V; k += 2) {
+        const float2 dv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(dout + o + k));
+        const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(z + o + k));
+        *reinterpret_cast<uint32_t*>(dy + o + k) = mma::pack2<T>(dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
+      }
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kQ * PC; idx += kNT) {
+      const int o = (idx / PC) * ld + idx % PC;
+      dy[o] = from_float<T>(to_float(dout[o]) * silu_f(to_float(z[o])));
+    }
   }
 }
 
@@ -197,6 +236,76 @@ __device__ __forceinline__ void st2(T* p, float lo, float hi) {
   *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
 }
 
+// The partial sums of one head (one parity set).
+struct Parts {
+  float *row, *col, *v, *u, *ddt, *dp, *red;
+  __device__ Parts(unsigned char* base, const MmaGradLayout& l)
+      : row(reinterpret_cast<float*>(base + l.oRow)), col(reinterpret_cast<float*>(base + l.oCol)),
+        v(reinterpret_cast<float*>(base + l.oV)), u(reinterpret_cast<float*>(base + l.oU)),
+        ddt(reinterpret_cast<float*>(base + l.oDdt)), dp(reinterpret_cast<float*>(base + l.oDP)),
+        red(reinterpret_cast<float*>(base + l.oRed)) {}
+};
+
+// One warp, after a head's products: dcs → reverse cumsum (lane l: rows 2l, 2l+1) → ddt, and the
+// head's dA / ddtBias / dD partials of this chunk. Fixed orders throughout.
+__device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, int t0, int q, const float* dtp,
+                          const float* der, const float* cs, const int* seg, int lane) {
+  float dcs[2], ddtp[2], usum = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int s = 2 * lane + e;
+    float row = 0.f, col = 0.f, v = 0.f, u = 0.f, xd = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      row += pt.row[k * kQ + s], col += pt.col[k * kQ + s], v += pt.v[k * kQ + s];
+      u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];
+    }
+    dcs[e] = row - col + v - u;
+    ddtp[e] = xd;
+    usum += u;
+  }
+  float gh = 0.f;
+  for (int k = 0; k < kNT / 32; ++k) gh += pt.red[lane * (kNT / 32) + k];
+  for (int off = 16; off > 0; off /= 2) {
+    usum += __shfl_xor_sync(0xffffffffu, usum, off);
+    gh += __shfl_xor_sync(0xffffffffu, gh, off);
+  }
+  const float decay = seg[kQ - 1] == 0 ? __expf(cs[kQ - 1]) : 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e)
+    if (2 * lane + e == q - 1) dcs[e] += usum + decay * gh;
+  // suffix sums: da_s = Σ_{s' ≥ s} dcs_s'
+  const float tot = dcs[0] + dcs[1];
+  float x = tot;
+  for (int off = 1; off < 32; off *= 2) {
+    const float y = __shfl_down_sync(0xffffffffu, x, off);
+    if (lane + off < 32) x += y;
+  }
+  const float after = x - tot;
+  const float da[2] = {after + tot, after + dcs[1]};
+  const float a = d.A[h];
+  float dA_acc = 0.f, dbias_acc = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int s = 2 * lane + e;
+    if (s < q) {
+      dA_acc += dtp[s] * da[e];
+      const float graw = (ddtp[e] + a * da[e]) * der[s];
+      d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
+      dbias_acc += graw;
+    }
+  }
+  for (int off = 16; off > 0; off /= 2) {
+    dA_acc += __shfl_xor_sync(0xffffffffu, dA_acc, off);
+    dbias_acc += __shfl_xor_sync(0xffffffffu, dbias_acc, off);
+  }
+  const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
+  if (lane == 0) d.dA_part[k] = dA_acc, d.dbias_part[k] = dbias_acc;
+  if (d.D)
+    for (int p = lane; p < d.P; p += 32)
+      d.dD_part[k * d.P + p] = pt.dp[p] + pt.dp[kQ + p] + pt.dp[2 * kQ + p] + pt.dp[3 * kQ + p];
+}
+
 }  // namespace
 
 template <typename T>
@@ -217,13 +326,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   int* sSegA = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEinA = atf(lay.sEin);
   float* sEoutA = atf(lay.sEout);
-  float* sRowP = atf(lay.sRowP);
-  float* sColP = atf(lay.sColP);
-  float* sVP = atf(lay.sVP);
-  float* sUP = atf(lay.sUP);
-  float* sDdtP = atf(lay.sDdtP);
-  float* sDP = atf(lay.sDP);
-  float* sRed = atf(lay.sRed);
   const int ldN = lay.ldN, ldP = lay.ldP, ldM = lay.ldM;
 
   const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
@@ -235,19 +337,25 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int r0 = wr * 16;
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
+  constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
 
+  auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
   auto load_head = [&](int hh, int buf) {
     const int h = h_begin + hh;
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
-    const int64_t xo = ((int64_t(b) * d.L + t0) * d.H + h) * P;
+    const int64_t xo = xo_of(h);
     tile_async(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
-    tile_async(reinterpret_cast<T*>(base + lay.oDy), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
+    tile_async(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
     if (has_z) tile_async(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
     const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
     tile_async(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
     tile_async(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
     __pipeline_commit();
   };
+  // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
+  // without a barrier of its own (the heads' tiles differ only by a multiple of P in offset).
+  const bool own_dy = has_z && tile_vec(ldP, static_cast<const T*>(d.dout) + xo_of(h_begin), xs, P, PC) &&
+                      tile_vec(ldP, static_cast<const T*>(d.z) + xo_of(h_begin), xs, P, PC) && P % 8 == 0;
 
   {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
@@ -264,6 +372,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   float cb[2][4] = {};  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc)
   const int c0 = wc * 16;
   const bool lower = wc <= wr;  // tiles above the diagonal are all zero
+  const int p0 = wc * 16;
+  const bool pcols = p0 < PC;
 
   for (int hh = 0; hh < h_count; ++hh) {
     const int h = h_begin + hh, buf = hh & 1;
@@ -273,35 +383,46 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     } else {
       __pipeline_wait_prior(0);
     }
-    __syncthreads();
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
     const T* sX = reinterpret_cast<const T*>(base + lay.oX);
-    T* sDy = reinterpret_cast<T*>(base + lay.oDy);
+    const T* sDout = reinterpret_cast<const T*>(base + lay.oDout);
     const T* sZ = reinterpret_cast<const T*>(base + lay.oZ);
     const T* sH0 = reinterpret_cast<const T*>(base + lay.oH0);
     const T* sG = reinterpret_cast<const T*>(base + lay.oG);
+    T* sDyW = at(lay.sDy);
+    const T* sDy = has_z ? sDyW : sDout;
+    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC);  // sDy's readers (head hh − 1) are past the barrier below
+    __syncthreads();
+    if (has_z && !own_dy) {
+      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC);
+      __syncthreads();
+    }
     const float* dtp = sDtpA + hh * kQ;
-    const float* der = sDerA + hh * kQ;
     const float* cs = sCsA + hh * kQ;
     const int* seg = sSegA + hh * kQ;
     const float* ein = sEinA + hh * kQ;
     const float* eout = sEoutA + hh * kQ;
+    const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
 
     if (hh == 0 && lower) {  // C·Bᵀ once per block
       warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
-    }
-    if (has_z) {  // dy = dout·silu(z), in place
-      for (int idx = tid; idx < kQ * PC; idx += kNT) {
-        const int o = (idx / PC) * ldP + idx % PC;
-        sDy[o] = from_float<T>(to_float(sDy[o]) * silu_f(to_float(sZ[o])));
-      }
-      __syncthreads();
     }
 
     // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W
     {
       float acc[2][4] = {};
       if (lower) warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
+      float cs_t[2], cs_s[2][2], dtp_s[2][2];
+      int seg_t[2], seg_s[2][2];
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) cs_t[hi] = cs[r0 + gq + hi * 8], seg_t[hi] = seg[r0 + gq + hi * 8];
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int se = c0 + j * 8 + tq * 2 + e;
+          cs_s[j][e] = cs[se], seg_s[j][e] = seg[se], dtp_s[j][e] = dtp[se];
+        }
       float rsum[2] = {0.f, 0.f}, csum[2][2] = {};
 #pragma unroll
       for (int j = 0; j < 2; ++j)
@@ -311,12 +432,11 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
           float m[2], n2[2], md[2];
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const int se = s + e;
-            const bool valid = lower && se <= t && seg[se] == seg[t];
-            const float lexp = valid ? __expf(cs[t] - cs[se]) : 0.f;
+            const bool valid = lower && s + e <= t && seg_s[j][e] == seg_t[hi];
+            const float lexp = valid ? __expf(cs_t[hi] - cs_s[j][e]) : 0.f;
             const float cbv = valid ? cb[j][hi * 2 + e] : 0.f;
-            const float dyx = acc[j][hi * 2 + e] * dtp[se];
-            m[e] = cbv * lexp, n2[e] = lexp * dyx, md[e] = m[e] * dtp[se];
+            const float dyx = acc[j][hi * 2 + e] * dtp_s[j][e];
+            m[e] = cbv * lexp, n2[e] = lexp * dyx, md[e] = m[e] * dtp_s[j][e];
             const float w = m[e] * dyx;
             rsum[hi] += w, csum[j][e] += w;
           }
@@ -327,24 +447,27 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float v = quad_sum(rsum[hi]);
-        if (tq == 0) sRowP[wc * kQ + r0 + gq + hi * 8] = v;
+        if (tq == 0) pt.row[wc * kQ + r0 + gq + hi * 8] = v;
       }
 #pragma unroll
       for (int j = 0; j < 2; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const float v = column_sum(csum[j][e]);
-          if (gq == 0) sColP[wr * kQ + c0 + j * 8 + tq * 2 + e] = v;
+          if (gq == 0) pt.col[wr * kQ + c0 + j * 8 + tq * 2 + e] = v;
         }
+    }
+    // the previous head's dcs tail (its partial sums are in the other set) while the others multiply
+    if (hh > 0 && warp == kTailWarp) {
+      const int hp = hh - 1;
+      head_tail(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+                sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
     }
     __syncthreads();
 
     const float Dh = d.D && !d.d_per_channel ? d.D[h] : 0.f;
     auto Dof = [&](int p) { return d.D ? (d.d_per_channel ? d.D[h * P + p] : Dh) : 0.f; };
-    const int64_t xrow0 = (int64_t(b) * d.L + t0) * d.H + h;  // row of (b, t0, h) in units of P
-    auto xoff = [&](int t, int p) { return (xrow0 + int64_t(t) * d.H) * P + p; };
-    const int p0 = wc * 16;
-    const bool pcols = p0 < PC;
+    const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
 
     // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
     {
@@ -361,25 +484,35 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             vsum[hi] += dy.x * acc[j][hi * 2] + dy.y * acc[j][hi * 2 + 1];
           }
         if (has_z) {
+          float e_t[2];
+#pragma unroll
+          for (int hi = 0; hi < 2; ++hi) e_t[hi] = ein[r0 + gq + hi * 8];
 #pragma unroll
           for (int j = 0; j < 2; ++j)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) acc[j][i] *= ein[r0 + gq + (i >> 1) * 8];
+            for (int i = 0; i < 4; ++i) acc[j][i] *= e_t[i >> 1];
           warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
-          const T* z = static_cast<const T*>(d.z);
-          const T* dout = static_cast<const T*>(d.dout);
           T* dz = static_cast<T*>(d.dz);
 #pragma unroll
           for (int j = 0; j < 2; ++j)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int t = r0 + gq + (i >> 1) * 8, p = p0 + j * 8 + tq * 2 + (i & 1);
-              if (t < q && p < P) {
-                const int64_t off = xoff(t, p);
-                const float yv = acc[j][i] + Dof(p) * to_float(sX[t * ldP + p]);
-                const float zv = to_float(__ldg(z + off));
-                const float sg = 1.f / (1.f + __expf(-zv));
-                dz[off] = from_float<T>(to_float(__ldg(dout + off)) * yv * sg * (1.f + zv * (1.f - sg)));
+            for (int hi = 0; hi < 2; ++hi) {
+              const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+              if (t >= q) continue;
+              const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
+              float r[2];
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float zz = e ? zv.y : zv.x;
+                const float yv = acc[j][hi * 2 + e] + Dof(min(p + e, P - 1)) * (e ? xv.y : xv.x);
+                const float sg = 1.f / (1.f + __expf(-zz));
+                r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+              }
+              T* out = dz + xo + int64_t(t) * xs + p;
+              if (p + 1 < P && P % 2 == 0) st2(out, r[0], r[1]);
+              else {
+                if (p < P) out[0] = from_float<T>(r[0]);
+                if (p + 1 < P) out[1] = from_float<T>(r[1]);
               }
             }
         }
@@ -388,16 +521,19 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       for (int hi = 0; hi < 2; ++hi) {
         const float v = quad_sum(vsum[hi]);
         const int t = r0 + gq + hi * 8;
-        if (tq == 0) sVP[wc * kQ + t] = v * ein[t];
+        if (tq == 0) pt.v[wc * kQ + t] = v * ein[t];
       }
     }
 
-    // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt')
+    // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
     {
       float acc[2][4] = {};
       float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
+        float eo[2];
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) eo[hi] = eout[r0 + gq + hi * 8];
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
@@ -405,7 +541,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
             const float2 xv = ld2(sX + s * ldP + p);
             usum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
-            acc[j][hi * 2] *= eout[s], acc[j][hi * 2 + 1] *= eout[s];
+            acc[j][hi * 2] *= eo[hi], acc[j][hi * 2 + 1] *= eo[hi];
           }
         warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
         T* dx = static_cast<T*>(d.dx);
@@ -419,8 +555,15 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
             dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
             if (s < q) {
-              if (p < P) dx[xoff(s, p)] = from_float<T>(dtp[s] * acc[j][hi * 2] + Dof(p) * dy.x);
-              if (p + 1 < P) dx[xoff(s, p + 1)] = from_float<T>(dtp[s] * acc[j][hi * 2 + 1] + Dof(p + 1) * dy.y);
+              const float ds = dtp[s];
+              const float r0v = ds * acc[j][hi * 2] + Dof(min(p, P - 1)) * dy.x;
+              const float r1v = ds * acc[j][hi * 2 + 1] + Dof(min(p + 1, P - 1)) * dy.y;
+              T* out = dx + xo + int64_t(s) * xs + p;
+              if (p + 1 < P && P % 2 == 0) st2(out, r0v, r1v);
+              else {
+                if (p < P) out[0] = from_float<T>(r0v);
+                if (p + 1 < P) out[1] = from_float<T>(r1v);
+              }
             }
           }
 #pragma unroll
@@ -428,20 +571,23 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
           for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
             const float v = column_sum(dsum[j][e]);
-            if (gq == 0) sDP[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
+            if (gq == 0) pt.dp[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
           }
       }
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
         const int s = r0 + gq + hi * 8;
-        if (tq == 0) sUP[wc * kQ + s] = u * eout[s] * dtp[s], sDdtP[wc * kQ + s] = xv;
+        if (tq == 0) pt.u[wc * kQ + s] = u * eout[s] * dtp[s], pt.ddt[wc * kQ + s] = xv;
       }
     }
 
     // ---- D: dB += diag(e_out·dt')·x·S1 + N2ᵀ·C,  dC += diag(e_in)·dy·S0 + N2·B
     {
       float tmp[2][2][4] = {};
+      float w_s[2];
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) w_s[hi] = eout[r0 + gq + hi * 8] * dtp[r0 + gq + hi * 8];
       warp_mma32<T, false>(tmp, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, n_groups, lane);
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj)
@@ -449,18 +595,19 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         for (int j = 0; j < 2; ++j)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            const int s = r0 + gq + (i >> 1) * 8;
-            accB[jj][j][i] += eout[s] * dtp[s] * tmp[jj][j][i];
+            accB[jj][j][i] += w_s[i >> 1] * tmp[jj][j][i];
             tmp[jj][j][i] = 0.f;
           }
       warp_mma32<T, true>(accB, sN2 + r0, ldM, sC + n0, ldN, r0, kQ, n_groups, lane);
       warp_mma32<T, false>(tmp, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, n_groups, lane);
 #pragma unroll
+      for (int hi = 0; hi < 2; ++hi) w_s[hi] = ein[r0 + gq + hi * 8];
+#pragma unroll
       for (int jj = 0; jj < 2; ++jj)
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
-          for (int i = 0; i < 4; ++i) accC[jj][j][i] += ein[r0 + gq + (i >> 1) * 8] * tmp[jj][j][i];
+          for (int i = 0; i < 4; ++i) accC[jj][j][i] += w_s[i >> 1] * tmp[jj][j][i];
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
@@ -471,68 +618,16 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
         part += gv.x * hv.x + gv.y * hv.y;
       }
-      sRed[tid] = part;
+      pt.red[tid] = part;
     }
     __syncthreads();
-
-    // ---- dcs → reverse cumsum → ddt, dA and ddtBias partials (warp 0; lane l: rows 2l, 2l+1)
-    if (warp == 0) {
-      float dcs[2], ddtp[2], usum_l = 0.f;
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int s = 2 * lane + e;
-        float row = 0.f, col = 0.f, v = 0.f, u = 0.f, xd = 0.f;
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          row += sRowP[k * kQ + s], col += sColP[k * kQ + s], v += sVP[k * kQ + s];
-          u += sUP[k * kQ + s], xd += sDdtP[k * kQ + s];
-        }
-        dcs[e] = row - col + v - u;
-        ddtp[e] = xd;
-        usum_l += u;
-      }
-      float gh = 0.f;
-      for (int k = 0; k < kNT / 32; ++k) gh += sRed[lane * (kNT / 32) + k];
-      for (int off = 16; off > 0; off /= 2) {
-        usum_l += __shfl_xor_sync(0xffffffffu, usum_l, off);
-        gh += __shfl_xor_sync(0xffffffffu, gh, off);
-      }
-      const float decay = seg[kQ - 1] == 0 ? __expf(cs[kQ - 1]) : 0.f;
-#pragma unroll
-      for (int e = 0; e < 2; ++e)
-        if (2 * lane + e == q - 1) dcs[e] += usum_l + decay * gh;
-      // suffix sums: da_s = Σ_{s' ≥ s} dcs_s'
-      const float tot = dcs[0] + dcs[1];
-      float x = tot;
-      for (int off = 1; off < 32; off *= 2) {
-        const float y = __shfl_down_sync(0xffffffffu, x, off);
-        if (lane + off < 32) x += y;
-      }
-      const float after = x - tot;
-      const float da[2] = {after + tot, after + dcs[1]};
-      const float a = d.A[h];
-      float dA_acc = 0.f, dbias_acc = 0.f;
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int s = 2 * lane + e;
-        if (s < q) {
-          dA_acc += dtp[s] * da[e];
-          const float graw = (ddtp[e] + a * da[e]) * der[s];
-          d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
-          dbias_acc += graw;
-        }
-      }
-      for (int off = 16; off > 0; off /= 2) {
-        dA_acc += __shfl_xor_sync(0xffffffffu, dA_acc, off);
-        dbias_acc += __shfl_xor_sync(0xffffffffu, dbias_acc, off);
-      }
-      const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
-      if (lane == 0) d.dA_part[k] = dA_acc, d.dbias_part[k] = dbias_acc;
-      if (d.D)
-        for (int p = lane; p < P; p += 32)
-          d.dD_part[k * P + p] = sDP[p] + sDP[kQ + p] + sDP[2 * kQ + p] + sDP[3 * kQ + p];
-    }
   }  // heads
+
+  if (warp == kTailWarp) {  // the last head's tail
+    const int hp = h_count - 1;
+    head_tail(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+              sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+  }
 
   // the run's dB / dC rows (rows past the end land in the partials' padding)
   const int64_t row0 = (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
