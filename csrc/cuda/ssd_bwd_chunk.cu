@@ -403,6 +403,14 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const float* ein = sEinA + hh * kQ;
     const float* eout = sEoutA + hh * kQ;
     const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
+    float Dv[2][2];  // D at this lane's fragment columns (loaded early: used after phase A)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = min(p0 + j * 8 + tq * 2 + e, P - 1);
+        Dv[j][e] = d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
+      }
 
     if (hh == 0 && lower) {  // C·Bᵀ once per block
       warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
@@ -465,8 +473,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     }
     __syncthreads();
 
-    const float Dh = d.D && !d.d_per_channel ? d.D[h] : 0.f;
-    auto Dof = [&](int p) { return d.D ? (d.d_per_channel ? d.D[h * P + p] : Dh) : 0.f; };
     const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
 
     // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
@@ -504,7 +510,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
                 const float zz = e ? zv.y : zv.x;
-                const float yv = acc[j][hi * 2 + e] + Dof(min(p + e, P - 1)) * (e ? xv.y : xv.x);
+                const float yv = acc[j][hi * 2 + e] + Dv[j][e] * (e ? xv.y : xv.x);
                 const float sg = 1.f / (1.f + __expf(-zz));
                 r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
               }
@@ -556,8 +562,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
             if (s < q) {
               const float ds = dtp[s];
-              const float r0v = ds * acc[j][hi * 2] + Dof(min(p, P - 1)) * dy.x;
-              const float r1v = ds * acc[j][hi * 2 + 1] + Dof(min(p + 1, P - 1)) * dy.y;
+              const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
+              const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
               T* out = dx + xo + int64_t(s) * xs + p;
               if (p + 1 < P && P % 2 == 0) st2(out, r0v, r1v);
               else {
