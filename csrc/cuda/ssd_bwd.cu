@@ -2,8 +2,8 @@
 //  1. the state entering each chunk (S0): float32, the forward kernel in state-only mode;
 //  2. G = dL/dH at each chunk's end (S1) and dInitialStates, G ← decay·G + dyᵀ·(e_in ∘ C) in
 //     reverse: float32, ssd_bwd_state_kernel walks the chunks;
-//     16-bit, 1. and 2. chunk-parallel (ssd_bwd_states.cu: chunk-local products, then one
-//     streaming pass each way);
+//     16-bit, 1. and 2. in one kernel (ssd_bwd_states.cu: the state in mma accumulators, one
+//     64-token product per chunk step, both directions at once);
 //  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu);
 //     otherwise C·Bᵀ per chunk and group (as in the forward), then ssd_bwd_chunk_kernel, one
 //     block per (chunk, run of ≤ 8 heads of a group, batch), needs only S0/S1 of its chunk:
@@ -342,12 +342,12 @@ __global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
 template <typename T> void launch_chunk_gradients(const Dev& d0, cudaStream_t stream);
 
 template <typename T>
-void launch_backward(const Dev& d0, cudaStream_t stream) {
+void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
   // 1. the incoming state of every chunk
   StageTimer timer("backward", stream);
   if constexpr (!kF32) {
-    launch_backward_states_local<T>(d0, stream, timer);  // 16-bit: chunk-parallel
+    launch_backward_states_seq<T>(d0, weights, stream, timer);  // 16-bit
   } else {
     Dev fwd = d0;
     fwd.y = nullptr, fwd.final_states = nullptr;
@@ -392,8 +392,8 @@ void launch_chunk_gradients(const Dev& d0, cudaStream_t stream) {
   check_launch("ssdChunkScanBackward chunk gradients");
 }
 
-template void launch_backward<float>(const Dev&, cudaStream_t);
-template void launch_backward<__half>(const Dev&, cudaStream_t);
-template void launch_backward<__nv_bfloat16>(const Dev&, cudaStream_t);
+template void launch_backward<float>(const Dev&, float*, cudaStream_t);
+template void launch_backward<__half>(const Dev&, float*, cudaStream_t);
+template void launch_backward<__nv_bfloat16>(const Dev&, float*, cudaStream_t);
 
 }  // namespace ss::cuda::ssd
