@@ -85,12 +85,15 @@ __device__ void tile_async(T* dst, int ldd, const T* src, int64_t stride, int ro
                            int cols) {
   constexpr int V = 16 / sizeof(T);
   if (tile_vec(ldd, src, stride, cols_valid, cols)) {
-    const int vcols = cols / V;
-    for (int idx = threadIdx.x; idx < rows * vcols; idx += kNT) {
-      const int r = idx / vcols, c = (idx % vcols) * V;
-      T* to = dst + r * ldd + c;
+    // piece idx = r·vcols + cv, stepped by kNT without a division per piece
+    const int vcols = cols / V, dr = kNT / vcols, dc = kNT % vcols;
+    int r = threadIdx.x / vcols, cv = threadIdx.x % vcols;
+    for (; r < rows; r += dr, cv += dc) {
+      if (cv >= vcols) cv -= vcols, ++r;
+      if (r >= rows) break;
+      T* to = dst + r * ldd + cv * V;
       if (r < rows_valid)
-        __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
+        __pipeline_memcpy_async(to, src + int64_t(r) * stride + cv * V, 16);
       else
         *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
     }
@@ -617,10 +620,13 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
-    {  // Σ S1∘S0 (the decay term), fixed order
+    {  // Σ S1∘S0 (the decay term), fixed order; pairs i = r·NP + col stepped without divisions
       float part = 0.f;
-      for (int i = 2 * tid; i < PC * NP; i += 2 * kNT) {
-        const int o = (i / NP) * ldN + i % NP;
+      const int dr = 2 * kNT / NP, dc = 2 * kNT % NP;
+      for (int r = 2 * tid / NP, col = 2 * tid % NP; r < PC; r += dr, col += dc) {
+        if (col >= NP) col -= NP, ++r;
+        if (r >= PC) break;
+        const int o = r * ldN + col;
         const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
         part += gv.x * hv.x + gv.y * hv.y;
       }
