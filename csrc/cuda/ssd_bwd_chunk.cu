@@ -18,6 +18,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_bwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
 
 namespace ss::cuda::ssd {
@@ -69,44 +70,8 @@ struct MmaGradLayout {
   }
 };
 
-// Whether tile_async copies a tile by cp.async (whole, aligned 16-byte rows).
-template <typename T>
-__device__ __forceinline__ bool tile_vec(int ldd, const T* src, int64_t stride, int cols_valid, int cols) {
-  constexpr int V = 16 / sizeof(T);
-  return cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
-         (reinterpret_cast<uintptr_t>(src) % 16) == 0;
-}
-
-// A tile's copies, 16 bytes at a time by cp.async when tile_vec, else element by element
-// (synchronous, zero padding); the caller commits the group. Thread i handles 16-byte pieces
-// (or elements) i, i + kNT, ...
-template <typename T>
-__device__ void tile_async(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
-                           int cols) {
-  constexpr int V = 16 / sizeof(T);
-  if (tile_vec(ldd, src, stride, cols_valid, cols)) {
-    // piece idx = r·vcols + cv, stepped by kNT without a division per piece
-    const int vcols = cols / V, dr = kNT / vcols, dc = kNT % vcols;
-    int r = threadIdx.x / vcols, cv = threadIdx.x % vcols;
-    for (; r < rows; r += dr, cv += dc) {
-      if (cv >= vcols) cv -= vcols, ++r;
-      if (r >= rows) break;
-      T* to = dst + r * ldd + cv * V;
-      if (r < rows_valid)
-        __pipeline_memcpy_async(to, src + int64_t(r) * stride + cv * V, 16);
-      else
-        *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
-    }
-    return;
-  }
-  for (int idx = threadIdx.x; idx < rows * cols; idx += kNT) {
-    const int r = idx / cols, c = idx % cols;
-    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
-  }
-}
-
 // dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
-// cp.async mapping of tile_async, both tiles copied 16 bytes at a time), so its own wait
+// cp.async mapping of tile_copy, both tiles copied 16 bytes at a time), so its own wait
 // suffices and no barrier is needed before; else on any elements (after a barrier).
 template <typename T, bool OWN>
 __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
@@ -347,12 +312,12 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const int h = h_begin + hh;
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
     const int64_t xo = xo_of(h);
-    tile_async(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
-    tile_async(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
-    if (has_z) tile_async(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
+    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
     const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
-    tile_async(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
-    tile_async(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
     __pipeline_commit();
   };
   // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
@@ -362,8 +327,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
   {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-    tile_async(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
-    tile_async(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
     load_head(0, 0);
   }
   head_scalars(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);

@@ -15,6 +15,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_bwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
 
 namespace ss::cuda::ssd {
@@ -58,14 +59,13 @@ __global__ void __launch_bounds__(kQ) ssd_bwd_scalars_kernel(Dev d, float* w_fwd
   if (i == 0) d.dec[(int64_t(b) * d.H + h) * d.nc + c] = seg[kQ - 1] == 0 ? __expf(cs[kQ - 1]) : 0.f;
 }
 
-// grid (⌈PP/64⌉, H, 2·batch): blockIdx.z = 2·b + direction (1: reverse). 256 threads; warp w owns
-// state rows 16·(w % 4) of the tile and the column half w / 4: up to MG 16-column groups
-// (4: dstate ≤ 128, two blocks per SM; 8: dstate ≤ 256).
-template <typename T, int MG>
-__global__ void __launch_bounds__(kThreads, MG == 4 ? 2 : 1)
-    ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
-  constexpr int kMaxGroups = MG;
+// grid (⌈PP/64⌉, H, 2·batch): blockIdx.z = 2·b + direction (1: reverse). 128·CS threads: warp w
+// owns state rows 16·(w % 4) of the tile and the w / 4-th of CS column parts, up to 8 16-column
+// groups (CS = 1: dstate ≤ 128, each token-weighted A fragment formed once; CS = 2: dstate ≤ 256).
+template <typename T, int CS>
+__global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
   using namespace mma;
+  constexpr int NT = 128 * CS, kMaxGroups = 8;
   extern __shared__ __align__(128) unsigned char smem[];
   const bool rev = blockIdx.z % 2 == 1;
   const int b = blockIdx.z / 2, h = blockIdx.y, pt = blockIdx.x, g = h / d.hpg;
@@ -76,8 +76,8 @@ __global__ void __launch_bounds__(kThreads, MG == 4 ? 2 : 1)
   const int rows = min(kPT, d.PP - p0);  // state rows of this tile (PP is a multiple of 32 only)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int m0 = (warp % 4) * 16;
-  const int ng = NP / 16, half = (ng + 1) / 2;
-  const int g0 = (warp / 4) * half, g_count = max(0, min(half, ng - g0));  // this warp's column groups
+  const int ng = NP / 16, per = (ng + CS - 1) / CS;
+  const int g0 = (warp / 4) * per, g_count = max(0, min(per, ng - g0));  // this warp's column groups
   const bool active = m0 < rows;
 
   const T* Xg = static_cast<const T*>(rev ? d.dout : d.x);
@@ -85,19 +85,19 @@ __global__ void __launch_bounds__(kThreads, MG == 4 ? 2 : 1)
   const T* Wg = static_cast<const T*>(rev ? d.C : d.B);
   const float* wt = (rev ? w_rev : w_fwd) + (int64_t(b) * d.H + h) * d.Lpad;
   const float* dec = d.dec + (int64_t(b) * d.H + h) * nc;
-  T* out = static_cast<T*>(rev ? d.S1 : d.S0) + int64_t(b) * d.H * nc * d.PP * NP + int64_t(h) * nc * d.PP * NP +
-           int64_t(p0) * NP;
+  T* out = static_cast<T*>(rev ? d.S1 : d.S0) + (int64_t(b) * d.H + h) * nc * d.PP * NP + int64_t(p0) * NP;
   const int64_t xs = int64_t(d.H) * P, bs = int64_t(d.G) * d.N;
   auto chunk_of = [&](int i) { return rev ? nc - 1 - i : i; };  // i-th chunk visited
   auto load_chunk = [&](int i) {
     const int c = chunk_of(i), t0 = c * kQ, q = min(kQ, d.L - t0);
     unsigned char* base = smem + (i & 1) * lay.buf_bytes;
     const int64_t xo = ((int64_t(b) * d.L + t0) * d.H + h) * P + p0;
-    load_tile<false>(reinterpret_cast<T*>(base + lay.oX), lay.ldX, Xg + xo, xs, q, kQ, pw, kPT);
-    if (gate) load_tile<false>(reinterpret_cast<T*>(base + lay.oZ), lay.ldX, Zg + xo, xs, q, kQ, pw, kPT);
-    load_tile<false>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N, bs,
-                     q, kQ, d.N, NP);
-    load_tile<false>(reinterpret_cast<float*>(base + lay.oWt), kQ, wt + t0, kQ, 1, 1, kQ, kQ);
+    tile_copy<NT>(reinterpret_cast<T*>(base + lay.oX), lay.ldX, Xg + xo, xs, q, kQ, pw, kPT);
+    if (gate) tile_copy<NT>(reinterpret_cast<T*>(base + lay.oZ), lay.ldX, Zg + xo, xs, q, kQ, pw, kPT);
+    tile_copy<NT>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N, bs, q,
+                  kQ, d.N, NP);
+    tile_copy<NT>(reinterpret_cast<float*>(base + lay.oWt), kQ, wt + t0, kQ, 1, 1, kQ, kQ);
+    __pipeline_commit();
   };
 
   // the state at this warp's fragments, from h0 / dFinalStates
@@ -116,12 +116,13 @@ __global__ void __launch_bounds__(kThreads, MG == 4 ? 2 : 1)
       }
 
   load_chunk(0);
+  float a_next = __ldg(dec + chunk_of(0));
   for (int i = 0; i < nc; ++i) {
     const int c = chunk_of(i);
+    const float a = a_next;
     cp_async_wait();
     __syncthreads();  // chunk i's tiles are visible; buffer (i + 1) % 2 is free (read in step i − 1)
-    if (i + 1 < nc) load_chunk(i + 1);
-    const float a = __ldg(dec + c);
+    if (i + 1 < nc) load_chunk(i + 1), a_next = __ldg(dec + chunk_of(i + 1));
     unsigned char* base = smem + (i & 1) * lay.buf_bytes;
     const T* sX = reinterpret_cast<const T*>(base + lay.oX);
     const T* sZ = reinterpret_cast<const T*>(base + lay.oZ);
@@ -154,8 +155,9 @@ __global__ void __launch_bounds__(kThreads, MG == 4 ? 2 : 1)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int k = kk * 16 + tq * 2 + (r >> 1) * 8;  // a[0], a[1]: k = 2t, 2t+1; a[2], a[3]: + 8
-        float2 v = unpack2<T>(af[r]);
-        float w0 = sWt[k], w1 = sWt[k + 1];
+        const float2 v = unpack2<T>(af[r]);
+        const float2 w = *reinterpret_cast<const float2*>(sWt + k);
+        float w0 = w.x, w1 = w.y;
         if (gate) {
           const float2 zv = unpack2<T>(zf[r]);
           w0 *= silu_f(zv.x), w1 *= silu_f(zv.y);
@@ -194,10 +196,11 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
   ssd_bwd_scalars_kernel<<<dim3(d.nc, d.H, d.batch), kQ, 0, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk scalars");
   const SeqLayout lay(d.NP, sizeof(T), d.z != nullptr);
-  auto kernel = d.NP <= 128 ? ssd_bwd_state_seq_kernel<T, 4> : ssd_bwd_state_seq_kernel<T, 8>;
+  const int cs = d.NP <= 128 ? 1 : 2;  // column parts per block
+  auto kernel = cs == 1 ? ssd_bwd_state_seq_kernel<T, 1> : ssd_bwd_state_seq_kernel<T, 2>;
   set_smem(kernel, lay.bytes, "ssdChunkScanBackward: shared memory");
   const int ptiles = (d.PP + kPT - 1) / kPT;
-  kernel<<<dim3(ptiles, d.H, 2 * d.batch), kThreads, lay.bytes, stream>>>(d, w_fwd, w_rev);
+  kernel<<<dim3(ptiles, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk states");
   timer.mark("states and dL/dstate of every chunk");
 }
