@@ -173,9 +173,11 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
 }
 
 // Same for 32 output columns (two 16-column groups, the second skipped past n_end), A loaded once.
-template <typename T, bool A_T>
+// SCALE: A's rows multiplied by w_lo (rows 0-7 of the strip: lane / 4) and w_hi (rows 8-15) in
+// the fragment (rounded to T again) — a row-scaled product without a second accumulator.
+template <typename T, bool A_T, bool SCALE = false>
 __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
-                                           int k1, int n_groups, int lane) {
+                                           int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
@@ -183,6 +185,14 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
     uint32_t a[4];
     if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
     else ldsm_x4(a, A + ra.r * lda + k + ra.c);
+    if constexpr (SCALE) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
+        const float2 v = unpack2<T>(a[r]);
+        const float w = (r & 1) ? w_hi : w_lo;
+        a[r] = pack2<T>(v.x * w, v.y * w);
+      }
+    }
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
       if (jj >= n_groups) break;
@@ -556,32 +566,14 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       }
     }
 
-    // ---- D: dB += diag(e_out·dt')·x·S1 + N2ᵀ·C,  dC += diag(e_in)·dy·S0 + N2·B
+    // ---- D: dB += diag(e_out·dt')·x·S1 + N2ᵀ·C,  dC += diag(e_in)·dy·S0 + N2·B (row scales on
+    //      the A fragments)
     {
-      float tmp[2][2][4] = {};
-      float w_s[2];
-#pragma unroll
-      for (int hi = 0; hi < 2; ++hi) w_s[hi] = eout[r0 + gq + hi * 8] * dtp[r0 + gq + hi * 8];
-      warp_mma32<T, false>(tmp, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, n_groups, lane);
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj)
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            accB[jj][j][i] += w_s[i >> 1] * tmp[jj][j][i];
-            tmp[jj][j][i] = 0.f;
-          }
+      const int s_lo = r0 + gq, s_hi = s_lo + 8;
+      warp_mma32<T, false, true>(accB, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, n_groups, lane, eout[s_lo] * dtp[s_lo],
+                                 eout[s_hi] * dtp[s_hi]);
       warp_mma32<T, true>(accB, sN2 + r0, ldM, sC + n0, ldN, r0, kQ, n_groups, lane);
-      warp_mma32<T, false>(tmp, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, n_groups, lane);
-#pragma unroll
-      for (int hi = 0; hi < 2; ++hi) w_s[hi] = ein[r0 + gq + hi * 8];
-#pragma unroll
-      for (int jj = 0; jj < 2; ++jj)
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) accC[jj][j][i] += w_s[i >> 1] * tmp[jj][j][i];
+      warp_mma32<T, false, true>(accC, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, n_groups, lane, ein[s_lo], ein[s_hi]);
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
