@@ -289,21 +289,35 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sums over the runs of heads of a group (dB, dC), in order.
-__global__ void ssd_bwd_reduce_kernel(Dev d) {
-  const int64_t rows = int64_t(d.batch) * d.L * d.G * d.N;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows; i += stride) {
-    const int n = int(i % d.N);
-    const int64_t r = i / d.N;
-    const int g = int(r % d.G);
-    const int64_t bt = r / d.G;  // b·L + t
-    const int64_t b = bt / d.L, t = bt % d.L;
-    const int64_t base = ((b * d.Lpad + t) * d.nslots + int64_t(g) * d.nhb) * d.NP + n;
+// Sums over the runs of heads of a group (dB, dC), in order. One block per token (b·L + t),
+// four dstate entries per thread when dstate is a multiple of 4.
+__global__ void __launch_bounds__(128) ssd_bwd_reduce_kernel(Dev d) {
+  const int64_t bt = blockIdx.x;
+  const int64_t prow = ((bt / d.L) * d.Lpad + bt % d.L) * d.nslots;  // partial row of slot 0
+  const int GN = d.G * d.N;
+  float* dB = d.dB + bt * GN;
+  float* dC = d.dC + bt * GN;
+  if (d.N % 4 == 0) {
+    for (int e = threadIdx.x * 4; e < GN; e += blockDim.x * 4) {
+      const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
+      float4 sb = make_float4(0.f, 0.f, 0.f, 0.f), sc = sb;
+      for (int j = 0; j < d.nhb; ++j) {
+        const float4 vb = *reinterpret_cast<const float4*>(d.dBh + base + int64_t(j) * d.NP);
+        const float4 vc = *reinterpret_cast<const float4*>(d.dCh + base + int64_t(j) * d.NP);
+        sb.x += vb.x, sb.y += vb.y, sb.z += vb.z, sb.w += vb.w;
+        sc.x += vc.x, sc.y += vc.y, sc.z += vc.z, sc.w += vc.w;
+      }
+      *reinterpret_cast<float4*>(dB + e) = sb;
+      *reinterpret_cast<float4*>(dC + e) = sc;
+    }
+    return;
+  }
+  for (int e = threadIdx.x; e < GN; e += blockDim.x) {
+    const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
     float sb = 0.f, sc = 0.f;
     for (int j = 0; j < d.nhb; ++j) sb += d.dBh[base + int64_t(j) * d.NP], sc += d.dCh[base + int64_t(j) * d.NP];
-    d.dB[i] = sb;
-    d.dC[i] = sc;
+    dB[e] = sb;
+    dC[e] = sc;
   }
 }
 
@@ -370,7 +384,7 @@ void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
   }
   timer.mark("chunk gradients");
   // 4. reductions
-  ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
+  ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
   const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
   ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
