@@ -160,6 +160,7 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
+#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
   for (int k = k0; k < k1; k += 16) {
     uint32_t a[4], bb[4];
     if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
@@ -181,6 +182,7 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
+#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
   for (int k = k0; k < k1; k += 16) {
     uint32_t a[4];
     if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
