@@ -1,12 +1,14 @@
 // SSD backward on CUDA, all deterministic (no float atomics; every sum has a fixed order):
-//  1. C·Bᵀ per chunk and group (as in the forward), and the state entering each chunk (S0):
-//     float32, the forward kernel in state-only mode; 16-bit, chunk-parallel
-//     (launch_backward_states in ssd_fwd_chunked.cu);
+//  1. the state entering each chunk (S0): float32, the forward kernel in state-only mode;
 //  2. G = dL/dH at each chunk's end (S1) and dInitialStates, G ← decay·G + dyᵀ·(e_in ∘ C) in
-//     reverse: float32, ssd_bwd_state_kernel walks the chunks; 16-bit, chunk-parallel as in 1.;
-//  3. ssd_bwd_chunk_kernel, one block per (chunk, run of ≤ 8 heads of a group, batch), needs only
-//     S0/S1 of its chunk: dx, ddt, dz directly; dB/dC summed over the run's heads in order,
-//     per-chunk dA/dD/ddtBias partials;
+//     reverse: float32, ssd_bwd_state_kernel walks the chunks;
+//     16-bit, 1. and 2. in one kernel (ssd_bwd_states.cu: the state in mma accumulators, one
+//     64-token product per chunk step, both directions at once);
+//  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu);
+//     otherwise C·Bᵀ per chunk and group (as in the forward), then ssd_bwd_chunk_kernel, one
+//     block per (chunk, run of ≤ 8 heads of a group, batch), needs only S0/S1 of its chunk:
+//     dx, ddt, dz directly; dB/dC summed over the run's heads in order, per-chunk dA/dD/ddtBias
+//     partials;
 //  4. ssd_bwd_reduce_kernel sums the partials over runs of a group / chunks, in order.
 // With s ≤ t, Lexp[t,s] = exp(cs_t − cs_s) on one sequence, dYX = dy·(dt'x)ᵀ, CB = C·Bᵀ:
 //   d(dt'x) = (CB∘Lexp)ᵀ·dy + diag(e_out)·B·Gᵀ       dB = (Lexp∘dYX)ᵀ·C + diag(e_out)·(dt'x)·G
@@ -287,21 +289,35 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sums over the runs of heads of a group (dB, dC), in order.
-__global__ void ssd_bwd_reduce_kernel(Dev d) {
-  const int64_t rows = int64_t(d.batch) * d.L * d.G * d.N;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows; i += stride) {
-    const int n = int(i % d.N);
-    const int64_t r = i / d.N;
-    const int g = int(r % d.G);
-    const int64_t bt = r / d.G;  // b·L + t
-    const int64_t b = bt / d.L, t = bt % d.L;
-    const int64_t base = ((b * d.Lpad + t) * d.nslots + int64_t(g) * d.nhb) * d.NP + n;
+// Sums over the runs of heads of a group (dB, dC), in order. One block per token (b·L + t),
+// four dstate entries per thread when dstate is a multiple of 4.
+__global__ void __launch_bounds__(128) ssd_bwd_reduce_kernel(Dev d) {
+  const int64_t bt = blockIdx.x;
+  const int64_t prow = ((bt / d.L) * d.Lpad + bt % d.L) * d.nslots;  // partial row of slot 0
+  const int GN = d.G * d.N;
+  float* dB = d.dB + bt * GN;
+  float* dC = d.dC + bt * GN;
+  if (d.N % 4 == 0) {
+    for (int e = threadIdx.x * 4; e < GN; e += blockDim.x * 4) {
+      const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
+      float4 sb = make_float4(0.f, 0.f, 0.f, 0.f), sc = sb;
+      for (int j = 0; j < d.nhb; ++j) {
+        const float4 vb = *reinterpret_cast<const float4*>(d.dBh + base + int64_t(j) * d.NP);
+        const float4 vc = *reinterpret_cast<const float4*>(d.dCh + base + int64_t(j) * d.NP);
+        sb.x += vb.x, sb.y += vb.y, sb.z += vb.z, sb.w += vb.w;
+        sc.x += vc.x, sc.y += vc.y, sc.z += vc.z, sc.w += vc.w;
+      }
+      *reinterpret_cast<float4*>(dB + e) = sb;
+      *reinterpret_cast<float4*>(dC + e) = sc;
+    }
+    return;
+  }
+  for (int e = threadIdx.x; e < GN; e += blockDim.x) {
+    const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
     float sb = 0.f, sc = 0.f;
     for (int j = 0; j < d.nhb; ++j) sb += d.dBh[base + int64_t(j) * d.NP], sc += d.dCh[base + int64_t(j) * d.NP];
-    d.dB[i] = sb;
-    d.dC[i] = sc;
+    dB[e] = sb;
+    dC[e] = sc;
   }
 }
 
@@ -337,15 +353,15 @@ __global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
   else d.dD[h] = acc;
 }
 
+template <typename T> void launch_chunk_gradients(const Dev& d0, cudaStream_t stream);
+
 template <typename T>
-void launch_backward(const Dev& d0, cudaStream_t stream) {
+void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
   constexpr bool kF32 = std::is_same_v<T, float>;
-  // 1. C·Bᵀ of every chunk and the incoming state of every chunk
+  // 1. the incoming state of every chunk
   StageTimer timer("backward", stream);
-  launch_cb<T>(d0, stream);
-  timer.mark("C·Bᵀ");
   if constexpr (!kF32) {
-    launch_backward_states<T>(d0, stream, timer);  // 16-bit: chunk-parallel
+    launch_backward_states_seq<T>(d0, weights, stream, timer);  // 16-bit
   } else {
     Dev fwd = d0;
     fwd.y = nullptr, fwd.final_states = nullptr;
@@ -358,7 +374,26 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
     check_launch("ssdChunkScanBackward state pass");
     timer.mark("reverse state pass");
   }
-  // 3. chunk gradients
+  // 3. chunk gradients: tensor-core kernel (16-bit, headdim ≤ 64, dstate ≤ 128), else the
+  //    general one, which reads C·Bᵀ of every chunk from its own pass
+  bool done = false;
+  if constexpr (!kF32) done = launch_chunk_gradients_mma<T>(d0, stream);
+  if (!done) {
+    launch_cb<T>(d0, stream);
+    launch_chunk_gradients<T>(d0, stream);
+  }
+  timer.mark("chunk gradients");
+  // 4. reductions
+  ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward reductions");
+  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
+  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
+  check_launch("ssdChunkScanBackward per-head reductions");
+  timer.mark("reductions");
+}
+
+template <typename T>
+void launch_chunk_gradients(const Dev& d0, cudaStream_t stream) {
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));
   int device = 0, smem_max = 0;
   check(cudaGetDevice(&device), "ssdChunkScanBackward: device");
@@ -369,18 +404,10 @@ void launch_backward(const Dev& d0, cudaStream_t stream) {
   set_smem(ssd_bwd_chunk_kernel<T>, grad_smem, "ssdChunkScanBackward: shared memory");
   ssd_bwd_chunk_kernel<T><<<dim3(d0.nc, d0.nslots, d0.batch), kThreads, grad_smem, stream>>>(dg);
   check_launch("ssdChunkScanBackward chunk gradients");
-  timer.mark("chunk gradients");
-  // 4. reductions
-  ssd_bwd_reduce_kernel<<<1024, 256, 0, stream>>>(d0);
-  check_launch("ssdChunkScanBackward reductions");
-  const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
-  ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
-  check_launch("ssdChunkScanBackward per-head reductions");
-  timer.mark("reductions");
 }
 
-template void launch_backward<float>(const Dev&, cudaStream_t);
-template void launch_backward<__half>(const Dev&, cudaStream_t);
-template void launch_backward<__nv_bfloat16>(const Dev&, cudaStream_t);
+template void launch_backward<float>(const Dev&, float*, cudaStream_t);
+template void launch_backward<__half>(const Dev&, float*, cudaStream_t);
+template void launch_backward<__nv_bfloat16>(const Dev&, float*, cudaStream_t);
 
 }  // namespace ss::cuda::ssd

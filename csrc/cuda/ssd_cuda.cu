@@ -49,9 +49,9 @@ Dev make_dev(const SsdParams& p) {
 size_t cb_bytes(const Dev& d) { return align256(size_t(d.batch) * d.nc * d.G * d.Q * d.Q * 4); }
 
 // Backward scratch: C·Bᵀ, S0, S1 (chunk states, T), dB/dC partials per run of heads, per-chunk
-// partials; 16-bit types also the chunk-parallel passes' states and decays (St, dec).
+// partials; 16-bit types also the chunks' decays (dec) and the state products' token weights.
 struct BwdScratch {
-  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, st, dec, bytes;
+  size_t cb, s0, s1, dBh, dCh, dA, dbias, dD, dec, wts, bytes;
   explicit BwdScratch(const Dev& d, size_t ts) {
     const size_t states = size_t(d.batch) * d.H * d.nc * d.PP * d.NP * ts;
     const size_t partial = size_t(d.batch) * d.Lpad * d.nslots * d.NP * 4;
@@ -65,11 +65,10 @@ struct BwdScratch {
     dA = o, o = align256(o + per_chunk);
     dbias = o, o = align256(o + per_chunk);
     dD = o, o = align256(o + per_chunk * d.P);
-    st = dec = o;
-    if (ts != 4) {  // decays of d's chunks; the kChunkedQ-token runs (fewer) use the space first
-      const Dev c = cuda::ssd::chunked_view(d);
-      st = o, o += align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * ts);
+    dec = wts = o;
+    if (ts != 4) {
       dec = o, o += align256(size_t(d.batch) * d.H * d.nc * 4);
+      wts = o, o += align256(2 * size_t(d.batch) * d.H * d.Lpad * 4);
     }
     bytes = o;
   }
@@ -147,10 +146,12 @@ void ssd_backward_cuda(const SsdParams& p, void* scratch, void* stream) {
   d.dBh = reinterpret_cast<float*>(base + s.dBh), d.dCh = reinterpret_cast<float*>(base + s.dCh);
   d.dA_part = reinterpret_cast<float*>(base + s.dA), d.dbias_part = reinterpret_cast<float*>(base + s.dbias);
   d.dD_part = reinterpret_cast<float*>(base + s.dD);
-  if (p.dtype != DType::Float32) d.St = base + s.st, d.dec = reinterpret_cast<float*>(base + s.dec);
+  float* weights = nullptr;
+  if (p.dtype != DType::Float32)
+    d.dec = reinterpret_cast<float*>(base + s.dec), weights = reinterpret_cast<float*>(base + s.wts);
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    cuda::ssd::launch_backward<T>(d, static_cast<cudaStream_t>(stream));
+    cuda::ssd::launch_backward<T>(d, weights, static_cast<cudaStream_t>(stream));
   });
 }
 

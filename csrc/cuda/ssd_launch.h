@@ -39,8 +39,17 @@ int64_t forward_mma_cb_bytes(const Dev& d);
 template <typename T> void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer);
 // C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
+// Backward of __half / __nv_bfloat16 (ssd_bwd_states.cu): S0 (state entering every chunk of d),
+// S1 (dL/dstate at every chunk's end) and dInitialStates; d.dec gets the chunks' decays.
+// weights: scratch of 2·batch·H·Lpad floats (the chunk products' token weights).
+template <typename T>
+void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t stream, StageTimer& timer);
+// Backward chunk gradients on tensor cores (ssd_bwd_chunk.cu) for 16-bit types, headdim ≤ 64,
+// dstate ≤ 128: false (nothing launched) for other sizes.
+template <typename T> bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (float32: forward kernel, reverse state pass; 16-bit:
 // launch_backward_states), chunk gradients, reductions.
-template <typename T> void launch_backward(const Dev& d, cudaStream_t stream);
+// weights: 16-bit types, scratch for launch_backward_states_seq (float32: unused).
+template <typename T> void launch_backward(const Dev& d, float* weights, cudaStream_t stream);
 
 }  // namespace ss::cuda::ssd

@@ -1,0 +1,634 @@
+// SSD backward, 16-bit inputs: the chunk gradients on tensor cores (mma.sync m16n8k16, f32
+// accumulation), for headdim ≤ 64 and dstate ≤ 128 (padded to 16); other sizes and float32 run
+// ssd_bwd_chunk_kernel (ssd_bwd.cu).
+//
+// One block of 16 warps per (64-token chunk, run of ≤ 8 heads of a group, batch). B, C and
+// C·Bᵀ (in registers) are loaded / formed once; the heads follow in order with their tiles
+// (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at its end) double-buffered by
+// cp.async, and dB / dC of the run accumulate in registers across the heads (deterministic: every
+// sum has a fixed order, no atomics). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
+// one sequence (else 0), dYX = dy·xᵀ·diag(dt'):
+//   A  M = CB∘Lexp, N2 = Lexp∘dYX (shared memory, 16-bit), row / column sums of CB∘Lexp∘dYX
+//   B  CH = C·S0ᵀ: V_t = e_in_t·dy_t·CH_t; with z, y = e_in·CH + (M·diag(dt'))·x + D·x → dz
+//   C  d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, dL/d(dt') (U_s = e_out_s·dt'_s·x_s·(B·S1ᵀ)_s for dcs)
+//   D  dB += N2ᵀ·C + diag(e_out·dt')·x·S1,   dC += N2·B + diag(e_in)·dy·S0
+//   then one warp: dcs → reverse cumsum → ddt, dA / ddtBias partials.
+// Warp w computes rows 16·(w / 4) of every 64-row product, columns by w % 4.
+#include "cuda/check.cuh"
+#include "cuda/mma_tile.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_bwd_tiles.cuh"
+#include "cuda/ssd_launch.h"
+
+namespace ss::cuda::ssd {
+
+namespace {
+
+constexpr int kQ = 64;          // tokens per chunk (Traits<T>::Q of the 16-bit types)
+constexpr int kNT = 512;        // threads per block
+constexpr int kMaxHeads = 8;    // heads per block (d.HB)
+constexpr int kMaxPC = 64;      // headdim padded to 16
+constexpr int kMaxNP = 128;     // dstate padded to 16
+
+// Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
+// formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
+// tail runs while the next head's products fill the other set).
+struct MmaGradLayout {
+  int ldN, ldP, ldM;
+  size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
+  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
+  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red kNT
+  size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
+  __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
+    ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
+    size_t o = 0;
+    auto place = [&](size_t n) { const size_t at = o; o = align128(o + n); return at; };
+    sB = place(size_t(kQ) * ldN * ts);
+    sC = place(size_t(kQ) * ldN * ts);
+    sM = place(size_t(kQ) * ldM * ts);
+    sN2 = place(size_t(kQ) * ldM * ts);
+    sMd = place(z ? size_t(kQ) * ldM * ts : 0);
+    sDy = place(z ? size_t(kQ) * ldP * ts : 0);  // without z, dy is dout in the head's buffer
+    size_t b0 = o;
+    oX = place(size_t(kQ) * ldP * ts) - b0;
+    oDout = place(size_t(kQ) * ldP * ts) - b0;
+    oZ = place(z ? size_t(kQ) * ldP * ts : 0) - b0;
+    oH0 = place(size_t(PC) * ldN * ts) - b0;
+    oG = place(size_t(PC) * ldN * ts) - b0;
+    buf0 = b0, buf_bytes = o - b0;
+    o += buf_bytes;  // the second buffer
+    const size_t sc = size_t(kMaxHeads) * kQ * 4;
+    sDtp = place(sc), sDer = place(sc), sCs = place(sc), sSeg = place(sc), sEin = place(sc), sEout = place(sc);
+    b0 = o;
+    const size_t part = 4 * kQ * 4;
+    oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
+    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kNT) * 4) - b0;
+    parts0 = b0, parts_bytes = o - b0;
+    o += parts_bytes;  // the second set
+    bytes = o;
+  }
+};
+
+// dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
+// cp.async mapping of tile_copy, both tiles copied 16 bytes at a time), so its own wait
+// suffices and no barrier is needed before; else on any elements (after a barrier).
+template <typename T, bool OWN>
+__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
+  if constexpr (OWN) {
+    constexpr int V = 16 / sizeof(T);
+    const int vcols = PC / V;
+    for (int idx = threadIdx.x; idx < kQ * vcols; idx += kNT) {
+      const int o = (idx / vcols) * ld + (idx % vcols) * V;
+#pragma unroll
+      for (int k = 0; k < V; k += 2) {
+        const float2 dv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(dout + o + k));
+        const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(z + o + k));
+        *reinterpret_cast<uint32_t*>(dy + o + k) = mma::pack2<T>(dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
+      }
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kQ * PC; idx += kNT) {
+      const int o = (idx / PC) * ld + idx % PC;
+      dy[o] = from_float<T>(to_float(dout[o]) * silu_f(to_float(z[o])));
+    }
+  }
+}
+
+// The chunk scalars (as chunk_scalars) of every head of the block at once: head i at i·kQ.
+__device__ void head_scalars(const Dev& d, int b, int h_begin, int h_count, int t0, int q, float* dtp_s, float* der_s,
+                             float* cs_s, int* seg_s, float* ein_s, float* eout_s) {
+  const int tid = threadIdx.x;
+  const bool mine = tid < h_count * kQ;
+  const int hh = tid / kQ, i = tid % kQ, o = tid;
+  if (mine) {
+    const int h = h_begin + hh;
+    float dtp = 0.f, der = 0.f;
+    int flag = 0;
+    if (i < q) {
+      const int64_t t = t0 + i;
+      dtp = dt_forward(d, d.dt[(int64_t(b) * d.L + t) * d.H + h] + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
+      if (d.seq_idx && t > 0) flag = d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
+    }
+    dtp_s[o] = dtp, der_s[o] = der, cs_s[o] = dtp * d.A[h], seg_s[o] = flag;
+  }
+  __syncthreads();
+  const int warp = tid / 32, lane = tid % 32;
+  if (warp < h_count) {  // warp w: inclusive scans of head w (two contiguous elements per lane)
+    float* cs = cs_s + warp * kQ;
+    int* seg = seg_s + warp * kQ;
+    const float a0 = cs[2 * lane], a1 = a0 + cs[2 * lane + 1];
+    const int s0 = seg[2 * lane], s1 = s0 + seg[2 * lane + 1];
+    float xa = a1;
+    int xs = s1;
+    for (int off = 1; off < 32; off *= 2) {
+      const float ya = __shfl_up_sync(0xffffffffu, xa, off);
+      const int ys = __shfl_up_sync(0xffffffffu, xs, off);
+      if (lane >= off) xa += ya, xs += ys;
+    }
+    const float pa = xa - a1;
+    const int ps = xs - s1;
+    cs[2 * lane] = pa + a0, cs[2 * lane + 1] = pa + a1;
+    seg[2 * lane] = ps + s0, seg[2 * lane + 1] = ps + s1;
+  }
+  __syncthreads();
+  if (mine) {
+    const int last = hh * kQ + kQ - 1;
+    ein_s[o] = seg_s[o] == 0 ? __expf(cs_s[o]) : 0.f;
+    eout_s[o] = seg_s[o] == seg_s[last] ? __expf(cs_s[last] - cs_s[o]) : 0.f;
+  }
+  __syncthreads();
+}
+
+// Sum over the four lanes of a fragment row group (lanes 4g..4g+3), the same on each.
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+// Sum over the eight row groups (lanes with the same lane % 4).
+__device__ __forceinline__ float column_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 4);
+  v += __shfl_xor_sync(0xffffffffu, v, 8);
+  return v + __shfl_xor_sync(0xffffffffu, v, 16);
+}
+
+// acc[j] (two adjacent n-tiles, 16 columns) += A·B over k in [k0, k1), A 16 rows × k, B k × 16.
+// A_T: A stored [k][m] (else [m][k]); B_KN: B stored [k][n] (else [n][k]).
+template <typename T, bool A_T, bool B_KN>
+__device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int lda, const T* B, int ldb, int k0, int k1,
+                                           int lane) {
+  using namespace mma;
+  const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
+  const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
+#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
+  for (int k = k0; k < k1; k += 16) {
+    uint32_t a[4], bb[4];
+    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
+    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
+    if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + rb.c);
+    else ldsm_x4(bb, B + rb.r * ldb + k + rb.c);
+    const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+    mma16816<T>(acc[0], a, b0);
+    mma16816<T>(acc[1], a, b1);
+  }
+}
+
+// Same for 32 output columns (two 16-column groups, the second skipped past n_end), A loaded once.
+// SCALE: A's rows multiplied by w_lo (rows 0-7 of the strip: lane / 4) and w_hi (rows 8-15) in
+// the fragment (rounded to T again) — a row-scaled product without a second accumulator.
+template <typename T, bool A_T, bool SCALE = false>
+__device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
+                                           int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
+  using namespace mma;
+  const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
+  const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
+#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
+  for (int k = k0; k < k1; k += 16) {
+    uint32_t a[4];
+    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
+    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
+    if constexpr (SCALE) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
+        const float2 v = unpack2<T>(a[r]);
+        const float w = (r & 1) ? w_hi : w_lo;
+        a[r] = pack2<T>(v.x * w, v.y * w);
+      }
+    }
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+      if (jj >= n_groups) break;
+      uint32_t bb[4];
+      ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
+      const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
+      mma16816<T>(acc[jj][0], a, b0);
+      mma16816<T>(acc[jj][1], a, b1);
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ float2 ld2(const T* p) {
+  return mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(p));
+}
+template <typename T>
+__device__ __forceinline__ void st2(T* p, float lo, float hi) {
+  *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
+}
+
+// The partial sums of one head (one parity set).
+struct Parts {
+  float *row, *col, *v, *u, *ddt, *dp, *red;
+  __device__ Parts(unsigned char* base, const MmaGradLayout& l)
+      : row(reinterpret_cast<float*>(base + l.oRow)), col(reinterpret_cast<float*>(base + l.oCol)),
+        v(reinterpret_cast<float*>(base + l.oV)), u(reinterpret_cast<float*>(base + l.oU)),
+        ddt(reinterpret_cast<float*>(base + l.oDdt)), dp(reinterpret_cast<float*>(base + l.oDP)),
+        red(reinterpret_cast<float*>(base + l.oRed)) {}
+};
+
+// One warp, after a head's products: dcs → reverse cumsum (lane l: rows 2l, 2l+1) → ddt, and the
+// head's dA / ddtBias / dD partials of this chunk. Fixed orders throughout.
+__device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, int t0, int q, const float* dtp,
+                          const float* der, const float* cs, const int* seg, int lane) {
+  float dcs[2], ddtp[2], usum = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int s = 2 * lane + e;
+    float row = 0.f, col = 0.f, v = 0.f, u = 0.f, xd = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      row += pt.row[k * kQ + s], col += pt.col[k * kQ + s], v += pt.v[k * kQ + s];
+      u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];
+    }
+    dcs[e] = row - col + v - u;
+    ddtp[e] = xd;
+    usum += u;
+  }
+  float gh = 0.f;
+  for (int k = 0; k < kNT / 32; ++k) gh += pt.red[lane * (kNT / 32) + k];
+  for (int off = 16; off > 0; off /= 2) {
+    usum += __shfl_xor_sync(0xffffffffu, usum, off);
+    gh += __shfl_xor_sync(0xffffffffu, gh, off);
+  }
+  const float decay = seg[kQ - 1] == 0 ? __expf(cs[kQ - 1]) : 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e)
+    if (2 * lane + e == q - 1) dcs[e] += usum + decay * gh;
+  // suffix sums: da_s = Σ_{s' ≥ s} dcs_s'
+  const float tot = dcs[0] + dcs[1];
+  float x = tot;
+  for (int off = 1; off < 32; off *= 2) {
+    const float y = __shfl_down_sync(0xffffffffu, x, off);
+    if (lane + off < 32) x += y;
+  }
+  const float after = x - tot;
+  const float da[2] = {after + tot, after + dcs[1]};
+  const float a = d.A[h];
+  float dA_acc = 0.f, dbias_acc = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int s = 2 * lane + e;
+    if (s < q) {
+      dA_acc += dtp[s] * da[e];
+      const float graw = (ddtp[e] + a * da[e]) * der[s];
+      d.ddt[(int64_t(b) * d.L + t0 + s) * d.H + h] = graw;
+      dbias_acc += graw;
+    }
+  }
+  for (int off = 16; off > 0; off /= 2) {
+    dA_acc += __shfl_xor_sync(0xffffffffu, dA_acc, off);
+    dbias_acc += __shfl_xor_sync(0xffffffffu, dbias_acc, off);
+  }
+  const int64_t k = (int64_t(b) * d.H + h) * d.nc + c;
+  if (lane == 0) d.dA_part[k] = dA_acc, d.dbias_part[k] = dbias_acc;
+  if (d.D)
+    for (int p = lane; p < d.P; p += 32)
+      d.dD_part[k * d.P + p] = pt.dp[p] + pt.dp[kQ + p] + pt.dp[2 * kQ + p] + pt.dp[3 * kQ + p];
+}
+
+}  // namespace
+
+template <typename T>
+__global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const bool has_z = d.z != nullptr;
+  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), has_z);
+  auto at = [&](size_t o) { return reinterpret_cast<T*>(smem + o); };
+  auto atf = [&](size_t o) { return reinterpret_cast<float*>(smem + o); };
+  T* sB = at(lay.sB);
+  T* sC = at(lay.sC);
+  T* sM = at(lay.sM);
+  T* sN2 = at(lay.sN2);
+  T* sMd = at(lay.sMd);
+  float* sDtpA = atf(lay.sDtp);
+  float* sDerA = atf(lay.sDer);
+  float* sCsA = atf(lay.sCs);
+  int* sSegA = reinterpret_cast<int*>(smem + lay.sSeg);
+  float* sEinA = atf(lay.sEin);
+  float* sEoutA = atf(lay.sEout);
+  const int ldN = lay.ldN, ldP = lay.ldP, ldM = lay.ldM;
+
+  const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
+  const int h_begin = g * d.hpg + hb * d.HB, h_count = min(d.HB, d.hpg - hb * d.HB);
+  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  const int NP = d.NP, PC = d.PC, P = d.P;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wr = warp / 4, wc = warp % 4;  // row strip, column quarter
+  const int r0 = wr * 16;
+  const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
+  const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
+  constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
+
+  auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
+  auto load_head = [&](int hh, int buf) {
+    const int h = h_begin + hh;
+    unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
+    const int64_t xo = xo_of(h);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
+    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
+    const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
+    __pipeline_commit();
+  };
+  // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
+  // without a barrier of its own (the heads' tiles differ only by a multiple of P in offset).
+  const bool own_dy = has_z && tile_vec(ldP, static_cast<const T*>(d.dout) + xo_of(h_begin), xs, P, PC) &&
+                      tile_vec(ldP, static_cast<const T*>(d.z) + xo_of(h_begin), xs, P, PC) && P % 8 == 0;
+
+  {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
+    const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
+    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    load_head(0, 0);
+  }
+  head_scalars(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
+
+  // dB / dC of this warp's rows r0.., columns n0.. (two 16-column groups), summed over the heads.
+  const int n0 = wc * 32;
+  const int n_groups = max(0, min(2, (NP - n0) / 16));
+  float accB[2][2][4] = {}, accC[2][2][4] = {};
+  float cb[2][4] = {};  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc)
+  const int c0 = wc * 16;
+  const bool lower = wc <= wr;  // tiles above the diagonal are all zero
+  const int p0 = wc * 16;
+  const bool pcols = p0 < PC;
+
+  for (int hh = 0; hh < h_count; ++hh) {
+    const int h = h_begin + hh, buf = hh & 1;
+    if (hh + 1 < h_count) {
+      load_head(hh + 1, buf ^ 1);  // that buffer's last reader (head hh − 1) passed the barrier below
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
+    const T* sX = reinterpret_cast<const T*>(base + lay.oX);
+    const T* sDout = reinterpret_cast<const T*>(base + lay.oDout);
+    const T* sZ = reinterpret_cast<const T*>(base + lay.oZ);
+    const T* sH0 = reinterpret_cast<const T*>(base + lay.oH0);
+    const T* sG = reinterpret_cast<const T*>(base + lay.oG);
+    T* sDyW = at(lay.sDy);
+    const T* sDy = has_z ? sDyW : sDout;
+    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC);  // sDy's readers (head hh − 1) are past the barrier below
+    __syncthreads();
+    if (has_z && !own_dy) {
+      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC);
+      __syncthreads();
+    }
+    const float* dtp = sDtpA + hh * kQ;
+    const float* cs = sCsA + hh * kQ;
+    const int* seg = sSegA + hh * kQ;
+    const float* ein = sEinA + hh * kQ;
+    const float* eout = sEoutA + hh * kQ;
+    const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
+    float Dv[2][2];  // D at this lane's fragment columns (loaded early: used after phase A)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = min(p0 + j * 8 + tq * 2 + e, P - 1);
+        Dv[j][e] = d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
+      }
+
+    if (hh == 0 && lower) {  // C·Bᵀ once per block
+      warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
+    }
+
+    // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W
+    {
+      float acc[2][4] = {};
+      if (lower) warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
+      float cs_t[2], cs_s[2][2], dtp_s[2][2];
+      int seg_t[2], seg_s[2][2];
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) cs_t[hi] = cs[r0 + gq + hi * 8], seg_t[hi] = seg[r0 + gq + hi * 8];
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int se = c0 + j * 8 + tq * 2 + e;
+          cs_s[j][e] = cs[se], seg_s[j][e] = seg[se], dtp_s[j][e] = dtp[se];
+        }
+      float rsum[2] = {0.f, 0.f}, csum[2][2] = {};
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) {
+          const int t = r0 + gq + hi * 8, s = c0 + j * 8 + tq * 2;
+          float m[2], n2[2], md[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const bool valid = lower && s + e <= t && seg_s[j][e] == seg_t[hi];
+            const float lexp = valid ? __expf(cs_t[hi] - cs_s[j][e]) : 0.f;
+            const float cbv = valid ? cb[j][hi * 2 + e] : 0.f;
+            const float dyx = acc[j][hi * 2 + e] * dtp_s[j][e];
+            m[e] = cbv * lexp, n2[e] = lexp * dyx, md[e] = m[e] * dtp_s[j][e];
+            const float w = m[e] * dyx;
+            rsum[hi] += w, csum[j][e] += w;
+          }
+          st2(sM + t * ldM + s, m[0], m[1]);
+          st2(sN2 + t * ldM + s, n2[0], n2[1]);
+          if (has_z) st2(sMd + t * ldM + s, md[0], md[1]);
+        }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const float v = quad_sum(rsum[hi]);
+        if (tq == 0) pt.row[wc * kQ + r0 + gq + hi * 8] = v;
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float v = column_sum(csum[j][e]);
+          if (gq == 0) pt.col[wr * kQ + c0 + j * 8 + tq * 2 + e] = v;
+        }
+    }
+    // the previous head's dcs tail (its partial sums are in the other set) while the others multiply
+    if (hh > 0 && warp == kTailWarp) {
+      const int hp = hh - 1;
+      head_tail(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+                sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+    }
+    __syncthreads();
+
+    const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
+
+    // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
+    {
+      float acc[2][4] = {};
+      float vsum[2] = {0.f, 0.f};
+      if (pcols) {
+        warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int hi = 0; hi < 2; ++hi) {
+            const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+            const float2 dy = ld2(sDy + t * ldP + p);
+            vsum[hi] += dy.x * acc[j][hi * 2] + dy.y * acc[j][hi * 2 + 1];
+          }
+        if (has_z) {
+          float e_t[2];
+#pragma unroll
+          for (int hi = 0; hi < 2; ++hi) e_t[hi] = ein[r0 + gq + hi * 8];
+#pragma unroll
+          for (int j = 0; j < 2; ++j)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) acc[j][i] *= e_t[i >> 1];
+          warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
+          T* dz = static_cast<T*>(d.dz);
+#pragma unroll
+          for (int j = 0; j < 2; ++j)
+#pragma unroll
+            for (int hi = 0; hi < 2; ++hi) {
+              const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+              if (t >= q) continue;
+              const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
+              float r[2];
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const float zz = e ? zv.y : zv.x;
+                const float yv = acc[j][hi * 2 + e] + Dv[j][e] * (e ? xv.y : xv.x);
+                const float sg = 1.f / (1.f + __expf(-zz));
+                r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+              }
+              T* out = dz + xo + int64_t(t) * xs + p;
+              if (p + 1 < P && P % 2 == 0) st2(out, r[0], r[1]);
+              else {
+                if (p < P) out[0] = from_float<T>(r[0]);
+                if (p + 1 < P) out[1] = from_float<T>(r[1]);
+              }
+            }
+        }
+      }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const float v = quad_sum(vsum[hi]);
+        const int t = r0 + gq + hi * 8;
+        if (tq == 0) pt.v[wc * kQ + t] = v * ein[t];
+      }
+    }
+
+    // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
+    {
+      float acc[2][4] = {};
+      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
+      if (pcols) {
+        warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
+        float eo[2];
+#pragma unroll
+        for (int hi = 0; hi < 2; ++hi) eo[hi] = eout[r0 + gq + hi * 8];
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int hi = 0; hi < 2; ++hi) {
+            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+            const float2 xv = ld2(sX + s * ldP + p);
+            usum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
+            acc[j][hi * 2] *= eo[hi], acc[j][hi * 2 + 1] *= eo[hi];
+          }
+        warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
+        T* dx = static_cast<T*>(d.dx);
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int hi = 0; hi < 2; ++hi) {
+            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+            const float2 xv = ld2(sX + s * ldP + p);
+            const float2 dy = ld2(sDy + s * ldP + p);
+            xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
+            dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
+            if (s < q) {
+              const float ds = dtp[s];
+              const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
+              const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
+              T* out = dx + xo + int64_t(s) * xs + p;
+              if (p + 1 < P && P % 2 == 0) st2(out, r0v, r1v);
+              else {
+                if (p < P) out[0] = from_float<T>(r0v);
+                if (p + 1 < P) out[1] = from_float<T>(r1v);
+              }
+            }
+          }
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
+            const float v = column_sum(dsum[j][e]);
+            if (gq == 0) pt.dp[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
+          }
+      }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
+        const int s = r0 + gq + hi * 8;
+        if (tq == 0) pt.u[wc * kQ + s] = u * eout[s] * dtp[s], pt.ddt[wc * kQ + s] = xv;
+      }
+    }
+
+    // ---- D: dB += diag(e_out·dt')·x·S1 + N2ᵀ·C,  dC += diag(e_in)·dy·S0 + N2·B (row scales on
+    //      the A fragments)
+    {
+      const int s_lo = r0 + gq, s_hi = s_lo + 8;
+      warp_mma32<T, false, true>(accB, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, n_groups, lane, eout[s_lo] * dtp[s_lo],
+                                 eout[s_hi] * dtp[s_hi]);
+      warp_mma32<T, true>(accB, sN2 + r0, ldM, sC + n0, ldN, r0, kQ, n_groups, lane);
+      warp_mma32<T, false, true>(accC, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, n_groups, lane, ein[s_lo], ein[s_hi]);
+      warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
+    }
+
+    {  // Σ S1∘S0 (the decay term), fixed order; pairs i = r·NP + col stepped without divisions
+      float part = 0.f;
+      const int dr = 2 * kNT / NP, dc = 2 * kNT % NP;
+      for (int r = 2 * tid / NP, col = 2 * tid % NP; r < PC; r += dr, col += dc) {
+        if (col >= NP) col -= NP, ++r;
+        if (r >= PC) break;
+        const int o = r * ldN + col;
+        const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
+        part += gv.x * hv.x + gv.y * hv.y;
+      }
+      pt.red[tid] = part;
+    }
+    __syncthreads();
+  }  // heads
+
+  if (warp == kTailWarp) {  // the last head's tail
+    const int hp = h_count - 1;
+    head_tail(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+              sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+  }
+
+  // the run's dB / dC rows (rows past the end land in the partials' padding)
+  const int64_t row0 = (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
+  const int64_t ldo = int64_t(d.nslots) * NP;
+#pragma unroll
+  for (int jj = 0; jj < 2; ++jj) {
+    if (jj >= n_groups) break;
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const int s = r0 + gq + hi * 8, n = n0 + jj * 16 + j * 8 + tq * 2;
+        const int64_t o = row0 * NP + s * ldo + n;
+        *reinterpret_cast<float2*>(d.dBh + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
+        *reinterpret_cast<float2*>(d.dCh + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);
+      }
+  }
+}
+
+template <typename T>
+bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
+  if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
+  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), d.z != nullptr);
+  set_smem(ssd_bwd_chunk_mma_kernel<T>, lay.bytes, "ssdChunkScanBackward: shared memory");
+  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, lay.bytes, stream>>>(d);
+  check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
+  return true;
+}
+
+template bool launch_chunk_gradients_mma<__half>(const Dev&, cudaStream_t);
+template bool launch_chunk_gradients_mma<__nv_bfloat16>(const Dev&, cudaStream_t);
+
+}  // namespace ss::cuda::ssd

@@ -1,0 +1,45 @@
+// Tile copies of the SSD backward's tensor-core kernels (ssd_bwd_chunk.cu, ssd_bwd_states.cu):
+// global → shared with zero padding, 16 bytes per cp.async when every row is whole and aligned,
+// for any block size NT, without an integer division per piece. The caller commits the group.
+#pragma once
+#include <cuda_pipeline.h>
+#include <cstdint>
+#include "cuda/types.cuh"
+
+namespace ss::cuda::ssd {
+
+// Whether tile_copy copies a tile by cp.async (whole, aligned 16-byte rows).
+template <typename T>
+__device__ __forceinline__ bool tile_vec(int ldd, const T* src, int64_t stride, int cols_valid, int cols) {
+  constexpr int V = 16 / sizeof(T);
+  return cols_valid == cols && cols % V == 0 && ldd % V == 0 && stride % V == 0 &&
+         (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+}
+
+// dst[r][c] = src[r·stride + c] for r < rows_valid, c < cols_valid, else 0 (rows × cols).
+// cp.async path: thread i handles 16-byte pieces i, i + NT, ... (piece = r·(cols / V) + c / V);
+// otherwise element by element (synchronous).
+template <int NT, typename T>
+__device__ void tile_copy(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
+                          int cols) {
+  constexpr int V = 16 / sizeof(T);
+  if (tile_vec(ldd, src, stride, cols_valid, cols)) {
+    const int vcols = cols / V, dr = NT / vcols, dc = NT % vcols;
+    for (int r = threadIdx.x / vcols, cv = threadIdx.x % vcols; r < rows; r += dr, cv += dc) {
+      if (cv >= vcols) cv -= vcols, ++r;
+      if (r >= rows) break;
+      T* to = dst + r * ldd + cv * V;
+      if (r < rows_valid)
+        __pipeline_memcpy_async(to, src + int64_t(r) * stride + cv * V, 16);
+      else
+        *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < rows * cols; idx += NT) {
+    const int r = idx / cols, c = idx % cols;
+    dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
+  }
+}
+
+}  // namespace ss::cuda::ssd
