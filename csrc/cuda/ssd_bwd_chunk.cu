@@ -30,6 +30,7 @@ constexpr int kNT = 512;        // threads per block
 constexpr int kMaxHeads = 8;    // heads per block (d.HB)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
+static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
 // formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
@@ -93,51 +94,6 @@ __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
       dy[o] = from_float<T>(to_float(dout[o]) * silu_f(to_float(z[o])));
     }
   }
-}
-
-// The chunk scalars (as chunk_scalars) of every head of the block at once: head i at i·kQ.
-__device__ void head_scalars(const Dev& d, int b, int h_begin, int h_count, int t0, int q, float* dtp_s, float* der_s,
-                             float* cs_s, int* seg_s, float* ein_s, float* eout_s) {
-  const int tid = threadIdx.x;
-  const bool mine = tid < h_count * kQ;
-  const int hh = tid / kQ, i = tid % kQ, o = tid;
-  if (mine) {
-    const int h = h_begin + hh;
-    float dtp = 0.f, der = 0.f;
-    int flag = 0;
-    if (i < q) {
-      const int64_t t = t0 + i;
-      dtp = dt_forward(d, d.dt[(int64_t(b) * d.L + t) * d.H + h] + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
-      if (d.seq_idx && t > 0) flag = d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
-    }
-    dtp_s[o] = dtp, der_s[o] = der, cs_s[o] = dtp * d.A[h], seg_s[o] = flag;
-  }
-  __syncthreads();
-  const int warp = tid / 32, lane = tid % 32;
-  if (warp < h_count) {  // warp w: inclusive scans of head w (two contiguous elements per lane)
-    float* cs = cs_s + warp * kQ;
-    int* seg = seg_s + warp * kQ;
-    const float a0 = cs[2 * lane], a1 = a0 + cs[2 * lane + 1];
-    const int s0 = seg[2 * lane], s1 = s0 + seg[2 * lane + 1];
-    float xa = a1;
-    int xs = s1;
-    for (int off = 1; off < 32; off *= 2) {
-      const float ya = __shfl_up_sync(0xffffffffu, xa, off);
-      const int ys = __shfl_up_sync(0xffffffffu, xs, off);
-      if (lane >= off) xa += ya, xs += ys;
-    }
-    const float pa = xa - a1;
-    const int ps = xs - s1;
-    cs[2 * lane] = pa + a0, cs[2 * lane + 1] = pa + a1;
-    seg[2 * lane] = ps + s0, seg[2 * lane + 1] = ps + s1;
-  }
-  __syncthreads();
-  if (mine) {
-    const int last = hh * kQ + kQ - 1;
-    ein_s[o] = seg_s[o] == 0 ? __expf(cs_s[o]) : 0.f;
-    eout_s[o] = seg_s[o] == seg_s[last] ? __expf(cs_s[last] - cs_s[o]) : 0.f;
-  }
-  __syncthreads();
 }
 
 // Sum over the four lanes of a fragment row group (lanes 4g..4g+3), the same on each.
@@ -343,7 +299,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
     load_head(0, 0);
   }
-  head_scalars(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
+  chunk_scalars_heads<kQ>(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
 
   // dB / dC of this warp's rows r0.., columns n0.. (two 16-column groups), summed over the heads.
   const int n0 = wc * 32;

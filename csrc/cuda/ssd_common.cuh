@@ -19,11 +19,12 @@ namespace ss::cuda::ssd {
 constexpr int kThreads = 256;  // 8 warps per block
 constexpr int kWarps = kThreads / 32;
 
-// Tokens per chunk inside the kernels: 64 for 16-bit inputs (tensor-core tiles), 32 for f32 (its
-// operands take twice the shared memory). Results do not depend on it beyond rounding.
+// Tokens per chunk of the backward (and of the float32 forward): 64 for 16-bit inputs
+// (tensor-core tiles), 32 for f32 (its operands take twice the shared memory). Results do not
+// depend on it beyond rounding.
 template <typename T> struct Traits { static constexpr int Q = 64; };
 template <> struct Traits<float> { static constexpr int Q = 32; };
-// Tokens per chunk of the chunk-parallel forward for 16-bit inputs (ssd_fwd_chunked.cu).
+// Tokens per chunk of the 16-bit forward (ssd_fwd_mma.cu).
 constexpr int kChunkedQ = 256;
 
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
@@ -47,8 +48,8 @@ struct Dev {
   float* CB;  // (batch, nc, G, Q, Q): C·Bᵀ of every chunk, lower-triangular tiles (shared by a group's heads)
   void* S0;  // (batch, H, nc, PP, NP) T: state entering each chunk
   void* S1;  // (batch, H, nc, PP, NP) T: dL/d(state) at each chunk's end
-  void* St;    // chunk-parallel kernels: (batch, H, nc, PP, NP) T: chunk-local, then passed states
-  float* dec;  // chunk-parallel kernels: (batch, H, nc) decay across each chunk
+  void* St;    // 16-bit forward: (batch, H, nc, PP, NP) T: the state entering each kChunkedQ-token chunk
+  float* dec;  // 16-bit backward: (batch, H, nc) decay across each chunk
   bool stage_states;  // chunk-gradient kernel: S0/S1 tiles copied to shared memory (when they fit)
   void *dx, *dz;
   float *ddt, *dBh, *dCh, *dA_part, *dbias_part, *dD_part, *dh0;
@@ -96,18 +97,17 @@ struct ScalarPtrs {
         eout(reinterpret_cast<float*>(smem + l.sEout)) {}
 };
 
-struct FwdLayout : ChunkScalars {
-  int ldN, ldX, ldMT, ldH, ldHT, ldY;
-  size_t sB, sC, sX, sMT, sH, sHT, sY, sY2, bytes;
-  __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts, bool f32) {
-    ldN = NP + 8, ldX = PT + 8, ldMT = Q + 8, ldH = NP + 4, ldHT = NP + 8, ldY = PT + 4;
+struct FwdLayout : ChunkScalars {  // the float32 forward
+  int ldN, ldX, ldMT, ldH, ldY;
+  size_t sB, sC, sX, sMT, sH, sY, sY2, bytes;
+  __host__ __device__ FwdLayout(int Q, int NP, int PT, int ts) {
+    ldN = NP + 8, ldX = PT + 8, ldMT = Q + 8, ldH = NP + 4, ldY = PT + 4;
     size_t o = 0;
     sB = o, o = align128(o + size_t(Q) * ldN * ts);
     sC = o, o = align128(o + size_t(Q) * ldN * ts);
     sX = o, o = align128(o + size_t(Q) * ldX * ts);
     sMT = o, o = align128(o + size_t(Q) * ldMT * ts);
     sH = o, o = align128(o + size_t(PT) * ldH * 4);
-    sHT = o, o = align128(o + (f32 ? 0 : size_t(PT) * ldHT * ts));
     sY = o, o = align128(o + size_t(Q) * ldY * 4);
     sY2 = o, o = align128(o + size_t(Q) * ldY * 4);
     o = place_scalars(o, Q);
@@ -115,7 +115,7 @@ struct FwdLayout : ChunkScalars {
   }
 };
 
-struct StateLayout : ChunkScalars {  // reverse state pass
+struct StateLayout : ChunkScalars {  // reverse state pass of the float32 backward
   int ldN, ldX, ldG;
   size_t sC, sDy, sG, bytes;
   __host__ __device__ StateLayout(int Q, int NP, int PT, int ts) {
@@ -255,11 +255,19 @@ __device__ __forceinline__ float dt_forward(const Dev& d, float raw, float* deri
 
 // Also the decay factors every kernel needs per row: e_in[t] = exp(cs_t) while t is on the
 // incoming sequence (else 0), e_out[s] = exp(cs_end − cs_s) for s on the outgoing one (else 0).
-template <int Q>
-__device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer, float* sCs, int* sSeg,
-                              float* sEin, float* sEout) {
-  const int i = threadIdx.x;
-  if (i < Q) {
+// Heads h_begin .. h_begin + h_count − 1 at once (head i's scalars at i·Q of every array): thread
+// i·Q + t computes token t of head i, warp i scans head i; the block needs h_count·Q threads
+// and h_count warps at least. ONE (h_count == 1) folds the head indices to constants: without
+// it the single-head kernels compile to different register allocations (ssd_fwd_kernel<float>
+// 64 → 94 registers).
+template <int Q, bool ONE = false>
+__device__ void chunk_scalars_heads(const Dev& d, int b, int h_begin, int h_count, int t0, int q, float* sDtp,
+                                    float* sDer, float* sCs, int* sSeg, float* sEin, float* sEout) {
+  const int tid = threadIdx.x;
+  const bool mine = tid < h_count * Q;
+  const int hh = ONE ? 0 : tid / Q, i = ONE ? tid : tid % Q;
+  if (mine) {
+    const int h = h_begin + hh;
     float dtp = 0.f, der = 0.f;
     int flag = 0;
     if (i < q) {
@@ -267,20 +275,23 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
       dtp = dt_forward(d, d.dt[(int64_t(b) * d.L + t) * d.H + h] + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
       if (d.seq_idx && t > 0) flag = d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
     }
-    sDtp[i] = dtp;
-    sDer[i] = der;
-    sCs[i] = dtp * d.A[h];
-    sSeg[i] = flag;
+    sDtp[tid] = dtp;
+    sDer[tid] = der;
+    sCs[tid] = dtp * d.A[h];
+    sSeg[tid] = flag;
   }
   __syncthreads();
-  if (i < 32) {
+  const int warp = ONE ? 0 : tid / 32, lane = ONE ? tid : tid % 32;
+  if (tid < 32 * h_count) {
     constexpr int E = Q / 32;  // elements per lane, contiguous
+    float* cs = sCs + warp * Q;
+    int* seg = sSeg + warp * Q;
     float a[E];
     int s[E];
     float fa = 0.f;
     int fs = 0;
     for (int e = 0; e < E; ++e) {
-      fa += sCs[i * E + e], fs += sSeg[i * E + e];
+      fa += cs[lane * E + e], fs += seg[lane * E + e];
       a[e] = fa, s[e] = fs;
     }
     float xa = fa;
@@ -288,18 +299,26 @@ __device__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* 
     for (int off = 1; off < 32; off *= 2) {
       const float ya = __shfl_up_sync(0xffffffffu, xa, off);
       const int ys = __shfl_up_sync(0xffffffffu, xs, off);
-      if (i >= off) xa += ya, xs += ys;
+      if (lane >= off) xa += ya, xs += ys;
     }
     const float pa = xa - fa;  // exclusive prefix of this lane
     const int ps = xs - fs;
-    for (int e = 0; e < E; ++e) sCs[i * E + e] = pa + a[e], sSeg[i * E + e] = ps + s[e];
+    for (int e = 0; e < E; ++e) cs[lane * E + e] = pa + a[e], seg[lane * E + e] = ps + s[e];
   }
   __syncthreads();
-  if (i < Q) {
-    sEin[i] = sSeg[i] == 0 ? __expf(sCs[i]) : 0.f;
-    sEout[i] = sSeg[i] == sSeg[Q - 1] ? __expf(sCs[Q - 1] - sCs[i]) : 0.f;
+  if (mine) {
+    const int last = hh * Q + Q - 1;
+    sEin[tid] = sSeg[tid] == 0 ? __expf(sCs[tid]) : 0.f;
+    sEout[tid] = sSeg[tid] == sSeg[last] ? __expf(sCs[last] - sCs[tid]) : 0.f;
   }
   __syncthreads();
+}
+
+// One head's chunk scalars (the first Q threads and the first warp do the work).
+template <int Q>
+__device__ __forceinline__ void chunk_scalars(const Dev& d, int b, int h, int t0, int q, float* sDtp, float* sDer,
+                                              float* sCs, int* sSeg, float* sEin, float* sEout) {
+  chunk_scalars_heads<Q, true>(d, b, h, 1, t0, q, sDtp, sDer, sCs, sSeg, sEin, sEout);
 }
 
 // Tile loads with conversion-free copies and zero padding: dst[r][c] = src[r·stride + c].

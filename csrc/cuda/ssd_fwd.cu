@@ -5,8 +5,8 @@
 //   Lm = CB ∘ exp(segsum) ∘ dt',  Y = Lm·X + diag(e_in)·C·H0ᵀ + D·X (gated),
 //   H  = decay·H0 + Xᵀ·(w ∘ B)
 // The same kernel, without Y, writes each chunk's incoming state for the backward pass.
-// Runs float32 (exact FMA); 16-bit inputs take the chunk-parallel kernels of ssd_fwd_chunked.cu.
-// ssd_cb_kernel (64-token chunks) also serves the 16-bit backward.
+// Runs float32 only (exact FMA); 16-bit inputs take the tensor-core kernels of ssd_fwd_mma.cu.
+// ssd_cb_kernel (64-token chunks) also serves the 16-bit backward's general chunk-gradient path.
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
@@ -34,16 +34,15 @@ __global__ void __launch_bounds__(kThreads) ssd_cb_kernel(Dev d) {
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
+  static_assert(std::is_same_v<T, float>, "16-bit inputs run ssd_fwd_mma.cu");
   constexpr int Q = Traits<T>::Q;
-  constexpr bool kF32 = std::is_same_v<T, float>;
   extern __shared__ __align__(128) unsigned char smem[];
-  const FwdLayout lay(Q, d.NP, d.PT, sizeof(T), kF32);
+  const FwdLayout lay(Q, d.NP, d.PT, sizeof(T));
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
   T* sMT = reinterpret_cast<T*>(smem + lay.sMT);
   float* sH = reinterpret_cast<float*>(smem + lay.sH);
-  T* sHT = reinterpret_cast<T*>(smem + lay.sHT);
   float* sY = reinterpret_cast<float*>(smem + lay.sY);
   float* sY2 = reinterpret_cast<float*>(smem + lay.sY2);
   const ScalarPtrs sc(smem, lay);
@@ -57,9 +56,6 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   const T* z = static_cast<const T*>(d.z);
   T* y = static_cast<T*>(d.y);
   const bool want_y = y != nullptr;
-  // The operand the products read H through: a T copy for tensor cores, H itself for f32.
-  const T* hop = kF32 ? reinterpret_cast<const T*>(sH) : sHT;
-  const int ldhop = kF32 ? lay.ldH : lay.ldHT;
 
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
     const int p = i / NP, n = i % NP;
@@ -73,9 +69,6 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
       T* s0 = static_cast<T*>(d.S0) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
       for (int i = threadIdx.x; i < PT * NP; i += kThreads) s0[i] = from_float<T>(sH[(i / NP) * lay.ldH + i % NP]);
     }
-    if constexpr (!kF32)
-      for (int i = threadIdx.x; i < PT * NP; i += kThreads)
-        sHT[(i / NP) * lay.ldHT + i % NP] = from_float<T>(sH[(i / NP) * lay.ldH + i % NP]);
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
     if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
@@ -85,7 +78,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     const float cs_end = sc.cs[Q - 1];
     const int seg_end = sc.seg[Q - 1];
     if (want_y) {
-      block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, hop, ldhop, sY2, lay.ldY, 0.f);  // C·H0ᵀ
+      block_gemm<T, true, false, Tri::Full>(Q, PT, NP, sC, lay.ldN, sH, lay.ldH, sY2, lay.ldY, 0.f);  // C·H0ᵀ
       const float* cb = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
       for (int idx = threadIdx.x; idx < Q * Q; idx += kThreads) {
         const int t = idx / Q, s = idx % Q;
@@ -99,7 +92,7 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
       const float w = sc.eout[s] * sc.dtp[s];
       sB[s * lay.ldN + n] = from_float<T>(to_float(sB[s * lay.ldN + n]) * w);
     }
-    __syncthreads();  // Lm, Bw and C·H0ᵀ done (f32 read H itself there: it may change now)
+    __syncthreads();  // Lm, Bw and C·H0ᵀ done (read H itself there: it may change now)
     if (want_y) block_gemm<T, true, true, Tri::LowerA>(Q, PT, Q, sMT, lay.ldMT, sX, lay.ldX, sY, lay.ldY, 0.f);  // Lm·X
     const float decay = seg_end == 0 ? __expf(cs_end) : 0.f;
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sX, lay.ldX, sB, lay.ldN, sH, lay.ldH, decay);  // H = decay·H + Xᵀ·Bw
@@ -136,7 +129,7 @@ void launch_cb(const Dev& d, cudaStream_t stream) {
 template <typename T>
 void launch_forward(const Dev& d, cudaStream_t stream) {
   if (d.y) launch_cb<T>(d, stream);  // the output needs C·Bᵀ; the backward's state-only pass does not
-  const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T), std::is_same_v<T, float>);
+  const FwdLayout lay(d.Q, d.NP, d.PT, sizeof(T));
   set_smem(ssd_fwd_kernel<T>, lay.bytes, "ssdChunkScan: shared memory");
   dim3 grid(d.PP / d.PT, d.H, d.batch);
   ssd_fwd_kernel<T><<<grid, kThreads, lay.bytes, stream>>>(d);
@@ -146,6 +139,6 @@ void launch_forward(const Dev& d, cudaStream_t stream) {
 template void launch_cb<float>(const Dev&, cudaStream_t);
 template void launch_cb<__half>(const Dev&, cudaStream_t);
 template void launch_cb<__nv_bfloat16>(const Dev&, cudaStream_t);
-template void launch_forward<float>(const Dev&, cudaStream_t);  // 16-bit: ssd_fwd_chunked.cu
+template void launch_forward<float>(const Dev&, cudaStream_t);  // 16-bit: ssd_fwd_mma.cu
 
 }  // namespace ss::cuda::ssd

@@ -16,8 +16,8 @@ template <typename K> void set_smem(K* kernel, size_t bytes, const char* what) {
         what);
 }
 
-// The same problem seen by the chunk-parallel kernels: kChunkedQ-token chunks, headdim padded
-// to their 64-wide tiles.
+// The same problem seen by the 16-bit forward: kChunkedQ-token chunks, headdim padded to its
+// 64-wide tiles.
 inline Dev chunked_view(Dev d) {
   d.Q = kChunkedQ;
   d.nc = (d.L + kChunkedQ - 1) / kChunkedQ;
@@ -26,18 +26,16 @@ inline Dev chunked_view(Dev d) {
   return d;
 }
 
-// float32 only (16-bit types run launch_forward_chunked / launch_backward_states).
+// float32 only (16-bit types run launch_forward_mma). Without d.y: only the state entering
+// every chunk into d.S0 (the backward's first stage).
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 on tensor cores (d.Q == kChunkedQ, d.PP a
 // multiple of 64, d.St set; cb: forward_mma_cb_bytes(d) bytes; scal: (batch, H, Lpad)
 // per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
 template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
 int64_t forward_mma_cb_bytes(const Dev& d);
-// Backward of __half / __nv_bfloat16, chunk-parallel: S0 (state entering every chunk of d) and
-// S1 (dL/dstate at every chunk's end), dInitialStates. Scratch: d.St sized for chunked_view(d),
-// d.dec for d.nc chunks (the run-level decays reuse it first).
-template <typename T> void launch_backward_states(const Dev& d, cudaStream_t stream, StageTimer& timer);
-// C·Bᵀ of every chunk and group into d.CB (the forward launches it itself when it writes y).
+// C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
+// y; the backward before its general chunk-gradient kernel).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
 // Backward of __half / __nv_bfloat16 (ssd_bwd_states.cu): S0 (state entering every chunk of d),
 // S1 (dL/dstate at every chunk's end) and dInitialStates; d.dec gets the chunks' decays.
@@ -48,7 +46,7 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
 // dstate ≤ 128: false (nothing launched) for other sizes.
 template <typename T> bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (float32: forward kernel, reverse state pass; 16-bit:
-// launch_backward_states), chunk gradients, reductions.
+// launch_backward_states_seq), chunk gradients, reductions.
 // weights: 16-bit types, scratch for launch_backward_states_seq (float32: unused).
 template <typename T> void launch_backward(const Dev& d, float* weights, cudaStream_t stream);
 
