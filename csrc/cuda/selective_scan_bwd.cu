@@ -26,27 +26,29 @@ namespace {
 template <int K>
 constexpr int bwd_min_blocks() { return K == 4 ? 4 : 1; }
 
-template <typename T, int K>
+template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
   const int TP = row_stride(chunk);
+  // kG > 0: the lanes per row (and so rows per block and padded dstate) are compile-time constants
+  const int G = kG > 0 ? kG : lo.G, npad = G * K, dims = kThreads / G;
   float* s_dt = smem;                  // delta'
-  float* s_u = s_dt + lo.dims * TP;    // u, then du
-  float* s_z = s_u + lo.dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
-  float* s_dy = s_z + lo.dims * TP;    // dy * silu(z) (dy without z), then ddelta
-  float* s_dsp = s_dy + lo.dims * TP;  // d delta' / d (delta + bias); 0 past seqlen
-  float* s_B = s_dsp + lo.dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
-  float* s_C = s_B + chunk * lo.npad;
-  int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
+  float* s_u = s_dt + dims * TP;    // u, then du
+  float* s_z = s_u + dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
+  float* s_dy = s_z + dims * TP;    // dy * silu(z) (dy without z), then ddelta
+  float* s_dsp = s_dy + dims * TP;  // d delta' / d (delta + bias); 0 past seqlen
+  float* s_B = s_dsp + dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
+  float* s_C = s_B + chunk * npad;
+  int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
   // [kPartSteps][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
   // [2][kThreads][K]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
   float* s_pB = s_bnd + (chunk / kSub) * K * kThreads;
-  float* s_pC = s_pB + kPartSteps * lo.dims * lo.npad;
+  float* s_pC = s_pB + kPartSteps * dims * npad;
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
+  const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
   const bool active = dl < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate, row = b * p.dim + d;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
@@ -109,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   // the time-invariant values (no branch per step).
   const float* b_src = b_ti ? s_pB + tid * K : s_B + lane * K;
   const float* c_src = c_ti ? s_pC + tid * K : s_C + lane * K;
-  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
+  const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
   auto load_b = [&](float (&bv)[K], int t) { load_k<K>(bv, b_src + t * b_step); };
   auto load_c = [&](float (&cv)[K], int t) { load_k<K>(cv, c_src + t * c_step); };
 
@@ -130,19 +132,22 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 
   // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's rows in
   // a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
-  // Block-uniform; the barriers around it order the partial stores and their reuse.
+  // Every count is a power of two, so tasks split by shifts (constants when G is). Block-uniform;
+  // the barriers around it order the partial stores and their reuse.
+  const int nq = npad / 4, per = kPartSteps * nq, tasks = 2 * per;
+  const int S = tasks < kThreads ? kThreads / tasks : 1;
+  const int lg_S = ilog2(S), lg_nq = ilog2(nq), lg_per = ilog2(per);
+  const bool vec4 = (N & 3) == 0;  // whole float4 stores (the scratch offsets are 16-byte aligned)
   auto reduce_parts = [&](int64_t c, int t_first, int len) {
     __syncthreads();
-    const int nq = lo.npad / 4, per = kPartSteps * nq, tasks = 2 * per;
-    const int S = tasks < kThreads ? kThreads / tasks : 1;
     for (int i = tid; i < tasks * S; i += kThreads) {
-      const int task = i / S, sub = i % S;
+      const int task = i >> lg_S, sub = i & (S - 1);
       const bool isC = task >= per;
-      const int rem = isC ? task - per : task, j = rem / nq, q = rem % nq;
-      const float* src = (isC ? s_pC : s_pB) + j * lo.dims * lo.npad + 4 * q;
+      const int rem = task & (per - 1), j = rem >> lg_nq, q = rem & (nq - 1);
+      const float* src = (isC ? s_pC : s_pB) + j * dims * npad + 4 * q;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int r = sub; r < lo.dims; r += S) {
-        const float4 v = *reinterpret_cast<const float4*>(src + r * lo.npad);
+      for (int r = sub; r < dims; r += S) {
+        const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
       for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
@@ -152,13 +157,17 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
       }
       const int t = t_first + j;
-      if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
+      if (sub != 0 || t >= len || (isC ? c_ti : b_ti) || 4 * q >= N) continue;
       const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
-      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
-      const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
+      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o + 4 * q;
+      if (vec4) {
+        *reinterpret_cast<float4*>(dst) = acc;
+      } else {
+        const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (4 * q + e < N) dst[4 * q + e] = vals[e];
+        for (int e = 0; e < 4; ++e)
+          if (4 * q + e < N) dst[e] = vals[e];
+      }
     }
     __syncthreads();
   };
@@ -270,13 +279,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
             for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
           } else {
-            store_k<K>(s_pC + (q * lo.dims + dl) * lo.npad + lane * K, dc);
+            store_k<K>(s_pC + (q * dims + dl) * npad + lane * K, dc);
           }
           if (b_ti) {
 #pragma unroll
             for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
           } else {
-            store_k<K>(s_pB + (q * lo.dims + dl) * lo.npad + lane * K, db);
+            store_k<K>(s_pB + (q * dims + dl) * npad + lane * K, db);
           }
           part[0][q] = ddt;
           part[1][q] = gB;
@@ -299,30 +308,45 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
     if (vec && len == chunk) {
-      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+      for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        float dv[V], uv[V], zv[V], yv[V], sp[V];
-        if (r < br.nd) {
+        // raw 16-byte loads first (all in flight at once), then four elements at a time
+        // converted and stored, so that few floats are live at once
+        uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, ry = rd, rz = rd;
+        float bb = 0.f;
+        const bool in = r < br.nd;
+        if (in) {
           const int64_t gi = base + r * L + t0 + t;
-          load_vec<T>(dv, delta + gi);
-          load_vec<T>(uv, u + gi);
-          load_vec<T>(yv, dy + gi);
-          if (z) load_vec<T>(zv, z + gi);
-          const float bb = bias ? bias[br.d0 + r] : 0.f;
-#pragma unroll
-          for (int e = 0; e < V; ++e) prep(dv[e], bb, z ? zv[e] : 0.f, yv[e], dv[e], sp[e], zv[e], yv[e]);
-        } else {
-#pragma unroll
-          for (int e = 0; e < V; ++e) dv[e] = uv[e] = zv[e] = yv[e] = sp[e] = 0.f;
+          rd = *reinterpret_cast<const uint4*>(delta + gi);
+          ru = *reinterpret_cast<const uint4*>(u + gi);
+          ry = *reinterpret_cast<const uint4*>(dy + gi);
+          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          if (bias) bb = bias[br.d0 + r];
         }
-        store_k<V>(s_dt + r * TP + t, dv);
+        const float keep = in ? 1.f : 0.f;
+        float uv[V];
+        unpack_vec<T>(uv, ru);
         store_k<V>(s_u + r * TP + t, uv);
-        store_k<V>(s_z + r * TP + t, zv);
-        store_k<V>(s_dy + r * TP + t, yv);
-        store_k<V>(s_dsp + r * TP + t, sp);
+        const T* ed = reinterpret_cast<const T*>(&rd);
+        const T* ey = reinterpret_cast<const T*>(&ry);
+        const T* ez = reinterpret_cast<const T*>(&rz);
+#pragma unroll
+        for (int h = 0; h < V; h += 4) {
+          float dv[4], sp[4], zf[4], gy[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], sp[e], zf[e],
+                 gy[e]);
+            dv[e] *= keep, sp[e] *= keep;  // dy (and so zf, gy) is already zero there
+          }
+          store_k<4>(s_dt + r * TP + t + h, dv);
+          store_k<4>(s_z + r * TP + t + h, zf);
+          store_k<4>(s_dy + r * TP + t + h, gy);
+          store_k<4>(s_dsp + r * TP + t + h, sp);
+        }
       }
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+      for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
         float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f, dsp = 0.f;
         if (r < br.nd && t < len) {
@@ -341,6 +365,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, bc_vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
+    if (c > 0) {  // the chunk before this one (processed next) into L2
+      const int64_t tp = t0 - chunk;
+      prefetch_rows(delta + base, L, br.nd, tp, chunk);
+      prefetch_rows(u + base, L, br.nd, tp, chunk);
+      prefetch_rows(dy + base, L, br.nd, tp, chunk);
+      if (z) prefetch_rows(z + base, L, br.nd, tp, chunk);
+      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tp, chunk);
+      if (!c_ti) prefetch_rows(Cg, L, static_cast<int>(N), tp, chunk);
+    }
 
     if (p.seq_idx)
       run_chunk(std::true_type{}, c, len);
@@ -350,7 +383,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 
     // the chunk's du, ddelta, dz
     if (vec && len == chunk) {
-      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+      for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         if (r >= br.nd) continue;
         const int64_t gi = base + r * L + t0 + t;
@@ -365,7 +398,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         }
       }
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+      for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
         if (r >= br.nd || t >= len) continue;
         const int64_t gi = base + r * L + t0 + t;
@@ -444,12 +477,12 @@ int grid_for(int64_t n) {
 }
 
 // One slab: the reverse kernel over chunks c_lo .. c_hi - 1, then that slab's per-step dB/dC.
-template <typename T, int K>
+template <typename T, int K, int kG>
 void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
                      int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
-  auto kernel = scan_bwd_kernel<T, K>;
+  auto kernel = scan_bwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
@@ -489,10 +522,7 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
     for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
       const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      if (lo.K == 4)
-        launch_bwd_slab<T, 4>(p, lo, tl, sl, c_lo, c_hi, st);
-      else
-        launch_bwd_slab<T, 8>(p, lo, tl, sl, c_lo, c_hi, st);
+      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
     }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");

@@ -35,6 +35,26 @@ inline Layout layout_for(int64_t dstate) {
   return {G, K, G * K, kThreads / G};
 }
 
+// Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
+// time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
+// stays a run-time value (dstate 1-8 and 17-128). Three kernels per dtype, not one per layout.
+#define SS_LAYOUT_SWITCH(LO, K, KG, ...)                                                         \
+  [&] {                                                                                          \
+    if ((LO).K == 8) {                                                                           \
+      constexpr int K = 8, KG = 32;                                                              \
+      return __VA_ARGS__();                                                                      \
+    } else if ((LO).G == 4) {                                                                    \
+      constexpr int K = 4, KG = 4;                                                               \
+      return __VA_ARGS__();                                                                      \
+    } else {                                                                                     \
+      constexpr int K = 4, KG = 0;                                                               \
+      return __VA_ARGS__();                                                                      \
+    }                                                                                            \
+  }()
+
+// log2 of a power of two (a constant when x is)
+__host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
+
 // K consecutive floats from 16-byte aligned shared memory.
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
@@ -53,11 +73,14 @@ __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
 
 // 16 bytes of a row (V = 16 / sizeof(T) consecutive elements) to or from floats.
 template <typename T>
-__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+__device__ __forceinline__ void unpack_vec(float (&dst)[16 / sizeof(T)], const uint4& raw) {
   const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
   for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) dst[j] = cuda::to_float(e[j]);
+}
+template <typename T>
+__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
+  unpack_vec<T>(dst, *reinterpret_cast<const uint4*>(src));
 }
 template <typename T>
 __device__ __forceinline__ void store_vec(T* dst, const float (&src)[16 / sizeof(T)]) {
@@ -130,15 +153,17 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   const int64_t slab = slab_chunks(chunk) * chunk;
   s.slab_len = p.seqlen < slab ? p.seqlen : slab;
   const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * s.slab_len * p.dstate;
+  // every part starts 16-byte aligned (the per-step partials are stored as float4)
   int64_t o = 0;
-  s.dA = o, o += rows * p.dstate;
-  s.dD = o, o += rows;
-  s.dbias = o, o += rows;
-  s.dB_ti = o, o += p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
-  s.dC_ti = o, o += p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
-  s.g = o, o += rows * p.dstate;
-  s.dB_step = o, o += p.b_form == ScanBCForm::PerStep ? step : 0;
-  s.dC_step = o, o += p.c_form == ScanBCForm::PerStep ? step : 0;
+  auto take = [&o](int64_t n) { const int64_t at = o; o += (n + 3) & ~int64_t{3}; return at; };
+  s.dA = take(rows * p.dstate);
+  s.dD = take(rows);
+  s.dbias = take(rows);
+  s.dB_ti = take(p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
+  s.dC_ti = take(p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
+  s.g = take(rows * p.dstate);
+  s.dB_step = take(p.b_form == ScanBCForm::PerStep ? step : 0);
+  s.dC_step = take(p.c_form == ScanBCForm::PerStep ? step : 0);
   s.total = o;
   return s;
 }
@@ -220,7 +245,7 @@ __device__ __forceinline__ void reduce_steps4(const float (&part)[M][4], int G, 
     w[m] = (bit1 ? q1[m] : q0[m]) + __shfl_xor_sync(0xffffffffu, bit1 ? q0[m] : q1[m], 2);
     for (int off = 4; off < G; off <<= 1) w[m] += __shfl_xor_sync(0xffffffffu, w[m], off);
   }
-  if (lane < 4) emit(2 * bit0 + bit1, w);
+  if (G == 4 || lane < 4) emit(2 * bit0 + bit1, w);
 }
 
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
@@ -287,6 +312,19 @@ __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, c
   int4 rs4 = make_int4(0, 0, 0, 0);
   if (kRestart) rs4 = *reinterpret_cast<const int4*>(rst + t);
   return Steps4{{dt4.x, dt4.y, dt4.z, dt4.w}, {u4.x, u4.y, u4.z, u4.w}, {rs4.x, rs4.y, rs4.z, rs4.w}};
+}
+
+// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a 128-byte line per
+// thread in turn. Issued for the next chunk while this one computes, so that its staging loads
+// come from L2 instead of waiting on device memory with every warp of the block.
+template <typename T>
+__device__ __forceinline__ void prefetch_rows(const T* src, int64_t stride, int rows, int64_t t0, int len) {
+  constexpr int E = 128 / sizeof(T);  // elements per line
+  const int lines = (len + E - 1) / E;
+  for (int i = threadIdx.x; i < rows * lines; i += kThreads) {
+    const int r = i / lines, j = i - r * lines;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
+  }
 }
 
 // Restart flags of a chunk: 1 where seqIdx changes (the state before that step is dropped).

@@ -1,10 +1,12 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
-// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory. Each lane
-// then advances its K states through the chunk four steps at a time (one 16-byte load brings
-// four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
-// <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
-// applies D and the gate. y goes back coalesced. When p.checkpoints is set it also writes the
-// state after every chunk (for the backward).
+// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
+// for the next chunk's inputs. Each lane then advances its K states through the chunk four steps
+// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
+// state), two such groups per loop iteration with no branch inside (the lanes per row are a
+// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
+// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
+// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
+// p.checkpoints is set it also writes the state after every chunk (for the backward).
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -19,7 +21,7 @@ namespace {
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
-template <typename T, int K>
+template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
   extern __shared__ __align__(16) float smem[];
@@ -34,7 +36,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
+  // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
+  const int G = kG > 0 ? kG : lo.G, npad = G * K;
+  const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
   const bool active = dl < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
@@ -71,7 +75,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // time-invariant values with step 0 (no branch per step).
   const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
   const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
-  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
+  const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   const bool want_y = p.y != nullptr;
   const float* rdt = s_dt + dl * TP;
@@ -83,7 +87,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // backward). Steps past seqlen have delta' = 0: the state stays as is.
   auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-#pragma unroll 1
+#pragma unroll 2
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
       const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
@@ -110,11 +114,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         part[0][s] = acc;
       }
       if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); silu(z)'s slot takes y.
+      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      // gate's slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        float yv = fmaf(Dd, st.u_at(s), v[0]);
-        if (z) yv *= rzy[t + s];
-        rzy[t + s] = yv;
+        rzy[t + s] = fmaf(Dd, st.u_at(s), v[0]) * rzy[t + s];
       });
     }
   };
@@ -130,30 +133,34 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     if (vec && len == chunk) {
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        float dv[V], uv[V], zv[V];
-        if (r < br.nd) {
+        // raw 16-byte loads first (all in flight at once), then one row at a time converted
+        // and stored, so that only one row's V floats are live
+        uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
+        float bb = 0.f;
+        const bool in = r < br.nd;
+        if (in) {
           const int64_t gi = base + r * L + t0 + t;
-          load_vec<T>(dv, delta + gi);
-          load_vec<T>(uv, u + gi);
-          if (z) load_vec<T>(zv, z + gi);
-          const float bb = bias ? bias[br.d0 + r] : 0.f;
-#pragma unroll
-          for (int j = 0; j < V; ++j) {
-            dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
-            if (z) zv[j] *= sigmoid(zv[j]);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
+          rd = *reinterpret_cast<const uint4*>(delta + gi);
+          ru = *reinterpret_cast<const uint4*>(u + gi);
+          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          if (bias) bb = bias[br.d0 + r];
         }
-        store_k<V>(s_dt + r * TP + t, dv);
-        store_k<V>(s_u + r * TP + t, uv);
-        if (z) store_k<V>(s_zy + r * TP + t, zv);
+        float v[V];
+        unpack_vec<T>(v, rd);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = in ? (p.delta_softplus ? softplus(v[j] + bb) : v[j] + bb) : 0.f;
+        store_k<V>(s_dt + r * TP + t, v);
+        unpack_vec<T>(v, ru);
+        store_k<V>(s_u + r * TP + t, v);
+        unpack_vec<T>(v, rz);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = z ? v[j] * sigmoid(v[j]) : 1.f;
+        store_k<V>(s_zy + r * TP + t, v);
       }
     } else {
       for (int i = tid; i < lo.dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zv = 0.f;
+        float dtv = 0.f, uv = 0.f, zv = 1.f;
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
@@ -172,6 +179,15 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
+    if (t0 + span < L) {  // the next chunk's inputs into L2
+      const int64_t tn = t0 + span;
+      const int ln = static_cast<int>(L - tn < chunk ? L - tn : chunk);
+      prefetch_rows(delta + base, L, br.nd, tn, ln);
+      prefetch_rows(u + base, L, br.nd, tn, ln);
+      if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
+      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
+      if (!c_ti) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+    }
 
     const int ngroups = (len + 3) >> 2;
     if (p.seq_idx) {
@@ -229,10 +245,10 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
-template <typename T, int K>
+template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const size_t smem = fwd_smem_bytes(lo, chunk);
-  auto kernel = scan_fwd_kernel<T, K>;
+  auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
@@ -264,12 +280,7 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K == 4)
-      launch_fwd<T, 4>(p, lo, tl, chunk, st);
-    else
-      launch_fwd<T, 8>(p, lo, tl, chunk, st);
-  });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
 }
 
 }  // namespace ss

@@ -19,8 +19,12 @@ const cases: ScanCase[] = [
   { batch: 1, dim: 3, seqlen: 5000, dstate: 16, B: 'step', C: 'ti', D: true, initialState: true, z: true },
   { batch: 3, dim: 6, seqlen: 71, dstate: 9, B: 2, C: 3, z: true, D: true, packed: [[70, 1], [1, 70], [20, 30, 21]] },
   { batch: 2, dim: 96, seqlen: 100, dstate: 16, B: 3, C: 'step', z: true, D: true, softplus: true, initialState: true, packed: [[31, 69], [100]] },
-  // more blocks than SMs: the forward staggers the first chunk of later blocks (16-byte staging after it)
+  // more blocks than SMs, a partial last chunk after whole 16-byte staged ones
   { batch: 2, dim: 4096, seqlen: 200, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true },
+  // the layouts whose lanes per row stay a run-time value in the kernels: 2, 8 and 32 lanes of 4 states
+  { batch: 2, dim: 5, seqlen: 70, dstate: 7, B: 'step', C: 'step', z: true, D: true, softplus: true },
+  { batch: 1, dim: 33, seqlen: 130, dstate: 32, B: 'step', C: 'ti', z: true, deltaBias: true, softplus: true, initialState: true },
+  { batch: 2, dim: 10, seqlen: 40, dstate: 100, B: 2, C: 'step', D: true, softplus: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
