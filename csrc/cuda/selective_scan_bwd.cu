@@ -1,15 +1,17 @@
 // CUDA selective scan backward. Nothing per step is stored by the forward: a forward pass writes
 // the f32 state every `chunk` steps (checkpoints), then this kernel walks the chunks in reverse:
-//   1. stage the chunk's inputs in shared memory (softplus, its derivative and the silu gate
-//      factors computed once per element);
+//   1. stage the chunk's inputs in shared memory (softplus and the silu gate factors computed
+//      once per element), and ask L2 for the previous chunk's;
 //   2. from the checkpoint, recompute the states at every kSub-step boundary (shared memory);
-//   3. per sub-chunk, in reverse: recompute its kSub states into registers (and, with z, the
-//      ungated y for dz), then run the reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1})
-//      (recomputing the decays a_t) and form every gradient. Per-row sums over the state lanes
-//      (d delta', B.g) go four steps at a time through reduce_steps4; the lane owning a step
-//      writes du and ddelta; per-step dB/dC are summed over the block's rows every 4 steps.
-// 128 registers and ~51 KiB of shared memory at dstate 16 let 4 blocks share an SM, so the 512
-// blocks of batch 4 x dim 4096 run in one wave on 132 SMs (3 per SM took two).
+//   3. per sub-chunk (four steps), in reverse: recompute its states and decays into registers
+//      (and, with z, the ungated y for dz), then run the reverse recurrence
+//      g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays and form every gradient. Per-row
+//      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
+//      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
+//      over the block's rows every 4 steps.
+// Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). 128 registers and ~54 KiB of
+// shared memory at dstate 16 let 4 blocks share an SM, so the 512 blocks of batch 4 x dim 4096
+// run in one wave on 132 SMs (3 per SM took two).
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
 #include <type_traits>
@@ -21,7 +23,7 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// 4 resident blocks with 4 states per lane (128 registers, ~51 KiB of shared memory at dstate
+// 4 resident blocks with 4 states per lane (128 registers, ~54 KiB of shared memory at dstate
 // 16): the 512 blocks of the benchmark shape then run in one wave on 132 SMs.
 template <int K>
 constexpr int bwd_min_blocks() { return K == 4 ? 4 : 1; }
@@ -37,8 +39,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   float* s_u = s_dt + dims * TP;    // u, then du
   float* s_z = s_u + dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
   float* s_dy = s_z + dims * TP;    // dy * silu(z) (dy without z), then ddelta
-  float* s_dsp = s_dy + dims * TP;  // d delta' / d (delta + bias); 0 past seqlen
-  float* s_B = s_dsp + dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
+  float* s_B = s_dy + dims * TP;    // [chunk][npad]; every array from here is 16-byte aligned
   float* s_C = s_B + chunk * npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
@@ -105,7 +106,6 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   float* r_u = s_u + dl * TP;
   float* r_z = s_z + dl * TP;
   float* r_dy = s_dy + dl * TP;
-  const float* r_dsp = s_dsp + dl * TP;
 
   // B_t / C_t values of this lane: from b_src + t * b_step, the staged tile or, with step 0,
   // the time-invariant values (no branch per step).
@@ -115,11 +115,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   auto load_b = [&](float (&bv)[K], int t) { load_k<K>(bv, b_src + t * b_step); };
   auto load_c = [&](float (&cv)[K], int t) { load_k<K>(cv, c_src + t * c_step); };
 
-  // One staged element: delta' and its derivative, the gated dy and dy's factor for dz.
-  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_dsp, float& o_zf, float& o_dy) {
+  // One staged element: delta', the gated dy and dy's factor for dz.
+  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf, float& o_dy) {
     const float pre = dlt + bb;
     o_dt = p.delta_softplus ? softplus(pre) : pre;
-    o_dsp = p.delta_softplus ? sigmoid(pre) : 1.f;
     if (z) {
       const float sg = sigmoid(zv);
       o_dy = dyv * zv * sg;
@@ -173,8 +172,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   };
 
   // Steps 2 and 3 for one chunk; kRestart: seqIdx present. Steps past seqlen are staged with
-  // delta' = u = dy = dsoftplus = 0 (and zero B/C tiles), which makes them exact no-ops for the
-  // states and every gradient, so sub-chunks always run kSub steps.
+  // delta' = u = dy = 0 (and zero B/C tiles) and get softplus' = 0, which makes them exact no-ops
+  // for the states and every gradient, so sub-chunks always run kSub steps.
   auto run_chunk = [&](auto restart_tag, int64_t c, int len) {
     constexpr bool kRestart = decltype(restart_tag)::value;
     // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
@@ -212,94 +211,83 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
       }
     }
 
-    // 3. sub-chunks in reverse
+    // 3. sub-chunks (one group of four steps each) in reverse: their states and decays recomputed
+    // into registers, then the reverse recurrence over them
+    static_assert(kSub == 4 && kPartSteps == 4, "a sub-chunk is one four-step group");
     for (int s = nsub - 1; s >= 0; --s) {
-      float h[kSub + 1][K];  // h[j] = state before step s*kSub + j
+      const int t = s * kSub;
+      float h[kSub + 1][K];  // h[j] = state before step t + j
+      float a[kSub][K];      // decay of step t + j, kept for the reverse pass (no second exp)
 #pragma unroll
       for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
+      const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
+      float zpart[1][4];  // this lane's share of <C_t, x_t> (for dz)
 #pragma unroll
-      for (int h4 = 0; h4 < kSub; h4 += 4) {
-        const int t = s * kSub + h4;
-        const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
-        float part[1][4];  // this lane's share of <C_t, x_t> (for dz)
+      for (int q = 0; q < 4; ++q) {
+        float bv[K], cv[K];
+        load_b(bv, t + q);
+        if (z) load_c(cv, t + q);
+        const float du = st.dt[q] * st.u[q];
+        float acc = 0.f;
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int j = h4 + q;
-          float bv[K], cv[K];
-          load_b(bv, t + q);
-          if (z) load_c(cv, t + q);
-          const float du = st.dt[q] * st.u[q];
-          float acc = 0.f;
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            float a = exp2f(st.dt[q] * A2[k]);
-            if (kRestart && st.rst[q]) a = 0.f;
-            h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
-            if (z) acc = fmaf(cv[k], h[j + 1][k], acc);
-          }
-          part[0][q] = acc;
+        for (int k = 0; k < K; ++k) {
+          a[q][k] = exp2f(st.dt[q] * A2[k]);
+          if (kRestart && st.rst[q]) a[q][k] = 0.f;
+          h[q + 1][k] = fmaf(a[q][k], h[q][k], du * bv[k]);
+          if (z) acc = fmaf(cv[k], h[q + 1][k], acc);
         }
-        if (z) {
-          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-          reduce_steps4<1>(part, G, lane, [&](int q, const float(&v)[1]) {
-            r_z[t + q] *= fmaf(Dd, st.u_at(q), v[0]);
-          });
-        }
+        zpart[0][q] = acc;
       }
-#pragma unroll
-      for (int h4 = kSub - 4; h4 >= 0; h4 -= 4) {
-        const int t = s * kSub + h4;
-        float part[2][4];  // this lane's shares of sum_n dL/da_n A_n log2(e) and of <B_t, dL/dx_t>
-#pragma unroll
-        for (int q = 3; q >= 0; --q) {
-          const int j = h4 + q;
-          // per-step scalars from shared memory (holding four steps' worth in registers spills)
-          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q], dtu = dt * ut;
-          const bool rs = kRestart && s_rst[t + q];
-          dD = fmaf(dyv, ut, dD);
-          float bv[K], cv[K], db[K], dc[K];
-          load_b(bv, t + q);
-          load_c(cv, t + q);
-          float ddt = 0.f, gB = 0.f;
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
-            dc[k] = dyv * h[j + 1][k];
-            db[k] = gk * dtu;
-            // the decay again (one more ex2; keeping a sub-chunk's decays costs 32 registers)
-            float a = exp2f(dt * A2[k]);
-            if (rs) a = 0.f;
-            const float ga = gk * h[j][k] * a;
-            ddt = fmaf(ga, A2[k], ddt);
-            dA[k] = fmaf(ga, dt, dA[k]);
-            gB = fmaf(gk, bv[k], gB);
-            g[k] = gk * a;  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
-          }
-          if (c_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
-          } else {
-            store_k<K>(s_pC + (q * dims + dl) * npad + lane * K, dc);
-          }
-          if (b_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
-          } else {
-            store_k<K>(s_pB + (q * dims + dl) * npad + lane * K, db);
-          }
-          part[0][q] = ddt;
-          part[1][q] = gB;
-        }
-        __syncwarp();  // every lane has read these steps' u and dy before their owners overwrite them
-        reduce_steps4<2>(part, G, lane, [&](int q, const float(&v)[2]) {
-          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q];
-          const float dpre = fmaf(v[0], kLn2, v[1] * ut) * r_dsp[t + q];
-          dbias += dpre;
-          r_u[t + q] = fmaf(dyv, Dd, v[1] * dt);
-          r_dy[t + q] = dpre;
-        });
-        if (!b_ti || !c_ti) reduce_parts(c, t, len);
+      if (z) {
+        // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
+        reduce_steps4<1>(zpart, G, lane, [&](int q, const float(&v)[1]) { r_z[t + q] *= fmaf(Dd, st.u_at(q), v[0]); });
       }
+      float part[2][4];  // this lane's shares of sum_n dL/da_n A_n log2(e) and of <B_t, dL/dx_t>
+#pragma unroll
+      for (int q = 3; q >= 0; --q) {
+        const float dt = st.dt[q], ut = st.u[q], dyv = r_dy[t + q], dtu = dt * ut;
+        dD = fmaf(dyv, ut, dD);
+        float bv[K], cv[K], db[K], dc[K];
+        load_b(bv, t + q);
+        load_c(cv, t + q);
+        float ddt = 0.f, gB = 0.f;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
+          dc[k] = dyv * h[q + 1][k];
+          db[k] = gk * dtu;
+          const float ga = gk * h[q][k] * a[q][k];
+          ddt = fmaf(ga, A2[k], ddt);
+          dA[k] = fmaf(ga, dt, dA[k]);
+          gB = fmaf(gk, bv[k], gB);
+          g[k] = gk * a[q][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+        }
+        if (c_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
+        } else {
+          store_k<K>(s_pC + (q * dims + dl) * npad + lane * K, dc);
+        }
+        if (b_ti) {
+#pragma unroll
+          for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
+        } else {
+          store_k<K>(s_pB + (q * dims + dl) * npad + lane * K, db);
+        }
+        part[0][q] = ddt;
+        part[1][q] = gB;
+      }
+      __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
+      reduce_steps4<2>(part, G, lane, [&](int q, const float(&v)[2]) {
+        const float dt = r_dt[t + q], ut = st.u_at(q), dyv = r_dy[t + q];
+        // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
+        const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
+        const float dpre = fmaf(v[0], kLn2, v[1] * ut) * dsp;
+        dbias += dpre;
+        r_u[t + q] = fmaf(dyv, Dd, v[1] * dt);
+        r_dy[t + q] = dpre;
+      });
+      if (!b_ti || !c_ti) reduce_parts(c, t, len);
     }
   };
 
@@ -332,34 +320,31 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         const T* ez = reinterpret_cast<const T*>(&rz);
 #pragma unroll
         for (int h = 0; h < V; h += 4) {
-          float dv[4], sp[4], zf[4], gy[4];
+          float dv[4], zf[4], gy[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], sp[e], zf[e],
-                 gy[e]);
-            dv[e] *= keep, sp[e] *= keep;  // dy (and so zf, gy) is already zero there
+            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], zf[e], gy[e]);
+            dv[e] *= keep;  // dy (and so zf, gy) is already zero there
           }
           store_k<4>(s_dt + r * TP + t + h, dv);
           store_k<4>(s_z + r * TP + t + h, zf);
           store_k<4>(s_dy + r * TP + t + h, gy);
-          store_k<4>(s_dsp + r * TP + t + h, sp);
         }
       }
     } else {
       for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f, dsp = 0.f;
+        float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f;
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           uv = cuda::to_float(u[gi]);
           prep(cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f, z ? cuda::to_float(z[gi]) : 0.f,
-               cuda::to_float(dy[gi]), dtv, dsp, zf, dyv);
+               cuda::to_float(dy[gi]), dtv, zf, dyv);
         }
         s_dt[r * TP + t] = dtv;
         s_u[r * TP + t] = uv;
         s_z[r * TP + t] = zf;
         s_dy[r * TP + t] = dyv;
-        s_dsp[r * TP + t] = dsp;
       }
     }
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, bc_vec, p, lo, chunk, t0, len);
