@@ -155,7 +155,15 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
     run_cpu(inputs_of(c.in), {out.y, out.last_state}, [p] { selective_scan_fwd_cpu(p); });
   } else {
 #ifdef STATESPACE_WITH_CUDA
-    selective_scan_fwd_cuda(p, cuda_stream_for(dev));
+    void* stream = cuda_stream_for(dev);
+    // few rows: time segments, their end states in a buffer freed in stream order after the call
+    Tensor ends;
+    p.n_seg = selective_scan_cuda_segments(p, &p.seg_len);
+    if (p.n_seg > 1) {
+      ends = empty({p.batch, p.dim, p.n_seg - 1, p.dstate + 2}, DType::Float32, dev);
+      p.seg_ends = ends.ptr<float>();
+    }
+    selective_scan_fwd_cuda(p, stream);
 #else
     cuda_stream_for(dev);  // throws: built without CUDA
 #endif

@@ -25,6 +25,9 @@ const cases: ScanCase[] = [
   { batch: 2, dim: 5, seqlen: 70, dstate: 7, B: 'step', C: 'step', z: true, D: true, softplus: true },
   { batch: 1, dim: 33, seqlen: 130, dstate: 32, B: 'step', C: 'ti', z: true, deltaBias: true, softplus: true, initialState: true },
   { batch: 2, dim: 10, seqlen: 40, dstate: 100, B: 2, C: 'step', D: true, softplus: true },
+  // few rows: the forward splits time into segments (64 steps here); restarts inside a segment and
+  // on a segment boundary (128)
+  { batch: 2, dim: 4, seqlen: 600, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true, packed: [[128, 300, 172], [600]] },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
