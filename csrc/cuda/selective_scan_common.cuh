@@ -35,6 +35,17 @@ inline Layout layout_for(int64_t dstate) {
   return {G, K, G * K, kThreads / G};
 }
 
+// Rows per thread of the forward: two with 4 states per lane (each B and C load from shared memory
+// then serves both rows: the loads, not the math, filled the shared-memory pipe), one with 8.
+__host__ __device__ constexpr int fwd_rows(int K) { return K == 4 ? 2 : 1; }
+
+// The forward's layout: layout_for's, with fwd_rows(K) times the rows per block.
+inline Layout fwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  lo.dims *= fwd_rows(lo.K);
+  return lo;
+}
+
 // Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
 // time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
 // stays a run-time value (dstate 1-8 and 17-128). Three kernels per dtype, not one per layout.
@@ -115,11 +126,11 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
-// restart flags, each lane's time-invariant B and C values.
+// Shared memory of the forward (fwd_layout_for) for a chunk length (floats): delta', u, z/y rows,
+// B and C tiles, restart flags, each lane's time-invariant B and C values of its rows.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
+                          chunk + 2 * static_cast<size_t>(fwd_rows(lo.K)) * lo.K * kThreads);
 }
 
 // Shared memory of the backward (floats): four rows (delta', u/du, gate factor/dz, gated
