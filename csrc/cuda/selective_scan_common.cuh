@@ -4,7 +4,8 @@
 // Thread mapping: a dim row's dstate states are spread over G lanes (a power of two <= 32),
 // each lane holding K = 4 consecutive states n = lane*K + k in registers (K = 8 once a whole
 // warp serves one row: dstate > 128); states past dstate are zero padding. A 128-thread block
-// covers 128/G dims of one batch row. Each lane runs the recurrence sequentially over time;
+// covers 128/G dims of one batch row (the forward: fwd_rows(K) times as many, a thread serving
+// that many rows with the same states). Each lane runs the recurrence sequentially over time;
 // blocks stage chunks of the inputs in shared memory (coalesced along time), lanes read their
 // K values of B_t and C_t with 16-byte loads, and y is reduced over the G lanes by shuffles.
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.

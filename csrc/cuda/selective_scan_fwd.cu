@@ -1,7 +1,7 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
-// for the next chunk's inputs. Each lane then advances its K states through the chunk four steps
-// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
+// for the next chunk's inputs. Each lane then advances its K states of two rows (one when K = 8;
+// the rows share every B and C load) through the chunk four steps at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
 // state), two such groups per loop iteration with no branch inside (the lanes per row are a
 // compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
 // the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
