@@ -1,12 +1,14 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
 // for the next chunk's inputs. Each lane then advances its K states of two rows (one when K = 8;
-// the rows share every B and C load) through the chunk four steps at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
-// state), two such groups per loop iteration with no branch inside (the lanes per row are a
-// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
-// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
-// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
-// p.checkpoints is set it also writes the state after every chunk (for the backward).
+// the rows share every B and C load) through the chunk four steps at a time (one 16-byte load
+// brings four steps of delta' and of u; exp2 of a pre-scaled A, f32 state), two such groups per
+// loop iteration with no branch inside (the lanes per row are a compile-time constant at the usual
+// dstate), so the scheduler overlaps one group's shuffles with the other's exps. The G lanes of a
+// row reduce <C, x> of four steps by a transpose-reduce (reduce_steps4), and the lane owning a
+// step applies D and the gate. y goes back coalesced. When p.checkpoints is set it also writes
+// the state after every chunk (for the backward). Rows too few to fill the GPU are split along
+// time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <string>
 #include <type_traits>
