@@ -47,6 +47,17 @@ inline Layout fwd_layout_for(int64_t dstate) {
   return lo;
 }
 
+// Rows per thread of the backward: two at dstate 9-16 (4 lanes of 4 states; kG = 4), one
+// otherwise (its shared memory would not fit two blocks per SM with the narrower layouts' rows).
+__host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG == 4 ? 2 : 1; }
+
+// The backward's layout: layout_for's, with bwd_rows times the rows per block.
+inline Layout bwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
+  return lo;
+}
+
 // Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
 // time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
 // stays a run-time value (dstate 1-8 and 17-128). Three kernels per dtype, not one per layout.
@@ -81,6 +92,21 @@ __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
 #pragma unroll
   for (int q = 0; q < K / 4; ++q)
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
+}
+
+// B_t (or C_t) values of a thread's R rows: row r's K floats at src + r * row_step + t * step.
+// kTile (a per-step tile, shared by the rows, row_step 0): one load serves every row.
+template <bool kTile, int R, int K>
+__device__ __forceinline__ void load_rows(float (&v)[R][K], const float* src, int row_step, int step, int t) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (kTile && r > 0) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) v[r][k] = v[0][k];
+    } else {
+      load_k<K>(v[r], src + r * row_step + t * step);
+    }
+  }
 }
 
 // 16 bytes of a row (V = 16 / sizeof(T) consecutive elements) to or from floats.
@@ -134,14 +160,16 @@ inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
                           chunk + 2 * static_cast<size_t>(fwd_rows(lo.K)) * lo.K * kThreads);
 }
 
-// Shared memory of the backward (floats): four rows (delta', u/du, gate factor/dz, gated
-// dy/ddelta), B and C tiles, restart flags, sub-chunk start states, and per-step dB/dC
-// contributions of kPartSteps steps (about 54 KiB at dstate 16: 4 blocks fit on an SM).
+// Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
+// factor/dz, gated dy/ddelta), B and C tiles, restart flags, sub-chunk start states of each
+// thread's rows, and per-step dB/dC contributions of kPartSteps steps summed over each thread's
+// rows (about 88 KiB at dstate 16: 2 blocks of 64 rows fit on an SM).
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
+  const size_t R = static_cast<size_t>(lo.dims) * lo.G / kThreads;  // rows per thread
   const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
-  const size_t bnd = static_cast<size_t>(chunk / kSub) * lo.K * kThreads;
-  const size_t part = 2 * static_cast<size_t>(kPartSteps) * lo.dims * lo.npad;
+  const size_t bnd = static_cast<size_t>(chunk / kSub) * R * lo.K * kThreads;
+  const size_t part = 2 * static_cast<size_t>(kPartSteps) * (lo.dims / R) * lo.npad;
   return sizeof(float) * (rows + bc + bnd + part);
 }
 
