@@ -21,6 +21,10 @@ struct DeviceState {
 };
 
 std::mutex g_mu;
+std::vector<void (*)()>& preloads() {
+  static auto* v = new std::vector<void (*)()>();  // filled by static initializers
+  return *v;
+}
 std::vector<DeviceState*>& states() {
   static auto* v = new std::vector<DeviceState*>();  // leaked: used by worker threads at exit
   return *v;
@@ -87,6 +91,8 @@ DeviceState& state(int device) {
       if (want > 0 && cudaMallocAsync(&p, want, ns->stream) == cudaSuccess) cudaFreeAsync(p, ns->stream);
     }
     cudaGetLastError();  // the reservation is an optimisation only: never leave its error behind
+    for (auto fn : preloads()) fn();  // load the registered kernels now (the device is current)
+    cudaGetLastError();
     s = ns;
   }
   return *s;
@@ -244,6 +250,8 @@ void empty_cache(int device) {
   check(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");
   check(cudaMemPoolTrimTo(s.pool, 0), "cudaMemPoolTrimTo");
 }
+
+void register_kernel_preload(void (*fn)()) { preloads().push_back(fn); }
 
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();

@@ -4,8 +4,8 @@
 // Thread mapping: a dim row's dstate states are spread over G lanes (a power of two <= 32),
 // each lane holding K = 4 consecutive states n = lane*K + k in registers (K = 8 once a whole
 // warp serves one row: dstate > 128); states past dstate are zero padding. A 128-thread block
-// covers 128/G dims of one batch row (the forward: fwd_rows(K) times as many, a thread serving
-// that many rows with the same states). Each lane runs the recurrence sequentially over time;
+// covers 128/G dims of one batch row (the backward at dstate 9-16: twice as many, a thread
+// serving two rows with the same states, see bwd_rows). Each lane runs the recurrence sequentially over time;
 // blocks stage chunks of the inputs in shared memory (coalesced along time), lanes read their
 // K values of B_t and C_t with 16-byte loads, and y is reduced over the G lanes by shuffles.
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
@@ -34,17 +34,6 @@ inline Layout layout_for(int64_t dstate) {
   int G = 1;
   while (G < 32 && G * K < dstate) G *= 2;
   return {G, K, G * K, kThreads / G};
-}
-
-// Rows per thread of the forward: two with 4 states per lane (each B and C load from shared memory
-// then serves both rows: the loads, not the math, filled the shared-memory pipe), one with 8.
-__host__ __device__ constexpr int fwd_rows(int K) { return K == 4 ? 2 : 1; }
-
-// The forward's layout: layout_for's, with fwd_rows(K) times the rows per block.
-inline Layout fwd_layout_for(int64_t dstate) {
-  Layout lo = layout_for(dstate);
-  lo.dims *= fwd_rows(lo.K);
-  return lo;
 }
 
 // Rows per thread of the backward: two at dstate 9-16 (4 lanes of 4 states; kG = 4), one
@@ -153,11 +142,11 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward (fwd_layout_for) for a chunk length (floats): delta', u, z/y rows,
-// B and C tiles, restart flags, each lane's time-invariant B and C values of its rows.
+// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
+// restart flags, each lane's time-invariant B and C values.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(fwd_rows(lo.K)) * lo.K * kThreads);
+                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
 // Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate

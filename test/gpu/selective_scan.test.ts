@@ -114,8 +114,8 @@ describeGpu('selectiveScan on CUDA', () => {
       for (const g of gradNames) if (a[g]) expect(f64(b[g]), `${g} ${dtype}`).toEqual(f64(a[g]));
     }
     const { opts } = build(c, 'float32', 'cuda', data);
-    const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { device: 'cuda' });
-    const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { device: 'cuda' });
+    const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
+    const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
     expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
   });
 
