@@ -36,6 +36,17 @@ inline Layout layout_for(int64_t dstate) {
   return {G, K, G * K, kThreads / G};
 }
 
+// The forward's layout: at dstate 9-16, 2 states per lane on G = 8 lanes, each thread serving two
+// rows with the same states (fwd_rows): one B and one C load from shared memory then serve 4 state
+// updates of 2 rows, half the shared-memory traffic per update of 4 states on 4 lanes of one row,
+// with as many threads (the forward needs the warps to hide its latency). Elsewhere layout_for's.
+inline Layout fwd_layout_for(int64_t dstate) {
+  const Layout lo = layout_for(dstate);
+  if (lo.K == 4 && lo.G == 4) return {8, 2, 16, 2 * kThreads / 8};
+  return lo;
+}
+__host__ __device__ constexpr int fwd_rows(int K) { return K == 2 ? 2 : 1; }
+
 // Rows per thread of the backward: two at dstate 9-16 (4 lanes of 4 states; kG = 4), one
 // otherwise (its shared memory would not fit two blocks per SM with the narrower layouts' rows).
 __host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG == 4 ? 2 : 1; }
@@ -46,6 +57,21 @@ inline Layout bwd_layout_for(int64_t dstate) {
   lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
   return lo;
 }
+
+// The forward's three layouts (fwd_layout_for) as template constants K and kG.
+#define SS_FWD_LAYOUT_SWITCH(LO, K, KG, ...)                                                     \
+  [&] {                                                                                          \
+    if ((LO).K == 8) {                                                                           \
+      constexpr int K = 8, KG = 32;                                                              \
+      return __VA_ARGS__();                                                                      \
+    } else if ((LO).K == 2) {                                                                    \
+      constexpr int K = 2, KG = 8;                                                               \
+      return __VA_ARGS__();                                                                      \
+    } else {                                                                                     \
+      constexpr int K = 4, KG = 0;                                                               \
+      return __VA_ARGS__();                                                                      \
+    }                                                                                            \
+  }()
 
 // Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
 // time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
@@ -67,17 +93,23 @@ inline Layout bwd_layout_for(int64_t dstate) {
 // log2 of a power of two (a constant when x is)
 __host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
 
-// K consecutive floats from 16-byte aligned shared memory.
+// K consecutive floats from 16-byte aligned shared memory (8-byte aligned for K = 2).
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
+  if constexpr (K == 2) {
+    const float2 v = *reinterpret_cast<const float2*>(src);
+    dst[0] = v.x, dst[1] = v.y;
+  } else {
 #pragma unroll
-  for (int q = 0; q < K / 4; ++q) {
-    const float4 v = reinterpret_cast<const float4*>(src)[q];
-    dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+    for (int q = 0; q < K / 4; ++q) {
+      const float4 v = reinterpret_cast<const float4*>(src)[q];
+      dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+    }
   }
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
+  static_assert(K % 4 == 0, "16-byte stores");
 #pragma unroll
   for (int q = 0; q < K / 4; ++q)
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
@@ -142,11 +174,11 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
-// restart flags, each lane's time-invariant B and C values.
+// Shared memory of the forward (fwd_layout_for) for a chunk length (floats): delta', u, z/y rows,
+// B and C tiles, restart flags, each lane's time-invariant B and C values of its rows.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
+                          chunk + 2 * static_cast<size_t>(fwd_rows(lo.K)) * lo.K * kThreads);
 }
 
 // Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
