@@ -4,7 +4,7 @@
 // four steps at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a
 // pre-scaled A, f32 state), two such groups per loop iteration with no branch inside (the lanes
 // per row are a compile-time constant at the usual dstate), so the scheduler overlaps one group's
-// shuffles with the other's exps. At dstate 9-16 a lane holds 2 states of 2 rows (fwd_layout_for):
+// shuffles with the other's exps. At dstate 9-16 a lane holds 2 states of 2 rows (scan_layout_for):
 // one B and one C load from shared memory serve both rows. The G lanes of a row reduce <C, x> of
 // four steps by a transpose-reduce (reduce_steps4), and the lane owning a step applies D and the
 // gate. y goes back coalesced. When p.checkpoints is set it also writes the state after every
@@ -30,7 +30,7 @@ template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
-  constexpr int R = fwd_rows(K);
+  constexpr int R = thread_rows(K);
   const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
@@ -390,7 +390,7 @@ int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p) {
 // the last segment for their end states (no y, no C, no z: ~40% of a forward's work per step).
 int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_len) {
   using namespace scan_cuda;
-  const Layout lo = fwd_layout_for(p.dstate);
+  const Layout lo = scan_layout_for(p.dstate);
   const int64_t chunk = fwd_chunk(lo), blocks = tiling_for(p, lo).blocks() * p.batch;
   int64_t n = resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);
   n = std::min<int64_t>({n, (p.seqlen + chunk - 1) / chunk, 16});
@@ -405,7 +405,7 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_
 
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
-  const Layout lo = fwd_layout_for(p.dstate);
+  const Layout lo = scan_layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   if (p.n_seg > 1 && (p.checkpoints || !p.seg_ends || p.n_seg > 65535 || p.seg_len % fwd_chunk(lo) != 0))
@@ -413,7 +413,7 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_FWD_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_SCAN_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
 }
 
 }  // namespace ss
