@@ -9,9 +9,9 @@
 //      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
 //      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
 //      over the block's rows every 4 steps.
-// Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a lane holds 2
-// states of 2 rows (scan_layout_for): 128 registers and ~47 KiB of shared memory let 4 blocks
-// share an SM, so the 512 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
+// Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a thread serves
+// two rows (bwd_rows): 255 registers and ~88 KiB of shared memory let 2 blocks of 64 rows share
+// an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
 #include <type_traits>
@@ -23,17 +23,18 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// 4 resident blocks with 2 or 4 states per lane (128 registers), 1 with 8.
-template <int K>
-constexpr int bwd_min_blocks() { return K == 8 ? 1 : 4; }
+// Resident blocks: 2 of two rows per thread (dstate 9-16: 4 lanes of 4 states), 4 of one row with
+// 4 states per lane, 1 with 8. The benchmark shape's 256 blocks then run in one wave on 132 SMs.
+template <int K, int kG>
+constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
 template <typename T, int K, int kG>
-__global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
+__global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
   // A thread serves R rows, dl and dl + rank, with the same lanes' states: their B and C loads are
   // shared and their dB/dC contributions summed in registers before the block reduction.
-  constexpr int R = thread_rows(K);
+  constexpr int R = bwd_rows(K, kG);
   const int TP = row_stride(chunk);
   // kG > 0: the lanes per row (and so rows per block and padded dstate) are compile-time constants
   const int G = kG > 0 ? kG : lo.G, npad = G * K, rank = kThreads / G, dims = R * rank;
@@ -53,12 +54,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
+  bool active[R];
+  int64_t d[R], row[R];
   const int64_t b = br.b, L = p.seqlen, N = p.dstate;
-  // row r of this thread: present?, its dim, its (batch, dim) index (recomputed where used, so
-  // that no 64-bit values stay live through the loops)
-  auto active = [&](int r) { return dl + r * rank < br.nd; };
-  auto dim_of = [&](int r) -> int64_t { return br.d0 + (active(r) ? dl + r * rank : 0); };
-  auto row_of = [&](int r) -> int64_t { return b * p.dim + dim_of(r); };
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    active[r] = dl + r * rank < br.nd;
+    d[r] = br.d0 + (active[r] ? dl + r * rank : 0);
+    row[r] = b * p.dim + d[r];
+  }
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
   const T* u = static_cast<const T*>(p.u);
   const T* delta = static_cast<const T*>(p.delta);
@@ -89,9 +93,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   for (int r = 0; r < R; ++r) {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t n = lane * K + k, o = row_of(r) * N + n;
-      const bool ok = active(r) && n < N;
-      A2[r][k] = ok ? A[dim_of(r) * N + n] * kLog2e : 0.f;
+      const int64_t n = lane * K + k, o = row[r] * N + n;
+      const bool ok = active[r] && n < N;
+      A2[r][k] = ok ? A[d[r] * N + n] * kLog2e : 0.f;
       if (carry_in)
         g[r][k] = ok ? p.scratch[sl.g + o] : 0.f;
       else
@@ -99,18 +103,18 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
       dA[r][k] = ok && carry_in ? p.scratch[sl.dA + o] : 0.f;
       // only this thread touches its slots: no barrier needed
       if (b_ti) {
-        s_pB[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[dim_of(r) * N + n]) : 0.f;
+        s_pB[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d[r] * N + n]) : 0.f;
         s_pB[((R + r) * kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dB_ti + o] : 0.f;
       }
       if (c_ti) {
-        s_pC[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[dim_of(r) * N + n]) : 0.f;
+        s_pC[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d[r] * N + n]) : 0.f;
         s_pC[((R + r) * kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dC_ti + o] : 0.f;
       }
     }
-    Dd[r] = active(r) && p.D ? static_cast<const float*>(p.D)[dim_of(r)] : 0.f;
+    Dd[r] = active[r] && p.D ? static_cast<const float*>(p.D)[d[r]] : 0.f;
     // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
-    dD[r] = active(r) && carry_in ? p.scratch[sl.dD + row_of(r)] : 0.f;
-    dbias[r] = active(r) && carry_in && lane == 0 ? p.scratch[sl.dbias + row_of(r)] : 0.f;
+    dD[r] = active[r] && carry_in ? p.scratch[sl.dD + row[r]] : 0.f;
+    dbias[r] = active[r] && carry_in && lane == 0 ? p.scratch[sl.dbias + row[r]] : 0.f;
   }
   // row r's staged values at r * rstride from these
   float* r_dt = s_dt + dl * TP;
@@ -195,11 +199,11 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t n = lane * K + k;
-        const bool ok = active(r) && n < N;
+        const bool ok = active[r] && n < N;
         if (c > 0)
-          x[r][k] = ok ? p.checkpoints[(row_of(r) * p.n_chunks + c - 1) * N + n] : 0.f;
+          x[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
         else
-          x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row_of(r) * N + n] : 0.f;
+          x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
       }
     }
     const int nsub = (len + kSub - 1) / kSub;
@@ -442,10 +446,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float dbias_row = row_sum(dbias[r], G);  // every lane of the warp takes part, active or not
-    if (!active(r)) continue;
+    if (!active[r]) continue;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      const int64_t n = lane * K + k, o = row_of(r) * N + n;
+      const int64_t n = lane * K + k, o = row[r] * N + n;
       if (n >= N) continue;
       if (c_lo > 0)
         p.scratch[sl.g + o] = g[r][k];
@@ -456,8 +460,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
       if (c_ti) p.scratch[sl.dC_ti + o] = s_pC[((R + r) * kThreads + tid) * K + k];
     }
     if (lane == 0) {
-      p.scratch[sl.dD + row_of(r)] = dD[r];
-      p.scratch[sl.dbias + row_of(r)] = dbias_row;
+      p.scratch[sl.dD + row[r]] = dD[r];
+      p.scratch[sl.dbias + row[r]] = dbias_row;
     }
   }
 }
@@ -535,7 +539,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 template <typename T>
 void touch_bwd() {
   cudaFuncAttributes a;
-  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 2, 8>);
+  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 4>);
   cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 0>);
   cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 8, 32>);
   cudaFuncGetAttributes(&a, reduce_rows_kernel<T>);
@@ -553,13 +557,13 @@ const bool g_preload = (cuda::register_kernel_preload([] {
 
 int64_t selective_scan_cuda_bwd_scratch_floats(const SelectiveScanParams& p) {
   using namespace scan_cuda;
-  const Layout lo = scan_layout_for(p.dstate);
+  const Layout lo = bwd_layout_for(p.dstate);
   return scratch_layout(p, tiling_for(p, lo)).total;
 }
 
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
-  const Layout lo = scan_layout_for(p.dstate);
+  const Layout lo = bwd_layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   const ScratchLayout sl = scratch_layout(p, tl);
@@ -571,7 +575,7 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
     for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
       const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      SS_SCAN_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
+      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
     }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");

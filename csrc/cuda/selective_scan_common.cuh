@@ -4,8 +4,8 @@
 // Thread mapping: a dim row's dstate states are spread over G lanes (a power of two <= 32),
 // each lane holding K = 4 consecutive states n = lane*K + k in registers (K = 8 once a whole
 // warp serves one row: dstate > 128); states past dstate are zero padding. A 128-thread block
-// covers 128/G dims of one batch row (at dstate 9-16: K = 2, G = 8 and twice as many rows, a
-// thread serving two rows with the same states, see scan_layout_for). Each lane runs the recurrence sequentially over time;
+// covers 128/G dims of one batch row (the backward at dstate 9-16: twice as many, a thread
+// serving two rows with the same states, see bwd_rows). Each lane runs the recurrence sequentially over time;
 // blocks stage chunks of the inputs in shared memory (coalesced along time), lanes read their
 // K values of B_t and C_t with 16-byte loads, and y is reduced over the G lanes by shuffles.
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
@@ -36,26 +36,27 @@ inline Layout layout_for(int64_t dstate) {
   return {G, K, G * K, kThreads / G};
 }
 
-// The kernels' layout: at dstate 9-16, 2 states per lane on G = 8 lanes, each thread serving two
-// rows with the same states (thread_rows): one B and one C load from shared memory then serve 4
-// state updates of 2 rows, half the shared-memory traffic per update of 4 states on 4 lanes of
-// one row, with as many threads (the kernels need the warps to hide their latency), and the
-// backward sums its two rows' dB/dC contributions in registers. Elsewhere layout_for's.
-inline Layout scan_layout_for(int64_t dstate) {
-  const Layout lo = layout_for(dstate);
-  if (lo.K == 4 && lo.G == 4) return {8, 2, 16, 2 * kThreads / 8};
+// Rows per thread of the backward: two at dstate 9-16 (4 lanes of 4 states; kG = 4), one
+// otherwise (its shared memory would not fit two blocks per SM with the narrower layouts' rows).
+__host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG == 4 ? 2 : 1; }
+
+// The backward's layout: layout_for's, with bwd_rows times the rows per block.
+inline Layout bwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
   return lo;
 }
-__host__ __device__ constexpr int thread_rows(int K) { return K == 2 ? 2 : 1; }
 
-// The kernels' three layouts (scan_layout_for) as template constants K and kG.
-#define SS_SCAN_LAYOUT_SWITCH(LO, K, KG, ...)                                                     \
+// Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
+// time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
+// stays a run-time value (dstate 1-8 and 17-128). Three kernels per dtype, not one per layout.
+#define SS_LAYOUT_SWITCH(LO, K, KG, ...)                                                         \
   [&] {                                                                                          \
     if ((LO).K == 8) {                                                                           \
       constexpr int K = 8, KG = 32;                                                              \
       return __VA_ARGS__();                                                                      \
-    } else if ((LO).K == 2) {                                                                    \
-      constexpr int K = 2, KG = 8;                                                               \
+    } else if ((LO).G == 4) {                                                                    \
+      constexpr int K = 4, KG = 4;                                                               \
       return __VA_ARGS__();                                                                      \
     } else {                                                                                     \
       constexpr int K = 4, KG = 0;                                                               \
@@ -63,33 +64,23 @@ __host__ __device__ constexpr int thread_rows(int K) { return K == 2 ? 2 : 1; }
     }                                                                                            \
   }()
 
-
 // log2 of a power of two (a constant when x is)
 __host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
 
-// K consecutive floats from 16-byte aligned shared memory (8-byte aligned for K = 2).
+// K consecutive floats from 16-byte aligned shared memory.
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
-  if constexpr (K == 2) {
-    const float2 v = *reinterpret_cast<const float2*>(src);
-    dst[0] = v.x, dst[1] = v.y;
-  } else {
 #pragma unroll
-    for (int q = 0; q < K / 4; ++q) {
-      const float4 v = reinterpret_cast<const float4*>(src)[q];
-      dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
-    }
+  for (int q = 0; q < K / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(src)[q];
+    dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
   }
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
-  if constexpr (K == 2) {
-    *reinterpret_cast<float2*>(dst) = make_float2(src[0], src[1]);
-  } else {
 #pragma unroll
-    for (int q = 0; q < K / 4; ++q)
-      reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
-  }
+  for (int q = 0; q < K / 4; ++q)
+    reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
 // B_t (or C_t) values of a thread's R rows: row r's K floats at src + r * row_step + t * step.
@@ -151,17 +142,17 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward (scan_layout_for) for a chunk length (floats): delta', u, z/y rows,
-// B and C tiles, restart flags, each lane's time-invariant B and C values of its rows.
+// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
+// restart flags, each lane's time-invariant B and C values.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(thread_rows(lo.K)) * lo.K * kThreads);
+                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
-// Shared memory of the backward (scan_layout_for; floats): four rows (delta', u/du, gate
+// Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
 // factor/dz, gated dy/ddelta), B and C tiles, restart flags, sub-chunk start states of each
 // thread's rows, and per-step dB/dC contributions of kPartSteps steps summed over each thread's
-// rows (about 47 KiB at dstate 16: 4 blocks fit on an SM).
+// rows (about 88 KiB at dstate 16: 2 blocks of 64 rows fit on an SM).
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
   const size_t R = static_cast<size_t>(lo.dims) * lo.G / kThreads;  // rows per thread
   const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);

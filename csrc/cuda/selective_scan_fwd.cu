@@ -1,15 +1,13 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
-// for the next chunk's inputs. Each lane then advances its K states of R rows through the chunk
-// four steps at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a
-// pre-scaled A, f32 state), two such groups per loop iteration with no branch inside (the lanes
-// per row are a compile-time constant at the usual dstate), so the scheduler overlaps one group's
-// shuffles with the other's exps. At dstate 9-16 a lane holds 2 states of 2 rows (scan_layout_for):
-// one B and one C load from shared memory serve both rows. The G lanes of a row reduce <C, x> of
-// four steps by a transpose-reduce (reduce_steps4), and the lane owning a step applies D and the
-// gate. y goes back coalesced. When p.checkpoints is set it also writes the state after every
-// chunk (for the backward). Rows too few to fill the GPU are split along time (see
-// selective_scan_cuda_segments).
+// for the next chunk's inputs. Each lane then advances its K states through the chunk four steps
+// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
+// state), two such groups per loop iteration with no branch inside (the lanes per row are a
+// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
+// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
+// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
+// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
+// few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <string>
 #include <type_traits>
@@ -21,16 +19,14 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// Registers allow 4 resident blocks with 2 or 4 states per lane; 8 per lane (dstate > 128) needs
-// more.
+// Registers allow 4 resident blocks with 4 states per lane; 8 per lane (dstate > 128) needs more.
 template <int K>
-constexpr int fwd_min_blocks() { return K == 8 ? 1 : 4; }
+constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
-  constexpr int R = thread_rows(K);
   const int TP = row_stride(chunk);
   float* s_dt = smem;
   float* s_u = s_dt + lo.dims * TP;
@@ -38,20 +34,15 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
   float* s_C = s_B + chunk * lo.npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
-  // [2][R][kThreads][K]: each lane's time-invariant B and C of its rows (read like a tile row with
-  // step stride 0)
+  // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
   // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
-  // A thread serves R rows, dl and dl + kThreads / G (B and C loads are shared by its rows).
-  const int G = kG > 0 ? kG : lo.G, npad = G * K, rank = kThreads / G;
+  const int G = kG > 0 ? kG : lo.G, npad = G * K;
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
-  bool active[R];
-  int64_t d[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) active[r] = dl + r * rank < br.nd, d[r] = br.d0 + (active[r] ? dl + r * rank : 0);
-  const int64_t b = br.b, L = p.seqlen, N = p.dstate;
+  const bool active = dl < br.nd;
+  const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
   const T* u = static_cast<const T*>(p.u);
   const T* delta = static_cast<const T*>(p.delta);
@@ -78,98 +69,75 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
                                    reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
 
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
-  float A2[R][K], x[R][K], Dd[R];
+  float A2[K], x[K];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-    Dd[r] = active[r] && p.D ? static_cast<const float*>(p.D)[d[r]] : 0.f;
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int64_t n = lane * K + k, row = b * p.dim + d[r];
-      const bool ok = active[r] && n < N;
-      A2[r][k] = ok ? A[d[r] * N + n] * kLog2e : 0.f;
-      x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row * N + n] : 0.f;
-      if (seg > 0 && ok) {
-        // a later segment: zero in the ends pass; else the state the segments before leave,
-        // folded from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0
-        // after a restart
-        const int64_t NS = N + 2;
-        const float* e = p.seg_ends + row * (p.n_seg - 1) * NS;
-        x[r][k] = ends_pass ? 0.f : e[n];
-        for (int j = 1; !ends_pass && j < seg; ++j) {
-          const float* ej = e + j * NS;
-          const float decay = ej[N + 1] != 0.f ? 0.f : exp2f(A2[r][k] * ej[N]);
-          x[r][k] = fmaf(decay, x[r][k], ej[n]);
-        }
+  for (int k = 0; k < K; ++k) {
+    const int64_t n = lane * K + k;
+    const bool ok = active && n < N;
+    A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
+    x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
+    if (seg > 0 && ok) {
+      // a later segment: zero in the ends pass; else the state the segments before leave, folded
+      // from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0 after a restart
+      const int64_t NS = N + 2;
+      const float* e = p.seg_ends + (b * p.dim + d) * (p.n_seg - 1) * NS;
+      x[k] = ends_pass ? 0.f : e[n];
+      for (int j = 1; !ends_pass && j < seg; ++j) {
+        const float* ej = e + j * NS;
+        const float decay = ej[N + 1] != 0.f ? 0.f : exp2f(A2[k] * ej[N]);
+        x[k] = fmaf(decay, x[k], ej[n]);
       }
-      // only this thread touches its slots: the chunk loop's first barrier orders them
-      if (b_ti) s_ti[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d[r] * N + n]) : 0.f;
-      if (c_ti)
-        s_ti[((R + r) * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d[r] * N + n]) : 0.f;
     }
+    // only this thread touches its slots: the chunk loop's first barrier orders them
+    if (b_ti) s_ti[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
-  // This lane's B_t (C_t) values for row r start at b_src + r * b_row + t * b_step: the staged
-  // tile (shared by the rows), or the row's time-invariant values with step 0.
+  // This lane's B_t (C_t) values start at b_src + t * b_step: the staged tile, or its
+  // time-invariant values with step 0 (no branch per step).
   const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
-  const float* c_src = c_ti ? s_ti + (R * kThreads + tid) * K : s_C + lane * K;
+  const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
   const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
-  const int b_row = b_ti ? kThreads * K : 0, c_row = c_ti ? kThreads * K : 0;
-  const float* rdt = s_dt + dl * TP;  // row r's staged values at r * rank * TP from these
+  const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
+  const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
-  const int rstride = rank * TP;
 
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
-  // backward); kTile: B (and C, with y) per step, so the thread's rows share each load. Steps
-  // past seqlen have delta' = 0: the state stays as is.
-  auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
+  // backward). Steps past seqlen have delta' = 0: the state stays as is.
+  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-    constexpr bool kTile = decltype(tile_tag)::value;
 #pragma unroll(kY ? 2 : 1)
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
-      Steps4 st[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(rdt + r * rstride, ru + r * rstride, s_rst, t);
-      float part[R][4];  // this lane's share of <C_t, x_t> of each row for the four steps
+      const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
+      float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
-        float bv[R][K], cv[R][K];
+        const float dt = st.dt[s], du = dt * st.u[s];
+        float bv[K], cv[K];
+        load_k<K>(bv, b_src + (t + s) * b_step);
+        if (kY) {
+          load_k<K>(cv, c_src + (t + s) * c_step);
+        } else {
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (kTile && r > 0) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) bv[r][k] = bv[0][k], cv[r][k] = cv[0][k];
-            continue;
-          }
-          load_k<K>(bv[r], b_src + r * b_row + (t + s) * b_step);
-          if (kY) {
-            load_k<K>(cv[r], c_src + r * c_row + (t + s) * c_step);
-          } else {
-#pragma unroll
-            for (int k = 0; k < K; ++k) cv[r][k] = 0.f;
-          }
+          for (int k = 0; k < K; ++k) cv[k] = 0.f;
         }
+        float acc = 0.f;
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const float dt = st[r].dt[s], du = dt * st[r].u[s];
-          float acc = 0.f;
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            float a = exp2f(dt * A2[r][k]);
-            if (kRestart && st[r].rst[s]) a = 0.f;
-            x[r][k] = fmaf(a, x[r][k], du * bv[r][k]);
-            if (kY) acc = fmaf(cv[r][k], x[r][k], acc);
-          }
-          part[r][s] = acc;
+        for (int k = 0; k < K; ++k) {
+          float a = exp2f(dt * A2[k]);
+          if (kRestart && st.rst[s]) a = 0.f;
+          x[k] = fmaf(a, x[k], du * bv[k]);
+          if (kY) acc = fmaf(cv[k], x[k], acc);
         }
+        part[0][s] = acc;
       }
       if (!kY) continue;
       // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
-      reduce_steps4<R>(part, G, lane, [&](int s, const float(&v)[R]) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) rzy[r * rstride + t + s] = fmaf(Dd[r], st[r].u_at(s), v[r]) * rzy[r * rstride + t + s];
+      reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
+        rzy[t + s] = fmaf(Dd, st.u_at(s), v[0]) * rzy[t + s];
       });
     }
   };
@@ -178,8 +146,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
-  float sdt[R] = {};  // ends pass: this lane's share of the segment's sum of delta' of each row
-  bool rst = false;   // ends pass: a restart inside the segment
+  float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
+  bool rst = false;  // ends pass: a restart inside the segment
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -244,34 +212,29 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
 
     const int ngroups = (len + 3) >> 2;
-    auto run = [&](auto restart_tag) {
-      if (!want_y && !b_ti)
-        run_steps(restart_tag, std::false_type{}, std::true_type{}, ngroups);
-      else if (!want_y)
-        run_steps(restart_tag, std::false_type{}, std::false_type{}, ngroups);
-      else if (!b_ti && !c_ti)
-        run_steps(restart_tag, std::true_type{}, std::true_type{}, ngroups);
+    if (p.seq_idx) {
+      if (want_y)
+        run_steps(std::true_type{}, std::true_type{}, ngroups);
       else
-        run_steps(restart_tag, std::true_type{}, std::false_type{}, ngroups);
-    };
-    if (p.seq_idx)
-      run(std::true_type{});
-    else
-      run(std::false_type{});
+        run_steps(std::true_type{}, std::false_type{}, ngroups);
+    } else {
+      if (want_y)
+        run_steps(std::false_type{}, std::true_type{}, ngroups);
+      else
+        run_steps(std::false_type{}, std::false_type{}, ngroups);
+    }
 
     if (ends_pass) {
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        for (int t = lane; t < len; t += G) sdt[r] += rdt[r * rstride + t];
-      for (int t = lane; p.seq_idx && t < len; t += G) rst = rst || s_rst[t];
+      for (int t = lane; t < len; t += G) {
+        sdt += rdt[t];
+        rst = rst || (p.seq_idx && s_rst[t]);
+      }
     }
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (!p.checkpoints || !active[r]) continue;
+    if (p.checkpoints && active) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t n = lane * K + k;
-        if (n < N) p.checkpoints[((b * p.dim + d[r]) * p.n_chunks + c) * N + n] = x[r][k];
+        if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
     if (want_y) {
@@ -295,28 +258,23 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     __syncthreads();  // the next chunk overwrites shared memory
   }
   if (ends_pass) {
-    const bool any_rst = row_sum(rst ? 1.f : 0.f, G) != 0.f;  // every lane of the warp takes part
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float total = row_sum(sdt[r], G);
-      if (!active[r]) continue;
-      float* e = p.seg_ends + ((b * p.dim + d[r]) * (p.n_seg - 1) + seg) * (N + 2);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t n = lane * K + k;
-        if (n < N) e[n] = x[r][k];
-      }
-      if (lane == 0) e[N] = total, e[N + 1] = any_rst ? 1.f : 0.f;
-    }
-    return;
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (!p.last_state || !active[r] || seg != p.n_seg - 1) continue;
+    sdt = row_sum(sdt, G);  // every lane of the warp takes part, active or not
+    const bool any_rst = row_sum(rst ? 1.f : 0.f, G) != 0.f;
+    if (!active) return;
+    float* e = p.seg_ends + ((b * p.dim + d) * (p.n_seg - 1) + seg) * (N + 2);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int64_t n = lane * K + k;
-      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d[r]) * N + n] = x[r][k];
+      if (n < N) e[n] = x[k];
+    }
+    if (lane == 0) e[N] = sdt, e[N + 1] = any_rst ? 1.f : 0.f;
+    return;
+  }
+  if (p.last_state && active && seg == p.n_seg - 1) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k];
     }
   }
 }
@@ -351,14 +309,14 @@ int64_t resident_fwd_blocks(int K) {
   cuda::check(cudaGetDevice(&dev), "cudaGetDevice");
   if (dev < 0 || dev >= 64) return 0;
   if (sms[dev] == 0) cuda::check(cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev), "SM count");
-  return static_cast<int64_t>(K == 8 ? fwd_min_blocks<8>() : fwd_min_blocks<4>()) * sms[dev];
+  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * sms[dev];
 }
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
 void touch_fwd() {
   cudaFuncAttributes a;
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 2, 8>);
+  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 4>);
   cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 0>);
   cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 8, 32>);
 }
@@ -390,7 +348,7 @@ int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p) {
 // the last segment for their end states (no y, no C, no z: ~40% of a forward's work per step).
 int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_len) {
   using namespace scan_cuda;
-  const Layout lo = scan_layout_for(p.dstate);
+  const Layout lo = layout_for(p.dstate);
   const int64_t chunk = fwd_chunk(lo), blocks = tiling_for(p, lo).blocks() * p.batch;
   int64_t n = resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);
   n = std::min<int64_t>({n, (p.seqlen + chunk - 1) / chunk, 16});
@@ -405,7 +363,7 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_
 
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
-  const Layout lo = scan_layout_for(p.dstate);
+  const Layout lo = layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   if (p.n_seg > 1 && (p.checkpoints || !p.seg_ends || p.n_seg > 65535 || p.seg_len % fwd_chunk(lo) != 0))
@@ -413,7 +371,7 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_SCAN_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
 }
 
 }  // namespace ss
