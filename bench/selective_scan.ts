@@ -1,8 +1,10 @@
 /**
  * `statespace bench selective-scan`: the Mamba-1 selective scan.
  * CUDA: batch 4, dim 4096, seqlen 4096, dstate 16, per-step B and C, with z, D, deltaBias and
- * softplus, in bf16 and f32: forward, and forward + backward (the backward recomputes the
- * states from checkpoints, so it includes a checkpoint-writing forward pass).
+ * softplus, in bf16 and f32: forward, and forward + backward (the forward returns its state
+ * checkpoints, from which the backward recomputes the states).
+ * Also the forward of one Mamba-2.8b layer's prefill (batch 1, dim 5120, seqlen 2048, bf16), where
+ * the rows alone don't fill the GPU.
  * CPU: batch 1, dim 1536, seqlen 2048, dstate 16 in f32, reported as state updates per second.
  * GB/s counts the fewest bytes that must move (each input read once, each output written once).
  */
@@ -49,22 +51,24 @@ function minBytes(s: Shape, dtype: DType, backward: boolean): number {
   return backward ? fwd + 7 * io + 4 * bc : fwd;
 }
 
-function bench(device: Device, s: Shape, dtype: DType, report: Report, quick: boolean): void {
+function bench(device: Device, s: Shape, dtype: DType, report: Report, quick: boolean, backward = true): void {
   const opts = inputs(s, dtype, device);
   const dy = randn([s.batch, s.dim, s.seqlen], { dtype, device, seed: 99 });
   const iters = device === 'cpu' ? (quick ? 3 : 5) : quick ? 5 : 20;
   const bw = copyBandwidth(device);
   const updates = s.batch * s.dim * s.seqlen * s.dstate;
-  const passes: Array<[string, () => void]> = [
-    ['forward', () => disposeAll(selectiveScan(opts))],
-    [
+  const passes: Array<[string, () => void]> = [['forward', () => disposeAll(selectiveScan(opts))]];
+  if (backward) {
+    passes.push([
       'forward+backward',
       () => {
-        disposeAll(selectiveScan(opts));
-        disposeAll(selectiveScanBackward({ ...opts, dy }));
+        // the forward keeps its state checkpoints for the backward, as a training step would
+        const fwd = selectiveScan({ ...opts, returnCheckpoints: true });
+        disposeAll(selectiveScanBackward({ ...opts, dy, checkpoints: fwd.checkpoints }));
+        disposeAll(fwd);
       },
-    ],
-  ];
+    ]);
+  }
   for (const [pass, fn] of passes) {
     const t = timeIt(device, fn, { iters, warmup: device === 'cpu' ? 1 : 3 });
     const bytes = minBytes(s, dtype, pass !== 'forward');
@@ -92,6 +96,8 @@ export function run(devices: Device[], report: Report, opts: { quick: boolean })
     } else {
       const s = { batch: 4, dim: 4096, seqlen: 4096, dstate: 16 };
       for (const dtype of ['bfloat16', 'float32'] as DType[]) bench(device, s, dtype, report, opts.quick);
+      // one Mamba-2.8b layer's prefill (batch 1, 2048 tokens): few rows for 132 SMs
+      bench(device, { batch: 1, dim: 5120, seqlen: 2048, dstate: 16 }, 'bfloat16', report, opts.quick, false);
     }
   }
 }

@@ -38,6 +38,15 @@ describe('selectiveScan forward (CPU) vs float64 reference', () => {
     it(`f32 batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}`, () => checkForward(c, 'float32', 1e-5));
   }
   it('float64 path', () => checkForward(cases[1], 'float64', 1e-12));
+  it('returns no checkpoints on the CPU, and its backward ignores given ones', () => {
+    const { opts } = build(cases[1], 'float32', 'cpu');
+    expect(selectiveScan({ ...opts, returnCheckpoints: true }).checkpoints).toBeUndefined();
+    const c = cases[1];
+    const dy = t32(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen]);
+    const a = selectiveScanBackward({ ...opts, dy });
+    const b = selectiveScanBackward({ ...opts, dy, checkpoints: t32(new Float64Array(4), [4]) });
+    expect(f64(b.du)).toEqual(f64(a.du));
+  });
   it('float64 path, grouped, long', () => checkForward({ ...cases[3], seqlen: 300 }, 'float64', 1e-12));
   it('bfloat16 and float16 inputs', () => {
     checkForward(cases[1], 'bfloat16', 1e-2);

@@ -24,16 +24,19 @@ SelectiveScanInputs scan_inputs(Napi::Object o) {
 
 Napi::Value forward(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "selectiveScan");
-  SelectiveScanOutputs r = selective_scan(scan_inputs(o), optional_bool(o, "returnLastState", false));
+  SelectiveScanOutputs r = selective_scan(scan_inputs(o), optional_bool(o, "returnLastState", false),
+                                          optional_bool(o, "returnCheckpoints", false));
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("y", from_tensor(info.Env(), r.y));
   set_tensor_if(out, "lastState", r.last_state);
+  set_tensor_if(out, "checkpoints", r.checkpoints);
   return out;
 }
 
 Napi::Value backward(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "selectiveScan");
-  SelectiveScanGrads g = selective_scan_backward(scan_inputs(o), required_tensor(o, "dy"), optional_tensor(o, "dLastState"));
+  SelectiveScanGrads g = selective_scan_backward(scan_inputs(o), required_tensor(o, "dy"), optional_tensor(o, "dLastState"),
+                                                 optional_tensor(o, "checkpoints"));
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   set_tensor_if(out, "du", g.du);

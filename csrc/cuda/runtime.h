@@ -43,6 +43,12 @@ void empty_cache(int device);
 // Throws ERR_CUDA naming `what` if the last launch failed.
 void check_launch(const char* what);
 
+// Registers a function that touches an op family's kernels (cudaFuncGetAttributes on each); it
+// runs once per device when the device is first used, so CUDA's lazy module loading (~1 ms and
+// more on a kernel's first launch) happens there and not inside an op's first call. Call it from
+// a static initializer.
+void register_kernel_preload(void (*fn)());
+
 // Times `iters` device-to-device copies of `bytes` (after a warm-up); returns ms per copy.
 double time_copy(int device, size_t bytes, int iters);
 

@@ -1,15 +1,17 @@
 // CUDA selective scan backward. Nothing per step is stored by the forward: a forward pass writes
 // the f32 state every `chunk` steps (checkpoints), then this kernel walks the chunks in reverse:
-//   1. stage the chunk's inputs in shared memory (softplus, its derivative and the silu gate
-//      factors computed once per element);
+//   1. stage the chunk's inputs in shared memory (softplus and the silu gate factors computed
+//      once per element), and ask L2 for the previous chunk's;
 //   2. from the checkpoint, recompute the states at every kSub-step boundary (shared memory);
-//   3. per sub-chunk, in reverse: recompute its kSub states into registers (and, with z, the
-//      ungated y for dz), then run the reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1})
-//      (recomputing the decays a_t) and form every gradient. Per-row sums over the state lanes
-//      (d delta', B.g) go four steps at a time through reduce_steps4; the lane owning a step
-//      writes du and ddelta; per-step dB/dC are summed over the block's rows every 4 steps.
-// 128 registers and ~51 KiB of shared memory at dstate 16 let 4 blocks share an SM, so the 512
-// blocks of batch 4 x dim 4096 run in one wave on 132 SMs (3 per SM took two).
+//   3. per sub-chunk (four steps), in reverse: recompute its states and decays into registers
+//      (and, with z, the ungated y for dz), then run the reverse recurrence
+//      g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays and form every gradient. Per-row
+//      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
+//      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
+//      over the block's rows every 4 steps.
+// Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a thread serves
+// two rows (bwd_rows): 255 registers and ~88 KiB of shared memory let 2 blocks of 64 rows share
+// an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
 #include <type_traits>
@@ -21,34 +23,46 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// 4 resident blocks with 4 states per lane (128 registers, ~51 KiB of shared memory at dstate
-// 16): the 512 blocks of the benchmark shape then run in one wave on 132 SMs.
-template <int K>
-constexpr int bwd_min_blocks() { return K == 4 ? 4 : 1; }
+// Resident blocks: 2 of two rows per thread (dstate 9-16: 4 lanes of 4 states), 4 of one row with
+// 4 states per lane, 1 with 8. The benchmark shape's 256 blocks then run in one wave on 132 SMs.
+template <int K, int kG>
+constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
-template <typename T, int K>
-__global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
+template <typename T, int K, int kG>
+__global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
+  // A thread serves R rows, dl and dl + rank, with the same lanes' states: their B and C loads are
+  // shared and their dB/dC contributions summed in registers before the block reduction.
+  constexpr int R = bwd_rows(K, kG);
   const int TP = row_stride(chunk);
-  float* s_dt = smem;                  // delta'
-  float* s_u = s_dt + lo.dims * TP;    // u, then du
-  float* s_z = s_u + lo.dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
-  float* s_dy = s_z + lo.dims * TP;    // dy * silu(z) (dy without z), then ddelta
-  float* s_dsp = s_dy + lo.dims * TP;  // d delta' / d (delta + bias); 0 past seqlen
-  float* s_B = s_dsp + lo.dims * TP;   // [chunk][npad]; every array from here is 16-byte aligned
-  float* s_C = s_B + chunk * lo.npad;
-  int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
-  float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][K][kThreads]
-  // [kPartSteps][dims][npad] per-step dB (dC) contributions; for a time-invariant B (C), instead
-  // [2][kThreads][K]: each lane's B (C) values and its dB (dC) sums (off registers: rarely used)
-  float* s_pB = s_bnd + (chunk / kSub) * K * kThreads;
-  float* s_pC = s_pB + kPartSteps * lo.dims * lo.npad;
+  // kG > 0: the lanes per row (and so rows per block and padded dstate) are compile-time constants
+  const int G = kG > 0 ? kG : lo.G, npad = G * K, rank = kThreads / G, dims = R * rank;
+  float* s_dt = smem;               // delta'
+  float* s_u = s_dt + dims * TP;    // u, then du
+  float* s_z = s_u + dims * TP;     // dy * d silu(z)/dz (0 without z), then dz
+  float* s_dy = s_z + dims * TP;    // dy * silu(z) (dy without z), then ddelta
+  float* s_B = s_dy + dims * TP;    // [chunk][npad]; every array from here is 16-byte aligned
+  float* s_C = s_B + chunk * npad;
+  int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
+  float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][R][K][kThreads]
+  // [kPartSteps][rank][npad] per-step dB (dC) contributions of each thread's rows; for a
+  // time-invariant B (C), instead [2][R][kThreads][K]: each lane's B (C) values of its rows and
+  // their dB (dC) sums (off registers: rarely used)
+  float* s_pB = s_bnd + (chunk / kSub) * R * K * kThreads;
+  float* s_pC = s_pB + kPartSteps * rank * npad;
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
-  const bool active = dl < br.nd;
-  const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate, row = b * p.dim + d;
+  const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
+  bool active[R];
+  int64_t d[R], row[R];
+  const int64_t b = br.b, L = p.seqlen, N = p.dstate;
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    active[r] = dl + r * rank < br.nd;
+    d[r] = br.d0 + (active[r] ? dl + r * rank : 0);
+    row[r] = b * p.dim + d[r];
+  }
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
   const T* u = static_cast<const T*>(p.u);
   const T* delta = static_cast<const T*>(p.delta);
@@ -74,50 +88,52 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
   // The slab after this one (in time) left its carries in the scratch; the last slab starts
   // from dLastState and zero sums.
   const bool carry_in = c_hi < p.n_chunks;
-  float A2[K], g[K], dA[K];
+  float A2[R][K], g[R][K], dA[R][K], Dd[R], dD[R], dbias[R];
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int64_t n = lane * K + k;
-    const bool ok = active && n < N;
-    A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
-    if (carry_in)
-      g[k] = ok ? p.scratch[sl.g + row * N + n] : 0.f;
-    else
-      g[k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[row * N + n] : 0.f;
-    dA[k] = ok && carry_in ? p.scratch[sl.dA + row * N + n] : 0.f;
-    // only this thread touches its slots: no barrier needed
-    if (b_ti) {
-      s_pB[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
-      s_pB[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dB_ti + row * N + n] : 0.f;
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k, o = row[r] * N + n;
+      const bool ok = active[r] && n < N;
+      A2[r][k] = ok ? A[d[r] * N + n] * kLog2e : 0.f;
+      if (carry_in)
+        g[r][k] = ok ? p.scratch[sl.g + o] : 0.f;
+      else
+        g[r][k] = ok && p.d_last_state ? static_cast<const float*>(p.d_last_state)[o] : 0.f;
+      dA[r][k] = ok && carry_in ? p.scratch[sl.dA + o] : 0.f;
+      // only this thread touches its slots: no barrier needed
+      if (b_ti) {
+        s_pB[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d[r] * N + n]) : 0.f;
+        s_pB[((R + r) * kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dB_ti + o] : 0.f;
+      }
+      if (c_ti) {
+        s_pC[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d[r] * N + n]) : 0.f;
+        s_pC[((R + r) * kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dC_ti + o] : 0.f;
+      }
     }
-    if (c_ti) {
-      s_pC[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
-      s_pC[(kThreads + tid) * K + k] = ok && carry_in ? p.scratch[sl.dC_ti + row * N + n] : 0.f;
-    }
+    Dd[r] = active[r] && p.D ? static_cast<const float*>(p.D)[d[r]] : 0.f;
+    // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
+    dD[r] = active[r] && carry_in ? p.scratch[sl.dD + row[r]] : 0.f;
+    dbias[r] = active[r] && carry_in && lane == 0 ? p.scratch[sl.dbias + row[r]] : 0.f;
   }
-  const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
-  // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
-  float dD = active && carry_in ? p.scratch[sl.dD + row] : 0.f;
-  float dbias = active && carry_in && lane == 0 ? p.scratch[sl.dbias + row] : 0.f;
+  // row r's staged values at r * rstride from these
   float* r_dt = s_dt + dl * TP;
   float* r_u = s_u + dl * TP;
   float* r_z = s_z + dl * TP;
   float* r_dy = s_dy + dl * TP;
-  const float* r_dsp = s_dsp + dl * TP;
+  const int rstride = rank * TP;
 
-  // B_t / C_t values of this lane: from b_src + t * b_step, the staged tile or, with step 0,
-  // the time-invariant values (no branch per step).
+  // B_t / C_t values of this lane for row r: from b_src + r * b_row + t * b_step, the staged tile
+  // (shared by the rows) or, with step 0, the row's time-invariant values.
   const float* b_src = b_ti ? s_pB + tid * K : s_B + lane * K;
   const float* c_src = c_ti ? s_pC + tid * K : s_C + lane * K;
-  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
-  auto load_b = [&](float (&bv)[K], int t) { load_k<K>(bv, b_src + t * b_step); };
-  auto load_c = [&](float (&cv)[K], int t) { load_k<K>(cv, c_src + t * c_step); };
+  const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
+  const int b_row = b_ti ? kThreads * K : 0, c_row = c_ti ? kThreads * K : 0;
 
-  // One staged element: delta' and its derivative, the gated dy and dy's factor for dz.
-  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_dsp, float& o_zf, float& o_dy) {
+  // One staged element: delta', the gated dy and dy's factor for dz.
+  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf, float& o_dy) {
     const float pre = dlt + bb;
     o_dt = p.delta_softplus ? softplus(pre) : pre;
-    o_dsp = p.delta_softplus ? sigmoid(pre) : 1.f;
     if (z) {
       const float sg = sigmoid(zv);
       o_dy = dyv * zv * sg;
@@ -128,21 +144,24 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     }
   };
 
-  // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's rows in
-  // a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
-  // Block-uniform; the barriers around it order the partial stores and their reuse.
+  // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's threads'
+  // row sums in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
+  // Every count is a power of two, so tasks split by shifts (constants when G is). Block-uniform;
+  // the barriers around it order the partial stores and their reuse.
+  const int nq = npad / 4, per = kPartSteps * nq, tasks = 2 * per;
+  const int S = tasks < kThreads ? kThreads / tasks : 1;
+  const int lg_S = ilog2(S), lg_nq = ilog2(nq), lg_per = ilog2(per);
+  const bool vec4 = (N & 3) == 0;  // whole float4 stores (the scratch offsets are 16-byte aligned)
   auto reduce_parts = [&](int64_t c, int t_first, int len) {
     __syncthreads();
-    const int nq = lo.npad / 4, per = kPartSteps * nq, tasks = 2 * per;
-    const int S = tasks < kThreads ? kThreads / tasks : 1;
     for (int i = tid; i < tasks * S; i += kThreads) {
-      const int task = i / S, sub = i % S;
+      const int task = i >> lg_S, sub = i & (S - 1);
       const bool isC = task >= per;
-      const int rem = isC ? task - per : task, j = rem / nq, q = rem % nq;
-      const float* src = (isC ? s_pC : s_pB) + j * lo.dims * lo.npad + 4 * q;
+      const int rem = task & (per - 1), j = rem >> lg_nq, q = rem & (nq - 1);
+      const float* src = (isC ? s_pC : s_pB) + j * rank * npad + 4 * q;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int r = sub; r < lo.dims; r += S) {
-        const float4 v = *reinterpret_cast<const float4*>(src + r * lo.npad);
+      for (int r = sub; r < rank; r += S) {
+        const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
       for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
@@ -152,145 +171,165 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         acc.w += __shfl_xor_sync(0xffffffffu, acc.w, off);
       }
       const int t = t_first + j;
-      if (sub != 0 || t >= len || (isC ? c_ti : b_ti)) continue;
+      if (sub != 0 || t >= len || (isC ? c_ti : b_ti) || 4 * q >= N) continue;
       const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
-      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o;
-      const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
+      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o + 4 * q;
+      if (vec4) {
+        *reinterpret_cast<float4*>(dst) = acc;
+      } else {
+        const float vals[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (4 * q + e < N) dst[4 * q + e] = vals[e];
+        for (int e = 0; e < 4; ++e)
+          if (4 * q + e < N) dst[e] = vals[e];
+      }
     }
     __syncthreads();
   };
 
-  // Steps 2 and 3 for one chunk; kRestart: seqIdx present. Steps past seqlen are staged with
-  // delta' = u = dy = dsoftplus = 0 (and zero B/C tiles), which makes them exact no-ops for the
-  // states and every gradient, so sub-chunks always run kSub steps.
-  auto run_chunk = [&](auto restart_tag, int64_t c, int len) {
+  // Steps 2 and 3 for one chunk; kRestart: seqIdx present; kTile: B and C both per step. Steps
+  // past seqlen are staged with delta' = u = dy = 0 (and zero B/C tiles) and get softplus' = 0,
+  // which makes them exact no-ops for the states and every gradient, so sub-chunks always run kSub
+  // steps.
+  auto run_chunk = [&](auto restart_tag, auto tile_tag, int64_t c, int len) {
     constexpr bool kRestart = decltype(restart_tag)::value;
     // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
-    float x[K];
+    float x[R][K];
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int64_t n = lane * K + k;
-      const bool ok = active && n < N;
-      if (c > 0)
-        x[k] = ok ? p.checkpoints[(row * p.n_chunks + c - 1) * N + n] : 0.f;
-      else
-        x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row * N + n] : 0.f;
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int64_t n = lane * K + k;
+        const bool ok = active[r] && n < N;
+        if (c > 0)
+          x[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
+        else
+          x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
+      }
     }
     const int nsub = (len + kSub - 1) / kSub;
     for (int s = 0; s < nsub; ++s) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) s_bnd[(s * K + k) * kThreads + tid] = x[k];
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int k = 0; k < K; ++k) s_bnd[((s * R + r) * K + k) * kThreads + tid] = x[r][k];
       if (s == nsub - 1) break;  // the state after the chunk isn't needed
+      const int t = s * kSub;
+      Steps4 st[R];
 #pragma unroll
-      for (int h4 = 0; h4 < kSub; h4 += 4) {
-        const int t = s * kSub + h4;
-        const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
+      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          float bv[K];
-          load_b(bv, t + q);
-          const float du = st.dt[q] * st.u[q];
+      for (int q = 0; q < 4; ++q) {
+        float bv[R][K];
+        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float du = st[r].dt[q] * st[r].u[q];
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            float a = exp2f(st.dt[q] * A2[k]);
-            if (kRestart && st.rst[q]) a = 0.f;
-            x[k] = fmaf(a, x[k], du * bv[k]);
+            float a = exp2f(st[r].dt[q] * A2[r][k]);
+            if (kRestart && st[r].rst[q]) a = 0.f;
+            x[r][k] = fmaf(a, x[r][k], du * bv[r][k]);
           }
         }
       }
     }
 
-    // 3. sub-chunks in reverse
+    // 3. sub-chunks (one group of four steps each) in reverse: their states and decays recomputed
+    // into registers, then the reverse recurrence over them
+    static_assert(kSub == 4 && kPartSteps == 4, "a sub-chunk is one four-step group");
     for (int s = nsub - 1; s >= 0; --s) {
-      float h[kSub + 1][K];  // h[j] = state before step s*kSub + j
+      const int t = s * kSub;
+      float h[kSub + 1][R][K];  // h[j] = state before step t + j
+      float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
+      Steps4 st[R];
 #pragma unroll
-      for (int k = 0; k < K; ++k) h[0][k] = s_bnd[(s * K + k) * kThreads + tid];
+      for (int r = 0; r < R; ++r) {
 #pragma unroll
-      for (int h4 = 0; h4 < kSub; h4 += 4) {
-        const int t = s * kSub + h4;
-        const Steps4 st = load_steps4<kRestart>(r_dt, r_u, s_rst, t);
-        float part[1][4];  // this lane's share of <C_t, x_t> (for dz)
+        for (int k = 0; k < K; ++k) h[0][r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
+        st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
+      }
+      float zpart[R][4];  // this lane's share of <C_t, x_t> of each row (for dz)
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-          const int j = h4 + q;
-          float bv[K], cv[K];
-          load_b(bv, t + q);
-          if (z) load_c(cv, t + q);
-          const float du = st.dt[q] * st.u[q];
+      for (int q = 0; q < 4; ++q) {
+        float bv[R][K], cv[R][K];
+        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
+        if (z) load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float du = st[r].dt[q] * st[r].u[q];
           float acc = 0.f;
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            float a = exp2f(st.dt[q] * A2[k]);
-            if (kRestart && st.rst[q]) a = 0.f;
-            h[j + 1][k] = fmaf(a, h[j][k], du * bv[k]);
-            if (z) acc = fmaf(cv[k], h[j + 1][k], acc);
+            a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
+            if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
+            h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
+            if (z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
           }
-          part[0][q] = acc;
-        }
-        if (z) {
-          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-          reduce_steps4<1>(part, G, lane, [&](int q, const float(&v)[1]) {
-            r_z[t + q] *= fmaf(Dd, st.u_at(q), v[0]);
-          });
+          zpart[r][q] = acc;
         }
       }
+      if (z) {
+        // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
+        reduce_steps4<R>(zpart, G, lane, [&](int q, const float(&v)[R]) {
 #pragma unroll
-      for (int h4 = kSub - 4; h4 >= 0; h4 -= 4) {
-        const int t = s * kSub + h4;
-        float part[2][4];  // this lane's shares of sum_n dL/da_n A_n log2(e) and of <B_t, dL/dx_t>
+          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], st[r].u_at(q), v[r]);
+        });
+      }
+      // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
+      float part[2 * R][4];
 #pragma unroll
-        for (int q = 3; q >= 0; --q) {
-          const int j = h4 + q;
-          // per-step scalars from shared memory (holding four steps' worth in registers spills)
-          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q], dtu = dt * ut;
-          const bool rs = kRestart && s_rst[t + q];
-          dD = fmaf(dyv, ut, dD);
-          float bv[K], cv[K], db[K], dc[K];
-          load_b(bv, t + q);
-          load_c(cv, t + q);
-          float ddt = 0.f, gB = 0.f;
+      for (int q = 3; q >= 0; --q) {
+        float bv[R][K], cv[R][K], db[K], dc[K];
+        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
+        load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
+          dD[r] = fmaf(dyv, ut, dD[r]);
+          float ddt = 0.f, gB = 0.f, gks[K];
 #pragma unroll
           for (int k = 0; k < K; ++k) {
-            const float gk = fmaf(cv[k], dyv, g[k]);  // dL/dx_t
-            dc[k] = dyv * h[j + 1][k];
-            db[k] = gk * dtu;
-            // the decay again (one more ex2; keeping a sub-chunk's decays costs 32 registers)
-            float a = exp2f(dt * A2[k]);
-            if (rs) a = 0.f;
-            const float ga = gk * h[j][k] * a;
-            ddt = fmaf(ga, A2[k], ddt);
-            dA[k] = fmaf(ga, dt, dA[k]);
-            gB = fmaf(gk, bv[k], gB);
-            g[k] = gk * a;  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+            const float gk = fmaf(cv[r][k], dyv, g[r][k]);  // dL/dx_t
+            gks[k] = gk;
+            // this step's dC and dB contributions, summed over the thread's rows
+            dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
+            db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
+            const float ga = gk * h[q][r][k] * a[q][r][k];
+            ddt = fmaf(ga, A2[r][k], ddt);
+            dA[r][k] = fmaf(ga, dt, dA[r][k]);
+            gB = fmaf(gk, bv[r][k], gB);
+            g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
           }
+          part[2 * r][q] = ddt;
+          part[2 * r + 1][q] = gB;
+          // time-invariant B or C: the row's own sums (each row has its own values)
           if (c_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[(kThreads + tid) * K + k] += dc[k];
-          } else {
-            store_k<K>(s_pC + (q * lo.dims + dl) * lo.npad + lane * K, dc);
+            for (int k = 0; k < K; ++k) s_pC[((R + r) * kThreads + tid) * K + k] += dyv * h[q + 1][r][k];
           }
           if (b_ti) {
 #pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[(kThreads + tid) * K + k] += db[k];
-          } else {
-            store_k<K>(s_pB + (q * lo.dims + dl) * lo.npad + lane * K, db);
+            for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
           }
-          part[0][q] = ddt;
-          part[1][q] = gB;
         }
-        __syncwarp();  // every lane has read these steps' u and dy before their owners overwrite them
-        reduce_steps4<2>(part, G, lane, [&](int q, const float(&v)[2]) {
-          const float dt = r_dt[t + q], ut = r_u[t + q], dyv = r_dy[t + q];
-          const float dpre = fmaf(v[0], kLn2, v[1] * ut) * r_dsp[t + q];
-          dbias += dpre;
-          r_u[t + q] = fmaf(dyv, Dd, v[1] * dt);
-          r_dy[t + q] = dpre;
-        });
-        if (!b_ti || !c_ti) reduce_parts(c, t, len);
+        if (!c_ti) store_k<K>(s_pC + (q * rank + dl) * npad + lane * K, dc);
+        if (!b_ti) store_k<K>(s_pB + (q * rank + dl) * npad + lane * K, db);
       }
+      __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
+      reduce_steps4<2 * R>(part, G, lane, [&](int q, const float(&v)[2 * R]) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          const int o = r * rstride + t + q;
+          const float dt = r_dt[o], ut = st[r].u_at(q), dyv = r_dy[o];
+          // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
+          const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
+          const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
+          dbias[r] += dpre;
+          r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
+          r_dy[o] = dpre;
+        }
+      });
+      if (!b_ti || !c_ti) reduce_parts(c, t, len);
     }
   };
 
@@ -299,58 +338,85 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
     if (vec && len == chunk) {
-      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+      for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        float dv[V], uv[V], zv[V], yv[V], sp[V];
-        if (r < br.nd) {
+        // raw 16-byte loads first (all in flight at once), then four elements at a time
+        // converted and stored, so that few floats are live at once
+        uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, ry = rd, rz = rd;
+        float bb = 0.f;
+        const bool in = r < br.nd;
+        if (in) {
           const int64_t gi = base + r * L + t0 + t;
-          load_vec<T>(dv, delta + gi);
-          load_vec<T>(uv, u + gi);
-          load_vec<T>(yv, dy + gi);
-          if (z) load_vec<T>(zv, z + gi);
-          const float bb = bias ? bias[br.d0 + r] : 0.f;
-#pragma unroll
-          for (int e = 0; e < V; ++e) prep(dv[e], bb, z ? zv[e] : 0.f, yv[e], dv[e], sp[e], zv[e], yv[e]);
-        } else {
-#pragma unroll
-          for (int e = 0; e < V; ++e) dv[e] = uv[e] = zv[e] = yv[e] = sp[e] = 0.f;
+          rd = *reinterpret_cast<const uint4*>(delta + gi);
+          ru = *reinterpret_cast<const uint4*>(u + gi);
+          ry = *reinterpret_cast<const uint4*>(dy + gi);
+          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          if (bias) bb = bias[br.d0 + r];
         }
-        store_k<V>(s_dt + r * TP + t, dv);
+        const float keep = in ? 1.f : 0.f;
+        float uv[V];
+        unpack_vec<T>(uv, ru);
         store_k<V>(s_u + r * TP + t, uv);
-        store_k<V>(s_z + r * TP + t, zv);
-        store_k<V>(s_dy + r * TP + t, yv);
-        store_k<V>(s_dsp + r * TP + t, sp);
+        const T* ed = reinterpret_cast<const T*>(&rd);
+        const T* ey = reinterpret_cast<const T*>(&ry);
+        const T* ez = reinterpret_cast<const T*>(&rz);
+#pragma unroll
+        for (int h = 0; h < V; h += 4) {
+          float dv[4], zf[4], gy[4];
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], zf[e], gy[e]);
+            dv[e] *= keep;  // dy (and so zf, gy) is already zero there
+          }
+          store_k<4>(s_dt + r * TP + t + h, dv);
+          store_k<4>(s_z + r * TP + t + h, zf);
+          store_k<4>(s_dy + r * TP + t + h, gy);
+        }
       }
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+      for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f, dsp = 0.f;
+        float dtv = 0.f, uv = 0.f, zf = 0.f, dyv = 0.f;
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           uv = cuda::to_float(u[gi]);
           prep(cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f, z ? cuda::to_float(z[gi]) : 0.f,
-               cuda::to_float(dy[gi]), dtv, dsp, zf, dyv);
+               cuda::to_float(dy[gi]), dtv, zf, dyv);
         }
         s_dt[r * TP + t] = dtv;
         s_u[r * TP + t] = uv;
         s_z[r * TP + t] = zf;
         s_dy[r * TP + t] = dyv;
-        s_dsp[r * TP + t] = dsp;
       }
     }
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, bc_vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
+    if (c > 0) {  // the chunk before this one (processed next) into L2
+      const int64_t tp = t0 - chunk;
+      prefetch_rows(delta + base, L, br.nd, tp, chunk);
+      prefetch_rows(u + base, L, br.nd, tp, chunk);
+      prefetch_rows(dy + base, L, br.nd, tp, chunk);
+      if (z) prefetch_rows(z + base, L, br.nd, tp, chunk);
+      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tp, chunk);
+      if (!c_ti) prefetch_rows(Cg, L, static_cast<int>(N), tp, chunk);
+    }
 
+    auto run = [&](auto restart_tag) {
+      if (!b_ti && !c_ti)
+        run_chunk(restart_tag, std::true_type{}, c, len);
+      else
+        run_chunk(restart_tag, std::false_type{}, c, len);
+    };
     if (p.seq_idx)
-      run_chunk(std::true_type{}, c, len);
+      run(std::true_type{});
     else
-      run_chunk(std::false_type{}, c, len);
+      run(std::false_type{});
     __syncthreads();  // du, ddelta, dz of every row are in shared memory
 
     // the chunk's du, ddelta, dz
     if (vec && len == chunk) {
-      for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+      for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         if (r >= br.nd) continue;
         const int64_t gi = base + r * L + t0 + t;
@@ -365,7 +431,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
         }
       }
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+      for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
         if (r >= br.nd || t >= len) continue;
         const int64_t gi = base + r * L + t0 + t;
@@ -377,23 +443,26 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K>())
     __syncthreads();
   }
 
-  dbias = row_sum(dbias, G);  // every lane of the warp takes part, active or not
-  if (!active) return;
 #pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int64_t n = lane * K + k;
-    if (n >= N) continue;
-    if (c_lo > 0)
-      p.scratch[sl.g + row * N + n] = g[k];
-    else if (p.d_initial_state)
-      static_cast<float*>(p.d_initial_state)[row * N + n] = g[k];
-    p.scratch[sl.dA + row * N + n] = dA[k];
-    if (b_ti) p.scratch[sl.dB_ti + row * N + n] = s_pB[(kThreads + tid) * K + k];
-    if (c_ti) p.scratch[sl.dC_ti + row * N + n] = s_pC[(kThreads + tid) * K + k];
-  }
-  if (lane == 0) {
-    p.scratch[sl.dD + row] = dD;
-    p.scratch[sl.dbias + row] = dbias;
+  for (int r = 0; r < R; ++r) {
+    const float dbias_row = row_sum(dbias[r], G);  // every lane of the warp takes part, active or not
+    if (!active[r]) continue;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k, o = row[r] * N + n;
+      if (n >= N) continue;
+      if (c_lo > 0)
+        p.scratch[sl.g + o] = g[r][k];
+      else if (p.d_initial_state)
+        static_cast<float*>(p.d_initial_state)[o] = g[r][k];
+      p.scratch[sl.dA + o] = dA[r][k];
+      if (b_ti) p.scratch[sl.dB_ti + o] = s_pB[((R + r) * kThreads + tid) * K + k];
+      if (c_ti) p.scratch[sl.dC_ti + o] = s_pC[((R + r) * kThreads + tid) * K + k];
+    }
+    if (lane == 0) {
+      p.scratch[sl.dD + row[r]] = dD[r];
+      p.scratch[sl.dbias + row[r]] = dbias_row;
+    }
   }
 }
 
@@ -444,12 +513,12 @@ int grid_for(int64_t n) {
 }
 
 // One slab: the reverse kernel over chunks c_lo .. c_hi - 1, then that slab's per-step dB/dC.
-template <typename T, int K>
+template <typename T, int K, int kG>
 void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
                      int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
-  auto kernel = scan_bwd_kernel<T, K>;
+  auto kernel = scan_bwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
@@ -466,18 +535,35 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
   cuda::check_launch("selectiveScanBackward reduce");
 }
 
+// The backward's kernels, loaded when a device is first used (not on an op's first call).
+template <typename T>
+void touch_bwd() {
+  cudaFuncAttributes a;
+  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 4>);
+  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 0>);
+  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 8, 32>);
+  cudaFuncGetAttributes(&a, reduce_rows_kernel<T>);
+  cudaFuncGetAttributes(&a, reduce_steps_kernel<T>);
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          touch_bwd<float>();
+                          touch_bwd<__half>();
+                          touch_bwd<__nv_bfloat16>();
+                        }),
+                        true);
+
 }  // namespace
 }  // namespace scan_cuda
 
 int64_t selective_scan_cuda_bwd_scratch_floats(const SelectiveScanParams& p) {
   using namespace scan_cuda;
-  const Layout lo = layout_for(p.dstate);
+  const Layout lo = bwd_layout_for(p.dstate);
   return scratch_layout(p, tiling_for(p, lo)).total;
 }
 
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
-  const Layout lo = layout_for(p.dstate);
+  const Layout lo = bwd_layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   const ScratchLayout sl = scratch_layout(p, tl);
@@ -489,10 +575,7 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
     for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
       const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      if (lo.K == 4)
-        launch_bwd_slab<T, 4>(p, lo, tl, sl, c_lo, c_hi, st);
-      else
-        launch_bwd_slab<T, 8>(p, lo, tl, sl, c_lo, c_hi, st);
+      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
     }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");

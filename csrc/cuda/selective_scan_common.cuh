@@ -4,7 +4,8 @@
 // Thread mapping: a dim row's dstate states are spread over G lanes (a power of two <= 32),
 // each lane holding K = 4 consecutive states n = lane*K + k in registers (K = 8 once a whole
 // warp serves one row: dstate > 128); states past dstate are zero padding. A 128-thread block
-// covers 128/G dims of one batch row. Each lane runs the recurrence sequentially over time;
+// covers 128/G dims of one batch row (the backward at dstate 9-16: twice as many, a thread
+// serving two rows with the same states, see bwd_rows). Each lane runs the recurrence sequentially over time;
 // blocks stage chunks of the inputs in shared memory (coalesced along time), lanes read their
 // K values of B_t and C_t with 16-byte loads, and y is reduced over the G lanes by shuffles.
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
@@ -16,7 +17,7 @@
 namespace ss::scan_cuda {
 
 constexpr int kThreads = 128;
-constexpr int kSub = 8;  // backward sub-chunk: states of kSub steps are kept in registers
+constexpr int kSub = 4;  // backward sub-chunk: states and decays of kSub steps are kept in registers
 constexpr int kPartSteps = 4;  // backward: per-step dB/dC partials are summed over rows every 4 steps
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -35,6 +36,37 @@ inline Layout layout_for(int64_t dstate) {
   return {G, K, G * K, kThreads / G};
 }
 
+// Rows per thread of the backward: two at dstate 9-16 (4 lanes of 4 states; kG = 4), one
+// otherwise (its shared memory would not fit two blocks per SM with the narrower layouts' rows).
+__host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG == 4 ? 2 : 1; }
+
+// The backward's layout: layout_for's, with bwd_rows times the rows per block.
+inline Layout bwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
+  return lo;
+}
+
+// Lifts a layout into template constants K and kG: kG is G where the kernels know it at compile
+// time (dstate 9-16, the usual Mamba size; and every K = 8 layout, which has G = 32), 0 where it
+// stays a run-time value (dstate 1-8 and 17-128). Three kernels per dtype, not one per layout.
+#define SS_LAYOUT_SWITCH(LO, K, KG, ...)                                                         \
+  [&] {                                                                                          \
+    if ((LO).K == 8) {                                                                           \
+      constexpr int K = 8, KG = 32;                                                              \
+      return __VA_ARGS__();                                                                      \
+    } else if ((LO).G == 4) {                                                                    \
+      constexpr int K = 4, KG = 4;                                                               \
+      return __VA_ARGS__();                                                                      \
+    } else {                                                                                     \
+      constexpr int K = 4, KG = 0;                                                               \
+      return __VA_ARGS__();                                                                      \
+    }                                                                                            \
+  }()
+
+// log2 of a power of two (a constant when x is)
+__host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x >> 1); }
+
 // K consecutive floats from 16-byte aligned shared memory.
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
@@ -51,13 +83,31 @@ __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
+// B_t (or C_t) values of a thread's R rows: row r's K floats at src + r * row_step + t * step.
+// kTile (a per-step tile, shared by the rows, row_step 0): one load serves every row.
+template <bool kTile, int R, int K>
+__device__ __forceinline__ void load_rows(float (&v)[R][K], const float* src, int row_step, int step, int t) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (kTile && r > 0) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) v[r][k] = v[0][k];
+    } else {
+      load_k<K>(v[r], src + r * row_step + t * step);
+    }
+  }
+}
+
 // 16 bytes of a row (V = 16 / sizeof(T) consecutive elements) to or from floats.
 template <typename T>
-__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(src);
+__device__ __forceinline__ void unpack_vec(float (&dst)[16 / sizeof(T)], const uint4& raw) {
   const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
   for (int j = 0; j < static_cast<int>(16 / sizeof(T)); ++j) dst[j] = cuda::to_float(e[j]);
+}
+template <typename T>
+__device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
+  unpack_vec<T>(dst, *reinterpret_cast<const uint4*>(src));
 }
 template <typename T>
 __device__ __forceinline__ void store_vec(T* dst, const float (&src)[16 / sizeof(T)]) {
@@ -99,14 +149,16 @@ inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
                           chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
-// Shared memory of the backward (floats): five rows (delta', u/du, gate factor/dz, gated
-// dy/ddelta, dsoftplus), B and C tiles, restart flags, sub-chunk start states, and per-step dB/dC
-// contributions of kPartSteps steps (about 51 KiB at dstate 16: 4 blocks fit on an SM).
+// Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
+// factor/dz, gated dy/ddelta), B and C tiles, restart flags, sub-chunk start states of each
+// thread's rows, and per-step dB/dC contributions of kPartSteps steps summed over each thread's
+// rows (about 88 KiB at dstate 16: 2 blocks of 64 rows fit on an SM).
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
-  const size_t rows = 5 * static_cast<size_t>(lo.dims) * row_stride(chunk);
+  const size_t R = static_cast<size_t>(lo.dims) * lo.G / kThreads;  // rows per thread
+  const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
-  const size_t bnd = static_cast<size_t>(chunk / kSub) * lo.K * kThreads;
-  const size_t part = 2 * static_cast<size_t>(kPartSteps) * lo.dims * lo.npad;
+  const size_t bnd = static_cast<size_t>(chunk / kSub) * R * lo.K * kThreads;
+  const size_t part = 2 * static_cast<size_t>(kPartSteps) * (lo.dims / R) * lo.npad;
   return sizeof(float) * (rows + bc + bnd + part);
 }
 
@@ -130,15 +182,17 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   const int64_t slab = slab_chunks(chunk) * chunk;
   s.slab_len = p.seqlen < slab ? p.seqlen : slab;
   const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * s.slab_len * p.dstate;
+  // every part starts 16-byte aligned (the per-step partials are stored as float4)
   int64_t o = 0;
-  s.dA = o, o += rows * p.dstate;
-  s.dD = o, o += rows;
-  s.dbias = o, o += rows;
-  s.dB_ti = o, o += p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
-  s.dC_ti = o, o += p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0;
-  s.g = o, o += rows * p.dstate;
-  s.dB_step = o, o += p.b_form == ScanBCForm::PerStep ? step : 0;
-  s.dC_step = o, o += p.c_form == ScanBCForm::PerStep ? step : 0;
+  auto take = [&o](int64_t n) { const int64_t at = o; o += (n + 3) & ~int64_t{3}; return at; };
+  s.dA = take(rows * p.dstate);
+  s.dD = take(rows);
+  s.dbias = take(rows);
+  s.dB_ti = take(p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
+  s.dC_ti = take(p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
+  s.g = take(rows * p.dstate);
+  s.dB_step = take(p.b_form == ScanBCForm::PerStep ? step : 0);
+  s.dC_step = take(p.c_form == ScanBCForm::PerStep ? step : 0);
   s.total = o;
   return s;
 }
@@ -175,6 +229,14 @@ __device__ __forceinline__ float softplus(float v) {
   return v > 20.f ? v : r;
 }
 __device__ __forceinline__ float sigmoid(float v) { return 1.f / (1.f + __expf(-v)); }
+
+// softplus'(v) = sigmoid(v) = 1 - e^-x from x = softplus(v) itself (so the backward needs no
+// staged copy of it): a short series where x is small (there 1 - e^-x would cancel; error below
+// x^5/120, under 2e-7 relative at x = 1/16), 1 - e^-x above.
+__device__ __forceinline__ float dsoftplus(float x) {
+  const float series = x * fmaf(x, fmaf(x, fmaf(x, -1.f / 24.f, 1.f / 6.f), -0.5f), 1.f);
+  return x < 0.0625f ? series : 1.f - __expf(-x);
+}
 
 // Sum over the G lanes of one row (butterfly: every lane gets the total).
 __device__ __forceinline__ float row_sum(float v, int G) {
@@ -220,7 +282,7 @@ __device__ __forceinline__ void reduce_steps4(const float (&part)[M][4], int G, 
     w[m] = (bit1 ? q1[m] : q0[m]) + __shfl_xor_sync(0xffffffffu, bit1 ? q0[m] : q1[m], 2);
     for (int off = 4; off < G; off <<= 1) w[m] += __shfl_xor_sync(0xffffffffu, w[m], off);
   }
-  if (lane < 4) emit(2 * bit0 + bit1, w);
+  if (G == 4 || lane < 4) emit(2 * bit0 + bit1, w);
 }
 
 // Stages one chunk of a per-step B or C as [step][npad] floats (zero past dstate / seqlen).
@@ -287,6 +349,19 @@ __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, c
   int4 rs4 = make_int4(0, 0, 0, 0);
   if (kRestart) rs4 = *reinterpret_cast<const int4*>(rst + t);
   return Steps4{{dt4.x, dt4.y, dt4.z, dt4.w}, {u4.x, u4.y, u4.z, u4.w}, {rs4.x, rs4.y, rs4.z, rs4.w}};
+}
+
+// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a 128-byte line per
+// thread in turn. Issued for the next chunk while this one computes, so that its staging loads
+// come from L2 instead of waiting on device memory with every warp of the block.
+template <typename T>
+__device__ __forceinline__ void prefetch_rows(const T* src, int64_t stride, int rows, int64_t t0, int len) {
+  constexpr int E = 128 / sizeof(T);  // elements per line
+  const int lines = (len + E - 1) / E;
+  for (int i = threadIdx.x; i < rows * lines; i += kThreads) {
+    const int r = i / lines, j = i - r * lines;
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
+  }
 }
 
 // Restart flags of a chunk: 1 where seqIdx changes (the state before that step is dropped).

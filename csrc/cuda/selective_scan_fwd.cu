@@ -1,10 +1,14 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
-// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory. Each lane
-// then advances its K states through the chunk four steps at a time (one 16-byte load brings
-// four steps of delta' and of u; exp2 of a pre-scaled A, f32 state). The G lanes of a row reduce
-// <C, x> of those four steps by a transpose-reduce (reduce_steps4), and the lane owning a step
-// applies D and the gate. y goes back coalesced. When p.checkpoints is set it also writes the
-// state after every chunk (for the backward).
+// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
+// for the next chunk's inputs. Each lane then advances its K states through the chunk four steps
+// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
+// state), two such groups per loop iteration with no branch inside (the lanes per row are a
+// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
+// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
+// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
+// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
+// few to fill the GPU are split along time (see selective_scan_cuda_segments).
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -19,9 +23,9 @@ namespace {
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
-template <typename T, int K>
+template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk) {
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
   const int TP = row_stride(chunk);
   float* s_dt = smem;
@@ -34,13 +38,22 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
-  const int tid = threadIdx.x, dl = tid / lo.G, lane = tid % lo.G, G = lo.G;
+  // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
+  const int G = kG > 0 ? kG : lo.G, npad = G * K;
+  const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
   const bool active = dl < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
   const T* u = static_cast<const T*>(p.u);
   const T* delta = static_cast<const T*>(p.delta);
-  const T* z = static_cast<const T*>(p.z);
+  // Time segment blockIdx.z: [t_begin, t_end) (the whole row unless p.n_seg > 1). The ends pass
+  // runs each segment but the last from a zero state and keeps only its end (p.seg_ends).
+  const int seg = blockIdx.z;
+  const int64_t t_begin = seg * p.seg_len, t_end = p.n_seg > 1 ? min(L, t_begin + p.seg_len) : L;
+  const bool want_y = p.y != nullptr && !ends_pass;
+  // the checkpoint-only pass of the backward (no y) needs neither z nor a per-step C tile
+  const T* z = want_y ? static_cast<const T*>(p.z) : nullptr;
+  const bool c_tile = !c_ti && want_y;
   const float* A = static_cast<const float*>(p.A);
   const float* bias = static_cast<const float*>(p.delta_bias);
   const T* Bg = b_ti ? nullptr : bc_group<T>(p.B, p.b_groups, p, b, br.d0);
@@ -63,6 +76,18 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const bool ok = active && n < N;
     A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
     x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
+    if (seg > 0 && ok) {
+      // a later segment: zero in the ends pass; else the state the segments before leave, folded
+      // from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0 after a restart
+      const int64_t NS = N + 2;
+      const float* e = p.seg_ends + (b * p.dim + d) * (p.n_seg - 1) * NS;
+      x[k] = ends_pass ? 0.f : e[n];
+      for (int j = 1; !ends_pass && j < seg; ++j) {
+        const float* ej = e + j * NS;
+        const float decay = ej[N + 1] != 0.f ? 0.f : exp2f(A2[k] * ej[N]);
+        x[k] = fmaf(decay, x[k], ej[n]);
+      }
+    }
     // only this thread touches its slots: the chunk loop's first barrier orders them
     if (b_ti) s_ti[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
     if (c_ti) s_ti[(kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
@@ -71,9 +96,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // time-invariant values with step 0 (no branch per step).
   const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
   const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
-  const int b_step = b_ti ? 0 : lo.npad, c_step = c_ti ? 0 : lo.npad;
+  const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
-  const bool want_y = p.y != nullptr;
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
@@ -83,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // backward). Steps past seqlen have delta' = 0: the state stays as is.
   auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-#pragma unroll 1
+#pragma unroll(kY ? 2 : 1)
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
       const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
@@ -110,11 +134,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         part[0][s] = acc;
       }
       if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, gated by silu(z); silu(z)'s slot takes y.
+      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      // gate's slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        float yv = fmaf(Dd, st.u_at(s), v[0]);
-        if (z) yv *= rzy[t + s];
-        rzy[t + s] = yv;
+        rzy[t + s] = fmaf(Dd, st.u_at(s), v[0]) * rzy[t + s];
       });
     }
   };
@@ -123,37 +146,43 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
-  for (int64_t t0 = 0, c = 0, span = first; t0 < L; t0 += span, span = chunk, ++c) {
-    const int len = static_cast<int>(L - t0 < span ? L - t0 : span);
+  float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
+  bool rst = false;  // ends pass: a restart inside the segment
+  for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
+    const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows, element by element otherwise.
     if (vec && len == chunk) {
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        float dv[V], uv[V], zv[V];
-        if (r < br.nd) {
+        // raw 16-byte loads first (all in flight at once), then one row at a time converted
+        // and stored, so that only one row's V floats are live
+        uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
+        float bb = 0.f;
+        const bool in = r < br.nd;
+        if (in) {
           const int64_t gi = base + r * L + t0 + t;
-          load_vec<T>(dv, delta + gi);
-          load_vec<T>(uv, u + gi);
-          if (z) load_vec<T>(zv, z + gi);
-          const float bb = bias ? bias[br.d0 + r] : 0.f;
-#pragma unroll
-          for (int j = 0; j < V; ++j) {
-            dv[j] = p.delta_softplus ? softplus(dv[j] + bb) : dv[j] + bb;
-            if (z) zv[j] *= sigmoid(zv[j]);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < V; ++j) dv[j] = uv[j] = zv[j] = 0.f;
+          rd = *reinterpret_cast<const uint4*>(delta + gi);
+          ru = *reinterpret_cast<const uint4*>(u + gi);
+          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          if (bias) bb = bias[br.d0 + r];
         }
-        store_k<V>(s_dt + r * TP + t, dv);
-        store_k<V>(s_u + r * TP + t, uv);
-        if (z) store_k<V>(s_zy + r * TP + t, zv);
+        float v[V];
+        unpack_vec<T>(v, rd);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = in ? (p.delta_softplus ? softplus(v[j] + bb) : v[j] + bb) : 0.f;
+        store_k<V>(s_dt + r * TP + t, v);
+        unpack_vec<T>(v, ru);
+        store_k<V>(s_u + r * TP + t, v);
+        unpack_vec<T>(v, rz);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = z ? v[j] * sigmoid(v[j]) : 1.f;
+        store_k<V>(s_zy + r * TP + t, v);
       }
     } else {
       for (int i = tid; i < lo.dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zv = 0.f;
+        float dtv = 0.f, uv = 0.f, zv = 1.f;
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
@@ -169,9 +198,18 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         s_zy[r * TP + t] = zv;
       }
     }
-    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, vec, p, lo, chunk, t0, len);
+    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
+    if (t0 + span < t_end) {  // the next chunk's inputs into L2
+      const int64_t tn = t0 + span;
+      const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
+      prefetch_rows(delta + base, L, br.nd, tn, ln);
+      prefetch_rows(u + base, L, br.nd, tn, ln);
+      if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
+      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
+      if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+    }
 
     const int ngroups = (len + 3) >> 2;
     if (p.seq_idx) {
@@ -186,6 +224,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         run_steps(std::false_type{}, std::false_type{}, ngroups);
     }
 
+    if (ends_pass) {
+      for (int t = lane; t < len; t += G) {
+        sdt += rdt[t];
+        rst = rst || (p.seq_idx && s_rst[t]);
+      }
+    }
     if (p.checkpoints && active) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
@@ -213,7 +257,20 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
     __syncthreads();  // the next chunk overwrites shared memory
   }
-  if (p.last_state && active) {
+  if (ends_pass) {
+    sdt = row_sum(sdt, G);  // every lane of the warp takes part, active or not
+    const bool any_rst = row_sum(rst ? 1.f : 0.f, G) != 0.f;
+    if (!active) return;
+    float* e = p.seg_ends + ((b * p.dim + d) * (p.n_seg - 1) + seg) * (N + 2);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      if (n < N) e[n] = x[k];
+    }
+    if (lane == 0) e[N] = sdt, e[N + 1] = any_rst ? 1.f : 0.f;
+    return;
+  }
+  if (p.last_state && active && seg == p.n_seg - 1) {
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int64_t n = lane * K + k;
@@ -229,17 +286,46 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
-template <typename T, int K>
+template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const size_t smem = fwd_smem_bytes(lo, chunk);
-  auto kernel = scan_fwd_kernel<T, K>;
+  auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
-  const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk);
+  const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
+  if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true);
+    cuda::check_launch("selectiveScan forward (segment ends)");
+  }
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false);
   cuda::check_launch("selectiveScan forward");
 }
+
+// Resident blocks of the forward on this device (cached per device): blocks per SM x SMs.
+int64_t resident_fwd_blocks(int K) {
+  static int sms[64] = {0};
+  int dev = 0;
+  cuda::check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) return 0;
+  if (sms[dev] == 0) cuda::check(cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev), "SM count");
+  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * sms[dev];
+}
+
+// The forward kernels, loaded when a device is first used (not on an op's first call).
+template <typename T>
+void touch_fwd() {
+  cudaFuncAttributes a;
+  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 4>);
+  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 0>);
+  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 8, 32>);
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          touch_fwd<float>();
+                          touch_fwd<__half>();
+                          touch_fwd<__nv_bfloat16>();
+                        }),
+                        true);
 
 }  // namespace
 
@@ -256,20 +342,36 @@ int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p) {
   return scan_cuda::bwd_chunk(scan_cuda::layout_for(p.dstate));
 }
 
+// Rows (batch x dim) too few to fill the resident blocks of the device leave most of the GPU
+// idle for the whole sequence (batch 1 x dim 5120: 160 blocks for 528 slots). Split along time:
+// n segments (whole chunks each) multiply the blocks by n; the price is a first pass over all but
+// the last segment for their end states (no y, no C, no z: ~40% of a forward's work per step).
+int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_len) {
+  using namespace scan_cuda;
+  const Layout lo = layout_for(p.dstate);
+  const int64_t chunk = fwd_chunk(lo), blocks = tiling_for(p, lo).blocks() * p.batch;
+  int64_t n = resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);
+  n = std::min<int64_t>({n, (p.seqlen + chunk - 1) / chunk, 16});
+  if (p.checkpoints || n < 2) {
+    *seg_len = p.seqlen;
+    return 1;
+  }
+  const int64_t len = ((p.seqlen + n - 1) / n + chunk - 1) / chunk * chunk;
+  *seg_len = len;
+  return (p.seqlen + len - 1) / len;
+}
+
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
   const Layout lo = layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
+  if (p.n_seg > 1 && (p.checkpoints || !p.seg_ends || p.n_seg > 65535 || p.seg_len % fwd_chunk(lo) != 0))
+    fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: time segments set up wrongly");
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (lo.K == 4)
-      launch_fwd<T, 4>(p, lo, tl, chunk, st);
-    else
-      launch_fwd<T, 8>(p, lo, tl, chunk, st);
-  });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
 }
 
 }  // namespace ss

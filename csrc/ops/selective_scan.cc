@@ -139,7 +139,7 @@ Tensor cuda_checkpoints(SelectiveScanParams& p, Device dev) {
 
 }  // namespace
 
-SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_last_state) {
+SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_last_state, bool return_checkpoints) {
   Checked c = check(raw);
   SelectiveScanParams& p = c.p;
   const Device dev = c.in.u.device();
@@ -155,7 +155,17 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
     run_cpu(inputs_of(c.in), {out.y, out.last_state}, [p] { selective_scan_fwd_cpu(p); });
   } else {
 #ifdef STATESPACE_WITH_CUDA
-    selective_scan_fwd_cuda(p, cuda_stream_for(dev));
+    void* stream = cuda_stream_for(dev);
+    // the state every chunk for a later backward (which then skips its own forward pass)
+    if (return_checkpoints) out.checkpoints = cuda_checkpoints(p, dev);
+    // few rows: time segments, their end states in a buffer freed in stream order after the call
+    Tensor ends;
+    p.n_seg = selective_scan_cuda_segments(p, &p.seg_len);
+    if (p.n_seg > 1) {
+      ends = empty({p.batch, p.dim, p.n_seg - 1, p.dstate + 2}, DType::Float32, dev);
+      p.seg_ends = ends.ptr<float>();
+    }
+    selective_scan_fwd_cuda(p, stream);
 #else
     cuda_stream_for(dev);  // throws: built without CUDA
 #endif
@@ -164,13 +174,13 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
 }
 
 SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& raw, const Tensor& dy_raw,
-                                           const Tensor& d_last_raw) {
+                                           const Tensor& d_last_raw, const Tensor& ck_raw) {
   Checked c = check(raw);
   SelectiveScanParams& p = c.p;
   const SelectiveScanInputs& in = c.in;
   const Device dev = in.u.device();
   const DType wt = p.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
-  check_same_device(dev, {{"dy", &dy_raw}, {"dLastState", &d_last_raw}});
+  check_same_device(dev, {{"dy", &dy_raw}, {"dLastState", &d_last_raw}, {"checkpoints", &ck_raw}});
   need_shape("dy", dy_raw, in.u.shape, dims({{"batch", p.batch}, {"dim", p.dim}, {"seqlen", p.seqlen}}));
   need_dtype("dy", dy_raw, p.dtype);
   if (d_last_raw.defined()) {
@@ -205,16 +215,31 @@ SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& raw, const
   } else {
 #ifdef STATESPACE_WITH_CUDA
     void* stream = cuda_stream_for(dev);
-    // The backward recomputes: a forward pass that writes only the state checkpoints, then the
-    // reverse pass. Tensors allocated here are freed in stream order when they go out of scope.
-    Tensor ck = cuda_checkpoints(p, dev);
+    // The backward recomputes from state checkpoints: the forward's, when given, else a forward
+    // pass that writes only those, then the reverse pass. Tensors allocated here are freed in
+    // stream order when they go out of scope.
+    Tensor ck;
+    if (ck_raw.defined()) {
+      const int64_t chunk = selective_scan_cuda_chunk(p);
+      p.n_chunks = (p.seqlen + chunk - 1) / chunk;
+      need_shape("checkpoints", ck_raw, {p.batch, p.dim, p.n_chunks, p.dstate},
+                 dims({{"batch", p.batch}, {"dim", p.dim}, {"chunks", p.n_chunks}, {"dstate", p.dstate}}) +
+                     " as selectiveScan returns with returnCheckpoints");
+      need_dtype("checkpoints", ck_raw, DType::Float32);
+      ck = contiguous(ck_raw);
+      p.checkpoints = ck.ptr<float>();
+    } else {
+      ck = cuda_checkpoints(p, dev);
+    }
     Tensor scratch = empty({selective_scan_cuda_bwd_scratch_floats(p)}, DType::Float32, dev);
     p.scratch = scratch.ptr<float>();
     p.scratch_floats = scratch.numel();
-    SelectiveScanParams fp = p;
-    fp.y = nullptr;
-    fp.last_state = nullptr;
-    selective_scan_fwd_cuda(fp, stream);
+    if (!ck_raw.defined()) {
+      SelectiveScanParams fp = p;
+      fp.y = nullptr;
+      fp.last_state = nullptr;
+      selective_scan_fwd_cuda(fp, stream);
+    }
     selective_scan_bwd_cuda(p, stream);
 #else
     cuda_stream_for(dev);

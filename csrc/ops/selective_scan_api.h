@@ -12,13 +12,17 @@ struct SelectiveScanInputs {
 
 struct SelectiveScanOutputs {
   Tensor y, last_state;  // last_state only when asked for
+  Tensor checkpoints;    // CUDA, when asked for: the states the backward would recompute first
 };
 
 struct SelectiveScanGrads {
   Tensor du, ddelta, dA, dB, dC, dD, dz, d_delta_bias, d_initial_state;  // undefined where no input
 };
 
-SelectiveScanOutputs selective_scan(const SelectiveScanInputs& in, bool return_last_state);
-SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& in, const Tensor& dy, const Tensor& d_last_state);
+SelectiveScanOutputs selective_scan(const SelectiveScanInputs& in, bool return_last_state, bool return_checkpoints = false);
+// checkpoints: optional, from selective_scan(..., return_checkpoints) on the same inputs (CUDA; the
+// CPU backward needs none and ignores them).
+SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& in, const Tensor& dy, const Tensor& d_last_state,
+                                           const Tensor& checkpoints = Tensor());
 
 }  // namespace ss

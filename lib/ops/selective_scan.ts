@@ -39,6 +39,12 @@ export interface SelectiveScanOptions {
 export interface SelectiveScanForwardOptions extends SelectiveScanOptions {
   /** Also return the state after the last step. Default false. */
   returnLastState?: boolean;
+  /**
+   * Also return `checkpoints`, the states a later `selectiveScanBackward` on the same inputs
+   * would otherwise recompute with a forward pass of its own (CUDA only; the CPU backward needs
+   * none). Default false.
+   */
+  returnCheckpoints?: boolean;
 }
 
 export interface SelectiveScanResult {
@@ -46,6 +52,8 @@ export interface SelectiveScanResult {
   y: Tensor;
   /** (batch, dim, dstate) float32, when returnLastState. */
   lastState?: Tensor;
+  /** CUDA, when returnCheckpoints: (batch, dim, chunks, dstate) float32, the state every chunk of steps. */
+  checkpoints?: Tensor;
 }
 
 export interface SelectiveScanBackwardOptions extends SelectiveScanOptions {
@@ -53,6 +61,11 @@ export interface SelectiveScanBackwardOptions extends SelectiveScanOptions {
   dy: Tensor;
   /** Gradient with respect to lastState: (batch, dim, dstate) float32. */
   dLastState?: Tensor;
+  /**
+   * The forward's `checkpoints` (returnCheckpoints) for these same inputs: the CUDA backward then
+   * skips its forward pass. Checkpoints of other inputs give wrong gradients. Ignored on the CPU.
+   */
+  checkpoints?: Tensor;
 }
 
 /** Gradients of every input, shaped like the input (dB/dC follow B's and C's forms). */
@@ -91,8 +104,8 @@ export function selectiveScan(opts: SelectiveScanForwardOptions): SelectiveScanR
 }
 
 /**
- * Gradients of the selective scan given dy (and dLastState). Recomputes the forward states
- * (nothing is saved between the calls). Reductions over batch and time are deterministic:
+ * Gradients of the selective scan given dy (and dLastState). Recomputes the forward states from
+ * checkpoints: the forward's when passed (returnCheckpoints), else from a forward pass of its own. Reductions over batch and time are deterministic:
  * two calls with the same inputs give bitwise equal gradients.
  */
 export function selectiveScanBackward(opts: SelectiveScanBackwardOptions): SelectiveScanGradients {

@@ -19,8 +19,15 @@ const cases: ScanCase[] = [
   { batch: 1, dim: 3, seqlen: 5000, dstate: 16, B: 'step', C: 'ti', D: true, initialState: true, z: true },
   { batch: 3, dim: 6, seqlen: 71, dstate: 9, B: 2, C: 3, z: true, D: true, packed: [[70, 1], [1, 70], [20, 30, 21]] },
   { batch: 2, dim: 96, seqlen: 100, dstate: 16, B: 3, C: 'step', z: true, D: true, softplus: true, initialState: true, packed: [[31, 69], [100]] },
-  // more blocks than SMs: the forward staggers the first chunk of later blocks (16-byte staging after it)
+  // more blocks than SMs, a partial last chunk after whole 16-byte staged ones
   { batch: 2, dim: 4096, seqlen: 200, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true },
+  // the layouts whose lanes per row stay a run-time value in the kernels: 2, 8 and 32 lanes of 4 states
+  { batch: 2, dim: 5, seqlen: 70, dstate: 7, B: 'step', C: 'step', z: true, D: true, softplus: true },
+  { batch: 1, dim: 33, seqlen: 130, dstate: 32, B: 'step', C: 'ti', z: true, deltaBias: true, softplus: true, initialState: true },
+  { batch: 2, dim: 10, seqlen: 40, dstate: 100, B: 2, C: 'step', D: true, softplus: true },
+  // few rows: the forward splits time into segments (64 steps here); restarts inside a segment and
+  // on a segment boundary (128)
+  { batch: 2, dim: 4, seqlen: 600, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true, packed: [[128, 300, 172], [600]] },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -90,6 +97,26 @@ describeGpu('selectiveScan on CUDA', () => {
       const b = backwardOn(c, dtype, 'cuda', data, wy, wl);
       for (const g of gradNames) if (a[g]) expect(f64(b[g]), `${g} ${dtype}`).toEqual(f64(a[g]));
     }
+  });
+
+  it('the forward\'s checkpoints give the backward bitwise the same gradients, and the same y', () => {
+    const c: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
+    const data = randomData(c);
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      const { opts } = build(c, dtype, 'cuda', data);
+      const plain = selectiveScan(opts);
+      const withCk = selectiveScan({ ...opts, returnCheckpoints: true });
+      expect(withCk.checkpoints!.shape).toEqual([c.batch, c.dim, Math.ceil(c.seqlen / 32), c.dstate]);
+      expectClose(f64(withCk.y), f64(plain.y), dtype === 'float32' ? 1e-5 : 1e-2, `y with checkpoints ${dtype}`);
+      const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype, device: 'cuda' });
+      const a = selectiveScanBackward({ ...opts, dy });
+      const b = selectiveScanBackward({ ...opts, dy, checkpoints: withCk.checkpoints });
+      for (const g of gradNames) if (a[g]) expect(f64(b[g]), `${g} ${dtype}`).toEqual(f64(a[g]));
+    }
+    const { opts } = build(c, 'float32', 'cuda', data);
+    const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
+    const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
+    expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
   });
 
   it('large delta*|A| in bf16 gives no NaN or Inf, forward and backward', () => {
