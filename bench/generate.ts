@@ -10,11 +10,11 @@
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
  */
-import { Device, synchronize } from '../lib/index';
+import { Device, linearBackend, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
 import type { CausalLM } from '../lib/models/lm';
 import { randomModel } from '../lib/models/load';
-import { profileOps } from '../lib/models/profile';
+import { formatProfile, profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
 
@@ -71,7 +71,9 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
   for (const device of devices) {
     const cpu = device === 'cpu';
-    const names = cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
+    // STATESPACE_BENCH_MODELS=mamba-2.8b,mamba2-2.7b runs only those shapes.
+    const only = process.env.STATESPACE_BENCH_MODELS?.split(',').filter((n) => n in SHAPES);
+    const names = only?.length ? only : cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
     const dtype = cpu ? 'float32' : 'bfloat16';
     const bw = copyBandwidth(device);
     for (const name of names) {
@@ -105,15 +107,11 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
         await synchronize(device);
-        // Where the time goes: every op timed alone (device synchronised around it), one prefill
-        // and one eager decode step. Sums exceed the unprofiled times by the synchronisations.
+        // Where the time goes, per op and argument shapes (profile.ts: device time by CUDA events
+        // around each op, and the host time spent issuing it), one prefill and one eager decode step.
         const profile = async (what: string, fn: () => Promise<unknown>) => {
-          const t0 = process.hrtime.bigint();
-          const { ops } = await profileOps(device, fn);
-          const total = Number(process.hrtime.bigint() - t0) / 1e6;
-          const rows = Object.entries(ops).sort((a, b) => b[1].ms - a[1].ms);
-          const parts = rows.map(([op, v]) => `${op} ${v.ms.toFixed(2)} ms/${v.calls}`);
-          console.log(`  ${name} ${device} ${what} profile (total ${total.toFixed(1)} ms): ${parts.join(', ')}`);
+          const s = await profileOps(device, fn);
+          console.log(`  ${name} ${device} ${what} profile (GEMM: ${linearBackend(device)}):\n${formatProfile(s)}`);
         };
         await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
         m.useCudaGraphs = false;
