@@ -287,9 +287,15 @@ int current_device() {
 
 }  // namespace
 
+bool gemm_cuda_reads_strided(const GemmParams& p, int device) {
+  (void)device;
+  std::string why;
+  return p.M > GemvTraits::kMaxM && cuda::cublas_usable(p, &why);
+}
+
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  if (p.M <= GemvTraits::kMaxM) {
+  if (p.M <= GemvTraits::kMaxM && !p.strided()) {
     SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, st); });
     cuda::check_launch("linear (gemv)");
     return;
@@ -300,6 +306,8 @@ void gemm_cuda(const GemmParams& p, void* stream) {
     cuda::check_launch("linear (bias)");
     return;
   }
+  // The caller checked gemm_cuda_reads_strided: only cuBLAS reads other layouts.
+  if (p.strided()) fail("ERR_CUDA", ErrorKind::Plain, "linear: strided operands without cuBLAS (" + why + ")");
   const int64_t gx = (p.N + 63) / 64, gy = (p.M + 63) / 64;
   if (gy > 65535 || gx > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many rows for the builtin GEMM");
   dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));

@@ -1,4 +1,5 @@
 #include "ops/dense.h"
+#include <cstdlib>
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/tensor_ops.h"
@@ -27,6 +28,35 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight_in) {
   return out;
 }
 
+namespace {
+
+// t (..., cols) as a matrix (rows = the leading dimensions' product, cols) stored row-major with a
+// row stride ld >= cols, or column-major (a transposed view) with a column stride ld >= rows.
+struct MatrixLayout {
+  bool ok = false, col_major = false;
+  int64_t ld = 0;
+};
+
+MatrixLayout matrix_layout(const Tensor& t) {
+  // Leading dimensions merge into one row index when each steps over the next one's whole span.
+  int64_t rows = 1, row_stride = 0;
+  bool have = false;
+  for (int d = t.ndim() - 2; d >= 0; --d) {
+    if (t.shape[d] == 1) continue;
+    if (have && t.strides[d] != row_stride * rows) return {};
+    if (!have) row_stride = t.strides[d];
+    have = true;
+    rows *= t.shape[d];
+  }
+  const int64_t cols = t.size(-1), col_stride = cols == 1 ? 1 : t.stride(-1);
+  if (!have) row_stride = cols;  // a single row
+  if (col_stride == 1 && row_stride >= cols) return {true, false, row_stride};
+  if (row_stride == 1 && col_stride >= rows) return {true, true, col_stride};
+  return {};
+}
+
+}  // namespace
+
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
@@ -42,21 +72,44 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     checks::shape("bias", bias_in, {N}, "(out)");
     checks::floating("bias", bias_in, cpu);
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
   Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
-  std::vector<int64_t> shape = x.shape;
+  std::vector<int64_t> shape = x_in.shape;
   shape.back() = N;
-  Tensor out = empty(shape, x.dtype, dev);
   GemmParams p;
   p.M = 1;
-  for (int i = 0; i + 1 < x.ndim(); ++i) p.M *= x.shape[i];
+  for (int i = 0; i + 1 < x_in.ndim(); ++i) p.M *= x_in.shape[i];
   p.N = N;
   p.K = K;
-  p.dtype = x.dtype;
+  p.dtype = x_in.dtype;
   p.bias_dtype = bias.defined() ? bias.dtype : DType::Float32;
+  p.bias = bias.defined() ? bias.data() : nullptr;
+  // Views that are matrices stored another way (a transpose, a column slice) go to a GEMM that
+  // reads them in place where there is one (cuBLAS); otherwise they are copied contiguous.
+  Tensor x = x_in, w = weight_in;
+  bool in_place = false;
+#ifdef STATESPACE_WITH_CUDA
+  // TEMPORARY (prefill A/B measurement, to be removed): STATESPACE_GEMM_STRIDED=0 copies as before.
+  const char* ab = std::getenv("STATESPACE_GEMM_STRIDED");
+  if (!cpu && !(ab && ab[0] == '0') && !(x_in.is_contiguous() && weight_in.is_contiguous())) {
+    const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);
+    GemmParams q = p;
+    q.ldx = lx.ld;
+    q.ldw = lw.ld;
+    q.x_col_major = lx.col_major;
+    q.w_col_major = lw.col_major;
+    if (lx.ok && lw.ok && gemm_cuda_reads_strided(q, dev.index)) {
+      p = q;
+      in_place = true;
+    }
+  }
+#endif
+  if (!in_place) {
+    x = contiguous(x_in);
+    w = contiguous(weight_in);
+  }
+  Tensor out = empty(shape, x.dtype, dev);
   p.x = x.data();
   p.weight = w.data();
-  p.bias = bias.defined() ? bias.data() : nullptr;
   p.out = out.data();
   if (out.numel() == 0) return out;
   if (cpu)

@@ -17,7 +17,10 @@ struct EmbeddingParams {
   void* out = nullptr;              // (n, d)
 };
 
-// out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`.
+// out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`; out is
+// contiguous. x and weight are contiguous row-major unless ldx/ldw say otherwise: then element
+// (i, j) sits at i·ld + j (row-major) or i + j·ld (col-major: a transposed view), which only the
+// cuBLAS path reads (gemm_cuda_reads_strided); every other path gets contiguous operands.
 struct GemmParams {
   int64_t M = 0, N = 0, K = 0;
   DType dtype = DType::Float32;
@@ -26,6 +29,9 @@ struct GemmParams {
   const void* weight = nullptr;
   const void* bias = nullptr;  // or null
   void* out = nullptr;
+  int64_t ldx = 0, ldw = 0;    // 0: contiguous row-major (ld = K)
+  bool x_col_major = false, w_col_major = false;
+  bool strided() const { return ldx != 0 || ldw != 0 || x_col_major || w_col_major; }
 };
 
 // Rows of length `dim`, normalised in groups of `group` (group == dim for plain RMSNorm):
@@ -61,6 +67,10 @@ void rms_norm_cpu(const RmsNormParams& p);
 void eltwise_cpu(const EltwiseParams& p);
 void embedding_cuda(const EmbeddingParams& p, void* stream);
 void gemm_cuda(const GemmParams& p, void* stream);
+// Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()), so
+// views such as a transpose or a column slice need no copy: the cuBLAS path for M above the
+// matrix-vector rows.
+bool gemm_cuda_reads_strided(const GemmParams& p, int device);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 

@@ -70,6 +70,46 @@ describeGpu('dense ops on CUDA', () => {
     expectClose(y, linearRef(flat.v.subarray(1), w.v, M, N, K), TOL.bfloat16, 'misaligned');
   });
 
+  // The models pass transposed views and column slices (prefill runs its projections
+  // channel-major): cuBLAS reads them in place, other paths copy them first; all must agree.
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    it(`linear ${dtype}: transposed and column-sliced views of x and weight (cuBLAS in place, builtin copies)`, async () => {
+      const r = rng();
+      const transposed = (v: Float64Array, rows: number, cols: number) => {
+        const o = new Float64Array(v.length);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) o[j * rows + i] = v[i * cols + j];
+        return o;
+      };
+      for (const [M, N, K] of [[37, 129, 65], [300, 70, 24], [3, 50, 77]] as Array<[number, number, number]>) {
+        // x: (1, M, K) as the transpose of a stored (1, K, M); w: columns [3, 3+K) of a stored (N, K+5);
+        // wT: the transpose of a stored (K, N).
+        const xs = randnInput([1, K, M], dtype, 'cuda', 1, r);
+        const x = xs.t.transpose(1, 2);
+        const xv = transposed(xs.v, K, M);
+        const ws = randnInput([N, K + 5], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const w = ws.t.slice(1, 3, 3 + K);
+        const wv = Float64Array.from({ length: N * K }, (_, i) => ws.v[Math.floor(i / K) * (K + 5) + 3 + (i % K)]);
+        const wts = randnInput([K, N], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const wt = wts.t.transpose(0, 1);
+        const wtv = transposed(wts.v, K, N);
+        const b = randnInput([N], 'float32', 'cuda', 1, r);
+        for (const backend of ['default', 'builtin']) {
+          if (backend === 'builtin') process.env.STATESPACE_CUBLAS = '0';
+          const tag = `${dtype} ${M}x${N}x${K} ${backend}`;
+          const y1 = await linear({ x, weight: w, bias: b.t }).data();
+          expectNoNaN(y1, 'linear');
+          expectClose(y1, linearRef(xv, wv, M, N, K, b.v), TOL[dtype], `${tag}: xᵀ view, column-sliced w`);
+          const y2 = await linear({ x: x.squeeze(0), weight: wt }).data();
+          expectClose(y2, linearRef(xv, wtv, M, N, K), TOL[dtype], `${tag}: xᵀ view, wᵀ view`);
+          const xr = randnInput([M, K], dtype, 'cuda', 1, r);
+          const y3 = await linear({ x: xr.t, weight: wt }).data();
+          expectClose(y3, linearRef(xr.v, wtv, M, N, K), TOL[dtype], `${tag}: contiguous x, wᵀ view`);
+          delete process.env.STATESPACE_CUBLAS;
+        }
+      }
+    });
+  }
+
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: embedding, rmsNorm (+ residual), gatedRmsNorm (groups), elementwise vs reference`, async () => {
       const r = rng();
