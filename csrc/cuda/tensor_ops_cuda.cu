@@ -113,6 +113,15 @@ void strided_copy_cuda(const StridedCopyParams& p, void* stream) {
     cuda::check(cudaMemcpyAsync(p.dst, p.src, p.n * dtype_size(p.src_dtype), cudaMemcpyDeviceToDevice, st), "copy");
     return;
   }
+  // Rows with a stride (a column slice, e.g. one part of a fused projection's output): a 2-D
+  // memcpy moves whole rows at copy bandwidth, where the generic gather divides per element.
+  if (nd == 2 && dims.strides[1] == 1 && dims.strides[0] >= dims.shape[1] && p.src_dtype == p.dst_dtype) {
+    const size_t es = dtype_size(p.src_dtype), row = static_cast<size_t>(dims.shape[1]) * es;
+    cuda::check(cudaMemcpy2DAsync(p.dst, row, p.src, static_cast<size_t>(dims.strides[0]) * es, row, static_cast<size_t>(dims.shape[0]),
+                                  cudaMemcpyDeviceToDevice, st),
+                "copy (2-D)");
+    return;
+  }
   int64_t span = 1;  // largest source offset + 1
   for (int d = 0; d < nd; ++d) span += (dims.shape[d] - 1) * dims.strides[d];
   const bool small = p.n < (int64_t{1} << 31) && span < (int64_t{1} << 31);
