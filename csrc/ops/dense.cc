@@ -141,13 +141,25 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
     checks::shape("z", z_in, x_in.shape, "the shape of x");
     checks::same_dtype("z", z_in, "x", x_in.dtype);
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
+  // On CUDA, x and z may be rows with a stride (column slices of a fused projection): read in place.
+  auto rows_of = [&](const Tensor& t, int64_t* stride) {
+    if (!t.defined()) return t;
+    if (!cpu) {
+      const MatrixLayout l = matrix_layout(t);
+      if (l.ok && !l.col_major) {
+        *stride = l.ld;
+        return t;
+      }
+    }
+    return contiguous(t);
+  };
+  RmsNormParams p;
+  Tensor x = rows_of(x_in, &p.x_stride), z = rows_of(z_in, &p.z_stride);
+  Tensor w = contiguous(weight_in);
   Tensor res = residual_in.defined() ? contiguous(residual_in) : Tensor{};
-  Tensor z = z_in.defined() ? contiguous(z_in) : Tensor{};
   RmsNormResult r;
   r.y = empty(x.shape, x.dtype, dev);
   if (res.defined()) r.residual_out = empty(x.shape, res.dtype, dev);
-  RmsNormParams p;
   p.rows = D ? x.numel() / D : 0;
   p.dim = D;
   p.group = group;

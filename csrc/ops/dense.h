@@ -36,9 +36,12 @@ struct GemmParams {
 
 // Rows of length `dim`, normalised in groups of `group` (group == dim for plain RMSNorm):
 //   r = x (+ residual) (* silu(z));  y = r · rsqrt(mean_group(r²) + eps) · weight.
-// residual_out (when given) receives x + residual in the residual's dtype.
+// residual_out (when given) receives x + residual in the residual's dtype. Row i of x and z
+// starts at i·x_stride / i·z_stride (0: dim; CUDA only, the CPU gets contiguous rows); residual,
+// residual_out and y are contiguous.
 struct RmsNormParams {
   int64_t rows = 0, dim = 0, group = 0;
+  int64_t x_stride = 0, z_stride = 0;
   float eps = 1e-5f;
   DType dtype = DType::Float32;     // x, z, y
   DType weight_dtype = DType::Float32, residual_dtype = DType::Float32;

@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
-import { randnInput } from '../model_inputs';
+import { Input, randnInput } from '../model_inputs';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
@@ -143,6 +143,37 @@ describeGpu('dense ops on CUDA', () => {
       expectClose(await softplus(a.t).data(), ref((i) => softplusRef(a.v[i])), TOL[dtype], 'softplus');
       expectClose(await add(a.t, b.t).data(), ref((i) => a.v[i] + b.v[i]), TOL[dtype], 'add');
       expectClose(await mul(a.t, b.t).data(), ref((i) => a.v[i] * b.v[i]), TOL[dtype], 'mul');
+    });
+  }
+
+  // The models hand the norms column slices of a fused projection (rows with a stride), read in
+  // place on CUDA; the vectorised kernel takes 8-aligned groups, the general one the rest.
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    it(`${dtype}: rmsNorm / gatedRmsNorm on row-strided views, vectorised and general kernels`, async () => {
+      const r = rng();
+      const rows = 37;
+      for (const [D, start, width] of [[5120, 0, 5400], [2560, 8, 2600], [1000, 1, 1003]] as Array<[number, number, number]>) {
+        const slice = (wide: Input): [Tensor, Float64Array] => [
+          wide.t.slice(1, start, start + D),
+          Float64Array.from({ length: rows * D }, (_, i) => wide.v[Math.floor(i / D) * width + start + (i % D)]),
+        ];
+        const [x, xv] = slice(randnInput([rows, width], dtype, 'cuda', 1, r));
+        const [z, zv] = slice(randnInput([rows, width], dtype, 'cuda', 1, r));
+        const nw = randnInput([D], dtype, 'cuda', 1, r);
+        const tag = `${dtype} D=${D} columns [${start}, ${start + D}) of ${width}`;
+        for (const groupSize of [D, D / 8]) {
+          const g = await gatedRmsNorm({ x, z, weight: nw.t, eps: 1e-5, groupSize }).data();
+          expectNoNaN(g, 'gatedRmsNorm');
+          expectClose(g, rmsNormRef(xv, nw.v, D, 1e-5, { z: zv, group: groupSize }).y, TOL[dtype], `${tag} gated, group ${groupSize}`);
+        }
+        for (const resDtype of ['float32', dtype] as DType[]) {
+          const res = randnInput([rows, D], resDtype, 'cuda', 1, r);
+          const f = rmsNorm({ x, weight: nw.t, eps: 1e-5, residual: res.t });
+          const fref = rmsNormRef(xv, nw.v, D, 1e-5, { residual: res.v });
+          expectClose(await f.y.data(), fref.y, TOL[dtype], `${tag} + ${resDtype} residual`);
+          expectClose(await f.residualOut!.data(), fref.residualOut, resDtype === 'float32' ? 1e-6 : TOL[dtype], `${tag} residualOut`);
+        }
+      }
     });
   }
 
