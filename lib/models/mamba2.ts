@@ -87,23 +87,13 @@ export class Mamba2Model extends CausalLM {
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const [b, l] = [x.shape[0], x.shape[1]];
     const o = this.offsets;
-    // Views throughout: the ops copy strided inputs to contiguous memory natively where needed.
-    // For one sequence without an in_proj bias, in_proj runs channel-major (W · hᵀ, as in Mamba-1):
-    // the conv then reads its (convDim, l) rows in place, leaving transposes of x and z only
-    // (which SSD and the gated norm take time-major).
-    let z: Tensor, xbc: Tensor, dt: Tensor; // (b, l, I), (b, convDim, l), (b, l, H)
-    if (b === 1 && Ly.inProjBias === undefined) {
-      const projT = linear({ x: Ly.inProj, weight: x.squeeze(0) }); // (proj, l)
-      const rows = (from: number, n: number) => projT.slice(0, from, from + n).unflatten(0, [1, n]); // (1, n, l)
-      z = rows(o.z, I).transpose(1, 2);
-      xbc = rows(o.xbc, this.convDim);
-      dt = rows(o.dt, H).transpose(1, 2);
-    } else {
-      const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
-      z = proj.slice(2, o.z, o.z + I);
-      xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2);
-      dt = proj.slice(2, o.dt, o.dt + H);
-    }
+    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
+    // Views throughout. On CUDA the conv reads its slice in place (channels-last) and returns y
+    // channels-last, the gated norm reads z in place, and SSD copies x/B/C as whole rows; on the
+    // CPU the ops copy strided inputs to contiguous memory.
+    const z = proj.slice(2, o.z, o.z + I);
+    const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
+    const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
     const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
     const split = (from: number, sizes: number[]) => conv.y.slice(1, from, from + sizes.reduce((a, b) => a * b, 1)).unflatten(1, sizes).permute(0, 3, 1, 2);
