@@ -28,4 +28,5 @@ export { embedding, linear, linearBackend, rmsNorm, gatedRmsNorm, silu, softplus
 export type { EmbeddingOptions, LinearOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
 export { selectiveStateUpdate } from './ops/state_update';
 export type { SelectiveStateUpdateOptions } from './ops/state_update';
+export { argmax } from './ops/sampling';
 export * from './models/index';

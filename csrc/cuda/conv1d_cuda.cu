@@ -6,6 +6,7 @@
 // (reproducible: no atomics).
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/conv1d.h"
 
@@ -243,7 +244,11 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
   }
 }
 
+// Decode step: launched with programmatic dependent launch (cuda/pdl.cuh), like the other
+// kernels of a decode step, so it waits for its producer before touching any data.
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t n = p.batch * p.dim, W = p.width;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < n; r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = r / p.dim, d = r % p.dim;
@@ -308,7 +313,7 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     SS_FLOAT_SWITCH(p.state_dtype, S, [&] {
-      update_kernel<T, S><<<cuda::grid_1d(p.batch * p.dim, kThreads), kThreads, 0, st>>>(p);
+      cuda::launch_pdl(update_kernel<T, S>, dim3(cuda::grid_1d(p.batch * p.dim, kThreads)), dim3(kThreads), 0, st, p);
     });
   });
   cuda::check_launch("causalConv1dUpdate");

@@ -1,8 +1,11 @@
 // CUDA kernels of the dense ops other than the GEMM: embedding gather, (gated, grouped)
 // RMSNorm with the optional fused residual add, and elementwise SiLU / softplus / add / mul.
+// Embedding and RMSNorm are links of the decode step's kernel chain: launched with programmatic
+// dependent launch (cuda/pdl.cuh), they wait for their producer before touching any data.
 #include <cmath>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
 
@@ -17,6 +20,8 @@ constexpr int kThreads = 256;
 // out[i, :] = weight[ids[i], :]; an id outside the vocabulary gives a NaN row (the kernel
 // cannot raise an error without a host round trip; NaN makes the fault visible downstream).
 template <typename T> __global__ void embedding_kernel(EmbeddingParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t n = p.n * p.d;
   const T* w = static_cast<const T*>(p.weight);
   T* out = static_cast<T*>(p.out);
@@ -41,6 +46,8 @@ __device__ float block_sum_all(float v, float* red) {
 // stream and sums r²; pass 2 recomputes r (its inputs are still in L1) and scales it.
 template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
   __shared__ float red[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t groups_per_row = p.dim / p.group;
   const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
   const int64_t off = row * p.dim + g0;
@@ -87,7 +94,7 @@ template <typename T> __global__ void eltwise_kernel(EltwiseParams p) {
 
 void embedding_cuda(const EmbeddingParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    embedding_kernel<T><<<cuda::grid_1d(p.n * p.d, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+    cuda::launch_pdl(embedding_kernel<T>, dim3(cuda::grid_1d(p.n * p.d, kThreads)), dim3(kThreads), 0, static_cast<cudaStream_t>(stream), p);
   });
   cuda::check_launch("embedding");
 }
@@ -99,7 +106,7 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream) {
   int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
   if (threads < 32) threads = 32;
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    rms_norm_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+    cuda::launch_pdl(rms_norm_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, static_cast<cudaStream_t>(stream), p);
   });
   cuda::check_launch("rmsNorm");
 }

@@ -15,6 +15,7 @@
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/state_update.h"
 
@@ -78,6 +79,8 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
+  cuda::pdl_trigger();
 
   for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
     uint32_t row[R], h_of[R], bc[R];
@@ -198,9 +201,9 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
-    state_update_kernel<S, I, V, kAPerState, !kAPerState><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, !kAPerState>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
   else
-    state_update_kernel<S, I, V, kAPerState, false><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, false>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {

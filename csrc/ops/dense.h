@@ -61,6 +61,9 @@ void rms_norm_cpu(const RmsNormParams& p);
 void eltwise_cpu(const EltwiseParams& p);
 void embedding_cuda(const EmbeddingParams& p, void* stream);
 void gemm_cuda(const GemmParams& p, void* stream);
+// Up to this many rows (decode), gemm_cuda runs the matrix-vector kernel gemv_cuda.
+constexpr int kGemvMaxM = 8;
+void gemv_cuda(const GemmParams& p, void* stream);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 

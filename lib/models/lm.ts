@@ -14,7 +14,7 @@ import { argError, formatError } from '../errors';
 import { CudaGraph, captureGraph } from '../graph';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
-import { copyInto, embedding, linear, rmsNorm } from './ops';
+import { argmax, copyInto, embedding, linear, rmsNorm } from './ops';
 import { DecodeEngine, Scheduler } from './scheduler';
 import { detokenize } from './text_stream';
 import { TextTokenizer } from './tokenizer';
@@ -75,7 +75,7 @@ export abstract class CausalLM implements DecodeEngine {
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   /** Captured decode steps on CUDA, by batch size. */
-  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor }>();
+  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor; next: Tensor }>();
   /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
   useCudaGraphs: boolean;
   /** Why CUDA graph capture was given up, if it was. */
@@ -278,40 +278,56 @@ export abstract class CausalLM implements DecodeEngine {
   }
 
   /**
-   * @internal Scheduler engine: one decode step of slots 0..n-1. On CUDA the step of each batch
-   * size is captured once as a CUDA graph (after one eager run, which also warms the libraries up)
-   * and replayed from then on: one launch instead of a few hundred op calls from the host. The
-   * graph reads its tokens from a fixed buffer and writes its logits into another; the state cache
-   * and the parameters stay where they are, so a replay continues every sequence in place.
+   * @internal Scheduler engine: one decode step of slots 0..n-1, returning each slot's logits.
+   * On CUDA the step of each batch size is captured once as a CUDA graph (after one eager run,
+   * which also warms the libraries up) and replayed from then on: one launch instead of a few
+   * hundred op calls from the host. The graph reads its tokens from a fixed buffer and writes its
+   * logits (and their argmax) into others; the state cache and the parameters stay where they
+   * are, so a replay continues every sequence in place.
    */
   async step(tokens: Int32Array): Promise<Float32Array[]> {
+    const V = this.config.vocabSize;
+    const v = (await this.runStep(tokens, false)) as Float32Array;
+    return Array.from({ length: tokens.length }, (_, i) => v.subarray(i * V, (i + 1) * V));
+  }
+
+  /**
+   * @internal Scheduler engine: one decode step of slots 0..n-1 with greedy choice on the device:
+   * the next token of each slot (the first largest logit). Only the ids are copied to the host.
+   */
+  async stepGreedy(tokens: Int32Array): Promise<Int32Array> {
+    return (await this.runStep(tokens, true)) as Int32Array;
+  }
+
+  private async runStep(tokens: Int32Array, greedy: boolean): Promise<Float32Array | Int32Array> {
     const cache = this.ensureCache();
     const n = tokens.length;
-    const V = this.config.vocabSize;
     const rows = this.batchViews(cache, n);
     const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
-    let logits: Tensor;
+    let out: Tensor;
     const t0 = process.hrtime.bigint();
+    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
     if (graph) {
-      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
       copyInto(graph.ids, ids);
       ids.dispose();
       graph.graph.replay();
-      logits = graph.logits;
+      out = greedy ? graph.next : graph.logits;
     } else {
-      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
-      logits = tidy(() => this.decodeOps(ids, rows));
+      out = tidy(() => {
+        const logits = this.decodeOps(ids, rows);
+        return greedy ? argmax(logits) : logits;
+      });
       ids.dispose();
     }
     this.lastStepDispatchMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    let v: Float32Array;
+    let v: Float32Array | Int32Array;
     try {
-      v = (await logits.data()) as Float32Array;
+      v = (await out.data()) as Float32Array | Int32Array;
     } finally {
-      if (!graph) logits.dispose();
+      if (!graph) out.dispose();
     }
     if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
-    return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+    return v;
   }
 
   /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
@@ -327,12 +343,17 @@ export abstract class CausalLM implements DecodeEngine {
     if (this.graphs.has(n)) return;
     const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
     const logits = zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device });
+    const next = zeros([n], { dtype: 'int32', device: this.device });
     try {
-      const graph = captureGraph(this.device, () => copyInto(logits, this.decodeOps(ids, rows)));
-      this.graphs.set(n, { graph, ids, logits });
+      const graph = captureGraph(this.device, () => {
+        copyInto(logits, this.decodeOps(ids, rows));
+        copyInto(next, argmax(logits));
+      });
+      this.graphs.set(n, { graph, ids, logits, next });
     } catch (e) {
       ids.dispose();
       logits.dispose();
+      next.dispose();
       this.useCudaGraphs = false;
       this.cudaGraphError = (e as Error).message;
     }
@@ -424,6 +445,7 @@ export abstract class CausalLM implements DecodeEngine {
       g.graph.dispose();
       g.ids.dispose();
       g.logits.dispose();
+      g.next.dispose();
     }
     this.graphs.clear();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();

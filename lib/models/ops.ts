@@ -9,6 +9,7 @@ import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp, causalConv1dUpdate as causalConv1dUpdateOp } from '../ops/conv1d';
 import { embedding as embeddingOp, linear as linearOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
+import { argmax as argmaxOp } from '../ops/sampling';
 import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
@@ -22,3 +23,4 @@ export const rmsNorm = timed('rmsNorm', rmsNormOp);
 export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);
+export const argmax = timed('argmax', argmaxOp);

@@ -14,7 +14,12 @@ const SHAPES: Array<[number, number, number]> = [
   [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
   [8, 1000, 4096], // matrix-vector path, vectorised, K split over 8 warps per column
   [1, 2560, 5120], // matrix-vector path, K split over 2 warps per column
-  [4, 3, 1001], // matrix-vector path, unaligned K split over 8 warps
+  [4, 3, 1001], // matrix-vector path, unaligned K
+  [1, 192, 5120], // matrix-vector path: one column per warp, K split over the 4 warps of a block (x_proj)
+  [1, 10240, 2560], // four columns per warp (in_proj)
+  [1, 5120, 160], // K shorter than a warp's vector stride (dt_proj)
+  [7, 2051, 2560], // several rows, a partly filled last block
+  [2, 77, 4104], // two columns per warp, K split, tail vectors
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
