@@ -171,7 +171,7 @@ template <typename T, typename S> void update(const CausalConv1dUpdateParams& p)
         continue;
       }
       S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
-      C x = cpu::ld<C>(static_cast<const T*>(p.x) + r);
+      C x = cpu::ld<C>(static_cast<const T*>(p.x) + b * p.x_stride + d);
       C acc = p.bias ? cpu::ld_any<C>(p.bias, p.bias_dtype, d) : C(0);
       for (int64_t k = 0; k < W - 1; ++k) acc += cpu::ld_any<C>(p.weight, p.weight_dtype, d * W + k) * cpu::ld<C>(s + k);
       acc += cpu::ld_any<C>(p.weight, p.weight_dtype, d * W + W - 1) * x;

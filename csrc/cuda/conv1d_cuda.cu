@@ -258,7 +258,7 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
       continue;
     }
     S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
-    const T xv = static_cast<const T*>(p.x)[r];
+    const T xv = static_cast<const T*>(p.x)[b * p.x_stride + d];
     const float x = to_float(xv);
     float acc = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
     for (int64_t k = 0; k < W - 1; ++k) acc += load_any(p.weight, p.weight_dtype, d * W + k) * to_float(s[k]);

@@ -93,7 +93,7 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
     return false;
   }
   const int64_t lim = 0x7fffffff;
-  if (p.M > lim || p.N > lim || p.K > lim || p.K == 0) {
+  if (p.M > lim || p.N > lim || p.K > lim || p.ldx > lim || p.K == 0) {
     *why = "sizes outside cuBLAS's int range or K = 0";
     return false;
   }
@@ -114,7 +114,7 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
   // Row-major out (M, N) is column-major outᵀ (N, M) = W (N, K) · xᵀ: W is the column-major
   // (K, N) matrix transposed, xᵀ is x read column-major as (K, M).
   cublasStatus_t s = lib.gemm_ex(h, kOpT, kOpN, static_cast<int>(p.N), static_cast<int>(p.M), static_cast<int>(p.K), &alpha,
-                                 p.weight, type, static_cast<int>(p.K), p.x, type, static_cast<int>(p.K), &beta, p.out, type,
+                                 p.weight, type, static_cast<int>(p.K), p.x, type, static_cast<int>(p.ldx ? p.ldx : p.K), &beta, p.out, type,
                                  static_cast<int>(p.N), kCompute32F, kGemmDefault);
   if (s != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasGemmEx failed with status " + std::to_string(s));
   return true;

@@ -52,7 +52,7 @@ template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
   const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
   const int64_t off = row * p.dim + g0;
   const T* x = static_cast<const T*>(p.x) + off;
-  const T* z = p.z ? static_cast<const T*>(p.z) + off : nullptr;
+  const T* z = p.z ? static_cast<const T*>(p.z) + row * p.z_stride + g0 : nullptr;
   auto value = [&](int64_t i, bool write_residual) {
     float v = to_float(x[i]);
     if (p.residual) {
@@ -71,6 +71,113 @@ template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
   T* y = static_cast<T*>(p.y) + off;
   for (int64_t i = threadIdx.x; i < p.group; i += blockDim.x)
     y[i] = cuda::from_float<T>(value(i, false) * scale * load_any(p.weight, p.weight_dtype, g0 + i));
+}
+
+template <typename S, int V> struct alignas(sizeof(S) * V) Vec {
+  S v[V];
+};
+
+// V consecutive values of a side operand whose dtype is known at run time, as floats; the
+// launcher checks that each pointer is aligned to its vector (V elements of its dtype).
+template <int V> __device__ __forceinline__ void load_vals(const void* base, DType d, int64_t i, float (&out)[V]) {
+  switch (d) {
+    case DType::BFloat16: {
+      const Vec<__nv_bfloat16, V> v = reinterpret_cast<const Vec<__nv_bfloat16, V>*>(base)[i / V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) out[e] = __bfloat162float(v.v[e]);
+      break;
+    }
+    case DType::Float16: {
+      const Vec<__half, V> v = reinterpret_cast<const Vec<__half, V>*>(base)[i / V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) out[e] = __half2float(v.v[e]);
+      break;
+    }
+    default: {
+      const Vec<float, V> v = reinterpret_cast<const Vec<float, V>*>(base)[i / V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) out[e] = v.v[e];
+    }
+  }
+}
+
+template <int V> __device__ __forceinline__ void store_vals(void* base, DType d, int64_t i, const float (&in)[V]) {
+  switch (d) {
+    case DType::BFloat16: {
+      Vec<__nv_bfloat16, V> v;
+#pragma unroll
+      for (int e = 0; e < V; ++e) v.v[e] = __float2bfloat16_rn(in[e]);
+      reinterpret_cast<Vec<__nv_bfloat16, V>*>(base)[i / V] = v;
+      break;
+    }
+    case DType::Float16: {
+      Vec<__half, V> v;
+#pragma unroll
+      for (int e = 0; e < V; ++e) v.v[e] = __float2half_rn(in[e]);
+      reinterpret_cast<Vec<__half, V>*>(base)[i / V] = v;
+      break;
+    }
+    default: {
+      Vec<float, V> v;
+#pragma unroll
+      for (int e = 0; e < V; ++e) v.v[e] = in[e];
+      reinterpret_cast<Vec<float, V>*>(base)[i / V] = v;
+    }
+  }
+}
+
+struct NormTraits {
+  static constexpr int kMaxThreads = 1024;
+  static constexpr int kMaxVecs = 4;  // 16-byte vectors of x per thread, kept in registers
+};
+
+// The fast RMSNorm: one block per (row, group), every value loaded once (16-byte vectors, held in
+// registers between the sum of squares and the scaling), up to 1024 threads so that one row of a
+// decode step is spread over a whole block instead of looping.
+template <typename T>
+__global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
+  constexpr int V = 16 / sizeof(T);
+  __shared__ float red[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const int64_t groups_per_row = p.dim / p.group;
+  const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
+  const int64_t off = row * p.dim + g0;
+  const int nv = static_cast<int>(p.group / V);
+  float r[NormTraits::kMaxVecs][V];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i >= nv) break;
+    load_vals<V>(p.x, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
+    if (p.residual) {
+      float res[V];
+      load_vals<V>(p.residual, p.residual_dtype, off + static_cast<int64_t>(i) * V, res);
+#pragma unroll
+      for (int e = 0; e < V; ++e) r[j][e] += res[e];
+      store_vals<V>(p.residual_out, p.residual_dtype, off + static_cast<int64_t>(i) * V, r[j]);
+    }
+    if (p.z) {
+      float zv[V];
+      load_vals<V>(p.z, p.dtype, row * p.z_stride + g0 + static_cast<int64_t>(i) * V, zv);
+#pragma unroll
+      for (int e = 0; e < V; ++e) r[j][e] *= cuda::silu_f(zv[e]);
+    }
+#pragma unroll
+    for (int e = 0; e < V; ++e) ss += r[j][e] * r[j][e];
+  }
+  const float scale = rsqrtf(block_sum_all(ss, red) / static_cast<float>(p.group) + p.eps);
+#pragma unroll
+  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i >= nv) break;
+    float w[V];
+    load_vals<V>(p.weight, p.weight_dtype, g0 + static_cast<int64_t>(i) * V, w);
+#pragma unroll
+    for (int e = 0; e < V; ++e) r[j][e] *= scale * w[e];
+    store_vals<V>(p.y, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
+  }
 }
 
 template <typename T> __global__ void eltwise_kernel(EltwiseParams p) {
@@ -99,14 +206,30 @@ void embedding_cuda(const EmbeddingParams& p, void* stream) {
   cuda::check_launch("embedding");
 }
 
+bool aligned_to(const void* ptr, size_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
 void rms_norm_cuda(const RmsNormParams& p, void* stream) {
   const int64_t blocks = p.rows * (p.dim / p.group);
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "rmsNorm: too many rows for one launch");
-  // Threads: enough for the group, a multiple of 32, at most 512.
-  int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
-  if (threads < 32) threads = 32;
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    cuda::launch_pdl(rms_norm_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, static_cast<cudaStream_t>(stream), p);
+    constexpr int V = 16 / sizeof(T);
+    const int64_t nv = p.group / V;
+    // The vector kernel: whole vectors, every operand aligned to its vector, <= 4 per thread.
+    const bool vec = p.group % V == 0 && p.z_stride % V == 0 && nv <= int64_t{NormTraits::kMaxThreads} * NormTraits::kMaxVecs &&
+                     aligned_to(p.x, 16) && aligned_to(p.y, 16) && aligned_to(p.z, 16) &&
+                     aligned_to(p.residual, dtype_size(p.residual_dtype) * V) && aligned_to(p.residual_out, dtype_size(p.residual_dtype) * V) &&
+                     aligned_to(p.weight, dtype_size(p.weight_dtype) * V);
+    if (vec) {
+      const int64_t per = (nv + NormTraits::kMaxThreads - 1) / NormTraits::kMaxThreads;  // vectors per thread
+      const int threads = static_cast<int>(std::max<int64_t>(32, ((nv + per - 1) / per + 31) / 32 * 32));
+      cuda::launch_pdl(rms_norm_vec_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
+    } else {
+      // Threads: enough for the group, a multiple of 32, at most 512.
+      int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
+      if (threads < 32) threads = 32;
+      cuda::launch_pdl(rms_norm_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
+    }
   });
   cuda::check_launch("rmsNorm");
 }

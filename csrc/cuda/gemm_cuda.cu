@@ -206,6 +206,8 @@ void gemm_cuda(const GemmParams& p, void* stream) {
     cuda::check_launch("linear (bias)");
     return;
   }
+  // ops/dense.cc passes strided rows of x only when cuBLAS is there to take them.
+  if (p.ldx && p.ldx != p.K) fail("ERR_CUDA", ErrorKind::Plain, "linear: strided x reached the builtin GEMM (" + why + ")");
   const int64_t gx = (p.N + 63) / 64, gy = (p.M + 63) / 64;
   if (gy > 65535 || gx > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many rows for the builtin GEMM");
   dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));

@@ -27,7 +27,7 @@ struct GemvTraits {
   static constexpr int kWarps = 4, kThreads = kWarps * 32;
   // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
   // (MM·U per batch) need registers too.
-  template <int MM> static constexpr int kInFlight = MM == 1 ? 8 : 4;
+  static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
   static constexpr int kMaxM = 8;
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
@@ -74,14 +74,14 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const Vec<
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? 6 : 4) gemv_kernel(GemmParams p, int S, int64_t kslice) {
-  constexpr int U = GemvTraits::kInFlight<MM> / C;
+  constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int slice = warp % S;
   const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps / S) + warp / S) * C;
   const int M = MM == 1 ? 1 : static_cast<int>(p.M);
-  const int64_t K = p.K;
+  const int64_t K = p.K, ldx = p.ldx ? p.ldx : p.K;
   const T* w = static_cast<const T*>(p.weight);
   const T* x = static_cast<const T*>(p.x);
   const T* wr[C];
@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? 6 : 4) gemv_ke
       if (m >= M) break;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        const Vec<T, V> xv = load_x<T, V>(x + m * K + k + u * LS);
+        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
 #pragma unroll
         for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
       }
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? 6 : 4) gemv_ke
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
-      const Vec<T, V> xv = load_x<T, V>(x + m * K + k);
+      const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
 #pragma unroll
       for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
     }
@@ -171,7 +171,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 
 template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
-  const bool vec = p.K % V == 0 && aligned16(p.x) && aligned16(p.weight);
+  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
@@ -180,7 +180,7 @@ template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
   while (C > 1 && (p.N + W * C - 1) / (W * C) < want) C /= 2;
   const int lanes_v = vec ? V : 1;
   int S = 1;
-  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::kInFlight<1> / C)) S *= 2;
+  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
   const int64_t per = 32 * lanes_v;
   const int64_t kslice = ((p.K + S - 1) / S + per - 1) / per * per;
   const int64_t cols_per_block = W / S * C;

@@ -43,6 +43,7 @@ struct CausalConv1dUpdateParams {
   DType weight_dtype = DType::Float32, bias_dtype = DType::Float32;
   bool silu = false;
   const void* x = nullptr;
+  int64_t x_stride = 0;  // elements between rows of x (a view of a wider projection in decode)
   void* state = nullptr;
   const int32_t* state_idx = nullptr;
   int64_t slots = 0;

@@ -1,6 +1,7 @@
 #include "ops/dense.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
+#include "ops/row_view.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
 #include "cuda/cublas_loader.h"
@@ -42,7 +43,16 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     checks::shape("bias", bias_in, {N}, "(out)");
     checks::floating("bias", bias_in, cpu);
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
+  // A 2-D x with evenly strided rows (decode slices it out of a wider projection) is read in place
+  // by the CUDA matrix-vector kernel and by cuBLAS; the other kernels take contiguous rows.
+  int64_t ldx = 0;
+#ifdef STATESPACE_WITH_CUDA
+  if (!cpu && x_in.ndim() == 2 && x_in.size(0) > 1) {
+    const int64_t s = row_stride(x_in);
+    if (s > K && (x_in.size(0) <= kGemvMaxM || cuda::gemm_backend(dev.index).rfind("cublas", 0) == 0)) ldx = s;
+  }
+#endif
+  Tensor x = ldx ? x_in : contiguous(x_in), w = contiguous(weight_in);
   Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
   std::vector<int64_t> shape = x.shape;
   shape.back() = N;
@@ -52,6 +62,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   for (int i = 0; i + 1 < x.ndim(); ++i) p.M *= x.shape[i];
   p.N = N;
   p.K = K;
+  p.ldx = ldx;
   p.dtype = x.dtype;
   p.bias_dtype = bias.defined() ? bias.dtype : DType::Float32;
   p.x = x.data();
@@ -90,7 +101,14 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   }
   Tensor x = contiguous(x_in), w = contiguous(weight_in);
   Tensor res = residual_in.defined() ? contiguous(residual_in) : Tensor{};
-  Tensor z = z_in.defined() ? contiguous(z_in) : Tensor{};
+  // z is read in place when its rows are evenly strided (Mamba-2 slices it out of in_proj's output).
+  Tensor z;
+  int64_t z_stride = D;
+  if (z_in.defined()) {
+    const int64_t s = row_stride(z_in);
+    z = s >= 0 ? z_in : contiguous(z_in);
+    z_stride = s >= 0 ? s : D;
+  }
   RmsNormResult r;
   r.y = empty(x.shape, x.dtype, dev);
   if (res.defined()) r.residual_out = empty(x.shape, res.dtype, dev);
@@ -98,6 +116,7 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   p.rows = D ? x.numel() / D : 0;
   p.dim = D;
   p.group = group;
+  p.z_stride = z_stride;
   p.eps = static_cast<float>(eps);
   p.dtype = x.dtype;
   p.weight_dtype = w.dtype;

@@ -20,6 +20,7 @@ struct EmbeddingParams {
 // out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`.
 struct GemmParams {
   int64_t M = 0, N = 0, K = 0;
+  int64_t ldx = 0;  // elements between rows of x; 0 means K (contiguous)
   DType dtype = DType::Float32;
   DType bias_dtype = DType::Float32;
   const void* x = nullptr;
@@ -30,9 +31,11 @@ struct GemmParams {
 
 // Rows of length `dim`, normalised in groups of `group` (group == dim for plain RMSNorm):
 //   r = x (+ residual) (* silu(z));  y = r · rsqrt(mean_group(r²) + eps) · weight.
-// residual_out (when given) receives x + residual in the residual's dtype.
+// residual_out (when given) receives x + residual in the residual's dtype. x, residual, y and
+// residual_out are contiguous; z's rows lie z_stride elements apart (a view of a wider projection).
 struct RmsNormParams {
   int64_t rows = 0, dim = 0, group = 0;
+  int64_t z_stride = 0;
   float eps = 1e-5f;
   DType dtype = DType::Float32;     // x, z, y
   DType weight_dtype = DType::Float32, residual_dtype = DType::Float32;

@@ -102,6 +102,19 @@ describeGpu('dense ops on CUDA', () => {
         expectNoNaN(g, 'gatedRmsNorm');
         expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: z.v, group: groupSize }).y, TOL[dtype], `gated ${groupSize}`);
       }
+      // Long rows (several vectors per thread, odd thread counts) and a residual in the data dtype.
+      for (const D2 of [20000, 5120, 40]) {
+        const x2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const w2 = randnInput([D2], dtype, 'cuda', 1, r);
+        const r2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const z2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const f2 = rmsNorm({ x: x2.t, weight: w2.t, eps: 1e-5, residual: r2.t });
+        const f2ref = rmsNormRef(x2.v, w2.v, D2, 1e-5, { residual: r2.v });
+        expectClose(await f2.y.data(), f2ref.y, TOL[dtype], `rmsNorm + residual, d ${D2}`);
+        expectClose(await f2.residualOut!.data(), f2ref.residualOut, TOL[dtype], `residualOut, d ${D2}`);
+        const g2 = await gatedRmsNorm({ x: x2.t, z: z2.t, weight: w2.t, eps: 1e-5 }).data();
+        expectClose(g2, rmsNormRef(x2.v, w2.v, D2, 1e-5, { z: z2.v, group: D2 }).y, TOL[dtype], `gated, d ${D2}`);
+      }
       const a = randnInput([3, 4097], dtype, 'cuda', 4, r), b = randnInput([3, 4097], dtype, 'cuda', 1, r);
       const ref = (f: (i: number) => number) => Float64Array.from({ length: a.v.length }, (_, i) => f(i));
       expectClose(await silu(a.t).data(), ref((i) => siluRef(a.v[i])), TOL[dtype], 'silu');
