@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, causalConv1dUpdate, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -132,28 +132,8 @@ export class Mamba2Model extends CausalLM {
     const xs = xbc.slice(1, 0, H * P).unflatten(1, [H, P]);
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
-    let y: Tensor;
-    const limit = this.config.timeStepLimit;
-    if (!limit) {
-      y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true });
-    } else {
-      // The decode-step op has no dt clamp: a one-token SSD chunk continuing from the state has.
-      const r = ssdChunkScan({
-        x: xs.unflatten(0, [n, 1]),
-        dt: dt.unflatten(0, [n, 1]),
-        A: Ly.A,
-        B: B.unflatten(0, [n, 1]),
-        C: C.unflatten(0, [n, 1]),
-        D: Ly.D,
-        dtBias: Ly.dtBias,
-        dtSoftplus: true,
-        dtLimit: limit,
-        initialStates: ssm,
-        returnFinalStates: true,
-      });
-      copyInto(ssm, r.finalStates as Tensor);
-      y = r.y.reshape([n, H, P]);
-    }
+    const limit = this.config.timeStepLimit ?? undefined;
+    const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
     return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
   }
