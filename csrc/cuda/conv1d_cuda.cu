@@ -254,7 +254,7 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
     const int64_t b = r / p.dim, d = r % p.dim;
     const int64_t slot = p.state_idx ? p.state_idx[b] : b;
     if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
-      static_cast<T*>(p.y)[r] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
       continue;
     }
     S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
@@ -265,7 +265,7 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
     acc += load_any(p.weight, p.weight_dtype, d * W + W - 1) * x;
     for (int64_t k = 0; k + 1 < W - 1; ++k) s[k] = s[k + 1];
     if (W > 1) s[W - 2] = cuda::from_float<S>(x);
-    static_cast<T*>(p.y)[r] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+    static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
   }
 }
 

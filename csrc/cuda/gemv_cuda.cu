@@ -9,7 +9,9 @@
 //  - blocks are small (4 warps) and there are >= 4 per SM, so the grid is spread evenly over the
 //    SMs without a partly empty last wave;
 //  - launched with programmatic dependent launch: the first batch of weights is loaded before
-//    waiting for the kernel that produces x, so the weight stream starts during its tail.
+//    waiting for the kernel that produces x, so the weight stream starts during its tail;
+//  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
+//    (in_proj and the conv update in one kernel).
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -70,10 +72,24 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const Vec<
   return acc;
 }
 
+// The conv step of a conv column (GemvConv), on this kernel's rounded output v: the same
+// arithmetic, in the same order, as causalConv1dUpdate's kernel applied to the stored output.
+template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int64_t ch, float v) {
+  using cuda::load_any;
+  const float x = to_float(cuda::from_float<T>(v));
+  const int64_t W = cv.width, base = (m * cv.channels + ch) * (W - 1);
+  float acc = cv.bias ? load_any(cv.bias, cv.bias_dtype, ch) : 0.f;
+  for (int64_t k = 0; k < W - 1; ++k) acc += load_any(cv.weight, cv.weight_dtype, ch * W + k) * load_any(cv.state, cv.state_dtype, base + k);
+  acc += load_any(cv.weight, cv.weight_dtype, ch * W + W - 1) * x;
+  for (int64_t k = 0; k + 1 < W - 1; ++k) cuda::store_any(cv.state, cv.state_dtype, base + k, load_any(cv.state, cv.state_dtype, base + k + 1));
+  if (W > 1) cuda::store_any(cv.state, cv.state_dtype, base + W - 2, x);
+  return cv.silu ? cuda::silu_f(acc) : acc;
+}
+
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? 6 : 4) gemv_kernel(GemmParams p, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -155,21 +171,24 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? 6 : 4) gemv_ke
     for (int s = 1; s < S; ++s) mine += red[warp + s][lane < C * MM ? lane : 0];
   }
   if (owner) {
-    if (p.bias) mine += cuda::load_any(p.bias, p.bias_dtype, n0 + c);
-    static_cast<T*>(p.out)[m * p.N + n0 + c] = cuda::from_float<T>(mine);
+    const int64_t n = n0 + c;
+    if (p.bias) mine += cuda::load_any(p.bias, p.bias_dtype, n);
+    if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) mine = conv_step<T>(cv, m, n - cv.lo, mine);
+    static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(mine);
   }
 }
 
-template <typename T, int V, int C> void launch_rows(const GemmParams& p, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+template <typename T, int V, int C>
+void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   if (p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
+template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
@@ -188,20 +207,21 @@ template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, st, S, kslice, g);
+    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, st, S, kslice, g);
+    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, st, S, kslice, g);
+    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, st, S, kslice, g);
+    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
   }
 }
 
 }  // namespace
 
-void gemv_cuda(const GemmParams& p, void* stream) {
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, static_cast<cudaStream_t>(stream)); });
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
+  const GemvConv cv = conv ? *conv : GemvConv{};
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
 }
 

@@ -153,6 +153,7 @@ Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tenso
   const int64_t xs = row_stride(x_in);
   Tensor x = xs >= 0 ? x_in : contiguous(x_in), w = contiguous(weight_in);
   p.x_stride = xs >= 0 ? xs : p.dim;
+  p.y_stride = p.dim;
   Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
   Tensor y = empty(x.shape, x.dtype, dev);
   p.dtype = x.dtype;

@@ -50,6 +50,7 @@ struct CausalConv1dUpdateParams {
   const void* weight = nullptr;
   const void* bias = nullptr;
   void* y = nullptr;
+  int64_t y_stride = 0;  // elements between rows of y (y may be x itself: each element is read before it is written)
 };
 
 void causal_conv1d_fwd_cpu(const CausalConv1dParams& p);

@@ -1,4 +1,5 @@
 #include "ops/dense.h"
+#include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/row_view.h"
@@ -28,7 +29,16 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight_in) {
   return out;
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+namespace {
+
+// A validated linear layer: contiguous (or row-strided) operands kept alive, the output
+// allocated, the kernel parameters filled.
+struct LinearPlan {
+  Tensor x, w, bias, out;
+  GemmParams p;
+};
+
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
@@ -52,29 +62,112 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     if (s > K && (x_in.size(0) <= kGemvMaxM || cuda::gemm_backend(dev.index).rfind("cublas", 0) == 0)) ldx = s;
   }
 #endif
-  Tensor x = ldx ? x_in : contiguous(x_in), w = contiguous(weight_in);
-  Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
-  std::vector<int64_t> shape = x.shape;
+  LinearPlan L;
+  L.x = ldx ? x_in : contiguous(x_in);
+  L.w = contiguous(weight_in);
+  L.bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
+  std::vector<int64_t> shape = L.x.shape;
   shape.back() = N;
-  Tensor out = empty(shape, x.dtype, dev);
-  GemmParams p;
+  L.out = empty(shape, L.x.dtype, dev);
+  GemmParams& p = L.p;
   p.M = 1;
-  for (int i = 0; i + 1 < x.ndim(); ++i) p.M *= x.shape[i];
+  for (int i = 0; i + 1 < L.x.ndim(); ++i) p.M *= L.x.shape[i];
   p.N = N;
   p.K = K;
   p.ldx = ldx;
-  p.dtype = x.dtype;
-  p.bias_dtype = bias.defined() ? bias.dtype : DType::Float32;
-  p.x = x.data();
-  p.weight = w.data();
-  p.bias = bias.defined() ? bias.data() : nullptr;
-  p.out = out.data();
-  if (out.numel() == 0) return out;
-  if (cpu)
-    run_cpu({x, w, bias}, {out}, [p] { gemm_cpu(p); });
+  p.dtype = L.x.dtype;
+  p.bias_dtype = L.bias.defined() ? L.bias.dtype : DType::Float32;
+  p.x = L.x.data();
+  p.weight = L.w.data();
+  p.bias = L.bias.defined() ? L.bias.data() : nullptr;
+  p.out = L.out.data();
+  return L;
+}
+
+void run_linear(const LinearPlan& L) {
+  if (L.out.numel() == 0) return;
+  const GemmParams p = L.p;
+  if (L.out.device().is_cpu())
+    run_cpu({L.x, L.w, L.bias}, {L.out}, [p] { gemm_cpu(p); });
   else
-    gemm_cuda(p, cuda_stream_for(dev));
-  return out;
+    gemm_cuda(p, cuda_stream_for(L.out.device()));
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  LinearPlan L = plan_linear(x_in, weight_in, bias_in);
+  run_linear(L);
+  return L.out;
+}
+
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu) {
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  check_same_device(dev, {{"convState", &conv_state}, {"convWeight", &conv_weight}, {"convBias", &conv_bias}});
+  checks::rank("x", x, 2, "(batch, in)");
+  checks::rank("weight", weight, 2, "(out, in)");
+  checks::rank("convWeight", conv_weight, 2, "(channels, width)");
+  checks::floating("convWeight", conv_weight, cpu);
+  const int64_t M = x.size(0), N = weight.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
+  if (W < 1) fail_shape("convWeight", "(channels, width) with width >= 1", conv_weight.shape);
+  if (lo < 0 || lo + Cc > N)
+    fail("ERR_SHAPE", ErrorKind::Range, "convStart: columns [" + std::to_string(lo) + ", " + std::to_string(lo + Cc) +
+                                            ") of the conv lie outside the " + std::to_string(N) + " outputs");
+  checks::shape("convState", conv_state, {M, Cc, W - 1}, "(batch, channels, width-1)");
+  checks::floating("convState", conv_state, cpu);
+  checks::contiguous("convState", conv_state);
+  if (conv_bias.defined()) {
+    checks::shape("convBias", conv_bias, {Cc}, "(channels)");
+    checks::floating("convBias", conv_bias, cpu);
+  }
+  LinearPlan L = plan_linear(x, weight, bias);
+#ifdef STATESPACE_WITH_CUDA
+  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
+    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
+    Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+    GemvConv c;
+    c.state = conv_state.data();
+    c.state_dtype = conv_state.dtype;
+    c.weight = cw.data();
+    c.weight_dtype = cw.dtype;
+    c.bias = cb.defined() ? cb.data() : nullptr;
+    c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+    c.lo = lo;
+    c.channels = Cc;
+    c.width = W;
+    c.silu = silu;
+    gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    return L.out;
+  }
+#endif
+  // Otherwise the product, then the conv step in place on its columns.
+  run_linear(L);
+  if (L.out.numel() == 0) return L.out;
+  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+  CausalConv1dUpdateParams c;
+  c.batch = M;
+  c.dim = Cc;
+  c.width = W;
+  c.dtype = L.out.dtype;
+  c.state_dtype = conv_state.dtype;
+  c.weight_dtype = cw.dtype;
+  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+  c.silu = silu;
+  c.x = static_cast<char*>(L.out.data()) + lo * static_cast<int64_t>(dtype_size(L.out.dtype));
+  c.x_stride = N;
+  c.y = const_cast<void*>(c.x);
+  c.y_stride = N;
+  c.state = conv_state.data();
+  c.slots = M;
+  c.weight = cw.data();
+  c.bias = cb.defined() ? cb.data() : nullptr;
+  if (cpu)
+    run_cpu({cw, cb}, {L.out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
+  else
+    causal_conv1d_update_cuda(c, cuda_stream_for(dev));
+  return L.out;
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,

@@ -66,12 +66,30 @@ void embedding_cuda(const EmbeddingParams& p, void* stream);
 void gemm_cuda(const GemmParams& p, void* stream);
 // Up to this many rows (decode), gemm_cuda runs the matrix-vector kernel gemv_cuda.
 constexpr int kGemvMaxM = 8;
-void gemv_cuda(const GemmParams& p, void* stream);
+// A decode step's causal conv applied by the matrix-vector kernel to output columns
+// [lo, lo + channels) as it writes them: out = act(bias + Σ_k weight[c, k]·window[k]) over the
+// conv state (M, channels, width-1) followed by the new value, the state shifted in place.
+struct GemvConv {
+  void* state = nullptr;
+  DType state_dtype = DType::Float32;
+  const void* weight = nullptr;  // (channels, width)
+  DType weight_dtype = DType::Float32;
+  const void* bias = nullptr;    // (channels) or null
+  DType bias_dtype = DType::Float32;
+  int64_t lo = 0, channels = 0, width = 0;
+  bool silu = false;
+};
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
+// conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
+// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu);
 struct RmsNormResult {
   Tensor y, residual_out;
 };

@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, causalConv1dUpdate, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -119,15 +119,10 @@ export class Mamba2Model extends CausalLM {
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
-    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (n, proj)
+    // in_proj with the conv step fused onto its xBC columns
+    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
-    const xbc = causalConv1dUpdate({
-      x: proj.slice(1, o.xbc, o.dt),
-      convState: conv,
-      weight: Ly.convW,
-      bias: Ly.convB,
-      activation: 'silu',
-    }); // (n, convDim)
+    const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
     const xs = xbc.slice(1, 0, H * P).unflatten(1, [H, P]);
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);

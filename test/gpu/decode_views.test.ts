@@ -1,6 +1,6 @@
 import { beforeAll, afterAll, it } from 'vitest';
 import { debugPoison } from '../../lib/index';
-import { checkDecodeViews } from '../decode_views';
+import { checkDecodeViews, checkLinearConv } from '../decode_views';
 import { describeGpu } from '../helpers';
 
 describeGpu('decode ops on strided views (CUDA)', () => {
@@ -9,6 +9,11 @@ describeGpu('decode ops on strided views (CUDA)', () => {
   for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
     it(`${dtype}: views of wider projections give what contiguous copies give`, async () => {
       await checkDecodeViews('cuda', dtype);
+    });
+  }
+  for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 1e-2], ['float16', 5e-3]] as const) {
+    it(`${dtype}: linearConvUpdate equals linear then causalConv1dUpdate on its conv columns`, async () => {
+      await checkLinearConv('cuda', dtype, tol);
     });
   }
 });
