@@ -6,6 +6,7 @@
 // (reproducible: no atomics).
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/conv1d.h"
 
@@ -309,24 +310,28 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
   }
 }
 
+// Decode step: launched with programmatic dependent launch (cuda/pdl.cuh), like the other
+// kernels of a decode step, so it waits for its producer before touching any data.
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t n = p.batch * p.dim, W = p.width;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < n; r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = r / p.dim, d = r % p.dim;
     const int64_t slot = p.state_idx ? p.state_idx[b] : b;
     if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
-      static_cast<T*>(p.y)[r] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
       continue;
     }
     S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
-    const T xv = static_cast<const T*>(p.x)[r];
+    const T xv = static_cast<const T*>(p.x)[b * p.x_stride + d];
     const float x = to_float(xv);
     float acc = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
     for (int64_t k = 0; k < W - 1; ++k) acc += load_any(p.weight, p.weight_dtype, d * W + k) * to_float(s[k]);
     acc += load_any(p.weight, p.weight_dtype, d * W + W - 1) * x;
     for (int64_t k = 0; k + 1 < W - 1; ++k) s[k] = s[k + 1];
     if (W > 1) s[W - 2] = cuda::from_float<S>(x);
-    static_cast<T*>(p.y)[r] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+    static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
   }
 }
 
@@ -387,7 +392,7 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     SS_FLOAT_SWITCH(p.state_dtype, S, [&] {
-      update_kernel<T, S><<<cuda::grid_1d(p.batch * p.dim, kThreads), kThreads, 0, st>>>(p);
+      cuda::launch_pdl(update_kernel<T, S>, dim3(cuda::grid_1d(p.batch * p.dim, kThreads)), dim3(kThreads), 0, st, p);
     });
   });
   cuda::check_launch("causalConv1dUpdate");

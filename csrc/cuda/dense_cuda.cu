@@ -1,8 +1,11 @@
 // CUDA kernels of the dense ops other than the GEMM: embedding gather, (gated, grouped)
 // RMSNorm with the optional fused residual add, and elementwise SiLU / softplus / add / mul.
+// Embedding and RMSNorm are links of the decode step's kernel chain: launched with programmatic
+// dependent launch (cuda/pdl.cuh), they wait for their producer before touching any data.
 #include <cmath>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
 
@@ -17,6 +20,8 @@ constexpr int kThreads = 256;
 // out[i, :] = weight[ids[i], :]; an id outside the vocabulary gives a NaN row (the kernel
 // cannot raise an error without a host round trip; NaN makes the fault visible downstream).
 template <typename T> __global__ void embedding_kernel(EmbeddingParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t n = p.n * p.d;
   const T* w = static_cast<const T*>(p.weight);
   T* out = static_cast<T*>(p.out);
@@ -37,15 +42,16 @@ __device__ float block_sum_all(float v, float* red) {
   return s;
 }
 
-// Any sizes and alignments: one block per (row, group). Pass 1 forms r = x (+ residual)
-// (· silu(z)), writes the residual stream and sums r²; pass 2 recomputes r (its inputs are
-// still in L1) and scales it.
+// One block per (row, group). Pass 1 forms r = x (+ residual) (· silu(z)), writes the residual
+// stream and sums r²; pass 2 recomputes r (its inputs are still in L1) and scales it.
 template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
   __shared__ float red[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t groups_per_row = p.dim / p.group;
   const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
   const int64_t off = row * p.dim + g0;
-  const T* x = static_cast<const T*>(p.x) + row * p.x_stride + g0;
+  const T* x = static_cast<const T*>(p.x) + off;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * p.z_stride + g0 : nullptr;
   auto value = [&](int64_t i, bool write_residual) {
     float v = to_float(x[i]);
@@ -67,80 +73,112 @@ template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
     y[i] = cuda::from_float<T>(value(i, false) * scale * load_any(p.weight, p.weight_dtype, g0 + i));
 }
 
-// Eight consecutive elements through one 16-byte access (two for float).
-template <typename T> struct alignas(16) Vec8 {
-  T v[8];
+template <typename S, int V> struct alignas(sizeof(S) * V) Vec {
+  S v[V];
 };
 
-template <typename T> __device__ __forceinline__ void load8(const T* src, float (&out)[8]) {
-  const Vec8<T> in = *reinterpret_cast<const Vec8<T>*>(src);
+// V consecutive values of a side operand whose dtype is known at run time, as floats; the
+// launcher checks that each pointer is aligned to its vector (V elements of its dtype).
+template <int V> __device__ __forceinline__ void load_vals(const void* base, DType d, int64_t i, float (&out)[V]) {
+  switch (d) {
+    case DType::BFloat16: {
+      const Vec<__nv_bfloat16, V> v = reinterpret_cast<const Vec<__nv_bfloat16, V>*>(base)[i / V];
 #pragma unroll
-  for (int k = 0; k < 8; ++k) out[k] = to_float(in.v[k]);
+      for (int e = 0; e < V; ++e) out[e] = __bfloat162float(v.v[e]);
+      break;
+    }
+    case DType::Float16: {
+      const Vec<__half, V> v = reinterpret_cast<const Vec<__half, V>*>(base)[i / V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) out[e] = __half2float(v.v[e]);
+      break;
+    }
+    default: {
+      const Vec<float, V> v = reinterpret_cast<const Vec<float, V>*>(base)[i / V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) out[e] = v.v[e];
+    }
+  }
 }
 
-template <typename T> __device__ __forceinline__ void store8(T* dst, const float (&v)[8]) {
-  Vec8<T> o;
+template <int V> __device__ __forceinline__ void store_vals(void* base, DType d, int64_t i, const float (&in)[V]) {
+  switch (d) {
+    case DType::BFloat16: {
+      Vec<__nv_bfloat16, V> v;
 #pragma unroll
-  for (int k = 0; k < 8; ++k) o.v[k] = cuda::from_float<T>(v[k]);
-  *reinterpret_cast<Vec8<T>*>(dst) = o;
+      for (int e = 0; e < V; ++e) v.v[e] = __float2bfloat16_rn(in[e]);
+      reinterpret_cast<Vec<__nv_bfloat16, V>*>(base)[i / V] = v;
+      break;
+    }
+    case DType::Float16: {
+      Vec<__half, V> v;
+#pragma unroll
+      for (int e = 0; e < V; ++e) v.v[e] = __float2half_rn(in[e]);
+      reinterpret_cast<Vec<__half, V>*>(base)[i / V] = v;
+      break;
+    }
+    default: {
+      Vec<float, V> v;
+#pragma unroll
+      for (int e = 0; e < V; ++e) v.v[e] = in[e];
+      reinterpret_cast<Vec<float, V>*>(base)[i / V] = v;
+    }
+  }
 }
 
-struct RmsVecTraits {
-  static constexpr int kVecs = 4;  // 8-element vectors per thread, held in registers
+struct NormTraits {
   static constexpr int kMaxThreads = 1024;
-  static constexpr int64_t kMaxGroup = int64_t{8} * kVecs * kMaxThreads;
+  static constexpr int kMaxVecs = 4;  // 16-byte vectors of x per thread, kept in registers
 };
 
-// The fast path (groups a multiple of 8 elements, 16-byte aligned rows): one block per
-// (row, group), each thread owning up to kVecs 8-element vectors. Every input is read once with
-// 16-byte loads and kept in registers across the block reduction, so the kernel moves each
-// byte once (x, z or the residual in, y and the residual stream out). RT: the residual's type.
-template <typename T, typename RT>
-__global__ void __launch_bounds__(RmsVecTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
-  constexpr int V = RmsVecTraits::kVecs;
+// The fast RMSNorm: one block per (row, group), every value loaded once (16-byte vectors, held in
+// registers between the sum of squares and the scaling), up to 1024 threads so that one row of a
+// decode step is spread over a whole block instead of looping.
+template <typename T>
+__global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
+  constexpr int V = 16 / sizeof(T);
   __shared__ float red[32];
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t groups_per_row = p.dim / p.group;
   const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
   const int64_t off = row * p.dim + g0;
-  const T* x = static_cast<const T*>(p.x) + row * p.x_stride + g0;
-  const T* z = p.z ? static_cast<const T*>(p.z) + row * p.z_stride + g0 : nullptr;
-  float v[V][8];
+  const int nv = static_cast<int>(p.group / V);
+  float r[NormTraits::kMaxVecs][V];
   float ss = 0.f;
 #pragma unroll
-  for (int j = 0; j < V; ++j) {
-    const int64_t i = (static_cast<int64_t>(j) * blockDim.x + threadIdx.x) * 8;
-    if (i >= p.group) continue;
-    load8(x + i, v[j]);
+  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i >= nv) break;
+    load_vals<V>(p.x, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
     if (p.residual) {
-      float r[8];
-      load8(static_cast<const RT*>(p.residual) + off + i, r);
+      float res[V];
+      load_vals<V>(p.residual, p.residual_dtype, off + static_cast<int64_t>(i) * V, res);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) v[j][k] += r[k];
-      store8(static_cast<RT*>(p.residual_out) + off + i, v[j]);
+      for (int e = 0; e < V; ++e) r[j][e] += res[e];
+      store_vals<V>(p.residual_out, p.residual_dtype, off + static_cast<int64_t>(i) * V, r[j]);
     }
-    if (z) {
-      float g[8];
-      load8(z + i, g);
+    if (p.z) {
+      float zv[V];
+      load_vals<V>(p.z, p.dtype, row * p.z_stride + g0 + static_cast<int64_t>(i) * V, zv);
 #pragma unroll
-      for (int k = 0; k < 8; ++k) v[j][k] *= cuda::silu_f(g[k]);
+      for (int e = 0; e < V; ++e) r[j][e] *= cuda::silu_f(zv[e]);
     }
 #pragma unroll
-    for (int k = 0; k < 8; ++k) ss += v[j][k] * v[j][k];
+    for (int e = 0; e < V; ++e) ss += r[j][e] * r[j][e];
   }
   const float scale = rsqrtf(block_sum_all(ss, red) / static_cast<float>(p.group) + p.eps);
-  T* y = static_cast<T*>(p.y) + off;
 #pragma unroll
-  for (int j = 0; j < V; ++j) {
-    const int64_t i = (static_cast<int64_t>(j) * blockDim.x + threadIdx.x) * 8;
-    if (i >= p.group) continue;
-    float o[8];
+  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i >= nv) break;
+    float w[V];
+    load_vals<V>(p.weight, p.weight_dtype, g0 + static_cast<int64_t>(i) * V, w);
 #pragma unroll
-    for (int k = 0; k < 8; ++k) o[k] = v[j][k] * scale * load_any(p.weight, p.weight_dtype, g0 + i + k);
-    store8(y + i, o);
+    for (int e = 0; e < V; ++e) r[j][e] *= scale * w[e];
+    store_vals<V>(p.y, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
   }
 }
-
-bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 template <typename T> __global__ void eltwise_kernel(EltwiseParams p) {
   const T* a = static_cast<const T*>(p.a);
@@ -163,38 +201,36 @@ template <typename T> __global__ void eltwise_kernel(EltwiseParams p) {
 
 void embedding_cuda(const EmbeddingParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    embedding_kernel<T><<<cuda::grid_1d(p.n * p.d, kThreads), kThreads, 0, static_cast<cudaStream_t>(stream)>>>(p);
+    cuda::launch_pdl(embedding_kernel<T>, dim3(cuda::grid_1d(p.n * p.d, kThreads)), dim3(kThreads), 0, static_cast<cudaStream_t>(stream), p);
   });
   cuda::check_launch("embedding");
 }
 
-void rms_norm_cuda(const RmsNormParams& p_in, void* stream) {
-  RmsNormParams p = p_in;
-  if (!p.x_stride) p.x_stride = p.dim;
-  if (!p.z_stride) p.z_stride = p.dim;
+bool aligned_to(const void* ptr, size_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+void rms_norm_cuda(const RmsNormParams& p, void* stream) {
   const int64_t blocks = p.rows * (p.dim / p.group);
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "rmsNorm: too many rows for one launch");
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  // The vectorised kernel wants every row and group start on a 16-byte boundary.
-  const bool vec = p.group % 8 == 0 && p.group <= RmsVecTraits::kMaxGroup && p.x_stride % 8 == 0 && p.z_stride % 8 == 0 &&
-                   aligned16(p.x) && aligned16(p.y) && (!p.z || aligned16(p.z)) &&
-                   (!p.residual || (aligned16(p.residual) && aligned16(p.residual_out) && (p.residual_dtype == DType::Float32 || p.residual_dtype == p.dtype)));
-  if (vec) {
-    const int64_t per_thread = 8 * RmsVecTraits::kVecs;
-    const int threads = static_cast<int>(std::max<int64_t>(32, ((p.group + per_thread - 1) / per_thread + 31) / 32 * 32));
-    SS_FLOAT_SWITCH(p.dtype, T, [&] {
-      if (p.residual && p.residual_dtype == DType::Float32)
-        rms_norm_vec_kernel<T, float><<<static_cast<unsigned>(blocks), threads, 0, st>>>(p);
-      else
-        rms_norm_vec_kernel<T, T><<<static_cast<unsigned>(blocks), threads, 0, st>>>(p);
-    });
-    cuda::check_launch("rmsNorm");
-    return;
-  }
-  // Threads: enough for the group, a multiple of 32, at most 512.
-  int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
-  if (threads < 32) threads = 32;
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { rms_norm_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, st>>>(p); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    constexpr int V = 16 / sizeof(T);
+    const int64_t nv = p.group / V;
+    // The vector kernel: whole vectors, every operand aligned to its vector, <= 4 per thread.
+    const bool vec = p.group % V == 0 && p.z_stride % V == 0 && nv <= int64_t{NormTraits::kMaxThreads} * NormTraits::kMaxVecs &&
+                     aligned_to(p.x, 16) && aligned_to(p.y, 16) && aligned_to(p.z, 16) &&
+                     aligned_to(p.residual, dtype_size(p.residual_dtype) * V) && aligned_to(p.residual_out, dtype_size(p.residual_dtype) * V) &&
+                     aligned_to(p.weight, dtype_size(p.weight_dtype) * V);
+    if (vec) {
+      const int64_t per = (nv + NormTraits::kMaxThreads - 1) / NormTraits::kMaxThreads;  // vectors per thread
+      const int threads = static_cast<int>(std::max<int64_t>(32, ((nv + per - 1) / per + 31) / 32 * 32));
+      cuda::launch_pdl(rms_norm_vec_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
+    } else {
+      // Threads: enough for the group, a multiple of 32, at most 512.
+      int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
+      if (threads < 32) threads = 32;
+      cuda::launch_pdl(rms_norm_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
+    }
+  });
   cuda::check_launch("rmsNorm");
 }
 

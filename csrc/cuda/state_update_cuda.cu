@@ -15,6 +15,7 @@
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/state_update.h"
 
@@ -69,7 +70,8 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
   // 32-bit row arithmetic: the launcher checks that rows, batch·groups·dstate < 2^31.
   const uint32_t rows = static_cast<uint32_t>(p.batch * p.heads * p.headdim);
-  const uint32_t G = static_cast<uint32_t>(p.groups), N32 = static_cast<uint32_t>(p.dstate);
+  const uint32_t N32 = static_cast<uint32_t>(p.dstate);
+  const uint32_t HP = static_cast<uint32_t>(p.heads * p.headdim);  // rows per batch entry
   const int64_t N = p.dstate;
   const uint32_t per_warp = static_cast<uint32_t>(R * rpw);
   const uint32_t step = gridDim.x * (blockDim.x / 32) * per_warp;
@@ -78,9 +80,11 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
+  cuda::pdl_trigger();
 
   for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
-    uint32_t row[R], h_of[R], bc[R];
+    uint32_t row[R], h_of[R], b_of[R], bc[R];
     int64_t soff[R];  // element offset of the row's states; -1: none (past the end, padding or bad slot)
     float dt[R], dA[R], x[R], acc[R], ybad[R];
     uint32_t prev_bh = 0xffffffffu;
@@ -92,10 +96,11 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       const uint32_t rr = row[r] < rows ? row[r] : rows - 1;  // clamp: loads stay in bounds
       const uint32_t bh = m.P.div(rr), b = m.H.div(bh), h = bh - b * m.H.d;
       h_of[r] = h;
-      bc[r] = (b * G + m.hpg.div(h)) * N32;
+      b_of[r] = b;
+      bc[r] = b * static_cast<uint32_t>(p.bc_stride) + m.hpg.div(h) * N32;
       if (bh != prev_bh) {  // per-head work, once per head change
         prev_bh = bh;
-        float d = to_float(static_cast<const I*>(p.dt)[bh]);
+        float d = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
         if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
         if (p.dt_softplus) d = cuda::softplus_f(d);
         if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
@@ -109,7 +114,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       dA[r] = hdA;
       ybad[r] = hbad;
       soff[r] = row[r] < rows && hslot >= 0 ? ((hslot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N : -1;
-      x[r] = to_float(static_cast<const I*>(p.x)[rr]);
+      x[r] = to_float(static_cast<const I*>(p.x)[b * p.x_stride + (rr - b * HP)]);
       acc[r] = 0.f;
     }
     for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V) {
@@ -155,7 +160,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
 #pragma unroll
     for (int r0 = 0; r0 < R; r0 += (lpr < R ? lpr : R)) {
       float yv = 0.f, xv = 0.f, bad = 0.f;
-      uint32_t rowv = rows, hv = 0;
+      uint32_t rowv = rows, hv = 0, bv = 0;
       bool has_state = false;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
@@ -164,6 +169,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           xv = x[r];
           rowv = row[r];
           hv = h_of[r];
+          bv = b_of[r];
           bad = ybad[r];
           has_state = soff[r] >= 0;
         }
@@ -173,11 +179,70 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           const float* D = static_cast<const float*>(p.D);
           yv += (p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
         }
-        if (p.z) yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv]));
+        if (p.z) yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[bv * p.z_stride + (rowv - bv * HP)]));
         static_cast<I*>(p.y)[rowv] = cuda::from_float<I>(has_state ? yv : bad);
       }
     }
   }
+}
+
+// The Mamba-1 form with dstate = 16 (every Mamba-1 checkpoint): one thread per (batch, channel)
+// row holding the row's 16 states, A, B and C in registers. The general kernel above spreads a
+// row over 4 lanes and repeats the per-row work (dt, softplus, indices, epilogue) on each, which
+// costs ~1000 instructions per 32 rows (ncu: 27.5 us at batch 64, 0.9 TB/s, issue-bound at 3
+// blocks per SM); here it is ~200, done once per row, and every load of a thread is independent.
+struct M1Traits {
+  static constexpr int kThreads = 128, kN = 16;
+};
+
+template <typename S, typename I>
+__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
+  constexpr int N = M1Traits::kN;
+  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I);
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const uint32_t row = blockIdx.x * M1Traits::kThreads + threadIdx.x;
+  if (row >= static_cast<uint32_t>(p.batch * p.heads)) return;
+  const uint32_t b = H.div(row), h = row - b * H.d;
+  I* y = static_cast<I*>(p.y);
+  const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
+  if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
+    y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+    return;
+  }
+  S* st = static_cast<S*>(p.state) + (slot * H.d + h) * N;
+  Pack<S, VS> sv[N / VS];
+#pragma unroll
+  for (int k = 0; k < N / VS; ++k) sv[k] = load_state<S, VS>(st + k * VS);
+  Pack<float, 4> av[N / 4];
+#pragma unroll
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
+  Pack<I, VI> bv[N / VI], cv[N / VI];
+  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
+#pragma unroll
+  for (int k = 0; k < N / VI; ++k) {
+    bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
+    cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+  }
+  float dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+  if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+  const float dtx = dt * x;
+  float acc = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+  }
+#pragma unroll
+  for (int k = 0; k < N / VS; ++k) store_state<S, VS>(st + k * VS, sv[k]);
+  if (p.D) acc += static_cast<const float*>(p.D)[h] * x;
+  if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+  y[row] = cuda::from_float<I>(acc);
 }
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
@@ -187,7 +252,7 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   int lg = 0;
   while ((1 << lg) < lanes && lg < 5) ++lg;
   const int64_t rows = p.batch * p.heads * p.headdim;
-  if (rows >= (int64_t{1} << 31) || p.batch * p.groups * p.dstate >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
+  if (rows >= (int64_t{1} << 31) || p.batch * p.bc_stride >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
     fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
   const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
@@ -198,14 +263,14 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
-    state_update_kernel<S, I, V, kAPerState, !kAPerState><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, !kAPerState>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
   else
-    state_update_kernel<S, I, V, kAPerState, false><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, false>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
   constexpr int V = 16 / sizeof(S);
-  bool vec = p.dstate % V == 0 && aligned(p.state, 16) && aligned(p.B, V * sizeof(I)) && aligned(p.C, V * sizeof(I)) &&
+  bool vec = p.dstate % V == 0 && p.bc_stride % V == 0 && aligned(p.state, 16) && aligned(p.B, V * sizeof(I)) && aligned(p.C, V * sizeof(I)) &&
              (!kAPerState || aligned(p.A, V * sizeof(float)));
   if (vec)
     launch<S, I, V, kAPerState>(p, st);
@@ -215,12 +280,24 @@ template <typename S, typename I, bool kAPerState> void pick_width(const StateUp
 
 }  // namespace
 
+// Whether the one-row-per-thread Mamba-1 kernel applies: dstate 16, every vector aligned.
+template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
+  return p.a_per_state && p.headdim == 1 && p.dstate == M1Traits::kN && p.batch * p.heads < (int64_t{1} << 31) &&
+         aligned(p.state, 16) && aligned(p.A, 16) && aligned(p.B, 16) && aligned(p.C, 16) &&
+         (p.bc_stride * static_cast<int64_t>(sizeof(I))) % 16 == 0;
+}
+
 void state_update_cuda(const StateUpdateParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (p.a_per_state)
+      if (m1_fits<S, I>(p)) {
+        const int64_t rows = p.batch * p.heads;
+        const unsigned grid = static_cast<unsigned>((rows + M1Traits::kThreads - 1) / M1Traits::kThreads);
+        cuda::launch_pdl(state_update_m1_kernel<S, I>, dim3(grid), dim3(M1Traits::kThreads), 0, st, p,
+                         cuda::FastDiv(static_cast<uint32_t>(p.heads)));
+      } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else
         pick_width<S, I, false>(p, st);

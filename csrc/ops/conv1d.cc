@@ -1,4 +1,5 @@
 #include "ops/conv1d.h"
+#include "ops/row_view.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/tensor_ops.h"
@@ -162,7 +163,11 @@ Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tenso
     checks::floating("bias", bias_in, cpu);
     p.bias_dtype = bias_in.dtype;
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
+  // x is read in place when its rows are evenly strided (decode slices it out of in_proj's output).
+  const int64_t xs = row_stride(x_in);
+  Tensor x = xs >= 0 ? x_in : contiguous(x_in), w = contiguous(weight_in);
+  p.x_stride = xs >= 0 ? xs : p.dim;
+  p.y_stride = p.dim;
   Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
   Tensor y = empty(x.shape, x.dtype, dev);
   p.dtype = x.dtype;

@@ -48,12 +48,14 @@ struct CausalConv1dUpdateParams {
   DType weight_dtype = DType::Float32, bias_dtype = DType::Float32;
   bool silu = false;
   const void* x = nullptr;
+  int64_t x_stride = 0;  // elements between rows of x (a view of a wider projection in decode)
   void* state = nullptr;
   const int32_t* state_idx = nullptr;
   int64_t slots = 0;
   const void* weight = nullptr;
   const void* bias = nullptr;
   void* y = nullptr;
+  int64_t y_stride = 0;  // elements between rows of y (y may be x itself: each element is read before it is written)
 };
 
 void causal_conv1d_fwd_cpu(const CausalConv1dParams& p);

@@ -1,6 +1,7 @@
 #include "ops/state_update.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
+#include "ops/row_view.h"
 #include "ops/tensor_ops.h"
 
 namespace ss {
@@ -94,11 +95,31 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
     sidx = contiguous(a.state_indices);
     p.state_idx = sidx.ptr<int32_t>();
   }
-  Tensor x = contiguous(a.x), dt = contiguous(a.dt), A = contiguous(a.A), B = contiguous(a.B), C = contiguous(a.C);
+  // x, z, dt, B, C are read in place when each batch entry is contiguous (views of the decode
+  // step's projections); B and C must then share their stride.
+  auto rows = [](const Tensor& t, int64_t* stride) {
+    const int64_t s = batch_stride(t);
+    if (s >= 0) {
+      *stride = s;
+      return t;
+    }
+    Tensor c = contiguous(t);
+    *stride = batch_stride(c);
+    return c;
+  };
+  Tensor x = rows(a.x, &p.x_stride), dt = rows(a.dt, &p.dt_stride), A = contiguous(a.A);
+  int64_t b_stride = 0, c_stride = 0;
+  Tensor B = rows(a.B, &b_stride), C = rows(a.C, &c_stride);
+  if (b_stride != c_stride) {
+    B = contiguous(B);
+    C = contiguous(C);
+    b_stride = batch_stride(B);
+  }
+  p.bc_stride = b_stride;
   Tensor D = a.D.defined() ? contiguous(a.D) : Tensor{};
-  Tensor z = a.z.defined() ? contiguous(a.z) : Tensor{};
+  Tensor z = a.z.defined() ? rows(a.z, &p.z_stride) : Tensor{};
   Tensor bias = a.dt_bias.defined() ? contiguous(a.dt_bias) : Tensor{};
-  Tensor y = empty(x.shape, x.dtype, dev);
+  Tensor y = empty(a.x.shape, x.dtype, dev);
   p.state = state.data();
   p.x = x.data();
   p.dt = dt.data();

@@ -33,7 +33,10 @@ struct StateUpdateParams {
   const void* D = nullptr;     // or null
   const void* z = nullptr;     // (batch, heads, headdim) or null
   const void* dt_bias = nullptr;  // (heads) or null
-  void* y = nullptr;           // (batch, heads, headdim)
+  void* y = nullptr;           // (batch, heads, headdim), contiguous
+  // Elements between consecutive batch entries of x, z, dt and of B and C (each entry itself
+  // contiguous): the decode step passes views of wider projections without copying them.
+  int64_t x_stride = 0, z_stride = 0, dt_stride = 0, bc_stride = 0;
 };
 
 void state_update_cpu(const StateUpdateParams& p);

@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -148,10 +148,10 @@ export class MambaModel extends CausalLM {
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (n, 2I)
-    const xs = xz.slice(1, 0, I);
-    const z = xz.slice(1, I, 2 * I);
-    const u = causalConv1dUpdate({ x: xs, convState: conv, weight: L.convW, bias: L.convB, activation: 'silu' }); // (n, I)
+    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
+    const uz = linearConvUpdate({ x, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
+    const u = uz.slice(1, 0, I); // (n, I)
+    const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     const dt = linear({ x: dtr, weight: L.dtProjW }); // (n, I)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });

@@ -14,7 +14,12 @@ const SHAPES: Array<[number, number, number]> = [
   [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
   [8, 1000, 4096], // matrix-vector path, vectorised, K split over 8 warps per column
   [1, 2560, 5120], // matrix-vector path, K split over 2 warps per column
-  [4, 3, 1001], // matrix-vector path, unaligned K split over 8 warps
+  [4, 3, 1001], // matrix-vector path, unaligned K
+  [1, 192, 5120], // matrix-vector path: one column per warp, K split over the 4 warps of a block (x_proj)
+  [1, 10240, 2560], // four columns per warp (in_proj)
+  [1, 5120, 160], // K shorter than a warp's vector stride (dt_proj)
+  [7, 2051, 2560], // several rows, a partly filled last block
+  [2, 77, 4104], // two columns per warp, K split, tail vectors
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
@@ -136,6 +141,19 @@ describeGpu('dense ops on CUDA', () => {
         const g = await gatedRmsNorm({ x: x.t, z: z.t, weight: nw.t, eps: 1e-5, groupSize }).data();
         expectNoNaN(g, 'gatedRmsNorm');
         expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: z.v, group: groupSize }).y, TOL[dtype], `gated ${groupSize}`);
+      }
+      // Long rows (several vectors per thread, odd thread counts) and a residual in the data dtype.
+      for (const D2 of [20000, 5120, 40]) {
+        const x2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const w2 = randnInput([D2], dtype, 'cuda', 1, r);
+        const r2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const z2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const f2 = rmsNorm({ x: x2.t, weight: w2.t, eps: 1e-5, residual: r2.t });
+        const f2ref = rmsNormRef(x2.v, w2.v, D2, 1e-5, { residual: r2.v });
+        expectClose(await f2.y.data(), f2ref.y, TOL[dtype], `rmsNorm + residual, d ${D2}`);
+        expectClose(await f2.residualOut!.data(), f2ref.residualOut, TOL[dtype], `residualOut, d ${D2}`);
+        const g2 = await gatedRmsNorm({ x: x2.t, z: z2.t, weight: w2.t, eps: 1e-5 }).data();
+        expectClose(g2, rmsNormRef(x2.v, w2.v, D2, 1e-5, { z: z2.v, group: D2 }).y, TOL[dtype], `gated, d ${D2}`);
       }
       const a = randnInput([3, 4097], dtype, 'cuda', 4, r), b = randnInput([3, 4097], dtype, 'cuda', 1, r);
       const ref = (f: (i: number) => number) => Float64Array.from({ length: a.v.length }, (_, i) => f(i));
