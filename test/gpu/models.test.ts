@@ -57,6 +57,13 @@ describeGpu('models on CUDA', () => {
           });
           t.dispose();
         }
+        // One sequence through prefill, the batch-1 path (channel-major projections, views read in
+        // place), in three chunks of at most 32 tokens continuing the conv and SSM states.
+        const ids = randomIds(75, V);
+        const last = (await model.prefill(Int32Array.from(ids), 0)) as Float32Array;
+        expectNoNaN(last, `${name} ${dtype} prefill`);
+        const e = relErr(last, ref.forward(ids).subarray(74 * V, 75 * V));
+        expect(e, `${name} ${dtype} chunked prefill: rel err ${e}`).toBeLessThan(tol);
         if (dtype === 'float32') {
           // greedy decode (recurrent state on the GPU) equals the reference's greedy while decided
           const prompt = randomIds(9, V);
