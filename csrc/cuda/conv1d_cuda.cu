@@ -168,7 +168,7 @@ template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) f
 // otherwise), then each output takes 4 multiply-adds with the 3 inputs before it in registers;
 // the weights of its channels stay in registers too.
 struct ChannelsLastTraits {
-  static constexpr int kThreads = 128, kW = 4;
+  static constexpr int kThreads = 64, kW = 4;
   template <typename T> static constexpr int steps() { return 16 / static_cast<int>(sizeof(T)); }  // 8 (16-bit), 4 (f32)
 };
 
@@ -197,12 +197,30 @@ template <typename T> __global__ void __launch_bounds__(ChannelsLastTraits::kThr
       for (int c = 0; c < 8; ++c) win[j][c] = init ? to_float(init[c * (W - 1)]) : 0.f;
     }
   }
+  // The 8 channels' 32 weights (and 8 biases) are contiguous: 16-byte loads when stored in x's
+  // type and aligned (the models' case), else element by element.
   float w[8][W], bias[8];
+  if (p.weight_dtype == p.dtype && reinterpret_cast<uintptr_t>(p.weight) % (8 * sizeof(T)) == 0) {
+    const Vec8<T>* wv = reinterpret_cast<const Vec8<T>*>(static_cast<const T*>(p.weight) + c0 * W);
 #pragma unroll
-  for (int c = 0; c < 8; ++c) {
+    for (int q = 0; q < W; ++q) {
+      const Vec8<T> v = wv[q];
 #pragma unroll
-    for (int k = 0; k < W; ++k) w[c][k] = load_any(p.weight, p.weight_dtype, (c0 + c) * W + k);
-    bias[c] = p.bias ? load_any(p.bias, p.bias_dtype, c0 + c) : 0.f;
+      for (int e = 0; e < 8; ++e) w[(8 * q + e) / W][(8 * q + e) % W] = to_float(v.v[e]);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+#pragma unroll
+      for (int k = 0; k < W; ++k) w[c][k] = load_any(p.weight, p.weight_dtype, (c0 + c) * W + k);
+  }
+  if (p.bias && p.bias_dtype == p.dtype && reinterpret_cast<uintptr_t>(p.bias) % (8 * sizeof(T)) == 0) {
+    const Vec8<T> v = *reinterpret_cast<const Vec8<T>*>(static_cast<const T*>(p.bias) + c0);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) bias[c] = to_float(v.v[c]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) bias[c] = p.bias ? load_any(p.bias, p.bias_dtype, c0 + c) : 0.f;
   }
   T* y = static_cast<T*>(p.y) + b * L * p.dim + c0;
 #pragma unroll

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { DTYPES, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, zeros } from '../../lib/index';
+import { DTYPES, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, tidy, zeros } from '../../lib/index';
 import { describeGpu, expectCode, randnArray } from '../helpers';
 
 describeGpu('CUDA tensors', () => {
@@ -41,7 +41,11 @@ describeGpu('CUDA tensors', () => {
       const x = randn(shape, { seed: shape[0] });
       for (const [a, b] of [['float32', 'float32'], ['bfloat16', 'bfloat16'], ['float32', 'bfloat16'], ['float16', 'float32']] as const) {
         const cpu = await f(x.astype(a)).astype(b).contiguous().data();
-        const gpu = await f(x.to('cuda').astype(a)).astype(b).contiguous().data();
+        // tidy frees the GPU intermediates now: leaving them to the garbage collector would move
+        // the pool's accounting under the memory test below
+        const g = tidy(() => f(x.to('cuda').astype(a)).astype(b).contiguous());
+        const gpu = await g.data();
+        g.dispose();
         expect(gpu, `${shape} ${a}->${b}`).toEqual(cpu);
       }
     }
