@@ -94,3 +94,35 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
     expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
   }
 }
+
+/**
+ * selectiveStateUpdate with dtProj (Mamba-1's dt_proj inside the state update) against linear
+ * followed by the plain state update: batch <= 8 takes the fused kernel on CUDA, batch 9 and the
+ * CPU the linear layer first; dt rank 24 and 160, with the low-rank input a strided view.
+ */
+export async function checkDtProj(device: Device, dtype: DType, tol: number): Promise<void> {
+  for (const [batch, dim, rank] of [
+    [1, 300, 160],
+    [5, 64, 24],
+    [9, 48, 24],
+  ]) {
+    const N = 16;
+    const dbc = randn([batch, rank + 2 * N], { dtype, device });
+    const dtr = dbc.slice(1, 0, rank);
+    const B = dbc.slice(1, rank, rank + N), C = dbc.slice(1, rank + N, rank + 2 * N);
+    const W = randn([dim, rank], { dtype, device, std: 1 / Math.sqrt(rank) });
+    const x = randn([batch, dim], { dtype, device });
+    const z = randn([batch, dim], { dtype, device });
+    const A = rand([dim, N], { device, low: -3, high: -0.1 });
+    const D = randn([dim], { device });
+    const bias = rand([dim], { device, low: -4, high: -1 });
+    const state0 = randn([batch, dim, N], { device });
+    const s1 = state0.clone(), s2 = state0.clone();
+    const common = { x, A, B, C, D, z, dtBias: bias, dtSoftplus: true };
+    const fused = selectiveStateUpdate({ ...common, state: s1, dt: dtr, dtProj: W });
+    const plain = selectiveStateUpdate({ ...common, state: s2, dt: linear({ x: dtr, weight: W }) });
+    const what = `${device} ${dtype} batch ${batch} dim ${dim} rank ${rank}`;
+    expect(relErr(await fused.data(), await plain.data()), what).toBeLessThan(tol);
+    expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(tol);
+  }
+}

@@ -141,8 +141,8 @@ export class MambaModel extends CausalLM {
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
-    const dt = linear({ x: dtr, weight: L.dtProjW }); // (n, I)
-    const y = selectiveStateUpdate({ state: ssm, x: u, dt, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
+    // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     return linear({ x: y, weight: L.outProj, bias: L.outProjBias });
   }
 }
