@@ -18,6 +18,8 @@
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/vec_io.cuh"
+#include "ops/decode_proj.h"
 #include "ops/dense.h"
 
 namespace ss {
@@ -31,6 +33,7 @@ struct GemvTraits {
   // (MM·U per batch) need registers too.
   static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
   static constexpr int kMaxM = 8;
+  static constexpr int kNormVecs = 4;  // norm prologue: vectors of x per thread (K <= 4·128·V)
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
 
@@ -86,10 +89,69 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   return cv.silu ? cuda::silu_f(acc) : acc;
 }
 
+// The norm prologue (GemvNorm): the block normalises the M rows of x into hx (shared memory,
+// M x K in T). Two passes over x (and the residual): the sum of squares, then the scaled values;
+// the second pass reads what the first brought into L1, and keeping the values in registers
+// instead would spill (the first weight batch is held in registers across the prologue). Every
+// block computes the same values in the same order; block 0 also writes residual_out.
+template <typename T, int V>
+__device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, const T* x, int64_t ldx, T* hx) {
+  constexpr int NV = GemvTraits::kNormVecs, W = GemvTraits::kWarps;
+  __shared__ float red[2][W];
+  const int64_t K = p.K;
+  const int nv = static_cast<int>(K / V);
+  auto load_r = [&](int m, int i, float (&r)[V]) {
+    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(x + m * ldx + static_cast<int64_t>(i) * V);
+#pragma unroll
+    for (int e = 0; e < V; ++e) r[e] = to_float(xv.v[e]);
+    if (nm.residual) {
+      float res[V];
+      cuda::load_vals<V>(nm.residual, nm.residual_dtype, m * K + static_cast<int64_t>(i) * V, res);
+#pragma unroll
+      for (int e = 0; e < V; ++e) r[e] += res[e];
+    }
+  };
+  for (int m = 0; m < M; ++m) {
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+      const int i = threadIdx.x + j * GemvTraits::kThreads;
+      if (i >= nv) break;
+      float r[V];
+      load_r(m, i, r);
+#pragma unroll
+      for (int e = 0; e < V; ++e) ss += r[e] * r[e];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (threadIdx.x % 32 == 0) red[m & 1][threadIdx.x / 32] = ss;
+    __syncthreads();  // (red[m & 1] is rewritten two rows later, after the next row's barrier)
+    float tot = 0.f;
+#pragma unroll
+    for (int w = 0; w < W; ++w) tot += red[m & 1][w];
+    const float scale = rsqrtf(tot / static_cast<float>(K) + nm.eps);
+#pragma unroll
+    for (int j = 0; j < NV; ++j) {
+      const int i = threadIdx.x + j * GemvTraits::kThreads;
+      if (i >= nv) break;
+      const int64_t at = static_cast<int64_t>(i) * V;
+      float r[V], wv[V];
+      load_r(m, i, r);
+      if (nm.residual && blockIdx.x == 0) cuda::store_vals<V>(nm.residual_out, nm.residual_dtype, m * K + at, r);
+      cuda::load_vals<V>(nm.weight, nm.weight_dtype, at, wv);
+      Vec<T, V> h;
+#pragma unroll
+      for (int e = 0; e < V; ++e) h.v[e] = cuda::from_float<T>(r[e] * scale * wv[e]);
+      *reinterpret_cast<Vec<T, V>*>(hx + m * K + at) = h;
+    }
+  }
+  __syncthreads();
+}
+
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -97,9 +159,11 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
   const int slice = warp % S;
   const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps / S) + warp / S) * C;
   const int M = MM == 1 ? 1 : static_cast<int>(p.M);
-  const int64_t K = p.K, ldx = p.ldx ? p.ldx : p.K;
+  const int64_t K = p.K;
+  int64_t ldx = p.ldx ? p.ldx : p.K;
   const T* w = static_cast<const T*>(p.weight);
   const T* x = static_cast<const T*>(p.x);
+  extern __shared__ __align__(16) unsigned char norm_smem[];
   const T* wr[C];
 #pragma unroll
   for (int c = 0; c < C; ++c) wr[c] = w + (n0 + c < p.N ? n0 + c : p.N - 1) * K;  // clamped: loads stay in bounds
@@ -123,6 +187,14 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  if constexpr (V > 1) {
+    if (nm.weight) {  // x becomes the normalised rows, in shared memory
+      T* hx = reinterpret_cast<T*>(norm_smem);
+      normalize_rows<T, V>(p, nm, M, x, ldx, hx);
+      x = hx;
+      ldx = K;
+    }
+  }
   while (full) {
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
@@ -179,16 +251,17 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 }
 
 template <typename T, int V, int C>
-void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+void launch_rows(const GemmParams& p, const GemvConv& cv, const GemvNorm& nm, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+  const size_t smem = nm.weight ? static_cast<size_t>(p.M * p.K) * sizeof(T) : 0;
   if (p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), smem, st, p, cv, nm, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), smem, st, p, cv, nm, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, cudaStream_t st) {
+template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, const GemvNorm& nm, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
@@ -207,13 +280,13 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
+    launch_rows<T, 1, 1>(p, cv, nm, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 4>(p, cv, nm, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 2>(p, cv, nm, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 1>(p, cv, nm, st, S, kslice, g);
   }
 }
 
@@ -221,8 +294,25 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
   const GemvConv cv = conv ? *conv : GemvConv{};
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, static_cast<cudaStream_t>(stream)); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, GemvNorm{}, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
+}
+
+bool gemv_norm_fits(const GemmParams& p, const GemvNorm& nm) {
+  const int64_t V = 16 / static_cast<int64_t>(dtype_size(p.dtype));
+  auto aligned_to = [](const void* ptr, int64_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
+  return p.M >= 1 && p.M <= kGemvMaxM && p.ldx == 0 && p.K % V == 0 && p.K <= GemvTraits::kNormVecs * GemvTraits::kThreads * V &&
+         p.M * p.K * static_cast<int64_t>(dtype_size(p.dtype)) <= 48 * 1024 && aligned16(p.x) && aligned16(p.weight) &&
+         aligned_to(nm.residual, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
+         aligned_to(nm.residual_out, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
+         aligned_to(nm.weight, static_cast<int64_t>(dtype_size(nm.weight_dtype)) * V);
+}
+
+void gemv_norm_cuda(const GemmParams& p, const GemvNorm& nm, const GemvConv* conv, void* stream) {
+  if (!gemv_norm_fits(p, nm)) fail("ERR_INVALID_ARG", ErrorKind::Type, "rmsNormLinear: operands the fused kernel cannot take");
+  const GemvConv cv = conv ? *conv : GemvConv{};
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, nm, static_cast<cudaStream_t>(stream)); });
+  cuda::check_launch("rmsNormLinear (gemv)");
 }
 
 }  // namespace ss
