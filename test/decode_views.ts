@@ -160,4 +160,19 @@ export async function checkRmsNormLinear(device: Device, dtype: DType, tol: numb
     if (withResidual) expect(Array.from(await fused.residualOut!.data()), `${what}: residualOut`).toEqual(Array.from(await n.residualOut!.data()));
     else expect(fused.residualOut).toBeUndefined();
   }
+  // Mamba-2's gated norm before out_proj, the gate a strided view (batch 2: fused on CUDA for
+  // 16-bit data; 5120 wide: the two-pass prologue loops)
+  for (const [batch, I] of [
+    [2, 5120],
+    [9, 96],
+  ]) {
+    const y = randn([batch, I], { dtype, device });
+    const proj = randn([batch, I + 64], { dtype, device });
+    const z = proj.slice(1, 0, I);
+    const nw = randn([I], { dtype, device });
+    const w = randn([48, I], { dtype, device, std: 1 / Math.sqrt(I) });
+    const fused = rmsNormLinear({ x: y, z, normWeight: nw, eps: 1e-5, weight: w });
+    const plain = linear({ x: gatedRmsNorm({ x: y, z, weight: nw, eps: 1e-5 }), weight: w });
+    expect(relErr(await fused.y.data(), await plain.data()), `${device} ${dtype} gated batch ${batch} width ${I}`).toBeLessThan(tol);
+  }
 }

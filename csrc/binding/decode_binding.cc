@@ -12,6 +12,7 @@ Napi::Value rms_norm_linear_binding(const Napi::CallbackInfo& info) {
   a.x = required_tensor(o, "x");
   a.residual = optional_tensor(o, "residual");
   a.norm_weight = required_tensor(o, "normWeight");
+  a.z = optional_tensor(o, "z");
   a.eps = optional_number(o, "eps", 1e-5);
   a.weight = required_tensor(o, "weight");
   a.bias = optional_tensor(o, "bias");

@@ -33,7 +33,6 @@ struct GemvTraits {
   // (MM·U per batch) need registers too.
   static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
   static constexpr int kMaxM = 8;
-  static constexpr int kNormVecs = 4;  // norm prologue: vectors of x per thread (K <= 4·128·V)
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
 
@@ -90,33 +89,38 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 }
 
 // The norm prologue (GemvNorm): the block normalises the M rows of x into hx (shared memory,
-// M x K in T). Two passes over x (and the residual): the sum of squares, then the scaled values;
-// the second pass reads what the first brought into L1, and keeping the values in registers
-// instead would spill (the first weight batch is held in registers across the prologue). Every
-// block computes the same values in the same order; block 0 also writes residual_out.
+// M x K in T): r = x (+ residual) (· silu(z)), h = r · rsqrt(mean(r²) + eps) · weight. Two passes
+// over the inputs (the sum of squares, then the scaled values; the second reads what the first
+// brought into L1): keeping r in registers instead would spill, since the first weight batch is
+// held in registers across the prologue. Every block computes the same values in the same
+// order; block 0 also writes residual_out.
 template <typename T, int V>
 __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, const T* x, int64_t ldx, T* hx) {
-  constexpr int NV = GemvTraits::kNormVecs, W = GemvTraits::kWarps;
+  constexpr int W = GemvTraits::kWarps;
   __shared__ float red[2][W];
   const int64_t K = p.K;
   const int nv = static_cast<int>(K / V);
   auto load_r = [&](int m, int i, float (&r)[V]) {
-    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(x + m * ldx + static_cast<int64_t>(i) * V);
+    const int64_t at = static_cast<int64_t>(i) * V;
+    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(x + m * ldx + at);
 #pragma unroll
     for (int e = 0; e < V; ++e) r[e] = to_float(xv.v[e]);
     if (nm.residual) {
       float res[V];
-      cuda::load_vals<V>(nm.residual, nm.residual_dtype, m * K + static_cast<int64_t>(i) * V, res);
+      cuda::load_vals<V>(nm.residual, nm.residual_dtype, m * K + at, res);
 #pragma unroll
       for (int e = 0; e < V; ++e) r[e] += res[e];
+    }
+    if (nm.z) {
+      const Vec<T, V> zv = *reinterpret_cast<const Vec<T, V>*>(static_cast<const T*>(nm.z) + m * nm.z_stride + at);
+#pragma unroll
+      for (int e = 0; e < V; ++e) r[e] *= cuda::silu_f(to_float(zv.v[e]));
     }
   };
   for (int m = 0; m < M; ++m) {
     float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < NV; ++j) {
-      const int i = threadIdx.x + j * GemvTraits::kThreads;
-      if (i >= nv) break;
+#pragma unroll 1
+    for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
       float r[V];
       load_r(m, i, r);
 #pragma unroll
@@ -130,10 +134,8 @@ __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, c
 #pragma unroll
     for (int w = 0; w < W; ++w) tot += red[m & 1][w];
     const float scale = rsqrtf(tot / static_cast<float>(K) + nm.eps);
-#pragma unroll
-    for (int j = 0; j < NV; ++j) {
-      const int i = threadIdx.x + j * GemvTraits::kThreads;
-      if (i >= nv) break;
+#pragma unroll 1
+    for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
       const int64_t at = static_cast<int64_t>(i) * V;
       float r[V], wv[V];
       load_r(m, i, r);
@@ -187,7 +189,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  if constexpr (V > 1) {
+  if constexpr (V > 1 && sizeof(T) == 2) {  // (16-bit data only: f32 models take the ops in turn)
     if (nm.weight) {  // x becomes the normalised rows, in shared memory
       T* hx = reinterpret_cast<T*>(norm_smem);
       normalize_rows<T, V>(p, nm, M, x, ldx, hx);
@@ -301,7 +303,7 @@ void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
 bool gemv_norm_fits(const GemmParams& p, const GemvNorm& nm) {
   const int64_t V = 16 / static_cast<int64_t>(dtype_size(p.dtype));
   auto aligned_to = [](const void* ptr, int64_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
-  return p.M >= 1 && p.M <= kGemvMaxM && p.ldx == 0 && p.K % V == 0 && p.K <= GemvTraits::kNormVecs * GemvTraits::kThreads * V &&
+  return dtype_size(p.dtype) == 2 && p.M >= 1 && p.M <= kGemvMaxM && p.ldx == 0 && p.K % V == 0 && nm.z_stride % V == 0 && aligned_to(nm.z, 16) &&
          p.M * p.K * static_cast<int64_t>(dtype_size(p.dtype)) <= 48 * 1024 && aligned16(p.x) && aligned16(p.weight) &&
          aligned_to(nm.residual, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
          aligned_to(nm.residual_out, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&

@@ -1,6 +1,7 @@
 #include "ops/decode_proj.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
+#include "ops/row_view.h"
 #include "ops/tensor_ops.h"
 
 namespace ss {
@@ -19,6 +20,13 @@ DecodeProjResult decode_projection(const DecodeProjArgs& a) {
     checks::floating("residual", a.residual, cpu);
   }
   if (!(a.eps >= 0)) fail("ERR_INVALID_ARG", ErrorKind::Type, "eps: expected a non-negative number");
+  int64_t z_stride = K;
+  if (a.z.defined()) {
+    check_same_device(dev, {{"z", &a.z}});
+    checks::shape("z", a.z, a.x.shape, "the shape of x");
+    checks::same_dtype("z", a.z, "x", a.x.dtype);
+    z_stride = row_stride(a.z);
+  }
   DecodeProjResult r;
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && M <= kGemvMaxM && M > 0 && a.x.is_contiguous() && (!a.residual.defined() || a.residual.is_contiguous())) {
@@ -50,6 +58,11 @@ DecodeProjResult decode_projection(const DecodeProjArgs& a) {
     nm.weight = nw.data();
     nm.weight_dtype = nw.dtype;
     nm.eps = static_cast<float>(a.eps);
+    if (a.z.defined() && z_stride >= 0) {
+      nm.z = a.z.data();
+      nm.z_stride = z_stride;
+    }
+    const bool z_ok = !a.z.defined() || z_stride >= 0;
     GemvConv c;
     Tensor cw, cb;
     if (a.conv_state.defined()) {
@@ -80,7 +93,7 @@ DecodeProjResult decode_projection(const DecodeProjArgs& a) {
       c.width = W;
       c.silu = a.silu;
     }
-    if (gemv_norm_fits(p, nm)) {
+    if (z_ok && gemv_norm_fits(p, nm)) {
       r.y = empty({M, N}, a.x.dtype, dev);
       p.out = r.y.data();
       if (a.residual.defined()) {
@@ -93,7 +106,7 @@ DecodeProjResult decode_projection(const DecodeProjArgs& a) {
   }
 #endif
   // The ops in turn: RMSNorm (+ residual), then the projection (+ conv).
-  RmsNormResult n = rms_norm(a.x, a.norm_weight, a.eps, a.residual, Tensor{}, 0);
+  RmsNormResult n = rms_norm(a.x, a.norm_weight, a.eps, a.residual, a.z, 0);
   r.residual_out = n.residual_out;
   r.y = a.conv_state.defined()
             ? linear_conv_update(n.y, a.weight, a.bias, a.conv_state, a.conv_weight, a.conv_bias, a.conv_start, a.silu)

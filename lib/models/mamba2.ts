@@ -138,7 +138,12 @@ export class Mamba2Model extends CausalLM {
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
     const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
-    const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return { y: linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias }), residual: residualOut };
+    const yI = y.reshape([n, I]);
+    // The gated norm and out_proj in one op (one group: the norm spans the whole row)
+    const out =
+      G === 1
+        ? rmsNormLinear({ x: yI, z, normWeight: Ly.normW, eps: this.config.normEps, weight: Ly.outProj, bias: Ly.outProjBias }).y
+        : linear({ x: gatedRmsNorm({ x: yI, z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G }), weight: Ly.outProj, bias: Ly.outProjBias });
+    return { y: out, residual: residualOut };
   }
 }

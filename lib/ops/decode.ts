@@ -1,6 +1,6 @@
 /**
  * Fused decode-step ops: a Mamba block's RMSNorm (with the residual add), input projection and
- * causal conv step as one call; on CUDA with up to 8 rows one matrix-vector kernel does all
+ * causal conv step as one call (or Mamba-2's gated norm and output projection); on CUDA with up to 8 rows one matrix-vector kernel does all
  * three (each block normalises the rows itself, the conv is applied to its columns on the way
  * out), otherwise rmsNorm, linear and the conv step run in turn with the same results.
  */
@@ -17,6 +17,8 @@ export interface RmsNormLinearOptions {
   x: Tensor;
   /** (batch, hidden), any floating dtype: added to x before the norm (the residual stream). */
   residual?: Tensor;
+  /** Gate shaped like x, x's dtype: r = (x + residual) · silu(z) before the norm (Mamba-2's gated norm, one group). */
+  z?: Tensor;
   /** (hidden): the RMSNorm's weight. */
   normWeight: Tensor;
   /** Default 1e-5. */
@@ -41,7 +43,10 @@ export interface RmsNormLinearResult {
   residualOut?: Tensor;
 }
 
-/** rmsNorm (+ residual) → linear (+ causal conv step on some columns), fused on CUDA for decode. */
+/**
+ * rmsNorm (+ residual, or gated by z) → linear (+ causal conv step on some columns), fused on
+ * CUDA for decode: a block's norm with in_proj and the conv, or Mamba-2's gated norm with out_proj.
+ */
 export function rmsNormLinear(opts: RmsNormLinearOptions): RmsNormLinearResult {
   const r = nat.rmsNormLinear(opts);
   const out: RmsNormLinearResult = { y: new Tensor(r.y) };
