@@ -154,12 +154,15 @@ template <typename T> __global__ void skinny_reduce_kernel(GemmParams p, const f
 
 template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
   using Tr = SkinnyTraits;
-  static bool attr_set = false;  // (per instantiation; the largest slice's shared memory)
-  if (!attr_set) {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  static bool attr_set[64] = {};  // per device: room for the largest slice's shared memory
+  if (dev < 0 || dev >= 64) fail("ERR_DEVICE", ErrorKind::Type, "linear: device index beyond 63");
+  if (!attr_set[dev]) {
     cuda::check(cudaFuncSetAttribute(skinny_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(Tr::smem_bytes(Tr::kMaxSlice))),
                 "cudaFuncSetAttribute");
-    attr_set = true;
+    attr_set[dev] = true;
   }
   const int64_t nb = (p.N + Tr::kRowsPerBlock - 1) / Tr::kRowsPerBlock;
   const int64_t quanta = p.K / Tr::kQuantum;
@@ -168,8 +171,6 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
   const int64_t ks = (quanta + slices - 1) / slices * Tr::kQuantum;
   slices = (p.K + ks - 1) / ks;
   if (nb > 0x7fffffff || slices > 65535) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs for the skinny GEMM");
-  int dev = 0;
-  cudaGetDevice(&dev);
   Tensor part;
   if (slices > 1) part = empty({slices * p.M * p.N}, DType::Float32, Device{DeviceKind::CUDA, dev});
   float* partial = slices > 1 ? part.ptr<float>() : nullptr;
