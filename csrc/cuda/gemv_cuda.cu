@@ -88,57 +88,91 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   return cv.silu ? cuda::silu_f(acc) : acc;
 }
 
-// The norm prologue (GemvNorm): the block normalises the M rows of x into hx (shared memory,
-// M x K in T): r = x (+ residual) (· silu(z)), h = r · rsqrt(mean(r²) + eps) · weight. Two passes
-// over the inputs (the sum of squares, then the scaled values; the second reads what the first
-// brought into L1): keeping r in registers instead would spill, since the first weight batch is
-// held in registers across the prologue. Every block computes the same values in the same
-// order; block 0 also writes residual_out.
+// 16-byte asynchronous copies global -> shared (no registers held while in flight).
+__device__ __forceinline__ void copy_async16(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#else
+  *reinterpret_cast<uint4*>(smem) = *reinterpret_cast<const uint4*>(gmem);
+#endif
+}
+__device__ __forceinline__ void copy_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+// A row of `bytes` (a multiple of 16) copied by the block, every copy in flight at once.
+__device__ __forceinline__ void copy_row_async(void* dst, const void* src, int64_t bytes) {
+  for (int64_t o = threadIdx.x * int64_t{16}; o < bytes; o += GemvTraits::kThreads * int64_t{16})
+    copy_async16(static_cast<unsigned char*>(dst) + o, static_cast<const unsigned char*>(src) + o);
+}
+
+// Shared memory of the norm prologue: the normalised rows hx (M x K in T), then the staging of
+// one row of x, of the residual and of the gate.
+inline size_t norm_smem_bytes(const GemmParams& p, const GemvNorm& nm) {
+  const size_t t = dtype_size(p.dtype);
+  return static_cast<size_t>(p.M * p.K) * t + static_cast<size_t>(p.K) * (t + (nm.residual ? dtype_size(nm.residual_dtype) : 0) + (nm.z ? t : 0));
+}
+
+// The norm prologue (GemvNorm): the block normalises the M rows of x into hx (shared memory):
+// r = x (+ residual) (· silu(z)), h = r · rsqrt(mean(r²) + eps) · weight. Each row's inputs are
+// first brought into shared memory with asynchronous copies (one round trip to L2, no registers
+// held: the first weight batch occupies registers across the prologue), then read twice there
+// (the sum of squares, then the scaled values). Every block computes the same values in the
+// same order; block 0 also writes residual_out.
 template <typename T, int V>
 __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, const T* x, int64_t ldx, T* hx) {
   constexpr int W = GemvTraits::kWarps;
   __shared__ float red[2][W];
   const int64_t K = p.K;
   const int nv = static_cast<int>(K / V);
-  auto load_r = [&](int m, int i, float (&r)[V]) {
+  const int64_t rsize = !nm.residual ? 0 : nm.residual_dtype == DType::Float32 ? 4 : 2;
+  T* sx = hx + M * K;
+  unsigned char* sr = reinterpret_cast<unsigned char*>(sx + K);
+  T* sz = reinterpret_cast<T*>(sr + K * rsize);
+  auto load_r = [&](int i, float (&r)[V]) {
     const int64_t at = static_cast<int64_t>(i) * V;
-    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(x + m * ldx + at);
+    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(sx + at);
 #pragma unroll
     for (int e = 0; e < V; ++e) r[e] = to_float(xv.v[e]);
     if (nm.residual) {
       float res[V];
-      cuda::load_vals<V>(nm.residual, nm.residual_dtype, m * K + at, res);
+      cuda::load_vals<V>(sr, nm.residual_dtype, at, res);
 #pragma unroll
       for (int e = 0; e < V; ++e) r[e] += res[e];
     }
     if (nm.z) {
-      const Vec<T, V> zv = *reinterpret_cast<const Vec<T, V>*>(static_cast<const T*>(nm.z) + m * nm.z_stride + at);
+      const Vec<T, V> zv = *reinterpret_cast<const Vec<T, V>*>(sz + at);
 #pragma unroll
       for (int e = 0; e < V; ++e) r[e] *= cuda::silu_f(to_float(zv.v[e]));
     }
   };
   for (int m = 0; m < M; ++m) {
+    copy_row_async(sx, x + m * ldx, K * static_cast<int64_t>(sizeof(T)));
+    if (nm.residual) copy_row_async(sr, static_cast<const unsigned char*>(nm.residual) + m * K * rsize, K * rsize);
+    if (nm.z) copy_row_async(sz, static_cast<const T*>(nm.z) + m * nm.z_stride, K * static_cast<int64_t>(sizeof(T)));
+    copy_async_wait();
+    __syncthreads();
     float ss = 0.f;
-#pragma unroll 1
     for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
       float r[V];
-      load_r(m, i, r);
+      load_r(i, r);
 #pragma unroll
       for (int e = 0; e < V; ++e) ss += r[e] * r[e];
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (threadIdx.x % 32 == 0) red[m & 1][threadIdx.x / 32] = ss;
-    __syncthreads();  // (red[m & 1] is rewritten two rows later, after the next row's barrier)
+    __syncthreads();  // (red[m & 1] is rewritten two rows later, after the next row's barriers)
     float tot = 0.f;
 #pragma unroll
     for (int w = 0; w < W; ++w) tot += red[m & 1][w];
     const float scale = rsqrtf(tot / static_cast<float>(K) + nm.eps);
-#pragma unroll 1
     for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
       const int64_t at = static_cast<int64_t>(i) * V;
       float r[V], wv[V];
-      load_r(m, i, r);
+      load_r(i, r);
       if (nm.residual && blockIdx.x == 0) cuda::store_vals<V>(nm.residual_out, nm.residual_dtype, m * K + at, r);
       cuda::load_vals<V>(nm.weight, nm.weight_dtype, at, wv);
       Vec<T, V> h;
@@ -146,8 +180,8 @@ __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, c
       for (int e = 0; e < V; ++e) h.v[e] = cuda::from_float<T>(r[e] * scale * wv[e]);
       *reinterpret_cast<Vec<T, V>*>(hx + m * K + at) = h;
     }
+    __syncthreads();  // the staging is overwritten by the next row; hx is complete after the last
   }
-  __syncthreads();
 }
 
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
@@ -254,7 +288,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 
 template <typename T, int V, int C>
 void launch_rows(const GemmParams& p, const GemvConv& cv, const GemvNorm& nm, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
-  const size_t smem = nm.weight ? static_cast<size_t>(p.M * p.K) * sizeof(T) : 0;
+  const size_t smem = nm.weight ? norm_smem_bytes(p, nm) : 0;
   if (p.M == 1)
     cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), smem, st, p, cv, nm, S, kslice);
   else
@@ -304,7 +338,7 @@ bool gemv_norm_fits(const GemmParams& p, const GemvNorm& nm) {
   const int64_t V = 16 / static_cast<int64_t>(dtype_size(p.dtype));
   auto aligned_to = [](const void* ptr, int64_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
   return dtype_size(p.dtype) == 2 && p.M >= 1 && p.M <= kGemvMaxM && p.ldx == 0 && p.K % V == 0 && nm.z_stride % V == 0 && aligned_to(nm.z, 16) &&
-         p.M * p.K * static_cast<int64_t>(dtype_size(p.dtype)) <= 48 * 1024 && aligned16(p.x) && aligned16(p.weight) &&
+         norm_smem_bytes(p, nm) <= 48 * 1024 && aligned16(p.x) && aligned16(p.weight) &&
          aligned_to(nm.residual, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
          aligned_to(nm.residual_out, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
          aligned_to(nm.weight, static_cast<int64_t>(dtype_size(nm.weight_dtype)) * V);

@@ -1,4 +1,6 @@
 #include "ops/decode_proj.h"
+#include <cstdlib>
+#include <string>
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/row_view.h"
@@ -29,7 +31,10 @@ DecodeProjResult decode_projection(const DecodeProjArgs& a) {
   }
   DecodeProjResult r;
 #ifdef STATESPACE_WITH_CUDA
-  if (!cpu && M <= kGemvMaxM && M > 0 && a.x.is_contiguous() && (!a.residual.defined() || a.residual.is_contiguous())) {
+  // STATESPACE_DECODE_FUSION=0 runs the ops in turn (to measure what the fusion buys).
+  const char* fusion = std::getenv("STATESPACE_DECODE_FUSION");
+  const bool fuse = !(fusion && std::string(fusion) == "0");
+  if (fuse && !cpu && M <= kGemvMaxM && M > 0 && a.x.is_contiguous() && (!a.residual.defined() || a.residual.is_contiguous())) {
     // The fused kernel: validate the projection and the conv as their own ops do, on a
     // placeholder of the normalised input's shape.
     checks::rank("weight", a.weight, 2, "(out, in)");
