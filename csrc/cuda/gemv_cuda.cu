@@ -3,7 +3,8 @@
 // Bound by reading w once, so the kernel is laid out for the memory system:
 //  - a warp owns C consecutive output columns and a slice of K; each lane reads 16-byte vectors,
 //    U per column per batch, so C·U = 8 independent loads per lane are in flight before any math
-//    (C = 4 for wide outputs, 1 for narrow ones: the same bytes in flight, more warps);
+//    (C = 4 for wide outputs, 1 for narrow ones: the same bytes in flight, more warps); with one
+//    row, two batches are in flight (the next loads while the current is consumed);
 //  - narrow outputs with a long K (x_proj: 192 columns) also split K across the S warps of a
 //    block, the slices' sums added in a fixed order through shared memory (reproducible);
 //  - blocks are small (4 warps) and there are >= 4 per SM, so the grid is spread evenly over the
@@ -31,7 +32,7 @@ struct GemvTraits {
   static constexpr int kWarps = 4, kThreads = kWarps * 32;
   // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
   // (MM·U per batch) need registers too.
-  static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
+  static constexpr int in_flight(int rows) { return rows == 1 ? 4 : 4; }
   static constexpr int kMaxM = 8;
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
@@ -187,7 +188,7 @@ __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, c
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? (sizeof(T) < 4 ? 6 : 3) : 4) gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -212,15 +213,19 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 #pragma unroll
     for (int m = 0; m < MM; ++m) acc[c][m] = 0.f;
 
-  Vec<T, V> wv[C][U];
-  auto load_batch = [&](int64_t k0) {
+  // NB weight batches in flight: two for one row (while one is consumed the next is loading),
+  // one for several rows (their x vectors need the registers).
+  constexpr int NB = MM == 1 ? 2 : 1;
+  const int64_t step = U * LS;
+  const int nfull = k + (U - 1) * LS < k_end ? static_cast<int>((k_end - k - (U - 1) * LS + step - 1) / step) : 0;
+  Vec<T, V> wv[NB][C][U];
 #pragma unroll
-    for (int u = 0; u < U; ++u)
+  for (int sl = 0; sl < NB; ++sl)
+    if (sl < nfull)  // parameters only: may run before the producer of x has finished
 #pragma unroll
-      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
-  };
-  bool full = k + (U - 1) * LS < k_end;
-  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int c = 0; c < C; ++c) wv[sl][c][u] = load_stream<T, V>(wr[c] + k + sl * step + u * LS);
   cuda::pdl_wait();
   cuda::pdl_trigger();
   if constexpr (V > 1 && sizeof(T) == 2) {  // (16-bit data only: f32 models take the ops in turn)
@@ -231,21 +236,30 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
       ldx = K;
     }
   }
-  while (full) {
+  for (int b0 = 0; b0 < nfull; b0 += NB) {
 #pragma unroll
-    for (int m = 0; m < MM; ++m) {
-      if (m >= M) break;
+    for (int sl = 0; sl < NB; ++sl) {
+      const int b = b0 + sl;
+      if (b >= nfull) break;
+      const int64_t kb = k + b * step;
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
+      for (int m = 0; m < MM; ++m) {
+        if (m >= M) break;
 #pragma unroll
-        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
+        for (int u = 0; u < U; ++u) {
+          const Vec<T, V> xv = load_x<T, V>(x + m * ldx + kb + u * LS);
+#pragma unroll
+          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[sl][c][u], acc[c][m]);
+        }
       }
+      if (b + NB < nfull)  // refill this slot NB batches further on
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+#pragma unroll
+          for (int c = 0; c < C; ++c) wv[sl][c][u] = load_stream<T, V>(wr[c] + kb + NB * step + u * LS);
     }
-    k += U * LS;
-    full = k + (U - 1) * LS < k_end;
-    if (full) load_batch(k);
   }
+  k += nfull * step;
   for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
     Vec<T, V> t[C];
 #pragma unroll
