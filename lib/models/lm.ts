@@ -79,6 +79,19 @@ export interface ModelInit {
   stateDtype?: DType;
 }
 
+/**
+ * A captured decode step of one batch size: it reads its tokens from `ids`, writes `logits` and
+ * their argmax `next`, and finally copies `next` into `ids`, so a greedy step that continues
+ * with the tokens it chose needs no upload. `fed` is what `ids` holds when known (else null).
+ */
+interface DecodeGraph {
+  graph: CudaGraph;
+  ids: Tensor;
+  logits: Tensor;
+  next: Tensor;
+  fed: Int32Array | null;
+}
+
 export abstract class CausalLM implements DecodeEngine {
   readonly config: ModelConfig;
   readonly generation: GenerationDefaults;
@@ -95,7 +108,7 @@ export abstract class CausalLM implements DecodeEngine {
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   /** Captured decode steps on CUDA, by batch size. */
-  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor; next: Tensor }>();
+  private graphs = new Map<number, DecodeGraph>();
   /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
   useCudaGraphs: boolean;
   /** Why CUDA graph capture was given up, if it was. */
@@ -339,13 +352,18 @@ export abstract class CausalLM implements DecodeEngine {
     const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
     let out: Tensor;
     const t0 = process.hrtime.bigint();
-    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
     if (graph) {
-      copyInto(graph.ids, ids);
-      ids.dispose();
+      const fed = graph.fed;
+      if (!(fed && fed.length === n && fed.every((t, i) => t === tokens[i]))) {
+        const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+        copyInto(graph.ids, ids);
+        ids.dispose();
+      }
       graph.graph.replay();
+      graph.fed = null;
       out = greedy ? graph.next : graph.logits;
     } else {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
       out = tidy(() => {
         const logits = this.decodeOps(ids, rows);
         return greedy ? argmax(logits) : logits;
@@ -359,6 +377,7 @@ export abstract class CausalLM implements DecodeEngine {
     } finally {
       if (!graph) out.dispose();
     }
+    if (graph && greedy) graph.fed = Int32Array.from(v); // the graph left these in its ids buffer
     if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
     return v;
   }
@@ -388,8 +407,9 @@ export abstract class CausalLM implements DecodeEngine {
       const graph = captureGraph(this.device, () => {
         copyInto(logits, this.decodeOps(ids, rows));
         copyInto(next, argmax(logits));
+        copyInto(ids, next.reshape([n, 1])); // the next greedy step's input, already in place
       });
-      this.graphs.set(n, { graph, ids, logits, next });
+      this.graphs.set(n, { graph, ids, logits, next, fed: null });
     } catch (e) {
       ids.dispose();
       logits.dispose();
