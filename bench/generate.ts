@@ -73,9 +73,9 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
   for (const device of devices) {
     const cpu = device === 'cpu';
-    // STATESPACE_BENCH_MODELS=mamba-2.8b,mamba2-2.7b runs only those shapes.
-    const only = process.env.STATESPACE_BENCH_MODELS?.split(',').filter((n) => n in SHAPES);
-    const names = only?.length ? only : cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
+    // STATESPACE_BENCH_MODELS=a,b picks shapes (for A/B runs of one setting against another)
+    const pick = process.env.STATESPACE_BENCH_MODELS?.split(',').filter((n) => n in SHAPES);
+    const names = pick?.length ? pick : cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
     const dtype = cpu ? 'float32' : 'bfloat16';
     const bw = copyBandwidth(device);
     for (const name of names) {
@@ -119,10 +119,13 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           const s = await profileOps(device, fn);
           console.log(`  ${name} ${device} ${what} profile (GEMM: ${linearBackend(device)}):\n${formatProfile(s)}`);
         };
-        await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
+        const profiled = process.env.STATESPACE_BENCH_PROFILE !== '0';
+        if (profiled) await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
         m.useCudaGraphs = false;
-        await profile('decode b1 (eager)', () => m.stepGreedy(tok1));
-        await profile(`decode b${maxBatch} (eager)`, () => m.stepGreedy(tok64));
+        if (profiled) {
+          await profile('decode b1 (eager)', () => m.stepGreedy(tok1));
+          await profile(`decode b${maxBatch} (eager)`, () => m.stepGreedy(tok64));
+        }
         m.useCudaGraphs = graphs;
         const bytes = weightBytes(cfg, dtype);
         const rooflineMs = (bytes / bw) * 1e3;

@@ -6,6 +6,7 @@
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
+#include "cuda/vec_io.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
 
@@ -13,6 +14,8 @@ namespace ss {
 namespace {
 
 using cuda::load_any;
+using cuda::load_vals;
+using cuda::store_vals;
 using cuda::to_float;
 
 constexpr int kThreads = 256;
@@ -71,59 +74,6 @@ template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
   T* y = static_cast<T*>(p.y) + off;
   for (int64_t i = threadIdx.x; i < p.group; i += blockDim.x)
     y[i] = cuda::from_float<T>(value(i, false) * scale * load_any(p.weight, p.weight_dtype, g0 + i));
-}
-
-template <typename S, int V> struct alignas(sizeof(S) * V) Vec {
-  S v[V];
-};
-
-// V consecutive values of a side operand whose dtype is known at run time, as floats; the
-// launcher checks that each pointer is aligned to its vector (V elements of its dtype).
-template <int V> __device__ __forceinline__ void load_vals(const void* base, DType d, int64_t i, float (&out)[V]) {
-  switch (d) {
-    case DType::BFloat16: {
-      const Vec<__nv_bfloat16, V> v = reinterpret_cast<const Vec<__nv_bfloat16, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = __bfloat162float(v.v[e]);
-      break;
-    }
-    case DType::Float16: {
-      const Vec<__half, V> v = reinterpret_cast<const Vec<__half, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = __half2float(v.v[e]);
-      break;
-    }
-    default: {
-      const Vec<float, V> v = reinterpret_cast<const Vec<float, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = v.v[e];
-    }
-  }
-}
-
-template <int V> __device__ __forceinline__ void store_vals(void* base, DType d, int64_t i, const float (&in)[V]) {
-  switch (d) {
-    case DType::BFloat16: {
-      Vec<__nv_bfloat16, V> v;
-#pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = __float2bfloat16_rn(in[e]);
-      reinterpret_cast<Vec<__nv_bfloat16, V>*>(base)[i / V] = v;
-      break;
-    }
-    case DType::Float16: {
-      Vec<__half, V> v;
-#pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = __float2half_rn(in[e]);
-      reinterpret_cast<Vec<__half, V>*>(base)[i / V] = v;
-      break;
-    }
-    default: {
-      Vec<float, V> v;
-#pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = in[e];
-      reinterpret_cast<Vec<float, V>*>(base)[i / V] = v;
-    }
-  }
 }
 
 struct NormTraits {

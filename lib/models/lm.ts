@@ -40,6 +40,19 @@ export interface GenerateTextOptions extends Omit<GenerateOptions, 'stop'> {
   stop?: ReadonlyArray<number | string>;
 }
 
+/**
+ * The input of one block in a decode step: the previous block's mixer output (for block 0, the
+ * embeddings) and the residual stream it is added to (none for block 0), with the block's norm.
+ */
+export interface StepInput {
+  /** (n, hidden), the model dtype. */
+  x: Tensor;
+  /** (n, hidden), the residual dtype. */
+  residual?: Tensor;
+  normWeight: Tensor;
+  eps: number;
+}
+
 /** Per-sequence state of one layer: conv window (convDim, width-1) and SSM state (float32). */
 export interface LayerState {
   conv: Tensor;
@@ -66,6 +79,19 @@ export interface ModelInit {
   stateDtype?: DType;
 }
 
+/**
+ * A captured decode step of one batch size: it reads its tokens from `ids`, writes `logits` and
+ * their argmax `next`, and finally copies `next` into `ids`, so a greedy step that continues
+ * with the tokens it chose needs no upload. `fed` is what `ids` holds when known (else null).
+ */
+interface DecodeGraph {
+  graph: CudaGraph;
+  ids: Tensor;
+  logits: Tensor;
+  next: Tensor;
+  fed: Int32Array | null;
+}
+
 export abstract class CausalLM implements DecodeEngine {
   readonly config: ModelConfig;
   readonly generation: GenerationDefaults;
@@ -82,7 +108,7 @@ export abstract class CausalLM implements DecodeEngine {
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   /** Captured decode steps on CUDA, by batch size. */
-  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor; next: Tensor }>();
+  private graphs = new Map<number, DecodeGraph>();
   /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
   useCudaGraphs: boolean;
   /** Why CUDA graph capture was given up, if it was. */
@@ -121,8 +147,13 @@ export abstract class CausalLM implements DecodeEngine {
    * final states when `keepState`.
    */
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
-  /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
-  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
+  /**
+   * Mixer for one token per sequence, states (n, ...) updated in place. Its input is the block's
+   * un-normalised input (StepInput): the block's RMSNorm and residual add are fused into the
+   * mixer's input projection (rmsNormLinear). Returns the mixer output and the residual stream
+   * after the block's add (undefined when `inp.residual` is).
+   */
+  protected abstract mixerStep(layer: number, inp: StepInput, conv: Tensor, ssm: Tensor): { y: Tensor; residual?: Tensor };
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -321,13 +352,18 @@ export abstract class CausalLM implements DecodeEngine {
     const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
     let out: Tensor;
     const t0 = process.hrtime.bigint();
-    const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
     if (graph) {
-      copyInto(graph.ids, ids);
-      ids.dispose();
+      const fed = graph.fed;
+      if (!(fed && fed.length === n && fed.every((t, i) => t === tokens[i]))) {
+        const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+        copyInto(graph.ids, ids);
+        ids.dispose();
+      }
       graph.graph.replay();
+      graph.fed = null;
       out = greedy ? graph.next : graph.logits;
     } else {
+      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
       out = tidy(() => {
         const logits = this.decodeOps(ids, rows);
         return greedy ? argmax(logits) : logits;
@@ -341,6 +377,7 @@ export abstract class CausalLM implements DecodeEngine {
     } finally {
       if (!graph) out.dispose();
     }
+    if (graph && greedy) graph.fed = Int32Array.from(v); // the graph left these in its ids buffer
     if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
     return v;
   }
@@ -348,9 +385,16 @@ export abstract class CausalLM implements DecodeEngine {
   /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
   private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
     const n = ids.shape[0];
-    const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-    const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
-    return this.head(x);
+    const c = this.config;
+    // The same residual stack as stack(), each block's norm fused into its mixer's first op.
+    let y = embedding({ ids, weight: this.embed }).reshape([n, c.hiddenSize]);
+    let resid: Tensor | undefined;
+    for (let l = 0; l < c.numLayers; l++) {
+      const out = this.mixerStep(l, { x: y, residual: resid, normWeight: this.norms[l], eps: c.normEps }, rows.conv[l], rows.ssm[l]);
+      resid = out.residual ?? y.astype(this.residDtype); // block 0: the stream starts as the embeddings
+      y = out.y;
+    }
+    return this.head(rmsNorm({ x: y, residual: resid, weight: this.normF, eps: c.normEps }).y);
   }
 
   /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */
@@ -363,8 +407,9 @@ export abstract class CausalLM implements DecodeEngine {
       const graph = captureGraph(this.device, () => {
         copyInto(logits, this.decodeOps(ids, rows));
         copyInto(next, argmax(logits));
+        copyInto(ids, next.reshape([n, 1])); // the next greedy step's input, already in place
       });
-      this.graphs.set(n, { graph, ids, logits, next });
+      this.graphs.set(n, { graph, ids, logits, next, fed: null });
     } catch (e) {
       ids.dispose();
       logits.dispose();
