@@ -90,20 +90,10 @@ export class Mamba2Model extends CausalLM {
     // Views throughout. On CUDA the conv reads its slice in place (channels-last) and returns y
     // channels-last, the gated norm reads z in place, and SSD copies x/B/C as whole rows; on the
     // CPU the ops copy strided inputs to contiguous memory.
-    let z: Tensor, xbc: Tensor, dt: Tensor; // (b, l, I), (b, convDim, l), (b, l, H)
-    // TEMPORARY A/B (prefill measurement, to be removed): in_proj channel-major for one sequence.
-    if (process.env.STATESPACE_M2_CHANNEL_MAJOR === '1' && b === 1 && Ly.inProjBias === undefined) {
-      const projT = linear({ x: Ly.inProj, weight: x.squeeze(0) }); // (proj, l)
-      const rows = (from: number, n: number) => projT.slice(0, from, from + n).unflatten(0, [1, n]); // (1, n, l)
-      z = rows(o.z, I).transpose(1, 2);
-      xbc = rows(o.xbc, this.convDim);
-      dt = rows(o.dt, H).transpose(1, 2);
-    } else {
-      const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
-      z = proj.slice(2, o.z, o.z + I);
-      xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
-      dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
-    }
+    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
+    const z = proj.slice(2, o.z, o.z + I);
+    const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
+    const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
     const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
     const split = (from: number, sizes: number[]) => conv.y.slice(1, from, from + sizes.reduce((a, b) => a * b, 1)).unflatten(1, sizes).permute(0, 3, 1, 2);

@@ -198,6 +198,27 @@ describeGpu('dense ops on CUDA', () => {
     });
   }
 
+  // Many rows (prefill) launch narrower blocks, several vectors per thread.
+  it('bfloat16: gatedRmsNorm and rmsNorm over 1030 rows (prefill launch shape) vs reference', async () => {
+    const r = rng();
+    const rows = 1030;
+    for (const D of [5120, 2560, 12288]) {
+      const wide = randnInput([rows, D + 64], 'bfloat16', 'cuda', 1, r);
+      const z = wide.t.slice(1, 64, 64 + D);
+      const zv = Float64Array.from({ length: rows * D }, (_, i) => wide.v[Math.floor(i / D) * (D + 64) + 64 + (i % D)]);
+      const x = randnInput([rows, D], 'bfloat16', 'cuda', 1, r);
+      const nw = randnInput([D], 'bfloat16', 'cuda', 1, r);
+      const g = await gatedRmsNorm({ x: x.t, z, weight: nw.t, eps: 1e-5, groupSize: D }).data();
+      expectNoNaN(g, 'gatedRmsNorm');
+      expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: zv, group: D }).y, TOL.bfloat16, `gated ${rows}x${D}`);
+      const res = randnInput([rows, D], 'float32', 'cuda', 1, r);
+      const f = rmsNorm({ x: x.t, weight: nw.t, eps: 1e-5, residual: res.t });
+      const fref = rmsNormRef(x.v, nw.v, D, 1e-5, { residual: res.v });
+      expectClose(await f.y.data(), fref.y, TOL.bfloat16, `rmsNorm + residual ${rows}x${D}`);
+      expectClose(await f.residualOut!.data(), fref.residualOut, 1e-6, `residualOut ${rows}x${D}`);
+    }
+  });
+
   it('embedding: an id outside the vocabulary gives a NaN row on CUDA', async () => {
     const out = await embedding({ ids: tensor(new Int32Array([0, 99]), [1, 2], { device: 'cuda' }), weight: randnInput([4, 3], 'float32', 'cuda').t }).data();
     expect(Number.isNaN(out[3]) && Number.isNaN(out[5])).toBe(true);
