@@ -15,6 +15,7 @@
 //    (in_proj and the conv update in one kernel).
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
 #include <type_traits>
+#include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -89,24 +90,10 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   return cv.silu ? cuda::silu_f(acc) : acc;
 }
 
-// 16-byte asynchronous copies global -> shared (no registers held while in flight).
-__device__ __forceinline__ void copy_async16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *reinterpret_cast<uint4*>(smem) = *reinterpret_cast<const uint4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void copy_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
 // A row of `bytes` (a multiple of 16) copied by the block, every copy in flight at once.
 __device__ __forceinline__ void copy_row_async(void* dst, const void* src, int64_t bytes) {
   for (int64_t o = threadIdx.x * int64_t{16}; o < bytes; o += GemvTraits::kThreads * int64_t{16})
-    copy_async16(static_cast<unsigned char*>(dst) + o, static_cast<const unsigned char*>(src) + o);
+    cuda::copy_async16(static_cast<unsigned char*>(dst) + o, static_cast<const unsigned char*>(src) + o);
 }
 
 // Shared memory of the norm prologue: the normalised rows hx (M x K in T), then the staging of
@@ -153,7 +140,7 @@ __device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, c
     copy_row_async(sx, x + m * ldx, K * static_cast<int64_t>(sizeof(T)));
     if (nm.residual) copy_row_async(sr, static_cast<const unsigned char*>(nm.residual) + m * K * rsize, K * rsize);
     if (nm.z) copy_row_async(sz, static_cast<const T*>(nm.z) + m * nm.z_stride, K * static_cast<int64_t>(sizeof(T)));
-    copy_async_wait();
+    cuda::copy_async_wait();
     __syncthreads();
     float ss = 0.f;
     for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
