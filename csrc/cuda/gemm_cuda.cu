@@ -200,7 +200,6 @@ void gemm_cuda(const GemmParams& p, void* stream) {
     gemv_cuda(p, stream);
     return;
   }
-  if (skinny_gemm_cuda(p, stream)) return;
   std::string why;
   if (cuda::cublas_gemm(p, stream, current_device(), &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });

@@ -80,9 +80,6 @@ struct GemvConv {
   bool silu = false;
 };
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
-// 8 < M <= 64 rows in bf16/f16 (batched decode): the tensor-core skinny GEMM; false when the
-// operands don't suit it (or STATESPACE_SKINNY=0), and nothing was launched.
-bool skinny_gemm_cuda(const GemmParams& p, void* stream);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
