@@ -89,7 +89,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 5 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -138,22 +138,16 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
     full = k + (U - 1) * LS < k_end;
     if (full) load_batch(k);
   }
-  if (k < k_end) {  // fewer than U vectors left in this lane's part: one last batch, all in flight
+  for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
+    Vec<T, V> t[C];
 #pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (k + u * LS < k_end)
-#pragma unroll
-        for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k + u * LS);
+    for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
+      const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (k + u * LS >= k_end) break;
-        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
-#pragma unroll
-        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
-      }
+      for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
     }
   }
 
