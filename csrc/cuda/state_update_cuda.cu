@@ -366,8 +366,11 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
+    // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
+    const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
+    const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
-                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) <= 48 * 1024;
+                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }

@@ -1,6 +1,4 @@
 #include "ops/state_update.h"
-#include <cstdlib>
-#include <string>
 #include "ops/dispatch.h"
 #include "ops/dense.h"
 #include "ops/model_checks.h"
@@ -27,8 +25,7 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   checks::same_dtype("dtProj", a.dt_proj, "x", a.x.dtype);
   checks::same_dtype("dt", a.dt, "x", a.x.dtype);
 #ifdef STATESPACE_WITH_CUDA
-  const char* fusion = std::getenv("STATESPACE_DECODE_FUSION");  // "0": the ops in turn (A/B runs)
-  if (!dev.is_cpu() && a.dt.size(0) <= kGemvMaxM && !(fusion && std::string(fusion) == "0")) {
+  if (!dev.is_cpu() && a.dt.size(0) <= kGemvMaxM) {
     StateUpdateArgs f = a;
     f.dt_proj = contiguous(a.dt_proj);
     return state_update_impl(f);  // (falls back below when the kernel cannot take it)
