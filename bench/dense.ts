@@ -18,11 +18,6 @@ const LAYERS: Array<[string, number, number]> = [
   ['lm_head (vocab 50280)', 50280, 2560],
 ];
 
-/** Whether linear takes the skinny tensor-core GEMM (csrc/cuda/skinny_gemm_cuda.cu) for this shape. */
-function skinny(device: Device, dtype: DType, M: number, N: number, K: number): boolean {
-  return device !== 'cpu' && dtype !== 'float32' && process.env.STATESPACE_SKINNY !== '0' && M > 8 && M <= 64 && N >= 1024 && N <= 4096 && K >= 2048 && K % 64 === 0;
-}
-
 function bench(device: Device, report: Report, dtype: DType, tokens: number[], layers: typeof LAYERS, backend: string, bw: number) {
   for (const [name, N, K] of layers) {
     for (const M of tokens) {
@@ -34,7 +29,7 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
         const bytes = (M * K + N * K + M * N) * el;
         report.add({
           device,
-          backend: device !== 'cpu' && M <= 8 ? 'gemv' : skinny(device, dtype, M, N, K) ? 'skinny' : backend,
+          backend: device !== 'cpu' && M <= 8 ? 'gemv' : backend,
           layer: name,
           'M x N x K': `${M}x${N}x${K}`,
           dtype,
@@ -57,15 +52,6 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     }
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
-    // The skinny GEMM's shapes through cuBLAS instead, for comparison.
-    const savedSkinny = process.env.STATESPACE_SKINNY;
-    process.env.STATESPACE_SKINNY = '0';
-    try {
-      bench(device, report, 'bfloat16', [64], LAYERS.slice(1, 2), linearBackend(device).split(' ')[0], bw);
-    } finally {
-      if (savedSkinny === undefined) delete process.env.STATESPACE_SKINNY;
-      else process.env.STATESPACE_SKINNY = savedSkinny;
-    }
     const saved = process.env.STATESPACE_CUBLAS;
     process.env.STATESPACE_CUBLAS = '0';
     try {

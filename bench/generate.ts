@@ -11,6 +11,8 @@
  * the tokens on the host). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
+ * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
+ * per-op profiles (shorter runs, e.g. to compare two settings in one session).
  */
 import { Device, linearBackend, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';

@@ -29,6 +29,4 @@ export type { EmbeddingOptions, LinearOptions, LinearConvUpdateOptions, RmsNormO
 export { selectiveStateUpdate } from './ops/state_update';
 export type { SelectiveStateUpdateOptions } from './ops/state_update';
 export { argmax } from './ops/sampling';
-export { rmsNormLinear } from './ops/decode';
-export type { RmsNormLinearOptions, RmsNormLinearResult } from './ops/decode';
 export * from './models/index';

@@ -4,7 +4,7 @@
  * exactly what it gives on contiguous copies of the same views. Shared by the CPU and CUDA tests.
  */
 import { expect } from 'vitest';
-import { DType, Device, Tensor, causalConv1dUpdate, gatedRmsNorm, linear, linearConvUpdate, rand, randn, rmsNorm, rmsNormLinear, selectiveStateUpdate } from '../lib/index';
+import { DType, Device, Tensor, causalConv1dUpdate, gatedRmsNorm, linear, linearConvUpdate, rand, randn, selectiveStateUpdate } from '../lib/index';
 import { relErr } from './helpers';
 
 async function same(a: Tensor, b: Tensor, what: string) {
@@ -124,55 +124,5 @@ export async function checkDtProj(device: Device, dtype: DType, tol: number): Pr
     const what = `${device} ${dtype} batch ${batch} dim ${dim} rank ${rank}`;
     expect(relErr(await fused.data(), await plain.data()), what).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(tol);
-  }
-}
-
-/**
- * rmsNormLinear (a block's norm + residual add, in_proj and conv step in one op) against rmsNorm
- * followed by linear / linearConvUpdate: batch <= 8 takes the fused kernel on CUDA (each block
- * normalises the rows itself), batch 9 the ops in turn; with and without a float32 residual.
- */
-export async function checkRmsNormLinear(device: Device, dtype: DType, tol: number): Promise<void> {
-  for (const [batch, H, N, withConv, withResidual] of [
-    [1, 2560, 300, true, true],
-    [3, 40, 77, false, true],
-    [8, 512, 130, true, false],
-    [9, 64, 90, true, true],
-  ] as Array<[number, number, number, boolean, boolean]>) {
-    const x = randn([batch, H], { dtype, device });
-    const residual = withResidual ? randn([batch, H], { device }) : undefined;
-    const normWeight = randn([H], { dtype, device });
-    const w = randn([N, H], { dtype, device, std: 1 / Math.sqrt(H) });
-    const b = randn([N], { dtype, device });
-    const C = 50, lo = 20;
-    const cw = randn([C, 4], { dtype, device });
-    const state0 = randn([batch, C, 3], { dtype, device });
-    const s1 = state0.clone(), s2 = state0.clone();
-    const conv = withConv ? { convState: s1, convWeight: cw, convStart: lo, activation: 'silu' as const } : {};
-    const fused = rmsNormLinear({ x, residual, normWeight, eps: 1e-5, weight: w, bias: b, ...conv });
-    const n = rmsNorm({ x, residual, weight: normWeight, eps: 1e-5 });
-    const plain = withConv
-      ? linearConvUpdate({ x: n.y, weight: w, bias: b, convState: s2, convWeight: cw, convStart: lo, activation: 'silu' })
-      : linear({ x: n.y, weight: w, bias: b });
-    const what = `${device} ${dtype} batch ${batch} hidden ${H} out ${N}${withConv ? ' conv' : ''}${withResidual ? ' residual' : ''}`;
-    expect(relErr(await fused.y.data(), await plain.data()), what).toBeLessThan(tol);
-    if (withConv) expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
-    if (withResidual) expect(Array.from(await fused.residualOut!.data()), `${what}: residualOut`).toEqual(Array.from(await n.residualOut!.data()));
-    else expect(fused.residualOut).toBeUndefined();
-  }
-  // Mamba-2's gated norm before out_proj, the gate a strided view (batch 2: fused on CUDA for
-  // 16-bit data; 5120 wide: the two-pass prologue loops)
-  for (const [batch, I] of [
-    [2, 5120],
-    [9, 96],
-  ]) {
-    const y = randn([batch, I], { dtype, device });
-    const proj = randn([batch, I + 64], { dtype, device });
-    const z = proj.slice(1, 0, I);
-    const nw = randn([I], { dtype, device });
-    const w = randn([48, I], { dtype, device, std: 1 / Math.sqrt(I) });
-    const fused = rmsNormLinear({ x: y, z, normWeight: nw, eps: 1e-5, weight: w });
-    const plain = linear({ x: gatedRmsNorm({ x: y, z, weight: nw, eps: 1e-5 }), weight: w });
-    expect(relErr(await fused.y.data(), await plain.data()), `${device} ${dtype} gated batch ${batch} width ${I}`).toBeLessThan(tol);
   }
 }

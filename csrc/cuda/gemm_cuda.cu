@@ -202,14 +202,12 @@ bool gemm_cuda_reads_strided(const GemmParams& p, int device) {
 
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  // The matrix-vector and skinny kernels read row-major x (with ldx) and a contiguous weight;
-  // other layouts (prefill's transposed views) go to cuBLAS.
-  const bool row_major = !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major;
-  if (p.M <= kGemvMaxM && row_major) {
+  // The matrix-vector kernel reads row-major x (with ldx) and a contiguous weight; other layouts
+  // (prefill's transposed views) go to cuBLAS.
+  if (p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major) {
     gemv_cuda(p, stream);
     return;
   }
-  if (row_major && skinny_gemm_cuda(p, stream)) return;
   std::string why;
   if (cuda::cublas_gemm(p, stream, current_device(), &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });

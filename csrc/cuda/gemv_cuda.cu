@@ -3,8 +3,7 @@
 // Bound by reading w once, so the kernel is laid out for the memory system:
 //  - a warp owns C consecutive output columns and a slice of K; each lane reads 16-byte vectors,
 //    U per column per batch, so C·U = 8 independent loads per lane are in flight before any math
-//    (C = 4 for wide outputs, 1 for narrow ones: the same bytes in flight, more warps); with one
-//    row, two batches are in flight (the next loads while the current is consumed);
+//    (C = 4 for wide outputs, 1 for narrow ones: the same bytes in flight, more warps);
 //  - narrow outputs with a long K (x_proj: 192 columns) also split K across the S warps of a
 //    block, the slices' sums added in a fixed order through shared memory (reproducible);
 //  - blocks are small (4 warps) and there are >= 4 per SM, so the grid is spread evenly over the
@@ -19,8 +18,6 @@
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
-#include "cuda/vec_io.cuh"
-#include "ops/decode_proj.h"
 #include "ops/dense.h"
 
 namespace ss {
@@ -32,7 +29,7 @@ struct GemvTraits {
   static constexpr int kWarps = 4, kThreads = kWarps * 32;
   // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
   // (MM·U per batch) need registers too.
-  static constexpr int in_flight(int rows) { return rows == 1 ? 4 : 4; }
+  static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
   static constexpr int kMaxM = 8;
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
@@ -89,106 +86,10 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   return cv.silu ? cuda::silu_f(acc) : acc;
 }
 
-// 16-byte asynchronous copies global -> shared (no registers held while in flight).
-__device__ __forceinline__ void copy_async16(void* smem, const void* gmem) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-#else
-  *reinterpret_cast<uint4*>(smem) = *reinterpret_cast<const uint4*>(gmem);
-#endif
-}
-__device__ __forceinline__ void copy_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
-#endif
-}
-// A row of `bytes` (a multiple of 16) copied by the block, every copy in flight at once.
-__device__ __forceinline__ void copy_row_async(void* dst, const void* src, int64_t bytes) {
-  for (int64_t o = threadIdx.x * int64_t{16}; o < bytes; o += GemvTraits::kThreads * int64_t{16})
-    copy_async16(static_cast<unsigned char*>(dst) + o, static_cast<const unsigned char*>(src) + o);
-}
-
-// Shared memory of the norm prologue: the normalised rows hx (M x K in T), then the staging of
-// one row of x, of the residual and of the gate.
-inline size_t norm_smem_bytes(const GemmParams& p, const GemvNorm& nm) {
-  const size_t t = dtype_size(p.dtype);
-  return static_cast<size_t>(p.M * p.K) * t + static_cast<size_t>(p.K) * (t + (nm.residual ? dtype_size(nm.residual_dtype) : 0) + (nm.z ? t : 0));
-}
-
-// The norm prologue (GemvNorm): the block normalises the M rows of x into hx (shared memory):
-// r = x (+ residual) (· silu(z)), h = r · rsqrt(mean(r²) + eps) · weight. Each row's inputs are
-// first brought into shared memory with asynchronous copies (one round trip to L2, no registers
-// held: the first weight batch occupies registers across the prologue), then read twice there
-// (the sum of squares, then the scaled values). Every block computes the same values in the
-// same order; block 0 also writes residual_out.
-template <typename T, int V>
-__device__ void normalize_rows(const GemmParams& p, const GemvNorm& nm, int M, const T* x, int64_t ldx, T* hx) {
-  constexpr int W = GemvTraits::kWarps;
-  __shared__ float red[2][W];
-  const int64_t K = p.K;
-  const int nv = static_cast<int>(K / V);
-  const int64_t rsize = !nm.residual ? 0 : nm.residual_dtype == DType::Float32 ? 4 : 2;
-  T* sx = hx + M * K;
-  unsigned char* sr = reinterpret_cast<unsigned char*>(sx + K);
-  T* sz = reinterpret_cast<T*>(sr + K * rsize);
-  auto load_r = [&](int i, float (&r)[V]) {
-    const int64_t at = static_cast<int64_t>(i) * V;
-    const Vec<T, V> xv = *reinterpret_cast<const Vec<T, V>*>(sx + at);
-#pragma unroll
-    for (int e = 0; e < V; ++e) r[e] = to_float(xv.v[e]);
-    if (nm.residual) {
-      float res[V];
-      cuda::load_vals<V>(sr, nm.residual_dtype, at, res);
-#pragma unroll
-      for (int e = 0; e < V; ++e) r[e] += res[e];
-    }
-    if (nm.z) {
-      const Vec<T, V> zv = *reinterpret_cast<const Vec<T, V>*>(sz + at);
-#pragma unroll
-      for (int e = 0; e < V; ++e) r[e] *= cuda::silu_f(to_float(zv.v[e]));
-    }
-  };
-  for (int m = 0; m < M; ++m) {
-    copy_row_async(sx, x + m * ldx, K * static_cast<int64_t>(sizeof(T)));
-    if (nm.residual) copy_row_async(sr, static_cast<const unsigned char*>(nm.residual) + m * K * rsize, K * rsize);
-    if (nm.z) copy_row_async(sz, static_cast<const T*>(nm.z) + m * nm.z_stride, K * static_cast<int64_t>(sizeof(T)));
-    copy_async_wait();
-    __syncthreads();
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
-      float r[V];
-      load_r(i, r);
-#pragma unroll
-      for (int e = 0; e < V; ++e) ss += r[e] * r[e];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (threadIdx.x % 32 == 0) red[m & 1][threadIdx.x / 32] = ss;
-    __syncthreads();  // (red[m & 1] is rewritten two rows later, after the next row's barriers)
-    float tot = 0.f;
-#pragma unroll
-    for (int w = 0; w < W; ++w) tot += red[m & 1][w];
-    const float scale = rsqrtf(tot / static_cast<float>(K) + nm.eps);
-    for (int i = threadIdx.x; i < nv; i += GemvTraits::kThreads) {
-      const int64_t at = static_cast<int64_t>(i) * V;
-      float r[V], wv[V];
-      load_r(i, r);
-      if (nm.residual && blockIdx.x == 0) cuda::store_vals<V>(nm.residual_out, nm.residual_dtype, m * K + at, r);
-      cuda::load_vals<V>(nm.weight, nm.weight_dtype, at, wv);
-      Vec<T, V> h;
-#pragma unroll
-      for (int e = 0; e < V; ++e) h.v[e] = cuda::from_float<T>(r[e] * scale * wv[e]);
-      *reinterpret_cast<Vec<T, V>*>(hx + m * K + at) = h;
-    }
-    __syncthreads();  // the staging is overwritten by the next row; hx is complete after the last
-  }
-}
-
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? (sizeof(T) < 4 ? 6 : 3) : 4) gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -196,11 +97,9 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? (sizeof(T) < 4
   const int slice = warp % S;
   const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps / S) + warp / S) * C;
   const int M = MM == 1 ? 1 : static_cast<int>(p.M);
-  const int64_t K = p.K;
-  int64_t ldx = p.ldx ? p.ldx : p.K;
+  const int64_t K = p.K, ldx = p.ldx ? p.ldx : p.K;
   const T* w = static_cast<const T*>(p.weight);
   const T* x = static_cast<const T*>(p.x);
-  extern __shared__ __align__(16) unsigned char norm_smem[];
   const T* wr[C];
 #pragma unroll
   for (int c = 0; c < C; ++c) wr[c] = w + (n0 + c < p.N ? n0 + c : p.N - 1) * K;  // clamped: loads stay in bounds
@@ -213,53 +112,32 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? (sizeof(T) < 4
 #pragma unroll
     for (int m = 0; m < MM; ++m) acc[c][m] = 0.f;
 
-  // NB weight batches in flight: two for one row (while one is consumed the next is loading),
-  // one for several rows (their x vectors need the registers).
-  constexpr int NB = MM == 1 ? 2 : 1;
-  const int64_t step = U * LS;
-  const int nfull = k + (U - 1) * LS < k_end ? static_cast<int>((k_end - k - (U - 1) * LS + step - 1) / step) : 0;
-  Vec<T, V> wv[NB][C][U];
+  Vec<T, V> wv[C][U];
+  auto load_batch = [&](int64_t k0) {
 #pragma unroll
-  for (int sl = 0; sl < NB; ++sl)
-    if (sl < nfull)  // parameters only: may run before the producer of x has finished
+    for (int u = 0; u < U; ++u)
 #pragma unroll
-      for (int u = 0; u < U; ++u)
-#pragma unroll
-        for (int c = 0; c < C; ++c) wv[sl][c][u] = load_stream<T, V>(wr[c] + k + sl * step + u * LS);
+      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
+  };
+  bool full = k + (U - 1) * LS < k_end;
+  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  if constexpr (V > 1 && sizeof(T) == 2) {  // (16-bit data only: f32 models take the ops in turn)
-    if (nm.weight) {  // x becomes the normalised rows, in shared memory
-      T* hx = reinterpret_cast<T*>(norm_smem);
-      normalize_rows<T, V>(p, nm, M, x, ldx, hx);
-      x = hx;
-      ldx = K;
-    }
-  }
-  for (int b0 = 0; b0 < nfull; b0 += NB) {
+  while (full) {
 #pragma unroll
-    for (int sl = 0; sl < NB; ++sl) {
-      const int b = b0 + sl;
-      if (b >= nfull) break;
-      const int64_t kb = k + b * step;
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
 #pragma unroll
-      for (int m = 0; m < MM; ++m) {
-        if (m >= M) break;
+      for (int u = 0; u < U; ++u) {
+        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const Vec<T, V> xv = load_x<T, V>(x + m * ldx + kb + u * LS);
-#pragma unroll
-          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[sl][c][u], acc[c][m]);
-        }
+        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
       }
-      if (b + NB < nfull)  // refill this slot NB batches further on
-#pragma unroll
-        for (int u = 0; u < U; ++u)
-#pragma unroll
-          for (int c = 0; c < C; ++c) wv[sl][c][u] = load_stream<T, V>(wr[c] + kb + NB * step + u * LS);
     }
+    k += U * LS;
+    full = k + (U - 1) * LS < k_end;
+    if (full) load_batch(k);
   }
-  k += nfull * step;
   for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
     Vec<T, V> t[C];
 #pragma unroll
@@ -301,17 +179,16 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 ? (sizeof(T) < 4
 }
 
 template <typename T, int V, int C>
-void launch_rows(const GemmParams& p, const GemvConv& cv, const GemvNorm& nm, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
-  const size_t smem = nm.weight ? norm_smem_bytes(p, nm) : 0;
+void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   if (p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), smem, st, p, cv, nm, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), smem, st, p, cv, nm, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, const GemvNorm& nm, cudaStream_t st) {
+template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
@@ -330,13 +207,13 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, cv, nm, st, S, kslice, g);
+    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, cv, nm, st, S, kslice, g);
+    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, cv, nm, st, S, kslice, g);
+    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, cv, nm, st, S, kslice, g);
+    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
   }
 }
 
@@ -344,25 +221,8 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
   const GemvConv cv = conv ? *conv : GemvConv{};
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, GemvNorm{}, static_cast<cudaStream_t>(stream)); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
-}
-
-bool gemv_norm_fits(const GemmParams& p, const GemvNorm& nm) {
-  const int64_t V = 16 / static_cast<int64_t>(dtype_size(p.dtype));
-  auto aligned_to = [](const void* ptr, int64_t bytes) { return ptr == nullptr || reinterpret_cast<uintptr_t>(ptr) % bytes == 0; };
-  return dtype_size(p.dtype) == 2 && p.M >= 1 && p.M <= kGemvMaxM && p.ldx == 0 && p.K % V == 0 && nm.z_stride % V == 0 && aligned_to(nm.z, 16) &&
-         norm_smem_bytes(p, nm) <= 48 * 1024 && aligned16(p.x) && aligned16(p.weight) &&
-         aligned_to(nm.residual, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
-         aligned_to(nm.residual_out, static_cast<int64_t>(dtype_size(nm.residual_dtype)) * V) &&
-         aligned_to(nm.weight, static_cast<int64_t>(dtype_size(nm.weight_dtype)) * V);
-}
-
-void gemv_norm_cuda(const GemmParams& p, const GemvNorm& nm, const GemvConv* conv, void* stream) {
-  if (!gemv_norm_fits(p, nm)) fail("ERR_INVALID_ARG", ErrorKind::Type, "rmsNormLinear: operands the fused kernel cannot take");
-  const GemvConv cv = conv ? *conv : GemvConv{};
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, nm, static_cast<cudaStream_t>(stream)); });
-  cuda::check_launch("rmsNormLinear (gemv)");
 }
 
 }  // namespace ss

@@ -13,6 +13,7 @@
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
 #include <cstdint>
+#include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
@@ -201,21 +202,25 @@ struct M1Traits {
 };
 
 // dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
-// product in f32, rounded to the input dtype as a separate linear layer would round it.
-template <typename I> __device__ float projected_dt(const StateUpdateParams& p, uint32_t b, uint32_t h) {
+// product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
+// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
+template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
   constexpr int VI = 16 / sizeof(I);
-  const Pack<I, VI>* w = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt_proj) + h * p.dt_rank);
   const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
   float acc = 0.f;
   const int nv = static_cast<int>(p.dt_rank / VI);
 #pragma unroll 4
   for (int k = 0; k < nv; ++k) {
-    const Pack<I, VI> wv = w[k], dv = v[k];
+    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
 #pragma unroll
     for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
   }
   return to_float(cuda::from_float<I>(acc));
 }
+
+// Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
+// of 16-byte chunks (conflict-free row reads).
+__host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
@@ -229,10 +234,22 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   // padded to an odd number of 16-byte chunks keep a thread's row reads free of bank conflicts.
   constexpr int kPitch = N + 16 / sizeof(S);
   __shared__ __align__(16) S rows_s[M1Traits::kThreads][kPitch];
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
+  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows
   const uint32_t nrows = static_cast<uint32_t>(p.batch * p.heads);
   const uint32_t row0 = blockIdx.x * blockDim.x;
+  const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
+  if constexpr (kProjDt) {  // parameters: in flight before waiting for the producers
+    const int chunks = static_cast<int>(p.dt_rank * sizeof(I) / 16);
+    for (int j = threadIdx.x; j < static_cast<int>(blockDim.x) * chunks; j += blockDim.x) {
+      const uint32_t rl = j / chunks, c = j - rl * chunks, r = row0 + rl;
+      if (r < nrows) {
+        const uint32_t h = r - H.div(r) * H.d;
+        cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + (h * p.dt_rank * sizeof(I)) + c * 16);
+      }
+    }
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
   auto state_offset = [&](uint32_t r) -> int64_t {
     if (r >= nrows) return -1;
@@ -247,6 +264,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     const int64_t off = state_offset(row0 + rl);
     if (off >= 0) *reinterpret_cast<Pack<S, VS>*>(&rows_s[rl][vec * VS]) = load_state<S, VS>(state + off + vec * VS);
   }
+  if constexpr (kProjDt) cuda::copy_async_wait();
   __syncthreads();
 
   const uint32_t row = row0 + threadIdx.x;
@@ -272,7 +290,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
       bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
       cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
     }
-    float dt = kProjDt ? projected_dt<I>(p, b, h) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
     if (p.dt_softplus) dt = cuda::softplus_f(dt);
     if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
@@ -348,7 +366,11 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
-    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0;
+    // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
+    const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
+    const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
+                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
@@ -360,12 +382,13 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       using S = std::remove_pointer_t<decltype(tag)>;
       if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
+        // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
         const int64_t rows = p.batch * p.heads;
-        const int threads = rows < 32768 ? 64 : M1Traits::kThreads;
+        const int threads = rows < 32768 || p.dt_proj ? 64 : M1Traits::kThreads;
         const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
         const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
         if (p.dt_proj)
-          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), 0, st, p, H);
+          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H);
         else
           cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H);
       } else if (p.a_per_state)

@@ -90,9 +90,6 @@ void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the cuBLAS path.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
-// 8 < M <= 64 rows in bf16/f16 (batched decode): the tensor-core skinny GEMM; false when the
-// operands don't suit it (or STATESPACE_SKINNY=0), and nothing was launched.
-bool skinny_gemm_cuda(const GemmParams& p, void* stream);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 

@@ -40,19 +40,6 @@ export interface GenerateTextOptions extends Omit<GenerateOptions, 'stop'> {
   stop?: ReadonlyArray<number | string>;
 }
 
-/**
- * The input of one block in a decode step: the previous block's mixer output (for block 0, the
- * embeddings) and the residual stream it is added to (none for block 0), with the block's norm.
- */
-export interface StepInput {
-  /** (n, hidden), the model dtype. */
-  x: Tensor;
-  /** (n, hidden), the residual dtype. */
-  residual?: Tensor;
-  normWeight: Tensor;
-  eps: number;
-}
-
 /** Per-sequence state of one layer: conv window (convDim, width-1) and SSM state (float32). */
 export interface LayerState {
   conv: Tensor;
@@ -147,13 +134,8 @@ export abstract class CausalLM implements DecodeEngine {
    * final states when `keepState`.
    */
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
-  /**
-   * Mixer for one token per sequence, states (n, ...) updated in place. Its input is the block's
-   * un-normalised input (StepInput): the block's RMSNorm and residual add are fused into the
-   * mixer's input projection (rmsNormLinear). Returns the mixer output and the residual stream
-   * after the block's add (undefined when `inp.residual` is).
-   */
-  protected abstract mixerStep(layer: number, inp: StepInput, conv: Tensor, ssm: Tensor): { y: Tensor; residual?: Tensor };
+  /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
+  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -385,16 +367,9 @@ export abstract class CausalLM implements DecodeEngine {
   /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
   private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
     const n = ids.shape[0];
-    const c = this.config;
-    // The same residual stack as stack(), each block's norm fused into its mixer's first op.
-    let y = embedding({ ids, weight: this.embed }).reshape([n, c.hiddenSize]);
-    let resid: Tensor | undefined;
-    for (let l = 0; l < c.numLayers; l++) {
-      const out = this.mixerStep(l, { x: y, residual: resid, normWeight: this.norms[l], eps: c.normEps }, rows.conv[l], rows.ssm[l]);
-      resid = out.residual ?? y.astype(this.residDtype); // block 0: the stream starts as the embeddings
-      y = out.y;
-    }
-    return this.head(rmsNorm({ x: y, residual: resid, weight: this.normF, eps: c.normEps }).y);
+    const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
+    const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
+    return this.head(x);
   }
 
   /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */

@@ -11,8 +11,8 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor, ones } from '../tensor';
-import { ModelInit, CausalLM, LayerState, StepInput } from './lm';
-import { causalConv1d, linear, rmsNorm, rmsNormLinear, selectiveScan, selectiveStateUpdate } from './ops';
+import { ModelInit, CausalLM, LayerState } from './lm';
+import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -145,25 +145,16 @@ export class MambaModel extends CausalLM {
     return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
   }
 
-  protected mixerStep(layer: number, inp: StepInput, conv: Tensor, ssm: Tensor): { y: Tensor; residual?: Tensor } {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    // The block's norm, in_proj and the conv step on its x columns in one op: [u | z], u = silu(conv(x))
-    const { y: uz, residualOut } = rmsNormLinear({
-      ...inp,
-      weight: L.inProj,
-      bias: L.inProjBias,
-      convState: conv,
-      convWeight: L.convW,
-      convBias: L.convB,
-      convStart: 0,
-      activation: 'silu',
-    });
+    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
+    const uz = linearConvUpdate({ x, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    return { y: linear({ x: y, weight: L.outProj, bias: L.outProjBias }), residual: residualOut };
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias });
   }
 }

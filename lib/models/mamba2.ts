@@ -11,8 +11,8 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor } from '../tensor';
-import { ModelInit, CausalLM, LayerState, StepInput } from './lm';
-import { causalConv1d, gatedRmsNorm, linear, rmsNormLinear, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { ModelInit, CausalLM, LayerState } from './lm';
+import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -116,22 +116,13 @@ export class Mamba2Model extends CausalLM {
     return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
   }
 
-  protected mixerStep(layer: number, inp: StepInput, conv: Tensor, ssm: Tensor): { y: Tensor; residual?: Tensor } {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
-    const n = inp.x.shape[0];
+    const n = x.shape[0];
     const o = this.offsets;
-    // The block's norm, in_proj and the conv step on its xBC columns in one op
-    const { y: proj, residualOut } = rmsNormLinear({
-      ...inp,
-      weight: Ly.inProj,
-      bias: Ly.inProjBias,
-      convState: conv,
-      convWeight: Ly.convW,
-      convBias: Ly.convB,
-      convStart: o.xbc,
-      activation: 'silu',
-    }); // (n, proj)
+    // in_proj with the conv step fused onto its xBC columns
+    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -140,12 +131,7 @@ export class Mamba2Model extends CausalLM {
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
     const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
-    const yI = y.reshape([n, I]);
-    // The gated norm and out_proj in one op (one group: the norm spans the whole row)
-    const out =
-      G === 1
-        ? rmsNormLinear({ x: yI, z, normWeight: Ly.normW, eps: this.config.normEps, weight: Ly.outProj, bias: Ly.outProjBias }).y
-        : linear({ x: gatedRmsNorm({ x: yI, z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G }), weight: Ly.outProj, bias: Ly.outProjBias });
-    return { y: out, residual: residualOut };
+    const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
+    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
   }
 }

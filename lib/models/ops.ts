@@ -10,7 +10,6 @@ import { causalConv1d as causalConv1dOp, causalConv1dUpdate as causalConv1dUpdat
 import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
 import { argmax as argmaxOp } from '../ops/sampling';
-import { rmsNormLinear as rmsNormLinearOp } from '../ops/decode';
 import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
@@ -26,4 +25,3 @@ export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);
 export const argmax = timed('argmax', argmaxOp);
-export const rmsNormLinear = timed('rmsNormLinear', rmsNormLinearOp);
