@@ -5,16 +5,20 @@
  *
  * Decode at batch 1 reads every weight once per token, so its floor is (bytes of weights) ÷
  * (measured copy bandwidth): the table gives that roofline and the fraction reached. Each decode
- * step includes reading the logits back to the host, as a server does (choosing the token from
- * them is not timed). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
+ * step includes the greedy choice of the next tokens on the device and reading the token ids
+ * back, as generate() does for greedy requests; "b64 logits ms/step" is the same step reading
+ * all logits back to the host instead (what sampling with a temperature costs on top of choosing
+ * the tokens on the host). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
+ * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
+ * per-op profiles (shorter runs, e.g. to compare two settings in one session).
  */
-import { Device, synchronize } from '../lib/index';
+import { Device, linearBackend, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
 import type { CausalLM } from '../lib/models/lm';
 import { randomModel } from '../lib/models/load';
-import { profileOps } from '../lib/models/profile';
+import { formatProfile, profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
 
@@ -71,7 +75,9 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
   for (const device of devices) {
     const cpu = device === 'cpu';
-    const names = cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
+    // STATESPACE_BENCH_MODELS=a,b picks shapes (for A/B runs of one setting against another)
+    const pick = process.env.STATESPACE_BENCH_MODELS?.split(',').filter((n) => n in SHAPES);
+    const names = pick?.length ? pick : cpu ? ['mamba-130m'] : opts.quick ? ['mamba-130m', 'mamba2-2.7b'] : Object.keys(SHAPES);
     const dtype = cpu ? 'float32' : 'bfloat16';
     const bw = copyBandwidth(device);
     for (const name of names) {
@@ -80,7 +86,10 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
       const prefillLen = cpu && opts.quick ? 256 : 2048;
       let model: CausalLM | null = null;
       try {
-        model = await randomModel(cfg, { device, dtype, maxBatch, seed: 7 });
+        // Mamba-2 decodes with a bfloat16 state on CUDA (as the mamba-ssm figure it is compared with):
+        // its f32 state would be ~21 GB of traffic per batch-64 step.
+        const stateDtype = !cpu && cfg.architecture === 'mamba2' ? 'bfloat16' : 'float32';
+        model = await randomModel(cfg, { device, dtype, maxBatch, seed: 7, stateDtype });
         const m = model;
         const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919) % cfg.vocabSize);
         const prefill = await timeAsync(() => m.prefill(ids, 0), cpu ? 2 : 5);
@@ -90,35 +99,35 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         m.useCudaGraphs = false;
         const dispatch: number[] = [];
         const eager = await timeAsync(async () => {
-          await m.step(tok1);
+          await m.stepGreedy(tok1);
           dispatch.push(m.lastStepDispatchMs);
         }, cpu ? 10 : 30);
         dispatch.sort((a, b) => a - b);
         // batch 1 as a replayed CUDA graph (the default on CUDA)
         m.useCudaGraphs = graphs;
-        const b1 = cpu ? eager : await timeAsync(() => m.step(tok1), 50);
+        const b1 = cpu ? eager : await timeAsync(() => m.stepGreedy(tok1), 50);
         // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
         const genTokens = cpu ? 16 : 128;
         const gen = await timeAsync(async () => {
           for await (const t of m.generate(ids.subarray(0, 16), { maxNewTokens: genTokens, temperature: 0, stop: [] })) void t;
         }, cpu ? 1 : 3);
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
-        const b64 = await timeAsync(() => m.step(tok64), cpu ? 3 : 20);
+        const b64 = await timeAsync(() => m.stepGreedy(tok64), cpu ? 3 : 20);
+        const b64logits = await timeAsync(() => m.step(tok64), cpu ? 1 : 10);
         await synchronize(device);
-        // Where the time goes: every op timed alone (device synchronised around it), one prefill
-        // and one eager decode step. Sums exceed the unprofiled times by the synchronisations.
+        // Where the time goes, per op and argument shapes (profile.ts: device time by CUDA events
+        // around each op, and the host time spent issuing it), one prefill and one eager decode step.
         const profile = async (what: string, fn: () => Promise<unknown>) => {
-          const t0 = process.hrtime.bigint();
-          const { ops } = await profileOps(device, fn);
-          const total = Number(process.hrtime.bigint() - t0) / 1e6;
-          const rows = Object.entries(ops).sort((a, b) => b[1].ms - a[1].ms);
-          const parts = rows.map(([op, v]) => `${op} ${v.ms.toFixed(2)} ms/${v.calls}`);
-          console.log(`  ${name} ${device} ${what} profile (total ${total.toFixed(1)} ms): ${parts.join(', ')}`);
+          const s = await profileOps(device, fn);
+          console.log(`  ${name} ${device} ${what} profile (GEMM: ${linearBackend(device)}):\n${formatProfile(s)}`);
         };
-        await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
+        const profiled = process.env.STATESPACE_BENCH_PROFILE !== '0';
+        if (profiled) await profile(`prefill ${prefillLen}`, () => m.prefill(ids, 0));
         m.useCudaGraphs = false;
-        await profile('decode b1 (eager)', () => m.step(tok1));
-        await profile(`decode b${maxBatch} (eager)`, () => m.step(tok64));
+        if (profiled) {
+          await profile('decode b1 (eager)', () => m.stepGreedy(tok1));
+          await profile(`decode b${maxBatch} (eager)`, () => m.stepGreedy(tok64));
+        }
         m.useCudaGraphs = graphs;
         const bytes = weightBytes(cfg, dtype);
         const rooflineMs = (bytes / bw) * 1e3;
@@ -126,6 +135,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           model: name,
           device,
           dtype,
+          state: stateDtype,
           'weights GB': bytes / 1e9,
           [`prefill ${prefillLen} ms`]: prefill.ms,
           'prefill first ms': prefill.firstMs,
@@ -138,6 +148,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           'generate() b1 ms/token': gen.ms / genTokens,
           'decode b64 ms/step': b64.ms,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
+          'b64 logits ms/step': b64logits.ms,
         });
       } catch (e) {
         report.add({ model: name, device, dtype, error: (e as Error).message.split('\n')[0].slice(0, 120) });

@@ -16,6 +16,19 @@ Napi::Value linear_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias")));
 }
 
+Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
+  Napi::Object o = options_arg(info, "dense op");
+  const double start = optional_number(o, "convStart", -1);
+  if (start < 0 || start != static_cast<double>(static_cast<int64_t>(start)))
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "convStart: expected a non-negative integer");
+  Napi::Value act = o.Get("activation");
+  const bool silu = act.IsString() && act.As<Napi::String>().Utf8Value() == "silu";
+  if (!silu && !act.IsUndefined() && !act.IsNull()) fail("ERR_INVALID_ARG", ErrorKind::Type, "activation: expected 'silu' or null");
+  return from_tensor(info.Env(), linear_conv_update(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
+                                                    required_tensor(o, "convState"), required_tensor(o, "convWeight"),
+                                                    optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu));
+}
+
 int64_t group_size(Napi::Object o) {
   double g = optional_number(o, "groupSize", 0);
   if (g < 0 || g != static_cast<double>(static_cast<int64_t>(g)))
@@ -61,6 +74,7 @@ Napi::Value linear_backend_binding(const Napi::CallbackInfo& info) {
 SS_EXPORT("linearBackend", linear_backend_binding);
 SS_EXPORT("embedding", embedding_binding);
 SS_EXPORT("linear", linear_binding);
+SS_EXPORT("linearConvUpdate", linear_conv_update_binding);
 SS_EXPORT("rmsNorm", rms_norm_binding);
 SS_EXPORT("gatedRmsNorm", gated_rms_norm_binding);
 SS_EXPORT("silu", silu_binding);

@@ -22,6 +22,7 @@ StateUpdateArgs parse(const Napi::CallbackInfo& info) {
   a.D = optional_tensor(o, "D");
   a.z = optional_tensor(o, "z");
   a.dt_bias = optional_tensor(o, "dtBias");
+  a.dt_proj = optional_tensor(o, "dtProj");
   a.state_indices = optional_tensor(o, "stateIndices");
   a.dt_softplus = optional_bool(o, "dtSoftplus", false);
   // [min, max]; Infinity (or null) for an open end, as in transformers' time_step_limit.

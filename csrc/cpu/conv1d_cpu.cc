@@ -167,17 +167,17 @@ template <typename T, typename S> void update(const CausalConv1dUpdateParams& p)
       const int64_t b = r / p.dim, d = r % p.dim;
       const int64_t slot = p.state_idx ? p.state_idx[b] : b;
       if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN), as on CUDA
-        cpu::st(static_cast<T*>(p.y) + r, slot < 0 ? C(0) : C(NAN));
+        cpu::st(static_cast<T*>(p.y) + b * p.y_stride + d, slot < 0 ? C(0) : C(NAN));
         continue;
       }
       S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
-      C x = cpu::ld<C>(static_cast<const T*>(p.x) + r);
+      C x = cpu::ld<C>(static_cast<const T*>(p.x) + b * p.x_stride + d);
       C acc = p.bias ? cpu::ld_any<C>(p.bias, p.bias_dtype, d) : C(0);
       for (int64_t k = 0; k < W - 1; ++k) acc += cpu::ld_any<C>(p.weight, p.weight_dtype, d * W + k) * cpu::ld<C>(s + k);
       acc += cpu::ld_any<C>(p.weight, p.weight_dtype, d * W + W - 1) * x;
       for (int64_t k = 0; k + 1 < W - 1; ++k) s[k] = s[k + 1];
       if (W > 1) cpu::st(s + W - 2, x);
-      cpu::st(static_cast<T*>(p.y) + r, p.silu ? acc * sigmoid(acc) : acc);
+      cpu::st(static_cast<T*>(p.y) + b * p.y_stride + d, p.silu ? acc * sigmoid(acc) : acc);
     }
   });
 }

@@ -43,7 +43,7 @@ template <typename T> void rms_norm_rows(const RmsNormParams& p) {
         r[i] = v;
       }
       if (p.z) {  // r *= silu(z), with the vectorised SiLU
-        for (int64_t i = 0; i < p.dim; ++i) zs[i] = cpu::ld<C>(static_cast<const T*>(p.z) + off + i);
+        for (int64_t i = 0; i < p.dim; ++i) zs[i] = cpu::ld<C>(static_cast<const T*>(p.z) + row * p.z_stride + i);
         cpu::silu_inplace(zs.data(), p.dim);
         for (int64_t i = 0; i < p.dim; ++i) r[i] *= zs[i];
       }

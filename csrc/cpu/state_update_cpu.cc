@@ -28,14 +28,14 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
         for (int64_t q = 0; q < P; ++q) cpu::st(static_cast<T*>(p.y) + i * P + q, slot < 0 ? C(0) : C(NAN));
         continue;
       }
-      C dt = cpu::ld<C>(static_cast<const T*>(p.dt) + i);
+      C dt = cpu::ld<C>(static_cast<const T*>(p.dt) + b * p.dt_stride + h);
       if (p.dt_bias) dt += cpu::ld_any<C>(p.dt_bias, p.param_dtype, h);
       if (p.dt_softplus) dt = softplus(dt);
       if (p.has_dt_limit) dt = std::min(std::max(dt, C(p.dt_min)), C(p.dt_max));
       if (b * G + g != loaded_bg) {  // B and C are shared by the heads of a group: convert once
         loaded_bg = b * G + g;
-        const T* B = static_cast<const T*>(p.B) + loaded_bg * N;
-        const T* Cv = static_cast<const T*>(p.C) + loaded_bg * N;
+        const T* B = static_cast<const T*>(p.B) + b * p.bc_stride + g * N;
+        const T* Cv = static_cast<const T*>(p.C) + b * p.bc_stride + g * N;
         for (int64_t n = 0; n < N; ++n) {
           Bf[n] = cpu::ld<C>(B + n);
           Cf[n] = cpu::ld<C>(Cv + n);
@@ -50,7 +50,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
       for (int64_t q = 0; q < P; ++q) {
         const int64_t row = i * P + q;
         S* s = static_cast<S*>(p.state) + ((slot * H + h) * P + q) * N;
-        const C x = cpu::ld<C>(static_cast<const T*>(p.x) + row);
+        const C x = cpu::ld<C>(static_cast<const T*>(p.x) + b * p.x_stride + h * P + q);
         const C dtx = dt * x;
         C acc[8] = {};
         int64_t n = 0;
@@ -69,7 +69,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
         C y = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         if (p.D) y += cpu::ld_any<C>(p.D, p.param_dtype, p.d_per_row ? h * P + q : h) * x;
         if (p.z) {
-          C z = cpu::ld<C>(static_cast<const T*>(p.z) + row);
+          C z = cpu::ld<C>(static_cast<const T*>(p.z) + b * p.z_stride + h * P + q);
           y *= z / (C(1) + std::exp(-z));
         }
         cpu::st(static_cast<T*>(p.y) + row, y);

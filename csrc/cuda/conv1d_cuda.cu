@@ -6,6 +6,7 @@
 // (reproducible: no atomics).
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/conv1d.h"
 
@@ -23,11 +24,16 @@ __device__ __forceinline__ int seq_of(const int32_t* s, int64_t row_b, int64_t q
   return s ? s[row_b + (tau > 0 ? tau : 0)] : 0;
 }
 
+// Offset of x[b, d, tau] (row = b·dim + d): contiguous, or channels-last with strides.
+__device__ __forceinline__ int64_t x_offset(const CausalConv1dParams& p, int64_t row, int64_t tau) {
+  return p.channels_last ? (row / p.dim) * p.x_stride_b + row % p.dim + tau * p.x_stride_t : row * p.seqlen + tau;
+}
+
 // Padded input: x at tau >= 0, the initial state (or 0) before.
 template <typename T>
 __device__ __forceinline__ float input_at(const CausalConv1dParams& p, int64_t row, int64_t q) {
   int64_t tau = q - (p.width - 1);
-  if (tau >= 0) return to_float(static_cast<const T*>(p.x)[row * p.seqlen + tau]);
+  if (tau >= 0) return to_float(static_cast<const T*>(p.x)[x_offset(p, row, tau)]);
   return p.initial_states ? to_float(static_cast<const T*>(p.initial_states)[row * (p.width - 1) + q]) : 0.f;
 }
 
@@ -46,7 +52,8 @@ template <typename T> __global__ void fwd_kernel(CausalConv1dParams p) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = i / p.seqlen, t = i % p.seqlen;
     float v = pre_at<T>(p, row, t);
-    static_cast<T*>(p.y)[i] = cuda::from_float<T>(p.silu ? cuda::silu_f(v) : v);
+    const int64_t out = p.channels_last ? ((row / p.dim) * p.seqlen + t) * p.dim + row % p.dim : i;
+    static_cast<T*>(p.y)[out] = cuda::from_float<T>(p.silu ? cuda::silu_f(v) : v);
   }
 }
 
@@ -155,6 +162,84 @@ template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) f
   *reinterpret_cast<Vec8<T>*>(static_cast<T*>(p.y) + row * L + tv) = out;
 }
 
+// Channels-last, width 4, no seqIdx: a thread owns 8 consecutive channels (one 16-byte vector
+// per time step, a warp 512 contiguous bytes) over steps<T>() consecutive steps. All its inputs are
+// loaded up front (that many 16-byte loads in flight per thread: the kernel is bound by memory latency
+// otherwise), then each output takes 4 multiply-adds with the 3 inputs before it in registers;
+// the weights of its channels stay in registers too.
+struct ChannelsLastTraits {
+  static constexpr int kThreads = 64, kW = 4;
+  template <typename T> static constexpr int steps() { return 16 / static_cast<int>(sizeof(T)); }  // 8 (16-bit), 4 (f32)
+};
+
+template <typename T> __global__ void __launch_bounds__(ChannelsLastTraits::kThreads) fwd_cl_w4_kernel(CausalConv1dParams p) {
+  using Tr = ChannelsLastTraits;
+  constexpr int W = Tr::kW, S = Tr::steps<T>();
+  const int64_t c0 = (static_cast<int64_t>(blockIdx.x) * Tr::kThreads + threadIdx.x) * 8;
+  if (c0 >= p.dim) return;
+  const int64_t b = blockIdx.z, t0 = static_cast<int64_t>(blockIdx.y) * S, L = p.seqlen;
+  const T* x = static_cast<const T*>(p.x) + b * p.x_stride_b + c0;
+  Vec8<T> raw[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s)
+    if (t0 + s < L) raw[s] = *reinterpret_cast<const Vec8<T>*>(x + (t0 + s) * p.x_stride_t);
+  float win[W - 1][8];  // inputs at t - 3, t - 2, t - 1
+#pragma unroll
+  for (int j = 0; j < W - 1; ++j) {
+    const int64_t t = t0 - (W - 1) + j;
+    if (t >= 0) {
+      const Vec8<T> v = *reinterpret_cast<const Vec8<T>*>(x + t * p.x_stride_t);
+#pragma unroll
+      for (int c = 0; c < 8; ++c) win[j][c] = to_float(v.v[c]);
+    } else {
+      const T* init = p.initial_states ? static_cast<const T*>(p.initial_states) + (b * p.dim + c0) * (W - 1) + (W - 1) + t : nullptr;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) win[j][c] = init ? to_float(init[c * (W - 1)]) : 0.f;
+    }
+  }
+  // The 8 channels' 32 weights (and 8 biases) are contiguous: 16-byte loads when stored in x's
+  // type and aligned (the models' case), else element by element.
+  float w[8][W], bias[8];
+  if (p.weight_dtype == p.dtype && reinterpret_cast<uintptr_t>(p.weight) % (8 * sizeof(T)) == 0) {
+    const Vec8<T>* wv = reinterpret_cast<const Vec8<T>*>(static_cast<const T*>(p.weight) + c0 * W);
+#pragma unroll
+    for (int q = 0; q < W; ++q) {
+      const Vec8<T> v = wv[q];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) w[(8 * q + e) / W][(8 * q + e) % W] = to_float(v.v[e]);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c)
+#pragma unroll
+      for (int k = 0; k < W; ++k) w[c][k] = load_any(p.weight, p.weight_dtype, (c0 + c) * W + k);
+  }
+  if (p.bias && p.bias_dtype == p.dtype && reinterpret_cast<uintptr_t>(p.bias) % (8 * sizeof(T)) == 0) {
+    const Vec8<T> v = *reinterpret_cast<const Vec8<T>*>(static_cast<const T*>(p.bias) + c0);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) bias[c] = to_float(v.v[c]);
+  } else {
+#pragma unroll
+    for (int c = 0; c < 8; ++c) bias[c] = p.bias ? load_any(p.bias, p.bias_dtype, c0 + c) : 0.f;
+  }
+  T* y = static_cast<T*>(p.y) + b * L * p.dim + c0;
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    if (t0 + s >= L) break;
+    Vec8<T> out;
+#pragma unroll
+    for (int c = 0; c < 8; ++c) {
+      const float cur = to_float(raw[s].v[c]);
+      const float acc = bias[c] + w[c][0] * win[0][c] + w[c][1] * win[1][c] + w[c][2] * win[2][c] + w[c][3] * cur;
+      out.v[c] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+      win[0][c] = win[1][c];
+      win[1][c] = win[2][c];
+      win[2][c] = cur;
+    }
+    *reinterpret_cast<Vec8<T>*>(y + (t0 + s) * p.dim) = out;
+  }
+}
+
 // finalStates[row, j] = padded input at q = seqlen + j, zeroed when from another sequence.
 template <typename T> __global__ void final_states_kernel(CausalConv1dParams p) {
   const int64_t W1 = p.width - 1, n = p.batch * p.dim * W1;
@@ -243,24 +328,28 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
   }
 }
 
+// Decode step: launched with programmatic dependent launch (cuda/pdl.cuh), like the other
+// kernels of a decode step, so it waits for its producer before touching any data.
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
   const int64_t n = p.batch * p.dim, W = p.width;
   for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < n; r += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = r / p.dim, d = r % p.dim;
     const int64_t slot = p.state_idx ? p.state_idx[b] : b;
     if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
-      static_cast<T*>(p.y)[r] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
       continue;
     }
     S* s = static_cast<S*>(p.state) + (slot * p.dim + d) * (W - 1);
-    const T xv = static_cast<const T*>(p.x)[r];
+    const T xv = static_cast<const T*>(p.x)[b * p.x_stride + d];
     const float x = to_float(xv);
     float acc = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
     for (int64_t k = 0; k < W - 1; ++k) acc += load_any(p.weight, p.weight_dtype, d * W + k) * to_float(s[k]);
     acc += load_any(p.weight, p.weight_dtype, d * W + W - 1) * x;
     for (int64_t k = 0; k + 1 < W - 1; ++k) s[k] = s[k + 1];
     if (W > 1) s[W - 2] = cuda::from_float<S>(x);
-    static_cast<T*>(p.y)[r] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+    static_cast<T*>(p.y)[b * p.y_stride + d] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
   }
 }
 
@@ -273,7 +362,20 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
     const int64_t tiles = (p.seqlen + TiledTraits::kTile - 1) / TiledTraits::kTile;
     const bool w4 = p.width == 4 && !p.seq_idx && p.seqlen % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * sizeof(T)) == 0 &&
                     reinterpret_cast<uintptr_t>(p.y) % (8 * sizeof(T)) == 0;
-    if (n > 0 && w4 && rows <= 0x7fffffff && tiles <= 65535) {
+    using Cl = ChannelsLastTraits;
+    const int64_t cl_steps = (p.seqlen + Cl::steps<T>() - 1) / Cl::steps<T>();
+    const bool cl_w4 = p.channels_last && p.width == Cl::kW && !p.seq_idx && p.dim % 8 == 0 && p.x_stride_t % 8 == 0 &&
+                       (p.batch == 1 || p.x_stride_b % 8 == 0) && reinterpret_cast<uintptr_t>(p.x) % (8 * sizeof(T)) == 0 && cl_steps <= 65535 && p.batch <= 65535;
+    if (p.channels_last) {
+      // Channels-last input: the vector kernel, else the one-thread-per-output kernel (strided).
+      if (n > 0 && cl_w4) {
+        const dim3 grid(static_cast<unsigned>((p.dim / 8 + Cl::kThreads - 1) / Cl::kThreads), static_cast<unsigned>(cl_steps),
+                        static_cast<unsigned>(p.batch));
+        fwd_cl_w4_kernel<T><<<grid, Cl::kThreads, 0, st>>>(p);
+      } else if (n > 0) {
+        fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
+      }
+    } else if (n > 0 && w4 && rows <= 0x7fffffff && tiles <= 65535) {
       fwd_w4_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(tiles)), TiledTraits::kThreads, 0, st>>>(p);
     } else if (n > 0 && p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535) {
       const size_t span = TiledTraits::kTile + p.width - 1;
@@ -308,7 +410,7 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     SS_FLOAT_SWITCH(p.state_dtype, S, [&] {
-      update_kernel<T, S><<<cuda::grid_1d(p.batch * p.dim, kThreads), kThreads, 0, st>>>(p);
+      cuda::launch_pdl(update_kernel<T, S>, dim3(cuda::grid_1d(p.batch * p.dim, kThreads)), dim3(kThreads), 0, st, p);
     });
   });
   cuda::check_launch("causalConv1dUpdate");

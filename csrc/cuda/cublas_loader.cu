@@ -87,13 +87,13 @@ std::string gemm_backend(int device) {
   return "cublas (" + lib.name + ")";
 }
 
-bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why) {
+bool cublas_usable(const GemmParams& p, std::string* why) {
   if (disabled()) {
     *why = "STATESPACE_CUBLAS=0";
     return false;
   }
   const int64_t lim = 0x7fffffff;
-  if (p.M > lim || p.N > lim || p.K > lim || p.K == 0) {
+  if (p.M > lim || p.N > lim || p.K > lim || p.K == 0 || p.ldx > lim || p.ldw > lim) {
     *why = "sizes outside cuBLAS's int range or K = 0";
     return false;
   }
@@ -102,6 +102,12 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
     *why = lib.error;
     return false;
   }
+  return true;
+}
+
+bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why) {
+  if (!cublas_usable(p, why)) return false;
+  Library& lib = library();
   cublasHandle_t& h = lib.handles[device];
   if (!h && lib.create(&h) != 0) {
     h = nullptr;
@@ -111,11 +117,14 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
   if (lib.set_stream(h, static_cast<cudaStream_t>(stream)) != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasSetStream failed");
   const int type = p.dtype == DType::BFloat16 ? kR16BF : p.dtype == DType::Float16 ? kR16F : kR32F;
   const float alpha = 1.f, beta = 0.f;
-  // Row-major out (M, N) is column-major outᵀ (N, M) = W (N, K) · xᵀ: W is the column-major
-  // (K, N) matrix transposed, xᵀ is x read column-major as (K, M).
-  cublasStatus_t s = lib.gemm_ex(h, kOpT, kOpN, static_cast<int>(p.N), static_cast<int>(p.M), static_cast<int>(p.K), &alpha,
-                                 p.weight, type, static_cast<int>(p.K), p.x, type, static_cast<int>(p.K), &beta, p.out, type,
-                                 static_cast<int>(p.N), kCompute32F, kGemmDefault);
+  // Row-major out (M, N) is column-major outᵀ (N, M) = W (N, K) · xᵀ. A row-major W (element
+  // (n, k) at n·ld + k) read column-major is (K, N): transposed; a column-major W (a transposed
+  // view) is (N, K) as it stands. A row-major x read column-major is xᵀ (K, M) as needed; a
+  // column-major x is (M, K): transposed.
+  const int ldw = static_cast<int>(p.ldw ? p.ldw : p.K), ldx = static_cast<int>(p.ldx ? p.ldx : p.K);
+  cublasStatus_t s = lib.gemm_ex(h, p.w_col_major ? kOpN : kOpT, p.x_col_major ? kOpT : kOpN, static_cast<int>(p.N),
+                                 static_cast<int>(p.M), static_cast<int>(p.K), &alpha, p.weight, type, ldw, p.x, type, ldx,
+                                 &beta, p.out, type, static_cast<int>(p.N), kCompute32F, kGemmDefault);
   if (s != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasGemmEx failed with status " + std::to_string(s));
   return true;
 }

@@ -15,6 +15,10 @@ namespace ss::cuda {
 // The bias is not applied here.
 bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why);
 
+// Whether cublas_gemm would run p (library found, not turned off, sizes and leading dimensions
+// in cuBLAS's int range); otherwise the reason in *why.
+bool cublas_usable(const GemmParams& p, std::string* why);
+
 // "cublas (<library>)" or "builtin (<why cuBLAS is not used>)".
 std::string gemm_backend(int device);
 

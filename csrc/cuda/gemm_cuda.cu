@@ -7,9 +7,8 @@
 //  - f32: exact f32 FMA (no TF32), 64x64 tiles, 4x4 outputs per thread.
 // Both keep it simple (no cp.async pipeline, no warp specialisation): the fallback is for hosts
 // without cuBLAS.
-// Small M (M <= 8: decode) always takes a matrix-vector kernel instead: the product is bound by
-// reading the weights once, which a warp per output column does at full vector width (16-byte
-// loads, several in flight per lane) without padding M up to a 64-row tile.
+// Small M (M <= 8: decode) always takes the matrix-vector kernel of gemv_cuda.cu instead: the
+// product is bound by reading the weights once, without padding M up to a 64-row tile.
 #include <mma.h>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
@@ -180,98 +179,6 @@ __global__ void __launch_bounds__(SimtTraits::kThreads) simt_gemm_kernel(GemmPar
     }
 }
 
-template <typename T, int V> struct alignas(sizeof(T) * V) Pack16 {
-  T v[V];
-};
-
-struct GemvTraits {
-  static constexpr int kMaxM = 8, kThreads = 256, kUnroll = 4;
-  static constexpr int kWarps = kThreads / 32;
-  // Warps wanted in flight over the whole GPU (an H100 holds 132 x 64): a narrow output
-  // (few columns, e.g. out_proj's 2560) splits K across up to kWarps warps per column so that
-  // enough loads are in flight to saturate memory.
-  static constexpr int64_t kTargetWarps = 4096;
-};
-
-// out[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) for m < M <= 8. A column n belongs to 2^lg_slices
-// warps of one block, each striding its share of K in 16-byte vectors (kVec: K a multiple of the
-// vector, 16-byte aligned rows) or single elements; the slices' sums meet in shared memory and
-// are added in a fixed order (reproducible).
-template <typename T, bool kVec>
-__global__ void __launch_bounds__(GemvTraits::kThreads) gemv_kernel(GemmParams p, int lg_slices) {
-  constexpr int V = kVec ? 16 / sizeof(T) : 1;
-  constexpr int MM = GemvTraits::kMaxM;
-  __shared__ float red[GemvTraits::kWarps][MM];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int slices = 1 << lg_slices, slice = warp & (slices - 1), col = warp >> lg_slices;
-  const int64_t n = static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps >> lg_slices) + col;
-  const bool active = n < p.N;
-  const int M = static_cast<int>(p.M);
-  const T* w = static_cast<const T*>(p.weight) + (active ? n : 0) * p.K;
-  const T* x = static_cast<const T*>(p.x);
-  float acc[MM];
-#pragma unroll
-  for (int m = 0; m < MM; ++m) acc[m] = 0.f;
-  const int64_t stride = static_cast<int64_t>(32) * V * slices;
-  constexpr int U = GemvTraits::kUnroll;
-  int64_t k = (static_cast<int64_t>(slice) * 32 + lane) * V;
-  // U weight vectors are loaded before any is used: U loads per lane in flight (the product
-  // is bound by how many weight bytes are in flight per SM, not by arithmetic).
-  for (; active && k + (U - 1) * stride < p.K; k += U * stride) {
-    Pack16<T, V> wv[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) wv[u] = *reinterpret_cast<const Pack16<T, V>*>(w + k + u * stride);
-#pragma unroll
-    for (int m = 0; m < MM; ++m) {
-      if (m >= M) break;
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const Pack16<T, V> xv = *reinterpret_cast<const Pack16<T, V>*>(x + m * p.K + k + u * stride);
-#pragma unroll
-        for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv[u].v[j]), acc[m]);
-      }
-    }
-  }
-  for (; active && k < p.K; k += stride) {
-    const Pack16<T, V> wv = *reinterpret_cast<const Pack16<T, V>*>(w + k);
-#pragma unroll
-    for (int m = 0; m < MM; ++m) {
-      if (m >= M) break;
-      const Pack16<T, V> xv = *reinterpret_cast<const Pack16<T, V>*>(x + m * p.K + k);
-#pragma unroll
-      for (int j = 0; j < V; ++j) acc[m] = fmaf(to_float(xv.v[j]), to_float(wv.v[j]), acc[m]);
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < MM; ++m) {
-    if (m >= M) break;
-    float v = acc[m];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0) red[warp][m] = v;
-  }
-  __syncthreads();
-  if (active && slice == 0 && lane < M) {
-    float v = 0.f;
-    for (int j = 0; j < slices; ++j) v += red[warp + j][lane];
-    if (p.bias) v += load_any(p.bias, p.bias_dtype, n);
-    static_cast<T*>(p.out)[lane * p.N + n] = cuda::from_float<T>(v);
-  }
-}
-
-template <typename T> void launch_gemv(const GemmParams& p, cudaStream_t st) {
-  int lg = 0;
-  while ((p.N << lg) < GemvTraits::kTargetWarps && (1 << lg) < GemvTraits::kWarps) ++lg;
-  const int64_t cols_per_block = GemvTraits::kWarps >> lg;
-  const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
-  if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
-  const bool vec = p.K % (16 / sizeof(T)) == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(p.weight) % 16 == 0;
-  if (vec)
-    gemv_kernel<T, true><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
-  else
-    gemv_kernel<T, false><<<static_cast<unsigned>(blocks), GemvTraits::kThreads, 0, st>>>(p, lg);
-}
-
 template <typename T> __global__ void add_bias_kernel(GemmParams p) {
   T* out = static_cast<T*>(p.out);
   const int64_t n = p.M * p.N;
@@ -287,11 +194,18 @@ int current_device() {
 
 }  // namespace
 
+bool gemm_cuda_reads_strided(const GemmParams& p, int device) {
+  (void)device;
+  std::string why;
+  return p.M > kGemvMaxM && cuda::cublas_usable(p, &why);
+}
+
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  if (p.M <= GemvTraits::kMaxM) {
-    SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, st); });
-    cuda::check_launch("linear (gemv)");
+  // The matrix-vector kernel reads row-major x (with ldx) and a contiguous weight; other layouts
+  // (prefill's transposed views) go to cuBLAS.
+  if (p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major) {
+    gemv_cuda(p, stream);
     return;
   }
   std::string why;
@@ -300,6 +214,8 @@ void gemm_cuda(const GemmParams& p, void* stream) {
     cuda::check_launch("linear (bias)");
     return;
   }
+  // The caller passes other layouts (gemm_cuda_reads_strided) only when cuBLAS is there to take them.
+  if (p.strided()) fail("ERR_CUDA", ErrorKind::Plain, "linear: strided operands reached the builtin GEMM (" + why + ")");
   const int64_t gx = (p.N + 63) / 64, gy = (p.M + 63) / 64;
   if (gy > 65535 || gx > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many rows for the builtin GEMM");
   dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));

@@ -11,10 +11,13 @@
 //    i.e. once per warp iteration in the Mamba-2 form (headdim rows share it);
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
+#include <algorithm>
 #include <cstdint>
+#include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/state_update.h"
 
@@ -54,9 +57,12 @@ struct Traits {
   static constexpr int kRows = 4;  // rows per thread in flight
 };
 
-// Divisors of the row index: headdim, heads, heads per group.
+// Divisors of the row index (headdim, heads, heads per group) and the 32-bit batch strides of
+// the inputs: x and z as the distance beyond a contiguous batch entry (0 when contiguous), so
+// that a row's offset is one multiply-add.
 struct RowMap {
   cuda::FastDiv P, H, hpg;
+  uint32_t x_extra, z_extra, dt_stride, bc_stride;
 };
 
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
@@ -69,7 +75,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
   // 32-bit row arithmetic: the launcher checks that rows, batch·groups·dstate < 2^31.
   const uint32_t rows = static_cast<uint32_t>(p.batch * p.heads * p.headdim);
-  const uint32_t G = static_cast<uint32_t>(p.groups), N32 = static_cast<uint32_t>(p.dstate);
+  const uint32_t N32 = static_cast<uint32_t>(p.dstate);
   const int64_t N = p.dstate;
   const uint32_t per_warp = static_cast<uint32_t>(R * rpw);
   const uint32_t step = gridDim.x * (blockDim.x / 32) * per_warp;
@@ -78,6 +84,8 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
+  cuda::pdl_trigger();
 
   for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
     uint32_t row[R], h_of[R], bc[R];
@@ -92,10 +100,10 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       const uint32_t rr = row[r] < rows ? row[r] : rows - 1;  // clamp: loads stay in bounds
       const uint32_t bh = m.P.div(rr), b = m.H.div(bh), h = bh - b * m.H.d;
       h_of[r] = h;
-      bc[r] = (b * G + m.hpg.div(h)) * N32;
+      bc[r] = b * m.bc_stride + m.hpg.div(h) * N32;
       if (bh != prev_bh) {  // per-head work, once per head change
         prev_bh = bh;
-        float d = to_float(static_cast<const I*>(p.dt)[bh]);
+        float d = to_float(static_cast<const I*>(p.dt)[b * m.dt_stride + h]);
         if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
         if (p.dt_softplus) d = cuda::softplus_f(d);
         if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
@@ -109,7 +117,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       dA[r] = hdA;
       ybad[r] = hbad;
       soff[r] = row[r] < rows && hslot >= 0 ? ((hslot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N : -1;
-      x[r] = to_float(static_cast<const I*>(p.x)[rr]);
+      x[r] = to_float(static_cast<const I*>(p.x)[rr + b * m.x_extra]);
       acc[r] = 0.f;
     }
     for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V) {
@@ -173,10 +181,140 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           const float* D = static_cast<const float*>(p.D);
           yv += (p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
         }
-        if (p.z) yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv]));
+        if (p.z) {
+          const uint32_t bv = m.H.div(m.P.div(rowv));
+          yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv + bv * m.z_extra]));
+        }
         static_cast<I*>(p.y)[rowv] = cuda::from_float<I>(has_state ? yv : bad);
       }
     }
+  }
+}
+
+// The Mamba-1 form with dstate = 16 (every Mamba-1 checkpoint): one thread per (batch, channel)
+// row holding the row's 16 states (staged through shared memory for coalescing), A, B and C in
+// registers. The general kernel above spreads a
+// row over 4 lanes and repeats the per-row work (dt, softplus, indices, epilogue) on each, which
+// costs ~1000 instructions per 32 rows (ncu: 27.5 us at batch 64, 0.9 TB/s, issue-bound at 3
+// blocks per SM); here it is ~200, done once per row, and every load of a thread is independent.
+struct M1Traits {
+  static constexpr int kThreads = 128, kN = 16;
+};
+
+// dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
+// product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
+// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
+template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
+  constexpr int VI = 16 / sizeof(I);
+  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
+  float acc = 0.f;
+  const int nv = static_cast<int>(p.dt_rank / VI);
+#pragma unroll 4
+  for (int k = 0; k < nv; ++k) {
+    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
+#pragma unroll
+    for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
+  }
+  return to_float(cuda::from_float<I>(acc));
+}
+
+// Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
+// of 16-byte chunks (conflict-free row reads).
+__host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
+
+// kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
+// dot product's registers do not lower the occupancy of the plain kernel.
+template <typename S, typename I, bool kProjDt>
+__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
+  constexpr int N = M1Traits::kN;
+  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I);
+  constexpr int VR = N / VS;  // state vectors per row
+  // The block's rows pass through shared memory, so that global loads and stores are coalesced
+  // (a warp's instruction covers 512 contiguous bytes, not 16 bytes of each of 32 rows); rows
+  // padded to an odd number of 16-byte chunks keep a thread's row reads free of bank conflicts.
+  constexpr int kPitch = N + 16 / sizeof(S);
+  __shared__ __align__(16) S rows_s[M1Traits::kThreads][kPitch];
+  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows
+  const uint32_t nrows = static_cast<uint32_t>(p.batch * p.heads);
+  const uint32_t row0 = blockIdx.x * blockDim.x;
+  const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
+  if constexpr (kProjDt) {  // parameters: in flight before waiting for the producers
+    const int chunks = static_cast<int>(p.dt_rank * sizeof(I) / 16);
+    for (int j = threadIdx.x; j < static_cast<int>(blockDim.x) * chunks; j += blockDim.x) {
+      const uint32_t rl = j / chunks, c = j - rl * chunks, r = row0 + rl;
+      if (r < nrows) {
+        const uint32_t h = r - H.div(r) * H.d;
+        cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + (h * p.dt_rank * sizeof(I)) + c * 16);
+      }
+    }
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
+  auto state_offset = [&](uint32_t r) -> int64_t {
+    if (r >= nrows) return -1;
+    const uint32_t rb = H.div(r);
+    const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[rb]) : static_cast<int64_t>(rb);
+    return slot >= 0 && slot < p.slots ? (slot * H.d + (r - rb * H.d)) * N : -1;
+  };
+  S* state = static_cast<S*>(p.state);
+#pragma unroll
+  for (int i = 0; i < VR; ++i) {
+    const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
+    const int64_t off = state_offset(row0 + rl);
+    if (off >= 0) *reinterpret_cast<Pack<S, VS>*>(&rows_s[rl][vec * VS]) = load_state<S, VS>(state + off + vec * VS);
+  }
+  if constexpr (kProjDt) cuda::copy_async_wait();
+  __syncthreads();
+
+  const uint32_t row = row0 + threadIdx.x;
+  const bool live = row < nrows;
+  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
+  const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
+  const bool has_state = live && slot >= 0 && slot < p.slots;
+  I* y = static_cast<I*>(p.y);
+  if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
+    y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+  if (has_state) {
+    Pack<S, VS> sv[VR];
+#pragma unroll
+    for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]);
+    Pack<float, 4> av[N / 4];
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
+    Pack<I, VI> bv[N / VI], cv[N / VI];
+    const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+    const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
+#pragma unroll
+    for (int k = 0; k < N / VI; ++k) {
+      bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
+      cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+    }
+    float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
+    if (p.dt_softplus) dt = cuda::softplus_f(dt);
+    if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+    const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+    const float dtx = dt * x;
+    float acc = 0.f;
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+      acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+      sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+    }
+#pragma unroll
+    for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]) = sv[k];
+    if (p.D) acc += static_cast<const float*>(p.D)[h] * x;
+    if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+    y[row] = cuda::from_float<I>(acc);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < VR; ++i) {
+    const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
+    const int64_t off = state_offset(row0 + rl);
+    if (off >= 0) store_state<S, VS>(state + off + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
   }
 }
 
@@ -187,25 +325,28 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   int lg = 0;
   while ((1 << lg) < lanes && lg < 5) ++lg;
   const int64_t rows = p.batch * p.heads * p.headdim;
-  if (rows >= (int64_t{1} << 31) || p.batch * p.groups * p.dstate >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
+  const int64_t widest = std::max({p.x_stride, p.z_stride, p.dt_stride, p.bc_stride});
+  if (rows >= (int64_t{1} << 31) || p.batch * widest >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
     fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
   const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > (1 << 20)) blocks = 1 << 20;
+  const int64_t HP = p.heads * p.headdim;
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
-           cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups))};
+           cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
+           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
   const unsigned grid = static_cast<unsigned>(blocks);
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
-    state_update_kernel<S, I, V, kAPerState, !kAPerState><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, !kAPerState>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
   else
-    state_update_kernel<S, I, V, kAPerState, false><<<grid, Traits::kThreads, 0, st>>>(p, m, lg);
+    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, false>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
   constexpr int V = 16 / sizeof(S);
-  bool vec = p.dstate % V == 0 && aligned(p.state, 16) && aligned(p.B, V * sizeof(I)) && aligned(p.C, V * sizeof(I)) &&
+  bool vec = p.dstate % V == 0 && p.bc_stride % V == 0 && aligned(p.state, 16) && aligned(p.B, V * sizeof(I)) && aligned(p.C, V * sizeof(I)) &&
              (!kAPerState || aligned(p.A, V * sizeof(float)));
   if (vec)
     launch<S, I, V, kAPerState>(p, st);
@@ -215,12 +356,42 @@ template <typename S, typename I, bool kAPerState> void pick_width(const StateUp
 
 }  // namespace
 
+// Whether the one-row-per-thread Mamba-1 kernel applies: dstate 16, every vector aligned.
+template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
+  return p.a_per_state && p.headdim == 1 && p.dstate == M1Traits::kN && p.batch * p.heads < (int64_t{1} << 31) &&
+         aligned(p.state, 16) && aligned(p.A, 16) && aligned(p.B, 16) && aligned(p.C, 16) &&
+         (p.bc_stride * static_cast<int64_t>(sizeof(I))) % 16 == 0;
+}
+
+bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
+  return SS_FLOAT_SWITCH(p.dtype, I, [&] {
+    const int64_t VI = 16 / sizeof(I);
+    // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
+    const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
+    const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
+                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
+  });
+}
+
 void state_update_cuda(const StateUpdateParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (p.a_per_state)
+      if (m1_fits<S, I>(p)) {
+        // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
+        // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
+        const int64_t rows = p.batch * p.heads;
+        const int threads = rows < 32768 || p.dt_proj ? 64 : M1Traits::kThreads;
+        const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
+        const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
+        if (p.dt_proj)
+          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H);
+        else
+          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H);
+      } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else
         pick_width<S, I, false>(p, st);

@@ -51,6 +51,14 @@ __global__ void strided_copy_kernel(const S* __restrict__ src, D* __restrict__ d
   }
 }
 
+// Contiguous source, other element type (e.g. a float32 SSM state into a bfloat16 cache): a
+// plain elementwise conversion, without the generic gather's per-dimension index arithmetic
+// (whose dynamically indexed shape/stride arrays the compiler keeps in local memory).
+template <typename S, typename D> __global__ void convert_kernel(const S* __restrict__ src, D* __restrict__ dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = convert<S, D>(src[i]);
+}
+
 // Batched transpose: dst[b][r][c] = src[b*sb + r + c*sc] (the source is contiguous along r,
 // the destination along c). 32x32 tiles through shared memory keep both sides coalesced.
 template <typename S, typename D>
@@ -111,6 +119,24 @@ void strided_copy_cuda(const StridedCopyParams& p, void* stream) {
   const int nd = collapse_dims(p, &dims);
   if (nd <= 1 && (nd == 0 || dims.strides[0] == 1) && p.src_dtype == p.dst_dtype) {
     cuda::check(cudaMemcpyAsync(p.dst, p.src, p.n * dtype_size(p.src_dtype), cudaMemcpyDeviceToDevice, st), "copy");
+    return;
+  }
+  // Rows with a stride (a column slice, e.g. one part of a fused projection's output): a 2-D
+  // memcpy moves whole rows at copy bandwidth, where the generic gather divides per element.
+  if (nd == 2 && dims.strides[1] == 1 && dims.strides[0] >= dims.shape[1] && p.src_dtype == p.dst_dtype) {
+    const size_t es = dtype_size(p.src_dtype), row = static_cast<size_t>(dims.shape[1]) * es;
+    cuda::check(cudaMemcpy2DAsync(p.dst, row, p.src, static_cast<size_t>(dims.strides[0]) * es, row, static_cast<size_t>(dims.shape[0]),
+                                  cudaMemcpyDeviceToDevice, st),
+                "copy (2-D)");
+    return;
+  }
+  if (nd <= 1 && (nd == 0 || dims.strides[0] == 1)) {
+    SS_ANY_SWITCH(p.src_dtype, S, [&] {
+      SS_ANY_SWITCH(p.dst_dtype, D, [&] {
+        convert_kernel<S, D><<<grid_for(p.n, 256), 256, 0, st>>>(static_cast<const S*>(p.src), static_cast<D*>(p.dst), p.n);
+      });
+    });
+    cuda::check_launch("copy (convert)");
     return;
   }
   int64_t span = 1;  // largest source offset + 1

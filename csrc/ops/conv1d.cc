@@ -1,4 +1,5 @@
 #include "ops/conv1d.h"
+#include "ops/row_view.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/tensor_ops.h"
@@ -56,12 +57,26 @@ CausalConv1dParams validate(const Conv1dArgs& a, bool backward) {
 
 Conv1dResult causal_conv1d(const Conv1dArgs& a) {
   CausalConv1dParams p = validate(a, false);
-  Tensor x = contiguous(a.x), w = contiguous(a.weight);
+  // On CUDA, a channels-last x (channel stride 1, e.g. the conv's slice of Mamba-2's in_proj
+  // output) is read in place and y is returned channels-last too: a (batch, dim, seqlen) view of
+  // (batch, seqlen, dim) memory, which the (batch, seqlen, ...) consumers slice without a copy.
+  const Tensor& xa = a.x;
+  p.channels_last = !xa.device().is_cpu() && p.dim > 1 && p.seqlen > 1 && xa.stride(1) == 1 && xa.stride(2) >= p.dim &&
+                    (p.batch == 1 || xa.stride(0) >= xa.stride(2) * p.seqlen);
+  Tensor x = p.channels_last ? xa : contiguous(xa), w = contiguous(a.weight);
   Tensor bias = a.bias.defined() ? contiguous(a.bias) : Tensor{};
   Tensor init = a.initial_states.defined() ? contiguous(a.initial_states) : Tensor{};
   Tensor sidx = a.seq_idx.defined() ? contiguous(a.seq_idx) : Tensor{};
   Conv1dResult r;
-  r.y = empty(x.shape, x.dtype, x.device());
+  if (p.channels_last) {
+    p.x_stride_b = xa.stride(0);
+    p.x_stride_t = xa.stride(2);
+    r.y = empty({p.batch, p.seqlen, p.dim}, x.dtype, x.device());
+    r.y.shape = x.shape;
+    r.y.strides = {p.seqlen * p.dim, 1, p.dim};
+  } else {
+    r.y = empty(x.shape, x.dtype, x.device());
+  }
   if (a.return_final_states) r.final_states = empty({p.batch, p.dim, p.width - 1}, x.dtype, x.device());
   p.x = x.data();
   p.weight = w.data();
@@ -148,7 +163,11 @@ Tensor causal_conv1d_update(const Tensor& x_in, const Tensor& state, const Tenso
     checks::floating("bias", bias_in, cpu);
     p.bias_dtype = bias_in.dtype;
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
+  // x is read in place when its rows are evenly strided (decode slices it out of in_proj's output).
+  const int64_t xs = row_stride(x_in);
+  Tensor x = xs >= 0 ? x_in : contiguous(x_in), w = contiguous(weight_in);
+  p.x_stride = xs >= 0 ? xs : p.dim;
+  p.y_stride = p.dim;
   Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
   Tensor y = empty(x.shape, x.dtype, dev);
   p.dtype = x.dtype;

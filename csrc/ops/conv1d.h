@@ -1,5 +1,8 @@
 // Depthwise causal 1-D convolution (Mamba's short convolution): forward, backward and the
-// one-step decode update. All tensors are contiguous; x/y/states (batch, dim, seqlen|width-1).
+// one-step decode update. All tensors are contiguous; x/y/states (batch, dim, seqlen|width-1),
+// except in the CUDA forward with channels_last: x is then read with channel stride 1 and the
+// given batch/time strides (a slice of a (batch, seqlen, channels) projection, in place), and y
+// is written channels-last, (batch, seqlen, dim) in memory.
 //
 // y[b,d,t] = act(bias[d] + sum_k weight[d,k] * xp[b,d,t+k]), k in [0, width), where
 // xp = concat(initialStates or zeros, x) along time (xp[t + width-1] = x[t]).
@@ -17,6 +20,8 @@ struct CausalConv1dParams {
   DType dtype = DType::Float32;  // x, y, states, dy, dx, dInitialStates
   DType weight_dtype = DType::Float32, bias_dtype = DType::Float32;  // dweight/dbias use these too
   bool silu = false;
+  bool channels_last = false;            // CUDA forward only (see above)
+  int64_t x_stride_b = 0, x_stride_t = 0;  // with channels_last
   const void* x = nullptr;
   const void* weight = nullptr;          // (dim, width)
   const void* bias = nullptr;            // (dim) or null
@@ -43,12 +48,14 @@ struct CausalConv1dUpdateParams {
   DType weight_dtype = DType::Float32, bias_dtype = DType::Float32;
   bool silu = false;
   const void* x = nullptr;
+  int64_t x_stride = 0;  // elements between rows of x (a view of a wider projection in decode)
   void* state = nullptr;
   const int32_t* state_idx = nullptr;
   int64_t slots = 0;
   const void* weight = nullptr;
   const void* bias = nullptr;
   void* y = nullptr;
+  int64_t y_stride = 0;  // elements between rows of y (y may be x itself: each element is read before it is written)
 };
 
 void causal_conv1d_fwd_cpu(const CausalConv1dParams& p);

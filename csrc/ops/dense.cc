@@ -1,6 +1,8 @@
 #include "ops/dense.h"
+#include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
+#include "ops/row_view.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
 #include "cuda/cublas_loader.h"
@@ -27,7 +29,40 @@ Tensor embedding(const Tensor& ids_in, const Tensor& weight_in) {
   return out;
 }
 
-Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+namespace {
+
+// t (..., cols) as a matrix (rows = the leading dimensions' product, cols) stored row-major with a
+// row stride ld >= cols, or column-major (a transposed view) with a column stride ld >= rows.
+struct MatrixLayout {
+  bool ok = false, col_major = false;
+  int64_t ld = 0;
+};
+
+MatrixLayout matrix_layout(const Tensor& t) {
+  const int64_t rs = row_stride(t);
+  if (rs >= 0) return {true, false, rs};
+  // Column-major: the leading dimensions collapse into one row index of stride 1, the last
+  // dimension steps over all rows.
+  int64_t rows = 1, expect = 1;
+  for (int d = t.ndim() - 2; d >= 0; --d) {
+    if (t.shape[d] == 1) continue;
+    if (t.strides[d] != expect) return {};
+    expect *= t.shape[d];
+    rows *= t.shape[d];
+  }
+  const int64_t cs = t.ndim() ? t.stride(-1) : 0;
+  if (t.ndim() >= 2 && cs >= rows && cs > 0) return {true, true, cs};
+  return {};
+}
+
+// A validated linear layer: contiguous (or strided) operands kept alive, the output
+// allocated, the kernel parameters filled.
+struct LinearPlan {
+  Tensor x, w, bias, out;
+  GemmParams p;
+};
+
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
@@ -42,28 +77,135 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     checks::shape("bias", bias_in, {N}, "(out)");
     checks::floating("bias", bias_in, cpu);
   }
-  Tensor x = contiguous(x_in), w = contiguous(weight_in);
-  Tensor bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
-  std::vector<int64_t> shape = x.shape;
-  shape.back() = N;
-  Tensor out = empty(shape, x.dtype, dev);
   GemmParams p;
   p.M = 1;
-  for (int i = 0; i + 1 < x.ndim(); ++i) p.M *= x.shape[i];
+  for (int i = 0; i + 1 < x_in.ndim(); ++i) p.M *= x_in.shape[i];
   p.N = N;
   p.K = K;
-  p.dtype = x.dtype;
-  p.bias_dtype = bias.defined() ? bias.dtype : DType::Float32;
-  p.x = x.data();
-  p.weight = w.data();
-  p.bias = bias.defined() ? bias.data() : nullptr;
-  p.out = out.data();
-  if (out.numel() == 0) return out;
-  if (cpu)
-    run_cpu({x, w, bias}, {out}, [p] { gemm_cpu(p); });
+  // Views are read in place where a kernel takes them, else copied contiguous first:
+  // - decode: a 2-D x with evenly strided rows (sliced out of a wider projection), by the CUDA
+  //   matrix-vector kernel and by cuBLAS;
+  // - prefill: x and weight stored row- or column-major with any leading dimension (transposes,
+  //   column slices: the projections run channel-major), by cuBLAS.
+  bool in_place = false;
+#ifdef STATESPACE_WITH_CUDA
+  if (!cpu && !(x_in.is_contiguous() && weight_in.is_contiguous())) {
+    const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);
+    if (p.M <= kGemvMaxM) {
+      in_place = x_in.ndim() == 2 && x_in.size(0) > 1 && weight_in.is_contiguous() && lx.ok && !lx.col_major && lx.ld > K;
+      if (in_place) p.ldx = lx.ld;
+    } else if (lx.ok && lw.ok) {
+      GemmParams q = p;
+      q.ldx = lx.ld;
+      q.ldw = lw.ld;
+      q.x_col_major = lx.col_major;
+      q.w_col_major = lw.col_major;
+      in_place = gemm_cuda_reads_strided(q, dev.index);
+      if (in_place) p = q;
+    }
+  }
+#endif
+  LinearPlan L;
+  L.x = in_place ? x_in : contiguous(x_in);
+  L.w = in_place ? weight_in : contiguous(weight_in);
+  L.bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
+  std::vector<int64_t> shape = x_in.shape;
+  shape.back() = N;
+  L.out = empty(shape, x_in.dtype, dev);
+  p.dtype = x_in.dtype;
+  p.bias_dtype = L.bias.defined() ? L.bias.dtype : DType::Float32;
+  p.x = L.x.data();
+  p.weight = L.w.data();
+  p.bias = L.bias.defined() ? L.bias.data() : nullptr;
+  p.out = L.out.data();
+  L.p = p;
+  return L;
+}
+
+void run_linear(const LinearPlan& L) {
+  if (L.out.numel() == 0) return;
+  const GemmParams p = L.p;
+  if (L.out.device().is_cpu())
+    run_cpu({L.x, L.w, L.bias}, {L.out}, [p] { gemm_cpu(p); });
   else
-    gemm_cuda(p, cuda_stream_for(dev));
-  return out;
+    gemm_cuda(p, cuda_stream_for(L.out.device()));
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  LinearPlan L = plan_linear(x_in, weight_in, bias_in);
+  run_linear(L);
+  return L.out;
+}
+
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu) {
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  check_same_device(dev, {{"convState", &conv_state}, {"convWeight", &conv_weight}, {"convBias", &conv_bias}});
+  checks::rank("x", x, 2, "(batch, in)");
+  checks::rank("weight", weight, 2, "(out, in)");
+  checks::rank("convWeight", conv_weight, 2, "(channels, width)");
+  checks::floating("convWeight", conv_weight, cpu);
+  const int64_t M = x.size(0), N = weight.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
+  if (W < 1) fail_shape("convWeight", "(channels, width) with width >= 1", conv_weight.shape);
+  if (lo < 0 || lo + Cc > N)
+    fail("ERR_SHAPE", ErrorKind::Range, "convStart: columns [" + std::to_string(lo) + ", " + std::to_string(lo + Cc) +
+                                            ") of the conv lie outside the " + std::to_string(N) + " outputs");
+  checks::shape("convState", conv_state, {M, Cc, W - 1}, "(batch, channels, width-1)");
+  checks::floating("convState", conv_state, cpu);
+  checks::contiguous("convState", conv_state);
+  if (conv_bias.defined()) {
+    checks::shape("convBias", conv_bias, {Cc}, "(channels)");
+    checks::floating("convBias", conv_bias, cpu);
+  }
+  LinearPlan L = plan_linear(x, weight, bias);
+#ifdef STATESPACE_WITH_CUDA
+  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
+    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
+    Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+    GemvConv c;
+    c.state = conv_state.data();
+    c.state_dtype = conv_state.dtype;
+    c.weight = cw.data();
+    c.weight_dtype = cw.dtype;
+    c.bias = cb.defined() ? cb.data() : nullptr;
+    c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+    c.lo = lo;
+    c.channels = Cc;
+    c.width = W;
+    c.silu = silu;
+    gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    return L.out;
+  }
+#endif
+  // Otherwise the product, then the conv step in place on its columns.
+  run_linear(L);
+  if (L.out.numel() == 0) return L.out;
+  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+  CausalConv1dUpdateParams c;
+  c.batch = M;
+  c.dim = Cc;
+  c.width = W;
+  c.dtype = L.out.dtype;
+  c.state_dtype = conv_state.dtype;
+  c.weight_dtype = cw.dtype;
+  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+  c.silu = silu;
+  c.x = static_cast<char*>(L.out.data()) + lo * static_cast<int64_t>(dtype_size(L.out.dtype));
+  c.x_stride = N;
+  c.y = const_cast<void*>(c.x);
+  c.y_stride = N;
+  c.state = conv_state.data();
+  c.slots = M;
+  c.weight = cw.data();
+  c.bias = cb.defined() ? cb.data() : nullptr;
+  if (cpu)
+    run_cpu({cw, cb}, {L.out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
+  else
+    causal_conv1d_update_cuda(c, cuda_stream_for(dev));
+  return L.out;
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,
@@ -90,7 +232,14 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   }
   Tensor x = contiguous(x_in), w = contiguous(weight_in);
   Tensor res = residual_in.defined() ? contiguous(residual_in) : Tensor{};
-  Tensor z = z_in.defined() ? contiguous(z_in) : Tensor{};
+  // z is read in place when its rows are evenly strided (Mamba-2 slices it out of in_proj's output).
+  Tensor z;
+  int64_t z_stride = D;
+  if (z_in.defined()) {
+    const int64_t s = row_stride(z_in);
+    z = s >= 0 ? z_in : contiguous(z_in);
+    z_stride = s >= 0 ? s : D;
+  }
   RmsNormResult r;
   r.y = empty(x.shape, x.dtype, dev);
   if (res.defined()) r.residual_out = empty(x.shape, res.dtype, dev);
@@ -98,6 +247,7 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   p.rows = D ? x.numel() / D : 0;
   p.dim = D;
   p.group = group;
+  p.z_stride = z_stride;
   p.eps = static_cast<float>(eps);
   p.dtype = x.dtype;
   p.weight_dtype = w.dtype;

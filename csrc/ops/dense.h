@@ -17,9 +17,17 @@ struct EmbeddingParams {
   void* out = nullptr;              // (n, d)
 };
 
-// out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`.
+// out (M, N) = x (M, K) · weight (N, K)ᵀ + bias (N); x, weight, out share `dtype`; out is
+// contiguous. x and weight are contiguous row-major unless ldx/ldw say otherwise: element (i, j)
+// then sits at i·ld + j (row-major: rows ld apart) or i + j·ld (column-major: a transposed view).
+// The matrix-vector kernel reads row-major x with ldx; cuBLAS reads every layout
+// (gemm_cuda_reads_strided); the other kernels get contiguous operands.
 struct GemmParams {
   int64_t M = 0, N = 0, K = 0;
+  int64_t ldx = 0;  // 0 means K (contiguous)
+  int64_t ldw = 0;  // 0 means K (contiguous)
+  bool x_col_major = false, w_col_major = false;
+  bool strided() const { return (ldx && ldx != K) || (ldw && ldw != K) || x_col_major || w_col_major; }
   DType dtype = DType::Float32;
   DType bias_dtype = DType::Float32;
   const void* x = nullptr;
@@ -30,9 +38,11 @@ struct GemmParams {
 
 // Rows of length `dim`, normalised in groups of `group` (group == dim for plain RMSNorm):
 //   r = x (+ residual) (* silu(z));  y = r · rsqrt(mean_group(r²) + eps) · weight.
-// residual_out (when given) receives x + residual in the residual's dtype.
+// residual_out (when given) receives x + residual in the residual's dtype. x, residual, y and
+// residual_out are contiguous; z's rows lie z_stride elements apart (a view of a wider projection).
 struct RmsNormParams {
   int64_t rows = 0, dim = 0, group = 0;
+  int64_t z_stride = 0;
   float eps = 1e-5f;
   DType dtype = DType::Float32;     // x, z, y
   DType weight_dtype = DType::Float32, residual_dtype = DType::Float32;
@@ -61,11 +71,35 @@ void rms_norm_cpu(const RmsNormParams& p);
 void eltwise_cpu(const EltwiseParams& p);
 void embedding_cuda(const EmbeddingParams& p, void* stream);
 void gemm_cuda(const GemmParams& p, void* stream);
+// Up to this many rows (decode), gemm_cuda runs the matrix-vector kernel gemv_cuda.
+constexpr int kGemvMaxM = 8;
+// A decode step's causal conv applied by the matrix-vector kernel to output columns
+// [lo, lo + channels) as it writes them: out = act(bias + Σ_k weight[c, k]·window[k]) over the
+// conv state (M, channels, width-1) followed by the new value, the state shifted in place.
+struct GemvConv {
+  void* state = nullptr;
+  DType state_dtype = DType::Float32;
+  const void* weight = nullptr;  // (channels, width)
+  DType weight_dtype = DType::Float32;
+  const void* bias = nullptr;    // (channels) or null
+  DType bias_dtype = DType::Float32;
+  int64_t lo = 0, channels = 0, width = 0;
+  bool silu = false;
+};
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
+// Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
+// M > kGemvMaxM: the cuBLAS path.
+bool gemm_cuda_reads_strided(const GemmParams& p, int device);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
+// conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
+// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu);
 struct RmsNormResult {
   Tensor y, residual_out;
 };

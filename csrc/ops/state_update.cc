@@ -1,11 +1,45 @@
 #include "ops/state_update.h"
 #include "ops/dispatch.h"
+#include "ops/dense.h"
 #include "ops/model_checks.h"
+#include "ops/row_view.h"
 #include "ops/tensor_ops.h"
 
 namespace ss {
 
+namespace {
+Tensor state_update_impl(const StateUpdateArgs& a);
+}
+
+// With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, few rows),
+// otherwise as a linear layer first (the same rounding either way).
 Tensor selective_state_update(const StateUpdateArgs& a) {
+  if (!a.dt_proj.defined()) return state_update_impl(a);
+  const Device dev = a.state.device();
+  check_same_device(dev, {{"dtProj", &a.dt_proj}, {"dt", &a.dt}});
+  if (a.state.ndim() != 3) fail("ERR_INVALID_ARG", ErrorKind::Type, "dtProj: only the Mamba-1 form (state (batch, dim, dstate)) takes it");
+  checks::rank("dtProj", a.dt_proj, 2, "(dim, rank)");
+  checks::rank("dt", a.dt, 2, "(batch, rank) with dtProj");
+  if (a.dt_proj.size(0) != a.state.size(1) || a.dt_proj.size(1) != a.dt.size(1))
+    fail_shape("dtProj", "(dim, rank) = (" + std::to_string(a.state.size(1)) + ", " + std::to_string(a.dt.size(1)) + ")", a.dt_proj.shape);
+  checks::same_dtype("dtProj", a.dt_proj, "x", a.x.dtype);
+  checks::same_dtype("dt", a.dt, "x", a.x.dtype);
+#ifdef STATESPACE_WITH_CUDA
+  if (!dev.is_cpu() && a.dt.size(0) <= kGemvMaxM) {
+    StateUpdateArgs f = a;
+    f.dt_proj = contiguous(a.dt_proj);
+    return state_update_impl(f);  // (falls back below when the kernel cannot take it)
+  }
+#endif
+  StateUpdateArgs b = a;
+  b.dt = linear(a.dt, a.dt_proj, Tensor{});
+  b.dt_proj = Tensor{};
+  return state_update_impl(b);
+}
+
+namespace {
+
+Tensor state_update_impl(const StateUpdateArgs& a) {
   const Tensor& state = a.state;
   Device dev = state.device();
   bool cpu = dev.is_cpu();
@@ -40,8 +74,10 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   checks::shape("x", a.x, row_shape, row_desc);
   checks::floating("x", a.x, cpu);
   p.dtype = a.x.dtype;
-  if (m1) {
+  if (m1 && !a.dt_proj.defined()) {
     checks::shape("dt", a.dt, row_shape, row_desc);
+  } else if (m1) {
+    checks::shape("dt", a.dt, {p.batch, a.dt_proj.size(1)}, "(batch, rank)");
   } else {
     checks::shape("dt", a.dt, {p.batch, p.heads}, "(batch, heads)");
   }
@@ -94,11 +130,31 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
     sidx = contiguous(a.state_indices);
     p.state_idx = sidx.ptr<int32_t>();
   }
-  Tensor x = contiguous(a.x), dt = contiguous(a.dt), A = contiguous(a.A), B = contiguous(a.B), C = contiguous(a.C);
+  // x, z, dt, B, C are read in place when each batch entry is contiguous (views of the decode
+  // step's projections); B and C must then share their stride.
+  auto rows = [](const Tensor& t, int64_t* stride) {
+    const int64_t s = batch_stride(t);
+    if (s >= 0) {
+      *stride = s;
+      return t;
+    }
+    Tensor c = contiguous(t);
+    *stride = batch_stride(c);
+    return c;
+  };
+  Tensor x = rows(a.x, &p.x_stride), dt = rows(a.dt, &p.dt_stride), A = contiguous(a.A);
+  int64_t b_stride = 0, c_stride = 0;
+  Tensor B = rows(a.B, &b_stride), C = rows(a.C, &c_stride);
+  if (b_stride != c_stride) {
+    B = contiguous(B);
+    C = contiguous(C);
+    b_stride = batch_stride(B);
+  }
+  p.bc_stride = b_stride;
   Tensor D = a.D.defined() ? contiguous(a.D) : Tensor{};
-  Tensor z = a.z.defined() ? contiguous(a.z) : Tensor{};
+  Tensor z = a.z.defined() ? rows(a.z, &p.z_stride) : Tensor{};
   Tensor bias = a.dt_bias.defined() ? contiguous(a.dt_bias) : Tensor{};
-  Tensor y = empty(x.shape, x.dtype, dev);
+  Tensor y = empty(a.x.shape, x.dtype, dev);
   p.state = state.data();
   p.x = x.data();
   p.dt = dt.data();
@@ -109,12 +165,28 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   p.z = z.defined() ? z.data() : nullptr;
   p.dt_bias = bias.defined() ? bias.data() : nullptr;
   p.y = y.data();
+  if (a.dt_proj.defined()) {
+    p.dt_proj = a.dt_proj.data();
+    p.dt_rank = a.dt_proj.size(1);
+  }
   if (y.numel() == 0) return y;
+  bool fused = false;
+#ifdef STATESPACE_WITH_CUDA
+  fused = p.dt_proj && !cpu && state_update_cuda_fuses_dt_proj(p);
+#endif
+  if (p.dt_proj && !fused) {
+    StateUpdateArgs b = a;
+    b.dt = linear(a.dt, a.dt_proj, Tensor{});
+    b.dt_proj = Tensor{};
+    return state_update_impl(b);
+  }
   if (cpu)
     run_cpu({x, dt, A, B, C, D, z, bias, sidx}, {y, state}, [p] { state_update_cpu(p); });
   else
     state_update_cuda(p, cuda_stream_for(dev));
   return y;
 }
+
+}  // namespace
 
 }  // namespace ss

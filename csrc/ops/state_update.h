@@ -33,14 +33,24 @@ struct StateUpdateParams {
   const void* D = nullptr;     // or null
   const void* z = nullptr;     // (batch, heads, headdim) or null
   const void* dt_bias = nullptr;  // (heads) or null
-  void* y = nullptr;           // (batch, heads, headdim)
+  void* y = nullptr;           // (batch, heads, headdim), contiguous
+  // Elements between consecutive batch entries of x, z, dt and of B and C (each entry itself
+  // contiguous): the decode step passes views of wider projections without copying them.
+  int64_t x_stride = 0, z_stride = 0, dt_stride = 0, bc_stride = 0;
+  // Mamba-1 on CUDA (the one-row-per-thread kernel): dt is (batch, dt_rank) and dt[b, h] =
+  // round_to_x_dtype(Σ_r dt_proj[h, r]·dt[b, r]), before dt_bias and the softplus.
+  const void* dt_proj = nullptr;
+  int64_t dt_rank = 0;
 };
+// Whether state_update_cuda computes the dt projection itself for these parameters.
+bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p);
 
 void state_update_cpu(const StateUpdateParams& p);
 void state_update_cuda(const StateUpdateParams& p, void* stream);
 
 struct StateUpdateArgs {
   Tensor state, x, dt, A, B, C, D, z, dt_bias, state_indices;
+  Tensor dt_proj;  // Mamba-1: (dim, rank); dt is then (batch, rank) and dt' = dt_proj · dt
   bool dt_softplus = false;
   bool has_dt_limit = false;
   double dt_min = 0, dt_max = 0;

@@ -10,11 +10,11 @@
  */
 import { DType } from '../dtype';
 import { Device } from '../device';
-import { argError, formatError } from '../errors';
+import { argError, dtypeError, formatError } from '../errors';
 import { CudaGraph, captureGraph } from '../graph';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
-import { copyInto, embedding, linear, rmsNorm } from './ops';
+import { argmax, copyInto, embedding, linear, rmsNorm } from './ops';
 import { DecodeEngine, Scheduler } from './scheduler';
 import { detokenize } from './text_stream';
 import { TextTokenizer } from './tokenizer';
@@ -58,6 +58,25 @@ export interface ModelInit {
   prefillChunk?: number;
   /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
   cudaGraphs?: boolean;
+  /**
+   * dtype of the SSM state cache that decoding updates in place: float32 (default) or bfloat16,
+   * which halves the state traffic of each step (it dominates large-batch Mamba-2 decoding); the
+   * state update still computes in float32.
+   */
+  stateDtype?: DType;
+}
+
+/**
+ * A captured decode step of one batch size: it reads its tokens from `ids`, writes `logits` and
+ * their argmax `next`, and finally copies `next` into `ids`, so a greedy step that continues
+ * with the tokens it chose needs no upload. `fed` is what `ids` holds when known (else null).
+ */
+interface DecodeGraph {
+  graph: CudaGraph;
+  ids: Tensor;
+  logits: Tensor;
+  next: Tensor;
+  fed: Int32Array | null;
 }
 
 export abstract class CausalLM implements DecodeEngine {
@@ -68,6 +87,7 @@ export abstract class CausalLM implements DecodeEngine {
   readonly dtype: DType;
   readonly maxBatch: number;
   readonly prefillChunk: number;
+  readonly stateDtype: DType;
   protected embed!: Tensor;
   protected norms: Tensor[] = [];
   protected normF!: Tensor;
@@ -75,7 +95,7 @@ export abstract class CausalLM implements DecodeEngine {
   private cache: { conv: Tensor[]; ssm: Tensor[] } | null = null;
   private viewCache = new Map<number, { conv: Tensor[]; ssm: Tensor[] }>();
   /** Captured decode steps on CUDA, by batch size. */
-  private graphs = new Map<number, { graph: CudaGraph; ids: Tensor; logits: Tensor }>();
+  private graphs = new Map<number, DecodeGraph>();
   /** Decode on CUDA through captured graphs (LoadOptions.cudaGraphs; turned off if a capture fails). */
   useCudaGraphs: boolean;
   /** Why CUDA graph capture was given up, if it was. */
@@ -94,6 +114,9 @@ export abstract class CausalLM implements DecodeEngine {
     this.maxBatch = init.maxBatch ?? 16;
     if (!(Number.isInteger(this.maxBatch) && this.maxBatch >= 1)) throw argError(`maxBatch: expected an integer >= 1, got ${init.maxBatch}`);
     this.useCudaGraphs = init.cudaGraphs ?? true;
+    this.stateDtype = init.stateDtype ?? 'float32';
+    if (this.stateDtype !== 'float32' && this.stateDtype !== 'bfloat16')
+      throw dtypeError(`stateDtype: expected float32 or bfloat16, got ${JSON.stringify(init.stateDtype)}`);
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -231,7 +254,7 @@ export abstract class CausalLM implements DecodeEngine {
       const ssm: Tensor[] = [];
       for (let l = 0; l < this.config.numLayers; l++) {
         conv.push(zeros([this.maxBatch, this.convDim, w], { dtype: this.dtype, device: this.device }));
-        ssm.push(zeros([this.maxBatch, ...this.ssmShape], { dtype: 'float32', device: this.device }));
+        ssm.push(zeros([this.maxBatch, ...this.ssmShape], { dtype: this.stateDtype, device: this.device }));
       }
       this.cache = { conv, ssm };
     }
@@ -251,6 +274,11 @@ export abstract class CausalLM implements DecodeEngine {
     const cache = this.ensureCache();
     const idsT = this.idsTensor(ids.subarray(from, to), 'prompt');
     const slotState = (l: number): LayerState => ({ conv: cache.conv[l].slice(0, slot, slot + 1), ssm: cache.ssm[l].slice(0, slot, slot + 1) });
+    // The scans continue from a float32 state (a bfloat16 cache is widened; copyInto narrows it back).
+    const initState = (l: number): LayerState => {
+      const s = slotState(l);
+      return s.ssm.dtype === 'float32' ? s : { conv: s.conv, ssm: s.ssm.astype('float32') };
+    };
     let logits: Tensor | null = null;
     try {
       for (let start = from; start < to; start += this.prefillChunk) {
@@ -258,7 +286,7 @@ export abstract class CausalLM implements DecodeEngine {
         logits = tidy(() => {
           const chunk = idsT.slice(1, start - from, end - from);
           const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) => {
-            const { y, state } = this.mixerForward(l, x, true, start > 0 ? slotState(l) : undefined);
+            const { y, state } = this.mixerForward(l, x, true, start > 0 ? initState(l) : undefined);
             // In stream/queue order: the op above has read the slot's old state before this overwrites it.
             const dst = slotState(l);
             copyInto(dst.conv, (state as LayerState).conv);
@@ -278,40 +306,62 @@ export abstract class CausalLM implements DecodeEngine {
   }
 
   /**
-   * @internal Scheduler engine: one decode step of slots 0..n-1. On CUDA the step of each batch
-   * size is captured once as a CUDA graph (after one eager run, which also warms the libraries up)
-   * and replayed from then on: one launch instead of a few hundred op calls from the host. The
-   * graph reads its tokens from a fixed buffer and writes its logits into another; the state cache
-   * and the parameters stay where they are, so a replay continues every sequence in place.
+   * @internal Scheduler engine: one decode step of slots 0..n-1, returning each slot's logits.
+   * On CUDA the step of each batch size is captured once as a CUDA graph (after one eager run,
+   * which also warms the libraries up) and replayed from then on: one launch instead of a few
+   * hundred op calls from the host. The graph reads its tokens from a fixed buffer and writes its
+   * logits (and their argmax) into others; the state cache and the parameters stay where they
+   * are, so a replay continues every sequence in place.
    */
   async step(tokens: Int32Array): Promise<Float32Array[]> {
+    const V = this.config.vocabSize;
+    const v = (await this.runStep(tokens, false)) as Float32Array;
+    return Array.from({ length: tokens.length }, (_, i) => v.subarray(i * V, (i + 1) * V));
+  }
+
+  /**
+   * @internal Scheduler engine: one decode step of slots 0..n-1 with greedy choice on the device:
+   * the next token of each slot (the first largest logit). Only the ids are copied to the host.
+   */
+  async stepGreedy(tokens: Int32Array): Promise<Int32Array> {
+    return (await this.runStep(tokens, true)) as Int32Array;
+  }
+
+  private async runStep(tokens: Int32Array, greedy: boolean): Promise<Float32Array | Int32Array> {
     const cache = this.ensureCache();
     const n = tokens.length;
-    const V = this.config.vocabSize;
     const rows = this.batchViews(cache, n);
     const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
-    let logits: Tensor;
+    let out: Tensor;
     const t0 = process.hrtime.bigint();
     if (graph) {
-      const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
-      copyInto(graph.ids, ids);
-      ids.dispose();
+      const fed = graph.fed;
+      if (!(fed && fed.length === n && fed.every((t, i) => t === tokens[i]))) {
+        const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
+        copyInto(graph.ids, ids);
+        ids.dispose();
+      }
       graph.graph.replay();
-      logits = graph.logits;
+      graph.fed = null;
+      out = greedy ? graph.next : graph.logits;
     } else {
       const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
-      logits = tidy(() => this.decodeOps(ids, rows));
+      out = tidy(() => {
+        const logits = this.decodeOps(ids, rows);
+        return greedy ? argmax(logits) : logits;
+      });
       ids.dispose();
     }
     this.lastStepDispatchMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    let v: Float32Array;
+    let v: Float32Array | Int32Array;
     try {
-      v = (await logits.data()) as Float32Array;
+      v = (await out.data()) as Float32Array | Int32Array;
     } finally {
-      if (!graph) logits.dispose();
+      if (!graph) out.dispose();
     }
+    if (graph && greedy) graph.fed = Int32Array.from(v); // the graph left these in its ids buffer
     if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
-    return Array.from({ length: n }, (_, i) => v.subarray(i * V, (i + 1) * V));
+    return v;
   }
 
   /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
@@ -327,12 +377,18 @@ export abstract class CausalLM implements DecodeEngine {
     if (this.graphs.has(n)) return;
     const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
     const logits = zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device });
+    const next = zeros([n], { dtype: 'int32', device: this.device });
     try {
-      const graph = captureGraph(this.device, () => copyInto(logits, this.decodeOps(ids, rows)));
-      this.graphs.set(n, { graph, ids, logits });
+      const graph = captureGraph(this.device, () => {
+        copyInto(logits, this.decodeOps(ids, rows));
+        copyInto(next, argmax(logits));
+        copyInto(ids, next.reshape([n, 1])); // the next greedy step's input, already in place
+      });
+      this.graphs.set(n, { graph, ids, logits, next, fed: null });
     } catch (e) {
       ids.dispose();
       logits.dispose();
+      next.dispose();
       this.useCudaGraphs = false;
       this.cudaGraphError = (e as Error).message;
     }
@@ -424,6 +480,7 @@ export abstract class CausalLM implements DecodeEngine {
       g.graph.dispose();
       g.ids.dispose();
       g.logits.dispose();
+      g.next.dispose();
     }
     this.graphs.clear();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();

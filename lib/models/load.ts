@@ -24,6 +24,8 @@ export interface LoadOptions {
   /** Prompts are prefilled in pieces of at most this many tokens, decode steps of running sequences in between (default 2048). */
   prefillChunk?: number;  /** On CUDA, replay each batch size's decode step as a captured CUDA graph (default true). */
   cudaGraphs?: boolean;
+  /** dtype of the SSM state cache decoding updates in place: float32 (default) or bfloat16 (half the state traffic). */
+  stateDtype?: DType;
 }
 
 function resolve(opts: LoadOptions): { device: Device; dtype: DType } {
@@ -41,7 +43,7 @@ async function build(
   weights: WeightSource,
   opts: LoadOptions,
 ): Promise<CausalLM> {
-  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk, cudaGraphs: opts.cudaGraphs };
+  const init = { config, generation, tokenizer, ...resolve(opts), maxBatch: opts.maxBatch, prefillChunk: opts.prefillChunk, cudaGraphs: opts.cudaGraphs, stateDtype: opts.stateDtype };
   // Parameters live as long as the model, not as long as a caller's tidy() scope.
   return untracked(() => (config.architecture === 'mamba' ? MambaModel.create(init, weights) : Mamba2Model.create(init, weights)));
 }

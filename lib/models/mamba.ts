@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, causalConv1dUpdate, linear, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -95,9 +95,11 @@ export class MambaModel extends CausalLM {
     const I = this.config.intermediateSize;
     const b = x.shape[0];
     // The conv and the scan take (batch, channels, seqlen). For one sequence without projection
-    // biases, in_proj and dt_proj run channel-major (W · hᵀ: the activations as linear's second
-    // operand), which yields that layout directly and saves three transposing copies per layer.
-    // Otherwise views of the (batch, seqlen, channels) products, which the ops copy natively.
+    // biases, the projections run channel-major (W · aᵀ: the activations as linear's second
+    // operand, read through transposed views), which yields that layout directly: u, the scan's
+    // B/C and delta need no transposing copies (on CUDA with cuBLAS, linear reads the views in
+    // place; elsewhere it copies them). Otherwise views of the (batch, seqlen, channels)
+    // products, which the ops copy natively.
     const channelMajor = b === 1 && L.inProjBias === undefined;
     let xs: Tensor, z: Tensor;
     if (channelMajor) {
@@ -111,17 +113,27 @@ export class MambaModel extends CausalLM {
     }
     const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
     const u = conv.y; // (b, I, l)
-    const xdbl = linear({ x: u.transpose(1, 2), weight: L.xProj }); // (b, l, R+2N)
-    const [dtr, B, C] = this.splitDbc(xdbl);
-    const delta = channelMajor
-      ? linear({ x: L.dtProjW, weight: dtr.squeeze(0) }).unflatten(0, [1, I]) // (1, I, l)
-      : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
+    let delta: Tensor, B: Tensor, C: Tensor; // (b, I, l), (b, N, l), (b, N, l)
+    if (channelMajor && this.config.mixerRmsEps === null) {
+      const { timeStepRank: R, stateSize: N } = this.config;
+      const xdblT = linear({ x: L.xProj, weight: u.squeeze(0).transpose(0, 1) }); // (R+2N, l)
+      B = xdblT.slice(0, R, R + N).unflatten(0, [1, N]);
+      C = xdblT.slice(0, R + N, R + 2 * N).unflatten(0, [1, N]);
+      delta = linear({ x: L.dtProjW, weight: xdblT.slice(0, 0, R).transpose(0, 1) }).unflatten(0, [1, I]);
+    } else {
+      const [dtr, Bs, Cs] = this.splitDbc(linear({ x: u.transpose(1, 2), weight: L.xProj })); // (b, l, ·)
+      B = Bs.transpose(1, 2);
+      C = Cs.transpose(1, 2);
+      delta = channelMajor
+        ? linear({ x: L.dtProjW, weight: dtr.squeeze(0) }).unflatten(0, [1, I]) // (1, I, l)
+        : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
+    }
     const scan = selectiveScan({
       u,
       delta,
       A: L.A,
-      B: B.transpose(1, 2), // (b, N, l)
-      C: C.transpose(1, 2),
+      B,
+      C,
       D: L.D,
       z,
       deltaBias: L.dtProjB,
@@ -136,13 +148,13 @@ export class MambaModel extends CausalLM {
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    const xz = linear({ x, weight: L.inProj, bias: L.inProjBias }); // (n, 2I)
-    const xs = xz.slice(1, 0, I);
-    const z = xz.slice(1, I, 2 * I);
-    const u = causalConv1dUpdate({ x: xs, convState: conv, weight: L.convW, bias: L.convB, activation: 'silu' }); // (n, I)
+    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
+    const uz = linearConvUpdate({ x, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
+    const u = uz.slice(1, 0, I); // (n, I)
+    const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
-    const dt = linear({ x: dtr, weight: L.dtProjW }); // (n, I)
-    const y = selectiveStateUpdate({ state: ssm, x: u, dt, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
+    // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     return linear({ x: y, weight: L.outProj, bias: L.outProjBias });
   }
 }

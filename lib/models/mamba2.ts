@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -87,8 +87,10 @@ export class Mamba2Model extends CausalLM {
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const [b, l] = [x.shape[0], x.shape[1]];
     const o = this.offsets;
+    // Views throughout. On CUDA the conv reads its slice in place (channels-last) and returns y
+    // channels-last, the gated norm reads z in place, and SSD copies x/B/C as whole rows; on the
+    // CPU the ops copy strided inputs to contiguous memory.
     const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
-    // Views throughout: the ops copy strided inputs to contiguous memory natively where needed.
     const z = proj.slice(2, o.z, o.z + I);
     const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
     const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
@@ -119,41 +121,16 @@ export class Mamba2Model extends CausalLM {
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
-    const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (n, proj)
+    // in_proj with the conv step fused onto its xBC columns
+    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
-    const xbc = causalConv1dUpdate({
-      x: proj.slice(1, o.xbc, o.dt),
-      convState: conv,
-      weight: Ly.convW,
-      bias: Ly.convB,
-      activation: 'silu',
-    }); // (n, convDim)
+    const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
     const xs = xbc.slice(1, 0, H * P).unflatten(1, [H, P]);
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
-    let y: Tensor;
-    const limit = this.config.timeStepLimit;
-    if (!limit) {
-      y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true });
-    } else {
-      // The decode-step op has no dt clamp: a one-token SSD chunk continuing from the state has.
-      const r = ssdChunkScan({
-        x: xs.unflatten(0, [n, 1]),
-        dt: dt.unflatten(0, [n, 1]),
-        A: Ly.A,
-        B: B.unflatten(0, [n, 1]),
-        C: C.unflatten(0, [n, 1]),
-        D: Ly.D,
-        dtBias: Ly.dtBias,
-        dtSoftplus: true,
-        dtLimit: limit,
-        initialStates: ssm,
-        returnFinalStates: true,
-      });
-      copyInto(ssm, r.finalStates as Tensor);
-      y = r.y.reshape([n, H, P]);
-    }
+    const limit = this.config.timeStepLimit ?? undefined;
+    const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
     return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
   }

@@ -7,8 +7,9 @@
 import { selectiveScan as selectiveScanOp } from '../ops/selective_scan';
 import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp, causalConv1dUpdate as causalConv1dUpdateOp } from '../ops/conv1d';
-import { embedding as embeddingOp, linear as linearOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
+import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
+import { argmax as argmaxOp } from '../ops/sampling';
 import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
@@ -18,7 +19,9 @@ export const causalConv1d = timed('causalConv1d', causalConv1dOp);
 export const causalConv1dUpdate = timed('causalConv1dUpdate', causalConv1dUpdateOp);
 export const embedding = timed('embedding', embeddingOp);
 export const linear = timed('linear', linearOp);
+export const linearConvUpdate = timed('linearConvUpdate', linearConvUpdateOp);
 export const rmsNorm = timed('rmsNorm', rmsNormOp);
 export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);
+export const argmax = timed('argmax', argmaxOp);

@@ -33,6 +33,11 @@ export interface DecodeEngine {
   prefill(ids: Int32Array, slot: number, from: number, to: number): Promise<Float32Array | null>;
   /** One decode step of slots 0..tokens.length-1, fed tokens[i]; one logits row per slot. */
   step(tokens: Int32Array): Promise<Float32Array[]>;
+  /**
+   * Optional: one decode step whose tokens are chosen greedily (first largest logit) where the
+   * logits are, so only token ids come back; used when every running sequence decodes greedily.
+   */
+  stepGreedy?(tokens: Int32Array): Promise<Int32Array>;
   /** Copies the state of slot `from` into slot `to`. */
   moveSlot(from: number, to: number): void;
 }
@@ -299,9 +304,12 @@ export class Scheduler {
   private async decode(): Promise<void> {
     const n = this.running.length;
     const tokens = Int32Array.from(this.running, (s) => s.last);
-    let rows: Float32Array[];
+    const greedy = this.engine.stepGreedy !== undefined && this.running.every((s) => s.req.temperature === 0);
+    let rows: Float32Array[] | null = null;
+    let ids: Int32Array | null = null;
     try {
-      rows = await this.engine.step(tokens);
+      if (greedy && this.engine.stepGreedy) ids = await this.engine.stepGreedy(tokens);
+      else rows = await this.engine.step(tokens);
     } catch (e) {
       // The batch's states are unusable: fail every sequence of this step.
       for (const seq of this.running.splice(0, n)) this.finish(seq, e);
@@ -309,7 +317,12 @@ export class Scheduler {
     }
     this.steps++;
     this.stepRows += n;
-    for (let i = 0; i < n; i++) if (!this.running[i].done) this.deliver(this.running[i], rows[i]);
+    for (let i = 0; i < n; i++) {
+      const seq = this.running[i];
+      if (seq.done) continue;
+      if (ids) this.accept(seq, ids[i]);
+      else this.deliver(seq, (rows as Float32Array[])[i]);
+    }
   }
 
   private deliver(seq: Sequence, logits: Float32Array): void {
@@ -321,6 +334,10 @@ export class Scheduler {
       seq.done = true;
       return;
     }
+    this.accept(seq, tok);
+  }
+
+  private accept(seq: Sequence, tok: number): void {
     if (seq.req.stop.includes(tok)) {
       seq.done = true;
       return;

@@ -29,7 +29,11 @@ export interface CausalConv1dOptions {
 }
 
 export interface CausalConv1dResult {
-  /** (batch, dim, seqlen), x's dtype. */
+  /**
+   * (batch, dim, seqlen), x's dtype. On CUDA, when x is channels-last (channel stride 1, e.g. a
+   * transposed slice of a (batch, seqlen, channels) tensor), x is read in place and y is
+   * channels-last too (a view over (batch, seqlen, dim) memory); otherwise y is contiguous.
+   */
   y: Tensor;
   /**
    * (batch, dim, width-1), x's dtype: the last width-1 inputs of the row (taken from

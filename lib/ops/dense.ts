@@ -11,6 +11,7 @@ import { Tensor } from '../tensor';
 interface DenseNative {
   embedding(o: object): NativeTensor;
   linear(o: object): NativeTensor;
+  linearConvUpdate(o: object): NativeTensor;
   rmsNorm(o: object): { y: NativeTensor; residualOut?: NativeTensor };
   gatedRmsNorm(o: object): NativeTensor;
   silu(x: Tensor): NativeTensor;
@@ -53,6 +54,31 @@ export interface LinearOptions {
  */
 export function linear(opts: LinearOptions): Tensor {
   return new Tensor(nat.linear(opts));
+}
+
+export interface LinearConvUpdateOptions extends LinearOptions {
+  /** x must be 2-D here: (batch, in). */
+  x: Tensor;
+  /** (batch, channels, width-1), updated in place (as causalConv1dUpdate's convState). */
+  convState: Tensor;
+  /** (channels, width). */
+  convWeight: Tensor;
+  /** (channels). */
+  convBias?: Tensor;
+  /** First output column of the conv's channels: columns [convStart, convStart + channels). */
+  convStart: number;
+  /** 'silu' or none. */
+  activation?: 'silu' | null;
+}
+
+/**
+ * A decode step's input projection and causal conv in one: linear(x, weight, bias), whose
+ * columns [convStart, convStart + channels) then take one causalConv1dUpdate step (the rest is
+ * returned as is). On CUDA with up to 8 rows the matrix-vector kernel applies the conv as it
+ * writes those columns (one kernel instead of two); otherwise the two ops run in turn.
+ */
+export function linearConvUpdate(opts: LinearConvUpdateOptions): Tensor {
+  return new Tensor(nat.linearConvUpdate(opts));
 }
 
 export interface RmsNormOptions {

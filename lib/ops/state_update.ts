@@ -10,8 +10,17 @@ export interface SelectiveStateUpdateOptions {
   state: Tensor;
   /** Mamba-1 (batch, dim); Mamba-2 (batch, heads, headdim). f32/f16/bf16. */
   x: Tensor;
-  /** Mamba-1 (batch, dim); Mamba-2 (batch, heads). x's dtype. */
+  /**
+   * Mamba-1 (batch, dim); Mamba-2 (batch, heads). x's dtype. With dtProj: the low-rank input
+   * (batch, rank) of the dt projection instead.
+   */
   dt: Tensor;
+  /**
+   * Mamba-1 only: dt_proj's weight (dim, rank), x's dtype. dt is then dtProj · dt per batch row
+   * (rounded to x's dtype, as a separate linear would give), before dtBias and the softplus; on
+   * CUDA with up to 8 rows and dstate 16 the product is computed inside the state update kernel.
+   */
+  dtProj?: Tensor;
   /** Mamba-1 (dim, dstate); Mamba-2 (heads). float32 (float64 with float64 x). */
   A: Tensor;
   /** (batch, groups, dstate), or (batch, dstate) in the Mamba-1 form. x's dtype. */

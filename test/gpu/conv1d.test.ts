@@ -32,6 +32,42 @@ describeGpu('causalConv1d on CUDA', () => {
     });
   }
 
+  // Mamba-2 hands the conv a channels-last slice of in_proj's output: read in place on CUDA, with
+  // y returned channels-last (a view). Width 4 without seqIdx takes the 8-channel vector kernel
+  // (dim a multiple of 8, aligned); the rest the per-output kernel with strides.
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    it(`${dtype}: channels-last x (a slice of a (batch, seqlen, channels) tensor) read in place`, async () => {
+      const cases: Array<[number, number, number, number, number, boolean]> = [
+        // batch, dim, seqlen, width, channel offset in a row of 'wide' channels, seqIdx
+        [1, 136, 2049, 4, 8, false],
+        [2, 64, 37, 4, 0, false],
+        [3, 67, 50, 4, 1, false],
+        [2, 40, 33, 3, 8, true],
+      ];
+      for (const [batch, dim, seqlen, width, from, seq] of cases) {
+        const r = rng();
+        const wide = dim + 24;
+        const src = randnInput([batch, seqlen, wide], dtype, 'cuda', 1, r);
+        const x = src.t.slice(2, from, from + dim).transpose(1, 2); // (batch, dim, seqlen), channel stride 1
+        const xv = new Float64Array(batch * dim * seqlen);
+        for (let b = 0; b < batch; b++)
+          for (let d = 0; d < dim; d++) for (let t = 0; t < seqlen; t++) xv[(b * dim + d) * seqlen + t] = src.v[(b * seqlen + t) * wide + from + d];
+        const w = randnInput([dim, width], 'float32', 'cuda', 0.5, r);
+        const bias = randnInput([dim], dtype, 'cuda', 1, r);
+        const init = randnInput([batch, dim, width - 1], dtype, 'cuda', 1, r);
+        const s = seq ? seqIdxInput(batch, seqlen, 3, 'cuda', r) : undefined;
+        const out = causalConv1d({ x, weight: w.t, bias: bias.t, activation: 'silu', initialStates: init.t, seqIdx: s?.t, returnFinalStates: true });
+        const ref = conv1dRef({ batch, dim, seqlen, width, x: xv, weight: w.v, bias: bias.v, initialStates: init.v, seqIdx: s?.v, silu: true });
+        const tag = `${dtype} ${batch}x${dim}x${seqlen} width ${width} from ${from}`;
+        expect(out.y.shape).toEqual([batch, dim, seqlen]);
+        const y = await out.y.contiguous().data();
+        expectNoNaN(y, 'y');
+        expectClose(y, ref.y, TOL[dtype], `${tag}: y`);
+        expectClose(await out.finalStates!.data(), ref.finalStates, TOL[dtype], `${tag}: final states`);
+      }
+    });
+  }
+
   it('widths beyond the tiled kernel (1030) take the per-output kernel', async () => {
     const r = rng();
     const [batch, dim, seqlen, width] = [2, 3, 1100, 1030];

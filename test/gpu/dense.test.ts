@@ -1,7 +1,7 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
-import { randnInput } from '../model_inputs';
+import { Input, randnInput } from '../model_inputs';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
@@ -14,7 +14,12 @@ const SHAPES: Array<[number, number, number]> = [
   [3, 50, 77], // matrix-vector path, K not a multiple of the vector width
   [8, 1000, 4096], // matrix-vector path, vectorised, K split over 8 warps per column
   [1, 2560, 5120], // matrix-vector path, K split over 2 warps per column
-  [4, 3, 1001], // matrix-vector path, unaligned K split over 8 warps
+  [4, 3, 1001], // matrix-vector path, unaligned K
+  [1, 192, 5120], // matrix-vector path: one column per warp, K split over the 4 warps of a block (x_proj)
+  [1, 10240, 2560], // four columns per warp (in_proj)
+  [1, 5120, 160], // K shorter than a warp's vector stride (dt_proj)
+  [7, 2051, 2560], // several rows, a partly filled last block
+  [2, 77, 4104], // two columns per warp, K split, tail vectors
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
@@ -70,6 +75,46 @@ describeGpu('dense ops on CUDA', () => {
     expectClose(y, linearRef(flat.v.subarray(1), w.v, M, N, K), TOL.bfloat16, 'misaligned');
   });
 
+  // The models pass transposed views and column slices (prefill runs its projections
+  // channel-major): cuBLAS reads them in place, other paths copy them first; all must agree.
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    it(`linear ${dtype}: transposed and column-sliced views of x and weight (cuBLAS in place, builtin copies)`, async () => {
+      const r = rng();
+      const transposed = (v: Float64Array, rows: number, cols: number) => {
+        const o = new Float64Array(v.length);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) o[j * rows + i] = v[i * cols + j];
+        return o;
+      };
+      for (const [M, N, K] of [[37, 129, 65], [300, 70, 24], [3, 50, 77]] as Array<[number, number, number]>) {
+        // x: (1, M, K) as the transpose of a stored (1, K, M); w: columns [3, 3+K) of a stored (N, K+5);
+        // wT: the transpose of a stored (K, N).
+        const xs = randnInput([1, K, M], dtype, 'cuda', 1, r);
+        const x = xs.t.transpose(1, 2);
+        const xv = transposed(xs.v, K, M);
+        const ws = randnInput([N, K + 5], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const w = ws.t.slice(1, 3, 3 + K);
+        const wv = Float64Array.from({ length: N * K }, (_, i) => ws.v[Math.floor(i / K) * (K + 5) + 3 + (i % K)]);
+        const wts = randnInput([K, N], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const wt = wts.t.transpose(0, 1);
+        const wtv = transposed(wts.v, K, N);
+        const b = randnInput([N], 'float32', 'cuda', 1, r);
+        for (const backend of ['default', 'builtin']) {
+          if (backend === 'builtin') process.env.STATESPACE_CUBLAS = '0';
+          const tag = `${dtype} ${M}x${N}x${K} ${backend}`;
+          const y1 = await linear({ x, weight: w, bias: b.t }).data();
+          expectNoNaN(y1, 'linear');
+          expectClose(y1, linearRef(xv, wv, M, N, K, b.v), TOL[dtype], `${tag}: xᵀ view, column-sliced w`);
+          const y2 = await linear({ x: x.squeeze(0), weight: wt }).data();
+          expectClose(y2, linearRef(xv, wtv, M, N, K), TOL[dtype], `${tag}: xᵀ view, wᵀ view`);
+          const xr = randnInput([M, K], dtype, 'cuda', 1, r);
+          const y3 = await linear({ x: xr.t, weight: wt }).data();
+          expectClose(y3, linearRef(xr.v, wtv, M, N, K), TOL[dtype], `${tag}: contiguous x, wᵀ view`);
+          delete process.env.STATESPACE_CUBLAS;
+        }
+      }
+    });
+  }
+
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: embedding, rmsNorm (+ residual), gatedRmsNorm (groups), elementwise vs reference`, async () => {
       const r = rng();
@@ -97,6 +142,19 @@ describeGpu('dense ops on CUDA', () => {
         expectNoNaN(g, 'gatedRmsNorm');
         expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: z.v, group: groupSize }).y, TOL[dtype], `gated ${groupSize}`);
       }
+      // Long rows (several vectors per thread, odd thread counts) and a residual in the data dtype.
+      for (const D2 of [20000, 5120, 40]) {
+        const x2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const w2 = randnInput([D2], dtype, 'cuda', 1, r);
+        const r2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const z2 = randnInput([2, D2], dtype, 'cuda', 1, r);
+        const f2 = rmsNorm({ x: x2.t, weight: w2.t, eps: 1e-5, residual: r2.t });
+        const f2ref = rmsNormRef(x2.v, w2.v, D2, 1e-5, { residual: r2.v });
+        expectClose(await f2.y.data(), f2ref.y, TOL[dtype], `rmsNorm + residual, d ${D2}`);
+        expectClose(await f2.residualOut!.data(), f2ref.residualOut, TOL[dtype], `residualOut, d ${D2}`);
+        const g2 = await gatedRmsNorm({ x: x2.t, z: z2.t, weight: w2.t, eps: 1e-5 }).data();
+        expectClose(g2, rmsNormRef(x2.v, w2.v, D2, 1e-5, { z: z2.v, group: D2 }).y, TOL[dtype], `gated, d ${D2}`);
+      }
       const a = randnInput([3, 4097], dtype, 'cuda', 4, r), b = randnInput([3, 4097], dtype, 'cuda', 1, r);
       const ref = (f: (i: number) => number) => Float64Array.from({ length: a.v.length }, (_, i) => f(i));
       expectClose(await silu(a.t).data(), ref((i) => siluRef(a.v[i])), TOL[dtype], 'silu');
@@ -105,6 +163,58 @@ describeGpu('dense ops on CUDA', () => {
       expectClose(await mul(a.t, b.t).data(), ref((i) => a.v[i] * b.v[i]), TOL[dtype], 'mul');
     });
   }
+
+  // The models hand the norms column slices of a fused projection (rows with a stride), read in
+  // place on CUDA; the vectorised kernel takes 8-aligned groups, the general one the rest.
+  for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+    it(`${dtype}: rmsNorm / gatedRmsNorm on row-strided views, vectorised and general kernels`, async () => {
+      const r = rng();
+      const rows = 37;
+      for (const [D, start, width] of [[5120, 0, 5400], [2560, 8, 2600], [1000, 1, 1003]] as Array<[number, number, number]>) {
+        const slice = (wide: Input): [Tensor, Float64Array] => [
+          wide.t.slice(1, start, start + D),
+          Float64Array.from({ length: rows * D }, (_, i) => wide.v[Math.floor(i / D) * width + start + (i % D)]),
+        ];
+        const [x, xv] = slice(randnInput([rows, width], dtype, 'cuda', 1, r));
+        const [z, zv] = slice(randnInput([rows, width], dtype, 'cuda', 1, r));
+        const nw = randnInput([D], dtype, 'cuda', 1, r);
+        const tag = `${dtype} D=${D} columns [${start}, ${start + D}) of ${width}`;
+        for (const groupSize of [D, D / 8]) {
+          const g = await gatedRmsNorm({ x, z, weight: nw.t, eps: 1e-5, groupSize }).data();
+          expectNoNaN(g, 'gatedRmsNorm');
+          expectClose(g, rmsNormRef(xv, nw.v, D, 1e-5, { z: zv, group: groupSize }).y, TOL[dtype], `${tag} gated, group ${groupSize}`);
+        }
+        for (const resDtype of ['float32', dtype] as DType[]) {
+          const res = randnInput([rows, D], resDtype, 'cuda', 1, r);
+          const f = rmsNorm({ x, weight: nw.t, eps: 1e-5, residual: res.t });
+          const fref = rmsNormRef(xv, nw.v, D, 1e-5, { residual: res.v });
+          expectClose(await f.y.data(), fref.y, TOL[dtype], `${tag} + ${resDtype} residual`);
+          expectClose(await f.residualOut!.data(), fref.residualOut, resDtype === 'float32' ? 1e-6 : TOL[dtype], `${tag} residualOut`);
+        }
+      }
+    });
+  }
+
+  // Many rows (prefill) launch narrower blocks, several vectors per thread.
+  it('bfloat16: gatedRmsNorm and rmsNorm over 1030 rows (prefill launch shape) vs reference', async () => {
+    const r = rng();
+    const rows = 1030;
+    for (const D of [5120, 2560, 12288]) {
+      const wide = randnInput([rows, D + 64], 'bfloat16', 'cuda', 1, r);
+      const z = wide.t.slice(1, 64, 64 + D);
+      const zv = Float64Array.from({ length: rows * D }, (_, i) => wide.v[Math.floor(i / D) * (D + 64) + 64 + (i % D)]);
+      const x = randnInput([rows, D], 'bfloat16', 'cuda', 1, r);
+      const nw = randnInput([D], 'bfloat16', 'cuda', 1, r);
+      const g = await gatedRmsNorm({ x: x.t, z, weight: nw.t, eps: 1e-5, groupSize: D }).data();
+      expectNoNaN(g, 'gatedRmsNorm');
+      expectClose(g, rmsNormRef(x.v, nw.v, D, 1e-5, { z: zv, group: D }).y, TOL.bfloat16, `gated ${rows}x${D}`);
+      const res = randnInput([rows, D], 'float32', 'cuda', 1, r);
+      const f = rmsNorm({ x: x.t, weight: nw.t, eps: 1e-5, residual: res.t });
+      const fref = rmsNormRef(x.v, nw.v, D, 1e-5, { residual: res.v });
+      expectClose(await f.y.data(), fref.y, TOL.bfloat16, `rmsNorm + residual ${rows}x${D}`);
+      expectClose(await f.residualOut!.data(), fref.residualOut, 1e-6, `residualOut ${rows}x${D}`);
+    }
+  });
 
   it('embedding: an id outside the vocabulary gives a NaN row on CUDA', async () => {
     const out = await embedding({ ids: tensor(new Int32Array([0, 99]), [1, 2], { device: 'cuda' }), weight: randnInput([4, 3], 'float32', 'cuda').t }).data();

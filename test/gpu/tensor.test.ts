@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { DTYPES, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, zeros } from '../../lib/index';
+import { DTYPES, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, tidy, zeros } from '../../lib/index';
 import { describeGpu, expectCode, randnArray } from '../helpers';
 
 describeGpu('CUDA tensors', () => {
@@ -28,18 +28,24 @@ describeGpu('CUDA tensors', () => {
     expectCode(() => tensor([1], [1], { dtype: 'float64', device: 'cuda' }), 'ERR_DTYPE', 'float64');
   });
 
-  it('copies transposed and strided views exactly (tiled transpose and generic paths)', async () => {
+  it('copies transposed and strided views exactly (tiled transpose, 2-D memcpy and generic paths)', async () => {
     const cases: Array<[number[], (t: import('../../lib/index').Tensor) => import('../../lib/index').Tensor]> = [
       [[130, 67], (t) => t.transpose(0, 1)],
       [[3, 70, 45], (t) => t.transpose(1, 2)],
       [[2, 33, 5, 31], (t) => t.permute(0, 3, 1, 2)],
       [[4, 9, 1, 300], (t) => t.permute(3, 0, 2, 1).slice(0, 7, 290)],
+      [[1, 37, 211], (t) => t.slice(2, 5, 150)], // rows with a stride (2-D memcpy)
+      [[37, 211], (t) => t.slice(1, 1, 2)], // one column: rows of one element
     ];
     for (const [shape, f] of cases) {
       const x = randn(shape, { seed: shape[0] });
       for (const [a, b] of [['float32', 'float32'], ['bfloat16', 'bfloat16'], ['float32', 'bfloat16'], ['float16', 'float32']] as const) {
         const cpu = await f(x.astype(a)).astype(b).contiguous().data();
-        const gpu = await f(x.to('cuda').astype(a)).astype(b).contiguous().data();
+        // tidy frees the GPU intermediates now: leaving them to the garbage collector would move
+        // the pool's accounting under the memory test below
+        const g = tidy(() => f(x.to('cuda').astype(a)).astype(b).contiguous());
+        const gpu = await g.data();
+        g.dispose();
         expect(gpu, `${shape} ${a}->${b}`).toEqual(cpu);
       }
     }

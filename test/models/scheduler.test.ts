@@ -57,6 +57,15 @@ class FakeEngine implements DecodeEngine {
   }
 }
 
+/** The same model with greedy choice inside the step (as CausalLM.stepGreedy on a device). */
+class GreedyEngine extends FakeEngine {
+  async stepGreedy(tokens: Int32Array): Promise<Int32Array> {
+    const rows = await this.step(tokens);
+    this.calls.push('greedy');
+    return Int32Array.from(rows, (r) => argmax(r));
+  }
+}
+
 /** What one sequence alone must produce: the same recurrence, run directly. */
 function reference(prompt: number[], n: number, opts: Partial<SequenceRequest> = {}): number[] {
   let s = prompt.reduce(fold, 1);
@@ -265,5 +274,20 @@ describe('scheduler', () => {
     expect(() => s.submit(req([1], 3, { temperature: -1 }))).toThrow(/temperature/);
     expect(() => s.submit(req([1], 3, { topP: 0 }))).toThrow(/topP/);
     expect(argmax([1, 3, 3, 2])).toBe(1);
+  });
+
+  it('uses the engine\'s greedy step when every running sequence is greedy, the logits otherwise', async () => {
+    const engine = new GreedyEngine(4);
+    const s = new Scheduler(engine);
+    const p = randomPrompt(4);
+    expect(await collect(s.submit(req(p, 12)))).toEqual(reference(p, 12));
+    const greedySteps = engine.calls.filter((c) => c === 'greedy').length;
+    expect(greedySteps).toBe(11);
+    const q = randomPrompt(3);
+    const o = { temperature: 0.8, topK: 5, seed: 7 };
+    const [a, b] = await Promise.all([collect(s.submit(req(p, 12))), collect(s.submit(req(q, 12, o)))]);
+    expect(a).toEqual(reference(p, 12));
+    expect(b).toEqual(reference(q, 12, o));
+    expect(engine.calls.filter((c) => c === 'greedy').length).toBeLessThan(greedySteps + 11);
   });
 });

@@ -1,0 +1,228 @@
+// Matrix-vector products of decode: out (M, N) = x (M, K) · w (N, K)ᵀ + bias for M <= 8 rows.
+//
+// Bound by reading w once, so the kernel is laid out for the memory system:
+//  - a warp owns C consecutive output columns and a slice of K; each lane reads 16-byte vectors,
+//    U per column per batch, so C·U = 8 independent loads per lane are in flight before any math
+//    (C = 4 for wide outputs, 1 for narrow ones: the same bytes in flight, more warps);
+//  - narrow outputs with a long K (x_proj: 192 columns) also split K across the S warps of a
+//    block, the slices' sums added in a fixed order through shared memory (reproducible);
+//  - blocks are small (4 warps) and there are >= 4 per SM, so the grid is spread evenly over the
+//    SMs without a partly empty last wave;
+//  - launched with programmatic dependent launch: the first batch of weights is loaded before
+//    waiting for the kernel that produces x, so the weight stream starts during its tail;
+//  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
+//    (in_proj and the conv update in one kernel).
+// x is re-read per batch from L1 (every warp of the SM reads the same x).
+#include <type_traits>
+#include "cuda/check.cuh"
+#include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "ops/dense.h"
+
+namespace ss {
+namespace {
+
+using cuda::to_float;
+
+struct GemvTraits {
+  static constexpr int kWarps = 4, kThreads = kWarps * 32;
+  // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
+  // (MM·U per batch) need registers too.
+  static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
+  static constexpr int kMaxM = 8;
+};
+static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
+
+template <typename T, int V> struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+template <typename T, int V> __device__ __forceinline__ Vec<T, V> load_stream(const T* p) {
+  if constexpr (sizeof(Vec<T, V>) == 16) {
+    const uint4 u = __ldcs(reinterpret_cast<const uint4*>(p));  // read once: evict first
+    Vec<T, V> r;
+    memcpy(&r, &u, 16);
+    return r;
+  } else {
+    return *reinterpret_cast<const Vec<T, V>*>(p);
+  }
+}
+
+template <typename T, int V> __device__ __forceinline__ Vec<T, V> load_x(const T* p) {
+  return *reinterpret_cast<const Vec<T, V>*>(p);
+}
+
+// acc + Σ_j a[j]·b[j] in f32, converting each element just before its multiply-add (bf16 by bit
+// placement), so no converted vector has to live in registers.
+template <typename T, int V> __device__ __forceinline__ float dot_acc(const Vec<T, V>& a, const Vec<T, V>& b, float acc) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && V % 2 == 0) {
+    uint32_t wa[V / 2], wb[V / 2];
+    memcpy(wa, &a, sizeof(wa));
+    memcpy(wb, &b, sizeof(wb));
+#pragma unroll
+    for (int j = 0; j < V / 2; ++j) {
+      acc = fmaf(__uint_as_float(wa[j] << 16), __uint_as_float(wb[j] << 16), acc);
+      acc = fmaf(__uint_as_float(wa[j] & 0xffff0000u), __uint_as_float(wb[j] & 0xffff0000u), acc);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc = fmaf(to_float(a.v[j]), to_float(b.v[j]), acc);
+  }
+  return acc;
+}
+
+// The conv step of a conv column (GemvConv), on this kernel's rounded output v: the same
+// arithmetic, in the same order, as causalConv1dUpdate's kernel applied to the stored output.
+template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int64_t ch, float v) {
+  using cuda::load_any;
+  const float x = to_float(cuda::from_float<T>(v));
+  const int64_t W = cv.width, base = (m * cv.channels + ch) * (W - 1);
+  float acc = cv.bias ? load_any(cv.bias, cv.bias_dtype, ch) : 0.f;
+  for (int64_t k = 0; k < W - 1; ++k) acc += load_any(cv.weight, cv.weight_dtype, ch * W + k) * load_any(cv.state, cv.state_dtype, base + k);
+  acc += load_any(cv.weight, cv.weight_dtype, ch * W + W - 1) * x;
+  for (int64_t k = 0; k + 1 < W - 1; ++k) cuda::store_any(cv.state, cv.state_dtype, base + k, load_any(cv.state, cv.state_dtype, base + k + 1));
+  if (W > 1) cuda::store_any(cv.state, cv.state_dtype, base + W - 2, x);
+  return cv.silu ? cuda::silu_f(acc) : acc;
+}
+
+// Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
+// of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
+template <typename T, int V, int C, int MM>
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+  constexpr int U = GemvTraits::in_flight(MM) / C;
+  constexpr int64_t LS = 32 * V;  // a warp's stride along K
+  __shared__ float red[GemvTraits::kWarps][C * MM];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int slice = warp % S;
+  const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps / S) + warp / S) * C;
+  const int M = MM == 1 ? 1 : static_cast<int>(p.M);
+  const int64_t K = p.K, ldx = p.ldx ? p.ldx : p.K;
+  const T* w = static_cast<const T*>(p.weight);
+  const T* x = static_cast<const T*>(p.x);
+  const T* wr[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) wr[c] = w + (n0 + c < p.N ? n0 + c : p.N - 1) * K;  // clamped: loads stay in bounds
+  const int64_t k_end = min(K, (slice + 1) * kslice);
+  int64_t k = slice * kslice + lane * V;
+
+  float acc[C][MM];
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+#pragma unroll
+    for (int m = 0; m < MM; ++m) acc[c][m] = 0.f;
+
+  Vec<T, V> wv[C][U];
+  auto load_batch = [&](int64_t k0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
+  };
+  bool full = k + (U - 1) * LS < k_end;
+  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  while (full) {
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
+#pragma unroll
+        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
+      }
+    }
+    k += U * LS;
+    full = k + (U - 1) * LS < k_end;
+    if (full) load_batch(k);
+  }
+  for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
+    Vec<T, V> t[C];
+#pragma unroll
+    for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      if (m >= M) break;
+      const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
+#pragma unroll
+      for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
+    }
+  }
+
+  // Every lane ends with every (column, row) sum; lane c·MM + m owns output (m, n0 + c).
+  float mine = 0.f;
+#pragma unroll
+  for (int c = 0; c < C; ++c)
+#pragma unroll
+    for (int m = 0; m < MM; ++m) {
+      float v = acc[c][m];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane == c * MM + m) mine = v;
+    }
+  const int c = lane / MM, m = lane % MM;
+  const bool owner = lane < C * MM && m < M && n0 + c < p.N;
+  if (S > 1) {
+    if (lane < C * MM) red[warp][lane] = mine;
+    __syncthreads();
+    if (slice != 0) return;
+    for (int s = 1; s < S; ++s) mine += red[warp + s][lane < C * MM ? lane : 0];
+  }
+  if (owner) {
+    const int64_t n = n0 + c;
+    if (p.bias) mine += cuda::load_any(p.bias, p.bias_dtype, n);
+    if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) mine = conv_step<T>(cv, m, n - cv.lo, mine);
+    static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(mine);
+  }
+}
+
+template <typename T, int V, int C>
+void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+  if (p.M == 1)
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+  else
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, cudaStream_t st) {
+  constexpr int V = 16 / sizeof(T);
+  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
+  // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
+  // warp for narrow outputs, then K split across the warps of a block.
+  const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
+  const int64_t W = GemvTraits::kWarps;
+  int C = vec ? 4 : 1;
+  while (C > 1 && (p.N + W * C - 1) / (W * C) < want) C /= 2;
+  const int lanes_v = vec ? V : 1;
+  int S = 1;
+  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
+  const int64_t per = 32 * lanes_v;
+  const int64_t kslice = ((p.K + S - 1) / S + per - 1) / per * per;
+  const int64_t cols_per_block = W / S * C;
+  const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
+  if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
+  const unsigned g = static_cast<unsigned>(blocks);
+  if (!vec) {
+    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
+  } else if (C == 4) {
+    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
+  } else if (C == 2) {
+    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
+  } else {
+    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
+  }
+}
+
+}  // namespace
+
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
+  const GemvConv cv = conv ? *conv : GemvConv{};
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, static_cast<cudaStream_t>(stream)); });
+  cuda::check_launch("linear (gemv)");
+}
+
+}  // namespace ss
