@@ -30,6 +30,9 @@ constexpr int kNT = 512;        // threads per block
 constexpr int kMaxHeads = 8;    // heads per block (d.HB)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
+// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter), less
+// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 6, 7, 11).
+constexpr int kRedWarps = 5;
 static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
@@ -39,7 +42,7 @@ struct MmaGradLayout {
   int ldN, ldP, ldM;
   size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
   size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
-  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red kNT
+  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
   size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
   __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
     ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
@@ -64,7 +67,7 @@ struct MmaGradLayout {
     b0 = o;
     const size_t part = 4 * kQ * 4;
     oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
-    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kNT) * 4) - b0;
+    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
@@ -201,7 +204,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     usum += u;
   }
   float gh = 0.f;
-  for (int k = 0; k < kNT / 32; ++k) gh += pt.red[lane * (kNT / 32) + k];
+  for (int i = lane; i < kRedWarps * 32; i += 32) gh += pt.red[i];
   for (int off = 16; off > 0; off /= 2) {
     usum += __shfl_xor_sync(0xffffffffu, usum, off);
     gh += __shfl_xor_sync(0xffffffffu, gh, off);
@@ -274,18 +277,21 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
   constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
+  // this warp's share of Σ S1∘S0 (the other warps above the diagonal), else −1
+  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 6 ? 2 : warp == 7 ? 3 : warp == 11 ? 4 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
+  const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
   auto load_head = [&](int hh, int buf) {
     const int h = h_begin + hh;
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
     const int64_t xo = xo_of(h);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
-    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC, walk_p);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC, walk_p);
+    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC, walk_p);
     const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP, walk_n);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP, walk_n);
     __pipeline_commit();
   };
   // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
@@ -295,8 +301,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
   {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
-    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
+    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     load_head(0, 0);
   }
   chunk_scalars_heads<kQ>(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
@@ -352,10 +358,28 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
     }
 
-    // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W
-    {
+    // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W. Tiles
+    //      above the diagonal are never read (every product's k range stops at the diagonal):
+    //      their warps only zero their partial sums and form Σ S1∘S0 instead.
+    if (!lower) {
+      if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
+      if (red_rank >= 0) {  // pairs i = r·NP + col stepped without divisions, fixed order
+        constexpr int kRT = kRedWarps * 32;
+        const int rt = red_rank * 32 + lane;
+        float part = 0.f;
+        const int dr = 2 * kRT / NP, dc = 2 * kRT % NP;
+        for (int r = 2 * rt / NP, col = 2 * rt % NP; r < PC; r += dr, col += dc) {
+          if (col >= NP) col -= NP, ++r;
+          if (r >= PC) break;
+          const int o = r * ldN + col;
+          const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
+          part += gv.x * hv.x + gv.y * hv.y;
+        }
+        pt.red[rt] = part;
+      }
+    } else {
       float acc[2][4] = {};
-      if (lower) warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
+      warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
       float cs_t[2], cs_s[2][2], dtp_s[2][2];
       int seg_t[2], seg_s[2][2];
 #pragma unroll
@@ -376,7 +400,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
           float m[2], n2[2], md[2];
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const bool valid = lower && s + e <= t && seg_s[j][e] == seg_t[hi];
+            const bool valid = s + e <= t && seg_s[j][e] == seg_t[hi];
             const float lexp = valid ? __expf(cs_t[hi] - cs_s[j][e]) : 0.f;
             const float cbv = valid ? cb[j][hi * 2 + e] : 0.f;
             const float dyx = acc[j][hi * 2 + e] * dtp_s[j][e];
@@ -535,18 +559,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
-    {  // Σ S1∘S0 (the decay term), fixed order; pairs i = r·NP + col stepped without divisions
-      float part = 0.f;
-      const int dr = 2 * kNT / NP, dc = 2 * kNT % NP;
-      for (int r = 2 * tid / NP, col = 2 * tid % NP; r < PC; r += dr, col += dc) {
-        if (col >= NP) col -= NP, ++r;
-        if (r >= PC) break;
-        const int o = r * ldN + col;
-        const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
-        part += gv.x * hv.x + gv.y * hv.y;
-      }
-      pt.red[tid] = part;
-    }
     __syncthreads();
   }  // heads
 

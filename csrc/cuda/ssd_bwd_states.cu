@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
   T* out = static_cast<T*>(rev ? d.S1 : d.S0) + (int64_t(b) * d.H + h) * nc * d.PP * NP + int64_t(p0) * NP;
   const int64_t xs = int64_t(d.H) * P, bs = int64_t(d.G) * d.N;
   auto chunk_of = [&](int i) { return rev ? nc - 1 - i : i; };  // i-th chunk visited
+  const TileWalk<NT, T> walk_n(NP);  // the B / C tiles' copy walk, made once
   auto load_chunk = [&](int i) {
     const int c = chunk_of(i), t0 = c * kQ, q = min(kQ, d.L - t0);
     unsigned char* base = smem + (i & 1) * lay.buf_bytes;
@@ -95,7 +96,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     tile_copy<NT>(reinterpret_cast<T*>(base + lay.oX), lay.ldX, Xg + xo, xs, q, kQ, pw, kPT);
     if (gate) tile_copy<NT>(reinterpret_cast<T*>(base + lay.oZ), lay.ldX, Zg + xo, xs, q, kQ, pw, kPT);
     tile_copy<NT>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N, bs, q,
-                  kQ, d.N, NP);
+                  kQ, d.N, NP, walk_n);
     tile_copy<NT>(reinterpret_cast<float*>(base + lay.oWt), kQ, wt + t0, kQ, 1, 1, kQ, kQ);
     __pipeline_commit();
   };
