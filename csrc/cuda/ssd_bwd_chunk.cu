@@ -75,15 +75,17 @@ struct MmaGradLayout {
 };
 
 // dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
-// cp.async mapping of tile_copy, both tiles copied 16 bytes at a time), so its own wait
+// cp.async mapping of tile_copy, walk: both tiles copied 16 bytes at a time), so its own wait
 // suffices and no barrier is needed before; else on any elements (after a barrier).
 template <typename T, bool OWN>
-__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
+__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWalk<kNT, T> walk) {
   if constexpr (OWN) {
     constexpr int V = 16 / sizeof(T);
-    const int vcols = PC / V;
-    for (int idx = threadIdx.x; idx < kQ * vcols; idx += kNT) {
-      const int o = (idx / vcols) * ld + (idx % vcols) * V;
+    const int vcols = PC / V, dr = int(walk.step & 0xffffu), dc = int(walk.step >> 16);
+    for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < kQ; r += dr, cv += dc) {
+      if (cv >= vcols) cv -= vcols, ++r;
+      if (r >= kQ) break;
+      const int o = r * ld + cv * V;
 #pragma unroll
       for (int k = 0; k < V; k += 2) {
         const float2 dv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(dout + o + k));
@@ -333,10 +335,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const T* sG = reinterpret_cast<const T*>(base + lay.oG);
     T* sDyW = at(lay.sDy);
     const T* sDy = has_z ? sDyW : sDout;
-    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC);  // sDy's readers (head hh − 1) are past the barrier below
+    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC, walk_p);  // sDy's readers (head hh − 1) are past the barrier below
     __syncthreads();
     if (has_z && !own_dy) {
-      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC);
+      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p);
       __syncthreads();
     }
     const float* dtp = sDtpA + hh * kQ;
