@@ -177,6 +177,26 @@ __device__ __forceinline__ void st2(T* p, float lo, float hi) {
   *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
 }
 
+// sum[hi] += Σ over this lane's columns of tile[t][p]·acc[t][p], rows t = r0 + g + 8·hi of a
+// 16 × 16 accumulator pair (columns p0 ..); quad_sum completes the row.
+template <typename T>
+__device__ __forceinline__ void row_dots(float (&sum)[2], const float (&acc)[2][4], const T* tile, int ld, int r0, int p0,
+                                         int lane) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int t = r0 + lane / 4 + hi * 8, p = p0 + j * 8 + (lane % 4) * 2;
+      const float2 v = ld2(tile + t * ld + p);
+      sum[hi] += v.x * acc[j][hi * 2] + v.y * acc[j][hi * 2 + 1];
+    }
+}
+// acc's rows scaled: rows g by lo, rows g + 8 by hi.
+__device__ __forceinline__ void scale_rows(float (&acc)[2][4], float lo, float hi) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j) acc[j][0] *= lo, acc[j][1] *= lo, acc[j][2] *= hi, acc[j][3] *= hi;
+}
+
 // The partial sums of one head (one parity set).
 struct Parts {
   float *row, *col, *v, *u, *ddt, *dp, *red;
@@ -443,22 +463,9 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       float vsum[2] = {0.f, 0.f};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 dy = ld2(sDy + t * ldP + p);
-            vsum[hi] += dy.x * acc[j][hi * 2] + dy.y * acc[j][hi * 2 + 1];
-          }
+        row_dots(vsum, acc, sDy, ldP, r0, p0, lane);
         if (has_z) {
-          float e_t[2];
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) e_t[hi] = ein[r0 + gq + hi * 8];
-#pragma unroll
-          for (int j = 0; j < 2; ++j)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) acc[j][i] *= e_t[i >> 1];
+          scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
           warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
           T* dz = static_cast<T*>(d.dz);
 #pragma unroll
@@ -499,18 +506,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
-        float eo[2];
-#pragma unroll
-        for (int hi = 0; hi < 2; ++hi) eo[hi] = eout[r0 + gq + hi * 8];
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 xv = ld2(sX + s * ldP + p);
-            usum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
-            acc[j][hi * 2] *= eo[hi], acc[j][hi * 2 + 1] *= eo[hi];
-          }
+        row_dots(usum, acc, sX, ldP, r0, p0, lane);
+        scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
         warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
         T* dx = static_cast<T*>(d.dx);
 #pragma unroll

@@ -101,20 +101,26 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     __pipeline_commit();
   };
 
-  // the state at this warp's fragments, from h0 / dFinalStates
-  float acc[kMaxGroups][2][4];
+  // the state at this warp's fragments, from h0 / dFinalStates; each_state(f) calls f(element,
+  // p, n) on the elements of this warp's column groups with their headdim and dstate indices
+  float acc[kMaxGroups][2][4] = {};
+  auto each_state = [&](auto&& f) {
+#pragma unroll
+    for (int gi = 0; gi < kMaxGroups; ++gi) {
+      if (gi >= g_count) break;
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          f(acc[gi][j][i], p0 + m0 + gq + (i >> 1) * 8, (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1));
+    }
+  };
+  const int64_t state0 = (int64_t(b) * d.H + h) * P;  // row of (b, h, p = 0) in h0 / dFinalStates / dh0
   const float* seed = rev ? d.dfinal : d.h0;
-#pragma unroll
-  for (int gi = 0; gi < kMaxGroups; ++gi)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int p = p0 + m0 + gq + (i >> 1) * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1);
-        acc[gi][j][i] = (seed && gi < g_count && p < P && n < d.N)
-                            ? seed[((int64_t(b) * d.H + h) * P + p) * d.N + n]
-                            : 0.f;
-      }
+  if (seed)
+    each_state([&](float& a, int p, int n) {
+      if (p < P && n < d.N) a = seed[(state0 + p) * d.N + n];
+    });
 
   load_chunk(0);
   float a_next = __ldg(dec + chunk_of(0));
@@ -177,17 +183,9 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     }
   }
   if (rev && d.dh0 && active)
-#pragma unroll
-    for (int gi = 0; gi < kMaxGroups; ++gi) {
-      if (gi >= g_count) break;
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int p = p0 + m0 + gq + (i >> 1) * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1);
-          if (p < P && n < d.N) d.dh0[((int64_t(b) * d.H + h) * P + p) * d.N + n] = acc[gi][j][i];
-        }
-    }
+    each_state([&](float& a, int p, int n) {
+      if (p < P && n < d.N) d.dh0[(state0 + p) * d.N + n] = a;
+    });
 }
 
 template <typename T>
