@@ -1,7 +1,7 @@
 /** Random SSD problems shared by the CPU and GPU tests: float64 arrays for the reference and tensors for the op. */
-import { DType, Device, Tensor, tensor } from '../lib/index';
-import { SsdChunkScanOptions } from '../lib/ops/ssd';
-import { randnArray, rng, uniformArray } from './helpers';
+import { DType, Device, Tensor, ssdChunkScanBackward, tensor } from '../lib/index';
+import { SsdChunkScanGradients, SsdChunkScanOptions } from '../lib/ops/ssd';
+import { randnArray, rng, uniformArray, values } from './helpers';
 import { SsdRefInputs } from './reference/ssd';
 
 export interface SsdCase {
@@ -90,4 +90,18 @@ export function roundedTo(pr: SsdRefInputs, dtype: DType): SsdRefInputs {
 
 export function disposeAll(o: object): void {
   for (const v of Object.values(o)) if (v instanceof Tensor) v.dispose();
+}
+
+/** Every gradient of ssdChunkScanBackward for upstream gradients dy (shaped like x) and dFinalStates, as float64 arrays. */
+export async function ssdGrads(o: SsdChunkScanOptions, dy: Float64Array, dfin: Float64Array, dtype: DType, device: Device): Promise<Record<string, Float64Array>> {
+  const [b, l, h, p] = o.x.shape;
+  const n = o.B.shape[3];
+  const g = ssdChunkScanBackward({
+    ...o,
+    dy: tensor(dy, [b, l, h, p], { dtype, device }),
+    dFinalStates: tensor(dfin, [b, h, p, n], { dtype: 'float32', device }),
+  });
+  const out: Record<string, Float64Array> = {};
+  for (const [k, t] of Object.entries(g as SsdChunkScanGradients)) out[k] = await values(t);
+  return out;
 }

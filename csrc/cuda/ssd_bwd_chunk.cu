@@ -30,6 +30,9 @@ constexpr int kNT = 512;        // threads per block
 constexpr int kMaxHeads = 8;    // heads per block (d.HB)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
+// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter), less
+// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 6, 7, 11).
+constexpr int kRedWarps = 5;
 static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
@@ -39,7 +42,7 @@ struct MmaGradLayout {
   int ldN, ldP, ldM;
   size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
   size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
-  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red kNT
+  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
   size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
   __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
     ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
@@ -64,7 +67,7 @@ struct MmaGradLayout {
     b0 = o;
     const size_t part = 4 * kQ * 4;
     oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
-    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kNT) * 4) - b0;
+    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
@@ -72,15 +75,17 @@ struct MmaGradLayout {
 };
 
 // dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
-// cp.async mapping of tile_copy, both tiles copied 16 bytes at a time), so its own wait
+// cp.async mapping of tile_copy, walk: both tiles copied 16 bytes at a time), so its own wait
 // suffices and no barrier is needed before; else on any elements (after a barrier).
 template <typename T, bool OWN>
-__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC) {
+__device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWalk<kNT, T> walk) {
   if constexpr (OWN) {
     constexpr int V = 16 / sizeof(T);
-    const int vcols = PC / V;
-    for (int idx = threadIdx.x; idx < kQ * vcols; idx += kNT) {
-      const int o = (idx / vcols) * ld + (idx % vcols) * V;
+    const int vcols = PC / V, dr = int(walk.step & 0xffffu), dc = int(walk.step >> 16);
+    for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < kQ; r += dr, cv += dc) {
+      if (cv >= vcols) cv -= vcols, ++r;
+      if (r >= kQ) break;
+      const int o = r * ld + cv * V;
 #pragma unroll
       for (int k = 0; k < V; k += 2) {
         const float2 dv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(dout + o + k));
@@ -172,6 +177,26 @@ __device__ __forceinline__ void st2(T* p, float lo, float hi) {
   *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
 }
 
+// sum[hi] += Σ over this lane's columns of tile[t][p]·acc[t][p], rows t = r0 + g + 8·hi of a
+// 16 × 16 accumulator pair (columns p0 ..); quad_sum completes the row.
+template <typename T>
+__device__ __forceinline__ void row_dots(float (&sum)[2], const float (&acc)[2][4], const T* tile, int ld, int r0, int p0,
+                                         int lane) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j)
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {
+      const int t = r0 + lane / 4 + hi * 8, p = p0 + j * 8 + (lane % 4) * 2;
+      const float2 v = ld2(tile + t * ld + p);
+      sum[hi] += v.x * acc[j][hi * 2] + v.y * acc[j][hi * 2 + 1];
+    }
+}
+// acc's rows scaled: rows g by lo, rows g + 8 by hi.
+__device__ __forceinline__ void scale_rows(float (&acc)[2][4], float lo, float hi) {
+#pragma unroll
+  for (int j = 0; j < 2; ++j) acc[j][0] *= lo, acc[j][1] *= lo, acc[j][2] *= hi, acc[j][3] *= hi;
+}
+
 // The partial sums of one head (one parity set).
 struct Parts {
   float *row, *col, *v, *u, *ddt, *dp, *red;
@@ -201,7 +226,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     usum += u;
   }
   float gh = 0.f;
-  for (int k = 0; k < kNT / 32; ++k) gh += pt.red[lane * (kNT / 32) + k];
+  for (int i = lane; i < kRedWarps * 32; i += 32) gh += pt.red[i];
   for (int off = 16; off > 0; off /= 2) {
     usum += __shfl_xor_sync(0xffffffffu, usum, off);
     gh += __shfl_xor_sync(0xffffffffu, gh, off);
@@ -274,18 +299,21 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
   constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
+  // this warp's share of Σ S1∘S0 (the other warps above the diagonal), else −1
+  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 6 ? 2 : warp == 7 ? 3 : warp == 11 ? 4 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
+  const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
   auto load_head = [&](int hh, int buf) {
     const int h = h_begin + hh;
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
     const int64_t xo = xo_of(h);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC);
-    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC, walk_p);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC, walk_p);
+    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC, walk_p);
     const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP, walk_n);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP, walk_n);
     __pipeline_commit();
   };
   // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
@@ -295,8 +323,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
   {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
-    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP);
+    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
+    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     load_head(0, 0);
   }
   chunk_scalars_heads<kQ>(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
@@ -327,10 +355,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const T* sG = reinterpret_cast<const T*>(base + lay.oG);
     T* sDyW = at(lay.sDy);
     const T* sDy = has_z ? sDyW : sDout;
-    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC);  // sDy's readers (head hh − 1) are past the barrier below
+    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC, walk_p);  // sDy's readers (head hh − 1) are past the barrier below
     __syncthreads();
     if (has_z && !own_dy) {
-      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC);
+      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p);
       __syncthreads();
     }
     const float* dtp = sDtpA + hh * kQ;
@@ -352,10 +380,28 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
     }
 
-    // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W
-    {
+    // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W. Tiles
+    //      above the diagonal are never read (every product's k range stops at the diagonal):
+    //      their warps only zero their partial sums and form Σ S1∘S0 instead.
+    if (!lower) {
+      if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
+      if (red_rank >= 0) {  // pairs i = r·NP + col stepped without divisions, fixed order
+        constexpr int kRT = kRedWarps * 32;
+        const int rt = red_rank * 32 + lane;
+        float part = 0.f;
+        const int dr = 2 * kRT / NP, dc = 2 * kRT % NP;
+        for (int r = 2 * rt / NP, col = 2 * rt % NP; r < PC; r += dr, col += dc) {
+          if (col >= NP) col -= NP, ++r;
+          if (r >= PC) break;
+          const int o = r * ldN + col;
+          const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
+          part += gv.x * hv.x + gv.y * hv.y;
+        }
+        pt.red[rt] = part;
+      }
+    } else {
       float acc[2][4] = {};
-      if (lower) warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
+      warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
       float cs_t[2], cs_s[2][2], dtp_s[2][2];
       int seg_t[2], seg_s[2][2];
 #pragma unroll
@@ -376,7 +422,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
           float m[2], n2[2], md[2];
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
-            const bool valid = lower && s + e <= t && seg_s[j][e] == seg_t[hi];
+            const bool valid = s + e <= t && seg_s[j][e] == seg_t[hi];
             const float lexp = valid ? __expf(cs_t[hi] - cs_s[j][e]) : 0.f;
             const float cbv = valid ? cb[j][hi * 2 + e] : 0.f;
             const float dyx = acc[j][hi * 2 + e] * dtp_s[j][e];
@@ -417,22 +463,9 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       float vsum[2] = {0.f, 0.f};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 dy = ld2(sDy + t * ldP + p);
-            vsum[hi] += dy.x * acc[j][hi * 2] + dy.y * acc[j][hi * 2 + 1];
-          }
+        row_dots(vsum, acc, sDy, ldP, r0, p0, lane);
         if (has_z) {
-          float e_t[2];
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) e_t[hi] = ein[r0 + gq + hi * 8];
-#pragma unroll
-          for (int j = 0; j < 2; ++j)
-#pragma unroll
-            for (int i = 0; i < 4; ++i) acc[j][i] *= e_t[i >> 1];
+          scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
           warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
           T* dz = static_cast<T*>(d.dz);
 #pragma unroll
@@ -473,18 +506,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
       if (pcols) {
         warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
-        float eo[2];
-#pragma unroll
-        for (int hi = 0; hi < 2; ++hi) eo[hi] = eout[r0 + gq + hi * 8];
-#pragma unroll
-        for (int j = 0; j < 2; ++j)
-#pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 xv = ld2(sX + s * ldP + p);
-            usum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
-            acc[j][hi * 2] *= eo[hi], acc[j][hi * 2 + 1] *= eo[hi];
-          }
+        row_dots(usum, acc, sX, ldP, r0, p0, lane);
+        scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
         warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
         T* dx = static_cast<T*>(d.dx);
 #pragma unroll
@@ -535,18 +558,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
     }
 
-    {  // Σ S1∘S0 (the decay term), fixed order; pairs i = r·NP + col stepped without divisions
-      float part = 0.f;
-      const int dr = 2 * kNT / NP, dc = 2 * kNT % NP;
-      for (int r = 2 * tid / NP, col = 2 * tid % NP; r < PC; r += dr, col += dc) {
-        if (col >= NP) col -= NP, ++r;
-        if (r >= PC) break;
-        const int o = r * ldN + col;
-        const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
-        part += gv.x * hv.x + gv.y * hv.y;
-      }
-      pt.red[tid] = part;
-    }
     __syncthreads();
   }  // heads
 

@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
   T* out = static_cast<T*>(rev ? d.S1 : d.S0) + (int64_t(b) * d.H + h) * nc * d.PP * NP + int64_t(p0) * NP;
   const int64_t xs = int64_t(d.H) * P, bs = int64_t(d.G) * d.N;
   auto chunk_of = [&](int i) { return rev ? nc - 1 - i : i; };  // i-th chunk visited
+  const TileWalk<NT, T> walk_n(NP);  // the B / C tiles' copy walk, made once
   auto load_chunk = [&](int i) {
     const int c = chunk_of(i), t0 = c * kQ, q = min(kQ, d.L - t0);
     unsigned char* base = smem + (i & 1) * lay.buf_bytes;
@@ -95,25 +96,31 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     tile_copy<NT>(reinterpret_cast<T*>(base + lay.oX), lay.ldX, Xg + xo, xs, q, kQ, pw, kPT);
     if (gate) tile_copy<NT>(reinterpret_cast<T*>(base + lay.oZ), lay.ldX, Zg + xo, xs, q, kQ, pw, kPT);
     tile_copy<NT>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N, bs, q,
-                  kQ, d.N, NP);
+                  kQ, d.N, NP, walk_n);
     tile_copy<NT>(reinterpret_cast<float*>(base + lay.oWt), kQ, wt + t0, kQ, 1, 1, kQ, kQ);
     __pipeline_commit();
   };
 
-  // the state at this warp's fragments, from h0 / dFinalStates
-  float acc[kMaxGroups][2][4];
+  // the state at this warp's fragments, from h0 / dFinalStates; each_state(f) calls f(element,
+  // p, n) on the elements of this warp's column groups with their headdim and dstate indices
+  float acc[kMaxGroups][2][4] = {};
+  auto each_state = [&](auto&& f) {
+#pragma unroll
+    for (int gi = 0; gi < kMaxGroups; ++gi) {
+      if (gi >= g_count) break;
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          f(acc[gi][j][i], p0 + m0 + gq + (i >> 1) * 8, (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1));
+    }
+  };
+  const int64_t state0 = (int64_t(b) * d.H + h) * P;  // row of (b, h, p = 0) in h0 / dFinalStates / dh0
   const float* seed = rev ? d.dfinal : d.h0;
-#pragma unroll
-  for (int gi = 0; gi < kMaxGroups; ++gi)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int p = p0 + m0 + gq + (i >> 1) * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1);
-        acc[gi][j][i] = (seed && gi < g_count && p < P && n < d.N)
-                            ? seed[((int64_t(b) * d.H + h) * P + p) * d.N + n]
-                            : 0.f;
-      }
+  if (seed)
+    each_state([&](float& a, int p, int n) {
+      if (p < P && n < d.N) a = seed[(state0 + p) * d.N + n];
+    });
 
   load_chunk(0);
   float a_next = __ldg(dec + chunk_of(0));
@@ -176,17 +183,9 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     }
   }
   if (rev && d.dh0 && active)
-#pragma unroll
-    for (int gi = 0; gi < kMaxGroups; ++gi) {
-      if (gi >= g_count) break;
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int p = p0 + m0 + gq + (i >> 1) * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1);
-          if (p < P && n < d.N) d.dh0[((int64_t(b) * d.H + h) * P + p) * d.N + n] = acc[gi][j][i];
-        }
-    }
+    each_state([&](float& a, int p, int n) {
+      if (p < P && n < d.N) d.dh0[(state0 + p) * d.N + n] = a;
+    });
 }
 
 template <typename T>

@@ -16,16 +16,31 @@ __device__ __forceinline__ bool tile_vec(int ldd, const T* src, int64_t stride, 
          (reinterpret_cast<uintptr_t>(src) % 16) == 0;
 }
 
+// This thread's start and step through the 16-byte pieces of a tile `cols` wide in tile_copy's
+// cp.async path (piece = r·(cols / V) + c / V; start piece threadIdx.x, step NT), packed as two
+// 16-bit halves (row, piece column) per word. Its integer divisions cost ≈ 40 instructions: a
+// kernel that copies tiles of the same runtime width in a loop makes it once and passes it in.
+template <int NT, typename T>
+struct TileWalk {
+  static_assert(NT < 65536, "16-bit fields");
+  uint32_t start, step;
+  __device__ explicit TileWalk(int cols) {
+    const int vcols = max(1, cols / int(16 / sizeof(T)));
+    start = uint32_t(threadIdx.x / vcols) | (uint32_t(threadIdx.x % vcols) << 16);
+    step = uint32_t(NT / vcols) | (uint32_t(NT % vcols) << 16);
+  }
+};
+
 // dst[r][c] = src[r·stride + c] for r < rows_valid, c < cols_valid, else 0 (rows × cols).
-// cp.async path: thread i handles 16-byte pieces i, i + NT, ... (piece = r·(cols / V) + c / V);
+// cp.async path: thread i handles 16-byte pieces i, i + NT, ... (walk: TileWalk<NT, T>(cols));
 // otherwise element by element (synchronous).
 template <int NT, typename T>
 __device__ void tile_copy(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
-                          int cols) {
+                          int cols, TileWalk<NT, T> walk) {
   constexpr int V = 16 / sizeof(T);
   if (tile_vec(ldd, src, stride, cols_valid, cols)) {
-    const int vcols = cols / V, dr = NT / vcols, dc = NT % vcols;
-    for (int r = threadIdx.x / vcols, cv = threadIdx.x % vcols; r < rows; r += dr, cv += dc) {
+    const int vcols = cols / V, dr = int(walk.step & 0xffffu), dc = int(walk.step >> 16);
+    for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < rows; r += dr, cv += dc) {
       if (cv >= vcols) cv -= vcols, ++r;
       if (r >= rows) break;
       T* to = dst + r * ldd + cv * V;
@@ -40,6 +55,11 @@ __device__ void tile_copy(T* dst, int ldd, const T* src, int64_t stride, int row
     const int r = idx / cols, c = idx % cols;
     dst[r * ldd + c] = (r < rows_valid && c < cols_valid) ? __ldg(src + int64_t(r) * stride + c) : from_float<T>(0.f);
   }
+}
+template <int NT, typename T>
+__device__ void tile_copy(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
+                          int cols) {
+  tile_copy<NT, T>(dst, ldd, src, stride, rows_valid, rows, cols_valid, cols, TileWalk<NT, T>(cols));
 }
 
 }  // namespace ss::cuda::ssd

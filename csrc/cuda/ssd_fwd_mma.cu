@@ -185,17 +185,21 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
   const bool writer = nt == 0 && pt == 0;  // one block per (batch, head) stores the scalars
   const float A = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
 
-  // The running state, in the accumulator layout (f32).
+  // The running state, in the accumulator layout (f32); each_state(f) calls f(element, p, n)
+  // on every element with its headdim and dstate indices (possibly past P / N).
   float acc[2][4][4];
+  auto each_state = [&](auto&& f) {
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+    for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
+      for (int ni = 0; ni < 4; ++ni)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, e), n = n0 + 32 * wn + 8 * ni + acc_col(lane, e);
-        acc[mi][ni][e] = (d.h0 && p < d.P && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] : 0.f;
-      }
+        for (int e = 0; e < 4; ++e)
+          f(acc[mi][ni][e], p0 + 32 * wm + 16 * mi + acc_row(lane, e), n0 + 32 * wn + 8 * ni + acc_col(lane, e));
+  };
+  each_state([&](float& a, int p, int n) {
+    a = (d.h0 && p < d.P && n < d.N) ? d.h0[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] : 0.f;
+  });
 
   const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
@@ -338,15 +342,9 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
   }
 
   if (d.final_states)
-#pragma unroll
-    for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-      for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, e), n = n0 + 32 * wn + 8 * ni + acc_col(lane, e);
-          if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = acc[mi][ni][e];
-        }
+    each_state([&](float& a, int p, int n) {
+      if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = a;
+    });
 }
 
 // grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile

@@ -5,37 +5,21 @@
  * large dt·|A|. The CPU backward itself is checked against finite differences (test/ssd.test.ts).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { DType, debugPoison, ssdChunkScan, ssdChunkScanBackward, tensor } from '../../lib/index';
-import { SsdChunkScanGradients, SsdChunkScanOptions } from '../../lib/ops/ssd';
+import { DType, debugPoison, ssdChunkScan, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, randnArray, relErr, rng, values } from '../helpers';
 import { SsdRefInputs } from '../reference/ssd';
-import { SsdCase, makeSsdProblem, roundedTo, ssdTensors } from '../ssd_inputs';
+import { SsdCase, makeSsdProblem, roundedTo, ssdGrads, ssdTensors } from '../ssd_inputs';
 
 // The kernels round their operands (dt'·x products, masks, chunk states) to the 16-bit type.
 const TOL: Record<string, number> = { bfloat16: 5e-2, float16: 2e-2 };
-
-type Grads = Record<string, Float64Array>;
-
-async function grads(o: SsdChunkScanOptions, dy: Float64Array, dfin: Float64Array, dtype: DType, device: 'cpu' | 'cuda'): Promise<Grads> {
-  const [b, l, h, p] = o.x.shape;
-  const n = o.B.shape[3];
-  const g = ssdChunkScanBackward({
-    ...o,
-    dy: tensor(dy, [b, l, h, p], { dtype, device }),
-    dFinalStates: tensor(dfin, [b, h, p, n], { dtype: 'float32', device }),
-  });
-  const out: Grads = {};
-  for (const [k, t] of Object.entries(g as SsdChunkScanGradients)) out[k] = await values(t);
-  return out;
-}
 
 /** CUDA gradients in `dtype` and the CPU float64 gradients of the same rounded inputs and dy. */
 async function both(pr: SsdRefInputs, dtype: DType, chunk: number | undefined, r: () => number) {
   const { batch: b, seqlen: l, heads: h, headdim: p, dstate: n } = pr;
   const dy = randnArray(b * l * h * p, r), dfin = randnArray(b * h * p * n, r);
-  const cuda = await grads(ssdTensors(pr, dtype, 'cuda', chunk), dy, dfin, dtype, 'cuda');
+  const cuda = await ssdGrads(ssdTensors(pr, dtype, 'cuda', chunk), dy, dfin, dtype, 'cuda');
   const dyr = Float64Array.from(tensor(dy, [dy.length], { dtype }).dataSync());
-  const cpu = await grads(ssdTensors(roundedTo(pr, dtype), 'float64', 'cpu', chunk), dyr, dfin, 'float64', 'cpu');
+  const cpu = await ssdGrads(ssdTensors(roundedTo(pr, dtype), 'float64', 'cpu', chunk), dyr, dfin, 'float64', 'cpu');
   return { cuda, cpu };
 }
 
@@ -83,9 +67,9 @@ describeGpu('ssdChunkScanBackward on CUDA vs the CPU float64 backward', () => {
       const dfin = randnArray(c.batch * c.heads * c.headdim * c.dstate, r);
       for (const dtype of ['bfloat16', 'float16'] as DType[]) {
         const o = ssdTensors(pr, dtype, 'cuda');
-        const a = await grads(o, dy, dfin, dtype, 'cuda');
-        const b = await grads(o, dy, dfin, dtype, 'cuda');
-        const again = await grads(o, dy, dfin, dtype, 'cuda');
+        const a = await ssdGrads(o, dy, dfin, dtype, 'cuda');
+        const b = await ssdGrads(o, dy, dfin, dtype, 'cuda');
+        const again = await ssdGrads(o, dy, dfin, dtype, 'cuda');
         for (const k of Object.keys(a)) {
           expect(Buffer.from(a[k].buffer).equals(Buffer.from(b[k].buffer)), `${dtype} headdim ${c.headdim} ${k}`).toBe(true);
           expect(Buffer.from(a[k].buffer).equals(Buffer.from(again[k].buffer)), `${dtype} headdim ${c.headdim} ${k}`).toBe(true);
@@ -119,7 +103,7 @@ describeGpu('ssdChunkScanBackward on CUDA vs the CPU float64 backward', () => {
     const o = ssdTensors(pr, 'bfloat16', 'cuda');
     const y = await values(ssdChunkScan(o).y);
     expectNoNaN(y, 'y');
-    const g = await grads(o, randnArray(y.length, r), new Float64Array(2 * 16 * 64 * 128), 'bfloat16', 'cuda');
+    const g = await ssdGrads(o, randnArray(y.length, r), new Float64Array(2 * 16 * 64 * 128), 'bfloat16', 'cuda');
     for (const [k, v] of Object.entries(g)) expectNoNaN(v, k);
   });
 });
