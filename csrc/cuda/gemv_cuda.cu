@@ -89,7 +89,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 5 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -112,43 +112,34 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 #pragma unroll
     for (int m = 0; m < MM; ++m) acc[c][m] = 0.f;
 
+  // A batch: the (up to) U vectors per column of this lane at k0, k0 + LS, ... that lie in its
+  // part of the slice, all loaded before any is used. Only a lane's last batch is partial, and it
+  // is still one round trip (out_proj 1x2560x5120: 8 + 8 + 4 vectors per lane, 3 round trips).
   Vec<T, V> wv[C][U];
   auto load_batch = [&](int64_t k0) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
+      if (k0 + u * LS < k_end)
 #pragma unroll
-      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
+        for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  bool full = k + (U - 1) * LS < k_end;
-  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
+  if (k < k_end) load_batch(k);  // weights only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  while (full) {
+  while (k < k_end) {
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
+        if (k + u * LS >= k_end) break;
         const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
 #pragma unroll
         for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
       }
     }
     k += U * LS;
-    full = k + (U - 1) * LS < k_end;
-    if (full) load_batch(k);
-  }
-  for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
-    Vec<T, V> t[C];
-#pragma unroll
-    for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
-#pragma unroll
-    for (int m = 0; m < MM; ++m) {
-      if (m >= M) break;
-      const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
-#pragma unroll
-      for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
-    }
+    if (k < k_end) load_batch(k);
   }
 
   // Every lane ends with every (column, row) sum; lane c·MM + m owns output (m, n0 + c).
@@ -192,14 +183,17 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
-  // warp for narrow outputs, then K split across the warps of a block.
+  // warp for narrow outputs, then K split across the warps of a block while each warp keeps at
+  // least half a batch per lane (the last partial batch is one round trip: mamba-2.8b's x_proj
+  // 192x5120 runs as 4 slices of 5 vectors per lane, one round trip, instead of 2 slices of 8 + 2:
+  // three).
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
   const int64_t W = GemvTraits::kWarps;
   int C = vec ? 4 : 1;
   while (C > 1 && (p.N + W * C - 1) / (W * C) < want) C /= 2;
   const int lanes_v = vec ? V : 1;
   int S = 1;
-  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
+  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
   const int64_t per = 32 * lanes_v;
   const int64_t kslice = ((p.K + S - 1) / S + per - 1) / per * per;
   const int64_t cols_per_block = W / S * C;
