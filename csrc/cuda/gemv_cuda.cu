@@ -13,6 +13,7 @@
 //  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
 //    (in_proj and the conv update in one kernel).
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
@@ -187,7 +188,10 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   // least half a batch per lane (the last partial batch is one round trip: mamba-2.8b's x_proj
   // 192x5120 runs as 4 slices of 5 vectors per lane, one round trip, instead of 2 slices of 8 + 2:
   // three).
-  const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
+  // STATESPACE_GEMV_BLOCKS_PER_SM: a tuning knob for A/B runs of bench gemm (temporary).
+  const char* env = std::getenv("STATESPACE_GEMV_BLOCKS_PER_SM");
+  const int64_t per_sm = env && std::atoi(env) > 0 ? std::atoi(env) : 4;
+  const int64_t want = per_sm * static_cast<int64_t>(cuda::sm_count());
   const int64_t W = GemvTraits::kWarps;
   int C = vec ? 4 : 1;
   while (C > 1 && (p.N + W * C - 1) / (W * C) < want) C /= 2;
