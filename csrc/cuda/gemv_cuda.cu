@@ -13,8 +13,6 @@
 //  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
 //    (in_proj and the conv update in one kernel).
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
@@ -90,8 +88,8 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
-template <typename T, int V, int C, int MM, bool kTail>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 5 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+template <typename T, int V, int C, int MM>
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -114,39 +112,33 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 #pragma unroll
     for (int m = 0; m < MM; ++m) acc[c][m] = 0.f;
 
-  // A batch: the (up to) U vectors per column of this lane at k0, k0 + LS, ... that lie in its
-  // part of the slice, all loaded before any is used. Only a lane's last batch is partial, and it
-  // is still one round trip (out_proj 1x2560x5120: 8 + 8 + 4 vectors per lane, 3 round trips).
-  // STATESPACE_GEMV_TAIL=0 (A/B runs only, !kTail): full batches only, then the rest one
-  // vector per round trip (the kernel before 23:20).
   Vec<T, V> wv[C][U];
-  auto batch_ok = [&](int64_t k0) { return k0 < k_end && (kTail || k0 + (U - 1) * LS < k_end); };
   auto load_batch = [&](int64_t k0) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (k0 + u * LS < k_end)
 #pragma unroll
-        for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
+      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  if (batch_ok(k)) load_batch(k);  // weights only: may run before the producer of x has finished
+  bool full = k + (U - 1) * LS < k_end;
+  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  while (batch_ok(k)) {
+  while (full) {
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        if (k + u * LS >= k_end) break;
         const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
 #pragma unroll
         for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
       }
     }
     k += U * LS;
-    if (batch_ok(k)) load_batch(k);
+    full = k + (U - 1) * LS < k_end;
+    if (full) load_batch(k);
   }
-  for (; !kTail && k < k_end; k += LS) {
+  for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
     Vec<T, V> t[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
@@ -187,12 +179,11 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 }
 
 template <typename T, int V, int C>
-void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks, bool tail_batch) {
-  auto go = [&](auto kernel) { cuda::launch_pdl(kernel, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice); };
+void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   if (p.M == 1)
-    tail_batch ? go(gemv_kernel<T, V, C, 1, true>) : go(gemv_kernel<T, V, C, 1, false>);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
   else
-    tail_batch ? go(gemv_kernel<T, V, C, GemvTraits::kMaxM, true>) : go(gemv_kernel<T, V, C, GemvTraits::kMaxM, false>);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -201,20 +192,14 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
-  // warp for narrow outputs, then K split across the warps of a block while each warp keeps at
-  // least half a batch per lane (the last partial batch is one round trip: mamba-2.8b's x_proj
-  // 192x5120 runs as 4 slices of 5 vectors per lane, one round trip, instead of 2 slices of 8 + 2:
-  // three).
+  // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
-  // Read on every launch (a graph keeps the setting it was captured with): A/B runs only.
-  const char* env = std::getenv("STATESPACE_GEMV_TAIL");
-  const bool tail_batch = !(env && std::strcmp(env, "0") == 0);
   const int64_t W = GemvTraits::kWarps;
   int C = vec ? 4 : 1;
   while (C > 1 && (p.N + W * C - 1) / (W * C) < want) C /= 2;
   const int lanes_v = vec ? V : 1;
   int S = 1;
-  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= (tail_batch ? 1 : 2) * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
+  while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
   const int64_t per = 32 * lanes_v;
   const int64_t kslice = ((p.K + S - 1) / S + per - 1) / per * per;
   const int64_t cols_per_block = W / S * C;
@@ -222,13 +207,13 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g, tail_batch);
+    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, cv, st, S, kslice, g, tail_batch);
+    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, cv, st, S, kslice, g, tail_batch);
+    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, cv, st, S, kslice, g, tail_batch);
+    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
   }
 }
 
