@@ -4,16 +4,23 @@
  * cuBLAS and through the builtin tensor-core kernel (STATESPACE_CUBLAS=0), f32 on the CPU.
  * M <= 8 on CUDA always runs statespace's matrix-vector kernel ('gemv'): judge it by GB/s.
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
+ * The matrix-vector rows are timed twice: called from JS ('gemv': a call's host dispatch,
+ * ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between kernels) and
+ * replayed from a CUDA graph of GRAPH_CALLS calls ('gemv graph': the kernels back to back, as in
+ * a decode step's graph) — the second is the kernel's own time.
  */
-import { DType, Device, linear, linearBackend, randn, tidy } from '../lib/index';
+import { DType, Device, captureGraph, linear, linearBackend, randn, tidy } from '../lib/index';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
 import { timeIt } from './timing';
+
+const GRAPH_CALLS = 10;
 
 const LAYERS: Array<[string, number, number]> = [
   // name, out (N), in (K)
   ['mamba-2.8b in_proj', 10240, 2560],
   ['mamba-2.8b out_proj', 2560, 5120],
+  ['mamba-2.8b x_proj', 192, 5120],
   ['mamba2-2.7b in_proj', 10576, 2560],
   ['lm_head (vocab 50280)', 50280, 2560],
 ];
@@ -27,17 +34,30 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
         const t = timeIt(device, () => linear({ x, weight: w }).dispose(), { batch: device === 'cpu' ? 1 : 5, iters: device === 'cpu' ? 3 : 15, warmup: device === 'cpu' ? 1 : 3 });
         const el = dtype === 'float32' ? 4 : 2;
         const bytes = (M * K + N * K + M * N) * el;
-        report.add({
-          device,
-          backend: device !== 'cpu' && M <= 8 ? 'gemv' : backend,
-          layer: name,
-          'M x N x K': `${M}x${N}x${K}`,
-          dtype,
-          ms: t.ms,
-          'TFLOP/s': (2 * M * N * K) / (t.ms / 1e3) / 1e12,
-          'GB/s': bytes / (t.ms / 1e3) / 1e9,
-          'of copy bw': bytes / (t.ms / 1e3) / bw,
-        });
+        const add = (kind: string, ms: number) =>
+          report.add({
+            device,
+            backend: kind,
+            layer: name,
+            'M x N x K': `${M}x${N}x${K}`,
+            dtype,
+            ms,
+            'TFLOP/s': (2 * M * N * K) / (ms / 1e3) / 1e12,
+            'GB/s': bytes / (ms / 1e3) / 1e9,
+            'of copy bw': bytes / (ms / 1e3) / bw,
+          });
+        const gemv = device !== 'cpu' && M <= 8;
+        add(gemv ? 'gemv' : backend, t.ms);
+        if (gemv) {
+          const g = captureGraph(device, () => {
+            for (let i = 0; i < GRAPH_CALLS; i++) linear({ x, weight: w }).dispose();
+          });
+          try {
+            add('gemv graph', timeIt(device, () => g.replay(), { iters: 15, warmup: 3 }).ms / GRAPH_CALLS);
+          } finally {
+            g.dispose();
+          }
+        }
       });
     }
   }

@@ -45,15 +45,25 @@ __device__ float block_sum_all(float v, float* red) {
   return s;
 }
 
-// One block per (row, group). Pass 1 forms r = x (+ residual) (· silu(z)), writes the residual
-// stream and sums r²; pass 2 recomputes r (its inputs are still in L1) and scales it.
-template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
-  __shared__ float red[32];
+// The start of a norm kernel's block (one per (row, group)): waits for the producers, then
+// returns the row, the group's first column and its element offset.
+struct NormBlock {
+  int64_t row, g0, off;
+};
+__device__ __forceinline__ NormBlock norm_block_start(const RmsNormParams& p) {
   cuda::pdl_wait();
   cuda::pdl_trigger();
   const int64_t groups_per_row = p.dim / p.group;
   const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
-  const int64_t off = row * p.dim + g0;
+  return {row, g0, row * p.dim + g0};
+}
+
+// One block per (row, group). Pass 1 forms r = x (+ residual) (· silu(z)), writes the residual
+// stream and sums r²; pass 2 recomputes r (its inputs are still in L1) and scales it.
+template <typename T> __global__ void rms_norm_kernel(RmsNormParams p) {
+  __shared__ float red[32];
+  const NormBlock nb = norm_block_start(p);
+  const int64_t row = nb.row, g0 = nb.g0, off = nb.off;
   const T* x = static_cast<const T*>(p.x) + off;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * p.z_stride + g0 : nullptr;
   auto value = [&](int64_t i, bool write_residual) {
@@ -88,11 +98,8 @@ template <typename T>
 __global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
   constexpr int V = 16 / sizeof(T);
   __shared__ float red[32];
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  const int64_t groups_per_row = p.dim / p.group;
-  const int64_t row = blockIdx.x / groups_per_row, g0 = (blockIdx.x % groups_per_row) * p.group;
-  const int64_t off = row * p.dim + g0;
+  const NormBlock nb = norm_block_start(p);
+  const int64_t row = nb.row, g0 = nb.g0, off = nb.off;
   const int nv = static_cast<int>(p.group / V);
   float r[NormTraits::kMaxVecs][V];
   float ss = 0.f;

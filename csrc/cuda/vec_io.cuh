@@ -11,51 +11,32 @@ template <typename S, int V> struct alignas(sizeof(S) * V) Vec {
   S v[V];
 };
 
-template <int V> __device__ __forceinline__ void load_vals(const void* base, DType d, int64_t i, float (&out)[V]) {
+// Calls f(S{}) with S the storage type of dtype d (bf16, fp16, else f32).
+template <typename F> __device__ __forceinline__ void with_storage_type(DType d, F&& f) {
   switch (d) {
-    case DType::BFloat16: {
-      const Vec<__nv_bfloat16, V> v = reinterpret_cast<const Vec<__nv_bfloat16, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = __bfloat162float(v.v[e]);
-      break;
-    }
-    case DType::Float16: {
-      const Vec<__half, V> v = reinterpret_cast<const Vec<__half, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = __half2float(v.v[e]);
-      break;
-    }
-    default: {
-      const Vec<float, V> v = reinterpret_cast<const Vec<float, V>*>(base)[i / V];
-#pragma unroll
-      for (int e = 0; e < V; ++e) out[e] = v.v[e];
-    }
+    case DType::BFloat16: f(__nv_bfloat16{}); break;
+    case DType::Float16: f(__half{}); break;
+    default: f(float{});
   }
 }
 
+template <int V> __device__ __forceinline__ void load_vals(const void* base, DType d, int64_t i, float (&out)[V]) {
+  with_storage_type(d, [&](auto tag) {
+    using S = decltype(tag);
+    const Vec<S, V> v = reinterpret_cast<const Vec<S, V>*>(base)[i / V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = to_float(v.v[e]);
+  });
+}
+
 template <int V> __device__ __forceinline__ void store_vals(void* base, DType d, int64_t i, const float (&in)[V]) {
-  switch (d) {
-    case DType::BFloat16: {
-      Vec<__nv_bfloat16, V> v;
+  with_storage_type(d, [&](auto tag) {
+    using S = decltype(tag);
+    Vec<S, V> v;
 #pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = __float2bfloat16_rn(in[e]);
-      reinterpret_cast<Vec<__nv_bfloat16, V>*>(base)[i / V] = v;
-      break;
-    }
-    case DType::Float16: {
-      Vec<__half, V> v;
-#pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = __float2half_rn(in[e]);
-      reinterpret_cast<Vec<__half, V>*>(base)[i / V] = v;
-      break;
-    }
-    default: {
-      Vec<float, V> v;
-#pragma unroll
-      for (int e = 0; e < V; ++e) v.v[e] = in[e];
-      reinterpret_cast<Vec<float, V>*>(base)[i / V] = v;
-    }
-  }
+    for (int e = 0; e < V; ++e) v.v[e] = from_float<S>(in[e]);
+    reinterpret_cast<Vec<S, V>*>(base)[i / V] = v;
+  });
 }
 
 }  // namespace ss::cuda

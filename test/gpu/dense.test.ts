@@ -20,6 +20,8 @@ const SHAPES: Array<[number, number, number]> = [
   [1, 5120, 160], // K shorter than a warp's vector stride (dt_proj)
   [7, 2051, 2560], // several rows, a partly filled last block
   [2, 77, 4104], // two columns per warp, K split, tail vectors
+  [1, 768, 1536], // K split in 2, one partial batch per lane (mamba-130m out_proj)
+  [1, 80, 1544], // K split in 2 with a short last slice (partial batch, vectors past the end)
 ];
 
 /** Runs the GEMM checks with cuBLAS on (when the host has it) or forced off. */
