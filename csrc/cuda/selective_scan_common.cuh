@@ -11,6 +11,7 @@
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
 #pragma once
 #include <cstdint>
+#include "cuda/runtime.h"
 #include "cuda/types.cuh"
 #include "ops/selective_scan.h"
 
@@ -197,6 +198,25 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   return s;
 }
 
+// Loads the given kernels' modules (cudaFuncGetAttributes does, CUDA loading modules lazily).
+template <typename... Ks>
+void touch_kernels(Ks... kernels) {
+  cudaFuncAttributes a;
+  (cudaFuncGetAttributes(&a, kernels), ...);
+}
+
+// Registers Touch<T>::run() for every float dtype as one preload (cuda::register_kernel_preload:
+// run when a device is first used, not on an op's first call). Call from a static initializer.
+template <template <typename> class Touch>
+bool preload_per_dtype() {
+  cuda::register_kernel_preload([] {
+    Touch<float>::run();
+    Touch<__half>::run();
+    Touch<__nv_bfloat16>::run();
+  });
+  return true;
+}
+
 // Refuses sizes the launch grid can't take (never truncates). In selective_scan_fwd.cu.
 void check_grid(const SelectiveScanParams& p, const Tiling& tl);
 
@@ -331,62 +351,6 @@ __device__ __forceinline__ void load_bc_tiles(float* s_B, float* s_C, const T* B
   } else {
     if (!b_ti) load_bc_tile(s_B, Bg, p, lo, chunk, t0, len);
     if (!c_ti) load_bc_tile(s_C, Cg, p, lo, chunk, t0, len);
-  }
-}
-
-// 2-byte B and C (bf16, half) staged as they are, interleaved: [step][npad / 4][B x4, C x4], so a
-// lane gets 4 values of B_t and 4 of C_t with one 16-byte shared load (half the shared-memory
-// bytes and loads of two f32 tiles; the forward is bound by that pipe). Raw copies, no conversion;
-// zeros past dstate / seqlen. stage_c false: only the B halves (the checkpoint / ends passes).
-template <typename T>
-__device__ __forceinline__ void load_bc_packed(T* dst, const T* Bg, const T* Cg, bool stage_c, bool vec,
-                                               const SelectiveScanParams& p, const Layout& lo, int chunk, int64_t t0,
-                                               int len) {
-  static_assert(sizeof(T) == 2, "packed tiles hold 2-byte elements");
-  auto* out = reinterpret_cast<unsigned short*>(dst);
-  const auto* rb = reinterpret_cast<const unsigned short*>(Bg);
-  const auto* rc = reinterpret_cast<const unsigned short*>(Cg);
-  const int nm = stage_c ? 2 : 1, q4 = lo.npad >> 2;
-  auto at = [&](int t, int n, int m) { return ((t * q4 + (n >> 2)) << 3) + (m << 2) + (n & 3); };
-  if (vec && len == chunk) {
-    constexpr int V = 8;  // 16 bytes of one state row: 8 steps
-    const int lgn = __ffs(lo.npad) - 1;  // npad is a power of two
-    for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
-      const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
-      for (int m = 0; m < nm; ++m) {
-        uint4 raw = make_uint4(0, 0, 0, 0);
-        if (n < p.dstate) raw = *reinterpret_cast<const uint4*>((m ? rc : rb) + n * p.seqlen + t0 + t);
-        const unsigned short* e = reinterpret_cast<const unsigned short*>(&raw);
-#pragma unroll
-        for (int j = 0; j < V; ++j) out[at(t + j, n, m)] = e[j];
-      }
-    }
-  } else {
-    const int lg = __ffs(chunk) - 1;
-    for (int i = threadIdx.x; i < lo.npad * chunk; i += kThreads) {
-      const int n = i >> lg, t = i & (chunk - 1);
-      const bool in = n < p.dstate && t < len;
-      for (int m = 0; m < nm; ++m) out[at(t, n, m)] = in ? (m ? rc : rb)[n * p.seqlen + t0 + t] : 0;
-    }
-  }
-}
-
-// A lane's K values of B_t (and, kC, of C_t) from a packed tile (src: its first group at step t).
-template <typename T, int K, bool kC>
-__device__ __forceinline__ void load_packed_k(float (&bv)[K], float (&cv)[K], const T* src) {
-#pragma unroll
-  for (int q = 0; q < K / 4; ++q) {
-    if (kC) {
-      const uint4 w = reinterpret_cast<const uint4*>(src)[q];
-      const T* e = reinterpret_cast<const T*>(&w);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[4 * q + j] = cuda::to_float(e[j]), cv[4 * q + j] = cuda::to_float(e[4 + j]);
-    } else {
-      const uint2 w = *reinterpret_cast<const uint2*>(src + 8 * q);
-      const T* e = reinterpret_cast<const T*>(&w);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) bv[4 * q + j] = cuda::to_float(e[j]), cv[4 * q + j] = 0.f;
-    }
   }
 }
 

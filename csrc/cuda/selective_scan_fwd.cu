@@ -95,12 +95,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // This lane's B_t (C_t) values start at b_src + t * b_step: the staged tile, or its
   // time-invariant values with step 0 (no branch per step).
   const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
-  // 2-byte B and C per step: one packed tile in s_B's space (load_bc_packed), one 16-byte load
-  // per step for both (B alone where C isn't wanted). kCanPack false: the f32 tiles always.
-  constexpr bool kCanPack = sizeof(T) == 2;
-  const bool packed = kCanPack && !b_ti && (c_tile || !want_y);
-  const T* bc_src = reinterpret_cast<const T*>(s_B) + lane * 2 * K;
-  const int bc_step = 2 * npad;
   const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
   const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
   const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
@@ -111,10 +105,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
   // backward). Steps past seqlen have delta' = 0: the state stays as is.
-  // kPacked: B and C from the packed 2-byte tile.
-  auto run_steps = [&](auto restart_tag, auto y_tag, auto pack_tag, int ngroups) {
+  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-    constexpr bool kPacked = decltype(pack_tag)::value;
 #pragma unroll(kY ? 2 : 1)
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
@@ -124,13 +116,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       for (int s = 0; s < 4; ++s) {
         const float dt = st.dt[s], du = dt * st.u[s];
         float bv[K], cv[K];
-        if (kPacked) {
-          load_packed_k<T, K, kY>(bv, cv, bc_src + (t + s) * bc_step);
-        } else if (kY) {
-          load_k<K>(bv, b_src + (t + s) * b_step);
+        load_k<K>(bv, b_src + (t + s) * b_step);
+        if (kY) {
           load_k<K>(cv, c_src + (t + s) * c_step);
         } else {
-          load_k<K>(bv, b_src + (t + s) * b_step);
 #pragma unroll
           for (int k = 0; k < K; ++k) cv[k] = 0.f;
         }
@@ -209,14 +198,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         s_zy[r * TP + t] = zv;
       }
     }
-    if constexpr (kCanPack) {
-      if (packed)
-        load_bc_packed(reinterpret_cast<T*>(s_B), Bg, Cg, c_tile, vec, p, lo, chunk, t0, len);
-      else
-        load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
-    } else {
-      load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
-    }
+    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
     if (t0 + span < t_end) {  // the next chunk's inputs into L2
@@ -230,22 +212,16 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
 
     const int ngroups = (len + 3) >> 2;
-    auto run = [&](auto restart_tag, auto y_tag) {
-      if (packed)
-        run_steps(restart_tag, y_tag, std::integral_constant<bool, kCanPack>{}, ngroups);
-      else
-        run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
-    };
     if (p.seq_idx) {
       if (want_y)
-        run(std::true_type{}, std::true_type{});
+        run_steps(std::true_type{}, std::true_type{}, ngroups);
       else
-        run(std::true_type{}, std::false_type{});
+        run_steps(std::true_type{}, std::false_type{}, ngroups);
     } else {
       if (want_y)
-        run(std::false_type{}, std::true_type{});
+        run_steps(std::false_type{}, std::true_type{}, ngroups);
       else
-        run(std::false_type{}, std::false_type{});
+        run_steps(std::false_type{}, std::false_type{}, ngroups);
     }
 
     if (ends_pass) {
@@ -338,18 +314,10 @@ int64_t resident_fwd_blocks(int K) {
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
-void touch_fwd() {
-  cudaFuncAttributes a;
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 4>);
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 0>);
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 8, 32>);
-}
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          touch_fwd<float>();
-                          touch_fwd<__half>();
-                          touch_fwd<__nv_bfloat16>();
-                        }),
-                        true);
+struct TouchFwd {
+  static void run() { touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>); }
+};
+const bool g_preload = preload_per_dtype<TouchFwd>();
 
 }  // namespace
 
