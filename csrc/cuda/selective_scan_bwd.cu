@@ -537,20 +537,13 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 
 // The backward's kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
-void touch_bwd() {
-  cudaFuncAttributes a;
-  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 4>);
-  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 4, 0>);
-  cudaFuncGetAttributes(&a, scan_bwd_kernel<T, 8, 32>);
-  cudaFuncGetAttributes(&a, reduce_rows_kernel<T>);
-  cudaFuncGetAttributes(&a, reduce_steps_kernel<T>);
-}
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          touch_bwd<float>();
-                          touch_bwd<__half>();
-                          touch_bwd<__nv_bfloat16>();
-                        }),
-                        true);
+struct TouchBwd {
+  static void run() {
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
+                  reduce_steps_kernel<T>);
+  }
+};
+const bool g_preload = preload_per_dtype<TouchBwd>();
 
 }  // namespace
 }  // namespace scan_cuda

@@ -11,6 +11,7 @@
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
 #pragma once
 #include <cstdint>
+#include "cuda/runtime.h"
 #include "cuda/types.cuh"
 #include "ops/selective_scan.h"
 
@@ -195,6 +196,25 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   s.dC_step = take(p.c_form == ScanBCForm::PerStep ? step : 0);
   s.total = o;
   return s;
+}
+
+// Loads the given kernels' modules (cudaFuncGetAttributes does, CUDA loading modules lazily).
+template <typename... Ks>
+void touch_kernels(Ks... kernels) {
+  cudaFuncAttributes a;
+  (cudaFuncGetAttributes(&a, kernels), ...);
+}
+
+// Registers Touch<T>::run() for every float dtype as one preload (cuda::register_kernel_preload:
+// run when a device is first used, not on an op's first call). Call from a static initializer.
+template <template <typename> class Touch>
+bool preload_per_dtype() {
+  cuda::register_kernel_preload([] {
+    Touch<float>::run();
+    Touch<__half>::run();
+    Touch<__nv_bfloat16>::run();
+  });
+  return true;
 }
 
 // Refuses sizes the launch grid can't take (never truncates). In selective_scan_fwd.cu.

@@ -314,18 +314,10 @@ int64_t resident_fwd_blocks(int K) {
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
-void touch_fwd() {
-  cudaFuncAttributes a;
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 4>);
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 4, 0>);
-  cudaFuncGetAttributes(&a, scan_fwd_kernel<T, 8, 32>);
-}
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          touch_fwd<float>();
-                          touch_fwd<__half>();
-                          touch_fwd<__nv_bfloat16>();
-                        }),
-                        true);
+struct TouchFwd {
+  static void run() { touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>); }
+};
+const bool g_preload = preload_per_dtype<TouchFwd>();
 
 }  // namespace
 

@@ -28,6 +28,10 @@ const cases: ScanCase[] = [
   // few rows: the forward splits time into segments (64 steps here); restarts inside a segment and
   // on a segment boundary (128)
   { batch: 2, dim: 4, seqlen: 600, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true, packed: [[128, 300, 172], [600]] },
+  // 8 states per lane (dstate > 128) with per-step B and C: the forward's packed 2-byte B|C tile
+  // read as two 16-byte groups per step; whole 16-byte staged chunks, then element-wise ones
+  { batch: 1, dim: 40, seqlen: 64, dstate: 144, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true },
+  { batch: 2, dim: 8, seqlen: 45, dstate: 129, B: 2, C: 'step', z: true, D: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -45,7 +49,7 @@ describeGpu('selectiveScan on CUDA', () => {
   afterAll(() => debugPoison(false));
 
   for (const c of cases) {
-    for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 1e-2]] as Array<[DType, number]>) {
+    for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 1e-2], ['float16', 5e-3]] as Array<[DType, number]>) {
       it(`forward ${dtype} ${label(c)}`, () => {
         const { opts, ref } = build(c, dtype, 'cuda');
         const out = selectiveScan({ ...opts, returnLastState: true });
