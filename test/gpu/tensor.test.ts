@@ -80,7 +80,9 @@ describeGpu('CUDA tensors', () => {
     t.dispose();
     await synchronize('cuda');
     const after = memory()['cuda:0'];
-    expect(after.inUse).toBe(before.inUse);
+    // At most what was in use before: tensors that earlier tests left to the garbage collector
+    // may be freed by their finalizers during the awaits, but the 64 MiB must be back.
+    expect(after.inUse).toBeLessThanOrEqual(before.inUse);
     expect(after.cached).toBeGreaterThanOrEqual(bytes);
     emptyCache('cuda');
     expect(memory()['cuda:0'].cached).toBeLessThan(after.cached);
