@@ -46,17 +46,6 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(p)));
 }
-// x2: only lanes 0..15 addresses are used (the others must still be valid addresses).
-__device__ __forceinline__ void ldsm_x2(uint32_t (&r)[2], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x2_t(uint32_t (&r)[2], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(smem_addr(p)));
-}
 
 // Per-lane (row, col) of the address to pass, relative to the tile's top-left element.
 struct RC {
@@ -71,9 +60,6 @@ __device__ __forceinline__ RC a_addr_t(int lane) { return {(lane & 7) + (lane >>
 __device__ __forceinline__ RC b_addr_nk(int lane) { return {(lane & 7) + (lane >> 4) * 8, ((lane >> 3) & 1) * 8}; }
 // Same from a tile stored B[k][n] (n contiguous): ldsm_x4_t. Returned as (k, n).
 __device__ __forceinline__ RC b_addr_kn(int lane) { return {lane & 15, (lane >> 4) * 8}; }
-// One n-tile (16 × 8) with ldsm_x2 from B[n][k] → (n, k); or ldsm_x2_t from B[k][n] → (k, n).
-__device__ __forceinline__ RC b2_addr_nk(int lane) { return {lane & 7, ((lane >> 3) & 1) * 8}; }
-__device__ __forceinline__ RC b2_addr_kn(int lane) { return {lane & 15, 0}; }
 
 // ---------------------------------------------------------------------------------------------
 // mma.sync.m16n8k16, D = A·B + C in place (f32 accumulators).
@@ -116,17 +102,6 @@ __device__ __forceinline__ float2 unpack2(uint32_t v) {
   } else {
     return __half22float2(*reinterpret_cast<const __half2*>(&v));
   }
-}
-
-// Two accumulator tiles of adjacent n-tiles (16×8 each, together 16×16 m × n) as an A fragment
-// (16×16, n becomes k) of a following product — the accumulator and A layouts line up, so no
-// shuffle or shared memory is needed.
-template <typename T>
-__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack2<T>(c0[0], c0[1]);
-  a[1] = pack2<T>(c0[2], c0[3]);
-  a[2] = pack2<T>(c1[0], c1[1]);
-  a[3] = pack2<T>(c1[2], c1[3]);
 }
 
 // Accumulator element i (0..3) of this lane: row and column inside the 16×8 tile.

@@ -74,6 +74,16 @@ struct MmaGradLayout {
   }
 };
 
+// Two adjacent 16-bit elements as floats, and back.
+template <typename T>
+__device__ __forceinline__ float2 ld2(const T* p) {
+  return mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(p));
+}
+template <typename T>
+__device__ __forceinline__ void st2(T* p, float lo, float hi) {
+  *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
+}
+
 // dy = dout·silu(z) over a 64 × PC tile. OWN: on the pieces this thread copied itself (the
 // cp.async mapping of tile_copy, walk: both tiles copied 16 bytes at a time), so its own wait
 // suffices and no barrier is needed before; else on any elements (after a barrier).
@@ -88,9 +98,8 @@ __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWa
       const int o = r * ld + cv * V;
 #pragma unroll
       for (int k = 0; k < V; k += 2) {
-        const float2 dv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(dout + o + k));
-        const float2 zv = mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(z + o + k));
-        *reinterpret_cast<uint32_t*>(dy + o + k) = mma::pack2<T>(dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
+        const float2 dv = ld2(dout + o + k), zv = ld2(z + o + k);
+        st2(dy + o + k, dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
       }
     }
   } else {
@@ -166,15 +175,6 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
       mma16816<T>(acc[jj][1], a, b1);
     }
   }
-}
-
-template <typename T>
-__device__ __forceinline__ float2 ld2(const T* p) {
-  return mma::unpack2<T>(*reinterpret_cast<const uint32_t*>(p));
-}
-template <typename T>
-__device__ __forceinline__ void st2(T* p, float lo, float hi) {
-  *reinterpret_cast<uint32_t*>(p) = mma::pack2<T>(lo, hi);
 }
 
 // sum[hi] += Σ over this lane's columns of tile[t][p]·acc[t][p], rows t = r0 + g + 8·hi of a

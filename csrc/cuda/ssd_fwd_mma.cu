@@ -43,7 +43,7 @@ constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-b
 // aligned, else element by element; rows past rows_valid and columns past cols_valid are zero.
 // The caller commits and waits. When the pieces of a row divide NT, every thread keeps one column
 // and steps down the rows (no division or 64-bit multiply per piece).
-template <int NT, typename T>
+template <typename T>
 __device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, int cols_left) {
   constexpr int V = 16 / sizeof(T);
 #pragma unroll
@@ -69,7 +69,7 @@ __device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, 
       }
     } else {
       for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd)
-        copy_piece<NT>(to, from, r < rows_valid, cols_valid - c);
+        copy_piece(to, from, r < rows_valid, cols_valid - c);
     }
     return;
   }
@@ -80,7 +80,7 @@ __device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, 
     if (r < rows_valid && vec_ok && c + V <= cols_valid)
       __pipeline_memcpy_async(to, from, 16);
     else
-      copy_piece<NT>(to, from, r < rows_valid, cols_valid - c);
+      copy_piece(to, from, r < rows_valid, cols_valid - c);
   }
 }
 
