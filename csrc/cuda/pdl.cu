@@ -1,4 +1,4 @@
-// Host side of cuda/pdl.cuh: whether programmatic launches are used, and the SM count.
+// Host side of cuda/pdl.cuh: whether programmatic launches are used.
 #include "cuda/pdl.cuh"
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +9,7 @@ namespace {
 constexpr int kMaxDevices = 64;
 
 struct DeviceTraits {
-  int major = -1, sms = 0;
+  int major = -1;
 };
 
 const DeviceTraits& traits() {
@@ -21,7 +21,6 @@ const DeviceTraits& traits() {
   DeviceTraits& t = cache[d];
   if (t.major < 0) {
     cudaDeviceGetAttribute(&t.major, cudaDevAttrComputeCapabilityMajor, d);
-    cudaDeviceGetAttribute(&t.sms, cudaDevAttrMultiProcessorCount, d);
   }
   return t;
 }
@@ -34,11 +33,6 @@ bool pdl_enabled() {
   const char* v = std::getenv("STATESPACE_PDL");
   if (v && std::strcmp(v, "0") == 0) return false;
   return traits().major >= 9;
-}
-
-int sm_count() {
-  const int n = traits().sms;
-  return n > 0 ? n : 1;
 }
 
 }  // namespace ss::cuda

@@ -19,8 +19,6 @@ namespace ss::cuda {
 
 // True when the current device supports programmatic launches and STATESPACE_PDL is not "0".
 bool pdl_enabled();
-// Multiprocessors of the current device (cached).
-int sm_count();
 
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {

@@ -254,6 +254,18 @@ void empty_cache(int device) {
 
 void register_kernel_preload(void (*fn)()) { preloads().push_back(fn); }
 
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static thread_local int cache[kMaxDevices] = {};
+  int d = 0;
+  if (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= kMaxDevices ||
+      (cache[d] == 0 && cudaDeviceGetAttribute(&cache[d], cudaDevAttrMultiProcessorCount, d) != cudaSuccess)) {
+    cudaGetLastError();  // a sizing hint only: leave no error for the next launch check
+    return 1;
+  }
+  return cache[d] > 0 ? cache[d] : 1;
+}
+
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw_cuda(e, what);

@@ -49,6 +49,10 @@ void check_launch(const char* what);
 // a static initializer.
 void register_kernel_preload(void (*fn)());
 
+// Multiprocessors of the current device (cached per device and thread; 1 when unknown): sizes
+// grids that should fill the GPU.
+int sm_count();
+
 // Times `iters` device-to-device copies of `bytes` (after a warm-up); returns ms per copy.
 double time_copy(int device, size_t bytes, int iters);
 

@@ -304,12 +304,7 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
 
 // Resident blocks of the forward on this device (cached per device): blocks per SM x SMs.
 int64_t resident_fwd_blocks(int K) {
-  static int sms[64] = {0};
-  int dev = 0;
-  cuda::check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (dev < 0 || dev >= 64) return 0;
-  if (sms[dev] == 0) cuda::check(cudaDeviceGetAttribute(&sms[dev], cudaDevAttrMultiProcessorCount, dev), "SM count");
-  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * sms[dev];
+  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * cuda::sm_count();
 }
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
