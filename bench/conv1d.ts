@@ -35,21 +35,6 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
       }, it);
       row('backward', shape, g.ms, g.firstMs, 3 * n * el);
     });
-    if (!cpu)
-      tidy(() => {
-        // Prefill of one sequence as the models run it: Mamba-1 hands the conv contiguous rows
-        // (1, 5120, 2048); Mamba-2 a channels-last slice of in_proj's (1, 2048, 10576) output,
-        // (1, 5376, 2048) with channel stride 1, read in place (y channels-last too).
-        const w1 = randn([5120, width], { device }), b1 = randn([5120], { device });
-        const x1 = randn([1, 5120, seqlen], { dtype, device });
-        const m1 = timeIt(device, () => causalConv1d({ x: x1, weight: w1, bias: b1, activation: 'silu' }).y.dispose(), { batch: 20, iters: 15 });
-        row('forward (Mamba-1 prefill)', `1x5120x${seqlen} w${width}`, m1.ms, m1.firstMs, 2 * 5120 * seqlen * el);
-        const C = 5376, proj = randn([1, seqlen, 10576], { dtype, device });
-        const w2 = randn([C, width], { device }), b2 = randn([C], { device });
-        const x2 = proj.slice(2, 5120, 5120 + C).transpose(1, 2);
-        const m2 = timeIt(device, () => causalConv1d({ x: x2, weight: w2, bias: b2, activation: 'silu' }).y.dispose(), { batch: 20, iters: 15 });
-        row('forward (Mamba-2 prefill, channels-last)', `1x${C}x${seqlen} w${width}`, m2.ms, m2.firstMs, 2 * C * seqlen * el);
-      });
     tidy(() => {
       const ub = cpu ? 1 : 64, d = 5120;
       const state = randn([ub, d, width - 1], { dtype, device });

@@ -6,13 +6,6 @@
 namespace ss::binding {
 namespace {
 
-bool silu_activation(Napi::Object o) {
-  Napi::Value v = o.Get("activation");
-  if (v.IsUndefined() || v.IsNull()) return false;
-  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "silu") return true;
-  fail("ERR_INVALID_ARG", ErrorKind::Type, "activation: expected 'silu' or null");
-}
-
 Conv1dArgs conv_args(Napi::Object o, bool backward) {
   Conv1dArgs a;
   a.x = required_tensor(o, "x");

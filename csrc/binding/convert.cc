@@ -56,6 +56,13 @@ bool optional_bool(Napi::Object opts, const char* name, bool fallback) {
   return v.As<Napi::Boolean>().Value();
 }
 
+bool silu_activation(Napi::Object opts) {
+  Napi::Value v = opts.Get("activation");
+  if (v.IsUndefined() || v.IsNull()) return false;
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "silu") return true;
+  fail("ERR_INVALID_ARG", ErrorKind::Type, "activation: expected 'silu' or null");
+}
+
 std::vector<int64_t> to_shape(Napi::Value v, const std::string& name) { return int_array(v, name); }
 
 Napi::Object options_arg(const Napi::CallbackInfo& info, const char* op) {

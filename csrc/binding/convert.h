@@ -19,6 +19,8 @@ Tensor required_tensor(Napi::Object opts, const char* name);
 Tensor optional_tensor(Napi::Object opts, const char* name);  // undefined/null -> !defined()
 double optional_number(Napi::Object opts, const char* name, double fallback);
 bool optional_bool(Napi::Object opts, const char* name, bool fallback);
+// The `activation` option: true for 'silu', false when absent or null (ERR_INVALID_ARG otherwise).
+bool silu_activation(Napi::Object opts);
 std::vector<int64_t> to_shape(Napi::Value v, const std::string& name);
 DType to_dtype(Napi::Value v, const std::string& name);
 Device to_device(Napi::Value v, const std::string& name);

@@ -21,9 +21,7 @@ Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
   const double start = optional_number(o, "convStart", -1);
   if (start < 0 || start != static_cast<double>(static_cast<int64_t>(start)))
     fail("ERR_INVALID_ARG", ErrorKind::Type, "convStart: expected a non-negative integer");
-  Napi::Value act = o.Get("activation");
-  const bool silu = act.IsString() && act.As<Napi::String>().Utf8Value() == "silu";
-  if (!silu && !act.IsUndefined() && !act.IsNull()) fail("ERR_INVALID_ARG", ErrorKind::Type, "activation: expected 'silu' or null");
+  const bool silu = silu_activation(o);
   return from_tensor(info.Env(), linear_conv_update(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
                                                     required_tensor(o, "convState"), required_tensor(o, "convWeight"),
                                                     optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu));

@@ -29,10 +29,6 @@ inline int64_t row_stride(const Tensor& t) {
   return stride >= D ? stride : -1;
 }
 
-}  // namespace ss
-
-namespace ss {
-
 // The stride (elements) between the batch entries t[b] when each t[b] is a contiguous block and
 // the blocks do not overlap; -1 otherwise. A batch of one reports its block's size.
 inline int64_t batch_stride(const Tensor& t) {

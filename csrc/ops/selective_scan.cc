@@ -127,10 +127,15 @@ std::vector<Tensor> inputs_of(const SelectiveScanInputs& in) {
 }
 
 #ifdef STATESPACE_WITH_CUDA
-// Allocates the forward's state checkpoints on the device, for the backward.
-Tensor cuda_checkpoints(SelectiveScanParams& p, Device dev) {
+// Sets p.n_chunks: how many state checkpoints the forward writes per row (one every chunk of steps).
+void set_cuda_chunks(SelectiveScanParams& p) {
   const int64_t chunk = selective_scan_cuda_chunk(p);
   p.n_chunks = (p.seqlen + chunk - 1) / chunk;
+}
+
+// Allocates the forward's state checkpoints on the device, for the backward.
+Tensor cuda_checkpoints(SelectiveScanParams& p, Device dev) {
+  set_cuda_chunks(p);
   Tensor ck = empty({p.batch, p.dim, p.n_chunks, p.dstate}, DType::Float32, dev);
   p.checkpoints = ck.ptr<float>();
   return ck;
@@ -220,8 +225,7 @@ SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& raw, const
     // stream order when they go out of scope.
     Tensor ck;
     if (ck_raw.defined()) {
-      const int64_t chunk = selective_scan_cuda_chunk(p);
-      p.n_chunks = (p.seqlen + chunk - 1) / chunk;
+      set_cuda_chunks(p);
       need_shape("checkpoints", ck_raw, {p.batch, p.dim, p.n_chunks, p.dstate},
                  dims({{"batch", p.batch}, {"dim", p.dim}, {"chunks", p.n_chunks}, {"dstate", p.dstate}}) +
                      " as selectiveScan returns with returnCheckpoints");

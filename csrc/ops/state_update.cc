@@ -9,7 +9,15 @@ namespace ss {
 
 namespace {
 Tensor state_update_impl(const StateUpdateArgs& a);
+
+// dt projected by a linear layer first, then the update without dt_proj.
+Tensor with_dt_projected(const StateUpdateArgs& a) {
+  StateUpdateArgs b = a;
+  b.dt = linear(a.dt, a.dt_proj, Tensor{});
+  b.dt_proj = Tensor{};
+  return state_update_impl(b);
 }
+}  // namespace
 
 // With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, few rows),
 // otherwise as a linear layer first (the same rounding either way).
@@ -31,10 +39,7 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
     return state_update_impl(f);  // (falls back below when the kernel cannot take it)
   }
 #endif
-  StateUpdateArgs b = a;
-  b.dt = linear(a.dt, a.dt_proj, Tensor{});
-  b.dt_proj = Tensor{};
-  return state_update_impl(b);
+  return with_dt_projected(a);
 }
 
 namespace {
@@ -174,12 +179,7 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
 #ifdef STATESPACE_WITH_CUDA
   fused = p.dt_proj && !cpu && state_update_cuda_fuses_dt_proj(p);
 #endif
-  if (p.dt_proj && !fused) {
-    StateUpdateArgs b = a;
-    b.dt = linear(a.dt, a.dt_proj, Tensor{});
-    b.dt_proj = Tensor{};
-    return state_update_impl(b);
-  }
+  if (p.dt_proj && !fused) return with_dt_projected(a);
   if (cpu)
     run_cpu({x, dt, A, B, C, D, z, bias, sidx}, {y, state}, [p] { state_update_cpu(p); });
   else

@@ -6,7 +6,7 @@
  */
 import { selectiveScan as selectiveScanOp } from '../ops/selective_scan';
 import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
-import { causalConv1d as causalConv1dOp, causalConv1dUpdate as causalConv1dUpdateOp } from '../ops/conv1d';
+import { causalConv1d as causalConv1dOp } from '../ops/conv1d';
 import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
 import { argmax as argmaxOp } from '../ops/sampling';
@@ -16,7 +16,6 @@ import { timed } from './profile';
 export const selectiveScan = timed('selectiveScan', selectiveScanOp);
 export const ssdChunkScan = timed('ssdChunkScan', ssdChunkScanOp);
 export const causalConv1d = timed('causalConv1d', causalConv1dOp);
-export const causalConv1dUpdate = timed('causalConv1dUpdate', causalConv1dUpdateOp);
 export const embedding = timed('embedding', embeddingOp);
 export const linear = timed('linear', linearOp);
 export const linearConvUpdate = timed('linearConvUpdate', linearConvUpdateOp);
