@@ -248,10 +248,14 @@ describe('ssdChunkScanBackward (CPU) vs finite differences of the reference', ()
     const b = await opGrads(pr, 'float32', 64, wy, wf);
     const c = await opGrads(pr, 'float32', 37, wy, wf);
     const d = await opGrads(pr, 'float64', 64, wy, wf);
+    // dA, dD and ddtBias are a few per-head sums of ~10^4 terms that cancel: float32 rounding
+    // puts them at up to ~7e-6 relative error (40 random draws), so they get a looser bound.
+    const reduced = new Set<GradKey>(['A', 'D', 'dtBias']);
     for (const k of Object.keys(a) as GradKey[]) {
+      const tol = reduced.has(k) ? 5e-5 : 1e-5;
       expect(Buffer.from(a[k]!.buffer).equals(Buffer.from(b[k]!.buffer)), `${k} bitwise`).toBe(true);
-      expectClose(c[k]!, a[k]!, 1e-5, `chunk 37 vs 64: d${k}`);
-      expectClose(a[k]!, d[k]!, 1e-5, `float32 vs float64: d${k}`);
+      expectClose(c[k]!, a[k]!, tol, `chunk 37 vs 64: d${k}`);
+      expectClose(a[k]!, d[k]!, tol, `float32 vs float64: d${k}`);
     }
   });
 
