@@ -392,6 +392,10 @@ void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
   timer.mark("reductions");
 }
 
+namespace {
+const bool g_preload = (cuda::register_kernel_preload(preload_kernels<ssd_bwd_reduce_kernel, ssd_bwd_head_reduce_kernel>), true);
+}  // namespace
+
 template <typename T>
 void launch_chunk_gradients(const Dev& d0, cudaStream_t stream) {
   const GradLayout gl(d0.Q, d0.NP, d0.PC, sizeof(T));

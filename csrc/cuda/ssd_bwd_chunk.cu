@@ -585,11 +585,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   }
 }
 
+namespace {
+const bool g_preload = (cuda::register_kernel_preload(
+                            preload_kernels<ssd_bwd_chunk_mma_kernel<__half>, ssd_bwd_chunk_mma_kernel<__nv_bfloat16>>),
+                        true);
+}  // namespace
+
 template <typename T>
 bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
   if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
   const MmaGradLayout lay(d.PC, d.NP, sizeof(T), d.z != nullptr);
-  set_smem(ssd_bwd_chunk_mma_kernel<T>, lay.bytes, "ssdChunkScanBackward: shared memory");
+  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(lay.bytes);
   ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, lay.bytes, stream>>>(d);
   check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
   return true;

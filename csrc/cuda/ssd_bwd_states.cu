@@ -188,6 +188,14 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     });
 }
 
+namespace {
+const bool g_preload = (cuda::register_kernel_preload(
+                            preload_kernels<ssd_bwd_scalars_kernel, ssd_bwd_state_seq_kernel<__half, 1>,
+                                            ssd_bwd_state_seq_kernel<__half, 2>, ssd_bwd_state_seq_kernel<__nv_bfloat16, 1>,
+                                            ssd_bwd_state_seq_kernel<__nv_bfloat16, 2>>),
+                        true);
+}  // namespace
+
 template <typename T>
 void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t stream, StageTimer& timer) {
   float* w_fwd = weights;
@@ -197,7 +205,10 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
   const SeqLayout lay(d.NP, sizeof(T), d.z != nullptr);
   const int cs = d.NP <= 128 ? 1 : 2;  // column parts per block
   auto kernel = cs == 1 ? ssd_bwd_state_seq_kernel<T, 1> : ssd_bwd_state_seq_kernel<T, 2>;
-  set_smem(kernel, lay.bytes, "ssdChunkScanBackward: shared memory");
+  if (cs == 1)
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 1>>(lay.bytes);
+  else
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 2>>(lay.bytes);
   const int ptiles = (d.PP + kPT - 1) / kPT;
   kernel<<<dim3(ptiles, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk states");

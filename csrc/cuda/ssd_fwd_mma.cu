@@ -23,6 +23,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_fwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
 #include "cuda/ssd_stages.h"
 
@@ -37,52 +38,6 @@ constexpr int kS = 64;             // tokens per slice; rows / columns of every 
 constexpr int kSlices = kQ / kS;   // slices per chunk
 constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
-
-// Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with NT
-// threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and
-// aligned, else element by element; rows past rows_valid and columns past cols_valid are zero.
-// The caller commits and waits. When the pieces of a row divide NT, every thread keeps one column
-// and steps down the rows (no division or 64-bit multiply per piece).
-template <typename T>
-__device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, int cols_left) {
-  constexpr int V = 16 / sizeof(T);
-#pragma unroll
-  for (int e = 0; e < V; ++e) to[e] = (row_ok && e < cols_left) ? __ldg(from + e) : from_float<T>(0.f);
-}
-
-template <int NT, typename T>
-__device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
-  constexpr int V = 16 / sizeof(T);
-  const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
-  const int vcols = cols / V;
-  if (NT % vcols == 0) {
-    const int rstep = NT / vcols, c = (t % vcols) * V, r0 = t / vcols;
-    const T* from = src + int64_t(r0) * stride + c;
-    const int64_t fstep = rstep * stride;
-    T* to = dst + r0 * ldd + c;
-    if (vec_ok && c + V <= cols_valid) {
-      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd) {
-        if (r < rows_valid)
-          __pipeline_memcpy_async(to, from, 16);
-        else
-          *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
-      }
-    } else {
-      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd)
-        copy_piece(to, from, r < rows_valid, cols_valid - c);
-    }
-    return;
-  }
-  for (int idx = t; idx < rows * vcols; idx += NT) {
-    const int r = idx / vcols, c = (idx % vcols) * V;
-    T* to = dst + r * ldd + c;
-    const T* from = src + int64_t(r) * stride + c;
-    if (r < rows_valid && vec_ok && c + V <= cols_valid)
-      __pipeline_memcpy_async(to, from, 16);
-    else
-      copy_piece(to, from, r < rows_valid, cols_valid - c);
-  }
-}
 
 // Shared memory of the state kernel (NW: dstate tile width): double-buffered x and B slices (T),
 // per-token weights w, per-warp scan totals.
@@ -143,20 +98,7 @@ struct OutSmem {
   }
 };
 
-constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
 constexpr int kStateNW = 64;             // dstate tile width of the state kernel
-
-// set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
-// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
-template <auto* KERNEL>
-void set_smem_once(size_t bytes) {
-  static size_t done[64] = {};  // per device: the largest size set so far (a race only repeats the call)
-  int dev = 0;
-  check(cudaGetDevice(&dev), "ssdChunkScan: device");
-  if (dev < 64 && done[dev] >= bytes) return;
-  set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
-  if (dev < 64) done[dev] = bytes;
-}
 
 }  // namespace
 
@@ -596,6 +538,18 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     }
   }
 }
+
+namespace {
+template <typename T>
+void preload_mma() {
+  preload_kernels<ssd_mma_cb_kernel<T>, ssd_mma_state_kernel<T, kStateNW>, ssd_mma_out_kernel<T, 1>, ssd_mma_out_kernel<T, 2>>();
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          preload_mma<__half>();
+                          preload_mma<__nv_bfloat16>();
+                        }),
+                        true);
+}  // namespace
 
 template <typename T>
 void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
