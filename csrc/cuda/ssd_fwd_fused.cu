@@ -19,8 +19,9 @@
 // recomputed from the C and B tiles already in shared memory (no C·Bᵀ pass).
 //
 // Pipeline: x double-buffered (the next chunk's x is copied from the top of a chunk), C and B
-// single-buffered (the next chunk's are copied once every warp is past the chunk's products);
-// three blocks per SM (≈ 70 KB of shared memory each) overlap each other's waits.
+// single-buffered (the next chunk's are copied once every warp is past the chunk's products, in
+// flight during the epilogue); three blocks per SM (≈ 70 KB of shared memory each) overlap each
+// other's waits. Two barriers per chunk.
 //
 // Rounding: the mma operands are T (x·w, C, B, the masked C·Bᵀ, the state entering the chunk);
 // every sum is f32.
@@ -325,7 +326,11 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
       }
     }
 
-    // ---- epilogue: + D·x, gate, store
+    __syncthreads();  // every warp is past chunk c's C, B, sH and scalars: copy the next C and B
+    if (c + 1 < nc) load_bc(c + 1);  // (in flight during the epilogue and the next chunk's scan)
+    __pipeline_commit();
+
+    // ---- epilogue: + D·x (x is double-buffered), gate, store
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
       const int r = r_lo + 8 * hf;
@@ -357,12 +362,7 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
       }
     }
 
-    __syncthreads();  // every warp is past chunk c's C, B, sH and scalars
-    if (c + 1 < nc) {
-      load_bc(c + 1);
-      __pipeline_commit();
-      pass_state(scan(c + 1));
-    }
+    if (c + 1 < nc) pass_state(scan(c + 1));
   }
 
   if (d.final_states)
