@@ -43,18 +43,18 @@ constexpr int kQ = 64;        // tokens per chunk; also the headdim tile
 constexpr int kNT = 128;      // threads per block: 4 warps
 constexpr int kLdX = kQ + 8;  // leading dimension of the x tiles (16-byte row skew)
 
-// Shared memory: two x tiles, the chunk's C and B rows, the state entering the chunk (T,
-// headdim × NP) and the chunk's per-token scalars.
+// Shared memory: two x tiles, the chunk's C and B rows (two of each with DB), the state
+// entering the chunk (T, headdim × NP) and the chunk's per-token scalars.
 struct FusedSmem {
   int ldN;
   size_t sX, sC, sB, sH, sCs, sDt, sSeg, sW, bytes;
-  __host__ __device__ FusedSmem(int NP, int ts) {
+  __host__ __device__ FusedSmem(int NP, int ts, bool db) {
     ldN = NP + 8;
     const size_t nTile = size_t(kQ) * ldN * ts;
     size_t o = 0;
     sX = o, o = align128(o + 2 * size_t(kQ) * kLdX * ts);
-    sC = o, o = align128(o + nTile);
-    sB = o, o = align128(o + nTile);
+    sC = o, o = align128(o + (db ? 2 : 1) * nTile);
+    sB = o, o = align128(o + (db ? 2 : 1) * nTile);
     sH = o, o = align128(o + nTile);
     sCs = o, o += kQ * 4;
     sDt = o, o += kQ * 4;
@@ -85,14 +85,17 @@ __device__ __forceinline__ uint32_t scale2(uint32_t v, float2 w) {
 // grid (⌈P/64⌉, H, batch), 128 threads. rot_div: the SM count; the blocks that share an SM
 // (linear ids ≈ rot_div apart) give the heavier output rows (more of the diagonal block) to
 // different warps, so each scheduler of the SM gets a similar share.
-template <typename T>
+// DB: C and B double-buffered too (copied a chunk ahead with x), for grids of at most two blocks
+// per SM (≈ 105 KB of shared memory): a block that has an SM (nearly) to itself has no other
+// block to cover the copy of C and B behind its epilogue.
+template <typename T, bool DB>
 __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_div) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const FusedSmem lay(d.NP, sizeof(T));
+  const FusedSmem lay(d.NP, sizeof(T), DB);
   const int ldN = lay.ldN, NP = d.NP;
   T* sX = reinterpret_cast<T*>(smem + lay.sX);
-  T* sC = reinterpret_cast<T*>(smem + lay.sC);
-  T* sB = reinterpret_cast<T*>(smem + lay.sB);
+  T* sC0 = reinterpret_cast<T*>(smem + lay.sC);
+  T* sB0 = reinterpret_cast<T*>(smem + lay.sB);
   T* sH = reinterpret_cast<T*>(smem + lay.sH);
   float* sCs = reinterpret_cast<float*>(smem + lay.sCs);
   float* sDt = reinterpret_cast<float*>(smem + lay.sDt);
@@ -134,10 +137,11 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
   auto load_x = [&](int c) {
     copy_tile<kNT>(tid, sX + (c & 1) * kQ * kLdX, kLdX, xb + int64_t(c) * kQ * xs, xs, min(kQ, d.L - c * kQ), kQ, pw, kQ);
   };
+  auto bc_buf = [&](int c) { return DB ? (c & 1) * kQ * ldN : 0; };
   auto load_bc = [&](int c) {
     const int rv = min(kQ, d.L - c * kQ);
-    copy_tile<kNT>(tid, sC, ldN, Cb + int64_t(c) * kQ * bs, bs, rv, kQ, d.N, NP);
-    copy_tile<kNT>(tid, sB, ldN, Bb + int64_t(c) * kQ * bs, bs, rv, kQ, d.N, NP);
+    copy_tile<kNT>(tid, sC0 + bc_buf(c), ldN, Cb + int64_t(c) * kQ * bs, bs, rv, kQ, d.N, NP);
+    copy_tile<kNT>(tid, sB0 + bc_buf(c), ldN, Bb + int64_t(c) * kQ * bs, bs, rv, kQ, d.N, NP);
   };
 
   // Raw dt' inputs and restart flags of tokens 2·lane, 2·lane + 1 of a chunk, fetched a chunk ahead.
@@ -214,7 +218,6 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
   const RC aq = a_addr(lane), aqt = a_addr_t(lane), bnk = b_addr_nk(lane), bkn = b_addr_kn(lane);
   const int r_lo = 16 * mt + (lane >> 2), r_hi = r_lo + 8;  // this lane's output rows in the chunk
   const int tq = 2 * (lane & 3);                          // its first column in a 16×8 tile
-  const T* cRow = sC + (16 * mt + aq.r) * ldN + aq.c;      // its A fragments of C
   const bool pairs = d.P % 2 == 0;
   const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
   const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
@@ -225,10 +228,14 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
     __syncthreads();           // ... from every thread; sH and the scalars of chunk c
     if (c + 1 < nc) {
       load_x(c + 1);  // the other buffer: last read in chunk c − 1
+      if (DB) load_bc(c + 1);
       fetch(c + 1);
     }
     __pipeline_commit();
     const T* X = sX + (c & 1) * kQ * kLdX;
+    const T* sC = sC0 + bc_buf(c);
+    const T* sB = sB0 + bc_buf(c);
+    const T* cRow = sC + (16 * mt + aq.r) * ldN + aq.c;  // this lane's A fragments of C
 
     // z of this lane's outputs: into L2 now, read in the epilogue.
     if (zb && (lane & 3) == 0) {
@@ -327,7 +334,7 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
     }
 
     __syncthreads();  // every warp is past chunk c's C, B, sH and scalars: copy the next C and B
-    if (c + 1 < nc) load_bc(c + 1);  // (in flight during the epilogue and the next chunk's scan)
+    if (!DB && c + 1 < nc) load_bc(c + 1);  // (in flight during the epilogue and the next chunk's scan)
     __pipeline_commit();
 
     // ---- epilogue: + D·x (x is double-buffered), gate, store
@@ -373,16 +380,25 @@ __global__ void __launch_bounds__(kNT, 3) ssd_fused_fwd_kernel(Dev d, int rot_di
 
 namespace {
 const bool g_preload = (cuda::register_kernel_preload(
-                            preload_kernels<ssd_fused_fwd_kernel<__half>, ssd_fused_fwd_kernel<__nv_bfloat16>>),
+                            preload_kernels<ssd_fused_fwd_kernel<__half, false>, ssd_fused_fwd_kernel<__half, true>,
+                                            ssd_fused_fwd_kernel<__nv_bfloat16, false>, ssd_fused_fwd_kernel<__nv_bfloat16, true>>),
                         true);
 }  // namespace
 
 template <typename T>
 void launch_forward_fused(const Dev& d, cudaStream_t stream) {
   StageTimer timer("forward", stream);
-  const size_t bytes = FusedSmem(d.NP, sizeof(T)).bytes;
-  set_smem_once<ssd_fused_fwd_kernel<T>>(bytes);
-  ssd_fused_fwd_kernel<T><<<dim3((d.P + kQ - 1) / kQ, d.H, d.batch), kNT, bytes, stream>>>(d, std::max(1, cuda::sm_count()));
+  const int sms = std::max(1, cuda::sm_count());
+  const dim3 grid((d.P + kQ - 1) / kQ, d.H, d.batch);
+  if (int64_t(grid.x) * grid.y * grid.z <= 2 * sms) {
+    const size_t bytes = FusedSmem(d.NP, sizeof(T), true).bytes;
+    set_smem_once<ssd_fused_fwd_kernel<T, true>>(bytes);
+    ssd_fused_fwd_kernel<T, true><<<grid, kNT, bytes, stream>>>(d, sms);
+  } else {
+    const size_t bytes = FusedSmem(d.NP, sizeof(T), false).bytes;
+    set_smem_once<ssd_fused_fwd_kernel<T, false>>(bytes);
+    ssd_fused_fwd_kernel<T, false><<<grid, kNT, bytes, stream>>>(d, sms);
+  }
   check_launch("ssdChunkScan (fused forward)");
   timer.mark("fused walk");
 }

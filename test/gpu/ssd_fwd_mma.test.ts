@@ -33,6 +33,9 @@ const CASES: Array<[string, SsdCase]> = [
   // second headdim tile, dstate 120 (the last 8 columns of the padded 128 zero)
   ['fused: restarts at 1, 63, 64, 65, 127, 128, headdim 72, dstate 120', { batch: 2, seqlen: 190, heads: 2, headdim: 72, dstate: 120, groups: 1, seqStarts: [1, 63, 64, 65, 127, 128], z: true, D: 'channel', dtBias: true, initialStates: true }],
   ['fused: seqlen 37 (one partial chunk), dstate 48, groups 2', { batch: 3, seqlen: 37, heads: 4, headdim: 16, dstate: 48, groups: 2, z: true, D: 'head', initialStates: true }],
+  // more blocks than two per SM: the fused kernel with single-buffered C and B (the small grids
+  // above double-buffer them)
+  ['fused, 288 blocks: heads 96, headdim 64, dstate 32, groups 4, restarts', { batch: 3, seqlen: 150, heads: 96, headdim: 64, dstate: 32, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }],
 ];
 
 describeGpu('ssdChunkScan 16-bit forward on tensor cores', () => {
