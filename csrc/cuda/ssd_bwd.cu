@@ -289,35 +289,29 @@ __global__ void __launch_bounds__(kThreads) ssd_bwd_chunk_kernel(Dev d) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Sums over the runs of heads of a group (dB, dC), in order. dstate a multiple of 4: one thread
-// per four dstate entries of a token (every thread busy: at dstate 128 a block per token left
-// three of four threads idle); else one block per token (b·L + t), one entry per thread.
-__global__ void __launch_bounds__(256) ssd_bwd_reduce4_kernel(Dev d) {
-  const int GN4 = d.G * d.N / 4;
-  const int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (item >= int64_t(d.batch) * d.L * GN4) return;
-  const int64_t bt = item / GN4;
-  const int e = int(item % GN4) * 4;
-  const int64_t prow = ((bt / d.L) * d.Lpad + bt % d.L) * d.nslots;  // partial row of slot 0
-  const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
-  float4 sb = make_float4(0.f, 0.f, 0.f, 0.f), sc = sb;
-#pragma unroll 4
-  for (int j = 0; j < d.nhb; ++j) {
-    const float4 vb = __ldg(reinterpret_cast<const float4*>(d.dBh + base + int64_t(j) * d.NP));
-    const float4 vc = __ldg(reinterpret_cast<const float4*>(d.dCh + base + int64_t(j) * d.NP));
-    sb.x += vb.x, sb.y += vb.y, sb.z += vb.z, sb.w += vb.w;
-    sc.x += vc.x, sc.y += vc.y, sc.z += vc.z, sc.w += vc.w;
-  }
-  *reinterpret_cast<float4*>(d.dB + bt * 4 * GN4 + e) = sb;
-  *reinterpret_cast<float4*>(d.dC + bt * 4 * GN4 + e) = sc;
-}
-
+// Sums over the runs of heads of a group (dB, dC), in order. One block per token (b·L + t),
+// four dstate entries per thread when dstate is a multiple of 4.
 __global__ void __launch_bounds__(128) ssd_bwd_reduce_kernel(Dev d) {
   const int64_t bt = blockIdx.x;
   const int64_t prow = ((bt / d.L) * d.Lpad + bt % d.L) * d.nslots;  // partial row of slot 0
   const int GN = d.G * d.N;
   float* dB = d.dB + bt * GN;
   float* dC = d.dC + bt * GN;
+  if (d.N % 4 == 0) {
+    for (int e = threadIdx.x * 4; e < GN; e += blockDim.x * 4) {
+      const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
+      float4 sb = make_float4(0.f, 0.f, 0.f, 0.f), sc = sb;
+      for (int j = 0; j < d.nhb; ++j) {
+        const float4 vb = *reinterpret_cast<const float4*>(d.dBh + base + int64_t(j) * d.NP);
+        const float4 vc = *reinterpret_cast<const float4*>(d.dCh + base + int64_t(j) * d.NP);
+        sb.x += vb.x, sb.y += vb.y, sb.z += vb.z, sb.w += vb.w;
+        sc.x += vc.x, sc.y += vc.y, sc.z += vc.z, sc.w += vc.w;
+      }
+      *reinterpret_cast<float4*>(dB + e) = sb;
+      *reinterpret_cast<float4*>(dC + e) = sc;
+    }
+    return;
+  }
   for (int e = threadIdx.x; e < GN; e += blockDim.x) {
     const int64_t base = (prow + int64_t(e / d.N) * d.nhb) * d.NP + e % d.N;
     float sb = 0.f, sc = 0.f;
@@ -390,12 +384,7 @@ void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
   }
   timer.mark("chunk gradients");
   // 4. reductions
-  if (d0.N % 4 == 0) {
-    const int64_t items = int64_t(d0.batch) * d0.L * d0.G * d0.N / 4;
-    ssd_bwd_reduce4_kernel<<<unsigned((items + 255) / 256), 256, 0, stream>>>(d0);
-  } else {
-    ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
-  }
+  ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward reductions");
   const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
   ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
@@ -404,7 +393,7 @@ void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
 }
 
 namespace {
-const bool g_preload = (cuda::register_kernel_preload(preload_kernels<ssd_bwd_reduce4_kernel, ssd_bwd_reduce_kernel, ssd_bwd_head_reduce_kernel>), true);
+const bool g_preload = (cuda::register_kernel_preload(preload_kernels<ssd_bwd_reduce_kernel, ssd_bwd_head_reduce_kernel>), true);
 }  // namespace
 
 template <typename T>

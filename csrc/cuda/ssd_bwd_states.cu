@@ -11,8 +11,6 @@
 //      Each chunk's tiles are copied by cp.async while the previous chunk is multiplied, so a
 //      step costs one barrier and one 64-token product; S0 / S1 are written once (16-bit), nothing
 //      chunk-local goes through global memory.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -44,24 +42,6 @@ struct SeqLayout {
   }
 };
 
-// A 4×4 transpose of b32 values across the four lanes of each quad (lane % 4 = t): lane t holds
-// v[k] = M[t][k] and gets M[0..3][t]. Two butterfly rounds (xor 1, xor 2), two shuffles each.
-__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int t) {
-  const bool odd = t & 1, high = t & 2;
-#pragma unroll
-  for (int k = 0; k < 4; k += 2) {  // pairs (0, 1), (2, 3): even lanes take the partner's v[k]
-    const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? v[k] : v[k + 1], 1);
-    if (odd) v[k] = got;
-    else v[k + 1] = got;
-  }
-#pragma unroll
-  for (int k = 0; k < 2; ++k) {  // pairs (0, 2), (1, 3)
-    const uint32_t got = __shfl_xor_sync(0xffffffffu, high ? v[k] : v[k + 2], 2);
-    if (high) v[k] = got;
-    else v[k + 2] = got;
-  }
-}
-
 }  // namespace
 
 // grid (nc, H, batch), 64 threads. Scratch rows (batch, H, Lpad) for the weights, (batch, H, nc)
@@ -82,7 +62,7 @@ __global__ void __launch_bounds__(kQ) ssd_bwd_scalars_kernel(Dev d, float* w_fwd
 // grid (⌈PP/64⌉, H, 2·batch): blockIdx.z = 2·b + direction (1: reverse). 128·CS threads: warp w
 // owns state rows 16·(w % 4) of the tile and the w / 4-th of CS column parts, up to 8 16-column
 // groups (CS = 1: dstate ≤ 128, each token-weighted A fragment formed once; CS = 2: dstate ≤ 256).
-template <typename T, int CS, bool ST16>
+template <typename T, int CS>
 __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
   using namespace mma;
   constexpr int NT = 128 * CS, kMaxGroups = 8;
@@ -161,9 +141,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
 #pragma unroll
     for (int gi = 0; gi < kMaxGroups; ++gi) {
       if (gi >= g_count) break;
-      if constexpr (ST16) {
-        // the quad's 16 × 16 piece (rows gq, gq + 8; columns 16·group ..) as four 16-byte rows:
-        // lane tq gets row gq + 8·(tq / 2), columns 8·(tq % 2) .. + 8 (whole 32-byte sectors)
+      {  // 16 bytes per lane (whole 32-byte sectors; 4-byte stores were 0.25 ms slower here)
         uint32_t v[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) v[k] = pack2<T>(acc[gi][k & 1][(k >> 1) * 2], acc[gi][k & 1][(k >> 1) * 2 + 1]);
@@ -174,13 +152,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
 #pragma unroll
       for (int j = 0; j < 2; ++j)
 #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          if constexpr (!ST16) {
-            const int p = m0 + gq + hi * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2;
-            *reinterpret_cast<uint32_t*>(o + int64_t(p) * NP + n) = pack2<T>(acc[gi][j][hi * 2], acc[gi][j][hi * 2 + 1]);
-          }
-          acc[gi][j][hi * 2] *= a, acc[gi][j][hi * 2 + 1] *= a;
-        }
+        for (int e = 0; e < 4; ++e) acc[gi][j][e] *= a;
     }
     const RC ra = a_addr_t(lane);
     const RC rb = b_addr_kn(lane);
@@ -222,9 +194,9 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
 
 namespace {
 const bool g_preload = (cuda::register_kernel_preload(
-                            preload_kernels<ssd_bwd_scalars_kernel, ssd_bwd_state_seq_kernel<__half, 1, true>,
-                                            ssd_bwd_state_seq_kernel<__half, 2, true>, ssd_bwd_state_seq_kernel<__nv_bfloat16, 1, true>,
-                                            ssd_bwd_state_seq_kernel<__nv_bfloat16, 2, true>>),
+                            preload_kernels<ssd_bwd_scalars_kernel, ssd_bwd_state_seq_kernel<__half, 1>,
+                                            ssd_bwd_state_seq_kernel<__half, 2>, ssd_bwd_state_seq_kernel<__nv_bfloat16, 1>,
+                                            ssd_bwd_state_seq_kernel<__nv_bfloat16, 2>>),
                         true);
 }  // namespace
 
@@ -236,17 +208,11 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
   check_launch("ssdChunkScanBackward chunk scalars");
   const SeqLayout lay(d.NP, sizeof(T), d.z != nullptr);
   const int cs = d.NP <= 128 ? 1 : 2;  // column parts per block
-  // STATESPACE_SSD_BWD_ST16=0: the states stored 4 bytes per lane (temporary A/B switch)
-  static const bool st4 = [] {
-    const char* e = std::getenv("STATESPACE_SSD_BWD_ST16");
-    return e && std::strcmp(e, "0") == 0;
-  }();
-  auto kernel = cs == 1 ? (st4 ? ssd_bwd_state_seq_kernel<T, 1, false> : ssd_bwd_state_seq_kernel<T, 1, true>)
-                        : (st4 ? ssd_bwd_state_seq_kernel<T, 2, false> : ssd_bwd_state_seq_kernel<T, 2, true>);
-  if (cs == 1 && st4) set_smem_once<ssd_bwd_state_seq_kernel<T, 1, false>>(lay.bytes);
-  if (cs == 1 && !st4) set_smem_once<ssd_bwd_state_seq_kernel<T, 1, true>>(lay.bytes);
-  if (cs == 2 && st4) set_smem_once<ssd_bwd_state_seq_kernel<T, 2, false>>(lay.bytes);
-  if (cs == 2 && !st4) set_smem_once<ssd_bwd_state_seq_kernel<T, 2, true>>(lay.bytes);
+  auto kernel = cs == 1 ? ssd_bwd_state_seq_kernel<T, 1> : ssd_bwd_state_seq_kernel<T, 2>;
+  if (cs == 1)
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 1>>(lay.bytes);
+  else
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 2>>(lay.bytes);
   const int ptiles = (d.PP + kPT - 1) / kPT;
   kernel<<<dim3(ptiles, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk states");

@@ -1,7 +1,5 @@
 // Host side of the SSD CUDA backend: fills the kernels' parameters from SsdParams, lays out
 // the backward scratch, and picks the storage-type instantiation.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/ssd_launch.h"
 #include "ops/ssd.h"
@@ -103,21 +101,10 @@ struct ChunkedScratch {
   }
 };
 
-// 16-bit inputs with dstate ≤ 128 take the fused forward (one kernel, no scratch).
-// STATESPACE_SSD_FWD_FUSED=0 picks the three-kernel forward instead (temporary A/B switch).
-bool fused_forward(const SsdParams& p) {
-  static const bool off = [] {
-    const char* e = std::getenv("STATESPACE_SSD_FWD_FUSED");
-    return e && std::strcmp(e, "0") == 0;
-  }();
-  return !off && p.dtype != DType::Float32 && cuda::ssd::round16(int(p.dstate)) <= cuda::ssd::kFusedMaxNP;
-}
-
 }  // namespace
 
 size_t ssd_forward_cuda_scratch(const SsdParams& p) {
   if (p.dtype == DType::Float32) return cb_bytes(make_dev(p));  // C·Bᵀ per chunk and group
-  if (fused_forward(p)) return 0;
   return ChunkedScratch(make_chunked_dev(p), p.seq_idx != nullptr).bytes;
 }
 
@@ -126,14 +113,6 @@ size_t ssd_backward_cuda_scratch(const SsdParams& p) {
 }
 
 void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
-  if (fused_forward(p)) {
-    const Dev d = make_dev(p);
-    if (p.dtype == DType::BFloat16)
-      cuda::ssd::launch_forward_fused<__nv_bfloat16>(d, static_cast<cudaStream_t>(stream));
-    else
-      cuda::ssd::launch_forward_fused<__half>(d, static_cast<cudaStream_t>(stream));
-    return;
-  }
   const bool f32 = p.dtype == DType::Float32;
   Dev d = f32 ? make_dev(p) : make_chunked_dev(p);
   char* base = static_cast<char*>(scratch);

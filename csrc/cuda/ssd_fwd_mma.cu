@@ -218,19 +218,25 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
     // ---- the state entering chunk c, then its decay across the chunk
+    // (16 bytes per lane through quad_transpose: whole 32-byte sectors)
     T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-        const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, 0), n = n0 + 32 * wn + 8 * ni + acc_col(lane, 0);
-        float* a = acc[mi][ni];
-        if (n < d.NP) {
-          *reinterpret_cast<uint32_t*>(st + int64_t(p) * d.NP + n) = pack2<T>(a[0], a[1]);
-          *reinterpret_cast<uint32_t*>(st + int64_t(p + 8) * d.NP + n) = pack2<T>(a[2], a[3]);
+      for (int np = 0; np < 2; ++np) {
+        const int n16 = n0 + 32 * wn + 16 * np;  // 16 columns: whole or past NP (a multiple of 16)
+        if (n16 < d.NP) {
+          uint32_t v[4];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) v[k] = pack2<T>(acc[mi][2 * np + (k & 1)][(k >> 1) * 2], acc[mi][2 * np + (k & 1)][(k >> 1) * 2 + 1]);
+          quad_transpose(v, lane & 3);
+          const int p = p0 + 32 * wm + 16 * mi + (lane >> 2) + ((lane & 3) >> 1) * 8, n = n16 + (lane & 1) * 8;
+          *reinterpret_cast<uint4*>(st + int64_t(p) * d.NP + n) = make_uint4(v[0], v[1], v[2], v[3]);
         }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) a[e] *= dec;
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mi][2 * np + j][e] *= dec;
       }
 
     // ---- H += Xᵀ·(w ∘ B) over the chunk's slices
@@ -507,6 +513,39 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   const bool pairs = d.P % 2 == 0;
   const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
   const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
+  if (d.P % 8 == 0) {
+    // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
+    // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
+    // written whole, a quarter of the store instructions).
+    const int qt = lane & 3;
+    const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl_me) * d.H + h) * d.P + p0;
+#pragma unroll
+    for (int c16 = 0; c16 < 4; ++c16) {
+      uint32_t v[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int hf = k >> 1, ni = 2 * c16 + (k & 1);
+        const int tl = 16 * w + (lane >> 2) + 8 * hf, pp = 8 * ni + tq;
+        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw / rv
+        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
+        if (d_chan) {
+          if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
+        } else {
+          v0 += d_head * xv.x, v1 += d_head * xv.y;
+        }
+        if (zc) {
+          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
+          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
+        }
+        v[k] = pack2<T>(v0, v1);
+      }
+      quad_transpose(v, qt);
+      const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
+      if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+    return;
+  }
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile

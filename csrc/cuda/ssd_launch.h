@@ -75,10 +75,6 @@ template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 on tensor cores (d.Q == kChunkedQ, d.PP a
 // multiple of 64, d.St set; cb: forward_mma_cb_bytes(d) bytes; scal: (batch, H, Lpad)
 // per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
-// dstate (padded to 16) up to which 16-bit inputs take the fused forward.
-constexpr int kFusedMaxNP = 128;
-// The 16-bit forward in one kernel (ssd_fwd_fused.cu) for d.NP ≤ kFusedMaxNP: no scratch.
-template <typename T> void launch_forward_fused(const Dev& d, cudaStream_t stream);
 template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
 int64_t forward_mma_cb_bytes(const Dev& d);
 // C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
