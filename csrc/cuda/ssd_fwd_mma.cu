@@ -21,6 +21,7 @@
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_fwd_tiles.cuh"
@@ -293,12 +294,14 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     each_state([&](float& a, int p, int n) {
       if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = a;
     });
+  pdl_wait();  // launched beside the C·Bᵀ kernel: complete only once it is (the output kernel reads both)
 }
 
 // grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile
 // mt = 4·r + w against every token tile st ≤ mt. Heaviest row tiles first.
 template <typename T>
 __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
+  pdl_trigger();  // the state kernel (independent of C·Bᵀ) may start on the SMs this one leaves free
   const int r = kSlices - 1 - int(blockIdx.x), c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   if (r * kS >= q) return;
@@ -604,8 +607,9 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
-    ssd_mma_state_kernel<T, kStateNW>
-        <<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW, bytes, stream>>>(d, scal, segs);
+    // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel
+    launch_pdl(ssd_mma_state_kernel<T, kStateNW>, dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch),
+               dim3(2 * kStateNW), bytes, stream, d, scal, segs);
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
