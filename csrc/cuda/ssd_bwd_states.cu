@@ -11,8 +11,6 @@
 //      Each chunk's tiles are copied by cp.async while the previous chunk is multiplied, so a
 //      step costs one barrier and one 64-token product; S0 / S1 are written once (16-bit), nothing
 //      chunk-local goes through global memory.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -65,8 +63,8 @@ __global__ void __launch_bounds__(kQ) ssd_bwd_scalars_kernel(Dev d, float* w_fwd
 // owns state rows 16·(w % 4) of the tile and the w / 4-th of CS column parts, up to 8 16-column
 // groups (CS = 1: dstate ≤ 128, each token-weighted A fragment formed once; CS = 2: dstate ≤ 256).
 // NB: blocks per state tile along dstate (2: each block NP / 2 columns, NP a multiple of 32 —
-// half the accumulators, so more blocks per SM and twice the blocks, for the price of reading
-// the x / dout / z tiles twice; grid.x = ⌈PP/64⌉·NB).
+// half the accumulators (127 registers: 4 blocks per SM) and twice the blocks, for small grids,
+// at the price of reading the x / dout / z tiles twice; grid.x = ⌈PP/64⌉·NB).
 template <typename T, int CS, int NB>
 __global__ void __launch_bounds__(128 * CS, NB == 2 ? 4 : 1)
     ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
@@ -215,13 +213,12 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
   ssd_bwd_scalars_kernel<<<dim3(d.nc, d.H, d.batch), kQ, 0, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk scalars");
   const int cs = d.NP <= 128 ? 1 : 2;  // column parts per block
-  // two blocks per state tile (dstate halves) where the halves are whole 16-column groups;
-  // STATESPACE_SSD_BWD_SPLIT=0: one (temporary A/B switch)
-  static const bool no_split = [] {
-    const char* e = std::getenv("STATESPACE_SSD_BWD_SPLIT");
-    return e && std::strcmp(e, "0") == 0;
-  }();
-  const int nb = (cs == 1 && d.NP % 32 == 0 && d.NP >= 64 && !no_split) ? 2 : 1;
+  const int ptiles = (d.PP + kPT - 1) / kPT;
+  // Two blocks per state tile (dstate halves, whole 16-column groups) when the grid would give
+  // fewer than two blocks per SM: measured on the H100, 1 × 2048 tokens × 80 heads 0.176 →
+  // 0.138 ms; no gain at 4 × 4096 (0.752 / 0.748) and a loss at 16 × 512 (0.323 / 0.348).
+  const bool small = int64_t(ptiles) * d.H * 2 * d.batch < 2 * int64_t(sm_count());
+  const int nb = (cs == 1 && d.NP % 32 == 0 && d.NP >= 64 && small) ? 2 : 1;
   const SeqLayout lay(d.NP / nb, sizeof(T), d.z != nullptr);
   auto kernel = cs == 2 ? ssd_bwd_state_seq_kernel<T, 2, 1> : nb == 2 ? ssd_bwd_state_seq_kernel<T, 1, 2> : ssd_bwd_state_seq_kernel<T, 1, 1>;
   if (cs == 2)
@@ -230,7 +227,6 @@ void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t strea
     set_smem_once<ssd_bwd_state_seq_kernel<T, 1, 2>>(lay.bytes);
   else
     set_smem_once<ssd_bwd_state_seq_kernel<T, 1, 1>>(lay.bytes);
-  const int ptiles = (d.PP + kPT - 1) / kPT;
   kernel<<<dim3(ptiles * nb, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk states");
   timer.mark("states and dL/dstate of every chunk");
