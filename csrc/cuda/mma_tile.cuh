@@ -104,6 +104,28 @@ __device__ __forceinline__ float2 unpack2(uint32_t v) {
   }
 }
 
+// A 4×4 transpose of b32 values across the four lanes of each quad (t = lane % 4): lane t holds
+// v[k] = M[t][k] and gets M[0..3][t]. Two butterfly rounds (xor 1, xor 2), two shuffles each.
+// Used to store accumulators 16 bytes per lane: in a 16×16 pair of accumulator tiles the quad
+// of rows g, g + 8 holds four 16-byte row pieces (row g / g + 8, columns 0-7 / 8-15), each spread
+// over the quad 4 bytes per lane; after packing them as v[2·hi + j] (hi: row g + 8, j: columns
+// 8..15) and transposing, lane t holds piece t whole (row g + 8·(t / 2), columns 8·(t % 2) ..).
+__device__ __forceinline__ void quad_transpose(uint32_t (&v)[4], int t) {
+  const bool odd = t & 1, high = t & 2;
+#pragma unroll
+  for (int k = 0; k < 4; k += 2) {  // pairs (0, 1), (2, 3): even lanes take the partner's v[k]
+    const uint32_t got = __shfl_xor_sync(0xffffffffu, odd ? v[k] : v[k + 1], 1);
+    if (odd) v[k] = got;
+    else v[k + 1] = got;
+  }
+#pragma unroll
+  for (int k = 0; k < 2; ++k) {  // pairs (0, 2), (1, 3)
+    const uint32_t got = __shfl_xor_sync(0xffffffffu, high ? v[k] : v[k + 2], 2);
+    if (high) v[k] = got;
+    else v[k + 2] = got;
+  }
+}
+
 // Accumulator element i (0..3) of this lane: row and column inside the 16×8 tile.
 __device__ __forceinline__ int acc_row(int lane, int i) { return (lane >> 2) + (i >> 1) * 8; }
 __device__ __forceinline__ int acc_col(int lane, int i) { return (lane & 3) * 2 + (i & 1); }

@@ -456,6 +456,15 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     __syncthreads();
 
     const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
+    // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
+    // 16 × 16 piece v[2·hi + j] (rows r0 + gq + 8·hi, columns p0 + 8·j ..) transposed across it
+    // (32-byte sectors written whole; the 4-byte stores cost ≈ 2× the sector writes).
+    const bool vec16 = P % 8 == 0;
+    auto store16 = [&](T* base, uint32_t (&v)[4]) {
+      mma::quad_transpose(v, tq);
+      const int t = r0 + gq + (tq >> 1) * 8, p = p0 + (tq & 1) * 8;
+      if (t < q && p < P) *reinterpret_cast<uint4*>(base + int64_t(t) * xs + p) = make_uint4(v[0], v[1], v[2], v[3]);
+    };
 
     // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
     {
@@ -468,12 +477,13 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
           scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
           warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
           T* dz = static_cast<T*>(d.dz);
+          uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
           for (int j = 0; j < 2; ++j)
 #pragma unroll
             for (int hi = 0; hi < 2; ++hi) {
               const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-              if (t >= q) continue;
+              if (!vec16 && t >= q) continue;
               const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
               float r[2];
 #pragma unroll
@@ -483,6 +493,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
                 const float sg = 1.f / (1.f + __expf(-zz));
                 r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
               }
+              if (vec16) {
+                v[hi * 2 + j] = mma::pack2<T>(r[0], r[1]);
+                continue;
+              }
               T* out = dz + xo + int64_t(t) * xs + p;
               if (p + 1 < P && P % 2 == 0) st2(out, r[0], r[1]);
               else {
@@ -490,6 +504,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
                 if (p + 1 < P) out[1] = from_float<T>(r[1]);
               }
             }
+          if (vec16) store16(dz + xo, v);
         }
       }
 #pragma unroll
@@ -510,6 +525,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
         warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
         T* dx = static_cast<T*>(d.dx);
+        uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
@@ -519,10 +535,14 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
             const float2 dy = ld2(sDy + s * ldP + p);
             xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
             dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
-            if (s < q) {
+            if (vec16 || s < q) {
               const float ds = dtp[s];
               const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
               const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
+              if (vec16) {
+                v[hi * 2 + j] = mma::pack2<T>(r0v, r1v);
+                continue;
+              }
               T* out = dx + xo + int64_t(s) * xs + p;
               if (p + 1 < P && P % 2 == 0) st2(out, r0v, r1v);
               else {
@@ -531,6 +551,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
               }
             }
           }
+        if (vec16) store16(dx + xo, v);
 #pragma unroll
         for (int j = 0; j < 2; ++j)
 #pragma unroll
@@ -585,11 +606,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   }
 }
 
+namespace {
+const bool g_preload = (cuda::register_kernel_preload(
+                            preload_kernels<ssd_bwd_chunk_mma_kernel<__half>, ssd_bwd_chunk_mma_kernel<__nv_bfloat16>>),
+                        true);
+}  // namespace
+
 template <typename T>
 bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
   if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
   const MmaGradLayout lay(d.PC, d.NP, sizeof(T), d.z != nullptr);
-  set_smem(ssd_bwd_chunk_mma_kernel<T>, lay.bytes, "ssdChunkScanBackward: shared memory");
+  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(lay.bytes);
   ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, lay.bytes, stream>>>(d);
   check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
   return true;

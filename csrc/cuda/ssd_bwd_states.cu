@@ -62,21 +62,26 @@ __global__ void __launch_bounds__(kQ) ssd_bwd_scalars_kernel(Dev d, float* w_fwd
 // grid (⌈PP/64⌉, H, 2·batch): blockIdx.z = 2·b + direction (1: reverse). 128·CS threads: warp w
 // owns state rows 16·(w % 4) of the tile and the w / 4-th of CS column parts, up to 8 16-column
 // groups (CS = 1: dstate ≤ 128, each token-weighted A fragment formed once; CS = 2: dstate ≤ 256).
-template <typename T, int CS>
-__global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
+// NB: blocks per state tile along dstate (2: each block NP / 2 columns, NP a multiple of 32 —
+// half the accumulators (127 registers: 4 blocks per SM) and twice the blocks, for small grids,
+// at the price of reading the x / dout / z tiles twice; grid.x = ⌈PP/64⌉·NB).
+template <typename T, int CS, int NB>
+__global__ void __launch_bounds__(128 * CS, NB == 2 ? 4 : 1)
+    ssd_bwd_state_seq_kernel(Dev d, const float* w_fwd, const float* w_rev) {
   using namespace mma;
-  constexpr int NT = 128 * CS, kMaxGroups = 8;
+  constexpr int NT = 128 * CS, kMaxGroups = 8 / NB;
   extern __shared__ __align__(128) unsigned char smem[];
   const bool rev = blockIdx.z % 2 == 1;
-  const int b = blockIdx.z / 2, h = blockIdx.y, pt = blockIdx.x, g = h / d.hpg;
-  const bool gate = rev && d.z != nullptr;
-  const SeqLayout lay(d.NP, sizeof(T), gate);
+  const int b = blockIdx.z / 2, h = blockIdx.y, pt = blockIdx.x / NB, g = h / d.hpg;
   const int NP = d.NP, P = d.P, nc = d.nc;
+  const int nwb = NP / NB, nb0 = int(blockIdx.x % NB) * nwb;  // this block's dstate columns
+  const bool gate = rev && d.z != nullptr;
+  const SeqLayout lay(nwb, sizeof(T), gate);
   const int p0 = pt * kPT, pw = min(kPT, P - p0);
   const int rows = min(kPT, d.PP - p0);  // state rows of this tile (PP is a multiple of 32 only)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane / 4, tq = lane % 4;
   const int m0 = (warp % 4) * 16;
-  const int ng = NP / 16, per = (ng + CS - 1) / CS;
+  const int ng = nwb / 16, per = (ng + CS - 1) / CS;
   const int g0 = (warp / 4) * per, g_count = max(0, min(per, ng - g0));  // this warp's column groups
   const bool active = m0 < rows;
 
@@ -88,15 +93,15 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
   T* out = static_cast<T*>(rev ? d.S1 : d.S0) + (int64_t(b) * d.H + h) * nc * d.PP * NP + int64_t(p0) * NP;
   const int64_t xs = int64_t(d.H) * P, bs = int64_t(d.G) * d.N;
   auto chunk_of = [&](int i) { return rev ? nc - 1 - i : i; };  // i-th chunk visited
-  const TileWalk<NT, T> walk_n(NP);  // the B / C tiles' copy walk, made once
+  const TileWalk<NT, T> walk_n(nwb);  // the B / C tiles' copy walk, made once
   auto load_chunk = [&](int i) {
     const int c = chunk_of(i), t0 = c * kQ, q = min(kQ, d.L - t0);
     unsigned char* base = smem + (i & 1) * lay.buf_bytes;
     const int64_t xo = ((int64_t(b) * d.L + t0) * d.H + h) * P + p0;
     tile_copy<NT>(reinterpret_cast<T*>(base + lay.oX), lay.ldX, Xg + xo, xs, q, kQ, pw, kPT);
     if (gate) tile_copy<NT>(reinterpret_cast<T*>(base + lay.oZ), lay.ldX, Zg + xo, xs, q, kQ, pw, kPT);
-    tile_copy<NT>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N, bs, q,
-                  kQ, d.N, NP, walk_n);
+    tile_copy<NT>(reinterpret_cast<T*>(base + lay.oW), lay.ldN, Wg + ((int64_t(b) * d.L + t0) * d.G + g) * d.N + nb0, bs,
+                  q, kQ, min(nwb, d.N - nb0), nwb, walk_n);
     tile_copy<NT>(reinterpret_cast<float*>(base + lay.oWt), kQ, wt + t0, kQ, 1, 1, kQ, kQ);
     __pipeline_commit();
   };
@@ -112,7 +117,7 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
       for (int j = 0; j < 2; ++j)
 #pragma unroll
         for (int i = 0; i < 4; ++i)
-          f(acc[gi][j][i], p0 + m0 + gq + (i >> 1) * 8, (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1));
+          f(acc[gi][j][i], p0 + m0 + gq + (i >> 1) * 8, nb0 + (g0 + gi) * 16 + j * 8 + tq * 2 + (i & 1));
     }
   };
   const int64_t state0 = (int64_t(b) * d.H + h) * P;  // row of (b, h, p = 0) in h0 / dFinalStates / dh0
@@ -141,14 +146,18 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
 #pragma unroll
     for (int gi = 0; gi < kMaxGroups; ++gi) {
       if (gi >= g_count) break;
+      {  // 16 bytes per lane (whole 32-byte sectors; 4-byte stores were 0.25 ms slower here)
+        uint32_t v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[k] = pack2<T>(acc[gi][k & 1][(k >> 1) * 2], acc[gi][k & 1][(k >> 1) * 2 + 1]);
+        quad_transpose(v, tq);
+        const int p = m0 + gq + (tq >> 1) * 8, n = nb0 + (g0 + gi) * 16 + (tq & 1) * 8;
+        *reinterpret_cast<uint4*>(o + int64_t(p) * NP + n) = make_uint4(v[0], v[1], v[2], v[3]);
+      }
 #pragma unroll
       for (int j = 0; j < 2; ++j)
 #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const int p = m0 + gq + hi * 8, n = (g0 + gi) * 16 + j * 8 + tq * 2;
-          *reinterpret_cast<uint32_t*>(o + int64_t(p) * NP + n) = pack2<T>(acc[gi][j][hi * 2], acc[gi][j][hi * 2 + 1]);
-          acc[gi][j][hi * 2] *= a, acc[gi][j][hi * 2 + 1] *= a;
-        }
+        for (int e = 0; e < 4; ++e) acc[gi][j][e] *= a;
     }
     const RC ra = a_addr_t(lane);
     const RC rb = b_addr_kn(lane);
@@ -188,18 +197,37 @@ __global__ void __launch_bounds__(128 * CS) ssd_bwd_state_seq_kernel(Dev d, cons
     });
 }
 
+namespace {
+const bool g_preload = (cuda::register_kernel_preload(
+                            preload_kernels<ssd_bwd_scalars_kernel, ssd_bwd_state_seq_kernel<__half, 1, 1>,
+                                            ssd_bwd_state_seq_kernel<__half, 1, 2>, ssd_bwd_state_seq_kernel<__half, 2, 1>,
+                                            ssd_bwd_state_seq_kernel<__nv_bfloat16, 1, 1>, ssd_bwd_state_seq_kernel<__nv_bfloat16, 1, 2>,
+                                            ssd_bwd_state_seq_kernel<__nv_bfloat16, 2, 1>>),
+                        true);
+}  // namespace
+
 template <typename T>
 void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t stream, StageTimer& timer) {
   float* w_fwd = weights;
   float* w_rev = weights + size_t(d.batch) * d.H * d.Lpad;
   ssd_bwd_scalars_kernel<<<dim3(d.nc, d.H, d.batch), kQ, 0, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk scalars");
-  const SeqLayout lay(d.NP, sizeof(T), d.z != nullptr);
   const int cs = d.NP <= 128 ? 1 : 2;  // column parts per block
-  auto kernel = cs == 1 ? ssd_bwd_state_seq_kernel<T, 1> : ssd_bwd_state_seq_kernel<T, 2>;
-  set_smem(kernel, lay.bytes, "ssdChunkScanBackward: shared memory");
   const int ptiles = (d.PP + kPT - 1) / kPT;
-  kernel<<<dim3(ptiles, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
+  // Two blocks per state tile (dstate halves, whole 16-column groups) when the grid would give
+  // fewer than two blocks per SM: measured on the H100, 1 × 2048 tokens × 80 heads 0.176 →
+  // 0.138 ms; no gain at 4 × 4096 (0.752 / 0.748) and a loss at 16 × 512 (0.323 / 0.348).
+  const bool small = int64_t(ptiles) * d.H * 2 * d.batch < 2 * int64_t(sm_count());
+  const int nb = (cs == 1 && d.NP % 32 == 0 && d.NP >= 64 && small) ? 2 : 1;
+  const SeqLayout lay(d.NP / nb, sizeof(T), d.z != nullptr);
+  auto kernel = cs == 2 ? ssd_bwd_state_seq_kernel<T, 2, 1> : nb == 2 ? ssd_bwd_state_seq_kernel<T, 1, 2> : ssd_bwd_state_seq_kernel<T, 1, 1>;
+  if (cs == 2)
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 2, 1>>(lay.bytes);
+  else if (nb == 2)
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 1, 2>>(lay.bytes);
+  else
+    set_smem_once<ssd_bwd_state_seq_kernel<T, 1, 1>>(lay.bytes);
+  kernel<<<dim3(ptiles * nb, d.H, 2 * d.batch), 128 * cs, lay.bytes, stream>>>(d, w_fwd, w_rev);
   check_launch("ssdChunkScanBackward chunk states");
   timer.mark("states and dL/dstate of every chunk");
 }

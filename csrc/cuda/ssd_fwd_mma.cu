@@ -21,8 +21,10 @@
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
+#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
+#include "cuda/ssd_fwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
 #include "cuda/ssd_stages.h"
 
@@ -37,52 +39,6 @@ constexpr int kS = 64;             // tokens per slice; rows / columns of every 
 constexpr int kSlices = kQ / kS;   // slices per chunk
 constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
-
-// Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with NT
-// threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and
-// aligned, else element by element; rows past rows_valid and columns past cols_valid are zero.
-// The caller commits and waits. When the pieces of a row divide NT, every thread keeps one column
-// and steps down the rows (no division or 64-bit multiply per piece).
-template <typename T>
-__device__ __forceinline__ void copy_piece(T* to, const T* from, bool row_ok, int cols_left) {
-  constexpr int V = 16 / sizeof(T);
-#pragma unroll
-  for (int e = 0; e < V; ++e) to[e] = (row_ok && e < cols_left) ? __ldg(from + e) : from_float<T>(0.f);
-}
-
-template <int NT, typename T>
-__device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid, int cols) {
-  constexpr int V = 16 / sizeof(T);
-  const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
-  const int vcols = cols / V;
-  if (NT % vcols == 0) {
-    const int rstep = NT / vcols, c = (t % vcols) * V, r0 = t / vcols;
-    const T* from = src + int64_t(r0) * stride + c;
-    const int64_t fstep = rstep * stride;
-    T* to = dst + r0 * ldd + c;
-    if (vec_ok && c + V <= cols_valid) {
-      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd) {
-        if (r < rows_valid)
-          __pipeline_memcpy_async(to, from, 16);
-        else
-          *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);  // all-zero bits: +0 in every float type
-      }
-    } else {
-      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * ldd)
-        copy_piece(to, from, r < rows_valid, cols_valid - c);
-    }
-    return;
-  }
-  for (int idx = t; idx < rows * vcols; idx += NT) {
-    const int r = idx / vcols, c = (idx % vcols) * V;
-    T* to = dst + r * ldd + c;
-    const T* from = src + int64_t(r) * stride + c;
-    if (r < rows_valid && vec_ok && c + V <= cols_valid)
-      __pipeline_memcpy_async(to, from, 16);
-    else
-      copy_piece(to, from, r < rows_valid, cols_valid - c);
-  }
-}
 
 // Shared memory of the state kernel (NW: dstate tile width): double-buffered x and B slices (T),
 // per-token weights w, per-warp scan totals.
@@ -143,20 +99,7 @@ struct OutSmem {
   }
 };
 
-constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
-constexpr int kStateNW = 64;             // dstate tile width of the state kernel
-
-// set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
-// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
-template <auto* KERNEL>
-void set_smem_once(size_t bytes) {
-  static size_t done[64] = {};  // per device: the largest size set so far (a race only repeats the call)
-  int dev = 0;
-  check(cudaGetDevice(&dev), "ssdChunkScan: device");
-  if (dev < 64 && done[dev] >= bytes) return;
-  set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
-  if (dev < 64) done[dev] = bytes;
-}
+constexpr int kStateNW = 64;             // dstate tile width of the state kernel (32 for small grids)
 
 }  // namespace
 
@@ -276,19 +219,25 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
     // ---- the state entering chunk c, then its decay across the chunk
+    // (16 bytes per lane through quad_transpose: whole 32-byte sectors)
     T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-      for (int ni = 0; ni < 4; ++ni) {
-        const int p = p0 + 32 * wm + 16 * mi + acc_row(lane, 0), n = n0 + 32 * wn + 8 * ni + acc_col(lane, 0);
-        float* a = acc[mi][ni];
-        if (n < d.NP) {
-          *reinterpret_cast<uint32_t*>(st + int64_t(p) * d.NP + n) = pack2<T>(a[0], a[1]);
-          *reinterpret_cast<uint32_t*>(st + int64_t(p + 8) * d.NP + n) = pack2<T>(a[2], a[3]);
+      for (int np = 0; np < 2; ++np) {
+        const int n16 = n0 + 32 * wn + 16 * np;  // 16 columns: whole or past NP (a multiple of 16)
+        if (n16 < d.NP) {
+          uint32_t v[4];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) v[k] = pack2<T>(acc[mi][2 * np + (k & 1)][(k >> 1) * 2], acc[mi][2 * np + (k & 1)][(k >> 1) * 2 + 1]);
+          quad_transpose(v, lane & 3);
+          const int p = p0 + 32 * wm + 16 * mi + (lane >> 2) + ((lane & 3) >> 1) * 8, n = n16 + (lane & 1) * 8;
+          *reinterpret_cast<uint4*>(st + int64_t(p) * d.NP + n) = make_uint4(v[0], v[1], v[2], v[3]);
         }
 #pragma unroll
-        for (int e = 0; e < 4; ++e) a[e] *= dec;
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[mi][2 * np + j][e] *= dec;
       }
 
     // ---- H += Xᵀ·(w ∘ B) over the chunk's slices
@@ -345,12 +294,14 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     each_state([&](float& a, int p, int n) {
       if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = a;
     });
+  pdl_wait();  // launched beside the C·Bᵀ kernel: complete only once it is (the output kernel reads both)
 }
 
 // grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile
 // mt = 4·r + w against every token tile st ≤ mt. Heaviest row tiles first.
 template <typename T>
 __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
+  pdl_trigger();  // the state kernel (independent of C·Bᵀ) may start on the SMs this one leaves free
   const int r = kSlices - 1 - int(blockIdx.x), c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   if (r * kS >= q) return;
@@ -565,6 +516,39 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   const bool pairs = d.P % 2 == 0;
   const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
   const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
+  if (d.P % 8 == 0) {
+    // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
+    // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
+    // written whole, a quarter of the store instructions).
+    const int qt = lane & 3;
+    const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl_me) * d.H + h) * d.P + p0;
+#pragma unroll
+    for (int c16 = 0; c16 < 4; ++c16) {
+      uint32_t v[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int hf = k >> 1, ni = 2 * c16 + (k & 1);
+        const int tl = 16 * w + (lane >> 2) + 8 * hf, pp = 8 * ni + tq;
+        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw / rv
+        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
+        if (d_chan) {
+          if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
+        } else {
+          v0 += d_head * xv.x, v1 += d_head * xv.y;
+        }
+        if (zc) {
+          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
+          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
+        }
+        v[k] = pack2<T>(v0, v1);
+      }
+      quad_transpose(v, qt);
+      const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
+      if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
+    }
+    return;
+  }
 #pragma unroll
   for (int hf = 0; hf < 2; ++hf) {
     const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
@@ -597,6 +581,19 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   }
 }
 
+namespace {
+template <typename T>
+void preload_mma() {
+  preload_kernels<ssd_mma_cb_kernel<T>, ssd_mma_state_kernel<T, kStateNW>, ssd_mma_state_kernel<T, kStateNW / 2>,
+                  ssd_mma_out_kernel<T, 1>, ssd_mma_out_kernel<T, 2>>();
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          preload_mma<__half>();
+                          preload_mma<__nv_bfloat16>();
+                        }),
+                        true);
+}  // namespace
+
 template <typename T>
 void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
@@ -609,10 +606,22 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
 
   const int ntp = (d.P + kS - 1) / kS;
   {
-    const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
-    set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
-    ssd_mma_state_kernel<T, kStateNW>
-        <<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW, bytes, stream>>>(d, scal, segs);
+    // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel. Grids of
+    // fewer than two 64-wide blocks per SM (a prefill layer) take 32-wide dstate tiles: each
+    // block's sequential walk does half the products per step.
+    const int64_t wide = int64_t((d.NP + kStateNW - 1) / kStateNW) * ntp * d.H * d.batch;
+    if (wide < 2 * int64_t(sm_count())) {
+      constexpr int NW = kStateNW / 2;
+      const size_t bytes = StateSmem(sizeof(T), NW).bytes;
+      set_smem_once<ssd_mma_state_kernel<T, NW>>(bytes);
+      launch_pdl(ssd_mma_state_kernel<T, NW>, dim3((d.NP + NW - 1) / NW * ntp, d.H, d.batch), dim3(2 * NW), bytes, stream, d,
+                 scal, segs);
+    } else {
+      const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
+      set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
+      launch_pdl(ssd_mma_state_kernel<T, kStateNW>, dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch),
+                 dim3(2 * kStateNW), bytes, stream, d, scal, segs);
+    }
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");

@@ -16,6 +16,49 @@ template <typename K> void set_smem(K* kernel, size_t bytes, const char* what) {
         what);
 }
 
+constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
+
+// The largest size set_smem_once has set for KERNEL on each device (0: none yet).
+template <auto* KERNEL>
+size_t& smem_set_for(int dev) {
+  static size_t done[64] = {};
+  return done[dev];
+}
+
+// set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
+// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
+template <auto* KERNEL>
+void set_smem_once(size_t bytes) {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "ssdChunkScan: device");
+  if (dev < 64 && smem_set_for<KERNEL>(dev) >= bytes) return;  // (a race only repeats the call)
+  set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
+  if (dev < 64) smem_set_for<KERNEL>(dev) = bytes;
+}
+
+// Kernel preload (cuda::register_kernel_preload: run when a device is first used): loads the
+// kernels' module (CUDA loads lazily, ~1 ms on a kernel's first launch) and gives each the
+// device's whole opt-in shared memory and the largest carveout, so that an op's first call
+// neither loads code nor sets attributes. The size is a cap, not a reservation: a launch is
+// placed by the shared memory it asks for. Errors are left for the runtime to clear (a kernel
+// the device can't run fails at its launch, with its name).
+template <auto*... KERNELS>
+void preload_kernels() {
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev >= 64) return;
+  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return;
+  auto one = [&](auto* kernel, size_t& done) {
+    cudaFuncAttributes a;
+    if (cudaFuncGetAttributes(&a, kernel) != cudaSuccess) return;
+    const int dyn = optin - int(a.sharedSizeBytes);
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn) == cudaSuccess &&
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             int(cudaSharedmemCarveoutMaxShared)) == cudaSuccess)
+      done = size_t(dyn);
+  };
+  (one(KERNELS, smem_set_for<KERNELS>(dev)), ...);
+}
+
 // The same problem seen by the 16-bit forward: kChunkedQ-token chunks, headdim padded to its
 // 64-wide tiles.
 inline Dev chunked_view(Dev d) {

@@ -2,7 +2,8 @@
  * The 16-bit SSD forward on tensor cores (ssd_fwd_mma.cu) against the float64 reference: every
  * tile edge the kernels have (64-token slices, 256-token chunks, 64-row output tiles, 64-wide
  * headdim and dstate tiles), odd sizes that take the element-by-element copies and stores,
- * restarts (seqIdx) on and off those edges, and chunkSize independence.
+ * headdim multiples of 8 that take the 16-byte stores (with partial 16-column pieces), restarts
+ * (seqIdx) on and off those edges, and chunkSize independence.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DType, debugPoison, ssdChunkScan } from '../../lib/index';
@@ -27,6 +28,12 @@ const CASES: Array<[string, SsdCase]> = [
   // enough (batch, head) pairs for the 128-wide dstate tiles of the state kernel (≥ 2 blocks per SM)
   ['160 heads, headdim 8, dstate 128, seqlen 300, seqIdx', { batch: 2, seqlen: 300, heads: 160, headdim: 8, dstate: 128, groups: 2, seqStarts: [70, 256], z: true, D: 'head', initialStates: true }],
   ['dtLimit, no softplus, seqlen 65', { batch: 3, seqlen: 65, heads: 2, headdim: 48, dstate: 64, groups: 1, dtSoftplus: false, dtLimit: [0.05, 0.2], initialStates: true }],
+  // restarts on and beside 64-token edges, a partial second headdim tile of 8 columns (16-byte
+  // stores of half a 16-column piece), dstate 120 (the last 8 columns of the padded 128 zero)
+  ['restarts at 1, 63, 64, 65, 127, 128, headdim 72, dstate 120', { batch: 2, seqlen: 190, heads: 2, headdim: 72, dstate: 120, groups: 1, seqStarts: [1, 63, 64, 65, 127, 128], z: true, D: 'channel', dtBias: true, initialStates: true }],
+  ['seqlen 37 (one partial slice), dstate 48, groups 2', { batch: 3, seqlen: 37, heads: 4, headdim: 16, dstate: 48, groups: 2, z: true, D: 'head', initialStates: true }],
+  // many heads, headdim 64 (whole 16-byte pieces), dstate 32
+  ['heads 96, headdim 64, dstate 32, groups 4, restarts', { batch: 3, seqlen: 150, heads: 96, headdim: 64, dstate: 32, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }],
 ];
 
 describeGpu('ssdChunkScan 16-bit forward on tensor cores', () => {
