@@ -226,11 +226,15 @@ struct BlockRows {
   int nd;         // dims actually present (<= Layout::dims)
 };
 
-__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl) {
-  const int64_t f = blockIdx.x / tl.tiles_per_fine, tile = blockIdx.x % tl.tiles_per_fine;
+// bx: the tile within a batch row (blockIdx.x unless the kernel assigns tiles itself), by: the row.
+__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl, int64_t bx, int64_t by) {
+  const int64_t f = bx / tl.tiles_per_fine, tile = bx % tl.tiles_per_fine;
   const int64_t d0 = f * tl.dims_per_fine + tile * lo.dims;
   const int64_t left = (f + 1) * tl.dims_per_fine - d0;
-  return {static_cast<int64_t>(blockIdx.y), d0, static_cast<int>(left < lo.dims ? left : lo.dims)};
+  return {by, d0, static_cast<int>(left < lo.dims ? left : lo.dims)};
+}
+__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl) {
+  return block_rows(lo, tl, blockIdx.x, blockIdx.y);
 }
 
 // Start of the per-step B (or C) slice of batch row b for the group holding dim d.
