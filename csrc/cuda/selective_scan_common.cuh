@@ -71,6 +71,11 @@ __host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x
 // K consecutive floats from 16-byte aligned shared memory.
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
+  if constexpr (K == 2) {  // 8-byte aligned
+    const float2 v = *reinterpret_cast<const float2*>(src);
+    dst[0] = v.x, dst[1] = v.y;
+    return;
+  }
 #pragma unroll
   for (int q = 0; q < K / 4; ++q) {
     const float4 v = reinterpret_cast<const float4*>(src)[q];

@@ -87,7 +87,16 @@ __device__ __forceinline__ void st_release(int* f, int v) {
 
 // Registers allow 4 resident blocks with 4 states per lane; 8 per lane (dstate > 128) needs more.
 template <int K>
-constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
+constexpr int fwd_min_blocks() { return K == 2 ? 8 : K == 4 ? 4 : 1; }
+
+// The forward's layout: layout_for's, except (EXPERIMENT knob STATESPACE_SCAN_FWD_LANES=8) dstate
+// 9-16 on 8 lanes of 2 states: twice the threads per row, half the registers per thread.
+Layout fwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  const char* e = std::getenv("STATESPACE_SCAN_FWD_LANES");
+  if (lo.K == 4 && lo.G == 4 && e && std::atoi(e) == 8) lo = {8, 2, 16, kThreads / 8};
+  return lo;
+}
 
 // kOpt (EXPERIMENT, K = 4 with G = 4 only): bit 0, silu's sigmoid from one tanh.approx (16-bit
 // dtypes); bit 1, the exp of each lane's last state on the FMA pipe (exp2_fma) instead of MUFU.
@@ -415,13 +424,15 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
 
 // Resident blocks of the forward on this device (cached per device): blocks per SM x SMs.
 int64_t resident_fwd_blocks(int K) {
-  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * cuda::sm_count();
+  return static_cast<int64_t>(K == 2 ? fwd_min_blocks<2>() : K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * cuda::sm_count();
 }
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
 struct TouchFwd {
-  static void run() { touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>); }
+  static void run() {
+    touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>, scan_fwd_kernel<T, 2, 8>);
+  }
 };
 const bool g_preload = preload_per_dtype<TouchFwd>();
 
@@ -446,7 +457,7 @@ int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p) {
 // segment's block running the segment before it once more for its end state (no y, no C, no z).
 int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* scratch_floats) {
   using namespace scan_cuda;
-  const Layout lo = layout_for(p.dstate);
+  const Layout lo = fwd_layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   const int64_t chunk = fwd_chunk(lo), blocks = tl.blocks() * p.batch;
   int64_t n = resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);
@@ -463,17 +474,18 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* scra
 
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
-  const Layout lo = layout_for(p.dstate);
+  const Layout lo = fwd_layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   if (p.n_seg > 1 && (p.checkpoints || !p.seg_scratch || p.n_seg > kMaxSeg))
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: time segments set up wrongly");
   // With checkpoints the chunk is the checkpoint interval the backward expects.
-  const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
+  const int chunk = p.checkpoints ? bwd_chunk(layout_for(p.dstate)) : fwd_chunk(lo);
   const Segments sg = segments_for(p.seqlen, static_cast<int>(p.n_seg), chunk);
   auto st = static_cast<cudaStream_t>(stream);
   const int opt = std::getenv("STATESPACE_SCAN_FWD_OPT") ? std::atoi(std::getenv("STATESPACE_SCAN_FWD_OPT")) : 0;  // EXPERIMENT knob
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    if (lo.K == 2) return launch_fwd<T, 2, 8, 0>(p, lo, tl, chunk, sg, st);
     SS_LAYOUT_SWITCH(lo, K, kG, [&] {
       if constexpr (K == 4 && kG == 4) {
         switch (opt & 3) {
