@@ -26,7 +26,7 @@ namespace {
 // Resident blocks: 2 of two rows per thread (dstate 9-16: 4 lanes of 4 states), 4 of one row with
 // 4 states per lane, 1 with 8. The benchmark shape's 256 blocks then run in one wave on 132 SMs.
 template <int K, int kG>
-constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
+constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K <= 4 ? 4 : 1; }
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
@@ -539,7 +539,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 template <typename T>
 struct TouchBwd {
   static void run() {
-    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, scan_bwd_kernel<T, 2, 8>, reduce_rows_kernel<T>,
                   reduce_steps_kernel<T>);
   }
 };
@@ -568,7 +568,10 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
     for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
       const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
+      if (lo.K == 2)
+        launch_bwd_slab<T, 2, 8>(p, lo, tl, sl, c_lo, c_hi, st);
+      else
+        SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
     }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");

@@ -11,6 +11,7 @@
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include "cuda/runtime.h"
 #include "cuda/types.cuh"
 #include "ops/selective_scan.h"
@@ -44,6 +45,9 @@ __host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG 
 // The backward's layout: layout_for's, with bwd_rows times the rows per block.
 inline Layout bwd_layout_for(int64_t dstate) {
   Layout lo = layout_for(dstate);
+  // EXPERIMENT knob: dstate 9-16 on 8 lanes of 2 states, one row per thread
+  const char* e = std::getenv("STATESPACE_SCAN_BWD_LANES");
+  if (lo.K == 4 && lo.G == 4 && e && std::atoi(e) == 8) return {8, 2, 16, kThreads / 8};
   lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
   return lo;
 }
@@ -84,6 +88,10 @@ __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
+  if constexpr (K == 2) {  // 8-byte aligned
+    *reinterpret_cast<float2*>(dst) = make_float2(src[0], src[1]);
+    return;
+  }
 #pragma unroll
   for (int q = 0; q < K / 4; ++q)
     reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
@@ -142,7 +150,7 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 }
 
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
-inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
+inline int bwd_chunk(const Layout& lo) { return lo.K == 8 ? 16 : 32; }  // K = 8 iff dstate > 128
 
 // Row stride of the per-row tiles of both kernels: a multiple of 4 floats so a lane reads 4 steps
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
