@@ -78,23 +78,23 @@ __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
   if constexpr (K == 2) {  // 8-byte aligned
     const float2 v = *reinterpret_cast<const float2*>(src);
     dst[0] = v.x, dst[1] = v.y;
-    return;
-  }
+  } else {
 #pragma unroll
-  for (int q = 0; q < K / 4; ++q) {
-    const float4 v = reinterpret_cast<const float4*>(src)[q];
-    dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+    for (int q = 0; q < K / 4; ++q) {
+      const float4 v = reinterpret_cast<const float4*>(src)[q];
+      dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
+    }
   }
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
   if constexpr (K == 2) {  // 8-byte aligned
     *reinterpret_cast<float2*>(dst) = make_float2(src[0], src[1]);
-    return;
-  }
+  } else {
 #pragma unroll
-  for (int q = 0; q < K / 4; ++q)
-    reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
+    for (int q = 0; q < K / 4; ++q)
+      reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
+  }
 }
 
 // B_t (or C_t) values of a thread's R rows: row r's K floats at src + r * row_step + t * step.
