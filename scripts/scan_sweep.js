@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // EXPERIMENT (selective scan, third session; removed once the knobs are settled): times the CUDA
 // forward at the prefill shape (1x5120x2048x16) and the bench shape (4x4096x4096x16) under the
-// temporary env knobs STATESPACE_SCAN_SEGMENTS, STATESPACE_SCAN_ENDS_COST, STATESPACE_SCAN_FWD_OPT and
-// STATESPACE_SCAN_FWD_LANES, and checks each variant's y against the plain one (no segments, opt 0).
+// temporary env knob STATESPACE_SCAN_TP, and checks each variant's y against the sequential kernel's.
 // Run after `npm run build:ts`: node scripts/scan_sweep.js [cuda:0]
 'use strict';
 const path = require('node:path');
@@ -31,8 +30,7 @@ function inputs(s, dtype) {
 }
 
 function setEnv(env) {
-  for (const k of ['STATESPACE_SCAN_SEGMENTS', 'STATESPACE_SCAN_ENDS_COST', 'STATESPACE_SCAN_FWD_OPT', 'STATESPACE_SCAN_FWD_LANES'])
-    delete process.env[k];
+  delete process.env.STATESPACE_SCAN_TP;
   for (const [k, v] of Object.entries(env)) process.env[k] = String(v);
 }
 
@@ -52,7 +50,7 @@ function maxRel(a, b) {
 
 function sweep(name, shape, dtype, configs) {
   const opts = inputs(shape, dtype);
-  setEnv({ STATESPACE_SCAN_SEGMENTS: 1 });
+  setEnv({ STATESPACE_SCAN_TP: 0 });
   const ref = selectiveScan(opts);
   const refY = values(ref.y), refS = values(ref.lastState);
   ref.y.dispose();
@@ -91,15 +89,10 @@ if (mode.startsWith('profile-')) {
   require(path.join(root, 'dist/lib/index.js')).synchronizeSync(device);
   process.exit(0);
 }
-const segConfigs = [{}, { STATESPACE_SCAN_SEGMENTS: 1 }];
-for (const n of [2, 3, 4, 5, 6, 8])
-  for (const e of [0, 0.3, 0.45, 0.6]) segConfigs.push({ STATESPACE_SCAN_SEGMENTS: n, STATESPACE_SCAN_ENDS_COST: e });
-for (const o of [1, 2, 3]) segConfigs.push({ STATESPACE_SCAN_FWD_OPT: o });
-// 8 lanes of 2 states per row (8 blocks of 16 rows per SM)
-segConfigs.push({ STATESPACE_SCAN_FWD_LANES: 8 }, { STATESPACE_SCAN_FWD_LANES: 8, STATESPACE_SCAN_SEGMENTS: 1 });
-for (const n of [2, 3, 4, 6])
-  for (const e of [0, 0.45]) segConfigs.push({ STATESPACE_SCAN_FWD_LANES: 8, STATESPACE_SCAN_SEGMENTS: n, STATESPACE_SCAN_ENDS_COST: e });
-sweep('prefill', prefill, 'bfloat16', segConfigs);
-const optConfigs = [{}, { STATESPACE_SCAN_FWD_OPT: 1 }, { STATESPACE_SCAN_FWD_OPT: 2 }, { STATESPACE_SCAN_FWD_OPT: 3 }, { STATESPACE_SCAN_FWD_LANES: 8 }];
-sweep('bench', benchShape, 'bfloat16', optConfigs);
-sweep('bench', benchShape, 'float32', [{}, { STATESPACE_SCAN_FWD_OPT: 2 }, { STATESPACE_SCAN_FWD_LANES: 8 }]);
+// TP: the time-parallel forward's variant (1: 8 steps x 32 lanes, 2: 16 x 16, 4: 8 x 16; 0: the
+// sequential kernel, with its time segments at the prefill shape)
+const tp = [{ STATESPACE_SCAN_TP: 0 }, { STATESPACE_SCAN_TP: 1 }, { STATESPACE_SCAN_TP: 2 }, { STATESPACE_SCAN_TP: 4 }];
+sweep('prefill', prefill, 'bfloat16', tp);
+sweep('bench', benchShape, 'bfloat16', tp);
+sweep('bench', benchShape, 'float32', tp);
+sweep('prefill', prefill, 'float32', tp);

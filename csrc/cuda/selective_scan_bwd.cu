@@ -26,7 +26,7 @@ namespace {
 // Resident blocks: 2 of two rows per thread (dstate 9-16: 4 lanes of 4 states), 4 of one row with
 // 4 states per lane, 1 with 8. The benchmark shape's 256 blocks then run in one wave on 132 SMs.
 template <int K, int kG>
-constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K <= 4 ? 4 : 1; }
+constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
@@ -122,6 +122,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   float* r_z = s_z + dl * TP;
   float* r_dy = s_dy + dl * TP;
   const int rstride = rank * TP;
+  // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: the
+  // epilogues then address it with a per-lane constant (no select of u by step).
+  const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
 
   // B_t / C_t values of this lane for row r: from b_src + r * b_row + t * b_step, the staged tile
   // (shared by the rows) or, with step 0, the row's time-invariant values.
@@ -270,9 +273,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
       if (z) {
         // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-        reduce_steps4<R>(zpart, G, lane, [&](int q, const float(&v)[R]) {
+        reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+          const int q = G >= 4 ? own : q_any;
 #pragma unroll
-          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], st[r].u_at(q), v[r]);
+          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
         });
       }
       // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
@@ -316,11 +320,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         if (!b_ti) store_k<K>(s_pB + (q * rank + dl) * npad + lane * K, db);
       }
       __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
-      reduce_steps4<2 * R>(part, G, lane, [&](int q, const float(&v)[2 * R]) {
+      reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
+        const int q = G >= 4 ? own : q_any;
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const int o = r * rstride + t + q;
-          const float dt = r_dt[o], ut = st[r].u_at(q), dyv = r_dy[o];
+          const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
           // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
           const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
           const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
@@ -539,7 +544,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 template <typename T>
 struct TouchBwd {
   static void run() {
-    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, scan_bwd_kernel<T, 2, 8>, reduce_rows_kernel<T>,
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
                   reduce_steps_kernel<T>);
   }
 };
@@ -568,10 +573,7 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
     // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
     for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
       const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      if (lo.K == 2)
-        launch_bwd_slab<T, 2, 8>(p, lo, tl, sl, c_lo, c_hi, st);
-      else
-        SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
+      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
     }
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");

@@ -11,7 +11,6 @@
 // Blocks never straddle a B or C group, so a block shares one (step, dstate) tile of B and C.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 #include "cuda/runtime.h"
 #include "cuda/types.cuh"
 #include "ops/selective_scan.h"
@@ -45,9 +44,6 @@ __host__ __device__ constexpr int bwd_rows(int K, int kG) { return K == 4 && kG 
 // The backward's layout: layout_for's, with bwd_rows times the rows per block.
 inline Layout bwd_layout_for(int64_t dstate) {
   Layout lo = layout_for(dstate);
-  // EXPERIMENT knob: dstate 9-16 on 8 lanes of 2 states, one row per thread
-  const char* e = std::getenv("STATESPACE_SCAN_BWD_LANES");
-  if (lo.K == 4 && lo.G == 4 && e && std::atoi(e) == 8) return {8, 2, 16, kThreads / 8};
   lo.dims *= bwd_rows(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
   return lo;
 }
@@ -75,26 +71,17 @@ __host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x
 // K consecutive floats from 16-byte aligned shared memory.
 template <int K>
 __device__ __forceinline__ void load_k(float (&dst)[K], const float* src) {
-  if constexpr (K == 2) {  // 8-byte aligned
-    const float2 v = *reinterpret_cast<const float2*>(src);
-    dst[0] = v.x, dst[1] = v.y;
-  } else {
 #pragma unroll
-    for (int q = 0; q < K / 4; ++q) {
-      const float4 v = reinterpret_cast<const float4*>(src)[q];
-      dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
-    }
+  for (int q = 0; q < K / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(src)[q];
+    dst[4 * q] = v.x, dst[4 * q + 1] = v.y, dst[4 * q + 2] = v.z, dst[4 * q + 3] = v.w;
   }
 }
 template <int K>
 __device__ __forceinline__ void store_k(float* dst, const float (&src)[K]) {
-  if constexpr (K == 2) {  // 8-byte aligned
-    *reinterpret_cast<float2*>(dst) = make_float2(src[0], src[1]);
-  } else {
 #pragma unroll
-    for (int q = 0; q < K / 4; ++q)
-      reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
-  }
+  for (int q = 0; q < K / 4; ++q)
+    reinterpret_cast<float4*>(dst)[q] = make_float4(src[4 * q], src[4 * q + 1], src[4 * q + 2], src[4 * q + 3]);
 }
 
 // B_t (or C_t) values of a thread's R rows: row r's K floats at src + r * row_step + t * step.
@@ -150,7 +137,7 @@ inline Tiling tiling_for(const SelectiveScanParams& p, const Layout& lo) {
 }
 
 // Checkpoint interval = chunk of the backward (and of the forward when it writes checkpoints).
-inline int bwd_chunk(const Layout& lo) { return lo.K == 8 ? 16 : 32; }  // K = 8 iff dstate > 128
+inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 
 // Row stride of the per-row tiles of both kernels: a multiple of 4 floats so a lane reads 4 steps
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
@@ -233,21 +220,21 @@ bool preload_per_dtype() {
 // Refuses sizes the launch grid can't take (never truncates). In selective_scan_fwd.cu.
 void check_grid(const SelectiveScanParams& p, const Tiling& tl);
 
+// The time-parallel forward (selective_scan_fwd_tp.cu): whether it serves p, and its launch.
+bool fwd_tp_applies(const SelectiveScanParams& p);
+void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream);
+
 // Which rows a block serves.
 struct BlockRows {
   int64_t b, d0;  // batch row, first dim
   int nd;         // dims actually present (<= Layout::dims)
 };
 
-// bx: the tile within a batch row (blockIdx.x unless the kernel assigns tiles itself), by: the row.
-__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl, int64_t bx, int64_t by) {
-  const int64_t f = bx / tl.tiles_per_fine, tile = bx % tl.tiles_per_fine;
+__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl) {
+  const int64_t f = blockIdx.x / tl.tiles_per_fine, tile = blockIdx.x % tl.tiles_per_fine;
   const int64_t d0 = f * tl.dims_per_fine + tile * lo.dims;
   const int64_t left = (f + 1) * tl.dims_per_fine - d0;
-  return {by, d0, static_cast<int>(left < lo.dims ? left : lo.dims)};
-}
-__device__ __forceinline__ BlockRows block_rows(const Layout& lo, const Tiling& tl) {
-  return block_rows(lo, tl, blockIdx.x, blockIdx.y);
+  return {static_cast<int64_t>(blockIdx.y), d0, static_cast<int>(left < lo.dims ? left : lo.dims)};
 }
 
 // Start of the per-step B (or C) slice of batch row b for the group holding dim d.
@@ -376,8 +363,6 @@ __device__ __forceinline__ void load_bc_tiles(float* s_B, float* s_C, const T* B
 struct Steps4 {
   float dt[4], u[4];
   int rst[4];
-  // u of step s for a run-time s, without an indexed (local-memory) access
-  __device__ __forceinline__ float u_at(int s) const { return s == 0 ? u[0] : s == 1 ? u[1] : s == 2 ? u[2] : u[3]; }
 };
 template <bool kRestart>
 __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, const int* rst, int t) {

@@ -163,13 +163,12 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
     void* stream = cuda_stream_for(dev);
     // the state every chunk for a later backward (which then skips its own forward pass)
     if (return_checkpoints) out.checkpoints = cuda_checkpoints(p, dev);
-    // few rows: time segments, their scratch in a buffer freed in stream order after the call
-    Tensor seg_scratch;
-    int64_t seg_floats = 0;
-    p.n_seg = selective_scan_cuda_segments(p, &seg_floats);
+    // few rows: time segments, their end states in a buffer freed in stream order after the call
+    Tensor ends;
+    p.n_seg = selective_scan_cuda_segments(p, &p.seg_len);
     if (p.n_seg > 1) {
-      seg_scratch = empty({seg_floats}, DType::Float32, dev);
-      p.seg_scratch = seg_scratch.ptr<float>();
+      ends = empty({p.batch, p.dim, p.n_seg - 1, p.dstate + 2}, DType::Float32, dev);
+      p.seg_ends = ends.ptr<float>();
     }
     selective_scan_fwd_cuda(p, stream);
 #else

@@ -58,11 +58,11 @@ struct SelectiveScanParams {
   float* scratch = nullptr;
   int64_t scratch_floats = 0;
 
-  // CUDA forward only: rows too few to fill the GPU are split along time into n_seg segments,
-  // one launch; seg_scratch holds the segments' carried states and hand-off flags (its size from
-  // selective_scan_cuda_segments; the forward zeroes what needs it).
-  int64_t n_seg = 1;
-  float* seg_scratch = nullptr;
+  // CUDA forward only: rows too few to fill the GPU are split along time into n_seg segments of
+  // seg_len steps; seg_ends (batch, dim, n_seg - 1, dstate + 2) f32 holds each segment's end state
+  // from a zero start, its sum of delta' and whether a restart (seqIdx) drops the carried state.
+  int64_t n_seg = 1, seg_len = 0;
+  float* seg_ends = nullptr;
 };
 
 void selective_scan_fwd_cpu(const SelectiveScanParams& p);
@@ -70,8 +70,8 @@ void selective_scan_bwd_cpu(const SelectiveScanParams& p);
 
 // CUDA: the chunk length of the forward (checkpoint interval) and the scratch the backward needs.
 int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p);
-// How many time segments the forward splits a row into (1: none), and the f32 scratch they need.
-int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* scratch_floats);
+// How many time segments the forward splits a row into (1: none), and their length.
+int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_len);
 int64_t selective_scan_cuda_bwd_scratch_floats(const SelectiveScanParams& p);
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream);
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream);

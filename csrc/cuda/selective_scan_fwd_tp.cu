@@ -1,0 +1,251 @@
+// CUDA selective scan forward, parallel in time: per-step B and C with dstate <= 16 (the Mamba-1
+// model's case), without seqIdx or checkpoints. The sequential kernel (selective_scan_fwd.cu) gives
+// each state group of a row one lane that walks every step, so a row has only 4 lanes and few rows
+// (batch 1 x dim 5120) leave the GPU latency-bound. Here a warp serves one (batch, dim) row and its
+// 32 lanes own consecutive slices of kJ = 8 steps of a 256-step window. Per window and state n:
+//   1. each lane folds its slice into the affine map x -> P x + S (S from a zero start, P = 2^(A2 sum
+//      dt), A2 = A log2 e), keeping the slice's decays and inputs in registers;
+//   2. a warp scan (Kogge-Stone, 5 shuffle stages) composes the maps of the lanes before it;
+//   3. the lane applies that to the window's carried-in state and walks its slice again with the
+//      kept decays, adding C_t[n] x_t to its y; lane 31's last state is the next window's carry.
+// Still one ex2 per state update (and one per slice and state for P); the per (row, step) work
+// (softplus, silu, D u) is spread over the states. The 4 warps of a block serve 4 rows of one B/C
+// group and share the window's B and C tiles in shared memory.
+#include <cstdlib>
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+#include "cuda/selective_scan_common.cuh"
+
+namespace ss {
+namespace scan_cuda {
+namespace {
+
+constexpr int kMaxNTP = 16;  // largest dstate served
+
+// J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
+// (src 16-byte aligned) and the slice is whole.
+template <int J, typename T>
+__device__ __forceinline__ void load_slice(float (&v)[J], const T* src, bool vec, int64_t valid) {
+  constexpr int V = 16 / sizeof(T);
+  static_assert(J % V == 0, "a slice is a whole number of 16-byte words");
+  if (vec && valid >= J) {
+#pragma unroll
+    for (int q = 0; q < J / V; ++q) {
+      float w[V];
+      load_vec<T>(w, src + q * V);
+#pragma unroll
+      for (int e = 0; e < V; ++e) v[q * V + e] = w[e];
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < J; ++e) v[e] = e < valid ? cuda::to_float(src[e]) : 0.f;
+  }
+}
+template <int J, typename T>
+__device__ __forceinline__ void store_slice(T* dst, const float (&v)[J], bool vec, int64_t valid) {
+  constexpr int V = 16 / sizeof(T);
+  if (vec && valid >= J) {
+#pragma unroll
+    for (int q = 0; q < J / V; ++q) {
+      float w[V];
+#pragma unroll
+      for (int e = 0; e < V; ++e) w[e] = v[q * V + e];
+      store_vec<T>(dst + q * V, w);
+    }
+  } else {
+#pragma unroll
+    for (int e = 0; e < J; ++e)
+      if (e < valid) dst[e] = cuda::from_float<T>(v[e]);
+  }
+}
+
+// Offset (floats) of 4-step group h of slice l within one state's row of a tile: slices are J/4
+// 16-byte slots each, the groups of a slice permuted (XOR) so that the 8 lanes of a quarter warp
+// reading group h of their slices hit 8 distinct 4-bank groups.
+template <int J>
+__device__ __forceinline__ int slot_of(int l, int h) {
+  constexpr int S = J / 4, shift = 3 - ilog2(S);
+  return (S * l + (h ^ ((l >> shift) & (S - 1)))) * 4;
+}
+
+// kLanes lanes per row (32: one row per warp; 16: two), each a slice of J steps of a window of
+// kLanes * J steps. Registers allow kMinBlocks blocks per SM; the tiles (2 x 16 x kWin floats) must
+// stay within the 48 KiB of static shared memory.
+template <int J, int kLanes>
+struct TPShape {
+  static constexpr int kWin = kLanes * J, kRows = kThreads / kLanes;
+  static constexpr int kMinBlocks = J <= 8 ? 6 : 4;
+  static_assert(2 * kMaxNTP * kWin * 4 <= 40 * 1024, "B/C tiles too large");
+};
+
+template <typename T, int J, int kLanes>
+__global__ void __launch_bounds__(kThreads, TPShape<J, kLanes>::kMinBlocks)
+    scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
+  using Sh = TPShape<J, kLanes>;
+  constexpr int kWin = Sh::kWin, kRows = Sh::kRows;
+  __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
+  __shared__ __align__(16) float s_C[kMaxNTP * kWin];
+  __shared__ float s_A2[kRows][kMaxNTP];  // A log2 e of each row
+  __shared__ float s_x[kRows][kMaxNTP];   // each row's state carried into the window
+  const BlockRows br = block_rows(lo, tl);
+  const int r = threadIdx.x / kLanes, lane = threadIdx.x % kLanes;  // row in the block, slice in the window
+  const bool active = r < br.nd;
+  const int64_t b = br.b, d = br.d0 + (active ? r : 0), L = p.seqlen, row = b * p.dim + d;
+  const int N = static_cast<int>(p.dstate);
+  const T* u = static_cast<const T*>(p.u) + row * L;
+  const T* delta = static_cast<const T*>(p.delta) + row * L;
+  const T* z = p.z ? static_cast<const T*>(p.z) + row * L : nullptr;
+  T* y = static_cast<T*>(p.y) + row * L;
+  const T* Bg = bc_group<T>(p.B, p.b_groups, p, b, br.d0);
+  const T* Cg = bc_group<T>(p.C, p.c_groups, p, b, br.d0);
+  if (lane < kMaxNTP) {
+    const bool ok = active && lane < N;
+    s_A2[r][lane] = ok ? static_cast<const float*>(p.A)[d * N + lane] * kLog2e : 0.f;
+    s_x[r][lane] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row * N + lane] : 0.f;
+  }
+  const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
+  const float bias = active && p.delta_bias ? static_cast<const float*>(p.delta_bias)[d] : 0.f;
+  // 16-byte loads and stores: every row (and B/C state row) starts 16-byte aligned when seqlen is a
+  // multiple of J and the tensors are; a slice is a whole number of 16-byte words
+  const uintptr_t bases = reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
+                          reinterpret_cast<uintptr_t>(p.z) | reinterpret_cast<uintptr_t>(p.y) |
+                          reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg);
+  const bool vec = L % J == 0 && (bases & 15) == 0;
+  constexpr unsigned kFull = 0xffffffffu;
+
+  for (int64_t t0 = 0; t0 < L; t0 += kWin) {
+    const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
+    __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
+    // B and C of the window: 2 x N x kLanes slices
+    for (int i = threadIdx.x; i < 2 * N * kLanes; i += kThreads) {
+      const bool isC = i >= N * kLanes;
+      const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
+      float v[J];
+      load_slice<J>(v, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
+      float* dst = (isC ? s_C : s_B) + n * kWin;
+#pragma unroll
+      for (int h = 0; h < J / 4; ++h)
+        *reinterpret_cast<float4*>(dst + slot_of<J>(l, h)) = make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
+    }
+    // this lane's steps of the row: delta', delta' u, and y's D u term (zeros past seqlen: there
+    // the decay is 1 and the input 0, so those steps leave the state as it is)
+    float dt[J], du[J], yv[J], sdt = 0.f;
+    {
+      float dv[J], uv[J];
+      load_slice<J>(dv, delta + ts, vec, valid);
+      load_slice<J>(uv, u + ts, vec, valid);
+#pragma unroll
+      for (int e = 0; e < J; ++e) {
+        const float pre = dv[e] + bias;
+        dt[e] = e < valid && active ? (p.delta_softplus ? softplus(pre) : pre) : 0.f;
+        du[e] = dt[e] * uv[e];
+        yv[e] = Dd * uv[e];
+        sdt += dt[e];
+      }
+    }
+    __syncthreads();  // tiles staged
+
+    for (int n = 0; n < N; ++n) {
+      const float A2 = s_A2[r][n], xin = s_x[r][n];
+      float bv[J], cv[J];
+#pragma unroll
+      for (int h = 0; h < J / 4; ++h) {
+        const float4 q = *reinterpret_cast<const float4*>(s_B + n * kWin + slot_of<J>(lane, h));
+        bv[4 * h] = q.x, bv[4 * h + 1] = q.y, bv[4 * h + 2] = q.z, bv[4 * h + 3] = q.w;
+      }
+      // 1. the slice as x -> P x + S
+      float a[J], bu[J], S = 0.f;
+#pragma unroll
+      for (int e = 0; e < J; ++e) {
+        a[e] = exp2f(dt[e] * A2);
+        bu[e] = du[e] * bv[e];
+        S = fmaf(a[e], S, bu[e]);
+      }
+      float P = exp2f(A2 * sdt);
+      // 2. inclusive scan of the maps over the row's lanes: lane l ends with lanes 0..l composed
+#pragma unroll
+      for (int off = 1; off < kLanes; off <<= 1) {
+        const float Pe = __shfl_up_sync(kFull, P, off, kLanes), Se = __shfl_up_sync(kFull, S, off, kLanes);
+        if (lane >= off) S = fmaf(P, Se, S), P *= Pe;
+      }
+      const float Pex = __shfl_up_sync(kFull, P, 1, kLanes), Sex = __shfl_up_sync(kFull, S, 1, kLanes);
+      // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
+      float x = lane == 0 ? xin : fmaf(Pex, xin, Sex);
+#pragma unroll
+      for (int h = 0; h < J / 4; ++h) {
+        const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot_of<J>(lane, h));
+        cv[4 * h] = q.x, cv[4 * h + 1] = q.y, cv[4 * h + 2] = q.z, cv[4 * h + 3] = q.w;
+      }
+#pragma unroll
+      for (int e = 0; e < J; ++e) {
+        x = fmaf(a[e], x, bu[e]);
+        yv[e] = fmaf(cv[e], x, yv[e]);
+      }
+      const float xend = __shfl_sync(kFull, x, kLanes - 1, kLanes);  // the state after the window
+      __syncwarp();  // every lane has read xin
+      if (lane == 0) s_x[r][n] = xend;
+    }
+
+    // y = (<C, x> + D u) silu(z)
+    if (z) {
+      float zv[J];
+      load_slice<J>(zv, z + ts, vec, valid);
+#pragma unroll
+      for (int e = 0; e < J; ++e) yv[e] *= zv[e] * sigmoid(zv[e]);
+    }
+    if (active) store_slice<J>(y + ts, yv, vec, valid);
+  }
+  __syncwarp();
+  if (p.last_state && active && lane < N) static_cast<float*>(p.last_state)[row * N + lane] = s_x[r][lane];
+}
+
+// The variants (J, lanes per row) under trial; EXPERIMENT knob STATESPACE_SCAN_TP picks one
+// (1: 8 x 32, 2: 16 x 16, 4: 8 x 16; 0: the sequential kernel).
+#define SS_TP_SWITCH(V, J, LN, ...)                        \
+  [&] {                                                    \
+    if ((V) == 2) {                                        \
+      constexpr int J = 16, LN = 16;                       \
+      return __VA_ARGS__();                                \
+    } else if ((V) == 4) {                                 \
+      constexpr int J = 8, LN = 16;                        \
+      return __VA_ARGS__();                                \
+    } else {                                               \
+      constexpr int J = 8, LN = 32;                        \
+      return __VA_ARGS__();                                \
+    }                                                      \
+  }()
+
+int tp_variant() {
+  const char* e = std::getenv("STATESPACE_SCAN_TP");
+  return e ? std::atoi(e) : 1;
+}
+
+template <typename T>
+struct TouchTP {
+  static void run() {
+    touch_kernels(scan_fwd_tp_kernel<T, 8, 32>, scan_fwd_tp_kernel<T, 16, 16>, scan_fwd_tp_kernel<T, 8, 16>);
+  }
+};
+const bool g_preload = preload_per_dtype<TouchTP>();
+
+}  // namespace
+
+bool fwd_tp_applies(const SelectiveScanParams& p) {
+  return tp_variant() != 0 && p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep &&
+         p.dstate <= kMaxNTP && !p.seq_idx && !p.checkpoints && p.y;
+}
+
+void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
+  SS_TP_SWITCH(tp_variant(), J, LN, [&] {
+    using Sh = TPShape<J, LN>;
+    const Layout lo{LN, 1, static_cast<int>(p.dstate), Sh::kRows};  // tiling_for reads only dims
+    const Tiling tl = tiling_for(p, lo);
+    check_grid(p, tl);
+    const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
+    SS_FLOAT_SWITCH(p.dtype, T, [&] { scan_fwd_tp_kernel<T, J, LN><<<grid, kThreads, 0, stream>>>(p, lo, tl); });
+  });
+  cuda::check_launch("selectiveScan forward (time-parallel)");
+}
+
+}  // namespace scan_cuda
+}  // namespace ss
