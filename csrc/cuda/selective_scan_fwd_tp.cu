@@ -21,6 +21,7 @@ namespace scan_cuda {
 namespace {
 
 constexpr int kMaxNTP = 16;  // largest dstate served
+constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 16 (bwd_chunk)
 
 // J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
 // (src 16-byte aligned) and the slice is whole.
@@ -76,6 +77,7 @@ struct TPShape {
   static constexpr int kWin = kLanes * J, kRows = kThreads / kLanes;
   static constexpr int kMinBlocks = J <= 8 ? 6 : 4;
   static_assert(2 * kMaxNTP * kWin * 4 <= 40 * 1024, "B/C tiles too large");
+  static_assert(kCk % J == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 };
 
 template <typename T, int J, int kLanes>
@@ -95,9 +97,9 @@ __global__ void __launch_bounds__(kThreads, TPShape<J, kLanes>::kMinBlocks)
   const T* u = static_cast<const T*>(p.u) + row * L;
   const T* delta = static_cast<const T*>(p.delta) + row * L;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * L : nullptr;
-  T* y = static_cast<T*>(p.y) + row * L;
+  T* y = p.y ? static_cast<T*>(p.y) + row * L : nullptr;  // null: checkpoints only (the backward's pass)
   const T* Bg = bc_group<T>(p.B, p.b_groups, p, b, br.d0);
-  const T* Cg = bc_group<T>(p.C, p.c_groups, p, b, br.d0);
+  const T* Cg = y ? bc_group<T>(p.C, p.c_groups, p, b, br.d0) : nullptr;
   if (lane < kMaxNTP) {
     const bool ok = active && lane < N;
     s_A2[r][lane] = ok ? static_cast<const float*>(p.A)[d * N + lane] * kLog2e : 0.f;
@@ -112,12 +114,14 @@ __global__ void __launch_bounds__(kThreads, TPShape<J, kLanes>::kMinBlocks)
                           reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg);
   const bool vec = L % J == 0 && (bases & 15) == 0;
   constexpr unsigned kFull = 0xffffffffu;
+  // windows start at multiples of kWin, so whether a lane's slice ends a checkpoint chunk is fixed
+  const bool ck_lane = p.checkpoints && active && (lane + 1) * J % kCk == 0;
 
   for (int64_t t0 = 0; t0 < L; t0 += kWin) {
     const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
     __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
     // B and C of the window: 2 x N x kLanes slices
-    for (int i = threadIdx.x; i < 2 * N * kLanes; i += kThreads) {
+    for (int i = threadIdx.x; i < (y ? 2 : 1) * N * kLanes; i += kThreads) {
       const bool isC = i >= N * kLanes;
       const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
       float v[J];
@@ -171,22 +175,30 @@ __global__ void __launch_bounds__(kThreads, TPShape<J, kLanes>::kMinBlocks)
       const float Pex = __shfl_up_sync(kFull, P, 1, kLanes), Sex = __shfl_up_sync(kFull, S, 1, kLanes);
       // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
       float x = lane == 0 ? xin : fmaf(Pex, xin, Sex);
+      if (y) {
 #pragma unroll
-      for (int h = 0; h < J / 4; ++h) {
-        const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot_of<J>(lane, h));
-        cv[4 * h] = q.x, cv[4 * h + 1] = q.y, cv[4 * h + 2] = q.z, cv[4 * h + 3] = q.w;
-      }
+        for (int h = 0; h < J / 4; ++h) {
+          const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot_of<J>(lane, h));
+          cv[4 * h] = q.x, cv[4 * h + 1] = q.y, cv[4 * h + 2] = q.z, cv[4 * h + 3] = q.w;
+        }
 #pragma unroll
-      for (int e = 0; e < J; ++e) {
-        x = fmaf(a[e], x, bu[e]);
-        yv[e] = fmaf(cv[e], x, yv[e]);
+        for (int e = 0; e < J; ++e) {
+          x = fmaf(a[e], x, bu[e]);
+          yv[e] = fmaf(cv[e], x, yv[e]);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < J; ++e) x = fmaf(a[e], x, bu[e]);
       }
+      // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
+      if (ck_lane && ts + J <= L) p.checkpoints[(row * p.n_chunks + (ts + J) / kCk - 1) * N + n] = x;
       const float xend = __shfl_sync(kFull, x, kLanes - 1, kLanes);  // the state after the window
       __syncwarp();  // every lane has read xin
       if (lane == 0) s_x[r][n] = xend;
     }
 
     // y = (<C, x> + D u) silu(z)
+    if (!y) continue;
     if (z) {
       float zv[J];
       load_slice<J>(zv, z + ts, vec, valid);
@@ -196,7 +208,12 @@ __global__ void __launch_bounds__(kThreads, TPShape<J, kLanes>::kMinBlocks)
     if (active) store_slice<J>(y + ts, yv, vec, valid);
   }
   __syncwarp();
-  if (p.last_state && active && lane < N) static_cast<float*>(p.last_state)[row * N + lane] = s_x[r][lane];
+  if (active && lane < N) {
+    const float x = s_x[r][lane];
+    if (p.last_state) static_cast<float*>(p.last_state)[row * N + lane] = x;
+    // a last, partial chunk's checkpoint: the state after the last step
+    if (p.checkpoints && L % kCk != 0) p.checkpoints[(row * p.n_chunks + p.n_chunks - 1) * N + lane] = x;
+  }
 }
 
 // The variants (J, lanes per row) under trial; EXPERIMENT knob STATESPACE_SCAN_TP picks one
@@ -231,8 +248,9 @@ const bool g_preload = preload_per_dtype<TouchTP>();
 }  // namespace
 
 bool fwd_tp_applies(const SelectiveScanParams& p) {
+  // the checkpoint interval (32 at dstate <= 16) is a whole number of slices
   return tp_variant() != 0 && p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep &&
-         p.dstate <= kMaxNTP && !p.seq_idx && !p.checkpoints && p.y;
+         p.dstate <= kMaxNTP && !p.seq_idx;
 }
 
 void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
@@ -242,6 +260,8 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     const Tiling tl = tiling_for(p, lo);
     check_grid(p, tl);
     const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
+    if (p.checkpoints && bwd_chunk(layout_for(p.dstate)) != kCk)
+      fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
     SS_FLOAT_SWITCH(p.dtype, T, [&] { scan_fwd_tp_kernel<T, J, LN><<<grid, kThreads, 0, stream>>>(p, lo, tl); });
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
