@@ -122,6 +122,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   float* r_z = s_z + dl * TP;
   float* r_dy = s_dy + dl * TP;
   const int rstride = rank * TP;
+  // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: the
+  // epilogues then address it with a per-lane constant (no select of u by step).
+  const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
 
   // B_t / C_t values of this lane for row r: from b_src + r * b_row + t * b_step, the staged tile
   // (shared by the rows) or, with step 0, the row's time-invariant values.
@@ -270,9 +273,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
       if (z) {
         // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-        reduce_steps4<R>(zpart, G, lane, [&](int q, const float(&v)[R]) {
+        reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+          const int q = G >= 4 ? own : q_any;
 #pragma unroll
-          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], st[r].u_at(q), v[r]);
+          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
         });
       }
       // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
@@ -316,11 +320,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         if (!b_ti) store_k<K>(s_pB + (q * rank + dl) * npad + lane * K, db);
       }
       __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
-      reduce_steps4<2 * R>(part, G, lane, [&](int q, const float(&v)[2 * R]) {
+      reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
+        const int q = G >= 4 ? own : q_any;
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const int o = r * rstride + t + q;
-          const float dt = r_dt[o], ut = st[r].u_at(q), dyv = r_dy[o];
+          const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
           // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
           const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
           const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;

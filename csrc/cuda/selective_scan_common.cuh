@@ -220,6 +220,10 @@ bool preload_per_dtype() {
 // Refuses sizes the launch grid can't take (never truncates). In selective_scan_fwd.cu.
 void check_grid(const SelectiveScanParams& p, const Tiling& tl);
 
+// The time-parallel forward (selective_scan_fwd_tp.cu): whether it serves p, and its launch.
+bool fwd_tp_applies(const SelectiveScanParams& p);
+void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream);
+
 // Which rows a block serves.
 struct BlockRows {
   int64_t b, d0;  // batch row, first dim
@@ -359,8 +363,6 @@ __device__ __forceinline__ void load_bc_tiles(float* s_B, float* s_C, const T* B
 struct Steps4 {
   float dt[4], u[4];
   int rst[4];
-  // u of step s for a run-time s, without an indexed (local-memory) access
-  __device__ __forceinline__ float u_at(int s) const { return s == 0 ? u[0] : s == 1 ? u[1] : s == 2 ? u[2] : u[3]; }
 };
 template <bool kRestart>
 __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, const int* rst, int t) {

@@ -101,6 +101,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
+  // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: its y
+  // epilogue then reads u and the gate at a fixed offset (no select of u by step).
+  const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
 
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
@@ -137,7 +140,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
       reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        rzy[t + s] = fmaf(Dd, st.u_at(s), v[0]) * rzy[t + s];
+        const int o = t + (G >= 4 ? own : s);
+        rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
       });
     }
   };
@@ -337,7 +341,7 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_
   using namespace scan_cuda;
   const Layout lo = layout_for(p.dstate);
   const int64_t chunk = fwd_chunk(lo), blocks = tiling_for(p, lo).blocks() * p.batch;
-  int64_t n = resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);
+  int64_t n = fwd_tp_applies(p) ? 1 : resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);  // parallel in time already
   n = std::min<int64_t>({n, (p.seqlen + chunk - 1) / chunk, 16});
   if (p.checkpoints || n < 2) {
     *seg_len = p.seqlen;
@@ -350,6 +354,7 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_
 
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
+  if (fwd_tp_applies(p)) return launch_fwd_tp(p, static_cast<cudaStream_t>(stream));
   const Layout lo = layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);

@@ -104,7 +104,18 @@ describeGpu('selectiveScan on CUDA', () => {
   });
 
   it('the forward\'s checkpoints give the backward bitwise the same gradients, and the same y', () => {
-    const c: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
+    // packed: the sequential forward; not packed (few rows, per-step B/C): the time-parallel one
+    const packedCase: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
+    for (const c of [packedCase, { ...packedCase, packed: undefined }]) checkpointsAgree(c);
+    const c = packedCase;
+    const data = randomData(c);
+    const { opts } = build(c, 'float32', 'cuda', data);
+    const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
+    const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
+    expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
+  });
+
+  function checkpointsAgree(c: ScanCase): void {
     const data = randomData(c);
     for (const dtype of ['float32', 'bfloat16'] as DType[]) {
       const { opts } = build(c, dtype, 'cuda', data);
@@ -115,13 +126,9 @@ describeGpu('selectiveScan on CUDA', () => {
       const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype, device: 'cuda' });
       const a = selectiveScanBackward({ ...opts, dy });
       const b = selectiveScanBackward({ ...opts, dy, checkpoints: withCk.checkpoints });
-      for (const g of gradNames) if (a[g]) expect(f64(b[g]), `${g} ${dtype}`).toEqual(f64(a[g]));
+      for (const g of gradNames) if (a[g]) expect(f64(b[g]), `${g} ${dtype}${c.packed ? ' packed' : ''}`).toEqual(f64(a[g]));
     }
-    const { opts } = build(c, 'float32', 'cuda', data);
-    const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
-    const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
-    expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
-  });
+  }
 
   it('large delta*|A| in bf16 gives no NaN or Inf, forward and backward', () => {
     const c: ScanCase = { batch: 2, dim: 64, seqlen: 300, dstate: 16, z: true, D: true, softplus: true, deltaBias: true, deltaScale: 60 };
