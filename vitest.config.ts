@@ -7,5 +7,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    // One process per test file shares the card: no up-front pool growth in each of them
+    // (15 workers x 4 GiB filled an 80 GB H100 and made unrelated tests run out of memory).
+    env: { STATESPACE_CUDA_PREGROW_MB: process.env.STATESPACE_CUDA_PREGROW_MB ?? '0' },
   },
 });

@@ -1,6 +1,7 @@
 #include "cuda/runtime.h"
 #include <dlfcn.h>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <unordered_set>
 #include <vector>
@@ -82,11 +83,13 @@ DeviceState& state(int device) {
     // free): growing it maps fresh pages on the host, which would otherwise land on the first call
     // of an op that needs large outputs or scratch (measured: f32 selective scan's first call
     // 0.2 ms over its median without this, 0.03 with it). Kept cached like any freed block;
-    // emptyCache() gives it back.
+    // emptyCache() gives it back. STATESPACE_CUDA_PREGROW_MB overrides the size (0: none), for
+    // processes that share a card (a parallel test run starts one per test file).
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
       size_t want = total_b / 16;
       if (want > (size_t{4} << 30)) want = size_t{4} << 30;
+      if (const char* mb = std::getenv("STATESPACE_CUDA_PREGROW_MB")) want = size_t(std::strtoull(mb, nullptr, 10)) << 20;
       if (want > free_b / 2) want = free_b / 2;
       void* p = nullptr;
       if (want > 0 && cudaMallocAsync(&p, want, ns->stream) == cudaSuccess) cudaFreeAsync(p, ns->stream);
