@@ -18,6 +18,11 @@
 //     at or before the rows, the C·Bᵀ fragments with the decay / causal / segment mask applied
 //     (see the kernel), the A operand of Y += (CB ∘ L)·X_s; + D·x, gated by silu(z).
 //
+// Launch order C·Bᵀ, states, outputs; the state kernel (independent of C·Bᵀ) is a programmatic
+// dependent launch that overlaps the C·Bᵀ kernel and waits for it only at its end. Accumulator
+// tiles go to global memory 16 bytes per lane (mma::quad_transpose): 4-byte fragment stores
+// write every 32-byte sector in two halves.
+//
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
