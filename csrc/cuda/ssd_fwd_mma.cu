@@ -363,9 +363,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   constexpr int NT = kNT * HB;
   const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
   const int nhb = d.H / HB, hb = rest % nhb, pt = rest / nhb;
-  // Chunks last to first: the state kernel wrote the last chunks' states (and read their x) last,
-  // so those are the ones still in L2 when this kernel starts.
-  const int c = d.nc - 1 - int(blockIdx.y), b = blockIdx.z;
+  const int c = blockIdx.y, b = blockIdx.z;
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   if (r * kS >= q) return;  // rows past the sequence
   const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
