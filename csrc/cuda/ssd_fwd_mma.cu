@@ -18,6 +18,11 @@
 //     at or before the rows, the C·Bᵀ fragments with the decay / causal / segment mask applied
 //     (see the kernel), the A operand of Y += (CB ∘ L)·X_s; + D·x, gated by silu(z).
 //
+// Launch order C·Bᵀ, states, outputs; the state kernel (independent of C·Bᵀ) is a programmatic
+// dependent launch that overlaps the C·Bᵀ kernel and waits for it only at its end. Accumulator
+// tiles go to global memory 16 bytes per lane (mma::quad_transpose): 4-byte fragment stores
+// write every 32-byte sector in two halves.
+//
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
@@ -99,7 +104,7 @@ struct OutSmem {
   }
 };
 
-constexpr int kStateNW = 64;             // dstate tile width of the state kernel (32 for small grids)
+constexpr int kStateNW = 64;             // dstate tile width of the state kernel
 
 }  // namespace
 
@@ -584,8 +589,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 namespace {
 template <typename T>
 void preload_mma() {
-  preload_kernels<ssd_mma_cb_kernel<T>, ssd_mma_state_kernel<T, kStateNW>, ssd_mma_state_kernel<T, kStateNW / 2>,
-                  ssd_mma_out_kernel<T, 1>, ssd_mma_out_kernel<T, 2>>();
+  preload_kernels<ssd_mma_cb_kernel<T>, ssd_mma_state_kernel<T, kStateNW>, ssd_mma_out_kernel<T, 1>, ssd_mma_out_kernel<T, 2>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
                           preload_mma<__half>();
@@ -606,22 +610,11 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
 
   const int ntp = (d.P + kS - 1) / kS;
   {
-    // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel. Grids of
-    // fewer than two 64-wide blocks per SM (a prefill layer) take 32-wide dstate tiles: each
-    // block's sequential walk does half the products per step.
-    const int64_t wide = int64_t((d.NP + kStateNW - 1) / kStateNW) * ntp * d.H * d.batch;
-    if (wide < 2 * int64_t(sm_count())) {
-      constexpr int NW = kStateNW / 2;
-      const size_t bytes = StateSmem(sizeof(T), NW).bytes;
-      set_smem_once<ssd_mma_state_kernel<T, NW>>(bytes);
-      launch_pdl(ssd_mma_state_kernel<T, NW>, dim3((d.NP + NW - 1) / NW * ntp, d.H, d.batch), dim3(2 * NW), bytes, stream, d,
-                 scal, segs);
-    } else {
-      const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
-      set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
-      launch_pdl(ssd_mma_state_kernel<T, kStateNW>, dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch),
-                 dim3(2 * kStateNW), bytes, stream, d, scal, segs);
-    }
+    const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
+    set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
+    // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel
+    launch_pdl(ssd_mma_state_kernel<T, kStateNW>, dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch),
+               dim3(2 * kStateNW), bytes, stream, d, scal, segs);
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
