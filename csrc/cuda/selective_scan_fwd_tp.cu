@@ -15,6 +15,7 @@
 // serves the backward's checkpoint-only pass (no y), so both ways to the checkpoints agree bitwise.
 // On the benchmark's 16384 rows the sequential kernel is faster (0.78 vs 1.13 ms): each update here
 // costs about twice the instructions (the scan, and the decays and inputs walked twice).
+#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
@@ -28,7 +29,10 @@ constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 
 constexpr int kJ = 8;        // steps per lane and window
 constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
-constexpr int kMinBlocksTP = 6;  // registers (at most 80) and 17 KiB of tiles: 6 blocks per SM
+// Registers (at most 80, or 96 with the L2 prefetch) and 18 KiB of shared memory per block: 6 (5)
+// blocks per SM. EXPERIMENT (knob STATESPACE_SCAN_TPB=1): the variant with the prefetch.
+template <bool kPf>
+constexpr int tp_min_blocks() { return kPf ? 5 : 6; }
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
 // J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
@@ -68,6 +72,9 @@ __device__ __forceinline__ void store_slice(T* dst, const float (&v)[J], bool ve
   }
 }
 
+// Asks L2 for the 128-byte line holding p.
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
 // Offset (floats) of 4-step group h of slice l within one state's row of a tile: slices are J/4
 // 16-byte slots each, the groups of a slice permuted (XOR) so that the 8 lanes of a quarter warp
 // reading group h of their slices hit 8 distinct 4-bank groups.
@@ -77,8 +84,8 @@ __device__ __forceinline__ int slot_of(int l, int h) {
   return (S * l + (h ^ ((l >> shift) & (S - 1)))) * 4;
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
+template <typename T, bool kPf>
+__global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
   constexpr int J = kJ, kRows = kRowsTP;
   __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
   __shared__ __align__(16) float s_C[kMaxNTP * kWin];
@@ -120,6 +127,17 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
     const int buf = static_cast<int>(t0 / kWin) & 1;
     __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
+    // the next window's row inputs into L2 while this one computes (its loads then wait on L2, not
+    // on device memory), a 128-byte line per prefetch; B and C are shared by the rows and stay in L2
+    if (kPf && t0 + kWin < L) {
+      constexpr int E = 128 / sizeof(T);  // elements per line
+      const int64_t tn = ts + kWin;
+      if (lane * J % E == 0 && tn < L) {
+        prefetch_l2(delta + tn);
+        prefetch_l2(u + tn);
+        if (z) prefetch_l2(z + tn);
+      }
+    }
     // B and C of the window: 2 x N x kLanes slices
     for (int i = threadIdx.x; i < (y ? 2 : 1) * N * kLanes; i += kThreads) {
       const bool isC = i >= N * kLanes;
@@ -135,13 +153,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     // the decay is 1 and the input 0, so those steps leave the state as it is)
     float dt[J], du[J], yv[J];
     {
-      float dv[J], uv[J];
-      load_slice<J>(dv, delta + ts, vec, valid);
+      float uv[J];
+      load_slice<J>(dt, delta + ts, vec, valid);
       load_slice<J>(uv, u + ts, vec, valid);
+      if (p.delta_softplus) {  // block-uniform: one branch, then straight-line code
+#pragma unroll
+        for (int e = 0; e < J; ++e) dt[e] = softplus(dt[e] + bias);
+      } else {
+#pragma unroll
+        for (int e = 0; e < J; ++e) dt[e] += bias;
+      }
 #pragma unroll
       for (int e = 0; e < J; ++e) {
-        const float pre = dv[e] + bias;
-        dt[e] = e < valid && active ? (p.delta_softplus ? softplus(pre) : pre) : 0.f;
+        dt[e] = e < valid && active ? dt[e] : 0.f;
         du[e] = dt[e] * uv[e];
         yv[e] = Dd * uv[e];
       }
@@ -218,16 +242,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 
 template <typename T>
 struct TouchTP {
-  static void run() { touch_kernels(scan_fwd_tp_kernel<T>); }
+  static void run() { touch_kernels(scan_fwd_tp_kernel<T, false>, scan_fwd_tp_kernel<T, true>); }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
+
+bool tp_prefetch() {
+  const char* e = std::getenv("STATESPACE_SCAN_TPB");
+  return e && std::atoi(e) == 1;
+}
 
 }  // namespace
 
 bool fwd_tp_applies(const SelectiveScanParams& p) {
   // Rows beyond one wave of this kernel: the sequential kernel has warps enough (and fewer
   // instructions per update).
-  const int64_t wave_rows = static_cast<int64_t>(kMinBlocksTP) * kRowsTP * cuda::sm_count();
+  const int64_t wave_rows = static_cast<int64_t>(tp_prefetch() ? tp_min_blocks<true>() : tp_min_blocks<false>()) * kRowsTP * cuda::sm_count();
   return p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep && p.dstate <= kMaxNTP && !p.seq_idx &&
          p.batch * p.dim <= wave_rows;
 }
@@ -239,7 +268,12 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
   if (p.checkpoints && bwd_chunk(layout_for(p.dstate)) != kCk)
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { scan_fwd_tp_kernel<T><<<grid, kThreads, 0, stream>>>(p, lo, tl); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    if (tp_prefetch())
+      scan_fwd_tp_kernel<T, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+    else
+      scan_fwd_tp_kernel<T, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+  });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
 
