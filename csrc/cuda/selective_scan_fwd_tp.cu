@@ -84,7 +84,8 @@ __device__ __forceinline__ int slot_of(int l, int h) {
   return (S * l + (h ^ ((l >> shift) & (S - 1)))) * 4;
 }
 
-template <typename T, bool kPf>
+// kY: y wanted (false: the backward's checkpoint-only pass).
+template <typename T, bool kY, bool kPf>
 __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
   constexpr int J = kJ, kRows = kRowsTP;
   __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
@@ -101,9 +102,9 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
   const T* u = static_cast<const T*>(p.u) + row * L;
   const T* delta = static_cast<const T*>(p.delta) + row * L;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * L : nullptr;
-  T* y = p.y ? static_cast<T*>(p.y) + row * L : nullptr;  // null: checkpoints only (the backward's pass)
+  T* y = kY ? static_cast<T*>(p.y) + row * L : nullptr;
   const T* Bg = bc_group<T>(p.B, p.b_groups, p, b, br.d0);
-  const T* Cg = y ? bc_group<T>(p.C, p.c_groups, p, b, br.d0) : nullptr;
+  const T* Cg = kY ? bc_group<T>(p.C, p.c_groups, p, b, br.d0) : nullptr;
   if (lane < kMaxNTP) {
     const bool ok = active && lane < N;
     s_A2[r][lane] = ok ? static_cast<const float*>(p.A)[d * N + lane] * kLog2e : 0.f;
@@ -120,6 +121,7 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
   constexpr unsigned kFull = 0xffffffffu;
   // windows start at multiples of kWin, so whether a lane's slice ends a checkpoint chunk is fixed
   const bool ck_lane = p.checkpoints && active && (lane + 1) * J % kCk == 0;
+  const int64_t ck_row = row * p.n_chunks * N;  // this row's checkpoints
   static_assert(J == 8, "a slice is two 4-step groups");
   const int slot[2] = {slot_of<J>(lane, 0), slot_of<J>(lane, 1)};  // this lane's groups in a tile row
 
@@ -139,7 +141,7 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
       }
     }
     // B and C of the window: 2 x N x kLanes slices
-    for (int i = threadIdx.x; i < (y ? 2 : 1) * N * kLanes; i += kThreads) {
+    for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
       const bool isC = i >= N * kLanes;
       const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
       float v[J];
@@ -171,6 +173,8 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
       }
     }
     __syncthreads();  // tiles staged
+    // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
+    float* ck = ck_lane && ts + J <= L ? p.checkpoints + ck_row + ((ts + J) / kCk - 1) * N : nullptr;
 
     for (int n = 0; n < N; ++n) {
       const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
@@ -200,7 +204,7 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
       const float Pex = __shfl_up_sync(kFull, P, 1, kLanes), Sex = __shfl_up_sync(kFull, S, 1, kLanes);
       // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
       float x = lane == 0 ? xin : fmaf(Pex, xin, Sex);
-      if (y) {
+      if (kY) {
 #pragma unroll
         for (int h = 0; h < J / 4; ++h) {
           const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot[h]);
@@ -215,14 +219,13 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
 #pragma unroll
         for (int e = 0; e < J; ++e) x = fmaf(a[e], x, bu[e]);
       }
-      // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
-      if (ck_lane && ts + J <= L) p.checkpoints[(row * p.n_chunks + (ts + J) / kCk - 1) * N + n] = x;
+      if (ck) ck[n] = x;
       const float xend = __shfl_sync(kFull, x, kLanes - 1, kLanes);  // the state after the window
       if (lane == 0) s_x[buf ^ 1][r][n] = xend;
     }
 
     // y = (<C, x> + D u) silu(z)
-    if (!y) continue;
+    if (!kY) continue;
     if (z) {
       float zv[J];
       load_slice<J>(zv, z + ts, vec, valid);
@@ -242,7 +245,10 @@ __global__ void __launch_bounds__(kThreads, tp_min_blocks<kPf>()) scan_fwd_tp_ke
 
 template <typename T>
 struct TouchTP {
-  static void run() { touch_kernels(scan_fwd_tp_kernel<T, false>, scan_fwd_tp_kernel<T, true>); }
+  static void run() {
+    touch_kernels(scan_fwd_tp_kernel<T, true, false>, scan_fwd_tp_kernel<T, true, true>, scan_fwd_tp_kernel<T, false, false>,
+                  scan_fwd_tp_kernel<T, false, true>);
+  }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
 
@@ -268,11 +274,16 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
   if (p.checkpoints && bwd_chunk(layout_for(p.dstate)) != kCk)
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
+  const bool pf = tp_prefetch();
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    if (tp_prefetch())
-      scan_fwd_tp_kernel<T, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+    if (p.y && pf)
+      scan_fwd_tp_kernel<T, true, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+    else if (p.y)
+      scan_fwd_tp_kernel<T, true, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+    else if (pf)
+      scan_fwd_tp_kernel<T, false, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      scan_fwd_tp_kernel<T, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      scan_fwd_tp_kernel<T, false, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
