@@ -11,9 +11,20 @@ Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
+// The optional `prefetch` array of tensors (L2 prefetch hints of the matrix-vector kernel).
+std::vector<Tensor> prefetch_list(Napi::Object o) {
+  Napi::Value v = o.Get("prefetch");
+  std::vector<Tensor> ts;
+  if (v.IsUndefined() || v.IsNull()) return ts;
+  if (!v.IsArray()) fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: expected an array of tensors");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) ts.push_back(to_tensor(a.Get(i), "prefetch"));
+  return ts;
+}
+
 Napi::Value linear_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
-  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias")));
+  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"), prefetch_list(o)));
 }
 
 Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
@@ -24,7 +35,8 @@ Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
   const bool silu = silu_activation(o);
   return from_tensor(info.Env(), linear_conv_update(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
                                                     required_tensor(o, "convState"), required_tensor(o, "convWeight"),
-                                                    optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu));
+                                                    optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu,
+                                                    prefetch_list(o)));
 }
 
 int64_t group_size(Napi::Object o) {

@@ -11,10 +11,13 @@
 //  - launched with programmatic dependent launch: the first batch of weights is loaded before
 //    waiting for the kernel that produces x, so the weight stream starts during its tail;
 //  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
-//    (in_proj and the conv update in one kernel).
+//    (in_proj and the conv update in one kernel);
+//  - optionally (L2Prefetch) it first asks for later kernels' weights to be pulled into L2, so
+//    DRAM keeps streaming through the short kernels that follow (cuda/l2_prefetch.cuh).
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
 #include <type_traits>
 #include "cuda/check.cuh"
+#include "cuda/l2_prefetch.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -89,7 +92,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, int S, int64_t kslice) {
+__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, int S, int64_t kslice) {
   constexpr int U = GemvTraits::in_flight(MM) / C;
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -119,6 +122,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
+  if (pf.n) cuda::l2_prefetch(pf);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
@@ -179,16 +183,16 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 }
 
 template <typename T, int V, int C>
-void launch_rows(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+void launch_rows(const GemmParams& p, const GemvConv& cv, const L2Prefetch& pf, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   if (p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, pf, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, pf, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, cudaStream_t st) {
+template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, const L2Prefetch& pf, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
@@ -207,21 +211,22 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, cv, st, S, kslice, g);
+    launch_rows<T, 1, 1>(p, cv, pf, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 4>(p, cv, pf, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 2>(p, cv, pf, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, cv, st, S, kslice, g);
+    launch_rows<T, V, 1>(p, cv, pf, st, S, kslice, g);
   }
 }
 
 }  // namespace
 
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const L2Prefetch* prefetch) {
   const GemvConv cv = conv ? *conv : GemvConv{};
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, static_cast<cudaStream_t>(stream)); });
+  const L2Prefetch pf = prefetch ? *prefetch : L2Prefetch{};
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, pf, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
 }
 

@@ -60,12 +60,32 @@ MatrixLayout matrix_layout(const Tensor& t) {
 struct LinearPlan {
   Tensor x, w, bias, out;
   GemmParams p;
+  L2Prefetch pf;
 };
 
-LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+// The byte ranges of `prefetch` (contiguous tensors on dev), trimmed to 16-byte boundaries.
+L2Prefetch prefetch_ranges(const std::vector<Tensor>& prefetch, Device dev) {
+  L2Prefetch pf;
+  if (prefetch.size() > static_cast<size_t>(L2Prefetch::kMax))
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: at most " + std::to_string(L2Prefetch::kMax) + " tensors");
+  for (const Tensor& t : prefetch) {
+    check_same_device(dev, {{"prefetch", &t}});
+    if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: expected contiguous tensors (views of leading rows are)");
+    const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data()) + 15) & ~uintptr_t{15};
+    const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data()) + t.numel() * dtype_size(t.dtype)) & ~uintptr_t{15};
+    if (hi <= lo) continue;
+    pf.ptr[pf.n] = reinterpret_cast<const void*>(lo);
+    pf.bytes[pf.n] = static_cast<int64_t>(hi - lo);
+    ++pf.n;
+  }
+  return pf;
+}
+
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
+  const L2Prefetch pf = prefetch_ranges(prefetch, dev);  // used by the CUDA matrix-vector kernel only
   if (x_in.ndim() < 1) fail_shape("x", "(..., in)", x_in.shape);
   checks::floating("x", x_in, cpu);
   checks::rank("weight", weight_in, 2, "(out, in)");
@@ -119,6 +139,7 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
   p.bias = L.bias.defined() ? L.bias.data() : nullptr;
   p.out = L.out.data();
   L.p = p;
+  L.pf = pf;
   return L;
 }
 
@@ -127,20 +148,25 @@ void run_linear(const LinearPlan& L) {
   const GemmParams p = L.p;
   if (L.out.device().is_cpu())
     run_cpu({L.x, L.w, L.bias}, {L.out}, [p] { gemm_cpu(p); });
+#ifdef STATESPACE_WITH_CUDA
+  else if (L.pf.n && gemv_reads(p))
+    gemv_cuda(p, cuda_stream_for(L.out.device()), nullptr, &L.pf);
+#endif
   else
     gemm_cuda(p, cuda_stream_for(L.out.device()));
 }
 
 }  // namespace
 
-Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  LinearPlan L = plan_linear(x_in, weight_in, bias_in);
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch) {
+  LinearPlan L = plan_linear(x_in, weight_in, bias_in, prefetch);
   run_linear(L);
   return L.out;
 }
 
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu) {
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                          const std::vector<Tensor>& prefetch) {
   Device dev = x.device();
   const bool cpu = dev.is_cpu();
   check_same_device(dev, {{"convState", &conv_state}, {"convWeight", &conv_weight}, {"convBias", &conv_bias}});
@@ -160,7 +186,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     checks::shape("convBias", conv_bias, {Cc}, "(channels)");
     checks::floating("convBias", conv_bias, cpu);
   }
-  LinearPlan L = plan_linear(x, weight, bias);
+  LinearPlan L = plan_linear(x, weight, bias, prefetch);
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
     // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
@@ -176,7 +202,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, &L.pf);
     return L.out;
   }
 #endif

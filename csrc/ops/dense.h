@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 #include "core/tensor.h"
 
 namespace ss {
@@ -86,7 +87,21 @@ struct GemvConv {
   int64_t lo = 0, channels = 0, width = 0;
   bool silu = false;
 };
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
+// Byte ranges (16-byte aligned, multiples of 16) a decode kernel asks the GPU to pull into L2
+// before it waits for its producer: weights of later kernels of the step (cuda/l2_prefetch.cuh).
+// A hint: no effect on results.
+struct L2Prefetch {
+  static constexpr int kMax = 6;
+  const void* ptr[kMax] = {};
+  int64_t bytes[kMax] = {};
+  int n = 0;
+};
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr);
+// Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
+// contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
+inline bool gemv_reads(const GemmParams& p) {
+  return p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major;
+}
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the cuBLAS path.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
@@ -94,12 +109,16 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// `prefetch`: tensors of later ops to pull into the GPU's L2 while the product runs, when it runs
+// the matrix-vector kernel (CUDA, <= 8 rows; ignored otherwise): contiguous, on x's device, at
+// most L2Prefetch::kMax.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const std::vector<Tensor>& prefetch = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
 // place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu);
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
+                          const std::vector<Tensor>& prefetch = {});
 struct RmsNormResult {
   Tensor y, residual_out;
 };

@@ -103,6 +103,13 @@ export abstract class CausalLM implements DecodeEngine {
   private sched: Scheduler | null = null;
   /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
   lastStepDispatchMs = 0;
+  /**
+   * Bytes of the next layer's input projection (or of the LM head, after the last layer) that a
+   * layer's output projection asks the GPU to pull into L2 during a decode step, so DRAM keeps
+   * streaming while the short kernels in between run; 0 turns the decode steps' L2 prefetch hints
+   * off. STATESPACE_DECODE_PREFETCH_MB (default 16).
+   */
+  protected readonly prefetchBytes: number;
   private owned: Tensor[] = [];
 
   protected constructor(init: ModelInit) {
@@ -117,6 +124,8 @@ export abstract class CausalLM implements DecodeEngine {
     this.stateDtype = init.stateDtype ?? 'float32';
     if (this.stateDtype !== 'float32' && this.stateDtype !== 'bfloat16')
       throw dtypeError(`stateDtype: expected float32 or bfloat16, got ${JSON.stringify(init.stateDtype)}`);
+    const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 16);
+    this.prefetchBytes = this.device === 'cpu' || !(mb > 0) ? 0 : mb * 2 ** 20;
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -136,6 +145,25 @@ export abstract class CausalLM implements DecodeEngine {
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
   /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
+  /** Layer l's input projection weight (what the layer before it prefetches in a decode step). */
+  protected abstract inProjOf(layer: number): Tensor;
+
+  /** Whether decode steps pass L2 prefetch hints to their matrix-vector products (prefetchBytes). */
+  protected get decodePrefetch(): boolean {
+    return this.prefetchBytes > 0;
+  }
+
+  /**
+   * What layer l's last product of a decode step prefetches: the leading prefetchBytes of the next
+   * layer's input projection, or of the LM head after the last layer (a view of leading rows).
+   */
+  protected nextPrefetch(layer: number): Tensor[] | undefined {
+    if (!this.decodePrefetch) return undefined;
+    const w = layer + 1 < this.config.numLayers ? this.inProjOf(layer + 1) : this.lmHead;
+    const rowBytes = w.shape[1] * (this.dtype === 'float32' ? 4 : 2);
+    const rows = Math.min(w.shape[0], Math.max(1, Math.floor(this.prefetchBytes / rowBytes)));
+    return [rows === w.shape[0] ? w : w.slice(0, 0, rows)];
+  }
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -370,6 +398,19 @@ export abstract class CausalLM implements DecodeEngine {
     const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
     const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
     return this.head(x);
+  }
+
+  /**
+   * @internal Benchmarks: replays the captured decode step of batch size n `times` times back to
+   * back without reading anything (each replay feeds the next the tokens it chose), so events
+   * around it give the device time of a step. False when that step has no graph (yet).
+   */
+  replayDecodeGraph(n: number, times = 1): boolean {
+    const g = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    if (!g) return false;
+    for (let i = 0; i < times; i++) g.graph.replay();
+    g.fed = null;
+    return true;
   }
 
   /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */

@@ -116,13 +116,19 @@ export class Mamba2Model extends CausalLM {
     return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
   }
 
+  protected inProjOf(layer: number): Tensor {
+    return this.layers[layer].inProj;
+  }
+
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
-    // in_proj with the conv step fused onto its xBC columns
-    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
+    // in_proj with the conv step fused onto its xBC columns; meanwhile the SSM state, the norm
+    // weight and out_proj are pulled into L2 (the state update and out_proj then read from there)
+    const prefetch = this.decodePrefetch ? [ssm, Ly.normW, Ly.outProj] : undefined;
+    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', prefetch }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -132,6 +138,6 @@ export class Mamba2Model extends CausalLM {
     const limit = this.config.timeStepLimit ?? undefined;
     const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
+    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias, prefetch: this.nextPrefetch(layer) });
   }
 }

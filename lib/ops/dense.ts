@@ -44,6 +44,13 @@ export interface LinearOptions {
   weight: Tensor;
   /** (out), any floating dtype. */
   bias?: Tensor;
+  /**
+   * Tensors a later op will read (at most 6, contiguous, on x's device; views of leading rows
+   * are) to pull into the GPU's L2 cache while this product runs: a hint for decode steps, which
+   * keeps DRAM streaming weights through the short kernels between the big products. Used by the
+   * CUDA matrix-vector kernel (up to 8 rows); no effect on results, ignored otherwise.
+   */
+  prefetch?: Tensor[];
 }
 
 /**
