@@ -25,7 +25,7 @@ import { copyBandwidth } from './copy';
 import { Report } from './report';
 import { timeIt } from './timing';
 
-const SHAPES: Record<string, Record<string, unknown>> = {
+export const SHAPES: Record<string, Record<string, unknown>> = {
   'mamba-130m': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 768, num_hidden_layers: 24, state_size: 16 },
   'mamba-2.8b': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 2560, num_hidden_layers: 64, state_size: 16 },
   'mamba2-2.7b': {
