@@ -12,7 +12,9 @@
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
  * "b1 graph device ms" is the device time of the batch-1 step alone (graph replays back to back,
- * nothing read back): the rest of "decode b1 ms/token" is the host's per-step cost.
+ * nothing read back): the rest of "decode b1 ms/token" is the host's per-step cost. "b1 ms/token,
+ * 8 steps/call" runs eight greedy steps per host round trip (stepGreedyMany), as generate() does
+ * while no request waits to join.
  * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
  * per-op profiles (shorter runs, e.g. to compare two settings in one session).
  */
@@ -112,6 +114,8 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         // The device time of that step: graph replays back to back between two events, nothing
         // read back (b1 minus this is the host's share of a step: launch, read-back, promise)
         const b1Device = cpu || !m.replayDecodeGraph(1) ? null : timeIt(device, () => m.replayDecodeGraph(1), { batch: 20, iters: 10 }).ms;
+        // Eight greedy steps per host round trip (what generate() does while nobody waits to join)
+        const b1x8 = cpu ? null : await timeAsync(() => m.stepGreedyMany(tok1, 8), 20);
         // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
         const genTokens = cpu ? 16 : 128;
         const gen = await timeAsync(async () => {
@@ -147,6 +151,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           'prefill first ms': prefill.firstMs,
           'decode b1 ms/token': b1.ms,
           'b1 graph device ms': b1Device ?? 'n/a',
+          'b1 ms/token, 8 steps/call': b1x8 ? b1x8.ms / 8 : 'n/a',
           'b1 eager ms/token': eager.ms,
           'b1 eager dispatch ms': dispatch[Math.floor(dispatch.length / 2)],
           'cuda graphs': cpu ? 'n/a' : m.useCudaGraphs ? 'yes' : `no: ${m.cudaGraphError ?? 'off'}`.slice(0, 60),

@@ -77,7 +77,12 @@ interface DecodeGraph {
   logits: Tensor;
   next: Tensor;
   fed: Int32Array | null;
+  /** stepGreedyMany's tokens, one row per step (made at its first use), with views of `next` and of each row. */
+  hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
 }
+
+/** Most greedy steps stepGreedyMany runs per call. */
+const MAX_STEPS_PER_CALL = 16;
 
 export abstract class CausalLM implements DecodeEngine {
   readonly config: ModelConfig;
@@ -355,6 +360,43 @@ export abstract class CausalLM implements DecodeEngine {
     return (await this.runStep(tokens, true)) as Int32Array;
   }
 
+  /**
+   * @internal Scheduler engine: up to `steps` greedy steps of slots 0..n-1, each fed the tokens
+   * the one before chose; the tokens of every step run, step after step. On CUDA with a captured
+   * graph the replays are enqueued back to back, each followed by a copy of its tokens into a
+   * row of a small device buffer that is read once at the end: one host round trip for all the
+   * steps, and the device never waits for the host in between. Otherwise one step.
+   */
+  async stepGreedyMany(tokens: Int32Array, steps: number): Promise<Int32Array> {
+    const n = tokens.length;
+    const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    if (!graph || steps <= 1) return this.stepGreedy(tokens);
+    steps = Math.min(steps, MAX_STEPS_PER_CALL);
+    this.feed(graph, tokens);
+    if (!graph.hist) {
+      const all = zeros([MAX_STEPS_PER_CALL, n], { dtype: 'int32', device: this.device });
+      graph.hist = { all, rows: Array.from({ length: MAX_STEPS_PER_CALL }, (_, j) => all.slice(0, j, j + 1)), next: graph.next.reshape([1, n]) };
+    }
+    const h = graph.hist;
+    for (let j = 0; j < steps; j++) {
+      graph.graph.replay();
+      copyInto(h.rows[j], h.next);
+    }
+    graph.fed = null;
+    const v = ((await h.all.data()) as Int32Array).slice(0, steps * n);
+    graph.fed = v.slice((steps - 1) * n); // the last replay left these in its ids buffer
+    return v;
+  }
+
+  /** Puts `tokens` into the graph's input buffer unless it holds them already. */
+  private feed(graph: DecodeGraph, tokens: Int32Array): void {
+    const fed = graph.fed;
+    if (fed && fed.length === tokens.length && fed.every((t, i) => t === tokens[i])) return;
+    const ids = tensor(tokens, [tokens.length, 1], { dtype: 'int32', device: this.device });
+    copyInto(graph.ids, ids);
+    ids.dispose();
+  }
+
   private async runStep(tokens: Int32Array, greedy: boolean): Promise<Float32Array | Int32Array> {
     const cache = this.ensureCache();
     const n = tokens.length;
@@ -363,12 +405,7 @@ export abstract class CausalLM implements DecodeEngine {
     let out: Tensor;
     const t0 = process.hrtime.bigint();
     if (graph) {
-      const fed = graph.fed;
-      if (!(fed && fed.length === n && fed.every((t, i) => t === tokens[i]))) {
-        const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
-        copyInto(graph.ids, ids);
-        ids.dispose();
-      }
+      this.feed(graph, tokens);
       graph.graph.replay();
       graph.fed = null;
       out = greedy ? graph.next : graph.logits;
@@ -519,9 +556,7 @@ export abstract class CausalLM implements DecodeEngine {
     this.owned = [];
     for (const g of this.graphs.values()) {
       g.graph.dispose();
-      g.ids.dispose();
-      g.logits.dispose();
-      g.next.dispose();
+      for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
     }
     this.graphs.clear();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();

@@ -118,6 +118,14 @@ describeGpu('decode through CUDA graphs', () => {
           }
           tokens = want;
         }
+        // several greedy steps per call (replays back to back, one read) equal steps one by one
+        const many = await graphs.stepGreedyMany(tokens, 5);
+        expect(many.length, `n=${n} stepGreedyMany`).toBe(5 * n);
+        for (let j = 0; j < 5; j++) {
+          tokens = await eager.stepGreedy(tokens);
+          expect(Array.from(many.subarray(j * n, (j + 1) * n)), `n=${n} stepGreedyMany step ${j}`).toEqual(Array.from(tokens));
+        }
+        expect(Array.from(await graphs.stepGreedy(tokens)), `n=${n} after stepGreedyMany`).toEqual(Array.from(await eager.stepGreedy(tokens)));
       }
       expect(graphs.useCudaGraphs, graphs.cudaGraphError ?? '').toBe(true);
       const ids = await collect(graphs.generate(randomIds(5, V), { maxNewTokens: 10, temperature: 0, stop: [] }));
