@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DType, add, embedding, gatedRmsNorm, linear, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
+import { DType, add, embedding, gatedRmsNorm, linear, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
+import { checkLinearExtras, checkNormedLinearConv } from './linear_extras';
 import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
@@ -65,6 +66,28 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 3], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'weight');
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 3]), bias: zeros([3]) }), 'ERR_SHAPE', 'bias');
     expectCode(() => linear({ x: zeros([2, 3], { dtype: 'int32' }), weight: zeros([4, 3]) }), 'ERR_DTYPE', 'x');
+  });
+
+  it('normWeight / normGate / residual extras equal rmsNorm, linear and the add in turn', async () => {
+    await checkLinearExtras('cpu', [
+      { M: 3, N: 20, K: 37, dtype: 'float32' },
+      { M: 1, N: 9, K: 64, dtype: 'float32', gate: true, residual: true, bias: true },
+      { M: 2, N: 33, K: 16, dtype: 'float32', residual: true },
+    ], 1e-5);
+    // bfloat16 weights with a float32 row: the normalised row is rounded to bfloat16 first
+    await checkLinearExtras('cpu', [{ M: 1, N: 30, K: 48, dtype: 'bfloat16', residual: true }], 1.5e-2);
+    await checkNormedLinearConv('cpu', 'float32', 1e-5);
+    const ok = { x: zeros([1, 8]), weight: zeros([4, 8]) };
+    expectCode(() => linear({ ...ok, normGate: zeros([1, 8]) }), 'ERR_INVALID_ARG', 'normGate', 'normWeight');
+    expectCode(() => linear({ ...ok, normWeight: zeros([7]) }), 'ERR_SHAPE', 'normWeight');
+    expectCode(() => linear({ ...ok, normWeight: zeros([8]), normGate: zeros([1, 8], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'normGate');
+    expectCode(() => linear({ ...ok, residual: zeros([1, 8]) }), 'ERR_SHAPE', 'residual');
+    expectCode(() => linear({ ...ok, normWeight: zeros([8]), normEps: -1 }), 'ERR_INVALID_ARG', 'normEps');
+    expectCode(
+      () => linearConvUpdate({ ...ok, residual: zeros([1, 4]), convState: zeros([1, 4, 3]), convWeight: zeros([4, 4]), convStart: 0 }),
+      'ERR_INVALID_ARG',
+      'residual',
+    );
   });
 
   it('prefetch hints are checked and change nothing on the CPU', async () => {

@@ -22,9 +22,20 @@ std::vector<Tensor> prefetch_list(Napi::Object o) {
   return ts;
 }
 
+// prefetch, normWeight, normGate, normEps, residual (ops/dense.h, LinearExtras).
+LinearExtras linear_extras(Napi::Object o) {
+  LinearExtras ex;
+  ex.prefetch = prefetch_list(o);
+  ex.norm_weight = optional_tensor(o, "normWeight");
+  ex.norm_gate = optional_tensor(o, "normGate");
+  ex.norm_eps = optional_number(o, "normEps", 1e-5);
+  ex.residual = optional_tensor(o, "residual");
+  return ex;
+}
+
 Napi::Value linear_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
-  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"), prefetch_list(o)));
+  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"), linear_extras(o)));
 }
 
 Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
@@ -36,7 +47,7 @@ Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), linear_conv_update(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
                                                     required_tensor(o, "convState"), required_tensor(o, "convWeight"),
                                                     optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu,
-                                                    prefetch_list(o)));
+                                                    linear_extras(o)));
 }
 
 int64_t group_size(Napi::Object o) {

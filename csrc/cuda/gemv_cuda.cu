@@ -14,6 +14,10 @@
 //    (in_proj and the conv update in one kernel);
 //  - optionally (L2Prefetch) it first asks for later kernels' weights to be pulled into L2, so
 //    DRAM keeps streaming through the short kernels that follow (cuda/l2_prefetch.cuh).
+//  - optionally (GemvNorm, one row) the RMSNorm before a projection is folded in: the kernel sums
+//    r² of the row it reads anyway and scales each output at the end (a decode step needs no
+//    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
+//    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -33,6 +37,9 @@ struct GemvTraits {
   // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
   // (MM·U per batch) need registers too.
   static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
+  // Blocks per SM the register budget must allow (>= 4: the grid is sized for 4 per SM); the
+  // on-the-fly norm needs a few more registers per thread (the row in f32 beside the weights).
+  static constexpr int min_blocks(size_t elem, int rows, bool norm) { return rows == 1 && elem < 4 ? (norm ? 5 : 6) : 4; }
   static constexpr int kMaxM = 8;
 };
 static_assert(GemvTraits::kMaxM == kGemvMaxM, "ops/dense.h and the kernel agree on the largest M");
@@ -75,6 +82,57 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const Vec<
   return acc;
 }
 
+// acc + Σ_j a[j]·b[j] with a already in f32 (a normalised input row).
+template <typename T, int V> __device__ __forceinline__ float dot_acc(const float (&a)[V], const Vec<T, V>& b, float acc) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && V % 2 == 0) {
+    uint32_t wb[V / 2];
+    memcpy(wb, &b, sizeof(wb));
+#pragma unroll
+    for (int j = 0; j < V / 2; ++j) {
+      acc = fmaf(a[2 * j], __uint_as_float(wb[j] << 16), acc);
+      acc = fmaf(a[2 * j + 1], __uint_as_float(wb[j] & 0xffff0000u), acc);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < V; ++j) acc = fmaf(a[j], to_float(b.v[j]), acc);
+  }
+  return acc;
+}
+
+// How the kernel reads its input row: as is, or normalised on the fly (GemvNorm) from a float32
+// row or from a row in W's dtype gated by silu(gate).
+enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormGatedX = 2 };
+
+// V elements of the normalised row's numerator at kk: xe = r · weight, with ss += r² (GemvNorm).
+template <typename T, int V, int XM>
+__device__ __forceinline__ void norm_input(const void* x, const GemvNorm& nm, int64_t kk, float (&xe)[V], float& ss) {
+  float r[V];
+  if constexpr (XM == kNormF32X) {
+    const float* xf = static_cast<const float*>(x) + kk;
+    if constexpr (V % 4 == 0) {
+#pragma unroll
+      for (int j = 0; j < V; j += 4) {
+        const float4 q = *reinterpret_cast<const float4*>(xf + j);
+        r[j] = q.x, r[j + 1] = q.y, r[j + 2] = q.z, r[j + 3] = q.w;
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) r[j] = xf[j];
+    }
+  } else {
+    const Vec<T, V> xv = load_x<T, V>(static_cast<const T*>(x) + kk);
+    const Vec<T, V> zv = load_x<T, V>(static_cast<const T*>(nm.gate) + kk);
+#pragma unroll
+    for (int j = 0; j < V; ++j) r[j] = to_float(xv.v[j]) * cuda::silu_f(to_float(zv.v[j]));
+  }
+  const Vec<T, V> wn = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    ss = fmaf(r[j], r[j], ss);
+    xe[j] = r[j] * to_float(wn.v[j]);
+  }
+}
+
 // The conv step of a conv column (GemvConv), on this kernel's rounded output v: the same
 // arithmetic, in the same order, as causalConv1dUpdate's kernel applied to the stored output.
 template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int64_t ch, float v) {
@@ -91,11 +149,18 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
-template <typename T, int V, int C, int MM>
-__global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4 ? 6 : 4) gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, int S, int64_t kslice) {
-  constexpr int U = GemvTraits::in_flight(MM) / C;
+// XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
+template <typename T, int V, int C, int MM, int XM>
+__global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM, XM != kPlainX))
+    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice) {
+  static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
+  // Weight vectors per column per batch. With the on-the-fly norm each is matched by an f32 slice
+  // of the row in registers: 2 per column with 2 or 4 columns, 4 with one (more spill).
+  constexpr int U = XM == kPlainX ? GemvTraits::in_flight(MM) / C : (4 / C > 2 ? 4 / C : 2);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
+  __shared__ float red_ss[GemvTraits::kWarps];
+  float ss = 0.f;  // Σ r² over this lane's part of the row (GemvNorm)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int slice = warp % S;
   const int64_t n0 = (static_cast<int64_t>(blockIdx.x) * (GemvTraits::kWarps / S) + warp / S) * C;
@@ -133,9 +198,16 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
       if (m >= M) break;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
+        if constexpr (XM == kPlainX) {
+          const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
 #pragma unroll
-        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
+          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
+        } else {
+          float xe[V];
+          norm_input<T, V, XM>(p.x, nm, k + u * LS, xe, ss);
+#pragma unroll
+          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xe, wv[c][u], acc[c][m]);
+        }
       }
     }
     k += U * LS;
@@ -149,9 +221,16 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
-      const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
+      if constexpr (XM == kPlainX) {
+        const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k);
 #pragma unroll
-      for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
+        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, t[c], acc[c][m]);
+      } else {
+        float xe[V];
+        norm_input<T, V, XM>(p.x, nm, k, xe, ss);
+#pragma unroll
+        for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xe, t[c], acc[c][m]);
+      }
     }
   }
 
@@ -166,35 +245,64 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, MM == 1 && sizeof(T) < 4
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
       if (lane == c * MM + m) mine = v;
     }
+  if constexpr (XM != kPlainX) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  }
   const int c = lane / MM, m = lane % MM;
   const bool owner = lane < C * MM && m < M && n0 + c < p.N;
   if (S > 1) {
     if (lane < C * MM) red[warp][lane] = mine;
+    if (XM != kPlainX && lane == 0) red_ss[warp] = ss;
     __syncthreads();
     if (slice != 0) return;
-    for (int s = 1; s < S; ++s) mine += red[warp + s][lane < C * MM ? lane : 0];
+    for (int s = 1; s < S; ++s) {
+      mine += red[warp + s][lane < C * MM ? lane : 0];
+      if constexpr (XM != kPlainX) ss += red_ss[warp + s];
+    }
   }
   if (owner) {
     const int64_t n = n0 + c;
+    if constexpr (XM != kPlainX) mine *= rsqrtf(ss / static_cast<float>(p.K) + nm.eps);
     if (p.bias) mine += cuda::load_any(p.bias, p.bias_dtype, n);
     if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) mine = conv_step<T>(cv, m, n - cv.lo, mine);
-    static_cast<T*>(p.out)[m * p.N + n] = cuda::from_float<T>(mine);
+    const T y = cuda::from_float<T>(mine);
+    if (rs.out)
+      cuda::store_any(rs.out, rs.dtype, m * p.N + n, cuda::load_any(rs.residual, rs.dtype, m * p.N + n) + to_float(y));
+    else
+      static_cast<T*>(p.out)[m * p.N + n] = y;
   }
 }
 
+// Everything a launch passes besides the shape decisions.
+struct GemvArgs {
+  GemmParams p;
+  GemvConv cv;
+  L2Prefetch pf;
+  GemvNorm nm;
+  GemvResidual rs;
+};
+
 template <typename T, int V, int C>
-void launch_rows(const GemmParams& p, const GemvConv& cv, const L2Prefetch& pf, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
-  if (p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, pf, S, kslice);
+void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
+  const dim3 g(blocks), b(GemvTraits::kThreads);
+  if (a.nm.weight && a.nm.gate)
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+  else if (a.nm.weight)
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+  else if (a.p.M == 1)
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM>, dim3(blocks), dim3(GemvTraits::kThreads), 0, st, p, cv, pf, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, const L2Prefetch& pf, cudaStream_t st) {
+template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
-  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight);
+  const GemmParams& p = a.p;
+  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) &&
+                   (!a.nm.weight || (aligned16(a.nm.weight) && (!a.nm.gate || aligned16(a.nm.gate))));
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
@@ -211,22 +319,24 @@ template <typename T> void launch_gemv(const GemmParams& p, const GemvConv& cv, 
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(p, cv, pf, st, S, kslice, g);
+    launch_rows<T, 1, 1>(a, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(p, cv, pf, st, S, kslice, g);
+    launch_rows<T, V, 4>(a, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(p, cv, pf, st, S, kslice, g);
+    launch_rows<T, V, 2>(a, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(p, cv, pf, st, S, kslice, g);
+    launch_rows<T, V, 1>(a, st, S, kslice, g);
   }
 }
 
 }  // namespace
 
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const L2Prefetch* prefetch) {
-  const GemvConv cv = conv ? *conv : GemvConv{};
-  const L2Prefetch pf = prefetch ? *prefetch : L2Prefetch{};
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(p, cv, pf, static_cast<cudaStream_t>(stream)); });
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const L2Prefetch* prefetch, const GemvNorm* norm,
+               const GemvResidual* residual) {
+  GemvArgs a{p, conv ? *conv : GemvConv{}, prefetch ? *prefetch : L2Prefetch{}, norm ? *norm : GemvNorm{},
+             residual ? *residual : GemvResidual{}};
+  if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(a, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
 }
 

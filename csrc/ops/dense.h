@@ -96,7 +96,24 @@ struct L2Prefetch {
   int64_t bytes[kMax] = {};
   int n = 0;
 };
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr);
+// The RMSNorm the matrix-vector kernel applies to its one input row on the fly (M = 1): the
+// product is (r · rsqrt(mean(r²) + eps) · weight) · Wᵀ, with r = x (x in float32: the residual
+// stream) or r = x · silu(gate) (x and gate in W's dtype), in f32 throughout: the kernel sums r²
+// beside its dot products and scales each output's sum, so no kernel normalises the row first.
+struct GemvNorm {
+  const void* weight = nullptr;  // (K) in W's dtype; null: x is used as it is
+  const void* gate = nullptr;    // (K) in W's dtype, or null
+  float eps = 0.f;
+};
+// The residual add of the matrix-vector kernel's epilogue: out = residual + (the product rounded
+// to W's dtype), both (M, N) contiguous in `dtype`.
+struct GemvResidual {
+  const void* residual = nullptr;
+  void* out = nullptr;  // null: no residual add, the product goes to GemmParams::out
+  DType dtype = DType::Float32;
+};
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr,
+               const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
 inline bool gemv_reads(const GemmParams& p) {
@@ -109,16 +126,30 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
-// `prefetch`: tensors of later ops to pull into the GPU's L2 while the product runs, when it runs
-// the matrix-vector kernel (CUDA, <= 8 rows; ignored otherwise): contiguous, on x's device, at
-// most L2Prefetch::kMax.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const std::vector<Tensor>& prefetch = {});
+// What a decode step folds into its projections (lib/ops/dense.ts, LinearOptions):
+//  - prefetch: tensors of later ops to pull into the GPU's L2 while the product runs, when it
+//    runs the matrix-vector kernel (CUDA, <= 8 rows; ignored otherwise): contiguous, on x's
+//    device, at most L2Prefetch::kMax;
+//  - norm_weight (K): the product is taken of rmsnorm(x [· silu(norm_gate)]) · norm_weight (one
+//    group over the row) instead of x; x may then be of any floating dtype; the result is in
+//    weight's dtype. On CUDA with one row, float32 x (or x and gate in weight's dtype) go through
+//    the matrix-vector kernel's on-the-fly norm (f32 throughout); otherwise rmsNorm runs first
+//    and its output, rounded to weight's dtype, is multiplied;
+//  - residual (..., out): the result is residual + (the product rounded to its dtype), in
+//    residual's dtype (linear only).
+struct LinearExtras {
+  std::vector<Tensor> prefetch;
+  Tensor norm_weight, norm_gate;
+  double norm_eps = 1e-5;
+  Tensor residual;
+};
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
 // place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
-                          const std::vector<Tensor>& prefetch = {});
+                          const LinearExtras& extras = {});
 struct RmsNormResult {
   Tensor y, residual_out;
 };

@@ -115,6 +115,12 @@ export abstract class CausalLM implements DecodeEngine {
    * off. STATESPACE_DECODE_PREFETCH_MB (default 16).
    */
   protected readonly prefetchBytes: number;
+  /**
+   * Decode steps fold each block's RMSNorm into its input projection and its residual add into
+   * its output projection (mixerStep's `block` form), and norm_f into the LM head: no norm kernels
+   * between the projections. STATESPACE_DECODE_NORM_FUSION=0 runs them as separate ops.
+   */
+  private readonly foldDecodeNorms: boolean;
   private owned: Tensor[] = [];
 
   protected constructor(init: ModelInit) {
@@ -129,6 +135,7 @@ export abstract class CausalLM implements DecodeEngine {
     this.stateDtype = init.stateDtype ?? 'float32';
     if (this.stateDtype !== 'float32' && this.stateDtype !== 'bfloat16')
       throw dtypeError(`stateDtype: expected float32 or bfloat16, got ${JSON.stringify(init.stateDtype)}`);
+    this.foldDecodeNorms = process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
     const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 16);
     this.prefetchBytes = this.device === 'cpu' || !(mb > 0) ? 0 : mb * 2 ** 20;
     this.prefillChunk = init.prefillChunk ?? 2048;
@@ -148,8 +155,14 @@ export abstract class CausalLM implements DecodeEngine {
    * final states when `keepState`.
    */
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
-  /** Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. */
-  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor;
+  /**
+   * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. With
+   * `block`, the whole pre-norm residual block instead: x is the residual stream (residual dtype),
+   * the block's RMSNorm (norms[layer]) is folded into the input projection and its residual add
+   * into the output projection (linear's normWeight / residual), and the new residual stream is
+   * returned.
+   */
+  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block?: boolean): Tensor;
   /** Layer l's input projection weight (what the layer before it prefetches in a decode step). */
   protected abstract inProjOf(layer: number): Tensor;
 
@@ -433,8 +446,15 @@ export abstract class CausalLM implements DecodeEngine {
   private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
     const n = ids.shape[0];
     const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-    const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
-    return this.head(x);
+    // The folded form where the kernels take it (CUDA, one sequence, float32 residual stream);
+    // elsewhere it would only split the fused residual-add RMSNorm into more ops.
+    if (!(this.foldDecodeNorms && n === 1 && this.device !== 'cpu' && this.residDtype === 'float32')) {
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
+      return this.head(x);
+    }
+    let h = embedded.astype(this.residDtype);
+    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
+    return linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps });
   }
 
   /**

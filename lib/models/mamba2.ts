@@ -120,7 +120,7 @@ export class Mamba2Model extends CausalLM {
     return this.layers[layer].inProj;
   }
 
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
@@ -128,7 +128,8 @@ export class Mamba2Model extends CausalLM {
     // in_proj with the conv step fused onto its xBC columns; meanwhile the SSM state, the norm
     // weight and out_proj are pulled into L2 (the state update and out_proj then read from there)
     const prefetch = this.decodePrefetch ? [ssm, Ly.normW, Ly.outProj] : undefined;
-    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', prefetch }); // (n, proj)
+    const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', prefetch }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -137,7 +138,10 @@ export class Mamba2Model extends CausalLM {
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
     const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, prefetch: this.nextPrefetch(layer) };
+    // One group: the gated norm folds into out_proj too (on CUDA in the same kernel)
+    if (block && G === 1) return linear({ x: y.reshape([n, I]), normWeight: Ly.normW, normGate: z, normEps: this.config.normEps, ...out });
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias, prefetch: this.nextPrefetch(layer) });
+    return linear({ x: yn, ...out });
   }
 }

@@ -51,6 +51,24 @@ export interface LinearOptions {
    * CUDA matrix-vector kernel (up to 8 rows); no effect on results, ignored otherwise.
    */
   prefetch?: Tensor[];
+  /**
+   * (in): multiply rmsNorm(x [· silu(normGate)]) · normWeight instead of x (one group over the
+   * row, eps normEps, default 1e-5): a decode step's pre-norm folded into its projection. x may
+   * then be of any floating dtype (the float32 residual stream, say); the result is in weight's
+   * dtype. On CUDA with one row of float32 x (or x and normGate in weight's dtype) the
+   * matrix-vector kernel normalises on the fly in float32, with no kernel before it; otherwise
+   * rmsNorm runs first and its output, rounded to weight's dtype, is multiplied.
+   */
+  normWeight?: Tensor;
+  /** x's shape and dtype: the gate of a gated norm (Mamba-2's norm before out_proj); needs normWeight. */
+  normGate?: Tensor;
+  normEps?: number;
+  /**
+   * (..., out): returns residual + (the product rounded to its dtype), in residual's dtype: a
+   * block's residual add after its output projection (in the same kernel on CUDA, <= 8 rows).
+   * linear only.
+   */
+  residual?: Tensor;
 }
 
 /**

@@ -2,6 +2,7 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
+import { checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
@@ -102,6 +103,33 @@ describeGpu('dense ops on CUDA', () => {
     expectCode(() => linear({ x, weight: w, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
     expectCode(() => linear({ x, weight: w, prefetch: Array.from({ length: 7 }, () => w) }), 'ERR_INVALID_ARG', 'prefetch');
     expectCode(() => linear({ x, weight: w, prefetch: [zeros([4])] }), 'ERR_DEVICE', 'prefetch');
+  });
+
+  // The decode step's folded norms: one row goes through the matrix-vector kernel's on-the-fly
+  // norm (f32 row, or a row gated in the weight's dtype) and residual epilogue; two rows through
+  // rmsNorm, linear and add in turn. Shapes: four columns per warp (in_proj), one column per warp
+  // (130m in_proj, Mamba-2 out_proj), K split over warps (x_proj shape), K not a multiple of the
+  // vector width (scalar path), f32 and f16 weights.
+  it('linear normWeight / normGate / residual extras against rmsNorm → linear → add (fused for one row)', async () => {
+    await checkLinearExtras('cuda', [
+      { M: 1, N: 10240, K: 2560, dtype: 'bfloat16' },
+      { M: 1, N: 3072, K: 768, dtype: 'bfloat16', bias: true },
+      { M: 1, N: 192, K: 5120, dtype: 'bfloat16', residual: true },
+      { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', gate: true, residual: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', residual: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', gate: true },
+      { M: 1, N: 300, K: 512, dtype: 'float16', gate: true, residual: true },
+      { M: 1, N: 2051, K: 2560, dtype: 'bfloat16', residual: true, bias: true },
+      { M: 2, N: 300, K: 512, dtype: 'bfloat16', residual: true },
+      { M: 5, N: 64, K: 96, dtype: 'bfloat16', gate: true },
+    ], 1.5e-2);
+    await checkLinearExtras('cuda', [
+      { M: 1, N: 300, K: 512, dtype: 'float32', residual: true },
+      { M: 1, N: 130, K: 4100, dtype: 'float32', gate: true },
+      { M: 1, N: 33, K: 7, dtype: 'float32' },
+    ], 1e-4);
+    await checkNormedLinearConv('cuda', 'bfloat16', 1e-2);
+    await checkNormedLinearConv('cuda', 'float32', 1e-5);
   });
 
   // The models pass transposed views and column slices (prefill runs its projections
