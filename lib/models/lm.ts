@@ -67,15 +67,18 @@ export interface ModelInit {
 }
 
 /**
- * A captured decode step of one batch size: it reads its tokens from `ids`, writes `logits` and
- * their argmax `next`, and finally copies `next` into `ids`, so a greedy step that continues
- * with the tokens it chose needs no upload. `fed` is what `ids` holds when known (else null).
+ * The captured decode steps of one batch size. Both read their tokens from `ids` and end by
+ * writing the argmax of their logits back into `ids` (`next` is a flat view of it), so a greedy
+ * step that continues with the tokens it chose needs no upload; `full` also keeps the logits
+ * (step()), `greedy` skips that copy (stepGreedy, stepGreedyMany). Each is captured at its first
+ * use. `fed` is what `ids` holds when known (else null).
  */
 interface DecodeGraph {
-  graph: CudaGraph;
+  full: CudaGraph | null;
+  greedy: CudaGraph | null;
   ids: Tensor;
-  logits: Tensor;
   next: Tensor;
+  logits: Tensor;
   fed: Int32Array | null;
   /** stepGreedyMany's tokens, one row per step (made at its first use), with views of `next` and of each row. */
   hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
@@ -382,22 +385,23 @@ export abstract class CausalLM implements DecodeEngine {
    */
   async stepGreedyMany(tokens: Int32Array, steps: number): Promise<Int32Array> {
     const n = tokens.length;
-    const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
-    if (!graph || steps <= 1) return this.stepGreedy(tokens);
+    const entry = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    const graph = entry?.greedy;
+    if (!entry || !graph || steps <= 1) return this.stepGreedy(tokens);
     steps = Math.min(steps, MAX_STEPS_PER_CALL);
-    this.feed(graph, tokens);
-    if (!graph.hist) {
+    this.feed(entry, tokens);
+    if (!entry.hist) {
       const all = zeros([MAX_STEPS_PER_CALL, n], { dtype: 'int32', device: this.device });
-      graph.hist = { all, rows: Array.from({ length: MAX_STEPS_PER_CALL }, (_, j) => all.slice(0, j, j + 1)), next: graph.next.reshape([1, n]) };
+      entry.hist = { all, rows: Array.from({ length: MAX_STEPS_PER_CALL }, (_, j) => all.slice(0, j, j + 1)), next: entry.next.reshape([1, n]) };
     }
-    const h = graph.hist;
+    const h = entry.hist;
     for (let j = 0; j < steps; j++) {
-      graph.graph.replay();
+      graph.replay();
       copyInto(h.rows[j], h.next);
     }
-    graph.fed = null;
+    entry.fed = null;
     const v = ((await h.all.data()) as Int32Array).slice(0, steps * n);
-    graph.fed = v.slice((steps - 1) * n); // the last replay left these in its ids buffer
+    entry.fed = v.slice((steps - 1) * n); // the last replay left these in its ids buffer
     return v;
   }
 
@@ -414,14 +418,17 @@ export abstract class CausalLM implements DecodeEngine {
     const cache = this.ensureCache();
     const n = tokens.length;
     const rows = this.batchViews(cache, n);
-    const graph = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    const entry = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    // The step of this kind as a graph: captured now if the other kind was (the eager run that
+    // created the entry did the one-time setup); null if capture failed (then eager from here on).
+    const graph = entry ? ((greedy ? entry.greedy : entry.full) ?? this.capture(entry, rows, greedy)) : null;
     let out: Tensor;
     const t0 = process.hrtime.bigint();
-    if (graph) {
-      this.feed(graph, tokens);
-      graph.graph.replay();
-      graph.fed = null;
-      out = greedy ? graph.next : graph.logits;
+    if (entry && graph) {
+      this.feed(entry, tokens);
+      graph.replay();
+      entry.fed = null;
+      out = greedy ? entry.next : entry.logits;
     } else {
       const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
       out = tidy(() => {
@@ -437,8 +444,8 @@ export abstract class CausalLM implements DecodeEngine {
     } finally {
       if (!graph) out.dispose();
     }
-    if (graph && greedy) graph.fed = Int32Array.from(v); // the graph left these in its ids buffer
-    if (!graph && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows);
+    if (entry && graph && greedy) entry.fed = Int32Array.from(v); // the graph left these in its ids buffer
+    if (!entry && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows, greedy);
     return v;
   }
 
@@ -463,32 +470,45 @@ export abstract class CausalLM implements DecodeEngine {
    * around it give the device time of a step. False when that step has no graph (yet).
    */
   replayDecodeGraph(n: number, times = 1): boolean {
-    const g = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
-    if (!g) return false;
-    for (let i = 0; i < times; i++) g.graph.replay();
-    g.fed = null;
+    const e = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
+    if (!e?.greedy) return false;
+    for (let i = 0; i < times; i++) e.greedy.replay();
+    e.fed = null;
     return true;
   }
 
-  /** Captures the decode step of batch size n (after its first eager run); on failure, decoding stays eager. */
-  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }): void {
+  /** Makes batch size n's graph entry (after its first eager run) and captures the step of this kind. */
+  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): void {
     if (this.graphs.has(n)) return;
     const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
-    const logits = zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device });
-    const next = zeros([n], { dtype: 'int32', device: this.device });
+    const entry: DecodeGraph = {
+      full: null,
+      greedy: null,
+      ids,
+      next: ids.reshape([n]),
+      logits: zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device }),
+      fed: null,
+    };
+    this.graphs.set(n, entry);
+    this.capture(entry, rows, greedy);
+  }
+
+  /** Captures the decode step of entry's batch size, greedy (ids only) or full (logits kept); on failure, decoding stays eager. */
+  private capture(entry: DecodeGraph, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): CudaGraph | null {
+    const n = entry.ids.shape[0];
     try {
       const graph = captureGraph(this.device, () => {
-        copyInto(logits, this.decodeOps(ids, rows));
-        copyInto(next, argmax(logits));
-        copyInto(ids, next.reshape([n, 1])); // the next greedy step's input, already in place
+        const logits = this.decodeOps(entry.ids, rows);
+        copyInto(entry.ids, argmax(logits).reshape([n, 1])); // the next greedy step's input, already in place
+        if (!greedy) copyInto(entry.logits, logits);
       });
-      this.graphs.set(n, { graph, ids, logits, next, fed: null });
+      if (greedy) entry.greedy = graph;
+      else entry.full = graph;
+      return graph;
     } catch (e) {
-      ids.dispose();
-      logits.dispose();
-      next.dispose();
       this.useCudaGraphs = false;
       this.cudaGraphError = (e as Error).message;
+      return null;
     }
   }
 
@@ -575,7 +595,8 @@ export abstract class CausalLM implements DecodeEngine {
     for (const t of this.owned) t.dispose();
     this.owned = [];
     for (const g of this.graphs.values()) {
-      g.graph.dispose();
+      g.full?.dispose();
+      g.greedy?.dispose();
       for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
     }
     this.graphs.clear();
