@@ -152,7 +152,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM, XM != kPlainX))
-    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice) {
+    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, bool early) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   // Weight vectors per column per batch. With the on-the-fly norm each is matched by an f32 slice
   // of the row in registers: 2 per column with 2 or 4 columns, 4 with one (more spill).
@@ -187,6 +187,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
+  if (early) cuda::pdl_trigger();  // STATESPACE_PDL_EARLY (cuda/pdl.cuh); triggering twice is harmless
   if (pf.n) cuda::l2_prefetch(pf);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
@@ -286,14 +287,15 @@ struct GemvArgs {
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
+  const bool early = cuda::pdl_early_trigger();
   if (a.nm.weight && a.nm.gate)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
