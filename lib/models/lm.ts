@@ -119,6 +119,12 @@ export abstract class CausalLM implements DecodeEngine {
    */
   protected readonly prefetchBytes: number;
   /**
+   * Whether a layer's input projection asks for the rest of the layer's parameters (and its SSM
+   * state) in L2 during a decode step. On with the prefetch hints unless
+   * STATESPACE_DECODE_PREFETCH_LAYER=0 (A/B of the two kinds of hints).
+   */
+  private readonly prefetchLayer: boolean;
+  /**
    * Decode steps fold each block's RMSNorm into its input projection and its residual add into
    * its output projection (mixerStep's `block` form), and norm_f into the LM head: no norm kernels
    * between the projections. STATESPACE_DECODE_NORM_FUSION=0 runs them as separate ops.
@@ -141,6 +147,7 @@ export abstract class CausalLM implements DecodeEngine {
     this.foldDecodeNorms = process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
     const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 16);
     this.prefetchBytes = this.device === 'cpu' || !(mb > 0) ? 0 : mb * 2 ** 20;
+    this.prefetchLayer = this.prefetchBytes > 0 && process.env.STATESPACE_DECODE_PREFETCH_LAYER !== '0';
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -169,9 +176,9 @@ export abstract class CausalLM implements DecodeEngine {
   /** Layer l's input projection weight (what the layer before it prefetches in a decode step). */
   protected abstract inProjOf(layer: number): Tensor;
 
-  /** Whether decode steps pass L2 prefetch hints to their matrix-vector products (prefetchBytes). */
+  /** Whether a decode step's input projections prefetch the rest of their layer (prefetchLayer). */
   protected get decodePrefetch(): boolean {
-    return this.prefetchBytes > 0;
+    return this.prefetchLayer;
   }
 
   /**
@@ -179,7 +186,7 @@ export abstract class CausalLM implements DecodeEngine {
    * layer's input projection, or of the LM head after the last layer (a view of leading rows).
    */
   protected nextPrefetch(layer: number): Tensor[] | undefined {
-    if (!this.decodePrefetch) return undefined;
+    if (!(this.prefetchBytes > 0)) return undefined;
     const w = layer + 1 < this.config.numLayers ? this.inProjOf(layer + 1) : this.lmHead;
     const rowBytes = w.shape[1] * (this.dtype === 'float32' ? 4 : 2);
     const rows = Math.min(w.shape[0], Math.max(1, Math.floor(this.prefetchBytes / rowBytes)));
