@@ -19,6 +19,7 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/l2_prefetch.cuh"
@@ -103,6 +104,11 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const floa
 // row or from a row in W's dtype gated by silu(gate).
 enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormGatedX = 2 };
 
+// Launch-time switches (A/B experiments, read from the environment per launch):
+// kEarlyTrigger: STATESPACE_PDL_EARLY=1 (cuda/pdl.cuh); kSequentialTail: STATESPACE_GEMV_TAIL=0,
+// the lane's last partial batch loaded one vector per round trip (the previous code).
+enum GemvFlags : int { kEarlyTrigger = 1, kSequentialTail = 2 };
+
 // V elements of the normalised row's numerator at kk: xe = r · weight, with ss += r² (GemvNorm).
 template <typename T, int V, int XM>
 __device__ __forceinline__ void norm_input(const void* x, const GemvNorm& nm, int64_t kk, float (&xe)[V], float& ss) {
@@ -152,7 +158,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM, XM != kPlainX))
-    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, bool early) {
+    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, int flags) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   // Weight vectors per column per batch. With the on-the-fly norm each is matched by an f32 slice
   // of the row in registers: 2 per column with 2 or 4 columns, 4 with one (more spill).
@@ -187,7 +193,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  if (early) cuda::pdl_trigger();  // STATESPACE_PDL_EARLY (cuda/pdl.cuh); triggering twice is harmless
+  if (flags & kEarlyTrigger) cuda::pdl_trigger();  // triggering twice is harmless
   if (pf.n) cuda::l2_prefetch(pf);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
@@ -215,7 +221,37 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
     full = k + (U - 1) * LS < k_end;
     if (full) load_batch(k);
   }
-  for (; k < k_end; k += LS) {  // fewer than U vectors left in this lane's part of the slice
+  if (!(flags & kSequentialTail) && k < k_end) {
+    // The rest of the lane's part of the slice (fewer than U vectors per column) in one round
+    // trip, into the batch registers: a lane of a short row (mamba-130m: K = 768 or 1536, 3-6
+    // vectors) has no full batch and would otherwise wait for one vector after another. Loads
+    // past the lane's last vector re-read it (unconditional loads keep the registers down).
+    const int64_t k_last = k + (k_end - 1 - k) / LS * LS;
+#pragma unroll
+    for (int u = 0; u < U - 1; ++u)
+#pragma unroll
+      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + min(k + u * LS, k_last));
+#pragma unroll
+    for (int u = 0; u < U - 1; ++u) {
+      if (k + u * LS >= k_end) break;
+#pragma unroll
+      for (int m = 0; m < MM; ++m) {
+        if (m >= M) break;
+        if constexpr (XM == kPlainX) {
+          const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
+#pragma unroll
+          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
+        } else {
+          float xe[V];
+          norm_input<T, V, XM>(p.x, nm, k + u * LS, xe, ss);
+#pragma unroll
+          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xe, wv[c][u], acc[c][m]);
+        }
+      }
+    }
+    k = k_end;
+  }
+  for (; k < k_end; k += LS) {  // (kSequentialTail) one vector per column per round trip
     Vec<T, V> t[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
@@ -287,15 +323,16 @@ struct GemvArgs {
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
-  const bool early = cuda::pdl_early_trigger();
+  const char* tail = std::getenv("STATESPACE_GEMV_TAIL");
+  const int flags = (cuda::pdl_early_trigger() ? kEarlyTrigger : 0) | (tail && tail[0] == '0' ? kSequentialTail : 0);
   if (a.nm.weight && a.nm.gate)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, early);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
