@@ -2,6 +2,9 @@
 #include <dlfcn.h>
 #include <atomic>
 #include <mutex>
+#include <cstdlib>
+#include <cstring>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 #include "core/storage.h"
@@ -10,6 +13,21 @@
 namespace ss::cuda {
 namespace {
 
+// Device memory handed out while a stream capture is in progress: a bump arena of chunks that
+// the captured graph owns (freed with it) instead of cudaMallocAsync. Captured stream-ordered
+// allocations become memory-allocation nodes of the graph, and a node between two kernels turns
+// their programmatic-dependent-launch edge (cuda/pdl.cuh) into a full serialisation: every op
+// of a decode step allocates its output, so its kernels could never overlap. The tensors of a
+// capture are all freed inside it (end_capture checks), and a graph replays in stream order, so
+// the arena needs no reuse: it is the sum of the capture's allocations (as the graph's own
+// allocation nodes were, their frees coming at the end). STATESPACE_GRAPH_ARENA=0 turns it off.
+struct CaptureArena {
+  static constexpr size_t kChunk = size_t{16} << 20, kAlign = 256;
+  std::vector<std::pair<char*, size_t>> chunks;
+  char* cur = nullptr;
+  size_t left = 0;
+};
+
 struct DeviceState {
   cudaStream_t stream = nullptr;
   cudaMemPool_t pool = nullptr;
@@ -17,8 +35,56 @@ struct DeviceState {
   // stream capture in progress: allocations made during it that are still alive
   std::atomic<bool> capturing{false};
   std::unordered_set<void*> captured_live;
+  CaptureArena* arena = nullptr;  // during a capture, unless turned off
   std::mutex capture_mu;
 };
+
+// Executable graphs and the arenas they own.
+std::mutex g_arena_mu;
+std::unordered_map<void*, CaptureArena*>& graph_arenas() {
+  static auto* m = new std::unordered_map<void*, CaptureArena*>();
+  return *m;
+}
+
+void free_arena(CaptureArena* a) {
+  if (!a) return;
+  for (auto& c : a->chunks) cudaFree(c.first);
+  cudaGetLastError();
+  delete a;
+}
+
+// Bytes from the capture's arena (a new chunk when the current one is short). cudaMalloc is not
+// a stream operation but counts as unsafe during a capture: it runs in relaxed capture mode.
+void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
+  const size_t want = (bytes + CaptureArena::kAlign - 1) / CaptureArena::kAlign * CaptureArena::kAlign;
+  if (want > a.left) {
+    const size_t size = want > CaptureArena::kChunk ? want : CaptureArena::kChunk;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("ERR_CUDA_OOM", ErrorKind::Range,
+           "out of GPU memory on cuda:" + std::to_string(device) + " allocating " + std::to_string(size) + " bytes for a graph capture");
+    }
+    a.chunks.emplace_back(static_cast<char*>(p), size);
+    a.cur = static_cast<char*>(p);
+    a.left = size;
+  }
+  void* p = a.cur;
+  a.cur += want;
+  a.left -= want;
+  return p;
+}
+
+bool in_arena(const CaptureArena* a, const void* p) {
+  if (!a) return false;
+  for (const auto& c : a->chunks)
+    if (p >= c.first && p < c.first + c.second) return true;
+  return false;
+}
 
 std::mutex g_mu;
 std::vector<void (*)()>& preloads() {
@@ -104,6 +170,18 @@ struct CudaAllocator : Allocator {
     DeviceState& s = state(d.index);
     cudaSetDevice(d.index);
     void* p = nullptr;
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      if (s.arena) {
+        p = arena_allocate(*s.arena, bytes ? bytes : 1, d.index);
+        s.in_use += bytes;
+        s.captured_live.insert(p);
+      }
+    }
+    if (p) {
+      if (poison_enabled()) cudaMemsetAsync(p, 0xff, bytes, s.stream);
+      return p;
+    }
     cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
     if (e == cudaErrorMemoryAllocation) {
       // Give cached blocks back and try once more before reporting out-of-memory.
@@ -131,6 +209,14 @@ struct CudaAllocator : Allocator {
   void deallocate(Device d, void* p, size_t bytes) override {
     DeviceState& s = state(d.index);
     cudaSetDevice(d.index);
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      if (in_arena(s.arena, p)) {  // the graph keeps it
+        s.in_use -= bytes;
+        s.captured_live.erase(p);
+        return;
+      }
+    }
     if (cudaFreeAsync(p, s.stream) != cudaSuccess) cudaGetLastError();  // never leave an error for the next launch check
     s.in_use -= bytes;
     if (s.capturing) {
@@ -331,6 +417,8 @@ void begin_capture(int device) {
   {
     std::lock_guard<std::mutex> lock(s.capture_mu);
     s.captured_live.clear();
+    const char* v = std::getenv("STATESPACE_GRAPH_ARENA");
+    s.arena = v && std::strcmp(v, "0") == 0 ? nullptr : new CaptureArena();
   }
   check(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   s.capturing = true;
@@ -342,18 +430,28 @@ void* end_capture(int device, bool discard) {
   cudaError_t e = cudaStreamEndCapture(s.stream, &graph);
   s.capturing = false;
   size_t leaked;
+  CaptureArena* arena;
   {
     std::lock_guard<std::mutex> lock(s.capture_mu);
     leaked = s.captured_live.size();
     s.captured_live.clear();
+    arena = s.arena;
+    s.arena = nullptr;
   }
+  // Without a graph the arena goes too, unless tensors still point into it (then it is left
+  // allocated: they are a misuse reported below, and must not see their memory freed).
+  auto drop_arena = [&] {
+    if (!leaked) free_arena(arena);
+  };
   if (e != cudaSuccess) {
     if (graph) cudaGraphDestroy(graph);
+    drop_arena();
     if (discard) return nullptr;
     throw_cuda(e, "captureGraph");
   }
   if (discard || leaked) {
     cudaGraphDestroy(graph);
+    drop_arena();
     if (discard) return nullptr;
     fail("ERR_INVALID_ARG", ErrorKind::Plain,
          "captureGraph: " + std::to_string(leaked) +
@@ -363,7 +461,12 @@ void* end_capture(int device, bool discard) {
   cudaGraphExec_t exec = nullptr;
   e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
+  if (e != cudaSuccess) drop_arena();
   check(e, "cudaGraphInstantiate");
+  if (arena) {
+    std::lock_guard<std::mutex> lock(g_arena_mu);
+    graph_arenas()[exec] = arena;
+  }
   return exec;
 }
 
@@ -372,7 +475,19 @@ void replay_graph(void* exec, int device) {
   check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), st), "cudaGraphLaunch");
 }
 
-void destroy_graph(void* exec) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)); }
+void destroy_graph(void* exec) {
+  cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  CaptureArena* a = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_arena_mu);
+    auto it = graph_arenas().find(exec);
+    if (it != graph_arenas().end()) {
+      a = it->second;
+      graph_arenas().erase(it);
+    }
+  }
+  free_arena(a);  // cudaFree waits for the graph's last replay
+}
 
 bool capturing(int device) { return state(device).capturing; }
 
