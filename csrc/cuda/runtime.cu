@@ -18,14 +18,17 @@ namespace {
 // allocations become memory-allocation nodes of the graph, and a node between two kernels turns
 // their programmatic-dependent-launch edge (cuda/pdl.cuh) into a full serialisation: every op
 // of a decode step allocates its output, so its kernels could never overlap. The tensors of a
-// capture are all freed inside it (end_capture checks), and a graph replays in stream order, so
-// the arena needs no reuse: it is the sum of the capture's allocations (as the graph's own
-// allocation nodes were, their frees coming at the end). STATESPACE_GRAPH_ARENA=0 turns it off.
+// capture are all freed inside it (end_capture checks). A block freed during the capture is
+// reused by a later allocation of it: the graph replays as one chain in stream order, and a
+// kernel writes only after its programmatic wait, i.e. after every earlier kernel (the block's
+// last readers among them) has finished. STATESPACE_GRAPH_ARENA=0 turns the arena off.
 struct CaptureArena {
   static constexpr size_t kChunk = size_t{16} << 20, kAlign = 256;
   std::vector<std::pair<char*, size_t>> chunks;
   char* cur = nullptr;
   size_t left = 0;
+  std::unordered_map<void*, size_t> sizes;        // every block handed out, by its rounded size
+  std::vector<std::pair<void*, size_t>> free_blocks;  // freed during the capture: reusable
 };
 
 struct DeviceState {
@@ -57,6 +60,15 @@ void free_arena(CaptureArena* a) {
 // a stream operation but counts as unsafe during a capture: it runs in relaxed capture mode.
 void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
   const size_t want = (bytes + CaptureArena::kAlign - 1) / CaptureArena::kAlign * CaptureArena::kAlign;
+  size_t best = a.free_blocks.size();  // the smallest freed block that fits
+  for (size_t i = 0; i < a.free_blocks.size(); ++i)
+    if (a.free_blocks[i].second >= want && (best == a.free_blocks.size() || a.free_blocks[i].second < a.free_blocks[best].second)) best = i;
+  if (best < a.free_blocks.size()) {
+    void* p = a.free_blocks[best].first;
+    a.free_blocks[best] = a.free_blocks.back();
+    a.free_blocks.pop_back();
+    return p;
+  }
   if (want > a.left) {
     const size_t size = want > CaptureArena::kChunk ? want : CaptureArena::kChunk;
     cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
@@ -76,14 +88,17 @@ void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
   void* p = a.cur;
   a.cur += want;
   a.left -= want;
+  a.sizes[p] = want;
   return p;
 }
 
-bool in_arena(const CaptureArena* a, const void* p) {
+// Takes back a block of the arena (reusable by the rest of the capture); false if p is not one.
+bool arena_free(CaptureArena* a, void* p) {
   if (!a) return false;
-  for (const auto& c : a->chunks)
-    if (p >= c.first && p < c.first + c.second) return true;
-  return false;
+  auto it = a->sizes.find(p);
+  if (it == a->sizes.end()) return false;
+  a->free_blocks.emplace_back(p, it->second);
+  return true;
 }
 
 std::mutex g_mu;
@@ -211,7 +226,7 @@ struct CudaAllocator : Allocator {
     cudaSetDevice(d.index);
     if (s.capturing) {
       std::lock_guard<std::mutex> lock(s.capture_mu);
-      if (in_arena(s.arena, p)) {  // the graph keeps it
+      if (arena_free(s.arena, p)) {  // the graph keeps it
         s.in_use -= bytes;
         s.captured_live.erase(p);
         return;

@@ -82,10 +82,17 @@ interface DecodeGraph {
   fed: Int32Array | null;
   /** stepGreedyMany's tokens, one row per step (made at its first use), with views of `next` and of each row. */
   hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
+  /** STEPS_PER_GRAPH greedy steps in one graph, each copying its tokens into its row of `hist` (undefined: not tried; null: capture failed). */
+  many?: CudaGraph | null;
 }
 
 /** Most greedy steps stepGreedyMany runs per call. */
 const MAX_STEPS_PER_CALL = 16;
+/**
+ * Greedy steps captured together in one graph (the scheduler's default steps per call): one
+ * launch for all of them, with no gap between the steps and their token copies inside.
+ */
+const STEPS_PER_GRAPH = 8;
 
 export abstract class CausalLM implements DecodeEngine {
   readonly config: ModelConfig;
@@ -402,9 +409,15 @@ export abstract class CausalLM implements DecodeEngine {
       entry.hist = { all, rows: Array.from({ length: MAX_STEPS_PER_CALL }, (_, j) => all.slice(0, j, j + 1)), next: entry.next.reshape([1, n]) };
     }
     const h = entry.hist;
-    for (let j = 0; j < steps; j++) {
-      graph.replay();
-      copyInto(h.rows[j], h.next);
+    if (steps === STEPS_PER_GRAPH && entry.many === undefined && process.env.STATESPACE_DECODE_MANY_GRAPH !== '0')
+      entry.many = this.captureMany(entry, h);
+    if (steps === STEPS_PER_GRAPH && entry.many) {
+      entry.many.replay();
+    } else {
+      for (let j = 0; j < steps; j++) {
+        graph.replay();
+        copyInto(h.rows[j], h.next);
+      }
     }
     entry.fed = null;
     const v = ((await h.all.data()) as Int32Array).slice(0, steps * n);
@@ -498,6 +511,25 @@ export abstract class CausalLM implements DecodeEngine {
     };
     this.graphs.set(n, entry);
     this.capture(entry, rows, greedy);
+  }
+
+  /** STEPS_PER_GRAPH greedy steps as one graph (stepGreedyMany); null if the capture fails (then the steps replay one by one). */
+  private captureMany(entry: DecodeGraph, h: NonNullable<DecodeGraph['hist']>): CudaGraph | null {
+    const n = entry.ids.shape[0];
+    const rows = this.batchViews(this.ensureCache(), n);
+    try {
+      return captureGraph(this.device, () => {
+        for (let j = 0; j < STEPS_PER_GRAPH; j++) {
+          tidy(() => {
+            const logits = this.decodeOps(entry.ids, rows);
+            copyInto(entry.ids, argmax(logits).reshape([n, 1]));
+            copyInto(h.rows[j], h.next);
+          });
+        }
+      });
+    } catch {
+      return null;
+    }
   }
 
   /** Captures the decode step of entry's batch size, greedy (ids only) or full (logits kept); on failure, decoding stays eager. */
@@ -604,6 +636,7 @@ export abstract class CausalLM implements DecodeEngine {
     for (const g of this.graphs.values()) {
       g.full?.dispose();
       g.greedy?.dispose();
+      g.many?.dispose();
       for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
     }
     this.graphs.clear();

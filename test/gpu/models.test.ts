@@ -118,12 +118,15 @@ describeGpu('decode through CUDA graphs', () => {
           }
           tokens = want;
         }
-        // several greedy steps per call (replays back to back, one read) equal steps one by one
-        const many = await graphs.stepGreedyMany(tokens, 5);
-        expect(many.length, `n=${n} stepGreedyMany`).toBe(5 * n);
-        for (let j = 0; j < 5; j++) {
-          tokens = await eager.stepGreedy(tokens);
-          expect(Array.from(many.subarray(j * n, (j + 1) * n)), `n=${n} stepGreedyMany step ${j}`).toEqual(Array.from(tokens));
+        // several greedy steps per call equal steps one by one: 5 (replays back to back, one read)
+        // and 8 (twice: captured as one graph of eight steps, then replayed)
+        for (const k of [5, 8, 8]) {
+          const many = await graphs.stepGreedyMany(tokens, k);
+          expect(many.length, `n=${n} stepGreedyMany(${k})`).toBe(k * n);
+          for (let j = 0; j < k; j++) {
+            tokens = await eager.stepGreedy(tokens);
+            expect(Array.from(many.subarray(j * n, (j + 1) * n)), `n=${n} stepGreedyMany(${k}) step ${j}`).toEqual(Array.from(tokens));
+          }
         }
         expect(Array.from(await graphs.stepGreedy(tokens)), `n=${n} after stepGreedyMany`).toEqual(Array.from(await eager.stepGreedy(tokens)));
       }
