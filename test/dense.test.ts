@@ -73,6 +73,7 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
       { M: 3, N: 20, K: 37, dtype: 'float32' },
       { M: 1, N: 9, K: 64, dtype: 'float32', gate: true, residual: true, bias: true },
       { M: 2, N: 33, K: 16, dtype: 'float32', residual: true },
+      { M: 1, N: 12, K: 40, dtype: 'float32', xInWeightDtype: true, bias: true },
     ], 1e-5);
     // bfloat16 weights with a float32 row: the normalised row is rounded to bfloat16 first
     await checkLinearExtras('cpu', [{ M: 1, N: 30, K: 48, dtype: 'bfloat16', residual: true }], 1.5e-2);
@@ -100,6 +101,8 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectCode(() => linear({ ...ok, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
     expectCode(() => linear({ ...ok, prefetch: Array.from({ length: 7 }, () => big) }), 'ERR_INVALID_ARG', 'prefetch', 'at most 6');
     expectCode(() => linear({ ...ok, prefetch: big as unknown as never }), 'ERR_INVALID_ARG', 'prefetch', 'array');
+    expectCode(() => linear({ ...ok, prefetchAfter: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetchAfter', 'contiguous');
+    expect(await linear({ ...ok, prefetch: [big], prefetchAfter: [w.t] }).data()).toEqual(await linear(ok).data());
   });
 });
 

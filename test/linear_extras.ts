@@ -13,9 +13,10 @@ export interface ExtrasCase {
   M: number;
   N: number;
   K: number;
-  /** Weight dtype; x is float32 unless gated (then x and the gate are in the weight's dtype). */
+  /** Weight dtype; x is float32 unless gated or xInWeightDtype (then x, and the gate, are in the weight's dtype). */
   dtype: DType;
   gate?: boolean;
+  xInWeightDtype?: boolean;
   residual?: boolean;
   bias?: boolean;
 }
@@ -24,7 +25,7 @@ export async function checkLinearExtras(device: Device, cases: ExtrasCase[], tol
   const r = rng();
   for (const c of cases) {
     const { M, N, K, dtype } = c;
-    const xDtype: DType = c.gate ? dtype : 'float32';
+    const xDtype: DType = c.gate || c.xInWeightDtype ? dtype : 'float32';
     const x = randnInput([M, K], xDtype, device, 1, r);
     const gate = c.gate ? randnInput([M, K], dtype, device, 1, r) : undefined;
     const nw = randnInput([K], dtype, device, 1, r);
@@ -38,7 +39,7 @@ export async function checkLinearExtras(device: Device, cases: ExtrasCase[], tol
     const y = linear({ x: x.t, weight: w.t, bias: b?.t, normWeight: nw.t, normGate: gate?.t, normEps: eps, residual: res?.t });
     expect(y.dtype).toBe(res ? 'float32' : dtype);
     expect(y.shape).toEqual([M, N]);
-    const what = `${device} ${dtype} ${M}x${N}x${K}${c.gate ? ' gated' : ''}${c.residual ? ' +residual' : ''}${c.bias ? ' +bias' : ''}`;
+    const what = `${device} ${dtype} x ${xDtype} ${M}x${N}x${K}${c.gate ? ' gated' : ''}${c.residual ? ' +residual' : ''}${c.bias ? ' +bias' : ''}`;
     const got = await y.data();
     expect(got.every(Number.isFinite), `${what}: finite`).toBe(true);
     expect(relErr(got, want), what).toBeLessThan(tol);

@@ -19,7 +19,6 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/l2_prefetch.cuh"
@@ -101,13 +100,12 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const floa
 }
 
 // How the kernel reads its input row: as is, or normalised on the fly (GemvNorm) from a float32
-// row or from a row in W's dtype gated by silu(gate).
-enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormGatedX = 2 };
+// row or from a row in W's dtype.
+enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormX = 2 };
 
 // Launch-time switches (A/B experiments, read from the environment per launch):
-// kEarlyTrigger: STATESPACE_PDL_EARLY=1 (cuda/pdl.cuh); kSequentialTail: STATESPACE_GEMV_TAIL=0,
-// the lane's last partial batch loaded one vector per round trip (the previous code).
-enum GemvFlags : int { kEarlyTrigger = 1, kSequentialTail = 2 };
+// kEarlyTrigger: STATESPACE_PDL_EARLY=1 (cuda/pdl.cuh).
+enum GemvFlags : int { kEarlyTrigger = 1 };
 
 // V elements of the normalised row's numerator at kk: xe = r · weight, with ss += r² (GemvNorm).
 template <typename T, int V, int XM>
@@ -127,9 +125,8 @@ __device__ __forceinline__ void norm_input(const void* x, const GemvNorm& nm, in
     }
   } else {
     const Vec<T, V> xv = load_x<T, V>(static_cast<const T*>(x) + kk);
-    const Vec<T, V> zv = load_x<T, V>(static_cast<const T*>(nm.gate) + kk);
 #pragma unroll
-    for (int j = 0; j < V; ++j) r[j] = to_float(xv.v[j]) * cuda::silu_f(to_float(zv.v[j]));
+    for (int j = 0; j < V; ++j) r[j] = to_float(xv.v[j]);
   }
   const Vec<T, V> wn = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
 #pragma unroll
@@ -160,9 +157,10 @@ template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
     gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, int flags) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
-  // Weight vectors per column per batch. With the on-the-fly norm each is matched by an f32 slice
-  // of the row in registers: 2 per column with 2 or 4 columns, 4 with one (more spill).
-  constexpr int U = XM == kPlainX ? GemvTraits::in_flight(MM) / C : (4 / C > 2 ? 4 / C : 2);
+  // Weight vectors per column per batch. With the on-the-fly norm of a float32 row each is
+  // matched by an f32 slice of the row in registers: 2 per column with 2 or 4 columns, 4 with one
+  // (more spill at 80 registers).
+  constexpr int U = XM != kNormF32X ? GemvTraits::in_flight(MM) / C : (4 / C > 2 ? 4 / C : 2);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
   __shared__ float red_ss[GemvTraits::kWarps];
@@ -194,7 +192,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
   if (flags & kEarlyTrigger) cuda::pdl_trigger();  // triggering twice is harmless
-  if (pf.n) cuda::l2_prefetch(pf);
+  if (pf.n) cuda::l2_prefetch(pf, false);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
@@ -221,37 +219,10 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
     full = k + (U - 1) * LS < k_end;
     if (full) load_batch(k);
   }
-  if (!(flags & kSequentialTail) && k < k_end) {
-    // The rest of the lane's part of the slice (fewer than U vectors per column) in one round
-    // trip, into the batch registers: a lane of a short row (mamba-130m: K = 768 or 1536, 3-6
-    // vectors) has no full batch and would otherwise wait for one vector after another. Loads
-    // past the lane's last vector re-read it (unconditional loads keep the registers down).
-    const int64_t k_last = k + (k_end - 1 - k) / LS * LS;
-#pragma unroll
-    for (int u = 0; u < U - 1; ++u)
-#pragma unroll
-      for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + min(k + u * LS, k_last));
-#pragma unroll
-    for (int u = 0; u < U - 1; ++u) {
-      if (k + u * LS >= k_end) break;
-#pragma unroll
-      for (int m = 0; m < MM; ++m) {
-        if (m >= M) break;
-        if constexpr (XM == kPlainX) {
-          const Vec<T, V> xv = load_x<T, V>(x + m * ldx + k + u * LS);
-#pragma unroll
-          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xv, wv[c][u], acc[c][m]);
-        } else {
-          float xe[V];
-          norm_input<T, V, XM>(p.x, nm, k + u * LS, xe, ss);
-#pragma unroll
-          for (int c = 0; c < C; ++c) acc[c][m] = dot_acc(xe, wv[c][u], acc[c][m]);
-        }
-      }
-    }
-    k = k_end;
-  }
-  for (; k < k_end; k += LS) {  // (kSequentialTail) one vector per column per round trip
+  // Fewer than U vectors left in this lane's part of the slice: one vector per column per round
+  // trip. (Loading them all at once, before or after the wait, measured slower twice: mamba-130m
+  // 0.396 -> 0.447 ms/token, whose gemvs are all tail; see bench/NOTES.md.)
+  for (; k < k_end; k += LS) {
     Vec<T, V> t[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
@@ -270,6 +241,8 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
       }
     }
   }
+
+  if (pf.n) cuda::l2_prefetch(pf, true);  // this block's loads are all issued (and arrived)
 
   // Every lane ends with every (column, row) sum; lane c·MM + m owns output (m, n0 + c).
   float mine = 0.f;
@@ -323,10 +296,9 @@ struct GemvArgs {
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
-  const char* tail = std::getenv("STATESPACE_GEMV_TAIL");
-  const int flags = (cuda::pdl_early_trigger() ? kEarlyTrigger : 0) | (tail && tail[0] == '0' ? kSequentialTail : 0);
-  if (a.nm.weight && a.nm.gate)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormGatedX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
+  const int flags = cuda::pdl_early_trigger() ? kEarlyTrigger : 0;
+  if (a.nm.weight && a.nm.x_in_w_dtype)
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
   else if (a.nm.weight)
     cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
   else if (a.p.M == 1)
@@ -340,8 +312,7 @@ bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 =
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
-  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) &&
-                   (!a.nm.weight || (aligned16(a.nm.weight) && (!a.nm.gate || aligned16(a.nm.gate))));
+  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight));
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());

@@ -63,21 +63,25 @@ struct LinearPlan {
   L2Prefetch pf;
 };
 
-// The byte ranges of `prefetch` (contiguous tensors on dev), trimmed to 16-byte boundaries.
-L2Prefetch prefetch_ranges(const std::vector<Tensor>& prefetch, Device dev) {
+// The byte ranges of `prefetch` and `prefetch_after` (contiguous tensors on dev), trimmed to
+// 16-byte boundaries.
+L2Prefetch prefetch_ranges(const std::vector<Tensor>& prefetch, const std::vector<Tensor>& after, Device dev) {
   L2Prefetch pf;
-  if (prefetch.size() > static_cast<size_t>(L2Prefetch::kMax))
-    fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: at most " + std::to_string(L2Prefetch::kMax) + " tensors");
-  for (const Tensor& t : prefetch) {
-    check_same_device(dev, {{"prefetch", &t}});
-    if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: expected contiguous tensors (views of leading rows are)");
-    const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data()) + 15) & ~uintptr_t{15};
-    const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data()) + t.numel() * dtype_size(t.dtype)) & ~uintptr_t{15};
-    if (hi <= lo) continue;
-    pf.ptr[pf.n] = reinterpret_cast<const void*>(lo);
-    pf.bytes[pf.n] = static_cast<int64_t>(hi - lo);
-    ++pf.n;
-  }
+  if (prefetch.size() + after.size() > static_cast<size_t>(L2Prefetch::kMax))
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: at most " + std::to_string(L2Prefetch::kMax) + " tensors (prefetch and prefetchAfter together)");
+  for (int late = 0; late < 2; ++late)
+    for (const Tensor& t : late ? after : prefetch) {
+      const char* name = late ? "prefetchAfter" : "prefetch";
+      check_same_device(dev, {{name, &t}});
+      if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected contiguous tensors (views of leading rows are)");
+      const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data()) + 15) & ~uintptr_t{15};
+      const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data()) + t.numel() * dtype_size(t.dtype)) & ~uintptr_t{15};
+      if (hi <= lo) continue;
+      pf.ptr[pf.n] = reinterpret_cast<const void*>(lo);
+      pf.bytes[pf.n] = static_cast<int64_t>(hi - lo);
+      pf.late[pf.n] = late;
+      ++pf.n;
+    }
   return pf;
 }
 
@@ -120,11 +124,12 @@ Tensor with_residual(const Tensor& y, const LinearExtras& ex) {
   return eltwise(EltwiseOp::Add, y.dtype == r.dtype ? y : copy_to(y, r.dtype, y.device()), r);
 }
 
-LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch) {
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch,
+                       const std::vector<Tensor>& after) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
-  const L2Prefetch pf = prefetch_ranges(prefetch, dev);  // used by the CUDA matrix-vector kernel only
+  const L2Prefetch pf = prefetch_ranges(prefetch, after, dev);  // used by the CUDA matrix-vector kernel only
   if (x_in.ndim() < 1) fail_shape("x", "(..., in)", x_in.shape);
   checks::floating("x", x_in, cpu);
   checks::rank("weight", weight_in, 2, "(out, in)");
@@ -202,21 +207,20 @@ struct FusedLinear {
   LinearPlan L;
   GemvNorm nm;
   GemvResidual rs;
-  Tensor norm_w, gate, residual;
+  Tensor norm_w, residual;
 };
 
 // Whether the CUDA matrix-vector kernel takes x · weightᵀ with these extras in one launch: <= 8
-// rows (one with a norm), contiguous weight, x's row contiguous; with a norm, float32 x (or x and
-// gate in weight's dtype with unit inner stride), the norm weight in weight's dtype.
+// rows (one with a norm), contiguous weight, x's row contiguous; with a norm, no gate, x in
+// float32 or in weight's dtype, the norm weight in weight's dtype.
 bool fusable(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
   if (x.device().is_cpu() || x.ndim() < 1 || !weight.is_contiguous() || !x.is_contiguous()) return false;
   const int64_t M = x.numel() / std::max<int64_t>(1, x.size(-1));
   if (M > kGemvMaxM || M < 1) return false;
   if (ex.residual.defined() && !ex.residual.is_contiguous()) return false;
   if (!ex.norm_weight.defined()) return true;
-  if (M != 1 || ex.norm_weight.dtype != weight.dtype || !ex.norm_weight.is_contiguous()) return false;
-  if (ex.norm_gate.defined()) return x.dtype == weight.dtype && ex.norm_gate.stride(-1) == 1;
-  return x.dtype == DType::Float32;
+  if (M != 1 || ex.norm_gate.defined() || ex.norm_weight.dtype != weight.dtype || !ex.norm_weight.is_contiguous()) return false;
+  return x.dtype == DType::Float32 || x.dtype == weight.dtype;
 }
 
 FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias_in, const LinearExtras& ex) {
@@ -234,7 +238,7 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
   }
   FusedLinear F;
   LinearPlan& L = F.L;
-  L.pf = prefetch_ranges(ex.prefetch, dev);
+  L.pf = prefetch_ranges(ex.prefetch, ex.prefetch_after, dev);
   GemmParams& p = L.p;
   p.M = x.numel() / K;
   p.N = N;
@@ -253,9 +257,8 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
   p.out = L.out.data();
   if (ex.norm_weight.defined()) {
     F.norm_w = ex.norm_weight;
-    F.gate = ex.norm_gate;
     F.nm.weight = F.norm_w.data();
-    F.nm.gate = F.gate.defined() ? F.gate.data() : nullptr;
+    F.nm.x_in_w_dtype = x.dtype == weight.dtype;
     F.nm.eps = static_cast<float>(ex.norm_eps);
   }
   if (ex.residual.defined()) {
@@ -279,7 +282,7 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     return F.L.out;
   }
 #endif
-  LinearPlan L = plan_linear(normed_input(x_in, weight_in, ex), weight_in, bias_in, ex.prefetch);
+  LinearPlan L = plan_linear(normed_input(x_in, weight_in, ex), weight_in, bias_in, ex.prefetch, ex.prefetch_after);
   run_linear(L);
   return with_residual(L.out, ex);
 }
@@ -313,9 +316,9 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
   FusedLinear F;
   if (fused_norm) F = plan_fused(x, weight, bias, ex);
-  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch);
+  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
 #else
-  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch);
+  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
 #endif
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {

@@ -87,22 +87,26 @@ struct GemvConv {
   int64_t lo = 0, channels = 0, width = 0;
   bool silu = false;
 };
-// Byte ranges (16-byte aligned, multiples of 16) a decode kernel asks the GPU to pull into L2
-// before it waits for its producer: weights of later kernels of the step (cuda/l2_prefetch.cuh).
-// A hint: no effect on results.
+// Byte ranges (16-byte aligned, multiples of 16) a decode kernel asks the GPU to pull into L2:
+// weights of later kernels of the step (cuda/l2_prefetch.cuh), each before the kernel waits for
+// its producer, or (late) as each of its blocks finishes its own loads. A hint: no effect on
+// results.
 struct L2Prefetch {
   static constexpr int kMax = 6;
   const void* ptr[kMax] = {};
   int64_t bytes[kMax] = {};
+  bool late[kMax] = {};
   int n = 0;
 };
-// The RMSNorm the matrix-vector kernel applies to its one input row on the fly (M = 1): the
-// product is (r · rsqrt(mean(r²) + eps) · weight) · Wᵀ, with r = x (x in float32: the residual
-// stream) or r = x · silu(gate) (x and gate in W's dtype), in f32 throughout: the kernel sums r²
-// beside its dot products and scales each output's sum, so no kernel normalises the row first.
+// The RMSNorm the matrix-vector kernel applies to its one input row x on the fly (M = 1): the
+// product is (x · rsqrt(mean(x²) + eps) · weight) · Wᵀ, x in float32 (the residual stream) or in
+// W's dtype, in f32 throughout: the kernel sums x² beside its dot products and scales each
+// output's sum, so no kernel normalises the row first. (A gate, x · silu(z), is not taken: every
+// warp reads the whole row, so the silu would be evaluated once per warp, ~3 us of SFU time on a
+// 2560 x 5120 out_proj, measured as a loss; the state update applies z once instead.)
 struct GemvNorm {
   const void* weight = nullptr;  // (K) in W's dtype; null: x is used as it is
-  const void* gate = nullptr;    // (K) in W's dtype, or null
+  bool x_in_w_dtype = false;     // x in W's dtype (else float32)
   float eps = 0.f;
 };
 // The residual add of the matrix-vector kernel's epilogue: out = residual + (the product rounded
@@ -127,9 +131,9 @@ void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
 // What a decode step folds into its projections (lib/ops/dense.ts, LinearOptions):
-//  - prefetch: tensors of later ops to pull into the GPU's L2 while the product runs, when it
-//    runs the matrix-vector kernel (CUDA, <= 8 rows; ignored otherwise): contiguous, on x's
-//    device, at most L2Prefetch::kMax;
+//  - prefetch, prefetch_after: tensors of later ops to pull into the GPU's L2, before the product
+//    waits for x, or as its blocks finish, when it runs the matrix-vector kernel (CUDA, <= 8
+//    rows; ignored otherwise): contiguous, on x's device, at most L2Prefetch::kMax in all;
 //  - norm_weight (K): the product is taken of rmsnorm(x [· silu(norm_gate)]) · norm_weight (one
 //    group over the row) instead of x; x may then be of any floating dtype; the result is in
 //    weight's dtype. On CUDA with one row, float32 x (or x and gate in weight's dtype) go through
@@ -138,7 +142,7 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 //  - residual (..., out): the result is residual + (the product rounded to its dtype), in
 //    residual's dtype (linear only).
 struct LinearExtras {
-  std::vector<Tensor> prefetch;
+  std::vector<Tensor> prefetch, prefetch_after;
   Tensor norm_weight, norm_gate;
   double norm_eps = 1e-5;
   Tensor residual;

@@ -120,17 +120,17 @@ export abstract class CausalLM implements DecodeEngine {
   lastStepDispatchMs = 0;
   /**
    * Bytes of the next layer's input projection (or of the LM head, after the last layer) that a
-   * layer's output projection asks the GPU to pull into L2 during a decode step, so DRAM keeps
-   * streaming while the short kernels in between run; 0 turns the decode steps' L2 prefetch hints
-   * off. STATESPACE_DECODE_PREFETCH_MB (default 16).
+   * layer's output projection asks the GPU to pull into L2 during a decode step.
+   * STATESPACE_DECODE_PREFETCH_MB, default 0 (off: neutral on the 2.7B shapes, a loss on 130m).
    */
   protected readonly prefetchBytes: number;
   /**
    * Whether a layer's input projection asks for the rest of the layer's parameters (and its SSM
-   * state) in L2 during a decode step. On with the prefetch hints unless
-   * STATESPACE_DECODE_PREFETCH_LAYER=0 (A/B of the two kinds of hints).
+   * state) in L2 during a decode step (layerPrefetch). On unless STATESPACE_DECODE_PREFETCH=0.
    */
   private readonly prefetchLayer: boolean;
+  /** Whether those hints include the big output projection (STATESPACE_DECODE_PREFETCH_LATE=0: not). */
+  private readonly prefetchLate: boolean;
   /**
    * Decode steps fold each block's RMSNorm into its input projection and its residual add into
    * its output projection (mixerStep's `block` form), and norm_f into the LM head: no norm kernels
@@ -152,9 +152,10 @@ export abstract class CausalLM implements DecodeEngine {
     if (this.stateDtype !== 'float32' && this.stateDtype !== 'bfloat16')
       throw dtypeError(`stateDtype: expected float32 or bfloat16, got ${JSON.stringify(init.stateDtype)}`);
     this.foldDecodeNorms = process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
-    const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 16);
+    const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 0);
     this.prefetchBytes = this.device === 'cpu' || !(mb > 0) ? 0 : mb * 2 ** 20;
-    this.prefetchLayer = this.prefetchBytes > 0 && process.env.STATESPACE_DECODE_PREFETCH_LAYER !== '0';
+    this.prefetchLayer = this.device !== 'cpu' && process.env.STATESPACE_DECODE_PREFETCH !== '0';
+    this.prefetchLate = process.env.STATESPACE_DECODE_PREFETCH_LATE !== '0';
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -183,9 +184,15 @@ export abstract class CausalLM implements DecodeEngine {
   /** Layer l's input projection weight (what the layer before it prefetches in a decode step). */
   protected abstract inProjOf(layer: number): Tensor;
 
-  /** Whether a decode step's input projections prefetch the rest of their layer (prefetchLayer). */
-  protected get decodePrefetch(): boolean {
-    return this.prefetchLayer;
+  /**
+   * The L2 hints of a layer's input projection in a decode step (linear's prefetch options):
+   * `first`, small tensors the next kernels read at once, requested before it starts; `after`,
+   * a big weight of a later kernel, requested as its blocks finish (asked for earlier, it would
+   * compete with the projection's own stream and be evicted by it: measured).
+   */
+  protected layerPrefetch(first: Tensor[], after: Tensor[]): { prefetch?: Tensor[]; prefetchAfter?: Tensor[] } {
+    if (!this.prefetchLayer) return {};
+    return { prefetch: first, prefetchAfter: this.prefetchLate ? after : undefined };
   }
 
   /**

@@ -152,12 +152,13 @@ export class MambaModel extends CausalLM {
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x)). While it
-    // streams its weights, the rest of the layer's (and the SSM state) are pulled into L2, so
-    // x_proj and the state update run from L2 and out_proj mostly too.
-    const prefetch = this.decodePrefetch ? [L.xProj, L.dtProjW, L.A, ssm, L.outProj] : undefined;
+    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x)). It asks
+    // for x_proj, dt_proj, A and the SSM state in L2 before it starts (the next two kernels read
+    // them at once) and for out_proj as its blocks finish (streamed while x_proj and the state
+    // update run).
+    const pf = this.layerPrefetch([L.xProj, L.dtProjW, L.A, ssm], [L.outProj]);
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu', prefetch });
+    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu', ...pf });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));

@@ -90,6 +90,8 @@ describeGpu('dense ops on CUDA', () => {
       const prefetch = [big.slice(0, 0, 3000), odd, w, x, big.slice(0, 9000, 10240), randnInput([5], 'float32', 'cuda', 1, r).t];
       const want = await linear({ x, weight: w }).bits();
       expect(await linear({ x, weight: w, prefetch }).bits(), `linear ${M}x${N}x${K}`).toEqual(want);
+      const split = { prefetch: prefetch.slice(0, 2), prefetchAfter: prefetch.slice(2) };
+      expect(await linear({ x, weight: w, ...split }).bits(), `linear ${M}x${N}x${K} prefetchAfter`).toEqual(want);
       const s0 = randnInput([M, 40, 3], 'bfloat16', 'cuda', 1, r).t;
       const cw = randnInput([40, 4], 'bfloat16', 'cuda', 1, r).t;
       const s1 = s0.clone(), s2 = s0.clone();
@@ -102,20 +104,24 @@ describeGpu('dense ops on CUDA', () => {
     const w = randnInput([32, 64], 'bfloat16', 'cuda', 1, r).t;
     expectCode(() => linear({ x, weight: w, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
     expectCode(() => linear({ x, weight: w, prefetch: Array.from({ length: 7 }, () => w) }), 'ERR_INVALID_ARG', 'prefetch');
+    expectCode(() => linear({ x, weight: w, prefetch: [w, w, w], prefetchAfter: [w, w, w, w] }), 'ERR_INVALID_ARG', 'prefetchAfter');
     expectCode(() => linear({ x, weight: w, prefetch: [zeros([4])] }), 'ERR_DEVICE', 'prefetch');
   });
 
-  // The decode step's folded norms: one row goes through the matrix-vector kernel's on-the-fly
-  // norm (f32 row, or a row gated in the weight's dtype) and residual epilogue; two rows through
-  // rmsNorm, linear and add in turn. Shapes: four columns per warp (in_proj), one column per warp
-  // (130m in_proj, Mamba-2 out_proj), K split over warps (x_proj shape), K not a multiple of the
-  // vector width (scalar path), f32 and f16 weights.
+  // The decode step's folded norms: one row without a gate goes through the matrix-vector
+  // kernel's on-the-fly norm (an f32 row, or a row in the weight's dtype) and residual epilogue;
+  // gated rows and several rows through rmsNorm, linear and add in turn. Shapes: four columns per
+  // warp (in_proj), one column per warp (130m in_proj, Mamba-2 out_proj), K split over warps
+  // (x_proj shape), K not a multiple of the vector width (scalar path), f32 and f16 weights.
   it('linear normWeight / normGate / residual extras against rmsNorm → linear → add (fused for one row)', async () => {
     await checkLinearExtras('cuda', [
       { M: 1, N: 10240, K: 2560, dtype: 'bfloat16' },
       { M: 1, N: 3072, K: 768, dtype: 'bfloat16', bias: true },
       { M: 1, N: 192, K: 5120, dtype: 'bfloat16', residual: true },
       { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', gate: true, residual: true },
+      { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, residual: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', xInWeightDtype: true },
+      { M: 1, N: 192, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, bias: true },
       { M: 1, N: 77, K: 1001, dtype: 'bfloat16', residual: true },
       { M: 1, N: 77, K: 1001, dtype: 'bfloat16', gate: true },
       { M: 1, N: 300, K: 512, dtype: 'float16', gate: true, residual: true },

@@ -34,6 +34,8 @@ const specs: Array<[string, TinySpec]> = [
   ['falcon-mamba', { architecture: 'mamba', falcon: true, hidden: 36, useBias: true, kernel: 3 }],
   ['mamba2', { architecture: 'mamba2', hidden: 64, heads: 8, groups: 2, chunk: 16 }],
   ['mamba2 dt limit', { architecture: 'mamba2', hidden: 48, heads: 12, groups: 3, limit: [0.05, 0.6], tie: true, kernel: 3 }],
+  // one group: a batch-1 decode step folds the gated norm into out_proj (the state update gates)
+  ['mamba2 one group', { architecture: 'mamba2', hidden: 64, heads: 8, groups: 1, chunk: 16 }],
 ];
 
 describeGpu('models on CUDA', () => {
@@ -96,7 +98,7 @@ describeGpu('models on CUDA', () => {
 });
 
 describeGpu('decode through CUDA graphs', () => {
-  for (const [name, spec] of [specs[1], specs[3]]) {
+  for (const [name, spec] of [specs[1], specs[3], specs[4]]) {
     it(`${name}: replayed graphs equal op-by-op decoding, at several batch sizes`, async () => {
       const ck = writeTinyCheckpoint(path.join(tmp, `graph-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
       const V = ck.config.vocabSize;
