@@ -19,6 +19,8 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
+#include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/l2_prefetch.cuh"
@@ -37,6 +39,10 @@ struct GemvTraits {
   // Weight vectors per lane per batch (C·U): 8 for one row; 4 with several rows, whose x vectors
   // (MM·U per batch) need registers too.
   static constexpr int in_flight(int rows) { return rows == 1 ? 8 : 4; }
+  // Weight vectors per column per batch (U) for C columns per warp. With the on-the-fly norm of a
+  // float32 row each is matched by an f32 slice of the row in registers: 2 per column with 2 or 4
+  // columns, 4 with one (more spill at 80 registers).
+  static constexpr int batch(int C, int rows, bool f32_norm) { return !f32_norm ? in_flight(rows) / C : (4 / C > 2 ? 4 / C : 2); }
   // Blocks per SM the register budget must allow: the grid is sized for >= 4 per SM, and 6 (80
   // registers) keep a whole in_proj grid resident at once (mamba2-2.7b: 661 blocks on 132 SMs).
   static constexpr int min_blocks(size_t elem, int rows) { return rows == 1 && elem < 4 ? 6 : 4; }
@@ -157,10 +163,7 @@ template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
     gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, int flags) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
-  // Weight vectors per column per batch. With the on-the-fly norm of a float32 row each is
-  // matched by an f32 slice of the row in registers: 2 per column with 2 or 4 columns, 4 with one
-  // (more spill at 80 registers).
-  constexpr int U = XM != kNormF32X ? GemvTraits::in_flight(MM) / C : (4 / C > 2 ? 4 / C : 2);
+  constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
   __shared__ float red_ss[GemvTraits::kWarps];
@@ -309,6 +312,15 @@ void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsi
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
+// STATESPACE_GEMV_SMALL=1 (an experiment, read per launch): matrices of at most kSmallBytes pick
+// their columns per warp and K split for the fewest dependent round trips instead of for >= 4
+// blocks per SM.
+constexpr int64_t kSmallBytes = int64_t{8} << 20;
+bool small_rule() {
+  const char* v = std::getenv("STATESPACE_GEMV_SMALL");
+  return v && v[0] == '1';
+}
+
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
@@ -323,7 +335,26 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   int S = 1;
   while (S < W && (p.N * S + W * C - 1) / (W * C) < want && p.K >= 2 * S * 32 * lanes_v * (GemvTraits::in_flight(1) / C)) S *= 2;
   const int64_t per = 32 * lanes_v;
-  const int64_t kslice = ((p.K + S - 1) / S + per - 1) / per * per;
+  auto slice_of = [&](int s) { return ((p.K + s - 1) / s + per - 1) / per * per; };
+  if (vec && small_rule() && p.N * p.K * static_cast<int64_t>(sizeof(T)) <= kSmallBytes) {
+    // A small matrix is latency-bound: pick the shape with the fewest round trips a lane makes
+    // after the wait (its first batch is loaded before it; each further batch and each vector of
+    // the tail is one), a K split costing half of one (the reduction through shared memory).
+    const int rows = p.M == 1 ? 1 : GemvTraits::kMaxM;
+    int best = 1 << 30;
+    int64_t best_blocks = 0;
+    for (int c : {4, 2, 1})
+      for (int sp : {1, 2, 4}) {
+        const int64_t U = GemvTraits::batch(c, rows, a.nm.weight && !a.nm.x_in_w_dtype);
+        auto trips = [&](int64_t vpl) { return vpl >= U ? vpl / U - 1 + vpl % U : vpl; };
+        const int64_t ks = slice_of(sp), last = (p.K - (sp - 1) * ks + per - 1) / per;  // vectors of the first and the last slice
+        const int64_t t = std::max(trips(ks / per), last > 0 ? trips(last) : 0);
+        const int cost = static_cast<int>(2 * t) + (sp > 1 ? 1 : 0);
+        const int64_t blocks = (p.N * sp + W * c - 1) / (W * c);
+        if (cost < best || (cost == best && blocks > best_blocks)) best = cost, best_blocks = blocks, C = c, S = sp;
+      }
+  }
+  const int64_t kslice = slice_of(S);
   const int64_t cols_per_block = W / S * C;
   const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
