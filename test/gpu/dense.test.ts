@@ -68,6 +68,23 @@ describeGpu('dense ops on CUDA', () => {
     });
   }
 
+  // STATESPACE_GEMV_SMALL=1 reshapes small matrices' launches (columns per warp, K split): the
+  // same checks, and the folded norms, under the other shapes
+  it('linear with STATESPACE_GEMV_SMALL=1 (small matrices shaped for latency)', async () => {
+    process.env.STATESPACE_GEMV_SMALL = '1';
+    try {
+      await checkGemm('bfloat16');
+      await checkGemm('float32');
+      await checkLinearExtras('cuda', [
+        { M: 1, N: 3072, K: 768, dtype: 'bfloat16', residual: true },
+        { M: 1, N: 80, K: 1536, dtype: 'bfloat16', xInWeightDtype: true },
+        { M: 1, N: 768, K: 1536, dtype: 'bfloat16', xInWeightDtype: true, residual: true, bias: true },
+      ], 1.5e-2);
+    } finally {
+      delete process.env.STATESPACE_GEMV_SMALL;
+    }
+  });
+
   it('linear: odd K (scalar staging) and a misaligned x view in bf16, builtin kernel', async () => {
     process.env.STATESPACE_CUBLAS = '0';
     const M = 9, N = 77, K = 24;
