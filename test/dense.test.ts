@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, add, embedding, gatedRmsNorm, linear, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
-import { checkLinearExtras, checkNormedLinearConv } from './linear_extras';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from './linear_extras';
 import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
@@ -89,6 +89,15 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
       'ERR_INVALID_ARG',
       'residual',
     );
+  });
+
+  it('argmaxOut receives the argmax of the result rows', async () => {
+    await checkLinearArgmax('cpu', 'float32', [[37, 20], [5, 3]], false);
+    await checkLinearArgmax('cpu', 'float32', [[40, 16]], true);
+    const ok = { x: zeros([2, 8]), weight: zeros([4, 8]) };
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([2]) }), 'ERR_DTYPE', 'argmaxOut');
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([3], { dtype: 'int32' }) }), 'ERR_SHAPE', 'argmaxOut');
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([2], { dtype: 'int32' }), residual: zeros([2, 4]) }), 'ERR_INVALID_ARG', 'argmaxOut');
   });
 
   it('prefetch hints are checked and change nothing on the CPU', async () => {

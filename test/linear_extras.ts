@@ -4,7 +4,7 @@
  * ops run in turn) and on CUDA (one row: the matrix-vector kernel's on-the-fly norm and epilogue).
  */
 import { expect } from 'vitest';
-import { DType, Device, causalConv1dUpdate, linear, linearConvUpdate } from '../lib/index';
+import { DType, Device, argmax, causalConv1dUpdate, linear, linearConvUpdate, tensor, zeros } from '../lib/index';
 import { relErr, rng } from './helpers';
 import { randnInput } from './model_inputs';
 import { linearRef, rmsNormRef } from './reference/dense';
@@ -75,5 +75,47 @@ export async function checkNormedLinearConv(device: Device, dtype: DType, tol: n
     const what = `${device} ${dtype} linearConvUpdate+norm ${M}x${N}x${K}`;
     expect(relErr(fused, want), what).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
+  }
+}
+
+/**
+ * linear's argmaxOut against argmax() of the result it returns: random rows, a row with the
+ * largest value in two columns (the first wins) and a row with NaN (the first NaN wins), each
+ * twice in a row (the CUDA kernel's cross-block state must be reset after every launch).
+ */
+export async function checkLinearArgmax(device: Device, dtype: DType, shapes: Array<[number, number]>, norm: boolean): Promise<void> {
+  const r = rng();
+  for (const [N, K] of shapes) {
+    const x = randnInput([1, K], norm ? 'float32' : dtype, device, 1, r).t;
+    const nw = norm ? randnInput([K], dtype, device, 1, r).t : undefined;
+    const wv = randnInput([N, K], dtype, 'cpu', 1 / Math.sqrt(K), r).v;
+    const dup = Math.floor(N / 2);
+    const variants: Array<[string, Float64Array]> = [['random', wv]];
+    // column dup and column N-1 both largest: x·w large for w = 10·x-ish? use a copy of the best row
+    variants.push(['tie', Float64Array.from(wv)]);
+    variants.push(['nan', Float64Array.from(wv)]);
+    for (const [what, vals] of variants) {
+      if (what === 'nan') {
+        vals[(N - 2) * K] = NaN;
+        vals[(N - 1) * K] = NaN;
+      }
+      const w0 = tensor(vals, [N, K], { dtype, device });
+      let w = w0;
+      if (what === 'tie') {
+        // make columns dup and N-1 equal to the current best column, so three columns tie at the max
+        const y0 = await linear({ x, weight: w0, normWeight: nw }).data();
+        let best = 0;
+        for (let i = 1; i < N; i++) if (y0[i] > y0[best]) best = i;
+        for (const c of [dup, N - 1]) for (let k = 0; k < K; k++) vals[c * K + k] = vals[best * K + k] * 1;
+        w = tensor(vals, [N, K], { dtype, device });
+      }
+      for (let rep = 0; rep < 2; rep++) {
+        const out = zeros([1], { dtype: 'int32', device });
+        const y = linear({ x, weight: w, normWeight: nw, argmaxOut: out });
+        const want = (await argmax(y).data())[0];
+        expect((await out.data())[0], `${device} ${dtype} ${N}x${K} ${what}${norm ? ' norm' : ''} (launch ${rep})`).toBe(want);
+        if (what === 'nan') expect(want).toBe(N - 2);
+      }
+    }
   }
 }

@@ -22,7 +22,7 @@ std::vector<Tensor> tensor_list(Napi::Object o, const char* name) {
   return ts;
 }
 
-// prefetch, prefetchAfter, normWeight, normGate, normEps, residual (ops/dense.h, LinearExtras).
+// prefetch, prefetchAfter, normWeight, normGate, normEps, residual, argmaxOut (ops/dense.h, LinearExtras).
 LinearExtras linear_extras(Napi::Object o) {
   LinearExtras ex;
   ex.prefetch = tensor_list(o, "prefetch");
@@ -31,6 +31,7 @@ LinearExtras linear_extras(Napi::Object o) {
   ex.norm_gate = optional_tensor(o, "normGate");
   ex.norm_eps = optional_number(o, "normEps", 1e-5);
   ex.residual = optional_tensor(o, "residual");
+  ex.argmax_out = optional_tensor(o, "argmaxOut");
   return ex;
 }
 

@@ -28,6 +28,7 @@
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
+#include "ops/sampling.h"
 
 namespace ss {
 namespace {
@@ -142,6 +143,44 @@ __device__ __forceinline__ void norm_input(const void* x, const GemvNorm& nm, in
   }
 }
 
+// The running argmax of a one-row product (GemvArgmax) across the blocks of a launch, and how
+// many blocks have added theirs; the last block reads it out and resets both for the next launch
+// (one stream per device: launches never overlap here).
+__device__ unsigned long long g_argmax_key;
+__device__ unsigned int g_argmax_blocks;
+
+// (value, column) as one integer whose maximum is the argmax: NaN above every number, then the
+// value's order (-0 as +0), then the lower column.
+__device__ __forceinline__ unsigned long long argmax_key(float v, int64_t n) {
+  uint32_t b = __float_as_uint(v);
+  uint32_t u;
+  if ((b & 0x7fffffffu) > 0x7f800000u) {
+    u = 0xffffffffu;
+  } else {
+    if ((b & 0x7fffffffu) == 0) b = 0;
+    u = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  }
+  return (static_cast<unsigned long long>(u) << 32) | (0xffffffffu - static_cast<uint32_t>(n));
+}
+
+// The block's best key to the device-wide maximum; the last block to arrive writes the index.
+__device__ void block_argmax(unsigned long long key, int32_t* out) {
+  __shared__ unsigned long long wk[GemvTraits::kWarps];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) key = max(key, __shfl_xor_sync(0xffffffffu, key, o));
+  if (threadIdx.x % 32 == 0) wk[threadIdx.x / 32] = key;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  for (int w = 1; w < GemvTraits::kWarps; ++w) key = max(key, wk[w]);
+  atomicMax(&g_argmax_key, key);
+  __threadfence();
+  if (atomicAdd(&g_argmax_blocks, 1u) != gridDim.x - 1) return;
+  __threadfence();
+  const unsigned long long best = atomicExch(&g_argmax_key, 0ull);
+  g_argmax_blocks = 0;
+  *out = static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(best));
+}
+
 // The conv step of a conv column (GemvConv), on this kernel's rounded output v: the same
 // arithmetic, in the same order, as causalConv1dUpdate's kernel applied to the stored output.
 template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int64_t ch, float v) {
@@ -161,7 +200,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
-    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, int S, int64_t kslice, int flags) {
+    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice, int flags) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
@@ -274,6 +313,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
       if constexpr (XM != kPlainX) ss += red_ss[warp + s];
     }
   }
+  unsigned long long key = 0;
   if (owner) {
     const int64_t n = n0 + c;
     if constexpr (XM != kPlainX) mine *= rsqrtf(ss / static_cast<float>(p.K) + nm.eps);
@@ -284,7 +324,10 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
       cuda::store_any(rs.out, rs.dtype, m * p.N + n, cuda::load_any(rs.residual, rs.dtype, m * p.N + n) + to_float(y));
     else
       static_cast<T*>(p.out)[m * p.N + n] = y;
+    key = argmax_key(to_float(y), n);
   }
+  if constexpr (MM == 1)
+    if (am.out) block_argmax(key, am.out);  // one row, no K split (launch_gemv): every thread gets here
 }
 
 // Everything a launch passes besides the shape decisions.
@@ -294,6 +337,7 @@ struct GemvArgs {
   L2Prefetch pf;
   GemvNorm nm;
   GemvResidual rs;
+  GemvArgmax am;
 };
 
 template <typename T, int V, int C>
@@ -301,13 +345,13 @@ void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsi
   const dim3 g(blocks), b(GemvTraits::kThreads);
   const int flags = cuda::pdl_early_trigger() ? kEarlyTrigger : 0;
   if (a.nm.weight && a.nm.x_in_w_dtype)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -355,28 +399,43 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
       }
   }
   const int64_t kslice = slice_of(S);
+  // The argmax in the kernel for one row without K split (a split block's other warps leave
+  // early); otherwise the argmax kernel runs on the output afterwards.
+  GemvArgs args = a;
+  const bool argmax_after = a.am.out && !(p.M == 1 && S == 1);
+  if (argmax_after) args.am = GemvArgmax{};
   const int64_t cols_per_block = W / S * C;
   const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
   if (!vec) {
-    launch_rows<T, 1, 1>(a, st, S, kslice, g);
+    launch_rows<T, 1, 1>(args, st, S, kslice, g);
   } else if (C == 4) {
-    launch_rows<T, V, 4>(a, st, S, kslice, g);
+    launch_rows<T, V, 4>(args, st, S, kslice, g);
   } else if (C == 2) {
-    launch_rows<T, V, 2>(a, st, S, kslice, g);
+    launch_rows<T, V, 2>(args, st, S, kslice, g);
   } else {
-    launch_rows<T, V, 1>(a, st, S, kslice, g);
+    launch_rows<T, V, 1>(args, st, S, kslice, g);
+  }
+  if (argmax_after) {
+    ArgmaxParams q;
+    q.rows = p.M;
+    q.n = p.N;
+    q.dtype = p.dtype;
+    q.x = p.out;
+    q.out = a.am.out;
+    argmax_cuda(q, st);
   }
 }
 
 }  // namespace
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const L2Prefetch* prefetch, const GemvNorm* norm,
-               const GemvResidual* residual) {
+               const GemvResidual* residual, const GemvArgmax* argmax) {
   GemvArgs a{p, conv ? *conv : GemvConv{}, prefetch ? *prefetch : L2Prefetch{}, norm ? *norm : GemvNorm{},
-             residual ? *residual : GemvResidual{}};
+             residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}};
   if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
+  if (a.am.out && a.rs.out) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: argmaxOut is not taken with residual");
   SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(a, static_cast<cudaStream_t>(stream)); });
   cuda::check_launch("linear (gemv)");
 }

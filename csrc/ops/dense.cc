@@ -3,6 +3,7 @@
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/row_view.h"
+#include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
 #include "cuda/cublas_loader.h"
@@ -108,6 +109,14 @@ void check_extras(const Tensor& x, const Tensor& weight, const LinearExtras& ex)
     checks::shape("residual", ex.residual, shape, "the shape of the output");
     checks::floating("residual", ex.residual, cpu);
   }
+  if (ex.argmax_out.defined()) {
+    check_same_device(dev, {{"argmaxOut", &ex.argmax_out}});
+    if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken with residual");
+    if (x.ndim() < 1) fail_shape("x", "(..., in)", x.shape);
+    checks::dtype("argmaxOut", ex.argmax_out, DType::Int32);
+    checks::shape("argmaxOut", ex.argmax_out, std::vector<int64_t>(x.shape.begin(), x.shape.end() - 1), "the shape of x without its last dimension");
+    if (!ex.argmax_out.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: must be contiguous (it is written in place)");
+  }
 }
 
 // x's rows through the RMSNorm of the extras, as its own op (rounded to weight's dtype), or x.
@@ -117,8 +126,10 @@ Tensor normed_input(const Tensor& x, const Tensor& weight, const LinearExtras& e
   return y.dtype == weight.dtype ? y : copy_to(y, weight.dtype, y.device());
 }
 
-// residual + y in residual's dtype (the extras' residual add as its own op), or y.
+// residual + y in residual's dtype (the extras' residual add as its own op), or y; the argmax
+// of y's rows into argmax_out (as its own op) when asked.
 Tensor with_residual(const Tensor& y, const LinearExtras& ex) {
+  if (ex.argmax_out.defined()) copy_into(ex.argmax_out, argmax(y));
   if (!ex.residual.defined()) return y;
   const Tensor& r = ex.residual;
   return eltwise(EltwiseOp::Add, y.dtype == r.dtype ? y : copy_to(y, r.dtype, y.device()), r);
@@ -276,9 +287,11 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const LinearExtras& ex) {
   check_extras(x_in, weight_in, ex);
 #ifdef STATESPACE_WITH_CUDA
-  if ((ex.norm_weight.defined() || ex.residual.defined()) && fusable(x_in, weight_in, ex)) {
+  if ((ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined()) && fusable(x_in, weight_in, ex)) {
     FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
-    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.L.pf, &F.nm, &F.rs);
+    GemvArgmax am;
+    am.out = ex.argmax_out.defined() ? static_cast<int32_t*>(ex.argmax_out.data()) : nullptr;
+    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.L.pf, &F.nm, &F.rs, &am);
     return F.L.out;
   }
 #endif
@@ -292,6 +305,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
                           const LinearExtras& ex) {
   Device dev = x.device();
   if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "residual: not taken by linearConvUpdate");
+  if (ex.argmax_out.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken by linearConvUpdate");
   check_extras(x, weight, ex);
   const bool cpu = dev.is_cpu();
   check_same_device(dev, {{"convState", &conv_state}, {"convWeight", &conv_weight}, {"convBias", &conv_bias}});

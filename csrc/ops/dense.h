@@ -116,8 +116,14 @@ struct GemvResidual {
   void* out = nullptr;  // null: no residual add, the product goes to GemmParams::out
   DType dtype = DType::Float32;
 };
+// The argmax of each output row (as argmax() on the stored output would give: the first largest,
+// NaN largest), written as int32 to `out` (M): for one row the kernel's blocks reduce their
+// columns and meet through a device-wide atomic maximum (no pass over the row after it).
+struct GemvArgmax {
+  int32_t* out = nullptr;
+};
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr,
-               const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr);
+               const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
 inline bool gemv_reads(const GemmParams& p) {
@@ -140,12 +146,15 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 //    the matrix-vector kernel's on-the-fly norm (f32 throughout); otherwise rmsNorm runs first
 //    and its output, rounded to weight's dtype, is multiplied;
 //  - residual (..., out): the result is residual + (the product rounded to its dtype), in
-//    residual's dtype (linear only).
+//    residual's dtype (linear only);
+//  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
+//    result row (linear only, not with residual; in the kernel for one row on CUDA).
 struct LinearExtras {
   std::vector<Tensor> prefetch, prefetch_after;
   Tensor norm_weight, norm_gate;
   double norm_eps = 1e-5;
   Tensor residual;
+  Tensor argmax_out;
 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal

@@ -476,19 +476,27 @@ export abstract class CausalLM implements DecodeEngine {
     return v;
   }
 
-  /** The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1. */
-  private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): Tensor {
+  /**
+   * The ops of one decode step: logits (n, vocab) of tokens ids (n, 1) continuing slots 0..n-1;
+   * with `argmaxOut` (int32 (n)) their argmax goes there too (in the LM head's kernel where it can).
+   */
+  private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }, argmaxOut?: Tensor): Tensor {
     const n = ids.shape[0];
     const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
     // The folded form where the kernels take it (CUDA, one sequence, float32 residual stream);
     // elsewhere it would only split the fused residual-add RMSNorm into more ops.
     if (!(this.foldDecodeNorms && n === 1 && this.device !== 'cpu' && this.residDtype === 'float32')) {
       const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
-      return this.head(x);
+      const logits = this.head(x);
+      if (argmaxOut) copyInto(argmaxOut, argmax(logits));
+      return logits;
     }
     let h = embedded.astype(this.residDtype);
     for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
-    return linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps });
+    const fuseArgmax = process.env.STATESPACE_DECODE_ARGMAX_FUSION !== '0';
+    const logits = linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps, argmaxOut: fuseArgmax ? argmaxOut : undefined });
+    if (argmaxOut && !fuseArgmax) copyInto(argmaxOut, argmax(logits));
+    return logits;
   }
 
   /**
@@ -528,8 +536,7 @@ export abstract class CausalLM implements DecodeEngine {
       return captureGraph(this.device, () => {
         for (let j = 0; j < STEPS_PER_GRAPH; j++) {
           tidy(() => {
-            const logits = this.decodeOps(entry.ids, rows);
-            copyInto(entry.ids, argmax(logits).reshape([n, 1]));
+            this.decodeOps(entry.ids, rows, entry.next);
             copyInto(h.rows[j], h.next);
           });
         }
@@ -541,11 +548,9 @@ export abstract class CausalLM implements DecodeEngine {
 
   /** Captures the decode step of entry's batch size, greedy (ids only) or full (logits kept); on failure, decoding stays eager. */
   private capture(entry: DecodeGraph, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): CudaGraph | null {
-    const n = entry.ids.shape[0];
     try {
       const graph = captureGraph(this.device, () => {
-        const logits = this.decodeOps(entry.ids, rows);
-        copyInto(entry.ids, argmax(logits).reshape([n, 1])); // the next greedy step's input, already in place
+        const logits = this.decodeOps(entry.ids, rows, entry.next); // the next greedy step's input, already in place
         if (!greedy) copyInto(entry.logits, logits);
       });
       if (greedy) entry.greedy = graph;

@@ -75,6 +75,13 @@ export interface LinearOptions {
    * linear only.
    */
   residual?: Tensor;
+  /**
+   * int32, x's shape without its last dimension: also receives the argmax of each result row
+   * (as argmax() on the result would give). For one row on CUDA the matrix-vector kernel finds it
+   * as it writes the row (a decode step's LM head: no pass over the logits after it). linear
+   * only, not with residual.
+   */
+  argmaxOut?: Tensor;
 }
 
 /**

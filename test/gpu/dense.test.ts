@@ -2,7 +2,7 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, linearConvUpdate, mul, randn, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
-import { checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
@@ -67,6 +67,14 @@ describeGpu('dense ops on CUDA', () => {
       await checkGemm(dtype);
     });
   }
+
+  // argmaxOut: for one row the gemv's blocks meet through a device-wide atomic maximum (LM head
+  // shapes, scalar path); a K-split launch runs the argmax kernel after it
+  it('linear argmaxOut equals argmax() of the result (in the kernel for one row)', async () => {
+    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [77, 1001], [192, 5120], [3, 64]], false);
+    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [300, 2560]], true);
+    await checkLinearArgmax('cuda', 'float32', [[1000, 256]], true);
+  });
 
   // STATESPACE_GEMV_SMALL=1 reshapes small matrices' launches (columns per warp, K split): the
   // same checks, and the folded norms, under the other shapes
