@@ -110,9 +110,6 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const floa
 // row or from a row in W's dtype.
 enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormX = 2 };
 
-// Launch-time switches (A/B experiments, read from the environment per launch):
-// kEarlyTrigger: STATESPACE_PDL_EARLY=1 (cuda/pdl.cuh).
-enum GemvFlags : int { kEarlyTrigger = 1 };
 
 // V elements of the normalised row's numerator at kk: xe = r · weight, with ss += r² (GemvNorm).
 template <typename T, int V, int XM>
@@ -200,7 +197,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
-    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice, int flags) {
+    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
@@ -233,7 +230,6 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  if (flags & kEarlyTrigger) cuda::pdl_trigger();  // triggering twice is harmless
   if (pf.n) cuda::l2_prefetch(pf, false);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
@@ -343,15 +339,14 @@ struct GemvArgs {
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
-  const int flags = cuda::pdl_early_trigger() ? kEarlyTrigger : 0;
   if (a.nm.weight && a.nm.x_in_w_dtype)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice, flags);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }

@@ -35,9 +35,4 @@ bool pdl_enabled() {
   return traits().major >= 9;
 }
 
-bool pdl_early_trigger() {
-  const char* v = std::getenv("STATESPACE_PDL_EARLY");
-  return v && std::strcmp(v, "1") == 0 && pdl_enabled();
-}
-
 }  // namespace ss::cuda

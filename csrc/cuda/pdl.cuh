@@ -19,10 +19,6 @@ namespace ss::cuda {
 
 // True when the current device supports programmatic launches and STATESPACE_PDL is not "0".
 bool pdl_enabled();
-// STATESPACE_PDL_EARLY=1 (an experiment, read per launch): kernels that support it call
-// pdl_trigger() first thing, before their wait, so that their dependents may launch (and start
-// their own parameter-only work) while this kernel still waits for its producer.
-bool pdl_early_trigger();
 
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
