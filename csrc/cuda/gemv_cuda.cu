@@ -351,13 +351,13 @@ void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsi
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-// STATESPACE_GEMV_SMALL=1 (an experiment, read per launch): matrices of at most kSmallBytes pick
-// their columns per warp and K split for the fewest dependent round trips instead of for >= 4
-// blocks per SM.
+// Matrices of at most kSmallBytes pick their columns per warp and K split for the fewest
+// dependent round trips instead of for >= 4 blocks per SM (mamba-130m: 0.335 -> 0.316 ms per step,
+// the 2.7B shapes unchanged). STATESPACE_GEMV_SMALL=0 (read per launch) keeps the general rule.
 constexpr int64_t kSmallBytes = int64_t{8} << 20;
 bool small_rule() {
   const char* v = std::getenv("STATESPACE_GEMV_SMALL");
-  return v && v[0] == '1';
+  return !(v && v[0] == '0');
 }
 
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {

@@ -86,6 +86,12 @@ interface DecodeGraph {
   many?: CudaGraph | null;
 }
 
+/** How a decode step's norms are folded into its projections (CausalLM.mixerStep). */
+export type DecodeFold = 'none' | 'gated' | 'block';
+
+/** Input projections up to this size fold the pre-norm in a batch-1 decode step (decodeFold). */
+const SMALL_IN_PROJ_BYTES = 8 * 2 ** 20;
+
 /** Most greedy steps stepGreedyMany runs per call. */
 const MAX_STEPS_PER_CALL = 16;
 /**
@@ -119,24 +125,20 @@ export abstract class CausalLM implements DecodeEngine {
   /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
   lastStepDispatchMs = 0;
   /**
-   * Bytes of the next layer's input projection (or of the LM head, after the last layer) that a
-   * layer's output projection asks the GPU to pull into L2 during a decode step.
-   * STATESPACE_DECODE_PREFETCH_MB, default 0 (off: neutral on the 2.7B shapes, a loss on 130m).
+   * How a batch-1 CUDA decode step folds its norms into the projections (mixerStep's `fold`):
+   * 'block' when the input projection is small (latency-bound: a norm kernel less per layer pays),
+   * else 'gated' (the pre-norm stays a kernel of its own, which hides under the next in_proj's
+   * weight loads that programmatic launch starts during it: folding it measured 0.03-0.07 ms
+   * slower on mamba-2.8b). STATESPACE_DECODE_PRENORM_FUSION=1/0 forces the pre-norm folding on or
+   * off; STATESPACE_DECODE_NORM_FUSION=0 folds nothing.
    */
-  protected readonly prefetchBytes: number;
-  /**
-   * Whether a layer's input projection asks for the rest of the layer's parameters (and its SSM
-   * state) in L2 during a decode step (layerPrefetch). On unless STATESPACE_DECODE_PREFETCH=0.
-   */
-  private readonly prefetchLayer: boolean;
-  /** Whether those hints include the big output projection (STATESPACE_DECODE_PREFETCH_LATE=0: not). */
-  private readonly prefetchLate: boolean;
-  /**
-   * Decode steps fold each block's RMSNorm into its input projection and its residual add into
-   * its output projection (mixerStep's `block` form), and norm_f into the LM head: no norm kernels
-   * between the projections. STATESPACE_DECODE_NORM_FUSION=0 runs them as separate ops.
-   */
-  private readonly foldDecodeNorms: boolean;
+  private decodeFold(): DecodeFold {
+    if (process.env.STATESPACE_DECODE_NORM_FUSION === '0') return 'none';
+    const pre = process.env.STATESPACE_DECODE_PRENORM_FUSION;
+    const inProj = this.inProjOf(0);
+    const small = inProj.shape[0] * inProj.shape[1] * (this.dtype === 'float32' ? 4 : 2) <= SMALL_IN_PROJ_BYTES;
+    return pre === '1' || (pre !== '0' && small) ? 'block' : 'gated';
+  }
   private owned: Tensor[] = [];
 
   protected constructor(init: ModelInit) {
@@ -151,11 +153,6 @@ export abstract class CausalLM implements DecodeEngine {
     this.stateDtype = init.stateDtype ?? 'float32';
     if (this.stateDtype !== 'float32' && this.stateDtype !== 'bfloat16')
       throw dtypeError(`stateDtype: expected float32 or bfloat16, got ${JSON.stringify(init.stateDtype)}`);
-    this.foldDecodeNorms = process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
-    const mb = Number(process.env.STATESPACE_DECODE_PREFETCH_MB ?? 0);
-    this.prefetchBytes = this.device === 'cpu' || !(mb > 0) ? 0 : mb * 2 ** 20;
-    this.prefetchLayer = this.device !== 'cpu' && process.env.STATESPACE_DECODE_PREFETCH !== '0';
-    this.prefetchLate = process.env.STATESPACE_DECODE_PREFETCH_LATE !== '0';
     this.prefillChunk = init.prefillChunk ?? 2048;
     if (!(Number.isInteger(this.prefillChunk) && this.prefillChunk >= 1))
       throw argError(`prefillChunk: expected an integer >= 1, got ${init.prefillChunk}`);
@@ -174,38 +171,16 @@ export abstract class CausalLM implements DecodeEngine {
    */
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
   /**
-   * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. With
-   * `block`, the whole pre-norm residual block instead: x is the residual stream (residual dtype),
-   * the block's RMSNorm (norms[layer]) is folded into the input projection and its residual add
-   * into the output projection (linear's normWeight / residual), and the new residual stream is
-   * returned.
+   * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. `fold`
+   * (DecodeFold): 'gated' folds a Mamba-2 gated norm of one group into out_proj (the state update
+   * applies the gate, out_proj normalises its row on the fly); 'block' runs the whole pre-norm
+   * residual block instead: x is the residual stream (residual dtype), the block's RMSNorm
+   * (norms[layer]) is folded into the input projection and its residual add into the output
+   * projection (linear's normWeight / residual), and the new residual stream is returned.
    */
-  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block?: boolean): Tensor;
-  /** Layer l's input projection weight (what the layer before it prefetches in a decode step). */
+  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold?: DecodeFold): Tensor;
+  /** Layer l's input projection weight. */
   protected abstract inProjOf(layer: number): Tensor;
-
-  /**
-   * The L2 hints of a layer's input projection in a decode step (linear's prefetch options):
-   * `first`, small tensors the next kernels read at once, requested before it starts; `after`,
-   * a big weight of a later kernel, requested as its blocks finish (asked for earlier, it would
-   * compete with the projection's own stream and be evicted by it: measured).
-   */
-  protected layerPrefetch(first: Tensor[], after: Tensor[]): { prefetch?: Tensor[]; prefetchAfter?: Tensor[] } {
-    if (!this.prefetchLayer) return {};
-    return { prefetch: first, prefetchAfter: this.prefetchLate ? after : undefined };
-  }
-
-  /**
-   * What layer l's last product of a decode step prefetches: the leading prefetchBytes of the next
-   * layer's input projection, or of the LM head after the last layer (a view of leading rows).
-   */
-  protected nextPrefetch(layer: number): Tensor[] | undefined {
-    if (!(this.prefetchBytes > 0)) return undefined;
-    const w = layer + 1 < this.config.numLayers ? this.inProjOf(layer + 1) : this.lmHead;
-    const rowBytes = w.shape[1] * (this.dtype === 'float32' ? 4 : 2);
-    const rows = Math.min(w.shape[0], Math.max(1, Math.floor(this.prefetchBytes / rowBytes)));
-    return [rows === w.shape[0] ? w : w.slice(0, 0, rows)];
-  }
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -483,20 +458,19 @@ export abstract class CausalLM implements DecodeEngine {
   private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }, argmaxOut?: Tensor): Tensor {
     const n = ids.shape[0];
     const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-    // The folded form where the kernels take it (CUDA, one sequence, float32 residual stream);
-    // elsewhere it would only split the fused residual-add RMSNorm into more ops.
-    if (!(this.foldDecodeNorms && n === 1 && this.device !== 'cpu' && this.residDtype === 'float32')) {
-      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
+    // Folded forms where the kernels take them (CUDA, one sequence, float32 residual stream);
+    // elsewhere they would only split the fused residual-add RMSNorm into more ops.
+    const fold = n === 1 && this.device !== 'cpu' && this.residDtype === 'float32' ? this.decodeFold() : 'none';
+    if (fold !== 'block') {
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l], fold));
       const logits = this.head(x);
       if (argmaxOut) copyInto(argmaxOut, argmax(logits));
       return logits;
     }
     let h = embedded.astype(this.residDtype);
-    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
-    const fuseArgmax = process.env.STATESPACE_DECODE_ARGMAX_FUSION !== '0';
-    const logits = linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps, argmaxOut: fuseArgmax ? argmaxOut : undefined });
-    if (argmaxOut && !fuseArgmax) copyInto(argmaxOut, argmax(logits));
-    return logits;
+    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], 'block');
+    // norm_f and the greedy choice inside the LM head's kernel
+    return linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps, argmaxOut });
   }
 
   /**

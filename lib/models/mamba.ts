@@ -11,7 +11,7 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor, ones } from '../tensor';
-import { ModelInit, CausalLM, LayerState } from './lm';
+import { ModelInit, CausalLM, DecodeFold, LayerState } from './lm';
 import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
@@ -149,21 +149,18 @@ export class MambaModel extends CausalLM {
     return this.layers[layer].inProj;
   }
 
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold: DecodeFold = 'none'): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x)). It asks
-    // for x_proj, dt_proj, A and the SSM state in L2 before it starts (the next two kernels read
-    // them at once) and for out_proj as its blocks finish (streamed while x_proj and the state
-    // update run).
-    const pf = this.layerPrefetch([L.xProj, L.dtProjW, L.A, ssm], [L.outProj]);
+    const block = fold === 'block';
+    // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu', ...pf });
+    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, prefetch: this.nextPrefetch(layer) });
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined });
   }
 }

@@ -11,7 +11,7 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor } from '../tensor';
-import { ModelInit, CausalLM, LayerState } from './lm';
+import { ModelInit, CausalLM, DecodeFold, LayerState } from './lm';
 import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
@@ -120,17 +120,15 @@ export class Mamba2Model extends CausalLM {
     return this.layers[layer].inProj;
   }
 
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold: DecodeFold = 'none'): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
-    // in_proj with the conv step fused onto its xBC columns; it asks for the SSM state and the
-    // norm weight in L2 before it starts and for out_proj as its blocks finish (streamed while
-    // the state update runs)
-    const pf = this.layerPrefetch([ssm, Ly.normW], [Ly.outProj]);
+    const block = fold === 'block';
+    // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', ...pf }); // (n, proj)
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -138,9 +136,9 @@ export class Mamba2Model extends CausalLM {
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
-    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, prefetch: this.nextPrefetch(layer) };
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
-    if (block && G === 1) {
+    if (fold !== 'none' && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel
       const yz = selectiveStateUpdate({ ...ssu, z: z.unflatten(1, [H, P]) });

@@ -141,6 +141,45 @@ describeGpu('decode through CUDA graphs', () => {
   }
 });
 
+describeGpu('batch-1 decode norm folding', () => {
+  // The three ways a batch-1 step folds its norms (lm.ts decodeFold) give the same logits:
+  // 'block' (pre-norm into in_proj, gated norm and residual into out_proj), 'gated' (only Mamba-2's
+  // one-group gated norm into out_proj) and none.
+  for (const [name, spec] of [specs[0], specs[4]]) {
+    it(`${name}: folded, gated-only and unfolded steps agree (f32)`, async () => {
+      const ck = writeTinyCheckpoint(path.join(tmp, `fold-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
+      const V = ck.config.vocabSize;
+      const modes: Array<[string, Record<string, string>]> = [
+        ['block', { STATESPACE_DECODE_PRENORM_FUSION: '1' }],
+        ['gated', { STATESPACE_DECODE_PRENORM_FUSION: '0' }],
+        ['none', { STATESPACE_DECODE_NORM_FUSION: '0' }],
+      ];
+      const prompt = Int32Array.from(randomIds(6, V));
+      const fed = randomIds(4, V); // the same tokens for every mode (no greedy near-tie can split them)
+      const runs: Float32Array[][] = [];
+      for (const [, env] of modes) {
+        const m = await loadModel(ck.dir, { device: 'cuda', dtype: 'float32', maxBatch: 2 });
+        Object.assign(process.env, env);
+        try {
+          await m.prefill(prompt, 0);
+          const rows: Float32Array[] = [];
+          for (let step = 0; step < 4; step++) {
+            const [row] = await m.step(Int32Array.of(fed[step])); // eager first, then the captured graph
+            rows.push(Float32Array.from(row));
+          }
+          runs.push(rows);
+        } finally {
+          for (const k of Object.keys(env)) delete process.env[k];
+          m.dispose();
+        }
+      }
+      for (let i = 1; i < runs.length; i++)
+        for (let step = 0; step < 4; step++)
+          expect(relErr(runs[i][step], runs[0][step]), `${name}: ${modes[i][0]} vs block, step ${step}`).toBeLessThan(1e-5);
+    });
+  }
+});
+
 if (hasCuda) {
   defineFixtureTests('transformers fixtures on CUDA (f32)', { device: 'cuda', dtype: 'float32' }, 1e-4);
   defineFixtureTests('transformers fixtures on CUDA (bf16)', { device: 'cuda', dtype: 'bfloat16' }, 2e-2);
