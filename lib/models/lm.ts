@@ -82,23 +82,10 @@ interface DecodeGraph {
   fed: Int32Array | null;
   /** stepGreedyMany's tokens, one row per step (made at its first use), with views of `next` and of each row. */
   hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
-  /** STEPS_PER_GRAPH greedy steps in one graph, each copying its tokens into its row of `hist` (undefined: not tried; null: capture failed). */
-  many?: CudaGraph | null;
 }
-
-/** How a decode step's norms are folded into its projections (CausalLM.mixerStep). */
-export type DecodeFold = 'none' | 'gated' | 'block';
-
-/** Input projections up to this size fold the pre-norm in a batch-1 decode step (decodeFold). */
-const SMALL_IN_PROJ_BYTES = 8 * 2 ** 20;
 
 /** Most greedy steps stepGreedyMany runs per call. */
 const MAX_STEPS_PER_CALL = 16;
-/**
- * Greedy steps captured together in one graph (the scheduler's default steps per call): one
- * launch for all of them, with no gap between the steps and their token copies inside.
- */
-const STEPS_PER_GRAPH = 8;
 
 export abstract class CausalLM implements DecodeEngine {
   readonly config: ModelConfig;
@@ -125,19 +112,12 @@ export abstract class CausalLM implements DecodeEngine {
   /** Host time the last decode step took to issue its ops (benchmarks: the dispatch share). */
   lastStepDispatchMs = 0;
   /**
-   * How a batch-1 CUDA decode step folds its norms into the projections (mixerStep's `fold`):
-   * 'block' when the input projection is small (latency-bound: a norm kernel less per layer pays),
-   * else 'gated' (the pre-norm stays a kernel of its own, which hides under the next in_proj's
-   * weight loads that programmatic launch starts during it: folding it measured 0.03-0.07 ms
-   * slower on mamba-2.8b). STATESPACE_DECODE_PRENORM_FUSION=1/0 forces the pre-norm folding on or
-   * off; STATESPACE_DECODE_NORM_FUSION=0 folds nothing.
+   * Whether a batch-1 CUDA decode step folds its norms into the projections (mixerStep's `block`
+   * form): measured 0.07-0.18 ms/token faster on the 2.7B shapes and 0.04 on 130m than separate
+   * norm kernels. STATESPACE_DECODE_NORM_FUSION=0 (read per step) runs them separately.
    */
-  private decodeFold(): DecodeFold {
-    if (process.env.STATESPACE_DECODE_NORM_FUSION === '0') return 'none';
-    const pre = process.env.STATESPACE_DECODE_PRENORM_FUSION;
-    const inProj = this.inProjOf(0);
-    const small = inProj.shape[0] * inProj.shape[1] * (this.dtype === 'float32' ? 4 : 2) <= SMALL_IN_PROJ_BYTES;
-    return pre === '1' || (pre !== '0' && small) ? 'block' : 'gated';
+  private get foldDecodeNorms(): boolean {
+    return process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
   }
   private owned: Tensor[] = [];
 
@@ -171,16 +151,14 @@ export abstract class CausalLM implements DecodeEngine {
    */
   protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
   /**
-   * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. `fold`
-   * (DecodeFold): 'gated' folds a Mamba-2 gated norm of one group into out_proj (the state update
-   * applies the gate, out_proj normalises its row on the fly); 'block' runs the whole pre-norm
-   * residual block instead: x is the residual stream (residual dtype), the block's RMSNorm
-   * (norms[layer]) is folded into the input projection and its residual add into the output
-   * projection (linear's normWeight / residual), and the new residual stream is returned.
+   * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. With
+   * `block`, the whole pre-norm residual block instead: x is the residual stream (residual dtype),
+   * the block's RMSNorm (norms[layer]) is folded into the input projection and its residual add
+   * into the output projection (linear's normWeight / residual), Mamba-2's gated norm of one
+   * group into out_proj (the state update applies the gate), and the new residual stream is
+   * returned.
    */
-  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold?: DecodeFold): Tensor;
-  /** Layer l's input projection weight. */
-  protected abstract inProjOf(layer: number): Tensor;
+  protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block?: boolean): Tensor;
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -391,15 +369,9 @@ export abstract class CausalLM implements DecodeEngine {
       entry.hist = { all, rows: Array.from({ length: MAX_STEPS_PER_CALL }, (_, j) => all.slice(0, j, j + 1)), next: entry.next.reshape([1, n]) };
     }
     const h = entry.hist;
-    if (steps === STEPS_PER_GRAPH && entry.many === undefined && process.env.STATESPACE_DECODE_MANY_GRAPH !== '0')
-      entry.many = this.captureMany(entry, h);
-    if (steps === STEPS_PER_GRAPH && entry.many) {
-      entry.many.replay();
-    } else {
-      for (let j = 0; j < steps; j++) {
-        graph.replay();
-        copyInto(h.rows[j], h.next);
-      }
+    for (let j = 0; j < steps; j++) {
+      graph.replay();
+      copyInto(h.rows[j], h.next);
     }
     entry.fed = null;
     const v = ((await h.all.data()) as Int32Array).slice(0, steps * n);
@@ -458,17 +430,16 @@ export abstract class CausalLM implements DecodeEngine {
   private decodeOps(ids: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }, argmaxOut?: Tensor): Tensor {
     const n = ids.shape[0];
     const embedded = embedding({ ids, weight: this.embed }).reshape([n, this.config.hiddenSize]);
-    // Folded forms where the kernels take them (CUDA, one sequence, float32 residual stream);
-    // elsewhere they would only split the fused residual-add RMSNorm into more ops.
-    const fold = n === 1 && this.device !== 'cpu' && this.residDtype === 'float32' ? this.decodeFold() : 'none';
-    if (fold !== 'block') {
-      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l], fold));
+    // The folded form where the kernels take it (CUDA, one sequence, float32 residual stream);
+    // elsewhere it would only split the fused residual-add RMSNorm into more ops.
+    if (!(this.foldDecodeNorms && n === 1 && this.device !== 'cpu' && this.residDtype === 'float32')) {
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
       const logits = this.head(x);
       if (argmaxOut) copyInto(argmaxOut, argmax(logits));
       return logits;
     }
     let h = embedded.astype(this.residDtype);
-    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], 'block');
+    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
     // norm_f and the greedy choice inside the LM head's kernel
     return linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps, argmaxOut });
   }
@@ -500,24 +471,6 @@ export abstract class CausalLM implements DecodeEngine {
     };
     this.graphs.set(n, entry);
     this.capture(entry, rows, greedy);
-  }
-
-  /** STEPS_PER_GRAPH greedy steps as one graph (stepGreedyMany); null if the capture fails (then the steps replay one by one). */
-  private captureMany(entry: DecodeGraph, h: NonNullable<DecodeGraph['hist']>): CudaGraph | null {
-    const n = entry.ids.shape[0];
-    const rows = this.batchViews(this.ensureCache(), n);
-    try {
-      return captureGraph(this.device, () => {
-        for (let j = 0; j < STEPS_PER_GRAPH; j++) {
-          tidy(() => {
-            this.decodeOps(entry.ids, rows, entry.next);
-            copyInto(h.rows[j], h.next);
-          });
-        }
-      });
-    } catch {
-      return null;
-    }
   }
 
   /** Captures the decode step of entry's batch size, greedy (ids only) or full (logits kept); on failure, decoding stays eager. */
@@ -622,7 +575,6 @@ export abstract class CausalLM implements DecodeEngine {
     for (const g of this.graphs.values()) {
       g.full?.dispose();
       g.greedy?.dispose();
-      g.many?.dispose();
       for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
     }
     this.graphs.clear();

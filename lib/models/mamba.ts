@@ -11,7 +11,7 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor, ones } from '../tensor';
-import { ModelInit, CausalLM, DecodeFold, LayerState } from './lm';
+import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
@@ -145,14 +145,9 @@ export class MambaModel extends CausalLM {
     return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
   }
 
-  protected inProjOf(layer: number): Tensor {
-    return this.layers[layer].inProj;
-  }
-
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold: DecodeFold = 'none'): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
-    const block = fold === 'block';
     // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
     const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });

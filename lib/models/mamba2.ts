@@ -11,7 +11,7 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor } from '../tensor';
-import { ModelInit, CausalLM, DecodeFold, LayerState } from './lm';
+import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
@@ -116,16 +116,11 @@ export class Mamba2Model extends CausalLM {
     return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
   }
 
-  protected inProjOf(layer: number): Tensor {
-    return this.layers[layer].inProj;
-  }
-
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, fold: DecodeFold = 'none'): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
-    const block = fold === 'block';
     // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
     const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
@@ -138,7 +133,7 @@ export class Mamba2Model extends CausalLM {
     const limit = this.config.timeStepLimit ?? undefined;
     const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
-    if (fold !== 'none' && G === 1) {
+    if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel
       const yz = selectiveStateUpdate({ ...ssu, z: z.unflatten(1, [H, P]) });
