@@ -4,8 +4,8 @@
  * captures its graph), then replays the graph REPLAYS times back to back.
  *
  *   node dist/bench/decode_timeline.js mamba-2.8b 5
- *   nsys profile --cuda-graph-trace=node -o step node dist/bench/decode_timeline.js mamba-2.8b 5
- *   nsys stats -r cuda_gpu_trace -f csv -o step step.nsys-rep && node scripts/kernel_timeline.js step_cuda_gpu_trace.csv
+ *   ncu --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum -k 'regex:gemv|state_update|argmax|embedding' \
+ *       --launch-count 110 node dist/bench/decode_timeline.js mamba-130m 1 > k.csv && node scripts/ncu_step.js k.csv
  *
  * Under ncu, the eager step's kernels come first (the same kernels as one replay).
  */
