@@ -11,6 +11,10 @@
  * the tokens on the host). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
+ * "b1 graph device ms" is the device time of the batch-1 step alone (graph replays back to back,
+ * nothing read back): the rest of "decode b1 ms/token" is the host's per-step cost. "b1 ms/token,
+ * 8 steps/call" runs eight greedy steps per host round trip (stepGreedyMany), as generate() does
+ * while no request waits to join.
  * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
  * per-op profiles (shorter runs, e.g. to compare two settings in one session).
  */
@@ -21,8 +25,9 @@ import { randomModel } from '../lib/models/load';
 import { formatProfile, profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
+import { timeIt } from './timing';
 
-const SHAPES: Record<string, Record<string, unknown>> = {
+export const SHAPES: Record<string, Record<string, unknown>> = {
   'mamba-130m': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 768, num_hidden_layers: 24, state_size: 16 },
   'mamba-2.8b': { architectures: ['MambaForCausalLM'], vocab_size: 50280, hidden_size: 2560, num_hidden_layers: 64, state_size: 16 },
   'mamba2-2.7b': {
@@ -106,6 +111,11 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         // batch 1 as a replayed CUDA graph (the default on CUDA)
         m.useCudaGraphs = graphs;
         const b1 = cpu ? eager : await timeAsync(() => m.stepGreedy(tok1), 50);
+        // The device time of that step: graph replays back to back between two events, nothing
+        // read back (b1 minus this is the host's share of a step: launch, read-back, promise)
+        const b1Device = cpu || !m.replayDecodeGraph(1) ? null : timeIt(device, () => m.replayDecodeGraph(1), { batch: 20, iters: 10 }).ms;
+        // Eight greedy steps per host round trip (what generate() does while nobody waits to join)
+        const b1x8 = cpu ? null : await timeAsync(() => m.stepGreedyMany(tok1, 8), 20);
         // generate() end to end (scheduler, logits to the host, greedy choice there), batch 1
         const genTokens = cpu ? 16 : 128;
         const gen = await timeAsync(async () => {
@@ -140,6 +150,8 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           [`prefill ${prefillLen} ms`]: prefill.ms,
           'prefill first ms': prefill.firstMs,
           'decode b1 ms/token': b1.ms,
+          'b1 graph device ms': b1Device ?? 'n/a',
+          'b1 ms/token, 8 steps/call': b1x8 ? b1x8.ms / 8 : 'n/a',
           'b1 eager ms/token': eager.ms,
           'b1 eager dispatch ms': dispatch[Math.floor(dispatch.length / 2)],
           'cuda graphs': cpu ? 'n/a' : m.useCudaGraphs ? 'yes' : `no: ${m.cudaGraphError ?? 'off'}`.slice(0, 60),

@@ -1,5 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DType, add, embedding, gatedRmsNorm, linear, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
+import { DType, add, embedding, gatedRmsNorm, linear, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from './linear_extras';
 import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
@@ -65,6 +66,52 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 3], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'weight');
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 3]), bias: zeros([3]) }), 'ERR_SHAPE', 'bias');
     expectCode(() => linear({ x: zeros([2, 3], { dtype: 'int32' }), weight: zeros([4, 3]) }), 'ERR_DTYPE', 'x');
+  });
+
+  it('normWeight / normGate / residual extras equal rmsNorm, linear and the add in turn', async () => {
+    await checkLinearExtras('cpu', [
+      { M: 3, N: 20, K: 37, dtype: 'float32' },
+      { M: 1, N: 9, K: 64, dtype: 'float32', gate: true, residual: true, bias: true },
+      { M: 2, N: 33, K: 16, dtype: 'float32', residual: true },
+      { M: 1, N: 12, K: 40, dtype: 'float32', xInWeightDtype: true, bias: true },
+    ], 1e-5);
+    // bfloat16 weights with a float32 row: the normalised row is rounded to bfloat16 first
+    await checkLinearExtras('cpu', [{ M: 1, N: 30, K: 48, dtype: 'bfloat16', residual: true }], 1.5e-2);
+    await checkNormedLinearConv('cpu', 'float32', 1e-5);
+    const ok = { x: zeros([1, 8]), weight: zeros([4, 8]) };
+    expectCode(() => linear({ ...ok, normGate: zeros([1, 8]) }), 'ERR_INVALID_ARG', 'normGate', 'normWeight');
+    expectCode(() => linear({ ...ok, normWeight: zeros([7]) }), 'ERR_SHAPE', 'normWeight');
+    expectCode(() => linear({ ...ok, normWeight: zeros([8]), normGate: zeros([1, 8], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'normGate');
+    expectCode(() => linear({ ...ok, residual: zeros([1, 8]) }), 'ERR_SHAPE', 'residual');
+    expectCode(() => linear({ ...ok, normWeight: zeros([8]), normEps: -1 }), 'ERR_INVALID_ARG', 'normEps');
+    expectCode(
+      () => linearConvUpdate({ ...ok, residual: zeros([1, 4]), convState: zeros([1, 4, 3]), convWeight: zeros([4, 4]), convStart: 0 }),
+      'ERR_INVALID_ARG',
+      'residual',
+    );
+  });
+
+  it('argmaxOut receives the argmax of the result rows', async () => {
+    await checkLinearArgmax('cpu', 'float32', [[37, 20], [5, 3]], false);
+    await checkLinearArgmax('cpu', 'float32', [[40, 16]], true);
+    const ok = { x: zeros([2, 8]), weight: zeros([4, 8]) };
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([2]) }), 'ERR_DTYPE', 'argmaxOut');
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([3], { dtype: 'int32' }) }), 'ERR_SHAPE', 'argmaxOut');
+    expectCode(() => linear({ ...ok, argmaxOut: zeros([2], { dtype: 'int32' }), residual: zeros([2, 4]) }), 'ERR_INVALID_ARG', 'argmaxOut');
+  });
+
+  it('prefetch hints are checked and change nothing on the CPU', async () => {
+    const x = randnInput([3, 9], 'float32');
+    const w = randnInput([5, 9], 'float32');
+    const big = zeros([6, 10]);
+    const y = await linear({ x: x.t, weight: w.t, prefetch: [big, big.slice(0, 0, 2), w.t] }).data();
+    expect(y).toEqual(await linear({ x: x.t, weight: w.t }).data());
+    const ok = { x: x.t, weight: w.t };
+    expectCode(() => linear({ ...ok, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
+    expectCode(() => linear({ ...ok, prefetch: Array.from({ length: 7 }, () => big) }), 'ERR_INVALID_ARG', 'prefetch', 'at most 6');
+    expectCode(() => linear({ ...ok, prefetch: big as unknown as never }), 'ERR_INVALID_ARG', 'prefetch', 'array');
+    expectCode(() => linear({ ...ok, prefetchAfter: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetchAfter', 'contiguous');
+    expect(await linear({ ...ok, prefetch: [big], prefetchAfter: [w.t] }).data()).toEqual(await linear(ok).data());
   });
 });
 

@@ -11,9 +11,33 @@ Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
+// An optional array of tensors (the L2 prefetch hints of the matrix-vector kernel).
+std::vector<Tensor> tensor_list(Napi::Object o, const char* name) {
+  Napi::Value v = o.Get(name);
+  std::vector<Tensor> ts;
+  if (v.IsUndefined() || v.IsNull()) return ts;
+  if (!v.IsArray()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected an array of tensors");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); ++i) ts.push_back(to_tensor(a.Get(i), name));
+  return ts;
+}
+
+// prefetch, prefetchAfter, normWeight, normGate, normEps, residual, argmaxOut (ops/dense.h, LinearExtras).
+LinearExtras linear_extras(Napi::Object o) {
+  LinearExtras ex;
+  ex.prefetch = tensor_list(o, "prefetch");
+  ex.prefetch_after = tensor_list(o, "prefetchAfter");
+  ex.norm_weight = optional_tensor(o, "normWeight");
+  ex.norm_gate = optional_tensor(o, "normGate");
+  ex.norm_eps = optional_number(o, "normEps", 1e-5);
+  ex.residual = optional_tensor(o, "residual");
+  ex.argmax_out = optional_tensor(o, "argmaxOut");
+  return ex;
+}
+
 Napi::Value linear_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
-  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias")));
+  return from_tensor(info.Env(), linear(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"), linear_extras(o)));
 }
 
 Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
@@ -24,7 +48,8 @@ Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
   const bool silu = silu_activation(o);
   return from_tensor(info.Env(), linear_conv_update(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
                                                     required_tensor(o, "convState"), required_tensor(o, "convWeight"),
-                                                    optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu));
+                                                    optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu,
+                                                    linear_extras(o)));
 }
 
 int64_t group_size(Napi::Object o) {

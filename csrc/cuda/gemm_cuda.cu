@@ -202,9 +202,7 @@ bool gemm_cuda_reads_strided(const GemmParams& p, int device) {
 
 void gemm_cuda(const GemmParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  // The matrix-vector kernel reads row-major x (with ldx) and a contiguous weight; other layouts
-  // (prefill's transposed views) go to cuBLAS.
-  if (p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major) {
+  if (gemv_reads(p)) {
     gemv_cuda(p, stream);
     return;
   }

@@ -2,7 +2,9 @@
 #include <dlfcn.h>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 #include "core/storage.h"
@@ -11,6 +13,24 @@
 namespace ss::cuda {
 namespace {
 
+// Device memory handed out while a stream capture is in progress: a bump arena of chunks that
+// the captured graph owns (freed with it) instead of cudaMallocAsync. Captured stream-ordered
+// allocations become memory-allocation nodes of the graph, and a node between two kernels turns
+// their programmatic-dependent-launch edge (cuda/pdl.cuh) into a full serialisation: every op
+// of a decode step allocates its output, so its kernels could never overlap. The tensors of a
+// capture are all freed inside it (end_capture checks). A block freed during the capture is
+// reused by a later allocation of it: the graph replays as one chain in stream order, and a
+// kernel writes only after its programmatic wait, i.e. after every earlier kernel (the block's
+// last readers among them) has finished. STATESPACE_GRAPH_ARENA=0 turns the arena off.
+struct CaptureArena {
+  static constexpr size_t kChunk = size_t{16} << 20, kAlign = 256;
+  std::vector<std::pair<char*, size_t>> chunks;
+  char* cur = nullptr;
+  size_t left = 0;
+  std::unordered_map<void*, size_t> sizes;        // every block handed out, by its rounded size
+  std::vector<std::pair<void*, size_t>> free_blocks;  // freed during the capture: reusable
+};
+
 struct DeviceState {
   cudaStream_t stream = nullptr;
   cudaMemPool_t pool = nullptr;
@@ -18,8 +38,68 @@ struct DeviceState {
   // stream capture in progress: allocations made during it that are still alive
   std::atomic<bool> capturing{false};
   std::unordered_set<void*> captured_live;
+  CaptureArena* arena = nullptr;  // during a capture, unless turned off
   std::mutex capture_mu;
 };
+
+// Executable graphs and the arenas they own.
+std::mutex g_arena_mu;
+std::unordered_map<void*, CaptureArena*>& graph_arenas() {
+  static auto* m = new std::unordered_map<void*, CaptureArena*>();
+  return *m;
+}
+
+void free_arena(CaptureArena* a) {
+  if (!a) return;
+  for (auto& c : a->chunks) cudaFree(c.first);
+  cudaGetLastError();
+  delete a;
+}
+
+// Bytes from the capture's arena (a new chunk when the current one is short). cudaMalloc is not
+// a stream operation but counts as unsafe during a capture: it runs in relaxed capture mode.
+void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
+  const size_t want = (bytes + CaptureArena::kAlign - 1) / CaptureArena::kAlign * CaptureArena::kAlign;
+  size_t best = a.free_blocks.size();  // the smallest freed block that fits
+  for (size_t i = 0; i < a.free_blocks.size(); ++i)
+    if (a.free_blocks[i].second >= want && (best == a.free_blocks.size() || a.free_blocks[i].second < a.free_blocks[best].second)) best = i;
+  if (best < a.free_blocks.size()) {
+    void* p = a.free_blocks[best].first;
+    a.free_blocks[best] = a.free_blocks.back();
+    a.free_blocks.pop_back();
+    return p;
+  }
+  if (want > a.left) {
+    const size_t size = want > CaptureArena::kChunk ? want : CaptureArena::kChunk;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, size);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      fail("ERR_CUDA_OOM", ErrorKind::Range,
+           "out of GPU memory on cuda:" + std::to_string(device) + " allocating " + std::to_string(size) + " bytes for a graph capture");
+    }
+    a.chunks.emplace_back(static_cast<char*>(p), size);
+    a.cur = static_cast<char*>(p);
+    a.left = size;
+  }
+  void* p = a.cur;
+  a.cur += want;
+  a.left -= want;
+  a.sizes[p] = want;
+  return p;
+}
+
+// Takes back a block of the arena (reusable by the rest of the capture); false if p is not one.
+bool arena_free(CaptureArena* a, void* p) {
+  if (!a) return false;
+  auto it = a->sizes.find(p);
+  if (it == a->sizes.end()) return false;
+  a->free_blocks.emplace_back(p, it->second);
+  return true;
+}
 
 std::mutex g_mu;
 std::vector<void (*)()>& preloads() {
@@ -107,6 +187,18 @@ struct CudaAllocator : Allocator {
     DeviceState& s = state(d.index);
     cudaSetDevice(d.index);
     void* p = nullptr;
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      if (s.arena) {
+        p = arena_allocate(*s.arena, bytes ? bytes : 1, d.index);
+        s.in_use += bytes;
+        s.captured_live.insert(p);
+      }
+    }
+    if (p) {
+      if (poison_enabled()) cudaMemsetAsync(p, 0xff, bytes, s.stream);
+      return p;
+    }
     cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
     if (e == cudaErrorMemoryAllocation) {
       // Give cached blocks back and try once more before reporting out-of-memory.
@@ -134,6 +226,14 @@ struct CudaAllocator : Allocator {
   void deallocate(Device d, void* p, size_t bytes) override {
     DeviceState& s = state(d.index);
     cudaSetDevice(d.index);
+    if (s.capturing) {
+      std::lock_guard<std::mutex> lock(s.capture_mu);
+      if (arena_free(s.arena, p)) {  // the graph keeps it
+        s.in_use -= bytes;
+        s.captured_live.erase(p);
+        return;
+      }
+    }
     if (cudaFreeAsync(p, s.stream) != cudaSuccess) cudaGetLastError();  // never leave an error for the next launch check
     s.in_use -= bytes;
     if (s.capturing) {
@@ -334,6 +434,8 @@ void begin_capture(int device) {
   {
     std::lock_guard<std::mutex> lock(s.capture_mu);
     s.captured_live.clear();
+    const char* v = std::getenv("STATESPACE_GRAPH_ARENA");
+    s.arena = v && std::strcmp(v, "0") == 0 ? nullptr : new CaptureArena();
   }
   check(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   s.capturing = true;
@@ -345,18 +447,28 @@ void* end_capture(int device, bool discard) {
   cudaError_t e = cudaStreamEndCapture(s.stream, &graph);
   s.capturing = false;
   size_t leaked;
+  CaptureArena* arena;
   {
     std::lock_guard<std::mutex> lock(s.capture_mu);
     leaked = s.captured_live.size();
     s.captured_live.clear();
+    arena = s.arena;
+    s.arena = nullptr;
   }
+  // Without a graph the arena goes too, unless tensors still point into it (then it is left
+  // allocated: they are a misuse reported below, and must not see their memory freed).
+  auto drop_arena = [&] {
+    if (!leaked) free_arena(arena);
+  };
   if (e != cudaSuccess) {
     if (graph) cudaGraphDestroy(graph);
+    drop_arena();
     if (discard) return nullptr;
     throw_cuda(e, "captureGraph");
   }
   if (discard || leaked) {
     cudaGraphDestroy(graph);
+    drop_arena();
     if (discard) return nullptr;
     fail("ERR_INVALID_ARG", ErrorKind::Plain,
          "captureGraph: " + std::to_string(leaked) +
@@ -366,7 +478,12 @@ void* end_capture(int device, bool discard) {
   cudaGraphExec_t exec = nullptr;
   e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
+  if (e != cudaSuccess) drop_arena();
   check(e, "cudaGraphInstantiate");
+  if (arena) {
+    std::lock_guard<std::mutex> lock(g_arena_mu);
+    graph_arenas()[exec] = arena;
+  }
   return exec;
 }
 
@@ -375,7 +492,19 @@ void replay_graph(void* exec, int device) {
   check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), st), "cudaGraphLaunch");
 }
 
-void destroy_graph(void* exec) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec)); }
+void destroy_graph(void* exec) {
+  cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+  CaptureArena* a = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_arena_mu);
+    auto it = graph_arenas().find(exec);
+    if (it != graph_arenas().end()) {
+      a = it->second;
+      graph_arenas().erase(it);
+    }
+  }
+  free_arena(a);  // cudaFree waits for the graph's last replay
+}
 
 bool capturing(int device) { return state(device).capturing; }
 

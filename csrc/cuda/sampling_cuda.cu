@@ -1,5 +1,6 @@
 // CUDA argmax over rows (ops/sampling.h): one block per row. Each thread scans its share of the
-// row in 16-byte vectors (in increasing index order, so it keeps the first of equal values), then
+// row in 16-byte vectors, four loads in flight (in increasing index order, so it keeps the first
+// of equal values), then
 // (value, index) pairs meet by shuffles and shared memory; ties go to the lower index and NaN
 // beats every number, so the result is the first maximum whatever the reduction order.
 #include <cmath>
@@ -44,10 +45,24 @@ template <typename T, int V> __global__ void __launch_bounds__(kThreads) argmax_
   const int n = static_cast<int>(p.n);
   Best b{-INFINITY, n};
   const int nv = n / V;
-  for (int j = threadIdx.x; j < nv; j += kThreads) {
-    const Vec<T, V> v = *reinterpret_cast<const Vec<T, V>*>(x + static_cast<int64_t>(j) * V);
+  // kLoads vectors per thread in flight at once (one row of a decode step is ~100 KB, read by a
+  // single block: one vector per round trip would make a dozen dependent round trips)
+  constexpr int kLoads = 4;
+  for (int j0 = threadIdx.x; j0 < nv; j0 += kLoads * kThreads) {
+    Vec<T, V> v[kLoads];
 #pragma unroll
-    for (int e = 0; e < V; ++e) take(b, to_float(v.v[e]), j * V + e);
+    for (int u = 0; u < kLoads; ++u) {
+      const int j = j0 + u * kThreads;
+      if (j < nv) v[u] = *reinterpret_cast<const Vec<T, V>*>(x + static_cast<int64_t>(j) * V);
+    }
+#pragma unroll
+    for (int u = 0; u < kLoads; ++u) {
+      const int j = j0 + u * kThreads;
+      if (j < nv) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) take(b, to_float(v[u].v[e]), j * V + e);
+      }
+    }
   }
   for (int i = nv * V + threadIdx.x; i < n; i += kThreads) take(b, to_float(x[i]), i);
   for (int o = 16; o > 0; o >>= 1) {

@@ -3,6 +3,7 @@
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
 #include "ops/row_view.h"
+#include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
 #include "cuda/cublas_loader.h"
@@ -60,12 +61,86 @@ MatrixLayout matrix_layout(const Tensor& t) {
 struct LinearPlan {
   Tensor x, w, bias, out;
   GemmParams p;
+  L2Prefetch pf;
 };
 
-LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+// The byte ranges of `prefetch` and `prefetch_after` (contiguous tensors on dev), trimmed to
+// 16-byte boundaries.
+L2Prefetch prefetch_ranges(const std::vector<Tensor>& prefetch, const std::vector<Tensor>& after, Device dev) {
+  L2Prefetch pf;
+  if (prefetch.size() + after.size() > static_cast<size_t>(L2Prefetch::kMax))
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: at most " + std::to_string(L2Prefetch::kMax) + " tensors (prefetch and prefetchAfter together)");
+  for (int late = 0; late < 2; ++late)
+    for (const Tensor& t : late ? after : prefetch) {
+      const char* name = late ? "prefetchAfter" : "prefetch";
+      check_same_device(dev, {{name, &t}});
+      if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected contiguous tensors (views of leading rows are)");
+      const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data()) + 15) & ~uintptr_t{15};
+      const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data()) + t.numel() * dtype_size(t.dtype)) & ~uintptr_t{15};
+      if (hi <= lo) continue;
+      pf.ptr[pf.n] = reinterpret_cast<const void*>(lo);
+      pf.bytes[pf.n] = static_cast<int64_t>(hi - lo);
+      pf.late[pf.n] = late;
+      ++pf.n;
+    }
+  return pf;
+}
+
+// Checks the norm and residual extras of a linear layer x (..., K) · weight (N, K)ᵀ.
+void check_extras(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  check_same_device(dev, {{"normWeight", &ex.norm_weight}, {"normGate", &ex.norm_gate}, {"residual", &ex.residual}});
+  if (ex.norm_gate.defined() && !ex.norm_weight.defined())
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "normGate: needs normWeight (the gate belongs to the norm)");
+  if (ex.norm_weight.defined()) {
+    if (x.ndim() < 1) fail_shape("x", "(..., in)", x.shape);
+    checks::shape("normWeight", ex.norm_weight, {x.size(-1)}, "(in) (the last dimension of x)");
+    checks::floating("normWeight", ex.norm_weight, cpu);
+    if (!(ex.norm_eps >= 0)) fail("ERR_INVALID_ARG", ErrorKind::Type, "normEps: expected a non-negative number");
+  }
+  if (ex.norm_gate.defined()) {
+    checks::shape("normGate", ex.norm_gate, x.shape, "the shape of x");
+    checks::same_dtype("normGate", ex.norm_gate, "x", x.dtype);
+  }
+  if (ex.residual.defined()) {
+    std::vector<int64_t> shape = x.shape;
+    if (!shape.empty() && weight.ndim() == 2) shape.back() = weight.size(0);
+    checks::shape("residual", ex.residual, shape, "the shape of the output");
+    checks::floating("residual", ex.residual, cpu);
+  }
+  if (ex.argmax_out.defined()) {
+    check_same_device(dev, {{"argmaxOut", &ex.argmax_out}});
+    if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken with residual");
+    if (x.ndim() < 1) fail_shape("x", "(..., in)", x.shape);
+    checks::dtype("argmaxOut", ex.argmax_out, DType::Int32);
+    checks::shape("argmaxOut", ex.argmax_out, std::vector<int64_t>(x.shape.begin(), x.shape.end() - 1), "the shape of x without its last dimension");
+    if (!ex.argmax_out.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: must be contiguous (it is written in place)");
+  }
+}
+
+// x's rows through the RMSNorm of the extras, as its own op (rounded to weight's dtype), or x.
+Tensor normed_input(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
+  if (!ex.norm_weight.defined()) return x;
+  Tensor y = rms_norm(x, ex.norm_weight, ex.norm_eps, Tensor{}, ex.norm_gate, 0).y;
+  return y.dtype == weight.dtype ? y : copy_to(y, weight.dtype, y.device());
+}
+
+// residual + y in residual's dtype (the extras' residual add as its own op), or y; the argmax
+// of y's rows into argmax_out (as its own op) when asked.
+Tensor with_residual(const Tensor& y, const LinearExtras& ex) {
+  if (ex.argmax_out.defined()) copy_into(ex.argmax_out, argmax(y));
+  if (!ex.residual.defined()) return y;
+  const Tensor& r = ex.residual;
+  return eltwise(EltwiseOp::Add, y.dtype == r.dtype ? y : copy_to(y, r.dtype, y.device()), r);
+}
+
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch,
+                       const std::vector<Tensor>& after) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
+  const L2Prefetch pf = prefetch_ranges(prefetch, after, dev);  // used by the CUDA matrix-vector kernel only
   if (x_in.ndim() < 1) fail_shape("x", "(..., in)", x_in.shape);
   checks::floating("x", x_in, cpu);
   checks::rank("weight", weight_in, 2, "(out, in)");
@@ -119,6 +194,7 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
   p.bias = L.bias.defined() ? L.bias.data() : nullptr;
   p.out = L.out.data();
   L.p = p;
+  L.pf = pf;
   return L;
 }
 
@@ -127,21 +203,110 @@ void run_linear(const LinearPlan& L) {
   const GemmParams p = L.p;
   if (L.out.device().is_cpu())
     run_cpu({L.x, L.w, L.bias}, {L.out}, [p] { gemm_cpu(p); });
+#ifdef STATESPACE_WITH_CUDA
+  else if (L.pf.n && gemv_reads(p))
+    gemv_cuda(p, cuda_stream_for(L.out.device()), nullptr, &L.pf);
+#endif
   else
     gemm_cuda(p, cuda_stream_for(L.out.device()));
 }
 
+#ifdef STATESPACE_WITH_CUDA
+// A linear layer whose extras the matrix-vector kernel applies itself (CUDA): the plan, its
+// norm and residual arguments and the tensors they point into.
+struct FusedLinear {
+  LinearPlan L;
+  GemvNorm nm;
+  GemvResidual rs;
+  Tensor norm_w, residual;
+};
+
+// Whether the CUDA matrix-vector kernel takes x · weightᵀ with these extras in one launch: <= 8
+// rows (one with a norm), contiguous weight, x's row contiguous; with a norm, no gate, x in
+// float32 or in weight's dtype, the norm weight in weight's dtype.
+bool fusable(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
+  if (x.device().is_cpu() || x.ndim() < 1 || !weight.is_contiguous() || !x.is_contiguous()) return false;
+  const int64_t M = x.numel() / std::max<int64_t>(1, x.size(-1));
+  if (M > kGemvMaxM || M < 1) return false;
+  if (ex.residual.defined() && !ex.residual.is_contiguous()) return false;
+  if (!ex.norm_weight.defined()) return true;
+  if (M != 1 || ex.norm_gate.defined() || ex.norm_weight.dtype != weight.dtype || !ex.norm_weight.is_contiguous()) return false;
+  return x.dtype == DType::Float32 || x.dtype == weight.dtype;
+}
+
+FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias_in, const LinearExtras& ex) {
+  Device dev = x.device();
+  check_same_device(dev, {{"weight", &weight}, {"bias", &bias_in}});
+  checks::rank("weight", weight, 2, "(out, in)");
+  if (!ex.norm_weight.defined()) checks::same_dtype("weight", weight, "x", x.dtype);
+  checks::floating("weight", weight, false);
+  const int64_t K = x.size(-1), N = weight.size(0);
+  if (weight.size(1) != K)
+    fail_shape("weight", "(out, in) with in = " + std::to_string(K) + " (the last dimension of x)", weight.shape);
+  if (bias_in.defined()) {
+    checks::shape("bias", bias_in, {N}, "(out)");
+    checks::floating("bias", bias_in, false);
+  }
+  FusedLinear F;
+  LinearPlan& L = F.L;
+  L.pf = prefetch_ranges(ex.prefetch, ex.prefetch_after, dev);
+  GemmParams& p = L.p;
+  p.M = x.numel() / K;
+  p.N = N;
+  p.K = K;
+  p.dtype = weight.dtype;
+  L.x = x;
+  L.w = weight;
+  L.bias = bias_in.defined() ? contiguous(bias_in) : Tensor{};
+  std::vector<int64_t> shape = x.shape;
+  shape.back() = N;
+  L.out = empty(shape, ex.residual.defined() ? ex.residual.dtype : weight.dtype, dev);
+  p.bias_dtype = L.bias.defined() ? L.bias.dtype : DType::Float32;
+  p.x = x.data();
+  p.weight = weight.data();
+  p.bias = L.bias.defined() ? L.bias.data() : nullptr;
+  p.out = L.out.data();
+  if (ex.norm_weight.defined()) {
+    F.norm_w = ex.norm_weight;
+    F.nm.weight = F.norm_w.data();
+    F.nm.x_in_w_dtype = x.dtype == weight.dtype;
+    F.nm.eps = static_cast<float>(ex.norm_eps);
+  }
+  if (ex.residual.defined()) {
+    F.residual = ex.residual;
+    F.rs.residual = F.residual.data();
+    F.rs.out = L.out.data();
+    F.rs.dtype = F.residual.dtype;
+  }
+  return F;
+}
+#endif
+
 }  // namespace
 
-Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  LinearPlan L = plan_linear(x_in, weight_in, bias_in);
+Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const LinearExtras& ex) {
+  check_extras(x_in, weight_in, ex);
+#ifdef STATESPACE_WITH_CUDA
+  if ((ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined()) && fusable(x_in, weight_in, ex)) {
+    FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
+    GemvArgmax am;
+    am.out = ex.argmax_out.defined() ? static_cast<int32_t*>(ex.argmax_out.data()) : nullptr;
+    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.L.pf, &F.nm, &F.rs, &am);
+    return F.L.out;
+  }
+#endif
+  LinearPlan L = plan_linear(normed_input(x_in, weight_in, ex), weight_in, bias_in, ex.prefetch, ex.prefetch_after);
   run_linear(L);
-  return L.out;
+  return with_residual(L.out, ex);
 }
 
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu) {
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                          const LinearExtras& ex) {
   Device dev = x.device();
+  if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "residual: not taken by linearConvUpdate");
+  if (ex.argmax_out.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken by linearConvUpdate");
+  check_extras(x, weight, ex);
   const bool cpu = dev.is_cpu();
   check_same_device(dev, {{"convState", &conv_state}, {"convWeight", &conv_weight}, {"convBias", &conv_bias}});
   checks::rank("x", x, 2, "(batch, in)");
@@ -160,7 +325,15 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     checks::shape("convBias", conv_bias, {Cc}, "(channels)");
     checks::floating("convBias", conv_bias, cpu);
   }
-  LinearPlan L = plan_linear(x, weight, bias);
+#ifdef STATESPACE_WITH_CUDA
+  // With a norm that the matrix-vector kernel takes on the fly, the plan is the fused one.
+  const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
+  FusedLinear F;
+  if (fused_norm) F = plan_fused(x, weight, bias, ex);
+  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
+#else
+  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
+#endif
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
     // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
@@ -176,7 +349,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, &L.pf, fused_norm ? &F.nm : nullptr);
     return L.out;
   }
 #endif

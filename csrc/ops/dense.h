@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 #include "core/tensor.h"
 
 namespace ss {
@@ -86,7 +87,48 @@ struct GemvConv {
   int64_t lo = 0, channels = 0, width = 0;
   bool silu = false;
 };
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
+// Byte ranges (16-byte aligned, multiples of 16) a decode kernel asks the GPU to pull into L2:
+// weights of later kernels of the step (cuda/l2_prefetch.cuh), each before the kernel waits for
+// its producer, or (late) as each of its blocks finishes its own loads. A hint: no effect on
+// results.
+struct L2Prefetch {
+  static constexpr int kMax = 6;
+  const void* ptr[kMax] = {};
+  int64_t bytes[kMax] = {};
+  bool late[kMax] = {};
+  int n = 0;
+};
+// The RMSNorm the matrix-vector kernel applies to its one input row x on the fly (M = 1): the
+// product is (x · rsqrt(mean(x²) + eps) · weight) · Wᵀ, x in float32 (the residual stream) or in
+// W's dtype, in f32 throughout: the kernel sums x² beside its dot products and scales each
+// output's sum, so no kernel normalises the row first. (A gate, x · silu(z), is not taken: every
+// warp reads the whole row, so the silu would be evaluated once per warp, ~3 us of SFU time on a
+// 2560 x 5120 out_proj, measured as a loss; the state update applies z once instead.)
+struct GemvNorm {
+  const void* weight = nullptr;  // (K) in W's dtype; null: x is used as it is
+  bool x_in_w_dtype = false;     // x in W's dtype (else float32)
+  float eps = 0.f;
+};
+// The residual add of the matrix-vector kernel's epilogue: out = residual + (the product rounded
+// to W's dtype), both (M, N) contiguous in `dtype`.
+struct GemvResidual {
+  const void* residual = nullptr;
+  void* out = nullptr;  // null: no residual add, the product goes to GemmParams::out
+  DType dtype = DType::Float32;
+};
+// The argmax of each output row (as argmax() on the stored output would give: the first largest,
+// NaN largest), written as int32 to `out` (M): for one row the kernel's blocks reduce their
+// columns and meet through a device-wide atomic maximum (no pass over the row after it).
+struct GemvArgmax {
+  int32_t* out = nullptr;
+};
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr,
+               const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
+// Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
+// contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
+inline bool gemv_reads(const GemmParams& p) {
+  return p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major;
+}
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the cuBLAS path.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
@@ -94,12 +136,33 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+// What a decode step folds into its projections (lib/ops/dense.ts, LinearOptions):
+//  - prefetch, prefetch_after: tensors of later ops to pull into the GPU's L2, before the product
+//    waits for x, or as its blocks finish, when it runs the matrix-vector kernel (CUDA, <= 8
+//    rows; ignored otherwise): contiguous, on x's device, at most L2Prefetch::kMax in all;
+//  - norm_weight (K): the product is taken of rmsnorm(x [· silu(norm_gate)]) · norm_weight (one
+//    group over the row) instead of x; x may then be of any floating dtype; the result is in
+//    weight's dtype. On CUDA with one row, float32 x (or x and gate in weight's dtype) go through
+//    the matrix-vector kernel's on-the-fly norm (f32 throughout); otherwise rmsNorm runs first
+//    and its output, rounded to weight's dtype, is multiplied;
+//  - residual (..., out): the result is residual + (the product rounded to its dtype), in
+//    residual's dtype (linear only);
+//  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
+//    result row (linear only, not with residual; in the kernel for one row on CUDA).
+struct LinearExtras {
+  std::vector<Tensor> prefetch, prefetch_after;
+  Tensor norm_weight, norm_gate;
+  double norm_eps = 1e-5;
+  Tensor residual;
+  Tensor argmax_out;
+};
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
 // place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu);
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
+                          const LinearExtras& extras = {});
 struct RmsNormResult {
   Tensor y, residual_out;
 };

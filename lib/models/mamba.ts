@@ -145,16 +145,17 @@ export class MambaModel extends CausalLM {
     return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
   }
 
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
     // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
-    const uz = linearConvUpdate({ x, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
+    const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
+    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    return linear({ x: y, weight: L.outProj, bias: L.outProjBias });
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined });
   }
 }

@@ -116,13 +116,14 @@ export class Mamba2Model extends CausalLM {
     return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
   }
 
-  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor): Tensor {
+  protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const n = x.shape[0];
     const o = this.offsets;
     // in_proj with the conv step fused onto its xBC columns
-    const proj = linearConvUpdate({ x, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
+    const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -130,8 +131,16 @@ export class Mamba2Model extends CausalLM {
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
-    const y = selectiveStateUpdate({ state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit });
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
+    const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
+    if (block && G === 1) {
+      // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
+      // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel
+      const yz = selectiveStateUpdate({ ...ssu, z: z.unflatten(1, [H, P]) });
+      return linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out });
+    }
+    const y = selectiveStateUpdate(ssu);
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return linear({ x: yn, weight: Ly.outProj, bias: Ly.outProjBias });
+    return linear({ x: yn, ...out });
   }
 }

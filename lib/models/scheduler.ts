@@ -38,6 +38,14 @@ export interface DecodeEngine {
    * logits are, so only token ids come back; used when every running sequence decodes greedily.
    */
   stepGreedy?(tokens: Int32Array): Promise<Int32Array>;
+  /**
+   * Optional: up to `steps` greedy decode steps of slots 0..n-1 in one call, each fed the tokens
+   * the step before chose (the first fed `tokens`); resolves to the tokens of every step it ran,
+   * step after step (n per step, at least one step). A device runs them back to back with one
+   * host round trip instead of one per step. The scheduler asks for several steps only while no
+   * request waits to join and every sequence wants that many more tokens.
+   */
+  stepGreedyMany?(tokens: Int32Array, steps: number): Promise<Int32Array>;
   /** Copies the state of slot `from` into slot `to`. */
   moveSlot(from: number, to: number): void;
 }
@@ -132,6 +140,12 @@ interface Sequence {
 export interface SchedulerOptions {
   /** Prefill pieces run per iteration while other sequences are decoding (default 1). */
   prefillsPerStep?: number;
+  /**
+   * Greedy steps per engine call when the engine offers stepGreedyMany (default 8): tokens then
+   * arrive in bursts of up to this many, and a stop token or a cancellation is seen up to this
+   * many steps late (the steps past it are discarded).
+   */
+  greedyStepsPerCall?: number;
 }
 
 export class Scheduler {
@@ -141,11 +155,13 @@ export class Scheduler {
   private prefilling: { seq: Sequence; slot: number; pos: number } | null = null;
   private loop: Promise<void> | null = null;
   private readonly prefillsPerStep: number;
+  private readonly greedyStepsPerCall: number;
   private steps = 0;
   private stepRows = 0;
 
   constructor(private readonly engine: DecodeEngine, opts: SchedulerOptions = {}) {
     this.prefillsPerStep = Math.max(1, Math.floor(opts.prefillsPerStep ?? 1));
+    this.greedyStepsPerCall = Math.max(1, Math.floor(opts.greedyStepsPerCall ?? 8));
     if (!(engine.maxBatch >= 1)) throw argError(`maxBatch: expected at least 1, got ${engine.maxBatch}`);
   }
 
@@ -305,24 +321,33 @@ export class Scheduler {
     const n = this.running.length;
     const tokens = Int32Array.from(this.running, (s) => s.last);
     const greedy = this.engine.stepGreedy !== undefined && this.running.every((s) => s.req.temperature === 0);
+    // Several greedy steps per call when nobody waits to join (a newcomer would wait for them)
+    // and every sequence wants at least that many more tokens.
+    let ahead = 1;
+    if (greedy && this.engine.stepGreedyMany && !this.waiting.length && !this.prefilling)
+      ahead = this.running.reduce((k, s) => Math.min(k, s.req.maxNewTokens - s.emitted), this.greedyStepsPerCall);
     let rows: Float32Array[] | null = null;
     let ids: Int32Array | null = null;
     try {
-      if (greedy && this.engine.stepGreedy) ids = await this.engine.stepGreedy(tokens);
+      if (ahead > 1 && this.engine.stepGreedyMany) ids = await this.engine.stepGreedyMany(tokens, ahead);
+      else if (greedy && this.engine.stepGreedy) ids = await this.engine.stepGreedy(tokens);
       else rows = await this.engine.step(tokens);
     } catch (e) {
       // The batch's states are unusable: fail every sequence of this step.
       for (const seq of this.running.splice(0, n)) this.finish(seq, e);
       return;
     }
-    this.steps++;
-    this.stepRows += n;
-    for (let i = 0; i < n; i++) {
-      const seq = this.running[i];
-      if (seq.done) continue;
-      if (ids) this.accept(seq, ids[i]);
-      else this.deliver(seq, (rows as Float32Array[])[i]);
-    }
+    const steps = ids ? ids.length / n : 1;
+    this.steps += steps;
+    this.stepRows += n * steps;
+    // Step by step; a sequence that finished (stop token, length, cancelled) ignores the rest.
+    for (let j = 0; j < steps; j++)
+      for (let i = 0; i < n; i++) {
+        const seq = this.running[i];
+        if (seq.done) continue;
+        if (ids) this.accept(seq, ids[j * n + i]);
+        else this.deliver(seq, (rows as Float32Array[])[i]);
+      }
   }
 
   private deliver(seq: Sequence, logits: Float32Array): void {

@@ -44,6 +44,44 @@ export interface LinearOptions {
   weight: Tensor;
   /** (out), any floating dtype. */
   bias?: Tensor;
+  /**
+   * Tensors a later op will read (contiguous, on x's device; views of leading rows are) to pull
+   * into the GPU's L2 cache, requested before the product waits for x: a hint for decode steps
+   * (the small parameters of the next kernels). Used by the CUDA matrix-vector kernel (up to 8
+   * rows); no effect on results, ignored otherwise. At most 6 with prefetchAfter.
+   */
+  prefetch?: Tensor[];
+  /**
+   * Like prefetch, but requested as the product's blocks finish their own loads: a big weight of
+   * a later op, streamed into L2 while the short kernels in between run instead of competing
+   * with this product's own stream.
+   */
+  prefetchAfter?: Tensor[];
+  /**
+   * (in): multiply rmsNorm(x [· silu(normGate)]) · normWeight instead of x (one group over the
+   * row, eps normEps, default 1e-5): a decode step's pre-norm folded into its projection. x may
+   * then be of any floating dtype (the float32 residual stream, say); the result is in weight's
+   * dtype. On CUDA with one row of x in float32 or weight's dtype and no gate the matrix-vector
+   * kernel normalises on the fly in float32, with no kernel before it; otherwise rmsNorm runs
+   * first and its output, rounded to weight's dtype, is multiplied.
+   */
+  normWeight?: Tensor;
+  /** x's shape and dtype: the gate of a gated norm (Mamba-2's norm before out_proj); needs normWeight. */
+  normGate?: Tensor;
+  normEps?: number;
+  /**
+   * (..., out): returns residual + (the product rounded to its dtype), in residual's dtype: a
+   * block's residual add after its output projection (in the same kernel on CUDA, <= 8 rows).
+   * linear only.
+   */
+  residual?: Tensor;
+  /**
+   * int32, x's shape without its last dimension: also receives the argmax of each result row
+   * (as argmax() on the result would give). For one row on CUDA the matrix-vector kernel finds it
+   * as it writes the row (a decode step's LM head: no pass over the logits after it). linear
+   * only, not with residual.
+   */
+  argmaxOut?: Tensor;
 }
 
 /**

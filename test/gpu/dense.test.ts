@@ -1,7 +1,8 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, linearConvUpdate, mul, randn, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
@@ -67,6 +68,31 @@ describeGpu('dense ops on CUDA', () => {
     });
   }
 
+  // argmaxOut: for one row the gemv's blocks meet through a device-wide atomic maximum (LM head
+  // shapes, scalar path); a K-split launch runs the argmax kernel after it
+  it('linear argmaxOut equals argmax() of the result (in the kernel for one row)', async () => {
+    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [77, 1001], [192, 5120], [3, 64]], false);
+    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [300, 2560]], true);
+    await checkLinearArgmax('cuda', 'float32', [[1000, 256]], true);
+  });
+
+  // Small matrices' launches are shaped for latency by default (columns per warp, K split);
+  // STATESPACE_GEMV_SMALL=0 gives the general shapes: the same checks, and the folded norms, there
+  it('linear with STATESPACE_GEMV_SMALL=0 (small matrices shaped as the large ones)', async () => {
+    process.env.STATESPACE_GEMV_SMALL = '0';
+    try {
+      await checkGemm('bfloat16');
+      await checkGemm('float32');
+      await checkLinearExtras('cuda', [
+        { M: 1, N: 3072, K: 768, dtype: 'bfloat16', residual: true },
+        { M: 1, N: 80, K: 1536, dtype: 'bfloat16', xInWeightDtype: true },
+        { M: 1, N: 768, K: 1536, dtype: 'bfloat16', xInWeightDtype: true, residual: true, bias: true },
+      ], 1.5e-2);
+    } finally {
+      delete process.env.STATESPACE_GEMV_SMALL;
+    }
+  });
+
   it('linear: odd K (scalar staging) and a misaligned x view in bf16, builtin kernel', async () => {
     process.env.STATESPACE_CUBLAS = '0';
     const M = 9, N = 77, K = 24;
@@ -75,6 +101,66 @@ describeGpu('dense ops on CUDA', () => {
     const w = randnInput([N, K], 'bfloat16', 'cuda');
     const y = await linear({ x, weight: w.t }).data();
     expectClose(y, linearRef(flat.v.subarray(1), w.v, M, N, K), TOL.bfloat16, 'misaligned');
+  });
+
+  // L2 prefetch hints (decode steps): the matrix-vector kernel issues them before its main loop;
+  // results are the same bits as without, whatever is prefetched (misaligned views are trimmed).
+  it('linear / linearConvUpdate with prefetch hints give the same bits as without; bad hints are errors', async () => {
+    const r = rng();
+    const big = randn([10240, 2560], { dtype: 'bfloat16', device: 'cuda' }); // 52 MB, more than a kernel's share
+    const odd = randnInput([1001], 'bfloat16', 'cuda', 1, r).t.slice(0, 1, 1000); // 2-byte aligned, trimmed to 16
+    for (const [M, N, K] of [[1, 2560, 5120], [1, 192, 5120], [3, 77, 4104], [8, 1000, 4096]] as Array<[number, number, number]>) {
+      const x = randnInput([M, K], 'bfloat16', 'cuda', 1, r).t;
+      const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r).t;
+      const prefetch = [big.slice(0, 0, 3000), odd, w, x, big.slice(0, 9000, 10240), randnInput([5], 'float32', 'cuda', 1, r).t];
+      const want = await linear({ x, weight: w }).bits();
+      expect(await linear({ x, weight: w, prefetch }).bits(), `linear ${M}x${N}x${K}`).toEqual(want);
+      const split = { prefetch: prefetch.slice(0, 2), prefetchAfter: prefetch.slice(2) };
+      expect(await linear({ x, weight: w, ...split }).bits(), `linear ${M}x${N}x${K} prefetchAfter`).toEqual(want);
+      const s0 = randnInput([M, 40, 3], 'bfloat16', 'cuda', 1, r).t;
+      const cw = randnInput([40, 4], 'bfloat16', 'cuda', 1, r).t;
+      const s1 = s0.clone(), s2 = s0.clone();
+      const a = linearConvUpdate({ x, weight: w, convState: s1, convWeight: cw, convStart: 7, activation: 'silu' });
+      const b = linearConvUpdate({ x, weight: w, convState: s2, convWeight: cw, convStart: 7, activation: 'silu', prefetch });
+      expect(await b.bits(), `linearConvUpdate ${M}x${N}x${K}`).toEqual(await a.bits());
+      expect(await s2.bits()).toEqual(await s1.bits());
+    }
+    const x = randnInput([1, 64], 'bfloat16', 'cuda', 1, r).t;
+    const w = randnInput([32, 64], 'bfloat16', 'cuda', 1, r).t;
+    expectCode(() => linear({ x, weight: w, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
+    expectCode(() => linear({ x, weight: w, prefetch: Array.from({ length: 7 }, () => w) }), 'ERR_INVALID_ARG', 'prefetch');
+    expectCode(() => linear({ x, weight: w, prefetch: [w, w, w], prefetchAfter: [w, w, w, w] }), 'ERR_INVALID_ARG', 'prefetchAfter');
+    expectCode(() => linear({ x, weight: w, prefetch: [zeros([4])] }), 'ERR_DEVICE', 'prefetch');
+  });
+
+  // The decode step's folded norms: one row without a gate goes through the matrix-vector
+  // kernel's on-the-fly norm (an f32 row, or a row in the weight's dtype) and residual epilogue;
+  // gated rows and several rows through rmsNorm, linear and add in turn. Shapes: four columns per
+  // warp (in_proj), one column per warp (130m in_proj, Mamba-2 out_proj), K split over warps
+  // (x_proj shape), K not a multiple of the vector width (scalar path), f32 and f16 weights.
+  it('linear normWeight / normGate / residual extras against rmsNorm → linear → add (fused for one row)', async () => {
+    await checkLinearExtras('cuda', [
+      { M: 1, N: 10240, K: 2560, dtype: 'bfloat16' },
+      { M: 1, N: 3072, K: 768, dtype: 'bfloat16', bias: true },
+      { M: 1, N: 192, K: 5120, dtype: 'bfloat16', residual: true },
+      { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', gate: true, residual: true },
+      { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, residual: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', xInWeightDtype: true },
+      { M: 1, N: 192, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, bias: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', residual: true },
+      { M: 1, N: 77, K: 1001, dtype: 'bfloat16', gate: true },
+      { M: 1, N: 300, K: 512, dtype: 'float16', gate: true, residual: true },
+      { M: 1, N: 2051, K: 2560, dtype: 'bfloat16', residual: true, bias: true },
+      { M: 2, N: 300, K: 512, dtype: 'bfloat16', residual: true },
+      { M: 5, N: 64, K: 96, dtype: 'bfloat16', gate: true },
+    ], 1.5e-2);
+    await checkLinearExtras('cuda', [
+      { M: 1, N: 300, K: 512, dtype: 'float32', residual: true },
+      { M: 1, N: 130, K: 4100, dtype: 'float32', gate: true },
+      { M: 1, N: 33, K: 7, dtype: 'float32' },
+    ], 1e-4);
+    await checkNormedLinearConv('cuda', 'bfloat16', 1e-2);
+    await checkNormedLinearConv('cuda', 'float32', 1e-5);
   });
 
   // The models pass transposed views and column slices (prefill runs its projections

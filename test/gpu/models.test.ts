@@ -34,6 +34,8 @@ const specs: Array<[string, TinySpec]> = [
   ['falcon-mamba', { architecture: 'mamba', falcon: true, hidden: 36, useBias: true, kernel: 3 }],
   ['mamba2', { architecture: 'mamba2', hidden: 64, heads: 8, groups: 2, chunk: 16 }],
   ['mamba2 dt limit', { architecture: 'mamba2', hidden: 48, heads: 12, groups: 3, limit: [0.05, 0.6], tie: true, kernel: 3 }],
+  // one group: a batch-1 decode step folds the gated norm into out_proj (the state update gates)
+  ['mamba2 one group', { architecture: 'mamba2', hidden: 64, heads: 8, groups: 1, chunk: 16 }],
 ];
 
 describeGpu('models on CUDA', () => {
@@ -96,7 +98,7 @@ describeGpu('models on CUDA', () => {
 });
 
 describeGpu('decode through CUDA graphs', () => {
-  for (const [name, spec] of [specs[1], specs[3]]) {
+  for (const [name, spec] of [specs[1], specs[3], specs[4]]) {
     it(`${name}: replayed graphs equal op-by-op decoding, at several batch sizes`, async () => {
       const ck = writeTinyCheckpoint(path.join(tmp, `graph-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
       const V = ck.config.vocabSize;
@@ -118,12 +120,60 @@ describeGpu('decode through CUDA graphs', () => {
           }
           tokens = want;
         }
+        // several greedy steps per call (replays back to back, one read) equal steps one by one
+        for (const k of [5, 8]) {
+          const many = await graphs.stepGreedyMany(tokens, k);
+          expect(many.length, `n=${n} stepGreedyMany(${k})`).toBe(k * n);
+          for (let j = 0; j < k; j++) {
+            tokens = await eager.stepGreedy(tokens);
+            expect(Array.from(many.subarray(j * n, (j + 1) * n)), `n=${n} stepGreedyMany(${k}) step ${j}`).toEqual(Array.from(tokens));
+          }
+        }
+        expect(Array.from(await graphs.stepGreedy(tokens)), `n=${n} after stepGreedyMany`).toEqual(Array.from(await eager.stepGreedy(tokens)));
       }
       expect(graphs.useCudaGraphs, graphs.cudaGraphError ?? '').toBe(true);
       const ids = await collect(graphs.generate(randomIds(5, V), { maxNewTokens: 10, temperature: 0, stop: [] }));
       expect(ids.length).toBe(10);
       graphs.dispose();
       eager.dispose();
+    });
+  }
+});
+
+describeGpu('batch-1 decode norm folding', () => {
+  // A batch-1 step with its norms folded into the projections (pre-norm into in_proj, Mamba-2's
+  // one-group gated norm and the residual add into out_proj) and with separate norm kernels give
+  // the same logits.
+  for (const [name, spec] of [specs[0], specs[4]]) {
+    it(`${name}: folded and unfolded steps agree (f32)`, async () => {
+      const ck = writeTinyCheckpoint(path.join(tmp, `fold-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
+      const V = ck.config.vocabSize;
+      const modes: Array<[string, Record<string, string>]> = [
+        ['folded', {}],
+        ['unfolded', { STATESPACE_DECODE_NORM_FUSION: '0' }],
+      ];
+      const prompt = Int32Array.from(randomIds(6, V));
+      const fed = randomIds(4, V); // the same tokens for every mode (no greedy near-tie can split them)
+      const runs: Float32Array[][] = [];
+      for (const [, env] of modes) {
+        const m = await loadModel(ck.dir, { device: 'cuda', dtype: 'float32', maxBatch: 2 });
+        Object.assign(process.env, env);
+        try {
+          await m.prefill(prompt, 0);
+          const rows: Float32Array[] = [];
+          for (let step = 0; step < 4; step++) {
+            const [row] = await m.step(Int32Array.of(fed[step])); // eager first, then the captured graph
+            rows.push(Float32Array.from(row));
+          }
+          runs.push(rows);
+        } finally {
+          for (const k of Object.keys(env)) delete process.env[k];
+          m.dispose();
+        }
+      }
+      for (let i = 1; i < runs.length; i++)
+        for (let step = 0; step < 4; step++)
+          expect(relErr(runs[i][step], runs[0][step]), `${name}: ${modes[i][0]} vs folded, step ${step}`).toBeLessThan(1e-5);
     });
   }
 });

@@ -66,6 +66,21 @@ class GreedyEngine extends FakeEngine {
   }
 }
 
+/** The greedy engine with several steps per call (as CausalLM.stepGreedyMany on a device). */
+class ManyStepEngine extends GreedyEngine {
+  perCall: number[] = [];
+  async stepGreedyMany(tokens: Int32Array, steps: number): Promise<Int32Array> {
+    this.perCall.push(steps);
+    const out: number[] = [];
+    let t = tokens;
+    for (let j = 0; j < steps; j++) {
+      t = await this.stepGreedy(t);
+      out.push(...t);
+    }
+    return Int32Array.from(out);
+  }
+}
+
 /** What one sequence alone must produce: the same recurrence, run directly. */
 function reference(prompt: number[], n: number, opts: Partial<SequenceRequest> = {}): number[] {
   let s = prompt.reduce(fold, 1);
@@ -289,5 +304,35 @@ describe('scheduler', () => {
     expect(a).toEqual(reference(p, 12));
     expect(b).toEqual(reference(q, 12, o));
     expect(engine.calls.filter((c) => c === 'greedy').length).toBeLessThan(greedySteps + 11);
+  });
+
+  it('runs several greedy steps per engine call while nobody waits; stops, lengths, newcomers and cancellation as when run alone', async () => {
+    const engine = new ManyStepEngine(4);
+    const s = new Scheduler(engine, { greedyStepsPerCall: 5 });
+    const prompts = Array.from({ length: 6 }, (_, i) => randomPrompt(1 + i));
+    const lens = [23, 7, 1, 12, 30, 9];
+    const stopTok = reference(prompts[4], 30)[10];
+    const opts = (i: number) => (i === 4 ? { stop: [stopTok] } : {});
+    const first = prompts.slice(0, 3).map((p, i) => collect(s.submit(req(p, lens[i], opts(i)))));
+    // newcomers arrive while the first three decode (more than the 4 slots: some wait for a slot)
+    await new Promise((r) => setTimeout(r, 5));
+    const later = prompts.slice(3).map((p, j) => collect(s.submit(req(p, lens[3 + j], opts(3 + j)))));
+    const got = await Promise.all([...first, ...later]);
+    got.forEach((g, i) => expect(g, `sequence ${i}`).toEqual(reference(prompts[i], lens[i], opts(i))));
+    expect(got[4].length).toBeLessThan(30); // stopped at the stop token
+    expect(Math.max(...engine.perCall)).toBeLessThanOrEqual(5);
+    expect(engine.perCall.some((k) => k > 1)).toBe(true);
+    // A consumer that stops reading mid-burst frees its slot; the next request is unaffected.
+    const p = randomPrompt(3);
+    const taken: number[] = [];
+    for await (const t of s.submit(req(p, 40))) {
+      taken.push(t);
+      if (taken.length === 3) break;
+    }
+    expect(taken).toEqual(reference(p, 3));
+    const q = randomPrompt(2);
+    expect(await collect(s.submit(req(q, 11)))).toEqual(reference(q, 11));
+    await s.idle();
+    expect(s.stats()).toMatchObject({ running: 0, waiting: 0 });
   });
 });
