@@ -12,6 +12,7 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -19,6 +20,7 @@
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "ops/dense.h"
 #include "ops/state_update.h"
 
 namespace ss {
@@ -318,7 +320,152 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
+// consecutive channels and a run of `bb` batch entries; A, D, dtBias (and, with p.dt_proj, the
+// channels' dt_proj rows in shared memory) are read once per block instead of once per
+// (batch, channel) row as in the kernel above (A alone is as many bytes as the f32 state, from
+// L2). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
+// streamed through a kStages-deep cp.async ring in shared memory (coalesced both ways, 3 runs in
+// flight per block while one is updated).
+struct M1BatchTraits {
+  static constexpr int kThreads = 128, kN = 16, kStages = 4;
+  template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
+  template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
+};
+
+template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <typename S, typename I, bool kProjDt>
+__global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
+  using Tr = M1BatchTraits;
+  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
+  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS, P = Tr::pitch<S>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
+  unsigned char* dtw_s = smem + Tr::ring_bytes<S>();
+  const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
+  const bool live = h < H;
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
+  const int nb = static_cast<int>(min(static_cast<int64_t>(bb), p.batch - b0));
+  const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
+  S* state = static_cast<S*>(p.state);
+  // Parameters, requested before waiting for the producers of x, dt, B, C, z.
+  if constexpr (kProjDt) {
+    const int chunks = static_cast<int>(p.dt_rank * sizeof(I) / 16);
+    for (int j = threadIdx.x; j < T * chunks; j += T) {
+      const int rl = j / chunks, c = j - rl * chunks;
+      if (h0 + rl < H)
+        cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + ((h0 + rl) * p.dt_rank * sizeof(I)) + c * 16);
+    }
+  }
+  const uint32_t hc = live ? h : 0;
+  Pack<float, 4> av[N / 4];
+#pragma unroll
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+
+  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
+  // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
+  // row (t + j·T) / VR, vector (t + j·T) % VR.
+  auto run_copy = [&](int i, int buf, bool store) {
+    const int64_t slot = slot_of(i);
+    if (slot < 0 || slot >= p.slots) return;
+#pragma unroll
+    for (int j = 0; j < VR; ++j) {
+      const int c = threadIdx.x + j * T, rl = c / VR, vec = c % VR;
+      if (h0 + rl >= H) continue;
+      S* g = state + ((slot * H + h0 + rl) * N + vec * VS);
+      S* sm = ring + (buf * T + rl) * P + vec * VS;
+      if (store)
+        store_state<S, VS>(g, *reinterpret_cast<const Pack<S, VS>*>(sm));
+      else
+        cuda::copy_async16(sm, g);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < NS - 1; ++s) {
+    if (s < nb) run_copy(s, s, false);
+    cp_async_commit();
+  }
+  I* y = static_cast<I*>(p.y);
+  for (int i = 0; i < nb; ++i) {
+    cp_async_wait_group<NS - 2>();
+    __syncthreads();  // run i (and the dt_proj rows) visible to the block
+    if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
+    cp_async_commit();
+    const int64_t b = b0 + i, slot = slot_of(i);
+    const bool has_state = slot >= 0 && slot < p.slots;
+    S* row = ring + ((i % NS) * T + threadIdx.x) * P;
+    if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
+      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+    if (live && has_state) {
+      Pack<S, VS> sv[VR];
+#pragma unroll
+      for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(row + k * VS);
+      Pack<I, VI> bv[N / VI], cv[N / VI];
+      const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+      const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
+#pragma unroll
+      for (int k = 0; k < N / VI; ++k) {
+        bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
+        cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+      }
+      float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, static_cast<uint32_t>(b))
+                         : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+      dt += biash;
+      if (p.dt_softplus) dt = cuda::softplus_f(dt);
+      if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+      const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+      const float dtx = dt * x;
+      float acc = 0.f;
+#pragma unroll
+      for (int n = 0; n < N; ++n) {
+        const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+        acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+        sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+      }
+#pragma unroll
+      for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(row + k * VS) = sv[k];
+      if (p.D) acc += Dh * x;
+      if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+      y[b * H + h] = cuda::from_float<I>(acc);
+    }
+    __syncthreads();  // the run's rows are updated
+    run_copy(i, i % NS, true);
+  }
+}
+
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+// Dynamic shared memory of the batched Mamba-1 kernel: opted in once per device and variant up
+// to kM1BatchSmemMax (the launch asks for what it needs; the limit only allows it).
+constexpr size_t kM1BatchSmemMax = 200 * 1024;
+template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
+  using Tr = M1BatchTraits;
+  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
+  const size_t smem = Tr::ring_bytes<S>() + (kProjDt ? Tr::kThreads * dt_proj_pitch(p.dt_rank, sizeof(I)) : 0);
+  int device = 0;
+  cudaGetDevice(&device);
+  static std::atomic<uint64_t> opted{0};
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (smem > 48 * 1024 && !(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)),
+                "selectiveStateUpdate: shared memory");
+    opted.fetch_or(bit, std::memory_order_relaxed);
+  }
+  // One wave: as many batch entries per block as it takes for the grid to fit the resident blocks.
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
+  const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
+  const int64_t ymax = std::max<int64_t>(1, std::max(occ, 1) * static_cast<int64_t>(cuda::sm_count()) / xb);
+  const int64_t bb = (p.batch + ymax - 1) / ymax, yb = (p.batch + bb - 1) / bb;
+  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels for the batched kernel");
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb));
+}
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
@@ -366,11 +513,15 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
-    // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
-    const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
+    // Shared memory: few rows, the dt_proj rows of a 64-thread block beside the kernel's static
+    // state rows (48 KB at most); batched, those of a 128-thread block beside the state ring.
+    const bool bf16_state = p.state_dtype == DType::BFloat16;
+    const size_t ssize = bf16_state ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
-                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const size_t ring = bf16_state ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
+    const bool smem_ok = p.batch > kGemvMaxM ? ring + M1BatchTraits::kThreads * dt_proj_pitch(p.dt_rank, sizeof(I)) <= kM1BatchSmemMax
+                                             : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
@@ -380,7 +531,12 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (m1_fits<S, I>(p)) {
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
+        if (p.dt_proj)
+          launch_m1_batch<S, I, true>(p, st);
+        else
+          launch_m1_batch<S, I, false>(p, st);
+      } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
         // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
         const int64_t rows = p.batch * p.heads;

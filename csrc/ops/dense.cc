@@ -100,6 +100,9 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
       q.ldw = lw.ld;
       q.x_col_major = lx.col_major;
       q.w_col_major = lw.col_major;
+      q.dtype = x_in.dtype;
+      q.x = x_in.data();  // the skinny GEMM checks the alignment of the views
+      q.weight = weight_in.data();
       in_place = gemm_cuda_reads_strided(q, dev.index);
       if (in_place) p = q;
     }
@@ -162,8 +165,9 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   }
   LinearPlan L = plan_linear(x, weight, bias);
 #ifdef STATESPACE_WITH_CUDA
-  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
-    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
+  if (!cpu && M <= kSkinnyMaxM && L.out.numel() > 0 && (M <= kGemvMaxM || skinny_gemm_fits(L.p))) {
+    // The matrix-vector kernel (or, for batched decode, the skinny GEMM) applies the conv step
+    // to its conv columns as it writes them.
     Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
     GemvConv c;
     c.state = conv_state.data();
@@ -176,7 +180,10 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    if (M <= kGemvMaxM)
+      gemv_cuda(L.p, cuda_stream_for(dev), &c);
+    else
+      skinny_gemm_cuda(L.p, cuda_stream_for(dev), &c);
     return L.out;
   }
 #endif

@@ -87,8 +87,15 @@ struct GemvConv {
   bool silu = false;
 };
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
+// Batched decode (kGemvMaxM < M <= 64 rows, bf16/f16, K % 8 == 0, row-major x and weight with
+// 16-byte aligned rows): the skinny tensor-core GEMM of skinny_gemm_cuda.cu, which reads every
+// weight once. skinny_gemm_cuda returns false (launching nothing) when p does not fit it or
+// STATESPACE_SKINNY=0; conv (optional) as for gemv_cuda.
+constexpr int kSkinnyMaxM = 64;
+bool skinny_gemm_fits(const GemmParams& p);
+bool skinny_gemm_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
-// M > kGemvMaxM: the cuBLAS path.
+// M > kGemvMaxM: the skinny GEMM (row-major layouts) or cuBLAS.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);

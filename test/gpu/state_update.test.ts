@@ -24,6 +24,9 @@ function offsetView(data: Float64Array, shape: number[], dtype: DType): Tensor {
 const shapes: Shape[] = [
   { m1: true, batch: 3, heads: 37, headdim: 1, dstate: 16, groups: 1 },
   { m1: true, batch: 2, heads: 64, headdim: 1, dstate: 5, groups: 4 },
+  // batch > 8: the batched (channel-major) Mamba-1 kernel; 300 channels leave a partial block
+  { m1: true, batch: 13, heads: 300, headdim: 1, dstate: 16, groups: 1 },
+  { m1: true, batch: 64, heads: 128, headdim: 1, dstate: 16, groups: 1 },
   { m1: false, batch: 3, heads: 8, headdim: 33, dstate: 128, groups: 2 },
   { m1: false, batch: 2, heads: 6, headdim: 7, dstate: 256, groups: 3, dPerRow: true },
   { m1: false, batch: 2, heads: 4, headdim: 16, dstate: 24, groups: 1 },
