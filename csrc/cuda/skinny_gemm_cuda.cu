@@ -19,6 +19,7 @@
 // at 128 registers, shallow register staging, partial sums through global memory.
 #include <atomic>
 #include <cstdlib>
+#include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/conv_step.cuh"
 #include "cuda/load_any.cuh"
@@ -50,14 +51,6 @@ static_assert(SkinnyTraits::kMaxM > kGemvMaxM, "the skinny GEMM starts where the
 // XORed with the row's low bits, so the 8 rows read by one ldmatrix 8x8 matrix (same logical
 // chunk) sit in 8 different bank groups and the cp.async writes of a row stay 16-byte chunks.
 __device__ __forceinline__ int swz(int row, int k) { return row * SkinnyTraits::BK + ((((k >> 3) ^ row) & 7) << 3) + (k & 7); }
-
-// 16-byte asynchronous copy; src_bytes = 0 fills the chunk with zeros (out of range) without
-// reading (src must still be a valid address).
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 // Cluster primitives (sm_90); on older GPUs the host launches S = 1 and these reduce to the block.
 __device__ __forceinline__ void cluster_sync() {
@@ -108,7 +101,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     for (int i = 0; i < Tr::BN / 32; ++i) {
       const int r = r0 + 32 * i;
       const bool ok = n0 + r < p.N && k < k_end;
-      cp_async16(dst + swz(r, ch * 8), ok ? w + (n0 + r) * ldw + k : w, ok ? 16 : 0);
+      cuda::copy_async16_zfill(dst + swz(r, ch * 8), ok ? w + (n0 + r) * ldw + k : w, ok ? 16 : 0);
     }
   };
   auto load_x = [&](int kt, int stage) {
@@ -118,7 +111,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     for (int i = 0; i < Tr::kMaxM / 32; ++i) {
       const int r = r0 + 32 * i;
       const bool ok = r < M && k < k_end;
-      cp_async16(dst + swz(r, ch * 8), ok ? x + r * ldx + k : x, ok ? 16 : 0);
+      cuda::copy_async16_zfill(dst + swz(r, ch * 8), ok ? x + r * ldx + k : x, ok ? 16 : 0);
     }
   };
 
@@ -132,7 +125,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
 #pragma unroll
   for (int s = 0; s < Tr::kStages - 1; ++s) {
     if (s < nk) load_x(s, s);
-    cp_async_commit();
+    cuda::copy_async_commit();
   }
 
   const int ntiles = (M + 7) / 8;  // token n-tiles holding real rows (the rest are skipped)
@@ -144,14 +137,14 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   const RC ra = a_addr(lane), rb = b_addr_nk(lane);
 
   for (int kt = 0; kt < nk; ++kt) {
-    cp_async_wait<Tr::kStages - 2>();
+    cuda::copy_async_wait_group<Tr::kStages - 2>();
     __syncthreads();  // stage kt visible to all; stage kt - 1 no longer read by anyone
     const int next = kt + Tr::kStages - 1;
     if (next < nk) {
       load_w(next, next % Tr::kStages);
       load_x(next, next % Tr::kStages);
     }
-    cp_async_commit();
+    cuda::copy_async_commit();
     const T* ws = smem + (kt % Tr::kStages) * Tr::kStageElems;
     const T* xs = ws + Tr::BN * Tr::BK;
 #pragma unroll
@@ -170,7 +163,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
       }
     }
   }
-  cp_async_wait<0>();
+  cuda::copy_async_wait_group<0>();
   __syncthreads();  // every warp is done with the pipeline's shared memory
 
   // Partial tile red[token][row] (f32) in this block's shared memory.

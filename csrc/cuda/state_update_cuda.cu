@@ -333,9 +333,6 @@ struct M1BatchTraits {
   template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
 };
 
-template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
   using Tr = M1BatchTraits;
@@ -389,14 +386,14 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
 #pragma unroll
   for (int s = 0; s < NS - 1; ++s) {
     if (s < nb) run_copy(s, s, false);
-    cp_async_commit();
+    cuda::copy_async_commit();
   }
   I* y = static_cast<I*>(p.y);
   for (int i = 0; i < nb; ++i) {
-    cp_async_wait_group<NS - 2>();
+    cuda::copy_async_wait_group<NS - 2>();
     __syncthreads();  // run i (and the dt_proj rows) visible to the block
     if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
-    cp_async_commit();
+    cuda::copy_async_commit();
     const int64_t b = b0 + i, slot = slot_of(i);
     const bool has_state = slot >= 0 && slot < p.slots;
     S* row = ring + ((i % NS) * T + threadIdx.x) * P;
