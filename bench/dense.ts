@@ -50,7 +50,7 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
           });
         const gemv = device !== 'cpu' && M <= 8;
         const skinny = device !== 'cpu' && M > 8 && M <= 64 && dtype !== 'float32' && K % 8 === 0 && process.env.STATESPACE_SKINNY !== '0';
-        const kind = gemv ? 'gemv' : skinny ? 'skinny' : backend;
+        const kind = gemv ? 'gemv' : skinny ? (backend.startsWith('skinny') ? backend : 'skinny') : backend;
         add(kind, t.ms);
         if (device !== 'cpu' && M <= 64) {
           const g = captureGraph(device, () => {
@@ -77,6 +77,15 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
     // Batched decode without the skinny GEMM (cuBLAS where the host has it), for comparison.
+    // The skinny GEMM's K split capped at 1, 2, 4 (8 is the default above) for the narrow layers.
+    for (const split of ['1', '2', '4']) {
+      process.env.STATESPACE_SKINNY_SPLIT = split;
+      try {
+        bench(device, report, 'bfloat16', [64], LAYERS.slice(0, 3), `skinny split<=${split}`, bw);
+      } finally {
+        delete process.env.STATESPACE_SKINNY_SPLIT;
+      }
+    }
     const savedSkinny = process.env.STATESPACE_SKINNY;
     process.env.STATESPACE_SKINNY = '0';
     try {

@@ -17,6 +17,7 @@
 //    the kernel that produces x.
 // The previous split-K attempt (bench/NOTES.md, decode round 3) lost to cuBLAS: one block per SM
 // at 128 registers, shallow register staging, partial sums through global memory.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include "cuda/async_copy.cuh"
@@ -245,9 +246,12 @@ template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv
   allow_smem<T>(device);
   const int64_t tiles = (p.N + Tr::BN - 1) / Tr::BN;
   // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
+  // STATESPACE_SKINNY_SPLIT=1|2|4|8 caps the split (benchmarks compare the settings).
+  int max_split = Tr::kMaxSplit;
+  if (const char* v = std::getenv("STATESPACE_SKINNY_SPLIT"); v && *v) max_split = std::max(1, std::min(Tr::kMaxSplit, std::atoi(v)));
   int S = 1;
   if (device_major(device) >= 9)
-    while (S < Tr::kMaxSplit && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
+    while (2 * S <= max_split && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
   const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));

@@ -54,6 +54,13 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
   }
 }
 
+// Requests the 128-byte line holding ptr into L2. Used before the PDL wait for the first state
+// rows of a block: the state is not an output of the kernels a decode step waits for, and even
+// if the previous kernel wrote it a prefetch returns no data (L2 is the point of coherence), so
+// the real loads after the wait read the current values; it only starts the DRAM fetch during
+// the predecessor's tail.
+__device__ __forceinline__ void prefetch_l2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
+
 struct Traits {
   static constexpr int kThreads = 256;
   static constexpr int kRows = 4;  // rows per thread in flight
@@ -86,6 +93,20 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  {  // the first iteration's state rows into L2 (one prefetch per 128-byte line of a row)
+    const uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const uint32_t rr = base + static_cast<uint32_t>(r * rpw + slot_in_warp);
+      if (rr >= rows) break;
+      const uint32_t bh = m.P.div(rr), b = m.H.div(bh), h = bh - b * m.H.d;
+      const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
+      if (slot < 0 || slot >= p.slots) continue;
+      const int64_t off = ((slot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N;
+      for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V)
+        if ((n0 * static_cast<int64_t>(sizeof(S))) % 128 == 0) prefetch_l2(state + off + n0);
+    }
+  }
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
@@ -362,10 +383,17 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
   const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
   const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
+  // The first runs' state rows into L2 while the producers finish (see prefetch_l2).
+  for (int i = 0; i < NS - 1 && i < nb; ++i) {
+    const int64_t slot = slot_of(i);
+    const int64_t bytes = static_cast<int64_t>(min(static_cast<uint32_t>(T), H - h0)) * N * sizeof(S);
+    if (slot >= 0 && slot < p.slots && threadIdx.x * 128 < bytes)
+      prefetch_l2(reinterpret_cast<const unsigned char*>(state + (slot * H + h0) * N) + threadIdx.x * 128);
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
 
-  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
   // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
   // row (t + j·T) / VR, vector (t + j·T) % VR.
   auto run_copy = [&](int i, int buf, bool store) {
