@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
@@ -93,8 +94,10 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  {  // the first iteration's state rows into L2 (one prefetch per 128-byte line of a row)
-    const uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp;
+  // The state rows of the warp iteration at `base` into L2 (one prefetch per 128-byte line of a
+  // row): the first before the PDL wait, the next one at the top of each iteration (a block that
+  // loops over several iterations keeps the following rows on their way from DRAM).
+  auto prefetch_rows = [&](uint32_t base) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       const uint32_t rr = base + static_cast<uint32_t>(r * rpw + slot_in_warp);
@@ -106,11 +109,14 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V)
         if ((n0 * static_cast<int64_t>(sizeof(S))) % 128 == 0) prefetch_l2(state + off + n0);
     }
-  }
+  };
+  const uint32_t first = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp;
+  prefetch_rows(first);
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
-  for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
+  for (uint32_t base = first; base < rows; base += step) {
+    if (base + step > base && base + step < rows) prefetch_rows(base + step);
     uint32_t row[R], h_of[R], bc[R];
     int64_t soff[R];  // element offset of the row's states; -1: none (past the end, padding or bad slot)
     float dt[R], dA[R], x[R], acc[R], ybad[R];
@@ -507,13 +513,22 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
            static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
-  const unsigned grid = static_cast<unsigned>(blocks);
+  // The bf16 state: a resident grid (blocks loop over warp iterations, prefetching the next
+  // rows) rather than one short block per 64 rows; STATESPACE_SU_PERSISTENT=1/0 forces either
+  // for both state dtypes (benchmarks compare them).
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
-  if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
-    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, !kAPerState>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
-  else
-    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, false>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
+  auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
+                                                                                            : state_update_kernel<S, I, V, kAPerState, false>;
+  bool persistent = sizeof(S) == 2;
+  if (const char* v = std::getenv("STATESPACE_SU_PERSISTENT"); v && *v) persistent = v[0] != '0';
+  if (persistent) {
+    int occ = 0;
+    cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Traits::kThreads, 0), "selectiveStateUpdate: occupancy");
+    const int64_t resident = static_cast<int64_t>(std::max(occ, 1)) * cuda::sm_count();
+    if (blocks > resident) blocks = resident;
+  }
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
