@@ -20,4 +20,45 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int64_t m, 
   return cv.silu ? silu_f(acc) : acc;
 }
 
+// conv_step for the channels of `mask` (bit e: channel ch + e, e < 4; channels outside the mask
+// are never touched, so ch may lie before the first conv channel) of row m, with every load
+// (conv state, weights, bias) issued before any store: one round trip to L2 for the four instead
+// of one each (a store to the state may alias the next channel's loads, so the compiler cannot
+// hoist them itself). Widths up to 4 (every Mamba checkpoint); wider convs take conv_step.
+template <typename T> __device__ __forceinline__ void conv_steps4(const GemvConv& cv, int64_t m, int64_t ch, unsigned mask, float (&v)[4]) {
+  constexpr int kW = 4;
+  const int W = static_cast<int>(cv.width);
+  const int64_t base = (m * cv.channels + ch) * (W - 1);
+  // (the newest tap's weight apart: indexing w by the run-time width would put it in local memory)
+  float st[4][kW - 1], w[4][kW - 1], wlast[4], b[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (!(mask >> e & 1)) continue;
+#pragma unroll
+    for (int k = 0; k < kW - 1; ++k) {
+      if (k < W - 1) {
+        st[e][k] = load_any(cv.state, cv.state_dtype, base + e * (W - 1) + k);
+        w[e][k] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + k);
+      }
+    }
+    wlast[e] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + W - 1);
+    b[e] = cv.bias ? load_any(cv.bias, cv.bias_dtype, ch + e) : 0.f;
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (!(mask >> e & 1)) continue;
+    const float x = to_float(from_float<T>(v[e]));
+    float acc = b[e];
+#pragma unroll
+    for (int k = 0; k < kW - 1; ++k)
+      if (k < W - 1) acc += w[e][k] * st[e][k];
+    acc += wlast[e] * x;
+#pragma unroll
+    for (int k = 0; k + 1 < kW - 1; ++k)
+      if (k + 1 < W - 1) store_any(cv.state, cv.state_dtype, base + e * (W - 1) + k, st[e][k + 1]);
+    if (W > 1) store_any(cv.state, cv.state_dtype, base + e * (W - 1) + W - 2, x);
+    v[e] = cv.silu ? silu_f(acc) : acc;
+  }
+}
+
 }  // namespace ss::cuda

@@ -192,14 +192,25 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     }
     float vals[4] = {v.x, v.y, v.z, v.w};
     const int64_t n = n0 + row;
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      if (p.bias && n + e < p.N) vals[e] += cuda::load_any(p.bias, p.bias_dtype, n + e);
+    if (cv.state) {  // the conv step on the columns of [n, n + 4) that are conv channels
+      unsigned mask = 0;
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (n + e < p.N && n + e >= cv.lo && n + e < cv.lo + cv.channels) mask |= 1u << e;
+      if (mask && cv.width <= 4) {
+        cuda::conv_steps4<T>(cv, tok, n - cv.lo, mask, vals);  // (n - lo < 0 only for unmasked columns)
+      } else if (mask) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (mask >> e & 1) vals[e] = cuda::conv_step<T>(cv, tok, n + e - cv.lo, vals[e]);
+      }
+    }
     T o[4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (n + e >= p.N) break;
-      if (p.bias) vals[e] += cuda::load_any(p.bias, p.bias_dtype, n + e);
-      if (cv.state && n + e >= cv.lo && n + e < cv.lo + cv.channels) vals[e] = cuda::conv_step<T>(cv, tok, n + e - cv.lo, vals[e]);
-      o[e] = cuda::from_float<T>(vals[e]);
-    }
+    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e]);
     T* dst = out + static_cast<int64_t>(tok) * p.N + n;
     if (vec_out && n + 4 <= p.N) {
       uint2 u;

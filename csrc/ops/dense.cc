@@ -1,4 +1,5 @@
 #include "ops/dense.h"
+#include <cstdlib>
 #include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
@@ -165,7 +166,11 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   }
   LinearPlan L = plan_linear(x, weight, bias);
 #ifdef STATESPACE_WITH_CUDA
-  if (!cpu && M <= kSkinnyMaxM && L.out.numel() > 0 && (M <= kGemvMaxM || skinny_gemm_fits(L.p))) {
+  // STATESPACE_SKINNY_CONV=0: batched decode runs the conv step as its own kernel after the
+  // skinny GEMM (benchmarks compare the two).
+  const char* skinny_conv = std::getenv("STATESPACE_SKINNY_CONV");
+  const bool fuse_skinny = !(skinny_conv && skinny_conv[0] == '0');
+  if (!cpu && M <= kSkinnyMaxM && L.out.numel() > 0 && (M <= kGemvMaxM || (fuse_skinny && skinny_gemm_fits(L.p)))) {
     // The matrix-vector kernel (or, for batched decode, the skinny GEMM) applies the conv step
     // to its conv columns as it writes them.
     Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
