@@ -40,7 +40,8 @@ struct SkinnyTraits {
   static constexpr int BK = 64;       // K per stage: 128-byte rows, 8 chunks of 16 bytes
   static constexpr int kStages = 4;
   static constexpr int kWarps = BN / 16, kThreads = kWarps * 32;
-  static constexpr int kMaxSplit = 8;  // portable cluster size
+  static constexpr int kMaxSplit = 8;      // portable cluster size: the default cap
+  static constexpr int kMaxSplitNP = 16;   // non-portable (Hopper allows 16 with an opt-in)
   static constexpr int kStageElems = (BN + kMaxM) * BK;
   static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageElems * 2;
   static constexpr int kRedPitch = BN + 4;  // f32 partial tile [token][row], conflict-free writes
@@ -252,6 +253,15 @@ template <typename T> void allow_smem(int device) {
   done.fetch_or(bit, std::memory_order_relaxed);
 }
 
+// Clusters of more than 8 blocks (S = 16) need an opt-in per device and instantiation.
+template <typename T> void allow_large_clusters(int device) {
+  static std::atomic<uint64_t> done{0};
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
+  cuda::check(cudaFuncSetAttribute(skinny_gemm_kernel<T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "linear (skinny): cluster size");
+  done.fetch_or(bit, std::memory_order_relaxed);
+}
+
 template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int device) {
   using Tr = SkinnyTraits;
   allow_smem<T>(device);
@@ -259,10 +269,11 @@ template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv
   // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
   // STATESPACE_SKINNY_SPLIT=1|2|4|8 caps the split (benchmarks compare the settings).
   int max_split = Tr::kMaxSplit;
-  if (const char* v = std::getenv("STATESPACE_SKINNY_SPLIT"); v && *v) max_split = std::max(1, std::min(Tr::kMaxSplit, std::atoi(v)));
+  if (const char* v = std::getenv("STATESPACE_SKINNY_SPLIT"); v && *v) max_split = std::max(1, std::min(Tr::kMaxSplitNP, std::atoi(v)));
   int S = 1;
   if (device_major(device) >= 9)
     while (2 * S <= max_split && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
+  if (S > Tr::kMaxSplit) allow_large_clusters<T>(device);
   const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
