@@ -97,9 +97,9 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 
 /**
  * selectiveStateUpdate with dtProj (Mamba-1's dt_proj inside the state update) against linear
- * followed by the plain state update: on CUDA batch <= 8 takes the fused one-row-per-thread kernel
- * and batch 9+ the fused batched one (channel-major, 128 channels a block: dim 300 leaves a partial
- * block), the CPU the linear layer first; dt rank 24 and 160, with the low-rank input a strided view.
+ * followed by the plain state update: batch <= 8 takes the fused kernel on CUDA, batch 9 and 64
+ * and the CPU the linear layer first (on CUDA then the skinny GEMM and the batched state update);
+ * dt rank 24 and 160, with the low-rank input a strided view.
  */
 export async function checkDtProj(device: Device, dtype: DType, tol: number): Promise<void> {
   for (const [batch, dim, rank] of [

@@ -21,6 +21,11 @@ __device__ __forceinline__ void copy_async16_zfill(void* smem, const void* gmem,
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes) : "memory");
 }
 
+// Same with the shared-memory destination as a 32-bit shared address (__cvta_generic_to_shared).
+__device__ __forceinline__ void copy_async16_zfill(uint32_t smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(src_bytes) : "memory");
+}
+
 // Commit groups (sm_80+): copy_async_commit() closes the group of this thread's copies issued
 // since the last commit; copy_async_wait_group<N>() waits until at most N groups are pending.
 __device__ __forceinline__ void copy_async_commit() {

@@ -49,10 +49,9 @@ struct SkinnyTraits {
 };
 static_assert(SkinnyTraits::kMaxM > kGemvMaxM, "the skinny GEMM starts where the matrix-vector kernel stops");
 
-// Element offset of (row, k) in a stage tile with 64-element rows: the 16-byte chunk index is
-// XORed with the row's low bits, so the 8 rows read by one ldmatrix 8x8 matrix (same logical
-// chunk) sit in 8 different bank groups and the cp.async writes of a row stay 16-byte chunks.
-__device__ __forceinline__ int swz(int row, int k) { return row * SkinnyTraits::BK + ((((k >> 3) ^ row) & 7) << 3) + (k & 7); }
+// Stage tiles have 64-element (128-byte) rows whose 16-byte chunk index is XORed with the row's
+// low 3 bits: the 8 rows read by one ldmatrix 8x8 matrix (same logical chunk) sit in 8 different
+// bank groups, and the cp.async writes of a row stay whole 16-byte chunks.
 
 // Cluster primitives (sm_90); on older GPUs the host launches S = 1 and these reduce to the block.
 __device__ __forceinline__ void cluster_sync() {
@@ -82,7 +81,6 @@ template <typename T>
 __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(GemmParams p, GemvConv cv, int64_t kc) {
   using Tr = SkinnyTraits;
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* smem = reinterpret_cast<T*>(smem_raw);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int S = gridDim.y, rank = blockIdx.y;
   const int M = static_cast<int>(p.M);
@@ -94,26 +92,51 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   const T* x = static_cast<const T*>(p.x);
   const T* w = static_cast<const T*>(p.weight);
 
-  // This thread's chunk column (16 bytes) and first row of every tile load.
-  const int ch = tid % 8, r0 = tid / 8;  // rows r0 + 32·i
+  // Everything the stage loop needs is computed once here, so that a stage costs the 6 copies,
+  // 20 ldmatrix and 32 mma of a warp plus a few adds (the first version recomputed swizzled
+  // addresses per use and guarded each n-tile with a branch, which serialised every ldmatrix
+  // with its mma: the kernel was bound by its own instruction latency, at 1.35 TB/s).
+  // Loads: this thread's 16-byte chunk column and rows r0 + 32·i of the weight (4) and x (2)
+  // tiles. (r0 + 32·i) & 7 = r0 & 7, so one swizzled offset serves every row of a thread.
+  const int ch = tid % 8, r0 = tid / 8;
+  const uint32_t smem_base = smem_addr(smem_raw);
+  constexpr uint32_t kStageBytes = Tr::kStageElems * 2, kRowBytes = Tr::BK * 2, kXBytes = Tr::BN * Tr::BK * 2;
+  const uint32_t dst0 = r0 * kRowBytes + ((ch ^ r0) & 7) * 16;  // + i·32 rows
+  const T* wsrc[Tr::BN / 32];
+  bool wok[Tr::BN / 32];
+#pragma unroll
+  for (int i = 0; i < Tr::BN / 32; ++i) {
+    const int64_t r = n0 + r0 + 32 * i;
+    wok[i] = r < p.N;
+    wsrc[i] = wok[i] ? w + r * ldw + k_begin + ch * 8 : w;
+  }
+  const T* xsrc[Tr::kMaxM / 32];
+  bool xok[Tr::kMaxM / 32];
+#pragma unroll
+  for (int i = 0; i < Tr::kMaxM / 32; ++i) {
+    const int r = r0 + 32 * i;
+    xok[i] = r < M;
+    xsrc[i] = xok[i] ? x + r * ldx + k_begin + ch * 8 : x;
+  }
+  const int64_t klen = k_end - k_begin;
   auto load_w = [&](int kt, int stage) {
-    T* dst = smem + stage * Tr::kStageElems;
-    const int64_t k = k_begin + static_cast<int64_t>(kt) * Tr::BK + ch * 8;
+    const int64_t kofs = static_cast<int64_t>(kt) * Tr::BK;
+    const bool kok = kofs + ch * 8 < klen;
+    const uint32_t dst = smem_base + stage * kStageBytes + dst0;
 #pragma unroll
     for (int i = 0; i < Tr::BN / 32; ++i) {
-      const int r = r0 + 32 * i;
-      const bool ok = n0 + r < p.N && k < k_end;
-      cuda::copy_async16_zfill(dst + swz(r, ch * 8), ok ? w + (n0 + r) * ldw + k : w, ok ? 16 : 0);
+      const bool ok = wok[i] && kok;
+      cuda::copy_async16_zfill(dst + i * 32 * kRowBytes, ok ? wsrc[i] + kofs : w, ok ? 16 : 0);
     }
   };
   auto load_x = [&](int kt, int stage) {
-    T* dst = smem + stage * Tr::kStageElems + Tr::BN * Tr::BK;
-    const int64_t k = k_begin + static_cast<int64_t>(kt) * Tr::BK + ch * 8;
+    const int64_t kofs = static_cast<int64_t>(kt) * Tr::BK;
+    const bool kok = kofs + ch * 8 < klen;
+    const uint32_t dst = smem_base + stage * kStageBytes + kXBytes + dst0;
 #pragma unroll
     for (int i = 0; i < Tr::kMaxM / 32; ++i) {
-      const int r = r0 + 32 * i;
-      const bool ok = r < M && k < k_end;
-      cuda::copy_async16_zfill(dst + swz(r, ch * 8), ok ? x + r * ldx + k : x, ok ? 16 : 0);
+      const bool ok = xok[i] && kok;
+      cuda::copy_async16_zfill(dst + i * 32 * kRowBytes, ok ? xsrc[i] + kofs : x, ok ? 16 : 0);
     }
   };
 
@@ -130,13 +153,21 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     cuda::copy_async_commit();
   }
 
-  const int ntiles = (M + 7) / 8;  // token n-tiles holding real rows (the rest are skipped)
   float acc[8][4];
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+  // ldmatrix offsets (bytes within a stage) of this lane for the 4 k16 steps: the warp's 16 weight
+  // rows (A) and token rows 0..15 (B; token block jp adds jp·16 rows, the same swizzle).
   const RC ra = a_addr(lane), rb = b_addr_nk(lane);
+  uint32_t a_off[4], b_off[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int ar = warp * 16 + ra.r;
+    a_off[q] = ar * kRowBytes + (((2 * q + (ra.c >> 3)) ^ ar) & 7) * 16;
+    b_off[q] = kXBytes + rb.r * kRowBytes + (((2 * q + (rb.c >> 3)) ^ rb.r) & 7) * 16;
+  }
 
   for (int kt = 0; kt < nk; ++kt) {
     cuda::copy_async_wait_group<Tr::kStages - 2>();
@@ -147,21 +178,25 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
       load_x(next, next % Tr::kStages);
     }
     cuda::copy_async_commit();
-    const T* ws = smem + (kt % Tr::kStages) * Tr::kStageElems;
-    const T* xs = ws + Tr::BN * Tr::BK;
+    const uint32_t sb = smem_base + (kt % Tr::kStages) * kStageBytes;
+    // Fragments of k16 step q + 1 are loaded before the mma of step q.
+    uint32_t a[2][4], b[2][4][4];
+    ldsm_x4(a[0], sb + a_off[0]);
 #pragma unroll
-    for (int kk = 0; kk < Tr::BK; kk += 16) {
-      uint32_t a[4];
-      ldsm_x4(a, ws + swz(warp * 16 + ra.r, kk + ra.c));
+    for (int jp = 0; jp < 4; ++jp) ldsm_x4(b[0][jp], sb + b_off[0] + jp * 16 * kRowBytes);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int cur = q & 1;
+      if (q + 1 < 4) {
+        ldsm_x4(a[cur ^ 1], sb + a_off[q + 1]);
+#pragma unroll
+        for (int jp = 0; jp < 4; ++jp) ldsm_x4(b[cur ^ 1][jp], sb + b_off[q + 1] + jp * 16 * kRowBytes);
+      }
 #pragma unroll
       for (int jp = 0; jp < 4; ++jp) {
-        if (2 * jp < ntiles) {
-          uint32_t b[4];
-          ldsm_x4(b, xs + swz(jp * 16 + rb.r, kk + rb.c));
-          const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
-          mma16816<T>(acc[2 * jp], a, b0);
-          if (2 * jp + 1 < ntiles) mma16816<T>(acc[2 * jp + 1], a, b1);
-        }
+        const uint32_t b0[2] = {b[cur][jp][0], b[cur][jp][1]}, b1[2] = {b[cur][jp][2], b[cur][jp][3]};
+        mma16816<T>(acc[2 * jp], a[cur], b0);
+        mma16816<T>(acc[2 * jp + 1], a[cur], b1);
       }
     }
   }

@@ -12,7 +12,6 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include "cuda/async_copy.cuh"
@@ -55,13 +54,6 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
   }
 }
 
-// Requests the 128-byte line holding ptr into L2. Used before the PDL wait for the first state
-// rows of a block: the state is not an output of the kernels a decode step waits for, and even
-// if the previous kernel wrote it a prefetch returns no data (L2 is the point of coherence), so
-// the real loads after the wait read the current values; it only starts the DRAM fetch during
-// the predecessor's tail.
-__device__ __forceinline__ void prefetch_l2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
-
 struct Traits {
   static constexpr int kThreads = 256;
   static constexpr int kRows = 4;  // rows per thread in flight
@@ -94,29 +86,10 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  // The state rows of the warp iteration at `base` into L2 (one prefetch per 128-byte line of a
-  // row): the first before the PDL wait, the next one at the top of each iteration (a block that
-  // loops over several iterations keeps the following rows on their way from DRAM).
-  auto prefetch_rows = [&](uint32_t base) {
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const uint32_t rr = base + static_cast<uint32_t>(r * rpw + slot_in_warp);
-      if (rr >= rows) break;
-      const uint32_t bh = m.P.div(rr), b = m.H.div(bh), h = bh - b * m.H.d;
-      const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
-      if (slot < 0 || slot >= p.slots) continue;
-      const int64_t off = ((slot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N;
-      for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V)
-        if ((n0 * static_cast<int64_t>(sizeof(S))) % 128 == 0) prefetch_l2(state + off + n0);
-    }
-  };
-  const uint32_t first = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp;
-  prefetch_rows(first);
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
-  for (uint32_t base = first; base < rows; base += step) {
-    if (base + step > base && base + step < rows) prefetch_rows(base + step);
+  for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
     uint32_t row[R], h_of[R], bc[R];
     int64_t soff[R];  // element offset of the row's states; -1: none (past the end, padding or bad slot)
     float dt[R], dA[R], x[R], acc[R], ybad[R];
@@ -347,11 +320,11 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
-// consecutive channels and a run of `bb` batch entries; A, D, dtBias (and, with p.dt_proj, the
-// channels' dt_proj rows in shared memory) are read once per block instead of once per
-// (batch, channel) row as in the kernel above (A alone is as many bytes as the f32 state, from
-// L2). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM (without dt_proj: computing it here
+// made the kernel compute-bound, 1.2 TB/s at batch 64; the batch takes a linear layer first):
+// channel-major. A block owns 128 consecutive channels and a run of `bb` batch entries; A, D and
+// dtBias are read once per block instead of once per (batch, channel) row as in the kernel above
+// (A alone is as many bytes as the f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
 // streamed through a kStages-deep cp.async ring in shared memory (coalesced both ways, 3 runs in
 // flight per block while one is updated).
 struct M1BatchTraits {
@@ -360,29 +333,19 @@ struct M1BatchTraits {
   template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
 };
 
-template <typename S, typename I, bool kProjDt>
+template <typename S, typename I>
 __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS, P = Tr::pitch<S>();
   extern __shared__ __align__(16) unsigned char smem[];
   S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
-  unsigned char* dtw_s = smem + Tr::ring_bytes<S>();
   const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
   const bool live = h < H;
   const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
   const int nb = static_cast<int>(min(static_cast<int64_t>(bb), p.batch - b0));
-  const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
   S* state = static_cast<S*>(p.state);
-  // Parameters, requested before waiting for the producers of x, dt, B, C, z.
-  if constexpr (kProjDt) {
-    const int chunks = static_cast<int>(p.dt_rank * sizeof(I) / 16);
-    for (int j = threadIdx.x; j < T * chunks; j += T) {
-      const int rl = j / chunks, c = j - rl * chunks;
-      if (h0 + rl < H)
-        cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + ((h0 + rl) * p.dt_rank * sizeof(I)) + c * 16);
-    }
-  }
+  // Parameters, read before waiting for the producers of x, dt, B, C, z.
   const uint32_t hc = live ? h : 0;
   Pack<float, 4> av[N / 4];
 #pragma unroll
@@ -390,13 +353,6 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
   const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
-  // The first runs' state rows into L2 while the producers finish (see prefetch_l2).
-  for (int i = 0; i < NS - 1 && i < nb; ++i) {
-    const int64_t slot = slot_of(i);
-    const int64_t bytes = static_cast<int64_t>(min(static_cast<uint32_t>(T), H - h0)) * N * sizeof(S);
-    if (slot >= 0 && slot < p.slots && threadIdx.x * 128 < bytes)
-      prefetch_l2(reinterpret_cast<const unsigned char*>(state + (slot * H + h0) * N) + threadIdx.x * 128);
-  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
 
@@ -425,7 +381,7 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   I* y = static_cast<I*>(p.y);
   for (int i = 0; i < nb; ++i) {
     cuda::copy_async_wait_group<NS - 2>();
-    __syncthreads();  // run i (and the dt_proj rows) visible to the block
+    __syncthreads();  // run i visible to the block
     if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
     cuda::copy_async_commit();
     const int64_t b = b0 + i, slot = slot_of(i);
@@ -445,9 +401,7 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
         bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
         cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
       }
-      float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, static_cast<uint32_t>(b))
-                         : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-      dt += biash;
+      float dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]) + biash;
       if (p.dt_softplus) dt = cuda::softplus_f(dt);
       if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
       const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
@@ -472,23 +426,12 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-// Dynamic shared memory of the batched Mamba-1 kernel: opted in once per device and variant up
-// to kM1BatchSmemMax (the launch asks for what it needs; the limit only allows it).
-constexpr size_t kM1BatchSmemMax = 200 * 1024;
-template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
+// The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
+// to fit the resident blocks.
+template <typename S, typename I> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1BatchTraits;
-  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
-  const size_t smem = Tr::ring_bytes<S>() + (kProjDt ? Tr::kThreads * dt_proj_pitch(p.dt_rank, sizeof(I)) : 0);
-  int device = 0;
-  cudaGetDevice(&device);
-  static std::atomic<uint64_t> opted{0};
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (smem > 48 * 1024 && !(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)),
-                "selectiveStateUpdate: shared memory");
-    opted.fetch_or(bit, std::memory_order_relaxed);
-  }
-  // One wave: as many batch entries per block as it takes for the grid to fit the resident blocks.
+  auto kernel = state_update_m1_batch_kernel<S, I>;
+  const size_t smem = Tr::ring_bytes<S>();  // <= 40 KB: no opt-in
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
   const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
@@ -513,15 +456,14 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
            static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
-  // The bf16 state: a resident grid (blocks loop over warp iterations, prefetching the next
-  // rows) rather than one short block per 64 rows; STATESPACE_SU_PERSISTENT=1/0 forces either
-  // for both state dtypes (benchmarks compare them).
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
                                                                                             : state_update_kernel<S, I, V, kAPerState, false>;
-  bool persistent = sizeof(S) == 2;
-  if (const char* v = std::getenv("STATESPACE_SU_PERSISTENT"); v && *v) persistent = v[0] != '0';
+  // STATESPACE_SU_PERSISTENT=1: a resident grid whose blocks loop over warp iterations rather
+  // than one short block per 64 rows (an experiment: benchmarks compare the two).
+  const char* pv = std::getenv("STATESPACE_SU_PERSISTENT");
+  const bool persistent = pv && pv[0] == '1';
   if (persistent) {
     int occ = 0;
     cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Traits::kThreads, 0), "selectiveStateUpdate: occupancy");
@@ -553,15 +495,11 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
-    // Shared memory: few rows, the dt_proj rows of a 64-thread block beside the kernel's static
-    // state rows (48 KB at most); batched, those of a 128-thread block beside the state ring.
-    const bool bf16_state = p.state_dtype == DType::BFloat16;
-    const size_t ssize = bf16_state ? 2 : 4;
+    // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
+    const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    const size_t ring = bf16_state ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
-    const bool smem_ok = p.batch > kGemvMaxM ? ring + M1BatchTraits::kThreads * dt_proj_pitch(p.dt_rank, sizeof(I)) <= kM1BatchSmemMax
-                                             : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
-    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
+    const bool dt_ok = p.batch <= kGemvMaxM && p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
+                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
@@ -571,11 +509,10 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
-        if (p.dt_proj)
-          launch_m1_batch<S, I, true>(p, st);
-        else
-          launch_m1_batch<S, I, false>(p, st);
+      // STATESPACE_SU_M1_BATCHED=0: batches > 8 take the one-row-per-thread kernel too (A/B).
+      const char* mb = std::getenv("STATESPACE_SU_M1_BATCHED");
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM && !p.dt_proj && !(mb && mb[0] == '0')) {
+        launch_m1_batch<S, I>(p, st);
       } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
         // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
