@@ -97,9 +97,11 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 
 /**
  * selectiveStateUpdate with dtProj (Mamba-1's dt_proj inside the state update) against linear
- * followed by the plain state update: batch <= 8 takes the fused kernel on CUDA, batch 9 and 64
- * and the CPU the linear layer first (on CUDA then the skinny GEMM and the batched state update);
- * dt rank 24 and 160, with the low-rank input a strided view.
+ * followed by the plain state update. On CUDA batch <= 8 takes the fused one-row-per-thread kernel;
+ * batch > 8 with 16-bit inputs and rank % 16 == 0 the batched kernel's tensor-core product (batch
+ * 64: one 16-entry chunk per block; batch 60 over 16896 channels: two chunks per block, the second
+ * partly empty), other batches the linear layer first, as the CPU does; dt rank 24, 32 and 160, with
+ * the low-rank input a strided view.
  */
 export async function checkDtProj(device: Device, dtype: DType, tol: number): Promise<void> {
   for (const [batch, dim, rank] of [
@@ -107,6 +109,7 @@ export async function checkDtProj(device: Device, dtype: DType, tol: number): Pr
     [5, 64, 24],
     [9, 48, 24],
     [64, 300, 160],
+    ...(device === 'cpu' ? [] : [[60, 16896, 32]]),
   ]) {
     const N = 16;
     const dbc = randn([batch, rank + 2 * N], { dtype, device });

@@ -12,12 +12,14 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
@@ -320,26 +322,42 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM (without dt_proj: computing it here
-// made the kernel compute-bound, 1.2 TB/s at batch 64; the batch takes a linear layer first):
-// channel-major. A block owns 128 consecutive channels and a run of `bb` batch entries; A, D and
-// dtBias are read once per block instead of once per (batch, channel) row as in the kernel above
-// (A alone is as many bytes as the f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
+// consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
+// instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
+// f32 state, from L2).
+// kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
+// and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
+// once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
+// compute-bound (1.2 TB/s at batch 64). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
 // streamed through a kStages-deep cp.async ring in shared memory (coalesced both ways, 3 runs in
 // flight per block while one is updated).
 struct M1BatchTraits {
   static constexpr int kThreads = 128, kN = 16, kStages = 4;
+  static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
   template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
   template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
 };
 
-template <typename S, typename I>
+// Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
+// rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
+// — conflict-free ldmatrix), dt [16][128] f32.
+__host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
+  return (M1BatchTraits::kThreads + M1BatchTraits::kDtTokens) * dt_proj_pitch(rank, 2) + M1BatchTraits::kDtTokens * M1BatchTraits::kThreads * 4;
+}
+
+template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS, P = Tr::pitch<S>();
   extern __shared__ __align__(16) unsigned char smem[];
   S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
+  constexpr int DT = Tr::kDtTokens;
+  const size_t dpitch = dt_proj_pitch(p.dt_rank, 2);
+  unsigned char* dtw_s = smem + Tr::ring_bytes<S>();      // kProjDt: [T][dpitch]
+  unsigned char* tok_s = dtw_s + T * dpitch;              // [DT][dpitch]
+  float* dt_s = reinterpret_cast<float*>(tok_s + DT * dpitch);  // [DT][T]
   const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
   const bool live = h < H;
   const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
@@ -353,8 +371,52 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
   const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
+  const int rchunks = static_cast<int>(p.dt_rank / 8);  // 16-byte chunks of a rank row
+  if constexpr (kProjDt) {  // the block's dt_proj rows (rows past the last channel zero-filled); joins commit group 0
+    for (int j = threadIdx.x; j < T * rchunks; j += T) {
+      const int rl = j / rchunks, c = j - rl * rchunks;
+      const bool ok = h0 + rl < H;
+      cuda::copy_async16_zfill(dtw_s + rl * dpitch + c * 16, static_cast<const I*>(p.dt_proj) + (ok ? (h0 + rl) * p.dt_rank + c * 8 : 0), ok ? 16 : 0);
+    }
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  // kProjDt: dt of batch entries [i0, i0 + 16) for the block's channels into dt_s (rounded to the
+  // input dtype as a separate linear layer rounds it). Warp w: channels 32w..32w+31 (2 m-tiles) x
+  // 16 entries (2 n-tiles), K = rank in steps of 16.
+  auto project_dt = [&](int i0) {
+    if constexpr (kProjDt) {
+      using namespace cuda::mma;
+      for (int j = threadIdx.x; j < DT * rchunks; j += T) {
+        const int t = j / rchunks, c = j - t * rchunks;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (i0 + t < nb) v = *reinterpret_cast<const uint4*>(static_cast<const I*>(p.dt) + (b0 + i0 + t) * p.dt_stride + c * 8);
+        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = v;
+      }
+      __syncthreads();
+      const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+      const RC ra = a_addr(lane), rb = b_addr_nk(lane);
+      float d[2][2][4] = {};
+      for (int k0 = 0; k0 < p.dt_rank; k0 += 16) {
+        uint32_t a0[4], a1[4], bq[4];
+        ldsm_x4(a0, dtw_s + (warp * 32 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(a1, dtw_s + (warp * 32 + 16 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(bq, tok_s + rb.r * dpitch + (k0 + rb.c) * 2);
+        const uint32_t b0f[2] = {bq[0], bq[1]}, b1f[2] = {bq[2], bq[3]};
+        mma16816<I>(d[0][0], a0, b0f);
+        mma16816<I>(d[0][1], a0, b1f);
+        mma16816<I>(d[1][0], a1, b0f);
+        mma16816<I>(d[1][1], a1, b1f);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            dt_s[(nt * 8 + acc_col(lane, e)) * T + warp * 32 + mt * 16 + acc_row(lane, e)] = to_float(cuda::from_float<I>(d[mt][nt][e]));
+    }
+  };
 
   // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
   // row (t + j·T) / VR, vector (t + j·T) % VR.
@@ -381,7 +443,11 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   I* y = static_cast<I*>(p.y);
   for (int i = 0; i < nb; ++i) {
     cuda::copy_async_wait_group<NS - 2>();
-    __syncthreads();  // run i visible to the block
+    __syncthreads();  // run i (and at i = 0 the dt_proj rows) visible to the block
+    if (kProjDt && i % DT == 0) {
+      project_dt(i);
+      __syncthreads();  // dt_s complete
+    }
     if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
     cuda::copy_async_commit();
     const int64_t b = b0 + i, slot = slot_of(i);
@@ -401,7 +467,7 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
         bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
         cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
       }
-      float dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]) + biash;
+      float dt = (kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h])) + biash;
       if (p.dt_softplus) dt = cuda::softplus_f(dt);
       if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
       const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
@@ -428,10 +494,22 @@ bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>
 
 // The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
 // to fit the resident blocks.
-template <typename S, typename I> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
+constexpr size_t kM1BatchSmemMax = 160 * 1024;
+template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1BatchTraits;
-  auto kernel = state_update_m1_batch_kernel<S, I>;
-  const size_t smem = Tr::ring_bytes<S>();  // <= 40 KB: no opt-in
+  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
+  const size_t smem = Tr::ring_bytes<S>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
+  if (kProjDt) {  // past 48 KB of dynamic shared memory: opted in once per device
+    int device = 0;
+    cudaGetDevice(&device);
+    static std::atomic<uint64_t> opted{0};
+    const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+    if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+      cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)),
+                  "selectiveStateUpdate: shared memory");
+      opted.fetch_or(bit, std::memory_order_relaxed);
+    }
+  }
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
   const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
@@ -498,8 +576,16 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    const bool dt_ok = p.batch <= kGemvMaxM && p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
-                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    // Batches > 8: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0), unless
+    // STATESPACE_SU_DTPROJ_BATCHED=0 or STATESPACE_SU_M1_BATCHED=0.
+    const char* fb = std::getenv("STATESPACE_SU_DTPROJ_BATCHED");
+    const char* mb = std::getenv("STATESPACE_SU_M1_BATCHED");
+    const bool batched = p.batch > kGemvMaxM;
+    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
+    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && !(fb && fb[0] == '0') && !(mb && mb[0] == '0') &&
+                                       ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
+                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
@@ -511,8 +597,15 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       using S = std::remove_pointer_t<decltype(tag)>;
       // STATESPACE_SU_M1_BATCHED=0: batches > 8 take the one-row-per-thread kernel too (A/B).
       const char* mb = std::getenv("STATESPACE_SU_M1_BATCHED");
-      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM && !p.dt_proj && !(mb && mb[0] == '0')) {
-        launch_m1_batch<S, I>(p, st);
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM && !(mb && mb[0] == '0')) {
+        if constexpr (sizeof(I) == 2) {
+          if (p.dt_proj)
+            launch_m1_batch<S, I, true>(p, st);
+          else
+            launch_m1_batch<S, I, false>(p, st);
+        } else {
+          launch_m1_batch<S, I, false>(p, st);  // (f32 inputs: dt_proj is never fused at batch > 8)
+        }
       } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
         // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
