@@ -325,13 +325,13 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
 // consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
 // instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
-// f32 state, from L2).
+// f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
+// h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
+// ways, 3 runs in flight per block while one is updated).
 // kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
 // and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
 // once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
-// compute-bound (1.2 TB/s at batch 64). The block's state rows of one batch entry are one contiguous run (slot, h0..h0+127, 16),
-// streamed through a kStages-deep cp.async ring in shared memory (coalesced both ways, 3 runs in
-// flight per block while one is updated).
+// compute-bound (1.2 TB/s at batch 64).
 struct M1BatchTraits {
   static constexpr int kThreads = 128, kN = 16, kStages = 4;
   static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
