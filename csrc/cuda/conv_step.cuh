@@ -20,41 +20,55 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int64_t m, 
   return cv.silu ? silu_f(acc) : acc;
 }
 
-// conv_step for the channels of `mask` (bit e: channel ch + e, e < 4; channels outside the mask
-// are never touched, so ch may lie before the first conv channel) of row m, with every load
-// (conv state, weights, bias) issued before any store: one round trip to L2 for the four instead
-// of one each (a store to the state may alias the next channel's loads, so the compiler cannot
-// hoist them itself). Widths up to 4 (every Mamba checkpoint); wider convs take conv_step.
-template <typename T> __device__ __forceinline__ void conv_steps4(const GemvConv& cv, int64_t m, int64_t ch, unsigned mask, float (&v)[4]) {
-  constexpr int kW = 4;
+// conv_step for up to four consecutive channels ch + e (bit e of `mask`; channels outside the
+// mask are never touched, so ch may lie before the first conv channel) of one or more rows, split
+// so that a caller can issue every load before any store (a store to the state may alias later
+// loads, so the compiler cannot hoist them itself): conv_taps4 reads the channels' weights and
+// bias (shared by the rows), conv_window4 a row's state, conv_apply4 computes and shifts it.
+// Widths up to 4 (every Mamba checkpoint); wider convs take conv_step.
+struct ConvTaps4 {
+  float w[4][3], wlast[4], b[4];  // (the newest tap's weight apart: indexing w by the run-time
+                                  // width would put it in local memory)
+};
+__device__ __forceinline__ void conv_taps4(const GemvConv& cv, int64_t ch, unsigned mask, ConvTaps4& t) {
   const int W = static_cast<int>(cv.width);
-  const int64_t base = (m * cv.channels + ch) * (W - 1);
-  // (the newest tap's weight apart: indexing w by the run-time width would put it in local memory)
-  float st[4][kW - 1], w[4][kW - 1], wlast[4], b[4];
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     if (!(mask >> e & 1)) continue;
 #pragma unroll
-    for (int k = 0; k < kW - 1; ++k) {
-      if (k < W - 1) {
-        st[e][k] = load_any(cv.state, cv.state_dtype, base + e * (W - 1) + k);
-        w[e][k] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + k);
-      }
-    }
-    wlast[e] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + W - 1);
-    b[e] = cv.bias ? load_any(cv.bias, cv.bias_dtype, ch + e) : 0.f;
+    for (int k = 0; k < 3; ++k)
+      if (k < W - 1) t.w[e][k] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + k);
+    t.wlast[e] = load_any(cv.weight, cv.weight_dtype, (ch + e) * W + W - 1);
+    t.b[e] = cv.bias ? load_any(cv.bias, cv.bias_dtype, ch + e) : 0.f;
   }
+}
+__device__ __forceinline__ void conv_window4(const GemvConv& cv, int64_t m, int64_t ch, unsigned mask, float (&st)[4][3]) {
+  const int W = static_cast<int>(cv.width);
+  const int64_t base = (m * cv.channels + ch) * (W - 1);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (!(mask >> e & 1)) continue;
+#pragma unroll
+    for (int k = 0; k < 3; ++k)
+      if (k < W - 1) st[e][k] = load_any(cv.state, cv.state_dtype, base + e * (W - 1) + k);
+  }
+}
+template <typename T>
+__device__ __forceinline__ void conv_apply4(const GemvConv& cv, int64_t m, int64_t ch, unsigned mask, const ConvTaps4& t, const float (&st)[4][3],
+                                            float (&v)[4]) {
+  const int W = static_cast<int>(cv.width);
+  const int64_t base = (m * cv.channels + ch) * (W - 1);
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
     if (!(mask >> e & 1)) continue;
     const float x = to_float(from_float<T>(v[e]));
-    float acc = b[e];
+    float acc = t.b[e];
 #pragma unroll
-    for (int k = 0; k < kW - 1; ++k)
-      if (k < W - 1) acc += w[e][k] * st[e][k];
-    acc += wlast[e] * x;
+    for (int k = 0; k < 3; ++k)
+      if (k < W - 1) acc += t.w[e][k] * st[e][k];
+    acc += t.wlast[e] * x;
 #pragma unroll
-    for (int k = 0; k + 1 < kW - 1; ++k)
+    for (int k = 0; k + 1 < 3; ++k)
       if (k + 1 < W - 1) store_any(cv.state, cv.state_dtype, base + e * (W - 1) + k, st[e][k + 1]);
     if (W > 1) store_any(cv.state, cv.state_dtype, base + e * (W - 1) + W - 2, x);
     v[e] = cv.silu ? silu_f(acc) : acc;

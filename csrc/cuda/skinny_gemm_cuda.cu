@@ -211,49 +211,80 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     for (int i = 0; i < 4; ++i) red[(j * 8 + acc_col(lane, i)) * Tr::kRedPitch + warp * 16 + acc_row(lane, i)] = acc[j][i];
   cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
-  // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile, 4 rows per item.
-  const int rows_per = Tr::BN / S, groups = rows_per / 4;
+  // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile: items of 4 rows x 1 token,
+  // two per pass with the same rows (kThreads is a multiple of the row groups), so that the conv
+  // taps are read once and every conv load of the pass goes out before any conv store.
+  const int rows_per = Tr::BN / S, groups = rows_per / 4, items = groups * M;
+  const int tok_step = Tr::kThreads / groups;  // tokens between the two items of a pass
   T* out = static_cast<T*>(p.out);
   const bool vec_out = p.N % 4 == 0;
-  for (int item = tid; item < groups * M; item += Tr::kThreads) {
-    const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
-    const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
-    float4 v = ld_cluster_f4(local, 0);
-    for (int s = 1; s < S; ++s) {
-      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
-      v.x += u.x;
-      v.y += u.y;
-      v.z += u.z;
-      v.w += u.w;
-    }
-    float vals[4] = {v.x, v.y, v.z, v.w};
+  for (int item0 = tid; item0 < items; item0 += 2 * Tr::kThreads) {
+    const int g = item0 % groups, row = rank * rows_per + g * 4;
+    const int tok[2] = {item0 / groups, item0 / groups + tok_step};
+    const bool has[2] = {true, tok[1] < M};
     const int64_t n = n0 + row;
+    float vals[2][4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e)
-      if (p.bias && n + e < p.N) vals[e] += cuda::load_any(p.bias, p.bias_dtype, n + e);
-    if (cv.state) {  // the conv step on the columns of [n, n + 4) that are conv channels
-      unsigned mask = 0;
+    for (int u = 0; u < 2; ++u) {
+      const uint32_t local = smem_addr(red + (has[u] ? tok[u] : tok[0]) * Tr::kRedPitch + row);
+      float4 v = ld_cluster_f4(local, 0);
+      for (int s = 1; s < S; ++s) {
+        const float4 w4 = ld_cluster_f4(local, static_cast<uint32_t>(s));
+        v.x += w4.x;
+        v.y += w4.y;
+        v.z += w4.z;
+        v.w += w4.w;
+      }
+      vals[u][0] = v.x;
+      vals[u][1] = v.y;
+      vals[u][2] = v.z;
+      vals[u][3] = v.w;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      if (p.bias && n + e < p.N) {
+        const float bv = cuda::load_any(p.bias, p.bias_dtype, n + e);
+        vals[0][e] += bv;
+        vals[1][e] += bv;
+      }
+    }
+    unsigned mask = 0;  // the columns of [n, n + 4) that are conv channels
+    if (cv.state)
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         if (n + e < p.N && n + e >= cv.lo && n + e < cv.lo + cv.channels) mask |= 1u << e;
-      if (mask && cv.width <= 4) {
-        cuda::conv_steps4<T>(cv, tok, n - cv.lo, mask, vals);  // (n - lo < 0 only for unmasked columns)
-      } else if (mask) {
+    if (mask && cv.width <= 4) {
+      const int64_t c0 = n - cv.lo;  // (< 0 only for unmasked columns)
+      cuda::ConvTaps4 taps;
+      float st[2][4][3];
+      cuda::conv_taps4(cv, c0, mask, taps);
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        if (has[u]) cuda::conv_window4(cv, tok[u], c0, mask, st[u]);
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
+        if (has[u]) cuda::conv_apply4<T>(cv, tok[u], c0, mask, taps, st[u], vals[u]);
+    } else if (mask) {
+#pragma unroll
+      for (int u = 0; u < 2; ++u)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          if (mask >> e & 1) vals[e] = cuda::conv_step<T>(cv, tok, n + e - cv.lo, vals[e]);
-      }
+          if (has[u] && (mask >> e & 1)) vals[u][e] = cuda::conv_step<T>(cv, tok[u], n + e - cv.lo, vals[u][e]);
     }
-    T o[4];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e]);
-    T* dst = out + static_cast<int64_t>(tok) * p.N + n;
-    if (vec_out && n + 4 <= p.N) {
-      uint2 u;
-      memcpy(&u, o, 8);
-      *reinterpret_cast<uint2*>(dst) = u;
-    } else {
-      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
+    for (int u = 0; u < 2; ++u) {
+      if (!has[u]) break;
+      T o[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[u][e]);
+      T* dst = out + static_cast<int64_t>(tok[u]) * p.N + n;
+      if (vec_out && n + 4 <= p.N) {
+        uint2 w2;
+        memcpy(&w2, o, 8);
+        *reinterpret_cast<uint2*>(dst) = w2;
+      } else {
+        for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
+      }
     }
   }
   cluster_sync();  // no block leaves while another still reads its partial tile
