@@ -4,8 +4,9 @@
  * cuBLAS and through the builtin tensor-core kernel (STATESPACE_CUBLAS=0), f32 on the CPU.
  * M <= 8 on CUDA always runs statespace's matrix-vector kernel ('gemv'): judge it by GB/s.
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
- * 8 < M <= 64 in 16-bit runs the skinny tensor-core GEMM ('skinny', csrc/cuda/skinny_gemm_cuda.cu);
- * the same rows with STATESPACE_SKINNY=0 give cuBLAS beside it.
+ * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
+ * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
+ * cuBLAS, also with its K split capped ('skinny split<=S').
  * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
@@ -49,7 +50,8 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
             'of copy bw': bytes / (ms / 1e3) / bw,
           });
         const gemv = device !== 'cpu' && M <= 8;
-        const skinny = device !== 'cpu' && M > 8 && M <= 64 && dtype !== 'float32' && K % 8 === 0 && process.env.STATESPACE_SKINNY !== '0';
+        const want = process.env.STATESPACE_SKINNY;
+        const skinny = device !== 'cpu' && M > 8 && M <= 64 && dtype !== 'float32' && K % 8 === 0 && want !== '0' && (want === '1' || backend === 'builtin');
         const kind = gemv ? 'gemv' : skinny ? (backend.startsWith('skinny') ? backend : 'skinny') : backend;
         add(kind, t.ms);
         if (device !== 'cpu' && M <= 64) {
@@ -76,9 +78,9 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     }
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
-    // Batched decode without the skinny GEMM (cuBLAS where the host has it), for comparison.
+    // Batched decode through the skinny GEMM although cuBLAS is there, for comparison.
     const savedSkinny = process.env.STATESPACE_SKINNY;
-    process.env.STATESPACE_SKINNY = '0';
+    process.env.STATESPACE_SKINNY = '1';
     try {
       bench(device, report, 'bfloat16', [64], LAYERS, linearBackend(device).split(' ')[0], bw);
     } finally {
@@ -99,12 +101,14 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     // non-portable cluster size), for the narrow layers.
     for (const split of ['1', '2', '4', '16']) {
       process.env.STATESPACE_SKINNY_SPLIT = split;
+      process.env.STATESPACE_SKINNY = '1';
       try {
         bench(device, report, 'bfloat16', [64], LAYERS.slice(0, 3), `skinny split<=${split}`, bw);
       } catch (e) {
         report.add({ device, backend: `skinny split<=${split}`, error: (e as Error).message.split('\n')[0].slice(0, 120) });
       } finally {
         delete process.env.STATESPACE_SKINNY_SPLIT;
+        delete process.env.STATESPACE_SKINNY;
       }
     }
   }

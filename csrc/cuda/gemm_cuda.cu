@@ -8,8 +8,9 @@
 // Both keep it simple (no cp.async pipeline, no warp specialisation): the fallback is for hosts
 // without cuBLAS.
 // Small M (M <= 8: decode) always takes the matrix-vector kernel of gemv_cuda.cu instead: the
-// product is bound by reading the weights once, without padding M up to a 64-row tile; batched
-// decode (8 < M <= 64, 16-bit) the skinny tensor-core GEMM of skinny_gemm_cuda.cu.
+// product is bound by reading the weights once, without padding M up to a 64-row tile. Batched
+// decode (8 < M <= 64, 16-bit) takes cuBLAS, or where the host has none the skinny tensor-core
+// GEMM of skinny_gemm_cuda.cu (the builtin 64x64-tile kernel pads M and stages through registers).
 #include <mma.h>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"

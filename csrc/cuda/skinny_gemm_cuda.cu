@@ -15,13 +15,18 @@
 //    block finalising 1/S of the tile (bias, the optional conv step of decode, one rounding);
 //  - programmatic dependent launch: the first stages' weights are requested before waiting for
 //    the kernel that produces x.
-// The previous split-K attempt (bench/NOTES.md, decode round 3) lost to cuBLAS: one block per SM
-// at 128 registers, shallow register staging, partial sums through global memory.
+// Measured on an H100 (bench/NOTES.md, batch-64 decode, third session) it still loses to cuBLAS
+// (in_proj 64x10240x2560 30 µs = 1.8 TB/s against 22 µs; out_proj 64x2560x5120 20 against 11.5):
+// each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
+// near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
+// stream through TMA with warp-specialised producers, the next thing to try here.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
+#include "cuda/cublas_loader.h"
 #include "cuda/conv_step.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
@@ -374,7 +379,13 @@ template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
-  if (const char* v = std::getenv("STATESPACE_SKINNY"); v && v[0] == '0') return false;
+  // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
+  // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
+  // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
+  const char* v = std::getenv("STATESPACE_SKINNY");
+  if (v && v[0] == '0') return false;
+  std::string why;
+  if (!(v && v[0] == '1') && cuda::cublas_usable(p, &why)) return false;
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= SkinnyTraits::kMaxM && p.N > 0 &&
          p.K > 0 && p.N < (int64_t{1} << 31) / SkinnyTraits::BN && !p.x_col_major && !p.w_col_major && p.K % 8 == 0 && ldx % 8 == 0 &&

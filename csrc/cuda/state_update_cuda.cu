@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
@@ -150,13 +151,24 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
         Pack<float, V> av;
         if constexpr (kAPerState) av = *reinterpret_cast<const Pack<float, V>*>(A + static_cast<int64_t>(h_of[r]) * N + n0);
         const float dtx = dt[r] * x[r];
+        constexpr bool kPairs = std::is_same_v<S, __nv_bfloat16> && V % 2 == 0;
+        uint32_t packed[kPairs ? V / 2 : 1];  // a bf16 state: two values per conversion (cvt.rn.bf16x2.f32,
+        float prev = 0.f;                     // the same rounding as one at a time, half the instructions)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float decay = kAPerState ? __expf(dt[r] * av.v[j]) : dA[r];
           const float v = to_float(s[r].v[j]) * decay + dtx * (kSharedBC ? bf[j] : to_float(bv.v[j]));
           acc[r] += v * (kSharedBC ? cf[j] : to_float(cv.v[j]));
-          s[r].v[j] = cuda::from_float<S>(v);
+          if constexpr (kPairs) {
+            if (j & 1)
+              packed[j / 2] = cuda::mma::pack2<__nv_bfloat16>(prev, v);
+            else
+              prev = v;
+          } else {
+            s[r].v[j] = cuda::from_float<S>(v);
+          }
         }
+        if constexpr (kPairs) memcpy(&s[r], packed, sizeof(packed));
         store_state<S, V>(state + soff[r] + n0, s[r]);
       }
     }
@@ -347,7 +359,7 @@ __host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
 }
 
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
+__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS, P = Tr::pitch<S>();
@@ -381,19 +393,30 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   }
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  // kProjDt: the low-rank rows of the first 16 entries join commit group 0 too (later chunks, at
+  // batch > 16 per block, are read by project_dt itself).
+  auto load_tokens = [&](int i0, bool async) {
+    for (int j = threadIdx.x; j < DT * rchunks; j += T) {
+      const int t = j / rchunks, c = j - t * rchunks;
+      const bool ok = i0 + t < nb;
+      const I* src = static_cast<const I*>(p.dt) + (ok ? (b0 + i0 + t) * p.dt_stride + c * 8 : 0);
+      if (async)
+        cuda::copy_async16_zfill(tok_s + t * dpitch + c * 16, src, ok ? 16 : 0);
+      else
+        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = ok ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  if constexpr (kProjDt) load_tokens(0, true);
   // kProjDt: dt of batch entries [i0, i0 + 16) for the block's channels into dt_s (rounded to the
   // input dtype as a separate linear layer rounds it). Warp w: channels 32w..32w+31 (2 m-tiles) x
   // 16 entries (2 n-tiles), K = rank in steps of 16.
   auto project_dt = [&](int i0) {
     if constexpr (kProjDt) {
       using namespace cuda::mma;
-      for (int j = threadIdx.x; j < DT * rchunks; j += T) {
-        const int t = j / rchunks, c = j - t * rchunks;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (i0 + t < nb) v = *reinterpret_cast<const uint4*>(static_cast<const I*>(p.dt) + (b0 + i0 + t) * p.dt_stride + c * 8);
-        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = v;
+      if (i0 > 0) {
+        load_tokens(i0, false);
+        __syncthreads();
       }
-      __syncthreads();
       const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
       const RC ra = a_addr(lane), rb = b_addr_nk(lane);
       float d[2][2][4] = {};
@@ -443,7 +466,7 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads) state_update_m1_batch
   I* y = static_cast<I*>(p.y);
   for (int i = 0; i < nb; ++i) {
     cuda::copy_async_wait_group<NS - 2>();
-    __syncthreads();  // run i (and at i = 0 the dt_proj rows) visible to the block
+    __syncthreads();  // run i (and at i = 0 the dt_proj and first low-rank rows) visible to the block
     if (kProjDt && i % DT == 0) {
       project_dt(i);
       __syncthreads();  // dt_s complete
@@ -538,16 +561,6 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
                                                                                             : state_update_kernel<S, I, V, kAPerState, false>;
-  // STATESPACE_SU_PERSISTENT=1: a resident grid whose blocks loop over warp iterations rather
-  // than one short block per 64 rows (an experiment: benchmarks compare the two).
-  const char* pv = std::getenv("STATESPACE_SU_PERSISTENT");
-  const bool persistent = pv && pv[0] == '1';
-  if (persistent) {
-    int occ = 0;
-    cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Traits::kThreads, 0), "selectiveStateUpdate: occupancy");
-    const int64_t resident = static_cast<int64_t>(std::max(occ, 1)) * cuda::sm_count();
-    if (blocks > resident) blocks = resident;
-  }
   cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 

@@ -89,8 +89,9 @@ struct GemvConv {
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);
 // Batched decode (kGemvMaxM < M <= 64 rows, bf16/f16, K % 8 == 0, row-major x and weight with
 // 16-byte aligned rows): the skinny tensor-core GEMM of skinny_gemm_cuda.cu, which reads every
-// weight once. skinny_gemm_cuda returns false (launching nothing) when p does not fit it or
-// STATESPACE_SKINNY=0; conv (optional) as for gemv_cuda.
+// weight once; taken where cuBLAS is not (cuBLAS is faster at these shapes) or when
+// STATESPACE_SKINNY=1. skinny_gemm_cuda returns false (launching nothing) when p does not fit it
+// or it is not to be taken; conv (optional) as for gemv_cuda.
 constexpr int kSkinnyMaxM = 64;
 bool skinny_gemm_fits(const GemmParams& p);
 bool skinny_gemm_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr);

@@ -1,8 +1,8 @@
 /**
  * Batched decode on CUDA past the matrix-vector kernel's 8 rows: a batch-12 step of tiny models
- * runs the skinny GEMM (in_proj with the conv step in its epilogue, x_proj, out_proj, the LM
- * head; K split over a cluster where K allows), the batched Mamba-1 state update with dt_proj
- * inside it, and the Mamba-2 state update; every row of every step (the first op by op, the
+ * runs cuBLAS or (STATESPACE_SKINNY=1) the skinny GEMM (in_proj with the conv step in its
+ * epilogue, x_proj, out_proj, the LM head; K split over a cluster where K allows), the batched
+ * Mamba-1 state update with dt_proj inside it (tensor cores), and the Mamba-2 state update; every row of every step (the first op by op, the
  * rest replayed from its CUDA graph) against the float64 reference model fed the same tokens.
  */
 import * as fs from 'node:fs';
@@ -40,10 +40,11 @@ const specs: Array<[string, TinySpec]> = [
 
 describeGpu('batched decode (batch 12) on CUDA', () => {
   for (const [name, spec] of specs) {
-    it(`${name}: every row of batch-12 steps equals the float64 reference, f32 and bf16`, async () => {
-      for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 2e-2]] as const) {
+    it(`${name}: every row of batch-12 steps equals the float64 reference, f32 and bf16, cuBLAS or the skinny GEMM`, async () => {
+      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 2e-2, '0'], ['bfloat16', 2e-2, '1']] as const) {
+        process.env.STATESPACE_SKINNY = skinny;
         const stored = dtype === 'float32' ? 'F32' : 'BF16';
-        const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
+        const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
         const ref = new ReferenceModel(ck.config, ck.weights);
         const V = ck.config.vocabSize;
         const model = await loadModel(ck.dir, { device: 'cuda', dtype, maxBatch: 16 });
@@ -70,6 +71,7 @@ describeGpu('batched decode (batch 12) on CUDA', () => {
           }
         } finally {
           model.dispose();
+          delete process.env.STATESPACE_SKINNY;
         }
       }
     });

@@ -1,11 +1,11 @@
 /**
  * The skinny tensor-core GEMM of batched decode (csrc/cuda/skinny_gemm_cuda.cu: 8 < M <= 64 rows,
- * bf16/f16): against the float64 reference on the stored values, over odd sizes (partial weight
+ * bf16/f16; forced with STATESPACE_SKINNY=1 where cuBLAS would take the product): against the float64 reference on the stored values, over odd sizes (partial weight
  * tiles, K not a multiple of the 64-wide stage, K split over 1 to 8 blocks of a cluster), strided
  * views read in place, layouts it refuses (which must fall back, still right), bit-for-bit
  * reproducibility of the split-K sum, and the conv step in its epilogue at batch 64.
  */
-import { afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { DType, causalConv1dUpdate, debugPoison, linear, linearConvUpdate, randn } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, relErr, rng } from '../helpers';
 import { randnInput } from '../model_inputs';
@@ -28,6 +28,10 @@ const SHAPES: Array<[number, number, number]> = [
 
 describeGpu('skinny GEMM (batched decode) on CUDA', () => {
   beforeAll(() => debugPoison(true));
+  // Taken by default only where cuBLAS is missing: forced here.
+  beforeEach(() => {
+    process.env.STATESPACE_SKINNY = '1';
+  });
   afterEach(() => {
     delete process.env.STATESPACE_SKINNY;
   });

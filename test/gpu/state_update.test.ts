@@ -90,39 +90,32 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
     });
   }
 
-  it('a resident grid (warps looping over iterations, STATESPACE_SU_PERSISTENT=1) equals the CPU op, both state dtypes', async () => {
-    // batch 48 x heads 16 x headdim 64 (B and C shared by a warp iteration's rows) or 36 (not):
-    // 49152 / 27648 rows, several iterations per warp of a grid of resident blocks
-    try {
-      for (const persistent of ['1', '0']) {
-        process.env.STATESPACE_SU_PERSISTENT = persistent;
-        for (const [P, sdtype] of [[64, 'bfloat16'], [36, 'bfloat16'], [64, 'float32']] as Array<[number, DType]>) {
-          const b = 48, H = 16, N = 32;
-          const sv = randnArray(b * H * P * N, rng());
-          const args = (device: 'cpu' | 'cuda') => ({
-            x: tensor(randnArray(b * H * P, rng(1)), [b, H, P], { dtype: 'bfloat16', device }),
-            z: tensor(randnArray(b * H * P, rng(2)), [b, H, P], { dtype: 'bfloat16', device }),
-            dt: tensor(randnArray(b * H, rng(3)), [b, H], { dtype: 'bfloat16', device }),
-            A: tensor(uniformArray(H, -8, -1, rng(4)), [H], { dtype: 'float32', device }),
-            B: tensor(randnArray(b * 2 * N, rng(5)), [b, 2, N], { dtype: 'bfloat16', device }),
-            C: tensor(randnArray(b * 2 * N, rng(6)), [b, 2, N], { dtype: 'bfloat16', device }),
-            D: tensor(randnArray(H, rng(7)), [H], { dtype: 'float32', device }),
-            dtBias: tensor(randnArray(H, rng(8)), [H], { dtype: 'float32', device }),
-            dtSoftplus: true,
-          });
-          const sc = tensor(sv, [b, H, P, N], { dtype: sdtype });
-          const sg = tensor(sv, [b, H, P, N], { dtype: sdtype, device: 'cuda' });
-          const yc = selectiveStateUpdate({ state: sc, ...args('cpu') });
-          const yg = selectiveStateUpdate({ state: sg, ...args('cuda') });
-          const what = `persistent=${persistent} headdim ${P} ${sdtype}`;
-          const yv = await yg.data();
-          expectNoNaN(yv, what);
-          expectClose(yv, await yc.data(), sdtype === 'float32' ? 1e-4 : 1e-2, `${what} y`);
-          expectClose(await sg.data(), await sc.data(), sdtype === 'float32' ? 1e-6 : 1e-2, `${what} state`);
-        }
-      }
-    } finally {
-      delete process.env.STATESPACE_SU_PERSISTENT;
+  it('many rows (batch 48, B and C shared by a warp iteration or not) equal the CPU op, both state dtypes', async () => {
+    // batch 48 x heads 16 x headdim 64 (B and C shared by a warp iteration's rows) or 36 (not);
+    // the bf16 state converts two values per instruction
+    for (const [P, sdtype] of [[64, 'bfloat16'], [36, 'bfloat16'], [64, 'float32']] as Array<[number, DType]>) {
+      const b = 48, H = 16, N = 32;
+      const sv = randnArray(b * H * P * N, rng());
+      const args = (device: 'cpu' | 'cuda') => ({
+        x: tensor(randnArray(b * H * P, rng(1)), [b, H, P], { dtype: 'bfloat16', device }),
+        z: tensor(randnArray(b * H * P, rng(2)), [b, H, P], { dtype: 'bfloat16', device }),
+        dt: tensor(randnArray(b * H, rng(3)), [b, H], { dtype: 'bfloat16', device }),
+        A: tensor(uniformArray(H, -8, -1, rng(4)), [H], { dtype: 'float32', device }),
+        B: tensor(randnArray(b * 2 * N, rng(5)), [b, 2, N], { dtype: 'bfloat16', device }),
+        C: tensor(randnArray(b * 2 * N, rng(6)), [b, 2, N], { dtype: 'bfloat16', device }),
+        D: tensor(randnArray(H, rng(7)), [H], { dtype: 'float32', device }),
+        dtBias: tensor(randnArray(H, rng(8)), [H], { dtype: 'float32', device }),
+        dtSoftplus: true,
+      });
+      const sc = tensor(sv, [b, H, P, N], { dtype: sdtype });
+      const sg = tensor(sv, [b, H, P, N], { dtype: sdtype, device: 'cuda' });
+      const yc = selectiveStateUpdate({ state: sc, ...args('cpu') });
+      const yg = selectiveStateUpdate({ state: sg, ...args('cuda') });
+      const what = `headdim ${P} ${sdtype}`;
+      const yv = await yg.data();
+      expectNoNaN(yv, what);
+      expectClose(yv, await yc.data(), sdtype === 'float32' ? 1e-4 : 1e-2, `${what} y`);
+      expectClose(await sg.data(), await sc.data(), sdtype === 'float32' ? 1e-6 : 1e-2, `${what} state`);
     }
   });
 
