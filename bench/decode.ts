@@ -57,7 +57,8 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     const cases: Case[] = [];
     for (const batch of batches) {
       cases.push({ form: 'mamba1', batch, heads: 5120, headdim: 1, dstate: 16, state: 'float32' });
-      if (!cpu) cases.push({ form: 'mamba1', batch, heads: 5120, headdim: 1, dstate: 16, state: 'float32', dtRank: 160 });
+      if (!cpu)
+        for (const state of ['float32', 'bfloat16'] as DType[]) cases.push({ form: 'mamba1', batch, heads: 5120, headdim: 1, dstate: 16, state, dtRank: 160 });
       for (const state of (cpu ? ['float32'] : ['float32', 'bfloat16']) as DType[])
         cases.push({ form: 'mamba2', batch, heads: 80, headdim: 64, dstate: 128, state });
     }

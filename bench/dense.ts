@@ -6,7 +6,7 @@
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
  * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
  * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
- * cuBLAS, also with its K split capped ('skinny split<=S').
+ * cuBLAS.
  * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
@@ -52,7 +52,7 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
         const gemv = device !== 'cpu' && M <= 8;
         const want = process.env.STATESPACE_SKINNY;
         const skinny = device !== 'cpu' && M > 8 && M <= 64 && dtype !== 'float32' && K % 8 === 0 && want !== '0' && (want === '1' || backend === 'builtin');
-        const kind = gemv ? 'gemv' : skinny ? (backend.startsWith('skinny') ? backend : 'skinny') : backend;
+        const kind = gemv ? 'gemv' : skinny ? 'skinny' : backend;
         add(kind, t.ms);
         if (device !== 'cpu' && M <= 64) {
           const g = captureGraph(device, () => {
@@ -97,19 +97,5 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
       else process.env.STATESPACE_CUBLAS = saved;
     }
     bench(device, report, 'float32', [64, 2048], LAYERS.slice(0, 1), linearBackend(device).split(' ')[0], bw);
-    // The skinny GEMM's K split capped at 1, 2, 4 (8 is the default above) or allowed 16 (a
-    // non-portable cluster size), for the narrow layers.
-    for (const split of ['1', '2', '4', '16']) {
-      process.env.STATESPACE_SKINNY_SPLIT = split;
-      process.env.STATESPACE_SKINNY = '1';
-      try {
-        bench(device, report, 'bfloat16', [64], LAYERS.slice(0, 3), `skinny split<=${split}`, bw);
-      } catch (e) {
-        report.add({ device, backend: `skinny split<=${split}`, error: (e as Error).message.split('\n')[0].slice(0, 120) });
-      } finally {
-        delete process.env.STATESPACE_SKINNY_SPLIT;
-        delete process.env.STATESPACE_SKINNY;
-      }
-    }
   }
 }

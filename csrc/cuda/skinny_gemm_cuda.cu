@@ -12,7 +12,7 @@
 //  - narrow outputs split K over the S blocks of a thread-block cluster (Hopper) so that
 //    ceil(N / 128)·S blocks cover the SMs; the S partial tiles are summed through distributed
 //    shared memory in rank order (deterministic, no partials in global memory, no atomics), each
-//    block finalising 1/S of the tile (bias, the optional conv step of decode, one rounding);
+//    block finalising 1/S of the tile (bias, one rounding);
 //  - programmatic dependent launch: the first stages' weights are requested before waiting for
 //    the kernel that produces x.
 // Measured on an H100 (bench/NOTES.md, batch-64 decode, third session) it still loses to cuBLAS
@@ -20,14 +20,12 @@
 // each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
 // near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
 // stream through TMA with warp-specialised producers, the next thing to try here.
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
-#include "cuda/conv_step.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -45,8 +43,7 @@ struct SkinnyTraits {
   static constexpr int BK = 64;       // K per stage: 128-byte rows, 8 chunks of 16 bytes
   static constexpr int kStages = 4;
   static constexpr int kWarps = BN / 16, kThreads = kWarps * 32;
-  static constexpr int kMaxSplit = 8;      // portable cluster size: the default cap
-  static constexpr int kMaxSplitNP = 16;   // non-portable (Hopper allows 16 with an opt-in)
+  static constexpr int kMaxSplit = 8;  // portable cluster size
   static constexpr int kStageElems = (BN + kMaxM) * BK;
   static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageElems * 2;
   static constexpr int kRedPitch = BN + 4;  // f32 partial tile [token][row], conflict-free writes
@@ -83,7 +80,7 @@ __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
 // Grid (ceil(N / BN), S), clusters of (1, S): block (bx, s) computes weight rows
 // [bx·BN, bx·BN + BN) over K range [s·kc, s·kc + kc) (kc a multiple of BK).
 template <typename T>
-__global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(GemmParams p, GemvConv cv, int64_t kc) {
+__global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(GemmParams p, int64_t kc) {
   using Tr = SkinnyTraits;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -216,80 +213,33 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     for (int i = 0; i < 4; ++i) red[(j * 8 + acc_col(lane, i)) * Tr::kRedPitch + warp * 16 + acc_row(lane, i)] = acc[j][i];
   cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
-  // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile: items of 4 rows x 1 token,
-  // two per pass with the same rows (kThreads is a multiple of the row groups), so that the conv
-  // taps are read once and every conv load of the pass goes out before any conv store.
-  const int rows_per = Tr::BN / S, groups = rows_per / 4, items = groups * M;
-  const int tok_step = Tr::kThreads / groups;  // tokens between the two items of a pass
+  // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile, 4 rows x 1 token per item.
+  const int rows_per = Tr::BN / S, groups = rows_per / 4;
   T* out = static_cast<T*>(p.out);
   const bool vec_out = p.N % 4 == 0;
-  for (int item0 = tid; item0 < items; item0 += 2 * Tr::kThreads) {
-    const int g = item0 % groups, row = rank * rows_per + g * 4;
-    const int tok[2] = {item0 / groups, item0 / groups + tok_step};
-    const bool has[2] = {true, tok[1] < M};
+  for (int item = tid; item < groups * M; item += Tr::kThreads) {
+    const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
+    const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
+    float4 v = ld_cluster_f4(local, 0);
+    for (int s = 1; s < S; ++s) {
+      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+      v.x += u.x;
+      v.y += u.y;
+      v.z += u.z;
+      v.w += u.w;
+    }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
     const int64_t n = n0 + row;
-    float vals[2][4];
+    T o[4];
 #pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const uint32_t local = smem_addr(red + (has[u] ? tok[u] : tok[0]) * Tr::kRedPitch + row);
-      float4 v = ld_cluster_f4(local, 0);
-      for (int s = 1; s < S; ++s) {
-        const float4 w4 = ld_cluster_f4(local, static_cast<uint32_t>(s));
-        v.x += w4.x;
-        v.y += w4.y;
-        v.z += w4.z;
-        v.w += w4.w;
-      }
-      vals[u][0] = v.x;
-      vals[u][1] = v.y;
-      vals[u][2] = v.z;
-      vals[u][3] = v.w;
-    }
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (p.bias && n + e < p.N) {
-        const float bv = cuda::load_any(p.bias, p.bias_dtype, n + e);
-        vals[0][e] += bv;
-        vals[1][e] += bv;
-      }
-    }
-    unsigned mask = 0;  // the columns of [n, n + 4) that are conv channels
-    if (cv.state)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        if (n + e < p.N && n + e >= cv.lo && n + e < cv.lo + cv.channels) mask |= 1u << e;
-    if (mask && cv.width <= 4) {
-      const int64_t c0 = n - cv.lo;  // (< 0 only for unmasked columns)
-      cuda::ConvTaps4 taps;
-      float st[2][4][3];
-      cuda::conv_taps4(cv, c0, mask, taps);
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-        if (has[u]) cuda::conv_window4(cv, tok[u], c0, mask, st[u]);
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-        if (has[u]) cuda::conv_apply4<T>(cv, tok[u], c0, mask, taps, st[u], vals[u]);
-    } else if (mask) {
-#pragma unroll
-      for (int u = 0; u < 2; ++u)
-#pragma unroll
-        for (int e = 0; e < 4; ++e)
-          if (has[u] && (mask >> e & 1)) vals[u][e] = cuda::conv_step<T>(cv, tok[u], n + e - cv.lo, vals[u][e]);
-    }
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      if (!has[u]) break;
-      T o[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[u][e]);
-      T* dst = out + static_cast<int64_t>(tok[u]) * p.N + n;
-      if (vec_out && n + 4 <= p.N) {
-        uint2 w2;
-        memcpy(&w2, o, 8);
-        *reinterpret_cast<uint2*>(dst) = w2;
-      } else {
-        for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
-      }
+    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
+    T* dst = out + static_cast<int64_t>(tok) * p.N + n;
+    if (vec_out && n + 4 <= p.N) {
+      uint2 w2;
+      memcpy(&w2, o, 8);
+      *reinterpret_cast<uint2*>(dst) = w2;
+    } else {
+      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
     }
   }
   cluster_sync();  // no block leaves while another still reads its partial tile
@@ -324,27 +274,14 @@ template <typename T> void allow_smem(int device) {
   done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-// Clusters of more than 8 blocks (S = 16) need an opt-in per device and instantiation.
-template <typename T> void allow_large_clusters(int device) {
-  static std::atomic<uint64_t> done{0};
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
-  cuda::check(cudaFuncSetAttribute(skinny_gemm_kernel<T>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1), "linear (skinny): cluster size");
-  done.fetch_or(bit, std::memory_order_relaxed);
-}
-
-template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv, cudaStream_t st, int device) {
+template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, int device) {
   using Tr = SkinnyTraits;
   allow_smem<T>(device);
   const int64_t tiles = (p.N + Tr::BN - 1) / Tr::BN;
   // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
-  // STATESPACE_SKINNY_SPLIT=1|2|4|8 caps the split (benchmarks compare the settings).
-  int max_split = Tr::kMaxSplit;
-  if (const char* v = std::getenv("STATESPACE_SKINNY_SPLIT"); v && *v) max_split = std::max(1, std::min(Tr::kMaxSplitNP, std::atoi(v)));
   int S = 1;
   if (device_major(device) >= 9)
-    while (2 * S <= max_split && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
-  if (S > Tr::kMaxSplit) allow_large_clusters<T>(device);
+    while (S < Tr::kMaxSplit && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
   const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
@@ -367,11 +304,11 @@ template <typename T> void launch_skinny(const GemmParams& p, const GemvConv& cv
   }
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, cv, kc);
+  cudaError_t e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
   if (e != cudaSuccess && cfg.numAttrs > (S > 1 ? 1 : 0)) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = S > 1 ? 1 : 0;
-    e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, cv, kc);
+    e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
   }
   cuda::check(e, "linear (skinny)");
 }
@@ -392,15 +329,14 @@ bool skinny_gemm_fits(const GemmParams& p) {
          ldw % 8 == 0 && aligned16(p.x) && aligned16(p.weight);
 }
 
-bool skinny_gemm_cuda(const GemmParams& p, void* stream, const GemvConv* conv) {
+bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
-  const GemvConv cv = conv ? *conv : GemvConv{};
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   const int device = current_device();
   if (p.dtype == DType::BFloat16)
-    launch_skinny<__nv_bfloat16>(p, cv, st, device);
+    launch_skinny<__nv_bfloat16>(p, st, device);
   else
-    launch_skinny<__half>(p, cv, st, device);
+    launch_skinny<__half>(p, st, device);
   cuda::check_launch("linear (skinny)");
   return true;
 }

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -589,15 +588,12 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    // Batches of 9..64: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0),
-    // unless STATESPACE_SU_DTPROJ_BATCHED=0 or STATESPACE_SU_M1_BATCHED=0. (At batch 256 a block
-    // runs ~3 products of 16 entries in turn and the linear layer first was faster: 77 vs 87 µs.)
-    const char* fb = std::getenv("STATESPACE_SU_DTPROJ_BATCHED");
-    const char* mb = std::getenv("STATESPACE_SU_M1_BATCHED");
+    // Batches of 9..64: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0).
+    // (At batch 256 a block runs ~3 products of 16 entries in turn and the linear layer first was
+    // faster: 77 vs 87 µs.)
     const bool batched = p.batch > kGemvMaxM;
     const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
-    const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && !(fb && fb[0] == '0') && !(mb && mb[0] == '0') &&
-                                       ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
+    const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
                                  : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
@@ -609,9 +605,7 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      // STATESPACE_SU_M1_BATCHED=0: batches > 8 take the one-row-per-thread kernel too (A/B).
-      const char* mb = std::getenv("STATESPACE_SU_M1_BATCHED");
-      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM && !(mb && mb[0] == '0')) {
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
             launch_m1_batch<S, I, true>(p, st);

@@ -1,5 +1,4 @@
 #include "ops/dense.h"
-#include <cstdlib>
 #include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
@@ -166,13 +165,8 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   }
   LinearPlan L = plan_linear(x, weight, bias);
 #ifdef STATESPACE_WITH_CUDA
-  // STATESPACE_SKINNY_CONV=0: batched decode runs the conv step as its own kernel after the
-  // skinny GEMM (benchmarks compare the two).
-  const char* skinny_conv = std::getenv("STATESPACE_SKINNY_CONV");
-  const bool fuse_skinny = !(skinny_conv && skinny_conv[0] == '0');
-  if (!cpu && M <= kSkinnyMaxM && L.out.numel() > 0 && (M <= kGemvMaxM || (fuse_skinny && skinny_gemm_fits(L.p)))) {
-    // The matrix-vector kernel (or, for batched decode, the skinny GEMM) applies the conv step
-    // to its conv columns as it writes them.
+  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
+    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
     Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
     GemvConv c;
     c.state = conv_state.data();
@@ -185,10 +179,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    if (M <= kGemvMaxM)
-      gemv_cuda(L.p, cuda_stream_for(dev), &c);
-    else
-      skinny_gemm_cuda(L.p, cuda_stream_for(dev), &c);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c);
     return L.out;
   }
 #endif
