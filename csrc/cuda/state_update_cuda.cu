@@ -237,12 +237,49 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
+// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
+// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
+// returns y with D·x and the gate applied.
+template <typename S, typename I>
+__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
+                                             float dt, float bias, float Dh) {
+  constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
+  Pack<S, VS> sv[VR];
+#pragma unroll
+  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
+  Pack<I, VI> bv[N / VI], cv[N / VI];
+  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
+#pragma unroll
+  for (int k = 0; k < N / VI; ++k) {
+    bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
+    cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+  }
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+  const float dtx = dt * x;
+  float acc = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+  }
+#pragma unroll
+  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  if (p.D) acc += Dh * x;
+  if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+  return acc;
+}
+
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
   constexpr int N = M1Traits::kN;
-  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I);
+  constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
   // The block's rows pass through shared memory, so that global loads and stores are coalesced
   // (a warp's instruction covers 512 contiguous bytes, not 16 bytes of each of 32 rows); rows
@@ -291,38 +328,13 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
-    Pack<S, VS> sv[VR];
-#pragma unroll
-    for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]);
     Pack<float, 4> av[N / 4];
 #pragma unroll
     for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    Pack<I, VI> bv[N / VI], cv[N / VI];
-    const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
-    const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
-#pragma unroll
-    for (int k = 0; k < N / VI; ++k) {
-      bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
-      cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
-    }
-    float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
-    if (p.dt_softplus) dt = cuda::softplus_f(dt);
-    if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-    const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-    const float dtx = dt * x;
-    float acc = 0.f;
-#pragma unroll
-    for (int n = 0; n < N; ++n) {
-      const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
-      acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
-      sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
-    }
-#pragma unroll
-    for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]) = sv[k];
-    if (p.D) acc += static_cast<const float*>(p.D)[h] * x;
-    if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
-    y[row] = cuda::from_float<I>(acc);
+    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
+    const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
+    y[row] = cuda::from_float<I>(m1_row_step<S, I>(p, &rows_s[threadIdx.x][0], av, b, h, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -361,7 +373,7 @@ template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
-  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS, P = Tr::pitch<S>();
+  constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
   extern __shared__ __align__(16) unsigned char smem[];
   S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
   constexpr int DT = Tr::kDtTokens;
@@ -478,34 +490,8 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
     if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
       y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
     if (live && has_state) {
-      Pack<S, VS> sv[VR];
-#pragma unroll
-      for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(row + k * VS);
-      Pack<I, VI> bv[N / VI], cv[N / VI];
-      const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
-      const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
-#pragma unroll
-      for (int k = 0; k < N / VI; ++k) {
-        bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
-        cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
-      }
-      float dt = (kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h])) + biash;
-      if (p.dt_softplus) dt = cuda::softplus_f(dt);
-      if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-      const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-      const float dtx = dt * x;
-      float acc = 0.f;
-#pragma unroll
-      for (int n = 0; n < N; ++n) {
-        const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
-        acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
-        sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
-      }
-#pragma unroll
-      for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(row + k * VS) = sv[k];
-      if (p.D) acc += Dh * x;
-      if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
-      y[b * H + h] = cuda::from_float<I>(acc);
+      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+      y[b * H + h] = cuda::from_float<I>(m1_row_step<S, I>(p, row, av, b, h, dt, biash, Dh));
     }
     __syncthreads();  // the run's rows are updated
     run_copy(i, i % NS, true);
