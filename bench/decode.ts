@@ -7,6 +7,8 @@
  * over several state buffers so that the state never sits in L2 between steps; `ms` (and TB/s)
  * is the kernel's time with steps issued from C++, `ms (JS calls)` the time of steps issued
  * one by one from JS, and `host us/call` what issuing one call costs the JS thread.
+ * The Mamba-1 'dtProj' rows compute dt = dt_proj · dt_low_rank inside the step, as the models
+ * decode (its weights counted once among the bytes).
  */
 import { DType, Device, Tensor, randn, selectiveStateUpdate, synchronizeSync, tidy, zeros } from '../lib/index';
 import { native } from '../lib/native';
@@ -21,6 +23,8 @@ interface Case {
   headdim: number;
   dstate: number;
   state: DType;
+  /** Mamba-1 with dt_proj inside the step (as the models decode): dt is (batch, rank). */
+  dtRank?: number;
 }
 
 function args(c: Case, device: Device) {
@@ -31,7 +35,8 @@ function args(c: Case, device: Device) {
     state: randn([...row, c.dstate], { dtype: c.state, device }),
     x: randn(row, { dtype, device }),
     z: randn(row, { dtype, device }),
-    dt: randn([c.batch, c.heads], { dtype, device }),
+    dt: randn([c.batch, c.dtRank ?? c.heads], { dtype, device }),
+    ...(c.dtRank ? { dtProj: randn([c.heads, c.dtRank], { dtype, device, std: 1 / Math.sqrt(c.dtRank) }) } : {}),
     A: randn(m1 ? [c.heads, c.dstate] : [c.heads], { device, mean: -2, std: 0.5 }),
     B: randn([c.batch, 1, c.dstate], { dtype, device }),
     C: randn([c.batch, 1, c.dstate], { dtype, device }),
@@ -52,6 +57,8 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     const cases: Case[] = [];
     for (const batch of batches) {
       cases.push({ form: 'mamba1', batch, heads: 5120, headdim: 1, dstate: 16, state: 'float32' });
+      if (!cpu)
+        for (const state of ['float32', 'bfloat16'] as DType[]) cases.push({ form: 'mamba1', batch, heads: 5120, headdim: 1, dstate: 16, state, dtRank: 160 });
       for (const state of (cpu ? ['float32'] : ['float32', 'bfloat16']) as DType[])
         cases.push({ form: 'mamba2', batch, heads: 80, headdim: 64, dstate: 128, state });
     }
@@ -76,14 +83,14 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         for (let i = 0; i < n; i++) step();
         const hostUs = Number(process.hrtime.bigint() - h0) / 1e3 / n;
         synchronizeSync(device);
-        const io = bytesOf(a.x) * 2 /* x, y */ + bytesOf(a.z) + bytesOf(a.dt) + bytesOf(a.B) + bytesOf(a.C);
+        const io = bytesOf(a.x) * 2 /* x, y */ + bytesOf(a.z) + bytesOf(a.dt) + bytesOf(a.B) + bytesOf(a.C) + (a.dtProj ? bytesOf(a.dtProj) : 0);
         const bytes = 2 * bytesOf(a.state) + io;
         const tbs = bytes / (kernelMs / 1e3) / 1e12;
         report.add({
           device,
           form: c.form,
           batch: c.batch,
-          shape: c.form === 'mamba1' ? `dim ${c.heads} n ${c.dstate}` : `h ${c.heads} p ${c.headdim} n ${c.dstate}`,
+          shape: c.form === 'mamba1' ? `dim ${c.heads} n ${c.dstate}${c.dtRank ? ` dtProj r${c.dtRank}` : ''}` : `h ${c.heads} p ${c.headdim} n ${c.dstate}`,
           state: c.state,
           ms: kernelMs,
           'ms (JS calls)': t.ms,

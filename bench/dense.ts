@@ -4,10 +4,13 @@
  * cuBLAS and through the builtin tensor-core kernel (STATESPACE_CUBLAS=0), f32 on the CPU.
  * M <= 8 on CUDA always runs statespace's matrix-vector kernel ('gemv'): judge it by GB/s.
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
- * The matrix-vector rows are timed twice: called from JS ('gemv': a call's host dispatch,
- * ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between kernels) and
- * replayed from a CUDA graph of GRAPH_CALLS calls ('gemv graph': the kernels back to back, as in
- * a decode step's graph) — the second is the kernel's own time.
+ * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
+ * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
+ * cuBLAS.
+ * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
+ * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
+ * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
+ * back, as in a decode step's graph) — the second is the kernel's own time.
  */
 import { DType, Device, captureGraph, linear, linearBackend, randn, tidy } from '../lib/index';
 import { copyBandwidth } from './copy';
@@ -47,13 +50,16 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
             'of copy bw': bytes / (ms / 1e3) / bw,
           });
         const gemv = device !== 'cpu' && M <= 8;
-        add(gemv ? 'gemv' : backend, t.ms);
-        if (gemv) {
+        const want = process.env.STATESPACE_SKINNY;
+        const skinny = device !== 'cpu' && M > 8 && M <= 64 && dtype !== 'float32' && K % 8 === 0 && want !== '0' && (want === '1' || backend === 'builtin');
+        const kind = gemv ? 'gemv' : skinny ? 'skinny' : backend;
+        add(kind, t.ms);
+        if (device !== 'cpu' && M <= 64) {
           const g = captureGraph(device, () => {
             for (let i = 0; i < GRAPH_CALLS; i++) linear({ x, weight: w }).dispose();
           });
           try {
-            add('gemv graph', timeIt(device, () => g.replay(), { iters: 15, warmup: 3 }).ms / GRAPH_CALLS);
+            add(`${kind} graph`, timeIt(device, () => g.replay(), { iters: 15, warmup: 3 }).ms / GRAPH_CALLS);
           } finally {
             g.dispose();
           }
@@ -72,6 +78,15 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     }
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
+    // Batched decode through the skinny GEMM although cuBLAS is there, for comparison.
+    const savedSkinny = process.env.STATESPACE_SKINNY;
+    process.env.STATESPACE_SKINNY = '1';
+    try {
+      bench(device, report, 'bfloat16', [64], LAYERS, linearBackend(device).split(' ')[0], bw);
+    } finally {
+      if (savedSkinny === undefined) delete process.env.STATESPACE_SKINNY;
+      else process.env.STATESPACE_SKINNY = savedSkinny;
+    }
     const saved = process.env.STATESPACE_CUBLAS;
     process.env.STATESPACE_CUBLAS = '0';
     try {

@@ -97,15 +97,22 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 
 /**
  * selectiveStateUpdate with dtProj (Mamba-1's dt_proj inside the state update) against linear
- * followed by the plain state update: batch <= 8 takes the fused kernel on CUDA, batch 9 and the
- * CPU the linear layer first; dt rank 24 and 160, with the low-rank input a strided view.
+ * followed by the plain state update. On CUDA batch <= 8 takes the fused one-row-per-thread kernel;
+ * batch > 8 with 16-bit inputs and rank % 16 == 0 the batched kernel's tensor-core product (batch
+ * 64: one 16-entry chunk per block; batch 60 over 16896 channels: two chunks per block, the second
+ * partly empty), other batches the linear layer first, as the CPU does; dt rank 24, 32 and 160, with
+ * the low-rank input a strided view.
  */
 export async function checkDtProj(device: Device, dtype: DType, tol: number): Promise<void> {
-  for (const [batch, dim, rank] of [
+  for (let [batch, dim, rank] of [
     [1, 300, 160],
     [5, 64, 24],
     [9, 48, 24],
+    [64, 300, 160],
+    ...(device === 'cpu' ? [] : [[60, 16896, 32], [64, 300, -160]]), // rank < 0: the same with a bfloat16 state
   ]) {
+    const stateDtype = rank < 0 ? 'bfloat16' : 'float32';
+    rank = Math.abs(rank);
     const N = 16;
     const dbc = randn([batch, rank + 2 * N], { dtype, device });
     const dtr = dbc.slice(1, 0, rank);
@@ -116,12 +123,12 @@ export async function checkDtProj(device: Device, dtype: DType, tol: number): Pr
     const A = rand([dim, N], { device, low: -3, high: -0.1 });
     const D = randn([dim], { device });
     const bias = rand([dim], { device, low: -4, high: -1 });
-    const state0 = randn([batch, dim, N], { device });
+    const state0 = randn([batch, dim, N], { device, dtype: stateDtype });
     const s1 = state0.clone(), s2 = state0.clone();
     const common = { x, A, B, C, D, z, dtBias: bias, dtSoftplus: true };
     const fused = selectiveStateUpdate({ ...common, state: s1, dt: dtr, dtProj: W });
     const plain = selectiveStateUpdate({ ...common, state: s2, dt: linear({ x: dtr, weight: W }) });
-    const what = `${device} ${dtype} batch ${batch} dim ${dim} rank ${rank}`;
+    const what = `${device} ${dtype} batch ${batch} dim ${dim} rank ${rank} ${stateDtype} state`;
     expect(relErr(await fused.data(), await plain.data()), what).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(tol);
   }

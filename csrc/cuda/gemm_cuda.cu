@@ -8,7 +8,9 @@
 // Both keep it simple (no cp.async pipeline, no warp specialisation): the fallback is for hosts
 // without cuBLAS.
 // Small M (M <= 8: decode) always takes the matrix-vector kernel of gemv_cuda.cu instead: the
-// product is bound by reading the weights once, without padding M up to a 64-row tile.
+// product is bound by reading the weights once, without padding M up to a 64-row tile. Batched
+// decode (8 < M <= 64, 16-bit) takes cuBLAS, or where the host has none the skinny tensor-core
+// GEMM of skinny_gemm_cuda.cu (the builtin 64x64-tile kernel pads M and stages through registers).
 #include <mma.h>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
@@ -197,7 +199,7 @@ int current_device() {
 bool gemm_cuda_reads_strided(const GemmParams& p, int device) {
   (void)device;
   std::string why;
-  return p.M > kGemvMaxM && cuda::cublas_usable(p, &why);
+  return p.M > kGemvMaxM && (skinny_gemm_fits(p) || cuda::cublas_usable(p, &why));
 }
 
 void gemm_cuda(const GemmParams& p, void* stream) {
@@ -206,6 +208,7 @@ void gemm_cuda(const GemmParams& p, void* stream) {
     gemv_cuda(p, stream);
     return;
   }
+  if (skinny_gemm_cuda(p, stream)) return;  // batched decode: 8 < M <= 64
   std::string why;
   if (cuda::cublas_gemm(p, stream, current_device(), &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });

@@ -12,13 +12,17 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
+#include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "ops/dense.h"
 #include "ops/state_update.h"
 
 namespace ss {
@@ -146,13 +150,24 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
         Pack<float, V> av;
         if constexpr (kAPerState) av = *reinterpret_cast<const Pack<float, V>*>(A + static_cast<int64_t>(h_of[r]) * N + n0);
         const float dtx = dt[r] * x[r];
+        constexpr bool kPairs = std::is_same_v<S, __nv_bfloat16> && V % 2 == 0;
+        uint32_t packed[kPairs ? V / 2 : 1];  // a bf16 state: two values per conversion (cvt.rn.bf16x2.f32,
+        float prev = 0.f;                     // the same rounding as one at a time, half the instructions)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const float decay = kAPerState ? __expf(dt[r] * av.v[j]) : dA[r];
           const float v = to_float(s[r].v[j]) * decay + dtx * (kSharedBC ? bf[j] : to_float(bv.v[j]));
           acc[r] += v * (kSharedBC ? cf[j] : to_float(cv.v[j]));
-          s[r].v[j] = cuda::from_float<S>(v);
+          if constexpr (kPairs) {
+            if (j & 1)
+              packed[j / 2] = cuda::mma::pack2<__nv_bfloat16>(prev, v);
+            else
+              prev = v;
+          } else {
+            s[r].v[j] = cuda::from_float<S>(v);
+          }
         }
+        if constexpr (kPairs) memcpy(&s[r], packed, sizeof(packed));
         store_state<S, V>(state + soff[r] + n0, s[r]);
       }
     }
@@ -222,12 +237,49 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
+// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
+// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
+// returns y with D·x and the gate applied.
+template <typename S, typename I>
+__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
+                                             float dt, float bias, float Dh) {
+  constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
+  Pack<S, VS> sv[VR];
+#pragma unroll
+  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
+  Pack<I, VI> bv[N / VI], cv[N / VI];
+  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
+#pragma unroll
+  for (int k = 0; k < N / VI; ++k) {
+    bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
+    cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+  }
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+  const float dtx = dt * x;
+  float acc = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+  }
+#pragma unroll
+  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  if (p.D) acc += Dh * x;
+  if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+  return acc;
+}
+
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
   constexpr int N = M1Traits::kN;
-  constexpr int VS = 16 / sizeof(S), VI = 16 / sizeof(I);
+  constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
   // The block's rows pass through shared memory, so that global loads and stores are coalesced
   // (a warp's instruction covers 512 contiguous bytes, not 16 bytes of each of 32 rows); rows
@@ -276,38 +328,13 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
-    Pack<S, VS> sv[VR];
-#pragma unroll
-    for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]);
     Pack<float, 4> av[N / 4];
 #pragma unroll
     for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    Pack<I, VI> bv[N / VI], cv[N / VI];
-    const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
-    const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
-#pragma unroll
-    for (int k = 0; k < N / VI; ++k) {
-      bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
-      cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
-    }
-    float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
-    if (p.dt_softplus) dt = cuda::softplus_f(dt);
-    if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-    const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-    const float dtx = dt * x;
-    float acc = 0.f;
-#pragma unroll
-    for (int n = 0; n < N; ++n) {
-      const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
-      acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
-      sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
-    }
-#pragma unroll
-    for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(&rows_s[threadIdx.x][k * VS]) = sv[k];
-    if (p.D) acc += static_cast<const float*>(p.D)[h] * x;
-    if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
-    y[row] = cuda::from_float<I>(acc);
+    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
+    const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
+    y[row] = cuda::from_float<I>(m1_row_step<S, I>(p, &rows_s[threadIdx.x][0], av, b, h, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -318,7 +345,187 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
+// consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
+// instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
+// f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
+// h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
+// ways, 3 runs in flight per block while one is updated).
+// kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
+// and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
+// once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
+// compute-bound (1.2 TB/s at batch 64).
+struct M1BatchTraits {
+  static constexpr int kThreads = 128, kN = 16, kStages = 4;
+  static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
+  template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
+  template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
+};
+
+// Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
+// rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
+// — conflict-free ldmatrix), dt [16][128] f32.
+__host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
+  return (M1BatchTraits::kThreads + M1BatchTraits::kDtTokens) * dt_proj_pitch(rank, 2) + M1BatchTraits::kDtTokens * M1BatchTraits::kThreads * 4;
+}
+
+template <typename S, typename I, bool kProjDt>
+__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
+  using Tr = M1BatchTraits;
+  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
+  constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
+  constexpr int DT = Tr::kDtTokens;
+  const size_t dpitch = dt_proj_pitch(p.dt_rank, 2);
+  unsigned char* dtw_s = smem + Tr::ring_bytes<S>();      // kProjDt: [T][dpitch]
+  unsigned char* tok_s = dtw_s + T * dpitch;              // [DT][dpitch]
+  float* dt_s = reinterpret_cast<float*>(tok_s + DT * dpitch);  // [DT][T]
+  const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
+  const bool live = h < H;
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
+  const int nb = static_cast<int>(min(static_cast<int64_t>(bb), p.batch - b0));
+  S* state = static_cast<S*>(p.state);
+  // Parameters, read before waiting for the producers of x, dt, B, C, z.
+  const uint32_t hc = live ? h : 0;
+  Pack<float, 4> av[N / 4];
+#pragma unroll
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
+  const int rchunks = static_cast<int>(p.dt_rank / 8);  // 16-byte chunks of a rank row
+  if constexpr (kProjDt) {  // the block's dt_proj rows (rows past the last channel zero-filled); joins commit group 0
+    for (int j = threadIdx.x; j < T * rchunks; j += T) {
+      const int rl = j / rchunks, c = j - rl * rchunks;
+      const bool ok = h0 + rl < H;
+      cuda::copy_async16_zfill(dtw_s + rl * dpitch + c * 16, static_cast<const I*>(p.dt_proj) + (ok ? (h0 + rl) * p.dt_rank + c * 8 : 0), ok ? 16 : 0);
+    }
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  // kProjDt: the low-rank rows of the first 16 entries join commit group 0 too (later chunks, at
+  // batch > 16 per block, are read by project_dt itself).
+  auto load_tokens = [&](int i0, bool async) {
+    for (int j = threadIdx.x; j < DT * rchunks; j += T) {
+      const int t = j / rchunks, c = j - t * rchunks;
+      const bool ok = i0 + t < nb;
+      const I* src = static_cast<const I*>(p.dt) + (ok ? (b0 + i0 + t) * p.dt_stride + c * 8 : 0);
+      if (async)
+        cuda::copy_async16_zfill(tok_s + t * dpitch + c * 16, src, ok ? 16 : 0);
+      else
+        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = ok ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  if constexpr (kProjDt) load_tokens(0, true);
+  // kProjDt: dt of batch entries [i0, i0 + 16) for the block's channels into dt_s (rounded to the
+  // input dtype as a separate linear layer rounds it). Warp w: channels 32w..32w+31 (2 m-tiles) x
+  // 16 entries (2 n-tiles), K = rank in steps of 16.
+  auto project_dt = [&](int i0) {
+    if constexpr (kProjDt) {
+      using namespace cuda::mma;
+      if (i0 > 0) {
+        load_tokens(i0, false);
+        __syncthreads();
+      }
+      const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+      const RC ra = a_addr(lane), rb = b_addr_nk(lane);
+      float d[2][2][4] = {};
+      for (int k0 = 0; k0 < p.dt_rank; k0 += 16) {
+        uint32_t a0[4], a1[4], bq[4];
+        ldsm_x4(a0, dtw_s + (warp * 32 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(a1, dtw_s + (warp * 32 + 16 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(bq, tok_s + rb.r * dpitch + (k0 + rb.c) * 2);
+        const uint32_t b0f[2] = {bq[0], bq[1]}, b1f[2] = {bq[2], bq[3]};
+        mma16816<I>(d[0][0], a0, b0f);
+        mma16816<I>(d[0][1], a0, b1f);
+        mma16816<I>(d[1][0], a1, b0f);
+        mma16816<I>(d[1][1], a1, b1f);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            dt_s[(nt * 8 + acc_col(lane, e)) * T + warp * 32 + mt * 16 + acc_row(lane, e)] = to_float(cuda::from_float<I>(d[mt][nt][e]));
+    }
+  };
+
+  // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
+  // row (t + j·T) / VR, vector (t + j·T) % VR.
+  auto run_copy = [&](int i, int buf, bool store) {
+    const int64_t slot = slot_of(i);
+    if (slot < 0 || slot >= p.slots) return;
+#pragma unroll
+    for (int j = 0; j < VR; ++j) {
+      const int c = threadIdx.x + j * T, rl = c / VR, vec = c % VR;
+      if (h0 + rl >= H) continue;
+      S* g = state + ((slot * H + h0 + rl) * N + vec * VS);
+      S* sm = ring + (buf * T + rl) * P + vec * VS;
+      if (store)
+        store_state<S, VS>(g, *reinterpret_cast<const Pack<S, VS>*>(sm));
+      else
+        cuda::copy_async16(sm, g);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < NS - 1; ++s) {
+    if (s < nb) run_copy(s, s, false);
+    cuda::copy_async_commit();
+  }
+  I* y = static_cast<I*>(p.y);
+  for (int i = 0; i < nb; ++i) {
+    cuda::copy_async_wait_group<NS - 2>();
+    __syncthreads();  // run i (and at i = 0 the dt_proj and first low-rank rows) visible to the block
+    if (kProjDt && i % DT == 0) {
+      project_dt(i);
+      __syncthreads();  // dt_s complete
+    }
+    if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
+    cuda::copy_async_commit();
+    const int64_t b = b0 + i, slot = slot_of(i);
+    const bool has_state = slot >= 0 && slot < p.slots;
+    S* row = ring + ((i % NS) * T + threadIdx.x) * P;
+    if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
+      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+    if (live && has_state) {
+      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+      y[b * H + h] = cuda::from_float<I>(m1_row_step<S, I>(p, row, av, b, h, dt, biash, Dh));
+    }
+    __syncthreads();  // the run's rows are updated
+    run_copy(i, i % NS, true);
+  }
+}
+
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
+
+// The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
+// to fit the resident blocks.
+constexpr size_t kM1BatchSmemMax = 160 * 1024;
+template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
+  using Tr = M1BatchTraits;
+  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
+  const size_t smem = Tr::ring_bytes<S>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
+  if (kProjDt) {  // past 48 KB of dynamic shared memory: opted in once per device
+    int device = 0;
+    cudaGetDevice(&device);
+    static std::atomic<uint64_t> opted{0};
+    const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+    if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+      cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)),
+                  "selectiveStateUpdate: shared memory");
+      opted.fetch_or(bit, std::memory_order_relaxed);
+    }
+  }
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
+  const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
+  const int64_t ymax = std::max<int64_t>(1, std::max(occ, 1) * static_cast<int64_t>(cuda::sm_count()) / xb);
+  const int64_t bb = (p.batch + ymax - 1) / ymax, yb = (p.batch + bb - 1) / bb;
+  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels for the batched kernel");
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb));
+}
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
@@ -335,13 +542,11 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
            static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
-  const unsigned grid = static_cast<unsigned>(blocks);
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
-  if (!kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0)
-    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, !kAPerState>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
-  else
-    cuda::launch_pdl(state_update_kernel<S, I, V, kAPerState, false>, dim3(grid), dim3(Traits::kThreads), 0, st, p, m, lg);
+  auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
+                                                                                            : state_update_kernel<S, I, V, kAPerState, false>;
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
@@ -369,8 +574,14 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 &&
-                       64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    // Batches of 9..64: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0).
+    // (At batch 256 a block runs ~3 products of 16 entries in turn and the linear layer first was
+    // faster: 77 vs 87 µs.)
+    const bool batched = p.batch > kGemvMaxM;
+    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
+    const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
+                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
@@ -380,7 +591,16 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (m1_fits<S, I>(p)) {
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
+        if constexpr (sizeof(I) == 2) {
+          if (p.dt_proj)
+            launch_m1_batch<S, I, true>(p, st);
+          else
+            launch_m1_batch<S, I, false>(p, st);
+        } else {
+          launch_m1_batch<S, I, false>(p, st);  // (f32 inputs: dt_proj is never fused at batch > 8)
+        }
+      } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
         // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)
         const int64_t rows = p.batch * p.heads;

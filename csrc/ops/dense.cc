@@ -175,6 +175,9 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
       q.ldw = lw.ld;
       q.x_col_major = lx.col_major;
       q.w_col_major = lw.col_major;
+      q.dtype = x_in.dtype;
+      q.x = x_in.data();  // the skinny GEMM checks the alignment of the views
+      q.weight = weight_in.data();
       in_place = gemm_cuda_reads_strided(q, dev.index);
       if (in_place) p = q;
     }

@@ -129,8 +129,16 @@ void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr
 inline bool gemv_reads(const GemmParams& p) {
   return p.M <= kGemvMaxM && !(p.ldw && p.ldw != p.K) && !p.x_col_major && !p.w_col_major;
 }
+// Batched decode (kGemvMaxM < M <= 64 rows, bf16/f16, K % 8 == 0, row-major x and weight with
+// 16-byte aligned rows): the skinny tensor-core GEMM of skinny_gemm_cuda.cu, which reads every
+// weight once; taken where cuBLAS is not (cuBLAS is faster at these shapes) or when
+// STATESPACE_SKINNY=1 (=0 refuses it). skinny_gemm_cuda returns false (launching nothing) when p
+// does not fit it or it is not to be taken.
+constexpr int kSkinnyMaxM = 64;
+bool skinny_gemm_fits(const GemmParams& p);
+bool skinny_gemm_cuda(const GemmParams& p, void* stream);
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
-// M > kGemvMaxM: the cuBLAS path.
+// M > kGemvMaxM: the skinny GEMM (row-major layouts) or cuBLAS.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
 void rms_norm_cuda(const RmsNormParams& p, void* stream);
 void eltwise_cuda(const EltwiseParams& p, void* stream);

@@ -19,7 +19,7 @@ Tensor with_dt_projected(const StateUpdateArgs& a) {
 }
 }  // namespace
 
-// With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, few rows),
+// With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, dstate 16),
 // otherwise as a linear layer first (the same rounding either way).
 Tensor selective_state_update(const StateUpdateArgs& a) {
   if (!a.dt_proj.defined()) return state_update_impl(a);
@@ -33,7 +33,7 @@ Tensor selective_state_update(const StateUpdateArgs& a) {
   checks::same_dtype("dtProj", a.dt_proj, "x", a.x.dtype);
   checks::same_dtype("dt", a.dt, "x", a.x.dtype);
 #ifdef STATESPACE_WITH_CUDA
-  if (!dev.is_cpu() && a.dt.size(0) <= kGemvMaxM) {
+  if (!dev.is_cpu()) {
     StateUpdateArgs f = a;
     f.dt_proj = contiguous(a.dt_proj);
     return state_update_impl(f);  // (falls back below when the kernel cannot take it)

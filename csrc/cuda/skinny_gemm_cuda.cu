@@ -1,0 +1,344 @@
+// Skinny GEMM of batched decode: out (M, N) = x (M, K) · w (N, K)ᵀ + bias for 8 < M <= 64 rows,
+// bf16/f16 operands, f32 accumulation on tensor cores (mma.sync m16n8k16, cuda/mma_tile.cuh).
+//
+// With M <= 64 the product is bound by reading w once (M·K·N MACs on N·K weight bytes), so the
+// kernel is laid out for the weight stream, not for reuse:
+//  - a block (8 warps) owns BN = 128 weight rows of a K range and all M tokens (padded to 64):
+//    the weights are the mma A operand (16 weight rows per warp), the tokens the B operand
+//    (8 n-tiles of 8), so every weight byte is read from DRAM exactly once;
+//  - a kStages-deep cp.async pipeline of (128 + 64) x 64 tiles (swizzled, no padding: 24 KB a
+//    stage, 96 KB a block, 2 blocks per SM) keeps ~3 weight tiles (48 KB) per block in flight;
+//    x comes from L2 per K chunk beside them (x : w bytes = 64 : 128);
+//  - narrow outputs split K over the S blocks of a thread-block cluster (Hopper) so that
+//    ceil(N / 128)·S blocks cover the SMs; the S partial tiles are summed through distributed
+//    shared memory in rank order (deterministic, no partials in global memory, no atomics), each
+//    block finalising 1/S of the tile (bias, one rounding);
+//  - programmatic dependent launch: the first stages' weights are requested before waiting for
+//    the kernel that produces x.
+// Measured on an H100 (bench/NOTES.md, batch-64 decode, third session) it still loses to cuBLAS
+// (in_proj 64x10240x2560 30 µs = 1.8 TB/s against 22 µs; out_proj 64x2560x5120 20 against 11.5):
+// each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
+// near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
+// stream through TMA with warp-specialised producers, the next thing to try here.
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include "cuda/async_copy.cuh"
+#include "cuda/check.cuh"
+#include "cuda/cublas_loader.h"
+#include "cuda/load_any.cuh"
+#include "cuda/mma_tile.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "ops/dense.h"
+
+namespace ss {
+namespace {
+
+using namespace cuda::mma;
+
+struct SkinnyTraits {
+  static constexpr int kMaxM = 64;    // tokens (mma B columns): 8 n-tiles of 8
+  static constexpr int BN = 128;      // weight rows per block: 16 per warp
+  static constexpr int BK = 64;       // K per stage: 128-byte rows, 8 chunks of 16 bytes
+  static constexpr int kStages = 4;
+  static constexpr int kWarps = BN / 16, kThreads = kWarps * 32;
+  static constexpr int kMaxSplit = 8;  // portable cluster size
+  static constexpr int kStageElems = (BN + kMaxM) * BK;
+  static constexpr size_t kSmem = static_cast<size_t>(kStages) * kStageElems * 2;
+  static constexpr int kRedPitch = BN + 4;  // f32 partial tile [token][row], conflict-free writes
+  static_assert(static_cast<size_t>(kMaxM) * kRedPitch * 4 <= kSmem, "the partial tile reuses the pipeline's shared memory");
+};
+static_assert(SkinnyTraits::kMaxM > kGemvMaxM, "the skinny GEMM starts where the matrix-vector kernel stops");
+
+// Stage tiles have 64-element (128-byte) rows whose 16-byte chunk index is XORed with the row's
+// low 3 bits: the 8 rows read by one ldmatrix 8x8 matrix (same logical chunk) sit in 8 different
+// bank groups, and the cp.async writes of a row stay whole 16-byte chunks.
+
+// Cluster primitives (sm_90); on older GPUs the host launches S = 1 and these reduce to the block.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __syncthreads();
+#endif
+}
+// 4 floats at shared address `local` of this block, in the block of cluster rank `rank`.
+__device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
+  float4 v;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote) : "memory");
+#else
+  (void)rank;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(local) : "memory");
+#endif
+  return v;
+}
+
+// Grid (ceil(N / BN), S), clusters of (1, S): block (bx, s) computes weight rows
+// [bx·BN, bx·BN + BN) over K range [s·kc, s·kc + kc) (kc a multiple of BK).
+template <typename T>
+__global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(GemmParams p, int64_t kc) {
+  using Tr = SkinnyTraits;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int S = gridDim.y, rank = blockIdx.y;
+  const int M = static_cast<int>(p.M);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::BN;
+  const int64_t k_begin = static_cast<int64_t>(rank) * kc;
+  const int64_t k_end = min(p.K, k_begin + kc);
+  const int nk = k_end > k_begin ? static_cast<int>((k_end - k_begin + Tr::BK - 1) / Tr::BK) : 0;
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  const T* x = static_cast<const T*>(p.x);
+  const T* w = static_cast<const T*>(p.weight);
+
+  // Everything the stage loop needs is computed once here, so that a stage costs the 6 copies,
+  // 20 ldmatrix and 32 mma of a warp plus a few adds (the first version recomputed swizzled
+  // addresses per use and guarded each n-tile with a branch, which serialised every ldmatrix
+  // with its mma: the kernel was bound by its own instruction latency, at 1.35 TB/s).
+  // Loads: this thread's 16-byte chunk column and rows r0 + 32·i of the weight (4) and x (2)
+  // tiles. (r0 + 32·i) & 7 = r0 & 7, so one swizzled offset serves every row of a thread.
+  const int ch = tid % 8, r0 = tid / 8;
+  const uint32_t smem_base = smem_addr(smem_raw);
+  constexpr uint32_t kStageBytes = Tr::kStageElems * 2, kRowBytes = Tr::BK * 2, kXBytes = Tr::BN * Tr::BK * 2;
+  const uint32_t dst0 = r0 * kRowBytes + ((ch ^ r0) & 7) * 16;  // + i·32 rows
+  const T* wsrc[Tr::BN / 32];
+  bool wok[Tr::BN / 32];
+#pragma unroll
+  for (int i = 0; i < Tr::BN / 32; ++i) {
+    const int64_t r = n0 + r0 + 32 * i;
+    wok[i] = r < p.N;
+    wsrc[i] = wok[i] ? w + r * ldw + k_begin + ch * 8 : w;
+  }
+  const T* xsrc[Tr::kMaxM / 32];
+  bool xok[Tr::kMaxM / 32];
+#pragma unroll
+  for (int i = 0; i < Tr::kMaxM / 32; ++i) {
+    const int r = r0 + 32 * i;
+    xok[i] = r < M;
+    xsrc[i] = xok[i] ? x + r * ldx + k_begin + ch * 8 : x;
+  }
+  const int64_t klen = k_end - k_begin;
+  auto load_w = [&](int kt, int stage) {
+    const int64_t kofs = static_cast<int64_t>(kt) * Tr::BK;
+    const bool kok = kofs + ch * 8 < klen;
+    const uint32_t dst = smem_base + stage * kStageBytes + dst0;
+#pragma unroll
+    for (int i = 0; i < Tr::BN / 32; ++i) {
+      const bool ok = wok[i] && kok;
+      cuda::copy_async16_zfill(dst + i * 32 * kRowBytes, ok ? wsrc[i] + kofs : w, ok ? 16 : 0);
+    }
+  };
+  auto load_x = [&](int kt, int stage) {
+    const int64_t kofs = static_cast<int64_t>(kt) * Tr::BK;
+    const bool kok = kofs + ch * 8 < klen;
+    const uint32_t dst = smem_base + stage * kStageBytes + kXBytes + dst0;
+#pragma unroll
+    for (int i = 0; i < Tr::kMaxM / 32; ++i) {
+      const bool ok = xok[i] && kok;
+      cuda::copy_async16_zfill(dst + i * 32 * kRowBytes, ok ? xsrc[i] + kofs : x, ok ? 16 : 0);
+    }
+  };
+
+  // Prologue: the weights of the first stages are parameters, requested before the producer of
+  // x has finished; x of stage s joins commit group s (group 0 also holds every prologue weight).
+#pragma unroll
+  for (int s = 0; s < Tr::kStages - 1; ++s)
+    if (s < nk) load_w(s, s);
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+#pragma unroll
+  for (int s = 0; s < Tr::kStages - 1; ++s) {
+    if (s < nk) load_x(s, s);
+    cuda::copy_async_commit();
+  }
+
+  float acc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+  // ldmatrix offsets (bytes within a stage) of this lane for the 4 k16 steps: the warp's 16 weight
+  // rows (A) and token rows 0..15 (B; token block jp adds jp·16 rows, the same swizzle).
+  const RC ra = a_addr(lane), rb = b_addr_nk(lane);
+  uint32_t a_off[4], b_off[4];
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    const int ar = warp * 16 + ra.r;
+    a_off[q] = ar * kRowBytes + (((2 * q + (ra.c >> 3)) ^ ar) & 7) * 16;
+    b_off[q] = kXBytes + rb.r * kRowBytes + (((2 * q + (rb.c >> 3)) ^ rb.r) & 7) * 16;
+  }
+
+  for (int kt = 0; kt < nk; ++kt) {
+    cuda::copy_async_wait_group<Tr::kStages - 2>();
+    __syncthreads();  // stage kt visible to all; stage kt - 1 no longer read by anyone
+    const int next = kt + Tr::kStages - 1;
+    if (next < nk) {
+      load_w(next, next % Tr::kStages);
+      load_x(next, next % Tr::kStages);
+    }
+    cuda::copy_async_commit();
+    const uint32_t sb = smem_base + (kt % Tr::kStages) * kStageBytes;
+    // Fragments of k16 step q + 1 are loaded before the mma of step q.
+    uint32_t a[2][4], b[2][4][4];
+    ldsm_x4(a[0], sb + a_off[0]);
+#pragma unroll
+    for (int jp = 0; jp < 4; ++jp) ldsm_x4(b[0][jp], sb + b_off[0] + jp * 16 * kRowBytes);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int cur = q & 1;
+      if (q + 1 < 4) {
+        ldsm_x4(a[cur ^ 1], sb + a_off[q + 1]);
+#pragma unroll
+        for (int jp = 0; jp < 4; ++jp) ldsm_x4(b[cur ^ 1][jp], sb + b_off[q + 1] + jp * 16 * kRowBytes);
+      }
+#pragma unroll
+      for (int jp = 0; jp < 4; ++jp) {
+        const uint32_t b0[2] = {b[cur][jp][0], b[cur][jp][1]}, b1[2] = {b[cur][jp][2], b[cur][jp][3]};
+        mma16816<T>(acc[2 * jp], a[cur], b0);
+        mma16816<T>(acc[2 * jp + 1], a[cur], b1);
+      }
+    }
+  }
+  cuda::copy_async_wait_group<0>();
+  __syncthreads();  // every warp is done with the pipeline's shared memory
+
+  // Partial tile red[token][row] (f32) in this block's shared memory.
+  float* red = reinterpret_cast<float*>(smem_raw);
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[(j * 8 + acc_col(lane, i)) * Tr::kRedPitch + warp * 16 + acc_row(lane, i)] = acc[j][i];
+  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+
+  // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile, 4 rows x 1 token per item.
+  const int rows_per = Tr::BN / S, groups = rows_per / 4;
+  T* out = static_cast<T*>(p.out);
+  const bool vec_out = p.N % 4 == 0;
+  for (int item = tid; item < groups * M; item += Tr::kThreads) {
+    const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
+    const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
+    float4 v = ld_cluster_f4(local, 0);
+    for (int s = 1; s < S; ++s) {
+      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+      v.x += u.x;
+      v.y += u.y;
+      v.z += u.z;
+      v.w += u.w;
+    }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+    const int64_t n = n0 + row;
+    T o[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
+    T* dst = out + static_cast<int64_t>(tok) * p.N + n;
+    if (vec_out && n + 4 <= p.N) {
+      uint2 w2;
+      memcpy(&w2, o, 8);
+      *reinterpret_cast<uint2*>(dst) = w2;
+    } else {
+      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
+    }
+  }
+  cluster_sync();  // no block leaves while another still reads its partial tile
+}
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+int device_major(int device) {
+  static std::atomic<int> cache[64];
+  if (device < 0 || device >= 64) return 0;
+  int v = cache[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, device);
+    cache[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+int current_device() {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
+}
+
+// The kernel's dynamic shared memory (96 KB) needs an opt-in per device and instantiation.
+template <typename T> void allow_smem(int device) {
+  static std::atomic<uint64_t> done{0};
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
+  cuda::check(cudaFuncSetAttribute(skinny_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(SkinnyTraits::kSmem)),
+              "linear (skinny): shared memory");
+  done.fetch_or(bit, std::memory_order_relaxed);
+}
+
+template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, int device) {
+  using Tr = SkinnyTraits;
+  allow_smem<T>(device);
+  const int64_t tiles = (p.N + Tr::BN - 1) / Tr::BN;
+  // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
+  int S = 1;
+  if (device_major(device) >= 9)
+    while (S < Tr::kMaxSplit && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
+  const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
+  cfg.blockDim = dim3(Tr::kThreads);
+  cfg.dynamicSmemBytes = Tr::kSmem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  if (S > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = 1;
+    attr[n].val.clusterDim.y = static_cast<unsigned>(S);
+    attr[n].val.clusterDim.z = 1;
+    ++n;
+  }
+  if (cuda::pdl_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
+  if (e != cudaSuccess && cfg.numAttrs > (S > 1 ? 1 : 0)) {  // a driver that refuses PDL with clusters: plain launch
+    cudaGetLastError();
+    cfg.numAttrs = S > 1 ? 1 : 0;
+    e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
+  }
+  cuda::check(e, "linear (skinny)");
+}
+
+}  // namespace
+
+bool skinny_gemm_fits(const GemmParams& p) {
+  // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
+  // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
+  // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
+  const char* v = std::getenv("STATESPACE_SKINNY");
+  if (v && v[0] == '0') return false;
+  std::string why;
+  if (!(v && v[0] == '1') && cuda::cublas_usable(p, &why)) return false;
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= SkinnyTraits::kMaxM && p.N > 0 &&
+         p.K > 0 && p.N < (int64_t{1} << 31) / SkinnyTraits::BN && !p.x_col_major && !p.w_col_major && p.K % 8 == 0 && ldx % 8 == 0 &&
+         ldw % 8 == 0 && aligned16(p.x) && aligned16(p.weight);
+}
+
+bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
+  if (!skinny_gemm_fits(p)) return false;
+  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const int device = current_device();
+  if (p.dtype == DType::BFloat16)
+    launch_skinny<__nv_bfloat16>(p, st, device);
+  else
+    launch_skinny<__half>(p, st, device);
+  cuda::check_launch("linear (skinny)");
+  return true;
+}
+
+}  // namespace ss
