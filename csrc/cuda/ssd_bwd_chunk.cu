@@ -465,6 +465,20 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       const int t = r0 + gq + (tq >> 1) * 8, p = p0 + (tq & 1) * 8;
       if (t < q && p < P) *reinterpret_cast<uint4*>(base + int64_t(t) * xs + p) = make_uint4(v[0], v[1], v[2], v[3]);
     };
+    // One value pair (row t, columns p, p + 1) of piece (hi, j): packed into v for store16, or
+    // stored at once (2 elements when aligned, else each column inside P).
+    auto put2 = [&](T* base, uint32_t (&v)[4], int hi, int j, int t, int p, float a, float b) {
+      if (vec16) {
+        v[hi * 2 + j] = mma::pack2<T>(a, b);
+        return;
+      }
+      T* out = base + int64_t(t) * xs + p;
+      if (p + 1 < P && P % 2 == 0) st2(out, a, b);
+      else {
+        if (p < P) out[0] = from_float<T>(a);
+        if (p + 1 < P) out[1] = from_float<T>(b);
+      }
+    };
 
     // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
     {
@@ -493,16 +507,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
                 const float sg = 1.f / (1.f + __expf(-zz));
                 r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
               }
-              if (vec16) {
-                v[hi * 2 + j] = mma::pack2<T>(r[0], r[1]);
-                continue;
-              }
-              T* out = dz + xo + int64_t(t) * xs + p;
-              if (p + 1 < P && P % 2 == 0) st2(out, r[0], r[1]);
-              else {
-                if (p < P) out[0] = from_float<T>(r[0]);
-                if (p + 1 < P) out[1] = from_float<T>(r[1]);
-              }
+              put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
             }
           if (vec16) store16(dz + xo, v);
         }
@@ -539,16 +544,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
               const float ds = dtp[s];
               const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
               const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
-              if (vec16) {
-                v[hi * 2 + j] = mma::pack2<T>(r0v, r1v);
-                continue;
-              }
-              T* out = dx + xo + int64_t(s) * xs + p;
-              if (p + 1 < P && P % 2 == 0) st2(out, r0v, r1v);
-              else {
-                if (p < P) out[0] = from_float<T>(r0v);
-                if (p + 1 < P) out[1] = from_float<T>(r1v);
-              }
+              put2(dx + xo, v, hi, j, s, p, r0v, r1v);
             }
           }
         if (vec16) store16(dx + xo, v);
