@@ -99,20 +99,6 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectCode(() => linear({ ...ok, argmaxOut: zeros([3], { dtype: 'int32' }) }), 'ERR_SHAPE', 'argmaxOut');
     expectCode(() => linear({ ...ok, argmaxOut: zeros([2], { dtype: 'int32' }), residual: zeros([2, 4]) }), 'ERR_INVALID_ARG', 'argmaxOut');
   });
-
-  it('prefetch hints are checked and change nothing on the CPU', async () => {
-    const x = randnInput([3, 9], 'float32');
-    const w = randnInput([5, 9], 'float32');
-    const big = zeros([6, 10]);
-    const y = await linear({ x: x.t, weight: w.t, prefetch: [big, big.slice(0, 0, 2), w.t] }).data();
-    expect(y).toEqual(await linear({ x: x.t, weight: w.t }).data());
-    const ok = { x: x.t, weight: w.t };
-    expectCode(() => linear({ ...ok, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
-    expectCode(() => linear({ ...ok, prefetch: Array.from({ length: 7 }, () => big) }), 'ERR_INVALID_ARG', 'prefetch', 'at most 6');
-    expectCode(() => linear({ ...ok, prefetch: big as unknown as never }), 'ERR_INVALID_ARG', 'prefetch', 'array');
-    expectCode(() => linear({ ...ok, prefetchAfter: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetchAfter', 'contiguous');
-    expect(await linear({ ...ok, prefetch: [big], prefetchAfter: [w.t] }).data()).toEqual(await linear(ok).data());
-  });
 });
 
 describe('embedding', () => {

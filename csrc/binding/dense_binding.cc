@@ -11,22 +11,9 @@ Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
-// An optional array of tensors (the L2 prefetch hints of the matrix-vector kernel).
-std::vector<Tensor> tensor_list(Napi::Object o, const char* name) {
-  Napi::Value v = o.Get(name);
-  std::vector<Tensor> ts;
-  if (v.IsUndefined() || v.IsNull()) return ts;
-  if (!v.IsArray()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected an array of tensors");
-  Napi::Array a = v.As<Napi::Array>();
-  for (uint32_t i = 0; i < a.Length(); ++i) ts.push_back(to_tensor(a.Get(i), name));
-  return ts;
-}
-
-// prefetch, prefetchAfter, normWeight, normGate, normEps, residual, argmaxOut (ops/dense.h, LinearExtras).
+// normWeight, normGate, normEps, residual, argmaxOut (ops/dense.h, LinearExtras).
 LinearExtras linear_extras(Napi::Object o) {
   LinearExtras ex;
-  ex.prefetch = tensor_list(o, "prefetch");
-  ex.prefetch_after = tensor_list(o, "prefetchAfter");
   ex.norm_weight = optional_tensor(o, "normWeight");
   ex.norm_gate = optional_tensor(o, "normGate");
   ex.norm_eps = optional_number(o, "normEps", 1e-5);

@@ -12,8 +12,6 @@
 //    waiting for the kernel that produces x, so the weight stream starts during its tail;
 //  - optionally (GemvConv) the decode step's causal conv is applied to its columns on the way out
 //    (in_proj and the conv update in one kernel);
-//  - optionally (L2Prefetch) it first asks for later kernels' weights to be pulled into L2, so
-//    DRAM keeps streaming through the short kernels that follow (cuda/l2_prefetch.cuh).
 //  - optionally (GemvNorm, one row) the RMSNorm before a projection is folded in: the kernel sums
 //    r² of the row it reads anyway and scales each output at the end (a decode step needs no
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
@@ -23,7 +21,6 @@
 #include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
-#include "cuda/l2_prefetch.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -197,7 +194,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
-    gemv_kernel(GemmParams p, GemvConv cv, L2Prefetch pf, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
+    gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
@@ -230,7 +227,6 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  if (pf.n) cuda::l2_prefetch(pf, false);
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
@@ -280,8 +276,6 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
     }
   }
 
-  if (pf.n) cuda::l2_prefetch(pf, true);  // this block's loads are all issued (and arrived)
-
   // Every lane ends with every (column, row) sum; lane c·MM + m owns output (m, n0 + c).
   float mine = 0.f;
 #pragma unroll
@@ -330,7 +324,6 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 struct GemvArgs {
   GemmParams p;
   GemvConv cv;
-  L2Prefetch pf;
   GemvNorm nm;
   GemvResidual rs;
   GemvArgmax am;
@@ -340,13 +333,13 @@ template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
   if (a.nm.weight && a.nm.x_in_w_dtype)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.pf, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -425,9 +418,9 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 
 }  // namespace
 
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const L2Prefetch* prefetch, const GemvNorm* norm,
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,
                const GemvResidual* residual, const GemvArgmax* argmax) {
-  GemvArgs a{p, conv ? *conv : GemvConv{}, prefetch ? *prefetch : L2Prefetch{}, norm ? *norm : GemvNorm{},
+  GemvArgs a{p, conv ? *conv : GemvConv{}, norm ? *norm : GemvNorm{},
              residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}};
   if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
   if (a.am.out && a.rs.out) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: argmaxOut is not taken with residual");

@@ -61,30 +61,7 @@ MatrixLayout matrix_layout(const Tensor& t) {
 struct LinearPlan {
   Tensor x, w, bias, out;
   GemmParams p;
-  L2Prefetch pf;
 };
-
-// The byte ranges of `prefetch` and `prefetch_after` (contiguous tensors on dev), trimmed to
-// 16-byte boundaries.
-L2Prefetch prefetch_ranges(const std::vector<Tensor>& prefetch, const std::vector<Tensor>& after, Device dev) {
-  L2Prefetch pf;
-  if (prefetch.size() + after.size() > static_cast<size_t>(L2Prefetch::kMax))
-    fail("ERR_INVALID_ARG", ErrorKind::Type, "prefetch: at most " + std::to_string(L2Prefetch::kMax) + " tensors (prefetch and prefetchAfter together)");
-  for (int late = 0; late < 2; ++late)
-    for (const Tensor& t : late ? after : prefetch) {
-      const char* name = late ? "prefetchAfter" : "prefetch";
-      check_same_device(dev, {{name, &t}});
-      if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": expected contiguous tensors (views of leading rows are)");
-      const uintptr_t lo = (reinterpret_cast<uintptr_t>(t.data()) + 15) & ~uintptr_t{15};
-      const uintptr_t hi = (reinterpret_cast<uintptr_t>(t.data()) + t.numel() * dtype_size(t.dtype)) & ~uintptr_t{15};
-      if (hi <= lo) continue;
-      pf.ptr[pf.n] = reinterpret_cast<const void*>(lo);
-      pf.bytes[pf.n] = static_cast<int64_t>(hi - lo);
-      pf.late[pf.n] = late;
-      ++pf.n;
-    }
-  return pf;
-}
 
 // Checks the norm and residual extras of a linear layer x (..., K) · weight (N, K)ᵀ.
 void check_extras(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
@@ -135,12 +112,10 @@ Tensor with_residual(const Tensor& y, const LinearExtras& ex) {
   return eltwise(EltwiseOp::Add, y.dtype == r.dtype ? y : copy_to(y, r.dtype, y.device()), r);
 }
 
-LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const std::vector<Tensor>& prefetch,
-                       const std::vector<Tensor>& after) {
+LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"bias", &bias_in}});
-  const L2Prefetch pf = prefetch_ranges(prefetch, after, dev);  // used by the CUDA matrix-vector kernel only
   if (x_in.ndim() < 1) fail_shape("x", "(..., in)", x_in.shape);
   checks::floating("x", x_in, cpu);
   checks::rank("weight", weight_in, 2, "(out, in)");
@@ -197,7 +172,6 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
   p.bias = L.bias.defined() ? L.bias.data() : nullptr;
   p.out = L.out.data();
   L.p = p;
-  L.pf = pf;
   return L;
 }
 
@@ -206,10 +180,6 @@ void run_linear(const LinearPlan& L) {
   const GemmParams p = L.p;
   if (L.out.device().is_cpu())
     run_cpu({L.x, L.w, L.bias}, {L.out}, [p] { gemm_cpu(p); });
-#ifdef STATESPACE_WITH_CUDA
-  else if (L.pf.n && gemv_reads(p))
-    gemv_cuda(p, cuda_stream_for(L.out.device()), nullptr, &L.pf);
-#endif
   else
     gemm_cuda(p, cuda_stream_for(L.out.device()));
 }
@@ -252,7 +222,6 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
   }
   FusedLinear F;
   LinearPlan& L = F.L;
-  L.pf = prefetch_ranges(ex.prefetch, ex.prefetch_after, dev);
   GemmParams& p = L.p;
   p.M = x.numel() / K;
   p.N = N;
@@ -294,11 +263,11 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
     FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
     GemvArgmax am;
     am.out = ex.argmax_out.defined() ? static_cast<int32_t*>(ex.argmax_out.data()) : nullptr;
-    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.L.pf, &F.nm, &F.rs, &am);
+    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.nm, &F.rs, &am);
     return F.L.out;
   }
 #endif
-  LinearPlan L = plan_linear(normed_input(x_in, weight_in, ex), weight_in, bias_in, ex.prefetch, ex.prefetch_after);
+  LinearPlan L = plan_linear(normed_input(x_in, weight_in, ex), weight_in, bias_in);
   run_linear(L);
   return with_residual(L.out, ex);
 }
@@ -333,9 +302,9 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
   FusedLinear F;
   if (fused_norm) F = plan_fused(x, weight, bias, ex);
-  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
+  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias);
 #else
-  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias, ex.prefetch, ex.prefetch_after);
+  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias);
 #endif
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
@@ -352,7 +321,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c, &L.pf, fused_norm ? &F.nm : nullptr);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr);
     return L.out;
   }
 #endif

@@ -87,17 +87,6 @@ struct GemvConv {
   int64_t lo = 0, channels = 0, width = 0;
   bool silu = false;
 };
-// Byte ranges (16-byte aligned, multiples of 16) a decode kernel asks the GPU to pull into L2:
-// weights of later kernels of the step (cuda/l2_prefetch.cuh), each before the kernel waits for
-// its producer, or (late) as each of its blocks finishes its own loads. A hint: no effect on
-// results.
-struct L2Prefetch {
-  static constexpr int kMax = 6;
-  const void* ptr[kMax] = {};
-  int64_t bytes[kMax] = {};
-  bool late[kMax] = {};
-  int n = 0;
-};
 // The RMSNorm the matrix-vector kernel applies to its one input row x on the fly (M = 1): the
 // product is (x · rsqrt(mean(x²) + eps) · weight) · Wᵀ, x in float32 (the residual stream) or in
 // W's dtype, in f32 throughout: the kernel sums x² beside its dot products and scales each
@@ -122,8 +111,7 @@ struct GemvResidual {
 struct GemvArgmax {
   int32_t* out = nullptr;
 };
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const L2Prefetch* prefetch = nullptr,
-               const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
 inline bool gemv_reads(const GemmParams& p) {
@@ -145,9 +133,6 @@ void eltwise_cuda(const EltwiseParams& p, void* stream);
 
 Tensor embedding(const Tensor& ids, const Tensor& weight);
 // What a decode step folds into its projections (lib/ops/dense.ts, LinearOptions):
-//  - prefetch, prefetch_after: tensors of later ops to pull into the GPU's L2, before the product
-//    waits for x, or as its blocks finish, when it runs the matrix-vector kernel (CUDA, <= 8
-//    rows; ignored otherwise): contiguous, on x's device, at most L2Prefetch::kMax in all;
 //  - norm_weight (K): the product is taken of rmsnorm(x [· silu(norm_gate)]) · norm_weight (one
 //    group over the row) instead of x; x may then be of any floating dtype; the result is in
 //    weight's dtype. On CUDA with one row, float32 x (or x and gate in weight's dtype) go through
@@ -158,7 +143,6 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 //  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
 //    result row (linear only, not with residual; in the kernel for one row on CUDA).
 struct LinearExtras {
-  std::vector<Tensor> prefetch, prefetch_after;
   Tensor norm_weight, norm_gate;
   double norm_eps = 1e-5;
   Tensor residual;

@@ -45,19 +45,6 @@ export interface LinearOptions {
   /** (out), any floating dtype. */
   bias?: Tensor;
   /**
-   * Tensors a later op will read (contiguous, on x's device; views of leading rows are) to pull
-   * into the GPU's L2 cache, requested before the product waits for x: a hint for decode steps
-   * (the small parameters of the next kernels). Used by the CUDA matrix-vector kernel (up to 8
-   * rows); no effect on results, ignored otherwise. At most 6 with prefetchAfter.
-   */
-  prefetch?: Tensor[];
-  /**
-   * Like prefetch, but requested as the product's blocks finish their own loads: a big weight of
-   * a later op, streamed into L2 while the short kernels in between run instead of competing
-   * with this product's own stream.
-   */
-  prefetchAfter?: Tensor[];
-  /**
    * (in): multiply rmsNorm(x [· silu(normGate)]) · normWeight instead of x (one group over the
    * row, eps normEps, default 1e-5): a decode step's pre-norm folded into its projection. x may
    * then be of any floating dtype (the float32 residual stream, say); the result is in weight's

@@ -1,5 +1,5 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, linearConvUpdate, mul, randn, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
 import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
@@ -101,36 +101,6 @@ describeGpu('dense ops on CUDA', () => {
     const w = randnInput([N, K], 'bfloat16', 'cuda');
     const y = await linear({ x, weight: w.t }).data();
     expectClose(y, linearRef(flat.v.subarray(1), w.v, M, N, K), TOL.bfloat16, 'misaligned');
-  });
-
-  // L2 prefetch hints (decode steps): the matrix-vector kernel issues them before its main loop;
-  // results are the same bits as without, whatever is prefetched (misaligned views are trimmed).
-  it('linear / linearConvUpdate with prefetch hints give the same bits as without; bad hints are errors', async () => {
-    const r = rng();
-    const big = randn([10240, 2560], { dtype: 'bfloat16', device: 'cuda' }); // 52 MB, more than a kernel's share
-    const odd = randnInput([1001], 'bfloat16', 'cuda', 1, r).t.slice(0, 1, 1000); // 2-byte aligned, trimmed to 16
-    for (const [M, N, K] of [[1, 2560, 5120], [1, 192, 5120], [3, 77, 4104], [8, 1000, 4096]] as Array<[number, number, number]>) {
-      const x = randnInput([M, K], 'bfloat16', 'cuda', 1, r).t;
-      const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r).t;
-      const prefetch = [big.slice(0, 0, 3000), odd, w, x, big.slice(0, 9000, 10240), randnInput([5], 'float32', 'cuda', 1, r).t];
-      const want = await linear({ x, weight: w }).bits();
-      expect(await linear({ x, weight: w, prefetch }).bits(), `linear ${M}x${N}x${K}`).toEqual(want);
-      const split = { prefetch: prefetch.slice(0, 2), prefetchAfter: prefetch.slice(2) };
-      expect(await linear({ x, weight: w, ...split }).bits(), `linear ${M}x${N}x${K} prefetchAfter`).toEqual(want);
-      const s0 = randnInput([M, 40, 3], 'bfloat16', 'cuda', 1, r).t;
-      const cw = randnInput([40, 4], 'bfloat16', 'cuda', 1, r).t;
-      const s1 = s0.clone(), s2 = s0.clone();
-      const a = linearConvUpdate({ x, weight: w, convState: s1, convWeight: cw, convStart: 7, activation: 'silu' });
-      const b = linearConvUpdate({ x, weight: w, convState: s2, convWeight: cw, convStart: 7, activation: 'silu', prefetch });
-      expect(await b.bits(), `linearConvUpdate ${M}x${N}x${K}`).toEqual(await a.bits());
-      expect(await s2.bits()).toEqual(await s1.bits());
-    }
-    const x = randnInput([1, 64], 'bfloat16', 'cuda', 1, r).t;
-    const w = randnInput([32, 64], 'bfloat16', 'cuda', 1, r).t;
-    expectCode(() => linear({ x, weight: w, prefetch: [big.transpose(0, 1)] }), 'ERR_INVALID_ARG', 'prefetch', 'contiguous');
-    expectCode(() => linear({ x, weight: w, prefetch: Array.from({ length: 7 }, () => w) }), 'ERR_INVALID_ARG', 'prefetch');
-    expectCode(() => linear({ x, weight: w, prefetch: [w, w, w], prefetchAfter: [w, w, w, w] }), 'ERR_INVALID_ARG', 'prefetchAfter');
-    expectCode(() => linear({ x, weight: w, prefetch: [zeros([4])] }), 'ERR_DEVICE', 'prefetch');
   });
 
   // The decode step's folded norms: one row without a gate goes through the matrix-vector
