@@ -40,6 +40,7 @@ struct DeviceState {
   std::unordered_set<void*> captured_live;
   CaptureArena* arena = nullptr;  // during a capture, unless turned off
   std::mutex capture_mu;
+  size_t total_memory = 0;  // of the card: larger requests fail without asking the driver
 };
 
 // Executable graphs and the arenas they own.
@@ -167,6 +168,7 @@ DeviceState& state(int device) {
     // processes that share a card (a parallel test run starts one per test file).
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+      ns->total_memory = total_b;
       size_t want = total_b / 16;
       if (want > (size_t{4} << 30)) want = size_t{4} << 30;
       if (const char* mb = std::getenv("STATESPACE_CUDA_PREGROW_MB")) want = size_t(std::strtoull(mb, nullptr, 10)) << 20;
@@ -199,8 +201,11 @@ struct CudaAllocator : Allocator {
       if (poison_enabled()) cudaMemsetAsync(p, 0xff, bytes, s.stream);
       return p;
     }
-    cudaError_t e = cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
-    if (e == cudaErrorMemoryAllocation) {
+    // A request larger than the card can never succeed; the driver would still grow the pool
+    // towards it first, briefly taking the card's free memory from other processes.
+    const bool never_fits = s.total_memory && bytes > s.total_memory;
+    cudaError_t e = never_fits ? cudaErrorMemoryAllocation : cudaMallocAsync(&p, bytes ? bytes : 1, s.stream);
+    if (e == cudaErrorMemoryAllocation && !never_fits) {
       // Give cached blocks back and try once more before reporting out-of-memory.
       cudaGetLastError();
       cudaStreamSynchronize(s.stream);
