@@ -41,7 +41,10 @@ const specs: Array<[string, TinySpec]> = [
 describeGpu('batched decode (batch 12) on CUDA', () => {
   for (const [name, spec] of specs) {
     it(`${name}: every row of batch-12 steps equals the float64 reference, f32 and bf16, cuBLAS or the skinny GEMM`, async () => {
-      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 2e-2, '0'], ['bfloat16', 2e-2, '1']] as const) {
+      // bf16: every weight, activation and the Mamba-2 state rounded to 8 bits of mantissa; single
+      // rows of random tiny models reached 0.023 against float64 (a row from another sequence
+      // would be off by O(1)).
+      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 3e-2, '0'], ['bfloat16', 3e-2, '1']] as const) {
         process.env.STATESPACE_SKINNY = skinny;
         const stored = dtype === 'float32' ? 'F32' : 'BF16';
         const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
