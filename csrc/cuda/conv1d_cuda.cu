@@ -1,9 +1,10 @@
 // CUDA kernels of the depthwise causal conv1d (see ops/conv1d.h for the definition).
 // Forward: a tiled kernel (below) for widths up to 1024; beyond, one thread per output
 // (b, d, t), consecutive threads walking time so x loads are coalesced.
-// Backward: (1) d(pre-activation) into f32 scratch, (2) one thread per padded input position
-// gathers its gradient, (3) one block per channel reduces dweight/dbias in a fixed order
-// (reproducible: no atomics).
+// Backward: a tiled kernel (below) for widths up to 1024 — dx in one pass, dweight/dbias as one
+// partial per (row, tile) that a second kernel sums in a fixed order; beyond, (1) d(pre-activation)
+// into f32 scratch, (2) one thread per padded input position gathers its gradient, (3) one block per
+// channel reduces dweight/dbias in a fixed order. Both are reproducible: no atomics.
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -328,6 +329,114 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
   }
 }
 
+// Tiled backward, the path for widths up to kMaxTiledWidth: a block owns one (b, d) row and the
+// dx of kTile time steps. It stages what those outputs reach in shared memory once — the inputs of
+// kTile + 2(W-1) steps (the forward's window plus W-1 ahead, because an input feeds the W outputs
+// after it) and dy of kTile + W-1 steps — turns dy into d(pre-activation) in place (recomputing the
+// pre-activation for the SiLU), then gathers dx with W multiply-adds per output. Its share of
+// dweight/dbias (the steps it owns) leaves as one partial per (row, tile) in `part`, summed by
+// dweight_reduce_kernel in a fixed order. One global read of x and dy per step, one write of dx.
+template <typename T, int kW>
+__global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(CausalConv1dParams p, float* part) {
+  using Tr = TiledTraits;
+  __shared__ float red[Tr::kThreads / 32];
+  extern __shared__ float smem[];
+  const int W = kW ? kW : static_cast<int>(p.width), W1 = W - 1;
+  const int xspan = Tr::kTile + 2 * W1, dspan = Tr::kTile + W1;
+  float* xs = smem;           // xs[q]: padded input at time t0 - (W-1) + q (x, the initial state, or 0)
+  float* ds = xs + xspan;     // ds[j]: dy, then d(pre-activation), at output time t0 + j (0 past seqlen)
+  float* ws = ds + dspan;     // W weights
+  int* sid = reinterpret_cast<int*>(ws + W);  // with seqIdx: the sequence of xs[q] (time clamped to [0, L))
+  const int64_t row = blockIdx.x, d = row % p.dim, b = row / p.dim;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kTile, L = p.seqlen;
+  const T* x = static_cast<const T*>(p.x) + row * L;
+  const T* dy = static_cast<const T*>(p.dy) + row * L;
+  const T* init = p.initial_states ? static_cast<const T*>(p.initial_states) + row * W1 : nullptr;
+  const int32_t* sq = p.seq_idx ? p.seq_idx + b * L : nullptr;
+  for (int q = threadIdx.x; q < xspan; q += blockDim.x) {
+    const int64_t t = t0 - W1 + q;
+    float v = 0.f;
+    if (t >= 0 && t < L) v = to_float(x[t]);
+    else if (t < 0 && init) v = to_float(init[W1 + t]);
+    xs[q] = v;
+    if (sq) sid[q] = sq[t < 0 ? 0 : (t < L ? t : L - 1)];
+    if (q < dspan) ds[q] = t0 + q < L ? to_float(dy[t0 + q]) : 0.f;
+  }
+  for (int k = threadIdx.x; k < W; k += blockDim.x) ws[k] = load_any(p.weight, p.weight_dtype, d * W + k);
+  __syncthreads();
+  // A tap k of output t0 + j reads xs[j + k]; it counts when that input is of the output's sequence.
+  auto tap = [&](int j, int k) { return !sq || sid[j + k] == sid[j + W1]; };
+  const float bias = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
+  if (p.silu) {
+    for (int j = threadIdx.x; j < dspan; j += blockDim.x) {  // each thread rewrites only its own ds[j]
+      float v = bias;
+      for (int k = 0; k < W; ++k)
+        if (tap(j, k)) v += ws[k] * xs[j + k];
+      const float s = 1.f / (1.f + __expf(-v));
+      ds[j] *= s * (1.f + v * (1.f - s));
+    }
+    __syncthreads();
+  }
+  // d(input at xs[q]) = sum over taps k of ds[q - k]·w[k] (output t0 + q - k), plus the final-state
+  // gradient for the last W-1 inputs of the row when they belong to its last sequence.
+  const int last_seq = sq && L > 0 ? sq[L - 1] : 0;
+  auto dinput = [&](int q) {
+    float g = 0.f;
+    for (int k = 0; k < W && k <= q; ++k)
+      if (tap(q - k, k)) g += ds[q - k] * ws[k];
+    const int64_t tau = t0 - W1 + q;
+    if (p.dfinal_states && tau >= L - W1 && (!sq || sid[q] == last_seq))
+      g += to_float(static_cast<const T*>(p.dfinal_states)[row * W1 + tau - (L - W1)]);
+    return g;
+  };
+  T* dx = static_cast<T*>(p.dx) + row * L;
+#pragma unroll
+  for (int n = 0; n < Tr::kPerThread; ++n) {
+    const int i = threadIdx.x + n * Tr::kThreads;
+    if (t0 + i < L) dx[t0 + i] = cuda::from_float<T>(dinput(i + W1));
+  }
+  if (blockIdx.y == 0 && p.dinitial_states)
+    for (int q = threadIdx.x; q < W1; q += blockDim.x)
+      static_cast<T*>(p.dinitial_states)[row * W1 + q] = cuda::from_float<T>(dinput(q));
+  // This tile's dweight[k] = sum over its steps of ds[j]·xs[j + k] (k = W: dbias = sum of ds[j]).
+  float* out = part + (row * gridDim.y + blockIdx.y) * (W + 1);
+  for (int k = 0; k <= W; ++k) {
+    float acc = 0.f;
+#pragma unroll
+    for (int n = 0; n < Tr::kPerThread; ++n) {
+      const int j = threadIdx.x + n * Tr::kThreads;
+      if (k == W) acc += ds[j];  // ds is 0 past seqlen
+      else if (tap(j, k)) acc += ds[j] * xs[j + k];
+    }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float s = 0.f;
+      for (int w = 0; w < Tr::kThreads / 32; ++w) s += red[w];
+      out[k] = s;
+    }
+    __syncthreads();
+  }
+}
+
+// dweight[d, k] (k = W: dbias[d]) = the bwd_tiled_kernel partials of channel d summed over batch and
+// tiles, always in the same order.
+__global__ void dweight_reduce_kernel(CausalConv1dParams p, const float* part, int tiles) {
+  const int64_t W = p.width, n = p.dim * (W + 1);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t d = i / (W + 1), k = i % (W + 1);
+    if (k == W && !p.dbias) continue;
+    float s = 0.f;
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int tile = 0; tile < tiles; ++tile) s += part[((b * p.dim + d) * tiles + tile) * (W + 1) + k];
+    if (k == W)
+      cuda::store_any(p.dbias, p.bias_dtype, d, s);
+    else
+      cuda::store_any(p.dweight, p.weight_dtype, d * W + k, s);
+  }
+}
+
 // Decode step: launched with programmatic dependent launch (cuda/pdl.cuh), like the other
 // kernels of a decode step, so it waits for its producer before touching any data.
 template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpdateParams p) {
@@ -394,12 +503,38 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
   cuda::check_launch("causalConv1d");
 }
 
+namespace {
+// The tiled backward's grid: (rows, tiles); 0 tiles when the shape needs the per-element kernels.
+int64_t bwd_tiles(const CausalConv1dParams& p) {
+  const int64_t rows = p.batch * p.dim, tiles = (p.seqlen + TiledTraits::kTile - 1) / TiledTraits::kTile;
+  return p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535 ? tiles : 0;
+}
+}  // namespace
+
+int64_t causal_conv1d_bwd_scratch_floats(const CausalConv1dParams& p) {
+  const int64_t tiles = bwd_tiles(p);
+  return tiles > 0 ? p.batch * p.dim * tiles * (p.width + 1) : p.batch * p.dim * p.seqlen;
+}
+
 void causal_conv1d_bwd_cuda(const CausalConv1dParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const int64_t tiles = bwd_tiles(p);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const int64_t n = p.batch * p.dim * p.seqlen;
+    const int64_t rows = p.batch * p.dim;
+    if (tiles > 0 && rows > 0) {
+      const int64_t W1 = p.width - 1, xspan = TiledTraits::kTile + 2 * W1;
+      const size_t smem = (xspan + TiledTraits::kTile + W1 + p.width + (p.seq_idx ? xspan : 0)) * 4;
+      const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(tiles));
+      if (p.width == 4)
+        bwd_tiled_kernel<T, 4><<<grid, TiledTraits::kThreads, smem, st>>>(p, p.scratch);
+      else
+        bwd_tiled_kernel<T, 0><<<grid, TiledTraits::kThreads, smem, st>>>(p, p.scratch);
+      dweight_reduce_kernel<<<cuda::grid_1d(p.dim * (p.width + 1), kThreads), kThreads, 0, st>>>(p, p.scratch, static_cast<int>(tiles));
+      return;
+    }
+    const int64_t n = rows * p.seqlen;
     if (n > 0) dpre_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
-    const int64_t nq = p.batch * p.dim * (p.seqlen + p.width - 1);
+    const int64_t nq = rows * (p.seqlen + p.width - 1);
     if (nq > 0) dinput_kernel<T><<<cuda::grid_1d(nq, kThreads), kThreads, 0, st>>>(p);
     if (p.dim > 0) dweight_kernel<T><<<static_cast<unsigned>(p.dim), kThreads, 0, st>>>(p);
   });

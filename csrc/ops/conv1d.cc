@@ -121,7 +121,7 @@ Conv1dGrads causal_conv1d_backward(const Conv1dArgs& a) {
     run_cpu({x, w, bias, init, sidx, dy, dfin}, {g.dx, g.dweight, g.dbias, g.dinitial_states},
             [p] { causal_conv1d_bwd_cpu(p); });
   } else {
-    Tensor scratch = empty({p.batch, p.dim, p.seqlen}, DType::Float32, dev);
+    Tensor scratch = empty({causal_conv1d_bwd_scratch_floats(p)}, DType::Float32, dev);
     p.scratch = scratch.ptr<float>();
     causal_conv1d_bwd_cuda(p, cuda_stream_for(dev));
   }

@@ -36,7 +36,7 @@ struct CausalConv1dParams {
   void* dweight = nullptr;
   void* dbias = nullptr;                 // or null when there is no bias
   void* dinitial_states = nullptr;       // or null when there are no initial states
-  float* scratch = nullptr;              // CUDA backward: (batch, dim, seqlen) f32 for d(pre-activation)
+  float* scratch = nullptr;              // CUDA backward: causal_conv1d_bwd_scratch_floats(p) f32
 };
 
 // One decode step: x (batch, dim), state (batch, dim, width-1) updated in place, y (batch, dim).
@@ -63,6 +63,7 @@ void causal_conv1d_bwd_cpu(const CausalConv1dParams& p);
 void causal_conv1d_update_cpu(const CausalConv1dUpdateParams& p);
 void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream);
 void causal_conv1d_bwd_cuda(const CausalConv1dParams& p, void* stream);
+int64_t causal_conv1d_bwd_scratch_floats(const CausalConv1dParams& p);
 void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream);
 
 struct Conv1dArgs {

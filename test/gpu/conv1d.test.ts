@@ -81,31 +81,70 @@ describeGpu('causalConv1d on CUDA', () => {
     expectClose(await out.finalStates!.data(), ref.finalStates, 1e-6, 'final states');
   });
 
-  it('backward equals the CPU float64 backward (f32 and bf16)', async () => {
+  // Widths 1-5 take the tiled backward (width 4 its unrolled form), 1030 the per-element kernels;
+  // seqlen 2049 and 2500 span three tiles, so partial sums of dweight cross tile and batch edges.
+  it('backward equals the CPU float64 backward (f32 and bf16; widths 1-5 and 1030; options on and off)', async () => {
     const r = rng();
-    const batch = 2, dim = 33, seqlen = 129, width = 4;
-    const xv = randnArray(batch * dim * seqlen, r), wv = randnArray(dim * width, r), bv = randnArray(dim, r);
-    const iv = randnArray(batch * dim * (width - 1), r), dyv = randnArray(batch * dim * seqlen, r), dfv = randnArray(batch * dim * (width - 1), r);
-    const seq = seqIdxInput(batch, seqlen, 3, 'cpu', r);
-    const args = (dtype: DType, device: 'cpu' | 'cuda') => ({
-      x: tensor(xv, [batch, dim, seqlen], { dtype, device }),
-      weight: tensor(wv, [dim, width], { dtype: dtype === 'float64' ? 'float64' : 'float32', device }),
-      bias: tensor(bv, [dim], { dtype: dtype === 'float64' ? 'float64' : 'float32', device }),
-      initialStates: tensor(iv, [batch, dim, width - 1], { dtype, device }),
-      seqIdx: seq.t.to(device),
-      activation: 'silu' as const,
-      dy: tensor(dyv, [batch, dim, seqlen], { dtype, device }),
-      dFinalStates: tensor(dfv, [batch, dim, width - 1], { dtype, device }),
-    });
-    const ref = causalConv1dBackward(args('float64', 'cpu'));
-    for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 3e-2]] as const) {
-      const g = causalConv1dBackward(args(dtype, 'cuda'));
-      for (const k of ['dx', 'dweight', 'dbias', 'dInitialStates'] as const) {
-        const got = await g[k]!.data();
-        expectNoNaN(got, k);
-        expectClose(got, await ref[k]!.data(), tol, `${dtype} ${k}`);
+    const cases: Array<[number, number, number, number, boolean]> = [
+      // batch, dim, seqlen, width, every option (seqIdx, bias, initial/final states, SiLU) or none
+      [2, 33, 129, 4, true],
+      [3, 5, 2049, 4, true],
+      [2, 7, 2500, 4, false],
+      [1, 3, 1, 4, true],
+      [2, 6, 2, 5, true],
+      [2, 4, 1500, 2, true],
+      [1, 9, 700, 1, true],
+      [2, 3, 1100, 1030, true],
+    ];
+    for (const [batch, dim, seqlen, width, all] of cases) {
+      const xv = randnArray(batch * dim * seqlen, r), wv = randnArray(dim * width, r).map((v) => v / Math.sqrt(width));
+      const bv = randnArray(dim, r), dyv = randnArray(batch * dim * seqlen, r);
+      const iv = randnArray(batch * dim * (width - 1), r), dfv = randnArray(batch * dim * (width - 1), r);
+      const seq = all ? seqIdxInput(batch, seqlen, 3, 'cpu', r) : undefined;
+      const args = (dtype: DType, device: 'cpu' | 'cuda') => {
+        const wdt = dtype === 'float64' ? 'float64' : 'float32';
+        return {
+          x: tensor(xv, [batch, dim, seqlen], { dtype, device }),
+          weight: tensor(wv, [dim, width], { dtype: wdt, device }),
+          bias: all ? tensor(bv, [dim], { dtype: wdt, device }) : undefined,
+          initialStates: all && width > 1 ? tensor(iv, [batch, dim, width - 1], { dtype, device }) : undefined,
+          seqIdx: seq?.t.to(device),
+          activation: all ? ('silu' as const) : undefined,
+          dy: tensor(dyv, [batch, dim, seqlen], { dtype, device }),
+          dFinalStates: all && width > 1 ? tensor(dfv, [batch, dim, width - 1], { dtype, device }) : undefined,
+        };
+      };
+      const ref = causalConv1dBackward(args('float64', 'cpu'));
+      for (const [dtype, tol] of [['float32', 1e-4], ['bfloat16', 3e-2]] as const) {
+        const g = causalConv1dBackward(args(dtype, 'cuda'));
+        for (const k of ['dx', 'dweight', 'dbias', 'dInitialStates'] as const) {
+          const want = ref[k];
+          if (!want) {
+            expect(g[k], `${k} without its input`).toBeUndefined();
+            continue;
+          }
+          const got = await g[k]!.data();
+          const tag = `${dtype} ${batch}x${dim}x${seqlen} width ${width} ${all ? 'all options' : 'bare'}: ${k}`;
+          expectNoNaN(got, tag);
+          expectClose(got, await want.data(), tol, tag);
+        }
       }
     }
+  });
+
+  it('backward is reproducible bit for bit (dweight sums in a fixed order)', async () => {
+    const r = rng();
+    const [batch, dim, seqlen, width] = [4, 64, 3000, 4];
+    const x = randnInput([batch, dim, seqlen], 'bfloat16', 'cuda', 1, r);
+    const dy = randnInput([batch, dim, seqlen], 'bfloat16', 'cuda', 1, r);
+    const w = randnInput([dim, width], 'float32', 'cuda', 0.5, r);
+    const b = randnInput([dim], 'float32', 'cuda', 1, r);
+    const run = async () => {
+      const g = causalConv1dBackward({ x: x.t, weight: w.t, bias: b.t, activation: 'silu', dy: dy.t });
+      return [await g.dweight.data(), await g.dbias!.data(), await g.dx.data()];
+    };
+    const [a, c] = [await run(), await run()];
+    for (let i = 0; i < a.length; i++) expect(Buffer.from(c[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
   });
 
   it('update steps equal the full convolution; the state ends as its final state', async () => {
