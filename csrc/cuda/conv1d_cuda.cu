@@ -339,7 +339,7 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
 template <typename T, int kW>
 __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(CausalConv1dParams p, float* part) {
   using Tr = TiledTraits;
-  __shared__ float red[Tr::kThreads / 32];
+  __shared__ float red[Tr::kThreads / 32][kW ? kW + 1 : 1];
   extern __shared__ float smem[];
   const int W = kW ? kW : static_cast<int>(p.width), W1 = W - 1;
   const int xspan = Tr::kTile + 2 * W1, dspan = Tr::kTile + W1;
@@ -353,15 +353,32 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(Causal
   const T* dy = static_cast<const T*>(p.dy) + row * L;
   const T* init = p.initial_states ? static_cast<const T*>(p.initial_states) + row * W1 : nullptr;
   const int32_t* sq = p.seq_idx ? p.seq_idx + b * L : nullptr;
-  for (int q = threadIdx.x; q < xspan; q += blockDim.x) {
-    const int64_t t = t0 - W1 + q;
-    float v = 0.f;
-    if (t >= 0 && t < L) v = to_float(x[t]);
-    else if (t < 0 && init) v = to_float(init[W1 + t]);
-    xs[q] = v;
-    if (sq) sid[q] = sq[t < 0 ? 0 : (t < L ? t : L - 1)];
-    if (q < dspan) ds[q] = t0 + q < L ? to_float(dy[t0 + q]) : 0.f;
+  auto x_at = [&](int64_t t) { return t >= 0 ? (t < L ? to_float(x[t]) : 0.f) : (init ? to_float(init[W1 + t]) : 0.f); };
+  // The tile's own steps: every load of a thread issued before the first shared-memory store (the
+  // compiler may not move a global load past a store through shared memory), 2 x kPerThread in flight.
+  float xr[Tr::kPerThread], dr[Tr::kPerThread];
+#pragma unroll
+  for (int n = 0; n < Tr::kPerThread; ++n) {
+    const int64_t t = t0 + threadIdx.x + n * Tr::kThreads;
+    xr[n] = t < L ? to_float(x[t]) : 0.f;
+    dr[n] = t < L ? to_float(dy[t]) : 0.f;
   }
+#pragma unroll
+  for (int n = 0; n < Tr::kPerThread; ++n) {
+    xs[W1 + threadIdx.x + n * Tr::kThreads] = xr[n];
+    ds[threadIdx.x + n * Tr::kThreads] = dr[n];
+  }
+  // The W-1 steps before the tile (x or the initial state) and after it (x and dy).
+  for (int h = threadIdx.x; h < 2 * W1; h += blockDim.x) {
+    const int q = h < W1 ? h : Tr::kTile + h;
+    xs[q] = x_at(t0 - W1 + q);
+    if (h >= W1) ds[Tr::kTile + h - W1] = t0 + Tr::kTile + h - W1 < L ? to_float(dy[t0 + Tr::kTile + h - W1]) : 0.f;
+  }
+  if (sq)
+    for (int q = threadIdx.x; q < xspan; q += blockDim.x) {
+      const int64_t t = t0 - W1 + q;
+      sid[q] = sq[t < 0 ? 0 : (t < L ? t : L - 1)];
+    }
   for (int k = threadIdx.x; k < W; k += blockDim.x) ws[k] = load_any(p.weight, p.weight_dtype, d * W + k);
   __syncthreads();
   // A tap k of output t0 + j reads xs[j + k]; it counts when that input is of the output's sequence.
@@ -398,23 +415,31 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(Causal
   if (blockIdx.y == 0 && p.dinitial_states)
     for (int q = threadIdx.x; q < W1; q += blockDim.x)
       static_cast<T*>(p.dinitial_states)[row * W1 + q] = cuda::from_float<T>(dinput(q));
-  // This tile's dweight[k] = sum over its steps of ds[j]·xs[j + k] (k = W: dbias = sum of ds[j]).
+  // This tile's dweight[k] = sum over its steps of ds[j]·xs[j + k] (k = W: dbias = sum of ds[j]),
+  // kSums of them per block-wide reduction: all W + 1 at once when W is known (one barrier pair).
+  constexpr int kSums = kW ? kW + 1 : 1;
   float* out = part + (row * gridDim.y + blockIdx.y) * (W + 1);
-  for (int k = 0; k <= W; ++k) {
-    float acc = 0.f;
+  for (int k0 = 0; k0 <= W; k0 += kSums) {
+    float acc[kSums];
 #pragma unroll
-    for (int n = 0; n < Tr::kPerThread; ++n) {
-      const int j = threadIdx.x + n * Tr::kThreads;
-      if (k == W) acc += ds[j];  // ds is 0 past seqlen
-      else if (tap(j, k)) acc += ds[j] * xs[j + k];
+    for (int c = 0; c < kSums; ++c) {
+      const int k = k0 + c;
+      acc[c] = 0.f;
+#pragma unroll
+      for (int n = 0; n < Tr::kPerThread; ++n) {
+        const int j = threadIdx.x + n * Tr::kThreads;
+        if (k == W) acc[c] += ds[j];  // ds is 0 past seqlen
+        else if (tap(j, k)) acc[c] += ds[j] * xs[j + k];
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[c] += __shfl_xor_sync(0xffffffffu, acc[c], o);
+      if (threadIdx.x % 32 == 0) red[threadIdx.x / 32][c] = acc[c];
     }
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = acc;
     __syncthreads();
-    if (threadIdx.x == 0) {
+    if (static_cast<int>(threadIdx.x) < kSums && k0 + static_cast<int>(threadIdx.x) <= W) {
       float s = 0.f;
-      for (int w = 0; w < Tr::kThreads / 32; ++w) s += red[w];
-      out[k] = s;
+      for (int w = 0; w < Tr::kThreads / 32; ++w) s += red[w][threadIdx.x];
+      out[k0 + threadIdx.x] = s;
     }
     __syncthreads();
   }
