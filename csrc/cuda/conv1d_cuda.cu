@@ -1,8 +1,8 @@
 // CUDA kernels of the depthwise causal conv1d (see ops/conv1d.h for the definition).
 // Forward: a tiled kernel (below) for widths up to 1024; beyond, one thread per output
 // (b, d, t), consecutive threads walking time so x loads are coalesced.
-// Backward: a tiled kernel (below) for widths up to 1024 — dx in one pass, dweight/dbias as one
-// partial per (row, tile) that a second kernel sums in a fixed order; beyond, (1) d(pre-activation)
+// Backward: a tiled kernel (below) for widths up to 1024, with a vector form for width 4 — dx in one
+// pass, dweight/dbias as one partial per (row, tile) that a second kernel sums in a fixed order; beyond, (1) d(pre-activation)
 // into f32 scratch, (2) one thread per padded input position gathers its gradient, (3) one block per
 // channel reduces dweight/dbias in a fixed order. Both are reproducible: no atomics.
 #include "cuda/check.cuh"
@@ -329,6 +329,25 @@ template <typename T> __global__ void dweight_kernel(CausalConv1dParams p) {
   }
 }
 
+// Sums each of a thread's kSums values over the block into out[0..kSums) (thread c writes out[c]).
+template <int kSums>
+__device__ __forceinline__ void block_sums_to(float (&acc)[kSums], float (*red)[kSums], float* out) {
+  constexpr int kWarps = TiledTraits::kThreads / 32;
+#pragma unroll
+  for (int c = 0; c < kSums; ++c) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc[c] += __shfl_xor_sync(0xffffffffu, acc[c], o);
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32][c] = acc[c];
+  }
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < kSums) {
+    float s = 0.f;
+    for (int w = 0; w < kWarps; ++w) s += red[w][threadIdx.x];
+    out[threadIdx.x] = s;
+  }
+  __syncthreads();
+}
+
 // Tiled backward, the path for widths up to kMaxTiledWidth: a block owns one (b, d) row and the
 // dx of kTile time steps. It stages what those outputs reach in shared memory once — the inputs of
 // kTile + 2(W-1) steps (the forward's window plus W-1 ahead, because an input feeds the W outputs
@@ -419,7 +438,7 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(Causal
   // kSums of them per block-wide reduction: all W + 1 at once when W is known (one barrier pair).
   constexpr int kSums = kW ? kW + 1 : 1;
   float* out = part + (row * gridDim.y + blockIdx.y) * (W + 1);
-  for (int k0 = 0; k0 <= W; k0 += kSums) {
+  for (int k0 = 0; k0 <= W; k0 += kSums) {  // k0 + c <= W for every c when kSums > 1 (k0 = 0 only)
     float acc[kSums];
 #pragma unroll
     for (int c = 0; c < kSums; ++c) {
@@ -431,18 +450,97 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(Causal
         if (k == W) acc[c] += ds[j];  // ds is 0 past seqlen
         else if (tap(j, k)) acc[c] += ds[j] * xs[j + k];
       }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc[c] += __shfl_xor_sync(0xffffffffu, acc[c], o);
-      if (threadIdx.x % 32 == 0) red[threadIdx.x / 32][c] = acc[c];
     }
-    __syncthreads();
-    if (static_cast<int>(threadIdx.x) < kSums && k0 + static_cast<int>(threadIdx.x) <= W) {
-      float s = 0.f;
-      for (int w = 0; w < Tr::kThreads / 32; ++w) s += red[w][threadIdx.x];
-      out[k0 + threadIdx.x] = s;
-    }
-    __syncthreads();
+    block_sums_to<kSums>(acc, red, out + k0);
   }
+}
+
+// The backward's common case at full speed (Mamba's training shapes), with fwd_w4_kernel's
+// conditions and layout: each thread owns 8 consecutive steps, its x and dy arrive in one vector
+// load each, the 3 inputs before them and the 3 inputs and dy after them come from its neighbours
+// through shared memory, and the rest stays in registers: the pre-activations and d(pre-activation)
+// of the 11 outputs its 8 inputs feed, its 8 dx (one vector store), its share of dweight/dbias.
+template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_w4_kernel(CausalConv1dParams p, float* part) {
+  using Tr = TiledTraits;
+  constexpr int W = 4, W1 = W - 1, P = Tr::kPerThread;
+  // Time t sits at logical slot l = t - t0 + 8 and is stored at [l + l/8] (see fwd_w4_kernel).
+  constexpr int kSlots = (Tr::kTile + 16) / 8 * 9;
+  __shared__ float xs[kSlots], gs[kSlots];
+  __shared__ float red[Tr::kThreads / 32][W + 1];
+  auto at = [](int l) { return l + (l >> 3); };
+  const int tid = threadIdx.x;
+  const int64_t row = blockIdx.x, d = row % p.dim, L = p.seqlen;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kTile, tv = t0 + tid * P;
+  const T* x = static_cast<const T*>(p.x) + row * L;
+  const T* dy = static_cast<const T*>(p.dy) + row * L;
+  const bool active = tv < L;  // L % 8 == 0: a thread's 8 steps are all in the row or all past it
+  Vec8<T> xin{}, gin{};
+  if (active) {
+    xin = *reinterpret_cast<const Vec8<T>*>(x + tv);
+    gin = *reinterpret_cast<const Vec8<T>*>(dy + tv);
+  }
+  // Threads 0-2: the input 3-tid steps before the tile (x, the initial state or 0); 3-5: the
+  // input and dy tid-2 steps past its end (0 past the row).
+  float hx = 0.f, hg = 0.f;
+  if (tid < W1) {
+    const int64_t t = t0 - W1 + tid;
+    if (t >= 0) hx = to_float(x[t]);
+    else if (p.initial_states) hx = to_float(static_cast<const T*>(p.initial_states)[row * W1 + W1 + t]);
+  } else if (tid < 2 * W1) {
+    const int64_t t = t0 + Tr::kTile + tid - W1;
+    if (t < L) hx = to_float(x[t]), hg = to_float(dy[t]);
+  }
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    xs[at(8 + P * tid + j)] = to_float(xin.v[j]);
+    gs[at(8 + P * tid + j)] = to_float(gin.v[j]);
+  }
+  if (tid < W1) xs[at(8 - W1 + tid)] = hx;
+  else if (tid < 2 * W1) xs[at(8 + Tr::kTile + tid - W1)] = hx, gs[at(8 + Tr::kTile + tid - W1)] = hg;
+  float w[W];
+#pragma unroll
+  for (int k = 0; k < W; ++k) w[k] = load_any(p.weight, p.weight_dtype, d * W + k);
+  const float bias = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
+  __syncthreads();
+  // xv[i]: input at tv - 3 + i; dp[i]: d(pre-activation) of output tv + i (0 past the row).
+  float xv[P + 2 * W1], dp[P + W1];
+#pragma unroll
+  for (int i = 0; i < P + 2 * W1; ++i) xv[i] = xs[at(8 * tid + 5 + i)];
+#pragma unroll
+  for (int i = 0; i < P + W1; ++i) {
+    dp[i] = gs[at(8 * tid + 8 + i)];
+    if (p.silu) {
+      float v = bias;
+#pragma unroll
+      for (int k = 0; k < W; ++k) v += w[k] * xv[i + k];
+      const float s = 1.f / (1.f + __expf(-v));
+      dp[i] *= s * (1.f + v * (1.f - s));
+    }
+  }
+  // dx at tv + j: the outputs tv + j + 3 - k it feeds through tap k; dweight[k] += dp·input(t - 3 + k).
+  float acc[W + 1] = {};
+  Vec8<T> out;
+#pragma unroll
+  for (int j = 0; j < P; ++j) {
+    float g = 0.f;
+#pragma unroll
+    for (int k = 0; k < W; ++k) {
+      g += dp[j + W1 - k] * w[k];
+      acc[k] += dp[j] * xv[j + k];
+    }
+    acc[W] += dp[j];
+    const int64_t tau = tv + j;
+    if (p.dfinal_states && tau >= L - W1) g += to_float(static_cast<const T*>(p.dfinal_states)[row * W1 + tau - (L - W1)]);
+    out.v[j] = cuda::from_float<T>(g);
+  }
+  if (active) *reinterpret_cast<Vec8<T>*>(static_cast<T*>(p.dx) + row * L + tv) = out;
+  if (blockIdx.y == 0 && tid == 0 && p.dinitial_states)  // initial-state position q feeds outputs 0..q
+    for (int q = 0; q < W1; ++q) {
+      float g = 0.f;
+      for (int k = 0; k <= q; ++k) g += dp[q - k] * w[k];
+      static_cast<T*>(p.dinitial_states)[row * W1 + q] = cuda::from_float<T>(g);
+    }
+  block_sums_to<W + 1>(acc, red, part + (row * gridDim.y + blockIdx.y) * (W + 1));
 }
 
 // dweight[d, k] (k = W: dbias[d]) = the bwd_tiled_kernel partials of channel d summed over batch and
@@ -550,7 +648,10 @@ void causal_conv1d_bwd_cuda(const CausalConv1dParams& p, void* stream) {
       const int64_t W1 = p.width - 1, xspan = TiledTraits::kTile + 2 * W1;
       const size_t smem = (xspan + TiledTraits::kTile + W1 + p.width + (p.seq_idx ? xspan : 0)) * 4;
       const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(tiles));
-      if (p.width == 4)
+      auto aligned = [](const void* q) { return reinterpret_cast<uintptr_t>(q) % (8 * sizeof(T)) == 0; };
+      if (p.width == 4 && !p.seq_idx && p.seqlen % 8 == 0 && aligned(p.x) && aligned(p.dy) && aligned(p.dx))
+        bwd_w4_kernel<T><<<grid, TiledTraits::kThreads, 0, st>>>(p, p.scratch);
+      else if (p.width == 4)
         bwd_tiled_kernel<T, 4><<<grid, TiledTraits::kThreads, smem, st>>>(p, p.scratch);
       else
         bwd_tiled_kernel<T, 0><<<grid, TiledTraits::kThreads, smem, st>>>(p, p.scratch);

@@ -81,26 +81,30 @@ describeGpu('causalConv1d on CUDA', () => {
     expectClose(await out.finalStates!.data(), ref.finalStates, 1e-6, 'final states');
   });
 
-  // Widths 1-5 take the tiled backward (width 4 its unrolled form), 1030 the per-element kernels;
-  // seqlen 2049 and 2500 span three tiles, so partial sums of dweight cross tile and batch edges.
-  it('backward equals the CPU float64 backward (f32 and bf16; widths 1-5 and 1030; options on and off)', async () => {
+  // Width 4 without seqIdx at seqlen % 8 == 0 takes the vector backward, widths 1-5 otherwise the
+  // tiled one, 1030 the per-element kernels; seqlens past 2048 span three tiles, so the partial sums
+  // of dweight cross tile and batch edges.
+  it('backward equals the CPU float64 backward (f32 and bf16; every backward kernel; options on and off)', async () => {
     const r = rng();
-    const cases: Array<[number, number, number, number, boolean]> = [
-      // batch, dim, seqlen, width, every option (seqIdx, bias, initial/final states, SiLU) or none
-      [2, 33, 129, 4, true],
-      [3, 5, 2049, 4, true],
-      [2, 7, 2500, 4, false],
-      [1, 3, 1, 4, true],
-      [2, 6, 2, 5, true],
-      [2, 4, 1500, 2, true],
-      [1, 9, 700, 1, true],
-      [2, 3, 1100, 1030, true],
+    const cases: Array<[number, number, number, number, boolean, boolean]> = [
+      // batch, dim, seqlen, width, options (bias, initial/final states, SiLU), seqIdx
+      [2, 33, 129, 4, true, true],
+      [3, 5, 2049, 4, true, true],
+      [2, 7, 2500, 4, false, false],
+      [2, 5, 2056, 4, true, false],
+      [2, 7, 2048, 4, false, false],
+      [1, 3, 8, 4, true, false],
+      [1, 3, 1, 4, true, true],
+      [2, 6, 2, 5, true, true],
+      [2, 4, 1500, 2, true, true],
+      [1, 9, 700, 1, true, true],
+      [2, 3, 1100, 1030, true, true],
     ];
-    for (const [batch, dim, seqlen, width, all] of cases) {
+    for (const [batch, dim, seqlen, width, all, withSeq] of cases) {
       const xv = randnArray(batch * dim * seqlen, r), wv = randnArray(dim * width, r).map((v) => v / Math.sqrt(width));
       const bv = randnArray(dim, r), dyv = randnArray(batch * dim * seqlen, r);
       const iv = randnArray(batch * dim * (width - 1), r), dfv = randnArray(batch * dim * (width - 1), r);
-      const seq = all ? seqIdxInput(batch, seqlen, 3, 'cpu', r) : undefined;
+      const seq = withSeq ? seqIdxInput(batch, seqlen, 3, 'cpu', r) : undefined;
       const args = (dtype: DType, device: 'cpu' | 'cuda') => {
         const wdt = dtype === 'float64' ? 'float64' : 'float32';
         return {
@@ -124,7 +128,7 @@ describeGpu('causalConv1d on CUDA', () => {
             continue;
           }
           const got = await g[k]!.data();
-          const tag = `${dtype} ${batch}x${dim}x${seqlen} width ${width} ${all ? 'all options' : 'bare'}: ${k}`;
+          const tag = `${dtype} ${batch}x${dim}x${seqlen} width ${width} ${all ? 'options' : 'bare'}${withSeq ? ' seqIdx' : ''}: ${k}`;
           expectNoNaN(got, tag);
           expectClose(got, await want.data(), tol, tag);
         }
