@@ -4,12 +4,16 @@
 // kernel (selective_scan_fwd.cu) gives a row's 16 states to 4 lanes that walk every step: at batch 1
 // x dim 5120 that is 640 warps for 132 SMs, latency-bound even with its time segments. Here kLanes =
 // 16 lanes of a row own consecutive slices of kJ = 8 steps of a 128-step window. Per window and state n:
-//   1. each lane folds its slice into the affine map x -> P x + S (S from a zero start, P the product
-//      of the slice's decays), keeping the slice's decays and inputs in registers;
-//   2. a scan over the row's lanes (Kogge-Stone, 4 shuffle stages) composes the maps before each lane;
-//   3. the lane applies that to the window's carried-in state and walks its slice again with the
-//      kept decays, adding C_t[n] x_t to its y; the row's last lane's state is the next window's carry.
-// One ex2 per state update, as in the sequential kernel; the per (row, step) work (softplus, silu,
+//   1. each lane folds its slice into the affine map x -> P x + S (S from a zero start, P = 2^(A Σdt)
+//      by one ex2), keeping the slice's decays and inputs in registers; the row's first lane applies
+//      its map to the window's carried-in state, so its map is the constant x -> S (P = 0);
+//   2. a scan over the row's lanes (Kogge-Stone, 4 shuffle stages) composes the maps: every lane
+//      ends with P = 0 and S = the state after its slice (the checkpoints, the next window's carry);
+//      a lane below a stage's offset gets its own (0, S) back, which leaves it as it is, so the
+//      stages need no predicates;
+//   3. the lane takes the state before its slice from the lane below and walks the slice again with
+//      the kept decays, adding C_t[n] x_t to its y (the checkpoint-only pass skips this walk).
+// One ex2 per state update (and one per slice), as in the sequential kernel; the per (row, step) work (softplus, silu,
 // D u) is spread over the 16 states. A block's 8 rows (4 warps) share one B/C group and the window's
 // B and C tiles in shared memory. It also writes the backward's checkpoints (every 32 steps) and
 // serves the backward's checkpoint-only pass (no y), so both ways to the checkpoints agree bitwise.
@@ -20,6 +24,8 @@
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
 
+#include <cstdlib>
+
 namespace ss {
 namespace scan_cuda {
 namespace {
@@ -29,8 +35,17 @@ constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 
 constexpr int kJ = 8;        // steps per lane and window
 constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
-// Registers (at most 80) and 18 KiB of shared memory per block: 6 blocks per SM.
-constexpr int kMinBlocksTP = 6;
+// Blocks per SM the kernel is built for: kUnroll states per loop iteration; one state's loop fits
+// 80 registers (6 blocks per SM), two need ~96 (5 blocks per SM, still one wave at dim 5120).
+// TEMPORARY A/B knob STATESPACE_SCAN_TP_UNROLL=2 picks the two-state loop.
+__host__ __device__ constexpr int min_blocks_tp(int unroll) { return unroll == 1 ? 6 : 5; }
+int tp_unroll() {
+  static const int u = [] {
+    const char* v = std::getenv("STATESPACE_SCAN_TP_UNROLL");
+    return v && v[0] == '2' ? 2 : 1;
+  }();
+  return u;
+}
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
 // J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
@@ -80,8 +95,8 @@ __device__ __forceinline__ int slot_of(int l, int h) {
 }
 
 // kY: y wanted (false: the backward's checkpoint-only pass).
-template <typename T, bool kY>
-__global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
+template <typename T, bool kY, int kUnroll>
+__global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
   constexpr int J = kJ, kRows = kRowsTP;
   __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
   __shared__ __align__(16) float s_C[kMaxNTP * kWin];
@@ -137,7 +152,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     }
     // this lane's steps of the row: delta', delta' u, and y's D u term (zeros past seqlen: there
     // the decay is 1 and the input 0, so those steps leave the state as it is)
-    float dt[J], du[J], yv[J];
+    float dt[J], du[J], yv[J], dtsum = 0.f;
     {
       float uv[J];
       load_slice<J>(dt, delta + ts, vec, valid);
@@ -152,6 +167,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 #pragma unroll
       for (int e = 0; e < J; ++e) {
         dt[e] = e < valid && active ? dt[e] : 0.f;
+        dtsum += dt[e];
         du[e] = dt[e] * uv[e];
         yv[e] = Dd * uv[e];
       }
@@ -160,9 +176,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
     float* ck = ck_lane && ts + J <= L ? p.checkpoints + ck_row + ((ts + J) / kCk - 1) * N : nullptr;
 
+#pragma unroll kUnroll
     for (int n = 0; n < N; ++n) {
-      const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
-      float bv[J], cv[J];
+      const float A2 = s_A2[r][n];
+      float bv[J];
 #pragma unroll
       for (int h = 0; h < J / 4; ++h) {
         const float4 q = *reinterpret_cast<const float4*>(s_B + n * kWin + slot[h]);
@@ -176,19 +193,29 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
         bu[e] = du[e] * bv[e];
         S = fmaf(a[e], S, bu[e]);
       }
-      float P = ((a[0] * a[1]) * (a[2] * a[3])) * ((a[4] * a[5]) * (a[6] * a[7]));
-      // 2. inclusive scan of the maps over the row's lanes: lane l ends with lanes 0..l composed
+      float P = exp2f(dtsum * A2);
+      // lane 0 applies its map to the carried-in state: its map becomes the constant x -> S (P = 0)
+      if (lane == 0) S = fmaf(P, s_x[buf][r][n], S), P = 0.f;
+      // 2. inclusive scan of the maps over the row's lanes: lane l ends with lanes 0..l composed,
+      // applied to the carried-in state, i.e. S = the state after its slice and P = 0. A lane below
+      // the shuffle's offset gets its own (P = 0, S) back, which leaves it as it is: no predicates.
 #pragma unroll
       for (int off = 1; off < kLanes; off <<= 1) {
-        const float Pe = __shfl_up_sync(kFull, P, off, kLanes), Se = __shfl_up_sync(kFull, S, off, kLanes);
-        const bool take = lane >= off;  // selects, not a branch
-        S = take ? fmaf(P, Se, S) : S;
-        P = take ? P * Pe : P;
+        const float Se = __shfl_up_sync(kFull, S, off, kLanes);
+        if (off < kLanes / 2) {  // the last stage's P is not needed
+          const float Pe = __shfl_up_sync(kFull, P, off, kLanes);
+          S = fmaf(P, Se, S);
+          P *= Pe;
+        } else {
+          S = fmaf(P, Se, S);
+        }
       }
-      const float Pex = __shfl_up_sync(kFull, P, 1, kLanes), Sex = __shfl_up_sync(kFull, S, 1, kLanes);
-      // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
-      float x = lane == 0 ? xin : fmaf(Pex, xin, Sex);
+      if (ck) ck[n] = S;
+      if (lane == kLanes - 1) s_x[buf ^ 1][r][n] = S;  // the state after the window
       if (kY) {
+        // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
+        const float before = __shfl_up_sync(kFull, S, 1, kLanes);
+        float x = lane == 0 ? s_x[buf][r][n] : before, cv[J];
 #pragma unroll
         for (int h = 0; h < J / 4; ++h) {
           const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot[h]);
@@ -199,13 +226,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
           x = fmaf(a[e], x, bu[e]);
           yv[e] = fmaf(cv[e], x, yv[e]);
         }
-      } else {
-#pragma unroll
-        for (int e = 0; e < J; ++e) x = fmaf(a[e], x, bu[e]);
       }
-      if (ck) ck[n] = x;
-      const float xend = __shfl_sync(kFull, x, kLanes - 1, kLanes);  // the state after the window
-      if (lane == 0) s_x[buf ^ 1][r][n] = xend;
     }
 
     // y = (<C, x> + D u) silu(z)
@@ -229,7 +250,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 
 template <typename T>
 struct TouchTP {
-  static void run() { touch_kernels(scan_fwd_tp_kernel<T, true>, scan_fwd_tp_kernel<T, false>); }
+  static void run() {
+    touch_kernels(scan_fwd_tp_kernel<T, true, 1>, scan_fwd_tp_kernel<T, false, 1>, scan_fwd_tp_kernel<T, true, 2>,
+                  scan_fwd_tp_kernel<T, false, 2>);
+  }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
 
@@ -238,7 +262,7 @@ const bool g_preload = preload_per_dtype<TouchTP>();
 bool fwd_tp_applies(const SelectiveScanParams& p) {
   // Rows beyond one wave of this kernel: the sequential kernel has warps enough (and fewer
   // instructions per update).
-  const int64_t wave_rows = static_cast<int64_t>(kMinBlocksTP) * kRowsTP * cuda::sm_count();
+  const int64_t wave_rows = static_cast<int64_t>(min_blocks_tp(tp_unroll())) * kRowsTP * cuda::sm_count();
   return p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep && p.dstate <= kMaxNTP && !p.seq_idx &&
          p.batch * p.dim <= wave_rows;
 }
@@ -251,10 +275,11 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    const bool two = tp_unroll() == 2;
     if (p.y)
-      scan_fwd_tp_kernel<T, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (two ? scan_fwd_tp_kernel<T, true, 2> : scan_fwd_tp_kernel<T, true, 1>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      scan_fwd_tp_kernel<T, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (two ? scan_fwd_tp_kernel<T, false, 2> : scan_fwd_tp_kernel<T, false, 1>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
