@@ -5,6 +5,7 @@ import type { SelectiveScanGradients } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, randnArray, rng } from '../helpers';
 import { refSelectiveScan } from '../reference/selective_scan';
 import { build, randomData, ScanCase } from '../selective_scan_case';
+import { checkScanLastStateOut } from '../state_out_checks';
 
 const f64 = (t?: Tensor) => (t ? Float64Array.from(t.dataSync()) : new Float64Array(0));
 const gradNames: Array<keyof SelectiveScanGradients> = ['du', 'ddelta', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDeltaBias', 'dInitialState'];
@@ -113,6 +114,15 @@ describeGpu('selectiveScan on CUDA', () => {
     const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
     const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
     expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
+  });
+
+  it('lastStateOut: the last state written into a cache slot (also when it is the initial state)', () => {
+    // few rows with per-step B/C: the time-parallel forward; dstate 32: the sequential one in time
+    // segments, whose first segment reads the initial state while the last writes the last state
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      checkScanLastStateOut({ batch: 1, dim: 24, seqlen: 700, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, deltaBias: true }, dtype, 'cuda');
+      checkScanLastStateOut({ batch: 2, dim: 8, seqlen: 3000, dstate: 32, B: 'step', C: 'ti', z: true, D: true, softplus: true }, dtype, 'cuda');
+    }
   });
 
   function checkpointsAgree(c: ScanCase): void {
