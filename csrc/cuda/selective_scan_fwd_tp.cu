@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
 
 #pragma unroll kUnroll
     for (int n = 0; n < N; ++n) {
-      const float A2 = s_A2[r][n];
+      const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
       float bv[J];
 #pragma unroll
       for (int h = 0; h < J / 4; ++h) {
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
       }
       float P = exp2f(dtsum * A2);
       // lane 0 applies its map to the carried-in state: its map becomes the constant x -> S (P = 0)
-      if (lane == 0) S = fmaf(P, s_x[buf][r][n], S), P = 0.f;
+      if (lane == 0) S = fmaf(P, xin, S), P = 0.f;
       // 2. inclusive scan of the maps over the row's lanes: lane l ends with lanes 0..l composed,
       // applied to the carried-in state, i.e. S = the state after its slice and P = 0. A lane below
       // the shuffle's offset gets its own (P = 0, S) back, which leaves it as it is: no predicates.
@@ -215,7 +215,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
       if (kY) {
         // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
         const float before = __shfl_up_sync(kFull, S, 1, kLanes);
-        float x = lane == 0 ? s_x[buf][r][n] : before, cv[J];
+        float x = lane == 0 ? xin : before, cv[J];
 #pragma unroll
         for (int h = 0; h < J / 4; ++h) {
           const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot[h]);
