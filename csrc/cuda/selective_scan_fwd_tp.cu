@@ -35,16 +35,17 @@ constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 
 constexpr int kJ = 8;        // steps per lane and window
 constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
-// Blocks per SM the kernel is built for: kUnroll states per loop iteration; one state's loop fits
-// 80 registers (6 blocks per SM), two need ~96 (5 blocks per SM, still one wave at dim 5120).
-// TEMPORARY A/B knob STATESPACE_SCAN_TP_UNROLL=2 picks the two-state loop.
+// Blocks per SM the kernel is built for: kUnroll states per loop iteration (16: dstate 16 only, the
+// loop unrolled whole); one state's loop fits 80 registers (6 blocks per SM), more need ~96 (5 blocks
+// per SM, still one wave at dim 5120).
+// TEMPORARY A/B knob STATESPACE_SCAN_TP_UNROLL=2 / 16 picks the two-state / the unrolled loop.
 __host__ __device__ constexpr int min_blocks_tp(int unroll) { return unroll == 1 ? 6 : 5; }
-int tp_unroll() {
+int tp_unroll(int64_t dstate) {
   static const int u = [] {
     const char* v = std::getenv("STATESPACE_SCAN_TP_UNROLL");
-    return v && v[0] == '2' ? 2 : 1;
+    return v && v[0] == '2' ? 2 : v && v[0] == '1' && v[1] == '6' ? 16 : 1;
   }();
-  return u;
+  return u == 16 && dstate != 16 ? 1 : u;
 }
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
@@ -108,7 +109,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
   const int r = threadIdx.x / kLanes, lane = threadIdx.x % kLanes;  // row in the block, slice in the window
   const bool active = r < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? r : 0), L = p.seqlen, row = b * p.dim + d;
-  const int N = static_cast<int>(p.dstate);
+  const int N = kUnroll == 16 ? 16 : static_cast<int>(p.dstate);
   const T* u = static_cast<const T*>(p.u) + row * L;
   const T* delta = static_cast<const T*>(p.delta) + row * L;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * L : nullptr;
@@ -252,7 +253,7 @@ template <typename T>
 struct TouchTP {
   static void run() {
     touch_kernels(scan_fwd_tp_kernel<T, true, 1>, scan_fwd_tp_kernel<T, false, 1>, scan_fwd_tp_kernel<T, true, 2>,
-                  scan_fwd_tp_kernel<T, false, 2>);
+                  scan_fwd_tp_kernel<T, false, 2>, scan_fwd_tp_kernel<T, true, 16>, scan_fwd_tp_kernel<T, false, 16>);
   }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
@@ -262,7 +263,7 @@ const bool g_preload = preload_per_dtype<TouchTP>();
 bool fwd_tp_applies(const SelectiveScanParams& p) {
   // Rows beyond one wave of this kernel: the sequential kernel has warps enough (and fewer
   // instructions per update).
-  const int64_t wave_rows = static_cast<int64_t>(min_blocks_tp(tp_unroll())) * kRowsTP * cuda::sm_count();
+  const int64_t wave_rows = static_cast<int64_t>(min_blocks_tp(tp_unroll(p.dstate))) * kRowsTP * cuda::sm_count();
   return p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep && p.dstate <= kMaxNTP && !p.seq_idx &&
          p.batch * p.dim <= wave_rows;
 }
@@ -275,11 +276,13 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const bool two = tp_unroll() == 2;
+    const int u = tp_unroll(p.dstate);
     if (p.y)
-      (two ? scan_fwd_tp_kernel<T, true, 2> : scan_fwd_tp_kernel<T, true, 1>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (u == 16 ? scan_fwd_tp_kernel<T, true, 16> : u == 2 ? scan_fwd_tp_kernel<T, true, 2> : scan_fwd_tp_kernel<T, true, 1>)
+          <<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      (two ? scan_fwd_tp_kernel<T, false, 2> : scan_fwd_tp_kernel<T, false, 1>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (u == 16 ? scan_fwd_tp_kernel<T, false, 16> : u == 2 ? scan_fwd_tp_kernel<T, false, 2> : scan_fwd_tp_kernel<T, false, 1>)
+          <<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
