@@ -35,17 +35,16 @@ constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 
 constexpr int kJ = 8;        // steps per lane and window
 constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
-// Blocks per SM the kernel is built for: kUnroll states per loop iteration (16: dstate 16 only, the
-// loop unrolled whole); one state's loop fits 80 registers (6 blocks per SM), more need ~96 (5 blocks
-// per SM, still one wave at dim 5120).
-// TEMPORARY A/B knob STATESPACE_SCAN_TP_UNROLL=2 / 16 picks the two-state / the unrolled loop.
-__host__ __device__ constexpr int min_blocks_tp(int unroll) { return unroll == 1 ? 6 : 5; }
-int tp_unroll(int64_t dstate) {
-  static const int u = [] {
-    const char* v = std::getenv("STATESPACE_SCAN_TP_UNROLL");
-    return v && v[0] == '2' ? 2 : v && v[0] == '1' && v[1] == '6' ? 16 : 1;
+// Registers (at most 80) and at most 18 KiB of shared memory per block: 6 blocks per SM.
+constexpr int kMinBlocksTP = 6;
+// TEMPORARY A/B knob STATESPACE_SCAN_TP_TILE=16: the B/C tiles of 16-bit inputs kept 16-bit in
+// shared memory (half the shared-memory traffic of the state loop, 8 conversions per tile read).
+bool tp_tiles_16() {
+  static const bool on = [] {
+    const char* v = std::getenv("STATESPACE_SCAN_TP_TILE");
+    return v && v[0] == '1' && v[1] == '6';
   }();
-  return u == 16 && dstate != 16 ? 1 : u;
+  return on;
 }
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
@@ -95,12 +94,51 @@ __device__ __forceinline__ int slot_of(int l, int h) {
   return (S * l + (h ^ ((l >> shift) & (S - 1)))) * 4;
 }
 
-// kY: y wanted (false: the backward's checkpoint-only pass).
-template <typename T, bool kY, int kUnroll>
-__global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
+// A tile of the window's B or C: per state, the kLanes slices of kJ steps, each kWords 16-byte
+// words of TT (the input type when kWords = 1, 16-bit: one word per slice, the 8 lanes of a quarter
+// warp reading 8 consecutive words; float otherwise, two words per slice at slot_of).
+template <typename TT>
+struct Tile {
+  static constexpr int kE = 16 / sizeof(TT), kWords = kJ / kE;  // elements per word, words per slice
+  __device__ __forceinline__ static int word_of(int l, int w) { return kWords == 1 ? l : slot_of<kJ>(l, w) / 4; }
+  // stages the slice of state row `n`, lane slice `l` from src (zeros from `valid` on)
+  template <typename T>
+  __device__ __forceinline__ static void stage(uint4* tile, int n, int l, const T* src, bool vec, int64_t valid) {
+    uint4* dst = tile + n * kLanes * kWords;
+    if (sizeof(TT) == sizeof(T) && vec && valid >= kJ) {
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) dst[word_of(l, w)] = *reinterpret_cast<const uint4*>(src + w * kE);
+    } else {
+      float v[kJ];
+      load_slice<kJ>(v, src, vec, valid);
+#pragma unroll
+      for (int w = 0; w < kWords; ++w) {
+        TT e[kE];
+#pragma unroll
+        for (int i = 0; i < kE; ++i) e[i] = cuda::from_float<TT>(v[w * kE + i]);
+        dst[word_of(l, w)] = *reinterpret_cast<const uint4*>(e);
+      }
+    }
+  }
+  // this lane's slice of state row `n` as floats; `word` = word_of(lane, w)
+  __device__ __forceinline__ static void read(float (&v)[kJ], const uint4* tile, int n, const int (&word)[kWords]) {
+#pragma unroll
+    for (int w = 0; w < kWords; ++w) {
+      const uint4 q = tile[n * kLanes * kWords + word[w]];
+      const TT* e = reinterpret_cast<const TT*>(&q);
+#pragma unroll
+      for (int i = 0; i < kE; ++i) v[w * kE + i] = cuda::to_float(e[i]);
+    }
+  }
+};
+
+// kY: y wanted (false: the backward's checkpoint-only pass). TT: the tiles' element type.
+template <typename T, bool kY, typename TT>
+__global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
   constexpr int J = kJ, kRows = kRowsTP;
-  __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
-  __shared__ __align__(16) float s_C[kMaxNTP * kWin];
+  using Tl = Tile<TT>;
+  __shared__ uint4 s_B[kMaxNTP * kLanes * Tl::kWords];  // [n][slices of the window]
+  __shared__ uint4 s_C[kMaxNTP * kLanes * Tl::kWords];
   __shared__ float s_A2[kRows][kMaxNTP];  // A log2 e of each row
   // each row's state carried into the window, double-buffered: window w reads [w & 1] and writes
   // [(w + 1) & 1], so no lane overwrites a state another lane has yet to read
@@ -109,7 +147,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
   const int r = threadIdx.x / kLanes, lane = threadIdx.x % kLanes;  // row in the block, slice in the window
   const bool active = r < br.nd;
   const int64_t b = br.b, d = br.d0 + (active ? r : 0), L = p.seqlen, row = b * p.dim + d;
-  const int N = kUnroll == 16 ? 16 : static_cast<int>(p.dstate);
+  const int N = static_cast<int>(p.dstate);
   const T* u = static_cast<const T*>(p.u) + row * L;
   const T* delta = static_cast<const T*>(p.delta) + row * L;
   const T* z = p.z ? static_cast<const T*>(p.z) + row * L : nullptr;
@@ -133,8 +171,9 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
   // windows start at multiples of kWin, so whether a lane's slice ends a checkpoint chunk is fixed
   const bool ck_lane = p.checkpoints && active && (lane + 1) * J % kCk == 0;
   const int64_t ck_row = row * p.n_chunks * N;  // this row's checkpoints
-  static_assert(J == 8, "a slice is two 4-step groups");
-  const int slot[2] = {slot_of<J>(lane, 0), slot_of<J>(lane, 1)};  // this lane's groups in a tile row
+  int word[Tl::kWords];  // this lane's words in a tile row
+#pragma unroll
+  for (int w = 0; w < Tl::kWords; ++w) word[w] = Tl::word_of(lane, w);
 
   for (int64_t t0 = 0; t0 < L; t0 += kWin) {
     const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
@@ -144,12 +183,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
     for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
       const bool isC = i >= N * kLanes;
       const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
-      float v[J];
-      load_slice<J>(v, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
-      float* dst = (isC ? s_C : s_B) + n * kWin;
-#pragma unroll
-      for (int h = 0; h < J / 4; ++h)
-        *reinterpret_cast<float4*>(dst + slot_of<J>(l, h)) = make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
+      Tl::stage(isC ? s_C : s_B, n, l, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
     }
     // this lane's steps of the row: delta', delta' u, and y's D u term (zeros past seqlen: there
     // the decay is 1 and the input 0, so those steps leave the state as it is)
@@ -177,15 +211,10 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
     // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
     float* ck = ck_lane && ts + J <= L ? p.checkpoints + ck_row + ((ts + J) / kCk - 1) * N : nullptr;
 
-#pragma unroll kUnroll
     for (int n = 0; n < N; ++n) {
       const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
       float bv[J];
-#pragma unroll
-      for (int h = 0; h < J / 4; ++h) {
-        const float4 q = *reinterpret_cast<const float4*>(s_B + n * kWin + slot[h]);
-        bv[4 * h] = q.x, bv[4 * h + 1] = q.y, bv[4 * h + 2] = q.z, bv[4 * h + 3] = q.w;
-      }
+      Tl::read(bv, s_B, n, word);
       // 1. the slice as x -> P x + S
       float a[J], bu[J], S = 0.f;
 #pragma unroll
@@ -217,11 +246,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
         // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
         const float before = __shfl_up_sync(kFull, S, 1, kLanes);
         float x = lane == 0 ? xin : before, cv[J];
-#pragma unroll
-        for (int h = 0; h < J / 4; ++h) {
-          const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot[h]);
-          cv[4 * h] = q.x, cv[4 * h + 1] = q.y, cv[4 * h + 2] = q.z, cv[4 * h + 3] = q.w;
-        }
+        Tl::read(cv, s_C, n, word);
 #pragma unroll
         for (int e = 0; e < J; ++e) {
           x = fmaf(a[e], x, bu[e]);
@@ -252,8 +277,8 @@ __global__ void __launch_bounds__(kThreads, min_blocks_tp(kUnroll)) scan_fwd_tp_
 template <typename T>
 struct TouchTP {
   static void run() {
-    touch_kernels(scan_fwd_tp_kernel<T, true, 1>, scan_fwd_tp_kernel<T, false, 1>, scan_fwd_tp_kernel<T, true, 2>,
-                  scan_fwd_tp_kernel<T, false, 2>, scan_fwd_tp_kernel<T, true, 16>, scan_fwd_tp_kernel<T, false, 16>);
+    touch_kernels(scan_fwd_tp_kernel<T, true, float>, scan_fwd_tp_kernel<T, false, float>, scan_fwd_tp_kernel<T, true, T>,
+                  scan_fwd_tp_kernel<T, false, T>);
   }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
@@ -263,7 +288,7 @@ const bool g_preload = preload_per_dtype<TouchTP>();
 bool fwd_tp_applies(const SelectiveScanParams& p) {
   // Rows beyond one wave of this kernel: the sequential kernel has warps enough (and fewer
   // instructions per update).
-  const int64_t wave_rows = static_cast<int64_t>(min_blocks_tp(tp_unroll(p.dstate))) * kRowsTP * cuda::sm_count();
+  const int64_t wave_rows = static_cast<int64_t>(kMinBlocksTP) * kRowsTP * cuda::sm_count();
   return p.b_form == ScanBCForm::PerStep && p.c_form == ScanBCForm::PerStep && p.dstate <= kMaxNTP && !p.seq_idx &&
          p.batch * p.dim <= wave_rows;
 }
@@ -276,13 +301,11 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const int u = tp_unroll(p.dstate);
+    const bool t16 = sizeof(T) == 2 && tp_tiles_16();
     if (p.y)
-      (u == 16 ? scan_fwd_tp_kernel<T, true, 16> : u == 2 ? scan_fwd_tp_kernel<T, true, 2> : scan_fwd_tp_kernel<T, true, 1>)
-          <<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (t16 ? scan_fwd_tp_kernel<T, true, T> : scan_fwd_tp_kernel<T, true, float>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      (u == 16 ? scan_fwd_tp_kernel<T, false, 16> : u == 2 ? scan_fwd_tp_kernel<T, false, 2> : scan_fwd_tp_kernel<T, false, 1>)
-          <<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (t16 ? scan_fwd_tp_kernel<T, false, T> : scan_fwd_tp_kernel<T, false, float>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
