@@ -20,11 +20,13 @@
 // H100, batch 1 x dim 5120 x 2048 steps, bf16: 0.187 ms against the sequential kernel's 0.262. On
 // the benchmark's 16384 rows the sequential kernel is faster (0.78 vs 1.13 ms): each update here
 // costs ~1.7x the instructions (the scan, and the decays and inputs walked twice).
+#include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
 
 #include <cstdlib>
+#include <type_traits>
 
 namespace ss {
 namespace scan_cuda {
@@ -37,14 +39,16 @@ constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
 // Registers (at most 80) and at most 18 KiB of shared memory per block: 6 blocks per SM.
 constexpr int kMinBlocksTP = 6;
-// TEMPORARY A/B knob STATESPACE_SCAN_TP_TILE=16: the B/C tiles of 16-bit inputs kept 16-bit in
-// shared memory (half the shared-memory traffic of the state loop, 8 conversions per tile read).
-bool tp_tiles_16() {
-  static const bool on = [] {
+// TEMPORARY A/B knob STATESPACE_SCAN_TP_TILE: "16": the B/C tiles of 16-bit inputs kept 16-bit in
+// shared memory (half the shared-memory traffic of the state loop, 8 conversions per tile read);
+// "async": that, and each window's tiles and delta/u/z slices copied with cp.async into a second
+// buffer while the window before computes (16-bit, 16-byte aligned rows).
+int tp_tile_mode() {  // 0 float tiles, 1 16-bit tiles, 2 16-bit tiles + async
+  static const int m = [] {
     const char* v = std::getenv("STATESPACE_SCAN_TP_TILE");
-    return v && v[0] == '1' && v[1] == '6';
+    return !v ? 0 : v[0] == '1' && v[1] == '6' ? 1 : v[0] == 'a' ? 2 : 0;
   }();
-  return on;
+  return m;
 }
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
@@ -132,13 +136,17 @@ struct Tile {
   }
 };
 
-// kY: y wanted (false: the backward's checkpoint-only pass). TT: the tiles' element type.
-template <typename T, bool kY, typename TT>
+// kY: y wanted (false: the backward's checkpoint-only pass). TT: the tiles' element type. kAsync
+// (TT = T 16-bit, every row 16-byte aligned, seqlen a multiple of kJ): window w's tiles and each
+// thread's delta, u and z words are copied (cp.async) into buffer w & 1 during window w - 1.
+template <typename T, bool kY, typename TT, bool kAsync>
 __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
-  constexpr int J = kJ, kRows = kRowsTP;
+  constexpr int J = kJ, kRows = kRowsTP, kBufs = kAsync ? 2 : 1;
   using Tl = Tile<TT>;
-  __shared__ uint4 s_B[kMaxNTP * kLanes * Tl::kWords];  // [n][slices of the window]
-  __shared__ uint4 s_C[kMaxNTP * kLanes * Tl::kWords];
+  static_assert(!kAsync || (sizeof(TT) == 2 && sizeof(T) == 2), "async windows copy 16-bit words");
+  __shared__ uint4 s_B[kBufs][kMaxNTP * kLanes * Tl::kWords];  // [n][slices of the window]
+  __shared__ uint4 s_C[kBufs][kMaxNTP * kLanes * Tl::kWords];
+  __shared__ uint4 s_in[kBufs][kAsync ? kThreads : 1][3];  // kAsync: each thread's delta, u, z words
   __shared__ float s_A2[kRows][kMaxNTP];  // A log2 e of each row
   // each row's state carried into the window, double-buffered: window w reads [w & 1] and writes
   // [(w + 1) & 1], so no lane overwrites a state another lane has yet to read
@@ -175,23 +183,53 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 #pragma unroll
   for (int w = 0; w < Tl::kWords; ++w) word[w] = Tl::word_of(lane, w);
 
-  for (int64_t t0 = 0; t0 < L; t0 += kWin) {
-    const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
-    const int buf = static_cast<int>(t0 / kWin) & 1;
-    __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
-    // B and C of the window: 2 x N x kLanes slices
+  // kAsync: copies window t0a's tiles and this thread's slices into buffer bb (zeros past seqlen)
+  auto issue = [&](int64_t t0a, int bb) {
     for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
       const bool isC = i >= N * kLanes;
       const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
-      Tl::stage(isC ? s_C : s_B, n, l, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
+      const int64_t t = t0a + l * J, left = L - t;
+      const int bytes = left >= J ? 16 : left > 0 ? static_cast<int>(left) * 2 : 0;
+      cuda::copy_async16_zfill((isC ? s_C : s_B)[bb] + n * kLanes + l, (isC ? Cg : Bg) + n * L + (bytes ? t : 0), bytes);
+    }
+    const int64_t t = t0a + lane * J, left = L - t;
+    const int bytes = left >= J ? 16 : left > 0 ? static_cast<int>(left) * 2 : 0;
+    const int64_t at = bytes ? t : 0;
+    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][0], delta + at, bytes);
+    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][1], u + at, bytes);
+    if (kY && z) cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][2], z + at, bytes);
+    cuda::copy_async_commit();
+  };
+  if (kAsync) issue(0, 0);
+
+  for (int64_t t0 = 0; t0 < L; t0 += kWin) {
+    const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
+    const int buf = static_cast<int>(t0 / kWin) & 1, tb = kAsync ? buf : 0;  // carry / tile buffer
+    __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
+    if (kAsync) {
+      if (t0 + kWin < L) issue(t0 + kWin, buf ^ 1);
+      else cuda::copy_async_commit();  // an empty group: the wait below counts the same
+      cuda::copy_async_wait_group<1>();  // this window's copies (this thread's) have landed
+    } else {
+      // B and C of the window: 2 x N x kLanes slices
+      for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
+        const bool isC = i >= N * kLanes;
+        const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
+        Tl::stage((isC ? s_C : s_B)[0], n, l, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
+      }
     }
     // this lane's steps of the row: delta', delta' u, and y's D u term (zeros past seqlen: there
     // the decay is 1 and the input 0, so those steps leave the state as it is)
     float dt[J], du[J], yv[J], dtsum = 0.f;
     {
       float uv[J];
-      load_slice<J>(dt, delta + ts, vec, valid);
-      load_slice<J>(uv, u + ts, vec, valid);
+      if (kAsync) {
+        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(dt), s_in[tb][threadIdx.x][0]);
+        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(uv), s_in[tb][threadIdx.x][1]);
+      } else {
+        load_slice<J>(dt, delta + ts, vec, valid);
+        load_slice<J>(uv, u + ts, vec, valid);
+      }
       if (p.delta_softplus) {  // block-uniform: one branch, then straight-line code
 #pragma unroll
         for (int e = 0; e < J; ++e) dt[e] = softplus(dt[e] + bias);
@@ -214,7 +252,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     for (int n = 0; n < N; ++n) {
       const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
       float bv[J];
-      Tl::read(bv, s_B, n, word);
+      Tl::read(bv, s_B[tb], n, word);
       // 1. the slice as x -> P x + S
       float a[J], bu[J], S = 0.f;
 #pragma unroll
@@ -246,7 +284,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
         // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
         const float before = __shfl_up_sync(kFull, S, 1, kLanes);
         float x = lane == 0 ? xin : before, cv[J];
-        Tl::read(cv, s_C, n, word);
+        Tl::read(cv, s_C[tb], n, word);
 #pragma unroll
         for (int e = 0; e < J; ++e) {
           x = fmaf(a[e], x, bu[e]);
@@ -259,7 +297,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     if (!kY) continue;
     if (z) {
       float zv[J];
-      load_slice<J>(zv, z + ts, vec, valid);
+      if (kAsync)
+        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(zv), s_in[tb][threadIdx.x][2]);
+      else
+        load_slice<J>(zv, z + ts, vec, valid);
 #pragma unroll
       for (int e = 0; e < J; ++e) yv[e] *= zv[e] * sigmoid(zv[e]);
     }
@@ -277,8 +318,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 template <typename T>
 struct TouchTP {
   static void run() {
-    touch_kernels(scan_fwd_tp_kernel<T, true, float>, scan_fwd_tp_kernel<T, false, float>, scan_fwd_tp_kernel<T, true, T>,
-                  scan_fwd_tp_kernel<T, false, T>);
+    touch_kernels(scan_fwd_tp_kernel<T, true, float, false>, scan_fwd_tp_kernel<T, false, float, false>);
+    if constexpr (sizeof(T) == 2)
+      touch_kernels(scan_fwd_tp_kernel<T, true, T, false>, scan_fwd_tp_kernel<T, false, T, false>,
+                    scan_fwd_tp_kernel<T, true, T, true>, scan_fwd_tp_kernel<T, false, T, true>);
   }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
@@ -301,11 +344,27 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const bool t16 = sizeof(T) == 2 && tp_tiles_16();
+    const int mode = sizeof(T) == 2 ? tp_tile_mode() : 0;
+    // the async copies need every row 16-byte aligned: seqlen a multiple of kJ, aligned tensors
+    const uintptr_t bases = reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
+                            reinterpret_cast<uintptr_t>(p.z) | reinterpret_cast<uintptr_t>(p.y) |
+                            reinterpret_cast<uintptr_t>(p.B) | reinterpret_cast<uintptr_t>(p.C);
+    const bool aligned = p.seqlen % kJ == 0 && (bases & 15) == 0;
+    using TT = std::conditional_t<sizeof(T) == 2, T, float>;
+    if constexpr (sizeof(T) == 2) {
+      if (mode == 2 && aligned) {
+        if (p.y)
+          scan_fwd_tp_kernel<T, true, TT, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+        else
+          scan_fwd_tp_kernel<T, false, TT, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
+        return;
+      }
+    }
+    const bool t16 = mode != 0;
     if (p.y)
-      (t16 ? scan_fwd_tp_kernel<T, true, T> : scan_fwd_tp_kernel<T, true, float>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (t16 ? scan_fwd_tp_kernel<T, true, TT, false> : scan_fwd_tp_kernel<T, true, float, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      (t16 ? scan_fwd_tp_kernel<T, false, T> : scan_fwd_tp_kernel<T, false, float>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      (t16 ? scan_fwd_tp_kernel<T, false, TT, false> : scan_fwd_tp_kernel<T, false, float, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
