@@ -33,6 +33,10 @@ const cases: ScanCase[] = [
   // read as two 16-byte groups per step; whole 16-byte staged chunks, then element-wise ones
   { batch: 1, dim: 40, seqlen: 64, dstate: 144, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true },
   { batch: 2, dim: 8, seqlen: 45, dstate: 129, B: 2, C: 'step', z: true, D: true },
+  // few rows, per-step B/C, seqlen a multiple of 8: the time-parallel forward with whole 16-byte
+  // slices (and the asynchronous window copies), a partial last window; one slice only
+  { batch: 2, dim: 24, seqlen: 1000, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
+  { batch: 1, dim: 16, seqlen: 8, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -107,7 +111,7 @@ describeGpu('selectiveScan on CUDA', () => {
   it('the forward\'s checkpoints give the backward bitwise the same gradients, and the same y', () => {
     // packed: the sequential forward; not packed (few rows, per-step B/C): the time-parallel one
     const packedCase: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
-    for (const c of [packedCase, { ...packedCase, packed: undefined }]) checkpointsAgree(c);
+    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }]) checkpointsAgree(c);
     const c = packedCase;
     const data = randomData(c);
     const { opts } = build(c, 'float32', 'cuda', data);
