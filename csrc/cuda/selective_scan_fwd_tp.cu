@@ -194,10 +194,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     }
     const int64_t t = t0a + lane * J, left = L - t;
     const int bytes = left >= J ? 16 : left > 0 ? static_cast<int>(left) * 2 : 0;
-    const int64_t at = bytes ? t : 0;
-    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][0], delta + at, bytes);
-    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][1], u + at, bytes);
-    if (kY && z) cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][2], z + at, bytes);
+    const int64_t at = row * L + (bytes ? t : 0);  // from the parameters: no row pointers held
+    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][0], static_cast<const T*>(p.delta) + at, bytes);
+    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][1], static_cast<const T*>(p.u) + at, bytes);
+    if (kY && p.z) cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][2], static_cast<const T*>(p.z) + at, bytes);
     cuda::copy_async_commit();
   };
   if (kAsync) issue(0, 0);
