@@ -4,6 +4,7 @@ import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, expectNoNaN, randnArray, relErr, rng } from './helpers';
 import { Input, fromValues, randnInput, seqIdxInput } from './model_inputs';
 import { conv1dRef } from './reference/conv1d';
+import { checkConvFinalStatesOut } from './state_out_checks';
 
 const TOL: Record<string, number> = { float64: 1e-12, float32: 1e-5, float16: 5e-3, bfloat16: 2e-2 };
 
@@ -109,6 +110,13 @@ describe('causalConv1d forward (CPU) vs float64 reference', () => {
 });
 
 describe('causalConv1d state continuity and decode', () => {
+  it('finalStatesOut: the final states written into a cache slot (also when it is the initial state)', () => {
+    for (const seqlen of [2, 13]) {
+      checkConvFinalStatesOut({ batch: 2, dim: 7, seqlen, width: 4 }, 'float32', 'cpu');
+      checkConvFinalStatesOut({ batch: 1, dim: 5, seqlen, width: 4 }, 'bfloat16', 'cpu');
+    }
+  });
+
   it('conv(L1) then conv(L2, initialStates = finalStates) equals conv(L1 + L2)', async () => {
     for (const W of [2, 4, 5]) {
       for (const L1 of [1, 2, 9]) {

@@ -5,6 +5,7 @@ import type { SelectiveScanGradients } from '../lib/index';
 import { expectClose, expectCode, expectNoNaN, randnArray, rng } from './helpers';
 import { refSelectiveScan, RefScanInputs } from './reference/selective_scan';
 import { build, ScanCase } from './selective_scan_case';
+import { checkScanLastStateOut } from './state_out_checks';
 
 const t32 = (a: Float64Array, shape: number[]) => tensor(a, shape, { dtype: 'float32' });
 const f64 = (t?: Tensor) => (t ? Float64Array.from(t.dataSync()) : new Float64Array(0));
@@ -133,6 +134,11 @@ describe('selectiveScan sequences', () => {
     }
     expectClose(joined, y, 1e-6, 'split scan');
     expectClose(f64(second.lastState), f64(whole.lastState), 1e-6, 'last state');
+  });
+
+  it('lastStateOut: the last state written into a cache slot (also when it is the initial state)', () => {
+    checkScanLastStateOut({ batch: 2, dim: 5, seqlen: 37, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, deltaBias: true }, 'float32', 'cpu');
+    checkScanLastStateOut({ batch: 1, dim: 4, seqlen: 9, dstate: 4, B: 'ti', C: 2 }, 'float64', 'cpu');
   });
 
   it('strided (non-contiguous) B is accepted', () => {

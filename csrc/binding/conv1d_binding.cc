@@ -15,6 +15,7 @@ Conv1dArgs conv_args(Napi::Object o, bool backward) {
   a.seq_idx = optional_tensor(o, "seqIdx");
   a.silu = silu_activation(o);
   a.return_final_states = optional_bool(o, "returnFinalStates", false);
+  if (!backward) a.final_states_out = optional_tensor(o, "finalStatesOut");
   if (backward) {
     a.dy = required_tensor(o, "dy");
     a.dfinal_states = optional_tensor(o, "dFinalStates");

@@ -25,7 +25,7 @@ SelectiveScanInputs scan_inputs(Napi::Object o) {
 Napi::Value forward(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "selectiveScan");
   SelectiveScanOutputs r = selective_scan(scan_inputs(o), optional_bool(o, "returnLastState", false),
-                                          optional_bool(o, "returnCheckpoints", false));
+                                          optional_bool(o, "returnCheckpoints", false), optional_tensor(o, "lastStateOut"));
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("y", from_tensor(info.Env(), r.y));
   set_tensor_if(out, "lastState", r.last_state);

@@ -113,54 +113,69 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) fwd_tiled_kernel(Causal
 }
 
 // The common case at full speed: width 4 (Mamba's), no seqIdx, seqlen a multiple of 8 and 16-byte
-// aligned rows. Each thread owns 8 consecutive outputs: its 8 inputs arrive in one vector load,
-// it reads its 11-input window from shared memory into registers once, and its 8 outputs leave
-// in one vector store, so the per-output work is 4 FMAs and the SiLU.
+// aligned rows. A block owns kThreads * kVecs vectors of 8 consecutive outputs of one row; each
+// thread loads its kVecs vectors (strided by the block, so a warp's loads are 512 contiguous bytes)
+// before computing: that many 16-byte loads in flight, the kernel being bound by memory latency
+// otherwise. The 3 inputs before a vector are the end of the lane below's (a shuffle); lane 0
+// loads them (a 4-element aligned load), the row's first vector takes the initial states. No
+// shared memory, no barrier. The thread of the row's last vector also writes the final states.
+struct W4Traits {
+  static constexpr int kThreads = 64, kVecs = 4, kSpan = kThreads * kVecs * 8;  // steps per block
+};
 template <typename T> struct alignas(sizeof(T) * 8) Vec8 {
   T v[8];
 };
+template <typename T> struct alignas(sizeof(T) * 4) Vec4 {
+  T v[4];
+};
 
-template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) fwd_w4_kernel(CausalConv1dParams p) {
-  using Tr = TiledTraits;
-  constexpr int W = 4, P = Tr::kPerThread;
-  static_assert(P == 8, "one 8-element vector per thread");
-  // Time t sits at logical slot l = t - t0 + 8 (the 3 inputs before the tile at l = 5..7), stored
-  // at xs[l + l/8]: one skew float per 8 keeps each thread's window (stride 9) conflict-free.
-  __shared__ float xs[(Tr::kTile + 16) / 8 * 9];
-  const int tid = threadIdx.x;
-  const int64_t row = blockIdx.x, d = row % p.dim;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kTile, L = p.seqlen;
+template <typename T> __global__ void __launch_bounds__(W4Traits::kThreads) fwd_w4_kernel(CausalConv1dParams p) {
+  constexpr int W = 4, V = W4Traits::kVecs, kT = W4Traits::kThreads;
+  const int64_t row = blockIdx.x, L = p.seqlen, d = row % p.dim;
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * W4Traits::kSpan + threadIdx.x * 8;  // vector k at t0 + 8 kT k
+  const int lane = threadIdx.x % 32;
   const T* x = static_cast<const T*>(p.x) + row * L;
-  const int64_t tv = t0 + tid * P;
-  Vec8<T> in{};
-  if (tv < L) in = *reinterpret_cast<const Vec8<T>*>(x + tv);  // L % 8 == 0: whole vectors
+  Vec8<T> in[V];
+  Vec4<T> before[V];  // lane 0: the 4 inputs before its vector (the last 3 are needed)
 #pragma unroll
-  for (int j = 0; j < P; ++j) xs[9 + 9 * tid + j] = to_float(in.v[j]);
-  if (tid < W - 1) {  // the 3 inputs before the tile: x, the initial state, or 0
-    const int64_t t = t0 - (W - 1) + tid;
-    float v = 0.f;
-    if (t >= 0) v = to_float(x[t]);
-    else if (p.initial_states) v = to_float(static_cast<const T*>(p.initial_states)[row * (W - 1) + (W - 1) + t]);
-    xs[5 + tid] = v;
+  for (int k = 0; k < V; ++k) {
+    const int64_t t = t0 + 8 * kT * k;
+    if (t < L) in[k] = *reinterpret_cast<const Vec8<T>*>(x + t);
+    if (lane == 0 && t < L && t > 0) before[k] = *reinterpret_cast<const Vec4<T>*>(x + t - 4);
   }
-  __syncthreads();
-  if (tv >= L) return;
   float w[W];
 #pragma unroll
-  for (int k = 0; k < W; ++k) w[k] = load_any(p.weight, p.weight_dtype, d * W + k);
+  for (int q = 0; q < W; ++q) w[q] = load_any(p.weight, p.weight_dtype, d * W + q);
   const float bias = p.bias ? load_any(p.bias, p.bias_dtype, d) : 0.f;
-  float v[P + W - 1];  // times tv - 3 ... tv + 7: logical slots 8·tid + 5 + i
+  T* y = static_cast<T*>(p.y) + row * L;
 #pragma unroll
-  for (int i = 0; i < P + W - 1; ++i) v[i] = xs[9 * tid + 5 + i + ((5 + i) >> 3)];
-  Vec8<T> out;
+  for (int k = 0; k < V; ++k) {
+    const int64_t t = t0 + 8 * kT * k;
+    float win[8 + W - 1];  // inputs at t - 3 ... t + 7
 #pragma unroll
-  for (int j = 0; j < P; ++j) {
-    float acc = bias;
+    for (int e = 0; e < 8; ++e) win[W - 1 + e] = to_float(in[k].v[e]);
 #pragma unroll
-    for (int k = 0; k < W; ++k) acc += w[k] * v[j + k];
-    out.v[j] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+    for (int j = 0; j < W - 1; ++j) {
+      const float below = __shfl_up_sync(0xffffffffu, win[8 + j], 1);  // the lane below's last 3
+      if (t == 0)
+        win[j] = p.initial_states ? to_float(static_cast<const T*>(p.initial_states)[row * (W - 1) + j]) : 0.f;
+      else
+        win[j] = lane == 0 ? to_float(before[k].v[1 + j]) : below;
+    }
+    if (t >= L) continue;
+    Vec8<T> out;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      float acc = bias;
+#pragma unroll
+      for (int q = 0; q < W; ++q) acc += w[q] * win[e + q];
+      out.v[e] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+    }
+    *reinterpret_cast<Vec8<T>*>(y + t) = out;
+    if (p.final_states && t + 8 == L)
+#pragma unroll
+      for (int j = 0; j < W - 1; ++j) static_cast<T*>(p.final_states)[row * (W - 1) + j] = in[k].v[8 - (W - 1) + j];
   }
-  *reinterpret_cast<Vec8<T>*>(static_cast<T*>(p.y) + row * L + tv) = out;
 }
 
 // Channels-last, width 4, no seqIdx: a thread owns 8 consecutive channels (one 16-byte vector
@@ -592,8 +607,10 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     const int64_t n = p.batch * p.dim * p.seqlen, rows = p.batch * p.dim;
     const int64_t tiles = (p.seqlen + TiledTraits::kTile - 1) / TiledTraits::kTile;
+    const int64_t w4_spans = (p.seqlen + W4Traits::kSpan - 1) / W4Traits::kSpan;
     const bool w4 = p.width == 4 && !p.seq_idx && p.seqlen % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * sizeof(T)) == 0 &&
                     reinterpret_cast<uintptr_t>(p.y) % (8 * sizeof(T)) == 0;
+    const bool w4_ran = n > 0 && w4 && !p.channels_last && rows <= 0x7fffffff && w4_spans <= 65535;
     using Cl = ChannelsLastTraits;
     const int64_t cl_steps = (p.seqlen + Cl::steps<T>() - 1) / Cl::steps<T>();
     const bool cl_w4 = p.channels_last && p.width == Cl::kW && !p.seq_idx && p.dim % 8 == 0 && p.x_stride_t % 8 == 0 &&
@@ -607,8 +624,8 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
       } else if (n > 0) {
         fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
       }
-    } else if (n > 0 && w4 && rows <= 0x7fffffff && tiles <= 65535) {
-      fwd_w4_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(tiles)), TiledTraits::kThreads, 0, st>>>(p);
+    } else if (n > 0 && w4 && rows <= 0x7fffffff && w4_spans <= 65535) {
+      fwd_w4_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(w4_spans)), W4Traits::kThreads, 0, st>>>(p);
     } else if (n > 0 && p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535) {
       const size_t span = TiledTraits::kTile + p.width - 1;
       const size_t smem = (span + p.width + (p.seq_idx ? span : 0)) * 4;
@@ -620,7 +637,7 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
     } else if (n > 0) {
       fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
     }
-    if (p.final_states && p.width > 1)
+    if (p.final_states && p.width > 1 && !w4_ran)  // the w4 kernel writes them
       final_states_kernel<T><<<cuda::grid_1d(p.batch * p.dim * (p.width - 1), kThreads), kThreads, 0, st>>>(p);
   });
   cuda::check_launch("causalConv1d");

@@ -77,7 +77,17 @@ Conv1dResult causal_conv1d(const Conv1dArgs& a) {
   } else {
     r.y = empty(x.shape, x.dtype, x.device());
   }
-  if (a.return_final_states) r.final_states = empty({p.batch, p.dim, p.width - 1}, x.dtype, x.device());
+  // written straight into final_states_out unless that shares memory with an input (the initial
+  // states of the same cache slot, which the final-states kernel may read for short rows)
+  const Tensor& fout = a.final_states_out;
+  bool out_direct = false;
+  if (fout.defined()) {
+    check_same_device(x.device(), {{"finalStatesOut", &fout}});
+    checks::out_tensor("finalStatesOut", fout, x.dtype, {p.batch, p.dim, p.width - 1}, "(batch, dim, width-1)");
+    out_direct = !checks::shares_storage(fout, {x, w, bias, init, sidx});
+  }
+  if (a.return_final_states || fout.defined())
+    r.final_states = out_direct ? fout : empty({p.batch, p.dim, p.width - 1}, x.dtype, x.device());
   p.x = x.data();
   p.weight = w.data();
   p.bias = bias.defined() ? bias.data() : nullptr;
@@ -90,6 +100,10 @@ Conv1dResult causal_conv1d(const Conv1dArgs& a) {
     run_cpu({x, w, bias, init, sidx}, {r.y, r.final_states}, [p] { causal_conv1d_fwd_cpu(p); });
   else
     causal_conv1d_fwd_cuda(p, cuda_stream_for(x.device()));
+  if (fout.defined() && !out_direct) {
+    copy_into(fout, r.final_states);
+    r.final_states = fout;
+  }
   return r;
 }
 

@@ -70,6 +70,7 @@ struct Conv1dArgs {
   Tensor x, weight, bias, initial_states, seq_idx;
   bool silu = false;
   bool return_final_states = false;
+  Tensor final_states_out;   // forward, optional: receives the final states (then returned as final_states)
   Tensor dy, dfinal_states;  // backward only
 };
 struct Conv1dResult {

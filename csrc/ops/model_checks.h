@@ -40,4 +40,21 @@ inline void contiguous(const char* name, const Tensor& t) {
     fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": must be contiguous (it is updated in place)");
 }
 
+// A caller's tensor that an op writes its result into (e.g. a slot of a decode state cache, so that
+// no copy follows the op): `expect` shape, `dt`, contiguous.
+inline void out_tensor(const char* name, const Tensor& t, DType dt, const std::vector<int64_t>& expect, const std::string& desc) {
+  shape(name, t, expect, desc);
+  dtype(name, t, dt);
+  if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": must be contiguous (it is written in place)");
+}
+
+// Whether `out` shares memory with any of `ins`: an op whose kernels may still read an input after
+// another block wrote the output (initial state and final state of the same cache slot) then
+// writes a temporary and copies it into `out` after.
+inline bool shares_storage(const Tensor& out, const std::vector<Tensor>& ins) {
+  for (const Tensor& t : ins)
+    if (t.defined() && t.storage == out.storage) return true;
+  return false;
+}
+
 }  // namespace ss::checks

@@ -1,6 +1,7 @@
 // Selective scan: validation of every argument, output allocation, params, backend dispatch.
 #include <string>
 #include "ops/dispatch.h"
+#include "ops/model_checks.h"
 #include "ops/selective_scan.h"
 #include "ops/selective_scan_api.h"
 #include "ops/tensor_ops.h"
@@ -144,7 +145,8 @@ Tensor cuda_checkpoints(SelectiveScanParams& p, Device dev) {
 
 }  // namespace
 
-SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_last_state, bool return_checkpoints) {
+SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_last_state, bool return_checkpoints,
+                                    const Tensor& last_state_out) {
   Checked c = check(raw);
   SelectiveScanParams& p = c.p;
   const Device dev = c.in.u.device();
@@ -152,8 +154,17 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
   SelectiveScanOutputs out;
   out.y = empty(c.in.u.shape, p.dtype, dev);
   p.y = out.y.data();
-  if (return_last_state) {
-    out.last_state = empty({p.batch, p.dim, p.dstate}, wt, dev);
+  // written straight into last_state_out unless that shares memory with an input (the initial state
+  // of the same cache slot: segment 0 may read it after the last segment wrote)
+  bool out_direct = false;
+  if (last_state_out.defined()) {
+    check_same_device(dev, {{"lastStateOut", &last_state_out}});
+    checks::out_tensor("lastStateOut", last_state_out, wt, {p.batch, p.dim, p.dstate},
+                       dims({{"batch", p.batch}, {"dim", p.dim}, {"dstate", p.dstate}}));
+    out_direct = !checks::shares_storage(last_state_out, inputs_of(c.in));
+  }
+  if (return_last_state || last_state_out.defined()) {
+    out.last_state = out_direct ? last_state_out : empty({p.batch, p.dim, p.dstate}, wt, dev);
     p.last_state = out.last_state.data();
   }
   if (dev.is_cpu()) {
@@ -174,6 +185,10 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
 #else
     cuda_stream_for(dev);  // throws: built without CUDA
 #endif
+  }
+  if (last_state_out.defined() && !out_direct) {
+    copy_into(last_state_out, out.last_state);
+    out.last_state = last_state_out;
   }
   return out;
 }

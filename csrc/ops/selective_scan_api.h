@@ -19,7 +19,10 @@ struct SelectiveScanGrads {
   Tensor du, ddelta, dA, dB, dC, dD, dz, d_delta_bias, d_initial_state;  // undefined where no input
 };
 
-SelectiveScanOutputs selective_scan(const SelectiveScanInputs& in, bool return_last_state, bool return_checkpoints = false);
+// last_state_out: optional (batch, dim, dstate) contiguous float32 (float64 on the f64 path) that
+// receives the last state (then returned as last_state): a slot of a decode state cache.
+SelectiveScanOutputs selective_scan(const SelectiveScanInputs& in, bool return_last_state, bool return_checkpoints = false,
+                                    const Tensor& last_state_out = Tensor());
 // checkpoints: optional, from selective_scan(..., return_checkpoints) on the same inputs (CUDA; the
 // CPU backward needs none and ignores them).
 SelectiveScanGrads selective_scan_backward(const SelectiveScanInputs& in, const Tensor& dy, const Tensor& d_last_state,

@@ -146,10 +146,11 @@ export abstract class CausalLM implements DecodeEngine {
   protected abstract loadMixers(w: WeightSource): Promise<void>;
   /**
    * Mixer over sequences: x (batch, seqlen, hidden) → (batch, seqlen, hidden), starting from
-   * `init` (the states after an earlier piece of the same sequences) or from zero, returning the
-   * final states when `keepState`.
+   * `init` (the states after an earlier piece of the same sequences) or from zero, writing the
+   * final states into `into` when given (a cache slot: the ops write it directly where they can,
+   * see finalStatesOut / lastStateOut, so a prefill needs no per-layer state copies).
    */
-  protected abstract mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState };
+  protected abstract mixerForward(layer: number, x: Tensor, init?: LayerState, into?: LayerState): Tensor;
   /**
    * Mixer for one token per sequence: x (n, hidden) with states (n, ...) updated in place. With
    * `block`, the whole pre-norm residual block instead: x is the residual stream (residual dtype),
@@ -221,7 +222,7 @@ export abstract class CausalLM implements DecodeEngine {
 
   /** Normalised final hidden states of sequences (batch, seqlen, hidden). */
   private blocks(ids: Tensor): Tensor {
-    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x, false).y);
+    return this.stack(embedding({ ids, weight: this.embed }), (l, x) => this.mixerForward(l, x));
   }
 
   /** LM head: logits in the model dtype (as transformers computes them; reading converts to float32). */
@@ -297,7 +298,8 @@ export abstract class CausalLM implements DecodeEngine {
     const cache = this.ensureCache();
     const idsT = this.idsTensor(ids.subarray(from, to), 'prompt');
     const slotState = (l: number): LayerState => ({ conv: cache.conv[l].slice(0, slot, slot + 1), ssm: cache.ssm[l].slice(0, slot, slot + 1) });
-    // The scans continue from a float32 state (a bfloat16 cache is widened; copyInto narrows it back).
+    // The scans continue from a float32 state (a bfloat16 cache is widened, and narrowed back by a
+    // copy into the slot).
     const initState = (l: number): LayerState => {
       const s = slotState(l);
       return s.ssm.dtype === 'float32' ? s : { conv: s.conv, ssm: s.ssm.astype('float32') };
@@ -308,14 +310,11 @@ export abstract class CausalLM implements DecodeEngine {
         const end = Math.min(to, start + this.prefillChunk);
         logits = tidy(() => {
           const chunk = idsT.slice(1, start - from, end - from);
-          const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) => {
-            const { y, state } = this.mixerForward(l, x, true, start > 0 ? initState(l) : undefined);
-            // In stream/queue order: the op above has read the slot's old state before this overwrites it.
-            const dst = slotState(l);
-            copyInto(dst.conv, (state as LayerState).conv);
-            copyInto(dst.ssm, (state as LayerState).ssm);
-            return y;
-          });
+          // The final states go straight into the slot (an op whose initial state is that same slot
+          // writes a temporary and copies it in, in stream/queue order after reading the old one).
+          const h = this.stack(embedding({ ids: chunk, weight: this.embed }), (l, x) =>
+            this.mixerForward(l, x, start > 0 ? initState(l) : undefined, slotState(l)),
+          );
           return end === ids.length ? this.head(h.slice(1, end - start - 1, end - start)) : null;
         });
         // Let other work (HTTP, timers) in between pieces.

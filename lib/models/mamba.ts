@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, copyInto, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -90,7 +90,7 @@ export class MambaModel extends CausalLM {
     return [dt, B, C];
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, init?: LayerState, into?: LayerState): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;
     const b = x.shape[0];
@@ -111,7 +111,7 @@ export class MambaModel extends CausalLM {
       xs = xz.slice(2, 0, I).transpose(1, 2); // (b, I, l)
       z = xz.slice(2, I, 2 * I).transpose(1, 2);
     }
-    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
+    const conv = causalConv1d({ x: xs, weight: L.convW, bias: L.convB, activation: 'silu', initialStates: init?.conv, finalStatesOut: into?.conv });
     const u = conv.y; // (b, I, l)
     let delta: Tensor, B: Tensor, C: Tensor; // (b, I, l), (b, N, l), (b, N, l)
     if (channelMajor && this.config.mixerRmsEps === null) {
@@ -128,6 +128,8 @@ export class MambaModel extends CausalLM {
         ? linear({ x: L.dtProjW, weight: dtr.squeeze(0) }).unflatten(0, [1, I]) // (1, I, l)
         : linear({ x: dtr, weight: L.dtProjW }).transpose(1, 2); // (b, I, l)
     }
+    // The scan's state is float32: it writes a float32 slot in place, a bfloat16 one takes a narrowing copy.
+    const direct = into?.ssm.dtype === 'float32';
     const scan = selectiveScan({
       u,
       delta,
@@ -139,10 +141,11 @@ export class MambaModel extends CausalLM {
       deltaBias: L.dtProjB,
       deltaSoftplus: true,
       initialState: init?.ssm,
-      returnLastState: keepState,
+      lastStateOut: direct ? into?.ssm : undefined,
+      returnLastState: into !== undefined && !direct,
     });
-    const y = linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });
-    return { y, state: keepState ? { conv: conv.finalStates as Tensor, ssm: scan.lastState as Tensor } : undefined };
+    if (into && !direct) copyInto(into.ssm, scan.lastState as Tensor);
+    return linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });
   }
 
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {

@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, copyInto, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -82,7 +82,7 @@ export class Mamba2Model extends CausalLM {
     return { z, xbc, dt: xbc + this.convDim };
   }
 
-  protected mixerForward(layer: number, x: Tensor, keepState: boolean, init?: LayerState): { y: Tensor; state?: LayerState } {
+  protected mixerForward(layer: number, x: Tensor, init?: LayerState, into?: LayerState): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
     const [b, l] = [x.shape[0], x.shape[1]];
@@ -94,7 +94,7 @@ export class Mamba2Model extends CausalLM {
     const z = proj.slice(2, o.z, o.z + I);
     const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
     const dt = proj.slice(2, o.dt, o.dt + H); // (b, l, H)
-    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, returnFinalStates: keepState });
+    const conv = causalConv1d({ x: xbc, weight: Ly.convW, bias: Ly.convB, activation: 'silu', initialStates: init?.conv, finalStatesOut: into?.conv });
     // (b, channels, l) → (b, l, heads or groups, size), as views of the conv output
     const split = (from: number, sizes: number[]) => conv.y.slice(1, from, from + sizes.reduce((a, b) => a * b, 1)).unflatten(1, sizes).permute(0, 3, 1, 2);
     const ssd = ssdChunkScan({
@@ -109,11 +109,11 @@ export class Mamba2Model extends CausalLM {
       dtSoftplus: true,
       dtLimit: this.config.timeStepLimit ?? undefined,
       initialStates: init?.ssm,
-      returnFinalStates: keepState,
+      returnFinalStates: into !== undefined,
     });
+    if (into) copyInto(into.ssm, ssd.finalStates as Tensor);
     const y = gatedRmsNorm({ x: ssd.y.reshape([b, l, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    const out = linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
-    return { y: out, state: keepState ? { conv: conv.finalStates as Tensor, ssm: ssd.finalStates as Tensor } : undefined };
+    return linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
   }
 
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {

@@ -26,6 +26,13 @@ export interface CausalConv1dOptions {
   seqIdx?: Tensor;
   /** Also return finalStates: the last width-1 inputs (see CausalConv1dResult). */
   returnFinalStates?: boolean;
+  /**
+   * (batch, dim, width-1), x's dtype, contiguous: receives finalStates in place (e.g. a slot of a
+   * decode state cache: no copy after the op) and is returned as finalStates; implies
+   * returnFinalStates. It may be initialStates itself (continuing a sequence in its own slot): the
+   * op then writes a temporary and copies it in. causalConv1d only.
+   */
+  finalStatesOut?: Tensor;
 }
 
 export interface CausalConv1dResult {

@@ -40,6 +40,13 @@ export interface SelectiveScanForwardOptions extends SelectiveScanOptions {
   /** Also return the state after the last step. Default false. */
   returnLastState?: boolean;
   /**
+   * (batch, dim, dstate) float32 (float64 on the float64 path), contiguous: receives the state
+   * after the last step in place (e.g. a slot of a decode state cache: no copy after the scan) and
+   * is returned as lastState; implies returnLastState. It may be initialState itself (continuing a
+   * sequence in its own slot): the scan then writes a temporary and copies it in.
+   */
+  lastStateOut?: Tensor;
+  /**
    * Also return `checkpoints`, the states a later `selectiveScanBackward` on the same inputs
    * would otherwise recompute with a forward pass of its own (CUDA only; the CPU backward needs
    * none). Default false.

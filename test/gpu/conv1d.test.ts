@@ -3,6 +3,7 @@ import { DType, causalConv1d, causalConv1dBackward, causalConv1dUpdate, debugPoi
 import { describeGpu, expectClose, expectNoNaN, randnArray, rng } from '../helpers';
 import { randnInput, seqIdxInput } from '../model_inputs';
 import { conv1dRef } from '../reference/conv1d';
+import { checkConvFinalStatesOut } from '../state_out_checks';
 
 const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 2e-2 };
 
@@ -12,8 +13,9 @@ describeGpu('causalConv1d on CUDA', () => {
   for (const dtype of ['float32', 'bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: forward and final states vs float64 reference (widths 1,2,4,5, seqIdx, initial states)`, async () => {
       for (const width of [1, 2, 4, 5]) {
-        // 2048 and 16 (multiples of 8, no seqIdx) take the width-4 vector kernel at width 4.
-        for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true], [2048, false], [16, false]] as const) {
+        // 2048, 4104, 16 and 8 (multiples of 8, no seqIdx) take the width-4 vector kernel at width 4
+        // (2048 steps per block: 4104 is two blocks and part of a third).
+        for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true], [2048, false], [4104, false], [16, false], [8, false]] as const) {
           const r = rng();
           const batch = 3, dim = 67;
           const x = randnInput([batch, dim, seqlen], dtype, 'cuda', 1, r);
@@ -149,6 +151,13 @@ describeGpu('causalConv1d on CUDA', () => {
     };
     const [a, c] = [await run(), await run()];
     for (let i = 0; i < a.length; i++) expect(Buffer.from(c[i].buffer).equals(Buffer.from(a[i].buffer))).toBe(true);
+  });
+
+  it('finalStatesOut: the final states written into a cache slot (also when it is the initial state)', () => {
+    for (const seqlen of [2, 300]) {
+      checkConvFinalStatesOut({ batch: 2, dim: 40, seqlen, width: 4 }, 'bfloat16', 'cuda');
+      checkConvFinalStatesOut({ batch: 1, dim: 9, seqlen, width: 4 }, 'float32', 'cuda');
+    }
   });
 
   it('update steps equal the full convolution; the state ends as its final state', async () => {

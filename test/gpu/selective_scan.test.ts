@@ -5,6 +5,7 @@ import type { SelectiveScanGradients } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, randnArray, rng } from '../helpers';
 import { refSelectiveScan } from '../reference/selective_scan';
 import { build, randomData, ScanCase } from '../selective_scan_case';
+import { checkScanLastStateOut } from '../state_out_checks';
 
 const f64 = (t?: Tensor) => (t ? Float64Array.from(t.dataSync()) : new Float64Array(0));
 const gradNames: Array<keyof SelectiveScanGradients> = ['du', 'ddelta', 'dA', 'dB', 'dC', 'dD', 'dz', 'dDeltaBias', 'dInitialState'];
@@ -32,6 +33,10 @@ const cases: ScanCase[] = [
   // read as two 16-byte groups per step; whole 16-byte staged chunks, then element-wise ones
   { batch: 1, dim: 40, seqlen: 64, dstate: 144, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true },
   { batch: 2, dim: 8, seqlen: 45, dstate: 129, B: 2, C: 'step', z: true, D: true },
+  // few rows, per-step B/C, seqlen a multiple of 8: the time-parallel forward with whole 16-byte
+  // slices (and the asynchronous window copies), a partial last window; one slice only
+  { batch: 2, dim: 24, seqlen: 1000, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
+  { batch: 1, dim: 16, seqlen: 8, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -106,13 +111,22 @@ describeGpu('selectiveScan on CUDA', () => {
   it('the forward\'s checkpoints give the backward bitwise the same gradients, and the same y', () => {
     // packed: the sequential forward; not packed (few rows, per-step B/C): the time-parallel one
     const packedCase: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
-    for (const c of [packedCase, { ...packedCase, packed: undefined }]) checkpointsAgree(c);
+    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }]) checkpointsAgree(c);
     const c = packedCase;
     const data = randomData(c);
     const { opts } = build(c, 'float32', 'cuda', data);
     const dy = tensor(randnArray(c.batch * c.dim * c.seqlen), [c.batch, c.dim, c.seqlen], { dtype: 'float32', device: 'cuda' });
     const wrong = tensor(new Float64Array(c.batch * c.dim * 3 * c.dstate), [c.batch, c.dim, 3, c.dstate], { dtype: 'float32', device: 'cuda' });
     expectCode(() => selectiveScanBackward({ ...opts, dy, checkpoints: wrong }), 'ERR_SHAPE', 'checkpoints');
+  });
+
+  it('lastStateOut: the last state written into a cache slot (also when it is the initial state)', () => {
+    // few rows with per-step B/C: the time-parallel forward; dstate 32: the sequential one in time
+    // segments, whose first segment reads the initial state while the last writes the last state
+    for (const dtype of ['float32', 'bfloat16'] as DType[]) {
+      checkScanLastStateOut({ batch: 1, dim: 24, seqlen: 700, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true, deltaBias: true }, dtype, 'cuda');
+      checkScanLastStateOut({ batch: 2, dim: 8, seqlen: 3000, dstate: 32, B: 'step', C: 'ti', z: true, D: true, softplus: true }, dtype, 'cuda');
+    }
   });
 
   function checkpointsAgree(c: ScanCase): void {
