@@ -13,7 +13,7 @@
 //   C  d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, dL/d(dt') (U_s = e_out_s·dt'_s·x_s·(B·S1ᵀ)_s for dcs)
 //   D  dB += N2ᵀ·C + diag(e_out·dt')·x·S1,   dC += N2·B + diag(e_in)·dy·S0
 //   then one warp: dcs → reverse cumsum → ddt, dA / ddtBias partials.
-// Warp w computes rows 16·(w / 4) of every 64-row product, columns by w % 4.
+// Warp w computes rows 16·(w / 4) of every 64-row product, columns by (w − w / 4) mod 4.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -31,35 +31,39 @@ constexpr int kMaxHeads = 8;    // heads per block (d.HB)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
 // Warps with no product in phase A (tiles above the diagonal: row strip < column quarter), less
-// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 6, 7, 11).
+// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 4, 7, 9).
 constexpr int kRedWarps = 5;
 static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
 // formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
-// tail runs while the next head's products fill the other set).
+// tail runs while the next head's products fill the other set). The kernel uses one layout, the
+// one of the largest tiles (headdim 64, dstate 128, with z): it runs one block per SM whatever the
+// problem (its registers), so smaller problems lose nothing, and every offset and leading
+// dimension is a compile-time constant (sized by the runtime headdim / dstate, the offsets were
+// recomputed in the head loop, 64-bit, under the register cap).
 struct MmaGradLayout {
-  int ldN, ldP, ldM;
-  size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
-  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
+  static constexpr int ldN = kMaxNP + 8, ldP = kMaxPC + 8, ldM = kQ + 8;
+  size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, buf0 = 0, buf_bytes = 0;
+  size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
+  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kMaxHeads × kQ each
   // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
-  size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
-  __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
-    ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
+  size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
+  __host__ __device__ constexpr MmaGradLayout(int ts) {
     size_t o = 0;
     auto place = [&](size_t n) { const size_t at = o; o = align128(o + n); return at; };
     sB = place(size_t(kQ) * ldN * ts);
     sC = place(size_t(kQ) * ldN * ts);
     sM = place(size_t(kQ) * ldM * ts);
     sN2 = place(size_t(kQ) * ldM * ts);
-    sMd = place(z ? size_t(kQ) * ldM * ts : 0);
-    sDy = place(z ? size_t(kQ) * ldP * ts : 0);  // without z, dy is dout in the head's buffer
+    sMd = place(size_t(kQ) * ldM * ts);
+    sDy = place(size_t(kQ) * ldP * ts);  // without z, dy is dout in the head's buffer
     size_t b0 = o;
     oX = place(size_t(kQ) * ldP * ts) - b0;
     oDout = place(size_t(kQ) * ldP * ts) - b0;
-    oZ = place(z ? size_t(kQ) * ldP * ts : 0) - b0;
-    oH0 = place(size_t(PC) * ldN * ts) - b0;
-    oG = place(size_t(PC) * ldN * ts) - b0;
+    oZ = place(size_t(kQ) * ldP * ts) - b0;
+    oH0 = place(size_t(kMaxPC) * ldN * ts) - b0;
+    oG = place(size_t(kMaxPC) * ldN * ts) - b0;
     buf0 = b0, buf_bytes = o - b0;
     o += buf_bytes;  // the second buffer
     const size_t sc = size_t(kMaxHeads) * kQ * 4;
@@ -73,6 +77,7 @@ struct MmaGradLayout {
     bytes = o;
   }
 };
+static_assert(MmaGradLayout(2).bytes <= kMaxSmem, "one block per SM");
 
 // Two adjacent 16-bit elements as floats, and back.
 template <typename T>
@@ -107,6 +112,19 @@ __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWa
       const int o = (idx / PC) * ld + idx % PC;
       dy[o] = from_float<T>(to_float(dout[o]) * silu_f(to_float(z[o])));
     }
+  }
+}
+
+// Two packed 16-bit values times two others, in T (round to nearest).
+template <typename T>
+__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 r =
+        __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
+  } else {
+    const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
   }
 }
 
@@ -145,13 +163,16 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
 
 // Same for 32 output columns (two 16-column groups, the second skipped past n_end), A loaded once.
 // SCALE: A's rows multiplied by w_lo (rows 0-7 of the strip: lane / 4) and w_hi (rows 8-15) in
-// the fragment (rounded to T again) — a row-scaled product without a second accumulator.
+// the fragment — a row-scaled product without a second accumulator. The weights are rounded to T
+// and multiply the fragment's pairs in T (one packed multiply per register, where unpacking,
+// two f32 products and packing took five).
 template <typename T, bool A_T, bool SCALE = false>
 __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
                                            int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
+  const uint32_t w2[2] = {pack2<T>(w_lo, w_lo), pack2<T>(w_hi, w_hi)};
 #pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
   for (int k = k0; k < k1; k += 16) {
     uint32_t a[4];
@@ -159,11 +180,7 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
     else ldsm_x4(a, A + ra.r * lda + k + ra.c);
     if constexpr (SCALE) {
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
-        const float2 v = unpack2<T>(a[r]);
-        const float w = (r & 1) ? w_hi : w_lo;
-        a[r] = pack2<T>(v.x * w, v.y * w);
-      }
+      for (int r = 0; r < 4; ++r) a[r] = mul2<T>(a[r], w2[r & 1]);  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
     }
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
@@ -273,7 +290,7 @@ template <typename T>
 __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   extern __shared__ __align__(128) unsigned char smem[];
   const bool has_z = d.z != nullptr;
-  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), has_z);
+  constexpr MmaGradLayout lay(sizeof(T));
   auto at = [&](size_t o) { return reinterpret_cast<T*>(smem + o); };
   auto atf = [&](size_t o) { return reinterpret_cast<float*>(smem + o); };
   T* sB = at(lay.sB);
@@ -287,20 +304,24 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   int* sSegA = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEinA = atf(lay.sEin);
   float* sEoutA = atf(lay.sEout);
-  const int ldN = lay.ldN, ldP = lay.ldP, ldM = lay.ldM;
+  constexpr int ldN = MmaGradLayout::ldN, ldP = MmaGradLayout::ldP, ldM = MmaGradLayout::ldM;
 
   const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
   const int h_begin = g * d.hpg + hb * d.HB, h_count = min(d.HB, d.hpg - hb * d.HB);
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   const int NP = d.NP, PC = d.PC, P = d.P;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wr = warp / 4, wc = warp % 4;  // row strip, column quarter
+  // Row strip and column quarter: quarter (warp − strip) mod 4, so that each scheduler (warp % 4)
+  // holds 2-3 of the 10 tiles on or below the diagonal (with quarter = warp % 4 one scheduler held
+  // 4 of them and another 1, and phase A lasted as long as the scheduler with 4).
+  const int wr = warp / 4, wc = (warp - wr) & 3;
   const int r0 = wr * 16;
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
-  constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
-  // this warp's share of Σ S1∘S0 (the other warps above the diagonal), else −1
-  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 6 ? 2 : warp == 7 ? 3 : warp == 11 ? 4 : -1;
+  // Warps above the diagonal (no product in phase A): 1, 2, 3, 4, 7, 9. Warp 3 (strip 0, quarter 3)
+  // runs the dcs tail; the others form Σ S1∘S0 (their share: red_rank), else −1.
+  constexpr int kTailWarp = 3;
+  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 4 ? 2 : warp == 7 ? 3 : warp == 9 ? 4 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
   const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
@@ -611,9 +632,9 @@ const bool g_preload = (cuda::register_kernel_preload(
 template <typename T>
 bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
   if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
-  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), d.z != nullptr);
-  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(lay.bytes);
-  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, lay.bytes, stream>>>(d);
+  constexpr size_t bytes = MmaGradLayout(sizeof(T)).bytes;
+  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(bytes);
+  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
   check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
   return true;
 }
