@@ -2,11 +2,14 @@
 // accumulation), for headdim ≤ 64 and dstate ≤ 128 (padded to 16); other sizes and float32 run
 // ssd_bwd_chunk_kernel (ssd_bwd.cu).
 //
-// One block of 16 warps per (64-token chunk, run of ≤ 8 heads of a group, batch). B, C and
-// C·Bᵀ (in registers) are loaded / formed once; the heads follow in order with their tiles
+// One block of 16 warps per (64-token chunk, run of d.HB heads of a group, batch: a whole group
+// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (in registers) are loaded / formed
+// once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads follow
+// in order with their tiles
 // (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at its end) double-buffered by
 // cp.async, and dB / dC of the run accumulate in registers across the heads (deterministic: every
-// sum has a fixed order, no atomics). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
+// sum has a fixed order, no atomics; written to dB / dC directly when the run is the whole
+// group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
 // one sequence (else 0), dYX = dy·xᵀ·diag(dt'):
 //   A  M = CB∘Lexp, N2 = Lexp∘dYX (shared memory, 16-bit), row / column sums of CB∘Lexp∘dYX
 //   B  CH = C·S0ᵀ: V_t = e_in_t·dy_t·CH_t; with z, y = e_in·CH + (M·diag(dt'))·x + D·x → dz
@@ -27,13 +30,13 @@ namespace {
 
 constexpr int kQ = 64;          // tokens per chunk (Traits<T>::Q of the 16-bit types)
 constexpr int kNT = 512;        // threads per block
-constexpr int kMaxHeads = 8;    // heads per block (d.HB)
+constexpr int kSlots = 3;       // per-head scalar slots: head hh − 1 (its tail), hh, hh + 1 (being formed)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
-// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter), less
-// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 4, 7, 9).
-constexpr int kRedWarps = 5;
-static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
+// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter): 1, 2,
+// 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 forms the next head's scalars, the
+// other four the decay term Σ S1∘S0 of the head.
+constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
 // formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
@@ -46,7 +49,7 @@ struct MmaGradLayout {
   static constexpr int ldN = kMaxNP + 8, ldP = kMaxPC + 8, ldM = kQ + 8;
   size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, buf0 = 0, buf_bytes = 0;
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
-  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kMaxHeads × kQ each
+  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kSlots × kQ each (sSeg: kQ)
   // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
   size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
   __host__ __device__ constexpr MmaGradLayout(int ts) {
@@ -66,8 +69,9 @@ struct MmaGradLayout {
     oG = place(size_t(kMaxPC) * ldN * ts) - b0;
     buf0 = b0, buf_bytes = o - b0;
     o += buf_bytes;  // the second buffer
-    const size_t sc = size_t(kMaxHeads) * kQ * 4;
-    sDtp = place(sc), sDer = place(sc), sCs = place(sc), sSeg = place(sc), sEin = place(sc), sEout = place(sc);
+    const size_t sc = size_t(kSlots) * kQ * 4;
+    sDtp = place(sc), sDer = place(sc), sCs = place(sc), sEin = place(sc), sEout = place(sc);
+    sSeg = place(size_t(kQ) * 4);  // the chunk's segments: the same for every head
     b0 = o;
     const size_t part = 4 * kQ * 4;
     oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
@@ -224,6 +228,60 @@ struct Parts {
         red(reinterpret_cast<float*>(base + l.oRed)) {}
 };
 
+// One warp: the chunk's segment numbers (sequence restarts counted from its start; rows past the
+// end repeat the last), lane l: tokens 2l, 2l + 1. All zero without seqIdx.
+__device__ void chunk_segments(const Dev& d, int b, int t0, int q, int* seg, int lane) {
+  int s[2], fs = 0;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    const int64_t t = t0 + i;
+    if (d.seq_idx && i < q && t > 0) fs += d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
+    s[e] = fs;
+  }
+  int xs = fs;
+  for (int off = 1; off < 32; off *= 2) {
+    const int ys = __shfl_up_sync(0xffffffffu, xs, off);
+    if (lane >= off) xs += ys;
+  }
+#pragma unroll
+  for (int e = 0; e < 2; ++e) seg[2 * lane + e] = xs - fs + s[e];
+}
+
+// One warp: head h's chunk scalars as chunk_scalars forms them (same operations in the same
+// order): dt' (0 past the end), d dt'/d dt, the inclusive cumsum of dt'·A, e_in, e_out; lane l:
+// tokens 2l, 2l + 1. seg: the chunk's segments (chunk_segments).
+__device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const int* seg, float* dtp, float* der,
+                             float* cs, float* ein, float* eout, int lane) {
+  const float a = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
+  float part[2], fa = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    float v = 0.f, g = 0.f;
+    if (i < q) v = dt_forward(d, d.dt[(int64_t(b) * d.L + t0 + i) * d.H + h] + bias, &g);
+    dtp[i] = v, der[i] = g;
+    fa += v * a;
+    part[e] = fa;
+  }
+  float xa = fa;
+  for (int off = 1; off < 32; off *= 2) {
+    const float ya = __shfl_up_sync(0xffffffffu, xa, off);
+    if (lane >= off) xa += ya;
+  }
+  float c[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) c[e] = xa - fa + part[e], cs[2 * lane + e] = c[e];
+  const float c_end = __shfl_sync(0xffffffffu, c[1], 31);
+  const int seg_end = seg[kQ - 1];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    ein[i] = seg[i] == 0 ? __expf(c[e]) : 0.f;
+    eout[i] = seg[i] == seg_end ? __expf(c_end - c[e]) : 0.f;
+  }
+}
+
 // One warp, after a head's products: dcs → reverse cumsum (lane l: rows 2l, 2l+1) → ddt, and the
 // head's dA / ddtBias / dD partials of this chunk. Fixed orders throughout.
 __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, int t0, int q, const float* dtp,
@@ -301,7 +359,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   float* sDtpA = atf(lay.sDtp);
   float* sDerA = atf(lay.sDer);
   float* sCsA = atf(lay.sCs);
-  int* sSegA = reinterpret_cast<int*>(smem + lay.sSeg);
+  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEinA = atf(lay.sEin);
   float* sEoutA = atf(lay.sEout);
   constexpr int ldN = MmaGradLayout::ldN, ldP = MmaGradLayout::ldP, ldM = MmaGradLayout::ldM;
@@ -318,10 +376,8 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int r0 = wr * 16;
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
-  // Warps above the diagonal (no product in phase A): 1, 2, 3, 4, 7, 9. Warp 3 (strip 0, quarter 3)
-  // runs the dcs tail; the others form Σ S1∘S0 (their share: red_rank), else −1.
-  constexpr int kTailWarp = 3;
-  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 4 ? 2 : warp == 7 ? 3 : warp == 9 ? 4 : -1;
+  // this warp's share of Σ S1∘S0 (warps 1, 2, 4, 7: above the diagonal), else −1
+  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 4 ? 2 : warp == 7 ? 3 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
   const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
@@ -342,13 +398,25 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const bool own_dy = has_z && tile_vec(ldP, static_cast<const T*>(d.dout) + xo_of(h_begin), xs, P, PC) &&
                       tile_vec(ldP, static_cast<const T*>(d.z) + xo_of(h_begin), xs, P, PC) && P % 8 == 0;
 
-  {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
+  {  // B and C of the group with head 0's tiles, in flight while the scalars are formed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     load_head(0, 0);
   }
-  chunk_scalars_heads<kQ>(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
+  // Per-head scalars in kSlots slots by head % kSlots: head 0's now, head hh + 1's by the scalar
+  // warp during head hh's phase A (any run length; the slot it fills was last read by head hh − 2).
+  auto slot = [&](float* base, int hh) { return base + (hh % kSlots) * kQ; };
+  auto form_scalars = [&](int hh) {
+    head_scalars(d, b, h_begin + hh, t0, q, sSeg, slot(sDtpA, hh), slot(sDerA, hh), slot(sCsA, hh), slot(sEinA, hh),
+                 slot(sEoutA, hh), lane);
+  };
+  if (warp == kScalarWarp) {
+    chunk_segments(d, b, t0, q, sSeg, lane);
+    __syncwarp();
+    form_scalars(0);
+  }
+  __syncthreads();
 
   // dB / dC of this warp's rows r0.., columns n0.. (two 16-column groups), summed over the heads.
   const int n0 = wc * 32;
@@ -382,11 +450,11 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p);
       __syncthreads();
     }
-    const float* dtp = sDtpA + hh * kQ;
-    const float* cs = sCsA + hh * kQ;
-    const int* seg = sSegA + hh * kQ;
-    const float* ein = sEinA + hh * kQ;
-    const float* eout = sEoutA + hh * kQ;
+    const float* dtp = slot(sDtpA, hh);
+    const float* cs = slot(sCsA, hh);
+    const int* seg = sSeg;
+    const float* ein = slot(sEinA, hh);
+    const float* eout = slot(sEoutA, hh);
     const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
     float Dv[2][2];  // D at this lane's fragment columns (loaded early: used after phase A)
 #pragma unroll
@@ -406,6 +474,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     //      their warps only zero their partial sums and form Σ S1∘S0 instead.
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
+      if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
       if (red_rank >= 0) {  // pairs i = r·NP + col stepped without divisions, fixed order
         constexpr int kRT = kRedWarps * 32;
         const int rt = red_rank * 32 + lane;
@@ -472,7 +541,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (hh > 0 && warp == kTailWarp) {
       const int hp = hh - 1;
       head_tail(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
-                sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+                slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
     }
     __syncthreads();
 
@@ -602,12 +671,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   if (warp == kTailWarp) {  // the last head's tail
     const int hp = h_count - 1;
     head_tail(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
-              sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+              slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
   }
 
-  // the run's dB / dC rows (rows past the end land in the partials' padding)
-  const int64_t row0 = (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
-  const int64_t ldo = int64_t(d.nslots) * NP;
+  // The run's dB / dC rows: a whole group (chunk_gradients_direct) into dB / dC themselves (rows
+  // t < q, columns n < N), else into the run's partial slot (rows past the end land in its padding).
+  const bool direct = chunk_gradients_direct(d);
+  float* outB = direct ? d.dB : d.dBh;
+  float* outC = direct ? d.dC : d.dCh;
+  const int64_t row0 = direct ? (int64_t(b) * d.L + t0) * d.G + g : (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
+  const int ldc = direct ? d.N : NP;                              // columns of a row (even)
+  const int64_t ldo = int64_t(direct ? d.G : d.nslots) * ldc;     // token stride
 #pragma unroll
   for (int jj = 0; jj < 2; ++jj) {
     if (jj >= n_groups) break;
@@ -616,9 +690,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const int s = r0 + gq + hi * 8, n = n0 + jj * 16 + j * 8 + tq * 2;
-        const int64_t o = row0 * NP + s * ldo + n;
-        *reinterpret_cast<float2*>(d.dBh + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
-        *reinterpret_cast<float2*>(d.dCh + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);
+        if (direct && (s >= q || n >= d.N)) continue;
+        const int64_t o = row0 * ldc + s * ldo + n;
+        *reinterpret_cast<float2*>(outB + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
+        *reinterpret_cast<float2*>(outC + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);
       }
   }
 }
@@ -631,7 +706,8 @@ const bool g_preload = (cuda::register_kernel_preload(
 
 template <typename T>
 bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
-  if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
+  static_assert(kMaxPC == 64 && kMaxNP == 128 && kQ == 64, "chunk_gradients_mma_fits");
+  if (!chunk_gradients_mma_fits(d, false)) return false;
   constexpr size_t bytes = MmaGradLayout(sizeof(T)).bytes;
   set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(bytes);
   ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
