@@ -47,7 +47,7 @@ constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 // recomputed in the head loop, 64-bit, under the register cap).
 struct MmaGradLayout {
   static constexpr int ldN = kMaxNP + 8, ldP = kMaxPC + 8, ldM = kQ + 8;
-  size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, buf0 = 0, buf_bytes = 0;
+  size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, sCB = 0, buf0 = 0, buf_bytes = 0;
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
   size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kSlots × kQ each (sSeg: kQ)
   // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
@@ -61,6 +61,7 @@ struct MmaGradLayout {
     sN2 = place(size_t(kQ) * ldM * ts);
     sMd = place(size_t(kQ) * ldM * ts);
     sDy = place(size_t(kQ) * ldP * ts);  // without z, dy is dout in the head's buffer
+    sCB = place(size_t(kNT) * 8 * 4);    // C·Bᵀ fragments, 8 floats per thread
     size_t b0 = o;
     oX = place(size_t(kQ) * ldP * ts) - b0;
     oDout = place(size_t(kQ) * ldP * ts) - b0;
@@ -170,14 +171,15 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
 // the fragment — a row-scaled product without a second accumulator. The weights are rounded to T
 // and multiply the fragment's pairs in T (one packed multiply per register, where unpacking,
 // two f32 products and packing took five).
-template <typename T, bool A_T, bool SCALE = false>
+// B_KN: B stored [k][n] (else [n][k]). U: k-steps unrolled (in flight).
+template <typename T, bool A_T, bool SCALE = false, bool B_KN = true, int U = 2>
 __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
                                            int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
-  const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
+  const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
   const uint32_t w2[2] = {pack2<T>(w_lo, w_lo), pack2<T>(w_hi, w_hi)};
-#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
+#pragma unroll U  // smaller code than the default unrolling (instruction-cache stalls)
   for (int k = k0; k < k1; k += 16) {
     uint32_t a[4];
     if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
@@ -190,7 +192,8 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
     for (int jj = 0; jj < 2; ++jj) {
       if (jj >= n_groups) break;
       uint32_t bb[4];
-      ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
+      if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
+      else ldsm_x4(bb, B + (jj * 16 + rb.r) * ldb + k + rb.c);
       const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
       mma16816<T>(acc[jj][0], a, b0);
       mma16816<T>(acc[jj][1], a, b1);
@@ -292,10 +295,9 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     const int s = 2 * lane + e;
     float row = 0.f, col = 0.f, v = 0.f, u = 0.f, xd = 0.f;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      row += pt.row[k * kQ + s], col += pt.col[k * kQ + s], v += pt.v[k * kQ + s];
-      u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];
-    }
+    for (int k = 0; k < 4; ++k) row += pt.row[k * kQ + s], col += pt.col[k * kQ + s];  // by column quarter / row strip
+#pragma unroll
+    for (int k = 0; k < 2; ++k) v += pt.v[k * kQ + s], u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];  // by column half
     dcs[e] = row - col + v - u;
     ddtp[e] = xd;
     usum += u;
@@ -422,11 +424,12 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int n0 = wc * 32;
   const int n_groups = max(0, min(2, (NP - n0) / 16));
   float accB[2][2][4] = {}, accC[2][2][4] = {};
-  float cb[2][4] = {};  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc)
+  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per block,
+  // kept in shared memory in fragment order (each lane its own 8 values) rather than in 8
+  // registers for the whole kernel
+  float4* cb_keep = reinterpret_cast<float4*>(smem + lay.sCB) + (warp * 32 + lane) * 2;
   const int c0 = wc * 16;
   const bool lower = wc <= wr;  // tiles above the diagonal are all zero
-  const int p0 = wc * 16;
-  const bool pcols = p0 < PC;
 
   for (int hh = 0; hh < h_count; ++hh) {
     const int h = h_begin + hh, buf = hh & 1;
@@ -456,19 +459,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const float* ein = slot(sEinA, hh);
     const float* eout = slot(sEoutA, hh);
     const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
-    float Dv[2][2];  // D at this lane's fragment columns (loaded early: used after phase A)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = min(p0 + j * 8 + tq * 2 + e, P - 1);
-        Dv[j][e] = d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
-      }
-
-    if (hh == 0 && lower) {  // C·Bᵀ once per block
-      warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
-    }
-
     // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W. Tiles
     //      above the diagonal are never read (every product's k range stops at the diagonal):
     //      their warps only zero their partial sums and form Σ S1∘S0 instead.
@@ -490,6 +480,16 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         pt.red[rt] = part;
       }
     } else {
+      float cb[2][4] = {};
+      if (hh == 0) {
+        warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
+        cb_keep[0] = make_float4(cb[0][0], cb[0][1], cb[0][2], cb[0][3]);
+        cb_keep[1] = make_float4(cb[1][0], cb[1][1], cb[1][2], cb[1][3]);
+      } else {
+        const float4 c0v = cb_keep[0], c1v = cb_keep[1];
+        cb[0][0] = c0v.x, cb[0][1] = c0v.y, cb[0][2] = c0v.z, cb[0][3] = c0v.w;
+        cb[1][0] = c1v.x, cb[1][1] = c1v.y, cb[1][2] = c1v.z, cb[1][3] = c1v.w;
+      }
       float acc[2][4] = {};
       warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
       float cs_t[2], cs_s[2][2], dtp_s[2][2];
@@ -546,13 +546,23 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     __syncthreads();
 
     const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
+    // ---- B (warps 0-7) and C (warps 8-15): each warp a 16 × 32 tile of its 64 × 64 product (A
+    //      fragments loaded once per 32 columns, four independent mma chains), rows 16·(warp % 4)
+    //      — the same strip for the four warps of a scheduler, whose triangular k ranges (strip + 1
+    //      steps in B, 4 − strip in C) add up alike on every scheduler — and columns 32·(warp / 4 % 2).
+    const int rb0 = (warp % 4) * 16, half = (warp / 4) % 2, pb0 = half * 32;
+    const int pgroups = max(0, min(2, (PC - pb0) / 16));  // its 16-column groups inside the headdim
+    auto d_at = [&](int p) {
+      p = min(p, P - 1);
+      return d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
+    };
     // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
-    // 16 × 16 piece v[2·hi + j] (rows r0 + gq + 8·hi, columns p0 + 8·j ..) transposed across it
+    // 16 × 16 piece v[2·hi + j] (rows rb0 + gq + 8·hi, columns pg0 + 8·j ..) transposed across it
     // (32-byte sectors written whole; the 4-byte stores cost ≈ 2× the sector writes).
     const bool vec16 = P % 8 == 0;
-    auto store16 = [&](T* base, uint32_t (&v)[4]) {
+    auto store16 = [&](T* base, uint32_t (&v)[4], int pg0) {
       mma::quad_transpose(v, tq);
-      const int t = r0 + gq + (tq >> 1) * 8, p = p0 + (tq & 1) * 8;
+      const int t = rb0 + gq + (tq >> 1) * 8, p = pg0 + (tq & 1) * 8;
       if (t < q && p < P) *reinterpret_cast<uint4*>(base + int64_t(t) * xs + p) = make_uint4(v[0], v[1], v[2], v[3]);
     };
     // One value pair (row t, columns p, p + 1) of piece (hi, j): packed into v for store16, or
@@ -570,87 +580,106 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       }
     };
 
-    // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
-    {
-      float acc[2][4] = {};
+    if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
+      float acc[2][2][4] = {};
       float vsum[2] = {0.f, 0.f};
-      if (pcols) {
-        warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
-        row_dots(vsum, acc, sDy, ldP, r0, p0, lane);
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj)
+          if (jj < pgroups) row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
         if (has_z) {
-          scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
-          warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) scale_rows(acc[jj], ein[rb0 + gq], ein[rb0 + gq + 8]);
+          warp_mma32<T, false>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, pgroups, lane);
           T* dz = static_cast<T*>(d.dz);
-          uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-          for (int j = 0; j < 2; ++j)
+          for (int jj = 0; jj < 2; ++jj) {
+            if (jj >= pgroups) break;
+            const int pg0 = pb0 + jj * 16;
+            uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-            for (int hi = 0; hi < 2; ++hi) {
-              const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-              if (!vec16 && t >= q) continue;
-              const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
-              float r[2];
+            for (int j = 0; j < 2; ++j) {
+              const int p = pg0 + j * 8 + tq * 2;
+              const float D0 = d_at(p), D1 = d_at(p + 1);
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const float zz = e ? zv.y : zv.x;
-                const float yv = acc[j][hi * 2 + e] + Dv[j][e] * (e ? xv.y : xv.x);
-                const float sg = 1.f / (1.f + __expf(-zz));
-                r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+              for (int hi = 0; hi < 2; ++hi) {
+                const int t = rb0 + gq + hi * 8;
+                if (!vec16 && t >= q) continue;
+                const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
+                float r[2];
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  const float zz = e ? zv.y : zv.x;
+                  const float yv = acc[jj][j][hi * 2 + e] + (e ? D1 : D0) * (e ? xv.y : xv.x);
+                  const float sg = 1.f / (1.f + __expf(-zz));
+                  r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+                }
+                put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
               }
-              put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
             }
-          if (vec16) store16(dz + xo, v);
+            if (vec16) store16(dz + xo, v, pg0);
+          }
         }
       }
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float v = quad_sum(vsum[hi]);
-        const int t = r0 + gq + hi * 8;
-        if (tq == 0) pt.v[wc * kQ + t] = v * ein[t];
+        const int t = rb0 + gq + hi * 8;
+        if (tq == 0) pt.v[half * kQ + t] = v * ein[t];
       }
-    }
-
-    // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
-    {
-      float acc[2][4] = {};
-      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
-      if (pcols) {
-        warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
-        row_dots(usum, acc, sX, ldP, r0, p0, lane);
-        scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
-        warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
+    } else {  // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
+      float acc[2][2][4] = {};
+      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj < pgroups) row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
+          scale_rows(acc[jj], eout[rb0 + gq], eout[rb0 + gq + 8]);
+        }
+        warp_mma32<T, true>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, pgroups, lane);
         T* dx = static_cast<T*>(d.dx);
-        uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj >= pgroups) break;
+          const int pg0 = pb0 + jj * 16;
+          uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
+          float dsum[2][2] = {};
 #pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 xv = ld2(sX + s * ldP + p);
-            const float2 dy = ld2(sDy + s * ldP + p);
-            xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
-            dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
-            if (vec16 || s < q) {
-              const float ds = dtp[s];
-              const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
-              const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
-              put2(dx + xo, v, hi, j, s, p, r0v, r1v);
+          for (int j = 0; j < 2; ++j) {
+            const int p = pg0 + j * 8 + tq * 2;
+            const float D0 = d_at(p), D1 = d_at(p + 1);
+#pragma unroll
+            for (int hi = 0; hi < 2; ++hi) {
+              const int s = rb0 + gq + hi * 8;
+              const float2 xv = ld2(sX + s * ldP + p);
+              const float2 dy = ld2(sDy + s * ldP + p);
+              xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
+              dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
+              if (vec16 || s < q) {
+                const float ds = dtp[s];
+                const float r0v = ds * acc[jj][j][hi * 2] + D0 * dy.x;
+                const float r1v = ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y;
+                put2(dx + xo, v, hi, j, s, p, r0v, r1v);
+              }
             }
           }
-        if (vec16) store16(dx + xo, v);
+          if (vec16) store16(dx + xo, v, pg0);
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+          for (int j = 0; j < 2; ++j)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
-            const float v = column_sum(dsum[j][e]);
-            if (gq == 0) pt.dp[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
-          }
+            for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
+              const float v = column_sum(dsum[j][e]);
+              if (gq == 0) pt.dp[(warp % 4) * kQ + pg0 + j * 8 + tq * 2 + e] = v;
+            }
+        }
       }
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
-        const int s = r0 + gq + hi * 8;
-        if (tq == 0) pt.u[wc * kQ + s] = u * eout[s] * dtp[s], pt.ddt[wc * kQ + s] = xv;
+        const int s = rb0 + gq + hi * 8;
+        if (tq == 0) pt.u[half * kQ + s] = u * eout[s] * dtp[s], pt.ddt[half * kQ + s] = xv;
       }
     }
 
