@@ -425,10 +425,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int n0 = wc * 32;
   const int n_groups = max(0, min(2, (NP - n0) / 16));
   float accB[2][2][4] = {}, accC[2][2][4] = {};
-  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per block,
-  // kept in shared memory in fragment order (each lane its own 8 values) rather than in 8
-  // registers for the whole kernel
-  float4* cb_keep = reinterpret_cast<float4*>(smem + lay.sCB) + (warp * 32 + lane) * 2;
   const int c0 = wc * 16;
   const bool lower = wc <= wr;  // tiles above the diagonal are all zero
 
@@ -481,6 +477,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
         pt.red[rt] = part;
       }
     } else {
+      // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per
+      // block, kept in shared memory in fragment order (each lane its own 8 values) rather than in
+      // 8 registers for the whole kernel
+      float4* cb_keep = reinterpret_cast<float4*>(smem + lay.sCB) + tid * 2;
       float cb[2][4] = {};
       if (hh == 0) {
         warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
