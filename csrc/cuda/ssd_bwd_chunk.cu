@@ -50,7 +50,8 @@ struct MmaGradLayout {
   size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, sCB = 0, buf0 = 0, buf_bytes = 0;
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
   size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kSlots × kQ each (sSeg: kQ)
-  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
+  // partial sums (inside a set): row, col (phase A, by column quarter / row strip) and dp (by row
+  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red 32·kRedWarps
   size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
   __host__ __device__ constexpr MmaGradLayout(int ts) {
     size_t o = 0;
@@ -74,9 +75,10 @@ struct MmaGradLayout {
     sDtp = place(sc), sDer = place(sc), sCs = place(sc), sEin = place(sc), sEout = place(sc);
     sSeg = place(size_t(kQ) * 4);  // the chunk's segments: the same for every head
     b0 = o;
-    const size_t part = 4 * kQ * 4;
-    oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
-    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
+    const size_t quarters = 4 * kQ * 4, halves = 2 * kQ * 4;
+    oRow = place(quarters) - b0, oCol = place(quarters) - b0, oDP = place(quarters) - b0;
+    oV = place(halves) - b0, oU = place(halves) - b0, oDdt = place(halves) - b0;
+    oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
@@ -287,7 +289,6 @@ __device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const in
 
 // One warp, after a head's products: dcs → reverse cumsum (lane l: rows 2l, 2l+1) → ddt, and the
 // head's dA / ddtBias / dD partials of this chunk. Fixed orders throughout.
-template <int VP>
 __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, int t0, int q, const float* dtp,
                           const float* der, const float* cs, const int* seg, int lane) {
   float dcs[2], ddtp[2], usum = 0.f;
@@ -298,7 +299,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
 #pragma unroll
     for (int k = 0; k < 4; ++k) row += pt.row[k * kQ + s], col += pt.col[k * kQ + s];  // by column quarter / row strip
 #pragma unroll
-    for (int k = 0; k < VP; ++k) v += pt.v[k * kQ + s], u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];  // by column half
+    for (int k = 0; k < 2; ++k) v += pt.v[k * kQ + s], u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];  // by column half
     dcs[e] = row - col + v - u;
     ddtp[e] = xd;
     usum += u;
@@ -347,7 +348,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
 
 }  // namespace
 
-template <typename T, bool SPLIT>
+template <typename T>
 __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   extern __shared__ __align__(128) unsigned char smem[];
   const bool has_z = d.z != nullptr;
@@ -541,7 +542,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     // the previous head's dcs tail (its partial sums are in the other set) while the others multiply
     if (hh > 0 && warp == kTailWarp) {
       const int hp = hh - 1;
-      head_tail<SPLIT ? 2 : 4>(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+      head_tail(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
                 slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
     }
     __syncthreads();
@@ -551,7 +552,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     //      fragments loaded once per 32 columns, four independent mma chains), rows 16·(warp % 4)
     //      — the same strip for the four warps of a scheduler, whose triangular k ranges (strip + 1
     //      steps in B, 4 − strip in C) add up alike on every scheduler — and columns 32·(warp / 4 % 2).
-    const int rb0 = SPLIT ? (warp % 4) * 16 : r0, half = (warp / 4) % 2, pb0 = half * 32;
+    const int rb0 = (warp % 4) * 16, half = (warp / 4) % 2, pb0 = half * 32;
     const int pgroups = max(0, min(2, (PC - pb0) / 16));  // its 16-column groups inside the headdim
     auto d_at = [&](int p) {
       p = min(p, P - 1);
@@ -581,199 +582,106 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       }
     };
 
-    if constexpr (SPLIT) {
-      if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
-        float acc[2][2][4] = {};
-        float vsum[2] = {0.f, 0.f};
-        if (pgroups > 0) {
-          warp_mma32<T, false, false, false, 1>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, pgroups, lane);
-  #pragma unroll
-          for (int jj = 0; jj < 2; ++jj)
-            if (jj < pgroups) row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
-          if (has_z) {
-  #pragma unroll
-            for (int jj = 0; jj < 2; ++jj) scale_rows(acc[jj], ein[rb0 + gq], ein[rb0 + gq + 8]);
-            warp_mma32<T, false>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, pgroups, lane);
-            T* dz = static_cast<T*>(d.dz);
-  #pragma unroll
-            for (int jj = 0; jj < 2; ++jj) {
-              if (jj >= pgroups) break;
-              const int pg0 = pb0 + jj * 16;
-              uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
-  #pragma unroll
-              for (int j = 0; j < 2; ++j) {
-                const int p = pg0 + j * 8 + tq * 2;
-                const float D0 = d_at(p), D1 = d_at(p + 1);
-  #pragma unroll
-                for (int hi = 0; hi < 2; ++hi) {
-                  const int t = rb0 + gq + hi * 8;
-                  if (!vec16 && t >= q) continue;
-                  const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
-                  float r[2];
-  #pragma unroll
-                  for (int e = 0; e < 2; ++e) {
-                    const float zz = e ? zv.y : zv.x;
-                    const float yv = acc[jj][j][hi * 2 + e] + (e ? D1 : D0) * (e ? xv.y : xv.x);
-                    const float sg = 1.f / (1.f + __expf(-zz));
-                    r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
-                  }
-                  put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
-                }
-              }
-              if (vec16) store16(dz + xo, v, pg0);
-            }
-          }
-        }
-  #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const float v = quad_sum(vsum[hi]);
-          const int t = rb0 + gq + hi * 8;
-          if (tq == 0) pt.v[half * kQ + t] = v * ein[t];
-        }
-      } else {  // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
-        float acc[2][2][4] = {};
-        float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
-        if (pgroups > 0) {
-          warp_mma32<T, false, false, false, 1>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, pgroups, lane);
-  #pragma unroll
-          for (int jj = 0; jj < 2; ++jj) {
-            if (jj < pgroups) row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
-            scale_rows(acc[jj], eout[rb0 + gq], eout[rb0 + gq + 8]);
-          }
-          warp_mma32<T, true>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, pgroups, lane);
-          T* dx = static_cast<T*>(d.dx);
-  #pragma unroll
+    if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
+      float acc[2][2][4] = {};
+      float vsum[2] = {0.f, 0.f};
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj)
+          if (jj < pgroups) row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
+        if (has_z) {
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) scale_rows(acc[jj], ein[rb0 + gq], ein[rb0 + gq + 8]);
+          warp_mma32<T, false>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, pgroups, lane);
+          T* dz = static_cast<T*>(d.dz);
+#pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
             if (jj >= pgroups) break;
             const int pg0 = pb0 + jj * 16;
             uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
-            float dsum[2][2] = {};
-  #pragma unroll
+#pragma unroll
             for (int j = 0; j < 2; ++j) {
               const int p = pg0 + j * 8 + tq * 2;
               const float D0 = d_at(p), D1 = d_at(p + 1);
-  #pragma unroll
+#pragma unroll
               for (int hi = 0; hi < 2; ++hi) {
-                const int s = rb0 + gq + hi * 8;
-                const float2 xv = ld2(sX + s * ldP + p);
-                const float2 dy = ld2(sDy + s * ldP + p);
-                xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
-                dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
-                if (vec16 || s < q) {
-                  const float ds = dtp[s];
-                  const float r0v = ds * acc[jj][j][hi * 2] + D0 * dy.x;
-                  const float r1v = ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y;
-                  put2(dx + xo, v, hi, j, s, p, r0v, r1v);
-                }
-              }
-            }
-            if (vec16) store16(dx + xo, v, pg0);
-  #pragma unroll
-            for (int j = 0; j < 2; ++j)
-  #pragma unroll
-              for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
-                const float v = column_sum(dsum[j][e]);
-                if (gq == 0) pt.dp[(warp % 4) * kQ + pg0 + j * 8 + tq * 2 + e] = v;
-              }
-          }
-        }
-  #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
-          const int s = rb0 + gq + hi * 8;
-          if (tq == 0) pt.u[half * kQ + s] = u * eout[s] * dtp[s], pt.ddt[half * kQ + s] = xv;
-        }
-      }
-    } else {
-      // ---- TEMPORARY (A/B run): phases B and C on 16 × 16 warp tiles (every warp both)
-      const int p0 = wc * 16;
-      const bool pcols = p0 < PC;
-      float Dv[2][2];
-  #pragma unroll
-      for (int j = 0; j < 2; ++j)
-  #pragma unroll
-        for (int e = 0; e < 2; ++e) Dv[j][e] = d_at(p0 + j * 8 + tq * 2 + e);
-      {
-        float acc[2][4] = {};
-        float vsum[2] = {0.f, 0.f};
-        if (pcols) {
-          warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
-          row_dots(vsum, acc, sDy, ldP, r0, p0, lane);
-          if (has_z) {
-            scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
-            warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
-            T* dz = static_cast<T*>(d.dz);
-            uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
-  #pragma unroll
-            for (int j = 0; j < 2; ++j)
-  #pragma unroll
-              for (int hi = 0; hi < 2; ++hi) {
-                const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+                const int t = rb0 + gq + hi * 8;
                 if (!vec16 && t >= q) continue;
                 const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
                 float r[2];
-  #pragma unroll
+#pragma unroll
                 for (int e = 0; e < 2; ++e) {
                   const float zz = e ? zv.y : zv.x;
-                  const float yv = acc[j][hi * 2 + e] + Dv[j][e] * (e ? xv.y : xv.x);
+                  const float yv = acc[jj][j][hi * 2 + e] + (e ? D1 : D0) * (e ? xv.y : xv.x);
                   const float sg = 1.f / (1.f + __expf(-zz));
                   r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
                 }
                 put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
               }
-            if (vec16) store16(dz + xo, v, p0);
+            }
+            if (vec16) store16(dz + xo, v, pg0);
           }
         }
-  #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const float v = quad_sum(vsum[hi]);
-          const int t = r0 + gq + hi * 8;
-          if (tq == 0) pt.v[wc * kQ + t] = v * ein[t];
-        }
       }
-
-      // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
-      {
-        float acc[2][4] = {};
-        float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
-        if (pcols) {
-          warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
-          row_dots(usum, acc, sX, ldP, r0, p0, lane);
-          scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
-          warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
-          T* dx = static_cast<T*>(d.dx);
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const float v = quad_sum(vsum[hi]);
+        const int t = rb0 + gq + hi * 8;
+        if (tq == 0) pt.v[half * kQ + t] = v * ein[t];
+      }
+    } else {  // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
+      float acc[2][2][4] = {};
+      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj < pgroups) row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
+          scale_rows(acc[jj], eout[rb0 + gq], eout[rb0 + gq + 8]);
+        }
+        warp_mma32<T, true>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, pgroups, lane);
+        T* dx = static_cast<T*>(d.dx);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj >= pgroups) break;
+          const int pg0 = pb0 + jj * 16;
           uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
-  #pragma unroll
-          for (int j = 0; j < 2; ++j)
-  #pragma unroll
+          float dsum[2][2] = {};
+#pragma unroll
+          for (int j = 0; j < 2; ++j) {
+            const int p = pg0 + j * 8 + tq * 2;
+            const float D0 = d_at(p), D1 = d_at(p + 1);
+#pragma unroll
             for (int hi = 0; hi < 2; ++hi) {
-              const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
+              const int s = rb0 + gq + hi * 8;
               const float2 xv = ld2(sX + s * ldP + p);
               const float2 dy = ld2(sDy + s * ldP + p);
-              xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
+              xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
               dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
               if (vec16 || s < q) {
                 const float ds = dtp[s];
-                const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
-                const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
+                const float r0v = ds * acc[jj][j][hi * 2] + D0 * dy.x;
+                const float r1v = ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y;
                 put2(dx + xo, v, hi, j, s, p, r0v, r1v);
               }
             }
-          if (vec16) store16(dx + xo, v, p0);
-  #pragma unroll
+          }
+          if (vec16) store16(dx + xo, v, pg0);
+#pragma unroll
           for (int j = 0; j < 2; ++j)
-  #pragma unroll
+#pragma unroll
             for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
               const float v = column_sum(dsum[j][e]);
-              if (gq == 0) pt.dp[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
+              if (gq == 0) pt.dp[(warp % 4) * kQ + pg0 + j * 8 + tq * 2 + e] = v;
             }
         }
-  #pragma unroll
-        for (int hi = 0; hi < 2; ++hi) {
-          const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
-          const int s = r0 + gq + hi * 8;
-          if (tq == 0) pt.u[wc * kQ + s] = u * eout[s] * dtp[s], pt.ddt[wc * kQ + s] = xv;
-        }
+      }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi) {
+        const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
+        const int s = rb0 + gq + hi * 8;
+        if (tq == 0) pt.u[half * kQ + s] = u * eout[s] * dtp[s], pt.ddt[half * kQ + s] = xv;
       }
     }
 
@@ -793,7 +701,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
   if (warp == kTailWarp) {  // the last head's tail
     const int hp = h_count - 1;
-    head_tail<SPLIT ? 2 : 4>(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
+    head_tail(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
               slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
   }
 
@@ -823,8 +731,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
 namespace {
 const bool g_preload = (cuda::register_kernel_preload(
-                            preload_kernels<ssd_bwd_chunk_mma_kernel<__half, true>, ssd_bwd_chunk_mma_kernel<__nv_bfloat16, true>,
-                                            ssd_bwd_chunk_mma_kernel<__half, false>, ssd_bwd_chunk_mma_kernel<__nv_bfloat16, false>>),
+                            preload_kernels<ssd_bwd_chunk_mma_kernel<__half>, ssd_bwd_chunk_mma_kernel<__nv_bfloat16>>),
                         true);
 }  // namespace
 
@@ -833,17 +740,8 @@ bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
   static_assert(kMaxPC == 64 && kMaxNP == 128 && kQ == 64, "chunk_gradients_mma_fits");
   if (!chunk_gradients_mma_fits(d, false)) return false;
   constexpr size_t bytes = MmaGradLayout(sizeof(T)).bytes;
-  static const bool split = [] {  // TEMPORARY A/B switch (ssdb4 run 1): STATESPACE_SSD_BWD_SPLIT=0
-    const char* v = std::getenv("STATESPACE_SSD_BWD_SPLIT");
-    return !(v && v[0] == '0');
-  }();
-  if (split) {
-    set_smem_once<ssd_bwd_chunk_mma_kernel<T, true>>(bytes);
-    ssd_bwd_chunk_mma_kernel<T, true><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
-  } else {
-    set_smem_once<ssd_bwd_chunk_mma_kernel<T, false>>(bytes);
-    ssd_bwd_chunk_mma_kernel<T, false><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
-  }
+  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(bytes);
+  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
   check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
   return true;
 }

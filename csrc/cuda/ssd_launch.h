@@ -2,7 +2,6 @@
 // __nv_bfloat16). ssd_cuda.cu fills the Dev parameters and picks the type.
 #pragma once
 #include <cuda_runtime.h>
-#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
@@ -99,11 +98,6 @@ inline bool chunk_gradients_mma_fits(const Dev& d, bool f32) { return !f32 && d.
 inline int chunk_gradient_heads(const Dev& d, bool f32) {
   const int run = d.hpg < 8 ? d.hpg : 8;
   if (!chunk_gradients_mma_fits(d, f32)) return run;
-  static const bool ab_off = [] {  // TEMPORARY A/B switch (ssdb4 run 1): STATESPACE_SSD_BWD_WHOLE=0 keeps runs of 8
-    const char* v = std::getenv("STATESPACE_SSD_BWD_WHOLE");
-    return v && v[0] == '0';
-  }();
-  if (ab_off) return run;
   return int64_t(d.nc) * d.batch * d.G >= 256 ? d.hpg : run;
 }
 // Whether the tensor-core chunk-gradient kernel writes dB / dC itself (a run is the whole group;
