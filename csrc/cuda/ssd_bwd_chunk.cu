@@ -107,31 +107,22 @@ __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWa
     for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < kQ; r += dr, cv += dc) {
       if (cv >= vcols) cv -= vcols, ++r;
       if (r >= kQ) break;
-      const int o = r * ld + cv * V;
+      const int o = r * ld + cv * V;  // one 16-byte piece: whole-row accesses, no bank conflicts
+      const uint4 dv4 = *reinterpret_cast<const uint4*>(dout + o), zv4 = *reinterpret_cast<const uint4*>(z + o);
+      const uint32_t dw[4] = {dv4.x, dv4.y, dv4.z, dv4.w}, zw[4] = {zv4.x, zv4.y, zv4.z, zv4.w};
+      uint32_t out[4];
 #pragma unroll
-      for (int k = 0; k < V; k += 2) {
-        const float2 dv = ld2(dout + o + k), zv = ld2(z + o + k);
-        st2(dy + o + k, dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
+      for (int k = 0; k < 4; ++k) {
+        const float2 dv = mma::unpack2<T>(dw[k]), zv = mma::unpack2<T>(zw[k]);
+        out[k] = mma::pack2<T>(dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
       }
+      *reinterpret_cast<uint4*>(dy + o) = make_uint4(out[0], out[1], out[2], out[3]);
     }
   } else {
     for (int idx = threadIdx.x; idx < kQ * PC; idx += kNT) {
       const int o = (idx / PC) * ld + idx % PC;
       dy[o] = from_float<T>(to_float(dout[o]) * silu_f(to_float(z[o])));
     }
-  }
-}
-
-// Two packed 16-bit values times two others, in T (round to nearest).
-template <typename T>
-__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 r =
-        __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
-  } else {
-    const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
-    return *reinterpret_cast<const uint32_t*>(&r);
   }
 }
 
