@@ -454,17 +454,22 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
       if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
-      if (red_rank >= 0) {  // pairs i = r·NP + col stepped without divisions, fixed order
+      if (red_rank >= 0) {  // 8-element pieces i = r·(NP / 8) + c stepped without divisions, fixed order
         constexpr int kRT = kRedWarps * 32;
-        const int rt = red_rank * 32 + lane;
+        const int rt = red_rank * 32 + lane, vc = NP / 8;
         float part = 0.f;
-        const int dr = 2 * kRT / NP, dc = 2 * kRT % NP;
-        for (int r = 2 * rt / NP, col = 2 * rt % NP; r < PC; r += dr, col += dc) {
-          if (col >= NP) col -= NP, ++r;
+        const int dr = kRT / vc, dc = kRT % vc;
+        for (int r = rt / vc, c8 = rt % vc; r < PC; r += dr, c8 += dc) {
+          if (c8 >= vc) c8 -= vc, ++r;
           if (r >= PC) break;
-          const int o = r * ldN + col;
-          const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
-          part += gv.x * hv.x + gv.y * hv.y;
+          const int o = r * ldN + c8 * 8;
+          const uint4 g4 = *reinterpret_cast<const uint4*>(sG + o), h4 = *reinterpret_cast<const uint4*>(sH0 + o);
+          const uint32_t gw[4] = {g4.x, g4.y, g4.z, g4.w}, hw[4] = {h4.x, h4.y, h4.z, h4.w};
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const float2 gv = mma::unpack2<T>(gw[k]), hv = mma::unpack2<T>(hw[k]);
+            part += gv.x * hv.x + gv.y * hv.y;
+          }
         }
         pt.red[rt] = part;
       }
