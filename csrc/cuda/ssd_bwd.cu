@@ -338,6 +338,7 @@ __global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
   c %= nc;
   const int dp = kStep % per_k, dbc = kStep / per_k, db = dbc / nc, dc = dbc % nc;
   float acc = 0.f;
+#pragma unroll 8  // eight loads in flight (one at a time, the loop waited on each load's latency)
   for (int64_t i = threadIdx.x; i < items; i += kStep) {
     const int64_t k = (int64_t(b) * d.H + h) * nc + c;
     if (what == 0) acc += __ldg(d.dA_part + k);
