@@ -555,27 +555,37 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       return d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
     };
     // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
-    // 16 × 16 piece v[2·hi + j] (rows rb0 + gq + 8·hi, columns pg0 + 8·j ..) transposed across it
-    // (32-byte sectors written whole; the 4-byte stores cost ≈ 2× the sector writes).
+    // 16 × 16 piece transposed across it (32-byte sectors written whole; the 4-byte stores cost
+    // ≈ 2× the sector writes).
     const bool vec16 = P % 8 == 0;
     auto store16 = [&](T* base, uint32_t (&v)[4], int pg0) {
       mma::quad_transpose(v, tq);
       const int t = rb0 + gq + (tq >> 1) * 8, p = pg0 + (tq & 1) * 8;
       if (t < q && p < P) *reinterpret_cast<uint4*>(base + int64_t(t) * xs + p) = make_uint4(v[0], v[1], v[2], v[3]);
     };
-    // One value pair (row t, columns p, p + 1) of piece (hi, j): packed into v for store16, or
-    // stored at once (2 elements when aligned, else each column inside P).
-    auto put2 = [&](T* base, uint32_t (&v)[4], int hi, int j, int t, int p, float a, float b) {
+    // The quad's 16 × 16 piece (v[2·hi + j]: row rb0 + gq + 8·hi, columns pg0 + 8·j + 2·tq, + 1,
+    // packed) to global memory: store16, or each value pair inside the tile (the addresses of
+    // that path formed only there: interleaved with the packing they were computed for every pair).
+    auto store_piece = [&](T* base, uint32_t (&v)[4], int pg0) {
       if (vec16) {
-        v[hi * 2 + j] = mma::pack2<T>(a, b);
+        store16(base, v, pg0);
         return;
       }
-      T* out = base + int64_t(t) * xs + p;
-      if (p + 1 < P && P % 2 == 0) st2(out, a, b);
-      else {
-        if (p < P) out[0] = from_float<T>(a);
-        if (p + 1 < P) out[1] = from_float<T>(b);
-      }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const int t = rb0 + gq + hi * 8, p = pg0 + j * 8 + tq * 2;
+          if (t >= q) continue;
+          T* out = base + int64_t(t) * xs + p;
+          const uint32_t w = v[hi * 2 + j];
+          if (p + 1 < P && P % 2 == 0) *reinterpret_cast<uint32_t*>(out) = w;
+          else {
+            const T* e = reinterpret_cast<const T*>(&w);
+            if (p < P) out[0] = e[0];
+            if (p + 1 < P) out[1] = e[1];
+          }
+        }
     };
 
     if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
@@ -602,8 +612,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
               const float D0 = d_at(p), D1 = d_at(p + 1);
 #pragma unroll
               for (int hi = 0; hi < 2; ++hi) {
-                const int t = rb0 + gq + hi * 8;
-                if (!vec16 && t >= q) continue;
+                const int t = rb0 + gq + hi * 8;  // rows past the end: zero tiles, not stored
                 const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
                 float r[2];
 #pragma unroll
@@ -613,10 +622,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
                   const float sg = 1.f / (1.f + __expf(-zz));
                   r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
                 }
-                put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
+                v[hi * 2 + j] = mma::pack2<T>(r[0], r[1]);
               }
             }
-            if (vec16) store16(dz + xo, v, pg0);
+            store_piece(dz + xo, v, pg0);
           }
         }
       }
@@ -655,15 +664,11 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
               const float2 dy = ld2(sDy + s * ldP + p);
               xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
               dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
-              if (vec16 || s < q) {
-                const float ds = dtp[s];
-                const float r0v = ds * acc[jj][j][hi * 2] + D0 * dy.x;
-                const float r1v = ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y;
-                put2(dx + xo, v, hi, j, s, p, r0v, r1v);
-              }
+              const float ds = dtp[s];
+              v[hi * 2 + j] = mma::pack2<T>(ds * acc[jj][j][hi * 2] + D0 * dy.x, ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y);
             }
           }
-          if (vec16) store16(dx + xo, v, pg0);
+          store_piece(dx + xo, v, pg0);
 #pragma unroll
           for (int j = 0; j < 2; ++j)
 #pragma unroll
