@@ -49,7 +49,7 @@ struct MmaGradLayout {
   static constexpr int ldN = kMaxNP + 8, ldP = kMaxPC + 8, ldM = kQ + 8;
   size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, sCB = 0, buf0 = 0, buf_bytes = 0;
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
-  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0;  // kSlots × kQ each (sSeg: kQ)
+  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0, sD = 0;  // kSlots × kQ each (sSeg: kQ)
   // partial sums (inside a set): row, col (phase A, by column quarter / row strip) and dp (by row
   // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red 32·kRedWarps
   size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
@@ -73,6 +73,7 @@ struct MmaGradLayout {
     o += buf_bytes;  // the second buffer
     const size_t sc = size_t(kSlots) * kQ * 4;
     sDtp = place(sc), sDer = place(sc), sCs = place(sc), sEin = place(sc), sEout = place(sc);
+    sD = place(sc);  // D at each channel (kMaxPC == kQ)
     sSeg = place(size_t(kQ) * 4);  // the chunk's segments: the same for every head
     b0 = o;
     const size_t quarters = 4 * kQ * 4, halves = 2 * kQ * 4;
@@ -85,6 +86,7 @@ struct MmaGradLayout {
   }
 };
 static_assert(MmaGradLayout(2).bytes <= kMaxSmem, "one block per SM");
+static_assert(kMaxPC == kQ, "D in the per-head scalar slots");
 
 // Two adjacent 16-bit elements as floats, and back.
 template <typename T>
@@ -246,9 +248,15 @@ __device__ void chunk_segments(const Dev& d, int b, int t0, int q, int* seg, int
 
 // One warp: head h's chunk scalars as chunk_scalars forms them (same operations in the same
 // order): dt' (0 past the end), d dt'/d dt, the inclusive cumsum of dt'·A, e_in, e_out; lane l:
-// tokens 2l, 2l + 1. seg: the chunk's segments (chunk_segments).
+// tokens 2l, 2l + 1. seg: the chunk's segments (chunk_segments). Dv: D at channels 0..kQ − 1
+// (0 past the headdim or without D).
 __device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const int* seg, float* dtp, float* der,
-                             float* cs, float* ein, float* eout, int lane) {
+                             float* cs, float* ein, float* eout, float* Dv, int lane) {
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int p = 2 * lane + e;
+    Dv[p] = d.D && p < d.P ? d.D[d.d_per_channel ? h * d.P + p : h] : 0.f;
+  }
   const float a = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
   float part[2], fa = 0.f;
 #pragma unroll
@@ -357,6 +365,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEinA = atf(lay.sEin);
   float* sEoutA = atf(lay.sEout);
+  float* sDA = atf(lay.sD);
   constexpr int ldN = MmaGradLayout::ldN, ldP = MmaGradLayout::ldP, ldM = MmaGradLayout::ldM;
 
   const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
@@ -404,7 +413,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   auto slot = [&](float* base, int hh) { return base + (hh % kSlots) * kQ; };
   auto form_scalars = [&](int hh) {
     head_scalars(d, b, h_begin + hh, t0, q, sSeg, slot(sDtpA, hh), slot(sDerA, hh), slot(sCsA, hh), slot(sEinA, hh),
-                 slot(sEoutA, hh), lane);
+                 slot(sEoutA, hh), slot(sDA, hh), lane);
   };
   if (warp == kScalarWarp) {
     chunk_segments(d, b, t0, q, sSeg, lane);
@@ -447,6 +456,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const int* seg = sSeg;
     const float* ein = slot(sEinA, hh);
     const float* eout = slot(sEoutA, hh);
+    const float* Dv = slot(sDA, hh);
     const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
     // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W. Tiles
     //      above the diagonal are never read (every product's k range stops at the diagonal):
@@ -550,10 +560,6 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     //      steps in B, 4 − strip in C) add up alike on every scheduler — and columns 32·(warp / 4 % 2).
     const int rb0 = (warp % 4) * 16, half = (warp / 4) % 2, pb0 = half * 32;
     const int pgroups = max(0, min(2, (PC - pb0) / 16));  // its 16-column groups inside the headdim
-    auto d_at = [&](int p) {
-      p = min(p, P - 1);
-      return d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
-    };
     // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
     // 16 × 16 piece transposed across it (32-byte sectors written whole; the 4-byte stores cost
     // ≈ 2× the sector writes).
@@ -609,7 +615,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
             for (int j = 0; j < 2; ++j) {
               const int p = pg0 + j * 8 + tq * 2;
-              const float D0 = d_at(p), D1 = d_at(p + 1);
+              const float2 Dp = *reinterpret_cast<const float2*>(Dv + p);  // D at p, p + 1
 #pragma unroll
               for (int hi = 0; hi < 2; ++hi) {
                 const int t = rb0 + gq + hi * 8;  // rows past the end: zero tiles, not stored
@@ -618,7 +624,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                   const float zz = e ? zv.y : zv.x;
-                  const float yv = acc[jj][j][hi * 2 + e] + (e ? D1 : D0) * (e ? xv.y : xv.x);
+                  const float yv = acc[jj][j][hi * 2 + e] + (e ? Dp.y : Dp.x) * (e ? xv.y : xv.x);
                   const float sg = 1.f / (1.f + __expf(-zz));
                   r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
                 }
@@ -656,7 +662,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
           for (int j = 0; j < 2; ++j) {
             const int p = pg0 + j * 8 + tq * 2;
-            const float D0 = d_at(p), D1 = d_at(p + 1);
+            const float2 Dp = *reinterpret_cast<const float2*>(Dv + p);  // D at p, p + 1
 #pragma unroll
             for (int hi = 0; hi < 2; ++hi) {
               const int s = rb0 + gq + hi * 8;
@@ -665,7 +671,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
               xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
               dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
               const float ds = dtp[s];
-              v[hi * 2 + j] = mma::pack2<T>(ds * acc[jj][j][hi * 2] + D0 * dy.x, ds * acc[jj][j][hi * 2 + 1] + D1 * dy.y);
+              v[hi * 2 + j] = mma::pack2<T>(ds * acc[jj][j][hi * 2] + Dp.x * dy.x, ds * acc[jj][j][hi * 2 + 1] + Dp.y * dy.y);
             }
           }
           store_piece(dx + xo, v, pg0);
