@@ -111,6 +111,20 @@ __device__ __forceinline__ float2 unpack2(uint32_t v) {
   }
 }
 
+// Two packed 16-bit values times two others, in T (round to nearest): one instruction where
+// unpacking, two f32 products and packing take five.
+template <typename T>
+__device__ __forceinline__ uint32_t mul2(uint32_t a, uint32_t b) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 r =
+        __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&a), *reinterpret_cast<const __nv_bfloat162*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
+  } else {
+    const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+    return *reinterpret_cast<const uint32_t*>(&r);
+  }
+}
+
 // A 4×4 transpose of b32 values across the four lanes of each quad (t = lane % 4): lane t holds
 // v[k] = M[t][k] and gets M[0..3][t]. Two butterfly rounds (xor 1, xor 2), two shuffles each.
 // Used to store accumulators 16 bytes per lane: in a 16×16 pair of accumulator tiles the quad

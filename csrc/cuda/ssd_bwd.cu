@@ -4,7 +4,8 @@
 //     reverse: float32, ssd_bwd_state_kernel walks the chunks;
 //     16-bit, 1. and 2. in one kernel (ssd_bwd_states.cu: the state in mma accumulators, one
 //     64-token product per chunk step, both directions at once);
-//  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu);
+//  3. 16-bit with headdim ≤ 64 and dstate ≤ 128: ssd_bwd_chunk_mma_kernel (ssd_bwd_chunk.cu; a
+//     whole group per block on large grids, dB / dC then written directly);
 //     otherwise C·Bᵀ per chunk and group (as in the forward), then ssd_bwd_chunk_kernel, one
 //     block per (chunk, run of ≤ 8 heads of a group, batch), needs only S0/S1 of its chunk:
 //     dx, ddt, dz directly; dB/dC summed over the run's heads in order, per-chunk dA/dD/ddtBias
@@ -337,6 +338,7 @@ __global__ void __launch_bounds__(256) ssd_bwd_head_reduce_kernel(Dev d) {
   c %= nc;
   const int dp = kStep % per_k, dbc = kStep / per_k, db = dbc / nc, dc = dbc % nc;
   float acc = 0.f;
+#pragma unroll 8  // eight loads in flight (one at a time, the loop waited on each load's latency)
   for (int64_t i = threadIdx.x; i < items; i += kStep) {
     const int64_t k = (int64_t(b) * d.H + h) * nc + c;
     if (what == 0) acc += __ldg(d.dA_part + k);
@@ -392,9 +394,11 @@ void launch_backward(const Dev& d0, float* weights, cudaStream_t stream) {
     launch_chunk_gradients<T>(d0, stream);
   }
   timer.mark("chunk gradients");
-  // 4. reductions
-  ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
-  check_launch("ssdChunkScanBackward reductions");
+  // 4. reductions (dB / dC: none when the tensor-core kernel took whole groups and wrote them)
+  if (!(done && chunk_gradients_direct(d0))) {
+    ssd_bwd_reduce_kernel<<<unsigned(int64_t(d0.batch) * d0.L), 128, 0, stream>>>(d0);
+    check_launch("ssdChunkScanBackward reductions");
+  }
   const int per_head = d0.D ? (d0.d_per_channel ? d0.P : 1) : 0;
   ssd_bwd_head_reduce_kernel<<<d0.H * (2 + per_head), 256, 0, stream>>>(d0);
   check_launch("ssdChunkScanBackward per-head reductions");

@@ -2,18 +2,21 @@
 // accumulation), for headdim ≤ 64 and dstate ≤ 128 (padded to 16); other sizes and float32 run
 // ssd_bwd_chunk_kernel (ssd_bwd.cu).
 //
-// One block of 16 warps per (64-token chunk, run of ≤ 8 heads of a group, batch). B, C and
-// C·Bᵀ (in registers) are loaded / formed once; the heads follow in order with their tiles
+// One block of 16 warps per (64-token chunk, run of d.HB heads of a group, batch: a whole group
+// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (in registers) are loaded / formed
+// once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads follow
+// in order with their tiles
 // (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at its end) double-buffered by
 // cp.async, and dB / dC of the run accumulate in registers across the heads (deterministic: every
-// sum has a fixed order, no atomics). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
+// sum has a fixed order, no atomics; written to dB / dC directly when the run is the whole
+// group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
 // one sequence (else 0), dYX = dy·xᵀ·diag(dt'):
 //   A  M = CB∘Lexp, N2 = Lexp∘dYX (shared memory, 16-bit), row / column sums of CB∘Lexp∘dYX
 //   B  CH = C·S0ᵀ: V_t = e_in_t·dy_t·CH_t; with z, y = e_in·CH + (M·diag(dt'))·x + D·x → dz
 //   C  d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, dL/d(dt') (U_s = e_out_s·dt'_s·x_s·(B·S1ᵀ)_s for dcs)
 //   D  dB += N2ᵀ·C + diag(e_out·dt')·x·S1,   dC += N2·B + diag(e_in)·dy·S0
 //   then one warp: dcs → reverse cumsum → ddt, dA / ddtBias partials.
-// Warp w computes rows 16·(w / 4) of every 64-row product, columns by w % 4.
+// Warp w computes rows 16·(w / 4) of every 64-row product, columns by (w − w / 4) mod 4.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -27,52 +30,63 @@ namespace {
 
 constexpr int kQ = 64;          // tokens per chunk (Traits<T>::Q of the 16-bit types)
 constexpr int kNT = 512;        // threads per block
-constexpr int kMaxHeads = 8;    // heads per block (d.HB)
+constexpr int kSlots = 3;       // per-head scalar slots: head hh − 1 (its tail), hh, hh + 1 (being formed)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
-// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter), less
-// the tail warp: they form the decay term Σ S1∘S0 of the head meanwhile (1, 2, 6, 7, 11).
-constexpr int kRedWarps = 5;
-static_assert(kMaxHeads * kQ <= kNT, "chunk_scalars_heads: a thread per (head, token)");
+// Warps with no product in phase A (tiles above the diagonal: row strip < column quarter): 1, 2,
+// 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 forms the next head's scalars, the
+// other four the decay term Σ S1∘S0 of the head.
+constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
 // formed once per head; the per-head partial sums in two sets (by head parity: a head's dcs
-// tail runs while the next head's products fill the other set).
+// tail runs while the next head's products fill the other set). The kernel uses one layout, the
+// one of the largest tiles (headdim 64, dstate 128, with z): it runs one block per SM whatever the
+// problem (its registers), so smaller problems lose nothing, and every offset and leading
+// dimension is a compile-time constant (sized by the runtime headdim / dstate, the offsets were
+// recomputed in the head loop, 64-bit, under the register cap).
 struct MmaGradLayout {
-  int ldN, ldP, ldM;
-  size_t sB, sC, sM, sN2, sMd, sDy, buf0, buf_bytes, oX, oDout, oZ, oH0, oG;  // o*: inside a buffer
-  size_t sDtp, sDer, sCs, sSeg, sEin, sEout;                                 // kMaxHeads × kQ each
-  // partial sums (inside a set): 4 × kQ each (by column quarter / row strip), red 32·kRedWarps
-  size_t parts0, parts_bytes, oRow, oCol, oV, oU, oDdt, oDP, oRed, bytes;
-  __host__ __device__ MmaGradLayout(int PC, int NP, int ts, bool z) {
-    ldN = NP + 8, ldP = PC + 8, ldM = kQ + 8;
+  static constexpr int ldN = kMaxNP + 8, ldP = kMaxPC + 8, ldM = kQ + 8;
+  size_t sB = 0, sC = 0, sM = 0, sN2 = 0, sMd = 0, sDy = 0, sCB = 0, buf0 = 0, buf_bytes = 0;
+  size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
+  size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0, sD = 0;  // kSlots × kQ each (sSeg: kQ)
+  // partial sums (inside a set): row, col (phase A, by column quarter / row strip) and dp (by row
+  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red 32·kRedWarps
+  size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
+  __host__ __device__ constexpr MmaGradLayout(int ts) {
     size_t o = 0;
     auto place = [&](size_t n) { const size_t at = o; o = align128(o + n); return at; };
     sB = place(size_t(kQ) * ldN * ts);
     sC = place(size_t(kQ) * ldN * ts);
     sM = place(size_t(kQ) * ldM * ts);
     sN2 = place(size_t(kQ) * ldM * ts);
-    sMd = place(z ? size_t(kQ) * ldM * ts : 0);
-    sDy = place(z ? size_t(kQ) * ldP * ts : 0);  // without z, dy is dout in the head's buffer
+    sMd = place(size_t(kQ) * ldM * ts);
+    sDy = place(size_t(kQ) * ldP * ts);  // without z, dy is dout in the head's buffer
+    sCB = place(size_t(kNT) * 8 * 4);    // C·Bᵀ fragments, 8 floats per thread
     size_t b0 = o;
     oX = place(size_t(kQ) * ldP * ts) - b0;
     oDout = place(size_t(kQ) * ldP * ts) - b0;
-    oZ = place(z ? size_t(kQ) * ldP * ts : 0) - b0;
-    oH0 = place(size_t(PC) * ldN * ts) - b0;
-    oG = place(size_t(PC) * ldN * ts) - b0;
+    oZ = place(size_t(kQ) * ldP * ts) - b0;
+    oH0 = place(size_t(kMaxPC) * ldN * ts) - b0;
+    oG = place(size_t(kMaxPC) * ldN * ts) - b0;
     buf0 = b0, buf_bytes = o - b0;
     o += buf_bytes;  // the second buffer
-    const size_t sc = size_t(kMaxHeads) * kQ * 4;
-    sDtp = place(sc), sDer = place(sc), sCs = place(sc), sSeg = place(sc), sEin = place(sc), sEout = place(sc);
+    const size_t sc = size_t(kSlots) * kQ * 4;
+    sDtp = place(sc), sDer = place(sc), sCs = place(sc), sEin = place(sc), sEout = place(sc);
+    sD = place(sc);  // D at each channel (kMaxPC == kQ)
+    sSeg = place(size_t(kQ) * 4);  // the chunk's segments: the same for every head
     b0 = o;
-    const size_t part = 4 * kQ * 4;
-    oRow = place(part) - b0, oCol = place(part) - b0, oV = place(part) - b0, oU = place(part) - b0;
-    oDdt = place(part) - b0, oDP = place(part) - b0, oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
+    const size_t quarters = 4 * kQ * 4, halves = 2 * kQ * 4;
+    oRow = place(quarters) - b0, oCol = place(quarters) - b0, oDP = place(quarters) - b0;
+    oV = place(halves) - b0, oU = place(halves) - b0, oDdt = place(halves) - b0;
+    oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
   }
 };
+static_assert(MmaGradLayout(2).bytes <= kMaxSmem, "one block per SM");
+static_assert(kMaxPC == kQ, "D in the per-head scalar slots");
 
 // Two adjacent 16-bit elements as floats, and back.
 template <typename T>
@@ -95,12 +109,16 @@ __device__ void form_dy(T* dy, const T* dout, const T* z, int ld, int PC, TileWa
     for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < kQ; r += dr, cv += dc) {
       if (cv >= vcols) cv -= vcols, ++r;
       if (r >= kQ) break;
-      const int o = r * ld + cv * V;
+      const int o = r * ld + cv * V;  // one 16-byte piece: whole-row accesses, no bank conflicts
+      const uint4 dv4 = *reinterpret_cast<const uint4*>(dout + o), zv4 = *reinterpret_cast<const uint4*>(z + o);
+      const uint32_t dw[4] = {dv4.x, dv4.y, dv4.z, dv4.w}, zw[4] = {zv4.x, zv4.y, zv4.z, zv4.w};
+      uint32_t out[4];
 #pragma unroll
-      for (int k = 0; k < V; k += 2) {
-        const float2 dv = ld2(dout + o + k), zv = ld2(z + o + k);
-        st2(dy + o + k, dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
+      for (int k = 0; k < 4; ++k) {
+        const float2 dv = mma::unpack2<T>(dw[k]), zv = mma::unpack2<T>(zw[k]);
+        out[k] = mma::pack2<T>(dv.x * silu_f(zv.x), dv.y * silu_f(zv.y));
       }
+      *reinterpret_cast<uint4*>(dy + o) = make_uint4(out[0], out[1], out[2], out[3]);
     }
   } else {
     for (int idx = threadIdx.x; idx < kQ * PC; idx += kNT) {
@@ -145,31 +163,32 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
 
 // Same for 32 output columns (two 16-column groups, the second skipped past n_end), A loaded once.
 // SCALE: A's rows multiplied by w_lo (rows 0-7 of the strip: lane / 4) and w_hi (rows 8-15) in
-// the fragment (rounded to T again) — a row-scaled product without a second accumulator.
-template <typename T, bool A_T, bool SCALE = false>
+// the fragment — a row-scaled product without a second accumulator. The weights are rounded to T
+// and multiply the fragment's pairs in T (one packed multiply per register, where unpacking,
+// two f32 products and packing took five).
+// B_KN: B stored [k][n] (else [n][k]). U: k-steps unrolled (in flight).
+template <typename T, bool A_T, bool SCALE = false, bool B_KN = true, int U = 2>
 __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
                                            int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
-  const RC rb = b_addr_kn(lane);  // B stored [k][n] in every use
-#pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
+  const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
+  const uint32_t w2[2] = {pack2<T>(w_lo, w_lo), pack2<T>(w_hi, w_hi)};
+#pragma unroll U  // smaller code than the default unrolling (instruction-cache stalls)
   for (int k = k0; k < k1; k += 16) {
     uint32_t a[4];
     if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
     else ldsm_x4(a, A + ra.r * lda + k + ra.c);
     if constexpr (SCALE) {
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
-        const float2 v = unpack2<T>(a[r]);
-        const float w = (r & 1) ? w_hi : w_lo;
-        a[r] = pack2<T>(v.x * w, v.y * w);
-      }
+      for (int r = 0; r < 4; ++r) a[r] = mul2<T>(a[r], w2[r & 1]);  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
     }
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
       if (jj >= n_groups) break;
       uint32_t bb[4];
-      ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
+      if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
+      else ldsm_x4(bb, B + (jj * 16 + rb.r) * ldb + k + rb.c);
       const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
       mma16816<T>(acc[jj][0], a, b0);
       mma16816<T>(acc[jj][1], a, b1);
@@ -207,6 +226,66 @@ struct Parts {
         red(reinterpret_cast<float*>(base + l.oRed)) {}
 };
 
+// One warp: the chunk's segment numbers (sequence restarts counted from its start; rows past the
+// end repeat the last), lane l: tokens 2l, 2l + 1. All zero without seqIdx.
+__device__ void chunk_segments(const Dev& d, int b, int t0, int q, int* seg, int lane) {
+  int s[2], fs = 0;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    const int64_t t = t0 + i;
+    if (d.seq_idx && i < q && t > 0) fs += d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
+    s[e] = fs;
+  }
+  int xs = fs;
+  for (int off = 1; off < 32; off *= 2) {
+    const int ys = __shfl_up_sync(0xffffffffu, xs, off);
+    if (lane >= off) xs += ys;
+  }
+#pragma unroll
+  for (int e = 0; e < 2; ++e) seg[2 * lane + e] = xs - fs + s[e];
+}
+
+// One warp: head h's chunk scalars as chunk_scalars forms them (same operations in the same
+// order): dt' (0 past the end), d dt'/d dt, the inclusive cumsum of dt'·A, e_in, e_out; lane l:
+// tokens 2l, 2l + 1. seg: the chunk's segments (chunk_segments). Dv: D at channels 0..kQ − 1
+// (0 past the headdim or without D).
+__device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const int* seg, float* dtp, float* der,
+                             float* cs, float* ein, float* eout, float* Dv, int lane) {
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int p = 2 * lane + e;
+    Dv[p] = d.D && p < d.P ? d.D[d.d_per_channel ? h * d.P + p : h] : 0.f;
+  }
+  const float a = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
+  float part[2], fa = 0.f;
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    float v = 0.f, g = 0.f;
+    if (i < q) v = dt_forward(d, d.dt[(int64_t(b) * d.L + t0 + i) * d.H + h] + bias, &g);
+    dtp[i] = v, der[i] = g;
+    fa += v * a;
+    part[e] = fa;
+  }
+  float xa = fa;
+  for (int off = 1; off < 32; off *= 2) {
+    const float ya = __shfl_up_sync(0xffffffffu, xa, off);
+    if (lane >= off) xa += ya;
+  }
+  float c[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) c[e] = xa - fa + part[e], cs[2 * lane + e] = c[e];
+  const float c_end = __shfl_sync(0xffffffffu, c[1], 31);
+  const int seg_end = seg[kQ - 1];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * lane + e;
+    ein[i] = seg[i] == 0 ? __expf(c[e]) : 0.f;
+    eout[i] = seg[i] == seg_end ? __expf(c_end - c[e]) : 0.f;
+  }
+}
+
 // One warp, after a head's products: dcs → reverse cumsum (lane l: rows 2l, 2l+1) → ddt, and the
 // head's dA / ddtBias / dD partials of this chunk. Fixed orders throughout.
 __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, int t0, int q, const float* dtp,
@@ -217,10 +296,9 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     const int s = 2 * lane + e;
     float row = 0.f, col = 0.f, v = 0.f, u = 0.f, xd = 0.f;
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      row += pt.row[k * kQ + s], col += pt.col[k * kQ + s], v += pt.v[k * kQ + s];
-      u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];
-    }
+    for (int k = 0; k < 4; ++k) row += pt.row[k * kQ + s], col += pt.col[k * kQ + s];  // by column quarter / row strip
+#pragma unroll
+    for (int k = 0; k < 2; ++k) v += pt.v[k * kQ + s], u += pt.u[k * kQ + s], xd += pt.ddt[k * kQ + s];  // by column half
     dcs[e] = row - col + v - u;
     ddtp[e] = xd;
     usum += u;
@@ -273,7 +351,7 @@ template <typename T>
 __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   extern __shared__ __align__(128) unsigned char smem[];
   const bool has_z = d.z != nullptr;
-  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), has_z);
+  constexpr MmaGradLayout lay(sizeof(T));
   auto at = [&](size_t o) { return reinterpret_cast<T*>(smem + o); };
   auto atf = [&](size_t o) { return reinterpret_cast<float*>(smem + o); };
   T* sB = at(lay.sB);
@@ -284,23 +362,26 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   float* sDtpA = atf(lay.sDtp);
   float* sDerA = atf(lay.sDer);
   float* sCsA = atf(lay.sCs);
-  int* sSegA = reinterpret_cast<int*>(smem + lay.sSeg);
+  int* sSeg = reinterpret_cast<int*>(smem + lay.sSeg);
   float* sEinA = atf(lay.sEin);
   float* sEoutA = atf(lay.sEout);
-  const int ldN = lay.ldN, ldP = lay.ldP, ldM = lay.ldM;
+  float* sDA = atf(lay.sD);
+  constexpr int ldN = MmaGradLayout::ldN, ldP = MmaGradLayout::ldP, ldM = MmaGradLayout::ldM;
 
   const int c = blockIdx.x, b = blockIdx.z, g = blockIdx.y / d.nhb, hb = blockIdx.y % d.nhb;
   const int h_begin = g * d.hpg + hb * d.HB, h_count = min(d.HB, d.hpg - hb * d.HB);
   const int t0 = c * kQ, q = min(kQ, d.L - t0);
   const int NP = d.NP, PC = d.PC, P = d.P;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int wr = warp / 4, wc = warp % 4;  // row strip, column quarter
+  // Row strip and column quarter: quarter (warp − strip) mod 4, so that each scheduler (warp % 4)
+  // holds 2-3 of the 10 tiles on or below the diagonal (with quarter = warp % 4 one scheduler held
+  // 4 of them and another 1, and phase A lasted as long as the scheduler with 4).
+  const int wr = warp / 4, wc = (warp - wr) & 3;
   const int r0 = wr * 16;
   const int gq = lane / 4, tq = lane % 4;  // fragment row group, column pair
   const int64_t xs = int64_t(d.H) * P;     // token stride of x, dout, z, dx, dz
-  constexpr int kTailWarp = 3;             // (row strip 0, quarter 3): no product in phase A
-  // this warp's share of Σ S1∘S0 (the other warps above the diagonal), else −1
-  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 6 ? 2 : warp == 7 ? 3 : warp == 11 ? 4 : -1;
+  // this warp's share of Σ S1∘S0 (warps 1, 2, 4, 7: above the diagonal), else −1
+  const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 4 ? 2 : warp == 7 ? 3 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
   const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
@@ -321,23 +402,32 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const bool own_dy = has_z && tile_vec(ldP, static_cast<const T*>(d.dout) + xo_of(h_begin), xs, P, PC) &&
                       tile_vec(ldP, static_cast<const T*>(d.z) + xo_of(h_begin), xs, P, PC) && P % 8 == 0;
 
-  {  // B and C of the group with head 0's tiles, in flight while the scalars are computed
+  {  // B and C of the group with head 0's tiles, in flight while the scalars are formed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
     tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
     load_head(0, 0);
   }
-  chunk_scalars_heads<kQ>(d, b, h_begin, h_count, t0, q, sDtpA, sDerA, sCsA, sSegA, sEinA, sEoutA);
+  // Per-head scalars in kSlots slots by head % kSlots: head 0's now, head hh + 1's by the scalar
+  // warp during head hh's phase A (any run length; the slot it fills was last read by head hh − 2).
+  auto slot = [&](float* base, int hh) { return base + (hh % kSlots) * kQ; };
+  auto form_scalars = [&](int hh) {
+    head_scalars(d, b, h_begin + hh, t0, q, sSeg, slot(sDtpA, hh), slot(sDerA, hh), slot(sCsA, hh), slot(sEinA, hh),
+                 slot(sEoutA, hh), slot(sDA, hh), lane);
+  };
+  if (warp == kScalarWarp) {
+    chunk_segments(d, b, t0, q, sSeg, lane);
+    __syncwarp();
+    form_scalars(0);
+  }
+  __syncthreads();
 
   // dB / dC of this warp's rows r0.., columns n0.. (two 16-column groups), summed over the heads.
   const int n0 = wc * 32;
   const int n_groups = max(0, min(2, (NP - n0) / 16));
   float accB[2][2][4] = {}, accC[2][2][4] = {};
-  float cb[2][4] = {};  // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc)
   const int c0 = wc * 16;
   const bool lower = wc <= wr;  // tiles above the diagonal are all zero
-  const int p0 = wc * 16;
-  const bool pcols = p0 < PC;
 
   for (int hh = 0; hh < h_count; ++hh) {
     const int h = h_begin + hh, buf = hh & 1;
@@ -361,45 +451,53 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
       form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p);
       __syncthreads();
     }
-    const float* dtp = sDtpA + hh * kQ;
-    const float* cs = sCsA + hh * kQ;
-    const int* seg = sSegA + hh * kQ;
-    const float* ein = sEinA + hh * kQ;
-    const float* eout = sEoutA + hh * kQ;
+    const float* dtp = slot(sDtpA, hh);
+    const float* cs = slot(sCsA, hh);
+    const int* seg = sSeg;
+    const float* ein = slot(sEinA, hh);
+    const float* eout = slot(sEoutA, hh);
+    const float* Dv = slot(sDA, hh);
     const Parts pt(smem + lay.parts0 + buf * lay.parts_bytes, lay);
-    float Dv[2][2];  // D at this lane's fragment columns (loaded early: used after phase A)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = min(p0 + j * 8 + tq * 2 + e, P - 1);
-        Dv[j][e] = d.D ? __ldg(d.D + (d.d_per_channel ? h * P + p : h)) : 0.f;
-      }
-
-    if (hh == 0 && lower) {  // C·Bᵀ once per block
-      warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
-    }
-
     // ---- A: dYX, the masks M, N2 (and M·diag(dt') for the gate), row / column sums of W. Tiles
     //      above the diagonal are never read (every product's k range stops at the diagonal):
     //      their warps only zero their partial sums and form Σ S1∘S0 instead.
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
-      if (red_rank >= 0) {  // pairs i = r·NP + col stepped without divisions, fixed order
+      if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
+      if (red_rank >= 0) {  // 8-element pieces i = r·(NP / 8) + c stepped without divisions, fixed order
         constexpr int kRT = kRedWarps * 32;
-        const int rt = red_rank * 32 + lane;
+        const int rt = red_rank * 32 + lane, vc = NP / 8;
         float part = 0.f;
-        const int dr = 2 * kRT / NP, dc = 2 * kRT % NP;
-        for (int r = 2 * rt / NP, col = 2 * rt % NP; r < PC; r += dr, col += dc) {
-          if (col >= NP) col -= NP, ++r;
+        const int dr = kRT / vc, dc = kRT % vc;
+        for (int r = rt / vc, c8 = rt % vc; r < PC; r += dr, c8 += dc) {
+          if (c8 >= vc) c8 -= vc, ++r;
           if (r >= PC) break;
-          const int o = r * ldN + col;
-          const float2 gv = ld2(sG + o), hv = ld2(sH0 + o);
-          part += gv.x * hv.x + gv.y * hv.y;
+          const int o = r * ldN + c8 * 8;
+          const uint4 g4 = *reinterpret_cast<const uint4*>(sG + o), h4 = *reinterpret_cast<const uint4*>(sH0 + o);
+          const uint32_t gw[4] = {g4.x, g4.y, g4.z, g4.w}, hw[4] = {h4.x, h4.y, h4.z, h4.w};
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const float2 gv = mma::unpack2<T>(gw[k]), hv = mma::unpack2<T>(hw[k]);
+            part += gv.x * hv.x + gv.y * hv.y;
+          }
         }
         pt.red[rt] = part;
       }
     } else {
+      // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per
+      // block, kept in shared memory in fragment order (each lane its own 8 values) rather than in
+      // 8 registers for the whole kernel
+      float4* cb_keep = reinterpret_cast<float4*>(smem + lay.sCB) + tid * 2;
+      float cb[2][4] = {};
+      if (hh == 0) {
+        warp_mma16<T, false, false>(cb, sC + r0 * ldN, ldN, sB + c0 * ldN, ldN, 0, NP, lane);
+        cb_keep[0] = make_float4(cb[0][0], cb[0][1], cb[0][2], cb[0][3]);
+        cb_keep[1] = make_float4(cb[1][0], cb[1][1], cb[1][2], cb[1][3]);
+      } else {
+        const float4 c0v = cb_keep[0], c1v = cb_keep[1];
+        cb[0][0] = c0v.x, cb[0][1] = c0v.y, cb[0][2] = c0v.z, cb[0][3] = c0v.w;
+        cb[1][0] = c1v.x, cb[1][1] = c1v.y, cb[1][2] = c1v.z, cb[1][3] = c1v.w;
+      }
       float acc[2][4] = {};
       warp_mma16<T, false, false>(acc, sDy + r0 * ldP, ldP, sX + c0 * ldP, ldP, 0, PC, lane);
       float cs_t[2], cs_s[2][2], dtp_s[2][2];
@@ -451,116 +549,146 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (hh > 0 && warp == kTailWarp) {
       const int hp = hh - 1;
       head_tail(d, Parts(smem + lay.parts0 + (buf ^ 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
-                sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+                slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
     }
     __syncthreads();
 
     const int64_t xo = xo_of(h);  // element (t, p) at xo + t·xs + p
+    // ---- B (warps 0-7) and C (warps 8-15): each warp a 16 × 32 tile of its 64 × 64 product (A
+    //      fragments loaded once per 32 columns, four independent mma chains), rows 16·(warp % 4)
+    //      — the same strip for the four warps of a scheduler, whose triangular k ranges (strip + 1
+    //      steps in B, 4 − strip in C) add up alike on every scheduler — and columns 32·(warp / 4 % 2).
+    const int rb0 = (warp % 4) * 16, half = (warp / 4) % 2, pb0 = half * 32;
+    const int pgroups = max(0, min(2, (PC - pb0) / 16));  // its 16-column groups inside the headdim
     // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
-    // 16 × 16 piece v[2·hi + j] (rows r0 + gq + 8·hi, columns p0 + 8·j ..) transposed across it
-    // (32-byte sectors written whole; the 4-byte stores cost ≈ 2× the sector writes).
+    // 16 × 16 piece transposed across it (32-byte sectors written whole; the 4-byte stores cost
+    // ≈ 2× the sector writes).
     const bool vec16 = P % 8 == 0;
-    auto store16 = [&](T* base, uint32_t (&v)[4]) {
+    auto store16 = [&](T* base, uint32_t (&v)[4], int pg0) {
       mma::quad_transpose(v, tq);
-      const int t = r0 + gq + (tq >> 1) * 8, p = p0 + (tq & 1) * 8;
+      const int t = rb0 + gq + (tq >> 1) * 8, p = pg0 + (tq & 1) * 8;
       if (t < q && p < P) *reinterpret_cast<uint4*>(base + int64_t(t) * xs + p) = make_uint4(v[0], v[1], v[2], v[3]);
     };
-    // One value pair (row t, columns p, p + 1) of piece (hi, j): packed into v for store16, or
-    // stored at once (2 elements when aligned, else each column inside P).
-    auto put2 = [&](T* base, uint32_t (&v)[4], int hi, int j, int t, int p, float a, float b) {
+    // The quad's 16 × 16 piece (v[2·hi + j]: row rb0 + gq + 8·hi, columns pg0 + 8·j + 2·tq, + 1,
+    // packed) to global memory: store16, or each value pair inside the tile (the addresses of
+    // that path formed only there: interleaved with the packing they were computed for every pair).
+    auto store_piece = [&](T* base, uint32_t (&v)[4], int pg0) {
       if (vec16) {
-        v[hi * 2 + j] = mma::pack2<T>(a, b);
+        store16(base, v, pg0);
         return;
       }
-      T* out = base + int64_t(t) * xs + p;
-      if (p + 1 < P && P % 2 == 0) st2(out, a, b);
-      else {
-        if (p < P) out[0] = from_float<T>(a);
-        if (p + 1 < P) out[1] = from_float<T>(b);
-      }
+#pragma unroll
+      for (int hi = 0; hi < 2; ++hi)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const int t = rb0 + gq + hi * 8, p = pg0 + j * 8 + tq * 2;
+          if (t >= q) continue;
+          T* out = base + int64_t(t) * xs + p;
+          const uint32_t w = v[hi * 2 + j];
+          if (p + 1 < P && P % 2 == 0) *reinterpret_cast<uint32_t*>(out) = w;
+          else {
+            const T* e = reinterpret_cast<const T*>(&w);
+            if (p < P) out[0] = e[0];
+            if (p + 1 < P) out[1] = e[1];
+          }
+        }
     };
 
-    // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
-    {
-      float acc[2][4] = {};
+    if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
+      float acc[2][2][4] = {};
       float vsum[2] = {0.f, 0.f};
-      if (pcols) {
-        warp_mma16<T, false, false>(acc, sC + r0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
-        row_dots(vsum, acc, sDy, ldP, r0, p0, lane);
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj)
+          if (jj < pgroups) row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
         if (has_z) {
-          scale_rows(acc, ein[r0 + gq], ein[r0 + gq + 8]);
-          warp_mma16<T, false, true>(acc, sMd + r0 * ldM, ldM, sX + p0, ldP, 0, r0 + 16, lane);
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) scale_rows(acc[jj], ein[rb0 + gq], ein[rb0 + gq + 8]);
+          warp_mma32<T, false>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, pgroups, lane);
           T* dz = static_cast<T*>(d.dz);
-          uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-          for (int j = 0; j < 2; ++j)
+          for (int jj = 0; jj < 2; ++jj) {
+            if (jj >= pgroups) break;
+            const int pg0 = pb0 + jj * 16;
+            uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-            for (int hi = 0; hi < 2; ++hi) {
-              const int t = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-              if (!vec16 && t >= q) continue;
-              const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
-              float r[2];
+            for (int j = 0; j < 2; ++j) {
+              const int p = pg0 + j * 8 + tq * 2;
+              const float2 Dp = *reinterpret_cast<const float2*>(Dv + p);  // D at p, p + 1
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const float zz = e ? zv.y : zv.x;
-                const float yv = acc[j][hi * 2 + e] + Dv[j][e] * (e ? xv.y : xv.x);
-                const float sg = 1.f / (1.f + __expf(-zz));
-                r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+              for (int hi = 0; hi < 2; ++hi) {
+                const int t = rb0 + gq + hi * 8;  // rows past the end: zero tiles, not stored
+                const float2 xv = ld2(sX + t * ldP + p), zv = ld2(sZ + t * ldP + p), ov = ld2(sDout + t * ldP + p);
+                float r[2];
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  const float zz = e ? zv.y : zv.x;
+                  const float yv = acc[jj][j][hi * 2 + e] + (e ? Dp.y : Dp.x) * (e ? xv.y : xv.x);
+                  const float sg = 1.f / (1.f + __expf(-zz));
+                  r[e] = (e ? ov.y : ov.x) * yv * sg * (1.f + zz * (1.f - sg));
+                }
+                v[hi * 2 + j] = mma::pack2<T>(r[0], r[1]);
               }
-              put2(dz + xo, v, hi, j, t, p, r[0], r[1]);
             }
-          if (vec16) store16(dz + xo, v);
+            store_piece(dz + xo, v, pg0);
+          }
         }
       }
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float v = quad_sum(vsum[hi]);
-        const int t = r0 + gq + hi * 8;
-        if (tq == 0) pt.v[wc * kQ + t] = v * ein[t];
+        const int t = rb0 + gq + hi * 8;
+        if (tq == 0) pt.v[half * kQ + t] = v * ein[t];
       }
-    }
-
-    // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
-    {
-      float acc[2][4] = {};
-      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f}, dsum[2][2] = {};
-      if (pcols) {
-        warp_mma16<T, false, false>(acc, sB + r0 * ldN, ldN, sG + p0 * ldN, ldN, 0, NP, lane);
-        row_dots(usum, acc, sX, ldP, r0, p0, lane);
-        scale_rows(acc, eout[r0 + gq], eout[r0 + gq + 8]);
-        warp_mma16<T, true, true>(acc, sM + r0, ldM, sDy + p0, ldP, r0, kQ, lane);
+    } else {  // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
+      float acc[2][2][4] = {};
+      float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
+      if (pgroups > 0) {
+        warp_mma32<T, false, false, false, 1>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj < pgroups) row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
+          scale_rows(acc[jj], eout[rb0 + gq], eout[rb0 + gq + 8]);
+        }
+        warp_mma32<T, true>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, pgroups, lane);
         T* dx = static_cast<T*>(d.dx);
-        uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+        for (int jj = 0; jj < 2; ++jj) {
+          if (jj >= pgroups) break;
+          const int pg0 = pb0 + jj * 16;
+          uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
+          float dsum[2][2] = {};
 #pragma unroll
-          for (int hi = 0; hi < 2; ++hi) {
-            const int s = r0 + gq + hi * 8, p = p0 + j * 8 + tq * 2;
-            const float2 xv = ld2(sX + s * ldP + p);
-            const float2 dy = ld2(sDy + s * ldP + p);
-            xsum[hi] += xv.x * acc[j][hi * 2] + xv.y * acc[j][hi * 2 + 1];
-            dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
-            if (vec16 || s < q) {
+          for (int j = 0; j < 2; ++j) {
+            const int p = pg0 + j * 8 + tq * 2;
+            const float2 Dp = *reinterpret_cast<const float2*>(Dv + p);  // D at p, p + 1
+#pragma unroll
+            for (int hi = 0; hi < 2; ++hi) {
+              const int s = rb0 + gq + hi * 8;
+              const float2 xv = ld2(sX + s * ldP + p);
+              const float2 dy = ld2(sDy + s * ldP + p);
+              xsum[hi] += xv.x * acc[jj][j][hi * 2] + xv.y * acc[jj][j][hi * 2 + 1];
+              dsum[j][0] += dy.x * xv.x, dsum[j][1] += dy.y * xv.y;
               const float ds = dtp[s];
-              const float r0v = ds * acc[j][hi * 2] + Dv[j][0] * dy.x;
-              const float r1v = ds * acc[j][hi * 2 + 1] + Dv[j][1] * dy.y;
-              put2(dx + xo, v, hi, j, s, p, r0v, r1v);
+              v[hi * 2 + j] = mma::pack2<T>(ds * acc[jj][j][hi * 2] + Dp.x * dy.x, ds * acc[jj][j][hi * 2 + 1] + Dp.y * dy.y);
             }
           }
-        if (vec16) store16(dx + xo, v);
+          store_piece(dx + xo, v, pg0);
 #pragma unroll
-        for (int j = 0; j < 2; ++j)
+          for (int j = 0; j < 2; ++j)
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
-            const float v = column_sum(dsum[j][e]);
-            if (gq == 0) pt.dp[wr * kQ + p0 + j * 8 + tq * 2 + e] = v;
-          }
+            for (int e = 0; e < 2; ++e) {  // Σ_s dy·x of this warp's rows, per channel (dD)
+              const float v = column_sum(dsum[j][e]);
+              if (gq == 0) pt.dp[(warp % 4) * kQ + pg0 + j * 8 + tq * 2 + e] = v;
+            }
+        }
       }
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const float u = quad_sum(usum[hi]), xv = quad_sum(xsum[hi]);
-        const int s = r0 + gq + hi * 8;
-        if (tq == 0) pt.u[wc * kQ + s] = u * eout[s] * dtp[s], pt.ddt[wc * kQ + s] = xv;
+        const int s = rb0 + gq + hi * 8;
+        if (tq == 0) pt.u[half * kQ + s] = u * eout[s] * dtp[s], pt.ddt[half * kQ + s] = xv;
       }
     }
 
@@ -581,12 +709,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   if (warp == kTailWarp) {  // the last head's tail
     const int hp = h_count - 1;
     head_tail(d, Parts(smem + lay.parts0 + (hp & 1) * lay.parts_bytes, lay), b, h_begin + hp, c, t0, q,
-              sDtpA + hp * kQ, sDerA + hp * kQ, sCsA + hp * kQ, sSegA + hp * kQ, lane);
+              slot(sDtpA, hp), slot(sDerA, hp), slot(sCsA, hp), sSeg, lane);
   }
 
-  // the run's dB / dC rows (rows past the end land in the partials' padding)
-  const int64_t row0 = (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
-  const int64_t ldo = int64_t(d.nslots) * NP;
+  // The run's dB / dC rows: a whole group (chunk_gradients_direct) into dB / dC themselves (rows
+  // t < q, columns n < N), else into the run's partial slot (rows past the end land in its padding).
+  const bool direct = chunk_gradients_direct(d);
+  float* outB = direct ? d.dB : d.dBh;
+  float* outC = direct ? d.dC : d.dCh;
+  const int64_t row0 = direct ? (int64_t(b) * d.L + t0) * d.G + g : (int64_t(b) * d.Lpad + t0) * d.nslots + g * d.nhb + hb;
+  const int ldc = direct ? d.N : NP;                              // columns of a row (even)
+  const int64_t ldo = int64_t(direct ? d.G : d.nslots) * ldc;     // token stride
 #pragma unroll
   for (int jj = 0; jj < 2; ++jj) {
     if (jj >= n_groups) break;
@@ -595,9 +728,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const int s = r0 + gq + hi * 8, n = n0 + jj * 16 + j * 8 + tq * 2;
-        const int64_t o = row0 * NP + s * ldo + n;
-        *reinterpret_cast<float2*>(d.dBh + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
-        *reinterpret_cast<float2*>(d.dCh + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);
+        if (direct && (s >= q || n >= d.N)) continue;
+        const int64_t o = row0 * ldc + s * ldo + n;
+        *reinterpret_cast<float2*>(outB + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
+        *reinterpret_cast<float2*>(outC + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);
       }
   }
 }
@@ -610,10 +744,11 @@ const bool g_preload = (cuda::register_kernel_preload(
 
 template <typename T>
 bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream) {
-  if (d.PC > kMaxPC || d.NP > kMaxNP || d.HB > kMaxHeads || d.Q != kQ) return false;
-  const MmaGradLayout lay(d.PC, d.NP, sizeof(T), d.z != nullptr);
-  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(lay.bytes);
-  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, lay.bytes, stream>>>(d);
+  static_assert(kMaxPC == 64 && kMaxNP == 128 && kQ == 64, "chunk_gradients_mma_fits");
+  if (!chunk_gradients_mma_fits(d, false)) return false;
+  constexpr size_t bytes = MmaGradLayout(sizeof(T)).bytes;
+  set_smem_once<ssd_bwd_chunk_mma_kernel<T>>(bytes);
+  ssd_bwd_chunk_mma_kernel<T><<<dim3(d.nc, d.nslots, d.batch), kNT, bytes, stream>>>(d);
   check_launch("ssdChunkScanBackward chunk gradients (tensor cores)");
   return true;
 }

@@ -171,14 +171,13 @@ __global__ void __launch_bounds__(128 * CS, NB == 2 ? 4 : 1)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int k = kk * 16 + tq * 2 + (r >> 1) * 8;  // a[0], a[1]: k = 2t, 2t+1; a[2], a[3]: + 8
-        const float2 v = unpack2<T>(af[r]);
         const float2 w = *reinterpret_cast<const float2*>(sWt + k);
         float w0 = w.x, w1 = w.y;
         if (gate) {
           const float2 zv = unpack2<T>(zf[r]);
           w0 *= silu_f(zv.x), w1 *= silu_f(zv.y);
         }
-        af[r] = pack2<T>(v.x * w0, v.y * w1);
+        af[r] = mul2<T>(af[r], pack2<T>(w0, w1));  // the weights rounded to T, one packed multiply
       }
 #pragma unroll
       for (int gi = 0; gi < kMaxGroups; ++gi) {

@@ -32,14 +32,27 @@ struct TileWalk {
 };
 
 // dst[r][c] = src[r·stride + c] for r < rows_valid, c < cols_valid, else 0 (rows × cols).
-// cp.async path: thread i handles 16-byte pieces i, i + NT, ... (walk: TileWalk<NT, T>(cols));
-// otherwise element by element (synchronous).
+// cp.async path: thread i handles 16-byte pieces i, i + NT, ... (walk: TileWalk<NT, T>(cols)),
+// by pointer steps when NT is a multiple of the pieces per row (every use at the common sizes:
+// the general walk cost ≈ 20 instructions per piece, 16 pieces per thread and chunk step in the
+// state kernel); otherwise element by element (synchronous).
 template <int NT, typename T>
 __device__ void tile_copy(T* dst, int ldd, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
                           int cols, TileWalk<NT, T> walk) {
   constexpr int V = 16 / sizeof(T);
   if (tile_vec(ldd, src, stride, cols_valid, cols)) {
     const int vcols = cols / V, dr = int(walk.step & 0xffffu), dc = int(walk.step >> 16);
+    if (dc == 0) {  // NT a multiple of the pieces per row: this thread's column stays, rows step by dr
+      const int c = int(walk.start >> 16) * V;
+      for (int r = int(walk.start & 0xffffu); r < rows; r += dr) {
+        T* to = dst + r * ldd + c;
+        if (r < rows_valid)
+          __pipeline_memcpy_async(to, src + int64_t(r) * stride + c, 16);
+        else
+          *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
+      }
+      return;
+    }
     for (int r = int(walk.start & 0xffffu), cv = int(walk.start >> 16); r < rows; r += dr, cv += dc) {
       if (cv >= vcols) cv -= vcols, ++r;
       if (r >= rows) break;

@@ -28,7 +28,7 @@ Dev make_dev(const SsdParams& p) {
   // shared-memory footprint (~110 KB at dstate 128) that lets two blocks share an SM.
   d.PT = std::min(32, d.PC);
   d.PP = (d.P + d.PT - 1) / d.PT * d.PT;
-  d.HB = std::min(d.hpg, 8);
+  d.HB = cuda::ssd::chunk_gradient_heads(d, p.dtype == DType::Float32);
   d.nhb = (d.hpg + d.HB - 1) / d.HB;
   d.nslots = d.G * d.nhb;
   d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout;

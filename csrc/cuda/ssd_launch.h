@@ -85,8 +85,26 @@ template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
 // weights: scratch of 2·batch·H·Lpad floats (the chunk products' token weights).
 template <typename T>
 void launch_backward_states_seq(const Dev& d, float* weights, cudaStream_t stream, StageTimer& timer);
-// Backward chunk gradients on tensor cores (ssd_bwd_chunk.cu) for 16-bit types, headdim ≤ 64,
-// dstate ≤ 128: false (nothing launched) for other sizes.
+// Whether the backward chunk gradients run on tensor cores (ssd_bwd_chunk.cu): 16-bit types,
+// headdim ≤ 64, dstate ≤ 128, 64-token chunks.
+inline bool chunk_gradients_mma_fits(const Dev& d, bool f32) { return !f32 && d.PC <= 64 && d.NP <= 128 && d.Q == 64; }
+// Heads per block of the backward chunk gradients (d.HB: a run of heads of one group shares B, C
+// and C·Bᵀ and sums dB / dC over its heads, in order). The tensor-core kernel takes a whole group
+// per block once the (chunk, batch, group) grid alone gives two blocks per SM of an H100-class
+// GPU (256): the makespan is the same as with runs of 8 heads (≈ 155 head-steps per SM at 4 × 4096
+// × 80 heads either way), the per-block prologue is paid 10× less often, and dB / dC are written
+// once, without partial slots or their reduction. Depends on the shape only (the scratch size
+// follows from it).
+inline int chunk_gradient_heads(const Dev& d, bool f32) {
+  const int run = d.hpg < 8 ? d.hpg : 8;
+  if (!chunk_gradients_mma_fits(d, f32)) return run;
+  return int64_t(d.nc) * d.batch * d.G >= 256 ? d.hpg : run;
+}
+// Whether the tensor-core chunk-gradient kernel writes dB / dC itself (a run is the whole group;
+// float2 rows) instead of per-run partials that ssd_bwd_reduce_kernel sums.
+__host__ __device__ inline bool chunk_gradients_direct(const Dev& d) { return d.nhb == 1 && d.N % 2 == 0; }
+// Backward chunk gradients on tensor cores (ssd_bwd_chunk.cu) where chunk_gradients_mma_fits:
+// false (nothing launched) for other sizes.
 template <typename T> bool launch_chunk_gradients_mma(const Dev& d, cudaStream_t stream);
 // Backward: chunk states (float32: forward kernel, reverse state pass; 16-bit:
 // launch_backward_states_seq), chunk gradients, reductions.

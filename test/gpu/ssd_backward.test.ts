@@ -33,6 +33,8 @@ const CASES: Array<[string, SsdCase, number | undefined]> = [
   ['headdim 64, dstate 32, seqlen 65, odd chunk 100, dtLimit without softplus', { batch: 1, seqlen: 65, heads: 4, headdim: 64, dstate: 32, groups: 2, dtSoftplus: false, dtLimit: [0.05, 0.2], z: true, D: 'head' }, 100],
   // 2·batch·heads = 288 state blocks: one block per state tile (smaller grids split dstate in two)
   ['144 heads, headdim 16, dstate 64, seqIdx: the unsplit state kernel', { batch: 1, seqlen: 130, heads: 144, headdim: 16, dstate: 64, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }, undefined],
+  // 64 chunks × 4 groups: the tensor-core kernel takes a whole group (9 heads) per block and writes dB / dC itself
+  ['whole groups per block: 36 heads in 4 groups, headdim 24, dstate 40, seqlen 4090, seqIdx', { batch: 1, seqlen: 4090, heads: 36, headdim: 24, dstate: 40, groups: 4, seqStarts: [1000, 2047, 2048], z: true, D: 'channel', dtBias: true, initialStates: true }, undefined],
   ['headdim 48, dstate 128, restart on a chunk edge (seqIdx at 128, 192)', { batch: 2, seqlen: 260, heads: 16, headdim: 48, dstate: 128, groups: 2, seqStarts: [128, 192], initialStates: true, z: true, D: 'head', dtBias: true }, 256],
   ['general kernel: headdim 128, dstate 256, odd chunk 77', { batch: 1, seqlen: 201, heads: 2, headdim: 128, dstate: 256, groups: 1, z: true, D: 'head', initialStates: true }, 77],
   ['general kernel: headdim 72, dstate 40, seqIdx', { batch: 2, seqlen: 131, heads: 3, headdim: 72, dstate: 40, groups: 1, seqStarts: [5, 64, 65, 100], D: 'head', dtBias: true }, undefined],
@@ -62,6 +64,8 @@ describeGpu('ssdChunkScanBackward on CUDA vs the CPU float64 backward', () => {
     const shapes: SsdCase[] = [
       { batch: 2, seqlen: 300, heads: 20, headdim: 64, dstate: 128, groups: 2, z: true, D: 'head', dtBias: true, initialStates: true },
       { batch: 1, seqlen: 200, heads: 4, headdim: 96, dstate: 64, groups: 1, z: true, D: 'channel', dtBias: true },
+      // whole groups per block (64 chunks × 4 groups), dB / dC written by the chunk kernel
+      { batch: 1, seqlen: 4096, heads: 40, headdim: 32, dstate: 64, groups: 4, z: true, D: 'head', dtBias: true },
     ];
     for (const c of shapes) {
       const pr = makeSsdProblem(c, r);
