@@ -46,11 +46,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   float* s_C = s_B + chunk * npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][R][K][kThreads]
-  // [kPartSteps][rank][npad] per-step dB (dC) contributions of each thread's rows; for a
-  // time-invariant B (C), instead [2][R][kThreads][K]: each lane's B (C) values of its rows and
-  // their dB (dC) sums (off registers: rarely used)
+  // Per-step dB (dC) contributions of each thread's rows, kPartSteps steps: [kPartSteps][rank][npad],
+  // or with kChunkSums [warp][kPartSteps][rows of the warp][npad]; for a time-invariant B (C),
+  // instead [2][R][kThreads][K]: each lane's B (C) values of its rows and their dB (dC) sums (off
+  // registers: rarely used)
+  constexpr bool kChunkSums = bwd_chunk_sums(K, kG);
   float* s_pB = s_bnd + (chunk / kSub) * R * K * kThreads;
   float* s_pC = s_pB + kPartSteps * rank * npad;
+  // kChunkSums: [2 (B, C)][chunk][warp][npad], each warp's sums of its rows' contributions
+  float* s_acc = s_pC + kPartSteps * rank * npad;
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
@@ -147,23 +151,26 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
   };
 
-  // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's threads'
-  // row sums in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
+  // Per-step dB/dC of steps t_first .. t_first + steps - 1 of chunk c: each a sum over nsrc sources
+  // (rows of the block, or warps' sums) of step j's values at src + j * step_stride + i * npad,
+  // in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
   // Every count is a power of two, so tasks split by shifts (constants when G is). Block-uniform;
   // the barriers around it order the partial stores and their reuse.
-  const int nq = npad / 4, per = kPartSteps * nq, tasks = 2 * per;
-  const int S = tasks < kThreads ? kThreads / tasks : 1;
-  const int lg_S = ilog2(S), lg_nq = ilog2(nq), lg_per = ilog2(per);
+  const int nq = npad / 4, lg_nq = ilog2(nq);
   const bool vec4 = (N & 3) == 0;  // whole float4 stores (the scratch offsets are 16-byte aligned)
-  auto reduce_parts = [&](int64_t c, int t_first, int len) {
+  auto block_sums = [&](const float* srcB, const float* srcC, int steps, int step_stride, int nsrc, int64_t c,
+                        int t_first, int len) {
+    const int per = steps * nq, tasks = 2 * per;
+    const int S = tasks < kThreads ? kThreads / tasks : 1;
+    const int lg_S = ilog2(S), lg_per = ilog2(per);
     __syncthreads();
     for (int i = tid; i < tasks * S; i += kThreads) {
       const int task = i >> lg_S, sub = i & (S - 1);
       const bool isC = task >= per;
       const int rem = task & (per - 1), j = rem >> lg_nq, q = rem & (nq - 1);
-      const float* src = (isC ? s_pC : s_pB) + j * rank * npad + 4 * q;
+      const float* src = (isC ? srcC : srcB) + j * step_stride + 4 * q;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int r = sub; r < rank; r += S) {
+      for (int r = sub; r < nsrc; r += S) {
         const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
@@ -187,6 +194,28 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
     }
     __syncthreads();
+  };
+  // kChunkSums: every four steps each warp sums its own rows' contributions into s_acc (a
+  // __syncwarp, no block barrier); the block sums its warps' once per chunk. Otherwise the block
+  // sums all its rows every four steps. A thread's contributions to step q go to p_slot + q * p_q.
+  constexpr int kWarps = kThreads / 32;
+  const int warp = tid >> 5, wl = tid & 31, rpw = rank / kWarps;  // rows (of R) per warp
+  const int p_slot = kChunkSums ? (warp * kPartSteps * 32 + wl) * K : tid * K;  // dl * npad + lane * K
+  constexpr int p_q = (kChunkSums ? 32 : kThreads) * K;                           // a warp's or the block's rows
+  auto warp_sums = [&](int t) {  // steps t .. t + 3, after a __syncwarp
+    for (int i = wl; i < 2 * kPartSteps * nq; i += 32) {
+      const bool isC = i >= kPartSteps * nq;
+      if (isC ? c_ti : b_ti) continue;
+      const int rem = i & (kPartSteps * nq - 1), j = rem >> lg_nq, q = rem & (nq - 1);
+      const float* src = (isC ? s_pC : s_pB) + (warp * kPartSteps + j) * p_q + 4 * q;
+      float4 acc = *reinterpret_cast<const float4*>(src);
+      for (int r = 1; r < rpw; ++r) {
+        const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
+        acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
+      }
+      *reinterpret_cast<float4*>(s_acc + (((isC ? chunk : 0) + t + j) * kWarps + warp) * npad + 4 * q) = acc;
+    }
+    __syncwarp();  // read before the next steps' contributions overwrite them
   };
 
   // Steps 2 and 3 for one chunk; kRestart: seqIdx present; kTile: B and C both per step. Steps
@@ -252,25 +281,34 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
       }
       float zpart[R][4];  // this lane's share of <C_t, x_t> of each row (for dz)
+      // kZ (z given) a compile-time flag here: a run-time `if (z)` per state split this loop into
+      // one basic block per state update
+      auto recompute = [&](auto z_tag) {
+        constexpr bool kZ = decltype(z_tag)::value;
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        float bv[R][K], cv[R][K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
-        if (z) load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
+        for (int q = 0; q < 4; ++q) {
+          float bv[R][K], cv[R][K];
+          load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
+          if (kZ) load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const float du = st[r].dt[q] * st[r].u[q];
-          float acc = 0.f;
+          for (int r = 0; r < R; ++r) {
+            const float du = st[r].dt[q] * st[r].u[q];
+            float acc = 0.f;
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
-            if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
-            h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
-            if (z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
+            for (int k = 0; k < K; ++k) {
+              a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
+              if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
+              h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
+              if (kZ) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
+            }
+            zpart[r][q] = acc;
           }
-          zpart[r][q] = acc;
         }
-      }
+      };
+      if (z)
+        recompute(std::true_type{});
+      else
+        recompute(std::false_type{});
       if (z) {
         // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
         reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
@@ -316,8 +354,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
           }
         }
-        if (!c_ti) store_k<K>(s_pC + (q * rank + dl) * npad + lane * K, dc);
-        if (!b_ti) store_k<K>(s_pB + (q * rank + dl) * npad + lane * K, db);
+        if (!c_ti) store_k<K>(s_pC + p_slot + q * p_q, dc);
+        if (!b_ti) store_k<K>(s_pB + p_slot + q * p_q, db);
       }
       __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
       reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
@@ -334,7 +372,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           r_dy[o] = dpre;
         }
       });
-      if (!b_ti || !c_ti) reduce_parts(c, t, len);
+      if (kChunkSums) {
+        warp_sums(t);
+        if (t == 0) block_sums(s_acc, s_acc + chunk * kWarps * npad, chunk, kWarps * npad, kWarps, c, 0, len);
+      } else if (!b_ti || !c_ti) {
+        block_sums(s_pB, s_pC, kPartSteps, p_q, rank, c, t, len);
+      }
     }
   };
 

@@ -150,17 +150,25 @@ inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
                           chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
+// Whether the backward sums its per-step dB/dC over each warp's rows every four steps and over the
+// block once per chunk (16 KiB more shared memory, which only the two-row layout of dstate 9-16
+// can spare without losing a resident block), or over the block every four steps.
+__host__ __device__ constexpr bool bwd_chunk_sums(int K, int kG) { return bwd_rows(K, kG) == 2; }
+
 // Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
 // factor/dz, gated dy/ddelta), B and C tiles, restart flags, sub-chunk start states of each
-// thread's rows, and per-step dB/dC contributions of kPartSteps steps summed over each thread's
-// rows (about 88 KiB at dstate 16: 2 blocks of 64 rows fit on an SM).
+// thread's rows, per-step dB/dC contributions of kPartSteps steps summed over each thread's
+// rows, and with bwd_chunk_sums their per-warp sums over a chunk (about 104 KiB at dstate 16: 2
+// blocks of 64 rows fit on an SM).
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
   const size_t R = static_cast<size_t>(lo.dims) * lo.G / kThreads;  // rows per thread
   const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
   const size_t bnd = static_cast<size_t>(chunk / kSub) * R * lo.K * kThreads;
   const size_t part = 2 * static_cast<size_t>(kPartSteps) * (lo.dims / R) * lo.npad;
-  return sizeof(float) * (rows + bc + bnd + part);
+  const bool chunk_sums = bwd_chunk_sums(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
+  const size_t acc = chunk_sums ? 2 * static_cast<size_t>(chunk) * (kThreads / 32) * lo.npad : 0;
+  return sizeof(float) * (rows + bc + bnd + part + acc);
 }
 
 // The backward runs in slabs of whole chunks, kSlabSteps steps each (the first slab in time may
