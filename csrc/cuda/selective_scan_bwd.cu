@@ -202,10 +202,10 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   const int warp = tid >> 5, wl = tid & 31, rpw = rank / kWarps;  // rows (of R) per warp
   const int p_slot = kChunkSums ? (warp * kPartSteps * 32 + wl) * K : tid * K;  // dl * npad + lane * K
   constexpr int p_q = (kChunkSums ? 32 : kThreads) * K;                           // a warp's or the block's rows
-  auto warp_sums = [&](int t) {  // steps t .. t + 3, after a __syncwarp
+  auto warp_sums = [&](int t, bool bti, bool cti) {  // steps t .. t + 3, after a __syncwarp
     for (int i = wl; i < 2 * kPartSteps * nq; i += 32) {
       const bool isC = i >= kPartSteps * nq;
-      if (isC ? c_ti : b_ti) continue;
+      if (isC ? cti : bti) continue;
       const int rem = i & (kPartSteps * nq - 1), j = rem >> lg_nq, q = rem & (nq - 1);
       const float* src = (isC ? s_pC : s_pB) + (warp * kPartSteps + j) * p_q + 4 * q;
       float4 acc = *reinterpret_cast<const float4*>(src);
@@ -267,29 +267,44 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
 
     // 3. sub-chunks (one group of four steps each) in reverse: their states and decays recomputed
-    // into registers, then the reverse recurrence over them
+    // into registers, then the reverse recurrence over them. z present (kZ) is a compile-time flag
+    // and the body has no branch (selects only), so each sub-chunk is one basic block that the
+    // scheduler can overlap across passes; the next sub-chunk's start states and steps are read
+    // while this one's sums and stores finish.
     static_assert(kSub == 4 && kPartSteps == 4, "a sub-chunk is one four-step group");
-    for (int s = nsub - 1; s >= 0; --s) {
-      const int t = s * kSub;
-      float h[kSub + 1][R][K];  // h[j] = state before step t + j
-      float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
+    constexpr bool kTile = decltype(tile_tag)::value;
+    const bool bti = !kTile && b_ti, cti = !kTile && c_ti;  // constants in the usual (tiled) case
+    auto sub_chunks = [&](auto z_tag) {
+      constexpr bool kZ = decltype(z_tag)::value;
+      float h0[R][K];  // state before the sub-chunk
       Steps4 st[R];
+      auto load_start = [&](int s) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
+        for (int r = 0; r < R; ++r) {
 #pragma unroll
-        for (int k = 0; k < K; ++k) h[0][r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
-        st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
-      }
-      float zpart[R][4];  // this lane's share of <C_t, x_t> of each row (for dz)
-      // kZ (z given) a compile-time flag here: a run-time `if (z)` per state split this loop into
-      // one basic block per state update
-      auto recompute = [&](auto z_tag) {
-        constexpr bool kZ = decltype(z_tag)::value;
+          for (int k = 0; k < K; ++k) h0[r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
+          st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, s * kSub);
+        }
+      };
+      // the two-row layout has the registers to read the next start during this sub-chunk's tail;
+      // the others (at their register caps) read it at the top
+      constexpr bool kAhead = kChunkSums;
+      if (kAhead) load_start(nsub - 1);
+      for (int s = nsub - 1; s >= 0; --s) {
+        const int t = s * kSub;
+        if (!kAhead) load_start(s);
+        float h[kSub + 1][R][K];  // h[j] = state before step t + j
+        float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
+        float zpart[R][4];        // this lane's share of <C_t, x_t> of each row (for dz)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int k = 0; k < K; ++k) h[0][r][k] = h0[r][k];
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
           float bv[R][K], cv[R][K];
-          load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
-          if (kZ) load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
+          load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
+          if (kZ) load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float du = st[r].dt[q] * st[r].u[q];
@@ -304,81 +319,83 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             zpart[r][q] = acc;
           }
         }
-      };
-      if (z)
-        recompute(std::true_type{});
-      else
-        recompute(std::false_type{});
-      if (z) {
-        // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-        reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+        if (kZ) {
+          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
+          reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+            const int q = G >= 4 ? own : q_any;
+#pragma unroll
+            for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
+          });
+        }
+        // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
+        float part[2 * R][4];
+#pragma unroll
+        for (int q = 3; q >= 0; --q) {
+          float bv[R][K], cv[R][K], db[K], dc[K];
+          load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
+          load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
+            dD[r] = fmaf(dyv, ut, dD[r]);
+            float ddt = 0.f, gB = 0.f, gks[K];
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+              const float gk = fmaf(cv[r][k], dyv, g[r][k]);  // dL/dx_t
+              gks[k] = gk;
+              // this step's dC and dB contributions, summed over the thread's rows
+              dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
+              db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
+              const float ga = gk * h[q][r][k] * a[q][r][k];
+              ddt = fmaf(ga, A2[r][k], ddt);
+              dA[r][k] = fmaf(ga, dt, dA[r][k]);
+              gB = fmaf(gk, bv[r][k], gB);
+              g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+            }
+            part[2 * r][q] = ddt;
+            part[2 * r + 1][q] = gB;
+            // time-invariant B or C: the row's own sums (each row has its own values)
+            if (cti) {
+#pragma unroll
+              for (int k = 0; k < K; ++k) s_pC[((R + r) * kThreads + tid) * K + k] += dyv * h[q + 1][r][k];
+            }
+            if (bti) {
+#pragma unroll
+              for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
+            }
+          }
+          if (!cti) store_k<K>(s_pC + p_slot + q * p_q, dc);
+          if (!bti) store_k<K>(s_pB + p_slot + q * p_q, db);
+        }
+        if (kAhead) load_start(s > 0 ? s - 1 : 0);  // nothing below writes what it reads (s = 0 rereads: no branch)
+        __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
+        reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
           const int q = G >= 4 ? own : q_any;
 #pragma unroll
-          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
+          for (int r = 0; r < R; ++r) {
+            const int o = r * rstride + t + q;
+            const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
+            // d delta' / d(delta + bias), from delta'; 0 past seqlen (those steps' sums are not
+            // no-ops), where the staged delta' is 0 and so is dsoftplus(0)
+            const float dsp = p.delta_softplus ? dsoftplus(dt) : t + q < len ? 1.f : 0.f;
+            const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
+            dbias[r] += dpre;
+            r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
+            r_dy[o] = dpre;
+          }
         });
-      }
-      // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
-      float part[2 * R][4];
-#pragma unroll
-      for (int q = 3; q >= 0; --q) {
-        float bv[R][K], cv[R][K], db[K], dc[K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
-        load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
-          dD[r] = fmaf(dyv, ut, dD[r]);
-          float ddt = 0.f, gB = 0.f, gks[K];
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const float gk = fmaf(cv[r][k], dyv, g[r][k]);  // dL/dx_t
-            gks[k] = gk;
-            // this step's dC and dB contributions, summed over the thread's rows
-            dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
-            db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
-            const float ga = gk * h[q][r][k] * a[q][r][k];
-            ddt = fmaf(ga, A2[r][k], ddt);
-            dA[r][k] = fmaf(ga, dt, dA[r][k]);
-            gB = fmaf(gk, bv[r][k], gB);
-            g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
-          }
-          part[2 * r][q] = ddt;
-          part[2 * r + 1][q] = gB;
-          // time-invariant B or C: the row's own sums (each row has its own values)
-          if (c_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[((R + r) * kThreads + tid) * K + k] += dyv * h[q + 1][r][k];
-          }
-          if (b_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
-          }
+        if (kChunkSums) {
+          warp_sums(t, bti, cti);
+          if (t == 0) block_sums(s_acc, s_acc + chunk * kWarps * npad, chunk, kWarps * npad, kWarps, c, 0, len);
+        } else if (!b_ti || !c_ti) {
+          block_sums(s_pB, s_pC, kPartSteps, p_q, rank, c, t, len);
         }
-        if (!c_ti) store_k<K>(s_pC + p_slot + q * p_q, dc);
-        if (!b_ti) store_k<K>(s_pB + p_slot + q * p_q, db);
       }
-      __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
-      reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
-        const int q = G >= 4 ? own : q_any;
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const int o = r * rstride + t + q;
-          const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
-          // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
-          const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
-          const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
-          dbias[r] += dpre;
-          r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
-          r_dy[o] = dpre;
-        }
-      });
-      if (kChunkSums) {
-        warp_sums(t);
-        if (t == 0) block_sums(s_acc, s_acc + chunk * kWarps * npad, chunk, kWarps * npad, kWarps, c, 0, len);
-      } else if (!b_ti || !c_ti) {
-        block_sums(s_pB, s_pC, kPartSteps, p_q, rank, c, t, len);
-      }
-    }
+    };
+    if (z)
+      sub_chunks(std::true_type{});
+    else
+      sub_chunks(std::false_type{});
   };
 
   for (int64_t c = c_hi - 1; c >= c_lo; --c) {
