@@ -107,9 +107,15 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 
   // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
-  // backward). Steps past seqlen have delta' = 0: the state stays as is.
-  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
+  // backward); kTile: B and C both staged tiles (per-step B and C, the usual case), whose step
+  // stride is then a constant that the shared loads take as immediate offsets. Steps past seqlen
+  // have delta' = 0: the state stays as is.
+  auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
+    constexpr bool kTile = decltype(tile_tag)::value;
+    const float* bs = kTile ? s_B + lane * K : b_src;
+    const float* cs = kTile ? s_C + lane * K : c_src;
+    const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
 #pragma unroll(kY ? 2 : 1)
     for (int gq = 0; gq < ngroups; ++gq) {
       const int t = gq * 4;
@@ -119,9 +125,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       for (int s = 0; s < 4; ++s) {
         const float dt = st.dt[s], du = dt * st.u[s];
         float bv[K], cv[K];
-        load_k<K>(bv, b_src + (t + s) * b_step);
+        load_k<K>(bv, bs + (t + s) * bstep);
         if (kY) {
-          load_k<K>(cv, c_src + (t + s) * c_step);
+          load_k<K>(cv, cs + (t + s) * cstep);
         } else {
 #pragma unroll
           for (int k = 0; k < K; ++k) cv[k] = 0.f;
@@ -216,16 +222,23 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
 
     const int ngroups = (len + 3) >> 2;
+    // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
+    auto run = [&](auto restart_tag, auto y_tag) {
+      if constexpr (decltype(y_tag)::value) {
+        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, ngroups);
+      }
+      run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
+    };
     if (p.seq_idx) {
       if (want_y)
-        run_steps(std::true_type{}, std::true_type{}, ngroups);
+        run(std::true_type{}, std::true_type{});
       else
-        run_steps(std::true_type{}, std::false_type{}, ngroups);
+        run(std::true_type{}, std::false_type{});
     } else {
       if (want_y)
-        run_steps(std::false_type{}, std::true_type{}, ngroups);
+        run(std::false_type{}, std::true_type{});
       else
-        run_steps(std::false_type{}, std::false_type{}, ngroups);
+        run(std::false_type{}, std::false_type{});
     }
 
     if (ends_pass) {
