@@ -267,15 +267,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
 
     // 3. sub-chunks (one group of four steps each) in reverse: their states and decays recomputed
-    // into registers, then the reverse recurrence over them. z present (kZ) is a compile-time flag
-    // and the body has no branch (selects only), so each sub-chunk is one basic block that the
-    // scheduler can overlap across passes; the next sub-chunk's start states and steps are read
-    // while this one's sums and stores finish.
+    // into registers, then the reverse recurrence over them. At dstate 9-16 z present is a
+    // compile-time flag and the body has no branch (selects only), so each sub-chunk is one basic
+    // block that the scheduler can overlap across passes; the next sub-chunk's start states and
+    // steps are read while this one's sums and stores finish.
     static_assert(kSub == 4 && kPartSteps == 4, "a sub-chunk is one four-step group");
     constexpr bool kTile = decltype(tile_tag)::value;
     const bool bti = !kTile && b_ti, cti = !kTile && c_ti;  // constants in the usual (tiled) case
     auto sub_chunks = [&](auto z_tag) {
-      constexpr bool kZ = decltype(z_tag)::value;
+      const bool with_z = static_cast<bool>(z_tag);  // a constant for the std::bool_constant tags
       float h0[R][K];  // state before the sub-chunk
       Steps4 st[R];
       auto load_start = [&](int s) {
@@ -304,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         for (int q = 0; q < 4; ++q) {
           float bv[R][K], cv[R][K];
           load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
-          if (kZ) load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
+          if (with_z) load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float du = st[r].dt[q] * st[r].u[q];
@@ -314,12 +314,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
               a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
               if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
               h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
-              if (kZ) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
+              if (with_z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
             }
             zpart[r][q] = acc;
           }
         }
-        if (kZ) {
+        if (with_z) {
           // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
           reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
             const int q = G >= 4 ? own : q_any;
@@ -392,10 +392,14 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         }
       }
     };
-    if (z)
-      sub_chunks(std::true_type{});
-    else
-      sub_chunks(std::false_type{});
+    if constexpr (kChunkSums) {
+      if (z)
+        sub_chunks(std::true_type{});
+      else
+        sub_chunks(std::false_type{});
+    } else {
+      sub_chunks(z != nullptr);  // one copy, z a run-time flag: fewer registers where they are capped
+    }
   };
 
   for (int64_t c = c_hi - 1; c >= c_lo; --c) {
