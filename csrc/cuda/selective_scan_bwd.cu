@@ -14,6 +14,7 @@
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
@@ -28,7 +29,8 @@ namespace {
 template <int K, int kG>
 constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
-template <typename T, int K, int kG>
+// EXPERIMENT (run Q2, removed after): kDeferX = false turns the deferred partial stores off.
+template <typename T, int K, int kG, bool kDeferX = true>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
@@ -222,22 +224,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   // past seqlen are staged with delta' = u = dy = 0 (and zero B/C tiles) and get softplus' = 0,
   // which makes them exact no-ops for the states and every gradient, so sub-chunks always run kSub
   // steps.
+  float x0[R][K];  // the state before the chunk (read in the chunk loop, before staging)
   auto run_chunk = [&](auto restart_tag, auto tile_tag, int64_t c, int len) {
     constexpr bool kRestart = decltype(restart_tag)::value;
-    // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
+    // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk (x0)
     float x[R][K];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t n = lane * K + k;
-        const bool ok = active[r] && n < N;
-        if (c > 0)
-          x[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
-        else
-          x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
-      }
-    }
+      for (int k = 0; k < K; ++k) x[r][k] = x0[r][k];
     const int nsub = (len + kSub - 1) / kSub;
     for (int s = 0; s < nsub; ++s) {
 #pragma unroll
@@ -329,9 +324,17 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         }
         // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
         float part[2 * R][4];
+        // Each step's dB/dC contributions (summed over the thread's rows). At dstate 9-16 they are
+        // kept in registers and stored two steps at a time: a shared store between two steps
+        // keeps the compiler from reading the next step's B, C and dy ahead (it can't tell the
+        // addresses apart); four steps' worth would spill.
+        constexpr bool kDefer = kChunkSums && kDeferX;
+        float dcs[kDefer ? 4 : 1][K], dbs[kDefer ? 4 : 1][K];
 #pragma unroll
         for (int q = 3; q >= 0; --q) {
-          float bv[R][K], cv[R][K], db[K], dc[K];
+          float bv[R][K], cv[R][K];
+          float(&dc)[K] = dcs[kDefer ? q : 0];
+          float(&db)[K] = dbs[kDefer ? q : 0];
           load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
           load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
@@ -364,8 +367,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
               for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
             }
           }
-          if (!cti) store_k<K>(s_pC + p_slot + q * p_q, dc);
-          if (!bti) store_k<K>(s_pB + p_slot + q * p_q, db);
+          if (!kDefer || (q & 1) == 0) {
+#pragma unroll
+            for (int j = q; j < (kDefer ? q + 2 : q + 1); ++j) {
+              if (!cti) store_k<K>(s_pC + p_slot + j * p_q, dcs[kDefer ? j : 0]);
+              if (!bti) store_k<K>(s_pB + p_slot + j * p_q, dbs[kDefer ? j : 0]);
+            }
+          }
         }
         if (kAhead) load_start(s > 0 ? s - 1 : 0);  // nothing below writes what it reads (s = 0 rereads: no branch)
         __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
@@ -405,6 +413,19 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   for (int64_t c = c_hi - 1; c >= c_lo; --c) {
     const int64_t t0 = c * chunk;
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
+    // The state before the chunk, asked of memory first so that its latency overlaps the staging.
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int64_t n = lane * K + k;
+        const bool ok = active[r] && n < N;
+        if (c > 0)
+          x0[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
+        else
+          x0[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
+      }
+    }
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
     if (vec && len == chunk) {
       for (int i = tid; i < dims * vpr; i += kThreads) {
@@ -587,7 +608,11 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
                      int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
-  auto kernel = scan_bwd_kernel<T, K, kG>;
+  static const bool no_defer = [] {
+    const char* v = std::getenv("STATESPACE_SCAN_BWD_DEFER");
+    return v && v[0] == '0';
+  }();
+  auto kernel = no_defer ? scan_bwd_kernel<T, K, kG, false> : scan_bwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
@@ -608,7 +633,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 template <typename T>
 struct TouchBwd {
   static void run() {
-    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 4, false>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
                   reduce_steps_kernel<T>);
   }
 };

@@ -382,17 +382,16 @@ __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, c
   return Steps4{{dt4.x, dt4.y, dt4.z, dt4.w}, {u4.x, u4.y, u4.z, u4.w}, {rs4.x, rs4.y, rs4.z, rs4.w}};
 }
 
-// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a 128-byte line per
-// thread in turn. Issued for the next chunk while this one computes, so that its staging loads
-// come from L2 instead of waiting on device memory with every warp of the block.
+// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a thread per row
+// (128-byte lines; rows <= kThreads here, so one pass). Issued for the next chunk while this one
+// computes, so that its staging loads come from L2 instead of waiting on device memory with
+// every warp of the block. (Rows by thread, not flat lines: no run-time division.)
 template <typename T>
 __device__ __forceinline__ void prefetch_rows(const T* src, int64_t stride, int rows, int64_t t0, int len) {
   constexpr int E = 128 / sizeof(T);  // elements per line
   const int lines = (len + E - 1) / E;
-  for (int i = threadIdx.x; i < rows * lines; i += kThreads) {
-    const int r = i / lines, j = i - r * lines;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
-  }
+  for (int r = threadIdx.x; r < rows; r += kThreads)
+    for (int j = 0; j < lines; ++j) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
 }
 
 // Restart flags of a chunk: 1 where seqIdx changes (the state before that step is dropped).

@@ -105,7 +105,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // epilogue then reads u and the gate at a fixed offset (no select of u by step).
   const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
 
-  // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
+  // One chunk's recurrence, four steps per group. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
   // backward); kTile: B and C both staged tiles (per-step B and C, the usual case), whose step
   // stride is then a constant that the shared loads take as immediate offsets. Steps past seqlen
@@ -116,40 +116,56 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-#pragma unroll(kY ? 2 : 1)
-    for (int gq = 0; gq < ngroups; ++gq) {
-      const int t = gq * 4;
-      const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
-      float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
+    // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
+    // compiler can't move a shared load above a shared store it can't tell apart, so with one
+    // group per y store the groups ran one after another; M = 2 lets the second group's loads
+    // and math overlap the first's row sums.
+    auto groups = [&](auto m_tag, int t) {
+      constexpr int M = decltype(m_tag)::value;
+      float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const float dt = st.dt[s], du = dt * st.u[s];
-        float bv[K], cv[K];
-        load_k<K>(bv, bs + (t + s) * bstep);
-        if (kY) {
-          load_k<K>(cv, cs + (t + s) * cstep);
-        } else {
+      for (int m = 0; m < M; ++m) {
+        const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
 #pragma unroll
-          for (int k = 0; k < K; ++k) cv[k] = 0.f;
+        for (int s = 0; s < 4; ++s) {
+          const int ts = t + 4 * m + s;
+          const float dt = st.dt[s], du = dt * st.u[s];
+          float bv[K], cv[K];
+          load_k<K>(bv, bs + ts * bstep);
+          if (kY) {
+            load_k<K>(cv, cs + ts * cstep);
+          } else {
+#pragma unroll
+            for (int k = 0; k < K; ++k) cv[k] = 0.f;
+          }
+          float acc = 0.f;
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dt * A2[k]);
+            if (kRestart && st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+            if (kY) acc = fmaf(cv[k], x[k], acc);
+          }
+          part[m][s] = acc;
         }
-        float acc = 0.f;
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          float a = exp2f(dt * A2[k]);
-          if (kRestart && st.rst[s]) a = 0.f;
-          x[k] = fmaf(a, x[k], du * bv[k]);
-          if (kY) acc = fmaf(cv[k], x[k], acc);
-        }
-        part[0][s] = acc;
       }
-      if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      if (!kY) return;
+      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
-      reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        const int o = t + (G >= 4 ? own : s);
-        rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const int o = t + 4 * m + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+        }
       });
+    };
+    int gq = 0;
+    if (kY) {
+      for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
+#pragma unroll 1
+    for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
   };
 
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
