@@ -162,6 +162,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     };
     int gq = 0;
     if (kY) {
+#pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
 #pragma unroll 1
