@@ -235,19 +235,23 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       for (int k = 0; k < K; ++k) x[r][k] = x0[r][k];
     const int nsub = (len + kSub - 1) / kSub;
     for (int s = 0; s < nsub; ++s) {
+      // this sub-chunk's steps and B rows before the stores of its start state: loads placed after
+      // a shared store would wait for it (the compiler can't tell the addresses apart). The last
+      // sub-chunk's are read too (inside the staged chunk) and unused: no branch.
+      const int t = s * kSub;
+      Steps4 st[R];
+      float bv[4][R][K];
+#pragma unroll
+      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) load_rows<decltype(tile_tag)::value>(bv[q], b_src, b_row, b_step, t + q);
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int k = 0; k < K; ++k) s_bnd[((s * R + r) * K + k) * kThreads + tid] = x[r][k];
       if (s == nsub - 1) break;  // the state after the chunk isn't needed
-      const int t = s * kSub;
-      Steps4 st[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        float bv[R][K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float du = st[r].dt[q] * st[r].u[q];
@@ -255,7 +259,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           for (int k = 0; k < K; ++k) {
             float a = exp2f(st[r].dt[q] * A2[r][k]);
             if (kRestart && st[r].rst[q]) a = 0.f;
-            x[r][k] = fmaf(a, x[r][k], du * bv[r][k]);
+            x[r][k] = fmaf(a, x[r][k], du * bv[q][r][k]);
           }
         }
       }
