@@ -140,10 +140,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   const int b_row = b_ti ? kThreads * K : 0, c_row = c_ti ? kThreads * K : 0;
 
   // One staged element: delta', the gated dy and dy's factor for dz.
-  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf, float& o_dy) {
+  // One staged element: delta', the gated dy and dy's factor for dz. sp_flag (softplus) and
+  // z_flag (z given): std::bool_constant tags in the 16-byte staging loop (straight-line code there:
+  // run-time flags made a branch per element), plain bools elsewhere.
+  auto prep = [&](auto sp_flag, auto z_flag, float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf,
+                  float& o_dy) {
+    const bool with_sp = static_cast<bool>(sp_flag), with_z = static_cast<bool>(z_flag);
     const float pre = dlt + bb;
-    o_dt = p.delta_softplus ? softplus(pre) : pre;
-    if (z) {
+    o_dt = with_sp ? softplus(pre) : pre;
+    if (with_z) {
       const float sg = sigmoid(zv);
       o_dy = dyv * zv * sg;
       o_zf = dyv * sg * (1.f + zv * (1.f - sg));
@@ -431,7 +436,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
     }
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
-    if (vec && len == chunk) {
+    auto stage_vec = [&](auto sp_tag, auto z_tag) {
       for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then four elements at a time
@@ -459,7 +464,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           float dv[4], zf[4], gy[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], zf[e], gy[e]);
+            prep(sp_tag, z_tag, cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e],
+                 zf[e], gy[e]);
             dv[e] *= keep;  // dy (and so zf, gy) is already zero there
           }
           store_k<4>(s_dt + r * TP + t + h, dv);
@@ -467,6 +473,18 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           store_k<4>(s_dy + r * TP + t + h, gy);
         }
       }
+    };
+    if (vec && len == chunk) {
+      auto with_z = [&](auto sp_tag) {
+        if (z)
+          stage_vec(sp_tag, std::true_type{});
+        else
+          stage_vec(sp_tag, std::false_type{});
+      };
+      if (p.delta_softplus)
+        with_z(std::true_type{});
+      else
+        with_z(std::false_type{});
     } else {
       for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
@@ -474,7 +492,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           uv = cuda::to_float(u[gi]);
-          prep(cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f, z ? cuda::to_float(z[gi]) : 0.f,
+          prep(p.delta_softplus, z != nullptr, cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f,
+               z ? cuda::to_float(z[gi]) : 0.f,
                cuda::to_float(dy[gi]), dtv, zf, dyv);
         }
         s_dt[r * TP + t] = dtv;

@@ -257,7 +257,8 @@ __device__ __forceinline__ const T* bc_group(const void* m, int64_t groups, cons
 __device__ __forceinline__ float softplus(float v) {
   const float e = __expf(fminf(v, 20.f));
   const float series = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 1.f / 3.f), -0.5f), 1.f);
-  const float r = e < 0.03125f ? series : __logf(1.f + e);
+  const float direct = __logf(1.f + e);  // both computed: selects, not a branch per element
+  const float r = e < 0.03125f ? series : direct;
   return v > 20.f ? v : r;
 }
 __device__ __forceinline__ float sigmoid(float v) { return 1.f / (1.f + __expf(-v)); }

@@ -179,7 +179,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows, element by element otherwise.
-    if (vec && len == chunk) {
+    // softplus a compile-time flag of the staging loop: with a run-time one each element was its
+    // own branch (and rows past the block's were another), ~3x the loop's stall cycles
+    auto stage_vec = [&](auto softplus_tag) {
+      constexpr bool kSoftplus = decltype(softplus_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
@@ -194,18 +197,28 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
           if (bias) bb = bias[br.d0 + r];
         }
+        const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
         unpack_vec<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = in ? (p.delta_softplus ? softplus(v[j] + bb) : v[j] + bb) : 0.f;
+        for (int j = 0; j < V; ++j) v[j] = (kSoftplus ? softplus(v[j] + bb) : v[j] + bb) * keep;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_vec<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
         unpack_vec<T>(v, rz);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = z ? v[j] * sigmoid(v[j]) : 1.f;
+        for (int j = 0; j < V; ++j) {
+          const float gate = v[j] * sigmoid(v[j]);
+          v[j] = z ? gate : 1.f;
+        }
         store_k<V>(s_zy + r * TP + t, v);
       }
+    };
+    if (vec && len == chunk) {
+      if (p.delta_softplus)
+        stage_vec(std::true_type{});
+      else
+        stage_vec(std::false_type{});
     } else {
       for (int i = tid; i < lo.dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
