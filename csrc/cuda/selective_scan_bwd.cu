@@ -14,7 +14,6 @@
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
@@ -29,8 +28,7 @@ namespace {
 template <int K, int kG>
 constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
-// EXPERIMENT (run Q2, removed after): kDeferX = false turns the deferred partial stores off.
-template <typename T, int K, int kG, bool kDeferX = true>
+template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
   extern __shared__ __align__(16) float smem[];
@@ -337,7 +335,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         // kept in registers and stored two steps at a time: a shared store between two steps
         // keeps the compiler from reading the next step's B, C and dy ahead (it can't tell the
         // addresses apart); four steps' worth would spill.
-        constexpr bool kDefer = kChunkSums && kDeferX;
+        constexpr bool kDefer = kChunkSums;
         float dcs[kDefer ? 4 : 1][K], dbs[kDefer ? 4 : 1][K];
 #pragma unroll
         for (int q = 3; q >= 0; --q) {
@@ -631,11 +629,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
                      int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
-  static const bool no_defer = [] {
-    const char* v = std::getenv("STATESPACE_SCAN_BWD_DEFER");
-    return v && v[0] == '0';
-  }();
-  auto kernel = no_defer ? scan_bwd_kernel<T, K, kG, false> : scan_bwd_kernel<T, K, kG>;
+  auto kernel = scan_bwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
@@ -656,7 +650,7 @@ void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tilin
 template <typename T>
 struct TouchBwd {
   static void run() {
-    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 4, false>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
                   reduce_steps_kernel<T>);
   }
 };
