@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <string>
 #include <type_traits>
-#include <cuda_pipeline.h>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
@@ -37,9 +36,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
-  // 2-byte dtypes: [3][dims][chunk] raw delta, u, z of the next whole chunk, copied asynchronously
-  // while this one computes (fwd_raw_bytes; 16-byte aligned)
-  T* s_raw = reinterpret_cast<T*>(s_ti + 2 * K * kThreads);
 
   const BlockRows br = block_rows(lo, tl);
   // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
@@ -179,27 +175,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
-  // 2-byte dtypes: the next whole chunk's delta, u and z are copied into s_raw (cp.async) while
-  // this chunk computes, so that staging reads shared memory instead of waiting on L2 (Q2's
-  // profile: a fifth of the forward's stall cycles were these loads).
-  constexpr bool kAsync = sizeof(T) == 2;
-  auto issue_raw = [&](int64_t tc) {  // a whole chunk from tc; every thread commits one group
-    for (int i = tid; i < lo.dims * vpr; i += kThreads) {
-      const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-      const bool in = r < br.nd;  // rows past the block's: zero-filled, nothing read
-      const int64_t gi = in ? base + r * L + tc + t : 0;
-      T* dst = s_raw + r * chunk + t;
-      __pipeline_memcpy_async(dst, delta + gi, 16, in ? 0 : 16);
-      __pipeline_memcpy_async(dst + lo.dims * chunk, u + gi, 16, in ? 0 : 16);
-      if (z) __pipeline_memcpy_async(dst + 2 * lo.dims * chunk, z + gi, 16, in ? 0 : 16);
-    }
-    __pipeline_commit();
-  };
-  bool raw_ready = false;  // s_raw holds (or is receiving) this chunk's inputs
-  if (kAsync && vec && t_end - t_begin >= first && first == chunk) {
-    issue_raw(t_begin);
-    raw_ready = true;
-  }
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -215,13 +190,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
         float bb = 0.f;
         const bool in = r < br.nd;
-        if (raw_ready) {  // zero-filled past the block's rows
-          const T* src = s_raw + r * chunk + t;
-          rd = *reinterpret_cast<const uint4*>(src);
-          ru = *reinterpret_cast<const uint4*>(src + lo.dims * chunk);
-          if (z) rz = *reinterpret_cast<const uint4*>(src + 2 * lo.dims * chunk);
-          if (in && bias) bb = bias[br.d0 + r];
-        } else if (in) {
+        if (in) {
           const int64_t gi = base + r * L + t0 + t;
           rd = *reinterpret_cast<const uint4*>(delta + gi);
           ru = *reinterpret_cast<const uint4*>(u + gi);
@@ -245,10 +214,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         store_k<V>(s_zy + r * TP + t, v);
       }
     };
-    if (raw_ready) {  // every thread's copies of this chunk, visible to the block
-      __pipeline_wait_prior(0);
-      __syncthreads();
-    }
     if (vec && len == chunk) {
       if (p.delta_softplus)
         stage_vec(std::true_type{});
@@ -276,18 +241,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
-    raw_ready = false;
-    if (t0 + span < t_end) {  // the next chunk's inputs: into s_raw (whole chunks) or L2
+    if (t0 + span < t_end) {  // the next chunk's inputs into L2
       const int64_t tn = t0 + span;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
-      if (kAsync && vec && ln == chunk) {
-        issue_raw(tn);  // s_raw was read before the barrier above
-        raw_ready = true;
-      } else {
-        prefetch_rows(delta + base, L, br.nd, tn, ln);
-        prefetch_rows(u + base, L, br.nd, tn, ln);
-        if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
-      }
+      prefetch_rows(delta + base, L, br.nd, tn, ln);
+      prefetch_rows(u + base, L, br.nd, tn, ln);
+      if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
       if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
       if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
     }
@@ -367,9 +326,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   }
 }
 
-// The 2-byte forward's raw delta/u/z buffer for the next chunk (cp.async; see issue_raw).
-size_t fwd_raw_bytes(const Layout& lo, int chunk) { return 3 * static_cast<size_t>(lo.dims) * chunk * 2; }
-
 // Chunk of the public forward (no checkpoints): the longest of 64/32/16 that fits in 48 KiB.
 int fwd_chunk(const Layout& lo) {
   int chunk = 64;
@@ -379,7 +335,7 @@ int fwd_chunk(const Layout& lo) {
 
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const size_t smem = fwd_smem_bytes(lo, chunk) + (sizeof(T) == 2 ? fwd_raw_bytes(lo, chunk) : 0);
+  const size_t smem = fwd_smem_bytes(lo, chunk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
