@@ -8,9 +8,10 @@
 //      g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays and form every gradient. Per-row
 //      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
 //      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
-//      over the block's rows every 4 steps.
+//      over the block's rows (at dstate 9-16 per warp every 4 steps and over the warps once per
+//      chunk, bwd_chunk_sums; every 4 steps otherwise).
 // Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a thread serves
-// two rows (bwd_rows): 255 registers and ~88 KiB of shared memory let 2 blocks of 64 rows share
+// two rows (bwd_rows): 255 registers and ~104 KiB of shared memory let 2 blocks of 64 rows share
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
