@@ -8,9 +8,10 @@
 //      g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays and form every gradient. Per-row
 //      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
 //      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
-//      over the block's rows every 4 steps.
+//      over the block's rows (at dstate 9-16 per warp every 4 steps and over the warps once per
+//      chunk, bwd_chunk_sums; every 4 steps otherwise).
 // Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a thread serves
-// two rows (bwd_rows): 255 registers and ~88 KiB of shared memory let 2 blocks of 64 rows share
+// two rows (bwd_rows): 255 registers and ~104 KiB of shared memory let 2 blocks of 64 rows share
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // small kernels sum them in a fixed order (no float atomics anywhere).
@@ -46,11 +47,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   float* s_C = s_B + chunk * npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][R][K][kThreads]
-  // [kPartSteps][rank][npad] per-step dB (dC) contributions of each thread's rows; for a
-  // time-invariant B (C), instead [2][R][kThreads][K]: each lane's B (C) values of its rows and
-  // their dB (dC) sums (off registers: rarely used)
+  // Per-step dB (dC) contributions of each thread's rows, kPartSteps steps: [kPartSteps][rank][npad],
+  // or with kChunkSums [warp][kPartSteps][rows of the warp][npad]; for a time-invariant B (C),
+  // instead [2][R][kThreads][K]: each lane's B (C) values of its rows and their dB (dC) sums (off
+  // registers: rarely used)
+  constexpr bool kChunkSums = bwd_chunk_sums(K, kG);
   float* s_pB = s_bnd + (chunk / kSub) * R * K * kThreads;
   float* s_pC = s_pB + kPartSteps * rank * npad;
+  // kChunkSums: [2 (B, C)][chunk][warp][npad], each warp's sums of its rows' contributions
+  float* s_acc = s_pC + kPartSteps * rank * npad;
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
@@ -134,10 +139,15 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   const int b_row = b_ti ? kThreads * K : 0, c_row = c_ti ? kThreads * K : 0;
 
   // One staged element: delta', the gated dy and dy's factor for dz.
-  auto prep = [&](float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf, float& o_dy) {
+  // One staged element: delta', the gated dy and dy's factor for dz. sp_flag (softplus) and
+  // z_flag (z given): std::bool_constant tags in the 16-byte staging loop (straight-line code there:
+  // run-time flags made a branch per element), plain bools elsewhere.
+  auto prep = [&](auto sp_flag, auto z_flag, float dlt, float bb, float zv, float dyv, float& o_dt, float& o_zf,
+                  float& o_dy) {
+    const bool with_sp = static_cast<bool>(sp_flag), with_z = static_cast<bool>(z_flag);
     const float pre = dlt + bb;
-    o_dt = p.delta_softplus ? softplus(pre) : pre;
-    if (z) {
+    o_dt = with_sp ? softplus(pre) : pre;
+    if (with_z) {
       const float sg = sigmoid(zv);
       o_dy = dyv * zv * sg;
       o_zf = dyv * sg * (1.f + zv * (1.f - sg));
@@ -147,23 +157,26 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
   };
 
-  // Per-step dB/dC of steps t .. t + kPartSteps - 1 of chunk c: each a sum over the block's threads'
-  // row sums in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
+  // Per-step dB/dC of steps t_first .. t_first + steps - 1 of chunk c: each a sum over nsrc sources
+  // (rows of the block, or warps' sums) of step j's values at src + j * step_stride + i * npad,
+  // in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
   // Every count is a power of two, so tasks split by shifts (constants when G is). Block-uniform;
   // the barriers around it order the partial stores and their reuse.
-  const int nq = npad / 4, per = kPartSteps * nq, tasks = 2 * per;
-  const int S = tasks < kThreads ? kThreads / tasks : 1;
-  const int lg_S = ilog2(S), lg_nq = ilog2(nq), lg_per = ilog2(per);
+  const int nq = npad / 4, lg_nq = ilog2(nq);
   const bool vec4 = (N & 3) == 0;  // whole float4 stores (the scratch offsets are 16-byte aligned)
-  auto reduce_parts = [&](int64_t c, int t_first, int len) {
+  auto block_sums = [&](const float* srcB, const float* srcC, int steps, int step_stride, int nsrc, int64_t c,
+                        int t_first, int len) {
+    const int per = steps * nq, tasks = 2 * per;
+    const int S = tasks < kThreads ? kThreads / tasks : 1;
+    const int lg_S = ilog2(S), lg_per = ilog2(per);
     __syncthreads();
     for (int i = tid; i < tasks * S; i += kThreads) {
       const int task = i >> lg_S, sub = i & (S - 1);
       const bool isC = task >= per;
       const int rem = task & (per - 1), j = rem >> lg_nq, q = rem & (nq - 1);
-      const float* src = (isC ? s_pC : s_pB) + j * rank * npad + 4 * q;
+      const float* src = (isC ? srcC : srcB) + j * step_stride + 4 * q;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-      for (int r = sub; r < rank; r += S) {
+      for (int r = sub; r < nsrc; r += S) {
         const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
@@ -188,42 +201,61 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
     __syncthreads();
   };
+  // kChunkSums: every four steps each warp sums its own rows' contributions into s_acc (a
+  // __syncwarp, no block barrier); the block sums its warps' once per chunk. Otherwise the block
+  // sums all its rows every four steps. A thread's contributions to step q go to p_slot + q * p_q.
+  constexpr int kWarps = kThreads / 32;
+  const int warp = tid >> 5, wl = tid & 31, rpw = rank / kWarps;  // rows (of R) per warp
+  const int p_slot = kChunkSums ? (warp * kPartSteps * 32 + wl) * K : tid * K;  // dl * npad + lane * K
+  constexpr int p_q = (kChunkSums ? 32 : kThreads) * K;                           // a warp's or the block's rows
+  auto warp_sums = [&](int t, bool bti, bool cti) {  // steps t .. t + 3, after a __syncwarp
+    for (int i = wl; i < 2 * kPartSteps * nq; i += 32) {
+      const bool isC = i >= kPartSteps * nq;
+      if (isC ? cti : bti) continue;
+      const int rem = i & (kPartSteps * nq - 1), j = rem >> lg_nq, q = rem & (nq - 1);
+      const float* src = (isC ? s_pC : s_pB) + (warp * kPartSteps + j) * p_q + 4 * q;
+      float4 acc = *reinterpret_cast<const float4*>(src);
+      for (int r = 1; r < rpw; ++r) {
+        const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
+        acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
+      }
+      *reinterpret_cast<float4*>(s_acc + (((isC ? chunk : 0) + t + j) * kWarps + warp) * npad + 4 * q) = acc;
+    }
+    __syncwarp();  // read before the next steps' contributions overwrite them
+  };
 
   // Steps 2 and 3 for one chunk; kRestart: seqIdx present; kTile: B and C both per step. Steps
   // past seqlen are staged with delta' = u = dy = 0 (and zero B/C tiles) and get softplus' = 0,
   // which makes them exact no-ops for the states and every gradient, so sub-chunks always run kSub
   // steps.
+  float x0[R][K];  // the state before the chunk (read in the chunk loop, before staging)
   auto run_chunk = [&](auto restart_tag, auto tile_tag, int64_t c, int len) {
     constexpr bool kRestart = decltype(restart_tag)::value;
-    // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk
+    // 2. states at the sub-chunk boundaries, from the checkpoint before this chunk (x0)
     float x[R][K];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int r = 0; r < R; ++r)
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t n = lane * K + k;
-        const bool ok = active[r] && n < N;
-        if (c > 0)
-          x[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
-        else
-          x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
-      }
-    }
+      for (int k = 0; k < K; ++k) x[r][k] = x0[r][k];
     const int nsub = (len + kSub - 1) / kSub;
     for (int s = 0; s < nsub; ++s) {
+      // this sub-chunk's steps and B rows before the stores of its start state: loads placed after
+      // a shared store would wait for it (the compiler can't tell the addresses apart). The last
+      // sub-chunk's are read too (inside the staged chunk) and unused: no branch.
+      const int t = s * kSub;
+      Steps4 st[R];
+      float bv[4][R][K];
+#pragma unroll
+      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) load_rows<decltype(tile_tag)::value>(bv[q], b_src, b_row, b_step, t + q);
 #pragma unroll
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int k = 0; k < K; ++k) s_bnd[((s * R + r) * K + k) * kThreads + tid] = x[r][k];
       if (s == nsub - 1) break;  // the state after the chunk isn't needed
-      const int t = s * kSub;
-      Steps4 st[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        float bv[R][K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           const float du = st[r].dt[q] * st[r].u[q];
@@ -231,118 +263,179 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           for (int k = 0; k < K; ++k) {
             float a = exp2f(st[r].dt[q] * A2[r][k]);
             if (kRestart && st[r].rst[q]) a = 0.f;
-            x[r][k] = fmaf(a, x[r][k], du * bv[r][k]);
+            x[r][k] = fmaf(a, x[r][k], du * bv[q][r][k]);
           }
         }
       }
     }
 
     // 3. sub-chunks (one group of four steps each) in reverse: their states and decays recomputed
-    // into registers, then the reverse recurrence over them
+    // into registers, then the reverse recurrence over them. At dstate 9-16 z present is a
+    // compile-time flag and the body has no branch (selects only), so each sub-chunk is one basic
+    // block that the scheduler can overlap across passes; the next sub-chunk's start states and
+    // steps are read while this one's sums and stores finish.
     static_assert(kSub == 4 && kPartSteps == 4, "a sub-chunk is one four-step group");
-    for (int s = nsub - 1; s >= 0; --s) {
-      const int t = s * kSub;
-      float h[kSub + 1][R][K];  // h[j] = state before step t + j
-      float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
+    constexpr bool kTile = decltype(tile_tag)::value;
+    const bool bti = !kTile && b_ti, cti = !kTile && c_ti;  // constants in the usual (tiled) case
+    auto sub_chunks = [&](auto z_tag) {
+      const bool with_z = static_cast<bool>(z_tag);  // a constant for the std::bool_constant tags
+      float h0[R][K];  // state before the sub-chunk
       Steps4 st[R];
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) h[0][r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
-        st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, t);
-      }
-      float zpart[R][4];  // this lane's share of <C_t, x_t> of each row (for dz)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        float bv[R][K], cv[R][K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
-        if (z) load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
+      auto load_start = [&](int s) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-          const float du = st[r].dt[q] * st[r].u[q];
-          float acc = 0.f;
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
-            if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
-            h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
-            if (z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
-          }
-          zpart[r][q] = acc;
+          for (int k = 0; k < K; ++k) h0[r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
+          st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, s * kSub);
         }
-      }
-      if (z) {
-        // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-        reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+      };
+      // the two-row layout has the registers to read the next start during this sub-chunk's tail;
+      // the others (at their register caps) read it at the top
+      constexpr bool kAhead = kChunkSums;
+      if (kAhead) load_start(nsub - 1);
+      for (int s = nsub - 1; s >= 0; --s) {
+        const int t = s * kSub;
+        if (!kAhead) load_start(s);
+        float h[kSub + 1][R][K];  // h[j] = state before step t + j
+        float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
+        float zpart[R][4];        // this lane's share of <C_t, x_t> of each row (for dz)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int k = 0; k < K; ++k) h[0][r][k] = h0[r][k];
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          float bv[R][K], cv[R][K];
+          load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
+          if (with_z) load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const float du = st[r].dt[q] * st[r].u[q];
+            float acc = 0.f;
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+              a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
+              if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
+              h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
+              if (with_z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
+            }
+            zpart[r][q] = acc;
+          }
+        }
+        if (with_z) {
+          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
+          reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
+            const int q = G >= 4 ? own : q_any;
+#pragma unroll
+            for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
+          });
+        }
+        // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
+        float part[2 * R][4];
+        // Each step's dB/dC contributions (summed over the thread's rows). At dstate 9-16 they are
+        // kept in registers and stored two steps at a time: a shared store between two steps
+        // keeps the compiler from reading the next step's B, C and dy ahead (it can't tell the
+        // addresses apart); four steps' worth would spill.
+        constexpr bool kDefer = kChunkSums;
+        float dcs[kDefer ? 4 : 1][K], dbs[kDefer ? 4 : 1][K];
+#pragma unroll
+        for (int q = 3; q >= 0; --q) {
+          float bv[R][K], cv[R][K];
+          float(&dc)[K] = dcs[kDefer ? q : 0];
+          float(&db)[K] = dbs[kDefer ? q : 0];
+          load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
+          load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
+#pragma unroll
+          for (int r = 0; r < R; ++r) {
+            const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
+            dD[r] = fmaf(dyv, ut, dD[r]);
+            float ddt = 0.f, gB = 0.f, gks[K];
+#pragma unroll
+            for (int k = 0; k < K; ++k) {
+              const float gk = fmaf(cv[r][k], dyv, g[r][k]);  // dL/dx_t
+              gks[k] = gk;
+              // this step's dC and dB contributions, summed over the thread's rows
+              dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
+              db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
+              const float ga = gk * h[q][r][k] * a[q][r][k];
+              ddt = fmaf(ga, A2[r][k], ddt);
+              dA[r][k] = fmaf(ga, dt, dA[r][k]);
+              gB = fmaf(gk, bv[r][k], gB);
+              g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+            }
+            part[2 * r][q] = ddt;
+            part[2 * r + 1][q] = gB;
+            // time-invariant B or C: the row's own sums (each row has its own values)
+            if (cti) {
+#pragma unroll
+              for (int k = 0; k < K; ++k) s_pC[((R + r) * kThreads + tid) * K + k] += dyv * h[q + 1][r][k];
+            }
+            if (bti) {
+#pragma unroll
+              for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
+            }
+          }
+          if (!kDefer || (q & 1) == 0) {
+#pragma unroll
+            for (int j = q; j < (kDefer ? q + 2 : q + 1); ++j) {
+              if (!cti) store_k<K>(s_pC + p_slot + j * p_q, dcs[kDefer ? j : 0]);
+              if (!bti) store_k<K>(s_pB + p_slot + j * p_q, dbs[kDefer ? j : 0]);
+            }
+          }
+        }
+        if (kAhead) load_start(s > 0 ? s - 1 : 0);  // nothing below writes what it reads (s = 0 rereads: no branch)
+        __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
+        reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
           const int q = G >= 4 ? own : q_any;
 #pragma unroll
-          for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
+          for (int r = 0; r < R; ++r) {
+            const int o = r * rstride + t + q;
+            const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
+            // d delta' / d(delta + bias), from delta'; 0 past seqlen (those steps' sums are not
+            // no-ops), where the staged delta' is 0 and so is dsoftplus(0)
+            const float dsp = p.delta_softplus ? dsoftplus(dt) : t + q < len ? 1.f : 0.f;
+            const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
+            dbias[r] += dpre;
+            r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
+            r_dy[o] = dpre;
+          }
         });
-      }
-      // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
-      float part[2 * R][4];
-#pragma unroll
-      for (int q = 3; q >= 0; --q) {
-        float bv[R][K], cv[R][K], db[K], dc[K];
-        load_rows<decltype(tile_tag)::value>(bv, b_src, b_row, b_step, t + q);
-        load_rows<decltype(tile_tag)::value>(cv, c_src, c_row, c_step, t + q);
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
-          dD[r] = fmaf(dyv, ut, dD[r]);
-          float ddt = 0.f, gB = 0.f, gks[K];
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const float gk = fmaf(cv[r][k], dyv, g[r][k]);  // dL/dx_t
-            gks[k] = gk;
-            // this step's dC and dB contributions, summed over the thread's rows
-            dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
-            db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
-            const float ga = gk * h[q][r][k] * a[q][r][k];
-            ddt = fmaf(ga, A2[r][k], ddt);
-            dA[r][k] = fmaf(ga, dt, dA[r][k]);
-            gB = fmaf(gk, bv[r][k], gB);
-            g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
-          }
-          part[2 * r][q] = ddt;
-          part[2 * r + 1][q] = gB;
-          // time-invariant B or C: the row's own sums (each row has its own values)
-          if (c_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pC[((R + r) * kThreads + tid) * K + k] += dyv * h[q + 1][r][k];
-          }
-          if (b_ti) {
-#pragma unroll
-            for (int k = 0; k < K; ++k) s_pB[((R + r) * kThreads + tid) * K + k] += gks[k] * dtu;
-          }
+        if (kChunkSums) {
+          warp_sums(t, bti, cti);
+          if (t == 0) block_sums(s_acc, s_acc + chunk * kWarps * npad, chunk, kWarps * npad, kWarps, c, 0, len);
+        } else if (!b_ti || !c_ti) {
+          block_sums(s_pB, s_pC, kPartSteps, p_q, rank, c, t, len);
         }
-        if (!c_ti) store_k<K>(s_pC + (q * rank + dl) * npad + lane * K, dc);
-        if (!b_ti) store_k<K>(s_pB + (q * rank + dl) * npad + lane * K, db);
       }
-      __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
-      reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
-        const int q = G >= 4 ? own : q_any;
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const int o = r * rstride + t + q;
-          const float dt = r_dt[o], ut = r_u[o], dyv = r_dy[o];  // u: only this lane rewrites it, below
-          // d delta' / d(delta + bias), from delta' (0 past seqlen: those steps' sums are not no-ops)
-          const float dsp = t + q >= len ? 0.f : p.delta_softplus ? dsoftplus(dt) : 1.f;
-          const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
-          dbias[r] += dpre;
-          r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
-          r_dy[o] = dpre;
-        }
-      });
-      if (!b_ti || !c_ti) reduce_parts(c, t, len);
+    };
+    if constexpr (kChunkSums) {
+      if (z)
+        sub_chunks(std::true_type{});
+      else
+        sub_chunks(std::false_type{});
+    } else {
+      sub_chunks(z != nullptr);  // one copy, z a run-time flag: fewer registers where they are capped
     }
   };
 
   for (int64_t c = c_hi - 1; c >= c_lo; --c) {
     const int64_t t0 = c * chunk;
     const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
+    // The state before the chunk, asked of memory first so that its latency overlaps the staging.
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int64_t n = lane * K + k;
+        const bool ok = active[r] && n < N;
+        if (c > 0)
+          x0[r][k] = ok ? p.checkpoints[(row[r] * p.n_chunks + c - 1) * N + n] : 0.f;
+        else
+          x0[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
+      }
+    }
     // 1. stage the chunk (zeros past seqlen and past the block's rows)
-    if (vec && len == chunk) {
+    auto stage_vec = [&](auto sp_tag, auto z_tag) {
       for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then four elements at a time
@@ -370,7 +463,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           float dv[4], zf[4], gy[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            prep(cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e], zf[e], gy[e]);
+            prep(sp_tag, z_tag, cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e],
+                 zf[e], gy[e]);
             dv[e] *= keep;  // dy (and so zf, gy) is already zero there
           }
           store_k<4>(s_dt + r * TP + t + h, dv);
@@ -378,6 +472,18 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           store_k<4>(s_dy + r * TP + t + h, gy);
         }
       }
+    };
+    if (vec && len == chunk) {
+      auto with_z = [&](auto sp_tag) {
+        if (z)
+          stage_vec(sp_tag, std::true_type{});
+        else
+          stage_vec(sp_tag, std::false_type{});
+      };
+      if (p.delta_softplus)
+        with_z(std::true_type{});
+      else
+        with_z(std::false_type{});
     } else {
       for (int i = tid; i < dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
@@ -385,7 +491,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         if (r < br.nd && t < len) {
           const int64_t gi = base + r * L + t0 + t;
           uv = cuda::to_float(u[gi]);
-          prep(cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f, z ? cuda::to_float(z[gi]) : 0.f,
+          prep(p.delta_softplus, z != nullptr, cuda::to_float(delta[gi]), bias ? bias[br.d0 + r] : 0.f,
+               z ? cuda::to_float(z[gi]) : 0.f,
                cuda::to_float(dy[gi]), dtv, zf, dyv);
         }
         s_dt[r * TP + t] = dtv;

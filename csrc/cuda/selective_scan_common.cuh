@@ -150,17 +150,25 @@ inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
                           chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
+// Whether the backward sums its per-step dB/dC over each warp's rows every four steps and over the
+// block once per chunk (16 KiB more shared memory, which only the two-row layout of dstate 9-16
+// can spare without losing a resident block), or over the block every four steps.
+__host__ __device__ constexpr bool bwd_chunk_sums(int K, int kG) { return bwd_rows(K, kG) == 2; }
+
 // Shared memory of the backward (bwd_layout_for; floats): four rows (delta', u/du, gate
 // factor/dz, gated dy/ddelta), B and C tiles, restart flags, sub-chunk start states of each
-// thread's rows, and per-step dB/dC contributions of kPartSteps steps summed over each thread's
-// rows (about 88 KiB at dstate 16: 2 blocks of 64 rows fit on an SM).
+// thread's rows, per-step dB/dC contributions of kPartSteps steps summed over each thread's
+// rows, and with bwd_chunk_sums their per-warp sums over a chunk (about 104 KiB at dstate 16: 2
+// blocks of 64 rows fit on an SM).
 inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
   const size_t R = static_cast<size_t>(lo.dims) * lo.G / kThreads;  // rows per thread
   const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
   const size_t bnd = static_cast<size_t>(chunk / kSub) * R * lo.K * kThreads;
   const size_t part = 2 * static_cast<size_t>(kPartSteps) * (lo.dims / R) * lo.npad;
-  return sizeof(float) * (rows + bc + bnd + part);
+  const bool chunk_sums = bwd_chunk_sums(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
+  const size_t acc = chunk_sums ? 2 * static_cast<size_t>(chunk) * (kThreads / 32) * lo.npad : 0;
+  return sizeof(float) * (rows + bc + bnd + part + acc);
 }
 
 // The backward runs in slabs of whole chunks, kSlabSteps steps each (the first slab in time may
@@ -249,7 +257,8 @@ __device__ __forceinline__ const T* bc_group(const void* m, int64_t groups, cons
 __device__ __forceinline__ float softplus(float v) {
   const float e = __expf(fminf(v, 20.f));
   const float series = e * fmaf(e, fmaf(e, fmaf(e, -0.25f, 1.f / 3.f), -0.5f), 1.f);
-  const float r = e < 0.03125f ? series : __logf(1.f + e);
+  const float direct = __logf(1.f + e);  // both computed: selects, not a branch per element
+  const float r = e < 0.03125f ? series : direct;
   return v > 20.f ? v : r;
 }
 __device__ __forceinline__ float sigmoid(float v) { return 1.f / (1.f + __expf(-v)); }
@@ -259,7 +268,8 @@ __device__ __forceinline__ float sigmoid(float v) { return 1.f / (1.f + __expf(-
 // x^5/120, under 2e-7 relative at x = 1/16), 1 - e^-x above.
 __device__ __forceinline__ float dsoftplus(float x) {
   const float series = x * fmaf(x, fmaf(x, fmaf(x, -1.f / 24.f, 1.f / 6.f), -0.5f), 1.f);
-  return x < 0.0625f ? series : 1.f - __expf(-x);
+  const float direct = 1.f - __expf(-x);  // both computed: a select, not a branch
+  return x < 0.0625f ? series : direct;
 }
 
 // Sum over the G lanes of one row (butterfly: every lane gets the total).
@@ -373,17 +383,16 @@ __device__ __forceinline__ Steps4 load_steps4(const float* dt, const float* u, c
   return Steps4{{dt4.x, dt4.y, dt4.z, dt4.w}, {u4.x, u4.y, u4.z, u4.w}, {rs4.x, rs4.y, rs4.z, rs4.w}};
 }
 
-// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a 128-byte line per
-// thread in turn. Issued for the next chunk while this one computes, so that its staging loads
-// come from L2 instead of waiting on device memory with every warp of the block.
+// Asks L2 for `len` elements from t0 of `rows` rows `stride` elements apart, a thread per row
+// (128-byte lines; rows <= kThreads here, so one pass). Issued for the next chunk while this one
+// computes, so that its staging loads come from L2 instead of waiting on device memory with
+// every warp of the block. (Rows by thread, not flat lines: no run-time division.)
 template <typename T>
 __device__ __forceinline__ void prefetch_rows(const T* src, int64_t stride, int rows, int64_t t0, int len) {
   constexpr int E = 128 / sizeof(T);  // elements per line
   const int lines = (len + E - 1) / E;
-  for (int i = threadIdx.x; i < rows * lines; i += kThreads) {
-    const int r = i / lines, j = i - r * lines;
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
-  }
+  for (int r = threadIdx.x; r < rows; r += kThreads)
+    for (int j = 0; j < lines; ++j) asm volatile("prefetch.global.L2 [%0];" ::"l"(src + r * stride + t0 + j * E));
 }
 
 // Restart flags of a chunk: 1 where seqIdx changes (the state before that step is dropped).

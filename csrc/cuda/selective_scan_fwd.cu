@@ -105,45 +105,68 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // epilogue then reads u and the gate at a fixed offset (no select of u by step).
   const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
 
-  // One chunk's recurrence, four steps per iteration. kRestart: seqIdx present (a restart flag
+  // One chunk's recurrence, four steps per group. kRestart: seqIdx present (a restart flag
   // zeroes the decay of that step); kY: y wanted (not for the checkpoint-only pass of the
-  // backward). Steps past seqlen have delta' = 0: the state stays as is.
-  auto run_steps = [&](auto restart_tag, auto y_tag, int ngroups) {
+  // backward); kTile: B and C both staged tiles (per-step B and C, the usual case), whose step
+  // stride is then a constant that the shared loads take as immediate offsets. Steps past seqlen
+  // have delta' = 0: the state stays as is.
+  auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-#pragma unroll(kY ? 2 : 1)
-    for (int gq = 0; gq < ngroups; ++gq) {
-      const int t = gq * 4;
-      const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t);
-      float part[1][4];  // this lane's share of <C_t, x_t> for the four steps
+    constexpr bool kTile = decltype(tile_tag)::value;
+    const float* bs = kTile ? s_B + lane * K : b_src;
+    const float* cs = kTile ? s_C + lane * K : c_src;
+    const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
+    // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
+    // compiler can't move a shared load above a shared store it can't tell apart, so with one
+    // group per y store the groups ran one after another; M = 2 lets the second group's loads
+    // and math overlap the first's row sums.
+    auto groups = [&](auto m_tag, int t) {
+      constexpr int M = decltype(m_tag)::value;
+      float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const float dt = st.dt[s], du = dt * st.u[s];
-        float bv[K], cv[K];
-        load_k<K>(bv, b_src + (t + s) * b_step);
-        if (kY) {
-          load_k<K>(cv, c_src + (t + s) * c_step);
-        } else {
+      for (int m = 0; m < M; ++m) {
+        const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
 #pragma unroll
-          for (int k = 0; k < K; ++k) cv[k] = 0.f;
+        for (int s = 0; s < 4; ++s) {
+          const int ts = t + 4 * m + s;
+          const float dt = st.dt[s], du = dt * st.u[s];
+          float bv[K], cv[K];
+          load_k<K>(bv, bs + ts * bstep);
+          if (kY) {
+            load_k<K>(cv, cs + ts * cstep);
+          } else {
+#pragma unroll
+            for (int k = 0; k < K; ++k) cv[k] = 0.f;
+          }
+          float acc = 0.f;
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dt * A2[k]);
+            if (kRestart && st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+            if (kY) acc = fmaf(cv[k], x[k], acc);
+          }
+          part[m][s] = acc;
         }
-        float acc = 0.f;
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          float a = exp2f(dt * A2[k]);
-          if (kRestart && st.rst[s]) a = 0.f;
-          x[k] = fmaf(a, x[k], du * bv[k]);
-          if (kY) acc = fmaf(cv[k], x[k], acc);
-        }
-        part[0][s] = acc;
       }
-      if (!kY) continue;
-      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      if (!kY) return;
+      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
-      reduce_steps4<1>(part, G, lane, [&](int s, const float(&v)[1]) {
-        const int o = t + (G >= 4 ? own : s);
-        rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const int o = t + 4 * m + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+        }
       });
+    };
+    int gq = 0;
+    if (kY) {
+#pragma unroll 1
+      for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
+#pragma unroll 1
+    for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
   };
 
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
@@ -156,7 +179,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows, element by element otherwise.
-    if (vec && len == chunk) {
+    // softplus a compile-time flag of the staging loop: with a run-time one each element was its
+    // own branch (and rows past the block's were another), ~3x the loop's stall cycles
+    auto stage_vec = [&](auto softplus_tag) {
+      constexpr bool kSoftplus = decltype(softplus_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
@@ -171,18 +197,28 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
           if (bias) bb = bias[br.d0 + r];
         }
+        const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
         unpack_vec<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = in ? (p.delta_softplus ? softplus(v[j] + bb) : v[j] + bb) : 0.f;
+        for (int j = 0; j < V; ++j) v[j] = (kSoftplus ? softplus(v[j] + bb) : v[j] + bb) * keep;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_vec<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
         unpack_vec<T>(v, rz);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = z ? v[j] * sigmoid(v[j]) : 1.f;
+        for (int j = 0; j < V; ++j) {
+          const float gate = v[j] * sigmoid(v[j]);
+          v[j] = z ? gate : 1.f;
+        }
         store_k<V>(s_zy + r * TP + t, v);
       }
+    };
+    if (vec && len == chunk) {
+      if (p.delta_softplus)
+        stage_vec(std::true_type{});
+      else
+        stage_vec(std::false_type{});
     } else {
       for (int i = tid; i < lo.dims * chunk; i += kThreads) {
         const int r = i >> lg, t = i & (chunk - 1);
@@ -216,16 +252,23 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
 
     const int ngroups = (len + 3) >> 2;
+    // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
+    auto run = [&](auto restart_tag, auto y_tag) {
+      if constexpr (decltype(y_tag)::value) {
+        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, ngroups);
+      }
+      run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
+    };
     if (p.seq_idx) {
       if (want_y)
-        run_steps(std::true_type{}, std::true_type{}, ngroups);
+        run(std::true_type{}, std::true_type{});
       else
-        run_steps(std::true_type{}, std::false_type{}, ngroups);
+        run(std::true_type{}, std::false_type{});
     } else {
       if (want_y)
-        run_steps(std::false_type{}, std::true_type{}, ngroups);
+        run(std::false_type{}, std::true_type{});
       else
-        run_steps(std::false_type{}, std::false_type{}, ngroups);
+        run(std::false_type{}, std::false_type{});
     }
 
     if (ends_pass) {
