@@ -216,49 +216,59 @@ struct M1Traits {
   static constexpr int kThreads = 128, kN = 16;
 };
 
-// dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
-// product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
-// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
-template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
+// dt of one row when the kernel computes the dt projection (p.dt_proj): the rank-R dot product in
+// f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch entry's low-rank
+// input `v` (global or shared memory), rounded to the input dtype as a separate linear layer would
+// round it. Four partial sums: the chain of R dependent multiply-adds was ~4 cycles per term.
+template <typename I> __device__ float projected_dt(const I* v, const unsigned char* w, int64_t rank) {
   constexpr int VI = 16 / sizeof(I);
-  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
-  float acc = 0.f;
-  const int nv = static_cast<int>(p.dt_rank / VI);
-#pragma unroll 4
-  for (int k = 0; k < nv; ++k) {
-    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
+  const Pack<I, VI>* vv = reinterpret_cast<const Pack<I, VI>*>(v);
+  const Pack<I, VI>* wv = reinterpret_cast<const Pack<I, VI>*>(w);
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  const int nv = static_cast<int>(rank / VI);
+  int k = 0;
+  for (; k + 4 <= nv; k += 4) {
 #pragma unroll
-    for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
+    for (int u = 0; u < 4; ++u) {
+      const Pack<I, VI> a = wv[k + u], d = vv[k + u];
+#pragma unroll
+      for (int j = 0; j < VI; ++j) acc[u] = fmaf(to_float(d.v[j]), to_float(a.v[j]), acc[u]);
+    }
   }
-  return to_float(cuda::from_float<I>(acc));
+  for (; k < nv; ++k) {
+    const Pack<I, VI> a = wv[k], d = vv[k];
+#pragma unroll
+    for (int j = 0; j < VI; ++j) acc[0] = fmaf(to_float(d.v[j]), to_float(a.v[j]), acc[0]);
+  }
+  return to_float(cuda::from_float<I>((acc[0] + acc[1]) + (acc[2] + acc[3])));
 }
 
 // Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
-// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
-// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
-// returns y with D·x and the gate applied.
+// dt' of a row from its raw dt (read or projected): the bias, the softplus and the clamp.
+__device__ __forceinline__ float m1_dt(const StateUpdateParams& p, float dt, float bias) {
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  return dt;
+}
+
+// The state recurrence of one Mamba-1 row of dstate 16 whose states sit at `srow` (shared memory,
+// updated in place), with B and C at Bp, Cp (global or shared memory): returns Σ_n s·C.
 template <typename S, typename I>
-__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
-                                             float dt, float bias, float Dh) {
+__device__ __forceinline__ float m1_recur(S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp, const I* Cp, float dt, float x) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
   Pack<S, VS> sv[VR];
 #pragma unroll
   for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
   Pack<I, VI> bv[N / VI], cv[N / VI];
-  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
-  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
 #pragma unroll
   for (int k = 0; k < N / VI; ++k) {
     bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
     cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
   }
-  dt += bias;
-  if (p.dt_softplus) dt = cuda::softplus_f(dt);
-  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
   const float dtx = dt * x;
   float acc = 0.f;
 #pragma unroll
@@ -269,6 +279,17 @@ __device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow
   }
 #pragma unroll
   for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  return acc;
+}
+
+// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
+// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
+// returns y with D·x and the gate applied.
+template <typename S, typename I>
+__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
+                                             float dt, float bias, float Dh) {
+  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+  float acc = m1_recur<S, I>(srow, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride, m1_dt(p, dt, bias), x);
   if (p.D) acc += Dh * x;
   if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
   return acc;
@@ -331,7 +352,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     Pack<float, 4> av[N / 4];
 #pragma unroll
     for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    const float dt = kProjDt ? projected_dt<I>(static_cast<const I*>(p.dt) + b * p.dt_stride, dtw_s + threadIdx.x * dtw_pitch, p.dt_rank) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
     y[row] = cuda::from_float<I>(m1_row_step<S, I>(p, &rows_s[threadIdx.x][0], av, b, h, dt, bias, Dh));
@@ -342,6 +363,186 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
     const int64_t off = state_offset(row0 + rl);
     if (off >= 0) store_state<S, VS>(state + off + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
+  }
+}
+
+// Batch 1 with x_proj folded in (p.x_proj, dt_proj inside too): [dt_low | B | C] = x_proj · x is
+// needed whole by every channel, and as separate kernels the product (2 MB for mamba-2.8b) and the
+// update are each a few dependent round trips long with DRAM idle (4.7 + 8.9 us per layer, ncu).
+// Here a block owns kThreads consecutive channels (one per thread) and:
+//  1. before the PDL wait, stages its slice of x_proj's columns and its dt_proj rows in shared
+//     memory and reads A, D and dt_bias (parameters only: the loads start during in_proj's tail);
+//  2. after it, starts copying its states to shared memory, reads its slice of x, and writes
+//     x_proj's partial sums over its own channels to global memory (K split by block);
+//  3. waits at a grid-wide barrier (the launcher checks that every block is resident at once);
+//  4. adds the partial sums of all blocks in block order (every block gets the same bits: the
+//     reduction is reproducible), rounds them to x's dtype as the linear layer would;
+//  5. runs the dt projection and the recurrence of its channels (the states arrived meanwhile).
+struct M1XProjTraits {
+  static constexpr int kThreads = 128, kN = 16;
+  static constexpr int kMaxRows = 4 * kThreads;  // x_proj rows (rank + 2·dstate): one float4 of them per thread in the reduction
+  static constexpr int kMaxParts = 64 * 1024;    // blocks x rows of partial sums
+  // Bytes of a staged x_proj row slice: kThreads columns plus 16 (an odd number of 16-byte chunks).
+  template <typename I> __host__ __device__ static constexpr int w_pitch() { return kThreads * static_cast<int>(sizeof(I)) + 16; }
+  template <typename I> __host__ __device__ static size_t smem(int rows, int64_t rank) {
+    return static_cast<size_t>(rows) * w_pitch<I>() + kThreads * dt_proj_pitch(rank, sizeof(I)) + (static_cast<size_t>(rows) * sizeof(I) + 15) / 16 * 16;
+  }
+};
+__device__ __align__(16) float g_xproj_part[M1XProjTraits::kMaxParts];
+__device__ unsigned int g_xproj_arrived, g_xproj_epoch;
+
+__device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
+  unsigned int v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_relaxed(unsigned int* p, unsigned int v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+__device__ __forceinline__ void store_release(unsigned int* p, unsigned int v) { asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
+
+// Every block of the grid arrives before any leaves; the block's writes before it are visible to
+// every block after it. The last block to arrive resets the count and opens the barrier by
+// advancing the epoch, which thread 0 read (`epoch`) after the PDL wait: launches of this kernel
+// are stream-ordered, so the previous one has completed by then, and this one's epoch cannot
+// advance before this block arrives.
+__device__ __forceinline__ void grid_barrier(unsigned int epoch) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    if (atomicAdd(&g_xproj_arrived, 1u) == gridDim.x - 1) {
+      store_relaxed(&g_xproj_arrived, 0u);
+      store_release(&g_xproj_epoch, epoch + 1);
+    } else {
+      while (load_acquire(&g_xproj_epoch) == epoch) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+template <typename S, typename I>
+__global__ void __launch_bounds__(M1XProjTraits::kThreads) state_update_m1_xproj_kernel(StateUpdateParams p, int nr) {
+  using Tr = M1XProjTraits;
+  constexpr int T = Tr::kThreads, N = Tr::kN, VS = 16 / sizeof(S), VR = N / VS, VI = 16 / sizeof(I);
+  constexpr int KC = T / VI;  // 16-byte chunks of a staged x_proj row slice
+  constexpr int WP = Tr::w_pitch<I>();
+  constexpr int kPitch = N + 16 / sizeof(S);
+  __shared__ __align__(16) S rows_s[T][kPitch];
+  __shared__ __align__(16) I u_s[T];
+  __shared__ float4 red_s[T];
+  extern __shared__ __align__(16) unsigned char dyn_s[];
+  const int64_t R = p.dt_rank;
+  const size_t dtw_pitch = dt_proj_pitch(R, sizeof(I));
+  unsigned char* wx_s = dyn_s;                     // nr rows x WP bytes: x_proj[:, c0 .. c0 + T)
+  unsigned char* dtw_s = dyn_s + nr * WP;          // T rows x dtw_pitch: dt_proj[c0 .. c0 + T, :]
+  I* xdbl_s = reinterpret_cast<I*>(dtw_s + T * dtw_pitch);  // [dt_low | B | C], rounded
+  const uint32_t dim = static_cast<uint32_t>(p.heads), c0 = blockIdx.x * T, c = c0 + threadIdx.x;
+  const bool live = c < dim;
+
+  // 1. Parameters, before the wait. Columns past dim are zero-filled (dim % VI == 0).
+  const I* xw = static_cast<const I*>(p.x_proj);
+  for (int j = threadIdx.x; j < nr * KC; j += T) {
+    const int r = j / KC, k = j - r * KC;
+    const uint32_t col = c0 + k * VI;
+    cuda::copy_async16_zfill(wx_s + r * WP + k * 16, xw + static_cast<int64_t>(r) * dim + (col < dim ? col : 0), col < dim ? 16 : 0);
+  }
+  const int dchunks = static_cast<int>(R * sizeof(I) / 16);
+  for (int j = threadIdx.x; j < T * dchunks; j += T) {
+    const int rl = j / dchunks, k = j - rl * dchunks;
+    if (c0 + rl < dim)
+      cuda::copy_async16(dtw_s + rl * dtw_pitch + k * 16, static_cast<const unsigned char*>(p.dt_proj) + (static_cast<int64_t>(c0 + rl) * R * sizeof(I)) + k * 16);
+  }
+  Pack<float, 4> av[N / 4];
+  float bias = 0.f, Dh = 0.f;
+  if (live) {
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + static_cast<int64_t>(c) * N)[k];
+    if (p.dt_bias) bias = static_cast<const float*>(p.dt_bias)[c];
+    if (p.D) Dh = static_cast<const float*>(p.D)[c];
+  }
+  cuda::copy_async_commit();
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  const unsigned int epoch = threadIdx.x == 0 ? load_acquire(&g_xproj_epoch) : 0u;
+
+  // The states, as a second group of copies: waited for only after the barrier. (They may not be
+  // read before the wait: the kernel before may be another update of the same state.)
+  const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[0]) : 0;
+  const bool has_state = slot >= 0 && slot < p.slots;
+  S* state = static_cast<S*>(p.state) + (has_state ? slot : 0) * static_cast<int64_t>(dim) * N;
+#pragma unroll
+  for (int i = 0; i < VR; ++i) {
+    const uint32_t j = threadIdx.x + i * T, rl = j / VR, vec = j % VR;
+    if (has_state && c0 + rl < dim) cuda::copy_async16(&rows_s[rl][vec * VS], state + (c0 + rl) * N + vec * VS);
+  }
+  cuda::copy_async_commit();
+
+  // 2. x and z of the block's channels; x_proj's partial sums over them.
+  const I* xg = static_cast<const I*>(p.x);
+  const float x = live ? to_float(xg[c]) : 0.f;
+  const float gate = live && p.z ? cuda::silu_f(to_float(static_cast<const I*>(p.z)[c])) : 1.f;
+  u_s[threadIdx.x] = live ? xg[c] : cuda::from_float<I>(0.f);
+  cuda::copy_async_wait_group<1>();  // the parameters
+  __syncthreads();
+  float* part = g_xproj_part + static_cast<int64_t>(blockIdx.x) * nr;
+  for (int r = threadIdx.x; r < nr; r += T) {
+    const Pack<I, VI>* w = reinterpret_cast<const Pack<I, VI>*>(wx_s + r * WP);
+    const Pack<I, VI>* u = reinterpret_cast<const Pack<I, VI>*>(u_s);
+    float a[2] = {0.f, 0.f};
+#pragma unroll
+    for (int k = 0; k < KC; ++k) {
+      const Pack<I, VI> wk = w[k], uk = u[k];
+#pragma unroll
+      for (int j = 0; j < VI; ++j) a[k % 2] = fmaf(to_float(wk.v[j]), to_float(uk.v[j]), a[k % 2]);
+    }
+    __stcg(part + r, a[0] + a[1]);
+  }
+
+  // 3. Every block's partial sums written.
+  grid_barrier(epoch);
+
+  // 4. Sums over the blocks: thread i adds float4 q = i % nq of blocks [s·G/sl, (s+1)·G/sl),
+  // s = i / nq, then the sl slices are added in order.
+  const int nq = nr / 4, sl = T / nq, G = static_cast<int>(gridDim.x);
+  if (threadIdx.x < nq * sl) {
+    const int q = threadIdx.x % nq, s = threadIdx.x / nq;
+    const int g0 = s * G / sl, g1 = (s + 1) * G / sl;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 16
+    for (int g = g0; g < g1; ++g) {
+      const float4 v = __ldcg(reinterpret_cast<const float4*>(g_xproj_part + static_cast<int64_t>(g) * nr) + q);
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+    }
+    red_s[threadIdx.x] = sum;
+  }
+  __syncthreads();
+  if (threadIdx.x < nq) {
+    float4 sum = red_s[threadIdx.x];
+    for (int s = 1; s < sl; ++s) {
+      const float4 v = red_s[s * nq + threadIdx.x];
+      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+    }
+    I* o = xdbl_s + 4 * threadIdx.x;
+    o[0] = cuda::from_float<I>(sum.x), o[1] = cuda::from_float<I>(sum.y), o[2] = cuda::from_float<I>(sum.z), o[3] = cuda::from_float<I>(sum.w);
+  }
+  cuda::copy_async_wait();  // the states
+  __syncthreads();
+
+  // 5. The channel's step.
+  I* y = static_cast<I*>(p.y);
+  if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
+    y[c] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+  if (live && has_state) {
+    const float dt = m1_dt(p, projected_dt<I>(xdbl_s, dtw_s + threadIdx.x * dtw_pitch, R), bias);
+    float acc = m1_recur<S, I>(&rows_s[threadIdx.x][0], av, xdbl_s + R, xdbl_s + R + N, dt, x);
+    if (p.D) acc += Dh * x;
+    y[c] = cuda::from_float<I>(acc * gate);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < VR; ++i) {
+    const uint32_t j = threadIdx.x + i * T, rl = j / VR, vec = j % VR;
+    if (has_state && c0 + rl < dim) store_state<S, VS>(state + (c0 + rl) * N + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
   }
 }
 
@@ -568,6 +769,51 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
          (p.bc_stride * static_cast<int64_t>(sizeof(I))) % 16 == 0;
 }
 
+// The x_proj kernel's launch for these parameters: its dynamic shared memory and grid, or grid 0
+// when it does not apply (the op then runs x_proj as a linear layer first).
+struct XProjLaunch {
+  size_t smem = 0;
+  unsigned grid = 0;
+};
+template <typename S, typename I> XProjLaunch xproj_launch(const StateUpdateParams& p) {
+  using Tr = M1XProjTraits;
+  constexpr int64_t VI = 16 / sizeof(I);
+  XProjLaunch l;
+  if constexpr (sizeof(I) != 2) return l;  // 16-bit inputs only (f32: x_proj as a linear layer)
+  const int64_t nr = p.dt_rank + 2 * p.dstate, grid = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
+  if (!p.x_proj || !p.dt_proj || p.batch != 1 || !m1_fits<S, I>(p) || p.heads % VI != 0 || p.dt_rank % VI != 0 ||
+      nr > Tr::kMaxRows || grid * nr > Tr::kMaxParts || !aligned(p.x_proj, 16) || !aligned(p.dt_proj, 16))
+    return l;
+  auto kernel = state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>;
+  int device = 0, optin = 0;
+  cudaGetDevice(&device);
+  cudaFuncAttributes fa{};
+  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "selectiveStateUpdate: shared memory");
+  cuda::check(cudaFuncGetAttributes(&fa, kernel), "selectiveStateUpdate: kernel attributes");
+  const size_t smem = Tr::smem<I>(static_cast<int>(nr), p.dt_rank), dyn_max = static_cast<size_t>(optin) - fa.sharedSizeBytes;
+  if (smem > dyn_max) return l;
+  // Shared memory past 48 KB opted in once per device (the most a block may take), and every
+  // block must be resident at once for the grid barrier.
+  static std::atomic<uint64_t> opted{0};
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dyn_max)), "selectiveStateUpdate: shared memory");
+    opted.fetch_or(bit, std::memory_order_relaxed);
+  }
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
+  if (grid > static_cast<int64_t>(occ) * cuda::sm_count()) return l;
+  l.smem = smem;
+  l.grid = static_cast<unsigned>(grid);
+  return l;
+}
+
+bool state_update_cuda_fuses_x_proj(const StateUpdateParams& p) {
+  return SS_FLOAT_SWITCH(p.dtype, I, [&] {
+    return (p.state_dtype == DType::BFloat16 ? xproj_launch<__nv_bfloat16, I>(p) : xproj_launch<float, I>(p)).grid > 0;
+  });
+}
+
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
@@ -591,7 +837,12 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
+      if (p.x_proj) {
+        const XProjLaunch l = xproj_launch<S, I>(p);
+        if (l.grid == 0) fail("ERR_INTERNAL", ErrorKind::Type, "selectiveStateUpdate: xProj not taken by the kernel");
+        cuda::launch_pdl(state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>, dim3(l.grid), dim3(M1XProjTraits::kThreads), l.smem, st, p,
+                         static_cast<int>(p.dt_rank + 2 * p.dstate));
+      } else if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
             launch_m1_batch<S, I, true>(p, st);
