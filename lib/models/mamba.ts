@@ -155,7 +155,8 @@ export class MambaModel extends CausalLM {
     const z = uz.slice(1, I, 2 * I);
     const common = { state: ssm, x: u, dtProj: L.dtProjW, A: L.A, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true };
     let y: Tensor;
-    if (x.shape[0] === 1 && this.config.mixerRmsEps === null) {
+    // (STATESPACE_DECODE_XPROJ_FUSION=0, read per step: x_proj as a linear layer, for A/B runs)
+    if (x.shape[0] === 1 && this.config.mixerRmsEps === null && process.env.STATESPACE_DECODE_XPROJ_FUSION !== '0') {
       // one sequence: x_proj and dt_proj run inside the state update (on CUDA, one kernel)
       y = selectiveStateUpdate({ ...common, xProj: L.xProj });
     } else {
