@@ -194,7 +194,7 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
-    gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice, bool rotate) {
+    gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
@@ -212,17 +212,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
   for (int c = 0; c < C; ++c) wr[c] = w + (n0 + c < p.N ? n0 + c : p.N - 1) * K;  // clamped: loads stay in bounds
   const int64_t k_end = min(K, (slice + 1) * kslice);
-  const int64_t k_first = slice * kslice + lane * V;
-  // Full batches of U vectors per column in this lane's part of the slice; with `rotate`, warp j
-  // visits them starting at batch j mod nb, so that the warps in flight read different offsets
-  // of their rows rather than all the same one (a hypothesis: DRAM channels unevenly loaded).
-  const int nb = k_first < k_end ? static_cast<int>((k_end - k_first + LS - 1) / LS / U) : 0;
-  const int span = nb * U * static_cast<int>(LS);  // elements of K the full batches cover
-  int kb = rotate && nb > 1 ? static_cast<int>((blockIdx.x * GemvTraits::kWarps + warp) % static_cast<unsigned>(nb)) * U * static_cast<int>(LS) : 0;
-  auto next_kb = [&]() {  // the batch after kb, cyclically
-    kb += U * static_cast<int>(LS);
-    if (kb >= span) kb -= span;
-  };
+  int64_t k = slice * kslice + lane * V;
 
   float acc[C][MM];
 #pragma unroll
@@ -237,11 +227,11 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 #pragma unroll
       for (int c = 0; c < C; ++c) wv[c][u] = load_stream<T, V>(wr[c] + k0 + u * LS);
   };
-  if (nb > 0) load_batch(k_first + kb);  // parameters only: may run before the producer of x has finished
+  bool full = k + (U - 1) * LS < k_end;
+  if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  for (int i = 0; i < nb; ++i) {
-    const int64_t k = k_first + kb;
+  while (full) {
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
       if (m >= M) break;
@@ -259,13 +249,14 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
         }
       }
     }
-    next_kb();
-    if (i + 1 < nb) load_batch(k_first + kb);
+    k += U * LS;
+    full = k + (U - 1) * LS < k_end;
+    if (full) load_batch(k);
   }
   // Fewer than U vectors left in this lane's part of the slice: one vector per column per round
   // trip. (Loading them all at once, before or after the wait, measured slower twice: mamba-130m
   // 0.396 -> 0.447 ms/token, whose gemvs are all tail; see bench/NOTES.md.)
-  for (int64_t k = k_first + span; k < k_end; k += LS) {
+  for (; k < k_end; k += LS) {
     Vec<T, V> t[C];
 #pragma unroll
     for (int c = 0; c < C; ++c) t[c] = load_stream<T, V>(wr[c] + k);
@@ -338,24 +329,17 @@ struct GemvArgs {
   GemvArgmax am;
 };
 
-// STATESPACE_GEMV_ROTATE=1 (read per launch): each warp starts at a different batch of its rows
-// (an A/B experiment).
-bool rotate_rule() {
-  const char* v = std::getenv("STATESPACE_GEMV_ROTATE");
-  return v && v[0] == '1';
-}
-
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
   if (a.nm.weight && a.nm.x_in_w_dtype)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, rotate_rule());
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, rotate_rule());
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, rotate_rule());
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, rotate_rule());
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }

@@ -219,28 +219,19 @@ struct M1Traits {
 // dt of one row when the kernel computes the dt projection (p.dt_proj): the rank-R dot product in
 // f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch entry's low-rank
 // input `v` (global or shared memory), rounded to the input dtype as a separate linear layer would
-// round it. Four partial sums: the chain of R dependent multiply-adds was ~4 cycles per term.
+// round it.
 template <typename I> __device__ float projected_dt(const I* v, const unsigned char* w, int64_t rank) {
   constexpr int VI = 16 / sizeof(I);
   const Pack<I, VI>* vv = reinterpret_cast<const Pack<I, VI>*>(v);
-  const Pack<I, VI>* wv = reinterpret_cast<const Pack<I, VI>*>(w);
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc = 0.f;
   const int nv = static_cast<int>(rank / VI);
-  int k = 0;
-  for (; k + 4 <= nv; k += 4) {
+#pragma unroll 4
+  for (int k = 0; k < nv; ++k) {
+    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = vv[k];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const Pack<I, VI> a = wv[k + u], d = vv[k + u];
-#pragma unroll
-      for (int j = 0; j < VI; ++j) acc[u] = fmaf(to_float(d.v[j]), to_float(a.v[j]), acc[u]);
-    }
+    for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
   }
-  for (; k < nv; ++k) {
-    const Pack<I, VI> a = wv[k], d = vv[k];
-#pragma unroll
-    for (int j = 0; j < VI; ++j) acc[0] = fmaf(to_float(d.v[j]), to_float(a.v[j]), acc[0]);
-  }
-  return to_float(cuda::from_float<I>((acc[0] + acc[1]) + (acc[2] + acc[3])));
+  return to_float(cuda::from_float<I>(acc));
 }
 
 // Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
@@ -369,24 +360,31 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // Batch 1 with x_proj folded in (p.x_proj, dt_proj inside too): [dt_low | B | C] = x_proj · x is
 // needed whole by every channel, and as separate kernels the product (2 MB for mamba-2.8b) and the
 // update are each a few dependent round trips long with DRAM idle (4.7 + 8.9 us per layer, ncu).
-// Here a block owns kThreads consecutive channels (one per thread) and:
-//  1. before the PDL wait, stages its slice of x_proj's columns and its dt_proj rows in shared
-//     memory and reads A, D and dt_bias (parameters only: the loads start during in_proj's tail);
-//  2. after it, starts copying its states to shared memory, reads its slice of x, and writes
-//     x_proj's partial sums over its own channels to global memory (K split by block);
-//  3. waits at a grid-wide barrier (the launcher checks that every block is resident at once);
-//  4. adds the partial sums of all blocks in block order (every block gets the same bits: the
-//     reduction is reproducible), rounds them to x's dtype as the linear layer would;
-//  5. runs the dt projection and the recurrence of its channels (the states arrived meanwhile).
+// One block per SM, and every block's parameters are a small, even share (a first version gave
+// each block 128 channels and the x_proj columns of its channels: 40 blocks of 95 KB for
+// mamba-2.8b, 13.6 us alone, slower than the two kernels it replaced):
+//  - block g owns `cpb` consecutive channels (one per thread) for dt_proj and the recurrence, and
+//    "pieces" g, g + G, ... of x_proj: row r split along K into `splits` parts, piece r·splits + j;
+//  - before the PDL wait it stages its pieces and its channels' dt_proj rows in shared memory and
+//    reads A, D and dt_bias (parameters only: the loads start during in_proj's tail);
+//  - after it, copies the x parts its pieces need and its states, writes the dot product of each
+//    piece to global memory, and meets the other blocks at a grid-wide barrier (the launcher
+//    checks that every block is resident at once);
+//  - then each row of x_proj's output is the sum of its `splits` pieces in order (every block the
+//    same bits), rounded to x's dtype as the linear layer would, and the block runs dt_proj and
+//    the recurrence of its channels.
 struct M1XProjTraits {
-  static constexpr int kThreads = 128, kN = 16;
-  static constexpr int kMaxRows = 4 * kThreads;  // x_proj rows (rank + 2·dstate): one float4 of them per thread in the reduction
-  static constexpr int kMaxParts = 64 * 1024;    // blocks x rows of partial sums
-  // Bytes of a staged x_proj row slice: kThreads columns plus 16 (an odd number of 16-byte chunks).
-  template <typename I> __host__ __device__ static constexpr int w_pitch() { return kThreads * static_cast<int>(sizeof(I)) + 16; }
-  template <typename I> __host__ __device__ static size_t smem(int rows, int64_t rank) {
-    return static_cast<size_t>(rows) * w_pitch<I>() + kThreads * dt_proj_pitch(rank, sizeof(I)) + (static_cast<size_t>(rows) * sizeof(I) + 15) / 16 * 16;
-  }
+  static constexpr int kThreads = 128, kWarps = kThreads / 32, kN = 16;
+  static constexpr int kMaxParts = 4096;  // x_proj pieces (rows x splits)
+  static constexpr int kMaxSplits = 8;
+};
+// The launch geometry, computed by the host (xproj_launch).
+struct XProjShape {
+  int nr = 0;      // x_proj rows: rank + 2·dstate
+  int splits = 0;  // pieces per row
+  int cpb = 0;     // channels per block
+  int ppb = 0;     // pieces per block (at most)
+  int pc = 0;      // 16-byte chunks per piece (at most)
 };
 __device__ __align__(16) float g_xproj_part[M1XProjTraits::kMaxParts];
 __device__ unsigned int g_xproj_arrived, g_xproj_epoch;
@@ -420,38 +418,59 @@ __device__ __forceinline__ void grid_barrier(unsigned int epoch) {
   __syncthreads();
 }
 
+// Chunk range [lo, hi) of part j of a row of nch chunks split in `splits`.
+__device__ __forceinline__ void piece_range(int nch, int splits, int j, int& lo, int& hi) {
+  lo = j * nch / splits;
+  hi = (j + 1) * nch / splits;
+}
+
 template <typename S, typename I>
-__global__ void __launch_bounds__(M1XProjTraits::kThreads) state_update_m1_xproj_kernel(StateUpdateParams p, int nr) {
+__global__ void __launch_bounds__(M1XProjTraits::kThreads) state_update_m1_xproj_kernel(StateUpdateParams p, XProjShape q) {
   using Tr = M1XProjTraits;
   constexpr int T = Tr::kThreads, N = Tr::kN, VS = 16 / sizeof(S), VR = N / VS, VI = 16 / sizeof(I);
-  constexpr int KC = T / VI;  // 16-byte chunks of a staged x_proj row slice
-  constexpr int WP = Tr::w_pitch<I>();
   constexpr int kPitch = N + 16 / sizeof(S);
   __shared__ __align__(16) S rows_s[T][kPitch];
-  __shared__ __align__(16) I u_s[T];
-  __shared__ float4 red_s[T];
   extern __shared__ __align__(16) unsigned char dyn_s[];
   const int64_t R = p.dt_rank;
   const size_t dtw_pitch = dt_proj_pitch(R, sizeof(I));
-  unsigned char* wx_s = dyn_s;                     // nr rows x WP bytes: x_proj[:, c0 .. c0 + T)
-  unsigned char* dtw_s = dyn_s + nr * WP;          // T rows x dtw_pitch: dt_proj[c0 .. c0 + T, :]
-  I* xdbl_s = reinterpret_cast<I*>(dtw_s + T * dtw_pitch);  // [dt_low | B | C], rounded
-  const uint32_t dim = static_cast<uint32_t>(p.heads), c0 = blockIdx.x * T, c = c0 + threadIdx.x;
-  const bool live = c < dim;
-
-  // 1. Parameters, before the wait. Columns past dim are zero-filled (dim % VI == 0).
+  const int piece_bytes = q.ppb * q.pc * 16;
+  unsigned char* wx_s = dyn_s;                            // the pieces' weights, pc chunks each
+  unsigned char* u_s = dyn_s + piece_bytes;               // the parts of x they multiply
+  unsigned char* dtw_s = dyn_s + 2 * piece_bytes;         // cpb rows x dtw_pitch: dt_proj[c0 .., :]
+  I* xdbl_s = reinterpret_cast<I*>(dtw_s + q.cpb * dtw_pitch);  // [dt_low | B | C], rounded
+  const int dim = static_cast<int>(p.heads), nch = dim / VI, G = static_cast<int>(gridDim.x), np = q.nr * q.splits;
+  const int c0 = blockIdx.x * q.cpb, t = threadIdx.x, c = c0 + t;
+  const bool live = t < q.cpb && c < dim;
   const I* xw = static_cast<const I*>(p.x_proj);
-  for (int j = threadIdx.x; j < nr * KC; j += T) {
-    const int r = j / KC, k = j - r * KC;
-    const uint32_t col = c0 + k * VI;
-    cuda::copy_async16_zfill(wx_s + r * WP + k * 16, xw + static_cast<int64_t>(r) * dim + (col < dim ? col : 0), col < dim ? 16 : 0);
+  const I* xg = static_cast<const I*>(p.x);
+
+  // Chunk k of piece slot i: where its weights are in x_proj and its x part in x (false past the
+  // end of the piece or of the pieces).
+  auto chunk_of = [&](int idx, int64_t& w_off, int& x_off) {
+    const int i = idx / q.pc, k = idx - i * q.pc, pi = blockIdx.x + i * G;
+    if (pi >= np) return false;
+    const int r = pi / q.splits;
+    int lo, hi;
+    piece_range(nch, q.splits, pi - r * q.splits, lo, hi);
+    if (lo + k >= hi) return false;
+    x_off = (lo + k) * VI;
+    w_off = static_cast<int64_t>(r) * dim + x_off;
+    return true;
+  };
+
+  // Parameters, before the wait.
+  for (int idx = t; idx < q.ppb * q.pc; idx += T) {
+    int64_t w_off;
+    int x_off;
+    if (chunk_of(idx, w_off, x_off)) cuda::copy_async16(wx_s + idx * 16, xw + w_off);
   }
   const int dchunks = static_cast<int>(R * sizeof(I) / 16);
-  for (int j = threadIdx.x; j < T * dchunks; j += T) {
-    const int rl = j / dchunks, k = j - rl * dchunks;
+  for (int idx = t; idx < q.cpb * dchunks; idx += T) {
+    const int rl = idx / dchunks, k = idx - rl * dchunks;
     if (c0 + rl < dim)
       cuda::copy_async16(dtw_s + rl * dtw_pitch + k * 16, static_cast<const unsigned char*>(p.dt_proj) + (static_cast<int64_t>(c0 + rl) * R * sizeof(I)) + k * 16);
   }
+  cuda::copy_async_commit();
   Pack<float, 4> av[N / 4];
   float bias = 0.f, Dh = 0.f;
   if (live) {
@@ -460,89 +479,79 @@ __global__ void __launch_bounds__(M1XProjTraits::kThreads) state_update_m1_xproj
     if (p.dt_bias) bias = static_cast<const float*>(p.dt_bias)[c];
     if (p.D) Dh = static_cast<const float*>(p.D)[c];
   }
-  cuda::copy_async_commit();
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  const unsigned int epoch = threadIdx.x == 0 ? load_acquire(&g_xproj_epoch) : 0u;
+  const unsigned int epoch = t == 0 ? load_acquire(&g_xproj_epoch) : 0u;
 
-  // The states, as a second group of copies: waited for only after the barrier. (They may not be
-  // read before the wait: the kernel before may be another update of the same state.)
+  // The x parts of the pieces, then (a group of their own, waited for after the barrier) the
+  // states. (Neither may be read before the wait: x is in_proj's output, and the kernel before
+  // may be another update of the same state.)
+  for (int idx = t; idx < q.ppb * q.pc; idx += T) {
+    int64_t w_off;
+    int x_off;
+    if (chunk_of(idx, w_off, x_off)) cuda::copy_async16(u_s + idx * 16, xg + x_off);
+  }
+  cuda::copy_async_commit();
   const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[0]) : 0;
   const bool has_state = slot >= 0 && slot < p.slots;
   S* state = static_cast<S*>(p.state) + (has_state ? slot : 0) * static_cast<int64_t>(dim) * N;
-#pragma unroll
-  for (int i = 0; i < VR; ++i) {
-    const uint32_t j = threadIdx.x + i * T, rl = j / VR, vec = j % VR;
-    if (has_state && c0 + rl < dim) cuda::copy_async16(&rows_s[rl][vec * VS], state + (c0 + rl) * N + vec * VS);
+  for (int idx = t; idx < q.cpb * VR; idx += T) {
+    const int rl = idx / VR, vec = idx - rl * VR;
+    if (has_state && c0 + rl < dim) cuda::copy_async16(&rows_s[rl][vec * VS], state + static_cast<int64_t>(c0 + rl) * N + vec * VS);
   }
   cuda::copy_async_commit();
-
-  // 2. x and z of the block's channels; x_proj's partial sums over them.
-  const I* xg = static_cast<const I*>(p.x);
   const float x = live ? to_float(xg[c]) : 0.f;
   const float gate = live && p.z ? cuda::silu_f(to_float(static_cast<const I*>(p.z)[c])) : 1.f;
-  u_s[threadIdx.x] = live ? xg[c] : cuda::from_float<I>(0.f);
-  cuda::copy_async_wait_group<1>();  // the parameters
+  cuda::copy_async_wait_group<1>();  // the weights and the x parts
   __syncthreads();
-  float* part = g_xproj_part + static_cast<int64_t>(blockIdx.x) * nr;
-  for (int r = threadIdx.x; r < nr; r += T) {
-    const Pack<I, VI>* w = reinterpret_cast<const Pack<I, VI>*>(wx_s + r * WP);
-    const Pack<I, VI>* u = reinterpret_cast<const Pack<I, VI>*>(u_s);
-    float a[2] = {0.f, 0.f};
+
+  // One piece per warp at a time: lanes take its chunks, then a shuffle reduction.
+  const int warp = t / 32, lane = t % 32;
+  for (int i = warp; i < q.ppb; i += Tr::kWarps) {
+    const int pi = blockIdx.x + i * G;
+    if (pi >= np) break;
+    const int r = pi / q.splits;
+    int lo, hi;
+    piece_range(nch, q.splits, pi - r * q.splits, lo, hi);
+    const Pack<I, VI>* wp = reinterpret_cast<const Pack<I, VI>*>(wx_s) + i * q.pc;
+    const Pack<I, VI>* up = reinterpret_cast<const Pack<I, VI>*>(u_s) + i * q.pc;
+    float acc = 0.f;
+#pragma unroll 4
+    for (int k = lane; k < hi - lo; k += 32) {
+      const Pack<I, VI> wk = wp[k], uk = up[k];
 #pragma unroll
-    for (int k = 0; k < KC; ++k) {
-      const Pack<I, VI> wk = w[k], uk = u[k];
-#pragma unroll
-      for (int j = 0; j < VI; ++j) a[k % 2] = fmaf(to_float(wk.v[j]), to_float(uk.v[j]), a[k % 2]);
+      for (int j = 0; j < VI; ++j) acc = fmaf(to_float(wk.v[j]), to_float(uk.v[j]), acc);
     }
-    __stcg(part + r, a[0] + a[1]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) __stcg(g_xproj_part + pi, acc);
   }
 
-  // 3. Every block's partial sums written.
   grid_barrier(epoch);
 
-  // 4. Sums over the blocks: thread i adds float4 q = i % nq of blocks [s·G/sl, (s+1)·G/sl),
-  // s = i / nq, then the sl slices are added in order.
-  const int nq = nr / 4, sl = T / nq, G = static_cast<int>(gridDim.x);
-  if (threadIdx.x < nq * sl) {
-    const int q = threadIdx.x % nq, s = threadIdx.x / nq;
-    const int g0 = s * G / sl, g1 = (s + 1) * G / sl;
-    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 16
-    for (int g = g0; g < g1; ++g) {
-      const float4 v = __ldcg(reinterpret_cast<const float4*>(g_xproj_part + static_cast<int64_t>(g) * nr) + q);
-      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
-    }
-    red_s[threadIdx.x] = sum;
-  }
-  __syncthreads();
-  if (threadIdx.x < nq) {
-    float4 sum = red_s[threadIdx.x];
-    for (int s = 1; s < sl; ++s) {
-      const float4 v = red_s[s * nq + threadIdx.x];
-      sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
-    }
-    I* o = xdbl_s + 4 * threadIdx.x;
-    o[0] = cuda::from_float<I>(sum.x), o[1] = cuda::from_float<I>(sum.y), o[2] = cuda::from_float<I>(sum.z), o[3] = cuda::from_float<I>(sum.w);
+  // Row r of the product: its pieces added in order, rounded as the linear layer rounds.
+  for (int r = t; r < q.nr; r += T) {
+    float sum = 0.f;
+    for (int j = 0; j < q.splits; ++j) sum += __ldcg(g_xproj_part + r * q.splits + j);
+    xdbl_s[r] = cuda::from_float<I>(sum);
   }
   cuda::copy_async_wait();  // the states
   __syncthreads();
 
-  // 5. The channel's step.
+  // The channel's step.
   I* y = static_cast<I*>(p.y);
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[c] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (live && has_state) {
-    const float dt = m1_dt(p, projected_dt<I>(xdbl_s, dtw_s + threadIdx.x * dtw_pitch, R), bias);
-    float acc = m1_recur<S, I>(&rows_s[threadIdx.x][0], av, xdbl_s + R, xdbl_s + R + N, dt, x);
+    const float dt = m1_dt(p, projected_dt<I>(xdbl_s, dtw_s + t * dtw_pitch, R), bias);
+    float acc = m1_recur<S, I>(&rows_s[t][0], av, xdbl_s + R, xdbl_s + R + N, dt, x);
     if (p.D) acc += Dh * x;
     y[c] = cuda::from_float<I>(acc * gate);
   }
   __syncthreads();
-#pragma unroll
-  for (int i = 0; i < VR; ++i) {
-    const uint32_t j = threadIdx.x + i * T, rl = j / VR, vec = j % VR;
-    if (has_state && c0 + rl < dim) store_state<S, VS>(state + (c0 + rl) * N + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
+  for (int idx = t; idx < q.cpb * VR; idx += T) {
+    const int rl = idx / VR, vec = idx - rl * VR;
+    if (has_state && c0 + rl < dim) store_state<S, VS>(state + static_cast<int64_t>(c0 + rl) * N + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
   }
 }
 
@@ -769,9 +778,10 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
          (p.bc_stride * static_cast<int64_t>(sizeof(I))) % 16 == 0;
 }
 
-// The x_proj kernel's launch for these parameters: its dynamic shared memory and grid, or grid 0
-// when it does not apply (the op then runs x_proj as a linear layer first).
+// The x_proj kernel's launch for these parameters: its geometry, dynamic shared memory and grid,
+// or grid 0 when it does not apply (the op then runs x_proj as a linear layer first).
 struct XProjLaunch {
+  XProjShape q;
   size_t smem = 0;
   unsigned grid = 0;
 };
@@ -780,17 +790,31 @@ template <typename S, typename I> XProjLaunch xproj_launch(const StateUpdatePara
   constexpr int64_t VI = 16 / sizeof(I);
   XProjLaunch l;
   if constexpr (sizeof(I) != 2) return l;  // 16-bit inputs only (f32: x_proj as a linear layer)
-  const int64_t nr = p.dt_rank + 2 * p.dstate, grid = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
-  if (!p.x_proj || !p.dt_proj || p.batch != 1 || !m1_fits<S, I>(p) || p.heads % VI != 0 || p.dt_rank % VI != 0 ||
-      nr > Tr::kMaxRows || grid * nr > Tr::kMaxParts || !aligned(p.x_proj, 16) || !aligned(p.dt_proj, 16))
+  if (!p.x_proj || !p.dt_proj || p.batch != 1 || !m1_fits<S, I>(p) || p.heads % VI != 0 || p.dt_rank % VI != 0 || p.heads >= (int64_t{1} << 24) ||
+      !aligned(p.x_proj, 16) || !aligned(p.dt_proj, 16) || !aligned(p.x, 16))
     return l;
+  // One block per SM: channels per block a multiple of VI; pieces per row picked for the smallest
+  // largest share of x_proj per block.
+  const int64_t sms = cuda::sm_count(), dim = p.heads, nch = dim / VI, nr = p.dt_rank + 2 * p.dstate;
+  const int64_t cpb = ((dim + sms - 1) / sms + VI - 1) / VI * VI;
+  if (cpb > Tr::kThreads) return l;
+  const int64_t grid = (dim + cpb - 1) / cpb;
+  int64_t best = -1;
+  for (int64_t s = 1; s <= Tr::kMaxSplits && s <= nch; ++s) {
+    const int64_t ppb = (nr * s + grid - 1) / grid, pc = (nch + s - 1) / s, cost = ppb * pc;
+    if (nr * s <= Tr::kMaxParts && (best < 0 || cost < best)) best = cost, l.q.splits = static_cast<int>(s), l.q.ppb = static_cast<int>(ppb), l.q.pc = static_cast<int>(pc);
+  }
+  if (best < 0) return l;
+  l.q.nr = static_cast<int>(nr);
+  l.q.cpb = static_cast<int>(cpb);
+  const size_t smem = 2 * static_cast<size_t>(l.q.ppb) * l.q.pc * 16 + static_cast<size_t>(cpb) * dt_proj_pitch(p.dt_rank, sizeof(I)) + (static_cast<size_t>(nr) * sizeof(I) + 15) / 16 * 16;
   auto kernel = state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>;
   int device = 0, optin = 0;
   cudaGetDevice(&device);
   cudaFuncAttributes fa{};
   cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "selectiveStateUpdate: shared memory");
   cuda::check(cudaFuncGetAttributes(&fa, kernel), "selectiveStateUpdate: kernel attributes");
-  const size_t smem = Tr::smem<I>(static_cast<int>(nr), p.dt_rank), dyn_max = static_cast<size_t>(optin) - fa.sharedSizeBytes;
+  const size_t dyn_max = static_cast<size_t>(optin) - fa.sharedSizeBytes;
   if (smem > dyn_max) return l;
   // Shared memory past 48 KB opted in once per device (the most a block may take), and every
   // block must be resident at once for the grid barrier.
@@ -802,7 +826,7 @@ template <typename S, typename I> XProjLaunch xproj_launch(const StateUpdatePara
   }
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
-  if (grid > static_cast<int64_t>(occ) * cuda::sm_count()) return l;
+  if (grid > static_cast<int64_t>(occ) * sms) return l;
   l.smem = smem;
   l.grid = static_cast<unsigned>(grid);
   return l;
@@ -840,8 +864,7 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       if (p.x_proj) {
         const XProjLaunch l = xproj_launch<S, I>(p);
         if (l.grid == 0) fail("ERR_INTERNAL", ErrorKind::Type, "selectiveStateUpdate: xProj not taken by the kernel");
-        cuda::launch_pdl(state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>, dim3(l.grid), dim3(M1XProjTraits::kThreads), l.smem, st, p,
-                         static_cast<int>(p.dt_rank + 2 * p.dstate));
+        cuda::launch_pdl(state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>, dim3(l.grid), dim3(M1XProjTraits::kThreads), l.smem, st, p, l.q);
       } else if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
