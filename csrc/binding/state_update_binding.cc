@@ -15,13 +15,10 @@ StateUpdateArgs parse(const Napi::CallbackInfo& info) {
   StateUpdateArgs a;
   a.state = required_tensor(o, "state");
   a.x = required_tensor(o, "x");
-  // With xProj, dt, B and C come from it (the op rejects them if given).
-  a.x_proj = optional_tensor(o, "xProj");
-  const bool xp = a.x_proj.defined();
-  a.dt = xp ? optional_tensor(o, "dt") : required_tensor(o, "dt");
+  a.dt = required_tensor(o, "dt");
   a.A = required_tensor(o, "A");
-  a.B = xp ? optional_tensor(o, "B") : required_tensor(o, "B");
-  a.C = xp ? optional_tensor(o, "C") : required_tensor(o, "C");
+  a.B = required_tensor(o, "B");
+  a.C = required_tensor(o, "C");
   a.D = optional_tensor(o, "D");
   a.z = optional_tensor(o, "z");
   a.dt_bias = optional_tensor(o, "dtBias");

@@ -216,18 +216,17 @@ struct M1Traits {
   static constexpr int kThreads = 128, kN = 16;
 };
 
-// dt of one row when the kernel computes the dt projection (p.dt_proj): the rank-R dot product in
-// f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch entry's low-rank
-// input `v` (global or shared memory), rounded to the input dtype as a separate linear layer would
-// round it.
-template <typename I> __device__ float projected_dt(const I* v, const unsigned char* w, int64_t rank) {
+// dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
+// product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
+// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
+template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
   constexpr int VI = 16 / sizeof(I);
-  const Pack<I, VI>* vv = reinterpret_cast<const Pack<I, VI>*>(v);
+  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
   float acc = 0.f;
-  const int nv = static_cast<int>(rank / VI);
+  const int nv = static_cast<int>(p.dt_rank / VI);
 #pragma unroll 4
   for (int k = 0; k < nv; ++k) {
-    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = vv[k];
+    const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
 #pragma unroll
     for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
   }
@@ -238,28 +237,28 @@ template <typename I> __device__ float projected_dt(const I* v, const unsigned c
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
-// dt' of a row from its raw dt (read or projected): the bias, the softplus and the clamp.
-__device__ __forceinline__ float m1_dt(const StateUpdateParams& p, float dt, float bias) {
-  dt += bias;
-  if (p.dt_softplus) dt = cuda::softplus_f(dt);
-  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-  return dt;
-}
-
-// The state recurrence of one Mamba-1 row of dstate 16 whose states sit at `srow` (shared memory,
-// updated in place), with B and C at Bp, Cp (global or shared memory): returns Σ_n s·C.
+// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
+// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
+// returns y with D·x and the gate applied.
 template <typename S, typename I>
-__device__ __forceinline__ float m1_recur(S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp, const I* Cp, float dt, float x) {
+__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
+                                             float dt, float bias, float Dh) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
   Pack<S, VS> sv[VR];
 #pragma unroll
   for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
   Pack<I, VI> bv[N / VI], cv[N / VI];
+  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
+  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
 #pragma unroll
   for (int k = 0; k < N / VI; ++k) {
     bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
     cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
   }
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
   const float dtx = dt * x;
   float acc = 0.f;
 #pragma unroll
@@ -270,17 +269,6 @@ __device__ __forceinline__ float m1_recur(S* srow, const Pack<float, 4> (&av)[M1
   }
 #pragma unroll
   for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
-  return acc;
-}
-
-// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
-// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
-// returns y with D·x and the gate applied.
-template <typename S, typename I>
-__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
-                                             float dt, float bias, float Dh) {
-  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-  float acc = m1_recur<S, I>(srow, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride, m1_dt(p, dt, bias), x);
   if (p.D) acc += Dh * x;
   if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
   return acc;
@@ -343,7 +331,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     Pack<float, 4> av[N / 4];
 #pragma unroll
     for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    const float dt = kProjDt ? projected_dt<I>(static_cast<const I*>(p.dt) + b * p.dt_stride, dtw_s + threadIdx.x * dtw_pitch, p.dt_rank) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
     y[row] = cuda::from_float<I>(m1_row_step<S, I>(p, &rows_s[threadIdx.x][0], av, b, h, dt, bias, Dh));
@@ -354,213 +342,6 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
     const int64_t off = state_offset(row0 + rl);
     if (off >= 0) store_state<S, VS>(state + off + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
-  }
-}
-
-// Batch 1 with x_proj folded in (p.x_proj, dt_proj inside too): [dt_low | B | C] = x_proj · x is
-// needed whole by every channel, and as separate kernels the product (2 MB for mamba-2.8b) and the
-// update are each a few dependent round trips long with DRAM idle (4.7 + 8.9 us per layer, ncu).
-// One block per SM, and every block's parameters are a small, even share (a first version gave
-// each block 128 channels and the x_proj columns of its channels: 40 blocks of 95 KB for
-// mamba-2.8b, 13.6 us alone, slower than the two kernels it replaced):
-//  - block g owns `cpb` consecutive channels (one per thread) for dt_proj and the recurrence, and
-//    "pieces" g, g + G, ... of x_proj: row r split along K into `splits` parts, piece r·splits + j;
-//  - before the PDL wait it stages its pieces and its channels' dt_proj rows in shared memory and
-//    reads A, D and dt_bias (parameters only: the loads start during in_proj's tail);
-//  - after it, copies the x parts its pieces need and its states, writes the dot product of each
-//    piece to global memory, and meets the other blocks at a grid-wide barrier (the launcher
-//    checks that every block is resident at once);
-//  - then each row of x_proj's output is the sum of its `splits` pieces in order (every block the
-//    same bits), rounded to x's dtype as the linear layer would, and the block runs dt_proj and
-//    the recurrence of its channels.
-struct M1XProjTraits {
-  static constexpr int kThreads = 128, kWarps = kThreads / 32, kN = 16;
-  static constexpr int kMaxParts = 4096;  // x_proj pieces (rows x splits)
-  static constexpr int kMaxSplits = 8;
-};
-// The launch geometry, computed by the host (xproj_launch).
-struct XProjShape {
-  int nr = 0;      // x_proj rows: rank + 2·dstate
-  int splits = 0;  // pieces per row
-  int cpb = 0;     // channels per block
-  int ppb = 0;     // pieces per block (at most)
-  int pc = 0;      // 16-byte chunks per piece (at most)
-};
-__device__ __align__(16) float g_xproj_part[M1XProjTraits::kMaxParts];
-// The barrier's arrival count and epoch on cache lines of their own: the waiting blocks' polls of
-// the epoch must not queue behind (or in front of) the arrivals' atomics at the L2 (with both on
-// one line the 128-block kernel took 15.6 us alone, the 40-block one 13.6).
-__device__ __align__(128) unsigned int g_xproj_arrived;
-__device__ __align__(128) unsigned int g_xproj_epoch;
-
-__device__ __forceinline__ unsigned int load_acquire(const unsigned int* p) {
-  unsigned int v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ unsigned int load_relaxed(const unsigned int* p) {
-  unsigned int v;
-  asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void store_relaxed(unsigned int* p, unsigned int v) { asm volatile("st.relaxed.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
-__device__ __forceinline__ void store_release(unsigned int* p, unsigned int v) { asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory"); }
-
-// Every block of the grid arrives before any leaves; the block's writes before it are visible to
-// every block after it. The last block to arrive resets the count and opens the barrier by
-// advancing the epoch, which thread 0 read (`epoch`) after the PDL wait: launches of this kernel
-// are stream-ordered, so the previous one has completed by then, and this one's epoch cannot
-// advance before this block arrives.
-__device__ __forceinline__ void grid_barrier(unsigned int epoch) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    if (atomicAdd(&g_xproj_arrived, 1u) == gridDim.x - 1) {
-      store_relaxed(&g_xproj_arrived, 0u);
-      store_release(&g_xproj_epoch, epoch + 1);
-    } else {
-      while (load_relaxed(&g_xproj_epoch) == epoch) {  // (the fence below orders what follows)
-      }
-    }
-    __threadfence();
-  }
-  __syncthreads();
-}
-
-// Chunk range [lo, hi) of part j of a row of nch chunks split in `splits`.
-__device__ __forceinline__ void piece_range(int nch, int splits, int j, int& lo, int& hi) {
-  lo = j * nch / splits;
-  hi = (j + 1) * nch / splits;
-}
-
-template <typename S, typename I>
-__global__ void __launch_bounds__(M1XProjTraits::kThreads) state_update_m1_xproj_kernel(StateUpdateParams p, XProjShape q) {
-  using Tr = M1XProjTraits;
-  constexpr int T = Tr::kThreads, N = Tr::kN, VS = 16 / sizeof(S), VR = N / VS, VI = 16 / sizeof(I);
-  constexpr int kPitch = N + 16 / sizeof(S);
-  __shared__ __align__(16) S rows_s[T][kPitch];
-  extern __shared__ __align__(16) unsigned char dyn_s[];
-  const int64_t R = p.dt_rank;
-  const size_t dtw_pitch = dt_proj_pitch(R, sizeof(I));
-  const int piece_bytes = q.ppb * q.pc * 16;
-  unsigned char* wx_s = dyn_s;                            // the pieces' weights, pc chunks each
-  unsigned char* u_s = dyn_s + piece_bytes;               // the parts of x they multiply
-  unsigned char* dtw_s = dyn_s + 2 * piece_bytes;         // cpb rows x dtw_pitch: dt_proj[c0 .., :]
-  I* xdbl_s = reinterpret_cast<I*>(dtw_s + q.cpb * dtw_pitch);  // [dt_low | B | C], rounded
-  const int dim = static_cast<int>(p.heads), nch = dim / VI, G = static_cast<int>(gridDim.x), np = q.nr * q.splits;
-  const int c0 = blockIdx.x * q.cpb, t = threadIdx.x, c = c0 + t;
-  const bool live = t < q.cpb && c < dim;
-  const I* xw = static_cast<const I*>(p.x_proj);
-  const I* xg = static_cast<const I*>(p.x);
-
-  // Chunk k of piece slot i: where its weights are in x_proj and its x part in x (false past the
-  // end of the piece or of the pieces).
-  auto chunk_of = [&](int idx, int64_t& w_off, int& x_off) {
-    const int i = idx / q.pc, k = idx - i * q.pc, pi = blockIdx.x + i * G;
-    if (pi >= np) return false;
-    const int r = pi / q.splits;
-    int lo, hi;
-    piece_range(nch, q.splits, pi - r * q.splits, lo, hi);
-    if (lo + k >= hi) return false;
-    x_off = (lo + k) * VI;
-    w_off = static_cast<int64_t>(r) * dim + x_off;
-    return true;
-  };
-
-  // Parameters, before the wait.
-  for (int idx = t; idx < q.ppb * q.pc; idx += T) {
-    int64_t w_off;
-    int x_off;
-    if (chunk_of(idx, w_off, x_off)) cuda::copy_async16(wx_s + idx * 16, xw + w_off);
-  }
-  const int dchunks = static_cast<int>(R * sizeof(I) / 16);
-  for (int idx = t; idx < q.cpb * dchunks; idx += T) {
-    const int rl = idx / dchunks, k = idx - rl * dchunks;
-    if (c0 + rl < dim)
-      cuda::copy_async16(dtw_s + rl * dtw_pitch + k * 16, static_cast<const unsigned char*>(p.dt_proj) + (static_cast<int64_t>(c0 + rl) * R * sizeof(I)) + k * 16);
-  }
-  cuda::copy_async_commit();
-  Pack<float, 4> av[N / 4];
-  float bias = 0.f, Dh = 0.f;
-  if (live) {
-#pragma unroll
-    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + static_cast<int64_t>(c) * N)[k];
-    if (p.dt_bias) bias = static_cast<const float*>(p.dt_bias)[c];
-    if (p.D) Dh = static_cast<const float*>(p.D)[c];
-  }
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  const unsigned int epoch = t == 0 ? load_acquire(&g_xproj_epoch) : 0u;
-
-  // The x parts of the pieces, then (a group of their own, waited for after the barrier) the
-  // states. (Neither may be read before the wait: x is in_proj's output, and the kernel before
-  // may be another update of the same state.)
-  for (int idx = t; idx < q.ppb * q.pc; idx += T) {
-    int64_t w_off;
-    int x_off;
-    if (chunk_of(idx, w_off, x_off)) cuda::copy_async16(u_s + idx * 16, xg + x_off);
-  }
-  cuda::copy_async_commit();
-  const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[0]) : 0;
-  const bool has_state = slot >= 0 && slot < p.slots;
-  S* state = static_cast<S*>(p.state) + (has_state ? slot : 0) * static_cast<int64_t>(dim) * N;
-  for (int idx = t; idx < q.cpb * VR; idx += T) {
-    const int rl = idx / VR, vec = idx - rl * VR;
-    if (has_state && c0 + rl < dim) cuda::copy_async16(&rows_s[rl][vec * VS], state + static_cast<int64_t>(c0 + rl) * N + vec * VS);
-  }
-  cuda::copy_async_commit();
-  const float x = live ? to_float(xg[c]) : 0.f;
-  const float gate = live && p.z ? cuda::silu_f(to_float(static_cast<const I*>(p.z)[c])) : 1.f;
-  cuda::copy_async_wait_group<1>();  // the weights and the x parts
-  __syncthreads();
-
-  // One piece per warp at a time: lanes take its chunks, then a shuffle reduction.
-  const int warp = t / 32, lane = t % 32;
-  for (int i = warp; i < q.ppb; i += Tr::kWarps) {
-    const int pi = blockIdx.x + i * G;
-    if (pi >= np) break;
-    const int r = pi / q.splits;
-    int lo, hi;
-    piece_range(nch, q.splits, pi - r * q.splits, lo, hi);
-    const Pack<I, VI>* wp = reinterpret_cast<const Pack<I, VI>*>(wx_s) + i * q.pc;
-    const Pack<I, VI>* up = reinterpret_cast<const Pack<I, VI>*>(u_s) + i * q.pc;
-    float acc = 0.f;
-#pragma unroll 4
-    for (int k = lane; k < hi - lo; k += 32) {
-      const Pack<I, VI> wk = wp[k], uk = up[k];
-#pragma unroll
-      for (int j = 0; j < VI; ++j) acc = fmaf(to_float(wk.v[j]), to_float(uk.v[j]), acc);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) __stcg(g_xproj_part + pi, acc);
-  }
-
-  grid_barrier(epoch);
-
-  // Row r of the product: its pieces added in order, rounded as the linear layer rounds.
-  for (int r = t; r < q.nr; r += T) {
-    float sum = 0.f;
-    for (int j = 0; j < q.splits; ++j) sum += __ldcg(g_xproj_part + r * q.splits + j);
-    xdbl_s[r] = cuda::from_float<I>(sum);
-  }
-  cuda::copy_async_wait();  // the states
-  __syncthreads();
-
-  // The channel's step.
-  I* y = static_cast<I*>(p.y);
-  if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
-    y[c] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
-  if (live && has_state) {
-    const float dt = m1_dt(p, projected_dt<I>(xdbl_s, dtw_s + t * dtw_pitch, R), bias);
-    float acc = m1_recur<S, I>(&rows_s[t][0], av, xdbl_s + R, xdbl_s + R + N, dt, x);
-    if (p.D) acc += Dh * x;
-    y[c] = cuda::from_float<I>(acc * gate);
-  }
-  __syncthreads();
-  for (int idx = t; idx < q.cpb * VR; idx += T) {
-    const int rl = idx / VR, vec = idx - rl * VR;
-    if (has_state && c0 + rl < dim) store_state<S, VS>(state + static_cast<int64_t>(c0 + rl) * N + vec * VS, *reinterpret_cast<const Pack<S, VS>*>(&rows_s[rl][vec * VS]));
   }
 }
 
@@ -787,66 +568,6 @@ template <typename S, typename I> bool m1_fits(const StateUpdateParams& p) {
          (p.bc_stride * static_cast<int64_t>(sizeof(I))) % 16 == 0;
 }
 
-// The x_proj kernel's launch for these parameters: its geometry, dynamic shared memory and grid,
-// or grid 0 when it does not apply (the op then runs x_proj as a linear layer first).
-struct XProjLaunch {
-  XProjShape q;
-  size_t smem = 0;
-  unsigned grid = 0;
-};
-template <typename S, typename I> XProjLaunch xproj_launch(const StateUpdateParams& p) {
-  using Tr = M1XProjTraits;
-  constexpr int64_t VI = 16 / sizeof(I);
-  XProjLaunch l;
-  if constexpr (sizeof(I) != 2) return l;  // 16-bit inputs only (f32: x_proj as a linear layer)
-  if (!p.x_proj || !p.dt_proj || p.batch != 1 || !m1_fits<S, I>(p) || p.heads % VI != 0 || p.dt_rank % VI != 0 || p.heads >= (int64_t{1} << 24) ||
-      !aligned(p.x_proj, 16) || !aligned(p.dt_proj, 16) || !aligned(p.x, 16))
-    return l;
-  // One block per SM: channels per block a multiple of VI; pieces per row picked for the smallest
-  // largest share of x_proj per block.
-  const int64_t sms = cuda::sm_count(), dim = p.heads, nch = dim / VI, nr = p.dt_rank + 2 * p.dstate;
-  const int64_t cpb = ((dim + sms - 1) / sms + VI - 1) / VI * VI;
-  if (cpb > Tr::kThreads) return l;
-  const int64_t grid = (dim + cpb - 1) / cpb;
-  int64_t best = -1;
-  for (int64_t s = 1; s <= Tr::kMaxSplits && s <= nch; ++s) {
-    const int64_t ppb = (nr * s + grid - 1) / grid, pc = (nch + s - 1) / s, cost = ppb * pc;
-    if (nr * s <= Tr::kMaxParts && (best < 0 || cost < best)) best = cost, l.q.splits = static_cast<int>(s), l.q.ppb = static_cast<int>(ppb), l.q.pc = static_cast<int>(pc);
-  }
-  if (best < 0) return l;
-  l.q.nr = static_cast<int>(nr);
-  l.q.cpb = static_cast<int>(cpb);
-  const size_t smem = 2 * static_cast<size_t>(l.q.ppb) * l.q.pc * 16 + static_cast<size_t>(cpb) * dt_proj_pitch(p.dt_rank, sizeof(I)) + (static_cast<size_t>(nr) * sizeof(I) + 15) / 16 * 16;
-  auto kernel = state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>;
-  int device = 0, optin = 0;
-  cudaGetDevice(&device);
-  cudaFuncAttributes fa{};
-  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "selectiveStateUpdate: shared memory");
-  cuda::check(cudaFuncGetAttributes(&fa, kernel), "selectiveStateUpdate: kernel attributes");
-  const size_t dyn_max = static_cast<size_t>(optin) - fa.sharedSizeBytes;
-  if (smem > dyn_max) return l;
-  // Shared memory past 48 KB opted in once per device (the most a block may take), and every
-  // block must be resident at once for the grid barrier.
-  static std::atomic<uint64_t> opted{0};
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(dyn_max)), "selectiveStateUpdate: shared memory");
-    opted.fetch_or(bit, std::memory_order_relaxed);
-  }
-  int occ = 0;
-  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
-  if (grid > static_cast<int64_t>(occ) * sms) return l;
-  l.smem = smem;
-  l.grid = static_cast<unsigned>(grid);
-  return l;
-}
-
-bool state_update_cuda_fuses_x_proj(const StateUpdateParams& p) {
-  return SS_FLOAT_SWITCH(p.dtype, I, [&] {
-    return (p.state_dtype == DType::BFloat16 ? xproj_launch<__nv_bfloat16, I>(p) : xproj_launch<float, I>(p)).grid > 0;
-  });
-}
-
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
   return SS_FLOAT_SWITCH(p.dtype, I, [&] {
     const int64_t VI = 16 / sizeof(I);
@@ -870,11 +591,7 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, I, [&] {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
-      if (p.x_proj) {
-        const XProjLaunch l = xproj_launch<S, I>(p);
-        if (l.grid == 0) fail("ERR_INTERNAL", ErrorKind::Type, "selectiveStateUpdate: xProj not taken by the kernel");
-        cuda::launch_pdl(state_update_m1_xproj_kernel<S, std::conditional_t<sizeof(I) == 2, I, __nv_bfloat16>>, dim3(l.grid), dim3(M1XProjTraits::kThreads), l.smem, st, p, l.q);
-      } else if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
+      if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
             launch_m1_batch<S, I, true>(p, st);

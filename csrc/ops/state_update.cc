@@ -17,54 +17,11 @@ Tensor with_dt_projected(const StateUpdateArgs& a) {
   b.dt_proj = Tensor{};
   return state_update_impl(b);
 }
-
-// Columns [lo, hi) of a (batch, n) tensor, as a view.
-Tensor columns(const Tensor& t, int64_t lo, int64_t hi) {
-  Tensor v = t;
-  v.offset += lo * t.stride(1);
-  v.shape = {t.size(0), hi - lo};
-  return v;
-}
-
-// x_proj as a linear layer first; dt, B and C are views of its output.
-Tensor with_x_projected(const StateUpdateArgs& a) {
-  StateUpdateArgs b = a;
-  const int64_t R = a.dt_proj.size(1), N = a.state.size(2);
-  const Tensor dbc = linear(a.x, a.x_proj, Tensor{});
-  b.dt = columns(dbc, 0, R);
-  b.B = columns(dbc, R, R + N);
-  b.C = columns(dbc, R + N, R + 2 * N);
-  b.x_proj = Tensor{};
-  return selective_state_update(b);
-}
 }  // namespace
 
 // With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, dstate 16),
 // otherwise as a linear layer first (the same rounding either way).
 Tensor selective_state_update(const StateUpdateArgs& a) {
-  if (a.x_proj.defined()) {
-    // x_proj before dt_proj: inside the CUDA kernel at batch 1 when it can, otherwise as a
-    // linear layer first (the same rounding either way).
-    if (!a.dt_proj.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "xProj: takes dtProj too");
-    if (a.dt.defined() || a.B.defined() || a.C.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "xProj: dt, B and C come from xProj; don't pass them");
-    if (a.state.ndim() != 3) fail("ERR_INVALID_ARG", ErrorKind::Type, "xProj: only the Mamba-1 form (state (batch, dim, dstate)) takes it");
-    check_same_device(a.state.device(), {{"xProj", &a.x_proj}, {"dtProj", &a.dt_proj}, {"x", &a.x}});
-    checks::rank("xProj", a.x_proj, 2, "(rank + 2·dstate, dim)");
-    checks::rank("dtProj", a.dt_proj, 2, "(dim, rank)");
-    checks::rank("x", a.x, 2, "(batch, dim)");
-    const int64_t R = a.dt_proj.size(1), N = a.state.size(2), dim = a.state.size(1);
-    checks::shape("xProj", a.x_proj, {R + 2 * N, dim}, "(rank + 2·dstate, dim) with rank = dtProj's columns");
-    checks::same_dtype("xProj", a.x_proj, "x", a.x.dtype);
-#ifdef STATESPACE_WITH_CUDA
-    if (!a.state.device().is_cpu() && a.x.size(0) == 1) {
-      StateUpdateArgs f = a;
-      f.x_proj = contiguous(a.x_proj);
-      f.dt_proj = contiguous(a.dt_proj);
-      return state_update_impl(f);  // (falls back below when the kernel cannot take it)
-    }
-#endif
-    return with_x_projected(a);
-  }
   if (!a.dt_proj.defined()) return state_update_impl(a);
   const Device dev = a.state.device();
   check_same_device(dev, {{"dtProj", &a.dt_proj}, {"dt", &a.dt}});
@@ -122,16 +79,14 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
   checks::shape("x", a.x, row_shape, row_desc);
   checks::floating("x", a.x, cpu);
   p.dtype = a.x.dtype;
-  const bool xp = a.x_proj.defined();  // dt, B and C come from x_proj (batch 1, CUDA)
-  if (!xp) {
-    if (m1 && !a.dt_proj.defined())
-      checks::shape("dt", a.dt, row_shape, row_desc);
-    else if (m1)
-      checks::shape("dt", a.dt, {p.batch, a.dt_proj.size(1)}, "(batch, rank)");
-    else
-      checks::shape("dt", a.dt, {p.batch, p.heads}, "(batch, heads)");
-    checks::same_dtype("dt", a.dt, "x", p.dtype);
+  if (m1 && !a.dt_proj.defined()) {
+    checks::shape("dt", a.dt, row_shape, row_desc);
+  } else if (m1) {
+    checks::shape("dt", a.dt, {p.batch, a.dt_proj.size(1)}, "(batch, rank)");
+  } else {
+    checks::shape("dt", a.dt, {p.batch, p.heads}, "(batch, heads)");
   }
+  checks::same_dtype("dt", a.dt, "x", p.dtype);
   if (a.z.defined()) {
     checks::shape("z", a.z, row_shape, row_desc);
     checks::same_dtype("z", a.z, "x", p.dtype);
@@ -158,7 +113,6 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
   }
   // B, C: (batch, dstate) (Mamba-1 only, one group) or (batch, groups, dstate).
   for (auto [name, t] : {std::pair<const char*, const Tensor*>{"B", &a.B}, {"C", &a.C}}) {
-    if (xp) break;
     if (m1 && t->ndim() == 2) {
       checks::shape(name, *t, {p.batch, p.dstate}, "(batch, dstate)");
     } else {
@@ -167,8 +121,8 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
     }
     checks::same_dtype(name, *t, "x", p.dtype);
   }
-  p.groups = !xp && a.B.ndim() == 3 ? a.B.size(1) : 1;
-  int64_t cgroups = !xp && a.C.ndim() == 3 ? a.C.size(1) : 1;
+  p.groups = a.B.ndim() == 3 ? a.B.size(1) : 1;
+  int64_t cgroups = a.C.ndim() == 3 ? a.C.size(1) : 1;
   if (cgroups != p.groups)
     fail_shape("C", "the groups of B (" + std::to_string(p.groups) + ")", a.C.shape);
   if (p.groups < 1 || p.heads % p.groups != 0)
@@ -193,9 +147,9 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
     *stride = batch_stride(c);
     return c;
   };
-  Tensor x = rows(a.x, &p.x_stride), dt = xp ? Tensor{} : rows(a.dt, &p.dt_stride), A = contiguous(a.A);
+  Tensor x = rows(a.x, &p.x_stride), dt = rows(a.dt, &p.dt_stride), A = contiguous(a.A);
   int64_t b_stride = 0, c_stride = 0;
-  Tensor B = xp ? Tensor{} : rows(a.B, &b_stride), C = xp ? Tensor{} : rows(a.C, &c_stride);
+  Tensor B = rows(a.B, &b_stride), C = rows(a.C, &c_stride);
   if (b_stride != c_stride) {
     B = contiguous(B);
     C = contiguous(C);
@@ -208,10 +162,10 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
   Tensor y = empty(a.x.shape, x.dtype, dev);
   p.state = state.data();
   p.x = x.data();
-  p.dt = xp ? nullptr : dt.data();
+  p.dt = dt.data();
   p.A = A.data();
-  p.B = xp ? nullptr : B.data();
-  p.C = xp ? nullptr : C.data();
+  p.B = B.data();
+  p.C = C.data();
   p.D = D.defined() ? D.data() : nullptr;
   p.z = z.defined() ? z.data() : nullptr;
   p.dt_bias = bias.defined() ? bias.data() : nullptr;
@@ -220,15 +174,9 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
     p.dt_proj = a.dt_proj.data();
     p.dt_rank = a.dt_proj.size(1);
   }
-  if (xp) p.x_proj = a.x_proj.data();
   if (y.numel() == 0) return y;
   bool fused = false;
 #ifdef STATESPACE_WITH_CUDA
-  if (xp) {
-    if (!state_update_cuda_fuses_x_proj(p)) return with_x_projected(a);
-    state_update_cuda(p, cuda_stream_for(dev));
-    return y;
-  }
   fused = p.dt_proj && !cpu && state_update_cuda_fuses_dt_proj(p);
 #endif
   if (p.dt_proj && !fused) return with_dt_projected(a);

@@ -41,14 +41,9 @@ struct StateUpdateParams {
   // round_to_x_dtype(Σ_r dt_proj[h, r]·dt[b, r]), before dt_bias and the softplus.
   const void* dt_proj = nullptr;
   int64_t dt_rank = 0;
-  // Mamba-1 at batch 1 on CUDA, with dt_proj: x_proj's weight (dt_rank + 2·dstate, dim), contiguous;
-  // [dt | B | C] = round_to_x_dtype(x_proj · x) inside the kernel (dt, B and C are then unused).
-  const void* x_proj = nullptr;
 };
 // Whether state_update_cuda computes the dt projection itself for these parameters.
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p);
-// Whether state_update_cuda computes x_proj itself for these parameters (p.x_proj set).
-bool state_update_cuda_fuses_x_proj(const StateUpdateParams& p);
 
 void state_update_cpu(const StateUpdateParams& p);
 void state_update_cuda(const StateUpdateParams& p, void* stream);
@@ -56,9 +51,6 @@ void state_update_cuda(const StateUpdateParams& p, void* stream);
 struct StateUpdateArgs {
   Tensor state, x, dt, A, B, C, D, z, dt_bias, state_indices;
   Tensor dt_proj;  // Mamba-1: (dim, rank); dt is then (batch, rank) and dt' = dt_proj · dt
-  // Mamba-1 with dt_proj: (rank + 2·dstate, dim); then dt, B and C are not given but are the
-  // columns [0, rank), [rank, rank + dstate), [rank + dstate, rank + 2·dstate) of x · x_projᵀ.
-  Tensor x_proj;
   bool dt_softplus = false;
   bool has_dt_limit = false;
   double dt_min = 0, dt_max = 0;

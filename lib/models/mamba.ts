@@ -153,17 +153,9 @@ export class MambaModel extends CausalLM {
     const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
-    const common = { state: ssm, x: u, dtProj: L.dtProjW, A: L.A, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true };
-    let y: Tensor;
-    // (STATESPACE_DECODE_XPROJ_FUSION=0, read per step: x_proj as a linear layer, for A/B runs)
-    if (x.shape[0] === 1 && this.config.mixerRmsEps === null && process.env.STATESPACE_DECODE_XPROJ_FUSION !== '0') {
-      // one sequence: x_proj and dt_proj run inside the state update (on CUDA, one kernel)
-      y = selectiveStateUpdate({ ...common, xProj: L.xProj });
-    } else {
-      const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
-      // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
-      y = selectiveStateUpdate({ ...common, dt: dtr, B, C });
-    }
+    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
+    // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined });
   }
 }

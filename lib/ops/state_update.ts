@@ -12,27 +12,20 @@ export interface SelectiveStateUpdateOptions {
   x: Tensor;
   /**
    * Mamba-1 (batch, dim); Mamba-2 (batch, heads). x's dtype. With dtProj: the low-rank input
-   * (batch, rank) of the dt projection instead. Omitted with xProj.
+   * (batch, rank) of the dt projection instead.
    */
-  dt?: Tensor;
+  dt: Tensor;
   /**
    * Mamba-1 only: dt_proj's weight (dim, rank), x's dtype. dt is then dtProj · dt per batch row
    * (rounded to x's dtype, as a separate linear would give), before dtBias and the softplus; on
    * CUDA with up to 8 rows and dstate 16 the product is computed inside the state update kernel.
    */
   dtProj?: Tensor;
-  /**
-   * Mamba-1 with dtProj: x_proj's weight (rank + 2·dstate, dim), x's dtype. dt, B and C are then
-   * not passed but taken from x · xProjᵀ (columns [0, rank), then dstate each; rounded to x's
-   * dtype, as a separate linear would give); on CUDA at batch 1 with 16-bit inputs and dstate 16
-   * the product is computed inside the state update kernel.
-   */
-  xProj?: Tensor;
   /** Mamba-1 (dim, dstate); Mamba-2 (heads). float32 (float64 with float64 x). */
   A: Tensor;
-  /** (batch, groups, dstate), or (batch, dstate) in the Mamba-1 form. x's dtype. Omitted with xProj. */
-  B?: Tensor;
-  C?: Tensor;
+  /** (batch, groups, dstate), or (batch, dstate) in the Mamba-1 form. x's dtype. */
+  B: Tensor;
+  C: Tensor;
   /** Mamba-1 (dim); Mamba-2 (heads) or (heads, headdim). float32. */
   D?: Tensor;
   /** Gate, shaped like x: y *= silu(z). */
