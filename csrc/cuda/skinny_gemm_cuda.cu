@@ -245,6 +245,120 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
+// Narrow outputs (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120 at batch 64), where cuBLAS
+// leaves most SMs idle (7.1 µs for 2 MB of weights) and the tile kernel above has too few tiles:
+// a block owns 16 weight rows (one mma m-tile) and 1/S of K (S = 8, a cluster), and its 8 warps
+// take interleaved 32-wide K chunks of it: ceil(N/16)·8 blocks (96 for x_proj), each warp 2-3
+// chunks deep there, all of a warp's loads for 2 chunks in flight together. No shared-memory staging: a lane reads its mma
+// fragments straight from global memory, taking the 8 contiguous k at 8q of a 32-wide chunk
+// (q = lane % 4, one 16-byte load per operand row) as its slots of two k16 steps (a dot product
+// does not care in which order it visits k; the same permutation for both operands). The 8
+// warps' partial tiles are summed in shared memory in warp order, the S blocks' through
+// distributed shared memory in rank order (deterministic).
+struct NarrowTraits {
+  static constexpr int kWarps = 8, kThreads = kWarps * 32, kMaxM = 64, kMaxN = 256;
+  static constexpr int kUnroll = 2;   // chunks of a warp in flight together
+  static constexpr int kPitch = 20;   // f32 partial tile [token][16 rows + 4]: conflict-free writes, 16-byte rows
+};
+
+template <typename T>
+__global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(GemmParams p) {
+  using Tr = NarrowTraits;
+  __shared__ __align__(16) float red[Tr::kWarps][Tr::kMaxM][Tr::kPitch];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * 16;
+  const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
+            c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  // Rows past N and tokens past M read the last one (their sums are never stored).
+  const T* wg = static_cast<const T*>(p.weight) + min(n0 + g, p.N - 1) * ldw + q * 8;
+  const T* wh = static_cast<const T*>(p.weight) + min(n0 + g + 8, p.N - 1) * ldw + q * 8;
+  const T* xt[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) xt[j] = static_cast<const T*>(p.x) + min(8 * j + g, M - 1) * ldx + q * 8;
+
+  float acc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  // The first chunks' weights are parameters: requested before waiting for the producer of x.
+  uint4 wa[Tr::kUnroll][2];
+#pragma unroll
+  for (int u = 0; u < Tr::kUnroll; ++u) {
+    const int c = c0 + warp + u * Tr::kWarps;
+    if (c < c1) {
+      wa[u][0] = __ldg(reinterpret_cast<const uint4*>(wg + c * 32));
+      wa[u][1] = __ldg(reinterpret_cast<const uint4*>(wh + c * 32));
+    }
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  for (int cb = c0 + warp; cb < c1; cb += Tr::kUnroll * Tr::kWarps) {
+    uint4 xb[Tr::kUnroll][8];
+#pragma unroll
+    for (int u = 0; u < Tr::kUnroll; ++u) {
+      const int c = cb + u * Tr::kWarps;
+      if (c < c1) {
+        if (cb != c0 + warp) {
+          wa[u][0] = __ldg(reinterpret_cast<const uint4*>(wg + c * 32));
+          wa[u][1] = __ldg(reinterpret_cast<const uint4*>(wh + c * 32));
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(xt[j] + c * 32));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < Tr::kUnroll; ++u) {
+      if (cb + u * Tr::kWarps >= c1) break;
+      const uint32_t a0[4] = {wa[u][0].x, wa[u][1].x, wa[u][0].y, wa[u][1].y};
+      const uint32_t a1[4] = {wa[u][0].z, wa[u][1].z, wa[u][0].w, wa[u][1].w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t b0[2] = {xb[u][j].x, xb[u][j].y}, b1[2] = {xb[u][j].z, xb[u][j].w};
+        mma16816<T>(acc[j], a0, b0);
+        mma16816<T>(acc[j], a1, b1);
+      }
+    }
+  }
+  // acc[j]: (row g, tokens 8j + 2q, + 1) and (row g + 8, same tokens)
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[warp][8 * j + 2 * q + (e & 1)][g + 8 * (e >> 1)] = acc[j][e];
+  __syncthreads();
+  for (int i = threadIdx.x; i < Tr::kMaxM * 16; i += Tr::kThreads) {  // the warps' sum, in warp order, into red[0]
+    const int t = i / 16, r = i % 16;
+    float v = red[0][t][r];
+#pragma unroll
+    for (int w = 1; w < Tr::kWarps; ++w) v += red[w][t][r];
+    red[0][t][r] = v;
+  }
+  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+
+  // Block `rank` finalises items [rank·per, rank·per + per) of the tile's 64 tokens x 4 row quads.
+  const int per = (Tr::kMaxM * 4 + S - 1) / S, item = rank * per + static_cast<int>(threadIdx.x);
+  if (static_cast<int>(threadIdx.x) < per && item < Tr::kMaxM * 4 && item / 4 < M) {
+    const int tok = item / 4, row = (item % 4) * 4;
+    const uint32_t local = smem_addr(&red[0][tok][row]);
+    float4 v = ld_cluster_f4(local, 0);
+    for (int s = 1; s < S; ++s) {
+      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+      v.x += u.x;
+      v.y += u.y;
+      v.z += u.z;
+      v.w += u.w;
+    }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+    T* out = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t n = n0 + row + e;
+      if (n < p.N) out[n] = cuda::from_float<T>(vals[e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
+    }
+  }
+  cluster_sync();  // no block leaves while another still reads its partial tile
+}
+
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 int device_major(int device) {
@@ -313,9 +427,48 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, i
   cuda::check(e, "linear (skinny)");
 }
 
+// Whether the narrow split-K kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K a multiple of
+// 32 with at least one chunk per warp of every block, row-major 16-byte aligned rows, on sm_90
+// (clusters). STATESPACE_NARROW=0 refuses it (A/B against cuBLAS).
+bool narrow_fits(const GemmParams& p, int device) {
+  using Tr = NarrowTraits;
+  const char* v = std::getenv("STATESPACE_NARROW");
+  if (v && v[0] == '0') return false;
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= Tr::kMaxM && p.N > 0 &&
+         p.N <= Tr::kMaxN && p.K % 32 == 0 && p.K >= 32 * Tr::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major && !p.w_col_major &&
+         ldx % 8 == 0 && ldw % 8 == 0 && aligned16(p.x) && aligned16(p.weight) && device_major(device) >= 9;
+}
+
+template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+  using Tr = NarrowTraits;
+  const int S = SkinnyTraits::kMaxSplit;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>((p.N + 15) / 16), static_cast<unsigned>(S));
+  cfg.blockDim = dim3(Tr::kThreads);
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
+    cudaGetLastError();
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  }
+  cuda::check(e, "linear (narrow)");
+}
+
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
+  if (narrow_fits(p, current_device())) return true;
   // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
   // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
   // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
@@ -333,10 +486,16 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   const int device = current_device();
-  if (p.dtype == DType::BFloat16)
+  if (narrow_fits(p, device)) {
+    if (p.dtype == DType::BFloat16)
+      launch_narrow<__nv_bfloat16>(p, st);
+    else
+      launch_narrow<__half>(p, st);
+  } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st, device);
-  else
+  } else {
     launch_skinny<__half>(p, st, device);
+  }
   cuda::check_launch("linear (skinny)");
   return true;
 }
