@@ -245,36 +245,33 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
-// Streaming GEMM of batched decode, two shapes of one kernel (8 < M <= 64, 16-bit):
-//  - narrow outputs (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120), where cuBLAS leaves most SMs
-//    idle (7.1 µs for 2 MB of weights) and the tile kernel above has too few tiles: a block owns
-//    16 weight rows (one mma m-tile) and 1/8 of K (a cluster of 8 blocks), its 8 warps taking
-//    interleaved 32-wide K chunks of it (96 blocks for x_proj, 2-3 chunks per warp);
-//  - wide outputs (in_proj, out_proj; STATESPACE_WIDE=1 while it is being measured): a block of 2
-//    warps owns 32 weight rows, a warp one m-tile over the block's K range (the whole K, or 1/S
-//    of it over a cluster of S blocks, so that ~8 warps per SM stream weights).
-// No shared-memory staging and no barrier in the K loop: a lane reads its mma fragments straight
-// from global memory, taking the 8 contiguous k at 8q of a 32-wide chunk (q = lane % 4, one
-// 16-byte load per operand row) as its slots of two k16 steps (a dot product does not care in
-// which order it visits k; the same permutation for both operands). Weights stream with the
-// evict-first policy, kUnroll chunks per warp in flight and the next group requested before the
-// current one is multiplied (two register buffers); x comes through L1 (the block's warps read
-// the same x chunk at about the same time). The first group's weights are requested before the
-// PDL wait. Partial tiles (several warps or blocks on one tile's K) are summed in shared memory in
-// warp order and over the cluster through distributed shared memory in rank order
-// (deterministic); a tile with one warp and one block is stored from the accumulators.
-template <int kMT_, int kKW_> struct StreamTraits {
-  static constexpr int kMT = kMT_, kKW = kKW_;  // m-tiles per block, warps per m-tile (K interleave)
+// Narrow outputs of batched decode (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120, 8 < M <= 64,
+// 16-bit), where cuBLAS leaves most SMs idle (7.1 µs for 2 MB of weights) and the tile kernel
+// above has too few tiles: a block owns 16 weight rows (one mma m-tile) and 1/8 of K (a cluster of
+// 8 blocks), its 8 warps taking interleaved 32-wide K chunks of it (96 blocks for x_proj, 2-3
+// chunks per warp). No shared-memory staging and no barrier in the K loop: a lane reads its mma
+// fragments straight from global memory, taking the 8 contiguous k at 8q of a 32-wide chunk
+// (q = lane % 4, one 16-byte load per operand row) as its slots of two k16 steps (a dot product
+// does not care in which order it visits k; the same permutation for both operands). Weights
+// stream with the evict-first policy, kUnroll chunks per warp in flight and the next group
+// requested before the current one is multiplied (two register buffers); x comes through L1 (the
+// block's warps read the same x rows). The first group's weights are requested before the PDL
+// wait. The warps' partial tiles are summed in shared memory in warp order, the cluster's through
+// distributed shared memory in rank order (deterministic).
+// (The same loop for wide outputs, 2-warp blocks with one m-tile per warp and K split over
+// clusters, ran in_proj 64x10240x2560 at 54 µs and out_proj at 26.5 against cuBLAS's 21.5 and
+// 10.2: bench/NOTES.md, batch-64 decode, fourth session.)
+struct NarrowTraits {
+  static constexpr int kMT = 1, kKW = 8;  // m-tiles per block, warps per m-tile (K interleave)
   static constexpr int kWarps = kMT * kKW, kThreads = kWarps * 32, kMaxM = 64;
   static constexpr int kUnroll = 4;  // chunks of a warp per group (one group in flight while one is multiplied)
   static constexpr int kPitch = 20;  // f32 partial tile [token][16 rows + 4]: conflict-free writes, 16-byte rows
 };
-using NarrowTraits = StreamTraits<1, 8>;
-using WideTraits = StreamTraits<2, 1>;
 constexpr int kNarrowMaxN = 256;
 
-template <typename T, typename Tr>
-__global__ void __launch_bounds__(Tr::kThreads, 1) stream_gemm_kernel(GemmParams p) {
+template <typename T>
+__global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(GemmParams p) {
+  using Tr = NarrowTraits;
   constexpr int U = Tr::kUnroll;
   __shared__ __align__(16) float red[Tr::kKW][Tr::kMT][Tr::kMaxM][Tr::kPitch];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
@@ -334,26 +331,12 @@ __global__ void __launch_bounds__(Tr::kThreads, 1) stream_gemm_kernel(GemmParams
   }
 
   // acc[j]: (row g, tokens 8j + 2q, + 1) and (row g + 8, same tokens)
-  if constexpr (Tr::kKW == 1) {
-    if (S == 1) {  // the tile's only partial: stored as it is
-      T* out = static_cast<T*>(p.out);
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int tok = 8 * j + 2 * q + (e & 1);
-          const int64_t n = n0 + g + 8 * (e >> 1);
-          if (tok < M && n < p.N) out[tok * p.N + n] = cuda::from_float<T>(acc[j][e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
-        }
-      return;
-    }
-  }
 #pragma unroll
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) red[kw][mt][8 * j + 2 * q + (e & 1)][g + 8 * (e >> 1)] = acc[j][e];
   __syncthreads();
-  if constexpr (Tr::kKW > 1) {  // the warps' sum, in warp order, into red[0]
+  {  // the warps' sum, in warp order, into red[0]
     for (int i = threadIdx.x; i < Tr::kMT * Tr::kMaxM * 16; i += Tr::kThreads) {
       const int m = i / (Tr::kMaxM * 16), t = (i / 16) % Tr::kMaxM, r = i % 16;
       float v = red[0][m][t][r];
@@ -458,67 +441,48 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, i
   cuda::check(e, "linear (skinny)");
 }
 
-// Which shape of the streaming kernel takes p (0: none): narrow (N <= 256, K >= 2048: x_proj)
-// unless STATESPACE_NARROW=0, wide (N > 256) when STATESPACE_WIDE=1; both need 8 < M <= 64, 16-bit,
-// K % 32 == 0, row-major 16-byte aligned rows, sm_90 (clusters).
-enum class Stream { None, Narrow, Wide };
-Stream stream_shape(const GemmParams& p, int device) {
+// Whether the narrow kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K % 32 == 0 with >= 2048
+// (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
+// STATESPACE_NARROW=0 refuses it (A/B against cuBLAS).
+bool narrow_fits(const GemmParams& p, int device) {
+  const char* v = std::getenv("STATESPACE_NARROW");
+  if (v && v[0] == '0') return false;
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  if (!((p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= 64 && p.N > 0 && p.K % 32 == 0 &&
-        p.K > 0 && !p.x_col_major && !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && aligned16(p.x) && aligned16(p.weight) &&
-        p.N < (int64_t{1} << 31) && 64 * ldx < (int64_t{1} << 31) && device_major(device) >= 9))
-    return Stream::None;
-  const char* nv = std::getenv("STATESPACE_NARROW");
-  const char* wv = std::getenv("STATESPACE_WIDE");
-  if (p.N <= kNarrowMaxN) return !(nv && nv[0] == '0') && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit ? Stream::Narrow : Stream::None;
-  return wv && wv[0] == '1' ? Stream::Wide : Stream::None;
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
+         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
+         !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && 64 * ldx < (int64_t{1} << 31) && aligned16(p.x) && aligned16(p.weight) &&
+         device_major(device) >= 9;
 }
 
-template <typename T, typename Tr> void launch_stream(const GemmParams& p, cudaStream_t st, int S) {
+template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+  using Tr = NarrowTraits;
+  constexpr int S = SkinnyTraits::kMaxSplit;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>((p.N + 16 * Tr::kMT - 1) / (16 * Tr::kMT)), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
   cfg.stream = st;
   cudaLaunchAttribute attr[2];
-  int n = 0;
-  if (S > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = 1;
-    attr[n].val.clusterDim.y = static_cast<unsigned>(S);
-    attr[n].val.clusterDim.z = 1;
-    ++n;
-  }
-  if (cuda::pdl_enabled()) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n].val.programmaticStreamSerializationAllowed = 1;
-    ++n;
-  }
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = n;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, stream_gemm_kernel<T, Tr>, p);
-  if (e != cudaSuccess && cfg.numAttrs > (S > 1 ? 1 : 0)) {  // a driver that refuses PDL with clusters: plain launch
+  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
-    cfg.numAttrs = S > 1 ? 1 : 0;
-    e = cudaLaunchKernelEx(&cfg, stream_gemm_kernel<T, Tr>, p);
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
   }
-  cuda::check(e, "linear (streaming)");
-}
-
-template <typename T> void launch_stream_shape(const GemmParams& p, cudaStream_t st, Stream shape) {
-  if (shape == Stream::Narrow) return launch_stream<T, NarrowTraits>(p, st, SkinnyTraits::kMaxSplit);
-  // Wide: split K over a cluster until there are ~8 warps per SM (each with >= 8 chunks): in_proj
-  // 64 x 10240 x 2560 S = 2, out_proj 64 x 2560 x 5120 S = 8, both 640 blocks of 2 warps (5 fit
-  // an SM at 192 registers: one wave).
-  const int64_t tiles = (p.N + 15) / 16;
-  int S = 1;
-  while (S < SkinnyTraits::kMaxSplit && tiles * S < 8 * cuda::sm_count() && p.K / 32 >= 16 * S) S *= 2;
-  launch_stream<T, WideTraits>(p, st, S);
+  cuda::check(e, "linear (narrow)");
 }
 
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
-  if (stream_shape(p, current_device()) != Stream::None) return true;
+  if (narrow_fits(p, current_device())) return true;
   // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
   // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
   // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
@@ -536,12 +500,11 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   const int device = current_device();
-  const Stream shape = stream_shape(p, device);
-  if (shape != Stream::None) {
+  if (narrow_fits(p, device)) {
     if (p.dtype == DType::BFloat16)
-      launch_stream_shape<__nv_bfloat16>(p, st, shape);
+      launch_narrow<__nv_bfloat16>(p, st);
     else
-      launch_stream_shape<__half>(p, st, shape);
+      launch_narrow<__half>(p, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st, device);
   } else {

@@ -12,6 +12,7 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
@@ -344,193 +345,271 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: a block owns a tile of 16 channels x
-// 32 batch entries (512 rows) and does it in one pass, with no loop over the batch: every state
-// row of the tile is requested at once (cp.async into shared memory, each entry's 16 rows one
-// contiguous run, coalesced both ways), the per-row inputs (x, z, dt, B, C) are read while those
-// copies fly (B and C of the tile's entries staged in shared memory with the state), each thread
-// updates 4 rows of one channel (A, D and dtBias read once per thread),
-// and the tile goes back in one coalesced pass. At batch 64 x 5120 channels the grid is 640 small
-// blocks in one wave. (The kernel it replaced streamed a run of ~11 entries per block through a
-// 4-deep ring, a block-wide barrier and a dependent L2 read of x/z/B/C per entry: 18.8 us for a
-// bf16 state at batch 64, ~1.2 TB/s.)
-// kProjDt (16-bit inputs, rank % 16 == 0, rank <= kMaxRank): dt = dt_proj · dt_low_rank for the
-// tile on tensor cores, warp w taking entries 8w..8w+7 (one m16n8 tile, channels x entries) with
-// both operands read straight from global memory into fragments: since a dot product does not
-// care in which order it visits k, lane (g, q) takes the 8 contiguous k of a 32-wide chunk at 8q
-// (one 16-byte load per operand row) and uses them as its slots of two k16 steps, the same
-// permutation for both operands.
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
+// consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
+// instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
+// f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
+// h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
+// ways, 3 runs in flight per block while one is updated), and the entry's inputs (x, z, dt of the
+// block's channels, B and C) travel in the same ring stage: an iteration waits for nothing but its
+// stage. (They were read from global memory inside the iteration, one dependent L2 round trip per
+// entry: at batch 64 a block's ~11 entries made a chain that held the bf16-state update at 18.9
+// µs, 1.3 TB/s.)
+// kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
+// and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
+// once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
+// compute-bound (1.2 TB/s at batch 64).
 struct M1BatchTraits {
-  static constexpr int kThreads = 128, kN = 16, kCh = 16, kTok = 32;
-  static constexpr int kRowsPerThread = kCh * kTok / kThreads;
-  static constexpr int kMaxK32 = 5, kMaxRank = kMaxK32 * 32 + 16;  // registers for the dt_proj fragments
+  static constexpr int kThreads = 128, kN = 16, kStages = 4;
+  static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
   template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
+  template <typename S> __host__ __device__ static constexpr size_t state_ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
+  // An entry's inputs in a ring stage: x, z, dt of the block's channels, then B and C.
+  template <typename I> __host__ __device__ static constexpr size_t in_bytes() { return static_cast<size_t>(3 * kThreads + 2 * kN) * sizeof(I); }
+  template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + kStages * in_bytes<I>(); }
 };
 
-template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p) {
-  using Tr = M1BatchTraits;
-  constexpr int N = Tr::kN, T = Tr::kThreads, CH = Tr::kCh, TOK = Tr::kTok, RPT = Tr::kRowsPerThread;
-  constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>(), VI = 16 / sizeof(I);
-  __shared__ __align__(16) S rows_s[TOK * CH][P];  // row (entry, channel) of the tile
-  __shared__ __align__(16) I bc_s[TOK][2][N];       // B and C of each entry (read by 16 threads each)
-  __shared__ float dt_s[kProjDt ? TOK : 1][CH];
-  const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * CH;
-  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * TOK;
-  const int nb = static_cast<int>(min(static_cast<int64_t>(TOK), p.batch - b0));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  __shared__ int64_t slot_s[TOK];  // the state slot of each entry of the tile
-  const I* dtp = static_cast<const I*>(p.dt);
+// One Mamba-1 step of a row whose states sit at `srow` and whose entry's inputs are staged at `in`
+// (M1BatchTraits' layout; t = the row's channel in the block), from the raw dt: returns y.
+template <typename S, typename I>
+__device__ __forceinline__ float m1_staged_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* in, int t,
+                                                float dt, float bias, float Dh) {
+  constexpr int N = M1Traits::kN, T = M1BatchTraits::kThreads, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
+  Pack<S, VS> sv[VR];
+#pragma unroll
+  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
+  Pack<I, VI> bv[N / VI], cv[N / VI];
+#pragma unroll
+  for (int k = 0; k < N / VI; ++k) {
+    bv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T)[k];
+    cv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T + N)[k];
+  }
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(in[t]);
+  const float dtx = dt * x;
+  float acc = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+  }
+#pragma unroll
+  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  if (p.D) acc += Dh * x;
+  if (p.z) acc *= cuda::silu_f(to_float(in[T + t]));
+  return acc;
+}
 
+// Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
+// rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
+// — conflict-free ldmatrix), dt [16][128] f32.
+__host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
+  return (M1BatchTraits::kThreads + M1BatchTraits::kDtTokens) * dt_proj_pitch(rank, 2) + M1BatchTraits::kDtTokens * M1BatchTraits::kThreads * 4;
+}
+
+template <typename S, typename I, bool kProjDt>
+__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in) {
+  using Tr = M1BatchTraits;
+  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
+  constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
+  extern __shared__ __align__(16) unsigned char smem[];
+  S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
+  constexpr int DT = Tr::kDtTokens;
+  const size_t dpitch = dt_proj_pitch(p.dt_rank, 2);
+  unsigned char* in_ring = smem + Tr::state_ring_bytes<S>();  // [NS][in_bytes]
+  unsigned char* dtw_s = smem + Tr::ring_bytes<S, I>();   // kProjDt: [T][dpitch]
+  unsigned char* tok_s = dtw_s + T * dpitch;              // [DT][dpitch]
+  float* dt_s = reinterpret_cast<float*>(tok_s + DT * dpitch);  // [DT][T]
+  const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
+  const bool live = h < H;
+  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
+  const int nb = static_cast<int>(min(static_cast<int64_t>(bb), p.batch - b0));
+  S* state = static_cast<S*>(p.state);
+  // Parameters, read before waiting for the producers of x, dt, B, C, z.
+  const uint32_t hc = live ? h : 0;
+  Pack<float, 4> av[N / 4];
+#pragma unroll
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
+  const int rchunks = static_cast<int>(p.dt_rank / 8);  // 16-byte chunks of a rank row
+  if constexpr (kProjDt) {  // the block's dt_proj rows (rows past the last channel zero-filled); joins commit group 0
+    for (int j = threadIdx.x; j < T * rchunks; j += T) {
+      const int rl = j / rchunks, c = j - rl * rchunks;
+      const bool ok = h0 + rl < H;
+      cuda::copy_async16_zfill(dtw_s + rl * dpitch + c * 16, static_cast<const I*>(p.dt_proj) + (ok ? (h0 + rl) * p.dt_rank + c * 8 : 0), ok ? 16 : 0);
+    }
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  if (threadIdx.x < nb) slot_s[threadIdx.x] = p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + threadIdx.x]) : b0 + threadIdx.x;
-  __syncthreads();
-  // (read from shared memory in both passes over the tile, which also keeps the compiler from
-  // holding the first pass's addresses in registers for the second)
-  auto slot_of = [&](int t) -> int64_t { return slot_s[t]; };
-
-  // The tile's state rows: chunk j (16 bytes) is entry j / (CH·VR), channel (j / VR) % CH.
-  S* state = static_cast<S*>(p.state);
-  auto tile_pass = [&](bool store) {
-#pragma unroll
-    for (int i = 0; i < TOK * CH * VR / T; ++i) {
-      const int j = threadIdx.x + i * T, t = j / (CH * VR), c = (j / VR) % CH, vec = j % VR;
-      if (t >= nb || h0 + c >= H) continue;
-      const int64_t slot = slot_of(t);
-      if (slot < 0 || slot >= p.slots) continue;
-      S* gp = state + ((slot * H + h0 + c) * N + vec * VS);
-      S* sp = &rows_s[t * CH + c][vec * VS];
-      if (store)
-        store_state<S, VS>(gp, *reinterpret_cast<const Pack<S, VS>*>(sp));
+  // kProjDt: the low-rank rows of the first 16 entries join commit group 0 too (later chunks, at
+  // batch > 16 per block, are read by project_dt itself).
+  auto load_tokens = [&](int i0, bool async) {
+    for (int j = threadIdx.x; j < DT * rchunks; j += T) {
+      const int t = j / rchunks, c = j - t * rchunks;
+      const bool ok = i0 + t < nb;
+      const I* src = static_cast<const I*>(p.dt) + (ok ? (b0 + i0 + t) * p.dt_stride + c * 8 : 0);
+      if (async)
+        cuda::copy_async16_zfill(tok_s + t * dpitch + c * 16, src, ok ? 16 : 0);
       else
-        cuda::copy_async16(sp, gp);
+        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = ok ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
     }
   };
-  tile_pass(false);
-  for (int j = threadIdx.x; j < nb * 2 * (N / VI); j += T) {  // B and C rows of the tile's entries
-    const int t = j / (2 * (N / VI)), which = (j / (N / VI)) % 2, vec = j % (N / VI);
-    cuda::copy_async16(&bc_s[t][which][vec * VI], static_cast<const I*>(which ? p.C : p.B) + (b0 + t) * p.bc_stride + vec * VI);
-  }
-  cuda::copy_async_commit();
-
-  // kProjDt: dt of entries 8·warp .. +7 for the tile's 16 channels. The dt_proj fragments are
-  // read after the copies are requested (at batch 64 the producer before this kernel is a cuBLAS
-  // GEMM, which lets no dependent start early); rows past the last channel read the last row and
-  // entries past the batch repeat the last entry (their dt is never used).
-  if constexpr (kProjDt) {
-    using namespace cuda::mma;
-    const int nk32 = static_cast<int>(p.dt_rank / 32), g = lane / 4, q = lane % 4;
-    const bool k16_tail = p.dt_rank % 32 != 0;
-    const I* w0 = static_cast<const I*>(p.dt_proj) + static_cast<int64_t>(min(h0 + g, H - 1)) * p.dt_rank;
-    const I* w1 = static_cast<const I*>(p.dt_proj) + static_cast<int64_t>(min(h0 + g + 8, H - 1)) * p.dt_rank;
-    const int tok = min(warp * 8 + g, nb - 1);
-    const I* xr = dtp + (b0 + tok) * p.dt_stride;
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int c = 0; c < Tr::kMaxK32; ++c) {
-      if (c < nk32) {
-        const uint4 wg = __ldg(reinterpret_cast<const uint4*>(w0 + c * 32 + q * 8));
-        const uint4 wh = __ldg(reinterpret_cast<const uint4*>(w1 + c * 32 + q * 8));
-        const uint4 xc = __ldg(reinterpret_cast<const uint4*>(xr + c * 32 + q * 8));
-        const uint32_t a0[4] = {wg.x, wh.x, wg.y, wh.y}, b0f[2] = {xc.x, xc.y};
-        const uint32_t a1[4] = {wg.z, wh.z, wg.w, wh.w}, b1f[2] = {xc.z, xc.w};
-        mma16816<I>(d, a0, b0f);
-        mma16816<I>(d, a1, b1f);
+  if constexpr (kProjDt) load_tokens(0, true);
+  // kProjDt: dt of batch entries [i0, i0 + 16) for the block's channels into dt_s (rounded to the
+  // input dtype as a separate linear layer rounds it). Warp w: channels 32w..32w+31 (2 m-tiles) x
+  // 16 entries (2 n-tiles), K = rank in steps of 16.
+  auto project_dt = [&](int i0) {
+    if constexpr (kProjDt) {
+      using namespace cuda::mma;
+      if (i0 > 0) {
+        load_tokens(i0, false);
+        __syncthreads();
       }
-      // at most 3 chunks of fragments in flight: 36 registers, not 60 (which spilled at 128 per thread)
-      if (c == 2) asm volatile("" ::: "memory");
+      const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+      const RC ra = a_addr(lane), rb = b_addr_nk(lane);
+      float d[2][2][4] = {};
+      for (int k0 = 0; k0 < p.dt_rank; k0 += 16) {
+        uint32_t a0[4], a1[4], bq[4];
+        ldsm_x4(a0, dtw_s + (warp * 32 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(a1, dtw_s + (warp * 32 + 16 + ra.r) * dpitch + (k0 + ra.c) * 2);
+        ldsm_x4(bq, tok_s + rb.r * dpitch + (k0 + rb.c) * 2);
+        const uint32_t b0f[2] = {bq[0], bq[1]}, b1f[2] = {bq[2], bq[3]};
+        mma16816<I>(d[0][0], a0, b0f);
+        mma16816<I>(d[0][1], a0, b1f);
+        mma16816<I>(d[1][0], a1, b0f);
+        mma16816<I>(d[1][1], a1, b1f);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            dt_s[(nt * 8 + acc_col(lane, e)) * T + warp * 32 + mt * 16 + acc_row(lane, e)] = to_float(cuda::from_float<I>(d[mt][nt][e]));
     }
-    if (k16_tail) {
-      const uint2 wg = __ldg(reinterpret_cast<const uint2*>(w0 + nk32 * 32 + q * 4));
-      const uint2 wh = __ldg(reinterpret_cast<const uint2*>(w1 + nk32 * 32 + q * 4));
-      const uint2 xc = __ldg(reinterpret_cast<const uint2*>(xr + nk32 * 32 + q * 4));
-      const uint32_t a[4] = {wg.x, wh.x, wg.y, wh.y}, bf[2] = {xc.x, xc.y};
-      mma16816<I>(d, a, bf);
+  };
+
+  // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
+  // row (t + j·T) / VR, vector (t + j·T) % VR.
+  auto run_copy = [&](int i, int buf, bool store) {
+    const int64_t slot = slot_of(i);
+    if (slot < 0 || slot >= p.slots) return;
+#pragma unroll
+    for (int j = 0; j < VR; ++j) {
+      const int c = threadIdx.x + j * T, rl = c / VR, vec = c % VR;
+      if (h0 + rl >= H) continue;
+      S* g = state + ((slot * H + h0 + rl) * N + vec * VS);
+      S* sm = ring + (buf * T + rl) * P + vec * VS;
+      if (store)
+        store_state<S, VS>(g, *reinterpret_cast<const Pack<S, VS>*>(sm));
+      else
+        cuda::copy_async16(sm, g);
     }
-    // d: (channel g, entries 2q, 2q+1) and (channel g + 8, same entries), rounded to the input
-    // dtype as a separate linear layer rounds its output
+  };
+  // Entry i's inputs into stage `buf`: 16-byte copies where every row is aligned (vec_in), else
+  // element by element (plain loads, still a few entries ahead of their use).
+  auto stage_inputs = [&](int i, int buf) {
+    const int64_t slot = slot_of(i), b = b0 + i;
+    if (slot < 0 || slot >= p.slots) return;
+    I* in = reinterpret_cast<I*>(in_ring + buf * Tr::in_bytes<I>());
+    const I* xr = static_cast<const I*>(p.x) + b * p.x_stride;
+    const I* zr = p.z ? static_cast<const I*>(p.z) + b * p.z_stride : nullptr;
+    const I* dr = kProjDt ? nullptr : static_cast<const I*>(p.dt) + b * p.dt_stride;
+    const I* Br = static_cast<const I*>(p.B) + b * p.bc_stride;
+    const I* Cr = static_cast<const I*>(p.C) + b * p.bc_stride;
+    if (vec_in) {
+      constexpr int VI = 16 / sizeof(I), CT = T / VI, CN = N / VI;
+      for (int c = threadIdx.x; c < 3 * CT + 2 * CN; c += T) {
+        if (c < 3 * CT) {
+          const int seg = c / CT, k = c % CT;
+          const I* src = seg == 0 ? xr : seg == 1 ? zr : dr;
+          if (src && h0 + k * VI < H) cuda::copy_async16(in + seg * T + k * VI, src + h0 + k * VI);
+        } else {
+          const int k = c - 3 * CT;
+          cuda::copy_async16(in + 3 * T + (k / CN) * N + (k % CN) * VI, (k < CN ? Br : Cr) + (k % CN) * VI);
+        }
+      }
+    } else {
+      const int t = threadIdx.x;
+      if (h0 + t < H) {
+        in[t] = xr[h0 + t];
+        if (zr) in[T + t] = zr[h0 + t];
+        if (dr) in[2 * T + t] = dr[h0 + t];
+      }
+      if (t < 2 * N) in[3 * T + t] = (t < N ? Br : Cr)[t % N];
+    }
+  };
 #pragma unroll
-    for (int e = 0; e < 4; ++e) dt_s[warp * 8 + 2 * q + (e & 1)][g + (e >> 1) * 8] = to_float(cuda::from_float<I>(d[e]));
+  for (int s = 0; s < NS - 1; ++s) {
+    if (s < nb) {
+      run_copy(s, s, false);
+      stage_inputs(s, s);
+    }
+    cuda::copy_async_commit();
   }
-
-  // This thread: channel h, entries tl0 + 8r (r < RPT). Inputs read while the copies fly.
-  const int cl = threadIdx.x % CH, tl0 = threadIdx.x / CH;
-  const uint32_t h = h0 + cl;
-  const bool live = h < H;
-  const uint32_t hc = live ? h : H - 1;
-  float av[N];
-#pragma unroll
-  for (int k = 0; k < N / 4; ++k) {
-    const float4 v = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(p.A) + hc * N) + k);
-    av[4 * k] = v.x, av[4 * k + 1] = v.y, av[4 * k + 2] = v.z, av[4 * k + 3] = v.w;
-  }
-  const float Dh = p.D ? __ldg(static_cast<const float*>(p.D) + hc) : 0.f;
-  const float bias = p.dt_bias ? __ldg(static_cast<const float*>(p.dt_bias) + hc) : 0.f;
-  const I* xp = static_cast<const I*>(p.x);
-  const I* zp = static_cast<const I*>(p.z);
-  float xv[RPT], zv[RPT], dtv[RPT];
-#pragma unroll
-  for (int r = 0; r < RPT; ++r) {
-    const int64_t b = b0 + min(tl0 + 8 * r, nb - 1);
-    xv[r] = to_float(__ldg(xp + b * p.x_stride + hc));
-    zv[r] = zp ? to_float(__ldg(zp + b * p.z_stride + hc)) : 0.f;
-    dtv[r] = kProjDt ? 0.f : to_float(__ldg(dtp + b * p.dt_stride + hc));
-  }
-  cuda::copy_async_wait();
-  __syncthreads();  // the tile's rows (and dt_s) visible to the block
-
   I* y = static_cast<I*>(p.y);
-#pragma unroll
-  for (int r = 0; r < RPT; ++r) {
-    const int t = tl0 + 8 * r;
-    if (!live || t >= nb) continue;
-    const int64_t b = b0 + t, slot = slot_of(t);
-    if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
+  for (int i = 0; i < nb; ++i) {
+    cuda::copy_async_wait_group<NS - 2>();
+    __syncthreads();  // run i (and at i = 0 the dt_proj and first low-rank rows) visible to the block
+    if (kProjDt && i % DT == 0) {
+      project_dt(i);
+      __syncthreads();  // dt_s complete
+    }
+    if (i + NS - 1 < nb) {
+      run_copy(i + NS - 1, (i + NS - 1) % NS, false);
+      stage_inputs(i + NS - 1, (i + NS - 1) % NS);
+    }
+    cuda::copy_async_commit();
+    const int64_t b = b0 + i, slot = slot_of(i);
+    const bool has_state = slot >= 0 && slot < p.slots;
+    S* row = ring + ((i % NS) * T + threadIdx.x) * P;
+    if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
       y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
-      continue;
+    if (live && has_state) {
+      const I* in = reinterpret_cast<const I*>(in_ring + (i % NS) * Tr::in_bytes<I>());
+      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(in[2 * T + threadIdx.x]);
+      y[b * H + h] = cuda::from_float<I>(m1_staged_step<S, I>(p, row, av, in, threadIdx.x, dt, biash, Dh));
     }
-    float dt = dtv[r];
-    if constexpr (kProjDt) dt = dt_s[t][cl];
-    dt += bias;
-    if (p.dt_softplus) dt = cuda::softplus_f(dt);
-    if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-    const float dtx = dt * xv[r];
-    S* srow = &rows_s[t * CH + cl][0];
-    Pack<S, VS> sv[VR];
-#pragma unroll
-    for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
-    Pack<I, VI> bv[N / VI], cv[N / VI];
-#pragma unroll
-    for (int k = 0; k < N / VI; ++k) {
-      bv[k] = *reinterpret_cast<const Pack<I, VI>*>(&bc_s[t][0][k * VI]);
-      cv[k] = *reinterpret_cast<const Pack<I, VI>*>(&bc_s[t][1][k * VI]);
-    }
-    float acc = 0.f;
-#pragma unroll
-    for (int n = 0; n < N; ++n) {
-      const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n]) + dtx * to_float(bv[n / VI].v[n % VI]);
-      acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
-      sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
-    }
-#pragma unroll
-    for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
-    if (p.D) acc += Dh * xv[r];
-    if (zp) acc *= cuda::silu_f(zv[r]);
-    y[b * H + h] = cuda::from_float<I>(acc);
+    __syncthreads();  // the run's rows are updated
+    run_copy(i, i % NS, true);
   }
-  __syncthreads();  // the tile's rows are updated
-  tile_pass(true);
 }
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-// The batched Mamba-1 kernel: tiles of 16 channels x 32 batch entries.
+// The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
+// to fit the resident blocks.
+constexpr size_t kM1BatchSmemMax = 160 * 1024;
 template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1BatchTraits;
-  const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kTok - 1) / Tr::kTok;
-  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  cuda::launch_pdl(state_update_m1_batch_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), 0, st, p);
+  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
+  const size_t smem = Tr::ring_bytes<S, I>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
+  if (smem > 48 * 1024) {  // past 48 KB of dynamic shared memory: opted in once per device
+    int device = 0;
+    cudaGetDevice(&device);
+    static std::atomic<uint64_t> opted{0};
+    const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+    if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+      cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)),
+                  "selectiveStateUpdate: shared memory");
+      opted.fetch_or(bit, std::memory_order_relaxed);
+    }
+  }
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
+  const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
+  const int64_t ymax = std::max<int64_t>(1, std::max(occ, 1) * static_cast<int64_t>(cuda::sm_count()) / xb);
+  const int64_t bb = (p.batch + ymax - 1) / ymax, yb = (p.batch + bb - 1) / bb;
+  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels for the batched kernel");
+  constexpr int64_t VI = 16 / sizeof(I);
+  const bool vec_in = aligned(p.x, 16) && p.x_stride % VI == 0 && (!p.z || (aligned(p.z, 16) && p.z_stride % VI == 0)) &&
+                      (kProjDt || (aligned(p.dt, 16) && p.dt_stride % VI == 0)) && p.heads % VI == 0;
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -580,12 +659,14 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    // Batches past kGemvMaxM: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0,
-    // its fragments in registers up to kMaxRank).
+    // Batches of 9..64: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0).
+    // (At batch 256 a block runs ~3 products of 16 entries in turn and the linear layer first was
+    // faster: 77 vs 87 µs.)
     const bool batched = p.batch > kGemvMaxM;
-    const bool fits = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && p.dt_rank <= M1BatchTraits::kMaxRank
+    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
+    const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
                                  : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
-    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && fits;
+    const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
 }
