@@ -159,3 +159,44 @@ describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
     expect(relErr(a, c)).toBeLessThan(1e-2);
   });
 });
+
+/**
+ * cuBLASLt with a measured algorithm choice (STATESPACE_CUBLASLT=1, 8 < M <= 64, 16-bit): the tuned
+ * plan of each shape against the float64 reference, run twice (the same bits), a strided x view.
+ */
+describeGpu('cuBLASLt tuned GEMM (batched decode) on CUDA', () => {
+  beforeAll(() => debugPoison(true));
+  beforeEach(() => {
+    process.env.STATESPACE_CUBLASLT = '1';
+  });
+  afterEach(() => {
+    delete process.env.STATESPACE_CUBLASLT;
+  });
+  it('bf16 and f16: odd sizes against the float64 reference, with bias, twice', async () => {
+    for (const dtype of ['bfloat16', 'float16'] as DType[]) {
+      for (const [M, N, K] of [[64, 2560, 5120], [40, 1000, 4096], [17, 300, 520], [9, 10240, 256]] as Array<[number, number, number]>) {
+        const r = rng();
+        const x = randnInput([M, K], dtype, 'cuda', 1, r);
+        const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const b = randnInput([N], 'float32', 'cuda', 1, r);
+        const y = await linear({ x: x.t, weight: w.t, bias: b.t }).data();
+        const y2 = await linear({ x: x.t, weight: w.t, bias: b.t }).data();
+        expectNoNaN(y, 'cublasLt linear');
+        expectClose(y, linearRef(x.v, w.v, M, N, K, b.v), TOL[dtype], `${dtype} ${M}x${N}x${K}`);
+        expect(Buffer.compare(Buffer.from(y.buffer), Buffer.from(y2.buffer))).toBe(0);
+      }
+    }
+  });
+  it('bf16: x as a column slice of a wider row', async () => {
+    const M = 33, N = 700, K = 1024;
+    const r = rng();
+    const xw = randnInput([M, K + 64], 'bfloat16', 'cuda', 1, r);
+    const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r);
+    const x = xw.t.slice(1, 64, 64 + K);
+    const xv = new Float64Array(M * K);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) xv[m * K + k] = xw.v[m * (K + 64) + 64 + k];
+    const y = await linear({ x, weight: w.t }).data();
+    expectNoNaN(y, 'strided');
+    expectClose(y, linearRef(xv, w.v, M, N, K), TOL.bfloat16, 'strided x');
+  });
+});
