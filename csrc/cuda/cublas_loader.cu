@@ -1,12 +1,8 @@
 #include "cuda/cublas_loader.h"
 #include <dlfcn.h>
 #include <glob.h>
-#include <algorithm>
 #include <cstdlib>
-#include <cstring>
-#include <map>
 #include <mutex>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 #include "cuda/check.cuh"
@@ -76,151 +72,6 @@ Library& library() {
   return lib;
 }
 
-// cuBLASLt with a measured algorithm choice, for the GEMMs of batched decode (8 < M <= 64,
-// 16-bit; STATESPACE_CUBLASLT=1 while it is measured against cublasGemmEx's heuristic pick). The
-// first call of a shape outside stream capture asks the heuristic for up to 8 algorithms (32 MB of
-// workspace allowed), times each three times on a cold L2 (a 64 MB memset before each run) and
-// keeps the fastest; a shape first met during capture, or one whose tuning failed, stays with
-// cublasGemmEx. ABI: the entry points and enum values of cublasLt.h (stable since CUDA 11).
-namespace lt {
-using Handle = void*;
-using Desc = void*;
-using Layout = void*;
-using Pref = void*;
-struct Algo {
-  uint64_t data[8];
-};
-struct HeuristicResult {
-  Algo algo;
-  size_t workspace;
-  int state;
-  float waves;
-  int reserved[4];
-};
-constexpr int kDescTransA = 3, kDescTransB = 4, kPrefMaxWorkspace = 1;
-constexpr size_t kWorkspace = size_t{32} << 20, kFlush = size_t{64} << 20;
-
-struct Api {
-  void* so = nullptr;
-  int (*create)(Handle*) = nullptr;
-  int (*desc_create)(Desc*, int, int) = nullptr;
-  int (*desc_set)(Desc, int, const void*, size_t) = nullptr;
-  int (*layout_create)(Layout*, int, uint64_t, uint64_t, int64_t) = nullptr;
-  int (*pref_create)(Pref*) = nullptr;
-  int (*pref_set)(Pref, int, const void*, size_t) = nullptr;
-  int (*heuristic)(Handle, Desc, Layout, Layout, Layout, Layout, Pref, int, HeuristicResult*, int*) = nullptr;
-  int (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*, Layout, void*, Layout,
-                const Algo*, void*, size_t, cudaStream_t) = nullptr;
-  bool ok = false;
-};
-
-Api& api() {
-  static Api a;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    for (const char* n : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"})
-      if ((a.so = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
-    if (!a.so) return;
-    auto sym = [&](auto& f, const char* name) { f = reinterpret_cast<std::remove_reference_t<decltype(f)>>(dlsym(a.so, name)); return f != nullptr; };
-    a.ok = sym(a.create, "cublasLtCreate") && sym(a.desc_create, "cublasLtMatmulDescCreate") && sym(a.desc_set, "cublasLtMatmulDescSetAttribute") &&
-           sym(a.layout_create, "cublasLtMatrixLayoutCreate") && sym(a.pref_create, "cublasLtMatmulPreferenceCreate") &&
-           sym(a.pref_set, "cublasLtMatmulPreferenceSetAttribute") && sym(a.heuristic, "cublasLtMatmulAlgoGetHeuristic") &&
-           sym(a.matmul, "cublasLtMatmul");
-  });
-  return a;
-}
-
-struct Plan {
-  bool ok = false;
-  Desc desc = nullptr;
-  Layout a = nullptr, b = nullptr, c = nullptr;
-  Algo algo{};
-  size_t workspace = 0;
-};
-struct DeviceState {
-  Handle handle = nullptr;
-  void* workspace = nullptr;
-  void* flush = nullptr;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int, int>, Plan> plans;
-};
-std::mutex mu;
-std::unordered_map<int, DeviceState> states;
-
-bool wanted(const GemmParams& p) {
-  const char* v = std::getenv("STATESPACE_CUBLASLT");
-  return v && v[0] == '1' && p.M > kGemvMaxM && p.M <= 64 && (p.dtype == DType::BFloat16 || p.dtype == DType::Float16);
-}
-
-// Runs p through a tuned cuBLASLt plan; false (nothing launched) when there is none to run.
-bool gemm(const GemmParams& p, cudaStream_t st, int device) {
-  Api& A = api();
-  if (!A.ok) return false;
-  std::lock_guard<std::mutex> lock(mu);
-  DeviceState& d = states[device];
-  const int ldw = static_cast<int>(p.ldw ? p.ldw : p.K), ldx = static_cast<int>(p.ldx ? p.ldx : p.K);
-  const auto key = std::make_tuple(p.M, p.N, p.K, static_cast<int64_t>(ldw), static_cast<int64_t>(ldx),
-                                   (p.w_col_major ? 1 : 0) | (p.x_col_major ? 2 : 0), static_cast<int>(p.dtype));
-  const float alpha = 1.f, beta = 0.f;
-  auto it = d.plans.find(key);
-  if (it == d.plans.end()) {
-    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-    if (cudaStreamIsCapturing(st, &cs) != cudaSuccess || cs != cudaStreamCaptureStatusNone) return false;  // tuned outside capture only
-    Plan& pl = d.plans[key];
-    if (!d.handle && A.create(&d.handle) != 0) return false;
-    if (!d.workspace && cudaMalloc(&d.workspace, kWorkspace) != cudaSuccess) return cudaGetLastError(), false;
-    if (!d.flush && cudaMalloc(&d.flush, kFlush) != cudaSuccess) return cudaGetLastError(), false;
-    const int type = p.dtype == DType::BFloat16 ? kR16BF : kR16F;
-    const int ta = p.w_col_major ? kOpN : kOpT, tb = p.x_col_major ? kOpT : kOpN;
-    // As cublas_gemm: column-major outᵀ (N, M) = op(W) · op(x).
-    if (A.desc_create(&pl.desc, kCompute32F, kR32F) != 0 || A.desc_set(pl.desc, kDescTransA, &ta, sizeof ta) != 0 ||
-        A.desc_set(pl.desc, kDescTransB, &tb, sizeof tb) != 0 ||
-        A.layout_create(&pl.a, type, ta == kOpT ? p.K : p.N, ta == kOpT ? p.N : p.K, ldw) != 0 ||
-        A.layout_create(&pl.b, type, tb == kOpN ? p.K : p.M, tb == kOpN ? p.M : p.K, ldx) != 0 ||
-        A.layout_create(&pl.c, type, p.N, p.M, p.N) != 0)
-      return false;
-    Pref pref = nullptr;
-    const uint64_t ws = kWorkspace;
-    if (A.pref_create(&pref) != 0 || A.pref_set(pref, kPrefMaxWorkspace, &ws, sizeof ws) != 0) return false;
-    HeuristicResult res[8];
-    int n = 0;
-    if (A.heuristic(d.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, pref, 8, res, &n) != 0 || n <= 0) return false;
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0);
-    cudaEventCreate(&e1);
-    float best = 1e30f;
-    for (int i = 0; i < n; ++i) {
-      if (res[i].state != 0 || res[i].workspace > kWorkspace) continue;
-      float t = 1e30f;
-      bool good = A.matmul(d.handle, pl.desc, &alpha, p.weight, pl.a, p.x, pl.b, &beta, p.out, pl.c, p.out, pl.c, &res[i].algo, d.workspace,
-                           kWorkspace, st) == 0;
-      for (int r = 0; r < 3 && good; ++r) {
-        cudaMemsetAsync(d.flush, r, kFlush, st);
-        cudaEventRecord(e0, st);
-        good = A.matmul(d.handle, pl.desc, &alpha, p.weight, pl.a, p.x, pl.b, &beta, p.out, pl.c, p.out, pl.c, &res[i].algo, d.workspace,
-                        kWorkspace, st) == 0;
-        cudaEventRecord(e1, st);
-        float ms = 0.f;
-        if (good && cudaEventSynchronize(e1) == cudaSuccess && cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess) t = std::min(t, ms);
-      }
-      if (good && t < best) {
-        best = t;
-        pl.algo = res[i].algo;
-        pl.workspace = res[i].workspace;
-        pl.ok = true;
-      }
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaGetLastError();
-    it = d.plans.find(key);
-  }
-  const Plan& pl = it->second;
-  if (!pl.ok) return false;
-  return A.matmul(d.handle, pl.desc, &alpha, p.weight, pl.a, p.x, pl.b, &beta, p.out, pl.c, p.out, pl.c, &pl.algo, d.workspace, kWorkspace,
-                  st) == 0;
-}
-}  // namespace lt
-
 bool disabled() {
   const char* v = std::getenv("STATESPACE_CUBLAS");
   return v && std::string(v) == "0";
@@ -263,7 +114,6 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
     *why = "cublasCreate failed";
     return false;
   }
-  if (lt::wanted(p) && lt::gemm(p, static_cast<cudaStream_t>(stream), device)) return true;
   if (lib.set_stream(h, static_cast<cudaStream_t>(stream)) != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasSetStream failed");
   const int type = p.dtype == DType::BFloat16 ? kR16BF : p.dtype == DType::Float16 ? kR16F : kR32F;
   const float alpha = 1.f, beta = 0.f;
