@@ -349,9 +349,8 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
 // instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
 // f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
-// h0..h0+127, 16), streamed through a stages<S>()-deep cp.async ring in shared memory (coalesced
-// both ways; 5 runs in flight per block while one is updated for a bf16 state, 3 for f32, whose
-// deeper ring would halve the blocks per SM), and the entry's inputs (x, z, dt of the
+// h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
+// ways, 3 runs in flight per block while one is updated), and the entry's inputs (x, z, dt of the
 // block's channels, B and C) travel in the same ring stage: an iteration waits for nothing but its
 // stage. (They were read from global memory inside the iteration, one dependent L2 round trip per
 // entry: at batch 64 a block's ~11 entries made a chain that held the bf16-state update at 18.9
@@ -361,14 +360,13 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
 // compute-bound (1.2 TB/s at batch 64).
 struct M1BatchTraits {
-  static constexpr int kThreads = 128, kN = 16;
-  template <typename S> __host__ __device__ static constexpr int stages() { return sizeof(S) == 2 ? 6 : 4; }
+  static constexpr int kThreads = 128, kN = 16, kStages = 4;
   static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
   template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
-  template <typename S> __host__ __device__ static constexpr size_t state_ring_bytes() { return static_cast<size_t>(stages<S>()) * kThreads * pitch<S>() * sizeof(S); }
+  template <typename S> __host__ __device__ static constexpr size_t state_ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
   // An entry's inputs in a ring stage: x, z, dt of the block's channels, then B and C.
   template <typename I> __host__ __device__ static constexpr size_t in_bytes() { return static_cast<size_t>(3 * kThreads + 2 * kN) * sizeof(I); }
-  template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + stages<S>() * in_bytes<I>(); }
+  template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + kStages * in_bytes<I>(); }
 };
 
 // One Mamba-1 step of a row whose states sit at `srow` and whose entry's inputs are staged at `in`
@@ -415,7 +413,7 @@ __host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in) {
   using Tr = M1BatchTraits;
-  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::template stages<S>();
+  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
   extern __shared__ __align__(16) unsigned char smem[];
   S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
