@@ -3,7 +3,9 @@
 // under `ncu --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum -k regex:... --launch-count N`):
 // per kernel name and grid size, the count, the summed and mean duration and the DRAM bytes read,
 // then the step's summed kernel time (kernels run one at a time under ncu: no overlap, no gaps).
-// Usage: node scripts/ncu_step.js ncu.csv
+// Usage: node scripts/ncu_step.js ncu.csv [--last-step]
+// --last-step: only the kernels from the last embedding kernel on (the last replayed step when the
+// run profiled the model's setup, the eager step and some replays).
 'use strict';
 const fs = require('node:fs');
 
@@ -30,7 +32,7 @@ if (h < 0) throw new Error('no ncu CSV header ("ID",...) found');
 const cols = parseLine(lines[h]);
 const at = (name) => cols.indexOf(name);
 const [cId, cName, cGrid, cMetric, cUnit, cValue] = ['ID', 'Kernel Name', 'Grid Size', 'Metric Name', 'Metric Unit', 'Metric Value'].map(at);
-const kernels = new Map();
+let kernels = new Map();
 for (const line of lines.slice(h + 1)) {
   if (!line.trim()) continue;
   const r = parseLine(line);
@@ -40,6 +42,11 @@ for (const line of lines.slice(h + 1)) {
   if (r[cMetric] === 'gpu__time_duration.sum') k.us = unit === 'ns' ? v / 1e3 : unit === 'ms' ? v * 1e3 : v;
   if (r[cMetric] === 'dram__bytes_read.sum') k.mb = unit === 'Kbyte' ? v / 1e3 : unit === 'Gbyte' ? v * 1e3 : unit === 'byte' ? v / 1e6 : v;
   kernels.set(r[cId], k);
+}
+if (process.argv.includes('--last-step')) {
+  const all = [...kernels];
+  const from = all.map(([, k]) => /embedding/.test(k.name)).lastIndexOf(true);
+  kernels = new Map(all.slice(Math.max(0, from)));
 }
 const short = (n) => (/(\w+)\s*[<(]/.exec(n) ?? [n, n])[1].slice(0, 40);
 const by = new Map();

@@ -98,10 +98,10 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 /**
  * selectiveStateUpdate with dtProj (Mamba-1's dt_proj inside the state update) against linear
  * followed by the plain state update. On CUDA batch <= 8 takes the fused one-row-per-thread kernel;
- * batch > 8 with 16-bit inputs and rank % 16 == 0 the batched kernel's tensor-core product (batch
+ * batch 9..64 with 16-bit inputs and rank % 16 == 0 the batched kernel's tensor-core product (batch
  * 64: one 16-entry chunk per block; batch 60 over 16896 channels: two chunks per block, the second
- * partly empty), other batches the linear layer first, as the CPU does; dt rank 24, 32 and 160, with
- * the low-rank input a strided view.
+ * partly empty; batch 20: a partial 128-channel block), other batches (100) the linear layer first,
+ * as the CPU does; dt rank 24, 32, 48, 160 and 176, with the low-rank input a strided view.
  */
 export async function checkDtProj(device: Device, dtype: DType, tol: number): Promise<void> {
   for (let [batch, dim, rank] of [
@@ -109,7 +109,8 @@ export async function checkDtProj(device: Device, dtype: DType, tol: number): Pr
     [5, 64, 24],
     [9, 48, 24],
     [64, 300, 160],
-    ...(device === 'cpu' ? [] : [[60, 16896, 32], [64, 300, -160]]), // rank < 0: the same with a bfloat16 state
+    // rank < 0: the same with a bfloat16 state
+    ...(device === 'cpu' ? [] : [[60, 16896, 32], [64, 300, -160], [20, 40, 48], [100, 72, -176]]),
   ]) {
     const stateDtype = rank < 0 ? 'bfloat16' : 'float32';
     rank = Math.abs(rank);

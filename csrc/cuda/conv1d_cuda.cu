@@ -600,6 +600,62 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
   }
 }
 
+// Decode step of width 4 with x, y, state, weight (and bias) all in one 16-bit dtype: a thread
+// takes 8 channels of one batch entry, every access 16 bytes (x, y: one each; the 8 channels' 3
+// state values, 48 contiguous bytes: three; their 4 taps, 64 bytes: four, read before the PDL
+// wait as parameters). The generic kernel above spends a 64-bit division and a dtype switch per
+// tap on each (entry, channel) and moves the state 2 bytes at a time.
+template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdateParams p) {
+  constexpr int V = 8, W = 4;
+  const int64_t groups = p.dim / V, n = p.batch * groups;
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t b = r / groups, d0 = (r - b * groups) * V;
+  uint4 wv[W];
+  uint4 bv = make_uint4(0, 0, 0, 0);
+  if (r < n) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.weight) + d0 * W) + k);
+    if (p.bias) bv = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.bias) + d0));
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  if (r >= n) return;
+  const int64_t slot = p.state_idx ? p.state_idx[b] : b;
+  T* y = static_cast<T*>(p.y) + b * p.y_stride + d0;
+  if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
+    const T v = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+    T o[V];
+#pragma unroll
+    for (int c = 0; c < V; ++c) o[c] = v;
+    *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(o);
+    return;
+  }
+  const uint4 xu = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + b * p.x_stride + d0);
+  uint4* sp = reinterpret_cast<uint4*>(static_cast<T*>(p.state) + (slot * p.dim + d0) * (W - 1));
+  uint4 su[W - 1];
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) su[k] = sp[k];
+  const T* xs = reinterpret_cast<const T*>(&xu);
+  const T* ws = reinterpret_cast<const T*>(wv);
+  const T* bs = reinterpret_cast<const T*>(&bv);
+  T* ss = reinterpret_cast<T*>(su);
+  T o[V];
+#pragma unroll
+  for (int c = 0; c < V; ++c) {
+    float acc = p.bias ? to_float(bs[c]) : 0.f;
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) acc += to_float(ws[c * W + k]) * to_float(ss[c * (W - 1) + k]);
+    acc += to_float(ws[c * W + W - 1]) * to_float(xs[c]);
+    ss[c * (W - 1)] = ss[c * (W - 1) + 1];
+    ss[c * (W - 1) + 1] = ss[c * (W - 1) + 2];
+    ss[c * (W - 1) + 2] = xs[c];
+    o[c] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+  }
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) sp[k] = su[k];
+  *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(o);
+}
+
 }  // namespace
 
 void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
@@ -686,6 +742,20 @@ void causal_conv1d_bwd_cuda(const CausalConv1dParams& p, void* stream) {
 
 void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) {
   cudaStream_t st = static_cast<cudaStream_t>(stream);
+  auto a16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const bool w4_vec = p.width == 4 && p.dtype != DType::Float32 && p.state_dtype == p.dtype && p.weight_dtype == p.dtype &&
+                      (!p.bias || p.bias_dtype == p.dtype) && p.dim % 8 == 0 && p.x_stride % 8 == 0 && p.y_stride % 8 == 0 &&
+                      p.batch * p.dim / 8 <= int64_t{kThreads} << 20 &&  // one item per thread (grid_1d's cap)
+                      a16(p.x) && a16(p.y) && a16(p.state) && a16(p.weight) && (!p.bias || a16(p.bias));
+  if (w4_vec) {
+    const dim3 grid(cuda::grid_1d(p.batch * p.dim / 8, kThreads));
+    if (p.dtype == DType::BFloat16)
+      cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p);
+    else
+      cuda::launch_pdl(update_w4_vec_kernel<__half>, grid, dim3(kThreads), 0, st, p);
+    cuda::check_launch("causalConv1dUpdate");
+    return;
+  }
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     SS_FLOAT_SWITCH(p.state_dtype, S, [&] {
       cuda::launch_pdl(update_kernel<T, S>, dim3(cuda::grid_1d(p.batch * p.dim, kThreads)), dim3(kThreads), 0, st, p);

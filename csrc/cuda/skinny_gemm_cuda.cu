@@ -245,6 +245,134 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
+// Narrow outputs of batched decode (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120, 8 < M <= 64,
+// 16-bit), where cuBLAS leaves most SMs idle (7.1 µs for 2 MB of weights) and the tile kernel
+// above has too few tiles: a block owns 16 weight rows (one mma m-tile) and 1/8 of K (a cluster of
+// 8 blocks), its 8 warps taking interleaved 32-wide K chunks of it (96 blocks for x_proj, 2-3
+// chunks per warp). No shared-memory staging and no barrier in the K loop: a lane reads its mma
+// fragments straight from global memory, taking the 8 contiguous k at 8q of a 32-wide chunk
+// (q = lane % 4, one 16-byte load per operand row) as its slots of two k16 steps (a dot product
+// does not care in which order it visits k; the same permutation for both operands). Weights
+// stream with the evict-first policy, kUnroll chunks per warp in flight and the next group
+// requested before the current one is multiplied (two register buffers); x comes through L1 (the
+// block's warps read the same x rows). The first group's weights are requested before the PDL
+// wait. The warps' partial tiles are summed in shared memory in warp order, the cluster's through
+// distributed shared memory in rank order (deterministic).
+// (The same loop for wide outputs, 2-warp blocks with one m-tile per warp and K split over
+// clusters, ran in_proj 64x10240x2560 at 54 µs and out_proj at 26.5 against cuBLAS's 21.5 and
+// 10.2: bench/NOTES.md, batch-64 decode, fourth session.)
+struct NarrowTraits {
+  static constexpr int kMT = 1, kKW = 8;  // m-tiles per block, warps per m-tile (K interleave)
+  static constexpr int kWarps = kMT * kKW, kThreads = kWarps * 32, kMaxM = 64;
+  static constexpr int kUnroll = 4;  // chunks of a warp per group (one group in flight while one is multiplied)
+  static constexpr int kPitch = 20;  // f32 partial tile [token][16 rows + 4]: conflict-free writes, 16-byte rows
+};
+constexpr int kNarrowMaxN = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(GemmParams p) {
+  using Tr = NarrowTraits;
+  constexpr int U = Tr::kUnroll;
+  __shared__ __align__(16) float red[Tr::kKW][Tr::kMT][Tr::kMaxM][Tr::kPitch];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int mt = warp % Tr::kMT, kw = warp / Tr::kMT;
+  const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * 16 * Tr::kMT + 16 * mt;  // this warp's m-tile
+  const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
+            c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
+  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + Tr::kKW - 1) / Tr::kKW : 0;  // chunks c0 + kw + i·kKW
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  // Rows past N and tokens past M read the last one (their sums are never stored).
+  const T* wg = static_cast<const T*>(p.weight) + min(n0 + g, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
+  const T* wh = static_cast<const T*>(p.weight) + min(n0 + g + 8, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
+  const T* x0 = static_cast<const T*>(p.x) + (c0 + kw) * 32 + q * 8;
+  uint32_t xrow[8];  // element offsets of this lane's token rows (the launcher keeps 64·ldx < 2^31)
+#pragma unroll
+  for (int j = 0; j < 8; ++j) xrow[j] = static_cast<uint32_t>(min(8 * j + g, M - 1) * ldx);
+  constexpr int kStep = Tr::kKW * 32;  // elements between a warp's consecutive chunks
+
+  float acc[8][4];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  uint4 wA[U][2], wB[U][2];
+  auto load_w = [&](uint4 (&w)[U][2], int i0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i0 + u < mine) {
+        w[u][0] = __ldcs(reinterpret_cast<const uint4*>(wg + (i0 + u) * kStep));
+        w[u][1] = __ldcs(reinterpret_cast<const uint4*>(wh + (i0 + u) * kStep));
+      }
+  };
+  // Multiplies group i0 (weights in w) and requests group i0 + U into `next` first.
+  auto group = [&](uint4 (&w)[U][2], uint4 (&next)[U][2], int i0) {
+    load_w(next, i0 + U);
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (i0 + u >= mine) break;
+      uint4 xb[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) xb[j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+      const uint32_t a0[4] = {w[u][0].x, w[u][1].x, w[u][0].y, w[u][1].y};
+      const uint32_t a1[4] = {w[u][0].z, w[u][1].z, w[u][0].w, w[u][1].w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const uint32_t b0[2] = {xb[j].x, xb[j].y}, b1[2] = {xb[j].z, xb[j].w};
+        mma16816<T>(acc[j], a0, b0);
+        mma16816<T>(acc[j], a1, b1);
+      }
+    }
+  };
+  load_w(wA, 0);  // parameters: requested before waiting for the producer of x
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  for (int i0 = 0; i0 < mine; i0 += 2 * U) {
+    group(wA, wB, i0);
+    if (i0 + U < mine) group(wB, wA, i0 + U);
+  }
+
+  // acc[j]: (row g, tokens 8j + 2q, + 1) and (row g + 8, same tokens)
+#pragma unroll
+  for (int j = 0; j < 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) red[kw][mt][8 * j + 2 * q + (e & 1)][g + 8 * (e >> 1)] = acc[j][e];
+  __syncthreads();
+  {  // the warps' sum, in warp order, into red[0]
+    for (int i = threadIdx.x; i < Tr::kMT * Tr::kMaxM * 16; i += Tr::kThreads) {
+      const int m = i / (Tr::kMaxM * 16), t = (i / 16) % Tr::kMaxM, r = i % 16;
+      float v = red[0][m][t][r];
+#pragma unroll
+      for (int w = 1; w < Tr::kKW; ++w) v += red[w][m][t][r];
+      red[0][m][t][r] = v;
+    }
+  }
+  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+
+  // Block `rank` finalises items [rank·per, rank·per + per) of the block's m-tiles x 64 tokens x 4 row quads.
+  constexpr int kItems = Tr::kMT * Tr::kMaxM * 4;
+  const int per = (kItems + S - 1) / S;
+  for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, kItems); item += Tr::kThreads) {
+    const int m = item / (Tr::kMaxM * 4), tok = (item / 4) % Tr::kMaxM, row = (item % 4) * 4;
+    if (tok >= M) continue;
+    const uint32_t local = smem_addr(&red[0][m][tok][row]);
+    float4 v = ld_cluster_f4(local, 0);
+    for (int s = 1; s < S; ++s) {
+      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+      v.x += u.x;
+      v.y += u.y;
+      v.z += u.z;
+      v.w += u.w;
+    }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+    T* out = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t n = static_cast<int64_t>(blockIdx.x) * 16 * Tr::kMT + 16 * m + row + e;
+      if (n < p.N) out[n] = cuda::from_float<T>(vals[e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
+    }
+  }
+  cluster_sync();  // no block leaves while another still reads its partial tile
+}
+
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 int device_major(int device) {
@@ -313,9 +441,45 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, i
   cuda::check(e, "linear (skinny)");
 }
 
+// Whether the narrow kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K % 32 == 0 with >= 2048
+// (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
+bool narrow_fits(const GemmParams& p, int device) {
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
+         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
+         !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && 64 * ldx < (int64_t{1} << 31) && aligned16(p.x) && aligned16(p.weight) &&
+         device_major(device) >= 9;
+}
+
+template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+  using Tr = NarrowTraits;
+  constexpr int S = SkinnyTraits::kMaxSplit;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>((p.N + 16 * Tr::kMT - 1) / (16 * Tr::kMT)), static_cast<unsigned>(S));
+  cfg.blockDim = dim3(Tr::kThreads);
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
+    cudaGetLastError();
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  }
+  cuda::check(e, "linear (narrow)");
+}
+
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
+  if (narrow_fits(p, current_device())) return true;
   // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
   // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
   // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
@@ -333,10 +497,16 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   const int device = current_device();
-  if (p.dtype == DType::BFloat16)
+  if (narrow_fits(p, device)) {
+    if (p.dtype == DType::BFloat16)
+      launch_narrow<__nv_bfloat16>(p, st);
+    else
+      launch_narrow<__half>(p, st);
+  } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st, device);
-  else
+  } else {
     launch_skinny<__half>(p, st, device);
+  }
   cuda::check_launch("linear (skinny)");
   return true;
 }

@@ -350,7 +350,11 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
 // f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
 // h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
-// ways, 3 runs in flight per block while one is updated).
+// ways, 3 runs in flight per block while one is updated), and the entry's inputs (x, z, dt of the
+// block's channels, B and C) travel in the same ring stage: an iteration waits for nothing but its
+// stage. (They were read from global memory inside the iteration, one dependent L2 round trip per
+// entry: at batch 64 a block's ~11 entries made a chain that held the bf16-state update at 18.9
+// µs, 1.3 TB/s.)
 // kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
 // and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
 // once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
@@ -359,8 +363,45 @@ struct M1BatchTraits {
   static constexpr int kThreads = 128, kN = 16, kStages = 4;
   static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
   template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
-  template <typename S> __host__ __device__ static constexpr size_t ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
+  template <typename S> __host__ __device__ static constexpr size_t state_ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
+  // An entry's inputs in a ring stage: x, z, dt of the block's channels, then B and C.
+  template <typename I> __host__ __device__ static constexpr size_t in_bytes() { return static_cast<size_t>(3 * kThreads + 2 * kN) * sizeof(I); }
+  template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + kStages * in_bytes<I>(); }
 };
+
+// One Mamba-1 step of a row whose states sit at `srow` and whose entry's inputs are staged at `in`
+// (M1BatchTraits' layout; t = the row's channel in the block), from the raw dt: returns y.
+template <typename S, typename I>
+__device__ __forceinline__ float m1_staged_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* in, int t,
+                                                float dt, float bias, float Dh) {
+  constexpr int N = M1Traits::kN, T = M1BatchTraits::kThreads, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
+  Pack<S, VS> sv[VR];
+#pragma unroll
+  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
+  Pack<I, VI> bv[N / VI], cv[N / VI];
+#pragma unroll
+  for (int k = 0; k < N / VI; ++k) {
+    bv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T)[k];
+    cv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T + N)[k];
+  }
+  dt += bias;
+  if (p.dt_softplus) dt = cuda::softplus_f(dt);
+  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
+  const float x = to_float(in[t]);
+  const float dtx = dt * x;
+  float acc = 0.f;
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
+    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
+  }
+#pragma unroll
+  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  if (p.D) acc += Dh * x;
+  if (p.z) acc *= cuda::silu_f(to_float(in[T + t]));
+  return acc;
+}
 
 // Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
 // rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
@@ -370,7 +411,7 @@ __host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
 }
 
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb) {
+__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
@@ -378,7 +419,8 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
   S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
   constexpr int DT = Tr::kDtTokens;
   const size_t dpitch = dt_proj_pitch(p.dt_rank, 2);
-  unsigned char* dtw_s = smem + Tr::ring_bytes<S>();      // kProjDt: [T][dpitch]
+  unsigned char* in_ring = smem + Tr::state_ring_bytes<S>();  // [NS][in_bytes]
+  unsigned char* dtw_s = smem + Tr::ring_bytes<S, I>();   // kProjDt: [T][dpitch]
   unsigned char* tok_s = dtw_s + T * dpitch;              // [DT][dpitch]
   float* dt_s = reinterpret_cast<float*>(tok_s + DT * dpitch);  // [DT][T]
   const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
@@ -469,9 +511,45 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
         cuda::copy_async16(sm, g);
     }
   };
+  // Entry i's inputs into stage `buf`: 16-byte copies where every row is aligned (vec_in), else
+  // element by element (plain loads, still a few entries ahead of their use).
+  auto stage_inputs = [&](int i, int buf) {
+    const int64_t slot = slot_of(i), b = b0 + i;
+    if (slot < 0 || slot >= p.slots) return;
+    I* in = reinterpret_cast<I*>(in_ring + buf * Tr::in_bytes<I>());
+    const I* xr = static_cast<const I*>(p.x) + b * p.x_stride;
+    const I* zr = p.z ? static_cast<const I*>(p.z) + b * p.z_stride : nullptr;
+    const I* dr = kProjDt ? nullptr : static_cast<const I*>(p.dt) + b * p.dt_stride;
+    const I* Br = static_cast<const I*>(p.B) + b * p.bc_stride;
+    const I* Cr = static_cast<const I*>(p.C) + b * p.bc_stride;
+    if (vec_in) {
+      constexpr int VI = 16 / sizeof(I), CT = T / VI, CN = N / VI;
+      for (int c = threadIdx.x; c < 3 * CT + 2 * CN; c += T) {
+        if (c < 3 * CT) {
+          const int seg = c / CT, k = c % CT;
+          const I* src = seg == 0 ? xr : seg == 1 ? zr : dr;
+          if (src && h0 + k * VI < H) cuda::copy_async16(in + seg * T + k * VI, src + h0 + k * VI);
+        } else {
+          const int k = c - 3 * CT;
+          cuda::copy_async16(in + 3 * T + (k / CN) * N + (k % CN) * VI, (k < CN ? Br : Cr) + (k % CN) * VI);
+        }
+      }
+    } else {
+      const int t = threadIdx.x;
+      if (h0 + t < H) {
+        in[t] = xr[h0 + t];
+        if (zr) in[T + t] = zr[h0 + t];
+        if (dr) in[2 * T + t] = dr[h0 + t];
+      }
+      if (t < 2 * N) in[3 * T + t] = (t < N ? Br : Cr)[t % N];
+    }
+  };
 #pragma unroll
   for (int s = 0; s < NS - 1; ++s) {
-    if (s < nb) run_copy(s, s, false);
+    if (s < nb) {
+      run_copy(s, s, false);
+      stage_inputs(s, s);
+    }
     cuda::copy_async_commit();
   }
   I* y = static_cast<I*>(p.y);
@@ -482,7 +560,10 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
       project_dt(i);
       __syncthreads();  // dt_s complete
     }
-    if (i + NS - 1 < nb) run_copy(i + NS - 1, (i + NS - 1) % NS, false);
+    if (i + NS - 1 < nb) {
+      run_copy(i + NS - 1, (i + NS - 1) % NS, false);
+      stage_inputs(i + NS - 1, (i + NS - 1) % NS);
+    }
     cuda::copy_async_commit();
     const int64_t b = b0 + i, slot = slot_of(i);
     const bool has_state = slot >= 0 && slot < p.slots;
@@ -490,8 +571,9 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
     if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
       y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
     if (live && has_state) {
-      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-      y[b * H + h] = cuda::from_float<I>(m1_row_step<S, I>(p, row, av, b, h, dt, biash, Dh));
+      const I* in = reinterpret_cast<const I*>(in_ring + (i % NS) * Tr::in_bytes<I>());
+      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(in[2 * T + threadIdx.x]);
+      y[b * H + h] = cuda::from_float<I>(m1_staged_step<S, I>(p, row, av, in, threadIdx.x, dt, biash, Dh));
     }
     __syncthreads();  // the run's rows are updated
     run_copy(i, i % NS, true);
@@ -506,8 +588,8 @@ constexpr size_t kM1BatchSmemMax = 160 * 1024;
 template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1BatchTraits;
   auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
-  const size_t smem = Tr::ring_bytes<S>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
-  if (kProjDt) {  // past 48 KB of dynamic shared memory: opted in once per device
+  const size_t smem = Tr::ring_bytes<S, I>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
+  if (smem > 48 * 1024) {  // past 48 KB of dynamic shared memory: opted in once per device
     int device = 0;
     cudaGetDevice(&device);
     static std::atomic<uint64_t> opted{0};
@@ -524,7 +606,10 @@ template <typename S, typename I, bool kProjDt> void launch_m1_batch(const State
   const int64_t ymax = std::max<int64_t>(1, std::max(occ, 1) * static_cast<int64_t>(cuda::sm_count()) / xb);
   const int64_t bb = (p.batch + ymax - 1) / ymax, yb = (p.batch + bb - 1) / bb;
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels for the batched kernel");
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb));
+  constexpr int64_t VI = 16 / sizeof(I);
+  const bool vec_in = aligned(p.x, 16) && p.x_stride % VI == 0 && (!p.z || (aligned(p.z, 16) && p.z_stride % VI == 0)) &&
+                      (kProjDt || (aligned(p.dt, 16) && p.dt_stride % VI == 0)) && p.heads % VI == 0;
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -578,7 +663,7 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // (At batch 256 a block runs ~3 products of 16 entries in turn and the linear layer first was
     // faster: 77 vs 87 µs.)
     const bool batched = p.batch > kGemvMaxM;
-    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16>() : M1BatchTraits::ring_bytes<float>();
+    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
     const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
                                  : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;

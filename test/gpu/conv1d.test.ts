@@ -178,4 +178,24 @@ describeGpu('causalConv1d on CUDA', () => {
       expect(Array.from(await state.data())).toEqual(Array.from(await full.finalStates!.data()));
     }
   });
+
+  // x, state, weight and bias all bf16, width 4, channels a multiple of 8: the 16-byte decode kernel
+  // (a thread per 8 channels), against the full convolution's kernels.
+  it('bf16 width-4 update steps (the vectorised decode kernel) equal the full convolution', async () => {
+    const batch = 20, dim = 136, seqlen = 5, width = 4;
+    const x = randnInput([batch, dim, seqlen], 'bfloat16', 'cuda');
+    const w = randnInput([dim, width], 'bfloat16', 'cuda');
+    const b = randnInput([dim], 'bfloat16', 'cuda');
+    const full = causalConv1d({ x: x.t, weight: w.t, bias: b.t, activation: 'silu', returnFinalStates: true });
+    const yfull = await full.y.data();
+    const state = zeros([batch, dim, width - 1], { dtype: 'bfloat16', device: 'cuda' });
+    for (let t = 0; t < seqlen; t++) {
+      const xt = x.t.slice(2, t, t + 1).reshape([batch, dim]);
+      const yt = await causalConv1dUpdate({ x: xt, convState: state, weight: w.t, bias: b.t, activation: 'silu' }).data();
+      const want = Float64Array.from({ length: batch * dim }, (_, i) => yfull[i * seqlen + t]);
+      expectNoNaN(yt, `step ${t}`);
+      expectClose(yt, want, 1e-2, `bf16 width 4 step ${t}`);
+    }
+    expect(Array.from(await state.data())).toEqual(Array.from(await full.finalStates!.data()));
+  });
 });

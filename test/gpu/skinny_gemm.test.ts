@@ -20,7 +20,7 @@ const SHAPES: Array<[number, number, number]> = [
   [33, 130, 72], // a partial second tile, a partial second stage, a partial token n-tile
   [17, 10240, 256], // in_proj-like width: 80 tiles, K split in 2
   [64, 2560, 5120], // mamba-2.8b out_proj: K split over a cluster of 8
-  [63, 192, 5120], // x_proj: 2 tiles, one of them half empty
+  [63, 192, 5120], // x_proj (the narrow kernel takes it)
   [40, 257, 4104], // N odd, K not a multiple of 64
   [12, 3000, 24], // K shorter than one stage (no split)
   [48, 1000, 520], // K split with an unequal last part
@@ -28,7 +28,8 @@ const SHAPES: Array<[number, number, number]> = [
 
 describeGpu('skinny GEMM (batched decode) on CUDA', () => {
   beforeAll(() => debugPoison(true));
-  // Taken by default only where cuBLAS is missing: forced here.
+  // Taken by default only where cuBLAS is missing: forced here (narrow shapes with K % 32 == 0 and
+  // K >= 2048 go to the narrow kernel below instead).
   beforeEach(() => {
     process.env.STATESPACE_SKINNY = '1';
   });
@@ -101,5 +102,52 @@ describeGpu('skinny GEMM (batched decode) on CUDA', () => {
     process.env.STATESPACE_SKINNY = '0';
     const c = await linear({ x, weight: w }).data();
     expect(relErr(a, c)).toBeLessThan(1e-2);
+  });
+});
+
+/**
+ * The narrow split-K kernel (N <= 256, K % 32 == 0, K >= 2048: Mamba-1's x_proj), taken on sm_90
+ * even where cuBLAS is there.
+ */
+describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
+  beforeAll(() => debugPoison(true));
+
+  // [M, N, K]: a full x_proj, one 16-row tile at the smallest K, a partial tile over chunks that
+  // split unevenly over the warps, the widest N it takes with every token row partial
+  const SHAPES_NARROW: Array<[number, number, number]> = [
+    [64, 192, 5120],
+    [9, 16, 2048],
+    [33, 17, 2336],
+    [50, 256, 4096],
+  ];
+  for (const dtype of ['bfloat16', 'float16'] as DType[]) {
+    it(`${dtype}: against the float64 reference, with and without bias`, async () => {
+      for (const [M, N, K] of SHAPES_NARROW) {
+        const r = rng();
+        const x = randnInput([M, K], dtype, 'cuda', 1, r);
+        const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
+        const b32 = randnInput([N], 'float32', 'cuda', 1, r);
+        const b16 = randnInput([N], dtype, 'cuda', 1, r);
+        for (const bias of [undefined, b32, b16]) {
+          const y = await linear({ x: x.t, weight: w.t, bias: bias?.t }).data();
+          expectNoNaN(y, 'narrow linear');
+          expectClose(y, linearRef(x.v, w.v, M, N, K, bias?.v), TOL[dtype], `${dtype} ${M}x${N}x${K}${bias ? ` +bias ${bias.t.dtype}` : ''}`);
+        }
+      }
+    });
+  }
+
+  it('bf16: x as a column slice of a wider row (as x_proj reads u), bit-for-bit equal runs', async () => {
+    const M = 64, N = 192, K = 5120;
+    const r = rng();
+    const xw = randnInput([M, 2 * K], 'bfloat16', 'cuda', 1, r);
+    const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r);
+    const x = xw.t.slice(1, 0, K);
+    const xv = new Float64Array(M * K);
+    for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) xv[m * K + k] = xw.v[m * 2 * K + k];
+    const a = await linear({ x, weight: w.t }).data();
+    const b = await linear({ x, weight: w.t }).data();
+    expectClose(a, linearRef(xv, w.v, M, N, K), TOL.bfloat16, 'strided x');
+    expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(b.buffer))).toBe(0);
   });
 });
