@@ -237,19 +237,18 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
-// One Mamba-1 step of row (b, h), dstate 16, whose states sit at `srow` (shared memory, updated in
-// place), from the raw dt (read or projected: before the bias, the softplus and the clamp):
-// returns y with D·x and the gate applied.
+// One Mamba-1 step of a row, dstate 16, whose states sit at `srow` (shared memory, updated in
+// place), with its entry's B and C at Bp / Cp (16-byte aligned), its x, and its gate input at zp
+// (read only with p.z), from the raw dt (read or projected: before the bias, the softplus and the
+// clamp): returns y with D·x and the gate applied. The batch-1 and the batched kernel both use it.
 template <typename S, typename I>
-__device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], int64_t b, uint32_t h,
-                                             float dt, float bias, float Dh) {
+__device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp, const I* Cp,
+                                         float x, const I* zp, float dt, float bias, float Dh) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
   Pack<S, VS> sv[VR];
 #pragma unroll
   for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
   Pack<I, VI> bv[N / VI], cv[N / VI];
-  const I* Bp = static_cast<const I*>(p.B) + b * p.bc_stride;
-  const I* Cp = static_cast<const I*>(p.C) + b * p.bc_stride;
 #pragma unroll
   for (int k = 0; k < N / VI; ++k) {
     bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
@@ -258,7 +257,6 @@ __device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow
   dt += bias;
   if (p.dt_softplus) dt = cuda::softplus_f(dt);
   if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-  const float x = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
   const float dtx = dt * x;
   float acc = 0.f;
 #pragma unroll
@@ -270,7 +268,7 @@ __device__ __forceinline__ float m1_row_step(const StateUpdateParams& p, S* srow
 #pragma unroll
   for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
   if (p.D) acc += Dh * x;
-  if (p.z) acc *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]));
+  if (p.z) acc *= cuda::silu_f(to_float(*zp));
   return acc;
 }
 
@@ -334,7 +332,9 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
-    y[row] = cuda::from_float<I>(m1_row_step<S, I>(p, &rows_s[threadIdx.x][0], av, b, h, dt, bias, Dh));
+    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
+                                                  to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]),
+                                                  p.z ? static_cast<const I*>(p.z) + b * p.z_stride + h : nullptr, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -368,40 +368,6 @@ struct M1BatchTraits {
   template <typename I> __host__ __device__ static constexpr size_t in_bytes() { return static_cast<size_t>(3 * kThreads + 2 * kN) * sizeof(I); }
   template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + kStages * in_bytes<I>(); }
 };
-
-// One Mamba-1 step of a row whose states sit at `srow` and whose entry's inputs are staged at `in`
-// (M1BatchTraits' layout; t = the row's channel in the block), from the raw dt: returns y.
-template <typename S, typename I>
-__device__ __forceinline__ float m1_staged_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* in, int t,
-                                                float dt, float bias, float Dh) {
-  constexpr int N = M1Traits::kN, T = M1BatchTraits::kThreads, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
-  Pack<S, VS> sv[VR];
-#pragma unroll
-  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
-  Pack<I, VI> bv[N / VI], cv[N / VI];
-#pragma unroll
-  for (int k = 0; k < N / VI; ++k) {
-    bv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T)[k];
-    cv[k] = reinterpret_cast<const Pack<I, VI>*>(in + 3 * T + N)[k];
-  }
-  dt += bias;
-  if (p.dt_softplus) dt = cuda::softplus_f(dt);
-  if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-  const float x = to_float(in[t]);
-  const float dtx = dt * x;
-  float acc = 0.f;
-#pragma unroll
-  for (int n = 0; n < N; ++n) {
-    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
-    acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
-    sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
-  }
-#pragma unroll
-  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
-  if (p.D) acc += Dh * x;
-  if (p.z) acc *= cuda::silu_f(to_float(in[T + t]));
-  return acc;
-}
 
 // Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
 // rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
@@ -573,7 +539,8 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
     if (live && has_state) {
       const I* in = reinterpret_cast<const I*>(in_ring + (i % NS) * Tr::in_bytes<I>());
       const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(in[2 * T + threadIdx.x]);
-      y[b * H + h] = cuda::from_float<I>(m1_staged_step<S, I>(p, row, av, in, threadIdx.x, dt, biash, Dh));
+      y[b * H + h] = cuda::from_float<I>(m1_step<S, I>(p, row, av, in + 3 * M1BatchTraits::kThreads, in + 3 * M1BatchTraits::kThreads + M1Traits::kN, to_float(in[threadIdx.x]),
+                                                       in + M1BatchTraits::kThreads + threadIdx.x, dt, biash, Dh));
     }
     __syncthreads();  // the run's rows are updated
     run_copy(i, i % NS, true);
