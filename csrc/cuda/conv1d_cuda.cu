@@ -4,7 +4,6 @@
 // Backward: (1) d(pre-activation) into f32 scratch, (2) one thread per padded input position
 // gathers its gradient, (3) one block per channel reduces dweight/dbias in a fixed order
 // (reproducible: no atomics).
-#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -119,19 +118,11 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) fwd_tiled_kernel(Causal
 // otherwise. The 3 inputs before a vector are the end of the lane below's (a shuffle); lane 0
 // loads them (a 4-element aligned load), the row's first vector takes the initial states. No
 // shared memory, no barrier. The thread of the row's last vector also writes the final states.
-template <int kV>
+// 2 vectors per thread, 1024-step blocks: at 1 x 5120 x 2048 that is 10240 blocks, 3.1 waves at 40
+// registers (4 vectors and 2048-step blocks were 2.15 waves, the last a sixth full: 5% slower).
 struct W4Traits {
-  static constexpr int kThreads = 64, kVecs = kV, kSpan = kThreads * kVecs * 8;  // steps per block
+  static constexpr int kThreads = 64, kVecs = 2, kSpan = kThreads * kVecs * 8;  // steps per block
 };
-// TEMPORARY A/B knob STATESPACE_CONV_W4_VECS=2: 2 vectors per thread (1024-step blocks: twice the
-// blocks, a smaller last partial wave) instead of 4.
-int w4_vecs() {
-  static const int v = [] {
-    const char* e = std::getenv("STATESPACE_CONV_W4_VECS");
-    return e && e[0] == '2' ? 2 : 4;
-  }();
-  return v;
-}
 template <typename T> struct alignas(sizeof(T) * 8) Vec8 {
   T v[8];
 };
@@ -139,8 +130,8 @@ template <typename T> struct alignas(sizeof(T) * 4) Vec4 {
   T v[4];
 };
 
-template <typename T, int kV> __global__ void __launch_bounds__(W4Traits<kV>::kThreads) fwd_w4_kernel(CausalConv1dParams p) {
-  using Tr = W4Traits<kV>;
+template <typename T> __global__ void __launch_bounds__(W4Traits::kThreads) fwd_w4_kernel(CausalConv1dParams p) {
+  using Tr = W4Traits;
   constexpr int W = 4, V = Tr::kVecs, kT = Tr::kThreads;
   const int64_t row = blockIdx.x, L = p.seqlen, d = row % p.dim;
   const int64_t t0 = static_cast<int64_t>(blockIdx.y) * Tr::kSpan + threadIdx.x * 8;  // vector k at t0 + 8 kT k
@@ -387,8 +378,7 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
     const int64_t n = p.batch * p.dim * p.seqlen, rows = p.batch * p.dim;
     const int64_t tiles = (p.seqlen + TiledTraits::kTile - 1) / TiledTraits::kTile;
-    const int vecs = w4_vecs(), w4_span = 64 * vecs * 8;
-    const int64_t w4_spans = (p.seqlen + w4_span - 1) / w4_span;
+    const int64_t w4_spans = (p.seqlen + W4Traits::kSpan - 1) / W4Traits::kSpan;
     const bool w4 = p.width == 4 && !p.seq_idx && p.seqlen % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * sizeof(T)) == 0 &&
                     reinterpret_cast<uintptr_t>(p.y) % (8 * sizeof(T)) == 0;
     const bool w4_ran = n > 0 && w4 && !p.channels_last && rows <= 0x7fffffff && w4_spans <= 65535;
@@ -406,11 +396,7 @@ void causal_conv1d_fwd_cuda(const CausalConv1dParams& p, void* stream) {
         fwd_kernel<T><<<cuda::grid_1d(n, kThreads), kThreads, 0, st>>>(p);
       }
     } else if (n > 0 && w4 && rows <= 0x7fffffff && w4_spans <= 65535) {
-      const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(w4_spans));
-      if (vecs == 2)
-        fwd_w4_kernel<T, 2><<<grid, W4Traits<2>::kThreads, 0, st>>>(p);
-      else
-        fwd_w4_kernel<T, 4><<<grid, W4Traits<4>::kThreads, 0, st>>>(p);
+      fwd_w4_kernel<T><<<dim3(static_cast<unsigned>(rows), static_cast<unsigned>(w4_spans)), W4Traits::kThreads, 0, st>>>(p);
     } else if (n > 0 && p.width <= TiledTraits::kMaxTiledWidth && rows <= 0x7fffffff && tiles <= 65535) {
       const size_t span = TiledTraits::kTile + p.width - 1;
       const size_t smem = (span + p.width + (p.seq_idx ? span : 0)) * 4;

@@ -21,13 +21,12 @@
 // the benchmark's 16384 rows the sequential kernel is faster (0.78 vs 1.13 ms before this scan): an
 // update here costs ~17 instructions against ~12 (the scan, and the decays and inputs walked twice).
 // What bounds it (ncu): the L1/shared-memory pipe at ~80% (per state and warp: 8 shuffles, four
-// 16-byte tile reads), issue ~0.63 per scheduler at 4.85 warps; 16-bit tiles, cp.async windows and
-// unrolling over states measured no faster (bench/NOTES.md, tp4).
+// 16-byte tile reads), issue ~0.63 per scheduler at 4.85 warps; 16-bit tiles, cp.async windows,
+// unrolling over states and the scan's decays by ex2 from summed delta' (5 shuffles per state instead
+// of 8) measured no faster (bench/NOTES.md, tp4).
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
-
-#include <cstdlib>
 
 
 namespace ss {
@@ -41,16 +40,6 @@ constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
 // Registers (at most 80) and 18 KiB of shared memory per block: 6 blocks per SM.
 constexpr int kMinBlocksTP = 6;
-// TEMPORARY A/B knob STATESPACE_SCAN_TP_SEGP=1: the scan's decays from the lanes' summed delta' (a
-// per-window sum scan: at offset `off` lane l's map spans lanes l-off+1..l, whose decay is
-// 2^(A2 * their sum)): 3 ex2 per state instead of 3 shuffles, and no shuffle chain for P.
-bool tp_seg_p() {
-  static const bool on = [] {
-    const char* v = std::getenv("STATESPACE_SCAN_TP_SEGP");
-    return v && v[0] == '1';
-  }();
-  return on;
-}
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
 // J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
@@ -100,7 +89,7 @@ __device__ __forceinline__ int slot_of(int l, int h) {
 }
 
 // kY: y wanted (false: the backward's checkpoint-only pass).
-template <typename T, bool kY, bool kSegP>
+template <typename T, bool kY>
 __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
   constexpr int J = kJ, kRows = kRowsTP;
   __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
@@ -177,18 +166,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
         yv[e] = Dd * uv[e];
       }
     }
-    // kSegP: the summed delta' of the lanes l-off+1..l for off = 2, 4, 8 (the first three stages of
-    // a sum scan over the row's lanes; lanes below off never use theirs)
-    float seg[3];
-    if (kSegP) {
-      float sg = dtsum;
-#pragma unroll
-      for (int k = 0; k < 3; ++k) {
-        const float below = __shfl_up_sync(kFull, sg, 1 << k, kLanes);
-        sg += lane >= (1 << k) ? below : 0.f;
-        seg[k] = sg;
-      }
-    }
     __syncthreads();  // tiles staged
     // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
     float* ck = ck_lane && ts + J <= L ? p.checkpoints + ck_row + ((ts + J) / kCk - 1) * N : nullptr;
@@ -216,26 +193,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
       // 2. inclusive scan of the maps over the row's lanes: lane l ends with lanes 0..l composed,
       // applied to the carried-in state, i.e. S = the state after its slice and P = 0. A lane below
       // the shuffle's offset gets its own (P = 0, S) back, which leaves it as it is: no predicates.
-      if (kSegP) {
-        // lane l's map at offset off spans lanes l-off+1..l (P = 0 once that reaches lane 0)
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int off = 1 << k;
-          const float Se = __shfl_up_sync(kFull, S, off, kLanes);
-          const float Pk = k == 0 ? P : lane >= off ? exp2f(seg[k - 1] * A2) : 0.f;
-          S = fmaf(Pk, Se, S);
-        }
-      } else {
-#pragma unroll
-        for (int off = 1; off < kLanes; off <<= 1) {
-          const float Se = __shfl_up_sync(kFull, S, off, kLanes);
-          if (off < kLanes / 2) {  // the last stage's P is not needed
-            const float Pe = __shfl_up_sync(kFull, P, off, kLanes);
-            S = fmaf(P, Se, S);
-            P *= Pe;
-          } else {
-            S = fmaf(P, Se, S);
-          }
+      for (int off = 1; off < kLanes; off <<= 1) {
+        const float Se = __shfl_up_sync(kFull, S, off, kLanes);
+        if (off < kLanes / 2) {  // the last stage's P is not needed
+          const float Pe = __shfl_up_sync(kFull, P, off, kLanes);
+          S = fmaf(P, Se, S);
+          P *= Pe;
+        } else {
+          S = fmaf(P, Se, S);
         }
       }
       if (ck) ck[n] = S;
@@ -278,10 +244,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 
 template <typename T>
 struct TouchTP {
-  static void run() {
-    touch_kernels(scan_fwd_tp_kernel<T, true, false>, scan_fwd_tp_kernel<T, false, false>, scan_fwd_tp_kernel<T, true, true>,
-                  scan_fwd_tp_kernel<T, false, true>);
-  }
+  static void run() { touch_kernels(scan_fwd_tp_kernel<T, true>, scan_fwd_tp_kernel<T, false>); }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
 
@@ -303,11 +266,10 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const bool sp = tp_seg_p();
     if (p.y)
-      (sp ? scan_fwd_tp_kernel<T, true, true> : scan_fwd_tp_kernel<T, true, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      scan_fwd_tp_kernel<T, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      (sp ? scan_fwd_tp_kernel<T, false, true> : scan_fwd_tp_kernel<T, false, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      scan_fwd_tp_kernel<T, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }
