@@ -13,20 +13,21 @@
 //      stages need no predicates;
 //   3. the lane takes the state before its slice from the lane below and walks the slice again with
 //      the kept decays, adding C_t[n] x_t to its y (the checkpoint-only pass skips this walk).
-// One ex2 per state update (and one per slice), as in the sequential kernel; the per (row, step) work (softplus, silu,
-// D u) is spread over the 16 states. A block's 8 rows (4 warps) share one B/C group and the window's
-// B and C tiles in shared memory. It also writes the backward's checkpoints (every 32 steps) and
+// One ex2 per state update (and one per slice), as in the sequential kernel; the per (row, step)
+// work (softplus, silu, D u) is spread over the 16 states. A block's 8 rows (4 warps) share one B/C
+// group and the window's B and C tiles in shared memory. It also writes the backward's checkpoints (every 32 steps) and
 // serves the backward's checkpoint-only pass (no y), so both ways to the checkpoints agree bitwise.
-// H100, batch 1 x dim 5120 x 2048 steps, bf16: 0.187 ms against the sequential kernel's 0.262. On
-// the benchmark's 16384 rows the sequential kernel is faster (0.78 vs 1.13 ms): each update here
-// costs ~1.7x the instructions (the scan, and the decays and inputs walked twice).
-#include "cuda/async_copy.cuh"
+// H100, batch 1 x dim 5120 x 2048 steps, bf16: 0.165 ms against the sequential kernel's 0.262. On
+// the benchmark's 16384 rows the sequential kernel is faster (0.78 vs 1.13 ms before this scan): an
+// update here costs ~17 instructions against ~12 (the scan, and the decays and inputs walked twice).
+// What bounds it (ncu): the L1/shared-memory pipe at ~80% (per state and warp: 8 shuffles, four
+// 16-byte tile reads), issue ~0.63 per scheduler at 4.85 warps; 16-bit tiles, cp.async windows,
+// unrolling over states and the scan's decays by ex2 from summed delta' (5 shuffles per state instead
+// of 8) measured no faster (bench/NOTES.md, tp4).
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
 
-#include <cstdlib>
-#include <type_traits>
 
 namespace ss {
 namespace scan_cuda {
@@ -37,19 +38,8 @@ constexpr int kCk = 32;      // the backward's checkpoint interval at dstate <= 
 constexpr int kJ = 8;        // steps per lane and window
 constexpr int kLanes = 16;   // lanes per row
 constexpr int kWin = kLanes * kJ, kRowsTP = kThreads / kLanes;  // steps per window, rows per block
-// Registers (at most 80) and at most 18 KiB of shared memory per block: 6 blocks per SM.
+// Registers (at most 80) and 18 KiB of shared memory per block: 6 blocks per SM.
 constexpr int kMinBlocksTP = 6;
-// TEMPORARY A/B knob STATESPACE_SCAN_TP_TILE: "16": the B/C tiles of 16-bit inputs kept 16-bit in
-// shared memory (half the shared-memory traffic of the state loop, 8 conversions per tile read);
-// "async": that, and each window's tiles and delta/u/z slices copied with cp.async into a second
-// buffer while the window before computes (16-bit, 16-byte aligned rows).
-int tp_tile_mode() {  // 0 float tiles, 1 16-bit tiles, 2 16-bit tiles + async
-  static const int m = [] {
-    const char* v = std::getenv("STATESPACE_SCAN_TP_TILE");
-    return !v ? 0 : v[0] == '1' && v[1] == '6' ? 1 : v[0] == 'a' ? 2 : 0;
-  }();
-  return m;
-}
 static_assert(kCk % kJ == 0 && kWin % kCk == 0, "checkpoints fall on slice ends");
 
 // J consecutive elements from src as floats, zero from `valid` on; 16-byte loads when `vec`
@@ -98,55 +88,12 @@ __device__ __forceinline__ int slot_of(int l, int h) {
   return (S * l + (h ^ ((l >> shift) & (S - 1)))) * 4;
 }
 
-// A tile of the window's B or C: per state, the kLanes slices of kJ steps, each kWords 16-byte
-// words of TT (the input type when kWords = 1, 16-bit: one word per slice, the 8 lanes of a quarter
-// warp reading 8 consecutive words; float otherwise, two words per slice at slot_of).
-template <typename TT>
-struct Tile {
-  static constexpr int kE = 16 / sizeof(TT), kWords = kJ / kE;  // elements per word, words per slice
-  __device__ __forceinline__ static int word_of(int l, int w) { return kWords == 1 ? l : slot_of<kJ>(l, w) / 4; }
-  // stages the slice of state row `n`, lane slice `l` from src (zeros from `valid` on)
-  template <typename T>
-  __device__ __forceinline__ static void stage(uint4* tile, int n, int l, const T* src, bool vec, int64_t valid) {
-    uint4* dst = tile + n * kLanes * kWords;
-    if (sizeof(TT) == sizeof(T) && vec && valid >= kJ) {
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) dst[word_of(l, w)] = *reinterpret_cast<const uint4*>(src + w * kE);
-    } else {
-      float v[kJ];
-      load_slice<kJ>(v, src, vec, valid);
-#pragma unroll
-      for (int w = 0; w < kWords; ++w) {
-        TT e[kE];
-#pragma unroll
-        for (int i = 0; i < kE; ++i) e[i] = cuda::from_float<TT>(v[w * kE + i]);
-        dst[word_of(l, w)] = *reinterpret_cast<const uint4*>(e);
-      }
-    }
-  }
-  // this lane's slice of state row `n` as floats; `word` = word_of(lane, w)
-  __device__ __forceinline__ static void read(float (&v)[kJ], const uint4* tile, int n, const int (&word)[kWords]) {
-#pragma unroll
-    for (int w = 0; w < kWords; ++w) {
-      const uint4 q = tile[n * kLanes * kWords + word[w]];
-      const TT* e = reinterpret_cast<const TT*>(&q);
-#pragma unroll
-      for (int i = 0; i < kE; ++i) v[w * kE + i] = cuda::to_float(e[i]);
-    }
-  }
-};
-
-// kY: y wanted (false: the backward's checkpoint-only pass). TT: the tiles' element type. kAsync
-// (TT = T 16-bit, every row 16-byte aligned, seqlen a multiple of kJ): window w's tiles and each
-// thread's delta, u and z words are copied (cp.async) into buffer w & 1 during window w - 1.
-template <typename T, bool kY, typename TT, bool kAsync>
+// kY: y wanted (false: the backward's checkpoint-only pass).
+template <typename T, bool kY>
 __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(SelectiveScanParams p, Layout lo, Tiling tl) {
-  constexpr int J = kJ, kRows = kRowsTP, kBufs = kAsync ? 2 : 1;
-  using Tl = Tile<TT>;
-  static_assert(!kAsync || (sizeof(TT) == 2 && sizeof(T) == 2), "async windows copy 16-bit words");
-  __shared__ uint4 s_B[kBufs][kMaxNTP * kLanes * Tl::kWords];  // [n][slices of the window]
-  __shared__ uint4 s_C[kBufs][kMaxNTP * kLanes * Tl::kWords];
-  __shared__ uint4 s_in[kBufs][kAsync ? kThreads : 1][3];  // kAsync: each thread's delta, u, z words
+  constexpr int J = kJ, kRows = kRowsTP;
+  __shared__ __align__(16) float s_B[kMaxNTP * kWin];  // [n][slices of the window]
+  __shared__ __align__(16) float s_C[kMaxNTP * kWin];
   __shared__ float s_A2[kRows][kMaxNTP];  // A log2 e of each row
   // each row's state carried into the window, double-buffered: window w reads [w & 1] and writes
   // [(w + 1) & 1], so no lane overwrites a state another lane has yet to read
@@ -179,57 +126,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
   // windows start at multiples of kWin, so whether a lane's slice ends a checkpoint chunk is fixed
   const bool ck_lane = p.checkpoints && active && (lane + 1) * J % kCk == 0;
   const int64_t ck_row = row * p.n_chunks * N;  // this row's checkpoints
-  int word[Tl::kWords];  // this lane's words in a tile row
-#pragma unroll
-  for (int w = 0; w < Tl::kWords; ++w) word[w] = Tl::word_of(lane, w);
-
-  // kAsync: copies window t0a's tiles and this thread's slices into buffer bb (zeros past seqlen)
-  auto issue = [&](int64_t t0a, int bb) {
-    for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
-      const bool isC = i >= N * kLanes;
-      const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
-      const int64_t t = t0a + l * J, left = L - t;
-      const int bytes = left >= J ? 16 : left > 0 ? static_cast<int>(left) * 2 : 0;
-      cuda::copy_async16_zfill((isC ? s_C : s_B)[bb] + n * kLanes + l, (isC ? Cg : Bg) + n * L + (bytes ? t : 0), bytes);
-    }
-    const int64_t t = t0a + lane * J, left = L - t;
-    const int bytes = left >= J ? 16 : left > 0 ? static_cast<int>(left) * 2 : 0;
-    const int64_t at = row * L + (bytes ? t : 0);  // from the parameters: no row pointers held
-    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][0], static_cast<const T*>(p.delta) + at, bytes);
-    cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][1], static_cast<const T*>(p.u) + at, bytes);
-    if (kY && p.z) cuda::copy_async16_zfill(&s_in[bb][threadIdx.x][2], static_cast<const T*>(p.z) + at, bytes);
-    cuda::copy_async_commit();
-  };
-  if (kAsync) issue(0, 0);
+  static_assert(J == 8, "a slice is two 4-step groups");
+  const int slot[2] = {slot_of<J>(lane, 0), slot_of<J>(lane, 1)};  // this lane's groups in a tile row
 
   for (int64_t t0 = 0; t0 < L; t0 += kWin) {
     const int64_t ts = t0 + lane * J, valid = L - ts;  // this lane's slice; steps left from it
-    const int buf = static_cast<int>(t0 / kWin) & 1, tb = kAsync ? buf : 0;  // carry / tile buffer
+    const int buf = static_cast<int>(t0 / kWin) & 1;
     __syncthreads();  // the previous window's tiles are read (before the first: s_A2, s_x are set)
-    if (kAsync) {
-      if (t0 + kWin < L) issue(t0 + kWin, buf ^ 1);
-      else cuda::copy_async_commit();  // an empty group: the wait below counts the same
-      cuda::copy_async_wait_group<1>();  // this window's copies (this thread's) have landed
-    } else {
-      // B and C of the window: 2 x N x kLanes slices
-      for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
-        const bool isC = i >= N * kLanes;
-        const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
-        Tl::stage((isC ? s_C : s_B)[0], n, l, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
-      }
+    // B and C of the window: 2 x N x kLanes slices
+    for (int i = threadIdx.x; i < (kY ? 2 : 1) * N * kLanes; i += kThreads) {
+      const bool isC = i >= N * kLanes;
+      const int j = isC ? i - N * kLanes : i, n = j / kLanes, l = j % kLanes;
+      float v[J];
+      load_slice<J>(v, (isC ? Cg : Bg) + n * L + t0 + l * J, vec, L - (t0 + l * J));
+      float* dst = (isC ? s_C : s_B) + n * kWin;
+#pragma unroll
+      for (int h = 0; h < J / 4; ++h)
+        *reinterpret_cast<float4*>(dst + slot_of<J>(l, h)) = make_float4(v[4 * h], v[4 * h + 1], v[4 * h + 2], v[4 * h + 3]);
     }
     // this lane's steps of the row: delta', delta' u, and y's D u term (zeros past seqlen: there
     // the decay is 1 and the input 0, so those steps leave the state as it is)
     float dt[J], du[J], yv[J], dtsum = 0.f;
     {
       float uv[J];
-      if (kAsync) {
-        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(dt), s_in[tb][threadIdx.x][0]);
-        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(uv), s_in[tb][threadIdx.x][1]);
-      } else {
-        load_slice<J>(dt, delta + ts, vec, valid);
-        load_slice<J>(uv, u + ts, vec, valid);
-      }
+      load_slice<J>(dt, delta + ts, vec, valid);
+      load_slice<J>(uv, u + ts, vec, valid);
       if (p.delta_softplus) {  // block-uniform: one branch, then straight-line code
 #pragma unroll
         for (int e = 0; e < J; ++e) dt[e] = softplus(dt[e] + bias);
@@ -249,10 +170,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     // the backward's checkpoints: the state after every kCk steps, from the lane whose slice ends there
     float* ck = ck_lane && ts + J <= L ? p.checkpoints + ck_row + ((ts + J) / kCk - 1) * N : nullptr;
 
+#pragma unroll 1  // one state per iteration: unrolled over two or all 16 states measured no faster
     for (int n = 0; n < N; ++n) {
       const float A2 = s_A2[r][n], xin = s_x[buf][r][n];
       float bv[J];
-      Tl::read(bv, s_B[tb], n, word);
+#pragma unroll
+      for (int h = 0; h < J / 4; ++h) {
+        const float4 q = *reinterpret_cast<const float4*>(s_B + n * kWin + slot[h]);
+        bv[4 * h] = q.x, bv[4 * h + 1] = q.y, bv[4 * h + 2] = q.z, bv[4 * h + 3] = q.w;
+      }
       // 1. the slice as x -> P x + S
       float a[J], bu[J], S = 0.f;
 #pragma unroll
@@ -284,7 +210,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
         // 3. the state before this lane's slice, then the slice again with C_t[n] x_t into y
         const float before = __shfl_up_sync(kFull, S, 1, kLanes);
         float x = lane == 0 ? xin : before, cv[J];
-        Tl::read(cv, s_C[tb], n, word);
+#pragma unroll
+        for (int h = 0; h < J / 4; ++h) {
+          const float4 q = *reinterpret_cast<const float4*>(s_C + n * kWin + slot[h]);
+          cv[4 * h] = q.x, cv[4 * h + 1] = q.y, cv[4 * h + 2] = q.z, cv[4 * h + 3] = q.w;
+        }
 #pragma unroll
         for (int e = 0; e < J; ++e) {
           x = fmaf(a[e], x, bu[e]);
@@ -297,10 +227,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
     if (!kY) continue;
     if (z) {
       float zv[J];
-      if (kAsync)
-        unpack_vec<T>(reinterpret_cast<float(&)[16 / sizeof(T)]>(zv), s_in[tb][threadIdx.x][2]);
-      else
-        load_slice<J>(zv, z + ts, vec, valid);
+      load_slice<J>(zv, z + ts, vec, valid);
 #pragma unroll
       for (int e = 0; e < J; ++e) yv[e] *= zv[e] * sigmoid(zv[e]);
     }
@@ -317,12 +244,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksTP) scan_fwd_tp_kernel(Sel
 
 template <typename T>
 struct TouchTP {
-  static void run() {
-    touch_kernels(scan_fwd_tp_kernel<T, true, float, false>, scan_fwd_tp_kernel<T, false, float, false>);
-    if constexpr (sizeof(T) == 2)
-      touch_kernels(scan_fwd_tp_kernel<T, true, T, false>, scan_fwd_tp_kernel<T, false, T, false>,
-                    scan_fwd_tp_kernel<T, true, T, true>, scan_fwd_tp_kernel<T, false, T, true>);
-  }
+  static void run() { touch_kernels(scan_fwd_tp_kernel<T, true>, scan_fwd_tp_kernel<T, false>); }
 };
 const bool g_preload = preload_per_dtype<TouchTP>();
 
@@ -344,27 +266,10 @@ void launch_fwd_tp(const SelectiveScanParams& p, cudaStream_t stream) {
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScan: checkpoint interval is not the time-parallel forward's");
   const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    const int mode = sizeof(T) == 2 ? tp_tile_mode() : 0;
-    // the async copies need every row 16-byte aligned: seqlen a multiple of kJ, aligned tensors
-    const uintptr_t bases = reinterpret_cast<uintptr_t>(p.u) | reinterpret_cast<uintptr_t>(p.delta) |
-                            reinterpret_cast<uintptr_t>(p.z) | reinterpret_cast<uintptr_t>(p.y) |
-                            reinterpret_cast<uintptr_t>(p.B) | reinterpret_cast<uintptr_t>(p.C);
-    const bool aligned = p.seqlen % kJ == 0 && (bases & 15) == 0;
-    using TT = std::conditional_t<sizeof(T) == 2, T, float>;
-    if constexpr (sizeof(T) == 2) {
-      if (mode == 2 && aligned) {
-        if (p.y)
-          scan_fwd_tp_kernel<T, true, TT, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
-        else
-          scan_fwd_tp_kernel<T, false, TT, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
-        return;
-      }
-    }
-    const bool t16 = mode != 0;
     if (p.y)
-      (t16 ? scan_fwd_tp_kernel<T, true, TT, false> : scan_fwd_tp_kernel<T, true, float, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      scan_fwd_tp_kernel<T, true><<<grid, kThreads, 0, stream>>>(p, lo, tl);
     else
-      (t16 ? scan_fwd_tp_kernel<T, false, TT, false> : scan_fwd_tp_kernel<T, false, float, false>)<<<grid, kThreads, 0, stream>>>(p, lo, tl);
+      scan_fwd_tp_kernel<T, false><<<grid, kThreads, 0, stream>>>(p, lo, tl);
   });
   cuda::check_launch("selectiveScan forward (time-parallel)");
 }

@@ -14,7 +14,7 @@ describeGpu('causalConv1d on CUDA', () => {
     it(`${dtype}: forward and final states vs float64 reference (widths 1,2,4,5, seqIdx, initial states)`, async () => {
       for (const width of [1, 2, 4, 5]) {
         // 2048, 4104, 16 and 8 (multiples of 8, no seqIdx) take the width-4 vector kernel at width 4
-        // (2048 steps per block: 4104 is two blocks and part of a third).
+        // (1024 steps per block: 4104 is four blocks and part of a fifth).
         for (const [seqlen, seq] of [[1, false], [37, true], [2500, false], [2049, true], [2048, false], [4104, false], [16, false], [8, false]] as const) {
           const r = rng();
           const batch = 3, dim = 67;

@@ -65,7 +65,10 @@ describeGpu('models on CUDA', () => {
         const last = (await model.prefill(Int32Array.from(ids), 0)) as Float32Array;
         expectNoNaN(last, `${name} ${dtype} prefill`);
         const e = relErr(last, ref.forward(ids).subarray(74 * V, 75 * V));
-        expect(e, `${name} ${dtype} chunked prefill: rel err ${e}`).toBeLessThan(tol);
+        // one row of logits: in bf16 a random tiny model's row strays further than whole sequences do
+        // (CPU, mamba2, 12 draws: 0.006-0.022 whether prefilled in pieces or at once; CUDA 0.034 once)
+        const rowTol = dtype === 'bfloat16' ? 5e-2 : tol;
+        expect(e, `${name} ${dtype} chunked prefill: rel err ${e}`).toBeLessThan(rowTol);
         if (dtype === 'float32') {
           // greedy decode (recurrent state on the GPU) equals the reference's greedy while decided
           const prompt = randomIds(9, V);

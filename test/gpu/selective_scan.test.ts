@@ -34,7 +34,7 @@ const cases: ScanCase[] = [
   { batch: 1, dim: 40, seqlen: 64, dstate: 144, B: 'step', C: 'step', z: true, D: true, softplus: true, initialState: true },
   { batch: 2, dim: 8, seqlen: 45, dstate: 129, B: 2, C: 'step', z: true, D: true },
   // few rows, per-step B/C, seqlen a multiple of 8: the time-parallel forward with whole 16-byte
-  // slices (and the asynchronous window copies), a partial last window; one slice only
+  // slices, a partial last window; one slice only
   { batch: 2, dim: 24, seqlen: 1000, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
   { batch: 1, dim: 16, seqlen: 8, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true },
 ];
