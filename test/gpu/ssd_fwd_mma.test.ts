@@ -32,6 +32,8 @@ const CASES: Array<[string, SsdCase]> = [
   // stores of half a 16-column piece), dstate 120 (the last 8 columns of the padded 128 zero)
   ['restarts at 1, 63, 64, 65, 127, 128, headdim 72, dstate 120', { batch: 2, seqlen: 190, heads: 2, headdim: 72, dstate: 120, groups: 1, seqStarts: [1, 63, 64, 65, 127, 128], z: true, D: 'channel', dtBias: true, initialStates: true }],
   ['seqlen 37 (one partial slice), dstate 48, groups 2', { batch: 3, seqlen: 37, heads: 4, headdim: 16, dstate: 48, groups: 2, z: true, D: 'head', initialStates: true }],
+  // two headdim tiles at dstate 128, 4 heads per group, restarts inside and on slice edges
+  ['headdim 128, dstate 128, seqlen 640, 4 heads per group, restarts, initial states', { batch: 2, seqlen: 640, heads: 8, headdim: 128, dstate: 128, groups: 2, seqStarts: [5, 192, 383], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // many heads, headdim 64 (whole 16-byte pieces), dstate 32
   ['heads 96, headdim 64, dstate 32, groups 4, restarts', { batch: 3, seqlen: 150, heads: 96, headdim: 64, dstate: 32, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }],
 ];
