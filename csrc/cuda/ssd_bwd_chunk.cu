@@ -148,13 +148,18 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
+  // this lane's 32-bit shared addresses at k0, stepped by constants (recomputed from the row and
+  // column every step, the addresses cost more instructions than the ldmatrix and mma)
+  uint32_t pa = smem_addr(A_T ? A + (k0 + ra.r) * lda + ra.c : A + ra.r * lda + k0 + ra.c);
+  uint32_t pb = smem_addr(B_KN ? B + (k0 + rb.r) * ldb + rb.c : B + rb.r * ldb + k0 + rb.c);
+  const uint32_t sa = uint32_t(A_T ? 16 * lda : 16) * sizeof(T), sb = uint32_t(B_KN ? 16 * ldb : 16) * sizeof(T);
 #pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
-  for (int k = k0; k < k1; k += 16) {
+  for (int k = k0; k < k1; k += 16, pa += sa, pb += sb) {
     uint32_t a[4], bb[4];
-    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
-    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
-    if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + rb.c);
-    else ldsm_x4(bb, B + rb.r * ldb + k + rb.c);
+    if constexpr (A_T) ldsm_x4_t(a, pa);
+    else ldsm_x4(a, pa);
+    if constexpr (B_KN) ldsm_x4_t(bb, pb);
+    else ldsm_x4(bb, pb);
     const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
     mma16816<T>(acc[0], a, b0);
     mma16816<T>(acc[1], a, b1);
@@ -174,11 +179,17 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
   const uint32_t w2[2] = {pack2<T>(w_lo, w_lo), pack2<T>(w_hi, w_hi)};
+  // 32-bit shared addresses at k0 stepped by constants, as in warp_mma16; group jj's B at a
+  // constant offset (16 columns: 32 bytes [k][n], 16 rows [n][k])
+  uint32_t pa = smem_addr(A_T ? A + (k0 + ra.r) * lda + ra.c : A + ra.r * lda + k0 + ra.c);
+  uint32_t pb = smem_addr(B_KN ? B + (k0 + rb.r) * ldb + rb.c : B + rb.r * ldb + k0 + rb.c);
+  const uint32_t sa = uint32_t(A_T ? 16 * lda : 16) * sizeof(T), sb = uint32_t(B_KN ? 16 * ldb : 16) * sizeof(T);
+  const uint32_t sg = uint32_t(B_KN ? 16 : 16 * ldb) * sizeof(T);
 #pragma unroll U  // smaller code than the default unrolling (instruction-cache stalls)
-  for (int k = k0; k < k1; k += 16) {
+  for (int k = k0; k < k1; k += 16, pa += sa, pb += sb) {
     uint32_t a[4];
-    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
-    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
+    if constexpr (A_T) ldsm_x4_t(a, pa);
+    else ldsm_x4(a, pa);
     if constexpr (SCALE) {
 #pragma unroll
       for (int r = 0; r < 4; ++r) a[r] = mul2<T>(a[r], w2[r & 1]);  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
@@ -187,8 +198,8 @@ __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, in
     for (int jj = 0; jj < 2; ++jj) {
       if (jj >= n_groups) break;
       uint32_t bb[4];
-      if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
-      else ldsm_x4(bb, B + (jj * 16 + rb.r) * ldb + k + rb.c);
+      if constexpr (B_KN) ldsm_x4_t(bb, pb + jj * sg);
+      else ldsm_x4(bb, pb + jj * sg);
       const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
       mma16816<T>(acc[jj][0], a, b0);
       mma16816<T>(acc[jj][1], a, b1);
