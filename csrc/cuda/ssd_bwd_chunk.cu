@@ -35,7 +35,7 @@ constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
 // Warps with no product in phase A (tiles above the diagonal: row strip < column quarter): 1, 2,
 // 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 forms the next head's scalars, the
-// other four the decay term Σ S1∘S0 of the head.
+// other four the decay term Σ S1∘S0 of the head (each a 16-row strip, on tensor cores).
 constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
@@ -51,7 +51,7 @@ struct MmaGradLayout {
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
   size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0, sD = 0;  // kSlots × kQ each (sSeg: kQ)
   // partial sums (inside a set): row, col (phase A, by column quarter / row strip) and dp (by row
-  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red 32·kRedWarps
+  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red one per red warp
   size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
   __host__ __device__ constexpr MmaGradLayout(int ts) {
     size_t o = 0;
@@ -79,7 +79,7 @@ struct MmaGradLayout {
     const size_t quarters = 4 * kQ * 4, halves = 2 * kQ * 4;
     oRow = place(quarters) - b0, oCol = place(quarters) - b0, oDP = place(quarters) - b0;
     oV = place(halves) - b0, oU = place(halves) - b0, oDdt = place(halves) - b0;
-    oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
+    oRed = place(size_t(kRedWarps) * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
@@ -315,7 +315,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     usum += u;
   }
   float gh = 0.f;
-  for (int i = lane; i < kRedWarps * 32; i += 32) gh += pt.red[i];
+  if (lane < kRedWarps) gh = pt.red[lane];
   for (int off = 16; off > 0; off /= 2) {
     usum += __shfl_xor_sync(0xffffffffu, usum, off);
     gh += __shfl_xor_sync(0xffffffffu, gh, off);
@@ -514,24 +514,18 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
       if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
-      if (red_rank >= 0) {  // 8-element pieces i = r·(NP / 8) + c stepped without divisions, fixed order
-        constexpr int kRT = kRedWarps * 32;
-        const int rt = red_rank * 32 + lane, vc = NP / 8;
+      if (red_rank >= 0) {  // Σ S1∘S0 over rows 16·red_rank: the trace of that strip's S1·S0ᵀ (tensor cores)
+        static_assert(kRedWarps * 16 == kMaxPC, "a 16-row strip of the state per red warp");
+        const int p0 = red_rank * 16;  // rows past the headdim: zero padding
+        float gh[2][4] = {};
+        warp_mma16<T, false, false>(gh, sG + p0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
+        // diagonal: row g, column 2t + e (n-tile 0) and row g + 8, column 8 + 2t + e (n-tile 1)
         float part = 0.f;
-        const int dr = kRT / vc, dc = kRT % vc;
-        for (int r = rt / vc, c8 = rt % vc; r < PC; r += dr, c8 += dc) {
-          if (c8 >= vc) c8 -= vc, ++r;
-          if (r >= PC) break;
-          const int o = r * ldN + c8 * 8;
-          const uint4 g4 = *reinterpret_cast<const uint4*>(sG + o), h4 = *reinterpret_cast<const uint4*>(sH0 + o);
-          const uint32_t gw[4] = {g4.x, g4.y, g4.z, g4.w}, hw[4] = {h4.x, h4.y, h4.z, h4.w};
 #pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const float2 gv = mma::unpack2<T>(gw[k]), hv = mma::unpack2<T>(hw[k]);
-            part += gv.x * hv.x + gv.y * hv.y;
-          }
-        }
-        pt.red[rt] = part;
+        for (int e = 0; e < 2; ++e)
+          if (gq == 2 * tq + e) part += gh[0][e] + gh[1][2 + e];
+        for (int off = 16; off > 0; off /= 2) part += __shfl_xor_sync(0xffffffffu, part, off);
+        if (lane == 0) pt.red[red_rank] = part;
       }
     } else {
       // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per
