@@ -3,20 +3,20 @@
 // ssd_bwd_chunk_kernel (ssd_bwd.cu).
 //
 // One block of 16 warps per (64-token chunk, run of d.HB heads of a group, batch: a whole group
-// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (in registers) are loaded / formed
-// once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads follow
-// in order with their tiles
-// (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at its end) double-buffered by
-// cp.async, and dB / dC of the run accumulate in registers across the heads (deterministic: every
-// sum has a fixed order, no atomics; written to dB / dC directly when the run is the whole
-// group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
+// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (kept in shared memory) are loaded /
+// formed once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads
+// follow in order with their tiles (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at
+// its end) double-buffered by cp.async, and dB / dC of the run accumulate in registers across the
+// heads (deterministic: every sum has a fixed order, no atomics; written to dB / dC directly when
+// the run is the whole group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
 // one sequence (else 0), dYX = dy·xᵀ·diag(dt'):
 //   A  M = CB∘Lexp, N2 = Lexp∘dYX (shared memory, 16-bit), row / column sums of CB∘Lexp∘dYX
 //   B  CH = C·S0ᵀ: V_t = e_in_t·dy_t·CH_t; with z, y = e_in·CH + (M·diag(dt'))·x + D·x → dz
 //   C  d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, dL/d(dt') (U_s = e_out_s·dt'_s·x_s·(B·S1ᵀ)_s for dcs)
 //   D  dB += N2ᵀ·C + diag(e_out·dt')·x·S1,   dC += N2·B + diag(e_in)·dy·S0
 //   then one warp: dcs → reverse cumsum → ddt, dA / ddtBias partials.
-// Warp w computes rows 16·(w / 4) of every 64-row product, columns by (w − w / 4) mod 4.
+// Phases A and D: warp w computes rows 16·(w / 4), column quarter (w − w / 4) mod 4; phases B
+// and C: warps 0-7 phase B, 8-15 phase C, rows 16·(w % 4), column half w / 4 % 2.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
