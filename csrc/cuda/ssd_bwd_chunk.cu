@@ -322,23 +322,23 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
   }
   float gh = 0.f;
   if (lane < kRedWarps) gh = pt.red[lane];
-  // suffix sums da_s = Σ_{s' ≥ s} dcs_s' of the rows' terms, interleaved with the reductions of
-  // the chunk-end term (usum + decay·Σ S1∘S0, at row q − 1: added to every da_s with s ≤ q − 1
-  // after, so the two shuffle chains run side by side)
-  const float tot = dcs[0] + dcs[1];
-  float x = tot;
-#pragma unroll
-  for (int k = 0; k < 5; ++k) {
-    const int up = 1 << k, across = 16 >> k;
-    const float y = __shfl_down_sync(0xffffffffu, x, up);
-    if (lane + up < 32) x += y;
-    usum += __shfl_xor_sync(0xffffffffu, usum, across);
-    gh += __shfl_xor_sync(0xffffffffu, gh, across);
+  for (int off = 16; off > 0; off /= 2) {
+    usum += __shfl_xor_sync(0xffffffffu, usum, off);
+    gh += __shfl_xor_sync(0xffffffffu, gh, off);
   }
   const float decay = seg[kQ - 1] == 0 ? __expf(cs[kQ - 1]) : 0.f;
-  const float end_term = usum + decay * gh;
+#pragma unroll
+  for (int e = 0; e < 2; ++e)
+    if (2 * lane + e == q - 1) dcs[e] += usum + decay * gh;
+  // suffix sums: da_s = Σ_{s' ≥ s} dcs_s'
+  const float tot = dcs[0] + dcs[1];
+  float x = tot;
+  for (int off = 1; off < 32; off *= 2) {
+    const float y = __shfl_down_sync(0xffffffffu, x, off);
+    if (lane + off < 32) x += y;
+  }
   const float after = x - tot;
-  const float da[2] = {after + tot + (2 * lane < q ? end_term : 0.f), after + dcs[1] + (2 * lane + 1 < q ? end_term : 0.f)};
+  const float da[2] = {after + tot, after + dcs[1]};
   const float a = d.A[h];
   float dA_acc = 0.f, dbias_acc = 0.f;
 #pragma unroll
