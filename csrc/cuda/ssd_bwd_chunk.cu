@@ -30,13 +30,12 @@ namespace {
 
 constexpr int kQ = 64;          // tokens per chunk (Traits<T>::Q of the 16-bit types)
 constexpr int kNT = 512;        // threads per block
-constexpr int kSlots = 4;       // per-head scalar slots: head hh − 1 (its tail), hh, hh + 1, hh + 2 (being formed)
+constexpr int kSlots = 3;       // per-head scalar slots: head hh − 1 (its tail), hh, hh + 1 (being formed)
 constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
 // Warps with no product in phase A (tiles above the diagonal: row strip < column quarter): 1, 2,
-// 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 the scan of the next head's
-// scalars, the other four the decay term Σ S1∘S0 of the head (each a 16-row strip, on tensor
-// cores), the first of them (warp 1) also dt' of the head after next.
+// 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 forms the next head's scalars, the
+// other four the decay term Σ S1∘S0 of the head (each a 16-row strip, on tensor cores).
 constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
@@ -258,31 +257,26 @@ __device__ void chunk_segments(const Dev& d, int b, int t0, int q, int* seg, int
   for (int e = 0; e < 2; ++e) seg[2 * lane + e] = xs - fs + s[e];
 }
 
-// Head h's chunk scalars as chunk_scalars forms them (same operations in the same order), in two
-// one-warp steps a head apart (each a short dependent chain on an otherwise idle warp; the whole
-// chain on one warp was the last into the barrier after phase A). Lane l: tokens 2l, 2l + 1.
-// head_dt: dt' (0 past the end), d dt'/d dt, and Dv: D at channels 0..kQ − 1 (0 past the headdim
-// or without D).
-__device__ void head_dt(const Dev& d, int b, int h, int t0, int q, float* dtp, float* der, float* Dv, int lane) {
-  const float bias = d.dt_bias ? d.dt_bias[h] : 0.f;
+// One warp: head h's chunk scalars as chunk_scalars forms them (same operations in the same
+// order): dt' (0 past the end), d dt'/d dt, the inclusive cumsum of dt'·A, e_in, e_out; lane l:
+// tokens 2l, 2l + 1. seg: the chunk's segments (chunk_segments). Dv: D at channels 0..kQ − 1
+// (0 past the headdim or without D).
+__device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const int* seg, float* dtp, float* der,
+                             float* cs, float* ein, float* eout, float* Dv, int lane) {
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
-    const int i = 2 * lane + e;
-    Dv[i] = d.D && i < d.P ? d.D[d.d_per_channel ? h * d.P + i : h] : 0.f;
-    float v = 0.f, g = 0.f;
-    if (i < q) v = dt_forward(d, d.dt[(int64_t(b) * d.L + t0 + i) * d.H + h] + bias, &g);
-    dtp[i] = v, der[i] = g;
+    const int p = 2 * lane + e;
+    Dv[p] = d.D && p < d.P ? d.D[d.d_per_channel ? h * d.P + p : h] : 0.f;
   }
-}
-// head_scan: from head_dt's dt' (this lane's own tokens), the inclusive cumsum of dt'·A, e_in and
-// e_out. seg: the chunk's segments (chunk_segments).
-__device__ void head_scan(const Dev& d, int h, const int* seg, const float* dtp, float* cs, float* ein, float* eout,
-                          int lane) {
-  const float a = d.A[h];
+  const float a = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
   float part[2], fa = 0.f;
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
-    fa += dtp[2 * lane + e] * a;
+    const int i = 2 * lane + e;
+    float v = 0.f, g = 0.f;
+    if (i < q) v = dt_forward(d, d.dt[(int64_t(b) * d.L + t0 + i) * d.H + h] + bias, &g);
+    dtp[i] = v, der[i] = g;
+    fa += v * a;
     part[e] = fa;
   }
   float xa = fa;
@@ -464,23 +458,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n());
     load_head(0, 0);
   }
-  // Per-head scalars in kSlots slots by head % kSlots: dt' and D of head hh + 2 by the first red
-  // warp and the scan of head hh + 1 by the scalar warp, during head hh's phase A (any run length;
-  // a slot is refilled once head hh − 2's tail, in head hh − 1's phase A, is done with it).
+  // Per-head scalars in kSlots slots by head % kSlots: head 0's now, head hh + 1's by the scalar
+  // warp during head hh's phase A (any run length; the slot it fills was last read by head hh − 2).
   auto slot = [&](float* base, int hh) { return base + (hh % kSlots) * kQ; };
-  auto form_dt = [&](int hh) {
-    head_dt(d, b, h_begin + hh, t0, q, slot(sDtpA, hh), slot(sDerA, hh), slot(sDA, hh), lane);
+  auto form_scalars = [&](int hh) {
+    head_scalars(d, b, h_begin + hh, t0, q, sSeg, slot(sDtpA, hh), slot(sDerA, hh), slot(sCsA, hh), slot(sEinA, hh),
+                 slot(sEoutA, hh), slot(sDA, hh), lane);
   };
-  auto form_scan = [&](int hh) {
-    head_scan(d, h_begin + hh, sSeg, slot(sDtpA, hh), slot(sCsA, hh), slot(sEinA, hh), slot(sEoutA, hh), lane);
-  };
-  if (warp == kScalarWarp) {  // head 0 whole
+  if (warp == kScalarWarp) {
     chunk_segments(d, b, t0, q, sSeg, lane);
     __syncwarp();
-    form_dt(0);
-    form_scan(0);  // reads only this lane's own dt'
-  } else if (red_rank == 0 && h_count > 1) {
-    form_dt(1);
+    form_scalars(0);
   }
   __syncthreads();
 
@@ -525,8 +513,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     //      their warps only zero their partial sums and form Σ S1∘S0 instead.
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
-      if (warp == kScalarWarp && hh + 1 < h_count) form_scan(hh + 1);
-      if (red_rank == 0 && hh + 2 < h_count) form_dt(hh + 2);
+      if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
       if (red_rank >= 0) {  // Σ S1∘S0 over rows 16·red_rank: the trace of that strip's S1·S0ᵀ (tensor cores)
         static_assert(kRedWarps * 16 == kMaxPC, "a 16-row strip of the state per red warp");
         const int p0 = red_rank * 16;  // rows past the headdim: zero padding
