@@ -3,20 +3,20 @@
 // ssd_bwd_chunk_kernel (ssd_bwd.cu).
 //
 // One block of 16 warps per (64-token chunk, run of d.HB heads of a group, batch: a whole group
-// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (in registers) are loaded / formed
-// once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads follow
-// in order with their tiles
-// (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at its end) double-buffered by
-// cp.async, and dB / dC of the run accumulate in registers across the heads (deterministic: every
-// sum has a fixed order, no atomics; written to dB / dC directly when the run is the whole
-// group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
+// on large grids, see chunk_gradient_heads). B, C and C·Bᵀ (kept in shared memory) are loaded /
+// formed once; the per-head scalars are formed a head ahead by an otherwise idle warp; the heads
+// follow in order with their tiles (x, dout, z, S0 = state entering the chunk, S1 = dL/dstate at
+// its end) double-buffered by cp.async, and dB / dC of the run accumulate in registers across the
+// heads (deterministic: every sum has a fixed order, no atomics; written to dB / dC directly when
+// the run is the whole group: chunk_gradients_direct). Per head, with Lexp[t,s] = exp(cs_t − cs_s) for s ≤ t on
 // one sequence (else 0), dYX = dy·xᵀ·diag(dt'):
 //   A  M = CB∘Lexp, N2 = Lexp∘dYX (shared memory, 16-bit), row / column sums of CB∘Lexp∘dYX
 //   B  CH = C·S0ᵀ: V_t = e_in_t·dy_t·CH_t; with z, y = e_in·CH + (M·diag(dt'))·x + D·x → dz
 //   C  d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, dL/d(dt') (U_s = e_out_s·dt'_s·x_s·(B·S1ᵀ)_s for dcs)
 //   D  dB += N2ᵀ·C + diag(e_out·dt')·x·S1,   dC += N2·B + diag(e_in)·dy·S0
 //   then one warp: dcs → reverse cumsum → ddt, dA / ddtBias partials.
-// Warp w computes rows 16·(w / 4) of every 64-row product, columns by (w − w / 4) mod 4.
+// Phases A and D: warp w computes rows 16·(w / 4), column quarter (w − w / 4) mod 4; phases B
+// and C: warps 0-7 phase B, 8-15 phase C, rows 16·(w % 4), column half w / 4 % 2.
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
@@ -35,7 +35,7 @@ constexpr int kMaxPC = 64;      // headdim padded to 16
 constexpr int kMaxNP = 128;     // dstate padded to 16
 // Warps with no product in phase A (tiles above the diagonal: row strip < column quarter): 1, 2,
 // 3, 4, 7, 9. Warp 3 runs the previous head's dcs tail, warp 9 forms the next head's scalars, the
-// other four the decay term Σ S1∘S0 of the head.
+// other four the decay term Σ S1∘S0 of the head (each a 16-row strip, on tensor cores).
 constexpr int kTailWarp = 3, kScalarWarp = 9, kRedWarps = 4;
 
 // Shared memory (byte offsets). Per head, two buffers of {x, dout, z, S0, S1}; dy = dout·silu(z)
@@ -51,7 +51,7 @@ struct MmaGradLayout {
   size_t oX = 0, oDout = 0, oZ = 0, oH0 = 0, oG = 0;                  // inside a buffer
   size_t sDtp = 0, sDer = 0, sCs = 0, sSeg = 0, sEin = 0, sEout = 0, sD = 0;  // kSlots × kQ each (sSeg: kQ)
   // partial sums (inside a set): row, col (phase A, by column quarter / row strip) and dp (by row
-  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red 32·kRedWarps
+  // strip) 4 × kQ each, v, u, ddt (phases B / C, by column half) 2 × kQ each, red one per red warp
   size_t parts0 = 0, parts_bytes = 0, oRow = 0, oCol = 0, oV = 0, oU = 0, oDdt = 0, oDP = 0, oRed = 0, bytes = 0;
   __host__ __device__ constexpr MmaGradLayout(int ts) {
     size_t o = 0;
@@ -79,7 +79,7 @@ struct MmaGradLayout {
     const size_t quarters = 4 * kQ * 4, halves = 2 * kQ * 4;
     oRow = place(quarters) - b0, oCol = place(quarters) - b0, oDP = place(quarters) - b0;
     oV = place(halves) - b0, oU = place(halves) - b0, oDdt = place(halves) - b0;
-    oRed = place(size_t(kRedWarps) * 32 * 4) - b0;
+    oRed = place(size_t(kRedWarps) * 4) - b0;
     parts0 = b0, parts_bytes = o - b0;
     o += parts_bytes;  // the second set
     bytes = o;
@@ -148,20 +148,26 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
+  // this lane's 32-bit shared addresses at k0, stepped by constants (recomputed from the row and
+  // column every step, the addresses cost more instructions than the ldmatrix and mma)
+  uint32_t pa = smem_addr(A_T ? A + (k0 + ra.r) * lda + ra.c : A + ra.r * lda + k0 + ra.c);
+  uint32_t pb = smem_addr(B_KN ? B + (k0 + rb.r) * ldb + rb.c : B + rb.r * ldb + k0 + rb.c);
+  const uint32_t sa = uint32_t(A_T ? 16 * lda : 16) * sizeof(T), sb = uint32_t(B_KN ? 16 * ldb : 16) * sizeof(T);
 #pragma unroll 2  // smaller code than the default unrolling (instruction-cache stalls), two steps in flight
-  for (int k = k0; k < k1; k += 16) {
+  for (int k = k0; k < k1; k += 16, pa += sa, pb += sb) {
     uint32_t a[4], bb[4];
-    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
-    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
-    if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + rb.c);
-    else ldsm_x4(bb, B + rb.r * ldb + k + rb.c);
+    if constexpr (A_T) ldsm_x4_t(a, pa);
+    else ldsm_x4(a, pa);
+    if constexpr (B_KN) ldsm_x4_t(bb, pb);
+    else ldsm_x4(bb, pb);
     const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
     mma16816<T>(acc[0], a, b0);
     mma16816<T>(acc[1], a, b1);
   }
 }
 
-// Same for 32 output columns (two 16-column groups, the second skipped past n_end), A loaded once.
+// Same for 32 output columns (two 16-column groups; columns past the tiles' sizes read the zero
+// padding of shared memory), A loaded once per k-step.
 // SCALE: A's rows multiplied by w_lo (rows 0-7 of the strip: lane / 4) and w_hi (rows 8-15) in
 // the fragment — a row-scaled product without a second accumulator. The weights are rounded to T
 // and multiply the fragment's pairs in T (one packed multiply per register, where unpacking,
@@ -169,26 +175,31 @@ __device__ __forceinline__ void warp_mma16(float (&acc)[2][4], const T* A, int l
 // B_KN: B stored [k][n] (else [n][k]). U: k-steps unrolled (in flight).
 template <typename T, bool A_T, bool SCALE = false, bool B_KN = true, int U = 2>
 __device__ __forceinline__ void warp_mma32(float (&acc)[2][2][4], const T* A, int lda, const T* B, int ldb, int k0,
-                                           int k1, int n_groups, int lane, float w_lo = 1.f, float w_hi = 1.f) {
+                                           int k1, int lane, float w_lo = 1.f, float w_hi = 1.f) {
   using namespace mma;
   const RC ra = A_T ? a_addr_t(lane) : a_addr(lane);
   const RC rb = B_KN ? b_addr_kn(lane) : b_addr_nk(lane);
   const uint32_t w2[2] = {pack2<T>(w_lo, w_lo), pack2<T>(w_hi, w_hi)};
+  // 32-bit shared addresses at k0 stepped by constants, as in warp_mma16; group jj's B at a
+  // constant offset (16 columns: 32 bytes [k][n], 16 rows [n][k])
+  uint32_t pa = smem_addr(A_T ? A + (k0 + ra.r) * lda + ra.c : A + ra.r * lda + k0 + ra.c);
+  uint32_t pb = smem_addr(B_KN ? B + (k0 + rb.r) * ldb + rb.c : B + rb.r * ldb + k0 + rb.c);
+  const uint32_t sa = uint32_t(A_T ? 16 * lda : 16) * sizeof(T), sb = uint32_t(B_KN ? 16 * ldb : 16) * sizeof(T);
+  const uint32_t sg = uint32_t(B_KN ? 16 : 16 * ldb) * sizeof(T);
 #pragma unroll U  // smaller code than the default unrolling (instruction-cache stalls)
-  for (int k = k0; k < k1; k += 16) {
+  for (int k = k0; k < k1; k += 16, pa += sa, pb += sb) {
     uint32_t a[4];
-    if constexpr (A_T) ldsm_x4_t(a, A + (k + ra.r) * lda + ra.c);
-    else ldsm_x4(a, A + ra.r * lda + k + ra.c);
+    if constexpr (A_T) ldsm_x4_t(a, pa);
+    else ldsm_x4(a, pa);
     if constexpr (SCALE) {
 #pragma unroll
       for (int r = 0; r < 4; ++r) a[r] = mul2<T>(a[r], w2[r & 1]);  // a[0], a[2]: row lane / 4; a[1], a[3]: + 8
     }
 #pragma unroll
     for (int jj = 0; jj < 2; ++jj) {
-      if (jj >= n_groups) break;
       uint32_t bb[4];
-      if constexpr (B_KN) ldsm_x4_t(bb, B + (k + rb.r) * ldb + jj * 16 + rb.c);
-      else ldsm_x4(bb, B + (jj * 16 + rb.r) * ldb + k + rb.c);
+      if constexpr (B_KN) ldsm_x4_t(bb, pb + jj * sg);
+      else ldsm_x4(bb, pb + jj * sg);
       const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
       mma16816<T>(acc[jj][0], a, b0);
       mma16816<T>(acc[jj][1], a, b1);
@@ -304,7 +315,7 @@ __device__ void head_tail(const Dev& d, const Parts& pt, int b, int h, int c, in
     usum += u;
   }
   float gh = 0.f;
-  for (int i = lane; i < kRedWarps * 32; i += 32) gh += pt.red[i];
+  if (lane < kRedWarps) gh = pt.red[lane];
   for (int off = 16; off > 0; off /= 2) {
     usum += __shfl_xor_sync(0xffffffffu, usum, off);
     gh += __shfl_xor_sync(0xffffffffu, gh, off);
@@ -384,17 +395,50 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int red_rank = warp == 1 ? 0 : warp == 2 ? 1 : warp == 4 ? 2 : warp == 7 ? 3 : -1;
 
   auto xo_of = [&](int h) { return ((int64_t(b) * d.L + t0) * d.H + h) * P; };
-  const TileWalk<kNT, T> walk_p(PC), walk_n(NP);  // the head tiles' copy walks, made once
+  // the head tiles' copy walks: made where used (the general copies only; the fast one and dy's
+  // pieces at headdim 64 fold to constants), not held in registers through the kernel
+  auto walk_p = [&] { return TileWalk<kNT, T>(PC); };
+  auto walk_n = [&] { return TileWalk<kNT, T>(NP); };
+  // The common case (headdim 64, dstate 128, a whole chunk, 16-byte aligned tiles): every thread
+  // copies the same pieces of every head, one of x / dout / z and two of S0 / S1, at offsets
+  // formed from its index (the general copies below cost ≈ 400 instructions per warp and head:
+  // per tile the alignment checks, per piece a 64-bit multiply).
+  auto aligned16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  const bool fast_copy = PC == kMaxPC && P == kMaxPC && NP == kMaxNP && d.N == kMaxNP && q == kQ &&
+                         aligned16(d.x) && aligned16(d.dout) && (!has_z || aligned16(d.z)) && aligned16(d.S0) &&
+                         aligned16(d.S1);
   auto load_head = [&](int hh, int buf) {
     const int h = h_begin + hh;
     unsigned char* base = smem + lay.buf0 + buf * lay.buf_bytes;
     const int64_t xo = xo_of(h);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC, walk_p);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC, walk_p);
-    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC, walk_p);
+    if (fast_copy) {
+      constexpr int kPieces = kMaxPC / 8, kPiecesN = kMaxNP / 8;  // 16-byte pieces per row
+      static_assert(kQ * kPieces == kNT && kMaxPC * kPiecesN == 2 * kNT, "one x piece, two S pieces per thread");
+      const int r = tid / kPieces, col = (tid % kPieces) * 8;
+      const int64_t go = xo + r * xs + col;
+      const int to = r * ldP + col;
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oX) + to, static_cast<const T*>(d.x) + go, 16);
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oDout) + to, static_cast<const T*>(d.dout) + go, 16);
+      if (has_z) __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oZ) + to, static_cast<const T*>(d.z) + go, 16);
+      const int rs = tid / kPiecesN, cs = (tid % kPiecesN) * 8;
+      const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + rs * kMaxNP + cs;
+      const int tso = rs * ldN + cs;
+      constexpr int kHalf = kMaxPC / 2;  // the second piece: 32 rows further
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oH0) + tso, static_cast<const T*>(d.S0) + so, 16);
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oH0) + tso + kHalf * ldN,
+                              static_cast<const T*>(d.S0) + so + kHalf * kMaxNP, 16);
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oG) + tso, static_cast<const T*>(d.S1) + so, 16);
+      __pipeline_memcpy_async(reinterpret_cast<T*>(base + lay.oG) + tso + kHalf * ldN,
+                              static_cast<const T*>(d.S1) + so + kHalf * kMaxNP, 16);
+      __pipeline_commit();
+      return;
+    }
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oX), ldP, static_cast<const T*>(d.x) + xo, xs, q, kQ, P, PC, walk_p());
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oDout), ldP, static_cast<const T*>(d.dout) + xo, xs, q, kQ, P, PC, walk_p());
+    if (has_z) tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oZ), ldP, static_cast<const T*>(d.z) + xo, xs, q, kQ, P, PC, walk_p());
     const int64_t so = ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP;
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP, walk_n);
-    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP, walk_n);
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oH0), ldN, static_cast<const T*>(d.S0) + so, NP, PC, PC, NP, NP, walk_n());
+    tile_copy<kNT>(reinterpret_cast<T*>(base + lay.oG), ldN, static_cast<const T*>(d.S1) + so, NP, PC, PC, NP, NP, walk_n());
     __pipeline_commit();
   };
   // dout and z of every head copied 16 bytes at a time by the same threads: dy is formed
@@ -402,10 +446,16 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const bool own_dy = has_z && tile_vec(ldP, static_cast<const T*>(d.dout) + xo_of(h_begin), xs, P, PC) &&
                       tile_vec(ldP, static_cast<const T*>(d.z) + xo_of(h_begin), xs, P, PC) && P % 8 == 0;
 
+  // Shared memory zeroed once: the tiles' padding (columns past the headdim / dstate, rows past
+  // the headdim in S0 / S1) is never written after, so the products take whole 16-column groups
+  // at any size (padding adds zeros; no per-group branches in the k-loops).
+  static_assert(lay.bytes % 16 == 0, "16-byte zeroing");
+  for (int i = tid; i < int(lay.bytes / 16); i += kNT) reinterpret_cast<uint4*>(smem)[i] = make_uint4(0u, 0u, 0u, 0u);
+  __syncthreads();
   {  // B and C of the group with head 0's tiles, in flight while the scalars are formed
     const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
-    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n);
+    tile_copy<kNT>(sB, ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n());
+    tile_copy<kNT>(sC, ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, kQ, d.N, NP, walk_n());
     load_head(0, 0);
   }
   // Per-head scalars in kSlots slots by head % kSlots: head 0's now, head hh + 1's by the scalar
@@ -424,7 +474,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
   // dB / dC of this warp's rows r0.., columns n0.. (two 16-column groups), summed over the heads.
   const int n0 = wc * 32;
-  const int n_groups = max(0, min(2, (NP - n0) / 16));
+  const bool ncols = n0 < NP;  // any of its dstate columns inside dstate (the rest: zero padding)
   float accB[2][2][4] = {}, accC[2][2][4] = {};
   const int c0 = wc * 16;
   const bool lower = wc <= wr;  // tiles above the diagonal are all zero
@@ -445,10 +495,10 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     const T* sG = reinterpret_cast<const T*>(base + lay.oG);
     T* sDyW = at(lay.sDy);
     const T* sDy = has_z ? sDyW : sDout;
-    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC, walk_p);  // sDy's readers (head hh − 1) are past the barrier below
+    if (own_dy) form_dy<T, true>(sDyW, sDout, sZ, ldP, PC, fast_copy ? TileWalk<kNT, T>(kMaxPC) : walk_p());  // sDy's readers (head hh − 1) are past the barrier below
     __syncthreads();
     if (has_z && !own_dy) {
-      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p);
+      form_dy<T, false>(sDyW, sDout, sZ, ldP, PC, walk_p());
       __syncthreads();
     }
     const float* dtp = slot(sDtpA, hh);
@@ -464,24 +514,18 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (!lower) {
       if (lane < 16) pt.row[wc * kQ + r0 + lane] = 0.f, pt.col[wr * kQ + c0 + lane] = 0.f;
       if (warp == kScalarWarp && hh + 1 < h_count) form_scalars(hh + 1);
-      if (red_rank >= 0) {  // 8-element pieces i = r·(NP / 8) + c stepped without divisions, fixed order
-        constexpr int kRT = kRedWarps * 32;
-        const int rt = red_rank * 32 + lane, vc = NP / 8;
+      if (red_rank >= 0) {  // Σ S1∘S0 over rows 16·red_rank: the trace of that strip's S1·S0ᵀ (tensor cores)
+        static_assert(kRedWarps * 16 == kMaxPC, "a 16-row strip of the state per red warp");
+        const int p0 = red_rank * 16;  // rows past the headdim: zero padding
+        float gh[2][4] = {};
+        warp_mma16<T, false, false>(gh, sG + p0 * ldN, ldN, sH0 + p0 * ldN, ldN, 0, NP, lane);
+        // diagonal: row g, column 2t + e (n-tile 0) and row g + 8, column 8 + 2t + e (n-tile 1)
         float part = 0.f;
-        const int dr = kRT / vc, dc = kRT % vc;
-        for (int r = rt / vc, c8 = rt % vc; r < PC; r += dr, c8 += dc) {
-          if (c8 >= vc) c8 -= vc, ++r;
-          if (r >= PC) break;
-          const int o = r * ldN + c8 * 8;
-          const uint4 g4 = *reinterpret_cast<const uint4*>(sG + o), h4 = *reinterpret_cast<const uint4*>(sH0 + o);
-          const uint32_t gw[4] = {g4.x, g4.y, g4.z, g4.w}, hw[4] = {h4.x, h4.y, h4.z, h4.w};
 #pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const float2 gv = mma::unpack2<T>(gw[k]), hv = mma::unpack2<T>(hw[k]);
-            part += gv.x * hv.x + gv.y * hv.y;
-          }
-        }
-        pt.red[rt] = part;
+        for (int e = 0; e < 2; ++e)
+          if (gq == 2 * tq + e) part += gh[0][e] + gh[1][2 + e];
+        for (int off = 16; off > 0; off /= 2) part += __shfl_xor_sync(0xffffffffu, part, off);
+        if (lane == 0) pt.red[red_rank] = part;
       }
     } else {
       // C·Bᵀ at this warp's tile of the 64×64 masks (rows r0, columns 16·wc): formed once per
@@ -559,7 +603,7 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     //      — the same strip for the four warps of a scheduler, whose triangular k ranges (strip + 1
     //      steps in B, 4 − strip in C) add up alike on every scheduler — and columns 32·(warp / 4 % 2).
     const int rb0 = (warp % 4) * 16, half = (warp / 4) % 2, pb0 = half * 32;
-    const int pgroups = max(0, min(2, (PC - pb0) / 16));  // its 16-column groups inside the headdim
+    const bool pcols = pb0 < PC;  // any of its columns inside the headdim (the rest: zero padding)
     // dx / dz 16 bytes per lane when every 8-column piece is whole and aligned: the quad's
     // 16 × 16 piece transposed across it (32-byte sectors written whole; the 4-byte stores cost
     // ≈ 2× the sector writes).
@@ -597,19 +641,18 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     if (warp < 8) {  // ---- B: CH = C·S0ᵀ → V; with z, the pre-gate output and dz
       float acc[2][2][4] = {};
       float vsum[2] = {0.f, 0.f};
-      if (pgroups > 0) {
-        warp_mma32<T, false, false, false, 1>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+      if (pcols) {
+        warp_mma32<T, false, false, false, 2>(acc, sC + rb0 * ldN, ldN, sH0 + pb0 * ldN, ldN, 0, NP, lane);
 #pragma unroll
         for (int jj = 0; jj < 2; ++jj)
-          if (jj < pgroups) row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
+          row_dots(vsum, acc[jj], sDy, ldP, rb0, pb0 + jj * 16, lane);
         if (has_z) {
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) scale_rows(acc[jj], ein[rb0 + gq], ein[rb0 + gq + 8]);
-          warp_mma32<T, false>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, pgroups, lane);
+          warp_mma32<T, false, false, true, 1>(acc, sMd + rb0 * ldM, ldM, sX + pb0, ldP, 0, rb0 + 16, lane);
           T* dz = static_cast<T*>(d.dz);
 #pragma unroll
           for (int jj = 0; jj < 2; ++jj) {
-            if (jj >= pgroups) break;
             const int pg0 = pb0 + jj * 16;
             uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
 #pragma unroll
@@ -644,18 +687,17 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
     } else {  // ---- C: d(dt'x) = e_out∘(B·S1ᵀ) + Mᵀ·dy → dx, U, dL/d(dt'), dD partials
       float acc[2][2][4] = {};
       float usum[2] = {0.f, 0.f}, xsum[2] = {0.f, 0.f};
-      if (pgroups > 0) {
-        warp_mma32<T, false, false, false, 1>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, pgroups, lane);
+      if (pcols) {
+        warp_mma32<T, false, false, false, 2>(acc, sB + rb0 * ldN, ldN, sG + pb0 * ldN, ldN, 0, NP, lane);
 #pragma unroll
         for (int jj = 0; jj < 2; ++jj) {
-          if (jj < pgroups) row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
+          row_dots(usum, acc[jj], sX, ldP, rb0, pb0 + jj * 16, lane);
           scale_rows(acc[jj], eout[rb0 + gq], eout[rb0 + gq + 8]);
         }
-        warp_mma32<T, true>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, pgroups, lane);
+        warp_mma32<T, true, false, true, 1>(acc, sM + rb0, ldM, sDy + pb0, ldP, rb0, kQ, lane);
         T* dx = static_cast<T*>(d.dx);
 #pragma unroll
         for (int jj = 0; jj < 2; ++jj) {
-          if (jj >= pgroups) break;
           const int pg0 = pb0 + jj * 16;
           uint32_t v[4];  // vec16: this quad's 16 × 16 piece, stored 16 bytes per lane
           float dsum[2][2] = {};
@@ -694,13 +736,13 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
 
     // ---- D: dB += diag(e_out·dt')·x·S1 + N2ᵀ·C,  dC += diag(e_in)·dy·S0 + N2·B (row scales on
     //      the A fragments)
-    {
+    if (ncols) {
       const int s_lo = r0 + gq, s_hi = s_lo + 8;
-      warp_mma32<T, false, true>(accB, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, n_groups, lane, eout[s_lo] * dtp[s_lo],
+      warp_mma32<T, false, true>(accB, sX + r0 * ldP, ldP, sG + n0, ldN, 0, PC, lane, eout[s_lo] * dtp[s_lo],
                                  eout[s_hi] * dtp[s_hi]);
-      warp_mma32<T, true>(accB, sN2 + r0, ldM, sC + n0, ldN, r0, kQ, n_groups, lane);
-      warp_mma32<T, false, true>(accC, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, n_groups, lane, ein[s_lo], ein[s_hi]);
-      warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, n_groups, lane);
+      warp_mma32<T, true>(accB, sN2 + r0, ldM, sC + n0, ldN, r0, kQ, lane);
+      warp_mma32<T, false, true>(accC, sDy + r0 * ldP, ldP, sH0 + n0, ldN, 0, PC, lane, ein[s_lo], ein[s_hi]);
+      warp_mma32<T, false>(accC, sN2 + r0 * ldM, ldM, sB + n0, ldN, 0, r0 + 16, lane);
     }
 
     __syncthreads();
@@ -722,13 +764,12 @@ __global__ void __launch_bounds__(kNT, 1) ssd_bwd_chunk_mma_kernel(Dev d) {
   const int64_t ldo = int64_t(direct ? d.G : d.nslots) * ldc;     // token stride
 #pragma unroll
   for (int jj = 0; jj < 2; ++jj) {
-    if (jj >= n_groups) break;
 #pragma unroll
     for (int j = 0; j < 2; ++j)
 #pragma unroll
       for (int hi = 0; hi < 2; ++hi) {
         const int s = r0 + gq + hi * 8, n = n0 + jj * 16 + j * 8 + tq * 2;
-        if (direct && (s >= q || n >= d.N)) continue;
+        if (n >= (direct ? d.N : NP) || (direct && s >= q)) continue;
         const int64_t o = row0 * ldc + s * ldo + n;
         *reinterpret_cast<float2*>(outB + o) = make_float2(accB[jj][j][hi * 2], accB[jj][j][hi * 2 + 1]);
         *reinterpret_cast<float2*>(outC + o) = make_float2(accC[jj][j][hi * 2], accC[jj][j][hi * 2 + 1]);

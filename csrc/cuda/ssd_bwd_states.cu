@@ -161,13 +161,18 @@ __global__ void __launch_bounds__(128 * CS, NB == 2 ? 4 : 1)
     }
     const RC ra = a_addr_t(lane);
     const RC rb = b_addr_kn(lane);
+    // this lane's 32-bit shared addresses at k = 0, stepped by constants (formed inside the loop,
+    // the layout offsets were recomputed, 64-bit, for every 16 tokens)
+    const uint32_t xa = smem_addr(sX + ra.r * lay.ldX + m0 + ra.c), za = smem_addr(sZ + ra.r * lay.ldX + m0 + ra.c);
+    const uint32_t wa = smem_addr(sW + rb.r * lay.ldN + g0 * 16 + rb.c);
+    const uint32_t xstep = 16 * lay.ldX * sizeof(T), wstep = 16 * lay.ldN * sizeof(T);
 #pragma unroll
     for (int kk = 0; kk < kQ / 16; ++kk) {
       // A = Xᵀ (rows p, k = tokens) with the token weights (and dy = dout·silu(z)) applied
       uint32_t af[4];
-      ldsm_x4_t(af, sX + (kk * 16 + ra.r) * lay.ldX + m0 + ra.c);
+      ldsm_x4_t(af, xa + kk * xstep);
       uint32_t zf[4];
-      if (gate) ldsm_x4_t(zf, sZ + (kk * 16 + ra.r) * lay.ldX + m0 + ra.c);
+      if (gate) ldsm_x4_t(zf, za + kk * xstep);
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int k = kk * 16 + tq * 2 + (r >> 1) * 8;  // a[0], a[1]: k = 2t, 2t+1; a[2], a[3]: + 8
@@ -183,7 +188,7 @@ __global__ void __launch_bounds__(128 * CS, NB == 2 ? 4 : 1)
       for (int gi = 0; gi < kMaxGroups; ++gi) {
         if (gi >= g_count) break;
         uint32_t bb[4];
-        ldsm_x4_t(bb, sW + (kk * 16 + rb.r) * lay.ldN + (g0 + gi) * 16 + rb.c);
+        ldsm_x4_t(bb, wa + kk * wstep + gi * 16 * uint32_t(sizeof(T)));
         const uint32_t b0[2] = {bb[0], bb[1]}, b1[2] = {bb[2], bb[3]};
         mma16816<T>(acc[gi][0], af, b0);
         mma16816<T>(acc[gi][1], af, b1);
