@@ -77,6 +77,20 @@ __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
   return v;
 }
 
+// The float4 at shared address `local` summed over the cluster's blocks 0..S-1, in rank order (the
+// K-split partials: a fixed order, so the result repeats bit for bit).
+__device__ __forceinline__ float4 cluster_sum_f4(uint32_t local, int S) {
+  float4 v = ld_cluster_f4(local, 0);
+  for (int s = 1; s < S; ++s) {
+    const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+    v.x += u.x;
+    v.y += u.y;
+    v.z += u.z;
+    v.w += u.w;
+  }
+  return v;
+}
+
 // Grid (ceil(N / BN), S), clusters of (1, S): block (bx, s) computes weight rows
 // [bx·BN, bx·BN + BN) over K range [s·kc, s·kc + kc) (kc a multiple of BK).
 template <typename T>
@@ -220,14 +234,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   for (int item = tid; item < groups * M; item += Tr::kThreads) {
     const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
     const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
-    float4 v = ld_cluster_f4(local, 0);
-    for (int s = 1; s < S; ++s) {
-      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
-      v.x += u.x;
-      v.y += u.y;
-      v.z += u.z;
-      v.w += u.w;
-    }
+    const float4 v = cluster_sum_f4(local, S);
     const float vals[4] = {v.x, v.y, v.z, v.w};
     const int64_t n = n0 + row;
     T o[4];
@@ -354,14 +361,7 @@ __global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(
     const int m = item / (Tr::kMaxM * 4), tok = (item / 4) % Tr::kMaxM, row = (item % 4) * 4;
     if (tok >= M) continue;
     const uint32_t local = smem_addr(&red[0][m][tok][row]);
-    float4 v = ld_cluster_f4(local, 0);
-    for (int s = 1; s < S; ++s) {
-      const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
-      v.x += u.x;
-      v.y += u.y;
-      v.z += u.z;
-      v.w += u.w;
-    }
+    const float4 v = cluster_sum_f4(local, S);
     const float vals[4] = {v.x, v.y, v.z, v.w};
     T* out = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N;
 #pragma unroll

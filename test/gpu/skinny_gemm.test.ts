@@ -26,6 +26,24 @@ const SHAPES: Array<[number, number, number]> = [
   [48, 1000, 520], // K split with an unequal last part
 ];
 
+// linear() at each [M, N, K] against the float64 reference on the stored values, without a bias
+// and with a float32 and a 16-bit one.
+async function checkAgainstReference(shapes: Array<[number, number, number]>, dtype: DType, what: string): Promise<void> {
+  for (const [M, N, K] of shapes) {
+    const r = rng();
+    const x = randnInput([M, K], dtype, 'cuda', 1, r);
+    const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
+    const b32 = randnInput([N], 'float32', 'cuda', 1, r);
+    const b16 = randnInput([N], dtype, 'cuda', 1, r);
+    for (const bias of [undefined, b32, b16]) {
+      const y = await linear({ x: x.t, weight: w.t, bias: bias?.t }).data();
+      expect(y.length).toBe(M * N);
+      expectNoNaN(y, `${what} linear`);
+      expectClose(y, linearRef(x.v, w.v, M, N, K, bias?.v), TOL[dtype], `${what} ${dtype} ${M}x${N}x${K}${bias ? ` +bias ${bias.t.dtype}` : ''}`);
+    }
+  }
+}
+
 describeGpu('skinny GEMM (batched decode) on CUDA', () => {
   beforeAll(() => debugPoison(true));
   // Taken by default only where cuBLAS is missing: forced here (narrow shapes with K % 32 == 0 and
@@ -38,21 +56,7 @@ describeGpu('skinny GEMM (batched decode) on CUDA', () => {
   });
 
   for (const dtype of ['bfloat16', 'float16'] as DType[]) {
-    it(`${dtype}: odd sizes against the float64 reference, with and without bias`, async () => {
-      for (const [M, N, K] of SHAPES) {
-        const r = rng();
-        const x = randnInput([M, K], dtype, 'cuda', 1, r);
-        const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
-        const b32 = randnInput([N], 'float32', 'cuda', 1, r);
-        const b16 = randnInput([N], dtype, 'cuda', 1, r);
-        for (const bias of [undefined, b32, b16]) {
-          const y = await linear({ x: x.t, weight: w.t, bias: bias?.t }).data();
-          expect(y.length).toBe(M * N);
-          expectNoNaN(y, 'skinny linear');
-          expectClose(y, linearRef(x.v, w.v, M, N, K, bias?.v), TOL[dtype], `${dtype} ${M}x${N}x${K}${bias ? ` +bias ${bias.t.dtype}` : ''}`);
-        }
-      }
-    });
+    it(`${dtype}: odd sizes against the float64 reference, with and without bias`, () => checkAgainstReference(SHAPES, dtype, 'skinny'));
   }
 
   it('bf16: strided views (column slices of x and of the weight) read in place, misaligned ones fall back', async () => {
@@ -121,20 +125,7 @@ describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
     [50, 256, 4096],
   ];
   for (const dtype of ['bfloat16', 'float16'] as DType[]) {
-    it(`${dtype}: against the float64 reference, with and without bias`, async () => {
-      for (const [M, N, K] of SHAPES_NARROW) {
-        const r = rng();
-        const x = randnInput([M, K], dtype, 'cuda', 1, r);
-        const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
-        const b32 = randnInput([N], 'float32', 'cuda', 1, r);
-        const b16 = randnInput([N], dtype, 'cuda', 1, r);
-        for (const bias of [undefined, b32, b16]) {
-          const y = await linear({ x: x.t, weight: w.t, bias: bias?.t }).data();
-          expectNoNaN(y, 'narrow linear');
-          expectClose(y, linearRef(x.v, w.v, M, N, K, bias?.v), TOL[dtype], `${dtype} ${M}x${N}x${K}${bias ? ` +bias ${bias.t.dtype}` : ''}`);
-        }
-      }
-    });
+    it(`${dtype}: against the float64 reference, with and without bias`, () => checkAgainstReference(SHAPES_NARROW, dtype, 'narrow'));
   }
 
   it('bf16: x as a column slice of a wider row (as x_proj reads u), bit-for-bit equal runs', async () => {
