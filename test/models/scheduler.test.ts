@@ -242,13 +242,18 @@ describe('scheduler', () => {
     engine.prefillChunk = 3;
     engine.delayMs = 1;
     const s = new Scheduler(engine);
-    const shortP = randomPrompt(2);
-    const running = collect(s.submit(req(shortP, 6))); // retires while the long prompt is going in
-    await new Promise((r) => setTimeout(r, 4));
-    const longP = randomPrompt(40);
-    const long = collect(s.submit(req(longP, 5)));
-    expect(await running).toEqual(reference(shortP, 6));
-    expect(await long).toEqual(reference(longP, 5));
+    const shortP = randomPrompt(2), longP = randomPrompt(40);
+    // The long prompt arrives once the short sequence is decoding (its first token out, five steps
+    // of 1 ms to go: a loaded machine cannot finish it first), and it retires while the prompt is
+    // going in.
+    const got: number[] = [];
+    let long: Promise<number[]> | undefined;
+    for await (const t of s.submit(req(shortP, 6))) {
+      got.push(t);
+      if (got.length === 1) long = collect(s.submit(req(longP, 5)));
+    }
+    expect(got).toEqual(reference(shortP, 6));
+    expect(await long!).toEqual(reference(longP, 5));
     // pieces and decode steps alternate while something is decoding
     const firstPiece = engine.calls.indexOf('piece@1');
     expect(firstPiece).toBeGreaterThan(0);
