@@ -548,7 +548,7 @@ template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) b
     }
     acc[W] += dp[j];
     const int64_t tau = tv + j;
-    if (p.dfinal_states && tau >= L - W1) g += to_float(static_cast<const T*>(p.dfinal_states)[row * W1 + tau - (L - W1)]);
+    if (active && p.dfinal_states && tau >= L - W1) g += to_float(static_cast<const T*>(p.dfinal_states)[row * W1 + tau - (L - W1)]);
     out.v[j] = cuda::from_float<T>(g);
   }
   if (active) *reinterpret_cast<Vec8<T>*>(static_cast<T*>(p.dx) + row * L + tv) = out;
@@ -606,7 +606,8 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
 // Decode step of width 4 with x, y, state, weight (and bias) all in one 16-bit dtype: a thread
 // takes 8 channels of one batch entry, every access 16 bytes (x, y: one each; the 8 channels' 3
 // state values, 48 contiguous bytes: three; their 4 taps, 64 bytes: four, read before the PDL
-// wait as parameters). The generic kernel above spends a 64-bit division and a dtype switch per
+// wait as parameters: only a kernel that triggers its dependents early can still be running then,
+// and none of those writes conv weights). The generic kernel above spends a 64-bit division and a dtype switch per
 // tap on each (entry, channel) and moves the state 2 bytes at a time.
 template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdateParams p) {
   constexpr int V = 8, W = 4;

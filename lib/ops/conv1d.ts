@@ -50,7 +50,7 @@ export interface CausalConv1dResult {
   finalStates?: Tensor;
 }
 
-export interface CausalConv1dBackwardOptions extends CausalConv1dOptions {
+export interface CausalConv1dBackwardOptions extends Omit<CausalConv1dOptions, 'finalStatesOut' | 'returnFinalStates'> {
   /** Gradient of y: (batch, dim, seqlen), x's dtype. */
   dy: Tensor;
   /** Gradient of finalStates: (batch, dim, width-1). */
