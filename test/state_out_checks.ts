@@ -48,11 +48,14 @@ export function checkScanLastStateOut(c: ScanCase, dtype: DType, device: Device)
   expect(f64(r2.y), 'y (slot as initialState)').toEqual(f64(plain.y));
   expectSlot(b.cache, before, c.batch, want, 'lastStateOut = initialState');
 
+  const kept = f64(a.cache);
   const bad = (lastStateOut: Tensor) => () => selectiveScan({ ...opts, lastStateOut });
   expectCode(bad(a.cache), 'ERR_SHAPE', 'lastStateOut');
   expectCode(bad(tensor(want, [c.batch, c.dim, c.dstate], { dtype: 'bfloat16', device })), 'ERR_DTYPE', 'lastStateOut');
   const wide = tensor(randnArray(c.batch * c.dstate * c.dim), [c.batch, c.dstate, c.dim], { dtype: wt, device });
   expectCode(bad(wide.transpose(1, 2)), 'ERR_INVALID_ARG', 'lastStateOut', 'contiguous');
+  if (device !== 'cpu') expectCode(bad(tensor(want, [c.batch, c.dim, c.dstate], { dtype: wt })), 'ERR_DEVICE', 'lastStateOut');
+  expect(f64(a.cache), 'refused calls leave the cache untouched').toEqual(kept);
 }
 
 export function checkConvFinalStatesOut(shape: { batch: number; dim: number; seqlen: number; width: number }, dtype: DType, device: Device): void {
@@ -80,8 +83,11 @@ export function checkConvFinalStatesOut(shape: { batch: number; dim: number; seq
   expect(f64(out2.y), 'y (slot as initialStates)').toEqual(f64(plain.y));
   expectSlot(b.cache, before, batch, want, 'finalStatesOut = initialStates');
 
+  const kept = f64(a.cache);
   const bad = (finalStatesOut: Tensor) => () => causalConv1d({ x, weight, finalStatesOut });
   expectCode(bad(a.cache), 'ERR_SHAPE', 'finalStatesOut');
   expectCode(bad(mk([batch, dim, W - 1], dtype === 'float32' ? 'bfloat16' : 'float32')), 'ERR_DTYPE', 'finalStatesOut');
   if (W > 2) expectCode(bad(mk([batch, W - 1, dim], dtype).transpose(1, 2)), 'ERR_INVALID_ARG', 'finalStatesOut', 'contiguous');
+  if (device !== 'cpu') expectCode(bad(tensor(want, [batch, dim, W - 1], { dtype })), 'ERR_DEVICE', 'finalStatesOut');
+  expect(f64(a.cache), 'refused calls leave the cache untouched').toEqual(kept);
 }

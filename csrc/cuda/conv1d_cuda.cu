@@ -473,15 +473,16 @@ __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_tiled_kernel(Causal
   }
 }
 
-// The backward's common case at full speed (Mamba's training shapes), with fwd_w4_kernel's
-// conditions and layout: each thread owns 8 consecutive steps, its x and dy arrive in one vector
+// The backward's common case at full speed (Mamba's training shapes), under fwd_w4_kernel's
+// conditions (width 4, no seqIdx, seqlen % 8 == 0, 16-byte aligned rows): each thread owns 8 consecutive steps, its x and dy arrive in one vector
 // load each, the 3 inputs before them and the 3 inputs and dy after them come from its neighbours
 // through shared memory, and the rest stays in registers: the pre-activations and d(pre-activation)
 // of the 11 outputs its 8 inputs feed, its 8 dx (one vector store), its share of dweight/dbias.
 template <typename T> __global__ void __launch_bounds__(TiledTraits::kThreads) bwd_w4_kernel(CausalConv1dParams p, float* part) {
   using Tr = TiledTraits;
   constexpr int W = 4, W1 = W - 1, P = Tr::kPerThread;
-  // Time t sits at logical slot l = t - t0 + 8 and is stored at [l + l/8] (see fwd_w4_kernel).
+  // Time t sits at logical slot l = t - t0 + 8 (the 3 steps before the tile at 5..7) and is stored at
+  // [l + l/8]: one skew float per 8 keeps each thread's 14-step window (stride 9) conflict-free.
   constexpr int kSlots = (Tr::kTile + 16) / 8 * 9;
   __shared__ float xs[kSlots], gs[kSlots];
   __shared__ float red[Tr::kThreads / 32][W + 1];

@@ -81,11 +81,9 @@ Conv1dResult causal_conv1d(const Conv1dArgs& a) {
   // states of the same cache slot, which the final-states kernel may read for short rows)
   const Tensor& fout = a.final_states_out;
   bool out_direct = false;
-  if (fout.defined()) {
-    check_same_device(x.device(), {{"finalStatesOut", &fout}});
-    checks::out_tensor("finalStatesOut", fout, x.dtype, {p.batch, p.dim, p.width - 1}, "(batch, dim, width-1)");
-    out_direct = !checks::shares_storage(fout, {x, w, bias, init, sidx});
-  }
+  if (fout.defined())
+    out_direct = checks::direct_out("finalStatesOut", fout, x.device(), x.dtype, {p.batch, p.dim, p.width - 1}, "(batch, dim, width-1)",
+                                    {x, w, bias, init, sidx});
   if (a.return_final_states || fout.defined())
     r.final_states = out_direct ? fout : empty({p.batch, p.dim, p.width - 1}, x.dtype, x.device());
   p.x = x.data();

@@ -5,6 +5,7 @@
 #include <vector>
 #include "core/error.h"
 #include "core/tensor.h"
+#include "ops/dispatch.h"
 
 namespace ss::checks {
 
@@ -40,21 +41,20 @@ inline void contiguous(const char* name, const Tensor& t) {
     fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": must be contiguous (it is updated in place)");
 }
 
-// A caller's tensor that an op writes its result into (e.g. a slot of a decode state cache, so that
-// no copy follows the op): `expect` shape, `dt`, contiguous.
-inline void out_tensor(const char* name, const Tensor& t, DType dt, const std::vector<int64_t>& expect, const std::string& desc) {
-  shape(name, t, expect, desc);
-  dtype(name, t, dt);
-  if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": must be contiguous (it is written in place)");
-}
-
-// Whether `out` shares memory with any of `ins`: an op whose kernels may still read an input after
-// another block wrote the output (initial state and final state of the same cache slot) then
-// writes a temporary and copies it into `out` after.
-inline bool shares_storage(const Tensor& out, const std::vector<Tensor>& ins) {
+// A caller's tensor that an op writes a result into (e.g. a slot of a decode state cache, so that
+// no copy follows the op): same device, `expect` shape, `dt`, contiguous. Returns whether the
+// kernels may write it directly: not when it shares memory with one of `ins` (the initial state in
+// the same cache slot, which a kernel may still read after another block wrote the result); the op
+// then writes a temporary and copies it into `out` after.
+inline bool direct_out(const char* name, const Tensor& out, Device dev, DType dt, const std::vector<int64_t>& expect, const std::string& desc,
+                       const std::vector<Tensor>& ins) {
+  check_same_device(dev, {{name, &out}});
+  shape(name, out, expect, desc);
+  dtype(name, out, dt);
+  if (!out.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, std::string(name) + ": must be contiguous (it is written in place)");
   for (const Tensor& t : ins)
-    if (t.defined() && t.storage == out.storage) return true;
-  return false;
+    if (t.defined() && t.storage == out.storage) return false;
+  return true;
 }
 
 }  // namespace ss::checks

@@ -157,12 +157,9 @@ SelectiveScanOutputs selective_scan(const SelectiveScanInputs& raw, bool return_
   // written straight into last_state_out unless that shares memory with an input (the initial state
   // of the same cache slot: segment 0 may read it after the last segment wrote)
   bool out_direct = false;
-  if (last_state_out.defined()) {
-    check_same_device(dev, {{"lastStateOut", &last_state_out}});
-    checks::out_tensor("lastStateOut", last_state_out, wt, {p.batch, p.dim, p.dstate},
-                       dims({{"batch", p.batch}, {"dim", p.dim}, {"dstate", p.dstate}}));
-    out_direct = !checks::shares_storage(last_state_out, inputs_of(c.in));
-  }
+  if (last_state_out.defined())
+    out_direct = checks::direct_out("lastStateOut", last_state_out, dev, wt, {p.batch, p.dim, p.dstate},
+                                    dims({{"batch", p.batch}, {"dim", p.dim}, {"dstate", p.dstate}}), inputs_of(c.in));
   if (return_last_state || last_state_out.defined()) {
     out.last_state = out_direct ? last_state_out : empty({p.batch, p.dim, p.dstate}, wt, dev);
     p.last_state = out.last_state.data();
