@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -238,16 +239,17 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
 // One Mamba-1 step of a row, dstate 16, whose states sit at `srow` (shared memory, updated in
-// place), with its entry's B and C at Bp / Cp (16-byte aligned), its x, and its gate input at zp
-// (read only with p.z), from the raw dt (read or projected: before the bias, the softplus and the
-// clamp): returns y with D·x and the gate applied. The batch-1 and the batched kernel both use it.
+// place; its 16-byte chunk k at chunk k ^ swz), with its entry's B and C at Bp / Cp (16-byte
+// aligned), its x, and its gate input z (used only with p.z), from the raw dt (read or projected:
+// before the bias, the softplus and the clamp): returns y with D·x and the gate applied. The
+// batch-1 and the batched kernels use it.
 template <typename S, typename I>
-__device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp, const I* Cp,
-                                         float x, const I* zp, float dt, float bias, float Dh) {
+__device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp,
+                                         const I* Cp, float x, float z, float dt, float bias, float Dh) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
   Pack<S, VS> sv[VR];
 #pragma unroll
-  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + k * VS);
+  for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + (k ^ swz) * VS);
   Pack<I, VI> bv[N / VI], cv[N / VI];
 #pragma unroll
   for (int k = 0; k < N / VI; ++k) {
@@ -266,9 +268,9 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, co
     sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
   }
 #pragma unroll
-  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + k * VS) = sv[k];
+  for (int k = 0; k < VR; ++k) *reinterpret_cast<Pack<S, VS>*>(srow + (k ^ swz) * VS) = sv[k];
   if (p.D) acc += Dh * x;
-  if (p.z) acc *= cuda::silu_f(to_float(*zp));
+  if (p.z) acc *= cuda::silu_f(z);
   return acc;
 }
 
@@ -332,9 +334,9 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
-    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
+    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
                                                   to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]),
-                                                  p.z ? static_cast<const I*>(p.z) + b * p.z_stride + h : nullptr, dt, bias, Dh));
+                                                  p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -539,11 +541,189 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
     if (live && has_state) {
       const I* in = reinterpret_cast<const I*>(in_ring + (i % NS) * Tr::in_bytes<I>());
       const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(in[2 * T + threadIdx.x]);
-      y[b * H + h] = cuda::from_float<I>(m1_step<S, I>(p, row, av, in + 3 * M1BatchTraits::kThreads, in + 3 * M1BatchTraits::kThreads + M1Traits::kN, to_float(in[threadIdx.x]),
-                                                       in + M1BatchTraits::kThreads + threadIdx.x, dt, biash, Dh));
+      y[b * H + h] = cuda::from_float<I>(m1_step<S, I>(p, row, 0, av, in + 3 * M1BatchTraits::kThreads, in + 3 * M1BatchTraits::kThreads + M1Traits::kN, to_float(in[threadIdx.x]),
+                                                       p.z ? to_float(in[M1BatchTraits::kThreads + threadIdx.x]) : 0.f, dt, biash, Dh));
     }
     __syncthreads();  // the run's rows are updated
     run_copy(i, i % NS, true);
+  }
+}
+
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM, in warp tiles: a warp owns 16
+// consecutive channels x 8 batch entries (128 state rows) and no barrier beyond its own
+// __syncwarp, so the warps of an SM drift apart and their reads and writes overlap. (The ring
+// kernel above walks a block's ~11 entries one after another with two block barriers each: 14.5
+// µs at batch 64 for a bf16 state, ~0.85 TB/s; the one-pass block tile before it waited for a
+// whole 512-row tile per block, 1.2 waves in lock step.) A warp:
+//  - requests its 8 entries' state runs (each entry's 16 rows are contiguous, so every cp.async
+//    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory;
+//  - meanwhile reads its x / z (/ dt) and, with kProjDt, computes dt = dt_proj · dt_low_rank for
+//    its 16 channels x 8 entries as one m16n8 tensor-core tile, fragments straight from global
+//    memory (a lane takes 8 contiguous k of each 32-wide chunk as its slots of two k16 steps: the
+//    same permutation for both operands), the dt_proj fragments requested before the PDL wait;
+//  - lane l then updates channel l % 16 for entries l / 16 + 2j (j < 4) from shared memory,
+//    whose 16-byte chunks are XOR-swizzled per channel so that these row reads, the coalesced
+//    copies in and the copies out are all free of bank conflicts;
+//  - and writes the runs back with coalesced 16-byte stores.
+// Batch 64 x 5120 channels: 640 blocks of 4 warps, one wave at 5 blocks per SM.
+struct M1TileTraits {
+  static constexpr int kN = 16, kCh = 16, kEnt = 8, kWarps = 4, kThreads = 32 * kWarps;
+  static constexpr int kGroup = 5;  // 32-wide rank chunks of the dt product in flight together
+  template <typename S> __host__ __device__ static constexpr int state_bytes() { return kEnt * kCh * kN * static_cast<int>(sizeof(S)); }
+  template <typename I> __host__ __device__ static constexpr int bc_bytes() { return kEnt * 2 * kN * static_cast<int>(sizeof(I)); }
+  static constexpr int kDtBytes = kEnt * kCh * 4;
+  template <typename S, typename I> __host__ __device__ static constexpr int warp_bytes() { return state_bytes<S>() + bc_bytes<I>() + kDtBytes; }
+  // Chunk swizzle of channel c's state row (CR 16-byte chunks): eight consecutive channels cover
+  // the eight 16-byte bank groups for every chunk index.
+  template <typename S> __host__ __device__ static constexpr int swz(int c) {
+    constexpr int CR = kN * static_cast<int>(sizeof(S)) / 16;
+    return (c / (8 / CR)) % CR;
+  }
+};
+
+template <typename S, typename I, bool kProjDt>
+__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
+  using Tr = M1TileTraits;
+  constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
+  constexpr int VS = 16 / sizeof(S), CR = N / VS;  // 16-byte chunks of a state row
+  constexpr int VI = 16 / sizeof(I), CB = N / VI;  // of a B or C row
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t H = p.heads, h0 = static_cast<int64_t>(blockIdx.x) * CH;
+  const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * Tr::kWarps + warp) * E;
+  if (e0 >= p.batch) return;
+  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I>();
+  S* st_s = reinterpret_cast<S*>(mine);                                                      // [E][CH][N]
+  I* bc_s = reinterpret_cast<I*>(mine + Tr::state_bytes<S>());                               // [E][B, C][N]
+  float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<I>());  // [E][CH]
+  const int c = lane % CH, half = lane / CH;  // this lane's channel; its entries half + 2j
+  const int64_t h = h0 + c;
+  const bool hlive = h < H;
+  const int64_t hc = hlive ? h : H - 1;
+  // kProjDt: the m16n8 dt tile. Lane (g, q) holds dt_proj rows h0 + g, h0 + g + 8 (clamped) and
+  // the low-rank row of entry e0 + g (clamped); chunk u of 32 k: elements 32u + 8q .. + 7.
+  const int g = lane / 4, q = lane % 4;
+  const int R = static_cast<int>(p.dt_rank), full = kProjDt ? R / 32 : 0;
+  const I* wr0 = kProjDt ? static_cast<const I*>(p.dt_proj) + min(h0 + g, H - 1) * R : nullptr;
+  const I* wr1 = kProjDt ? static_cast<const I*>(p.dt_proj) + min(h0 + g + 8, H - 1) * R : nullptr;
+  uint4 wa[G], wb[G];
+  if constexpr (kProjDt) {
+#pragma unroll
+    for (int u = 0; u < G; ++u)
+      if (u < full) {
+        wa[u] = __ldg(reinterpret_cast<const uint4*>(wr0 + 32 * u + 8 * q));
+        wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * u + 8 * q));
+      }
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+
+  // Lane e < E: the state slot of entry e0 + e (-1: padding, >= slots: bad, INT32_MIN: past the batch).
+  int slot_l = INT32_MIN;
+  if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
+  auto valid = [&](int slot) { return slot >= 0 && slot < p.slots; };
+  S* state = static_cast<S*>(p.state);
+  // The state runs: chunk i of the warp is entry i / (CH·CR), channel (i / CR) % CH, chunk i % CR
+  // (the entry is the same across the warp for each step of the loop).
+  auto state_chunk = [&](int i, int& slot, int& ch, int& v) {
+    const int e = i / (CH * CR);
+    slot = __shfl_sync(0xffffffffu, slot_l, e);
+    ch = (i / CR) % CH;
+    v = i % CR;
+    return e;
+  };
+#pragma unroll
+  for (int i = lane; i < E * CH * CR; i += 32) {
+    int slot, ch, v;
+    const int e = state_chunk(i, slot, ch, v);
+    if (valid(slot) && h0 + ch < H)
+      cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
+  }
+  for (int i = lane; i < E * 2 * CB; i += 32) {
+    const int e = i / (2 * CB), which = (i / CB) % 2, v = i % CB;
+    if (e0 + e < p.batch)
+      cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+  }
+  cuda::copy_async_commit();
+  if constexpr (kProjDt) {
+    using namespace cuda::mma;
+    const I* tr = static_cast<const I*>(p.dt) + min(e0 + g, p.batch - 1) * p.dt_stride;
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int u0 = 0; u0 < full; u0 += G) {
+      if (u0 > 0) {
+#pragma unroll
+        for (int u = 0; u < G; ++u)
+          if (u0 + u < full) {
+            wa[u] = __ldg(reinterpret_cast<const uint4*>(wr0 + 32 * (u0 + u) + 8 * q));
+            wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * (u0 + u) + 8 * q));
+          }
+      }
+      uint4 tb[G];
+#pragma unroll
+      for (int u = 0; u < G; ++u)
+        if (u0 + u < full) tb[u] = *reinterpret_cast<const uint4*>(tr + 32 * (u0 + u) + 8 * q);
+#pragma unroll
+      for (int u = 0; u < G; ++u)
+        if (u0 + u < full) {
+          const uint32_t a0[4] = {wa[u].x, wb[u].x, wa[u].y, wb[u].y}, a1[4] = {wa[u].z, wb[u].z, wa[u].w, wb[u].w};
+          const uint32_t b0[2] = {tb[u].x, tb[u].y}, b1[2] = {tb[u].z, tb[u].w};
+          mma16816<I>(d, a0, b0);
+          mma16816<I>(d, a1, b1);
+        }
+    }
+    if (R % 32) {  // a last k16 step: lane q takes the 4 contiguous k at 4q
+      const int k0 = full * 32 + 4 * q;
+      const uint2 ta = *reinterpret_cast<const uint2*>(wr0 + k0), tb2 = *reinterpret_cast<const uint2*>(wr1 + k0);
+      const uint2 tt = *reinterpret_cast<const uint2*>(tr + k0);
+      const uint32_t a[4] = {ta.x, tb2.x, ta.y, tb2.y}, b[2] = {tt.x, tt.y};
+      mma16816<I>(d, a, b);
+    }
+    // d[i]: channel g + 8·(i / 2), entry 2q + i % 2; rounded to the input dtype as a separate
+    // linear layer rounds it
+#pragma unroll
+    for (int i = 0; i < 4; ++i) dt_s[(2 * q + (i & 1)) * CH + g + 8 * (i >> 1)] = to_float(cuda::from_float<I>(d[i]));
+  }
+  // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
+  // (after the dt product, which needs the registers).
+  Pack<float, 4> av[N / 4];
+#pragma unroll
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  float xv[4], zv[4], dv[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t b = min(e0 + half + 2 * j, p.batch - 1);
+    xv[j] = to_float(static_cast<const I*>(p.x)[b * p.x_stride + hc]);
+    zv[j] = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + hc]) : 0.f;
+    dv[j] = kProjDt ? 0.f : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + hc]);
+  }
+  cuda::copy_async_wait();
+  __syncwarp();
+
+  I* y = static_cast<I*>(p.y);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int e = half + 2 * j;
+    const int slot = __shfl_sync(0xffffffffu, slot_l, e);
+    const int64_t b = e0 + e;
+    if (b >= p.batch || !hlive) continue;
+    if (!valid(slot)) {  // padding (y = 0) or a slot out of range (y = NaN)
+      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      continue;
+    }
+    const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
+    y[b * H + h] = cuda::from_float<I>(
+        m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+  }
+  __syncwarp();
+#pragma unroll
+  for (int i = lane; i < E * CH * CR; i += 32) {
+    int slot, ch, v;
+    const int e = state_chunk(i, slot, ch, v);
+    if (valid(slot) && h0 + ch < H)
+      store_state<S, VS>(state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS),
+                         *reinterpret_cast<const Pack<S, VS>*>(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS));
   }
 }
 
@@ -577,6 +757,20 @@ template <typename S, typename I, bool kProjDt> void launch_m1_batch(const State
   const bool vec_in = aligned(p.x, 16) && p.x_stride % VI == 0 && (!p.z || (aligned(p.z, 16) && p.z_stride % VI == 0)) &&
                       (kProjDt || (aligned(p.dt, 16) && p.dt_stride % VI == 0)) && p.heads % VI == 0;
   cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in);
+}
+
+template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
+  using Tr = M1TileTraits;
+  const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
+  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+}
+
+// A/B switch for one device run: STATESPACE_M1TILE=0 takes the ring kernel.
+bool m1_tile_enabled() {
+  const char* v = std::getenv("STATESPACE_M1TILE");
+  return !(v && v[0] == '0');
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -626,13 +820,13 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    // Batches of 9..64: the batched kernel's tensor-core product (16-bit inputs, rank % 16 == 0).
-    // (At batch 256 a block runs ~3 products of 16 entries in turn and the linear layer first was
-    // faster: 77 vs 87 µs.)
+    // Batches > 8: the batched kernels' tensor-core product (16-bit inputs, rank % 16 == 0); the
+    // tile kernel's warps each do their own, at any batch. (At batch 256 a ring-kernel block runs
+    // ~3 products of 16 entries in turn and the linear layer first was faster: 77 vs 87 µs.)
     const bool batched = p.batch > kGemvMaxM;
     const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
-    const bool smem_ok = batched ? p.batch <= 64 && sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax
-                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool ring_ok = m1_tile_enabled() || (p.batch <= 64 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax);
+    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring_ok : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
@@ -644,13 +838,15 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
+        const bool tile = m1_tile_enabled();
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
-            launch_m1_batch<S, I, true>(p, st);
+            tile ? launch_m1_tile<S, I, true>(p, st) : launch_m1_batch<S, I, true>(p, st);
           else
-            launch_m1_batch<S, I, false>(p, st);
+            tile ? launch_m1_tile<S, I, false>(p, st) : launch_m1_batch<S, I, false>(p, st);
         } else {
-          launch_m1_batch<S, I, false>(p, st);  // (f32 inputs: dt_proj is never fused at batch > 8)
+          // (f32 inputs: dt_proj is never fused at batch > 8)
+          tile ? launch_m1_tile<S, I, false>(p, st) : launch_m1_batch<S, I, false>(p, st);
         }
       } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
