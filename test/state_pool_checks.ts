@@ -14,10 +14,17 @@ const SLOTS = 5;
 /** A batch of 20 rows over a 23-slot pool (CUDA's batched Mamba-1 kernel: batch > 8), slots permuted, two padding rows, one past the pool. */
 export const BIG_POOL = { idx: [5, 0, -1, 22, 7, 1, 19, 2, 30, 11, 4, 12, 3, 9, -1, 17, 6, 14, 21, 8], slots: 23, heads: 150 };
 
-export async function checkStatePool(device: Device, m1: boolean, layout: { idx: number[]; slots: number; heads: number } = { idx, slots: SLOTS, heads: m1 ? 6 : 4 }) {
+/** Mamba-2 rows of headdim 64 over the same pool (CUDA's bulk-copy kernel: whole 16-byte runs, 64 rows a pass). */
+export const BULK_POOL = { ...BIG_POOL, heads: 5, headdim: 64 };
+
+export async function checkStatePool(
+  device: Device,
+  m1: boolean,
+  layout: { idx: number[]; slots: number; heads: number; headdim?: number } = { idx, slots: SLOTS, heads: m1 ? 6 : 4 },
+) {
   const { idx, slots: SLOTS } = layout;
   const r = rng();
-  const batch = idx.length, H = layout.heads, P = m1 ? 1 : 3, N = 16;
+  const batch = idx.length, H = layout.heads, P = m1 ? 1 : (layout.headdim ?? 3), N = 16;
   const per = H * P * N;
   const pool = randnArray(SLOTS * per, r);
   const state = tensor(pool, m1 ? [SLOTS, H, N] : [SLOTS, H, P, N], { dtype: 'float32', device });

@@ -1,7 +1,7 @@
 import { beforeAll, it } from 'vitest';
 import { debugPoison } from '../../lib/index';
 import { describeGpu } from '../helpers';
-import { BIG_POOL, checkConvPool, checkStatePool } from '../state_pool_checks';
+import { BIG_POOL, BULK_POOL, checkConvPool, checkStatePool } from '../state_pool_checks';
 
 describeGpu('decode on a state pool (CUDA)', () => {
   beforeAll(() => debugPoison(true));
@@ -12,6 +12,9 @@ describeGpu('decode on a state pool (CUDA)', () => {
   it('selectiveStateUpdate with stateIndices at batch 20 (the batched Mamba-1 kernel)', async () => {
     await checkStatePool('cuda', true, BIG_POOL);
     await checkStatePool('cuda', false, BIG_POOL);
+  });
+  it('selectiveStateUpdate with stateIndices, Mamba-2 rows of headdim 64 (the bulk-copy kernel)', async () => {
+    await checkStatePool('cuda', false, BULK_POOL);
   });
   it('causalConv1dUpdate with convStateIndices', async () => {
     await checkConvPool('cuda');
