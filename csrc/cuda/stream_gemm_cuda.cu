@@ -1,0 +1,339 @@
+// Weight-streaming GEMM of batched decode (sm_90): out (M, N) = x (M, K) · w (N, K)ᵀ + bias for
+// 8 < M <= 64 rows, bf16/f16 operands, f32 accumulation on tensor cores (mma.sync m16n8k16).
+//
+// At 64 rows the product is bound by reading w once; cuBLAS reaches 2.4-2.55 TB/s at the decode
+// shapes (in_proj 64x10240x2560 21.5 µs, out_proj 64x2560x5120 10.2 µs, copy rate 2.99), and its
+// kernels take no programmatic launch, so every projection is a hard kernel boundary. Here:
+//  - one wave: block (t, s) owns weight rows [t·BN, t·BN + BN) (BN = 32 per consumer warp) over
+//    K range s of S, the S blocks of a tile forming a cluster that sums its partial tiles through
+//    distributed shared memory in rank order (deterministic); BN and S are picked so that the
+//    blocks cover the SMs evenly (in_proj 64 tiles x 2, out_proj 16 x 8: 128 blocks of 160 rows);
+//  - a producer warp streams 64-wide K slices of w (BN x 128 bytes) and x (64 x 128 bytes, rows
+//    past M zero-filled) with TMA tensor copies (128-byte swizzle) into a ring of stages completing
+//    on mbarriers, the consumer warps release each stage on a second mbarrier: no block barrier
+//    in the K loop, ~5 stages (140 KB) of weights in flight per SM;
+//  - the weight slices of the first stages are requested before the PDL wait (they do not depend
+//    on the previous kernel), x's after it;
+//  - a consumer warp computes 32 weight rows x 64 tokens (the weights as the mma A operand, 2
+//    m-tiles, the tokens as B, 8 n-tiles) from ldmatrix fragments.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include "cuda/bulk_copy.cuh"
+#include "cuda/check.cuh"
+#include "cuda/cluster.cuh"
+#include "cuda/load_any.cuh"
+#include "cuda/mma_tile.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "cuda/stream_gemm.h"
+
+namespace ss {
+namespace {
+
+using namespace cuda::mma;
+
+struct StreamTraits {
+  static constexpr int kMaxM = 64, BK = 64;  // tokens (8 n-tiles); K per stage (128-byte rows)
+  static constexpr int kRowsPerWarp = 32;
+  static constexpr int kMaxWarps = 8, kMaxStages = 8, kMaxSplit = 8;
+  static constexpr uint32_t kXBytes = kMaxM * BK * 2;
+  static constexpr size_t kSmemMax = 227 * 1024 - 1024;  // the opt-in, less room for the static barriers
+  __host__ __device__ static constexpr uint32_t w_bytes(int cw) { return static_cast<uint32_t>(cw) * kRowsPerWarp * BK * 2; }
+  __host__ __device__ static constexpr uint32_t stage_bytes(int cw) { return w_bytes(cw) + kXBytes; }
+  __host__ __device__ static constexpr int red_pitch(int cw) { return cw * kRowsPerWarp + 4; }  // f32 [token][row]: conflict-free writes
+  __host__ __device__ static constexpr uint32_t red_bytes(int cw) { return static_cast<uint32_t>(kMaxM) * red_pitch(cw) * 4; }
+};
+
+// 2-D TMA load of the box at (c0 = inner, c1 = outer) of tensor map `map` into shared memory,
+// completing on `bar`.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar, uint64_t policy) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(
+          cuda::shared_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(cuda::shared_addr(bar)), "l"(policy)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ uint64_t l2_evict_last() {
+  uint64_t pol = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pol));
+#endif
+  return pol;
+}
+
+// Grid (tiles, S), clusters (1, S); blockDim = (cw + 1) warps: cw consumers, then the producer.
+// Block (t, s): weight rows [t·BN, t·BN + BN), K range [s·kc, s·kc + kc) (kc a multiple of 64).
+template <typename T>
+__global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
+    stream_gemm_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, GemmParams p, int nstages, int kc) {
+  using Tr = StreamTraits;
+  extern __shared__ unsigned char smem_raw[];
+  __shared__ __align__(8) uint64_t full[Tr::kMaxStages], empty[Tr::kMaxStages];
+  // 128-byte swizzled tiles need 1024-byte aligned stages.
+  unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  const int cw = blockDim.x / 32 - 1, BN = cw * Tr::kRowsPerWarp;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int S = gridDim.y, rank = blockIdx.y;
+  const int n0 = blockIdx.x * BN, k0 = rank * kc, nk = kc / Tr::BK;
+  const uint32_t wbytes = Tr::w_bytes(cw), sbytes = Tr::stage_bytes(cw);
+  float* red = reinterpret_cast<float*>(base + static_cast<size_t>(nstages) * sbytes);  // [64][BN + 4]
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < nstages; ++s) {
+      cuda::mbar_init(&full[s], 1);
+      cuda::mbar_init(&empty[s], static_cast<uint32_t>(cw));
+    }
+    cuda::mbar_init_fence();
+  }
+  __syncthreads();
+
+  float acc[2][8][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.f;
+
+  if (warp == cw) {  // the producer
+    if (lane == 0) {
+      const uint64_t pol_w = cuda::l2_evict_first(), pol_x = l2_evict_last();
+      const int pre = min(nstages, nk);
+      for (int i = 0; i < pre; ++i) {  // weights: parameters, requested before the wait
+        cuda::mbar_arrive_expect_tx(&full[i], sbytes);
+        tma_load_2d(base + static_cast<size_t>(i) * sbytes, &tw, k0 + i * Tr::BK, n0, &full[i], pol_w);
+      }
+      cuda::pdl_wait();
+      cuda::pdl_trigger();
+      for (int i = 0; i < pre; ++i) tma_load_2d(base + static_cast<size_t>(i) * sbytes + wbytes, &tx, k0 + i * Tr::BK, 0, &full[i], pol_x);
+      for (int i = pre; i < nk; ++i) {
+        const int s = i % nstages;
+        cuda::mbar_wait(&empty[s], static_cast<uint32_t>((i / nstages - 1) & 1));  // the consumers released its last use
+        cuda::mbar_arrive_expect_tx(&full[s], sbytes);
+        unsigned char* st = base + static_cast<size_t>(s) * sbytes;
+        tma_load_2d(st, &tw, k0 + i * Tr::BK, n0, &full[s], pol_w);
+        tma_load_2d(st + wbytes, &tx, k0 + i * Tr::BK, 0, &full[s], pol_x);
+      }
+    } else {
+      cuda::pdl_wait();
+      cuda::pdl_trigger();
+    }
+  } else {  // consumer warp: weight rows 32·warp .. + 31 of the tile, all 64 tokens
+    cuda::pdl_wait();
+    cuda::pdl_trigger();
+    // ldmatrix addresses (128-byte rows, 16-byte chunk c of row r at c ^ (r & 7)): A rows
+    // 32·warp + 16·mt + (lane & 15), chunk 2·kk + lane / 16; B (x rows = tokens) 16·np + (lane & 7)
+    // + 8·(lane / 16), chunk 2·kk + (lane / 8) % 2. Every row's low 3 bits are lane & 7.
+    const uint32_t l7 = lane & 7;
+    const uint32_t a_row = static_cast<uint32_t>(warp * Tr::kRowsPerWarp + (lane & 15)) * 128, a_hi = lane >> 4;
+    const uint32_t b_row = static_cast<uint32_t>((lane & 7) + (lane >> 4) * 8) * 128, b_hi = (lane >> 3) & 1;
+    const uint32_t base_s = cuda::shared_addr(base);
+    for (int i = 0; i < nk; ++i) {
+      const int s = i % nstages;
+      cuda::mbar_wait(&full[s], static_cast<uint32_t>((i / nstages) & 1));
+      const uint32_t wa = base_s + static_cast<uint32_t>(s) * sbytes, xa = wa + wbytes;
+#pragma unroll
+      for (int kk = 0; kk < Tr::BK / 16; ++kk) {
+        const uint32_t ca = ((2 * kk + a_hi) ^ l7) << 4, cb = ((2 * kk + b_hi) ^ l7) << 4;
+        uint32_t a[2][4];
+        ldsm_x4(a[0], wa + a_row + ca);
+        ldsm_x4(a[1], wa + a_row + 16 * 128 + ca);
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+          uint32_t b[4];
+          ldsm_x4(b, xa + b_row + np * 16 * 128 + cb);
+          const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
+#pragma unroll
+          for (int mt = 0; mt < 2; ++mt) {
+            mma16816<T>(acc[mt][2 * np], a[mt], b0);
+            mma16816<T>(acc[mt][2 * np + 1], a[mt], b1);
+          }
+        }
+      }
+      __syncwarp();
+      if (lane == 0) cuda::mbar_arrive(&empty[s]);
+    }
+    // acc[mt][nt]: rows 32·warp + 16·mt + g (+ 8), tokens 8·nt + 2q (+ 1)
+    const int g = lane / 4, q = lane % 4, pitch = Tr::red_pitch(cw);
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          red[(8 * nt + 2 * q + (e & 1)) * pitch + warp * Tr::kRowsPerWarp + 16 * mt + g + 8 * (e >> 1)] = acc[mt][nt][e];
+  }
+  cuda::cluster_sync();  // the S partial tiles of the cluster are complete and visible
+
+  // Block `rank` finalises items [rank·per, rank·per + per) of the tile's 64 tokens x BN / 4 row quads.
+  const int quads = BN / 4, items = Tr::kMaxM * quads, per = (items + S - 1) / S, pitch = Tr::red_pitch(cw);
+  const int M = static_cast<int>(p.M);
+  T* out = static_cast<T*>(p.out);
+  for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, items); item += blockDim.x) {
+    const int tok = item / quads, row = (item % quads) * 4;
+    if (tok >= M) continue;
+    const float4 v = cuda::cluster_sum_f4(cuda::shared_addr(red + tok * pitch + row), S);
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t n = static_cast<int64_t>(n0) + row + e;
+      if (n < p.N) out[tok * p.N + n] = cuda::from_float<T>(vals[e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
+    }
+  }
+  cuda::cluster_sync();  // no block leaves while another still reads its partial tile
+}
+
+// The decomposition: consumer warps per block (BN = 32·cw rows) and the K split S.
+struct StreamPlan {
+  int cw = 0, S = 0, nstages = 0;
+  int64_t tiles = 0;
+};
+
+int current_device() {
+  int d = 0;
+  cudaGetDevice(&d);
+  return d;
+}
+
+int device_major(int device) {
+  static std::atomic<int> cache[64];
+  if (device < 0 || device >= 64) return 0;
+  int v = cache[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, device);
+    cache[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+// One wave of tiles·S <= SMs blocks whose busiest SM reads at most 1/0.94 of an even share of w
+// (in_proj 64x10240x2560: 160 rows x 2 splits, 97%; out_proj 64x2560x5120: 160 x 8, 97%); none
+// (cuBLAS) when no split comes that close (e.g. Mamba-2's in_proj, N = 10576 = 661·16).
+StreamPlan plan(const GemmParams& p) {
+  using Tr = StreamTraits;
+  StreamPlan best;
+  const int sms = cuda::sm_count();
+  double best_eff = 0.94;
+  for (int cw = Tr::kMaxWarps; cw >= 3; --cw) {
+    const int64_t BN = cw * Tr::kRowsPerWarp, tiles = (p.N + BN - 1) / BN;
+    for (int S = 1; S <= Tr::kMaxSplit; S *= 2) {
+      if (tiles * S > sms || p.K % (S * Tr::BK) != 0 || p.K / S < 4 * Tr::BK) continue;
+      const double eff = static_cast<double>(p.N) * S / (static_cast<double>(sms) * BN);
+      if (eff > best_eff + 1e-9) {
+        best_eff = eff;
+        best.cw = cw;
+        best.S = S;
+        best.tiles = tiles;
+      }
+    }
+  }
+  if (best.cw) {
+    const size_t avail = Tr::kSmemMax - 1024 - Tr::red_bytes(best.cw);  // (1024: the stages' alignment)
+    best.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(best.cw)));
+    const int nk = static_cast<int>(p.K / best.S / Tr::BK);
+    best.nstages = std::min(best.nstages, nk);
+  }
+  return best;
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess || q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// A row-major (rows, cols) 16-bit matrix with rows ld elements apart, read in boxes of 64 columns
+// x box_rows rows (128-byte swizzle; rows past the end read as zeros).
+bool make_map(CUtensorMap* map, const void* ptr, DType dtype, int64_t rows, int64_t cols, int64_t ld, int box_rows) {
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld) * 2};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(StreamTraits::BK), static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t elem[2] = {1, 1};
+  const CUtensorMapDataType dt = dtype == DType::BFloat16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+  return encode_fn()(map, dt, 2, const_cast<void*>(ptr), dims, strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+bool enabled() {
+  const char* v = std::getenv("STATESPACE_STREAM_GEMM");
+  return !(v && v[0] == '0');
+}
+
+template <typename T> void launch(const GemmParams& p, const StreamPlan& pl, cudaStream_t st) {
+  using Tr = StreamTraits;
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  CUtensorMap tw, tx;
+  if (!make_map(&tw, p.weight, p.dtype, p.N, p.K, ldw, pl.cw * Tr::kRowsPerWarp) || !make_map(&tx, p.x, p.dtype, p.M, p.K, ldx, Tr::kMaxM))
+    fail("ERR_CUDA", ErrorKind::Plain, "linear (stream): tensor map rejected");
+  auto kernel = stream_gemm_kernel<T>;
+  const size_t smem = 1024 + static_cast<size_t>(pl.nstages) * Tr::stage_bytes(pl.cw) + Tr::red_bytes(pl.cw);
+  static std::atomic<uint64_t> opted{0};
+  const int device = current_device();
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Tr::kSmemMax)), "linear (stream): shared memory");
+    opted.fetch_or(bit, std::memory_order_relaxed);
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(pl.tiles), static_cast<unsigned>(pl.S));
+  cfg.blockDim = dim3(static_cast<unsigned>((pl.cw + 1) * 32));
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  int n = 0;
+  attr[n].id = cudaLaunchAttributeClusterDimension;
+  attr[n].val.clusterDim.x = 1;
+  attr[n].val.clusterDim.y = static_cast<unsigned>(pl.S);
+  attr[n].val.clusterDim.z = 1;
+  ++n;
+  if (cuda::pdl_enabled()) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, pl.nstages, static_cast<int>(p.K / pl.S));
+  if (e != cudaSuccess && n > 1) {  // a driver that refuses PDL with clusters: plain launch
+    cudaGetLastError();
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, pl.nstages, static_cast<int>(p.K / pl.S));
+  }
+  cuda::check(e, "linear (stream)");
+}
+
+}  // namespace
+
+bool stream_gemm_fits(const GemmParams& p) {
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  auto aligned16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  if (!enabled() || !(p.dtype == DType::BFloat16 || p.dtype == DType::Float16) || p.M <= kGemvMaxM || p.M > StreamTraits::kMaxM || p.N < 1 ||
+      p.K < 1 || p.x_col_major || p.w_col_major || ldx % 8 != 0 || ldw % 8 != 0 || p.K >= (int64_t{1} << 31) || p.N * p.M >= (int64_t{1} << 31) ||
+      !aligned16(p.x) || !aligned16(p.weight) || device_major(current_device()) < 9 || encode_fn() == nullptr)
+    return false;
+  return plan(p).cw > 0;
+}
+
+void stream_gemm_cuda(const GemmParams& p, void* stream) {
+  const StreamPlan pl = plan(p);
+  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  if (p.dtype == DType::BFloat16)
+    launch<__nv_bfloat16>(p, pl, st);
+  else
+    launch<__half>(p, pl, st);
+  cuda::check_launch("linear (stream)");
+}
+
+}  // namespace ss
