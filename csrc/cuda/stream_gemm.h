@@ -1,6 +1,6 @@
 // The weight-streaming GEMM of batched decode (stream_gemm_cuda.cu): out (M, N) = x (M, K) ·
 // w (N, K)ᵀ + bias for 8 < M <= 64 rows on sm_90, where its one-wave decomposition covers the
-// SMs evenly (Mamba-1's in_proj 64x10240x2560, both models' out_proj 64x2560x5120).
+// SMs evenly (in_proj 64x10240x2560 and 64x10576x2560, out_proj 64x2560x5120).
 #pragma once
 #include "ops/dense.h"
 

@@ -4,18 +4,19 @@
 // At 64 rows the product is bound by reading w once; cuBLAS reaches 2.4-2.55 TB/s at the decode
 // shapes (in_proj 64x10240x2560 21.5 µs, out_proj 64x2560x5120 10.2 µs, copy rate 2.99), and its
 // kernels take no programmatic launch, so every projection is a hard kernel boundary. Here:
-//  - one wave: block (t, s) owns weight rows [t·BN, t·BN + BN) (BN = 32 per consumer warp) over
+//  - one wave: block (t, s) owns weight rows [t·BN, t·BN + BN) (BN = 16 or 32 per consumer warp) over
 //    K range s of S, the S blocks of a tile forming a cluster that sums its partial tiles through
 //    distributed shared memory in rank order (deterministic); BN and S are picked so that the
-//    blocks cover the SMs evenly (in_proj 64 tiles x 2, out_proj 16 x 8: 128 blocks of 160 rows);
+//    blocks cover the SMs evenly (in_proj 64 tiles x 2, out_proj 16 x 8: 128 blocks of 160 rows;
+//    Mamba-2's in_proj 61 x 2 of 176 rows);
 //  - a producer warp streams 64-wide K slices of w (BN x 128 bytes) and x (64 x 128 bytes, rows
 //    past M zero-filled) with TMA tensor copies (128-byte swizzle) into a ring of stages completing
 //    on mbarriers, the consumer warps release each stage on a second mbarrier: no block barrier
 //    in the K loop, ~5 stages (140 KB) of weights in flight per SM;
 //  - the weight slices of the first stages are requested before the PDL wait (they do not depend
 //    on the previous kernel), x's after it;
-//  - a consumer warp computes 32 weight rows x 64 tokens (the weights as the mma A operand, 2
-//    m-tiles, the tokens as B, 8 n-tiles) from ldmatrix fragments.
+//  - a consumer warp computes 32 (or 16) weight rows x 64 tokens (the weights as the mma A
+//    operand, 2 (1) m-tiles, the tokens as B, 8 n-tiles) from ldmatrix fragments.
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <algorithm>
@@ -35,16 +36,19 @@ namespace {
 
 using namespace cuda::mma;
 
+// A consumer warp computes MT m-tiles (16·MT weight rows) x 64 tokens; BN = 16·MT·cw rows a block.
+// MT = 2 reads x from shared memory half as often per weight byte; MT = 1 gives 16-row steps of
+// BN where no 32-row step covers the SMs (Mamba-2's in_proj: 176 rows x 2 splits, 91%).
 struct StreamTraits {
   static constexpr int kMaxM = 64, BK = 64;  // tokens (8 n-tiles); K per stage (128-byte rows)
-  static constexpr int kRowsPerWarp = 32;
-  static constexpr int kMaxWarps = 8, kMaxStages = 8, kMaxSplit = 8;
+  static constexpr int kMaxWarps = 12, kMaxStages = 8, kMaxSplit = 8;
+  static constexpr int kMaxRows = 256;  // a TMA box's rows
   static constexpr uint32_t kXBytes = kMaxM * BK * 2;
   static constexpr size_t kSmemMax = 227 * 1024 - 1024;  // the opt-in, less room for the static barriers
-  __host__ __device__ static constexpr uint32_t w_bytes(int cw) { return static_cast<uint32_t>(cw) * kRowsPerWarp * BK * 2; }
-  __host__ __device__ static constexpr uint32_t stage_bytes(int cw) { return w_bytes(cw) + kXBytes; }
-  __host__ __device__ static constexpr int red_pitch(int cw) { return cw * kRowsPerWarp + 4; }  // f32 [token][row]: conflict-free writes
-  __host__ __device__ static constexpr uint32_t red_bytes(int cw) { return static_cast<uint32_t>(kMaxM) * red_pitch(cw) * 4; }
+  __host__ __device__ static constexpr uint32_t w_bytes(int bn) { return static_cast<uint32_t>(bn) * BK * 2; }
+  __host__ __device__ static constexpr uint32_t stage_bytes(int bn) { return w_bytes(bn) + kXBytes; }
+  __host__ __device__ static constexpr int red_pitch(int bn) { return bn + 4; }  // f32 [token][row]: conflict-free writes
+  __host__ __device__ static constexpr uint32_t red_bytes(int bn) { return static_cast<uint32_t>(kMaxM) * red_pitch(bn) * 4; }
 };
 
 // 2-D TMA load of the box at (c0 = inner, c1 = outer) of tensor map `map` into shared memory,
@@ -71,7 +75,7 @@ __device__ __forceinline__ uint64_t l2_evict_last() {
 
 // Grid (tiles, S), clusters (1, S); blockDim = (cw + 1) warps: cw consumers, then the producer.
 // Block (t, s): weight rows [t·BN, t·BN + BN), K range [s·kc, s·kc + kc) (kc a multiple of 64).
-template <typename T>
+template <typename T, int MT>
 __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
     stream_gemm_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, GemmParams p, int nstages, int kc) {
   using Tr = StreamTraits;
@@ -79,11 +83,12 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   __shared__ __align__(8) uint64_t full[Tr::kMaxStages], empty[Tr::kMaxStages];
   // 128-byte swizzled tiles need 1024-byte aligned stages.
   unsigned char* base = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
-  const int cw = blockDim.x / 32 - 1, BN = cw * Tr::kRowsPerWarp;
+  constexpr int kRows = 16 * MT;  // a consumer warp's weight rows
+  const int cw = blockDim.x / 32 - 1, BN = cw * kRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int S = gridDim.y, rank = blockIdx.y;
   const int n0 = blockIdx.x * BN, k0 = rank * kc, nk = kc / Tr::BK;
-  const uint32_t wbytes = Tr::w_bytes(cw), sbytes = Tr::stage_bytes(cw);
+  const uint32_t wbytes = Tr::w_bytes(BN), sbytes = Tr::stage_bytes(BN);
   float* red = reinterpret_cast<float*>(base + static_cast<size_t>(nstages) * sbytes);  // [64][BN + 4]
   if (threadIdx.x == 0) {
     for (int s = 0; s < nstages; ++s) {
@@ -94,9 +99,9 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   }
   __syncthreads();
 
-  float acc[2][8][4];
+  float acc[MT][8][4];
 #pragma unroll
-  for (int mt = 0; mt < 2; ++mt)
+  for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0.f;
 
@@ -123,14 +128,14 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
       cuda::pdl_wait();
       cuda::pdl_trigger();
     }
-  } else {  // consumer warp: weight rows 32·warp .. + 31 of the tile, all 64 tokens
+  } else {  // consumer warp: weight rows kRows·warp .. + kRows - 1 of the tile, all 64 tokens
     cuda::pdl_wait();
     cuda::pdl_trigger();
     // ldmatrix addresses (128-byte rows, 16-byte chunk c of row r at c ^ (r & 7)): A rows
-    // 32·warp + 16·mt + (lane & 15), chunk 2·kk + lane / 16; B (x rows = tokens) 16·np + (lane & 7)
+    // kRows·warp + 16·mt + (lane & 15), chunk 2·kk + lane / 16; B (x rows = tokens) 16·np + (lane & 7)
     // + 8·(lane / 16), chunk 2·kk + (lane / 8) % 2. Every row's low 3 bits are lane & 7.
     const uint32_t l7 = lane & 7;
-    const uint32_t a_row = static_cast<uint32_t>(warp * Tr::kRowsPerWarp + (lane & 15)) * 128, a_hi = lane >> 4;
+    const uint32_t a_row = static_cast<uint32_t>(warp * kRows + (lane & 15)) * 128, a_hi = lane >> 4;
     const uint32_t b_row = static_cast<uint32_t>((lane & 7) + (lane >> 4) * 8) * 128, b_hi = (lane >> 3) & 1;
     const uint32_t base_s = cuda::shared_addr(base);
     for (int i = 0; i < nk; ++i) {
@@ -140,16 +145,16 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
 #pragma unroll
       for (int kk = 0; kk < Tr::BK / 16; ++kk) {
         const uint32_t ca = ((2 * kk + a_hi) ^ l7) << 4, cb = ((2 * kk + b_hi) ^ l7) << 4;
-        uint32_t a[2][4];
-        ldsm_x4(a[0], wa + a_row + ca);
-        ldsm_x4(a[1], wa + a_row + 16 * 128 + ca);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldsm_x4(a[mt], wa + a_row + mt * 16 * 128 + ca);
 #pragma unroll
         for (int np = 0; np < 4; ++np) {
           uint32_t b[4];
           ldsm_x4(b, xa + b_row + np * 16 * 128 + cb);
           const uint32_t b0[2] = {b[0], b[1]}, b1[2] = {b[2], b[3]};
 #pragma unroll
-          for (int mt = 0; mt < 2; ++mt) {
+          for (int mt = 0; mt < MT; ++mt) {
             mma16816<T>(acc[mt][2 * np], a[mt], b0);
             mma16816<T>(acc[mt][2 * np + 1], a[mt], b1);
           }
@@ -158,20 +163,20 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
       __syncwarp();
       if (lane == 0) cuda::mbar_arrive(&empty[s]);
     }
-    // acc[mt][nt]: rows 32·warp + 16·mt + g (+ 8), tokens 8·nt + 2q (+ 1)
-    const int g = lane / 4, q = lane % 4, pitch = Tr::red_pitch(cw);
+    // acc[mt][nt]: rows kRows·warp + 16·mt + g (+ 8), tokens 8·nt + 2q (+ 1)
+    const int g = lane / 4, q = lane % 4, pitch = Tr::red_pitch(BN);
 #pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 4; ++e)
-          red[(8 * nt + 2 * q + (e & 1)) * pitch + warp * Tr::kRowsPerWarp + 16 * mt + g + 8 * (e >> 1)] = acc[mt][nt][e];
+          red[(8 * nt + 2 * q + (e & 1)) * pitch + warp * kRows + 16 * mt + g + 8 * (e >> 1)] = acc[mt][nt][e];
   }
   cuda::cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
   // Block `rank` finalises items [rank·per, rank·per + per) of the tile's 64 tokens x BN / 4 row quads.
-  const int quads = BN / 4, items = Tr::kMaxM * quads, per = (items + S - 1) / S, pitch = Tr::red_pitch(cw);
+  const int quads = BN / 4, items = Tr::kMaxM * quads, per = (items + S - 1) / S, pitch = Tr::red_pitch(BN);
   const int M = static_cast<int>(p.M);
   T* out = static_cast<T*>(p.out);
   for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, items); item += blockDim.x) {
@@ -188,10 +193,12 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   cuda::cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
-// The decomposition: consumer warps per block (BN = 32·cw rows) and the K split S.
+// The decomposition: m-tiles per consumer warp, consumer warps per block (BN = 16·MT·cw rows) and
+// the K split S.
 struct StreamPlan {
-  int cw = 0, S = 0, nstages = 0;
+  int MT = 0, cw = 0, S = 0, nstages = 0;
   int64_t tiles = 0;
+  int bn() const { return 16 * MT * cw; }
 };
 
 int current_device() {
@@ -211,30 +218,34 @@ int device_major(int device) {
   return v;
 }
 
-// One wave of tiles·S <= SMs blocks whose busiest SM reads at most 1/0.94 of an even share of w
-// (in_proj 64x10240x2560: 160 rows x 2 splits, 97%; out_proj 64x2560x5120: 160 x 8, 97%); none
-// (cuBLAS) when no split comes that close (e.g. Mamba-2's in_proj, N = 10576 = 661·16).
+// One wave of tiles·S <= SMs blocks whose busiest SM reads at most 1/0.9 of an even share of w
+// (in_proj 64x10240x2560: 160 rows x 2 splits, 97%; out_proj 64x2560x5120: 160 x 8, 97%; Mamba-2's
+// in_proj, N = 10576 = 661·16: 176 x 2, 91%); none (cuBLAS) when no split comes that close. The
+// 32-row warps first at equal coverage.
 StreamPlan plan(const GemmParams& p) {
   using Tr = StreamTraits;
   StreamPlan best;
   const int sms = cuda::sm_count();
-  double best_eff = 0.94;
-  for (int cw = Tr::kMaxWarps; cw >= 3; --cw) {
-    const int64_t BN = cw * Tr::kRowsPerWarp, tiles = (p.N + BN - 1) / BN;
-    for (int S = 1; S <= Tr::kMaxSplit; S *= 2) {
-      if (tiles * S > sms || p.K % (S * Tr::BK) != 0 || p.K / S < 4 * Tr::BK) continue;
-      const double eff = static_cast<double>(p.N) * S / (static_cast<double>(sms) * BN);
-      if (eff > best_eff + 1e-9) {
-        best_eff = eff;
-        best.cw = cw;
-        best.S = S;
-        best.tiles = tiles;
+  double best_eff = 0.9;
+  for (int MT = 2; MT >= 1; --MT)
+    for (int cw = Tr::kMaxWarps; cw >= 3; --cw) {
+      const int64_t BN = 16 * MT * cw, tiles = (p.N + BN - 1) / BN;
+      if (BN > Tr::kMaxRows) continue;
+      for (int S = 1; S <= Tr::kMaxSplit; S *= 2) {
+        if (tiles * S > sms || p.K % (S * Tr::BK) != 0 || p.K / S < 4 * Tr::BK) continue;
+        const double eff = static_cast<double>(p.N) * S / (static_cast<double>(sms) * BN);
+        if (eff > best_eff + 1e-9) {
+          best_eff = eff;
+          best.MT = MT;
+          best.cw = cw;
+          best.S = S;
+          best.tiles = tiles;
+        }
       }
     }
-  }
   if (best.cw) {
-    const size_t avail = Tr::kSmemMax - 1024 - Tr::red_bytes(best.cw);  // (1024: the stages' alignment)
-    best.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(best.cw)));
+    const size_t avail = Tr::kSmemMax - 1024 - Tr::red_bytes(best.bn());  // (1024: the stages' alignment)
+    best.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(best.bn())));
     const int nk = static_cast<int>(p.K / best.S / Tr::BK);
     best.nstages = std::min(best.nstages, nk);
   }
@@ -271,14 +282,14 @@ bool enabled() {
   return !(v && v[0] == '0');
 }
 
-template <typename T> void launch(const GemmParams& p, const StreamPlan& pl, cudaStream_t st) {
+template <typename T, int MT> void launch(const GemmParams& p, const StreamPlan& pl, cudaStream_t st) {
   using Tr = StreamTraits;
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   CUtensorMap tw, tx;
-  if (!make_map(&tw, p.weight, p.dtype, p.N, p.K, ldw, pl.cw * Tr::kRowsPerWarp) || !make_map(&tx, p.x, p.dtype, p.M, p.K, ldx, Tr::kMaxM))
+  if (!make_map(&tw, p.weight, p.dtype, p.N, p.K, ldw, pl.bn()) || !make_map(&tx, p.x, p.dtype, p.M, p.K, ldx, Tr::kMaxM))
     fail("ERR_CUDA", ErrorKind::Plain, "linear (stream): tensor map rejected");
-  auto kernel = stream_gemm_kernel<T>;
-  const size_t smem = 1024 + static_cast<size_t>(pl.nstages) * Tr::stage_bytes(pl.cw) + Tr::red_bytes(pl.cw);
+  auto kernel = stream_gemm_kernel<T, MT>;
+  const size_t smem = 1024 + static_cast<size_t>(pl.nstages) * Tr::stage_bytes(pl.bn()) + Tr::red_bytes(pl.bn());
   static std::atomic<uint64_t> opted{0};
   const int device = current_device();
   const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
@@ -330,9 +341,9 @@ void stream_gemm_cuda(const GemmParams& p, void* stream) {
   const StreamPlan pl = plan(p);
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (p.dtype == DType::BFloat16)
-    launch<__nv_bfloat16>(p, pl, st);
+    pl.MT == 2 ? launch<__nv_bfloat16, 2>(p, pl, st) : launch<__nv_bfloat16, 1>(p, pl, st);
   else
-    launch<__half>(p, pl, st);
+    pl.MT == 2 ? launch<__half, 2>(p, pl, st) : launch<__half, 1>(p, pl, st);
   cuda::check_launch("linear (stream)");
 }
 

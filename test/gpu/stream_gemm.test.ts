@@ -1,7 +1,7 @@
 /**
  * The weight-streaming GEMM of batched decode (csrc/cuda/stream_gemm_cuda.cu: 8 < M <= 64 rows,
- * bf16/f16, sm_90, taken where its one-wave decomposition covers the SMs evenly: Mamba-1's
- * in_proj 2560 -> 10240 and the out_proj 5120 -> 2560 of both 2.7B-class models): against the
+ * bf16/f16, sm_90, taken where its one-wave decomposition covers the SMs evenly: the in_proj of
+ * both 2.7B-class models and their out_proj 5120 -> 2560): against the
  * float64 reference on the stored values (full and partial token counts, with and without bias),
  * a strided x (a column slice of a wider row, read in place through its tensor map), bit-for-bit
  * equal runs of the cluster's K-split sum, and agreement with STATESPACE_STREAM_GEMM=0 (cuBLAS).
@@ -25,6 +25,7 @@ describeGpu('weight-streaming GEMM (batched decode) on CUDA', () => {
     [64, 2560, 5120, 'bfloat16'],
     [13, 2560, 5120, 'float16'],
     [24, 10240, 2560, 'bfloat16'],
+    [40, 10576, 2560, 'bfloat16'], // Mamba-2's in_proj: 16-row warps, 176 rows x 2 splits, the last tile partial
   ] as Array<[number, number, number, DType]>) {
     it(`${dtype} ${M}x${N}x${K}: against the float64 reference, with and without bias`, async () => {
       const r = rng();
