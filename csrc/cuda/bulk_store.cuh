@@ -31,6 +31,10 @@ __device__ __forceinline__ void bulk_copy_to_global(void* dst, const void* src, 
                     "l"(l2_policy)
                     : "memory");
 }
+// Asks for `bytes` (a multiple of 16; 16-byte aligned) of global memory to be brought into L2.
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  SS_BULK_STORE_ASM("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void bulk_commit() { SS_BULK_STORE_ASM("cp.async.bulk.commit_group;" ::: "memory"); }
 // Waits until at most N of this thread's groups still read their shared memory (it may be reused).
 template <int N> __device__ __forceinline__ void bulk_wait_read() { SS_BULK_STORE_ASM("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory"); }

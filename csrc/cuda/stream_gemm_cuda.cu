@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdlib>
 #include "cuda/bulk_copy.cuh"
+#include "cuda/bulk_store.cuh"
 #include "cuda/check.cuh"
 #include "cuda/cluster.cuh"
 #include "cuda/load_any.cuh"
@@ -51,6 +52,16 @@ struct StreamTraits {
   __host__ __device__ static constexpr uint32_t red_bytes(int bn) { return static_cast<uint32_t>(kMaxM) * red_pitch(bn) * 4; }
 };
 
+// The width-4 conv step of linearConvUpdate on output columns [lo, lo + channels) (state null:
+// none): state (M, channels, 3), taps (channels, 4), bias (channels) or null, all in T.
+struct ConvEpilogue {
+  void* state = nullptr;
+  const void* weight = nullptr;
+  const void* bias = nullptr;
+  int64_t lo = 0, channels = 0;
+  bool silu = false;
+};
+
 // 2-D TMA load of the box at (c0 = inner, c1 = outer) of tensor map `map` into shared memory,
 // completing on `bar`.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar, uint64_t policy) {
@@ -73,11 +84,42 @@ __device__ __forceinline__ uint64_t l2_evict_last() {
   return pol;
 }
 
+// The decode step's width-4 causal conv on 8 channels c0..c0+7 of token `tok` (x: their new
+// values, the product as stored; replaced by the conv outputs), as causal_conv1d_update's 16-byte
+// kernel computes it: y = act(bias + Σ_k w[c, k]·window[k]) over the 3 state values and x, the
+// state shifted in place. (16-bit state, taps and bias in T; channels, lo multiples of 8.)
+template <typename T> __device__ __forceinline__ void conv_step(const ConvEpilogue& cv, int tok, int64_t c0, T (&x)[8]) {
+  constexpr int W = 4;
+  uint4* sp = reinterpret_cast<uint4*>(static_cast<T*>(cv.state) + (tok * cv.channels + c0) * (W - 1));
+  uint4 su[W - 1], wv[W];
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) su[k] = sp[k];
+#pragma unroll
+  for (int k = 0; k < W; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(cv.weight) + c0 * W) + k);
+  const uint4 bv = cv.bias ? __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(cv.bias) + c0)) : make_uint4(0, 0, 0, 0);
+  const T* ws = reinterpret_cast<const T*>(wv);
+  const T* bs = reinterpret_cast<const T*>(&bv);
+  T* ss = reinterpret_cast<T*>(su);
+#pragma unroll
+  for (int c = 0; c < 8; ++c) {
+    float acc = cv.bias ? cuda::to_float(bs[c]) : 0.f;
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) acc += cuda::to_float(ws[c * W + k]) * cuda::to_float(ss[c * (W - 1) + k]);
+    acc += cuda::to_float(ws[c * W + W - 1]) * cuda::to_float(x[c]);
+    ss[c * (W - 1)] = ss[c * (W - 1) + 1];
+    ss[c * (W - 1) + 1] = ss[c * (W - 1) + 2];
+    ss[c * (W - 1) + 2] = x[c];
+    x[c] = cuda::from_float<T>(cv.silu ? cuda::silu_f(acc) : acc);
+  }
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) sp[k] = su[k];
+}
+
 // Grid (tiles, S), clusters (1, S); blockDim = (cw + 1) warps: cw consumers, then the producer.
 // Block (t, s): weight rows [t·BN, t·BN + BN), K range [s·kc, s·kc + kc) (kc a multiple of 64).
 template <typename T, int MT>
 __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
-    stream_gemm_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, GemmParams p, int nstages, int kc) {
+    stream_gemm_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, GemmParams p, ConvEpilogue cv, int nstages, int kc) {
   using Tr = StreamTraits;
   extern __shared__ unsigned char smem_raw[];
   __shared__ __align__(8) uint64_t full[Tr::kMaxStages], empty[Tr::kMaxStages];
@@ -127,6 +169,20 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
     } else {
       cuda::pdl_wait();
       cuda::pdl_trigger();
+      // The conv epilogue's reads (state, taps, bias of the columns this block finalises) into L2
+      // while the product streams: one bulk prefetch per token row and one per parameter run.
+      if (cv.state && lane == 1) {
+        const int octs = BN / 8, items = Tr::kMaxM * octs, per = (items + S - 1) / S;
+        const int i0 = rank * per, i1 = min(i0 + per, items);
+        const int64_t c_lo = max(static_cast<int64_t>(n0), cv.lo), c_hi = min(static_cast<int64_t>(n0 + BN), cv.lo + cv.channels);
+        if (i0 < i1 && c_lo < c_hi) {
+          const int64_t c0 = c_lo - cv.lo, nc = c_hi - c_lo;
+          for (int tok = i0 / octs; tok <= (i1 - 1) / octs && tok < p.M; ++tok)
+            cuda::bulk_prefetch_l2(static_cast<const T*>(cv.state) + (tok * cv.channels + c0) * 3, static_cast<uint32_t>(nc * 3 * sizeof(T)));
+          cuda::bulk_prefetch_l2(static_cast<const T*>(cv.weight) + c0 * 4, static_cast<uint32_t>(nc * 4 * sizeof(T)));
+          if (cv.bias) cuda::bulk_prefetch_l2(static_cast<const T*>(cv.bias) + c0, static_cast<uint32_t>(nc * sizeof(T)));
+        }
+      }
     }
   } else {  // consumer warp: weight rows kRows·warp .. + kRows - 1 of the tile, all 64 tokens
     cuda::pdl_wait();
@@ -175,19 +231,29 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   }
   cuda::cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
-  // Block `rank` finalises items [rank·per, rank·per + per) of the tile's 64 tokens x BN / 4 row quads.
-  const int quads = BN / 4, items = Tr::kMaxM * quads, per = (items + S - 1) / S, pitch = Tr::red_pitch(BN);
+  // Block `rank` finalises items [rank·per, rank·per + per) of the tile's 64 tokens x BN / 8 columns
+  // of 8 (16 bytes of output).
+  const int octs = BN / 8, items = Tr::kMaxM * octs, per = (items + S - 1) / S, pitch = Tr::red_pitch(BN);
   const int M = static_cast<int>(p.M);
   T* out = static_cast<T*>(p.out);
+  const bool vec_out = p.N % 8 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
   for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, items); item += blockDim.x) {
-    const int tok = item / quads, row = (item % quads) * 4;
-    if (tok >= M) continue;
-    const float4 v = cuda::cluster_sum_f4(cuda::shared_addr(red + tok * pitch + row), S);
-    const float vals[4] = {v.x, v.y, v.z, v.w};
+    const int tok = item / octs, row = (item % octs) * 8;
+    const int64_t n = static_cast<int64_t>(n0) + row;
+    if (tok >= M || n >= p.N) continue;
+    const uint32_t at = cuda::shared_addr(red + tok * pitch + row);
+    const float4 v0 = cuda::cluster_sum_f4(at, S), v1 = cuda::cluster_sum_f4(at + 16, S);
+    const float vals[8] = {v0.x, v0.y, v0.z, v0.w, v1.x, v1.y, v1.z, v1.w};
+    T o[8];
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t n = static_cast<int64_t>(n0) + row + e;
-      if (n < p.N) out[tok * p.N + n] = cuda::from_float<T>(vals[e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
+    for (int e = 0; e < 8; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
+    if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) conv_step<T>(cv, tok, n - cv.lo, o);
+    if (vec_out) {
+      *reinterpret_cast<uint4*>(out + tok * p.N + n) = *reinterpret_cast<const uint4*>(o);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (n + e < p.N) out[tok * p.N + n + e] = o[e];
     }
   }
   cuda::cluster_sync();  // no block leaves while another still reads its partial tile
@@ -282,7 +348,7 @@ bool enabled() {
   return !(v && v[0] == '0');
 }
 
-template <typename T, int MT> void launch(const GemmParams& p, const StreamPlan& pl, cudaStream_t st) {
+template <typename T, int MT> void launch(const GemmParams& p, const ConvEpilogue& cv, const StreamPlan& pl, cudaStream_t st) {
   using Tr = StreamTraits;
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   CUtensorMap tw, tx;
@@ -316,11 +382,11 @@ template <typename T, int MT> void launch(const GemmParams& p, const StreamPlan&
   }
   cfg.attrs = attr;
   cfg.numAttrs = n;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, pl.nstages, static_cast<int>(p.K / pl.S));
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, cv, pl.nstages, static_cast<int>(p.K / pl.S));
   if (e != cudaSuccess && n > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, pl.nstages, static_cast<int>(p.K / pl.S));
+    e = cudaLaunchKernelEx(&cfg, kernel, tw, tx, p, cv, pl.nstages, static_cast<int>(p.K / pl.S));
   }
   cuda::check(e, "linear (stream)");
 }
@@ -337,14 +403,37 @@ bool stream_gemm_fits(const GemmParams& p) {
   return plan(p).cw > 0;
 }
 
-void stream_gemm_cuda(const GemmParams& p, void* stream) {
+namespace {
+void run(const GemmParams& p, const ConvEpilogue& cv, void* stream) {
   const StreamPlan pl = plan(p);
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (p.dtype == DType::BFloat16)
-    pl.MT == 2 ? launch<__nv_bfloat16, 2>(p, pl, st) : launch<__nv_bfloat16, 1>(p, pl, st);
+    pl.MT == 2 ? launch<__nv_bfloat16, 2>(p, cv, pl, st) : launch<__nv_bfloat16, 1>(p, cv, pl, st);
   else
-    pl.MT == 2 ? launch<__half, 2>(p, pl, st) : launch<__half, 1>(p, pl, st);
+    pl.MT == 2 ? launch<__half, 2>(p, cv, pl, st) : launch<__half, 1>(p, cv, pl, st);
   cuda::check_launch("linear (stream)");
+}
+}  // namespace
+
+void stream_gemm_cuda(const GemmParams& p, void* stream) { run(p, ConvEpilogue{}, stream); }
+
+bool stream_gemm_conv_cuda(const GemmParams& p, const GemvConv& c, void* stream) {
+  const char* v = std::getenv("STATESPACE_STREAM_CONV");
+  if (v && v[0] == '0') return false;
+  auto a16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  const bool ok = c.width == 4 && c.state_dtype == p.dtype && c.weight_dtype == p.dtype && (!c.bias || c.bias_dtype == p.dtype) && c.lo % 8 == 0 &&
+                  c.channels % 8 == 0 && c.channels > 0 && c.lo + c.channels <= p.N && a16(c.state) && a16(c.weight) && (!c.bias || a16(c.bias)) &&
+                  p.M * c.channels * 3 < (int64_t{1} << 31) && stream_gemm_fits(p);
+  if (!ok) return false;
+  ConvEpilogue cv;
+  cv.state = c.state;
+  cv.weight = c.weight;
+  cv.bias = c.bias;
+  cv.lo = c.lo;
+  cv.channels = c.channels;
+  cv.silu = c.silu;
+  run(p, cv, stream);
+  return true;
 }
 
 }  // namespace ss

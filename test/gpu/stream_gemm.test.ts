@@ -4,10 +4,11 @@
  * both 2.7B-class models and their out_proj 5120 -> 2560): against the
  * float64 reference on the stored values (full and partial token counts, with and without bias),
  * a strided x (a column slice of a wider row, read in place through its tensor map), bit-for-bit
- * equal runs of the cluster's K-split sum, and agreement with STATESPACE_STREAM_GEMM=0 (cuBLAS).
+ * equal runs of the cluster's K-split sum, agreement with STATESPACE_STREAM_GEMM=0 (cuBLAS), and
+ * linearConvUpdate with the width-4 conv step in its epilogue against linear + causalConv1dUpdate.
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, debugPoison, linear } from '../../lib/index';
+import { DType, causalConv1dUpdate, debugPoison, linear, linearConvUpdate, randn } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, relErr, rng } from '../helpers';
 import { randnInput } from '../model_inputs';
 import { linearRef } from '../reference/dense';
@@ -58,4 +59,29 @@ describeGpu('weight-streaming GEMM (batched decode) on CUDA', () => {
     const yc = await linear({ x, weight: w.t }).data();
     expect(relErr(y1, yc)).toBeLessThan(1e-2);
   });
+
+  // in_proj shapes of both models with their conv columns: Mamba-1 [0, 5120) of 10240, Mamba-2
+  // [5120, 10496) of 10576 (the z columns first), 64 and 20 tokens.
+  for (const [M, N, K, lo, C, withBias] of [
+    [64, 10240, 2560, 0, 5120, true],
+    [20, 10576, 2560, 5120, 5376, false],
+  ] as Array<[number, number, number, number, number, boolean]>) {
+    it(`bf16 linearConvUpdate ${M}x${N}x${K}, conv columns [${lo}, ${lo + C}): the conv step in the epilogue equals linear then causalConv1dUpdate`, async () => {
+      const dtype: DType = 'bfloat16', device = 'cuda';
+      const x = randn([M, K], { dtype, device });
+      const w = randn([N, K], { dtype, device, std: 1 / Math.sqrt(K) });
+      const cw = randn([C, 4], { dtype, device, std: 0.5 });
+      const cb = withBias ? randn([C], { dtype, device }) : undefined;
+      const state0 = randn([M, C, 3], { dtype, device });
+      const s1 = state0.clone(), s2 = state0.clone();
+      const fused = await linearConvUpdate({ x, weight: w, convState: s1, convWeight: cw, convBias: cb, convStart: lo, activation: 'silu' }).data();
+      const plain = linear({ x, weight: w });
+      const conv = await causalConv1dUpdate({ x: plain.slice(1, lo, lo + C), convState: s2, weight: cw, bias: cb, activation: 'silu' }).data();
+      const want = Float64Array.from(await plain.data());
+      for (let m = 0; m < M; m++) for (let j = 0; j < C; j++) want[m * N + lo + j] = conv[m * C + j];
+      expectNoNaN(fused, 'linearConvUpdate');
+      expect(relErr(fused, want)).toBeLessThan(1e-3);
+      expect(relErr(await s1.data(), await s2.data())).toBeLessThan(1e-3);
+    });
+  }
 });
