@@ -728,25 +728,28 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   }
 }
 
-// The Mamba-2 form through the copy engine: a unit is one (batch entry, head), whose state is
-// one contiguous run (headdim x dstate: 16 KB in bf16 at the 2.7B shape) beside its x, z (headdim
-// each), B and C (dstate each). A persistent block walks its units through a ring of kStages
-// shared-memory stages: thread 0 loads each unit with bulk copies (one per run, completing on the
-// stage's mbarrier) kStages - 1 units ahead, the block updates the stage in place, and thread 0
-// writes the state back with one bulk store and refills the stage before last (the store of the
-// unit before has had a whole unit's time to read it out). Every state byte is in flight without
-// a register holding it and the threads only compute: the register-streamed kernel above keeps
-// ~48 KB per SM in flight at 3 blocks per SM, 2.675 TB/s at batch 64 with a bf16 state.
+// The Mamba-2 form through the copy engine: a unit is R rows of one (batch entry, head) (the
+// whole head, headdim 64, for a bf16 state at dstate 128; half of it for f32: <= 16 KB of state),
+// whose states are one contiguous run beside its x, z (R each), B and C (dstate each). A
+// persistent block walks its units through a ring of up to 4 shared-memory stages: thread 0 loads
+// each unit with bulk copies (one per run, completing on the stage's mbarrier) 3 units ahead, the
+// block updates the stage in place, and thread 0 writes the states back with one bulk store and
+// refills the stage before last (whose store has had a whole unit's time to read it out). The
+// unit's scalars (dt, dt bias, A, D, the slot) are read one unit ahead into registers: read at the
+// top of their own unit they were a dependent L2 round trip per unit (first version: 2.54 TB/s
+// at batch 64, bf16 state, against the register-streamed kernel's 2.68). Every state byte is in
+// flight without a register holding it.
 // Lanes: a row's dstate split over lpr = dstate / V lanes (V states = 16 bytes each), rows of a
-// pass = 256 / lpr, headdim / rows-of-a-pass passes per unit.
+// pass = 256 / lpr, R / rows-of-a-pass passes per unit.
 struct BulkTraits {
   static constexpr int kThreads = 256, kMaxStages = 4;
-  static constexpr uint32_t kRingBytes = 72 * 1024;  // stages per block: as many as fit (2..4), 3 blocks per SM
-  static constexpr size_t kMaxSmem = 128 * 1024;       // two stages of the largest unit taken
+  static constexpr uint32_t kRingBytes = 72 * 1024;     // stages per block: as many as fit (2..4), 3 blocks per SM
+  static constexpr int64_t kMaxUnitState = 16 * 1024;  // state bytes of a unit (rows halved until it fits)
+  static constexpr size_t kMaxSmem = 128 * 1024;
 };
 struct BulkLayout {
-  uint32_t x_off, z_off, b_off, c_off, stage_bytes;  // byte offsets inside a stage (the state first)
-  int stages, lpr_log2;
+  uint32_t x_off, z_off, b_off, c_off, stage_bytes;  // byte offsets inside a stage (the states first)
+  int stages, lpr_log2, rows;                        // rows: R, the rows of a unit
 };
 
 template <typename S, typename I>
@@ -755,8 +758,8 @@ __global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_ker
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ __align__(8) uint64_t full[BulkTraits::kMaxStages];
   const int tid = threadIdx.x, lpr = 1 << L.lpr_log2, sub = tid & (lpr - 1);
-  const int64_t H = p.heads, P = p.headdim, N = p.dstate, units = p.batch * H;
-  const uint32_t state_bytes = static_cast<uint32_t>(P * N * sizeof(S));
+  const int64_t H = p.heads, P = p.headdim, N = p.dstate, R = L.rows, chunks = P / R, units = p.batch * H * chunks;
+  const uint32_t state_bytes = static_cast<uint32_t>(R * N * sizeof(S));
   const int NS = L.stages;
   const uint64_t evict_first = cuda::l2_evict_first(), evict_normal = cuda::l2_evict_normal();
   if (tid == 0) {
@@ -767,41 +770,65 @@ __global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_ker
   cuda::pdl_wait();
   cuda::pdl_trigger();
   S* state = static_cast<S*>(p.state);
-  auto slot_of = [&](int64_t b) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : b; };
+  // Unit u: head row (b·H + h) = u / chunks, rows [c·R, c·R + R) of it.
+  struct Unit {
+    int64_t b, h, r0, slot;
+  };
+  auto unit = [&](int64_t u) {
+    Unit x;
+    const int64_t bh = u / chunks;
+    x.b = bh / H;
+    x.h = bh - x.b * H;
+    x.r0 = (u - bh * chunks) * R;
+    x.slot = p.state_idx ? static_cast<int64_t>(p.state_idx[x.b]) : x.b;
+    return x;
+  };
+  auto has_state = [&](const Unit& x) { return x.slot >= 0 && x.slot < p.slots; };
   // Thread 0: unit u's runs into stage s (no state run for a row without a state slot).
   auto issue = [&](int64_t u, int s) {
-    const int64_t b = u / H, h = u - b * H, g = h / (H / p.groups), slot = slot_of(b);
-    const bool has_state = slot >= 0 && slot < p.slots;
+    const Unit x = unit(u);
+    const int64_t g = x.h / (H / p.groups);
     unsigned char* st = smem + static_cast<size_t>(s) * L.stage_bytes;
-    const uint32_t in_bytes = static_cast<uint32_t>((p.z ? 2 : 1) * P * sizeof(I) + 2 * N * sizeof(I));
-    cuda::mbar_arrive_expect_tx(&full[s], in_bytes + (has_state ? state_bytes : 0));
-    if (has_state) cuda::bulk_copy_to_shared(st, state + (slot * H + h) * P * N, state_bytes, &full[s], evict_first);
-    const I* x = static_cast<const I*>(p.x) + b * p.x_stride + h * P;
-    cuda::bulk_copy_to_shared(st + L.x_off, x, static_cast<uint32_t>(P * sizeof(I)), &full[s], evict_first);
-    if (p.z) cuda::bulk_copy_to_shared(st + L.z_off, static_cast<const I*>(p.z) + b * p.z_stride + h * P, static_cast<uint32_t>(P * sizeof(I)), &full[s], evict_first);
-    const int64_t bc = b * p.bc_stride + g * N;
-    cuda::bulk_copy_to_shared(st + L.b_off, static_cast<const I*>(p.B) + bc, static_cast<uint32_t>(N * sizeof(I)), &full[s], evict_normal);
-    cuda::bulk_copy_to_shared(st + L.c_off, static_cast<const I*>(p.C) + bc, static_cast<uint32_t>(N * sizeof(I)), &full[s], evict_normal);
+    const uint32_t row_bytes = static_cast<uint32_t>(R * sizeof(I)), bc_bytes = static_cast<uint32_t>(N * sizeof(I));
+    cuda::mbar_arrive_expect_tx(&full[s], (p.z ? 2 : 1) * row_bytes + 2 * bc_bytes + (has_state(x) ? state_bytes : 0));
+    if (has_state(x)) cuda::bulk_copy_to_shared(st, state + ((x.slot * H + x.h) * P + x.r0) * N, state_bytes, &full[s], evict_first);
+    cuda::bulk_copy_to_shared(st + L.x_off, static_cast<const I*>(p.x) + x.b * p.x_stride + x.h * P + x.r0, row_bytes, &full[s], evict_first);
+    if (p.z) cuda::bulk_copy_to_shared(st + L.z_off, static_cast<const I*>(p.z) + x.b * p.z_stride + x.h * P + x.r0, row_bytes, &full[s], evict_first);
+    const int64_t bc = x.b * p.bc_stride + g * N;
+    cuda::bulk_copy_to_shared(st + L.b_off, static_cast<const I*>(p.B) + bc, bc_bytes, &full[s], evict_normal);
+    cuda::bulk_copy_to_shared(st + L.c_off, static_cast<const I*>(p.C) + bc, bc_bytes, &full[s], evict_normal);
   };
   const int64_t first = blockIdx.x, step = gridDim.x;
   if (tid == 0)
     for (int i = 0; i < NS - 1 && first + i * step < units; ++i) issue(first + i * step, i);
-  const float* A = static_cast<const float*>(p.A);
+  // The per-head scalars of unit u, as loads in flight (used one unit later).
+  struct Scalars {
+    float dt, bias, A, D;
+  };
+  auto scalars = [&](int64_t u) {
+    Scalars v{0.f, 0.f, 0.f, 0.f};
+    if (u < units) {
+      const Unit x = unit(u);
+      v.dt = to_float(static_cast<const I*>(p.dt)[x.b * p.dt_stride + x.h]);
+      v.bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[x.h] : 0.f;
+      v.A = static_cast<const float*>(p.A)[x.h];
+      v.D = p.D && !p.d_per_row ? static_cast<const float*>(p.D)[x.h] : 0.f;
+    }
+    return v;
+  };
   const float nan = __int_as_float(0x7fc00000);
   const int rows_per_pass = T >> L.lpr_log2;
   int s = 0;
   uint32_t parity = 0;
+  Scalars cur = scalars(first);
   for (int64_t u = first; u < units; u += step) {
-    // The unit's scalars (L2 reads, in flight while the stage lands).
-    const int64_t b = u / H, h = u - b * H, slot = slot_of(b);
-    const bool has_state = slot >= 0 && slot < p.slots;
-    float dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    if (p.dt_bias) dt += static_cast<const float*>(p.dt_bias)[h];
-    const float Ah = A[h];
-    const float Dh = p.D && !p.d_per_row ? static_cast<const float*>(p.D)[h] : 0.f;
+    const Scalars nxt = scalars(u + step);
+    const Unit x = unit(u);
+    const bool live = has_state(x);
+    float dt = cur.dt + cur.bias;
     if (p.dt_softplus) dt = cuda::softplus_f(dt);
     if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-    const float dA = __expf(dt * Ah);
+    const float dA = __expf(dt * cur.A);
     unsigned char* st = smem + static_cast<size_t>(s) * L.stage_bytes;
     const I* xs = reinterpret_cast<const I*>(st + L.x_off);
     const I* zs = reinterpret_cast<const I*>(st + L.z_off);
@@ -817,12 +844,12 @@ __global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_ker
         cf[j] = to_float(Cs[j]);
       }
     }
-    I* y = static_cast<I*>(p.y) + u * P;
-    for (int row = tid >> L.lpr_log2; row < P; row += rows_per_pass) {
+    I* y = static_cast<I*>(p.y) + (x.b * H + x.h) * P + x.r0;
+    for (int row = tid >> L.lpr_log2; row < R; row += rows_per_pass) {
       Pack<S, V>* sp = reinterpret_cast<Pack<S, V>*>(st) + row * lpr + sub;
       const float xv = to_float(xs[row]);
       float acc = 0.f;
-      if (has_state) {
+      if (live) {
         Pack<S, V> sv = *sp;
         const float dtx = dt * xv;
         constexpr bool kPairs = std::is_same_v<S, __nv_bfloat16>;
@@ -847,15 +874,15 @@ __global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_ker
       for (int o = lpr / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
       if (sub == 0) {
         float yv = acc;
-        if (p.D) yv += (p.d_per_row ? static_cast<const float*>(p.D)[h * P + row] : Dh) * xv;
+        if (p.D) yv += (p.d_per_row ? static_cast<const float*>(p.D)[x.h * P + x.r0 + row] : cur.D) * xv;
         if (p.z) yv *= cuda::silu_f(to_float(zs[row]));
-        y[row] = cuda::from_float<I>(has_state ? yv : (slot < 0 ? 0.f : nan));
+        y[row] = cuda::from_float<I>(live ? yv : (x.slot < 0 ? 0.f : nan));
       }
     }
     cuda::fence_proxy_async_shared();
     __syncthreads();  // the stage is updated (and no thread reads the one to be refilled)
     if (tid == 0) {
-      if (has_state) cuda::bulk_copy_to_global(state + (slot * H + h) * P * N, st, state_bytes, evict_first);
+      if (live) cuda::bulk_copy_to_global(state + ((x.slot * H + x.h) * P + x.r0) * N, st, state_bytes, evict_first);
       cuda::bulk_commit();
       const int64_t next = u + (NS - 1) * step;
       if (next < units) {
@@ -867,6 +894,7 @@ __global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_ker
       s = 0;
       parity ^= 1;
     }
+    cur = nxt;
   }
   if (tid == 0) cuda::bulk_wait<0>();
 }
@@ -913,11 +941,13 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
-// A/B switch for one device run: STATESPACE_M1TILE=0 takes the ring kernel.
-bool m1_tile_enabled() {
-  const char* v = std::getenv("STATESPACE_M1TILE");
-  return !(v && v[0] == '0');
-}
+// The batched Mamba-1 kernel for p (batch > kGemvMaxM): the warp tiles for a bf16 state and for
+// batches past 64, the ring for an f32 state at batch <= 64. Measured on an H100 (bench/NOTES.md,
+// b64g5 run 1): tiles 11.9 µs against the ring's 14.1 at batch 64 with a bf16 state and dt_proj,
+// 67.4 / 71.4 / 43.5 against 70.1 / 75.3 / 47.6 at batch 256; the ring 17.9 / 19.3 µs against
+// 19.1 / 20.5 at batch 64 with an f32 state (there the tiles' one wave reads ~160 KB per SM before
+// any write, the ring overlaps them).
+bool m1_tile_takes(const StateUpdateParams& p) { return p.state_dtype == DType::BFloat16 || p.batch > 64; }
 
 // A/B switch for one device run: STATESPACE_SU_BULK=0 keeps the Mamba-2 form on the kernel above.
 bool bulk_enabled() {
@@ -946,10 +976,16 @@ template <typename S, typename I> bool launch_bulk(const StateUpdateParams& p, c
   constexpr int64_t V = 16 / sizeof(S), VI = 16 / sizeof(I);
   if (!bulk_enabled() || p.a_per_state || p.batch < 1 || p.dstate % V != 0 || device_major() < 9) return false;
   const int64_t lpr = p.dstate / V;
-  if (lpr > 32 || (lpr & (lpr - 1)) != 0 || p.headdim % (Tr::kThreads / lpr) != 0) return false;
-  if (p.headdim % VI != 0 || p.dstate % VI != 0 || p.x_stride % VI != 0 || (p.z && p.z_stride % VI != 0) || p.bc_stride % VI != 0) return false;
+  if (lpr > 32 || (lpr & (lpr - 1)) != 0) return false;
+  const int64_t rows_per_pass = Tr::kThreads / lpr;
+  // Rows of a unit: the head's, halved while its states pass 16 KB.
+  int64_t R = p.headdim;
+  while (R * p.dstate * static_cast<int64_t>(sizeof(S)) > Tr::kMaxUnitState && R % 2 == 0 && (R / 2) % rows_per_pass == 0 && (R / 2) % VI == 0) R /= 2;
+  if (R % rows_per_pass != 0 || R % VI != 0 || p.dstate % VI != 0 || p.x_stride % VI != 0 || (p.z && p.z_stride % VI != 0) || p.bc_stride % VI != 0 ||
+      p.headdim % VI != 0)
+    return false;
   if (!aligned(p.state, 16) || !aligned(p.x, 16) || (p.z && !aligned(p.z, 16)) || !aligned(p.B, 16) || !aligned(p.C, 16)) return false;
-  const int64_t state_bytes = p.headdim * p.dstate * static_cast<int64_t>(sizeof(S)), row_bytes = p.headdim * static_cast<int64_t>(sizeof(I)),
+  const int64_t state_bytes = R * p.dstate * static_cast<int64_t>(sizeof(S)), row_bytes = R * static_cast<int64_t>(sizeof(I)),
                 bc_bytes = p.dstate * static_cast<int64_t>(sizeof(I));
   const int64_t stage = state_bytes + 2 * row_bytes + 2 * bc_bytes;
   if (2 * stage > static_cast<int64_t>(Tr::kMaxSmem)) return false;
@@ -960,6 +996,7 @@ template <typename S, typename I> bool launch_bulk(const StateUpdateParams& p, c
   L.c_off = static_cast<uint32_t>(state_bytes + 2 * row_bytes + bc_bytes);
   L.stage_bytes = static_cast<uint32_t>(stage);
   L.stages = static_cast<int>(std::clamp<int64_t>(Tr::kRingBytes / stage, 2, Tr::kMaxStages));
+  L.rows = static_cast<int>(R);
   int lg = 0;
   while ((int64_t{1} << lg) < lpr) ++lg;
   L.lpr_log2 = lg;
@@ -968,7 +1005,7 @@ template <typename S, typename I> bool launch_bulk(const StateUpdateParams& p, c
   if (smem > 48 * 1024) allow_smem<state_update_bulk_kernel<S, I>, BulkTraits::kMaxSmem>();
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
-  const int64_t units = p.batch * p.heads;
+  const int64_t units = p.batch * p.heads * (p.headdim / R);
   const int64_t grid = std::min<int64_t>(units, static_cast<int64_t>(std::max(occ, 1)) * cuda::sm_count());
   cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(grid)), dim3(Tr::kThreads), smem, st, p, L);
   return true;
@@ -1027,7 +1064,7 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // ~3 products of 16 entries in turn and the linear layer first was faster: 77 vs 87 µs.)
     const bool batched = p.batch > kGemvMaxM;
     const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
-    const bool ring_ok = m1_tile_enabled() || (p.batch <= 64 && ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax);
+    const bool ring_ok = m1_tile_takes(p) || ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax;
     const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring_ok : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
@@ -1040,7 +1077,7 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
-        const bool tile = m1_tile_enabled();
+        const bool tile = m1_tile_takes(p);
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj)
             tile ? launch_m1_tile<S, I, true>(p, st) : launch_m1_batch<S, I, true>(p, st);
