@@ -41,13 +41,14 @@ using namespace cuda::mma;
 // MT = 2 reads x from shared memory half as often per weight byte; MT = 1 gives 16-row steps of
 // BN where no 32-row step covers the SMs (Mamba-2's in_proj: 176 rows x 2 splits, 91%).
 struct StreamTraits {
-  static constexpr int kMaxM = 64, BK = 64;  // tokens (8 n-tiles); K per stage (128-byte rows)
+  static constexpr int kMaxM = 64, BK = 64;  // tokens (8 n-tiles); K of a TMA box (128-byte rows)
   static constexpr int kMaxWarps = 12, kMaxStages = 8, kMaxSplit = 8;
   static constexpr int kMaxRows = 256;  // a TMA box's rows
   static constexpr uint32_t kXBytes = kMaxM * BK * 2;
   static constexpr size_t kSmemMax = 227 * 1024 - 1024;  // the opt-in, less room for the static barriers
+  // A stage holds KS boxes of w ([bn][64] each) and then KS boxes of x: K = 64·KS per stage.
   __host__ __device__ static constexpr uint32_t w_bytes(int bn) { return static_cast<uint32_t>(bn) * BK * 2; }
-  __host__ __device__ static constexpr uint32_t stage_bytes(int bn) { return w_bytes(bn) + kXBytes; }
+  __host__ __device__ static constexpr uint32_t stage_bytes(int bn, int ks) { return (w_bytes(bn) + kXBytes) * ks; }
   __host__ __device__ static constexpr int red_pitch(int bn) { return bn + 4; }  // f32 [token][row]: conflict-free writes
   __host__ __device__ static constexpr uint32_t red_bytes(int bn) { return static_cast<uint32_t>(kMaxM) * red_pitch(bn) * 4; }
 };
@@ -117,7 +118,7 @@ template <typename T> __device__ __forceinline__ void conv_step(const ConvEpilog
 
 // Grid (tiles, S), clusters (1, S); blockDim = (cw + 1) warps: cw consumers, then the producer.
 // Block (t, s): weight rows [t·BN, t·BN + BN), K range [s·kc, s·kc + kc) (kc a multiple of 64).
-template <typename T, int MT>
+template <typename T, int MT, int KS>
 __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
     stream_gemm_kernel(const __grid_constant__ CUtensorMap tw, const __grid_constant__ CUtensorMap tx, GemmParams p, ConvEpilogue cv, int nstages, int kc) {
   using Tr = StreamTraits;
@@ -129,8 +130,9 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   const int cw = blockDim.x / 32 - 1, BN = cw * kRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int S = gridDim.y, rank = blockIdx.y;
-  const int n0 = blockIdx.x * BN, k0 = rank * kc, nk = kc / Tr::BK;
-  const uint32_t wbytes = Tr::w_bytes(BN), sbytes = Tr::stage_bytes(BN);
+  constexpr int SK = KS * Tr::BK;  // K per stage
+  const int n0 = blockIdx.x * BN, k0 = rank * kc, nk = kc / SK;
+  const uint32_t wbytes = Tr::w_bytes(BN), sbytes = Tr::stage_bytes(BN, KS), xoff = KS * wbytes;
   float* red = reinterpret_cast<float*>(base + static_cast<size_t>(nstages) * sbytes);  // [64][BN + 4]
   if (threadIdx.x == 0) {
     for (int s = 0; s < nstages; ++s) {
@@ -153,18 +155,21 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
       const int pre = min(nstages, nk);
       for (int i = 0; i < pre; ++i) {  // weights: parameters, requested before the wait
         cuda::mbar_arrive_expect_tx(&full[i], sbytes);
-        tma_load_2d(base + static_cast<size_t>(i) * sbytes, &tw, k0 + i * Tr::BK, n0, &full[i], pol_w);
+        for (int j = 0; j < KS; ++j)
+          tma_load_2d(base + static_cast<size_t>(i) * sbytes + j * wbytes, &tw, k0 + i * SK + j * Tr::BK, n0, &full[i], pol_w);
       }
       cuda::pdl_wait();
       cuda::pdl_trigger();
-      for (int i = 0; i < pre; ++i) tma_load_2d(base + static_cast<size_t>(i) * sbytes + wbytes, &tx, k0 + i * Tr::BK, 0, &full[i], pol_x);
+      for (int i = 0; i < pre; ++i)
+        for (int j = 0; j < KS; ++j)
+          tma_load_2d(base + static_cast<size_t>(i) * sbytes + xoff + j * Tr::kXBytes, &tx, k0 + i * SK + j * Tr::BK, 0, &full[i], pol_x);
       for (int i = pre; i < nk; ++i) {
         const int s = i % nstages;
         cuda::mbar_wait(&empty[s], static_cast<uint32_t>((i / nstages - 1) & 1));  // the consumers released its last use
         cuda::mbar_arrive_expect_tx(&full[s], sbytes);
         unsigned char* st = base + static_cast<size_t>(s) * sbytes;
-        tma_load_2d(st, &tw, k0 + i * Tr::BK, n0, &full[s], pol_w);
-        tma_load_2d(st + wbytes, &tx, k0 + i * Tr::BK, 0, &full[s], pol_x);
+        for (int j = 0; j < KS; ++j) tma_load_2d(st + j * wbytes, &tw, k0 + i * SK + j * Tr::BK, n0, &full[s], pol_w);
+        for (int j = 0; j < KS; ++j) tma_load_2d(st + xoff + j * Tr::kXBytes, &tx, k0 + i * SK + j * Tr::BK, 0, &full[s], pol_x);
       }
     } else {
       cuda::pdl_wait();
@@ -197,10 +202,12 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
     for (int i = 0; i < nk; ++i) {
       const int s = i % nstages;
       cuda::mbar_wait(&full[s], static_cast<uint32_t>((i / nstages) & 1));
-      const uint32_t wa = base_s + static_cast<uint32_t>(s) * sbytes, xa = wa + wbytes;
+      const uint32_t st_s = base_s + static_cast<uint32_t>(s) * sbytes;
 #pragma unroll
-      for (int kk = 0; kk < Tr::BK / 16; ++kk) {
-        const uint32_t ca = ((2 * kk + a_hi) ^ l7) << 4, cb = ((2 * kk + b_hi) ^ l7) << 4;
+      for (int kk = 0; kk < SK / 16; ++kk) {
+        // box kk / 4 of the stage, its 16-wide step kk % 4
+        const uint32_t wa = st_s + (kk / 4) * wbytes, xa = st_s + xoff + (kk / 4) * Tr::kXBytes;
+        const uint32_t ca = ((2 * (kk % 4) + a_hi) ^ l7) << 4, cb = ((2 * (kk % 4) + b_hi) ^ l7) << 4;
         uint32_t a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) ldsm_x4(a[mt], wa + a_row + mt * 16 * 128 + ca);
@@ -259,12 +266,13 @@ __global__ void __launch_bounds__((StreamTraits::kMaxWarps + 1) * 32, 1)
   cuda::cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
-// The decomposition: m-tiles per consumer warp, consumer warps per block (BN = 16·MT·cw rows) and
-// the K split S.
+// The decomposition: m-tiles per consumer warp, consumer warps per block (BN = 16·MT·cw rows),
+// the K split S, 64-wide boxes per stage KS.
 struct StreamPlan {
-  int MT = 0, cw = 0, S = 0, nstages = 0;
+  int MT = 0, cw = 0, S = 0, KS = 0, nstages = 0;
   int64_t tiles = 0;
   int bn() const { return 16 * MT * cw; }
+  size_t smem() const { return 1024 + static_cast<size_t>(nstages) * StreamTraits::stage_bytes(bn(), KS) + StreamTraits::red_bytes(bn()); }
 };
 
 int current_device() {
@@ -284,37 +292,93 @@ int device_major(int device) {
   return v;
 }
 
-// One wave of tiles·S <= SMs blocks whose busiest SM reads at most 1/0.9 of an even share of w
-// (in_proj 64x10240x2560: 160 rows x 2 splits, 97%; out_proj 64x2560x5120: 160 x 8, 97%; Mamba-2's
-// in_proj, N = 10576 = 661·16: 176 x 2, 91%); none (cuBLAS) when no split comes that close. The
-// 32-row warps first at equal coverage.
+// A/B switch for one device run: STATESPACE_STREAM_BK=64 stages one 64-wide box of K per operand,
+// otherwise two (128 k: 256 contiguous bytes of each weight row per stage).
+int stage_boxes() {
+  const char* v = std::getenv("STATESPACE_STREAM_BK");
+  return v && v[0] == '6' ? 1 : 2;
+}
+
+template <typename T, int MT, int KS> void allow_smem() {
+  static std::atomic<uint64_t> opted{0};
+  const int device = current_device();
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (bit && (opted.load(std::memory_order_relaxed) & bit)) return;
+  cuda::check(cudaFuncSetAttribute(stream_gemm_kernel<T, MT, KS>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(StreamTraits::kSmemMax)),
+              "linear (stream): shared memory");
+  opted.fetch_or(bit, std::memory_order_relaxed);
+}
+
+// How many clusters of S blocks of this shape the GPU holds at once (a cluster's blocks share a
+// GPC: clusters of 8 blocks of ~210 KB do not all fit, and the ones left over ran as a second
+// wave: out_proj 22.7 µs against cuBLAS's 10.2 in run 1). Cached per configuration (the
+// shared memory is a function of it).
+template <int MT, int KS> int max_clusters(int cw, int S, size_t smem) {
+  static std::atomic<int> cache[StreamTraits::kMaxWarps + 1][4];
+  int lg = 0;
+  while ((1 << lg) < S) ++lg;
+  int v = cache[cw][lg].load(std::memory_order_relaxed);
+  if (v) return v - 1;
+  allow_smem<__nv_bfloat16, MT, KS>();
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(1, static_cast<unsigned>(S));
+  cfg.blockDim = dim3(static_cast<unsigned>((cw + 1) * 32));
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  int n = 0;
+  if (cudaOccupancyMaxActiveClusters(&n, stream_gemm_kernel<__nv_bfloat16, MT, KS>, &cfg) != cudaSuccess) {
+    cudaGetLastError();
+    n = 0;
+  }
+  cache[cw][lg].store(n + 1, std::memory_order_relaxed);
+  return n;
+}
+
+// One wave of tiles·S <= SMs blocks (and clusters that fit at once) whose busiest SM reads at most
+// 1/0.9 of an even share of w (in_proj 64x10240x2560: 160 rows x 2 splits, 97%; out_proj
+// 64x2560x5120: 80 x 4, 97%; Mamba-2's in_proj, N = 10576 = 661·16: 176 x 2, 91%); none (cuBLAS)
+// when no split comes that close. The 32-row warps first at equal coverage.
 StreamPlan plan(const GemmParams& p) {
   using Tr = StreamTraits;
   StreamPlan best;
-  const int sms = cuda::sm_count();
+  const int sms = cuda::sm_count(), KS = stage_boxes(), SK = KS * Tr::BK;
   double best_eff = 0.9;
   for (int MT = 2; MT >= 1; --MT)
     for (int cw = Tr::kMaxWarps; cw >= 3; --cw) {
       const int64_t BN = 16 * MT * cw, tiles = (p.N + BN - 1) / BN;
       if (BN > Tr::kMaxRows) continue;
       for (int S = 1; S <= Tr::kMaxSplit; S *= 2) {
-        if (tiles * S > sms || p.K % (S * Tr::BK) != 0 || p.K / S < 4 * Tr::BK) continue;
+        if (tiles * S > sms || p.K % (S * SK) != 0 || p.K / S < 2 * SK) continue;
         const double eff = static_cast<double>(p.N) * S / (static_cast<double>(sms) * BN);
-        if (eff > best_eff + 1e-9) {
-          best_eff = eff;
-          best.MT = MT;
-          best.cw = cw;
-          best.S = S;
-          best.tiles = tiles;
+        if (eff <= best_eff + 1e-9) continue;
+        StreamPlan c;
+        c.MT = MT;
+        c.cw = cw;
+        c.S = S;
+        c.KS = KS;
+        c.tiles = tiles;
+        const size_t avail = Tr::kSmemMax - 1024 - Tr::red_bytes(c.bn());  // (1024: the stages' alignment)
+        c.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(c.bn(), KS)));
+        c.nstages = std::min<int>(c.nstages, static_cast<int>(p.K / S / SK));
+        if (c.nstages < 2) continue;
+        if (S > 1) {  // (asked with the deepest ring of this tile, the most shared memory it takes)
+          StreamPlan deep = c;
+          deep.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(c.bn(), KS)));
+          const size_t sm = deep.smem();
+          const int fit = MT == 2 ? (KS == 2 ? max_clusters<2, 2>(cw, S, sm) : max_clusters<2, 1>(cw, S, sm))
+                                  : (KS == 2 ? max_clusters<1, 2>(cw, S, sm) : max_clusters<1, 1>(cw, S, sm));
+          if (fit < tiles) continue;
         }
+        best_eff = eff;
+        best = c;
       }
     }
-  if (best.cw) {
-    const size_t avail = Tr::kSmemMax - 1024 - Tr::red_bytes(best.bn());  // (1024: the stages' alignment)
-    best.nstages = static_cast<int>(std::min<size_t>(Tr::kMaxStages, avail / Tr::stage_bytes(best.bn())));
-    const int nk = static_cast<int>(p.K / best.S / Tr::BK);
-    best.nstages = std::min(best.nstages, nk);
-  }
   return best;
 }
 
@@ -348,21 +412,15 @@ bool enabled() {
   return !(v && v[0] == '0');
 }
 
-template <typename T, int MT> void launch(const GemmParams& p, const ConvEpilogue& cv, const StreamPlan& pl, cudaStream_t st) {
+template <typename T, int MT, int KS> void launch(const GemmParams& p, const ConvEpilogue& cv, const StreamPlan& pl, cudaStream_t st) {
   using Tr = StreamTraits;
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   CUtensorMap tw, tx;
   if (!make_map(&tw, p.weight, p.dtype, p.N, p.K, ldw, pl.bn()) || !make_map(&tx, p.x, p.dtype, p.M, p.K, ldx, Tr::kMaxM))
     fail("ERR_CUDA", ErrorKind::Plain, "linear (stream): tensor map rejected");
-  auto kernel = stream_gemm_kernel<T, MT>;
-  const size_t smem = 1024 + static_cast<size_t>(pl.nstages) * Tr::stage_bytes(pl.bn()) + Tr::red_bytes(pl.bn());
-  static std::atomic<uint64_t> opted{0};
-  const int device = current_device();
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Tr::kSmemMax)), "linear (stream): shared memory");
-    opted.fetch_or(bit, std::memory_order_relaxed);
-  }
+  auto kernel = stream_gemm_kernel<T, MT, KS>;
+  const size_t smem = pl.smem();
+  allow_smem<T, MT, KS>();
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(pl.tiles), static_cast<unsigned>(pl.S));
   cfg.blockDim = dim3(static_cast<unsigned>((pl.cw + 1) * 32));
@@ -407,10 +465,17 @@ namespace {
 void run(const GemmParams& p, const ConvEpilogue& cv, void* stream) {
   const StreamPlan pl = plan(p);
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    if (pl.MT == 2)
+      pl.KS == 2 ? launch<T, 2, 2>(p, cv, pl, st) : launch<T, 2, 1>(p, cv, pl, st);
+    else
+      pl.KS == 2 ? launch<T, 1, 2>(p, cv, pl, st) : launch<T, 1, 1>(p, cv, pl, st);
+  };
   if (p.dtype == DType::BFloat16)
-    pl.MT == 2 ? launch<__nv_bfloat16, 2>(p, cv, pl, st) : launch<__nv_bfloat16, 1>(p, cv, pl, st);
+    go(__nv_bfloat16{});
   else
-    pl.MT == 2 ? launch<__half, 2>(p, cv, pl, st) : launch<__half, 1>(p, cv, pl, st);
+    go(__half{});
   cuda::check_launch("linear (stream)");
 }
 }  // namespace
