@@ -25,13 +25,11 @@
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
-#include "cuda/cluster.cuh"
 #include "cuda/cublas_loader.h"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
-#include "cuda/stream_gemm.h"
 #include "ops/dense.h"
 
 namespace ss {
@@ -57,8 +55,41 @@ static_assert(SkinnyTraits::kMaxM > kGemvMaxM, "the skinny GEMM starts where the
 // low 3 bits: the 8 rows read by one ldmatrix 8x8 matrix (same logical chunk) sit in 8 different
 // bank groups, and the cp.async writes of a row stay whole 16-byte chunks.
 
-using cuda::cluster_sum_f4;
-using cuda::cluster_sync;
+// Cluster primitives (sm_90); on older GPUs the host launches S = 1 and these reduce to the block.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+  __syncthreads();
+#endif
+}
+// 4 floats at shared address `local` of this block, in the block of cluster rank `rank`.
+__device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
+  float4 v;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(local), "r"(rank));
+  asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(remote) : "memory");
+#else
+  (void)rank;
+  asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(local) : "memory");
+#endif
+  return v;
+}
+
+// The float4 at shared address `local` summed over the cluster's blocks 0..S-1, in rank order (the
+// K-split partials: a fixed order, so the result repeats bit for bit).
+__device__ __forceinline__ float4 cluster_sum_f4(uint32_t local, int S) {
+  float4 v = ld_cluster_f4(local, 0);
+  for (int s = 1; s < S; ++s) {
+    const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
+    v.x += u.x;
+    v.y += u.y;
+    v.z += u.z;
+    v.w += u.w;
+  }
+  return v;
+}
 
 // Grid (ceil(N / BN), S), clusters of (1, S): block (bx, s) computes weight rows
 // [bx·BN, bx·BN + BN) over K range [s·kc, s·kc + kc) (kc a multiple of BK).
@@ -445,17 +476,10 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   cuda::check(e, "linear (narrow)");
 }
 
-// STATESPACE_SKINNY=1: the skinny kernel wherever it fits (tests, benchmarks), =0: never.
-bool skinny_forced() {
-  const char* v = std::getenv("STATESPACE_SKINNY");
-  return v && v[0] == '1';
-}
-
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
   if (narrow_fits(p, current_device())) return true;
-  if (!skinny_forced() && stream_gemm_fits(p)) return true;
   // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
   // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
   // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
@@ -478,8 +502,6 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
       launch_narrow<__nv_bfloat16>(p, st);
     else
       launch_narrow<__half>(p, st);
-  } else if (!skinny_forced() && stream_gemm_fits(p)) {
-    stream_gemm_cuda(p, stream);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st, device);
   } else {

@@ -14,10 +14,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
-#include "cuda/bulk_store.cuh"
 #include "cuda/check.cuh"
 #include "cuda/fast_div.cuh"
 #include "cuda/load_any.cuh"
@@ -550,12 +548,12 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
   }
 }
 
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM, in warp tiles: a warp owns 16
-// consecutive channels x 8 batch entries (128 state rows) and no barrier beyond its own
-// __syncwarp, so the warps of an SM drift apart and their reads and writes overlap. (The ring
-// kernel above walks a block's ~11 entries one after another with two block barriers each: 14.5
-// µs at batch 64 for a bf16 state, ~0.85 TB/s; the one-pass block tile before it waited for a
-// whole 512-row tile per block, 1.2 waves in lock step.) A warp:
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM, in warp tiles (a bf16 state, or batches
+// past 64: m1_tile_takes): a warp owns 16 consecutive channels x 8 batch entries (128 state rows)
+// and no barrier beyond its own __syncwarp. (The ring kernel above walks a block's ~11 entries one
+// after another with two block barriers each: 14.1 µs at batch 64 for a bf16 state with dt_proj,
+// against 11.9 here; the one-pass block tile of the fourth session waited for a whole 512-row tile
+// per block, 1.2 waves in lock step.) A warp:
 //  - requests its 8 entries' state runs (each entry's 16 rows are contiguous, so every cp.async
 //    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory;
 //  - meanwhile reads its x / z (/ dt) and, with kProjDt, computes dt = dt_proj · dt_low_rank for
@@ -728,177 +726,6 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   }
 }
 
-// The Mamba-2 form through the copy engine: a unit is R rows of one (batch entry, head) (the
-// whole head, headdim 64, for a bf16 state at dstate 128; half of it for f32: <= 16 KB of state),
-// whose states are one contiguous run beside its x, z (R each), B and C (dstate each). A
-// persistent block walks its units through a ring of up to 4 shared-memory stages: thread 0 loads
-// each unit with bulk copies (one per run, completing on the stage's mbarrier) 3 units ahead, the
-// block updates the stage in place, and thread 0 writes the states back with one bulk store and
-// refills the stage before last (whose store has had a whole unit's time to read it out). The
-// unit's scalars (dt, dt bias, A, D, the slot) are read one unit ahead into registers: read at the
-// top of their own unit they were a dependent L2 round trip per unit (first version: 2.54 TB/s
-// at batch 64, bf16 state, against the register-streamed kernel's 2.68). Every state byte is in
-// flight without a register holding it.
-// Lanes: a row's dstate split over lpr = dstate / V lanes (V states = 16 bytes each), rows of a
-// pass = 256 / lpr, R / rows-of-a-pass passes per unit.
-struct BulkTraits {
-  static constexpr int kThreads = 256, kMaxStages = 4;
-  static constexpr uint32_t kRingBytes = 72 * 1024;     // stages per block: as many as fit (2..4), 3 blocks per SM
-  static constexpr int64_t kMaxUnitState = 16 * 1024;  // state bytes of a unit (rows halved until it fits)
-  static constexpr size_t kMaxSmem = 128 * 1024;
-};
-struct BulkLayout {
-  uint32_t x_off, z_off, b_off, c_off, stage_bytes;  // byte offsets inside a stage (the states first)
-  int stages, lpr_log2, rows;                        // rows: R, the rows of a unit
-};
-
-template <typename S, typename I>
-__global__ void __launch_bounds__(BulkTraits::kThreads, 2) state_update_bulk_kernel(StateUpdateParams p, BulkLayout L) {
-  constexpr int T = BulkTraits::kThreads, V = 16 / sizeof(S);
-  extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ __align__(8) uint64_t full[BulkTraits::kMaxStages];
-  const int tid = threadIdx.x, lpr = 1 << L.lpr_log2, sub = tid & (lpr - 1);
-  const int64_t H = p.heads, P = p.headdim, N = p.dstate, R = L.rows, chunks = P / R, units = p.batch * H * chunks;
-  const uint32_t state_bytes = static_cast<uint32_t>(R * N * sizeof(S));
-  const int NS = L.stages;
-  const uint64_t evict_first = cuda::l2_evict_first(), evict_normal = cuda::l2_evict_normal();
-  if (tid == 0) {
-    for (int s = 0; s < NS; ++s) cuda::mbar_init(&full[s], 1);
-    cuda::mbar_init_fence();
-  }
-  __syncthreads();
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  S* state = static_cast<S*>(p.state);
-  // Unit u: head row (b·H + h) = u / chunks, rows [c·R, c·R + R) of it.
-  struct Unit {
-    int64_t b, h, r0, slot;
-  };
-  auto unit = [&](int64_t u) {
-    Unit x;
-    const int64_t bh = u / chunks;
-    x.b = bh / H;
-    x.h = bh - x.b * H;
-    x.r0 = (u - bh * chunks) * R;
-    x.slot = p.state_idx ? static_cast<int64_t>(p.state_idx[x.b]) : x.b;
-    return x;
-  };
-  auto has_state = [&](const Unit& x) { return x.slot >= 0 && x.slot < p.slots; };
-  // Thread 0: unit u's runs into stage s (no state run for a row without a state slot).
-  auto issue = [&](int64_t u, int s) {
-    const Unit x = unit(u);
-    const int64_t g = x.h / (H / p.groups);
-    unsigned char* st = smem + static_cast<size_t>(s) * L.stage_bytes;
-    const uint32_t row_bytes = static_cast<uint32_t>(R * sizeof(I)), bc_bytes = static_cast<uint32_t>(N * sizeof(I));
-    cuda::mbar_arrive_expect_tx(&full[s], (p.z ? 2 : 1) * row_bytes + 2 * bc_bytes + (has_state(x) ? state_bytes : 0));
-    if (has_state(x)) cuda::bulk_copy_to_shared(st, state + ((x.slot * H + x.h) * P + x.r0) * N, state_bytes, &full[s], evict_first);
-    cuda::bulk_copy_to_shared(st + L.x_off, static_cast<const I*>(p.x) + x.b * p.x_stride + x.h * P + x.r0, row_bytes, &full[s], evict_first);
-    if (p.z) cuda::bulk_copy_to_shared(st + L.z_off, static_cast<const I*>(p.z) + x.b * p.z_stride + x.h * P + x.r0, row_bytes, &full[s], evict_first);
-    const int64_t bc = x.b * p.bc_stride + g * N;
-    cuda::bulk_copy_to_shared(st + L.b_off, static_cast<const I*>(p.B) + bc, bc_bytes, &full[s], evict_normal);
-    cuda::bulk_copy_to_shared(st + L.c_off, static_cast<const I*>(p.C) + bc, bc_bytes, &full[s], evict_normal);
-  };
-  const int64_t first = blockIdx.x, step = gridDim.x;
-  if (tid == 0)
-    for (int i = 0; i < NS - 1 && first + i * step < units; ++i) issue(first + i * step, i);
-  // The per-head scalars of unit u, as loads in flight (used one unit later).
-  struct Scalars {
-    float dt, bias, A, D;
-  };
-  auto scalars = [&](int64_t u) {
-    Scalars v{0.f, 0.f, 0.f, 0.f};
-    if (u < units) {
-      const Unit x = unit(u);
-      v.dt = to_float(static_cast<const I*>(p.dt)[x.b * p.dt_stride + x.h]);
-      v.bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[x.h] : 0.f;
-      v.A = static_cast<const float*>(p.A)[x.h];
-      v.D = p.D && !p.d_per_row ? static_cast<const float*>(p.D)[x.h] : 0.f;
-    }
-    return v;
-  };
-  const float nan = __int_as_float(0x7fc00000);
-  const int rows_per_pass = T >> L.lpr_log2;
-  int s = 0;
-  uint32_t parity = 0;
-  Scalars cur = scalars(first);
-  for (int64_t u = first; u < units; u += step) {
-    const Scalars nxt = scalars(u + step);
-    const Unit x = unit(u);
-    const bool live = has_state(x);
-    float dt = cur.dt + cur.bias;
-    if (p.dt_softplus) dt = cuda::softplus_f(dt);
-    if (p.has_dt_limit) dt = fminf(fmaxf(dt, p.dt_min), p.dt_max);
-    const float dA = __expf(dt * cur.A);
-    unsigned char* st = smem + static_cast<size_t>(s) * L.stage_bytes;
-    const I* xs = reinterpret_cast<const I*>(st + L.x_off);
-    const I* zs = reinterpret_cast<const I*>(st + L.z_off);
-    cuda::mbar_wait(&full[s], parity);
-    // This lane's V states of B and C (the same for every row of the unit).
-    float bf[V], cf[V];
-    {
-      const I* Bs = reinterpret_cast<const I*>(st + L.b_off) + sub * V;  // (16-byte aligned only: element loads)
-      const I* Cs = reinterpret_cast<const I*>(st + L.c_off) + sub * V;
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        bf[j] = to_float(Bs[j]);
-        cf[j] = to_float(Cs[j]);
-      }
-    }
-    I* y = static_cast<I*>(p.y) + (x.b * H + x.h) * P + x.r0;
-    for (int row = tid >> L.lpr_log2; row < R; row += rows_per_pass) {
-      Pack<S, V>* sp = reinterpret_cast<Pack<S, V>*>(st) + row * lpr + sub;
-      const float xv = to_float(xs[row]);
-      float acc = 0.f;
-      if (live) {
-        Pack<S, V> sv = *sp;
-        const float dtx = dt * xv;
-        constexpr bool kPairs = std::is_same_v<S, __nv_bfloat16>;
-        uint32_t packed[kPairs ? V / 2 : 1];
-        float prev = 0.f;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float v = to_float(sv.v[j]) * dA + dtx * bf[j];
-          acc += v * cf[j];
-          if constexpr (kPairs) {
-            if (j & 1)
-              packed[j / 2] = cuda::mma::pack2<__nv_bfloat16>(prev, v);
-            else
-              prev = v;
-          } else {
-            sv.v[j] = cuda::from_float<S>(v);
-          }
-        }
-        if constexpr (kPairs) memcpy(&sv, packed, sizeof(packed));
-        *sp = sv;
-      }
-      for (int o = lpr / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-      if (sub == 0) {
-        float yv = acc;
-        if (p.D) yv += (p.d_per_row ? static_cast<const float*>(p.D)[x.h * P + x.r0 + row] : cur.D) * xv;
-        if (p.z) yv *= cuda::silu_f(to_float(zs[row]));
-        y[row] = cuda::from_float<I>(live ? yv : (x.slot < 0 ? 0.f : nan));
-      }
-    }
-    cuda::fence_proxy_async_shared();
-    __syncthreads();  // the stage is updated (and no thread reads the one to be refilled)
-    if (tid == 0) {
-      if (live) cuda::bulk_copy_to_global(state + ((x.slot * H + x.h) * P + x.r0) * N, st, state_bytes, evict_first);
-      cuda::bulk_commit();
-      const int64_t next = u + (NS - 1) * step;
-      if (next < units) {
-        cuda::bulk_wait_read<1>();  // the store of the previous unit has read its stage
-        issue(next, s == 0 ? NS - 1 : s - 1);
-      }
-    }
-    if (++s == NS) {
-      s = 0;
-      parity ^= 1;
-    }
-    cur = nxt;
-  }
-  if (tid == 0) cuda::bulk_wait<0>();
-}
-
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
 // Kernels with more than 48 KB of dynamic shared memory opt in to `bytes` (their most), once per
@@ -949,68 +776,6 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
 // any write, the ring overlaps them).
 bool m1_tile_takes(const StateUpdateParams& p) { return p.state_dtype == DType::BFloat16 || p.batch > 64; }
 
-// A/B switch for one device run: STATESPACE_SU_BULK=0 keeps the Mamba-2 form on the kernel above.
-bool bulk_enabled() {
-  const char* v = std::getenv("STATESPACE_SU_BULK");
-  return !(v && v[0] == '0');
-}
-
-int device_major() {
-  static std::atomic<int> cache[64];
-  int device = 0;
-  cudaGetDevice(&device);
-  if (device < 0 || device >= 64) return 0;
-  int v = cache[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, device);
-    cache[device].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
-
-// The bulk-copy kernel where it applies (sm_90, the Mamba-2 form, every run 16-byte aligned and a
-// whole number of 16-byte chunks, dstate / V a power of two <= 32 lanes whose passes tile headdim);
-// false: the caller launches the register-streamed kernel.
-template <typename S, typename I> bool launch_bulk(const StateUpdateParams& p, cudaStream_t st) {
-  using Tr = BulkTraits;
-  constexpr int64_t V = 16 / sizeof(S), VI = 16 / sizeof(I);
-  if (!bulk_enabled() || p.a_per_state || p.batch < 1 || p.dstate % V != 0 || device_major() < 9) return false;
-  const int64_t lpr = p.dstate / V;
-  if (lpr > 32 || (lpr & (lpr - 1)) != 0) return false;
-  const int64_t rows_per_pass = Tr::kThreads / lpr;
-  // Rows of a unit: the head's, halved while its states pass 16 KB.
-  int64_t R = p.headdim;
-  while (R * p.dstate * static_cast<int64_t>(sizeof(S)) > Tr::kMaxUnitState && R % 2 == 0 && (R / 2) % rows_per_pass == 0 && (R / 2) % VI == 0) R /= 2;
-  if (R % rows_per_pass != 0 || R % VI != 0 || p.dstate % VI != 0 || p.x_stride % VI != 0 || (p.z && p.z_stride % VI != 0) || p.bc_stride % VI != 0 ||
-      p.headdim % VI != 0)
-    return false;
-  if (!aligned(p.state, 16) || !aligned(p.x, 16) || (p.z && !aligned(p.z, 16)) || !aligned(p.B, 16) || !aligned(p.C, 16)) return false;
-  const int64_t state_bytes = R * p.dstate * static_cast<int64_t>(sizeof(S)), row_bytes = R * static_cast<int64_t>(sizeof(I)),
-                bc_bytes = p.dstate * static_cast<int64_t>(sizeof(I));
-  const int64_t stage = state_bytes + 2 * row_bytes + 2 * bc_bytes;
-  if (2 * stage > static_cast<int64_t>(Tr::kMaxSmem)) return false;
-  BulkLayout L{};
-  L.x_off = static_cast<uint32_t>(state_bytes);
-  L.z_off = static_cast<uint32_t>(state_bytes + row_bytes);
-  L.b_off = static_cast<uint32_t>(state_bytes + 2 * row_bytes);
-  L.c_off = static_cast<uint32_t>(state_bytes + 2 * row_bytes + bc_bytes);
-  L.stage_bytes = static_cast<uint32_t>(stage);
-  L.stages = static_cast<int>(std::clamp<int64_t>(Tr::kRingBytes / stage, 2, Tr::kMaxStages));
-  L.rows = static_cast<int>(R);
-  int lg = 0;
-  while ((int64_t{1} << lg) < lpr) ++lg;
-  L.lpr_log2 = lg;
-  auto kernel = state_update_bulk_kernel<S, I>;
-  const size_t smem = static_cast<size_t>(L.stages) * L.stage_bytes;
-  if (smem > 48 * 1024) allow_smem<state_update_bulk_kernel<S, I>, BulkTraits::kMaxSmem>();
-  int occ = 0;
-  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
-  const int64_t units = p.batch * p.heads * (p.headdim / R);
-  const int64_t grid = std::min<int64_t>(units, static_cast<int64_t>(std::max(occ, 1)) * cuda::sm_count());
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(grid)), dim3(Tr::kThreads), smem, st, p, L);
-  return true;
-}
-
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
   int lg = 0;
@@ -1035,7 +800,6 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
   constexpr int V = 16 / sizeof(S);
-  if (!kAPerState && launch_bulk<S, I>(p, st)) return;
   bool vec = p.dstate % V == 0 && p.bc_stride % V == 0 && aligned(p.state, 16) && aligned(p.B, V * sizeof(I)) && aligned(p.C, V * sizeof(I)) &&
              (!kAPerState || aligned(p.A, V * sizeof(float)));
   if (vec)

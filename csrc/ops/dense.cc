@@ -325,24 +325,6 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     return L.out;
   }
 #endif
-#ifdef STATESPACE_WITH_CUDA
-  if (!cpu && M > kGemvMaxM && L.out.numel() > 0) {
-    // Batched decode: the streaming GEMM applies the conv step as it writes its conv columns.
-    Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
-    GemvConv c;
-    c.state = conv_state.data();
-    c.state_dtype = conv_state.dtype;
-    c.weight = cw.data();
-    c.weight_dtype = cw.dtype;
-    c.bias = cb.defined() ? cb.data() : nullptr;
-    c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
-    c.lo = lo;
-    c.channels = Cc;
-    c.width = W;
-    c.silu = silu;
-    if (stream_gemm_conv_cuda(L.p, c, cuda_stream_for(dev))) return L.out;
-  }
-#endif
   // Otherwise the product, then the conv step in place on its columns.
   run_linear(L);
   if (L.out.numel() == 0) return L.out;

@@ -126,10 +126,6 @@ inline bool gemv_reads(const GemmParams& p) {
 constexpr int kSkinnyMaxM = 64;
 bool skinny_gemm_fits(const GemmParams& p);
 bool skinny_gemm_cuda(const GemmParams& p, void* stream);
-// linearConvUpdate at kGemvMaxM < M <= 64 on the weight-streaming GEMM (cuda/stream_gemm.h) with
-// the width-4 conv step applied in its epilogue (16-bit state, taps and bias in x's dtype,
-// 8-aligned columns); false, launching nothing, where that does not apply.
-bool stream_gemm_conv_cuda(const GemmParams& p, const GemvConv& conv, void* stream);
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the skinny GEMM (row-major layouts) or cuBLAS.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);

@@ -13,7 +13,7 @@ describeGpu('decode on a state pool (CUDA)', () => {
     await checkStatePool('cuda', true, BIG_POOL);
     await checkStatePool('cuda', false, BIG_POOL);
   });
-  it('selectiveStateUpdate with stateIndices, Mamba-2 rows of headdim 64 (the bulk-copy kernel)', async () => {
+  it('selectiveStateUpdate with stateIndices, Mamba-2 rows of headdim 64', async () => {
     await checkStatePool('cuda', false, BULK_POOL);
   });
   it('causalConv1dUpdate with convStateIndices', async () => {

@@ -31,7 +31,7 @@ const shapes: Shape[] = [
   { m1: false, batch: 2, heads: 6, headdim: 7, dstate: 256, groups: 3, dPerRow: true },
   { m1: false, batch: 2, heads: 4, headdim: 16, dstate: 24, groups: 1 },
   { m1: false, batch: 2, heads: 4, headdim: 9, dstate: 64, groups: 4, misaligned: true },
-  // whole 16-byte runs, headdim a multiple of a pass's rows: the bulk-copy kernel (sm_90)
+  // groups of 2 heads, per-row D, 16-byte rows
   { m1: false, batch: 5, heads: 6, headdim: 32, dstate: 64, groups: 3, dPerRow: true },
 ];
 
