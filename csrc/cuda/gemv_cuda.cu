@@ -605,8 +605,12 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
     const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
     const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
-    const int64_t slots = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_budget() - ring_off) / slot);
-    if (slots < 4) return false;
+    // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
+    // waits for them in order (a barrier's parity names only its current or previous phase, so no
+    // warp may wait for a slot's next piece before the one it holds has landed).
+    constexpr int64_t NW = Tr::kConsumerWarps;
+    const int64_t slots = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_budget() - ring_off) / slot) / NW * NW;
+    if (slots < NW) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
     sh.slots = static_cast<int>(slots);
     sh.x_off = static_cast<uint32_t>(x_off);
@@ -624,12 +628,19 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
   }
 }
 
+// A/B knob for one run: STATESPACE_GEMV_STREAM_MIN_KB, the size above which a one-row product
+// streams (default: above kSmallBytes, the latency-shaped launches' limit).
+int64_t stream_min_bytes() {
+  const char* v = std::getenv("STATESPACE_GEMV_STREAM_MIN_KB");
+  return v && v[0] ? int64_t{1024} * std::atoll(v) : kSmallBytes;
+}
+
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight));
   // Large matrices, one row: the bulk-copy streaming kernel where it fits.
-  if (vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > kSmallBytes && launch_stream<T>(a, st)) return;
+  if (vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > stream_min_bytes() && launch_stream<T>(a, st)) return;
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
