@@ -434,18 +434,43 @@ __global__ void __launch_bounds__(StreamTraits::kThreads, 1)
   } else {
     cuda::pdl_wait();
     cuda::pdl_trigger();
+    // kXBatch vectors of x (and of the norm weight) per thread per round trip: all loads first
+    // (indices clamped, so unconditional), then the math (a 5120-long row: one round trip).
+    constexpr int kXBatch = 4;
     float ss = 0.f;
-    for (int64_t v = threadIdx.x; v < KV; v += NW * 32) {
-      float xe[V];
-      if constexpr (XM == kPlainX) {
-        const Vec<T, V> xv = load_x<T, V>(static_cast<const T*>(p.x) + v * V);
+    for (int64_t v0 = threadIdx.x; v0 < KV; v0 += kXBatch * NW * 32) {
+      float r[kXBatch][V];
+      Vec<T, V> wn[kXBatch];
 #pragma unroll
-        for (int j = 0; j < V; ++j) xe[j] = to_float(xv.v[j]);
-      } else {
-        norm_input<T, V, XM>(p.x, nm, v * V, xe, ss);
+      for (int u = 0; u < kXBatch; ++u) {
+        const int64_t kk = min(v0 + u * NW * 32, KV - 1) * V;
+        if constexpr (XM == kNormF32X) {
+          const float4 q0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + kk);
+          const float4 q1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + kk + 4);
+          r[u][0] = q0.x, r[u][1] = q0.y, r[u][2] = q0.z, r[u][3] = q0.w;
+          r[u][4] = q1.x, r[u][5] = q1.y, r[u][6] = q1.z, r[u][7] = q1.w;
+        } else {
+          const Vec<T, V> xv = load_x<T, V>(static_cast<const T*>(p.x) + kk);
+#pragma unroll
+          for (int j = 0; j < V; ++j) r[u][j] = to_float(xv.v[j]);
+        }
+        if constexpr (XM != kPlainX) wn[u] = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
       }
-      xlo[v] = make_float4(xe[0], xe[1], xe[2], xe[3]);
-      xhi[v] = make_float4(xe[4], xe[5], xe[6], xe[7]);
+#pragma unroll
+      for (int u = 0; u < kXBatch; ++u) {
+        const int64_t v = v0 + u * NW * 32;
+        if (v < KV) {
+          if constexpr (XM != kPlainX) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+              ss = fmaf(r[u][j], r[u][j], ss);
+              r[u][j] *= to_float(wn[u].v[j]);
+            }
+          }
+          xlo[v] = make_float4(r[u][0], r[u][1], r[u][2], r[u][3]);
+          xhi[v] = make_float4(r[u][4], r[u][5], r[u][6], r[u][7]);
+        }
+      }
     }
     if constexpr (XM != kPlainX) {
 #pragma unroll
