@@ -633,8 +633,12 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
     // waits for them in order (a barrier's parity names only its current or previous phase, so no
     // warp may wait for a slot's next piece before the one it holds has landed).
+    // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
+    // room for their neighbours' blocks on the SM.
     constexpr int64_t NW = Tr::kConsumerWarps;
-    const int64_t slots = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_budget() - ring_off) / slot) / NW * NW;
+    const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_budget() - ring_off) / slot) / NW * NW;
+    const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
     if (slots < NW) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
     sh.slots = static_cast<int>(slots);
