@@ -343,7 +343,8 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // i.e. while the latency-bound kernel before it runs. Partial sums per piece go to shared memory
 // and are added in a fixed order (reproducible).
 struct StreamTraits {
-  static constexpr int kConsumerWarps = 8, kThreads = (kConsumerWarps + 1) * 32;
+  static constexpr int kConsumerWarps = 8;  // (16: STATESPACE_GEMV_STREAM_WARPS=16, A/B)
+  static constexpr int threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
   static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
@@ -384,10 +385,10 @@ template <typename T> __device__ __forceinline__ void dot8(const Vec<T, 8>& w, f
   }
 }
 
-template <typename T, int XM>
-__global__ void __launch_bounds__(StreamTraits::kThreads, 1)
+template <typename T, int XM, int NW>
+__global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     gemv_stream_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, StreamShape sh) {
-  constexpr int NW = StreamTraits::kConsumerWarps, V = 8;
+  constexpr int V = 8;
   static_assert(sizeof(T) == 2, "16-bit weights: 8 per 16-byte vector");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float ss_w[NW];
@@ -590,8 +591,13 @@ int64_t stream_smem_budget() {
   return v && std::atoi(v) > 0 ? std::min<int64_t>(cap, int64_t{1024} * std::atoi(v)) : cap;
 }
 
-template <typename T, int XM> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
-  auto kernel = gemv_stream_kernel<T, XM>;
+int stream_warps() {
+  const char* v = std::getenv("STATESPACE_GEMV_STREAM_WARPS");
+  return v && std::atoi(v) == 16 ? 16 : StreamTraits::kConsumerWarps;
+}
+
+template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
+  auto kernel = gemv_stream_kernel<T, XM, NW>;
   int device = 0;
   cudaGetDevice(&device);
   static std::atomic<uint64_t> opted{0};  // devices whose limit this instantiation has raised
@@ -601,7 +607,7 @@ template <typename T, int XM> void launch_stream_as(const GemvArgs& a, cudaStrea
                 "linear (gemv): shared memory");
     opted.fetch_or(bit, std::memory_order_relaxed);
   }
-  cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::kThreads), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
+  cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
 }
 
 // One row of a 16-bit matrix through gemv_stream_kernel: one block per SM, each an equal share of
@@ -635,7 +641,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     // warp may wait for a slot's next piece before the one it holds has landed).
     // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
     // room for their neighbours' blocks on the SM.
-    constexpr int64_t NW = Tr::kConsumerWarps;
+    const int64_t NW = stream_warps();
     const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
     const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_budget() - ring_off) / slot) / NW * NW;
     const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
@@ -647,12 +653,19 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     sh.ring_off = static_cast<uint32_t>(ring_off);
     const size_t smem = static_cast<size_t>(ring_off + slots * slot);
     const unsigned grid = static_cast<unsigned>(G);
-    if (a.nm.weight && a.nm.x_in_w_dtype)
-      launch_stream_as<T, kNormX>(a, st, sh, grid, smem);
-    else if (a.nm.weight)
-      launch_stream_as<T, kNormF32X>(a, st, sh, grid, smem);
+    auto go = [&](auto nw) {
+      constexpr int W = decltype(nw)::value;
+      if (a.nm.weight && a.nm.x_in_w_dtype)
+        launch_stream_as<T, kNormX, W>(a, st, sh, grid, smem);
+      else if (a.nm.weight)
+        launch_stream_as<T, kNormF32X, W>(a, st, sh, grid, smem);
+      else
+        launch_stream_as<T, kPlainX, W>(a, st, sh, grid, smem);
+    };
+    if (NW == 16)
+      go(std::integral_constant<int, 16>{});
     else
-      launch_stream_as<T, kPlainX>(a, st, sh, grid, smem);
+      go(std::integral_constant<int, Tr::kConsumerWarps>{});
     return true;
   }
 }
