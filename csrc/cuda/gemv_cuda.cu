@@ -591,6 +591,12 @@ int64_t stream_smem_budget() {
   return v && std::atoi(v) > 0 ? std::min<int64_t>(cap, int64_t{1024} * std::atoi(v)) : cap;
 }
 
+// A/B knob for one run: STATESPACE_GEMV_STREAM_PIECE_KB, the largest piece (one bulk copy).
+int64_t stream_piece_bytes() {
+  const char* v = std::getenv("STATESPACE_GEMV_STREAM_PIECE_KB");
+  return v && std::atoi(v) >= 1 && std::atoi(v) <= 32 ? int64_t{1024} * std::atoi(v) : StreamTraits::kPieceBytes;
+}
+
 int stream_warps() {
   const char* v = std::getenv("STATESPACE_GEMV_STREAM_WARPS");
   return v && std::atoi(v) == 16 ? 16 : StreamTraits::kConsumerWarps;
@@ -622,11 +628,12 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     if (p.M != 1 || p.N < G || p.K % 8 != 0 || !stream_rule() || !bulk_copies()) return false;
     const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
     StreamShape sh;
-    if (row_bytes <= Tr::kPieceBytes) {
-      sh.rows = static_cast<int>(Tr::kPieceBytes / row_bytes);
-    } else {  // the fewest parts of at most kPieceBytes whose length is a whole number of vectors
+    const int64_t piece_max = stream_piece_bytes();
+    if (row_bytes <= piece_max) {
+      sh.rows = static_cast<int>(piece_max / row_bytes);
+    } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
       sh.parts = 2;
-      while (sh.parts <= 64 && ((p.K / 8) % sh.parts != 0 || row_bytes / sh.parts > Tr::kPieceBytes)) ++sh.parts;
+      while (sh.parts <= 64 && ((p.K / 8) % sh.parts != 0 || row_bytes / sh.parts > piece_max)) ++sh.parts;
       if (sh.parts > 64) return false;
     }
     sh.rows_per = static_cast<int>(p.N / G);
