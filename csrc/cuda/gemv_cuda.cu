@@ -17,6 +17,8 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
+// One row of a large 16-bit matrix on sm_90+ takes gemv_stream_kernel instead (below): each SM
+// streams an equal share of the weights through shared memory with bulk copies.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
