@@ -362,29 +362,31 @@ struct StreamShape {
   uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
 };
 
-// a0 + Σ w[0..3]·lo, a1 + Σ w[4..7]·hi for 8 16-bit weights.
-template <typename T> __device__ __forceinline__ void dot8(const Vec<T, 8>& w, float4 lo, float4 hi, float& a0, float& a1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    uint32_t u[4];
-    memcpy(u, &w, sizeof(u));
-    a0 = fmaf(lo.x, __uint_as_float(u[0] << 16), a0);
-    a0 = fmaf(lo.y, __uint_as_float(u[0] & 0xffff0000u), a0);
-    a0 = fmaf(lo.z, __uint_as_float(u[1] << 16), a0);
-    a0 = fmaf(lo.w, __uint_as_float(u[1] & 0xffff0000u), a0);
-    a1 = fmaf(hi.x, __uint_as_float(u[2] << 16), a1);
-    a1 = fmaf(hi.y, __uint_as_float(u[2] & 0xffff0000u), a1);
-    a1 = fmaf(hi.z, __uint_as_float(u[3] << 16), a1);
-    a1 = fmaf(hi.w, __uint_as_float(u[3] & 0xffff0000u), a1);
-  } else {
-    a0 = fmaf(lo.x, to_float(w.v[0]), a0);
-    a0 = fmaf(lo.y, to_float(w.v[1]), a0);
-    a0 = fmaf(lo.z, to_float(w.v[2]), a0);
-    a0 = fmaf(lo.w, to_float(w.v[3]), a0);
-    a1 = fmaf(hi.x, to_float(w.v[4]), a1);
-    a1 = fmaf(hi.y, to_float(w.v[5]), a1);
-    a1 = fmaf(hi.z, to_float(w.v[6]), a1);
-    a1 = fmaf(hi.w, to_float(w.v[7]), a1);
+// a0 + Σ w[0..3]·lo, a1 + Σ w[4..7]·hi for 8 16-bit weights w, read from shared memory as one
+// 16-byte word (a copy of the weights' struct there compiled to byte loads: 16 per vector).
+template <typename T> __device__ __forceinline__ void dot8(const T* wp, float4 lo, float4 hi, float& a0, float& a1) {
+  const uint4 q = *reinterpret_cast<const uint4*>(wp);
+  const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+  float w[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      w[2 * j] = __uint_as_float(u[j] << 16);
+      w[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    } else {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
+      w[2 * j] = f.x;
+      w[2 * j + 1] = f.y;
+    }
   }
+  a0 = fmaf(lo.x, w[0], a0);
+  a0 = fmaf(lo.y, w[1], a0);
+  a0 = fmaf(lo.z, w[2], a0);
+  a0 = fmaf(lo.w, w[3], a0);
+  a1 = fmaf(hi.x, w[4], a1);
+  a1 = fmaf(hi.y, w[5], a1);
+  a1 = fmaf(hi.z, w[6], a1);
+  a1 = fmaf(hi.w, w[7], a1);
 }
 
 template <typename T, int XM, int NW>
@@ -487,8 +489,8 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     auto dot = [&](const T* wp, int64_t x0, int64_t nv) {
       float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
       for (int64_t i = lane; i < nv; i += 64) {
-        dot8(*reinterpret_cast<const Vec<T, V>*>(wp + i * V), xlo[x0 + i], xhi[x0 + i], a0, a1);
-        if (i + 32 < nv) dot8(*reinterpret_cast<const Vec<T, V>*>(wp + (i + 32) * V), xlo[x0 + i + 32], xhi[x0 + i + 32], a2, a3);
+        dot8(wp + i * V, xlo[x0 + i], xhi[x0 + i], a0, a1);
+        if (i + 32 < nv) dot8(wp + (i + 32) * V, xlo[x0 + i + 32], xhi[x0 + i + 32], a2, a3);
       }
       float r = (a0 + a1) + (a2 + a3);
 #pragma unroll
