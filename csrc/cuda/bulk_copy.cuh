@@ -31,16 +31,17 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 }
 
 // Waits until the phase of the given parity (0 for the barrier's first phase, then 1, 0, ...)
-// has completed.
+// has completed. The suspend-time hint lets the hardware park the thread until the phase
+// completes instead of returning at once (fewer polls of shared memory while waiting).
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const uint32_t a = shared_addr(bar);
   uint32_t done = 0;
   do {
     asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)
-        : "r"(a), "r"(parity)
+        : "r"(a), "r"(parity), "r"(10000000u)
         : "memory");
   } while (!done);
 #else
