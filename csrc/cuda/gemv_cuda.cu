@@ -341,18 +341,21 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
 // consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
 // flight, and since the weights do not depend on the previous kernel the producer fills the whole
-// ring (up to ~170 KB per SM: all of a 2.8b out_proj share) before the programmatic-launch wait,
-// i.e. while the latency-bound kernel before it runs. Partial sums per piece go to shared memory
-// and are added in a fixed order (reproducible).
+// ring (~120 KB per SM: most of what can land while a state update runs) before the
+// programmatic-launch wait, i.e. while the latency-bound kernel before it runs. Partial sums go to
+// shared memory and are added in a fixed order (reproducible).
 struct StreamTraits {
-  // 16 warps multiply what has landed faster than 8 (-0.06 ms/token on the 2.7B shapes, G2).
-  static constexpr int kConsumerWarps = 16;
-  static constexpr int threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
-  static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
+  // 16 consumer warps multiply what has landed faster than 8 (-0.03 to -0.06 ms/token on the
+  // 2.7B shapes, G2/G3), as kGroups groups of kSplit warps: a group takes a piece, each of its
+  // warps a share of it.
+  static constexpr int kGroups = 8, kSplit = 2, kConsumerWarps = kGroups * kSplit;
+  static constexpr int kThreads = (kConsumerWarps + 1) * 32;
+  static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (12 KB measured slower, G3)
   static constexpr int kMaxSlots = 64;
-  // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
-  // that run beside it (a Mamba-1 state update block takes ~32 KB).
-  static constexpr size_t kSmemBytes = 188 * 1024;
+  // Dynamic shared memory per block: leaves room on the SM for a block of the kernel before it,
+  // so that the ring fills while that kernel runs (a Mamba-1 state update block takes ~32 KB, a
+  // Mamba-2 bulk state update block up to ~73 KB; 228 KB per SM).
+  static constexpr size_t kSmemBytes = 150 * 1024;
 };
 
 struct StreamShape {
@@ -361,7 +364,6 @@ struct StreamShape {
   int slots = 0;                // ring depth
   uint32_t slot_bytes = 0;      // one full piece
   uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
-  bool epilogue_prefetch = true;  // (STATESPACE_GEMV_STREAM_EPI_PREFETCH=0: off, for one A/B run)
 };
 
 // Element i of a 16- or 32-bit side operand (load_any's dtypes), as an address.
@@ -397,21 +399,22 @@ template <typename T> __device__ __forceinline__ void dot8(const T* wp, float4 l
   a1 = fmaf(hi.w, w[7], a1);
 }
 
-template <typename T, int XM, int NW>
-__global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
+template <typename T, int XM>
+__global__ void __launch_bounds__(StreamTraits::kThreads, 1)
     gemv_stream_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, StreamShape sh) {
-  constexpr int V = 8;
+  constexpr int V = 8, NW = StreamTraits::kConsumerWarps, NG = StreamTraits::kGroups, H = StreamTraits::kSplit;
   static_assert(sizeof(T) == 2, "16-bit weights: 8 per 16-byte vector");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float ss_w[NW];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem);  // [slots]: the piece has landed
-  uint64_t* empty = full + sh.slots;                   // [slots]: its warp has read it
+  uint64_t* empty = full + sh.slots;                   // [slots]: its group has read it
   const int64_t K = p.K, KV = K / V;
   // The input row (normalised numerator for GemvNorm) in f32, 8 elements as two float4 in two
   // arrays, so that a warp's 16-byte reads are consecutive (no bank conflicts).
   float4* xlo = reinterpret_cast<float4*>(smem + sh.x_off);
   float4* xhi = xlo + KV;
-  float* psum = reinterpret_cast<float*>(smem + sh.psum_off);  // [piece · rows + row of piece]
+  // Partial sums: [row · parts + part][share] for pieces of a row, [row] for pieces of rows.
+  float* psum = reinterpret_cast<float*>(smem + sh.psum_off);
   unsigned char* ring = smem + sh.ring_off;
 
   const int b = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -422,7 +425,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   const int64_t piece_elems = R > 1 ? R * K : K / P;
   if (threadIdx.x < sh.slots) {
     cuda::mbar_init(full + threadIdx.x, 1);
-    cuda::mbar_init(empty + threadIdx.x, 1);
+    cuda::mbar_init(empty + threadIdx.x, H);  // both warps of the group release it
     cuda::mbar_init_fence();
   }
   __syncthreads();
@@ -447,17 +450,15 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     cuda::pdl_trigger();
     // What the epilogue reads besides the sums (the residual, the conv state and weights, the
     // bias) toward L1 now, so that its loads after the last piece hit there instead of making
-    // one more trip to L2 or DRAM at the end of the kernel.
-    if (sh.epilogue_prefetch) {
-      for (int i = threadIdx.x; i < rows; i += NW * 32) {
-        const int64_t n = row0 + i;
-        if (rs.out) prefetch_l1(any_addr(rs.residual, rs.dtype, n));
-        if (p.bias) prefetch_l1(any_addr(p.bias, p.bias_dtype, n));
-        if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) {
-          prefetch_l1(any_addr(cv.state, cv.state_dtype, (n - cv.lo) * (cv.width - 1)));
-          prefetch_l1(any_addr(cv.weight, cv.weight_dtype, (n - cv.lo) * cv.width));
-          if (cv.bias) prefetch_l1(any_addr(cv.bias, cv.bias_dtype, n - cv.lo));
-        }
+    // one more trip to L2 or DRAM at the end of the kernel (-0.03 ms/token on the 2.7B shapes, G3).
+    for (int i = threadIdx.x; i < rows; i += NW * 32) {
+      const int64_t n = row0 + i;
+      if (rs.out) prefetch_l1(any_addr(rs.residual, rs.dtype, n));
+      if (p.bias) prefetch_l1(any_addr(p.bias, p.bias_dtype, n));
+      if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) {
+        prefetch_l1(any_addr(cv.state, cv.state_dtype, (n - cv.lo) * (cv.width - 1)));
+        prefetch_l1(any_addr(cv.weight, cv.weight_dtype, (n - cv.lo) * cv.width));
+        if (cv.bias) prefetch_l1(any_addr(cv.bias, cv.bias_dtype, n - cv.lo));
       }
     }
     // kXBatch vectors of x (and of the norm weight) per thread per round trip: all loads first
@@ -518,19 +519,23 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
       for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
       return r;
     };
-    for (int j = warp; j < pieces; j += NW) {
+    // Group g = warp % NG takes pieces g, g + NG, ...; its warp h = warp / NG the rows h, h + H,
+    // ... of a piece of rows, or the h-th share of the vectors of a piece of a row.
+    const int g = warp % NG, h = warp / NG;
+    for (int j = g; j < pieces; j += NG) {
       const int s = j % sh.slots;
       cuda::mbar_wait(full + s, (j / sh.slots) & 1);
       const T* wp = reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
       if (R > 1) {
         const int nr = min(R, rows - j * R);
-        for (int r = 0; r < nr; ++r) {
+        for (int r = h; r < nr; r += H) {
           const float v = dot(wp + r * K, 0, KV);
           if (lane == 0) psum[j * R + r] = v;
         }
       } else {
-        const float v = dot(wp, (j % P) * (KV / P), KV / P);
-        if (lane == 0) psum[j] = v;
+        const int64_t nv = KV / P, lo = h * nv / H, hi = (h + 1) * nv / H;
+        const float v = dot(wp + lo * V, (j % P) * nv + lo, hi - lo);
+        if (lane == 0) psum[j * H + h] = v;
       }
       __syncwarp();
       if (lane == 0) cuda::mbar_arrive(empty + s);
@@ -548,7 +553,10 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   unsigned long long key = 0;
   for (int i = threadIdx.x; i < rows; i += blockDim.x) {
     float v = 0.f;
-    for (int q = 0; q < P; ++q) v += psum[i * P + q];
+    if (R > 1)
+      v = psum[i];
+    else
+      for (int q = 0; q < P * H; ++q) v += psum[i * P * H + q];
     key = max(key, store_output<T>(p, cv, rs, 0, row0 + i, v * scale));
   }
   if (am.out) block_argmax<NW + 1>(key, am.out);
@@ -609,29 +617,26 @@ bool stream_rule() {
   return !(v && v[0] == '0');
 }
 
-// A/B knob for one run: STATESPACE_GEMV_STREAM_PIECE_KB, the largest piece (one bulk copy).
-int64_t stream_piece_bytes() {
-  const char* v = std::getenv("STATESPACE_GEMV_STREAM_PIECE_KB");
-  return v && std::atoi(v) >= 1 && std::atoi(v) <= 32 ? int64_t{1024} * std::atoi(v) : StreamTraits::kPieceBytes;
+// A/B knob for the last run: STATESPACE_GEMV_STREAM_KB caps the dynamic shared memory (188: the
+// G2/G3 ring, which cannot share an SM with a Mamba-2 bulk state-update block).
+int64_t stream_smem_bytes() {
+  const char* v = std::getenv("STATESPACE_GEMV_STREAM_KB");
+  const int64_t kb = v ? std::atoi(v) : 0;
+  return kb >= 64 && kb <= 200 ? kb * 1024 : static_cast<int64_t>(StreamTraits::kSmemBytes);
 }
 
-int stream_warps() {
-  const char* v = std::getenv("STATESPACE_GEMV_STREAM_WARPS");
-  return v && std::atoi(v) == 8 ? 8 : StreamTraits::kConsumerWarps;
-}
-
-template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
-  auto kernel = gemv_stream_kernel<T, XM, NW>;
+template <typename T, int XM> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
+  auto kernel = gemv_stream_kernel<T, XM>;
   int device = 0;
   cudaGetDevice(&device);
   static std::atomic<uint64_t> opted{0};  // devices whose limit this instantiation has raised
   const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
   if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(StreamTraits::kSmemBytes)),
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024),
                 "linear (gemv): shared memory");
     opted.fetch_or(bit, std::memory_order_relaxed);
   }
-  cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
+  cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::kThreads), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
 }
 
 // One row of a 16-bit matrix through gemv_stream_kernel: one block per SM, each an equal share of
@@ -646,7 +651,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     if (p.M != 1 || p.N < G || p.K % 8 != 0 || !stream_rule() || !bulk_copies()) return false;
     const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
     StreamShape sh;
-    const int64_t piece_max = stream_piece_bytes();
+    const int64_t piece_max = Tr::kPieceBytes;
     if (row_bytes <= piece_max) {
       sh.rows = static_cast<int>(piece_max / row_bytes);
     } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
@@ -660,39 +665,30 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
     const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
     const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
-    const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
-    // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
-    // waits for them in order (a barrier's parity names only its current or previous phase, so no
-    // warp may wait for a slot's next piece before the one it holds has landed).
+    const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * Tr::kSplit * 4);
+    // A multiple of the groups: slot s then always holds pieces of group s % groups, which waits
+    // for them in order (a barrier's parity names only its current or previous phase, so no warp
+    // may wait for a slot's next piece before the one it holds has landed).
     // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
     // room for their neighbours' blocks on the SM.
-    const int64_t NW = stream_warps();
+    constexpr int64_t NG = Tr::kGroups;
     const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
-    const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
-    if (slots < NW) return false;
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_bytes() - ring_off) / slot) / NG * NG;
+    const int64_t slots = std::min(fit, (max_pieces + NG - 1) / NG * NG);
+    if (slots < NG) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
     sh.slots = static_cast<int>(slots);
     sh.x_off = static_cast<uint32_t>(x_off);
     sh.psum_off = static_cast<uint32_t>(psum_off);
     sh.ring_off = static_cast<uint32_t>(ring_off);
-    const char* epi = std::getenv("STATESPACE_GEMV_STREAM_EPI_PREFETCH");
-    sh.epilogue_prefetch = !(epi && epi[0] == '0');
     const size_t smem = static_cast<size_t>(ring_off + slots * slot);
     const unsigned grid = static_cast<unsigned>(G);
-    auto go = [&](auto nw) {
-      constexpr int W = decltype(nw)::value;
-      if (a.nm.weight && a.nm.x_in_w_dtype)
-        launch_stream_as<T, kNormX, W>(a, st, sh, grid, smem);
-      else if (a.nm.weight)
-        launch_stream_as<T, kNormF32X, W>(a, st, sh, grid, smem);
-      else
-        launch_stream_as<T, kPlainX, W>(a, st, sh, grid, smem);
-    };
-    if (NW == 8)
-      go(std::integral_constant<int, 8>{});
+    if (a.nm.weight && a.nm.x_in_w_dtype)
+      launch_stream_as<T, kNormX>(a, st, sh, grid, smem);
+    else if (a.nm.weight)
+      launch_stream_as<T, kNormF32X>(a, st, sh, grid, smem);
     else
-      go(std::integral_constant<int, Tr::kConsumerWarps>{});
+      launch_stream_as<T, kPlainX>(a, st, sh, grid, smem);
     return true;
   }
 }
