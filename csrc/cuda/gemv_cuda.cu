@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
 // consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
 // flight, and since the weights do not depend on the previous kernel the producer fills the whole
-// ring (~120 KB per SM: most of what can land while a state update runs) before the
+// ring (~160 KB per SM: about what can land while x_proj and a state update run) before the
 // programmatic-launch wait, i.e. while the latency-bound kernel before it runs. Partial sums go to
 // shared memory and are added in a fixed order (reproducible).
 struct StreamTraits {
@@ -353,9 +353,9 @@ struct StreamTraits {
   static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (12 KB measured slower, G3)
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for a block of the kernel before it,
-  // so that the ring fills while that kernel runs (a Mamba-1 state update block takes ~32 KB, a
-  // Mamba-2 bulk state update block up to ~73 KB; 228 KB per SM).
-  static constexpr size_t kSmemBytes = 150 * 1024;
+  // so that the ring fills while that kernel runs (a Mamba-1 state update block takes ~32 KB of
+  // the SM's 228; a kernel that takes more delays the fill: G3's Mamba-2 bulk update, ~73 KB).
+  static constexpr size_t kSmemBytes = 188 * 1024;
 };
 
 struct StreamShape {
@@ -617,8 +617,8 @@ bool stream_rule() {
   return !(v && v[0] == '0');
 }
 
-// A/B knob for the last run: STATESPACE_GEMV_STREAM_KB caps the dynamic shared memory (188: the
-// G2/G3 ring, which cannot share an SM with a Mamba-2 bulk state-update block).
+// A/B knob for the last run: STATESPACE_GEMV_STREAM_KB caps the dynamic shared memory (150: a
+// ring that shares an SM with a ~73 KB block of the kernel before it).
 int64_t stream_smem_bytes() {
   const char* v = std::getenv("STATESPACE_GEMV_STREAM_KB");
   const int64_t kb = v ? std::atoi(v) : 0;
