@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
 // consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
 // flight, and since the weights do not depend on the previous kernel the producer fills the whole
-// ring (~160 KB per SM: about what can land while x_proj and a state update run) before the
+// ring (~120 KB per SM: about what can land while a state update runs) before the
 // programmatic-launch wait, i.e. while the latency-bound kernel before it runs. Partial sums go to
 // shared memory and are added in a fixed order (reproducible).
 struct StreamTraits {
@@ -352,10 +352,12 @@ struct StreamTraits {
   static constexpr int kThreads = (kConsumerWarps + 1) * 32;
   static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (12 KB measured slower, G3)
   static constexpr int kMaxSlots = 64;
-  // Dynamic shared memory per block: leaves room on the SM for a block of the kernel before it,
-  // so that the ring fills while that kernel runs (a Mamba-1 state update block takes ~32 KB of
-  // the SM's 228; a kernel that takes more delays the fill: G3's Mamba-2 bulk update, ~73 KB).
-  static constexpr size_t kSmemBytes = 188 * 1024;
+  // Dynamic shared memory per block: leaves room on the SM for a block of the kernel before it
+  // (of the SM's 228 KB), so that the ring fills while that kernel runs. 150 KB (24 slots of
+  // 2.7B-model pieces) measured faster than 188 (32 slots) in G4, one sample each: 2.790 vs
+  // 2.864 ms/token (mamba-2.8b), 2.619 vs 2.665 (mamba2-2.7b): a smaller burst of requests ahead
+  // of the kernel before it.
+  static constexpr size_t kSmemBytes = 150 * 1024;
 };
 
 struct StreamShape {
@@ -617,14 +619,6 @@ bool stream_rule() {
   return !(v && v[0] == '0');
 }
 
-// A/B knob for the last run: STATESPACE_GEMV_STREAM_KB caps the dynamic shared memory (150: a
-// ring that shares an SM with a ~73 KB block of the kernel before it).
-int64_t stream_smem_bytes() {
-  const char* v = std::getenv("STATESPACE_GEMV_STREAM_KB");
-  const int64_t kb = v ? std::atoi(v) : 0;
-  return kb >= 64 && kb <= 200 ? kb * 1024 : static_cast<int64_t>(StreamTraits::kSmemBytes);
-}
-
 template <typename T, int XM> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
   auto kernel = gemv_stream_kernel<T, XM>;
   int device = 0;
@@ -632,7 +626,7 @@ template <typename T, int XM> void launch_stream_as(const GemvArgs& a, cudaStrea
   static std::atomic<uint64_t> opted{0};  // devices whose limit this instantiation has raised
   const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
   if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024),
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(StreamTraits::kSmemBytes)),
                 "linear (gemv): shared memory");
     opted.fetch_or(bit, std::memory_order_relaxed);
   }
@@ -649,8 +643,14 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     const GemmParams& p = a.p;
     const int64_t G = cuda::sm_count();
     // Rows shorter than 1024 (mamba-130m's LM head, 768) stay on gemv_kernel: streamed they took
-    // ~2 us longer (0.3015 vs 0.2995 ms per 130m step, G1/G2).
-    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || !stream_rule() || !bulk_copies()) return false;
+    // ~2 us longer (0.3015 vs 0.2995 ms per 130m step, G1/G2). So does a row in W's dtype
+    // normalised on the fly: that is the Mamba-2 out_proj, right after a state update that moves
+    // the whole state (2.6 MB per layer of mamba2-2.7b); a ~16 MB prefetch queued in front of it
+    // delays it: mamba2-2.7b measured 0.04-0.1 ms/token slower with both its projections streamed
+    // (G3, G4; attributed to out_proj by this reasoning, not measured per projection), while
+    // mamba-2.8b gained up to 0.16 (its update moves 0.3 MB).
+    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || (a.nm.weight && a.nm.x_in_w_dtype) || !stream_rule() || !bulk_copies())
+      return false;
     const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
     StreamShape sh;
     const int64_t piece_max = Tr::kPieceBytes;
@@ -675,7 +675,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     // room for their neighbours' blocks on the SM.
     constexpr int64_t NG = Tr::kGroups;
     const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (stream_smem_bytes() - ring_off) / slot) / NG * NG;
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NG * NG;
     const int64_t slots = std::min(fit, (max_pieces + NG - 1) / NG * NG);
     if (slots < NG) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
@@ -685,9 +685,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     sh.ring_off = static_cast<uint32_t>(ring_off);
     const size_t smem = static_cast<size_t>(ring_off + slots * slot);
     const unsigned grid = static_cast<unsigned>(G);
-    if (a.nm.weight && a.nm.x_in_w_dtype)
-      launch_stream_as<T, kNormX>(a, st, sh, grid, smem);
-    else if (a.nm.weight)
+    if (a.nm.weight)
       launch_stream_as<T, kNormF32X>(a, st, sh, grid, smem);
     else
       launch_stream_as<T, kPlainX>(a, st, sh, grid, smem);
