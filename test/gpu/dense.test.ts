@@ -71,7 +71,7 @@ describeGpu('dense ops on CUDA', () => {
   // argmaxOut: for one row the gemv's blocks meet through a device-wide atomic maximum (LM head
   // shapes, scalar path); a K-split launch runs the argmax kernel after it
   it('linear argmaxOut equals argmax() of the result (in the kernel for one row)', async () => {
-    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [77, 1001], [192, 5120], [3, 64]], false);
+    await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [4500, 2048], [12000, 1024], [77, 1001], [192, 5120], [3, 64]], false);
     await checkLinearArgmax('cuda', 'bfloat16', [[50280, 768], [300, 2560]], true);
     await checkLinearArgmax('cuda', 'float32', [[1000, 256]], true);
   });
@@ -121,6 +121,9 @@ describeGpu('dense ops on CUDA', () => {
       { M: 1, N: 77, K: 1001, dtype: 'bfloat16', gate: true },
       { M: 1, N: 300, K: 512, dtype: 'float16', gate: true, residual: true },
       { M: 1, N: 2051, K: 2560, dtype: 'bfloat16', residual: true, bias: true },
+      // over 8 MB, one row: the bulk-copy streaming kernel (rows cut in 3 pieces; f16 weights)
+      { M: 1, N: 1100, K: 4104, dtype: 'bfloat16', bias: true },
+      { M: 1, N: 4200, K: 1024, dtype: 'float16', residual: true },
       { M: 2, N: 300, K: 512, dtype: 'bfloat16', residual: true },
       { M: 5, N: 64, K: 96, dtype: 'bfloat16', gate: true },
     ], 1.5e-2);
