@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <string>
 #include <type_traits>
+#include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
@@ -23,9 +24,52 @@ namespace {
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
+// Whether the kernel stages whole chunks of 2-byte rows through bulk copies (sm_90+) issued a
+// chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size), where the raw rows
+// (16.5 KiB at chunk 64) still leave room for 4 blocks per SM. f32 rows would not fit.
+template <typename T, int kG>
+constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
+
+// Row strides (elements) of the raw bulk-copy buffers: delta/u/z rows packed; B/C rows padded by
+// 16 bytes, so the transposing reads of eight states at once fall in distinct banks.
+__host__ __device__ inline int raw_bc_stride(int chunk, int elem_bytes) { return chunk + 16 / elem_bytes; }
+
+// Bytes of the raw buffers and their mbarrier (after fwd_smem_bytes' part and the bias row).
+inline size_t fwd_raw_bytes(const Layout& lo, int chunk, int elem_bytes) {
+  return static_cast<size_t>(elem_bytes) * (3 * static_cast<size_t>(lo.dims) * chunk +
+                                            2 * static_cast<size_t>(lo.npad) * raw_bc_stride(chunk, elem_bytes)) +
+         16;
+}
+
+// Shared memory of a launch: fwd_smem_bytes, the block's deltaBias values, the raw buffers.
+inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk, int elem_bytes) {
+  return fwd_smem_bytes(lo, chunk) + sizeof(float) * ((lo.dims + 3) & ~3) + (bulk ? fwd_raw_bytes(lo, chunk, elem_bytes) : 0);
+}
+
+// One chunk's B (or C) tile from its raw bulk-copied rows (state n at raw + n * stride): as
+// load_bc_tile_vec, but from shared memory.
+template <typename T>
+__device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, int stride, const SelectiveScanParams& p,
+                                             const Layout& lo, int chunk) {
+  constexpr int V = 16 / sizeof(T);
+  const int lgn = __ffs(lo.npad) - 1;
+  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
+    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    float v[V];
+    if (n < p.dstate) {
+      load_vec<T>(v, raw + n * stride + t);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
+  }
+}
+
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass, bool bulk_arg) {
   extern __shared__ __align__(16) float smem[];
   const int TP = row_stride(chunk);
   float* s_dt = smem;
@@ -36,6 +80,15 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
   // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
+  float* s_bias = s_ti + 2 * kThreads * K;  // deltaBias of the block's rows (0 without)
+  // bulk staging: raw delta, u, z rows [dims][chunk], B and C rows [npad][raw_bc_stride], mbarrier
+  T* raw_dt = reinterpret_cast<T*>(s_bias + ((lo.dims + 3) & ~3));
+  T* raw_u = raw_dt + lo.dims * chunk;
+  T* raw_z = raw_u + lo.dims * chunk;
+  const int RSB = raw_bc_stride(chunk, sizeof(T));
+  T* raw_B = raw_z + lo.dims * chunk;
+  T* raw_C = raw_B + lo.npad * RSB;
+  uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + lo.npad * RSB);
 
   const BlockRows br = block_rows(lo, tl);
   // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
@@ -67,6 +120,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
                                    reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y) |
                                    reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
+  // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
+  // alignment as the 16-byte staging; sm_90+ code only).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool bulk = fwd_bulk<T, kG>() && bulk_arg && vec;
+#else
+  const bool bulk = false;
+#endif
 
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
   float A2[K], x[K];
@@ -101,6 +161,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
+  if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (bulk && tid == 0) cuda::mbar_init(s_bar);
+#endif
+  __syncthreads();  // s_bias and the mbarrier before the first staging
   // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: its y
   // epilogue then reads u and the gate at a fixed offset (no select of u by step).
   const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
@@ -175,28 +240,37 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
+  bool raw_ready = false;  // this chunk's rows were bulk-copied during the chunk before
+  uint32_t parity = 0;     // of the mbarrier phase that raw_ready waits for
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
-    // row for whole chunks of aligned rows, element by element otherwise.
+    // row for whole chunks of aligned rows (from the raw bulk-copied rows once they are there),
+    // element by element otherwise.
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
-    auto stage_vec = [&](auto softplus_tag) {
-      constexpr bool kSoftplus = decltype(softplus_tag)::value;
+    auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
+      constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
-        float bb = 0.f;
         const bool in = r < br.nd;
         if (in) {
-          const int64_t gi = base + r * L + t0 + t;
-          rd = *reinterpret_cast<const uint4*>(delta + gi);
-          ru = *reinterpret_cast<const uint4*>(u + gi);
-          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
-          if (bias) bb = bias[br.d0 + r];
+          if (kRaw) {
+            const int ri = r * chunk + t;
+            rd = *reinterpret_cast<const uint4*>(raw_dt + ri);
+            ru = *reinterpret_cast<const uint4*>(raw_u + ri);
+            if (z) rz = *reinterpret_cast<const uint4*>(raw_z + ri);
+          } else {
+            const int64_t gi = base + r * L + t0 + t;
+            rd = *reinterpret_cast<const uint4*>(delta + gi);
+            ru = *reinterpret_cast<const uint4*>(u + gi);
+            if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          }
         }
+        const float bb = s_bias[r];
         const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
         unpack_vec<T>(v, rd);
@@ -214,41 +288,87 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         store_k<V>(s_zy + r * TP + t, v);
       }
     };
-    if (vec && len == chunk) {
+    if (raw_ready) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      cuda::mbar_wait(s_bar, parity);
+      parity ^= 1;
+#endif
       if (p.delta_softplus)
-        stage_vec(std::true_type{});
+        stage_vec(std::true_type{}, std::true_type{});
       else
-        stage_vec(std::false_type{});
+        stage_vec(std::false_type{}, std::true_type{});
+      if (!b_ti) stage_bc_raw(s_B, raw_B, RSB, p, lo, chunk);
+      if (c_tile) stage_bc_raw(s_C, raw_C, RSB, p, lo, chunk);
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-        const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zv = 1.f;
-        if (r < br.nd && t < len) {
-          const int64_t gi = base + r * L + t0 + t;
-          const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
-          dtv = p.delta_softplus ? softplus(pre) : pre;
-          uv = cuda::to_float(u[gi]);
-          if (z) {
-            zv = cuda::to_float(z[gi]);
-            zv *= sigmoid(zv);
+      if (vec && len == chunk) {
+        if (p.delta_softplus)
+          stage_vec(std::true_type{}, std::false_type{});
+        else
+          stage_vec(std::false_type{}, std::false_type{});
+      } else {
+        for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+          const int r = i >> lg, t = i & (chunk - 1);
+          float dtv = 0.f, uv = 0.f, zv = 1.f;
+          if (r < br.nd && t < len) {
+            const int64_t gi = base + r * L + t0 + t;
+            const float pre = cuda::to_float(delta[gi]) + s_bias[r];
+            dtv = p.delta_softplus ? softplus(pre) : pre;
+            uv = cuda::to_float(u[gi]);
+            if (z) {
+              zv = cuda::to_float(z[gi]);
+              zv *= sigmoid(zv);
+            }
           }
+          s_dt[r * TP + t] = dtv;
+          s_u[r * TP + t] = uv;
+          s_zy[r * TP + t] = zv;
         }
-        s_dt[r * TP + t] = dtv;
-        s_u[r * TP + t] = uv;
-        s_zy[r * TP + t] = zv;
       }
+      load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     }
-    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
-    if (t0 + span < t_end) {  // the next chunk's inputs into L2
+    if (t0 + span < t_end) {
       const int64_t tn = t0 + span;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
-      prefetch_rows(delta + base, L, br.nd, tn, ln);
-      prefetch_rows(u + base, L, br.nd, tn, ln);
-      if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
-      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
-      if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+      raw_ready = bulk && ln == chunk;
+      if (raw_ready) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // The next chunk's rows by bulk copies (this chunk's raw rows were all read before the
+        // barrier above); one warp issues them, the copy engine moves them during this chunk.
+        if (tid < 32) {
+          cuda::fence_proxy_async_shared();
+          const int nd = br.nd, nbc = (b_ti ? 0 : 1) + (c_tile ? 1 : 0);
+          const int copies = nd * (z ? 3 : 2) + static_cast<int>(N) * nbc;
+          const uint32_t row_bytes = static_cast<uint32_t>(chunk * sizeof(T));
+          if (tid == 0) cuda::mbar_expect_bytes(s_bar, static_cast<uint32_t>(copies) * row_bytes);
+          __syncwarp();
+          for (int i = tid; i < copies; i += 32) {
+            const T* src;
+            T* dst;
+            int j = i;
+            if (j < 2 * nd || (z && j < 3 * nd)) {  // rows of delta, u, z
+              const int which = j / nd, r = j - which * nd;
+              src = (which == 0 ? delta : which == 1 ? u : z) + base + r * L + tn;
+              dst = (which == 0 ? raw_dt : which == 1 ? raw_u : raw_z) + r * chunk;
+            } else {  // rows of B, then C
+              j -= nd * (z ? 3 : 2);
+              const bool is_c = b_ti || j >= N;
+              const int n = is_c && !b_ti ? j - static_cast<int>(N) : j;
+              src = (is_c ? Cg : Bg) + n * L + tn;
+              dst = (is_c ? raw_C : raw_B) + n * RSB;
+            }
+            cuda::bulk_copy_g2s(dst, src, row_bytes, s_bar);
+          }
+        }
+#endif
+      } else {  // the next chunk's inputs into L2
+        prefetch_rows(delta + base, L, br.nd, tn, ln);
+        prefetch_rows(u + base, L, br.nd, tn, ln);
+        if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
+        if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
+        if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+      }
     }
 
     const int ngroups = (len + 3) >> 2;
@@ -333,19 +453,28 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
+// Whether the current device runs the bulk-copy staging (compute capability 9.0 and later).
+bool device_has_bulk_copies() {
+  int dev = 0, major = 0;
+  cuda::check(cudaGetDevice(&dev), "selectiveScan: device");
+  cuda::check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "selectiveScan: device");
+  return major >= 9;
+}
+
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const size_t smem = fwd_smem_bytes(lo, chunk);
+  const bool bulk = fwd_bulk<T, kG>() && device_has_bulk_copies();
+  const size_t smem = fwd_launch_smem(lo, chunk, bulk, sizeof(T));
   auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, bulk);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, bulk);
   cuda::check_launch("selectiveScan forward");
 }
 
