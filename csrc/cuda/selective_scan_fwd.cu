@@ -25,39 +25,38 @@ template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
 // Whether the kernel stages whole chunks of 2-byte rows through bulk copies (sm_90+) issued a
-// chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size), where the raw rows
-// (16.5 KiB at chunk 64) still leave room for 4 blocks per SM. f32 rows would not fit.
+// chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16 padded states
+// per block), where the raw rows of chunks up to kRawChunk steps (16.5 KiB) still leave room for
+// 4 blocks per SM. f32 rows would not fit.
 template <typename T, int kG>
 constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
+constexpr int kRawChunk = 64, kRawRows = kThreads / 4, kRawStates = 16;
+// Raw rows (elements of 2 bytes): delta, u, z [kRawRows][kRawChunk], then B and C
+// [kRawStates][kRawBC] (padded by 16 bytes, so the transposing reads of eight states at once
+// fall in distinct banks), then the mbarrier. At fixed offsets from the start of shared memory:
+// their addresses are constants, not registers held across the step loop.
+constexpr int kRawBC = kRawChunk + 8;
+constexpr int kRawBytes = 2 * (3 * kRawRows * kRawChunk + 2 * kRawStates * kRawBC) + 16;
+// Then every kernel's deltaBias row (kThreads floats at most), then fwd_smem_bytes' part.
+constexpr int kBiasBytes = kThreads * sizeof(float);
 
-// Row strides (elements) of the raw bulk-copy buffers: delta/u/z rows packed; B/C rows padded by
-// 16 bytes, so the transposing reads of eight states at once fall in distinct banks.
-__host__ __device__ inline int raw_bc_stride(int chunk, int elem_bytes) { return chunk + 16 / elem_bytes; }
-
-// Bytes of the raw buffers and their mbarrier (after fwd_smem_bytes' part and the bias row).
-inline size_t fwd_raw_bytes(const Layout& lo, int chunk, int elem_bytes) {
-  return static_cast<size_t>(elem_bytes) * (3 * static_cast<size_t>(lo.dims) * chunk +
-                                            2 * static_cast<size_t>(lo.npad) * raw_bc_stride(chunk, elem_bytes)) +
-         16;
-}
-
-// Shared memory of a launch: fwd_smem_bytes, the block's deltaBias values, the raw buffers.
-inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk, int elem_bytes) {
-  return fwd_smem_bytes(lo, chunk) + sizeof(float) * ((lo.dims + 3) & ~3) + (bulk ? fwd_raw_bytes(lo, chunk, elem_bytes) : 0);
+// Shared memory of a launch (bulk: the kernel's raw buffers are compiled in and the device runs them).
+inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
+  return (bulk ? kRawBytes : 0) + kBiasBytes + fwd_smem_bytes(lo, chunk);
 }
 
 // One chunk's B (or C) tile from its raw bulk-copied rows (state n at raw + n * stride): as
 // load_bc_tile_vec, but from shared memory.
 template <typename T>
-__device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, int stride, const SelectiveScanParams& p,
-                                             const Layout& lo, int chunk) {
+__device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const SelectiveScanParams& p, const Layout& lo,
+                                             int chunk) {
   constexpr int V = 16 / sizeof(T);
   const int lgn = __ffs(lo.npad) - 1;
   for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     float v[V];
     if (n < p.dstate) {
-      load_vec<T>(v, raw + n * stride + t);
+      load_vec<T>(v, raw + n * kRawBC + t);
     } else {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = 0.f;
@@ -69,26 +68,31 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, int strid
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass, bool bulk_arg) {
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr bool kBulk = fwd_bulk<T, kG>();
+#else
+  constexpr bool kBulk = false;
+#endif
+  T* raw_dt = reinterpret_cast<T*>(smem);  // (kBulk) raw rows, see kRawBytes
+  T* raw_u = raw_dt + kRawRows * kRawChunk;
+  T* raw_z = raw_u + kRawRows * kRawChunk;
+  T* raw_B = raw_z + kRawRows * kRawChunk;
+  T* raw_C = raw_B + kRawStates * kRawBC;
+  uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStates * kRawBC);
+  float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
   const int TP = row_stride(chunk);
-  float* s_dt = smem;
-  float* s_u = s_dt + lo.dims * TP;
-  float* s_zy = s_u + lo.dims * TP;  // silu(z) in, gated y out
-  float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
-  float* s_C = s_B + chunk * lo.npad;
-  int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
+  // rows per block and padded states: compile-time constants where kG is
+  const int dims = kG > 0 ? kThreads / kG : lo.dims, npad_c = kG > 0 ? kG * K : lo.npad;
+  float* s_dt = s_bias + kThreads;
+  float* s_u = s_dt + dims * TP;
+  float* s_zy = s_u + dims * TP;  // silu(z) in, gated y out
+  float* s_B = s_zy + dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
+  float* s_C = s_B + chunk * npad_c;
+  int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad_c);
   // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
-  float* s_bias = s_ti + 2 * kThreads * K;  // deltaBias of the block's rows (0 without)
-  // bulk staging: raw delta, u, z rows [dims][chunk], B and C rows [npad][raw_bc_stride], mbarrier
-  T* raw_dt = reinterpret_cast<T*>(s_bias + ((lo.dims + 3) & ~3));
-  T* raw_u = raw_dt + lo.dims * chunk;
-  T* raw_z = raw_u + lo.dims * chunk;
-  const int RSB = raw_bc_stride(chunk, sizeof(T));
-  T* raw_B = raw_z + lo.dims * chunk;
-  T* raw_C = raw_B + lo.npad * RSB;
-  uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + lo.npad * RSB);
 
   const BlockRows br = block_rows(lo, tl);
   // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
@@ -123,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
   // alignment as the 16-byte staging; sm_90+ code only).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const bool bulk = fwd_bulk<T, kG>() && bulk_arg && vec;
+  const bool bulk = kBulk && vec && chunk <= kRawChunk;
 #else
   const bool bulk = false;
 #endif
@@ -240,8 +244,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
-  bool raw_ready = false;  // this chunk's rows were bulk-copied during the chunk before
-  uint32_t parity = 0;     // of the mbarrier phase that raw_ready waits for
+  // bit 0: this chunk's rows were bulk-copied during the chunk before; bit 1: the parity of the
+  // mbarrier phase that completes them
+  uint32_t raw_state = 0;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -259,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         const bool in = r < br.nd;
         if (in) {
           if (kRaw) {
-            const int ri = r * chunk + t;
+            const int ri = r * kRawChunk + t;
             rd = *reinterpret_cast<const uint4*>(raw_dt + ri);
             ru = *reinterpret_cast<const uint4*>(raw_u + ri);
             if (z) rz = *reinterpret_cast<const uint4*>(raw_z + ri);
@@ -288,17 +293,17 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         store_k<V>(s_zy + r * TP + t, v);
       }
     };
-    if (raw_ready) {
+    if (raw_state & 1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      cuda::mbar_wait(s_bar, parity);
-      parity ^= 1;
+      cuda::mbar_wait(s_bar, raw_state >> 1);
+      raw_state ^= 2;
 #endif
       if (p.delta_softplus)
         stage_vec(std::true_type{}, std::true_type{});
       else
         stage_vec(std::false_type{}, std::true_type{});
-      if (!b_ti) stage_bc_raw(s_B, raw_B, RSB, p, lo, chunk);
-      if (c_tile) stage_bc_raw(s_C, raw_C, RSB, p, lo, chunk);
+      if (!b_ti) stage_bc_raw(s_B, raw_B, p, lo, chunk);
+      if (c_tile) stage_bc_raw(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
@@ -331,8 +336,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     if (t0 + span < t_end) {
       const int64_t tn = t0 + span;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
-      raw_ready = bulk && ln == chunk;
-      if (raw_ready) {
+      const bool raw_next = bulk && ln == chunk;
+      raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
+      if (raw_next) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         // The next chunk's rows by bulk copies (this chunk's raw rows were all read before the
         // barrier above); one warp issues them, the copy engine moves them during this chunk.
@@ -343,22 +349,16 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const uint32_t row_bytes = static_cast<uint32_t>(chunk * sizeof(T));
           if (tid == 0) cuda::mbar_expect_bytes(s_bar, static_cast<uint32_t>(copies) * row_bytes);
           __syncwarp();
-          for (int i = tid; i < copies; i += 32) {
-            const T* src;
-            T* dst;
-            int j = i;
-            if (j < 2 * nd || (z && j < 3 * nd)) {  // rows of delta, u, z
-              const int which = j / nd, r = j - which * nd;
-              src = (which == 0 ? delta : which == 1 ? u : z) + base + r * L + tn;
-              dst = (which == 0 ? raw_dt : which == 1 ? raw_u : raw_z) + r * chunk;
-            } else {  // rows of B, then C
-              j -= nd * (z ? 3 : 2);
-              const bool is_c = b_ti || j >= N;
-              const int n = is_c && !b_ti ? j - static_cast<int>(N) : j;
-              src = (is_c ? Cg : Bg) + n * L + tn;
-              dst = (is_c ? raw_C : raw_B) + n * RSB;
-            }
-            cuda::bulk_copy_g2s(dst, src, row_bytes, s_bar);
+          // lane r: row r of delta, u, z (the block's rows are at most kRawRows = 32), state r of B, C
+          if (tid < nd) {
+            const int64_t gi = base + tid * L + tn;
+            cuda::bulk_copy_g2s(raw_dt + tid * kRawChunk, delta + gi, row_bytes, s_bar);
+            cuda::bulk_copy_g2s(raw_u + tid * kRawChunk, u + gi, row_bytes, s_bar);
+            if (z) cuda::bulk_copy_g2s(raw_z + tid * kRawChunk, z + gi, row_bytes, s_bar);
+          }
+          if (tid < N) {
+            if (!b_ti) cuda::bulk_copy_g2s(raw_B + tid * kRawBC, Bg + tid * L + tn, row_bytes, s_bar);
+            if (c_tile) cuda::bulk_copy_g2s(raw_C + tid * kRawBC, Cg + tid * L + tn, row_bytes, s_bar);
           }
         }
 #endif
@@ -463,18 +463,17 @@ bool device_has_bulk_copies() {
 
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const bool bulk = fwd_bulk<T, kG>() && device_has_bulk_copies();
-  const size_t smem = fwd_launch_smem(lo, chunk, bulk, sizeof(T));
+  const size_t smem = fwd_launch_smem(lo, chunk, fwd_bulk<T, kG>() && device_has_bulk_copies());
   auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, bulk);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, bulk);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false);
   cuda::check_launch("selectiveScan forward");
 }
 
