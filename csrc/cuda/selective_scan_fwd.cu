@@ -362,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           }
         }
 #endif
-      } else {  // the next chunk's inputs into L2
+      } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
         prefetch_rows(delta + base, L, br.nd, tn, ln);
         prefetch_rows(u + base, L, br.nd, tn, ln);
         if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
