@@ -9,6 +9,7 @@
 // p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
 // few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include "cuda/bulk_copy.cuh"
@@ -66,12 +67,14 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const Sel
   }
 }
 
-template <typename T, int K, int kG>
+// kPipe: EXPERIMENT (one A/B run, STATESPACE_SCAN_FWD_PIPE=1): the step loop with deferred row
+// sums (pipelined y epilogue), without the bulk staging (together they spill).
+template <typename T, int K, int kG, bool kPipe = false>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr bool kBulk = fwd_bulk<T, kG>();
+  constexpr bool kBulk = fwd_bulk<T, kG>() && !kPipe;
 #else
   constexpr bool kBulk = false;
 #endif
@@ -186,72 +189,127 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-    // A group: four steps' delta', u (restart flags) and this lane's B_t values; its C_t values are
-    // read when the group advances (fewer registers held while a pair's loads are in flight).
-    struct Group {
-      Steps4 st;
-      float b[4][K];
-    };
-    auto load_group = [&](int t) {
-      Group g;
-      g.st = load_steps4<kRestart>(rdt, ru, s_rst, t);
-#pragma unroll
-      for (int s = 0; s < 4; ++s) load_k<K>(g.b[s], bs + (t + s) * bstep);
-      return g;
-    };
-    // The recurrence over the group's steps from t; part[s]: this lane's share of <C_t, x_t> (kY).
-    auto advance = [&](const Group& g, int t, float(&part)[4]) {
-      float cv[4][K];
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        if (kY) {
-          load_k<K>(cv[s], cs + (t + s) * cstep);
-        } else {
-#pragma unroll
-          for (int k = 0; k < K; ++k) cv[s][k] = 0.f;
+    if constexpr (kPipe) {
+      // A group: four steps' delta', u (restart flags) and this lane's B_t values; its C_t values are
+      // read when the group advances (fewer registers held while a pair's loads are in flight).
+      struct Group {
+        Steps4 st;
+        float b[4][K];
+      };
+      auto load_group = [&](int t) {
+        Group g;
+        g.st = load_steps4<kRestart>(rdt, ru, s_rst, t);
+  #pragma unroll
+        for (int s = 0; s < 4; ++s) load_k<K>(g.b[s], bs + (t + s) * bstep);
+        return g;
+      };
+      // The recurrence over the group's steps from t; part[s]: this lane's share of <C_t, x_t> (kY).
+      auto advance = [&](const Group& g, int t, float(&part)[4]) {
+        float cv[4][K];
+  #pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          if (kY) {
+            load_k<K>(cv[s], cs + (t + s) * cstep);
+          } else {
+  #pragma unroll
+            for (int k = 0; k < K; ++k) cv[s][k] = 0.f;
+          }
         }
-      }
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const float dt = g.st.dt[s], du = dt * g.st.u[s];
-        float acc = 0.f;
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          float a = exp2f(dt * A2[k]);
-          if (kRestart && g.st.rst[s]) a = 0.f;
-          x[k] = fmaf(a, x[k], du * g.b[s][k]);
-          if (kY) acc = fmaf(cv[s][k], x[k], acc);
+  #pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          const float dt = g.st.dt[s], du = dt * g.st.u[s];
+          float acc = 0.f;
+  #pragma unroll
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dt * A2[k]);
+            if (kRestart && g.st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * g.b[s][k]);
+            if (kY) acc = fmaf(cv[s][k], x[k], acc);
+          }
+          part[s] = acc;
         }
-        part[s] = acc;
+      };
+      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the gate's
+      // slot takes y. t = chunk: a dummy in the rows' padding (nothing pending yet).
+      auto emit = [&](const float(&part)[4], int t) {
+        const float pm[1][4] = {{part[0], part[1], part[2], part[3]}};
+        reduce_steps4<1>(pm, G, lane, [&](int s, const float(&v)[1]) {
+          const int o = t + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
+        });
+      };
+      // Pairs of groups, their loads first; each group's row sums and y store come after the next
+      // group's recurrence (a pair's second group's after the next pair's first): the row sums'
+      // shuffles then overlap independent math instead of ending each pair with a chain of them
+      // (the compiler never moves a shared load above a shared store it can't tell apart, so the
+      // next pair's loads wait for the last y store before them). Groups past len (up to the even
+      // count) run on the staged zeros (delta' = 0 keeps the state).
+      const int npairs = (ngroups + 1) >> 1;
+      float pa[4], pb[4] = {0.f, 0.f, 0.f, 0.f};
+  #pragma unroll 1
+      for (int q = 0; q < npairs; ++q) {
+        const int t = 8 * q;
+        const Group ga = load_group(t), gb = load_group(t + 4);
+        advance(ga, t, pa);
+        if (kY) emit(pb, q > 0 ? t - 4 : chunk);
+        advance(gb, t + 4, pb);
+        if (kY) emit(pa, t);
       }
-    };
-    // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the gate's
-    // slot takes y. t = chunk: a dummy in the rows' padding (nothing pending yet).
-    auto emit = [&](const float(&part)[4], int t) {
-      const float pm[1][4] = {{part[0], part[1], part[2], part[3]}};
-      reduce_steps4<1>(pm, G, lane, [&](int s, const float(&v)[1]) {
-        const int o = t + (G >= 4 ? own : s);
-        rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
-      });
-    };
-    // Pairs of groups, their loads first; each group's row sums and y store come after the next
-    // group's recurrence (a pair's second group's after the next pair's first): the row sums'
-    // shuffles then overlap independent math instead of ending each pair with a chain of them
-    // (the compiler never moves a shared load above a shared store it can't tell apart, so the
-    // next pair's loads wait for the last y store before them). Groups past len (up to the even
-    // count) run on the staged zeros (delta' = 0 keeps the state).
-    const int npairs = (ngroups + 1) >> 1;
-    float pa[4], pb[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll 1
-    for (int q = 0; q < npairs; ++q) {
-      const int t = 8 * q;
-      const Group ga = load_group(t), gb = load_group(t + 4);
-      advance(ga, t, pa);
-      if (kY) emit(pb, q > 0 ? t - 4 : chunk);
-      advance(gb, t + 4, pb);
-      if (kY) emit(pa, t);
+      if (kY && npairs > 0) emit(pb, 8 * npairs - 4);
+      return;
+    } else {
+      // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
+      // compiler can't move a shared load above a shared store it can't tell apart, so with one
+      // group per y store the groups ran one after another; M = 2 lets the second group's loads
+      // and math overlap the first's row sums.
+      auto groups = [&](auto m_tag, int t) {
+        constexpr int M = decltype(m_tag)::value;
+        float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
+  #pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
+  #pragma unroll
+          for (int s = 0; s < 4; ++s) {
+            const int ts = t + 4 * m + s;
+            const float dt = st.dt[s], du = dt * st.u[s];
+            float bv[K], cv[K];
+            load_k<K>(bv, bs + ts * bstep);
+            if (kY) {
+              load_k<K>(cv, cs + ts * cstep);
+            } else {
+  #pragma unroll
+              for (int k = 0; k < K; ++k) cv[k] = 0.f;
+            }
+            float acc = 0.f;
+  #pragma unroll
+            for (int k = 0; k < K; ++k) {
+              float a = exp2f(dt * A2[k]);
+              if (kRestart && st.rst[s]) a = 0.f;
+              x[k] = fmaf(a, x[k], du * bv[k]);
+              if (kY) acc = fmaf(cv[k], x[k], acc);
+            }
+            part[m][s] = acc;
+          }
+        }
+        if (!kY) return;
+        // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+        // gate's slot takes y.
+        reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+  #pragma unroll
+          for (int m = 0; m < M; ++m) {
+            const int o = t + 4 * m + (G >= 4 ? own : s);
+            rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+          }
+        });
+      };
+      int gq = 0;
+      if (kY) {
+  #pragma unroll 1
+        for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
+      }
+  #pragma unroll 1
+      for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
     }
-    if (kY && npairs > 0) emit(pb, 8 * npairs - 4);
   };
 
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
@@ -260,6 +318,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
+  // bit 0: this chunk's rows were bulk-copied during the chunk before; bit 1: the parity of the
+  // mbarrier phase that completes them
+  uint32_t raw_state = 0;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -306,11 +367,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         store_k<V>(s_zy + r * TP + t, v);
       }
     };
-    // Every whole chunk after the first was bulk-copied during the chunk before (only the last
-    // chunk can be partial), completing mbarrier phases 0, 1, 0, ... from chunk 1 on.
-    if (kBulk && bulk && c > 0 && len == chunk) {
+    if (kBulk && (raw_state & 1)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      cuda::mbar_wait(s_bar, static_cast<uint32_t>(c - 1) & 1);
+      cuda::mbar_wait(s_bar, raw_state >> 1);
+      raw_state ^= 2;
 #endif
       if (p.delta_softplus)
         stage_vec(std::true_type{}, std::true_type{});
@@ -350,7 +410,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     if (t0 + span < t_end) {
       const int64_t tn = t0 + span;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
-      if (bulk && ln == chunk) {
+      const bool raw_next = bulk && ln == chunk;
+      raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
+      if (raw_next) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         // The next chunk's rows by bulk copies (this chunk's raw rows were all read before the
         // barrier above); one warp issues them, the copy engine moves them during this chunk.
@@ -475,8 +537,17 @@ bool device_has_bulk_copies() {
 
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const size_t smem = fwd_launch_smem(lo, chunk, fwd_bulk<T, kG>() && device_has_bulk_copies());
+  // EXPERIMENT (one A/B run): STATESPACE_SCAN_FWD_PIPE=1 runs the pipelined-epilogue variant
+  static const bool pipe = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_PIPE");
+    return e && e[0] == '1';
+  }();
+  const bool use_pipe = pipe && kG == 4;
+  const size_t smem = fwd_launch_smem(lo, chunk, !use_pipe && fwd_bulk<T, kG>() && device_has_bulk_copies());
   auto kernel = scan_fwd_kernel<T, K, kG>;
+  if constexpr (kG == 4) {
+    if (use_pipe) kernel = scan_fwd_kernel<T, K, kG, true>;
+  }
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
