@@ -67,14 +67,15 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const Sel
   }
 }
 
-// kPipe: EXPERIMENT (one A/B run, STATESPACE_SCAN_FWD_PIPE=1): the step loop with deferred row
-// sums (pipelined y epilogue), without the bulk staging (together they spill).
-template <typename T, int K, int kG, bool kPipe = false>
+// kVar: EXPERIMENT (one A/B run, STATESPACE_SCAN_FWD_PIPE=kVar): 1 = the step loop with deferred
+// row sums (pipelined y epilogue), without the bulk staging; 2 = that loop with the bulk staging
+// (a 4-byte spill) and each warp storing its own rows' y (one block barrier less per chunk).
+template <typename T, int K, int kG, int kVar = 0>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
   extern __shared__ __align__(16) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr bool kBulk = fwd_bulk<T, kG>() && !kPipe;
+  constexpr bool kBulk = fwd_bulk<T, kG>() && kVar != 1;
 #else
   constexpr bool kBulk = false;
 #endif
@@ -189,7 +190,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-    if constexpr (kPipe) {
+    if constexpr (kVar != 0) {
       // A group: four steps' delta', u (restart flags) and this lane's B_t values; its C_t values are
       // read when the group advances (fewer registers held while a pair's loads are in flight).
       struct Group {
@@ -421,8 +422,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const int nd = br.nd, nbc = (b_ti ? 0 : 1) + (c_tile ? 1 : 0);
           const int copies = nd * (z ? 3 : 2) + static_cast<int>(N) * nbc;
           const uint32_t row_bytes = static_cast<uint32_t>(chunk * sizeof(T));
+          // (kVar 2 without the __syncwarp, which made it spill more: copies completing before the
+          // expectation only take the phase's byte count below zero; the phase can't complete
+          // before lane 0's arrival)
           if (tid == 0) cuda::mbar_expect_bytes(s_bar, static_cast<uint32_t>(copies) * row_bytes);
-          __syncwarp();
+          if constexpr (kVar == 0) __syncwarp();
           // lane r: row r of delta, u, z (the block's rows are at most kRawRows = 32), state r of B, C
           if (tid < nd) {
             const int64_t gi = base + tid * L + tn;
@@ -478,7 +482,28 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
-    if (want_y) {
+    if (want_y && kVar == 2) {
+      // Each warp stores the y of its own rows (32 / G of them, which only its lanes wrote): no
+      // block barrier between the step loop and the stores, so a warp done early stores while
+      // the others still compute.
+      __syncwarp();
+      T* y = static_cast<T*>(p.y);
+      const int lgw = 5 - (__ffs(G) - 1), r0 = (tid >> 5) << lgw, wl = tid & 31;  // rows 2^lgw from r0
+      if (vec && len == chunk) {
+        for (int i = wl; i < (vpr << lgw); i += 32) {
+          const int r = r0 + (i >> lgv), t = (i & (vpr - 1)) * V;
+          if (r >= br.nd) continue;
+          float yv[V];
+          load_k<V>(yv, s_zy + r * TP + t);
+          store_vec<T>(y + base + r * L + t0 + t, yv);
+        }
+      } else {
+        for (int i = wl; i < (chunk << lgw); i += 32) {
+          const int r = r0 + (i >> lg), t = i & (chunk - 1);
+          if (r < br.nd && t < len) y[base + r * L + t0 + t] = cuda::from_float<T>(s_zy[r * TP + t]);
+        }
+      }
+    } else if (want_y) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
@@ -537,16 +562,17 @@ bool device_has_bulk_copies() {
 
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  // EXPERIMENT (one A/B run): STATESPACE_SCAN_FWD_PIPE=1 runs the pipelined-epilogue variant
-  static const bool pipe = [] {
+  // EXPERIMENT (one A/B run): STATESPACE_SCAN_FWD_PIPE=1 or 2 runs that variant (kVar)
+  static const int var = [] {
     const char* e = std::getenv("STATESPACE_SCAN_FWD_PIPE");
-    return e && e[0] == '1';
+    return e && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
   }();
-  const bool use_pipe = pipe && kG == 4;
-  const size_t smem = fwd_launch_smem(lo, chunk, !use_pipe && fwd_bulk<T, kG>() && device_has_bulk_copies());
+  const int use_var = kG == 4 ? var : 0;
+  const size_t smem = fwd_launch_smem(lo, chunk, use_var != 1 && fwd_bulk<T, kG>() && device_has_bulk_copies());
   auto kernel = scan_fwd_kernel<T, K, kG>;
   if constexpr (kG == 4) {
-    if (use_pipe) kernel = scan_fwd_kernel<T, K, kG, true>;
+    if (use_var == 1) kernel = scan_fwd_kernel<T, K, kG, 1>;
+    if (use_var == 2) kernel = scan_fwd_kernel<T, K, kG, 2>;
   }
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
