@@ -1,53 +1,96 @@
-// Bulk asynchronous copies global -> shared memory completed on a shared-memory mbarrier (sm_90+:
-// the copy engine moves whole rows while no thread holds a register for them). One thread
-// announces the bytes a phase expects, any threads issue the copies, every waiting thread polls
-// the phase's parity. Only for sm_90+ code paths (callers check __CUDA_ARCH__).
+// Bulk copies global -> shared memory completed on an mbarrier (Hopper, sm_90+: the copy engine
+// moves a contiguous byte range while the threads do other work; the barrier's phase flips once
+// the expected bytes have landed). Device code for sm_90 and later only: the callers' host sides
+// check the device's compute capability before launching a kernel that uses these.
 #pragma once
 #include <cstdint>
 
 namespace ss::cuda {
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+__device__ __forceinline__ uint32_t shared_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// One arrival per phase. Followed by a __syncthreads before anyone uses it.
-__device__ __forceinline__ void mbar_init(uint64_t* bar) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(smem_addr(bar)) : "memory");
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-}
-
-// The phase's single arrival, announcing `bytes` of copies that complete it.
-__device__ __forceinline__ void mbar_expect_bytes(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-
-// Orders this thread's earlier generic-proxy accesses of shared memory before later async-proxy
-// writes into it (a buffer read by threads, then refilled by bulk copies after a barrier).
-__device__ __forceinline__ void fence_proxy_async_shared() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-// `bytes` (a multiple of 16; both addresses 16-byte aligned) from src to dst, counted on bar.
-__device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
-
-// Blocks until the phase of the given parity (0, 1, 0, ...) has completed.
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  uint32_t done;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_addr(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-}
+#define SS_BULK_ASM(...) asm volatile(__VA_ARGS__)
+#else
+#define SS_BULK_ASM(...) __trap()
 #endif
 
+// A barrier expecting `count` arrivals per phase. After initialising its barriers a block runs
+// mbar_init_fence() (the copy engine must see the initialised words) and then __syncthreads().
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  SS_BULK_ASM("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() { SS_BULK_ASM("fence.mbarrier_init.release.cluster;" ::: "memory"); }
+
+// One arrival that also announces `bytes` still to come from bulk copies in this phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  SS_BULK_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  SS_BULK_ASM("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_addr(bar)) : "memory");
+}
+
+// Waits until the phase of the given parity (0 for the barrier's first phase, then 1, 0, ...)
+// has completed. The suspend-time hint lets the hardware park the thread until the phase
+// completes instead of returning at once (fewer polls of shared memory while waiting).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t a = shared_addr(bar);
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(a), "r"(parity), "r"(10000000u)
+        : "memory");
+  } while (!done);
+#else
+  __trap();
+#endif
+}
+
+// An L2 policy for data read once: its lines are the first evicted.
+__device__ __forceinline__ uint64_t l2_evict_first() {
+  uint64_t pol = 0;
+  SS_BULK_ASM("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+  return pol;
+}
+
+// Copies `bytes` (a multiple of 16; both addresses 16-byte aligned) from global to shared
+// memory; their arrival completes that many of `bar`'s expected bytes.
+__device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, uint32_t bytes, uint64_t* bar, uint64_t l2_policy) {
+  SS_BULK_ASM("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(shared_addr(dst)),
+              "l"(src), "r"(bytes), "r"(shared_addr(bar)), "l"(l2_policy)
+              : "memory");
+}
+
+#undef SS_BULK_ASM
+
+}  // namespace ss::cuda
+
+// (scan forward) Orders this thread's earlier generic-proxy accesses of shared memory before
+// later async-proxy writes into it (a buffer read by threads, then refilled by bulk copies after
+// a barrier).
+namespace ss::cuda {
+__device__ __forceinline__ void fence_proxy_async_shared() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#else
+  __trap();
+#endif
+}
+
+// (scan forward) A box of a 2-D tensor map (a __grid_constant__ kernel parameter) at element
+// coordinates (c0 innermost, c1) into shared memory, completing its bytes on bar.
+__device__ __forceinline__ void tensor_copy_2d_to_shared(void* dst, const void* map, int c0, int c1, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
+          shared_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(shared_addr(bar))
+      : "memory");
+#else
+  __trap();
+#endif
+}
 }  // namespace ss::cuda

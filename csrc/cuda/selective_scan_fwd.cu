@@ -9,13 +9,13 @@
 // p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
 // few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 #include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
+#include "cuda/tensor_map.h"
 
 namespace ss {
 namespace scan_cuda {
@@ -25,31 +25,43 @@ namespace {
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
-// Whether the kernel stages whole chunks of 2-byte rows through bulk copies (sm_90+) issued a
-// chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16 padded states
-// per block), where the raw rows of chunks up to kRawChunk steps (16.5 KiB) still leave room for
-// 4 blocks per SM. f32 rows would not fit.
+// Whether the kernel stages whole chunks of 2-byte rows through bulk tensor copies (TMA, sm_90+)
+// issued a chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16
+// padded states per block), where the raw tiles of chunks up to kRawChunk steps (16 KiB) still
+// leave room for 4 blocks per SM. f32 rows would not fit.
 template <typename T, int kG>
 constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
 constexpr int kRawChunk = 64, kRawRows = kThreads / 4, kRawStates = 16;
-// Raw rows (elements of 2 bytes): delta, u, z [kRawRows][kRawChunk], then B and C
-// [kRawStates][kRawBC] (padded by 16 bytes, so the transposing reads of eight states at once
-// fall in distinct banks), then the mbarrier. At fixed offsets from the start of shared memory:
-// their addresses are constants, not registers held across the step loop.
-constexpr int kRawBC = kRawChunk + 8;
-constexpr int kRawBytes = 2 * (3 * kRawRows * kRawChunk + 2 * kRawStates * kRawBC) + 16;
+// Raw tiles at fixed offsets from the start of shared memory (constants, not registers held
+// across the step loop), each 1024-byte aligned as the 128-byte swizzle needs: delta, u, z
+// [kRawRows][chunk] from 0, 4 KiB apart; B and C [kRawStates][chunk] from 12 KiB, 2 KiB apart;
+// then the mbarrier. Within a tile the copy engine stores byte offset o at o ^ ((o >> 7 & 7) << 4)
+// (the 16-byte units of each 128-byte line permuted by the line's index mod 8), so that the
+// staging's reads of eight rows at one step are conflict-free.
+constexpr int kRawRowTile = 2 * kRawRows * kRawChunk, kRawStateTile = 2 * kRawStates * kRawChunk;
+constexpr int kRawBytes = 3 * kRawRowTile + 2 * kRawStateTile + 16;
 // Then every kernel's deltaBias row (kThreads floats at most), then fwd_smem_bytes' part.
 constexpr int kBiasBytes = kThreads * sizeof(float);
 
-// Shared memory of a launch (bulk: the kernel's raw buffers are compiled in and the device runs them).
+// Shared memory of a launch (bulk: the kernel's raw tiles are compiled in and the device runs them).
 inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
   return (bulk ? kRawBytes : 0) + kBiasBytes + fwd_smem_bytes(lo, chunk);
 }
 
-// One chunk's B (or C) tile from its raw bulk-copied rows (state n at raw + n * stride): as
+__device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
+
+// Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
+// (batch * dim) rows, boxes of the block's rows x chunk; per-step B and C as (batch * groups *
+// dstate) rows, boxes of 16 states x chunk. `ok`: all wanted maps encoded.
+struct FwdMaps {
+  CUtensorMap dt, u, z, B, C;
+  bool ok;
+};
+
+// One chunk's B (or C) tile from its raw swizzled tile (state n's chunk steps in line n): as
 // load_bc_tile_vec, but from shared memory.
 template <typename T>
-__device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const SelectiveScanParams& p, const Layout& lo,
+__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, const Layout& lo,
                                              int chunk) {
   constexpr int V = 16 / sizeof(T);
   const int lgn = __ffs(lo.npad) - 1;
@@ -57,7 +69,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const Sel
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     float v[V];
     if (n < p.dstate) {
-      load_vec<T>(v, raw + n * kRawBC + t);
+      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * chunk + t) * 2)));
     } else {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = 0.f;
@@ -67,24 +79,22 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const T* raw, const Sel
   }
 }
 
-// kVar: EXPERIMENT (one A/B run, STATESPACE_SCAN_FWD_PIPE=kVar): 1 = the step loop with deferred
-// row sums (pipelined y epilogue), without the bulk staging; 2 = that loop with the bulk staging
-// (a 4-byte spill) and each warp storing its own rows' y (one block barrier less per chunk).
-template <typename T, int K, int kG, int kVar = 0>
+template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
+                    const __grid_constant__ FwdMaps maps) {
   extern __shared__ __align__(16) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr bool kBulk = fwd_bulk<T, kG>() && kVar != 1;
+  constexpr bool kBulk = fwd_bulk<T, kG>();
 #else
   constexpr bool kBulk = false;
 #endif
-  T* raw_dt = reinterpret_cast<T*>(smem);  // (kBulk) raw rows, see kRawBytes
-  T* raw_u = raw_dt + kRawRows * kRawChunk;
-  T* raw_z = raw_u + kRawRows * kRawChunk;
-  T* raw_B = raw_z + kRawRows * kRawChunk;
-  T* raw_C = raw_B + kRawStates * kRawBC;
-  uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStates * kRawBC);
+  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see kRawBytes
+  char* raw_u = raw_dt + kRawRowTile;
+  char* raw_z = raw_u + kRawRowTile;
+  char* raw_B = raw_z + kRawRowTile;
+  char* raw_C = raw_B + kRawStateTile;
+  [[maybe_unused]] uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStateTile);
   float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
   const int TP = row_stride(chunk);
   // rows per block and padded states: compile-time constants at 4 lanes per row (other layouts keep
@@ -132,7 +142,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
   // alignment as the 16-byte staging; sm_90+ code only).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const bool bulk = kBulk && vec && chunk <= kRawChunk;
+  // (the 128-byte swizzle needs the tiles 1024-byte aligned: checked, not assumed)
+  const bool bulk = kBulk && maps.ok && vec && chunk <= kRawChunk && (cuda::shared_addr(smem) & 1023) == 0;
 #else
   const bool bulk = false;
 #endif
@@ -172,7 +183,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   float* rzy = s_zy + dl * TP;
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (bulk && tid == 0) cuda::mbar_init(s_bar);
+  if (bulk && tid == 0) {
+    cuda::mbar_init(s_bar, 1);
+    cuda::mbar_init_fence();
+  }
 #endif
   __syncthreads();  // s_bias and the mbarrier before the first staging
   // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: its y
@@ -190,127 +204,57 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-    if constexpr (kVar != 0) {
-      // A group: four steps' delta', u (restart flags) and this lane's B_t values; its C_t values are
-      // read when the group advances (fewer registers held while a pair's loads are in flight).
-      struct Group {
-        Steps4 st;
-        float b[4][K];
-      };
-      auto load_group = [&](int t) {
-        Group g;
-        g.st = load_steps4<kRestart>(rdt, ru, s_rst, t);
-  #pragma unroll
-        for (int s = 0; s < 4; ++s) load_k<K>(g.b[s], bs + (t + s) * bstep);
-        return g;
-      };
-      // The recurrence over the group's steps from t; part[s]: this lane's share of <C_t, x_t> (kY).
-      auto advance = [&](const Group& g, int t, float(&part)[4]) {
-        float cv[4][K];
-  #pragma unroll
+    // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
+    // compiler can't move a shared load above a shared store it can't tell apart, so with one
+    // group per y store the groups ran one after another; M = 2 lets the second group's loads
+    // and math overlap the first's row sums.
+    auto groups = [&](auto m_tag, int t) {
+      constexpr int M = decltype(m_tag)::value;
+      float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
+#pragma unroll
         for (int s = 0; s < 4; ++s) {
+          const int ts = t + 4 * m + s;
+          const float dt = st.dt[s], du = dt * st.u[s];
+          float bv[K], cv[K];
+          load_k<K>(bv, bs + ts * bstep);
           if (kY) {
-            load_k<K>(cv[s], cs + (t + s) * cstep);
+            load_k<K>(cv, cs + ts * cstep);
           } else {
-  #pragma unroll
-            for (int k = 0; k < K; ++k) cv[s][k] = 0.f;
+#pragma unroll
+            for (int k = 0; k < K; ++k) cv[k] = 0.f;
           }
-        }
-  #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const float dt = g.st.dt[s], du = dt * g.st.u[s];
           float acc = 0.f;
-  #pragma unroll
+#pragma unroll
           for (int k = 0; k < K; ++k) {
             float a = exp2f(dt * A2[k]);
-            if (kRestart && g.st.rst[s]) a = 0.f;
-            x[k] = fmaf(a, x[k], du * g.b[s][k]);
-            if (kY) acc = fmaf(cv[s][k], x[k], acc);
+            if (kRestart && st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+            if (kY) acc = fmaf(cv[k], x[k], acc);
           }
-          part[s] = acc;
+          part[m][s] = acc;
         }
-      };
-      // The owner of step t+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the gate's
-      // slot takes y. t = chunk: a dummy in the rows' padding (nothing pending yet).
-      auto emit = [&](const float(&part)[4], int t) {
-        const float pm[1][4] = {{part[0], part[1], part[2], part[3]}};
-        reduce_steps4<1>(pm, G, lane, [&](int s, const float(&v)[1]) {
-          const int o = t + (G >= 4 ? own : s);
-          rzy[o] = fmaf(Dd, ru[o], v[0]) * rzy[o];
-        });
-      };
-      // Pairs of groups, their loads first; each group's row sums and y store come after the next
-      // group's recurrence (a pair's second group's after the next pair's first): the row sums'
-      // shuffles then overlap independent math instead of ending each pair with a chain of them
-      // (the compiler never moves a shared load above a shared store it can't tell apart, so the
-      // next pair's loads wait for the last y store before them). Groups past len (up to the even
-      // count) run on the staged zeros (delta' = 0 keeps the state).
-      const int npairs = (ngroups + 1) >> 1;
-      float pa[4], pb[4] = {0.f, 0.f, 0.f, 0.f};
-  #pragma unroll 1
-      for (int q = 0; q < npairs; ++q) {
-        const int t = 8 * q;
-        const Group ga = load_group(t), gb = load_group(t + 4);
-        advance(ga, t, pa);
-        if (kY) emit(pb, q > 0 ? t - 4 : chunk);
-        advance(gb, t + 4, pb);
-        if (kY) emit(pa, t);
       }
-      if (kY && npairs > 0) emit(pb, 8 * npairs - 4);
-      return;
-    } else {
-      // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
-      // compiler can't move a shared load above a shared store it can't tell apart, so with one
-      // group per y store the groups ran one after another; M = 2 lets the second group's loads
-      // and math overlap the first's row sums.
-      auto groups = [&](auto m_tag, int t) {
-        constexpr int M = decltype(m_tag)::value;
-        float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
-  #pragma unroll
+      if (!kY) return;
+      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      // gate's slot takes y.
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+#pragma unroll
         for (int m = 0; m < M; ++m) {
-          const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
-  #pragma unroll
-          for (int s = 0; s < 4; ++s) {
-            const int ts = t + 4 * m + s;
-            const float dt = st.dt[s], du = dt * st.u[s];
-            float bv[K], cv[K];
-            load_k<K>(bv, bs + ts * bstep);
-            if (kY) {
-              load_k<K>(cv, cs + ts * cstep);
-            } else {
-  #pragma unroll
-              for (int k = 0; k < K; ++k) cv[k] = 0.f;
-            }
-            float acc = 0.f;
-  #pragma unroll
-            for (int k = 0; k < K; ++k) {
-              float a = exp2f(dt * A2[k]);
-              if (kRestart && st.rst[s]) a = 0.f;
-              x[k] = fmaf(a, x[k], du * bv[k]);
-              if (kY) acc = fmaf(cv[k], x[k], acc);
-            }
-            part[m][s] = acc;
-          }
+          const int o = t + 4 * m + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
         }
-        if (!kY) return;
-        // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
-        // gate's slot takes y.
-        reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
-  #pragma unroll
-          for (int m = 0; m < M; ++m) {
-            const int o = t + 4 * m + (G >= 4 ? own : s);
-            rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
-          }
-        });
-      };
-      int gq = 0;
-      if (kY) {
-  #pragma unroll 1
-        for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
-      }
-  #pragma unroll 1
-      for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
+      });
+    };
+    int gq = 0;
+    if (kY) {
+#pragma unroll 1
+      for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
+#pragma unroll 1
+    for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
   };
 
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
@@ -339,7 +283,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         const bool in = r < br.nd;
         if (in) {
           if (kRaw) {
-            const int ri = r * kRawChunk + t;
+            const int ri = swizzle128((r * chunk + t) * 2);
             rd = *reinterpret_cast<const uint4*>(raw_dt + ri);
             ru = *reinterpret_cast<const uint4*>(raw_u + ri);
             if (z) rz = *reinterpret_cast<const uint4*>(raw_z + ri);
@@ -377,8 +321,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         stage_vec(std::true_type{}, std::true_type{});
       else
         stage_vec(std::false_type{}, std::true_type{});
-      if (!b_ti) stage_bc_raw(s_B, raw_B, p, lo, chunk);
-      if (c_tile) stage_bc_raw(s_C, raw_C, p, lo, chunk);
+      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
+      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
@@ -415,29 +359,21 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
       if (raw_next) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        // The next chunk's rows by bulk copies (this chunk's raw rows were all read before the
-        // barrier above); one warp issues them, the copy engine moves them during this chunk.
-        if (tid < 32) {
+        // The next chunk's tiles by bulk tensor copies (this chunk's raw tiles were all read
+        // before the barrier above), issued by one thread; the copy engine moves them during
+        // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
+        // the block's and states past dstate.
+        if (tid == 0) {
           cuda::fence_proxy_async_shared();
-          const int nd = br.nd, nbc = (b_ti ? 0 : 1) + (c_tile ? 1 : 0);
-          const int copies = nd * (z ? 3 : 2) + static_cast<int>(N) * nbc;
-          const uint32_t row_bytes = static_cast<uint32_t>(chunk * sizeof(T));
-          // (kVar 2 without the __syncwarp, which made it spill more: copies completing before the
-          // expectation only take the phase's byte count below zero; the phase can't complete
-          // before lane 0's arrival)
-          if (tid == 0) cuda::mbar_expect_bytes(s_bar, static_cast<uint32_t>(copies) * row_bytes);
-          if constexpr (kVar == 0) __syncwarp();
-          // lane r: row r of delta, u, z (the block's rows are at most kRawRows = 32), state r of B, C
-          if (tid < nd) {
-            const int64_t gi = base + tid * L + tn;
-            cuda::bulk_copy_g2s(raw_dt + tid * kRawChunk, delta + gi, row_bytes, s_bar);
-            cuda::bulk_copy_g2s(raw_u + tid * kRawChunk, u + gi, row_bytes, s_bar);
-            if (z) cuda::bulk_copy_g2s(raw_z + tid * kRawChunk, z + gi, row_bytes, s_bar);
-          }
-          if (tid < N) {
-            if (!b_ti) cuda::bulk_copy_g2s(raw_B + tid * kRawBC, Bg + tid * L + tn, row_bytes, s_bar);
-            if (c_tile) cuda::bulk_copy_g2s(raw_C + tid * kRawBC, Cg + tid * L + tn, row_bytes, s_bar);
-          }
+          const uint32_t row_tile = static_cast<uint32_t>(kRawRows * chunk * 2), state_tile = static_cast<uint32_t>(kRawStates * chunk * 2);
+          cuda::mbar_arrive_expect_tx(s_bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
+          const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
+          cuda::tensor_copy_2d_to_shared(raw_dt, &maps.dt, t_next, row, s_bar);
+          cuda::tensor_copy_2d_to_shared(raw_u, &maps.u, t_next, row, s_bar);
+          if (z) cuda::tensor_copy_2d_to_shared(raw_z, &maps.z, t_next, row, s_bar);
+          // B's (C's) tile: the group's first state row
+          if (!b_ti) cuda::tensor_copy_2d_to_shared(raw_B, &maps.B, t_next, static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), s_bar);
+          if (c_tile) cuda::tensor_copy_2d_to_shared(raw_C, &maps.C, t_next, static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), s_bar);
         }
 #endif
       } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
@@ -482,28 +418,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
-    if (want_y && kVar == 2) {
-      // Each warp stores the y of its own rows (32 / G of them, which only its lanes wrote): no
-      // block barrier between the step loop and the stores, so a warp done early stores while
-      // the others still compute.
-      __syncwarp();
-      T* y = static_cast<T*>(p.y);
-      const int lgw = 5 - (__ffs(G) - 1), r0 = (tid >> 5) << lgw, wl = tid & 31;  // rows 2^lgw from r0
-      if (vec && len == chunk) {
-        for (int i = wl; i < (vpr << lgw); i += 32) {
-          const int r = r0 + (i >> lgv), t = (i & (vpr - 1)) * V;
-          if (r >= br.nd) continue;
-          float yv[V];
-          load_k<V>(yv, s_zy + r * TP + t);
-          store_vec<T>(y + base + r * L + t0 + t, yv);
-        }
-      } else {
-        for (int i = wl; i < (chunk << lgw); i += 32) {
-          const int r = r0 + (i >> lg), t = i & (chunk - 1);
-          if (r < br.nd && t < len) y[base + r * L + t0 + t] = cuda::from_float<T>(s_zy[r * TP + t]);
-        }
-      }
-    } else if (want_y) {
+    if (want_y) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
@@ -560,29 +475,44 @@ bool device_has_bulk_copies() {
   return major >= 9;
 }
 
+// The bulk staging's tensor maps (see FwdMaps); ok = false where one doesn't encode (the kernel
+// then stages from device memory as without them).
+FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool bf16) {
+  FwdMaps m{};
+  const uint64_t L = static_cast<uint64_t>(p.seqlen), stride[1] = {L * 2};
+  auto tile = [&](CUtensorMap* map, const void* base, uint64_t rows, uint32_t box_rows) {
+    const uint64_t dims[2] = {L, rows};
+    const uint32_t box[2] = {static_cast<uint32_t>(chunk), box_rows};
+    return cuda::encode_tile_map_16(map, bf16, base, 2, dims, stride, box);
+  };
+  const uint64_t rows = static_cast<uint64_t>(p.batch) * p.dim;
+  m.ok = L % 8 == 0 && chunk <= kRawChunk && tile(&m.dt, p.delta, rows, lo.dims) && tile(&m.u, p.u, rows, lo.dims) &&
+         (!p.z || tile(&m.z, p.z, rows, lo.dims)) &&
+         (p.b_form != ScanBCForm::PerStep ||
+          tile(&m.B, p.B, static_cast<uint64_t>(p.batch) * p.b_groups * p.dstate, kRawStates)) &&
+         (p.c_form != ScanBCForm::PerStep ||
+          tile(&m.C, p.C, static_cast<uint64_t>(p.batch) * p.c_groups * p.dstate, kRawStates));
+  return m;
+}
+
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  // EXPERIMENT (one A/B run): STATESPACE_SCAN_FWD_PIPE=1 or 2 runs that variant (kVar)
-  static const int var = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_PIPE");
-    return e && (e[0] == '1' || e[0] == '2') ? e[0] - '0' : 0;
-  }();
-  const int use_var = kG == 4 ? var : 0;
-  const size_t smem = fwd_launch_smem(lo, chunk, use_var != 1 && fwd_bulk<T, kG>() && device_has_bulk_copies());
-  auto kernel = scan_fwd_kernel<T, K, kG>;
-  if constexpr (kG == 4) {
-    if (use_var == 1) kernel = scan_fwd_kernel<T, K, kG, 1>;
-    if (use_var == 2) kernel = scan_fwd_kernel<T, K, kG, 2>;
+  const bool bulk = fwd_bulk<T, kG>() && device_has_bulk_copies();
+  FwdMaps maps{};
+  if constexpr (fwd_bulk<T, kG>()) {
+    if (bulk) maps = fwd_maps(p, lo, chunk, std::is_same_v<T, __nv_bfloat16>);
   }
+  const size_t smem = fwd_launch_smem(lo, chunk, bulk);
+  auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
