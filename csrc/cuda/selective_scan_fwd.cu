@@ -83,7 +83,8 @@ template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
                     const __grid_constant__ FwdMaps maps) {
-  extern __shared__ __align__(16) float smem[];
+  // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
+  extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr bool kBulk = fwd_bulk<T, kG>();
 #else
@@ -142,8 +143,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
   // alignment as the 16-byte staging; sm_90+ code only).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // (the 128-byte swizzle needs the tiles 1024-byte aligned: checked, not assumed)
-  const bool bulk = kBulk && maps.ok && vec && chunk <= kRawChunk && (cuda::shared_addr(smem) & 1023) == 0;
+  const bool bulk = kBulk && maps.ok && vec && chunk <= kRawChunk;
 #else
   const bool bulk = false;
 #endif
