@@ -11,11 +11,11 @@
 #include <algorithm>
 #include <string>
 #include <type_traits>
-#include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
 #include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
 
 namespace ss {
 namespace scan_cuda {
@@ -49,6 +49,7 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 }
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
+[[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
 // (batch * dim) rows, boxes of the block's rows x chunk; per-step B and C as (batch * groups *
@@ -184,8 +185,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
-    cuda::mbar_init(s_bar, 1);
-    cuda::mbar_init_fence();
+    cuda::tma::init(smem_u32(s_bar), 1);
+    cuda::tma::fence_init();
   }
 #endif
   __syncthreads();  // s_bias and the mbarrier before the first staging
@@ -263,13 +264,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
-  // bit 0: this chunk's rows were bulk-copied during the chunk before; bit 1: the parity of the
+  // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
   // mbarrier phase that completes them
   uint32_t raw_state = 0;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
-    // row for whole chunks of aligned rows (from the raw bulk-copied rows once they are there),
+    // row for whole chunks of aligned rows (from the raw tiles once tensor copies bring them),
     // element by element otherwise.
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
@@ -314,7 +315,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     };
     if (kBulk && (raw_state & 1)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      cuda::mbar_wait(s_bar, raw_state >> 1);
+      cuda::tma::wait(smem_u32(s_bar), raw_state >> 1);
       raw_state ^= 2;
 #endif
       if (p.delta_softplus)
@@ -364,16 +365,20 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
         // the block's and states past dstate.
         if (tid == 0) {
-          cuda::fence_proxy_async_shared();
+          const uint32_t bar = smem_u32(s_bar);
           const uint32_t row_tile = static_cast<uint32_t>(kRawRows * chunk * 2), state_tile = static_cast<uint32_t>(kRawStates * chunk * 2);
-          cuda::mbar_arrive_expect_tx(s_bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
+          cuda::tma::arrive_expect(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
-          cuda::tensor_copy_2d_to_shared(raw_dt, &maps.dt, t_next, row, s_bar);
-          cuda::tensor_copy_2d_to_shared(raw_u, &maps.u, t_next, row, s_bar);
-          if (z) cuda::tensor_copy_2d_to_shared(raw_z, &maps.z, t_next, row, s_bar);
+          cuda::tma::load_2d(smem_u32(raw_dt), &maps.dt, t_next, row, bar);
+          cuda::tma::load_2d(smem_u32(raw_u), &maps.u, t_next, row, bar);
+          if (z) cuda::tma::load_2d(smem_u32(raw_z), &maps.z, t_next, row, bar);
           // B's (C's) tile: the group's first state row
-          if (!b_ti) cuda::tensor_copy_2d_to_shared(raw_B, &maps.B, t_next, static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), s_bar);
-          if (c_tile) cuda::tensor_copy_2d_to_shared(raw_C, &maps.C, t_next, static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), s_bar);
+          if (!b_ti)
+            cuda::tma::load_2d(smem_u32(raw_B), &maps.B, t_next,
+                               static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), bar);
+          if (c_tile)
+            cuda::tma::load_2d(smem_u32(raw_C), &maps.C, t_next,
+                               static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
         }
 #endif
       } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
