@@ -52,8 +52,11 @@ __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) <<
 [[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
-// (batch * dim) rows, boxes of the block's rows x chunk; per-step B and C as (batch * groups *
-// dstate) rows, boxes of 16 states x chunk. `ok`: all wanted maps encoded.
+// (batch * dim) rows, boxes of the block's rows x kRawChunk steps; per-step B and C as (batch *
+// groups * dstate) rows, boxes of 16 states x kRawChunk steps. Always kRawChunk (128-byte box
+// lines, the swizzle's span): the checkpointing forward's 32-step chunks read 64 steps and use
+// the first 32 (with 64-byte lines the tiles did not land as swizzle128 reads them: LOST F2's
+// checkpoint tests). `ok`: all wanted maps encoded.
 struct FwdMaps {
   CUtensorMap dt, u, z, B, C;
   bool ok;
@@ -70,7 +73,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     float v[V];
     if (n < p.dstate) {
-      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * chunk + t) * 2)));
+      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
     } else {
 #pragma unroll
       for (int j = 0; j < V; ++j) v[j] = 0.f;
@@ -284,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         const bool in = r < br.nd;
         if (in) {
           if (kRaw) {
-            const int ri = swizzle128((r * chunk + t) * 2);
+            const int ri = swizzle128((r * kRawChunk + t) * 2);
             rd = *reinterpret_cast<const uint4*>(raw_dt + ri);
             ru = *reinterpret_cast<const uint4*>(raw_u + ri);
             if (z) rz = *reinterpret_cast<const uint4*>(raw_z + ri);
@@ -366,7 +369,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // the block's and states past dstate.
         if (tid == 0) {
           const uint32_t bar = smem_u32(s_bar);
-          const uint32_t row_tile = static_cast<uint32_t>(kRawRows * chunk * 2), state_tile = static_cast<uint32_t>(kRawStates * chunk * 2);
+          constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
           cuda::tma::arrive_expect(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
           cuda::tma::load_2d(smem_u32(raw_dt), &maps.dt, t_next, row, bar);
@@ -487,7 +490,7 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
   const uint64_t L = static_cast<uint64_t>(p.seqlen), stride[1] = {L * 2};
   auto tile = [&](CUtensorMap* map, const void* base, uint64_t rows, uint32_t box_rows) {
     const uint64_t dims[2] = {L, rows};
-    const uint32_t box[2] = {static_cast<uint32_t>(chunk), box_rows};
+    const uint32_t box[2] = {static_cast<uint32_t>(kRawChunk), box_rows};
     return cuda::encode_tile_map_16(map, bf16, base, 2, dims, stride, box);
   };
   const uint64_t rows = static_cast<uint64_t>(p.batch) * p.dim;
