@@ -1,6 +1,7 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
-// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory, and asks L2
-// for the next chunk's inputs. Each lane then advances its K states through the chunk four steps
+// softplus applied once per element), u, silu(z) and the B/C tiles in shared memory; the next
+// chunk's inputs come meanwhile, by bulk tensor copies into raw tiles (16-bit inputs at dstate
+// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane then advances its K states through the chunk four steps
 // at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
 // state), two such groups per loop iteration with no branch inside (the lanes per row are a
 // compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
@@ -14,6 +15,8 @@
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
 
 namespace ss {
 namespace scan_cuda {
@@ -23,17 +26,92 @@ namespace {
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
+// Whether the kernel stages whole chunks of 2-byte rows through bulk tensor copies (TMA, sm_90+)
+// issued a chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16
+// padded states per block), where the raw tiles of chunks up to kRawChunk steps (16 KiB) still
+// leave room for 4 blocks per SM. f32 rows would not fit.
+template <typename T, int kG>
+constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
+constexpr int kRawChunk = 64, kRawRows = kThreads / 4, kRawStates = 16;
+// Raw tiles at fixed offsets from the start of shared memory (constants, not registers held
+// across the step loop), each 1024-byte aligned as the 128-byte swizzle needs: delta, u, z
+// [kRawRows][chunk] from 0, 4 KiB apart; B and C [kRawStates][chunk] from 12 KiB, 2 KiB apart;
+// then the mbarrier. Within a tile the copy engine stores byte offset o at o ^ ((o >> 7 & 7) << 4)
+// (the 16-byte units of each 128-byte line permuted by the line's index mod 8), so that the
+// staging's reads of eight rows at one step are conflict-free.
+constexpr int kRawRowTile = 2 * kRawRows * kRawChunk, kRawStateTile = 2 * kRawStates * kRawChunk;
+constexpr int kRawBytes = 3 * kRawRowTile + 2 * kRawStateTile + 16;
+// Then every kernel's deltaBias row (kThreads floats at most), then fwd_smem_bytes' part.
+constexpr int kBiasBytes = kThreads * sizeof(float);
+
+// Shared memory of a launch (bulk: the kernel's raw tiles are compiled in and the device runs them).
+inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
+  return (bulk ? kRawBytes : 0) + kBiasBytes + fwd_smem_bytes(lo, chunk);
+}
+
+__device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
+[[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+// Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
+// (batch * dim) rows, boxes of the block's rows x kRawChunk steps; per-step B and C as (batch *
+// groups * dstate) rows, boxes of 16 states x kRawChunk steps. Always kRawChunk (128-byte box
+// lines, the swizzle's span): the checkpointing forward's 32-step chunks read 64 steps and use
+// the first 32 (with 64-byte lines the tiles did not land as swizzle128 reads them: LOST F2's
+// checkpoint tests). `ok`: all wanted maps encoded.
+struct FwdMaps {
+  CUtensorMap dt, u, z, B, C;
+  bool ok;
+};
+
+// One chunk's B (or C) tile from its raw swizzled tile (state n's chunk steps in line n): as
+// load_bc_tile_vec, but from shared memory.
+template <typename T>
+__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, const Layout& lo,
+                                             int chunk) {
+  constexpr int V = 16 / sizeof(T);
+  const int lgn = __ffs(lo.npad) - 1;
+  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
+    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    float v[V];
+    if (n < p.dstate) {
+      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
+  }
+}
+
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass) {
-  extern __shared__ __align__(16) float smem[];
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
+                    const __grid_constant__ FwdMaps maps) {
+  // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
+  extern __shared__ __align__(1024) float smem[];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr bool kBulk = fwd_bulk<T, kG>();
+#else
+  constexpr bool kBulk = false;
+#endif
+  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see kRawBytes
+  char* raw_u = raw_dt + kRawRowTile;
+  char* raw_z = raw_u + kRawRowTile;
+  char* raw_B = raw_z + kRawRowTile;
+  char* raw_C = raw_B + kRawStateTile;
+  [[maybe_unused]] uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStateTile);
+  float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
   const int TP = row_stride(chunk);
-  float* s_dt = smem;
-  float* s_u = s_dt + lo.dims * TP;
-  float* s_zy = s_u + lo.dims * TP;  // silu(z) in, gated y out
-  float* s_B = s_zy + lo.dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
-  float* s_C = s_B + chunk * lo.npad;
-  int* s_rst = reinterpret_cast<int*>(s_C + chunk * lo.npad);
+  // rows per block and padded states: compile-time constants at 4 lanes per row (other layouts keep
+  // them run-time values: 8 more registers at 8 states per lane, one resident block fewer)
+  const int dims = kG == 4 ? kThreads / kG : lo.dims, npad_c = kG == 4 ? kG * K : lo.npad;
+  float* s_dt = s_bias + kThreads;
+  float* s_u = s_dt + dims * TP;
+  float* s_zy = s_u + dims * TP;  // silu(z) in, gated y out
+  float* s_B = s_zy + dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
+  float* s_C = s_B + chunk * npad_c;
+  int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad_c);
   // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
   float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
@@ -67,6 +145,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
                                    reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y) |
                                    reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
+  // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
+  // alignment as the 16-byte staging; sm_90+ code only).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const bool bulk = kBulk && maps.ok && vec && chunk <= kRawChunk;
+#else
+  const bool bulk = false;
+#endif
 
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
   float A2[K], x[K];
@@ -101,6 +186,14 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
+  if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (bulk && tid == 0) {
+    cuda::tma::init(smem_u32(s_bar), 1);
+    cuda::tma::fence_init();
+  }
+#endif
+  __syncthreads();  // s_bias and the mbarrier before the first staging
   // With G >= 4 lanes per row, reduce_steps4 hands each lane the same step of every four: its y
   // epilogue then reads u and the gate at a fixed offset (no select of u by step).
   const int own = ((lane & 1) << 1) | ((lane >> 1) & 1);
@@ -175,28 +268,38 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
+  // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
+  // mbarrier phase that completes them
+  uint32_t raw_state = 0;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
-    // row for whole chunks of aligned rows, element by element otherwise.
+    // row for whole chunks of aligned rows (from the raw tiles once tensor copies bring them),
+    // element by element otherwise.
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
-    auto stage_vec = [&](auto softplus_tag) {
-      constexpr bool kSoftplus = decltype(softplus_tag)::value;
+    auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
+      constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
-        float bb = 0.f;
         const bool in = r < br.nd;
         if (in) {
-          const int64_t gi = base + r * L + t0 + t;
-          rd = *reinterpret_cast<const uint4*>(delta + gi);
-          ru = *reinterpret_cast<const uint4*>(u + gi);
-          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
-          if (bias) bb = bias[br.d0 + r];
+          if (kRaw) {
+            const int ri = swizzle128((r * kRawChunk + t) * 2);
+            rd = *reinterpret_cast<const uint4*>(raw_dt + ri);
+            ru = *reinterpret_cast<const uint4*>(raw_u + ri);
+            if (z) rz = *reinterpret_cast<const uint4*>(raw_z + ri);
+          } else {
+            const int64_t gi = base + r * L + t0 + t;
+            rd = *reinterpret_cast<const uint4*>(delta + gi);
+            ru = *reinterpret_cast<const uint4*>(u + gi);
+            if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
+          }
         }
+        const float bb = s_bias[r];
         const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
         unpack_vec<T>(v, rd);
@@ -214,41 +317,81 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         store_k<V>(s_zy + r * TP + t, v);
       }
     };
-    if (vec && len == chunk) {
+    if (kBulk && (raw_state & 1)) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      cuda::tma::wait(smem_u32(s_bar), raw_state >> 1);
+      raw_state ^= 2;
+#endif
       if (p.delta_softplus)
-        stage_vec(std::true_type{});
+        stage_vec(std::true_type{}, std::true_type{});
       else
-        stage_vec(std::false_type{});
+        stage_vec(std::false_type{}, std::true_type{});
+      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
+      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
-      for (int i = tid; i < lo.dims * chunk; i += kThreads) {
-        const int r = i >> lg, t = i & (chunk - 1);
-        float dtv = 0.f, uv = 0.f, zv = 1.f;
-        if (r < br.nd && t < len) {
-          const int64_t gi = base + r * L + t0 + t;
-          const float pre = cuda::to_float(delta[gi]) + (bias ? bias[br.d0 + r] : 0.f);
-          dtv = p.delta_softplus ? softplus(pre) : pre;
-          uv = cuda::to_float(u[gi]);
-          if (z) {
-            zv = cuda::to_float(z[gi]);
-            zv *= sigmoid(zv);
+      if (vec && len == chunk) {
+        if (p.delta_softplus)
+          stage_vec(std::true_type{}, std::false_type{});
+        else
+          stage_vec(std::false_type{}, std::false_type{});
+      } else {
+        for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+          const int r = i >> lg, t = i & (chunk - 1);
+          float dtv = 0.f, uv = 0.f, zv = 1.f;
+          if (r < br.nd && t < len) {
+            const int64_t gi = base + r * L + t0 + t;
+            const float pre = cuda::to_float(delta[gi]) + s_bias[r];
+            dtv = p.delta_softplus ? softplus(pre) : pre;
+            uv = cuda::to_float(u[gi]);
+            if (z) {
+              zv = cuda::to_float(z[gi]);
+              zv *= sigmoid(zv);
+            }
           }
+          s_dt[r * TP + t] = dtv;
+          s_u[r * TP + t] = uv;
+          s_zy[r * TP + t] = zv;
         }
-        s_dt[r * TP + t] = dtv;
-        s_u[r * TP + t] = uv;
-        s_zy[r * TP + t] = zv;
       }
+      load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     }
-    load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
-    if (t0 + span < t_end) {  // the next chunk's inputs into L2
+    if (t0 + span < t_end) {
       const int64_t tn = t0 + span;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
-      prefetch_rows(delta + base, L, br.nd, tn, ln);
-      prefetch_rows(u + base, L, br.nd, tn, ln);
-      if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
-      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
-      if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+      const bool raw_next = bulk && ln == chunk;
+      raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
+      if (raw_next) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // The next chunk's tiles by bulk tensor copies (this chunk's raw tiles were all read
+        // before the barrier above), issued by one thread; the copy engine moves them during
+        // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
+        // the block's and states past dstate.
+        if (tid == 0) {
+          const uint32_t bar = smem_u32(s_bar);
+          constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
+          cuda::tma::arrive_expect(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
+          const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
+          cuda::tma::load_2d(smem_u32(raw_dt), &maps.dt, t_next, row, bar);
+          cuda::tma::load_2d(smem_u32(raw_u), &maps.u, t_next, row, bar);
+          if (z) cuda::tma::load_2d(smem_u32(raw_z), &maps.z, t_next, row, bar);
+          // B's (C's) tile: the group's first state row
+          if (!b_ti)
+            cuda::tma::load_2d(smem_u32(raw_B), &maps.B, t_next,
+                               static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), bar);
+          if (c_tile)
+            cuda::tma::load_2d(smem_u32(raw_C), &maps.C, t_next,
+                               static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
+        }
+#endif
+      } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
+        prefetch_rows(delta + base, L, br.nd, tn, ln);
+        prefetch_rows(u + base, L, br.nd, tn, ln);
+        if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
+        if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tn, ln);
+        if (c_tile) prefetch_rows(Cg, L, static_cast<int>(N), tn, ln);
+      }
     }
 
     const int ngroups = (len + 3) >> 2;
@@ -333,19 +476,52 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
+// Whether the current device runs the bulk-copy staging (compute capability 9.0 and later).
+bool device_has_bulk_copies() {
+  int dev = 0, major = 0;
+  cuda::check(cudaGetDevice(&dev), "selectiveScan: device");
+  cuda::check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "selectiveScan: device");
+  return major >= 9;
+}
+
+// The bulk staging's tensor maps (see FwdMaps); ok = false where one doesn't encode (the kernel
+// then stages from device memory as without them).
+FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool bf16) {
+  FwdMaps m{};
+  const uint64_t L = static_cast<uint64_t>(p.seqlen), stride[1] = {L * 2};
+  auto tile = [&](CUtensorMap* map, const void* base, uint64_t rows, uint32_t box_rows) {
+    const uint64_t dims[2] = {L, rows};
+    const uint32_t box[2] = {static_cast<uint32_t>(kRawChunk), box_rows};
+    return cuda::encode_tile_map_16(map, bf16, base, 2, dims, stride, box);
+  };
+  const uint64_t rows = static_cast<uint64_t>(p.batch) * p.dim;
+  m.ok = L % 8 == 0 && chunk <= kRawChunk && tile(&m.dt, p.delta, rows, lo.dims) && tile(&m.u, p.u, rows, lo.dims) &&
+         (!p.z || tile(&m.z, p.z, rows, lo.dims)) &&
+         (p.b_form != ScanBCForm::PerStep ||
+          tile(&m.B, p.B, static_cast<uint64_t>(p.batch) * p.b_groups * p.dstate, kRawStates)) &&
+         (p.c_form != ScanBCForm::PerStep ||
+          tile(&m.C, p.C, static_cast<uint64_t>(p.batch) * p.c_groups * p.dstate, kRawStates));
+  return m;
+}
+
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const size_t smem = fwd_smem_bytes(lo, chunk);
+  const bool bulk = fwd_bulk<T, kG>() && device_has_bulk_copies();
+  FwdMaps maps{};
+  if constexpr (fwd_bulk<T, kG>()) {
+    if (bulk) maps = fwd_maps(p, lo, chunk, std::is_same_v<T, __nv_bfloat16>);
+  }
+  const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 

@@ -37,6 +37,9 @@ const cases: ScanCase[] = [
   // slices, a partial last window; one slice only
   { batch: 2, dim: 24, seqlen: 1000, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
   { batch: 1, dim: 16, seqlen: 8, dstate: 16, B: 'step', C: 'step', z: true, D: true, softplus: true },
+  // packed (the sequential forward), seqlen a multiple of 8: 2-byte whole chunks come in by bulk
+  // copies; dstate 12 of 16 padded states, 20-row blocks (C in 2 groups), time segments
+  { batch: 2, dim: 40, seqlen: 520, dstate: 12, B: 'step', C: 2, z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[200, 320], [520]] },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -111,7 +114,8 @@ describeGpu('selectiveScan on CUDA', () => {
   it('the forward\'s checkpoints give the backward bitwise the same gradients, and the same y', () => {
     // packed: the sequential forward; not packed (few rows, per-step B/C): the time-parallel one
     const packedCase: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
-    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }]) checkpointsAgree(c);
+    // (seqlen 296, packed: whole 16-byte chunks, bulk-copied in 2-byte dtypes, 32-step chunks)
+    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }, { ...packedCase, seqlen: 296, packed: [[96, 200], [296]] }]) checkpointsAgree(c);
     const c = packedCase;
     const data = randomData(c);
     const { opts } = build(c, 'float32', 'cuda', data);
