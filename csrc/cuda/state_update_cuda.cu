@@ -88,11 +88,8 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  // Programmatic dependent launch (cuda/pdl.cuh): the next kernel may start now (a streaming
-  // out_proj fills its weight ring meanwhile; it waits for this kernel before reading y), and this
-  // one waits for its producers.
+  cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
-  cuda::pdl_wait();
 
   for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
     uint32_t row[R], h_of[R], bc[R];
@@ -302,8 +299,8 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
       }
     }
   }
-  cuda::pdl_trigger();  // the next kernel may start (it waits for this one before reading y)
   cuda::pdl_wait();
+  cuda::pdl_trigger();
   // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
   auto state_offset = [&](uint32_t r) -> int64_t {
     if (r >= nrows) return -1;
