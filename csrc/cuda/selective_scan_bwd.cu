@@ -14,7 +14,9 @@
 // two rows (bwd_rows): 255 registers and ~104 KiB of shared memory let 2 blocks of 64 rows share
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
-// small kernels sum them in a fixed order (no float atomics anywhere).
+// are summed in a fixed order (no float atomics anywhere): the per-step dB/dC of one slab by extra
+// blocks of the next slab's launch (launch_bwd), the per-row sums by a small kernel at the end.
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
@@ -29,9 +31,86 @@ namespace {
 template <int K, int kG>
 constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
 
+// What one launch of scan_bwd_kernel does. Blocks x < n_scan (per batch row y) run the reverse pass
+// over chunks c_lo .. c_hi - 1 and leave their per-step dB/dC partials in half `buf` of the scratch;
+// the blocks after them sum the partials that an earlier launch left (StepSums): in the reverse
+// launches they take resident-block slots the reverse pass leaves free, so the previous slab's sums
+// cost no time of their own.
+struct SlabWork {
+  int64_t c_lo, c_hi;
+  int n_scan, buf;
+};
+
+// Per-step dB (dC) (batch, groups, dstate, seqlen) of steps t0 .. t0 + cnt_all - 1, batch row b: the
+// partials (`part`, one block's after another's `bstride` floats on) of every block of every fine
+// group inside the group, summed in block order (the same order, so the same bits, whichever launch
+// and block does it). This block is part `part_i` of `parts` per batch row and takes that share of
+// the steps. Threads run along dstate (coalesced reads), 4 states and 16 loads in flight each.
+// Not inlined, scalars only: inside the reverse kernel's body it cost that body spills.
+struct StepSums {
+  const float* part[2];  // dB's and dC's partials (nullptr: not per step)
+  void* out[2];
+  int64_t groups[2];
+  int64_t blocks_per_fine, fine, batch, N, L, S, t0, cnt_all;
+};
+template <typename T>
+__device__ __noinline__ void sum_slab_steps(StepSums s, int64_t b, int part_i, int parts) {
+  const int share = static_cast<int>((s.cnt_all + parts - 1) / parts), tt0 = part_i * share;
+  const int cnt = static_cast<int>(s.cnt_all - tt0 < share ? s.cnt_all - tt0 : share);
+  if (cnt <= 0) return;
+  const int64_t N = s.N, L = s.L, bstride = s.batch * s.S * N;
+  const bool v4 = (N & 3) == 0;
+  const int W = v4 ? 4 : 1, nq = static_cast<int>(N) / W;  // states per task, tasks per step
+  const int nB = s.part[0] ? static_cast<int>(s.groups[0]) * cnt * nq : 0;
+  const int nC = s.part[1] ? static_cast<int>(s.groups[1]) * cnt * nq : 0;
+  for (int i = threadIdx.x; i < nB + nC; i += kThreads) {
+    const int m = i >= nB, k = m ? i - nB : i, q = k % nq, tt = tt0 + (k / nq) % cnt;
+    const int64_t groups = s.groups[m], g = k / (nq * cnt);
+    const int64_t per = s.fine / groups * s.blocks_per_fine, n = static_cast<int64_t>(q) * W;  // blocks per group
+    const float* src = s.part[m] + ((g * per * s.batch + b) * s.S + tt) * N + n;
+    T* dst = static_cast<T*>(s.out[m]) + ((b * groups + g) * N + n) * L + s.t0 + tt;
+    if (v4) {
+      float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 16
+      for (int64_t j = 0; j < per; ++j) {
+        const float4 v = *reinterpret_cast<const float4*>(src + j * bstride);
+        acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
+      }
+      dst[0] = cuda::from_float<T>(acc.x);
+      dst[L] = cuda::from_float<T>(acc.y);
+      dst[2 * L] = cuda::from_float<T>(acc.z);
+      dst[3 * L] = cuda::from_float<T>(acc.w);
+    } else {
+      float acc = 0.f;
+#pragma unroll 16
+      for (int64_t j = 0; j < per; ++j) acc += src[j * bstride];
+      dst[0] = cuda::from_float<T>(acc);
+    }
+  }
+}
+
+// The sums of steps t0 .. t0 + cnt - 1 whose partials are in half `buf` (cnt 0: nothing to sum).
+inline StepSums step_sums(const SelectiveScanParams& p, const Tiling& tl, const ScratchLayout& sl, int64_t t0,
+                          int64_t cnt, int buf) {
+  StepSums s{};
+  const int64_t off = buf * sl.part_len;
+  s.part[0] = p.b_form == ScanBCForm::PerStep ? p.scratch + sl.dB_step + off : nullptr;
+  s.part[1] = p.c_form == ScanBCForm::PerStep ? p.scratch + sl.dC_step + off : nullptr;
+  s.out[0] = p.dB, s.out[1] = p.dC;
+  s.groups[0] = p.b_groups, s.groups[1] = p.c_groups;
+  s.blocks_per_fine = tl.tiles_per_fine, s.fine = tl.fine, s.batch = p.batch, s.N = p.dstate, s.L = p.seqlen;
+  s.S = sl.slab_len, s.t0 = t0, s.cnt_all = cnt;
+  return s;
+}
+
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
-    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, int64_t c_lo, int64_t c_hi) {
+    scan_bwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, ScratchLayout sl, SlabWork w, StepSums sums) {
+  if (static_cast<int>(blockIdx.x) >= w.n_scan) {
+    if (sums.cnt_all > 0) sum_slab_steps<T>(sums, blockIdx.y, blockIdx.x - w.n_scan, gridDim.x - w.n_scan);
+    return;
+  }
+  const int64_t c_lo = w.c_lo, c_hi = w.c_hi;
   extern __shared__ __align__(16) float smem[];
   // A thread serves R rows, dl and dl + rank, with the same lanes' states: their B and C loads are
   // shared and their dB/dC contributions summed in registers before the block reduction.
@@ -48,14 +127,22 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
   float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][R][K][kThreads]
   // Per-step dB (dC) contributions of each thread's rows, kPartSteps steps: [kPartSteps][rank][npad],
-  // or with kChunkSums [warp][kPartSteps][rows of the warp][npad]; for a time-invariant B (C),
-  // instead [2][R][kThreads][K]: each lane's B (C) values of its rows and their dB (dC) sums (off
-  // registers: rarely used)
+  // or with kChunkSums [warp][kPartSteps][rows of the warp][npad] with kPadQ floats after each step
+  // (see p_q); for a time-invariant B (C), instead [2][R][kThreads][K]: each lane's B (C) values of
+  // its rows and their dB (dC) sums (off registers: rarely used)
   constexpr bool kChunkSums = bwd_chunk_sums(K, kG);
+  constexpr int kWarps = kThreads / 32;
+  // kChunkSums: step j's slots start 16 banks after step j-1's, so that warp_sums' 16-byte loads
+  // (8 (matrix, step) pairs of the same 4-state quad per wavefront) fill whole wavefronts instead of
+  // meeting on the same 16 banks (2x the wavefronts).
+  constexpr int kPadQ = kChunkSums ? 16 : 0;
+  constexpr int p_q = (kChunkSums ? 32 : kThreads) * K + kPadQ;  // a step's slots: a warp's or the block's rows
+  constexpr int part_floats = kPartSteps * p_q * (kChunkSums ? kWarps : 1);
   float* s_pB = s_bnd + (chunk / kSub) * R * K * kThreads;
-  float* s_pC = s_pB + kPartSteps * rank * npad;
-  // kChunkSums: [2 (B, C)][chunk][warp][npad], each warp's sums of its rows' contributions
-  float* s_acc = s_pC + kPartSteps * rank * npad;
+  float* s_pC = s_pB + part_floats;
+  // kChunkSums: [2 (B, C)][warp][chunk][npad], each warp's sums of its rows' contributions (steps
+  // of one warp 16 floats apart: warp_sums' stores and block_sums' loads fill whole wavefronts)
+  float* s_acc = s_pC + part_floats;
 
   const BlockRows br = block_rows(lo, tl);
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
@@ -158,14 +245,14 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   };
 
   // Per-step dB/dC of steps t_first .. t_first + steps - 1 of chunk c: each a sum over nsrc sources
-  // (rows of the block, or warps' sums) of step j's values at src + j * step_stride + i * npad,
+  // (rows of the block, or warps' sums) of step j's values at src + j * step_stride + i * src_stride,
   // in a fixed order; S threads share one (matrix, step, 4 states) task and combine by shuffles.
   // Every count is a power of two, so tasks split by shifts (constants when G is). Block-uniform;
   // the barriers around it order the partial stores and their reuse.
   const int nq = npad / 4, lg_nq = ilog2(nq);
   const bool vec4 = (N & 3) == 0;  // whole float4 stores (the scratch offsets are 16-byte aligned)
-  auto block_sums = [&](const float* srcB, const float* srcC, int steps, int step_stride, int nsrc, int64_t c,
-                        int t_first, int len) {
+  auto block_sums = [&](const float* srcB, const float* srcC, int steps, int step_stride, int src_stride, int nsrc,
+                        int64_t c, int t_first, int len) {
     const int per = steps * nq, tasks = 2 * per;
     const int S = tasks < kThreads ? kThreads / tasks : 1;
     const int lg_S = ilog2(S), lg_per = ilog2(per);
@@ -177,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       const float* src = (isC ? srcC : srcB) + j * step_stride + 4 * q;
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
       for (int r = sub; r < nsrc; r += S) {
-        const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
+        const float4 v = *reinterpret_cast<const float4*>(src + r * src_stride);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
       for (int off = 1; off < S; off <<= 1) {  // S > 1 only when every thread has one task
@@ -189,7 +276,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       const int t = t_first + j;
       if (sub != 0 || t >= len || (isC ? c_ti : b_ti) || 4 * q >= N) continue;
       const int64_t o = ((static_cast<int64_t>(blockIdx.x) * p.batch + b) * sl.slab_len + (c - c_lo) * chunk + t) * N;
-      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + o + 4 * q;
+      float* dst = p.scratch + (isC ? sl.dC_step : sl.dB_step) + w.buf * sl.part_len + o + 4 * q;
       if (vec4) {
         *reinterpret_cast<float4*>(dst) = acc;
       } else {
@@ -204,10 +291,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   // kChunkSums: every four steps each warp sums its own rows' contributions into s_acc (a
   // __syncwarp, no block barrier); the block sums its warps' once per chunk. Otherwise the block
   // sums all its rows every four steps. A thread's contributions to step q go to p_slot + q * p_q.
-  constexpr int kWarps = kThreads / 32;
   const int warp = tid >> 5, wl = tid & 31, rpw = rank / kWarps;  // rows (of R) per warp
-  const int p_slot = kChunkSums ? (warp * kPartSteps * 32 + wl) * K : tid * K;  // dl * npad + lane * K
-  constexpr int p_q = (kChunkSums ? 32 : kThreads) * K;                           // a warp's or the block's rows
+  const int p_slot = kChunkSums ? warp * kPartSteps * p_q + wl * K : tid * K;  // + dl * npad + lane * K
   auto warp_sums = [&](int t, bool bti, bool cti) {  // steps t .. t + 3, after a __syncwarp
     for (int i = wl; i < 2 * kPartSteps * nq; i += 32) {
       const bool isC = i >= kPartSteps * nq;
@@ -219,7 +304,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         const float4 v = *reinterpret_cast<const float4*>(src + r * npad);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
       }
-      *reinterpret_cast<float4*>(s_acc + (((isC ? chunk : 0) + t + j) * kWarps + warp) * npad + 4 * q) = acc;
+      *reinterpret_cast<float4*>(s_acc + (((isC ? kWarps : 0) + warp) * chunk + t + j) * npad + 4 * q) = acc;
     }
     __syncwarp();  // read before the next steps' contributions overwrite them
   };
@@ -357,11 +442,11 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
               // this step's dC and dB contributions, summed over the thread's rows
               dc[k] = r == 0 ? dyv * h[q + 1][r][k] : fmaf(dyv, h[q + 1][r][k], dc[k]);
               db[k] = r == 0 ? gk * dtu : fmaf(gk, dtu, db[k]);
-              const float ga = gk * h[q][r][k] * a[q][r][k];
-              ddt = fmaf(ga, A2[r][k], ddt);
-              dA[r][k] = fmaf(ga, dt, dA[r][k]);
               gB = fmaf(gk, bv[r][k], gB);
               g[r][k] = gk * a[q][r][k];  // dL/dx_{t-1} before the C_{t-1} dy_{t-1} term
+              const float ga = g[r][k] * h[q][r][k];  // dL/dx_t a_t x_{t-1}: one product on the new g
+              ddt = fmaf(ga, A2[r][k], ddt);
+              dA[r][k] = fmaf(ga, dt, dA[r][k]);
             }
             part[2 * r][q] = ddt;
             part[2 * r + 1][q] = gB;
@@ -402,9 +487,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         });
         if (kChunkSums) {
           warp_sums(t, bti, cti);
-          if (t == 0) block_sums(s_acc, s_acc + chunk * kWarps * npad, chunk, kWarps * npad, kWarps, c, 0, len);
+          if (t == 0) block_sums(s_acc, s_acc + kWarps * chunk * npad, chunk, npad, chunk * npad, kWarps, c, 0, len);
         } else if (!b_ti || !c_ti) {
-          block_sums(s_pB, s_pC, kPartSteps, p_q, rank, c, t, len);
+          block_sums(s_pB, s_pC, kPartSteps, p_q, npad, rank, c, t, len);
         }
       }
     };
@@ -601,58 +686,66 @@ __global__ void reduce_rows_kernel(SelectiveScanParams p, ScratchLayout sl) {
   }
 }
 
-// Per-step dB (or dC) (batch, groups, dstate, seqlen) of one slab (steps t_begin .. t_begin +
-// cnt - 1): sum of the block partials of every tile of every fine group inside the group, in
-// order. Threads run along dstate (coalesced reads).
-template <typename T>
-__global__ void reduce_steps_kernel(SelectiveScanParams p, Tiling tl, ScratchLayout sl, const float* part, int64_t groups,
-                                    T* out, int64_t t_begin, int64_t cnt) {
-  const int64_t N = p.dstate, L = p.seqlen, S = sl.slab_len, total = p.batch * groups * cnt * N;
-  const int64_t per = tl.fine / groups * tl.tiles_per_fine;  // blocks per group
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += gridDim.x * static_cast<int64_t>(blockDim.x)) {
-    const int64_t n = i % N, tt = (i / N) % cnt, g = (i / (N * cnt)) % groups, b = i / (N * cnt * groups);
-    float acc = 0.f;
-    // unrolled so several loads are in flight; the sum keeps its fixed order
-#pragma unroll 8
-    for (int64_t blk = g * per; blk < (g + 1) * per; ++blk) acc += part[((blk * p.batch + b) * S + tt) * N + n];
-    out[((b * groups + g) * N + n) * L + t_begin + tt] = cuda::from_float<T>(acc);
-  }
-}
-
 int grid_for(int64_t n) {
   const int64_t blocks = (n + 255) / 256;
   return static_cast<int>(blocks < 8192 ? (blocks > 0 ? blocks : 1) : 8192);
 }
 
-// One slab: the reverse kernel over chunks c_lo .. c_hi - 1, then that slab's per-step dB/dC.
+// Every slab of the reverse pass, from the last in time, and the sums of their per-step dB/dC
+// partials. Where the reverse launch leaves resident-block slots free (the benchmark shape: 256
+// blocks in 264 slots), `extra` blocks per batch row in each launch sum the previous slab's
+// partials alongside (the two halves of the partial buffer alternate); the last slab's partials,
+// or every slab's where no slot is free, are summed by a launch of summing blocks alone.
 template <typename T, int K, int kG>
-void launch_bwd_slab(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
-                     int64_t c_lo, int64_t c_hi, cudaStream_t stream) {
+void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, const ScratchLayout& sl,
+                cudaStream_t stream) {
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
   auto kernel = scan_bwd_kernel<T, K, kG>;
   if (smem > 48 * 1024)
     cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                 "selectiveScanBackward: shared memory");
-  const dim3 grid(static_cast<unsigned>(tl.blocks()), static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, c_lo, c_hi);
-  cuda::check_launch("selectiveScanBackward");
-  const int64_t t_begin = c_lo * chunk, t_end = c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen, cnt = t_end - t_begin;
-  if (p.b_form == ScanBCForm::PerStep)
-    reduce_steps_kernel<T><<<grid_for(p.batch * p.b_groups * cnt * p.dstate), 256, 0, stream>>>(
-        p, tl, sl, p.scratch + sl.dB_step, p.b_groups, static_cast<T*>(p.dB), t_begin, cnt);
-  if (p.c_form == ScanBCForm::PerStep)
-    reduce_steps_kernel<T><<<grid_for(p.batch * p.c_groups * cnt * p.dstate), 256, 0, stream>>>(
-        p, tl, sl, p.scratch + sl.dC_step, p.c_groups, static_cast<T*>(p.dC), t_begin, cnt);
-  cuda::check_launch("selectiveScanBackward reduce");
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem), "selectiveScanBackward: occupancy");
+  const int64_t slots = static_cast<int64_t>(occ > 0 ? occ : 1) * cuda::sm_count(), scan = tl.blocks() * p.batch;
+  const bool per_step = p.b_form == ScanBCForm::PerStep || p.c_form == ScanBCForm::PerStep;
+  int64_t extra = sl.part_bufs == 2 && slots - scan >= p.batch ? (slots - scan) / p.batch : 0;
+  if (extra > 8) extra = 8;
+  if (const char* e = std::getenv("STATESPACE_SCAN_BWD_SUMS_ALONGSIDE"); e && e[0] == '0') extra = 0;  // A/B, one run
+  // a launch of summing blocks alone: as many as fit (no shared memory)
+  const int64_t alone = slots / p.batch > 0 ? slots / p.batch : 1;
+  auto sum_alone = [&](int64_t t0, int64_t cnt, int buf) {
+    kernel<<<dim3(static_cast<unsigned>(alone), static_cast<unsigned>(p.batch)), kThreads, 0, stream>>>(
+        p, lo, tl, chunk, sl, SlabWork{0, 0, 0, 0}, step_sums(p, tl, sl, t0, cnt, buf));
+    cuda::check_launch("selectiveScanBackward sums");
+  };
+  const int64_t per = slab_chunks(chunk);
+  int64_t prev_t0 = 0, prev_cnt = 0;  // the slab whose partials wait for their sums
+  int buf = 0;
+  for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
+    const int64_t c_lo = c_hi > per ? c_hi - per : 0;
+    const int64_t t0 = c_lo * chunk, cnt = (c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen) - t0;
+    const bool along = per_step && extra > 0 && prev_cnt > 0;
+    const dim3 grid(static_cast<unsigned>(tl.blocks() + (along ? extra : 0)), static_cast<unsigned>(p.batch));
+    kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, SlabWork{c_lo, c_hi, static_cast<int>(tl.blocks()), buf},
+                                             step_sums(p, tl, sl, prev_t0, along ? prev_cnt : 0, buf ^ 1));
+    cuda::check_launch("selectiveScanBackward");
+    if (!per_step) continue;
+    if (extra == 0) {
+      sum_alone(t0, cnt, buf);
+    } else {
+      prev_t0 = t0, prev_cnt = cnt;
+      buf ^= 1;
+    }
+  }
+  if (per_step && extra > 0) sum_alone(prev_t0, prev_cnt, buf ^ 1);
 }
 
 // The backward's kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
 struct TouchBwd {
   static void run() {
-    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>,
-                  reduce_steps_kernel<T>);
+    touch_kernels(scan_bwd_kernel<T, 4, 4>, scan_bwd_kernel<T, 4, 0>, scan_bwd_kernel<T, 8, 32>, reduce_rows_kernel<T>);
   }
 };
 const bool g_preload = preload_per_dtype<TouchBwd>();
@@ -675,13 +768,8 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, void* stream) {
   if (p.scratch_floats < sl.total || p.n_chunks != (p.seqlen + bwd_chunk(lo) - 1) / bwd_chunk(lo))
     fail("ERR_INTERNAL", ErrorKind::Plain, "selectiveScanBackward: scratch or checkpoints sized wrongly");
   auto st = static_cast<cudaStream_t>(stream);
-  const int64_t per = slab_chunks(bwd_chunk(lo));
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    // slabs from the last in time: [c_lo, c_hi) with c_hi - c_lo = per except the first slab
-    for (int64_t c_hi = p.n_chunks; c_hi > 0; c_hi -= per) {
-      const int64_t c_lo = c_hi > per ? c_hi - per : 0;
-      SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd_slab<T, K, kG>(p, lo, tl, sl, c_lo, c_hi, st); });
-    }
+    SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_bwd<T, K, kG>(p, lo, tl, sl, st); });
     reduce_rows_kernel<T><<<grid_for(p.dim * p.dstate), 256, 0, st>>>(p, sl);
     cuda::check_launch("selectiveScanBackward reduce");
   });
