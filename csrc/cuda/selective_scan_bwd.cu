@@ -39,6 +39,7 @@ constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 
 struct SlabWork {
   int64_t c_lo, c_hi;
   int n_scan, buf;
+  int fuse_io;  // A/B knob for one run (STATESPACE_SCAN_BWD_FUSE_IO=0: 0)
 };
 
 // Per-step dB (dC) (batch, groups, dstate, seqlen) of steps t0 .. t0 + cnt_all - 1, batch row b: the
@@ -503,10 +504,9 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
   };
 
-  for (int64_t c = c_hi - 1; c >= c_lo; --c) {
-    const int64_t t0 = c * chunk;
-    const int len = static_cast<int>(L - t0 < chunk ? L - t0 : chunk);
-    // The state before the chunk, asked of memory first so that its latency overlaps the staging.
+  auto chunk_len = [&](int64_t c) { return static_cast<int>(L - c * chunk < chunk ? L - c * chunk : chunk); };
+  // The state before chunk c, asked of memory before its staging so that the latencies overlap.
+  auto load_x0 = [&](int64_t c) {
 #pragma unroll
     for (int r = 0; r < R; ++r) {
 #pragma unroll
@@ -519,46 +519,110 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           x0[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[row[r] * N + n] : 0.f;
       }
     }
-    // 1. stage the chunk (zeros past seqlen and past the block's rows)
-    auto stage_vec = [&](auto sp_tag, auto z_tag) {
-      for (int i = tid; i < dims * vpr; i += kThreads) {
-        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        // raw 16-byte loads first (all in flight at once), then four elements at a time
-        // converted and stored, so that few floats are live at once
-        uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, ry = rd, rz = rd;
-        float bb = 0.f;
-        const bool in = r < br.nd;
-        if (in) {
-          const int64_t gi = base + r * L + t0 + t;
-          rd = *reinterpret_cast<const uint4*>(delta + gi);
-          ru = *reinterpret_cast<const uint4*>(u + gi);
-          ry = *reinterpret_cast<const uint4*>(dy + gi);
-          if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
-          if (bias) bb = bias[br.d0 + r];
+  };
+  // Chunk c_out's du, ddelta, dz (in the rows s_u, s_dy, s_z) to memory, element by element.
+  auto store_scalar = [&](int64_t c_out) {
+    const int64_t t0 = c_out * chunk;
+    const int len = chunk_len(c_out);
+    for (int i = tid; i < dims * chunk; i += kThreads) {
+      const int r = i >> lg, t = i & (chunk - 1);
+      if (r >= br.nd || t >= len) continue;
+      const int64_t gi = base + r * L + t0 + t;
+      du_out[gi] = cuda::from_float<T>(s_u[r * TP + t]);
+      ddelta_out[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
+      if (dz_out) dz_out[gi] = cuda::from_float<T>(s_z[r * TP + t]);
+    }
+  };
+  // The V-element vector at (r, t) of chunk c_out's du, ddelta, dz to memory.
+  auto store_one_vec = [&](int64_t c_out, int r, int t) {
+    const int64_t gi = base + r * L + c_out * chunk + t;
+    float v[V];
+    load_k<V>(v, s_u + r * TP + t);
+    store_vec<T>(du_out + gi, v);
+    load_k<V>(v, s_dy + r * TP + t);
+    store_vec<T>(ddelta_out + gi, v);
+    if (dz_out) {
+      load_k<V>(v, s_z + r * TP + t);
+      store_vec<T>(dz_out + gi, v);
+    }
+  };
+  // 1. Stage chunk c (zeros past seqlen and past the block's rows). c_out >= 0: first store chunk
+  // c_out's outputs from the same rows. Where both chunks are whole and rows 16-byte aligned, one
+  // pass does both: each thread stores the outputs of the very slots it then stages (no barrier
+  // between), with the raw loads of its elements issued before those stores.
+  auto stage = [&](int64_t c, int64_t c_out) {
+    const int64_t t0 = c * chunk;
+    const int len = chunk_len(c);
+    const bool vec_in = vec && len == chunk, vec_out = vec && (c_out < 0 || chunk_len(c_out) == chunk);
+    // (the two-row layout only: in the others, at their register caps, it spilled)
+    if (c_out >= 0 && !(kChunkSums && w.fuse_io && vec_in && vec_out)) {
+      if (vec_out) {
+        for (int i = tid; i < dims * vpr; i += kThreads) {
+          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+          if (r < br.nd) store_one_vec(c_out, r, t);
         }
-        const float keep = in ? 1.f : 0.f;
-        float uv[V];
-        unpack_vec<T>(uv, ru);
-        store_k<V>(s_u + r * TP + t, uv);
-        const T* ed = reinterpret_cast<const T*>(&rd);
-        const T* ey = reinterpret_cast<const T*>(&ry);
-        const T* ez = reinterpret_cast<const T*>(&rz);
+      } else {
+        store_scalar(c_out);
+      }
+      __syncthreads();  // the rows are rewritten below by other threads
+      c_out = -1;
+    }
+    auto stage_vec = [&](auto sp_tag, auto z_tag) {
+      // the two-row layout: two elements per thread per round, all their raw 16-byte loads in
+      // flight at once (one in the others, which spilled with two)
+      constexpr int kE = kChunkSums ? 2 : 1;
+      for (int i0 = tid; i0 < dims * vpr; i0 += kE * kThreads) {
+        uint4 rd[kE], ru[kE], ry[kE], rz[kE];
+        float bb[kE];
 #pragma unroll
-        for (int h = 0; h < V; h += 4) {
-          float dv[4], zf[4], gy[4];
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            prep(sp_tag, z_tag, cuda::to_float(ed[h + e]), bb, cuda::to_float(ez[h + e]), cuda::to_float(ey[h + e]), dv[e],
-                 zf[e], gy[e]);
-            dv[e] *= keep;  // dy (and so zf, gy) is already zero there
+        for (int e = 0; e < kE; ++e) {
+          const int i = i0 + e * kThreads, r = i >> lgv, t = (i & (vpr - 1)) * V;
+          rd[e] = ru[e] = ry[e] = rz[e] = make_uint4(0, 0, 0, 0);
+          bb[e] = 0.f;
+          if (i < dims * vpr && r < br.nd) {
+            const int64_t gi = base + r * L + t0 + t;
+            rd[e] = *reinterpret_cast<const uint4*>(delta + gi);
+            ru[e] = *reinterpret_cast<const uint4*>(u + gi);
+            ry[e] = *reinterpret_cast<const uint4*>(dy + gi);
+            if (z) rz[e] = *reinterpret_cast<const uint4*>(z + gi);
+            if (bias) bb[e] = bias[br.d0 + r];
           }
-          store_k<4>(s_dt + r * TP + t + h, dv);
-          store_k<4>(s_z + r * TP + t + h, zf);
-          store_k<4>(s_dy + r * TP + t + h, gy);
+        }
+        if (kChunkSums && c_out >= 0) {
+#pragma unroll
+          for (int e = 0; e < kE; ++e) {
+            const int i = i0 + e * kThreads, r = i >> lgv, t = (i & (vpr - 1)) * V;
+            if (i < dims * vpr && r < br.nd) store_one_vec(c_out, r, t);
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) {
+          const int i = i0 + e * kThreads, r = i >> lgv, t = (i & (vpr - 1)) * V;
+          if (i >= dims * vpr) continue;
+          const float keep = r < br.nd ? 1.f : 0.f;
+          float uv[V];
+          unpack_vec<T>(uv, ru[e]);
+          store_k<V>(s_u + r * TP + t, uv);
+          const T* ed = reinterpret_cast<const T*>(&rd[e]);
+          const T* ey = reinterpret_cast<const T*>(&ry[e]);
+          const T* ez = reinterpret_cast<const T*>(&rz[e]);
+#pragma unroll
+          for (int h = 0; h < V; h += 4) {
+            float dv[4], zf[4], gy[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+              prep(sp_tag, z_tag, cuda::to_float(ed[h + j]), bb[e], cuda::to_float(ez[h + j]), cuda::to_float(ey[h + j]),
+                   dv[j], zf[j], gy[j]);
+              dv[j] *= keep;  // dy (and so zf, gy) is already zero there
+            }
+            store_k<4>(s_dt + r * TP + t + h, dv);
+            store_k<4>(s_z + r * TP + t + h, zf);
+            store_k<4>(s_dy + r * TP + t + h, gy);
+          }
         }
       }
     };
-    if (vec && len == chunk) {
+    if (vec_in) {
       auto with_z = [&](auto sp_tag) {
         if (z)
           stage_vec(sp_tag, std::true_type{});
@@ -588,56 +652,48 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     }
     load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, c_ti, bc_vec, p, lo, chunk, t0, len);
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
-    __syncthreads();
-    if (c > 0) {  // the chunk before this one (processed next) into L2
-      const int64_t tp = t0 - chunk;
-      prefetch_rows(delta + base, L, br.nd, tp, chunk);
-      prefetch_rows(u + base, L, br.nd, tp, chunk);
-      prefetch_rows(dy + base, L, br.nd, tp, chunk);
-      if (z) prefetch_rows(z + base, L, br.nd, tp, chunk);
-      if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tp, chunk);
-      if (!c_ti) prefetch_rows(Cg, L, static_cast<int>(N), tp, chunk);
-    }
+  };
 
-    auto run = [&](auto restart_tag) {
-      if (!b_ti && !c_ti)
-        run_chunk(restart_tag, std::true_type{}, c, len);
+  // c = c_hi only stages the first chunk (in reverse); each later pass runs chunk c, then stores its
+  // outputs and stages chunk c - 1 (one call site each: a second one cost the kernels spills)
+  for (int64_t c = c_hi; c >= c_lo; --c) {
+    if (c < c_hi) {
+      const int64_t t0 = c * chunk;
+      const int len = chunk_len(c);
+      __syncthreads();  // chunk c is staged
+      if (c > 0) {  // the chunk before this one (processed next) into L2
+        const int64_t tp = t0 - chunk;
+        prefetch_rows(delta + base, L, br.nd, tp, chunk);
+        prefetch_rows(u + base, L, br.nd, tp, chunk);
+        prefetch_rows(dy + base, L, br.nd, tp, chunk);
+        if (z) prefetch_rows(z + base, L, br.nd, tp, chunk);
+        if (!b_ti) prefetch_rows(Bg, L, static_cast<int>(N), tp, chunk);
+        if (!c_ti) prefetch_rows(Cg, L, static_cast<int>(N), tp, chunk);
+      }
+      auto run = [&](auto restart_tag) {
+        if (!b_ti && !c_ti)
+          run_chunk(restart_tag, std::true_type{}, c, len);
+        else
+          run_chunk(restart_tag, std::false_type{}, c, len);
+      };
+      if (p.seq_idx)
+        run(std::true_type{});
       else
-        run_chunk(restart_tag, std::false_type{}, c, len);
-    };
-    if (p.seq_idx)
-      run(std::true_type{});
-    else
-      run(std::false_type{});
-    __syncthreads();  // du, ddelta, dz of every row are in shared memory
-
-    // the chunk's du, ddelta, dz
-    if (vec && len == chunk) {
+        run(std::false_type{});
+      __syncthreads();  // du, ddelta, dz of every row are in shared memory; the tiles are read
+    }
+    // chunk c's du, ddelta, dz out, and the next chunk (in reverse) in
+    if (c > c_lo) {
+      load_x0(c - 1);  // x0 was copied at the top of run_chunk
+      stage(c - 1, c < c_hi ? c : -1);
+    } else if (vec && chunk_len(c) == chunk) {
       for (int i = tid; i < dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        if (r >= br.nd) continue;
-        const int64_t gi = base + r * L + t0 + t;
-        float v[V];
-        load_k<V>(v, s_u + r * TP + t);
-        store_vec<T>(du_out + gi, v);
-        load_k<V>(v, s_dy + r * TP + t);
-        store_vec<T>(ddelta_out + gi, v);
-        if (dz_out) {
-          load_k<V>(v, s_z + r * TP + t);
-          store_vec<T>(dz_out + gi, v);
-        }
+        if (r < br.nd) store_one_vec(c, r, t);
       }
     } else {
-      for (int i = tid; i < dims * chunk; i += kThreads) {
-        const int r = i >> lg, t = i & (chunk - 1);
-        if (r >= br.nd || t >= len) continue;
-        const int64_t gi = base + r * L + t0 + t;
-        du_out[gi] = cuda::from_float<T>(s_u[r * TP + t]);
-        ddelta_out[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
-        if (dz_out) dz_out[gi] = cuda::from_float<T>(s_z[r * TP + t]);
-      }
+      store_scalar(c);
     }
-    __syncthreads();
   }
 
 #pragma unroll
@@ -712,11 +768,13 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   int64_t extra = sl.part_bufs == 2 && slots - scan >= p.batch ? (slots - scan) / p.batch : 0;
   if (extra > 8) extra = 8;
   if (const char* e = std::getenv("STATESPACE_SCAN_BWD_SUMS_ALONGSIDE"); e && e[0] == '0') extra = 0;  // A/B, one run
+  const char* fe = std::getenv("STATESPACE_SCAN_BWD_FUSE_IO");  // A/B, one run
+  const int fuse_io = fe && fe[0] == '0' ? 0 : 1;
   // a launch of summing blocks alone: as many as fit (no shared memory)
   const int64_t alone = slots / p.batch > 0 ? slots / p.batch : 1;
   auto sum_alone = [&](int64_t t0, int64_t cnt, int buf) {
     kernel<<<dim3(static_cast<unsigned>(alone), static_cast<unsigned>(p.batch)), kThreads, 0, stream>>>(
-        p, lo, tl, chunk, sl, SlabWork{0, 0, 0, 0}, step_sums(p, tl, sl, t0, cnt, buf));
+        p, lo, tl, chunk, sl, SlabWork{0, 0, 0, 0, 0}, step_sums(p, tl, sl, t0, cnt, buf));
     cuda::check_launch("selectiveScanBackward sums");
   };
   const int64_t per = slab_chunks(chunk);
@@ -727,7 +785,7 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     const int64_t t0 = c_lo * chunk, cnt = (c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen) - t0;
     const bool along = per_step && extra > 0 && prev_cnt > 0;
     const dim3 grid(static_cast<unsigned>(tl.blocks() + (along ? extra : 0)), static_cast<unsigned>(p.batch));
-    kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, SlabWork{c_lo, c_hi, static_cast<int>(tl.blocks()), buf},
+    kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, SlabWork{c_lo, c_hi, static_cast<int>(tl.blocks()), buf, fuse_io},
                                              step_sums(p, tl, sl, prev_t0, along ? prev_cnt : 0, buf ^ 1));
     cuda::check_launch("selectiveScanBackward");
     if (!per_step) continue;
