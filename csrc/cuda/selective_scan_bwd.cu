@@ -205,8 +205,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
     }
     Dd[r] = active[r] && p.D ? static_cast<const float*>(p.D)[d[r]] : 0.f;
-    // dD on every lane of the row; dbias over the steps a lane owns (a carried-in total on lane 0)
-    dD[r] = active[r] && carry_in ? p.scratch[sl.dD + row[r]] : 0.f;
+    // dD and dbias over the steps a lane owns (a carried-in total on lane 0)
+    dD[r] = active[r] && carry_in && lane == 0 ? p.scratch[sl.dD + row[r]] : 0.f;
     dbias[r] = active[r] && carry_in && lane == 0 ? p.scratch[sl.dbias + row[r]] : 0.f;
   }
   // row r's staged values at r * rstride from these
@@ -434,7 +434,6 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
-            dD[r] = fmaf(dyv, ut, dD[r]);
             float ddt = 0.f, gB = 0.f, gks[K];
 #pragma unroll
             for (int k = 0; k < K; ++k) {
@@ -482,6 +481,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             const float dsp = p.delta_softplus ? dsoftplus(dt) : t + q < len ? 1.f : 0.f;
             const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
             dbias[r] += dpre;
+            dD[r] = fmaf(dyv, ut, dD[r]);
             r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
             r_dy[o] = dpre;
           }
@@ -698,7 +698,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
 
 #pragma unroll
   for (int r = 0; r < R; ++r) {
-    const float dbias_row = row_sum(dbias[r], G);  // every lane of the warp takes part, active or not
+    // every lane of the warp takes part, active or not
+    const float dbias_row = row_sum(dbias[r], G), dD_row = row_sum(dD[r], G);
     if (!active[r]) continue;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -713,7 +714,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       if (c_ti) p.scratch[sl.dC_ti + o] = s_pC[((R + r) * kThreads + tid) * K + k];
     }
     if (lane == 0) {
-      p.scratch[sl.dD + row[r]] = dD[r];
+      p.scratch[sl.dD + row[r]] = dD_row;
       p.scratch[sl.dbias + row[r]] = dbias_row;
     }
   }
