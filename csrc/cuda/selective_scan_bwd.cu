@@ -126,7 +126,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
   float* s_B = s_dy + dims * TP;    // [chunk][npad]; every array from here is 16-byte aligned
   float* s_C = s_B + chunk * npad;
   int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad);
-  float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);  // [chunk/kSub][R][K][kThreads]
+  // [chunk/kSub][R][kThreads][K]: a thread's K states of a row in 16-byte stores and loads
+  float* s_bnd = reinterpret_cast<float*>(s_rst + chunk);
   // Per-step dB (dC) contributions of each thread's rows, kPartSteps steps: [kPartSteps][rank][npad],
   // or with kChunkSums [warp][kPartSteps][rows of the warp][npad] with kPadQ floats after each step
   // (see p_q); for a time-invariant B (C), instead [2][R][kThreads][K]: each lane's B (C) values of
@@ -336,9 +337,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
 #pragma unroll
       for (int q = 0; q < 4; ++q) load_rows<decltype(tile_tag)::value>(bv[q], b_src, b_row, b_step, t + q);
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-#pragma unroll
-        for (int k = 0; k < K; ++k) s_bnd[((s * R + r) * K + k) * kThreads + tid] = x[r][k];
+      for (int r = 0; r < R; ++r) store_k<K>(s_bnd + ((s * R + r) * kThreads + tid) * K, x[r]);
       if (s == nsub - 1) break;  // the state after the chunk isn't needed
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -370,8 +369,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       auto load_start = [&](int s) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
-#pragma unroll
-          for (int k = 0; k < K; ++k) h0[r][k] = s_bnd[((s * R + r) * K + k) * kThreads + tid];
+          load_k<K>(h0[r], s_bnd + ((s * R + r) * kThreads + tid) * K);
           st[r] = load_steps4<kRestart>(r_dt + r * rstride, r_u + r * rstride, s_rst, s * kSub);
         }
       };
