@@ -422,6 +422,13 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         // addresses apart); four steps' worth would spill.
         constexpr bool kDefer = kChunkSums;
         float dcs[kDefer ? 4 : 1][K], dbs[kDefer ? 4 : 1][K];
+        // the two-row layout: the sub-chunk's gated dy of each row in one 16-byte load (in the
+        // others, at their register caps, it spilled)
+        float dy4[R][4];
+        if (kChunkSums) {
+#pragma unroll
+          for (int r = 0; r < R; ++r) load_k<4>(dy4[r], r_dy + r * rstride + t);
+        }
 #pragma unroll
         for (int q = 3; q >= 0; --q) {
           float bv[R][K], cv[R][K];
@@ -431,7 +438,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
           load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            const float dt = st[r].dt[q], ut = st[r].u[q], dyv = r_dy[r * rstride + t + q], dtu = dt * ut;
+            const float dt = st[r].dt[q], ut = st[r].u[q], dtu = dt * ut;
+            const float dyv = kChunkSums ? dy4[r][q] : r_dy[r * rstride + t + q];
             float ddt = 0.f, gB = 0.f, gks[K];
 #pragma unroll
             for (int k = 0; k < K; ++k) {
