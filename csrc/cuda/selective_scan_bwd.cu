@@ -774,7 +774,6 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   const bool per_step = p.b_form == ScanBCForm::PerStep || p.c_form == ScanBCForm::PerStep;
   int64_t extra = sl.part_bufs == 2 && slots - scan >= p.batch ? (slots - scan) / p.batch : 0;
   if (extra > 8) extra = 8;
-  if (const char* e = std::getenv("STATESPACE_SCAN_BWD_SUMS_ALONGSIDE"); e && e[0] == '0') extra = 0;  // A/B, one run
   const char* fe = std::getenv("STATESPACE_SCAN_BWD_FUSE_IO");  // A/B, one run
   const int fuse_io = fe && fe[0] == '0' ? 0 : 1;
   // a launch of summing blocks alone: as many as fit (no shared memory)
