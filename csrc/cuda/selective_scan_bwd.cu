@@ -364,6 +364,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
     const bool bti = !kTile && b_ti, cti = !kTile && c_ti;  // constants in the usual (tiled) case
     auto sub_chunks = [&](auto z_tag) {
       const bool with_z = static_cast<bool>(z_tag);  // a constant for the std::bool_constant tags
+      constexpr bool kMaybeZ = !std::is_same_v<decltype(z_tag), std::false_type>;
       float h0[R][K];  // state before the sub-chunk
       Steps4 st[R];
       auto load_start = [&](int s) {
@@ -382,40 +383,30 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         if (!kAhead) load_start(s);
         float h[kSub + 1][R][K];  // h[j] = state before step t + j
         float a[kSub][R][K];      // decay of step t + j, kept for the reverse pass (no second exp)
-        float zpart[R][4];        // this lane's share of <C_t, x_t> of each row (for dz)
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
           for (int k = 0; k < K; ++k) h[0][r][k] = h0[r][k];
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
-          float bv[R][K], cv[R][K];
+          float bv[R][K];
           load_rows<kTile>(bv, b_src, b_row, b_step, t + q);
-          if (with_z) load_rows<kTile>(cv, c_src, c_row, c_step, t + q);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
             const float du = st[r].dt[q] * st[r].u[q];
-            float acc = 0.f;
 #pragma unroll
             for (int k = 0; k < K; ++k) {
               a[q][r][k] = exp2f(st[r].dt[q] * A2[r][k]);
               if (kRestart && st[r].rst[q]) a[q][r][k] = 0.f;
               h[q + 1][r][k] = fmaf(a[q][r][k], h[q][r][k], du * bv[r][k]);
-              if (with_z) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
             }
-            zpart[r][q] = acc;
           }
         }
-        if (with_z) {
-          // dz = ungated y times dy's gate factor; the owner of the step rewrites its slot
-          reduce_steps4<R>(zpart, G, lane, [&](int q_any, const float(&v)[R]) {
-            const int q = G >= 4 ? own : q_any;
-#pragma unroll
-            for (int r = 0; r < R; ++r) r_z[r * rstride + t + q] *= fmaf(Dd[r], r_u[r * rstride + t + q], v[r]);
-          });
-        }
-        // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r) and of <B_t, dL/dx_t> (2r + 1)
-        float part[2 * R][4];
+        // this lane's shares, per row r, of sum_n dL/da_n A_n log2(e) (2r), of <B_t, dL/dx_t>
+        // (2r + 1) and, with z, of <C_t, x_t> (2R + r: the ungated y for dz; formed in the reverse
+        // pass, which loads C_t anyway)
+        constexpr int M = kMaybeZ ? 3 * R : 2 * R;
+        float part[M][4];
         // Each step's dB/dC contributions (summed over the thread's rows). At dstate 9-16 they are
         // kept in registers and stored two steps at a time: a shared store between two steps
         // keeps the compiler from reading the next step's B, C and dy ahead (it can't tell the
@@ -456,6 +447,12 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             }
             part[2 * r][q] = ddt;
             part[2 * r + 1][q] = gB;
+            if (kMaybeZ) {
+              float acc = 0.f;
+#pragma unroll
+              for (int k = 0; k < K; ++k) acc = fmaf(cv[r][k], h[q + 1][r][k], acc);
+              part[2 * R + r][q] = with_z ? acc : 0.f;
+            }
             // time-invariant B or C: the row's own sums (each row has its own values)
             if (cti) {
 #pragma unroll
@@ -476,7 +473,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         }
         if (kAhead) load_start(s > 0 ? s - 1 : 0);  // nothing below writes what it reads (s = 0 rereads: no branch)
         __syncwarp();  // every lane has read these steps' dy before their owners overwrite it
-        reduce_steps4<2 * R>(part, G, lane, [&](int q_any, const float(&v)[2 * R]) {
+        reduce_steps4<M>(part, G, lane, [&](int q_any, const float(&v)[M]) {
           const int q = G >= 4 ? own : q_any;
 #pragma unroll
           for (int r = 0; r < R; ++r) {
@@ -488,6 +485,8 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             const float dpre = fmaf(v[2 * r], kLn2, v[2 * r + 1] * ut) * dsp;
             dbias[r] += dpre;
             dD[r] = fmaf(dyv, ut, dD[r]);
+            // dz = ungated y times dy's gate factor (0 without z)
+            if (kMaybeZ && with_z) r_z[o] *= fmaf(Dd[r], ut, v[M > 2 * R ? 2 * R + r : 0]);
             r_u[o] = fmaf(dyv, Dd[r], v[2 * r + 1] * dt);
             r_dy[o] = dpre;
           }
