@@ -16,7 +16,6 @@
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // are summed in a fixed order (no float atomics anywhere): the per-step dB/dC of one slab by extra
 // blocks of the next slab's launch (launch_bwd), the per-row sums by a small kernel at the end.
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
@@ -39,7 +38,6 @@ constexpr int bwd_min_blocks() { return bwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 
 struct SlabWork {
   int64_t c_lo, c_hi;
   int n_scan, buf;
-  int fuse_io;  // A/B knob for one run (STATESPACE_SCAN_BWD_FUSE_IO=0: 0)
 };
 
 // Per-step dB (dC) (batch, groups, dstate, seqlen) of steps t0 .. t0 + cnt_all - 1, batch row b: the
@@ -525,53 +523,40 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
       }
     }
   };
-  // Chunk c_out's du, ddelta, dz (in the rows s_u, s_dy, s_z) to memory, element by element.
-  auto store_scalar = [&](int64_t c_out) {
-    const int64_t t0 = c_out * chunk;
-    const int len = chunk_len(c_out);
-    for (int i = tid; i < dims * chunk; i += kThreads) {
-      const int r = i >> lg, t = i & (chunk - 1);
-      if (r >= br.nd || t >= len) continue;
-      const int64_t gi = base + r * L + t0 + t;
-      du_out[gi] = cuda::from_float<T>(s_u[r * TP + t]);
-      ddelta_out[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
-      if (dz_out) dz_out[gi] = cuda::from_float<T>(s_z[r * TP + t]);
-    }
-  };
-  // The V-element vector at (r, t) of chunk c_out's du, ddelta, dz to memory.
-  auto store_one_vec = [&](int64_t c_out, int r, int t) {
-    const int64_t gi = base + r * L + c_out * chunk + t;
-    float v[V];
-    load_k<V>(v, s_u + r * TP + t);
-    store_vec<T>(du_out + gi, v);
-    load_k<V>(v, s_dy + r * TP + t);
-    store_vec<T>(ddelta_out + gi, v);
-    if (dz_out) {
-      load_k<V>(v, s_z + r * TP + t);
-      store_vec<T>(dz_out + gi, v);
-    }
-  };
-  // 1. Stage chunk c (zeros past seqlen and past the block's rows). c_out >= 0: first store chunk
-  // c_out's outputs from the same rows. Where both chunks are whole and rows 16-byte aligned, one
-  // pass does both: each thread stores the outputs of the very slots it then stages (no barrier
-  // between), with the raw loads of its elements issued before those stores.
-  auto stage = [&](int64_t c, int64_t c_out) {
+  // Chunk c's du, ddelta, dz (in the rows s_u, s_dy, s_z) to memory.
+  auto store_out = [&](int64_t c) {
     const int64_t t0 = c * chunk;
     const int len = chunk_len(c);
-    const bool vec_in = vec && len == chunk, vec_out = vec && (c_out < 0 || chunk_len(c_out) == chunk);
-    // (the two-row layout only: in the others, at their register caps, it spilled)
-    if (c_out >= 0 && !(kChunkSums && w.fuse_io && vec_in && vec_out)) {
-      if (vec_out) {
-        for (int i = tid; i < dims * vpr; i += kThreads) {
-          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-          if (r < br.nd) store_one_vec(c_out, r, t);
+    if (vec && len == chunk) {
+      for (int i = tid; i < dims * vpr; i += kThreads) {
+        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+        if (r >= br.nd) continue;
+        const int64_t gi = base + r * L + t0 + t;
+        float v[V];
+        load_k<V>(v, s_u + r * TP + t);
+        store_vec<T>(du_out + gi, v);
+        load_k<V>(v, s_dy + r * TP + t);
+        store_vec<T>(ddelta_out + gi, v);
+        if (dz_out) {
+          load_k<V>(v, s_z + r * TP + t);
+          store_vec<T>(dz_out + gi, v);
         }
-      } else {
-        store_scalar(c_out);
       }
-      __syncthreads();  // the rows are rewritten below by other threads
-      c_out = -1;
+    } else {
+      for (int i = tid; i < dims * chunk; i += kThreads) {
+        const int r = i >> lg, t = i & (chunk - 1);
+        if (r >= br.nd || t >= len) continue;
+        const int64_t gi = base + r * L + t0 + t;
+        du_out[gi] = cuda::from_float<T>(s_u[r * TP + t]);
+        ddelta_out[gi] = cuda::from_float<T>(s_dy[r * TP + t]);
+        if (dz_out) dz_out[gi] = cuda::from_float<T>(s_z[r * TP + t]);
+      }
     }
+  };
+  // 1. Stage chunk c (zeros past seqlen and past the block's rows).
+  auto stage = [&](int64_t c) {
+    const int64_t t0 = c * chunk;
+    const int len = chunk_len(c);
     auto stage_vec = [&](auto sp_tag, auto z_tag) {
       // the two-row layout: two elements per thread per round, all their raw 16-byte loads in
       // flight at once (one in the others, which spilled with two)
@@ -591,13 +576,6 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
             ry[e] = *reinterpret_cast<const uint4*>(dy + gi);
             if (z) rz[e] = *reinterpret_cast<const uint4*>(z + gi);
             if (bias) bb[e] = bias[br.d0 + r];
-          }
-        }
-        if (kChunkSums && c_out >= 0) {
-#pragma unroll
-          for (int e = 0; e < kE; ++e) {
-            const int i = i0 + e * kThreads, r = i >> lgv, t = (i & (vpr - 1)) * V;
-            if (i < dims * vpr && r < br.nd) store_one_vec(c_out, r, t);
           }
         }
 #pragma unroll
@@ -627,7 +605,7 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         }
       }
     };
-    if (vec_in) {
+    if (vec && len == chunk) {
       auto with_z = [&](auto sp_tag) {
         if (z)
           stage_vec(sp_tag, std::true_type{});
@@ -687,17 +665,11 @@ __global__ void __launch_bounds__(kThreads, bwd_min_blocks<K, kG>())
         run(std::false_type{});
       __syncthreads();  // du, ddelta, dz of every row are in shared memory; the tiles are read
     }
-    // chunk c's du, ddelta, dz out, and the next chunk (in reverse) in
+    if (c > c_lo) load_x0(c - 1);  // asked of memory first (x0 was copied at the top of run_chunk)
+    if (c < c_hi) store_out(c);
     if (c > c_lo) {
-      load_x0(c - 1);  // x0 was copied at the top of run_chunk
-      stage(c - 1, c < c_hi ? c : -1);
-    } else if (vec && chunk_len(c) == chunk) {
-      for (int i = tid; i < dims * vpr; i += kThreads) {
-        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        if (r < br.nd) store_one_vec(c, r, t);
-      }
-    } else {
-      store_scalar(c);
+      if (c < c_hi) __syncthreads();  // the rows are rewritten by other threads
+      stage(c - 1);
     }
   }
 
@@ -773,13 +745,11 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   const bool per_step = p.b_form == ScanBCForm::PerStep || p.c_form == ScanBCForm::PerStep;
   int64_t extra = sl.part_bufs == 2 && slots - scan >= p.batch ? (slots - scan) / p.batch : 0;
   if (extra > 8) extra = 8;
-  const char* fe = std::getenv("STATESPACE_SCAN_BWD_FUSE_IO");  // A/B, one run
-  const int fuse_io = fe && fe[0] == '0' ? 0 : 1;
   // a launch of summing blocks alone: as many as fit (no shared memory)
   const int64_t alone = slots / p.batch > 0 ? slots / p.batch : 1;
   auto sum_alone = [&](int64_t t0, int64_t cnt, int buf) {
     kernel<<<dim3(static_cast<unsigned>(alone), static_cast<unsigned>(p.batch)), kThreads, 0, stream>>>(
-        p, lo, tl, chunk, sl, SlabWork{0, 0, 0, 0, 0}, step_sums(p, tl, sl, t0, cnt, buf));
+        p, lo, tl, chunk, sl, SlabWork{0, 0, 0, 0}, step_sums(p, tl, sl, t0, cnt, buf));
     cuda::check_launch("selectiveScanBackward sums");
   };
   const int64_t per = slab_chunks(chunk);
@@ -790,7 +760,7 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     const int64_t t0 = c_lo * chunk, cnt = (c_hi * chunk < p.seqlen ? c_hi * chunk : p.seqlen) - t0;
     const bool along = per_step && extra > 0 && prev_cnt > 0;
     const dim3 grid(static_cast<unsigned>(tl.blocks() + (along ? extra : 0)), static_cast<unsigned>(p.batch));
-    kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, SlabWork{c_lo, c_hi, static_cast<int>(tl.blocks()), buf, fuse_io},
+    kernel<<<grid, kThreads, smem, stream>>>(p, lo, tl, chunk, sl, SlabWork{c_lo, c_hi, static_cast<int>(tl.blocks()), buf},
                                              step_sums(p, tl, sl, prev_t0, along ? prev_cnt : 0, buf ^ 1));
     cuda::check_launch("selectiveScanBackward");
     if (!per_step) continue;
