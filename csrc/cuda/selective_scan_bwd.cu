@@ -3,15 +3,15 @@
 //   1. stage the chunk's inputs in shared memory (softplus and the silu gate factors computed
 //      once per element), and ask L2 for the previous chunk's;
 //   2. from the checkpoint, recompute the states at every kSub-step boundary (shared memory);
-//   3. per sub-chunk (four steps), in reverse: recompute its states and decays into registers
-//      (and, with z, the ungated y for dz), then run the reverse recurrence
-//      g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays and form every gradient. Per-row
-//      sums over the state lanes (d delta', B.g) go through reduce_steps4; the lane owning a step
-//      writes du and ddelta (softplus' recomputed from delta' there); per-step dB/dC are summed
-//      over the block's rows (at dstate 9-16 per warp every 4 steps and over the warps once per
-//      chunk, bwd_chunk_sums; every 4 steps otherwise).
+//   3. per sub-chunk (four steps), in reverse: recompute its states and decays into registers,
+//      then run the reverse recurrence g_{t-1} = a_t g_t (+ C_{t-1} dy_{t-1}) with those decays
+//      and form every gradient. Per-row sums over the state lanes (d delta', B.g and, with z, the
+//      ungated y C.x for dz) go through one reduce_steps4; the lane owning a step writes du,
+//      ddelta and dz and sums dD and ddeltaBias (softplus' recomputed from delta' there);
+//      per-step dB/dC are summed over the block's rows (at dstate 9-16 per warp every 4 steps
+//      and over the warps once per chunk, bwd_chunk_sums; every 4 steps otherwise).
 // Two ex2 per state update (boundary pass 7/8, sub-chunk pass 1). At dstate 9-16 a thread serves
-// two rows (bwd_rows): 255 registers and ~104 KiB of shared memory let 2 blocks of 64 rows share
+// two rows (bwd_rows): 255 registers and ~109 KiB of shared memory let 2 blocks of 64 rows share
 // an SM, so the 256 blocks of batch 4 x dim 4096 run in one wave on 132 SMs.
 // Reductions are deterministic: per-row and per-block partials go to an f32 scratch buffer and
 // are summed in a fixed order (no float atomics anywhere): the per-step dB/dC of one slab by extra
