@@ -44,7 +44,7 @@ struct SlabWork {
 // partials (`part`, one block's after another's `bstride` floats on) of every block of every fine
 // group inside the group, summed in block order (the same order, so the same bits, whichever launch
 // and block does it). This block is part `part_i` of `parts` per batch row and takes that share of
-// the steps. Threads run along dstate (coalesced reads), 4 states and 32 loads in flight each.
+// the steps. Threads run along dstate (coalesced reads), 4 states and 16 loads in flight each.
 // Not inlined, scalars only: inside the reverse kernel's body it cost that body spills.
 struct StepSums {
   const float* part[2];  // dB's and dC's partials (nullptr: not per step)
@@ -70,7 +70,7 @@ __device__ __noinline__ void sum_slab_steps(StepSums s, int64_t b, int part_i, i
     T* dst = static_cast<T*>(s.out[m]) + ((b * groups + g) * N + n) * L + s.t0 + tt;
     if (v4) {
       float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 32
+#pragma unroll 16
       for (int64_t j = 0; j < per; ++j) {
         const float4 v = *reinterpret_cast<const float4*>(src + j * bstride);
         acc.x += v.x, acc.y += v.y, acc.z += v.z, acc.w += v.w;
