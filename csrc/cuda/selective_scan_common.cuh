@@ -165,8 +165,9 @@ inline size_t bwd_smem_bytes(const Layout& lo, int chunk) {
   const size_t rows = 4 * static_cast<size_t>(lo.dims) * row_stride(chunk);
   const size_t bc = 2 * static_cast<size_t>(chunk) * lo.npad + chunk;
   const size_t bnd = static_cast<size_t>(chunk / kSub) * R * lo.K * kThreads;
-  const size_t part = 2 * static_cast<size_t>(kPartSteps) * (lo.dims / R) * lo.npad;
   const bool chunk_sums = bwd_chunk_sums(lo.K, lo.K == 4 && lo.G == 4 ? 4 : 0);
+  // with chunk_sums each warp's step slots are padded by 16 floats (the kernel's kPadQ)
+  const size_t part = 2 * static_cast<size_t>(kPartSteps) * ((lo.dims / R) * lo.npad + (chunk_sums ? kThreads / 32 * 16 : 0));
   const size_t acc = chunk_sums ? 2 * static_cast<size_t>(chunk) * (kThreads / 32) * lo.npad : 0;
   return sizeof(float) * (rows + bc + bnd + part + acc);
 }
@@ -183,6 +184,9 @@ inline int64_t slab_chunks(int chunk) { return kSlabSteps / chunk; }
 struct ScratchLayout {
   int64_t dA, dD, dbias, dB_ti, dC_ti, g, dB_step, dC_step, total;
   int64_t slab_len;  // steps of the per-step partials: min(seqlen, kSlabSteps rounded to chunks)
+  // The per-step partials (dB_step, dC_step) have part_bufs halves of part_len floats each: two
+  // when there are several slabs, so that one slab's partials are summed while the next is written.
+  int64_t part_len, part_bufs;
 };
 
 inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& tl) {
@@ -191,6 +195,8 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   const int64_t slab = slab_chunks(chunk) * chunk;
   s.slab_len = p.seqlen < slab ? p.seqlen : slab;
   const int64_t rows = p.batch * p.dim, step = tl.blocks() * p.batch * s.slab_len * p.dstate;
+  s.part_len = (step + 3) & ~int64_t{3};
+  s.part_bufs = p.seqlen > slab ? 2 : 1;
   // every part starts 16-byte aligned (the per-step partials are stored as float4)
   int64_t o = 0;
   auto take = [&o](int64_t n) { const int64_t at = o; o += (n + 3) & ~int64_t{3}; return at; };
@@ -200,8 +206,8 @@ inline ScratchLayout scratch_layout(const SelectiveScanParams& p, const Tiling& 
   s.dB_ti = take(p.b_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
   s.dC_ti = take(p.c_form == ScanBCForm::TimeInvariant ? rows * p.dstate : 0);
   s.g = take(rows * p.dstate);
-  s.dB_step = take(p.b_form == ScanBCForm::PerStep ? step : 0);
-  s.dC_step = take(p.c_form == ScanBCForm::PerStep ? step : 0);
+  s.dB_step = take(p.b_form == ScanBCForm::PerStep ? s.part_bufs * s.part_len : 0);
+  s.dC_step = take(p.c_form == ScanBCForm::PerStep ? s.part_bufs * s.part_len : 0);
   s.total = o;
   return s;
 }
