@@ -40,7 +40,7 @@ namespace {
 using namespace ss::cuda::mma;
 
 constexpr int kQ = kChunkedQ;      // tokens per chunk
-constexpr int kS = 64;             // tokens per slice; rows / columns of every tile
+constexpr int kS = kFwdSlice;      // tokens per slice; rows / columns of every tile
 constexpr int kSlices = kQ / kS;   // slices per chunk
 constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
@@ -77,7 +77,7 @@ struct CbSmem {
 // C·Bᵀ in fragment order (T): per (batch, chunk, group), 16 × 16 tiles of 16×16 (row tile mt,
 // token tile st ≤ mt), each 32 lanes × 16 bytes: the lane's accumulators of the two 16×8 halves
 // as four pairs, i.e. exactly the mma A fragment of the tile.
-constexpr int kTiles16 = kQ / 16;
+constexpr int kTiles16 = kFwdTiles16;
 __host__ __device__ constexpr int64_t cb_frag_bytes() { return int64_t(kTiles16) * kTiles16 * 32 * 16; }
 
 // Shared memory of the output kernel (NP: dstate padded to 16): C rows (shared by the block's
@@ -517,73 +517,9 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
   const T* Xr = sX + (r & 1) * kS * kLd;
-  T* y = static_cast<T*>(d.y);
-  const bool pairs = d.P % 2 == 0;
-  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
-  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
-  if (d.P % 8 == 0) {
-    // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
-    // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
-    // written whole, a quarter of the store instructions).
-    const int qt = lane & 3;
-    const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
-    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl_me) * d.H + h) * d.P + p0;
-#pragma unroll
-    for (int c16 = 0; c16 < 4; ++c16) {
-      uint32_t v[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int hf = k >> 1, ni = 2 * c16 + (k & 1);
-        const int tl = 16 * w + (lane >> 2) + 8 * hf, pp = 8 * ni + tq;
-        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw / rv
-        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-        if (d_chan) {
-          if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
-        } else {
-          v0 += d_head * xv.x, v1 += d_head * xv.y;
-        }
-        if (zc) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
-          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-        }
-        v[k] = pack2<T>(v0, v1);
-      }
-      quad_transpose(v, qt);
-      const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
-      if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
-    }
-    return;
-  }
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
-    if (tl >= rv) continue;
-    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0;
-#pragma unroll
-    for (int ni = 0; ni < 8; ++ni) {
-      const int pp = 8 * ni + tq;  // column inside the headdim tile
-      if (pp >= pw) continue;
-      const bool two = pp + 1 < pw;
-      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
-      float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-      if (d_chan) {
-        v0 += __ldg(d_chan + pp) * xv.x;
-        if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
-      } else {
-        v0 += d_head * xv.x, v1 += d_head * xv.y;
-      }
-      if (zc) {
-        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
-        v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-      }
-      if (pairs) {
-        *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
-      } else {
-        yrow[pp] = from_float<T>(v0);
-        if (two) yrow[pp + 1] = from_float<T>(v1);
-      }
-    }
-  }
+  store_y<T>(
+      d, &acc[0][0], [&](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp); },
+      zc ? sZ : nullptr, kLd, b, h, t0, r, p0, pw, rv, w, lane);
 }
 
 namespace {
@@ -619,7 +555,13 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
-  // Two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
+  // On sm_90a the warpgroup-product kernel (ssd_fwd_out_wg.cu); else (or where it does not fit)
+  // two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
+  if (launch_out_wgmma<T>(d, cbf, scal, segs, stream)) {
+    check_launch("ssdChunkScan chunk outputs");
+    timer.mark("chunk outputs");
+    return;
+  }
   const size_t pair_bytes = OutSmem(d.NP, sizeof(T), 2).bytes;
   if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
     set_smem_once<ssd_mma_out_kernel<T, 2>>(pair_bytes);

@@ -77,6 +77,10 @@ template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
 template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
 int64_t forward_mma_cb_bytes(const Dev& d);
+// Its output stage on warpgroup products (ssd_fwd_out_wg.cu) where the device runs this build's
+// sm_90a code and the tiles fit; false (nothing launched) otherwise.
+template <typename T>
+bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream);
 // C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
 // y; the backward before its general chunk-gradient kernel).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);

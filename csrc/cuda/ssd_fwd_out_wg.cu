@@ -1,0 +1,277 @@
+// The SSD forward's output stage on Hopper warpgroup products (wgmma, sm_90a): the same
+// algorithm, grid, tiles and rounding points as ssd_mma_out_kernel (ssd_fwd_mma.cu, whose
+// comments give the decay factoring), with every matrix product one wgmma per 16-deep k step:
+//   C·H_inᵀ   — A (C rows) and B (H_in) from 128-byte-swizzled shared memory (K-major),
+//   (CB∘L)·X  — A (the masked, scaled C·Bᵀ fragments) from registers, B (the x slice) from
+//               swizzled shared memory (N-major).
+// A block's HB heads are HB warpgroups (128 threads each, one head per warpgroup); warp w of a
+// warpgroup owns rows 16·w .. of the 64-row tile, exactly as in the mma.sync kernel, so the
+// fragment code (masks, factors, epilogue) is shared. Where the mma.sync kernel spent four
+// ldmatrix and eight mma per 16 × 64 × 16 step and warp, a warpgroup issues one instruction
+// per 64 × 64 × 16 step; the products run asynchronously while the warps build the next
+// A fragments.
+#include <cstdlib>
+#include <cstring>
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_fwd_tiles.cuh"
+#include "cuda/ssd_launch.h"
+#include "cuda/wgmma.cuh"
+
+namespace ss::cuda::ssd {
+
+namespace {
+
+using namespace ss::cuda::mma;
+
+constexpr int kQ = kChunkedQ;
+constexpr int kS = kFwdSlice;      // rows of a tile, tokens of a slice
+constexpr int kSlices = kQ / kS;
+constexpr int kNT = 128;           // one warpgroup per head
+constexpr int kLdZ = kS + 8;       // z keeps the padded layout (read only by the epilogue)
+constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 64-row tile
+
+__host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
+
+// Shared memory (byte offsets from a 1024-byte aligned base; `bytes` includes the slack to align
+// the dynamic shared memory): C rows (SW128, ⌈NP/64⌉ regions, shared by the block's heads), then
+// per head H_in (SW128), two x slices (SW128), z (padded), the per-token (cs, dt'), segments and
+// column factors of the chunk.
+struct WgOutSmem {
+  int nk;  // 64-column regions of dstate
+  size_t sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;
+  __host__ __device__ WgOutSmem(int NP, int HB) {
+    nk = (NP + 63) / 64;
+    const size_t nTile = size_t(nk) * kRegion;
+    sC = 0;
+    const size_t base = nTile;
+    size_t o = 0;
+    sH = o, o += nTile;
+    sX = o, o += 2 * kRegion;
+    sZ = o, o = align128(o + size_t(kS) * kLdZ * 2);
+    sS = o, o = align128(o + size_t(kQ) * 8);
+    sSeg = o, o = align128(o + size_t(kQ) * 4);
+    sW = o, o = align128(o + size_t(kQ - kS) * 4);
+    head = align1024(o);
+    sH += base, sX += base, sZ += base, sS += base, sSeg += base, sW += base;
+    bytes = base + HB * head + 1024;
+  }
+};
+
+}  // namespace
+
+// grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads (see ssd_mma_out_kernel).
+template <typename T, int HB>
+__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
+    ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int NT = kNT * HB;
+  const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
+  const int nhb = d.H / HB, hb = rest % nhb, pt = rest / nhb;
+  const int c = blockIdx.y, b = blockIdx.z;
+  const int t0 = c * kQ, q = min(kQ, d.L - t0);
+  if (r * kS >= q) return;  // rows past the sequence
+  const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
+  const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  const WgOutSmem lay(d.NP, HB);
+  unsigned char* hsm = smem + hs * lay.head;  // this head's region
+  T* sC = reinterpret_cast<T*>(smem + lay.sC);
+  T* sH = reinterpret_cast<T*>(hsm + lay.sH);
+  T* sX = reinterpret_cast<T*>(hsm + lay.sX);
+  T* sZ = reinterpret_cast<T*>(hsm + lay.sZ);
+  float2* sS = reinterpret_cast<float2*>(hsm + lay.sS);
+  int* sSeg = reinterpret_cast<int*>(hsm + lay.sSeg);
+  float* sW = reinterpret_cast<float*>(hsm + lay.sW);
+  const int NP = d.NP, ncols = lay.nk * 64;
+  const int p0 = pt * kS, pw = min(kS, d.P - p0);
+  const int rv = min(kS, q - r * kS);
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
+  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+  const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
+
+  auto load_slice = [&](int j) {
+    copy_tile_sw128<kNT>(ht, reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(sX) + (j & 1) * kRegion),
+                         xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
+  };
+  // group 0: C rows, H_in, z, slice 0; group 1: slice 1
+  copy_tile_sw128<NT>(tid, sC, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, ncols);
+  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+  copy_tile_sw128<kNT>(ht, sH, hin, NP, kS, kS, NP, ncols);
+  if (zc) copy_tile<kNT>(ht, sZ, kLdZ, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  load_slice(0);
+  __pipeline_commit();
+  if (r >= 1) load_slice(1);
+  __pipeline_commit();
+
+  // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
+  const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
+  const float cs_ref = r ? __ldg(&scal[so + r * kS - 1].x) : 0.f;
+  const int seg_ref = (r && segs) ? __ldg(segs + so + r * kS - 1) : 0;
+  for (int i = ht; i < (r + 1) * kS; i += kNT) {
+    const float2 v = __ldg(scal + so + i);
+    const int sg = segs ? __ldg(segs + so + i) : 0;
+    sS[i] = v, sSeg[i] = sg;
+    if (i < r * kS) sW[i] = sg == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
+  }
+  const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
+
+  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
+  const int mt = 4 * r + w;
+  const uint4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kFwdTiles16 + mt) * kFwdTiles16 * 32 + lane;
+  uint4 cb[4];
+
+  const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
+  const int tq = 2 * (lane & 3);                                        // its first column in a 16×8 tile
+  const uint32_t aC = smem_addr(sC), aH = smem_addr(sH), aX = smem_addr(sX);
+
+  float acc[32];
+  for (int j = 0; j <= r; ++j) {
+#pragma unroll
+    for (int st = 0; st < 4; ++st)  // in flight while waiting for the slice
+      if (4 * j + st <= mt) cb[st] = __ldg(cbw + (4 * j + st) * 32);
+    __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
+    wg::fence_proxy_async();   // ... visible to the tensor cores' reads
+    __syncthreads();
+    if (j == 0) {
+      // C·H_inᵀ (H_in stored [p][n]: B as N × K, K-major), into fresh accumulators.
+      wg::fence();
+      for (int kk = 0; kk < NP / 16; ++kk) {
+        const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
+        wg::mma_ss<T, 0>(acc, wg::sw128_desc(aC + off), wg::sw128_desc(aH + off), kk > 0);
+      }
+      wg::commit();
+    }
+    // The A fragments of slice j (built while the products before them run).
+    uint32_t a[4][4];
+    float rf_lo = 0.f, rf_hi = 0.f;
+    if (j < r) {
+      // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt'.
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
+        const float2 wh = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + 8 + tq);
+        const float2 f0 = unpack2<T>(cb[kk].x), f1 = unpack2<T>(cb[kk].y), f2 = unpack2<T>(cb[kk].z),
+                     f3 = unpack2<T>(cb[kk].w);
+        a[kk][0] = pack2<T>(f0.x * wl.x, f0.y * wl.y), a[kk][1] = pack2<T>(f1.x * wl.x, f1.y * wl.y);
+        a[kk][2] = pack2<T>(f2.x * wh.x, f2.y * wh.y), a[kk][3] = pack2<T>(f3.x * wh.x, f3.y * wh.y);
+      }
+    } else {
+      // The tile's own slice: (CB ∘ L), exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment,
+      // else 0 (selected, never multiplied: the exponent is positive above the diagonal); token
+      // tiles past the warp's rows are zero.
+      const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
+      const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
+      rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
+      rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        if (kk <= w) {
+          const uint32_t u[4] = {cb[kk].x, cb[kk].y, cb[kk].z, cb[kk].w};
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
+            const int s0 = j * kS + 16 * kk + 8 * hf + tq;
+            const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
+            const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
+            const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
+            const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
+            const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
+            const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
+            const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
+            a[kk][2 * hf] = pack2<T>(v0, v1), a[kk][2 * hf + 1] = pack2<T>(v2, v3);
+          }
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) a[kk][e] = 0u;
+        }
+      }
+    }
+    if (j == 0 || j == r) {  // the accumulators are scaled: every product so far must be done
+      wg::wait<0>();
+      wg::fence_acc(acc);
+      if (j == 0)
+#pragma unroll
+        for (int i = 0; i < 32; ++i) acc[i] *= e_ref;
+      if (j == r)  // the row factors of everything so far
+#pragma unroll
+        for (int i = 0; i < 32; ++i) acc[i] *= (i & 2) ? rf_hi : rf_lo;
+    }
+    wg::fence();
+    const uint32_t xb = aX + (j & 1) * kRegion;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, a[kk], wg::sw128_desc(xb + kk * 2048));
+    wg::commit();
+    if (j + 2 <= r) {
+      wg::wait<0>();      // this warpgroup's reads of buffer j & 1 are done ...
+      __syncthreads();    // ... and every warpgroup's
+      load_slice(j + 2);
+    }
+    __pipeline_commit();
+  }
+  wg::wait<0>();
+  wg::fence_acc(acc);
+
+  // Epilogue: + D·x (x of these rows is slice r's buffer, swizzled), gate, store.
+  const unsigned char* Xr = reinterpret_cast<const unsigned char*>(sX) + (r & 1) * kRegion;
+  store_y<T>(
+      d, acc, [&](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(Xr + wg::sw128_offset(tl, pp, kS)); },
+      zc ? sZ : nullptr, kLdZ, b, h, t0, r, p0, pw, rv, w, lane);
+#else
+  __trap();  // launched only where the sm_90a code runs (out_wgmma_available)
+#endif
+}
+
+namespace {
+
+// Whether this build carries sm_90a code and the current device runs it (compute capability 9.0).
+bool out_wgmma_available() {
+  static const bool built = std::strstr(STATESPACE_CUDA_ARCHS, "90a") != nullptr;
+  if (!built) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
+template <typename T>
+void preload_wg() {
+  if (out_wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>>();
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          preload_wg<__half>();
+                          preload_wg<__nv_bfloat16>();
+                        }),
+                        true);
+
+}  // namespace
+
+template <typename T>
+bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
+  if (!out_wgmma_available()) return false;
+  if (const char* e = std::getenv("STATESPACE_SSD_OUT_WG"); e && std::strcmp(e, "0") == 0) return false;  // A/B
+  const uint4* cbf = static_cast<const uint4*>(cb);
+  const int ntp = (d.P + kS - 1) / kS;
+  const size_t pair_bytes = WgOutSmem(d.NP, 2).bytes;
+  if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
+    set_smem_once<ssd_wg_out_kernel<T, 2>>(pair_bytes);
+    ssd_wg_out_kernel<T, 2><<<dim3(kSlices * ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
+    return true;
+  }
+  const size_t bytes = WgOutSmem(d.NP, 1).bytes;
+  if (bytes > kMaxSmem) return false;
+  set_smem_once<ssd_wg_out_kernel<T, 1>>(bytes);
+  ssd_wg_out_kernel<T, 1><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, bytes, stream>>>(d, cbf, scal, segs);
+  return true;
+}
+
+template bool launch_out_wgmma<__half>(const Dev&, const void*, const float2*, const int*, cudaStream_t);
+template bool launch_out_wgmma<__nv_bfloat16>(const Dev&, const void*, const float2*, const int*, cudaStream_t);
+
+}  // namespace ss::cuda::ssd
