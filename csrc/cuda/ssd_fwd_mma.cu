@@ -545,7 +545,7 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   timer.mark("C·Bᵀ");
 
   const int ntp = (d.P + kS - 1) / kS;
-  {
+  if (!launch_state_wgmma<T>(d, scal, segs, stream)) {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
     // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel

@@ -141,7 +141,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       wg::fence();
       for (int kk = 0; kk < NP / 16; ++kk) {
         const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
-        wg::mma_ss<T, 0>(acc, wg::sw128_desc(aC + off), wg::sw128_desc(aH + off), kk > 0);
+        wg::mma_ss<T, 0, 0>(acc, wg::sw128_desc(aC + off), wg::sw128_desc(aH + off), kk > 0);
       }
       wg::commit();
     }
@@ -220,14 +220,11 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       d, acc, [&](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(Xr + wg::sw128_offset(tl, pp, kS)); },
       zc ? sZ : nullptr, kLdZ, b, h, t0, r, p0, pw, rv, w, lane);
 #else
-  __trap();  // launched only where the sm_90a code runs (out_wgmma_available)
+  __trap();  // launched only where the sm_90a code runs (wgmma_available)
 #endif
 }
 
-namespace {
-
-// Whether this build carries sm_90a code and the current device runs it (compute capability 9.0).
-bool out_wgmma_available() {
+bool wgmma_available() {
   static const bool built = std::strstr(STATESPACE_CUDA_ARCHS, "90a") != nullptr;
   if (!built) return false;
   int dev = 0, major = 0, minor = 0;
@@ -240,9 +237,11 @@ bool out_wgmma_available() {
   return major == 9 && minor == 0;
 }
 
+namespace {
+
 template <typename T>
 void preload_wg() {
-  if (out_wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>>();
+  if (wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
                           preload_wg<__half>();
@@ -254,7 +253,7 @@ const bool g_preload = (cuda::register_kernel_preload([] {
 
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
-  if (!out_wgmma_available()) return false;
+  if (!wgmma_available()) return false;
   if (const char* e = std::getenv("STATESPACE_SSD_OUT_WG"); e && std::strcmp(e, "0") == 0) return false;  // A/B
   const uint4* cbf = static_cast<const uint4*>(cb);
   const int ntp = (d.P + kS - 1) / kS;
