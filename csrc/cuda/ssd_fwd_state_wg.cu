@@ -7,7 +7,9 @@
 // as four wgmma m64n128k16: A = (w ∘ X)ᵀ from registers (ldmatrix.trans of the x slice, scaled by
 // the token weights there: no shared-memory pass, no barrier for it), B = the B slice [token][n]
 // N-major from 128-byte-swizzled shared memory. Three slice buffers: a slice's copies are issued
-// two slices before it is used. Warp w owns state rows 16·w .. (headdim), all 128 columns.
+// two slices before it is used, into the buffer of the slice before, whose products each thread
+// waits for at the one barrier per slice; the products of a slice run while the next slice's
+// copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
 #include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
@@ -89,7 +91,7 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
 #pragma unroll
-  for (int s = 0; s < kStages; ++s) load_slice(s);
+  for (int s = 0; s < kStages - 1; ++s) load_slice(s);
 
   // This thread's E tokens of a chunk (E·tid ..): raw dt and restart flags, fetched a chunk ahead.
   float raw[E];
@@ -155,6 +157,8 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
     // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
+    wg::wait<0>();
+    wg::fence_acc(acc);
     T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
 #pragma unroll
     for (int np = 0; np < kNW / 16; ++np) {
@@ -177,9 +181,11 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
     // ---- H += (w ∘ X)ᵀ·B over the chunk's slices
     const int s_end = min(nsl, (c + 1) * kSlices);
     for (int s = c * kSlices; s < s_end; ++s) {
-      __pipeline_wait_prior(kStages - 1);  // slice s has landed (the next ones may still be in flight)
+      wg::wait<0>();                       // the previous slice's products are done (its buffer is free)
+      __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
       wg::fence_proxy_async();             // ... visible to the tensor cores' reads
-      __syncthreads();                     // ... for every thread's copies; sW is complete
+      __syncthreads();                     // ... for every thread's copies and products; sW is complete
+      load_slice(s + kStages - 1);         // into the buffer of slice s − 1
       const uint32_t xbuf = aS + (s % kStages) * kStage;
       const float* w = sW + (s % kSlices) * kS;
       uint32_t af[4][4];
@@ -197,14 +203,12 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
       wg::fence();
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, af[kk], wg::sw128_desc(xbuf + kRegion + kk * 2048, kRegion));
-      wg::commit();
-      wg::wait<0>();
-      wg::fence_acc(acc);
-      __syncthreads();  // every warp is done with this buffer (and, at the chunk's end, with sW)
-      load_slice(s + kStages);
+      wg::commit();  // (waited for at the next slice or the next chunk's boundary)
     }
   }
 
+  wg::wait<0>();
+  wg::fence_acc(acc);
   if (d.final_states) {
     float* fs = d.final_states + ((int64_t(b) * d.H + h) * d.P + prow) * d.N + n0 + tq;
 #pragma unroll
