@@ -9,7 +9,8 @@
 // fragment code (masks, factors, epilogue) is shared. Where the mma.sync kernel spent four
 // ldmatrix and eight mma per 16 × 64 × 16 step and warp, a warpgroup issues one instruction
 // per 64 × 64 × 16 step; the products run asynchronously while the warps build the next
-// A fragments.
+// A fragments. One barrier per slice: slice j + 1 is copied, into the buffer of slice j − 1, once
+// every warpgroup has waited for slice j − 1's products at slice j's barrier.
 #include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
@@ -133,9 +134,17 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 #pragma unroll
     for (int st = 0; st < 4; ++st)  // in flight while waiting for the slice
       if (4 * j + st <= mt) cb[st] = __ldg(cbw + (4 * j + st) * 32);
-    __pipeline_wait_prior(1);  // slice j (and at j = 0 everything of group 0) has landed
-    wg::fence_proxy_async();   // ... visible to the tensor cores' reads
+    if (j > 0) wg::wait<0>();  // slice j − 1's products are done: its buffer is free after the barrier
+    if (j == 0)
+      __pipeline_wait_prior(1);  // group 0 (C rows, H_in, z, slice 0) has landed
+    else
+      __pipeline_wait_prior(0);  // slice j has landed
+    wg::fence_proxy_async();     // ... visible to the tensor cores' reads
     __syncthreads();
+    if (j > 0) {
+      if (j + 1 <= r) load_slice(j + 1);  // into the buffer of slice j − 1
+      __pipeline_commit();
+    }
     if (j == 0) {
       // C·H_inᵀ (H_in stored [p][n]: B as N × K, K-major), into fresh accumulators.
       wg::fence();
@@ -203,13 +212,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     const uint32_t xb = aX + (j & 1) * kRegion;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, a[kk], wg::sw128_desc(xb + kk * 2048));
-    wg::commit();
-    if (j + 2 <= r) {
-      wg::wait<0>();      // this warpgroup's reads of buffer j & 1 are done ...
-      __syncthreads();    // ... and every warpgroup's
-      load_slice(j + 2);
-    }
-    __pipeline_commit();
+    wg::commit();  // (waited for at the next slice or before the epilogue)
   }
   wg::wait<0>();
   wg::fence_acc(acc);
