@@ -64,7 +64,7 @@ struct WgOutSmem {
 
 // grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads (see ssd_mma_out_kernel).
 template <typename T, int HB>
-__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
+__global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
     ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int NT = kNT * HB;
@@ -244,7 +244,7 @@ namespace {
 
 template <typename T>
 void preload_wg() {
-  if (wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>>();
+  if (wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>, ssd_wg_out_kernel<T, 4>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
                           preload_wg<__half>();
@@ -260,6 +260,18 @@ bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const in
   if (const char* e = std::getenv("STATESPACE_SSD_OUT_WG"); e && std::strcmp(e, "0") == 0) return false;  // A/B
   const uint4* cbf = static_cast<const uint4*>(cb);
   const int ntp = (d.P + kS - 1) / kS;
+  // A/B for one run: four heads per block (one block of 16 warps per SM; C rows and C·Bᵀ shared
+  // by four heads).
+  static const bool quad = [] {
+    const char* e = std::getenv("STATESPACE_SSD_OUT_HB");
+    return e && std::strcmp(e, "4") == 0;
+  }();
+  const size_t quad_bytes = WgOutSmem(d.NP, 4).bytes;
+  if (quad && d.hpg % 4 == 0 && quad_bytes <= kMaxSmem) {
+    set_smem_once<ssd_wg_out_kernel<T, 4>>(quad_bytes);
+    ssd_wg_out_kernel<T, 4><<<dim3(kSlices * ntp * (d.H / 4), d.nc, d.batch), 4 * kNT, quad_bytes, stream>>>(d, cbf, scal, segs);
+    return true;
+  }
   const size_t pair_bytes = WgOutSmem(d.NP, 2).bytes;
   if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
     set_smem_once<ssd_wg_out_kernel<T, 2>>(pair_bytes);
