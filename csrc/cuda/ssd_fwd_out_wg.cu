@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
   }
   const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
 
-  // This warp's C·Bᵀ fragments of slice j: token tiles 4·j + st ≤ its row tile 4·r + w.
+  // This warp's C·Bᵀ fragments: token tiles ≤ its row tile 4·r + w.
   const int mt = 4 * r + w;
   const uint4* cbw = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kFwdTiles16 + mt) * kFwdTiles16 * 32 + lane;
   uint4 cb[4];
@@ -130,10 +130,15 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
   const uint32_t aC = smem_addr(sC), aH = smem_addr(sH), aX = smem_addr(sX);
 
   float acc[32];
-  for (int j = 0; j <= r; ++j) {
+  // C·Bᵀ fragments of slice j (token tiles 4·j + st ≤ mt), loaded a slice ahead: in flight
+  // through the previous slice's products and barrier.
+  auto load_cb = [&](int j) {
 #pragma unroll
-    for (int st = 0; st < 4; ++st)  // in flight while waiting for the slice
+    for (int st = 0; st < 4; ++st)
       if (4 * j + st <= mt) cb[st] = __ldg(cbw + (4 * j + st) * 32);
+  };
+  load_cb(0);
+  for (int j = 0; j <= r; ++j) {
     if (j > 0) wg::wait<0>();  // slice j − 1's products are done: its buffer is free after the barrier
     if (j == 0)
       __pipeline_wait_prior(1);  // group 0 (C rows, H_in, z, slice 0) has landed
@@ -198,6 +203,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
         }
       }
     }
+    if (j < r) load_cb(j + 1);  // (cb is consumed: the A fragments hold slice j)
     if (j == 0 || j == r) {  // the accumulators are scaled: every product so far must be done
       wg::wait<0>();
       wg::fence_acc(acc);
