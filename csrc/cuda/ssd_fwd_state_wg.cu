@@ -18,6 +18,8 @@
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_fwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace ss::cuda::ssd {
@@ -33,16 +35,20 @@ constexpr int kStages = 3;         // slice buffers
 constexpr int kRegion = kS * 128;  // one 64-row × 64-column SW128 region
 
 // Shared memory (from a 1024-byte aligned base): per stage an x slice (one region) and a B slice
-// (two regions), the chunk's token weights, per-warp scan totals; the size includes the
-// alignment slack. ≈ 74 KB: 3 blocks per SM.
+// (two regions), the chunk's token weights, per-warp scan totals, the stages' copy barriers; the
+// size includes the alignment slack. ≈ 74 KB: 3 blocks per SM.
 constexpr size_t kStage = 3 * kRegion, kSmemW = kStages * kStage, kSmemRed = kSmemW + kChunkedQ * 4,
-                 kSmemBytes = kSmemRed + 2 * 8 * 4 + 1024;
+                 kSmemBar = kSmemRed + 2 * 8 * 4, kSmemBytes = kSmemBar + 8 * kStages + 1024;
 
 }  // namespace
 
-// grid (⌈NP/128⌉·⌈P/64⌉, H, batch), 128 threads.
-template <typename T>
-__global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* scal, int* segs) {
+// grid (⌈NP/128⌉·⌈P/64⌉, H, batch), 128 threads. TMA: the slices come by bulk tensor copies
+// (xmap: x as (P, H, L, batch), bmap: B as (N, G, L, batch), 64 × 64 boxes), issued by thread 0
+// and completing on a barrier per stage; else by every thread's cp.async (the maps unused).
+template <typename T, bool TMA>
+__global__ void __launch_bounds__(kNT, 3)
+    ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
+                        const __grid_constant__ CUtensorMap bmap) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -80,7 +86,26 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
   const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
+  const uint32_t aS = smem_addr(smem), aBar = aS + kSmemBar;
+  if (TMA) {
+    if (tid == 0) {
+#pragma unroll
+      for (int k = 0; k < kStages; ++k) tma::init(aBar + 8 * k, 1);
+      tma::fence_init();
+    }
+    __syncthreads();
+  }
   auto load_slice = [&](int s) {
+    if (TMA) {
+      if (tid == 0 && s < nsl) {
+        const uint32_t st = aS + (s % kStages) * kStage, bar = aBar + 8 * (s % kStages);
+        tma::arrive_expect(bar, kStage);
+        tma::load_4d(st, &xmap, p0, h, s * kS, b, bar);
+        tma::load_4d(st + kRegion, &bmap, n0, g, s * kS, b, bar);
+        tma::load_4d(st + 2 * kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
+      }
+      return;
+    }
     if (s < nsl) {
       const int rv = min(kS, d.L - s * kS);
       unsigned char* st = smem + (s % kStages) * kStage;
@@ -110,7 +135,6 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
 
   // ldmatrix.trans addresses of this lane for the A fragments (w ∘ X)ᵀ: x stored [token][p].
   const RC aq = a_addr_t(lane);  // (token row, p column) inside a 16 × 16 piece
-  const uint32_t aS = smem_addr(smem);
 
   const int64_t PPN = int64_t(d.PP) * d.NP;
   for (int c = 0; c < d.nc; ++c) {
@@ -182,8 +206,11 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
     const int s_end = min(nsl, (c + 1) * kSlices);
     for (int s = c * kSlices; s < s_end; ++s) {
       wg::wait<0>();                       // the previous slice's products are done (its buffer is free)
-      __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
-      wg::fence_proxy_async();             // ... visible to the tensor cores' reads
+      if (TMA)
+        tma::wait(aBar + 8 * (s % kStages), (s / kStages) & 1);  // slice s has landed
+      else
+        __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
+      wg::fence_proxy_async();               // ... visible to the tensor cores' reads
       __syncthreads();                     // ... for every thread's copies and products; sW is complete
       load_slice(s + kStages - 1);         // into the buffer of slice s − 1
       const uint32_t xbuf = aS + (s % kStages) * kStage;
@@ -226,20 +253,42 @@ __global__ void __launch_bounds__(kNT, 3) ssd_wg_state_kernel(Dev d, float2* sca
 namespace {
 const bool g_preload = (cuda::register_kernel_preload([] {
                           if (wgmma_available())
-                            preload_kernels<ssd_wg_state_kernel<__half>, ssd_wg_state_kernel<__nv_bfloat16>>();
+                            preload_kernels<ssd_wg_state_kernel<__half, true>, ssd_wg_state_kernel<__nv_bfloat16, true>,
+                                            ssd_wg_state_kernel<__half, false>, ssd_wg_state_kernel<__nv_bfloat16, false>>();
                         }),
                         true);
+
+bool env_off(const char* name) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, "0") == 0;
+}
 }  // namespace
 
 template <typename T>
 bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
-  if (const char* e = std::getenv("STATESPACE_SSD_STATE_WG"); e && std::strcmp(e, "0") == 0) return false;  // A/B
+  if (env_off("STATESPACE_SSD_STATE_WG")) return false;  // A/B
+  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
+  // of 8); the same kernel with cp.async otherwise.
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap xmap{}, bmap{};
+  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
+  const uint64_t bd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t bst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  const uint32_t box[4] = {64, 1, 64, 1};
+  const bool tma = !env_off("STATESPACE_SSD_STATE_TMA") && encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
+                   encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
   const int ntp = (d.P + kS - 1) / kS;
-  set_smem_once<ssd_wg_state_kernel<T>>(kSmemBytes);
+  const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);
   // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel
-  launch_pdl(ssd_wg_state_kernel<T>, dim3((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch), dim3(kNT), kSmemBytes,
-             stream, d, scal, segs);
+  if (tma) {
+    set_smem_once<ssd_wg_state_kernel<T, true>>(kSmemBytes);
+    launch_pdl(ssd_wg_state_kernel<T, true>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap);
+  } else {
+    set_smem_once<ssd_wg_state_kernel<T, false>>(kSmemBytes);
+    launch_pdl(ssd_wg_state_kernel<T, false>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap);
+  }
   return true;
 }
 
