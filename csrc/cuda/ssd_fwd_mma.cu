@@ -517,9 +517,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
   const T* Xr = sX + (r & 1) * kS * kLd;
-  store_y<T>(
-      d, &acc[0][0], [&](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp); },
-      zc ? sZ : nullptr, kLd, b, h, t0, r, p0, pw, rv, w, lane);
+  auto at = [](const T* tile) {
+    return [tile](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(tile + tl * kLd + pp); };
+  };
+  store_y<T>(d, &acc[0][0], at(Xr), zc != nullptr, at(sZ), b, h, t0, r, p0, pw, rv, w, lane);
 }
 
 namespace {

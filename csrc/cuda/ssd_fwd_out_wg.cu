@@ -18,6 +18,8 @@
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_fwd_tiles.cuh"
 #include "cuda/ssd_launch.h"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
 #include "cuda/wgmma.cuh"
 
 namespace ss::cuda::ssd {
@@ -30,27 +32,27 @@ constexpr int kQ = kChunkedQ;
 constexpr int kS = kFwdSlice;      // rows of a tile, tokens of a slice
 constexpr int kSlices = kQ / kS;
 constexpr int kNT = 128;           // one warpgroup per head
-constexpr int kLdZ = kS + 8;       // z keeps the padded layout (read only by the epilogue)
 constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 64-row tile
 
 __host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
 
 // Shared memory (byte offsets from a 1024-byte aligned base; `bytes` includes the slack to align
-// the dynamic shared memory): C rows (SW128, ⌈NP/64⌉ regions, shared by the block's heads), then
-// per head H_in (SW128), two x slices (SW128), z (padded), the per-token (cs, dt'), segments and
-// column factors of the chunk.
+// the dynamic shared memory): the copy barriers (TMA: group 0, the two x buffers), C rows (SW128,
+// ⌈NP/64⌉ regions, shared by the block's heads), then per head H_in, two x slices, z (SW128), the
+// per-token (cs, dt'), segments and column factors of the chunk.
 struct WgOutSmem {
   int nk;  // 64-column regions of dstate
-  size_t sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;
+  size_t sBar, sC, sH, sX, sZ, sS, sSeg, sW, head, bytes;
   __host__ __device__ WgOutSmem(int NP, int HB) {
     nk = (NP + 63) / 64;
     const size_t nTile = size_t(nk) * kRegion;
-    sC = 0;
-    const size_t base = nTile;
+    sBar = 0;
+    sC = 1024;
+    const size_t base = sC + nTile;
     size_t o = 0;
     sH = o, o += nTile;
     sX = o, o += 2 * kRegion;
-    sZ = o, o = align128(o + size_t(kS) * kLdZ * 2);
+    sZ = o, o += kRegion;
     sS = o, o = align128(o + size_t(kQ) * 8);
     sSeg = o, o = align128(o + size_t(kQ) * 4);
     sW = o, o = align128(o + size_t(kQ - kS) * 4);
@@ -62,10 +64,18 @@ struct WgOutSmem {
 
 }  // namespace
 
-// grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads (see ssd_mma_out_kernel).
-template <typename T, int HB>
+// The output kernel's tensor maps (TMA): x and z as (P, H, L, batch), C as (N, G, L, batch), the
+// chunk states as (NP, batch·H·nc·PP); 64 × 64 boxes.
+struct OutMaps {
+  CUtensorMap x, z, C, St;
+};
+
+// grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads (see ssd_mma_out_kernel). TMA: the tiles
+// come by bulk tensor copies issued by thread 0 on three barriers (group 0: C rows, H_in, z,
+// slice 0; then one per x buffer); else by every thread's cp.async (the maps unused).
+template <typename T, int HB, bool TMA>
 __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
-    ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs) {
+    ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs, const __grid_constant__ OutMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int NT = kNT * HB;
   const int r = kSlices - 1 - int(blockIdx.x % kSlices), rest = blockIdx.x / kSlices;
@@ -94,19 +104,51 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
   const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
   const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
 
+  const uint32_t aBar = smem_addr(smem + lay.sBar);  // group 0, x buffer 0, x buffer 1
+  const uint32_t aC = smem_addr(sC), aH = smem_addr(sH), aX = smem_addr(sX);
+  // Slice j (of every head of the block) into buffer j & 1.
   auto load_slice = [&](int j) {
+    if (TMA) {
+      if (tid == 0) {
+        const uint32_t bar = j == 0 ? aBar : aBar + 8 * (1 + (j & 1));
+        if (j > 0) tma::arrive_expect(bar, HB * kRegion);
+#pragma unroll
+        for (int k = 0; k < HB; ++k)
+          tma::load_4d(aX + k * lay.head + (j & 1) * kRegion, &maps.x, p0, hb * HB + k, t0 + j * kS, b, bar);
+      }
+      return;
+    }
     copy_tile_sw128<kNT>(ht, reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(sX) + (j & 1) * kRegion),
                          xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
   // group 0: C rows, H_in, z, slice 0; group 1: slice 1
-  copy_tile_sw128<NT>(tid, sC, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, ncols);
-  const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
-  copy_tile_sw128<kNT>(ht, sH, hin, NP, kS, kS, NP, ncols);
-  if (zc) copy_tile<kNT>(ht, sZ, kLdZ, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
-  load_slice(0);
-  __pipeline_commit();
-  if (r >= 1) load_slice(1);
-  __pipeline_commit();
+  if (TMA) {
+    if (tid == 0) {
+#pragma unroll
+      for (int k = 0; k < 3; ++k) tma::init(aBar + 8 * k, 1);
+      tma::fence_init();
+      const uint32_t bytes = lay.nk * kRegion + HB * ((lay.nk + 2) * kRegion) - (zc ? 0 : HB * kRegion);
+      tma::arrive_expect(aBar, bytes);
+      for (int k = 0; k < lay.nk; ++k) tma::load_4d(aC + k * kRegion, &maps.C, 64 * k, g, t0 + r * kS, b, aBar);
+      for (int hh = 0; hh < HB; ++hh) {
+        const int row = ((b * d.H + hb * HB + hh) * d.nc + c) * d.PP + p0;
+        for (int k = 0; k < lay.nk; ++k) tma::load_2d(aH + hh * lay.head + k * kRegion, &maps.St, 64 * k, row, aBar);
+        if (zc) tma::load_4d(smem_addr(sZ) + hh * lay.head, &maps.z, p0, hb * HB + hh, t0 + r * kS, b, aBar);
+      }
+    }
+    __syncthreads();  // the barriers are initialised before anyone waits on them
+    load_slice(0);
+    if (r >= 1) load_slice(1);
+  } else {
+    copy_tile_sw128<NT>(tid, sC, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, ncols);
+    const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
+    copy_tile_sw128<kNT>(ht, sH, hin, NP, kS, kS, NP, ncols);
+    if (zc) copy_tile_sw128<kNT>(ht, sZ, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+    load_slice(0);
+    __pipeline_commit();
+    if (r >= 1) load_slice(1);
+    __pipeline_commit();
+  }
 
   // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
   const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
@@ -127,7 +169,6 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
 
   const int row_lo = r * kS + 16 * w + (lane >> 2), row_hi = row_lo + 8;  // this lane's rows (chunk positions)
   const int tq = 2 * (lane & 3);                                        // its first column in a 16×8 tile
-  const uint32_t aC = smem_addr(sC), aH = smem_addr(sH), aX = smem_addr(sX);
 
   float acc[32];
   // C·Bᵀ fragments of slice j (token tiles 4·j + st ≤ mt), loaded a slice ahead: in flight
@@ -140,15 +181,21 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
   load_cb(0);
   for (int j = 0; j <= r; ++j) {
     if (j > 0) wg::wait<0>();  // slice j − 1's products are done: its buffer is free after the barrier
-    if (j == 0)
-      __pipeline_wait_prior(1);  // group 0 (C rows, H_in, z, slice 0) has landed
-    else
+    if (TMA) {
+      if (j == 0)
+        tma::wait(aBar, 0);  // group 0 (C rows, H_in, z, slice 0) has landed
+      else
+        tma::wait(aBar + 8 * (1 + (j & 1)), ((j - 1) >> 1) & 1);  // slice j has landed
+    } else if (j == 0) {
+      __pipeline_wait_prior(1);  // group 0 has landed
+    } else {
       __pipeline_wait_prior(0);  // slice j has landed
-    wg::fence_proxy_async();     // ... visible to the tensor cores' reads
+    }
+    wg::fence_proxy_async();  // ... visible to the tensor cores' reads
     __syncthreads();
     if (j > 0) {
       if (j + 1 <= r) load_slice(j + 1);  // into the buffer of slice j − 1
-      __pipeline_commit();
+      if (!TMA) __pipeline_commit();
     }
     if (j == 0) {
       // C·H_inᵀ (H_in stored [p][n]: B as N × K, K-major), into fresh accumulators.
@@ -225,9 +272,12 @@ __global__ void __launch_bounds__(kNT * HB, HB == 4 ? 1 : HB == 2 ? 2 : 3)
 
   // Epilogue: + D·x (x of these rows is slice r's buffer, swizzled), gate, store.
   const unsigned char* Xr = reinterpret_cast<const unsigned char*>(sX) + (r & 1) * kRegion;
-  store_y<T>(
-      d, acc, [&](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(Xr + wg::sw128_offset(tl, pp, kS)); },
-      zc ? sZ : nullptr, kLdZ, b, h, t0, r, p0, pw, rv, w, lane);
+  auto at = [](const void* tile) {
+    return [tile](int tl, int pp) {
+      return *reinterpret_cast<const uint32_t*>(static_cast<const unsigned char*>(tile) + wg::sw128_offset(tl, pp, kS));
+    };
+  };
+  store_y<T>(d, acc, at(Xr), zc != nullptr, at(sZ), b, h, t0, r, p0, pw, rv, w, lane);
 #else
   __trap();  // launched only where the sm_90a code runs (wgmma_available)
 #endif
@@ -248,46 +298,75 @@ bool wgmma_available() {
 
 namespace {
 
-template <typename T>
+template <typename T, bool TMA>
 void preload_wg() {
-  if (wgmma_available()) preload_kernels<ssd_wg_out_kernel<T, 1>, ssd_wg_out_kernel<T, 2>, ssd_wg_out_kernel<T, 4>>();
+  preload_kernels<ssd_wg_out_kernel<T, 1, TMA>, ssd_wg_out_kernel<T, 2, TMA>, ssd_wg_out_kernel<T, 4, TMA>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
-                          preload_wg<__half>();
-                          preload_wg<__nv_bfloat16>();
+                          if (!wgmma_available()) return;
+                          preload_wg<__half, true>();
+                          preload_wg<__nv_bfloat16, true>();
+                          preload_wg<__half, false>();
+                          preload_wg<__nv_bfloat16, false>();
                         }),
                         true);
+
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, value) == 0;
+}
+
+template <typename T, int HB, bool TMA>
+void launch_hb(const Dev& d, const uint4* cbf, const float2* scal, const int* segs, const OutMaps& maps, size_t bytes,
+               cudaStream_t stream) {
+  const int ntp = (d.P + kS - 1) / kS;
+  set_smem_once<ssd_wg_out_kernel<T, HB, TMA>>(bytes);
+  ssd_wg_out_kernel<T, HB, TMA>
+      <<<dim3(kSlices * ntp * (d.H / HB), d.nc, d.batch), HB * kNT, bytes, stream>>>(d, cbf, scal, segs, maps);
+}
+
+template <typename T, int HB>
+void launch_hb(const Dev& d, const uint4* cbf, const float2* scal, const int* segs, const OutMaps& maps, bool tma,
+               cudaStream_t stream) {
+  const size_t bytes = WgOutSmem(d.NP, HB).bytes;
+  if (tma)
+    launch_hb<T, HB, true>(d, cbf, scal, segs, maps, bytes, stream);
+  else
+    launch_hb<T, HB, false>(d, cbf, scal, segs, maps, bytes, stream);
+}
 
 }  // namespace
 
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
-  if (const char* e = std::getenv("STATESPACE_SSD_OUT_WG"); e && std::strcmp(e, "0") == 0) return false;  // A/B
+  if (env_is("STATESPACE_SSD_OUT_WG", "0")) return false;  // A/B
   const uint4* cbf = static_cast<const uint4*>(cb);
-  const int ntp = (d.P + kS - 1) / kS;
+  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
+  // of 8); the same kernel with cp.async otherwise.
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  OutMaps maps{};
+  const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
+  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
+  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
+  const uint64_t sst[1] = {uint64_t(d.NP) * 2};
+  const bool tma = !env_is("STATESPACE_SSD_OUT_TMA", "0") && encode_tile_map_16(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
+                   (!d.z || encode_tile_map_16(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
+                   encode_tile_map_16(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
+                   encode_tile_map_16(&maps.St, bf16, d.St, 2, sd, sst, box2);
   // A/B for one run: four heads per block (one block of 16 warps per SM; C rows and C·Bᵀ shared
   // by four heads).
-  static const bool quad = [] {
-    const char* e = std::getenv("STATESPACE_SSD_OUT_HB");
-    return e && std::strcmp(e, "4") == 0;
-  }();
-  const size_t quad_bytes = WgOutSmem(d.NP, 4).bytes;
-  if (quad && d.hpg % 4 == 0 && quad_bytes <= kMaxSmem) {
-    set_smem_once<ssd_wg_out_kernel<T, 4>>(quad_bytes);
-    ssd_wg_out_kernel<T, 4><<<dim3(kSlices * ntp * (d.H / 4), d.nc, d.batch), 4 * kNT, quad_bytes, stream>>>(d, cbf, scal, segs);
-    return true;
-  }
-  const size_t pair_bytes = WgOutSmem(d.NP, 2).bytes;
-  if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
-    set_smem_once<ssd_wg_out_kernel<T, 2>>(pair_bytes);
-    ssd_wg_out_kernel<T, 2><<<dim3(kSlices * ntp * (d.H / 2), d.nc, d.batch), 2 * kNT, pair_bytes, stream>>>(d, cbf, scal, segs);
-    return true;
-  }
-  const size_t bytes = WgOutSmem(d.NP, 1).bytes;
-  if (bytes > kMaxSmem) return false;
-  set_smem_once<ssd_wg_out_kernel<T, 1>>(bytes);
-  ssd_wg_out_kernel<T, 1><<<dim3(kSlices * ntp * d.H, d.nc, d.batch), kNT, bytes, stream>>>(d, cbf, scal, segs);
+  if (env_is("STATESPACE_SSD_OUT_HB", "4") && d.hpg % 4 == 0 && WgOutSmem(d.NP, 4).bytes <= kMaxSmem)
+    launch_hb<T, 4>(d, cbf, scal, segs, maps, tma, stream);
+  else if (d.hpg % 2 == 0 && WgOutSmem(d.NP, 2).bytes <= kMaxSmem)
+    launch_hb<T, 2>(d, cbf, scal, segs, maps, tma, stream);
+  else if (WgOutSmem(d.NP, 1).bytes <= kMaxSmem)
+    launch_hb<T, 1>(d, cbf, scal, segs, maps, tma, stream);
+  else
+    return false;
   return true;
 }
 

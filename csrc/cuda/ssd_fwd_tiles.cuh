@@ -105,10 +105,10 @@ __device__ void copy_tile_sw128(int t, T* dst, const T* src, int64_t stride, int
 // Epilogue of the output kernels: y = (acc + D·x)·silu(z) for warp w's 16 rows of the 64 × 64
 // output tile (rows r·64 + 16·w .. of the chunk starting at t0, headdim columns p0 ..), acc in
 // the mma accumulator layout (acc[4·ni + e]: 16×8 tile ni, element e). xat(row, col) returns
-// the two x values at (row, col), (row, col + 1) of the tile (zero past pw / rv); sZ: z of the
-// tile (leading dimension ldz) or null.
-template <typename T, typename XAt>
-__device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xat, const T* sZ, int ldz, int b, int h,
+// the two x values at (row, col), (row, col + 1) of the tile (zero past pw / rv); with has_z,
+// zat(row, col) the same of z.
+template <typename T, typename XAt, typename ZAt>
+__device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xat, bool has_z, ZAt&& zat, int b, int h,
                                         int t0, int r, int p0, int pw, int rv, int w, int lane) {
   using namespace ss::cuda::mma;
   T* y = static_cast<T*>(d.y);
@@ -137,8 +137,8 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xa
         } else {
           v0 += d_head * xv.x, v1 += d_head * xv.y;
         }
-        if (sZ) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * ldz + pp));
+        if (has_z) {
+          const float2 zv = unpack2<T>(zat(tl, pp));
           v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
         }
         v[k] = pack2<T>(v0, v1);
@@ -167,8 +167,8 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xa
       } else {
         v0 += d_head * xv.x, v1 += d_head * xv.y;
       }
-      if (sZ) {
-        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * ldz + pp));
+      if (has_z) {
+        const float2 zv = unpack2<T>(zat(tl, pp));
         v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
       }
       if (pairs) {
