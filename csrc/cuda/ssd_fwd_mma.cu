@@ -517,10 +517,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
   const T* Xr = sX + (r & 1) * kS * kLd;
-  auto at = [](const T* tile) {
-    return [tile](int tl, int pp) { return *reinterpret_cast<const uint32_t*>(tile + tl * kLd + pp); };
-  };
-  store_y<T>(d, &acc[0][0], at(Xr), zc != nullptr, at(sZ), b, h, t0, r, p0, pw, rv, w, lane);
+  const uint32_t rb = ((16 * w + (lane >> 2)) * kLd + tq) * sizeof(T);
+  store_y<T>(d, &acc[0][0], reinterpret_cast<const unsigned char*>(Xr), zc ? reinterpret_cast<const unsigned char*>(sZ) : nullptr,
+             [&](int hf, int ni) { return rb + uint32_t((8 * hf * kLd + 8 * ni) * sizeof(T)); }, b, h, t0, r, p0, pw,
+             rv, w, lane);
 }
 
 namespace {

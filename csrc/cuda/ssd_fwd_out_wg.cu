@@ -84,7 +84,7 @@ struct OutMaps {
 // the next item's group 0 and slice 1 are copied into the other set while this item runs. Else
 // (TMA false, NSETS 1, one item per block) every thread copies with cp.async.
 template <typename T, int HB, bool TMA, int NSETS>
-__global__ void __launch_bounds__(kNT * HB, (HB == 4 || NSETS == 2) ? 1 : HB == 2 ? 2 : 3)
+__global__ void __launch_bounds__(kNT * HB, NSETS == 2 ? 1 : HB == 2 ? 2 : 3)
     ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs, const __grid_constant__ OutMaps maps,
                       int items) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -327,12 +327,12 @@ __global__ void __launch_bounds__(kNT * HB, (HB == 4 || NSETS == 2) ? 1 : HB == 
 
     // Epilogue: + D·x (x of these rows is slice r's buffer, swizzled), gate, store.
     const unsigned char* Xr = reinterpret_cast<const unsigned char*>(sX) + (r & 1) * kRegion;
-    auto at = [](const void* tile) {
-      return [tile](int tl, int pp) {
-        return *reinterpret_cast<const uint32_t*>(static_cast<const unsigned char*>(tile) + wg::sw128_offset(tl, pp, kS));
-      };
-    };
-    store_y<T>(d, acc, at(Xr), zc != nullptr, at(sZ), b, h, t0, r, p0, pw, rv, w, lane);
+    // (row 16·w + g + 8·hf has swizzle phase g = lane / 4: its column piece ni lies at ni ^ g)
+    const int gq = lane >> 2;
+    const uint32_t rb = (16 * w + gq) * 128 + tq * 2;
+    store_y<T>(d, acc, Xr, zc ? reinterpret_cast<const unsigned char*>(sZ) : nullptr,
+               [&](int hf, int ni) { return rb + uint32_t(hf * 1024 + ((ni ^ gq) << 4)); }, b, h, t0, r, p0, pw, rv, w,
+               lane);
     if (NSETS == 2) __syncthreads();  // every thread is done with this set before its next copies
   }
 #else
@@ -357,9 +357,8 @@ namespace {
 
 template <typename T>
 void preload_wg() {
-  preload_kernels<ssd_wg_out_kernel<T, 1, true, 1>, ssd_wg_out_kernel<T, 2, true, 1>, ssd_wg_out_kernel<T, 4, true, 1>,
-                  ssd_wg_out_kernel<T, 2, true, 2>, ssd_wg_out_kernel<T, 1, false, 1>, ssd_wg_out_kernel<T, 2, false, 1>,
-                  ssd_wg_out_kernel<T, 4, false, 1>>();
+  preload_kernels<ssd_wg_out_kernel<T, 1, true, 1>, ssd_wg_out_kernel<T, 2, true, 1>, ssd_wg_out_kernel<T, 2, true, 2>,
+                  ssd_wg_out_kernel<T, 1, false, 1>, ssd_wg_out_kernel<T, 2, false, 1>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
                           if (!wgmma_available()) return;
@@ -389,10 +388,8 @@ bool launch_variant(const Dev& d, const uint4* cbf, const float2* scal, const in
 template <typename T, bool TMA>
 bool launch_tma(const Dev& d, const uint4* cbf, const float2* scal, const int* segs, const OutMaps& maps,
                 cudaStream_t stream) {
-  // One-run A/B: four heads per block (one block of 16 warps per SM; C rows and C·Bᵀ shared by
-  // four heads); a persistent grid of one two-head block per SM, the next item's tiles copied
+  // One-run A/B: a persistent grid of one two-head block per SM, the next item's tiles copied
   // during this one's (TMA only).
-  if (env_is("STATESPACE_SSD_OUT_HB", "4") && launch_variant<T, 4, TMA, 1>(d, cbf, scal, segs, maps, stream)) return true;
   if constexpr (TMA)
     if (env_is("STATESPACE_SSD_OUT_PERSIST", "1") && launch_variant<T, 2, true, 2>(d, cbf, scal, segs, maps, stream))
       return true;
@@ -405,7 +402,6 @@ bool launch_tma(const Dev& d, const uint4* cbf, const float2* scal, const int* s
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
-  if (env_is("STATESPACE_SSD_OUT_WG", "0")) return false;  // A/B
   const uint4* cbf = static_cast<const uint4*>(cb);
   // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
   // of 8); the same kernel with cp.async otherwise.

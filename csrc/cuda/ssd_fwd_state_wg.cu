@@ -10,8 +10,6 @@
 // two slices before it is used, into the buffer of the slice before, whose products each thread
 // waits for at the one barrier per slice; the products of a slice run while the next slice's
 // copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -257,17 +255,11 @@ const bool g_preload = (cuda::register_kernel_preload([] {
                                             ssd_wg_state_kernel<__half, false>, ssd_wg_state_kernel<__nv_bfloat16, false>>();
                         }),
                         true);
-
-bool env_off(const char* name) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, "0") == 0;
-}
 }  // namespace
 
 template <typename T>
 bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
-  if (env_off("STATESPACE_SSD_STATE_WG")) return false;  // A/B
   // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
   // of 8); the same kernel with cp.async otherwise.
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
@@ -277,7 +269,7 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
   const uint64_t bd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
   const uint64_t bst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
   const uint32_t box[4] = {64, 1, 64, 1};
-  const bool tma = !env_off("STATESPACE_SSD_STATE_TMA") && encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
+  const bool tma = encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
                    encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
   const int ntp = (d.P + kS - 1) / kS;
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);

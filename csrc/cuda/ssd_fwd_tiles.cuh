@@ -104,12 +104,13 @@ __device__ void copy_tile_sw128(int t, T* dst, const T* src, int64_t stride, int
 
 // Epilogue of the output kernels: y = (acc + D·x)·silu(z) for warp w's 16 rows of the 64 × 64
 // output tile (rows r·64 + 16·w .. of the chunk starting at t0, headdim columns p0 ..), acc in
-// the mma accumulator layout (acc[4·ni + e]: 16×8 tile ni, element e). xat(row, col) returns
-// the two x values at (row, col), (row, col + 1) of the tile (zero past pw / rv); with has_z,
-// zat(row, col) the same of z.
-template <typename T, typename XAt, typename ZAt>
-__device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xat, bool has_z, ZAt&& zat, int b, int h,
-                                        int t0, int r, int p0, int pw, int rv, int w, int lane) {
+// the mma accumulator layout (acc[4·ni + e]: 16×8 tile ni, element e). The x and z tiles (zt
+// null: no z; zero past pw / rv) have the same layout: off(hf, ni) is the byte offset in them of
+// this lane's two values at row 16·w + lane/4 + 8·hf, columns 8·ni + 2·(lane % 4), + 1.
+template <typename T, typename Off>
+__device__ __forceinline__ void store_y(const Dev& d, const float* acc, const unsigned char* xt, const unsigned char* zt,
+                                        Off&& off, int b, int h, int t0, int r, int p0, int pw, int rv, int w,
+                                        int lane) {
   using namespace ss::cuda::mma;
   T* y = static_cast<T*>(d.y);
   const int tq = 2 * (lane & 3);
@@ -129,16 +130,17 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xa
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const int hf = k >> 1, ni = 2 * c16 + (k & 1);
-        const int tl = 16 * w + (lane >> 2) + 8 * hf, pp = 8 * ni + tq;
-        const float2 xv = unpack2<T>(xat(tl, pp));
+        const int pp = 8 * ni + tq;
+        const uint32_t o = off(hf, ni);
+        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
         float v0 = acc[4 * ni + 2 * hf], v1 = acc[4 * ni + 2 * hf + 1];
         if (d_chan) {
           if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
         } else {
           v0 += d_head * xv.x, v1 += d_head * xv.y;
         }
-        if (has_z) {
-          const float2 zv = unpack2<T>(zat(tl, pp));
+        if (zt) {
+          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
           v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
         }
         v[k] = pack2<T>(v0, v1);
@@ -159,7 +161,8 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xa
       const int pp = 8 * ni + tq;  // column inside the headdim tile
       if (pp >= pw) continue;
       const bool two = pp + 1 < pw;
-      const float2 xv = unpack2<T>(xat(tl, pp));
+      const uint32_t o = off(hf, ni);
+      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
       float v0 = acc[4 * ni + 2 * hf], v1 = acc[4 * ni + 2 * hf + 1];
       if (d_chan) {
         v0 += __ldg(d_chan + pp) * xv.x;
@@ -167,8 +170,8 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, XAt&& xa
       } else {
         v0 += d_head * xv.x, v1 += d_head * xv.y;
       }
-      if (has_z) {
-        const float2 zv = unpack2<T>(zat(tl, pp));
+      if (zt) {
+        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
         v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
       }
       if (pairs) {
