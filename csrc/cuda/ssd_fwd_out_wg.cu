@@ -56,7 +56,7 @@ struct WgOutSmem {
     sZ = o, o += kRegion;
     sS = o, o = align128(o + size_t(kQ) * 8);
     sSeg = o, o = align128(o + size_t(kQ) * 4);
-    sW = o, o = align128(o + size_t(kQ - kS) * 4);
+    sW = o, o = align128(o + size_t(kQ - kS) * 2);  // T pairs
     head = align1024(o);
     sH += base, sX += base, sZ += base, sS += base, sSeg += base, sW += base;
     set = base + HB * head;
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kNT * HB, NSETS == 2 ? 1 : HB == 2 ? 2 : 3)
     T* sZ = reinterpret_cast<T*>(hsm + lay.sZ);
     float2* sS = reinterpret_cast<float2*>(hsm + lay.sS);
     int* sSeg = reinterpret_cast<int*>(hsm + lay.sSeg);
-    float* sW = reinterpret_cast<float*>(hsm + lay.sW);
+    uint32_t* sW2 = reinterpret_cast<uint32_t*>(hsm + lay.sW);
     const int p0 = pt * kS, pw = min(kS, d.P - p0);
     const int rv = min(kS, q - r * kS);
     const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
@@ -208,15 +208,19 @@ __global__ void __launch_bounds__(kNT * HB, NSETS == 2 ? 1 : HB == 2 ? 2 : 3)
       __pipeline_commit();
     }
 
-    // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors.
+    // The chunk's scalars up to this tile's last row, and the earlier tokens' column factors
+    // (as T pairs: the A fragments of an earlier slice are scaled two tokens per instruction),
+    // two tokens per thread and step.
     const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
     const float cs_ref = r ? __ldg(&scal[so + r * kS - 1].x) : 0.f;
     const int seg_ref = (r && segs) ? __ldg(segs + so + r * kS - 1) : 0;
-    for (int i = ht; i < (r + 1) * kS; i += kNT) {
-      const float2 v = __ldg(scal + so + i);
-      const int sg = segs ? __ldg(segs + so + i) : 0;
-      sS[i] = v, sSeg[i] = sg;
-      if (i < r * kS) sW[i] = sg == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f;
+    for (int i2 = ht; i2 < (r + 1) * kS / 2; i2 += kNT) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(scal + so) + i2);  // (cs, dt') of two tokens
+      const int2 sg = segs ? make_int2(__ldg(segs + so + 2 * i2), __ldg(segs + so + 2 * i2 + 1)) : make_int2(0, 0);
+      reinterpret_cast<float4*>(sS)[i2] = v;
+      reinterpret_cast<int2*>(sSeg)[i2] = sg;
+      if (2 * i2 < r * kS)
+        sW2[i2] = pack2<T>(sg.x == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f, sg.y == seg_ref ? __expf(cs_ref - v.z) * v.w : 0.f);
     }
     const float e_ref = seg_ref == 0 ? __expf(cs_ref) : 0.f;
 
@@ -265,15 +269,13 @@ __global__ void __launch_bounds__(kNT * HB, NSETS == 2 ? 1 : HB == 2 ? 2 : 3)
       uint32_t a[4][4];
       float rf_lo = 0.f, rf_hi = 0.f;
       if (j < r) {
-        // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt'.
+        // An earlier slice: the C·Bᵀ fragments scaled by the column factors w·dt' (in T: one
+        // rounding of the factor more than in f32, within the operands' own rounding).
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-          const float2 wl = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + tq);
-          const float2 wh = *reinterpret_cast<const float2*>(sW + j * kS + 16 * kk + 8 + tq);
-          const float2 f0 = unpack2<T>(cb[kk].x), f1 = unpack2<T>(cb[kk].y), f2 = unpack2<T>(cb[kk].z),
-                       f3 = unpack2<T>(cb[kk].w);
-          a[kk][0] = pack2<T>(f0.x * wl.x, f0.y * wl.y), a[kk][1] = pack2<T>(f1.x * wl.x, f1.y * wl.y);
-          a[kk][2] = pack2<T>(f2.x * wh.x, f2.y * wh.y), a[kk][3] = pack2<T>(f3.x * wh.x, f3.y * wh.y);
+          const uint32_t wl = sW2[(j * kS + 16 * kk + tq) / 2], wh = sW2[(j * kS + 16 * kk + 8 + tq) / 2];
+          a[kk][0] = mul2<T>(cb[kk].x, wl), a[kk][1] = mul2<T>(cb[kk].y, wl);
+          a[kk][2] = mul2<T>(cb[kk].z, wh), a[kk][3] = mul2<T>(cb[kk].w, wh);
         }
       } else {
         // The tile's own slice: (CB ∘ L), exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment,
