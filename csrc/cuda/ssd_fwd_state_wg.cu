@@ -47,6 +47,7 @@ template <typename T, bool TMA>
 __global__ void __launch_bounds__(kNT, 3)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
                         const __grid_constant__ CUtensorMap bmap) {
+  pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
   extern __shared__ __align__(1024) unsigned char smem_raw[];
@@ -245,7 +246,6 @@ __global__ void __launch_bounds__(kNT, 3)
 #else
   __trap();  // launched only where the sm_90a code runs (wgmma_available)
 #endif
-  pdl_wait();  // launched beside the C·Bᵀ kernel: complete only once it is (the output kernel reads both)
 }
 
 namespace {
@@ -273,13 +273,12 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
                    encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
   const int ntp = (d.P + kS - 1) / kS;
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);
-  // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel
   if (tma) {
     set_smem_once<ssd_wg_state_kernel<T, true>>(kSmemBytes);
-    launch_pdl(ssd_wg_state_kernel<T, true>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap);
+    ssd_wg_state_kernel<T, true><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
   } else {
     set_smem_once<ssd_wg_state_kernel<T, false>>(kSmemBytes);
-    launch_pdl(ssd_wg_state_kernel<T, false>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap);
+    ssd_wg_state_kernel<T, false><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
   }
   return true;
 }
