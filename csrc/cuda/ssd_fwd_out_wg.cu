@@ -294,12 +294,13 @@ __global__ void __launch_bounds__(kNT * HB, NSETS == 2 ? 1 : HB == 2 ? 2 : 3)
               const int s0 = j * kS + 16 * kk + 8 * hf + tq;
               const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
               const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-              const float2 lo = unpack2<T>(u[2 * hf]), hi = unpack2<T>(u[2 * hf + 1]);  // rows row_lo, row_hi
-              const float v0 = (s0 <= row_lo && sg0 == seg_lo) ? lo.x * __expf(cs_lo - sc.x) * sc.y : 0.f;
-              const float v1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? lo.y * __expf(cs_lo - sc.z) * sc.w : 0.f;
-              const float v2 = (s0 <= row_hi && sg0 == seg_hi) ? hi.x * __expf(cs_hi - sc.x) * sc.y : 0.f;
-              const float v3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? hi.y * __expf(cs_hi - sc.z) * sc.w : 0.f;
-              a[kk][2 * hf] = pack2<T>(v0, v1), a[kk][2 * hf + 1] = pack2<T>(v2, v3);
+              // the factors of rows row_lo (f0, f1) and row_hi (f2, f3), applied as T pairs
+              const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? __expf(cs_lo - sc.x) * sc.y : 0.f;
+              const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? __expf(cs_lo - sc.z) * sc.w : 0.f;
+              const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? __expf(cs_hi - sc.x) * sc.y : 0.f;
+              const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? __expf(cs_hi - sc.z) * sc.w : 0.f;
+              a[kk][2 * hf] = mul2<T>(u[2 * hf], pack2<T>(f0, f1));
+              a[kk][2 * hf + 1] = mul2<T>(u[2 * hf + 1], pack2<T>(f2, f3));
             }
           } else {
 #pragma unroll
