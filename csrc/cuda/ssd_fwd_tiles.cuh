@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_pipeline.h>
 #include <cstdint>
+#include <type_traits>
 #include "cuda/mma_tile.cuh"
 #include "cuda/ssd_common.cuh"
 #include "cuda/types.cuh"
@@ -134,35 +135,43 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, const un
   if (d.P % 8 == 0) {
     // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
     // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
-    // written whole, a quarter of the store instructions).
+    // written whole, a quarter of the store instructions). D of the lane's columns and whether
+    // there is a gate are settled before the loop (no branch per element).
+    float2 dv[8];
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const int pp = 8 * ni + tq;
+      dv[ni] = d_chan ? (pp < pw ? make_float2(__ldg(d_chan + pp), __ldg(d_chan + pp + 1)) : make_float2(0.f, 0.f))
+                      : make_float2(d_head, d_head);
+    }
     const int qt = lane & 3;
     const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
     T* yrow = y + ((int64_t(b) * d.L + t0 + r * 64 + tl_me) * d.H + h) * d.P + p0;
+    auto run = [&](auto gated) {
 #pragma unroll
-    for (int c16 = 0; c16 < 4; ++c16) {
-      uint32_t v[4];
+      for (int c16 = 0; c16 < 4; ++c16) {
+        uint32_t v[4];
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int hf = k >> 1, ni = 2 * c16 + (k & 1);
-        const int pp = 8 * ni + tq;
-        const uint32_t o = off(hf, ni);
-        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
-        float v0 = acc[4 * ni + 2 * hf], v1 = acc[4 * ni + 2 * hf + 1];
-        if (d_chan) {
-          if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
-        } else {
-          v0 += d_head * xv.x, v1 += d_head * xv.y;
+        for (int k = 0; k < 4; ++k) {
+          const int hf = k >> 1, ni = 2 * c16 + (k & 1);
+          const uint32_t o = off(hf, ni);
+          const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
+          float v0 = fmaf(dv[ni].x, xv.x, acc[4 * ni + 2 * hf]), v1 = fmaf(dv[ni].y, xv.y, acc[4 * ni + 2 * hf + 1]);
+          if constexpr (decltype(gated)::value) {
+            const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
+            v0 *= silu_fast(zv.x), v1 *= silu_fast(zv.y);
+          }
+          v[k] = pack2<T>(v0, v1);
         }
-        if (zt) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
-          v0 *= silu_fast(zv.x), v1 *= silu_fast(zv.y);
-        }
-        v[k] = pack2<T>(v0, v1);
+        quad_transpose(v, qt);
+        const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
+        if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
       }
-      quad_transpose(v, qt);
-      const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
-      if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
-    }
+    };
+    if (zt)
+      run(std::true_type{});
+    else
+      run(std::false_type{});
     return;
   }
 #pragma unroll
