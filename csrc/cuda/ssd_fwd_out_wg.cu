@@ -83,6 +83,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs, const __grid_constant__ OutMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int NT = kNT * HB;
+  constexpr float kLog2e = 1.4426950408889634f;  // the staged cumulative sums are in log2 units
   const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -182,7 +183,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   for (int i2 = ht; i2 < (r + 1) * kS / 2; i2 += kNT) {
     const float4 v = __ldg(reinterpret_cast<const float4*>(scal + so) + i2);  // (cs, dt') of two tokens
     const int2 sg = segs ? make_int2(__ldg(segs + so + 2 * i2), __ldg(segs + so + 2 * i2 + 1)) : make_int2(0, 0);
-    reinterpret_cast<float4*>(sS)[i2] = v;
+    reinterpret_cast<float4*>(sS)[i2] = make_float4(v.x * kLog2e, v.y, v.z * kLog2e, v.w);  // cs in log2 units
     reinterpret_cast<int2*>(sSeg)[i2] = sg;
     if (2 * i2 < r * kS)
       sW2[i2] = pack2<T>(sg.x == seg_ref ? __expf(cs_ref - v.x) * v.y : 0.f, sg.y == seg_ref ? __expf(cs_ref - v.z) * v.w : 0.f);
@@ -246,10 +247,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       // The tile's own slice: (CB ∘ L), exp(cs_t − cs_s)·dt'_s where s ≤ t on the same segment,
       // else 0 (selected, never multiplied: the exponent is positive above the diagonal); token
       // tiles past the warp's rows are zero.
-      const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x;
+      const float cs_lo = sS[row_lo].x, cs_hi = sS[row_hi].x, cs_ref2 = cs_ref * kLog2e;  // (log2 units)
       const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
-      rf_lo = seg_lo == seg_ref ? __expf(cs_lo - cs_ref) : 0.f;
-      rf_hi = seg_hi == seg_ref ? __expf(cs_hi - cs_ref) : 0.f;
+      rf_lo = seg_lo == seg_ref ? exp2f(cs_lo - cs_ref2) : 0.f;
+      rf_hi = seg_hi == seg_ref ? exp2f(cs_hi - cs_ref2) : 0.f;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if (kk <= w) {
@@ -260,10 +261,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
             const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
             const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
             // the factors of rows row_lo (f0, f1) and row_hi (f2, f3), applied as T pairs
-            const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? __expf(cs_lo - sc.x) * sc.y : 0.f;
-            const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? __expf(cs_lo - sc.z) * sc.w : 0.f;
-            const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? __expf(cs_hi - sc.x) * sc.y : 0.f;
-            const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? __expf(cs_hi - sc.z) * sc.w : 0.f;
+            const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? exp2f(cs_lo - sc.x) * sc.y : 0.f;
+            const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? exp2f(cs_lo - sc.z) * sc.w : 0.f;
+            const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? exp2f(cs_hi - sc.x) * sc.y : 0.f;
+            const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? exp2f(cs_hi - sc.z) * sc.w : 0.f;
             a[kk][2 * hf] = mul2<T>(u[2 * hf], pack2<T>(f0, f1));
             a[kk][2 * hf + 1] = mul2<T>(u[2 * hf + 1], pack2<T>(f2, f3));
           }
