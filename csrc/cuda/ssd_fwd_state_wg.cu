@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kNT, 3)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   // stage k: x at k·kStage, B (two regions: columns 0-63, 64-127) right after it
-  float* sW = reinterpret_cast<float*>(smem + kSmemW);
+  uint32_t* sW2 = reinterpret_cast<uint32_t*>(smem + kSmemW);  // token weights as T pairs
   float* sRedA = reinterpret_cast<float*>(smem + kSmemRed);
   int* sRedS = reinterpret_cast<int*>(smem + kSmemRed + 32);
 
@@ -168,15 +168,18 @@ __global__ void __launch_bounds__(kNT, 3)
       cs_end += sRedA[w], seg_end += sRedS[w];
     }
     const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
+    static_assert(E == 2, "a thread's tokens are one weight pair");
+    float wt[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       cs[e] += pa, seg[e] += ps;
-      sW[E * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
+      wt[e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
       if (writer) {
         scal[so + e] = make_float2(cs[e], dtp[e]);
         if (segs) segs[so + e] = seg[e];
       }
     }
+    sW2[tid] = pack2<T>(wt[0], wt[1]);
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
     // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
@@ -210,21 +213,19 @@ __global__ void __launch_bounds__(kNT, 3)
       else
         __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
       wg::fence_proxy_async();               // ... visible to the tensor cores' reads
-      __syncthreads();                     // ... for every thread's copies and products; sW is complete
+      __syncthreads();                     // ... for every thread's copies and products; the weights are complete
       load_slice(s + kStages - 1);         // into the buffer of slice s − 1
       const uint32_t xbuf = aS + (s % kStages) * kStage;
-      const float* w = sW + (s % kSlices) * kS;
+      const uint32_t* w2 = sW2 + (s % kSlices) * (kS / 2);
       uint32_t af[4][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         ldsm_x4_t(af[kk], xbuf + wg::sw128_offset(16 * kk + aq.r, 16 * warp + aq.c, kS));
-        const float2 wl = *reinterpret_cast<const float2*>(w + 16 * kk + tq);      // tokens of af[0], af[1]
-        const float2 wh = *reinterpret_cast<const float2*>(w + 16 * kk + 8 + tq);  // ... of af[2], af[3]
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 f = unpack2<T>(af[kk][e]), ws = e < 2 ? wl : wh;
-          af[kk][e] = pack2<T>(f.x * ws.x, f.y * ws.y);
-        }
+        // a fragment register holds tokens (2t, 2t + 1) of one row: one packed multiply by
+        // their weight pair (rounded to T once more than the f32 product, within its rounding)
+        const uint32_t wl = w2[8 * kk + tq / 2], wh = w2[8 * kk + 4 + tq / 2];  // tokens of af[0, 1], af[2, 3]
+        af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
+        af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
       }
       wg::fence();
 #pragma unroll
