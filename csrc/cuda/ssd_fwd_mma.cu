@@ -26,8 +26,6 @@
 //
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -305,7 +303,6 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     each_state([&](float& a, int p, int n) {
       if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = a;
     });
-  pdl_wait();  // (when launched as the C·Bᵀ kernel's dependent: complete only once it is)
 }
 
 // `items` = kCbPairs·nc·batch·G work items (row tile r, slice j ≤ r, chunk, batch, group), 128
@@ -316,7 +313,6 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
 // both).
 template <typename T>
 __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int items) {
-  pdl_trigger();  // (one-run A/B, C·Bᵀ first: the state kernel may start beside it)
   extern __shared__ __align__(128) unsigned char smem[];
   const CbSmem lay(d.NP, sizeof(T));
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
@@ -559,20 +555,7 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   StageTimer timer("forward", stream);
   uint4* cbf = reinterpret_cast<uint4*>(cb);
   const int ntp = (d.P + kS - 1) / kS;
-  const size_t cb_bytes = CbSmem(d.NP, sizeof(T)).bytes;
-  const int cb_items = kCbPairs * d.nc * d.batch * d.G;
-  set_smem_once<ssd_mma_cb_kernel<T>>(cb_bytes);
-  // One-run A/B (STATESPACE_SSD_CB_FIRST=1): C·Bᵀ first, the state kernel as its dependent.
-  static const bool cb_first = [] {
-    const char* e = std::getenv("STATESPACE_SSD_CB_FIRST");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  if (cb_first) {
-    ssd_mma_cb_kernel<T><<<std::min(cb_items, sm_count()), kNT, cb_bytes, stream>>>(d, cbf, cb_items);
-    check_launch("ssdChunkScan C·Bᵀ");
-    timer.mark("C·Bᵀ");
-  }
-  if (!launch_state_wgmma<T>(d, scal, segs, stream, cb_first)) {
+  if (!launch_state_wgmma<T>(d, scal, segs, stream)) {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
     ssd_mma_state_kernel<T, kStateNW><<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW,
@@ -583,11 +566,14 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
 
   // C·Bᵀ beside the state kernel (a programmatic launch: it reads nothing that kernel writes), on
   // one block per SM: the slots the state kernel's single wave leaves free.
-  if (!cb_first) {
-    launch_pdl(ssd_mma_cb_kernel<T>, dim3(std::min(cb_items, sm_count())), dim3(kNT), cb_bytes, stream, d, cbf, cb_items);
-    check_launch("ssdChunkScan C·Bᵀ");
-    timer.mark("C·Bᵀ");
+  {
+    const size_t cb_bytes = CbSmem(d.NP, sizeof(T)).bytes;
+    const int items = kCbPairs * d.nc * d.batch * d.G;
+    set_smem_once<ssd_mma_cb_kernel<T>>(cb_bytes);
+    launch_pdl(ssd_mma_cb_kernel<T>, dim3(std::min(items, sm_count())), dim3(kNT), cb_bytes, stream, d, cbf, items);
   }
+  check_launch("ssdChunkScan C·Bᵀ");
+  timer.mark("C·Bᵀ");
 
   // On sm_90a the warpgroup-product kernel (ssd_fwd_out_wg.cu); else (or where it does not fit)
   // two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.

@@ -11,7 +11,6 @@
 // per 64 × 64 × 16 step; the products run asynchronously while the warps build the next
 // A fragments. One barrier per slice: slice j + 1 is copied, into the buffer of slice j − 1, once
 // every warpgroup has waited for slice j − 1's products at slice j's barrier.
-#include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
@@ -79,11 +78,7 @@ struct OutMaps {
 // ssd_mma_out_kernel). TMA: the tiles come by bulk tensor copies issued by thread 0, completing
 // on three barriers (group 0: C rows, H_in, z, slices 0 and 1; then one per x buffer); else every
 // thread copies with cp.async.
-//
-// MC (one-run A/B; TMA only): clusters of the kSlices row-tile blocks of one (chunk, heads, headdim
-// tile); H_in is copied once, by the cluster's longest-lived block (the highest row tile with
-// rows), and multicast to every block with rows.
-template <typename T, int HB, bool TMA, bool MC = false>
+template <typename T, int HB, bool TMA>
 __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     ssd_wg_out_kernel(Dev d, const uint4* cbf, const float2* scal, const int* segs, const __grid_constant__ OutMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -107,27 +102,12 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     it.hb = (x / kSlices) % nhb, it.pt = (x / kSlices) / nhb;
     it.c = rest % d.nc, it.b = rest / d.nc;
   }
-  const int q_chunk = min(kQ, d.L - it.c * kQ);
-  // MC: the cluster's blocks with rows (rank k holds row tile kSlices − 1 − k) and the issuer
-  const int live_tiles = (q_chunk + kS - 1) / kS;  // row tiles 0 .. live_tiles − 1 have rows
-  const uint16_t live_mask = uint16_t(((1u << live_tiles) - 1) << (kSlices - live_tiles));
-  const bool issuer = MC && (kSlices - 1 - it.r) == kSlices - live_tiles;
-  if (MC) {
-    if (tid == 0) {
-#pragma unroll
-      for (int k = 0; k < 3; ++k) tma::init(bar(k), 1);
-      tma::fence_init();
-    }
-    tma::cluster_sync();  // every block's barriers exist before the multicast
-  }
-  if (it.r * kS >= q_chunk) return;  // rows past the sequence
+  if (it.r * kS >= min(kQ, d.L - it.c * kQ)) return;  // rows past the sequence
   if (TMA && tid == 0) {
     // group 0 (C rows; per head H_in, z, slice 0) and slice 1, by thread 0
-    if (!MC) {
 #pragma unroll
-      for (int k = 0; k < 3; ++k) tma::init(bar(k), 1);
-      tma::fence_init();
-    }
+    for (int k = 0; k < 3; ++k) tma::init(bar(k), 1);
+    tma::fence_init();
     const int t0 = it.c * kQ, g = it.hb * HB / d.hpg, p0 = it.pt * kS;
     const uint32_t bytes = lay.nk * kRegion + HB * ((lay.nk + 2) * kRegion) - (d.z ? 0 : HB * kRegion);
     tma::arrive_expect(bar(0), bytes);
@@ -137,11 +117,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       const uint32_t hd = aTiles + hh * lay.head;
       const int head = it.hb * HB + hh;
       const int row = ((it.b * d.H + head) * d.nc + it.c) * d.PP + p0;
-      if (!MC)
-        for (int k = 0; k < lay.nk; ++k) tma::load_2d(hd + lay.sH + k * kRegion, &maps.St, 64 * k, row, bar(0));
-      else if (issuer)
-        for (int k = 0; k < lay.nk; ++k)
-          tma::load_2d_multicast(hd + lay.sH + k * kRegion, &maps.St, 64 * k, row, bar(0), live_mask);
+      for (int k = 0; k < lay.nk; ++k) tma::load_2d(hd + lay.sH + k * kRegion, &maps.St, 64 * k, row, bar(0));
       if (d.z) tma::load_4d(hd + lay.sZ, &maps.z, p0, head, t0 + it.r * kS, it.b, bar(0));
       tma::load_4d(hd + lay.sX, &maps.x, p0, head, t0, it.b, bar(0));
     }
@@ -349,7 +325,7 @@ namespace {
 template <typename T>
 void preload_wg() {
   preload_kernels<ssd_wg_out_kernel<T, 1, true>, ssd_wg_out_kernel<T, 2, true>, ssd_wg_out_kernel<T, 1, false>,
-                  ssd_wg_out_kernel<T, 2, false>, ssd_wg_out_kernel<T, 2, true, true>>();
+                  ssd_wg_out_kernel<T, 2, false>>();
 }
 const bool g_preload = (cuda::register_kernel_preload([] {
                           if (!wgmma_available()) return;
@@ -365,28 +341,6 @@ bool launch_variant(const Dev& d, const uint4* cbf, const float2* scal, const in
   if (d.hpg % HB != 0 || bytes > kMaxSmem) return false;
   const int ntp = (d.P + kS - 1) / kS;
   const int items = kSlices * ntp * (d.H / HB) * d.nc * d.batch;
-  static const bool mc = [] {  // one-run A/B: STATESPACE_SSD_OUT_MC=1
-    const char* e = std::getenv("STATESPACE_SSD_OUT_MC");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  if constexpr (TMA && HB == 2) {
-    if (mc) {
-      auto kernel = ssd_wg_out_kernel<T, HB, true, true>;
-      set_smem_once<ssd_wg_out_kernel<T, HB, true, true>>(bytes);
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = dim3(items);
-      cfg.blockDim = dim3(HB * kNT);
-      cfg.dynamicSmemBytes = bytes;
-      cfg.stream = stream;
-      cudaLaunchAttribute attr[1];
-      attr[0].id = cudaLaunchAttributeClusterDimension;
-      attr[0].val.clusterDim.x = kSlices, attr[0].val.clusterDim.y = 1, attr[0].val.clusterDim.z = 1;
-      cfg.attrs = attr;
-      cfg.numAttrs = 1;
-      cudaLaunchKernelEx(&cfg, kernel, d, cbf, scal, segs, maps);
-      return true;
-    }
-  }
   set_smem_once<ssd_wg_out_kernel<T, HB, TMA>>(bytes);
   ssd_wg_out_kernel<T, HB, TMA><<<items, HB * kNT, bytes, stream>>>(d, cbf, scal, segs, maps);
   return true;

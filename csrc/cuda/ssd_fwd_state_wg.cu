@@ -10,8 +10,6 @@
 // two slices before it is used, into the buffer of the slice before, whose products each thread
 // waits for at the one barrier per slice; the products of a slice run while the next slice's
 // copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -48,7 +46,7 @@ constexpr size_t kStage = 3 * kRegion, kSmemW = kStages * kStage, kSmemRed = kSm
 template <typename T, bool TMA>
 __global__ void __launch_bounds__(kNT, 3)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
-                        const __grid_constant__ CUtensorMap bmap, bool packed) {
+                        const __grid_constant__ CUtensorMap bmap) {
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
@@ -181,10 +179,7 @@ __global__ void __launch_bounds__(kNT, 3)
         if (segs) segs[so + e] = seg[e];
       }
     }
-    if (packed)
-      sW2[tid] = pack2<T>(wt[0], wt[1]);
-    else
-      reinterpret_cast<float2*>(sW2)[tid] = make_float2(wt[0], wt[1]);  // (one-run A/B: f32 weights)
+    sW2[tid] = pack2<T>(wt[0], wt[1]);
     const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
 
     // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
@@ -228,20 +223,9 @@ __global__ void __launch_bounds__(kNT, 3)
         ldsm_x4_t(af[kk], xbuf + wg::sw128_offset(16 * kk + aq.r, 16 * warp + aq.c, kS));
         // a fragment register holds tokens (2t, 2t + 1) of one row: one packed multiply by
         // their weight pair (rounded to T once more than the f32 product, within its rounding)
-        if (packed) {
-          const uint32_t wl = w2[8 * kk + tq / 2], wh = w2[8 * kk + 4 + tq / 2];  // tokens of af[0, 1], af[2, 3]
-          af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
-          af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
-        } else {
-          const float* w = reinterpret_cast<const float*>(sW2) + (s % kSlices) * kS;
-          const float2 wl = *reinterpret_cast<const float2*>(w + 16 * kk + tq);
-          const float2 wh = *reinterpret_cast<const float2*>(w + 16 * kk + 8 + tq);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 f = unpack2<T>(af[kk][e]), ws = e < 2 ? wl : wh;
-            af[kk][e] = pack2<T>(f.x * ws.x, f.y * ws.y);
-          }
-        }
+        const uint32_t wl = w2[8 * kk + tq / 2], wh = w2[8 * kk + 4 + tq / 2];  // tokens of af[0, 1], af[2, 3]
+        af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
+        af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
       }
       wg::fence();
 #pragma unroll
@@ -263,7 +247,6 @@ __global__ void __launch_bounds__(kNT, 3)
 #else
   __trap();  // launched only where the sm_90a code runs (wgmma_available)
 #endif
-  pdl_wait();  // (when launched as the C·Bᵀ kernel's dependent: complete only once it is)
 }
 
 namespace {
@@ -276,7 +259,7 @@ const bool g_preload = (cuda::register_kernel_preload([] {
 }  // namespace
 
 template <typename T>
-bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream, bool pdl) {
+bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
   // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
   // of 8); the same kernel with cp.async otherwise.
@@ -291,27 +274,17 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
                    encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
   const int ntp = (d.P + kS - 1) / kS;
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);
-  static const bool packed = [] {  // one-run A/B: STATESPACE_SSD_STATE_F32W=1 keeps f32 token weights
-    const char* e = std::getenv("STATESPACE_SSD_STATE_F32W");
-    return !(e && std::strcmp(e, "1") == 0);
-  }();
   if (tma) {
     set_smem_once<ssd_wg_state_kernel<T, true>>(kSmemBytes);
-    if (pdl)
-      launch_pdl(ssd_wg_state_kernel<T, true>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap, packed);
-    else
-      ssd_wg_state_kernel<T, true><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap, packed);
+    ssd_wg_state_kernel<T, true><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
   } else {
     set_smem_once<ssd_wg_state_kernel<T, false>>(kSmemBytes);
-    if (pdl)
-      launch_pdl(ssd_wg_state_kernel<T, false>, grid, dim3(kNT), kSmemBytes, stream, d, scal, segs, xmap, bmap, packed);
-    else
-      ssd_wg_state_kernel<T, false><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap, packed);
+    ssd_wg_state_kernel<T, false><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
   }
   return true;
 }
 
-template bool launch_state_wgmma<__half>(const Dev&, float2*, int*, cudaStream_t, bool);
-template bool launch_state_wgmma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t, bool);
+template bool launch_state_wgmma<__half>(const Dev&, float2*, int*, cudaStream_t);
+template bool launch_state_wgmma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t);
 
 }  // namespace ss::cuda::ssd

@@ -82,7 +82,7 @@ int64_t forward_mma_cb_bytes(const Dev& d);
 bool wgmma_available();
 // The forward's state stage on warpgroup products (ssd_fwd_state_wg.cu) where wgmma_available;
 // false (nothing launched) otherwise.
-template <typename T> bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream, bool pdl);
+template <typename T> bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream);
 // Its output stage on warpgroup products (ssd_fwd_out_wg.cu) where the device runs this build's
 // sm_90a code and the tiles fit; false (nothing launched) otherwise.
 template <typename T>

@@ -60,25 +60,4 @@ __device__ __forceinline__ void load_4d(uint32_t dst, const CUtensorMap* map, in
 #endif
 }
 
-// 2-D tile multicast to the CTAs of the cluster in cta_mask: lands at the same shared offset in
-// each and completes on each one's barrier at bar's offset.
-__device__ __forceinline__ void load_2d_multicast(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar,
-                                                  uint16_t cta_mask) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, "
-      "{%2, %3}], [%4], %5;\n" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(cta_mask)
-      : "memory");
-#endif
-}
-
-// Every thread of every CTA of the cluster arrives and waits (barrier initialisations before any
-// multicast into a peer).
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#endif
-}
-
 }  // namespace ss::cuda::tma
