@@ -71,15 +71,7 @@ __global__ void __launch_bounds__(kNT, 3)
   float acc[2 * kNW / 4];
   const int prow = p0 + 16 * warp + (lane >> 2);
 #pragma unroll
-  for (int i = 0; i < 2 * kNW / 4; ++i) acc[i] = 0.f;
-  if (d.h0) {
-    const float* h0 = d.h0 + ((int64_t(b) * d.H + h) * d.P + prow) * d.N + n0 + tq;
-#pragma unroll
-    for (int i = 0; i < 2 * kNW / 4; ++i) {
-      const int dp = 8 * ((i >> 1) & 1), dn = 8 * (i >> 2) + (i & 1);
-      if (prow + dp < d.P && n0 + tq + dn < d.N) acc[i] = __ldg(h0 + int64_t(dp) * d.N + dn);
-    }
-  }
+  for (int i = 0; i < 2 * kNW / 4; ++i) acc[i] = 0.f;  // (+ h0 at the first chunk boundary)
 
   const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
@@ -185,6 +177,16 @@ __global__ void __launch_bounds__(kNT, 3)
     // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
     wg::wait<0>();
     wg::fence_acc(acc);
+    if (c == 0 && d.h0) {
+      // The initial state, loaded here, after a wait, where ptxas sees the accumulators defined
+      // outside the products' pipeline (loaded before the first product, it serialises every one).
+      const float* h0 = d.h0 + ((int64_t(b) * d.H + h) * d.P + prow) * d.N + n0 + tq;
+#pragma unroll
+      for (int i = 0; i < 2 * kNW / 4; ++i) {
+        const int dp = 8 * ((i >> 1) & 1), dn = 8 * (i >> 2) + (i & 1);
+        if (prow + dp < d.P && n0 + tq + dn < d.N) acc[i] = __ldg(h0 + int64_t(dp) * d.N + dn);
+      }
+    }
     T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
 #pragma unroll
     for (int np = 0; np < kNW / 16; ++np) {
