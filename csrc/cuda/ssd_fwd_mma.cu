@@ -1,5 +1,8 @@
 // SSD forward for 16-bit inputs on tensor cores (mma.sync m16n8k16, f32 accumulation, operands
-// through ldmatrix from padded shared memory), three kernels over 256-token chunks:
+// through ldmatrix from padded shared memory), three kernels over 256-token chunks. Where the
+// build has sm_90a code and the device runs it, kernels 1 and 3 are replaced by their warpgroup-
+// product (wgmma) and bulk-tensor-copy (TMA) versions, ssd_fwd_state_wg.cu and ssd_fwd_out_wg.cu
+// (same grids' roles, same rounding points); the kernels here are the fallback elsewhere:
 //
 //  1. ssd_mma_state_kernel — one block per (batch, head, 64×64 tile of the state (headdim × dstate)),
 //     walking the whole sequence in 64-token slices (cp.async double buffering). The state lives

@@ -9,8 +9,14 @@
 // fragment code (masks, factors, epilogue) is shared. Where the mma.sync kernel spent four
 // ldmatrix and eight mma per 16 × 64 × 16 step and warp, a warpgroup issues one instruction
 // per 64 × 64 × 16 step; the products run asynchronously while the warps build the next
-// A fragments. One barrier per slice: slice j + 1 is copied, into the buffer of slice j − 1, once
-// every warpgroup has waited for slice j − 1's products at slice j's barrier.
+// A fragments. The tiles come by bulk tensor copies (TMA, four tensor maps per call) issued by one
+// thread — cp.async where the maps don't encode —; one barrier per slice: slice j + 1 is copied,
+// into the buffer of slice j − 1, once every warpgroup has waited for slice j − 1's products at
+// slice j's barrier. Element-wise work in T pairs where it feeds a product (the column and decay
+// factors multiply the C·Bᵀ fragments by packed bf16 / f16 products: one rounding of the factor
+// more than the mma.sync kernel's f32 products, inside the operands' own rounding).
+// (Measured on the H100 and lost: four heads per block, a persistent grid prefetching the next
+// item's tiles, H_in multicast to clusters of the four row-tile blocks — bench/NOTES.md.)
 #include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"

@@ -5,8 +5,9 @@
 // so each x slice is read once per head, not once per dstate tile — and the per-slice update
 //   H += (w ∘ X)ᵀ · B_s
 // as four wgmma m64n128k16: A = (w ∘ X)ᵀ from registers (ldmatrix.trans of the x slice, scaled by
-// the token weights there: no shared-memory pass, no barrier for it), B = the B slice [token][n]
-// N-major from 128-byte-swizzled shared memory. Three slice buffers: a slice's copies are issued
+// the token weights there, as packed T pairs: no shared-memory pass, no barrier for it), B = the B
+// slice [token][n] N-major from 128-byte-swizzled shared memory. The slices come by bulk tensor
+// copies (TMA) where the maps encode, else cp.async. Three slice buffers: a slice's copies are issued
 // two slices before it is used, into the buffer of the slice before, whose products each thread
 // waits for at the one barrier per slice; the products of a slice run while the next slice's
 // copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
