@@ -1,5 +1,8 @@
 // SSD forward for 16-bit inputs on tensor cores (mma.sync m16n8k16, f32 accumulation, operands
-// through ldmatrix from padded shared memory), three kernels over 256-token chunks:
+// through ldmatrix from padded shared memory), three kernels over 256-token chunks. Where the
+// build has sm_90a code and the device runs it, kernels 1 and 3 are replaced by their warpgroup-
+// product (wgmma) and bulk-tensor-copy (TMA) versions, ssd_fwd_state_wg.cu and ssd_fwd_out_wg.cu
+// (same grids' roles, same rounding points); the kernels here are the fallback elsewhere:
 //
 //  1. ssd_mma_state_kernel — one block per (batch, head, 64×64 tile of the state (headdim × dstate)),
 //     walking the whole sequence in 64-token slices (cp.async double buffering). The state lives
@@ -18,12 +21,14 @@
 //     at or before the rows, the C·Bᵀ fragments with the decay / causal / segment mask applied
 //     (see the kernel), the A operand of Y += (CB ∘ L)·X_s; + D·x, gated by silu(z).
 //
-// Launch order C·Bᵀ, states, outputs; the state kernel (independent of C·Bᵀ) is a programmatic
-// dependent launch that overlaps the C·Bᵀ kernel and waits for it only at its end. Accumulator
+// Launch order states, C·Bᵀ, outputs; the C·Bᵀ kernel (independent of the states) is a
+// programmatic dependent launch on a small persistent grid that runs in the slots the state
+// kernel leaves free, and waits for it only at its end. Accumulator
 // tiles go to global memory 16 bytes per lane (mma::quad_transpose): 4-byte fragment stores
 // write every 32-byte sector in two halves.
 //
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
+#include <algorithm>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -40,7 +45,7 @@ namespace {
 using namespace ss::cuda::mma;
 
 constexpr int kQ = kChunkedQ;      // tokens per chunk
-constexpr int kS = 64;             // tokens per slice; rows / columns of every tile
+constexpr int kS = kFwdSlice;      // tokens per slice; rows / columns of every tile
 constexpr int kSlices = kQ / kS;   // slices per chunk
 constexpr int kNT = 128;           // threads per block: 4 warps
 constexpr int kLd = kS + 8;        // leading dimension of 64-column tiles (16-byte row skew)
@@ -61,23 +66,24 @@ struct StateSmem {
   }
 };
 
-// Shared memory of the C·Bᵀ kernel for row tile r: C rows of the tile, B rows 0 .. 64·(r + 1).
+// Shared memory of the C·Bᵀ kernel: the C rows of a row tile, the B rows of one slice.
 struct CbSmem {
   int ldN;
   size_t sC, sB, bytes;
-  __host__ __device__ CbSmem(int NP, int ts, int r) {
+  __host__ __device__ CbSmem(int NP, int ts) {
     ldN = NP + 8;
     size_t o = 0;
     sC = o, o = align128(o + size_t(kS) * ldN * ts);
-    sB = o, o = align128(o + size_t(kS) * (r + 1) * ldN * ts);
+    sB = o, o = align128(o + size_t(kS) * ldN * ts);
     bytes = o;
   }
 };
+constexpr int kCbPairs = kSlices * (kSlices + 1) / 2;  // (row tile r, slice j ≤ r) pairs of a chunk
 
 // C·Bᵀ in fragment order (T): per (batch, chunk, group), 16 × 16 tiles of 16×16 (row tile mt,
 // token tile st ≤ mt), each 32 lanes × 16 bytes: the lane's accumulators of the two 16×8 halves
 // as four pairs, i.e. exactly the mma A fragment of the tile.
-constexpr int kTiles16 = kQ / 16;
+constexpr int kTiles16 = kFwdTiles16;
 __host__ __device__ constexpr int64_t cb_frag_bytes() { return int64_t(kTiles16) * kTiles16 * 32 * 16; }
 
 // Shared memory of the output kernel (NP: dstate padded to 16): C rows (shared by the block's
@@ -114,6 +120,7 @@ constexpr int kStateNW = 64;             // dstate tile width of the state kerne
 // cap that spills; the benchmark grid of 64-wide tiles is one wave at 5 blocks per SM.)
 template <typename T, int NW>
 __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2* scal, int* segs) {
+  pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
   constexpr int NT = 2 * NW, NWARP = NT / 32, WN = NW / 32, E = kQ / NT;  // E: tokens per thread in the scans
   extern __shared__ __align__(128) unsigned char smem[];
   const StateSmem lay(sizeof(T), NW);
@@ -299,46 +306,57 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     each_state([&](float& a, int p, int n) {
       if (p < d.P && n < d.N) d.final_states[((int64_t(b) * d.H + h) * d.P + p) * d.N + n] = a;
     });
-  pdl_wait();  // launched beside the C·Bᵀ kernel: complete only once it is (the output kernel reads both)
 }
 
-// grid (kSlices, nc, batch·G), 128 threads: warp w of row tile r computes the 16-row tile
-// mt = 4·r + w against every token tile st ≤ mt. Heaviest row tiles first.
+// `items` = kCbPairs·nc·batch·G work items (row tile r, slice j ≤ r, chunk, batch, group), 128
+// threads, block i takes items i, i + gridDim.x, ...: warp w computes the 16-row tile mt = 4·r + w
+// against the token tiles st = 4·j .. 4·j + 3 ≤ mt. Launched as a programmatic dependent of the
+// state kernel (which reads nothing it writes), on a grid small enough to run in the slots the
+// state kernel leaves free; it completes only once the state kernel has (the output kernel reads
+// both).
 template <typename T>
-__global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf) {
-  pdl_trigger();  // the state kernel (independent of C·Bᵀ) may start on the SMs this one leaves free
-  const int r = kSlices - 1 - int(blockIdx.x), c = blockIdx.y, b = blockIdx.z / d.G, g = blockIdx.z % d.G;
-  const int t0 = c * kQ, q = min(kQ, d.L - t0);
-  if (r * kS >= q) return;
+__global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int items) {
   extern __shared__ __align__(128) unsigned char smem[];
-  const CbSmem lay(d.NP, sizeof(T), r);
+  const CbSmem lay(d.NP, sizeof(T));
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, ldN = lay.ldN;
   const int64_t bs = int64_t(d.G) * d.N;
-  const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  copy_tile<kNT>(threadIdx.x, sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
-  copy_tile<kNT>(threadIdx.x, sB, ldN, Bc, bs, min((r + 1) * kS, q), (r + 1) * kS, d.N, d.NP);
-  __pipeline_commit();
-  __pipeline_wait_prior(0);
-  __syncthreads();
-  const int mt = 4 * r + w;
-  uint4* out = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 32 + lane;
   const RC aq = a_addr(lane), bq = b_addr_nk(lane);
-  for (int st = 0; st <= mt; ++st) {
-    float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-    for (int k = 0; k < d.NP; k += 16) {
-      uint32_t a[4], bf[4];
-      ldsm_x4(a, sC + (16 * w + aq.r) * ldN + k + aq.c);
-      ldsm_x4(bf, sB + (16 * st + bq.r) * ldN + k + bq.c);  // B stored [token][n]: (n-dim, k-dim)
-      const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-      mma16816<T>(acc[0], a, b0);
-      mma16816<T>(acc[1], a, b1);
+  for (int it = blockIdx.x; it < items; it += gridDim.x) {
+    int x = it % kCbPairs, r = 0;
+    const int rest = it / kCbPairs, c = rest % d.nc, b = rest / d.nc / d.G, g = rest / d.nc % d.G;
+    while (x > r) x -= r + 1, ++r;
+    const int j = x;
+    const int t0 = c * kQ, q = min(kQ, d.L - t0);
+    if (r * kS >= q) continue;
+    __syncthreads();  // the previous item's tiles are read
+    const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+    const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
+    copy_tile<kNT>(threadIdx.x, sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
+    copy_tile<kNT>(threadIdx.x, sB, ldN, Bc + int64_t(j) * kS * bs, bs, min(kS, q - j * kS), kS, d.N, d.NP);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    __syncthreads();
+    const int mt = 4 * r + w;
+    uint4* out = cbf + (((int64_t(b) * d.nc + c) * d.G + g) * kTiles16 + mt) * kTiles16 * 32 + lane;
+    for (int s4 = 0; s4 < 4; ++s4) {
+      const int st = 4 * j + s4;
+      if (st > mt) break;
+      float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+      for (int k = 0; k < d.NP; k += 16) {
+        uint32_t a[4], bf[4];
+        ldsm_x4(a, sC + (16 * w + aq.r) * ldN + k + aq.c);
+        ldsm_x4(bf, sB + (16 * s4 + bq.r) * ldN + k + bq.c);  // B stored [token][n]: (n-dim, k-dim)
+        const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
+        mma16816<T>(acc[0], a, b0);
+        mma16816<T>(acc[1], a, b1);
+      }
+      out[st * 32] = make_uint4(pack2<T>(acc[0][0], acc[0][1]), pack2<T>(acc[0][2], acc[0][3]),
+                                pack2<T>(acc[1][0], acc[1][1]), pack2<T>(acc[1][2], acc[1][3]));
     }
-    out[st * 32] = make_uint4(pack2<T>(acc[0][0], acc[0][1]), pack2<T>(acc[0][2], acc[0][3]), pack2<T>(acc[1][0], acc[1][1]),
-                              pack2<T>(acc[1][2], acc[1][3]));
   }
+  pdl_wait();
 }
 
 // grid (kSlices·⌈P/64⌉·H/HB, nc, batch), 128·HB threads: HB heads of one group per block (they
@@ -517,73 +535,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   // Epilogue: + D·x (x of these rows is slice r's buffer), gate, store.
   const T* Xr = sX + (r & 1) * kS * kLd;
-  T* y = static_cast<T*>(d.y);
-  const bool pairs = d.P % 2 == 0;
-  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
-  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
-  if (d.P % 8 == 0) {
-    // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
-    // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
-    // written whole, a quarter of the store instructions).
-    const int qt = lane & 3;
-    const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
-    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl_me) * d.H + h) * d.P + p0;
-#pragma unroll
-    for (int c16 = 0; c16 < 4; ++c16) {
-      uint32_t v[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const int hf = k >> 1, ni = 2 * c16 + (k & 1);
-        const int tl = 16 * w + (lane >> 2) + 8 * hf, pp = 8 * ni + tq;
-        const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw / rv
-        float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-        if (d_chan) {
-          if (pp < pw) v0 += __ldg(d_chan + pp) * xv.x, v1 += __ldg(d_chan + pp + 1) * xv.y;
-        } else {
-          v0 += d_head * xv.x, v1 += d_head * xv.y;
-        }
-        if (zc) {
-          const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
-          v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-        }
-        v[k] = pack2<T>(v0, v1);
-      }
-      quad_transpose(v, qt);
-      const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
-      if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
-    }
-    return;
-  }
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
-    if (tl >= rv) continue;
-    T* yrow = y + ((int64_t(b) * d.L + t0 + r * kS + tl) * d.H + h) * d.P + p0;
-#pragma unroll
-    for (int ni = 0; ni < 8; ++ni) {
-      const int pp = 8 * ni + tq;  // column inside the headdim tile
-      if (pp >= pw) continue;
-      const bool two = pp + 1 < pw;
-      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(Xr + tl * kLd + pp));  // zero past pw
-      float v0 = acc[ni][2 * hf], v1 = acc[ni][2 * hf + 1];
-      if (d_chan) {
-        v0 += __ldg(d_chan + pp) * xv.x;
-        if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
-      } else {
-        v0 += d_head * xv.x, v1 += d_head * xv.y;
-      }
-      if (zc) {
-        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(sZ + tl * kLd + pp));
-        v0 *= silu_f(zv.x), v1 *= silu_f(zv.y);
-      }
-      if (pairs) {
-        *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
-      } else {
-        yrow[pp] = from_float<T>(v0);
-        if (two) yrow[pp + 1] = from_float<T>(v1);
-      }
-    }
-  }
+  const uint32_t rb = ((16 * w + (lane >> 2)) * kLd + tq) * sizeof(T);
+  store_y<T>(d, &acc[0][0], reinterpret_cast<const unsigned char*>(Xr), zc ? reinterpret_cast<const unsigned char*>(sZ) : nullptr,
+             [&](int hf, int ni) { return rb + uint32_t((8 * hf * kLd + 8 * ni) * sizeof(T)); }, b, h, t0, r, p0, pw,
+             rv, w, lane);
 }
 
 namespace {
@@ -602,24 +557,34 @@ template <typename T>
 void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
   StageTimer timer("forward", stream);
   uint4* cbf = reinterpret_cast<uint4*>(cb);
-  const size_t cb_bytes = CbSmem(d.NP, sizeof(T), kSlices - 1).bytes;
-  set_smem_once<ssd_mma_cb_kernel<T>>(cb_bytes);
-  ssd_mma_cb_kernel<T><<<dim3(kSlices, d.nc, d.batch * d.G), kNT, cb_bytes, stream>>>(d, cbf);
-  check_launch("ssdChunkScan C·Bᵀ");
-  timer.mark("C·Bᵀ");
-
   const int ntp = (d.P + kS - 1) / kS;
-  {
+  if (!launch_state_wgmma<T>(d, scal, segs, stream)) {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
-    // programmatic launch: it reads nothing C·Bᵀ writes, so it overlaps that kernel
-    launch_pdl(ssd_mma_state_kernel<T, kStateNW>, dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch),
-               dim3(2 * kStateNW), bytes, stream, d, scal, segs);
+    ssd_mma_state_kernel<T, kStateNW><<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW,
+                                         bytes, stream>>>(d, scal, segs);
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
-  // Two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
+  // C·Bᵀ beside the state kernel (a programmatic launch: it reads nothing that kernel writes), on
+  // one block per SM: the slots the state kernel's single wave leaves free.
+  {
+    const size_t cb_bytes = CbSmem(d.NP, sizeof(T)).bytes;
+    const int items = kCbPairs * d.nc * d.batch * d.G;
+    set_smem_once<ssd_mma_cb_kernel<T>>(cb_bytes);
+    launch_pdl(ssd_mma_cb_kernel<T>, dim3(std::min(items, sm_count())), dim3(kNT), cb_bytes, stream, d, cbf, items);
+  }
+  check_launch("ssdChunkScan C·Bᵀ");
+  timer.mark("C·Bᵀ");
+
+  // On sm_90a the warpgroup-product kernel (ssd_fwd_out_wg.cu); else (or where it does not fit)
+  // two heads per block when a group's heads pair up (they share C and C·Bᵀ) and it fits.
+  if (launch_out_wgmma<T>(d, cbf, scal, segs, stream)) {
+    check_launch("ssdChunkScan chunk outputs");
+    timer.mark("chunk outputs");
+    return;
+  }
   const size_t pair_bytes = OutSmem(d.NP, sizeof(T), 2).bytes;
   if (d.hpg % 2 == 0 && pair_bytes <= kMaxSmem) {
     set_smem_once<ssd_mma_out_kernel<T, 2>>(pair_bytes);

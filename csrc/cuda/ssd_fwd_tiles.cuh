@@ -1,11 +1,21 @@
-// Tile copies of the SSD forward's tensor-core kernels (ssd_fwd_mma.cu, ssd_fwd_fused.cu):
-// global → shared with zero padding, 16 bytes per cp.async where a piece is whole and aligned.
+// Pieces shared by the SSD forward's tensor-core kernels (ssd_fwd_mma.cu, ssd_fwd_out_wg.cu):
+// tile copies global → shared with zero padding (16 bytes per cp.async where a piece is whole
+// and aligned), padded or 128-byte swizzled, and the output epilogue.
 #pragma once
 #include <cuda_pipeline.h>
 #include <cstdint>
+#include <type_traits>
+#include "cuda/mma_tile.cuh"
+#include "cuda/ssd_common.cuh"
 #include "cuda/types.cuh"
+#include "cuda/wgmma.cuh"
 
 namespace ss::cuda::ssd {
+
+// The 16-bit forward's tiling: kChunkedQ-token chunks in 64-token slices (the rows of every
+// output tile); C·Bᵀ stored per (batch, chunk, group) as kFwdTiles16² fragment tiles of 16×16.
+constexpr int kFwdSlice = 64;
+constexpr int kFwdTiles16 = kChunkedQ / 16;
 
 // Copies a rows × cols tile (cols a multiple of 16 bytes' worth of T) to shared memory with NT
 // threads (t: this thread's index among them): cp.async where a 16-byte piece is whole and
@@ -50,6 +60,150 @@ __device__ void copy_tile(int t, T* dst, int ldd, const T* src, int64_t stride, 
       __pipeline_memcpy_async(to, from, 16);
     else
       copy_piece(to, from, r < rows_valid, cols_valid - c);
+  }
+}
+
+// Same into a 128-byte-swizzled tile (wgmma.cuh's SW128 layout: 64-column regions of `rows`
+// rows, 1024-byte aligned; cols a multiple of 64). When the pieces of a row divide NT into
+// whole 8-row steps, every thread keeps one column and one swizzle phase.
+template <int NT, typename T>
+__device__ void copy_tile_sw128(int t, T* dst, const T* src, int64_t stride, int rows_valid, int rows, int cols_valid,
+                                int cols) {
+  constexpr int V = 16 / sizeof(T);
+  static_assert(V == 8, "16-bit elements");
+  const bool vec_ok = stride % V == 0 && (reinterpret_cast<uintptr_t>(src) % 16) == 0;
+  const int vcols = cols / V;
+  unsigned char* base = reinterpret_cast<unsigned char*>(dst);
+  if (NT % vcols == 0 && (NT / vcols) % 8 == 0) {
+    const int rstep = NT / vcols, c = (t % vcols) * V, r0 = t / vcols;
+    const T* from = src + int64_t(r0) * stride + c;
+    const int64_t fstep = rstep * stride;
+    unsigned char* to = base + ss::cuda::wg::sw128_offset(r0, c, rows);
+    if (vec_ok && c + V <= cols_valid) {
+      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * 128) {
+        if (r < rows_valid)
+          __pipeline_memcpy_async(to, from, 16);
+        else
+          *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
+      }
+    } else {
+      for (int r = r0; r < rows; r += rstep, from += fstep, to += rstep * 128)
+        copy_piece(reinterpret_cast<T*>(to), from, r < rows_valid, cols_valid - c);
+    }
+    return;
+  }
+  for (int idx = t; idx < rows * vcols; idx += NT) {
+    const int r = idx / vcols, c = (idx % vcols) * V;
+    T* to = reinterpret_cast<T*>(base + ss::cuda::wg::sw128_offset(r, c, rows));
+    const T* from = src + int64_t(r) * stride + c;
+    if (r < rows_valid && vec_ok && c + V <= cols_valid)
+      __pipeline_memcpy_async(to, from, 16);
+    else
+      copy_piece(to, from, r < rows_valid, cols_valid - c);
+  }
+}
+
+// silu(z) = z·σ(z) = h + h·tanh(h), h = z / 2: one MUFU.TANH (tanh.approx, relative error
+// ≈ 2^-11) where z / (1 + e^-z) takes an exponential and a reciprocal. Forward epilogue only (the
+// backward keeps silu_f).
+__device__ __forceinline__ float silu_fast(float z) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  const float h = 0.5f * z;
+  float t;
+  asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
+  return fmaf(h, t, h);
+#else
+  return silu_f(z);
+#endif
+}
+
+// Epilogue of the output kernels: y = (acc + D·x)·silu(z) for warp w's 16 rows of the 64 × 64
+// output tile (rows r·64 + 16·w .. of the chunk starting at t0, headdim columns p0 ..), acc in
+// the mma accumulator layout (acc[4·ni + e]: 16×8 tile ni, element e). The x and z tiles (zt
+// null: no z; zero past pw / rv) have the same layout: off(hf, ni) is the byte offset in them of
+// this lane's two values at row 16·w + lane/4 + 8·hf, columns 8·ni + 2·(lane % 4), + 1.
+template <typename T, typename Off>
+__device__ __forceinline__ void store_y(const Dev& d, const float* acc, const unsigned char* xt, const unsigned char* zt,
+                                        Off&& off, int b, int h, int t0, int r, int p0, int pw, int rv, int w,
+                                        int lane) {
+  using namespace ss::cuda::mma;
+  T* y = static_cast<T*>(d.y);
+  const int tq = 2 * (lane & 3);
+  const bool pairs = d.P % 2 == 0;
+  const float d_head = (d.D && !d.d_per_channel) ? __ldg(d.D + h) : 0.f;
+  const float* d_chan = (d.D && d.d_per_channel) ? d.D + h * d.P + p0 : nullptr;
+  if (d.P % 8 == 0) {
+    // 16 bytes per lane: per 16 columns, the quad's two rows × 16 columns are transposed across
+    // it (quad_transpose) so that each lane stores one whole 16-byte piece (32-byte sectors
+    // written whole, a quarter of the store instructions). D of the lane's columns and whether
+    // there is a gate are settled before the loop (no branch per element).
+    float2 dv[8];
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const int pp = 8 * ni + tq;
+      dv[ni] = d_chan ? (pp < pw ? make_float2(__ldg(d_chan + pp), __ldg(d_chan + pp + 1)) : make_float2(0.f, 0.f))
+                      : make_float2(d_head, d_head);
+    }
+    const int qt = lane & 3;
+    const int tl_me = 16 * w + (lane >> 2) + (qt >> 1) * 8;  // the row this lane stores
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * 64 + tl_me) * d.H + h) * d.P + p0;
+    auto run = [&](auto gated) {
+#pragma unroll
+      for (int c16 = 0; c16 < 4; ++c16) {
+        uint32_t v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int hf = k >> 1, ni = 2 * c16 + (k & 1);
+          const uint32_t o = off(hf, ni);
+          const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
+          float v0 = fmaf(dv[ni].x, xv.x, acc[4 * ni + 2 * hf]), v1 = fmaf(dv[ni].y, xv.y, acc[4 * ni + 2 * hf + 1]);
+          if constexpr (decltype(gated)::value) {
+            const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
+            v0 *= silu_fast(zv.x), v1 *= silu_fast(zv.y);
+          }
+          v[k] = pack2<T>(v0, v1);
+        }
+        quad_transpose(v, qt);
+        const int pc = 16 * c16 + (qt & 1) * 8;  // P % 8 == 0: the 8 columns are whole or past pw
+        if (tl_me < rv && pc < pw) *reinterpret_cast<uint4*>(yrow + pc) = make_uint4(v[0], v[1], v[2], v[3]);
+      }
+    };
+    if (zt)
+      run(std::true_type{});
+    else
+      run(std::false_type{});
+    return;
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int tl = 16 * w + (lane >> 2) + 8 * hf;  // row inside the tile
+    if (tl >= rv) continue;
+    T* yrow = y + ((int64_t(b) * d.L + t0 + r * 64 + tl) * d.H + h) * d.P + p0;
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const int pp = 8 * ni + tq;  // column inside the headdim tile
+      if (pp >= pw) continue;
+      const bool two = pp + 1 < pw;
+      const uint32_t o = off(hf, ni);
+      const float2 xv = unpack2<T>(*reinterpret_cast<const uint32_t*>(xt + o));
+      float v0 = acc[4 * ni + 2 * hf], v1 = acc[4 * ni + 2 * hf + 1];
+      if (d_chan) {
+        v0 += __ldg(d_chan + pp) * xv.x;
+        if (two) v1 += __ldg(d_chan + pp + 1) * xv.y;
+      } else {
+        v0 += d_head * xv.x, v1 += d_head * xv.y;
+      }
+      if (zt) {
+        const float2 zv = unpack2<T>(*reinterpret_cast<const uint32_t*>(zt + o));
+        v0 *= silu_fast(zv.x), v1 *= silu_fast(zv.y);
+      }
+      if (pairs) {
+        *reinterpret_cast<uint32_t*>(yrow + pp) = pack2<T>(v0, v1);
+      } else {
+        yrow[pp] = from_float<T>(v0);
+        if (two) yrow[pp + 1] = from_float<T>(v1);
+      }
+    }
   }
 }
 

@@ -77,6 +77,16 @@ template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
 template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
 int64_t forward_mma_cb_bytes(const Dev& d);
+// Whether this build carries sm_90a code and the current device runs it (compute capability 9.0):
+// the warpgroup-product (wgmma) kernels below.
+bool wgmma_available();
+// The forward's state stage on warpgroup products (ssd_fwd_state_wg.cu) where wgmma_available;
+// false (nothing launched) otherwise.
+template <typename T> bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream);
+// Its output stage on warpgroup products (ssd_fwd_out_wg.cu) where the device runs this build's
+// sm_90a code and the tiles fit; false (nothing launched) otherwise.
+template <typename T>
+bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream);
 // C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
 // y; the backward before its general chunk-gradient kernel).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);

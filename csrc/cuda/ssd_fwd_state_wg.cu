@@ -1,0 +1,293 @@
+// The SSD forward's state stage on Hopper warpgroup products (wgmma, sm_90a): the same walk
+// as ssd_mma_state_kernel (ssd_fwd_mma.cu: the state in f32 accumulators for the whole sequence,
+// chunk scalars, the state entering every chunk stored as T, its decay across the chunk), with
+// one warpgroup per (batch, head, 64 × 128 tile of the state) — 128 dstate columns instead of 64,
+// so each x slice is read once per head, not once per dstate tile — and the per-slice update
+//   H += (w ∘ X)ᵀ · B_s
+// as four wgmma m64n128k16: A = (w ∘ X)ᵀ from registers (ldmatrix.trans of the x slice, scaled by
+// the token weights there, as packed T pairs: no shared-memory pass, no barrier for it), B = the B
+// slice [token][n] N-major from 128-byte-swizzled shared memory. The slices come by bulk tensor
+// copies (TMA) where the maps encode, else cp.async. Three slice buffers: a slice's copies are issued
+// two slices before it is used, into the buffer of the slice before, whose products each thread
+// waits for at the one barrier per slice; the products of a slice run while the next slice's
+// copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
+#include "cuda/check.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_fwd_tiles.cuh"
+#include "cuda/ssd_launch.h"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
+#include "cuda/wgmma.cuh"
+
+namespace ss::cuda::ssd {
+
+namespace {
+
+using namespace ss::cuda::mma;
+
+constexpr int kS = kFwdSlice;
+constexpr int kNT = 128;
+constexpr int kNW = 128;           // dstate columns of a block's tile
+constexpr int kStages = 3;         // slice buffers
+constexpr int kRegion = kS * 128;  // one 64-row × 64-column SW128 region
+
+// Shared memory (from a 1024-byte aligned base): per stage an x slice (one region) and a B slice
+// (two regions), the chunk's token weights, per-warp scan totals, the stages' copy barriers; the
+// size includes the alignment slack. ≈ 74 KB: 3 blocks per SM.
+constexpr size_t kStage = 3 * kRegion, kSmemW = kStages * kStage, kSmemRed = kSmemW + kChunkedQ * 4,
+                 kSmemBar = kSmemRed + 2 * 8 * 4, kSmemBytes = kSmemBar + 8 * kStages + 1024;
+
+}  // namespace
+
+// grid (⌈NP/128⌉·⌈P/64⌉, H, batch), 128 threads. TMA: the slices come by bulk tensor copies
+// (xmap: x as (P, H, L, batch), bmap: B as (N, G, L, batch), 64 × 64 boxes), issued by thread 0
+// and completing on a barrier per stage; else by every thread's cp.async (the maps unused).
+template <typename T, bool TMA>
+__global__ void __launch_bounds__(kNT, 3)
+    ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
+                        const __grid_constant__ CUtensorMap bmap) {
+  pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  // stage k: x at k·kStage, B (two regions: columns 0-63, 64-127) right after it
+  uint32_t* sW2 = reinterpret_cast<uint32_t*>(smem + kSmemW);  // token weights as T pairs
+  float* sRedA = reinterpret_cast<float*>(smem + kSmemRed);
+  int* sRedS = reinterpret_cast<int*>(smem + kSmemRed + 32);
+
+  const int ntn = (d.NP + kNW - 1) / kNW;
+  const int nt = blockIdx.x % ntn, pt = blockIdx.x / ntn;
+  const int n0 = nt * kNW, p0 = pt * kS;
+  const int h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tq = 2 * (lane & 3);
+  const bool writer = nt == 0 && pt == 0;  // one block per (batch, head) stores the scalars
+  const float A = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
+
+  // The running state in the wgmma accumulator layout: acc[4·ni + e] is state row
+  // p0 + 16·warp + lane/4 + 8·(e/2), column n0 + 8·ni + tq + e % 2.
+  float acc[2 * kNW / 4];
+  const int prow = p0 + 16 * warp + (lane >> 2);
+#pragma unroll
+  for (int i = 0; i < 2 * kNW / 4; ++i) acc[i] = 0.f;  // (+ h0 at the first chunk boundary)
+
+  const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
+  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
+  const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
+  const uint32_t aS = smem_addr(smem), aBar = aS + kSmemBar;
+  if (TMA) {
+    if (tid == 0) {
+#pragma unroll
+      for (int k = 0; k < kStages; ++k) tma::init(aBar + 8 * k, 1);
+      tma::fence_init();
+    }
+    __syncthreads();
+  }
+  auto load_slice = [&](int s) {
+    if (TMA) {
+      if (tid == 0 && s < nsl) {
+        const uint32_t st = aS + (s % kStages) * kStage, bar = aBar + 8 * (s % kStages);
+        tma::arrive_expect(bar, kStage);
+        tma::load_4d(st, &xmap, p0, h, s * kS, b, bar);
+        tma::load_4d(st + kRegion, &bmap, n0, g, s * kS, b, bar);
+        tma::load_4d(st + 2 * kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
+      }
+      return;
+    }
+    if (s < nsl) {
+      const int rv = min(kS, d.L - s * kS);
+      unsigned char* st = smem + (s % kStages) * kStage;
+      copy_tile_sw128<kNT>(tid, reinterpret_cast<T*>(st), xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
+      copy_tile_sw128<kNT>(tid, reinterpret_cast<T*>(st + kRegion), Bb + int64_t(s) * kS * bs, bs, rv, kS,
+                           min(kNW, d.N - n0), kNW);
+    }
+    __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) load_slice(s);
+
+  // This thread's E tokens of a chunk (E·tid ..): raw dt and restart flags, fetched a chunk ahead.
+  float raw[E];
+  int flag[E];
+  auto fetch = [&](int c) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int64_t t = int64_t(c) * kQ + E * tid + e;
+      raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
+      flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
+                                                      __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
+                                                : 0;
+    }
+  };
+  fetch(0);
+
+  // ldmatrix.trans addresses of this lane for the A fragments (w ∘ X)ᵀ: x stored [token][p].
+  const RC aq = a_addr_t(lane);  // (token row, p column) inside a 16 × 16 piece
+
+  const int64_t PPN = int64_t(d.PP) * d.NP;
+  for (int c = 0; c < d.nc; ++c) {
+    // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over the chunk
+    float dtp[E], cs[E];
+    int seg[E];
+    float run = 0.f;
+    int runs = 0;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      float der;
+      dtp[e] = int64_t(c) * kQ + E * tid + e < d.L ? dt_forward(d, raw[e], &der) : 0.f;  // 0 past the end
+      run += dtp[e] * A, runs += flag[e];
+      cs[e] = run, seg[e] = runs;
+    }
+    if (c + 1 < d.nc) fetch(c + 1);
+    float ia = run;
+    int is = runs;
+#pragma unroll
+    for (int off = 1; off < 32; off *= 2) {
+      const float ya = __shfl_up_sync(0xffffffffu, ia, off);
+      const int ys = __shfl_up_sync(0xffffffffu, is, off);
+      if (lane >= off) ia += ya, is += ys;
+    }
+    if (lane == 31) sRedA[warp] = ia, sRedS[warp] = is;
+    __syncthreads();
+    float pa = ia - run, cs_end = 0.f;
+    int ps = is - runs, seg_end = 0;
+#pragma unroll
+    for (int w = 0; w < NWARP; ++w) {
+      if (w < warp) pa += sRedA[w], ps += sRedS[w];
+      cs_end += sRedA[w], seg_end += sRedS[w];
+    }
+    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
+    static_assert(E == 2, "a thread's tokens are one weight pair");
+    float wt[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      cs[e] += pa, seg[e] += ps;
+      wt[e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
+      if (writer) {
+        scal[so + e] = make_float2(cs[e], dtp[e]);
+        if (segs) segs[so + e] = seg[e];
+      }
+    }
+    sW2[tid] = pack2<T>(wt[0], wt[1]);
+    const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
+
+    // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
+    wg::wait<0>();
+    wg::fence_acc(acc);
+    if (c == 0 && d.h0) {
+      // The initial state, loaded here, after a wait, where ptxas sees the accumulators defined
+      // outside the products' pipeline (loaded before the first product, it serialises every one).
+      const float* h0 = d.h0 + ((int64_t(b) * d.H + h) * d.P + prow) * d.N + n0 + tq;
+#pragma unroll
+      for (int i = 0; i < 2 * kNW / 4; ++i) {
+        const int dp = 8 * ((i >> 1) & 1), dn = 8 * (i >> 2) + (i & 1);
+        if (prow + dp < d.P && n0 + tq + dn < d.N) acc[i] = __ldg(h0 + int64_t(dp) * d.N + dn);
+      }
+    }
+    T* st = static_cast<T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * PPN;
+#pragma unroll
+    for (int np = 0; np < kNW / 16; ++np) {
+      const int n16 = n0 + 16 * np;  // 16 columns: whole or past NP (a multiple of 16)
+      if (n16 < d.NP) {
+        uint32_t v[4];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int i = 4 * (2 * np + (k & 1)) + 2 * (k >> 1);
+          v[k] = pack2<T>(acc[i], acc[i + 1]);
+        }
+        quad_transpose(v, lane & 3);
+        const int p = p0 + 16 * warp + (lane >> 2) + ((lane & 3) >> 1) * 8, n = n16 + (lane & 1) * 8;
+        *reinterpret_cast<uint4*>(st + int64_t(p) * d.NP + n) = make_uint4(v[0], v[1], v[2], v[3]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2 * kNW / 4; ++i) acc[i] *= dec;
+
+    // ---- H += (w ∘ X)ᵀ·B over the chunk's slices
+    const int s_end = min(nsl, (c + 1) * kSlices);
+    for (int s = c * kSlices; s < s_end; ++s) {
+      wg::wait<0>();                       // the previous slice's products are done (its buffer is free)
+      if (TMA)
+        tma::wait(aBar + 8 * (s % kStages), (s / kStages) & 1);  // slice s has landed
+      else
+        __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
+      wg::fence_proxy_async();               // ... visible to the tensor cores' reads
+      __syncthreads();                     // ... for every thread's copies and products; the weights are complete
+      load_slice(s + kStages - 1);         // into the buffer of slice s − 1
+      const uint32_t xbuf = aS + (s % kStages) * kStage;
+      const uint32_t* w2 = sW2 + (s % kSlices) * (kS / 2);
+      uint32_t af[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        ldsm_x4_t(af[kk], xbuf + wg::sw128_offset(16 * kk + aq.r, 16 * warp + aq.c, kS));
+        // a fragment register holds tokens (2t, 2t + 1) of one row: one packed multiply by
+        // their weight pair (rounded to T once more than the f32 product, within its rounding)
+        const uint32_t wl = w2[8 * kk + tq / 2], wh = w2[8 * kk + 4 + tq / 2];  // tokens of af[0, 1], af[2, 3]
+        af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
+        af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
+      }
+      wg::fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, af[kk], wg::sw128_desc(xbuf + kRegion + kk * 2048, kRegion));
+      wg::commit();  // (waited for at the next slice or the next chunk's boundary)
+    }
+  }
+
+  wg::wait<0>();
+  wg::fence_acc(acc);
+  if (d.final_states) {
+    float* fs = d.final_states + ((int64_t(b) * d.H + h) * d.P + prow) * d.N + n0 + tq;
+#pragma unroll
+    for (int i = 0; i < 2 * kNW / 4; ++i) {
+      const int dp = 8 * ((i >> 1) & 1), dn = 8 * (i >> 2) + (i & 1);
+      if (prow + dp < d.P && n0 + tq + dn < d.N) fs[int64_t(dp) * d.N + dn] = acc[i];
+    }
+  }
+#else
+  __trap();  // launched only where the sm_90a code runs (wgmma_available)
+#endif
+}
+
+namespace {
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          if (wgmma_available())
+                            preload_kernels<ssd_wg_state_kernel<__half, true>, ssd_wg_state_kernel<__nv_bfloat16, true>,
+                                            ssd_wg_state_kernel<__half, false>, ssd_wg_state_kernel<__nv_bfloat16, false>>();
+                        }),
+                        true);
+}  // namespace
+
+template <typename T>
+bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
+  if (!wgmma_available()) return false;
+  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
+  // of 8); the same kernel with cp.async otherwise.
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  CUtensorMap xmap{}, bmap{};
+  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
+  const uint64_t bd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t bst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  const uint32_t box[4] = {64, 1, 64, 1};
+  const bool tma = encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
+                   encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
+  const int ntp = (d.P + kS - 1) / kS;
+  const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);
+  if (tma) {
+    set_smem_once<ssd_wg_state_kernel<T, true>>(kSmemBytes);
+    ssd_wg_state_kernel<T, true><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
+  } else {
+    set_smem_once<ssd_wg_state_kernel<T, false>>(kSmemBytes);
+    ssd_wg_state_kernel<T, false><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
+  }
+  return true;
+}
+
+template bool launch_state_wgmma<__half>(const Dev&, float2*, int*, cudaStream_t);
+template bool launch_state_wgmma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t);
+
+}  // namespace ss::cuda::ssd
