@@ -1,4 +1,5 @@
 #include "cuda/runtime.h"
+#include "cuda/pinned_read.h"
 #include <dlfcn.h>
 #include <atomic>
 #include <cstdlib>
@@ -342,6 +343,71 @@ void wait_event(void* event, int device) {
 void wait_event_and_copy_d2h(void* dst, const void* src, size_t bytes, void* event, int device) {
   wait_event(event, device);
   check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy from GPU");
+}
+
+namespace {
+
+// Pinned staging blocks of kPinnedReadBytes, kept for the process (a read in flight holds one;
+// a few exist at most).
+std::mutex pinned_mutex;
+std::vector<void*> pinned_free;
+
+void* take_pinned() {
+  {
+    std::lock_guard<std::mutex> lock(pinned_mutex);
+    if (!pinned_free.empty()) {
+      void* p = pinned_free.back();
+      pinned_free.pop_back();
+      return p;
+    }
+  }
+  void* p = nullptr;
+  check(cudaMallocHost(&p, kPinnedReadBytes), "cudaMallocHost (staging for reads)");
+  return p;
+}
+
+void give_pinned(void* p) {
+  std::lock_guard<std::mutex> lock(pinned_mutex);
+  pinned_free.push_back(p);
+}
+
+class PinnedRead final : public PendingRead {
+ public:
+  PinnedRead(size_t bytes, int device) : bytes_(bytes), device_(device), staging_(take_pinned()) {}
+  ~PinnedRead() override {
+    if (ev_) {
+      cudaSetDevice(device_);
+      cudaEventSynchronize(ev_);  // the copy into the block must be over before it is reused
+      cudaEventDestroy(ev_);
+    }
+    give_pinned(staging_);
+  }
+  void start(const void* src) {
+    cudaStream_t st = static_cast<cudaStream_t>(stream(device_));
+    check(cudaMemcpyAsync(staging_, src, bytes_, cudaMemcpyDeviceToHost, st), "copy from GPU");
+    check(cudaEventCreateWithFlags(&ev_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(ev_, st), "cudaEventRecord");
+  }
+  void finish(void* dst) override {
+    cudaSetDevice(device_);
+    check(cudaEventSynchronize(ev_), "waiting for the GPU");
+    std::memcpy(dst, staging_, bytes_);
+  }
+
+ private:
+  size_t bytes_;
+  int device_;
+  void* staging_;
+  cudaEvent_t ev_ = nullptr;
+};
+
+}  // namespace
+
+std::shared_ptr<PendingRead> start_read_d2h(const void* src, size_t bytes, int device) {
+  refuse_while_capturing(device, "reading a tensor or synchronising");
+  auto r = std::make_shared<PinnedRead>(bytes, device);
+  r->start(src);
+  return r;
 }
 
 MemoryStats memory_stats(int device) {

@@ -4,6 +4,7 @@
 #include "core/work_queue.h"
 #include "ops/dispatch.h"
 #ifdef STATESPACE_WITH_CUDA
+#include "cuda/pinned_read.h"
 #include "cuda/runtime.h"
 #endif
 
@@ -95,12 +96,20 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
     cuda::copy_h2d(dev.data(), host.data(), host.nbytes(), device.index);
     return dev;
   }
-  // Device -> host (or device -> another device through the host). A contiguous device-side
-  // snapshot is taken in stream order, so later in-place ops can't change what is read.
+  // Device -> host (or device -> another device through the host), in stream order, so later
+  // in-place ops can't change what is read: a small contiguous tensor straight into pinned
+  // staging (cuda::start_read_d2h), anything else through a contiguous device-side snapshot.
+  int dev_index = src.device().index;
+  if (src.is_contiguous() && src.dtype != DType::Float64 && src.nbytes() <= cuda::kPinnedReadBytes) {
+    Tensor host = empty(src.shape, src.dtype, Device{});
+    std::shared_ptr<cuda::PendingRead> read = cuda::start_read_d2h(src.data(), src.nbytes(), dev_index);
+    run_cpu({src}, {host}, [read, host] { read->finish(host.data()); });
+    Tensor out = host.dtype == dtype ? host : copy_same_device(host, dtype);
+    return device.is_cpu() ? out : copy_to(out, dtype, device);
+  }
   Tensor snap = copy_same_device(src, src.dtype == DType::Float64 ? DType::Float32 : src.dtype);
   Tensor host = empty(src.shape, snap.dtype, Device{});
-  void* ev = cuda::record_event(src.device().index);
-  int dev_index = src.device().index;
+  void* ev = cuda::record_event(dev_index);
   run_cpu({snap}, {host}, [snap, host, ev, dev_index] {
     cuda::wait_event_and_copy_d2h(host.data(), snap.data(), snap.nbytes(), ev, dev_index);
   });
