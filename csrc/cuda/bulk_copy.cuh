@@ -1,53 +1,18 @@
-// Bulk copies global -> shared memory completed on an mbarrier (Hopper, sm_90+: the copy engine
+// Bulk copies global -> shared memory completed on an mbarrier (mbarrier.cuh; Hopper, sm_90+: the copy engine
 // moves a contiguous byte range while the threads do other work; the barrier's phase flips once
 // the expected bytes have landed). Device code for sm_90 and later only: the callers' host sides
 // check the device's compute capability before launching a kernel that uses these.
 #pragma once
 #include <cstdint>
+#include "cuda/mbarrier.cuh"
 
 namespace ss::cuda {
-
-__device__ __forceinline__ uint32_t shared_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define SS_BULK_ASM(...) asm volatile(__VA_ARGS__)
 #else
 #define SS_BULK_ASM(...) __trap()
 #endif
-
-// A barrier expecting `count` arrivals per phase. After initialising its barriers a block runs
-// mbar_init_fence() (the copy engine must see the initialised words) and then __syncthreads().
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-  SS_BULK_ASM("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() { SS_BULK_ASM("fence.mbarrier_init.release.cluster;" ::: "memory"); }
-
-// One arrival that also announces `bytes` still to come from bulk copies in this phase.
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  SS_BULK_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(shared_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  SS_BULK_ASM("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(shared_addr(bar)) : "memory");
-}
-
-// Waits until the phase of the given parity (0 for the barrier's first phase, then 1, 0, ...)
-// has completed. The suspend-time hint lets the hardware park the thread until the phase
-// completes instead of returning at once (fewer polls of shared memory while waiting).
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const uint32_t a = shared_addr(bar);
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(a), "r"(parity), "r"(10000000u)
-        : "memory");
-  } while (!done);
-#else
-  __trap();
-#endif
-}
 
 // An L2 policy for data read once: its lines are the first evicted.
 __device__ __forceinline__ uint64_t l2_evict_first() {

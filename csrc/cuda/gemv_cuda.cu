@@ -439,7 +439,7 @@ __global__ void __launch_bounds__(StreamTraits::kThreads, 1)
       const uint64_t pol = cuda::l2_evict_first();
       for (int j = 0; j < pieces; ++j) {
         const int s = j % sh.slots;
-        if (j >= sh.slots) cuda::mbar_wait(empty + s, ((j / sh.slots) - 1) & 1);
+        if (j >= sh.slots) cuda::mbar_wait<true>(empty + s, ((j / sh.slots) - 1) & 1);
         const int64_t elems = R > 1 ? min(R, rows - j * R) * K : piece_elems;
         const uint32_t bytes = static_cast<uint32_t>(elems * sizeof(T));
         cuda::mbar_arrive_expect_tx(full + s, bytes);
@@ -526,7 +526,7 @@ __global__ void __launch_bounds__(StreamTraits::kThreads, 1)
     const int g = warp % NG, h = warp / NG;
     for (int j = g; j < pieces; j += NG) {
       const int s = j % sh.slots;
-      cuda::mbar_wait(full + s, (j / sh.slots) & 1);
+      cuda::mbar_wait<true>(full + s, (j / sh.slots) & 1);
       const T* wp = reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
       if (R > 1) {
         const int nr = min(R, rows - j * R);

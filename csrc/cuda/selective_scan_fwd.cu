@@ -50,7 +50,6 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 }
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
-[[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
 // (batch * dim) rows, boxes of the block's rows x kRawChunk steps; per-step B and C as (batch *
@@ -189,8 +188,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
-    cuda::tma::init(smem_u32(s_bar), 1);
-    cuda::tma::fence_init();
+    cuda::mbar_init(cuda::shared_addr(s_bar), 1);
+    cuda::mbar_init_fence();
   }
 #endif
   __syncthreads();  // s_bias and the mbarrier before the first staging
@@ -319,7 +318,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     };
     if (kBulk && (raw_state & 1)) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      cuda::tma::wait(smem_u32(s_bar), raw_state >> 1);
+      cuda::mbar_wait(cuda::shared_addr(s_bar), raw_state >> 1);
       raw_state ^= 2;
 #endif
       if (p.delta_softplus)
@@ -369,19 +368,19 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
         // the block's and states past dstate.
         if (tid == 0) {
-          const uint32_t bar = smem_u32(s_bar);
+          const uint32_t bar = cuda::shared_addr(s_bar);
           constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
-          cuda::tma::arrive_expect(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
+          cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
-          cuda::tma::load_2d(smem_u32(raw_dt), &maps.dt, t_next, row, bar);
-          cuda::tma::load_2d(smem_u32(raw_u), &maps.u, t_next, row, bar);
-          if (z) cuda::tma::load_2d(smem_u32(raw_z), &maps.z, t_next, row, bar);
+          cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, row, bar);
+          cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, row, bar);
+          if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, row, bar);
           // B's (C's) tile: the group's first state row
           if (!b_ti)
-            cuda::tma::load_2d(smem_u32(raw_B), &maps.B, t_next,
+            cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next,
                                static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), bar);
           if (c_tile)
-            cuda::tma::load_2d(smem_u32(raw_C), &maps.C, t_next,
+            cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next,
                                static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
         }
 #endif

@@ -112,11 +112,11 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   if (TMA && tid == 0) {
     // group 0 (C rows; per head H_in, z, slice 0) and slice 1, by thread 0
 #pragma unroll
-    for (int k = 0; k < 3; ++k) tma::init(bar(k), 1);
-    tma::fence_init();
+    for (int k = 0; k < 3; ++k) mbar_init(bar(k), 1);
+    mbar_init_fence();
     const int t0 = it.c * kQ, g = it.hb * HB / d.hpg, p0 = it.pt * kS;
     const uint32_t bytes = lay.nk * kRegion + HB * ((lay.nk + 2) * kRegion) - (d.z ? 0 : HB * kRegion);
-    tma::arrive_expect(bar(0), bytes);
+    mbar_arrive_expect_tx(bar(0), bytes);
     for (int k = 0; k < lay.nk; ++k)
       tma::load_4d(aTiles + lay.sC + k * kRegion, &maps.C, 64 * k, g, t0 + it.r * kS, it.b, bar(0));
     for (int hh = 0; hh < HB; ++hh) {
@@ -128,7 +128,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       tma::load_4d(hd + lay.sX, &maps.x, p0, head, t0, it.b, bar(0));
     }
     if (it.r >= 1) {
-      tma::arrive_expect(bar(2), HB * kRegion);
+      mbar_arrive_expect_tx(bar(2), HB * kRegion);
       for (int hh = 0; hh < HB; ++hh)
         tma::load_4d(aTiles + hh * lay.head + lay.sX + kRegion, &maps.x, p0, it.hb * HB + hh, t0 + kS, it.b, bar(2));
     }
@@ -158,7 +158,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   auto load_slice = [&](int j) {
     if (TMA) {
       if (tid == 0) {
-        tma::arrive_expect(bar(1 + (j & 1)), HB * kRegion);
+        mbar_arrive_expect_tx(bar(1 + (j & 1)), HB * kRegion);
 #pragma unroll
         for (int hh = 0; hh < HB; ++hh)
           tma::load_4d(aX0 + hh * lay.head + (j & 1) * kRegion, &maps.x, p0, hb * HB + hh, t0 + j * kS, b,
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   for (int j = 0; j <= r; ++j) {
     if (j > 0) wg::wait<0>();  // slice j − 1's products are done: its buffer is free after the barrier
     if (TMA) {
-      tma::wait(bar(j == 0 ? 0 : 1 + (j & 1)), j == 3);  // group 0 (C rows, H_in, z, slice 0) / slice j has landed
+      mbar_wait(bar(j == 0 ? 0 : 1 + (j & 1)), j == 3);  // group 0 (C rows, H_in, z, slice 0) / slice j has landed
     } else if (j == 0) {
       __pipeline_wait_prior(1);  // group 0 has landed
     } else {

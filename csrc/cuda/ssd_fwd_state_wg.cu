@@ -82,8 +82,8 @@ __global__ void __launch_bounds__(kNT, 3)
   if (TMA) {
     if (tid == 0) {
 #pragma unroll
-      for (int k = 0; k < kStages; ++k) tma::init(aBar + 8 * k, 1);
-      tma::fence_init();
+      for (int k = 0; k < kStages; ++k) mbar_init(aBar + 8 * k, 1);
+      mbar_init_fence();
     }
     __syncthreads();
   }
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(kNT, 3)
     if (TMA) {
       if (tid == 0 && s < nsl) {
         const uint32_t st = aS + (s % kStages) * kStage, bar = aBar + 8 * (s % kStages);
-        tma::arrive_expect(bar, kStage);
+        mbar_arrive_expect_tx(bar, kStage);
         tma::load_4d(st, &xmap, p0, h, s * kS, b, bar);
         tma::load_4d(st + kRegion, &bmap, n0, g, s * kS, b, bar);
         tma::load_4d(st + 2 * kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
@@ -212,7 +212,7 @@ __global__ void __launch_bounds__(kNT, 3)
     for (int s = c * kSlices; s < s_end; ++s) {
       wg::wait<0>();                       // the previous slice's products are done (its buffer is free)
       if (TMA)
-        tma::wait(aBar + 8 * (s % kStages), (s / kStages) & 1);  // slice s has landed
+        mbar_wait(aBar + 8 * (s % kStages), (s / kStages) & 1);  // slice s has landed
       else
         __pipeline_wait_prior(kStages - 2);  // slice s has landed (the next one may still be in flight)
       wg::fence_proxy_async();               // ... visible to the tensor cores' reads

@@ -1,43 +1,13 @@
-// Device side of the bulk tensor copies (TMA, sm_90): shared-memory barriers (mbarrier) that
-// count the bytes a copy lands, and the 2-5 dimensional tile loads of a tensor map
-// (tensor_map.h) into 128-byte-swizzled shared memory. One thread issues a tile's copy after
-// announcing its bytes on the barrier (arrive_expect); every consumer waits on the barrier's
-// phase (wait). A barrier completes one phase per arrive + its bytes: phase k of a barrier used
-// once per stage is k & 1.
+// Device side of the bulk tensor copies (TMA, sm_90): the 2-5 dimensional tile loads of a tensor
+// map (tensor_map.h) into 128-byte-swizzled shared memory, completing on a shared-memory barrier
+// (mbarrier.cuh). One thread issues a tile's copy after announcing its bytes on the barrier
+// (mbar_arrive_expect_tx); every consumer waits on the barrier's phase (mbar_wait).
 #pragma once
 #include <cuda.h>
 #include <cstdint>
+#include "cuda/mbarrier.cuh"
 
 namespace ss::cuda::tma {
-
-__device__ __forceinline__ void init(uint32_t bar, uint32_t count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-#endif
-}
-// Makes initialised barriers visible to the copy engine (then a __syncthreads for the threads).
-__device__ __forceinline__ void fence_init() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void arrive_expect(uint32_t bar, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-#endif
-}
-__device__ __forceinline__ void wait(uint32_t bar, uint32_t phase) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(phase)
-        : "memory");
-  } while (!done);
-#endif
-}
 
 // Tile at coordinates c (innermost first) of `map` into shared address dst, completing on bar.
 __device__ __forceinline__ void load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
