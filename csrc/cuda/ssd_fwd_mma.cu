@@ -171,57 +171,24 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
   load_slice(0);
   load_slice(1);
 
-  // This thread's E tokens of a chunk (E·tid ..): raw dt and restart flags, fetched a chunk ahead.
-  float raw[E];
-  int flag[E];
-  auto fetch = [&](int c) {
-#pragma unroll
-    for (int e = 0; e < E; ++e) {
-      const int64_t t = int64_t(c) * kQ + E * tid + e;
-      raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
-      flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
-                                                      __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
-                                                : 0;
-    }
-  };
-  fetch(0);
+  // This thread's E tokens of a chunk (E·tid ..), fetched a chunk ahead.
+  ChunkTokens<E> tok;
+  tok.fetch(d, b, h, bias, 0, tid);
 
   const int64_t PPN = int64_t(d.PP) * d.NP;
   for (int c = 0; c < d.nc; ++c) {
-    // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over 256 tokens
-    float dtp[E], cs[E];
-    int seg[E];
-    float run = 0.f;
-    int runs = 0;
-#pragma unroll
-    for (int e = 0; e < E; ++e) {
-      float der;
-      dtp[e] = int64_t(c) * kQ + E * tid + e < d.L ? dt_forward(d, raw[e], &der) : 0.f;  // 0 past the end
-      run += dtp[e] * A, runs += flag[e];
-      cs[e] = run, seg[e] = runs;
-    }
-    if (c + 1 < d.nc) fetch(c + 1);
-    float ia = run;
-    int is = runs;
-#pragma unroll
-    for (int off = 1; off < 32; off *= 2) {
-      const float ya = __shfl_up_sync(0xffffffffu, ia, off);
-      const int ys = __shfl_up_sync(0xffffffffu, is, off);
-      if (lane >= off) ia += ya, is += ys;
-    }
-    if (lane == 31) sRedA[warp] = ia, sRedS[warp] = is;
-    __syncthreads();
-    float pa = ia - run, cs_end = 0.f;
-    int ps = is - runs, seg_end = 0;
-#pragma unroll
-    for (int w = 0; w < NWARP; ++w) {
-      if (w < warp) pa += sRedA[w], ps += sRedS[w];
-      cs_end += sRedA[w], seg_end += sRedS[w];
-    }
+    // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over the chunk
+    const ChunkScan<E> sc = chunk_scan<E, NWARP>(d, tok, c, A, tid, sRedA, sRedS, [&] {
+      if (c + 1 < d.nc) tok.fetch(d, b, h, bias, c + 1, tid);
+    });
+    const float(&dtp)[E] = sc.dtp;
+    const float(&cs)[E] = sc.cs;
+    const int(&seg)[E] = sc.seg;
+    const float cs_end = sc.cs_end;
+    const int seg_end = sc.seg_end;
     const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      cs[e] += pa, seg[e] += ps;
       sW[E * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
       if (writer) {
         scal[so + e] = make_float2(cs[e], dtp[e]);

@@ -207,4 +207,70 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, const un
   }
 }
 
+// A state kernel thread's E tokens of a chunk (E·tid ..): raw dt (+ bias) and restart flags,
+// fetched a chunk ahead of their scan.
+template <int E>
+struct ChunkTokens {
+  float raw[E];
+  int flag[E];
+  __device__ __forceinline__ void fetch(const Dev& d, int b, int h, float bias, int c, int tid) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const int64_t t = int64_t(c) * kChunkedQ + E * tid + e;
+      raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
+      flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
+                                                      __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
+                                                : 0;
+    }
+  }
+};
+
+// Those tokens' chunk scalars, scanned over the block (NWARP warps): dt' (0 past the end), the
+// inclusive scans from the chunk's start of dt'·A (cs) and of the restart flags (seg), and the
+// chunk's totals. `overlap` runs between the thread's own part and the block's (the next chunk's
+// fetch into tok, whose values are consumed by then).
+template <int E>
+struct ChunkScan {
+  float dtp[E], cs[E], cs_end;
+  int seg[E], seg_end;
+};
+template <int E, int NWARP, typename Overlap>
+__device__ __forceinline__ ChunkScan<E> chunk_scan(const Dev& d, const ChunkTokens<E>& tok, int c, float A, int tid,
+                                                   float* sRedA, int* sRedS, Overlap&& overlap) {
+  const int lane = tid & 31, warp = tid >> 5;
+  ChunkScan<E> r;
+  float run = 0.f;
+  int runs = 0;
+#pragma unroll
+  for (int e = 0; e < E; ++e) {
+    float der;
+    r.dtp[e] = int64_t(c) * kChunkedQ + E * tid + e < d.L ? dt_forward(d, tok.raw[e], &der) : 0.f;
+    run += r.dtp[e] * A, runs += tok.flag[e];
+    r.cs[e] = run, r.seg[e] = runs;
+  }
+  overlap();
+  float ia = run;
+  int is = runs;
+#pragma unroll
+  for (int off = 1; off < 32; off *= 2) {
+    const float ya = __shfl_up_sync(0xffffffffu, ia, off);
+    const int ys = __shfl_up_sync(0xffffffffu, is, off);
+    if (lane >= off) ia += ya, is += ys;
+  }
+  if (lane == 31) sRedA[warp] = ia, sRedS[warp] = is;
+  __syncthreads();
+  float pa = ia - run;
+  int ps = is - runs;
+  r.cs_end = 0.f, r.seg_end = 0;
+#pragma unroll
+  for (int w = 0; w < NWARP; ++w) {
+    if (w < warp) pa += sRedA[w], ps += sRedS[w];
+    r.cs_end += sRedA[w], r.seg_end += sRedS[w];
+  }
+#pragma unroll
+  for (int e = 0; e < E; ++e) r.cs[e] += pa, r.seg[e] += ps;
+  return r;
+}
+
+
 }  // namespace ss::cuda::ssd
