@@ -60,7 +60,7 @@ export async function checkNormedLinearConv(device: Device, dtype: DType, tol: n
     [1, 256, 100, 10, 40],
     [1, 40, 77, 0, 77],
     [2, 64, 90, 20, 50],
-    [1, 1024, 4400, 1000, 2100], // 16-bit weights over 8 MB: CUDA's streaming kernel
+    [1, 1024, 4400, 1000, 2100], // 16-bit weights over 8 MB
   ]) {
     const x = randnInput([M, K], 'float32', device, 1, r).t;
     const nw = randnInput([K], dtype, device, 1, r).t;

@@ -1,9 +1,9 @@
 // Shared-memory barriers (mbarrier, sm_90+) that complete when their arrivals and the bytes of
-// the asynchronous copies counted on them (bulk copies: bulk_copy.cuh; tensor copies: tma.cuh)
-// have landed. A barrier is named by its 32-bit shared-memory address (pointer overloads
-// forward to it). One thread initialises a block's barriers, then mbar_init_fence() (the copy
-// engine must see the initialised words) and a __syncthreads(). A phase completes per `count`
-// arrivals plus the announced bytes: phase k of a barrier used once per stage has parity k & 1.
+// the asynchronous copies counted on them (the tensor copies of tma.cuh) have landed. A barrier
+// is named by its 32-bit shared-memory address. One thread initialises a block's barriers, then
+// mbar_init_fence() (the copy engine must see the initialised words) and a __syncthreads(). A
+// phase completes per `count` arrivals plus the announced bytes: phase k of a barrier used once
+// per stage has parity k & 1.
 // Device code for sm_90 and later only: the callers' host sides check the device first.
 #pragma once
 #include <cstdint>
@@ -27,31 +27,18 @@ __device__ __forceinline__ void mbar_init_fence() { SS_MBAR_ASM("fence.mbarrier_
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
   SS_MBAR_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-  SS_MBAR_ASM("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
 
 // Waits until the phase of the given parity (0 for the barrier's first phase, then 1, 0, ...)
-// has completed. kSuspend: with a suspend-time hint the hardware parks the thread until the
-// phase completes instead of returning at once (fewer polls of shared memory by waiting warps:
-// the matrix-vector kernel's consumers, which wait for whole ring slots).
-template <bool kSuspend = false>
+// has completed.
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint32_t done = 0;
   do {
-    if constexpr (kSuspend)
-      asm volatile(
-          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2, %3;\n selp.u32 %0, 1, 0, p;\n}\n"
-          : "=r"(done)
-          : "r"(bar), "r"(parity), "r"(10000000u)
-          : "memory");
-    else
-      asm volatile(
-          "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-          : "=r"(done)
-          : "r"(bar), "r"(parity)
-          : "memory");
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
   } while (!done);
 #else
   __trap();
@@ -59,12 +46,5 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 }
 
 #undef SS_MBAR_ASM
-
-// The same on a barrier's generic pointer.
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) { mbar_init(shared_addr(bar), count); }
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) { mbar_arrive_expect_tx(shared_addr(bar), bytes); }
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) { mbar_arrive(shared_addr(bar)); }
-template <bool kSuspend = false>
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) { mbar_wait<kSuspend>(shared_addr(bar), parity); }
 
 }  // namespace ss::cuda

@@ -44,7 +44,9 @@ describeGpu('batched decode (batch 12) on CUDA', () => {
       // bf16: every weight, activation and the Mamba-2 state rounded to 8 bits of mantissa; single
       // rows of random tiny models reached 0.023 against float64 (a row from another sequence
       // would be off by O(1)).
-      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 3e-2, '0'], ['bfloat16', 3e-2, '1']] as const) {
+      // bf16: every activation is rounded to 8 bits of mantissa through 2 layers and 4 steps; the
+      // worst row of 12 measured up to 0.035 (1 run in 11 on the H100, fifth session)
+      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 5e-2, '0'], ['bfloat16', 5e-2, '1']] as const) {
         process.env.STATESPACE_SKINNY = skinny;
         const stored = dtype === 'float32' ? 'F32' : 'BF16';
         const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}`), { ...spec, layers: 2, vocab: 97, dtype: stored });

@@ -121,7 +121,7 @@ describeGpu('dense ops on CUDA', () => {
       { M: 1, N: 77, K: 1001, dtype: 'bfloat16', gate: true },
       { M: 1, N: 300, K: 512, dtype: 'float16', gate: true, residual: true },
       { M: 1, N: 2051, K: 2560, dtype: 'bfloat16', residual: true, bias: true },
-      // over 8 MB, one row: the bulk-copy streaming kernel (rows cut in 3 pieces; f16 weights)
+      // over 8 MB, one row (long rows, f16 weights)
       { M: 1, N: 1100, K: 4104, dtype: 'bfloat16', bias: true },
       { M: 1, N: 4200, K: 1024, dtype: 'float16', residual: true },
       { M: 2, N: 300, K: 512, dtype: 'bfloat16', residual: true },
