@@ -1,6 +1,6 @@
 import { beforeAll, describe, it } from 'vitest';
 import { debugPoison } from '../lib/index';
-import { BIG_POOL, BULK_POOL, checkConvPool, checkStatePool } from './state_pool_checks';
+import { BIG_POOL, HEADDIM64_POOL, checkConvPool, checkStatePool } from './state_pool_checks';
 
 beforeAll(() => debugPoison(true));
 
@@ -9,7 +9,7 @@ describe('decode on a state pool (CPU)', () => {
     await checkStatePool('cpu', true);
     await checkStatePool('cpu', false);
     await checkStatePool('cpu', true, BIG_POOL);
-    await checkStatePool('cpu', false, BULK_POOL);
+    await checkStatePool('cpu', false, HEADDIM64_POOL);
   });
   it('causalConv1dUpdate with convStateIndices', async () => {
     await checkConvPool('cpu');

@@ -14,8 +14,8 @@ const SLOTS = 5;
 /** A batch of 20 rows over a 23-slot pool (CUDA's batched Mamba-1 kernel: batch > 8), slots permuted, two padding rows, one past the pool. */
 export const BIG_POOL = { idx: [5, 0, -1, 22, 7, 1, 19, 2, 30, 11, 4, 12, 3, 9, -1, 17, 6, 14, 21, 8], slots: 23, heads: 150 };
 
-/** Mamba-2 rows of headdim 64 over the same pool (a warp iteration's rows in one head). */
-export const BULK_POOL = { ...BIG_POOL, heads: 5, headdim: 64 };
+/** Mamba-2 rows of headdim 64 over the same pool: several 16-byte state rows per head. */
+export const HEADDIM64_POOL = { ...BIG_POOL, heads: 5, headdim: 64 };
 
 export async function checkStatePool(
   device: Device,

@@ -1,7 +1,7 @@
 import { beforeAll, it } from 'vitest';
 import { debugPoison } from '../../lib/index';
 import { describeGpu } from '../helpers';
-import { BIG_POOL, BULK_POOL, checkConvPool, checkStatePool } from '../state_pool_checks';
+import { BIG_POOL, HEADDIM64_POOL, checkConvPool, checkStatePool } from '../state_pool_checks';
 
 describeGpu('decode on a state pool (CUDA)', () => {
   beforeAll(() => debugPoison(true));
@@ -14,7 +14,7 @@ describeGpu('decode on a state pool (CUDA)', () => {
     await checkStatePool('cuda', false, BIG_POOL);
   });
   it('selectiveStateUpdate with stateIndices, Mamba-2 rows of headdim 64', async () => {
-    await checkStatePool('cuda', false, BULK_POOL);
+    await checkStatePool('cuda', false, HEADDIM64_POOL);
   });
   it('causalConv1dUpdate with convStateIndices', async () => {
     await checkConvPool('cuda');
