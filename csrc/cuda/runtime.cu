@@ -428,16 +428,42 @@ void empty_cache(int device) {
 
 void register_kernel_preload(void (*fn)()) { preloads().push_back(fn); }
 
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static thread_local int cache[kMaxDevices] = {};
+namespace {
+// A property of the current device, read once per device and thread by `query` (0 when unknown:
+// a caller that sizes grids or picks kernels then takes the general path).
+template <typename Query> int cached_per_device(int (&cache)[64], Query query) {
   int d = 0;
-  if (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= kMaxDevices ||
-      (cache[d] == 0 && cudaDeviceGetAttribute(&cache[d], cudaDevAttrMultiProcessorCount, d) != cudaSuccess)) {
-    cudaGetLastError();  // a sizing hint only: leave no error for the next launch check
-    return 1;
+  if (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= 64) {
+    cudaGetLastError();  // leave no error for the next launch check
+    return 0;
   }
-  return cache[d] > 0 ? cache[d] : 1;
+  if (cache[d] == 0) {
+    cache[d] = query(d);
+    cudaGetLastError();
+  }
+  return cache[d];
+}
+}  // namespace
+
+int sm_count() {
+  static thread_local int cache[64] = {};
+  const int n = cached_per_device(cache, [](int d) {
+    int v = 0;
+    cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, d);
+    return v;
+  });
+  return n > 0 ? n : 1;
+}
+
+int compute_capability() {
+  static thread_local int cache[64] = {};
+  return cached_per_device(cache, [](int d) {
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, d) != cudaSuccess)
+      return 0;
+    return major * 10 + minor;
+  });
 }
 
 void check_launch(const char* what) {

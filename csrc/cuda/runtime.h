@@ -53,6 +53,10 @@ void register_kernel_preload(void (*fn)());
 // grids that should fill the GPU.
 int sm_count();
 
+// Compute capability of the current device as major * 10 + minor (90 for the H100; cached per
+// device and thread; 0 when unknown): picks the kernels a device can run.
+int compute_capability();
+
 // Times `iters` device-to-device copies of `bytes` (after a warm-up); returns ms per copy.
 double time_copy(int device, size_t bytes, int iters);
 

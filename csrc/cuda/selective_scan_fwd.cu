@@ -475,14 +475,6 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
-// Whether the current device runs the bulk-copy staging (compute capability 9.0 and later).
-bool device_has_bulk_copies() {
-  int dev = 0, major = 0;
-  cuda::check(cudaGetDevice(&dev), "selectiveScan: device");
-  cuda::check(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "selectiveScan: device");
-  return major >= 9;
-}
-
 // The bulk staging's tensor maps (see FwdMaps); ok = false where one doesn't encode (the kernel
 // then stages from device memory as without them).
 FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool bf16) {
@@ -505,7 +497,7 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
 
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
-  const bool bulk = fwd_bulk<T, kG>() && device_has_bulk_copies();
+  const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
   FwdMaps maps{};
   if constexpr (fwd_bulk<T, kG>()) {
     if (bulk) maps = fwd_maps(p, lo, chunk, std::is_same_v<T, __nv_bfloat16>);

@@ -375,17 +375,6 @@ __global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-int device_major(int device) {
-  static std::atomic<int> cache[64];
-  if (device < 0 || device >= 64) return 0;
-  int v = cache[device].load(std::memory_order_relaxed);
-  if (v == 0) {
-    cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, device);
-    cache[device].store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
-
 int current_device() {
   int d = 0;
   cudaGetDevice(&d);
@@ -408,7 +397,7 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, i
   const int64_t tiles = (p.N + Tr::BN - 1) / Tr::BN;
   // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
   int S = 1;
-  if (device_major(device) >= 9)
+  if (cuda::compute_capability() >= 90)
     while (S < Tr::kMaxSplit && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
   const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
   cudaLaunchConfig_t cfg = {};
@@ -448,7 +437,7 @@ bool narrow_fits(const GemmParams& p, int device) {
   return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
          p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
          !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && 64 * ldx < (int64_t{1} << 31) && aligned16(p.x) && aligned16(p.weight) &&
-         device_major(device) >= 9;
+         cuda::compute_capability() >= 90;
 }
 
 template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {

@@ -315,15 +315,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
 bool wgmma_available() {
   static const bool built = std::strstr(STATESPACE_CUDA_ARCHS, "90a") != nullptr;
-  if (!built) return false;
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return major == 9 && minor == 0;
+  return built && cuda::compute_capability() == 90;
 }
 
 namespace {
