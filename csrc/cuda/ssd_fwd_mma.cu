@@ -181,21 +181,13 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
     const ChunkScan<E> sc = chunk_scan<E, NWARP>(d, tok, c, A, tid, sRedA, sRedS, [&] {
       if (c + 1 < d.nc) tok.fetch(d, b, h, bias, c + 1, tid);
     });
-    const float(&dtp)[E] = sc.dtp;
-    const float(&cs)[E] = sc.cs;
-    const int(&seg)[E] = sc.seg;
-    const float cs_end = sc.cs_end;
-    const int seg_end = sc.seg_end;
     const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      sW[E * tid + e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
-      if (writer) {
-        scal[so + e] = make_float2(cs[e], dtp[e]);
-        if (segs) segs[so + e] = seg[e];
-      }
+      sW[E * tid + e] = sc.weight(e);
+      if (writer) sc.store(e, scal, segs, so + e);
     }
-    const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
+    const float dec = sc.decay();
 
     // ---- the state entering chunk c, then its decay across the chunk
     // (16 bytes per lane through quad_transpose: whole 32-byte sectors)
@@ -283,6 +275,7 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
 // both).
 template <typename T>
 __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int items) {
+  pdl_trigger();  // the wgmma output kernel may start its input copies once this grid is placed
   extern __shared__ __align__(128) unsigned char smem[];
   const CbSmem lay(d.NP, sizeof(T));
   T* sC = reinterpret_cast<T*>(smem + lay.sC);

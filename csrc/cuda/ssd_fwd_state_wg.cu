@@ -10,7 +10,11 @@
 // copies (TMA) where the maps encode, else cp.async. Three slice buffers: a slice's copies are issued
 // two slices before it is used, into the buffer of the slice before, whose products each thread
 // waits for at the one barrier per slice; the products of a slice run while the next slice's
-// copies land. Warp w owns state rows 16·w .. (headdim), all 128 columns.
+// copies land. Warp w of a warpgroup owns state rows 16·w .. (headdim), all 128 columns.
+// HS heads of one group per block (HS warpgroups) share the B slices: one copy of each B slice
+// per HS heads (B is 2/3 of a one-head block's L2 reads).
+#include <cstdlib>
+#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -28,41 +32,47 @@ namespace {
 using namespace ss::cuda::mma;
 
 constexpr int kS = kFwdSlice;
-constexpr int kNT = 128;
+constexpr int kNT = 128;           // threads per head (a warpgroup)
 constexpr int kNW = 128;           // dstate columns of a block's tile
 constexpr int kStages = 3;         // slice buffers
 constexpr int kRegion = kS * 128;  // one 64-row × 64-column SW128 region
 
-// Shared memory (from a 1024-byte aligned base): per stage an x slice (one region) and a B slice
-// (two regions), the chunk's token weights, per-warp scan totals, the stages' copy barriers; the
-// size includes the alignment slack. ≈ 74 KB: 3 blocks per SM.
-constexpr size_t kStage = 3 * kRegion, kSmemW = kStages * kStage, kSmemRed = kSmemW + kChunkedQ * 4,
-                 kSmemBar = kSmemRed + 2 * 8 * 4, kSmemBytes = kSmemBar + 8 * kStages + 1024;
+// Shared memory (from a 1024-byte aligned base): per stage the B slice (two regions: columns
+// 0-63, 64-127) and the HS heads' x slices (one region each), then per head the chunk's token
+// weights, per-warp scan totals, the stages' copy barriers; the size includes the alignment
+// slack. HS 1: ≈ 74 KB (3 blocks per SM); HS 2: ≈ 98 KB (2 blocks).
+template <int HS>
+struct StateWgSmem {
+  static constexpr size_t kStage = size_t(2 + HS) * kRegion, kW = kStages * kStage, kRed = kW + HS * (kChunkedQ / 2) * 4,
+                          kBar = kRed + 2 * 8 * 4, kBytes = kBar + 8 * kStages + 1024;
+};
 
 }  // namespace
 
-// grid (⌈NP/128⌉·⌈P/64⌉, H, batch), 128 threads. TMA: the slices come by bulk tensor copies
-// (xmap: x as (P, H, L, batch), bmap: B as (N, G, L, batch), 64 × 64 boxes), issued by thread 0
-// and completing on a barrier per stage; else by every thread's cp.async (the maps unused).
-template <typename T, bool TMA>
-__global__ void __launch_bounds__(kNT, 3)
+// grid (⌈NP/128⌉·⌈P/64⌉, H/HS, batch), 128·HS threads (warpgroup k: head HS·blockIdx.y + k).
+// TMA: the slices come by bulk tensor copies (xmap: x as (P, H, L, batch), bmap: B as (N, G, L,
+// batch), 64 × 64 boxes), issued by thread 0 and completing on a barrier per stage; else by every
+// thread's cp.async (the maps unused).
+template <typename T, bool TMA, int HS>
+__global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
                         const __grid_constant__ CUtensorMap bmap) {
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
+  using Lay = StateWgSmem<HS>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-  // stage k: x at k·kStage, B (two regions: columns 0-63, 64-127) right after it
-  uint32_t* sW2 = reinterpret_cast<uint32_t*>(smem + kSmemW);  // token weights as T pairs
-  float* sRedA = reinterpret_cast<float*>(smem + kSmemRed);
-  int* sRedS = reinterpret_cast<int*>(smem + kSmemRed + 32);
+  const int tid = threadIdx.x, hs = tid / kNT, ht = tid % kNT, lane = tid & 31, warp = ht >> 5;
+  // stage k: B (two regions) at k·kStage, then head j's x slice at region 2 + j
+  uint32_t* sW2 = reinterpret_cast<uint32_t*>(smem + Lay::kW) + hs * (kQ / 2);  // this head's token weights as T pairs
+  float* sRedA = reinterpret_cast<float*>(smem + Lay::kRed) + NWARP * hs;
+  int* sRedS = reinterpret_cast<int*>(smem + Lay::kRed + 32) + NWARP * hs;
 
   const int ntn = (d.NP + kNW - 1) / kNW;
   const int nt = blockIdx.x % ntn, pt = blockIdx.x / ntn;
   const int n0 = nt * kNW, p0 = pt * kS;
-  const int h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int h = blockIdx.y * HS + hs, b = blockIdx.z, g = h / d.hpg;  // the block's heads share g
   const int tq = 2 * (lane & 3);
   const bool writer = nt == 0 && pt == 0;  // one block per (batch, head) stores the scalars
   const float A = d.A[h], bias = d.dt_bias ? d.dt_bias[h] : 0.f;
@@ -78,7 +88,7 @@ __global__ void __launch_bounds__(kNT, 3)
   const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
   const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
   const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
-  const uint32_t aS = smem_addr(smem), aBar = aS + kSmemBar;
+  const uint32_t aS = smem_addr(smem), aBar = aS + Lay::kBar;
   if (TMA) {
     if (tid == 0) {
 #pragma unroll
@@ -90,20 +100,22 @@ __global__ void __launch_bounds__(kNT, 3)
   auto load_slice = [&](int s) {
     if (TMA) {
       if (tid == 0 && s < nsl) {
-        const uint32_t st = aS + (s % kStages) * kStage, bar = aBar + 8 * (s % kStages);
-        mbar_arrive_expect_tx(bar, kStage);
-        tma::load_4d(st, &xmap, p0, h, s * kS, b, bar);
-        tma::load_4d(st + kRegion, &bmap, n0, g, s * kS, b, bar);
-        tma::load_4d(st + 2 * kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
+        const uint32_t st = aS + (s % kStages) * Lay::kStage, bar = aBar + 8 * (s % kStages);
+        mbar_arrive_expect_tx(bar, Lay::kStage);
+        tma::load_4d(st, &bmap, n0, g, s * kS, b, bar);
+        tma::load_4d(st + kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
+#pragma unroll
+        for (int j = 0; j < HS; ++j) tma::load_4d(st + (2 + j) * kRegion, &xmap, p0, h - hs + j, s * kS, b, bar);
       }
       return;
     }
     if (s < nsl) {
       const int rv = min(kS, d.L - s * kS);
-      unsigned char* st = smem + (s % kStages) * kStage;
-      copy_tile_sw128<kNT>(tid, reinterpret_cast<T*>(st), xb + int64_t(s) * kS * xs, xs, rv, kS, min(kS, d.P - p0), kS);
-      copy_tile_sw128<kNT>(tid, reinterpret_cast<T*>(st + kRegion), Bb + int64_t(s) * kS * bs, bs, rv, kS,
-                           min(kNW, d.N - n0), kNW);
+      unsigned char* st = smem + (s % kStages) * Lay::kStage;
+      copy_tile_sw128<kNT * HS>(tid, reinterpret_cast<T*>(st), Bb + int64_t(s) * kS * bs, bs, rv, kS, min(kNW, d.N - n0),
+                                kNW);
+      copy_tile_sw128<kNT>(ht, reinterpret_cast<T*>(st + (2 + hs) * kRegion), xb + int64_t(s) * kS * xs, xs, rv, kS,
+                           min(kS, d.P - p0), kS);
     }
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
@@ -112,7 +124,7 @@ __global__ void __launch_bounds__(kNT, 3)
 
   // This thread's E tokens of a chunk (E·tid ..), fetched a chunk ahead.
   ChunkTokens<E> tok;
-  tok.fetch(d, b, h, bias, 0, tid);
+  tok.fetch(d, b, h, bias, 0, ht);
 
   // ldmatrix.trans addresses of this lane for the A fragments (w ∘ X)ᵀ: x stored [token][p].
   const RC aq = a_addr_t(lane);  // (token row, p column) inside a 16 × 16 piece
@@ -120,27 +132,17 @@ __global__ void __launch_bounds__(kNT, 3)
   const int64_t PPN = int64_t(d.PP) * d.NP;
   for (int c = 0; c < d.nc; ++c) {
     // ---- chunk scalars: inclusive scans of dt'·A and of the restart flags over the chunk
-    const ChunkScan<E> sc = chunk_scan<E, NWARP>(d, tok, c, A, tid, sRedA, sRedS, [&] {
-      if (c + 1 < d.nc) tok.fetch(d, b, h, bias, c + 1, tid);
+    const ChunkScan<E> sc = chunk_scan<E, NWARP>(d, tok, c, A, ht, sRedA, sRedS, [&] {
+      if (c + 1 < d.nc) tok.fetch(d, b, h, bias, c + 1, ht);
     });
-    const float(&dtp)[E] = sc.dtp;
-    const float(&cs)[E] = sc.cs;
-    const int(&seg)[E] = sc.seg;
-    const float cs_end = sc.cs_end;
-    const int seg_end = sc.seg_end;
-    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * tid;
     static_assert(E == 2, "a thread's tokens are one weight pair");
-    float wt[E];
+    sW2[ht] = pack2<T>(sc.weight(0), sc.weight(1));
+    if (writer) {
+      const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + int64_t(c) * kQ + E * ht;
 #pragma unroll
-    for (int e = 0; e < E; ++e) {
-      wt[e] = seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f;
-      if (writer) {
-        scal[so + e] = make_float2(cs[e], dtp[e]);
-        if (segs) segs[so + e] = seg[e];
-      }
+      for (int e = 0; e < E; ++e) sc.store(e, scal, segs, so + e);
     }
-    sW2[tid] = pack2<T>(wt[0], wt[1]);
-    const float dec = seg_end == 0 ? __expf(cs_end) : 0.f;
+    const float dec = sc.decay();
 
     // ---- the state entering chunk c (16 bytes per lane through quad_transpose), then its decay
     wg::wait<0>();
@@ -185,7 +187,7 @@ __global__ void __launch_bounds__(kNT, 3)
       wg::fence_proxy_async();               // ... visible to the tensor cores' reads
       __syncthreads();                     // ... for every thread's copies and products; the weights are complete
       load_slice(s + kStages - 1);         // into the buffer of slice s − 1
-      const uint32_t xbuf = aS + (s % kStages) * kStage;
+      const uint32_t sbuf = aS + (s % kStages) * Lay::kStage, xbuf = sbuf + (2 + hs) * kRegion;
       const uint32_t* w2 = sW2 + (s % kSlices) * (kS / 2);
       uint32_t af[4][4];
 #pragma unroll
@@ -199,7 +201,7 @@ __global__ void __launch_bounds__(kNT, 3)
       }
       wg::fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, af[kk], wg::sw128_desc(xbuf + kRegion + kk * 2048, kRegion));
+      for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(acc, af[kk], wg::sw128_desc(sbuf + kk * 2048, kRegion));
       wg::commit();  // (waited for at the next slice or the next chunk's boundary)
     }
   }
@@ -220,12 +222,40 @@ __global__ void __launch_bounds__(kNT, 3)
 }
 
 namespace {
+template <typename T>
+void preload_state() {
+  preload_kernels<ssd_wg_state_kernel<T, true, 1>, ssd_wg_state_kernel<T, true, 2>, ssd_wg_state_kernel<T, false, 1>>();
+}
 const bool g_preload = (cuda::register_kernel_preload([] {
-                          if (wgmma_available())
-                            preload_kernels<ssd_wg_state_kernel<__half, true>, ssd_wg_state_kernel<__nv_bfloat16, true>,
-                                            ssd_wg_state_kernel<__half, false>, ssd_wg_state_kernel<__nv_bfloat16, false>>();
+                          if (!wgmma_available()) return;
+                          preload_state<__half>();
+                          preload_state<__nv_bfloat16>();
                         }),
                         true);
+
+template <typename T, bool TMA, int HS>
+void launch_hs(const Dev& d, float2* scal, int* segs, const CUtensorMap& xmap, const CUtensorMap& bmap,
+               cudaStream_t stream) {
+  const int ntp = (d.P + kS - 1) / kS;
+  const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H / HS, d.batch);
+  constexpr size_t bytes = StateWgSmem<HS>::kBytes;
+  set_smem_once<ssd_wg_state_kernel<T, TMA, HS>>(bytes);
+  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap);
+}
+
+// Two heads per block where a group's heads pair up and the paired grid still gives every SM a
+// block (1 × 2048 at 80 heads: 40 blocks, one head per block keeps 80 SMs walking); tensor
+// copies only (with cp.async the pair's kernel spills at its 128-register cap).
+// (STATESPACE_SSD_STATE_HS=1, temporary A/B: one head per block always.)
+bool pair_heads(const Dev& d) {
+  static const bool off = [] {
+    const char* e = std::getenv("STATESPACE_SSD_STATE_HS");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  const int ntp = (d.P + kS - 1) / kS, ntn = (d.NP + kNW - 1) / kNW;
+  return !off && d.hpg % 2 == 0 && int64_t(ntn) * ntp * (d.H / 2) * d.batch >= sm_count();
+}
+
 }  // namespace
 
 template <typename T>
@@ -242,15 +272,12 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
   const uint32_t box[4] = {64, 1, 64, 1};
   const bool tma = encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
                    encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
-  const int ntp = (d.P + kS - 1) / kS;
-  const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H, d.batch);
-  if (tma) {
-    set_smem_once<ssd_wg_state_kernel<T, true>>(kSmemBytes);
-    ssd_wg_state_kernel<T, true><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
-  } else {
-    set_smem_once<ssd_wg_state_kernel<T, false>>(kSmemBytes);
-    ssd_wg_state_kernel<T, false><<<grid, kNT, kSmemBytes, stream>>>(d, scal, segs, xmap, bmap);
-  }
+  if (!tma)
+    launch_hs<T, false, 1>(d, scal, segs, xmap, bmap, stream);
+  else if (pair_heads(d))
+    launch_hs<T, true, 2>(d, scal, segs, xmap, bmap, stream);
+  else
+    launch_hs<T, true, 1>(d, scal, segs, xmap, bmap, stream);
   return true;
 }
 

@@ -225,14 +225,26 @@ struct ChunkTokens {
   }
 };
 
-// Those tokens' chunk scalars, scanned over the block (NWARP warps): dt' (0 past the end), the
-// inclusive scans from the chunk's start of dt'·A (cs) and of the restart flags (seg), and the
-// chunk's totals. `overlap` runs between the thread's own part and the block's (the next chunk's
-// fetch into tok, whose values are consumed by then).
+// Those tokens' chunk scalars, scanned over the NWARP warps of one head (the block's warps
+// NWARP·k .. for the k-th head of the block: tid is the thread's index among them, sRedA / sRedS
+// that head's NWARP slots): dt' (0 past the end), the inclusive scans from the chunk's start of
+// dt'·A (cs) and of the restart flags (seg), and the chunk's totals. Every thread of the block
+// calls it (one __syncthreads). `overlap` runs between the thread's own part and the block's
+// (the next chunk's fetch into tok, whose values are consumed by then).
 template <int E>
 struct ChunkScan {
   float dtp[E], cs[E], cs_end;
   int seg[E], seg_end;
+  // The state update's weight of token e: exp(cs_end − cs)·dt' on the chunk's last segment, else 0.
+  __device__ __forceinline__ float weight(int e) const { return seg[e] == seg_end ? __expf(cs_end - cs[e]) * dtp[e] : 0.f; }
+  // The state's decay across the chunk (0 when a sequence restarts inside it).
+  __device__ __forceinline__ float decay() const { return seg_end == 0 ? __expf(cs_end) : 0.f; }
+  // (cs, dt') and, with seqIdx, the segment of token e for the output kernel (i: its index in the
+  // (batch, H, Lpad) scalars).
+  __device__ __forceinline__ void store(int e, float2* scal, int* segs, int64_t i) const {
+    scal[i] = make_float2(cs[e], dtp[e]);
+    if (segs) segs[i] = seg[e];
+  }
 };
 template <int E, int NWARP, typename Overlap>
 __device__ __forceinline__ ChunkScan<E> chunk_scan(const Dev& d, const ChunkTokens<E>& tok, int c, float A, int tid,
@@ -271,6 +283,5 @@ __device__ __forceinline__ ChunkScan<E> chunk_scan(const Dev& d, const ChunkToke
   for (int e = 0; e < E; ++e) r.cs[e] += pa, r.seg[e] += ps;
   return r;
 }
-
 
 }  // namespace ss::cuda::ssd

@@ -72,6 +72,15 @@ __device__ __forceinline__ void fence_acc(float (&d)[R]) {
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// Each product's asm is written once, its operand type spliced in as the PTX type name (bf16 /
+// f16) by SS_WG_TYPED: the instruction strings must be literals.
+#define SS_WG_TYPED(T, ASM)                              \
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {      \
+    ASM(bf16);                                           \
+  } else {                                               \
+    ASM(f16);                                            \
+  }
+
 #define SS_WG_D32                                                                                              \
   "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),   \
       "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),   \
@@ -80,26 +89,37 @@ __device__ __forceinline__ void fence_acc(float (&d)[R]) {
 #define SS_WG_DREGS                                                                                        \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, " \
   "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define SS_WG_D64                                                                                              \
+  SS_WG_D32, "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]),        \
+      "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), \
+      "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), \
+      "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), \
+      "+f"(d[63])
+#define SS_WG_DREGS64                                                                 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "           \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "  \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "  \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+
+template <typename T>
+constexpr void check_operand_type() {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or f16 operands");
+}
 
 // D (+)= A·B, A (64 × 16; K-major, or MN-major with TA) and B (16 × 64; K-major, or MN-major
 // with TB) from shared memory. accumulate == false overwrites D.
 template <typename T, int TA, int TB>
 __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {
-  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or f16 operands");
+  check_operand_type<T>();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " SS_WG_DREGS ", %32, %33, p, 1, 1, %35, %36;\n}\n"
-        : SS_WG_D32
-        : "l"(a), "l"(b), "r"(int(accumulate)), "n"(TA), "n"(TB));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " SS_WG_DREGS ", %32, %33, p, 1, 1, %35, %36;\n}\n"
-        : SS_WG_D32
-        : "l"(a), "l"(b), "r"(int(accumulate)), "n"(TA), "n"(TB));
-  }
+#define SS_WG_MMA_SS(TY)                                                                                          \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                       \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." #TY "." #TY " " SS_WG_DREGS                           \
+               ", %32, %33, p, 1, 1, %35, %36;\n}\n"                                                               \
+               : SS_WG_D32                                                                                        \
+               : "l"(a), "l"(b), "r"(int(accumulate)), "n"(TA), "n"(TB))
+  SS_WG_TYPED(T, SS_WG_MMA_SS)
+#undef SS_WG_MMA_SS
 #endif
 }
 
@@ -107,65 +127,40 @@ __device__ __forceinline__ void mma_ss(float (&d)[32], uint64_t a, uint64_t b, b
 // with TB) from shared memory.
 template <typename T, int TB>
 __device__ __forceinline__ void mma_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t b) {
-  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or f16 operands");
+  check_operand_type<T>();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " SS_WG_DREGS ", {%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
-        : SS_WG_D32
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 " SS_WG_DREGS ", {%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
-        : SS_WG_D32
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1));
-  }
+#define SS_WG_MMA_RS(TY)                                                                                          \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"                                                       \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." #TY "." #TY " " SS_WG_DREGS                           \
+               ", {%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"                                                   \
+               : SS_WG_D32                                                                                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1))
+  SS_WG_TYPED(T, SS_WG_MMA_RS)
+#undef SS_WG_MMA_RS
 #endif
 }
-
-#undef SS_WG_D32
-#undef SS_WG_DREGS
-
-#define SS_WG_D64 \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), \
-  "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), \
-  "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), \
-  "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), \
-  "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), \
-  "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), \
-  "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
-  "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-#define SS_WG_DREGS64 \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
-  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
-  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
-  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
 
 // D += A·B for N = 128 (64 accumulators, d[4·i + e] as above with i = 0 .. 15), A (64 × 16) from
 // registers, B (16 × 128; K-major, or MN-major with TB: two 64-wide regions `lbo` bytes apart in
 // its descriptor) from shared memory.
 template <typename T, int TB>
 __device__ __forceinline__ void mma_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t b) {
-  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "bf16 or f16 operands");
+  check_operand_type<T>();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " SS_WG_DREGS64 ", {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"
-        : SS_WG_D64
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1));
-  } else {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " SS_WG_DREGS64 ", {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"
-        : SS_WG_D64
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1));
-  }
+#define SS_WG_MMA_RS128(TY)                                                                                       \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"                                                       \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." #TY "." #TY " " SS_WG_DREGS64                        \
+               ", {%64, %65, %66, %67}, %68, p, 1, 1, %69;\n}\n"                                                   \
+               : SS_WG_D64                                                                                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TB), "r"(1))
+  SS_WG_TYPED(T, SS_WG_MMA_RS128)
+#undef SS_WG_MMA_RS128
 #endif
 }
 
+#undef SS_WG_TYPED
+#undef SS_WG_D32
+#undef SS_WG_DREGS
 #undef SS_WG_D64
 #undef SS_WG_DREGS64
 

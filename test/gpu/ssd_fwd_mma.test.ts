@@ -34,6 +34,13 @@ const CASES: Array<[string, SsdCase]> = [
   ['seqlen 37 (one partial slice), dstate 48, groups 2', { batch: 3, seqlen: 37, heads: 4, headdim: 16, dstate: 48, groups: 2, z: true, D: 'head', initialStates: true }],
   // two headdim tiles at dstate 128, 4 heads per group, restarts inside and on slice edges
   ['headdim 128, dstate 128, seqlen 640, 4 heads per group, restarts, initial states', { batch: 2, seqlen: 640, heads: 8, headdim: 128, dstate: 128, groups: 2, seqStarts: [5, 192, 383], z: true, D: 'channel', dtBias: true, initialStates: true }],
+  // Two heads per state-kernel block (B slices shared; taken on sm_90a with tensor copies when a
+  // group's heads pair up and the paired grid still gives every SM of an H100 a block: ≥ 132):
+  // 160 blocks here; odd seqlen (a partial chunk and slice), restarts on and off slice / chunk
+  // edges, initial states, 4 groups of 40 heads.
+  ['two heads per state block: 160 heads, seqlen 777, headdim 16, dstate 64, groups 4, seqIdx, initial states', { batch: 2, seqlen: 777, heads: 160, headdim: 16, dstate: 64, groups: 4, seqStarts: [1, 64, 100, 256, 511, 700], z: true, D: 'channel', dtBias: true, initialStates: true }],
+  // ... with two headdim tiles (2 × 80 paired blocks), dstate 128, a single group, no z / D
+  ['two heads per state block: headdim 128, dstate 128, 160 heads, seqlen 300, initial states', { batch: 1, seqlen: 300, heads: 160, headdim: 128, dstate: 128, groups: 1, initialStates: true }],
   // many heads, headdim 64 (whole 16-byte pieces), dstate 32
   ['heads 96, headdim 64, dstate 32, groups 4, restarts', { batch: 3, seqlen: 150, heads: 96, headdim: 64, dstate: 32, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }],
 ];
@@ -67,6 +74,15 @@ describeGpu('ssdChunkScan 16-bit forward on tensor cores', () => {
       outs.push(y);
     }
     for (const y of outs.slice(1)) expectClose(y, outs[0], 1e-3, 'y against chunkSize 1');
+  });
+
+  it('two heads per state block: results do not depend on chunkSize (seqlen 1000, 160 heads)', async () => {
+    const pr = makeSsdProblem({ batch: 2, seqlen: 1000, heads: 160, headdim: 8, dstate: 32, groups: 2, seqStarts: [300, 768], z: true, D: 'head', initialStates: true });
+    const ref = ssdReference(roundedTo(pr, 'float16'));
+    for (const chunkSize of [64, 256]) {
+      const y = await values(ssdChunkScan(ssdTensors(pr, 'float16', 'cuda', chunkSize)).y);
+      expectClose(y, ref.y, TOL.float16, `y, chunkSize ${chunkSize}`);
+    }
   });
 
   it('the same call twice gives the same bits', async () => {
