@@ -2,7 +2,9 @@
 // through ldmatrix from padded shared memory), three kernels over 256-token chunks. Where the
 // build has sm_90a code and the device runs it, kernels 1 and 3 are replaced by their warpgroup-
 // product (wgmma) and bulk-tensor-copy (TMA) versions, ssd_fwd_state_wg.cu and ssd_fwd_out_wg.cu
-// (same grids' roles, same rounding points); the kernels here are the fallback elsewhere:
+// (same grids' roles, same rounding points), and kernels 2 and 3 together by the state walk
+// inside each chunk of ssd_fwd_fold_wg.cu where dstate ≤ 128 and the tensor maps encode; the
+// kernels here are the fallback elsewhere:
 //
 //  1. ssd_mma_state_kernel — one block per (batch, head, 64×64 tile of the state (headdim × dstate)),
 //     walking the whole sequence in 64-token slices (cp.async double buffering). The state lives
@@ -526,6 +528,14 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   }
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
+
+  // On sm_90a the outputs by a state walk inside each chunk (ssd_fwd_fold_wg.cu), which needs no
+  // C·Bᵀ; else C·Bᵀ and a tile-parallel output kernel.
+  if (launch_fold_wgmma<T>(d, scal, segs, stream)) {
+    check_launch("ssdChunkScan chunk outputs");
+    timer.mark("chunk outputs (state walk)");
+    return;
+  }
 
   // C·Bᵀ beside the state kernel (a programmatic launch: it reads nothing that kernel writes), on
   // one block per SM: the slots the state kernel's single wave leaves free.

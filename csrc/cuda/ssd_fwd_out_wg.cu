@@ -17,7 +17,6 @@
 // more than the mma.sync kernel's f32 products, inside the operands' own rounding).
 // (Measured on the H100 and lost: four heads per block, a persistent grid prefetching the next
 // item's tiles, H_in multicast to clusters of the four row-tile blocks — bench/NOTES.md.)
-#include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
@@ -351,11 +350,7 @@ bool launch_variant(const Dev& d, const uint4* cbf, const float2* scal, const in
   const int ntp = (d.P + kS - 1) / kS;
   const int items = kSlices * ntp * (d.H / HB) * d.nc * d.batch;
   set_smem_once<ssd_wg_out_kernel<T, HB, TMA>>(bytes);
-  static const bool pdl = [] {  // (STATESPACE_SSD_OUT_PDL=0, temporary A/B: an ordinary launch)
-    const char* e = std::getenv("STATESPACE_SSD_OUT_PDL");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  if (pdl)
+  if (out_pdl())
     launch_pdl(ssd_wg_out_kernel<T, HB, TMA>, dim3(items), dim3(HB * kNT), bytes, stream, d, cbf, scal, segs, maps);
   else
     ssd_wg_out_kernel<T, HB, TMA><<<items, HB * kNT, bytes, stream>>>(d, cbf, scal, segs, maps);

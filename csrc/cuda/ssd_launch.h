@@ -2,6 +2,8 @@
 // __nv_bfloat16). ssd_cuda.cu fills the Dev parameters and picks the type.
 #pragma once
 #include <cuda_runtime.h>
+#include <cstdlib>
+#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
@@ -87,6 +89,19 @@ template <typename T> bool launch_state_wgmma(const Dev& d, float2* scal, int* s
 // sm_90a code and the tiles fit; false (nothing launched) otherwise.
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream);
+// Whether the 16-bit forward's output kernel is a programmatic dependent launch (temporary A/B:
+// STATESPACE_SSD_OUT_PDL=0, an ordinary launch).
+inline bool out_pdl() {
+  static const bool on = [] {
+    const char* e = std::getenv("STATESPACE_SSD_OUT_PDL");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+// The output stage as a 64-token state walk inside each chunk (ssd_fwd_fold_wg.cu: no C·Bᵀ
+// kernel) where the device runs this build's sm_90a code, dstate ≤ 128 and the tensor maps encode
+// (P, N multiples of 8); false (nothing launched) otherwise.
+template <typename T> bool launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, cudaStream_t stream);
 // C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
 // y; the backward before its general chunk-gradient kernel).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);

@@ -41,6 +41,11 @@ const CASES: Array<[string, SsdCase]> = [
   ['two heads per state block: 160 heads, seqlen 777, headdim 16, dstate 64, groups 4, seqIdx, initial states', { batch: 2, seqlen: 777, heads: 160, headdim: 16, dstate: 64, groups: 4, seqStarts: [1, 64, 100, 256, 511, 700], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // ... with two headdim tiles (2 × 80 paired blocks), dstate 128, a single group, no z / D
   ['two heads per state block: headdim 128, dstate 128, 160 heads, seqlen 300, initial states', { batch: 1, seqlen: 300, heads: 160, headdim: 128, dstate: 128, groups: 1, initialStates: true }],
+  // The output stage's state walk (ssd_fwd_fold_wg.cu) with two heads per block: it takes them
+  // when the paired grid has ≥ 4 blocks per SM of an H100 (528): 3 chunks × 2 × 96 pairs = 576,
+  // dstate 128 (two 64-column regions, as in the benchmark), odd seqlen, restarts on and beside
+  // 64-token edges, initial states.
+  ['state walk, two heads per block: 192 heads, seqlen 601, headdim 16, dstate 128, groups 2, seqIdx', { batch: 2, seqlen: 601, heads: 192, headdim: 16, dstate: 128, groups: 2, seqStarts: [63, 64, 130, 256, 450], z: true, D: 'head', dtBias: true, initialStates: true }],
   // many heads, headdim 64 (whole 16-byte pieces), dstate 32
   ['heads 96, headdim 64, dstate 32, groups 4, restarts', { batch: 3, seqlen: 150, heads: 96, headdim: 64, dstate: 32, groups: 4, seqStarts: [64, 100], z: true, D: 'channel', dtBias: true, initialStates: true }],
 ];

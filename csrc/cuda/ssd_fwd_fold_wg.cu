@@ -1,0 +1,351 @@
+// The SSD forward's output stage as a 64-token state walk inside the chunk (Hopper warpgroup
+// products, sm_90a, bulk tensor copies): one block per (batch, chunk, HB heads of a group, 64-wide
+// headdim tile) walks the chunk's row tiles r = 0, 1, ... in order, carrying the state entering
+// the tile, S_r (64 headdim rows × NP, T, in shared memory; S_0 = the chunk's incoming state H_in
+// from the state kernel):
+//   Y_r     = rf ∘ (C_r · S_rᵀ) + (C_r·B_rᵀ ∘ L) · X_r           (then + D·x, gated, stored)
+//   S_{r+1} = dec_r · S_r + (w ∘ X_r)ᵀ · B_r
+// with ref = the token before the tile (cs_ref = 0, seg_ref = 0 before the chunk), end = the
+// tile's last token, cs / seg the chunk's cumulative sums of dt'·A and segment numbers:
+//   rf_t  = exp(cs_t − cs_ref)·[seg_t = seg_ref],   L_ts = exp(cs_t − cs_s)·dt'_s·[s ≤ t, seg_s = seg_t],
+//   dec_r = exp(cs_end − cs_ref)·[seg_end = seg_ref], w_s = exp(cs_end − cs_s)·dt'_s·[seg_s = seg_end].
+// Where the tile-parallel kernel (ssd_fwd_out_wg.cu) reads, per 64-row tile, H_in and every x
+// slice up to its rows and a precomputed C·Bᵀ for each, this reads every C, B, x, z tile of the
+// chunk once and H_in once per head, and computes the diagonal C_r·B_rᵀ itself (no C·Bᵀ kernel):
+// ≈ half the L2 reads per chunk. Products (one warpgroup per head, warp w owning rows 16·w ..):
+//   C_r·S_rᵀ, C_r·B_rᵀ — A (C rows) and B (S_r [p][n], B_r [token][n]) K-major from swizzled smem;
+//   (C·Bᵀ ∘ L)·X_r      — A from registers (the C·Bᵀ accumulators masked in f32, packed), B = x;
+//   (w ∘ X_r)ᵀ·B_r      — A from registers (ldmatrix.trans of x, scaled by the weights as T
+//                         pairs), B = B_r N-major, accumulated onto dec_r·S_r loaded from smem.
+// Rounding: the operands are T, the state is rounded to T at every tile edge (the tile-parallel
+// kernel: at every chunk edge), every sum is f32.
+// The tiles of row tile r + 1 (C, B; x, z per head) are copied by thread 0 once every warpgroup
+// is done with those of r (one barrier per tile); two blocks per SM cover each other's copies.
+#include <cstdlib>
+#include <cstring>
+#include "cuda/check.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "cuda/ssd_common.cuh"
+#include "cuda/ssd_fwd_tiles.cuh"
+#include "cuda/ssd_launch.h"
+#include "cuda/tensor_map.h"
+#include "cuda/tma.cuh"
+#include "cuda/wgmma.cuh"
+
+namespace ss::cuda::ssd {
+
+namespace {
+
+using namespace ss::cuda::mma;
+
+constexpr int kQ = kChunkedQ;
+constexpr int kS = kFwdSlice;      // rows of a tile
+constexpr int kNT = 128;           // one warpgroup per head
+constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 64-row tile
+constexpr float kLog2e = 1.4426950408889634f;
+
+__host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
+
+// Shared memory (byte offsets from a 1024-byte aligned base): the copy barriers, then C_r and B_r
+// (NK regions each, shared by the block's heads), then per head S_r (NK regions), x_r, z_r (one
+// region each), the chunk's (cs·log2 e, dt') and segments. `bytes` includes the alignment slack.
+template <int NK, int HB>
+struct FoldSmem {
+  static constexpr size_t kC = 1024, kB = kC + NK * kRegion, kHeads = kB + NK * kRegion;
+  static constexpr size_t kS_ = 0, kX = NK * kRegion, kZ = kX + kRegion, kScal = kZ + kRegion,
+                          kSeg = kScal + size_t(kQ) * 8, kHead = align1024(kSeg + size_t(kQ) * 4);
+  static constexpr size_t kBytes = kHeads + HB * kHead + 1024;
+};
+
+}  // namespace
+
+// The fold kernel's tensor maps (TMA): x and z as (P, H, L, batch), B and C as (N, G, L, batch),
+// the chunk states as (NP, batch·H·nc·PP); 64 × 64 boxes.
+struct FoldMaps {
+  CUtensorMap x, z, B, C, St;
+};
+
+// grid nc·batch·⌈P/64⌉·H/HB (blocks of one (batch, chunk) adjacent), 128·HB threads.
+// NK: 64-column regions of dstate (NP ≤ 64·NK).
+template <typename T, int NK, int HB>
+__global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
+    ssd_fold_kernel(Dev d, const float2* scal, const int* segs, const __grid_constant__ FoldMaps maps) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Lay = FoldSmem<NK, HB>;
+  const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+  const uint32_t aBase = smem_addr(smem);
+  const uint32_t barT = aBase, barH = aBase + 8;  // the row tile's C, B, x, z; the heads' H_in
+
+  const int ntp = (d.P + kS - 1) / kS, nhb = d.H / HB;
+  const int hb = blockIdx.x % nhb, pt = (blockIdx.x / nhb) % ntp, rest = blockIdx.x / (nhb * ntp);
+  const int c = rest % d.nc, b = rest / d.nc;
+  const int t0 = c * kQ, q = min(kQ, d.L - t0), R = (q + kS - 1) / kS;  // row tiles with rows
+  const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
+  const int p0 = pt * kS, pw = min(kS, d.P - p0);
+
+  const uint32_t aC = aBase + Lay::kC, aB = aBase + Lay::kB;
+  const uint32_t aHead0 = aBase + Lay::kHeads, aHead = aHead0 + hs * Lay::kHead;
+  const uint32_t aS = aHead + Lay::kS_, aX = aHead + Lay::kX;
+  unsigned char* head = smem + Lay::kHeads + hs * Lay::kHead;
+  const unsigned char* sX = head + Lay::kX;
+  const unsigned char* sZ = head + Lay::kZ;
+  unsigned char* sS = head + Lay::kS_;
+  float2* sScal = reinterpret_cast<float2*>(head + Lay::kScal);
+  int* sSeg = reinterpret_cast<int*>(head + Lay::kSeg);
+
+  // Row tile r's C, B and every head's x, z, by thread 0 on barT.
+  auto load_tile = [&](int r) {
+    const uint32_t bytes = (2 * NK + HB * (d.z ? 2 : 1)) * kRegion;
+    mbar_arrive_expect_tx(barT, bytes);
+    const int row = t0 + r * kS;
+#pragma unroll
+    for (int k = 0; k < NK; ++k) {
+      tma::load_4d(aC + k * kRegion, &maps.C, 64 * k, g, row, b, barT);
+      tma::load_4d(aB + k * kRegion, &maps.B, 64 * k, g, row, b, barT);
+    }
+#pragma unroll
+    for (int j = 0; j < HB; ++j) {
+      const uint32_t hd = aHead0 + j * Lay::kHead;
+      tma::load_4d(hd + Lay::kX, &maps.x, p0, hb * HB + j, row, b, barT);
+      if (d.z) tma::load_4d(hd + Lay::kZ, &maps.z, p0, hb * HB + j, row, b, barT);
+    }
+  };
+  if (tid == 0) {
+    mbar_init(barT, 1);
+    mbar_init(barH, 1);
+    mbar_init_fence();
+    load_tile(0);
+  }
+  // Launched as a programmatic dependent of the state kernel: the inputs above are copied before
+  // the wait, the chunk states and scalars after it.
+  pdl_wait();
+  if (tid == 0) {
+    mbar_arrive_expect_tx(barH, HB * NK * kRegion);
+#pragma unroll
+    for (int j = 0; j < HB; ++j) {
+      const int srow = ((b * d.H + hb * HB + j) * d.nc + c) * d.PP + p0;
+#pragma unroll
+      for (int k = 0; k < NK; ++k)
+        tma::load_2d(aHead0 + j * Lay::kHead + Lay::kS_ + k * kRegion, &maps.St, 64 * k, srow, barH);
+    }
+  }
+  // The chunk's scalars (cs in log2 units: the factors are exp2 of differences), two tokens per
+  // thread and step: every token of the row tiles with rows (past L: dt' = 0, cs constant).
+  {
+    const int64_t so = (int64_t(b) * d.H + h) * d.Lpad + t0;
+    for (int i2 = ht; i2 < R * kS / 2; i2 += kNT) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(scal + so) + i2);
+      reinterpret_cast<float4*>(sScal)[i2] = make_float4(v.x * kLog2e, v.y, v.z * kLog2e, v.w);
+      reinterpret_cast<int2*>(sSeg)[i2] =
+          segs ? make_int2(__ldg(segs + so + 2 * i2), __ldg(segs + so + 2 * i2 + 1)) : make_int2(0, 0);
+    }
+  }
+  __syncthreads();  // the barriers are initialised, the scalars staged
+
+  const int gq = lane >> 2, tq = 2 * (lane & 3);
+  const RC aq = a_addr_t(lane);  // ldmatrix.trans addresses (token row, p column) of the (w ∘ X)ᵀ fragments
+  // this lane's pair of S_r (or of any [64][NK·64] SW128 tile) at rows 16·w + gq + 8·hf, columns
+  // 64·k + 8·ni + tq, + 1
+  const uint32_t rb = (16 * w + gq) * 128 + tq * 2;
+  auto pair_off = [&](int k, int hf, int ni) { return uint32_t(k * kRegion) + rb + uint32_t(hf * 1024 + ((ni ^ gq) << 4)); };
+
+  mbar_wait(barH, 0);  // H_in has landed (S_0)
+  for (int r = 0; r < R; ++r) {
+    mbar_wait(barT, r & 1);  // row tile r's C, B, x, z have landed (S_r: H_in, or written below)
+    // Y = C_r·S_rᵀ and CB = C_r·B_rᵀ (S_r and B_r stored [·][n]: B operands N × K, K-major).
+    float y[32], cb[32];
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4 * NK; ++kk) {
+      const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
+      wg::mma_ss<T, 0, 0>(y, wg::sw128_desc(aC + off), wg::sw128_desc(aS + off), kk > 0);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4 * NK; ++kk) {
+      const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
+      wg::mma_ss<T, 0, 0>(cb, wg::sw128_desc(aC + off), wg::sw128_desc(aB + off), kk > 0);
+    }
+    wg::commit();
+
+    // This lane's rows (chunk positions) and the tile's reference / end scalars, meanwhile.
+    const int row_lo = r * kS + 16 * w + gq, row_hi = row_lo + 8;
+    const float cs_ref = r ? sScal[r * kS - 1].x : 0.f;
+    const int seg_ref = r ? sSeg[r * kS - 1] : 0;
+    const float cs_lo = sScal[row_lo].x, cs_hi = sScal[row_hi].x;
+    const int seg_lo = sSeg[row_lo], seg_hi = sSeg[row_hi];
+    const float rf_lo = seg_lo == seg_ref ? exp2f(cs_lo - cs_ref) : 0.f;
+    const float rf_hi = seg_hi == seg_ref ? exp2f(cs_hi - cs_ref) : 0.f;
+
+    wg::wait<0>();
+    wg::fence_acc(y);
+    wg::fence_acc(cb);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) y[i] *= (i & 2) ? rf_hi : rf_lo;
+    // The A fragments of (CB ∘ L): k step kk covers token columns 16·kk ..; accumulator tile ni =
+    // 2·kk + hf holds columns 8·ni + tq, + 1 of rows row_lo (e 0, 1) and row_hi (e 2, 3). Masked
+    // entries are selected, never multiplied (the exponent is positive above the diagonal);
+    // token tiles past the warp's rows are zero.
+    uint32_t a[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      if (kk <= w) {
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int ni = 2 * kk + hf, s0 = r * kS + 8 * ni + tq;
+          const float4 sc = *reinterpret_cast<const float4*>(sScal + s0);  // (cs, dt') of s0, s0 + 1
+          const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
+          const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? exp2f(cs_lo - sc.x) * sc.y : 0.f;
+          const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? exp2f(cs_lo - sc.z) * sc.w : 0.f;
+          const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? exp2f(cs_hi - sc.x) * sc.y : 0.f;
+          const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? exp2f(cs_hi - sc.z) * sc.w : 0.f;
+          a[kk][2 * hf] = pack2<T>(cb[4 * ni] * f0, cb[4 * ni + 1] * f1);
+          a[kk][2 * hf + 1] = pack2<T>(cb[4 * ni + 2] * f2, cb[4 * ni + 3] * f3);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a[kk][e] = 0u;
+      }
+    }
+    // Y += (CB ∘ L)·X_r (x stored [token][p]: B N-major).
+    wg::fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(y, a[kk], wg::sw128_desc(aX + kk * 2048));
+    wg::commit();
+
+    wg::wait<0>();
+    wg::fence_acc(y);
+
+    // Epilogue: + D·x, gate, store (x, z of these rows: this tile's, swizzled).
+    store_y<T>(d, y, sX, d.z ? sZ : nullptr, [&](int hf, int ni) { return pair_off(0, hf, ni); }, b, h, t0, r, p0, pw,
+               min(kS, q - r * kS), w, lane);
+
+    const bool more = r + 1 < R;
+    if (more) {
+      // S_{r+1} = dec_r·S_r + (w ∘ X_r)ᵀ·B_r. A = (w ∘ X_r)ᵀ: ldmatrix.trans of x, the weights as T
+      // pairs (one packed multiply per fragment register: tokens 2t, 2t + 1 of one headdim row).
+      const float cs_end = sScal[r * kS + kS - 1].x;
+      const int seg_end = sSeg[r * kS + kS - 1];
+      const float dec = seg_end == seg_ref ? exp2f(cs_end - cs_ref) : 0.f;
+      auto wpair = [&](int s) {  // weights of tokens s, s + 1 as a T pair
+        const float4 sc = *reinterpret_cast<const float4*>(sScal + s);
+        return pack2<T>(sSeg[s] == seg_end ? exp2f(cs_end - sc.x) * sc.y : 0.f,
+                        sSeg[s + 1] == seg_end ? exp2f(cs_end - sc.z) * sc.w : 0.f);
+      };
+      uint32_t af[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        ldsm_x4_t(af[kk], aX + wg::sw128_offset(16 * kk + aq.r, 16 * w + aq.c, kS));
+        const uint32_t wl = wpair(r * kS + 16 * kk + tq), wh = wpair(r * kS + 16 * kk + 8 + tq);
+        af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
+        af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
+      }
+      // Accumulated onto dec_r·S_r (C_r·S_rᵀ is done with it), one 64-column region at a time (32
+      // accumulators live, not 64; built after the epilogue, so y is dead).
+#pragma unroll
+      for (int k = 0; k < NK; ++k) {
+        float st[32];
+#pragma unroll
+        for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) {
+            const float2 v = unpack2<T>(*reinterpret_cast<const uint32_t*>(sS + pair_off(k, hf, ni)));
+            st[4 * ni + 2 * hf] = v.x * dec, st[4 * ni + 2 * hf + 1] = v.y * dec;
+          }
+        wg::fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(st, af[kk], wg::sw128_desc(aB + k * kRegion + kk * 2048));
+        wg::commit();
+        wg::wait<0>();
+        wg::fence_acc(st);
+#pragma unroll
+        for (int ni = 0; ni < 8; ++ni)
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf)
+            *reinterpret_cast<uint32_t*>(sS + pair_off(k, hf, ni)) = pack2<T>(st[4 * ni + 2 * hf], st[4 * ni + 2 * hf + 1]);
+      }
+      wg::fence_proxy_async();  // S_{r+1} visible to the tensor cores' reads after the barrier
+    }
+    __syncthreads();  // every warpgroup is done with row tile r's C, B, x, z; S_{r+1} is complete
+    if (more && tid == 0) load_tile(r + 1);
+  }
+#else
+  __trap();  // launched only where the sm_90a code runs (wgmma_available)
+#endif
+}
+
+namespace {
+
+template <typename T>
+void preload_fold() {
+  preload_kernels<ssd_fold_kernel<T, 1, 1>, ssd_fold_kernel<T, 1, 2>, ssd_fold_kernel<T, 2, 1>, ssd_fold_kernel<T, 2, 2>>();
+}
+const bool g_preload = (cuda::register_kernel_preload([] {
+                          if (!wgmma_available()) return;
+                          preload_fold<__half>();
+                          preload_fold<__nv_bfloat16>();
+                        }),
+                        true);
+
+template <typename T, int NK, int HB>
+void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const FoldMaps& maps, cudaStream_t stream) {
+  constexpr size_t bytes = FoldSmem<NK, HB>::kBytes;
+  const int ntp = (d.P + kS - 1) / kS;
+  set_smem_once<ssd_fold_kernel<T, NK, HB>>(bytes);
+  const dim3 grid(d.nc * d.batch * ntp * (d.H / HB)), block(kNT * HB);
+  if (out_pdl())
+    launch_pdl(ssd_fold_kernel<T, NK, HB>, grid, block, bytes, stream, d, scal, segs, maps);
+  else
+    ssd_fold_kernel<T, NK, HB><<<grid, block, bytes, stream>>>(d, scal, segs, maps);
+}
+
+// Two heads per block (sharing C and B) where a group's heads pair up and the paired grid still
+// fills two waves of two blocks per SM (4 × 4096 at 80 heads: 2560 blocks); else one head per
+// block, three per SM (1 × 2048: 640 blocks instead of 320).
+template <typename T, int NK>
+void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const FoldMaps& maps, cudaStream_t stream) {
+  const int64_t pairs = int64_t(d.nc) * d.batch * ((d.P + kS - 1) / kS) * (d.H / 2);
+  if (d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
+    launch_fold_hb<T, NK, 2>(d, scal, segs, maps, stream);
+  else
+    launch_fold_hb<T, NK, 1>(d, scal, segs, maps, stream);
+}
+
+}  // namespace
+
+template <typename T>
+bool launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, cudaStream_t stream) {
+  static const bool off = [] {  // (STATESPACE_SSD_FOLD=0, temporary A/B: the tile-parallel output kernel)
+    const char* e = std::getenv("STATESPACE_SSD_FOLD");
+    return e && std::strcmp(e, "0") == 0;
+  }();
+  if (off || !wgmma_available() || d.NP > 128) return false;
+  // Bulk tensor copies only (16-byte aligned rows: P and N multiples of 8).
+  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
+  FoldMaps maps{};
+  const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
+  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
+  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
+  const uint64_t sst[1] = {uint64_t(d.NP) * 2};
+  const bool tma = encode_tile_map_16(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
+                   (!d.z || encode_tile_map_16(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
+                   encode_tile_map_16(&maps.B, bf16, d.B, 4, cd, cst, box4) &&
+                   encode_tile_map_16(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
+                   encode_tile_map_16(&maps.St, bf16, d.St, 2, sd, sst, box2);
+  if (!tma) return false;
+  if (d.NP <= 64)
+    launch_fold_nk<T, 1>(d, scal, segs, maps, stream);
+  else
+    launch_fold_nk<T, 2>(d, scal, segs, maps, stream);
+  return true;
+}
+
+template bool launch_fold_wgmma<__half>(const Dev&, const float2*, const int*, cudaStream_t);
+template bool launch_fold_wgmma<__nv_bfloat16>(const Dev&, const float2*, const int*, cudaStream_t);
+
+}  // namespace ss::cuda::ssd
