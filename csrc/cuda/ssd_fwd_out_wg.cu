@@ -381,10 +381,10 @@ bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const in
   const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
   const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
   const uint64_t sst[1] = {uint64_t(d.NP) * 2};
-  const bool tma = encode_tile_map_16(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
-                   (!d.z || encode_tile_map_16(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
-                   encode_tile_map_16(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
-                   encode_tile_map_16(&maps.St, bf16, d.St, 2, sd, sst, box2);
+  const bool tma = encode_tile_map_16_cached(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
+                   (!d.z || encode_tile_map_16_cached(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
+                   encode_tile_map_16_cached(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
+                   encode_tile_map_16_cached(&maps.St, bf16, d.St, 2, sd, sst, box2);
   return tma ? launch_tma<T, true>(d, cbf, scal, segs, maps, stream) : launch_tma<T, false>(d, cbf, scal, segs, maps, stream);
 }
 

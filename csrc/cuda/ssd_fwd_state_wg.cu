@@ -270,8 +270,8 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
   const uint64_t bd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
   const uint64_t bst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
   const uint32_t box[4] = {64, 1, 64, 1};
-  const bool tma = encode_tile_map_16(&xmap, bf16, d.x, 4, xd, xst, box) &&
-                   encode_tile_map_16(&bmap, bf16, d.B, 4, bd, bst, box);
+  const bool tma = encode_tile_map_16_cached(&xmap, bf16, d.x, 4, xd, xst, box) &&
+                   encode_tile_map_16_cached(&bmap, bf16, d.B, 4, bd, bst, box);
   if (!tma)
     launch_hs<T, false, 1>(d, scal, segs, xmap, bmap, stream);
   else if (pair_heads(d))

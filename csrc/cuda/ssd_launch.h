@@ -2,6 +2,7 @@
 // __nv_bfloat16). ssd_cuda.cu fills the Dev parameters and picks the type.
 #pragma once
 #include <cuda_runtime.h>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
@@ -22,20 +23,26 @@ constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_9
 
 // The largest size set_smem_once has set for KERNEL on each device (0: none yet).
 template <auto* KERNEL>
-size_t& smem_set_for(int dev) {
-  static size_t done[64] = {};
+std::atomic<size_t>& smem_set_for(int dev) {
+  static std::atomic<size_t> done[64] = {};
   return done[dev];
 }
 
 // set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
-// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see.
+// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see. Thread-safe: two
+// threads racing on a first call both set the attribute (the same value), never a smaller one.
 template <auto* KERNEL>
 void set_smem_once(size_t bytes) {
   int dev = 0;
   check(cudaGetDevice(&dev), "ssdChunkScan: device");
-  if (dev < 64 && smem_set_for<KERNEL>(dev) >= bytes) return;  // (a race only repeats the call)
+  if (dev < 64 && smem_set_for<KERNEL>(dev).load(std::memory_order_acquire) >= bytes) return;
   set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
-  if (dev < 64) smem_set_for<KERNEL>(dev) = bytes;
+  if (dev < 64) {
+    std::atomic<size_t>& done = smem_set_for<KERNEL>(dev);
+    size_t seen = done.load(std::memory_order_relaxed);
+    while (seen < bytes && !done.compare_exchange_weak(seen, bytes, std::memory_order_release)) {
+    }
+  }
 }
 
 // Kernel preload (cuda::register_kernel_preload: run when a device is first used): loads the
@@ -49,14 +56,14 @@ void preload_kernels() {
   int dev = 0, optin = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev >= 64) return;
   if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) return;
-  auto one = [&](auto* kernel, size_t& done) {
+  auto one = [&](auto* kernel, std::atomic<size_t>& done) {
     cudaFuncAttributes a;
     if (cudaFuncGetAttributes(&a, kernel) != cudaSuccess) return;
     const int dyn = optin - int(a.sharedSizeBytes);
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, dyn) == cudaSuccess &&
         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                              int(cudaSharedmemCarveoutMaxShared)) == cudaSuccess)
-      done = size_t(dyn);
+      done.store(size_t(dyn), std::memory_order_release);
   };
   (one(KERNELS, smem_set_for<KERNELS>(dev)), ...);
 }

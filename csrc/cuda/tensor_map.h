@@ -15,4 +15,11 @@ namespace ss::cuda {
 bool encode_tile_map_16(CUtensorMap* map, bool bf16, const void* base, int rank, const uint64_t* dims,
                         const uint64_t* strides_bytes, const uint32_t* box);
 
+// encode_tile_map_16 through a small per-thread cache keyed by every argument (thread-safe without
+// a lock; a map holds the global address, so it is the same on every device): calls that repeat
+// their tensors — a layer's forward in a loop, a decode step — skip the driver's encoder. Refusals
+// are remembered too.
+bool encode_tile_map_16_cached(CUtensorMap* map, bool bf16, const void* base, int rank, const uint64_t* dims,
+                               const uint64_t* strides_bytes, const uint32_t* box);
+
 }  // namespace ss::cuda
