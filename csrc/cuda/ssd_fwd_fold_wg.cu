@@ -20,7 +20,9 @@
 // Rounding: the operands are T, the state is rounded to T at every tile edge (the tile-parallel
 // kernel: at every chunk edge), every sum is f32.
 // The tiles of row tile r + 1 (C, B; x, z per head) are copied by thread 0 once every warpgroup
-// is done with those of r (one barrier per tile); two blocks per SM cover each other's copies.
+// is done with those of r (one barrier per tile; two blocks per SM cover each other's copies);
+// x and z, the ones that come from DRAM, were prefetched into L2 a tile earlier, and the tile's
+// first products wait only for C and B.
 #include <cstdlib>
 #include <cstring>
 #include "cuda/check.cuh"
@@ -77,7 +79,8 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   const uint32_t aBase = smem_addr(smem);
-  const uint32_t barT = aBase, barH = aBase + 8;  // the row tile's C, B, x, z; the heads' H_in
+  // the row tile's C and B; its x and z (needed from the third product on); the heads' H_in
+  const uint32_t barA = aBase, barX = aBase + 8, barH = aBase + 16;
 
   const int ntp = (d.P + kS - 1) / kS, nhb = d.H / HB;
   const int hb = blockIdx.x % nhb, pt = (blockIdx.x / nhb) % ntp, rest = blockIdx.x / (nhb * ntp);
@@ -96,28 +99,40 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   float2* sScal = reinterpret_cast<float2*>(head + Lay::kScal);
   int* sSeg = reinterpret_cast<int*>(head + Lay::kSeg);
 
-  // Row tile r's C, B and every head's x, z, by thread 0 on barT.
+  // Row tile r's C, B (on barA) and every head's x, z (on barX), by thread 0.
   auto load_tile = [&](int r) {
-    const uint32_t bytes = (2 * NK + HB * (d.z ? 2 : 1)) * kRegion;
-    mbar_arrive_expect_tx(barT, bytes);
     const int row = t0 + r * kS;
+    mbar_arrive_expect_tx(barA, 2 * NK * kRegion);
 #pragma unroll
     for (int k = 0; k < NK; ++k) {
-      tma::load_4d(aC + k * kRegion, &maps.C, 64 * k, g, row, b, barT);
-      tma::load_4d(aB + k * kRegion, &maps.B, 64 * k, g, row, b, barT);
+      tma::load_4d(aC + k * kRegion, &maps.C, 64 * k, g, row, b, barA);
+      tma::load_4d(aB + k * kRegion, &maps.B, 64 * k, g, row, b, barA);
     }
+    mbar_arrive_expect_tx(barX, HB * (d.z ? 2 : 1) * kRegion);
 #pragma unroll
     for (int j = 0; j < HB; ++j) {
       const uint32_t hd = aHead0 + j * Lay::kHead;
-      tma::load_4d(hd + Lay::kX, &maps.x, p0, hb * HB + j, row, b, barT);
-      if (d.z) tma::load_4d(hd + Lay::kZ, &maps.z, p0, hb * HB + j, row, b, barT);
+      tma::load_4d(hd + Lay::kX, &maps.x, p0, hb * HB + j, row, b, barX);
+      if (d.z) tma::load_4d(hd + Lay::kZ, &maps.z, p0, hb * HB + j, row, b, barX);
+    }
+  };
+  // Row tile r's x and z into L2 (read from DRAM while tile r − 1 computes; its load_tile then
+  // finds them there).
+  auto prefetch_tile = [&](int r) {
+    const int row = t0 + r * kS;
+#pragma unroll
+    for (int j = 0; j < HB; ++j) {
+      tma::prefetch_4d(&maps.x, p0, hb * HB + j, row, b);
+      if (d.z) tma::prefetch_4d(&maps.z, p0, hb * HB + j, row, b);
     }
   };
   if (tid == 0) {
-    mbar_init(barT, 1);
+    mbar_init(barA, 1);
+    mbar_init(barX, 1);
     mbar_init(barH, 1);
     mbar_init_fence();
     load_tile(0);
+    if (R > 1) prefetch_tile(1);
   }
   // Launched as a programmatic dependent of the state kernel: the inputs above are copied before
   // the wait, the chunk states and scalars after it.
@@ -154,7 +169,8 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   mbar_wait(barH, 0);  // H_in has landed (S_0)
   for (int r = 0; r < R; ++r) {
-    mbar_wait(barT, r & 1);  // row tile r's C, B, x, z have landed (S_r: H_in, or written below)
+    mbar_wait(barA, r & 1);  // row tile r's C, B have landed (S_r: H_in, or written below)
+    if (tid == 0 && r + 2 < R) prefetch_tile(r + 2);
     // Y = C_r·S_rᵀ and CB = C_r·B_rᵀ (S_r and B_r stored [·][n]: B operands N × K, K-major).
     float y[32], cb[32];
     wg::fence();
@@ -210,6 +226,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       }
     }
     // Y += (CB ∘ L)·X_r (x stored [token][p]: B N-major).
+    mbar_wait(barX, r & 1);  // row tile r's x, z have landed
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(y, a[kk], wg::sw128_desc(aX + kk * 2048));
@@ -242,34 +259,37 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
         af[kk][0] = mul2<T>(af[kk][0], wl), af[kk][1] = mul2<T>(af[kk][1], wl);
         af[kk][2] = mul2<T>(af[kk][2], wh), af[kk][3] = mul2<T>(af[kk][3], wh);
       }
-      // Accumulated onto dec_r·S_r (C_r·S_rᵀ is done with it), one 64-column region at a time (32
-      // accumulators live, not 64; built after the epilogue, so y is dead).
+      // Accumulated onto dec_r·S_r (C_r·S_rᵀ is done with it; built after the epilogue, y is dead).
+      float st[NK][32];
 #pragma unroll
-      for (int k = 0; k < NK; ++k) {
-        float st[32];
+      for (int k = 0; k < NK; ++k)
 #pragma unroll
         for (int ni = 0; ni < 8; ++ni)
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf) {
             const float2 v = unpack2<T>(*reinterpret_cast<const uint32_t*>(sS + pair_off(k, hf, ni)));
-            st[4 * ni + 2 * hf] = v.x * dec, st[4 * ni + 2 * hf + 1] = v.y * dec;
+            st[k][4 * ni + 2 * hf] = v.x * dec, st[k][4 * ni + 2 * hf + 1] = v.y * dec;
           }
-        wg::fence();
+      wg::fence();
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) wg::mma_rs<T, 1>(st, af[kk], wg::sw128_desc(aB + k * kRegion + kk * 2048));
-        wg::commit();
-        wg::wait<0>();
-        wg::fence_acc(st);
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int k = 0; k < NK; ++k) wg::mma_rs<T, 1>(st[k], af[kk], wg::sw128_desc(aB + k * kRegion + kk * 2048));
+      wg::commit();
+      wg::wait<0>();
+#pragma unroll
+      for (int k = 0; k < NK; ++k) {
+        wg::fence_acc(st[k]);
 #pragma unroll
         for (int ni = 0; ni < 8; ++ni)
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf)
-            *reinterpret_cast<uint32_t*>(sS + pair_off(k, hf, ni)) = pack2<T>(st[4 * ni + 2 * hf], st[4 * ni + 2 * hf + 1]);
+            *reinterpret_cast<uint32_t*>(sS + pair_off(k, hf, ni)) = pack2<T>(st[k][4 * ni + 2 * hf], st[k][4 * ni + 2 * hf + 1]);
       }
       wg::fence_proxy_async();  // S_{r+1} visible to the tensor cores' reads after the barrier
     }
     __syncthreads();  // every warpgroup is done with row tile r's C, B, x, z; S_{r+1} is complete
-    if (more && tid == 0) load_tile(r + 1);
+    if (more && tid == 0) load_tile(r + 1);  // (x, z prefetched into L2 during tile r − 1)
   }
 #else
   __trap();  // launched only where the sm_90a code runs (wgmma_available)

@@ -30,4 +30,15 @@ __device__ __forceinline__ void load_4d(uint32_t dst, const CUtensorMap* map, in
 #endif
 }
 
+// Prefetches the tile at coordinates c of `map` into L2 (no shared memory, no barrier): a later
+// load_4d of it then finds it there.
+__device__ __forceinline__ void prefetch_4d(const CUtensorMap* map, int c0, int c1, int c2, int c3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
+                   reinterpret_cast<uint64_t>(map)),
+               "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+               : "memory");
+#endif
+}
+
 }  // namespace ss::cuda::tma
