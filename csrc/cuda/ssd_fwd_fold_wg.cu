@@ -68,7 +68,8 @@ struct FoldMaps {
   CUtensorMap x, z, B, C, St;
 };
 
-// grid nc·batch·⌈P/64⌉·H/HB (blocks of one (batch, chunk) adjacent), 128·HB threads.
+// grid nc·batch·⌈P/64⌉·H/HB (blocks of one (batch, chunk) adjacent: they share C and B through
+// L2), 128·HB threads.
 // NK: 64-column regions of dstate (NP ≤ 64·NK).
 template <typename T, int NK, int HB>
 __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
@@ -84,7 +85,9 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   const int ntp = (d.P + kS - 1) / kS, nhb = d.H / HB;
   const int hb = blockIdx.x % nhb, pt = (blockIdx.x / nhb) % ntp, rest = blockIdx.x / (nhb * ntp);
-  const int c = rest % d.nc, b = rest / d.nc;
+  // chunks from the last: the state kernel wrote their H_in (and read their x) last, so they are
+  // the likeliest to be found in L2
+  const int b = rest % d.batch, c = d.nc - 1 - rest / d.batch;
   const int t0 = c * kQ, q = min(kQ, d.L - t0), R = (q + kS - 1) / kS;  // row tiles with rows
   const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
