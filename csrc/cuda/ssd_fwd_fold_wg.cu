@@ -45,17 +45,17 @@ constexpr int kQ = kChunkedQ;
 constexpr int kS = kFwdSlice;      // rows of a tile
 constexpr int kNT = 128;           // one warpgroup per head
 constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 64-row tile
-constexpr float kLog2e = 1.4426950408889634f;
 
 __host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
 
 // Shared memory (byte offsets from a 1024-byte aligned base): the copy barriers, then C_r and B_r
-// (NK regions each, shared by the block's heads), then per head S_r (NK regions), x_r, z_r (one
-// region each), the chunk's (cs·log2 e, dt') and segments. `bytes` includes the alignment slack.
+// (NK regions each, shared by the block's heads), then per head (kHead bytes from kHeads): S_r (NK
+// regions, at the head's start), x_r, z_r (one region each), the chunk's (cs·log2 e, dt') and
+// segments. `bytes` includes the alignment slack.
 template <int NK, int HB>
 struct FoldSmem {
   static constexpr size_t kC = 1024, kB = kC + NK * kRegion, kHeads = kB + NK * kRegion;
-  static constexpr size_t kS_ = 0, kX = NK * kRegion, kZ = kX + kRegion, kScal = kZ + kRegion,
+  static constexpr size_t kX = NK * kRegion, kZ = kX + kRegion, kScal = kZ + kRegion,
                           kSeg = kScal + size_t(kQ) * 8, kHead = align1024(kSeg + size_t(kQ) * 4);
   static constexpr size_t kBytes = kHeads + HB * kHead + 1024;
 };
@@ -76,6 +76,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     ssd_fold_kernel(Dev d, const float2* scal, const int* segs, const __grid_constant__ FoldMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Lay = FoldSmem<NK, HB>;
+  constexpr float kLog2e = 1.4426950408889634f;  // the staged cumulative sums are in log2 units
   const int tid = threadIdx.x, lane = tid & 31, hs = tid / kNT, ht = tid % kNT, w = ht >> 5;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -94,11 +95,11 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   const uint32_t aC = aBase + Lay::kC, aB = aBase + Lay::kB;
   const uint32_t aHead0 = aBase + Lay::kHeads, aHead = aHead0 + hs * Lay::kHead;
-  const uint32_t aS = aHead + Lay::kS_, aX = aHead + Lay::kX;
+  const uint32_t aS = aHead, aX = aHead + Lay::kX;
   unsigned char* head = smem + Lay::kHeads + hs * Lay::kHead;
   const unsigned char* sX = head + Lay::kX;
   const unsigned char* sZ = head + Lay::kZ;
-  unsigned char* sS = head + Lay::kS_;
+  unsigned char* sS = head;
   float2* sScal = reinterpret_cast<float2*>(head + Lay::kScal);
   int* sSeg = reinterpret_cast<int*>(head + Lay::kSeg);
 
@@ -147,7 +148,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       const int srow = ((b * d.H + hb * HB + j) * d.nc + c) * d.PP + p0;
 #pragma unroll
       for (int k = 0; k < NK; ++k)
-        tma::load_2d(aHead0 + j * Lay::kHead + Lay::kS_ + k * kRegion, &maps.St, 64 * k, srow, barH);
+        tma::load_2d(aHead0 + j * Lay::kHead + k * kRegion, &maps.St, 64 * k, srow, barH);
     }
   }
   // The chunk's scalars (cs in log2 units: the factors are exp2 of differences), two tokens per
