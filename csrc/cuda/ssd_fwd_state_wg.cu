@@ -35,6 +35,7 @@ constexpr int kS = kFwdSlice;
 constexpr int kNT = 128;           // threads per head (a warpgroup)
 constexpr int kNW = 128;           // dstate columns of a block's tile
 constexpr int kStages = 3;         // slice buffers
+constexpr int kPrefetch = 8;       // slices between an x slice's L2 prefetch and its copy
 constexpr int kRegion = kS * 128;  // one 64-row × 64-column SW128 region
 
 // Shared memory (from a 1024-byte aligned base): per stage the B slice (two regions: columns
@@ -56,7 +57,7 @@ struct StateWgSmem {
 template <typename T, bool TMA, int HS>
 __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
-                        const __grid_constant__ CUtensorMap bmap) {
+                        const __grid_constant__ CUtensorMap bmap, bool prefetch) {
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
@@ -97,6 +98,13 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     }
     __syncthreads();
   }
+  // x slice s of the block's heads into L2 (TMA only): x comes from DRAM, so its copies are
+  // requested kPrefetch slices before they are issued (B, the same for every head, stays in L2).
+  auto prefetch_x = [&](int s) {
+    if (prefetch && s < nsl)
+#pragma unroll
+      for (int j = 0; j < HS; ++j) tma::prefetch_4d(&xmap, p0, h - hs + j, s * kS, b);
+  };
   auto load_slice = [&](int s) {
     if (TMA) {
       if (tid == 0 && s < nsl) {
@@ -106,6 +114,7 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
         tma::load_4d(st + kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
 #pragma unroll
         for (int j = 0; j < HS; ++j) tma::load_4d(st + (2 + j) * kRegion, &xmap, p0, h - hs + j, s * kS, b, bar);
+        prefetch_x(s + kPrefetch);
       }
       return;
     }
@@ -119,6 +128,8 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     }
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
+  if (TMA && tid == 0)
+    for (int s = kStages - 1; s < kPrefetch; ++s) prefetch_x(s);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) load_slice(s);
 
@@ -240,7 +251,11 @@ void launch_hs(const Dev& d, float2* scal, int* segs, const CUtensorMap& xmap, c
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H / HS, d.batch);
   constexpr size_t bytes = StateWgSmem<HS>::kBytes;
   set_smem_once<ssd_wg_state_kernel<T, TMA, HS>>(bytes);
-  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap);
+  static const bool prefetch = [] {  // (STATESPACE_SSD_STATE_PF=0, temporary A/B: no L2 prefetch of x)
+    const char* e = std::getenv("STATESPACE_SSD_STATE_PF");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, TMA && prefetch);
 }
 
 // Two heads per block where a group's heads pair up and the paired grid still gives every SM a
