@@ -87,9 +87,10 @@ template <typename F> void with_type(DType t, F&& f) {
 Dev make_chunked_dev(const SsdParams& p) { return cuda::ssd::chunked_view(make_dev(p)); }
 
 // Its scratch: C·Bᵀ per chunk and group (T, fragment order), the state entering every chunk
-// (T), per-token (cumsum, dt') and, with seqIdx, per-token segment numbers.
+// (T), per-token (cumsum, dt') and, with seqIdx, per-token segment numbers, per-chunk readiness
+// counters (batch, H, nc).
 struct ChunkedScratch {
-  size_t cb, st, scal, segs, bytes;
+  size_t cb, st, scal, segs, ready, bytes;
   ChunkedScratch(const Dev& c, bool seq_idx) {
     const size_t tokens = size_t(c.batch) * c.H * c.Lpad;
     size_t o = 0;
@@ -97,6 +98,7 @@ struct ChunkedScratch {
     st = o, o += align256(size_t(c.batch) * c.H * c.nc * c.PP * c.NP * 2);
     scal = o, o += align256(tokens * 8);
     segs = o, o += seq_idx ? align256(tokens * 4) : 0;
+    ready = o, o += align256(size_t(c.batch) * c.H * c.nc * 4);
     bytes = o;
   }
 };
@@ -119,6 +121,7 @@ void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
   void* cb = nullptr;
   float2* scal = nullptr;
   int* segs = nullptr;
+  unsigned* ready = nullptr;
   if (f32) {
     d.CB = static_cast<float*>(scratch);
   } else {
@@ -127,13 +130,14 @@ void ssd_forward_cuda(const SsdParams& p, void* scratch, void* stream) {
     d.St = base + s.st;
     scal = reinterpret_cast<float2*>(base + s.scal);
     if (p.seq_idx) segs = reinterpret_cast<int*>(base + s.segs);
+    ready = reinterpret_cast<unsigned*>(base + s.ready);
   }
   with_type(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if constexpr (std::is_same_v<T, float>)
       cuda::ssd::launch_forward<T>(d, static_cast<cudaStream_t>(stream));
     else
-      cuda::ssd::launch_forward_mma<T>(d, cb, scal, segs, static_cast<cudaStream_t>(stream));
+      cuda::ssd::launch_forward_mma<T>(d, cb, scal, segs, ready, static_cast<cudaStream_t>(stream));
   });
 }
 

@@ -73,7 +73,8 @@ struct FoldMaps {
 // NK: 64-column regions of dstate (NP ≤ 64·NK).
 template <typename T, int NK, int HB>
 __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
-    ssd_fold_kernel(Dev d, const float2* scal, const int* segs, const __grid_constant__ FoldMaps maps) {
+    ssd_fold_kernel(Dev d, const float2* scal, const int* segs, const unsigned* ready,
+                    const __grid_constant__ FoldMaps maps) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Lay = FoldSmem<NK, HB>;
   constexpr float kLog2e = 1.4426950408889634f;  // the staged cumulative sums are in log2 units
@@ -86,9 +87,8 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 
   const int ntp = (d.P + kS - 1) / kS, nhb = d.H / HB;
   const int hb = blockIdx.x % nhb, pt = (blockIdx.x / nhb) % ntp, rest = blockIdx.x / (nhb * ntp);
-  // chunks from the last: the state kernel wrote their H_in (and read their x) last, so they are
-  // the likeliest to be found in L2
-  const int b = rest % d.batch, c = d.nc - 1 - rest / d.batch;
+  // chunks in the state kernel's order (with readiness counters, the first ones are ready first)
+  const int b = rest % d.batch, c = rest / d.batch;
   const int t0 = c * kQ, q = min(kQ, d.L - t0), R = (q + kS - 1) / kS;  // row tiles with rows
   const int h = hb * HB + hs, g = h / d.hpg;  // the block's heads share g
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
@@ -139,8 +139,15 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     if (R > 1) prefetch_tile(1);
   }
   // Launched as a programmatic dependent of the state kernel: the inputs above are copied before
-  // the wait, the chunk states and scalars after it.
-  pdl_wait();
+  // the wait, the chunk states and scalars after it — after the state kernel has stored those of
+  // this chunk (ready: counters per chunk; the state kernel runs on), or after all of it.
+  if (ready) {
+    if (tid == 0)
+      for (int j = 0; j < HB; ++j) wait_ready(ready + (int64_t(b) * d.H + hb * HB + j) * d.nc + c, unsigned(ntp));
+    __syncthreads();
+  } else {
+    pdl_wait();
+  }
   if (tid == 0) {
     mbar_arrive_expect_tx(barH, HB * NK * kRegion);
 #pragma unroll
@@ -314,41 +321,35 @@ const bool g_preload = (cuda::register_kernel_preload([] {
                         true);
 
 template <typename T, int NK, int HB>
-void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const FoldMaps& maps, cudaStream_t stream) {
+void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, const FoldMaps& maps,
+                    cudaStream_t stream) {
   constexpr size_t bytes = FoldSmem<NK, HB>::kBytes;
   const int ntp = (d.P + kS - 1) / kS;
   set_smem_once<ssd_fold_kernel<T, NK, HB>>(bytes);
   const dim3 grid(d.nc * d.batch * ntp * (d.H / HB)), block(kNT * HB);
   if (out_pdl())
-    launch_pdl(ssd_fold_kernel<T, NK, HB>, grid, block, bytes, stream, d, scal, segs, maps);
+    launch_pdl(ssd_fold_kernel<T, NK, HB>, grid, block, bytes, stream, d, scal, segs, ready, maps);
   else
-    ssd_fold_kernel<T, NK, HB><<<grid, block, bytes, stream>>>(d, scal, segs, maps);
+    ssd_fold_kernel<T, NK, HB><<<grid, block, bytes, stream>>>(d, scal, segs, ready, maps);
 }
 
 // Two heads per block (sharing C and B) where a group's heads pair up and the paired grid still
 // fills two waves of two blocks per SM (4 × 4096 at 80 heads: 2560 blocks); else one head per
 // block, three per SM (1 × 2048: 640 blocks instead of 320).
 template <typename T, int NK>
-void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const FoldMaps& maps, cudaStream_t stream) {
+void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, const FoldMaps& maps,
+                    cudaStream_t stream) {
   const int64_t pairs = int64_t(d.nc) * d.batch * ((d.P + kS - 1) / kS) * (d.H / 2);
   if (d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
-    launch_fold_hb<T, NK, 2>(d, scal, segs, maps, stream);
+    launch_fold_hb<T, NK, 2>(d, scal, segs, ready, maps, stream);
   else
-    launch_fold_hb<T, NK, 1>(d, scal, segs, maps, stream);
+    launch_fold_hb<T, NK, 1>(d, scal, segs, ready, maps, stream);
 }
 
-}  // namespace
-
+// The maps of this call (through the per-thread cache), or false where they don't encode.
 template <typename T>
-bool launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, cudaStream_t stream) {
-  static const bool off = [] {  // (STATESPACE_SSD_FOLD=0, temporary A/B: the tile-parallel output kernel)
-    const char* e = std::getenv("STATESPACE_SSD_FOLD");
-    return e && std::strcmp(e, "0") == 0;
-  }();
-  if (off || !wgmma_available() || d.NP > 128) return false;
-  // Bulk tensor copies only (16-byte aligned rows: P and N multiples of 8).
+bool fold_maps(const Dev& d, FoldMaps* maps) {
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  FoldMaps maps{};
   const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
   const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
   const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
@@ -356,20 +357,38 @@ bool launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, cudaSt
   const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
   const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
   const uint64_t sst[1] = {uint64_t(d.NP) * 2};
-  const bool tma = encode_tile_map_16_cached(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
-                   (!d.z || encode_tile_map_16_cached(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
-                   encode_tile_map_16_cached(&maps.B, bf16, d.B, 4, cd, cst, box4) &&
-                   encode_tile_map_16_cached(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
-                   encode_tile_map_16_cached(&maps.St, bf16, d.St, 2, sd, sst, box2);
-  if (!tma) return false;
-  if (d.NP <= 64)
-    launch_fold_nk<T, 1>(d, scal, segs, maps, stream);
-  else
-    launch_fold_nk<T, 2>(d, scal, segs, maps, stream);
-  return true;
+  return encode_tile_map_16_cached(&maps->x, bf16, d.x, 4, xd, xst, box4) &&
+         (!d.z || encode_tile_map_16_cached(&maps->z, bf16, d.z, 4, xd, xst, box4)) &&
+         encode_tile_map_16_cached(&maps->B, bf16, d.B, 4, cd, cst, box4) &&
+         encode_tile_map_16_cached(&maps->C, bf16, d.C, 4, cd, cst, box4) &&
+         encode_tile_map_16_cached(&maps->St, bf16, d.St, 2, sd, sst, box2);
 }
 
-template bool launch_fold_wgmma<__half>(const Dev&, const float2*, const int*, cudaStream_t);
-template bool launch_fold_wgmma<__nv_bfloat16>(const Dev&, const float2*, const int*, cudaStream_t);
+}  // namespace
+
+template <typename T>
+bool fold_wgmma_fits(const Dev& d) {
+  static const bool off = [] {  // (STATESPACE_SSD_FOLD=0, temporary A/B: the tile-parallel output kernel)
+    const char* e = std::getenv("STATESPACE_SSD_FOLD");
+    return e && std::strcmp(e, "0") == 0;
+  }();
+  FoldMaps maps;
+  return !off && wgmma_available() && d.NP <= 128 && fold_maps<T>(d, &maps);
+}
+
+template <typename T>
+void launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, cudaStream_t stream) {
+  FoldMaps maps{};
+  fold_maps<T>(d, &maps);  // (encoded by fold_wgmma_fits: from the cache)
+  if (d.NP <= 64)
+    launch_fold_nk<T, 1>(d, scal, segs, ready, maps, stream);
+  else
+    launch_fold_nk<T, 2>(d, scal, segs, ready, maps, stream);
+}
+
+template bool fold_wgmma_fits<__half>(const Dev&);
+template bool fold_wgmma_fits<__nv_bfloat16>(const Dev&);
+template void launch_fold_wgmma<__half>(const Dev&, const float2*, const int*, const unsigned*, cudaStream_t);
+template void launch_fold_wgmma<__nv_bfloat16>(const Dev&, const float2*, const int*, const unsigned*, cudaStream_t);
 
 }  // namespace ss::cuda::ssd

@@ -31,6 +31,8 @@
 //
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -516,11 +518,23 @@ const bool g_preload = (cuda::register_kernel_preload([] {
 }  // namespace
 
 template <typename T>
-void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream) {
+void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, unsigned* ready, cudaStream_t stream) {
   StageTimer timer("forward", stream);
   uint4* cbf = reinterpret_cast<uint4*>(cb);
   const int ntp = (d.P + kS - 1) / kS;
-  if (!launch_state_wgmma<T>(d, scal, segs, stream)) {
+  // On sm_90a the outputs by a state walk inside each chunk (ssd_fwd_fold_wg.cu), which needs no
+  // C·Bᵀ, beside the state kernel: its blocks start on a chunk once the state kernel has passed it
+  // (per-chunk counters, zeroed here). (STATESPACE_SSD_FLAGS=0, temporary A/B: they wait for the
+  // whole state kernel.)
+  const bool fold = fold_wgmma_fits<T>(d);
+  static const bool flags = [] {
+    const char* e = std::getenv("STATESPACE_SSD_FLAGS");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  unsigned* counters = fold && flags && pdl_enabled() ? ready : nullptr;
+  if (counters)
+    check(cudaMemsetAsync(counters, 0, sizeof(unsigned) * d.batch * d.H * d.nc, stream), "ssdChunkScan: counters");
+  if (!launch_state_wgmma<T>(d, scal, segs, counters, stream)) {
     const size_t bytes = StateSmem(sizeof(T), kStateNW).bytes;
     set_smem_once<ssd_mma_state_kernel<T, kStateNW>>(bytes);
     ssd_mma_state_kernel<T, kStateNW><<<dim3((d.NP + kStateNW - 1) / kStateNW * ntp, d.H, d.batch), 2 * kStateNW,
@@ -529,13 +543,13 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   check_launch("ssdChunkScan chunk states");
   timer.mark("states and passing");
 
-  // On sm_90a the outputs by a state walk inside each chunk (ssd_fwd_fold_wg.cu), which needs no
-  // C·Bᵀ; else C·Bᵀ and a tile-parallel output kernel.
-  if (launch_fold_wgmma<T>(d, scal, segs, stream)) {
+  if (fold) {
+    launch_fold_wgmma<T>(d, scal, segs, counters, stream);
     check_launch("ssdChunkScan chunk outputs");
     timer.mark("chunk outputs (state walk)");
     return;
   }
+  // Else C·Bᵀ and a tile-parallel output kernel.
 
   // C·Bᵀ beside the state kernel (a programmatic launch: it reads nothing that kernel writes), on
   // one block per SM: the slots the state kernel's single wave leaves free.
@@ -568,8 +582,8 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStr
   timer.mark("chunk outputs");
 }
 
-template void launch_forward_mma<__half>(const Dev&, void*, float2*, int*, cudaStream_t);
-template void launch_forward_mma<__nv_bfloat16>(const Dev&, void*, float2*, int*, cudaStream_t);
+template void launch_forward_mma<__half>(const Dev&, void*, float2*, int*, unsigned*, cudaStream_t);
+template void launch_forward_mma<__nv_bfloat16>(const Dev&, void*, float2*, int*, unsigned*, cudaStream_t);
 int64_t forward_mma_cb_bytes(const Dev& d) { return int64_t(d.batch) * d.nc * d.G * cb_frag_bytes(); }
 
 }  // namespace ss::cuda::ssd

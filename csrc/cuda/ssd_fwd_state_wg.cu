@@ -57,7 +57,7 @@ struct StateWgSmem {
 template <typename T, bool TMA, int HS>
 __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
-                        const __grid_constant__ CUtensorMap bmap, bool prefetch) {
+                        const __grid_constant__ CUtensorMap bmap, bool prefetch, unsigned* ready) {
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
@@ -198,6 +198,8 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
       wg::fence_proxy_async();               // ... visible to the tensor cores' reads
       __syncthreads();                     // ... for every thread's copies and products; the weights are complete
       load_slice(s + kStages - 1);         // into the buffer of slice s − 1
+      if (ready && s == c * kSlices && ht == 0)  // chunk c's incoming state and scalars are stored
+        signal_ready(ready + (int64_t(b) * d.H + h) * d.nc + c);
       const uint32_t sbuf = aS + (s % kStages) * Lay::kStage, xbuf = sbuf + (2 + hs) * kRegion;
       const uint32_t* w2 = sW2 + (s % kSlices) * (kS / 2);
       uint32_t af[4][4];
@@ -245,7 +247,7 @@ const bool g_preload = (cuda::register_kernel_preload([] {
                         true);
 
 template <typename T, bool TMA, int HS>
-void launch_hs(const Dev& d, float2* scal, int* segs, const CUtensorMap& xmap, const CUtensorMap& bmap,
+void launch_hs(const Dev& d, float2* scal, int* segs, unsigned* ready, const CUtensorMap& xmap, const CUtensorMap& bmap,
                cudaStream_t stream) {
   const int ntp = (d.P + kS - 1) / kS;
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H / HS, d.batch);
@@ -255,7 +257,7 @@ void launch_hs(const Dev& d, float2* scal, int* segs, const CUtensorMap& xmap, c
     const char* e = std::getenv("STATESPACE_SSD_STATE_PF");
     return !(e && std::strcmp(e, "0") == 0);
   }();
-  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, TMA && prefetch);
+  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, TMA && prefetch, ready);
 }
 
 // Two heads per block where a group's heads pair up and the paired grid still gives every SM a
@@ -274,7 +276,7 @@ bool pair_heads(const Dev& d) {
 }  // namespace
 
 template <typename T>
-bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream) {
+bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, unsigned* ready, cudaStream_t stream) {
   if (!wgmma_available()) return false;
   // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
   // of 8); the same kernel with cp.async otherwise.
@@ -288,15 +290,15 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stre
   const bool tma = encode_tile_map_16_cached(&xmap, bf16, d.x, 4, xd, xst, box) &&
                    encode_tile_map_16_cached(&bmap, bf16, d.B, 4, bd, bst, box);
   if (!tma)
-    launch_hs<T, false, 1>(d, scal, segs, xmap, bmap, stream);
+    launch_hs<T, false, 1>(d, scal, segs, ready, xmap, bmap, stream);
   else if (pair_heads(d))
-    launch_hs<T, true, 2>(d, scal, segs, xmap, bmap, stream);
+    launch_hs<T, true, 2>(d, scal, segs, ready, xmap, bmap, stream);
   else
-    launch_hs<T, true, 1>(d, scal, segs, xmap, bmap, stream);
+    launch_hs<T, true, 1>(d, scal, segs, ready, xmap, bmap, stream);
   return true;
 }
 
-template bool launch_state_wgmma<__half>(const Dev&, float2*, int*, cudaStream_t);
-template bool launch_state_wgmma<__nv_bfloat16>(const Dev&, float2*, int*, cudaStream_t);
+template bool launch_state_wgmma<__half>(const Dev&, float2*, int*, unsigned*, cudaStream_t);
+template bool launch_state_wgmma<__nv_bfloat16>(const Dev&, float2*, int*, unsigned*, cudaStream_t);
 
 }  // namespace ss::cuda::ssd

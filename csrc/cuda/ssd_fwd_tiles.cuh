@@ -207,6 +207,27 @@ __device__ __forceinline__ void store_y(const Dev& d, const float* acc, const un
   }
 }
 
+// Per-chunk readiness between the state kernel and the output kernel that runs beside it (a
+// programmatic dependent): a counter per (batch, head, chunk), zeroed before the state kernel,
+// incremented by each state block of the head once the chunk's incoming state and scalars are
+// stored. The release / acquire pair is the one of a grid barrier: the storing threads meet at a
+// block barrier, then one thread releases at GPU scope; the waiting block's thread acquires, then
+// orders its bulk tensor copies (async proxy) after that, then meets its block at a barrier.
+__device__ __forceinline__ void signal_ready(unsigned* counter) {
+  asm volatile("fence.acq_rel.gpu;\nred.relaxed.gpu.global.add.u32 [%0], 1;\n" ::"l"(counter) : "memory");
+}
+__device__ __forceinline__ void wait_ready(const unsigned* counter, unsigned need) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  for (;;) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(counter) : "memory");
+    if (v >= need) break;
+    __nanosleep(128);
+  }
+  asm volatile("fence.proxy.async.global;\n" ::: "memory");
+#endif
+}
+
 // A state kernel thread's E tokens of a chunk (E·tid ..): raw dt (+ bias) and restart flags,
 // fetched a chunk ahead of their scan.
 template <int E>

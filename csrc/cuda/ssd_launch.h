@@ -83,15 +83,20 @@ inline Dev chunked_view(Dev d) {
 template <typename T> void launch_forward(const Dev& d, cudaStream_t stream);
 // Chunk-parallel forward for __half / __nv_bfloat16 on tensor cores (d.Q == kChunkedQ, d.PP a
 // multiple of 64, d.St set; cb: forward_mma_cb_bytes(d) bytes; scal: (batch, H, Lpad)
-// per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null): see ssd_fwd_mma.cu.
-template <typename T> void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, cudaStream_t stream);
+// per-token (cumsum, dt'); segs: the same shape, only with seqIdx, else null; ready: (batch, H,
+// nc) counters): see ssd_fwd_mma.cu.
+template <typename T>
+void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, unsigned* ready, cudaStream_t stream);
 int64_t forward_mma_cb_bytes(const Dev& d);
 // Whether this build carries sm_90a code and the current device runs it (compute capability 9.0):
 // the warpgroup-product (wgmma) kernels below.
 bool wgmma_available();
 // The forward's state stage on warpgroup products (ssd_fwd_state_wg.cu) where wgmma_available;
 // false (nothing launched) otherwise.
-template <typename T> bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, cudaStream_t stream);
+// ready: null, or the per-chunk readiness counters ((batch, H, nc), zeroed) it increments (see
+// signal_ready in ssd_fwd_tiles.cuh).
+template <typename T>
+bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, unsigned* ready, cudaStream_t stream);
 // Its output stage on warpgroup products (ssd_fwd_out_wg.cu) where the device runs this build's
 // sm_90a code and the tiles fit; false (nothing launched) otherwise.
 template <typename T>
@@ -105,10 +110,15 @@ inline bool out_pdl() {
   }();
   return on;
 }
-// The output stage as a 64-token state walk inside each chunk (ssd_fwd_fold_wg.cu: no C·Bᵀ
-// kernel) where the device runs this build's sm_90a code, dstate ≤ 128 and the tensor maps encode
-// (P, N multiples of 8); false (nothing launched) otherwise.
-template <typename T> bool launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, cudaStream_t stream);
+// Whether the output stage runs as a 64-token state walk inside each chunk (ssd_fwd_fold_wg.cu: no
+// C·Bᵀ kernel): the device runs this build's sm_90a code, dstate ≤ 128 and the tensor maps encode
+// (P, N multiples of 8).
+template <typename T> bool fold_wgmma_fits(const Dev& d);
+// ... and launches it (where fold_wgmma_fits), as a programmatic dependent of the state kernel;
+// ready: the counters the state kernel increments (its blocks then wait per chunk), or null (they
+// wait for the whole state kernel).
+template <typename T>
+void launch_fold_wgmma(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, cudaStream_t stream);
 // C·Bᵀ of every chunk and group into d.CB (the float32 forward launches it itself when it writes
 // y; the backward before its general chunk-gradient kernel).
 template <typename T> void launch_cb(const Dev& d, cudaStream_t stream);
