@@ -35,7 +35,6 @@ constexpr int kS = kFwdSlice;
 constexpr int kNT = 128;           // threads per head (a warpgroup)
 constexpr int kNW = 128;           // dstate columns of a block's tile
 constexpr int kStages = 3;         // slice buffers
-constexpr int kPrefetch = 8;       // slices between an x slice's L2 prefetch and its copy
 constexpr int kRegion = kS * 128;  // one 64-row × 64-column SW128 region
 
 // Shared memory (from a 1024-byte aligned base): per stage the B slice (two regions: columns
@@ -61,6 +60,7 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
+  constexpr int kPrefetch = 8;  // slices between an x slice's L2 prefetch and its copy
   using Lay = StateWgSmem<HS>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
