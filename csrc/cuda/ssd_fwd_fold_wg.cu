@@ -326,11 +326,8 @@ void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const uns
   constexpr size_t bytes = FoldSmem<NK, HB>::kBytes;
   const int ntp = (d.P + kS - 1) / kS;
   set_smem_once<ssd_fold_kernel<T, NK, HB>>(bytes);
-  const dim3 grid(d.nc * d.batch * ntp * (d.H / HB)), block(kNT * HB);
-  if (out_pdl())
-    launch_pdl(ssd_fold_kernel<T, NK, HB>, grid, block, bytes, stream, d, scal, segs, ready, maps);
-  else
-    ssd_fold_kernel<T, NK, HB><<<grid, block, bytes, stream>>>(d, scal, segs, ready, maps);
+  launch_pdl(ssd_fold_kernel<T, NK, HB>, dim3(d.nc * d.batch * ntp * (d.H / HB)), dim3(kNT * HB), bytes, stream, d,
+             scal, segs, ready, maps);
 }
 
 // Two heads per block (sharing C and B) where a group's heads pair up and the paired grid still

@@ -279,7 +279,6 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
 // both).
 template <typename T>
 __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int items) {
-  pdl_trigger();  // the wgmma output kernel may start its input copies once this grid is placed
   extern __shared__ __align__(128) unsigned char smem[];
   const CbSmem lay(d.NP, sizeof(T));
   T* sC = reinterpret_cast<T*>(smem + lay.sC);

@@ -19,7 +19,6 @@
 // item's tiles, H_in multicast to clusters of the four row-tile blocks — bench/NOTES.md.)
 #include <cstring>
 #include "cuda/check.cuh"
-#include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_fwd_tiles.cuh"
@@ -111,7 +110,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   }
   if (it.r * kS >= min(kQ, d.L - it.c * kQ)) return;  // rows past the sequence
   if (TMA && tid == 0) {
-    // group 0 (C rows; per head z, slice 0; H_in after the wait below) and slice 1, by thread 0
+    // group 0 (C rows; per head H_in, z, slice 0) and slice 1, by thread 0
 #pragma unroll
     for (int k = 0; k < 3; ++k) mbar_init(bar(k), 1);
     mbar_init_fence();
@@ -123,6 +122,8 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     for (int hh = 0; hh < HB; ++hh) {
       const uint32_t hd = aTiles + hh * lay.head;
       const int head = it.hb * HB + hh;
+      const int row = ((it.b * d.H + head) * d.nc + it.c) * d.PP + p0;
+      for (int k = 0; k < lay.nk; ++k) tma::load_2d(hd + lay.sH + k * kRegion, &maps.St, 64 * k, row, bar(0));
       if (d.z) tma::load_4d(hd + lay.sZ, &maps.z, p0, head, t0 + it.r * kS, it.b, bar(0));
       tma::load_4d(hd + lay.sX, &maps.x, p0, head, t0, it.b, bar(0));
     }
@@ -130,17 +131,6 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       mbar_arrive_expect_tx(bar(2), HB * kRegion);
       for (int hh = 0; hh < HB; ++hh)
         tma::load_4d(aTiles + hh * lay.head + lay.sX + kRegion, &maps.x, p0, it.hb * HB + hh, t0 + kS, it.b, bar(2));
-    }
-  }
-  // Launched as a programmatic dependent of the C·Bᵀ kernel (and so of the state kernel): the
-  // inputs above are copied before the wait (TMA), the chunk states, scalars and C·Bᵀ after it.
-  pdl_wait();
-  if (TMA && tid == 0) {
-    const int p0 = it.pt * kS;
-    for (int hh = 0; hh < HB; ++hh) {
-      const int row = ((it.b * d.H + it.hb * HB + hh) * d.nc + it.c) * d.PP + p0;
-      for (int k = 0; k < lay.nk; ++k)
-        tma::load_2d(aTiles + hh * lay.head + lay.sH + k * kRegion, &maps.St, 64 * k, row, bar(0));
     }
   }
   if (TMA) __syncthreads();  // the barriers are initialised before anyone waits on them
@@ -350,10 +340,7 @@ bool launch_variant(const Dev& d, const uint4* cbf, const float2* scal, const in
   const int ntp = (d.P + kS - 1) / kS;
   const int items = kSlices * ntp * (d.H / HB) * d.nc * d.batch;
   set_smem_once<ssd_wg_out_kernel<T, HB, TMA>>(bytes);
-  if (out_pdl())
-    launch_pdl(ssd_wg_out_kernel<T, HB, TMA>, dim3(items), dim3(HB * kNT), bytes, stream, d, cbf, scal, segs, maps);
-  else
-    ssd_wg_out_kernel<T, HB, TMA><<<items, HB * kNT, bytes, stream>>>(d, cbf, scal, segs, maps);
+  ssd_wg_out_kernel<T, HB, TMA><<<items, HB * kNT, bytes, stream>>>(d, cbf, scal, segs, maps);
   return true;
 }
 

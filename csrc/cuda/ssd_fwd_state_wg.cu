@@ -260,17 +260,21 @@ void launch_hs(const Dev& d, float2* scal, int* segs, unsigned* ready, const CUt
   ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, TMA && prefetch, ready);
 }
 
-// Two heads per block where a group's heads pair up and the paired grid still gives every SM a
-// block (1 × 2048 at 80 heads: 40 blocks, one head per block keeps 80 SMs walking); tensor
-// copies only (with cp.async the pair's kernel spills at its 128-register cap).
-// (STATESPACE_SSD_STATE_HS=1, temporary A/B: one head per block always.)
+// Two heads per block where a group's heads pair up and the paired grid fills two waves of two
+// blocks per SM (16 × 512: 640 blocks). Below that, the pairs' uneven spread costs more than the
+// B reads they share (H100, 4 × 4096: 160 paired blocks, 28 SMs walking 4 heads and 104 SMs 2 —
+// states 0.164 ms against 0.155 one head per block). Tensor copies only (with cp.async the pair's
+// kernel spills at its 128-register cap). (STATESPACE_SSD_STATE_HS=1 / 2, temporary A/B: one head
+// per block always / pairs wherever the heads pair up.)
 bool pair_heads(const Dev& d) {
-  static const bool off = [] {
+  static const int force = [] {
     const char* e = std::getenv("STATESPACE_SSD_STATE_HS");
-    return e && std::strcmp(e, "1") == 0;
+    return e ? std::atoi(e) : 0;
   }();
   const int ntp = (d.P + kS - 1) / kS, ntn = (d.NP + kNW - 1) / kNW;
-  return !off && d.hpg % 2 == 0 && int64_t(ntn) * ntp * (d.H / 2) * d.batch >= sm_count();
+  const int64_t pairs = int64_t(ntn) * ntp * (d.H / 2) * d.batch;
+  if (d.hpg % 2 != 0 || force == 1) return false;
+  return force == 2 || pairs >= 4 * int64_t(sm_count());
 }
 
 }  // namespace

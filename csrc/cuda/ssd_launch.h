@@ -3,8 +3,6 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
@@ -101,15 +99,6 @@ bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, unsigned* ready, 
 // sm_90a code and the tiles fit; false (nothing launched) otherwise.
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream);
-// Whether the 16-bit forward's output kernel is a programmatic dependent launch (temporary A/B:
-// STATESPACE_SSD_OUT_PDL=0, an ordinary launch).
-inline bool out_pdl() {
-  static const bool on = [] {
-    const char* e = std::getenv("STATESPACE_SSD_OUT_PDL");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return on;
-}
 // Whether the output stage runs as a 64-token state walk inside each chunk (ssd_fwd_fold_wg.cu: no
 // C·Bᵀ kernel): the device runs this build's sm_90a code, dstate ≤ 128 and the tensor maps encode
 // (P, N multiples of 8).

@@ -35,12 +35,12 @@ const CASES: Array<[string, SsdCase]> = [
   // two headdim tiles at dstate 128, 4 heads per group, restarts inside and on slice edges
   ['headdim 128, dstate 128, seqlen 640, 4 heads per group, restarts, initial states', { batch: 2, seqlen: 640, heads: 8, headdim: 128, dstate: 128, groups: 2, seqStarts: [5, 192, 383], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // Two heads per state-kernel block (B slices shared; taken on sm_90a with tensor copies when a
-  // group's heads pair up and the paired grid still gives every SM of an H100 a block: ≥ 132):
-  // 160 blocks here; odd seqlen (a partial chunk and slice), restarts on and off slice / chunk
-  // edges, initial states, 4 groups of 40 heads.
-  ['two heads per state block: 160 heads, seqlen 777, headdim 16, dstate 64, groups 4, seqIdx, initial states', { batch: 2, seqlen: 777, heads: 160, headdim: 16, dstate: 64, groups: 4, seqStarts: [1, 64, 100, 256, 511, 700], z: true, D: 'channel', dtBias: true, initialStates: true }],
-  // ... with two headdim tiles (2 × 80 paired blocks), dstate 128, a single group, no z / D
-  ['two heads per state block: headdim 128, dstate 128, 160 heads, seqlen 300, initial states', { batch: 1, seqlen: 300, heads: 160, headdim: 128, dstate: 128, groups: 1, initialStates: true }],
+  // group's heads pair up and the paired grid fills two waves of two blocks per SM of an H100:
+  // ≥ 528): 8 × 72 = 576 pairs here; odd seqlen (a partial chunk and slice), restarts on and off
+  // slice / chunk edges, initial states, 4 groups of 36 heads.
+  ['two heads per state block: batch 8, 144 heads, seqlen 401, headdim 8, dstate 64, groups 4, seqIdx, initial states', { batch: 8, seqlen: 401, heads: 144, headdim: 8, dstate: 64, groups: 4, seqStarts: [1, 64, 100, 256, 380], z: true, D: 'channel', dtBias: true, initialStates: true }],
+  // ... with two headdim tiles (2 × 8 × 36 pairs), a single group, no z / D
+  ['two heads per state block: headdim 128, dstate 64, batch 8, 72 heads, seqlen 70, initial states', { batch: 8, seqlen: 70, heads: 72, headdim: 128, dstate: 64, groups: 1, initialStates: true }],
   // The output stage's state walk (ssd_fwd_fold_wg.cu) with two heads per block: it takes them
   // when the paired grid has ≥ 4 blocks per SM of an H100 (528): 3 chunks × 2 × 96 pairs = 576,
   // dstate 128 (two 64-column regions, as in the benchmark), odd seqlen, restarts on and beside
@@ -81,7 +81,7 @@ describeGpu('ssdChunkScan 16-bit forward on tensor cores', () => {
     for (const y of outs.slice(1)) expectClose(y, outs[0], 1e-3, 'y against chunkSize 1');
   });
 
-  it('two heads per state block: results do not depend on chunkSize (seqlen 1000, 160 heads)', async () => {
+  it('state walk with two heads per block: results do not depend on chunkSize (seqlen 1000, 160 heads)', async () => {
     const pr = makeSsdProblem({ batch: 2, seqlen: 1000, heads: 160, headdim: 8, dstate: 32, groups: 2, seqStarts: [300, 768], z: true, D: 'head', initialStates: true });
     const ref = ssdReference(roundedTo(pr, 'float16'));
     for (const chunkSize of [64, 256]) {
