@@ -336,8 +336,12 @@ void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const uns
 template <typename T, int NK>
 void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, const FoldMaps& maps,
                     cudaStream_t stream) {
+  static const bool single = [] {  // (STATESPACE_SSD_FOLD_HB=1, temporary A/B: one head per block)
+    const char* e = std::getenv("STATESPACE_SSD_FOLD_HB");
+    return e && std::strcmp(e, "1") == 0;
+  }();
   const int64_t pairs = int64_t(d.nc) * d.batch * ((d.P + kS - 1) / kS) * (d.H / 2);
-  if (d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
+  if (!single && d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
     launch_fold_hb<T, NK, 2>(d, scal, segs, ready, maps, stream);
   else
     launch_fold_hb<T, NK, 1>(d, scal, segs, ready, maps, stream);
