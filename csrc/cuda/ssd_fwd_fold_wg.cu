@@ -48,6 +48,17 @@ constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 6
 
 __host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
 
+// stmatrix (sm_90): the inverse of ldmatrix.x4 — lane l gives the address of row l % 8 of 8 × 8
+// matrix l / 8; register j holds this lane's pair (row lane / 4, columns 2·(lane % 4), + 1) of
+// matrix j.
+__device__ __forceinline__ void stsm_x4(uint32_t saddr, const uint32_t (&r)[4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(saddr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+#endif
+}
+
 // Shared memory (byte offsets from a 1024-byte aligned base): the copy barriers, then C_r and B_r
 // (NK regions each, shared by the block's heads), then per head (kHead bytes from kHeads): S_r (NK
 // regions, at the head's start), x_r, z_r (one region each), the chunk's (cs·log2 e, dt') and
@@ -99,7 +110,6 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   unsigned char* head = smem + Lay::kHeads + hs * Lay::kHead;
   const unsigned char* sX = head + Lay::kX;
   const unsigned char* sZ = head + Lay::kZ;
-  unsigned char* sS = head;
   float2* sScal = reinterpret_cast<float2*>(head + Lay::kScal);
   int* sSeg = reinterpret_cast<int*>(head + Lay::kSeg);
 
@@ -177,6 +187,11 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   // 64·k + 8·ni + tq, + 1
   const uint32_t rb = (16 * w + gq) * 128 + tq * 2;
   auto pair_off = [&](int k, int hf, int ni) { return uint32_t(k * kRegion) + rb + uint32_t(hf * 1024 + ((ni ^ gq) << 4)); };
+  // S_{r+1} goes back to shared memory as 8 × 8 matrices (stmatrix: one instruction per four
+  // pairs; matrix j of step q is (hf, ni) = (j % 2, 2q + j / 2)): the row this lane addresses for
+  // step q of region k is row 16·w + 8·hf + lane % 8 of matrix lane / 8
+  const uint32_t srow = aS + (16 * w + 8 * ((lane >> 3) & 1) + (lane & 7)) * 128;
+  auto s_row = [&](int k, int q) { return srow + uint32_t(k * kRegion) + uint32_t(((2 * q + (lane >> 4)) ^ (lane & 7)) << 4); };
 
   mbar_wait(barH, 0);  // H_in has landed (S_0)
   for (int r = 0; r < R; ++r) {
@@ -278,7 +293,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
         for (int ni = 0; ni < 8; ++ni)
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf) {
-            const float2 v = unpack2<T>(*reinterpret_cast<const uint32_t*>(sS + pair_off(k, hf, ni)));
+            const float2 v = unpack2<T>(*reinterpret_cast<const uint32_t*>(head + pair_off(k, hf, ni)));
             st[k][4 * ni + 2 * hf] = v.x * dec, st[k][4 * ni + 2 * hf + 1] = v.y * dec;
           }
       wg::fence();
@@ -292,10 +307,15 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
       for (int k = 0; k < NK; ++k) {
         wg::fence_acc(st[k]);
 #pragma unroll
-        for (int ni = 0; ni < 8; ++ni)
+        for (int q = 0; q < 4; ++q) {
+          uint32_t v[4];
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf)
-            *reinterpret_cast<uint32_t*>(sS + pair_off(k, hf, ni)) = pack2<T>(st[k][4 * ni + 2 * hf], st[k][4 * ni + 2 * hf + 1]);
+          for (int j = 0; j < 4; ++j) {
+            const int i = 4 * (2 * q + (j >> 1)) + 2 * (j & 1);
+            v[j] = pack2<T>(st[k][i], st[k][i + 1]);
+          }
+          stsm_x4(s_row(k, q), v);
+        }
       }
       wg::fence_proxy_async();  // S_{r+1} visible to the tensor cores' reads after the barrier
     }
