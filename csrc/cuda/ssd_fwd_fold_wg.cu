@@ -48,16 +48,6 @@ constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 6
 
 __host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
 
-// stmatrix (sm_90): the inverse of ldmatrix.x4 — lane l gives the address of row l % 8 of 8 × 8
-// matrix l / 8; register j holds this lane's pair (row lane / 4, columns 2·(lane % 4), + 1) of
-// matrix j.
-__device__ __forceinline__ void stsm_x4(uint32_t saddr, const uint32_t (&r)[4]) {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(saddr), "r"(r[0]), "r"(r[1]),
-               "r"(r[2]), "r"(r[3])
-               : "memory");
-#endif
-}
 
 // Shared memory (byte offsets from a 1024-byte aligned base): the copy barriers, then C_r and B_r
 // (NK regions each, shared by the block's heads), then per head (kHead bytes from kHeads): S_r (NK
@@ -314,7 +304,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
             const int i = 4 * (2 * q + (j >> 1)) + 2 * (j & 1);
             v[j] = pack2<T>(st[k][i], st[k][i + 1]);
           }
-          stsm_x4(s_row(k, q), v);
+          wg::stsm_x4(s_row(k, q), v);
         }
       }
       wg::fence_proxy_async();  // S_{r+1} visible to the tensor cores' reads after the barrier

@@ -65,6 +65,17 @@ __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
+// stmatrix (sm_90): the inverse of ldmatrix.x4 — lane l gives the address of row l % 8 of 8 × 8
+// matrix l / 8; register j holds this lane's pair (row lane / 4, columns 2·(lane % 4), + 1) of
+// matrix j (the accumulator layout above, packed to 16-bit pairs).
+__device__ __forceinline__ void stsm_x4(uint32_t saddr, const uint32_t (&r)[4]) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(saddr), "r"(r[0]), "r"(r[1]),
+               "r"(r[2]), "r"(r[3])
+               : "memory");
+#endif
+}
+
 // Keeps the compiler from moving reads or writes of the accumulators across a wait / fence.
 template <int R>
 __device__ __forceinline__ void fence_acc(float (&d)[R]) {
