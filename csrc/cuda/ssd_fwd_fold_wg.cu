@@ -187,18 +187,20 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   for (int r = 0; r < R; ++r) {
     mbar_wait(barA, r & 1);  // row tile r's C, B have landed (S_r: H_in, or written below)
     if (tid == 0 && r + 2 < R) prefetch_tile(r + 2);
-    // Y = C_r·S_rᵀ and CB = C_r·B_rᵀ (S_r and B_r stored [·][n]: B operands N × K, K-major).
+    // CB = C_r·B_rᵀ, then Y = C_r·S_rᵀ (B_r and S_r stored [·][n]: B operands N × K, K-major), two
+    // commit groups: the mask is applied to CB while Y's products run.
     float y[32], cb[32];
     wg::fence();
 #pragma unroll
     for (int kk = 0; kk < 4 * NK; ++kk) {
       const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
-      wg::mma_ss<T, 0, 0>(y, wg::sw128_desc(aC + off), wg::sw128_desc(aS + off), kk > 0);
+      wg::mma_ss<T, 0, 0>(cb, wg::sw128_desc(aC + off), wg::sw128_desc(aB + off), kk > 0);
     }
+    wg::commit();
 #pragma unroll
     for (int kk = 0; kk < 4 * NK; ++kk) {
       const uint32_t off = (kk >> 2) * kRegion + (kk & 3) * 32;
-      wg::mma_ss<T, 0, 0>(cb, wg::sw128_desc(aC + off), wg::sw128_desc(aB + off), kk > 0);
+      wg::mma_ss<T, 0, 0>(y, wg::sw128_desc(aC + off), wg::sw128_desc(aS + off), kk > 0);
     }
     wg::commit();
 
@@ -211,11 +213,8 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
     const float rf_lo = seg_lo == seg_ref ? exp2f(cs_lo - cs_ref) : 0.f;
     const float rf_hi = seg_hi == seg_ref ? exp2f(cs_hi - cs_ref) : 0.f;
 
-    wg::wait<0>();
-    wg::fence_acc(y);
+    wg::wait<1>();  // CB is done (Y may still run)
     wg::fence_acc(cb);
-#pragma unroll
-    for (int i = 0; i < 32; ++i) y[i] *= (i & 2) ? rf_hi : rf_lo;
     // The A fragments of (CB ∘ L): k step kk covers token columns 16·kk ..; accumulator tile ni =
     // 2·kk + hf holds columns 8·ni + tq, + 1 of rows row_lo (e 0, 1) and row_hi (e 2, 3). Masked
     // entries are selected, never multiplied (the exponent is positive above the diagonal);
@@ -241,6 +240,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
         for (int e = 0; e < 4; ++e) a[kk][e] = 0u;
       }
     }
+    wg::wait<0>();  // Y is done
+    wg::fence_acc(y);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) y[i] *= (i & 2) ? rf_hi : rf_lo;
     // Y += (CB ∘ L)·X_r (x stored [token][p]: B N-major).
     mbar_wait(barX, r & 1);  // row tile r's x, z have landed
     wg::fence();
