@@ -23,8 +23,6 @@
 // is done with those of r (one barrier per tile; two blocks per SM cover each other's copies);
 // x and z, the ones that come from DRAM, were prefetched into L2 a tile earlier, and the tile's
 // first products wait only for C and B.
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -349,12 +347,8 @@ void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const uns
 template <typename T, int NK>
 void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, const FoldMaps& maps,
                     cudaStream_t stream) {
-  static const bool single = [] {  // (STATESPACE_SSD_FOLD_HB=1, temporary A/B: one head per block)
-    const char* e = std::getenv("STATESPACE_SSD_FOLD_HB");
-    return e && std::strcmp(e, "1") == 0;
-  }();
   const int64_t pairs = int64_t(d.nc) * d.batch * ((d.P + kS - 1) / kS) * (d.H / 2);
-  if (!single && d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
+  if (d.hpg % 2 == 0 && pairs >= 4 * int64_t(sm_count()))
     launch_fold_hb<T, NK, 2>(d, scal, segs, ready, maps, stream);
   else
     launch_fold_hb<T, NK, 1>(d, scal, segs, ready, maps, stream);
@@ -382,12 +376,8 @@ bool fold_maps(const Dev& d, FoldMaps* maps) {
 
 template <typename T>
 bool fold_wgmma_fits(const Dev& d) {
-  static const bool off = [] {  // (STATESPACE_SSD_FOLD=0, temporary A/B: the tile-parallel output kernel)
-    const char* e = std::getenv("STATESPACE_SSD_FOLD");
-    return e && std::strcmp(e, "0") == 0;
-  }();
   FoldMaps maps;
-  return !off && wgmma_available() && d.NP <= 128 && fold_maps<T>(d, &maps);
+  return wgmma_available() && d.NP <= 128 && fold_maps<T>(d, &maps);
 }
 
 template <typename T>

@@ -31,8 +31,6 @@
 //
 // Rounding: the mma operands are T (x·w, C·Bᵀ, the masked C·Bᵀ, the passed states); every sum is f32.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -523,14 +521,10 @@ void launch_forward_mma(const Dev& d, void* cb, float2* scal, int* segs, unsigne
   const int ntp = (d.P + kS - 1) / kS;
   // On sm_90a the outputs by a state walk inside each chunk (ssd_fwd_fold_wg.cu), which needs no
   // C·Bᵀ, beside the state kernel: its blocks start on a chunk once the state kernel has passed it
-  // (per-chunk counters, zeroed here). (STATESPACE_SSD_FLAGS=0, temporary A/B: they wait for the
-  // whole state kernel.)
+  // (per-chunk counters, zeroed here; without programmatic launches the output kernel runs after
+  // the state kernel and needs none).
   const bool fold = fold_wgmma_fits<T>(d);
-  static const bool flags = [] {
-    const char* e = std::getenv("STATESPACE_SSD_FLAGS");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  unsigned* counters = fold && flags && pdl_enabled() ? ready : nullptr;
+  unsigned* counters = fold && pdl_enabled() ? ready : nullptr;
   if (counters)
     check(cudaMemsetAsync(counters, 0, sizeof(unsigned) * d.batch * d.H * d.nc, stream), "ssdChunkScan: counters");
   if (!launch_state_wgmma<T>(d, scal, segs, counters, stream)) {

@@ -56,11 +56,10 @@ struct StateWgSmem {
 template <typename T, bool TMA, int HS>
 __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
-                        const __grid_constant__ CUtensorMap bmap, bool prefetch, unsigned* ready) {
+                        const __grid_constant__ CUtensorMap bmap, unsigned* ready) {
   pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
-  constexpr int kPrefetch = 8;  // slices between an x slice's L2 prefetch and its copy
   using Lay = StateWgSmem<HS>;
   extern __shared__ __align__(1024) unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
@@ -98,13 +97,6 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     }
     __syncthreads();
   }
-  // x slice s of the block's heads into L2 (TMA only): x comes from DRAM, so its copies are
-  // requested kPrefetch slices before they are issued (B, the same for every head, stays in L2).
-  auto prefetch_x = [&](int s) {
-    if (prefetch && s < nsl)
-#pragma unroll
-      for (int j = 0; j < HS; ++j) tma::prefetch_4d(&xmap, p0, h - hs + j, s * kS, b);
-  };
   auto load_slice = [&](int s) {
     if (TMA) {
       if (tid == 0 && s < nsl) {
@@ -114,7 +106,6 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
         tma::load_4d(st + kRegion, &bmap, n0 + 64, g, s * kS, b, bar);
 #pragma unroll
         for (int j = 0; j < HS; ++j) tma::load_4d(st + (2 + j) * kRegion, &xmap, p0, h - hs + j, s * kS, b, bar);
-        prefetch_x(s + kPrefetch);
       }
       return;
     }
@@ -128,8 +119,6 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     }
     __pipeline_commit();  // (empty groups too: the wait counts stay uniform)
   };
-  if (TMA && tid == 0)
-    for (int s = kStages - 1; s < kPrefetch; ++s) prefetch_x(s);
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) load_slice(s);
 
@@ -253,28 +242,23 @@ void launch_hs(const Dev& d, float2* scal, int* segs, unsigned* ready, const CUt
   const dim3 grid((d.NP + kNW - 1) / kNW * ntp, d.H / HS, d.batch);
   constexpr size_t bytes = StateWgSmem<HS>::kBytes;
   set_smem_once<ssd_wg_state_kernel<T, TMA, HS>>(bytes);
-  static const bool prefetch = [] {  // (STATESPACE_SSD_STATE_PF=0, temporary A/B: no L2 prefetch of x)
-    const char* e = std::getenv("STATESPACE_SSD_STATE_PF");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, TMA && prefetch, ready);
+  ssd_wg_state_kernel<T, TMA, HS><<<grid, kNT * HS, bytes, stream>>>(d, scal, segs, xmap, bmap, ready);
 }
 
-// Two heads per block where a group's heads pair up and the paired grid fills two waves of two
-// blocks per SM (16 × 512: 640 blocks). Below that, the pairs' uneven spread costs more than the
-// B reads they share (H100, 4 × 4096: 160 paired blocks, 28 SMs walking 4 heads and 104 SMs 2 —
-// states 0.164 ms against 0.155 one head per block). Tensor copies only (with cp.async the pair's
-// kernel spills at its 128-register cap). (STATESPACE_SSD_STATE_HS=1 / 2, temporary A/B: one head
-// per block always / pairs wherever the heads pair up.)
+// Two heads per block where a group's heads pair up and the paired grid still gives every SM a
+// block (1 × 2048 at 80 heads: 40 pairs, one head per block keeps 80 SMs walking). At 4 × 4096
+// the 160 pairs leave 28 SMs walking four heads and 104 SMs two: alone that lost to one head per
+// block (H100: states 0.164 vs 0.155 ms), but those 104 SMs then have room for an output block
+// beside the state block, which the per-chunk counters put to work (forward 0.4605 vs 0.479-0.524,
+// noisy). Tensor copies only (with cp.async the pair's kernel spills at its 128-register cap).
+// (STATESPACE_SSD_STATE_HS=1, temporary A/B for one more run: one head per block always.)
 bool pair_heads(const Dev& d) {
-  static const int force = [] {
+  static const bool single = [] {
     const char* e = std::getenv("STATESPACE_SSD_STATE_HS");
-    return e ? std::atoi(e) : 0;
+    return e && std::strcmp(e, "1") == 0;
   }();
   const int ntp = (d.P + kS - 1) / kS, ntn = (d.NP + kNW - 1) / kNW;
-  const int64_t pairs = int64_t(ntn) * ntp * (d.H / 2) * d.batch;
-  if (d.hpg % 2 != 0 || force == 1) return false;
-  return force == 2 || pairs >= 4 * int64_t(sm_count());
+  return !single && d.hpg % 2 == 0 && int64_t(ntn) * ntp * (d.H / 2) * d.batch >= sm_count();
 }
 
 }  // namespace

@@ -35,9 +35,9 @@ const CASES: Array<[string, SsdCase]> = [
   // two headdim tiles at dstate 128, 4 heads per group, restarts inside and on slice edges
   ['headdim 128, dstate 128, seqlen 640, 4 heads per group, restarts, initial states', { batch: 2, seqlen: 640, heads: 8, headdim: 128, dstate: 128, groups: 2, seqStarts: [5, 192, 383], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // Two heads per state-kernel block (B slices shared; taken on sm_90a with tensor copies when a
-  // group's heads pair up and the paired grid fills two waves of two blocks per SM of an H100:
-  // ≥ 528): 8 × 72 = 576 pairs here; odd seqlen (a partial chunk and slice), restarts on and off
-  // slice / chunk edges, initial states, 4 groups of 36 heads.
+  // group's heads pair up and the paired grid gives every SM of the GPU a block) beside the
+  // two-head state walk (≥ 4 pairs per SM of an H100): 8 × 72 = 576 pairs here; odd seqlen (a
+  // partial chunk and slice), restarts on and off slice / chunk edges, initial states, 4 groups.
   ['two heads per state block: batch 8, 144 heads, seqlen 401, headdim 8, dstate 64, groups 4, seqIdx, initial states', { batch: 8, seqlen: 401, heads: 144, headdim: 8, dstate: 64, groups: 4, seqStarts: [1, 64, 100, 256, 380], z: true, D: 'channel', dtBias: true, initialStates: true }],
   // ... with two headdim tiles (2 × 8 × 36 pairs), a single group, no z / D
   ['two heads per state block: headdim 128, dstate 64, batch 8, 72 heads, seqlen 70, initial states', { batch: 8, seqlen: 70, heads: 72, headdim: 128, dstate: 64, groups: 1, initialStates: true }],
