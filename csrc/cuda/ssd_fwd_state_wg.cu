@@ -57,7 +57,7 @@ template <typename T, bool TMA, int HS>
 __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
     ssd_wg_state_kernel(Dev d, float2* scal, int* segs, const __grid_constant__ CUtensorMap xmap,
                         const __grid_constant__ CUtensorMap bmap, unsigned* ready) {
-  pdl_trigger();  // the C·Bᵀ kernel may start in the slots this grid leaves free
+  pdl_trigger();  // its dependent (the state walk, or the C·Bᵀ kernel) may start in the slots left free
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kQ = kChunkedQ, kSlices = kQ / kS, NWARP = kNT / 32, E = kQ / kNT;  // E: tokens per thread in the scans
   using Lay = StateWgSmem<HS>;
