@@ -13,8 +13,6 @@
 // copies land. Warp w of a warpgroup owns state rows 16·w .. (headdim), all 128 columns.
 // HS heads of one group per block (HS warpgroups) share the B slices: one copy of each B slice
 // per HS heads (B is 2/3 of a one-head block's L2 reads).
-#include <cstdlib>
-#include <cstring>
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -248,17 +246,12 @@ void launch_hs(const Dev& d, float2* scal, int* segs, unsigned* ready, const CUt
 // Two heads per block where a group's heads pair up and the paired grid still gives every SM a
 // block (1 × 2048 at 80 heads: 40 pairs, one head per block keeps 80 SMs walking). At 4 × 4096
 // the 160 pairs leave 28 SMs walking four heads and 104 SMs two: alone that lost to one head per
-// block (H100: states 0.164 vs 0.155 ms), but those 104 SMs then have room for an output block
-// beside the state block, which the per-chunk counters put to work (forward 0.4605 vs 0.479-0.524,
-// noisy). Tensor copies only (with cp.async the pair's kernel spills at its 128-register cap).
-// (STATESPACE_SSD_STATE_HS=1, temporary A/B for one more run: one head per block always.)
+// block (H100: states 0.164 vs 0.155 ms), but those 104 SMs then have room for a state-walk output
+// block beside the state block, which the per-chunk counters put to work (forward 0.430-0.445 vs
+// 0.458 ms). Tensor copies only (with cp.async the pair's kernel spills at its 128-register cap).
 bool pair_heads(const Dev& d) {
-  static const bool single = [] {
-    const char* e = std::getenv("STATESPACE_SSD_STATE_HS");
-    return e && std::strcmp(e, "1") == 0;
-  }();
   const int ntp = (d.P + kS - 1) / kS, ntn = (d.NP + kNW - 1) / kNW;
-  return !single && d.hpg % 2 == 0 && int64_t(ntn) * ntp * (d.H / 2) * d.batch >= sm_count();
+  return d.hpg % 2 == 0 && int64_t(ntn) * ntp * (d.H / 2) * d.batch >= sm_count();
 }
 
 }  // namespace
