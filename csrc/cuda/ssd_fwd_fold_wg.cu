@@ -23,6 +23,11 @@
 // is done with those of r (one barrier per tile; two blocks per SM cover each other's copies);
 // x and z, the ones that come from DRAM, were prefetched into L2 a tile earlier, and the tile's
 // first products wait only for C and B.
+// Launched as a programmatic dependent of the state kernel: a block copies its first tiles, then
+// waits until the state kernel has stored its chunk's H_in and scalars (per-chunk counters, see
+// signal_ready / wait_ready), so the walk runs beside the state kernel where the SMs have room.
+// (H100, bf16 4 × 4096 × 80 × 64, dstate 128: outputs 0.293-0.296 ms against 0.322-0.326 for the
+// C·Bᵀ and tile-parallel output kernels; forward 0.430-0.445 ms with the overlap — bench/NOTES.md.)
 #include "cuda/check.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -45,7 +50,6 @@ constexpr int kNT = 128;           // one warpgroup per head
 constexpr int kRegion = kS * 128;  // bytes of one 64-column SW128 region of a 64-row tile
 
 __host__ __device__ constexpr size_t align1024(size_t v) { return (v + 1023) / 1024 * 1024; }
-
 
 // Shared memory (byte offsets from a 1024-byte aligned base): the copy barriers, then C_r and B_r
 // (NK regions each, shared by the block's heads), then per head (kHead bytes from kHeads): S_r (NK
