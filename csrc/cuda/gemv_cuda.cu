@@ -15,12 +15,16 @@
 //  - optionally (GemvNorm, one row) the RMSNorm before a projection is folded in: the kernel sums
 //    r² of the row it reads anyway and scales each output at the end (a decode step needs no
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
-//    in the epilogue.
+//    in the epilogue;
+//  - optionally (GemvPrefetch) each warp requests more of its weight rows into L2 before the wait
+//    (cuda/l2_prefetch.cuh), so that they stream from L2 once x is ready, and the blocks request
+//    the next projection's first weights after it.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
 #include <algorithm>
 #include <cstdlib>
 #include <type_traits>
 #include "cuda/check.cuh"
+#include "cuda/l2_prefetch.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -189,12 +193,21 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   return cv.silu ? cuda::silu_f(acc) : acc;
 }
 
+// GemvPrefetch as the kernel takes it: elems a multiple of V; block b requests bytes
+// [b·next_share, min((b + 1)·next_share, next_bytes)) of next (16-byte multiples).
+struct GemvL2 {
+  int64_t elems = 0;
+  const char* next = nullptr;
+  int64_t next_bytes = 0, next_share = 0;
+  int priority = 0;
+};
+
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
 // of length kslice (a multiple of 32·V). MM: rows handled (1, or up to 8 with M at run time).
 // XM (GemvInput): the input row as is, or normalised on the fly (MM = 1).
 template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
-    gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
+    gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice, GemvL2 l2) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
@@ -229,8 +242,18 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
   };
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
+  if (l2.elems > 0 && lane < C) {
+    // Lane c: row n0 + c's next l2.elems elements of this slice past the first batch, into L2
+    // (16-byte multiples: K, the slice and the batch are multiples of V).
+    const int64_t k0 = slice * kslice + U * LS, k1 = min(k_end, k0 + l2.elems);
+    if (k0 < k1 && n0 + lane < p.N) cuda::l2_prefetch_bulk(w + (n0 + lane) * K + k0, static_cast<uint32_t>((k1 - k0) * sizeof(T)), l2.priority);
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  if (l2.next_share > 0 && threadIdx.x == 0) {
+    const int64_t lo = blockIdx.x * l2.next_share, n = min(l2.next_share, l2.next_bytes - lo);
+    if (n > 0) cuda::l2_prefetch_bulk(l2.next + lo, static_cast<uint32_t>(n), l2.priority);
+  }
   while (full) {
 #pragma unroll
     for (int m = 0; m < MM; ++m) {
@@ -327,19 +350,20 @@ struct GemvArgs {
   GemvNorm nm;
   GemvResidual rs;
   GemvArgmax am;
+  GemvL2 l2;  // elems: vectorised launches only (its pieces are runs of whole vectors)
 };
 
 template <typename T, int V, int C>
 void launch_rows(const GemvArgs& a, cudaStream_t st, int S, int64_t kslice, unsigned blocks) {
   const dim3 g(blocks), b(GemvTraits::kThreads);
   if (a.nm.weight && a.nm.x_in_w_dtype)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, a.l2);
   else if (a.nm.weight)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kNormF32X>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, a.l2);
   else if (a.p.M == 1)
-    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, 1, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, a.l2);
   else
-    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice);
+    cuda::launch_pdl(gemv_kernel<T, V, C, GemvTraits::kMaxM, kPlainX>, g, b, 0, st, a.p, a.cv, a.nm, a.rs, a.am, S, kslice, a.l2);
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -390,13 +414,16 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   // The argmax in the kernel for one row without K split (a split block's other warps leave
   // early); otherwise the argmax kernel runs on the output afterwards.
   GemvArgs args = a;
+  args.l2.elems = a.l2.elems / V * V;  // whole 16-byte vectors
   const bool argmax_after = a.am.out && !(p.M == 1 && S == 1);
   if (argmax_after) args.am = GemvArgmax{};
   const int64_t cols_per_block = W / S * C;
   const int64_t blocks = (p.N + cols_per_block - 1) / cols_per_block;
   if (blocks > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "linear: too many outputs");
   const unsigned g = static_cast<unsigned>(blocks);
+  if (args.l2.next_bytes > 0) args.l2.next_share = (args.l2.next_bytes + 16 * blocks - 1) / (16 * blocks) * 16;
   if (!vec) {
+    args.l2.elems = 0;
     launch_rows<T, 1, 1>(args, st, S, kslice, g);
   } else if (C == 4) {
     launch_rows<T, V, 4>(args, st, S, kslice, g);
@@ -419,9 +446,17 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 }  // namespace
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,
-               const GemvResidual* residual, const GemvArgmax* argmax) {
+               const GemvResidual* residual, const GemvArgmax* argmax, const GemvPrefetch* prefetch) {
   GemvArgs a{p, conv ? *conv : GemvConv{}, norm ? *norm : GemvNorm{},
              residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}};
+  if (prefetch && cuda::compute_capability() >= 90) {
+    a.l2.elems = prefetch->elems;
+    if (prefetch->next && reinterpret_cast<uintptr_t>(prefetch->next) % 16 == 0) {
+      a.l2.next = static_cast<const char*>(prefetch->next);
+      a.l2.next_bytes = prefetch->next_bytes / 16 * 16;
+    }
+    a.l2.priority = cuda::l2_prefetch_priority();
+  }
   if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
   if (a.am.out && a.rs.out) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: argmaxOut is not taken with residual");
   SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(a, static_cast<cudaStream_t>(stream)); });

@@ -121,6 +121,37 @@ export abstract class CausalLM implements DecodeEngine {
   }
   private owned: Tensor[] = [];
 
+  /**
+   * Which weights a decode step of n sequences asks into the L2 cache ahead of their projection
+   * (DRAM would otherwise idle during the latency-bound kernels between the big products), as
+   * the options of the ops that issue the requests: in_proj's linearConvUpdate (`inProj`), the
+   * prefetch kernel after it (`kernel`: of out_proj, once in_proj has finished / while the conv
+   * runs) and out_proj's linear (`outProj`: its own rows before its wait, `next`'s first bytes
+   * after it). A/B switches of this session, read per step (a captured graph keeps what it was
+   * captured with): STATESPACE_DECODE_L2PF, a ','-list of 'out' (out_proj's rows), 'in' (in_proj's
+   * next STATESPACE_DECODE_L2PF_IN elements per row, default 512), 'next' (the next layer's
+   * in_proj or the LM head, STATESPACE_DECODE_L2PF_NEXT_MB, default 8), 'kernel', or '0'; default
+   * 'out'. Past 8 sequences (cuBLAS projections) STATESPACE_DECODE_L2PF_B64=1 runs the kernel.
+   */
+  protected decodePrefetch(n: number, next: Tensor): { inProj: { l2Prefetch?: number }; outProj: { l2Prefetch?: number; l2PrefetchNext?: Tensor; l2PrefetchNextBytes?: number }; kernel: 'none' | 'after' | 'during' } {
+    const none = { inProj: {}, outProj: {}, kernel: 'none' as const };
+    if (this.device === 'cpu') return none;
+    if (n > 8) return process.env.STATESPACE_DECODE_L2PF_B64 === '1' ? { ...none, kernel: 'during' } : none;
+    const on = new Set((process.env.STATESPACE_DECODE_L2PF ?? 'out').split(','));
+    const mb = Number(process.env.STATESPACE_DECODE_L2PF_NEXT_MB ?? 8);
+    return {
+      inProj: on.has('in') ? { l2Prefetch: Number(process.env.STATESPACE_DECODE_L2PF_IN ?? 512) } : {},
+      outProj: {
+        ...(on.has('out') ? { l2Prefetch: 1 << 30 } : {}),
+        ...(on.has('next') ? { l2PrefetchNext: next, l2PrefetchNextBytes: Math.round(mb * 2 ** 20) } : {}),
+      },
+      kernel: on.has('kernel') ? 'after' : 'none',
+    };
+  }
+
+  /** The weight a decode step reads after layer l's mixer: layer l+1's in_proj, or the LM head. */
+  protected abstract nextWeight(layer: number): Tensor;
+
   protected constructor(init: ModelInit) {
     this.config = init.config;
     this.generation = init.generation;
@@ -456,6 +487,16 @@ export abstract class CausalLM implements DecodeEngine {
     return true;
   }
 
+  /** @internal Benchmarks: drops the captured decode steps, so the next steps capture them anew (e.g. under other settings). */
+  resetDecodeGraphs(): void {
+    for (const g of this.graphs.values()) {
+      g.full?.dispose();
+      g.greedy?.dispose();
+      for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
+    }
+    this.graphs.clear();
+  }
+
   /** Makes batch size n's graph entry (after its first eager run) and captures the step of this kind. */
   private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): void {
     if (this.graphs.has(n)) return;
@@ -571,12 +612,7 @@ export abstract class CausalLM implements DecodeEngine {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned = [];
-    for (const g of this.graphs.values()) {
-      g.full?.dispose();
-      g.greedy?.dispose();
-      for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
-    }
-    this.graphs.clear();
+    this.resetDecodeGraphs();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();
     this.viewCache.clear();
     if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();

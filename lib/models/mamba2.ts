@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, copyInto, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, copyInto, gatedRmsNorm, l2Prefetch, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -75,6 +75,10 @@ export class Mamba2Model extends CausalLM {
     }
   }
 
+  protected nextWeight(layer: number): Tensor {
+    return layer + 1 < this.layers.length ? this.layers[layer + 1].inProj : this.lmHead;
+  }
+
   /** Offsets of z, xBC and dt in in_proj's output. */
   private get offsets(): { z: number; xbc: number; dt: number } {
     const z = 2 * this.dMlp;
@@ -123,7 +127,11 @@ export class Mamba2Model extends CausalLM {
     const o = this.offsets;
     // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
+    // out_proj's weights into L2 while the state update runs (decodePrefetch; not past 8
+    // sequences: the update then moves more state than L2 holds)
+    const pf = n > 8 ? { inProj: {}, outProj: {}, kernel: 'none' } : this.decodePrefetch(n, this.nextWeight(layer));
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', ...pf.inProj }); // (n, proj)
+    if (pf.kernel !== 'none') l2Prefetch({ x: Ly.outProj, afterProducer: pf.kernel === 'after' });
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -131,7 +139,7 @@ export class Mamba2Model extends CausalLM {
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
-    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, ...pf.outProj };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
