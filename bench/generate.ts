@@ -18,7 +18,7 @@
  * mamba-2.8b-bf16state is mamba-2.8b with a bfloat16 SSM state on CUDA (Mamba-2 always decodes with one).
  * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
  * per-op profiles (shorter runs, e.g. to compare two settings in one session).
- * STATESPACE_BENCH_VARIANTS='A=1,B=x;A=0' compares settings (environment variables read when a
+ * STATESPACE_BENCH_VARIANTS='A=1 B=x;A=0' compares settings (environment variables read when a
  * decode step is captured) in one process: per model only the decode steps, every variant in
  * turn with its graphs captured anew, all of them twice (interleaved), one row per variant and round.
  */
@@ -83,11 +83,11 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
   return { ms: samples[Math.floor(samples.length / 2)], firstMs };
 }
 
-/** The variants of STATESPACE_BENCH_VARIANTS: ';'-separated lists of ','-separated NAME=value settings. */
+/** The variants of STATESPACE_BENCH_VARIANTS: ';'-separated lists of space-separated NAME=value settings. */
 function variants(): Array<Record<string, string>> | null {
   const spec = process.env.STATESPACE_BENCH_VARIANTS;
   if (!spec) return null;
-  return spec.split(';').map((v) => Object.fromEntries(v.split(',').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')).trim(), kv.slice(kv.indexOf('=') + 1).trim()])));
+  return spec.split(';').map((v) => Object.fromEntries(v.trim().split(/\s+/).filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])));
 }
 
 /** Batch-1 and batch-64 greedy decode steps of `m` under each variant's settings, two interleaved rounds. */

@@ -86,7 +86,8 @@ Napi::Value mul_binding(const Napi::CallbackInfo& info) { return binary<EltwiseO
 
 Napi::Value l2_prefetch_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
-  l2_prefetch(required_tensor(o, "x"), optional_bool(o, "afterProducer", false));
+  const double bytes = optional_number(o, "bytes", -1);
+  l2_prefetch(required_tensor(o, "x"), optional_bool(o, "afterProducer", false), bytes < 0 ? -1 : static_cast<int64_t>(bytes));
   return info.Env().Undefined();
 }
 

@@ -374,13 +374,14 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   return L.out;
 }
 
-void l2_prefetch(const Tensor& t, bool after_producer) {
+void l2_prefetch(const Tensor& t, bool after_producer, int64_t bytes) {
   if (t.device().is_cpu()) return;
   if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "x: must be contiguous (its bytes are requested as one range)");
 #ifdef STATESPACE_WITH_CUDA
   L2PrefetchParams p;
   p.ptr = t.data();
   p.bytes = t.numel() * static_cast<int64_t>(dtype_size(t.dtype));
+  if (bytes >= 0) p.bytes = std::min(p.bytes, bytes);
   p.after_wait = after_producer;
   l2_prefetch_cuda(p, cuda_stream_for(t.device()));
 #endif

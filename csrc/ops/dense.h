@@ -186,10 +186,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const L
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
                           const LinearExtras& extras = {});
-// A decode step's hint: t's bytes requested into the L2 cache by a kernel in stream order
-// (l2_prefetch_cuda), before or after the kernel launched before it has completed. Nothing on
-// the CPU or on GPUs before sm_90. t must be contiguous.
-void l2_prefetch(const Tensor& t, bool after_producer);
+// A decode step's hint: t's bytes (its leading `bytes` when >= 0) requested into the L2 cache by a
+// kernel in stream order (l2_prefetch_cuda), before or after the kernel launched before it has
+// completed. Nothing on the CPU or on GPUs before sm_90. t must be contiguous.
+void l2_prefetch(const Tensor& t, bool after_producer, int64_t bytes = -1);
 struct RmsNormResult {
   Tensor y, residual_out;
 };

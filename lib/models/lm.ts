@@ -84,6 +84,18 @@ interface DecodeGraph {
   hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
 }
 
+/** A decode step's L2 prefetches (CausalLM.decodePrefetch). */
+export interface DecodePrefetch {
+  /** Options of in_proj's linearConvUpdate. */
+  inProj: { l2Prefetch?: number };
+  /** Options of out_proj's linear. */
+  outProj: { l2Prefetch?: number; l2PrefetchNext?: Tensor; l2PrefetchNextBytes?: number };
+  /** The prefetch kernel of out_proj: after in_proj has finished (batch <= 8), or where the model puts it past 8 sequences ('b64'). */
+  kernel: 'none' | 'after' | 'b64';
+  /** Past 8 sequences: leading bytes of the next weight a prefetch kernel after out_proj requests. */
+  nextBytes: number;
+}
+
 /** Most greedy steps stepGreedyMany runs per call. */
 const MAX_STEPS_PER_CALL = 16;
 
@@ -131,14 +143,20 @@ export abstract class CausalLM implements DecodeEngine {
    * captured with): STATESPACE_DECODE_L2PF, a ','-list of 'out' (out_proj's rows), 'in' (in_proj's
    * next STATESPACE_DECODE_L2PF_IN elements per row, default 512), 'next' (the next layer's
    * in_proj or the LM head, STATESPACE_DECODE_L2PF_NEXT_MB, default 8), 'kernel', or '0'; default
-   * 'out'. Past 8 sequences (cuBLAS projections) STATESPACE_DECODE_L2PF_B64=1 runs the kernel.
+   * 'out'. Past 8 sequences (cuBLAS projections, no prologue to hook) the prefetch kernel does it
+   * all: STATESPACE_DECODE_L2PF_B64, a ','-list of 'out' (out_proj, ahead of it: kernel 'b64') and
+   * 'next' (after out_proj, the first STATESPACE_DECODE_L2PF_NEXT_MB of the next weight: nextBytes,
+   * while the next layer's norm runs), default '0'.
    */
-  protected decodePrefetch(n: number, next: Tensor): { inProj: { l2Prefetch?: number }; outProj: { l2Prefetch?: number; l2PrefetchNext?: Tensor; l2PrefetchNextBytes?: number }; kernel: 'none' | 'after' | 'during' } {
-    const none = { inProj: {}, outProj: {}, kernel: 'none' as const };
+  protected decodePrefetch(n: number, next: Tensor): DecodePrefetch {
+    const none: DecodePrefetch = { inProj: {}, outProj: {}, kernel: 'none', nextBytes: 0 };
     if (this.device === 'cpu') return none;
-    if (n > 8) return process.env.STATESPACE_DECODE_L2PF_B64 === '1' ? { ...none, kernel: 'during' } : none;
+    const mb = Number(process.env.STATESPACE_DECODE_L2PF_NEXT_MB ?? (n > 8 ? 12 : 8));
+    if (n > 8) {
+      const b64 = new Set((process.env.STATESPACE_DECODE_L2PF_B64 ?? '0').split(','));
+      return { ...none, kernel: b64.has('out') ? 'b64' : 'none', nextBytes: b64.has('next') ? Math.round(mb * 2 ** 20) : 0 };
+    }
     const on = new Set((process.env.STATESPACE_DECODE_L2PF ?? 'out').split(','));
-    const mb = Number(process.env.STATESPACE_DECODE_L2PF_NEXT_MB ?? 8);
     return {
       inProj: on.has('in') ? { l2Prefetch: Number(process.env.STATESPACE_DECODE_L2PF_IN ?? 512) } : {},
       outProj: {
@@ -146,6 +164,7 @@ export abstract class CausalLM implements DecodeEngine {
         ...(on.has('next') ? { l2PrefetchNext: next, l2PrefetchNextBytes: Math.round(mb * 2 ** 20) } : {}),
       },
       kernel: on.has('kernel') ? 'after' : 'none',
+      nextBytes: 0,
     };
   }
 

@@ -160,12 +160,15 @@ export class MambaModel extends CausalLM {
     // out_proj's weights into L2 while x_proj and the state update run (decodePrefetch)
     const pf = this.decodePrefetch(x.shape[0], this.nextWeight(layer));
     const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu', ...pf.inProj });
+    // (batched: the kernel runs beside the conv, before x_proj)
     if (pf.kernel !== 'none') l2Prefetch({ x: L.outProj, afterProducer: pf.kernel === 'after' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, ...pf.outProj });
+    const out = linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, ...pf.outProj });
+    if (pf.nextBytes) l2Prefetch({ x: this.nextWeight(layer), bytes: pf.nextBytes });
+    return out;
   }
 }

@@ -127,11 +127,11 @@ export class Mamba2Model extends CausalLM {
     const o = this.offsets;
     // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    // out_proj's weights into L2 while the state update runs (decodePrefetch; not past 8
-    // sequences: the update then moves more state than L2 holds)
-    const pf = n > 8 ? { inProj: {}, outProj: {}, kernel: 'none' } : this.decodePrefetch(n, this.nextWeight(layer));
+    // out_proj's weights into L2 while the state update runs (decodePrefetch); past 8 sequences
+    // the update moves more state than L2 holds, so the kernel runs after it ('b64')
+    const pf = this.decodePrefetch(n, this.nextWeight(layer));
     const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', ...pf.inProj }); // (n, proj)
-    if (pf.kernel !== 'none') l2Prefetch({ x: Ly.outProj, afterProducer: pf.kernel === 'after' });
+    if (pf.kernel === 'after') l2Prefetch({ x: Ly.outProj, afterProducer: true });
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -141,14 +141,19 @@ export class Mamba2Model extends CausalLM {
     const limit = this.config.timeStepLimit ?? undefined;
     const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, ...pf.outProj };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
+    const nextHint = (y: Tensor) => {
+      if (pf.nextBytes) l2Prefetch({ x: this.nextWeight(layer), bytes: pf.nextBytes });
+      return y;
+    };
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel
       const yz = selectiveStateUpdate({ ...ssu, z: z.unflatten(1, [H, P]) });
-      return linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out });
+      return nextHint(linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out }));
     }
     const y = selectiveStateUpdate(ssu);
+    if (pf.kernel === 'b64') l2Prefetch({ x: Ly.outProj, afterProducer: true }); // during the gated norm
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return linear({ x: yn, ...out });
+    return nextHint(linear({ x: yn, ...out }));
   }
 }

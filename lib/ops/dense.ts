@@ -125,6 +125,8 @@ export interface L2PrefetchOptions {
   x: Tensor;
   /** Request it once the op before has finished (default: as soon as that op's kernel is under way). */
   afterProducer?: boolean;
+  /** Only the leading bytes (default: all of x). */
+  bytes?: number;
 }
 
 /**
