@@ -15,9 +15,7 @@ namespace ss {
 namespace cuda {
 int l2_prefetch_priority() {
   const char* v = std::getenv("STATESPACE_L2PF_POLICY");
-  if (v && std::strcmp(v, "normal") == 0) return kL2Normal;
-  if (v && std::strcmp(v, "last") == 0) return kL2EvictLast;
-  return kL2EvictFirst;
+  return v && std::strcmp(v, "normal") == 0 ? kL2Normal : kL2EvictFirst;
 }
 }  // namespace cuda
 
