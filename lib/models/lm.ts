@@ -94,6 +94,8 @@ export interface DecodePrefetch {
   kernel: 'none' | 'after' | 'b64';
   /** Past 8 sequences: leading bytes of the next weight a prefetch kernel after out_proj requests. */
   nextBytes: number;
+  /** Leading bytes of out_proj that the product after in_proj requests after its wait (Mamba-1's x_proj). */
+  earlyBytes: number;
 }
 
 /** Most greedy steps stepGreedyMany runs per call. */
@@ -142,14 +144,15 @@ export abstract class CausalLM implements DecodeEngine {
    * after it). A/B switches of this session, read per step (a captured graph keeps what it was
    * captured with): STATESPACE_DECODE_L2PF, a ','-list of 'out' (out_proj's rows), 'in' (in_proj's
    * next STATESPACE_DECODE_L2PF_IN elements per row, default 512), 'next' (the next layer's
-   * in_proj or the LM head, STATESPACE_DECODE_L2PF_NEXT_MB, default 8), 'kernel', or '0'; default
-   * 'out'. Past 8 sequences (cuBLAS projections, no prologue to hook) the prefetch kernel does it
+   * in_proj or the LM head, STATESPACE_DECODE_L2PF_NEXT_MB, default 8), 'xproj' (Mamba-1: x_proj,
+   * once in_proj has finished, requests out_proj's first STATESPACE_DECODE_L2PF_X_MB, default 8),
+   * 'kernel', or '0'; default 'out'. Past 8 sequences (cuBLAS projections, no prologue to hook) the prefetch kernel does it
    * all: STATESPACE_DECODE_L2PF_B64, a ','-list of 'out' (out_proj, ahead of it: kernel 'b64') and
    * 'next' (after out_proj, the first STATESPACE_DECODE_L2PF_NEXT_MB of the next weight: nextBytes,
    * while the next layer's norm runs), default '0'.
    */
   protected decodePrefetch(n: number, next: Tensor): DecodePrefetch {
-    const none: DecodePrefetch = { inProj: {}, outProj: {}, kernel: 'none', nextBytes: 0 };
+    const none: DecodePrefetch = { inProj: {}, outProj: {}, kernel: 'none', nextBytes: 0, earlyBytes: 0 };
     if (this.device === 'cpu') return none;
     const mb = Number(process.env.STATESPACE_DECODE_L2PF_NEXT_MB ?? (n > 8 ? 12 : 8));
     if (n > 8) {
@@ -165,6 +168,7 @@ export abstract class CausalLM implements DecodeEngine {
       },
       kernel: on.has('kernel') ? 'after' : 'none',
       nextBytes: 0,
+      earlyBytes: on.has('xproj') ? Math.round(Number(process.env.STATESPACE_DECODE_L2PF_X_MB ?? 8) * 2 ** 20) : 0,
     };
   }
 

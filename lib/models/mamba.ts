@@ -164,7 +164,8 @@ export class MambaModel extends CausalLM {
     if (pf.kernel !== 'none') l2Prefetch({ x: L.outProj, afterProducer: pf.kernel === 'after' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
-    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
+    const early = pf.earlyBytes ? { l2PrefetchNext: L.outProj, l2PrefetchNextBytes: pf.earlyBytes } : {};
+    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj, ...early }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     const out = linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, ...pf.outProj });

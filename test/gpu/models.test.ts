@@ -193,7 +193,7 @@ describeGpu('decode L2 prefetch placements', () => {
       const modes: Array<Record<string, string>> = [
         { STATESPACE_DECODE_L2PF: '0' },
         {},
-        { STATESPACE_DECODE_L2PF: 'out,in,next', STATESPACE_DECODE_L2PF_IN: '64' },
+        { STATESPACE_DECODE_L2PF: 'out,in,next,xproj', STATESPACE_DECODE_L2PF_IN: '64' },
         { STATESPACE_DECODE_L2PF: 'kernel,next', STATESPACE_DECODE_L2PF_B64: 'out,next', STATESPACE_L2PF_POLICY: 'normal' },
       ];
       const fed = [randomIds(4, V), Array.from({ length: 4 }, () => randomIds(12, V))];
