@@ -2,7 +2,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, add, embedding, gatedRmsNorm, linear, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
 import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from './linear_extras';
 import { debugPoison } from '../lib/index';
-import { l2Prefetch } from '../lib/ops/dense';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
 import { linearRef, rmsNormRef, siluRef, softplusRef } from './reference/dense';
@@ -99,20 +98,6 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectCode(() => linear({ ...ok, argmaxOut: zeros([2]) }), 'ERR_DTYPE', 'argmaxOut');
     expectCode(() => linear({ ...ok, argmaxOut: zeros([3], { dtype: 'int32' }) }), 'ERR_SHAPE', 'argmaxOut');
     expectCode(() => linear({ ...ok, argmaxOut: zeros([2], { dtype: 'int32' }), residual: zeros([2, 4]) }), 'ERR_INVALID_ARG', 'argmaxOut');
-  });
-});
-
-describe('l2Prefetch (decode hints)', () => {
-  it('changes nothing on the CPU; bad values are coded', async () => {
-    const r = rng();
-    const x = randnInput([3, 40], 'float32', 'cpu', 1, r).t;
-    const w = randnInput([7, 40], 'float32', 'cpu', 1, r).t;
-    const want = Array.from(await linear({ x, weight: w }).data());
-    expect(Array.from(await linear({ x, weight: w, l2Prefetch: 1 << 30 }).data())).toEqual(want);
-    l2Prefetch({ x: w }); // nothing to request on the CPU
-    l2Prefetch({ x: w.transpose(0, 1), afterProducer: true });
-    expectCode(() => linear({ x, weight: w, l2Prefetch: -1 }), 'ERR_INVALID_ARG', 'l2Prefetch');
-    expectCode(() => linear({ x, weight: w, l2Prefetch: 1.5 }), 'ERR_INVALID_ARG', 'l2Prefetch');
   });
 });
 

@@ -11,7 +11,7 @@ Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
-// normWeight, normGate, normEps, residual, argmaxOut, l2Prefetch, l2PrefetchNext(Bytes) (ops/dense.h, LinearExtras).
+// normWeight, normGate, normEps, residual, argmaxOut (ops/dense.h, LinearExtras).
 LinearExtras linear_extras(Napi::Object o) {
   LinearExtras ex;
   ex.norm_weight = optional_tensor(o, "normWeight");
@@ -19,15 +19,6 @@ LinearExtras linear_extras(Napi::Object o) {
   ex.norm_eps = optional_number(o, "normEps", 1e-5);
   ex.residual = optional_tensor(o, "residual");
   ex.argmax_out = optional_tensor(o, "argmaxOut");
-  const double pf = optional_number(o, "l2Prefetch", 0);
-  if (!(pf >= 0) || pf != static_cast<double>(static_cast<int64_t>(pf)))
-    fail("ERR_INVALID_ARG", ErrorKind::Type, "l2Prefetch: expected a non-negative integer");
-  ex.l2_prefetch = static_cast<int64_t>(pf);
-  ex.l2_prefetch_next = optional_tensor(o, "l2PrefetchNext");
-  const double nb = optional_number(o, "l2PrefetchNextBytes", 0);
-  if (!(nb >= 0) || nb != static_cast<double>(static_cast<int64_t>(nb)))
-    fail("ERR_INVALID_ARG", ErrorKind::Type, "l2PrefetchNextBytes: expected a non-negative integer");
-  ex.l2_prefetch_next_bytes = static_cast<int64_t>(nb);
   return ex;
 }
 
@@ -84,13 +75,6 @@ Napi::Value softplus_binding(const Napi::CallbackInfo& info) { return unary<Eltw
 Napi::Value add_binding(const Napi::CallbackInfo& info) { return binary<EltwiseOp::Add>(info); }
 Napi::Value mul_binding(const Napi::CallbackInfo& info) { return binary<EltwiseOp::Mul>(info); }
 
-Napi::Value l2_prefetch_binding(const Napi::CallbackInfo& info) {
-  Napi::Object o = options_arg(info, "dense op");
-  const double bytes = optional_number(o, "bytes", -1);
-  l2_prefetch(required_tensor(o, "x"), optional_bool(o, "afterProducer", false), bytes < 0 ? -1 : static_cast<int64_t>(bytes));
-  return info.Env().Undefined();
-}
-
 Napi::Value linear_backend_binding(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), linear_backend(to_device(info[0], "device")));
 }
@@ -102,7 +86,6 @@ SS_EXPORT("embedding", embedding_binding);
 SS_EXPORT("linear", linear_binding);
 SS_EXPORT("linearConvUpdate", linear_conv_update_binding);
 SS_EXPORT("rmsNorm", rms_norm_binding);
-SS_EXPORT("l2Prefetch", l2_prefetch_binding);
 SS_EXPORT("gatedRmsNorm", gated_rms_norm_binding);
 SS_EXPORT("silu", silu_binding);
 SS_EXPORT("softplus", softplus_binding);

@@ -86,12 +86,6 @@ void check_extras(const Tensor& x, const Tensor& weight, const LinearExtras& ex)
     checks::shape("residual", ex.residual, shape, "the shape of the output");
     checks::floating("residual", ex.residual, cpu);
   }
-  if (ex.l2_prefetch < 0) fail("ERR_INVALID_ARG", ErrorKind::Type, "l2Prefetch: expected a non-negative integer");
-  if (ex.l2_prefetch_next.defined()) {
-    check_same_device(dev, {{"l2PrefetchNext", &ex.l2_prefetch_next}});
-    if (!ex.l2_prefetch_next.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "l2PrefetchNext: must be contiguous");
-  }
-  if (ex.l2_prefetch_next_bytes < 0) fail("ERR_INVALID_ARG", ErrorKind::Type, "l2PrefetchNextBytes: expected a non-negative integer");
   if (ex.argmax_out.defined()) {
     check_same_device(dev, {{"argmaxOut", &ex.argmax_out}});
     if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken with residual");
@@ -213,18 +207,6 @@ bool fusable(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
   return x.dtype == DType::Float32 || x.dtype == weight.dtype;
 }
 
-// The matrix-vector kernel's L2 prefetches of the extras.
-GemvPrefetch gemv_prefetch(const LinearExtras& ex) {
-  GemvPrefetch pf;
-  pf.elems = ex.l2_prefetch;
-  if (ex.l2_prefetch_next.defined()) {
-    const Tensor& t = ex.l2_prefetch_next;
-    pf.next = t.data();
-    pf.next_bytes = std::min(ex.l2_prefetch_next_bytes, t.numel() * static_cast<int64_t>(dtype_size(t.dtype)));
-  }
-  return pf;
-}
-
 FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias_in, const LinearExtras& ex) {
   Device dev = x.device();
   check_same_device(dev, {{"weight", &weight}, {"bias", &bias_in}});
@@ -277,13 +259,11 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const LinearExtras& ex) {
   check_extras(x_in, weight_in, ex);
 #ifdef STATESPACE_WITH_CUDA
-  const bool extras = ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined() || ex.l2_prefetch > 0 || ex.l2_prefetch_next.defined();
-  if (extras && fusable(x_in, weight_in, ex)) {
+  if ((ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined()) && fusable(x_in, weight_in, ex)) {
     FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
     GemvArgmax am;
     am.out = ex.argmax_out.defined() ? static_cast<int32_t*>(ex.argmax_out.data()) : nullptr;
-    const GemvPrefetch pf = gemv_prefetch(ex);
-    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.nm, &F.rs, &am, &pf);
+    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.nm, &F.rs, &am);
     return F.L.out;
   }
 #endif
@@ -341,8 +321,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    const GemvPrefetch pf = gemv_prefetch(ex);
-    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, &pf);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr);
     return L.out;
   }
 #endif
@@ -372,19 +351,6 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
   else
     causal_conv1d_update_cuda(c, cuda_stream_for(dev));
   return L.out;
-}
-
-void l2_prefetch(const Tensor& t, bool after_producer, int64_t bytes) {
-  if (t.device().is_cpu()) return;
-  if (!t.is_contiguous()) fail("ERR_INVALID_ARG", ErrorKind::Type, "x: must be contiguous (its bytes are requested as one range)");
-#ifdef STATESPACE_WITH_CUDA
-  L2PrefetchParams p;
-  p.ptr = t.data();
-  p.bytes = t.numel() * static_cast<int64_t>(dtype_size(t.dtype));
-  if (bytes >= 0) p.bytes = std::min(p.bytes, bytes);
-  p.after_wait = after_producer;
-  l2_prefetch_cuda(p, cuda_stream_for(t.device()));
-#endif
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,

@@ -111,31 +111,7 @@ struct GemvResidual {
 struct GemvArgmax {
   int32_t* out = nullptr;
 };
-// L2 prefetch by the matrix-vector kernel (sm_90; nothing elsewhere):
-//  - elems: before waiting for its producer, each warp requests the next `elems` elements of
-//    its weight rows past the batch it loads into registers there, so that they stream from L2
-//    once x is ready. In a decode step a kernel's pre-wait part runs once the kernel before it
-//    has passed its own wait: out_proj's prologue overlaps the latency-bound state update,
-//    during which DRAM would otherwise idle;
-//  - next, next_bytes: after the wait, the blocks request [next, next + next_bytes) (dealt over
-//    them in order) into L2: the start of the next projection's weights, while DRAM would idle
-//    if this kernel streams its own from L2. next 16-byte aligned (else ignored).
-struct GemvPrefetch {
-  int64_t elems = 0;
-  const void* next = nullptr;
-  int64_t next_bytes = 0;
-};
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr, const GemvPrefetch* prefetch = nullptr);
-// A byte range requested into L2 by a kernel of its own in the decode step's chain of
-// programmatic launches: it lets the next kernel launch at once, prefetches (before or after
-// waiting for its producer) and completes after its producer. sm_90 only: elsewhere nothing
-// is launched. ptr 16-byte aligned (else nothing is launched); bytes rounded down to 16.
-struct L2PrefetchParams {
-  const void* ptr = nullptr;
-  int64_t bytes = 0;
-  bool after_wait = false;
-};
-void l2_prefetch_cuda(const L2PrefetchParams& p, void* stream);
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
 inline bool gemv_reads(const GemmParams& p) {
@@ -166,18 +142,12 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 //  - residual (..., out): the result is residual + (the product rounded to its dtype), in
 //    residual's dtype (linear only);
 //  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
-//    result row (linear only, not with residual; in the kernel for one row on CUDA);
-//  - l2_prefetch (elements per weight row, >= 0) and l2_prefetch_next (a tensor whose leading
-//    l2_prefetch_next_bytes are requested): the matrix-vector kernel's L2 prefetches
-//    (GemvPrefetch; CUDA, <= 8 rows, sm_90; ignored elsewhere).
+//    result row (linear only, not with residual; in the kernel for one row on CUDA).
 struct LinearExtras {
   Tensor norm_weight, norm_gate;
   double norm_eps = 1e-5;
   Tensor residual;
   Tensor argmax_out;
-  int64_t l2_prefetch = 0;
-  Tensor l2_prefetch_next;
-  int64_t l2_prefetch_next_bytes = 0;
 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
@@ -186,10 +156,6 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const L
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
                           const LinearExtras& extras = {});
-// A decode step's hint: t's bytes (its leading `bytes` when >= 0) requested into the L2 cache by a
-// kernel in stream order (l2_prefetch_cuda), before or after the kernel launched before it has
-// completed. Nothing on the CPU or on GPUs before sm_90. t must be contiguous.
-void l2_prefetch(const Tensor& t, bool after_producer, int64_t bytes = -1);
 struct RmsNormResult {
   Tensor y, residual_out;
 };

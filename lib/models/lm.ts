@@ -84,20 +84,6 @@ interface DecodeGraph {
   hist?: { all: Tensor; rows: Tensor[]; next: Tensor };
 }
 
-/** A decode step's L2 prefetches (CausalLM.decodePrefetch). */
-export interface DecodePrefetch {
-  /** Options of in_proj's linearConvUpdate. */
-  inProj: { l2Prefetch?: number };
-  /** Options of out_proj's linear. */
-  outProj: { l2Prefetch?: number; l2PrefetchNext?: Tensor; l2PrefetchNextBytes?: number };
-  /** The prefetch kernel of out_proj: after in_proj has finished (batch <= 8), or where the model puts it past 8 sequences ('b64'). */
-  kernel: 'none' | 'after' | 'b64';
-  /** Past 8 sequences: leading bytes of the next weight a prefetch kernel after out_proj requests. */
-  nextBytes: number;
-  /** Leading bytes of out_proj that the product after in_proj requests after its wait (Mamba-1's x_proj). */
-  earlyBytes: number;
-}
-
 /** Most greedy steps stepGreedyMany runs per call. */
 const MAX_STEPS_PER_CALL = 16;
 
@@ -134,46 +120,6 @@ export abstract class CausalLM implements DecodeEngine {
     return process.env.STATESPACE_DECODE_NORM_FUSION !== '0';
   }
   private owned: Tensor[] = [];
-
-  /**
-   * Which weights a decode step of n sequences asks into the L2 cache ahead of their projection
-   * (DRAM would otherwise idle during the latency-bound kernels between the big products), as
-   * the options of the ops that issue the requests: in_proj's linearConvUpdate (`inProj`), the
-   * prefetch kernel after it (`kernel`: of out_proj, once in_proj has finished / while the conv
-   * runs) and out_proj's linear (`outProj`: its own rows before its wait, `next`'s first bytes
-   * after it). A/B switches of this session, read per step (a captured graph keeps what it was
-   * captured with): STATESPACE_DECODE_L2PF, a ','-list of 'out' (out_proj's rows), 'in' (in_proj's
-   * next STATESPACE_DECODE_L2PF_IN elements per row, default 512), 'next' (the next layer's
-   * in_proj or the LM head, STATESPACE_DECODE_L2PF_NEXT_MB, default 8), 'xproj' (Mamba-1: x_proj,
-   * once in_proj has finished, requests out_proj's first STATESPACE_DECODE_L2PF_X_MB, default 8),
-   * 'kernel', or '0'; default 'out'. Past 8 sequences (cuBLAS projections, no prologue to hook) the prefetch kernel does it
-   * all: STATESPACE_DECODE_L2PF_B64, a ','-list of 'out' (out_proj, ahead of it: kernel 'b64') and
-   * 'next' (after out_proj, the first STATESPACE_DECODE_L2PF_NEXT_MB of the next weight: nextBytes,
-   * while the next layer's norm runs), default '0'.
-   */
-  protected decodePrefetch(n: number, next: Tensor): DecodePrefetch {
-    const none: DecodePrefetch = { inProj: {}, outProj: {}, kernel: 'none', nextBytes: 0, earlyBytes: 0 };
-    if (this.device === 'cpu') return none;
-    const mb = Number(process.env.STATESPACE_DECODE_L2PF_NEXT_MB ?? (n > 8 ? 12 : 8));
-    if (n > 8) {
-      const b64 = new Set((process.env.STATESPACE_DECODE_L2PF_B64 ?? '0').split(','));
-      return { ...none, kernel: b64.has('out') ? 'b64' : 'none', nextBytes: b64.has('next') ? Math.round(mb * 2 ** 20) : 0 };
-    }
-    const on = new Set((process.env.STATESPACE_DECODE_L2PF ?? 'out').split(','));
-    return {
-      inProj: on.has('in') ? { l2Prefetch: Number(process.env.STATESPACE_DECODE_L2PF_IN ?? 512) } : {},
-      outProj: {
-        ...(on.has('out') ? { l2Prefetch: 1 << 30 } : {}),
-        ...(on.has('next') ? { l2PrefetchNext: next, l2PrefetchNextBytes: Math.round(mb * 2 ** 20) } : {}),
-      },
-      kernel: on.has('kernel') ? 'after' : 'none',
-      nextBytes: 0,
-      earlyBytes: on.has('xproj') ? Math.round(Number(process.env.STATESPACE_DECODE_L2PF_X_MB ?? 8) * 2 ** 20) : 0,
-    };
-  }
-
-  /** The weight a decode step reads after layer l's mixer: layer l+1's in_proj, or the LM head. */
-  protected abstract nextWeight(layer: number): Tensor;
 
   protected constructor(init: ModelInit) {
     this.config = init.config;

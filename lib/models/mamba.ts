@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, copyInto, l2Prefetch, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, copyInto, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -73,10 +73,6 @@ export class MambaModel extends CausalLM {
       this.unitR = this.own(ones([R], { dtype: dt, device: dev }));
       this.unitN = this.own(ones([N], { dtype: dt, device: dev }));
     }
-  }
-
-  protected nextWeight(layer: number): Tensor {
-    return layer + 1 < this.layers.length ? this.layers[layer + 1].inProj : this.lmHead;
   }
 
   /** dt, B, C from x_proj's output (…, R + 2N) along the last dimension (views). */
@@ -157,19 +153,12 @@ export class MambaModel extends CausalLM {
     const I = this.config.intermediateSize;
     // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    // out_proj's weights into L2 while x_proj and the state update run (decodePrefetch)
-    const pf = this.decodePrefetch(x.shape[0], this.nextWeight(layer));
-    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu', ...pf.inProj });
-    // (batched: the kernel runs beside the conv, before x_proj)
-    if (pf.kernel !== 'none') l2Prefetch({ x: L.outProj, afterProducer: pf.kernel === 'after' });
+    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
-    const early = pf.earlyBytes ? { l2PrefetchNext: L.outProj, l2PrefetchNextBytes: pf.earlyBytes } : {};
-    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj, ...early }));
+    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    const out = linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, ...pf.outProj });
-    if (pf.nextBytes) l2Prefetch({ x: this.nextWeight(layer), bytes: pf.nextBytes });
-    return out;
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined });
   }
 }

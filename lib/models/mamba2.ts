@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, copyInto, gatedRmsNorm, l2Prefetch, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
+import { causalConv1d, copyInto, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
 
 interface Mamba2Layer {
@@ -75,10 +75,6 @@ export class Mamba2Model extends CausalLM {
     }
   }
 
-  protected nextWeight(layer: number): Tensor {
-    return layer + 1 < this.layers.length ? this.layers[layer + 1].inProj : this.lmHead;
-  }
-
   /** Offsets of z, xBC and dt in in_proj's output. */
   private get offsets(): { z: number; xbc: number; dt: number } {
     const z = 2 * this.dMlp;
@@ -127,11 +123,7 @@ export class Mamba2Model extends CausalLM {
     const o = this.offsets;
     // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    // out_proj's weights into L2 while the state update runs (decodePrefetch); past 8 sequences
-    // the update moves more state than L2 holds, so the kernel runs after it ('b64')
-    const pf = this.decodePrefetch(n, this.nextWeight(layer));
-    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', ...pf.inProj }); // (n, proj)
-    if (pf.kernel === 'after') l2Prefetch({ x: Ly.outProj, afterProducer: true });
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -139,21 +131,16 @@ export class Mamba2Model extends CausalLM {
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
-    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, ...pf.outProj };
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
-    const nextHint = (y: Tensor) => {
-      if (pf.nextBytes) l2Prefetch({ x: this.nextWeight(layer), bytes: pf.nextBytes });
-      return y;
-    };
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel
       const yz = selectiveStateUpdate({ ...ssu, z: z.unflatten(1, [H, P]) });
-      return nextHint(linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out }));
+      return linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out });
     }
     const y = selectiveStateUpdate(ssu);
-    if (pf.kernel === 'b64') l2Prefetch({ x: Ly.outProj, afterProducer: true }); // during the gated norm
     const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
-    return nextHint(linear({ x: yn, ...out }));
+    return linear({ x: yn, ...out });
   }
 }

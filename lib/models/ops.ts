@@ -7,7 +7,7 @@
 import { selectiveScan as selectiveScanOp } from '../ops/selective_scan';
 import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp } from '../ops/conv1d';
-import { embedding as embeddingOp, l2Prefetch as l2PrefetchOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
+import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
 import { argmax as argmaxOp } from '../ops/sampling';
 import { copyInto as copyIntoOp } from '../tensor';
@@ -20,7 +20,6 @@ export const embedding = timed('embedding', embeddingOp);
 export const linear = timed('linear', linearOp);
 export const linearConvUpdate = timed('linearConvUpdate', linearConvUpdateOp);
 export const rmsNorm = timed('rmsNorm', rmsNormOp);
-export const l2Prefetch = timed('l2Prefetch', l2PrefetchOp);
 export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);

@@ -13,7 +13,6 @@ interface DenseNative {
   linear(o: object): NativeTensor;
   linearConvUpdate(o: object): NativeTensor;
   rmsNorm(o: object): { y: NativeTensor; residualOut?: NativeTensor };
-  l2Prefetch(o: object): void;
   gatedRmsNorm(o: object): NativeTensor;
   silu(x: Tensor): NativeTensor;
   softplus(x: Tensor): NativeTensor;
@@ -70,19 +69,6 @@ export interface LinearOptions {
    * only, not with residual.
    */
   argmaxOut?: Tensor;
-  /**
-   * @internal Decode: elements of each weight row (past its first loads) that the CUDA
-   * matrix-vector kernel requests into the L2 cache before it waits for x, so that they stream
-   * from L2 once x is ready (sm_90, up to 8 rows; ignored elsewhere). Default 0.
-   */
-  l2Prefetch?: number;
-  /**
-   * @internal Decode: the CUDA matrix-vector kernel requests the first l2PrefetchNextBytes bytes
-   * of this tensor (the next projection's weight) into L2 once x is ready, while it streams its
-   * own weights (sm_90, up to 8 rows; ignored elsewhere). Contiguous, on x's device.
-   */
-  l2PrefetchNext?: Tensor;
-  l2PrefetchNextBytes?: number;
 }
 
 /**
@@ -118,23 +104,6 @@ export interface LinearConvUpdateOptions extends LinearOptions {
  */
 export function linearConvUpdate(opts: LinearConvUpdateOptions): Tensor {
   return new Tensor(nat.linearConvUpdate(opts));
-}
-
-export interface L2PrefetchOptions {
-  /** Any contiguous tensor on the device (a weight the step reads later). */
-  x: Tensor;
-  /** Request it once the op before has finished (default: as soon as that op's kernel is under way). */
-  afterProducer?: boolean;
-  /** Only the leading bytes (default: all of x). */
-  bytes?: number;
-}
-
-/**
- * @internal A decode step's hint: x's bytes requested into the L2 cache by a kernel in stream
- * order, so that a later op reads them from L2 (CUDA on sm_90; nothing elsewhere). Computes nothing.
- */
-export function l2Prefetch(opts: L2PrefetchOptions): void {
-  nat.l2Prefetch(opts);
 }
 
 export interface RmsNormOptions {

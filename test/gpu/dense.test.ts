@@ -1,6 +1,5 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, Tensor, captureGraph, tidy, causalConv1d, copyInto, linearConvUpdate, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
-import { l2Prefetch } from '../../lib/ops/dense';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
 import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
@@ -135,69 +134,6 @@ describeGpu('dense ops on CUDA', () => {
     ], 1e-4);
     await checkNormedLinearConv('cuda', 'bfloat16', 1e-2);
     await checkNormedLinearConv('cuda', 'float32', 1e-5);
-  });
-
-  // Decode's L2 hints (bulk prefetches before the matrix-vector kernel's wait; a prefetch kernel
-  // in the chain of programmatic launches) change no result: bit for bit the same products,
-  // conv columns and conv state, eager and replayed in a graph.
-  it('l2Prefetch: the matrix-vector kernel and the prefetch kernel leave every result as it was', async () => {
-    const r = rng();
-    const cases: Array<[number, number, number, DType]> = [
-      [1, 2560, 5120, 'bfloat16'], // out_proj: one column per warp
-      [1, 10240, 2560, 'bfloat16'], // in_proj: four columns per warp
-      [1, 192, 5120, 'bfloat16'], // K split over the warps of a block
-      [3, 77, 1001, 'bfloat16'], // unaligned K: scalar path, no prefetch
-      [2, 300, 4104, 'float16'],
-      [1, 130, 4100, 'float32'],
-    ];
-    for (const [M, N, K, dtype] of cases) {
-      const x = randnInput([M, K], dtype, 'cuda', 1, r).t;
-      const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r).t;
-      const res = randnInput([M, N], 'float32', 'cuda', 1, r).t;
-      const plain = Array.from(await linear({ x, weight: w }).data());
-      const withRes = Array.from(await linear({ x, weight: w, residual: res }).data());
-      for (const pf of [1 << 30, 512, 100]) {
-        const what = `${dtype} ${M}x${N}x${K} l2Prefetch ${pf}`;
-        expect(Array.from(await linear({ x, weight: w, l2Prefetch: pf }).data()), what).toEqual(plain);
-        expect(Array.from(await linear({ x, weight: w, residual: res, l2Prefetch: pf }).data()), `${what} +residual`).toEqual(withRes);
-      }
-    }
-    // in_proj with its conv step
-    const [M, K, N, lo, C] = [1, 1024, 4400, 1000, 2100];
-    const x = randnInput([M, K], 'bfloat16', 'cuda', 1, r).t;
-    const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r).t;
-    const cw = randnInput([C, 4], 'bfloat16', 'cuda', 1, r).t;
-    const s0 = randnInput([M, C, 3], 'bfloat16', 'cuda', 1, r).t;
-    const s1 = s0.clone(), s2 = s0.clone();
-    const a = await linearConvUpdate({ x, weight: w, convState: s1, convWeight: cw, convStart: lo, activation: 'silu' }).data();
-    const b = await linearConvUpdate({ x, weight: w, convState: s2, convWeight: cw, convStart: lo, activation: 'silu', l2Prefetch: 256 }).data();
-    expect(Array.from(b), 'linearConvUpdate').toEqual(Array.from(a));
-    expect(Array.from(await s2.data()), 'linearConvUpdate: conv state').toEqual(Array.from(await s1.data()));
-    // the prefetch kernel between the ops of a captured chain, before and after its producer
-    const w1 = randnInput([1536, 768], 'bfloat16', 'cuda', 0.03, r).t;
-    const w2 = randnInput([768, 1536], 'bfloat16', 'cuda', 0.03, r).t;
-    const x1 = randnInput([1, 768], 'bfloat16', 'cuda', 1, r).t;
-    const out = zeros([1, 768], { dtype: 'bfloat16', device: 'cuda' });
-    const chain = (hints: boolean) =>
-      tidy(() => {
-        const h = linear({ x: x1, weight: w1 });
-        if (hints) l2Prefetch({ x: w2, afterProducer: true });
-        const y = silu(linear({ x: silu(h), weight: w2 }));
-        if (hints) l2Prefetch({ x: w1 });
-        copyInto(out, linear({ x: y, weight: w1.slice(0, 0, 768).reshape([768, 768]) }));
-      });
-    chain(false);
-    const want = Array.from(await out.data());
-    chain(true);
-    expect(Array.from(await out.data()), 'eager with hints').toEqual(want);
-    const g = captureGraph('cuda', () => chain(true));
-    for (let i = 0; i < 3; i++) {
-      tidy(() => copyInto(out, zeros([1, 768], { dtype: 'bfloat16', device: 'cuda' })));
-      g.replay();
-      expect(Array.from(await out.data()), `graph replay ${i}`).toEqual(want);
-    }
-    g.dispose();
-    expectCode(() => l2Prefetch({ x: w1.transpose(0, 1) }), 'ERR_INVALID_ARG', 'contiguous');
   });
 
   // The models pass transposed views and column slices (prefill runs its projections

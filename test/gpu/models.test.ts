@@ -181,45 +181,6 @@ describeGpu('batch-1 decode norm folding', () => {
   }
 });
 
-describeGpu('decode L2 prefetch placements', () => {
-  // Where a decode step asks weights into L2 (lm.ts decodePrefetch: out_proj's kernel before its
-  // wait, in_proj too, the next weight after out_proj's wait, a prefetch kernel in the chain
-  // after in_proj, the batched form's kernel after the conv) changes no result: every placement gives the logits of no prefetch, through
-  // the captured graphs, at batch 1 and batch 12.
-  for (const [name, spec] of [specs[0], specs[4]]) {
-    it(`${name}: every placement gives the same logits (f32, batch 1 and 12)`, async () => {
-      const ck = writeTinyCheckpoint(path.join(tmp, `l2pf-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
-      const V = ck.config.vocabSize;
-      const modes: Array<Record<string, string>> = [
-        { STATESPACE_DECODE_L2PF: '0' },
-        {},
-        { STATESPACE_DECODE_L2PF: 'out,in,next,xproj', STATESPACE_DECODE_L2PF_IN: '64' },
-        { STATESPACE_DECODE_L2PF: 'kernel,next', STATESPACE_DECODE_L2PF_B64: 'out,next', STATESPACE_L2PF_POLICY: 'normal' },
-      ];
-      const fed = [randomIds(4, V), Array.from({ length: 4 }, () => randomIds(12, V))];
-      const runs: Float32Array[][] = [];
-      for (const env of modes) {
-        const m = await loadModel(ck.dir, { device: 'cuda', dtype: 'float32', maxBatch: 12 });
-        Object.assign(process.env, env);
-        try {
-          const rows: Float32Array[] = [];
-          for (let step = 0; step < 4; step++) {
-            rows.push(Float32Array.from((await m.step(Int32Array.of(fed[0][step])))[0])); // eager first, then the graph
-            for (const row of await m.step(Int32Array.from(fed[1][step]))) rows.push(Float32Array.from(row));
-          }
-          expect(m.useCudaGraphs, m.cudaGraphError ?? '').toBe(true);
-          runs.push(rows);
-        } finally {
-          for (const k of Object.keys(env)) delete process.env[k];
-          m.dispose();
-        }
-      }
-      for (let i = 1; i < runs.length; i++)
-        runs[i].forEach((row, j) => expect(relErr(row, runs[0][j]), `${name}: ${JSON.stringify(modes[i])} row ${j}`).toBeLessThan(1e-6));
-    });
-  }
-});
-
 if (hasCuda) {
   defineFixtureTests('transformers fixtures on CUDA (f32)', { device: 'cuda', dtype: 'float32' }, 1e-4);
   defineFixtureTests('transformers fixtures on CUDA (bf16)', { device: 'cuda', dtype: 'bfloat16' }, 2e-2);
