@@ -3,7 +3,6 @@
 // Embedding and RMSNorm are links of the decode step's kernel chain: launched with programmatic
 // dependent launch (cuda/pdl.cuh), they wait for their producer before touching any data.
 #include <cmath>
-#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -94,21 +93,14 @@ struct NormTraits {
 
 // The fast RMSNorm: one block per (row, group), every value loaded once (16-byte vectors, held in
 // registers between the sum of squares and the scaling), up to 1024 threads so that one row of a
-// decode step is spread over a whole block instead of looping. A thread's first vector of norm
-// weights (a parameter) is prefetched into L1 before waiting for the producers: a batched decode
-// step's norms are latency-bound, and its load after the wait then hits L1 (a prefetch: no
-// registers held, which a 1024-thread block has none to spare for).
+// decode step is spread over a whole block instead of looping.
 template <typename T>
-__global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p, bool prefetch_w) {
+__global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
   constexpr int V = 16 / sizeof(T);
   __shared__ float red[32];
-  const int nv = static_cast<int>(p.group / V);
-  if (prefetch_w && static_cast<int>(threadIdx.x) < nv) {
-    const int64_t i0 = (blockIdx.x % (p.dim / p.group)) * p.group + static_cast<int64_t>(threadIdx.x) * V;
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(static_cast<const char*>(p.weight) + i0 * (p.weight_dtype == DType::Float32 ? 4 : 2)));
-  }
   const NormBlock nb = norm_block_start(p);
   const int64_t row = nb.row, g0 = nb.g0, off = nb.off;
+  const int nv = static_cast<int>(p.group / V);
   float r[NormTraits::kMaxVecs][V];
   float ss = 0.f;
 #pragma unroll
@@ -193,9 +185,7 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream) {
       const int64_t cap = blocks >= 1024 ? 320 : NormTraits::kMaxThreads;
       const int64_t per = std::min<int64_t>(NormTraits::kMaxVecs, (nv + cap - 1) / cap);
       const int threads = static_cast<int>(std::max<int64_t>(32, ((nv + per - 1) / per + 31) / 32 * 32));
-      // STATESPACE_NORM_PREFETCH=0: no early L1 prefetch of the norm weights (A/B of this session)
-      const char* pw = std::getenv("STATESPACE_NORM_PREFETCH");
-      cuda::launch_pdl(rms_norm_vec_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p, !(pw && pw[0] == '0'));
+      cuda::launch_pdl(rms_norm_vec_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
     } else {
       // Threads: enough for the group, a multiple of 32, at most 512.
       int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));

@@ -22,8 +22,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
-#include <string>
 #include <type_traits>
 #include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
@@ -560,6 +558,7 @@ struct GemvArgs {
   GemvNorm nm;
   GemvResidual rs;
   GemvArgmax am;
+  bool stream = false;  // the caller asks for the weight-streaming kernel (gemv_cuda's stream_weights)
 };
 
 template <typename T, int V, int C>
@@ -586,16 +585,10 @@ bool small_rule() {
   return !(v && v[0] == '0');
 }
 
-// Which one-row products over 8 MB take the streaming kernel (A/B switch of this session, read
-// per launch): STATESPACE_GEMV_STREAM=0 none, unset or 1 all, or a ','-list of the decode step's
-// products by what they fold in: 'in' (a conv step: in_proj), 'out' (a residual add: out_proj),
-// 'head' (an argmax: the LM head).
-bool stream_rule(const GemvArgs& a) {
+// STATESPACE_GEMV_STREAM=0 (read per launch) keeps every product on gemv_kernel.
+bool stream_off() {
   const char* v = std::getenv("STATESPACE_GEMV_STREAM");
-  if (!v || std::strcmp(v, "1") == 0) return true;
-  const std::string s = std::string(",") + v + ",";
-  const char* kind = a.cv.state ? ",in," : a.rs.out ? ",out," : a.am.out ? ",head," : ",other,";
-  return s.find(kind) != std::string::npos;
+  return v && v[0] == '0';
 }
 
 template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
@@ -623,7 +616,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     const int64_t G = cuda::sm_count();
     // Rows shorter than 1024 stay on the register kernel (130m's LM head, K 768: streamed it cost
     // ~2 us per step, gemv5 G4).
-    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || !stream_rule(a)) return false;
+    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
     const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
     StreamShape sh;
     const int64_t piece_max = Tr::kPieceBytes;
@@ -672,8 +665,8 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight));
-  // Large matrices, one row: the bulk-copy streaming kernel where it fits.
-  if (vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > kSmallBytes && launch_stream<T>(a, st)) return;
+  // Large matrices, one row, when asked: the bulk-copy streaming kernel where it fits.
+  if (a.stream && vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > kSmallBytes && launch_stream<T>(a, st)) return;
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
@@ -736,9 +729,9 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 }  // namespace
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,
-               const GemvResidual* residual, const GemvArgmax* argmax) {
+               const GemvResidual* residual, const GemvArgmax* argmax, bool stream_weights) {
   GemvArgs a{p, conv ? *conv : GemvConv{}, norm ? *norm : GemvNorm{},
-             residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}};
+             residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}, stream_weights};
   if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
   if (a.am.out && a.rs.out) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: argmaxOut is not taken with residual");
   SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(a, static_cast<cudaStream_t>(stream)); });
