@@ -641,7 +641,10 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     // room for their neighbours' blocks on the SM.
     constexpr int NW = Tr::kConsumerWarps;
     const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
+    // STATESPACE_GEMV_STREAM_KB: the block's shared memory in KB (A/B of this session, <= 188)
+    const char* kb = std::getenv("STATESPACE_GEMV_STREAM_KB");
+    const int64_t budget = kb && std::atoi(kb) >= 64 && std::atoi(kb) <= 188 ? int64_t{1024} * std::atoi(kb) : static_cast<int64_t>(Tr::kSmemBytes);
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (budget - ring_off) / slot) / NW * NW;
     const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
     if (slots < NW) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
