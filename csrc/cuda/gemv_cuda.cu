@@ -17,8 +17,9 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
-// One row of a large 16-bit matrix on sm_90+ takes gemv_stream_kernel instead (below): each SM
-// streams an equal share of the weights through shared memory with bulk copies.
+// One row of a large 16-bit matrix on sm_90+ takes gemv_stream_kernel instead (below) where the
+// caller asks (stream_weights): each SM streams an equal share of the weights through shared
+// memory with bulk copies.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -341,9 +342,11 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
 // consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
 // flight, and since the weights do not depend on the previous kernel the producer fills the whole
-// ring (up to ~170 KB per SM: all of a 2.8b out_proj share) before the programmatic-launch wait,
-// i.e. while the latency-bound kernel before it runs. Partial sums per piece go to shared memory
-// and are added in a fixed order (reproducible).
+// ring (160 KB per SM: most of a 2.8b out_proj share of 197 KB) before the programmatic-launch
+// wait, i.e. while the kernel before it runs. Partial sums per piece go to shared memory and are
+// added in a fixed order (reproducible). Taken only where the caller asks (stream_weights): it
+// pays when the kernel before is latency-bound (out_proj after the state update: DRAM would idle)
+// and loses when that kernel streams weights itself (in_proj after out_proj), P2 in bench/NOTES.md.
 struct StreamTraits {
   // 16 warps multiply what has landed faster than 8 (-0.06 ms/token on the 2.7B shapes, G2).
   static constexpr int kConsumerWarps = 16;
@@ -351,7 +354,9 @@ struct StreamTraits {
   static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
-  // that run beside it (a Mamba-1 state update block takes ~32 KB).
+  // that run beside it (a Mamba-1 state update block takes ~32 KB). The ring is what lands before
+  // the wait: a 2.8b out_proj share with 188 KB gets 32 slots of 5 KB; 150 or 120 KB (16 slots:
+  // the slots are a multiple of the consumer warps) lost nearly all of the gain (P3).
   static constexpr size_t kSmemBytes = 188 * 1024;
 };
 
@@ -641,10 +646,7 @@ template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
     // room for their neighbours' blocks on the SM.
     constexpr int NW = Tr::kConsumerWarps;
     const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-    // STATESPACE_GEMV_STREAM_KB: the block's shared memory in KB (A/B of this session, <= 188)
-    const char* kb = std::getenv("STATESPACE_GEMV_STREAM_KB");
-    const int64_t budget = kb && std::atoi(kb) >= 64 && std::atoi(kb) <= 188 ? int64_t{1024} * std::atoi(kb) : static_cast<int64_t>(Tr::kSmemBytes);
-    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (budget - ring_off) / slot) / NW * NW;
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
     const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
     if (slots < NW) return false;
     sh.slot_bytes = static_cast<uint32_t>(slot);
