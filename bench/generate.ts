@@ -18,6 +18,9 @@
  * mamba-2.8b-bf16state is mamba-2.8b with a bfloat16 SSM state on CUDA (Mamba-2 always decodes with one).
  * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
  * per-op profiles (shorter runs, e.g. to compare two settings in one session).
+ * STATESPACE_BENCH_VARIANTS='A=1 B=x;A=0' compares settings (environment variables read when a
+ * decode step is captured) in one process: per model only the decode steps, every variant in
+ * turn with its graphs captured anew, all of them twice (interleaved), one row per variant and round.
  */
 import { Device, linearBackend, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
@@ -80,7 +83,52 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
   return { ms: samples[Math.floor(samples.length / 2)], firstMs };
 }
 
+/** The variants of STATESPACE_BENCH_VARIANTS: ';'-separated lists of space-separated NAME=value settings. */
+function variants(): Array<Record<string, string>> | null {
+  const spec = process.env.STATESPACE_BENCH_VARIANTS;
+  if (!spec) return null;
+  return spec.split(';').map((v) => Object.fromEntries(v.trim().split(/\s+/).filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])));
+}
+
+/** Batch-1 and batch-64 greedy decode steps of `m` under each variant's settings, two interleaved rounds. */
+async function decodeVariants(m: CausalLM, name: string, device: Device, list: Array<Record<string, string>>, report: Report): Promise<void> {
+  const tok1 = Int32Array.of(17);
+  const tok64 = Int32Array.from({ length: 64 }, (_, i) => (i * 31) % m.config.vocabSize);
+  for (let round = 1; round <= 2; round++) {
+    for (const v of list) {
+      const saved = Object.fromEntries(Object.keys(v).map((k) => [k, process.env[k]]));
+      Object.assign(process.env, v);
+      try {
+        m.resetDecodeGraphs();
+        await m.stepGreedy(tok1); // eager, then the capture
+        const b1 = await timeAsync(() => m.stepGreedy(tok1), 50);
+        const b1Device = m.replayDecodeGraph(1) ? timeIt(device, () => m.replayDecodeGraph(1), { batch: 20, iters: 10 }).ms : null;
+        await m.stepGreedy(tok64);
+        const b64 = await timeAsync(() => m.stepGreedy(tok64), 20);
+        const b64Device = m.replayDecodeGraph(64) ? timeIt(device, () => m.replayDecodeGraph(64), { batch: 5, iters: 10 }).ms : null;
+        report.add({
+          model: name,
+          device,
+          variant: Object.entries(v).map(([k, x]) => `${k.replace(/^STATESPACE_/, '')}=${x}`).join(' ') || '(defaults)',
+          round,
+          'decode b1 ms/token': b1.ms,
+          'b1 graph device ms': b1Device ?? 'n/a',
+          'decode b64 ms/step': b64.ms,
+          'b64 graph device ms': b64Device ?? 'n/a',
+        });
+      } finally {
+        for (const [k, x] of Object.entries(saved)) {
+          if (x === undefined) delete process.env[k];
+          else process.env[k] = x;
+        }
+      }
+    }
+  }
+  m.resetDecodeGraphs();
+}
+
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
+  const list = variants();
   for (const device of devices) {
     const cpu = device === 'cpu';
     // STATESPACE_BENCH_MODELS=a,b picks shapes (for A/B runs of one setting against another)
@@ -99,6 +147,10 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         const stateDtype = !cpu && (cfg.architecture === 'mamba2' || name.endsWith('-bf16state')) ? 'bfloat16' : 'float32';
         model = await randomModel(cfg, { device, dtype, maxBatch, seed: 7, stateDtype });
         const m = model;
+        if (list) {
+          await decodeVariants(m, name, device, list, report);
+          continue;
+        }
         const ids = Int32Array.from({ length: prefillLen }, (_, i) => (i * 7919) % cfg.vocabSize);
         const prefill = await timeAsync(() => m.prefill(ids, 0), cpu ? 2 : 5);
         const tok1 = Int32Array.of(17);

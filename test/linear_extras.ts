@@ -19,6 +19,8 @@ export interface ExtrasCase {
   xInWeightDtype?: boolean;
   residual?: boolean;
   bias?: boolean;
+  /** Ask for CUDA's weight-streaming kernel (linear's streamWeights). */
+  stream?: boolean;
 }
 
 export async function checkLinearExtras(device: Device, cases: ExtrasCase[], tol: number): Promise<void> {
@@ -36,17 +38,17 @@ export async function checkLinearExtras(device: Device, cases: ExtrasCase[], tol
     const xn = rmsNormRef(x.v, nw.v, K, eps, { z: gate?.v }).y;
     const want = linearRef(xn, w.v, M, N, K, b?.v);
     if (res) for (let i = 0; i < want.length; i++) want[i] += res.v[i];
-    const y = linear({ x: x.t, weight: w.t, bias: b?.t, normWeight: nw.t, normGate: gate?.t, normEps: eps, residual: res?.t });
+    const y = linear({ x: x.t, weight: w.t, bias: b?.t, normWeight: nw.t, normGate: gate?.t, normEps: eps, residual: res?.t, streamWeights: c.stream });
     expect(y.dtype).toBe(res ? 'float32' : dtype);
     expect(y.shape).toEqual([M, N]);
-    const what = `${device} ${dtype} x ${xDtype} ${M}x${N}x${K}${c.gate ? ' gated' : ''}${c.residual ? ' +residual' : ''}${c.bias ? ' +bias' : ''}`;
+    const what = `${device} ${dtype} x ${xDtype} ${M}x${N}x${K}${c.gate ? ' gated' : ''}${c.residual ? ' +residual' : ''}${c.bias ? ' +bias' : ''}${c.stream ? ' streamed' : ''}`;
     const got = await y.data();
     expect(got.every(Number.isFinite), `${what}: finite`).toBe(true);
     expect(relErr(got, want), what).toBeLessThan(tol);
     // the residual add alone, without a norm
     if (res && !c.gate) {
       const xw = randnInput([M, K], dtype, device, 1, r);
-      const plain = linear({ x: xw.t, weight: w.t, bias: b?.t, residual: res.t });
+      const plain = linear({ x: xw.t, weight: w.t, bias: b?.t, residual: res.t, streamWeights: c.stream });
       const p = linearRef(xw.v, w.v, M, N, K, b?.v).map((v, i) => v + res.v[i]);
       expect(relErr(await plain.data(), p), `${what}: residual only`).toBeLessThan(tol);
     }
@@ -54,7 +56,7 @@ export async function checkLinearExtras(device: Device, cases: ExtrasCase[], tol
 }
 
 /** linearConvUpdate with a norm: its conv columns equal causalConv1dUpdate of linear's (normed) product. */
-export async function checkNormedLinearConv(device: Device, dtype: DType, tol: number): Promise<void> {
+export async function checkNormedLinearConv(device: Device, dtype: DType, tol: number, stream = false): Promise<void> {
   const r = rng();
   for (const [M, K, N, lo, C] of [
     [1, 256, 100, 10, 40],
@@ -68,7 +70,7 @@ export async function checkNormedLinearConv(device: Device, dtype: DType, tol: n
     const cw = randnInput([C, 4], dtype, device, 1, r).t;
     const s0 = randnInput([M, C, 3], dtype, device, 1, r).t;
     const s1 = s0.clone(), s2 = s0.clone();
-    const fused = await linearConvUpdate({ x, weight: w, normWeight: nw, convState: s1, convWeight: cw, convStart: lo, activation: 'silu' }).data();
+    const fused = await linearConvUpdate({ x, weight: w, normWeight: nw, convState: s1, convWeight: cw, convStart: lo, activation: 'silu', streamWeights: stream }).data();
     const plain = linear({ x, weight: w, normWeight: nw });
     const conv = await causalConv1dUpdate({ x: plain.slice(1, lo, lo + C), convState: s2, weight: cw, activation: 'silu' }).data();
     const want = Float64Array.from(await plain.data());
@@ -84,7 +86,7 @@ export async function checkNormedLinearConv(device: Device, dtype: DType, tol: n
  * largest value in two columns (the first wins) and a row with NaN (the first NaN wins), each
  * twice in a row (the CUDA kernel's cross-block state must be reset after every launch).
  */
-export async function checkLinearArgmax(device: Device, dtype: DType, shapes: Array<[number, number]>, norm: boolean): Promise<void> {
+export async function checkLinearArgmax(device: Device, dtype: DType, shapes: Array<[number, number]>, norm: boolean, stream = false): Promise<void> {
   const r = rng();
   for (const [N, K] of shapes) {
     const x = randnInput([1, K], norm ? 'float32' : dtype, device, 1, r).t;
@@ -112,7 +114,7 @@ export async function checkLinearArgmax(device: Device, dtype: DType, shapes: Ar
       }
       for (let rep = 0; rep < 2; rep++) {
         const out = zeros([1], { dtype: 'int32', device });
-        const y = linear({ x, weight: w, normWeight: nw, argmaxOut: out });
+        const y = linear({ x, weight: w, normWeight: nw, argmaxOut: out, streamWeights: stream });
         const want = (await argmax(y).data())[0];
         expect((await out.data())[0], `${device} ${dtype} ${N}x${K} ${what}${norm ? ' norm' : ''} (launch ${rep})`).toBe(want);
         if (what === 'nan') expect(want).toBe(N - 2);

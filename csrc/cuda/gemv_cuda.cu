@@ -17,9 +17,14 @@
 //    separate norm kernel); optionally (GemvResidual) the residual add after out_proj is applied
 //    in the epilogue.
 // x is re-read per batch from L1 (every warp of the SM reads the same x).
+// One row of a large 16-bit matrix on sm_90+ takes gemv_stream_kernel instead (below) where the
+// caller asks (stream_weights): each SM streams an equal share of the weights through shared
+// memory with bulk copies.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <type_traits>
+#include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -158,14 +163,15 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, int64_t n) {
 }
 
 // The block's best key to the device-wide maximum; the last block to arrive writes the index.
-__device__ void block_argmax(unsigned long long key, int32_t* out) {
-  __shared__ unsigned long long wk[GemvTraits::kWarps];
+// Every thread of the block (kWarps warps) calls it.
+template <int kWarps> __device__ void block_argmax(unsigned long long key, int32_t* out) {
+  __shared__ unsigned long long wk[kWarps];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) key = max(key, __shfl_xor_sync(0xffffffffu, key, o));
   if (threadIdx.x % 32 == 0) wk[threadIdx.x / 32] = key;
   __syncthreads();
   if (threadIdx.x != 0) return;
-  for (int w = 1; w < GemvTraits::kWarps; ++w) key = max(key, wk[w]);
+  for (int w = 1; w < kWarps; ++w) key = max(key, wk[w]);
   atomicMax(&g_argmax_key, key);
   __threadfence();
   if (atomicAdd(&g_argmax_blocks, 1u) != gridDim.x - 1) return;
@@ -187,6 +193,20 @@ template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int6
   for (int64_t k = 0; k + 1 < W - 1; ++k) cuda::store_any(cv.state, cv.state_dtype, base + k, load_any(cv.state, cv.state_dtype, base + k + 1));
   if (W > 1) cuda::store_any(cv.state, cv.state_dtype, base + W - 2, x);
   return cv.silu ? cuda::silu_f(acc) : acc;
+}
+
+// Output (m, n) from its (normalised) sum: bias, the conv step of a conv column, rounding to T,
+// the residual add or the plain store; returns the output's argmax key.
+template <typename T>
+__device__ __forceinline__ unsigned long long store_output(const GemmParams& p, const GemvConv& cv, const GemvResidual& rs, int m, int64_t n, float v) {
+  if (p.bias) v += cuda::load_any(p.bias, p.bias_dtype, n);
+  if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) v = conv_step<T>(cv, m, n - cv.lo, v);
+  const T y = cuda::from_float<T>(v);
+  if (rs.out)
+    cuda::store_any(rs.out, rs.dtype, m * p.N + n, cuda::load_any(rs.residual, rs.dtype, m * p.N + n) + to_float(y));
+  else
+    static_cast<T*>(p.out)[m * p.N + n] = y;
+  return argmax_key(to_float(y), n);
 }
 
 // Grid: one block per (C·kWarps/S) columns. Warp w of a block: column group w / S, K slice w % S
@@ -305,19 +325,235 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
   }
   unsigned long long key = 0;
   if (owner) {
-    const int64_t n = n0 + c;
     if constexpr (XM != kPlainX) mine *= rsqrtf(ss / static_cast<float>(p.K) + nm.eps);
-    if (p.bias) mine += cuda::load_any(p.bias, p.bias_dtype, n);
-    if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) mine = conv_step<T>(cv, m, n - cv.lo, mine);
-    const T y = cuda::from_float<T>(mine);
-    if (rs.out)
-      cuda::store_any(rs.out, rs.dtype, m * p.N + n, cuda::load_any(rs.residual, rs.dtype, m * p.N + n) + to_float(y));
-    else
-      static_cast<T*>(p.out)[m * p.N + n] = y;
-    key = argmax_key(to_float(y), n);
+    key = store_output<T>(p, cv, rs, m, n0 + c, mine);
   }
   if constexpr (MM == 1)
-    if (am.out) block_argmax(key, am.out);  // one row, no K split (launch_gemv): every thread gets here
+    if (am.out) block_argmax<GemvTraits::kWarps>(key, am.out);  // one row, no K split (launch_gemv): every thread gets here
+}
+
+// The weight-streaming kernel for one input row and large matrices (bf16/f16, sm_90+).
+//
+// The kernel above keeps ~80 KB per SM in flight in registers, in requests of 16 bytes per lane
+// from 16 rows at a time, each batch waited for before the next is issued; alone it streams the
+// 2.8B shapes at ~2.2-2.6 TB/s against the copy's 2.99. Here each SM runs one block that owns an
+// equal, contiguous share of the rows (row-major W: one contiguous byte range) and streams it
+// through a ring of shared-memory slots with bulk copies: one producer thread issues a copy per
+// piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
+// consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
+// flight, and since the weights do not depend on the previous kernel the producer fills the whole
+// ring (160 KB per SM: most of a 2.8b out_proj share of 197 KB) before the programmatic-launch
+// wait, i.e. while the kernel before it runs. Partial sums per piece go to shared memory and are
+// added in a fixed order (reproducible). Taken only where the caller asks (stream_weights): it
+// pays when the kernel before is latency-bound (out_proj after the state update: DRAM would idle)
+// and loses when that kernel streams weights itself (in_proj after out_proj), P2 in bench/NOTES.md.
+struct StreamTraits {
+  // 16 warps multiply what has landed faster than 8 (-0.06 ms/token on the 2.7B shapes, G2).
+  static constexpr int kConsumerWarps = 16;
+  static constexpr int threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
+  static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
+  static constexpr int kMaxSlots = 64;
+  // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
+  // that run beside it (a Mamba-1 state update block takes ~32 KB). The ring is what lands before
+  // the wait: a 2.8b out_proj share with 188 KB gets 32 slots of 5 KB; 150 or 120 KB (16 slots:
+  // the slots are a multiple of the consumer warps) lost nearly all of the gain (P3).
+  static constexpr size_t kSmemBytes = 188 * 1024;
+};
+
+struct StreamShape {
+  int rows_per = 0, extra = 0;  // rows of a block: rows_per, one more for the first `extra` blocks
+  int parts = 1, rows = 1;      // a piece is 1/parts of a row (parts > 1) or `rows` whole rows
+  int slots = 0;                // ring depth
+  uint32_t slot_bytes = 0;      // one full piece
+  uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
+};
+
+// Element i of a 16- or 32-bit side operand (load_any's dtypes), as an address.
+__device__ __forceinline__ const void* any_addr(const void* p, DType t, int64_t i) {
+  return static_cast<const char*>(p) + i * (t == DType::Float16 || t == DType::BFloat16 ? 2 : 4);
+}
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
+// a0 + Σ w[0..3]·lo, a1 + Σ w[4..7]·hi for 8 16-bit weights w, read from shared memory as one
+// 16-byte word (a copy of the weights' struct there compiled to byte loads: 16 per vector).
+template <typename T> __device__ __forceinline__ void dot8(const T* wp, float4 lo, float4 hi, float& a0, float& a1) {
+  const uint4 q = *reinterpret_cast<const uint4*>(wp);
+  const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+  float w[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      w[2 * j] = __uint_as_float(u[j] << 16);
+      w[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    } else {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
+      w[2 * j] = f.x;
+      w[2 * j + 1] = f.y;
+    }
+  }
+  a0 = fmaf(lo.x, w[0], a0);
+  a0 = fmaf(lo.y, w[1], a0);
+  a0 = fmaf(lo.z, w[2], a0);
+  a0 = fmaf(lo.w, w[3], a0);
+  a1 = fmaf(hi.x, w[4], a1);
+  a1 = fmaf(hi.y, w[5], a1);
+  a1 = fmaf(hi.z, w[6], a1);
+  a1 = fmaf(hi.w, w[7], a1);
+}
+
+template <typename T, int XM, int NW>
+__global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
+    gemv_stream_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, StreamShape sh) {
+  constexpr int V = 8;
+  static_assert(sizeof(T) == 2, "16-bit weights: 8 per 16-byte vector");
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ float ss_w[NW];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem);  // [slots]: the piece has landed
+  uint64_t* empty = full + sh.slots;                   // [slots]: its warp has read it
+  const int64_t K = p.K, KV = K / V;
+  // The input row (normalised numerator for GemvNorm) in f32, 8 elements as two float4 in two
+  // arrays, so that a warp's 16-byte reads are consecutive (no bank conflicts).
+  float4* xlo = reinterpret_cast<float4*>(smem + sh.x_off);
+  float4* xhi = xlo + KV;
+  float* psum = reinterpret_cast<float*>(smem + sh.psum_off);  // [piece · rows + row of piece]
+  unsigned char* ring = smem + sh.ring_off;
+
+  const int b = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row0 = static_cast<int64_t>(b) * sh.rows_per + min(b, sh.extra);
+  const int rows = sh.rows_per + (b < sh.extra ? 1 : 0);
+  const int R = sh.rows, P = sh.parts;
+  const int pieces = R > 1 ? (rows + R - 1) / R : rows * P;
+  const int64_t piece_elems = R > 1 ? R * K : K / P;
+  if (threadIdx.x < sh.slots) {
+    cuda::mbar_init(full + threadIdx.x, 1);
+    cuda::mbar_init(empty + threadIdx.x, 1);
+    cuda::mbar_init_fence();
+  }
+  __syncthreads();
+
+  if (warp == NW) {
+    // Producer: weights are parameters, so no wait before streaming them.
+    if (lane == 0) {
+      const T* wsrc = static_cast<const T*>(p.weight) + row0 * K;
+      const uint64_t pol = cuda::l2_evict_first();
+      for (int j = 0; j < pieces; ++j) {
+        const int s = j % sh.slots;
+        if (j >= sh.slots) cuda::mbar_wait(empty + s, ((j / sh.slots) - 1) & 1);
+        const int64_t elems = R > 1 ? min(R, rows - j * R) * K : piece_elems;
+        const uint32_t bytes = static_cast<uint32_t>(elems * sizeof(T));
+        cuda::mbar_arrive_expect_tx(full + s, bytes);
+        cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, wsrc + j * piece_elems, bytes, full + s, pol);
+      }
+    }
+    cuda::pdl_wait();  // the epilogue below reads and writes what earlier kernels own
+  } else {
+    cuda::pdl_wait();
+    cuda::pdl_trigger();
+    // What the epilogue reads besides the sums (the residual, the conv state and weights, the
+    // bias) toward L1 now, so that its loads after the last piece hit there instead of making
+    // one more trip to L2 or DRAM at the end of the kernel (-0.03 ms/token on the 2.7B shapes, G3).
+    for (int i = threadIdx.x; i < rows; i += NW * 32) {
+      const int64_t n = row0 + i;
+      if (rs.out) prefetch_l1(any_addr(rs.residual, rs.dtype, n));
+      if (p.bias) prefetch_l1(any_addr(p.bias, p.bias_dtype, n));
+      if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) {
+        prefetch_l1(any_addr(cv.state, cv.state_dtype, (n - cv.lo) * (cv.width - 1)));
+        prefetch_l1(any_addr(cv.weight, cv.weight_dtype, (n - cv.lo) * cv.width));
+        if (cv.bias) prefetch_l1(any_addr(cv.bias, cv.bias_dtype, n - cv.lo));
+      }
+    }
+    // kXBatch vectors of x (and of the norm weight) per thread per round trip: all loads first
+    // (indices clamped, so unconditional), then the math (a 5120-long row: one round trip).
+    constexpr int kXBatch = 4;
+    float ss = 0.f;
+    for (int64_t v0 = threadIdx.x; v0 < KV; v0 += kXBatch * NW * 32) {
+      float r[kXBatch][V];
+      Vec<T, V> wn[kXBatch];
+#pragma unroll
+      for (int u = 0; u < kXBatch; ++u) {
+        const int64_t kk = min(v0 + u * NW * 32, KV - 1) * V;
+        if constexpr (XM == kNormF32X) {
+          const float4 q0 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + kk);
+          const float4 q1 = *reinterpret_cast<const float4*>(static_cast<const float*>(p.x) + kk + 4);
+          r[u][0] = q0.x, r[u][1] = q0.y, r[u][2] = q0.z, r[u][3] = q0.w;
+          r[u][4] = q1.x, r[u][5] = q1.y, r[u][6] = q1.z, r[u][7] = q1.w;
+        } else {
+          const Vec<T, V> xv = load_x<T, V>(static_cast<const T*>(p.x) + kk);
+#pragma unroll
+          for (int j = 0; j < V; ++j) r[u][j] = to_float(xv.v[j]);
+        }
+        if constexpr (XM != kPlainX) wn[u] = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
+      }
+#pragma unroll
+      for (int u = 0; u < kXBatch; ++u) {
+        const int64_t v = v0 + u * NW * 32;
+        if (v < KV) {
+          if constexpr (XM != kPlainX) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+              ss = fmaf(r[u][j], r[u][j], ss);
+              r[u][j] *= to_float(wn[u].v[j]);
+            }
+          }
+          xlo[v] = make_float4(r[u][0], r[u][1], r[u][2], r[u][3]);
+          xhi[v] = make_float4(r[u][4], r[u][5], r[u][6], r[u][7]);
+        }
+      }
+    }
+    if constexpr (XM != kPlainX) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      if (lane == 0) ss_w[warp] = ss;
+    }
+    asm volatile("bar.sync 1, %0;" ::"n"(NW * 32) : "memory");  // the consumers: x staged
+
+    // Σ over `nv` vectors of a piece at wp (shared memory) against x from vector x0, in four
+    // accumulators (shorter dependent chains) added in a fixed order.
+    auto dot = [&](const T* wp, int64_t x0, int64_t nv) {
+      float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+      for (int64_t i = lane; i < nv; i += 64) {
+        dot8(wp + i * V, xlo[x0 + i], xhi[x0 + i], a0, a1);
+        if (i + 32 < nv) dot8(wp + (i + 32) * V, xlo[x0 + i + 32], xhi[x0 + i + 32], a2, a3);
+      }
+      float r = (a0 + a1) + (a2 + a3);
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+      return r;
+    };
+    for (int j = warp; j < pieces; j += NW) {
+      const int s = j % sh.slots;
+      cuda::mbar_wait(full + s, (j / sh.slots) & 1);
+      const T* wp = reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
+      if (R > 1) {
+        const int nr = min(R, rows - j * R);
+        for (int r = 0; r < nr; ++r) {
+          const float v = dot(wp + r * K, 0, KV);
+          if (lane == 0) psum[j * R + r] = v;
+        }
+      } else {
+        const float v = dot(wp, (j % P) * (KV / P), KV / P);
+        if (lane == 0) psum[j] = v;
+      }
+      __syncwarp();
+      if (lane == 0) cuda::mbar_arrive(empty + s);
+    }
+  }
+  __syncthreads();  // every piece summed
+
+  float scale = 1.f;
+  if constexpr (XM != kPlainX) {
+    float ss = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) ss += ss_w[w];
+    scale = rsqrtf(ss / static_cast<float>(K) + nm.eps);
+  }
+  unsigned long long key = 0;
+  for (int i = threadIdx.x; i < rows; i += blockDim.x) {
+    float v = 0.f;
+    for (int q = 0; q < P; ++q) v += psum[i * P + q];
+    key = max(key, store_output<T>(p, cv, rs, 0, row0 + i, v * scale));
+  }
+  if (am.out) block_argmax<NW + 1>(key, am.out);
 }
 
 // Everything a launch passes besides the shape decisions.
@@ -327,6 +563,7 @@ struct GemvArgs {
   GemvNorm nm;
   GemvResidual rs;
   GemvArgmax am;
+  bool stream = false;  // the caller asks for the weight-streaming kernel (gemv_cuda's stream_weights)
 };
 
 template <typename T, int V, int C>
@@ -353,10 +590,88 @@ bool small_rule() {
   return !(v && v[0] == '0');
 }
 
+// STATESPACE_GEMV_STREAM=0 (read per launch) keeps every product on gemv_kernel.
+bool stream_off() {
+  const char* v = std::getenv("STATESPACE_GEMV_STREAM");
+  return v && v[0] == '0';
+}
+
+template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
+  auto kernel = gemv_stream_kernel<T, XM, NW>;
+  int device = 0;
+  cudaGetDevice(&device);
+  static std::atomic<uint64_t> opted{0};  // devices whose limit this instantiation has raised
+  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
+    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(StreamTraits::kSmemBytes)),
+                "linear (gemv): shared memory");
+    opted.fetch_or(bit, std::memory_order_relaxed);
+  }
+  cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
+}
+
+// One row of a 16-bit matrix through gemv_stream_kernel: one block per SM, each an equal share of
+// whole rows (±1). False (nothing launched) when the shape does not fit it.
+template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
+  if constexpr (sizeof(T) != 2) {
+    return false;
+  } else {
+    using Tr = StreamTraits;
+    const GemmParams& p = a.p;
+    const int64_t G = cuda::sm_count();
+    // Rows shorter than 1024 stay on the register kernel (130m's LM head, K 768: streamed it cost
+    // ~2 us per step, gemv5 G4).
+    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
+    const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
+    StreamShape sh;
+    const int64_t piece_max = Tr::kPieceBytes;
+    if (row_bytes <= piece_max) {
+      sh.rows = static_cast<int>(piece_max / row_bytes);
+    } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
+      sh.parts = 2;
+      while (sh.parts <= 64 && ((p.K / 8) % sh.parts != 0 || row_bytes / sh.parts > piece_max)) ++sh.parts;
+      if (sh.parts > 64) return false;
+    }
+    sh.rows_per = static_cast<int>(p.N / G);
+    sh.extra = static_cast<int>(p.N % G);
+    const int64_t max_rows = sh.rows_per + (sh.extra ? 1 : 0);
+    auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
+    const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
+    const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
+    const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
+    // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
+    // waits for them in order (a barrier's parity names only its current or previous phase, so no
+    // warp may wait for a slot's next piece before the one it holds has landed).
+    // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
+    // room for their neighbours' blocks on the SM.
+    constexpr int NW = Tr::kConsumerWarps;
+    const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
+    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
+    const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
+    if (slots < NW) return false;
+    sh.slot_bytes = static_cast<uint32_t>(slot);
+    sh.slots = static_cast<int>(slots);
+    sh.x_off = static_cast<uint32_t>(x_off);
+    sh.psum_off = static_cast<uint32_t>(psum_off);
+    sh.ring_off = static_cast<uint32_t>(ring_off);
+    const size_t smem = static_cast<size_t>(ring_off + slots * slot);
+    const unsigned grid = static_cast<unsigned>(G);
+    if (a.nm.weight && a.nm.x_in_w_dtype)
+      launch_stream_as<T, kNormX, NW>(a, st, sh, grid, smem);
+    else if (a.nm.weight)
+      launch_stream_as<T, kNormF32X, NW>(a, st, sh, grid, smem);
+    else
+      launch_stream_as<T, kPlainX, NW>(a, st, sh, grid, smem);
+    return true;
+  }
+}
+
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
   const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight));
+  // Large matrices, one row, when asked: the bulk-copy streaming kernel where it fits.
+  if (a.stream && vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > kSmallBytes && launch_stream<T>(a, st)) return;
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
@@ -419,9 +734,9 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 }  // namespace
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,
-               const GemvResidual* residual, const GemvArgmax* argmax) {
+               const GemvResidual* residual, const GemvArgmax* argmax, bool stream_weights) {
   GemvArgs a{p, conv ? *conv : GemvConv{}, norm ? *norm : GemvNorm{},
-             residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}};
+             residual ? *residual : GemvResidual{}, argmax ? *argmax : GemvArgmax{}, stream_weights};
   if (a.nm.weight && p.M != 1) fail("ERR_SHAPE", ErrorKind::Range, "linear: the on-the-fly norm takes one row");
   if (a.am.out && a.rs.out) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: argmaxOut is not taken with residual");
   SS_FLOAT_SWITCH(p.dtype, T, [&] { launch_gemv<T>(a, static_cast<cudaStream_t>(stream)); });

@@ -259,11 +259,12 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const LinearExtras& ex) {
   check_extras(x_in, weight_in, ex);
 #ifdef STATESPACE_WITH_CUDA
-  if ((ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined()) && fusable(x_in, weight_in, ex)) {
+  const bool extras = ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined() || ex.stream_weights;
+  if (extras && fusable(x_in, weight_in, ex)) {
     FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
     GemvArgmax am;
     am.out = ex.argmax_out.defined() ? static_cast<int32_t*>(ex.argmax_out.data()) : nullptr;
-    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.nm, &F.rs, &am);
+    if (F.L.out.numel() > 0) gemv_cuda(F.L.p, cuda_stream_for(x_in.device()), nullptr, &F.nm, &F.rs, &am, ex.stream_weights);
     return F.L.out;
   }
 #endif
@@ -321,7 +322,7 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr);
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
     return L.out;
   }
 #endif

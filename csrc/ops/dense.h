@@ -111,7 +111,13 @@ struct GemvResidual {
 struct GemvArgmax {
   int32_t* out = nullptr;
 };
-void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr);
+// stream_weights: one row of a 16-bit matrix over 8 MB with rows of >= 1024 on sm_90 takes the
+// weight-streaming kernel (a block per SM streams its share of rows through a shared-memory ring
+// with bulk copies, filled before the PDL wait): it pays where the kernel before it is
+// latency-bound (a decode step's out_proj after the state update: -0.09..-0.15 ms/token on the
+// 2.7B shapes) and loses after a bandwidth-bound one (in_proj after out_proj: its ring fill
+// competes with that stream). STATESPACE_GEMV_STREAM=0 (read per launch) turns it off.
+void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr, bool stream_weights = false);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
 inline bool gemv_reads(const GemmParams& p) {
@@ -142,12 +148,15 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 //  - residual (..., out): the result is residual + (the product rounded to its dtype), in
 //    residual's dtype (linear only);
 //  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
-//    result row (linear only, not with residual; in the kernel for one row on CUDA).
+//    result row (linear only, not with residual; in the kernel for one row on CUDA);
+//  - stream_weights: on CUDA, one row through the weight-streaming kernel where it fits
+//    (gemv_cuda); a performance hint only, the result is the same product.
 struct LinearExtras {
   Tensor norm_weight, norm_gate;
   double norm_eps = 1e-5;
   Tensor residual;
   Tensor argmax_out;
+  bool stream_weights = false;
 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal

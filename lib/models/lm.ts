@@ -456,6 +456,16 @@ export abstract class CausalLM implements DecodeEngine {
     return true;
   }
 
+  /** @internal Benchmarks: drops the captured decode steps, so the next steps capture them anew (e.g. under other settings). */
+  resetDecodeGraphs(): void {
+    for (const g of this.graphs.values()) {
+      g.full?.dispose();
+      g.greedy?.dispose();
+      for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
+    }
+    this.graphs.clear();
+  }
+
   /** Makes batch size n's graph entry (after its first eager run) and captures the step of this kind. */
   private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): void {
     if (this.graphs.has(n)) return;
@@ -571,12 +581,7 @@ export abstract class CausalLM implements DecodeEngine {
   dispose(): void {
     for (const t of this.owned) t.dispose();
     this.owned = [];
-    for (const g of this.graphs.values()) {
-      g.full?.dispose();
-      g.greedy?.dispose();
-      for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
-    }
-    this.graphs.clear();
+    this.resetDecodeGraphs();
     for (const v of this.viewCache.values()) for (const t of [...v.conv, ...v.ssm]) t.dispose();
     this.viewCache.clear();
     if (this.cache) for (const t of [...this.cache.conv, ...this.cache.ssm]) t.dispose();

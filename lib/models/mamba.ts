@@ -159,6 +159,7 @@ export class MambaModel extends CausalLM {
     const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
-    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined });
+    // out_proj streams its weights while the latency-bound state update runs (streamWeights)
+    return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, streamWeights: true });
   }
 }

@@ -131,7 +131,8 @@ export class Mamba2Model extends CausalLM {
     const B = xbc.slice(1, I, I + G * N).unflatten(1, [G, N]);
     const C = xbc.slice(1, I + G * N, I + 2 * G * N).unflatten(1, [G, N]);
     const limit = this.config.timeStepLimit ?? undefined;
-    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined };
+    // out_proj streams its weights while the latency-bound state update runs (streamWeights)
+    const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, streamWeights: true };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj

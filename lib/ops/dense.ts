@@ -69,6 +69,13 @@ export interface LinearOptions {
    * only, not with residual.
    */
   argmaxOut?: Tensor;
+  /**
+   * A hint for decode: on CUDA (sm_90), one row of a 16-bit weight over 8 MB with rows of at
+   * least 1024 streams through shared memory with bulk copies, the copies issued before the
+   * kernel waits for x. Pays where the op before is short and latency-bound (out_proj after the
+   * state update); loses after a bandwidth-bound op. Same result; ignored elsewhere.
+   */
+  streamWeights?: boolean;
 }
 
 /**

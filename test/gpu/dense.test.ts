@@ -136,6 +136,35 @@ describeGpu('dense ops on CUDA', () => {
     await checkNormedLinearConv('cuda', 'float32', 1e-5);
   });
 
+  // streamWeights: one row of a 16-bit matrix over 8 MB (rows >= 1024) through the weight-streaming
+  // kernel (a block per SM, bulk copies into a shared-memory ring): whole rows per piece (K 1024,
+  // 1536), rows cut in parts (K 4104: 3 parts; 5120), a partly filled last share (N not a multiple
+  // of the SMs), each input form (f32 row normalised on the fly, row in W's dtype normalised, plain),
+  // residual, bias, the conv epilogue and the argmax; then the same with STATESPACE_GEMV_STREAM=0
+  // (the register kernel). Smaller or shorter-row matrices ignore the hint.
+  for (const off of [false, true]) {
+    it(`linear streamWeights (weight-streaming kernel${off ? ', STATESPACE_GEMV_STREAM=0' : ''}) against the reference`, async () => {
+      if (off) process.env.STATESPACE_GEMV_STREAM = '0';
+      try {
+        await checkLinearExtras('cuda', [
+          { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, residual: true, stream: true }, // mamba2 out_proj
+          { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', residual: true, stream: true },
+          { M: 1, N: 1100, K: 4104, dtype: 'bfloat16', bias: true, stream: true },
+          { M: 1, N: 4201, K: 1024, dtype: 'float16', residual: true, stream: true },
+          { M: 1, N: 3001, K: 1536, dtype: 'bfloat16', xInWeightDtype: true, stream: true },
+          { M: 1, N: 300, K: 512, dtype: 'bfloat16', residual: true, stream: true }, // small: the register kernel
+          { M: 2, N: 2560, K: 5120, dtype: 'bfloat16', residual: true, stream: true }, // two rows: the register kernel
+          { M: 1, N: 330, K: 4100, dtype: 'float32', stream: true }, // f32: the register kernel
+        ], 1.5e-2);
+        await checkNormedLinearConv('cuda', 'bfloat16', 1e-2, true);
+        await checkLinearArgmax('cuda', 'bfloat16', [[12000, 1024], [4500, 2048]], false, true);
+        await checkLinearArgmax('cuda', 'bfloat16', [[4500, 2048]], true, true);
+      } finally {
+        delete process.env.STATESPACE_GEMV_STREAM;
+      }
+    });
+  }
+
   // The models pass transposed views and column slices (prefill runs its projections
   // channel-major): cuBLAS reads them in place, other paths copy them first; all must agree.
   for (const dtype of ['float32', 'bfloat16'] as DType[]) {
