@@ -14,6 +14,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <tuple>
+#include <vector>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -56,6 +60,63 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
   }
 }
 
+// Starts fetching `bytes` (a multiple of 16) from `ptr` (16-byte aligned) into L2 through the
+// SM's bulk-copy unit (sm_90): one instruction, no registers, nothing to wait for. The kernels
+// issue it for their first state rows before the PDL wait, so that DRAM streams them during the
+// predecessor's tail instead of idling until the wait returns. Safe whatever the predecessor
+// writes: L2 is the point of coherence, so the loads after the wait read current values (a
+// prefetch of a stale slot index only fetches the wrong lines). (The third session's per-line
+// prefetch.global.L2 from every thread of every block lost 0.5 TB/s.)
+__device__ __forceinline__ void prefetch_l2_bulk(const void* ptr, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
+#endif
+}
+
+// A/B switch for one device run (bench/NOTES.md, dec6): STATESPACE_SU_PREFETCH=0 turns the
+// prefetches above off.
+bool prefetch_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("STATESPACE_SU_PREFETCH");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+int env_int(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e && e[0] ? std::atoi(e) : fallback;
+}
+
+// A/B for one device run (dec6), the Mamba-2 kernel's state accesses (STATESPACE_SU_CACHE):
+// 0 evict-first loads and stores (.cs), 1 evict-first loads and write-back stores, 2 loads that
+// skip L1 with the default L2 policy and write-back stores.
+template <typename S, int V> __device__ __forceinline__ Pack<S, V> load_state_mode(const S* ptr, int mode) {
+  if constexpr (sizeof(Pack<S, V>) == 16) {
+    uint4 u;
+    if (mode == 2)
+      asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "l"(ptr));
+    else
+      u = __ldcs(reinterpret_cast<const uint4*>(ptr));
+    Pack<S, V> r;
+    memcpy(&r, &u, 16);
+    return r;
+  } else {
+    return *reinterpret_cast<const Pack<S, V>*>(ptr);
+  }
+}
+template <typename S, int V> __device__ __forceinline__ void store_state_mode(S* ptr, const Pack<S, V>& v, int mode) {
+  if constexpr (sizeof(Pack<S, V>) == 16) {
+    uint4 u;
+    memcpy(&u, &v, 16);
+    if (mode == 0)
+      __stcs(reinterpret_cast<uint4*>(ptr), u);
+    else
+      *reinterpret_cast<uint4*>(ptr) = u;
+  } else {
+    *reinterpret_cast<Pack<S, V>*>(ptr) = v;
+  }
+}
+
 struct Traits {
   static constexpr int kThreads = 256;
   static constexpr int kRows = 4;  // rows per thread in flight
@@ -67,14 +128,15 @@ struct Traits {
 struct RowMap {
   cuda::FastDiv P, H, hpg;
   uint32_t x_extra, z_extra, dt_stride, bc_stride;
+  uint32_t prefetch_blocks;  // blocks [0, prefetch_blocks) prefetch their first rows (the first wave)
+  int cache;                 // STATESPACE_SU_CACHE (A/B)
 };
 
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
-template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
-__global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
-  constexpr int R = Traits::kRows;
+template <typename S, typename I, int V, bool kAPerState, bool kSharedBC, int R>
+__global__ void __launch_bounds__(Traits::kThreads, R == 8 ? 2 : 1) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
   // 32-bit row arithmetic: the launcher checks that rows, batch·groups·dstate < 2^31.
@@ -88,6 +150,19 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  if constexpr (V > 1) {  // 16-byte rows: the block's first rows (one run per batch entry) into L2
+    if (threadIdx.x == 0 && blockIdx.x < m.prefetch_blocks) {
+      const uint32_t HP = m.H.d * m.P.d, r1 = min(rows, (blockIdx.x + 1) * (blockDim.x / 32) * per_warp);
+      uint32_t r = blockIdx.x * (blockDim.x / 32) * per_warp;
+      for (int k = 0; k < 4 && r < r1; ++k) {
+        const uint32_t b = m.H.div(m.P.div(r)), end = min(r1, (b + 1) * HP);
+        const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
+        if (slot >= 0 && slot < p.slots)
+          prefetch_l2_bulk(state + (slot * HP + (r - b * HP)) * N, (end - r) * N32 * static_cast<uint32_t>(sizeof(S)));
+        r = end;
+      }
+    }
+  }
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
@@ -128,7 +203,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
       Pack<S, V> s[R];
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        if (soff[r] >= 0) s[r] = load_state<S, V>(state + soff[r] + n0);
+        if (soff[r] >= 0) s[r] = load_state_mode<S, V>(state + soff[r] + n0, m.cache);
       float bf[V], cf[V];  // B and C of the warp iteration's head (kSharedBC)
       if constexpr (kSharedBC) {
         const Pack<I, V> bv = *reinterpret_cast<const Pack<I, V>*>(Bg + bc[0] + n0);
@@ -168,7 +243,7 @@ __global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpd
           }
         }
         if constexpr (kPairs) memcpy(&s[r], packed, sizeof(packed));
-        store_state<S, V>(state + soff[r] + n0, s[r]);
+        store_state_mode<S, V>(state + soff[r] + n0, s[r], m.cache);
       }
     }
 #pragma unroll
@@ -276,7 +351,7 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
+__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H, bool prefetch) {
   constexpr int N = M1Traits::kN;
   constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
@@ -297,6 +372,16 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
         const uint32_t h = r - H.div(r) * H.d;
         cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + (h * p.dt_rank * sizeof(I)) + c * 16);
       }
+    }
+  }
+  if (prefetch && threadIdx.x == 0) {  // the block's state rows into L2 (one run per batch entry)
+    const uint32_t r1 = min(nrows, row0 + blockDim.x);
+    uint32_t r = row0;
+    for (int k = 0; k < 4 && r < r1; ++k) {
+      const uint32_t b = H.div(r), end = min(r1, (b + 1) * H.d);
+      const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
+      if (slot >= 0 && slot < p.slots) prefetch_l2_bulk(static_cast<const S*>(p.state) + (slot * H.d + (r - b * H.d)) * N, (end - r) * N * sizeof(S));
+      r = end;
     }
   }
   cuda::pdl_wait();
@@ -378,7 +463,7 @@ __host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
 }
 
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in) {
+__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in, bool prefetch) {
   using Tr = M1BatchTraits;
   constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
   constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
@@ -410,6 +495,10 @@ __global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_ba
       const bool ok = h0 + rl < H;
       cuda::copy_async16_zfill(dtw_s + rl * dpitch + c * 16, static_cast<const I*>(p.dt_proj) + (ok ? (h0 + rl) * p.dt_rank + c * 8 : 0), ok ? 16 : 0);
     }
+  }
+  if (prefetch && threadIdx.x < min(NS, nb)) {  // the first NS runs into L2, one per thread
+    const int64_t slot = slot_of(threadIdx.x);
+    if (slot >= 0 && slot < p.slots) prefetch_l2_bulk(state + (slot * H + h0) * N, min(static_cast<uint32_t>(T), H - h0) * N * sizeof(S));
   }
   cuda::pdl_wait();
   cuda::pdl_trigger();
@@ -580,8 +669,19 @@ struct M1TileTraits {
   }
 };
 
-template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
+// Waits until at most n (< 4) of this thread's commit groups are pending.
+__device__ __forceinline__ void copy_async_wait_pending(int n) {
+  switch (n) {
+    case 0: cuda::copy_async_wait_group<0>(); break;
+    case 1: cuda::copy_async_wait_group<1>(); break;
+    case 2: cuda::copy_async_wait_group<2>(); break;
+    default: cuda::copy_async_wait_group<3>(); break;
+  }
+}
+
+template <typename S, typename I, bool kProjDt, bool kSplit>
+__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p, bool prefetch) {
+  constexpr bool split = kSplit;
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
   constexpr int VS = 16 / sizeof(S), CR = N / VS;  // 16-byte chunks of a state row
@@ -614,6 +714,11 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
         wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * u + 8 * q));
       }
   }
+  if (prefetch && lane < E && e0 + lane < p.batch) {  // this warp's state runs into L2, one per lane
+    const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[e0 + lane]) : e0 + lane;
+    if (slot >= 0 && slot < p.slots)
+      prefetch_l2_bulk(static_cast<const S*>(p.state) + (slot * H + h0) * N, static_cast<uint32_t>(min(static_cast<int64_t>(CH), H - h0) * N * sizeof(S)));
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
 
@@ -631,19 +736,26 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     v = i % CR;
     return e;
   };
+  // The copies go out a pair of entries at a time (the entries of step j below: 2j and 2j + 1),
+  // each pair its own commit group when `split`, so that step j waits only for its pair and its
+  // runs go back while the later pairs still arrive.
+  constexpr int PC = 2 * CH * CR;  // state chunks of a pair
 #pragma unroll
-  for (int i = lane; i < E * CH * CR; i += 32) {
-    int slot, ch, v;
-    const int e = state_chunk(i, slot, ch, v);
-    if (valid(slot) && h0 + ch < H)
-      cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
+  for (int j = 0; j < E / 2; ++j) {
+#pragma unroll
+    for (int i = j * PC + lane; i < (j + 1) * PC; i += 32) {
+      int slot, ch, v;
+      const int e = state_chunk(i, slot, ch, v);
+      if (valid(slot) && h0 + ch < H)
+        cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
+    }
+    if (lane < 2 * 2 * CB) {
+      const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
+      if (e0 + e < p.batch)
+        cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+    }
+    if (split || j == E / 2 - 1) cuda::copy_async_commit();
   }
-  for (int i = lane; i < E * 2 * CB; i += 32) {
-    const int e = i / (2 * CB), which = (i / CB) % 2, v = i % CB;
-    if (e0 + e < p.batch)
-      cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
-  }
-  cuda::copy_async_commit();
   if constexpr (kProjDt) {
     using namespace cuda::mma;
     const I* tr = static_cast<const I*>(p.dt) + min(e0 + g, p.batch - 1) * p.dt_stride;
@@ -697,48 +809,44 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     zv[j] = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + hc]) : 0.f;
     dv[j] = kProjDt ? 0.f : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + hc]);
   }
-  cuda::copy_async_wait();
-  __syncwarp();
 
   I* y = static_cast<I*>(p.y);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < E / 2; ++j) {
+    if (split || j == 0) {
+      if (split)
+        copy_async_wait_pending(E / 2 - 1 - j);
+      else
+        cuda::copy_async_wait();
+      __syncwarp();
+    }
     const int e = half + 2 * j;
     const int slot = __shfl_sync(0xffffffffu, slot_l, e);
     const int64_t b = e0 + e;
-    if (b >= p.batch || !hlive) continue;
-    if (!valid(slot)) {  // padding (y = 0) or a slot out of range (y = NaN)
-      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
-      continue;
+    if (b < p.batch && hlive) {
+      if (!valid(slot)) {  // padding (y = 0) or a slot out of range (y = NaN)
+        y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      } else {
+        const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
+        y[b * H + h] = cuda::from_float<I>(
+            m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+      }
     }
-    const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
-    y[b * H + h] = cuda::from_float<I>(
-        m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
-  }
-  __syncwarp();
+    if (split || j == E / 2 - 1) {  // the pair's runs (all of them without `split`) go back
+      __syncwarp();
 #pragma unroll
-  for (int i = lane; i < E * CH * CR; i += 32) {
-    int slot, ch, v;
-    const int e = state_chunk(i, slot, ch, v);
-    if (valid(slot) && h0 + ch < H)
-      store_state<S, VS>(state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS),
-                         *reinterpret_cast<const Pack<S, VS>*>(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS));
+      for (int i = (split ? j * PC : 0) + lane; i < (j + 1) * PC; i += 32) {
+        int slot2, ch, v;
+        const int e2 = state_chunk(i, slot2, ch, v);
+        if (valid(slot2) && h0 + ch < H)
+          store_state<S, VS>(state + ((static_cast<int64_t>(slot2) * H + h0 + ch) * N + v * VS),
+                             *reinterpret_cast<const Pack<S, VS>*>(st_s + (e2 * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS));
+      }
+    }
   }
 }
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
-
-// Kernels with more than 48 KB of dynamic shared memory opt in to `bytes` (their most), once per
-// device and kernel.
-template <auto kKernel, size_t kBytes> void allow_smem() {
-  int device = 0;
-  cudaGetDevice(&device);
-  static std::atomic<uint64_t> opted{0};
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (bit && (opted.load(std::memory_order_relaxed) & bit)) return;
-  cuda::check(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes)), "selectiveStateUpdate: shared memory");
-  opted.fetch_or(bit, std::memory_order_relaxed);
-}
 
 // The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
 // to fit the resident blocks.
@@ -747,7 +855,16 @@ template <typename S, typename I, bool kProjDt> void launch_m1_batch(const State
   using Tr = M1BatchTraits;
   auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
   const size_t smem = Tr::ring_bytes<S, I>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
-  if (smem > 48 * 1024) allow_smem<state_update_m1_batch_kernel<S, I, kProjDt>, kM1BatchSmemMax>();
+  if (smem > 48 * 1024) {  // opt in to the most this kernel takes, once per device (a bit each)
+    static std::atomic<uint64_t> opted{0};
+    int device = 0;
+    cudaGetDevice(&device);
+    const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
+    if (!bit || !(opted.load(std::memory_order_relaxed) & bit)) {
+      cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kM1BatchSmemMax)), "selectiveStateUpdate: shared memory");
+      opted.fetch_or(bit, std::memory_order_relaxed);
+    }
+  }
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
   const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
@@ -757,7 +874,7 @@ template <typename S, typename I, bool kProjDt> void launch_m1_batch(const State
   constexpr int64_t VI = 16 / sizeof(I);
   const bool vec_in = aligned(p.x, 16) && p.x_stride % VI == 0 && (!p.z || (aligned(p.z, 16) && p.z_stride % VI == 0)) &&
                       (kProjDt || (aligned(p.dt, 16) && p.dt_stride % VI == 0)) && p.heads % VI == 0;
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in);
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in, prefetch_enabled());
 }
 
 template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
@@ -765,7 +882,10 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+  // A/B for one device run (dec6): STATESPACE_SU_TILE_SPLIT=0 waits for all of a warp's copies at once.
+  static const bool split = env_int("STATESPACE_SU_TILE_SPLIT", 1) != 0;
+  cuda::launch_pdl(split ? state_update_m1_tile_kernel<S, I, kProjDt, true> : state_update_m1_tile_kernel<S, I, kProjDt, false>,
+                   dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, prefetch_enabled());
 }
 
 // The batched Mamba-1 kernel for p (batch > kGemvMaxM): the warp tiles for a bf16 state and for
@@ -774,7 +894,26 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
 // 67.4 / 71.4 / 43.5 against 70.1 / 75.3 / 47.6 at batch 256; the ring 17.9 / 19.3 µs against
 // 19.1 / 20.5 at batch 64 with an f32 state (there the tiles' one wave reads ~160 KB per SM before
 // any write, the ring overlaps them).
-bool m1_tile_takes(const StateUpdateParams& p) { return p.state_dtype == DType::BFloat16 || p.batch > 64; }
+// A/B for one device run (dec6): the tiles take an f32 state at batch <= 64 too (with the split
+// copies), STATESPACE_SU_M1_RING=1 gives the ring back there.
+bool m1_tile_takes(const StateUpdateParams& p) {
+  static const bool ring = env_int("STATESPACE_SU_M1_RING", 0) != 0;
+  return !ring || p.state_dtype == DType::BFloat16 || p.batch > 64;
+}
+
+// Resident blocks per SM of a kernel without dynamic shared memory (cached per kernel and block
+// size: the first wave's size, which decides the blocks that prefetch).
+int resident_blocks_per_sm(const void* kernel, int threads) {
+  static std::mutex mu;
+  static std::vector<std::tuple<const void*, int, int>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  for (const auto& [k, t, occ] : cache)
+    if (k == kernel && t == threads) return occ;
+  int occ = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, threads, 0), "selectiveStateUpdate: occupancy");
+  cache.emplace_back(kernel, threads, occ);
+  return occ;
+}
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
@@ -784,18 +923,35 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   const int64_t widest = std::max({p.x_stride, p.z_stride, p.dt_stride, p.bc_stride});
   if (rows >= (int64_t{1} << 31) || p.batch * widest >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
     fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
-  const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
+  // A/B for one device run (dec6): STATESPACE_SU_THREADS (block size), STATESPACE_SU_ROWS=8
+  // (rows per thread; Mamba-2 16-byte rows only).
+  static const int threads_env = env_int("STATESPACE_SU_THREADS", Traits::kThreads);
+  static const int rows_env = env_int("STATESPACE_SU_ROWS", Traits::kRows);
+  static const int cache_env = env_int("STATESPACE_SU_CACHE", 0);
+  const int threads = threads_env == 64 || threads_env == 128 ? threads_env : Traits::kThreads;
+  const bool r8 = rows_env == 8 && !kAPerState && V == 16 / static_cast<int>(sizeof(S));
+  const int R = r8 ? 8 : Traits::kRows;
+  const int64_t rows_per_block = static_cast<int64_t>(threads / 32) * (32 >> lg) * R;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > (1 << 20)) blocks = 1 << 20;
   const int64_t HP = p.heads * p.headdim;
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
-           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
+           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride), 0, cache_env};
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
-  auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
-                                                                                            : state_update_kernel<S, I, V, kAPerState, false>;
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
+  const bool shared_bc = !kAPerState && sizeof(S) == 2 && p.headdim % (R * (32 >> lg)) == 0;
+  auto go = [&](auto kernel) {
+    if (prefetch_enabled()) m.prefetch_blocks = static_cast<uint32_t>(resident_blocks_per_sm(reinterpret_cast<const void*>(kernel), threads) * cuda::sm_count());
+    cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p, m, lg);
+  };
+  if constexpr (!kAPerState && V == 16 / static_cast<int>(sizeof(S)) && std::is_same_v<I, __nv_bfloat16>) {
+    if (r8) {
+      shared_bc ? go(state_update_kernel<S, I, V, kAPerState, !kAPerState, 8>) : go(state_update_kernel<S, I, V, kAPerState, false, 8>);
+      return;
+    }
+  }
+  shared_bc ? go(state_update_kernel<S, I, V, kAPerState, !kAPerState, Traits::kRows>) : go(state_update_kernel<S, I, V, kAPerState, false, Traits::kRows>);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
@@ -859,9 +1015,9 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
         const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
         const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
         if (p.dt_proj)
-          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H);
+          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H, prefetch_enabled());
         else
-          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H);
+          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H, prefetch_enabled());
       } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else
