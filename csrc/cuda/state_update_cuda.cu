@@ -74,7 +74,7 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* ptr, uint32_t bytes
 }
 
 // A/B switch for one device run (bench/NOTES.md, dec6): STATESPACE_SU_PREFETCH=0 turns the
-// prefetches above off.
+// prefetches above off (=2: the Mamba-2 kernel also prefetches one wave ahead).
 bool prefetch_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("STATESPACE_SU_PREFETCH");
@@ -130,13 +130,14 @@ struct RowMap {
   uint32_t x_extra, z_extra, dt_stride, bc_stride;
   uint32_t prefetch_blocks;  // blocks [0, prefetch_blocks) prefetch their first rows (the first wave)
   int cache;                 // STATESPACE_SU_CACHE (A/B)
+  bool prefetch_ahead;       // STATESPACE_SU_PREFETCH=2 (A/B)
 };
 
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
 template <typename S, typename I, int V, bool kAPerState, bool kSharedBC, int R>
-__global__ void __launch_bounds__(Traits::kThreads, R == 8 ? 2 : 1) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
+__global__ void __launch_bounds__(Traits::kThreads, R == 8 ? 2 : 3) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
   // 32-bit row arithmetic: the launcher checks that rows, batch·groups·dstate < 2^31.
@@ -150,10 +151,11 @@ __global__ void __launch_bounds__(Traits::kThreads, R == 8 ? 2 : 1) state_update
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  if constexpr (V > 1) {  // 16-byte rows: the block's first rows (one run per batch entry) into L2
-    if (threadIdx.x == 0 && blockIdx.x < m.prefetch_blocks) {
-      const uint32_t HP = m.H.d * m.P.d, r1 = min(rows, (blockIdx.x + 1) * (blockDim.x / 32) * per_warp);
-      uint32_t r = blockIdx.x * (blockDim.x / 32) * per_warp;
+  // 16-byte rows: the first-iteration rows of block `blk` (one run per batch entry) into L2.
+  auto prefetch_rows_of = [&](uint32_t blk) {
+    if constexpr (V > 1) {
+      const uint32_t HP = m.H.d * m.P.d, r1 = min(rows, (blk + 1) * (blockDim.x / 32) * per_warp);
+      uint32_t r = blk * (blockDim.x / 32) * per_warp;
       for (int k = 0; k < 4 && r < r1; ++k) {
         const uint32_t b = m.H.div(m.P.div(r)), end = min(r1, (b + 1) * HP);
         const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
@@ -162,9 +164,13 @@ __global__ void __launch_bounds__(Traits::kThreads, R == 8 ? 2 : 1) state_update
         r = end;
       }
     }
-  }
+  };
+  if (threadIdx.x == 0 && blockIdx.x < m.prefetch_blocks) prefetch_rows_of(blockIdx.x);
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
+  // STATESPACE_SU_PREFETCH=2 (A/B): also the rows of the block that takes this slot about one
+  // wave later (blocks start in index order), a block's lifetime ahead of their loads.
+  if (threadIdx.x == 0 && m.prefetch_ahead && blockIdx.x + m.prefetch_blocks < gridDim.x) prefetch_rows_of(blockIdx.x + m.prefetch_blocks);
 
   for (uint32_t base = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp; base < rows; base += step) {
     uint32_t row[R], h_of[R], bc[R];
@@ -937,7 +943,7 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   const int64_t HP = p.heads * p.headdim;
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
-           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride), 0, cache_env};
+           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride), 0, cache_env, env_int("STATESPACE_SU_PREFETCH", 1) == 2};
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   const bool shared_bc = !kAPerState && sizeof(S) == 2 && p.headdim % (R * (32 >> lg)) == 0;
