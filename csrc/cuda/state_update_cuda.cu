@@ -299,19 +299,22 @@ struct M1Traits {
 
 // dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
 // product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
-// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
-template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
+// entry's low-rank input `v` (global or shared memory), rounded to the input dtype as a separate
+// linear layer would round it. kAcc partial sums (k mod kAcc) shorten the dependent FMA chain.
+template <typename I, int kAcc> __device__ float projected_dt(int64_t rank, const unsigned char* w, const I* vrow) {
   constexpr int VI = 16 / sizeof(I);
-  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
-  float acc = 0.f;
-  const int nv = static_cast<int>(p.dt_rank / VI);
+  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(vrow);
+  float acc[kAcc] = {};
+  const int nv = static_cast<int>(rank / VI);
 #pragma unroll 4
   for (int k = 0; k < nv; ++k) {
     const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
 #pragma unroll
-    for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
+    for (int j = 0; j < VI; ++j) acc[j % kAcc] = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc[j % kAcc]);
   }
-  return to_float(cuda::from_float<I>(acc));
+#pragma unroll
+  for (int j = 1; j < kAcc; ++j) acc[0] += acc[j];
+  return to_float(cuda::from_float<I>(acc[0]));
 }
 
 // Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
@@ -354,19 +357,33 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
   return acc;
 }
 
+// Dynamic shared memory of the batch-1 kernel with kEarly, after the kProjDt rows: the low-rank
+// rows of the block's first two batch entries (kProjDt), then their B and C rows.
+__host__ __device__ inline size_t m1_early_bytes(int64_t rank, size_t isize, bool proj) {
+  return (proj ? 2 * static_cast<size_t>(rank) * isize : 0) + 2 * 2 * M1Traits::kN * isize;
+}
+
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
-template <typename S, typename I, bool kProjDt>
+// kEarly (A/B for one run, dec6; STATESPACE_SU_B1_EARLY=0: off): the step's latency chain cut
+// short: A, D and dtBias (parameters) read before the PDL wait; right after it every input of
+// the step is requested at once — the state rows, x and z into registers, the low-rank and B / C
+// rows of the block's first two batch entries into shared memory (cp.async) — and waited for
+// together; the dt product from shared memory in 4 partial sums. (Without it: the state rows,
+// then A / D / dtBias / B / C / x / z and the dt product's 16-byte low-rank reads in dependent
+// groups of 4, then a 160-long FMA chain: ~5 L2 round trips after the state's DRAM one.)
+template <typename S, typename I, bool kProjDt, bool kEarly>
 __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H, bool prefetch) {
   constexpr int N = M1Traits::kN;
   constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
+  constexpr int VI = 16 / sizeof(I);
   // The block's rows pass through shared memory, so that global loads and stores are coalesced
   // (a warp's instruction covers 512 contiguous bytes, not 16 bytes of each of 32 rows); rows
   // padded to an odd number of 16-byte chunks keep a thread's row reads free of bank conflicts.
   constexpr int kPitch = N + 16 / sizeof(S);
   __shared__ __align__(16) S rows_s[M1Traits::kThreads][kPitch];
-  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows
+  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows; kEarly: then m1_early_bytes
   const uint32_t nrows = static_cast<uint32_t>(p.batch * p.heads);
   const uint32_t row0 = blockIdx.x * blockDim.x;
   const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
@@ -390,8 +407,39 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
       r = end;
     }
   }
+  const uint32_t row = row0 + threadIdx.x;
+  const bool live = row < nrows;
+  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
+  Pack<float, 4> av[N / 4];
+  float bias = 0.f, Dh = 0.f;
+  auto load_params = [&] {
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
+    bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
+    Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
+  };
+  if constexpr (kEarly) load_params();
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  // kEarly: the low-rank rows (kProjDt) and the B / C rows of entries b0, b0 + 1 into shared memory.
+  const uint32_t b0 = H.div(row0);
+  I* tok_s = reinterpret_cast<I*>(dtw_s + (kProjDt ? blockDim.x * dtw_pitch : 0));
+  I* bc_s = tok_s + (kProjDt ? 2 * p.dt_rank : 0);  // [2][B, C][N]
+  if constexpr (kEarly) {
+    const int tchunks = kProjDt ? static_cast<int>(p.dt_rank / VI) : 0, bchunks = 2 * N / VI;
+    for (int j = threadIdx.x; j < 2 * (tchunks + bchunks); j += blockDim.x) {
+      const bool tok = j < 2 * tchunks;
+      const int e = tok ? j / max(tchunks, 1) : (j - 2 * tchunks) / bchunks;
+      if (b0 + e >= p.batch) continue;
+      if (tok) {
+        const int c = j - e * tchunks;
+        cuda::copy_async16(tok_s + e * p.dt_rank + c * VI, static_cast<const I*>(p.dt) + (b0 + e) * p.dt_stride + c * VI);
+      } else {
+        const int c = j - 2 * tchunks - e * bchunks;  // chunk c of [B, C]
+        cuda::copy_async16(bc_s + e * 2 * N + c * VI, static_cast<const I*>(c < N / VI ? p.B : p.C) + (b0 + e) * p.bc_stride + (c % (N / VI)) * VI);
+      }
+    }
+  }
   // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
   auto state_offset = [&](uint32_t r) -> int64_t {
     if (r >= nrows) return -1;
@@ -400,33 +448,45 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     return slot >= 0 && slot < p.slots ? (slot * H.d + (r - rb * H.d)) * N : -1;
   };
   S* state = static_cast<S*>(p.state);
+  float xv = 0.f, zv = 0.f;
+  if constexpr (kEarly) {
+    if (live) {
+      xv = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+      zv = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f;
+    }
+  }
 #pragma unroll
   for (int i = 0; i < VR; ++i) {
     const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
     const int64_t off = state_offset(row0 + rl);
     if (off >= 0) *reinterpret_cast<Pack<S, VS>*>(&rows_s[rl][vec * VS]) = load_state<S, VS>(state + off + vec * VS);
   }
-  if constexpr (kProjDt) cuda::copy_async_wait();
+  if constexpr (kProjDt || kEarly) cuda::copy_async_wait();
   __syncthreads();
 
-  const uint32_t row = row0 + threadIdx.x;
-  const bool live = row < nrows;
-  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
   const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
   const bool has_state = live && slot >= 0 && slot < p.slots;
   I* y = static_cast<I*>(p.y);
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
-    Pack<float, 4> av[N / 4];
-#pragma unroll
-    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
-    const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
-    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
-                                                  to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]),
-                                                  p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f, dt, bias, Dh));
+    // kEarly: entries past b0 + 1 (only when a block spans more than two, i.e. heads < 64) read
+    // their rows from global memory.
+    const bool staged = kEarly && b - b0 < 2;
+    const I* Bg = static_cast<const I*>(p.B) + b * p.bc_stride;
+    const I* Bp = staged ? bc_s + (b - b0) * 2 * N : Bg;
+    const I* Cp = staged ? bc_s + (b - b0) * 2 * N + N : static_cast<const I*>(p.C) + b * p.bc_stride;
+    if constexpr (!kEarly) {
+      load_params();
+      xv = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
+      zv = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f;
+    }
+    float dt;
+    if constexpr (kProjDt)
+      dt = projected_dt<I, kEarly ? 4 : 1>(p.dt_rank, dtw_s + threadIdx.x * dtw_pitch, staged ? tok_s + (b - b0) * p.dt_rank : static_cast<const I*>(p.dt) + b * p.dt_stride);
+    else
+      dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, Bp, Cp, xv, zv, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -991,7 +1051,8 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     const bool batched = p.batch > kGemvMaxM;
     const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
     const bool ring_ok = m1_tile_takes(p) || ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax;
-    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring_ok : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring_ok
+                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + m1_early_bytes(p.dt_rank, sizeof(I), true) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
@@ -1020,10 +1081,12 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
         const int threads = rows < 32768 || p.dt_proj ? 64 : M1Traits::kThreads;
         const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
         const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
-        if (p.dt_proj)
-          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H, prefetch_enabled());
-        else
-          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H, prefetch_enabled());
+        static const bool early = env_int("STATESPACE_SU_B1_EARLY", 1) != 0;
+        const bool proj = p.dt_proj != nullptr;
+        const size_t smem = (proj ? threads * dt_proj_pitch(p.dt_rank, sizeof(I)) : 0) + (early ? m1_early_bytes(p.dt_rank, sizeof(I), proj) : 0);
+        auto kernel = proj ? (early ? state_update_m1_kernel<S, I, true, true> : state_update_m1_kernel<S, I, true, false>)
+                           : (early ? state_update_m1_kernel<S, I, false, true> : state_update_m1_kernel<S, I, false, false>);
+        cuda::launch_pdl(kernel, dim3(grid), dim3(threads), smem, st, p, H, prefetch_enabled());
       } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else

@@ -1,6 +1,6 @@
-import { beforeAll, it } from 'vitest';
-import { DType, Tensor, debugPoison, selectiveStateUpdate, tensor } from '../../lib/index';
-import { describeGpu, expectClose, expectNoNaN, randnArray, rng, uniformArray } from '../helpers';
+import { beforeAll, expect, it } from 'vitest';
+import { DType, Tensor, debugPoison, linear, rand, randn, selectiveStateUpdate, tensor } from '../../lib/index';
+import { describeGpu, expectClose, expectNoNaN, randnArray, relErr, rng, uniformArray } from '../helpers';
 import { stateUpdateRef } from '../reference/state_update';
 
 interface Shape {
@@ -88,6 +88,37 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
           expectClose(got, refState, stol, `${label} state`);
           refState.set(got);
         }
+      }
+    });
+  }
+
+  // The batch <= 8 Mamba-1 kernel stages the low-rank, B and C rows of a block's first two batch
+  // entries in shared memory: 64-row blocks over 24 or 40 channels span 3-4 entries (the rest read
+  // from global memory), 300 channels one or two; every row against linear then the plain update.
+  for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 1e-2]] as const) {
+    it(`${dtype}: dtProj at batch <= 8 with blocks spanning several batch entries equals linear then the update`, async () => {
+      for (const [batch, dim, rank, sdtype] of [[8, 24, 16, 'float32'], [7, 40, 32, 'bfloat16'], [3, 300, 48, 'float32'], [1, 24, 16, 'bfloat16']] as const) {
+        const N = 16;
+        const common = {
+          x: randn([batch, dim], { dtype, device: 'cuda' }),
+          z: randn([batch, dim], { dtype, device: 'cuda' }),
+          A: rand([dim, N], { device: 'cuda', low: -3, high: -0.1 }),
+          B: randn([batch, N], { dtype, device: 'cuda' }),
+          C: randn([batch, N], { dtype, device: 'cuda' }),
+          D: randn([dim], { device: 'cuda' }),
+          dtBias: rand([dim], { device: 'cuda', low: -4, high: -1 }),
+          dtSoftplus: true,
+        };
+        const dtr = randn([batch, rank], { dtype, device: 'cuda' });
+        const W = randn([dim, rank], { dtype, device: 'cuda', std: 1 / Math.sqrt(rank) });
+        const s1 = randn([batch, dim, N], { dtype: sdtype, device: 'cuda' }), s2 = s1.clone();
+        const fused = selectiveStateUpdate({ ...common, state: s1, dt: dtr, dtProj: W });
+        const plain = selectiveStateUpdate({ ...common, state: s2, dt: linear({ x: dtr, weight: W }) });
+        const what = `batch ${batch} dim ${dim} rank ${rank} ${sdtype} state`;
+        const yf = await fused.data();
+        expectNoNaN(yf, what);
+        expect(relErr(yf, await plain.data()), what).toBeLessThan(tol);
+        expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(tol);
       }
     });
   }
