@@ -366,10 +366,10 @@ __host__ __device__ inline size_t m1_early_bytes(int64_t rank, size_t isize, boo
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
 // kEarly (A/B for one run, dec6; STATESPACE_SU_B1_EARLY=0: off): the step's latency chain cut
-// short: A, D and dtBias (parameters) read before the PDL wait; right after it every input of
-// the step is requested at once — the state rows, x and z into registers, the low-rank and B / C
-// rows of the block's first two batch entries into shared memory (cp.async) — and waited for
-// together; the dt product from shared memory in 4 partial sums. (Without it: the state rows,
+// short: right after the PDL wait every input of the step is requested at once — A, D, dtBias,
+// x and z into registers, the state rows, the low-rank and B / C rows of the block's first two
+// batch entries into shared memory (cp.async) — and waited for together; the dt product from
+// shared memory in 4 partial sums. (Without it: the state rows,
 // then A / D / dtBias / B / C / x / z and the dt product's 16-byte low-rank reads in dependent
 // groups of 4, then a 160-long FMA chain: ~5 L2 round trips after the state's DRAM one.)
 template <typename S, typename I, bool kProjDt, bool kEarly>
@@ -418,9 +418,9 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
   };
-  if constexpr (kEarly) load_params();
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  if constexpr (kEarly) load_params();
   // kEarly: the low-rank rows (kProjDt) and the B / C rows of entries b0, b0 + 1 into shared memory.
   const uint32_t b0 = H.div(row0);
   I* tok_s = reinterpret_cast<I*>(dtw_s + (kProjDt ? blockDim.x * dtw_pitch : 0));
