@@ -995,7 +995,7 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   static const int rows_env = env_int("STATESPACE_SU_ROWS", Traits::kRows);
   static const int cache_env = env_int("STATESPACE_SU_CACHE", 0);
   const int threads = threads_env == 64 || threads_env == 128 ? threads_env : Traits::kThreads;
-  const bool r8 = rows_env == 8 && !kAPerState && V == 16 / static_cast<int>(sizeof(S));
+  const bool r8 = rows_env == 8 && !kAPerState && V == 16 / static_cast<int>(sizeof(S)) && std::is_same_v<I, __nv_bfloat16>;
   const int R = r8 ? 8 : Traits::kRows;
   const int64_t rows_per_block = static_cast<int64_t>(threads / 32) * (32 >> lg) * R;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
