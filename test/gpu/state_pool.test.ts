@@ -66,7 +66,7 @@ describeGpu('decode on a state pool (CUDA)', () => {
     await checkStatePool('cuda', true);
     await checkStatePool('cuda', false);
   });
-  it('selectiveStateUpdate with stateIndices at batch 20 (the batched Mamba-1 kernel)', async () => {
+  it('selectiveStateUpdate with stateIndices at batch 20 (the Mamba-1 warp tiles, f32 state)', async () => {
     await checkStatePool('cuda', true, BIG_POOL);
     await checkStatePool('cuda', false, BIG_POOL);
   });

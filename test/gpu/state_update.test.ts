@@ -24,7 +24,7 @@ function offsetView(data: Float64Array, shape: number[], dtype: DType): Tensor {
 const shapes: Shape[] = [
   { m1: true, batch: 3, heads: 37, headdim: 1, dstate: 16, groups: 1 },
   { m1: true, batch: 2, heads: 64, headdim: 1, dstate: 5, groups: 4 },
-  // batch > 8: the batched (channel-major) Mamba-1 kernel; 300 channels leave a partial block
+  // batch > 8: the Mamba-1 warp tiles (16 channels x 8 entries); 300 channels and batch 13 leave partial tiles
   { m1: true, batch: 13, heads: 300, headdim: 1, dstate: 16, groups: 1 },
   { m1: true, batch: 64, heads: 128, headdim: 1, dstate: 16, groups: 1 },
   { m1: false, batch: 3, heads: 8, headdim: 33, dstate: 128, groups: 2 },
