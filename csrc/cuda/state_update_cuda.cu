@@ -104,7 +104,10 @@ struct RowMap {
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
-template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
+// kZEarly (A/B for one run, dec6 run 2: STATESPACE_SU_ZEARLY=1): where a lane finalises one row
+// (lpr >= R), that row's z and D are loaded with the state, not after the reduction (one
+// dependent L2 round trip less at the end of a warp's iteration, while its block holds its slot).
+template <typename S, typename I, int V, bool kAPerState, bool kSharedBC, bool kZEarly>
 __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   constexpr int R = Traits::kRows;
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
@@ -168,6 +171,21 @@ __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(St
       soff[r] = row[r] < rows && hslot >= 0 ? ((hslot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N : -1;
       x[r] = to_float(static_cast<const I*>(p.x)[rr + b * m.x_extra]);
       acc[r] = 0.f;
+    }
+    const bool one_row = kZEarly && lpr >= R;  // lane sub < R finalises row[sub]
+    float zpre = 0.f, dpre = 0.f;
+    if (one_row && sub < R) {
+      uint32_t rowv = row[0], hv = h_of[0];
+#pragma unroll
+      for (int r = 1; r < R; ++r)
+        if (r == sub) {
+          rowv = row[r];
+          hv = h_of[r];
+        }
+      if (rowv < rows) {
+        if (p.D) dpre = static_cast<const float*>(p.D)[p.d_per_row ? hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d) : hv];
+        if (p.z) zpre = to_float(static_cast<const I*>(p.z)[rowv + m.H.div(m.P.div(rowv)) * m.z_extra]);
+      }
     }
     for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V) {
       Pack<S, V> s[R];
@@ -239,11 +257,11 @@ __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(St
       if (rowv < rows) {
         if (p.D) {
           const float* D = static_cast<const float*>(p.D);
-          yv += (p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
+          yv += (one_row ? dpre : p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
         }
         if (p.z) {
           const uint32_t bv = m.H.div(m.P.div(rowv));
-          yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv + bv * m.z_extra]));
+          yv *= cuda::silu_f(one_row ? zpre : to_float(static_cast<const I*>(p.z)[rowv + bv * m.z_extra]));
         }
         static_cast<I*>(p.y)[rowv] = cuda::from_float<I>(has_state ? yv : bad);
       }
@@ -703,8 +721,10 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
            static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride), 0};
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
-  auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
-                                                                                            : state_update_kernel<S, I, V, kAPerState, false>;
+  static const bool zearly = env_int("STATESPACE_SU_ZEARLY", 0) == 1;
+  const bool shared_bc = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0;
+  auto kernel = zearly ? (shared_bc ? state_update_kernel<S, I, V, kAPerState, !kAPerState, true> : state_update_kernel<S, I, V, kAPerState, false, true>)
+                       : (shared_bc ? state_update_kernel<S, I, V, kAPerState, !kAPerState, false> : state_update_kernel<S, I, V, kAPerState, false, false>);
   if (prefetch_enabled()) m.prefetch_blocks = static_cast<uint32_t>(resident_blocks_per_sm(reinterpret_cast<const void*>(kernel), threads) * cuda::sm_count());
   cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p, m, lg);
 }
