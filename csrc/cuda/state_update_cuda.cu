@@ -14,9 +14,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <mutex>
-#include <tuple>
-#include <vector>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -61,10 +58,13 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
 
 // Starts fetching `bytes` (a multiple of 16) from `ptr` (16-byte aligned) into L2 through the
 // SM's bulk-copy unit (sm_90), evict-first like the state's own loads and stores: one
-// instruction, no registers, nothing to wait for. Issued for a block's state rows before the PDL
-// wait, so that DRAM streams them during the predecessor's tail. Safe whatever the predecessor
-// writes: L2 is the point of coherence, so the loads after the wait read current values (a
-// prefetch of a stale slot index only fetches the wrong lines).
+// instruction, no registers, nothing to wait for. The batch-1 Mamba-1 kernel issues it for its
+// state rows before the PDL wait, so that DRAM fetches them while the predecessor (x_proj) runs.
+// Safe whatever the predecessor writes: L2 is the point of coherence, so the loads after the wait
+// read current values (a prefetch of a stale slot index only fetches the wrong lines).
+// (Measured, dec6: it loses wherever the kernel's blocks become resident only as the
+// predecessor's blocks exit — the one-wave tiles, the Mamba-2 kernel at batch 256 — there it
+// only adds requests; with a normal L2 priority the prefetched lines, once dirty, lingered.)
 __device__ __forceinline__ void prefetch_l2_bulk(const void* ptr, uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   uint64_t policy;
@@ -73,22 +73,22 @@ __device__ __forceinline__ void prefetch_l2_bulk(const void* ptr, uint32_t bytes
 #endif
 }
 
-int env_int(const char* name, int fallback) {
-  const char* e = std::getenv(name);
-  return e && e[0] ? std::atoi(e) : fallback;
-}
-// A/B switch for one device run (bench/NOTES.md, dec6 run 2): STATESPACE_SU_PREFETCH=1 turns the
-// prefetches above on (Mamba-2 kernel's first wave, batch-1 Mamba-1 kernel).
+// A/B switch for one device run (bench/NOTES.md, dec6 run 3): STATESPACE_SU_PREFETCH=0 turns the
+// batch-1 kernel's prefetch off.
 bool prefetch_enabled() {
-  static const bool on = env_int("STATESPACE_SU_PREFETCH", 0) == 1;
+  static const bool on = [] {
+    const char* e = std::getenv("STATESPACE_SU_PREFETCH");
+    return !(e && e[0] == '0');
+  }();
   return on;
 }
 
-// Blocks of 2 warps (measured on the H100, dec6 run 1, b64: 2.863 / 2.717 TB/s f32 / bf16 state
-// against 2.722 / 2.649 with 8 warps): a block's slot frees when its slowest warp ends, and a
-// block of 8 warps keeps 7 of them waiting for the last; kMaxThreads bounds the A/B sizes.
+// Blocks of 2 warps (measured on the H100, dec6 runs 1-2, batch 64: 2.79-2.80 / 2.736-2.738 TB/s
+// f32 / bf16 state against 2.72-2.74 / 2.65-2.67 with 8 warps, 2.78 / 2.72 with 1): a block's
+// slot frees when its slowest warp ends, and in a block of 8 warps 7 wait for the last one's
+// loads. kBlocks (12 blocks, 24 warps per SM) caps the registers at 80.
 struct Traits {
-  static constexpr int kThreads = 64, kMaxThreads = 256;
+  static constexpr int kThreads = 64, kBlocks = 12;
   static constexpr int kRows = 4;  // rows per thread in flight
 };
 
@@ -98,17 +98,13 @@ struct Traits {
 struct RowMap {
   cuda::FastDiv P, H, hpg;
   uint32_t x_extra, z_extra, dt_stride, bc_stride;
-  uint32_t prefetch_blocks;  // blocks [0, prefetch_blocks) prefetch their first rows (the first wave)
 };
 
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
-// kZEarly (A/B for one run, dec6 run 2: STATESPACE_SU_ZEARLY=1): where a lane finalises one row
-// (lpr >= R), that row's z and D are loaded with the state, not after the reduction (one
-// dependent L2 round trip less at the end of a warp's iteration, while its block holds its slot).
-template <typename S, typename I, int V, bool kAPerState, bool kSharedBC, bool kZEarly>
-__global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
+template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kBlocks) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   constexpr int R = Traits::kRows;
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
@@ -123,19 +119,6 @@ __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(St
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  if constexpr (V > 1) {  // 16-byte rows: the first wave's rows (one run per batch entry) into L2
-    if (threadIdx.x == 0 && blockIdx.x < m.prefetch_blocks) {
-      const uint32_t HP = m.H.d * m.P.d, r1 = min(rows, (blockIdx.x + 1) * (blockDim.x / 32) * per_warp);
-      uint32_t r = blockIdx.x * (blockDim.x / 32) * per_warp;
-      for (int k = 0; k < 4 && r < r1; ++k) {
-        const uint32_t b = m.H.div(m.P.div(r)), end = min(r1, (b + 1) * HP);
-        const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
-        if (slot >= 0 && slot < p.slots)
-          prefetch_l2_bulk(state + (slot * HP + (r - b * HP)) * N, (end - r) * N32 * static_cast<uint32_t>(sizeof(S)));
-        r = end;
-      }
-    }
-  }
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
@@ -171,21 +154,6 @@ __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(St
       soff[r] = row[r] < rows && hslot >= 0 ? ((hslot * m.H.d + h) * static_cast<int64_t>(m.P.d) + (rr - bh * m.P.d)) * N : -1;
       x[r] = to_float(static_cast<const I*>(p.x)[rr + b * m.x_extra]);
       acc[r] = 0.f;
-    }
-    const bool one_row = kZEarly && lpr >= R;  // lane sub < R finalises row[sub]
-    float zpre = 0.f, dpre = 0.f;
-    if (one_row && sub < R) {
-      uint32_t rowv = row[0], hv = h_of[0];
-#pragma unroll
-      for (int r = 1; r < R; ++r)
-        if (r == sub) {
-          rowv = row[r];
-          hv = h_of[r];
-        }
-      if (rowv < rows) {
-        if (p.D) dpre = static_cast<const float*>(p.D)[p.d_per_row ? hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d) : hv];
-        if (p.z) zpre = to_float(static_cast<const I*>(p.z)[rowv + m.H.div(m.P.div(rowv)) * m.z_extra]);
-      }
     }
     for (int64_t n0 = static_cast<int64_t>(sub) * V; n0 < N; n0 += static_cast<int64_t>(lpr) * V) {
       Pack<S, V> s[R];
@@ -257,11 +225,11 @@ __global__ void __launch_bounds__(Traits::kMaxThreads, 3) state_update_kernel(St
       if (rowv < rows) {
         if (p.D) {
           const float* D = static_cast<const float*>(p.D);
-          yv += (one_row ? dpre : p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
+          yv += (p.d_per_row ? D[hv * m.P.d + (rowv - m.P.div(rowv) * m.P.d)] : D[hv]) * xv;
         }
         if (p.z) {
           const uint32_t bv = m.H.div(m.P.div(rowv));
-          yv *= cuda::silu_f(one_row ? zpre : to_float(static_cast<const I*>(p.z)[rowv + bv * m.z_extra]));
+          yv *= cuda::silu_f(to_float(static_cast<const I*>(p.z)[rowv + bv * m.z_extra]));
         }
         static_cast<I*>(p.y)[rowv] = cuda::from_float<I>(has_state ? yv : bad);
       }
@@ -281,22 +249,19 @@ struct M1Traits {
 
 // dt of row (b, h) when the kernel computes the dt projection (p.dt_proj): the rank-R dot
 // product in f32 of the row's dt_proj weights (staged in shared memory, `w`) with the batch
-// entry's low-rank input `v` (global or shared memory), rounded to the input dtype as a separate
-// linear layer would round it. kAcc partial sums (k mod kAcc) shorten the dependent FMA chain.
-template <typename I, int kAcc> __device__ float projected_dt(int64_t rank, const unsigned char* w, const I* vrow) {
+// entry's low-rank input, rounded to the input dtype as a separate linear layer would round it.
+template <typename I> __device__ float projected_dt(const StateUpdateParams& p, const unsigned char* w, uint32_t b) {
   constexpr int VI = 16 / sizeof(I);
-  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(vrow);
-  float acc[kAcc] = {};
-  const int nv = static_cast<int>(rank / VI);
+  const Pack<I, VI>* v = reinterpret_cast<const Pack<I, VI>*>(static_cast<const I*>(p.dt) + b * p.dt_stride);
+  float acc = 0.f;
+  const int nv = static_cast<int>(p.dt_rank / VI);
 #pragma unroll 4
   for (int k = 0; k < nv; ++k) {
     const Pack<I, VI> wv = reinterpret_cast<const Pack<I, VI>*>(w)[k], dv = v[k];
 #pragma unroll
-    for (int j = 0; j < VI; ++j) acc[j % kAcc] = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc[j % kAcc]);
+    for (int j = 0; j < VI; ++j) acc = fmaf(to_float(dv.v[j]), to_float(wv.v[j]), acc);
   }
-#pragma unroll
-  for (int j = 1; j < kAcc; ++j) acc[0] += acc[j];
-  return to_float(cuda::from_float<I>(acc[0]));
+  return to_float(cuda::from_float<I>(acc));
 }
 
 // Shared memory of the kProjDt kernel: each row's dt_proj weights, rows padded to an odd number
@@ -339,33 +304,19 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
   return acc;
 }
 
-// Dynamic shared memory of the batch-1 kernel with kEarly, after the kProjDt rows: the low-rank
-// rows of the block's first two batch entries (kProjDt), then their B and C rows.
-__host__ __device__ inline size_t m1_early_bytes(int64_t rank, size_t isize, bool proj) {
-  return (proj ? 2 * static_cast<size_t>(rank) * isize : 0) + 2 * 2 * M1Traits::kN * isize;
-}
-
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
-// kEarly (A/B for one run, dec6; STATESPACE_SU_B1_EARLY=0: off): the step's latency chain cut
-// short: right after the PDL wait every input of the step is requested at once — A, D, dtBias,
-// x and z into registers, the state rows, the low-rank and B / C rows of the block's first two
-// batch entries into shared memory (cp.async) — and waited for together; the dt product from
-// shared memory in 4 partial sums. (Without it: the state rows,
-// then A / D / dtBias / B / C / x / z and the dt product's 16-byte low-rank reads in dependent
-// groups of 4, then a 160-long FMA chain: ~5 L2 round trips after the state's DRAM one.)
-template <typename S, typename I, bool kProjDt, bool kEarly>
+template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H, bool prefetch) {
   constexpr int N = M1Traits::kN;
   constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
-  constexpr int VI = 16 / sizeof(I);
   // The block's rows pass through shared memory, so that global loads and stores are coalesced
   // (a warp's instruction covers 512 contiguous bytes, not 16 bytes of each of 32 rows); rows
   // padded to an odd number of 16-byte chunks keep a thread's row reads free of bank conflicts.
   constexpr int kPitch = N + 16 / sizeof(S);
   __shared__ __align__(16) S rows_s[M1Traits::kThreads][kPitch];
-  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows; kEarly: then m1_early_bytes
+  extern __shared__ __align__(16) unsigned char dtw_s[];  // kProjDt: the block's dt_proj rows
   const uint32_t nrows = static_cast<uint32_t>(p.batch * p.heads);
   const uint32_t row0 = blockIdx.x * blockDim.x;
   const size_t dtw_pitch = dt_proj_pitch(p.dt_rank, sizeof(I));
@@ -389,39 +340,8 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
       r = end;
     }
   }
-  const uint32_t row = row0 + threadIdx.x;
-  const bool live = row < nrows;
-  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
-  Pack<float, 4> av[N / 4];
-  float bias = 0.f, Dh = 0.f;
-  auto load_params = [&] {
-#pragma unroll
-    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
-    bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
-    Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
-  };
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  if constexpr (kEarly) load_params();
-  // kEarly: the low-rank rows (kProjDt) and the B / C rows of entries b0, b0 + 1 into shared memory.
-  const uint32_t b0 = H.div(row0);
-  I* tok_s = reinterpret_cast<I*>(dtw_s + (kProjDt ? blockDim.x * dtw_pitch : 0));
-  I* bc_s = tok_s + (kProjDt ? 2 * p.dt_rank : 0);  // [2][B, C][N]
-  if constexpr (kEarly) {
-    const int tchunks = kProjDt ? static_cast<int>(p.dt_rank / VI) : 0, bchunks = 2 * N / VI;
-    for (int j = threadIdx.x; j < 2 * (tchunks + bchunks); j += blockDim.x) {
-      const bool tok = j < 2 * tchunks;
-      const int e = tok ? j / max(tchunks, 1) : (j - 2 * tchunks) / bchunks;
-      if (b0 + e >= p.batch) continue;
-      if (tok) {
-        const int c = j - e * tchunks;
-        cuda::copy_async16(tok_s + e * p.dt_rank + c * VI, static_cast<const I*>(p.dt) + (b0 + e) * p.dt_stride + c * VI);
-      } else {
-        const int c = j - 2 * tchunks - e * bchunks;  // chunk c of [B, C]
-        cuda::copy_async16(bc_s + e * 2 * N + c * VI, static_cast<const I*>(c < N / VI ? p.B : p.C) + (b0 + e) * p.bc_stride + (c % (N / VI)) * VI);
-      }
-    }
-  }
   // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
   auto state_offset = [&](uint32_t r) -> int64_t {
     if (r >= nrows) return -1;
@@ -430,45 +350,33 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     return slot >= 0 && slot < p.slots ? (slot * H.d + (r - rb * H.d)) * N : -1;
   };
   S* state = static_cast<S*>(p.state);
-  float xv = 0.f, zv = 0.f;
-  if constexpr (kEarly) {
-    if (live) {
-      xv = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-      zv = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f;
-    }
-  }
 #pragma unroll
   for (int i = 0; i < VR; ++i) {
     const uint32_t j = threadIdx.x + i * blockDim.x, rl = j / VR, vec = j % VR;
     const int64_t off = state_offset(row0 + rl);
     if (off >= 0) *reinterpret_cast<Pack<S, VS>*>(&rows_s[rl][vec * VS]) = load_state<S, VS>(state + off + vec * VS);
   }
-  if constexpr (kProjDt || kEarly) cuda::copy_async_wait();
+  if constexpr (kProjDt) cuda::copy_async_wait();
   __syncthreads();
 
+  const uint32_t row = row0 + threadIdx.x;
+  const bool live = row < nrows;
+  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
   const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
   const bool has_state = live && slot >= 0 && slot < p.slots;
   I* y = static_cast<I*>(p.y);
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
-    // kEarly: entries past b0 + 1 (only when a block spans more than two, i.e. heads < 64) read
-    // their rows from global memory.
-    const bool staged = kEarly && b - b0 < 2;
-    const I* Bg = static_cast<const I*>(p.B) + b * p.bc_stride;
-    const I* Bp = staged ? bc_s + (b - b0) * 2 * N : Bg;
-    const I* Cp = staged ? bc_s + (b - b0) * 2 * N + N : static_cast<const I*>(p.C) + b * p.bc_stride;
-    if constexpr (!kEarly) {
-      load_params();
-      xv = to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]);
-      zv = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f;
-    }
-    float dt;
-    if constexpr (kProjDt)
-      dt = projected_dt<I, kEarly ? 4 : 1>(p.dt_rank, dtw_s + threadIdx.x * dtw_pitch, staged ? tok_s + (b - b0) * p.dt_rank : static_cast<const I*>(p.dt) + b * p.dt_stride);
-    else
-      dt = to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, Bp, Cp, xv, zv, dt, bias, Dh));
+    Pack<float, 4> av[N / 4];
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
+    const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
+    const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
+    const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
+    y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
+                                                  to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]),
+                                                  p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f, dt, bias, Dh));
   }
   __syncthreads();
 #pragma unroll
@@ -687,20 +595,6 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
-// Resident blocks per SM of a kernel without dynamic shared memory (cached per kernel and block
-// size: the first wave's size, which decides the blocks that prefetch).
-int resident_blocks_per_sm(const void* kernel, int threads) {
-  static std::mutex mu;
-  static std::vector<std::tuple<const void*, int, int>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  for (const auto& [k, t, occ] : cache)
-    if (k == kernel && t == threads) return occ;
-  int occ = 0;
-  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, threads, 0), "selectiveStateUpdate: occupancy");
-  cache.emplace_back(kernel, threads, occ);
-  return occ;
-}
-
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
   int lg = 0;
@@ -709,24 +603,18 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   const int64_t widest = std::max({p.x_stride, p.z_stride, p.dt_stride, p.bc_stride});
   if (rows >= (int64_t{1} << 31) || p.batch * widest >= (int64_t{1} << 31) || p.heads * p.dstate >= (int64_t{1} << 31))
     fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: batch·heads·headdim and batch·groups·dstate must stay below 2^31 on CUDA");
-  // A/B for one device run (dec6 run 2): STATESPACE_SU_THREADS=32|128|256 (block size).
-  static const int threads_env = env_int("STATESPACE_SU_THREADS", Traits::kThreads);
-  const int threads = threads_env == 32 || threads_env == 128 || threads_env == 256 ? threads_env : Traits::kThreads;
-  const int64_t rows_per_block = static_cast<int64_t>(threads / 32) * (32 >> lg) * Traits::kRows;
+  const int64_t rows_per_block = static_cast<int64_t>(Traits::kThreads / 32) * (32 >> lg) * Traits::kRows;
   int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
   if (blocks > (1 << 20)) blocks = 1 << 20;
   const int64_t HP = p.heads * p.headdim;
   RowMap m{cuda::FastDiv(static_cast<uint32_t>(p.headdim)), cuda::FastDiv(static_cast<uint32_t>(p.heads)),
            cuda::FastDiv(static_cast<uint32_t>(p.heads / p.groups)), static_cast<uint32_t>(p.x_stride - HP),
-           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride), 0};
+           static_cast<uint32_t>(p.z ? p.z_stride - HP : 0), static_cast<uint32_t>(p.dt_stride), static_cast<uint32_t>(p.bc_stride)};
   // Only the bf16 state takes the shared-B/C variant: the f32-state kernel already runs at the
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
-  static const bool zearly = env_int("STATESPACE_SU_ZEARLY", 0) == 1;
-  const bool shared_bc = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0;
-  auto kernel = zearly ? (shared_bc ? state_update_kernel<S, I, V, kAPerState, !kAPerState, true> : state_update_kernel<S, I, V, kAPerState, false, true>)
-                       : (shared_bc ? state_update_kernel<S, I, V, kAPerState, !kAPerState, false> : state_update_kernel<S, I, V, kAPerState, false, false>);
-  if (prefetch_enabled()) m.prefetch_blocks = static_cast<uint32_t>(resident_blocks_per_sm(reinterpret_cast<const void*>(kernel), threads) * cuda::sm_count());
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p, m, lg);
+  auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
+                                                                                            : state_update_kernel<S, I, V, kAPerState, false>;
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {
@@ -758,7 +646,7 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // rank % 16 == 0), at any batch.
     const bool batched = p.batch > kGemvMaxM;
     const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0
-                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + m1_early_bytes(p.dt_rank, sizeof(I), true) + rows_bytes <= 48 * 1024;
+                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
@@ -784,12 +672,13 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
         const int threads = rows < 32768 || p.dt_proj ? 64 : M1Traits::kThreads;
         const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
         const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
-        static const bool early = env_int("STATESPACE_SU_B1_EARLY", 1) != 0;
-        const bool proj = p.dt_proj != nullptr;
-        const size_t smem = (proj ? threads * dt_proj_pitch(p.dt_rank, sizeof(I)) : 0) + (early ? m1_early_bytes(p.dt_rank, sizeof(I), proj) : 0);
-        auto kernel = proj ? (early ? state_update_m1_kernel<S, I, true, true> : state_update_m1_kernel<S, I, true, false>)
-                           : (early ? state_update_m1_kernel<S, I, false, true> : state_update_m1_kernel<S, I, false, false>);
-        cuda::launch_pdl(kernel, dim3(grid), dim3(threads), smem, st, p, H, prefetch_enabled());
+        // Layers of >= 4096 rows prefetch their state into L2 before the PDL wait (measured, dec6
+        // run 2: mamba-2.8b b1 -0.03 ms a token, 5120 rows; mamba-130m +0.003 ms, 1536 rows).
+        const bool prefetch = rows >= 4096 && prefetch_enabled();
+        if (p.dt_proj)
+          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H, prefetch);
+        else
+          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H, prefetch);
       } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else
