@@ -402,10 +402,11 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 //    the coalesced copies in and the copies out are all free of bank conflicts;
 //  - and writes the pair's runs back with coalesced 16-byte stores while the later pairs arrive.
 // Batch 64 x 5120 channels: 640 blocks of 4 warps, one wave at 5 blocks per SM. Measured on the
-// H100 (bench/NOTES.md): with the copies waited for all at once (a read phase, a compute phase, a
-// write phase in one wave) 12.8 / 20.5 µs at batch 64 for a bf16 state with dt_proj / an f32 state,
-// with the pairs 11.6 / 17.2 (dec6 run 1); the fifth session's ring kernel (a block walking ~11
-// entries through a cp.async ring, two block barriers each) 14.1 / 17.9.
+// H100 (bench/NOTES.md, dec6 runs 1-2), batch 64, a bf16 state with dt_proj / an f32 state: with
+// the copies waited for all at once (a read phase, a compute phase, a write phase in one wave)
+// 12.8 / 20.5 µs against 12.1 / 18.6 with the pairs in the same build (11.6-11.8 / 17.2-17.3
+// now); the fifth session's ring kernel (a block walking ~11 entries through a cp.async ring, two
+// block barriers each) 14.1 / 17.9.
 struct M1TileTraits {
   static constexpr int kN = 16, kCh = 16, kEnt = 8, kWarps = 4, kThreads = 32 * kWarps;
   static constexpr int kGroup = 5;  // 32-wide rank chunks of the dt product in flight together
