@@ -402,7 +402,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 //    the coalesced copies in and the copies out are all free of bank conflicts;
 //  - and writes the pair's runs back with coalesced 16-byte stores while the later pairs arrive.
 // Batch 64 x 5120 channels: 640 blocks of 4 warps, one wave at 5 blocks per SM. Measured on the
-// H100 (bench/NOTES.md, dec6 runs 1-2), batch 64, a bf16 state with dt_proj / an f32 state: with
+// H100 (bench/NOTES.md, dec6 runs 1-3), batch 64, a bf16 state with dt_proj / an f32 state: with
 // the copies waited for all at once (a read phase, a compute phase, a write phase in one wave)
 // 12.8 / 20.5 µs against 12.1 / 18.6 with the pairs in the same build (11.6-11.8 / 17.2-17.3
 // now); the fifth session's ring kernel (a block walking ~11 entries through a cp.async ring, two
@@ -441,7 +441,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   extern __shared__ __align__(16) unsigned char smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t H = p.heads, h0 = static_cast<int64_t>(blockIdx.x) * CH;
-  const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * (blockDim.x / 32) + warp) * E;
+  const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * Tr::kWarps + warp) * E;
   if (e0 >= p.batch) return;
   unsigned char* mine = smem + warp * Tr::warp_bytes<S, I>();
   S* st_s = reinterpret_cast<S*>(mine);                                                      // [E][CH][N]
@@ -590,17 +590,10 @@ bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>
 
 template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
-  // A/B for one device run (dec6 run 3): STATESPACE_SU_TILE_WARPS=2 (blocks of 2 warps: a slot
-  // frees with its slower warp; matters where the grid is more than one wave, batch > 64).
-  static const bool two = [] {
-    const char* e = std::getenv("STATESPACE_SU_TILE_WARPS");
-    return e && e[0] == '2';
-  }();
-  const int warps = two ? 2 : Tr::kWarps;
-  const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + warps * Tr::kEnt - 1) / (warps * Tr::kEnt);
+  const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  const size_t smem = static_cast<size_t>(warps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(32 * warps), smem, st, p);
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {

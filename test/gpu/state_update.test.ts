@@ -118,7 +118,10 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
         const yf = await fused.data();
         expectNoNaN(yf, what);
         expect(relErr(yf, await plain.data()), what).toBeLessThan(tol);
-        expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(tol);
+        // A bf16 state is rounded once per step from values whose dt differs by the two dot
+        // products' f32 rounding: a few elements land one bf16 ulp (2^-8 relative) apart, so its
+        // bound is the bf16 one whatever x's dtype.
+        expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(sdtype === 'bfloat16' ? 1e-2 : tol);
       }
     });
   }
