@@ -13,7 +13,6 @@
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -56,34 +55,7 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
   }
 }
 
-// Starts fetching `bytes` (a multiple of 16) from `ptr` (16-byte aligned) into L2 through the
-// SM's bulk-copy unit (sm_90), evict-first like the state's own loads and stores: one
-// instruction, no registers, nothing to wait for. The batch-1 Mamba-1 kernel issues it for its
-// state rows before the PDL wait, so that DRAM fetches them while the predecessor (x_proj) runs.
-// Safe whatever the predecessor writes: L2 is the point of coherence, so the loads after the wait
-// read current values (a prefetch of a stale slot index only fetches the wrong lines).
-// (Measured, dec6: it loses wherever the kernel's blocks become resident only as the
-// predecessor's blocks exit — the one-wave tiles, the Mamba-2 kernel at batch 256 — there it
-// only adds requests; with a normal L2 priority the prefetched lines, once dirty, lingered.)
-__device__ __forceinline__ void prefetch_l2_bulk(const void* ptr, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;" ::"l"(ptr), "r"(bytes), "l"(policy) : "memory");
-#endif
-}
-
-// A/B switch for one device run (bench/NOTES.md, dec6 run 3): STATESPACE_SU_PREFETCH=0 turns the
-// batch-1 kernel's prefetch off.
-bool prefetch_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("STATESPACE_SU_PREFETCH");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
-// Blocks of 2 warps (measured on the H100, dec6 runs 1-2, batch 64: 2.79-2.80 / 2.736-2.738 TB/s
+// Blocks of 2 warps (measured on the H100, dec6 runs 1-4, batch 64: 2.79-2.88 / 2.736-2.740 TB/s
 // f32 / bf16 state against 2.72-2.74 / 2.65-2.67 with 8 warps, 2.78 / 2.72 with 1): a block's
 // slot frees when its slowest warp ends, and in a block of 8 warps 7 wait for the last one's
 // loads. kBlocks (12 blocks, 24 warps per SM) caps the registers at 80.
@@ -307,7 +279,7 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
 // kProjDt: the kernel computes the dt projection (p.dt_proj), a variant of its own so that the
 // dot product's registers do not lower the occupancy of the plain kernel.
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H, bool prefetch) {
+__global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(StateUpdateParams p, cuda::FastDiv H) {
   constexpr int N = M1Traits::kN;
   constexpr int VS = 16 / sizeof(S);
   constexpr int VR = N / VS;  // state vectors per row
@@ -328,16 +300,6 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
         const uint32_t h = r - H.div(r) * H.d;
         cuda::copy_async16(dtw_s + rl * dtw_pitch + c * 16, static_cast<const unsigned char*>(p.dt_proj) + (h * p.dt_rank * sizeof(I)) + c * 16);
       }
-    }
-  }
-  if (prefetch && threadIdx.x == 0) {  // the block's state rows into L2 (one run per batch entry)
-    const uint32_t r1 = min(nrows, row0 + blockDim.x);
-    uint32_t r = row0;
-    for (int k = 0; k < 4 && r < r1; ++k) {
-      const uint32_t b = H.div(r), end = min(r1, (b + 1) * H.d);
-      const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
-      if (slot >= 0 && slot < p.slots) prefetch_l2_bulk(static_cast<const S*>(p.state) + (slot * H.d + (r - b * H.d)) * N, (end - r) * N * sizeof(S));
-      r = end;
     }
   }
   cuda::pdl_wait();
@@ -673,13 +635,10 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
         const int threads = rows < 32768 || p.dt_proj ? 64 : M1Traits::kThreads;
         const unsigned grid = static_cast<unsigned>((rows + threads - 1) / threads);
         const cuda::FastDiv H(static_cast<uint32_t>(p.heads));
-        // Layers of >= 4096 rows prefetch their state into L2 before the PDL wait (measured, dec6
-        // run 2: mamba-2.8b b1 -0.03 ms a token, 5120 rows; mamba-130m +0.003 ms, 1536 rows).
-        const bool prefetch = rows >= 4096 && prefetch_enabled();
         if (p.dt_proj)
-          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H, prefetch);
+          cuda::launch_pdl(state_update_m1_kernel<S, I, true>, dim3(grid), dim3(threads), threads * dt_proj_pitch(p.dt_rank, sizeof(I)), st, p, H);
         else
-          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H, prefetch);
+          cuda::launch_pdl(state_update_m1_kernel<S, I, false>, dim3(grid), dim3(threads), 0, st, p, H);
       } else if (p.a_per_state)
         pick_width<S, I, true>(p, st);
       else

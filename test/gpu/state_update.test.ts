@@ -93,8 +93,9 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
   }
 
   // The batch <= 8 Mamba-1 kernel with dt_proj inside: 64-row blocks over 24 or 40 channels span
-  // 3-4 batch entries (each with its own low-rank, B and C rows), 300 channels one or two; 5120
-  // rows and more take the L2 prefetch of the state; every row against linear then the plain update.
+  // 3-4 batch entries (each with its own low-rank, B and C rows), 300 channels one or two, 4100
+  // channels two, 5120 channels at rank 160 (mamba-2.8b's layer); every row against linear then
+  // the plain update.
   for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 1e-2]] as const) {
     it(`${dtype}: dtProj at batch <= 8 with blocks spanning several batch entries equals linear then the update`, async () => {
       for (const [batch, dim, rank, sdtype] of [[8, 24, 16, 'float32'], [7, 40, 32, 'bfloat16'], [3, 300, 48, 'float32'], [1, 24, 16, 'bfloat16'], [1, 5120, 160, 'float32'], [2, 4100, 32, 'bfloat16']] as const) {
