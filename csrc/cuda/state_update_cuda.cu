@@ -12,7 +12,6 @@
 //  - Σ s·C is reduced across the LPR lanes by shuffles, then lane j of a row group finalises
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
@@ -56,8 +55,12 @@ template <typename S, int V> __device__ __forceinline__ void store_state(S* ptr,
   }
 }
 
+// Blocks of 2 warps (measured on the H100, dec6 runs 1-4, batch 64: 2.79-2.88 / 2.736-2.740 TB/s
+// f32 / bf16 state against 2.72-2.74 / 2.65-2.67 with 8 warps, 2.78 / 2.72 with 1): a block's
+// slot frees when its slowest warp ends, and in a block of 8 warps 7 wait for the last one's
+// loads. kBlocks (12 blocks, 24 warps per SM) caps the registers at 80.
 struct Traits {
-  static constexpr int kThreads = 256;
+  static constexpr int kThreads = 64, kBlocks = 12;
   static constexpr int kRows = 4;  // rows per thread in flight
 };
 
@@ -73,7 +76,7 @@ struct RowMap {
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
 template <typename S, typename I, int V, bool kAPerState, bool kSharedBC>
-__global__ void __launch_bounds__(Traits::kThreads) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kBlocks) state_update_kernel(StateUpdateParams p, RowMap m, int lpr_log2) {
   constexpr int R = Traits::kRows;
   const int lpr = 1 << lpr_log2, rpw = 32 >> lpr_log2;
   const int lane = threadIdx.x & 31, sub = lane & (lpr - 1), slot_in_warp = lane >> lpr_log2;
@@ -346,225 +349,26 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   }
 }
 
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM: channel-major. A block owns 128
-// consecutive channels and a run of `bb` batch entries; A, D and dtBias are read once per block
-// instead of once per (batch, channel) row as in the kernel above (A alone is as many bytes as the
-// f32 state, from L2). The block's state rows of one batch entry are one contiguous run (slot,
-// h0..h0+127, 16), streamed through a kStages-deep cp.async ring in shared memory (coalesced both
-// ways, 3 runs in flight per block while one is updated), and the entry's inputs (x, z, dt of the
-// block's channels, B and C) travel in the same ring stage: an iteration waits for nothing but its
-// stage. (They were read from global memory inside the iteration, one dependent L2 round trip per
-// entry: at batch 64 a block's ~11 entries made a chain that held the bf16-state update at 18.9
-// µs, 1.3 TB/s.)
-// kProjDt (16-bit inputs, rank % 16 == 0): dt = dt_proj · dt_low_rank for the block's channels
-// and 16 batch entries at a time on tensor cores (the block's dt_proj rows staged in shared memory
-// once); the first try, one f32 dot product per (batch, channel) on the CUDA cores, was
-// compute-bound (1.2 TB/s at batch 64).
-struct M1BatchTraits {
-  static constexpr int kThreads = 128, kN = 16, kStages = 4;
-  static constexpr int kDtTokens = 16;  // batch entries per tensor-core dt_proj product (kProjDt)
-  template <typename S> __host__ __device__ static constexpr int pitch() { return kN + 16 / static_cast<int>(sizeof(S)); }  // odd number of 16-byte chunks
-  template <typename S> __host__ __device__ static constexpr size_t state_ring_bytes() { return static_cast<size_t>(kStages) * kThreads * pitch<S>() * sizeof(S); }
-  // An entry's inputs in a ring stage: x, z, dt of the block's channels, then B and C.
-  template <typename I> __host__ __device__ static constexpr size_t in_bytes() { return static_cast<size_t>(3 * kThreads + 2 * kN) * sizeof(I); }
-  template <typename S, typename I> __host__ __device__ static constexpr size_t ring_bytes() { return state_ring_bytes<S>() + kStages * in_bytes<I>(); }
-};
-
-// Shared memory of the kProjDt variant after the state ring: dt_proj rows [128][pitch], low-rank
-// rows of 16 batch entries [16][pitch] (pitch: an odd number of 16-byte chunks when rank % 16 == 0
-// — conflict-free ldmatrix), dt [16][128] f32.
-__host__ __device__ inline size_t m1_dt_bytes(int64_t rank) {
-  return (M1BatchTraits::kThreads + M1BatchTraits::kDtTokens) * dt_proj_pitch(rank, 2) + M1BatchTraits::kDtTokens * M1BatchTraits::kThreads * 4;
-}
-
-template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1BatchTraits::kThreads, 4) state_update_m1_batch_kernel(StateUpdateParams p, int bb, bool vec_in) {
-  using Tr = M1BatchTraits;
-  constexpr int N = Tr::kN, T = Tr::kThreads, NS = Tr::kStages;
-  constexpr int VS = 16 / sizeof(S), VR = N / VS, P = Tr::pitch<S>();
-  extern __shared__ __align__(16) unsigned char smem[];
-  S* ring = reinterpret_cast<S*>(smem);  // [NS][T][P]
-  constexpr int DT = Tr::kDtTokens;
-  const size_t dpitch = dt_proj_pitch(p.dt_rank, 2);
-  unsigned char* in_ring = smem + Tr::state_ring_bytes<S>();  // [NS][in_bytes]
-  unsigned char* dtw_s = smem + Tr::ring_bytes<S, I>();   // kProjDt: [T][dpitch]
-  unsigned char* tok_s = dtw_s + T * dpitch;              // [DT][dpitch]
-  float* dt_s = reinterpret_cast<float*>(tok_s + DT * dpitch);  // [DT][T]
-  const uint32_t H = static_cast<uint32_t>(p.heads), h0 = blockIdx.x * T, h = h0 + threadIdx.x;
-  const bool live = h < H;
-  const int64_t b0 = static_cast<int64_t>(blockIdx.y) * bb;
-  const int nb = static_cast<int>(min(static_cast<int64_t>(bb), p.batch - b0));
-  S* state = static_cast<S*>(p.state);
-  // Parameters, read before waiting for the producers of x, dt, B, C, z.
-  const uint32_t hc = live ? h : 0;
-  Pack<float, 4> av[N / 4];
-#pragma unroll
-  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
-  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
-  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
-  auto slot_of = [&](int i) -> int64_t { return p.state_idx ? static_cast<int64_t>(p.state_idx[b0 + i]) : b0 + i; };
-  const int rchunks = static_cast<int>(p.dt_rank / 8);  // 16-byte chunks of a rank row
-  if constexpr (kProjDt) {  // the block's dt_proj rows (rows past the last channel zero-filled); joins commit group 0
-    for (int j = threadIdx.x; j < T * rchunks; j += T) {
-      const int rl = j / rchunks, c = j - rl * rchunks;
-      const bool ok = h0 + rl < H;
-      cuda::copy_async16_zfill(dtw_s + rl * dpitch + c * 16, static_cast<const I*>(p.dt_proj) + (ok ? (h0 + rl) * p.dt_rank + c * 8 : 0), ok ? 16 : 0);
-    }
-  }
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  // kProjDt: the low-rank rows of the first 16 entries join commit group 0 too (later chunks, at
-  // batch > 16 per block, are read by project_dt itself).
-  auto load_tokens = [&](int i0, bool async) {
-    for (int j = threadIdx.x; j < DT * rchunks; j += T) {
-      const int t = j / rchunks, c = j - t * rchunks;
-      const bool ok = i0 + t < nb;
-      const I* src = static_cast<const I*>(p.dt) + (ok ? (b0 + i0 + t) * p.dt_stride + c * 8 : 0);
-      if (async)
-        cuda::copy_async16_zfill(tok_s + t * dpitch + c * 16, src, ok ? 16 : 0);
-      else
-        *reinterpret_cast<uint4*>(tok_s + t * dpitch + c * 16) = ok ? *reinterpret_cast<const uint4*>(src) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  if constexpr (kProjDt) load_tokens(0, true);
-  // kProjDt: dt of batch entries [i0, i0 + 16) for the block's channels into dt_s (rounded to the
-  // input dtype as a separate linear layer rounds it). Warp w: channels 32w..32w+31 (2 m-tiles) x
-  // 16 entries (2 n-tiles), K = rank in steps of 16.
-  auto project_dt = [&](int i0) {
-    if constexpr (kProjDt) {
-      using namespace cuda::mma;
-      if (i0 > 0) {
-        load_tokens(i0, false);
-        __syncthreads();
-      }
-      const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-      const RC ra = a_addr(lane), rb = b_addr_nk(lane);
-      float d[2][2][4] = {};
-      for (int k0 = 0; k0 < p.dt_rank; k0 += 16) {
-        uint32_t a0[4], a1[4], bq[4];
-        ldsm_x4(a0, dtw_s + (warp * 32 + ra.r) * dpitch + (k0 + ra.c) * 2);
-        ldsm_x4(a1, dtw_s + (warp * 32 + 16 + ra.r) * dpitch + (k0 + ra.c) * 2);
-        ldsm_x4(bq, tok_s + rb.r * dpitch + (k0 + rb.c) * 2);
-        const uint32_t b0f[2] = {bq[0], bq[1]}, b1f[2] = {bq[2], bq[3]};
-        mma16816<I>(d[0][0], a0, b0f);
-        mma16816<I>(d[0][1], a0, b1f);
-        mma16816<I>(d[1][0], a1, b0f);
-        mma16816<I>(d[1][1], a1, b1f);
-      }
-#pragma unroll
-      for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e)
-            dt_s[(nt * 8 + acc_col(lane, e)) * T + warp * 32 + mt * 16 + acc_row(lane, e)] = to_float(cuda::from_float<I>(d[mt][nt][e]));
-    }
-  };
-
-  // The block's run of state rows for batch entry i, as 16-byte chunks: chunk j of thread t is
-  // row (t + j·T) / VR, vector (t + j·T) % VR.
-  auto run_copy = [&](int i, int buf, bool store) {
-    const int64_t slot = slot_of(i);
-    if (slot < 0 || slot >= p.slots) return;
-#pragma unroll
-    for (int j = 0; j < VR; ++j) {
-      const int c = threadIdx.x + j * T, rl = c / VR, vec = c % VR;
-      if (h0 + rl >= H) continue;
-      S* g = state + ((slot * H + h0 + rl) * N + vec * VS);
-      S* sm = ring + (buf * T + rl) * P + vec * VS;
-      if (store)
-        store_state<S, VS>(g, *reinterpret_cast<const Pack<S, VS>*>(sm));
-      else
-        cuda::copy_async16(sm, g);
-    }
-  };
-  // Entry i's inputs into stage `buf`: 16-byte copies where every row is aligned (vec_in), else
-  // element by element (plain loads, still a few entries ahead of their use).
-  auto stage_inputs = [&](int i, int buf) {
-    const int64_t slot = slot_of(i), b = b0 + i;
-    if (slot < 0 || slot >= p.slots) return;
-    I* in = reinterpret_cast<I*>(in_ring + buf * Tr::in_bytes<I>());
-    const I* xr = static_cast<const I*>(p.x) + b * p.x_stride;
-    const I* zr = p.z ? static_cast<const I*>(p.z) + b * p.z_stride : nullptr;
-    const I* dr = kProjDt ? nullptr : static_cast<const I*>(p.dt) + b * p.dt_stride;
-    const I* Br = static_cast<const I*>(p.B) + b * p.bc_stride;
-    const I* Cr = static_cast<const I*>(p.C) + b * p.bc_stride;
-    if (vec_in) {
-      constexpr int VI = 16 / sizeof(I), CT = T / VI, CN = N / VI;
-      for (int c = threadIdx.x; c < 3 * CT + 2 * CN; c += T) {
-        if (c < 3 * CT) {
-          const int seg = c / CT, k = c % CT;
-          const I* src = seg == 0 ? xr : seg == 1 ? zr : dr;
-          if (src && h0 + k * VI < H) cuda::copy_async16(in + seg * T + k * VI, src + h0 + k * VI);
-        } else {
-          const int k = c - 3 * CT;
-          cuda::copy_async16(in + 3 * T + (k / CN) * N + (k % CN) * VI, (k < CN ? Br : Cr) + (k % CN) * VI);
-        }
-      }
-    } else {
-      const int t = threadIdx.x;
-      if (h0 + t < H) {
-        in[t] = xr[h0 + t];
-        if (zr) in[T + t] = zr[h0 + t];
-        if (dr) in[2 * T + t] = dr[h0 + t];
-      }
-      if (t < 2 * N) in[3 * T + t] = (t < N ? Br : Cr)[t % N];
-    }
-  };
-#pragma unroll
-  for (int s = 0; s < NS - 1; ++s) {
-    if (s < nb) {
-      run_copy(s, s, false);
-      stage_inputs(s, s);
-    }
-    cuda::copy_async_commit();
-  }
-  I* y = static_cast<I*>(p.y);
-  for (int i = 0; i < nb; ++i) {
-    cuda::copy_async_wait_group<NS - 2>();
-    __syncthreads();  // run i (and at i = 0 the dt_proj and first low-rank rows) visible to the block
-    if (kProjDt && i % DT == 0) {
-      project_dt(i);
-      __syncthreads();  // dt_s complete
-    }
-    if (i + NS - 1 < nb) {
-      run_copy(i + NS - 1, (i + NS - 1) % NS, false);
-      stage_inputs(i + NS - 1, (i + NS - 1) % NS);
-    }
-    cuda::copy_async_commit();
-    const int64_t b = b0 + i, slot = slot_of(i);
-    const bool has_state = slot >= 0 && slot < p.slots;
-    S* row = ring + ((i % NS) * T + threadIdx.x) * P;
-    if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
-      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
-    if (live && has_state) {
-      const I* in = reinterpret_cast<const I*>(in_ring + (i % NS) * Tr::in_bytes<I>());
-      const float dt = kProjDt ? dt_s[(i % DT) * T + threadIdx.x] : to_float(in[2 * T + threadIdx.x]);
-      y[b * H + h] = cuda::from_float<I>(m1_step<S, I>(p, row, 0, av, in + 3 * M1BatchTraits::kThreads, in + 3 * M1BatchTraits::kThreads + M1Traits::kN, to_float(in[threadIdx.x]),
-                                                       p.z ? to_float(in[M1BatchTraits::kThreads + threadIdx.x]) : 0.f, dt, biash, Dh));
-    }
-    __syncthreads();  // the run's rows are updated
-    run_copy(i, i % NS, true);
-  }
-}
-
-// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM, in warp tiles (a bf16 state, or batches
-// past 64: m1_tile_takes): a warp owns 16 consecutive channels x 8 batch entries (128 state rows)
-// and no barrier beyond its own __syncwarp. (The ring kernel above walks a block's ~11 entries one
-// after another with two block barriers each: 14.1 µs at batch 64 for a bf16 state with dt_proj,
-// against 11.9 here; the one-pass block tile of the fourth session waited for a whole 512-row tile
-// per block, 1.2 waves in lock step.) A warp:
+// The Mamba-1 form with dstate = 16 at batch > kGemvMaxM, in warp tiles: a warp owns 16
+// consecutive channels x 8 batch entries (128 state rows) and no barrier beyond its own
+// __syncwarp. A warp:
 //  - requests its 8 entries' state runs (each entry's 16 rows are contiguous, so every cp.async
-//    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory;
+//    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory,
+//    a pair of entries per commit group;
 //  - meanwhile reads its x / z (/ dt) and, with kProjDt, computes dt = dt_proj · dt_low_rank for
 //    its 16 channels x 8 entries as one m16n8 tensor-core tile, fragments straight from global
 //    memory (a lane takes 8 contiguous k of each 32-wide chunk as its slots of two k16 steps: the
 //    same permutation for both operands), the dt_proj fragments requested before the PDL wait;
-//  - lane l then updates channel l % 16 for entries l / 16 + 2j (j < 4) from shared memory,
-//    whose 16-byte chunks are XOR-swizzled per channel so that these row reads, the coalesced
-//    copies in and the copies out are all free of bank conflicts;
-//  - and writes the runs back with coalesced 16-byte stores.
-// Batch 64 x 5120 channels: 640 blocks of 4 warps, one wave at 5 blocks per SM.
+//  - step j (j < 4) waits for pair j only; lane l updates channel l % 16 of entry 2j + l / 16 from
+//    shared memory, whose 16-byte chunks are XOR-swizzled per channel so that these row reads,
+//    the coalesced copies in and the copies out are all free of bank conflicts;
+//  - and writes the pair's runs back with coalesced 16-byte stores while the later pairs arrive.
+// Batch 64 x 5120 channels: 640 blocks of 4 warps, one wave at 5 blocks per SM. Measured on the
+// H100 (bench/NOTES.md, dec6 runs 1-3), batch 64, a bf16 state with dt_proj / an f32 state: with
+// the copies waited for all at once (a read phase, a compute phase, a write phase in one wave)
+// 12.8 / 20.5 µs against 12.1 / 18.6 with the pairs in the same build (11.6-11.8 / 17.2-17.3
+// now); the fifth session's ring kernel (a block walking ~11 entries through a cp.async ring, two
+// block barriers each) 14.1 / 17.9.
 struct M1TileTraits {
   static constexpr int kN = 16, kCh = 16, kEnt = 8, kWarps = 4, kThreads = 32 * kWarps;
   static constexpr int kGroup = 5;  // 32-wide rank chunks of the dt product in flight together
@@ -579,6 +383,16 @@ struct M1TileTraits {
     return (c / (8 / CR)) % CR;
   }
 };
+
+// Waits until at most n (< 4) of this thread's commit groups are pending.
+__device__ __forceinline__ void copy_async_wait_pending(int n) {
+  switch (n) {
+    case 0: cuda::copy_async_wait_group<0>(); break;
+    case 1: cuda::copy_async_wait_group<1>(); break;
+    case 2: cuda::copy_async_wait_group<2>(); break;
+    default: cuda::copy_async_wait_group<3>(); break;
+  }
+}
 
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
@@ -631,19 +445,26 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     v = i % CR;
     return e;
   };
+  // The copies go out a pair of entries at a time (the entries of step j below: 2j and 2j + 1),
+  // each pair its own commit group, so that step j waits only for its pair and its runs go back
+  // while the later pairs still arrive.
+  constexpr int PC = 2 * CH * CR;  // state chunks of a pair
 #pragma unroll
-  for (int i = lane; i < E * CH * CR; i += 32) {
-    int slot, ch, v;
-    const int e = state_chunk(i, slot, ch, v);
-    if (valid(slot) && h0 + ch < H)
-      cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
+  for (int j = 0; j < E / 2; ++j) {
+#pragma unroll
+    for (int i = j * PC + lane; i < (j + 1) * PC; i += 32) {
+      int slot, ch, v;
+      const int e = state_chunk(i, slot, ch, v);
+      if (valid(slot) && h0 + ch < H)
+        cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
+    }
+    if (lane < 2 * 2 * CB) {
+      const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
+      if (e0 + e < p.batch)
+        cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+    }
+    cuda::copy_async_commit();
   }
-  for (int i = lane; i < E * 2 * CB; i += 32) {
-    const int e = i / (2 * CB), which = (i / CB) % 2, v = i % CB;
-    if (e0 + e < p.batch)
-      cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
-  }
-  cuda::copy_async_commit();
   if constexpr (kProjDt) {
     using namespace cuda::mma;
     const I* tr = static_cast<const I*>(p.dt) + min(e0 + g, p.batch - 1) * p.dt_stride;
@@ -697,68 +518,37 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     zv[j] = p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + hc]) : 0.f;
     dv[j] = kProjDt ? 0.f : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + hc]);
   }
-  cuda::copy_async_wait();
-  __syncwarp();
 
   I* y = static_cast<I*>(p.y);
 #pragma unroll
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < E / 2; ++j) {
+    copy_async_wait_pending(E / 2 - 1 - j);
+    __syncwarp();
     const int e = half + 2 * j;
     const int slot = __shfl_sync(0xffffffffu, slot_l, e);
     const int64_t b = e0 + e;
-    if (b >= p.batch || !hlive) continue;
-    if (!valid(slot)) {  // padding (y = 0) or a slot out of range (y = NaN)
-      y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
-      continue;
+    if (b < p.batch && hlive) {
+      if (!valid(slot)) {  // padding (y = 0) or a slot out of range (y = NaN)
+        y[b * H + h] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
+      } else {
+        const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
+        y[b * H + h] = cuda::from_float<I>(
+            m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+      }
     }
-    const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
-    y[b * H + h] = cuda::from_float<I>(
-        m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
-  }
-  __syncwarp();
+    __syncwarp();  // the pair's runs go back
 #pragma unroll
-  for (int i = lane; i < E * CH * CR; i += 32) {
-    int slot, ch, v;
-    const int e = state_chunk(i, slot, ch, v);
-    if (valid(slot) && h0 + ch < H)
-      store_state<S, VS>(state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS),
-                         *reinterpret_cast<const Pack<S, VS>*>(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS));
+    for (int i = j * PC + lane; i < (j + 1) * PC; i += 32) {
+      int slot2, ch, v;
+      const int e2 = state_chunk(i, slot2, ch, v);
+      if (valid(slot2) && h0 + ch < H)
+        store_state<S, VS>(state + ((static_cast<int64_t>(slot2) * H + h0 + ch) * N + v * VS),
+                           *reinterpret_cast<const Pack<S, VS>*>(st_s + (e2 * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS));
+    }
   }
 }
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
-
-// Kernels with more than 48 KB of dynamic shared memory opt in to `bytes` (their most), once per
-// device and kernel.
-template <auto kKernel, size_t kBytes> void allow_smem() {
-  int device = 0;
-  cudaGetDevice(&device);
-  static std::atomic<uint64_t> opted{0};
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (bit && (opted.load(std::memory_order_relaxed) & bit)) return;
-  cuda::check(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kBytes)), "selectiveStateUpdate: shared memory");
-  opted.fetch_or(bit, std::memory_order_relaxed);
-}
-
-// The batched Mamba-1 kernel: one wave, as many batch entries per block as it takes for the grid
-// to fit the resident blocks.
-constexpr size_t kM1BatchSmemMax = 160 * 1024;
-template <typename S, typename I, bool kProjDt> void launch_m1_batch(const StateUpdateParams& p, cudaStream_t st) {
-  using Tr = M1BatchTraits;
-  auto kernel = state_update_m1_batch_kernel<S, I, kProjDt>;
-  const size_t smem = Tr::ring_bytes<S, I>() + (kProjDt ? m1_dt_bytes(p.dt_rank) : 0);
-  if (smem > 48 * 1024) allow_smem<state_update_m1_batch_kernel<S, I, kProjDt>, kM1BatchSmemMax>();
-  int occ = 0;
-  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, Tr::kThreads, smem), "selectiveStateUpdate: occupancy");
-  const int64_t xb = (p.heads + Tr::kThreads - 1) / Tr::kThreads;
-  const int64_t ymax = std::max<int64_t>(1, std::max(occ, 1) * static_cast<int64_t>(cuda::sm_count()) / xb);
-  const int64_t bb = (p.batch + ymax - 1) / ymax, yb = (p.batch + bb - 1) / bb;
-  if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels for the batched kernel");
-  constexpr int64_t VI = 16 / sizeof(I);
-  const bool vec_in = aligned(p.x, 16) && p.x_stride % VI == 0 && (!p.z || (aligned(p.z, 16) && p.z_stride % VI == 0)) &&
-                      (kProjDt || (aligned(p.dt, 16) && p.dt_stride % VI == 0)) && p.heads % VI == 0;
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, static_cast<int>(bb), vec_in);
-}
 
 template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
@@ -767,14 +557,6 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
-
-// The batched Mamba-1 kernel for p (batch > kGemvMaxM): the warp tiles for a bf16 state and for
-// batches past 64, the ring for an f32 state at batch <= 64. Measured on an H100 (bench/NOTES.md,
-// b64g5 run 1): tiles 11.9 µs against the ring's 14.1 at batch 64 with a bf16 state and dt_proj,
-// 67.4 / 71.4 / 43.5 against 70.1 / 75.3 / 47.6 at batch 256; the ring 17.9 / 19.3 µs against
-// 19.1 / 20.5 at batch 64 with an f32 state (there the tiles' one wave reads ~160 KB per SM before
-// any write, the ring overlaps them).
-bool m1_tile_takes(const StateUpdateParams& p) { return p.state_dtype == DType::BFloat16 || p.batch > 64; }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
   int64_t lanes = (p.dstate + V - 1) / V;
@@ -823,13 +605,11 @@ bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p) {
     // Shared memory: the dt_proj rows of a 64-thread block beside the kernel's static state rows.
     const size_t ssize = p.state_dtype == DType::BFloat16 ? 2 : 4;
     const size_t rows_bytes = static_cast<size_t>(M1Traits::kThreads) * (M1Traits::kN * ssize + 16);
-    // Batches > 8: the batched kernels' tensor-core product (16-bit inputs, rank % 16 == 0); the
-    // tile kernel's warps each do their own, at any batch. (At batch 256 a ring-kernel block runs
-    // ~3 products of 16 entries in turn and the linear layer first was faster: 77 vs 87 µs.)
+    // Batches > 8: the tile kernel's tensor-core product, one m16n8 tile per warp (16-bit inputs,
+    // rank % 16 == 0), at any batch.
     const bool batched = p.batch > kGemvMaxM;
-    const size_t ring = p.state_dtype == DType::BFloat16 ? M1BatchTraits::ring_bytes<__nv_bfloat16, I>() : M1BatchTraits::ring_bytes<float, I>();
-    const bool ring_ok = m1_tile_takes(p) || ring + m1_dt_bytes(p.dt_rank) <= kM1BatchSmemMax;
-    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0 && ring_ok : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
+    const bool smem_ok = batched ? sizeof(I) == 2 && p.dt_rank % 16 == 0
+                                 : 64 * dt_proj_pitch(p.dt_rank, sizeof(I)) + rows_bytes <= 48 * 1024;
     const bool dt_ok = p.dt_rank % VI == 0 && aligned(p.dt_proj, 16) && aligned(p.dt, 16) && (p.dt_stride % VI) == 0 && smem_ok;
     return dt_ok && (p.state_dtype == DType::BFloat16 ? m1_fits<__nv_bfloat16, I>(p) : m1_fits<float, I>(p));
   });
@@ -841,16 +621,13 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
     auto by_state = [&](auto* tag) {
       using S = std::remove_pointer_t<decltype(tag)>;
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
-        const bool tile = m1_tile_takes(p);
         if constexpr (sizeof(I) == 2) {
-          if (p.dt_proj)
-            tile ? launch_m1_tile<S, I, true>(p, st) : launch_m1_batch<S, I, true>(p, st);
-          else
-            tile ? launch_m1_tile<S, I, false>(p, st) : launch_m1_batch<S, I, false>(p, st);
-        } else {
-          // (f32 inputs: dt_proj is never fused at batch > 8)
-          tile ? launch_m1_tile<S, I, false>(p, st) : launch_m1_batch<S, I, false>(p, st);
+          if (p.dt_proj) {
+            launch_m1_tile<S, I, true>(p, st);
+            return;
+          }
         }
+        launch_m1_tile<S, I, false>(p, st);  // (f32 inputs: dt_proj is never fused at batch > 8)
       } else if (m1_fits<S, I>(p)) {
         // Small batches (a few thousand rows) in 64-thread blocks, so that more SMs share them.
         // (The dt_proj variant always in 64-thread blocks: its shared memory grows with the rank.)

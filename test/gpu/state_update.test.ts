@@ -1,6 +1,6 @@
-import { beforeAll, it } from 'vitest';
-import { DType, Tensor, debugPoison, selectiveStateUpdate, tensor } from '../../lib/index';
-import { describeGpu, expectClose, expectNoNaN, randnArray, rng, uniformArray } from '../helpers';
+import { beforeAll, expect, it } from 'vitest';
+import { DType, Tensor, debugPoison, linear, rand, randn, selectiveStateUpdate, tensor } from '../../lib/index';
+import { describeGpu, expectClose, expectNoNaN, randnArray, relErr, rng, uniformArray } from '../helpers';
 import { stateUpdateRef } from '../reference/state_update';
 
 interface Shape {
@@ -24,7 +24,7 @@ function offsetView(data: Float64Array, shape: number[], dtype: DType): Tensor {
 const shapes: Shape[] = [
   { m1: true, batch: 3, heads: 37, headdim: 1, dstate: 16, groups: 1 },
   { m1: true, batch: 2, heads: 64, headdim: 1, dstate: 5, groups: 4 },
-  // batch > 8: the batched (channel-major) Mamba-1 kernel; 300 channels leave a partial block
+  // batch > 8: the Mamba-1 warp tiles (16 channels x 8 entries); 300 channels and batch 13 leave partial tiles
   { m1: true, batch: 13, heads: 300, headdim: 1, dstate: 16, groups: 1 },
   { m1: true, batch: 64, heads: 128, headdim: 1, dstate: 16, groups: 1 },
   { m1: false, batch: 3, heads: 8, headdim: 33, dstate: 128, groups: 2 },
@@ -88,6 +88,41 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
           expectClose(got, refState, stol, `${label} state`);
           refState.set(got);
         }
+      }
+    });
+  }
+
+  // The batch <= 8 Mamba-1 kernel with dt_proj inside: 64-row blocks over 24 or 40 channels span
+  // 3-4 batch entries (each with its own low-rank, B and C rows), 300 channels one or two, 4100
+  // channels two, 5120 channels at rank 160 (mamba-2.8b's layer); every row against linear then
+  // the plain update.
+  for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 1e-2]] as const) {
+    it(`${dtype}: dtProj at batch <= 8 with blocks spanning several batch entries equals linear then the update`, async () => {
+      for (const [batch, dim, rank, sdtype] of [[8, 24, 16, 'float32'], [7, 40, 32, 'bfloat16'], [3, 300, 48, 'float32'], [1, 24, 16, 'bfloat16'], [1, 5120, 160, 'float32'], [2, 4100, 32, 'bfloat16']] as const) {
+        const N = 16;
+        const common = {
+          x: randn([batch, dim], { dtype, device: 'cuda' }),
+          z: randn([batch, dim], { dtype, device: 'cuda' }),
+          A: rand([dim, N], { device: 'cuda', low: -3, high: -0.1 }),
+          B: randn([batch, N], { dtype, device: 'cuda' }),
+          C: randn([batch, N], { dtype, device: 'cuda' }),
+          D: randn([dim], { device: 'cuda' }),
+          dtBias: rand([dim], { device: 'cuda', low: -4, high: -1 }),
+          dtSoftplus: true,
+        };
+        const dtr = randn([batch, rank], { dtype, device: 'cuda' });
+        const W = randn([dim, rank], { dtype, device: 'cuda', std: 1 / Math.sqrt(rank) });
+        const s1 = randn([batch, dim, N], { dtype: sdtype, device: 'cuda' }), s2 = s1.clone();
+        const fused = selectiveStateUpdate({ ...common, state: s1, dt: dtr, dtProj: W });
+        const plain = selectiveStateUpdate({ ...common, state: s2, dt: linear({ x: dtr, weight: W }) });
+        const what = `batch ${batch} dim ${dim} rank ${rank} ${sdtype} state`;
+        const yf = await fused.data();
+        expectNoNaN(yf, what);
+        expect(relErr(yf, await plain.data()), what).toBeLessThan(tol);
+        // A bf16 state is rounded once per step from values whose dt differs by the two dot
+        // products' f32 rounding: a few elements land one bf16 ulp (2^-8 relative) apart, so its
+        // bound is the bf16 one whatever x's dtype.
+        expect(relErr(await s1.data(), await s2.data()), `${what}: state`).toBeLessThan(sdtype === 'bfloat16' ? 1e-2 : tol);
       }
     });
   }
