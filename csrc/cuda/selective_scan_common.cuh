@@ -143,11 +143,12 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
-// restart flags, each lane's time-invariant B and C values.
+// Shared memory of the forward for a chunk length (floats): delta', u, gate rows, B and C tiles,
+// restart flags, each lane's time-invariant B and C values of each of its rows (lo.dims rows of
+// lo.G lanes).
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
+                          chunk + 2 * static_cast<size_t>(lo.K) * lo.dims * lo.G);
 }
 
 // Whether the backward sums its per-step dB/dC over each warp's rows every four steps and over the
