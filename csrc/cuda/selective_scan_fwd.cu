@@ -11,6 +11,7 @@
 // few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -28,13 +29,28 @@ namespace {
 // 32, whose B and C loads are shared), one otherwise. The forward's layout has that many times
 // the rows per block (64 at dstate 9-16).
 constexpr int fwd_rows(int K, int kG) { return bwd_rows(K, kG); }
-inline Layout fwd_layout_for(int64_t dstate) { return bwd_layout_for(dstate); }
+// EXPERIMENT (one run): STATESPACE_SCAN_FWD_ROWS=1 serves dstate 9-16 with one row per thread
+// (32-row blocks, 4 per SM) as before, for an A/B against two in the same device session.
+inline int fwd_rows_knob() {
+  static const int v = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_ROWS");
+    return e && e[0] == '1' ? 1 : 2;
+  }();
+  return v;
+}
+inline Layout fwd_layout_for(int64_t dstate) {
+  Layout lo = layout_for(dstate);
+  if (lo.K == 4 && lo.G == 4) lo.dims *= fwd_rows_knob();
+  return lo;
+}
+// Rows per thread of a forward layout.
+inline int fwd_rows_of(const Layout& lo) { return lo.dims * lo.G / kThreads; }
 
 // Resident blocks per SM the registers allow: 2 of 64 two-row threads' rows at dstate 9-16 (255
 // registers a thread: the step loop ran into the 128 of 4 one-row blocks with every change), 4
 // at the other 4-state layouts, 1 with 8 states per lane (dstate > 128).
-template <int K, int kG>
-constexpr int fwd_min_blocks() { return fwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 1; }
+template <int K, int R>
+constexpr int fwd_min_blocks() { return R == 2 ? 2 : K == 4 ? 4 : 1; }
 
 // Whether the kernel stages whole chunks of 2-byte rows through bulk tensor copies (TMA, sm_90+)
 // issued a chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16
@@ -42,15 +58,18 @@ constexpr int fwd_min_blocks() { return fwd_rows(K, kG) == 2 ? 2 : K == 4 ? 4 : 
 // leave room for 4 blocks per SM. f32 rows would not fit.
 template <typename T, int kG>
 constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
-constexpr int kRawChunk = 64, kRawRows = fwd_rows(4, 4) * kThreads / 4, kRawStates = 16;
+constexpr int kRawChunk = 64, kRawStates = 16;
+// rows of the raw row tiles: the block's (R rows per thread)
+constexpr int raw_rows(int R) { return R * kThreads / 4; }
 // Raw tiles at fixed offsets from the start of shared memory (constants, not registers held
 // across the step loop), each 1024-byte aligned as the 128-byte swizzle needs: delta, u, z
-// [kRawRows][chunk] from 0, 8 KiB apart; B and C [kRawStates][chunk] from 24 KiB, 2 KiB apart;
+// [raw_rows][chunk] from 0, 8 KiB apart (R = 2); B and C [kRawStates][chunk] from 24 KiB, 2 KiB apart;
 // then the mbarrier. Within a tile the copy engine stores byte offset o at o ^ ((o >> 7 & 7) << 4)
 // (the 16-byte units of each 128-byte line permuted by the line's index mod 8), so that the
 // staging's reads of eight rows at one step are conflict-free.
-constexpr int kRawRowTile = 2 * kRawRows * kRawChunk, kRawStateTile = 2 * kRawStates * kRawChunk;
-constexpr int kRawBytes = 3 * kRawRowTile + 2 * kRawStateTile + 16;
+constexpr int raw_row_tile(int R) { return 2 * raw_rows(R) * kRawChunk; }
+constexpr int kRawStateTile = 2 * kRawStates * kRawChunk;
+constexpr int raw_bytes(int R) { return 3 * raw_row_tile(R) + 2 * kRawStateTile + 16; }
 // Then every kernel's deltaBias row (kThreads floats: the rows of a block at most), then
 // fwd_smem_bytes' part.
 constexpr int kBiasBytes = kThreads * sizeof(float);
@@ -58,7 +77,7 @@ constexpr int kBiasBytes = kThreads * sizeof(float);
 // Shared memory of a launch (bulk: the kernel's raw tiles are compiled in and the device runs them).
 // At 4 lanes per row the tiles always take kRawChunk steps (see scan_fwd_kernel's tchunk).
 inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
-  return (bulk ? kRawBytes : 0) + kBiasBytes + fwd_smem_bytes(lo, lo.K == 4 && lo.G == 4 ? kRawChunk : chunk);
+  return (bulk ? raw_bytes(fwd_rows_of(lo)) : 0) + kBiasBytes + fwd_smem_bytes(lo, lo.K == 4 && lo.G == 4 ? kRawChunk : chunk);
 }
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
@@ -102,8 +121,8 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   }
 }
 
-template <typename T, int K, int kG>
-__global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, kG>())
+template <typename T, int K, int kG, int R>
+__global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
                     const __grid_constant__ FwdMaps maps) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
@@ -113,19 +132,18 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, kG>())
 #else
   constexpr bool kBulk = false;
 #endif
-  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see kRawBytes
-  char* raw_u = raw_dt + kRawRowTile;
-  char* raw_z = raw_u + kRawRowTile;
-  char* raw_B = raw_z + kRawRowTile;
+  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see raw_bytes
+  char* raw_u = raw_dt + raw_row_tile(R);
+  char* raw_z = raw_u + raw_row_tile(R);
+  char* raw_B = raw_z + raw_row_tile(R);
   char* raw_C = raw_B + kRawStateTile;
   [[maybe_unused]] uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStateTile);
-  float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
+  float* s_bias = smem + (kBulk ? raw_bytes(R) : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
   // kG == 4: the tiles are laid out for kRawChunk steps whatever the chunk (the checkpointing
   // pass's 32 too), so that every offset below is a constant (registers are what the step loop
   // runs short of)
   const int tchunk = kG == 4 ? kRawChunk : chunk, TP = row_stride(tchunk);
   // A thread serves R rows, dl + r * rank (rank = kThreads / G), with the same lanes' states.
-  constexpr int R = fwd_rows(K, kG);
   // rows per block and padded states: compile-time constants at 4 lanes per row (other layouts keep
   // them run-time values: 8 more registers at 8 states per lane, one resident block fewer)
   const int dims = kG == 4 ? R * kThreads / kG : lo.dims, npad_c = kG == 4 ? kG * K : lo.npad;
@@ -305,9 +323,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, kG>())
         }
       });
     };
+    // Two groups per iteration where registers allow (their reductions overlap); one in the
+    // run-time layouts (and the one-row 4-lane EXPERIMENT), which spilled with two.
+    constexpr bool kPairs = kY && kG != 0 && (kG != 4 || R == 2);
     const int ngroups = (len + 3) >> 2;
     int gq = 0;
-    if (kY && kG != 0) {
+    if (kPairs) {
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
@@ -423,7 +444,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, kG>())
         // the block's and states past dstate.
         if (tid == 0) {
           const uint32_t bar = cuda::shared_addr(s_bar);
-          constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
+          constexpr uint32_t row_tile = raw_row_tile(R), state_tile = kRawStateTile;
           cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
           cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, row, bar);
@@ -588,7 +609,7 @@ void fwd_smem_once(Kernel* kernel, std::atomic<size_t> (&done)[64], size_t bytes
   }
 }
 
-template <typename T, int K, int kG>
+template <typename T, int K, int kG, int R>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
   FwdMaps maps{};
@@ -596,7 +617,7 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     if (bulk) maps = fwd_maps(p, lo, chunk, std::is_same_v<T, __nv_bfloat16>);
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
-  auto kernel = scan_fwd_kernel<T, K, kG>;
+  auto kernel = scan_fwd_kernel<T, K, kG, R>;
   static std::atomic<size_t> smem_done[64];  // per instantiation: the size set on each device
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
@@ -610,14 +631,17 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
 
 // Resident blocks of the forward on this device (cached per device): blocks per SM x SMs.
 int64_t resident_fwd_blocks(const Layout& lo) {
-  const int per_sm = lo.K == 8 ? fwd_min_blocks<8, 32>() : lo.G == 4 ? fwd_min_blocks<4, 4>() : fwd_min_blocks<4, 0>();
+  const int per_sm = lo.K == 8 ? fwd_min_blocks<8, 1>() : fwd_rows_of(lo) == 2 ? fwd_min_blocks<4, 2>() : fwd_min_blocks<4, 1>();
   return static_cast<int64_t>(per_sm) * cuda::sm_count();
 }
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
 struct TouchFwd {
-  static void run() { touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>); }
+  static void run() {
+    touch_kernels(scan_fwd_kernel<T, 4, 4, 2>, scan_fwd_kernel<T, 4, 4, 1>, scan_fwd_kernel<T, 4, 0, 1>,
+                  scan_fwd_kernel<T, 8, 32, 1>);
+  }
 };
 const bool g_preload = preload_per_dtype<TouchFwd>();
 
@@ -666,7 +690,14 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    SS_LAYOUT_SWITCH(lo, K, kG, [&] {
+      if (fwd_rows(K, kG) == 2 && fwd_rows_of(lo) == 2)
+        launch_fwd<T, K, kG, fwd_rows(K, kG)>(p, lo, tl, chunk, st);
+      else
+        launch_fwd<T, K, kG, 1>(p, lo, tl, chunk, st);
+    });
+  });
 }
 
 }  // namespace ss
