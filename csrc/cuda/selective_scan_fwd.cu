@@ -43,6 +43,15 @@ inline Layout fwd_layout_for(int64_t dstate) {
   if (lo.K == 4 && lo.G == 4) lo.dims *= fwd_rows_knob();
   return lo;
 }
+// EXPERIMENT (one run): STATESPACE_SCAN_FWD_GROUPS=1: one four-step group per loop iteration
+// (default 2).
+inline int fwd_groups_knob() {
+  static const int v = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_GROUPS");
+    return e && e[0] == '1' ? 1 : 2;
+  }();
+  return v;
+}
 // Rows per thread of a forward layout.
 inline int fwd_rows_of(const Layout& lo) { return lo.dims * lo.G / kThreads; }
 
@@ -124,7 +133,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG, int R>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps) {
+                    const __grid_constant__ FwdMaps maps, int gpi) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -328,7 +337,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
     constexpr bool kPairs = kY && kG != 0 && (kG != 4 || R == 2);
     const int ngroups = (len + 3) >> 2;
     int gq = 0;
-    if (kPairs) {
+    if (kPairs && gpi == 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
@@ -622,10 +631,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, fwd_groups_knob());
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, fwd_groups_knob());
   cuda::check_launch("selectiveScan forward");
 }
 
