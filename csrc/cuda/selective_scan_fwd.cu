@@ -44,11 +44,12 @@ inline Layout fwd_layout_for(int64_t dstate) {
   return lo;
 }
 // EXPERIMENT (one run): STATESPACE_SCAN_FWD_GROUPS=1: one four-step group per loop iteration
-// (default 2).
+// (default 2); STATESPACE_SCAN_FWD_PIPE=1 (3): pairs software-pipelined.
 inline int fwd_groups_knob() {
   static const int v = [] {
     const char* e = std::getenv("STATESPACE_SCAN_FWD_GROUPS");
-    return e && e[0] == '1' ? 1 : 2;
+    const char* pipe = std::getenv("STATESPACE_SCAN_FWD_PIPE");
+    return e && e[0] == '1' ? 1 : pipe && pipe[0] == '1' ? 3 : 2;
   }();
   return v;
 }
@@ -280,9 +281,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
     // (their shuffles independent of each other), the y of each owned step stored straight to
     // device memory (no shared store in the loop: ptxas moves no shared load above one it can't
     // tell apart).
-    auto groups = [&](auto m_tag, int t) {
+    // The recurrence of M groups from step t; part: this lane's share of <C_t, x_t> (group m, row r
+    // in set m * R + r).
+    auto advance = [&](auto m_tag, int t, float(&part)[decltype(m_tag)::value * R][4]) {
       constexpr int M = decltype(m_tag)::value;
-      float part[M * R][4];  // this lane's share of <C_t, x_t>: group m, row r in set m * R + r
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         Steps4 st[R];  // the restart flags (one batch row) only in st[0]
@@ -318,8 +320,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
           }
         }
       }
-      if (!kY) return;
-      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z).
+    };
+    // Their y from the partial sums: the owner of step t+4m+s stores y = <C, x> + D u, times
+    // silu(z) (staged as 1 without z).
+    auto emit_y = [&](auto m_tag, int t, const float(&part)[decltype(m_tag)::value * R][4]) {
+      constexpr int M = decltype(m_tag)::value;
       reduce_steps4<M * R>(part, G, lane, [&](int s, const float(&v)[M * R]) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
@@ -332,12 +337,44 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
         }
       });
     };
+    auto groups = [&](auto m_tag, int t) {
+      float part[decltype(m_tag)::value * R][4];
+      advance(m_tag, t, part);
+      if (kY) emit_y(m_tag, t, part);
+    };
     // Two groups per iteration where registers allow (their reductions overlap); one in the
     // run-time layouts (and the one-row 4-lane EXPERIMENT), which spilled with two.
     constexpr bool kPairs = kY && kG != 0 && (kG != 4 || R == 2);
     const int ngroups = (len + 3) >> 2;
     int gq = 0;
-    if (kPairs && gpi == 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
+    if (kPairs && R == 2 && gpi == 3) {
+      // EXPERIMENT (STATESPACE_SCAN_FWD_PIPE=1): pairs software-pipelined, each pair's row sums
+      // and y after the next pair's recurrence (independent work for the shuffles' latency), two
+      // buffers alternating so that no copy is needed.
+      using Two = std::integral_constant<int, 2>;
+      const int np = ngroups / 2;
+      if (np >= 2) {
+        float pa[2 * R][4], pb[2 * R][4];
+        advance(Two{}, 0, pa);
+        int j = 1;
+#pragma unroll 1
+        for (; j + 1 < np; j += 2) {
+          advance(Two{}, 8 * j, pb);
+          emit_y(Two{}, 8 * (j - 1), pa);
+          advance(Two{}, 8 * (j + 1), pa);
+          emit_y(Two{}, 8 * j, pb);
+        }
+        if (j < np) {
+          advance(Two{}, 8 * j, pb);
+          emit_y(Two{}, 8 * (j - 1), pa);
+          emit_y(Two{}, 8 * j, pb);
+        } else {
+          emit_y(Two{}, 8 * (j - 1), pa);
+        }
+        gq = 2 * np;
+      }
+    }
+    if (kPairs && gpi >= 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
