@@ -44,12 +44,15 @@ inline Layout fwd_layout_for(int64_t dstate) {
   return lo;
 }
 // EXPERIMENT (one run): STATESPACE_SCAN_FWD_GROUPS=1: one four-step group per loop iteration
-// (default 2); STATESPACE_SCAN_FWD_PIPE=1 (3): pairs software-pipelined.
+// (default 2); STATESPACE_SCAN_FWD_PIPE=1 (3): pairs software-pipelined; STATESPACE_SCAN_FWD_STAGGER=1
+// (bit 2): the two-row kernel's blocks start with half a chunk by the parity of their arrival on
+// their SM (g_fwd_sm_tickets), not of blockIdx.x (blocks sharing an SM are ~132 ids apart).
 inline int fwd_groups_knob() {
   static const int v = [] {
     const char* e = std::getenv("STATESPACE_SCAN_FWD_GROUPS");
     const char* pipe = std::getenv("STATESPACE_SCAN_FWD_PIPE");
-    return e && e[0] == '1' ? 1 : pipe && pipe[0] == '1' ? 3 : 2;
+    const char* stagger = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
+    return (e && e[0] == '1' ? 1 : pipe && pipe[0] == '1' ? 3 : 2) | (stagger && stagger[0] == '1' ? 4 : 0);
   }();
   return v;
 }
@@ -92,11 +95,23 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// One element of y, from the step loop: an explicit global store (st.global), which ptxas knows
-// can't alias the staged tiles, so the loop's shared loads are free to move around it.
-template <typename T>
-__device__ __forceinline__ void store_global(T* dst, float v) {
-  __stcg(dst, cuda::from_float<T>(v));
+// One element of y from the step loop where `pred`: a predicated global store (st.global, which
+// ptxas knows can't alias the staged tiles, so the loop's shared loads move freely around it;
+// predicated, not branched around, so that the loop body stays one basic block and the value is
+// computed unconditionally).
+__device__ __forceinline__ void store_global_if(bool pred, void* dst, unsigned short bits) {
+  asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %2, 0;\n\t@q st.global.cg.b16 [%0], %1;\n\t}" ::"l"(dst), "h"(bits),
+               "r"(static_cast<int>(pred)));
+}
+__device__ __forceinline__ void store_global_if(bool pred, float* dst, float v) {
+  asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %2, 0;\n\t@q st.global.cg.f32 [%0], %1;\n\t}" ::"l"(dst), "f"(v),
+               "r"(static_cast<int>(pred)));
+}
+__device__ __forceinline__ void store_global_if(bool pred, __nv_bfloat16* dst, float v) {
+  store_global_if(pred, static_cast<void*>(dst), __bfloat16_as_ushort(__float2bfloat16_rn(v)));
+}
+__device__ __forceinline__ void store_global_if(bool pred, __half* dst, float v) {
+  store_global_if(pred, static_cast<void*>(dst), __half_as_ushort(__float2half_rn(v)));
 }
 
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
@@ -130,6 +145,9 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
     for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
 }
+
+// EXPERIMENT: blocks that arrived on each SM (never reset: only the parity of consecutive arrivals is used).
+__device__ unsigned int g_fwd_sm_tickets[1024];
 
 template <typename T, int K, int kG, int R>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
@@ -252,6 +270,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   const float* rzy = s_zy + dl * TP;
   const int rstride = rank * TP;
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
+  if (R == 2 && (gpi & 4) && tid == 0) {  // EXPERIMENT (see fwd_groups_knob): s_bias[kThreads - 1] is free at R = 2
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    reinterpret_cast<int*>(s_bias)[kThreads - 1] = static_cast<int>(atomicAdd(&g_fwd_sm_tickets[smid & 1023], 1u) & 1u);
+  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
     cuda::mbar_init(cuda::shared_addr(s_bar), 1);
@@ -331,8 +354,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
           const int o = t + 4 * m + (G >= 4 ? own : s);
 #pragma unroll
           for (int r = 0; r < R; ++r) {
-            if (active[r] && o < len)
-              store_global(yc[r] + o, fmaf(Dd[r], ru[r * rstride + o], v[m * R + r]) * rzy[r * rstride + o]);
+            store_global_if(active[r] && o < len, yc[r] + o,
+                            fmaf(Dd[r], ru[r * rstride + o], v[m * R + r]) * rzy[r * rstride + o]);
           }
         }
       });
@@ -347,7 +370,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
     constexpr bool kPairs = kY && kG != 0 && (kG != 4 || R == 2);
     const int ngroups = (len + 3) >> 2;
     int gq = 0;
-    if (kPairs && R == 2 && gpi == 3) {
+    if (kPairs && R == 2 && (gpi & 3) == 3) {
       // EXPERIMENT (STATESPACE_SCAN_FWD_PIPE=1): pairs software-pipelined, each pair's row sums
       // and y after the next pair's recurrence (independent work for the shuffles' latency), two
       // buffers alternating so that no copy is needed.
@@ -374,7 +397,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
         gq = 2 * np;
       }
     }
-    if (kPairs && gpi >= 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
+    if (kPairs && (gpi & 3) >= 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
@@ -385,7 +408,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
-  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  const bool odd = R == 2 && (gpi & 4) ? reinterpret_cast<const int*>(s_bias)[kThreads - 1] != 0 : (blockIdx.x & 1);
+  const int first = !p.checkpoints && odd ? chunk / 2 : chunk;
   float sdt[R] = {};  // ends pass: this lane's share of each row's sum of delta' over the segment
   bool rst = false;   // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
