@@ -540,10 +540,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
 
 #pragma unroll
     for (int r = 0; r < R; ++r) yc[r] = want_y ? static_cast<T*>(p.y) + (b * p.dim + d[r]) * L + t0 : nullptr;
-    // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
+    // the tiled variant where B (and for y, C) are staged tiles: with y, or with two rows per
+    // thread (one load serves both); the one-row layouts' checkpoint-only pass keeps the general one
     auto run = [&](auto restart_tag, auto y_tag) {
-      if constexpr (decltype(y_tag)::value) {
-        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, len);
+      constexpr bool kWantY = decltype(y_tag)::value;
+      if constexpr (kWantY || R == 2) {
+        if (!b_ti && (!kWantY || !c_ti)) return run_steps(restart_tag, y_tag, std::true_type{}, len);
       }
       run_steps(restart_tag, y_tag, std::false_type{}, len);
     };
