@@ -1,14 +1,16 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory; the next
 // chunk's inputs come meanwhile, by bulk tensor copies into raw tiles (16-bit inputs at dstate
-// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane then advances its K states through the chunk four steps
-// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
-// state), two such groups per loop iteration with no branch inside (the lanes per row are a
+// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane
+// then advances its K states of R rows through the chunk four steps at a time (one 16-byte load
+// brings four steps of delta' and of u; exp2 of a pre-scaled A, f32 state); at dstate 9-16 a
+// thread serves two rows with the same states, so that one B and one C load per step serve 8
+// updates. Two groups per loop iteration with no branch inside (the lanes per row are a
 // compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
 // the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
-// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
-// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
-// few to fill the GPU are split along time (see selective_scan_cuda_segments).
+// (reduce_steps4), and the lane owning a step applies D and the gate and stores y straight to
+// device memory. When p.checkpoints is set it also writes the state after every chunk (for the
+// backward). Rows too few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -529,7 +531,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
                                static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
         }
 #endif
-      } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
+      } else if (!kBulk || R == 2) {  // the next chunk's inputs into L2 (the one-row bulk kernel: a register short)
         prefetch_rows(delta + base, L, br.nd, tn, ln);
         prefetch_rows(u + base, L, br.nd, tn, ln);
         if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
