@@ -143,12 +143,11 @@ inline int bwd_chunk(const Layout& lo) { return lo.K == 4 ? 32 : 16; }
 // with one 16-byte load; 4 mod 32 banks apart so the rows of one warp don't collide.
 __host__ __device__ inline int row_stride(int chunk) { return chunk + 4; }
 
-// Shared memory of the forward for a chunk length (floats): delta', u, gate rows, B and C tiles,
-// restart flags, each lane's time-invariant B and C values of each of its rows (lo.dims rows of
-// lo.G lanes).
+// Shared memory of the forward for a chunk length (floats): delta', u, z/y rows, B and C tiles,
+// restart flags, each lane's time-invariant B and C values.
 inline size_t fwd_smem_bytes(const Layout& lo, int chunk) {
   return sizeof(float) * (3 * static_cast<size_t>(lo.dims) * row_stride(chunk) + 2 * static_cast<size_t>(chunk) * lo.npad +
-                          chunk + 2 * static_cast<size_t>(lo.K) * lo.dims * lo.G);
+                          chunk + 2 * static_cast<size_t>(lo.K) * kThreads);
 }
 
 // Whether the backward sums its per-step dB/dC over each warp's rows every four steps and over the
@@ -258,11 +257,11 @@ __device__ __forceinline__ const T* bc_group(const void* m, int64_t groups, cons
   return static_cast<const T*>(m) + (b * groups + d / (p.dim / groups)) * p.dstate * p.seqlen;
 }
 
-// softplus(v) = log(1 + e^v) = max(v, 0) + log1p(e) with e = e^-|v| in (0, 1]: one ex2 (a MUFU op:
-// the scan forward's staging is bound by that pipe along with its step loop's exps) and a degree-7
-// polynomial for log1p(e) / e (Chebyshev interpolation on [0, 1]: 3e-7 relative in float; ≤ 1.6e-6
-// for the whole function, from the rounding of the ex2 argument, as before). It replaced a series
-// below e = 1/32 and log(1 + e) above: two MUFU ops and a select.
+// softplus(v) = log(1 + e^v) = max(v, 0) + log1p(e) with e = e^-|v| in (0, 1]: one ex2 (a MUFU op,
+// the pipe the scan's step loop lives on) and a degree-7 polynomial for log1p(e) / e (Chebyshev
+// interpolation on [0, 1]: 3e-7 relative in float; ≤ 1.6e-6 for the whole function, from the
+// rounding of the ex2 argument, as before). It replaced a series below e = 1/32 and log(1 + e)
+// above: two MUFU ops and a select.
 __device__ __forceinline__ float softplus(float v) {
   const float e = exp2f(-fabsf(v) * kLog2e);
   float q = -0.00837115291506052f;

@@ -1,19 +1,16 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory; the next
 // chunk's inputs come meanwhile, by bulk tensor copies into raw tiles (16-bit inputs at dstate
-// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane
-// then advances its K states of R rows through the chunk four steps at a time (one 16-byte load
-// brings four steps of delta' and of u; exp2 of a pre-scaled A, f32 state); at dstate 9-16 a
-// thread serves two rows with the same states, so that one B and one C load per step serve 8
-// updates. Two groups per loop iteration with no branch inside (the lanes per row are a
+// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane then advances its K states through the chunk four steps
+// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
+// state), two such groups per loop iteration with no branch inside (the lanes per row are a
 // compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
 // the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
-// (reduce_steps4), and the lane owning a step applies D and the gate and stores y straight to
-// device memory. When p.checkpoints is set it also writes the state after every chunk (for the
-// backward). Rows too few to fill the GPU are split along time (see selective_scan_cuda_segments).
+// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
+// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
+// few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -27,45 +24,9 @@ namespace ss {
 namespace scan_cuda {
 namespace {
 
-// Rows per thread: two at 4 lanes of 4 states (dstate 9-16, as in the backward: rows dl and dl +
-// 32, whose B and C loads are shared), one otherwise. The forward's layout has that many times
-// the rows per block (64 at dstate 9-16).
-constexpr int fwd_rows(int K, int kG) { return bwd_rows(K, kG); }
-// EXPERIMENT (one run): STATESPACE_SCAN_FWD_ROWS=1 serves dstate 9-16 with one row per thread
-// (32-row blocks, 4 per SM) as before, for an A/B against two in the same device session.
-inline int fwd_rows_knob() {
-  static const int v = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_ROWS");
-    return e && e[0] == '1' ? 1 : 2;
-  }();
-  return v;
-}
-inline Layout fwd_layout_for(int64_t dstate) {
-  Layout lo = layout_for(dstate);
-  if (lo.K == 4 && lo.G == 4) lo.dims *= fwd_rows_knob();
-  return lo;
-}
-// EXPERIMENT (one run): STATESPACE_SCAN_FWD_GROUPS=1: one four-step group per loop iteration
-// (default 2); STATESPACE_SCAN_FWD_PIPE=1 (3): pairs software-pipelined; STATESPACE_SCAN_FWD_STAGGER=1
-// (bit 2): the two-row kernel's blocks start with half a chunk by the parity of their arrival on
-// their SM (g_fwd_sm_tickets), not of blockIdx.x (blocks sharing an SM are ~132 ids apart).
-inline int fwd_groups_knob() {
-  static const int v = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_GROUPS");
-    const char* pipe = std::getenv("STATESPACE_SCAN_FWD_PIPE");
-    const char* stagger = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
-    return (e && e[0] == '1' ? 1 : pipe && pipe[0] == '1' ? 3 : 2) | (stagger && stagger[0] == '1' ? 4 : 0);
-  }();
-  return v;
-}
-// Rows per thread of a forward layout.
-inline int fwd_rows_of(const Layout& lo) { return lo.dims * lo.G / kThreads; }
-
-// Resident blocks per SM the registers allow: 2 of 64 two-row threads' rows at dstate 9-16 (255
-// registers a thread: the step loop ran into the 128 of 4 one-row blocks with every change), 4
-// at the other 4-state layouts, 1 with 8 states per lane (dstate > 128).
-template <int K, int R>
-constexpr int fwd_min_blocks() { return R == 2 ? 2 : K == 4 ? 4 : 1; }
+// Registers allow 4 resident blocks with 4 states per lane; 8 per lane (dstate > 128) needs more.
+template <int K>
+constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
 
 // Whether the kernel stages whole chunks of 2-byte rows through bulk tensor copies (TMA, sm_90+)
 // issued a chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16
@@ -73,47 +34,37 @@ constexpr int fwd_min_blocks() { return R == 2 ? 2 : K == 4 ? 4 : 1; }
 // leave room for 4 blocks per SM. f32 rows would not fit.
 template <typename T, int kG>
 constexpr bool fwd_bulk() { return sizeof(T) == 2 && kG == 4; }
-constexpr int kRawChunk = 64, kRawStates = 16;
-// rows of the raw row tiles: the block's (R rows per thread)
-constexpr int raw_rows(int R) { return R * kThreads / 4; }
+constexpr int kRawChunk = 64, kRawRows = kThreads / 4, kRawStates = 16;
 // Raw tiles at fixed offsets from the start of shared memory (constants, not registers held
 // across the step loop), each 1024-byte aligned as the 128-byte swizzle needs: delta, u, z
-// [raw_rows][chunk] from 0, 8 KiB apart (R = 2); B and C [kRawStates][chunk] from 24 KiB, 2 KiB apart;
+// [kRawRows][chunk] from 0, 4 KiB apart; B and C [kRawStates][chunk] from 12 KiB, 2 KiB apart;
 // then the mbarrier. Within a tile the copy engine stores byte offset o at o ^ ((o >> 7 & 7) << 4)
 // (the 16-byte units of each 128-byte line permuted by the line's index mod 8), so that the
 // staging's reads of eight rows at one step are conflict-free.
-constexpr int raw_row_tile(int R) { return 2 * raw_rows(R) * kRawChunk; }
-constexpr int kRawStateTile = 2 * kRawStates * kRawChunk;
-constexpr int raw_bytes(int R) { return 3 * raw_row_tile(R) + 2 * kRawStateTile + 16; }
-// Then every kernel's deltaBias row (kThreads floats: the rows of a block at most), then
-// fwd_smem_bytes' part.
+constexpr int kRawRowTile = 2 * kRawRows * kRawChunk, kRawStateTile = 2 * kRawStates * kRawChunk;
+constexpr int kRawBytes = 3 * kRawRowTile + 2 * kRawStateTile + 16;
+// Then every kernel's deltaBias row (kThreads floats at most), then fwd_smem_bytes' part.
 constexpr int kBiasBytes = kThreads * sizeof(float);
 
 // Shared memory of a launch (bulk: the kernel's raw tiles are compiled in and the device runs them).
-// At 4 lanes per row the tiles always take kRawChunk steps (see scan_fwd_kernel's tchunk).
 inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
-  return (bulk ? raw_bytes(fwd_rows_of(lo)) : 0) + kBiasBytes + fwd_smem_bytes(lo, lo.K == 4 && lo.G == 4 ? kRawChunk : chunk);
+  return (bulk ? kRawBytes : 0) + kBiasBytes + fwd_smem_bytes(lo, chunk);
 }
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// One element of y from the step loop where `pred`: a predicated global store (st.global, which
-// ptxas knows can't alias the staged tiles, so the loop's shared loads move freely around it;
-// predicated, not branched around, so that the loop body stays one basic block and the value is
-// computed unconditionally).
-__device__ __forceinline__ void store_global_if(bool pred, void* dst, unsigned short bits) {
-  asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %2, 0;\n\t@q st.global.cg.b16 [%0], %1;\n\t}" ::"l"(dst), "h"(bits),
-               "r"(static_cast<int>(pred)));
-}
-__device__ __forceinline__ void store_global_if(bool pred, float* dst, float v) {
-  asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %2, 0;\n\t@q st.global.cg.f32 [%0], %1;\n\t}" ::"l"(dst), "f"(v),
-               "r"(static_cast<int>(pred)));
-}
-__device__ __forceinline__ void store_global_if(bool pred, __nv_bfloat16* dst, float v) {
-  store_global_if(pred, static_cast<void*>(dst), __bfloat16_as_ushort(__float2bfloat16_rn(v)));
-}
-__device__ __forceinline__ void store_global_if(bool pred, __half* dst, float v) {
-  store_global_if(pred, static_cast<void*>(dst), __half_as_ushort(__float2half_rn(v)));
+// bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
+// the loaded vector let the compiler split the load into eight 2-byte loads); other types as
+// unpack_vec (with the words, f16 spilled at the 128-register cap).
+template <typename T>
+__device__ __forceinline__ void unpack_words(float (&v)[16 / sizeof(T)], const uint4& raw) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[2 * q] = __uint_as_float(w[q] << 16), v[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
+  } else {
+    unpack_vec<T>(v, raw);
+  }
 }
 
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
@@ -136,25 +87,21 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   const int lgn = __ffs(lo.npad) - 1;
   for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    // every state row of the raw tile is there (the copy brought 16): those past dstate (another
+    // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
+    // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
+    const bool keep = n < p.dstate;
     float v[V];
-    if (n < p.dstate) {
-      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
-    } else {
+    unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
 #pragma unroll
-      for (int j = 0; j < V; ++j) v[j] = 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
   }
 }
 
-// EXPERIMENT: blocks that arrived on each SM (never reset: only the parity of consecutive arrivals is used).
-__device__ unsigned int g_fwd_sm_tickets[1024];
-
-template <typename T, int K, int kG, int R>
-__global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
+template <typename T, int K, int kG>
+__global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, int gpi) {
+                    const __grid_constant__ FwdMaps maps) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -162,43 +109,32 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
 #else
   constexpr bool kBulk = false;
 #endif
-  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see raw_bytes
-  char* raw_u = raw_dt + raw_row_tile(R);
-  char* raw_z = raw_u + raw_row_tile(R);
-  char* raw_B = raw_z + raw_row_tile(R);
+  char* raw_dt = reinterpret_cast<char*>(smem);  // (kBulk) raw tiles, see kRawBytes
+  char* raw_u = raw_dt + kRawRowTile;
+  char* raw_z = raw_u + kRawRowTile;
+  char* raw_B = raw_z + kRawRowTile;
   char* raw_C = raw_B + kRawStateTile;
   [[maybe_unused]] uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStateTile);
-  float* s_bias = smem + (kBulk ? raw_bytes(R) : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
-  // kG == 4: the tiles are laid out for kRawChunk steps whatever the chunk (the checkpointing
-  // pass's 32 too), so that every offset below is a constant (registers are what the step loop
-  // runs short of)
-  const int tchunk = kG == 4 ? kRawChunk : chunk, TP = row_stride(tchunk);
-  // A thread serves R rows, dl + r * rank (rank = kThreads / G), with the same lanes' states.
+  float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
+  const int TP = row_stride(chunk);
   // rows per block and padded states: compile-time constants at 4 lanes per row (other layouts keep
   // them run-time values: 8 more registers at 8 states per lane, one resident block fewer)
-  const int dims = kG == 4 ? R * kThreads / kG : lo.dims, npad_c = kG == 4 ? kG * K : lo.npad;
+  const int dims = kG == 4 ? kThreads / kG : lo.dims, npad_c = kG == 4 ? kG * K : lo.npad;
   float* s_dt = s_bias + kThreads;
   float* s_u = s_dt + dims * TP;
-  float* s_zy = s_u + dims * TP;  // silu(z) (1 without z)
+  float* s_zy = s_u + dims * TP;  // silu(z) in, gated y out
   float* s_B = s_zy + dims * TP;  // [chunk][npad]; 16-byte aligned (TP and npad are multiples of 4)
-  float* s_C = s_B + tchunk * npad_c;
-  int* s_rst = reinterpret_cast<int*>(s_C + tchunk * npad_c);
-  // [2][R][kThreads][K]: each lane's time-invariant B and C of its rows (read like a tile row with
-  // step stride 0)
-  float* s_ti = reinterpret_cast<float*>(s_rst + tchunk);
+  float* s_C = s_B + chunk * npad_c;
+  int* s_rst = reinterpret_cast<int*>(s_C + chunk * npad_c);
+  // [2][kThreads][K]: each lane's time-invariant B and C (read like a tile row with step stride 0)
+  float* s_ti = reinterpret_cast<float*>(s_rst + chunk);
 
   const BlockRows br = block_rows(lo, tl);
   // kG > 0: the lanes per row are known at compile time (the reduction then has no branches)
-  const int G = kG > 0 ? kG : lo.G, npad = G * K, rank = kThreads / G;
+  const int G = kG > 0 ? kG : lo.G, npad = G * K;
   const int tid = threadIdx.x, dl = tid / G, lane = tid % G;
-  bool active[R];
-  int64_t d[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    active[r] = dl + r * rank < br.nd;
-    d[r] = br.d0 + (active[r] ? dl + r * rank : 0);
-  }
-  const int64_t b = br.b, L = p.seqlen, N = p.dstate;
+  const bool active = dl < br.nd;
+  const int64_t b = br.b, d = br.d0 + (active ? dl : 0), L = p.seqlen, N = p.dstate;
   const bool b_ti = p.b_form == ScanBCForm::TimeInvariant, c_ti = p.c_form == ScanBCForm::TimeInvariant;
   const T* u = static_cast<const T*>(p.u);
   const T* delta = static_cast<const T*>(p.delta);
@@ -216,13 +152,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   const T* Cg = c_ti ? nullptr : bc_group<T>(p.C, p.c_groups, p, b, br.d0);
   const int lg = __ffs(chunk) - 1;  // chunk is a power of two
   const int64_t base = (b * p.dim + br.d0) * L;  // first element of the block's first row
-  // 16-byte staging (u, delta, z, B, C): V elements per access; every row starts 16-byte aligned
-  // when seqlen is a multiple of V and the tensors are (chunk is a multiple of V).
+  // 16-byte staging (u, delta, z, B, C) and y stores: V elements per access; every row starts
+  // 16-byte aligned when seqlen is a multiple of V and the tensors are (chunk is a multiple of V).
   constexpr int V = 16 / sizeof(T);
   const int vpr = chunk / V, lgv = lg - (__ffs(V) - 1);
   const bool vec = L % V == 0 && ((reinterpret_cast<uintptr_t>(u) | reinterpret_cast<uintptr_t>(delta) |
-                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(Bg) |
-                                   reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
+                                   reinterpret_cast<uintptr_t>(z) | reinterpret_cast<uintptr_t>(p.y) |
+                                   reinterpret_cast<uintptr_t>(Bg) | reinterpret_cast<uintptr_t>(Cg)) & 15) == 0;
   // Whole chunks after the first come in by bulk copies issued during the chunk before (the same
   // alignment as the 16-byte staging; sm_90+ code only).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -231,52 +167,40 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   const bool bulk = false;
 #endif
 
-  // Per-lane constants of each row; states past dstate (and rows past the block's) stay exactly zero.
-  float A2[R][K], x[R][K], Dd[R];
+  // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
+  float A2[K], x[K];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int64_t n = lane * K + k;
-      const bool ok = active[r] && n < N;
-      A2[r][k] = ok ? A[d[r] * N + n] * kLog2e : 0.f;
-      x[r][k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d[r]) * N + n] : 0.f;
-      if (seg > 0 && ok) {
-        // a later segment: zero in the ends pass; else the state the segments before leave, folded
-        // from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0 after a restart
-        const int64_t NS = N + 2;
-        const float* e = p.seg_ends + (b * p.dim + d[r]) * (p.n_seg - 1) * NS;
-        x[r][k] = ends_pass ? 0.f : e[n];
-        for (int j = 1; !ends_pass && j < seg; ++j) {
-          const float* ej = e + j * NS;
-          const float decay = ej[N + 1] != 0.f ? 0.f : exp2f(A2[r][k] * ej[N]);
-          x[r][k] = fmaf(decay, x[r][k], ej[n]);
-        }
+  for (int k = 0; k < K; ++k) {
+    const int64_t n = lane * K + k;
+    const bool ok = active && n < N;
+    A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
+    x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
+    if (seg > 0 && ok) {
+      // a later segment: zero in the ends pass; else the state the segments before leave, folded
+      // from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0 after a restart
+      const int64_t NS = N + 2;
+      const float* e = p.seg_ends + (b * p.dim + d) * (p.n_seg - 1) * NS;
+      x[k] = ends_pass ? 0.f : e[n];
+      for (int j = 1; !ends_pass && j < seg; ++j) {
+        const float* ej = e + j * NS;
+        const float decay = ej[N + 1] != 0.f ? 0.f : exp2f(A2[k] * ej[N]);
+        x[k] = fmaf(decay, x[k], ej[n]);
       }
-      // only this thread touches its slots: the chunk loop's first barrier orders them
-      if (b_ti) s_ti[(r * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d[r] * N + n]) : 0.f;
-      if (c_ti)
-        s_ti[((R + r) * kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d[r] * N + n]) : 0.f;
     }
-    Dd[r] = active[r] && p.D ? static_cast<const float*>(p.D)[d[r]] : 0.f;
+    // only this thread touches its slots: the chunk loop's first barrier orders them
+    if (b_ti) s_ti[tid * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.B)[d * N + n]) : 0.f;
+    if (c_ti) s_ti[(kThreads + tid) * K + k] = ok ? cuda::to_float(static_cast<const T*>(p.C)[d * N + n]) : 0.f;
   }
-  // This lane's B_t (C_t) values of row r start at b_src + r * b_row + t * b_step: the staged
-  // tile (shared by the rows), or the row's time-invariant values with step 0 (no branch per step).
+  // This lane's B_t (C_t) values start at b_src + t * b_step: the staged tile, or its
+  // time-invariant values with step 0 (no branch per step).
   const float* b_src = b_ti ? s_ti + tid * K : s_B + lane * K;
-  const float* c_src = c_ti ? s_ti + (R * kThreads + tid) * K : s_C + lane * K;
+  const float* c_src = c_ti ? s_ti + (kThreads + tid) * K : s_C + lane * K;
   const int b_step = b_ti ? 0 : npad, c_step = c_ti ? 0 : npad;
-  const int b_row = b_ti ? kThreads * K : 0, c_row = c_ti ? kThreads * K : 0;
-  // row r's staged values at r * rstride from these
+  const float Dd = active && p.D ? static_cast<const float*>(p.D)[d] : 0.f;
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
-  const float* rzy = s_zy + dl * TP;
-  const int rstride = rank * TP;
+  float* rzy = s_zy + dl * TP;
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
-  if (R == 2 && (gpi & 4) && tid == 0) {  // EXPERIMENT (see fwd_groups_knob): s_bias[kThreads - 1] is free at R = 2
-    unsigned smid;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
-    reinterpret_cast<int*>(s_bias)[kThreads - 1] = static_cast<int>(atomicAdd(&g_fwd_sm_tickets[smid & 1023], 1u) & 1u);
-  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
     cuda::mbar_init(cuda::shared_addr(s_bar), 1);
@@ -293,113 +217,58 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   // backward); kTile: B and C both staged tiles (per-step B and C, the usual case), whose step
   // stride is then a constant that the shared loads take as immediate offsets. Steps past seqlen
   // have delta' = 0: the state stays as is.
-  // yc[r]: row r's y at the chunk's first step (set per chunk); len: the chunk's steps.
-  T* yc[R];
-  auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int len) {
+  auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
     constexpr bool kTile = decltype(tile_tag)::value;
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-    const int brow = kTile ? 0 : b_row, crow = kTile ? 0 : c_row;
-    // M groups from step t, then (kY) their y: M * R sets of four steps' row sums reduced together
-    // (their shuffles independent of each other), the y of each owned step stored straight to
-    // device memory (no shared store in the loop: ptxas moves no shared load above one it can't
-    // tell apart).
-    // The recurrence of M groups from step t; part: this lane's share of <C_t, x_t> (group m, row r
-    // in set m * R + r).
-    auto advance = [&](auto m_tag, int t, float(&part)[decltype(m_tag)::value * R][4]) {
+    // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
+    // compiler can't move a shared load above a shared store it can't tell apart, so with one
+    // group per y store the groups ran one after another; M = 2 lets the second group's loads
+    // and math overlap the first's row sums.
+    auto groups = [&](auto m_tag, int t) {
       constexpr int M = decltype(m_tag)::value;
+      float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
 #pragma unroll
       for (int m = 0; m < M; ++m) {
-        Steps4 st[R];  // the restart flags (one batch row) only in st[0]
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-          st[r] = r == 0 ? load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m)
-                         : load_steps4<false>(rdt + r * rstride, ru + r * rstride, s_rst, t + 4 * m);
+        const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
 #pragma unroll
         for (int s = 0; s < 4; ++s) {
           const int ts = t + 4 * m + s;
-          float bv[R][K], cv[R][K];
-          load_rows<kTile, R, K>(bv, bs, brow, bstep, ts);
+          const float dt = st.dt[s], du = dt * st.u[s];
+          float bv[K], cv[K];
+          load_k<K>(bv, bs + ts * bstep);
           if (kY) {
-            load_rows<kTile, R, K>(cv, cs, crow, cstep, ts);
+            load_k<K>(cv, cs + ts * cstep);
           } else {
 #pragma unroll
-            for (int r = 0; r < R; ++r)
-#pragma unroll
-              for (int k = 0; k < K; ++k) cv[r][k] = 0.f;
+            for (int k = 0; k < K; ++k) cv[k] = 0.f;
           }
+          float acc = 0.f;
 #pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const float dt = st[r].dt[s], du = dt * st[r].u[s];
-            float acc = 0.f;
-#pragma unroll
-            for (int k = 0; k < K; ++k) {
-              float a = exp2f(dt * A2[r][k]);
-              if (kRestart && st[0].rst[s]) a = 0.f;
-              x[r][k] = fmaf(a, x[r][k], du * bv[r][k]);
-              if (kY) acc = fmaf(cv[r][k], x[r][k], acc);
-            }
-            part[m * R + r][s] = acc;
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dt * A2[k]);
+            if (kRestart && st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+            if (kY) acc = fmaf(cv[k], x[k], acc);
           }
+          part[m][s] = acc;
         }
       }
-    };
-    // Their y from the partial sums: the owner of step t+4m+s stores y = <C, x> + D u, times
-    // silu(z) (staged as 1 without z).
-    auto emit_y = [&](auto m_tag, int t, const float(&part)[decltype(m_tag)::value * R][4]) {
-      constexpr int M = decltype(m_tag)::value;
-      reduce_steps4<M * R>(part, G, lane, [&](int s, const float(&v)[M * R]) {
+      if (!kY) return;
+      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      // gate's slot takes y.
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
 #pragma unroll
         for (int m = 0; m < M; ++m) {
           const int o = t + 4 * m + (G >= 4 ? own : s);
-#pragma unroll
-          for (int r = 0; r < R; ++r) {
-            store_global_if(active[r] && o < len, yc[r] + o,
-                            fmaf(Dd[r], ru[r * rstride + o], v[m * R + r]) * rzy[r * rstride + o]);
-          }
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
         }
       });
     };
-    auto groups = [&](auto m_tag, int t) {
-      float part[decltype(m_tag)::value * R][4];
-      advance(m_tag, t, part);
-      if (kY) emit_y(m_tag, t, part);
-    };
-    // Two groups per iteration where registers allow (their reductions overlap); one in the
-    // run-time layouts (and the one-row 4-lane EXPERIMENT), which spilled with two.
-    constexpr bool kPairs = kY && kG != 0 && (kG != 4 || R == 2);
-    const int ngroups = (len + 3) >> 2;
     int gq = 0;
-    if (kPairs && R == 2 && (gpi & 3) == 3) {
-      // EXPERIMENT (STATESPACE_SCAN_FWD_PIPE=1): pairs software-pipelined, each pair's row sums
-      // and y after the next pair's recurrence (independent work for the shuffles' latency), two
-      // buffers alternating so that no copy is needed.
-      using Two = std::integral_constant<int, 2>;
-      const int np = ngroups / 2;
-      if (np >= 2) {
-        float pa[2 * R][4], pb[2 * R][4];
-        advance(Two{}, 0, pa);
-        int j = 1;
-#pragma unroll 1
-        for (; j + 1 < np; j += 2) {
-          advance(Two{}, 8 * j, pb);
-          emit_y(Two{}, 8 * (j - 1), pa);
-          advance(Two{}, 8 * (j + 1), pa);
-          emit_y(Two{}, 8 * j, pb);
-        }
-        if (j < np) {
-          advance(Two{}, 8 * j, pb);
-          emit_y(Two{}, 8 * (j - 1), pa);
-          emit_y(Two{}, 8 * j, pb);
-        } else {
-          emit_y(Two{}, 8 * (j - 1), pa);
-        }
-        gq = 2 * np;
-      }
-    }
-    if (kPairs && (gpi & 3) >= 2) {  // (gpi: EXPERIMENT STATESPACE_SCAN_FWD_GROUPS=1 runs one group)
+    if (kY) {
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
@@ -410,14 +279,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
-  const bool odd = R == 2 && (gpi & 4) ? reinterpret_cast<const int*>(s_bias)[kThreads - 1] != 0 : (blockIdx.x & 1);
-  const int first = !p.checkpoints && odd ? chunk / 2 : chunk;
-  float sdt[R] = {};  // ends pass: this lane's share of each row's sum of delta' over the segment
-  bool rst = false;   // ends pass: a restart inside the segment
+  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
+  bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
   // mbarrier phase that completes them
   uint32_t raw_state = 0;
-  for (int64_t t0 = t_begin, span = first; t0 < t_end; t0 += span, span = chunk) {
+  for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows (from the raw tiles once tensor copies bring them),
@@ -516,7 +384,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
         // the block's and states past dstate.
         if (tid == 0) {
           const uint32_t bar = cuda::shared_addr(s_bar);
-          constexpr uint32_t row_tile = raw_row_tile(R), state_tile = kRawStateTile;
+          constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
           cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
           cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, row, bar);
@@ -531,7 +399,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
                                static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
         }
 #endif
-      } else if (!kBulk || R == 2) {  // the next chunk's inputs into L2 (the one-row bulk kernel: a register short)
+      } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
         prefetch_rows(delta + base, L, br.nd, tn, ln);
         prefetch_rows(u + base, L, br.nd, tn, ln);
         if (z) prefetch_rows(z + base, L, br.nd, tn, ln);
@@ -540,16 +408,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
       }
     }
 
-#pragma unroll
-    for (int r = 0; r < R; ++r) yc[r] = want_y ? static_cast<T*>(p.y) + (b * p.dim + d[r]) * L + t0 : nullptr;
-    // the tiled variant where B (and for y, C) are staged tiles: with y, or with two rows per
-    // thread (one load serves both); the one-row layouts' checkpoint-only pass keeps the general one
+    const int ngroups = (len + 3) >> 2;
+    // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
     auto run = [&](auto restart_tag, auto y_tag) {
-      constexpr bool kWantY = decltype(y_tag)::value;
-      if constexpr (kWantY || R == 2) {
-        if (!b_ti && (!kWantY || !c_ti)) return run_steps(restart_tag, y_tag, std::true_type{}, len);
+      if constexpr (decltype(y_tag)::value) {
+        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, ngroups);
       }
-      run_steps(restart_tag, y_tag, std::false_type{}, len);
+      run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
     };
     if (p.seq_idx) {
       if (want_y)
@@ -565,56 +430,61 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K, R>())
 
     if (ends_pass) {
       for (int t = lane; t < len; t += G) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) sdt[r] += rdt[r * rstride + t];
+        sdt += rdt[t];
         rst = rst || (p.seq_idx && s_rst[t]);
       }
     }
-    if (p.checkpoints) {
+    if (p.checkpoints && active) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          const int64_t n = lane * K + k;
-          // with checkpoints the row is one segment of whole chunks from step 0: chunk t0 / chunk
-          if (active[r] && n < N) p.checkpoints[((b * p.dim + d[r]) * p.n_chunks + (t0 >> lg)) * N + n] = x[r][k];
+      for (int k = 0; k < K; ++k) {
+        const int64_t n = lane * K + k;
+        if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
+      }
+    }
+    if (want_y) {
+      __syncthreads();
+      T* y = static_cast<T*>(p.y);
+      if (vec && len == chunk) {
+        for (int i = tid; i < lo.dims * vpr; i += kThreads) {
+          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+          if (r >= br.nd) continue;
+          float yv[V];
+          load_k<V>(yv, s_zy + r * TP + t);
+          store_vec<T>(y + base + r * L + t0 + t, yv);
+        }
+      } else {
+        for (int i = tid; i < lo.dims * chunk; i += kThreads) {
+          const int r = i >> lg, t = i & (chunk - 1);
+          if (r < br.nd && t < len) y[base + r * L + t0 + t] = cuda::from_float<T>(s_zy[r * TP + t]);
         }
       }
     }
     __syncthreads();  // the next chunk overwrites shared memory
   }
   if (ends_pass) {
-    const bool any_rst = row_sum(rst ? 1.f : 0.f, G) != 0.f;  // every lane of the warp takes part
+    sdt = row_sum(sdt, G);  // every lane of the warp takes part, active or not
+    const bool any_rst = row_sum(rst ? 1.f : 0.f, G) != 0.f;
+    if (!active) return;
+    float* e = p.seg_ends + ((b * p.dim + d) * (p.n_seg - 1) + seg) * (N + 2);
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float sum = row_sum(sdt[r], G);
-      if (!active[r]) continue;
-      float* e = p.seg_ends + ((b * p.dim + d[r]) * (p.n_seg - 1) + seg) * (N + 2);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t n = lane * K + k;
-        if (n < N) e[n] = x[r][k];
-      }
-      if (lane == 0) e[N] = sum, e[N + 1] = any_rst ? 1.f : 0.f;
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      if (n < N) e[n] = x[k];
     }
+    if (lane == 0) e[N] = sdt, e[N + 1] = any_rst ? 1.f : 0.f;
     return;
   }
-  if (p.last_state && seg == p.n_seg - 1) {
+  if (p.last_state && active && seg == p.n_seg - 1) {
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int64_t n = lane * K + k;
-        if (active[r] && n < N) static_cast<float*>(p.last_state)[(b * p.dim + d[r]) * N + n] = x[r][k];
-      }
+    for (int k = 0; k < K; ++k) {
+      const int64_t n = lane * K + k;
+      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k];
     }
   }
 }
 
-// Chunk of the public forward (no checkpoints): kRawChunk at 4 lanes per row (the tiles take that
-// many steps anyway: see fwd_launch_smem), else the longest of 64/32/16 that fits in 48 KiB.
+// Chunk of the public forward (no checkpoints): the longest of 64/32/16 that fits in 48 KiB.
 int fwd_chunk(const Layout& lo) {
-  if (lo.K == 4 && lo.G == 4) return kRawChunk;
   int chunk = 64;
   while (chunk > 16 && fwd_smem_bytes(lo, chunk) > 48 * 1024) chunk /= 2;
   return chunk;
@@ -683,7 +553,7 @@ void fwd_smem_once(Kernel* kernel, std::atomic<size_t> (&done)[64], size_t bytes
   }
 }
 
-template <typename T, int K, int kG, int R>
+template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
   FwdMaps maps{};
@@ -691,31 +561,27 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     if (bulk) maps = fwd_maps(p, lo, chunk, std::is_same_v<T, __nv_bfloat16>);
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
-  auto kernel = scan_fwd_kernel<T, K, kG, R>;
+  auto kernel = scan_fwd_kernel<T, K, kG>;
   static std::atomic<size_t> smem_done[64];  // per instantiation: the size set on each device
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, fwd_groups_knob());
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, fwd_groups_knob());
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
 // Resident blocks of the forward on this device (cached per device): blocks per SM x SMs.
-int64_t resident_fwd_blocks(const Layout& lo) {
-  const int per_sm = lo.K == 8 ? fwd_min_blocks<8, 1>() : fwd_rows_of(lo) == 2 ? fwd_min_blocks<4, 2>() : fwd_min_blocks<4, 1>();
-  return static_cast<int64_t>(per_sm) * cuda::sm_count();
+int64_t resident_fwd_blocks(int K) {
+  return static_cast<int64_t>(K == 4 ? fwd_min_blocks<4>() : fwd_min_blocks<8>()) * cuda::sm_count();
 }
 
 // The forward kernels, loaded when a device is first used (not on an op's first call).
 template <typename T>
 struct TouchFwd {
-  static void run() {
-    touch_kernels(scan_fwd_kernel<T, 4, 4, 2>, scan_fwd_kernel<T, 4, 4, 1>, scan_fwd_kernel<T, 4, 0, 1>,
-                  scan_fwd_kernel<T, 8, 32, 1>);
-  }
+  static void run() { touch_kernels(scan_fwd_kernel<T, 4, 4>, scan_fwd_kernel<T, 4, 0>, scan_fwd_kernel<T, 8, 32>); }
 };
 const bool g_preload = preload_per_dtype<TouchFwd>();
 
@@ -740,9 +606,9 @@ int64_t selective_scan_cuda_chunk(const SelectiveScanParams& p) {
 // the last segment for their end states (no y, no C, no z: ~40% of a forward's work per step).
 int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_len) {
   using namespace scan_cuda;
-  const Layout lo = fwd_layout_for(p.dstate);
+  const Layout lo = layout_for(p.dstate);
   const int64_t chunk = fwd_chunk(lo), blocks = tiling_for(p, lo).blocks() * p.batch;
-  int64_t n = fwd_tp_applies(p) ? 1 : resident_fwd_blocks(lo) / std::max<int64_t>(blocks, 1);  // parallel in time already
+  int64_t n = fwd_tp_applies(p) ? 1 : resident_fwd_blocks(lo.K) / std::max<int64_t>(blocks, 1);  // parallel in time already
   n = std::min<int64_t>({n, (p.seqlen + chunk - 1) / chunk, 16});
   if (p.checkpoints || n < 2) {
     *seg_len = p.seqlen;
@@ -756,7 +622,7 @@ int64_t selective_scan_cuda_segments(const SelectiveScanParams& p, int64_t* seg_
 void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   using namespace scan_cuda;
   if (fwd_tp_applies(p)) return launch_fwd_tp(p, static_cast<cudaStream_t>(stream));
-  const Layout lo = fwd_layout_for(p.dstate);
+  const Layout lo = layout_for(p.dstate);
   const Tiling tl = tiling_for(p, lo);
   check_grid(p, tl);
   if (p.n_seg > 1 && (p.checkpoints || !p.seg_ends || p.n_seg > 65535 || p.seg_len % fwd_chunk(lo) != 0))
@@ -764,14 +630,7 @@ void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
   // With checkpoints the chunk is the checkpoint interval the backward expects.
   const int chunk = p.checkpoints ? bwd_chunk(lo) : fwd_chunk(lo);
   auto st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    SS_LAYOUT_SWITCH(lo, K, kG, [&] {
-      if (fwd_rows(K, kG) == 2 && fwd_rows_of(lo) == 2)
-        launch_fwd<T, K, kG, fwd_rows(K, kG)>(p, lo, tl, chunk, st);
-      else
-        launch_fwd<T, K, kG, 1>(p, lo, tl, chunk, st);
-    });
-  });
+  SS_FLOAT_SWITCH(p.dtype, T, [&] { SS_LAYOUT_SWITCH(lo, K, kG, [&] { launch_fwd<T, K, kG>(p, lo, tl, chunk, st); }); });
 }
 
 }  // namespace ss
