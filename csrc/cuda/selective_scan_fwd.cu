@@ -11,6 +11,7 @@
 // few to fill the GPU are split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -98,10 +99,23 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   }
 }
 
+// EXPERIMENT (one run): STATESPACE_SCAN_FWD_FUSE_Y=0 turns off the y stores fused into the next
+// chunk's staging (mode bit 1), for an A/B in one device session.
+inline int fwd_fuse_y_knob() {
+  static const int v = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_FUSE_Y");
+    return e && e[0] == '0' ? 0 : 2;
+  }();
+  return v;
+}
+
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, int mode,
                     const __grid_constant__ FwdMaps maps) {
+  // mode bit 0: the ends pass; bit 1: EXPERIMENT (STATESPACE_SCAN_FWD_FUSE_Y=0 clears it) y of a
+  // chunk stored by the next chunk's staging
+  const bool ends_pass = mode & 1;
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -285,6 +299,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
   // mbarrier phase that completes them
   uint32_t raw_state = 0;
+  // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
+  // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
+  bool y_pending = false;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -300,6 +317,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
         const bool in = r < br.nd;
+        if (y_pending && in) {  // the chunk before's y (t0 - chunk: it was a whole chunk)
+          float yv[V];
+          load_k<V>(yv, s_zy + r * TP + t);
+          store_vec<T>(static_cast<T*>(p.y) + base + r * L + (t0 - chunk) + t, yv);
+        }
         if (in) {
           if (kRaw) {
             const int ri = swizzle128((r * kRawChunk + t) * 2);
@@ -441,7 +463,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
-    if (want_y) {
+    // y of a whole chunk followed by a whole chunk goes out with the next staging (same 16-byte
+    // items, same threads); otherwise here, after a barrier
+    // (not at 8 states per lane: 10 more registers cost a resident block there)
+    y_pending = K == 4 && (mode & 2) && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
@@ -566,10 +592,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, 1 | fwd_fuse_y_knob(), maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, fwd_fuse_y_knob(), maps);
   cuda::check_launch("selectiveScan forward");
 }
 
