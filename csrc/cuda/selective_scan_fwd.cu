@@ -100,11 +100,13 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 }
 
 // EXPERIMENT (one run): STATESPACE_SCAN_FWD_FUSE_Y=0 turns off the y stores fused into the next
-// chunk's staging (mode bit 1), for an A/B in one device session.
+// chunk's staging (mode bit 1), STATESPACE_SCAN_FWD_QUADS=0 the four-group iterations at 4 lanes
+// per row (mode bit 2), for A/Bs in one device session.
 inline int fwd_fuse_y_knob() {
   static const int v = [] {
     const char* e = std::getenv("STATESPACE_SCAN_FWD_FUSE_Y");
-    return e && e[0] == '0' ? 0 : 2;
+    const char* q = std::getenv("STATESPACE_SCAN_FWD_QUADS");
+    return (e && e[0] == '0' ? 0 : 2) | (q && q[0] == '0' ? 0 : 4);
   }();
   return v;
 }
@@ -282,6 +284,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       });
     };
     int gq = 0;
+    if (kY && kG == 4 && (mode & 4)) {  // EXPERIMENT (STATESPACE_SCAN_FWD_QUADS=0 clears bit 2): four groups per iteration
+#pragma unroll 1
+      for (; gq + 4 <= ngroups; gq += 4) groups(std::integral_constant<int, 4>{}, 4 * gq);
+    }
     if (kY) {
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
