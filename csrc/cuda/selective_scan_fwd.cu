@@ -99,24 +99,25 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   }
 }
 
-// EXPERIMENT (one run): STATESPACE_SCAN_FWD_FUSE_Y=0 turns off the y stores fused into the next
-// chunk's staging (mode bit 1), STATESPACE_SCAN_FWD_QUADS=0 the four-group iterations at 4 lanes
-// per row (mode bit 2), for A/Bs in one device session.
-inline int fwd_fuse_y_knob() {
+// EXPERIMENT (one run): STATESPACE_SCAN_FWD_STAGGER=1 (mode bit 1): at 4 lanes per row, blocks
+// start with half a chunk by the parity of their arrival on their SM (g_fwd_sm_tickets: blocks
+// that arrived on each SM, never reset), not of blockIdx.x (blocks sharing an SM are ~132 ids
+// apart: same parity, so that stagger does nothing), so that the 4 blocks of an SM hit their
+// barriers and serial per-chunk work at two different times.
+inline int fwd_stagger_knob() {
   static const int v = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_FUSE_Y");
-    const char* q = std::getenv("STATESPACE_SCAN_FWD_QUADS");
-    return (e && e[0] == '0' ? 0 : 2) | (q && q[0] == '0' ? 0 : 4);
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
+    return e && e[0] == '1' ? 2 : 0;
   }();
   return v;
 }
+__device__ unsigned int g_fwd_sm_tickets[1024];
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, int mode,
                     const __grid_constant__ FwdMaps maps) {
-  // mode bit 0: the ends pass; bit 1: EXPERIMENT (STATESPACE_SCAN_FWD_FUSE_Y=0 clears it) y of a
-  // chunk stored by the next chunk's staging
+  // mode bit 0: the ends pass; bit 1: EXPERIMENT (fwd_stagger_knob)
   const bool ends_pass = mode & 1;
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
@@ -217,6 +218,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
+  if (kG == 4 && (mode & 2) && tid == 0) {  // EXPERIMENT: s_bias[kThreads - 1] is free at 4 lanes
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    reinterpret_cast<int*>(s_bias)[kThreads - 1] = static_cast<int>(atomicAdd(&g_fwd_sm_tickets[smid & 1023], 1u) & 1u);
+  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
     cuda::mbar_init(cuda::shared_addr(s_bar), 1);
@@ -284,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       });
     };
     int gq = 0;
-    if (kY && kG == 4 && (mode & 4)) {  // EXPERIMENT (STATESPACE_SCAN_FWD_QUADS=0 clears bit 2): four groups per iteration
+    if (kY && kG == 4) {  // 4 lanes per row: four groups per iteration (a reduction tail per 16 steps)
 #pragma unroll 1
       for (; gq + 4 <= ngroups; gq += 4) groups(std::integral_constant<int, 4>{}, 4 * gq);
     }
@@ -299,7 +305,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
-  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  const bool odd = kG == 4 && (mode & 2) ? reinterpret_cast<const int*>(s_bias)[kThreads - 1] != 0 : (blockIdx.x & 1);
+  const int first = !p.checkpoints && odd ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
@@ -472,7 +479,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // y of a whole chunk followed by a whole chunk goes out with the next staging (same 16-byte
     // items, same threads); otherwise here, after a barrier
     // (not at 8 states per lane: 10 more registers cost a resident block there)
-    y_pending = K == 4 && (mode & 2) && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    y_pending = K == 4 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
     if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
@@ -598,10 +605,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, 1 | fwd_fuse_y_knob(), maps);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, 1 | fwd_stagger_knob(), maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, fwd_fuse_y_knob(), maps);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, fwd_stagger_knob(), maps);
   cuda::check_launch("selectiveScan forward");
 }
 
