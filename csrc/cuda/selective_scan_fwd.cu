@@ -1,17 +1,18 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory; the next
 // chunk's inputs come meanwhile, by bulk tensor copies into raw tiles (16-bit inputs at dstate
-// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane then advances its K states through the chunk four steps
-// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
-// state), two such groups per loop iteration with no branch inside (the lanes per row are a
-// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
-// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
-// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
-// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
-// few to fill the GPU are split along time (see selective_scan_cuda_segments).
+// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane
+// then advances its K states through the chunk four steps at a time (one 16-byte load brings four
+// steps of delta' and of u; exp2 of a pre-scaled A, f32 state), two such groups per loop
+// iteration (four at dstate 9-16) with no branch inside (the lanes per row are a compile-time
+// constant at the usual dstate), so the scheduler overlaps one group's shuffles with the others'
+// exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce (reduce_steps4),
+// and the lane owning a step applies D and the gate; y goes back coalesced, with the next chunk's
+// staging where both chunks are whole (no pass and barrier of its own). When p.checkpoints is set
+// it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
+// split along time (see selective_scan_cuda_segments).
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -99,26 +100,11 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   }
 }
 
-// EXPERIMENT (one run): STATESPACE_SCAN_FWD_STAGGER=1 (mode bit 1): at 4 lanes per row, blocks
-// start with half a chunk by the parity of their arrival on their SM (g_fwd_sm_tickets: blocks
-// that arrived on each SM, never reset), not of blockIdx.x (blocks sharing an SM are ~132 ids
-// apart: same parity, so that stagger does nothing), so that the 4 blocks of an SM hit their
-// barriers and serial per-chunk work at two different times.
-inline int fwd_stagger_knob() {
-  static const int v = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
-    return e && e[0] == '1' ? 2 : 0;
-  }();
-  return v;
-}
-__device__ unsigned int g_fwd_sm_tickets[1024];
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
-    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, int mode,
+    scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
                     const __grid_constant__ FwdMaps maps) {
-  // mode bit 0: the ends pass; bit 1: EXPERIMENT (fwd_stagger_knob)
-  const bool ends_pass = mode & 1;
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -218,11 +204,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
   if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
-  if (kG == 4 && (mode & 2) && tid == 0) {  // EXPERIMENT: s_bias[kThreads - 1] is free at 4 lanes
-    unsigned smid;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
-    reinterpret_cast<int*>(s_bias)[kThreads - 1] = static_cast<int>(atomicAdd(&g_fwd_sm_tickets[smid & 1023], 1u) & 1u);
-  }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
     cuda::mbar_init(cuda::shared_addr(s_bar), 1);
@@ -305,8 +286,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
-  const bool odd = kG == 4 && (mode & 2) ? reinterpret_cast<const int*>(s_bias)[kThreads - 1] != 0 : (blockIdx.x & 1);
-  const int first = !p.checkpoints && odd ? chunk / 2 : chunk;
+  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
@@ -605,10 +585,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, 1 | fwd_stagger_knob(), maps);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, fwd_stagger_knob(), maps);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
