@@ -271,7 +271,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       });
     };
     int gq = 0;
-    if (kY && kG == 4) {  // 4 lanes per row: four groups per iteration (a reduction tail per 16 steps)
+    // 16-bit types at 4 lanes per row: four groups per iteration (a reduction tail per 16 steps; f32
+    // measured no faster with it and keeps two)
+    if (kY && kG == 4 && sizeof(T) == 2) {
 #pragma unroll 1
       for (; gq + 4 <= ngroups; gq += 4) groups(std::integral_constant<int, 4>{}, 4 * gq);
     }
@@ -458,8 +460,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
     // y of a whole chunk followed by a whole chunk goes out with the next staging (same 16-byte
     // items, same threads); otherwise here, after a barrier
-    // (not at 8 states per lane: 10 more registers cost a resident block there)
-    y_pending = K == 4 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    // (16-bit types at 4 states per lane only: at 8 states per lane 10 more registers cost a
+    // resident block; f32 measured no faster with it)
+    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
     if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
