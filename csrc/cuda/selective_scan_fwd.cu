@@ -1,15 +1,19 @@
 // CUDA selective scan forward: one fused kernel. Per chunk of steps a block stages delta' (bias +
 // softplus applied once per element), u, silu(z) and the B/C tiles in shared memory; the next
 // chunk's inputs come meanwhile, by bulk tensor copies into raw tiles (16-bit inputs at dstate
-// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane then advances its K states through the chunk four steps
-// at a time (one 16-byte load brings four steps of delta' and of u; exp2 of a pre-scaled A, f32
-// state), two such groups per loop iteration with no branch inside (the lanes per row are a
-// compile-time constant at the usual dstate), so the scheduler overlaps one group's shuffles with
-// the other's exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce
-// (reduce_steps4), and the lane owning a step applies D and the gate. y goes back coalesced. When
-// p.checkpoints is set it also writes the state after every chunk (for the backward). Rows too
-// few to fill the GPU are split along time (see selective_scan_cuda_segments).
+// 9-16 on sm_90: the staging then never waits on device memory) or as L2 prefetches. Each lane
+// then advances its K states through the chunk four steps at a time (one 16-byte load brings four
+// steps of delta' and of u; exp2 of a pre-scaled A, f32 state), two such groups per loop
+// iteration (four at dstate 9-16) with no branch inside (the lanes per row are a compile-time
+// constant at the usual dstate), so the scheduler overlaps one group's shuffles with the others'
+// exps. The G lanes of a row reduce <C, x> of four steps by a transpose-reduce (reduce_steps4),
+// and the lane owning a step applies D and the gate; y goes back coalesced, with the next chunk's
+// staging where both chunks are whole (no pass and barrier of its own). When p.checkpoints is set
+// it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
+// split along time (see selective_scan_cuda_segments).
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
@@ -51,6 +55,20 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
+// bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
+// the loaded vector let the compiler split the load into eight 2-byte loads); other types as
+// unpack_vec (with the words, f16 spilled at the 128-register cap).
+template <typename T>
+__device__ __forceinline__ void unpack_words(float (&v)[16 / sizeof(T)], const uint4& raw) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int q = 0; q < 4; ++q) v[2 * q] = __uint_as_float(w[q] << 16), v[2 * q + 1] = __uint_as_float(w[q] & 0xffff0000u);
+  } else {
+    unpack_vec<T>(v, raw);
+  }
+}
+
 // Tensor maps of the bulk staging (row-major 2-D views: rows of seqlen steps): delta, u, z as
 // (batch * dim) rows, boxes of the block's rows x kRawChunk steps; per-step B and C as (batch *
 // groups * dstate) rows, boxes of 16 states x kRawChunk steps. Always kRawChunk (128-byte box
@@ -71,17 +89,17 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   const int lgn = __ffs(lo.npad) - 1;
   for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+    // every state row of the raw tile is there (the copy brought 16): those past dstate (another
+    // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
+    // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
+    const bool keep = n < p.dstate;
     float v[V];
-    if (n < p.dstate) {
-      unpack_vec<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
-    } else {
+    unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
 #pragma unroll
-      for (int j = 0; j < V; ++j) v[j] = 0.f;
-    }
-#pragma unroll
-    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
   }
 }
+
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
@@ -253,6 +271,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       });
     };
     int gq = 0;
+    // 16-bit types at 4 lanes per row: four groups per iteration (a reduction tail per 16 steps; f32
+    // measured no faster with it and keeps two)
+    if (kY && kG == 4 && sizeof(T) == 2) {
+#pragma unroll 1
+      for (; gq + 4 <= ngroups; gq += 4) groups(std::integral_constant<int, 4>{}, 4 * gq);
+    }
     if (kY) {
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
@@ -270,6 +294,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
   // mbarrier phase that completes them
   uint32_t raw_state = 0;
+  // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
+  // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
+  bool y_pending = false;
   for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
     const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
@@ -285,6 +312,11 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
         const bool in = r < br.nd;
+        if (y_pending && in) {  // the chunk before's y (t0 - chunk: it was a whole chunk)
+          float yv[V];
+          load_k<V>(yv, s_zy + r * TP + t);
+          store_vec<T>(static_cast<T*>(p.y) + base + r * L + (t0 - chunk) + t, yv);
+        }
         if (in) {
           if (kRaw) {
             const int ri = swizzle128((r * kRawChunk + t) * 2);
@@ -426,7 +458,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
-    if (want_y) {
+    // y of a whole chunk followed by a whole chunk goes out with the next staging (same 16-byte
+    // items, same threads); otherwise here, after a barrier
+    // (16-bit types at 4 states per lane only: at 8 states per lane 10 more registers cost a
+    // resident block; f32 measured no faster with it)
+    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
@@ -475,9 +512,31 @@ int fwd_chunk(const Layout& lo) {
   return chunk;
 }
 
+// What the bulk staging's tensor maps are encoded from.
+struct FwdMapsKey {
+  const void* base[5];
+  int64_t batch, dim, seqlen, b_rows, c_rows;
+  int box_rows, chunk;
+  bool bf16;
+  bool operator==(const FwdMapsKey& o) const { return std::memcmp(this, &o, sizeof(*this)) == 0; }
+};
+
 // The bulk staging's tensor maps (see FwdMaps); ok = false where one doesn't encode (the kernel
-// then stages from device memory as without them).
+// then stages from device memory as without them). The last ones encoded on this thread are
+// kept with their key: calls on the same tensors (a benchmark, a layer run again) skip the
+// driver's encoder (5 maps a launch).
 FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool bf16) {
+  FwdMapsKey key;
+  std::memset(&key, 0, sizeof(key));  // the padding too: keys compare as bytes
+  const ScanBCForm step = ScanBCForm::PerStep;
+  key.base[0] = p.delta, key.base[1] = p.u, key.base[2] = p.z;
+  key.base[3] = p.b_form == step ? p.B : nullptr, key.base[4] = p.c_form == step ? p.C : nullptr;
+  key.batch = p.batch, key.dim = p.dim, key.seqlen = p.seqlen;
+  key.b_rows = p.b_form == step ? p.b_groups * p.dstate : 0, key.c_rows = p.c_form == step ? p.c_groups * p.dstate : 0;
+  key.box_rows = lo.dims, key.chunk = chunk, key.bf16 = bf16;
+  thread_local FwdMapsKey last_key{};
+  thread_local FwdMaps last{};
+  if (last.ok && key == last_key) return last;
   FwdMaps m{};
   const uint64_t L = static_cast<uint64_t>(p.seqlen), stride[1] = {L * 2};
   auto tile = [&](CUtensorMap* map, const void* base, uint64_t rows, uint32_t box_rows) {
@@ -492,7 +551,28 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
           tile(&m.B, p.B, static_cast<uint64_t>(p.batch) * p.b_groups * p.dstate, kRawStates)) &&
          (p.c_form != ScanBCForm::PerStep ||
           tile(&m.C, p.C, static_cast<uint64_t>(p.batch) * p.c_groups * p.dstate, kRawStates));
+  if (m.ok) last_key = key, last = m;
   return m;
+}
+
+// Raises the kernel's dynamic shared memory limit to `bytes` and its carveout to the largest
+// shared share (left to the driver, the L1 share may stay large and fewer blocks fit), once per
+// device and size: the attribute calls cost host time on every launch otherwise. Thread-safe (a
+// race only repeats the calls).
+template <typename Kernel>
+void fwd_smem_once(Kernel* kernel, std::atomic<size_t> (&done)[64], size_t bytes) {
+  int dev = 0;
+  cuda::check(cudaGetDevice(&dev), "selectiveScan: device");
+  if (dev >= 0 && dev < 64 && done[dev].load(std::memory_order_acquire) >= bytes) return;
+  cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+              "selectiveScan: shared memory");
+  cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                   static_cast<int>(cudaSharedmemCarveoutMaxShared)),
+              "selectiveScan: shared memory");
+  if (dev < 0 || dev >= 64) return;
+  size_t cur = done[dev].load(std::memory_order_relaxed);
+  while (cur < bytes && !done[dev].compare_exchange_weak(cur, bytes, std::memory_order_release)) {
+  }
 }
 
 template <typename T, int K, int kG>
@@ -504,9 +584,8 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
-  if (smem > 48 * 1024)
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-                "selectiveScan: shared memory");
+  static std::atomic<size_t> smem_done[64];  // per instantiation: the size set on each device
+  if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
     kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);

@@ -40,6 +40,10 @@ const cases: ScanCase[] = [
   // packed (the sequential forward), seqlen a multiple of 8: 2-byte whole chunks come in by bulk
   // copies; dstate 12 of 16 padded states, 20-row blocks (C in 2 groups), time segments
   { batch: 2, dim: 40, seqlen: 520, dstate: 12, B: 'step', C: 2, z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[200, 320], [520]] },
+  // dstate 9-16, blocks partly filled (100 and 72 rows), a time-invariant B with restarts, then a
+  // time-invariant C; bulk-copied whole chunks, time segments
+  { batch: 1, dim: 100, seqlen: 1000, dstate: 16, B: 'ti', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[333, 600, 67]] },
+  { batch: 2, dim: 72, seqlen: 264, dstate: 13, B: 'step', C: 'ti', z: true, D: true, softplus: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
@@ -115,7 +119,9 @@ describeGpu('selectiveScan on CUDA', () => {
     // packed: the sequential forward; not packed (few rows, per-step B/C): the time-parallel one
     const packedCase: ScanCase = { batch: 2, dim: 40, seqlen: 300, dstate: 16, B: 'step', C: 2, z: true, D: true, softplus: true, deltaBias: true, initialState: true, packed: [[100, 200], [300]] };
     // (seqlen 296, packed: whole 16-byte chunks, bulk-copied in 2-byte dtypes, 32-step chunks)
-    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }, { ...packedCase, seqlen: 296, packed: [[96, 200], [296]] }]) checkpointsAgree(c);
+    // (dim 100, one C group: a partly filled last block)
+    const partBlock: ScanCase = { ...packedCase, batch: 1, dim: 100, seqlen: 296, C: 'step', packed: [[96, 200]] };
+    for (const c of [packedCase, { ...packedCase, packed: undefined }, { ...packedCase, packed: undefined, seqlen: 296 }, { ...packedCase, seqlen: 296, packed: [[96, 200], [296]] }, partBlock]) checkpointsAgree(c);
     const c = packedCase;
     const data = randomData(c);
     const { opts } = build(c, 'float32', 'cuda', data);
