@@ -328,12 +328,7 @@ template <typename T>
 void preload_fold() {
   preload_kernels<ssd_fold_kernel<T, 1, 1>, ssd_fold_kernel<T, 1, 2>, ssd_fold_kernel<T, 2, 1>, ssd_fold_kernel<T, 2, 2>>();
 }
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          if (!wgmma_available()) return;
-                          preload_fold<__half>();
-                          preload_fold<__nv_bfloat16>();
-                        }),
-                        true);
+const bool g_preload = register_wgmma_preload<preload_fold<__half>, preload_fold<__nv_bfloat16>>();
 
 template <typename T, int NK, int HB>
 void launch_fold_hb(const Dev& d, const float2* scal, const int* segs, const unsigned* ready, const FoldMaps& maps,

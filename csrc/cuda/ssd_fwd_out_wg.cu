@@ -325,12 +325,7 @@ void preload_wg() {
   preload_kernels<ssd_wg_out_kernel<T, 1, true>, ssd_wg_out_kernel<T, 2, true>, ssd_wg_out_kernel<T, 1, false>,
                   ssd_wg_out_kernel<T, 2, false>>();
 }
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          if (!wgmma_available()) return;
-                          preload_wg<__half>();
-                          preload_wg<__nv_bfloat16>();
-                        }),
-                        true);
+const bool g_preload = register_wgmma_preload<preload_wg<__half>, preload_wg<__nv_bfloat16>>();
 
 template <typename T, int HB, bool TMA>
 bool launch_variant(const Dev& d, const uint4* cbf, const float2* scal, const int* segs, const OutMaps& maps,

@@ -226,12 +226,7 @@ template <typename T>
 void preload_state() {
   preload_kernels<ssd_wg_state_kernel<T, true, 1>, ssd_wg_state_kernel<T, true, 2>, ssd_wg_state_kernel<T, false, 1>>();
 }
-const bool g_preload = (cuda::register_kernel_preload([] {
-                          if (!wgmma_available()) return;
-                          preload_state<__half>();
-                          preload_state<__nv_bfloat16>();
-                        }),
-                        true);
+const bool g_preload = register_wgmma_preload<preload_state<__half>, preload_state<__nv_bfloat16>>();
 
 template <typename T, bool TMA, int HS>
 void launch_hs(const Dev& d, float2* scal, int* segs, unsigned* ready, const CUtensorMap& xmap, const CUtensorMap& bmap,

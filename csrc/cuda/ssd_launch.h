@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 #include <atomic>
 #include "cuda/check.cuh"
+#include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
 
@@ -89,6 +90,17 @@ int64_t forward_mma_cb_bytes(const Dev& d);
 // Whether this build carries sm_90a code and the current device runs it (compute capability 9.0):
 // the warpgroup-product (wgmma) kernels below.
 bool wgmma_available();
+// A wgmma file's kernel preload (preload_kernels for each 16-bit type), registered where the
+// wgmma kernels run: `const bool g_preload = register_wgmma_preload<f<__half>, f<__nv_bfloat16>>();`.
+template <void (*HALF)(), void (*BF16)()>
+bool register_wgmma_preload() {
+  cuda::register_kernel_preload([] {
+    if (!wgmma_available()) return;
+    HALF();
+    BF16();
+  });
+  return true;
+}
 // The forward's state stage on warpgroup products (ssd_fwd_state_wg.cu) where wgmma_available;
 // false (nothing launched) otherwise.
 // ready: null, or the per-chunk readiness counters ((batch, H, nc), zeroed) it increments (see
