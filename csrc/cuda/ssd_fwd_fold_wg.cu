@@ -356,19 +356,7 @@ void launch_fold_nk(const Dev& d, const float2* scal, const int* segs, const uns
 // The maps of this call (through the per-thread cache), or false where they don't encode.
 template <typename T>
 bool fold_maps(const Dev& d, FoldMaps* maps) {
-  constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
-  const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
-  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
-  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
-  const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
-  const uint64_t sst[1] = {uint64_t(d.NP) * 2};
-  return encode_tile_map_16_cached(&maps->x, bf16, d.x, 4, xd, xst, box4) &&
-         (!d.z || encode_tile_map_16_cached(&maps->z, bf16, d.z, 4, xd, xst, box4)) &&
-         encode_tile_map_16_cached(&maps->B, bf16, d.B, 4, cd, cst, box4) &&
-         encode_tile_map_16_cached(&maps->C, bf16, d.C, 4, cd, cst, box4) &&
-         encode_tile_map_16_cached(&maps->St, bf16, d.St, 2, sd, sst, box2);
+  return encode_forward_maps(d, std::is_same_v<T, __nv_bfloat16>, &maps->x, &maps->z, &maps->B, &maps->C, &maps->St);
 }
 
 }  // namespace

@@ -348,6 +348,22 @@ bool launch_tma(const Dev& d, const uint4* cbf, const float2* scal, const int* s
 
 }  // namespace
 
+bool encode_forward_maps(const Dev& d, bool bf16, CUtensorMap* x, CUtensorMap* z, CUtensorMap* B, CUtensorMap* C,
+                         CUtensorMap* St) {
+  const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
+  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
+  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
+  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
+  const uint64_t sst[1] = {uint64_t(d.NP) * 2};
+  return encode_tile_map_16_cached(x, bf16, d.x, 4, xd, xst, box4) &&
+         (!d.z || encode_tile_map_16_cached(z, bf16, d.z, 4, xd, xst, box4)) &&
+         (!B || encode_tile_map_16_cached(B, bf16, d.B, 4, cd, cst, box4)) &&
+         encode_tile_map_16_cached(C, bf16, d.C, 4, cd, cst, box4) &&
+         encode_tile_map_16_cached(St, bf16, d.St, 2, sd, sst, box2);
+}
+
 template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
@@ -356,17 +372,7 @@ bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const in
   // of 8); the same kernel with cp.async otherwise.
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   OutMaps maps{};
-  const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
-  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
-  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
-  const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
-  const uint64_t sst[1] = {uint64_t(d.NP) * 2};
-  const bool tma = encode_tile_map_16_cached(&maps.x, bf16, d.x, 4, xd, xst, box4) &&
-                   (!d.z || encode_tile_map_16_cached(&maps.z, bf16, d.z, 4, xd, xst, box4)) &&
-                   encode_tile_map_16_cached(&maps.C, bf16, d.C, 4, cd, cst, box4) &&
-                   encode_tile_map_16_cached(&maps.St, bf16, d.St, 2, sd, sst, box2);
+  const bool tma = encode_forward_maps(d, bf16, &maps.x, &maps.z, nullptr, &maps.C, &maps.St);
   return tma ? launch_tma<T, true>(d, cbf, scal, segs, maps, stream) : launch_tma<T, false>(d, cbf, scal, segs, maps, stream);
 }
 

@@ -7,6 +7,7 @@
 #include "cuda/runtime.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
+#include "cuda/tensor_map.h"
 
 namespace ss::cuda::ssd {
 
@@ -90,6 +91,11 @@ int64_t forward_mma_cb_bytes(const Dev& d);
 // Whether this build carries sm_90a code and the current device runs it (compute capability 9.0):
 // the warpgroup-product (wgmma) kernels below.
 bool wgmma_available();
+// The 16-bit forward's tile maps (64 x 64 boxes, through the per-thread cache): x and z as (P, H,
+// L, batch), B and C as (N, G, L, batch), the chunk states St as (NP, batch·H·nc·PP). A null `B`
+// (or a null d.z) skips that map. False where one doesn't encode (rows not 16-byte aligned).
+bool encode_forward_maps(const Dev& d, bool bf16, CUtensorMap* x, CUtensorMap* z, CUtensorMap* B, CUtensorMap* C,
+                         CUtensorMap* St);
 // A wgmma file's kernel preload (preload_kernels for each 16-bit type), registered where the
 // wgmma kernels run: `const bool g_preload = register_wgmma_preload<f<__half>, f<__nv_bfloat16>>();`.
 template <void (*HALF)(), void (*BF16)()>
