@@ -228,14 +228,9 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 #pragma unroll
         for (int hf = 0; hf < 2; ++hf) {
           const int ni = 2 * kk + hf, s0 = r * kS + 8 * ni + tq;
-          const float4 sc = *reinterpret_cast<const float4*>(sScal + s0);  // (cs, dt') of s0, s0 + 1
-          const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-          const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? exp2f(cs_lo - sc.x) * sc.y : 0.f;
-          const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? exp2f(cs_lo - sc.z) * sc.w : 0.f;
-          const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? exp2f(cs_hi - sc.x) * sc.y : 0.f;
-          const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? exp2f(cs_hi - sc.z) * sc.w : 0.f;
-          a[kk][2 * hf] = pack2<T>(cb[4 * ni] * f0, cb[4 * ni + 1] * f1);
-          a[kk][2 * hf + 1] = pack2<T>(cb[4 * ni + 2] * f2, cb[4 * ni + 3] * f3);
+          const float4 f = masked_weights(sScal, sSeg, s0, row_lo, row_hi, seg_lo, seg_hi, cs_lo, cs_hi);
+          a[kk][2 * hf] = pack2<T>(cb[4 * ni] * f.x, cb[4 * ni + 1] * f.y);
+          a[kk][2 * hf + 1] = pack2<T>(cb[4 * ni + 2] * f.z, cb[4 * ni + 3] * f.w);
         }
       } else {
 #pragma unroll

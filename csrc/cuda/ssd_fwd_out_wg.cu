@@ -264,15 +264,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
 #pragma unroll
           for (int hf = 0; hf < 2; ++hf) {  // token columns 16·kk + 8·hf + tq, + 1
             const int s0 = j * kS + 16 * kk + 8 * hf + tq;
-            const float4 sc = *reinterpret_cast<const float4*>(sS + s0);  // (cs, dt') of s0, s0 + 1
-            const int sg0 = sSeg[s0], sg1 = sSeg[s0 + 1];
-            // the factors of rows row_lo (f0, f1) and row_hi (f2, f3), applied as T pairs
-            const float f0 = (s0 <= row_lo && sg0 == seg_lo) ? exp2f(cs_lo - sc.x) * sc.y : 0.f;
-            const float f1 = (s0 + 1 <= row_lo && sg1 == seg_lo) ? exp2f(cs_lo - sc.z) * sc.w : 0.f;
-            const float f2 = (s0 <= row_hi && sg0 == seg_hi) ? exp2f(cs_hi - sc.x) * sc.y : 0.f;
-            const float f3 = (s0 + 1 <= row_hi && sg1 == seg_hi) ? exp2f(cs_hi - sc.z) * sc.w : 0.f;
-            a[kk][2 * hf] = mul2<T>(u[2 * hf], pack2<T>(f0, f1));
-            a[kk][2 * hf + 1] = mul2<T>(u[2 * hf + 1], pack2<T>(f2, f3));
+            // the factors of rows row_lo (x, y) and row_hi (z, w), applied as T pairs
+            const float4 f = masked_weights(sS, sSeg, s0, row_lo, row_hi, seg_lo, seg_hi, cs_lo, cs_hi);
+            a[kk][2 * hf] = mul2<T>(u[2 * hf], pack2<T>(f.x, f.y));
+            a[kk][2 * hf + 1] = mul2<T>(u[2 * hf + 1], pack2<T>(f.z, f.w));
           }
         } else {
 #pragma unroll

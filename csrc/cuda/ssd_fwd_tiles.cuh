@@ -305,4 +305,18 @@ __device__ __forceinline__ ChunkScan<E> chunk_scan(const Dev& d, const ChunkToke
   return r;
 }
 
+// Causal, segment-masked weights of token columns s0 and s0 + 1 for the two output rows a lane
+// holds in a 16-row product tile (chunk positions row_lo, row_hi): exp2(cs_row − cs_s)·dt'_s where
+// s ≤ row and s is in the row's segment, else 0; as {lo·s0, lo·s0+1, hi·s0, hi·s0+1}. scal: (cumulative
+// log2 decay, dt') per chunk position; seg: segment ids.
+__device__ __forceinline__ float4 masked_weights(const float2* scal, const int* seg, int s0, int row_lo, int row_hi,
+                                                 int seg_lo, int seg_hi, float cs_lo, float cs_hi) {
+  const float4 sc = *reinterpret_cast<const float4*>(scal + s0);  // (cs, dt') of s0, s0 + 1
+  const int sg0 = seg[s0], sg1 = seg[s0 + 1];
+  return make_float4((s0 <= row_lo && sg0 == seg_lo) ? exp2f(cs_lo - sc.x) * sc.y : 0.f,
+                     (s0 + 1 <= row_lo && sg1 == seg_lo) ? exp2f(cs_lo - sc.z) * sc.w : 0.f,
+                     (s0 <= row_hi && sg0 == seg_hi) ? exp2f(cs_hi - sc.x) * sc.y : 0.f,
+                     (s0 + 1 <= row_hi && sg1 == seg_hi) ? exp2f(cs_hi - sc.z) * sc.w : 0.f);
+}
+
 }  // namespace ss::cuda::ssd
