@@ -21,7 +21,6 @@
 // caller asks (stream_weights): each SM streams an equal share of the weights through shared
 // memory with bulk copies.
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <type_traits>
 #include "cuda/bulk_copy.cuh"
@@ -29,6 +28,7 @@
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "ops/dense.h"
 #include "ops/sampling.h"
 
@@ -425,8 +425,8 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   const int pieces = R > 1 ? (rows + R - 1) / R : rows * P;
   const int64_t piece_elems = R > 1 ? R * K : K / P;
   if (threadIdx.x < sh.slots) {
-    cuda::mbar_init(full + threadIdx.x, 1);
-    cuda::mbar_init(empty + threadIdx.x, 1);
+    cuda::mbar_init(cuda::shared_addr(full + threadIdx.x), 1);
+    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), 1);
     cuda::mbar_init_fence();
   }
   __syncthreads();
@@ -438,11 +438,11 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
       const uint64_t pol = cuda::l2_evict_first();
       for (int j = 0; j < pieces; ++j) {
         const int s = j % sh.slots;
-        if (j >= sh.slots) cuda::mbar_wait(empty + s, ((j / sh.slots) - 1) & 1);
+        if (j >= sh.slots) cuda::mbar_wait<true>(cuda::shared_addr(empty + s), ((j / sh.slots) - 1) & 1);
         const int64_t elems = R > 1 ? min(R, rows - j * R) * K : piece_elems;
         const uint32_t bytes = static_cast<uint32_t>(elems * sizeof(T));
-        cuda::mbar_arrive_expect_tx(full + s, bytes);
-        cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, wsrc + j * piece_elems, bytes, full + s, pol);
+        cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), bytes);
+        cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, wsrc + j * piece_elems, bytes, cuda::shared_addr(full + s), pol);
       }
     }
     cuda::pdl_wait();  // the epilogue below reads and writes what earlier kernels own
@@ -522,7 +522,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     };
     for (int j = warp; j < pieces; j += NW) {
       const int s = j % sh.slots;
-      cuda::mbar_wait(full + s, (j / sh.slots) & 1);
+      cuda::mbar_wait<true>(cuda::shared_addr(full + s), (j / sh.slots) & 1);
       const T* wp = reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
       if (R > 1) {
         const int nr = min(R, rows - j * R);
@@ -535,7 +535,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
         if (lane == 0) psum[j] = v;
       }
       __syncwarp();
-      if (lane == 0) cuda::mbar_arrive(empty + s);
+      if (lane == 0) cuda::mbar_arrive(cuda::shared_addr(empty + s));
     }
   }
   __syncthreads();  // every piece summed
@@ -598,15 +598,7 @@ bool stream_off() {
 
 template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
   auto kernel = gemv_stream_kernel<T, XM, NW>;
-  int device = 0;
-  cudaGetDevice(&device);
-  static std::atomic<uint64_t> opted{0};  // devices whose limit this instantiation has raised
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (!(bit && (opted.load(std::memory_order_relaxed) & bit))) {
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(StreamTraits::kSmemBytes)),
-                "linear (gemv): shared memory");
-    opted.fetch_or(bit, std::memory_order_relaxed);
-  }
+  cuda::set_smem_once<gemv_stream_kernel<T, XM, NW>>(StreamTraits::kSmemBytes, "linear (gemv): shared memory", false);
   cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
 }
 

@@ -20,6 +20,7 @@
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
+#include "cuda/smem_optin.h"
 
 namespace ss {
 namespace scan_cuda {
@@ -736,9 +737,7 @@ void launch_bwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   const int chunk = bwd_chunk(lo);
   const size_t smem = bwd_smem_bytes(lo, chunk);
   auto kernel = scan_bwd_kernel<T, K, kG>;
-  if (smem > 48 * 1024)
-    cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
-                "selectiveScanBackward: shared memory");
+  if (smem > 48 * 1024) cuda::set_smem_once<scan_bwd_kernel<T, K, kG>>(smem, "selectiveScanBackward: shared memory", false);
   int occ = 0;
   cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem), "selectiveScanBackward: occupancy");
   const int64_t slots = static_cast<int64_t>(occ > 0 ? occ : 1) * cuda::sm_count(), scan = tl.blocks() * p.batch;

@@ -12,13 +12,13 @@
 // it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
 // split along time (see selective_scan_cuda_segments).
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <string>
 #include <type_traits>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
 #include "cuda/selective_scan_common.cuh"
+#include "cuda/smem_optin.h"
 #include "cuda/tensor_map.h"
 #include "cuda/tma.cuh"
 
@@ -555,26 +555,6 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
   return m;
 }
 
-// Raises the kernel's dynamic shared memory limit to `bytes` and its carveout to the largest
-// shared share (left to the driver, the L1 share may stay large and fewer blocks fit), once per
-// device and size: the attribute calls cost host time on every launch otherwise. Thread-safe (a
-// race only repeats the calls).
-template <typename Kernel>
-void fwd_smem_once(Kernel* kernel, std::atomic<size_t> (&done)[64], size_t bytes) {
-  int dev = 0;
-  cuda::check(cudaGetDevice(&dev), "selectiveScan: device");
-  if (dev >= 0 && dev < 64 && done[dev].load(std::memory_order_acquire) >= bytes) return;
-  cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-              "selectiveScan: shared memory");
-  cuda::check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                   static_cast<int>(cudaSharedmemCarveoutMaxShared)),
-              "selectiveScan: shared memory");
-  if (dev < 0 || dev >= 64) return;
-  size_t cur = done[dev].load(std::memory_order_relaxed);
-  while (cur < bytes && !done[dev].compare_exchange_weak(cur, bytes, std::memory_order_release)) {
-  }
-}
-
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
@@ -584,8 +564,7 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
-  static std::atomic<size_t> smem_done[64];  // per instantiation: the size set on each device
-  if (smem > 48 * 1024) fwd_smem_once(kernel, smem_done, smem);
+  if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
     kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);

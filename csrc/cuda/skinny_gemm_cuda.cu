@@ -20,7 +20,6 @@
 // each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
 // near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
 // stream through TMA with warp-specialised producers, the next thing to try here.
-#include <atomic>
 #include <cstdlib>
 #include <string>
 #include "cuda/async_copy.cuh"
@@ -30,6 +29,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "ops/dense.h"
 
 namespace ss {
@@ -375,25 +375,9 @@ __global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
-int current_device() {
-  int d = 0;
-  cudaGetDevice(&d);
-  return d;
-}
-
-// The kernel's dynamic shared memory (96 KB) needs an opt-in per device and instantiation.
-template <typename T> void allow_smem(int device) {
-  static std::atomic<uint64_t> done{0};
-  const uint64_t bit = device >= 0 && device < 64 ? uint64_t{1} << device : 0;
-  if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
-  cuda::check(cudaFuncSetAttribute(skinny_gemm_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(SkinnyTraits::kSmem)),
-              "linear (skinny): shared memory");
-  done.fetch_or(bit, std::memory_order_relaxed);
-}
-
-template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, int device) {
+template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
   using Tr = SkinnyTraits;
-  allow_smem<T>(device);
+  cuda::set_smem_once<skinny_gemm_kernel<T>>(Tr::kSmem, "linear (skinny): shared memory", false);  // 96 KB
   const int64_t tiles = (p.N + Tr::BN - 1) / Tr::BN;
   // Split K until the blocks cover the SMs (clusters need sm_90), keeping >= 2 stages per block.
   int S = 1;
@@ -432,7 +416,7 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st, i
 
 // Whether the narrow kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K % 32 == 0 with >= 2048
 // (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
-bool narrow_fits(const GemmParams& p, int device) {
+bool narrow_fits(const GemmParams& p) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
          p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
@@ -468,7 +452,7 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
-  if (narrow_fits(p, current_device())) return true;
+  if (narrow_fits(p)) return true;
   // Where cuBLAS is there it is faster (bench/NOTES.md, batch-64 decode, third session: in_proj
   // 64x10240x2560 22 µs against 30 µs), so the skinny GEMM serves hosts without it, unless
   // STATESPACE_SKINNY=1 asks for it (benchmarks, tests) or =0 refuses it.
@@ -485,16 +469,15 @@ bool skinny_gemm_fits(const GemmParams& p) {
 bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
-  const int device = current_device();
-  if (narrow_fits(p, device)) {
+  if (narrow_fits(p)) {
     if (p.dtype == DType::BFloat16)
       launch_narrow<__nv_bfloat16>(p, st);
     else
       launch_narrow<__half>(p, st);
   } else if (p.dtype == DType::BFloat16) {
-    launch_skinny<__nv_bfloat16>(p, st, device);
+    launch_skinny<__nv_bfloat16>(p, st);
   } else {
-    launch_skinny<__half>(p, st, device);
+    launch_skinny<__half>(p, st);
   }
   cuda::check_launch("linear (skinny)");
   return true;

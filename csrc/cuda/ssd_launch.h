@@ -5,45 +5,17 @@
 #include <atomic>
 #include "cuda/check.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "cuda/ssd_common.cuh"
 #include "cuda/ssd_stages.h"
 #include "cuda/tensor_map.h"
 
 namespace ss::cuda::ssd {
 
-// A kernel's dynamic shared memory, and the largest shared-memory carveout: left to the driver,
-// the L1 share may stay large and fewer blocks fit on an SM than the shared memory allows.
-template <typename K> void set_smem(K* kernel, size_t bytes, const char* what) {
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)),
-        what);
-}
-
 constexpr size_t kMaxSmem = 227 * 1024;  // opt-in shared memory per block (sm_90)
 
-// The largest size set_smem_once has set for KERNEL on each device (0: none yet).
-template <auto* KERNEL>
-std::atomic<size_t>& smem_set_for(int dev) {
-  static std::atomic<size_t> done[64] = {};
-  return done[dev];
-}
-
-// set_smem once per kernel, device and size: the attribute calls cost a few µs of host time per
-// call, which short sequences (a prefill layer: ~0.1 ms of GPU work) would see. Thread-safe: two
-// threads racing on a first call both set the attribute (the same value), never a smaller one.
-template <auto* KERNEL>
-void set_smem_once(size_t bytes) {
-  int dev = 0;
-  check(cudaGetDevice(&dev), "ssdChunkScan: device");
-  if (dev < 64 && smem_set_for<KERNEL>(dev).load(std::memory_order_acquire) >= bytes) return;
-  set_smem(KERNEL, bytes, "ssdChunkScan: shared memory");
-  if (dev < 64) {
-    std::atomic<size_t>& done = smem_set_for<KERNEL>(dev);
-    size_t seen = done.load(std::memory_order_relaxed);
-    while (seen < bytes && !done.compare_exchange_weak(seen, bytes, std::memory_order_release)) {
-    }
-  }
-}
+// The SSD kernels' shared-memory opt-in (cuda/smem_optin.h), named for the op.
+template <auto* KERNEL> void set_smem_once(size_t bytes) { cuda::set_smem_once<KERNEL>(bytes, "ssdChunkScan: shared memory"); }
 
 // Kernel preload (cuda::register_kernel_preload: run when a device is first used): loads the
 // kernels' module (CUDA loads lazily, ~1 ms on a kernel's first launch) and gives each the

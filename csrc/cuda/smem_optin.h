@@ -1,0 +1,44 @@
+// Dynamic shared memory above the 48 KB default needs a per-kernel opt-in on each device. The
+// attribute calls cost a few µs of host time each, which short launches (a prefill layer, a
+// decode step) would pay on every call: set_smem_once remembers, per kernel and device, the
+// largest size it has set.
+#pragma once
+#include <cuda_runtime.h>
+#include <atomic>
+#include <cstddef>
+#include "cuda/check.cuh"
+
+namespace ss::cuda {
+
+// A kernel's dynamic shared-memory limit and, with max_shared, the largest shared-memory carveout
+// (left to the driver, the L1 share may stay large and fewer blocks fit on an SM than the shared
+// memory allows).
+template <typename K> void set_smem(K* kernel, size_t bytes, const char* what, bool max_shared = true) {
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
+  if (max_shared)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)),
+          what);
+}
+
+// The largest size set for KERNEL on each device (0: none yet).
+template <auto* KERNEL> std::atomic<size_t>& smem_set_for(int dev) {
+  static std::atomic<size_t> done[64] = {};
+  return done[dev];
+}
+
+// set_smem once per kernel, device and size. Thread-safe: two threads racing on a first call both
+// set the attribute (the same value), never a smaller one.
+template <auto* KERNEL> void set_smem_once(size_t bytes, const char* what, bool max_shared = true) {
+  int dev = 0;
+  check(cudaGetDevice(&dev), what);
+  const bool tracked = dev >= 0 && dev < 64;
+  if (tracked && smem_set_for<KERNEL>(dev).load(std::memory_order_acquire) >= bytes) return;
+  set_smem(KERNEL, bytes, what, max_shared);
+  if (!tracked) return;
+  std::atomic<size_t>& done = smem_set_for<KERNEL>(dev);
+  size_t seen = done.load(std::memory_order_relaxed);
+  while (seen < bytes && !done.compare_exchange_weak(seen, bytes, std::memory_order_release)) {
+  }
+}
+
+}  // namespace ss::cuda
