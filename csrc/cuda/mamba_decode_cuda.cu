@@ -1,0 +1,612 @@
+// The Mamba-1 batch-1 decode megakernel (ops/mamba_decode.h): every layer of the stack in one
+// persistent kernel, so that each SM's weight stream runs on across the phases of a layer and
+// across layers instead of stopping at every kernel boundary.
+//
+// Grid: one block per SM (all resident: ~220 KB of shared memory each, checked by occupancy).
+// Each block owns fixed, contiguous shares: rows [r0, r1) of in_proj and of out_proj, a channel
+// range of the SSM (with its dt_proj rows), and every G-th piece of x_proj. A block is
+//  - one PRODUCER warp (one thread) that walks the block's weight bytes of every layer in the
+//    order the consumers use them and issues bulk copies (cp.async.bulk) into a ring of
+//    shared-memory slots, waiting only for free slots, never for activations: during the grid
+//    barriers it is already loading the next phase's and the next layer's weights;
+//  - NW CONSUMER warps that take the pieces in turn (piece k -> warp k % NW, slot k % slots, the
+//    slot count a multiple of NW, so each slot always serves the same warp, in order) and run the
+//    phases of a layer, separated by grid-wide barriers (one arrival counter on its own line):
+//      P0  h (float32, all of it, from L2) normalised by the layer's RMSNorm weight, in shared memory;
+//      P1  in_proj rows · x; the x rows take the conv step (u), the z rows are stored    | barrier
+//      P2  x_proj pieces · u (partial sums to global, added in a fixed order after)       | barrier
+//      P3  dt_low, B, C; per channel: dt = softplus(dt_proj · dt_low + bias), the state
+//          update, y = (C·s + D·u)·silu(z)                                                | barrier
+//      P4  out_proj rows · y, h[r] += (rounded) product                                    | barrier
+// Rounding as the unfused folded step: z, the conv input and u, x_proj's outputs, dt_proj's
+// output, y and out_proj's output are rounded to T; sums are float32.
+// Data other blocks wrote in this launch (h, u, z, y, partial sums) is read with ld.global.cg
+// (L2), never through L1, which is not coherent across SMs.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+#include "cuda/bulk_copy.cuh"
+#include "cuda/check.cuh"
+#include "cuda/load_any.cuh"
+#include "cuda/pdl.cuh"
+#include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
+#include "ops/mamba_decode.h"
+
+namespace ss {
+namespace {
+
+using cuda::to_float;
+
+struct MegaTraits {
+  static constexpr int kConsumerWarps = 16;
+  static constexpr int kConsumers = kConsumerWarps * 32;
+  static constexpr int kThreads = kConsumers + 32;  // + the producer warp
+  static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (as the gemv stream kernel)
+  static constexpr int kMaxSlots = 64;
+  static constexpr int kMaxState = 32;              // dstate: one lane per state
+};
+
+// How a block's share of a matrix (rows of K elements) is cut into pieces: `rows` whole rows per
+// piece, or (parts > 1) 1/parts of a row.
+struct PieceShape {
+  int rows = 1, parts = 1;
+};
+
+// Everything the host decides besides the layers.
+struct MegaShape {
+  int G = 0;                       // blocks
+  int slots = 0;
+  uint32_t slot_bytes = 0;
+  uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, ring_off = 0;
+  PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
+  int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
+};
+
+struct MegaArgs {
+  int64_t H, I, N, R, W;
+  int layers;
+  float eps;
+  DType conv_dtype;
+  int conv_bytes;        // its element size
+  float* h;
+  unsigned char* u;      // (I) T
+  unsigned char* z;      // (I) T
+  unsigned char* y;      // (I) T
+  float* xpart;          // (R + 2N) · xp_parts
+  MegaShape sh;
+  MambaDecodeLayer layer[kMambaDecodeMaxLayers];
+};
+
+// Block b's contiguous share [first, first + count) of n items over G blocks.
+struct Span {
+  int64_t first;
+  int count;
+};
+__host__ __device__ inline Span share(int64_t n, int G, int b) {
+  const int64_t lo = n * b / G, hi = n * (b + 1) / G;
+  return {lo, static_cast<int>(hi - lo)};
+}
+__host__ __device__ inline int pieces_of(const PieceShape& s, int rows) { return s.parts > 1 ? rows * s.parts : (rows + s.rows - 1) / s.rows; }
+// x_proj pieces of block b: global pieces b, b + G, ...
+__host__ __device__ inline int xp_pieces(int64_t total, int G, int b) { return b < total ? static_cast<int>((total - b + G - 1) / G) : 0; }
+
+// Element offset (from the matrix start) and element count of piece j of a block's share.
+struct Piece {
+  int64_t off, elems;
+};
+__device__ __forceinline__ Piece piece_at(const PieceShape& s, const Span& sp, int64_t K, int j) {
+  if (s.parts > 1) return {(sp.first + j / s.parts) * K + (j % s.parts) * (K / s.parts), K / s.parts};
+  const int nr = min(s.rows, sp.count - j * s.rows);
+  return {(sp.first + static_cast<int64_t>(j) * s.rows) * K, static_cast<int64_t>(nr) * K};
+}
+
+// a0 + Σ w[0..3]·lo, a1 + Σ w[4..7]·hi for 8 16-bit weights read from shared memory as one 16-byte word.
+template <typename T> __device__ __forceinline__ void dot8(const T* wp, float4 lo, float4 hi, float& a0, float& a1) {
+  const uint4 q = *reinterpret_cast<const uint4*>(wp);
+  const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+  float w[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      w[2 * j] = __uint_as_float(u[j] << 16);
+      w[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    } else {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
+      w[2 * j] = f.x;
+      w[2 * j + 1] = f.y;
+    }
+  }
+  a0 = fmaf(lo.x, w[0], a0);
+  a0 = fmaf(lo.y, w[1], a0);
+  a0 = fmaf(lo.z, w[2], a0);
+  a0 = fmaf(lo.w, w[3], a0);
+  a1 = fmaf(hi.x, w[4], a1);
+  a1 = fmaf(hi.y, w[5], a1);
+  a1 = fmaf(hi.z, w[6], a1);
+  a1 = fmaf(hi.w, w[7], a1);
+}
+
+// 8 elements of T from 16 bytes.
+template <typename T> __device__ __forceinline__ void unpack8(uint4 q, float (&f)[8]) {
+  const uint32_t u[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      f[2 * j] = __uint_as_float(u[j] << 16);
+      f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    } else {
+      const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&u[j]));
+      f[2 * j] = v.x;
+      f[2 * j + 1] = v.y;
+    }
+  }
+}
+
+// Element i of a T vector that other blocks wrote in this launch (from L2).
+template <typename T> __device__ __forceinline__ float ldcg_t(const unsigned char* base, int64_t i) {
+  const unsigned short bits = __ldcg(reinterpret_cast<const unsigned short*>(base) + i);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __uint_as_float(static_cast<uint32_t>(bits) << 16);
+  else return __half2float(__ushort_as_half(bits));
+}
+
+template <typename T> __device__ __forceinline__ float round_t(float v) { return to_float(cuda::from_float<T>(v)); }
+
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(MegaTraits::kConsumers) : "memory"); }
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
+// The grid barrier's arrival counter and the count of blocks that finished, each on its own line.
+// Zero at module load; the last block of a launch to finish resets both (no block polls then),
+// so a launch needs no memset before it (which would also break the programmatic launch chain).
+// One stream per device: launches never overlap.
+__device__ __align__(128) unsigned int g_mega_sync[64];
+constexpr int kArrive = 0, kDone = 32;
+
+// Grid-wide barrier of the consumer warps: the k-th barrier of the launch (k = 1, 2, ...) returns
+// once every block has arrived k times. One thread per block arrives (release) and polls (acquire).
+__device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
+  consumer_sync();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
+    const unsigned int target = k * static_cast<unsigned int>(G);
+    unsigned int seen = 0;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    } while (seen < target);
+    __threadfence();
+  }
+  consumer_sync();
+}
+
+// The activation vector of a phase in shared memory: element 8v + j at lo[v] (j < 4) / hi[v].
+struct Act {
+  float4* lo;
+  float4* hi;
+  __device__ __forceinline__ float at(int64_t k) const {
+    const float4 q = (k & 7) < 4 ? lo[k >> 3] : hi[k >> 3];
+    const int j = k & 3;
+    return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
+  }
+  __device__ __forceinline__ void put(int64_t v, const float (&f)[8]) const {
+    lo[v] = make_float4(f[0], f[1], f[2], f[3]);
+    hi[v] = make_float4(f[4], f[5], f[6], f[7]);
+  }
+};
+
+// Loads a vector of n (multiple of 8) elements of T that other blocks wrote in this launch into act.
+template <typename T> __device__ __forceinline__ void load_act(const Act& act, const unsigned char* src, int64_t n) {
+  for (int64_t v = threadIdx.x; v < n / 8; v += MegaTraits::kConsumers) {
+    float f[8];
+    unpack8<T>(__ldcg(reinterpret_cast<const uint4*>(src) + v), f);
+    act.put(v, f);
+  }
+}
+
+template <typename T, typename S>
+__global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(const __grid_constant__ MegaArgs a) {
+  constexpr int NW = MegaTraits::kConsumerWarps, NT = MegaTraits::kConsumers;
+  extern __shared__ __align__(128) unsigned char smem[];
+  __shared__ float ss_w[NW];
+  const MegaShape& sh = a.sh;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem);
+  uint64_t* empty = full + sh.slots;
+  const Act act{reinterpret_cast<float4*>(smem + sh.act_off), reinterpret_cast<float4*>(smem + sh.act_off) + (a.H > a.I ? a.H : a.I) / 8};
+  float* psum = reinterpret_cast<float*>(smem + sh.psum_off);
+  float* dbc = reinterpret_cast<float*>(smem + sh.dbc_off);  // dt_low, B, C of the layer (rounded to T)
+  float* zs = reinterpret_cast<float*>(smem + sh.z_off);     // z of the block's channels
+  unsigned char* ring = smem + sh.ring_off;
+  const int b = blockIdx.x, G = sh.G;
+  const int64_t H = a.H, I = a.I, N = a.N, R = a.R, W = a.W;
+  const int64_t XR = R + 2 * N;                                 // x_proj rows
+  const int64_t xp_total = XR * sh.xp_parts, xp_len = I / sh.xp_parts;
+  const Span in_sp = share(2 * I, G, b), out_sp = share(H, G, b), ch_sp = share(I, G, b);
+  const int n_in = pieces_of(sh.in, in_sp.count), n_out = pieces_of(sh.out, out_sp.count), n_dt = pieces_of(sh.dt, ch_sp.count);
+  const int n_xp = xp_pieces(xp_total, G, b);
+
+  if (threadIdx.x < sh.slots) {
+    cuda::mbar_init(cuda::shared_addr(full + threadIdx.x), 1);
+    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), 1);
+    cuda::mbar_init_fence();
+  }
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  if (warp == NW) {
+    // Producer: only weights, which no kernel writes, so no wait for anything but free slots.
+    if (lane != 0) return;
+    const uint64_t pol = cuda::l2_evict_first();
+    uint32_t seq = 0;
+    auto issue = [&](const void* src, int64_t bytes) {
+      const int s = static_cast<int>(seq % sh.slots);
+      if (seq >= static_cast<uint32_t>(sh.slots)) cuda::mbar_wait<true>(cuda::shared_addr(empty + s), ((seq / sh.slots) - 1) & 1);
+      cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), static_cast<uint32_t>(bytes));
+      cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, src, static_cast<uint32_t>(bytes), cuda::shared_addr(full + s), pol);
+      ++seq;
+    };
+    for (int l = 0; l < a.layers; ++l) {
+      const MambaDecodeLayer& L = a.layer[l];
+      for (int j = 0; j < n_in; ++j) {
+        const Piece pc = piece_at(sh.in, in_sp, H, j);
+        issue(static_cast<const T*>(L.in_proj) + pc.off, pc.elems * 2);
+      }
+      for (int i = 0; i < n_xp; ++i) {
+        const int64_t q = b + static_cast<int64_t>(i) * G;
+        issue(static_cast<const T*>(L.x_proj) + (q / sh.xp_parts) * I + (q % sh.xp_parts) * xp_len, xp_len * 2);
+      }
+      for (int j = 0; j < n_dt; ++j) {
+        const Piece pc = piece_at(sh.dt, ch_sp, R, j);
+        issue(static_cast<const T*>(L.dt_proj) + pc.off, pc.elems * 2);
+      }
+      for (int j = 0; j < n_out; ++j) {
+        const Piece pc = piece_at(sh.out, out_sp, I, j);
+        issue(static_cast<const T*>(L.out_proj) + pc.off, pc.elems * 2);
+      }
+    }
+    return;
+  }
+
+  // ---- consumers ----
+  const int tid = threadIdx.x;
+  uint32_t seq = 0;        // pieces consumed so far (all warps count every piece)
+  unsigned int bar = 0;    // grid barriers passed
+  // Waits for piece seq + j (owned by this warp) and returns its slot's address.
+  auto take = [&](int j) -> const T* {
+    const uint32_t k = seq + j;
+    const int s = static_cast<int>(k % sh.slots);
+    cuda::mbar_wait<true>(cuda::shared_addr(full + s), (k / sh.slots) & 1);
+    return reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
+  };
+  auto release = [&](int j) {
+    __syncwarp();
+    if (lane == 0) cuda::mbar_arrive(cuda::shared_addr(empty + static_cast<int>((seq + j) % sh.slots)));
+  };
+  auto mine = [&](int j) { return static_cast<int>((seq + j) % NW) == warp; };
+  // Σ over nv vectors of a piece at wp against act from vector x0, reduced over the warp.
+  auto dot = [&](const T* wp, int64_t x0, int64_t nv) {
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+    for (int64_t i = lane; i < nv; i += 64) {
+      dot8(wp + i * 8, act.lo[x0 + i], act.hi[x0 + i], a0, a1);
+      if (i + 32 < nv) dot8(wp + (i + 32) * 8, act.lo[x0 + i + 32], act.hi[x0 + i + 32], a2, a3);
+    }
+    float r = (a0 + a1) + (a2 + a3);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+    return r;
+  };
+  // The products of a phase's pieces (shape s, share sp, rows of K) into psum[local row · parts + part].
+  auto products = [&](const PieceShape& s, const Span& sp, int64_t K, int n) {
+    for (int j = 0; j < n; ++j) {
+      if (!mine(j)) continue;
+      const T* wp = take(j);
+      if (s.parts > 1) {
+        const int64_t len = K / s.parts;
+        const float v = dot(wp, (j % s.parts) * (len / 8), len / 8);
+        if (lane == 0) psum[j] = v;
+      } else {
+        const int nr = min(s.rows, sp.count - j * s.rows);
+        for (int r = 0; r < nr; ++r) {
+          const float v = dot(wp + r * K, 0, K / 8);
+          if (lane == 0) psum[j * s.rows + r] = v;
+        }
+      }
+      release(j);
+    }
+    seq += n;
+  };
+  auto row_sum = [&](const PieceShape& s, int i) {
+    float v = 0.f;
+    for (int q = 0; q < s.parts; ++q) v += psum[i * s.parts + q];
+    return v;
+  };
+
+  // Brings the lines of `bytes` bytes at p toward L1 (the threads take every NT-th line).
+  auto prefetch_range = [&](const void* p, int64_t bytes) {
+    if (!p || bytes <= 0) return;
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{127}, hi = reinterpret_cast<uintptr_t>(p) + bytes;
+    for (uintptr_t q = lo + static_cast<uintptr_t>(tid) * 128; q < hi; q += static_cast<uintptr_t>(NT) * 128) prefetch_l1(reinterpret_cast<const void*>(q));
+  };
+  const int64_t cbytes = a.conv_bytes;
+  const int64_t x_end = in_sp.first + in_sp.count < I ? in_sp.first + in_sp.count : I;
+  const int64_t x_rows = x_end > in_sp.first ? x_end - in_sp.first : 0;  // the block's conv rows
+
+  cuda::pdl_wait();  // h and the states: written by earlier kernels
+  for (int l = 0; l < a.layers; ++l) {
+    const MambaDecodeLayer& L = a.layer[l];
+    // The per-channel operands of this layer's epilogues toward L1 now, so that their loads after
+    // the products hit there instead of making a trip to DRAM on the critical path.
+    if (x_rows > 0) {
+      prefetch_range(static_cast<const unsigned char*>(L.conv_state) + in_sp.first * (W - 1) * cbytes, x_rows * (W - 1) * cbytes);
+      prefetch_range(static_cast<const T*>(L.conv_w) + in_sp.first * W, x_rows * W * 2);
+      if (L.conv_b) prefetch_range(static_cast<const T*>(L.conv_b) + in_sp.first, x_rows * 2);
+    }
+    prefetch_range(L.A + ch_sp.first * N, ch_sp.count * N * 4);
+    prefetch_range(static_cast<const S*>(L.ssm_state) + ch_sp.first * N, ch_sp.count * N * static_cast<int64_t>(sizeof(S)));
+    prefetch_range(L.dt_bias + ch_sp.first, ch_sp.count * 4);
+    if (L.D) prefetch_range(L.D + ch_sp.first, ch_sp.count * 4);
+
+    // P0: x = h · norm_w (f32) into act; the RMS scale applies to the sums (as the folded gemv).
+    float ss = 0.f;
+    for (int64_t v = tid; v < H / 8; v += NT) {
+      const float4 q0 = __ldcg(reinterpret_cast<const float4*>(a.h) + 2 * v), q1 = __ldcg(reinterpret_cast<const float4*>(a.h) + 2 * v + 1);
+      float f[8] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w}, w[8];
+      unpack8<T>(*reinterpret_cast<const uint4*>(static_cast<const T*>(L.norm_w) + v * 8), w);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        ss = fmaf(f[j], f[j], ss);
+        f[j] *= w[j];
+      }
+      act.put(v, f);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) ss_w[warp] = ss;
+    consumer_sync();
+    float tot = 0.f;
+#pragma unroll
+    for (int w = 0; w < NW; ++w) tot += ss_w[w];
+    const float scale = rsqrtf(tot / static_cast<float>(H) + a.eps);
+
+    // P1: in_proj; x rows take the conv step (u), z rows are stored.
+    products(sh.in, in_sp, H, n_in);
+    consumer_sync();
+    for (int i = tid; i < in_sp.count; i += NT) {
+      const int64_t n = in_sp.first + i;
+      const float v = row_sum(sh.in, i) * scale;
+      if (n < I) {
+        // causalConv1dUpdate's arithmetic on the rounded product (as the gemv's conv epilogue)
+        const float x = round_t<T>(v);
+        const T* cw = static_cast<const T*>(L.conv_w) + n * W;
+        const int64_t base = n * (W - 1);
+        float acc = L.conv_b ? to_float(static_cast<const T*>(L.conv_b)[n]) : 0.f;
+        for (int64_t k = 0; k < W - 1; ++k) acc += to_float(cw[k]) * cuda::load_any(L.conv_state, a.conv_dtype, base + k);
+        acc += to_float(cw[W - 1]) * x;
+        for (int64_t k = 0; k + 1 < W - 1; ++k) cuda::store_any(L.conv_state, a.conv_dtype, base + k, cuda::load_any(L.conv_state, a.conv_dtype, base + k + 1));
+        if (W > 1) cuda::store_any(L.conv_state, a.conv_dtype, base + W - 2, x);
+        reinterpret_cast<T*>(a.u)[n] = cuda::from_float<T>(cuda::silu_f(acc));
+      } else {
+        reinterpret_cast<T*>(a.z)[n - I] = cuda::from_float<T>(v);
+      }
+    }
+    grid_sync(g_mega_sync + kArrive, ++bar, G);
+
+    // P2: x_proj pieces · u; partial sums to global.
+    load_act<T>(act, a.u, I);
+    consumer_sync();
+    for (int i = 0; i < n_xp; ++i) {
+      if (!mine(i)) continue;
+      const T* wp = take(i);
+      const int64_t q = b + static_cast<int64_t>(i) * G;
+      const float v = dot(wp, (q % sh.xp_parts) * (xp_len / 8), xp_len / 8);
+      if (lane == 0) a.xpart[q] = v;
+      release(i);
+    }
+    seq += n_xp;
+    grid_sync(g_mega_sync + kArrive, ++bar, G);
+
+    // P3: dt_low, B, C (each row's parts added in order, rounded as a linear layer's output), the
+    // z of the block's channels; then per channel (a warp each) dt_proj, the state update, y.
+    for (int64_t j = tid; j < XR; j += NT) {
+      float v = 0.f;
+      for (int q = 0; q < sh.xp_parts; ++q) v += __ldcg(a.xpart + j * sh.xp_parts + q);
+      dbc[j] = round_t<T>(v);
+    }
+    for (int i = tid; i < ch_sp.count; i += NT) zs[i] = ldcg_t<T>(a.z, ch_sp.first + i);
+    consumer_sync();
+    for (int j = 0; j < n_dt; ++j) {
+      if (!mine(j)) continue;
+      const T* wp = take(j);
+      const int nr = min(sh.dt.rows, ch_sp.count - j * sh.dt.rows);
+      for (int r = 0; r < nr; ++r) {
+        const int ci = j * sh.dt.rows + r;
+        const int64_t c = ch_sp.first + ci;
+        float acc = 0.f;
+        for (int64_t v = lane; v < R / 8; v += 32) {
+          float w[8];
+          unpack8<T>(*reinterpret_cast<const uint4*>(wp + r * R + v * 8), w);
+#pragma unroll
+          for (int k = 0; k < 8; ++k) acc = fmaf(dbc[v * 8 + k], w[k], acc);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        const float dt = cuda::softplus_f(round_t<T>(acc) + L.dt_bias[c]);
+        const float x = act.at(c);
+        float yv = 0.f;
+        if (lane < N) {
+          S* st = static_cast<S*>(L.ssm_state) + c * N + lane;
+          const float s = to_float(*st) * __expf(dt * L.A[c * N + lane]) + (dt * x) * dbc[R + lane];
+          *st = cuda::from_float<S>(s);
+          yv = s * dbc[R + N + lane];
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) yv += __shfl_xor_sync(0xffffffffu, yv, o);
+        if (lane == 0) {
+          if (L.D) yv += L.D[c] * x;
+          yv *= cuda::silu_f(zs[ci]);
+          reinterpret_cast<T*>(a.y)[c] = cuda::from_float<T>(yv);
+        }
+      }
+      release(j);
+    }
+    seq += n_dt;
+    grid_sync(g_mega_sync + kArrive, ++bar, G);
+
+    // P4: out_proj · y; h += the rounded product.
+    load_act<T>(act, a.y, I);
+    consumer_sync();
+    products(sh.out, out_sp, I, n_out);
+    consumer_sync();
+    for (int i = tid; i < out_sp.count; i += NT) {
+      const int64_t n = out_sp.first + i;
+      a.h[n] = __ldcg(a.h + n) + round_t<T>(row_sum(sh.out, i));
+    }
+    if (l + 1 < a.layers) grid_sync(g_mega_sync + kArrive, ++bar, G);
+  }
+  // Thread 0 is the block's only poller and has passed its last barrier.
+  if (tid == 0) {
+    __threadfence();
+    if (atomicAdd(g_mega_sync + kDone, 1u) == static_cast<unsigned int>(G) - 1) {
+      atomicExch(g_mega_sync + kArrive, 0u);
+      atomicExch(g_mega_sync + kDone, 0u);
+    }
+  }
+}
+
+// ---- host side ----
+
+// STATESPACE_DECODE_MEGAKERNEL=0 (read per call, i.e. when a decode step is captured) keeps the
+// op-by-op step.
+bool megakernel_off() {
+  const char* v = std::getenv("STATESPACE_DECODE_MEGAKERNEL");
+  return v && v[0] == '0';
+}
+
+// Pieces of rows of K 16-bit elements: whole rows up to kPieceBytes, else the fewest parts of a
+// whole number of 16-byte vectors. {0, 0}: no fit.
+PieceShape piece_shape(int64_t K) {
+  const int64_t row_bytes = K * 2;
+  if (row_bytes <= MegaTraits::kPieceBytes) return {static_cast<int>(MegaTraits::kPieceBytes / row_bytes), 1};
+  for (int P = 2; P <= 64; ++P)
+    if ((K / 8) % P == 0 && row_bytes / P <= MegaTraits::kPieceBytes) return {1, P};
+  return {0, 0};
+}
+
+int64_t up128(int64_t v) { return (v + 127) / 128 * 128; }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The launch shape of p on the current device; false when the kernel cannot take it.
+bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
+  if (megakernel_off() || cuda::compute_capability() < 90) return false;
+  if (!(p.dtype == DType::BFloat16 || p.dtype == DType::Float16)) return false;
+  if (!(p.state_dtype == DType::Float32 || p.state_dtype == DType::BFloat16)) return false;
+  if (!(p.conv_dtype == DType::Float32 || p.conv_dtype == DType::BFloat16 || p.conv_dtype == DType::Float16)) return false;
+  if (p.H <= 0 || p.I <= 0 || p.H % 8 || p.I % 8 || p.R <= 0 || p.R % 8 || p.N < 1 || p.N > MegaTraits::kMaxState || p.W < 1 || p.layers < 1) return false;
+  constexpr int NW = MegaTraits::kConsumerWarps;
+  const int G = cuda::sm_count();
+  if (G < 1) return false;
+  sh.G = G;
+  sh.in = piece_shape(p.H);
+  sh.out = piece_shape(p.I);
+  const PieceShape xp = piece_shape(p.I);
+  if (!sh.in.rows || !sh.out.rows || !xp.rows || p.R * 2 > MegaTraits::kPieceBytes) return false;
+  sh.xp_parts = xp.parts;
+  const int64_t ch_max = ceil_div(p.I, G);
+  // dt_proj: few channels per piece, so that every consumer warp gets some.
+  sh.dt = {static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(MegaTraits::kPieceBytes / (p.R * 2), ceil_div(ch_max, NW)))), 1};
+  auto piece_bytes = [](const PieceShape& s, int64_t K) { return s.parts > 1 ? K * 2 / s.parts : s.rows * K * 2; };
+  const int64_t slot = up128(std::max({piece_bytes(sh.in, p.H), piece_bytes(sh.out, p.I), p.I * 2 / sh.xp_parts, piece_bytes(sh.dt, p.R)}));
+  auto psum_need = [&](const PieceShape& s, int64_t rows) { return pieces_of(s, static_cast<int>(ceil_div(rows, G))) * static_cast<int64_t>(s.parts > 1 ? 1 : s.rows); };
+  const int64_t psum_n = std::max(psum_need(sh.in, 2 * p.I), psum_need(sh.out, p.H));
+  const int64_t kmax = std::max(p.H, p.I);
+  const int64_t act_off = 2 * MegaTraits::kMaxSlots * 8;
+  const int64_t psum_off = up128(act_off + kmax * 4);
+  const int64_t dbc_off = up128(psum_off + psum_n * 4);
+  const int64_t z_off = up128(dbc_off + (p.R + 2 * p.N) * 4);
+  const int64_t ring_off = up128(z_off + ch_max * 4);
+  int optin = 0, dev = 0;
+  cuda::check(cudaGetDevice(&dev), "mambaDecodeStack");
+  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "mambaDecodeStack");
+  const int64_t limit = static_cast<int64_t>(optin) - 256;  // the kernel's static words
+  const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
+  if (slots < NW) return false;
+  sh.slots = static_cast<int>(slots);
+  sh.slot_bytes = static_cast<uint32_t>(slot);
+  sh.act_off = static_cast<uint32_t>(act_off);
+  sh.psum_off = static_cast<uint32_t>(psum_off);
+  sh.dbc_off = static_cast<uint32_t>(dbc_off);
+  sh.z_off = static_cast<uint32_t>(z_off);
+  sh.ring_off = static_cast<uint32_t>(ring_off);
+  smem = static_cast<size_t>(ring_off + slots * slot);
+  return true;
+}
+
+// Scratch layout: u, z, y (I elements of T each), x_proj's partial sums.
+struct ScratchLayout {
+  size_t u = 0, z = 0, y = 0, xpart = 0, bytes = 0;
+};
+ScratchLayout scratch_layout(const MambaDecodeParams& p, int xp_parts) {
+  ScratchLayout s;
+  const size_t vec = static_cast<size_t>(up128(p.I * 2));
+  s.u = 0;
+  s.z = vec;
+  s.y = 2 * vec;
+  s.xpart = 3 * vec;
+  s.bytes = s.xpart + static_cast<size_t>(up128((p.R + 2 * p.N) * xp_parts * 4));
+  return s;
+}
+
+template <typename T, typename S> void launch(const MambaDecodeParams& p, const MegaShape& sh, size_t smem, cudaStream_t st) {
+  auto kernel = mamba_decode_kernel<T, S>;
+  cuda::set_smem_once<mamba_decode_kernel<T, S>>(smem, "mambaDecodeStack: shared memory");
+  int per_sm = 0;
+  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MegaTraits::kThreads, smem), "mambaDecodeStack");
+  if (per_sm < 1) fail("ERR_CUDA", ErrorKind::Plain, "mambaDecodeStack: a block does not fit on an SM");
+  const ScratchLayout sl = scratch_layout(p, sh.xp_parts);
+  unsigned char* base = static_cast<unsigned char*>(p.scratch);
+  static thread_local MegaArgs args;  // ~6 KB: not on the stack
+  args.H = p.H, args.I = p.I, args.N = p.N, args.R = p.R, args.W = p.W;
+  args.eps = p.eps;
+  args.conv_dtype = p.conv_dtype;
+  args.conv_bytes = static_cast<int>(dtype_size(p.conv_dtype));
+  args.h = p.h;
+  args.u = base + sl.u, args.z = base + sl.z, args.y = base + sl.y;
+  args.xpart = reinterpret_cast<float*>(base + sl.xpart);
+  args.sh = sh;
+  for (int l0 = 0; l0 < p.layers; l0 += kMambaDecodeMaxLayers) {
+    args.layers = std::min(kMambaDecodeMaxLayers, p.layers - l0);
+    for (int l = 0; l < args.layers; ++l) args.layer[l] = p.layer[l0 + l];
+    cuda::launch_pdl(kernel, dim3(sh.G), dim3(MegaTraits::kThreads), smem, st, args);
+    cuda::check_launch("mambaDecodeStack");
+  }
+}
+
+}  // namespace
+
+bool mamba_decode_cuda_fits(const MambaDecodeParams& p) {
+  MegaShape sh;
+  size_t smem = 0;
+  return plan(p, sh, smem);
+}
+
+size_t mamba_decode_scratch_bytes(const MambaDecodeParams& p) {
+  MegaShape sh;
+  size_t smem = 0;
+  return plan(p, sh, smem) ? scratch_layout(p, sh.xp_parts).bytes : 0;
+}
+
+void mamba_decode_cuda(const MambaDecodeParams& p, void* stream) {
+  MegaShape sh;
+  size_t smem = 0;
+  if (!plan(p, sh, smem)) fail("ERR_INVALID_ARG", ErrorKind::Type, "mambaDecodeStack: the megakernel does not take these sizes");
+  const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  if (p.dtype == DType::BFloat16) {
+    if (p.state_dtype == DType::Float32) launch<__nv_bfloat16, float>(p, sh, smem, st);
+    else launch<__nv_bfloat16, __nv_bfloat16>(p, sh, smem, st);
+  } else {
+    if (p.state_dtype == DType::Float32) launch<__half, float>(p, sh, smem, st);
+    else launch<__half, __nv_bfloat16>(p, sh, smem, st);
+  }
+}
+
+}  // namespace ss
