@@ -64,8 +64,11 @@ async function runModel(c: Case, env: Record<string, string>, prompt: Int32Array
   try {
     await m.prefill(prompt, 0);
     const rows: Float32Array[] = [];
-    // the first step runs eagerly (profiled: which ops ran) and captures the graph; the rest replay it
+    // the first step eagerly without graphs (profiled: which ops ran), the second eagerly while
+    // capturing the graph, the rest replay it
+    m.useCudaGraphs = false;
     const p = await profileOps('cuda', () => m.step(Int32Array.of(fed[0])));
+    m.useCudaGraphs = true;
     rows.push(Float32Array.from(p.result[0]));
     for (let s = 1; s < STEPS; s++) rows.push(Float32Array.from((await m.step(Int32Array.of(fed[s])))[0]));
     let greedy: number;
@@ -88,6 +91,7 @@ async function runModel(c: Case, env: Record<string, string>, prompt: Int32Array
       cv.dispose();
       sv.dispose();
     }
+    expect(m.useCudaGraphs, m.cudaGraphError ?? '').toBe(true);
     return { rows, greedy, lastRow, conv, ssm, ops: Object.keys(p.ops) };
   } finally {
     for (const k of Object.keys(env)) delete process.env[k];
