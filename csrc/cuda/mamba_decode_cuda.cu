@@ -482,18 +482,21 @@ bool megakernel_off() {
   return v && v[0] == '0';
 }
 
-// Pieces of rows of K 16-bit elements: whole rows up to kPieceBytes, else the fewest parts of a
-// whole number of 16-byte vectors. {0, 0}: no fit.
-PieceShape piece_shape(int64_t K) {
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Pieces of a block's share of at most `rows_max` rows of K 16-bit elements: whole rows up to
+// kPieceBytes (but no more than every consumer warp a piece needs: small models spread their few
+// rows over all warps), else the fewest parts of a whole number of 16-byte vectors. {0, 0}: no fit.
+PieceShape piece_shape(int64_t K, int64_t rows_max) {
   const int64_t row_bytes = K * 2;
-  if (row_bytes <= MegaTraits::kPieceBytes) return {static_cast<int>(MegaTraits::kPieceBytes / row_bytes), 1};
+  if (row_bytes <= MegaTraits::kPieceBytes)
+    return {static_cast<int>(std::max<int64_t>(1, std::min(MegaTraits::kPieceBytes / row_bytes, ceil_div(rows_max, MegaTraits::kConsumerWarps)))), 1};
   for (int P = 2; P <= 64; ++P)
     if ((K / 8) % P == 0 && row_bytes / P <= MegaTraits::kPieceBytes) return {1, P};
   return {0, 0};
 }
 
 int64_t up128(int64_t v) { return (v + 127) / 128 * 128; }
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // The launch shape of p on the current device; false when the kernel cannot take it.
 bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
@@ -506,14 +509,13 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int G = cuda::sm_count();
   if (G < 1) return false;
   sh.G = G;
-  sh.in = piece_shape(p.H);
-  sh.out = piece_shape(p.I);
-  const PieceShape xp = piece_shape(p.I);
+  sh.in = piece_shape(p.H, ceil_div(2 * p.I, G));
+  sh.out = piece_shape(p.I, ceil_div(p.H, G));
+  const PieceShape xp = piece_shape(p.I, 1);  // x_proj: whole rows or parts, one piece each
   if (!sh.in.rows || !sh.out.rows || !xp.rows || p.R * 2 > MegaTraits::kPieceBytes) return false;
   sh.xp_parts = xp.parts;
   const int64_t ch_max = ceil_div(p.I, G);
-  // dt_proj: few channels per piece, so that every consumer warp gets some.
-  sh.dt = {static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(MegaTraits::kPieceBytes / (p.R * 2), ceil_div(ch_max, NW)))), 1};
+  sh.dt = piece_shape(p.R, ch_max);  // (R · 2 <= kPieceBytes: whole rows)
   auto piece_bytes = [](const PieceShape& s, int64_t K) { return s.parts > 1 ? K * 2 / s.parts : s.rows * K * 2; };
   const int64_t slot = up128(std::max({piece_bytes(sh.in, p.H), piece_bytes(sh.out, p.I), p.I * 2 / sh.xp_parts, piece_bytes(sh.dt, p.R)}));
   auto psum_need = [&](const PieceShape& s, int64_t rows) { return pieces_of(s, static_cast<int>(ceil_div(rows, G))) * static_cast<int64_t>(s.parts > 1 ? 1 : s.rows); };
