@@ -23,6 +23,7 @@
 // Data other blocks wrote in this launch (h, u, z, y, partial sums) is read with ld.global.cg
 // (L2), never through L1, which is not coherent across SMs.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -498,6 +499,18 @@ PieceShape piece_shape(int64_t K, int64_t rows_max) {
 
 int64_t up128(int64_t v) { return (v + 127) / 128 * 128; }
 
+// The current device's opt-in shared memory per block (cached per device: asked per step).
+int smem_optin() {
+  static std::atomic<int> cached[64] = {};
+  int dev = 0;
+  cuda::check(cudaGetDevice(&dev), "mambaDecodeStack");
+  if (dev >= 0 && dev < 64 && cached[dev].load(std::memory_order_relaxed)) return cached[dev].load(std::memory_order_relaxed);
+  int v = 0;
+  cuda::check(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "mambaDecodeStack");
+  if (dev >= 0 && dev < 64) cached[dev].store(v, std::memory_order_relaxed);
+  return v;
+}
+
 // The launch shape of p on the current device; false when the kernel cannot take it.
 bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   if (megakernel_off() || cuda::compute_capability() < 90) return false;
@@ -526,10 +539,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t dbc_off = up128(psum_off + psum_n * 4);
   const int64_t z_off = up128(dbc_off + (p.R + 2 * p.N) * 4);
   const int64_t ring_off = up128(z_off + ch_max * 4);
-  int optin = 0, dev = 0;
-  cuda::check(cudaGetDevice(&dev), "mambaDecodeStack");
-  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "mambaDecodeStack");
-  const int64_t limit = static_cast<int64_t>(optin) - 256;  // the kernel's static words
+  const int64_t limit = static_cast<int64_t>(smem_optin()) - 256;  // the kernel's static words
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
   sh.slots = static_cast<int>(slots);
@@ -561,9 +571,17 @@ ScratchLayout scratch_layout(const MambaDecodeParams& p, int xp_parts) {
 template <typename T, typename S> void launch(const MambaDecodeParams& p, const MegaShape& sh, size_t smem, cudaStream_t st) {
   auto kernel = mamba_decode_kernel<T, S>;
   cuda::set_smem_once<mamba_decode_kernel<T, S>>(smem, "mambaDecodeStack: shared memory");
-  int per_sm = 0;
-  cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MegaTraits::kThreads, smem), "mambaDecodeStack");
-  if (per_sm < 1) fail("ERR_CUDA", ErrorKind::Plain, "mambaDecodeStack: a block does not fit on an SM");
+  // Every block must be resident at once (grid barriers): one per SM must fit. Checked once per
+  // device and shared-memory size.
+  static std::atomic<size_t> fits_with[64] = {};
+  int dev = 0;
+  cuda::check(cudaGetDevice(&dev), "mambaDecodeStack");
+  if (!(dev >= 0 && dev < 64 && fits_with[dev].load(std::memory_order_relaxed) == smem)) {
+    int per_sm = 0;
+    cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MegaTraits::kThreads, smem), "mambaDecodeStack");
+    if (per_sm < 1) fail("ERR_CUDA", ErrorKind::Plain, "mambaDecodeStack: a block does not fit on an SM");
+    if (dev >= 0 && dev < 64) fits_with[dev].store(smem, std::memory_order_relaxed);
+  }
   const ScratchLayout sl = scratch_layout(p, sh.xp_parts);
   unsigned char* base = static_cast<unsigned char*>(p.scratch);
   static thread_local MegaArgs args;  // ~6 KB: not on the stack
