@@ -41,9 +41,8 @@ namespace {
 using cuda::to_float;
 
 struct MegaTraits {
-  static constexpr int kConsumerWarps = 16;
-  static constexpr int kConsumers = kConsumerWarps * 32;
-  static constexpr int kThreads = kConsumers + 32;  // + the producer warp
+  static constexpr int kConsumerWarps = 16;         // (STATESPACE_MEGA_WARPS=8: the one-run A/B)
+  static constexpr int threads(int nw) { return nw * 32 + 32; }  // + the producer warp
   static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (as the gemv stream kernel)
   static constexpr int kMaxSlots = 64;
   static constexpr int kMaxState = 32;              // dstate: one lane per state
@@ -58,6 +57,7 @@ struct PieceShape {
 // Everything the host decides besides the layers.
 struct MegaShape {
   int G = 0;                       // blocks
+  int nw = MegaTraits::kConsumerWarps;  // consumer warps
   int slots = 0;
   uint32_t slot_bytes = 0;
   uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, ring_off = 0;
@@ -68,6 +68,7 @@ struct MegaShape {
 struct MegaArgs {
   int64_t H, I, N, R, W;
   int layers;
+  bool trigger_last;     // let the next kernel (the LM head) launch during the last layer
   float eps;
   DType conv_dtype;
   int conv_bytes;        // its element size
@@ -154,7 +155,7 @@ template <typename T> __device__ __forceinline__ float ldcg_t(const unsigned cha
 
 template <typename T> __device__ __forceinline__ float round_t(float v) { return to_float(cuda::from_float<T>(v)); }
 
-__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(MegaTraits::kConsumers) : "memory"); }
+template <int NW> __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(NW * 32) : "memory"); }
 __device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
 // The grid barrier's arrival counter and the count of blocks that finished, each on its own line.
@@ -166,8 +167,8 @@ constexpr int kArrive = 0, kDone = 32;
 
 // Grid-wide barrier of the consumer warps: the k-th barrier of the launch (k = 1, 2, ...) returns
 // once every block has arrived k times. One thread per block arrives (release) and polls (acquire).
-__device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
-  consumer_sync();
+template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
+  consumer_sync<NW>();
   if (threadIdx.x == 0) {
     __threadfence();
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
@@ -178,7 +179,7 @@ __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k,
     } while (seen < target);
     __threadfence();
   }
-  consumer_sync();
+  consumer_sync<NW>();
 }
 
 // The activation vector of a phase in shared memory: element 8v + j at lo[v] (j < 4) / hi[v].
@@ -197,17 +198,17 @@ struct Act {
 };
 
 // Loads a vector of n (multiple of 8) elements of T that other blocks wrote in this launch into act.
-template <typename T> __device__ __forceinline__ void load_act(const Act& act, const unsigned char* src, int64_t n) {
-  for (int64_t v = threadIdx.x; v < n / 8; v += MegaTraits::kConsumers) {
+template <typename T, int NW> __device__ __forceinline__ void load_act(const Act& act, const unsigned char* src, int64_t n) {
+  for (int64_t v = threadIdx.x; v < n / 8; v += NW * 32) {
     float f[8];
     unpack8<T>(__ldcg(reinterpret_cast<const uint4*>(src) + v), f);
     act.put(v, f);
   }
 }
 
-template <typename T, typename S>
-__global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(const __grid_constant__ MegaArgs a) {
-  constexpr int NW = MegaTraits::kConsumerWarps, NT = MegaTraits::kConsumers;
+template <typename T, typename S, int NW>
+__global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kernel(const __grid_constant__ MegaArgs a) {
+  constexpr int NT = NW * 32;
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float ss_w[NW];
   const MegaShape& sh = a.sh;
@@ -335,6 +336,9 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
   cuda::pdl_wait();  // h and the states: written by earlier kernels
   for (int l = 0; l < a.layers; ++l) {
     const MambaDecodeLayer& L = a.layer[l];
+    // Every block of this grid is resident by now: the next kernel's blocks may take the room left
+    // beside them and start their weight loads (STATESPACE_MEGA_TRIGGER=1: the one-run A/B).
+    if (a.trigger_last && l == a.layers - 1) cuda::pdl_trigger();
     // The per-channel operands of this layer's epilogues toward L1 now, so that their loads after
     // the products hit there instead of making a trip to DRAM on the critical path.
     if (x_rows > 0) {
@@ -363,7 +367,7 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) ss_w[warp] = ss;
-    consumer_sync();
+    consumer_sync<NW>();
     float tot = 0.f;
 #pragma unroll
     for (int w = 0; w < NW; ++w) tot += ss_w[w];
@@ -371,7 +375,7 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
 
     // P1: in_proj; x rows take the conv step (u), z rows are stored.
     products(sh.in, in_sp, H, n_in);
-    consumer_sync();
+    consumer_sync<NW>();
     for (int i = tid; i < in_sp.count; i += NT) {
       const int64_t n = in_sp.first + i;
       const float v = row_sum(sh.in, i) * scale;
@@ -390,11 +394,11 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
         reinterpret_cast<T*>(a.z)[n - I] = cuda::from_float<T>(v);
       }
     }
-    grid_sync(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
 
     // P2: x_proj pieces · u; partial sums to global.
-    load_act<T>(act, a.u, I);
-    consumer_sync();
+    load_act<T, NW>(act, a.u, I);
+    consumer_sync<NW>();
     for (int i = 0; i < n_xp; ++i) {
       if (!mine(i)) continue;
       const T* wp = take(i);
@@ -404,7 +408,7 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
       release(i);
     }
     seq += n_xp;
-    grid_sync(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
 
     // P3: dt_low, B, C (each row's parts added in order, rounded as a linear layer's output), the
     // z of the block's channels; then per channel (a warp each) dt_proj, the state update, y.
@@ -414,7 +418,7 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
       dbc[j] = round_t<T>(v);
     }
     for (int i = tid; i < ch_sp.count; i += NT) zs[i] = ldcg_t<T>(a.z, ch_sp.first + i);
-    consumer_sync();
+    consumer_sync<NW>();
     for (int j = 0; j < n_dt; ++j) {
       if (!mine(j)) continue;
       const T* wp = take(j);
@@ -451,18 +455,18 @@ __global__ void __launch_bounds__(MegaTraits::kThreads, 1) mamba_decode_kernel(c
       release(j);
     }
     seq += n_dt;
-    grid_sync(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
 
     // P4: out_proj · y; h += the rounded product.
-    load_act<T>(act, a.y, I);
-    consumer_sync();
+    load_act<T, NW>(act, a.y, I);
+    consumer_sync<NW>();
     products(sh.out, out_sp, I, n_out);
-    consumer_sync();
+    consumer_sync<NW>();
     for (int i = tid; i < out_sp.count; i += NT) {
       const int64_t n = out_sp.first + i;
       a.h[n] = __ldcg(a.h + n) + round_t<T>(row_sum(sh.out, i));
     }
-    if (l + 1 < a.layers) grid_sync(g_mega_sync + kArrive, ++bar, G);
+    if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
   }
   // Thread 0 is the block's only poller and has passed its last barrier.
   if (tid == 0) {
@@ -488,10 +492,10 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Pieces of a block's share of at most `rows_max` rows of K 16-bit elements: whole rows up to
 // kPieceBytes (but no more than every consumer warp a piece needs: small models spread their few
 // rows over all warps), else the fewest parts of a whole number of 16-byte vectors. {0, 0}: no fit.
-PieceShape piece_shape(int64_t K, int64_t rows_max) {
+PieceShape piece_shape(int64_t K, int64_t rows_max, int nw) {
   const int64_t row_bytes = K * 2;
   if (row_bytes <= MegaTraits::kPieceBytes)
-    return {static_cast<int>(std::max<int64_t>(1, std::min(MegaTraits::kPieceBytes / row_bytes, ceil_div(rows_max, MegaTraits::kConsumerWarps)))), 1};
+    return {static_cast<int>(std::max<int64_t>(1, std::min(MegaTraits::kPieceBytes / row_bytes, ceil_div(rows_max, nw)))), 1};
   for (int P = 2; P <= 64; ++P)
     if ((K / 8) % P == 0 && row_bytes / P <= MegaTraits::kPieceBytes) return {1, P};
   return {0, 0};
@@ -518,17 +522,19 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   if (!(p.state_dtype == DType::Float32 || p.state_dtype == DType::BFloat16)) return false;
   if (!(p.conv_dtype == DType::Float32 || p.conv_dtype == DType::BFloat16 || p.conv_dtype == DType::Float16)) return false;
   if (p.H <= 0 || p.I <= 0 || p.H % 8 || p.I % 8 || p.R <= 0 || p.R % 8 || p.N < 1 || p.N > MegaTraits::kMaxState || p.W < 1 || p.layers < 1) return false;
-  constexpr int NW = MegaTraits::kConsumerWarps;
+  const char* wv = std::getenv("STATESPACE_MEGA_WARPS");
+  const int NW = wv && std::atoi(wv) == 8 ? 8 : MegaTraits::kConsumerWarps;
+  sh.nw = NW;
   const int G = cuda::sm_count();
   if (G < 1) return false;
   sh.G = G;
-  sh.in = piece_shape(p.H, ceil_div(2 * p.I, G));
-  sh.out = piece_shape(p.I, ceil_div(p.H, G));
-  const PieceShape xp = piece_shape(p.I, 1);  // x_proj: whole rows or parts, one piece each
+  sh.in = piece_shape(p.H, ceil_div(2 * p.I, G), NW);
+  sh.out = piece_shape(p.I, ceil_div(p.H, G), NW);
+  const PieceShape xp = piece_shape(p.I, 1, NW);  // x_proj: whole rows or parts, one piece each
   if (!sh.in.rows || !sh.out.rows || !xp.rows || p.R * 2 > MegaTraits::kPieceBytes) return false;
   sh.xp_parts = xp.parts;
   const int64_t ch_max = ceil_div(p.I, G);
-  sh.dt = piece_shape(p.R, ch_max);  // (R · 2 <= kPieceBytes: whole rows)
+  sh.dt = piece_shape(p.R, ch_max, NW);  // (R · 2 <= kPieceBytes: whole rows)
   auto piece_bytes = [](const PieceShape& s, int64_t K) { return s.parts > 1 ? K * 2 / s.parts : s.rows * K * 2; };
   const int64_t slot = up128(std::max({piece_bytes(sh.in, p.H), piece_bytes(sh.out, p.I), p.I * 2 / sh.xp_parts, piece_bytes(sh.dt, p.R)}));
   auto psum_need = [&](const PieceShape& s, int64_t rows) { return pieces_of(s, static_cast<int>(ceil_div(rows, G))) * static_cast<int64_t>(s.parts > 1 ? 1 : s.rows); };
@@ -568,9 +574,9 @@ ScratchLayout scratch_layout(const MambaDecodeParams& p, int xp_parts) {
   return s;
 }
 
-template <typename T, typename S> void launch(const MambaDecodeParams& p, const MegaShape& sh, size_t smem, cudaStream_t st) {
-  auto kernel = mamba_decode_kernel<T, S>;
-  cuda::set_smem_once<mamba_decode_kernel<T, S>>(smem, "mambaDecodeStack: shared memory");
+template <typename T, typename S, int NW> void launch(const MambaDecodeParams& p, const MegaShape& sh, size_t smem, cudaStream_t st) {
+  auto kernel = mamba_decode_kernel<T, S, NW>;
+  cuda::set_smem_once<mamba_decode_kernel<T, S, NW>>(smem, "mambaDecodeStack: shared memory");
   // Every block must be resident at once (grid barriers): one per SM must fit. Checked once per
   // device and shared-memory size.
   static std::atomic<size_t> fits_with[64] = {};
@@ -578,7 +584,7 @@ template <typename T, typename S> void launch(const MambaDecodeParams& p, const 
   cuda::check(cudaGetDevice(&dev), "mambaDecodeStack");
   if (!(dev >= 0 && dev < 64 && fits_with[dev].load(std::memory_order_relaxed) == smem)) {
     int per_sm = 0;
-    cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MegaTraits::kThreads, smem), "mambaDecodeStack");
+    cuda::check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, MegaTraits::threads(NW), smem), "mambaDecodeStack");
     if (per_sm < 1) fail("ERR_CUDA", ErrorKind::Plain, "mambaDecodeStack: a block does not fit on an SM");
     if (dev >= 0 && dev < 64) fits_with[dev].store(smem, std::memory_order_relaxed);
   }
@@ -593,10 +599,12 @@ template <typename T, typename S> void launch(const MambaDecodeParams& p, const 
   args.u = base + sl.u, args.z = base + sl.z, args.y = base + sl.y;
   args.xpart = reinterpret_cast<float*>(base + sl.xpart);
   args.sh = sh;
+  const char* tv = std::getenv("STATESPACE_MEGA_TRIGGER");
   for (int l0 = 0; l0 < p.layers; l0 += kMambaDecodeMaxLayers) {
     args.layers = std::min(kMambaDecodeMaxLayers, p.layers - l0);
+    args.trigger_last = tv && tv[0] == '1' && l0 + args.layers == p.layers;
     for (int l = 0; l < args.layers; ++l) args.layer[l] = p.layer[l0 + l];
-    cuda::launch_pdl(kernel, dim3(sh.G), dim3(MegaTraits::kThreads), smem, st, args);
+    cuda::launch_pdl(kernel, dim3(sh.G), dim3(MegaTraits::threads(NW)), smem, st, args);
     cuda::check_launch("mambaDecodeStack");
   }
 }
@@ -620,12 +628,18 @@ void mamba_decode_cuda(const MambaDecodeParams& p, void* stream) {
   size_t smem = 0;
   if (!plan(p, sh, smem)) fail("ERR_INVALID_ARG", ErrorKind::Type, "mambaDecodeStack: the megakernel does not take these sizes");
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
+  auto by_warps = [&](auto t, auto s) {
+    using T = decltype(t);
+    using S = decltype(s);
+    if (sh.nw == 8) launch<T, S, 8>(p, sh, smem, st);
+    else launch<T, S, MegaTraits::kConsumerWarps>(p, sh, smem, st);
+  };
   if (p.dtype == DType::BFloat16) {
-    if (p.state_dtype == DType::Float32) launch<__nv_bfloat16, float>(p, sh, smem, st);
-    else launch<__nv_bfloat16, __nv_bfloat16>(p, sh, smem, st);
+    if (p.state_dtype == DType::Float32) by_warps(__nv_bfloat16{}, float{});
+    else by_warps(__nv_bfloat16{}, __nv_bfloat16{});
   } else {
-    if (p.state_dtype == DType::Float32) launch<__half, float>(p, sh, smem, st);
-    else launch<__half, __nv_bfloat16>(p, sh, smem, st);
+    if (p.state_dtype == DType::Float32) by_warps(__half{}, float{});
+    else by_warps(__half{}, __nv_bfloat16{});
   }
 }
 
