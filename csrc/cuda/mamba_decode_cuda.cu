@@ -60,7 +60,7 @@ struct MegaShape {
   int nw = MegaTraits::kConsumerWarps;  // consumer warps
   int slots = 0;
   uint32_t slot_bytes = 0;
-  uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, ring_off = 0;
+  uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, ring_off = 0;
   PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
   int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
 };
@@ -68,7 +68,6 @@ struct MegaShape {
 struct MegaArgs {
   int64_t H, I, N, R, W;
   int layers;
-  bool trigger_last;     // let the next kernel (the LM head) launch during the last layer
   float eps;
   DType conv_dtype;
   int conv_bytes;        // its element size
@@ -166,18 +165,19 @@ __device__ __align__(128) unsigned int g_mega_sync[64];
 constexpr int kArrive = 0, kDone = 32;
 
 // Grid-wide barrier of the consumer warps: the k-th barrier of the launch (k = 1, 2, ...) returns
-// once every block has arrived k times. One thread per block arrives (release) and polls (acquire).
+// once every block has arrived k times. The block's threads meet at bar.sync, so their writes are
+// ordered before thread 0's release-add; its acquire-load of the count orders the block's reads
+// after it (as CUTLASS's GenericBarrier; the __threadfence()s of a cooperative-groups grid sync
+// around them cost ~1 µs per barrier here: run M1).
 template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
   consumer_sync<NW>();
   if (threadIdx.x == 0) {
-    __threadfence();
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     const unsigned int target = k * static_cast<unsigned int>(G);
     unsigned int seen = 0;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
-    __threadfence();
   }
   consumer_sync<NW>();
 }
@@ -218,6 +218,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
   float* psum = reinterpret_cast<float*>(smem + sh.psum_off);
   float* dbc = reinterpret_cast<float*>(smem + sh.dbc_off);  // dt_low, B, C of the layer (rounded to T)
   float* zs = reinterpret_cast<float*>(smem + sh.z_off);     // z of the block's channels
+  float* hs = reinterpret_cast<float*>(smem + sh.hs_off);    // h of the block's out_proj rows (from P0)
   unsigned char* ring = smem + sh.ring_off;
   const int b = blockIdx.x, G = sh.G;
   const int64_t H = a.H, I = a.I, N = a.N, R = a.R, W = a.W;
@@ -333,12 +334,10 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
   const int64_t x_end = in_sp.first + in_sp.count < I ? in_sp.first + in_sp.count : I;
   const int64_t x_rows = x_end > in_sp.first ? x_end - in_sp.first : 0;  // the block's conv rows
 
+  prefetch_range(a.layer[0].norm_w, H * 2);  // (later layers': during the layer before)
   cuda::pdl_wait();  // h and the states: written by earlier kernels
   for (int l = 0; l < a.layers; ++l) {
     const MambaDecodeLayer& L = a.layer[l];
-    // Every block of this grid is resident by now: the next kernel's blocks may take the room left
-    // beside them and start their weight loads (STATESPACE_MEGA_TRIGGER=1: the one-run A/B).
-    if (a.trigger_last && l == a.layers - 1) cuda::pdl_trigger();
     // The per-channel operands of this layer's epilogues toward L1 now, so that their loads after
     // the products hit there instead of making a trip to DRAM on the critical path.
     if (x_rows > 0) {
@@ -359,6 +358,8 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       unpack8<T>(*reinterpret_cast<const uint4*>(static_cast<const T*>(L.norm_w) + v * 8), w);
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
+        const int64_t o = v * 8 + j - out_sp.first;  // the block's own rows of h, for P4's residual add
+        if (o >= 0 && o < out_sp.count) hs[o] = f[j];
         ss = fmaf(f[j], f[j], ss);
         f[j] *= w[j];
       }
@@ -423,30 +424,33 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       if (!mine(j)) continue;
       const T* wp = take(j);
       const int nr = min(sh.dt.rows, ch_sp.count - j * sh.dt.rows);
-      for (int r = 0; r < nr; ++r) {
-        const int ci = j * sh.dt.rows + r;
+      // A channel per group of gl lanes (dstate <= 16: two channels at once per warp).
+      const int gl = N <= 16 ? 16 : 32, gi = lane / gl, gln = lane % gl;
+      for (int r0 = 0; r0 < nr; r0 += 32 / gl) {
+        const int r = r0 + gi;
+        const bool live = r < nr;
+        const int ci = j * sh.dt.rows + (live ? r : r0);
         const int64_t c = ch_sp.first + ci;
         float acc = 0.f;
-        for (int64_t v = lane; v < R / 8; v += 32) {
-          float w[8];
-          unpack8<T>(*reinterpret_cast<const uint4*>(wp + r * R + v * 8), w);
+        if (live)
+          for (int64_t v = gln; v < R / 8; v += gl) {
+            float w[8];
+            unpack8<T>(*reinterpret_cast<const uint4*>(wp + r * R + v * 8), w);
 #pragma unroll
-          for (int k = 0; k < 8; ++k) acc = fmaf(dbc[v * 8 + k], w[k], acc);
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+            for (int k = 0; k < 8; ++k) acc = fmaf(dbc[v * 8 + k], w[k], acc);
+          }
+        for (int o = gl / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
         const float dt = cuda::softplus_f(round_t<T>(acc) + L.dt_bias[c]);
         const float x = act.at(c);
         float yv = 0.f;
-        if (lane < N) {
-          S* st = static_cast<S*>(L.ssm_state) + c * N + lane;
-          const float s = to_float(*st) * __expf(dt * L.A[c * N + lane]) + (dt * x) * dbc[R + lane];
+        if (live && gln < N) {
+          S* st = static_cast<S*>(L.ssm_state) + c * N + gln;
+          const float s = to_float(*st) * __expf(dt * L.A[c * N + gln]) + (dt * x) * dbc[R + gln];
           *st = cuda::from_float<S>(s);
-          yv = s * dbc[R + N + lane];
+          yv = s * dbc[R + N + gln];
         }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) yv += __shfl_xor_sync(0xffffffffu, yv, o);
-        if (lane == 0) {
+        for (int o = gl / 2; o > 0; o >>= 1) yv += __shfl_xor_sync(0xffffffffu, yv, o);
+        if (live && gln == 0) {
           if (L.D) yv += L.D[c] * x;
           yv *= cuda::silu_f(zs[ci]);
           reinterpret_cast<T*>(a.y)[c] = cuda::from_float<T>(yv);
@@ -458,13 +462,14 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
 
     // P4: out_proj · y; h += the rounded product.
+    if (l + 1 < a.layers) prefetch_range(a.layer[l + 1].norm_w, H * 2);  // for the next P0
     load_act<T, NW>(act, a.y, I);
     consumer_sync<NW>();
     products(sh.out, out_sp, I, n_out);
     consumer_sync<NW>();
     for (int i = tid; i < out_sp.count; i += NT) {
       const int64_t n = out_sp.first + i;
-      a.h[n] = __ldcg(a.h + n) + round_t<T>(row_sum(sh.out, i));
+      a.h[n] = hs[i] + round_t<T>(row_sum(sh.out, i));
     }
     if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
   }
@@ -544,7 +549,8 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t psum_off = up128(act_off + kmax * 4);
   const int64_t dbc_off = up128(psum_off + psum_n * 4);
   const int64_t z_off = up128(dbc_off + (p.R + 2 * p.N) * 4);
-  const int64_t ring_off = up128(z_off + ch_max * 4);
+  const int64_t hs_off = up128(z_off + ch_max * 4);
+  const int64_t ring_off = up128(hs_off + ceil_div(p.H, G) * 4);
   const int64_t limit = static_cast<int64_t>(smem_optin()) - 256;  // the kernel's static words
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
@@ -554,6 +560,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   sh.psum_off = static_cast<uint32_t>(psum_off);
   sh.dbc_off = static_cast<uint32_t>(dbc_off);
   sh.z_off = static_cast<uint32_t>(z_off);
+  sh.hs_off = static_cast<uint32_t>(hs_off);
   sh.ring_off = static_cast<uint32_t>(ring_off);
   smem = static_cast<size_t>(ring_off + slots * slot);
   return true;
@@ -599,10 +606,8 @@ template <typename T, typename S, int NW> void launch(const MambaDecodeParams& p
   args.u = base + sl.u, args.z = base + sl.z, args.y = base + sl.y;
   args.xpart = reinterpret_cast<float*>(base + sl.xpart);
   args.sh = sh;
-  const char* tv = std::getenv("STATESPACE_MEGA_TRIGGER");
   for (int l0 = 0; l0 < p.layers; l0 += kMambaDecodeMaxLayers) {
     args.layers = std::min(kMambaDecodeMaxLayers, p.layers - l0);
-    args.trigger_last = tv && tv[0] == '1' && l0 + args.layers == p.layers;
     for (int l = 0; l < args.layers; ++l) args.layer[l] = p.layer[l0 + l];
     cuda::launch_pdl(kernel, dim3(sh.G), dim3(MegaTraits::threads(NW)), smem, st, args);
     cuda::check_launch("mambaDecodeStack");
