@@ -24,9 +24,11 @@
 // (L2), never through L1, which is not coherent across SMs.
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 #include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
@@ -76,9 +78,15 @@ struct MegaArgs {
   unsigned char* z;      // (I) T
   unsigned char* y;      // (I) T
   float* xpart;          // (R + 2N) · xp_parts
+  unsigned long long* trace;  // null, or [blocks][layers][kMarks] clocks (STATESPACE_MEGA_TRACE)
   MegaShape sh;
   MambaDecodeLayer layer[kMambaDecodeMaxLayers];
 };
+
+// Phase marks per layer of the trace: 0 layer start, 1 P0 done, 2 in_proj products done, 3 P1
+// epilogue done, 4 barrier 1 passed, 5 u loaded, 6 x_proj done, 7 barrier 2 passed, 8 dt_low/B/C
+// loaded, 9 update done, 10 barrier 3 passed, 11 y loaded, 12 out_proj products done, 13 residual done.
+constexpr int kMarks = 14;
 
 // Block b's contiguous share [first, first + count) of n items over G blocks.
 struct Span {
@@ -331,6 +339,10 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     for (uintptr_t q = lo + static_cast<uintptr_t>(tid) * 128; q < hi; q += static_cast<uintptr_t>(NT) * 128) prefetch_l1(reinterpret_cast<const void*>(q));
   };
   const int64_t cbytes = a.conv_bytes;
+  // STATESPACE_MEGA_TRACE (diagnostics): thread 0's SM clock at the phase marks of every layer.
+  unsigned long long* const trace = a.trace ? a.trace + static_cast<size_t>(b) * a.layers * kMarks : nullptr;
+#define MARK(k) \
+  if (trace && tid == 0) trace[l * kMarks + (k)] = clock64()
   const int64_t x_end = in_sp.first + in_sp.count < I ? in_sp.first + in_sp.count : I;
   const int64_t x_rows = x_end > in_sp.first ? x_end - in_sp.first : 0;  // the block's conv rows
 
@@ -338,6 +350,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
   cuda::pdl_wait();  // h and the states: written by earlier kernels
   for (int l = 0; l < a.layers; ++l) {
     const MambaDecodeLayer& L = a.layer[l];
+    MARK(0);
     // The per-channel operands of this layer's epilogues toward L1 now, so that their loads after
     // the products hit there instead of making a trip to DRAM on the critical path.
     if (x_rows > 0) {
@@ -369,6 +382,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) ss_w[warp] = ss;
     consumer_sync<NW>();
+    MARK(1);
     float tot = 0.f;
 #pragma unroll
     for (int w = 0; w < NW; ++w) tot += ss_w[w];
@@ -377,6 +391,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     // P1: in_proj; x rows take the conv step (u), z rows are stored.
     products(sh.in, in_sp, H, n_in);
     consumer_sync<NW>();
+    MARK(2);
     for (int i = tid; i < in_sp.count; i += NT) {
       const int64_t n = in_sp.first + i;
       const float v = row_sum(sh.in, i) * scale;
@@ -395,11 +410,14 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
         reinterpret_cast<T*>(a.z)[n - I] = cuda::from_float<T>(v);
       }
     }
+    MARK(3);
     grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    MARK(4);
 
     // P2: x_proj pieces · u; partial sums to global.
     load_act<T, NW>(act, a.u, I);
     consumer_sync<NW>();
+    MARK(5);
     for (int i = 0; i < n_xp; ++i) {
       if (!mine(i)) continue;
       const T* wp = take(i);
@@ -409,7 +427,9 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       release(i);
     }
     seq += n_xp;
+    MARK(6);
     grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    MARK(7);
 
     // P3: dt_low, B, C (each row's parts added in order, rounded as a linear layer's output), the
     // z of the block's channels; then per channel (a warp each) dt_proj, the state update, y.
@@ -420,6 +440,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     }
     for (int i = tid; i < ch_sp.count; i += NT) zs[i] = ldcg_t<T>(a.z, ch_sp.first + i);
     consumer_sync<NW>();
+    MARK(8);
     for (int j = 0; j < n_dt; ++j) {
       if (!mine(j)) continue;
       const T* wp = take(j);
@@ -459,20 +480,26 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       release(j);
     }
     seq += n_dt;
+    MARK(9);
     grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    MARK(10);
 
     // P4: out_proj · y; h += the rounded product.
     if (l + 1 < a.layers) prefetch_range(a.layer[l + 1].norm_w, H * 2);  // for the next P0
     load_act<T, NW>(act, a.y, I);
     consumer_sync<NW>();
+    MARK(11);
     products(sh.out, out_sp, I, n_out);
     consumer_sync<NW>();
+    MARK(12);
     for (int i = tid; i < out_sp.count; i += NT) {
       const int64_t n = out_sp.first + i;
       a.h[n] = hs[i] + round_t<T>(row_sum(sh.out, i));
     }
+    MARK(13);
     if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
   }
+#undef MARK
   // Thread 0 is the block's only poller and has passed its last barrier.
   if (tid == 0) {
     __threadfence();
@@ -581,6 +608,46 @@ ScratchLayout scratch_layout(const MambaDecodeParams& p, int xp_parts) {
   return s;
 }
 
+// The trace of one launch: per interval between consecutive marks, the mean over blocks and over
+// layers 1.. (layer 0 includes the ramp) and the largest block mean, in µs at the SM clock.
+void print_trace(unsigned long long* dev, size_t n, int G, int layers, cudaStream_t st) {
+  std::vector<unsigned long long> h(n);
+  cuda::check(cudaMemcpyAsync(h.data(), dev, n * 8, cudaMemcpyDeviceToHost, st), "mambaDecodeStack: trace");
+  cuda::check(cudaStreamSynchronize(st), "mambaDecodeStack: trace");
+  cuda::check(cudaFreeAsync(dev, st), "mambaDecodeStack: trace");
+  int dev_id = 0, khz = 0;
+  cuda::check(cudaGetDevice(&dev_id), "mambaDecodeStack: trace");
+  cuda::check(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev_id), "mambaDecodeStack: trace");
+  const double us_per_clk = 1e3 / khz;
+  const int l_first = layers > 1 ? 1 : 0;
+  std::fprintf(stderr, "mambaDecodeStack trace (%d blocks, layers %d..%d, us at %d MHz): interval mean / worst block\n", G, l_first, layers - 1, khz / 1000);
+  double layer_total = 0;
+  for (int k = 0; k < kMarks; ++k) {
+    const bool wrap = k == kMarks - 1;  // mark 13 -> next layer's mark 0
+    double sum = 0, worst = 0;
+    int cnt = 0;
+    for (int b = 0; b < G; ++b) {
+      double bs = 0;
+      int bc = 0;
+      for (int l = l_first; l < layers - (wrap ? 1 : 0); ++l) {
+        const unsigned long long* t = h.data() + (static_cast<size_t>(b) * layers + l) * kMarks;
+        const unsigned long long t0 = t[k], t1 = wrap ? t[kMarks] : t[k + 1];
+        bs += static_cast<double>(static_cast<long long>(t1 - t0)) * us_per_clk;
+        ++bc;
+      }
+      if (bc) {
+        sum += bs / bc;
+        worst = std::max(worst, bs / bc);
+        ++cnt;
+      }
+    }
+    const double mean = cnt ? sum / cnt : 0;
+    layer_total += mean;
+    std::fprintf(stderr, "  %2d -> %2d: %8.3f / %8.3f\n", k, wrap ? 0 : k + 1, mean, worst);
+  }
+  std::fprintf(stderr, "  layer: %8.3f us\n", layer_total);
+}
+
 template <typename T, typename S, int NW> void launch(const MambaDecodeParams& p, const MegaShape& sh, size_t smem, cudaStream_t st) {
   auto kernel = mamba_decode_kernel<T, S, NW>;
   cuda::set_smem_once<mamba_decode_kernel<T, S, NW>>(smem, "mambaDecodeStack: shared memory");
@@ -606,11 +673,23 @@ template <typename T, typename S, int NW> void launch(const MambaDecodeParams& p
   args.u = base + sl.u, args.z = base + sl.z, args.y = base + sl.y;
   args.xpart = reinterpret_cast<float*>(base + sl.xpart);
   args.sh = sh;
+  args.trace = nullptr;
+  // STATESPACE_MEGA_TRACE=1 (diagnostics, eager steps only): each launch's phase times to stderr.
+  const char* trv = std::getenv("STATESPACE_MEGA_TRACE");
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  cuda::check(cudaStreamIsCapturing(st, &cap), "mambaDecodeStack");
+  const bool tracing = trv && trv[0] == '1' && cap == cudaStreamCaptureStatusNone;
   for (int l0 = 0; l0 < p.layers; l0 += kMambaDecodeMaxLayers) {
     args.layers = std::min(kMambaDecodeMaxLayers, p.layers - l0);
     for (int l = 0; l < args.layers; ++l) args.layer[l] = p.layer[l0 + l];
+    const size_t trace_n = static_cast<size_t>(sh.G) * args.layers * kMarks;
+    if (tracing) cuda::check(cudaMallocAsync(reinterpret_cast<void**>(&args.trace), trace_n * 8, st), "mambaDecodeStack: trace");
     cuda::launch_pdl(kernel, dim3(sh.G), dim3(MegaTraits::threads(NW)), smem, st, args);
     cuda::check_launch("mambaDecodeStack");
+    if (tracing) {
+      print_trace(args.trace, trace_n, sh.G, args.layers, st);
+      args.trace = nullptr;
+    }
   }
 }
 
