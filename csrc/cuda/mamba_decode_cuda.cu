@@ -65,6 +65,7 @@ struct MegaShape {
   uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, ring_off = 0;
   PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
   int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
+  uint32_t l2_ahead = 0;           // pieces past the ring the producer may request into L2
 };
 
 struct MegaArgs {
@@ -248,32 +249,51 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     // Producer: only weights, which no kernel writes, so no wait for anything but free slots.
     if (lane != 0) return;
     const uint64_t pol = cuda::l2_evict_first();
-    uint32_t seq = 0;
-    auto issue = [&](const void* src, int64_t bytes) {
-      const int s = static_cast<int>(seq % sh.slots);
-      if (seq >= static_cast<uint32_t>(sh.slots)) cuda::mbar_wait<true>(cuda::shared_addr(empty + s), ((seq / sh.slots) - 1) & 1);
-      cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), static_cast<uint32_t>(bytes));
-      cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, src, static_cast<uint32_t>(bytes), cuda::shared_addr(full + s), pol);
-      ++seq;
+    // Piece k of the block's stream: layer k / per_layer, then in_proj, x_proj, dt_proj, out_proj.
+    const uint32_t per_layer = static_cast<uint32_t>(n_in + n_xp + n_dt + n_out);
+    const uint32_t total = per_layer * static_cast<uint32_t>(a.layers);
+    auto piece_src = [&](uint32_t k, uint32_t& bytes) -> const void* {
+      const MambaDecodeLayer& L = a.layer[k / per_layer];
+      int r = static_cast<int>(k % per_layer);
+      Piece pc;
+      const void* base;
+      if (r < n_in) {
+        pc = piece_at(sh.in, in_sp, H, r), base = L.in_proj;
+      } else if ((r -= n_in) < n_xp) {
+        const int64_t q = b + static_cast<int64_t>(r) * G;
+        pc = {(q / sh.xp_parts) * I + (q % sh.xp_parts) * xp_len, xp_len}, base = L.x_proj;
+      } else if ((r -= n_xp) < n_dt) {
+        pc = piece_at(sh.dt, ch_sp, R, r), base = L.dt_proj;
+      } else {
+        pc = piece_at(sh.out, out_sp, I, r - n_dt), base = L.out_proj;
+      }
+      bytes = static_cast<uint32_t>(pc.elems * 2);
+      return static_cast<const T*>(base) + pc.off;
     };
-    for (int l = 0; l < a.layers; ++l) {
-      const MambaDecodeLayer& L = a.layer[l];
-      for (int j = 0; j < n_in; ++j) {
-        const Piece pc = piece_at(sh.in, in_sp, H, j);
-        issue(static_cast<const T*>(L.in_proj) + pc.off, pc.elems * 2);
+    // While the ring is full (the consumers in a latency-bound phase or a barrier), the next pieces
+    // not yet in it are requested into L2 (at most sh.l2_ahead of them), so that DRAM keeps
+    // streaming and the ring refills from L2 afterwards.
+    uint32_t pf = 0;  // next piece to request into L2 (none before the first piece not issued)
+    for (uint32_t seq = 0; seq < total; ++seq) {
+      const int s = static_cast<int>(seq % sh.slots);
+      if (seq >= static_cast<uint32_t>(sh.slots)) {
+        const uint32_t bar_s = cuda::shared_addr(empty + s), parity = ((seq / sh.slots) - 1) & 1;
+        while (!cuda::mbar_test(bar_s, parity)) {
+          if (pf < seq + sh.l2_ahead && pf < total) {
+            uint32_t pb = 0;
+            const void* src = piece_src(pf++, pb);
+            cuda::bulk_prefetch_l2(src, pb);
+          } else {
+            cuda::mbar_wait<true>(bar_s, parity);
+            break;
+          }
+        }
       }
-      for (int i = 0; i < n_xp; ++i) {
-        const int64_t q = b + static_cast<int64_t>(i) * G;
-        issue(static_cast<const T*>(L.x_proj) + (q / sh.xp_parts) * I + (q % sh.xp_parts) * xp_len, xp_len * 2);
-      }
-      for (int j = 0; j < n_dt; ++j) {
-        const Piece pc = piece_at(sh.dt, ch_sp, R, j);
-        issue(static_cast<const T*>(L.dt_proj) + pc.off, pc.elems * 2);
-      }
-      for (int j = 0; j < n_out; ++j) {
-        const Piece pc = piece_at(sh.out, out_sp, I, j);
-        issue(static_cast<const T*>(L.out_proj) + pc.off, pc.elems * 2);
-      }
+      uint32_t bytes = 0;
+      const void* src = piece_src(seq, bytes);
+      cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), bytes);
+      cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, src, bytes, cuda::shared_addr(full + s), pol);
+      if (pf <= seq) pf = seq + 1;
     }
     return;
   }
@@ -582,6 +602,8 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
   sh.slots = static_cast<int>(slots);
+  const char* av = std::getenv("STATESPACE_MEGA_L2AHEAD_KB");
+  sh.l2_ahead = av ? static_cast<uint32_t>(std::max(0, std::atoi(av)) * int64_t{1024} / slot) : 0;
   sh.slot_bytes = static_cast<uint32_t>(slot);
   sh.act_off = static_cast<uint32_t>(act_off);
   sh.psum_off = static_cast<uint32_t>(psum_off);
