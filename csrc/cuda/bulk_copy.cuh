@@ -29,11 +29,6 @@ __device__ __forceinline__ void bulk_copy_to_shared(void* dst, const void* src, 
               : "memory");
 }
 
-// Requests `bytes` (a multiple of 16; the address 16-byte aligned) into L2; nothing waits for it.
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-  SS_BULK_ASM("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
-
 #undef SS_BULK_ASM
 
 }  // namespace ss::cuda

@@ -161,6 +161,21 @@ template <typename T> __device__ __forceinline__ float ldcg_t(const unsigned cha
   else return __half2float(__ushort_as_half(bits));
 }
 
+// Whether the mbarrier phase of the given parity has completed, without waiting (sm_90).
+__device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done)
+               : "r"(bar), "r"(parity)
+               : "memory");
+  return done != 0;
+}
+
+// Requests `bytes` (a multiple of 16, 16-byte aligned) into L2; nothing waits for it (sm_90).
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
+}
+
 template <typename T> __device__ __forceinline__ float round_t(float v) { return to_float(cuda::from_float<T>(v)); }
 
 template <int NW> __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(NW * 32) : "memory"); }
@@ -278,11 +293,11 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       const int s = static_cast<int>(seq % sh.slots);
       if (seq >= static_cast<uint32_t>(sh.slots)) {
         const uint32_t bar_s = cuda::shared_addr(empty + s), parity = ((seq / sh.slots) - 1) & 1;
-        while (!cuda::mbar_test(bar_s, parity)) {
+        while (!mbar_test(bar_s, parity)) {
           if (pf < seq + sh.l2_ahead && pf < total) {
             uint32_t pb = 0;
             const void* src = piece_src(pf++, pb);
-            cuda::bulk_prefetch_l2(src, pb);
+            bulk_prefetch_l2(src, pb);
           } else {
             cuda::mbar_wait<true>(bar_s, parity);
             break;

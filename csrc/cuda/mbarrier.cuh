@@ -58,16 +58,6 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 #endif
 }
 
-// Whether the phase of the given parity has completed, without waiting.
-__device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  SS_MBAR_ASM("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-              : "=r"(done)
-              : "r"(bar), "r"(parity)
-              : "memory");
-  return done != 0;
-}
-
 #undef SS_MBAR_ASM
 
 }  // namespace ss::cuda
