@@ -48,6 +48,7 @@ struct MegaTraits {
   static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (as the gemv stream kernel)
   static constexpr int kMaxSlots = 64;
   static constexpr int kMaxState = 32;              // dstate: one lane per state
+  static constexpr int kMaxConv = 8;                // conv width: the window in registers
 };
 
 // How a block's share of a matrix (rows of K elements) is cut into pieces: `rows` whole rows per
@@ -65,7 +66,8 @@ struct MegaShape {
   uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, ring_off = 0;
   PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
   int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
-  uint32_t l2_ahead = 0;           // pieces past the ring the producer may request into L2
+  uint32_t inflight = 0;           // most pieces issued and not landed (0: the ring's depth)
+  bool fence = false;              // grid barrier with __threadfence()s (STATESPACE_MEGA_FENCE=1: A/B)
 };
 
 struct MegaArgs {
@@ -161,21 +163,6 @@ template <typename T> __device__ __forceinline__ float ldcg_t(const unsigned cha
   else return __half2float(__ushort_as_half(bits));
 }
 
-// Whether the mbarrier phase of the given parity has completed, without waiting (sm_90).
-__device__ __forceinline__ bool mbar_test(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
-               : "=r"(done)
-               : "r"(bar), "r"(parity)
-               : "memory");
-  return done != 0;
-}
-
-// Requests `bytes` (a multiple of 16, 16-byte aligned) into L2; nothing waits for it (sm_90).
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
-
 template <typename T> __device__ __forceinline__ float round_t(float v) { return to_float(cuda::from_float<T>(v)); }
 
 template <int NW> __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, %0;" ::"n"(NW * 32) : "memory"); }
@@ -193,15 +180,17 @@ constexpr int kArrive = 0, kDone = 32;
 // ordered before thread 0's release-add; its acquire-load of the count orders the block's reads
 // after it (as CUTLASS's GenericBarrier; the __threadfence()s of a cooperative-groups grid sync
 // around them cost ~1 µs per barrier here: run M1).
-template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
+template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G, bool fence) {
   consumer_sync<NW>();
   if (threadIdx.x == 0) {
+    if (fence) __threadfence();
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     const unsigned int target = k * static_cast<unsigned int>(G);
     unsigned int seen = 0;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
+    if (fence) __threadfence();
   }
   consumer_sync<NW>();
 }
@@ -285,30 +274,19 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       bytes = static_cast<uint32_t>(pc.elems * 2);
       return static_cast<const T*>(base) + pc.off;
     };
-    // While the ring is full (the consumers in a latency-bound phase or a barrier), the next pieces
-    // not yet in it are requested into L2 (at most sh.l2_ahead of them), so that DRAM keeps
-    // streaming and the ring refills from L2 afterwards.
-    uint32_t pf = 0;  // next piece to request into L2 (none before the first piece not issued)
+    // At most sh.inflight pieces issued and not landed (STATESPACE_MEGA_INFLIGHT_KB): the
+    // consumers' own loads and stores queue behind this SM's outstanding copies.
+    uint32_t landed = 0;  // pieces known to have landed
     for (uint32_t seq = 0; seq < total; ++seq) {
       const int s = static_cast<int>(seq % sh.slots);
-      if (seq >= static_cast<uint32_t>(sh.slots)) {
-        const uint32_t bar_s = cuda::shared_addr(empty + s), parity = ((seq / sh.slots) - 1) & 1;
-        while (!mbar_test(bar_s, parity)) {
-          if (pf < seq + sh.l2_ahead && pf < total) {
-            uint32_t pb = 0;
-            const void* src = piece_src(pf++, pb);
-            bulk_prefetch_l2(src, pb);
-          } else {
-            cuda::mbar_wait<true>(bar_s, parity);
-            break;
-          }
-        }
-      }
+      if (seq >= static_cast<uint32_t>(sh.slots)) cuda::mbar_wait<true>(cuda::shared_addr(empty + s), ((seq / sh.slots) - 1) & 1);
+      if (sh.inflight)
+        for (; landed + sh.inflight <= seq; ++landed)
+          if (landed + sh.slots > seq) cuda::mbar_wait<true>(cuda::shared_addr(full + landed % sh.slots), (landed / sh.slots) & 1);
       uint32_t bytes = 0;
       const void* src = piece_src(seq, bytes);
       cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), bytes);
       cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, src, bytes, cuda::shared_addr(full + s), pol);
-      if (pf <= seq) pf = seq + 1;
     }
     return;
   }
@@ -431,22 +409,29 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       const int64_t n = in_sp.first + i;
       const float v = row_sum(sh.in, i) * scale;
       if (n < I) {
-        // causalConv1dUpdate's arithmetic on the rounded product (as the gemv's conv epilogue)
+        // causalConv1dUpdate's arithmetic on the rounded product (as the gemv's conv epilogue);
+        // the window is read before any store (a load after a store to the line waits for it)
         const float x = round_t<T>(v);
         const T* cw = static_cast<const T*>(L.conv_w) + n * W;
         const int64_t base = n * (W - 1);
+        float win[MegaTraits::kMaxConv - 1];
+#pragma unroll
+        for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k) win[k] = k < W - 1 ? cuda::load_any(L.conv_state, a.conv_dtype, base + k) : 0.f;
         float acc = L.conv_b ? to_float(static_cast<const T*>(L.conv_b)[n]) : 0.f;
-        for (int64_t k = 0; k < W - 1; ++k) acc += to_float(cw[k]) * cuda::load_any(L.conv_state, a.conv_dtype, base + k);
+#pragma unroll
+        for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k)
+          if (k < W - 1) acc += to_float(cw[k]) * win[k];
         acc += to_float(cw[W - 1]) * x;
-        for (int64_t k = 0; k + 1 < W - 1; ++k) cuda::store_any(L.conv_state, a.conv_dtype, base + k, cuda::load_any(L.conv_state, a.conv_dtype, base + k + 1));
-        if (W > 1) cuda::store_any(L.conv_state, a.conv_dtype, base + W - 2, x);
+#pragma unroll
+        for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k)
+          if (k < W - 1) cuda::store_any(L.conv_state, a.conv_dtype, base + k, k + 1 < W - 1 ? win[k + 1] : x);
         reinterpret_cast<T*>(a.u)[n] = cuda::from_float<T>(cuda::silu_f(acc));
       } else {
         reinterpret_cast<T*>(a.z)[n - I] = cuda::from_float<T>(v);
       }
     }
     MARK(3);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
     MARK(4);
 
     // P2: x_proj pieces · u; partial sums to global.
@@ -463,7 +448,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     }
     seq += n_xp;
     MARK(6);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
     MARK(7);
 
     // P3: dt_low, B, C (each row's parts added in order, rounded as a linear layer's output), the
@@ -516,7 +501,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     }
     seq += n_dt;
     MARK(9);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
     MARK(10);
 
     // P4: out_proj · y; h += the rounded product.
@@ -532,7 +517,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       a.h[n] = hs[i] + round_t<T>(row_sum(sh.out, i));
     }
     MARK(13);
-    if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
+    if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
   }
 #undef MARK
   // Thread 0 is the block's only poller and has passed its last barrier.
@@ -588,7 +573,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   if (!(p.dtype == DType::BFloat16 || p.dtype == DType::Float16)) return false;
   if (!(p.state_dtype == DType::Float32 || p.state_dtype == DType::BFloat16)) return false;
   if (!(p.conv_dtype == DType::Float32 || p.conv_dtype == DType::BFloat16 || p.conv_dtype == DType::Float16)) return false;
-  if (p.H <= 0 || p.I <= 0 || p.H % 8 || p.I % 8 || p.R <= 0 || p.R % 8 || p.N < 1 || p.N > MegaTraits::kMaxState || p.W < 1 || p.layers < 1) return false;
+  if (p.H <= 0 || p.I <= 0 || p.H % 8 || p.I % 8 || p.R <= 0 || p.R % 8 || p.N < 1 || p.N > MegaTraits::kMaxState || p.W < 1 || p.W > MegaTraits::kMaxConv || p.layers < 1) return false;
   const char* wv = std::getenv("STATESPACE_MEGA_WARPS");
   const int NW = wv && std::atoi(wv) == 8 ? 8 : MegaTraits::kConsumerWarps;
   sh.nw = NW;
@@ -617,8 +602,10 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
   sh.slots = static_cast<int>(slots);
-  const char* av = std::getenv("STATESPACE_MEGA_L2AHEAD_KB");
-  sh.l2_ahead = av ? static_cast<uint32_t>(std::max(0, std::atoi(av)) * int64_t{1024} / slot) : 0;
+  const char* iv = std::getenv("STATESPACE_MEGA_INFLIGHT_KB");
+  sh.inflight = iv ? static_cast<uint32_t>(std::max<int64_t>(1, std::max(0, std::atoi(iv)) * int64_t{1024} / slot)) : 0;
+  const char* fv = std::getenv("STATESPACE_MEGA_FENCE");
+  sh.fence = fv && fv[0] == '1';
   sh.slot_bytes = static_cast<uint32_t>(slot);
   sh.act_off = static_cast<uint32_t>(act_off);
   sh.psum_off = static_cast<uint32_t>(psum_off);
