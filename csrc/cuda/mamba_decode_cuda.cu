@@ -63,10 +63,9 @@ struct MegaShape {
   int nw = MegaTraits::kConsumerWarps;  // consumer warps
   int slots = 0;
   uint32_t slot_bytes = 0;
-  uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, ring_off = 0;
+  uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, tab_off = 0, ring_off = 0;
   PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
   int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
-  uint32_t inflight = 0;           // most pieces issued and not landed (0: the ring's depth)
   bool fence = false;              // grid barrier with __threadfence()s (STATESPACE_MEGA_FENCE=1: A/B)
 };
 
@@ -241,6 +240,27 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
   const int n_in = pieces_of(sh.in, in_sp.count), n_out = pieces_of(sh.out, out_sp.count), n_dt = pieces_of(sh.dt, ch_sp.count);
   const int n_xp = xp_pieces(xp_total, G, b);
 
+  // The block's pieces of one layer (the same in every layer but for the matrices' addresses), so
+  // that the single producer thread spends a few instructions per piece: at ~22 GB/s per SM a 5 KB
+  // piece is due every ~450 cycles, and computing its address from the shares took a good part of
+  // that. Entry r: element offset, and bytes << 2 | matrix (0 in_proj, 1 x_proj, 2 dt_proj, 3 out_proj).
+  const int per_layer = n_in + n_xp + n_dt + n_out;
+  uint2* tab = reinterpret_cast<uint2*>(smem + sh.tab_off);
+  for (int r = threadIdx.x; r < per_layer; r += blockDim.x) {
+    Piece pc;
+    uint32_t mat;
+    if (r < n_in) {
+      pc = piece_at(sh.in, in_sp, H, r), mat = 0;
+    } else if (r < n_in + n_xp) {
+      const int64_t q = b + static_cast<int64_t>(r - n_in) * G;
+      pc = {(q / sh.xp_parts) * I + (q % sh.xp_parts) * xp_len, xp_len}, mat = 1;
+    } else if (r < n_in + n_xp + n_dt) {
+      pc = piece_at(sh.dt, ch_sp, R, r - n_in - n_xp), mat = 2;
+    } else {
+      pc = piece_at(sh.out, out_sp, I, r - n_in - n_xp - n_dt), mat = 3;
+    }
+    tab[r] = make_uint2(static_cast<uint32_t>(pc.off), static_cast<uint32_t>(pc.elems * 2) << 2 | mat);
+  }
   if (threadIdx.x < sh.slots) {
     cuda::mbar_init(cuda::shared_addr(full + threadIdx.x), 1);
     cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), 1);
@@ -253,40 +273,23 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     // Producer: only weights, which no kernel writes, so no wait for anything but free slots.
     if (lane != 0) return;
     const uint64_t pol = cuda::l2_evict_first();
-    // Piece k of the block's stream: layer k / per_layer, then in_proj, x_proj, dt_proj, out_proj.
-    const uint32_t per_layer = static_cast<uint32_t>(n_in + n_xp + n_dt + n_out);
-    const uint32_t total = per_layer * static_cast<uint32_t>(a.layers);
-    auto piece_src = [&](uint32_t k, uint32_t& bytes) -> const void* {
-      const MambaDecodeLayer& L = a.layer[k / per_layer];
-      int r = static_cast<int>(k % per_layer);
-      Piece pc;
-      const void* base;
-      if (r < n_in) {
-        pc = piece_at(sh.in, in_sp, H, r), base = L.in_proj;
-      } else if ((r -= n_in) < n_xp) {
-        const int64_t q = b + static_cast<int64_t>(r) * G;
-        pc = {(q / sh.xp_parts) * I + (q % sh.xp_parts) * xp_len, xp_len}, base = L.x_proj;
-      } else if ((r -= n_xp) < n_dt) {
-        pc = piece_at(sh.dt, ch_sp, R, r), base = L.dt_proj;
-      } else {
-        pc = piece_at(sh.out, out_sp, I, r - n_dt), base = L.out_proj;
+    const uint32_t full0 = cuda::shared_addr(full), empty0 = cuda::shared_addr(empty);
+    int s = 0;           // slot of the next piece
+    uint32_t round = 0;  // times the ring has wrapped
+    for (int l = 0; l < a.layers; ++l) {
+      const MambaDecodeLayer& L = a.layer[l];
+      const unsigned char *w_in = static_cast<const unsigned char*>(L.in_proj), *w_x = static_cast<const unsigned char*>(L.x_proj),
+                          *w_dt = static_cast<const unsigned char*>(L.dt_proj), *w_out = static_cast<const unsigned char*>(L.out_proj);
+      for (int r = 0; r < per_layer; ++r) {
+        const uint2 e = tab[r];
+        if (round > 0) cuda::mbar_wait(empty0 + 8 * s, (round - 1) & 1);  // the slot's previous piece has been read
+        const uint32_t bytes = e.y >> 2;
+        cuda::mbar_arrive_expect_tx(full0 + 8 * s, bytes);
+        const uint32_t m = e.y & 3;
+        const unsigned char* w = m == 0 ? w_in : m == 1 ? w_x : m == 2 ? w_dt : w_out;
+        cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, w + static_cast<size_t>(e.x) * 2, bytes, full0 + 8 * s, pol);
+        if (++s == sh.slots) s = 0, ++round;
       }
-      bytes = static_cast<uint32_t>(pc.elems * 2);
-      return static_cast<const T*>(base) + pc.off;
-    };
-    // At most sh.inflight pieces issued and not landed (STATESPACE_MEGA_INFLIGHT_KB): the
-    // consumers' own loads and stores queue behind this SM's outstanding copies.
-    uint32_t landed = 0;  // pieces known to have landed
-    for (uint32_t seq = 0; seq < total; ++seq) {
-      const int s = static_cast<int>(seq % sh.slots);
-      if (seq >= static_cast<uint32_t>(sh.slots)) cuda::mbar_wait<true>(cuda::shared_addr(empty + s), ((seq / sh.slots) - 1) & 1);
-      if (sh.inflight)
-        for (; landed + sh.inflight <= seq; ++landed)
-          if (landed + sh.slots > seq) cuda::mbar_wait<true>(cuda::shared_addr(full + landed % sh.slots), (landed / sh.slots) & 1);
-      uint32_t bytes = 0;
-      const void* src = piece_src(seq, bytes);
-      cuda::mbar_arrive_expect_tx(cuda::shared_addr(full + s), bytes);
-      cuda::bulk_copy_to_shared(ring + static_cast<size_t>(s) * sh.slot_bytes, src, bytes, cuda::shared_addr(full + s), pol);
     }
     return;
   }
@@ -584,6 +587,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   sh.out = piece_shape(p.I, ceil_div(p.H, G), NW);
   const PieceShape xp = piece_shape(p.I, 1, NW);  // x_proj: whole rows or parts, one piece each
   if (!sh.in.rows || !sh.out.rows || !xp.rows || p.R * 2 > MegaTraits::kPieceBytes) return false;
+  if (2 * p.I * p.H >= (int64_t{1} << 32)) return false;  // the piece table's 32-bit element offsets
   sh.xp_parts = xp.parts;
   const int64_t ch_max = ceil_div(p.I, G);
   sh.dt = piece_shape(p.R, ch_max, NW);  // (R · 2 <= kPieceBytes: whole rows)
@@ -597,13 +601,15 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t dbc_off = up128(psum_off + psum_n * 4);
   const int64_t z_off = up128(dbc_off + (p.R + 2 * p.N) * 4);
   const int64_t hs_off = up128(z_off + ch_max * 4);
-  const int64_t ring_off = up128(hs_off + ceil_div(p.H, G) * 4);
+  // the piece table: a block's pieces of one layer
+  const int64_t tab_max = psum_need(sh.in, 2 * p.I) + (p.R + 2 * p.N) * sh.xp_parts / G + 1 + pieces_of(sh.dt, static_cast<int>(ch_max)) +
+                          pieces_of(sh.out, static_cast<int>(ceil_div(p.H, G)));
+  const int64_t tab_off = up128(hs_off + ceil_div(p.H, G) * 4);
+  const int64_t ring_off = up128(tab_off + tab_max * 8);
   const int64_t limit = static_cast<int64_t>(smem_optin()) - 256;  // the kernel's static words
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
   sh.slots = static_cast<int>(slots);
-  const char* iv = std::getenv("STATESPACE_MEGA_INFLIGHT_KB");
-  sh.inflight = iv ? static_cast<uint32_t>(std::max<int64_t>(1, std::max(0, std::atoi(iv)) * int64_t{1024} / slot)) : 0;
   const char* fv = std::getenv("STATESPACE_MEGA_FENCE");
   sh.fence = fv && fv[0] == '1';
   sh.slot_bytes = static_cast<uint32_t>(slot);
@@ -612,6 +618,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   sh.dbc_off = static_cast<uint32_t>(dbc_off);
   sh.z_off = static_cast<uint32_t>(z_off);
   sh.hs_off = static_cast<uint32_t>(hs_off);
+  sh.tab_off = static_cast<uint32_t>(tab_off);
   sh.ring_off = static_cast<uint32_t>(ring_off);
   smem = static_cast<size_t>(ring_off + slots * slot);
   return true;
