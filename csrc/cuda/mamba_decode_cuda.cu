@@ -29,6 +29,7 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
+#include "cuda/async_copy.cuh"
 #include "cuda/bulk_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
@@ -43,7 +44,7 @@ namespace {
 using cuda::to_float;
 
 struct MegaTraits {
-  static constexpr int kConsumerWarps = 16;         // (STATESPACE_MEGA_WARPS=8: the one-run A/B)
+  static constexpr int kConsumerWarps = 16;         // (8, with a 200 KB ring: slower in M1-M4)
   static constexpr int threads(int nw) { return nw * 32 + 32; }  // + the producer warp
   static constexpr int64_t kPieceBytes = 6 * 1024;  // largest piece (as the gemv stream kernel)
   static constexpr int kMaxSlots = 64;
@@ -60,13 +61,14 @@ struct PieceShape {
 // Everything the host decides besides the layers.
 struct MegaShape {
   int G = 0;                       // blocks
-  int nw = MegaTraits::kConsumerWarps;  // consumer warps
   int slots = 0;
   uint32_t slot_bytes = 0;
   uint32_t act_off = 0, psum_off = 0, dbc_off = 0, z_off = 0, hs_off = 0, tab_off = 0, ring_off = 0;
+  // The layer's small per-block operands, staged by cp.async at the layer's start: conv state, conv
+  // weight, conv bias of the block's x rows; A, SSM state, D, dt bias of its channels.
+  uint32_t side_off[7] = {};
   PieceShape in, out, dt;          // in_proj (K = H), out_proj (K = I), dt_proj (K = R)
   int xp_parts = 1;                // x_proj: pieces per row (dealt to the blocks in turn)
-  bool fence = false;              // grid barrier with __threadfence()s (STATESPACE_MEGA_FENCE=1: A/B)
 };
 
 struct MegaArgs {
@@ -179,17 +181,15 @@ constexpr int kArrive = 0, kDone = 32;
 // ordered before thread 0's release-add; its acquire-load of the count orders the block's reads
 // after it (as CUTLASS's GenericBarrier; the __threadfence()s of a cooperative-groups grid sync
 // around them cost ~1 µs per barrier here: run M1).
-template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G, bool fence) {
+template <int NW> __device__ __forceinline__ void grid_sync(unsigned int* counter, unsigned int k, int G) {
   consumer_sync<NW>();
   if (threadIdx.x == 0) {
-    if (fence) __threadfence();
     asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     const unsigned int target = k * static_cast<unsigned int>(G);
     unsigned int seen = 0;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
     } while (seen < target);
-    if (fence) __threadfence();
   }
   consumer_sync<NW>();
 }
@@ -354,6 +354,16 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{127}, hi = reinterpret_cast<uintptr_t>(p) + bytes;
     for (uintptr_t q = lo + static_cast<uintptr_t>(tid) * 128; q < hi; q += static_cast<uintptr_t>(NT) * 128) prefetch_l1(reinterpret_cast<const void*>(q));
   };
+  // Copies [p, p + bytes) rounded out to 16-byte chunks into shared memory at dst (cp.async, by all
+  // consumer threads); returns p's byte offset in dst. (The chunks at the ends may hold a
+  // neighbouring block's bytes, which are never read.)
+  auto stage = [&](unsigned char* dst, const void* p, int64_t bytes) -> int {
+    if (bytes <= 0) return 0;
+    const uintptr_t lo = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{15}, hi = (reinterpret_cast<uintptr_t>(p) + bytes + 15) & ~uintptr_t{15};
+    for (uintptr_t q = lo + static_cast<uintptr_t>(tid) * 16; q < hi; q += static_cast<uintptr_t>(NT) * 16)
+      cuda::copy_async16(dst + (q - lo), reinterpret_cast<const void*>(q));
+    return static_cast<int>(reinterpret_cast<uintptr_t>(p) - lo);
+  };
   const int64_t cbytes = a.conv_bytes;
   // STATESPACE_MEGA_TRACE (diagnostics): thread 0's SM clock at the phase marks of every layer.
   unsigned long long* const trace = a.trace ? a.trace + static_cast<size_t>(b) * a.layers * kMarks : nullptr;
@@ -367,17 +377,24 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
   for (int l = 0; l < a.layers; ++l) {
     const MambaDecodeLayer& L = a.layer[l];
     MARK(0);
-    // The per-channel operands of this layer's epilogues toward L1 now, so that their loads after
-    // the products hit there instead of making a trip to DRAM on the critical path.
-    if (x_rows > 0) {
-      prefetch_range(static_cast<const unsigned char*>(L.conv_state) + in_sp.first * (W - 1) * cbytes, x_rows * (W - 1) * cbytes);
-      prefetch_range(static_cast<const T*>(L.conv_w) + in_sp.first * W, x_rows * W * 2);
-      if (L.conv_b) prefetch_range(static_cast<const T*>(L.conv_b) + in_sp.first, x_rows * 2);
-    }
-    prefetch_range(L.A + ch_sp.first * N, ch_sp.count * N * 4);
-    prefetch_range(static_cast<const S*>(L.ssm_state) + ch_sp.first * N, ch_sp.count * N * static_cast<int64_t>(sizeof(S)));
-    prefetch_range(L.dt_bias + ch_sp.first, ch_sp.count * 4);
-    if (L.D) prefetch_range(L.D + ch_sp.first, ch_sp.count * 4);
+    // The block's small operands of this layer into shared memory now (asynchronously: waited for
+    // before the P1 epilogue), so that the epilogues and the update read no global memory: under
+    // the weight stream every dependent global round trip costs 1-2 µs (trace, run M4).
+    const int o_cs = stage(smem + sh.side_off[0], static_cast<const unsigned char*>(L.conv_state) + in_sp.first * (W - 1) * cbytes, x_rows * (W - 1) * cbytes);
+    const int o_cw = stage(smem + sh.side_off[1], static_cast<const T*>(L.conv_w) + in_sp.first * W, x_rows * W * 2);
+    const int o_cb = L.conv_b ? stage(smem + sh.side_off[2], static_cast<const T*>(L.conv_b) + in_sp.first, x_rows * 2) : 0;
+    const int o_A = stage(smem + sh.side_off[3], L.A + ch_sp.first * N, ch_sp.count * N * 4);
+    const int o_st = stage(smem + sh.side_off[4], static_cast<const S*>(L.ssm_state) + ch_sp.first * N, ch_sp.count * N * static_cast<int64_t>(sizeof(S)));
+    const int o_D = L.D ? stage(smem + sh.side_off[5], L.D + ch_sp.first, ch_sp.count * 4) : 0;
+    const int o_bias = stage(smem + sh.side_off[6], L.dt_bias + ch_sp.first, ch_sp.count * 4);
+    cuda::copy_async_commit();
+    const void* cs_s = smem + sh.side_off[0] + o_cs;  // conv state rows (conv dtype)
+    const T* cw_s = reinterpret_cast<const T*>(smem + sh.side_off[1] + o_cw);
+    const T* cb_s = reinterpret_cast<const T*>(smem + sh.side_off[2] + o_cb);
+    const float* A_s = reinterpret_cast<const float*>(smem + sh.side_off[3] + o_A);
+    const S* st_s = reinterpret_cast<const S*>(smem + sh.side_off[4] + o_st);
+    const float* D_s = reinterpret_cast<const float*>(smem + sh.side_off[5] + o_D);
+    const float* bias_s = reinterpret_cast<const float*>(smem + sh.side_off[6] + o_bias);
 
     // P0: x = h · norm_w (f32) into act; the RMS scale applies to the sums (as the folded gemv).
     float ss = 0.f;
@@ -406,6 +423,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
 
     // P1: in_proj; x rows take the conv step (u), z rows are stored.
     products(sh.in, in_sp, H, n_in);
+    cuda::copy_async_wait();  // this thread's staged operands (made visible to all by the sync)
     consumer_sync<NW>();
     MARK(2);
     for (int i = tid; i < in_sp.count; i += NT) {
@@ -415,12 +433,13 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
         // causalConv1dUpdate's arithmetic on the rounded product (as the gemv's conv epilogue);
         // the window is read before any store (a load after a store to the line waits for it)
         const float x = round_t<T>(v);
-        const T* cw = static_cast<const T*>(L.conv_w) + n * W;
+        const int64_t i_loc = n - in_sp.first;  // the row among the block's staged ones
+        const T* cw = cw_s + i_loc * W;
         const int64_t base = n * (W - 1);
         float win[MegaTraits::kMaxConv - 1];
 #pragma unroll
-        for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k) win[k] = k < W - 1 ? cuda::load_any(L.conv_state, a.conv_dtype, base + k) : 0.f;
-        float acc = L.conv_b ? to_float(static_cast<const T*>(L.conv_b)[n]) : 0.f;
+        for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k) win[k] = k < W - 1 ? cuda::load_any(cs_s, a.conv_dtype, i_loc * (W - 1) + k) : 0.f;
+        float acc = L.conv_b ? to_float(cb_s[i_loc]) : 0.f;
 #pragma unroll
         for (int k = 0; k < MegaTraits::kMaxConv - 1; ++k)
           if (k < W - 1) acc += to_float(cw[k]) * win[k];
@@ -434,7 +453,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       }
     }
     MARK(3);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
     MARK(4);
 
     // P2: x_proj pieces · u; partial sums to global.
@@ -451,7 +470,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     }
     seq += n_xp;
     MARK(6);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
     MARK(7);
 
     // P3: dt_low, B, C (each row's parts added in order, rounded as a linear layer's output), the
@@ -484,18 +503,18 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
             for (int k = 0; k < 8; ++k) acc = fmaf(dbc[v * 8 + k], w[k], acc);
           }
         for (int o = gl / 2; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-        const float dt = cuda::softplus_f(round_t<T>(acc) + L.dt_bias[c]);
+        const float dt = cuda::softplus_f(round_t<T>(acc) + bias_s[ci]);
         const float x = act.at(c);
         float yv = 0.f;
         if (live && gln < N) {
           S* st = static_cast<S*>(L.ssm_state) + c * N + gln;
-          const float s = to_float(*st) * __expf(dt * L.A[c * N + gln]) + (dt * x) * dbc[R + gln];
+          const float s = to_float(st_s[ci * N + gln]) * __expf(dt * A_s[ci * N + gln]) + (dt * x) * dbc[R + gln];
           *st = cuda::from_float<S>(s);
           yv = s * dbc[R + N + gln];
         }
         for (int o = gl / 2; o > 0; o >>= 1) yv += __shfl_xor_sync(0xffffffffu, yv, o);
         if (live && gln == 0) {
-          if (L.D) yv += L.D[c] * x;
+          if (L.D) yv += D_s[ci] * x;
           yv *= cuda::silu_f(zs[ci]);
           reinterpret_cast<T*>(a.y)[c] = cuda::from_float<T>(yv);
         }
@@ -504,7 +523,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
     }
     seq += n_dt;
     MARK(9);
-    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
+    grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
     MARK(10);
 
     // P4: out_proj · y; h += the rounded product.
@@ -520,7 +539,7 @@ __global__ void __launch_bounds__(MegaTraits::threads(NW), 1) mamba_decode_kerne
       a.h[n] = hs[i] + round_t<T>(row_sum(sh.out, i));
     }
     MARK(13);
-    if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G, sh.fence);
+    if (l + 1 < a.layers) grid_sync<NW>(g_mega_sync + kArrive, ++bar, G);
   }
 #undef MARK
   // Thread 0 is the block's only poller and has passed its last barrier.
@@ -577,9 +596,7 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   if (!(p.state_dtype == DType::Float32 || p.state_dtype == DType::BFloat16)) return false;
   if (!(p.conv_dtype == DType::Float32 || p.conv_dtype == DType::BFloat16 || p.conv_dtype == DType::Float16)) return false;
   if (p.H <= 0 || p.I <= 0 || p.H % 8 || p.I % 8 || p.R <= 0 || p.R % 8 || p.N < 1 || p.N > MegaTraits::kMaxState || p.W < 1 || p.W > MegaTraits::kMaxConv || p.layers < 1) return false;
-  const char* wv = std::getenv("STATESPACE_MEGA_WARPS");
-  const int NW = wv && std::atoi(wv) == 8 ? 8 : MegaTraits::kConsumerWarps;
-  sh.nw = NW;
+  constexpr int NW = MegaTraits::kConsumerWarps;
   const int G = cuda::sm_count();
   if (G < 1) return false;
   sh.G = G;
@@ -605,13 +622,20 @@ bool plan(const MambaDecodeParams& p, MegaShape& sh, size_t& smem) {
   const int64_t tab_max = psum_need(sh.in, 2 * p.I) + (p.R + 2 * p.N) * sh.xp_parts / G + 1 + pieces_of(sh.dt, static_cast<int>(ch_max)) +
                           pieces_of(sh.out, static_cast<int>(ceil_div(p.H, G)));
   const int64_t tab_off = up128(hs_off + ceil_div(p.H, G) * 4);
-  const int64_t ring_off = up128(tab_off + tab_max * 8);
+  // staged operands: rows of the largest shares, + 32 bytes for the rounding out to 16-byte chunks
+  const int64_t x_max = ceil_div(2 * p.I, G);
+  const int64_t side_bytes[7] = {x_max * (p.W - 1) * static_cast<int64_t>(dtype_size(p.conv_dtype)), x_max * p.W * 2, x_max * 2, ch_max * p.N * 4,
+                                 ch_max * p.N * static_cast<int64_t>(dtype_size(p.state_dtype)), ch_max * 4, ch_max * 4};
+  int64_t side_end = up128(tab_off + tab_max * 8);
+  for (int i = 0; i < 7; ++i) {
+    sh.side_off[i] = static_cast<uint32_t>(side_end);
+    side_end = up128(side_end + side_bytes[i] + 32);
+  }
+  const int64_t ring_off = side_end;
   const int64_t limit = static_cast<int64_t>(smem_optin()) - 256;  // the kernel's static words
   const int64_t slots = std::min<int64_t>(MegaTraits::kMaxSlots, (limit - ring_off) / slot) / NW * NW;
   if (slots < NW) return false;
   sh.slots = static_cast<int>(slots);
-  const char* fv = std::getenv("STATESPACE_MEGA_FENCE");
-  sh.fence = fv && fv[0] == '1';
   sh.slot_bytes = static_cast<uint32_t>(slot);
   sh.act_off = static_cast<uint32_t>(act_off);
   sh.psum_off = static_cast<uint32_t>(psum_off);
@@ -743,18 +767,13 @@ void mamba_decode_cuda(const MambaDecodeParams& p, void* stream) {
   size_t smem = 0;
   if (!plan(p, sh, smem)) fail("ERR_INVALID_ARG", ErrorKind::Type, "mambaDecodeStack: the megakernel does not take these sizes");
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
-  auto by_warps = [&](auto t, auto s) {
-    using T = decltype(t);
-    using S = decltype(s);
-    if (sh.nw == 8) launch<T, S, 8>(p, sh, smem, st);
-    else launch<T, S, MegaTraits::kConsumerWarps>(p, sh, smem, st);
-  };
+  constexpr int NW = MegaTraits::kConsumerWarps;
   if (p.dtype == DType::BFloat16) {
-    if (p.state_dtype == DType::Float32) by_warps(__nv_bfloat16{}, float{});
-    else by_warps(__nv_bfloat16{}, __nv_bfloat16{});
+    if (p.state_dtype == DType::Float32) launch<__nv_bfloat16, float, NW>(p, sh, smem, st);
+    else launch<__nv_bfloat16, __nv_bfloat16, NW>(p, sh, smem, st);
   } else {
-    if (p.state_dtype == DType::Float32) by_warps(__half{}, float{});
-    else by_warps(__half{}, __nv_bfloat16{});
+    if (p.state_dtype == DType::Float32) launch<__half, float, NW>(p, sh, smem, st);
+    else launch<__half, __nv_bfloat16, NW>(p, sh, smem, st);
   }
 }
 
