@@ -161,16 +161,6 @@ export abstract class CausalLM implements DecodeEngine {
    */
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block?: boolean): Tensor;
 
-  /**
-   * The whole folded block stack of a batch-1 decode step in one op where the architecture has
-   * one (Mamba-1's megakernel): h (1, hidden) float32 is updated in place to the stack's output
-   * and the states of `rows` advanced. False (nothing done) where it does not apply: the step then
-   * runs mixerStep layer by layer.
-   */
-  protected decodeStack(_h: Tensor, _rows: { conv: Tensor[]; ssm: Tensor[] }): boolean {
-    return false;
-  }
-
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
   protected static async withWeights<M extends CausalLM>(m: M, w: WeightSource): Promise<M> {
@@ -448,8 +438,7 @@ export abstract class CausalLM implements DecodeEngine {
       return logits;
     }
     let h = embedded.astype(this.residDtype);
-    if (!this.decodeStack(h, rows))
-      for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
+    for (let l = 0; l < this.config.numLayers; l++) h = this.mixerStep(l, h, rows.conv[l], rows.ssm[l], true);
     // norm_f and the greedy choice inside the LM head's kernel
     return linear({ x: h, weight: this.lmHead, normWeight: this.normF, normEps: this.config.normEps, argmaxOut });
   }

@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, copyInto, linear, linearConvUpdate, mambaDecodeStack, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, copyInto, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -146,31 +146,6 @@ export class MambaModel extends CausalLM {
     });
     if (into && !direct) copyInto(into.ssm, scan.lastState as Tensor);
     return linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });
-  }
-
-  /**
-   * Batch-1 folded decode on CUDA: every layer in the megakernel (ops/mamba_decode) where it takes
-   * the model (no projection biases, no falcon-mamba mixer norms; sizes and device it supports).
-   */
-  protected override decodeStack(h: Tensor, rows: { conv: Tensor[]; ssm: Tensor[] }): boolean {
-    if (this.config.mixerRmsEps !== null || this.config.useBias) return false;
-    const Ls = this.layers;
-    return mambaDecodeStack({
-      h,
-      normWeight: this.norms,
-      inProj: Ls.map((L) => L.inProj),
-      convWeight: Ls.map((L) => L.convW),
-      convBias: Ls[0].convB ? Ls.map((L) => L.convB as Tensor) : undefined,
-      convState: rows.conv,
-      xProj: Ls.map((L) => L.xProj),
-      dtProj: Ls.map((L) => L.dtProjW),
-      dtBias: Ls.map((L) => L.dtProjB),
-      A: Ls.map((L) => L.A),
-      D: Ls.map((L) => L.D),
-      ssmState: rows.ssm,
-      outProj: Ls.map((L) => L.outProj),
-      eps: this.config.normEps,
-    });
   }
 
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {

@@ -10,7 +10,6 @@ import { causalConv1d as causalConv1dOp } from '../ops/conv1d';
 import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
 import { argmax as argmaxOp } from '../ops/sampling';
-import { mambaDecodeStack as mambaDecodeStackOp } from '../ops/mamba_decode';
 import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
@@ -25,4 +24,3 @@ export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);
 export const argmax = timed('argmax', argmaxOp);
-export const mambaDecodeStack = timed('mambaDecodeStack', mambaDecodeStackOp);
