@@ -287,7 +287,9 @@ void enumerate(const Library& lib, LtHandle h, const Plan& plan, int type, std::
     size_t written = 0;
     lib.cap_get(&base, kCapSplitK, &splitk, sizeof(splitk), &written);
     lib.cap_get(&base, kCapReductionMask, &reductions, sizeof(reductions), &written);
-    const uint32_t reduce = reductions & kReduceInPlace ? kReduceInPlace : reductions & kReduceCompute ? kReduceCompute : kReduceOutput;
+    // Split-K parts summed in f32 (the workspace) where the algorithm can; in place (in the
+    // output's 16-bit type, in a fixed order) otherwise.
+    const uint32_t reduce = reductions & kReduceCompute ? kReduceCompute : reductions & kReduceInPlace ? kReduceInPlace : kReduceOutput;
     const std::vector<uint32_t> tiles = cap_array(base, kCapTileIds), stages = cap_array(base, kCapStagesIds);
     for (uint32_t tile : tiles)
       for (uint32_t split : {1u, 2u, 4u, 8u}) {

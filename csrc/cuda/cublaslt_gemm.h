@@ -8,7 +8,8 @@
 // always runs the same algorithm in a process (bit-identical results call to call).
 // libcublasLt is loaded at run time like libcublas (cuda/cublas_loader.h): beside the libcublas
 // found, $STATESPACE_CUBLASLT_PATH, or libcublasLt.so.13/.12 on the loader path.
-// STATESPACE_CUBLASLT=0 (read per call) leaves these shapes to cublasGemmEx;
+// STATESPACE_CUBLASLT (read per call): 0 leaves these shapes to cublasGemmEx; wide also times
+// every algorithm / tile / split-K configuration cuBLASLt accepts for the shape (up to 256 more).
 // STATESPACE_CUBLASLT_LOG=1 prints each tuning (candidates, their times, the choice) to stderr.
 #pragma once
 #include <string>
