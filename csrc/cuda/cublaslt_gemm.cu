@@ -36,6 +36,7 @@ constexpr int kDescTransA = 3, kDescTransB = 4;                  // cublasLtMatm
 constexpr int kPrefMaxWorkspace = 1;                             // uint64_t
 constexpr int kPrefAlignA = 5, kPrefAlignB = 6, kPrefAlignC = 7, kPrefAlignD = 8;  // uint32_t, bytes
 constexpr int kCapSplitK = 0, kCapReductionMask = 1, kCapTileIds = 6, kCapStagesIds = 13;  // cublasLtMatmulAlgoCapAttributes_t
+constexpr int kCapAlignA = 16;  // .. D = 19: the algorithm's minimum pointer alignments (uint32_t, bytes)
 constexpr int kCfgTile = 1, kCfgSplitK = 2, kCfgReduction = 3, kCfgStages = 6;            // cublasLtMatmulAlgoConfigAttributes_t, uint32_t
 constexpr uint32_t kReduceInPlace = 1, kReduceCompute = 2, kReduceOutput = 4;             // cublasLtReductionScheme_t
 
@@ -263,8 +264,9 @@ int fastest(const Library& lib, const DeviceLt& dev, const Plan& plan, const std
 
 // The wide search: every algorithm id cuBLASLt has for the types, each tile it offers with split-K
 // 1, 2, 4 or 8 (the first stage count it accepts), kept where cublasLtMatmulAlgoCheck accepts it
-// for this problem within the workspace; appended to `cand` up to kMaxWide more.
-void enumerate(const Library& lib, LtHandle h, const Plan& plan, int type, std::vector<HeuristicResult>& cand) {
+// for this problem within the workspace and the operands' alignments (al: A, B, C, D; the check
+// does not see the pointers); appended to `cand` up to kMaxWide more.
+void enumerate(const Library& lib, LtHandle h, const Plan& plan, int type, const uint32_t (&al)[4], std::vector<HeuristicResult>& cand) {
   auto cap_array = [&](const Algo& a, int attr) {
     size_t bytes = 0;
     std::vector<uint32_t> v;
@@ -282,6 +284,13 @@ void enumerate(const Library& lib, LtHandle h, const Plan& plan, int type, std::
   for (int i = 0; i < nid && cand.size() < limit; ++i) {
     Algo base{};
     if (lib.algo_init(h, kCompute32F, kR32F, type, type, type, type, ids[i], &base) != 0) continue;
+    bool fits = true;
+    for (int m = 0; m < 4; ++m) {
+      uint32_t need = 0;
+      size_t got = 0;
+      if (lib.cap_get(&base, kCapAlignA + m, &need, sizeof(need), &got) == 0 && need > al[m]) fits = false;
+    }
+    if (!fits) continue;
     int32_t splitk = 0;
     uint32_t reductions = 0;
     size_t written = 0;
@@ -378,7 +387,10 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(st, &capturing), "linear: cudaStreamIsCapturing");
     const size_t heuristic = cand.size();
-    if (made && mode == Search::Wide && capturing == cudaStreamCaptureStatusNone && lib.wide()) enumerate(lib, dev.handle, plan, type, cand);
+    if (made && mode == Search::Wide && capturing == cudaStreamCaptureStatusNone && lib.wide()) {
+      const uint32_t al[4] = {al_a, al_b, al_d, al_d};
+      enumerate(lib, dev.handle, plan, type, al, cand);
+    }
     if (!cand.empty()) {
       const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && !env_is("STATESPACE_CUBLASLT_TUNE", "0");
       const int pick = tune ? fastest(lib, dev, plan, cand, heuristic, o, st, p) : 0;
