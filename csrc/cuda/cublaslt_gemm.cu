@@ -32,7 +32,7 @@ struct HeuristicResult {
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kCompute32F = 68;  // CUBLAS_COMPUTE_32F: f32 accumulation, no TF32
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
-constexpr int kDescTransA = 3, kDescTransB = 4;                  // cublasLtMatmulDescAttributes_t
+constexpr int kDescTransA = 3, kDescTransB = 4, kDescSmTarget = 15;  // cublasLtMatmulDescAttributes_t (int32_t)
 constexpr int kPrefMaxWorkspace = 1;                             // uint64_t
 constexpr int kPrefAlignA = 5, kPrefAlignB = 6, kPrefAlignC = 7, kPrefAlignD = 8;  // uint32_t, bytes
 constexpr int kCapSplitK = 0, kCapReductionMask = 1, kCapTileIds = 6, kCapStagesIds = 13;  // cublasLtMatmulAlgoCapAttributes_t
@@ -157,7 +157,7 @@ uint32_t alignment(const void* ptr) {
 }
 
 // Everything an algorithm's fitness depends on.
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int>;
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int, int>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt has no algorithm for it (cublasGemmEx runs it)
@@ -169,7 +169,7 @@ struct Plan {
 
 struct DeviceLt {
   LtHandle handle = nullptr;
-  void* workspace = nullptr;
+  void* workspace[2] = {nullptr, nullptr};  // per LtOptions::slot
 };
 
 struct Cache {
@@ -197,11 +197,12 @@ void* malloc_relaxed(size_t bytes) {
 struct Operands {
   const void *a, *b;
   void* d;
+  void* workspace;  // kWorkspaceBytes
 };
 
 Status run(const Library& lib, const DeviceLt& dev, const Plan& plan, const Algo& algo, size_t ws, const Operands& o, cudaStream_t st) {
   const float alpha = 1.f, beta = 0.f;
-  return lib.matmul(dev.handle, plan.desc, &alpha, o.a, plan.a, o.b, plan.b, &beta, o.d, plan.d, o.d, plan.d, &algo, dev.workspace, ws, st);
+  return lib.matmul(dev.handle, plan.desc, &alpha, o.a, plan.a, o.b, plan.b, &beta, o.d, plan.d, o.d, plan.d, &algo, o.workspace, ws, st);
 }
 
 // Times each candidate on the stream (the stream is not capturing) and returns the fastest's
@@ -329,7 +330,7 @@ std::string cublaslt_backend() {
   return lib.error.empty() ? "cublasLt (" + lib.name + ")" : lib.error;
 }
 
-bool cublaslt_gemm(const GemmParams& p, void* stream, int device) {
+bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOptions& opt) {
   const Search mode = search_mode();
   if (p.M <= kGemvMaxM || p.M > kLtMaxM || mode == Search::Off) return false;
   std::string why;
@@ -342,10 +343,10 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device) {
   // (K, N) column-major when row-major (transposed) or (N, K) for a transposed view; x stored
   // (K, M) column-major when row-major, (M, K) for a transposed view.
   const int op_a = p.w_col_major ? kOpN : kOpT, op_b = p.x_col_major ? kOpT : kOpN;
-  const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K;
-  const Operands o{p.weight, p.x, p.out};
-  const uint32_t al_a = alignment(o.a), al_b = alignment(o.b), al_d = alignment(o.d);
-  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, al_a, al_b, al_d, static_cast<int>(mode)};
+  const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K, ldo = opt.ldo ? opt.ldo : p.N;
+  const int slot = opt.slot ? 1 : 0;
+  const uint32_t al_a = alignment(p.weight), al_b = alignment(p.x), al_d = alignment(p.out);
+  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, static_cast<int>(mode), opt.sm_target};
 
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -355,17 +356,19 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device) {
       dev.handle = nullptr;
       return false;
     }
-    dev.workspace = malloc_relaxed(kWorkspaceBytes);
   }
+  if (!dev.workspace[slot]) dev.workspace[slot] = malloc_relaxed(kWorkspaceBytes);
+  const Operands o{p.weight, p.x, p.out, dev.workspace[slot]};
   auto it = c.plans.find(key);
   if (it == c.plans.end()) {
     Plan plan;
     const bool made = lib.desc_create(&plan.desc, kCompute32F, kR32F) == 0 &&
                       lib.desc_set(plan.desc, kDescTransA, &op_a, sizeof(op_a)) == 0 &&
                       lib.desc_set(plan.desc, kDescTransB, &op_b, sizeof(op_b)) == 0 &&
+                      (opt.sm_target <= 0 || lib.desc_set(plan.desc, kDescSmTarget, &opt.sm_target, sizeof(opt.sm_target)) == 0) &&
                       lib.layout_create(&plan.a, type, op_a == kOpT ? p.K : p.N, op_a == kOpT ? p.N : p.K, ldw) == 0 &&
                       lib.layout_create(&plan.b, type, op_b == kOpN ? p.K : p.M, op_b == kOpN ? p.M : p.K, ldx) == 0 &&
-                      lib.layout_create(&plan.d, type, p.N, p.M, p.N) == 0;
+                      lib.layout_create(&plan.d, type, p.N, p.M, ldo) == 0;
     std::vector<HeuristicResult> cand(kCandidates);
     int found = 0;
     if (made) {
@@ -387,12 +390,12 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(st, &capturing), "linear: cudaStreamIsCapturing");
     const size_t heuristic = cand.size();
-    if (made && mode == Search::Wide && capturing == cudaStreamCaptureStatusNone && lib.wide()) {
+    if (made && mode == Search::Wide && capturing == cudaStreamCaptureStatusNone && opt.sm_target <= 0 && lib.wide()) {
       const uint32_t al[4] = {al_a, al_b, al_d, al_d};
       enumerate(lib, dev.handle, plan, type, al, cand);
     }
     if (!cand.empty()) {
-      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && !env_is("STATESPACE_CUBLASLT_TUNE", "0");
+      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && opt.sm_target <= 0 && !env_is("STATESPACE_CUBLASLT_TUNE", "0");
       const int pick = tune ? fastest(lib, dev, plan, cand, heuristic, o, st, p) : 0;
       if (pick >= 0) {
         plan.usable = true;

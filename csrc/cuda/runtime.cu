@@ -157,7 +157,10 @@ DeviceState& state(int device) {
   if (!s) {
     check(cudaSetDevice(device), "cudaSetDevice");
     auto* ns = new DeviceState();
-    check(cudaStreamCreateWithFlags(&ns->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    // The greatest priority: a side stream (cuda/side_stream.h) yields the SMs to it.
+    int least = 0, greatest = 0;
+    check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
+    check(cudaStreamCreateWithPriority(&ns->stream, cudaStreamNonBlocking, greatest), "cudaStreamCreate");
     check(cudaDeviceGetDefaultMemPool(&ns->pool, device), "cudaDeviceGetDefaultMemPool");
     uint64_t keep = ~0ull;  // keep freed blocks cached in the pool (reported by memory())
     check(cudaMemPoolSetAttribute(ns->pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");

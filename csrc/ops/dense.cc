@@ -6,7 +6,10 @@
 #include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
+#include <cstdlib>
 #include "cuda/cublas_loader.h"
+#include "cuda/cublaslt_gemm.h"
+#include "cuda/side_stream.h"
 #endif
 
 namespace ss {
@@ -273,9 +276,11 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   return with_residual(L.out, ex);
 }
 
-Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
-                          const LinearExtras& ex) {
+namespace {
+
+// The argument checks of linear_conv_update.
+void check_conv_update(const Tensor& x, const Tensor& weight, const Tensor& conv_state, const Tensor& conv_weight,
+                       const Tensor& conv_bias, int64_t lo, const LinearExtras& ex) {
   Device dev = x.device();
   if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "residual: not taken by linearConvUpdate");
   if (ex.argmax_out.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken by linearConvUpdate");
@@ -298,6 +303,58 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     checks::shape("convBias", conv_bias, {Cc}, "(channels)");
     checks::floating("convBias", conv_bias, cpu);
   }
+}
+
+// One causal conv step in place on columns [lo, lo + channels) of out (M, N), contiguous.
+void conv_step_in_place(const Tensor& out, int64_t lo, const Tensor& conv_state, const Tensor& conv_weight, const Tensor& conv_bias,
+                        bool silu) {
+  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+  CausalConv1dUpdateParams c;
+  c.batch = out.size(0);
+  c.dim = cw.size(0);
+  c.width = cw.size(1);
+  c.dtype = out.dtype;
+  c.state_dtype = conv_state.dtype;
+  c.weight_dtype = cw.dtype;
+  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+  c.silu = silu;
+  c.x = static_cast<char*>(out.data()) + lo * static_cast<int64_t>(dtype_size(out.dtype));
+  c.x_stride = out.size(1);
+  c.y = const_cast<void*>(c.x);
+  c.y_stride = out.size(1);
+  c.state = conv_state.data();
+  c.slots = c.batch;
+  c.weight = cw.data();
+  c.bias = cb.defined() ? cb.data() : nullptr;
+  if (out.device().is_cpu())
+    run_cpu({cw, cb}, {out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
+  else
+    causal_conv1d_update_cuda(c, cuda_stream_for(out.device()));
+}
+
+// Rows [r0, r0 + n) / columns [c0, c0 + n) of a 2-D tensor, as a view.
+Tensor rows_view(const Tensor& t, int64_t r0, int64_t n) {
+  Tensor v = t;
+  v.shape = {n, t.size(1)};
+  v.offset += r0 * t.stride(0);
+  return v;
+}
+Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
+  Tensor v = t;
+  v.shape = {t.size(0), n};
+  v.offset += c0 * t.stride(1);
+  return v;
+}
+
+}  // namespace
+
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                          const LinearExtras& ex) {
+  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  const int64_t M = x.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
 #ifdef STATESPACE_WITH_CUDA
   // With a norm that the matrix-vector kernel takes on the fly, the plan is the fused one.
   const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
@@ -325,33 +382,98 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
     return L.out;
   }
+#else
+  (void)cpu;
+  (void)W;
 #endif
   // Otherwise the product, then the conv step in place on its columns.
   run_linear(L);
   if (L.out.numel() == 0) return L.out;
-  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
-  CausalConv1dUpdateParams c;
-  c.batch = M;
-  c.dim = Cc;
-  c.width = W;
-  c.dtype = L.out.dtype;
-  c.state_dtype = conv_state.dtype;
-  c.weight_dtype = cw.dtype;
-  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
-  c.silu = silu;
-  c.x = static_cast<char*>(L.out.data()) + lo * static_cast<int64_t>(dtype_size(L.out.dtype));
-  c.x_stride = N;
-  c.y = const_cast<void*>(c.x);
-  c.y_stride = N;
-  c.state = conv_state.data();
-  c.slots = M;
-  c.weight = cw.data();
-  c.bias = cb.defined() ? cb.data() : nullptr;
-  if (cpu)
-    run_cpu({cw, cb}, {L.out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
-  else
-    causal_conv1d_update_cuda(c, cuda_stream_for(dev));
+  conv_step_in_place(L.out, lo, conv_state, conv_weight, conv_bias, silu);
   return L.out;
+}
+
+#ifdef STATESPACE_WITH_CUDA
+namespace {
+
+// linear_conv_update_proj on CUDA at a decode batch through cuBLASLt, with the in_proj columns
+// that the conv does not read (Mamba-1: z) on the side stream:
+//   stream: [conv columns] -> fork -> conv step -> x_proj ------------> join
+//   side:                           [other columns] ------------------/
+// so that the latency-bound conv step and x_proj run while the side product streams its weights
+// (the side one starts after the first product: each gets the memory bandwidth in turn). False,
+// with nothing launched, where it does not apply; the caller then runs the ops in turn.
+bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                      const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
+                      const LinearExtras& ex, LinearConvProj& r) {
+  Device dev = x.device();
+  const char* v = std::getenv("STATESPACE_FORK");  // opt-in until measured on the H100
+  if (dev.is_cpu() || !(v && v[0] == '1')) return false;
+  if (bias.defined() || ex.norm_weight.defined() || !x.is_contiguous() || !weight.is_contiguous()) return false;
+  const int64_t M = x.size(0), N = weight.size(0), K = x.size(1), Cc = conv_weight.size(0);
+  if (M <= kGemvMaxM || M > cuda::kLtMaxM || K == 0 || Cc == N) return false;
+  const int64_t es = static_cast<int64_t>(dtype_size(x.dtype));
+  Tensor out = empty({M, N}, x.dtype, dev);
+  GemmParams g;
+  g.M = M;
+  g.K = K;
+  g.dtype = x.dtype;
+  g.x = x.data();
+  auto cols = [&](int64_t c0, int64_t c1) {
+    GemmParams q = g;
+    q.N = c1 - c0;
+    q.weight = static_cast<const char*>(weight.data()) + c0 * K * es;
+    q.out = static_cast<char*>(out.data()) + c0 * es;
+    return q;
+  };
+  void* st = cuda_stream_for(dev);
+  if (!cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, {N, 0, 0})) return false;
+  const char* sms = std::getenv("STATESPACE_FORK_SMS");
+  const cuda::LtOptions side{N, 1, sms ? std::atoi(sms) : 0};
+  std::vector<std::pair<int64_t, int64_t>> left;  // ranges cuBLASLt refused on the side stream
+  {
+    cuda::fork_side(st, dev.index);
+    // The join runs however this scope ends: a capture must not end with the side stream forked.
+    struct Join {
+      void* st;
+      int device;
+      ~Join() {
+        try {
+          cuda::join_side(st, device);
+        } catch (...) {
+        }
+      }
+    } join{st, dev.index};
+    void* ss = cuda::side_stream(dev.index);
+    for (const auto& [c0, c1] : {std::pair<int64_t, int64_t>{0, lo}, {lo + Cc, N}})
+      if (c1 > c0 && !cuda::cublaslt_gemm(cols(c0, c1), ss, dev.index, side)) left.emplace_back(c0, c1);
+    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
+    r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
+  }
+  for (const auto& [c0, c1] : left) copy_into(cols_view(out, c0, c1 - c0), linear(x, rows_view(weight, c0, c1 - c0), Tensor{}));
+  r.out = out;
+  return true;
+}
+
+}  // namespace
+#endif
+
+LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                                       const Tensor& x_proj, const LinearExtras& ex) {
+  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
+  check_same_device(x.device(), {{"xProj", &x_proj}});
+  checks::rank("xProj", x_proj, 2, "(out, channels)");
+  checks::same_dtype("xProj", x_proj, "x", x.dtype);
+  const int64_t Cc = conv_weight.size(0);
+  if (x_proj.size(1) != Cc) fail_shape("xProj", "(out, channels) with channels = " + std::to_string(Cc) + " (the conv's)", x_proj.shape);
+  LinearConvProj r;
+#ifdef STATESPACE_WITH_CUDA
+  if (forked_conv_proj(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, x_proj, ex, r)) return r;
+#endif
+  r.out = linear_conv_update(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, ex);
+  r.proj = linear(cols_view(r.out, lo, Cc), x_proj, Tensor{});
+  return r;
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,

@@ -165,6 +165,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const L
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
                           const LinearExtras& extras = {});
+// linear_conv_update, then proj = (its conv columns after the conv step) · x_projᵀ (x_proj:
+// (out, channels), x's dtype): a Mamba decode step's in_proj, conv and x_proj. On CUDA at
+// 8 < batch <= 256 (no bias, no norm, cuBLASLt there) the in_proj columns outside the conv run on
+// the device's side stream beside the conv step and x_proj, joined before it returns
+// (STATESPACE_FORK=1 for now, until measured; otherwise all on the device's stream, in turn;
+// STATESPACE_FORK_SMS=n: the side product planned for n SMs).
+struct LinearConvProj {
+  Tensor out, proj;
+};
+LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
+                                       const Tensor& x_proj, const LinearExtras& extras = {});
 struct RmsNormResult {
   Tensor y, residual_out;
 };
