@@ -401,14 +401,16 @@ namespace {
 //   stream: [conv columns] -> fork -> conv step -> x_proj ------------> join
 //   side:                           [other columns] ------------------/
 // so that the latency-bound conv step and x_proj run while the side product streams its weights
-// (the side one starts after the first product: each gets the memory bandwidth in turn). False,
-// with nothing launched, where it does not apply; the caller then runs the ops in turn.
+// (the side one starts after the first product: each gets the memory bandwidth in turn;
+// STATESPACE_FORK=2 forks before the first product instead, both products at once). False, with
+// nothing launched, where it does not apply; the caller then runs the ops in turn.
 bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
                       const LinearExtras& ex, LinearConvProj& r) {
   Device dev = x.device();
   const char* v = std::getenv("STATESPACE_FORK");  // opt-in until measured on the H100
-  if (dev.is_cpu() || !(v && v[0] == '1')) return false;
+  if (dev.is_cpu() || !(v && (v[0] == '1' || v[0] == '2'))) return false;
+  const bool early = v[0] == '2';
   if (bias.defined() || ex.norm_weight.defined() || !x.is_contiguous() || !weight.is_contiguous()) return false;
   const int64_t M = x.size(0), N = weight.size(0), K = x.size(1), Cc = conv_weight.size(0);
   if (M <= kGemvMaxM || M > cuda::kLtMaxM || K == 0 || Cc == N) return false;
@@ -427,7 +429,8 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     return q;
   };
   void* st = cuda_stream_for(dev);
-  if (!cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, {N, 0, 0})) return false;
+  const cuda::LtOptions first{N, 0, 0};
+  if (!early && !cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, first)) return false;
   const char* sms = std::getenv("STATESPACE_FORK_SMS");
   const cuda::LtOptions side{N, 1, sms ? std::atoi(sms) : 0};
   std::vector<std::pair<int64_t, int64_t>> left;  // ranges cuBLASLt refused on the side stream
@@ -444,6 +447,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
         }
       }
     } join{st, dev.index};
+    if (early && !cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, first)) return false;
     void* ss = cuda::side_stream(dev.index);
     for (const auto& [c0, c1] : {std::pair<int64_t, int64_t>{0, lo}, {lo + Cc, N}})
       if (c1 > c0 && !cuda::cublaslt_gemm(cols(c0, c1), ss, dev.index, side)) left.emplace_back(c0, c1);
