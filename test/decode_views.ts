@@ -97,8 +97,10 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 
 /**
  * linearConvUpdateProj (in_proj, its conv step and x_proj of the conv columns in one op) against
- * linearConvUpdate followed by linear on the conv columns. On CUDA at batch 9..256 without a bias
- * the columns outside the conv run on the side stream beside the conv step and x_proj: the conv
+ * linearConvUpdate followed by linear on the conv columns, and linearConvUpdate alone, against the
+ * two ops in turn on one stream (STATESPACE_FORK=0). With STATESPACE_FORK=1 on CUDA at batch 9..256
+ * without a bias the columns outside the conv run on the side stream beside the conv step (and
+ * x_proj): the conv
  * first (Mamba-1: z on the side), in the middle (two side ranges), last; batch 300 and a bias take
  * the ops in turn. With `graph`, the op is also captured (after an eager warm-up) and replayed
  * from the same conv state: bit-identical to the eager call.
@@ -120,17 +122,29 @@ export async function checkLinearConvProj(device: Device, dtype: DType, tol: num
     const cb = randn([C], { dtype, device });
     const xp = randn([P, C], { dtype, device, std: 1 / Math.sqrt(C) });
     const state0 = randn([batch, C, 3], { dtype, device });
-    const s1 = state0.clone(), s2 = state0.clone();
+    const s1 = state0.clone(), s2 = state0.clone(), s3 = state0.clone();
     const args = { x, weight: w, bias: b, convWeight: cw, convBias: cb, convStart: lo, activation: 'silu' as const };
     const [out, proj] = linearConvUpdateProj({ ...args, convState: s1, xProj: xp });
-    const plain = linearConvUpdate({ ...args, convState: s2 });
-    const plainProj = linear({ x: plain.slice(1, lo, lo + C), weight: xp });
+    const alone = linearConvUpdate({ ...args, convState: s3 }); // forked as well where STATESPACE_FORK asks
+    // the reference: the ops in turn on one stream
+    const fork = process.env.STATESPACE_FORK;
+    process.env.STATESPACE_FORK = '0';
+    let plain: Tensor, plainProj: Tensor;
+    try {
+      plain = linearConvUpdate({ ...args, convState: s2 });
+      plainProj = linear({ x: plain.slice(1, lo, lo + C), weight: xp });
+    } finally {
+      if (fork === undefined) delete process.env.STATESPACE_FORK;
+      else process.env.STATESPACE_FORK = fork;
+    }
     const what = `${device} ${dtype} batch ${batch} columns [${lo}, ${lo + C}) of ${N}, x_proj ${P}${withBias ? ', bias' : ''}`;
     expect(out.shape).toEqual([batch, N]);
     expect(proj.shape).toEqual([batch, P]);
     expect(relErr(await out.data(), await plain.data()), what).toBeLessThan(tol);
+    expect(relErr(await alone.data(), await plain.data()), `${what}: linearConvUpdate`).toBeLessThan(tol);
     expect(relErr(await proj.data(), await plainProj.data()), `${what}: x_proj`).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
+    expect(relErr(await s3.data(), await s2.data()), `${what}: conv state (linearConvUpdate)`).toBeLessThan(tol);
     if (!graph) continue;
     const outG = out.clone(), projG = proj.clone();
     const state = state0.clone();

@@ -348,57 +348,12 @@ Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
 
 }  // namespace
 
-Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
-                          const LinearExtras& ex) {
-  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
-  Device dev = x.device();
-  const bool cpu = dev.is_cpu();
-  const int64_t M = x.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
-#ifdef STATESPACE_WITH_CUDA
-  // With a norm that the matrix-vector kernel takes on the fly, the plan is the fused one.
-  const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
-  FusedLinear F;
-  if (fused_norm) F = plan_fused(x, weight, bias, ex);
-  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias);
-#else
-  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias);
-#endif
-#ifdef STATESPACE_WITH_CUDA
-  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
-    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
-    Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
-    GemvConv c;
-    c.state = conv_state.data();
-    c.state_dtype = conv_state.dtype;
-    c.weight = cw.data();
-    c.weight_dtype = cw.dtype;
-    c.bias = cb.defined() ? cb.data() : nullptr;
-    c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
-    c.lo = lo;
-    c.channels = Cc;
-    c.width = W;
-    c.silu = silu;
-    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
-    return L.out;
-  }
-#else
-  (void)cpu;
-  (void)W;
-#endif
-  // Otherwise the product, then the conv step in place on its columns.
-  run_linear(L);
-  if (L.out.numel() == 0) return L.out;
-  conv_step_in_place(L.out, lo, conv_state, conv_weight, conv_bias, silu);
-  return L.out;
-}
-
 #ifdef STATESPACE_WITH_CUDA
 namespace {
 
-// linear_conv_update_proj on CUDA at a decode batch through cuBLASLt, with the in_proj columns
-// that the conv does not read (Mamba-1: z) on the side stream:
-//   stream: [conv columns] -> fork -> conv step -> x_proj ------------> join
+// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, with the in_proj columns
+// that the conv does not read (Mamba-1: z; Mamba-2: z and dt) on the side stream:
+//   stream: [conv columns] -> fork -> conv step -> (x_proj) ----------> join
 //   side:                           [other columns] ------------------/
 // so that the latency-bound conv step and x_proj run while the side product streams its weights
 // (the side one starts after the first product: each gets the memory bandwidth in turn;
@@ -452,7 +407,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     for (const auto& [c0, c1] : {std::pair<int64_t, int64_t>{0, lo}, {lo + Cc, N}})
       if (c1 > c0 && !cuda::cublaslt_gemm(cols(c0, c1), ss, dev.index, side)) left.emplace_back(c0, c1);
     conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
-    r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
+    if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
   for (const auto& [c0, c1] : left) copy_into(cols_view(out, c0, c1 - c0), linear(x, rows_view(weight, c0, c1 - c0), Tensor{}));
   r.out = out;
@@ -461,6 +416,54 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
 
 }  // namespace
 #endif
+
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                          const LinearExtras& ex) {
+  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
+#ifdef STATESPACE_WITH_CUDA
+  if (LinearConvProj r; forked_conv_proj(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, Tensor{}, ex, r)) return r.out;
+#endif
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  const int64_t M = x.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
+#ifdef STATESPACE_WITH_CUDA
+  // With a norm that the matrix-vector kernel takes on the fly, the plan is the fused one.
+  const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
+  FusedLinear F;
+  if (fused_norm) F = plan_fused(x, weight, bias, ex);
+  LinearPlan L = fused_norm ? F.L : plan_linear(normed_input(x, weight, ex), weight, bias);
+#else
+  LinearPlan L = plan_linear(normed_input(x, weight, ex), weight, bias);
+#endif
+#ifdef STATESPACE_WITH_CUDA
+  if (!cpu && M <= kGemvMaxM && L.out.numel() > 0) {
+    // The matrix-vector kernel applies the conv step to its conv columns as it writes them.
+    Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+    GemvConv c;
+    c.state = conv_state.data();
+    c.state_dtype = conv_state.dtype;
+    c.weight = cw.data();
+    c.weight_dtype = cw.dtype;
+    c.bias = cb.defined() ? cb.data() : nullptr;
+    c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+    c.lo = lo;
+    c.channels = Cc;
+    c.width = W;
+    c.silu = silu;
+    gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
+    return L.out;
+  }
+#else
+  (void)cpu;
+  (void)W;
+#endif
+  // Otherwise the product, then the conv step in place on its columns.
+  run_linear(L);
+  if (L.out.numel() == 0) return L.out;
+  conv_step_in_place(L.out, lo, conv_state, conv_weight, conv_bias, silu);
+  return L.out;
+}
 
 LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                                        const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,

@@ -161,7 +161,9 @@ struct LinearExtras {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
-// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
+// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows); at
+// 8 < batch <= 256 the other columns can run on the side stream beside the conv step (as in
+// linear_conv_update_proj below, STATESPACE_FORK).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
                           const LinearExtras& extras = {});
