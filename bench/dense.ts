@@ -6,7 +6,7 @@
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
  * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
  * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
- * cuBLAS. cuBLAS at 8 < M <= 256 is cuBLASLt with a timed algorithm choice (csrc/cuda/cublaslt_gemm.cu):
+ * cuBLAS. cuBLAS at 8 < M <= 64 is cuBLASLt with a timed algorithm choice (csrc/cuda/cublaslt_gemm.cu):
  * the M = 64 rows again as 'cublasLt wide' (every configuration timed, STATESPACE_CUBLASLT=wide) and
  * 'cublas GemmEx' (the heuristic's first pick, STATESPACE_CUBLASLT=0); x_proj also through cuBLASLt
  * instead of the narrow split-K kernel ('... no narrow', STATESPACE_NARROW=0).

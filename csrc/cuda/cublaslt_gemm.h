@@ -1,4 +1,4 @@
-// cuBLASLt for the skinny products of batched decode (kGemvMaxM < M <= kLtMaxM), with the
+// cuBLASLt for the skinny products of batched decode (kGemvMaxM < M <= kLtMaxM = 64), with the
 // algorithm chosen by timing. cublasGemmEx takes the heuristic's first algorithm, which for these
 // weight-bound shapes (64 x 192 x 5120: 2 MB in ~7 us) often leaves most SMs idle; cuBLASLt lists
 // its candidates (tile shapes, split-K, stream-K) and the fastest one, timed once per (device,
@@ -17,9 +17,10 @@
 
 namespace ss::cuda {
 
-// Rows up to which linear layers go through cuBLASLt (decode batches); larger products (prefill)
-// stay on cublasGemmEx: every new M would otherwise be timed once.
-constexpr int64_t kLtMaxM = 256;
+// Rows up to which linear layers go through cuBLASLt (decode batches); larger products stay on
+// cublasGemmEx: every new M is timed once (~10 ms with the L2 flushes), which prefills of many
+// lengths would keep paying.
+constexpr int64_t kLtMaxM = 64;
 
 // Where the product goes and how it shares the GPU:
 //  - ldo: out's rows lie ldo elements apart (0: N), e.g. a column range of a wider projection;

@@ -9,7 +9,7 @@
 // without cuBLAS.
 // Small M (M <= 8: decode) always takes the matrix-vector kernel of gemv_cuda.cu instead: the
 // product is bound by reading the weights once, without padding M up to a 64-row tile. Batched
-// decode (8 < M <= 256) takes cuBLASLt with a timed algorithm choice (cuda/cublaslt_gemm.h), else
+// decode (8 < M <= 64) takes cuBLASLt with a timed algorithm choice (cuda/cublaslt_gemm.h), else
 // cublasGemmEx; where the host has no cuBLAS, 8 < M <= 64 in 16-bit takes the skinny tensor-core
 // GEMM of skinny_gemm_cuda.cu (the builtin 64x64-tile kernel pads M and stages through registers).
 #include <mma.h>

@@ -121,7 +121,7 @@ export interface LinearConvUpdateProjOptions extends LinearConvUpdateOptions {
 
 /**
  * linearConvUpdate, then linear(its conv columns, xProj): a Mamba decode step's in_proj, conv
- * and x_proj. Returns [the linearConvUpdate result, the projection]. On CUDA at batch 9-256 (no
+ * and x_proj. Returns [the linearConvUpdate result, the projection]. On CUDA at batch 9-64 (no
  * bias or norm) the input-projection columns outside the conv can be computed on a second stream
  * while the conv step and xProj run (STATESPACE_FORK=1, being measured); otherwise the ops run in
  * turn.
