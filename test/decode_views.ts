@@ -101,7 +101,8 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
  * two ops in turn on one stream (STATESPACE_FORK=0). With STATESPACE_FORK=1 on CUDA at batch 9..64
  * without a bias the columns outside the conv run on the side stream beside the conv step (and
  * x_proj): the conv
- * first (Mamba-1: z on the side), in the middle (two side ranges), last; batch 100 and a bias take
+ * first (Mamba-1: z on the side), in the middle (the larger range on the side, the smaller with the
+ * conv columns), last; batch 100 and a bias take
  * the ops in turn. With `graph`, the op is also captured (after an eager warm-up) and replayed
  * from the same conv state: bit-identical to the eager call.
  */

@@ -351,10 +351,11 @@ Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
 #ifdef STATESPACE_WITH_CUDA
 namespace {
 
-// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, with the in_proj columns
-// that the conv does not read (Mamba-1: z; Mamba-2: z and dt) on the side stream:
-//   stream: [conv columns] -> fork -> conv step -> (x_proj) ----------> join
-//   side:                           [other columns] ------------------/
+// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, with the larger of the
+// column ranges that the conv does not read (Mamba-1: z after the conv columns; Mamba-2: z before
+// them, the dt columns after them staying with the conv columns) on the side stream:
+//   stream: [conv columns (+ the smaller range)] -> fork -> conv step -> (x_proj) -> join
+//   side:                                                  [the larger range] -----/
 // so that the latency-bound conv step and x_proj run while the side product streams its weights
 // (the side one starts after the first product: each gets the memory bandwidth in turn;
 // STATESPACE_FORK=2 forks before the first product instead, both products at once). False, with
@@ -384,11 +385,14 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     return q;
   };
   void* st = cuda_stream_for(dev);
+  const int64_t hi = lo + Cc;
+  const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
+  const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
   const cuda::LtOptions first{N, 0, 0};
-  if (!early && !cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, first)) return false;
+  if (!early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
   const char* sms = std::getenv("STATESPACE_FORK_SMS");
   const cuda::LtOptions side{N, 1, sms ? std::atoi(sms) : 0};
-  std::vector<std::pair<int64_t, int64_t>> left;  // ranges cuBLASLt refused on the side stream
+  bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
     // The join runs however this scope ends: a capture must not end with the side stream forked.
@@ -402,14 +406,12 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
         }
       }
     } join{st, dev.index};
-    if (early && !cuda::cublaslt_gemm(cols(lo, lo + Cc), st, dev.index, first)) return false;
-    void* ss = cuda::side_stream(dev.index);
-    for (const auto& [c0, c1] : {std::pair<int64_t, int64_t>{0, lo}, {lo + Cc, N}})
-      if (c1 > c0 && !cuda::cublaslt_gemm(cols(c0, c1), ss, dev.index, side)) left.emplace_back(c0, c1);
+    if (early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
+    left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
     conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
     if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
-  for (const auto& [c0, c1] : left) copy_into(cols_view(out, c0, c1 - c0), linear(x, rows_view(weight, c0, c1 - c0), Tensor{}));
+  if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
   r.out = out;
   return true;
 }

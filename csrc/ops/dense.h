@@ -162,7 +162,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const L
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
 // place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows); at
-// 8 < batch <= 64 the other columns can run on the side stream beside the conv step (as in
+// 8 < batch <= 64 the larger other column range can run on the side stream beside the conv step (as in
 // linear_conv_update_proj below, STATESPACE_FORK).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
