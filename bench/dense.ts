@@ -7,9 +7,8 @@
  * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
  * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
  * cuBLAS. cuBLAS at 8 < M <= 64 is cuBLASLt with a timed algorithm choice (csrc/cuda/cublaslt_gemm.cu):
- * the M = 64 rows again as 'cublasLt wide' (every configuration timed, STATESPACE_CUBLASLT=wide) and
- * 'cublas GemmEx' (the heuristic's first pick, STATESPACE_CUBLASLT=0); x_proj also through cuBLASLt
- * instead of the narrow split-K kernel ('... no narrow', STATESPACE_NARROW=0).
+ * the M = 64 rows again as 'cublas GemmEx' (cublasGemmEx, the heuristic's first pick,
+ * STATESPACE_CUBLASLT=0).
  * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
@@ -96,12 +95,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
     if (linearBackend(device).startsWith('cublas')) {
-      withEnv({ STATESPACE_CUBLASLT: 'wide' }, () => bench(device, report, 'bfloat16', [64], LAYERS, 'cublasLt wide', bw));
       withEnv({ STATESPACE_CUBLASLT: '0' }, () => bench(device, report, 'bfloat16', [64], LAYERS, 'cublas GemmEx', bw));
-      withEnv({ STATESPACE_NARROW: '0' }, () => bench(device, report, 'bfloat16', [64], LAYERS.slice(2, 3), 'cublasLt no narrow', bw));
-      withEnv({ STATESPACE_NARROW: '0', STATESPACE_CUBLASLT: 'wide' }, () =>
-        bench(device, report, 'bfloat16', [64], LAYERS.slice(2, 3), 'cublasLt wide no narrow', bw),
-      );
     }
     // Batched decode through the skinny GEMM although cuBLAS is there, for comparison.
     const savedSkinny = process.env.STATESPACE_SKINNY;

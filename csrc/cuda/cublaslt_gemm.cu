@@ -35,10 +35,6 @@ constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
 constexpr int kDescTransA = 3, kDescTransB = 4, kDescSmTarget = 15;  // cublasLtMatmulDescAttributes_t (int32_t)
 constexpr int kPrefMaxWorkspace = 1;                             // uint64_t
 constexpr int kPrefAlignA = 5, kPrefAlignB = 6, kPrefAlignC = 7, kPrefAlignD = 8;  // uint32_t, bytes
-constexpr int kCapSplitK = 0, kCapReductionMask = 1, kCapTileIds = 6, kCapStagesIds = 13;  // cublasLtMatmulAlgoCapAttributes_t
-constexpr int kCapAlignA = 16;  // .. D = 19: the algorithm's minimum pointer alignments (uint32_t, bytes)
-constexpr int kCfgTile = 1, kCfgSplitK = 2, kCfgReduction = 3, kCfgStages = 6;            // cublasLtMatmulAlgoConfigAttributes_t, uint32_t
-constexpr uint32_t kReduceInPlace = 1, kReduceCompute = 2, kReduceOutput = 4;             // cublasLtReductionScheme_t
 
 using CreateFn = Status (*)(LtHandle*);
 using DescCreateFn = Status (*)(LtDesc*, int, int);
@@ -50,11 +46,6 @@ using PrefDestroyFn = Status (*)(LtPref);
 using HeuristicFn = Status (*)(LtHandle, LtDesc, LtLayout, LtLayout, LtLayout, LtLayout, LtPref, int, HeuristicResult*, int*);
 using MatmulFn = Status (*)(LtHandle, LtDesc, const void*, const void*, LtLayout, const void*, LtLayout, const void*, const void*,
                             LtLayout, void*, LtLayout, const Algo*, void*, size_t, cudaStream_t);
-using GetIdsFn = Status (*)(LtHandle, int, int, int, int, int, int, int, int*, int*);
-using AlgoInitFn = Status (*)(LtHandle, int, int, int, int, int, int, int, Algo*);
-using CapGetFn = Status (*)(const Algo*, int, void*, size_t, size_t*);
-using ConfigSetFn = Status (*)(Algo*, int, const void*, size_t);
-using AlgoCheckFn = Status (*)(LtHandle, LtDesc, LtLayout, LtLayout, LtLayout, LtLayout, const Algo*, HeuristicResult*);
 
 // Split-K partial sums (f32, M x N per split) and stream-K fix-up live in the workspace: 32 MiB
 // holds 12 f32 splits of the widest decode product (64 x 10576), and is what cuBLAS itself
@@ -62,17 +53,6 @@ using AlgoCheckFn = Status (*)(LtHandle, LtDesc, LtLayout, LtLayout, LtLayout, L
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr int kCandidates = 24;  // heuristic results asked for
 constexpr int kTimedRuns = 5;    // per candidate, each after an L2 flush
-constexpr size_t kMaxWide = 256; // enumerated configurations timed at most (STATESPACE_CUBLASLT=wide)
-
-// STATESPACE_CUBLASLT: 0 = off (cublasGemmEx), wide = the heuristic's candidates and every
-// algorithm / tile / split-K configuration cuBLASLt accepts for the shape, else the heuristic's.
-enum class Search { Off, Heuristic, Wide };
-Search search_mode() {
-  const char* v = std::getenv("STATESPACE_CUBLASLT");
-  if (!v) return Search::Heuristic;
-  const std::string s(v);
-  return s == "0" ? Search::Off : s == "wide" ? Search::Wide : Search::Heuristic;
-}
 
 struct Library {
   void* handle = nullptr;
@@ -86,12 +66,6 @@ struct Library {
   PrefDestroyFn pref_destroy = nullptr;
   HeuristicFn heuristic = nullptr;
   MatmulFn matmul = nullptr;
-  GetIdsFn get_ids = nullptr;  // the wide search's entry points (optional)
-  AlgoInitFn algo_init = nullptr;
-  CapGetFn cap_get = nullptr;
-  ConfigSetFn config_set = nullptr;
-  AlgoCheckFn algo_check = nullptr;
-  bool wide() const { return get_ids && algo_init && cap_get && config_set && algo_check; }
 };
 
 template <typename F> bool bind(void* h, const char* name, F& fn) {
@@ -134,11 +108,6 @@ Library& library() {
                     bind(h, "cublasLtMatmulPreferenceDestroy", lib.pref_destroy) &&
                     bind(h, "cublasLtMatmulAlgoGetHeuristic", lib.heuristic) && bind(h, "cublasLtMatmul", lib.matmul);
     if (!ok) lib.error = lib.name + " lacks a cublasLt entry point";
-    bind(h, "cublasLtMatmulAlgoGetIds", lib.get_ids);
-    bind(h, "cublasLtMatmulAlgoInit", lib.algo_init);
-    bind(h, "cublasLtMatmulAlgoCapGetAttribute", lib.cap_get);
-    bind(h, "cublasLtMatmulAlgoConfigSetAttribute", lib.config_set);
-    bind(h, "cublasLtMatmulAlgoCheck", lib.algo_check);
   });
   return lib;
 }
@@ -157,7 +126,7 @@ uint32_t alignment(const void* ptr) {
 }
 
 // Everything an algorithm's fitness depends on.
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int, int>;
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt has no algorithm for it (cublasGemmEx runs it)
@@ -208,8 +177,8 @@ Status run(const Library& lib, const DeviceLt& dev, const Plan& plan, const Algo
 // Times each candidate on the stream (the stream is not capturing) and returns the fastest's
 // index, or -1 when every one was refused. Each timed run follows a write of twice the L2 size,
 // so the weights come from DRAM as in a decode step. The products write the real output; the
-// caller's run afterwards rewrites it. The first `heuristic` candidates are the heuristic's.
-int fastest(const Library& lib, const DeviceLt& dev, const Plan& plan, const std::vector<HeuristicResult>& cand, size_t heuristic,
+// caller's run afterwards rewrites it.
+int fastest(const Library& lib, const DeviceLt& dev, const Plan& plan, const std::vector<HeuristicResult>& cand,
             const Operands& o, cudaStream_t st, const GemmParams& p) {
   int l2 = 0, device = 0;
   cudaGetDevice(&device);
@@ -250,89 +219,26 @@ int fastest(const Library& lib, const DeviceLt& dev, const Plan& plan, const std
   for (cudaEvent_t& e : ev) cudaEventDestroy(e);
   if (flush) cudaFree(flush);
   check(cudaGetLastError(), "linear: cuBLASLt tuning");
-  if (env_is("STATESPACE_CUBLASLT_LOG", "1")) {  // the heuristic's times in its order, then the best enumerated one
-    std::fprintf(stderr, "[statespace] cublasLt %lldx%lldx%lld dtype %d ld %lld/%lld, heuristic (us):", static_cast<long long>(p.M),
+  if (env_is("STATESPACE_CUBLASLT_LOG", "1")) {  // the candidates' times in the heuristic's order, then the pick
+    std::fprintf(stderr, "[statespace] cublasLt %lldx%lldx%lld dtype %d ld %lld/%lld, candidates (us):", static_cast<long long>(p.M),
                  static_cast<long long>(p.N), static_cast<long long>(p.K), static_cast<int>(p.dtype), static_cast<long long>(p.ldw),
                  static_cast<long long>(p.ldx));
-    for (size_t i = 0; i < heuristic; ++i) std::fprintf(stderr, " %.2f%s", us[i], cand[i].workspace_size ? "w" : "");
-    float wide_best = -1.f;
-    for (size_t i = heuristic; i < cand.size(); ++i)
-      if (us[i] >= 0.f && (wide_best < 0.f || us[i] < wide_best)) wide_best = us[i];
-    std::fprintf(stderr, "; enumerated %zu, best %.2f -> #%d, %.2f us\n", cand.size() - heuristic, wide_best, best, best_us);
+    for (size_t i = 0; i < cand.size(); ++i) std::fprintf(stderr, " %.2f%s", us[i], cand[i].workspace_size ? "w" : "");
+    std::fprintf(stderr, " -> #%d, %.2f us\n", best, best_us);
   }
   return best;
-}
-
-// The wide search: every algorithm id cuBLASLt has for the types, each tile it offers with split-K
-// 1, 2, 4 or 8 (the first stage count it accepts), kept where cublasLtMatmulAlgoCheck accepts it
-// for this problem within the workspace and the operands' alignments (al: A, B, C, D; the check
-// does not see the pointers); appended to `cand` up to kMaxWide more.
-void enumerate(const Library& lib, LtHandle h, const Plan& plan, int type, const uint32_t (&al)[4], std::vector<HeuristicResult>& cand) {
-  auto cap_array = [&](const Algo& a, int attr) {
-    size_t bytes = 0;
-    std::vector<uint32_t> v;
-    if (lib.cap_get(&a, attr, nullptr, 0, &bytes) == 0 && bytes >= sizeof(uint32_t)) {
-      v.resize(bytes / sizeof(uint32_t));
-      if (lib.cap_get(&a, attr, v.data(), v.size() * sizeof(uint32_t), &bytes) != 0) v.clear();
-    }
-    if (v.empty()) v.push_back(0);  // undefined: the algorithm's own
-    return v;
-  };
-  std::vector<int> ids(256);
-  int nid = 0;
-  if (lib.get_ids(h, kCompute32F, kR32F, type, type, type, type, static_cast<int>(ids.size()), ids.data(), &nid) != 0) return;
-  const size_t limit = cand.size() + kMaxWide;
-  for (int i = 0; i < nid && cand.size() < limit; ++i) {
-    Algo base{};
-    if (lib.algo_init(h, kCompute32F, kR32F, type, type, type, type, ids[i], &base) != 0) continue;
-    bool fits = true;
-    for (int m = 0; m < 4; ++m) {
-      uint32_t need = 0;
-      size_t got = 0;
-      if (lib.cap_get(&base, kCapAlignA + m, &need, sizeof(need), &got) == 0 && need > al[m]) fits = false;
-    }
-    if (!fits) continue;
-    int32_t splitk = 0;
-    uint32_t reductions = 0;
-    size_t written = 0;
-    lib.cap_get(&base, kCapSplitK, &splitk, sizeof(splitk), &written);
-    lib.cap_get(&base, kCapReductionMask, &reductions, sizeof(reductions), &written);
-    // Split-K parts summed in f32 (the workspace) where the algorithm can; in place (in the
-    // output's 16-bit type, in a fixed order) otherwise.
-    const uint32_t reduce = reductions & kReduceCompute ? kReduceCompute : reductions & kReduceInPlace ? kReduceInPlace : kReduceOutput;
-    const std::vector<uint32_t> tiles = cap_array(base, kCapTileIds), stages = cap_array(base, kCapStagesIds);
-    for (uint32_t tile : tiles)
-      for (uint32_t split : {1u, 2u, 4u, 8u}) {
-        if (split > 1 && !splitk) break;
-        for (uint32_t stage : stages) {
-          Algo a = base;
-          lib.config_set(&a, kCfgTile, &tile, sizeof(tile));
-          lib.config_set(&a, kCfgStages, &stage, sizeof(stage));
-          lib.config_set(&a, kCfgSplitK, &split, sizeof(split));
-          if (split > 1) lib.config_set(&a, kCfgReduction, &reduce, sizeof(reduce));
-          HeuristicResult r{};
-          if (lib.algo_check(h, plan.desc, plan.a, plan.b, plan.d, plan.d, &a, &r) == 0 && r.workspace_size <= kWorkspaceBytes) {
-            r.algo = a;
-            cand.push_back(r);
-            break;  // one stage count per (tile, split)
-          }
-        }
-        if (cand.size() >= limit) return;
-      }
-  }
 }
 
 }  // namespace
 
 std::string cublaslt_backend() {
-  if (search_mode() == Search::Off) return "off (STATESPACE_CUBLASLT=0)";
+  if (env_is("STATESPACE_CUBLASLT", "0")) return "off (STATESPACE_CUBLASLT=0)";
   Library& lib = library();
   return lib.error.empty() ? "cublasLt (" + lib.name + ")" : lib.error;
 }
 
 bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOptions& opt) {
-  const Search mode = search_mode();
-  if (p.M <= kGemvMaxM || p.M > kLtMaxM || mode == Search::Off) return false;
+  if (p.M <= kGemvMaxM || p.M > kLtMaxM || env_is("STATESPACE_CUBLASLT", "0")) return false;
   std::string why;
   if (!cublas_usable(p, &why)) return false;  // also turned off by STATESPACE_CUBLAS=0
   Library& lib = library();
@@ -346,7 +252,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K, ldo = opt.ldo ? opt.ldo : p.N;
   const int slot = opt.slot ? 1 : 0;
   const uint32_t al_a = alignment(p.weight), al_b = alignment(p.x), al_d = alignment(p.out);
-  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, static_cast<int>(mode), opt.sm_target};
+  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, opt.sm_target};
 
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -389,14 +295,9 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
       if (cand[i].state != 0) cand.erase(cand.begin() + static_cast<std::ptrdiff_t>(i));
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(st, &capturing), "linear: cudaStreamIsCapturing");
-    const size_t heuristic = cand.size();
-    if (made && mode == Search::Wide && capturing == cudaStreamCaptureStatusNone && opt.sm_target <= 0 && lib.wide()) {
-      const uint32_t al[4] = {al_a, al_b, al_d, al_d};
-      enumerate(lib, dev.handle, plan, type, al, cand);
-    }
     if (!cand.empty()) {
       const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && opt.sm_target <= 0 && !env_is("STATESPACE_CUBLASLT_TUNE", "0");
-      const int pick = tune ? fastest(lib, dev, plan, cand, heuristic, o, st, p) : 0;
+      const int pick = tune ? fastest(lib, dev, plan, cand, o, st, p) : 0;
       if (pick >= 0) {
         plan.usable = true;
         plan.algo = cand[pick].algo;

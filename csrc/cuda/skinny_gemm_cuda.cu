@@ -417,7 +417,6 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
 // Whether the narrow kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K % 32 == 0 with >= 2048
 // (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
 bool narrow_fits(const GemmParams& p) {
-  if (const char* v = std::getenv("STATESPACE_NARROW"); v && v[0] == '0') return false;  // one-run A/B against cuBLASLt
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
   return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
          p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
