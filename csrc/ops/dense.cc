@@ -359,15 +359,16 @@ namespace {
 //   side:                                                  [the larger range] -----/
 // so that the latency-bound conv step and x_proj run while the side product streams its weights
 // (the side one starts after the first product: each gets the memory bandwidth in turn;
-// STATESPACE_FORK=2 forks before the first product instead, both products at once). False, with
+// STATESPACE_FORK=2 forks before the first product instead, both products at once; =3 after the
+// conv step, the side product beside x_proj only, whose blocks are resident by then). False, with
 // nothing launched, where it does not apply; the caller then runs the ops in turn.
 bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
                       const LinearExtras& ex, LinearConvProj& r) {
   Device dev = x.device();
   const char* v = std::getenv("STATESPACE_FORK");  // opt-in until measured on the H100
-  if (dev.is_cpu() || !(v && (v[0] == '1' || v[0] == '2'))) return false;
-  const bool early = v[0] == '2';
+  if (dev.is_cpu() || !(v && (v[0] == '1' || v[0] == '2' || v[0] == '3'))) return false;
+  const bool early = v[0] == '2', after_conv = v[0] == '3';
   if (bias.defined() || ex.norm_weight.defined() || !x.is_contiguous() || !weight.is_contiguous()) return false;
   const int64_t M = x.size(0), N = weight.size(0), K = x.size(1), Cc = conv_weight.size(0);
   if (M <= kGemvMaxM || M > cuda::kLtMaxM || K == 0 || Cc == N) return false;
@@ -391,6 +392,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
   const cuda::LtOptions first{N, 0, 0};
   if (!early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
+  if (after_conv) conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
   const char* sms = std::getenv("STATESPACE_FORK_SMS");
   const cuda::LtOptions side{N, 1, sms ? std::atoi(sms) : 0};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
@@ -409,7 +411,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     } join{st, dev.index};
     if (early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
-    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
+    if (!after_conv) conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
     if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));

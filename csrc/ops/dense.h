@@ -176,8 +176,8 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
 // 8 < batch <= 64 (no bias, no norm, cuBLASLt there) the in_proj columns outside the conv run on
 // the device's side stream beside the conv step and x_proj, joined before it returns
 // (STATESPACE_FORK=1 for now, until measured, =2: the side product from the start, beside the
-// first; otherwise all on the device's stream, in turn; STATESPACE_FORK_SMS=n: the side product
-// planned for n SMs).
+// first, =3: from after the conv step; otherwise all on the device's stream, in turn;
+// STATESPACE_FORK_SMS=n: the side product planned for n SMs).
 struct LinearConvProj {
   Tensor out, proj;
 };

@@ -25,8 +25,8 @@ describeGpu('decode ops on strided views (CUDA)', () => {
       await checkLinearConvProj('cuda', dtype, tol, true);
     });
   }
-  it('bfloat16: linearConvUpdateProj on one stream (STATESPACE_FORK=0), forked before the first product (=2), with an SM target for the side one', async () => {
-    for (const [fork, sms] of [['0', ''], ['2', ''], ['1', '66']]) {
+  it('bfloat16: linearConvUpdateProj on one stream (STATESPACE_FORK=0), forked before the first product (=2), after the conv step (=3), with an SM target for the side one', async () => {
+    for (const [fork, sms] of [['0', ''], ['2', ''], ['3', ''], ['1', '66']]) {
       process.env.STATESPACE_FORK = fork;
       if (sms) process.env.STATESPACE_FORK_SMS = sms;
       try {
