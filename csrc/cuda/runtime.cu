@@ -576,7 +576,10 @@ void* end_capture(int device, bool discard) {
              "allocated before the capture (copyInto) and dispose everything else inside it (tidy)");
   }
   cudaGraphExec_t exec = nullptr;
-  e = cudaGraphInstantiate(&exec, graph, 0);
+  // Node priorities (captured from the streams' priorities) rule inside the graph: without the flag
+  // every node runs at the priority of the stream the graph is launched into, and work forked to
+  // the side stream (cuda/side_stream.h) would compete with the device stream's as an equal.
+  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) drop_arena();
   check(e, "cudaGraphInstantiate");
