@@ -76,7 +76,7 @@ Napi::Value rms_norm_binding(const Napi::CallbackInfo& info) {
 Napi::Value gated_rms_norm_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
   RmsNormResult r = rms_norm(required_tensor(o, "x"), required_tensor(o, "weight"), optional_number(o, "eps", 1e-5),
-                             Tensor{}, optional_tensor(o, "z"), group_size(o), optional_tensor(o, "prefetchL2"));
+                             Tensor{}, optional_tensor(o, "z"), group_size(o));
   return from_tensor(info.Env(), r.y);
 }
 

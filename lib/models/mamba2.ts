@@ -137,8 +137,7 @@ export class Mamba2Model extends CausalLM {
     const limit = this.config.timeStepLimit ?? undefined;
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)
     const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, streamWeights: true };
-    // batched: out_proj's weights requested into L2 while the update (and the gated norm after
-    // it) wait for their inputs (hints)
+    // batched: out_proj's weights requested into L2 while the update waits for its inputs (a hint)
     const prefetchL2 = n > 8 ? Ly.outProj : undefined;
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit, prefetchL2 };
     if (block && G === 1) {
@@ -148,7 +147,7 @@ export class Mamba2Model extends CausalLM {
       return linear({ x: yz.reshape([n, I]), normWeight: Ly.normW, normEps: this.config.normEps, ...out });
     }
     const y = selectiveStateUpdate(ssu);
-    const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G, prefetchL2 });
+    const yn = gatedRmsNorm({ x: y.reshape([n, I]), z, weight: Ly.normW, eps: this.config.normEps, groupSize: I / G });
     return linear({ x: yn, ...out });
   }
 }

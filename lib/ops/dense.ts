@@ -173,8 +173,6 @@ export interface GatedRmsNormOptions {
   eps?: number;
   /** Normalise over groups of this many consecutive channels; must divide d. Default d. */
   groupSize?: number;
-  /** A hint, as rmsNorm's: a tensor the next op reads (a decode step's out_proj weight). */
-  prefetchL2?: Tensor;
 }
 
 /** Mamba-2's norm: r = x·silu(z); y = r / sqrt(mean_group(r²) + eps) · weight. x's dtype. */

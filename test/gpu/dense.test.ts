@@ -310,7 +310,7 @@ describeGpu('dense ops on CUDA', () => {
   // STATESPACE_NORM_PREFETCH=1) changes nothing: the same bits with and without it (decode rows
   // with the residual add; the whole budget over 64 blocks, 3 MB, 400 bytes, 74 bytes, ignored
   // when not contiguous)
-  it('rmsNorm and gatedRmsNorm prefetchL2 leave the result bit-identical', async () => {
+  it('rmsNorm prefetchL2 leaves the result bit-identical', async () => {
     const x = randn([64, 2560], { dtype: 'bfloat16', device: 'cuda' });
     const res = randn([64, 2560], { device: 'cuda' });
     const w = randn([2560], { dtype: 'bfloat16', device: 'cuda' });
@@ -318,10 +318,8 @@ describeGpu('dense ops on CUDA', () => {
       const v = await t.data();
       return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
     };
-    const z = randn([64, 2560], { dtype: 'bfloat16', device: 'cuda' });
     const r0 = rmsNorm({ x, residual: res, weight: w });
     const y0 = await bits(r0.y), o0 = await bits(r0.residualOut as Tensor);
-    const g0 = await bits(gatedRmsNorm({ x, z, weight: w, groupSize: 640 }));
     process.env.STATESPACE_NORM_PREFETCH = '1';
     try {
       for (const [hint, mb] of [
@@ -335,8 +333,6 @@ describeGpu('dense ops on CUDA', () => {
         const r = rmsNorm({ x, residual: res, weight: w, prefetchL2: hint });
         expect((await bits(r.y)).equals(y0), `hint ${hint.shape}, ${mb} MB: y`).toBe(true);
         expect((await bits(r.residualOut as Tensor)).equals(o0), `hint ${hint.shape}, ${mb} MB: residual`).toBe(true);
-        const g = await bits(gatedRmsNorm({ x, z, weight: w, groupSize: 640, prefetchL2: hint }));
-        expect(g.equals(g0), `hint ${hint.shape}, ${mb} MB: gated`).toBe(true);
       }
     } finally {
       delete process.env.STATESPACE_NORM_PREFETCH;
