@@ -66,7 +66,7 @@ int64_t group_size(Napi::Object o) {
 Napi::Value rms_norm_binding(const Napi::CallbackInfo& info) {
   Napi::Object o = options_arg(info, "dense op");
   RmsNormResult r = rms_norm(required_tensor(o, "x"), required_tensor(o, "weight"), optional_number(o, "eps", 1e-5),
-                             optional_tensor(o, "residual"), Tensor{}, 0, optional_tensor(o, "prefetchL2"));
+                             optional_tensor(o, "residual"), Tensor{}, 0);
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("y", from_tensor(info.Env(), r.y));
   if (r.residual_out.defined()) out.Set("residualOut", from_tensor(info.Env(), r.residual_out));

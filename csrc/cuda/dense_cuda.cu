@@ -51,18 +51,6 @@ struct NormBlock {
   int64_t row, g0, off;
 };
 __device__ __forceinline__ NormBlock norm_block_start(const RmsNormParams& p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  // The hint: thread 0 of each block requests its share of the next op's bytes into L2 (one bulk
-  // prefetch of a 16-byte multiple) before waiting: DRAM is idle until this kernel's inputs are.
-  if (p.l2_prefetch && threadIdx.x == 0) {
-    const int64_t blocks = gridDim.x, total = p.l2_prefetch_bytes / 16 * 16, per = (total / 16 + blocks - 1) / blocks * 16;
-    const int64_t b0 = blockIdx.x * per, b1 = min(b0 + per, total);
-    if (b1 > b0 && reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 == 0)
-      asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(p.l2_prefetch) + b0),
-                   "r"(static_cast<uint32_t>(b1 - b0))
-                   : "memory");
-  }
-#endif
   cuda::pdl_wait();
   cuda::pdl_trigger();
   const int64_t groups_per_row = p.dim / p.group;

@@ -1,6 +1,4 @@
 #include "ops/dense.h"
-#include <algorithm>
-#include <cstdlib>
 #include "ops/conv1d.h"
 #include "ops/dispatch.h"
 #include "ops/model_checks.h"
@@ -8,6 +6,7 @@
 #include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
+#include <cstdlib>
 #include "cuda/cublas_loader.h"
 #include "cuda/cublaslt_gemm.h"
 #include "cuda/side_stream.h"
@@ -489,7 +488,7 @@ LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, co
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,
-                       const Tensor& z_in, int64_t group, const Tensor& prefetch_l2) {
+                       const Tensor& z_in, int64_t group) {
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"residual", &residual_in}, {"z", &z_in}});
@@ -538,12 +537,6 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   p.weight = w.data();
   p.residual_out = r.residual_out.defined() ? r.residual_out.data() : nullptr;
   p.y = r.y.data();
-  if (const char* on = std::getenv("STATESPACE_NORM_PREFETCH");
-      on && on[0] == '1' && !cpu && prefetch_l2.defined() && prefetch_l2.device() == dev && prefetch_l2.is_contiguous()) {
-    const char* mb = std::getenv("STATESPACE_NORM_PREFETCH_MB");
-    p.l2_prefetch = prefetch_l2.data();
-    p.l2_prefetch_bytes = std::min<int64_t>(static_cast<int64_t>(prefetch_l2.nbytes()), (mb ? std::atoll(mb) : 16) << 20);
-  }
   if (r.y.numel() == 0) return r;
   if (cpu)
     run_cpu({x, w, res, z}, {r.y, r.residual_out}, [p] { rms_norm_cpu(p); });

@@ -53,10 +53,6 @@ struct RmsNormParams {
   const void* weight = nullptr;
   void* residual_out = nullptr;
   void* y = nullptr;
-  // Read-only bytes the next op streams (a decode step's in_proj weights): each block requests
-  // its share into L2 before its PDL wait, while DRAM is idle (null: none).
-  const void* l2_prefetch = nullptr;
-  int64_t l2_prefetch_bytes = 0;
 };
 
 enum class EltwiseOp : int { Silu = 0, Softplus = 1, Add = 2, Mul = 3 };
@@ -188,10 +184,8 @@ struct RmsNormResult {
   Tensor y, residual_out;
 };
 // z defined: gated (Mamba-2) form; residual defined: fused residual add (plain form).
-// prefetch_l2: a hint on CUDA, a contiguous tensor the next op reads (RmsNormParams::l2_prefetch;
-// STATESPACE_NORM_PREFETCH=1 for now, at most STATESPACE_NORM_PREFETCH_MB (16) of it).
 RmsNormResult rms_norm(const Tensor& x, const Tensor& weight, double eps, const Tensor& residual, const Tensor& z,
-                       int64_t group, const Tensor& prefetch_l2 = {});
+                       int64_t group);
 Tensor eltwise(EltwiseOp op, const Tensor& a, const Tensor& b);
 // Which GEMM `linear` runs on `device` now: "cpu", "cublas (<library>)" or "builtin (<why>)".
 std::string linear_backend(Device device);

@@ -160,8 +160,6 @@ export abstract class CausalLM implements DecodeEngine {
    * returned.
    */
   protected abstract mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block?: boolean): Tensor;
-  /** Layer l's input projection weight (what a batched decode step's norm before it prefetches). */
-  protected abstract inProjWeight(layer: number): Tensor;
 
   /** Loads every parameter (called once by the architecture's factory). */
   /** Loads `m`'s weights; on failure disposes what was loaded and rethrows. */
@@ -208,14 +206,14 @@ export abstract class CausalLM implements DecodeEngine {
    * norm_f), with the residual stream kept in float32 when residual_in_fp32. Returns the
    * normalised final hidden states, ready for the LM head.
    */
-  private stack(embedded: Tensor, mixer: (l: number, x: Tensor) => Tensor, prefetch?: (l: number) => Tensor | undefined): Tensor {
+  private stack(embedded: Tensor, mixer: (l: number, x: Tensor) => Tensor): Tensor {
     const c = this.config;
     let resid = embedded.astype(this.residDtype);
-    let x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[0], eps: c.normEps, prefetchL2: prefetch?.(0) }).y;
+    let x = rmsNorm({ x: resid.astype(this.dtype), weight: this.norms[0], eps: c.normEps }).y;
     for (let l = 0; l < c.numLayers; l++) {
       const y = mixer(l, x);
       const next = l + 1 < c.numLayers ? this.norms[l + 1] : this.normF;
-      const r = rmsNorm({ x: y, residual: resid, weight: next, eps: c.normEps, prefetchL2: prefetch?.(l + 1) });
+      const r = rmsNorm({ x: y, residual: resid, weight: next, eps: c.normEps });
       x = r.y;
       resid = r.residualOut as Tensor;
     }
@@ -434,9 +432,7 @@ export abstract class CausalLM implements DecodeEngine {
     // The folded form where the kernels take it (CUDA, one sequence, float32 residual stream);
     // elsewhere it would only split the fused residual-add RMSNorm into more ops.
     if (!(this.foldDecodeNorms && n === 1 && this.device !== 'cpu' && this.residDtype === 'float32')) {
-      // batched: each norm requests the weights of the projection after it into L2 (a hint)
-      const prefetch = n > 8 ? (l: number) => (l < this.config.numLayers ? this.inProjWeight(l) : this.lmHead) : undefined;
-      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]), prefetch);
+      const x = this.stack(embedded, (l, xl) => this.mixerStep(l, xl, rows.conv[l], rows.ssm[l]));
       const logits = this.head(x);
       if (argmaxOut) copyInto(argmaxOut, argmax(logits));
       return logits;

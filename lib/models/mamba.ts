@@ -148,10 +148,6 @@ export class MambaModel extends CausalLM {
     return linear({ x: scan.y.transpose(1, 2), weight: L.outProj, bias: L.outProjBias });
   }
 
-  protected inProjWeight(layer: number): Tensor {
-    return this.layers[layer].inProj;
-  }
-
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const L = this.layers[layer];
     const I = this.config.intermediateSize;

@@ -116,10 +116,6 @@ export class Mamba2Model extends CausalLM {
     return linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
   }
 
-  protected inProjWeight(layer: number): Tensor {
-    return this.layers[layer].inProj;
-  }
-
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;

@@ -140,11 +140,6 @@ export interface RmsNormOptions {
   eps?: number;
   /** Shaped like x, any floating dtype: added to x before the norm (the residual stream). */
   residual?: Tensor;
-  /**
-   * A hint, on CUDA: a tensor the next op reads (a decode step's in_proj weight), requested into
-   * the L2 cache while the norm waits for its inputs. No effect on results.
-   */
-  prefetchL2?: Tensor;
 }
 
 export interface RmsNormResult {

@@ -1,5 +1,5 @@
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, randn, rmsNorm, silu, softplus, tensor } from '../../lib/index';
+import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
 import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
@@ -303,40 +303,6 @@ describeGpu('dense ops on CUDA', () => {
       const fref = rmsNormRef(x.v, nw.v, D, 1e-5, { residual: res.v });
       expectClose(await f.y.data(), fref.y, TOL.bfloat16, `rmsNorm + residual ${rows}x${D}`);
       expectClose(await f.residualOut!.data(), fref.residualOut, 1e-6, `residualOut ${rows}x${D}`);
-    }
-  });
-
-  // prefetchL2 (a hint: each block requests a share of a tensor into L2 before its PDL wait,
-  // STATESPACE_NORM_PREFETCH=1) changes nothing: the same bits with and without it (decode rows
-  // with the residual add; the whole budget over 64 blocks, 3 MB, 400 bytes, 74 bytes, ignored
-  // when not contiguous)
-  it('rmsNorm prefetchL2 leaves the result bit-identical', async () => {
-    const x = randn([64, 2560], { dtype: 'bfloat16', device: 'cuda' });
-    const res = randn([64, 2560], { device: 'cuda' });
-    const w = randn([2560], { dtype: 'bfloat16', device: 'cuda' });
-    const bits = async (t: Tensor) => {
-      const v = await t.data();
-      return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-    };
-    const r0 = rmsNorm({ x, residual: res, weight: w });
-    const y0 = await bits(r0.y), o0 = await bits(r0.residualOut as Tensor);
-    process.env.STATESPACE_NORM_PREFETCH = '1';
-    try {
-      for (const [hint, mb] of [
-        [randn([10240, 2560], { dtype: 'bfloat16', device: 'cuda' }), '16'],
-        [randn([10240, 2560], { dtype: 'bfloat16', device: 'cuda' }), '3'],
-        [randn([100], { device: 'cuda' }), '16'],
-        [randn([37], { dtype: 'bfloat16', device: 'cuda' }), '16'],
-        [randn([300, 64], { device: 'cuda' }).transpose(0, 1), '16'],
-      ] as Array<[Tensor, string]>) {
-        process.env.STATESPACE_NORM_PREFETCH_MB = mb;
-        const r = rmsNorm({ x, residual: res, weight: w, prefetchL2: hint });
-        expect((await bits(r.y)).equals(y0), `hint ${hint.shape}, ${mb} MB: y`).toBe(true);
-        expect((await bits(r.residualOut as Tensor)).equals(o0), `hint ${hint.shape}, ${mb} MB: residual`).toBe(true);
-      }
-    } finally {
-      delete process.env.STATESPACE_NORM_PREFETCH;
-      delete process.env.STATESPACE_NORM_PREFETCH_MB;
     }
   });
 
