@@ -72,24 +72,6 @@ struct RowMap {
   uint32_t x_extra, z_extra, dt_stride, bc_stride;
 };
 
-// Thread 0 of one of the first p.l2_prefetch_blocks blocks: its share of p.l2_prefetch (the next
-// op's read-only bytes, e.g. out_proj's weights) requested into L2 with one bulk prefetch, before
-// the PDL wait: the predecessor's tail and this kernel's launch leave DRAM idle for a few µs
-// (bench/NOTES.md, b64x7). Shares are 16-byte multiples (the instruction's unit); a last partial
-// 16 bytes are left out. Blocks of later waves find the inputs ready: they do not prefetch.
-__device__ __forceinline__ void l2_prefetch_share(const StateUpdateParams& p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const int64_t id = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x, blocks = p.l2_prefetch_blocks;
-  if (!p.l2_prefetch || threadIdx.x != 0 || id >= blocks) return;
-  const int64_t total = p.l2_prefetch_bytes / 16 * 16, per = (total / 16 + blocks - 1) / blocks * 16;
-  const int64_t b0 = id * per, b1 = min(b0 + per, total);
-  if (b1 > b0 && reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 == 0)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(p.l2_prefetch) + b0),
-                 "r"(static_cast<uint32_t>(b1 - b0))
-                 : "memory");
-#endif
-}
-
 // kSharedBC: every row of a warp iteration belongs to one head (the launcher checks that headdim
 // is a multiple of the rows per warp iteration), so B and C are loaded and converted once per
 // chunk of states instead of once per row (the bf16 state has twice the rows per byte).
@@ -109,7 +91,6 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kBlocks) state_updat
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
-  l2_prefetch_share(p);
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
@@ -413,6 +394,22 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
+// This block's share of p.l2_prefetch (the next op's read-only bytes, e.g. out_proj's weights)
+// requested into L2 with one bulk prefetch, before the PDL wait: the predecessor's tail and this
+// kernel's launch leave DRAM idle for a few µs (bench/NOTES.md, b64x7). Shares are 16-byte
+// multiples (the instruction's unit); a last partial 16 bytes are left out.
+__device__ __forceinline__ void l2_prefetch_share(const StateUpdateParams& p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const int64_t blocks = static_cast<int64_t>(gridDim.x) * gridDim.y, id = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
+  const int64_t total = p.l2_prefetch_bytes / 16 * 16, per = (total / 16 + blocks - 1) / blocks * 16;
+  const int64_t b0 = id * per, b1 = min(b0 + per, total);
+  if (b1 > b0 && reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 == 0)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(p.l2_prefetch) + b0),
+                 "r"(static_cast<uint32_t>(b1 - b0))
+                 : "memory");
+#endif
+}
+
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
@@ -447,7 +444,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
         wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * u + 8 * q));
       }
   }
-  l2_prefetch_share(p);
+  if (p.l2_prefetch && threadIdx.x == 0) l2_prefetch_share(p);
   cuda::pdl_wait();
   cuda::pdl_trigger();
 
@@ -575,9 +572,7 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  StateUpdateParams q = p;
-  q.l2_prefetch_blocks = static_cast<int>(xb * yb);  // one wave
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, q);
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -599,9 +594,7 @@ template <typename S, typename I, int V, bool kAPerState> void launch(const Stat
   // copy bandwidth (measured), and the variant's extra registers would lower its occupancy.
   auto kernel = !kAPerState && sizeof(S) == 2 && p.headdim % (Traits::kRows * (32 >> lg)) == 0 ? state_update_kernel<S, I, V, kAPerState, !kAPerState>
                                                                                             : state_update_kernel<S, I, V, kAPerState, false>;
-  StateUpdateParams q = p;
-  q.l2_prefetch_blocks = static_cast<int>(std::min<int64_t>(blocks, static_cast<int64_t>(cuda::sm_count()) * Traits::kBlocks));
-  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, q, m, lg);
+  cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(Traits::kThreads), 0, st, p, m, lg);
 }
 
 template <typename S, typename I, bool kAPerState> void pick_width(const StateUpdateParams& p, cudaStream_t st) {

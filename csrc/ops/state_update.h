@@ -41,12 +41,10 @@ struct StateUpdateParams {
   // round_to_x_dtype(Σ_r dt_proj[h, r]·dt[b, r]), before dt_bias and the softplus.
   const void* dt_proj = nullptr;
   int64_t dt_rank = 0;
-  // Read-only bytes the next op streams (a decode step's out_proj weights): the batched kernels
-  // request them into L2 before their PDL wait, while DRAM is idle (null: none), shared over the
-  // first l2_prefetch_blocks blocks (the launcher sets it to those of the first wave).
+  // Read-only bytes the next op streams (a decode step's out_proj weights): the batched Mamba-1
+  // kernel requests them into L2 before its PDL wait, while DRAM is idle (null: none).
   const void* l2_prefetch = nullptr;
   int64_t l2_prefetch_bytes = 0;
-  int l2_prefetch_blocks = 0;
 };
 // Whether state_update_cuda computes the dt projection itself for these parameters.
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p);

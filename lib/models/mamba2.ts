@@ -133,9 +133,7 @@ export class Mamba2Model extends CausalLM {
     const limit = this.config.timeStepLimit ?? undefined;
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)
     const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, streamWeights: true };
-    // batched: out_proj's weights requested into L2 while the update waits for its inputs (a hint)
-    const prefetchL2 = n > 8 ? Ly.outProj : undefined;
-    const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit, prefetchL2 };
+    const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel

@@ -47,7 +47,7 @@ export interface SelectiveStateUpdateOptions {
   stateIndices?: Tensor;
   /**
    * A hint, on CUDA: a tensor the next op reads (a decode step's out_proj weight), requested into
-   * the L2 cache by the batched kernels while they wait for their inputs. No effect on results.
+   * the L2 cache by the batched Mamba-1 kernel while it waits for its inputs. No effect on results.
    */
   prefetchL2?: Tensor;
 }
