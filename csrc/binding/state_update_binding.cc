@@ -24,7 +24,6 @@ StateUpdateArgs parse(const Napi::CallbackInfo& info) {
   a.dt_bias = optional_tensor(o, "dtBias");
   a.dt_proj = optional_tensor(o, "dtProj");
   a.state_indices = optional_tensor(o, "stateIndices");
-  a.prefetch_l2 = optional_tensor(o, "prefetchL2");
   a.dt_softplus = optional_bool(o, "dtSoftplus", false);
   // [min, max]; Infinity (or null) for an open end, as in transformers' time_step_limit.
   a.has_dt_limit = optional_range(o, "dtLimit", &a.dt_min, &a.dt_max);

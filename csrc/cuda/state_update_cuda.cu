@@ -394,22 +394,6 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
-// This block's share of p.l2_prefetch (the next op's read-only bytes, e.g. out_proj's weights)
-// requested into L2 with one bulk prefetch, before the PDL wait: the predecessor's tail and this
-// kernel's launch leave DRAM idle for a few µs (bench/NOTES.md, b64x7). Shares are 16-byte
-// multiples (the instruction's unit); a last partial 16 bytes are left out.
-__device__ __forceinline__ void l2_prefetch_share(const StateUpdateParams& p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const int64_t blocks = static_cast<int64_t>(gridDim.x) * gridDim.y, id = static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x;
-  const int64_t total = p.l2_prefetch_bytes / 16 * 16, per = (total / 16 + blocks - 1) / blocks * 16;
-  const int64_t b0 = id * per, b1 = min(b0 + per, total);
-  if (b1 > b0 && reinterpret_cast<uintptr_t>(p.l2_prefetch) % 16 == 0)
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(static_cast<const char*>(p.l2_prefetch) + b0),
-                 "r"(static_cast<uint32_t>(b1 - b0))
-                 : "memory");
-#endif
-}
-
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
@@ -444,7 +428,6 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
         wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * u + 8 * q));
       }
   }
-  if (p.l2_prefetch && threadIdx.x == 0) l2_prefetch_share(p);
   cuda::pdl_wait();
   cuda::pdl_trigger();
 

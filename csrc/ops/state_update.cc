@@ -1,6 +1,4 @@
 #include "ops/state_update.h"
-#include <algorithm>
-#include <cstdlib>
 #include "ops/dispatch.h"
 #include "ops/dense.h"
 #include "ops/model_checks.h"
@@ -175,15 +173,6 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
   if (a.dt_proj.defined()) {
     p.dt_proj = a.dt_proj.data();
     p.dt_rank = a.dt_proj.size(1);
-  }
-  // The L2 hint: on CUDA, a contiguous tensor of the same device, at most
-  // STATESPACE_SU_PREFETCH_MB (16) of it; STATESPACE_SU_PREFETCH=1 for now (one-run A/B).
-  if (const char* on = std::getenv("STATESPACE_SU_PREFETCH");
-      on && on[0] == '1' && !cpu && a.prefetch_l2.defined() && a.prefetch_l2.device() == dev && a.prefetch_l2.is_contiguous()) {
-    const char* mb = std::getenv("STATESPACE_SU_PREFETCH_MB");
-    const int64_t budget = (mb ? std::atoll(mb) : 16) << 20;
-    p.l2_prefetch = a.prefetch_l2.data();
-    p.l2_prefetch_bytes = std::min<int64_t>(static_cast<int64_t>(a.prefetch_l2.nbytes()), budget);
   }
   if (y.numel() == 0) return y;
   bool fused = false;

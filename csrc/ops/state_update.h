@@ -41,10 +41,6 @@ struct StateUpdateParams {
   // round_to_x_dtype(Σ_r dt_proj[h, r]·dt[b, r]), before dt_bias and the softplus.
   const void* dt_proj = nullptr;
   int64_t dt_rank = 0;
-  // Read-only bytes the next op streams (a decode step's out_proj weights): the batched Mamba-1
-  // kernel requests them into L2 before its PDL wait, while DRAM is idle (null: none).
-  const void* l2_prefetch = nullptr;
-  int64_t l2_prefetch_bytes = 0;
 };
 // Whether state_update_cuda computes the dt projection itself for these parameters.
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p);
@@ -55,7 +51,6 @@ void state_update_cuda(const StateUpdateParams& p, void* stream);
 struct StateUpdateArgs {
   Tensor state, x, dt, A, B, C, D, z, dt_bias, state_indices;
   Tensor dt_proj;  // Mamba-1: (dim, rank); dt is then (batch, rank) and dt' = dt_proj · dt
-  Tensor prefetch_l2;  // a hint: what the next op reads (StateUpdateParams::l2_prefetch)
   bool dt_softplus = false;
   bool has_dt_limit = false;
   double dt_min = 0, dt_max = 0;

@@ -162,9 +162,7 @@ export class MambaModel extends CausalLM {
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(xdbl ?? linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
-    // batched: out_proj's weights requested into L2 while the update waits for its inputs (a hint)
-    const prefetchL2 = x.shape[0] > 8 ? L.outProj : undefined;
-    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true, prefetchL2 });
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)
     return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, streamWeights: true });
   }

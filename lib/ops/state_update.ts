@@ -45,11 +45,6 @@ export interface SelectiveStateUpdateOptions {
    * >= slots is skipped too, with y = NaN (on both devices: a fault visible downstream).
    */
   stateIndices?: Tensor;
-  /**
-   * A hint, on CUDA: a tensor the next op reads (a decode step's out_proj weight), requested into
-   * the L2 cache by the batched Mamba-1 kernel while it waits for its inputs. No effect on results.
-   */
-  prefetchL2?: Tensor;
 }
 
 interface StateUpdateNative {
