@@ -98,9 +98,8 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
 /**
  * linearConvUpdateProj (in_proj, its conv step and x_proj of the conv columns in one op) against
  * linearConvUpdate followed by linear on the conv columns, and linearConvUpdate alone, against the
- * two ops in turn on one stream (STATESPACE_FORK=0). With STATESPACE_FORK=1 on CUDA at batch 9..64
- * without a bias the columns outside the conv run on the side stream beside the conv step (and
- * x_proj): the conv
+ * two ops in turn on one stream (STATESPACE_FORK=0). On CUDA at batch 9..64 without a bias the
+ * larger column range outside the conv runs on the side stream beside the rest: the conv
  * first (Mamba-1: z on the side), in the middle (the larger range on the side, the smaller with the
  * conv columns), last; batch 100 and a bias take
  * the ops in turn. With `graph`, the op is also captured (after an eager warm-up) and replayed
@@ -126,7 +125,7 @@ export async function checkLinearConvProj(device: Device, dtype: DType, tol: num
     const s1 = state0.clone(), s2 = state0.clone(), s3 = state0.clone();
     const args = { x, weight: w, bias: b, convWeight: cw, convBias: cb, convStart: lo, activation: 'silu' as const };
     const [out, proj] = linearConvUpdateProj({ ...args, convState: s1, xProj: xp });
-    const alone = linearConvUpdate({ ...args, convState: s3 }); // forked as well where STATESPACE_FORK asks
+    const alone = linearConvUpdate({ ...args, convState: s3 }); // forked as well (on CUDA, unless STATESPACE_FORK=0)
     // the reference: the ops in turn on one stream
     const fork = process.env.STATESPACE_FORK;
     process.env.STATESPACE_FORK = '0';

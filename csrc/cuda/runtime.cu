@@ -579,7 +579,8 @@ void* end_capture(int device, bool discard) {
   // Node priorities (captured from the streams' priorities) rule inside the graph: without the flag
   // every node runs at the priority of the stream the graph is launched into, and work forked to
   // the side stream (cuda/side_stream.h) would compete with the device stream's as an equal.
-  e = cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority);
+  const char* np = std::getenv("STATESPACE_GRAPH_NODE_PRIORITY");  // one-run A/B
+  e = cudaGraphInstantiate(&exec, graph, np && np[0] == '0' ? 0 : cudaGraphInstantiateFlagUseNodePriority);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) drop_arena();
   check(e, "cudaGraphInstantiate");

@@ -351,23 +351,24 @@ Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
 #ifdef STATESPACE_WITH_CUDA
 namespace {
 
-// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, with the larger of the
-// column ranges that the conv does not read (Mamba-1: z after the conv columns; Mamba-2: z before
-// them, the dt columns after them staying with the conv columns) on the side stream:
-//   stream: [conv columns (+ the smaller range)] -> fork -> conv step -> (x_proj) -> join
-//   side:                                                  [the larger range] -----/
-// so that the latency-bound conv step and x_proj run while the side product streams its weights
-// (the side one starts after the first product: each gets the memory bandwidth in turn;
-// STATESPACE_FORK=2 forks before the first product instead, both products at once; =3 after the
-// conv step, the side product beside x_proj only, whose blocks are resident by then). False, with
-// nothing launched, where it does not apply; the caller then runs the ops in turn.
+// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, in two products at once:
+// the conv columns (with the smaller of the ranges beside them) on the device stream and the
+// larger range outside them (Mamba-1: z; Mamba-2: z, its dt columns staying with the conv
+// columns) on the side stream, joined before returning:
+//   stream: fork -> [conv columns (+ the smaller range)] -> conv step -> (x_proj) -> join
+//   side:        \-> [the larger range] ------------------------------------------/
+// Measured on the H100 (bench/NOTES.md, b64x7 run 2): -0.09 ms a b64 step of mamba-2.8b, -0.19 of
+// mamba2-2.7b: each half-width product's ramp and tail overlap the other's, and the conv step (and
+// x_proj) start before the side product ends. Forking after the first product instead (the
+// products in turn, the side one beside the conv step and x_proj) lost 0.09 / 0.3 ms, after the
+// conv step 0.12 / 0.4. STATESPACE_FORK=0: one product on the device stream, then the conv step.
+// False, with nothing launched, where it does not apply; the caller then runs the ops in turn.
 bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
                       const LinearExtras& ex, LinearConvProj& r) {
   Device dev = x.device();
-  const char* v = std::getenv("STATESPACE_FORK");  // opt-in until measured on the H100
-  if (dev.is_cpu() || !(v && (v[0] == '1' || v[0] == '2' || v[0] == '3'))) return false;
-  const bool early = v[0] == '2', after_conv = v[0] == '3';
+  const char* v = std::getenv("STATESPACE_FORK");
+  if (dev.is_cpu() || (v && v[0] == '0')) return false;
   if (bias.defined() || ex.norm_weight.defined() || !x.is_contiguous() || !weight.is_contiguous()) return false;
   const int64_t M = x.size(0), N = weight.size(0), K = x.size(1), Cc = conv_weight.size(0);
   if (M <= kGemvMaxM || M > cuda::kLtMaxM || K == 0 || Cc == N) return false;
@@ -389,11 +390,9 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const int64_t hi = lo + Cc;
   const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
   const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
-  const cuda::LtOptions first{N, 0, 0};
-  if (!early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
-  if (after_conv) conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
-  const char* sms = std::getenv("STATESPACE_FORK_SMS");
-  const cuda::LtOptions side{N, 1, sms ? std::atoi(sms) : 0};
+  const char* sms = std::getenv("STATESPACE_FORK_SMS");  // one-run A/B: both products planned for that many SMs
+  const int sm_target = sms ? std::atoi(sms) : 0;
+  const cuda::LtOptions first{N, 0, sm_target}, side{N, 1, sm_target};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
@@ -408,9 +407,9 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
         }
       }
     } join{st, dev.index};
-    if (early && !cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
+    if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
-    if (!after_conv) conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
+    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
     if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));

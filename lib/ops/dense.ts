@@ -122,9 +122,9 @@ export interface LinearConvUpdateProjOptions extends LinearConvUpdateOptions {
 /**
  * linearConvUpdate, then linear(its conv columns, xProj): a Mamba decode step's in_proj, conv
  * and x_proj. Returns [the linearConvUpdate result, the projection]. On CUDA at batch 9-64 (no
- * bias or norm) the input-projection columns outside the conv can be computed on a second stream
- * while the conv step and xProj run (STATESPACE_FORK=1, being measured); otherwise the ops run in
- * turn.
+ * bias or norm) the input projection's columns outside the conv are computed on a second stream
+ * while the conv columns, the conv step and xProj run on the device's (STATESPACE_FORK=0 turns that
+ * off); otherwise the ops run in turn.
  */
 export function linearConvUpdateProj(opts: LinearConvUpdateProjOptions): [Tensor, Tensor] {
   const [out, proj] = nat.linearConvUpdateProj(opts);
