@@ -9,6 +9,7 @@
 #include <vector>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
+#include "cuda/side_stream.h"
 
 namespace ss::cuda {
 namespace {
@@ -310,6 +311,27 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   if (!plan.usable) return false;
   const Status s = run(lib, dev, plan, plan.algo, plan.workspace, o, st);
   if (s != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasLtMatmul failed with status " + std::to_string(s));
+  return true;
+}
+
+bool cublaslt_gemm_split(const GemmParams& p, void* stream, int device) {
+  const char* v = std::getenv("STATESPACE_SPLIT");
+  if (!(v && v[0] == '1') || p.M <= kGemvMaxM || p.M > kLtMaxM || p.N < 2048) return false;
+  const int64_t es = static_cast<int64_t>(dtype_size(p.dtype)), ldw = p.ldw ? p.ldw : p.K;
+  const int64_t n0 = (p.N / 2 + 127) / 128 * 128;  // the halves on whole 128-column tiles
+  GemmParams a = p, b = p;
+  a.N = n0;
+  b.N = p.N - n0;
+  // rows n0.. of W: n0 rows further (row-major) or n0 elements further (a transposed view)
+  b.weight = static_cast<const char*>(p.weight) + (p.w_col_major ? n0 : n0 * ldw) * es;
+  b.out = static_cast<char*>(p.out) + n0 * es;
+  fork_side(stream, device);  // before the first half: both start at once
+  const bool first = cublaslt_gemm(a, stream, device, {p.N, 0, 0});
+  const bool side = first && cublaslt_gemm(b, side_stream(device), device, {p.N, 1, 0});
+  join_side(stream, device);
+  if (!first) return false;
+  if (!side && !cublaslt_gemm(b, stream, device, {p.N, 0, 0}))
+    fail("ERR_CUDA", ErrorKind::Plain, "linear: cuBLASLt took the first half of the product but not the second");
   return true;
 }
 

@@ -42,6 +42,13 @@ struct LtOptions {
 // it takes; false (nothing launched) otherwise, and the caller goes on to cublasGemmEx.
 bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOptions& opt = {});
 
+// cublaslt_gemm as two products at once, the first half of the output columns on the stream and
+// the second on the device's side stream (cuda/side_stream.h), joined before it returns: each
+// half's ramp and tail overlap the other's (as linear_conv_update's in_proj halves, bench/NOTES.md
+// b64x7 run 2). For N >= 2048 (halves of >= 1024 columns); false, nothing launched, otherwise.
+// STATESPACE_SPLIT=1 for now (one-run A/B).
+bool cublaslt_gemm_split(const GemmParams& p, void* stream, int device);
+
 // "cublasLt (<library>)" or why it is not used.
 std::string cublaslt_backend();
 
