@@ -9,7 +9,6 @@
 #include <vector>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
-#include "cuda/side_stream.h"
 
 namespace ss::cuda {
 namespace {
@@ -33,7 +32,7 @@ struct HeuristicResult {
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kCompute32F = 68;  // CUBLAS_COMPUTE_32F: f32 accumulation, no TF32
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
-constexpr int kDescTransA = 3, kDescTransB = 4, kDescSmTarget = 15;  // cublasLtMatmulDescAttributes_t (int32_t)
+constexpr int kDescTransA = 3, kDescTransB = 4;  // cublasLtMatmulDescAttributes_t (int32_t)
 constexpr int kPrefMaxWorkspace = 1;                             // uint64_t
 constexpr int kPrefAlignA = 5, kPrefAlignB = 6, kPrefAlignC = 7, kPrefAlignD = 8;  // uint32_t, bytes
 
@@ -127,7 +126,7 @@ uint32_t alignment(const void* ptr) {
 }
 
 // Everything an algorithm's fitness depends on.
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int>;
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt has no algorithm for it (cublasGemmEx runs it)
@@ -253,7 +252,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K, ldo = opt.ldo ? opt.ldo : p.N;
   const int slot = opt.slot ? 1 : 0;
   const uint32_t al_a = alignment(p.weight), al_b = alignment(p.x), al_d = alignment(p.out);
-  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, opt.sm_target};
+  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d};
 
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -272,7 +271,6 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
     const bool made = lib.desc_create(&plan.desc, kCompute32F, kR32F) == 0 &&
                       lib.desc_set(plan.desc, kDescTransA, &op_a, sizeof(op_a)) == 0 &&
                       lib.desc_set(plan.desc, kDescTransB, &op_b, sizeof(op_b)) == 0 &&
-                      (opt.sm_target <= 0 || lib.desc_set(plan.desc, kDescSmTarget, &opt.sm_target, sizeof(opt.sm_target)) == 0) &&
                       lib.layout_create(&plan.a, type, op_a == kOpT ? p.K : p.N, op_a == kOpT ? p.N : p.K, ldw) == 0 &&
                       lib.layout_create(&plan.b, type, op_b == kOpN ? p.K : p.M, op_b == kOpN ? p.M : p.K, ldx) == 0 &&
                       lib.layout_create(&plan.d, type, p.N, p.M, ldo) == 0;
@@ -297,7 +295,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(st, &capturing), "linear: cudaStreamIsCapturing");
     if (!cand.empty()) {
-      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && opt.sm_target <= 0 && !env_is("STATESPACE_CUBLASLT_TUNE", "0");
+      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1;
       const int pick = tune ? fastest(lib, dev, plan, cand, o, st, p) : 0;
       if (pick >= 0) {
         plan.usable = true;
@@ -311,27 +309,6 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   if (!plan.usable) return false;
   const Status s = run(lib, dev, plan, plan.algo, plan.workspace, o, st);
   if (s != 0) fail("ERR_CUDA", ErrorKind::Plain, "linear: cublasLtMatmul failed with status " + std::to_string(s));
-  return true;
-}
-
-bool cublaslt_gemm_split(const GemmParams& p, void* stream, int device) {
-  const char* v = std::getenv("STATESPACE_SPLIT");
-  if (!(v && v[0] == '1') || p.M <= kGemvMaxM || p.M > kLtMaxM || p.N < 2048) return false;
-  const int64_t es = static_cast<int64_t>(dtype_size(p.dtype)), ldw = p.ldw ? p.ldw : p.K;
-  const int64_t n0 = (p.N / 2 + 127) / 128 * 128;  // the halves on whole 128-column tiles
-  GemmParams a = p, b = p;
-  a.N = n0;
-  b.N = p.N - n0;
-  // rows n0.. of W: n0 rows further (row-major) or n0 elements further (a transposed view)
-  b.weight = static_cast<const char*>(p.weight) + (p.w_col_major ? n0 : n0 * ldw) * es;
-  b.out = static_cast<char*>(p.out) + n0 * es;
-  fork_side(stream, device);  // before the first half: both start at once
-  const bool first = cublaslt_gemm(a, stream, device, {p.N, 0, 0});
-  const bool side = first && cublaslt_gemm(b, side_stream(device), device, {p.N, 1, 0});
-  join_side(stream, device);
-  if (!first) return false;
-  if (!side && !cublaslt_gemm(b, stream, device, {p.N, 0, 0}))
-    fail("ERR_CUDA", ErrorKind::Plain, "linear: cuBLASLt took the first half of the product but not the second");
   return true;
 }
 

@@ -25,29 +25,17 @@ namespace ss::cuda {
 // lengths would keep paying.
 constexpr int64_t kLtMaxM = 64;
 
-// Where the product goes and how it shares the GPU:
-//  - ldo: out's rows lie ldo elements apart (0: N), e.g. a column range of a wider projection;
-//  - slot: the workspace (0: the device's stream, 1: its side stream, cuda/side_stream.h), so
-//    that products running at once on both streams never share one;
-//  - sm_target > 0: the product runs beside other work that holds the rest of the SMs; the
-//    heuristic plans for that many SMs (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET) and its first
-//    algorithm is taken untimed (timing it alone would favour ones that take every SM).
+// Where the product goes: out's rows lie ldo elements apart (0: N), e.g. a column range of a
+// wider projection; slot picks the workspace (0: the device's stream, 1: its side stream,
+// cuda/side_stream.h), so that products running at once on both streams never share one.
 struct LtOptions {
   int64_t ldo = 0;
   int slot = 0;
-  int sm_target = 0;
 };
 
 // Runs out = x · weightᵀ (no bias) on the stream through cuBLASLt when p is a decode-batch product
 // it takes; false (nothing launched) otherwise, and the caller goes on to cublasGemmEx.
 bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOptions& opt = {});
-
-// cublaslt_gemm as two products at once, the first half of the output columns on the stream and
-// the second on the device's side stream (cuda/side_stream.h), joined before it returns: each
-// half's ramp and tail overlap the other's (as linear_conv_update's in_proj halves, bench/NOTES.md
-// b64x7 run 2). For N >= 2048 (halves of >= 1024 columns); false, nothing launched, otherwise.
-// STATESPACE_SPLIT=1 for now (one-run A/B).
-bool cublaslt_gemm_split(const GemmParams& p, void* stream, int device);
 
 // "cublasLt (<library>)" or why it is not used.
 std::string cublaslt_backend();

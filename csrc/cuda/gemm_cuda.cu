@@ -213,7 +213,7 @@ void gemm_cuda(const GemmParams& p, void* stream) {
   if (skinny_gemm_cuda(p, stream)) return;  // batched decode: 8 < M <= 64
   std::string why;
   const int device = current_device();
-  if (cuda::cublaslt_gemm_split(p, stream, device) || cuda::cublaslt_gemm(p, stream, device) || cuda::cublas_gemm(p, stream, device, &why)) {
+  if (cuda::cublaslt_gemm(p, stream, device) || cuda::cublas_gemm(p, stream, device, &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });
     cuda::check_launch("linear (bias)");
     return;

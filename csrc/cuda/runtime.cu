@@ -157,10 +157,7 @@ DeviceState& state(int device) {
   if (!s) {
     check(cudaSetDevice(device), "cudaSetDevice");
     auto* ns = new DeviceState();
-    // The greatest priority: a side stream (cuda/side_stream.h) yields the SMs to it.
-    int least = 0, greatest = 0;
-    check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
-    check(cudaStreamCreateWithPriority(&ns->stream, cudaStreamNonBlocking, greatest), "cudaStreamCreate");
+    check(cudaStreamCreateWithFlags(&ns->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cudaDeviceGetDefaultMemPool(&ns->pool, device), "cudaDeviceGetDefaultMemPool");
     uint64_t keep = ~0ull;  // keep freed blocks cached in the pool (reported by memory())
     check(cudaMemPoolSetAttribute(ns->pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
@@ -576,11 +573,7 @@ void* end_capture(int device, bool discard) {
              "allocated before the capture (copyInto) and dispose everything else inside it (tidy)");
   }
   cudaGraphExec_t exec = nullptr;
-  // Node priorities (captured from the streams' priorities) rule inside the graph: without the flag
-  // every node runs at the priority of the stream the graph is launched into, and work forked to
-  // the side stream (cuda/side_stream.h) would compete with the device stream's as an equal.
-  const char* np = std::getenv("STATESPACE_GRAPH_NODE_PRIORITY");  // one-run A/B
-  e = cudaGraphInstantiate(&exec, graph, np && np[0] == '0' ? 0 : cudaGraphInstantiateFlagUseNodePriority);
+  e = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);
   if (e != cudaSuccess) drop_arena();
   check(e, "cudaGraphInstantiate");

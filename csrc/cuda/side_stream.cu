@@ -18,9 +18,7 @@ Side& side(int device) {
   std::lock_guard<std::mutex> lock(mu);
   Side& s = (*sides)[device];
   if (!s.stream) {
-    int least = 0, greatest = 0;
-    check(cudaDeviceGetStreamPriorityRange(&least, &greatest), "cudaDeviceGetStreamPriorityRange");
-    check(cudaStreamCreateWithPriority(&s.stream, cudaStreamNonBlocking, least), "side stream");
+    check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "side stream");
     check(cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming), "side stream events");
     check(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming), "side stream events");
   }

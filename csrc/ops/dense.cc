@@ -390,9 +390,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const int64_t hi = lo + Cc;
   const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
   const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
-  const char* sms = std::getenv("STATESPACE_FORK_SMS");  // one-run A/B: both products planned for that many SMs
-  const int sm_target = sms ? std::atoi(sms) : 0;
-  const cuda::LtOptions first{N, 0, sm_target}, side{N, 1, sm_target};
+  const cuda::LtOptions first{N, 0}, side{N, 1};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);

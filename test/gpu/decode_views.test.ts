@@ -24,16 +24,9 @@ describeGpu('decode ops on strided views (CUDA)', () => {
       await checkLinearConvProj('cuda', dtype, tol, true);
     });
   }
-  it('bfloat16: linearConvUpdateProj on one stream (STATESPACE_FORK=0) and with an SM target for both products', async () => {
-    for (const [fork, sms] of [['0', ''], ['1', '66']]) {
-      process.env.STATESPACE_FORK = fork;
-      if (sms) process.env.STATESPACE_FORK_SMS = sms;
-      try {
-        await checkLinearConvProj('cuda', 'bfloat16', 1e-2, true);
-      } finally {
-        delete process.env.STATESPACE_FORK_SMS;
-      }
-    }
+  it('bfloat16: linearConvUpdateProj on one stream (STATESPACE_FORK=0)', async () => {
+    process.env.STATESPACE_FORK = '0';
+    await checkLinearConvProj('cuda', 'bfloat16', 1e-2, true);
   });
   for (const [dtype, tol] of [['float32', 1e-5], ['bfloat16', 1e-2], ['float16', 5e-3]] as const) {
     it(`${dtype}: selectiveStateUpdate with dtProj equals linear then the state update`, async () => {
