@@ -391,6 +391,8 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
   const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
   const cuda::LtOptions first{N, 0}, side{N, 1};
+  const char* jp = std::getenv("STATESPACE_FORK_JOIN");
+  const bool join_before_proj = jp && std::string(jp) == "proj";
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
@@ -408,8 +410,11 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
     conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
-    if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
+    if (x_proj.defined() && !join_before_proj) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
+  // one-run A/B: x_proj after the join, so that the state update after it keeps its programmatic
+  // edge to x_proj instead of waiting on the side product's event
+  if (x_proj.defined() && join_before_proj) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
   r.out = out;
   return true;
