@@ -357,11 +357,12 @@ namespace {
 // columns) on the side stream, joined before returning:
 //   stream: fork -> [conv columns (+ the smaller range)] -> conv step -> (x_proj) -> join
 //   side:        \-> [the larger range] ------------------------------------------/
-// Measured on the H100 (bench/NOTES.md, b64x7 run 2): -0.09 ms a b64 step of mamba-2.8b, -0.19 of
-// mamba2-2.7b: each half-width product's ramp and tail overlap the other's, and the conv step (and
-// x_proj) start before the side product ends. Forking after the first product instead (the
+// Measured on the H100 (bench/NOTES.md, b64x7 runs 2-4): -0.09..-0.11 ms a b64 step of
+// mamba-2.8b, -0.08..-0.19 of mamba2-2.7b: each half-width product's ramp and tail overlap the
+// other's, and the conv step (and x_proj) start before the side product ends. Forking after the first product instead (the
 // products in turn, the side one beside the conv step and x_proj) lost 0.09 / 0.3 ms, after the
-// conv step 0.12 / 0.4. STATESPACE_FORK=0: one product on the device stream, then the conv step.
+// conv step 0.12 / 0.4; joining before x_proj (Mamba-1) lost 0.11 (runs 2-4).
+// STATESPACE_FORK=0: one product on the device stream, then the conv step.
 // False, with nothing launched, where it does not apply; the caller then runs the ops in turn.
 bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
@@ -391,8 +392,6 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
   const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
   const cuda::LtOptions first{N, 0}, side{N, 1};
-  const char* jp = std::getenv("STATESPACE_FORK_JOIN");
-  const bool join_before_proj = jp && std::string(jp) == "proj";
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
@@ -410,11 +409,8 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
     conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
-    if (x_proj.defined() && !join_before_proj) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
+    if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
-  // one-run A/B: x_proj after the join, so that the state update after it keeps its programmatic
-  // edge to x_proj instead of waiting on the side product's event
-  if (x_proj.defined() && join_before_proj) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
   r.out = out;
   return true;
