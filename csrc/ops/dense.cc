@@ -359,9 +359,9 @@ namespace {
 //   side:        \-> [the larger range] ------------------------------------------/
 // Measured on the H100 (bench/NOTES.md, b64x7 runs 2-4): -0.09..-0.11 ms a b64 step of
 // mamba-2.8b, -0.08..-0.19 of mamba2-2.7b: each half-width product's ramp and tail overlap the
-// other's, and the conv step (and x_proj) start before the side product ends. Forking after the first product instead (the
-// products in turn, the side one beside the conv step and x_proj) lost 0.09 / 0.3 ms, after the
-// conv step 0.12 / 0.4; joining before x_proj (Mamba-1) lost 0.11 (runs 2-4).
+// other's, and the conv step (and x_proj) start before the side product ends. Forking after the
+// first product instead (the products in turn, the side one beside the conv step and x_proj) lost
+// 0.09 / 0.3 ms, after the conv step 0.12 / 0.4; joining before x_proj (Mamba-1) lost 0.11.
 // STATESPACE_FORK=0: one product on the device stream, then the conv step.
 // False, with nothing launched, where it does not apply; the caller then runs the ops in turn.
 bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
