@@ -6,7 +6,9 @@
  * TFLOP/s = 2·M·N·K / time; GB/s counts the weight, input and output bytes once.
  * 8 < M <= 64 in 16-bit runs cuBLAS where the host has it, else the skinny tensor-core GEMM
  * ('skinny', csrc/cuda/skinny_gemm_cuda.cu); the same rows with STATESPACE_SKINNY=1 give it beside
- * cuBLAS.
+ * cuBLAS. cuBLAS at 8 < M <= 64 is cuBLASLt with a timed algorithm choice (csrc/cuda/cublaslt_gemm.cu):
+ * the M = 64 rows again as 'cublas GemmEx' (cublasGemmEx, the heuristic's first pick,
+ * STATESPACE_CUBLASLT=0).
  * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
@@ -69,6 +71,20 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
   }
 }
 
+/** Runs fn with the environment variables set as given, then restores them. */
+function withEnv(vars: Record<string, string>, fn: () => void): void {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
   for (const device of devices) {
     const bw = copyBandwidth(device);
@@ -78,6 +94,9 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     }
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
     bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
+    if (linearBackend(device).startsWith('cublas')) {
+      withEnv({ STATESPACE_CUBLASLT: '0' }, () => bench(device, report, 'bfloat16', [64], LAYERS, 'cublas GemmEx', bw));
+    }
     // Batched decode through the skinny GEMM although cuBLAS is there, for comparison.
     const savedSkinny = process.env.STATESPACE_SKINNY;
     process.env.STATESPACE_SKINNY = '1';

@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
-import { linearConvUpdate, randn, selectiveStateUpdate, zeros } from '../lib/index';
+import { linearConvUpdate, linearConvUpdateProj, randn, selectiveStateUpdate, zeros } from '../lib/index';
 import { expectCode } from './helpers';
-import { checkDecodeViews, checkDtProj, checkLinearConv } from './decode_views';
+import { checkDecodeViews, checkDtProj, checkLinearConv, checkLinearConvProj } from './decode_views';
 
 describe('decode ops on strided views (CPU)', () => {
   for (const dtype of ['float32', 'bfloat16'] as const) {
@@ -12,6 +12,11 @@ describe('decode ops on strided views (CPU)', () => {
   for (const [dtype, tol] of [['float32', 1e-6], ['bfloat16', 1e-2]] as const) {
     it(`${dtype}: linearConvUpdate equals linear then causalConv1dUpdate on its conv columns`, async () => {
       await checkLinearConv('cpu', dtype, tol);
+    });
+  }
+  for (const [dtype, tol] of [['float32', 1e-6], ['bfloat16', 1e-2]] as const) {
+    it(`${dtype}: linearConvUpdateProj equals linearConvUpdate then linear on its conv columns`, async () => {
+      await checkLinearConvProj('cpu', dtype, tol);
     });
   }
   for (const [dtype, tol] of [['float32', 1e-6], ['bfloat16', 1e-2]] as const) {
@@ -29,5 +34,8 @@ describe('decode ops on strided views (CPU)', () => {
       'ERR_SHAPE',
       'convStart',
     );
+    const lcu = { x: randn([2, 6]), weight: randn([10, 6]), convState: zeros([2, 4, 3]), convWeight: randn([4, 4]), convStart: 0 };
+    expectCode(() => linearConvUpdateProj({ ...lcu, xProj: randn([5, 6]) }), 'ERR_SHAPE', 'xProj');
+    expectCode(() => linearConvUpdateProj({ ...lcu, xProj: randn([5, 4], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'xProj');
   });
 });

@@ -4,7 +4,7 @@
  * exactly what it gives on contiguous copies of the same views. Shared by the CPU and CUDA tests.
  */
 import { expect } from 'vitest';
-import { DType, Device, Tensor, causalConv1dUpdate, gatedRmsNorm, linear, linearConvUpdate, rand, randn, selectiveStateUpdate } from '../lib/index';
+import { DType, Device, Tensor, captureGraph, causalConv1dUpdate, copyInto, gatedRmsNorm, linear, linearConvUpdate, linearConvUpdateProj, rand, randn, selectiveStateUpdate } from '../lib/index';
 import { relErr } from './helpers';
 
 async function same(a: Tensor, b: Tensor, what: string) {
@@ -92,6 +92,82 @@ export async function checkLinearConv(device: Device, dtype: DType, tol: number)
     const what = `${device} ${dtype} batch ${batch} columns [${lo}, ${lo + C}) of ${N}, width ${W}`;
     expect(relErr(f, want), what).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
+  }
+}
+
+/**
+ * linearConvUpdateProj (in_proj, its conv step and x_proj of the conv columns in one op) against
+ * linearConvUpdate followed by linear on the conv columns, and linearConvUpdate alone, against the
+ * two ops in turn on one stream (STATESPACE_FORK=0). On CUDA at batch 9..64 without a bias the
+ * larger column range outside the conv runs on the side stream beside the rest: the conv
+ * first (Mamba-1: z on the side), in the middle (the larger range on the side, the smaller with the
+ * conv columns), last; batch 100 and a bias take
+ * the ops in turn. With `graph`, the op is also captured (after an eager warm-up) and replayed
+ * from the same conv state: bit-identical to the eager call.
+ */
+export async function checkLinearConvProj(device: Device, dtype: DType, tol: number, graph = false): Promise<void> {
+  for (const [batch, K, N, lo, C, P, withBias] of [
+    [64, 256, 1024, 0, 512, 48, false],
+    [17, 96, 300, 100, 120, 20, false],
+    [48, 64, 200, 136, 64, 33, false],
+    [9, 40, 90, 0, 90, 16, false],
+    [64, 128, 256, 0, 128, 24, true],
+    [3, 64, 100, 0, 50, 12, false],
+    [100, 64, 160, 0, 80, 16, false],
+  ] as Array<[number, number, number, number, number, number, boolean]>) {
+    const x = randn([batch, K], { dtype, device });
+    const w = randn([N, K], { dtype, device, std: 1 / Math.sqrt(K) });
+    const b = withBias ? randn([N], { dtype, device }) : undefined;
+    const cw = randn([C, 4], { dtype, device });
+    const cb = randn([C], { dtype, device });
+    const xp = randn([P, C], { dtype, device, std: 1 / Math.sqrt(C) });
+    const state0 = randn([batch, C, 3], { dtype, device });
+    const s1 = state0.clone(), s2 = state0.clone(), s3 = state0.clone();
+    const args = { x, weight: w, bias: b, convWeight: cw, convBias: cb, convStart: lo, activation: 'silu' as const };
+    const [out, proj] = linearConvUpdateProj({ ...args, convState: s1, xProj: xp });
+    const alone = linearConvUpdate({ ...args, convState: s3 }); // forked as well (on CUDA, unless STATESPACE_FORK=0)
+    // the reference: the ops in turn on one stream
+    const fork = process.env.STATESPACE_FORK;
+    process.env.STATESPACE_FORK = '0';
+    let plain: Tensor, plainProj: Tensor;
+    try {
+      plain = linearConvUpdate({ ...args, convState: s2 });
+      plainProj = linear({ x: plain.slice(1, lo, lo + C), weight: xp });
+    } finally {
+      if (fork === undefined) delete process.env.STATESPACE_FORK;
+      else process.env.STATESPACE_FORK = fork;
+    }
+    const what = `${device} ${dtype} batch ${batch} columns [${lo}, ${lo + C}) of ${N}, x_proj ${P}${withBias ? ', bias' : ''}`;
+    expect(out.shape).toEqual([batch, N]);
+    expect(proj.shape).toEqual([batch, P]);
+    expect(relErr(await out.data(), await plain.data()), what).toBeLessThan(tol);
+    expect(relErr(await alone.data(), await plain.data()), `${what}: linearConvUpdate`).toBeLessThan(tol);
+    expect(relErr(await proj.data(), await plainProj.data()), `${what}: x_proj`).toBeLessThan(tol);
+    expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
+    expect(relErr(await s3.data(), await s2.data()), `${what}: conv state (linearConvUpdate)`).toBeLessThan(tol);
+    if (!graph) continue;
+    const outG = out.clone(), projG = proj.clone();
+    const state = state0.clone();
+    const g = captureGraph(device, () => {
+      const [o, p] = linearConvUpdateProj({ ...args, convState: state, xProj: xp });
+      copyInto(outG, o);
+      copyInto(projG, p);
+    });
+    try {
+      copyInto(state, state0);
+      g.replay();
+      const eagerState = state0.clone();
+      const [o, p] = linearConvUpdateProj({ ...args, convState: eagerState, xProj: xp });
+      const bitsEqual = async (a: Tensor, c: Tensor, name: string) => {
+        const av = await a.data(), cv = await c.data();
+        expect(Buffer.from(av.buffer, av.byteOffset, av.byteLength).equals(Buffer.from(cv.buffer, cv.byteOffset, cv.byteLength)), `${what}: graph ${name}`).toBe(true);
+      };
+      await bitsEqual(outG, o, 'out');
+      await bitsEqual(projG, p, 'x_proj');
+      await bitsEqual(state, eagerState, 'conv state');
+    } finally {
+      g.dispose();
+    }
   }
 }
 

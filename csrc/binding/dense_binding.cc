@@ -40,6 +40,22 @@ Napi::Value linear_conv_update_binding(const Napi::CallbackInfo& info) {
                                                     linear_extras(o)));
 }
 
+Napi::Value linear_conv_update_proj_binding(const Napi::CallbackInfo& info) {
+  Napi::Object o = options_arg(info, "dense op");
+  const double start = optional_number(o, "convStart", -1);
+  if (start < 0 || start != static_cast<double>(static_cast<int64_t>(start)))
+    fail("ERR_INVALID_ARG", ErrorKind::Type, "convStart: expected a non-negative integer");
+  const bool silu = silu_activation(o);
+  LinearConvProj r = linear_conv_update_proj(required_tensor(o, "x"), required_tensor(o, "weight"), optional_tensor(o, "bias"),
+                                             required_tensor(o, "convState"), required_tensor(o, "convWeight"),
+                                             optional_tensor(o, "convBias"), static_cast<int64_t>(start), silu,
+                                             required_tensor(o, "xProj"), linear_extras(o));
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, from_tensor(info.Env(), r.out));
+  out.Set(1u, from_tensor(info.Env(), r.proj));
+  return out;
+}
+
 int64_t group_size(Napi::Object o) {
   double g = optional_number(o, "groupSize", 0);
   if (g < 0 || g != static_cast<double>(static_cast<int64_t>(g)))
@@ -86,6 +102,7 @@ SS_EXPORT("linearBackend", linear_backend_binding);
 SS_EXPORT("embedding", embedding_binding);
 SS_EXPORT("linear", linear_binding);
 SS_EXPORT("linearConvUpdate", linear_conv_update_binding);
+SS_EXPORT("linearConvUpdateProj", linear_conv_update_proj_binding);
 SS_EXPORT("rmsNorm", rms_norm_binding);
 SS_EXPORT("gatedRmsNorm", gated_rms_norm_binding);
 SS_EXPORT("silu", silu_binding);

@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 #include "cuda/check.cuh"
+#include "cuda/cublaslt_gemm.h"
 
 namespace ss::cuda {
 namespace {
@@ -84,7 +85,12 @@ std::string gemm_backend(int device) {
   if (disabled()) return "builtin (STATESPACE_CUBLAS=0)";
   Library& lib = library();
   if (!lib.error.empty()) return "builtin (" + lib.error + ")";
-  return "cublas (" + lib.name + ")";
+  return "cublas (" + lib.name + "; decode batches: " + cublaslt_backend() + ")";
+}
+
+std::string cublas_library_name() {
+  Library& lib = library();
+  return lib.handle ? lib.name : std::string();
 }
 
 bool cublas_usable(const GemmParams& p, std::string* why) {

@@ -19,7 +19,10 @@ bool cublas_gemm(const GemmParams& p, void* stream, int device, std::string* why
 // in cuBLAS's int range); otherwise the reason in *why.
 bool cublas_usable(const GemmParams& p, std::string* why);
 
-// "cublas (<library>)" or "builtin (<why cuBLAS is not used>)".
+// "cublas (<library>; <cuBLASLt status>)" or "builtin (<why cuBLAS is not used>)".
 std::string gemm_backend(int device);
+
+// The path or name libcublas was loaded from ("" when it was not).
+std::string cublas_library_name();
 
 }  // namespace ss::cuda

@@ -9,11 +9,13 @@
 // without cuBLAS.
 // Small M (M <= 8: decode) always takes the matrix-vector kernel of gemv_cuda.cu instead: the
 // product is bound by reading the weights once, without padding M up to a 64-row tile. Batched
-// decode (8 < M <= 64, 16-bit) takes cuBLAS, or where the host has none the skinny tensor-core
+// decode (8 < M <= 64) takes cuBLASLt with a timed algorithm choice (cuda/cublaslt_gemm.h), else
+// cublasGemmEx; where the host has no cuBLAS, 8 < M <= 64 in 16-bit takes the skinny tensor-core
 // GEMM of skinny_gemm_cuda.cu (the builtin 64x64-tile kernel pads M and stages through registers).
 #include <mma.h>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
+#include "cuda/cublaslt_gemm.h"
 #include "cuda/load_any.cuh"
 #include "cuda/runtime.h"
 #include "ops/dense.h"
@@ -210,7 +212,8 @@ void gemm_cuda(const GemmParams& p, void* stream) {
   }
   if (skinny_gemm_cuda(p, stream)) return;  // batched decode: 8 < M <= 64
   std::string why;
-  if (cuda::cublas_gemm(p, stream, current_device(), &why)) {
+  const int device = current_device();
+  if (cuda::cublaslt_gemm(p, stream, device) || cuda::cublas_gemm(p, stream, device, &why)) {
     if (p.bias) SS_FLOAT_SWITCH(p.dtype, T, [&] { add_bias_kernel<T><<<cuda::grid_1d(p.M * p.N, 256), 256, 0, st>>>(p); });
     cuda::check_launch("linear (bias)");
     return;

@@ -6,7 +6,10 @@
 #include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
+#include <cstdlib>
 #include "cuda/cublas_loader.h"
+#include "cuda/cublaslt_gemm.h"
+#include "cuda/side_stream.h"
 #endif
 
 namespace ss {
@@ -273,9 +276,11 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   return with_residual(L.out, ex);
 }
 
-Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
-                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
-                          const LinearExtras& ex) {
+namespace {
+
+// The argument checks of linear_conv_update.
+void check_conv_update(const Tensor& x, const Tensor& weight, const Tensor& conv_state, const Tensor& conv_weight,
+                       const Tensor& conv_bias, int64_t lo, const LinearExtras& ex) {
   Device dev = x.device();
   if (ex.residual.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "residual: not taken by linearConvUpdate");
   if (ex.argmax_out.defined()) fail("ERR_INVALID_ARG", ErrorKind::Type, "argmaxOut: not taken by linearConvUpdate");
@@ -298,6 +303,132 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     checks::shape("convBias", conv_bias, {Cc}, "(channels)");
     checks::floating("convBias", conv_bias, cpu);
   }
+}
+
+// One causal conv step in place on columns [lo, lo + channels) of out (M, N), contiguous.
+void conv_step_in_place(const Tensor& out, int64_t lo, const Tensor& conv_state, const Tensor& conv_weight, const Tensor& conv_bias,
+                        bool silu) {
+  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
+  CausalConv1dUpdateParams c;
+  c.batch = out.size(0);
+  c.dim = cw.size(0);
+  c.width = cw.size(1);
+  c.dtype = out.dtype;
+  c.state_dtype = conv_state.dtype;
+  c.weight_dtype = cw.dtype;
+  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
+  c.silu = silu;
+  c.x = static_cast<char*>(out.data()) + lo * static_cast<int64_t>(dtype_size(out.dtype));
+  c.x_stride = out.size(1);
+  c.y = const_cast<void*>(c.x);
+  c.y_stride = out.size(1);
+  c.state = conv_state.data();
+  c.slots = c.batch;
+  c.weight = cw.data();
+  c.bias = cb.defined() ? cb.data() : nullptr;
+  if (out.device().is_cpu())
+    run_cpu({cw, cb}, {out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
+  else
+    causal_conv1d_update_cuda(c, cuda_stream_for(out.device()));
+}
+
+// Rows [r0, r0 + n) / columns [c0, c0 + n) of a 2-D tensor, as a view.
+Tensor rows_view(const Tensor& t, int64_t r0, int64_t n) {
+  Tensor v = t;
+  v.shape = {n, t.size(1)};
+  v.offset += r0 * t.stride(0);
+  return v;
+}
+Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
+  Tensor v = t;
+  v.shape = {t.size(0), n};
+  v.offset += c0 * t.stride(1);
+  return v;
+}
+
+}  // namespace
+
+#ifdef STATESPACE_WITH_CUDA
+namespace {
+
+// linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, in two products at once:
+// the conv columns (with the smaller of the ranges beside them) on the device stream and the
+// larger range outside them (Mamba-1: z; Mamba-2: z, its dt columns staying with the conv
+// columns) on the side stream, joined before returning:
+//   stream: fork -> [conv columns (+ the smaller range)] -> conv step -> (x_proj) -> join
+//   side:        \-> [the larger range] ------------------------------------------/
+// Measured on the H100 (bench/NOTES.md, b64x7 runs 2-4): -0.09..-0.11 ms a b64 step of
+// mamba-2.8b, -0.08..-0.19 of mamba2-2.7b: each half-width product's ramp and tail overlap the
+// other's, and the conv step (and x_proj) start before the side product ends. Forking after the
+// first product instead (the products in turn, the side one beside the conv step and x_proj) lost
+// 0.09 / 0.3 ms, after the conv step 0.12 / 0.4; joining before x_proj (Mamba-1) lost 0.11.
+// STATESPACE_FORK=0: one product on the device stream, then the conv step.
+// False, with nothing launched, where it does not apply; the caller then runs the ops in turn.
+bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                      const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu, const Tensor& x_proj,
+                      const LinearExtras& ex, LinearConvProj& r) {
+  Device dev = x.device();
+  const char* v = std::getenv("STATESPACE_FORK");
+  if (dev.is_cpu() || (v && v[0] == '0')) return false;
+  if (bias.defined() || ex.norm_weight.defined() || !x.is_contiguous() || !weight.is_contiguous()) return false;
+  const int64_t M = x.size(0), N = weight.size(0), K = x.size(1), Cc = conv_weight.size(0);
+  if (M <= kGemvMaxM || M > cuda::kLtMaxM || K == 0 || Cc == N) return false;
+  const int64_t es = static_cast<int64_t>(dtype_size(x.dtype));
+  Tensor out = empty({M, N}, x.dtype, dev);
+  GemmParams g;
+  g.M = M;
+  g.K = K;
+  g.dtype = x.dtype;
+  g.x = x.data();
+  auto cols = [&](int64_t c0, int64_t c1) {
+    GemmParams q = g;
+    q.N = c1 - c0;
+    q.weight = static_cast<const char*>(weight.data()) + c0 * K * es;
+    q.out = static_cast<char*>(out.data()) + c0 * es;
+    return q;
+  };
+  void* st = cuda_stream_for(dev);
+  const int64_t hi = lo + Cc;
+  const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
+  const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
+  const cuda::LtOptions first{N, 0}, side{N, 1};
+  bool left = false;  // cuBLASLt refused the side range: it runs after the join
+  {
+    cuda::fork_side(st, dev.index);
+    // The join runs however this scope ends: a capture must not end with the side stream forked.
+    struct Join {
+      void* st;
+      int device;
+      ~Join() {
+        try {
+          cuda::join_side(st, device);
+        } catch (...) {
+        }
+      }
+    } join{st, dev.index};
+    if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
+    left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
+    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
+    if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
+  }
+  if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
+  r.out = out;
+  return true;
+}
+
+}  // namespace
+#endif
+
+Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                          const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                          const LinearExtras& ex) {
+  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
+#ifdef STATESPACE_WITH_CUDA
+  if (LinearConvProj r; forked_conv_proj(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, Tensor{}, ex, r)) return r.out;
+#endif
+  Device dev = x.device();
+  const bool cpu = dev.is_cpu();
+  const int64_t M = x.size(0), Cc = conv_weight.size(0), W = conv_weight.size(1);
 #ifdef STATESPACE_WITH_CUDA
   // With a norm that the matrix-vector kernel takes on the fly, the plan is the fused one.
   const bool fused_norm = ex.norm_weight.defined() && fusable(x, weight, ex);
@@ -325,33 +456,33 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
     return L.out;
   }
+#else
+  (void)cpu;
+  (void)W;
 #endif
   // Otherwise the product, then the conv step in place on its columns.
   run_linear(L);
   if (L.out.numel() == 0) return L.out;
-  Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
-  CausalConv1dUpdateParams c;
-  c.batch = M;
-  c.dim = Cc;
-  c.width = W;
-  c.dtype = L.out.dtype;
-  c.state_dtype = conv_state.dtype;
-  c.weight_dtype = cw.dtype;
-  c.bias_dtype = cb.defined() ? cb.dtype : DType::Float32;
-  c.silu = silu;
-  c.x = static_cast<char*>(L.out.data()) + lo * static_cast<int64_t>(dtype_size(L.out.dtype));
-  c.x_stride = N;
-  c.y = const_cast<void*>(c.x);
-  c.y_stride = N;
-  c.state = conv_state.data();
-  c.slots = M;
-  c.weight = cw.data();
-  c.bias = cb.defined() ? cb.data() : nullptr;
-  if (cpu)
-    run_cpu({cw, cb}, {L.out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
-  else
-    causal_conv1d_update_cuda(c, cuda_stream_for(dev));
+  conv_step_in_place(L.out, lo, conv_state, conv_weight, conv_bias, silu);
   return L.out;
+}
+
+LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
+                                       const Tensor& x_proj, const LinearExtras& ex) {
+  check_conv_update(x, weight, conv_state, conv_weight, conv_bias, lo, ex);
+  check_same_device(x.device(), {{"xProj", &x_proj}});
+  checks::rank("xProj", x_proj, 2, "(out, channels)");
+  checks::same_dtype("xProj", x_proj, "x", x.dtype);
+  const int64_t Cc = conv_weight.size(0);
+  if (x_proj.size(1) != Cc) fail_shape("xProj", "(out, channels) with channels = " + std::to_string(Cc) + " (the conv's)", x_proj.shape);
+  LinearConvProj r;
+#ifdef STATESPACE_WITH_CUDA
+  if (forked_conv_proj(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, x_proj, ex, r)) return r;
+#endif
+  r.out = linear_conv_update(x, weight, bias, conv_state, conv_weight, conv_bias, lo, silu, ex);
+  r.proj = linear(cols_view(r.out, lo, Cc), x_proj, Tensor{});
+  return r;
 }
 
 RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, const Tensor& residual_in,

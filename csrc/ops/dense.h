@@ -161,10 +161,24 @@ struct LinearExtras {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal
 // conv step (causalConv1dUpdate semantics) over conv_state (batch, channels, width-1), updated in
-// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows).
+// place: in_proj and the conv of a decode step in one kernel on CUDA (x with <= 8 rows); at
+// 8 < batch <= 64 the larger other column range runs on the side stream beside the rest (as in
+// linear_conv_update_proj below).
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
                           const LinearExtras& extras = {});
+// linear_conv_update, then proj = (its conv columns after the conv step) · x_projᵀ (x_proj:
+// (out, channels), x's dtype): a Mamba decode step's in_proj, conv and x_proj. On CUDA at
+// 8 < batch <= 64 (no bias, no norm, cuBLASLt there) the larger range of in_proj columns outside
+// the conv (Mamba-1: z) is computed on the device's side stream while the device stream computes
+// the conv columns, the conv step and x_proj; joined before it returns (STATESPACE_FORK=0: one
+// product, then the conv step and x_proj, all on the device stream).
+struct LinearConvProj {
+  Tensor out, proj;
+};
+LinearConvProj linear_conv_update_proj(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
+                                       const Tensor& conv_weight, const Tensor& conv_bias, int64_t conv_start, bool silu,
+                                       const Tensor& x_proj, const LinearExtras& extras = {});
 struct RmsNormResult {
   Tensor y, residual_out;
 };

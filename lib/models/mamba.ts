@@ -12,7 +12,7 @@
  */
 import { Tensor, tensor, ones } from '../tensor';
 import { ModelInit, CausalLM, LayerState } from './lm';
-import { causalConv1d, copyInto, linear, linearConvUpdate, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
+import { causalConv1d, copyInto, linear, linearConvUpdate, linearConvUpdateProj, rmsNorm, selectiveScan, selectiveStateUpdate } from './ops';
 import { WeightSource } from './weights';
 
 interface MambaLayer {
@@ -153,10 +153,14 @@ export class MambaModel extends CausalLM {
     const I = this.config.intermediateSize;
     // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const uz = linearConvUpdate({ x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' });
+    const args = { x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' as const };
+    // Batched: x_proj in the same op, which on CUDA computes z on a second stream beside the rest
+    let uz: Tensor, xdbl: Tensor | undefined;
+    if (x.shape[0] > 8) [uz, xdbl] = linearConvUpdateProj({ ...args, xProj: L.xProj });
+    else uz = linearConvUpdate(args);
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
-    const [dtr, B, C] = this.splitDbc(linear({ x: u, weight: L.xProj }));
+    const [dtr, B, C] = this.splitDbc(xdbl ?? linear({ x: u, weight: L.xProj }));
     // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
     const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)

@@ -7,7 +7,7 @@
 import { selectiveScan as selectiveScanOp } from '../ops/selective_scan';
 import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp } from '../ops/conv1d';
-import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
+import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, linearConvUpdateProj as linearConvUpdateProjOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
 import { argmax as argmaxOp } from '../ops/sampling';
 import { copyInto as copyIntoOp } from '../tensor';
@@ -19,6 +19,7 @@ export const causalConv1d = timed('causalConv1d', causalConv1dOp);
 export const embedding = timed('embedding', embeddingOp);
 export const linear = timed('linear', linearOp);
 export const linearConvUpdate = timed('linearConvUpdate', linearConvUpdateOp);
+export const linearConvUpdateProj = timed('linearConvUpdateProj', linearConvUpdateProjOp);
 export const rmsNorm = timed('rmsNorm', rmsNormOp);
 export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);

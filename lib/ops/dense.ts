@@ -12,6 +12,7 @@ interface DenseNative {
   embedding(o: object): NativeTensor;
   linear(o: object): NativeTensor;
   linearConvUpdate(o: object): NativeTensor;
+  linearConvUpdateProj(o: object): [NativeTensor, NativeTensor];
   rmsNorm(o: object): { y: NativeTensor; residualOut?: NativeTensor };
   gatedRmsNorm(o: object): NativeTensor;
   silu(x: Tensor): NativeTensor;
@@ -111,6 +112,23 @@ export interface LinearConvUpdateOptions extends LinearOptions {
  */
 export function linearConvUpdate(opts: LinearConvUpdateOptions): Tensor {
   return new Tensor(nat.linearConvUpdate(opts));
+}
+
+export interface LinearConvUpdateProjOptions extends LinearConvUpdateOptions {
+  /** (out, channels), x's dtype: the projection of the conv's columns after the conv step. */
+  xProj: Tensor;
+}
+
+/**
+ * linearConvUpdate, then linear(its conv columns, xProj): a Mamba decode step's in_proj, conv
+ * and x_proj. Returns [the linearConvUpdate result, the projection]. On CUDA at batch 9-64 (no
+ * bias or norm) the input projection's columns outside the conv are computed on a second stream
+ * while the conv columns, the conv step and xProj run on the device's (STATESPACE_FORK=0 turns that
+ * off); otherwise the ops run in turn.
+ */
+export function linearConvUpdateProj(opts: LinearConvUpdateProjOptions): [Tensor, Tensor] {
+  const [out, proj] = nat.linearConvUpdateProj(opts);
+  return [new Tensor(out), new Tensor(proj)];
 }
 
 export interface RmsNormOptions {

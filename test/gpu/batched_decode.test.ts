@@ -40,16 +40,18 @@ const specs: Array<[string, TinySpec]> = [
 
 describeGpu('batched decode (batch 12) on CUDA', () => {
   for (const [name, spec] of specs) {
-    it(`${name}: every row of batch-12 steps equals the float64 reference, f32 and bf16, cuBLAS or the skinny GEMM`, async () => {
+    it(`${name}: every row of batch-12 steps equals the float64 reference, f32 and bf16, cuBLAS or the skinny GEMM, one stream or two`, async () => {
       // bf16: every weight, activation and the Mamba-2 state rounded to 8 bits of mantissa; single
       // rows of random tiny models reached 0.023 against float64 (a row from another sequence
       // would be off by O(1)).
       // bf16: every activation is rounded to 8 bits of mantissa through 2 layers and 4 steps; the
       // worst row of 12 measured up to 0.035 (1 run in 11 on the H100, fifth session)
-      for (const [dtype, tol, skinny] of [['float32', 1e-4, '0'], ['bfloat16', 5e-2, '0'], ['bfloat16', 5e-2, '1']] as const) {
+      // fork '1': in_proj's z columns on the side stream (the default), '0': one stream
+      for (const [dtype, tol, skinny, fork] of [['float32', 1e-4, '0', '0'], ['bfloat16', 5e-2, '0', '0'], ['bfloat16', 5e-2, '1', '0'], ['float32', 1e-4, '0', '1'], ['bfloat16', 5e-2, '0', '1']] as const) {
         process.env.STATESPACE_SKINNY = skinny;
+        process.env.STATESPACE_FORK = fork;
         const stored = dtype === 'float32' ? 'F32' : 'BF16';
-        const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
+        const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}-${fork}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
         const ref = new ReferenceModel(ck.config, ck.weights);
         const V = ck.config.vocabSize;
         const model = await loadModel(ck.dir, { device: 'cuda', dtype, maxBatch: 16 });
@@ -77,6 +79,7 @@ describeGpu('batched decode (batch 12) on CUDA', () => {
         } finally {
           model.dispose();
           delete process.env.STATESPACE_SKINNY;
+          delete process.env.STATESPACE_FORK;
         }
       }
     });

@@ -1,0 +1,43 @@
+// cuBLASLt for the skinny products of batched decode (kGemvMaxM < M <= kLtMaxM = 64), with the
+// algorithm chosen by timing. cublasGemmEx takes the heuristic's first algorithm, which for these
+// weight-bound shapes (64 x 192 x 5120: 2 MB in ~7 us) often leaves most SMs idle; cuBLASLt lists
+// its candidates (tile shapes, split-K, stream-K) and the fastest one, timed once per (device,
+// shape, dtype, layout, alignment) with the L2 flushed before each run (in a decode step the
+// weights come from DRAM), is cached and used from then on. A first use inside a stream capture
+// cannot time (no synchronisation there): it takes the heuristic's first and keeps it, so a shape
+// always runs the same algorithm in a process (bit-identical results call to call).
+// libcublasLt is loaded at run time like libcublas (cuda/cublas_loader.h): beside the libcublas
+// found, $STATESPACE_CUBLASLT_PATH, or libcublasLt.so.13/.12 on the loader path.
+// (Measured on the H100, bench/NOTES.md, b64x7 run 1: the heuristic's first is the fastest or
+// within ~2% for these shapes; timing them still took 0.03 ms off a b64 step of both 2.7B-class
+// models, and cuBLASLt's host cost per call is lower than cublasGemmEx's. Every other algorithm,
+// tile and split-K configuration cuBLASLt accepts was slower, by 20% and more.)
+// STATESPACE_CUBLASLT=0 (read per call) leaves these shapes to cublasGemmEx;
+// STATESPACE_CUBLASLT_LOG=1 prints each tuning (candidates, their times, the choice) to stderr.
+#pragma once
+#include <string>
+#include "ops/dense.h"
+
+namespace ss::cuda {
+
+// Rows up to which linear layers go through cuBLASLt (decode batches); larger products stay on
+// cublasGemmEx: every new M is timed once (~10 ms with the L2 flushes), which prefills of many
+// lengths would keep paying.
+constexpr int64_t kLtMaxM = 64;
+
+// Where the product goes: out's rows lie ldo elements apart (0: N), e.g. a column range of a
+// wider projection; slot picks the workspace (0: the device's stream, 1: its side stream,
+// cuda/side_stream.h), so that products running at once on both streams never share one.
+struct LtOptions {
+  int64_t ldo = 0;
+  int slot = 0;
+};
+
+// Runs out = x · weightᵀ (no bias) on the stream through cuBLASLt when p is a decode-batch product
+// it takes; false (nothing launched) otherwise, and the caller goes on to cublasGemmEx.
+bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOptions& opt = {});
+
+// "cublasLt (<library>)" or why it is not used.
+std::string cublaslt_backend();
+
+}  // namespace ss::cuda

@@ -1,0 +1,18 @@
+// A second stream per device, for work of one op that may run beside the rest of that op on the
+// device's stream (a decode step's in_proj columns that the conv step and x_proj do not read).
+// fork_side makes the side stream wait for the work enqueued on the device's stream so far;
+// join_side makes the device's stream wait for the side's. Both are stream-ordered (events), so
+// they work eagerly and inside a graph capture (the side stream joins the capture at the fork and
+// must be joined back before the capture ends: an op forks and joins within itself).
+// Both streams have the default priority: with the side stream at the least and the device's at
+// the greatest (graphs instantiated with node priorities) mamba2-2.7b's b64 step lost 0.09 ms and
+// mamba-2.8b's tied (bench/NOTES.md, b64x7 run 3).
+#pragma once
+
+namespace ss::cuda {
+
+void* side_stream(int device);
+void fork_side(void* main_stream, int device);
+void join_side(void* main_stream, int device);
+
+}  // namespace ss::cuda
