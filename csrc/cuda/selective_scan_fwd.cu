@@ -12,6 +12,7 @@
 // it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
 // split along time (see selective_scan_cuda_segments).
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -55,6 +56,27 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
+// Row r and 16-byte unit u (V steps from u * V) of 16-byte staging item i, vpr = 1 << lgv items a
+// row. Shared-memory 16-byte accesses go in quarter-warp phases of 8 lanes. With 2-byte types and
+// 64-step chunks (8 units a row) one row per quarter put two lanes on each bank group of the f32
+// rows (row stride 68 floats: unit 2k and 2k + 8 share banks), 2 wavefronts per phase for every
+// staging store and y load. So a quarter takes 4 rows x 2 units, the pairs 0|6, 1|7, 2|4, 3|5:
+// their f32 addresses (17 r + 2 u mod 8) and their swizzled raw-tile units (u ^ r mod 8, the pair
+// differing in bit 2) are 8 distinct bank groups; a warp still covers 4 whole rows, so the device
+// loads and stores stay whole 128-byte lines. Other widths and chunks: one row per quarter, which
+// is already conflict-free there (one 16-byte unit per item).
+template <int V>
+__device__ __forceinline__ void stage_item(int i, int lgv, bool swz, int& r, int& u) {
+  if (V == 8 && lgv == 3 && swz) {
+    const int q = (i >> 3) & 3, j = i & 7;
+    r = ((i >> 5) << 2) | (j & 3);
+    u = q + (j >> 2) * (q < 2 ? 6 : 2);
+  } else {
+    r = i >> lgv;
+    u = i & ((1 << lgv) - 1);
+  }
+}
+
 // bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
 // the loaded vector let the compiler split the load into eight 2-byte loads); other types as
 // unpack_vec (with the words, f16 spilled at the 128-register cap).
@@ -82,21 +104,27 @@ struct FwdMaps {
 
 // One chunk's B (or C) tile from its raw swizzled tile (state n's chunk steps in line n): as
 // load_bc_tile_vec, but from shared memory.
+// (Bulk kernels only: 4 lanes of 4 states, so the tile's row is kRawStates floats.)
 template <typename T>
-__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, const Layout& lo,
-                                             int chunk) {
-  constexpr int V = 16 / sizeof(T);
-  const int lgn = __ffs(lo.npad) - 1;
-  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
-    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
+__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, int chunk,
+                                             bool swz) {
+  constexpr int V = 16 / sizeof(T), S = kRawStates;
+  for (int i = threadIdx.x; i < S * (chunk / V); i += kThreads) {
+    const int n = i & (S - 1), t = (i / S) * V;
     // every state row of the raw tile is there (the copy brought 16): those past dstate (another
     // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
     // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
     const bool keep = n < p.dstate;
     float v[V];
     unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
+    // A warp's two halves store steps V apart, 2 x 16 x V floats: the same bank for lanes n and
+    // n + 16 at every store (2 wavefronts each). The odd half stores its steps pair-swapped (t+1,
+    // t, t+3, ...), so the two halves always write steps of opposite parity: other banks.
+    const int h = swz ? (i / S) & 1 : 0;
+    float* even = dst + (t + h) * S + n;  // steps t + j + h, j even
+    float* odd = dst + (t - h) * S + n;   // steps t + j - h, j odd
 #pragma unroll
-    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
+    for (int j = 0; j < V; ++j) (j & 1 ? odd : even)[j * S] = keep ? (h ? v[j ^ 1] : v[j]) : 0.f;
   }
 }
 
@@ -104,7 +132,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps) {
+                    const __grid_constant__ FwdMaps maps, bool swz) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -307,7 +335,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
       constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
-        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+        int r, t;
+        stage_item<V>(i, lgv, swz, r, t);
+        t *= V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
@@ -330,20 +360,23 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
             if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
           }
         }
+        // Rows past the block's (inactive lanes: A = 0, zero state) get u = 0 and bias 0, so their
+        // state stays zero whatever delta' is: no mask multiply per element.
         const float bb = s_bias[r];
-        const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
         unpack_vec<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = (kSoftplus ? softplus(v[j] + bb) : v[j] + bb) * keep;
+        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_vec<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
         unpack_vec<T>(v, rz);
+        if (z) {  // uniform branch, not a select per element
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float gate = v[j] * sigmoid(v[j]);
-          v[j] = z ? gate : 1.f;
+          for (int j = 0; j < V; ++j) v[j] *= sigmoid(v[j]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] = 1.f;
         }
         store_k<V>(s_zy + r * TP + t, v);
       }
@@ -357,8 +390,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         stage_vec(std::true_type{}, std::true_type{});
       else
         stage_vec(std::false_type{}, std::true_type{});
-      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
-      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
+      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, chunk, swz);
+      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, chunk, swz);
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
@@ -468,7 +501,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
         for (int i = tid; i < lo.dims * vpr; i += kThreads) {
-          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
+          int r, t;
+          stage_item<V>(i, lgv, swz, r, t);
+          t *= V;
           if (r >= br.nd) continue;
           float yv[V];
           load_k<V>(yv, s_zy + r * TP + t);
@@ -564,13 +599,18 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_SWZ=0 keeps the staging's old item map (A/B)
+  static const bool swz = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_SWZ");
+    return !(e && e[0] == '0');
+  }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz);
   cuda::check_launch("selectiveScan forward");
 }
 
