@@ -129,10 +129,67 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 }
 
 
+// EXPERIMENT (PACK): B and C of a chunk as they came (2-byte), interleaved for the step loop:
+// [step][lane g][B of states 4g..4g+3 | C of the same] (16 bytes a lane and step, 64 a step), so a
+// lane gets its 4 B and 4 C values of a step with one 16-byte load instead of two (half the bytes
+// the shared-memory crossbar delivers per update), for 8 integer unpacks. 32-bit word of (step t,
+// state n, C?): t * 16 + (n >> 2) * 4 + c * 2 + ((n >> 1) & 1); state n & 1 in its high half.
+// 4 KiB: it lives in the f32 B tile's place. Bulk kernels only (4 lanes of 4 states).
+__device__ __forceinline__ int packed_word(int t, int n, int c) { return t * 16 + (n >> 2) * 4 + c * 2 + ((n >> 1) & 1); }
+
+template <typename T>
+__device__ __forceinline__ float unpack_half(uint32_t w, int hi) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __uint_as_float(hi ? w & 0xffff0000u : w << 16);
+  } else {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(hi ? w >> 16 : w & 0xffffu)));
+  }
+}
+
+// The packed tile from the raw swizzled B and C tiles: item (C?, state pair, 8 steps), one a
+// thread. A warp's lanes cover all 16 (pair, C?) words of a step for two step units whose steps
+// are stored in opposite parity order (the odd unit pair-swapped): 32 distinct banks per store.
+// States past dstate are zeros.
+template <typename T>
+__device__ __forceinline__ void stage_bc_packed_raw(uint32_t* dst, const char* raw_B, const char* raw_C,
+                                                    const SelectiveScanParams& p, int chunk) {
+  constexpr int V = 8;
+  for (int i = threadIdx.x; i < 16 * (chunk / V); i += kThreads) {
+    const int l = i & 31, c = (l >> 3) & 1, np = l & 7, h = (l >> 4) & 1, tu = ((i >> 5) << 1) | h;
+    const int n = 2 * np, t = tu * V;
+    const char* raw = c ? raw_C : raw_B;
+    const uint4 a = *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2));
+    const uint4 b = *reinterpret_cast<const uint4*>(raw + swizzle128(((n + 1) * kRawChunk + t) * 2));
+    const uint32_t ma = n < p.dstate ? 0xffffffffu : 0u, mb = n + 1 < p.dstate ? 0xffffffffu : 0u;
+    const uint32_t aw[4] = {a.x & ma, a.y & ma, a.z & ma, a.w & ma}, bw[4] = {b.x & mb, b.y & mb, b.z & mb, b.w & mb};
+    uint32_t* even = dst + packed_word(t + h, n, c);  // steps t + j + h, j even
+    uint32_t* odd = dst + packed_word(t - h, n, c);   // steps t + j - h, j odd
+    // store j takes step t + (j ^ h): word j >> 1 of both units, the half (j & 1) ^ h
+    const uint32_t sel_even = h ? 0x7632u : 0x5410u, sel_odd = h ? 0x5410u : 0x7632u;
+#pragma unroll
+    for (int j = 0; j < V; ++j) (j & 1 ? odd : even)[j * 16] = __byte_perm(aw[j >> 1], bw[j >> 1], j & 1 ? sel_odd : sel_even);
+  }
+}
+
+// The packed tile from device memory, element by element (the first chunk, partial chunks).
+template <typename T>
+__device__ __forceinline__ void load_bc_packed(uint32_t* dst, const T* Bg, const T* Cg, const SelectiveScanParams& p,
+                                               int chunk, int64_t t0, int len) {
+  unsigned short* d16 = reinterpret_cast<unsigned short*>(dst);
+  const int lg = __ffs(chunk) - 1;
+  for (int i = threadIdx.x; i < 2 * 16 * chunk; i += kThreads) {
+    const int t = i & (chunk - 1), n = (i >> lg) & 15, c = i >> (lg + 4);
+    const T* src = c ? Cg : Bg;
+    unsigned short v = 0;
+    if (n < p.dstate && t < len) v = *reinterpret_cast<const unsigned short*>(src + n * p.seqlen + t0 + t);
+    d16[2 * packed_word(t, n, c) + (n & 1)] = v;
+  }
+}
+
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool swz) {
+                    const __grid_constant__ FwdMaps maps, bool swz, bool pack) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -198,6 +255,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const bool bulk = false;
 #endif
 
+  // EXPERIMENT (PACK): the packed B|C tile, where the loop reads both tiles (bulk kernels)
+  const bool packed = kBulk && pack && want_y && !b_ti && c_tile;
+  uint32_t* s_P = reinterpret_cast<uint32_t*>(s_B);
+
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
   float A2[K], x[K];
 #pragma unroll
@@ -250,7 +311,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // have delta' = 0: the state stays as is.
   auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-    constexpr bool kTile = decltype(tile_tag)::value;
+    // 0: general, 1: f32 B and C tiles, 2: the packed 2-byte tile (EXPERIMENT)
+    constexpr int kTileMode = decltype(tile_tag)::value;
+    constexpr bool kTile = kTileMode >= 1, kPacked = kTileMode == 2;
+    const uint32_t* ps = s_P + lane * 4;
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
@@ -269,10 +333,17 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const int ts = t + 4 * m + s;
           const float dt = st.dt[s], du = dt * st.u[s];
           float bv[K], cv[K];
-          load_k<K>(bv, bs + ts * bstep);
-          if (kY) {
+          if constexpr (kPacked && K == 4) {
+            const uint4 w = *reinterpret_cast<const uint4*>(ps + ts * 16);
+            bv[0] = unpack_half<T>(w.x, 0), bv[1] = unpack_half<T>(w.x, 1);
+            bv[2] = unpack_half<T>(w.y, 0), bv[3] = unpack_half<T>(w.y, 1);
+            cv[0] = unpack_half<T>(w.z, 0), cv[1] = unpack_half<T>(w.z, 1);
+            cv[2] = unpack_half<T>(w.w, 0), cv[3] = unpack_half<T>(w.w, 1);
+          } else if (kY) {
+            load_k<K>(bv, bs + ts * bstep);
             load_k<K>(cv, cs + ts * cstep);
           } else {
+            load_k<K>(bv, bs + ts * bstep);
 #pragma unroll
             for (int k = 0; k < K; ++k) cv[k] = 0.f;
           }
@@ -390,8 +461,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         stage_vec(std::true_type{}, std::true_type{});
       else
         stage_vec(std::false_type{}, std::true_type{});
-      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, chunk, swz);
-      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, chunk, swz);
+      if (packed) {
+        stage_bc_packed_raw<T>(s_P, raw_B, raw_C, p, chunk);
+      } else {
+        if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, chunk, swz);
+        if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, chunk, swz);
+      }
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
@@ -417,7 +492,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           s_zy[r * TP + t] = zv;
         }
       }
-      load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
+      if (packed)
+        load_bc_packed<T>(s_P, Bg, Cg, p, chunk, t0, len);
+      else
+        load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     }
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
@@ -462,9 +540,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
     auto run = [&](auto restart_tag, auto y_tag) {
       if constexpr (decltype(y_tag)::value) {
-        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, ngroups);
+        if constexpr (kBulk) {
+          if (packed) return run_steps(restart_tag, y_tag, std::integral_constant<int, 2>{}, ngroups);
+        }
+        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::integral_constant<int, 1>{}, ngroups);
       }
-      run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
+      run_steps(restart_tag, y_tag, std::integral_constant<int, 0>{}, ngroups);
     };
     if (p.seq_idx) {
       if (want_y)
@@ -604,13 +685,18 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     const char* e = std::getenv("STATESPACE_SCAN_FWD_SWZ");
     return !(e && e[0] == '0');
   }();
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_PACK=1: the packed 2-byte B|C tile (bulk kernels)
+  static const bool pack = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_PACK");
+    return e && e[0] == '1';
+  }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz, pack);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz, pack);
   cuda::check_launch("selectiveScan forward");
 }
 
