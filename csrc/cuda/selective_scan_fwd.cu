@@ -189,7 +189,7 @@ __device__ __forceinline__ void load_bc_packed(uint32_t* dst, const T* Bg, const
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool swz, bool pack) {
+                    const __grid_constant__ FwdMaps maps, bool swz, bool pack, bool stagger) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -387,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
   // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
   // so that their chunk boundaries fall between the even blocks'.
-  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
+  const int first = stagger && !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
@@ -690,13 +690,18 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     const char* e = std::getenv("STATESPACE_SCAN_FWD_PACK");
     return e && e[0] == '1';
   }();
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_STAGGER=0: every block starts with a whole chunk
+  static const bool stagger = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
+    return !(e && e[0] == '0');
+  }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz, pack);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz, pack, stagger);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz, pack);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz, pack, stagger);
   cuda::check_launch("selectiveScan forward");
 }
 
