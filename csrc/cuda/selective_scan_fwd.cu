@@ -56,27 +56,6 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// Row r and 16-byte unit u (V steps from u * V) of 16-byte staging item i, vpr = 1 << lgv items a
-// row. Shared-memory 16-byte accesses go in quarter-warp phases of 8 lanes. With 2-byte types and
-// 64-step chunks (8 units a row) one row per quarter put two lanes on each bank group of the f32
-// rows (row stride 68 floats: unit 2k and 2k + 8 share banks), 2 wavefronts per phase for every
-// staging store and y load. So a quarter takes 4 rows x 2 units, the pairs 0|6, 1|7, 2|4, 3|5:
-// their f32 addresses (17 r + 2 u mod 8) and their swizzled raw-tile units (u ^ r mod 8, the pair
-// differing in bit 2) are 8 distinct bank groups; a warp still covers 4 whole rows, so the device
-// loads and stores stay whole 128-byte lines. Other widths and chunks: one row per quarter, which
-// is already conflict-free there (one 16-byte unit per item).
-template <int V>
-__device__ __forceinline__ void stage_item(int i, int lgv, bool swz, int& r, int& u) {
-  if (V == 8 && lgv == 3 && swz) {
-    const int q = (i >> 3) & 3, j = i & 7;
-    r = ((i >> 5) << 2) | (j & 3);
-    u = q + (j >> 2) * (q < 2 ? 6 : 2);
-  } else {
-    r = i >> lgv;
-    u = i & ((1 << lgv) - 1);
-  }
-}
-
 // bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
 // the loaded vector let the compiler split the load into eight 2-byte loads); other types as
 // unpack_vec (with the words, f16 spilled at the 128-register cap).
@@ -104,92 +83,29 @@ struct FwdMaps {
 
 // One chunk's B (or C) tile from its raw swizzled tile (state n's chunk steps in line n): as
 // load_bc_tile_vec, but from shared memory.
-// (Bulk kernels only: 4 lanes of 4 states, so the tile's row is kRawStates floats.)
 template <typename T>
-__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, int chunk,
-                                             bool swz) {
-  constexpr int V = 16 / sizeof(T), S = kRawStates;
-  for (int i = threadIdx.x; i < S * (chunk / V); i += kThreads) {
-    const int n = i & (S - 1), t = (i / S) * V;
+__device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const SelectiveScanParams& p, const Layout& lo,
+                                             int chunk) {
+  constexpr int V = 16 / sizeof(T);
+  const int lgn = __ffs(lo.npad) - 1;
+  for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
+    const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     // every state row of the raw tile is there (the copy brought 16): those past dstate (another
     // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
     // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
     const bool keep = n < p.dstate;
     float v[V];
     unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
-    // A warp's two halves store steps V apart, 2 x 16 x V floats: the same bank for lanes n and
-    // n + 16 at every store (2 wavefronts each). The odd half stores its steps pair-swapped (t+1,
-    // t, t+3, ...), so the two halves always write steps of opposite parity: other banks.
-    const int h = swz ? (i / S) & 1 : 0;
-    float* even = dst + (t + h) * S + n;  // steps t + j + h, j even
-    float* odd = dst + (t - h) * S + n;   // steps t + j - h, j odd
 #pragma unroll
-    for (int j = 0; j < V; ++j) (j & 1 ? odd : even)[j * S] = keep ? (h ? v[j ^ 1] : v[j]) : 0.f;
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
   }
 }
 
-
-// EXPERIMENT (PACK): B and C of a chunk as they came (2-byte), interleaved for the step loop:
-// [step][lane g][B of states 4g..4g+3 | C of the same] (16 bytes a lane and step, 64 a step), so a
-// lane gets its 4 B and 4 C values of a step with one 16-byte load instead of two (half the bytes
-// the shared-memory crossbar delivers per update), for 8 integer unpacks. 32-bit word of (step t,
-// state n, C?): t * 16 + (n >> 2) * 4 + c * 2 + ((n >> 1) & 1); state n & 1 in its high half.
-// 4 KiB: it lives in the f32 B tile's place. Bulk kernels only (4 lanes of 4 states).
-__device__ __forceinline__ int packed_word(int t, int n, int c) { return t * 16 + (n >> 2) * 4 + c * 2 + ((n >> 1) & 1); }
-
-template <typename T>
-__device__ __forceinline__ float unpack_half(uint32_t w, int hi) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    return __uint_as_float(hi ? w & 0xffff0000u : w << 16);
-  } else {
-    return __half2float(__ushort_as_half(static_cast<unsigned short>(hi ? w >> 16 : w & 0xffffu)));
-  }
-}
-
-// The packed tile from the raw swizzled B and C tiles: item (C?, state pair, 8 steps), one a
-// thread. A warp's lanes cover all 16 (pair, C?) words of a step for two step units whose steps
-// are stored in opposite parity order (the odd unit pair-swapped): 32 distinct banks per store.
-// States past dstate are zeros.
-template <typename T>
-__device__ __forceinline__ void stage_bc_packed_raw(uint32_t* dst, const char* raw_B, const char* raw_C,
-                                                    const SelectiveScanParams& p, int chunk) {
-  constexpr int V = 8;
-  for (int i = threadIdx.x; i < 16 * (chunk / V); i += kThreads) {
-    const int l = i & 31, c = (l >> 3) & 1, np = l & 7, h = (l >> 4) & 1, tu = ((i >> 5) << 1) | h;
-    const int n = 2 * np, t = tu * V;
-    const char* raw = c ? raw_C : raw_B;
-    const uint4 a = *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2));
-    const uint4 b = *reinterpret_cast<const uint4*>(raw + swizzle128(((n + 1) * kRawChunk + t) * 2));
-    const uint32_t ma = n < p.dstate ? 0xffffffffu : 0u, mb = n + 1 < p.dstate ? 0xffffffffu : 0u;
-    const uint32_t aw[4] = {a.x & ma, a.y & ma, a.z & ma, a.w & ma}, bw[4] = {b.x & mb, b.y & mb, b.z & mb, b.w & mb};
-    uint32_t* even = dst + packed_word(t + h, n, c);  // steps t + j + h, j even
-    uint32_t* odd = dst + packed_word(t - h, n, c);   // steps t + j - h, j odd
-    // store j takes step t + (j ^ h): word j >> 1 of both units, the half (j & 1) ^ h
-    const uint32_t sel_even = h ? 0x7632u : 0x5410u, sel_odd = h ? 0x5410u : 0x7632u;
-#pragma unroll
-    for (int j = 0; j < V; ++j) (j & 1 ? odd : even)[j * 16] = __byte_perm(aw[j >> 1], bw[j >> 1], j & 1 ? sel_odd : sel_even);
-  }
-}
-
-// The packed tile from device memory, element by element (the first chunk, partial chunks).
-template <typename T>
-__device__ __forceinline__ void load_bc_packed(uint32_t* dst, const T* Bg, const T* Cg, const SelectiveScanParams& p,
-                                               int chunk, int64_t t0, int len) {
-  unsigned short* d16 = reinterpret_cast<unsigned short*>(dst);
-  const int lg = __ffs(chunk) - 1;
-  for (int i = threadIdx.x; i < 2 * 16 * chunk; i += kThreads) {
-    const int t = i & (chunk - 1), n = (i >> lg) & 15, c = i >> (lg + 4);
-    const T* src = c ? Cg : Bg;
-    unsigned short v = 0;
-    if (n < p.dstate && t < len) v = *reinterpret_cast<const unsigned short*>(src + n * p.seqlen + t0 + t);
-    d16[2 * packed_word(t, n, c) + (n & 1)] = v;
-  }
-}
 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool swz, bool pack, bool stagger) {
+                    const __grid_constant__ FwdMaps maps, bool epi) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -255,10 +171,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const bool bulk = false;
 #endif
 
-  // EXPERIMENT (PACK): the packed B|C tile, where the loop reads both tiles (bulk kernels)
-  const bool packed = kBulk && pack && want_y && !b_ti && c_tile;
-  uint32_t* s_P = reinterpret_cast<uint32_t*>(s_B);
-
   // Per-lane constants; states past dstate (and rows past the block's) stay exactly zero.
   float A2[K], x[K];
 #pragma unroll
@@ -311,10 +223,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // have delta' = 0: the state stays as is.
   auto run_steps = [&](auto restart_tag, auto y_tag, auto tile_tag, int ngroups) {
     constexpr bool kRestart = decltype(restart_tag)::value, kY = decltype(y_tag)::value;
-    // 0: general, 1: f32 B and C tiles, 2: the packed 2-byte tile (EXPERIMENT)
-    constexpr int kTileMode = decltype(tile_tag)::value;
-    constexpr bool kTile = kTileMode >= 1, kPacked = kTileMode == 2;
-    const uint32_t* ps = s_P + lane * 4;
+    constexpr bool kTile = decltype(tile_tag)::value;
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
@@ -333,17 +242,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const int ts = t + 4 * m + s;
           const float dt = st.dt[s], du = dt * st.u[s];
           float bv[K], cv[K];
-          if constexpr (kPacked && K == 4) {
-            const uint4 w = *reinterpret_cast<const uint4*>(ps + ts * 16);
-            bv[0] = unpack_half<T>(w.x, 0), bv[1] = unpack_half<T>(w.x, 1);
-            bv[2] = unpack_half<T>(w.y, 0), bv[3] = unpack_half<T>(w.y, 1);
-            cv[0] = unpack_half<T>(w.z, 0), cv[1] = unpack_half<T>(w.z, 1);
-            cv[2] = unpack_half<T>(w.w, 0), cv[3] = unpack_half<T>(w.w, 1);
-          } else if (kY) {
-            load_k<K>(bv, bs + ts * bstep);
+          load_k<K>(bv, bs + ts * bstep);
+          if (kY) {
             load_k<K>(cv, cs + ts * cstep);
           } else {
-            load_k<K>(bv, bs + ts * bstep);
 #pragma unroll
             for (int k = 0; k < K; ++k) cv[k] = 0.f;
           }
@@ -361,13 +263,26 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (!kY) return;
       // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
-      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+      if (kG >= 4 && epi) {
+        // The owned steps are known before the reduction: their u and gate are loaded ahead of
+        // the shuffles and of any y store (a shared load can't pass a shared store the compiler
+        // can't tell apart, so loaded in the epilogue, each waited behind the store before it).
+        float uo[M], go[M];
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const int o = t + 4 * m + (G >= 4 ? own : s);
-          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
-        }
-      });
+        for (int m = 0; m < M; ++m) uo[m] = ru[t + 4 * m + own], go[m] = rzy[t + 4 * m + own];
+        reduce_steps4<M>(part, G, lane, [&](int, const float(&v)[M]) {
+#pragma unroll
+          for (int m = 0; m < M; ++m) rzy[t + 4 * m + own] = fmaf(Dd, uo[m], v[m]) * go[m];
+        });
+      } else {
+        reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+#pragma unroll
+          for (int m = 0; m < M; ++m) {
+            const int o = t + 4 * m + (G >= 4 ? own : s);
+            rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+          }
+        });
+      }
     };
     int gq = 0;
     // 16-bit types at 4 lanes per row: four groups per iteration (a reduction tail per 16 steps; f32
@@ -384,10 +299,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
   };
 
-  // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
-  // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
-  // so that their chunk boundaries fall between the even blocks'.
-  const int first = stagger && !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
@@ -396,8 +307,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
   // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
   bool y_pending = false;
-  for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
-    const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
+  const int n_chunks = static_cast<int>((t_end - t_begin + chunk - 1) >> lg);
+  for (int c = 0; c < n_chunks; ++c) {
+    const int64_t t0 = t_begin + (static_cast<int64_t>(c) << lg);
+    const int len = static_cast<int>(t_end - t0 < chunk ? t_end - t0 : chunk);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows (from the raw tiles once tensor copies bring them),
     // element by element otherwise.
@@ -406,9 +319,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
       constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
-        int r, t;
-        stage_item<V>(i, lgv, swz, r, t);
-        t *= V;
+        const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
         // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
@@ -461,12 +372,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         stage_vec(std::true_type{}, std::true_type{});
       else
         stage_vec(std::false_type{}, std::true_type{});
-      if (packed) {
-        stage_bc_packed_raw<T>(s_P, raw_B, raw_C, p, chunk);
-      } else {
-        if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, chunk, swz);
-        if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, chunk, swz);
-      }
+      if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
+      if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
@@ -492,15 +399,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           s_zy[r * TP + t] = zv;
         }
       }
-      if (packed)
-        load_bc_packed<T>(s_P, Bg, Cg, p, chunk, t0, len);
-      else
-        load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
+      load_bc_tiles(s_B, s_C, Bg, Cg, b_ti, !c_tile, vec, p, lo, chunk, t0, len);
     }
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
-    if (t0 + span < t_end) {
-      const int64_t tn = t0 + span;
+    if (t0 + chunk < t_end) {
+      const int64_t tn = t0 + chunk;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
       const bool raw_next = bulk && ln == chunk;
       raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
@@ -540,12 +444,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // the tiled variant only where y is wanted (the checkpoint-only pass keeps the general one)
     auto run = [&](auto restart_tag, auto y_tag) {
       if constexpr (decltype(y_tag)::value) {
-        if constexpr (kBulk) {
-          if (packed) return run_steps(restart_tag, y_tag, std::integral_constant<int, 2>{}, ngroups);
-        }
-        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::integral_constant<int, 1>{}, ngroups);
+        if (!b_ti && !c_ti) return run_steps(restart_tag, y_tag, std::true_type{}, ngroups);
       }
-      run_steps(restart_tag, y_tag, std::integral_constant<int, 0>{}, ngroups);
+      run_steps(restart_tag, y_tag, std::false_type{}, ngroups);
     };
     if (p.seq_idx) {
       if (want_y)
@@ -576,15 +477,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // items, same threads); otherwise here, after a barrier
     // (16-bit types at 4 states per lane only: at 8 states per lane 10 more registers cost a
     // resident block; f32 measured no faster with it)
-    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + chunk) >= chunk;
     if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);
       if (vec && len == chunk) {
         for (int i = tid; i < lo.dims * vpr; i += kThreads) {
-          int r, t;
-          stage_item<V>(i, lgv, swz, r, t);
-          t *= V;
+          const int r = i >> lgv, t = (i & (vpr - 1)) * V;
           if (r >= br.nd) continue;
           float yv[V];
           load_k<V>(yv, s_zy + r * TP + t);
@@ -680,28 +579,18 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_SWZ=0 keeps the staging's old item map (A/B)
-  static const bool swz = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_SWZ");
-    return !(e && e[0] == '0');
-  }();
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_PACK=1: the packed 2-byte B|C tile (bulk kernels)
-  static const bool pack = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_PACK");
-    return e && e[0] == '1';
-  }();
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_STAGGER=0: every block starts with a whole chunk
-  static const bool stagger = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_STAGGER");
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_EPI=0: the y epilogue loads u and the gate itself (A/B)
+  static const bool epi = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_EPI");
     return !(e && e[0] == '0');
   }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, swz, pack, stagger);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, epi);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, swz, pack, stagger);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, epi);
   cuda::check_launch("selectiveScan forward");
 }
 
