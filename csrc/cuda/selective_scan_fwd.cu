@@ -56,6 +56,15 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
+// EXPERIMENT (SPLG2): softplus as max(v, 0) + ln2 log2(1 + e), e = 2^(-|v| log2 e): two MUFU ops and
+// 4 other instructions instead of one MUFU op and a degree-7 polynomial (11). Its relative error
+// grows as e gets small (1 + e rounds, lg2's absolute error near 1): ~3e-5 at v = -5, ~3e-3 at
+// v = -10, where the input's own rounding moves softplus by up to ~3% (bf16) or ~0.4% (f16).
+__device__ __forceinline__ float softplus_lg2(float v) {
+  const float e = exp2f(-fabsf(v) * kLog2e);
+  return fmaf(kLn2, __log2f(1.f + e), fmaxf(v, 0.f));
+}
+
 // bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
 // the loaded vector let the compiler split the load into eight 2-byte loads); other types as
 // unpack_vec (with the words, f16 spilled at the 128-register cap).
@@ -105,7 +114,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool epi) {
+                    const __grid_constant__ FwdMaps maps, bool epi, bool sp_lg2) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -317,7 +326,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
     auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
-      constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
+      // 0: no softplus, 1: softplus, 2: softplus_lg2 (EXPERIMENT)
+      constexpr int kSoftplus = decltype(softplus_tag)::value;
+      constexpr bool kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
@@ -348,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         float v[V];
         unpack_vec<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
+        for (int j = 0; j < V; ++j)
+          v[j] = kSoftplus == 2 ? softplus_lg2(v[j] + bb) : kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_vec<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
@@ -368,18 +380,20 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       cuda::mbar_wait(cuda::shared_addr(s_bar), raw_state >> 1);
       raw_state ^= 2;
 #endif
-      if (p.delta_softplus)
-        stage_vec(std::true_type{}, std::true_type{});
+      if (p.delta_softplus && sp_lg2 && want_y && !p.checkpoints)
+        stage_vec(std::integral_constant<int, 2>{}, std::true_type{});
+      else if (p.delta_softplus)
+        stage_vec(std::integral_constant<int, 1>{}, std::true_type{});
       else
-        stage_vec(std::false_type{}, std::true_type{});
+        stage_vec(std::integral_constant<int, 0>{}, std::true_type{});
       if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
       if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
         if (p.delta_softplus)
-          stage_vec(std::true_type{}, std::false_type{});
+          stage_vec(std::integral_constant<int, 1>{}, std::false_type{});
         else
-          stage_vec(std::false_type{}, std::false_type{});
+          stage_vec(std::integral_constant<int, 0>{}, std::false_type{});
       } else {
         for (int i = tid; i < lo.dims * chunk; i += kThreads) {
           const int r = i >> lg, t = i & (chunk - 1);
@@ -584,13 +598,19 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
     const char* e = std::getenv("STATESPACE_SCAN_FWD_EPI");
     return !(e && e[0] == '0');
   }();
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_SPLG2=1: softplus by ex2 + lg2 in the bulk-staged
+  // chunks of the plain forward (no checkpoints) of 16-bit inputs
+  static const bool sp_lg2 = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_SPLG2");
+    return e && e[0] == '1';
+  }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, epi);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, epi, sp_lg2);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, epi);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, epi, sp_lg2);
   cuda::check_launch("selectiveScan forward");
 }
 
