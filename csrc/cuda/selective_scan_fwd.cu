@@ -114,7 +114,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool epi, bool sp_lg2) {
+                    const __grid_constant__ FwdMaps maps, bool tma_warps, bool sp_lg2) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -272,26 +272,13 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (!kY) return;
       // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
       // gate's slot takes y.
-      if (kG >= 4 && epi) {
-        // The owned steps are known before the reduction: their u and gate are loaded ahead of
-        // the shuffles and of any y store (a shared load can't pass a shared store the compiler
-        // can't tell apart, so loaded in the epilogue, each waited behind the store before it).
-        float uo[M], go[M];
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
 #pragma unroll
-        for (int m = 0; m < M; ++m) uo[m] = ru[t + 4 * m + own], go[m] = rzy[t + 4 * m + own];
-        reduce_steps4<M>(part, G, lane, [&](int, const float(&v)[M]) {
-#pragma unroll
-          for (int m = 0; m < M; ++m) rzy[t + 4 * m + own] = fmaf(Dd, uo[m], v[m]) * go[m];
-        });
-      } else {
-        reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
-#pragma unroll
-          for (int m = 0; m < M; ++m) {
-            const int o = t + 4 * m + (G >= 4 ? own : s);
-            rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
-          }
-        });
-      }
+        for (int m = 0; m < M; ++m) {
+          const int o = t + 4 * m + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+        }
+      });
     };
     int gq = 0;
     // 16-bit types at 4 lanes per row: four groups per iteration (a reduction tail per 16 steps; f32
@@ -316,6 +303,10 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
   // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
   bool y_pending = false;
+  // Tensor-copy coordinates of the block's rows, and of its B (C) group's first state row
+  [[maybe_unused]] const int rows_at = static_cast<int>(b * p.dim + br.d0);
+  [[maybe_unused]] const int b_row = b_ti ? 0 : static_cast<int>((b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * N);
+  [[maybe_unused]] const int c_row = c_ti ? 0 : static_cast<int>((b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * N);
   const int n_chunks = static_cast<int>((t_end - t_begin + chunk - 1) >> lg);
   for (int c = 0; c < n_chunks; ++c) {
     const int64_t t0 = t_begin + (static_cast<int64_t>(c) << lg);
@@ -425,24 +416,26 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (raw_next) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         // The next chunk's tiles by bulk tensor copies (this chunk's raw tiles were all read
-        // before the barrier above), issued by one thread; the copy engine moves them during
-        // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
-        // the block's and states past dstate.
-        if (tid == 0) {
+        // before the barrier above); the copy engine moves them during this chunk. Rows past the
+        // tensors' ends arrive as zeros; the staging ignores rows past the block's and states past
+        // dstate. Lane 0 of each warp issues some of the copies (all of them in thread 0 put
+        // their issue on warp 0, and every block's warp 0 runs on the same scheduler). A copy may
+        // land before warp 0's expect-tx arrival: the phase still waits for that arrival.
+        const int w = tma_warps ? tid >> 5 : 0;
+        if ((tma_warps && (tid & 31) == 0) || tid == 0) {
           const uint32_t bar = cuda::shared_addr(s_bar);
           constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
-          cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
-          const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
-          cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, row, bar);
-          cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, row, bar);
-          if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, row, bar);
-          // B's (C's) tile: the group's first state row
-          if (!b_ti)
-            cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next,
-                               static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), bar);
-          if (c_tile)
-            cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next,
-                               static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
+          const int t_next = static_cast<int>(tn);
+          if (w == 0) {
+            cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
+            cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, rows_at, bar);
+          }
+          if (w == 1 || !tma_warps) {
+            cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, rows_at, bar);
+            if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, rows_at, bar);
+          }
+          if ((w == 2 || !tma_warps) && !b_ti) cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next, b_row, bar);
+          if ((w == 3 || !tma_warps) && c_tile) cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next, c_row, bar);
         }
 #endif
       } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
@@ -593,9 +586,9 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_EPI=0: the y epilogue loads u and the gate itself (A/B)
-  static const bool epi = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_EPI");
+  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_TMAW=0: thread 0 issues every tensor copy (A/B)
+  static const bool tma_warps = [] {
+    const char* e = std::getenv("STATESPACE_SCAN_FWD_TMAW");
     return !(e && e[0] == '0');
   }();
   // EXPERIMENT (one run): STATESPACE_SCAN_FWD_SPLG2=1: softplus by ex2 + lg2 in the bulk-staged
@@ -607,10 +600,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, epi, sp_lg2);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, tma_warps, sp_lg2);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, epi, sp_lg2);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, tma_warps, sp_lg2);
   cuda::check_launch("selectiveScan forward");
 }
 
