@@ -65,9 +65,10 @@ __device__ __forceinline__ float softplus_lg2(float v) {
   return fmaf(kLn2, __log2f(1.f + e), fmaxf(v, 0.f));
 }
 
-// bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
-// the loaded vector let the compiler split the load into eight 2-byte loads); other types as
-// unpack_vec (with the words, f16 spilled at the 128-register cap).
+// bf16 elements of a 16-byte load, converted from its 32-bit words: the high element of a word is
+// one mask (element-wise access extracted it and shifted it: two instructions; on a shared load it
+// also let the compiler split the load into eight 2-byte loads); other types as unpack_vec (with
+// the words, f16 spilled at the 128-register cap).
 template <typename T>
 __device__ __forceinline__ void unpack_words(float (&v)[16 / sizeof(T)], const uint4& raw) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -348,14 +349,14 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // state stays zero whatever delta' is: no mask multiply per element.
         const float bb = s_bias[r];
         float v[V];
-        unpack_vec<T>(v, rd);
+        unpack_words<T>(v, rd);
 #pragma unroll
         for (int j = 0; j < V; ++j)
           v[j] = kSoftplus == 2 ? softplus_lg2(v[j] + bb) : kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
-        unpack_vec<T>(v, ru);
+        unpack_words<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
-        unpack_vec<T>(v, rz);
+        unpack_words<T>(v, rz);
         if (z) {  // uniform branch, not a select per element
 #pragma unroll
           for (int j = 0; j < V; ++j) v[j] *= sigmoid(v[j]);
