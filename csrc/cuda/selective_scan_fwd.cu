@@ -101,13 +101,16 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     // every state row of the raw tile is there (the copy brought 16): those past dstate (another
-    // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
-    // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
-    const bool keep = n < p.dstate;
+    // group's, or zeros) are zeroed by masking the loaded words (4 operations, not a select per
+    // element), not skipped by a branch (which split the 16-byte load into eight 2-byte ones and
+    // cost ~6% of the kernel's stall samples)
+    const uint32_t keep = n < p.dstate ? 0xffffffffu : 0u;
+    uint4 w = *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2));
+    w.x &= keep, w.y &= keep, w.z &= keep, w.w &= keep;
     float v[V];
-    unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
+    unpack_words<T>(v, w);
 #pragma unroll
-    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
 }
 
