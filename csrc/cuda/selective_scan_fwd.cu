@@ -12,7 +12,6 @@
 // it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
 // split along time (see selective_scan_cuda_segments).
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -56,10 +55,12 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// EXPERIMENT (SPLG2): softplus as max(v, 0) + ln2 log2(1 + e), e = 2^(-|v| log2 e): two MUFU ops and
-// 4 other instructions instead of one MUFU op and a degree-7 polynomial (11). Its relative error
-// grows as e gets small (1 + e rounds, lg2's absolute error near 1): ~3e-5 at v = -5, ~3e-3 at
-// v = -10, where the input's own rounding moves softplus by up to ~3% (bf16) or ~0.4% (f16).
+// softplus as max(v, 0) + ln2 log2(1 + e), e = 2^(-|v| log2 e): two MUFU ops and 4 other instructions
+// instead of one MUFU op and softplus()'s degree-7 polynomial (11), for the plain forward of 16-bit
+// inputs (the kernel issues ~0.67 instructions per cycle and scheduler, the MUFU pipe is ~55% busy:
+// G3, -3%). Its relative error grows as e gets small (1 + e rounds, lg2's absolute error near 1):
+// ~3e-5 at v = -5, ~3e-3 at v = -10, where the input's own rounding moves softplus by up to ~3%
+// (bf16) or ~0.4% (f16) and delta' is ~5e-5.
 __device__ __forceinline__ float softplus_lg2(float v) {
   const float e = exp2f(-fabsf(v) * kLog2e);
   return fmaf(kLn2, __log2f(1.f + e), fmaxf(v, 0.f));
@@ -118,7 +119,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool tma_warps, bool sp_lg2) {
+                    const __grid_constant__ FwdMaps maps) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -307,10 +308,15 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
   // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
   bool y_pending = false;
-  // Tensor-copy coordinates of the block's rows, and of its B (C) group's first state row
+  // Tensor-copy coordinates of the block's rows, and of its B (C) group's first state row, once per
+  // block: done per chunk by thread 0, the group's 64-bit divisions kept warp 0 of every block (all
+  // on one scheduler) behind the others at each chunk's barriers (bench/NOTES.md, scanf7 G3)
   [[maybe_unused]] const int rows_at = static_cast<int>(b * p.dim + br.d0);
   [[maybe_unused]] const int b_row = b_ti ? 0 : static_cast<int>((b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * N);
   [[maybe_unused]] const int c_row = c_ti ? 0 : static_cast<int>((b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * N);
+  // softplus of the staged delta': softplus_lg2 in the plain forward of 16-bit inputs (kBulk), the
+  // polynomial one where the states must match the backward's (checkpoints, segment ends) and for f32
+  const int sp_mode = !p.delta_softplus ? 0 : kBulk && want_y && !p.checkpoints ? 2 : 1;
   const int n_chunks = static_cast<int>((t_end - t_begin + chunk - 1) >> lg);
   for (int c = 0; c < n_chunks; ++c) {
     const int64_t t0 = t_begin + (static_cast<int64_t>(c) << lg);
@@ -321,7 +327,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
     auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
-      // 0: no softplus, 1: softplus, 2: softplus_lg2 (EXPERIMENT)
+      // 0: no softplus, 1: softplus, 2: softplus_lg2 (sp_mode)
       constexpr int kSoftplus = decltype(softplus_tag)::value;
       constexpr bool kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
@@ -375,9 +381,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       cuda::mbar_wait(cuda::shared_addr(s_bar), raw_state >> 1);
       raw_state ^= 2;
 #endif
-      if (p.delta_softplus && sp_lg2 && want_y && !p.checkpoints)
+      if (sp_mode == 2)
         stage_vec(std::integral_constant<int, 2>{}, std::true_type{});
-      else if (p.delta_softplus)
+      else if (sp_mode == 1)
         stage_vec(std::integral_constant<int, 1>{}, std::true_type{});
       else
         stage_vec(std::integral_constant<int, 0>{}, std::true_type{});
@@ -385,7 +391,9 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
-        if (p.delta_softplus)
+        if (kBulk && sp_mode == 2)
+          stage_vec(std::integral_constant<int, kBulk ? 2 : 1>{}, std::false_type{});
+        else if (sp_mode != 0)
           stage_vec(std::integral_constant<int, 1>{}, std::false_type{});
         else
           stage_vec(std::integral_constant<int, 0>{}, std::false_type{});
@@ -420,26 +428,19 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       if (raw_next) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         // The next chunk's tiles by bulk tensor copies (this chunk's raw tiles were all read
-        // before the barrier above); the copy engine moves them during this chunk. Rows past the
-        // tensors' ends arrive as zeros; the staging ignores rows past the block's and states past
-        // dstate. Lane 0 of each warp issues some of the copies (all of them in thread 0 put
-        // their issue on warp 0, and every block's warp 0 runs on the same scheduler). A copy may
-        // land before warp 0's expect-tx arrival: the phase still waits for that arrival.
-        const int w = tma_warps ? tid >> 5 : 0;
-        if ((tma_warps && (tid & 31) == 0) || tid == 0) {
+        // before the barrier above), issued by one thread; the copy engine moves them during
+        // this chunk. Rows past the tensors' ends arrive as zeros; the staging ignores rows past
+        // the block's and states past dstate.
+        if (tid == 0) {
           const uint32_t bar = cuda::shared_addr(s_bar);
           constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
+          cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
           const int t_next = static_cast<int>(tn);
-          if (w == 0) {
-            cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
-            cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, rows_at, bar);
-          }
-          if (w == 1 || !tma_warps) {
-            cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, rows_at, bar);
-            if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, rows_at, bar);
-          }
-          if ((w == 2 || !tma_warps) && !b_ti) cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next, b_row, bar);
-          if ((w == 3 || !tma_warps) && c_tile) cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next, c_row, bar);
+          cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, rows_at, bar);
+          cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, rows_at, bar);
+          if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, rows_at, bar);
+          if (!b_ti) cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next, b_row, bar);
+          if (c_tile) cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next, c_row, bar);
         }
 #endif
       } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
@@ -590,24 +591,13 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   }
   const size_t smem = fwd_launch_smem(lo, chunk, bulk);
   auto kernel = scan_fwd_kernel<T, K, kG>;
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_TMAW=0: thread 0 issues every tensor copy (A/B)
-  static const bool tma_warps = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_TMAW");
-    return !(e && e[0] == '0');
-  }();
-  // EXPERIMENT (one run): STATESPACE_SCAN_FWD_SPLG2=1: softplus by ex2 + lg2 in the bulk-staged
-  // chunks of the plain forward (no checkpoints) of 16-bit inputs
-  static const bool sp_lg2 = [] {
-    const char* e = std::getenv("STATESPACE_SCAN_FWD_SPLG2");
-    return e && e[0] == '1';
-  }();
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, tma_warps, sp_lg2);
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, tma_warps, sp_lg2);
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
