@@ -55,17 +55,6 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// softplus as max(v, 0) + ln2 log2(1 + e), e = 2^(-|v| log2 e): two MUFU ops and 4 other instructions
-// instead of one MUFU op and softplus()'s degree-7 polynomial (11), for the plain forward of 16-bit
-// inputs (the kernel issues ~0.67 instructions per cycle and scheduler, the MUFU pipe is ~55% busy:
-// G3, -3%). Its relative error grows as e gets small (1 + e rounds, lg2's absolute error near 1):
-// ~3e-5 at v = -5, ~3e-3 at v = -10, where the input's own rounding moves softplus by up to ~3%
-// (bf16) or ~0.4% (f16) and delta' is ~5e-5.
-__device__ __forceinline__ float softplus_lg2(float v) {
-  const float e = exp2f(-fabsf(v) * kLog2e);
-  return fmaf(kLn2, __log2f(1.f + e), fmaxf(v, 0.f));
-}
-
 // bf16 elements of a 16-byte load, converted from its 32-bit words: the high element of a word is
 // one mask (element-wise access extracted it and shifted it: two instructions; on a shared load it
 // also let the compiler split the load into eight 2-byte loads); other types as unpack_vec (with
@@ -314,9 +303,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   [[maybe_unused]] const int rows_at = static_cast<int>(b * p.dim + br.d0);
   [[maybe_unused]] const int b_row = b_ti ? 0 : static_cast<int>((b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * N);
   [[maybe_unused]] const int c_row = c_ti ? 0 : static_cast<int>((b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * N);
-  // softplus of the staged delta': softplus_lg2 in the plain forward of 16-bit inputs (kBulk), the
-  // polynomial one where the states must match the backward's (checkpoints, segment ends) and for f32
-  const int sp_mode = !p.delta_softplus ? 0 : kBulk && want_y && !p.checkpoints ? 2 : 1;
   const int n_chunks = static_cast<int>((t_end - t_begin + chunk - 1) >> lg);
   for (int c = 0; c < n_chunks; ++c) {
     const int64_t t0 = t_begin + (static_cast<int64_t>(c) << lg);
@@ -327,9 +313,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // softplus a compile-time flag of the staging loop: with a run-time one each element was its
     // own branch (and rows past the block's were another), ~3x the loop's stall cycles
     auto stage_vec = [&](auto softplus_tag, auto raw_tag) {
-      // 0: no softplus, 1: softplus, 2: softplus_lg2 (sp_mode)
-      constexpr int kSoftplus = decltype(softplus_tag)::value;
-      constexpr bool kRaw = decltype(raw_tag)::value;
+      constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
         // raw 16-byte loads first (all in flight at once), then one row at a time converted
@@ -360,8 +344,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         float v[V];
         unpack_words<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j)
-          v[j] = kSoftplus == 2 ? softplus_lg2(v[j] + bb) : kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
+        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_words<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
@@ -381,22 +364,18 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       cuda::mbar_wait(cuda::shared_addr(s_bar), raw_state >> 1);
       raw_state ^= 2;
 #endif
-      if (sp_mode == 2)
-        stage_vec(std::integral_constant<int, 2>{}, std::true_type{});
-      else if (sp_mode == 1)
-        stage_vec(std::integral_constant<int, 1>{}, std::true_type{});
+      if (p.delta_softplus)
+        stage_vec(std::true_type{}, std::true_type{});
       else
-        stage_vec(std::integral_constant<int, 0>{}, std::true_type{});
+        stage_vec(std::false_type{}, std::true_type{});
       if (!b_ti) stage_bc_raw<T>(s_B, raw_B, p, lo, chunk);
       if (c_tile) stage_bc_raw<T>(s_C, raw_C, p, lo, chunk);
     } else {
       if (vec && len == chunk) {
-        if (kBulk && sp_mode == 2)
-          stage_vec(std::integral_constant<int, kBulk ? 2 : 1>{}, std::false_type{});
-        else if (sp_mode != 0)
-          stage_vec(std::integral_constant<int, 1>{}, std::false_type{});
+        if (p.delta_softplus)
+          stage_vec(std::true_type{}, std::false_type{});
         else
-          stage_vec(std::integral_constant<int, 0>{}, std::false_type{});
+          stage_vec(std::false_type{}, std::false_type{});
       } else {
         for (int i = tid; i < lo.dims * chunk; i += kThreads) {
           const int r = i >> lg, t = i & (chunk - 1);
