@@ -55,9 +55,10 @@ inline size_t fwd_launch_smem(const Layout& lo, int chunk, bool bulk) {
 
 __device__ __forceinline__ int swizzle128(int o) { return o ^ (((o >> 7) & 7) << 4); }
 
-// bf16 elements of a 16-byte shared load, converted from its 32-bit words (element-wise access to
-// the loaded vector let the compiler split the load into eight 2-byte loads); other types as
-// unpack_vec (with the words, f16 spilled at the 128-register cap).
+// bf16 elements of a 16-byte load, converted from its 32-bit words: the high element of a word is
+// one mask (element-wise access extracted it and shifted it: two instructions; on a shared load it
+// also let the compiler split the load into eight 2-byte loads); other types as unpack_vec (with
+// the words, f16 spilled at the 128-register cap).
 template <typename T>
 __device__ __forceinline__ void unpack_words(float (&v)[16 / sizeof(T)], const uint4& raw) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
@@ -90,13 +91,16 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
   for (int i = threadIdx.x; i < lo.npad * (chunk / V); i += kThreads) {
     const int n = i & (lo.npad - 1), t = (i >> lgn) * V;
     // every state row of the raw tile is there (the copy brought 16): those past dstate (another
-    // group's, or zeros) are replaced by selects, not skipped by a branch (which split the 16-byte
-    // load into eight 2-byte ones and cost ~6% of the kernel's stall samples)
-    const bool keep = n < p.dstate;
+    // group's, or zeros) are zeroed by masking the loaded words (4 operations, not a select per
+    // element), not skipped by a branch (which split the 16-byte load into eight 2-byte ones and
+    // cost ~6% of the kernel's stall samples)
+    const uint32_t keep = n < p.dstate ? 0xffffffffu : 0u;
+    uint4 w = *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2));
+    w.x &= keep, w.y &= keep, w.z &= keep, w.w &= keep;
     float v[V];
-    unpack_words<T>(v, *reinterpret_cast<const uint4*>(raw + swizzle128((n * kRawChunk + t) * 2)));
+    unpack_words<T>(v, w);
 #pragma unroll
-    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = keep ? v[j] : 0.f;
+    for (int j = 0; j < V; ++j) dst[(t + j) * lo.npad + n] = v[j];
   }
 }
 
@@ -285,10 +289,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     for (; gq < ngroups; ++gq) groups(std::integral_constant<int, 1>{}, 4 * gq);
   };
 
-  // Blocks of one SM run the same code in near lockstep, so their staging loads would all wait at
-  // once; odd blocks start with half a chunk (only without checkpoints, whose chunks are fixed)
-  // so that their chunk boundaries fall between the even blocks'.
-  const int first = !p.checkpoints && (blockIdx.x & 1) ? chunk / 2 : chunk;
   float sdt = 0.f;  // ends pass: this lane's share of the segment's sum of delta'
   bool rst = false;  // ends pass: a restart inside the segment
   // bit 0: this chunk's tiles were bulk-copied during the chunk before; bit 1: the parity of the
@@ -297,8 +297,16 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   // The chunk before's y still in the gate rows: this chunk's 16-byte staging stores it first (each
   // thread the positions it then overwrites: the y pass and a barrier fewer per chunk).
   bool y_pending = false;
-  for (int64_t t0 = t_begin, c = 0, span = first; t0 < t_end; t0 += span, span = chunk, ++c) {
-    const int len = static_cast<int>(t_end - t0 < span ? t_end - t0 : span);
+  // Tensor-copy coordinates of the block's rows, and of its B (C) group's first state row, once per
+  // block: done per chunk by thread 0, the group's 64-bit divisions kept warp 0 of every block (all
+  // on one scheduler) behind the others at each chunk's barriers (bench/NOTES.md, scanf7 G3)
+  [[maybe_unused]] const int rows_at = static_cast<int>(b * p.dim + br.d0);
+  [[maybe_unused]] const int b_row = b_ti ? 0 : static_cast<int>((b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * N);
+  [[maybe_unused]] const int c_row = c_ti ? 0 : static_cast<int>((b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * N);
+  const int n_chunks = static_cast<int>((t_end - t_begin + chunk - 1) >> lg);
+  for (int c = 0; c < n_chunks; ++c) {
+    const int64_t t0 = t_begin + (static_cast<int64_t>(c) << lg);
+    const int len = static_cast<int>(t_end - t0 < chunk ? t_end - t0 : chunk);
     // Stage the chunk (zeros past seqlen and past the block's rows): 16-byte loads along each
     // row for whole chunks of aligned rows (from the raw tiles once tensor copies bring them),
     // element by element otherwise.
@@ -330,20 +338,23 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
             if (z) rz = *reinterpret_cast<const uint4*>(z + gi);
           }
         }
+        // Rows past the block's (inactive lanes: A = 0, zero state) get u = 0 and bias 0, so their
+        // state stays zero whatever delta' is: no mask multiply per element.
         const float bb = s_bias[r];
-        const float keep = in ? 1.f : 0.f;  // rows past the block's: 0 (their raw values are 0)
         float v[V];
-        unpack_vec<T>(v, rd);
+        unpack_words<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) v[j] = (kSoftplus ? softplus(v[j] + bb) : v[j] + bb) * keep;
+        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
-        unpack_vec<T>(v, ru);
+        unpack_words<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
-        unpack_vec<T>(v, rz);
+        unpack_words<T>(v, rz);
+        if (z) {  // uniform branch, not a select per element
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float gate = v[j] * sigmoid(v[j]);
-          v[j] = z ? gate : 1.f;
+          for (int j = 0; j < V; ++j) v[j] *= sigmoid(v[j]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] = 1.f;
         }
         store_k<V>(s_zy + r * TP + t, v);
       }
@@ -388,8 +399,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     }
     if (p.seq_idx) load_restarts(s_rst, p, b, chunk, t0, len);
     __syncthreads();
-    if (t0 + span < t_end) {
-      const int64_t tn = t0 + span;
+    if (t0 + chunk < t_end) {
+      const int64_t tn = t0 + chunk;
       const int ln = static_cast<int>(t_end - tn < chunk ? t_end - tn : chunk);
       const bool raw_next = bulk && ln == chunk;
       raw_state = (raw_state & 2) | (raw_next ? 1 : 0);
@@ -403,17 +414,12 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           const uint32_t bar = cuda::shared_addr(s_bar);
           constexpr uint32_t row_tile = 2 * kRawRows * kRawChunk, state_tile = 2 * kRawStates * kRawChunk;
           cuda::mbar_arrive_expect_tx(bar, row_tile * (z ? 3 : 2) + state_tile * ((b_ti ? 0 : 1) + (c_tile ? 1 : 0)));
-          const int row = static_cast<int>(b * p.dim + br.d0), t_next = static_cast<int>(tn);
-          cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, row, bar);
-          cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, row, bar);
-          if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, row, bar);
-          // B's (C's) tile: the group's first state row
-          if (!b_ti)
-            cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next,
-                               static_cast<int>(b * p.b_groups + br.d0 / (p.dim / p.b_groups)) * static_cast<int>(N), bar);
-          if (c_tile)
-            cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next,
-                               static_cast<int>(b * p.c_groups + br.d0 / (p.dim / p.c_groups)) * static_cast<int>(N), bar);
+          const int t_next = static_cast<int>(tn);
+          cuda::tma::load_2d(cuda::shared_addr(raw_dt), &maps.dt, t_next, rows_at, bar);
+          cuda::tma::load_2d(cuda::shared_addr(raw_u), &maps.u, t_next, rows_at, bar);
+          if (z) cuda::tma::load_2d(cuda::shared_addr(raw_z), &maps.z, t_next, rows_at, bar);
+          if (!b_ti) cuda::tma::load_2d(cuda::shared_addr(raw_B), &maps.B, t_next, b_row, bar);
+          if (c_tile) cuda::tma::load_2d(cuda::shared_addr(raw_C), &maps.C, t_next, c_row, bar);
         }
 #endif
       } else if (!kBulk) {  // the next chunk's inputs into L2 (bulk kernels: none, a register short)
@@ -462,7 +468,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     // items, same threads); otherwise here, after a barrier
     // (16-bit types at 4 states per lane only: at 8 states per lane 10 more registers cost a
     // resident block; f32 measured no faster with it)
-    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + span) >= chunk;
+    y_pending = K == 4 && sizeof(T) == 2 && want_y && vec && len == chunk && t_end - (t0 + chunk) >= chunk;
     if (want_y && !y_pending) {
       __syncthreads();
       T* y = static_cast<T*>(p.y);

@@ -44,6 +44,11 @@ const cases: ScanCase[] = [
   // time-invariant C; bulk-copied whole chunks, time segments
   { batch: 1, dim: 100, seqlen: 1000, dstate: 16, B: 'ti', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true, packed: [[333, 600, 67]] },
   { batch: 2, dim: 72, seqlen: 264, dstate: 13, B: 'step', C: 'ti', z: true, D: true, softplus: true },
+  // dstate 16 with every block full and no time segments (272 blocks): bulk-copied whole chunks,
+  // y stored by the next chunk's staging, a partial last chunk (the staging's item map)
+  { batch: 2, dim: 4352, seqlen: 264, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true },
+  // the same staging without z, bias or softplus, over time segments of two whole chunks
+  { batch: 1, dim: 2112, seqlen: 1024, dstate: 16, B: 'step', C: 'step', D: true },
 ];
 const label = (c: ScanCase) => `batch ${c.batch} dim ${c.dim} seqlen ${c.seqlen} dstate ${c.dstate} B ${c.B} C ${c.C}${c.packed ? ' packed' : ''}`;
 
