@@ -52,15 +52,7 @@ Library& library() {
         for (size_t i = g.gl_pathc; i-- > 0;) names.push_back(g.gl_pathv[i]);  // newest version first
       globfree(&g);
     }
-    for (const std::string& n : names) {
-      lib.handle = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (lib.handle) {
-        lib.name = n;
-        break;
-      }
-      const char* e = dlerror();
-      tried += std::string(tried.empty() ? "" : "; ") + (e ? e : n.c_str());
-    }
+    lib.handle = dlopen_first(names, &lib.name, &tried);
     if (!lib.handle) {
       lib.error = "libcublas not found (" + tried + ")";
       return;
@@ -86,6 +78,18 @@ std::string gemm_backend(int device) {
   Library& lib = library();
   if (!lib.error.empty()) return "builtin (" + lib.error + ")";
   return "cublas (" + lib.name + "; decode batches: " + cublaslt_backend() + ")";
+}
+
+void* dlopen_first(const std::vector<std::string>& names, std::string* opened, std::string* tried) {
+  for (const std::string& n : names) {
+    if (void* h = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+      *opened = n;
+      return h;
+    }
+    const char* e = dlerror();
+    *tried += std::string(tried->empty() ? "" : "; ") + (e ? e : n.c_str());
+  }
+  return nullptr;
 }
 
 std::string cublas_library_name() {

@@ -5,6 +5,7 @@
 // STATESPACE_CUBLAS=0 (read on every call) turns it off, so both GEMM paths can be tested.
 #pragma once
 #include <string>
+#include <vector>
 #include "ops/dense.h"
 
 namespace ss::cuda {
@@ -24,5 +25,10 @@ std::string gemm_backend(int device);
 
 // The path or name libcublas was loaded from ("" when it was not).
 std::string cublas_library_name();
+
+// dlopen of the first of `names` that loads (RTLD_NOW | RTLD_LOCAL); its name in *opened. On
+// failure nullptr, with every loader error in *tried ("; "-separated). Shared by the cuBLAS and
+// cuBLASLt loaders.
+void* dlopen_first(const std::vector<std::string>& names, std::string* opened, std::string* tried);
 
 }  // namespace ss::cuda

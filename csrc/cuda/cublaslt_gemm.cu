@@ -87,15 +87,7 @@ Library& library() {
     }
     for (const char* n : {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"}) names.push_back(n);
     std::string tried;
-    for (const std::string& n : names) {
-      lib.handle = dlopen(n.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (lib.handle) {
-        lib.name = n;
-        break;
-      }
-      const char* e = dlerror();
-      tried += std::string(tried.empty() ? "" : "; ") + (e ? e : n.c_str());
-    }
+    lib.handle = dlopen_first(names, &lib.name, &tried);
     if (!lib.handle) {
       lib.error = "libcublasLt not found (" + tried + ")";
       return;
