@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <type_traits>
+#include "cuda/mma_tile.cuh"
 #include "cuda/runtime.h"
 #include "cuda/types.cuh"
 #include "ops/selective_scan.h"
@@ -111,25 +112,17 @@ template <typename T>
 __device__ __forceinline__ void load_vec(float (&dst)[16 / sizeof(T)], const T* src) {
   unpack_vec<T>(dst, *reinterpret_cast<const uint4*>(src));
 }
-// 2-byte types: 32-bit words of converted pairs, stored by __stwb (st.global.wb.v4, the default
-// caching): as a plain uint4 store the compiler split it, in the forward's staging and in the
-// backward, into four 4-byte device stores (a quarter of each 32-byte sector per instruction, 4x
-// the store requests: ncu's 12.6 M excessive sectors of 17.1 M in the forward).
-template <typename T>
-__device__ __forceinline__ uint32_t pack_pair(float lo, float hi) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  } else {
-    const __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<const uint32_t*>(&h);
-  }
-}
+// 2-byte types: 32-bit words of converted pairs (mma_tile.cuh's pack2), stored by __stwb
+// (st.global.wb.v4, the default caching): as a plain uint4 store the compiler split it, in the
+// forward's staging and in the backward, into four 4-byte device stores (a quarter of each
+// 32-byte sector per instruction, 4x the store requests: ncu's 12.6 M excessive sectors of 17.1 M
+// in the forward).
 template <typename T>
 __device__ __forceinline__ void store_vec(T* dst, const float (&src)[16 / sizeof(T)]) {
   if constexpr (sizeof(T) == 2) {
-    __stwb(reinterpret_cast<uint4*>(dst), make_uint4(pack_pair<T>(src[0], src[1]), pack_pair<T>(src[2], src[3]),
-                                                     pack_pair<T>(src[4], src[5]), pack_pair<T>(src[6], src[7])));
+    using cuda::mma::pack2;
+    __stwb(reinterpret_cast<uint4*>(dst),
+           make_uint4(pack2<T>(src[0], src[1]), pack2<T>(src[2], src[3]), pack2<T>(src[4], src[5]), pack2<T>(src[6], src[7])));
   } else {
     uint4 raw;
     T* e = reinterpret_cast<T*>(&raw);
