@@ -25,7 +25,7 @@ export * as classical from './classical/index';
 export { causalConv1d, causalConv1dBackward, causalConv1dUpdate } from './ops/conv1d';
 export type { CausalConv1dOptions, CausalConv1dResult, CausalConv1dBackwardOptions, CausalConv1dGrads, CausalConv1dUpdateOptions } from './ops/conv1d';
 export { embedding, linear, linearConvUpdate, linearConvUpdateProj, linearBackend, rmsNorm, gatedRmsNorm, silu, softplus, add, mul } from './ops/dense';
-export type { EmbeddingOptions, LinearOptions, LinearConvUpdateOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
+export type { EmbeddingOptions, LinearOptions, LinearConvUpdateOptions, LinearConvUpdateProjOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
 export { selectiveStateUpdate } from './ops/state_update';
 export type { SelectiveStateUpdateOptions } from './ops/state_update';
 export { argmax } from './ops/sampling';

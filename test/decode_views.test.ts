@@ -1,4 +1,4 @@
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { linearConvUpdate, linearConvUpdateProj, randn, selectiveStateUpdate, zeros } from '../lib/index';
 import { expectCode } from './helpers';
 import { checkDecodeViews, checkDtProj, checkLinearConv, checkLinearConvProj } from './decode_views';
@@ -24,7 +24,7 @@ describe('decode ops on strided views (CPU)', () => {
       await checkDtProj('cpu', dtype, tol);
     });
   }
-  it('rejects a dtProj outside the Mamba-1 form or of the wrong shape, and conv columns past the outputs', () => {
+  it('rejects a dtProj outside the Mamba-1 form or of the wrong shape, conv columns past the outputs, and a bad xProj', async () => {
     const m2 = { state: zeros([2, 3, 4, 16]), x: randn([2, 3, 4]), A: randn([3]), B: randn([2, 1, 16]), C: randn([2, 1, 16]) };
     expectCode(() => selectiveStateUpdate({ ...m2, dt: randn([2, 5]), dtProj: randn([3, 5]) }), 'ERR_INVALID_ARG', 'dtProj');
     const m1 = { state: zeros([2, 8, 16]), x: randn([2, 8]), A: randn([8, 16]), B: randn([2, 16]), C: randn([2, 16]) };
@@ -37,5 +37,7 @@ describe('decode ops on strided views (CPU)', () => {
     const lcu = { x: randn([2, 6]), weight: randn([10, 6]), convState: zeros([2, 4, 3]), convWeight: randn([4, 4]), convStart: 0 };
     expectCode(() => linearConvUpdateProj({ ...lcu, xProj: randn([5, 6]) }), 'ERR_SHAPE', 'xProj');
     expectCode(() => linearConvUpdateProj({ ...lcu, xProj: randn([5, 4], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'xProj');
+    // rejected before anything runs: the conv state is untouched
+    expect(Array.from(await lcu.convState.data()).every((v) => v === 0)).toBe(true);
   });
 });
