@@ -154,7 +154,9 @@ export class MambaModel extends CausalLM {
     // in_proj with the conv step fused onto its x columns: [u | z], u = silu(conv(x))
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
     const args = { x, ...norm, weight: L.inProj, bias: L.inProjBias, convState: conv, convWeight: L.convW, convBias: L.convB, convStart: 0, activation: 'silu' as const };
-    // Batched: x_proj in the same op, which on CUDA computes z on a second stream beside the rest
+    // Batched (past the matrix-vector kernels' 8 rows; the batch-1 block form, whose x is the float32
+    // residual stream, stays on linearConvUpdate): x_proj in the same op, which on CUDA computes z
+    // on a second stream beside the rest
     let uz: Tensor, xdbl: Tensor | undefined;
     if (x.shape[0] > 8) [uz, xdbl] = linearConvUpdateProj({ ...args, xProj: L.xProj });
     else uz = linearConvUpdate(args);
