@@ -638,7 +638,8 @@ template <typename T> void launch_narrow2(const GemmParams& p, cudaStream_t st) 
   cuda::set_smem_once<narrow2_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
-  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow2_split(tiles) : SkinnyTraits::kMaxSplit;
+  const char* force8 = std::getenv("STATESPACE_NARROW2_SPLIT");  // one-run A/B: "8" keeps the portable clusters
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW && !(force8 && force8[0] == '8') ? narrow2_split(tiles) : SkinnyTraits::kMaxSplit;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
