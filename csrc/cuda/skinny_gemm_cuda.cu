@@ -611,6 +611,7 @@ int narrow2_split(int64_t clusters) {
   int known = dev >= 0 && dev < 64 ? max16[dev].load(std::memory_order_acquire) : 0;
   if (known == 0) {
     int n = 0;
+    cuda::set_smem_once<narrow2_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);  // (the query below needs it)
     if (cudaFuncSetAttribute(narrow2_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
         cudaFuncSetAttribute(narrow2_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
