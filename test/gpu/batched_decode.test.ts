@@ -49,11 +49,12 @@ describeGpu('batched decode (batch 12) on CUDA', () => {
       // bf16: every activation is rounded to 8 bits of mantissa through 2 layers and 4 steps; the
       // worst row of 12 measured up to 0.035 (1 run in 11 on the H100, fifth session)
       // fork '1': in_proj's z columns on the side stream (the default), '0': one stream
-      // early '1': the batched Mamba-1 update requests its state before its PDL wait (A/B run)
+      // early '1': the conv step and the batched Mamba-1 update read their states before their PDL waits (A/B run)
       for (const [dtype, tol, skinny, fork, early] of [['float32', 1e-4, '0', '0', '0'], ['bfloat16', 5e-2, '0', '0', '0'], ['bfloat16', 5e-2, '1', '0', '0'], ['float32', 1e-4, '0', '1', '0'], ['bfloat16', 5e-2, '0', '1', '0'], ['float32', 1e-4, '0', '1', '1'], ['bfloat16', 5e-2, '0', '1', '1']] as const) {
         process.env.STATESPACE_SKINNY = skinny;
         process.env.STATESPACE_FORK = fork;
         process.env.STATESPACE_SU_EARLY = early;
+        process.env.STATESPACE_CONV_EARLY = early;
         const stored = dtype === 'float32' ? 'F32' : 'BF16';
         const ck = writeTinyCheckpoint(path.join(tmp, `${name}-${stored}-${skinny}-${fork}-${early}`), { ...spec, layers: 2, vocab: 97, dtype: stored });
         const ref = new ReferenceModel(ck.config, ck.weights);
@@ -85,6 +86,7 @@ describeGpu('batched decode (batch 12) on CUDA', () => {
           delete process.env.STATESPACE_SKINNY;
           delete process.env.STATESPACE_FORK;
           delete process.env.STATESPACE_SU_EARLY;
+          delete process.env.STATESPACE_CONV_EARLY;
         }
       }
     });
