@@ -488,12 +488,23 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       }
       cuda::copy_async_commit();
     }
-  } else {
-    for (int i = lane; i < E * 2 * CB; i += 32) {  // (the pair loop's __syncwarp publishes them)
-      const int e = i / (2 * CB), which = (i / CB) % 2, v = i % CB;
-      if (e0 + e < p.batch)
-        *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) =
-            __ldg(reinterpret_cast<const uint4*>(static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI));
+  }
+  // early: B and C of the warp's entries (E·2·CB 16-byte chunks: one or two a lane) requested now,
+  // stored to shared memory after the dt product (the pair loop's __syncwarp publishes them)
+  constexpr int kBcPerLane = (E * 2 * CB + 31) / 32;
+  uint4 bcv[kBcPerLane];
+  auto bc_chunk = [&](int k, int& e, int& which, int& v) {
+    const int i = lane + 32 * k;
+    e = i / (2 * CB);
+    which = (i / CB) % 2;
+    v = i % CB;
+    return i < E * 2 * CB && e0 + e < p.batch;
+  };
+  if (early) {
+#pragma unroll
+    for (int k = 0; k < kBcPerLane; ++k) {
+      int e, which, v;
+      if (bc_chunk(k, e, which, v)) bcv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI));
     }
   }
   if constexpr (kProjDt) {
@@ -533,6 +544,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     // linear layer rounds it
 #pragma unroll
     for (int i = 0; i < 4; ++i) dt_s[(2 * q + (i & 1)) * CH + g + 8 * (i >> 1)] = to_float(cuda::from_float<I>(d[i]));
+  }
+  if (early) {
+#pragma unroll
+    for (int k = 0; k < kBcPerLane; ++k) {
+      int e, which, v;
+      if (bc_chunk(k, e, which, v)) *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) = bcv[k];
+    }
   }
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
   // (after the dt product, which needs the registers).
