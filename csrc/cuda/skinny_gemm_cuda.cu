@@ -392,10 +392,14 @@ struct Narrow2Traits {
   static constexpr int kMaxSplit = 16;    // non-portable cluster size of the H100
   static constexpr int kPitch = kRows + 4;  // f32 partial tile [token][32 rows + 4]: conflict-free writes, 16-byte rows
   static constexpr size_t kSmem = static_cast<size_t>(kKW) * kMaxM * kPitch * 4;  // 72 KB
+  // At most 200 registers (51200 a block): a block fits on an SM beside one of the conv step's
+  // (256 x 56), so that it can launch while the conv step runs and request its weights then, and
+  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs.
+  static constexpr int kMaxRegs = 200;
 };
 
 template <typename T>
-__global__ void __launch_bounds__(Narrow2Traits::kThreads, 1) narrow2_gemm_kernel(GemmParams p) {
+__global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmParams p) {
   using Tr = Narrow2Traits;
   constexpr int U = Tr::kU, MT = Tr::kMT;
   extern __shared__ __align__(16) unsigned char smem_raw[];
