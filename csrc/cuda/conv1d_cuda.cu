@@ -623,9 +623,9 @@ template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdatePar
     for (int k = 0; k < W; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.weight) + d0 * W) + k);
     if (p.bias) bv = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.bias) + d0));
   }
-  // early (one-run A/B, STATESPACE_CONV_EARLY=1): the slot and the state read before the PDL wait,
-  // for a caller whose predecessors do not write them (a decode step: the same layer's conv step
-  // of the step before wrote them).
+  // early (the caller's promise, CausalConv1dUpdateParams::state_early): the slot and the state
+  // read before the PDL wait (in a decode step the same layer's conv step of the step before
+  // wrote them, long done), so that their DRAM round trip overlaps the predecessor's tail.
   int64_t slot = -1;
   uint4 su[W - 1];
   uint4* sp = nullptr;
@@ -765,8 +765,8 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
                       a16(p.x) && a16(p.y) && a16(p.state) && a16(p.weight) && (!p.bias || a16(p.bias));
   if (w4_vec) {
     const dim3 grid(cuda::grid_1d(p.batch * p.dim / 8, kThreads));
-    const char* ev = std::getenv("STATESPACE_CONV_EARLY");
-    const bool early = ev && ev[0] == '1';
+    const char* ev = std::getenv("STATESPACE_CONV_EARLY");  // one-run A/B: "0" turns the caller's promise off
+    const bool early = p.state_early && !(ev && ev[0] == '0');
     if (p.dtype == DType::BFloat16)
       cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p, early);
     else

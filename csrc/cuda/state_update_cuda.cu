@@ -458,9 +458,10 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   auto read_slot = [&] {
     if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
   };
-  // early (one-run A/B, STATESPACE_SU_EARLY=1 or 2): the state (and its slots) requested before the
-  // PDL wait, for a caller whose predecessors do not write them; B and C then come by plain loads.
-  // 2: also this lane's A row, D and the dt bias into L2 (parameters), read after the dt product.
+  // early (the caller's promise, StateUpdateParams::state_early): the state runs (and their slots)
+  // requested before the PDL wait, so that blocks that launch while x_proj runs have them in
+  // flight then; B and C then come by plain loads. 2 (one-run A/B): also this lane's A row, D and
+  // the dt bias into L2 (parameters, read after the dt product).
   if (early == 2) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.A) + hc * N));
     if (lane == 0 && p.D) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.D) + h0));
@@ -604,8 +605,8 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  const char* ev = std::getenv("STATESPACE_SU_EARLY");
-  const int early = ev && (ev[0] == '1' || ev[0] == '2') ? ev[0] - '0' : 0;
+  const char* ev = std::getenv("STATESPACE_SU_EARLY");  // one-run A/B: "0" turns the caller's promise off, "2" adds the L2 prefetch
+  const int early = !p.state_early || (ev && ev[0] == '0') ? 0 : ev && ev[0] == '2' ? 2 : 1;
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, early);
 }
 
