@@ -13,6 +13,8 @@
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
  * back, as in a decode step's graph) — the second is the kernel's own time.
+ * STATESPACE_BENCH_LAYERS=x_proj,out_proj keeps the layers whose name contains one of the words
+ * (shorter runs, e.g. one kernel under two settings).
  */
 import { DType, Device, captureGraph, linear, linearBackend, randn, tidy } from '../lib/index';
 import { copyBandwidth } from './copy';
@@ -85,23 +87,30 @@ function withEnv(vars: Record<string, string>, fn: () => void): void {
   }
 }
 
+/** The layers of `list` that STATESPACE_BENCH_LAYERS keeps (all without it). */
+function picked(list: typeof LAYERS): typeof LAYERS {
+  const words = process.env.STATESPACE_BENCH_LAYERS?.split(',').filter((w) => w.length > 0);
+  return words?.length ? list.filter(([name]) => words.some((w) => name.includes(w))) : list;
+}
+
 export async function run(devices: Device[], report: Report, opts: { quick: boolean }): Promise<void> {
+  const all = picked(LAYERS), first2 = picked(LAYERS.slice(0, 2)), first = picked(LAYERS.slice(0, 1));
   for (const device of devices) {
     const bw = copyBandwidth(device);
     if (device === 'cpu') {
-      bench(device, report, 'float32', opts.quick ? [1, 64] : [1, 64, 512], LAYERS.slice(0, 2), 'cpu', bw);
+      bench(device, report, 'float32', opts.quick ? [1, 64] : [1, 64, 512], first2, 'cpu', bw);
       continue;
     }
     const tokens = opts.quick ? [1, 2048] : [1, 64, 2048];
-    bench(device, report, 'bfloat16', tokens, LAYERS, linearBackend(device).split(' ')[0], bw);
+    bench(device, report, 'bfloat16', tokens, all, linearBackend(device).split(' ')[0], bw);
     if (linearBackend(device).startsWith('cublas')) {
-      withEnv({ STATESPACE_CUBLASLT: '0' }, () => bench(device, report, 'bfloat16', [64], LAYERS, 'cublas GemmEx', bw));
+      withEnv({ STATESPACE_CUBLASLT: '0' }, () => bench(device, report, 'bfloat16', [64], all, 'cublas GemmEx', bw));
     }
     // Batched decode through the skinny GEMM although cuBLAS is there, for comparison.
     const savedSkinny = process.env.STATESPACE_SKINNY;
     process.env.STATESPACE_SKINNY = '1';
     try {
-      bench(device, report, 'bfloat16', [64], LAYERS, linearBackend(device).split(' ')[0], bw);
+      bench(device, report, 'bfloat16', [64], all, linearBackend(device).split(' ')[0], bw);
     } finally {
       if (savedSkinny === undefined) delete process.env.STATESPACE_SKINNY;
       else process.env.STATESPACE_SKINNY = savedSkinny;
@@ -109,12 +118,12 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
     const saved = process.env.STATESPACE_CUBLAS;
     process.env.STATESPACE_CUBLAS = '0';
     try {
-      bench(device, report, 'bfloat16', tokens, LAYERS.slice(0, 2), 'builtin', bw);
-      bench(device, report, 'float32', [64, 2048], LAYERS.slice(0, 1), 'builtin', bw);
+      bench(device, report, 'bfloat16', tokens, first2, 'builtin', bw);
+      bench(device, report, 'float32', [64, 2048], first, 'builtin', bw);
     } finally {
       if (saved === undefined) delete process.env.STATESPACE_CUBLAS;
       else process.env.STATESPACE_CUBLAS = saved;
     }
-    bench(device, report, 'float32', [64, 2048], LAYERS.slice(0, 1), linearBackend(device).split(' ')[0], bw);
+    bench(device, report, 'float32', [64, 2048], first, linearBackend(device).split(' ')[0], bw);
   }
 }

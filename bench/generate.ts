@@ -14,7 +14,11 @@
  * "b1 graph device ms" is the device time of the batch-1 step alone (graph replays back to back,
  * nothing read back): the rest of "decode b1 ms/token" is the host's per-step cost. "b1 ms/token,
  * 8 steps/call" runs eight greedy steps per host round trip (stepGreedyMany), as generate() does
- * while no request waits to join.
+ * while no request waits to join; "b64 ms/step, 8 steps/call" is the same at batch 64: the
+ * scheduler (lib/models/scheduler.ts, decode()) asks for several steps per call at any batch size,
+ * a full one included, whenever every running sequence is greedy, no request waits to join or is
+ * prefilling, and each wants that many more tokens (a request queued behind a full batch brings it
+ * back to one step per call). It shows the batch-64 step without the host's per-step round trip.
  * mamba-2.8b-bf16state is mamba-2.8b with a bfloat16 SSM state on CUDA (Mamba-2 always decodes with one).
  * STATESPACE_BENCH_MODELS=mamba-2.8b,... picks shapes and STATESPACE_BENCH_PROFILE=0 skips the
  * per-op profiles (shorter runs, e.g. to compare two settings in one session).
@@ -83,6 +87,13 @@ async function timeAsync(fn: () => Promise<unknown>, iters: number): Promise<{ m
   return { ms: samples[Math.floor(samples.length / 2)], firstMs };
 }
 
+/** ms per step of stepGreedyMany(tokens, steps) (median of `iters` calls); 'n/a' where it runs one step per call (no graph). */
+async function stepsPerCall(m: CausalLM, tokens: Int32Array, steps: number, iters: number): Promise<number | string> {
+  const ran = (await m.stepGreedyMany(tokens, steps)).length / tokens.length;
+  if (ran < steps) return 'n/a';
+  return (await timeAsync(() => m.stepGreedyMany(tokens, steps), iters)).ms / steps;
+}
+
 /** The variants of STATESPACE_BENCH_VARIANTS: ';'-separated lists of space-separated NAME=value settings. */
 function variants(): Array<Record<string, string>> | null {
   const spec = process.env.STATESPACE_BENCH_VARIANTS;
@@ -105,6 +116,7 @@ async function decodeVariants(m: CausalLM, name: string, device: Device, list: A
         const b1Device = m.replayDecodeGraph(1) ? timeIt(device, () => m.replayDecodeGraph(1), { batch: 20, iters: 10 }).ms : null;
         await m.stepGreedy(tok64);
         const b64 = await timeAsync(() => m.stepGreedy(tok64), 20);
+        const b64x8 = await stepsPerCall(m, tok64, 8, 5);
         const b64Device = m.replayDecodeGraph(64) ? timeIt(device, () => m.replayDecodeGraph(64), { batch: 5, iters: 10 }).ms : null;
         report.add({
           model: name,
@@ -114,6 +126,7 @@ async function decodeVariants(m: CausalLM, name: string, device: Device, list: A
           'decode b1 ms/token': b1.ms,
           'b1 graph device ms': b1Device ?? 'n/a',
           'decode b64 ms/step': b64.ms,
+          'b64 ms/step, 8 steps/call': b64x8,
           'b64 graph device ms': b64Device ?? 'n/a',
         });
       } finally {
@@ -178,6 +191,8 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         }, cpu ? 1 : 3);
         const tok64 = Int32Array.from({ length: maxBatch }, (_, i) => (i * 31) % cfg.vocabSize);
         const b64 = await timeAsync(() => m.stepGreedy(tok64), cpu ? 3 : 20);
+        // Eight batch-64 greedy steps per host round trip (the scheduler's bursts at a full batch)
+        const b64x8 = cpu ? 'n/a' : await stepsPerCall(m, tok64, 8, 10);
         const b64logits = await timeAsync(() => m.step(tok64), cpu ? 1 : 10);
         await synchronize(device);
         // Where the time goes, per op and argument shapes (profile.ts: device time by CUDA events
@@ -214,6 +229,7 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           'b1 % of roofline': (100 * rooflineMs) / b1.ms,
           'generate() b1 ms/token': gen.ms / genTokens,
           'decode b64 ms/step': b64.ms,
+          'b64 ms/step, 8 steps/call': b64x8,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
           'b64 logits ms/step': b64logits.ms,
         });

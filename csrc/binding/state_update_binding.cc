@@ -25,6 +25,7 @@ StateUpdateArgs parse(const Napi::CallbackInfo& info) {
   a.dt_proj = optional_tensor(o, "dtProj");
   a.state_indices = optional_tensor(o, "stateIndices");
   a.dt_softplus = optional_bool(o, "dtSoftplus", false);
+  a.read_state_early = optional_bool(o, "readStateEarly", false);
   // [min, max]; Infinity (or null) for an open end, as in transformers' time_step_limit.
   a.has_dt_limit = optional_range(o, "dtLimit", &a.dt_min, &a.dt_max);
   return a;

@@ -20,6 +20,7 @@
 // each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
 // near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
 // stream through TMA with warp-specialised producers, the next thing to try here.
+#include <atomic>
 #include <cstdlib>
 #include <string>
 #include "cuda/async_copy.cuh"
@@ -373,6 +374,161 @@ __global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
+// The narrow kernel, second form (STATESPACE_NARROW2=0 for the first, one A/B run): what the first
+// one spends after its PDL wait is x, not the weights (those are requested before the wait):
+//  - x bytes: a block of one m-tile and 1/8 of K reads 64 tokens x K/8 of x from L2 for 16 weight
+//    rows (x_proj: 82 KB a block, 7.9 MB over the grid, 4x the weight bytes); here a warp takes two
+//    m-tiles (32 rows) of each chunk and the cluster splits K 16 ways where the GPU can run
+//    clusters of 16 (non-portable; else 8): 41 KB a block, 3.9 MB over the grid, at the same 96
+//    blocks and the same 20 KB of weights a block;
+//  - x round trips: the first form loads a chunk's x, multiplies it, then loads the next chunk's
+//    (2-3 dependent L2 round trips a warp); here every x load of a group (kU chunks) goes out at once;
+//  - the cluster sum loads all ranks' partials before adding them (one DSMEM round trip, not S).
+// Same arithmetic otherwise: warps' partials summed in warp order, the cluster's in rank order.
+struct Narrow2Traits {
+  static constexpr int kMT = 2, kKW = 8;  // m-tiles per warp (and block), warps per block (K interleave)
+  static constexpr int kWarps = kKW, kThreads = kWarps * 32, kMaxM = 64, kRows = 16 * kMT;
+  static constexpr int kU = 2;            // chunks of a warp whose loads go out together
+  static constexpr int kMaxSplit = 16;    // non-portable cluster size of the H100
+  static constexpr int kPitch = kRows + 4;  // f32 partial tile [token][32 rows + 4]: conflict-free writes, 16-byte rows
+  static constexpr size_t kSmem = static_cast<size_t>(kKW) * kMaxM * kPitch * 4;  // 72 KB
+  // At most 200 registers (51200 a block): a block fits on an SM beside one of the conv step's
+  // (256 x 56), so that it can launch while the conv step runs and request its weights then, and
+  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs.
+  static constexpr int kMaxRegs = 200;
+};
+
+template <typename T>
+__global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmParams p) {
+  using Tr = Narrow2Traits;
+  constexpr int U = Tr::kU, MT = Tr::kMT;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
+  const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::kRows;
+  const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
+            c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
+  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + Tr::kKW - 1) / Tr::kKW : 0;  // chunks c0 + kw + i·kKW
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
+  constexpr int kStep = Tr::kKW * 32;  // elements between a warp's consecutive chunks
+  // This lane's weight rows: g, g + 8 of each m-tile (rows past N read the last one: never stored).
+  const T* wrow[MT][2];
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      wrow[t][h] = static_cast<const T*>(p.weight) + min(n0 + 16 * t + 8 * h + g, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
+  const T* x0 = static_cast<const T*>(p.x) + (c0 + kw) * 32 + q * 8;
+  uint32_t xrow[8];  // element offsets of this lane's token rows (tokens past M read the last one)
+#pragma unroll
+  for (int j = 0; j < 8; ++j) xrow[j] = static_cast<uint32_t>(min(8 * j + g, M - 1) * ldx);
+
+  float acc[MT][8][4];
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+  uint4 w[U][MT][2];
+  auto load_w = [&](int i0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i0 + u < mine)
+#pragma unroll
+        for (int t = 0; t < MT; ++t)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) w[u][t][h] = __ldcs(reinterpret_cast<const uint4*>(wrow[t][h] + (i0 + u) * kStep));
+  };
+  load_w(0);  // parameters: requested before waiting for the producer of x
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  for (int i0 = 0; i0 < mine; i0 += U) {
+    if (i0 > 0) load_w(i0);
+    uint4 xb[U][8];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i0 + u < mine)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (i0 + u >= mine) break;
+#pragma unroll
+      for (int t = 0; t < MT; ++t) {
+        const uint32_t a0[4] = {w[u][t][0].x, w[u][t][1].x, w[u][t][0].y, w[u][t][1].y};
+        const uint32_t a1[4] = {w[u][t][0].z, w[u][t][1].z, w[u][t][0].w, w[u][t][1].w};
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const uint32_t b0[2] = {xb[u][j].x, xb[u][j].y}, b1[2] = {xb[u][j].z, xb[u][j].w};
+          mma16816<T>(acc[t][j], a0, b0);
+          mma16816<T>(acc[t][j], a1, b1);
+        }
+      }
+    }
+  }
+
+  // acc[t][j]: rows 16t + g (+ 8), tokens 8j + 2q (+ 1)
+  float* mine_red = red + kw * Tr::kMaxM * Tr::kPitch;
+#pragma unroll
+  for (int t = 0; t < MT; ++t)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mine_red[(8 * j + 2 * q + (e & 1)) * Tr::kPitch + 16 * t + g + 8 * (e >> 1)] = acc[t][j][e];
+  __syncthreads();
+  for (int i = threadIdx.x; i < Tr::kMaxM * Tr::kRows / 4; i += Tr::kThreads) {  // the warps' sum, in warp order, into warp 0's tile
+    const int off = (i / (Tr::kRows / 4)) * Tr::kPitch + (i % (Tr::kRows / 4)) * 4;
+    float4 v = *reinterpret_cast<const float4*>(red + off);
+#pragma unroll
+    for (int k = 1; k < Tr::kKW; ++k) {
+      const float4 u = *reinterpret_cast<const float4*>(red + k * Tr::kMaxM * Tr::kPitch + off);
+      v.x += u.x;
+      v.y += u.y;
+      v.z += u.z;
+      v.w += u.w;
+    }
+    *reinterpret_cast<float4*>(red + off) = v;
+  }
+  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+
+  // Block `rank` finalises items [rank·per, rank·per + per) of 64 tokens x 8 row quads.
+  constexpr int kItems = Tr::kMaxM * Tr::kRows / 4;
+  const int per = (kItems + S - 1) / S;
+  const bool vec_out = p.N % 4 == 0 && reinterpret_cast<uintptr_t>(p.out) % 8 == 0;
+  for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, kItems); item += Tr::kThreads) {
+    const int tok = item / (Tr::kRows / 4), row = (item % (Tr::kRows / 4)) * 4;
+    if (tok >= M) continue;
+    const uint32_t local = smem_addr(red + tok * Tr::kPitch + row);
+    float4 part[Tr::kMaxSplit];
+#pragma unroll
+    for (int s = 0; s < Tr::kMaxSplit; ++s)
+      if (s < S) part[s] = ld_cluster_f4(local, static_cast<uint32_t>(s));
+    float4 v = part[0];
+#pragma unroll
+    for (int s = 1; s < Tr::kMaxSplit; ++s)
+      if (s < S) {
+        v.x += part[s].x;
+        v.y += part[s].y;
+        v.z += part[s].z;
+        v.w += part[s].w;
+      }
+    const float vals[4] = {v.x, v.y, v.z, v.w};
+    const int64_t n = n0 + row;
+    T o[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
+    T* dst = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N + n;
+    if (vec_out && n + 4 <= p.N) {
+      uint2 o2;
+      memcpy(&o2, o, 8);
+      *reinterpret_cast<uint2*>(dst) = o2;
+    } else {
+      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
+    }
+  }
+  cluster_sync();  // no block leaves while another still reads its partial tile
+}
+
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
@@ -449,6 +605,74 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   cuda::check(e, "linear (narrow)");
 }
 
+// Clusters of 16 (non-portable) for narrow2 where the device runs at least `clusters` of them at
+// once, else the portable 8. Asked once per device (the answer does not change).
+int narrow2_split(int64_t clusters) {
+  using Tr = Narrow2Traits;
+  static std::atomic<int> max16[64] = {};  // per device: 0 not asked, else 1 + the clusters of 16 it runs at once
+  int dev = 0;
+  cuda::check(cudaGetDevice(&dev), "linear (narrow)");
+  int known = dev >= 0 && dev < 64 ? max16[dev].load(std::memory_order_acquire) : 0;
+  if (known == 0) {
+    int n = 0;
+    cuda::set_smem_once<narrow2_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);  // (the query below needs it)
+    if (cudaFuncSetAttribute(narrow2_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow2_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(1, Tr::kMaxSplit);
+      cfg.blockDim = dim3(Tr::kThreads);
+      cfg.dynamicSmemBytes = Tr::kSmem;
+      cudaLaunchAttribute attr;
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = 1;
+      attr.val.clusterDim.y = Tr::kMaxSplit;
+      attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      if (cudaOccupancyMaxActiveClusters(&n, narrow2_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
+    }
+    cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
+    known = 1 + n;
+    if (dev >= 0 && dev < 64) max16[dev].store(known, std::memory_order_release);
+  }
+  return known - 1 >= clusters ? Tr::kMaxSplit : SkinnyTraits::kMaxSplit;
+}
+
+template <typename T> void launch_narrow2(const GemmParams& p, cudaStream_t st) {
+  using Tr = Narrow2Traits;
+  cuda::set_smem_once<narrow2_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
+  const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
+  // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
+  const char* force8 = std::getenv("STATESPACE_NARROW2_SPLIT");  // one-run A/B: "8" keeps the portable clusters
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW && !(force8 && force8[0] == '8') ? narrow2_split(tiles) : SkinnyTraits::kMaxSplit;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
+  cfg.blockDim = dim3(Tr::kThreads);
+  cfg.dynamicSmemBytes = Tr::kSmem;
+  cfg.stream = st;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow2_gemm_kernel<T>, p);
+  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
+    cudaGetLastError();
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, narrow2_gemm_kernel<T>, p);
+  }
+  cuda::check(e, "linear (narrow)");
+}
+
+bool narrow2_on() {
+  const char* v = std::getenv("STATESPACE_NARROW2");
+  return !(v && v[0] == '0');
+}
+
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {
@@ -471,9 +695,9 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (narrow_fits(p)) {
     if (p.dtype == DType::BFloat16)
-      launch_narrow<__nv_bfloat16>(p, st);
+      narrow2_on() ? launch_narrow2<__nv_bfloat16>(p, st) : launch_narrow<__nv_bfloat16>(p, st);
     else
-      launch_narrow<__half>(p, st);
+      narrow2_on() ? launch_narrow2<__half>(p, st) : launch_narrow<__half>(p, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st);
   } else {

@@ -13,6 +13,7 @@
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -395,7 +396,7 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
 }
 
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
+__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p, int early) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
   constexpr int VS = 16 / sizeof(S), CR = N / VS;  // 16-byte chunks of a state row
@@ -428,12 +429,8 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
         wb[u] = __ldg(reinterpret_cast<const uint4*>(wr1 + 32 * u + 8 * q));
       }
   }
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-
   // Lane e < E: the state slot of entry e0 + e (-1: padding, >= slots: bad, INT32_MIN: past the batch).
   int slot_l = INT32_MIN;
-  if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
   auto valid = [&](int slot) { return slot >= 0 && slot < p.slots; };
   S* state = static_cast<S*>(p.state);
   // The state runs: chunk i of the warp is entry i / (CH·CR), channel (i / CR) % CH, chunk i % CR
@@ -449,8 +446,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   // each pair its own commit group, so that step j waits only for its pair and its runs go back
   // while the later pairs still arrive.
   constexpr int PC = 2 * CH * CR;  // state chunks of a pair
-#pragma unroll
-  for (int j = 0; j < E / 2; ++j) {
+  auto copy_state = [&](int j) {
 #pragma unroll
     for (int i = j * PC + lane; i < (j + 1) * PC; i += 32) {
       int slot, ch, v;
@@ -458,12 +454,59 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       if (valid(slot) && h0 + ch < H)
         cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
     }
-    if (lane < 2 * 2 * CB) {
-      const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
-      if (e0 + e < p.batch)
-        cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+  };
+  auto read_slot = [&] {
+    if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
+  };
+  // early (the caller's promise, StateUpdateParams::state_early): the state runs (and their slots)
+  // requested before the PDL wait, so that blocks that launch while x_proj runs have them in
+  // flight then; B and C then come by plain loads. 2 (one-run A/B): also this lane's A row, D and
+  // the dt bias into L2 (parameters, read after the dt product).
+  if (early == 2) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.A) + hc * N));
+    if (lane == 0 && p.D) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.D) + h0));
+    if (lane == 1 && p.dt_bias) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.dt_bias) + h0));
+  }
+  if (early) {
+    read_slot();
+#pragma unroll
+    for (int j = 0; j < E / 2; ++j) {
+      copy_state(j);
+      cuda::copy_async_commit();
     }
-    cuda::copy_async_commit();
+  }
+  cuda::pdl_wait();
+  cuda::pdl_trigger();
+  if (!early) {
+    read_slot();
+#pragma unroll
+    for (int j = 0; j < E / 2; ++j) {
+      copy_state(j);
+      if (lane < 2 * 2 * CB) {
+        const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
+        if (e0 + e < p.batch)
+          cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+      }
+      cuda::copy_async_commit();
+    }
+  }
+  // early: B and C of the warp's entries (E·2·CB 16-byte chunks: one or two a lane) requested now,
+  // stored to shared memory after the dt product (the pair loop's __syncwarp publishes them)
+  constexpr int kBcPerLane = (E * 2 * CB + 31) / 32;
+  uint4 bcv[kBcPerLane];
+  auto bc_chunk = [&](int k, int& e, int& which, int& v) {
+    const int i = lane + 32 * k;
+    e = i / (2 * CB);
+    which = (i / CB) % 2;
+    v = i % CB;
+    return i < E * 2 * CB && e0 + e < p.batch;
+  };
+  if (early) {
+#pragma unroll
+    for (int k = 0; k < kBcPerLane; ++k) {
+      int e, which, v;
+      if (bc_chunk(k, e, which, v)) bcv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI));
+    }
   }
   if constexpr (kProjDt) {
     using namespace cuda::mma;
@@ -502,6 +545,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     // linear layer rounds it
 #pragma unroll
     for (int i = 0; i < 4; ++i) dt_s[(2 * q + (i & 1)) * CH + g + 8 * (i >> 1)] = to_float(cuda::from_float<I>(d[i]));
+  }
+  if (early) {
+#pragma unroll
+    for (int k = 0; k < kBcPerLane; ++k) {
+      int e, which, v;
+      if (bc_chunk(k, e, which, v)) *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) = bcv[k];
+    }
   }
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
   // (after the dt product, which needs the registers).
@@ -555,7 +605,9 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+  const char* ev = std::getenv("STATESPACE_SU_EARLY");  // one-run A/B: "0" turns the caller's promise off, "2" adds the L2 prefetch
+  const int early = !p.state_early || (ev && ev[0] == '0') ? 0 : ev && ev[0] == '2' ? 2 : 1;
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, early);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {

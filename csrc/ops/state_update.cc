@@ -174,6 +174,7 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
     p.dt_proj = a.dt_proj.data();
     p.dt_rank = a.dt_proj.size(1);
   }
+  p.state_early = a.read_state_early;
   if (y.numel() == 0) return y;
   bool fused = false;
 #ifdef STATESPACE_WITH_CUDA

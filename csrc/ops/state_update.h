@@ -41,6 +41,10 @@ struct StateUpdateParams {
   // round_to_x_dtype(Σ_r dt_proj[h, r]·dt[b, r]), before dt_bias and the softplus.
   const void* dt_proj = nullptr;
   int64_t dt_rank = 0;
+  // The caller's promise that the kernels still running when this one starts do not write the
+  // state or state_idx (StateUpdateArgs::read_state_early): the batched Mamba-1 kernel then
+  // requests them before its programmatic-launch wait.
+  bool state_early = false;
 };
 // Whether state_update_cuda computes the dt projection itself for these parameters.
 bool state_update_cuda_fuses_dt_proj(const StateUpdateParams& p);
@@ -54,6 +58,9 @@ struct StateUpdateArgs {
   bool dt_softplus = false;
   bool has_dt_limit = false;
   double dt_min = 0, dt_max = 0;
+  // The ops just before this one on the device's stream do not write `state` or `state_indices`
+  // (a decode step: the update follows linear_conv_update_proj, whose kernels touch neither).
+  bool read_state_early = false;
 };
 
 // Returns y (shaped like x); args.state is updated in place. With state_indices, row b of the

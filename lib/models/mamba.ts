@@ -163,8 +163,10 @@ export class MambaModel extends CausalLM {
     const u = uz.slice(1, 0, I); // (n, I)
     const z = uz.slice(1, I, 2 * I);
     const [dtr, B, C] = this.splitDbc(xdbl ?? linear({ x: u, weight: L.xProj }));
-    // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel)
-    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true });
+    // dt_proj runs inside the state update (on CUDA for small batches, in the same kernel). After
+    // linearConvUpdateProj (and falcon-mamba's dt/B/C norms), none of whose kernels writes the SSM
+    // state, the batched update may read its state before they finish (readStateEarly).
+    const y = selectiveStateUpdate({ state: ssm, x: u, dt: dtr, dtProj: L.dtProjW, A: L.A, B, C, D: L.D, z, dtBias: L.dtProjB, dtSoftplus: true, readStateEarly: xdbl !== undefined });
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)
     return linear({ x: y, weight: L.outProj, bias: L.outProjBias, residual: block ? x : undefined, streamWeights: true });
   }

@@ -45,6 +45,13 @@ export interface SelectiveStateUpdateOptions {
    * >= slots is skipped too, with y = NaN (on both devices: a fault visible downstream).
    */
   stateIndices?: Tensor;
+  /**
+   * A promise that the ops issued just before this one on the device do not write `state` or
+   * `stateIndices` (e.g. a decode step's update right after linearConvUpdateProj): on CUDA the
+   * batched Mamba-1 kernel then requests the state before waiting for those ops' kernels to
+   * finish. Wrong results if they do write it. Default false; ignored on the CPU.
+   */
+  readStateEarly?: boolean;
 }
 
 interface StateUpdateNative {

@@ -6,7 +6,7 @@
  * reproducibility of the split-K sum.
  */
 import { afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
-import { DType, debugPoison, linear, randn } from '../../lib/index';
+import { DType, captureGraph, copyInto, debugPoison, linear, randn, zeros } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, relErr, rng } from '../helpers';
 import { randnInput } from '../model_inputs';
 import { linearRef } from '../reference/dense';
@@ -123,6 +123,11 @@ describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
     [9, 16, 2048],
     [33, 17, 2336],
     [50, 256, 4096],
+    // decode batches at x_proj widths (dt rank + 2·dstate): K a multiple of 32 but not of the
+    // 16-way split's 512 (chunks split unevenly over the blocks and warps), a partial 32-row tile
+    [9, 160, 4128],
+    [33, 200, 5152],
+    [64, 160, 8192],
   ];
   for (const dtype of ['bfloat16', 'float16'] as DType[]) {
     it(`${dtype}: against the float64 reference, with and without bias`, () => checkAgainstReference(SHAPES_NARROW, dtype, 'narrow'));
@@ -140,5 +145,36 @@ describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
     const b = await linear({ x, weight: w.t }).data();
     expectClose(a, linearRef(xv, w.v, M, N, K), TOL.bfloat16, 'strided x');
     expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(b.buffer))).toBe(0);
+  });
+
+  it('bf16 and f16: inside a captured CUDA graph, x a column slice and a bias, replayed on new inputs', async () => {
+    for (const [dtype, M, N, K] of [
+      ['bfloat16', 64, 192, 5120],
+      ['float16', 33, 200, 4128],
+    ] as Array<[DType, number, number, number]>) {
+      const r = rng();
+      const w = randnInput([N, K], dtype, 'cuda', 1 / Math.sqrt(K), r);
+      const bias = randnInput([N], dtype, 'cuda', 1, r);
+      const xw = zeros([M, 2 * K + 8], { dtype, device: 'cuda' });
+      const x = xw.slice(1, 8, 8 + K); // 16-byte aligned rows, row stride 2K + 8
+      const out = zeros([M, N], { dtype, device: 'cuda' });
+      const step = () => copyInto(out, linear({ x, weight: w.t, bias: bias.t }));
+      const first = randnInput([M, 2 * K + 8], dtype, 'cuda', 1, r);
+      copyInto(xw, first.t);
+      step(); // outside the capture first (cluster-size query, shared-memory opt-in)
+      const g = captureGraph('cuda', step);
+      for (let round = 0; round < 2; round++) {
+        const fresh = randnInput([M, 2 * K + 8], dtype, 'cuda', 1, r);
+        copyInto(xw, fresh.t);
+        copyInto(out, zeros([M, N], { dtype, device: 'cuda' }));
+        g.replay();
+        const y = await out.data();
+        const xv = new Float64Array(M * K);
+        for (let m = 0; m < M; m++) for (let k = 0; k < K; k++) xv[m * K + k] = fresh.v[m * (2 * K + 8) + 8 + k];
+        expectNoNaN(y, 'graph');
+        expectClose(y, linearRef(xv, w.v, M, N, K, bias.v), TOL[dtype], `graph ${dtype} ${M}x${N}x${K} round ${round}`);
+      }
+      g.dispose();
+    }
   });
 });
