@@ -249,14 +249,14 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
     // kMma: the C_t column this lane gives the mma (its row's bit 1 in the warp, see below)
-    const int c_pick = kMma ? ((tid >> 3) & 1) * cstep : 0;
+    const int c_pick = kMma && kTile ? ((tid >> 3) & 1) * cstep : 0;
     // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
     // compiler can't move a shared load above a shared store it can't tell apart, so with one
     // group per y store the groups ran one after another; M = 2 lets the second group's loads
     // and math overlap the first's row sums.
     auto groups = [&](auto m_tag, int t) {
       constexpr int M = decltype(m_tag)::value;
-      if constexpr (kMma && kY) {
+      if constexpr (kMma && kY && kTile) {
         // <C_t, x_t> on the tensor cores. Per pair of steps (t, t+1) an m16n8k8 takes A[m][k] = x
         // of row m % 8 of the warp after step t + m / 8, at state k (this lane's k0, k1 for k = t,
         // t + 4: lane t of a row gives columns t and t + 4), and B[k][n] = C at state k of step
@@ -334,7 +334,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll
           for (int m = 0; m < M; ++m) {
             const int o = t + 4 * m + (G >= 4 ? own : s);
-            rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+            // (x' = s·x in the tensor-core kernel: its time-invariant B or C runs come here)
+            rzy[o] = fmaf(Dd, ru[o], kS != 1.f ? v[m] * (1.f / kS) : v[m]) * rzy[o];
           }
         });
       }
