@@ -1,6 +1,6 @@
-// Warp-level tensor-core primitives: ldmatrix (shared → register fragments),
-// mma.sync.m16n8k16 (bf16 / f16 operands, f32 accumulation) and m16n8k8 (tf32), with the fragment
-// layouts spelled out so kernels can apply scalings, masks and conversions to fragments directly instead of
+// Warp-level tensor-core primitives: ldmatrix (shared → register fragments) and
+// mma.sync.m16n8k16 (bf16 / f16 operands, f32 accumulation), with the fragment layouts spelled
+// out so kernels can apply scalings, masks and conversions to fragments directly instead of
 // round-tripping through shared memory (what wmma's opaque fragments force).
 //
 // Fragment layouts of mma.m16n8k16 (lane = 0..31, g = lane / 4 "group", t = lane % 4):
@@ -92,21 +92,6 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// mma.sync.m16n8k8 with tf32 operands: d = A·B + c (f32 accumulators). Fragments (g, t as above):
-//   a[0] = A[g][t]  a[1] = A[g + 8][t]  a[2] = A[g][t + 4]  a[3] = A[g + 8][t + 4]
-//   b[0] = B[t][g]  b[1] = B[t + 4][g]  (k × n);  c/d as mma16816's.
-// The f32 registers go in as they are: the unit reads their top 19 bits (sign, exponent, 10
-// mantissa bits), i.e. it truncates toward zero; callers that want that unbiased scale first.
-__device__ __forceinline__ void mma1688_tf32(float (&d)[4], const float (&a)[4], const float (&b)[2],
-                                             const float (&c)[4]) {
-  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%10, %11, %12, %13};\n"
-      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-      : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])), "r"(__float_as_uint(a[3])),
-        "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 }
 
 // ---------------------------------------------------------------------------------------------

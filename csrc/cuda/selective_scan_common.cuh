@@ -275,21 +275,18 @@ __device__ __forceinline__ const T* bc_group(const void* m, int64_t groups, cons
 // interpolation on [0, 1]: 3e-7 relative in float; ≤ 1.6e-6 for the whole function, from the
 // rounding of the ex2 argument, as before). It replaced a series below e = 1/32 and log(1 + e)
 // above: two MUFU ops and a select.
-// softplus_scaled(s·v, s) = s·softplus(v) at the same cost for a compile-time s (folded into the
-// constants): the forward's tensor-core path keeps delta' scaled (selective_scan_fwd.cu, fwd_x_scale).
-__device__ __forceinline__ float softplus_scaled(float v, float s) {
-  const float e = exp2f(-fabsf(v) * (kLog2e / s));
-  float q = -0.00837115291506052f * s;
-  q = fmaf(q, e, 0.04349390044808388f * s);
-  q = fmaf(q, e, -0.1068500280380249f * s);
-  q = fmaf(q, e, 0.1768747717142105f * s);
-  q = fmaf(q, e, -0.24474774301052094f * s);
-  q = fmaf(q, e, 0.3327192962169647f * s);
-  q = fmaf(q, e, -0.49997174739837646f * s);
-  q = fmaf(q, e, 0.9999997615814209f * s);
+__device__ __forceinline__ float softplus(float v) {
+  const float e = exp2f(-fabsf(v) * kLog2e);
+  float q = -0.00837115291506052f;
+  q = fmaf(q, e, 0.04349390044808388f);
+  q = fmaf(q, e, -0.1068500280380249f);
+  q = fmaf(q, e, 0.1768747717142105f);
+  q = fmaf(q, e, -0.24474774301052094f);
+  q = fmaf(q, e, 0.3327192962169647f);
+  q = fmaf(q, e, -0.49997174739837646f);
+  q = fmaf(q, e, 0.9999997615814209f);
   return fmaxf(v, 0.f) + e * q;
 }
-__device__ __forceinline__ float softplus(float v) { return softplus_scaled(v, 1.f); }
 __device__ __forceinline__ float sigmoid(float v) { return 1.f / (1.f + __expf(-v)); }
 
 // softplus'(v) = sigmoid(v) = 1 - e^-x from x = softplus(v) itself (so the backward needs no

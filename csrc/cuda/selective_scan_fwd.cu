@@ -12,7 +12,6 @@
 // it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
 // split along time (see selective_scan_cuda_segments).
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -30,21 +29,6 @@ namespace {
 // Registers allow 4 resident blocks with 4 states per lane; 8 per lane (dstate > 128) needs more.
 template <int K>
 constexpr int fwd_min_blocks() { return K == 4 ? 4 : 1; }
-
-// bf16 at 4 lanes x 4 states per row (the usual Mamba case): y's <C_t, x_t> of four steps of the
-// warp's 8 rows are four tf32 mma.sync (see run_steps) instead of 16 FFMAs per lane and a
-// transpose-reduce over the lanes (~12 shuffles, adds and selects): about a fifth of the step
-// loop's instructions, which bound the kernel.
-template <typename T, int K, int kG>
-constexpr bool fwd_mma() { return std::is_same_v<T, __nv_bfloat16> && K == 4 && kG == 4; }
-// The tensor cores read x truncated to tf32 (10 mantissa bits: -2^-10..0 relative, a bias of
-// about -3.5e-4 on average). That path therefore runs the scan on x' = s·x: delta' is staged
-// scaled by s and A by 1/s (so exp(delta' A) is unchanged and delta'·u·B carries the s), and
-// truncating s·x leaves an error of -6.2e-4..+3.5e-4 with mean zero over the mantissas
-// (s - 1 = 2^-11 / ln 2 = 2^-11·E[1/mantissa]); y needs no correction. States go out as x'/s.
-// The segments' ends (seg_ends) stay in the scaled units: only this kernel reads them.
-template <typename T, int K, int kG>
-constexpr float fwd_x_scale() { return fwd_mma<T, K, kG>() ? 1.f + 0.72134752f / 2048.f : 1.f; }
 
 // Whether the kernel stages whole chunks of 2-byte rows through bulk tensor copies (TMA, sm_90+)
 // issued a chunk ahead: the 4-lane layout of dstate 9-16 (the usual Mamba size: 32 rows, 16
@@ -124,7 +108,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, int mma_m) {
+                    const __grid_constant__ FwdMaps maps) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -140,8 +124,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   [[maybe_unused]] uint64_t* s_bar = reinterpret_cast<uint64_t*>(raw_C + kRawStateTile);
   float* s_bias = smem + (kBulk ? kRawBytes : 0) / sizeof(float);  // deltaBias of the block's rows (0 without)
   const int TP = row_stride(chunk);
-  constexpr bool kMma = fwd_mma<T, K, kG>();
-  constexpr float kS = fwd_x_scale<T, K, kG>();
   // rows per block and padded states: compile-time constants at 4 lanes per row (other layouts keep
   // them run-time values: 8 more registers at 8 states per lane, one resident block fewer)
   const int dims = kG == 4 ? kThreads / kG : lo.dims, npad_c = kG == 4 ? kG * K : lo.npad;
@@ -198,8 +180,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   for (int k = 0; k < K; ++k) {
     const int64_t n = lane * K + k;
     const bool ok = active && n < N;
-    A2[k] = ok ? A[d * N + n] * (kLog2e / kS) : 0.f;
-    x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] * kS : 0.f;
+    A2[k] = ok ? A[d * N + n] * kLog2e : 0.f;
+    x[k] = ok && p.initial_state ? static_cast<const float*>(p.initial_state)[(b * p.dim + d) * N + n] : 0.f;
     if (seg > 0 && ok) {
       // a later segment: zero in the ends pass; else the state the segments before leave, folded
       // from their ends: x <- decay * x + end, decay = exp(A * sum of delta') or 0 after a restart
@@ -225,7 +207,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const float* rdt = s_dt + dl * TP;
   const float* ru = s_u + dl * TP;
   float* rzy = s_zy + dl * TP;
-  if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] * kS : 0.f;
+  if (tid < lo.dims) s_bias[tid] = bias && tid < br.nd ? bias[br.d0 + tid] : 0.f;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   if (bulk && tid == 0) {
     cuda::mbar_init(cuda::shared_addr(s_bar), 1);
@@ -248,106 +230,58 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     const float* bs = kTile ? s_B + lane * K : b_src;
     const float* cs = kTile ? s_C + lane * K : c_src;
     const int bstep = kTile ? npad : b_step, cstep = kTile ? npad : c_step;
-    // kMma: the C_t column this lane gives the mma (its row's bit 1 in the warp, see below)
-    const int c_pick = kMma && kTile ? ((tid >> 3) & 1) * cstep : 0;
     // M groups from step t, then (kY) their y. The y stores come after all M groups' loads: the
     // compiler can't move a shared load above a shared store it can't tell apart, so with one
     // group per y store the groups ran one after another; M = 2 lets the second group's loads
     // and math overlap the first's row sums.
     auto groups = [&](auto m_tag, int t) {
       constexpr int M = decltype(m_tag)::value;
-      if constexpr (kMma && kY && kTile) {
-        // <C_t, x_t> on the tensor cores. Per pair of steps (t, t+1) an m16n8k8 takes A[m][k] = x
-        // of row m % 8 of the warp after step t + m / 8, at state k (this lane's k0, k1 for k = t,
-        // t + 4: lane t of a row gives columns t and t + 4), and B[k][n] = C at state k of step
-        // t + bit 1 of n (the column is loaded by the lanes of row n). Two such products (states 0-1
-        // and 2-3 of each lane) sum all 16 states, and lane t of a row finds <C_t, x_t> of its row:
-        // D[g][2t] = step t (lane 0), D[g + 8][2t] = step t + 1 (lane 1); the second pair's
-        // product serves lanes 2 and 3. So each lane owns step `lane` of every group of four.
-        float yo[M];
+      float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
-          float d[2][4];
+      for (int m = 0; m < M; ++m) {
+        const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {  // steps t + 2h, t + 2h + 1, then their product
-            float xs[2][K];
+        for (int s = 0; s < 4; ++s) {
+          const int ts = t + 4 * m + s;
+          const float dt = st.dt[s], du = dt * st.u[s];
+          float bv[K], cv[K];
+          load_k<K>(bv, bs + ts * bstep);
+          if (kY) {
+            load_k<K>(cv, cs + ts * cstep);
+          } else {
 #pragma unroll
-            for (int s = 0; s < 2; ++s) {
-              const float dt = st.dt[2 * h + s], du = dt * st.u[2 * h + s];
-              float bv[K];
-              load_k<K>(bv, bs + (t + 4 * m + 2 * h + s) * bstep);
-#pragma unroll
-              for (int k = 0; k < K; ++k) {
-                float a = exp2f(dt * A2[k]);
-                if (kRestart && st.rst[2 * h + s]) a = 0.f;
-                x[k] = fmaf(a, x[k], du * bv[k]);
-                xs[s][k] = x[k];
-              }
-            }
-            float cv[K];
-            load_k<K>(cv, cs + (t + 4 * m + 2 * h) * cstep + c_pick);
-            const float zero[4] = {0.f, 0.f, 0.f, 0.f};
-            cuda::mma::mma1688_tf32(d[h], {xs[0][0], xs[1][0], xs[0][1], xs[1][1]}, {cv[0], cv[1]}, zero);
-            cuda::mma::mma1688_tf32(d[h], {xs[0][2], xs[1][2], xs[0][3], xs[1][3]}, {cv[2], cv[3]}, d[h]);
+            for (int k = 0; k < K; ++k) cv[k] = 0.f;
           }
-          yo[m] = lane & 2 ? (lane & 1 ? d[1][2] : d[1][0]) : (lane & 1 ? d[0][2] : d[0][0]);
-        }
-        // y = <C, x> + D u, times silu(z) (staged as 1 without z), after all M groups' loads
+          float acc = 0.f;
 #pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const int o = t + 4 * m + lane;
-          rzy[o] = fmaf(Dd, ru[o], yo[m]) * rzy[o];
-        }
-      } else {
-        float part[M][4];  // this lane's share of <C_t, x_t> for the steps of each group
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          const Steps4 st = load_steps4<kRestart>(rdt, ru, s_rst, t + 4 * m);
-#pragma unroll
-          for (int s = 0; s < 4; ++s) {
-            const int ts = t + 4 * m + s;
-            const float dt = st.dt[s], du = dt * st.u[s];
-            float bv[K], cv[K];
-            load_k<K>(bv, bs + ts * bstep);
-            if (kY) {
-              load_k<K>(cv, cs + ts * cstep);
-            } else {
-#pragma unroll
-              for (int k = 0; k < K; ++k) cv[k] = 0.f;
-            }
-            float acc = 0.f;
-#pragma unroll
-            for (int k = 0; k < K; ++k) {
-              float a = exp2f(dt * A2[k]);
-              if (kRestart && st.rst[s]) a = 0.f;
-              x[k] = fmaf(a, x[k], du * bv[k]);
-              if (kY) acc = fmaf(cv[k], x[k], acc);
-            }
-            part[m][s] = acc;
+          for (int k = 0; k < K; ++k) {
+            float a = exp2f(dt * A2[k]);
+            if (kRestart && st.rst[s]) a = 0.f;
+            x[k] = fmaf(a, x[k], du * bv[k]);
+            if (kY) acc = fmaf(cv[k], x[k], acc);
           }
+          part[m][s] = acc;
         }
-        if (!kY) return;
-        // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
-        // gate's slot takes y.
-        reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
-#pragma unroll
-          for (int m = 0; m < M; ++m) {
-            const int o = t + 4 * m + (G >= 4 ? own : s);
-            // (x' = s·x in the tensor-core kernel: its time-invariant B or C runs come here)
-            rzy[o] = fmaf(Dd, ru[o], kS != 1.f ? v[m] * (1.f / kS) : v[m]) * rzy[o];
-          }
-        });
       }
+      if (!kY) return;
+      // The owner of step t+4m+s: y = <C, x> + D u, times silu(z) (staged as 1 without z); the
+      // gate's slot takes y.
+      reduce_steps4<M>(part, G, lane, [&](int s, const float(&v)[M]) {
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const int o = t + 4 * m + (G >= 4 ? own : s);
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
+        }
+      });
     };
     int gq = 0;
     // 16-bit types at 4 lanes per row: four groups per iteration (a reduction tail per 16 steps; f32
     // measured no faster with it and keeps two)
-    if (kY && kG == 4 && sizeof(T) == 2 && (!kMma || mma_m == 4)) {
+    if (kY && kG == 4 && sizeof(T) == 2) {
 #pragma unroll 1
       for (; gq + 4 <= ngroups; gq += 4) groups(std::integral_constant<int, 4>{}, 4 * gq);
     }
-    if (kY && (!kMma || mma_m >= 2)) {
+    if (kY) {
 #pragma unroll 1
       for (; gq + 2 <= ngroups; gq += 2) groups(std::integral_constant<int, 2>{}, 4 * gq);
     }
@@ -410,10 +344,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         float v[V];
         unpack_words<T>(v, rd);
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const float pre = fmaf(v[j], kS, bb);
-          v[j] = kSoftplus ? softplus_scaled(pre, kS) : pre;
-        }
+        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_words<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
@@ -451,8 +382,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
           float dtv = 0.f, uv = 0.f, zv = 1.f;
           if (r < br.nd && t < len) {
             const int64_t gi = base + r * L + t0 + t;
-            const float pre = fmaf(cuda::to_float(delta[gi]), kS, s_bias[r]);
-            dtv = p.delta_softplus ? softplus_scaled(pre, kS) : pre;
+            const float pre = cuda::to_float(delta[gi]) + s_bias[r];
+            dtv = p.delta_softplus ? softplus(pre) : pre;
             uv = cuda::to_float(u[gi]);
             if (z) {
               zv = cuda::to_float(z[gi]);
@@ -530,7 +461,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int64_t n = lane * K + k;
-        if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k] * (1.f / kS);
+        if (n < N) p.checkpoints[((b * p.dim + d) * p.n_chunks + c) * N + n] = x[k];
       }
     }
     // y of a whole chunk followed by a whole chunk goes out with the next staging (same 16-byte
@@ -575,7 +506,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int64_t n = lane * K + k;
-      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k] * (1.f / kS);
+      if (n < N) static_cast<float*>(p.last_state)[(b * p.dim + d) * N + n] = x[k];
     }
   }
 }
@@ -630,12 +561,6 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
   return m;
 }
 
-// A/B (one run): groups per loop iteration of the tensor-core path
-inline int ab_mma_m() {
-  static const int m = [] { const char* e = std::getenv("STATESPACE_SCAN_MMA_M"); return e ? std::atoi(e) : 2; }();
-  return m;
-}
-
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
@@ -648,10 +573,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, ab_mma_m());
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, ab_mma_m());
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
