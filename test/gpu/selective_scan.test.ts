@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DType, debugPoison, selectiveScan, selectiveScanBackward, tensor, Tensor } from '../../lib/index';
 import type { SelectiveScanGradients } from '../../lib/index';
-import { describeGpu, expectClose, expectCode, expectNoNaN, randnArray, rng } from '../helpers';
+import { describeGpu, expectClose, expectCode, expectNoNaN, randnArray, relErr, rng } from '../helpers';
 import { refSelectiveScan } from '../reference/selective_scan';
 import { build, randomData, ScanCase } from '../selective_scan_case';
 import { checkScanLastStateOut } from '../state_out_checks';
@@ -107,6 +107,28 @@ describeGpu('selectiveScan on CUDA', () => {
       for (const g of gradNames) if (want[g]) expectClose(f64(gotBf[g]), f64(wantBf[g]), 2e-2, `${g} bf16 vs CPU bf16`);
     });
   }
+
+  it('bfloat16 forward: y as accurate as the exact y rounded to bfloat16, and unbiased', () => {
+    // a guard for any approximation in the 16-bit fast paths (the state and sums are f32): the
+    // kernel's error must stay close to the output rounding's, with no drift of scale
+    for (const c of [
+      { batch: 2, dim: 64, seqlen: 1030, dstate: 16, B: 'step', C: 'step', z: true, D: true, deltaBias: true, softplus: true, initialState: true },
+      { batch: 1, dim: 96, seqlen: 777, dstate: 11, B: 'step', C: 2, initialState: true },
+    ] as ScanCase[]) {
+      const { opts, ref } = build(c, 'bfloat16', 'cuda');
+      const out = selectiveScan({ ...opts, returnLastState: true });
+      const y = f64(out.y);
+      const want = refSelectiveScan(ref);
+      const rounded = f64(tensor(want.y, [c.batch, c.dim, c.seqlen], { dtype: 'bfloat16' }));
+      const eKernel = relErr(y, want.y), eRound = relErr(rounded, want.y);
+      expect(eKernel, `${label(c)}: rel err ${eKernel} against bf16 rounding's ${eRound}`).toBeLessThan(1.3 * eRound);
+      // the least-squares slope of y against the exact y (a truncation bias of 2^-11 shows as ~1 - 3.5e-4)
+      let num = 0, den = 0;
+      for (let i = 0; i < y.length; i++) (num += y[i] * want.y[i]), (den += want.y[i] * want.y[i]);
+      expect(Math.abs(num / den - 1), `${label(c)}: slope ${num / den}`).toBeLessThan(1e-4);
+      expectClose(f64(out.lastState), want.lastState, 1e-5, 'lastState');
+    }
+  });
 
   it('backward is bitwise reproducible', () => {
     const c = cases[8];
