@@ -12,7 +12,6 @@
 // it also writes the state after every chunk (for the backward). Rows too few to fill the GPU are
 // split along time (see selective_scan_cuda_segments).
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -109,7 +108,7 @@ __device__ __forceinline__ void stage_bc_raw(float* dst, const char* raw, const 
 template <typename T, int K, int kG>
 __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
     scan_fwd_kernel(SelectiveScanParams p, Layout lo, Tiling tl, int chunk, bool ends_pass,
-                    const __grid_constant__ FwdMaps maps, bool late_gate) {
+                    const __grid_constant__ FwdMaps maps) {
   // 1024-byte aligned: the raw tiles' 128-byte swizzle needs it (dynamic shared memory starts there)
   extern __shared__ __align__(1024) float smem[];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -153,7 +152,6 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
   const bool want_y = p.y != nullptr && !ends_pass;
   // the checkpoint-only pass of the backward (no y) needs neither z nor a per-step C tile
   const T* z = want_y ? static_cast<const T*>(p.z) : nullptr;
-  const bool has_z = z != nullptr;
   const bool c_tile = !c_ti && want_y;
   const float* A = static_cast<const float*>(p.A);
   const float* bias = static_cast<const float*>(p.delta_bias);
@@ -272,8 +270,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
 #pragma unroll
         for (int m = 0; m < M; ++m) {
           const int o = t + 4 * m + (G >= 4 ? own : s);
-          const float g = late_gate ? (has_z ? rzy[o] * sigmoid(rzy[o]) : 1.f) : rzy[o];
-          rzy[o] = fmaf(Dd, ru[o], v[m]) * g;
+          rzy[o] = fmaf(Dd, ru[o], v[m]) * rzy[o];
         }
       });
     };
@@ -354,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         unpack_words<T>(v, rz);
         if (z) {  // uniform branch, not a select per element
 #pragma unroll
-          for (int j = 0; j < V; ++j) v[j] = late_gate ? v[j] : v[j] * sigmoid(v[j]);
+          for (int j = 0; j < V; ++j) v[j] *= sigmoid(v[j]);
         } else {
 #pragma unroll
           for (int j = 0; j < V; ++j) v[j] = 1.f;
@@ -390,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
             uv = cuda::to_float(u[gi]);
             if (z) {
               zv = cuda::to_float(z[gi]);
-              if (!late_gate) zv *= sigmoid(zv);
+              zv *= sigmoid(zv);
             }
           }
           s_dt[r * TP + t] = dtv;
@@ -564,12 +561,6 @@ FwdMaps fwd_maps(const SelectiveScanParams& p, const Layout& lo, int chunk, bool
   return m;
 }
 
-// A/B (one run): silu(z) by the lane owning a step in the loop's epilogue instead of in the staging
-inline bool ab_late_gate() {
-  static const bool v = [] { const char* e = std::getenv("STATESPACE_SCAN_LATE_GATE"); return e && e[0] == '1'; }();
-  return v;
-}
-
 template <typename T, int K, int kG>
 void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl, int chunk, cudaStream_t stream) {
   const bool bulk = fwd_bulk<T, kG>() && cuda::compute_capability() >= 90;
@@ -582,10 +573,10 @@ void launch_fwd(const SelectiveScanParams& p, const Layout& lo, const Tiling& tl
   if (smem > 48 * 1024) cuda::set_smem_once<scan_fwd_kernel<T, K, kG>>(smem, "selectiveScan: shared memory");
   const unsigned blocks = static_cast<unsigned>(tl.blocks()), batch = static_cast<unsigned>(p.batch);
   if (p.n_seg > 1) {  // every segment but the last from zero, for its end state
-    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps, ab_late_gate());
+    kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg - 1)), kThreads, smem, stream>>>(p, lo, tl, chunk, true, maps);
     cuda::check_launch("selectiveScan forward (segment ends)");
   }
-  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps, ab_late_gate());
+  kernel<<<dim3(blocks, batch, static_cast<unsigned>(p.n_seg)), kThreads, smem, stream>>>(p, lo, tl, chunk, false, maps);
   cuda::check_launch("selectiveScan forward");
 }
 
