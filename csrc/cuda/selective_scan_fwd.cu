@@ -316,9 +316,8 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
       constexpr bool kSoftplus = decltype(softplus_tag)::value, kRaw = decltype(raw_tag)::value;
       for (int i = tid; i < lo.dims * vpr; i += kThreads) {
         const int r = i >> lgv, t = (i & (vpr - 1)) * V;
-        // raw 16-byte loads first (all in flight at once); then delta' and the gate computed in
-        // one pass (the gate's 2V MUFU ops interleave with softplus's polynomials: computed after
-        // it, they queued on the MUFU pipe, ~4% of the kernel's stall samples), u in between
+        // raw 16-byte loads first (all in flight at once), then one row at a time converted
+        // and stored, so that only one row's V floats are live
         uint4 rd = make_uint4(0, 0, 0, 0), ru = rd, rz = rd;
         const bool in = r < br.nd;
         if (y_pending && in) {  // the chunk before's y (t0 - chunk: it was a whole chunk)
@@ -342,18 +341,22 @@ __global__ void __launch_bounds__(kThreads, fwd_min_blocks<K>())
         // Rows past the block's (inactive lanes: A = 0, zero state) get u = 0 and bias 0, so their
         // state stays zero whatever delta' is: no mask multiply per element.
         const float bb = s_bias[r];
-        float v[V], g[V];
+        float v[V];
         unpack_words<T>(v, rd);
-        unpack_words<T>(g, rz);
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          g[j] = z ? g[j] * sigmoid(g[j]) : 1.f;  // uniform
-          v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
-        }
+        for (int j = 0; j < V; ++j) v[j] = kSoftplus ? softplus(v[j] + bb) : v[j] + bb;
         store_k<V>(s_dt + r * TP + t, v);
         unpack_words<T>(v, ru);
         store_k<V>(s_u + r * TP + t, v);
-        store_k<V>(s_zy + r * TP + t, g);
+        unpack_words<T>(v, rz);
+        if (z) {  // uniform branch, not a select per element
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] *= sigmoid(v[j]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < V; ++j) v[j] = 1.f;
+        }
+        store_k<V>(s_zy + r * TP + t, v);
       }
     };
     if (kBulk && (raw_state & 1)) {
