@@ -13,7 +13,6 @@
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -355,7 +354,8 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // __syncwarp. A warp:
 //  - requests its 8 entries' state runs (each entry's 16 rows are contiguous, so every cp.async
 //    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory,
-//    a pair of entries per commit group;
+//    a pair of entries per commit group (with state_early, the caller's promise, the state runs
+//    before the PDL wait and B / C by plain loads after it);
 //  - meanwhile reads its x / z (/ dt) and, with kProjDt, computes dt = dt_proj · dt_low_rank for
 //    its 16 channels x 8 entries as one m16n8 tensor-core tile, fragments straight from global
 //    memory (a lane takes 8 contiguous k of each 32-wide chunk as its slots of two k16 steps: the
@@ -396,7 +396,7 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
 }
 
 template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p, int early) {
+__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
   constexpr int VS = 16 / sizeof(S), CR = N / VS;  // 16-byte chunks of a state row
@@ -458,15 +458,12 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   auto read_slot = [&] {
     if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
   };
-  // early (the caller's promise, StateUpdateParams::state_early): the state runs (and their slots)
-  // requested before the PDL wait, so that blocks that launch while x_proj runs have them in
-  // flight then; B and C then come by plain loads. 2 (one-run A/B): also this lane's A row, D and
-  // the dt bias into L2 (parameters, read after the dt product).
-  if (early == 2) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.A) + hc * N));
-    if (lane == 0 && p.D) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.D) + h0));
-    if (lane == 1 && p.dt_bias) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.dt_bias) + h0));
-  }
+  // With the caller's promise (StateUpdateParams::state_early) the state runs (and their slots) are
+  // requested before the PDL wait: the blocks that launch while x_proj runs (one beside each of its
+  // blocks, five on each SM it leaves free) have them in flight then. B and C then come by plain
+  // loads. Measured (bench/NOTES.md, b64x8 run 1): -0.07 / -0.10 ms a batch-64 step of mamba-2.8b,
+  // bf16 / f32 state; an L2 prefetch of A, D and the dt bias beside it gained nothing.
+  const bool early = p.state_early;
   if (early) {
     read_slot();
 #pragma unroll
@@ -605,9 +602,7 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  const char* ev = std::getenv("STATESPACE_SU_EARLY");  // one-run A/B: "0" turns the caller's promise off, "2" adds the L2 prefetch
-  const int early = !p.state_early || (ev && ev[0] == '0') ? 0 : ev && ev[0] == '2' ? 2 : 1;
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, early);
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
