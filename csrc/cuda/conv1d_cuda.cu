@@ -5,7 +5,6 @@
 // pass, dweight/dbias as one partial per (row, tile) that a second kernel sums in a fixed order; beyond, (1) d(pre-activation)
 // into f32 scratch, (2) one thread per padded input position gathers its gradient, (3) one block per
 // channel reduces dweight/dbias in a fixed order. Both are reproducible: no atomics.
-#include <cstdlib>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
@@ -611,7 +610,7 @@ template <typename T, typename S> __global__ void update_kernel(CausalConv1dUpda
 // wait as parameters: only a kernel that triggers its dependents early can still be running then,
 // and none of those writes conv weights). The generic kernel above spends a 64-bit division and a dtype switch per
 // tap on each (entry, channel) and moves the state 2 bytes at a time.
-template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdateParams p, bool early) {
+template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdateParams p) {
   constexpr int V = 8, W = 4;
   const int64_t groups = p.dim / V, n = p.batch * groups;
   const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -623,24 +622,10 @@ template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdatePar
     for (int k = 0; k < W; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.weight) + d0 * W) + k);
     if (p.bias) bv = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.bias) + d0));
   }
-  // early (the caller's promise, CausalConv1dUpdateParams::state_early): the slot and the state
-  // read before the PDL wait (in a decode step the same layer's conv step of the step before
-  // wrote them, long done), so that their DRAM round trip overlaps the predecessor's tail.
-  int64_t slot = -1;
-  uint4 su[W - 1];
-  uint4* sp = nullptr;
-  auto read_state = [&] {
-    slot = p.state_idx ? p.state_idx[b] : b;
-    if (slot < 0 || slot >= p.slots) return;
-    sp = reinterpret_cast<uint4*>(static_cast<T*>(p.state) + (slot * p.dim + d0) * (W - 1));
-#pragma unroll
-    for (int k = 0; k < W - 1; ++k) su[k] = sp[k];
-  };
-  if (early && r < n) read_state();
   cuda::pdl_wait();
   cuda::pdl_trigger();
   if (r >= n) return;
-  if (!early) read_state();
+  const int64_t slot = p.state_idx ? p.state_idx[b] : b;
   T* y = static_cast<T*>(p.y) + b * p.y_stride + d0;
   if (slot < 0 || slot >= p.slots) {  // padding (y = 0) or a slot out of range (y = NaN)
     const T v = cuda::from_float<T>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
@@ -651,6 +636,10 @@ template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdatePar
     return;
   }
   const uint4 xu = *reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + b * p.x_stride + d0);
+  uint4* sp = reinterpret_cast<uint4*>(static_cast<T*>(p.state) + (slot * p.dim + d0) * (W - 1));
+  uint4 su[W - 1];
+#pragma unroll
+  for (int k = 0; k < W - 1; ++k) su[k] = sp[k];
   const T* xs = reinterpret_cast<const T*>(&xu);
   const T* ws = reinterpret_cast<const T*>(wv);
   const T* bs = reinterpret_cast<const T*>(&bv);
@@ -765,12 +754,10 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
                       a16(p.x) && a16(p.y) && a16(p.state) && a16(p.weight) && (!p.bias || a16(p.bias));
   if (w4_vec) {
     const dim3 grid(cuda::grid_1d(p.batch * p.dim / 8, kThreads));
-    const char* ev = std::getenv("STATESPACE_CONV_EARLY");  // one-run A/B: "0" turns the caller's promise off
-    const bool early = p.state_early && !(ev && ev[0] == '0');
     if (p.dtype == DType::BFloat16)
-      cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p, early);
+      cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p);
     else
-      cuda::launch_pdl(update_w4_vec_kernel<__half>, grid, dim3(kThreads), 0, st, p, early);
+      cuda::launch_pdl(update_w4_vec_kernel<__half>, grid, dim3(kThreads), 0, st, p);
     cuda::check_launch("causalConv1dUpdate");
     return;
   }

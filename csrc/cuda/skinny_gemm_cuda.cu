@@ -254,164 +254,63 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
 }
 
 // Narrow outputs of batched decode (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120, 8 < M <= 64,
-// 16-bit), where cuBLAS leaves most SMs idle (7.1 µs for 2 MB of weights) and the tile kernel
-// above has too few tiles: a block owns 16 weight rows (one mma m-tile) and 1/8 of K (a cluster of
-// 8 blocks), its 8 warps taking interleaved 32-wide K chunks of it (96 blocks for x_proj, 2-3
-// chunks per warp). No shared-memory staging and no barrier in the K loop: a lane reads its mma
-// fragments straight from global memory, taking the 8 contiguous k at 8q of a 32-wide chunk
-// (q = lane % 4, one 16-byte load per operand row) as its slots of two k16 steps (a dot product
-// does not care in which order it visits k; the same permutation for both operands). Weights
-// stream with the evict-first policy, kUnroll chunks per warp in flight and the next group
-// requested before the current one is multiplied (two register buffers); x comes through L1 (the
-// block's warps read the same x rows). The first group's weights are requested before the PDL
-// wait. The warps' partial tiles are summed in shared memory in warp order, the cluster's through
-// distributed shared memory in rank order (deterministic).
+// 16-bit), where cuBLAS leaves most SMs idle and the tile kernel above has too few tiles: K is
+// split over the blocks of a thread-block cluster, 16 where the device runs clusters of 16
+// (non-portable; else 8), and a block owns 32 weight rows (two mma m-tiles) of its K range, its 8
+// warps taking interleaved 32-wide K chunks of it (x_proj: 6 x 16 = 96 blocks, 1-2 chunks a warp).
+// No shared-memory staging and no barrier in the K loop: a lane reads its mma fragments straight
+// from global memory, taking the 8 contiguous k at 8q of a chunk (q = lane % 4, one 16-byte load
+// per operand row) as its slots of two k16 steps (a dot product does not care in which order it
+// visits k; the same permutation for both operands). The weights (evict-first) of a warp's first
+// kU chunks are requested before the PDL wait; after it every x load of a group of kU chunks goes
+// out at once (x through L1: the block's warps read the same x rows). The warps' partial tiles
+// are summed in shared memory in warp order, the cluster's through distributed shared memory in
+// rank order, every rank's partial loaded before the sum (deterministic).
+// What the kernel spends after its wait is x, not the weights: x_proj reads its 64 tokens of each
+// K range once per 32-row tile (41 KB a block, 3.9 MB over the grid). Measured on the H100
+// (bench/NOTES.md, b64x8 run 1): -0.05 ms a batch-64 step of mamba-2.8b against the first form of
+// this kernel (one m-tile a block, clusters of 8: 82 KB of x a block, the next chunk's x
+// requested after the current one's mma, the cluster partials loaded one after the other); the
+// same kernel with clusters of 8 +0.10 ms.
 // (The same loop for wide outputs, 2-warp blocks with one m-tile per warp and K split over
 // clusters, ran in_proj 64x10240x2560 at 54 µs and out_proj at 26.5 against cuBLAS's 21.5 and
 // 10.2: bench/NOTES.md, batch-64 decode, fourth session.)
-struct NarrowTraits {
-  static constexpr int kMT = 1, kKW = 8;  // m-tiles per block, warps per m-tile (K interleave)
-  static constexpr int kWarps = kMT * kKW, kThreads = kWarps * 32, kMaxM = 64;
-  static constexpr int kUnroll = 4;  // chunks of a warp per group (one group in flight while one is multiplied)
-  static constexpr int kPitch = 20;  // f32 partial tile [token][16 rows + 4]: conflict-free writes, 16-byte rows
+// kTS (one-run A/B, STATESPACE_NARROW_TS=1): the block's 8 warps as 2 token halves x 4 K groups
+// instead of 8 K groups: half the warps' partial tiles to sum (37 KB of shared memory instead of
+// 72), 3 chunks a warp in one group (x_proj), ~150 registers (so that two update blocks fit
+// beside a block), each weight fragment loaded by both token halves.
+template <bool kTS = false> struct NarrowTraits {
+  static constexpr int kMT = 2;                      // m-tiles per warp (and block)
+  static constexpr int kKG = kTS ? 4 : 8;            // K groups (interleaved 32-wide chunks)
+  static constexpr int kTH = 8 / kKG, kNT = 8 / kTH;  // token groups, n-tiles of 8 tokens a warp
+  static constexpr int kWarps = 8, kThreads = kWarps * 32, kMaxM = 64, kRows = 16 * kMT;
+  static constexpr int kU = kTS ? 3 : 2;  // chunks of a warp whose loads go out together
+  static constexpr int kMaxSplit = 16, kMinSplit = 8;  // clusters: the H100's non-portable size, the portable one
+  static constexpr int kPitch = kRows + 4;  // f32 partial tile [token][32 rows + 4]: conflict-free writes, 16-byte rows
+  static constexpr size_t kSmem = static_cast<size_t>(kKG) * kMaxM * kPitch * 4;  // 72 KB (kTS: 37 KB)
+  // At most 200 registers (51200 a block): a block fits on an SM beside one of the conv step's
+  // (256 x 56), so that it can launch while the conv step runs and request its weights then, and
+  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs
+  // (kTS: 160, beside two of them).
+  static constexpr int kMaxRegs = kTS ? 160 : 200;
 };
 constexpr int kNarrowMaxN = 256;
 
-template <typename T>
-__global__ void __launch_bounds__(NarrowTraits::kThreads, 1) narrow_gemm_kernel(GemmParams p) {
-  using Tr = NarrowTraits;
-  constexpr int U = Tr::kUnroll;
-  __shared__ __align__(16) float red[Tr::kKW][Tr::kMT][Tr::kMaxM][Tr::kPitch];
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  const int mt = warp % Tr::kMT, kw = warp / Tr::kMT;
-  const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * 16 * Tr::kMT + 16 * mt;  // this warp's m-tile
-  const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
-            c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
-  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + Tr::kKW - 1) / Tr::kKW : 0;  // chunks c0 + kw + i·kKW
-  const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  // Rows past N and tokens past M read the last one (their sums are never stored).
-  const T* wg = static_cast<const T*>(p.weight) + min(n0 + g, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
-  const T* wh = static_cast<const T*>(p.weight) + min(n0 + g + 8, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
-  const T* x0 = static_cast<const T*>(p.x) + (c0 + kw) * 32 + q * 8;
-  uint32_t xrow[8];  // element offsets of this lane's token rows (the launcher keeps 64·ldx < 2^31)
-#pragma unroll
-  for (int j = 0; j < 8; ++j) xrow[j] = static_cast<uint32_t>(min(8 * j + g, M - 1) * ldx);
-  constexpr int kStep = Tr::kKW * 32;  // elements between a warp's consecutive chunks
-
-  float acc[8][4];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-  uint4 wA[U][2], wB[U][2];
-  auto load_w = [&](uint4 (&w)[U][2], int i0) {
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (i0 + u < mine) {
-        w[u][0] = __ldcs(reinterpret_cast<const uint4*>(wg + (i0 + u) * kStep));
-        w[u][1] = __ldcs(reinterpret_cast<const uint4*>(wh + (i0 + u) * kStep));
-      }
-  };
-  // Multiplies group i0 (weights in w) and requests group i0 + U into `next` first.
-  auto group = [&](uint4 (&w)[U][2], uint4 (&next)[U][2], int i0) {
-    load_w(next, i0 + U);
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (i0 + u >= mine) break;
-      uint4 xb[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j) xb[j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
-      const uint32_t a0[4] = {w[u][0].x, w[u][1].x, w[u][0].y, w[u][1].y};
-      const uint32_t a1[4] = {w[u][0].z, w[u][1].z, w[u][0].w, w[u][1].w};
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const uint32_t b0[2] = {xb[j].x, xb[j].y}, b1[2] = {xb[j].z, xb[j].w};
-        mma16816<T>(acc[j], a0, b0);
-        mma16816<T>(acc[j], a1, b1);
-      }
-    }
-  };
-  load_w(wA, 0);  // parameters: requested before waiting for the producer of x
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-  for (int i0 = 0; i0 < mine; i0 += 2 * U) {
-    group(wA, wB, i0);
-    if (i0 + U < mine) group(wB, wA, i0 + U);
-  }
-
-  // acc[j]: (row g, tokens 8j + 2q, + 1) and (row g + 8, same tokens)
-#pragma unroll
-  for (int j = 0; j < 8; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) red[kw][mt][8 * j + 2 * q + (e & 1)][g + 8 * (e >> 1)] = acc[j][e];
-  __syncthreads();
-  {  // the warps' sum, in warp order, into red[0]
-    for (int i = threadIdx.x; i < Tr::kMT * Tr::kMaxM * 16; i += Tr::kThreads) {
-      const int m = i / (Tr::kMaxM * 16), t = (i / 16) % Tr::kMaxM, r = i % 16;
-      float v = red[0][m][t][r];
-#pragma unroll
-      for (int w = 1; w < Tr::kKW; ++w) v += red[w][m][t][r];
-      red[0][m][t][r] = v;
-    }
-  }
-  cluster_sync();  // the S partial tiles of the cluster are complete and visible
-
-  // Block `rank` finalises items [rank·per, rank·per + per) of the block's m-tiles x 64 tokens x 4 row quads.
-  constexpr int kItems = Tr::kMT * Tr::kMaxM * 4;
-  const int per = (kItems + S - 1) / S;
-  for (int item = rank * per + static_cast<int>(threadIdx.x); item < min(rank * per + per, kItems); item += Tr::kThreads) {
-    const int m = item / (Tr::kMaxM * 4), tok = (item / 4) % Tr::kMaxM, row = (item % 4) * 4;
-    if (tok >= M) continue;
-    const uint32_t local = smem_addr(&red[0][m][tok][row]);
-    const float4 v = cluster_sum_f4(local, S);
-    const float vals[4] = {v.x, v.y, v.z, v.w};
-    T* out = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int64_t n = static_cast<int64_t>(blockIdx.x) * 16 * Tr::kMT + 16 * m + row + e;
-      if (n < p.N) out[n] = cuda::from_float<T>(vals[e] + (p.bias ? cuda::load_any(p.bias, p.bias_dtype, n) : 0.f));
-    }
-  }
-  cluster_sync();  // no block leaves while another still reads its partial tile
-}
-
-// The narrow kernel, second form (STATESPACE_NARROW2=0 for the first, one A/B run): what the first
-// one spends after its PDL wait is x, not the weights (those are requested before the wait):
-//  - x bytes: a block of one m-tile and 1/8 of K reads 64 tokens x K/8 of x from L2 for 16 weight
-//    rows (x_proj: 82 KB a block, 7.9 MB over the grid, 4x the weight bytes); here a warp takes two
-//    m-tiles (32 rows) of each chunk and the cluster splits K 16 ways where the GPU can run
-//    clusters of 16 (non-portable; else 8): 41 KB a block, 3.9 MB over the grid, at the same 96
-//    blocks and the same 20 KB of weights a block;
-//  - x round trips: the first form loads a chunk's x, multiplies it, then loads the next chunk's
-//    (2-3 dependent L2 round trips a warp); here every x load of a group (kU chunks) goes out at once;
-//  - the cluster sum loads all ranks' partials before adding them (one DSMEM round trip, not S).
-// Same arithmetic otherwise: warps' partials summed in warp order, the cluster's in rank order.
-struct Narrow2Traits {
-  static constexpr int kMT = 2, kKW = 8;  // m-tiles per warp (and block), warps per block (K interleave)
-  static constexpr int kWarps = kKW, kThreads = kWarps * 32, kMaxM = 64, kRows = 16 * kMT;
-  static constexpr int kU = 2;            // chunks of a warp whose loads go out together
-  static constexpr int kMaxSplit = 16;    // non-portable cluster size of the H100
-  static constexpr int kPitch = kRows + 4;  // f32 partial tile [token][32 rows + 4]: conflict-free writes, 16-byte rows
-  static constexpr size_t kSmem = static_cast<size_t>(kKW) * kMaxM * kPitch * 4;  // 72 KB
-  // At most 200 registers (51200 a block): a block fits on an SM beside one of the conv step's
-  // (256 x 56), so that it can launch while the conv step runs and request its weights then, and
-  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs.
-  static constexpr int kMaxRegs = 200;
-};
-
-template <typename T>
-__global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmParams p) {
-  using Tr = Narrow2Traits;
-  constexpr int U = Tr::kU, MT = Tr::kMT;
+template <typename T, bool kTS>
+__global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
+  using Tr = NarrowTraits<kTS>;
+  constexpr int U = Tr::kU, MT = Tr::kMT, KG = Tr::kKG, NT = Tr::kNT;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
-  const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kKG][kMaxM][kPitch]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int kw = warp % KG, t0 = (warp / KG) * NT * 8;  // this warp's K group and first token
   const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::kRows;
   const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
             c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
-  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + Tr::kKW - 1) / Tr::kKW : 0;  // chunks c0 + kw + i·kKW
+  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + KG - 1) / KG : 0;  // chunks c0 + kw + i·KG
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  constexpr int kStep = Tr::kKW * 32;  // elements between a warp's consecutive chunks
+  constexpr int kStep = KG * 32;  // elements between a warp's consecutive chunks
   // This lane's weight rows: g, g + 8 of each m-tile (rows past N read the last one: never stored).
   const T* wrow[MT][2];
 #pragma unroll
@@ -420,15 +319,15 @@ __global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmPar
     for (int h = 0; h < 2; ++h)
       wrow[t][h] = static_cast<const T*>(p.weight) + min(n0 + 16 * t + 8 * h + g, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
   const T* x0 = static_cast<const T*>(p.x) + (c0 + kw) * 32 + q * 8;
-  uint32_t xrow[8];  // element offsets of this lane's token rows (tokens past M read the last one)
+  uint32_t xrow[NT];  // element offsets of this lane's token rows (tokens past M read the last one)
 #pragma unroll
-  for (int j = 0; j < 8; ++j) xrow[j] = static_cast<uint32_t>(min(8 * j + g, M - 1) * ldx);
+  for (int j = 0; j < NT; ++j) xrow[j] = static_cast<uint32_t>(min(t0 + 8 * j + g, M - 1) * ldx);
 
-  float acc[MT][8][4];
+  float acc[MT][NT][4];
 #pragma unroll
   for (int t = 0; t < MT; ++t)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+    for (int j = 0; j < NT; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
   uint4 w[U][MT][2];
   auto load_w = [&](int i0) {
 #pragma unroll
@@ -444,12 +343,12 @@ __global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmPar
   cuda::pdl_trigger();
   for (int i0 = 0; i0 < mine; i0 += U) {
     if (i0 > 0) load_w(i0);
-    uint4 xb[U][8];
+    uint4 xb[U][NT];
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (i0 + u < mine)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+        for (int j = 0; j < NT; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (i0 + u >= mine) break;
@@ -458,7 +357,7 @@ __global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmPar
         const uint32_t a0[4] = {w[u][t][0].x, w[u][t][1].x, w[u][t][0].y, w[u][t][1].y};
         const uint32_t a1[4] = {w[u][t][0].z, w[u][t][1].z, w[u][t][0].w, w[u][t][1].w};
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < NT; ++j) {
           const uint32_t b0[2] = {xb[u][j].x, xb[u][j].y}, b1[2] = {xb[u][j].z, xb[u][j].w};
           mma16816<T>(acc[t][j], a0, b0);
           mma16816<T>(acc[t][j], a1, b1);
@@ -467,20 +366,20 @@ __global__ void __maxnreg__(Narrow2Traits::kMaxRegs) narrow2_gemm_kernel(GemmPar
     }
   }
 
-  // acc[t][j]: rows 16t + g (+ 8), tokens 8j + 2q (+ 1)
+  // acc[t][j]: rows 16t + g (+ 8), tokens t0 + 8j + 2q (+ 1), into this warp's K group's partial tile
   float* mine_red = red + kw * Tr::kMaxM * Tr::kPitch;
 #pragma unroll
   for (int t = 0; t < MT; ++t)
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+    for (int j = 0; j < NT; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) mine_red[(8 * j + 2 * q + (e & 1)) * Tr::kPitch + 16 * t + g + 8 * (e >> 1)] = acc[t][j][e];
+      for (int e = 0; e < 4; ++e) mine_red[(t0 + 8 * j + 2 * q + (e & 1)) * Tr::kPitch + 16 * t + g + 8 * (e >> 1)] = acc[t][j][e];
   __syncthreads();
-  for (int i = threadIdx.x; i < Tr::kMaxM * Tr::kRows / 4; i += Tr::kThreads) {  // the warps' sum, in warp order, into warp 0's tile
+  for (int i = threadIdx.x; i < Tr::kMaxM * Tr::kRows / 4; i += Tr::kThreads) {  // the K groups' sum, in order, into group 0's tile
     const int off = (i / (Tr::kRows / 4)) * Tr::kPitch + (i % (Tr::kRows / 4)) * 4;
     float4 v = *reinterpret_cast<const float4*>(red + off);
 #pragma unroll
-    for (int k = 1; k < Tr::kKW; ++k) {
+    for (int k = 1; k < KG; ++k) {
       const float4 u = *reinterpret_cast<const float4*>(red + k * Tr::kMaxM * Tr::kPitch + off);
       v.x += u.x;
       v.y += u.y;
@@ -574,50 +473,28 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
 // (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
 bool narrow_fits(const GemmParams& p) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
-         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kWarps * SkinnyTraits::kMaxSplit && !p.x_col_major &&
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits<>::kMaxM && p.N > 0 &&
+         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits<>::kKG * NarrowTraits<>::kMinSplit && !p.x_col_major &&
          !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && 64 * ldx < (int64_t{1} << 31) && aligned16(p.x) && aligned16(p.weight) &&
          cuda::compute_capability() >= 90;
 }
 
-template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
-  using Tr = NarrowTraits;
-  constexpr int S = SkinnyTraits::kMaxSplit;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>((p.N + 16 * Tr::kMT - 1) / (16 * Tr::kMT)), static_cast<unsigned>(S));
-  cfg.blockDim = dim3(Tr::kThreads);
-  cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
-  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
-    cudaGetLastError();
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
-  }
-  cuda::check(e, "linear (narrow)");
-}
-
-// Clusters of 16 (non-portable) for narrow2 where the device runs at least `clusters` of them at
-// once, else the portable 8. Asked once per device (the answer does not change).
-int narrow2_split(int64_t clusters) {
-  using Tr = Narrow2Traits;
+// Clusters of 16 (non-portable) for the narrow kernel where the device runs at least `clusters`
+// of them at once, else the portable 8. Asked once per device (the answer does not change).
+int narrow_split(int64_t clusters) {
+  using Tr = NarrowTraits<>;
   static std::atomic<int> max16[64] = {};  // per device: 0 not asked, else 1 + the clusters of 16 it runs at once
   int dev = 0;
   cuda::check(cudaGetDevice(&dev), "linear (narrow)");
   int known = dev >= 0 && dev < 64 ? max16[dev].load(std::memory_order_acquire) : 0;
   if (known == 0) {
     int n = 0;
-    cuda::set_smem_once<narrow2_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);  // (the query below needs it)
-    if (cudaFuncSetAttribute(narrow2_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow2_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+    // (the occupancy query needs the kernel's shared-memory opt-in)
+    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16, false>>(Tr::kSmem, "linear (narrow): shared memory", false);
+    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
       cfg.gridDim = dim3(1, Tr::kMaxSplit);
       cfg.blockDim = dim3(Tr::kThreads);
@@ -629,22 +506,21 @@ int narrow2_split(int64_t clusters) {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n, narrow2_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16, false>, &cfg) != cudaSuccess) n = 0;
     }
     cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
     known = 1 + n;
     if (dev >= 0 && dev < 64) max16[dev].store(known, std::memory_order_release);
   }
-  return known - 1 >= clusters ? Tr::kMaxSplit : SkinnyTraits::kMaxSplit;
+  return known - 1 >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
 }
 
-template <typename T> void launch_narrow2(const GemmParams& p, cudaStream_t st) {
-  using Tr = Narrow2Traits;
-  cuda::set_smem_once<narrow2_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
+template <typename T, bool kTS> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+  using Tr = NarrowTraits<kTS>;
+  cuda::set_smem_once<narrow_gemm_kernel<T, kTS>>(Tr::kSmem, "linear (narrow): shared memory", false);
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
-  const char* force8 = std::getenv("STATESPACE_NARROW2_SPLIT");  // one-run A/B: "8" keeps the portable clusters
-  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW && !(force8 && force8[0] == '8') ? narrow2_split(tiles) : SkinnyTraits::kMaxSplit;
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * NarrowTraits<>::kKG ? narrow_split(tiles) : Tr::kMinSplit;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
@@ -659,18 +535,13 @@ template <typename T> void launch_narrow2(const GemmParams& p, cudaStream_t st) 
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow2_gemm_kernel<T>, p);
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kTS>, p);
   if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow2_gemm_kernel<T>, p);
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kTS>, p);
   }
   cuda::check(e, "linear (narrow)");
-}
-
-bool narrow2_on() {
-  const char* v = std::getenv("STATESPACE_NARROW2");
-  return !(v && v[0] == '0');
 }
 
 }  // namespace
@@ -694,10 +565,12 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (narrow_fits(p)) {
+    const char* ts = std::getenv("STATESPACE_NARROW_TS");  // one-run A/B
+    const bool split_tokens = ts && ts[0] == '1';
     if (p.dtype == DType::BFloat16)
-      narrow2_on() ? launch_narrow2<__nv_bfloat16>(p, st) : launch_narrow<__nv_bfloat16>(p, st);
+      split_tokens ? launch_narrow<__nv_bfloat16, true>(p, st) : launch_narrow<__nv_bfloat16, false>(p, st);
     else
-      narrow2_on() ? launch_narrow2<__half>(p, st) : launch_narrow<__half>(p, st);
+      split_tokens ? launch_narrow<__half, true>(p, st) : launch_narrow<__half, false>(p, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st);
   } else {

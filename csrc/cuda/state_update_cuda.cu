@@ -355,7 +355,8 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
 // __syncwarp. A warp:
 //  - requests its 8 entries' state runs (each entry's 16 rows are contiguous, so every cp.async
 //    instruction of the warp covers 512 contiguous bytes) and their B / C rows into shared memory,
-//    a pair of entries per commit group;
+//    a pair of entries per commit group (with state_early, the caller's promise, the state runs
+//    before the PDL wait and B / C by plain loads after it);
 //  - meanwhile reads its x / z (/ dt) and, with kProjDt, computes dt = dt_proj · dt_low_rank for
 //    its 16 channels x 8 entries as one m16n8 tensor-core tile, fragments straight from global
 //    memory (a lane takes 8 contiguous k of each 32-wide chunk as its slots of two k16 steps: the
@@ -376,7 +377,10 @@ struct M1TileTraits {
   template <typename S> __host__ __device__ static constexpr int state_bytes() { return kEnt * kCh * kN * static_cast<int>(sizeof(S)); }
   template <typename I> __host__ __device__ static constexpr int bc_bytes() { return kEnt * 2 * kN * static_cast<int>(sizeof(I)); }
   static constexpr int kDtBytes = kEnt * kCh * 4;
-  template <typename S, typename I> __host__ __device__ static constexpr int warp_bytes() { return state_bytes<S>() + bc_bytes<I>() + kDtBytes; }
+  static constexpr int kABytes = (kCh * kN + 2 * kCh) * 4;  // A rows, D and dt bias of the warp's channels (kAxz)
+  template <typename S, typename I, bool kAxz = false> __host__ __device__ static constexpr int warp_bytes() {
+    return state_bytes<S>() + bc_bytes<I>() + kDtBytes + (kAxz ? kABytes : 0);
+  }
   // Chunk swizzle of channel c's state row (CR 16-byte chunks): eight consecutive channels cover
   // the eight 16-byte bank groups for every chunk index.
   template <typename S> __host__ __device__ static constexpr int swz(int c) {
@@ -395,8 +399,11 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
-template <typename S, typename I, bool kProjDt>
-__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p, int early) {
+// kAxz (one-run A/B, STATESPACE_SU_AXZ=1): A's rows copied into shared memory with the first pair
+// (before the PDL wait with state_early: a parameter), D, the dt bias, x and z loaded before the
+// dt product, so that the pair loop does not wait for a round trip after the product.
+template <typename S, typename I, bool kProjDt, bool kAxz = false>
+__global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
   constexpr int VS = 16 / sizeof(S), CR = N / VS;  // 16-byte chunks of a state row
@@ -406,10 +413,11 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   const int64_t H = p.heads, h0 = static_cast<int64_t>(blockIdx.x) * CH;
   const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * Tr::kWarps + warp) * E;
   if (e0 >= p.batch) return;
-  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I>();
+  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I, kAxz>();
   S* st_s = reinterpret_cast<S*>(mine);                                                      // [E][CH][N]
   I* bc_s = reinterpret_cast<I*>(mine + Tr::state_bytes<S>());                               // [E][B, C][N]
   float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<I>());  // [E][CH]
+  float* a_s = dt_s + E * CH;                                                                  // [CH][N], D, bias (kAxz)
   const int c = lane % CH, half = lane / CH;  // this lane's channel; its entries half + 2j
   const int64_t h = h0 + c;
   const bool hlive = h < H;
@@ -458,17 +466,32 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   auto read_slot = [&] {
     if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
   };
-  // early (the caller's promise, StateUpdateParams::state_early): the state runs (and their slots)
-  // requested before the PDL wait, so that blocks that launch while x_proj runs have them in
-  // flight then; B and C then come by plain loads. 2 (one-run A/B): also this lane's A row, D and
-  // the dt bias into L2 (parameters, read after the dt product).
-  if (early == 2) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.A) + hc * N));
-    if (lane == 0 && p.D) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.D) + h0));
-    if (lane == 1 && p.dt_bias) asm volatile("prefetch.global.L2 [%0];" ::"l"(static_cast<const float*>(p.dt_bias) + h0));
-  }
+  // With the caller's promise (StateUpdateParams::state_early) the state runs (and their slots) are
+  // requested before the PDL wait: the blocks that launch while x_proj runs (one beside each of its
+  // blocks, five on each SM it leaves free) have them in flight then. B and C then come by plain
+  // loads. Measured (bench/NOTES.md, b64x8 run 1): -0.07 / -0.10 ms a batch-64 step of mamba-2.8b,
+  // bf16 / f32 state; an L2 prefetch of A, D and the dt bias beside it gained nothing.
+  const bool early = p.state_early;
+  // kAxz: the warp's 16 A rows (64 16-byte chunks), D and dt bias (4 chunks each; the launcher
+  // checks their alignment) in the first pair's group (parameters)
+  auto copy_a = [&] {
+    if constexpr (kAxz) {
+#pragma unroll
+      for (int i = lane; i < CH * N / 4 + 8; i += 32) {
+        if (i < CH * N / 4) {
+          const int ch = i / (N / 4), v = i % (N / 4);
+          if (h0 + ch < H) cuda::copy_async16(a_s + ch * N + v * 4, static_cast<const float*>(p.A) + (h0 + ch) * N + v * 4);
+        } else {
+          const int k = i - CH * N / 4, which = k / 4, v = k % 4;  // which: 0 D, 1 dt bias
+          const float* src = static_cast<const float*>(which ? p.dt_bias : p.D);
+          if (src && h0 + 4 * v + 3 < H) cuda::copy_async16(a_s + CH * N + which * CH + 4 * v, src + h0 + 4 * v);
+        }
+      }
+    }
+  };
   if (early) {
     read_slot();
+    copy_a();
 #pragma unroll
     for (int j = 0; j < E / 2; ++j) {
       copy_state(j);
@@ -479,6 +502,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   cuda::pdl_trigger();
   if (!early) {
     read_slot();
+    copy_a();
 #pragma unroll
     for (int j = 0; j < E / 2; ++j) {
       copy_state(j);
@@ -556,10 +580,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
   // (after the dt product, which needs the registers).
   Pack<float, 4> av[N / 4];
+  float Dh = 0.f, biash = 0.f;
+  if constexpr (!kAxz) {
 #pragma unroll
-  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
-  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
-  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+    Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+    biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  }
   float xv[4], zv[4], dv[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -574,6 +601,16 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   for (int j = 0; j < E / 2; ++j) {
     copy_async_wait_pending(E / 2 - 1 - j);
     __syncwarp();
+    if constexpr (kAxz) {
+      if (j == 0) {  // A, D and the dt bias arrived with the first pair
+#pragma unroll
+        for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(a_s + c * N)[k];
+        // (a partial last chunk of channels past H is not copied: those read the global values)
+        const bool whole = h0 + (c / 4) * 4 + 3 < H;
+        Dh = p.D ? (whole ? a_s[CH * N + c] : static_cast<const float*>(p.D)[hc]) : 0.f;
+        biash = p.dt_bias ? (whole ? a_s[CH * N + CH + c] : static_cast<const float*>(p.dt_bias)[hc]) : 0.f;
+      }
+    }
     const int e = half + 2 * j;
     const int slot = __shfl_sync(0xffffffffu, slot_l, e);
     const int64_t b = e0 + e;
@@ -600,14 +637,12 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
+template <typename S, typename I, bool kProjDt, bool kAxz = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I>();  // <= 39 KB: no opt-in
-  const char* ev = std::getenv("STATESPACE_SU_EARLY");  // one-run A/B: "0" turns the caller's promise off, "2" adds the L2 prefetch
-  const int early = !p.state_early || (ev && ev[0] == '0') ? 0 : ev && ev[0] == '2' ? 2 : 1;
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p, early);
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kAxz>();  // <= 43 KB: no opt-in
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kAxz>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -675,7 +710,11 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj) {
-            launch_m1_tile<S, I, true>(p, st);
+            const char* v = std::getenv("STATESPACE_SU_AXZ");  // one-run A/B
+            if (v && v[0] == '1' && aligned(p.D, 16) && aligned(p.dt_bias, 16))
+              launch_m1_tile<S, I, true, true>(p, st);
+            else
+              launch_m1_tile<S, I, true>(p, st);
             return;
           }
         }

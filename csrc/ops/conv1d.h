@@ -56,10 +56,6 @@ struct CausalConv1dUpdateParams {
   const void* bias = nullptr;
   void* y = nullptr;
   int64_t y_stride = 0;  // elements between rows of y (y may be x itself: each element is read before it is written)
-  // The caller's promise that the kernels still running when this one starts do not write the
-  // state or state_idx (a decode step's conv right after its cuBLAS product): the 16-byte kernel
-  // then reads them before its programmatic-launch wait.
-  bool state_early = false;
 };
 
 void causal_conv1d_fwd_cpu(const CausalConv1dParams& p);

@@ -306,10 +306,8 @@ void check_conv_update(const Tensor& x, const Tensor& weight, const Tensor& conv
 }
 
 // One causal conv step in place on columns [lo, lo + channels) of out (M, N), contiguous.
-// state_early: the kernels still running when the conv step starts do not write conv_state
-// (CausalConv1dUpdateParams::state_early).
 void conv_step_in_place(const Tensor& out, int64_t lo, const Tensor& conv_state, const Tensor& conv_weight, const Tensor& conv_bias,
-                        bool silu, bool state_early = false) {
+                        bool silu) {
   Tensor cw = contiguous(conv_weight), cb = conv_bias.defined() ? contiguous(conv_bias) : Tensor{};
   CausalConv1dUpdateParams c;
   c.batch = out.size(0);
@@ -328,7 +326,6 @@ void conv_step_in_place(const Tensor& out, int64_t lo, const Tensor& conv_state,
   c.slots = c.batch;
   c.weight = cw.data();
   c.bias = cb.defined() ? cb.data() : nullptr;
-  c.state_early = state_early;
   if (out.device().is_cpu())
     run_cpu({cw, cb}, {out, conv_state}, [c] { causal_conv1d_update_cpu(c); });
   else
@@ -411,9 +408,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     } join{st, dev.index};
     if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
-    // The conv step's predecessor is the product just launched (cuBLASLt, an ordinary launch: every
-    // kernel before it has finished when it starts), which does not write the conv state.
-    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu, true);
+    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
     if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
