@@ -245,8 +245,9 @@ __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { re
 // place; its 16-byte chunk k at chunk k ^ swz), with its entry's B and C at Bp / Cp (16-byte
 // aligned), its x, and its gate input z (used only with p.z), from the raw dt (read or projected:
 // before the bias, the softplus and the clamp): returns y with D·x and the gate applied. The
-// batch-1 and the batched kernels use it.
-template <typename S, typename I>
+// batch-1 and the batched kernels use it. kA2: av holds A·log2(e), so that each state's decay is
+// one multiply and one ex2 (exp's own multiply by log2(e) folded into A once per channel).
+template <typename S, typename I, bool kA2 = false>
 __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp,
                                          const I* Cp, float x, float z, float dt, float bias, float Dh) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
@@ -266,7 +267,8 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
   float acc = 0.f;
 #pragma unroll
   for (int n = 0; n < N; ++n) {
-    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    const float a = dt * av[n / 4].v[n % 4];
+    const float v = to_float(sv[n / VS].v[n % VS]) * (kA2 ? exp2f(a) : __expf(a)) + dtx * to_float(bv[n / VI].v[n % VI]);
     acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
     sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
   }
@@ -399,10 +401,11 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
-// kAxz (one-run A/B, STATESPACE_SU_AXZ=1): A's rows copied into shared memory with the first pair
-// (before the PDL wait with state_early: a parameter), D, the dt bias, x and z loaded before the
-// dt product, so that the pair loop does not wait for a round trip after the product.
-template <typename S, typename I, bool kProjDt, bool kAxz = false>
+// kAxz (one-run A/B, STATESPACE_SU_AXZ=1): A's rows, D and the dt bias copied into shared memory
+// with the first pair (before the PDL wait with state_early: parameters), so that the pair loop
+// does not wait for a DRAM round trip after the dt product. kEx2 (one-run A/B, STATESPACE_SU_EX2=1):
+// A·log2(e) per channel once, one multiply fewer per state (m1_step's kA2).
+template <typename S, typename I, bool kProjDt, bool kAxz = false, bool kEx2 = false>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
@@ -584,6 +587,12 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   if constexpr (!kAxz) {
 #pragma unroll
     for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+    if constexpr (kEx2) {
+#pragma unroll
+      for (int k = 0; k < N / 4; ++k)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
+    }
     Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
     biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   }
@@ -605,6 +614,12 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       if (j == 0) {  // A, D and the dt bias arrived with the first pair
 #pragma unroll
         for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(a_s + c * N)[k];
+        if constexpr (kEx2) {
+#pragma unroll
+          for (int k = 0; k < N / 4; ++k)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
+        }
         // (a partial last chunk of channels past H is not copied: those read the global values)
         const bool whole = h0 + (c / 4) * 4 + 3 < H;
         Dh = p.D ? (whole ? a_s[CH * N + c] : static_cast<const float*>(p.D)[hc]) : 0.f;
@@ -620,7 +635,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       } else {
         const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
         y[b * H + h] = cuda::from_float<I>(
-            m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+            m1_step<S, I, kEx2>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
       }
     }
     __syncwarp();  // the pair's runs go back
@@ -637,12 +652,12 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-template <typename S, typename I, bool kProjDt, bool kAxz = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
+template <typename S, typename I, bool kProjDt, bool kAxz = false, bool kEx2 = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kAxz>();  // <= 43 KB: no opt-in
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kAxz>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kAxz, kEx2>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -710,9 +725,15 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj) {
-            const char* v = std::getenv("STATESPACE_SU_AXZ");  // one-run A/B
-            if (v && v[0] == '1' && aligned(p.D, 16) && aligned(p.dt_bias, 16))
+            const char* v = std::getenv("STATESPACE_SU_AXZ");  // one-run A/Bs
+            const char* x2 = std::getenv("STATESPACE_SU_EX2");
+            const bool axz = v && v[0] == '1' && aligned(p.D, 16) && aligned(p.dt_bias, 16), ex2 = x2 && x2[0] == '1';
+            if (axz && ex2)
+              launch_m1_tile<S, I, true, true, true>(p, st);
+            else if (axz)
               launch_m1_tile<S, I, true, true>(p, st);
+            else if (ex2)
+              launch_m1_tile<S, I, true, false, true>(p, st);
             else
               launch_m1_tile<S, I, true>(p, st);
             return;
