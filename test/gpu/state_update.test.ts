@@ -160,9 +160,9 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
     }
   });
 
-  // One-run A/B arms of the batched Mamba-1 kernel (STATESPACE_SU_AXZ: A, D, dt bias through
-  // shared memory; STATESPACE_SU_EX2: A·log2(e) once per channel) against the default kernel.
-  it('bf16: the update kernel arms SU_AXZ / SU_EX2 agree with the default', async () => {
+  // One-run A/B arms of the batched Mamba-1 kernel (STATESPACE_SU_EX2: A·log2(e) once per channel;
+  // STATESPACE_SU_BCF: B and C converted to float once) against the default kernel.
+  it('bf16: the update kernel arms SU_EX2 / SU_BCF agree with the default', async () => {
     for (const [batch, dim, sdtype] of [[64, 200, 'bfloat16'], [33, 200, 'float32']] as const) {
       const N = 16, rank = 160;
       const common = {
@@ -180,7 +180,7 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
       const s0 = randn([batch, dim, N], { dtype: sdtype, device: 'cuda' });
       const ref = s0.clone();
       const yref = await selectiveStateUpdate({ ...common, state: ref, readStateEarly: true }).data();
-      for (const env of [{ STATESPACE_SU_AXZ: '1' }, { STATESPACE_SU_EX2: '1' }, { STATESPACE_SU_AXZ: '1', STATESPACE_SU_EX2: '1' }]) {
+      for (const env of [{ STATESPACE_SU_EX2: '1' }, { STATESPACE_SU_BCF: '1' }, { STATESPACE_SU_EX2: '1', STATESPACE_SU_BCF: '1' }]) {
         Object.assign(process.env, env);
         try {
           for (const early of [false, true]) {
