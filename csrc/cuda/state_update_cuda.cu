@@ -22,6 +22,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "ops/dense.h"
 #include "ops/state_update.h"
 
@@ -629,6 +630,7 @@ template <typename S, typename I, bool kProjDt, bool kEx2 = false, bool kBcf = f
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
   const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kBcf>();  // <= 41 KB: no opt-in
+  cuda::carveout_from_env<state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>>("selectiveStateUpdate: carveout");
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
