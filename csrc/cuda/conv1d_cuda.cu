@@ -9,6 +9,7 @@
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "ops/conv1d.h"
 
 namespace ss {
@@ -754,10 +755,13 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
                       a16(p.x) && a16(p.y) && a16(p.state) && a16(p.weight) && (!p.bias || a16(p.bias));
   if (w4_vec) {
     const dim3 grid(cuda::grid_1d(p.batch * p.dim / 8, kThreads));
-    if (p.dtype == DType::BFloat16)
+    if (p.dtype == DType::BFloat16) {
+      cuda::carveout_from_env<update_w4_vec_kernel<__nv_bfloat16>>("causalConv1dUpdate: carveout");
       cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p);
-    else
+    } else {
+      cuda::carveout_from_env<update_w4_vec_kernel<__half>>("causalConv1dUpdate: carveout");
       cuda::launch_pdl(update_w4_vec_kernel<__half>, grid, dim3(kThreads), 0, st, p);
+    }
     cuda::check_launch("causalConv1dUpdate");
     return;
   }

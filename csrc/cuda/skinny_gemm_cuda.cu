@@ -275,42 +275,34 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
 // (The same loop for wide outputs, 2-warp blocks with one m-tile per warp and K split over
 // clusters, ran in_proj 64x10240x2560 at 54 µs and out_proj at 26.5 against cuBLAS's 21.5 and
 // 10.2: bench/NOTES.md, batch-64 decode, fourth session.)
-// kTS (one-run A/B, STATESPACE_NARROW_TS=1): the block's 8 warps as 2 token halves x 4 K groups
-// instead of 8 K groups: half the warps' partial tiles to sum (37 KB of shared memory instead of
-// 72), 3 chunks a warp in one group (x_proj), ~150 registers (so that two update blocks fit
-// beside a block), each weight fragment loaded by both token halves.
-template <bool kTS = false> struct NarrowTraits {
-  static constexpr int kMT = 2;                      // m-tiles per warp (and block)
-  static constexpr int kKG = kTS ? 4 : 8;            // K groups (interleaved 32-wide chunks)
-  static constexpr int kTH = 8 / kKG, kNT = 8 / kTH;  // token groups, n-tiles of 8 tokens a warp
-  static constexpr int kWarps = 8, kThreads = kWarps * 32, kMaxM = 64, kRows = 16 * kMT;
-  static constexpr int kU = kTS ? 3 : 2;  // chunks of a warp whose loads go out together
+struct NarrowTraits {
+  static constexpr int kMT = 2, kKW = 8;  // m-tiles per warp (and block), warps per block (K interleave)
+  static constexpr int kWarps = kKW, kThreads = kWarps * 32, kMaxM = 64, kRows = 16 * kMT;
+  static constexpr int kU = 2;            // chunks of a warp whose loads go out together
   static constexpr int kMaxSplit = 16, kMinSplit = 8;  // clusters: the H100's non-portable size, the portable one
   static constexpr int kPitch = kRows + 4;  // f32 partial tile [token][32 rows + 4]: conflict-free writes, 16-byte rows
-  static constexpr size_t kSmem = static_cast<size_t>(kKG) * kMaxM * kPitch * 4;  // 72 KB (kTS: 37 KB)
+  static constexpr size_t kSmem = static_cast<size_t>(kKW) * kMaxM * kPitch * 4;  // 72 KB
   // At most 200 registers (51200 a block): a block fits on an SM beside one of the conv step's
   // (256 x 56), so that it can launch while the conv step runs and request its weights then, and
-  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs
-  // (kTS: 160, beside two of them).
-  static constexpr int kMaxRegs = kTS ? 160 : 200;
+  // beside one of the batched Mamba-1 update's (128 x 96), which launches while this one runs.
+  static constexpr int kMaxRegs = 200;
 };
 constexpr int kNarrowMaxN = 256;
 
-template <typename T, bool kTS>
-__global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
-  using Tr = NarrowTraits<kTS>;
-  constexpr int U = Tr::kU, MT = Tr::kMT, KG = Tr::kKG, NT = Tr::kNT;
+template <typename T>
+__global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
+  using Tr = NarrowTraits;
+  constexpr int U = Tr::kU, MT = Tr::kMT;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* red = reinterpret_cast<float*>(smem_raw);  // [kKG][kMaxM][kPitch]
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  const int kw = warp % KG, t0 = (warp / KG) * NT * 8;  // this warp's K group and first token
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
+  const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::kRows;
   const int nc = static_cast<int>(p.K / 32), c0 = static_cast<int>(static_cast<int64_t>(rank) * nc / S),
             c1 = static_cast<int>(static_cast<int64_t>(rank + 1) * nc / S);
-  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + KG - 1) / KG : 0;  // chunks c0 + kw + i·KG
+  const int mine = c1 - c0 > kw ? (c1 - c0 - kw + Tr::kKW - 1) / Tr::kKW : 0;  // chunks c0 + kw + i·kKW
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  constexpr int kStep = KG * 32;  // elements between a warp's consecutive chunks
+  constexpr int kStep = Tr::kKW * 32;  // elements between a warp's consecutive chunks
   // This lane's weight rows: g, g + 8 of each m-tile (rows past N read the last one: never stored).
   const T* wrow[MT][2];
 #pragma unroll
@@ -319,15 +311,15 @@ __global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(Gemm
     for (int h = 0; h < 2; ++h)
       wrow[t][h] = static_cast<const T*>(p.weight) + min(n0 + 16 * t + 8 * h + g, p.N - 1) * ldw + (c0 + kw) * 32 + q * 8;
   const T* x0 = static_cast<const T*>(p.x) + (c0 + kw) * 32 + q * 8;
-  uint32_t xrow[NT];  // element offsets of this lane's token rows (tokens past M read the last one)
+  uint32_t xrow[8];  // element offsets of this lane's token rows (tokens past M read the last one)
 #pragma unroll
-  for (int j = 0; j < NT; ++j) xrow[j] = static_cast<uint32_t>(min(t0 + 8 * j + g, M - 1) * ldx);
+  for (int j = 0; j < 8; ++j) xrow[j] = static_cast<uint32_t>(min(8 * j + g, M - 1) * ldx);
 
-  float acc[MT][NT][4];
+  float acc[MT][8][4];
 #pragma unroll
   for (int t = 0; t < MT; ++t)
 #pragma unroll
-    for (int j = 0; j < NT; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+    for (int j = 0; j < 8; ++j) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
   uint4 w[U][MT][2];
   auto load_w = [&](int i0) {
 #pragma unroll
@@ -343,12 +335,12 @@ __global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(Gemm
   cuda::pdl_trigger();
   for (int i0 = 0; i0 < mine; i0 += U) {
     if (i0 > 0) load_w(i0);
-    uint4 xb[U][NT];
+    uint4 xb[U][8];
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (i0 + u < mine)
 #pragma unroll
-        for (int j = 0; j < NT; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (i0 + u >= mine) break;
@@ -357,7 +349,7 @@ __global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(Gemm
         const uint32_t a0[4] = {w[u][t][0].x, w[u][t][1].x, w[u][t][0].y, w[u][t][1].y};
         const uint32_t a1[4] = {w[u][t][0].z, w[u][t][1].z, w[u][t][0].w, w[u][t][1].w};
 #pragma unroll
-        for (int j = 0; j < NT; ++j) {
+        for (int j = 0; j < 8; ++j) {
           const uint32_t b0[2] = {xb[u][j].x, xb[u][j].y}, b1[2] = {xb[u][j].z, xb[u][j].w};
           mma16816<T>(acc[t][j], a0, b0);
           mma16816<T>(acc[t][j], a1, b1);
@@ -366,20 +358,20 @@ __global__ void __maxnreg__(NarrowTraits<kTS>::kMaxRegs) narrow_gemm_kernel(Gemm
     }
   }
 
-  // acc[t][j]: rows 16t + g (+ 8), tokens t0 + 8j + 2q (+ 1), into this warp's K group's partial tile
+  // acc[t][j]: rows 16t + g (+ 8), tokens 8j + 2q (+ 1)
   float* mine_red = red + kw * Tr::kMaxM * Tr::kPitch;
 #pragma unroll
   for (int t = 0; t < MT; ++t)
 #pragma unroll
-    for (int j = 0; j < NT; ++j)
+    for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) mine_red[(t0 + 8 * j + 2 * q + (e & 1)) * Tr::kPitch + 16 * t + g + 8 * (e >> 1)] = acc[t][j][e];
+      for (int e = 0; e < 4; ++e) mine_red[(8 * j + 2 * q + (e & 1)) * Tr::kPitch + 16 * t + g + 8 * (e >> 1)] = acc[t][j][e];
   __syncthreads();
-  for (int i = threadIdx.x; i < Tr::kMaxM * Tr::kRows / 4; i += Tr::kThreads) {  // the K groups' sum, in order, into group 0's tile
+  for (int i = threadIdx.x; i < Tr::kMaxM * Tr::kRows / 4; i += Tr::kThreads) {  // the warps' sum, in warp order, into warp 0's tile
     const int off = (i / (Tr::kRows / 4)) * Tr::kPitch + (i % (Tr::kRows / 4)) * 4;
     float4 v = *reinterpret_cast<const float4*>(red + off);
 #pragma unroll
-    for (int k = 1; k < KG; ++k) {
+    for (int k = 1; k < Tr::kKW; ++k) {
       const float4 u = *reinterpret_cast<const float4*>(red + k * Tr::kMaxM * Tr::kPitch + off);
       v.x += u.x;
       v.y += u.y;
@@ -473,8 +465,8 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
 // (a chunk per warp of every block), row-major 16-byte aligned rows, sm_90 (clusters).
 bool narrow_fits(const GemmParams& p) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldw = p.ldw ? p.ldw : p.K;
-  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits<>::kMaxM && p.N > 0 &&
-         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits<>::kKG * NarrowTraits<>::kMinSplit && !p.x_col_major &&
+  return (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= NarrowTraits::kMaxM && p.N > 0 &&
+         p.N <= kNarrowMaxN && p.K % 32 == 0 && p.K >= 32 * NarrowTraits::kKW * NarrowTraits::kMinSplit && !p.x_col_major &&
          !p.w_col_major && ldx % 8 == 0 && ldw % 8 == 0 && 64 * ldx < (int64_t{1} << 31) && aligned16(p.x) && aligned16(p.weight) &&
          cuda::compute_capability() >= 90;
 }
@@ -482,7 +474,7 @@ bool narrow_fits(const GemmParams& p) {
 // Clusters of 16 (non-portable) for the narrow kernel where the device runs at least `clusters`
 // of them at once, else the portable 8. Asked once per device (the answer does not change).
 int narrow_split(int64_t clusters) {
-  using Tr = NarrowTraits<>;
+  using Tr = NarrowTraits;
   static std::atomic<int> max16[64] = {};  // per device: 0 not asked, else 1 + the clusters of 16 it runs at once
   int dev = 0;
   cuda::check(cudaGetDevice(&dev), "linear (narrow)");
@@ -490,11 +482,9 @@ int narrow_split(int64_t clusters) {
   if (known == 0) {
     int n = 0;
     // (the occupancy query needs the kernel's shared-memory opt-in)
-    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16, false>>(Tr::kSmem, "linear (narrow): shared memory", false);
-    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);
+    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
       cfg.gridDim = dim3(1, Tr::kMaxSplit);
       cfg.blockDim = dim3(Tr::kThreads);
@@ -506,7 +496,7 @@ int narrow_split(int64_t clusters) {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16, false>, &cfg) != cudaSuccess) n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
     }
     cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
     known = 1 + n;
@@ -515,12 +505,13 @@ int narrow_split(int64_t clusters) {
   return known - 1 >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
 }
 
-template <typename T, bool kTS> void launch_narrow(const GemmParams& p, cudaStream_t st) {
-  using Tr = NarrowTraits<kTS>;
-  cuda::set_smem_once<narrow_gemm_kernel<T, kTS>>(Tr::kSmem, "linear (narrow): shared memory", false);
+template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+  using Tr = NarrowTraits;
+  cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
+  cuda::carveout_from_env<narrow_gemm_kernel<T>>("linear (narrow): carveout");
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
-  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * NarrowTraits<>::kKG ? narrow_split(tiles) : Tr::kMinSplit;
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
@@ -535,11 +526,11 @@ template <typename T, bool kTS> void launch_narrow(const GemmParams& p, cudaStre
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kTS>, p);
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
   if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kTS>, p);
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
   }
   cuda::check(e, "linear (narrow)");
 }
@@ -565,12 +556,10 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   if (!skinny_gemm_fits(p)) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (narrow_fits(p)) {
-    const char* ts = std::getenv("STATESPACE_NARROW_TS");  // one-run A/B
-    const bool split_tokens = ts && ts[0] == '1';
     if (p.dtype == DType::BFloat16)
-      split_tokens ? launch_narrow<__nv_bfloat16, true>(p, st) : launch_narrow<__nv_bfloat16, false>(p, st);
+      launch_narrow<__nv_bfloat16>(p, st);
     else
-      split_tokens ? launch_narrow<__half, true>(p, st) : launch_narrow<__half, false>(p, st);
+      launch_narrow<__half>(p, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st);
   } else {

@@ -22,6 +22,7 @@
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
+#include "cuda/smem_optin.h"
 #include "ops/dense.h"
 #include "ops/state_update.h"
 
@@ -246,18 +247,20 @@ __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { re
 // aligned), its x, and its gate input z (used only with p.z), from the raw dt (read or projected:
 // before the bias, the softplus and the clamp): returns y with D·x and the gate applied. The
 // batch-1 and the batched kernels use it.
-template <typename S, typename I>
-__device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const I* Bp,
-                                         const I* Cp, float x, float z, float dt, float bias, float Dh) {
-  constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(I), VR = N / VS;
+// kA2 (one-run A/B): av holds A·log2(e), so that a state's decay is one multiply and one ex2.
+// BC: the type B and C are read as (x's dtype, or float when the caller converted them once).
+template <typename S, typename I, bool kA2 = false, typename BC = I>
+__device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const BC* Bp,
+                                         const BC* Cp, float x, float z, float dt, float bias, float Dh) {
+  constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(BC), VR = N / VS;
   Pack<S, VS> sv[VR];
 #pragma unroll
   for (int k = 0; k < VR; ++k) sv[k] = *reinterpret_cast<const Pack<S, VS>*>(srow + (k ^ swz) * VS);
-  Pack<I, VI> bv[N / VI], cv[N / VI];
+  Pack<BC, VI> bv[N / VI], cv[N / VI];
 #pragma unroll
   for (int k = 0; k < N / VI; ++k) {
-    bv[k] = reinterpret_cast<const Pack<I, VI>*>(Bp)[k];
-    cv[k] = reinterpret_cast<const Pack<I, VI>*>(Cp)[k];
+    bv[k] = reinterpret_cast<const Pack<BC, VI>*>(Bp)[k];
+    cv[k] = reinterpret_cast<const Pack<BC, VI>*>(Cp)[k];
   }
   dt += bias;
   if (p.dt_softplus) dt = cuda::softplus_f(dt);
@@ -266,7 +269,8 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
   float acc = 0.f;
 #pragma unroll
   for (int n = 0; n < N; ++n) {
-    const float v = to_float(sv[n / VS].v[n % VS]) * __expf(dt * av[n / 4].v[n % 4]) + dtx * to_float(bv[n / VI].v[n % VI]);
+    const float a = dt * av[n / 4].v[n % 4];
+    const float v = to_float(sv[n / VS].v[n % VS]) * (kA2 ? exp2f(a) : __expf(a)) + dtx * to_float(bv[n / VI].v[n % VI]);
     acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
     sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
   }
@@ -377,9 +381,8 @@ struct M1TileTraits {
   template <typename S> __host__ __device__ static constexpr int state_bytes() { return kEnt * kCh * kN * static_cast<int>(sizeof(S)); }
   template <typename I> __host__ __device__ static constexpr int bc_bytes() { return kEnt * 2 * kN * static_cast<int>(sizeof(I)); }
   static constexpr int kDtBytes = kEnt * kCh * 4;
-  static constexpr int kABytes = (kCh * kN + 2 * kCh) * 4;  // A rows, D and dt bias of the warp's channels (kAxz)
-  template <typename S, typename I, bool kAxz = false> __host__ __device__ static constexpr int warp_bytes() {
-    return state_bytes<S>() + bc_bytes<I>() + kDtBytes + (kAxz ? kABytes : 0);
+  template <typename S, typename I, bool kBcf = false> __host__ __device__ static constexpr int warp_bytes() {
+    return state_bytes<S>() + (kBcf ? bc_bytes<float>() : bc_bytes<I>()) + kDtBytes;
   }
   // Chunk swizzle of channel c's state row (CR 16-byte chunks): eight consecutive channels cover
   // the eight 16-byte bank groups for every chunk index.
@@ -399,10 +402,10 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
-// kAxz (one-run A/B, STATESPACE_SU_AXZ=1): A's rows copied into shared memory with the first pair
-// (before the PDL wait with state_early: a parameter), D, the dt bias, x and z loaded before the
-// dt product, so that the pair loop does not wait for a round trip after the product.
-template <typename S, typename I, bool kProjDt, bool kAxz = false>
+// One-run A/Bs: kEx2 (STATESPACE_SU_EX2=1): A·log2(e) once per channel (m1_step's kA2); kBcf
+// (STATESPACE_SU_BCF=1): B and C converted to float once, as they are stored to shared memory
+// (plain loads, as with state_early), instead of by every lane of their entry in every step.
+template <typename S, typename I, bool kProjDt, bool kEx2 = false, bool kBcf = false>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
@@ -413,11 +416,11 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   const int64_t H = p.heads, h0 = static_cast<int64_t>(blockIdx.x) * CH;
   const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * Tr::kWarps + warp) * E;
   if (e0 >= p.batch) return;
-  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I, kAxz>();
-  S* st_s = reinterpret_cast<S*>(mine);                                                      // [E][CH][N]
-  I* bc_s = reinterpret_cast<I*>(mine + Tr::state_bytes<S>());                               // [E][B, C][N]
-  float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<I>());  // [E][CH]
-  float* a_s = dt_s + E * CH;                                                                  // [CH][N], D, bias (kAxz)
+  using BC = std::conditional_t<kBcf, float, I>;
+  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I, kBcf>();
+  S* st_s = reinterpret_cast<S*>(mine);                                                       // [E][CH][N]
+  BC* bc_s = reinterpret_cast<BC*>(mine + Tr::state_bytes<S>());                              // [E][B, C][N]
+  float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<BC>());  // [E][CH]
   const int c = lane % CH, half = lane / CH;  // this lane's channel; its entries half + 2j
   const int64_t h = h0 + c;
   const bool hlive = h < H;
@@ -472,26 +475,8 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   // loads. Measured (bench/NOTES.md, b64x8 run 1): -0.07 / -0.10 ms a batch-64 step of mamba-2.8b,
   // bf16 / f32 state; an L2 prefetch of A, D and the dt bias beside it gained nothing.
   const bool early = p.state_early;
-  // kAxz: the warp's 16 A rows (64 16-byte chunks), D and dt bias (4 chunks each; the launcher
-  // checks their alignment) in the first pair's group (parameters)
-  auto copy_a = [&] {
-    if constexpr (kAxz) {
-#pragma unroll
-      for (int i = lane; i < CH * N / 4 + 8; i += 32) {
-        if (i < CH * N / 4) {
-          const int ch = i / (N / 4), v = i % (N / 4);
-          if (h0 + ch < H) cuda::copy_async16(a_s + ch * N + v * 4, static_cast<const float*>(p.A) + (h0 + ch) * N + v * 4);
-        } else {
-          const int k = i - CH * N / 4, which = k / 4, v = k % 4;  // which: 0 D, 1 dt bias
-          const float* src = static_cast<const float*>(which ? p.dt_bias : p.D);
-          if (src && h0 + 4 * v + 3 < H) cuda::copy_async16(a_s + CH * N + which * CH + 4 * v, src + h0 + 4 * v);
-        }
-      }
-    }
-  };
   if (early) {
     read_slot();
-    copy_a();
 #pragma unroll
     for (int j = 0; j < E / 2; ++j) {
       copy_state(j);
@@ -502,14 +487,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   cuda::pdl_trigger();
   if (!early) {
     read_slot();
-    copy_a();
 #pragma unroll
     for (int j = 0; j < E / 2; ++j) {
       copy_state(j);
-      if (lane < 2 * 2 * CB) {
+      if (!kBcf && lane < 2 * 2 * CB) {
         const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
         if (e0 + e < p.batch)
-          cuda::copy_async16(bc_s + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
+          cuda::copy_async16(reinterpret_cast<I*>(bc_s) + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
       }
       cuda::copy_async_commit();
     }
@@ -525,7 +509,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     v = i % CB;
     return i < E * 2 * CB && e0 + e < p.batch;
   };
-  if (early) {
+  if (early || kBcf) {
 #pragma unroll
     for (int k = 0; k < kBcPerLane; ++k) {
       int e, which, v;
@@ -570,23 +554,37 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 #pragma unroll
     for (int i = 0; i < 4; ++i) dt_s[(2 * q + (i & 1)) * CH + g + 8 * (i >> 1)] = to_float(cuda::from_float<I>(d[i]));
   }
-  if (early) {
+  if (early || kBcf) {
 #pragma unroll
     for (int k = 0; k < kBcPerLane; ++k) {
       int e, which, v;
-      if (bc_chunk(k, e, which, v)) *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) = bcv[k];
+      if (bc_chunk(k, e, which, v)) {
+        if constexpr (kBcf) {  // VI values of x's dtype as floats
+          const I* raw = reinterpret_cast<const I*>(&bcv[k]);
+          float f[VI];
+#pragma unroll
+          for (int i = 0; i < VI; ++i) f[i] = to_float(raw[i]);
+#pragma unroll
+          for (int i = 0; i < VI; i += 4) *reinterpret_cast<float4*>(bc_s + (e * 2 + which) * N + v * VI + i) = make_float4(f[i], f[i + 1], f[i + 2], f[i + 3]);
+        } else {
+          *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) = bcv[k];
+        }
+      }
     }
   }
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
   // (after the dt product, which needs the registers).
   Pack<float, 4> av[N / 4];
-  float Dh = 0.f, biash = 0.f;
-  if constexpr (!kAxz) {
 #pragma unroll
-    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
-    Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
-    biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
+  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
+  if constexpr (kEx2) {
+#pragma unroll
+    for (int k = 0; k < N / 4; ++k)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
   }
+  const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
+  const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   float xv[4], zv[4], dv[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -601,16 +599,6 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   for (int j = 0; j < E / 2; ++j) {
     copy_async_wait_pending(E / 2 - 1 - j);
     __syncwarp();
-    if constexpr (kAxz) {
-      if (j == 0) {  // A, D and the dt bias arrived with the first pair
-#pragma unroll
-        for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(a_s + c * N)[k];
-        // (a partial last chunk of channels past H is not copied: those read the global values)
-        const bool whole = h0 + (c / 4) * 4 + 3 < H;
-        Dh = p.D ? (whole ? a_s[CH * N + c] : static_cast<const float*>(p.D)[hc]) : 0.f;
-        biash = p.dt_bias ? (whole ? a_s[CH * N + CH + c] : static_cast<const float*>(p.dt_bias)[hc]) : 0.f;
-      }
-    }
     const int e = half + 2 * j;
     const int slot = __shfl_sync(0xffffffffu, slot_l, e);
     const int64_t b = e0 + e;
@@ -620,7 +608,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       } else {
         const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
         y[b * H + h] = cuda::from_float<I>(
-            m1_step<S, I>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+            m1_step<S, I, kEx2, BC>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
       }
     }
     __syncwarp();  // the pair's runs go back
@@ -637,12 +625,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-template <typename S, typename I, bool kProjDt, bool kAxz = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
+template <typename S, typename I, bool kProjDt, bool kEx2 = false, bool kBcf = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kAxz>();  // <= 43 KB: no opt-in
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kAxz>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kBcf>();  // <= 41 KB: no opt-in
+  cuda::carveout_from_env<state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>>("selectiveStateUpdate: carveout");
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -710,9 +699,15 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj) {
-            const char* v = std::getenv("STATESPACE_SU_AXZ");  // one-run A/B
-            if (v && v[0] == '1' && aligned(p.D, 16) && aligned(p.dt_bias, 16))
+            const char* a = std::getenv("STATESPACE_SU_EX2");  // one-run A/Bs
+            const char* b = std::getenv("STATESPACE_SU_BCF");
+            const bool ex2 = a && a[0] == '1', bcf = b && b[0] == '1';
+            if (ex2 && bcf)
+              launch_m1_tile<S, I, true, true, true>(p, st);
+            else if (ex2)
               launch_m1_tile<S, I, true, true>(p, st);
+            else if (bcf)
+              launch_m1_tile<S, I, true, false, true>(p, st);
             else
               launch_m1_tile<S, I, true>(p, st);
             return;

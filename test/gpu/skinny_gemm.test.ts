@@ -133,16 +133,6 @@ describeGpu('narrow split-K GEMM (x_proj at batch > 8) on CUDA', () => {
     it(`${dtype}: against the float64 reference, with and without bias`, () => checkAgainstReference(SHAPES_NARROW, dtype, 'narrow'));
   }
 
-  // one-run A/B: the block's warps as token halves x K groups (STATESPACE_NARROW_TS=1)
-  it('bf16, STATESPACE_NARROW_TS=1: against the float64 reference', async () => {
-    process.env.STATESPACE_NARROW_TS = '1';
-    try {
-      await checkAgainstReference(SHAPES_NARROW, 'bfloat16', 'narrow (token halves)');
-    } finally {
-      delete process.env.STATESPACE_NARROW_TS;
-    }
-  });
-
   it('bf16: x as a column slice of a wider row (as x_proj reads u), bit-for-bit equal runs', async () => {
     const M = 64, N = 192, K = 5120;
     const r = rng();
