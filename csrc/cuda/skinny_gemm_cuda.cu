@@ -79,17 +79,23 @@ __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
   return v;
 }
 
-// The float4 at shared address `local` summed over the cluster's blocks 0..S-1, in rank order (the
-// K-split partials: a fixed order, so the result repeats bit for bit).
-__device__ __forceinline__ float4 cluster_sum_f4(uint32_t local, int S) {
-  float4 v = ld_cluster_f4(local, 0);
-  for (int s = 1; s < S; ++s) {
-    const float4 u = ld_cluster_f4(local, static_cast<uint32_t>(s));
-    v.x += u.x;
-    v.y += u.y;
-    v.z += u.z;
-    v.w += u.w;
-  }
+// The float4 at shared address `local` summed over the cluster's blocks 0..S-1 (S <= kMax), in
+// rank order (the K-split partials: a fixed order, so the result repeats bit for bit), every
+// rank's value loaded before the first add (one round trip through the cluster, not S).
+template <int kMax> __device__ __forceinline__ float4 cluster_sum_f4(uint32_t local, int S) {
+  float4 part[kMax];
+#pragma unroll
+  for (int s = 0; s < kMax; ++s)
+    if (s < S) part[s] = ld_cluster_f4(local, static_cast<uint32_t>(s));
+  float4 v = part[0];
+#pragma unroll
+  for (int s = 1; s < kMax; ++s)
+    if (s < S) {
+      v.x += part[s].x;
+      v.y += part[s].y;
+      v.z += part[s].z;
+      v.w += part[s].w;
+    }
   return v;
 }
 
@@ -236,7 +242,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   for (int item = tid; item < groups * M; item += Tr::kThreads) {
     const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
     const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
-    const float4 v = cluster_sum_f4(local, S);
+    const float4 v = cluster_sum_f4<Tr::kMaxSplit>(local, S);
     const float vals[4] = {v.x, v.y, v.z, v.w};
     const int64_t n = n0 + row;
     T o[4];
@@ -391,19 +397,7 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     const int tok = item / (Tr::kRows / 4), row = (item % (Tr::kRows / 4)) * 4;
     if (tok >= M) continue;
     const uint32_t local = smem_addr(red + tok * Tr::kPitch + row);
-    float4 part[Tr::kMaxSplit];
-#pragma unroll
-    for (int s = 0; s < Tr::kMaxSplit; ++s)
-      if (s < S) part[s] = ld_cluster_f4(local, static_cast<uint32_t>(s));
-    float4 v = part[0];
-#pragma unroll
-    for (int s = 1; s < Tr::kMaxSplit; ++s)
-      if (s < S) {
-        v.x += part[s].x;
-        v.y += part[s].y;
-        v.z += part[s].z;
-        v.w += part[s].w;
-      }
+    const float4 v = cluster_sum_f4<Tr::kMaxSplit>(local, S);
     const float vals[4] = {v.x, v.y, v.z, v.w};
     const int64_t n = n0 + row;
     T o[4];
@@ -539,17 +533,7 @@ __global__ void __launch_bounds__(ConvXProjTraits::kThreads, 1) conv_xproj_kerne
     const int t = item / quads, n = (item % quads) * 4, b = t0 + t;
     if (b >= M) continue;
     const uint32_t local = smem_addr(red + t * rp + n);
-    float4 part[Tr::kS];
-#pragma unroll
-    for (int s = 0; s < Tr::kS; ++s) part[s] = ld_cluster_f4(local, static_cast<uint32_t>(s));
-    float4 v = part[0];
-#pragma unroll
-    for (int s = 1; s < Tr::kS; ++s) {
-      v.x += part[s].x;
-      v.y += part[s].y;
-      v.z += part[s].z;
-      v.w += part[s].w;
-    }
+    const float4 v = cluster_sum_f4<Tr::kS>(local, Tr::kS);
     T o[4] = {cuda::from_float<T>(v.x), cuda::from_float<T>(v.y), cuda::from_float<T>(v.z), cuda::from_float<T>(v.w)};
     uint2 o2;
     memcpy(&o2, o, 8);
