@@ -6,7 +6,6 @@
 #include <cuda_runtime.h>
 #include <atomic>
 #include <cstddef>
-#include <cstdlib>
 #include "cuda/check.cuh"
 
 namespace ss::cuda {
@@ -42,24 +41,20 @@ template <auto* KERNEL> void set_smem_once(size_t bytes, const char* what, bool 
   }
 }
 
-// One-run A/B (STATESPACE_CARVEOUT=1; "0" or unset: the driver's choice): KERNEL prefers the
-// largest shared-memory carveout. An SM runs blocks of one L1 / shared-memory split at a time, so
-// a kernel launched early beside its predecessor (programmatic launch) finds room only on SMs
-// whose split it can use; with every kernel of a decode step's chain on the largest split they
-// can share SMs. Set on a change of the setting only (per kernel and device).
-template <auto* KERNEL> void carveout_from_env(const char* what) {
-  const char* v = std::getenv("STATESPACE_CARVEOUT");
-  const int want = v && v[0] == '1' ? 1 : 2;  // 1: largest, 2: the driver's default
-  static std::atomic<int> done[64] = {};     // per device: 0 never set (the default)
+// KERNEL prefers the largest shared-memory carveout, once per device. An SM runs blocks of one L1
+// / shared-memory split at a time, so a kernel launched early beside its predecessor
+// (programmatic launch) finds room only on SMs whose split it can use: with every kernel of a
+// decode step's chain (conv step, x_proj, state update) on the largest split, as cuBLAS's kernels
+// are, they share SMs (measured on the H100, bench/NOTES.md, b64x8 run 3: -0.04 / -0.12 ms a
+// mamba-2.8b batch-64 step, bf16 / f32 state; a tie on mamba2-2.7b). None of them relies on L1.
+template <auto* KERNEL> void prefer_max_shared_once(const char* what) {
+  static std::atomic<bool> done[64] = {};
   int dev = 0;
   check(cudaGetDevice(&dev), what);
-  if (dev < 0 || dev >= 64) return;
-  const int cur = done[dev].load(std::memory_order_acquire);
-  if (cur == want || (cur == 0 && want == 2)) return;
-  check(cudaFuncSetAttribute(KERNEL, cudaFuncAttributePreferredSharedMemoryCarveout,
-                             want == 1 ? int(cudaSharedmemCarveoutMaxShared) : int(cudaSharedmemCarveoutDefault)),
-        what);
-  done[dev].store(want, std::memory_order_release);
+  const bool tracked = dev >= 0 && dev < 64;
+  if (tracked && done[dev].load(std::memory_order_acquire)) return;
+  check(cudaFuncSetAttribute(KERNEL, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)), what);
+  if (tracked) done[dev].store(true, std::memory_order_release);
 }
 
 }  // namespace ss::cuda

@@ -13,7 +13,6 @@
 //    row j (D·x, silu(z), the store), so the epilogue costs one pass for R rows, not R.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
@@ -247,8 +246,9 @@ __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { re
 // aligned), its x, and its gate input z (used only with p.z), from the raw dt (read or projected:
 // before the bias, the softplus and the clamp): returns y with D·x and the gate applied. The
 // batch-1 and the batched kernels use it.
-// kA2 (one-run A/B): av holds A·log2(e), so that a state's decay is one multiply and one ex2.
-// BC: the type B and C are read as (x's dtype, or float when the caller converted them once).
+// kA2: av holds A·log2(e), so that a state's decay is one multiply and one ex2 (__expf's own
+// multiply by log2(e) folded into A once per channel). BC: the type B and C are read as (x's
+// dtype, or float where the caller converted them once).
 template <typename S, typename I, bool kA2 = false, typename BC = I>
 __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const BC* Bp,
                                          const BC* Cp, float x, float z, float dt, float bias, float Dh) {
@@ -381,9 +381,7 @@ struct M1TileTraits {
   template <typename S> __host__ __device__ static constexpr int state_bytes() { return kEnt * kCh * kN * static_cast<int>(sizeof(S)); }
   template <typename I> __host__ __device__ static constexpr int bc_bytes() { return kEnt * 2 * kN * static_cast<int>(sizeof(I)); }
   static constexpr int kDtBytes = kEnt * kCh * 4;
-  template <typename S, typename I, bool kBcf = false> __host__ __device__ static constexpr int warp_bytes() {
-    return state_bytes<S>() + (kBcf ? bc_bytes<float>() : bc_bytes<I>()) + kDtBytes;
-  }
+  template <typename S> __host__ __device__ static constexpr int warp_bytes() { return state_bytes<S>() + bc_bytes<float>() + kDtBytes; }
   // Chunk swizzle of channel c's state row (CR 16-byte chunks): eight consecutive channels cover
   // the eight 16-byte bank groups for every chunk index.
   template <typename S> __host__ __device__ static constexpr int swz(int c) {
@@ -402,10 +400,12 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
   }
 }
 
-// One-run A/Bs: kEx2 (STATESPACE_SU_EX2=1): A·log2(e) once per channel (m1_step's kA2); kBcf
-// (STATESPACE_SU_BCF=1): B and C converted to float once, as they are stored to shared memory
-// (plain loads, as with state_early), instead of by every lane of their entry in every step.
-template <typename S, typename I, bool kProjDt, bool kEx2 = false, bool kBcf = false>
+// The kernel is issue-bound more than memory-bound at batch 64 (bench/NOTES.md, b64x8 runs 2-3:
+// one instruction every 2 cycles per scheduler, DRAM at 30%), so its per-state work is kept
+// short: B and C are converted to float once, as they are stored to shared memory (plain loads),
+// not by each of the 16 lanes of their entry in every step, and A is scaled by log2(e) once per
+// channel (m1_step's kA2): -0.04 ms a mamba-2.8b batch-64 step with a bf16 state.
+template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
   constexpr int N = Tr::kN, CH = Tr::kCh, E = Tr::kEnt, G = Tr::kGroup;
@@ -416,11 +416,10 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   const int64_t H = p.heads, h0 = static_cast<int64_t>(blockIdx.x) * CH;
   const int64_t e0 = (static_cast<int64_t>(blockIdx.y) * Tr::kWarps + warp) * E;
   if (e0 >= p.batch) return;
-  using BC = std::conditional_t<kBcf, float, I>;
-  unsigned char* mine = smem + warp * Tr::warp_bytes<S, I, kBcf>();
-  S* st_s = reinterpret_cast<S*>(mine);                                                       // [E][CH][N]
-  BC* bc_s = reinterpret_cast<BC*>(mine + Tr::state_bytes<S>());                              // [E][B, C][N]
-  float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<BC>());  // [E][CH]
+  unsigned char* mine = smem + warp * Tr::warp_bytes<S>();
+  S* st_s = reinterpret_cast<S*>(mine);                                                          // [E][CH][N]
+  float* bc_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>());                           // [E][B, C][N]
+  float* dt_s = reinterpret_cast<float*>(mine + Tr::state_bytes<S>() + Tr::bc_bytes<float>());  // [E][CH]
   const int c = lane % CH, half = lane / CH;  // this lane's channel; its entries half + 2j
   const int64_t h = h0 + c;
   const bool hlive = h < H;
@@ -490,16 +489,11 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 #pragma unroll
     for (int j = 0; j < E / 2; ++j) {
       copy_state(j);
-      if (!kBcf && lane < 2 * 2 * CB) {
-        const int e = 2 * j + lane / (2 * CB), which = (lane / CB) % 2, v = lane % CB;
-        if (e0 + e < p.batch)
-          cuda::copy_async16(reinterpret_cast<I*>(bc_s) + (e * 2 + which) * N + v * VI, static_cast<const I*>(which ? p.C : p.B) + (e0 + e) * p.bc_stride + v * VI);
-      }
       cuda::copy_async_commit();
     }
   }
-  // early: B and C of the warp's entries (E·2·CB 16-byte chunks: one or two a lane) requested now,
-  // stored to shared memory after the dt product (the pair loop's __syncwarp publishes them)
+  // B and C of the warp's entries (E·2·CB 16-byte chunks: one or two a lane) requested now, stored
+  // to shared memory as floats after the dt product (the pair loop's __syncwarp publishes them)
   constexpr int kBcPerLane = (E * 2 * CB + 31) / 32;
   uint4 bcv[kBcPerLane];
   auto bc_chunk = [&](int k, int& e, int& which, int& v) {
@@ -509,7 +503,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
     v = i % CB;
     return i < E * 2 * CB && e0 + e < p.batch;
   };
-  if (early || kBcf) {
+  {
 #pragma unroll
     for (int k = 0; k < kBcPerLane; ++k) {
       int e, which, v;
@@ -554,22 +548,16 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 #pragma unroll
     for (int i = 0; i < 4; ++i) dt_s[(2 * q + (i & 1)) * CH + g + 8 * (i >> 1)] = to_float(cuda::from_float<I>(d[i]));
   }
-  if (early || kBcf) {
 #pragma unroll
-    for (int k = 0; k < kBcPerLane; ++k) {
-      int e, which, v;
-      if (bc_chunk(k, e, which, v)) {
-        if constexpr (kBcf) {  // VI values of x's dtype as floats
-          const I* raw = reinterpret_cast<const I*>(&bcv[k]);
-          float f[VI];
+  for (int k = 0; k < kBcPerLane; ++k) {
+    int e, which, v;
+    if (bc_chunk(k, e, which, v)) {  // VI values of x's dtype as floats
+      const I* raw = reinterpret_cast<const I*>(&bcv[k]);
+      float f[VI];
 #pragma unroll
-          for (int i = 0; i < VI; ++i) f[i] = to_float(raw[i]);
+      for (int i = 0; i < VI; ++i) f[i] = to_float(raw[i]);
 #pragma unroll
-          for (int i = 0; i < VI; i += 4) *reinterpret_cast<float4*>(bc_s + (e * 2 + which) * N + v * VI + i) = make_float4(f[i], f[i + 1], f[i + 2], f[i + 3]);
-        } else {
-          *reinterpret_cast<uint4*>(bc_s + (e * 2 + which) * N + v * VI) = bcv[k];
-        }
-      }
+      for (int i = 0; i < VI; i += 4) *reinterpret_cast<float4*>(bc_s + (e * 2 + which) * N + v * VI + i) = make_float4(f[i], f[i + 1], f[i + 2], f[i + 3]);
     }
   }
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
@@ -577,12 +565,10 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   Pack<float, 4> av[N / 4];
 #pragma unroll
   for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
-  if constexpr (kEx2) {
 #pragma unroll
-    for (int k = 0; k < N / 4; ++k)
+  for (int k = 0; k < N / 4; ++k)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
-  }
+    for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;  // log2(e): m1_step's kA2
   const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
   const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   float xv[4], zv[4], dv[4];
@@ -608,7 +594,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       } else {
         const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
         y[b * H + h] = cuda::from_float<I>(
-            m1_step<S, I, kEx2, BC>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+            m1_step<S, I, true, float>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
       }
     }
     __syncwarp();  // the pair's runs go back
@@ -625,13 +611,13 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
 
 bool aligned(const void* ptr, size_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
 
-template <typename S, typename I, bool kProjDt, bool kEx2 = false, bool kBcf = false> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
+template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateUpdateParams& p, cudaStream_t st) {
   using Tr = M1TileTraits;
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S, I, kBcf>();  // <= 41 KB: no opt-in
-  cuda::carveout_from_env<state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>>("selectiveStateUpdate: carveout");
-  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt, kEx2, kBcf>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S>();  // <= 41 KB: no opt-in
+  cuda::prefer_max_shared_once<state_update_m1_tile_kernel<S, I, kProjDt>>("selectiveStateUpdate: carveout");
+  cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 
 template <typename S, typename I, int V, bool kAPerState> void launch(const StateUpdateParams& p, cudaStream_t st) {
@@ -699,17 +685,7 @@ void state_update_cuda(const StateUpdateParams& p, void* stream) {
       if (m1_fits<S, I>(p) && p.batch > kGemvMaxM) {
         if constexpr (sizeof(I) == 2) {
           if (p.dt_proj) {
-            const char* a = std::getenv("STATESPACE_SU_EX2");  // one-run A/Bs
-            const char* b = std::getenv("STATESPACE_SU_BCF");
-            const bool ex2 = a && a[0] == '1', bcf = b && b[0] == '1';
-            if (ex2 && bcf)
-              launch_m1_tile<S, I, true, true, true>(p, st);
-            else if (ex2)
-              launch_m1_tile<S, I, true, true>(p, st);
-            else if (bcf)
-              launch_m1_tile<S, I, true, false, true>(p, st);
-            else
-              launch_m1_tile<S, I, true>(p, st);
+            launch_m1_tile<S, I, true>(p, st);
             return;
           }
         }
