@@ -20,6 +20,7 @@
 // each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
 // near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
 // stream through TMA with warp-specialised producers, the next thing to try here.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -296,12 +297,17 @@ struct NarrowTraits {
 };
 constexpr int kNarrowMaxN = 256;
 
-template <typename T>
-__global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
+// kConv (x_proj of a decode step, NarrowConv): x is in_proj's conv columns before the conv step;
+// every block first runs the conv step of its K slice (all 64 tokens x its channels, staged in
+// shared memory: each of the N / 32 row tiles recomputes it, row tile 0 writes u over the conv
+// columns and the shifted conv state) and then reads its mma fragments of x from that u in shared
+// memory. STATESPACE_CONV_XPROJ=0: the conv kernel, then this kernel on u (one-run A/B).
+template <typename T, bool kConv>
+__global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p, NarrowConv cv) {
   using Tr = NarrowTraits;
   constexpr int U = Tr::kU, MT = Tr::kMT;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch] (kConv: over the staged conv state)
   const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::kRows;
@@ -340,6 +346,49 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
   load_w(0);  // parameters: requested before waiting for the producer of x
   cuda::pdl_wait();
   cuda::pdl_trigger();
+  // kConv: u_s [64 tokens][upitch] after the staging region; the slice's x and conv state staged,
+  // the conv step run in place in u_s (tokens past M: zeros)
+  const int kcs = (c1 - c0) * 32, upitch = cv.slice + 8;
+  T* u_s = reinterpret_cast<T*>(smem_raw + cv.region);
+  if constexpr (kConv) {
+    T* st_s = reinterpret_cast<T*>(smem_raw);  // [64][kcs][3]
+    const T* xg = static_cast<const T*>(p.x) + c0 * 32;
+    T* stg = static_cast<T*>(cv.state) + c0 * 32 * 3;
+    const int groups = kcs / 8;
+    for (int i = threadIdx.x; i < Tr::kMaxM * groups; i += Tr::kThreads) {
+      const int t = i / groups, v = i % groups;
+      const bool live = t < M;
+      cuda::copy_async16_zfill(smem_addr(u_s + t * upitch + v * 8), live ? xg + t * ldx + v * 8 : xg, live ? 16 : 0);
+#pragma unroll
+      for (int k = 0; k < 3; ++k)
+        cuda::copy_async16_zfill(smem_addr(st_s + (t * kcs + v * 8) * 3 + 8 * k), live ? stg + (static_cast<int64_t>(t) * p.K + v * 8) * 3 + 8 * k : stg, live ? 16 : 0);
+    }
+    cuda::copy_async_commit();
+    cuda::copy_async_wait_group<0>();
+    __syncthreads();
+    const T* cw = static_cast<const T*>(cv.conv_w) + c0 * 32 * 4;
+    const T* cb = cv.conv_b ? static_cast<const T*>(cv.conv_b) + c0 * 32 : nullptr;
+    T* xo = static_cast<T*>(cv.x_out) + c0 * 32;
+    for (int i = threadIdx.x; i < M * groups; i += Tr::kThreads) {
+      const int t = i / groups, v = i % groups;
+      uint4 wv[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(cw + v * 32) + k);
+      const uint4 bv = cb ? __ldg(reinterpret_cast<const uint4*>(cb + v * 8)) : make_uint4(0, 0, 0, 0);
+      uint4* us = reinterpret_cast<uint4*>(u_s + t * upitch + v * 8);
+      uint4 su[3];
+#pragma unroll
+      for (int k = 0; k < 3; ++k) su[k] = reinterpret_cast<const uint4*>(st_s + (t * kcs + v * 8) * 3)[k];
+      const uint4 u = cuda::conv4_step8<T>(*us, su, wv, bv, cb != nullptr, cv.silu);
+      *us = u;
+      if (blockIdx.x == 0) {  // row tile 0 writes u and the state back
+        *reinterpret_cast<uint4*>(xo + t * ldx + v * 8) = u;
+#pragma unroll
+        for (int k = 0; k < 3; ++k) reinterpret_cast<uint4*>(stg + (static_cast<int64_t>(t) * p.K + v * 8) * 3)[k] = su[k];
+      }
+    }
+    __syncthreads();
+  }
   for (int i0 = 0; i0 < mine; i0 += U) {
     if (i0 > 0) load_w(i0);
     uint4 xb[U][8];
@@ -347,7 +396,9 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     for (int u = 0; u < U; ++u)
       if (i0 + u < mine)
 #pragma unroll
-        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+        for (int j = 0; j < 8; ++j)
+          xb[u][j] = kConv ? *reinterpret_cast<const uint4*>(u_s + (8 * j + g) * upitch + (kw + (i0 + u) * Tr::kKW) * 32 + q * 8)
+                           : __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (i0 + u >= mine) break;
@@ -415,133 +466,6 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
-// A decode step's conv step fused with x_proj (ops/dense.h, ConvXProjParams): the conv step and
-// the narrow product above were two kernels, each paying a launch, a dependency and its own DRAM
-// round trips (4.6 and 5.8 µs of a mamba-2.8b batch-64 layer, the lead's ablation). Here a block
-// owns 16 tokens and 1/16 of the channels (a K slice: 320 of mamba-2.8b's 5120), a cluster the 16
-// slices of its 16 tokens: the block
-//  - requests the slice's x_proj weights, all N rows, into shared memory (cp.async, before the PDL
-//    wait: parameters), rows padded by 16 bytes so that ldmatrix's 8 rows fall in distinct banks;
-//  - runs the conv step of its tokens x channels (cuda/conv_step.cuh, as the conv-update kernel:
-//    each (token, channel) once in the grid), writes u over in_proj's conv columns and the shifted
-//    state, and keeps u in shared memory as the product's B operand;
-//  - multiplies: warp w the m-tiles w and w + 8 of the slice's rows, both n-tiles of its 16 tokens;
-//  - sums the cluster's 16 partial tiles through distributed shared memory in rank order (every
-//    rank's partial loaded before the sum: deterministic), each rank finalising 1/16 of the tile.
-// Batch 64: 4 clusters of 16 blocks. The weights are read by each token group (4x from L2; once
-// from DRAM), u is never read back from global memory.
-struct ConvXProjTraits {
-  static constexpr int kS = 16;    // K slices: one cluster (the H100's non-portable size)
-  static constexpr int kTok = 16;  // tokens of a block: two n-tiles
-  static constexpr int kWarps = 8, kThreads = kWarps * 32;
-  static constexpr int kMaxN = 256;  // m-tiles w and w + 8 of 8 warps
-  static size_t smem(int64_t N, int64_t C) {
-    const int64_t pitch = C / kS + 8;
-    return static_cast<size_t>((N + kTok) * pitch * 2 + kTok * (N + 4) * 4);
-  }
-};
-
-template <typename T>
-__global__ void __launch_bounds__(ConvXProjTraits::kThreads, 1) conv_xproj_kernel(ConvXProjParams p) {
-  using Tr = ConvXProjTraits;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  const int KS = static_cast<int>(p.C / Tr::kS), pitch = KS + 8;  // slice channels; row pitch of w_s / u_s (+16 bytes)
-  const int N = static_cast<int>(p.N), M = static_cast<int>(p.M), rp = N + 4;
-  T* w_s = reinterpret_cast<T*>(smem_raw);                          // [N][pitch]
-  T* u_s = w_s + N * pitch;                                         // [kTok][pitch]
-  float* red = reinterpret_cast<float*>(u_s + Tr::kTok * pitch);  // [kTok][N + 4]
-  const int rank = blockIdx.x, t0 = blockIdx.y * Tr::kTok, k0 = rank * KS;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int cpr = KS / 8;  // 16-byte chunks of a row of the slice
-
-  const T* w = static_cast<const T*>(p.w);
-  for (int i = tid; i < N * cpr; i += Tr::kThreads) {  // parameters: before waiting for in_proj
-    const int n = i / cpr, c = i % cpr;
-    cuda::copy_async16(w_s + n * pitch + c * 8, w + static_cast<int64_t>(n) * p.C + k0 + c * 8);
-  }
-  cuda::copy_async_commit();
-  cuda::pdl_wait();
-  cuda::pdl_trigger();
-
-  // The conv step of tokens t0 .. t0 + 15 over the slice (tokens past M: zeros in u_s).
-  T* x = static_cast<T*>(p.x);
-  T* st = static_cast<T*>(p.state);
-  const T* cw = static_cast<const T*>(p.conv_w);
-  const T* cb = static_cast<const T*>(p.conv_b);
-  for (int i = tid; i < Tr::kTok * cpr; i += Tr::kThreads) {
-    const int t = i / cpr, c8 = (i % cpr) * 8, b = t0 + t;
-    const int64_t d0 = k0 + c8;
-    uint4 u = make_uint4(0, 0, 0, 0);
-    if (b < M) {
-      uint4 wv[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(cw + d0 * 4) + k);
-      const uint4 bv = cb ? __ldg(reinterpret_cast<const uint4*>(cb + d0)) : make_uint4(0, 0, 0, 0);
-      uint4* xp = reinterpret_cast<uint4*>(x + b * p.ld + d0);
-      uint4* sp = reinterpret_cast<uint4*>(st + (b * p.C + d0) * 3);
-      uint4 su[3];
-#pragma unroll
-      for (int k = 0; k < 3; ++k) su[k] = sp[k];
-      u = cuda::conv4_step8<T>(*xp, su, wv, bv, cb != nullptr, p.silu);
-#pragma unroll
-      for (int k = 0; k < 3; ++k) sp[k] = su[k];
-      *xp = u;
-    }
-    *reinterpret_cast<uint4*>(u_s + t * pitch + c8) = u;
-  }
-  cuda::copy_async_wait_group<0>();
-  __syncthreads();
-
-  // out[t][n] partial over the slice: warp w's m-tiles w and w + 8, both n-tiles.
-  const int MT = N / 16;
-  float acc[2][2][4];
-#pragma unroll
-  for (int m = 0; m < 2; ++m)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
-  const RC ra = a_addr(lane), rb = b_addr_nk(lane);
-  for (int kk = 0; kk < KS; kk += 16) {
-    uint32_t bf[4];
-    ldsm_x4(bf, u_s + rb.r * pitch + kk + rb.c);
-    const uint32_t b0[2] = {bf[0], bf[1]}, b1[2] = {bf[2], bf[3]};
-#pragma unroll
-    for (int m = 0; m < 2; ++m) {
-      const int t = warp + Tr::kWarps * m;
-      if (t < MT) {  // warp-uniform
-        uint32_t a[4];
-        ldsm_x4(a, w_s + (16 * t + ra.r) * pitch + kk + ra.c);
-        mma16816<T>(acc[m][0], a, b0);
-        mma16816<T>(acc[m][1], a, b1);
-      }
-    }
-  }
-#pragma unroll
-  for (int m = 0; m < 2; ++m) {
-    const int t = warp + Tr::kWarps * m;
-    if (t < MT)
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) red[(8 * j + acc_col(lane, e)) * rp + 16 * t + acc_row(lane, e)] = acc[m][j][e];
-  }
-  cluster_sync();  // the 16 partial tiles of the cluster are complete and visible
-
-  // Rank r finalises items [r·per, r·per + per) of 16 tokens x N/4 row quads.
-  const int quads = N / 4, items = Tr::kTok * quads, per = (items + Tr::kS - 1) / Tr::kS;
-  T* out = static_cast<T*>(p.out);
-  for (int item = rank * per + tid; item < min(rank * per + per, items); item += Tr::kThreads) {
-    const int t = item / quads, n = (item % quads) * 4, b = t0 + t;
-    if (b >= M) continue;
-    const uint32_t local = smem_addr(red + t * rp + n);
-    const float4 v = cluster_sum_f4<Tr::kS>(local, Tr::kS);
-    T o[4] = {cuda::from_float<T>(v.x), cuda::from_float<T>(v.y), cuda::from_float<T>(v.z), cuda::from_float<T>(v.w)};
-    uint2 o2;
-    memcpy(&o2, o, 8);
-    *reinterpret_cast<uint2*>(out + static_cast<int64_t>(b) * N + n) = o2;
-  }
-  cluster_sync();  // no block leaves while another still reads its partial tile
-}
-
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
 
 template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
@@ -604,9 +528,11 @@ int narrow_split(int64_t clusters) {
   if (known == 0) {
     int n = 0;
     // (the occupancy query needs the kernel's shared-memory opt-in)
-    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);
-    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16, false>>(Tr::kSmem, "linear (narrow): shared memory", false);
+    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
       cfg.gridDim = dim3(1, Tr::kMaxSplit);
       cfg.blockDim = dim3(Tr::kThreads);
@@ -618,7 +544,7 @@ int narrow_split(int64_t clusters) {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16, false>, &cfg) != cudaSuccess) n = 0;
     }
     cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
     known = 1 + n;
@@ -627,17 +553,25 @@ int narrow_split(int64_t clusters) {
   return known - 1 >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
 }
 
-template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
+// The narrow kernel's K split for p: 16 where each slice keeps at least a chunk per warp (x_proj:
+// 10 chunks of 32 a block) and the device runs the clusters, else 8.
+int narrow_slices(const GemmParams& p) {
   using Tr = NarrowTraits;
-  cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
-  cuda::prefer_max_shared_once<narrow_gemm_kernel<T>>("linear (narrow): carveout");
+  return p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split((p.N + Tr::kRows - 1) / Tr::kRows) : Tr::kMinSplit;
+}
+
+// kConv: cv's staging sizes set (NarrowConv::slice, region) and S == 16 (narrow_conv_cuda).
+template <typename T, bool kConv> void launch_narrow(const GemmParams& p, const NarrowConv& cv, cudaStream_t st) {
+  using Tr = NarrowTraits;
+  const size_t smem = kConv ? cv.region + static_cast<size_t>(Tr::kMaxM) * (cv.slice + 8) * sizeof(T) : Tr::kSmem;
+  cuda::set_smem_once<narrow_gemm_kernel<T, kConv>>(smem, "linear (narrow): shared memory", false);
+  cuda::prefer_max_shared_once<narrow_gemm_kernel<T, kConv>>("linear (narrow): carveout");
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
-  // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
-  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;
+  const int S = narrow_slices(p);
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
-  cfg.dynamicSmemBytes = Tr::kSmem;
+  cfg.dynamicSmemBytes = smem;
   cfg.stream = st;
   cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -648,80 +582,15 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kConv>, p, cv);
   if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kConv>, p, cv);
   }
   cuda::check(e, "linear (narrow)");
 }
 
-
-// Whether the device runs a cluster of 16 conv_xproj blocks of `smem` bytes (asked once per device
-// and size: the fused kernel needs whole clusters of 16).
-bool conv_xproj_runs(size_t smem) {
-  using Tr = ConvXProjTraits;
-  static std::atomic<size_t> ok_upto[64] = {}, bad_from[64] = {};  // per device: sizes known to run / not to run
-  int dev = 0;
-  cuda::check(cudaGetDevice(&dev), "linearConvUpdateProj (fused x_proj)");
-  if (dev < 0 || dev >= 64) return false;
-  if (smem <= ok_upto[dev].load(std::memory_order_acquire)) return true;
-  const size_t bad = bad_from[dev].load(std::memory_order_acquire);
-  if (bad && smem >= bad) return false;
-  int n = 0;
-  if (cudaFuncSetAttribute(conv_xproj_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-      cudaFuncSetAttribute(conv_xproj_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-      cudaFuncSetAttribute(conv_xproj_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) == cudaSuccess) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(Tr::kS, 1);
-    cfg.blockDim = dim3(Tr::kThreads);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = Tr::kS;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    if (cudaOccupancyMaxActiveClusters(&n, conv_xproj_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
-  }
-  cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
-  if (n >= 1) {
-    size_t seen = ok_upto[dev].load(std::memory_order_relaxed);
-    while (seen < smem && !ok_upto[dev].compare_exchange_weak(seen, smem, std::memory_order_release)) {
-    }
-    return true;
-  }
-  bad_from[dev].store(smem, std::memory_order_release);
-  return false;
-}
-
-template <typename T> void launch_conv_xproj(const ConvXProjParams& p, size_t smem, cudaStream_t st) {
-  using Tr = ConvXProjTraits;
-  cuda::set_smem_once<conv_xproj_kernel<T>>(smem, "linearConvUpdateProj (fused x_proj): shared memory");
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(Tr::kS, static_cast<unsigned>((p.M + Tr::kTok - 1) / Tr::kTok));
-  cfg.blockDim = dim3(Tr::kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = Tr::kS;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, conv_xproj_kernel<T>, p);
-  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
-    cudaGetLastError();
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, conv_xproj_kernel<T>, p);
-  }
-  cuda::check(e, "linearConvUpdateProj (fused x_proj)");
-}
 
 }  // namespace
 
@@ -745,9 +614,9 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (narrow_fits(p)) {
     if (p.dtype == DType::BFloat16)
-      launch_narrow<__nv_bfloat16>(p, st);
+      launch_narrow<__nv_bfloat16, false>(p, NarrowConv{}, st);
     else
-      launch_narrow<__half>(p, st);
+      launch_narrow<__half, false>(p, NarrowConv{}, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st);
   } else {
@@ -757,22 +626,23 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   return true;
 }
 
-bool conv_xproj_cuda(const ConvXProjParams& p, void* stream) {
-  using Tr = ConvXProjTraits;
-  const char* v = std::getenv("STATESPACE_CONV_XPROJ");  // one-run A/B: "0" keeps the two kernels
+bool narrow_conv_cuda(const GemmParams& p, NarrowConv cv, void* stream) {
+  using Tr = NarrowTraits;
+  const char* v = std::getenv("STATESPACE_CONV_XPROJ");  // one-run A/B: "0" runs the conv kernel, then the product
   if (v && v[0] == '0') return false;
-  const size_t smem = Tr::smem(p.N, p.C);
-  const bool fits = (p.dtype == DType::BFloat16 || p.dtype == DType::Float16) && p.M > kGemvMaxM && p.M <= kSkinnyMaxM &&
-                    p.C > 0 && p.C % (Tr::kS * 16) == 0 && p.N > 0 && p.N % 16 == 0 && p.N <= Tr::kMaxN && p.ld % 8 == 0 &&
-                    aligned16(p.x) && aligned16(p.state) && aligned16(p.conv_w) && (!p.conv_b || aligned16(p.conv_b)) &&
-                    aligned16(p.w) && aligned16(p.out) && smem <= 220 * 1024 && cuda::compute_capability() >= 90;
-  if (!fits || !conv_xproj_runs(smem)) return false;
+  if (!narrow_fits(p) || !aligned16(cv.x_out) || !aligned16(cv.state) || !aligned16(cv.conv_w) || (cv.conv_b && !aligned16(cv.conv_b)) ||
+      narrow_slices(p) != Tr::kMaxSplit)
+    return false;
+  const int64_t nc = p.K / 32;
+  cv.slice = static_cast<int>((nc + Tr::kMaxSplit - 1) / Tr::kMaxSplit * 32);
+  cv.region = std::max(Tr::kSmem, static_cast<size_t>(Tr::kMaxM) * cv.slice * 3 * dtype_size(p.dtype));
+  if (cv.region + static_cast<size_t>(Tr::kMaxM) * (cv.slice + 8) * dtype_size(p.dtype) > 220 * 1024) return false;
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (p.dtype == DType::BFloat16)
-    launch_conv_xproj<__nv_bfloat16>(p, smem, st);
+    launch_narrow<__nv_bfloat16, true>(p, cv, st);
   else
-    launch_conv_xproj<__half>(p, smem, st);
-  cuda::check_launch("linearConvUpdateProj (fused x_proj)");
+    launch_narrow<__half, true>(p, cv, st);
+  cuda::check_launch("linearConvUpdateProj (conv step in x_proj)");
   return true;
 }
 

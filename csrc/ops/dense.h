@@ -132,24 +132,21 @@ inline bool gemv_reads(const GemmParams& p) {
 constexpr int kSkinnyMaxM = 64;
 bool skinny_gemm_fits(const GemmParams& p);
 bool skinny_gemm_cuda(const GemmParams& p, void* stream);
-// A batched decode step's conv step (width 4) on in_proj's conv columns fused with x_proj over
-// them (Mamba-1's linear_conv_update_proj on CUDA): u = silu?(conv(x)) is written over the conv
-// columns and the conv state shifted, as causal_conv1d_update_cuda does, and out = u · wᵀ
-// (skinny_gemm_cuda.cu). Everything in one 16-bit dtype, contiguous, 16-byte aligned.
-struct ConvXProjParams {
-  int64_t M = 0, C = 0, N = 0;  // batch rows, conv channels (x_proj's K), x_proj's outputs
-  DType dtype = DType::BFloat16;
-  void* x = nullptr;  // the conv columns of in_proj's output: M rows of C, ld elements apart; u goes over them
-  int64_t ld = 0;
-  void* state = nullptr;         // (M, C, 3)
-  const void* conv_w = nullptr;  // (C, 4)
-  const void* conv_b = nullptr;  // (C) or null
+// A decode step's conv step (width 4, ops/conv1d.h's update with one state slot per row, every
+// operand in p's dtype) inside x_proj's narrow kernel: p.x is in_proj's conv columns before the
+// step (rows ldx apart); u = silu?(conv) goes over them (x_out, the same address) and the state is
+// shifted, as causal_conv1d_update_cuda does, and p.out = u · p.weightᵀ. False, launching
+// nothing, where the narrow kernel with 16 K slices does not take p (or STATESPACE_CONV_XPROJ=0).
+struct NarrowConv {
+  void* x_out = nullptr;
+  void* state = nullptr;         // (M, K, 3)
+  const void* conv_w = nullptr;  // (K, 4)
+  const void* conv_b = nullptr;  // (K) or null
   bool silu = false;
-  const void* w = nullptr;  // x_proj's weight (N, C)
-  void* out = nullptr;      // (M, N)
+  int slice = 0;       // (set by narrow_conv_cuda) channels of the largest K slice
+  size_t region = 0;   // (set by narrow_conv_cuda) bytes of the staged state / partial tiles
 };
-// False, launching nothing, where p does not fit the fused kernel (or STATESPACE_CONV_XPROJ=0).
-bool conv_xproj_cuda(const ConvXProjParams& p, void* stream);
+bool narrow_conv_cuda(const GemmParams& p, NarrowConv cv, void* stream);
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the skinny GEMM (row-major layouts) or cuBLAS.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
