@@ -6,7 +6,6 @@
 // into f32 scratch, (2) one thread per padded input position gathers its gradient, (3) one block per
 // channel reduces dweight/dbias in a fixed order. Both are reproducible: no atomics.
 #include "cuda/check.cuh"
-#include "cuda/conv_step.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/runtime.h"
@@ -642,10 +641,25 @@ template <typename T> __global__ void update_w4_vec_kernel(CausalConv1dUpdatePar
   uint4 su[W - 1];
 #pragma unroll
   for (int k = 0; k < W - 1; ++k) su[k] = sp[k];
-  const uint4 o = cuda::conv4_step8<T>(xu, su, wv, bv, p.bias != nullptr, p.silu);
+  const T* xs = reinterpret_cast<const T*>(&xu);
+  const T* ws = reinterpret_cast<const T*>(wv);
+  const T* bs = reinterpret_cast<const T*>(&bv);
+  T* ss = reinterpret_cast<T*>(su);
+  T o[V];
+#pragma unroll
+  for (int c = 0; c < V; ++c) {
+    float acc = p.bias ? to_float(bs[c]) : 0.f;
+#pragma unroll
+    for (int k = 0; k < W - 1; ++k) acc += to_float(ws[c * W + k]) * to_float(ss[c * (W - 1) + k]);
+    acc += to_float(ws[c * W + W - 1]) * to_float(xs[c]);
+    ss[c * (W - 1)] = ss[c * (W - 1) + 1];
+    ss[c * (W - 1) + 1] = ss[c * (W - 1) + 2];
+    ss[c * (W - 1) + 2] = xs[c];
+    o[c] = cuda::from_float<T>(p.silu ? cuda::silu_f(acc) : acc);
+  }
 #pragma unroll
   for (int k = 0; k < W - 1; ++k) sp[k] = su[k];
-  *reinterpret_cast<uint4*>(y) = o;
+  *reinterpret_cast<uint4*>(y) = *reinterpret_cast<const uint4*>(o);
 }
 
 }  // namespace

@@ -20,14 +20,12 @@
 // each stage waits for the slowest of its ~1500 16-byte copies at 2 blocks per SM, and DRAM stays
 // near half busy. So it runs where cuBLAS is missing (skinny_gemm_fits); cuBLAS's sm_90 kernels
 // stream through TMA with warp-specialised producers, the next thing to try here.
-#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
-#include "cuda/conv_step.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
@@ -297,17 +295,12 @@ struct NarrowTraits {
 };
 constexpr int kNarrowMaxN = 256;
 
-// kConv (x_proj of a decode step, NarrowConv): x is in_proj's conv columns before the conv step;
-// every block first runs the conv step of its K slice (all 64 tokens x its channels, staged in
-// shared memory: each of the N / 32 row tiles recomputes it, row tile 0 writes u over the conv
-// columns and the shifted conv state) and then reads its mma fragments of x from that u in shared
-// memory. STATESPACE_CONV_XPROJ=0: the conv kernel, then this kernel on u (one-run A/B).
-template <typename T, bool kConv>
-__global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p, NarrowConv cv) {
+template <typename T>
+__global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
   using Tr = NarrowTraits;
   constexpr int U = Tr::kU, MT = Tr::kMT;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch] (kConv: over the staged conv state)
+  float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
   const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * Tr::kRows;
@@ -346,49 +339,6 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
   load_w(0);  // parameters: requested before waiting for the producer of x
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  // kConv: u_s [64 tokens][upitch] after the staging region; the slice's x and conv state staged,
-  // the conv step run in place in u_s (tokens past M: zeros)
-  const int kcs = (c1 - c0) * 32, upitch = cv.slice + 8;
-  T* u_s = reinterpret_cast<T*>(smem_raw + cv.region);
-  if constexpr (kConv) {
-    T* st_s = reinterpret_cast<T*>(smem_raw);  // [64][kcs][3]
-    const T* xg = static_cast<const T*>(p.x) + c0 * 32;
-    T* stg = static_cast<T*>(cv.state) + c0 * 32 * 3;
-    const int groups = kcs / 8;
-    for (int i = threadIdx.x; i < Tr::kMaxM * groups; i += Tr::kThreads) {
-      const int t = i / groups, v = i % groups;
-      const bool live = t < M;
-      cuda::copy_async16_zfill(smem_addr(u_s + t * upitch + v * 8), live ? xg + t * ldx + v * 8 : xg, live ? 16 : 0);
-#pragma unroll
-      for (int k = 0; k < 3; ++k)
-        cuda::copy_async16_zfill(smem_addr(st_s + (t * kcs + v * 8) * 3 + 8 * k), live ? stg + (static_cast<int64_t>(t) * p.K + v * 8) * 3 + 8 * k : stg, live ? 16 : 0);
-    }
-    cuda::copy_async_commit();
-    cuda::copy_async_wait_group<0>();
-    __syncthreads();
-    const T* cw = static_cast<const T*>(cv.conv_w) + c0 * 32 * 4;
-    const T* cb = cv.conv_b ? static_cast<const T*>(cv.conv_b) + c0 * 32 : nullptr;
-    T* xo = static_cast<T*>(cv.x_out) + c0 * 32;
-    for (int i = threadIdx.x; i < M * groups; i += Tr::kThreads) {
-      const int t = i / groups, v = i % groups;
-      uint4 wv[4];
-#pragma unroll
-      for (int k = 0; k < 4; ++k) wv[k] = __ldg(reinterpret_cast<const uint4*>(cw + v * 32) + k);
-      const uint4 bv = cb ? __ldg(reinterpret_cast<const uint4*>(cb + v * 8)) : make_uint4(0, 0, 0, 0);
-      uint4* us = reinterpret_cast<uint4*>(u_s + t * upitch + v * 8);
-      uint4 su[3];
-#pragma unroll
-      for (int k = 0; k < 3; ++k) su[k] = reinterpret_cast<const uint4*>(st_s + (t * kcs + v * 8) * 3)[k];
-      const uint4 u = cuda::conv4_step8<T>(*us, su, wv, bv, cb != nullptr, cv.silu);
-      *us = u;
-      if (blockIdx.x == 0) {  // row tile 0 writes u and the state back
-        *reinterpret_cast<uint4*>(xo + t * ldx + v * 8) = u;
-#pragma unroll
-        for (int k = 0; k < 3; ++k) reinterpret_cast<uint4*>(stg + (static_cast<int64_t>(t) * p.K + v * 8) * 3)[k] = su[k];
-      }
-    }
-    __syncthreads();
-  }
   for (int i0 = 0; i0 < mine; i0 += U) {
     if (i0 > 0) load_w(i0);
     uint4 xb[U][8];
@@ -396,9 +346,7 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     for (int u = 0; u < U; ++u)
       if (i0 + u < mine)
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          xb[u][j] = kConv ? *reinterpret_cast<const uint4*>(u_s + (8 * j + g) * upitch + (kw + (i0 + u) * Tr::kKW) * 32 + q * 8)
-                           : __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
+        for (int j = 0; j < 8; ++j) xb[u][j] = __ldg(reinterpret_cast<const uint4*>(x0 + xrow[j] + (i0 + u) * kStep));
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       if (i0 + u >= mine) break;
@@ -528,11 +476,9 @@ int narrow_split(int64_t clusters) {
   if (known == 0) {
     int n = 0;
     // (the occupancy query needs the kernel's shared-memory opt-in)
-    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16, false>>(Tr::kSmem, "linear (narrow): shared memory", false);
-    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half, false>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
+    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);
+    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
+        cudaFuncSetAttribute(narrow_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
       cfg.gridDim = dim3(1, Tr::kMaxSplit);
       cfg.blockDim = dim3(Tr::kThreads);
@@ -544,7 +490,7 @@ int narrow_split(int64_t clusters) {
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16, false>, &cfg) != cudaSuccess) n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
     }
     cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
     known = 1 + n;
@@ -553,25 +499,17 @@ int narrow_split(int64_t clusters) {
   return known - 1 >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
 }
 
-// The narrow kernel's K split for p: 16 where each slice keeps at least a chunk per warp (x_proj:
-// 10 chunks of 32 a block) and the device runs the clusters, else 8.
-int narrow_slices(const GemmParams& p) {
+template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   using Tr = NarrowTraits;
-  return p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split((p.N + Tr::kRows - 1) / Tr::kRows) : Tr::kMinSplit;
-}
-
-// kConv: cv's staging sizes set (NarrowConv::slice, region) and S == 16 (narrow_conv_cuda).
-template <typename T, bool kConv> void launch_narrow(const GemmParams& p, const NarrowConv& cv, cudaStream_t st) {
-  using Tr = NarrowTraits;
-  const size_t smem = kConv ? cv.region + static_cast<size_t>(Tr::kMaxM) * (cv.slice + 8) * sizeof(T) : Tr::kSmem;
-  cuda::set_smem_once<narrow_gemm_kernel<T, kConv>>(smem, "linear (narrow): shared memory", false);
-  cuda::prefer_max_shared_once<narrow_gemm_kernel<T, kConv>>("linear (narrow): carveout");
+  cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
+  cuda::prefer_max_shared_once<narrow_gemm_kernel<T>>("linear (narrow): carveout");
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
-  const int S = narrow_slices(p);
+  // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
   cfg.blockDim = dim3(Tr::kThreads);
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = Tr::kSmem;
   cfg.stream = st;
   cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeClusterDimension;
@@ -582,11 +520,11 @@ template <typename T, bool kConv> void launch_narrow(const GemmParams& p, const 
   attr[1].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kConv>, p, cv);
+  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
   if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
     cudaGetLastError();
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T, kConv>, p, cv);
+    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
   }
   cuda::check(e, "linear (narrow)");
 }
@@ -614,35 +552,15 @@ bool skinny_gemm_cuda(const GemmParams& p, void* stream) {
   const cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (narrow_fits(p)) {
     if (p.dtype == DType::BFloat16)
-      launch_narrow<__nv_bfloat16, false>(p, NarrowConv{}, st);
+      launch_narrow<__nv_bfloat16>(p, st);
     else
-      launch_narrow<__half, false>(p, NarrowConv{}, st);
+      launch_narrow<__half>(p, st);
   } else if (p.dtype == DType::BFloat16) {
     launch_skinny<__nv_bfloat16>(p, st);
   } else {
     launch_skinny<__half>(p, st);
   }
   cuda::check_launch("linear (skinny)");
-  return true;
-}
-
-bool narrow_conv_cuda(const GemmParams& p, NarrowConv cv, void* stream) {
-  using Tr = NarrowTraits;
-  const char* v = std::getenv("STATESPACE_CONV_XPROJ");  // one-run A/B: "0" runs the conv kernel, then the product
-  if (v && v[0] == '0') return false;
-  if (!narrow_fits(p) || !aligned16(cv.x_out) || !aligned16(cv.state) || !aligned16(cv.conv_w) || (cv.conv_b && !aligned16(cv.conv_b)) ||
-      narrow_slices(p) != Tr::kMaxSplit)
-    return false;
-  const int64_t nc = p.K / 32;
-  cv.slice = static_cast<int>((nc + Tr::kMaxSplit - 1) / Tr::kMaxSplit * 32);
-  cv.region = std::max(Tr::kSmem, static_cast<size_t>(Tr::kMaxM) * cv.slice * 3 * dtype_size(p.dtype));
-  if (cv.region + static_cast<size_t>(Tr::kMaxM) * (cv.slice + 8) * dtype_size(p.dtype) > 220 * 1024) return false;
-  const cudaStream_t st = static_cast<cudaStream_t>(stream);
-  if (p.dtype == DType::BFloat16)
-    launch_narrow<__nv_bfloat16, true>(p, cv, st);
-  else
-    launch_narrow<__half, true>(p, cv, st);
-  cuda::check_launch("linearConvUpdateProj (conv step in x_proj)");
   return true;
 }
 

@@ -351,37 +351,6 @@ Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
 #ifdef STATESPACE_WITH_CUDA
 namespace {
 
-// The conv step on columns [lo, lo + channels) of out (M, N) inside x_proj's narrow kernel
-// (narrow_conv_cuda, skinny_gemm_cuda.cu) into `proj`; false, with nothing launched, where that
-// kernel does not take the shapes (the caller then runs the two ops).
-bool conv_step_xproj(const Tensor& out, int64_t lo, const Tensor& conv_state, const Tensor& conv_weight, const Tensor& conv_bias,
-                     bool silu, const Tensor& x_proj, Tensor& proj) {
-  const DType dt = out.dtype;
-  if (conv_weight.size(1) != 4 || conv_state.dtype != dt || conv_weight.dtype != dt || (conv_bias.defined() && conv_bias.dtype != dt) ||
-      !x_proj.is_contiguous() || !conv_weight.is_contiguous() || (conv_bias.defined() && !conv_bias.is_contiguous()))
-    return false;
-  const int64_t es = static_cast<int64_t>(dtype_size(dt));
-  GemmParams g;
-  g.M = out.size(0);
-  g.N = x_proj.size(0);
-  g.K = conv_weight.size(0);
-  g.ldx = out.size(1);
-  g.dtype = dt;
-  g.x = static_cast<char*>(out.data()) + lo * es;
-  g.weight = x_proj.data();
-  Tensor o = empty({g.M, g.N}, dt, out.device());
-  g.out = o.data();
-  NarrowConv c;
-  c.x_out = static_cast<char*>(out.data()) + lo * es;
-  c.state = conv_state.data();
-  c.conv_w = conv_weight.data();
-  c.conv_b = conv_bias.defined() ? conv_bias.data() : nullptr;
-  c.silu = silu;
-  if (!narrow_conv_cuda(g, c, cuda_stream_for(out.device()))) return false;
-  proj = o;
-  return true;
-}
-
 // linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, in two products at once:
 // the conv columns (with the smaller of the ranges beside them) on the device stream and the
 // larger range outside them (Mamba-1: z; Mamba-2: z, its dt columns staying with the conv
@@ -439,11 +408,8 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     } join{st, dev.index};
     if (!cuda::cublaslt_gemm(cols(m0, m1), st, dev.index, first)) return false;
     left = !cuda::cublaslt_gemm(cols(s0, s1), cuda::side_stream(dev.index), dev.index, side);
-    // Mamba-1: the conv step inside x_proj's kernel where it takes the shapes
-    if (!x_proj.defined() || !conv_step_xproj(out, lo, conv_state, conv_weight, conv_bias, silu, x_proj, r.proj)) {
-      conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
-      if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
-    }
+    conv_step_in_place(out, lo, conv_state, conv_weight, conv_bias, silu);
+    if (x_proj.defined()) r.proj = linear(cols_view(out, lo, Cc), x_proj, Tensor{});
   }
   if (left) copy_into(cols_view(out, s0, s1 - s0), linear(x, rows_view(weight, s0, s1 - s0), Tensor{}));
   r.out = out;

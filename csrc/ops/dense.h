@@ -132,21 +132,6 @@ inline bool gemv_reads(const GemmParams& p) {
 constexpr int kSkinnyMaxM = 64;
 bool skinny_gemm_fits(const GemmParams& p);
 bool skinny_gemm_cuda(const GemmParams& p, void* stream);
-// A decode step's conv step (width 4, ops/conv1d.h's update with one state slot per row, every
-// operand in p's dtype) inside x_proj's narrow kernel: p.x is in_proj's conv columns before the
-// step (rows ldx apart); u = silu?(conv) goes over them (x_out, the same address) and the state is
-// shifted, as causal_conv1d_update_cuda does, and p.out = u · p.weightᵀ. False, launching
-// nothing, where the narrow kernel with 16 K slices does not take p (or STATESPACE_CONV_XPROJ=0).
-struct NarrowConv {
-  void* x_out = nullptr;
-  void* state = nullptr;         // (M, K, 3)
-  const void* conv_w = nullptr;  // (K, 4)
-  const void* conv_b = nullptr;  // (K) or null
-  bool silu = false;
-  int slice = 0;       // (set by narrow_conv_cuda) channels of the largest K slice
-  size_t region = 0;   // (set by narrow_conv_cuda) bytes of the staged state / partial tiles
-};
-bool narrow_conv_cuda(const GemmParams& p, NarrowConv cv, void* stream);
 // Whether gemm_cuda on `device` reads x and weight in the layouts p gives (p.strided()) for
 // M > kGemvMaxM: the skinny GEMM (row-major layouts) or cuBLAS.
 bool gemm_cuda_reads_strided(const GemmParams& p, int device);
