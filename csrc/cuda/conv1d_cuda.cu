@@ -756,10 +756,10 @@ void causal_conv1d_update_cuda(const CausalConv1dUpdateParams& p, void* stream) 
   if (w4_vec) {
     const dim3 grid(cuda::grid_1d(p.batch * p.dim / 8, kThreads));
     if (p.dtype == DType::BFloat16) {
-      cuda::prefer_max_shared_once<update_w4_vec_kernel<__nv_bfloat16>>("causalConv1dUpdate: carveout");
+      cuda::set_smem_once<update_w4_vec_kernel<__nv_bfloat16>>(0, "causalConv1dUpdate: carveout");  // the largest carveout (smem_optin.h)
       cuda::launch_pdl(update_w4_vec_kernel<__nv_bfloat16>, grid, dim3(kThreads), 0, st, p);
     } else {
-      cuda::prefer_max_shared_once<update_w4_vec_kernel<__half>>("causalConv1dUpdate: carveout");
+      cuda::set_smem_once<update_w4_vec_kernel<__half>>(0, "causalConv1dUpdate: carveout");
       cuda::launch_pdl(update_w4_vec_kernel<__half>, grid, dim3(kThreads), 0, st, p);
     }
     cuda::check_launch("causalConv1dUpdate");

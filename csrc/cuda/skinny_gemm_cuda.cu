@@ -476,7 +476,7 @@ int narrow_split(int64_t clusters) {
   if (known == 0) {
     int n = 0;
     // (the occupancy query needs the kernel's shared-memory opt-in)
-    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory", false);
+    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory");
     if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
         cudaFuncSetAttribute(narrow_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
       cudaLaunchConfig_t cfg = {};
@@ -501,8 +501,7 @@ int narrow_split(int64_t clusters) {
 
 template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   using Tr = NarrowTraits;
-  cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory", false);
-  cuda::prefer_max_shared_once<narrow_gemm_kernel<T>>("linear (narrow): carveout");
+  cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory");  // and the largest carveout
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
   const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;

@@ -12,7 +12,11 @@ namespace ss::cuda {
 
 // A kernel's dynamic shared-memory limit and, with max_shared, the largest shared-memory carveout
 // (left to the driver, the L1 share may stay large and fewer blocks fit on an SM than the shared
-// memory allows).
+// memory allows). The carveout also matters below 48 KB: an SM runs blocks of one L1 / shared
+// split at a time, so a kernel launched early beside its predecessor (programmatic launch) finds
+// room only on SMs whose split it can use. With every kernel of the batched decode chain (conv
+// step, x_proj, state update) on the largest split, as cuBLAS's kernels are, they share SMs
+// (bench/NOTES.md, b64x8 run 3: -0.04 / -0.12 ms a mamba-2.8b batch-64 step, bf16 / f32 state).
 template <typename K> void set_smem(K* kernel, size_t bytes, const char* what, bool max_shared = true) {
   check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
   if (max_shared)
@@ -20,7 +24,8 @@ template <typename K> void set_smem(K* kernel, size_t bytes, const char* what, b
           what);
 }
 
-// The largest size set for KERNEL on each device (0: none yet).
+// 1 + the largest size set for KERNEL on each device (0: none yet; a size of 0 still sets the
+// carveout once).
 template <auto* KERNEL> std::atomic<size_t>& smem_set_for(int dev) {
   static std::atomic<size_t> done[64] = {};
   return done[dev];
@@ -32,29 +37,13 @@ template <auto* KERNEL> void set_smem_once(size_t bytes, const char* what, bool 
   int dev = 0;
   check(cudaGetDevice(&dev), what);
   const bool tracked = dev >= 0 && dev < 64;
-  if (tracked && smem_set_for<KERNEL>(dev).load(std::memory_order_acquire) >= bytes) return;
+  if (tracked && smem_set_for<KERNEL>(dev).load(std::memory_order_acquire) > bytes) return;
   set_smem(KERNEL, bytes, what, max_shared);
   if (!tracked) return;
   std::atomic<size_t>& done = smem_set_for<KERNEL>(dev);
   size_t seen = done.load(std::memory_order_relaxed);
-  while (seen < bytes && !done.compare_exchange_weak(seen, bytes, std::memory_order_release)) {
+  while (seen <= bytes && !done.compare_exchange_weak(seen, bytes + 1, std::memory_order_release)) {
   }
-}
-
-// KERNEL prefers the largest shared-memory carveout, once per device. An SM runs blocks of one L1
-// / shared-memory split at a time, so a kernel launched early beside its predecessor
-// (programmatic launch) finds room only on SMs whose split it can use: with every kernel of a
-// decode step's chain (conv step, x_proj, state update) on the largest split, as cuBLAS's kernels
-// are, they share SMs (measured on the H100, bench/NOTES.md, b64x8 run 3: -0.04 / -0.12 ms a
-// mamba-2.8b batch-64 step, bf16 / f32 state; a tie on mamba2-2.7b). None of them relies on L1.
-template <auto* KERNEL> void prefer_max_shared_once(const char* what) {
-  static std::atomic<bool> done[64] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), what);
-  const bool tracked = dev >= 0 && dev < 64;
-  if (tracked && done[dev].load(std::memory_order_acquire)) return;
-  check(cudaFuncSetAttribute(KERNEL, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)), what);
-  if (tracked) done[dev].store(true, std::memory_order_release);
 }
 
 }  // namespace ss::cuda

@@ -241,15 +241,25 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
+// Channel h's A row (dstate 16) times log2(e), as m1_step takes it.
+__device__ __forceinline__ void load_a2(Pack<float, 4> (&av)[M1Traits::kN / 4], const StateUpdateParams& p, int64_t h) {
+#pragma unroll
+  for (int k = 0; k < M1Traits::kN / 4; ++k) {
+    av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * M1Traits::kN)[k];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
+  }
+}
+
 // One Mamba-1 step of a row, dstate 16, whose states sit at `srow` (shared memory, updated in
 // place; its 16-byte chunk k at chunk k ^ swz), with its entry's B and C at Bp / Cp (16-byte
 // aligned), its x, and its gate input z (used only with p.z), from the raw dt (read or projected:
 // before the bias, the softplus and the clamp): returns y with D·x and the gate applied. The
 // batch-1 and the batched kernels use it.
-// kA2: av holds A·log2(e), so that a state's decay is one multiply and one ex2 (__expf's own
+// av holds A·log2(e) (load_a2), so that a state's decay is one multiply and one ex2 (__expf's own
 // multiply by log2(e) folded into A once per channel). BC: the type B and C are read as (x's
 // dtype, or float where the caller converted them once).
-template <typename S, typename I, bool kA2 = false, typename BC = I>
+template <typename S, typename I, typename BC = I>
 __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, int swz, const Pack<float, 4> (&av)[M1Traits::kN / 4], const BC* Bp,
                                          const BC* Cp, float x, float z, float dt, float bias, float Dh) {
   constexpr int N = M1Traits::kN, VS = 16 / sizeof(S), VI = 16 / sizeof(BC), VR = N / VS;
@@ -270,7 +280,7 @@ __device__ __forceinline__ float m1_step(const StateUpdateParams& p, S* srow, in
 #pragma unroll
   for (int n = 0; n < N; ++n) {
     const float a = dt * av[n / 4].v[n % 4];
-    const float v = to_float(sv[n / VS].v[n % VS]) * (kA2 ? exp2f(a) : __expf(a)) + dtx * to_float(bv[n / VI].v[n % VI]);
+    const float v = to_float(sv[n / VS].v[n % VS]) * exp2f(a) + dtx * to_float(bv[n / VI].v[n % VI]);
     acc = fmaf(v, to_float(cv[n / VI].v[n % VI]), acc);
     sv[n / VS].v[n % VS] = cuda::from_float<S>(v);
   }
@@ -336,8 +346,7 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
     Pack<float, 4> av[N / 4];
-#pragma unroll
-    for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * N)[k];
+    load_a2(av, p, h);
     const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
     const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
     const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
@@ -404,7 +413,7 @@ __device__ __forceinline__ void copy_async_wait_pending(int n) {
 // one instruction every 2 cycles per scheduler, DRAM at 30%), so its per-state work is kept
 // short: B and C are converted to float once, as they are stored to shared memory (plain loads),
 // not by each of the 16 lanes of their entry in every step, and A is scaled by log2(e) once per
-// channel (m1_step's kA2): -0.04 ms a mamba-2.8b batch-64 step with a bf16 state.
+// channel (load_a2): -0.04 ms a mamba-2.8b batch-64 step with a bf16 state.
 template <typename S, typename I, bool kProjDt>
 __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_tile_kernel(StateUpdateParams p) {
   using Tr = M1TileTraits;
@@ -563,12 +572,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
   // This lane's channel parameters and its rows' x, z (and dt when given), while the copies fly
   // (after the dt product, which needs the registers).
   Pack<float, 4> av[N / 4];
-#pragma unroll
-  for (int k = 0; k < N / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + hc * N)[k];
-#pragma unroll
-  for (int k = 0; k < N / 4; ++k)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;  // log2(e): m1_step's kA2
+  load_a2(av, p, hc);
   const float Dh = p.D ? static_cast<const float*>(p.D)[hc] : 0.f;
   const float biash = p.dt_bias ? static_cast<const float*>(p.dt_bias)[hc] : 0.f;
   float xv[4], zv[4], dv[4];
@@ -594,7 +598,7 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
       } else {
         const float dt = kProjDt ? dt_s[e * CH + c] : dv[j];
         y[b * H + h] = cuda::from_float<I>(
-            m1_step<S, I, true, float>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
+            m1_step<S, I, float>(p, st_s + (e * CH + c) * N, Tr::swz<S>(c), av, bc_s + e * 2 * N, bc_s + (e * 2 + 1) * N, xv[j], zv[j], dt, biash, Dh));
       }
     }
     __syncwarp();  // the pair's runs go back
@@ -615,8 +619,9 @@ template <typename S, typename I, bool kProjDt> void launch_m1_tile(const StateU
   using Tr = M1TileTraits;
   const int64_t xb = (p.heads + Tr::kCh - 1) / Tr::kCh, yb = (p.batch + Tr::kWarps * Tr::kEnt - 1) / (Tr::kWarps * Tr::kEnt);
   if (xb > 0x7fffffff || yb > 65535) fail("ERR_SHAPE", ErrorKind::Range, "selectiveStateUpdate: too many channels or batch entries for the batched kernel");
-  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S>();  // <= 41 KB: no opt-in
-  cuda::prefer_max_shared_once<state_update_m1_tile_kernel<S, I, kProjDt>>("selectiveStateUpdate: carveout");
+  const size_t smem = static_cast<size_t>(Tr::kWarps) * Tr::warp_bytes<S>();  // <= 41 KB
+  // (below 48 KB for the largest carveout, which the batched decode chain wants: smem_optin.h)
+  cuda::set_smem_once<state_update_m1_tile_kernel<S, I, kProjDt>>(smem, "selectiveStateUpdate: carveout");
   cuda::launch_pdl(state_update_m1_tile_kernel<S, I, kProjDt>, dim3(static_cast<unsigned>(xb), static_cast<unsigned>(yb)), dim3(Tr::kThreads), smem, st, p);
 }
 

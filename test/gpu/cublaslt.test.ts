@@ -28,6 +28,11 @@ const SHAPES: Array<[number, number, number]> = [
 ];
 
 const bits = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+/** Fresh bf16 decode operands on the GPU: x (M, K), w (N, K) scaled by 1/sqrt(K). */
+const bf16Operands = (M: number, N: number, K: number) => {
+  const r = rng();
+  return { x: randnInput([M, K], 'bfloat16', 'cuda', 1, r), w: randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r) };
+};
 
 describeGpu('cuBLASLt GEMM (batched decode) on CUDA', () => {
   beforeAll(() => debugPoison(true));
@@ -97,9 +102,7 @@ describeGpu('cuBLASLt GEMM (batched decode) on CUDA', () => {
     // shapes no other test uses, so the first call here is the tuning one
     for (const M of [61, 63]) {
       const N = 2560, K = 1024;
-      const r = rng();
-      const x = randnInput([M, K], 'bfloat16', 'cuda', 1, r);
-      const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r);
+      const { x, w } = bf16Operands(M, N, K);
       const first = await linear({ x: x.t, weight: w.t }).data();
       const second = await linear({ x: x.t, weight: w.t }).data();
       const third = await linear({ x: x.t, weight: w.t }).data();
@@ -117,9 +120,7 @@ describeGpu('cuBLASLt GEMM (batched decode) on CUDA', () => {
     if (!cublas()) ctx.skip();
     for (const M of [51, 53]) {
       const N = 1536, K = 768;
-      const r = rng();
-      const x = randnInput([M, K], 'bfloat16', 'cuda', 1, r);
-      const w = randnInput([N, K], 'bfloat16', 'cuda', 1 / Math.sqrt(K), r);
+      const { x, w } = bf16Operands(M, N, K);
       const out = zeros([M, N], { dtype: 'bfloat16', device: 'cuda' });
       const g = captureGraph('cuda', () => copyInto(out, linear({ x: x.t, weight: w.t })));
       try {
