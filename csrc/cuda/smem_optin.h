@@ -18,7 +18,8 @@ namespace ss::cuda {
 // step, x_proj, state update) on the largest split, as cuBLAS's kernels are, they share SMs
 // (bench/NOTES.md, b64x8 run 3: -0.04 / -0.12 ms a mamba-2.8b batch-64 step, bf16 / f32 state).
 template <typename K> void set_smem(K* kernel, size_t bytes, const char* what, bool max_shared = true) {
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
+  if (bytes > 48 * 1024)  // the default limit needs no opt-in
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)), what);
   if (max_shared)
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, int(cudaSharedmemCarveoutMaxShared)),
           what);
