@@ -183,8 +183,24 @@ describeGpu('selectiveStateUpdate on CUDA', () => {
         const what = `batch ${b} heads ${H} headdim ${P} ${sdtype}`;
         const yv = await yg.data();
         expectNoNaN(yv, what);
-        // CUDA float32 bound from DESIGN.md: 1e-4 (its exp is the hardware ex2; y sums cancel)
-        expectClose(yv, await yc.data(), sdtype === 'float32' ? 1e-4 : 1e-2, `${what} y`);
+        const ycv = await yc.data();
+        if (sdtype === 'float32') {
+          // y is bf16 on both sides: the f32 arithmetic (bound 1e-4, DESIGN.md: the hardware ex2; y
+          // sums cancel) may put a value on the other side of a rounding boundary, one bf16 step
+          // (2^-8 relative) away, which alone exceeds 1e-4 in norm when ~0.1% of values flip. So:
+          // every value equal or one step apart, and few apart.
+          // (plus 1e-4 of y's RMS: near zero the f32 error is absolute)
+          const floor = 1e-4 * Math.sqrt(ycv.reduce((acc, v) => acc + v * v, 0) / ycv.length);
+          let apart = 0;
+          for (let i = 0; i < yv.length; i++) {
+            if (yv[i] === ycv[i]) continue;
+            apart++;
+            expect(Math.abs(yv[i] - ycv[i]), `${what} y[${i}] ${yv[i]} vs ${ycv[i]}`).toBeLessThanOrEqual(2 ** -7 * Math.max(Math.abs(yv[i]), Math.abs(ycv[i])) + floor);
+          }
+          expect(apart / yv.length, `${what} y values one bf16 step apart`).toBeLessThan(0.01);
+        } else {
+          expectClose(yv, ycv, 1e-2, `${what} y`);
+        }
         expectClose(await sg.data(), await sc.data(), sdtype === 'float32' ? 1e-6 : 1e-2, `${what} state`);
       }
     }
