@@ -10,9 +10,9 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import { DType, captureGraph, copyInto, debugPoison, linear, linearBackend, zeros } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, relErr, rng } from '../helpers';
 import { randnInput } from '../model_inputs';
-import { linearRef } from '../reference/dense';
+import { LINEAR_TOL, linearRef } from '../reference/dense';
 
-const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
+const TOL = LINEAR_TOL;
 
 // [M, N, K], M in (8, 64]: out_proj-like (K cut to keep the reference quick), N odd, K odd, one
 // output column, K not a multiple of 32 with N <= 256 (not the narrow kernel); M = 100 is past

@@ -3,9 +3,9 @@ import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoi
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
 import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
-import { linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
+import { LINEAR_TOL, linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
-const TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
+const TOL = LINEAR_TOL;
 const SHAPES: Array<[number, number, number]> = [
   [1, 1, 1],
   [37, 129, 65],

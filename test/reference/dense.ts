@@ -43,3 +43,6 @@ export function rmsNormRef(
   }
   return { y, residualOut: res };
 }
+
+/** Relative-error bounds of a GPU product against linearRef, by operand dtype (f32 accumulation). */
+export const LINEAR_TOL: Record<string, number> = { float32: 1e-4, float16: 5e-3, bfloat16: 1.5e-2 };
