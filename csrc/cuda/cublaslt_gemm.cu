@@ -9,6 +9,7 @@
 #include <vector>
 #include "cuda/check.cuh"
 #include "cuda/cublas_loader.h"
+#include "cuda/runtime.h"
 
 namespace ss::cuda {
 namespace {
@@ -144,13 +145,10 @@ Cache& cache() {
   return *c;
 }
 
-// cudaMalloc is no stream operation, but counts as unsafe inside a (thread-local) capture.
-void* malloc_relaxed(size_t bytes) {
-  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-  cudaThreadExchangeStreamCaptureMode(&mode);
+// The workspace, allocated in relaxed capture mode (the first product may be inside a capture).
+void* workspace_alloc(size_t bytes) {
   void* p = nullptr;
-  const cudaError_t e = cudaMalloc(&p, bytes);
-  cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t e = static_cast<cudaError_t>(malloc_relaxed(&p, bytes));
   if (e != cudaSuccess) throw_cuda(e, "linear: cuBLASLt workspace");
   return p;
 }
@@ -255,7 +253,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
       return false;
     }
   }
-  if (!dev.workspace[slot]) dev.workspace[slot] = malloc_relaxed(kWorkspaceBytes);
+  if (!dev.workspace[slot]) dev.workspace[slot] = workspace_alloc(kWorkspaceBytes);
   const Operands o{p.weight, p.x, p.out, dev.workspace[slot]};
   auto it = c.plans.find(key);
   if (it == c.plans.end()) {

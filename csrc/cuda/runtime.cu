@@ -12,6 +12,15 @@
 #include "cuda/check.cuh"
 
 namespace ss::cuda {
+
+int malloc_relaxed(void** p, size_t bytes) {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t e = cudaMalloc(p, bytes);
+  cudaThreadExchangeStreamCaptureMode(&mode);
+  return e;
+}
+
 namespace {
 
 // Device memory handed out while a stream capture is in progress: a bump arena of chunks that
@@ -58,8 +67,7 @@ void free_arena(CaptureArena* a) {
   delete a;
 }
 
-// Bytes from the capture's arena (a new chunk when the current one is short). cudaMalloc is not
-// a stream operation but counts as unsafe during a capture: it runs in relaxed capture mode.
+// Bytes from the capture's arena (a new chunk when the current one is short; malloc_relaxed).
 void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
   const size_t want = (bytes + CaptureArena::kAlign - 1) / CaptureArena::kAlign * CaptureArena::kAlign;
   size_t best = a.free_blocks.size();  // the smallest freed block that fits
@@ -73,11 +81,8 @@ void* arena_allocate(CaptureArena& a, size_t bytes, int device) {
   }
   if (want > a.left) {
     const size_t size = want > CaptureArena::kChunk ? want : CaptureArena::kChunk;
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    cudaThreadExchangeStreamCaptureMode(&mode);
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, size);
-    cudaThreadExchangeStreamCaptureMode(&mode);
+    const cudaError_t e = static_cast<cudaError_t>(malloc_relaxed(&p, size));
     if (e != cudaSuccess) {
       cudaGetLastError();
       fail("ERR_CUDA_OOM", ErrorKind::Range,

@@ -57,6 +57,10 @@ int sm_count();
 // device and thread; 0 when unknown): picks the kernels a device can run.
 int compute_capability();
 
+// cudaMalloc in relaxed capture mode (cudaMalloc is no stream operation, but counts as unsafe
+// inside a capture): for buffers a kernel keeps across calls and graph replays. Returns the error.
+int malloc_relaxed(void** p, size_t bytes);
+
 // Times `iters` device-to-device copies of `bytes` (after a warm-up); returns ms per copy.
 double time_copy(int device, size_t bytes, int iters);
 

@@ -25,6 +25,7 @@
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
+#include "cuda/gemm_epilogue.cuh"
 #include "cuda/cublas_loader.h"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
@@ -236,25 +237,11 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
 
   // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile, 4 rows x 1 token per item.
   const int rows_per = Tr::BN / S, groups = rows_per / 4;
-  T* out = static_cast<T*>(p.out);
-  const bool vec_out = p.N % 4 == 0;
+  const bool vec_out = p.N % 4 == 0 && reinterpret_cast<uintptr_t>(p.out) % 8 == 0;
   for (int item = tid; item < groups * M; item += Tr::kThreads) {
     const int tok = item / groups, row = rank * rows_per + (item - tok * groups) * 4;
     const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
-    const float4 v = cluster_sum_f4<Tr::kMaxSplit>(local, S);
-    const float vals[4] = {v.x, v.y, v.z, v.w};
-    const int64_t n = n0 + row;
-    T o[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
-    T* dst = out + static_cast<int64_t>(tok) * p.N + n;
-    if (vec_out && n + 4 <= p.N) {
-      uint2 w2;
-      memcpy(&w2, o, 8);
-      *reinterpret_cast<uint2*>(dst) = w2;
-    } else {
-      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
-    }
+    cuda::store_out4<T>(p, tok, n0 + row, cluster_sum_f4<Tr::kMaxSplit>(local, S), vec_out);
   }
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
@@ -299,7 +286,7 @@ template <typename T>
 __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParams p) {
   using Tr = NarrowTraits;
   constexpr int U = Tr::kU, MT = Tr::kMT;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  extern __shared__ __align__(128) unsigned char smem_raw[];  // (one alignment for every declaration of the name)
   float* red = reinterpret_cast<float*>(smem_raw);  // [kKW][kMaxM][kPitch]
   const int kw = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int S = gridDim.y, rank = blockIdx.y, M = static_cast<int>(p.M);
@@ -396,20 +383,7 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     const int tok = item / (Tr::kRows / 4), row = (item % (Tr::kRows / 4)) * 4;
     if (tok >= M) continue;
     const uint32_t local = smem_addr(red + tok * Tr::kPitch + row);
-    const float4 v = cluster_sum_f4<Tr::kMaxSplit>(local, S);
-    const float vals[4] = {v.x, v.y, v.z, v.w};
-    const int64_t n = n0 + row;
-    T o[4];
-#pragma unroll
-    for (int e = 0; e < 4; ++e) o[e] = cuda::from_float<T>(vals[e] + (p.bias && n + e < p.N ? cuda::load_any(p.bias, p.bias_dtype, n + e) : 0.f));
-    T* dst = static_cast<T*>(p.out) + static_cast<int64_t>(tok) * p.N + n;
-    if (vec_out && n + 4 <= p.N) {
-      uint2 o2;
-      memcpy(&o2, o, 8);
-      *reinterpret_cast<uint2*>(dst) = o2;
-    } else {
-      for (int e = 0; e < 4 && n + e < p.N; ++e) dst[e] = o[e];
-    }
+    cuda::store_out4<T>(p, tok, n0 + row, cluster_sum_f4<Tr::kMaxSplit>(local, S), vec_out);
   }
   cluster_sync();  // no block leaves while another still reads its partial tile
 }
