@@ -25,8 +25,8 @@
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
-#include "cuda/gemm_epilogue.cuh"
 #include "cuda/cublas_loader.h"
+#include "cuda/gemm_epilogue.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/mma_tile.cuh"
 #include "cuda/pdl.cuh"
