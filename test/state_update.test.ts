@@ -190,7 +190,25 @@ describe('selectiveStateUpdate errors', () => {
     expectCode(() => selectiveStateUpdate({ ...base, D: zeros([4, 4]) }), 'ERR_SHAPE', 'D');
     expectCode(() => selectiveStateUpdate({ ...base, z: zeros([2, 4, 5], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'z');
     expectCode(() => selectiveStateUpdate({ ...base, state: zeros([2, 4, 5, 32]).slice(3, 0, 16) }), 'ERR_INVALID_ARG', 'contiguous');
+    expectCode(() => selectiveStateUpdate({ ...base, readStateEarly: 'yes' as unknown as boolean }), 'ERR_INVALID_ARG', 'readStateEarly');
     expect(relErr(await i.state.t.data(), before)).toBe(0);
+  });
+});
+
+describe('selectiveStateUpdate readStateEarly', () => {
+  // a promise about the ops before the update, acted on only by CUDA's batched Mamba-1 kernel:
+  // on the CPU the same y and state, bit for bit
+  it('on the CPU changes nothing (Mamba-1 and Mamba-2 forms)', async () => {
+    for (const f of [forms[0], forms[2]]) {
+      const i = inputs(f, 'float32', 'float32');
+      const s2 = i.state.t.clone();
+      const args = { x: i.x.t, dt: i.dt.t, A: i.A.t, B: i.B.t, C: i.C.t, D: i.D?.t, z: i.z?.t, dtBias: i.dtBias?.t, dtSoftplus: f.softplus };
+      const a = await selectiveStateUpdate({ ...args, state: i.state.t }).data();
+      const b = await selectiveStateUpdate({ ...args, state: s2, readStateEarly: true }).data();
+      expect(Buffer.compare(Buffer.from(a.buffer), Buffer.from(b.buffer)), label(f)).toBe(0);
+      const sa = await i.state.t.data(), sb = await s2.data();
+      expect(Buffer.compare(Buffer.from(sa.buffer), Buffer.from(sb.buffer)), `${label(f)} state`).toBe(0);
+    }
   });
 });
 

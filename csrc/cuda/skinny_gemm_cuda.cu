@@ -502,7 +502,6 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   cuda::check(e, "linear (narrow)");
 }
 
-
 }  // namespace
 
 bool skinny_gemm_fits(const GemmParams& p) {

@@ -474,33 +474,24 @@ __global__ void __launch_bounds__(M1TileTraits::kThreads, 5) state_update_m1_til
         cuda::copy_async16(st_s + (e * CH + ch) * N + (v ^ Tr::swz<S>(ch)) * VS, state + ((static_cast<int64_t>(slot) * H + h0 + ch) * N + v * VS));
     }
   };
-  auto read_slot = [&] {
+  // The warp's slots, then its state runs, a pair of entries per commit group.
+  auto request_state = [&] {
     if (lane < E && e0 + lane < p.batch) slot_l = p.state_idx ? p.state_idx[e0 + lane] : static_cast<int>(e0 + lane);
+#pragma unroll
+    for (int j = 0; j < E / 2; ++j) {
+      copy_state(j);
+      cuda::copy_async_commit();
+    }
   };
   // With the caller's promise (StateUpdateParams::state_early) the state runs (and their slots) are
   // requested before the PDL wait: the blocks that launch while x_proj runs (one beside each of its
   // blocks, five on each SM it leaves free) have them in flight then. B and C then come by plain
   // loads. Measured (bench/NOTES.md, b64x8 run 1): -0.07 / -0.10 ms a batch-64 step of mamba-2.8b,
   // bf16 / f32 state; an L2 prefetch of A, D and the dt bias beside it gained nothing.
-  const bool early = p.state_early;
-  if (early) {
-    read_slot();
-#pragma unroll
-    for (int j = 0; j < E / 2; ++j) {
-      copy_state(j);
-      cuda::copy_async_commit();
-    }
-  }
+  if (p.state_early) request_state();
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  if (!early) {
-    read_slot();
-#pragma unroll
-    for (int j = 0; j < E / 2; ++j) {
-      copy_state(j);
-      cuda::copy_async_commit();
-    }
-  }
+  if (!p.state_early) request_state();
   // B and C of the warp's entries (E·2·CB 16-byte chunks: one or two a lane) requested now, stored
   // to shared memory as floats after the dt product (the pair loop's __syncwarp publishes them)
   constexpr int kBcPerLane = (E * 2 * CB + 31) / 32;
