@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DType, add, embedding, gatedRmsNorm, linear, linearConvUpdate, mul, rmsNorm, silu, softplus, tensor, zeros } from '../lib/index';
-import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from './linear_extras';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv, checkRestOnSide } from './linear_extras';
 import { debugPoison } from '../lib/index';
 import { expectClose, expectCode, rng } from './helpers';
 import { randnInput } from './model_inputs';
@@ -78,6 +78,7 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     // bfloat16 weights with a float32 row: the normalised row is rounded to bfloat16 first
     await checkLinearExtras('cpu', [{ M: 1, N: 30, K: 48, dtype: 'bfloat16', residual: true }], 1.5e-2);
     await checkNormedLinearConv('cpu', 'float32', 1e-5);
+    await checkRestOnSide('cpu', 'float32', 1e-6, false); // ignored on the CPU: the same product
     const ok = { x: zeros([1, 8]), weight: zeros([4, 8]) };
     expectCode(() => linear({ ...ok, normGate: zeros([1, 8]) }), 'ERR_INVALID_ARG', 'normGate', 'normWeight');
     expectCode(() => linear({ ...ok, normWeight: zeros([7]) }), 'ERR_SHAPE', 'normWeight');

@@ -4,7 +4,7 @@
  * ops run in turn) and on CUDA (one row: the matrix-vector kernel's on-the-fly norm and epilogue).
  */
 import { expect } from 'vitest';
-import { DType, Device, argmax, causalConv1dUpdate, linear, linearConvUpdate, tensor, zeros } from '../lib/index';
+import { DType, Device, Tensor, argmax, causalConv1dUpdate, linear, linearConvUpdate, tensor, zeros } from '../lib/index';
 import { relErr, rng } from './helpers';
 import { randnInput } from './model_inputs';
 import { linearRef, rmsNormRef } from './reference/dense';
@@ -78,6 +78,47 @@ export async function checkNormedLinearConv(device: Device, dtype: DType, tol: n
     const what = `${device} ${dtype} linearConvUpdate+norm ${M}x${N}x${K}`;
     expect(relErr(fused, want), what).toBeLessThan(tol);
     expect(relErr(await s1.data(), await s2.data()), `${what}: conv state`).toBeLessThan(tol);
+  }
+}
+
+/**
+ * linearConvUpdate's restOnSide (CUDA, one row: the larger column range outside the conv's on a
+ * second stream, left running) against the plain op: read back at once (a host read joins the
+ * stream), and read on the device by a linear with normGate (which joins it first). Layouts: the
+ * conv columns first (the rest after them), Mamba-2's (z first, then the conv's xBC, then dt),
+ * and equal ranges on both sides; the large one is slow enough that a missing join would read the
+ * poisoned (NaN) output.
+ */
+export async function checkRestOnSide(device: Device, dtype: DType, tol: number, large = true): Promise<void> {
+  const r = rng();
+  const shapes = [
+    [256, 100, 0, 50],
+    [64, 90, 20, 50],
+    [2560, 10576, 5120, 5376], // mamba2-2.7b's in_proj: the side takes z = [0, 5120)
+  ];
+  for (const [K, N, lo, C] of large ? shapes : shapes.slice(0, 2)) {
+    const x = randnInput([1, K], 'float32', device, 1, r).t;
+    const nw = randnInput([K], dtype, device, 1, r).t;
+    const w = randnInput([N, K], dtype, device, 1 / Math.sqrt(K), r).t;
+    const cw = randnInput([C, 4], dtype, device, 1, r).t;
+    const s0 = randnInput([1, C, 3], dtype, device, 1, r).t;
+    const [s0n, s1n] = lo >= N - lo - C ? [0, lo] : [lo + C, N]; // the side's columns
+    const v = randnInput([1, s1n - s0n], dtype, device, 1, r).t;
+    const gw = randnInput([s1n - s0n], dtype, device, 1, r).t;
+    const w2 = randnInput([33, s1n - s0n], dtype, device, 1 / Math.sqrt(s1n - s0n), r).t;
+    const args = { x, weight: w, normWeight: nw, convWeight: cw, convStart: lo, activation: 'silu' as const };
+    const sp = s0.clone(), ss = s0.clone();
+    const plain = linearConvUpdate({ ...args, convState: sp });
+    const side = linearConvUpdate({ ...args, convState: ss, restOnSide: true });
+    const what = `${device} ${dtype} restOnSide ${N}x${K} conv [${lo}, ${lo + C})`;
+    const gated = (out: Tensor) => linear({ x: v, weight: w2, normWeight: gw, normGate: out.slice(1, s0n, s1n) });
+    const want = await gated(plain).data();
+    expect(relErr(await gated(side).data(), want), `${what}: gated linear`).toBeLessThan(tol);
+    expect(relErr(await side.data(), await plain.data()), what).toBeLessThan(tol);
+    expect(relErr(await ss.data(), await sp.data()), `${what}: conv state`).toBeLessThan(tol);
+    // read back with nothing on the device joining first
+    const again = linearConvUpdate({ ...args, convState: s0.clone(), restOnSide: true });
+    expect(relErr(await again.data(), await linearConvUpdate({ ...args, convState: s0.clone() }).data()), `${what}: host read`).toBeLessThan(tol);
   }
 }
 

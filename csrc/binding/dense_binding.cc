@@ -11,7 +11,7 @@ Napi::Value embedding_binding(const Napi::CallbackInfo& info) {
   return from_tensor(info.Env(), embedding(required_tensor(o, "ids"), required_tensor(o, "weight")));
 }
 
-// normWeight, normGate, normEps, residual, argmaxOut, streamWeights (ops/dense.h, LinearExtras).
+// normWeight, normGate, normEps, residual, argmaxOut, streamWeights, restOnSide (ops/dense.h, LinearExtras).
 LinearExtras linear_extras(Napi::Object o) {
   LinearExtras ex;
   ex.norm_weight = optional_tensor(o, "normWeight");
@@ -20,6 +20,7 @@ LinearExtras linear_extras(Napi::Object o) {
   ex.residual = optional_tensor(o, "residual");
   ex.argmax_out = optional_tensor(o, "argmaxOut");
   ex.stream_weights = optional_bool(o, "streamWeights", false);
+  ex.rest_on_side = optional_bool(o, "restOnSide", false);
   return ex;
 }
 

@@ -109,8 +109,11 @@ template <typename T, int V> __device__ __forceinline__ float dot_acc(const floa
 }
 
 // How the kernel reads its input row: as is, or normalised on the fly (GemvNorm) from a float32
-// row or from a row in W's dtype.
-enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormX = 2 };
+// row or from a row in W's dtype; the streaming kernel also normalises a gated row in W's dtype,
+// x · silu(gate).
+enum GemvInput : int { kPlainX = 0, kNormF32X = 1, kNormX = 2, kGateNormX = 3 };
+constexpr bool x_normed(int xm) { return xm != kPlainX; }
+constexpr bool x_gated(int xm) { return xm == kGateNormX; }
 
 
 // V elements of the normalised row's numerator at kk: xe = r · weight, with ss += r² (GemvNorm).
@@ -181,6 +184,26 @@ template <int kWarps> __device__ void block_argmax(unsigned long long key, int32
   *out = static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(best));
 }
 
+// Element i of a 16- or 32-bit side operand (load_any's dtypes), as an address.
+__device__ __forceinline__ const void* any_addr(const void* p, DType t, int64_t i) {
+  return static_cast<const char*>(p) + i * (t == DType::Float16 || t == DType::BFloat16 ? 2 : 4);
+}
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// Before the programmatic-launch wait, toward the cache, what the epilogue of output column n
+// reads besides its sum: the bias, the conv weights and bias (parameters: into L1) and the conv
+// state (into L2 only: a kernel still running may write it, and L1 is not kept coherent).
+__device__ __forceinline__ void prefetch_epilogue_params(const GemmParams& p, const GemvConv& cv, int64_t n) {
+  if (p.bias) prefetch_l1(any_addr(p.bias, p.bias_dtype, n));
+  if (cv.state && n >= cv.lo && n < cv.lo + cv.channels) {
+    prefetch_l2(any_addr(cv.state, cv.state_dtype, (n - cv.lo) * (cv.width - 1)));
+    prefetch_l1(any_addr(cv.weight, cv.weight_dtype, (n - cv.lo) * cv.width));
+    if (cv.bias) prefetch_l1(any_addr(cv.bias, cv.bias_dtype, n - cv.lo));
+  }
+}
+
+
 // The conv step of a conv column (GemvConv), on this kernel's rounded output v: the same
 // arithmetic, in the same order, as causalConv1dUpdate's kernel applied to the stored output.
 template <typename T> __device__ float conv_step(const GemvConv& cv, int m, int64_t ch, float v) {
@@ -216,6 +239,7 @@ template <typename T, int V, int C, int MM, int XM>
 __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(sizeof(T), MM))
     gemv_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, int S, int64_t kslice) {
   static_assert(XM == kPlainX || MM == 1, "the on-the-fly norm handles one row");
+  static_assert(!x_gated(XM), "a gate is the streaming kernel's (each element's silu once per block)");
   constexpr int U = GemvTraits::batch(C, MM, XM == kNormF32X);
   constexpr int64_t LS = 32 * V;  // a warp's stride along K
   __shared__ float red[GemvTraits::kWarps][C * MM];
@@ -249,6 +273,8 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
   };
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
+  // (mamba2-2.7b b1 -0.01 ms a token, mamba-130m -0.002, the 2.8b shapes a tie: bench/NOTES.md)
+  if (lane < C && slice == 0 && n0 + lane < p.N) prefetch_epilogue_params(p, cv, n0 + lane);
   cuda::pdl_wait();
   cuda::pdl_trigger();
   while (full) {
@@ -368,12 +394,6 @@ struct StreamShape {
   uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
 };
 
-// Element i of a 16- or 32-bit side operand (load_any's dtypes), as an address.
-__device__ __forceinline__ const void* any_addr(const void* p, DType t, int64_t i) {
-  return static_cast<const char*>(p) + i * (t == DType::Float16 || t == DType::BFloat16 ? 2 : 4);
-}
-__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
-
 // a0 + Σ w[0..3]·lo, a1 + Σ w[4..7]·hi for 8 16-bit weights w, read from shared memory as one
 // 16-byte word (a copy of the weights' struct there compiled to byte loads: 16 per vector).
 template <typename T> __device__ __forceinline__ void dot8(const T* wp, float4 lo, float4 hi, float& a0, float& a1) {
@@ -468,7 +488,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     float ss = 0.f;
     for (int64_t v0 = threadIdx.x; v0 < KV; v0 += kXBatch * NW * 32) {
       float r[kXBatch][V];
-      Vec<T, V> wn[kXBatch];
+      Vec<T, V> wn[kXBatch], zg[kXBatch];
 #pragma unroll
       for (int u = 0; u < kXBatch; ++u) {
         const int64_t kk = min(v0 + u * NW * 32, KV - 1) * V;
@@ -482,13 +502,18 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
 #pragma unroll
           for (int j = 0; j < V; ++j) r[u][j] = to_float(xv.v[j]);
         }
-        if constexpr (XM != kPlainX) wn[u] = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
+        if constexpr (x_normed(XM)) wn[u] = load_x<T, V>(static_cast<const T*>(nm.weight) + kk);
+        if constexpr (x_gated(XM)) zg[u] = load_x<T, V>(static_cast<const T*>(nm.gate) + kk);
       }
 #pragma unroll
       for (int u = 0; u < kXBatch; ++u) {
         const int64_t v = v0 + u * NW * 32;
         if (v < KV) {
-          if constexpr (XM != kPlainX) {
+          if constexpr (x_gated(XM)) {
+#pragma unroll
+            for (int j = 0; j < V; ++j) r[u][j] *= cuda::silu_f(to_float(zg[u].v[j]));
+          }
+          if constexpr (x_normed(XM)) {
 #pragma unroll
             for (int j = 0; j < V; ++j) {
               ss = fmaf(r[u][j], r[u][j], ss);
@@ -500,7 +525,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
         }
       }
     }
-    if constexpr (XM != kPlainX) {
+    if constexpr (x_normed(XM)) {
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
       if (lane == 0) ss_w[warp] = ss;
@@ -541,7 +566,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   __syncthreads();  // every piece summed
 
   float scale = 1.f;
-  if constexpr (XM != kPlainX) {
+  if constexpr (x_normed(XM)) {
     float ss = 0.f;
 #pragma unroll
     for (int w = 0; w < NW; ++w) ss += ss_w[w];
@@ -602,68 +627,83 @@ template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, c
   cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
 }
 
-// One row of a 16-bit matrix through gemv_stream_kernel: one block per SM, each an equal share of
-// whole rows (±1). False (nothing launched) when the shape does not fit it.
-template <typename T> bool launch_stream(const GemvArgs& a, cudaStream_t st) {
-  if constexpr (sizeof(T) != 2) {
-    return false;
-  } else {
-    using Tr = StreamTraits;
-    const GemmParams& p = a.p;
-    const int64_t G = cuda::sm_count();
-    // Rows shorter than 1024 stay on the register kernel (130m's LM head, K 768: streamed it cost
-    // ~2 us per step, gemv5 G4).
-    if (p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
-    const int64_t row_bytes = p.K * static_cast<int64_t>(sizeof(T));
-    StreamShape sh;
-    const int64_t piece_max = Tr::kPieceBytes;
-    if (row_bytes <= piece_max) {
-      sh.rows = static_cast<int>(piece_max / row_bytes);
-    } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
-      sh.parts = 2;
-      while (sh.parts <= 64 && ((p.K / 8) % sh.parts != 0 || row_bytes / sh.parts > piece_max)) ++sh.parts;
-      if (sh.parts > 64) return false;
-    }
-    sh.rows_per = static_cast<int>(p.N / G);
-    sh.extra = static_cast<int>(p.N % G);
-    const int64_t max_rows = sh.rows_per + (sh.extra ? 1 : 0);
-    auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
-    const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
-    const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
-    const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
-    // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
-    // waits for them in order (a barrier's parity names only its current or previous phase, so no
-    // warp may wait for a slot's next piece before the one it holds has landed).
-    // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
-    // room for their neighbours' blocks on the SM.
-    constexpr int NW = Tr::kConsumerWarps;
-    const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-    const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
-    const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
-    if (slots < NW) return false;
-    sh.slot_bytes = static_cast<uint32_t>(slot);
-    sh.slots = static_cast<int>(slots);
-    sh.x_off = static_cast<uint32_t>(x_off);
-    sh.psum_off = static_cast<uint32_t>(psum_off);
-    sh.ring_off = static_cast<uint32_t>(ring_off);
-    const size_t smem = static_cast<size_t>(ring_off + slots * slot);
-    const unsigned grid = static_cast<unsigned>(G);
-    if (a.nm.weight && a.nm.x_in_w_dtype)
-      launch_stream_as<T, kNormX, NW>(a, st, sh, grid, smem);
-    else if (a.nm.weight)
-      launch_stream_as<T, kNormF32X, NW>(a, st, sh, grid, smem);
-    else
-      launch_stream_as<T, kPlainX, NW>(a, st, sh, grid, smem);
-    return true;
+// The shape of gemv_stream_kernel for one row of a 16-bit matrix: one block per SM, each an equal
+// share of whole rows (±1). False when p does not fit it.
+bool stream_shape(const GemmParams& p, size_t elem, StreamShape& sh, size_t& smem) {
+  using Tr = StreamTraits;
+  const int64_t G = cuda::sm_count();
+  // Rows shorter than 1024 stay on the register kernel (130m's LM head, K 768: streamed it cost
+  // ~2 us per step, gemv5 G4).
+  if (elem != 2 || p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
+  if (p.N * p.K * static_cast<int64_t>(elem) <= kSmallBytes) return false;
+  const int64_t row_bytes = p.K * static_cast<int64_t>(elem);
+  const int64_t piece_max = Tr::kPieceBytes;
+  if (row_bytes <= piece_max) {
+    sh.rows = static_cast<int>(piece_max / row_bytes);
+  } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
+    sh.parts = 2;
+    while (sh.parts <= 64 && ((p.K / 8) % sh.parts != 0 || row_bytes / sh.parts > piece_max)) ++sh.parts;
+    if (sh.parts > 64) return false;
   }
+  sh.rows_per = static_cast<int>(p.N / G);
+  sh.extra = static_cast<int>(p.N % G);
+  const int64_t max_rows = sh.rows_per + (sh.extra ? 1 : 0);
+  auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
+  const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
+  const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
+  const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
+  // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
+  // waits for them in order (a barrier's parity names only its current or previous phase, so no
+  // warp may wait for a slot's next piece before the one it holds has landed).
+  // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
+  // room for their neighbours' blocks on the SM.
+  constexpr int NW = Tr::kConsumerWarps;
+  const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
+  const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
+  const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
+  if (slots < NW) return false;
+  sh.slot_bytes = static_cast<uint32_t>(slot);
+  sh.slots = static_cast<int>(slots);
+  sh.x_off = static_cast<uint32_t>(x_off);
+  sh.psum_off = static_cast<uint32_t>(psum_off);
+  sh.ring_off = static_cast<uint32_t>(ring_off);
+  smem = static_cast<size_t>(ring_off + slots * slot);
+  return true;
+}
+
+// Whether every operand the kernels read in 16-byte vectors is aligned for them.
+bool vectorised(const GemvArgs& a, int V) {
+  const GemmParams& p = a.p;
+  return p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight)) &&
+         (!a.nm.gate || aligned16(a.nm.gate));
+}
+
+template <typename T> void launch_stream(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, size_t smem) {
+  constexpr int NW = StreamTraits::kConsumerWarps;
+  const unsigned grid = static_cast<unsigned>(cuda::sm_count());
+  const GemvNorm& nm = a.nm;
+  if (nm.gate)
+    launch_stream_as<T, kGateNormX, NW>(a, st, sh, grid, smem);
+  else if (nm.weight && nm.x_in_w_dtype)
+    launch_stream_as<T, kNormX, NW>(a, st, sh, grid, smem);
+  else if (nm.weight)
+    launch_stream_as<T, kNormF32X, NW>(a, st, sh, grid, smem);
+  else
+    launch_stream_as<T, kPlainX, NW>(a, st, sh, grid, smem);
 }
 
 template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const GemmParams& p = a.p;
-  const bool vec = p.K % V == 0 && p.ldx % V == 0 && aligned16(p.x) && aligned16(p.weight) && (!a.nm.weight || aligned16(a.nm.weight));
-  // Large matrices, one row, when asked: the bulk-copy streaming kernel where it fits.
-  if (a.stream && vec && p.N * p.K * static_cast<int64_t>(sizeof(T)) > kSmallBytes && launch_stream<T>(a, st)) return;
+  const bool vec = vectorised(a, V);
+  // Large matrices, one row, when asked (always with a gate): the bulk-copy streaming kernel where it fits.
+  StreamShape sh;
+  size_t smem = 0;
+  if ((a.stream || a.nm.gate) && vec && stream_shape(p, sizeof(T), sh, smem)) {
+    if constexpr (sizeof(T) == 2) launch_stream<T>(a, st, sh, smem);
+    return;
+  }
+  if (a.nm.gate) fail("ERR_INVALID_ARG", ErrorKind::Type, "linear: the gate is applied on the fly by the weight-streaming kernel only");
   // Enough blocks for every SM to hold several (even spread, bytes in flight): fewer columns per
   // warp for narrow outputs, then K split across the warps of a block.
   const int64_t want = 4 * static_cast<int64_t>(cuda::sm_count());
@@ -724,6 +764,13 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
 }
 
 }  // namespace
+
+bool gemv_streams_gate(const GemmParams& p, const GemvNorm& nm) {
+  GemvArgs a{p, GemvConv{}, nm, GemvResidual{}, GemvArgmax{}, true};
+  StreamShape sh;
+  size_t smem = 0;
+  return vectorised(a, 8) && stream_shape(p, dtype_size(p.dtype), sh, smem);
+}
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,
                const GemvResidual* residual, const GemvArgmax* argmax, bool stream_weights) {

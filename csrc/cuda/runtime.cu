@@ -1,4 +1,5 @@
 #include "cuda/runtime.h"
+#include "cuda/side_stream.h"
 #include "cuda/pinned_read.h"
 #include <dlfcn.h>
 #include <atomic>
@@ -331,6 +332,7 @@ void copy_h2d(void* dst, const void* src, size_t bytes, int device) {
 void* record_event(int device) {
   refuse_while_capturing(device, "reading a tensor or synchronising");
   cudaStream_t st = static_cast<cudaStream_t>(stream(device));
+  join_side_if_forked(st, device);  // a host read sees what an op left on the side stream
   cudaEvent_t ev;
   check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventRecord(ev, st), "cudaEventRecord");
@@ -546,7 +548,16 @@ void begin_capture(int device) {
 void* end_capture(int device, bool discard) {
   DeviceState& s = state(device);
   cudaGraph_t graph = nullptr;
-  cudaError_t e = cudaStreamEndCapture(s.stream, &graph);
+  // Work an op left on the side stream (linear_conv_update's rest_on_side) joins the capture back
+  // (an error here surfaces as the capture's).
+  cudaError_t e = cudaSuccess;
+  try {
+    join_side_if_forked(s.stream, device);
+  } catch (const std::exception&) {
+    e = cudaErrorStreamCaptureUnjoined;
+  }
+  const cudaError_t ended = cudaStreamEndCapture(s.stream, &graph);
+  if (e == cudaSuccess) e = ended;
   s.capturing = false;
   size_t leaked;
   CaptureArena* arena;

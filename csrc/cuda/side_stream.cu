@@ -1,5 +1,6 @@
 #include "cuda/side_stream.h"
 #include <cuda_runtime.h>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include "cuda/check.cuh"
@@ -11,6 +12,11 @@ struct Side {
   cudaStream_t stream = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
 };
+
+// Bit d: device d's side stream is forked and not joined since (read on every host read of a
+// tensor, so without the lock or creating the stream).
+std::atomic<uint64_t> g_forked{0};
+uint64_t bit(int device) { return uint64_t{1} << (device & 63); }
 
 Side& side(int device) {
   static std::mutex mu;
@@ -33,12 +39,18 @@ void fork_side(void* main_stream, int device) {
   Side& s = side(device);
   check(cudaEventRecord(s.fork, static_cast<cudaStream_t>(main_stream)), "fork to the side stream");
   check(cudaStreamWaitEvent(s.stream, s.fork, 0), "fork to the side stream");
+  g_forked |= bit(device);
 }
 
 void join_side(void* main_stream, int device) {
   Side& s = side(device);
   check(cudaEventRecord(s.join, s.stream), "join the side stream");
   check(cudaStreamWaitEvent(static_cast<cudaStream_t>(main_stream), s.join, 0), "join the side stream");
+  g_forked &= ~bit(device);
+}
+
+void join_side_if_forked(void* main_stream, int device) {
+  if (g_forked.load() & bit(device)) join_side(main_stream, device);
 }
 
 }  // namespace ss::cuda

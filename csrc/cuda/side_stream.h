@@ -14,5 +14,7 @@ namespace ss::cuda {
 void* side_stream(int device);
 void fork_side(void* main_stream, int device);
 void join_side(void* main_stream, int device);
+// join_side if the side stream has been forked and not joined since.
+void join_side_if_forked(void* main_stream, int device);
 
 }  // namespace ss::cuda

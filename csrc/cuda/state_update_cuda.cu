@@ -241,14 +241,21 @@ template <typename I> __device__ float projected_dt(const StateUpdateParams& p, 
 // of 16-byte chunks (conflict-free row reads).
 __host__ __device__ inline size_t dt_proj_pitch(int64_t rank, size_t isize) { return static_cast<size_t>(rank) * isize + 16; }
 
-// Channel h's A row (dstate 16) times log2(e), as m1_step takes it.
-__device__ __forceinline__ void load_a2(Pack<float, 4> (&av)[M1Traits::kN / 4], const StateUpdateParams& p, int64_t h) {
+// Channel h's A row (dstate 16), as loaded (load_a), then times log2(e) (scale_a2), as m1_step
+// takes it; load_a2 does both.
+__device__ __forceinline__ void load_a(Pack<float, 4> (&av)[M1Traits::kN / 4], const StateUpdateParams& p, int64_t h) {
 #pragma unroll
-  for (int k = 0; k < M1Traits::kN / 4; ++k) {
-    av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * M1Traits::kN)[k];
+  for (int k = 0; k < M1Traits::kN / 4; ++k) av[k] = reinterpret_cast<const Pack<float, 4>*>(static_cast<const float*>(p.A) + h * M1Traits::kN)[k];
+}
+__device__ __forceinline__ void scale_a2(Pack<float, 4> (&av)[M1Traits::kN / 4]) {
+#pragma unroll
+  for (int k = 0; k < M1Traits::kN / 4; ++k)
 #pragma unroll
     for (int i = 0; i < 4; ++i) av[k].v[i] *= 1.4426950408889634f;
-  }
+}
+__device__ __forceinline__ void load_a2(Pack<float, 4> (&av)[M1Traits::kN / 4], const StateUpdateParams& p, int64_t h) {
+  load_a(av, p, h);
+  scale_a2(av);
 }
 
 // One Mamba-1 step of a row, dstate 16, whose states sit at `srow` (shared memory, updated in
@@ -317,6 +324,19 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
       }
     }
   }
+  // The row's parameters (A, the dt bias, D: no kernel writes them) are requested before the wait
+  // and first used after it, so that their DRAM round trip overlaps the kernel before (x_proj):
+  // -0.09 ms a mamba-2.8b token (bench/NOTES.md, tenth session).
+  const uint32_t row = row0 + threadIdx.x;
+  const bool live = row < nrows;
+  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
+  Pack<float, 4> av[N / 4];
+  float bias = 0.f, Dh = 0.f;
+  if (live) {
+    load_a(av, p, h);
+    if (p.dt_bias) bias = static_cast<const float*>(p.dt_bias)[h];
+    if (p.D) Dh = static_cast<const float*>(p.D)[h];
+  }
   cuda::pdl_wait();
   cuda::pdl_trigger();
   // Element offset of a row's states; -1: no state (past the end, padding or a bad slot).
@@ -336,20 +356,14 @@ __global__ void __launch_bounds__(M1Traits::kThreads) state_update_m1_kernel(Sta
   if constexpr (kProjDt) cuda::copy_async_wait();
   __syncthreads();
 
-  const uint32_t row = row0 + threadIdx.x;
-  const bool live = row < nrows;
-  const uint32_t b = H.div(live ? row : 0), h = (live ? row : 0) - b * H.d;
   const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);
   const bool has_state = live && slot >= 0 && slot < p.slots;
   I* y = static_cast<I*>(p.y);
   if (live && !has_state)  // padding (y = 0) or a slot out of range (y = NaN)
     y[row] = cuda::from_float<I>(slot < 0 ? 0.f : __int_as_float(0x7fc00000));
   if (has_state) {
-    Pack<float, 4> av[N / 4];
-    load_a2(av, p, h);
+    scale_a2(av);
     const float dt = kProjDt ? projected_dt<I>(p, dtw_s + threadIdx.x * dtw_pitch, b) : to_float(static_cast<const I*>(p.dt)[b * p.dt_stride + h]);
-    const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h] : 0.f;
-    const float Dh = p.D ? static_cast<const float*>(p.D)[h] : 0.f;
     y[row] = cuda::from_float<I>(m1_step<S, I>(p, &rows_s[threadIdx.x][0], 0, av, static_cast<const I*>(p.B) + b * p.bc_stride, static_cast<const I*>(p.C) + b * p.bc_stride,
                                                   to_float(static_cast<const I*>(p.x)[b * p.x_stride + h]),
                                                   p.z ? to_float(static_cast<const I*>(p.z)[b * p.z_stride + h]) : 0.f, dt, bias, Dh));

@@ -194,20 +194,33 @@ struct FusedLinear {
   LinearPlan L;
   GemvNorm nm;
   GemvResidual rs;
-  Tensor norm_w, residual;
+  Tensor norm_w, gate, residual;
 };
 
 // Whether the CUDA matrix-vector kernel takes x · weightᵀ with these extras in one launch: <= 8
-// rows (one with a norm), contiguous weight, x's row contiguous; with a norm, no gate, x in
-// float32 or in weight's dtype, the norm weight in weight's dtype.
+// rows (one with a norm), contiguous weight, x's row contiguous; with a norm, x in float32 or in
+// weight's dtype, the norm weight in weight's dtype; with a gate, x in weight's dtype and a shape
+// the weight-streaming kernel takes.
 bool fusable(const Tensor& x, const Tensor& weight, const LinearExtras& ex) {
   if (x.device().is_cpu() || x.ndim() < 1 || !weight.is_contiguous() || !x.is_contiguous()) return false;
   const int64_t M = x.numel() / std::max<int64_t>(1, x.size(-1));
   if (M > kGemvMaxM || M < 1) return false;
   if (ex.residual.defined() && !ex.residual.is_contiguous()) return false;
   if (!ex.norm_weight.defined()) return true;
-  if (M != 1 || ex.norm_gate.defined() || ex.norm_weight.dtype != weight.dtype || !ex.norm_weight.is_contiguous()) return false;
-  return x.dtype == DType::Float32 || x.dtype == weight.dtype;
+  if (M != 1 || ex.norm_weight.dtype != weight.dtype || !ex.norm_weight.is_contiguous()) return false;
+  if (!ex.norm_gate.defined()) return x.dtype == DType::Float32 || x.dtype == weight.dtype;
+  if (x.dtype != weight.dtype || !ex.norm_gate.is_contiguous() || weight.ndim() != 2 || weight.size(1) != x.size(-1)) return false;
+  GemmParams p;
+  p.M = 1;
+  p.N = weight.size(0);
+  p.K = weight.size(1);
+  p.dtype = weight.dtype;
+  p.x = x.data();
+  p.weight = weight.data();
+  GemvNorm nm;
+  nm.weight = ex.norm_weight.data();
+  nm.gate = ex.norm_gate.data();
+  return gemv_streams_gate(p, nm);
 }
 
 FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias_in, const LinearExtras& ex) {
@@ -247,6 +260,10 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
     F.nm.x_in_w_dtype = x.dtype == weight.dtype;
     F.nm.eps = static_cast<float>(ex.norm_eps);
   }
+  if (ex.norm_gate.defined()) {
+    F.gate = ex.norm_gate;
+    F.nm.gate = F.gate.data();
+  }
   if (ex.residual.defined()) {
     F.residual = ex.residual;
     F.rs.residual = F.residual.data();
@@ -262,6 +279,8 @@ FusedLinear plan_fused(const Tensor& x, const Tensor& weight, const Tensor& bias
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, const LinearExtras& ex) {
   check_extras(x_in, weight_in, ex);
 #ifdef STATESPACE_WITH_CUDA
+  // The gate may be the part of linear_conv_update's output left on the side stream (rest_on_side).
+  if (ex.norm_gate.defined() && !x_in.device().is_cpu()) cuda::join_side_if_forked(cuda_stream_for(x_in.device()), x_in.device().index);
   const bool extras = ex.norm_weight.defined() || ex.residual.defined() || ex.argmax_out.defined() || ex.stream_weights;
   if (extras && fusable(x_in, weight_in, ex)) {
     FusedLinear F = plan_fused(x_in, weight_in, bias_in, ex);
@@ -419,6 +438,42 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
 }  // namespace
 #endif
 
+#ifdef STATESPACE_WITH_CUDA
+namespace {
+
+// One row of linear_conv_update in two products (rest_on_side): the conv columns and the smaller
+// range beside them (Mamba-2: xBC, then dt) on the device stream; the larger range outside them
+// (Mamba-2's z) on the side stream, forked after the first product and left running until a
+// linear with a gate joins it (its only reader: out_proj with the gated norm), so that it streams
+// its weights while the latency-bound state update runs. Measured on the H100 (bench/NOTES.md,
+// tenth session): mamba2-2.7b b1 -0.03 ms a token; forked before the first product (both at
+// once) +0.015; Mamba-1 (z beside conv, x_proj and the update) +0.07 to +0.26 wherever forked.
+void gemv_rest_on_side(const GemmParams& p, Device dev, const GemvConv& c, const GemvNorm* nm) {
+  const int64_t N = p.N, lo = c.lo, hi = c.lo + c.channels;
+  const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
+  const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
+  const int64_t es = static_cast<int64_t>(dtype_size(p.dtype));
+  auto rows = [&](int64_t r0, int64_t r1) {
+    GemmParams q = p;
+    q.N = r1 - r0;
+    q.weight = static_cast<const char*>(p.weight) + r0 * p.K * es;
+    q.out = static_cast<char*>(p.out) + r0 * es;
+    if (p.bias) q.bias = static_cast<const char*>(p.bias) + r0 * static_cast<int64_t>(dtype_size(p.bias_dtype));
+    return q;
+  };
+  void* st = cuda_stream_for(dev);
+  GemvConv cm = c;
+  cm.lo = lo - m0;
+  cuda::join_side_if_forked(st, dev.index);
+  gemv_cuda(rows(m0, m1), st, &cm, nm);
+  if (s1 == s0) return;
+  cuda::fork_side(st, dev.index);
+  gemv_cuda(rows(s0, s1), cuda::side_stream(dev.index), nullptr, nm);
+}
+
+}  // namespace
+#endif
+
 Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& conv_state,
                           const Tensor& conv_weight, const Tensor& conv_bias, int64_t lo, bool silu,
                           const LinearExtras& ex) {
@@ -453,6 +508,10 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
+    if (ex.rest_on_side && M == 1) {
+      gemv_rest_on_side(L.p, dev, c, fused_norm ? &F.nm : nullptr);
+      return L.out;
+    }
     gemv_cuda(L.p, cuda_stream_for(dev), &c, fused_norm ? &F.nm : nullptr, nullptr, nullptr, ex.stream_weights);
     return L.out;
   }

@@ -90,11 +90,14 @@ struct GemvConv {
 // The RMSNorm the matrix-vector kernel applies to its one input row x on the fly (M = 1): the
 // product is (x · rsqrt(mean(x²) + eps) · weight) · Wᵀ, x in float32 (the residual stream) or in
 // W's dtype, in f32 throughout: the kernel sums x² beside its dot products and scales each
-// output's sum, so no kernel normalises the row first. (A gate, x · silu(z), is not taken: every
-// warp reads the whole row, so the silu would be evaluated once per warp, ~3 us of SFU time on a
-// 2560 x 5120 out_proj, measured as a loss; the state update applies z once instead.)
+// output's sum, so no kernel normalises the row first.
+// A gate (x and gate in W's dtype) normalises x · silu(gate) instead: taken by the weight-streaming
+// kernel only (gemv_streams_gate), which stages the row in shared memory once per block; the
+// register kernel's warps each read the whole row, so each would evaluate every silu (~3 us of SFU
+// time on a 2560 x 5120 out_proj, measured as a loss).
 struct GemvNorm {
   const void* weight = nullptr;  // (K) in W's dtype; null: x is used as it is
+  const void* gate = nullptr;    // (K) in W's dtype, with weight; null: no gate
   bool x_in_w_dtype = false;     // x in W's dtype (else float32)
   float eps = 0.f;
 };
@@ -117,6 +120,8 @@ struct GemvArgmax {
 // latency-bound (a decode step's out_proj after the state update: -0.09..-0.15 ms/token on the
 // 2.7B shapes) and loses after a bandwidth-bound one (in_proj after out_proj: its ring fill
 // competes with that stream). STATESPACE_GEMV_STREAM=0 (read per launch) turns it off.
+// Whether gemv_cuda takes p (one row) with nm's norm and gate, i.e. on the weight-streaming kernel.
+bool gemv_streams_gate(const GemmParams& p, const GemvNorm& nm);
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv = nullptr, const GemvNorm* norm = nullptr, const GemvResidual* residual = nullptr, const GemvArgmax* argmax = nullptr, bool stream_weights = false);
 // Whether gemm_cuda hands p to the matrix-vector kernel: few rows, row-major x (with ldx) and a
 // contiguous weight (other layouts, prefill's transposed views, go to cuBLAS).
@@ -142,9 +147,11 @@ Tensor embedding(const Tensor& ids, const Tensor& weight);
 // What a decode step folds into its projections (lib/ops/dense.ts, LinearOptions):
 //  - norm_weight (K): the product is taken of rmsnorm(x [· silu(norm_gate)]) · norm_weight (one
 //    group over the row) instead of x; x may then be of any floating dtype; the result is in
-//    weight's dtype. On CUDA with one row, float32 x (or x and gate in weight's dtype) go through
-//    the matrix-vector kernel's on-the-fly norm (f32 throughout); otherwise rmsNorm runs first
-//    and its output, rounded to weight's dtype, is multiplied;
+//    weight's dtype. On CUDA with one row, float32 x or x in weight's dtype go through the
+//    matrix-vector kernel's on-the-fly norm (f32 throughout), with a gate where the weight-
+//    streaming kernel takes the shape; otherwise rmsNorm runs first and its output, rounded to
+//    weight's dtype, is multiplied. A linear with a gate on CUDA first joins the side stream if
+//    linear_conv_update left work there (rest_on_side: the gate is what it computes);
 //  - residual (..., out): the result is residual + (the product rounded to its dtype), in
 //    residual's dtype (linear only);
 //  - argmax_out (int32, x's shape without its last dimension): also receives the argmax of each
@@ -157,6 +164,10 @@ struct LinearExtras {
   Tensor residual;
   Tensor argmax_out;
   bool stream_weights = false;
+  // linear_conv_update only, one row on CUDA: the larger range of columns outside the conv's is
+  // computed on the device's side stream, launched after the rest, and left there until the next
+  // linear with a norm_gate joins it back (or the next such fork, or the end of a graph capture).
+  bool rest_on_side = false;
 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});
 // linear(x, weight, bias) whose columns [conv_start, conv_start + channels) then take one causal

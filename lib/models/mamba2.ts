@@ -116,6 +116,19 @@ export class Mamba2Model extends CausalLM {
     return linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
   }
 
+  /**
+   * Whether a batch-1 step computes z (in_proj's z columns) on the second stream beside the state
+   * update, out_proj then applying the gate with its norm (linearConvUpdate's restOnSide): on CUDA
+   * where out_proj streams its weights and gates on the fly (16-bit, over 8 MB), the shapes where
+   * it was measured to pay (mamba2-2.7b: -0.03 ms a token). STATESPACE_Z_BESIDE=0 / =1 (read at
+   * each step, i.e. when a decode graph is captured) turns it off / on for any shape.
+   */
+  private zBesideUpdate(outProj: Tensor): boolean {
+    const v = process.env.STATESPACE_Z_BESIDE;
+    if (v === '0' || this.device === 'cpu') return false;
+    return v === '1' || (outProj.dtype !== 'float32' && outProj.size * 2 > 8 << 20);
+  }
+
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {
     const Ly = this.layers[layer];
     const { intermediateSize: I, numHeads: H, headDim: P, nGroups: G, stateSize: N } = this.config;
@@ -123,7 +136,8 @@ export class Mamba2Model extends CausalLM {
     const o = this.offsets;
     // in_proj with the conv step fused onto its xBC columns
     const norm = block ? { normWeight: this.norms[layer], normEps: this.config.normEps } : {};
-    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu' }); // (n, proj)
+    const zBeside = block && G === 1 && n === 1 && this.zBesideUpdate(Ly.outProj);
+    const proj = linearConvUpdate({ x, ...norm, weight: Ly.inProj, bias: Ly.inProjBias, convState: conv, convWeight: Ly.convW, convBias: Ly.convB, convStart: o.xbc, activation: 'silu', restOnSide: zBeside }); // (n, proj)
     const z = proj.slice(1, o.z, o.z + I);
     const xbc = proj.slice(1, o.xbc, o.dt); // (n, convDim), after the conv
     const dt = proj.slice(1, o.dt, o.dt + H); // (n, H)
@@ -134,6 +148,12 @@ export class Mamba2Model extends CausalLM {
     // out_proj streams its weights while the latency-bound state update runs (streamWeights)
     const out = { weight: Ly.outProj, bias: Ly.outProjBias, residual: block ? x : undefined, streamWeights: true };
     const ssu = { state: ssm, x: xs, dt, A: Ly.A, B, C, D: Ly.D, dtBias: Ly.dtBias, dtSoftplus: true, dtLimit: limit };
+    if (zBeside) {
+      // z, computed on the second stream while the update runs, gates out_proj's row as it is
+      // normalised (the same kernel on CUDA, which joins that stream first)
+      const y = selectiveStateUpdate(ssu);
+      return linear({ x: y.reshape([n, I]), normWeight: Ly.normW, normGate: z, normEps: this.config.normEps, ...out });
+    }
     if (block && G === 1) {
       // One group: the state update applies the gate (y · silu(z), once per element) and out_proj
       // normalises its row on the fly (on CUDA in the same kernel): no gated-norm kernel

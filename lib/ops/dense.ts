@@ -49,12 +49,17 @@ export interface LinearOptions {
    * (in): multiply rmsNorm(x [· silu(normGate)]) · normWeight instead of x (one group over the
    * row, eps normEps, default 1e-5): a decode step's pre-norm folded into its projection. x may
    * then be of any floating dtype (the float32 residual stream, say); the result is in weight's
-   * dtype. On CUDA with one row of x in float32 or weight's dtype and no gate the matrix-vector
-   * kernel normalises on the fly in float32, with no kernel before it; otherwise rmsNorm runs
-   * first and its output, rounded to weight's dtype, is multiplied.
+   * dtype. On CUDA with one row of x in float32 or weight's dtype the matrix-vector kernel
+   * normalises on the fly in float32, with no kernel before it (with a gate: where streamWeights
+   * would stream the weight, x in its dtype); otherwise rmsNorm runs first and its output,
+   * rounded to weight's dtype, is multiplied.
    */
   normWeight?: Tensor;
-  /** x's shape and dtype: the gate of a gated norm (Mamba-2's norm before out_proj); needs normWeight. */
+  /**
+   * x's shape and dtype: the gate of a gated norm (Mamba-2's norm before out_proj); needs
+   * normWeight. On CUDA it may be a part of linearConvUpdate's output left on the second stream
+   * (restOnSide): this op joins that stream first.
+   */
   normGate?: Tensor;
   normEps?: number;
   /**
@@ -102,6 +107,15 @@ export interface LinearConvUpdateOptions extends LinearOptions {
   convStart: number;
   /** 'silu' or none. */
   activation?: 'silu' | null;
+  /**
+   * Decode on CUDA, one row: the larger range of columns outside the conv's (Mamba-2's z) is
+   * computed on a second stream, launched after the rest, and joined back by the next linear
+   * with a normGate on this device (out_proj reading z), by a host read or synchronize, or at the
+   * end of a graph capture, so that its weights stream while the latency-bound state update runs.
+   * Until then only the conv columns and the range beside them may be read on the device.
+   * Ignored elsewhere (the whole product is there on return).
+   */
+  restOnSide?: boolean;
 }
 
 /**

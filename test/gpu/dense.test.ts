@@ -2,7 +2,7 @@ import { afterEach, beforeAll, expect, it } from 'vitest';
 import { DType, Tensor, causalConv1d, selectiveStateUpdate, zeros, add, debugPoison, embedding, gatedRmsNorm, linear, linearBackend, mul, rmsNorm, silu, softplus, tensor } from '../../lib/index';
 import { describeGpu, expectClose, expectCode, expectNoNaN, rng } from '../helpers';
 import { Input, randnInput } from '../model_inputs';
-import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv } from '../linear_extras';
+import { checkLinearArgmax, checkLinearExtras, checkNormedLinearConv, checkRestOnSide } from '../linear_extras';
 import { LINEAR_TOL, linearRef, rmsNormRef, siluRef, softplusRef } from '../reference/dense';
 
 const TOL = LINEAR_TOL;
@@ -105,7 +105,8 @@ describeGpu('dense ops on CUDA', () => {
 
   // The decode step's folded norms: one row without a gate goes through the matrix-vector
   // kernel's on-the-fly norm (an f32 row, or a row in the weight's dtype) and residual epilogue;
-  // gated rows and several rows through rmsNorm, linear and add in turn. Shapes: four columns per
+  // a gated row of a 16-bit weight over 8 MB through the weight-streaming kernel's (2560 x 5120);
+  // other gated rows and several rows through rmsNorm, linear and add in turn. Shapes: four columns per
   // warp (in_proj), one column per warp (130m in_proj, Mamba-2 out_proj), K split over warps
   // (x_proj shape), K not a multiple of the vector width (scalar path), f32 and f16 weights.
   it('linear normWeight / normGate / residual extras against rmsNorm → linear → add (fused for one row)', async () => {
@@ -134,6 +135,7 @@ describeGpu('dense ops on CUDA', () => {
     ], 1e-4);
     await checkNormedLinearConv('cuda', 'bfloat16', 1e-2);
     await checkNormedLinearConv('cuda', 'float32', 1e-5);
+    await checkRestOnSide('cuda', 'float32', 1e-5, false);
   });
 
   // streamWeights: one row of a 16-bit matrix over 8 MB (rows >= 1024) through the weight-streaming
@@ -149,6 +151,8 @@ describeGpu('dense ops on CUDA', () => {
         await checkLinearExtras('cuda', [
           { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', xInWeightDtype: true, residual: true, stream: true }, // mamba2 out_proj
           { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', residual: true, stream: true },
+          { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', gate: true, residual: true, stream: true }, // mamba2 out_proj, gated
+          { M: 1, N: 1100, K: 4104, dtype: 'float16', gate: true, bias: true, stream: true },
           { M: 1, N: 1100, K: 4104, dtype: 'bfloat16', bias: true, stream: true },
           { M: 1, N: 4201, K: 1024, dtype: 'float16', residual: true, stream: true },
           { M: 1, N: 3001, K: 1536, dtype: 'bfloat16', xInWeightDtype: true, stream: true },
@@ -157,6 +161,7 @@ describeGpu('dense ops on CUDA', () => {
           { M: 1, N: 330, K: 4100, dtype: 'float32', stream: true }, // f32: the register kernel
         ], 1.5e-2);
         await checkNormedLinearConv('cuda', 'bfloat16', 1e-2, true);
+        await checkRestOnSide('cuda', 'bfloat16', 1e-2);
         await checkLinearArgmax('cuda', 'bfloat16', [[12000, 1024], [4500, 2048]], false, true);
         await checkLinearArgmax('cuda', 'bfloat16', [[4500, 2048]], true, true);
       } finally {

@@ -149,7 +149,8 @@ describeGpu('decode through CUDA graphs', () => {
 describeGpu('batch-1 decode norm folding', () => {
   // A batch-1 step with its norms folded into the projections (pre-norm into in_proj, Mamba-2's
   // one-group gated norm and the residual add into out_proj) and with separate norm kernels give
-  // the same logits.
+  // the same logits; so does Mamba-2's z computed on the second stream beside the state update
+  // (linearConvUpdate's restOnSide, out_proj gating; taken by size, forced on here).
   for (const [name, spec] of [specs[0], specs[4]]) {
     it(`${name}: folded and unfolded steps agree (f32)`, async () => {
       const ck = writeTinyCheckpoint(path.join(tmp, `fold-${name.replace(/\W/g, '_')}`), { ...spec, layers: 3, vocab: 97 });
@@ -157,6 +158,7 @@ describeGpu('batch-1 decode norm folding', () => {
       const modes: Array<[string, Record<string, string>]> = [
         ['folded', {}],
         ['unfolded', { STATESPACE_DECODE_NORM_FUSION: '0' }],
+        ['z beside the update', { STATESPACE_Z_BESIDE: '1' }],
       ];
       const prompt = Int32Array.from(randomIds(6, V));
       const fed = randomIds(4, V); // the same tokens for every mode (no greedy near-tie can split them)
