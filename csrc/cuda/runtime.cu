@@ -332,7 +332,7 @@ void copy_h2d(void* dst, const void* src, size_t bytes, int device) {
 void* record_event(int device) {
   refuse_while_capturing(device, "reading a tensor or synchronising");
   cudaStream_t st = static_cast<cudaStream_t>(stream(device));
-  join_side_if_forked(st, device);  // a host read sees what an op left on the side stream
+  join_side_if_forked(st, device);  // synchronize sees what an op left on the side stream
   cudaEvent_t ev;
   check(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
   check(cudaEventRecord(ev, st), "cudaEventRecord");

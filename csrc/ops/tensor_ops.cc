@@ -6,6 +6,7 @@
 #ifdef STATESPACE_WITH_CUDA
 #include "cuda/pinned_read.h"
 #include "cuda/runtime.h"
+#include "cuda/side_stream.h"
 #endif
 
 namespace ss {
@@ -100,6 +101,9 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
   // in-place ops can't change what is read: a small contiguous tensor straight into pinned
   // staging (cuda::start_read_d2h), anything else through a contiguous device-side snapshot.
   int dev_index = src.device().index;
+  // What an op left running on the side stream (linear_conv_update's rest_on_side) may be part of
+  // src: joined before the snapshot or the staging copy is enqueued.
+  if (!cuda::capturing(dev_index)) cuda::join_side_if_forked(cuda::stream(dev_index), dev_index);
   if (src.is_contiguous() && src.dtype != DType::Float64 && src.nbytes() <= cuda::kPinnedReadBytes) {
     Tensor host = empty(src.shape, src.dtype, Device{});
     std::shared_ptr<cuda::PendingRead> read = cuda::start_read_d2h(src.data(), src.nbytes(), dev_index);
