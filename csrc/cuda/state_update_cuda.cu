@@ -92,6 +92,12 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kBlocks) state_updat
   const I* Cg = static_cast<const I*>(p.C);
   const float* A = static_cast<const float*>(p.A);
   const float nan = __int_as_float(0x7fc00000);
+  // The parameters of the thread's first row's head (A, the dt bias: no kernel writes them) are
+  // loaded before the wait and used after it (mamba2-2.7b b1 -0.012 ms, b64 -0.02: bench/NOTES.md).
+  const uint32_t base0 = (blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32) * per_warp;
+  const uint32_t bh0 = m.P.div(min(base0 + static_cast<uint32_t>(slot_in_warp), rows - 1)), h0 = bh0 - m.H.div(bh0) * m.H.d;
+  const float pA = kAPerState ? 0.f : A[h0];
+  const float pBias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[h0] : 0.f;
   cuda::pdl_wait();  // programmatic dependent launch (cuda/pdl.cuh): the producers are done
   cuda::pdl_trigger();
 
@@ -111,12 +117,13 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kBlocks) state_updat
       bc[r] = b * m.bc_stride + m.hpg.div(h) * N32;
       if (bh != prev_bh) {  // per-head work, once per head change
         prev_bh = bh;
+        const bool pre = bh == bh0;  // the first row's head: its parameters are loaded
         float d = to_float(static_cast<const I*>(p.dt)[b * m.dt_stride + h]);
-        if (p.dt_bias) d += static_cast<const float*>(p.dt_bias)[h];
+        if (p.dt_bias) d += pre ? pBias : static_cast<const float*>(p.dt_bias)[h];
         if (p.dt_softplus) d = cuda::softplus_f(d);
         if (p.has_dt_limit) d = fminf(fmaxf(d, p.dt_min), p.dt_max);
         hdt = d;
-        hdA = kAPerState ? 0.f : __expf(d * A[h]);
+        hdA = kAPerState ? 0.f : __expf(d * (pre ? pA : A[h]));
         const int64_t slot = p.state_idx ? static_cast<int64_t>(p.state_idx[b]) : static_cast<int64_t>(b);  // (not uint32: -1 pads)
         hslot = slot >= 0 && slot < p.slots ? slot : -1;
         hbad = slot < 0 ? 0.f : nan;
