@@ -273,7 +273,8 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
   };
   bool full = k + (U - 1) * LS < k_end;
   if (full) load_batch(k);  // parameters only: may run before the producer of x has finished
-  // (mamba2-2.7b b1 -0.01 ms a token, mamba-130m -0.002, the 2.8b shapes a tie: bench/NOTES.md)
+  // The epilogue's parameters toward the caches before the wait too (mamba2-2.7b b1 -0.01 ms a
+  // token, mamba-130m -0.002, the 2.8b shapes a tie: bench/NOTES.md)
   if (lane < C && slice == 0 && n0 + lane < p.N) prefetch_epilogue_params(p, cv, n0 + lane);
   cuda::pdl_wait();
   cuda::pdl_trigger();

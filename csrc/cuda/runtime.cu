@@ -32,7 +32,9 @@ namespace {
 // capture are all freed inside it (end_capture checks). A block freed during the capture is
 // reused by a later allocation of it: the graph replays as one chain in stream order, and a
 // kernel writes only after its programmatic wait, i.e. after every earlier kernel (the block's
-// last readers among them) has finished. STATESPACE_GRAPH_ARENA=0 turns the arena off.
+// last readers among them) has finished. A side-stream branch (linear_conv_update's
+// rest_on_side) reads only its caller's tensors and writes its output, all kept alive until the op
+// that joins it back. STATESPACE_GRAPH_ARENA=0 turns the arena off.
 struct CaptureArena {
   static constexpr size_t kChunk = size_t{16} << 20, kAlign = 256;
   std::vector<std::pair<char*, size_t>> chunks;
@@ -541,6 +543,7 @@ void begin_capture(int device) {
     const char* v = std::getenv("STATESPACE_GRAPH_ARENA");
     s.arena = v && std::strcmp(v, "0") == 0 ? nullptr : new CaptureArena();
   }
+  join_side_if_forked(s.stream, device);  // eager work left on the side stream stays outside the capture
   check(cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   s.capturing = true;
 }

@@ -508,7 +508,11 @@ Tensor linear_conv_update(const Tensor& x, const Tensor& weight, const Tensor& b
     c.channels = Cc;
     c.width = W;
     c.silu = silu;
-    if (ex.rest_on_side && M == 1) {
+    // The side launch reads only the caller's tensors (no temporary that this op frees as it
+    // returns while the side kernel may still read it: a norm applied as its own op, copies of
+    // strided x or bias), and no gate (its streaming kernel might not take the split ranges).
+    const bool own_inputs = (fused_norm || !ex.norm_weight.defined()) && x.is_contiguous() && (!bias.defined() || bias.is_contiguous());
+    if (ex.rest_on_side && M == 1 && own_inputs && !ex.norm_gate.defined()) {
       gemv_rest_on_side(L.p, dev, c, fused_norm ? &F.nm : nullptr);
       return L.out;
     }
@@ -549,6 +553,10 @@ RmsNormResult rms_norm(const Tensor& x_in, const Tensor& weight_in, double eps, 
   Device dev = x_in.device();
   bool cpu = dev.is_cpu();
   check_same_device(dev, {{"weight", &weight_in}, {"residual", &residual_in}, {"z", &z_in}});
+#ifdef STATESPACE_WITH_CUDA
+  // z may be the part of linear_conv_update's output left on the side stream (rest_on_side).
+  if (z_in.defined() && !cpu) cuda::join_side_if_forked(cuda_stream_for(dev), dev.index);
+#endif
   if (x_in.ndim() < 1) fail_shape("x", "(..., d)", x_in.shape);
   checks::floating("x", x_in, cpu);
   const int64_t D = x_in.size(-1);

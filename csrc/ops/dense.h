@@ -164,9 +164,12 @@ struct LinearExtras {
   Tensor residual;
   Tensor argmax_out;
   bool stream_weights = false;
-  // linear_conv_update only, one row on CUDA: the larger range of columns outside the conv's is
-  // computed on the device's side stream, launched after the rest, and left there until the next
-  // linear with a norm_gate joins it back (or the next such fork, or the end of a graph capture).
+  // linear_conv_update only, one row on CUDA (contiguous x and bias, the norm fused or none, no
+  // gate): the larger range of columns outside the conv's is computed on the device's side
+  // stream, launched after the rest, and left there until an op that reads it joins it back (a
+  // linear with a norm_gate, rms_norm or the state update with z), or a host read, synchronize,
+  // the next such fork, or the start or end of a graph capture (cuda/side_stream.h). The output
+  // must stay alive until then.
   bool rest_on_side = false;
 };
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearExtras& extras = {});

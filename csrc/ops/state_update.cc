@@ -4,6 +4,9 @@
 #include "ops/model_checks.h"
 #include "ops/row_view.h"
 #include "ops/tensor_ops.h"
+#ifdef STATESPACE_WITH_CUDA
+#include "cuda/side_stream.h"
+#endif
 
 namespace ss {
 
@@ -22,6 +25,11 @@ Tensor with_dt_projected(const StateUpdateArgs& a) {
 // With dt_proj: the dt projection runs inside the CUDA kernel when it can (Mamba-1, dstate 16),
 // otherwise as a linear layer first (the same rounding either way).
 Tensor selective_state_update(const StateUpdateArgs& a) {
+#ifdef STATESPACE_WITH_CUDA
+  // z may be the part of linear_conv_update's output left on the side stream (rest_on_side).
+  if (a.z.defined() && a.state.defined() && !a.state.device().is_cpu())
+    cuda::join_side_if_forked(cuda_stream_for(a.state.device()), a.state.device().index);
+#endif
   if (!a.dt_proj.defined()) return state_update_impl(a);
   const Device dev = a.state.device();
   check_same_device(dev, {{"dtProj", &a.dt_proj}, {"dt", &a.dt}});

@@ -43,7 +43,8 @@ struct StateUpdateParams {
   int64_t dt_rank = 0;
   // The caller's promise that the kernels still running when this one starts do not write the
   // state or state_idx (StateUpdateArgs::read_state_early): the batched Mamba-1 kernel then
-  // requests them before its programmatic-launch wait.
+  // requests them before its programmatic-launch wait. (A, D, dt_bias and dt_proj are parameters:
+  // the kernels read them before that wait in any case.)
   bool state_early = false;
 };
 // Whether state_update_cuda computes the dt projection itself for these parameters.

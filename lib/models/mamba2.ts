@@ -11,6 +11,8 @@
  *   out = out_proj(y)
  */
 import { Tensor, tensor } from '../tensor';
+import { normalizeDevice } from '../device';
+import { devices } from '../runtime';
 import { ModelInit, CausalLM, LayerState } from './lm';
 import { causalConv1d, copyInto, gatedRmsNorm, linear, linearConvUpdate, selectiveStateUpdate, ssdChunkScan } from './ops';
 import { WeightSource } from './weights';
@@ -46,6 +48,10 @@ export class Mamba2Model extends CausalLM {
   }
 
   protected async loadMixers(w: WeightSource): Promise<void> {
+    if (this.device !== 'cpu') {
+      const d = normalizeDevice(this.device);
+      this.sm90 = Number(devices().find((i) => i.device === d)?.computeCapability ?? 0) >= 9;
+    }
     const c = this.config;
     const { hiddenSize: Hd, intermediateSize: I, numHeads: H, convKernel: K } = c;
     const dt = this.dtype, dev = this.device;
@@ -116,17 +122,23 @@ export class Mamba2Model extends CausalLM {
     return linear({ x: y, weight: Ly.outProj, bias: Ly.outProjBias });
   }
 
+  /** sm_90 or later: where the weight-streaming kernel (and so the gated out_proj) runs (read at load). */
+  private sm90 = false;
+
   /**
    * Whether a batch-1 step computes z (in_proj's z columns) on the second stream beside the state
    * update, out_proj then applying the gate with its norm (linearConvUpdate's restOnSide): on CUDA
-   * where out_proj streams its weights and gates on the fly (16-bit, over 8 MB), the shapes where
-   * it was measured to pay (mamba2-2.7b: -0.03 ms a token). STATESPACE_Z_BESIDE=0 / =1 (read at
-   * each step, i.e. when a decode graph is captured) turns it off / on for any shape.
+   * where out_proj streams its weights and gates on the fly (sm_90+, 16-bit, over 8 MB, the
+   * streaming kernel not turned off), the shapes where it was measured to pay (mamba2-2.7b: -0.03
+   * ms a token); elsewhere the gated out_proj would run as separate kernels. STATESPACE_Z_BESIDE=0
+   * / =1 (read at each step, i.e. when a decode graph is captured) turns it off / on for any shape.
    */
   private zBesideUpdate(outProj: Tensor): boolean {
     const v = process.env.STATESPACE_Z_BESIDE;
     if (v === '0' || this.device === 'cpu') return false;
-    return v === '1' || (outProj.dtype !== 'float32' && outProj.size * 2 > 8 << 20);
+    if (v === '1') return true;
+    if (process.env.STATESPACE_GEMV_STREAM === '0') return false;
+    return this.sm90 && outProj.dtype !== 'float32' && outProj.size * 2 > 8 << 20;
   }
 
   protected mixerStep(layer: number, x: Tensor, conv: Tensor, ssm: Tensor, block = false): Tensor {

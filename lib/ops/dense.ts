@@ -41,7 +41,11 @@ export function embedding(opts: EmbeddingOptions): Tensor {
 export interface LinearOptions {
   /** (..., in). */
   x: Tensor;
-  /** (out, in), x's dtype (the PyTorch nn.Linear layout). */
+  /**
+   * (out, in), x's dtype (the PyTorch nn.Linear layout). On CUDA (sm_90) a decode-sized product
+   * starts reading it (and bias) while the op issued just before may still run: it must not be
+   * that op's output.
+   */
   weight: Tensor;
   /** (out), any floating dtype. */
   bias?: Tensor;

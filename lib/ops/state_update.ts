@@ -63,6 +63,9 @@ const nat = native as unknown as StateUpdateNative;
  * state = exp(dt'·A)·state + dt'·B·x (per state n); y = Σ_n state·C + D·x, times silu(z).
  * Exactly one step of selectiveScan (Mamba-1) or of the SSD recurrence (Mamba-2).
  * Returns y shaped like x, in x's dtype; `state` is updated in place.
+ * On CUDA (sm_90) the parameters A, D, dtBias and dtProj are read while the op issued just before
+ * this one may still run (programmatic dependent launch), as a linear layer reads its weight: they
+ * must not be that op's output.
  */
 export function selectiveStateUpdate(opts: SelectiveStateUpdateOptions): Tensor {
   return new Tensor(nat.selectiveStateUpdate(opts));
