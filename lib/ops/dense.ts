@@ -112,12 +112,14 @@ export interface LinearConvUpdateOptions extends LinearOptions {
   /** 'silu' or none. */
   activation?: 'silu' | null;
   /**
-   * Decode on CUDA, one row: the larger range of columns outside the conv's (Mamba-2's z) is
-   * computed on a second stream, launched after the rest, and joined back by the next linear
-   * with a normGate on this device (out_proj reading z), by a host read or synchronize, or at the
-   * end of a graph capture, so that its weights stream while the latency-bound state update runs.
-   * Until then only the conv columns and the range beside them may be read on the device.
-   * Ignored elsewhere (the whole product is there on return).
+   * Decode on CUDA, one row with a contiguous x (the norm folded or none): the larger range of
+   * columns outside the conv's (Mamba-2's z) is computed on a second stream, launched after the
+   * rest, and joined back by an op that reads it on this device (a linear with a normGate, as
+   * out_proj reading z; gatedRmsNorm or selectiveStateUpdate with z), by a host read or
+   * synchronize, or at the start or end of a graph capture, so that its weights stream while the
+   * latency-bound state update runs. Until then only the conv columns and the range beside them
+   * may be read on the device, and the result must stay alive. Ignored elsewhere (the whole
+   * product is there on return).
    */
   restOnSide?: boolean;
 }
