@@ -90,6 +90,14 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
       'ERR_INVALID_ARG',
       'residual',
     );
+    // a non-boolean restOnSide is refused before anything runs: the conv state stays as it was
+    const state = tensor(Float32Array.from({ length: 12 }, (_, i) => i + 1), [1, 4, 3]);
+    expectCode(
+      () => linearConvUpdate({ ...ok, convState: state, convWeight: zeros([4, 4]), convStart: 0, restOnSide: 'yes' as unknown as boolean }),
+      'ERR_INVALID_ARG',
+      'restOnSide',
+    );
+    expect(Array.from(await state.data())).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
   });
 
   it('argmaxOut receives the argmax of the result rows', async () => {

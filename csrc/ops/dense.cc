@@ -370,6 +370,18 @@ Tensor cols_view(const Tensor& t, int64_t c0, int64_t n) {
 #ifdef STATESPACE_WITH_CUDA
 namespace {
 
+// The two products of a forked linear_conv_update over N output columns whose conv columns are
+// [lo, hi): the device stream's [m0, m1) holds the conv columns and the smaller range beside them,
+// the side stream's [s0, s1) the larger range (Mamba-1: z after them; Mamba-2: z before them, dt
+// staying with the conv columns).
+struct ForkRanges {
+  int64_t m0, m1, s0, s1;
+};
+ForkRanges fork_ranges(int64_t N, int64_t lo, int64_t hi) {
+  if (lo >= N - hi) return {lo, N, 0, lo};  // the side takes [0, lo)
+  return {0, hi, hi, N};                     // the side takes [hi, N)
+}
+
 // linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, in two products at once:
 // the conv columns (with the smaller of the ranges beside them) on the device stream and the
 // larger range outside them (Mamba-1: z; Mamba-2: z, its dt columns staying with the conv
@@ -407,9 +419,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
     return q;
   };
   void* st = cuda_stream_for(dev);
-  const int64_t hi = lo + Cc;
-  const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
-  const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
+  const auto [m0, m1, s0, s1] = fork_ranges(N, lo, lo + Cc);
   const cuda::LtOptions first{N, 0}, side{N, 1};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
@@ -443,15 +453,13 @@ namespace {
 
 // One row of linear_conv_update in two products (rest_on_side): the conv columns and the smaller
 // range beside them (Mamba-2: xBC, then dt) on the device stream; the larger range outside them
-// (Mamba-2's z) on the side stream, forked after the first product and left running until a
-// linear with a gate joins it (its only reader: out_proj with the gated norm), so that it streams
-// its weights while the latency-bound state update runs. Measured on the H100 (bench/NOTES.md,
+// (Mamba-2's z) on the side stream, forked after the first product and left running until an op
+// that reads it joins it (cuda/side_stream.h; in Mamba-2's step out_proj with the gated norm), so
+// that it streams its weights while the latency-bound state update runs. Measured on the H100 (bench/NOTES.md,
 // tenth session): mamba2-2.7b b1 -0.03 ms a token; forked before the first product (both at
 // once) +0.015; Mamba-1 (z beside conv, x_proj and the update) +0.07 to +0.26 wherever forked.
 void gemv_rest_on_side(const GemmParams& p, Device dev, const GemvConv& c, const GemvNorm* nm) {
-  const int64_t N = p.N, lo = c.lo, hi = c.lo + c.channels;
-  const bool side_first = lo >= N - hi;  // the side takes [0, lo), else [hi, N)
-  const int64_t m0 = side_first ? lo : 0, m1 = side_first ? N : hi, s0 = side_first ? 0 : hi, s1 = side_first ? lo : N;
+  const auto [m0, m1, s0, s1] = fork_ranges(p.N, c.lo, c.lo + c.channels);
   const int64_t es = static_cast<int64_t>(dtype_size(p.dtype));
   auto rows = [&](int64_t r0, int64_t r1) {
     GemmParams q = p;
@@ -463,7 +471,7 @@ void gemv_rest_on_side(const GemmParams& p, Device dev, const GemvConv& c, const
   };
   void* st = cuda_stream_for(dev);
   GemvConv cm = c;
-  cm.lo = lo - m0;
+  cm.lo = c.lo - m0;
   cuda::join_side_if_forked(st, dev.index);
   gemv_cuda(rows(m0, m1), st, &cm, nm);
   if (s1 == s0) return;
