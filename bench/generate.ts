@@ -118,6 +118,7 @@ async function decodeVariants(m: CausalLM, name: string, device: Device, list: A
         const b64 = await timeAsync(() => m.stepGreedy(tok64), 20);
         const b64x8 = await stepsPerCall(m, tok64, 8, 5);
         const b64Device = m.replayDecodeGraph(64) ? timeIt(device, () => m.replayDecodeGraph(64), { batch: 5, iters: 10 }).ms : null;
+        if (m.cudaGraphError) console.error(`${name}: the decode step runs eager: ${m.cudaGraphError}`);
         report.add({
           model: name,
           device,
