@@ -238,7 +238,8 @@ template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_k
     const u64 rest = sampling::nucleus_target(P, S) - sh.acc, tied = sh.equal / wk;
     const u64 q = (rest + wk - 1) / wk;
     __syncthreads();
-    kept.last = q < tied ? select_index(x, n, in_cand, kept.key, q, sh) : cand.last;
+    // all of key K taken: up to top-k's own cut where it is top-k's threshold key, else every one
+    kept.last = q < tied ? select_index(x, n, in_cand, kept.key, q, sh) : kept.key == cand.key ? cand.last : Prefix{}.last;
   }
   // 4. the draw
   const int chunk = (n + kSampleThreads - 1) / kSampleThreads;

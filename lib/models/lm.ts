@@ -383,7 +383,7 @@ export abstract class CausalLM implements DecodeEngine {
   /** Writes the sampled graph's parameter buffers: the uniforms every step, the rest when they change. */
   private setSampling(entry: DecodeGraph, rows: SampleRow[]): void {
     const b = entry.sampling as NonNullable<DecodeGraph['sampling']>;
-    const fresh = CausalLM.sampleParams(rows, 'cpu');
+    const fresh = CausalLM.sampleParams(rows, this.device); // (uploads; copyInto copies within a device)
     const params = rows.map((r) => `${r.temperature},${r.topK},${r.topP}`).join(';');
     copyInto(b.uniform, fresh.uniform);
     if (params !== b.params) {
