@@ -73,6 +73,31 @@ export async function checkSampleDraws(device: Device, dtype: DType): Promise<vo
   }
 }
 
+/**
+ * Cuts inside runs of tied logits: top-k splits the run of 1s (keeping indices 0 and 1), then top-p
+ * keeps the whole run of 2s, which sits at higher indices than top-k's cut.
+ */
+export async function checkSampleTiedCuts(device: Device, dtype: DType): Promise<void> {
+  const row = [1, 1, 1, 1, 2, 2, 2, 0];
+  const us = [0, 0.1, 0.34, 0.5, 0.9, 0.99999994];
+  for (const [topK, topP, allowed] of [
+    [5, 0.7, [4, 5, 6]],
+    [5, 1, [0, 1, 4, 5, 6]],
+    [6, 0.9, [0, 1, 2, 4, 5, 6]],
+    [0, 0.4, [4, 5]],
+  ] as Array<[number, number, number[]]>) {
+    const R = us.length;
+    const logits = tensor(Float32Array.from({ length: R * row.length }, (_, i) => row[i % row.length]), [R, row.length], { device }).astype(dtype);
+    const ps = us.map((uniform) => ({ temperature: 1, topK, topP, uniform }));
+    const got = await sampleTokens({ logits, ...paramTensors(ps, device) }).data();
+    for (let i = 0; i < R; i++) {
+      const p = { ...ps[i], topP: f32(topP), uniform: f32(us[i]) };
+      expect(allowed, `${device} ${dtype} topK ${topK} topP ${topP} u ${us[i]}: token ${got[i]}`).toContain(got[i]);
+      expect(sampleAllowed(row, p, got[i]), `${device} ${dtype} topK ${topK} topP ${topP} u ${us[i]}`).toBe(true);
+    }
+  }
+}
+
 /** Many draws of one row: the frequencies follow the rule's probabilities (within 5 sigma). */
 export async function checkSampleDistribution(device: Device): Promise<void> {
   const r = rng();

@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
 import { argmax, sampleTokens, tensor, zeros } from '../lib/index';
 import { checkArgmax } from './argmax_cases';
-import { checkSampleDistribution, checkSampleDraws, checkSampleShapes } from './sample_cases';
+import { checkSampleDistribution, checkSampleDraws, checkSampleShapes, checkSampleTiedCuts } from './sample_cases';
 import { expectCode } from './helpers';
 
 describe('argmax (CPU)', () => {
@@ -23,6 +23,9 @@ describe('sampleTokens (CPU)', () => {
       await checkSampleDraws('cpu', dtype);
     });
   }
+  it('cuts inside runs of tied logits (top-k, then top-p above its cut)', async () => {
+    for (const dtype of ['float32', 'bfloat16'] as const) await checkSampleTiedCuts('cpu', dtype);
+  });
   it('frequencies of many draws follow the probabilities of the kept set', async () => {
     await checkSampleDistribution('cpu');
   });

@@ -1,7 +1,7 @@
 import { beforeAll, afterAll, expect, it } from 'vitest';
 import { debugPoison, sampleTokens, tensor } from '../../lib/index';
 import { checkArgmax } from '../argmax_cases';
-import { checkSampleDistribution, checkSampleDraws, checkSampleShapes } from '../sample_cases';
+import { checkSampleDistribution, checkSampleDraws, checkSampleShapes, checkSampleTiedCuts } from '../sample_cases';
 import { describeGpu, rng } from '../helpers';
 
 describeGpu('argmax on CUDA', () => {
@@ -22,6 +22,9 @@ describeGpu('sampleTokens on CUDA', () => {
       await checkSampleDraws('cuda', dtype);
     });
   }
+  it('cuts inside runs of tied logits (top-k, then top-p above its cut)', async () => {
+    for (const dtype of ['float32', 'bfloat16'] as const) await checkSampleTiedCuts('cuda', dtype);
+  });
   it('frequencies of many draws follow the probabilities of the kept set', async () => {
     await checkSampleDistribution('cuda');
   });
