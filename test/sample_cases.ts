@@ -46,7 +46,8 @@ const f32 = (v: number) => Math.fround(v);
 /** Every draw of random cases is one the float64 rule allows; greedy rows are argmax's choice. */
 export async function checkSampleDraws(device: Device, dtype: DType): Promise<void> {
   const r = rng();
-  for (const [R, n] of [[1, 1], [40, 7], [30, 300], [8, 50280]] as Array<[number, number]>) {
+  // (50280: a vocabulary row, staged in shared memory on CUDA; 70001 f32 rows are read from L2 instead)
+  for (const [R, n] of [[1, 1], [40, 7], [30, 300], [8, 50280], [2, 70001]] as Array<[number, number]>) {
     for (const kind of [0, 1]) {
       const ps = rowParams(R, n, r);
       const logits = tensor(Float32Array.from(logitRows(kind, R, n, r)), [R, n], { device }).astype(dtype);

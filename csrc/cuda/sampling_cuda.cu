@@ -7,6 +7,7 @@
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
+#include "cuda/smem_optin.h"
 #include "cuda/runtime.h"
 #include "ops/sampling.h"
 #include "ops/sampling_rule.h"
@@ -80,7 +81,8 @@ template <typename T, int V> __global__ void __launch_bounds__(kThreads) argmax_
   }
 }
 
-// ---- Sampling: one block of kSampleThreads per row, the row read from L2 once per pass --------
+// ---- Sampling: one block of kSampleThreads per row, staged in shared memory where it fits ------
+// (a 50k-token row: 100 KB in bf16, 200 KB in f32; larger rows are read from L2 in every pass).
 // Passes: the first maximum (argmax's rule; greedy rows end there), top-k as a radix select of the
 // ranking key in four 8-bit digits (counts), top-p as the same select weighted by the fixed-point
 // weights (integer sums: the same result whatever order the atomics land in), a radix select of
@@ -180,16 +182,23 @@ __device__ __forceinline__ float key_value(uint32_t k) {  // the float a ranking
   return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p) {
+template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p, bool staged) {
   __shared__ SampleShared sh;
+  extern __shared__ __align__(16) unsigned char stage[];
   cuda::pdl_wait();
   cuda::pdl_trigger();
   const int64_t row = blockIdx.x;
-  const T* x = static_cast<const T*>(p.x) + row * p.n;
+  const T* g = static_cast<const T*>(p.x) + row * p.n;
+  T* st = reinterpret_cast<T*>(stage);
   const int n = static_cast<int>(p.n), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  // 1. argmax's choice (the first maximum, NaN first)
+  // 1. argmax's choice (the first maximum, NaN first), staging the row on the way
   Best b{-INFINITY, n};
-  for (int i = threadIdx.x; i < n; i += kSampleThreads) take(b, to_float(x[i]), i);
+  for (int i = threadIdx.x; i < n; i += kSampleThreads) {
+    const T v = g[i];
+    if (staged) st[i] = v;
+    take(b, to_float(v), i);
+  }
+  const T* x = staged ? st : g;  // the later passes' row (the barrier below orders the staging)
   for (int o = 16; o > 0; o >>= 1) {
     const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
     if (before(other, b)) b = other;
@@ -275,7 +284,16 @@ template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_k
 void sample_cuda(const SampleParams& p, void* stream) {
   if (p.rows > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "sampleTokens: too many rows for one launch");
   cudaStream_t st = static_cast<cudaStream_t>(stream);
-  SS_FLOAT_SWITCH(p.dtype, T, [&] { cuda::launch_pdl(sample_kernel<T>, dim3(static_cast<unsigned>(p.rows)), dim3(kSampleThreads), 0, st, p); });
+  int dev = 0, optin = 0;
+  cuda::check(cudaGetDevice(&dev), "sampleTokens");
+  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "sampleTokens");
+  SS_FLOAT_SWITCH(p.dtype, T, [&] {
+    // the row in shared memory when it fits beside the block's static part
+    const size_t bytes = static_cast<size_t>(p.n) * sizeof(T);
+    const bool staged = bytes + sizeof(SampleShared) + 1024 <= static_cast<size_t>(optin);
+    if (staged) cuda::set_smem_once<sample_kernel<T>>(bytes, "sampleTokens: shared memory");
+    cuda::launch_pdl(sample_kernel<T>, dim3(static_cast<unsigned>(p.rows)), dim3(kSampleThreads), staged ? bytes : 0, st, p, staged);
+  });
   cuda::check_launch("sampleTokens");
 }
 
