@@ -3,8 +3,6 @@
 // of equal values), then
 // (value, index) pairs meet by shuffles and shared memory; ties go to the lower index and NaN
 // beats every number, so the result is the first maximum whatever the reduction order.
-#include <cooperative_groups.h>
-#include <cooperative_groups/reduce.h>
 #include <cmath>
 #include "cuda/check.cuh"
 #include "cuda/load_any.cuh"
@@ -18,7 +16,6 @@ namespace ss {
 namespace {
 
 using cuda::to_float;
-namespace cg = cooperative_groups;
 
 constexpr int kThreads = 512;
 
@@ -110,15 +107,6 @@ struct Prefix {
   __device__ bool has(int i, uint32_t k) const { return k > key || (k == key && i <= last); }
 };
 
-// hist[bin] += w for the calling lanes with bin < 256, one shared atomic per distinct bin of the
-// warp: logits crowd into a few bins of each digit, and atomics on one address serialise.
-__device__ __forceinline__ void add_to_bin(u64* hist, unsigned bin, u64 w) {
-  const cg::coalesced_group active = cg::coalesced_threads();
-  const cg::coalesced_group group = cg::labeled_partition(active, bin);
-  const u64 sum = cg::reduce(group, w, cg::plus<u64>());
-  if (group.thread_rank() == 0 && bin < 256u) atomicAdd(&hist[bin], sum);
-}
-
 // The key K of the ranking prefix whose weight (wt, over tokens passing `in`) first reaches
 // `need`: the weight above K is < need <= the weight down to K. Sets sh.acc to the weight above K
 // and sh.equal to the weight of key K.
@@ -132,7 +120,7 @@ __device__ uint32_t select_key(const T* x, int n, In in, Wt wt, u64 need, Sample
     for (int i = threadIdx.x; i < n; i += kSampleThreads) {
       const float v = to_float(x[i]);
       const uint32_t k = sampling::key_of(v);
-      add_to_bin(sh.hist, (k & mask) == prefix && in(i, k) ? (k >> shift) & 255u : 256u, wt(v));
+      if ((k & mask) == prefix && in(i, k)) atomicAdd(&sh.hist[(k >> shift) & 255u], wt(v));
     }
     __syncthreads();
     if (threadIdx.x == 0) {
