@@ -7,8 +7,10 @@
  * (measured copy bandwidth): the table gives that roofline and the fraction reached. Each decode
  * step includes the greedy choice of the next tokens on the device and reading the token ids
  * back, as generate() does for greedy requests; "b64 logits ms/step" is the same step reading
- * all logits back to the host instead (what sampling with a temperature costs on top of choosing
- * the tokens on the host). On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
+ * all logits back to the host instead. "b1 sampled ms/token" and "b64 sampled ms/step" draw the
+ * tokens with a temperature and top-p where the logits are (stepSample, as generate() does for
+ * sampling requests); "b64 host-sampled ms/step" reads the logits back and draws each row on the
+ * host (the same rule), the way sampling worked before. On CUDA a step replays a captured CUDA graph (the default); "b1 eager" runs
  * the same step op by op, and "b1 eager dispatch ms" is the host time spent issuing its ops: when
  * it approaches the step time, the eager step is bound by op dispatch, not by the device.
  * "b1 graph device ms" is the device time of the batch-1 step alone (graph replays back to back,
@@ -30,6 +32,7 @@ import { Device, linearBackend, synchronize } from '../lib/index';
 import { ModelConfig, normalizeConfig } from '../lib/models/config';
 import type { CausalLM } from '../lib/models/lm';
 import { randomModel } from '../lib/models/load';
+import { sampleToken } from '../lib/models/sampling';
 import { formatProfile, profileOps } from '../lib/models/profile';
 import { copyBandwidth } from './copy';
 import { Report } from './report';
@@ -195,6 +198,18 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
         // Eight batch-64 greedy steps per host round trip (the scheduler's bursts at a full batch)
         const b64x8 = cpu ? 'n/a' : await stepsPerCall(m, tok64, 8, 10);
         const b64logits = await timeAsync(() => m.step(tok64), cpu ? 1 : 10);
+        // Sampled decoding (temperature 0.8, top-p 0.95): drawn where the logits are (stepSample,
+        // what generate() does for sampling requests), and for comparison the logits read back and
+        // drawn on the host row by row (sampleToken: the same rule on the CPU)
+        const o = { temperature: 0.8, topK: 0, topP: 0.95 };
+        const sampleRows = (k: number) => Array.from({ length: k }, () => ({ ...o, uniform: Math.random() }));
+        await m.stepSample(tok1, sampleRows(1)); // (captures the sampled graph of batch 1)
+        const b1s = await timeAsync(() => m.stepSample(tok1, sampleRows(1)), cpu ? 3 : 50);
+        await m.stepSample(tok64, sampleRows(maxBatch));
+        const b64s = await timeAsync(() => m.stepSample(tok64, sampleRows(maxBatch)), cpu ? 1 : 20);
+        const b64host = await timeAsync(async () => {
+          for (const row of await m.step(tok64)) sampleToken(row, o, Math.random);
+        }, cpu ? 1 : 3);
         await synchronize(device);
         // Where the time goes, per op and argument shapes (profile.ts: device time by CUDA events
         // around each op, and the host time spent issuing it), one prefill and one eager decode step.
@@ -233,6 +248,9 @@ export async function run(devices: Device[], report: Report, opts: { quick: bool
           'b64 ms/step, 8 steps/call': b64x8,
           'b64 tokens/s': (maxBatch * 1e3) / b64.ms,
           'b64 logits ms/step': b64logits.ms,
+          'b1 sampled ms/token': b1s.ms,
+          'b64 sampled ms/step': b64s.ms,
+          'b64 host-sampled ms/step': b64host.ms,
         });
       } catch (e) {
         report.add({ model: name, device, dtype, error: (e as Error).message.split('\n')[0].slice(0, 120) });

@@ -28,5 +28,6 @@ export { embedding, linear, linearConvUpdate, linearConvUpdateProj, linearBacken
 export type { EmbeddingOptions, LinearOptions, LinearConvUpdateOptions, LinearConvUpdateProjOptions, RmsNormOptions, RmsNormResult, GatedRmsNormOptions } from './ops/dense';
 export { selectiveStateUpdate } from './ops/state_update';
 export type { SelectiveStateUpdateOptions } from './ops/state_update';
-export { argmax } from './ops/sampling';
+export { argmax, sampleTokens } from './ops/sampling';
+export type { SampleTokensOptions } from './ops/sampling';
 export * from './models/index';

@@ -14,8 +14,9 @@ import { argError, dtypeError, formatError } from '../errors';
 import { CudaGraph, captureGraph } from '../graph';
 import { Tensor, tensor, tidy, zeros } from '../tensor';
 import { GenerationDefaults, ModelConfig } from './config';
-import { argmax, copyInto, embedding, linear, rmsNorm } from './ops';
-import { DecodeEngine, Scheduler } from './scheduler';
+import { argmax, copyInto, embedding, linear, rmsNorm, sampleTokens } from './ops';
+import { DecodeEngine, SampleRow, Scheduler } from './scheduler';
+import { checkSampling } from './sampling';
 import { detokenize } from './text_stream';
 import { TextTokenizer } from './tokenizer';
 import { WeightSource } from './weights';
@@ -66,16 +67,22 @@ export interface ModelInit {
   stateDtype?: DType;
 }
 
+/** The kinds of decode step: logits kept (step), greedy ids (stepGreedy), sampled ids (stepSample). */
+type StepKind = 'full' | 'greedy' | 'sampled';
+
 /**
- * The captured decode steps of one batch size. Both read their tokens from `ids` and end by
- * writing the argmax of their logits back into `ids` (`next` is a flat view of it), so a greedy
+ * The captured decode steps of one batch size. Each reads its tokens from `ids` and ends by
+ * writing its choice of the next tokens back into `ids` (`next` is a flat view of it): the argmax
+ * of the logits, or (`sampled`) a draw by sampleTokens with the parameters in `sampling`, so a
  * step that continues with the tokens it chose needs no upload; `full` also keeps the logits
- * (step()), `greedy` skips that copy (stepGreedy, stepGreedyMany). Each is captured at its first
- * use. `fed` is what `ids` holds when known (else null).
+ * (step()). Each is captured at its first use. `fed` is what `ids` holds when known (else null).
  */
 interface DecodeGraph {
   full: CudaGraph | null;
   greedy: CudaGraph | null;
+  sampled: CudaGraph | null;
+  /** The sampled step's per-slot parameters (device buffers the graph reads), and what they hold. */
+  sampling?: { temperature: Tensor; topK: Tensor; topP: Tensor; uniform: Tensor; params: string };
   ids: Tensor;
   next: Tensor;
   logits: Tensor;
@@ -337,7 +344,7 @@ export abstract class CausalLM implements DecodeEngine {
    */
   async step(tokens: Int32Array): Promise<Float32Array[]> {
     const V = this.config.vocabSize;
-    const v = (await this.runStep(tokens, false)) as Float32Array;
+    const v = (await this.runStep(tokens, 'full')) as Float32Array;
     return Array.from({ length: tokens.length }, (_, i) => v.subarray(i * V, (i + 1) * V));
   }
 
@@ -346,7 +353,46 @@ export abstract class CausalLM implements DecodeEngine {
    * the next token of each slot (the first largest logit). Only the ids are copied to the host.
    */
   async stepGreedy(tokens: Int32Array): Promise<Int32Array> {
-    return (await this.runStep(tokens, true)) as Int32Array;
+    return (await this.runStep(tokens, 'greedy')) as Int32Array;
+  }
+
+  /**
+   * @internal Scheduler engine: one decode step of slots 0..n-1 whose tokens are drawn where the
+   * logits are (sampleTokens' rule, each slot with its row of parameters and uniform number;
+   * temperature 0 is greedy): only the ids come back, as for stepGreedy, instead of n rows of
+   * logits sampled on the host. On CUDA a captured graph reads the parameters from device
+   * buffers, rewritten before each replay (the temperature, top-k and top-p only when they change).
+   */
+  async stepSample(tokens: Int32Array, rows: SampleRow[]): Promise<Int32Array> {
+    if (rows.length !== tokens.length) throw argError(`stepSample: ${rows.length} rows of parameters for ${tokens.length} tokens`);
+    for (const r of rows) checkSampling(r);
+    return (await this.runStep(tokens, 'sampled', rows)) as Int32Array;
+  }
+
+  /** The per-row parameter tensors of sampleTokens for `rows` (on `device`). */
+  private static sampleParams(rows: SampleRow[], device: Device) {
+    const n = rows.length;
+    return {
+      temperature: tensor(Float32Array.from(rows, (r) => r.temperature), [n], { device }),
+      topK: tensor(Int32Array.from(rows, (r) => r.topK), [n], { dtype: 'int32', device }),
+      topP: tensor(Float32Array.from(rows, (r) => r.topP), [n], { device }),
+      uniform: tensor(Float32Array.from(rows, (r) => r.uniform), [n], { device }),
+    };
+  }
+
+  /** Writes the sampled graph's parameter buffers: the uniforms every step, the rest when they change. */
+  private setSampling(entry: DecodeGraph, rows: SampleRow[]): void {
+    const b = entry.sampling as NonNullable<DecodeGraph['sampling']>;
+    const fresh = CausalLM.sampleParams(rows, this.device); // (uploads; copyInto copies within a device)
+    const params = rows.map((r) => `${r.temperature},${r.topK},${r.topP}`).join(';');
+    copyInto(b.uniform, fresh.uniform);
+    if (params !== b.params) {
+      copyInto(b.temperature, fresh.temperature);
+      copyInto(b.topK, fresh.topK);
+      copyInto(b.topP, fresh.topP);
+      b.params = params;
+    }
+    for (const t of Object.values(fresh)) t.dispose();
   }
 
   /**
@@ -387,26 +433,29 @@ export abstract class CausalLM implements DecodeEngine {
     ids.dispose();
   }
 
-  private async runStep(tokens: Int32Array, greedy: boolean): Promise<Float32Array | Int32Array> {
+  private async runStep(tokens: Int32Array, kind: StepKind, sample?: SampleRow[]): Promise<Float32Array | Int32Array> {
     const cache = this.ensureCache();
     const n = tokens.length;
     const rows = this.batchViews(cache, n);
     const entry = this.device !== 'cpu' && this.useCudaGraphs ? this.graphs.get(n) : undefined;
     // The step of this kind as a graph: captured now if the other kind was (the eager run that
     // created the entry did the one-time setup); null if capture failed (then eager from here on).
-    const graph = entry ? ((greedy ? entry.greedy : entry.full) ?? this.capture(entry, rows, greedy)) : null;
+    const graph = entry ? (entry[kind] ?? this.capture(entry, rows, kind)) : null;
     let out: Tensor;
     const t0 = process.hrtime.bigint();
     if (entry && graph) {
       this.feed(entry, tokens);
+      if (kind === 'sampled') this.setSampling(entry, sample as SampleRow[]);
       graph.replay();
       entry.fed = null;
-      out = greedy ? entry.next : entry.logits;
+      out = kind === 'full' ? entry.logits : entry.next;
     } else {
       const ids = tensor(tokens, [n, 1], { dtype: 'int32', device: this.device });
       out = tidy(() => {
         const logits = this.decodeOps(ids, rows);
-        return greedy ? argmax(logits) : logits;
+        if (kind === 'greedy') return argmax(logits);
+        if (kind === 'sampled') return sampleTokens({ logits, ...CausalLM.sampleParams(sample as SampleRow[], this.device) });
+        return logits;
       });
       ids.dispose();
     }
@@ -417,8 +466,8 @@ export abstract class CausalLM implements DecodeEngine {
     } finally {
       if (!graph) out.dispose();
     }
-    if (entry && graph && greedy) entry.fed = Int32Array.from(v); // the graph left these in its ids buffer
-    if (!entry && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows, greedy);
+    if (entry && graph && kind !== 'full') entry.fed = Int32Array.from(v); // the graph left these in its ids buffer
+    if (!entry && this.device !== 'cpu' && this.useCudaGraphs) this.captureStep(n, rows, kind);
     return v;
   }
 
@@ -461,36 +510,50 @@ export abstract class CausalLM implements DecodeEngine {
     for (const g of this.graphs.values()) {
       g.full?.dispose();
       g.greedy?.dispose();
+      g.sampled?.dispose();
+      if (g.sampling) for (const t of [g.sampling.temperature, g.sampling.topK, g.sampling.topP, g.sampling.uniform]) t.dispose();
       for (const t of [g.ids, g.logits, g.next, ...(g.hist ? [g.hist.all, g.hist.next, ...g.hist.rows] : [])]) t.dispose();
     }
     this.graphs.clear();
   }
 
   /** Makes batch size n's graph entry (after its first eager run) and captures the step of this kind. */
-  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): void {
+  private captureStep(n: number, rows: { conv: Tensor[]; ssm: Tensor[] }, kind: StepKind): void {
     if (this.graphs.has(n)) return;
     const ids = zeros([n, 1], { dtype: 'int32', device: this.device });
     const entry: DecodeGraph = {
       full: null,
       greedy: null,
+      sampled: null,
       ids,
       next: ids.reshape([n]),
       logits: zeros([n, this.config.vocabSize], { dtype: this.dtype, device: this.device }),
       fed: null,
     };
     this.graphs.set(n, entry);
-    this.capture(entry, rows, greedy);
+    this.capture(entry, rows, kind);
   }
 
-  /** Captures the decode step of entry's batch size, greedy (ids only) or full (logits kept); on failure, decoding stays eager. */
-  private capture(entry: DecodeGraph, rows: { conv: Tensor[]; ssm: Tensor[] }, greedy: boolean): CudaGraph | null {
+  /** Captures the decode step of entry's batch size of this kind; on failure, decoding stays eager. */
+  private capture(entry: DecodeGraph, rows: { conv: Tensor[]; ssm: Tensor[] }, kind: StepKind): CudaGraph | null {
     try {
+      const n = entry.next.shape[0];
+      if (kind === 'sampled' && !entry.sampling) {
+        const z = (dtype: DType) => zeros([n], { dtype, device: this.device });
+        entry.sampling = { temperature: z('float32'), topK: z('int32'), topP: z('float32'), uniform: z('float32'), params: '' };
+      }
       const graph = captureGraph(this.device, () => {
+        if (kind === 'sampled') {
+          // the next step's input, drawn with the parameters the buffers hold at each replay
+          const b = entry.sampling as NonNullable<DecodeGraph['sampling']>;
+          const logits = this.decodeOps(entry.ids, rows);
+          copyInto(entry.next, sampleTokens({ logits, temperature: b.temperature, topK: b.topK, topP: b.topP, uniform: b.uniform }));
+          return;
+        }
         const logits = this.decodeOps(entry.ids, rows, entry.next); // the next greedy step's input, already in place
-        if (!greedy) copyInto(entry.logits, logits);
+        if (kind === 'full') copyInto(entry.logits, logits);
       });
-      if (greedy) entry.greedy = graph;
-      else entry.full = graph;
+      entry[kind] = graph;
       return graph;
     } catch (e) {
       this.useCudaGraphs = false;

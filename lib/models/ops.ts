@@ -9,7 +9,7 @@ import { ssdChunkScan as ssdChunkScanOp } from '../ops/ssd';
 import { causalConv1d as causalConv1dOp } from '../ops/conv1d';
 import { embedding as embeddingOp, linear as linearOp, linearConvUpdate as linearConvUpdateOp, linearConvUpdateProj as linearConvUpdateProjOp, rmsNorm as rmsNormOp, gatedRmsNorm as gatedRmsNormOp } from '../ops/dense';
 import { selectiveStateUpdate as selectiveStateUpdateOp } from '../ops/state_update';
-import { argmax as argmaxOp } from '../ops/sampling';
+import { argmax as argmaxOp, sampleTokens as sampleTokensOp } from '../ops/sampling';
 import { copyInto as copyIntoOp } from '../tensor';
 import { timed } from './profile';
 
@@ -25,3 +25,4 @@ export const gatedRmsNorm = timed('gatedRmsNorm', gatedRmsNormOp);
 export const selectiveStateUpdate = timed('selectiveStateUpdate', selectiveStateUpdateOp);
 export const copyInto = timed('copyInto', copyIntoOp);
 export const argmax = timed('argmax', argmaxOp);
+export const sampleTokens = timed('sampleTokens', sampleTokensOp);

@@ -46,8 +46,19 @@ export interface DecodeEngine {
    * request waits to join and every sequence wants that many more tokens.
    */
   stepGreedyMany?(tokens: Int32Array, steps: number): Promise<Int32Array>;
+  /**
+   * Optional: one decode step whose tokens are drawn where the logits are, by sampleTokens' rule
+   * with each slot's parameters and uniform number (temperature 0: greedy); only token ids come
+   * back. Used when some running sequence samples.
+   */
+  stepSample?(tokens: Int32Array, rows: SampleRow[]): Promise<Int32Array>;
   /** Copies the state of slot `from` into slot `to`. */
   moveSlot(from: number, to: number): void;
+}
+
+/** A slot's sampling parameters for one step, with the uniform number its token is drawn with. */
+export interface SampleRow extends SamplingOptions {
+  uniform: number;
 }
 
 export interface SequenceRequest extends SamplingOptions {
@@ -331,7 +342,11 @@ export class Scheduler {
     try {
       if (ahead > 1 && this.engine.stepGreedyMany) ids = await this.engine.stepGreedyMany(tokens, ahead);
       else if (greedy && this.engine.stepGreedy) ids = await this.engine.stepGreedy(tokens);
-      else rows = await this.engine.step(tokens);
+      else if (!greedy && this.engine.stepSample) {
+        // each sampling sequence draws its uniform from its own seeded generator, as sampleToken would
+        const sample = this.running.map((s) => ({ temperature: s.req.temperature, topK: s.req.topK, topP: s.req.topP, uniform: s.req.temperature > 0 ? s.random() : 0 }));
+        ids = await this.engine.stepSample(tokens, sample);
+      } else rows = await this.engine.step(tokens);
     } catch (e) {
       // The batch's states are unusable: fail every sequence of this step.
       for (const seq of this.running.splice(0, n)) this.finish(seq, e);

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { debugPoison } from '../../lib/index';
+import { debugPoison, sampleTokens, tensor } from '../../lib/index';
 import { loadModel } from '../../lib/models/load';
 import { ReferenceModel } from '../reference/mamba_model';
 import { describeGpu, expectNoNaN, hasCuda, relErr } from '../helpers';
@@ -135,7 +135,24 @@ describeGpu('decode through CUDA graphs', () => {
             expect(Array.from(many.subarray(j * n, (j + 1) * n)), `n=${n} stepGreedyMany(${k}) step ${j}`).toEqual(Array.from(tokens));
           }
         }
-        expect(Array.from(await graphs.stepGreedy(tokens)), `n=${n} after stepGreedyMany`).toEqual(Array.from(await eager.stepGreedy(tokens)));
+        const after = await graphs.stepGreedy(tokens);
+        tokens = await eager.stepGreedy(tokens);
+        expect(Array.from(after), `n=${n} after stepGreedyMany`).toEqual(Array.from(tokens));
+        // sampled steps (the draw inside the graph) equal sampleTokens on the eager step's logits
+        for (let step = 0; step < 4; step++) {
+          const rows = Array.from({ length: n }, (_, i) => ({ temperature: [0.8, 0, 1.3][i % 3], topK: [0, 0, 5][i % 3], topP: [1, 1, 0.9][i % 3], uniform: Math.random() }));
+          const got = await graphs.stepSample(tokens, rows);
+          const logits = await eager.step(tokens);
+          const want = await sampleTokens({
+            logits: tensor(Float32Array.from(logits.flatMap((r) => Array.from(r))), [n, V], { device: 'cuda' }),
+            temperature: tensor(Float32Array.from(rows, (r) => r.temperature), [n], { device: 'cuda' }),
+            topK: tensor(Int32Array.from(rows, (r) => r.topK), [n], { dtype: 'int32', device: 'cuda' }),
+            topP: tensor(Float32Array.from(rows, (r) => r.topP), [n], { device: 'cuda' }),
+            uniform: tensor(Float32Array.from(rows, (r) => r.uniform), [n], { device: 'cuda' }),
+          }).data();
+          expect(Array.from(got), `n=${n} sampled step ${step}`).toEqual(Array.from(want));
+          tokens = Int32Array.from(got);
+        }
       }
       expect(graphs.useCudaGraphs, graphs.cudaGraphError ?? '').toBe(true);
       const ids = await collect(graphs.generate(randomIds(5, V), { maxNewTokens: 10, temperature: 0, stop: [] }));

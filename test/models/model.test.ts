@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../lib/models/load';
 import { tensor, tidy } from '../../lib/tensor';
+import { sampleTokens } from '../../lib/ops/sampling';
 import { ReferenceModel } from '../reference/mamba_model';
 import { expectNoNaN, relErr } from '../helpers';
 import { TensorStore } from '../../lib/models/safetensors';
@@ -102,6 +103,45 @@ describe('models on the CPU against the float64 reference', () => {
       model.dispose();
     });
   }
+
+  it('sampled decoding: stepSample draws with sampleTokens from step()\'s logits; a seeded generate() repeats', async () => {
+    for (const [name, spec] of [specs[0], specs[3]]) {
+      const { model, config, dir } = await tiny(spec);
+      const other = await loadModel(dir, { device: 'cpu', dtype: 'float32', maxBatch: 6 }); // the same weights, its own state cache
+      const V = config.vocabSize;
+      const prompts = [randomIds(4, V), randomIds(7, V), randomIds(2, V)].map((p) => Int32Array.from(p));
+      for (const m of [model, other]) for (let i = 0; i < 3; i++) await m.prefill(prompts[i], i);
+      let tokens = Int32Array.from(prompts, (p) => p[p.length - 1]);
+      for (let step = 0; step < 5; step++) {
+        const rows = [
+          { temperature: 0.9, topK: 0, topP: 1, uniform: Math.random() },
+          { temperature: 0, topK: 0, topP: 1, uniform: 0 },
+          { temperature: 1.4, topK: 7, topP: 0.8, uniform: Math.random() },
+        ];
+        const got = await model.stepSample(tokens, rows);
+        const logits = await other.step(tokens);
+        const want = await tidy(() =>
+          sampleTokens({
+            logits: tensor(Float32Array.from(logits.flatMap((r) => Array.from(r))), [3, V]),
+            temperature: tensor(Float32Array.from(rows, (r) => r.temperature), [3]),
+            topK: tensor(Int32Array.from(rows, (r) => r.topK), [3], { dtype: 'int32' }),
+            topP: tensor(Float32Array.from(rows, (r) => r.topP), [3]),
+            uniform: tensor(Float32Array.from(rows, (r) => r.uniform), [3]),
+          }),
+        ).data();
+        expect(Array.from(got), `${name} step ${step}`).toEqual(Array.from(want));
+        tokens = Int32Array.from(got);
+      }
+      const o = { maxNewTokens: 12, temperature: 1.2, topP: 0.9, topK: 20, stop: [], seed: 11 };
+      const prompt = randomIds(5, V);
+      const a = await collect(model.generate(prompt, o));
+      const b = await collect(other.generate(prompt, o));
+      expect(a.length).toBe(12);
+      expect(b, `${name}: the same seed, the same completion`).toEqual(a);
+      model.dispose();
+      other.dispose();
+    }
+  });
 
   it('batched generation of different prompts equals generating each alone', async () => {
     for (const spec of [specs[0][1], specs[4][1]]) {

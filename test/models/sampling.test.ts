@@ -1,11 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { argmax, sampleToken, seededRandom } from '../../lib/models/sampling';
+import { sampleTokens } from '../../lib/ops/sampling';
+import { full, tensor } from '../../lib/tensor';
 
 const logits = (probs: number[]) => probs.map(Math.log);
+/** Frequencies of `draws` samples of the row: sampleToken's rule (sampleTokens) on `draws` copies in one call, plus a few through sampleToken itself that must agree. */
 function histogram(row: number[], o: { temperature: number; topK: number; topP: number }, draws: number, seed = 5): number[] {
   const rnd = seededRandom(seed);
+  const u = Float32Array.from({ length: draws }, () => rnd());
+  const t = sampleTokens({
+    logits: tensor(Float32Array.from({ length: draws * row.length }, (_, i) => row[i % row.length]), [draws, row.length]),
+    temperature: full([draws], o.temperature),
+    topK: full([draws], o.topK, { dtype: 'int32' }),
+    topP: full([draws], o.topP),
+    uniform: tensor(u, [draws]),
+  }).dataSync() as Int32Array;
+  for (let i = 0; i < 20; i++) expect(sampleToken(row, o, () => u[i])).toBe(t[i]);
   const h = new Array(row.length).fill(0);
-  for (let i = 0; i < draws; i++) h[sampleToken(row, o, rnd)]++;
+  for (const k of t) h[k]++;
   return h.map((c) => c / draws);
 }
 
