@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DecodeEngine, Scheduler, SequenceRequest } from '../../lib/models/scheduler';
+import { DecodeEngine, SampleRow, Scheduler, SequenceRequest } from '../../lib/models/scheduler';
 import { argmax, sampleToken, seededRandom } from '../../lib/models/sampling';
 
 const V = 37;
@@ -78,6 +78,15 @@ class ManyStepEngine extends GreedyEngine {
       out.push(...t);
     }
     return Int32Array.from(out);
+  }
+}
+
+/** The greedy engine that also draws sampled tokens inside the step (as CausalLM.stepSample on a device). */
+class SampleEngine extends GreedyEngine {
+  async stepSample(tokens: Int32Array, rows: SampleRow[]): Promise<Int32Array> {
+    const logits = await this.step(tokens);
+    this.calls.push('sample');
+    return Int32Array.from(logits, (l, i) => sampleToken(l, rows[i], () => rows[i].uniform));
   }
 }
 
@@ -166,6 +175,23 @@ describe('scheduler', () => {
     expect(a).toEqual(b);
     expect(a).toEqual(reference(p, 25, o));
     expect(a).not.toEqual(reference(p, 25)); // not greedy
+  });
+
+  it('draws sampled tokens inside the step where the engine can: each sequence its own seeded uniforms, greedy ones none', async () => {
+    const engine = new SampleEngine(4);
+    const s = new Scheduler(engine);
+    const prompts = Array.from({ length: 5 }, (_, i) => randomPrompt(2 + i));
+    const opts: Array<Partial<SequenceRequest>> = [
+      { temperature: 0.9, topK: 10, topP: 0.95, seed: 1234 },
+      {},
+      { temperature: 1.3, topP: 0.8, seed: 5 },
+      { temperature: 0.7, topK: 3, seed: 99 },
+      { temperature: 1.1, seed: 42 },
+    ];
+    const got = await Promise.all(prompts.map((p, i) => collect(s.submit(req(p, 15 + i, opts[i])))));
+    got.forEach((g, i) => expect(g, `sequence ${i}`).toEqual(reference(prompts[i], 15 + i, opts[i])));
+    expect(engine.calls).toContain('sample');
+    expect(engine.maxRows).toBeGreaterThan(1);
   });
 
   it('cancels with an AbortSignal and frees the slot for the next request', async () => {
