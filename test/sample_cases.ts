@@ -5,7 +5,7 @@
  * against the float64 rule (reference/sampling.ts), the distribution by many draws of one row,
  * and repeat calls bit for bit.
  */
-import { expect } from 'vitest';
+import { expect, it } from 'vitest';
 import { DType, Device, Tensor, sampleTokens, tensor } from '../lib/index';
 import { rng } from './helpers';
 import { SampleRowParams, argmaxRef, sampleAllowed, sampleProbabilities } from './reference/sampling';
@@ -141,4 +141,22 @@ export async function checkSampleShapes(device: Device): Promise<void> {
     const p = { ...ps[i], temperature: f32(ps[i].temperature), topP: f32(ps[i].topP), uniform: f32(ps[i].uniform) };
     expect(sampleAllowed(row, p, got[i]), `strided row ${i}`).toBe(true);
   }
+}
+
+/** The cases above as tests of one device (inside its describe block), logits in `dtypes`. */
+export function defineSampleTests(device: Device, dtypes: readonly DType[]): void {
+  for (const dtype of dtypes) {
+    it(`${dtype}: every draw one the float64 rule allows (temperature, top-k, top-p, ties, -inf, NaN, +inf, greedy rows), repeatable`, async () => {
+      await checkSampleDraws(device, dtype);
+    });
+  }
+  it('cuts inside runs of tied logits (top-k, then top-p above its cut)', async () => {
+    for (const dtype of ['float32', 'bfloat16'] as const) await checkSampleTiedCuts(device, dtype);
+  });
+  it('frequencies of many draws follow the probabilities of the kept set', async () => {
+    await checkSampleDistribution(device);
+  });
+  it('(..., n) logits with (...) parameters; strided logits', async () => {
+    await checkSampleShapes(device);
+  });
 }

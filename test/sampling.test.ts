@@ -1,7 +1,7 @@
 import { describe, it } from 'vitest';
 import { argmax, sampleTokens, tensor, zeros } from '../lib/index';
 import { checkArgmax } from './argmax_cases';
-import { checkSampleDistribution, checkSampleDraws, checkSampleShapes, checkSampleTiedCuts } from './sample_cases';
+import { defineSampleTests } from './sample_cases';
 import { expectCode } from './helpers';
 
 describe('argmax (CPU)', () => {
@@ -18,20 +18,7 @@ describe('argmax (CPU)', () => {
 });
 
 describe('sampleTokens (CPU)', () => {
-  for (const dtype of ['float32', 'bfloat16'] as const) {
-    it(`${dtype}: every draw one the float64 rule allows (temperature, top-k, top-p, ties, -inf, NaN, +inf, greedy rows), repeatable`, async () => {
-      await checkSampleDraws('cpu', dtype);
-    });
-  }
-  it('cuts inside runs of tied logits (top-k, then top-p above its cut)', async () => {
-    for (const dtype of ['float32', 'bfloat16'] as const) await checkSampleTiedCuts('cpu', dtype);
-  });
-  it('frequencies of many draws follow the probabilities of the kept set', async () => {
-    await checkSampleDistribution('cpu');
-  });
-  it('(..., n) logits with (...) parameters; strided logits', async () => {
-    await checkSampleShapes('cpu');
-  });
+  defineSampleTests('cpu', ['float32', 'bfloat16']);
   it('rejects missing, misshapen or mistyped parameters with coded errors', () => {
     const logits = zeros([2, 5]);
     const t = tensor(Float32Array.of(1, 1), [2]);

@@ -9,31 +9,39 @@
 
 namespace ss {
 
+namespace {
+
+// argmax's rule on one row: the index of the first maximum (a NaN counts as the largest), its
+// value in *value.
+template <typename C, typename T> int64_t first_max(const T* x, int64_t n, C* value) {
+  int64_t best = 0;
+  C bv = cpu::ld<C>(x);
+  for (int64_t i = 1; i < n && !std::isnan(bv); ++i) {
+    const C v = cpu::ld<C>(x + i);
+    if (v > bv || std::isnan(v)) {
+      bv = v;
+      best = i;
+    }
+  }
+  *value = bv;
+  return best;
+}
+
+}  // namespace
+
 void argmax_cpu(const ArgmaxParams& p) {
   cpu::float_switch(p.dtype, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     using C = cpu::compute_t<T>;
     parallel_for(p.rows, 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const T* x = static_cast<const T*>(p.x) + r * p.n;
-        int64_t best = 0;
-        C bv = cpu::ld<C>(x);
-        for (int64_t i = 1; i < p.n && !std::isnan(bv); ++i) {
-          const C v = cpu::ld<C>(x + i);
-          if (v > bv || std::isnan(v)) {
-            bv = v;
-            best = i;
-          }
-        }
-        p.out[r] = static_cast<int32_t>(best);
+        C value;
+        p.out[r] = static_cast<int32_t>(first_max(static_cast<const T*>(p.x) + r * p.n, p.n, &value));
       }
     });
   });
 }
 
-}  // namespace ss
-
-namespace ss {
 namespace {
 
 // A token of a row: ranking key, index, weight.
@@ -67,16 +75,8 @@ size_t prefix_reaching(std::vector<Tok>& t, uint64_t need, bool unit) {
 }
 
 template <typename T> int32_t sample_row(const T* x, int64_t n, float temp, int32_t k, float P, float u) {
-  // argmax's choice: the first maximum, NaN first
-  int64_t best = 0;
-  float bv = cpu::ld<float>(x);
-  for (int64_t i = 1; i < n && !std::isnan(bv); ++i) {
-    const float v = cpu::ld<float>(x + i);
-    if (v > bv || std::isnan(v)) {
-      bv = v;
-      best = i;
-    }
-  }
+  float bv;
+  const int64_t best = first_max(x, n, &bv);
   if (!(temp > 0.f) || !std::isfinite(bv)) return static_cast<int32_t>(best);
   const float inv = 1.f / temp;
   std::vector<Tok> t(static_cast<size_t>(n));

@@ -15,10 +15,13 @@ SS_HD uint32_t key_of(float v) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+// The weights' fixed-point unit: exp(0) = 2^40 (exact scaling; a 50k-token row sums below 2^56).
+constexpr float kWeightOne = 1099511627776.0f;
+
 // exp((v - max) / T) in 2^-40 fixed point, rounded to nearest (0 for -inf logits); `e` is the
 // float32 exp, computed by the caller (the backends' exp differ in their last bits).
 SS_HD uint64_t fixed_weight(float e) {
-  const float w = e * 1099511627776.0f;  // 2^40: exact scaling
+  const float w = e * kWeightOne;
   return w >= 0.5f ? static_cast<uint64_t>(w + 0.5f) : 0;
 }
 

@@ -1,7 +1,7 @@
 import { beforeAll, afterAll, expect, it } from 'vitest';
 import { debugPoison, sampleTokens, tensor } from '../../lib/index';
 import { checkArgmax } from '../argmax_cases';
-import { checkSampleDistribution, checkSampleDraws, checkSampleShapes, checkSampleTiedCuts } from '../sample_cases';
+import { defineSampleTests } from '../sample_cases';
 import { describeGpu, rng } from '../helpers';
 
 describeGpu('argmax on CUDA', () => {
@@ -17,20 +17,7 @@ describeGpu('argmax on CUDA', () => {
 describeGpu('sampleTokens on CUDA', () => {
   beforeAll(() => debugPoison(true));
   afterAll(() => debugPoison(false));
-  for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
-    it(`${dtype}: every draw one the float64 rule allows, repeatable`, async () => {
-      await checkSampleDraws('cuda', dtype);
-    });
-  }
-  it('cuts inside runs of tied logits (top-k, then top-p above its cut)', async () => {
-    for (const dtype of ['float32', 'bfloat16'] as const) await checkSampleTiedCuts('cuda', dtype);
-  });
-  it('frequencies of many draws follow the probabilities of the kept set', async () => {
-    await checkSampleDistribution('cuda');
-  });
-  it('(..., n) logits with (...) parameters; strided logits', async () => {
-    await checkSampleShapes('cuda');
-  });
+  defineSampleTests('cuda', ['float32', 'float16', 'bfloat16']);
   it('CUDA and CPU choose the same tokens (but where a uniform falls within a rounding of a boundary)', async () => {
     const r = rng();
     const R = 64, n = 50280;
