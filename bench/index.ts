@@ -9,6 +9,7 @@ import * as conv1d from './conv1d';
 import * as decode from './decode';
 import * as gemm from './dense';
 import * as prefillOps from './prefill_ops';
+import * as sample from './sample';
 
 export interface Suite {
   describe: string;
@@ -23,6 +24,7 @@ export const suites: Record<string, Suite> = {
   conv1d: { describe: 'causal conv1d: prefill forward/backward, decode update', run: conv1d.run },
   gemm: { describe: 'linear-layer GEMMs of the 2.7B-class models (cuBLAS, builtin, CPU)', run: gemm.run },
   'prefill-ops': { describe: 'memory-bound ops of one prefill layer at model shapes (conv, norms, state copy)', run: prefillOps.run },
+  sample: { describe: 'token choice of a decode step: argmax and sampleTokens (temperature, top-k, top-p) over a 50280-token vocabulary', run: sample.run },
   decode: { describe: 'selectiveStateUpdate decode step, Mamba-1 and Mamba-2 forms (TB/s)', run: decode.run },
   generate: {
     describe: 'Mamba / Mamba-2 generation with random weights: prefill 2048, decode at batch 1 and 64',

@@ -4,7 +4,9 @@
 // (value, index) pairs meet by shuffles and shared memory; ties go to the lower index and NaN
 // beats every number, so the result is the first maximum whatever the reduction order.
 #include <cmath>
+#include <cub/block/block_scan.cuh>
 #include "cuda/check.cuh"
+#include "cuda/cluster.cuh"
 #include "cuda/load_any.cuh"
 #include "cuda/pdl.cuh"
 #include "cuda/smem_optin.h"
@@ -33,6 +35,20 @@ __device__ __forceinline__ bool before(const Best& b, const Best& a) {
 
 __device__ __forceinline__ void take(Best& a, float v, int i) {
   if (before(Best{v, i}, a)) a = Best{v, i};
+}
+
+// The block's first maximum of the threads' `b`, in every thread (`part`: one per warp).
+template <int kWarps> __device__ Best block_best(Best b, Best (&part)[kWarps]) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
+    if (before(other, b)) b = other;
+  }
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = b;
+  __syncthreads();
+  b = part[0];
+  for (int w = 1; w < kWarps; ++w)
+    if (before(part[w], b)) b = part[w];
+  return b;
 }
 
 template <typename T, int V> struct alignas(sizeof(T) * V) Vec {
@@ -67,37 +83,42 @@ template <typename T, int V> __global__ void __launch_bounds__(kThreads) argmax_
     }
   }
   for (int i = nv * V + threadIdx.x; i < n; i += kThreads) take(b, to_float(x[i]), i);
-  for (int o = 16; o > 0; o >>= 1) {
-    const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
-    if (before(other, b)) b = other;
-  }
-  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = b;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    Best r = part[0];
-    for (int w = 1; w < kThreads / 32; ++w)
-      if (before(part[w], r)) r = part[w];
-    p.out[blockIdx.x] = r.i < n ? r.i : 0;  // (an all -inf row keeps index 0)
-  }
+  b = block_best(b, part);
+  if (threadIdx.x == 0) p.out[blockIdx.x] = b.i < n ? b.i : 0;  // (an all -inf row keeps index 0)
 }
 
-// ---- Sampling: one block of kSampleThreads per row, staged in shared memory where it fits ------
-// (a 50k-token row: 100 KB in bf16, 200 KB in f32; larger rows are read from L2 in every pass).
-// Passes: the first maximum (argmax's rule; greedy rows end there), top-k as a radix select of the
-// ranking key in four 8-bit digits (counts), top-p as the same select weighted by the fixed-point
-// weights (integer sums: the same result whatever order the atomics land in), a radix select of
-// the index where tokens tied with the threshold key must be split, and the draw: each thread
-// sums the kept weight of a contiguous range, a block scan places the ranges, and the thread whose
-// range holds floor(u · M) walks it.
-constexpr int kSampleThreads = 1024, kSampleWarps = kSampleThreads / 32;
+// ---- Sampling: one row per thread-block cluster of C blocks ------------------------------------
+// A decode step samples a handful of rows (one at batch 1): a block per row leaves the GPU idle
+// while one SM makes ~10 passes over ~50k logits. Here the C blocks of a cluster (up to 16, one
+// SM each) own contiguous slices of the row, each thread a contiguous run of its block's slice,
+// and the blocks meet through distributed shared memory:
+// - the first maximum (argmax's rule; greedy rows end there), each block keeping its slice's
+//   ranking keys in shared memory where they fit (else every pass reads the logits from L2);
+// - top-k and top-p as selects of the ranking key, one 11-, 11- and 10-bit digit a pass (counts
+//   or fixed-point weights: integer sums, the same result whatever order the atomics land in):
+//   each block histograms its slice, adds its non-zero bins into the bins' owner blocks, and
+//   every block reads the cluster's totals and finds the digit by a block scan;
+// - splitting runs of tokens tied with a cut's key, and the draw, by counting: each block's
+//   count (weight) below it in the cluster, then a block scan of its threads' runs; the thread
+//   whose run holds the target walks it.
+constexpr int kSampleThreads = 512, kSampleWarps = kSampleThreads / 32;
+constexpr int kBins = 2048;        // the widest digit: 11 bits
+constexpr int kMaxCluster = 16;    // the H100's non-portable cluster size (8 where it is refused)
 using u64 = unsigned long long;
+using BlockScan = cub::BlockScan<u64, kSampleThreads>;
+
+// Cluster exchange slots (each written once per launch, so no block overwrites a value that
+// another may still read; the kernel's last cluster barrier keeps every block until all have read).
+enum Slot { kTotalWeight, kTopKTies, kTopPTies, kDraw, kSlots };
 
 struct SampleShared {
-  u64 hist[256];
-  u64 scan[kSampleWarps];
-  Best best[kSampleWarps];
+  u64 local[kBins];        // this block's histogram of the current pass
+  u64 offer[kSlots];       // this block's count or weight, read by the others
+  int cut[kSlots];         // an index cut, written into every block by the block that finds it
+  Best part[kSampleWarps], best;
   u64 acc, equal;
   uint32_t digit;
+  BlockScan::TempStorage scan;
 };
 
 // The kept set is a prefix of the ranking: keys above `key`, and tokens of key `key` up to index `last`.
@@ -107,75 +128,113 @@ struct Prefix {
   __device__ bool has(int i, uint32_t k) const { return k > key || (k == key && i <= last); }
 };
 
+// A block's slice of one row and its thread's run of it.
+template <typename T> struct Slice {
+  const T* x;               // the row's logits
+  const uint32_t* keys;     // the slice's ranking keys in shared memory, or null
+  u64* totals;              // (C > 1) the cluster's histogram bins this block owns, three in rotation
+  int base, len, lo, hi;    // the slice [base, base + len) of the row; the thread's run [lo, hi) of it
+  unsigned C, rank, own;    // cluster size, this block's rank, bins owned per block
+  __device__ uint32_t key(int i) const { return keys ? keys[i] : sampling::key_of(to_float(x[base + i])); }
+};
+
+// v of every block of the cluster: the sum over ranks below this block (`below`) and over all.
+template <typename T> __device__ void cluster_exclusive(const Slice<T>& s, SampleShared& sh, Slot slot, u64 v, u64& below, u64& all) {
+  if (threadIdx.x == 0) sh.offer[slot] = v;
+  cuda::cluster_sync();
+  below = all = 0;
+  for (unsigned r = 0; r < s.C; ++r) {
+    const u64 o = *cuda::cluster_map(&sh.offer[slot], r);
+    all += o;
+    if (r < s.rank) below += o;
+  }
+}
+
 // The key K of the ranking prefix whose weight (wt, over tokens passing `in`) first reaches
 // `need`: the weight above K is < need <= the weight down to K. Sets sh.acc to the weight above K
-// and sh.equal to the weight of key K.
+// and sh.equal to the weight of key K. `pass` counts the cluster's histogram passes (it picks the
+// totals buffer: the one a pass fills was last read two passes before, so the owner may clear it
+// during the pass between).
 template <typename T, class In, class Wt>
-__device__ uint32_t select_key(const T* x, int n, In in, Wt wt, u64 need, SampleShared& sh) {
+__device__ uint32_t select_key(const Slice<T>& s, In in, Wt wt, u64 need, SampleShared& sh, int& pass) {
   uint32_t prefix = 0, mask = 0;
   u64 acc = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int d = threadIdx.x; d < 256; d += kSampleThreads) sh.hist[d] = 0;
-    __syncthreads();
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const float v = to_float(x[i]);
-      const uint32_t k = sampling::key_of(v);
-      if ((k & mask) == prefix && in(i, k)) atomicAdd(&sh.hist[(k >> shift) & 255u], wt(v));
+  for (int level = 0; level < 3; ++level, ++pass) {
+    const int shift = level == 0 ? 21 : level == 1 ? 10 : 0, bins = level == 2 ? 1024 : kBins;  // 11-, 11-, 10-bit digits
+    for (int i = s.lo; i < s.hi; ++i) {
+      const uint32_t k = s.key(i);
+      if ((k & mask) == prefix && in(s.base + i, k)) {
+        const u64 w = wt(k);
+        if (w) atomicAdd(&sh.local[(k >> shift) & (bins - 1)], w);
+      }
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-      u64 c = acc;
-      int d = 255;
-      for (; d > 0 && c + sh.hist[d] < need; --d) c += sh.hist[d];
-      sh.digit = static_cast<uint32_t>(d);
-      sh.acc = c;
-      sh.equal = sh.hist[d];
+    u64* tot = s.totals + (pass % 3) * s.own;
+    if (s.C > 1) {  // into the owners' totals; this block clears its bins of the pass after next
+      for (int d = threadIdx.x; d < bins; d += kSampleThreads) {
+        const u64 h = sh.local[d];
+        if (h) {
+          atomicAdd(cuda::cluster_map(tot + d % s.own, d / s.own), h);
+          sh.local[d] = 0;
+        }
+      }
+      u64* next = s.totals + ((pass + 1) % 3) * s.own;
+      for (unsigned d = threadIdx.x; d < s.own; d += kSampleThreads) next[d] = 0;
+      cuda::cluster_sync();
+    }
+    // thread t reads bins [top - per, top), highest first: the scan of the threads gives the
+    // weight above each thread's bins
+    const int per = bins / kSampleThreads, top = bins - per * static_cast<int>(threadIdx.x);
+    u64 h[kBins / kSampleThreads], mine = 0;
+#pragma unroll
+    for (int j = 0; j < kBins / kSampleThreads; ++j) {
+      if (j >= per) break;
+      const int d = top - 1 - j;
+      h[j] = s.C > 1 ? *cuda::cluster_map(tot + d % s.own, d / s.own) : sh.local[d];
+      if (s.C == 1) sh.local[d] = 0;
+      mine += h[j];
+    }
+    u64 above;
+    BlockScan(sh.scan).ExclusiveSum(mine, above);
+    above += acc;
+#pragma unroll
+    for (int j = 0; j < kBins / kSampleThreads; ++j) {
+      if (j >= per) break;
+      const int d = top - 1 - j;
+      if (above < need && (above + h[j] >= need || d == 0)) {
+        sh.digit = static_cast<uint32_t>(d);
+        sh.acc = above;
+        sh.equal = h[j];
+      }
+      above += h[j];
     }
     __syncthreads();
     prefix |= sh.digit << shift;
-    mask |= 0xffu << shift;
+    mask |= static_cast<uint32_t>(bins - 1) << shift;
     acc = sh.acc;
   }
   return prefix;
 }
 
-// The q-th smallest index (q >= 1) among the tokens of key K passing `in`: the same select on the
-// index bits, ascending, each pass over the index range its digits so far allow.
+// The q-th smallest index (q >= 1) among the row's tokens of key K passing `in`, in every block.
 template <typename T, class In>
-__device__ int select_index(const T* x, int n, In in, uint32_t K, u64 q, SampleShared& sh) {
-  uint32_t prefix = 0;
-  u64 acc = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    for (int d = threadIdx.x; d < 256; d += kSampleThreads) sh.hist[d] = 0;
-    __syncthreads();
-    const int64_t lo = prefix, hi = min(static_cast<int64_t>(n), static_cast<int64_t>(prefix) + (int64_t{1} << (shift + 8)));
-    for (int64_t i = lo + threadIdx.x; i < hi; i += kSampleThreads) {
-      const uint32_t k = sampling::key_of(to_float(x[i]));
-      if (k == K && in(static_cast<int>(i), k)) atomicAdd(&sh.hist[(static_cast<uint32_t>(i) >> shift) & 255u], 1ull);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      u64 c = acc;
-      int d = 0;
-      for (; d < 255 && c + sh.hist[d] < q; ++d) c += sh.hist[d];
-      sh.digit = static_cast<uint32_t>(d);
-      sh.acc = c;
-    }
-    __syncthreads();
-    prefix |= sh.digit << shift;
-    acc = sh.acc;
+__device__ int select_index(const Slice<T>& s, In in, uint32_t K, u64 q, Slot slot, SampleShared& sh) {
+  u64 c = 0;
+  for (int i = s.lo; i < s.hi; ++i) c += s.key(i) == K && in(s.base + i, K);
+  u64 before, block, below, all;
+  BlockScan(sh.scan).ExclusiveSum(c, before, block);
+  cluster_exclusive(s, sh, slot, block, below, all);
+  const u64 first = below + before;  // such tokens before this thread's run
+  if (c > 0 && q > first && q - first <= c) {
+    u64 seen = first;
+    for (int i = s.lo; i < s.hi; ++i)
+      if (s.key(i) == K && in(s.base + i, K) && ++seen == q) {
+        for (unsigned r = 0; r < s.C; ++r) *cuda::cluster_map(&sh.cut[slot], r) = s.base + i;
+        break;
+      }
   }
-  __syncthreads();  // every thread has its digits before the caller reuses the shared fields
-  return static_cast<int>(prefix);
-}
-
-__device__ __forceinline__ u64 warp_inclusive_sum(u64 v) {
-  const int lane = threadIdx.x & 31;
-  for (int o = 1; o < 32; o <<= 1) {
-    const u64 t = __shfl_up_sync(0xffffffffu, v, o);
-    if (lane >= o) v += t;
-  }
-  return v;
+  cuda::cluster_sync();
+  return sh.cut[slot];
 }
 
 __device__ __forceinline__ float key_value(uint32_t k) {  // the float a ranking key came from
@@ -184,117 +243,135 @@ __device__ __forceinline__ float key_value(uint32_t k) {  // the float a ranking
 
 template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleParams p, bool staged) {
   __shared__ SampleShared sh;
-  extern __shared__ __align__(16) unsigned char stage[];
+  extern __shared__ __align__(16) unsigned char dyn[];
   cuda::pdl_wait();
   cuda::pdl_trigger();
-  const int64_t row = blockIdx.x;
-  const T* g = static_cast<const T*>(p.x) + row * p.n;
-  T* st = reinterpret_cast<T*>(stage);
-  const int n = static_cast<int>(p.n), warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  // 1. argmax's choice (the first maximum, NaN first), staging the row on the way
+  Slice<T> s;
+  s.C = cuda::cluster_blocks();
+  s.rank = cuda::cluster_rank();
+  s.own = (kBins + s.C - 1) / s.C;
+  const int64_t row = blockIdx.x / s.C;
+  const int n = static_cast<int>(p.n), slice = static_cast<int>((p.n + s.C - 1) / s.C);
+  s.x = static_cast<const T*>(p.x) + row * p.n;
+  s.base = min(n, static_cast<int>(s.rank) * slice);
+  s.len = min(n - s.base, slice);
+  const int run = (s.len + kSampleThreads - 1) / kSampleThreads;
+  s.lo = min(s.len, static_cast<int>(threadIdx.x) * run);
+  s.hi = min(s.len, s.lo + run);
+  s.totals = reinterpret_cast<u64*>(dyn);
+  uint32_t* keys = reinterpret_cast<uint32_t*>(dyn + (s.C > 1 ? 3 * s.own * sizeof(u64) : 0));
+  s.keys = nullptr;
+  for (int d = threadIdx.x; d < kBins; d += kSampleThreads) sh.local[d] = 0;
+  if (s.C > 1)
+    for (unsigned d = threadIdx.x; d < 3 * s.own; d += kSampleThreads) s.totals[d] = 0;
+  // 1. argmax's choice (the first maximum, NaN first), the slice's keys staged on the way
   Best b{-INFINITY, n};
-  for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-    const T v = g[i];
-    if (staged) st[i] = v;
-    take(b, to_float(v), i);
+  for (int i = threadIdx.x; i < s.len; i += kSampleThreads) {
+    const float v = to_float(s.x[s.base + i]);
+    if (staged) keys[i] = sampling::key_of(v);
+    take(b, v, s.base + i);
   }
-  const T* x = staged ? st : g;  // the later passes' row (the barrier below orders the staging)
-  for (int o = 16; o > 0; o >>= 1) {
-    const Best other{__shfl_xor_sync(0xffffffffu, b.v, o), __shfl_xor_sync(0xffffffffu, b.i, o)};
-    if (before(other, b)) b = other;
+  b = block_best(b, sh.part);
+  if (threadIdx.x == 0) sh.best = b;
+  cuda::cluster_sync();  // (also orders the staging and the cleared histograms)
+  if (staged) s.keys = keys;
+  for (unsigned r = 0; r < s.C; ++r) {
+    const Best o = *cuda::cluster_map(&sh.best, r);
+    take(b, o.v, o.i);
   }
-  if (lane == 0) sh.best[warp] = b;
-  __syncthreads();
-  b = sh.best[0];
-  for (int w = 1; w < kSampleWarps; ++w)
-    if (before(sh.best[w], b)) b = sh.best[w];
+  const bool first = s.rank == 0 && threadIdx.x == 0;
   const float temp = p.temperature[row];
   if (!(temp > 0.f) || !isfinite(b.v)) {
-    if (threadIdx.x == 0) p.out[row] = b.i < n ? b.i : 0;
+    if (first) p.out[row] = b.i < n ? b.i : 0;
+    cuda::cluster_sync();  // no block leaves while another still reads its best
     return;
   }
-  if (threadIdx.x == 0) p.out[row] = b.i;  // (the draw below overwrites it; a barrier separates the two)
+  if (first) p.out[row] = b.i;  // (the draw below overwrites it, after cluster barriers)
   const float mx = b.v, inv = 1.f / temp;
-  auto weight = [=](float v) -> u64 { return sampling::fixed_weight(__expf((v - mx) * inv)); };
+  auto weight = [=](uint32_t k) -> u64 { return sampling::fixed_weight(__expf((key_value(k) - mx) * inv)); };
   auto every = [](int, uint32_t) { return true; };
+  int pass = 0;
   // 2. top-k: the first k of the ranking
   Prefix cand;
   const int k = p.top_k ? p.top_k[row] : 0;
   if (k > 0 && k < n) {
-    cand.key = select_key(x, n, every, [](float) { return 1ull; }, static_cast<u64>(k), sh);
+    cand.key = select_key(s, every, [](uint32_t) { return 1ull; }, static_cast<u64>(k), sh, pass);
     const u64 q = static_cast<u64>(k) - sh.acc, tied = sh.equal;
-    __syncthreads();
-    if (q < tied) cand.last = select_index(x, n, every, cand.key, q, sh);
+    if (q < tied) cand.last = select_index(s, every, cand.key, q, kTopKTies, sh);
   }
   // 3. top-p: the shortest prefix of those holding P of their weight
   Prefix kept = cand;
   const float P = p.top_p ? p.top_p[row] : 1.f;
   if (P < 1.f) {
-    if (threadIdx.x == 0) sh.acc = 0;
-    __syncthreads();
-    u64 s = 0;
-    for (int i = threadIdx.x; i < n; i += kSampleThreads) {
-      const float v = to_float(x[i]);
-      if (cand.has(i, sampling::key_of(v))) s += weight(v);
-    }
-    atomicAdd(&sh.acc, s);
-    __syncthreads();
-    const u64 S = sh.acc;
-    __syncthreads();
     auto in_cand = [cand](int i, uint32_t kk) { return cand.has(i, kk); };
-    kept.key = select_key(x, n, in_cand, weight, sampling::nucleus_target(P, S), sh);
-    const u64 wk = weight(key_value(kept.key));
-    const u64 rest = sampling::nucleus_target(P, S) - sh.acc, tied = sh.equal / wk;
+    u64 w = 0, below, S;
+    for (int i = s.lo; i < s.hi; ++i) {
+      const uint32_t kk = s.key(i);
+      if (cand.has(s.base + i, kk)) w += weight(kk);
+    }
+    u64 before, block;
+    BlockScan(sh.scan).ExclusiveSum(w, before, block);
+    cluster_exclusive(s, sh, kTotalWeight, block, below, S);
+    const u64 target = sampling::nucleus_target(P, S);
+    kept.key = select_key(s, in_cand, weight, target, sh, pass);
+    const u64 wk = weight(kept.key);
+    const u64 rest = target - sh.acc, tied = sh.equal / wk;
     const u64 q = (rest + wk - 1) / wk;
-    __syncthreads();
     // all of key K taken: up to top-k's own cut where it is top-k's threshold key, else every one
-    kept.last = q < tied ? select_index(x, n, in_cand, kept.key, q, sh) : kept.key == cand.key ? cand.last : Prefix{}.last;
+    kept.last = q < tied ? select_index(s, in_cand, kept.key, q, kTopPTies, sh) : kept.key == cand.key ? cand.last : Prefix{}.last;
   }
   // 4. the draw
-  const int chunk = (n + kSampleThreads - 1) / kSampleThreads;
-  const int lo = min(n, static_cast<int>(threadIdx.x) * chunk), hi = min(n, lo + chunk);
-  u64 s = 0;
-  for (int i = lo; i < hi; ++i) {
-    const float v = to_float(x[i]);
-    if (kept.has(i, sampling::key_of(v))) s += weight(v);
+  u64 w = 0, before, block, below, M;
+  for (int i = s.lo; i < s.hi; ++i) {
+    const uint32_t kk = s.key(i);
+    if (kept.has(s.base + i, kk)) w += weight(kk);
   }
-  const u64 incl = warp_inclusive_sum(s);
-  if (lane == 31) sh.scan[warp] = incl;
-  __syncthreads();
-  if (warp == 0) sh.scan[lane] = warp_inclusive_sum(sh.scan[lane]);
-  __syncthreads();
-  const u64 base = (warp > 0 ? sh.scan[warp - 1] : 0) + incl - s, M = sh.scan[kSampleWarps - 1];
-  const u64 r = sampling::landing(p.uniform[row], M);
-  if (s > 0 && r >= base && r - base < s) {
-    u64 run = base;
-    for (int i = lo; i < hi; ++i) {
-      const float v = to_float(x[i]);
-      if (!kept.has(i, sampling::key_of(v))) continue;
-      run += weight(v);
-      if (run > r) {
-        p.out[row] = i;
+  __syncthreads();  // (the scan storage's last use)
+  BlockScan(sh.scan).ExclusiveSum(w, before, block);
+  cluster_exclusive(s, sh, kDraw, block, below, M);
+  const u64 r = sampling::landing(p.uniform[row], M), start = below + before;
+  if (w > 0 && r >= start && r - start < w) {
+    u64 acc = start;
+    for (int i = s.lo; i < s.hi; ++i) {
+      const uint32_t kk = s.key(i);
+      if (!kept.has(s.base + i, kk)) continue;
+      acc += weight(kk);
+      if (acc > r) {
+        p.out[row] = s.base + i;
         break;
       }
     }
   }
+  cuda::cluster_sync();  // no block leaves while another still reads its shared memory
 }
 
 }  // namespace
 
 void sample_cuda(const SampleParams& p, void* stream) {
-  if (p.rows > 0x7fffffff) fail("ERR_SHAPE", ErrorKind::Range, "sampleTokens: too many rows for one launch");
+  const char* what = "sampleTokens";
+  if (p.rows > 0x7fffffff / kMaxCluster) fail("ERR_SHAPE", ErrorKind::Range, "sampleTokens: too many rows for one launch");
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   int dev = 0, optin = 0;
-  cuda::check(cudaGetDevice(&dev), "sampleTokens");
-  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "sampleTokens");
+  cuda::check(cudaGetDevice(&dev), what);
+  cuda::check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), what);
   SS_FLOAT_SWITCH(p.dtype, T, [&] {
-    // the row in shared memory when it fits beside the block's static part
-    const size_t bytes = static_cast<size_t>(p.n) * sizeof(T);
-    const bool staged = bytes + sizeof(SampleShared) + 1024 <= static_cast<size_t>(optin);
-    if (staged) cuda::set_smem_once<sample_kernel<T>>(bytes, "sampleTokens: shared memory");
-    cuda::launch_pdl(sample_kernel<T>, dim3(static_cast<unsigned>(p.rows)), dim3(kSampleThreads), staged ? bytes : 0, st, p, staged);
+    // Clusters (sm_90) while the grid stays within one block per SM (the kernel's registers) and
+    // a block keeps two tokens a thread: 16 blocks a row at batch 1, 2 at batch 64.
+    int64_t C = 1;
+    if (cuda::compute_capability() >= 90) {
+      const int64_t cap = cuda::runs_clusters_of_16<sample_kernel<T>>(kSampleThreads, 0, what) ? kMaxCluster : 8;
+      while (C < cap && p.rows * 2 * C <= cuda::sm_count() && p.n >= 2 * C * kSampleThreads) C *= 2;
+    }
+    // each block's slice of keys in shared memory where it fits beside the cluster's histograms
+    const size_t totals = C > 1 ? 3 * ((kBins + C - 1) / C) * sizeof(u64) : 0;
+    const size_t keys = static_cast<size_t>((p.n + C - 1) / C) * sizeof(uint32_t);
+    const bool staged = totals + keys + sizeof(SampleShared) + 1024 <= static_cast<size_t>(optin);
+    const size_t smem = totals + (staged ? keys : 0);
+    cuda::set_smem_once<sample_kernel<T>>(smem, "sampleTokens: shared memory");
+    const dim3 grid(static_cast<unsigned>(p.rows * C)), cluster(static_cast<unsigned>(C));
+    cuda::check(cuda::launch_clustered(sample_kernel<T>, grid, dim3(kSampleThreads), smem, st, cluster, p, staged), what);
   });
-  cuda::check_launch("sampleTokens");
+  cuda::check_launch(what);
 }
 
 void argmax_cuda(const ArgmaxParams& p, void* stream) {

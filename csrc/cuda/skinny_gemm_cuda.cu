@@ -25,6 +25,7 @@
 #include <string>
 #include "cuda/async_copy.cuh"
 #include "cuda/check.cuh"
+#include "cuda/cluster.cuh"
 #include "cuda/cublas_loader.h"
 #include "cuda/gemm_epilogue.cuh"
 #include "cuda/load_any.cuh"
@@ -57,14 +58,7 @@ static_assert(SkinnyTraits::kMaxM > kGemvMaxM, "the skinny GEMM starts where the
 // low 3 bits: the 8 rows read by one ldmatrix 8x8 matrix (same logical chunk) sit in 8 different
 // bank groups, and the cp.async writes of a row stay whole 16-byte chunks.
 
-// Cluster primitives (sm_90); on older GPUs the host launches S = 1 and these reduce to the block.
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#else
-  __syncthreads();
-#endif
-}
+// Cluster loads (sm_90); on older GPUs the host launches S = 1 and they reduce to the block.
 // 4 floats at shared address `local` of this block, in the block of cluster rank `rank`.
 __device__ __forceinline__ float4 ld_cluster_f4(uint32_t local, uint32_t rank) {
   float4 v;
@@ -233,7 +227,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
   for (int j = 0; j < 8; ++j)
 #pragma unroll
     for (int i = 0; i < 4; ++i) red[(j * 8 + acc_col(lane, i)) * Tr::kRedPitch + warp * 16 + acc_row(lane, i)] = acc[j][i];
-  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+  cuda::cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
   // Block `rank` finalises rows [rank·BN/S, (rank+1)·BN/S) of the tile, 4 rows x 1 token per item.
   const int rows_per = Tr::BN / S, groups = rows_per / 4;
@@ -243,7 +237,7 @@ __global__ void __launch_bounds__(SkinnyTraits::kThreads, 2) skinny_gemm_kernel(
     const uint32_t local = smem_addr(red + tok * Tr::kRedPitch + row);
     cuda::store_out4<T>(p, tok, n0 + row, cluster_sum_f4<Tr::kMaxSplit>(local, S), vec_out);
   }
-  cluster_sync();  // no block leaves while another still reads its partial tile
+  cuda::cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
 // Narrow outputs of batched decode (N <= 256: Mamba-1's x_proj, 64 x 192 x 5120, 8 < M <= 64,
@@ -373,7 +367,7 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     }
     *reinterpret_cast<float4*>(red + off) = v;
   }
-  cluster_sync();  // the S partial tiles of the cluster are complete and visible
+  cuda::cluster_sync();  // the S partial tiles of the cluster are complete and visible
 
   // Block `rank` finalises items [rank·per, rank·per + per) of 64 tokens x 8 row quads.
   constexpr int kItems = Tr::kMaxM * Tr::kRows / 4;
@@ -385,7 +379,7 @@ __global__ void __maxnreg__(NarrowTraits::kMaxRegs) narrow_gemm_kernel(GemmParam
     const uint32_t local = smem_addr(red + tok * Tr::kPitch + row);
     cuda::store_out4<T>(p, tok, n0 + row, cluster_sum_f4<Tr::kMaxSplit>(local, S), vec_out);
   }
-  cluster_sync();  // no block leaves while another still reads its partial tile
+  cuda::cluster_sync();  // no block leaves while another still reads its partial tile
 }
 
 bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
@@ -399,34 +393,8 @@ template <typename T> void launch_skinny(const GemmParams& p, cudaStream_t st) {
   if (cuda::compute_capability() >= 90)
     while (S < Tr::kMaxSplit && tiles * S < cuda::sm_count() && p.K >= static_cast<int64_t>(2 * S) * 2 * Tr::BK) S *= 2;
   const int64_t kc = ((p.K + S - 1) / S + Tr::BK - 1) / Tr::BK * Tr::BK;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
-  cfg.blockDim = dim3(Tr::kThreads);
-  cfg.dynamicSmemBytes = Tr::kSmem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  int n = 0;
-  if (S > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = 1;
-    attr[n].val.clusterDim.y = static_cast<unsigned>(S);
-    attr[n].val.clusterDim.z = 1;
-    ++n;
-  }
-  if (cuda::pdl_enabled()) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n].val.programmaticStreamSerializationAllowed = 1;
-    ++n;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
-  if (e != cudaSuccess && cfg.numAttrs > (S > 1 ? 1 : 0)) {  // a driver that refuses PDL with clusters: plain launch
-    cudaGetLastError();
-    cfg.numAttrs = S > 1 ? 1 : 0;
-    e = cudaLaunchKernelEx(&cfg, skinny_gemm_kernel<T>, p, kc);
-  }
-  cuda::check(e, "linear (skinny)");
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(S)), cluster(1, static_cast<unsigned>(S));
+  cuda::check(cuda::launch_clustered(skinny_gemm_kernel<T>, grid, dim3(Tr::kThreads), Tr::kSmem, st, cluster, p, kc), "linear (skinny)");
 }
 
 // Whether the narrow kernel takes p: 8 < M <= 64, N <= 256, 16-bit, K % 32 == 0 with >= 2048
@@ -479,27 +447,8 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
   const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(S));
-  cfg.blockDim = dim3(Tr::kThreads);
-  cfg.dynamicSmemBytes = Tr::kSmem;
-  cfg.stream = st;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = static_cast<unsigned>(S);
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = cuda::pdl_enabled() ? 2 : 1;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
-  if (e != cudaSuccess && cfg.numAttrs > 1) {  // a driver that refuses PDL with clusters: plain launch
-    cudaGetLastError();
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, narrow_gemm_kernel<T>, p);
-  }
-  cuda::check(e, "linear (narrow)");
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(S)), cluster(1, static_cast<unsigned>(S));
+  cuda::check(cuda::launch_clustered(narrow_gemm_kernel<T>, grid, dim3(Tr::kThreads), Tr::kSmem, st, cluster, p), "linear (narrow)");
 }
 
 }  // namespace

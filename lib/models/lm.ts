@@ -383,16 +383,19 @@ export abstract class CausalLM implements DecodeEngine {
   /** Writes the sampled graph's parameter buffers: the uniforms every step, the rest when they change. */
   private setSampling(entry: DecodeGraph, rows: SampleRow[]): void {
     const b = entry.sampling as NonNullable<DecodeGraph['sampling']>;
-    const fresh = CausalLM.sampleParams(rows, this.device); // (uploads; copyInto copies within a device)
+    // (uploads: tensor() on the device; copyInto copies within it)
+    const uniform = tensor(Float32Array.from(rows, (r) => r.uniform), [rows.length], { device: this.device });
+    copyInto(b.uniform, uniform);
+    uniform.dispose();
     const params = rows.map((r) => `${r.temperature},${r.topK},${r.topP}`).join(';');
-    copyInto(b.uniform, fresh.uniform);
     if (params !== b.params) {
+      const fresh = CausalLM.sampleParams(rows, this.device);
       copyInto(b.temperature, fresh.temperature);
       copyInto(b.topK, fresh.topK);
       copyInto(b.topP, fresh.topP);
+      for (const t of Object.values(fresh)) t.dispose();
       b.params = params;
     }
-    for (const t of Object.values(fresh)) t.dispose();
   }
 
   /**
