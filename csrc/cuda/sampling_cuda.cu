@@ -88,123 +88,132 @@ template <typename T, int V> __global__ void __launch_bounds__(kThreads) argmax_
 }
 
 // ---- Sampling: one row per thread-block cluster of C blocks ------------------------------------
-// A decode step samples a handful of rows (one at batch 1): a block per row leaves the GPU idle
-// while one SM makes ~10 passes over ~50k logits. Here the C blocks of a cluster (up to 16, one
-// SM each) own contiguous slices of the row, each thread a contiguous run of its block's slice,
-// and the blocks meet through distributed shared memory:
-// - the first maximum (argmax's rule; greedy rows end there), each block keeping its slice's
-//   ranking keys in shared memory where they fit (else every pass reads the logits from L2);
-// - top-k and top-p as selects of the ranking key, one 11-, 11- and 10-bit digit a pass (counts
-//   or fixed-point weights: integer sums, the same result whatever order the atomics land in):
-//   each block histograms its slice, adds its non-zero bins into the bins' owner blocks, and
-//   every block reads the cluster's totals and finds the digit by a block scan;
-// - splitting runs of tokens tied with a cut's key, and the draw, by counting: each block's
-//   count (weight) below it in the cluster, then a block scan of its threads' runs; the thread
-//   whose run holds the target walks it.
+// A decode step samples a handful of rows (one at batch 1): a block per row would leave the GPU
+// idle while one SM makes ~10 passes over ~50k logits. Here the C blocks of a cluster (up to 16,
+// one SM each) own contiguous slices of the row, each thread a contiguous run of its block's
+// slice, and the blocks meet through distributed shared memory (each meeting one cluster barrier):
+// 1. the first maximum (argmax's rule; greedy rows end there), each block keeping its slice's
+//    ranking keys in shared memory where they fit (else every pass reads the logits from L2);
+// 2. top-k, then top-p, as selects of the ranking key, an 11-, 11- and 10-bit digit a pass
+//    (counts or fixed-point weights: integer sums, the same whatever order the atomics land in):
+//    each block histograms its slice and adds its non-zero bins into the bins' owner blocks, then
+//    every block reads the cluster's totals and finds the digit by a block scan. A cut falls
+//    inside the run of tokens tied at its key K: it keeps the keys above K and the first q tokens
+//    of key K in index order, and since those all weigh the same, no pass needs their indices;
+// 3. the draw: each thread's kept weight above K and its count of key-K tokens, scanned over the
+//    block and the cluster, place every thread's run in index order; the thread whose run holds
+//    floor(u · M) walks it.
 constexpr int kSampleThreads = 512, kSampleWarps = kSampleThreads / 32;
-constexpr int kBins = 2048;        // the widest digit: 11 bits
-constexpr int kMaxCluster = 16;    // the H100's non-portable cluster size (8 where it is refused)
+constexpr int kBins = 2048;      // the widest digit: 11 bits
+constexpr int kMaxCluster = 16;  // the H100's non-portable cluster size (8 where it is refused)
 using u64 = unsigned long long;
-using BlockScan = cub::BlockScan<u64, kSampleThreads>;
 
-// Cluster exchange slots (each written once per launch, so no block overwrites a value that
-// another may still read; the kernel's last cluster barrier keeps every block until all have read).
-enum Slot { kTotalWeight, kTopKTies, kTopPTies, kDraw, kSlots };
-
-struct SampleShared {
-  u64 local[kBins];        // this block's histogram of the current pass
-  u64 offer[kSlots];       // this block's count or weight, read by the others
-  int cut[kSlots];         // an index cut, written into every block by the block that finds it
-  Best part[kSampleWarps], best;
-  u64 acc, equal;
-  uint32_t digit;
-  BlockScan::TempStorage scan;
+// What the draw needs of a thread's run (or of a block, or of the ranks below one): the weight of
+// its kept tokens with keys above the cut's key, and its number of tokens at that key.
+struct Run {
+  u64 w, c;
+};
+struct RunSum {
+  __device__ Run operator()(const Run& a, const Run& b) const { return Run{a.w + b.w, a.c + b.c}; }
 };
 
-// The kept set is a prefix of the ranking: keys above `key`, and tokens of key `key` up to index `last`.
-struct Prefix {
+struct SampleShared {
+  u64 local[kBins];           // this block's histogram of the current pass
+  Best part[kSampleWarps];    // the block's warps' first maxima
+  Best best[kMaxCluster];     // every block's first maximum, by rank (written by that block)
+  Run below[kMaxCluster];     // every block's Run of the draw, by rank (written by that block)
+  u64 acc, equal, need;       // a select's result: the weight above its key, of its key, needed
+  uint32_t digit;
+  union {
+    cub::BlockScan<u64, kSampleThreads>::TempStorage u;
+    cub::BlockScan<Run, kSampleThreads>::TempStorage run;
+  } scan;
+};
+
+// The tokens a cut keeps: keys above `key`, and the first q tokens of key `key` in index order
+// (q = kAll: all of them).
+constexpr u64 kAll = ~0ull;
+struct Cut {
   uint32_t key = 0;
-  int last = 0x7fffffff;
-  __device__ bool has(int i, uint32_t k) const { return k > key || (k == key && i <= last); }
+  u64 q = kAll;
 };
 
 // A block's slice of one row and its thread's run of it.
 template <typename T> struct Slice {
-  const T* x;               // the row's logits
-  const uint32_t* keys;     // the slice's ranking keys in shared memory, or null
-  u64* totals;              // (C > 1) the cluster's histogram bins this block owns, three in rotation
-  int base, len, lo, hi;    // the slice [base, base + len) of the row; the thread's run [lo, hi) of it
-  unsigned C, rank, own;    // cluster size, this block's rank, bins owned per block
+  const T* x;             // the row's logits
+  const uint32_t* keys;   // the slice's ranking keys in shared memory, or null
+  u64* totals;            // (C > 1) the cluster's histogram bins this block owns, three in rotation
+  int base, len, lo, hi;  // the slice [base, base + len) of the row; the thread's run [lo, hi) of it
+  unsigned C, rank, own_log2;  // cluster size, this block's rank, log2 of the bins a block owns
   __device__ uint32_t key(int i) const { return keys ? keys[i] : sampling::key_of(to_float(x[base + i])); }
+  __device__ int own() const { return 1 << own_log2; }  // bins a block owns: kBins / C
+  __device__ u64* owner_bin(u64* buf, int d) const {     // bin d of the totals in `buf`, at its owner
+    return cuda::cluster_map(buf + (d & (own() - 1)), static_cast<unsigned>(d) >> own_log2);
+  }
 };
 
-// v of every block of the cluster: the sum over ranks below this block (`below`) and over all.
-template <typename T> __device__ void cluster_exclusive(const Slice<T>& s, SampleShared& sh, Slot slot, u64 v, u64& below, u64& all) {
-  if (threadIdx.x == 0) sh.offer[slot] = v;
-  cuda::cluster_sync();
-  below = all = 0;
-  for (unsigned r = 0; r < s.C; ++r) {
-    const u64 o = *cuda::cluster_map(&sh.offer[slot], r);
-    all += o;
-    if (r < s.rank) below += o;
-  }
-}
-
-// The key K of the ranking prefix whose weight (wt, over tokens passing `in`) first reaches
-// `need`: the weight above K is < need <= the weight down to K. Sets sh.acc to the weight above K
-// and sh.equal to the weight of key K. `pass` counts the cluster's histogram passes (it picks the
-// totals buffer: the one a pass fills was last read two passes before, so the owner may clear it
-// during the pass between).
-template <typename T, class In, class Wt>
-__device__ uint32_t select_key(const Slice<T>& s, In in, Wt wt, u64 need, SampleShared& sh, int& pass) {
+// The key K of the ranking prefix of `cand` whose weight (wt) first reaches need(total), total
+// the weight of all of `cand`: the weight above K is < need <= the weight down to K. Leaves the
+// weight above K in sh.acc, that of key K in sh.equal and need(total) in sh.need. `pass` counts the cluster's histogram
+// passes: it picks the totals buffer, the one a pass fills having been read two passes before, so
+// its owner clears it during the pass between.
+template <typename T, class Wt, class Need>
+__device__ uint32_t select_key(const Slice<T>& s, Cut cand, Wt wt, Need need_of, SampleShared& sh, int& pass) {
   uint32_t prefix = 0, mask = 0;
-  u64 acc = 0;
+  u64 acc = 0, need = 0;
   for (int level = 0; level < 3; ++level, ++pass) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0, bins = level == 2 ? 1024 : kBins;  // 11-, 11-, 10-bit digits
     for (int i = s.lo; i < s.hi; ++i) {
       const uint32_t k = s.key(i);
-      if ((k & mask) == prefix && in(s.base + i, k)) {
+      if ((k & mask) == prefix && (k > cand.key || (k == cand.key && cand.q == kAll))) {
         const u64 w = wt(k);
         if (w) atomicAdd(&sh.local[(k >> shift) & (bins - 1)], w);
       }
     }
+    // the cut's tokens at its key, all of one weight, added once for the cluster
+    if (cand.q != kAll && (cand.key & mask) == prefix && s.rank == 0 && threadIdx.x == 0)
+      atomicAdd(&sh.local[(cand.key >> shift) & (bins - 1)], cand.q * wt(cand.key));
     __syncthreads();
-    u64* tot = s.totals + (pass % 3) * s.own;
+    u64* tot = s.totals + (pass % 3) * s.own();
     if (s.C > 1) {  // into the owners' totals; this block clears its bins of the pass after next
       for (int d = threadIdx.x; d < bins; d += kSampleThreads) {
         const u64 h = sh.local[d];
         if (h) {
-          atomicAdd(cuda::cluster_map(tot + d % s.own, d / s.own), h);
+          atomicAdd(s.owner_bin(tot, d), h);
           sh.local[d] = 0;
         }
       }
-      u64* next = s.totals + ((pass + 1) % 3) * s.own;
-      for (unsigned d = threadIdx.x; d < s.own; d += kSampleThreads) next[d] = 0;
+      u64* next = s.totals + ((pass + 1) % 3) * s.own();
+      for (int d = threadIdx.x; d < s.own(); d += kSampleThreads) next[d] = 0;
       cuda::cluster_sync();
     }
-    // thread t reads bins [top - per, top), highest first: the scan of the threads gives the
+    // thread t reads bins [top - per, top), highest first: the scan over the threads gives the
     // weight above each thread's bins
+    constexpr int kPer = kBins / kSampleThreads;
     const int per = bins / kSampleThreads, top = bins - per * static_cast<int>(threadIdx.x);
-    u64 h[kBins / kSampleThreads], mine = 0;
+    u64 h[kPer], mine = 0;
 #pragma unroll
-    for (int j = 0; j < kBins / kSampleThreads; ++j) {
-      if (j >= per) break;
-      const int d = top - 1 - j;
-      h[j] = s.C > 1 ? *cuda::cluster_map(tot + d % s.own, d / s.own) : sh.local[d];
-      if (s.C == 1) sh.local[d] = 0;
-      mine += h[j];
+    for (int j = 0; j < kPer; ++j) {
+      h[j] = 0;
+      if (j < per) {
+        const int d = top - 1 - j;
+        h[j] = s.C > 1 ? *s.owner_bin(tot, d) : sh.local[d];
+        if (s.C == 1) sh.local[d] = 0;
+        mine += h[j];
+      }
     }
-    u64 above;
-    BlockScan(sh.scan).ExclusiveSum(mine, above);
+    u64 above, total;
+    cub::BlockScan<u64, kSampleThreads>(sh.scan.u).ExclusiveSum(mine, above, total);
+    if (level == 0) need = need_of(total);
     above += acc;
 #pragma unroll
-    for (int j = 0; j < kBins / kSampleThreads; ++j) {
-      if (j >= per) break;
+    for (int j = 0; j < kPer; ++j) {
       const int d = top - 1 - j;
-      if (above < need && (above + h[j] >= need || d == 0)) {
+      if (j < per && above < need && (above + h[j] >= need || d == 0)) {
         sh.digit = static_cast<uint32_t>(d);
         sh.acc = above;
         sh.equal = h[j];
+        sh.need = need;
       }
       above += h[j];
     }
@@ -214,27 +223,6 @@ __device__ uint32_t select_key(const Slice<T>& s, In in, Wt wt, u64 need, Sample
     acc = sh.acc;
   }
   return prefix;
-}
-
-// The q-th smallest index (q >= 1) among the row's tokens of key K passing `in`, in every block.
-template <typename T, class In>
-__device__ int select_index(const Slice<T>& s, In in, uint32_t K, u64 q, Slot slot, SampleShared& sh) {
-  u64 c = 0;
-  for (int i = s.lo; i < s.hi; ++i) c += s.key(i) == K && in(s.base + i, K);
-  u64 before, block, below, all;
-  BlockScan(sh.scan).ExclusiveSum(c, before, block);
-  cluster_exclusive(s, sh, slot, block, below, all);
-  const u64 first = below + before;  // such tokens before this thread's run
-  if (c > 0 && q > first && q - first <= c) {
-    u64 seen = first;
-    for (int i = s.lo; i < s.hi; ++i)
-      if (s.key(i) == K && in(s.base + i, K) && ++seen == q) {
-        for (unsigned r = 0; r < s.C; ++r) *cuda::cluster_map(&sh.cut[slot], r) = s.base + i;
-        break;
-      }
-  }
-  cuda::cluster_sync();
-  return sh.cut[slot];
 }
 
 __device__ __forceinline__ float key_value(uint32_t k) {  // the float a ranking key came from
@@ -249,7 +237,7 @@ template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_k
   Slice<T> s;
   s.C = cuda::cluster_blocks();
   s.rank = cuda::cluster_rank();
-  s.own = (kBins + s.C - 1) / s.C;
+  s.own_log2 = 11 - (__ffs(s.C) - 1);  // C is a power of two
   const int64_t row = blockIdx.x / s.C;
   const int n = static_cast<int>(p.n), slice = static_cast<int>((p.n + s.C - 1) / s.C);
   s.x = static_cast<const T*>(p.x) + row * p.n;
@@ -259,11 +247,11 @@ template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_k
   s.lo = min(s.len, static_cast<int>(threadIdx.x) * run);
   s.hi = min(s.len, s.lo + run);
   s.totals = reinterpret_cast<u64*>(dyn);
-  uint32_t* keys = reinterpret_cast<uint32_t*>(dyn + (s.C > 1 ? 3 * s.own * sizeof(u64) : 0));
+  uint32_t* keys = reinterpret_cast<uint32_t*>(dyn + (s.C > 1 ? 3 * s.own() * sizeof(u64) : 0));
   s.keys = nullptr;
   for (int d = threadIdx.x; d < kBins; d += kSampleThreads) sh.local[d] = 0;
   if (s.C > 1)
-    for (unsigned d = threadIdx.x; d < 3 * s.own; d += kSampleThreads) s.totals[d] = 0;
+    for (int d = threadIdx.x; d < 3 * s.own(); d += kSampleThreads) s.totals[d] = 0;
   // 1. argmax's choice (the first maximum, NaN first), the slice's keys staged on the way
   Best b{-INFINITY, n};
   for (int i = threadIdx.x; i < s.len; i += kSampleThreads) {
@@ -272,77 +260,68 @@ template <typename T> __global__ void __launch_bounds__(kSampleThreads) sample_k
     take(b, v, s.base + i);
   }
   b = block_best(b, sh.part);
-  if (threadIdx.x == 0) sh.best = b;
+  if (threadIdx.x < s.C) *cuda::cluster_map(&sh.best[s.rank], threadIdx.x) = b;
   cuda::cluster_sync();  // (also orders the staging and the cleared histograms)
   if (staged) s.keys = keys;
-  for (unsigned r = 0; r < s.C; ++r) {
-    const Best o = *cuda::cluster_map(&sh.best, r);
-    take(b, o.v, o.i);
-  }
+  for (unsigned r = 0; r < s.C; ++r) take(b, sh.best[r].v, sh.best[r].i);
   const bool first = s.rank == 0 && threadIdx.x == 0;
   const float temp = p.temperature[row];
   if (!(temp > 0.f) || !isfinite(b.v)) {
     if (first) p.out[row] = b.i < n ? b.i : 0;
-    cuda::cluster_sync();  // no block leaves while another still reads its best
     return;
   }
   if (first) p.out[row] = b.i;  // (the draw below overwrites it, after cluster barriers)
   const float mx = b.v, inv = 1.f / temp;
   auto weight = [=](uint32_t k) -> u64 { return sampling::fixed_weight(__expf((key_value(k) - mx) * inv)); };
-  auto every = [](int, uint32_t) { return true; };
   int pass = 0;
   // 2. top-k: the first k of the ranking
-  Prefix cand;
+  Cut cand;
   const int k = p.top_k ? p.top_k[row] : 0;
   if (k > 0 && k < n) {
-    cand.key = select_key(s, every, [](uint32_t) { return 1ull; }, static_cast<u64>(k), sh, pass);
-    const u64 q = static_cast<u64>(k) - sh.acc, tied = sh.equal;
-    if (q < tied) cand.last = select_index(s, every, cand.key, q, kTopKTies, sh);
+    cand.key = select_key(s, Cut{}, [](uint32_t) { return 1ull; }, [k](u64) { return static_cast<u64>(k); }, sh, pass);
+    cand.q = static_cast<u64>(k) - sh.acc;
   }
-  // 3. top-p: the shortest prefix of those holding P of their weight
-  Prefix kept = cand;
+  // top-p: the shortest prefix of those holding P of their weight
+  Cut kept = cand;
   const float P = p.top_p ? p.top_p[row] : 1.f;
   if (P < 1.f) {
-    auto in_cand = [cand](int i, uint32_t kk) { return cand.has(i, kk); };
-    u64 w = 0, below, S;
-    for (int i = s.lo; i < s.hi; ++i) {
-      const uint32_t kk = s.key(i);
-      if (cand.has(s.base + i, kk)) w += weight(kk);
-    }
-    u64 before, block;
-    BlockScan(sh.scan).ExclusiveSum(w, before, block);
-    cluster_exclusive(s, sh, kTotalWeight, block, below, S);
-    const u64 target = sampling::nucleus_target(P, S);
-    kept.key = select_key(s, in_cand, weight, target, sh, pass);
-    const u64 wk = weight(kept.key);
-    const u64 rest = target - sh.acc, tied = sh.equal / wk;
-    const u64 q = (rest + wk - 1) / wk;
-    // all of key K taken: up to top-k's own cut where it is top-k's threshold key, else every one
-    kept.last = q < tied ? select_index(s, in_cand, kept.key, q, kTopPTies, sh) : kept.key == cand.key ? cand.last : Prefix{}.last;
+    kept.key = select_key(s, cand, weight, [P](u64 S) { return sampling::nucleus_target(P, S); }, sh, pass);
+    const u64 wk = weight(kept.key);  // (> 0: key K's bin reached the need)
+    kept.q = wk ? min(sh.equal / wk, (sh.need - sh.acc + wk - 1) / wk) : kAll;  // (sh.equal / wk: key K's tokens in cand)
   }
-  // 4. the draw
-  u64 w = 0, before, block, below, M;
+  // 3. the draw
+  Run mine{0, 0};
   for (int i = s.lo; i < s.hi; ++i) {
     const uint32_t kk = s.key(i);
-    if (kept.has(s.base + i, kk)) w += weight(kk);
+    if (kk > kept.key) mine.w += weight(kk);
+    mine.c += kk == kept.key;
   }
-  __syncthreads();  // (the scan storage's last use)
-  BlockScan(sh.scan).ExclusiveSum(w, before, block);
-  cluster_exclusive(s, sh, kDraw, block, below, M);
-  const u64 r = sampling::landing(p.uniform[row], M), start = below + before;
-  if (w > 0 && r >= start && r - start < w) {
-    u64 acc = start;
+  Run before, block;
+  cub::BlockScan<Run, kSampleThreads>(sh.scan.run).ExclusiveScan(mine, before, Run{0, 0}, RunSum(), block);
+  if (threadIdx.x < s.C) *cuda::cluster_map(&sh.below[s.rank], threadIdx.x) = block;
+  cuda::cluster_sync();  // the last meeting: no block reads another's shared memory after it
+  Run all{0, 0};
+  for (unsigned r = 0; r < s.C; ++r) {
+    if (r == s.rank) before = RunSum()(all, before);  // (the ranks below this block, then its threads)
+    all = RunSum()(all, sh.below[r]);
+  }
+  const u64 wK = weight(kept.key);
+  auto kept_weight = [&](const Run& x) { return x.w + min(x.c, kept.q) * wK; };  // of a prefix of the row
+  const u64 M = kept_weight(all), r = sampling::landing(p.uniform[row], M);
+  const u64 start = kept_weight(before), end = kept_weight(RunSum()(before, mine));
+  if (r >= start && r < end) {
+    u64 acc = start, seen = before.c;
     for (int i = s.lo; i < s.hi; ++i) {
       const uint32_t kk = s.key(i);
-      if (!kept.has(s.base + i, kk)) continue;
-      acc += weight(kk);
+      if (kk > kept.key) acc += weight(kk);
+      else if (kk == kept.key && seen++ < kept.q) acc += wK;
+      else continue;
       if (acc > r) {
         p.out[row] = s.base + i;
         break;
       }
     }
   }
-  cuda::cluster_sync();  // no block leaves while another still reads its shared memory
 }
 
 }  // namespace
