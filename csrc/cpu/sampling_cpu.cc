@@ -4,6 +4,7 @@
 #include <vector>
 #include "core/thread_pool.h"
 #include "cpu/cpu_types.h"
+#include "cpu/vec_math.h"
 #include "ops/sampling.h"
 #include "ops/sampling_rule.h"
 
@@ -44,34 +45,65 @@ void argmax_cpu(const ArgmaxParams& p) {
 
 namespace {
 
-// A token of a row: ranking key, index, weight.
-struct Tok {
-  uint32_t key;
-  int32_t idx;
-  uint64_t w;
+// The tokens still in: all of 0..n-1, or a list of indices in ascending order.
+struct Pool {
+  int64_t n = 0;
+  bool all = true;
+  std::vector<int32_t> ids;
+  template <class F> void each(F&& f) const {
+    if (all)
+      for (int64_t i = 0; i < n; ++i) f(static_cast<int32_t>(i));
+    else
+      for (int32_t i : ids) f(i);
+  }
 };
 
-// Ranking order: larger key first, then lower index.
-inline bool ranks_before(const Tok& a, const Tok& b) { return a.key != b.key ? a.key > b.key : a.idx < b.idx; }
-
-// The last token of the shortest ranking prefix of `t` whose weight (`unit`: 1 a token, else w)
-// reaches `need` (<= the total): a 65536-bin histogram of the keys' high halves finds the bin it
-// ends in, and only that bin is sorted. Returns the prefix length.
-size_t prefix_reaching(std::vector<Tok>& t, uint64_t need, bool unit) {
-  std::vector<uint64_t> mass(65536, 0);
-  for (const Tok& k : t) mass[k.key >> 16] += unit ? 1 : k.w;
+// The shortest ranking prefix of `pool` whose weight (w(i)) reaches need(S), S the weight of the
+// whole pool, in index order. A 65536-bin histogram of the keys' high halves finds the bin where
+// the prefix ends; one more pass keeps the tokens of that bin and above, and the bin's tokens,
+// sorted by key, give the key K where it ends and how many of K's tokens (all of one weight, the
+// first in index order) it takes. Nothing else is sorted.
+template <class W, class Need> Pool prefix_reaching(const std::vector<uint32_t>& keys, const Pool& pool, W w, Need need_of) {
+  thread_local std::vector<uint64_t> mass(65536);
+  std::fill(mass.begin(), mass.end(), 0);
+  uint64_t S = 0;
+  pool.each([&](int32_t i) {
+    const uint64_t wi = w(i);
+    mass[keys[i] >> 16] += wi;
+    S += wi;
+  });
+  const uint64_t need = need_of(S);
   uint64_t above = 0;
-  int bin = 65535;
+  uint32_t bin = 65535;
   for (; bin > 0 && above + mass[bin] < need; --bin) above += mass[bin];
-  // Everything in higher bins first, then the bin's tokens in ranking order.
-  auto mid = std::partition(t.begin(), t.end(), [&](const Tok& k) { return static_cast<int>(k.key >> 16) > bin; });
-  auto end = std::partition(mid, t.end(), [&](const Tok& k) { return static_cast<int>(k.key >> 16) == bin; });
-  std::sort(mid, end, ranks_before);
-  for (auto it = mid; it != end; ++it) {
-    above += unit ? 1 : it->w;
-    if (above >= need) return static_cast<size_t>(it - t.begin()) + 1;
+  Pool top{pool.n, false, {}};
+  std::vector<std::pair<uint32_t, uint64_t>> in;  // (key, weight) of the bin's tokens
+  pool.each([&](int32_t i) {
+    const uint32_t hi = keys[i] >> 16;
+    if (hi >= bin) top.ids.push_back(i);
+    if (hi == bin) in.emplace_back(keys[i], w(i));
+  });
+  std::sort(in.begin(), in.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  uint32_t K = 0;
+  uint64_t q = 0;
+  for (size_t j = 0; j < in.size();) {
+    size_t e = j;
+    while (e < in.size() && in[e].first == in[j].first) ++e;
+    const uint64_t count = e - j, wk = in[j].second;
+    K = in[j].first;
+    q = count;
+    if (above + count * wk >= need) {
+      if (wk) q = std::min(count, (need - above + wk - 1) / wk);
+      break;
+    }
+    above += count * wk;
+    j = e;
   }
-  return static_cast<size_t>(end - t.begin());
+  Pool kept{pool.n, false, {}};
+  uint64_t seen = 0;
+  for (int32_t i : top.ids)
+    if (keys[i] > K || (keys[i] == K && seen++ < q)) kept.ids.push_back(i);
+  return kept;
 }
 
 template <typename T> int32_t sample_row(const T* x, int64_t n, float temp, int32_t k, float P, float u) {
@@ -79,25 +111,35 @@ template <typename T> int32_t sample_row(const T* x, int64_t n, float temp, int3
   const int64_t best = first_max(x, n, &bv);
   if (!(temp > 0.f) || !std::isfinite(bv)) return static_cast<int32_t>(best);
   const float inv = 1.f / temp;
-  std::vector<Tok> t(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = cpu::ld<float>(x + i);
-    t[i] = {sampling::key_of(v), static_cast<int32_t>(i), 0};
+  Pool pool{n, true, {}};
+  std::vector<uint32_t> keys;
+  if ((k > 0 && k < n) || P < 1.f) {
+    keys.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) keys[i] = sampling::key_of(cpu::ld<float>(x + i));
   }
-  size_t kept = t.size();
-  if (k > 0 && k < n) kept = prefix_reaching(t, static_cast<uint64_t>(k), true);
-  t.resize(kept);
-  uint64_t S = 0;
-  for (Tok& q : t) S += q.w = sampling::fixed_weight(std::exp((cpu::ld<float>(x + q.idx) - bv) * inv));
-  if (P < 1.f) t.resize(prefix_reaching(t, sampling::nucleus_target(P, S), false));
-  std::sort(t.begin(), t.end(), [](const Tok& a, const Tok& b) { return a.idx < b.idx; });
+  if (k > 0 && k < n)
+    pool = prefix_reaching(keys, pool, [](int32_t) { return uint64_t{1}; }, [k](uint64_t) { return static_cast<uint64_t>(k); });
+  // the weights of the tokens still in: every token's by the vector exp, or top-k's few one by one
+  std::vector<uint64_t> weight(static_cast<size_t>(n));
+  if (pool.all) {
+    std::vector<float> e(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) e[i] = (cpu::ld<float>(x + i) - bv) * inv;
+    cpu::exp_inplace(e.data(), n);
+    for (int64_t i = 0; i < n; ++i) weight[i] = sampling::fixed_weight(e[i]);
+  } else {
+    for (int32_t i : pool.ids) weight[i] = sampling::fixed_weight(std::exp((cpu::ld<float>(x + i) - bv) * inv));
+  }
+  if (P < 1.f)
+    pool = prefix_reaching(keys, pool, [&](int32_t i) { return weight[i]; }, [P](uint64_t S) { return sampling::nucleus_target(P, S); });
   uint64_t M = 0;
-  for (const Tok& q : t) M += q.w;
+  pool.each([&](int32_t i) { M += weight[i]; });
   const uint64_t r = sampling::landing(u, M);
   uint64_t run = 0;
-  for (const Tok& q : t)
-    if ((run += q.w) > r) return q.idx;
-  return t.back().idx;
+  int64_t token = -1;
+  pool.each([&](int32_t i) {
+    if (token < 0 && (run += weight[i]) > r) token = i;
+  });
+  return static_cast<int32_t>(token < 0 ? best : token);
 }
 
 }  // namespace

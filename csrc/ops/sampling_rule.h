@@ -21,8 +21,8 @@ constexpr float kWeightOne = 1099511627776.0f;
 // exp((v - max) / T) in 2^-40 fixed point, rounded to nearest (0 for -inf logits); `e` is the
 // float32 exp, computed by the caller (the backends' exp differ in their last bits).
 SS_HD uint64_t fixed_weight(float e) {
-  const float w = e * kWeightOne;
-  return w >= 0.5f ? static_cast<uint64_t>(w + 0.5f) : 0;
+  const float w = e * kWeightOne;  // (<= 2^40: the signed conversion, one instruction on x86, is exact)
+  return w >= 0.5f ? static_cast<uint64_t>(static_cast<int64_t>(w + 0.5f)) : 0;
 }
 
 // floor(u · M) clamped to [0, M - 1] (M > 0): the weight position the sample lands on.
