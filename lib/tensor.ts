@@ -280,7 +280,8 @@ export function tensor(data: Input, shape?: readonly number[], opts: CreateOptio
 /**
  * Writes `src` into `dst` in place, converting the element type: `dst` is contiguous or a
  * contiguous view of one (such as one slot of a batched state cache: `cache.slice(0, i, i + 1)`).
- * Same shape and device. Enqueued like every op.
+ * Same shape; same device, or a CPU `src` into a CUDA `dst` (one upload, no device temporary: a
+ * decode step's inputs). Enqueued like every op.
  */
 export function copyInto(dst: Tensor, src: Tensor): void {
   native.copyInto(dst.live(), src.live());

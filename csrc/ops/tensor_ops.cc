@@ -75,9 +75,20 @@ void copy_into(const Tensor& dst, const Tensor& src) {
     fail("ERR_SHAPE", ErrorKind::Range, "src: expected the shape of dst " + shape_str(dst.shape) + ", got " + shape_str(src.shape));
   if (!dst.is_contiguous())
     fail("ERR_INVALID_ARG", ErrorKind::Type, "dst: expected a contiguous tensor or view (a slice along the first dimension)");
-  check_same_device(dst.device(), {{"src", &src}});
   if ((dst.dtype == DType::Int32) != (src.dtype == DType::Int32))
     fail("ERR_DTYPE", ErrorKind::Type, std::string("src: cannot copy ") + dtype_name(src.dtype) + " into " + dtype_name(dst.dtype));
+#ifdef STATESPACE_WITH_CUDA
+  if (dst.device().is_cuda() && src.device().is_cpu()) {
+    // Host data straight into a device tensor (a decode step's per-token inputs): one upload in
+    // stream order, no device temporary. The CPU work that produces src finishes first.
+    Tensor host = src.is_contiguous() && src.dtype == dst.dtype ? src : copy_same_device(src, dst.dtype);
+    wait_idle(Device{});
+    if (auto err = host.storage->error()) throw *err;
+    cuda::copy_h2d(dst.data(), host.data(), host.nbytes(), dst.device().index);
+    return;
+  }
+#endif
+  check_same_device(dst.device(), {{"src", &src}});
   enqueue_copy(src, dst);  // dst.data() already includes the view's offset
 }
 

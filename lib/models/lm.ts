@@ -383,13 +383,13 @@ export abstract class CausalLM implements DecodeEngine {
   /** Writes the sampled graph's parameter buffers: the uniforms every step, the rest when they change. */
   private setSampling(entry: DecodeGraph, rows: SampleRow[]): void {
     const b = entry.sampling as NonNullable<DecodeGraph['sampling']>;
-    // (uploads: tensor() on the device; copyInto copies within it)
-    const uniform = tensor(Float32Array.from(rows, (r) => r.uniform), [rows.length], { device: this.device });
+    // (CPU tensors: copyInto uploads them straight into the graph's buffers)
+    const uniform = tensor(Float32Array.from(rows, (r) => r.uniform), [rows.length]);
     copyInto(b.uniform, uniform);
     uniform.dispose();
     const params = rows.map((r) => `${r.temperature},${r.topK},${r.topP}`).join(';');
     if (params !== b.params) {
-      const fresh = CausalLM.sampleParams(rows, this.device);
+      const fresh = CausalLM.sampleParams(rows, 'cpu');
       copyInto(b.temperature, fresh.temperature);
       copyInto(b.topK, fresh.topK);
       copyInto(b.topP, fresh.topP);
@@ -431,7 +431,7 @@ export abstract class CausalLM implements DecodeEngine {
   private feed(graph: DecodeGraph, tokens: Int32Array): void {
     const fed = graph.fed;
     if (fed && fed.length === tokens.length && fed.every((t, i) => t === tokens[i])) return;
-    const ids = tensor(tokens, [tokens.length, 1], { dtype: 'int32', device: this.device });
+    const ids = tensor(tokens, [tokens.length, 1], { dtype: 'int32' }); // (uploaded by copyInto)
     copyInto(graph.ids, ids);
     ids.dispose();
   }

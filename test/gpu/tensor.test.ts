@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { DTYPES, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, tidy, zeros } from '../../lib/index';
+import { DTYPES, captureGraph, copyInto, debugPoison, devices, emptyCache, empty, memory, randn, synchronize, tensor, tidy, zeros } from '../../lib/index';
 import { describeGpu, expectCode, randnArray } from '../helpers';
 
 describeGpu('CUDA tensors', () => {
@@ -26,6 +26,33 @@ describeGpu('CUDA tensors', () => {
     const bits = tensor(new Uint16Array([0x7f80, 0xff80, 0x7fc1, 0x3f80]), [4], { dtype: 'bfloat16', device: 'cuda' });
     expect(Array.from(await bits.bits())).toEqual([0x7f80, 0xff80, 0x7fc1, 0x3f80]);
     expectCode(() => tensor([1], [1], { dtype: 'float64', device: 'cuda' }), 'ERR_DTYPE', 'float64');
+  });
+
+  it('copyInto uploads a CPU tensor straight into a CUDA tensor or view, converting the dtype', async () => {
+    debugPoison(true);
+    try {
+      const x = randnArray(4 * 6);
+      const dst = empty([4, 6], { device: 'cuda' });
+      copyInto(dst, tensor(x, [4, 6]));
+      expect(Array.from(await dst.data())).toEqual(Array.from(Float32Array.from(x)));
+      // into one row of a bf16 tensor, from a strided f32 view (converted on the CPU first)
+      const half = zeros([3, 6], { dtype: 'bfloat16', device: 'cuda' });
+      const src = tensor(x, [6, 4]).t().slice(0, 1, 2); // (1, 6), strided
+      copyInto(half.slice(0, 2, 3), src);
+      const want = Array.from(await src.astype('bfloat16').astype('float32').data());
+      const got = Array.from(await half.astype('float32').data());
+      expect(got.slice(12)).toEqual(want);
+      expect(got.slice(0, 12)).toEqual(new Array(12).fill(0));
+      const ids = zeros([3], { dtype: 'int32', device: 'cuda' });
+      copyInto(ids, tensor(Int32Array.of(7, -2, 9), [3], { dtype: 'int32' }));
+      expect(Array.from(await ids.data())).toEqual([7, -2, 9]);
+      // what the CPU side refuses: other shapes, int32 <-> float, an upload inside a graph capture
+      expectCode(() => copyInto(dst, tensor(x.slice(0, 6), [1, 6])), 'ERR_SHAPE', 'src');
+      expectCode(() => copyInto(ids, tensor(Float32Array.of(1, 2, 3), [3])), 'ERR_DTYPE', 'src');
+      expect(() => captureGraph('cuda', () => copyInto(dst, tensor(x, [4, 6])))).toThrow(/captur/);
+    } finally {
+      debugPoison(false);
+    }
   });
 
   it('copies transposed and strided views exactly (tiled transpose, 2-D memcpy and generic paths)', async () => {
