@@ -105,6 +105,7 @@ template <typename T, int V> __global__ void __launch_bounds__(kThreads) argmax_
 //    floor(u · M) walks it.
 constexpr int kSampleThreads = 512, kSampleWarps = kSampleThreads / 32;
 constexpr int kBins = 2048;      // the widest digit: 11 bits
+constexpr uint32_t kNoBin = ~0u;
 constexpr int kMaxCluster = 16;  // the H100's non-portable cluster size (8 where it is refused)
 using u64 = unsigned long long;
 
@@ -163,12 +164,30 @@ __device__ uint32_t select_key(const Slice<T>& s, Cut cand, Wt wt, Need need_of,
   u64 acc = 0, need = 0;
   for (int level = 0; level < 3; ++level, ++pass) {
     const int shift = level == 0 ? 21 : level == 1 ? 10 : 0, bins = level == 2 ? 1024 : kBins;  // 11-, 11-, 10-bit digits
+    // A bin's shared-memory atomic is a compare-and-swap loop (64-bit), so the tokens that land
+    // in one bin together must not each take a turn: a thread sums its run's consecutive tokens
+    // of one bin, and a warp whose lanes all end in one bin sums them by shuffles (rows of nearly
+    // equal logits, as an untrained model gives, put whole slices in one bin).
+    uint32_t cur = kNoBin;
+    u64 sum = 0;
     for (int i = s.lo; i < s.hi; ++i) {
       const uint32_t k = s.key(i);
       if ((k & mask) == prefix && (k > cand.key || (k == cand.key && cand.q == kAll))) {
-        const u64 w = wt(k);
-        if (w) atomicAdd(&sh.local[(k >> shift) & (bins - 1)], w);
+        const uint32_t d = (k >> shift) & (bins - 1);
+        if (d != cur) {
+          if (sum) atomicAdd(&sh.local[cur], sum);
+          cur = d;
+          sum = 0;
+        }
+        sum += wt(k);
       }
+    }
+    if (!sum) cur = kNoBin;
+    if (__match_any_sync(0xffffffffu, cur) == 0xffffffffu) {
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if (threadIdx.x % 32 == 0 && cur != kNoBin) atomicAdd(&sh.local[cur], sum);
+    } else if (sum) {
+      atomicAdd(&sh.local[cur], sum);
     }
     // the cut's tokens at its key, all of one weight, added once for the cluster
     if (cand.q != kAll && (cand.key & mask) == prefix && s.rank == 0 && threadIdx.x == 0)

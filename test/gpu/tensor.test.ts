@@ -37,7 +37,7 @@ describeGpu('CUDA tensors', () => {
       expect(Array.from(await dst.data())).toEqual(Array.from(Float32Array.from(x)));
       // into one row of a bf16 tensor, from a strided f32 view (converted on the CPU first)
       const half = zeros([3, 6], { dtype: 'bfloat16', device: 'cuda' });
-      const src = tensor(x, [6, 4]).t().slice(0, 1, 2); // (1, 6), strided
+      const src = tensor(x, [6, 4]).permute(1, 0).slice(0, 1, 2); // (1, 6), strided
       copyInto(half.slice(0, 2, 3), src);
       const want = Array.from(await src.astype('bfloat16').astype('float32').data());
       const got = Array.from(await half.astype('float32').data());
