@@ -4,9 +4,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <atomic>
-#include <utility>
 #include "cuda/check.cuh"
-#include "cuda/pdl.cuh"
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #include <cooperative_groups.h>
 #endif
@@ -48,43 +46,6 @@ template <typename T> __device__ __forceinline__ T* cluster_map(T* p, unsigned r
   (void)rank;
   return p;
 #endif
-}
-
-// Launches `kernel` in clusters of `cluster` blocks along x (1: no cluster attribute), as a
-// programmatic dependent launch where launch_pdl would make one (a driver that refuses PDL
-// together with clusters gets a plain clustered launch).
-template <typename... KArgs, typename... Args>
-cudaError_t launch_clustered(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, dim3 cluster,
-                             Args&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  int n = 0;
-  const bool clustered = cluster.x * cluster.y * cluster.z > 1;
-  if (clustered) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cluster.x;
-    attr[n].val.clusterDim.y = cluster.y;
-    attr[n].val.clusterDim.z = cluster.z;
-    ++n;
-  }
-  if (pdl_enabled()) {
-    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[n].val.programmaticStreamSerializationAllowed = 1;
-    ++n;
-  }
-  cfg.attrs = attr;
-  cfg.numAttrs = n;
-  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, args...);
-  if (e != cudaSuccess && clustered && n > 1) {
-    cudaGetLastError();
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, kernel, args...);
-  }
-  return e;
 }
 
 // Whether the current device runs clusters of 16 blocks of KERNEL (a non-portable size, which
