@@ -1,8 +1,8 @@
-// CUDA argmax and sampling over rows (ops/sampling.h). Argmax: one block per row. Each thread scans its share of the
-// row in 16-byte vectors, four loads in flight (in increasing index order, so it keeps the first
-// of equal values), then
-// (value, index) pairs meet by shuffles and shared memory; ties go to the lower index and NaN
-// beats every number, so the result is the first maximum whatever the reduction order.
+// CUDA argmax and sampling over rows (ops/sampling.h). Argmax: one block per row. Each thread
+// scans its share of the row in 16-byte vectors, four loads in flight (in increasing index order,
+// so it keeps the first of equal values), then (value, index) pairs meet by shuffles and shared
+// memory; ties go to the lower index and NaN beats every number, so the result is the first
+// maximum whatever the reduction order. Sampling: a cluster of blocks per row (below).
 #include <cmath>
 #include <cub/block/block_scan.cuh>
 #include "cuda/check.cuh"
