@@ -138,9 +138,13 @@ describeGpu('decode through CUDA graphs', () => {
         const after = await graphs.stepGreedy(tokens);
         tokens = await eager.stepGreedy(tokens);
         expect(Array.from(after), `n=${n} after stepGreedyMany`).toEqual(Array.from(tokens));
-        // sampled steps (the draw inside the graph) equal sampleTokens on the eager step's logits
+        // sampled steps (the draw inside the graph) equal sampleTokens on the eager step's logits;
+        // the rows' parameters stay for two steps, then change (the graph's buffers follow)
         for (let step = 0; step < 4; step++) {
-          const rows = Array.from({ length: n }, (_, i) => ({ temperature: [0.8, 0, 1.3][i % 3], topK: [0, 0, 5][i % 3], topP: [1, 1, 0.9][i % 3], uniform: Math.random() }));
+          const rows = Array.from({ length: n }, (_, j) => {
+            const i = j + (step >> 1);
+            return { temperature: [0.8, 0, 1.3][i % 3], topK: [0, 0, 5][i % 3], topP: [1, 1, 0.9][i % 3], uniform: Math.random() };
+          });
           const got = await graphs.stepSample(tokens, rows);
           const logits = await eager.step(tokens);
           const want = await sampleTokens({
