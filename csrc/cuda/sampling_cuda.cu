@@ -155,9 +155,9 @@ template <typename T> struct Slice {
 
 // The key K of the ranking prefix of `cand` whose weight (wt) first reaches need(total), total
 // the weight of all of `cand`: the weight above K is < need <= the weight down to K. Leaves the
-// weight above K in sh.acc, that of key K in sh.equal and need(total) in sh.need. `pass` counts the cluster's histogram
-// passes: it picks the totals buffer, the one a pass fills having been read two passes before, so
-// its owner clears it during the pass between.
+// weight above K in sh.acc, that of key K in sh.equal and need(total) in sh.need. `pass` counts
+// the cluster's histogram passes: it picks the totals buffer, the one a pass fills having been
+// read two passes before, so its owner clears it during the pass between.
 template <typename T, class Wt, class Need>
 __device__ uint32_t select_key(const Slice<T>& s, Cut cand, Wt wt, Need need_of, SampleShared& sh, int& pass) {
   uint32_t prefix = 0, mask = 0;
