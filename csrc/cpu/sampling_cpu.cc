@@ -76,11 +76,11 @@ template <class W, class Need> Pool prefix_reaching(const std::vector<uint32_t>&
   uint64_t above = 0;
   uint32_t bin = 65535;
   for (; bin > 0 && above + mass[bin] < need; --bin) above += mass[bin];
-  Pool top{pool.n, false, {}};
+  std::vector<int32_t> top;                       // the tokens of the bin and above, in index order
   std::vector<std::pair<uint32_t, uint64_t>> in;  // (key, weight) of the bin's tokens
   pool.each([&](int32_t i) {
     const uint32_t hi = keys[i] >> 16;
-    if (hi >= bin) top.ids.push_back(i);
+    if (hi >= bin) top.push_back(i);
     if (hi == bin) in.emplace_back(keys[i], w(i));
   });
   std::sort(in.begin(), in.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -101,7 +101,7 @@ template <class W, class Need> Pool prefix_reaching(const std::vector<uint32_t>&
   }
   Pool kept{pool.n, false, {}};
   uint64_t seen = 0;
-  for (int32_t i : top.ids)
+  for (int32_t i : top)
     if (keys[i] > K || (keys[i] == K && seen++ < q)) kept.ids.push_back(i);
   return kept;
 }

@@ -48,15 +48,16 @@ template <typename T> __device__ __forceinline__ T* cluster_map(T* p, unsigned r
 #endif
 }
 
-// Whether the current device runs clusters of 16 blocks of KERNEL (a non-portable size, which
-// this opts the kernel into) with `threads` threads and `smem` bytes of dynamic shared memory a
-// block. Asked once per kernel and device: 16 blocks of one block per SM either fit a GPC or not.
-template <auto* KERNEL> bool runs_clusters_of_16(unsigned threads, size_t smem, const char* what) {
-  static std::atomic<int> known[64] = {};  // per device: 0 not asked, 1 no, 2 yes
+// How many clusters of 16 blocks of KERNEL the current device runs at once (0: none, or the
+// non-portable size refused), with `threads` threads and `smem` bytes of dynamic shared memory a
+// block (set the kernel's shared-memory opt-in first above 48 KB); opts KERNEL into clusters of
+// 16. Asked once per kernel and device (the answer does not change).
+template <auto* KERNEL> int clusters_of_16(unsigned threads, size_t smem, const char* what) {
+  static std::atomic<int> known[64] = {};  // per device: 0 not asked, else 1 + the answer
   int dev = 0;
   check(cudaGetDevice(&dev), what);
   const bool tracked = dev >= 0 && dev < 64;
-  if (tracked && known[dev].load(std::memory_order_acquire) != 0) return known[dev].load(std::memory_order_relaxed) == 2;
+  if (tracked && known[dev].load(std::memory_order_acquire) != 0) return known[dev].load(std::memory_order_relaxed) - 1;
   int clusters = 0;
   if (cudaFuncSetAttribute(KERNEL, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
     cudaLaunchConfig_t cfg = {};
@@ -73,8 +74,8 @@ template <auto* KERNEL> bool runs_clusters_of_16(unsigned threads, size_t smem, 
     if (cudaOccupancyMaxActiveClusters(&clusters, KERNEL, &cfg) != cudaSuccess) clusters = 0;
   }
   cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
-  if (tracked) known[dev].store(clusters > 0 ? 2 : 1, std::memory_order_release);
-  return clusters > 0;
+  if (tracked) known[dev].store(1 + clusters, std::memory_order_release);
+  return clusters;
 }
 
 }  // namespace ss::cuda

@@ -357,11 +357,11 @@ void sample_cuda(const SampleParams& p, void* stream) {
     // a block keeps two tokens a thread: 16 blocks a row at batch 1, 2 at batch 64.
     int64_t C = 1;
     if (cuda::compute_capability() >= 90) {
-      const int64_t cap = cuda::runs_clusters_of_16<sample_kernel<T>>(kSampleThreads, 0, what) ? kMaxCluster : 8;
+      const int64_t cap = cuda::clusters_of_16<sample_kernel<T>>(kSampleThreads, 0, what) > 0 ? kMaxCluster : 8;
       while (C < cap && p.rows * 2 * C <= cuda::sm_count() && p.n >= 2 * C * kSampleThreads) C *= 2;
     }
     // each block's slice of keys in shared memory where it fits beside the cluster's histograms
-    const size_t totals = C > 1 ? 3 * ((kBins + C - 1) / C) * sizeof(u64) : 0;
+    const size_t totals = C > 1 ? 3 * (kBins / C) * sizeof(u64) : 0;  // (C a power of two)
     const size_t keys = static_cast<size_t>((p.n + C - 1) / C) * sizeof(uint32_t);
     const bool staged = totals + keys + sizeof(SampleShared) + 1024 <= static_cast<size_t>(optin);
     const size_t smem = totals + (staged ? keys : 0);

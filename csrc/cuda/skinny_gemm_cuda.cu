@@ -408,37 +408,10 @@ bool narrow_fits(const GemmParams& p) {
 }
 
 // Clusters of 16 (non-portable) for the narrow kernel where the device runs at least `clusters`
-// of them at once, else the portable 8. Asked once per device (the answer does not change).
-int narrow_split(int64_t clusters) {
+// of them at once, else the portable 8.
+template <typename T> int narrow_split(int64_t clusters) {
   using Tr = NarrowTraits;
-  static std::atomic<int> max16[64] = {};  // per device: 0 not asked, else 1 + the clusters of 16 it runs at once
-  int dev = 0;
-  cuda::check(cudaGetDevice(&dev), "linear (narrow)");
-  int known = dev >= 0 && dev < 64 ? max16[dev].load(std::memory_order_acquire) : 0;
-  if (known == 0) {
-    int n = 0;
-    // (the occupancy query needs the kernel's shared-memory opt-in)
-    cuda::set_smem_once<narrow_gemm_kernel<__nv_bfloat16>>(Tr::kSmem, "linear (narrow): shared memory");
-    if (cudaFuncSetAttribute(narrow_gemm_kernel<__nv_bfloat16>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess &&
-        cudaFuncSetAttribute(narrow_gemm_kernel<__half>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess) {
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = dim3(1, Tr::kMaxSplit);
-      cfg.blockDim = dim3(Tr::kThreads);
-      cfg.dynamicSmemBytes = Tr::kSmem;
-      cudaLaunchAttribute attr;
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = 1;
-      attr.val.clusterDim.y = Tr::kMaxSplit;
-      attr.val.clusterDim.z = 1;
-      cfg.attrs = &attr;
-      cfg.numAttrs = 1;
-      if (cudaOccupancyMaxActiveClusters(&n, narrow_gemm_kernel<__nv_bfloat16>, &cfg) != cudaSuccess) n = 0;
-    }
-    cudaGetLastError();  // a refusal above is an answer, not an error of a later launch
-    known = 1 + n;
-    if (dev >= 0 && dev < 64) max16[dev].store(known, std::memory_order_release);
-  }
-  return known - 1 >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
+  return cuda::clusters_of_16<narrow_gemm_kernel<T>>(Tr::kThreads, Tr::kSmem, "linear (narrow)") >= clusters ? Tr::kMaxSplit : Tr::kMinSplit;
 }
 
 template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
@@ -446,7 +419,7 @@ template <typename T> void launch_narrow(const GemmParams& p, cudaStream_t st) {
   cuda::set_smem_once<narrow_gemm_kernel<T>>(Tr::kSmem, "linear (narrow): shared memory");  // and the largest carveout
   const int64_t tiles = (p.N + Tr::kRows - 1) / Tr::kRows;
   // 16 K slices where each keeps at least a chunk per warp (x_proj: 10 chunks of 32 a block)
-  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split(tiles) : Tr::kMinSplit;
+  const int S = p.K / 32 >= int64_t{Tr::kMaxSplit} * Tr::kKW ? narrow_split<T>(tiles) : Tr::kMinSplit;
   const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(S)), cluster(1, static_cast<unsigned>(S));
   cuda::check(cuda::launch_clustered(narrow_gemm_kernel<T>, grid, dim3(Tr::kThreads), Tr::kSmem, st, cluster, p), "linear (narrow)");
 }

@@ -70,6 +70,19 @@ Tensor fill(const std::vector<int64_t>& shape, DType dtype, Device device, FillK
   return t;
 }
 
+#ifdef STATESPACE_WITH_CUDA
+namespace {
+// CPU src into the contiguous CUDA dst (same shape), converted to dst's dtype on the CPU: one
+// upload in stream order. The CPU work that produces src must finish first (this waits for it).
+void upload(const Tensor& src, const Tensor& dst) {
+  Tensor host = src.is_contiguous() && src.dtype == dst.dtype ? src : copy_same_device(src, dst.dtype);
+  wait_idle(Device{});
+  if (auto err = host.storage->error()) throw *err;
+  cuda::copy_h2d(dst.data(), host.data(), host.nbytes(), dst.device().index);
+}
+}  // namespace
+#endif
+
 void copy_into(const Tensor& dst, const Tensor& src) {
   if (dst.shape != src.shape)
     fail("ERR_SHAPE", ErrorKind::Range, "src: expected the shape of dst " + shape_str(dst.shape) + ", got " + shape_str(src.shape));
@@ -78,15 +91,8 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   if ((dst.dtype == DType::Int32) != (src.dtype == DType::Int32))
     fail("ERR_DTYPE", ErrorKind::Type, std::string("src: cannot copy ") + dtype_name(src.dtype) + " into " + dtype_name(dst.dtype));
 #ifdef STATESPACE_WITH_CUDA
-  if (dst.device().is_cuda() && src.device().is_cpu()) {
-    // Host data straight into a device tensor (a decode step's per-token inputs): one upload in
-    // stream order, no device temporary. The CPU work that produces src finishes first.
-    Tensor host = src.is_contiguous() && src.dtype == dst.dtype ? src : copy_same_device(src, dst.dtype);
-    wait_idle(Device{});
-    if (auto err = host.storage->error()) throw *err;
-    cuda::copy_h2d(dst.data(), host.data(), host.nbytes(), dst.device().index);
-    return;
-  }
+  // Host data straight into a device tensor (a decode step's per-token inputs): no device temporary.
+  if (dst.device().is_cuda() && src.device().is_cpu()) return upload(src, dst);
 #endif
   check_same_device(dst.device(), {{"src", &src}});
   enqueue_copy(src, dst);  // dst.data() already includes the view's offset
@@ -100,12 +106,8 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
   if (device.is_cuda() && dtype == DType::Float64)
     fail("ERR_DTYPE", ErrorKind::Type, "dtype: float64 tensors exist on the CPU only (for references), not on " + device.str());
   if (src.device().is_cpu()) {
-    // Host -> device: the CPU work that produces src must finish first (this waits for it).
-    Tensor host = src.is_contiguous() && src.dtype == dtype ? src : copy_same_device(src, dtype);
-    wait_idle(Device{});
-    if (auto err = host.storage->error()) throw *err;
     Tensor dev = empty(src.shape, dtype, device);
-    cuda::copy_h2d(dev.data(), host.data(), host.nbytes(), device.index);
+    upload(src, dev);
     return dev;
   }
   // Device -> host (or device -> another device through the host), in stream order, so later
