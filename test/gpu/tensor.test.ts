@@ -50,6 +50,9 @@ describeGpu('CUDA tensors', () => {
       expectCode(() => copyInto(dst, tensor(x.slice(0, 6), [1, 6])), 'ERR_SHAPE', 'src');
       expectCode(() => copyInto(ids, tensor(Float32Array.of(1, 2, 3), [3])), 'ERR_DTYPE', 'src');
       expect(() => captureGraph('cuda', () => copyInto(dst, tensor(x, [4, 6])))).toThrow(/captur/);
+      // a refused copy leaves the destinations as they were
+      expect(Array.from(await dst.data())).toEqual(Array.from(Float32Array.from(x)));
+      expect(Array.from(await ids.data())).toEqual([7, -2, 9]);
     } finally {
       debugPoison(false);
     }
