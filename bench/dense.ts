@@ -12,7 +12,9 @@
  * The decode rows (M <= 64) are timed twice: called from JS ('gemv', 'skinny': a call's host
  * dispatch, ~15 us on a busy host, can exceed a small kernel's time, so the GPU waits between
  * kernels) and replayed from a CUDA graph of GRAPH_CALLS calls ('... graph': the kernels back to
- * back, as in a decode step's graph) — the second is the kernel's own time.
+ * back, as in a decode step's graph) — the second is the kernel's own time; '... cold graph' replays
+ * the same calls cycling over copies of the weight that add up to 200 MB, so that every call reads
+ * its weight from DRAM, as a decode step does (the plain graph row re-reads one weight, partly from L2).
  * STATESPACE_BENCH_LAYERS=x_proj,out_proj keeps the layers whose name contains one of the words
  * (shorter runs, e.g. one kernel under two settings).
  */
@@ -22,6 +24,8 @@ import { Report } from './report';
 import { timeIt } from './timing';
 
 const GRAPH_CALLS = 10;
+// Weight bytes a 'cold graph' row cycles through: four times the H100's 50 MB L2.
+const COLD_BYTES = 200e6;
 
 const LAYERS: Array<[string, number, number]> = [
   // name, out (N), in (K)
@@ -66,6 +70,20 @@ function bench(device: Device, report: Report, dtype: DType, tokens: number[], l
             add(`${kind} graph`, timeIt(device, () => g.replay(), { iters: 15, warmup: 3 }).ms / GRAPH_CALLS);
           } finally {
             g.dispose();
+          }
+          // The same calls over enough copies of the weight that none is still in L2 when it is
+          // read again (a decode step reads every weight cold).
+          const copies = Math.min(GRAPH_CALLS, Math.ceil(COLD_BYTES / (N * K * el)));
+          if (copies > 1) {
+            const ws = [w, ...Array.from({ length: copies - 1 }, () => randn([N, K], { dtype, device, std: 0.02 }))];
+            const gc = captureGraph(device, () => {
+              for (let i = 0; i < GRAPH_CALLS; i++) linear({ x, weight: ws[i % copies] }).dispose();
+            });
+            try {
+              add(`${kind} cold graph`, timeIt(device, () => gc.replay(), { iters: 15, warmup: 3 }).ms / GRAPH_CALLS);
+            } finally {
+              gc.dispose();
+            }
           }
         }
       });
