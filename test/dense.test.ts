@@ -12,7 +12,9 @@ const TOL: Record<string, number> = { float64: 1e-10, float32: 1e-5, float16: 5e
 beforeAll(() => debugPoison(true));
 
 describe('linear (CPU GEMM) vs float64 reference', () => {
-  // [M, N, K]: odd shapes, the small-M (matrix-vector) path, block edges of the packed path.
+  // [M, N, K]: odd shapes over the three paths — small M (matrix-vector, M <= 32), batched decode
+  // (32 < M <= 256: w read in place, partial token panels and row blocks) and the packed path
+  // (M > 256: block edges in K).
   const shapes: Array<[number, number, number]> = [
     [1, 1, 1],
     [37, 129, 65],
@@ -21,7 +23,11 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     [8, 33, 7],
     [27, 40, 515],
     [100, 48, 257],
+    [33, 1, 5],
+    [256, 13, 9],
+    [300, 70, 260],
     [5, 3, 0],
+    [40, 3, 0],
   ];
   for (const dtype of ['float32', 'float64'] as DType[]) {
     it(`${dtype}: odd shapes, with and without bias`, async () => {

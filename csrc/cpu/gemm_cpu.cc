@@ -7,6 +7,10 @@
 // Small M (decode, M <= 32): memory-bound matrix-vector products, threaded over N; a block of
 // w rows (256 KiB) is dotted with the rows of x 8 at a time (register-blocked) while it stays
 // in cache, so w streams from memory once. Cheaper than packing w for so few rows.
+// Batched decode (32 < M <= 256): packing w every call would move the whole weight twice for
+// little compute (M = 64: as long as the products), so the same microkernel shape runs with the
+// roles swapped: MR rows of w are the broadcast operand, read in place, and x, packed once into
+// NR-token panels, the vector operand (outᵀ tiles).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -75,6 +79,7 @@ template <typename C> struct GemmTraits {
   static constexpr int64_t MC = 16 * MR;  // rows of a macro tile (x block in L2)
   static constexpr int64_t NC = 16 * NR;  // columns of a macro tile
   static constexpr int kSmallM = 32;      // M at or below this takes the matrix-vector path
+  static constexpr int kWRowsM = 256;     // M at or below this reads w in place (gemm_wrows)
 };
 
 // acc (MR x NR tile of C, leading dimension ldc) (+)= Ap (kc x MR) · Bp (kc x NR).
@@ -226,6 +231,64 @@ template <typename T, typename C> void gemm_small_m(const GemmParams& p, C* acc)
   });
 }
 
+// 32 < M <= 256: out[m][n0 + i] for MR rows of w at a time (read in place, each a sequential
+// stream) against NR-token panels of x packed as xp[panel][k][NR] (zero past M); the w rows stay
+// in cache across the panels, so w streams from memory once. Threaded over blocks of w rows.
+template <typename T, typename C> void gemm_wrows(const GemmParams& p, C* acc) {
+  using Tr = GemmTraits<C>;
+  using S = typename Tr::S;
+  constexpr int MR = Tr::MR, NR = Tr::NR, L = S::L;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  const int64_t panels = (M + NR - 1) / NR;
+  std::vector<C> xp(static_cast<size_t>(panels * K * NR));
+  const T* x = static_cast<const T*>(p.x);
+  parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q)
+      for (int j = 0; j < NR; ++j) {
+        const int64_t m = q * NR + j;
+        C* d = xp.data() + q * K * NR + j;
+        if (m < M)
+          for (int64_t k = 0; k < K; ++k) d[k * NR] = cpu::ld<C>(x + m * K + k);
+        else
+          for (int64_t k = 0; k < K; ++k) d[k * NR] = C(0);
+      }
+  });
+  const T* w = static_cast<const T*>(p.weight);
+  const int64_t blocks = (N + MR - 1) / MR;
+  parallel_for(blocks, std::max<int64_t>(1, 4096 / (K + 1)), [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n0 = blk * MR;
+      const int mr = static_cast<int>(std::min<int64_t>(MR, N - n0));
+      const T* wr[MR];
+      for (int i = 0; i < MR; ++i) wr[i] = w + (n0 + std::min(i, mr - 1)) * K;  // rows past N repeat the last (not stored)
+      for (int64_t q = 0; q < panels; ++q) {
+        typename S::V a[MR][2];
+        for (int i = 0; i < MR; ++i) a[i][0] = a[i][1] = S::zero();
+        const C* xq = xp.data() + q * K * NR;
+        for (int64_t k = 0; k < K; ++k) {
+          const typename S::V x0 = S::load(xq + k * NR), x1 = S::load(xq + k * NR + L);
+#pragma GCC unroll 6
+          for (int i = 0; i < MR; ++i) {
+            const typename S::V wv = S::set1(cpu::ld<C>(wr[i] + k));
+            a[i][0] = S::fma(wv, x0, a[i][0]);
+            a[i][1] = S::fma(wv, x1, a[i][1]);
+          }
+        }
+        C tile[MR][NR];
+        for (int i = 0; i < MR; ++i) {
+          S::store(tile[i], a[i][0]);
+          S::store(tile[i] + L, a[i][1]);
+        }
+        const int nt = static_cast<int>(std::min<int64_t>(NR, M - q * NR));
+        for (int j = 0; j < nt; ++j) {
+          C* o = acc + (q * NR + j) * N + n0;
+          for (int i = 0; i < mr; ++i) o[i] = tile[i][j];
+        }
+      }
+    }
+  });
+}
+
 template <typename T> void gemm_typed(const GemmParams& p) {
   using C = cpu::compute_t<T>;
   const int64_t M = p.M, N = p.N;
@@ -239,6 +302,8 @@ template <typename T> void gemm_typed(const GemmParams& p) {
   }
   if (M <= GemmTraits<C>::kSmallM)
     gemm_small_m<T, C>(p, acc);
+  else if (M <= GemmTraits<C>::kWRowsM)
+    gemm_wrows<T, C>(p, acc);
   else
     gemm_blocked<T, C>(p, acc);
   if (std::is_same_v<T, C> && !p.bias) return;
