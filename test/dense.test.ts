@@ -12,9 +12,9 @@ const TOL: Record<string, number> = { float64: 1e-10, float32: 1e-5, float16: 5e
 beforeAll(() => debugPoison(true));
 
 describe('linear (CPU GEMM) vs float64 reference', () => {
-  // [M, N, K]: odd shapes over the three paths — small M (matrix-vector, M <= 32), batched decode
-  // (32 < M <= 256: w read in place, partial token panels and row blocks) and the packed path
-  // (M > 256: block edges in K).
+  // [M, N, K]: odd shapes over the four paths — small M (matrix-vector, M <= 32), batched decode
+  // (32 < M <= 256: w read in place, partial token panels and row blocks), the same with x and w
+  // swapped (M > 256, 32 < N <= 256) and the packed path (the rest: block edges in K).
   const shapes: Array<[number, number, number]> = [
     [1, 1, 1],
     [37, 129, 65],
@@ -26,6 +26,8 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     [33, 1, 5],
     [256, 13, 9],
     [300, 70, 260],
+    [270, 300, 40],
+    [260, 20, 33],
     [5, 3, 0],
     [40, 3, 0],
   ];
