@@ -69,6 +69,34 @@ describe('linear (CPU GEMM) vs float64 reference', () => {
     expectClose(await y.data(), linearRef(xt, w.v, 11, 5, 7), 1e-6);
   });
 
+  it('strided views (transposes, column slices) in every path, read in place where the batched paths take them', async () => {
+    // [M, N, K, x transposed, x column slice, w transposed, w column slice, dtype]
+    const cases: Array<[number, number, number, boolean, boolean, boolean, boolean, DType]> = [
+      [80, 300, 96, false, false, true, false, 'float32'], // prefill x_proj: the weight a transposed activation
+      [40, 70, 64, true, false, false, true, 'float32'],
+      [33, 7, 50, false, true, true, false, 'bfloat16'],
+      [300, 70, 40, true, false, false, false, 'float32'], // the swapped path: x read in place, w packed
+      [300, 70, 40, false, true, true, false, 'float64'],
+      [12, 30, 20, true, false, true, false, 'float32'], // small M: copied first
+      [300, 300, 20, false, true, false, true, 'float32'], // the packed path: copied first
+    ];
+    const view = async (rows: number, cols: number, transposed: boolean, slice: boolean, dtype: DType, std: number) => {
+      // a (rows, cols) view stored transposed or as a column slice of a wider matrix, and its values
+      const wide = slice ? cols + 5 : cols;
+      const base = transposed ? randnInput([wide, rows], dtype, 'cpu', std) : randnInput([rows, wide], dtype, 'cpu', std);
+      let t = transposed ? base.t.transpose(0, 1) : base.t;
+      if (slice) t = t.slice(1, 2, 2 + cols);
+      return { t, v: Float64Array.from(await t.contiguous().data()) };
+    };
+    for (const [M, N, K, xt, xs, wt, ws, dtype] of cases) {
+      const x = await view(M, K, xt, xs, dtype, 1);
+      const w = await view(N, K, wt, ws, dtype, 1 / Math.sqrt(K));
+      const y = linear({ x: x.t, weight: w.t });
+      expect(y.shape).toEqual([M, N]);
+      expectClose(await y.data(), linearRef(x.v, w.v, M, N, K), dtype === 'bfloat16' ? 1.5e-2 : 1e-5, `${M}x${N}x${K} ${dtype}`);
+    }
+  });
+
   it('errors are coded', () => {
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 5]) }), 'ERR_SHAPE', 'weight', 'in = 3');
     expectCode(() => linear({ x: zeros([2, 3]), weight: zeros([4, 3], { dtype: 'bfloat16' }) }), 'ERR_DTYPE', 'weight');

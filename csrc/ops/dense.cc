@@ -139,8 +139,19 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
   // - decode: a 2-D x with evenly strided rows (sliced out of a wider projection), by the CUDA
   //   matrix-vector kernel and by cuBLAS;
   // - prefill: x and weight stored row- or column-major with any leading dimension (transposes,
-  //   column slices: the projections run channel-major), by cuBLAS.
+  //   column slices: the projections run channel-major), by cuBLAS, and on the CPU by the
+  //   GEMM's batched paths (gemm_cpu_reads_strided).
   bool in_place = false;
+  if (cpu && !(x_in.is_contiguous() && weight_in.is_contiguous())) {  // the CPU GEMM's batched paths
+    const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);
+    GemmParams q = p;
+    q.ldx = lx.ld;
+    q.ldw = lw.ld;
+    q.x_col_major = lx.col_major;
+    q.w_col_major = lw.col_major;
+    in_place = lx.ok && lw.ok && gemm_cpu_reads_strided(q);
+    if (in_place) p = q;
+  }
 #ifdef STATESPACE_WITH_CUDA
   if (!cpu && !(x_in.is_contiguous() && weight_in.is_contiguous())) {
     const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);

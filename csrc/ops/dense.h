@@ -68,6 +68,10 @@ struct EltwiseParams {
 
 void embedding_cpu(const EmbeddingParams& p);
 void gemm_cpu(const GemmParams& p);
+// Whether gemm_cpu reads x and weight in the layouts p gives (p.strided()): batched decode's
+// 32 < M <= 256 and its swapped form (many rows, 32 < N <= 256) do; the others want them
+// contiguous.
+bool gemm_cpu_reads_strided(const GemmParams& p);
 void rms_norm_cpu(const RmsNormParams& p);
 void eltwise_cpu(const EltwiseParams& p);
 void embedding_cuda(const EmbeddingParams& p, void* stream);
