@@ -125,10 +125,11 @@ void microkernel(int64_t kc, const C* Ap, const C* Bp, C* c, int64_t ldc, int mr
     for (int j = 0; j < nr; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : C(0)) + tile[i * NR + j];
 }
 
-// Packs rows [0, rows) x columns [k0, k0+kc) of a row-major (rows, K) matrix into panels of
-// P rows: dst[(panel*kc + k)*P + i] = src[panel*P + i][k0 + k], zero past the last row.
+// Packs rows [0, rows) x columns [k0, k0+kc) of a matrix whose element (r, k) sits at r·rs + k·ks
+// into panels of P rows: dst[(panel*kc + k)*P + i] = src[panel*P + i][k0 + k], zero past the
+// last row.
 template <typename C, int P, typename T>
-void pack_panels(const T* src, int64_t rows, int64_t K, int64_t k0, int64_t kc, C* dst) {
+void pack_panels(const T* src, int64_t rows, int64_t rs, int64_t ks, int64_t k0, int64_t kc, C* dst) {
   const int64_t panels = (rows + P - 1) / P;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t pi = p0; pi < p1; ++pi) {
@@ -136,8 +137,8 @@ void pack_panels(const T* src, int64_t rows, int64_t K, int64_t k0, int64_t kc, 
       for (int i = 0; i < P; ++i) {
         int64_t r = pi * P + i;
         if (r < rows) {
-          const T* s = src + r * K + k0;
-          for (int64_t k = 0; k < kc; ++k) d[k * P + i] = cpu::ld<C>(s + k);
+          const T* s = src + r * rs + k0 * ks;
+          for (int64_t k = 0; k < kc; ++k) d[k * P + i] = cpu::ld<C>(s + k * ks);
         } else {
           for (int64_t k = 0; k < kc; ++k) d[k * P + i] = C(0);
         }
@@ -156,8 +157,8 @@ template <typename T, typename C> void gemm_blocked(const GemmParams& p, C* acc)
   const int64_t mt = (M + Tr::MC - 1) / Tr::MC, nt = (N + Tr::NC - 1) / Tr::NC;
   for (int64_t k0 = 0; k0 < K; k0 += Tr::KC) {
     const int64_t kc = std::min<int64_t>(Tr::KC, K - k0);
-    pack_panels<C, MR>(static_cast<const T*>(p.x), M, K, k0, kc, Ap.data());
-    pack_panels<C, NR>(static_cast<const T*>(p.weight), N, K, k0, kc, Bp.data());
+    pack_panels<C, MR>(static_cast<const T*>(p.x), M, K, 1, k0, kc, Ap.data());
+    pack_panels<C, NR>(static_cast<const T*>(p.weight), N, K, 1, k0, kc, Bp.data());
     const bool accumulate = k0 > 0;
     parallel_for(mt * nt, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
@@ -250,18 +251,7 @@ template <typename T, typename C> void gemm_wrows(const GemmParams& p, C* acc, b
   const int64_t wn = p.w_col_major ? 1 : ldw, wk = p.w_col_major ? ldw : 1;
   const int64_t panels = (M + NR - 1) / NR;
   std::vector<C> xp(static_cast<size_t>(panels * K * NR));
-  const T* x = static_cast<const T*>(p.x);
-  parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q)
-      for (int j = 0; j < NR; ++j) {
-        const int64_t m = q * NR + j;
-        C* d = xp.data() + q * K * NR + j;
-        if (m < M)
-          for (int64_t k = 0; k < K; ++k) d[k * NR] = cpu::ld<C>(x + m * xm + k * xk);
-        else
-          for (int64_t k = 0; k < K; ++k) d[k * NR] = C(0);
-      }
-  });
+  pack_panels<C, NR>(static_cast<const T*>(p.x), M, xm, xk, 0, K, xp.data());
   const T* w = static_cast<const T*>(p.weight);
   const int64_t blocks = (N + MR - 1) / MR;
   parallel_for(blocks, std::max<int64_t>(1, 4096 / (K + 1)), [&](int64_t b0, int64_t b1) {
@@ -315,15 +305,7 @@ template <typename C> void gemm_wcols(const GemmParams& p, C* acc) {
   const int64_t ldx = p.ldx ? p.ldx : K, xm = p.x_col_major ? 1 : ldx, xk = p.x_col_major ? ldx : 1;
   const int64_t mpan = (M + MR - 1) / MR;
   std::vector<C> Ap(static_cast<size_t>(mpan * K * MR));
-  const C* x = static_cast<const C*>(p.x);
-  parallel_for(mpan, 1, [&](int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; ++q)
-      for (int i = 0; i < MR; ++i) {
-        const int64_t m = q * MR + i;
-        C* d = Ap.data() + q * K * MR + i;
-        for (int64_t k = 0; k < K; ++k) d[k * MR] = m < M ? x[m * xm + k * xk] : C(0);
-      }
-  });
+  pack_panels<C, MR>(static_cast<const C*>(p.x), M, xm, xk, 0, K, Ap.data());
   const C* w = static_cast<const C*>(p.weight);  // element (n, k) at k·ldw + n
   parallel_for((N + NR - 1) / NR, std::max<int64_t>(1, 4096 / (K + 1)), [&](int64_t b0, int64_t b1) {
     std::vector<C> Bp;
