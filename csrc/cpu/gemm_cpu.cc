@@ -321,12 +321,13 @@ template <typename C> void gemm_wcols(const GemmParams& p, C* acc) {
   });
 }
 
-// The paths of gemm_typed that read strided x and w (gemm_wrows); the others want them contiguous.
-template <typename C> bool wrows(const GemmParams& p) { return p.M > GemmTraits<C>::kSmallM && p.M <= GemmTraits<C>::kWRowsM; }
-template <typename C> bool swapped_wrows_t(const GemmParams& p) {
-  return p.M > GemmTraits<C>::kWRowsM && p.N > GemmTraits<C>::kSmallM && p.N <= GemmTraits<C>::kWRowsM;
+// The paths of gemm_typed that read strided x and w (gemm_wrows, gemm_wcols); the others want
+// them contiguous. (The row thresholds are the same for every compute type.)
+using RowLimits = GemmTraits<float>;
+bool wrows(const GemmParams& p) { return p.M > RowLimits::kSmallM && p.M <= RowLimits::kWRowsM; }
+bool swapped_wrows(const GemmParams& p) {
+  return p.M > RowLimits::kWRowsM && p.N > RowLimits::kSmallM && p.N <= RowLimits::kWRowsM;
 }
-bool swapped_wrows(const GemmParams& p) { return swapped_wrows_t<float>(p); }
 
 template <typename T> void gemm_typed(const GemmParams& p) {
   using C = cpu::compute_t<T>;
@@ -339,11 +340,11 @@ template <typename T> void gemm_typed(const GemmParams& p) {
     tmp.resize(static_cast<size_t>(M * N));
     acc = tmp.data();
   }
-  if (M <= GemmTraits<C>::kSmallM) {
+  if (M <= RowLimits::kSmallM) {
     gemm_small_m<T, C>(p, acc);
-  } else if (wrows<C>(p) && p.w_col_major && std::is_same_v<T, C>) {
+  } else if (wrows(p) && p.w_col_major && std::is_same_v<T, C>) {
     gemm_wcols<C>(p, acc);
-  } else if (wrows<C>(p)) {
+  } else if (wrows(p)) {
     gemm_wrows<T, C>(p, acc, false);
   } else if (swapped_wrows(p)) {
     // Few columns, many rows (prefill's channel-major products: a layer's weight as x times a
@@ -370,7 +371,7 @@ template <typename T> void gemm_typed(const GemmParams& p) {
 
 }  // namespace
 
-bool gemm_cpu_reads_strided(const GemmParams& p) { return wrows<float>(p) || swapped_wrows(p); }
+bool gemm_cpu_reads_strided(const GemmParams& p) { return wrows(p) || swapped_wrows(p); }
 
 void gemm_cpu(const GemmParams& p) {
   cpu::float_switch(p.dtype, [&](auto* t) { gemm_typed<std::remove_pointer_t<decltype(t)>>(p); });
