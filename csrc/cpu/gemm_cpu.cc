@@ -308,11 +308,11 @@ template <typename C> void gemm_wcols(const GemmParams& p, C* acc) {
   pack_panels<C, MR>(static_cast<const C*>(p.x), M, xm, xk, 0, K, Ap.data());
   const C* w = static_cast<const C*>(p.weight);  // element (n, k) at k·ldw + n
   parallel_for((N + NR - 1) / NR, std::max<int64_t>(1, 4096 / (K + 1)), [&](int64_t b0, int64_t b1) {
-    std::vector<C> Bp;
+    std::vector<C> Bp(static_cast<size_t>(K * NR));
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t n0 = blk * NR;
       const int nr = static_cast<int>(std::min<int64_t>(NR, N - n0));
-      Bp.assign(static_cast<size_t>(K * NR), C(0));
+      if (nr < NR) std::fill(Bp.begin(), Bp.end(), C(0));  // the last block's missing columns
       for (int64_t k = 0; k < K; ++k) std::copy(w + k * ldw + n0, w + k * ldw + n0 + nr, Bp.data() + k * NR);
       for (int64_t q = 0; q < mpan; ++q)
         microkernel<C>(K, Ap.data() + q * K * MR, Bp.data(), acc + q * MR * N + n0, N, static_cast<int>(std::min<int64_t>(MR, M - q * MR)),

@@ -142,36 +142,27 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
   //   column slices: the projections run channel-major), by cuBLAS, and on the CPU by the
   //   GEMM's batched paths (gemm_cpu_reads_strided).
   bool in_place = false;
-  if (cpu && !(x_in.is_contiguous() && weight_in.is_contiguous())) {  // the CPU GEMM's batched paths
+  if (!(x_in.is_contiguous() && weight_in.is_contiguous())) {
     const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);
-    GemmParams q = p;
+    GemmParams q = p;  // the operands as the views they are
     q.ldx = lx.ld;
     q.ldw = lw.ld;
     q.x_col_major = lx.col_major;
     q.w_col_major = lw.col_major;
-    in_place = lx.ok && lw.ok && gemm_cpu_reads_strided(q);
+    q.dtype = x_in.dtype;
+    q.x = x_in.data();  // the skinny GEMM checks the alignment of the views
+    q.weight = weight_in.data();
+    if (cpu) {
+      in_place = lx.ok && lw.ok && gemm_cpu_reads_strided(q);
+#ifdef STATESPACE_WITH_CUDA
+    } else if (p.M <= kGemvMaxM) {
+      in_place = x_in.ndim() == 2 && x_in.size(0) > 1 && weight_in.is_contiguous() && lx.ok && !lx.col_major && lx.ld > K;
+    } else {
+      in_place = lx.ok && lw.ok && gemm_cuda_reads_strided(q, dev.index);
+#endif
+    }
     if (in_place) p = q;
   }
-#ifdef STATESPACE_WITH_CUDA
-  if (!cpu && !(x_in.is_contiguous() && weight_in.is_contiguous())) {
-    const MatrixLayout lx = matrix_layout(x_in), lw = matrix_layout(weight_in);
-    if (p.M <= kGemvMaxM) {
-      in_place = x_in.ndim() == 2 && x_in.size(0) > 1 && weight_in.is_contiguous() && lx.ok && !lx.col_major && lx.ld > K;
-      if (in_place) p.ldx = lx.ld;
-    } else if (lx.ok && lw.ok) {
-      GemmParams q = p;
-      q.ldx = lx.ld;
-      q.ldw = lw.ld;
-      q.x_col_major = lx.col_major;
-      q.w_col_major = lw.col_major;
-      q.dtype = x_in.dtype;
-      q.x = x_in.data();  // the skinny GEMM checks the alignment of the views
-      q.weight = weight_in.data();
-      in_place = gemm_cuda_reads_strided(q, dev.index);
-      if (in_place) p = q;
-    }
-  }
-#endif
   LinearPlan L;
   L.x = in_place ? x_in : contiguous(x_in);
   L.w = in_place ? weight_in : contiguous(weight_in);
