@@ -622,9 +622,18 @@ bool stream_off() {
   return v && v[0] == '0';
 }
 
+// The shared-memory split of the SMs the kernel runs on. Left to the driver, an SM holding a
+// 188 KB block may keep too little beside it for the block of a Mamba-1 state update (~25 KB)
+// that runs before it in a batch-1 step: on the largest split they share SMs (H100, same call,
+// three interleaved pairs: mamba-2.8b-bf16state b1 2.579-2.583 -> 2.546-2.553 ms, mamba-2.8b
+// 2.609 -> 2.579). The gated form (Mamba-2's out_proj, whose step runs z's product on the side
+// stream beside the update) keeps the driver's choice: on the largest split mamba2-2.7b lost
+// 2.390 -> 2.719 (bench/NOTES.md, fourteenth session).
+constexpr bool stream_max_shared(int xm) { return !x_gated(xm); }
+
 template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, cudaStream_t st, const StreamShape& sh, unsigned grid, size_t smem) {
   auto kernel = gemv_stream_kernel<T, XM, NW>;
-  cuda::set_smem_once<gemv_stream_kernel<T, XM, NW>>(StreamTraits::kSmemBytes, "linear (gemv): shared memory", false);
+  cuda::set_smem_once<gemv_stream_kernel<T, XM, NW>>(StreamTraits::kSmemBytes, "linear (gemv): shared memory", stream_max_shared(XM));
   cuda::launch_pdl(kernel, dim3(grid), dim3(StreamTraits::threads(NW)), smem, st, a.p, a.cv, a.nm, a.rs, a.am, sh);
 }
 
