@@ -41,6 +41,11 @@ template <typename C, typename S> inline C update_row(S* s, const C* decay, cons
 template <typename T, typename S> void run(const StateUpdateParams& p) {
   using C = cpu::compute_t<T>;
   const int64_t H = p.heads, P = p.headdim, N = p.dstate, G = p.groups;
+  // The per-head parameters are in the compute type (the op checks them: float32, float64 with
+  // float64 data).
+  const C* A = static_cast<const C*>(p.A);
+  const C* D = static_cast<const C*>(p.D);
+  const C* dt_bias = static_cast<const C*>(p.dt_bias);
   parallel_for(p.batch * H, std::max<int64_t>(1, 8192 / (P * N + 1)), [&](int64_t i0, int64_t i1) {
     // Per head: B, C and the decay exp(dt'·A) as compute-type arrays, so the loop over the
     // states is plain arithmetic that vectorises (8 partial sums for Σ s·C).
@@ -54,7 +59,7 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
         continue;
       }
       C dt = cpu::ld<C>(static_cast<const T*>(p.dt) + b * p.dt_stride + h);
-      if (p.dt_bias) dt += cpu::ld_any<C>(p.dt_bias, p.param_dtype, h);
+      if (dt_bias) dt += dt_bias[h];
       if (p.dt_softplus) dt = softplus(dt);
       if (p.has_dt_limit) dt = std::min(std::max(dt, C(p.dt_min)), C(p.dt_max));
       if (b * G + g != loaded_bg) {  // B and C are shared by the heads of a group: convert once
@@ -66,13 +71,13 @@ template <typename T, typename S> void run(const StateUpdateParams& p) {
           Cf[n] = cpu::ld<C>(Cv + n);
         }
       }
-      std::fill(decay.begin(), decay.end(), std::exp(dt * cpu::ld_any<C>(p.A, p.param_dtype, h)));  // A (heads): one decay a head
+      std::fill(decay.begin(), decay.end(), std::exp(dt * A[h]));  // A (heads): one decay a head
       for (int64_t q = 0; q < P; ++q) {
         const int64_t row = i * P + q;
         S* s = static_cast<S*>(p.state) + ((slot * H + h) * P + q) * N;
         const C x = cpu::ld<C>(static_cast<const T*>(p.x) + b * p.x_stride + h * P + q);
         C y = update_row(s, decay.data(), Bf.data(), Cf.data(), dt * x, N);
-        if (p.D) y += cpu::ld_any<C>(p.D, p.param_dtype, p.d_per_row ? h * P + q : h) * x;
+        if (D) y += D[p.d_per_row ? h * P + q : h] * x;
         if (p.z) {
           C z = cpu::ld<C>(static_cast<const T*>(p.z) + b * p.z_stride + h * P + q);
           y *= z / (C(1) + std::exp(-z));
@@ -90,7 +95,7 @@ template <typename T, typename S> void run_channels(const StateUpdateParams& p) 
   using C = cpu::compute_t<T>;
   constexpr int64_t kBlock = 64;
   const int64_t H = p.heads, N = p.dstate, HG = p.heads / p.groups, nb = (H + kBlock - 1) / kBlock;
-  // The per-channel parameters are in the compute type (float32, float64 with float64 data).
+  // The per-channel parameters are in the compute type (as in run).
   const C* A = static_cast<const C*>(p.A);
   const C* D = static_cast<const C*>(p.D);
   const C* dt_bias = static_cast<const C*>(p.dt_bias);

@@ -99,25 +99,26 @@ Tensor state_update_impl(const StateUpdateArgs& a) {
     checks::shape("z", a.z, row_shape, row_desc);
     checks::same_dtype("z", a.z, "x", p.dtype);
   }
-  // Per-channel parameters: float32 (float64 with float64 data on the CPU).
-  p.param_dtype = p.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
+  // Per-channel parameters in the compute type: float32 (float64 with float64 data on the CPU);
+  // the kernels read them as such.
+  const DType param_dtype = p.dtype == DType::Float64 ? DType::Float64 : DType::Float32;
   const char* hname = m1 ? "dim" : "heads";
   if (m1)
     checks::shape("A", a.A, {p.heads, p.dstate}, "(dim, dstate)");
   else
     checks::shape("A", a.A, {p.heads}, "(heads)");
-  checks::dtype("A", a.A, p.param_dtype);
+  checks::dtype("A", a.A, param_dtype);
   if (a.D.defined()) {
     p.d_per_row = !m1 && a.D.ndim() == 2;
     if (p.d_per_row)
       checks::shape("D", a.D, {p.heads, p.headdim}, "(heads, headdim)");
     else
       checks::shape("D", a.D, {p.heads}, std::string("(") + hname + ")");
-    checks::dtype("D", a.D, p.param_dtype);
+    checks::dtype("D", a.D, param_dtype);
   }
   if (a.dt_bias.defined()) {
     checks::shape("dtBias", a.dt_bias, {p.heads}, std::string("(") + hname + ")");
-    checks::dtype("dtBias", a.dt_bias, p.param_dtype);
+    checks::dtype("dtBias", a.dt_bias, param_dtype);
   }
   // B, C: (batch, dstate) (Mamba-1 only, one group) or (batch, groups, dstate).
   for (auto [name, t] : {std::pair<const char*, const Tensor*>{"B", &a.B}, {"C", &a.C}}) {

@@ -20,8 +20,7 @@ struct StateUpdateParams {
   float dt_min = 0.f, dt_max = 0.f;  // clamp of dt' when has_dt_limit
   bool has_dt_limit = false;
   DType state_dtype = DType::Float32;
-  DType dtype = DType::Float32;  // x, dt, B, C, z, y
-  DType param_dtype = DType::Float32;  // A, D, dtBias
+  DType dtype = DType::Float32;  // x, dt, B, C, z, y; A, D and dtBias in its compute type
   void* state = nullptr;       // contiguous (slots, heads, headdim, dstate); slots = batch without indices
   const int32_t* state_idx = nullptr;  // (batch): the state slot of each row; < 0 skips the row (y = 0), >= slots too (y = NaN)
   int64_t slots = 0;
