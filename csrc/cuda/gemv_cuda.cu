@@ -367,18 +367,27 @@ __global__ void __launch_bounds__(GemvTraits::kThreads, GemvTraits::min_blocks(s
 // equal, contiguous share of the rows (row-major W: one contiguous byte range) and streams it
 // through a ring of shared-memory slots with bulk copies: one producer thread issues a copy per
 // piece (a few KB: a part of a row, or a few whole rows) as soon as its slot is free, and the
-// consumer warps take the pieces in turn. Nothing but the copy engine's queue bounds the bytes in
-// flight, and since the weights do not depend on the previous kernel the producer fills the whole
-// ring (160 KB per SM: most of a 2.8b out_proj share of 197 KB) before the programmatic-launch
-// wait, i.e. while the kernel before it runs. Partial sums per piece go to shared memory and are
-// added in a fixed order (reproducible). Taken only where the caller asks (stream_weights): it
-// pays when the kernel before is latency-bound (out_proj after the state update: DRAM would idle)
-// and loses when that kernel streams weights itself (in_proj after out_proj), P2 in bench/NOTES.md.
+// consumer warps (alone, or in groups that split a piece's vectors) take the pieces in turn.
+// Nothing but the copy engine's queue bounds the bytes in flight, and since the weights do not
+// depend on the previous kernel the producer fills the whole ring (160 KB per SM: most of a 2.8b
+// out_proj share of 197 KB) before the programmatic-launch wait, i.e. while the kernel before it
+// runs. Partial sums per piece go to shared memory and are added in a fixed order (reproducible).
+// Taken only where the caller asks (stream_weights): it pays when the kernel before is
+// latency-bound (out_proj after the state update: DRAM would idle) and loses when that kernel
+// streams weights itself (in_proj after out_proj), P2 in bench/NOTES.md.
 struct StreamTraits {
   // 16 warps multiply what has landed faster than 8 (-0.06 ms/token on the 2.7B shapes, G2).
   static constexpr int kConsumerWarps = 16;
   static constexpr int threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
   static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
+  // The gated form (Mamba-2's out_proj) streams whole rows of up to 12 KB, each piece shared by a
+  // pair of consumer warps: alone a 26 MB burst of 10 KB bulk copies lands in 11.6 us against 12.5
+  // for 5 KB ones (bench/NOTES.md, fifteenth session), and mamba2-2.7b b1 went 2.390 -> 2.324 ms
+  // (H100; 4 warps a piece 2.356, 8 2.473, one 2.345). The plain form keeps 5 KB pieces: with
+  // larger ones Mamba-1 lost 0.09-0.30 ms (its out_proj fills its ring beside the state update's
+  // loads; the LM head alone: a tie).
+  static constexpr int64_t kGatedPieceBytes = 12 * 1024;
+  static constexpr int kGatedGroup = 2;
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
   // that run beside it (a Mamba-1 state update block takes ~32 KB). The ring is what lands before
@@ -391,6 +400,7 @@ struct StreamShape {
   int rows_per = 0, extra = 0;  // rows of a block: rows_per, one more for the first `extra` blocks
   int parts = 1, rows = 1;      // a piece is 1/parts of a row (parts > 1) or `rows` whole rows
   int slots = 0;                // ring depth
+  int group = 1;                // consumer warps that share a piece (each a strided part of it)
   uint32_t slot_bytes = 0;      // one full piece
   uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
 };
@@ -447,7 +457,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   const int64_t piece_elems = R > 1 ? R * K : K / P;
   if (threadIdx.x < sh.slots) {
     cuda::mbar_init(cuda::shared_addr(full + threadIdx.x), 1);
-    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), 1);
+    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), sh.group);
     cuda::mbar_init_fence();
   }
   __syncthreads();
@@ -533,20 +543,23 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     }
     asm volatile("bar.sync 1, %0;" ::"n"(NW * 32) : "memory");  // the consumers: x staged
 
-    // Σ over `nv` vectors of a piece at wp (shared memory) against x from vector x0, in four
-    // accumulators (shorter dependent chains) added in a fixed order.
+    // Σ over this warp's share of the `nv` vectors of a piece at wp (shared memory; warp gw of a
+    // group of G takes every G-th run of 32) against x from vector x0, in four accumulators
+    // (shorter dependent chains) added in a fixed order. Partial sums: psum[(row piece) · G + gw].
+    const int G = sh.group, NG = NW / G, grp = warp / G, gw = warp % G;
     auto dot = [&](const T* wp, int64_t x0, int64_t nv) {
       float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-      for (int64_t i = lane; i < nv; i += 64) {
+      const int64_t step = 32 * G;
+      for (int64_t i = lane + gw * 32; i < nv; i += 2 * step) {
         dot8(wp + i * V, xlo[x0 + i], xhi[x0 + i], a0, a1);
-        if (i + 32 < nv) dot8(wp + (i + 32) * V, xlo[x0 + i + 32], xhi[x0 + i + 32], a2, a3);
+        if (i + step < nv) dot8(wp + (i + step) * V, xlo[x0 + i + step], xhi[x0 + i + step], a2, a3);
       }
       float r = (a0 + a1) + (a2 + a3);
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
       return r;
     };
-    for (int j = warp; j < pieces; j += NW) {
+    for (int j = grp; j < pieces; j += NG) {
       const int s = j % sh.slots;
       cuda::mbar_wait<true>(cuda::shared_addr(full + s), (j / sh.slots) & 1);
       const T* wp = reinterpret_cast<const T*>(ring + static_cast<size_t>(s) * sh.slot_bytes);
@@ -554,11 +567,11 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
         const int nr = min(R, rows - j * R);
         for (int r = 0; r < nr; ++r) {
           const float v = dot(wp + r * K, 0, KV);
-          if (lane == 0) psum[j * R + r] = v;
+          if (lane == 0) psum[(j * R + r) * G + gw] = v;
         }
       } else {
         const float v = dot(wp, (j % P) * (KV / P), KV / P);
-        if (lane == 0) psum[j] = v;
+        if (lane == 0) psum[j * G + gw] = v;
       }
       __syncwarp();
       if (lane == 0) cuda::mbar_arrive(cuda::shared_addr(empty + s));
@@ -576,7 +589,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   unsigned long long key = 0;
   for (int i = threadIdx.x; i < rows; i += blockDim.x) {
     float v = 0.f;
-    for (int q = 0; q < P; ++q) v += psum[i * P + q];
+    for (int q = 0; q < P * sh.group; ++q) v += psum[i * P * sh.group + q];
     key = max(key, store_output<T>(p, cv, rs, 0, row0 + i, v * scale));
   }
   if (am.out) block_argmax<NW + 1>(key, am.out);
@@ -639,7 +652,7 @@ template <typename T, int XM, int NW> void launch_stream_as(const GemvArgs& a, c
 
 // The shape of gemv_stream_kernel for one row of a 16-bit matrix: one block per SM, each an equal
 // share of whole rows (±1). False when p does not fit it.
-bool stream_shape(const GemmParams& p, size_t elem, StreamShape& sh, size_t& smem) {
+bool stream_shape(const GemmParams& p, size_t elem, bool gated, StreamShape& sh, size_t& smem) {
   using Tr = StreamTraits;
   const int64_t G = cuda::sm_count();
   // Rows shorter than 1024 stay on the register kernel (130m's LM head, K 768: streamed it cost
@@ -647,7 +660,8 @@ bool stream_shape(const GemmParams& p, size_t elem, StreamShape& sh, size_t& sme
   if (elem != 2 || p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
   if (p.N * p.K * static_cast<int64_t>(elem) <= kSmallBytes) return false;
   const int64_t row_bytes = p.K * static_cast<int64_t>(elem);
-  const int64_t piece_max = Tr::kPieceBytes;
+  const int64_t piece_max = gated ? Tr::kGatedPieceBytes : Tr::kPieceBytes;
+  sh.group = gated ? Tr::kGatedGroup : 1;
   if (row_bytes <= piece_max) {
     sh.rows = static_cast<int>(piece_max / row_bytes);
   } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
@@ -661,17 +675,18 @@ bool stream_shape(const GemmParams& p, size_t elem, StreamShape& sh, size_t& sme
   auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
   const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
   const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
-  const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * 4);
-  // A multiple of the consumer warps: slot s then always holds pieces of warp s % warps, which
+  const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * sh.group * 4);
+  // A multiple of the consumer groups: slot s then always holds pieces of group s % groups, which
   // waits for them in order (a barrier's parity names only its current or previous phase, so no
   // warp may wait for a slot's next piece before the one it holds has landed).
   // No more slots than a block has pieces (rounded up), so that a small matrix's blocks leave
   // room for their neighbours' blocks on the SM.
   constexpr int NW = Tr::kConsumerWarps;
   const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-  const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NW * NW;
-  const int64_t slots = std::min(fit, (max_pieces + NW - 1) / NW * NW);
-  if (slots < NW) return false;
+  const int NG = NW / sh.group;
+  const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NG * NG;
+  const int64_t slots = std::min(fit, (max_pieces + NG - 1) / NG * NG);
+  if (slots < NG) return false;
   sh.slot_bytes = static_cast<uint32_t>(slot);
   sh.slots = static_cast<int>(slots);
   sh.x_off = static_cast<uint32_t>(x_off);
@@ -709,7 +724,7 @@ template <typename T> void launch_gemv(const GemvArgs& a, cudaStream_t st) {
   // Large matrices, one row, when asked (always with a gate): the bulk-copy streaming kernel where it fits.
   StreamShape sh;
   size_t smem = 0;
-  if ((a.stream || a.nm.gate) && vec && stream_shape(p, sizeof(T), sh, smem)) {
+  if ((a.stream || a.nm.gate) && vec && stream_shape(p, sizeof(T), a.nm.gate != nullptr, sh, smem)) {
     if constexpr (sizeof(T) == 2) launch_stream<T>(a, st, sh, smem);
     return;
   }
@@ -779,7 +794,7 @@ bool gemv_streams_gate(const GemmParams& p, const GemvNorm& nm) {
   GemvArgs a{p, GemvConv{}, nm, GemvResidual{}, GemvArgmax{}, true};
   StreamShape sh;
   size_t smem = 0;
-  return vectorised(a, 8) && stream_shape(p, dtype_size(p.dtype), sh, smem);
+  return vectorised(a, 8) && stream_shape(p, dtype_size(p.dtype), nm.gate != nullptr, sh, smem);
 }
 
 void gemv_cuda(const GemmParams& p, void* stream, const GemvConv* conv, const GemvNorm* norm,

@@ -140,7 +140,8 @@ describeGpu('dense ops on CUDA', () => {
 
   // streamWeights: one row of a 16-bit matrix over 8 MB (rows >= 1024) through the weight-streaming
   // kernel (a block per SM, bulk copies into a shared-memory ring): whole rows per piece (K 1024,
-  // 1536), rows cut in parts (K 4104: 3 parts; 5120), a partly filled last share (N not a multiple
+  // 1536; gated: up to 12 KB, K 1032, 4104, 5120, each piece split over two warps), rows cut in
+  // parts (K 4104: 3 parts; 5120; gated K 8200: 5), a partly filled last share (N not a multiple
   // of the SMs), each input form (f32 row normalised on the fly, row in W's dtype normalised, plain),
   // residual, bias, the conv epilogue and the argmax; then the same with STATESPACE_GEMV_STREAM=0
   // (the register kernel). Smaller or shorter-row matrices ignore the hint.
@@ -153,6 +154,8 @@ describeGpu('dense ops on CUDA', () => {
           { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', residual: true, stream: true },
           { M: 1, N: 2560, K: 5120, dtype: 'bfloat16', gate: true, residual: true, stream: true }, // mamba2 out_proj, gated
           { M: 1, N: 1100, K: 4104, dtype: 'float16', gate: true, bias: true, stream: true },
+          { M: 1, N: 4201, K: 1032, dtype: 'bfloat16', gate: true, residual: true, stream: true }, // gated, 5 rows a piece
+          { M: 1, N: 600, K: 8200, dtype: 'bfloat16', gate: true, stream: true }, // gated, rows in 5 parts
           { M: 1, N: 1100, K: 4104, dtype: 'bfloat16', bias: true, stream: true },
           { M: 1, N: 4201, K: 1024, dtype: 'float16', residual: true, stream: true },
           { M: 1, N: 3001, K: 1536, dtype: 'bfloat16', xInWeightDtype: true, stream: true },
