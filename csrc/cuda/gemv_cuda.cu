@@ -383,9 +383,10 @@ struct StreamTraits {
   // The gated form (Mamba-2's out_proj) streams whole rows of up to 12 KB, each piece shared by a
   // pair of consumer warps: alone a 26 MB burst of 10 KB bulk copies lands in 11.6 us against 12.5
   // for 5 KB ones (bench/NOTES.md, fifteenth session), and mamba2-2.7b b1 went 2.390 -> 2.324 ms
-  // (H100; 4 warps a piece 2.356, 8 2.473, one 2.345). The plain form keeps 5 KB pieces: with
-  // larger ones Mamba-1 lost 0.09-0.30 ms (its out_proj fills its ring beside the state update's
-  // loads; the LM head alone: a tie).
+  // (H100; 4 warps a piece 2.356, 8 2.473, one 2.345; pairs on 5 KB pieces 2.391). The plain
+  // form keeps 5 KB pieces and single warps: with larger pieces Mamba-1 lost 0.09-0.30 ms (its
+  // out_proj fills its ring beside the state update's loads; the LM head alone: a tie), with
+  // pairs it tied or lost 0.025.
   static constexpr int64_t kGatedPieceBytes = 12 * 1024;
   static constexpr int kGatedGroup = 2;
   static constexpr int kMaxSlots = 64;
