@@ -152,15 +152,14 @@ LinearPlan plan_linear(const Tensor& x_in, const Tensor& weight_in, const Tensor
     q.dtype = x_in.dtype;
     q.x = x_in.data();  // the skinny GEMM checks the alignment of the views
     q.weight = weight_in.data();
-    if (cpu) {
+    if (cpu)
       in_place = lx.ok && lw.ok && gemm_cpu_reads_strided(q);
 #ifdef STATESPACE_WITH_CUDA
-    } else if (p.M <= kGemvMaxM) {
+    else if (p.M <= kGemvMaxM)  // the matrix-vector kernel: evenly strided rows of x only
       in_place = x_in.ndim() == 2 && x_in.size(0) > 1 && weight_in.is_contiguous() && lx.ok && !lx.col_major && lx.ld > K;
-    } else {
+    else
       in_place = lx.ok && lw.ok && gemm_cuda_reads_strided(q, dev.index);
 #endif
-    }
     if (in_place) p = q;
   }
   LinearPlan L;
