@@ -7,7 +7,13 @@
  *   ncu --csv --metrics gpu__time_duration.sum,dram__bytes_read.sum -k 'regex:gemv|state_update|argmax|embedding' \
  *       --launch-count 110 node dist/bench/decode_timeline.js mamba-130m 1 > k.csv && node scripts/ncu_step.js k.csv
  *
- * Under ncu, the eager step's kernels come first (the same kernels as one replay).
+ * Under ncu, the eager step's kernels come first (the same kernels as one replay). ncu runs the
+ * kernels one at a time; for the replayed step as it runs (overlaps, gaps), a CUPTI timeline:
+ *
+ *   CUDA_INJECTION64_PATH=/tmp/libkernel_trace.so KERNEL_TRACE_OUT=k.csv node dist/bench/decode_timeline.js mamba2-2.7b 20
+ *   node scripts/trace_step.js k.csv
+ *
+ * (scripts/kernel_trace.cpp says how to build the library on the GPU host.)
  */
 import { synchronize } from '../lib/index';
 import { normalizeConfig } from '../lib/models/config';

@@ -389,6 +389,8 @@ struct StreamTraits {
   // pairs it tied or lost 0.025.
   static constexpr int64_t kGatedPieceBytes = 12 * 1024;
   static constexpr int kGatedGroup = 2;
+  // Consumer warps that share a piece (each a strided part of it), by input form.
+  static constexpr int group(bool gated) { return gated ? kGatedGroup : 1; }
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
   // that run beside it (a Mamba-1 state update block takes ~32 KB). The ring is what lands before
@@ -401,7 +403,6 @@ struct StreamShape {
   int rows_per = 0, extra = 0;  // rows of a block: rows_per, one more for the first `extra` blocks
   int parts = 1, rows = 1;      // a piece is 1/parts of a row (parts > 1) or `rows` whole rows
   int slots = 0;                // ring depth
-  int group = 1;                // consumer warps that share a piece (each a strided part of it)
   uint32_t slot_bytes = 0;      // one full piece
   uint32_t x_off = 0, psum_off = 0, ring_off = 0;  // byte offsets into the dynamic shared memory
 };
@@ -437,6 +438,7 @@ template <typename T, int XM, int NW>
 __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     gemv_stream_kernel(GemmParams p, GemvConv cv, GemvNorm nm, GemvResidual rs, GemvArgmax am, StreamShape sh) {
   constexpr int V = 8;
+  constexpr int G = StreamTraits::group(x_gated(XM));  // consumer warps a piece
   static_assert(sizeof(T) == 2, "16-bit weights: 8 per 16-byte vector");
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ float ss_w[NW];
@@ -458,7 +460,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   const int64_t piece_elems = R > 1 ? R * K : K / P;
   if (threadIdx.x < sh.slots) {
     cuda::mbar_init(cuda::shared_addr(full + threadIdx.x), 1);
-    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), sh.group);
+    cuda::mbar_init(cuda::shared_addr(empty + threadIdx.x), G);
     cuda::mbar_init_fence();
   }
   __syncthreads();
@@ -547,7 +549,8 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
     // Σ over this warp's share of the `nv` vectors of a piece at wp (shared memory; warp gw of a
     // group of G takes every G-th run of 32) against x from vector x0, in four accumulators
     // (shorter dependent chains) added in a fixed order. Partial sums: psum[(row piece) · G + gw].
-    const int G = sh.group, NG = NW / G, grp = warp / G, gw = warp % G;
+    constexpr int NG = NW / G;
+    const int grp = warp / G, gw = warp % G;
     auto dot = [&](const T* wp, int64_t x0, int64_t nv) {
       float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
       const int64_t step = 32 * G;
@@ -590,7 +593,7 @@ __global__ void __launch_bounds__(StreamTraits::threads(NW), 1)
   unsigned long long key = 0;
   for (int i = threadIdx.x; i < rows; i += blockDim.x) {
     float v = 0.f;
-    for (int q = 0; q < P * sh.group; ++q) v += psum[i * P * sh.group + q];
+    for (int q = 0; q < P * G; ++q) v += psum[i * P * G + q];
     key = max(key, store_output<T>(p, cv, rs, 0, row0 + i, v * scale));
   }
   if (am.out) block_argmax<NW + 1>(key, am.out);
@@ -662,7 +665,7 @@ bool stream_shape(const GemmParams& p, size_t elem, bool gated, StreamShape& sh,
   if (p.N * p.K * static_cast<int64_t>(elem) <= kSmallBytes) return false;
   const int64_t row_bytes = p.K * static_cast<int64_t>(elem);
   const int64_t piece_max = gated ? Tr::kGatedPieceBytes : Tr::kPieceBytes;
-  sh.group = gated ? Tr::kGatedGroup : 1;
+  const int group = Tr::group(gated);
   if (row_bytes <= piece_max) {
     sh.rows = static_cast<int>(piece_max / row_bytes);
   } else {  // the fewest parts of at most piece_max whose length is a whole number of vectors
@@ -676,7 +679,7 @@ bool stream_shape(const GemmParams& p, size_t elem, bool gated, StreamShape& sh,
   auto up = [](int64_t v) { return (v + 127) / 128 * 128; };
   const int64_t slot = up(sh.rows > 1 ? sh.rows * row_bytes : row_bytes / sh.parts);
   const int64_t x_off = 2 * Tr::kMaxSlots * 8, psum_off = up(x_off + p.K * 4);
-  const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * sh.group * 4);
+  const int64_t ring_off = up(psum_off + (max_rows + sh.rows) * sh.parts * group * 4);
   // A multiple of the consumer groups: slot s then always holds pieces of group s % groups, which
   // waits for them in order (a barrier's parity names only its current or previous phase, so no
   // warp may wait for a slot's next piece before the one it holds has landed).
@@ -684,7 +687,7 @@ bool stream_shape(const GemmParams& p, size_t elem, bool gated, StreamShape& sh,
   // room for their neighbours' blocks on the SM.
   constexpr int NW = Tr::kConsumerWarps;
   const int64_t max_pieces = sh.rows > 1 ? (max_rows + sh.rows - 1) / sh.rows : max_rows * sh.parts;
-  const int NG = NW / sh.group;
+  const int NG = NW / group;
   const int64_t fit = std::min<int64_t>(Tr::kMaxSlots, (static_cast<int64_t>(Tr::kSmemBytes) - ring_off) / slot) / NG * NG;
   const int64_t slots = std::min(fit, (max_pieces + NG - 1) / NG * NG);
   if (slots < NG) return false;
