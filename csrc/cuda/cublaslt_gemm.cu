@@ -33,7 +33,7 @@ struct HeuristicResult {
 constexpr int kOpN = 0, kOpT = 1;
 constexpr int kCompute32F = 68;  // CUBLAS_COMPUTE_32F: f32 accumulation, no TF32
 constexpr int kR32F = 0, kR16F = 2, kR16BF = 14;
-constexpr int kDescTransA = 3, kDescTransB = 4;  // cublasLtMatmulDescAttributes_t (int32_t)
+constexpr int kDescTransA = 3, kDescTransB = 4, kDescSmTarget = 15;  // cublasLtMatmulDescAttributes_t (int32_t)
 constexpr int kPrefMaxWorkspace = 1;                             // uint64_t
 constexpr int kPrefAlignA = 5, kPrefAlignB = 6, kPrefAlignC = 7, kPrefAlignD = 8;  // uint32_t, bytes
 
@@ -119,7 +119,7 @@ uint32_t alignment(const void* ptr) {
 }
 
 // Everything an algorithm's fitness depends on.
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt has no algorithm for it (cublasGemmEx runs it)
@@ -242,7 +242,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K, ldo = opt.ldo ? opt.ldo : p.N;
   const int slot = opt.slot ? 1 : 0;
   const uint32_t al_a = alignment(p.weight), al_b = alignment(p.x), al_d = alignment(p.out);
-  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d};
+  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, opt.sm_target};
 
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
@@ -261,6 +261,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
     const bool made = lib.desc_create(&plan.desc, kCompute32F, kR32F) == 0 &&
                       lib.desc_set(plan.desc, kDescTransA, &op_a, sizeof(op_a)) == 0 &&
                       lib.desc_set(plan.desc, kDescTransB, &op_b, sizeof(op_b)) == 0 &&
+                      (opt.sm_target <= 0 || lib.desc_set(plan.desc, kDescSmTarget, &opt.sm_target, sizeof(opt.sm_target)) == 0) &&
                       lib.layout_create(&plan.a, type, op_a == kOpT ? p.K : p.N, op_a == kOpT ? p.N : p.K, ldw) == 0 &&
                       lib.layout_create(&plan.b, type, op_b == kOpN ? p.K : p.M, op_b == kOpN ? p.M : p.K, ldx) == 0 &&
                       lib.layout_create(&plan.d, type, p.N, p.M, ldo) == 0;

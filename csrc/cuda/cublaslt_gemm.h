@@ -31,6 +31,9 @@ constexpr int64_t kLtMaxM = 64;
 struct LtOptions {
   int64_t ldo = 0;
   int slot = 0;
+  // > 0: the product runs beside other work that needs the rest of the SMs; cuBLASLt plans it for
+  // this many (CUBLASLT_MATMUL_DESC_SM_COUNT_TARGET), and the candidates are timed as usual.
+  int sm_target = 0;
 };
 
 // Runs out = x · weightᵀ (no bias) on the stream through cuBLASLt when p is a decode-batch product

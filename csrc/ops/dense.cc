@@ -6,9 +6,11 @@
 #include "ops/sampling.h"
 #include "ops/tensor_ops.h"
 #ifdef STATESPACE_WITH_CUDA
+#include <algorithm>
 #include <cstdlib>
 #include "cuda/cublas_loader.h"
 #include "cuda/cublaslt_gemm.h"
+#include "cuda/runtime.h"
 #include "cuda/side_stream.h"
 #endif
 
@@ -383,6 +385,20 @@ ForkRanges fork_ranges(int64_t N, int64_t lo, int64_t hi) {
   return {0, hi, hi, N};                     // the side takes [hi, N)
 }
 
+// The SMs that Mamba-1's side product (z, beside the conv step and x_proj) is planned for: 40 of
+// an H100's 132, in proportion elsewhere; the update reads both z and x_proj's output, and with
+// z on every SM the conv step cannot start until z's blocks leave (a kernel timeline of the b64
+// step: conv + x_proj took 9.5 us a layer after the products). H100, b64 graph replays, same
+// calls, each process timing its own cuBLASLt choices: mamba-2.8b-bf16state 3.743-3.955 ->
+// 3.654-3.710 ms, mamba-2.8b 4.268-4.432 -> 4.211-4.236 (100 / 80 / 66 / 32 / 24 / 16 SMs:
+// 3.836 / 3.778 / 3.767 / 3.712-3.837 / 3.832 / 3.893); Mamba-2 (no x_proj: its side product
+// runs beside the conv step only) tied at 40 (7.08-7.19 / 7.12), so it keeps every SM.
+// STATESPACE_FORK_SIDE_SMS=n plans for n SMs (0: every SM).
+int side_sm_target() {
+  if (const char* v = std::getenv("STATESPACE_FORK_SIDE_SMS")) return std::max(0, std::atoi(v));
+  return (cuda::sm_count() * 40 + 66) / 132;
+}
+
 // linear_conv_update(_proj) on CUDA at a decode batch through cuBLASLt, in two products at once:
 // the conv columns (with the smaller of the ranges beside them) on the device stream and the
 // larger range outside them (Mamba-1: z; Mamba-2: z, its dt columns staying with the conv
@@ -421,7 +437,7 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   };
   void* st = cuda_stream_for(dev);
   const auto [m0, m1, s0, s1] = fork_ranges(N, lo, lo + Cc);
-  const cuda::LtOptions first{N, 0}, side{N, 1};
+  const cuda::LtOptions first{N, 0}, side{N, 1, x_proj.defined() ? side_sm_target() : 0};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
