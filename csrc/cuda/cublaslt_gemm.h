@@ -2,7 +2,7 @@
 // algorithm chosen by timing. cublasGemmEx takes the heuristic's first algorithm, which for these
 // weight-bound shapes (64 x 192 x 5120: 2 MB in ~7 us) often leaves most SMs idle; cuBLASLt lists
 // its candidates (tile shapes, split-K, stream-K) and the fastest one, timed once per (device,
-// shape, dtype, layout, alignment) with the L2 flushed before each run (in a decode step the
+// shape, dtype, layout, alignment, SM target) with the L2 flushed before each run (in a decode step the
 // weights come from DRAM), is cached and used from then on. A first use inside a stream capture
 // cannot time (no synchronisation there): it takes the heuristic's first and keeps it, so a shape
 // always runs the same algorithm in a process (bit-identical results call to call).
