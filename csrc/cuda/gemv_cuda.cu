@@ -379,18 +379,16 @@ struct StreamTraits {
   // 16 warps multiply what has landed faster than 8 (-0.06 ms/token on the 2.7B shapes, G2).
   static constexpr int kConsumerWarps = 16;
   static constexpr int threads(int consumer_warps) { return (consumer_warps + 1) * 32; }
-  static constexpr int64_t kPieceBytes = 6 * 1024;      // largest piece
-  // The gated form (Mamba-2's out_proj) streams whole rows of up to 12 KB, each piece shared by a
-  // pair of consumer warps: alone a 26 MB burst of 10 KB bulk copies lands in 11.6 us against 12.5
-  // for 5 KB ones (bench/NOTES.md, fifteenth session), and mamba2-2.7b b1 went 2.390 -> 2.324 ms
-  // (H100; 4 warps a piece 2.356, 8 2.473, one 2.345; pairs on 5 KB pieces 2.391). The plain
-  // form keeps 5 KB pieces and single warps: with larger pieces Mamba-1 lost 0.09-0.30 ms (its
-  // out_proj fills its ring beside the state update's loads; the LM head alone: a tie), with
-  // pairs it tied or lost 0.025.
-  static constexpr int64_t kGatedPieceBytes = 12 * 1024;
-  static constexpr int kGatedGroup = 2;
-  // Consumer warps that share a piece (each a strided part of it), by input form.
-  static constexpr int group(bool gated) { return gated ? kGatedGroup : 1; }
+  // The largest piece, and the consumer warps that share one (each a strided part of it), by
+  // input form. The gated form (Mamba-2's out_proj) streams whole rows of up to 12 KB, each piece
+  // shared by a pair of consumer warps: alone a 26 MB burst of 10 KB bulk copies lands in 11.6 us
+  // against 12.5 for 5 KB ones (bench/NOTES.md, fifteenth session), and mamba2-2.7b b1 went
+  // 2.390 -> 2.324 ms (H100; 4 warps a piece 2.356, 8 2.473, one 2.345; pairs on 5 KB pieces
+  // 2.391). The plain form keeps pieces of at most 6 KB (5 KB halves of 2.8b rows) and single
+  // warps: with larger pieces Mamba-1 lost 0.09-0.30 ms (its out_proj fills its ring beside the
+  // state update's loads; the LM head alone: a tie), with pairs it tied or lost 0.025.
+  static constexpr int64_t piece_bytes(bool gated) { return (gated ? 12 : 6) * 1024; }
+  static constexpr int group(bool gated) { return gated ? 2 : 1; }
   static constexpr int kMaxSlots = 64;
   // Dynamic shared memory per block: leaves room on the SM for the blocks of the small kernels
   // that run beside it (a Mamba-1 state update block takes ~32 KB). The ring is what lands before
@@ -664,7 +662,7 @@ bool stream_shape(const GemmParams& p, size_t elem, bool gated, StreamShape& sh,
   if (elem != 2 || p.M != 1 || p.N < G || p.K % 8 != 0 || p.K < 1024 || cuda::compute_capability() < 90 || stream_off()) return false;
   if (p.N * p.K * static_cast<int64_t>(elem) <= kSmallBytes) return false;
   const int64_t row_bytes = p.K * static_cast<int64_t>(elem);
-  const int64_t piece_max = gated ? Tr::kGatedPieceBytes : Tr::kPieceBytes;
+  const int64_t piece_max = Tr::piece_bytes(gated);
   const int group = Tr::group(gated);
   if (row_bytes <= piece_max) {
     sh.rows = static_cast<int>(piece_max / row_bytes);
