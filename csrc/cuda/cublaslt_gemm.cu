@@ -286,7 +286,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     check(cudaStreamIsCapturing(st, &capturing), "linear: cudaStreamIsCapturing");
     if (!cand.empty()) {
-      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1;
+      const bool tune = capturing == cudaStreamCaptureStatusNone && cand.size() > 1 && !opt.untimed;
       const int pick = tune ? fastest(lib, dev, plan, cand, o, st, p) : 0;
       if (pick >= 0) {
         plan.usable = true;

@@ -393,7 +393,8 @@ ForkRanges fork_ranges(int64_t N, int64_t lo, int64_t hi) {
 // 3.654-3.710 ms, mamba-2.8b 4.268-4.432 -> 4.211-4.236 (100 / 80 / 66 / 32 / 24 / 16 SMs:
 // 3.836 / 3.778 / 3.767 / 3.712-3.837 / 3.832 / 3.893); Mamba-2 (no x_proj: its side product
 // runs beside the conv step only) tied at 40 (7.08-7.19 / 7.12), so it keeps every SM.
-// STATESPACE_FORK_SIDE_SMS=n plans for n SMs (0: every SM).
+// STATESPACE_FORK_SIDE_SMS=n plans for n SMs (0: every SM). (Those measurements let each process
+// time its cuBLASLt choices; the products now take the first, untimed: LtOptions::untimed.)
 int side_sm_target() {
   if (const char* v = std::getenv("STATESPACE_FORK_SIDE_SMS")) return std::max(0, std::atoi(v));
   return (cuda::sm_count() * 40 + 66) / 132;
@@ -437,7 +438,9 @@ bool forked_conv_proj(const Tensor& x, const Tensor& weight, const Tensor& bias,
   };
   void* st = cuda_stream_for(dev);
   const auto [m0, m1, s0, s1] = fork_ranges(N, lo, lo + Cc);
-  const cuda::LtOptions first{N, 0}, side{N, 1, x_proj.defined() ? side_sm_target() : 0};
+  // Mamba-1's two products take cuBLASLt's first algorithms, untimed (LtOptions::untimed).
+  const bool mamba1 = x_proj.defined();
+  const cuda::LtOptions first{N, 0, 0, mamba1}, side{N, 1, mamba1 ? side_sm_target() : 0, mamba1};
   bool left = false;  // cuBLASLt refused the side range: it runs after the join
   {
     cuda::fork_side(st, dev.index);
