@@ -118,8 +118,8 @@ uint32_t alignment(const void* ptr) {
   return al;
 }
 
-// Everything an algorithm's fitness depends on.
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int>;
+// Everything an algorithm's fitness depends on, and how it is chosen (timed or not).
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int, int, int, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int, bool>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt has no algorithm for it (cublasGemmEx runs it)
@@ -242,7 +242,7 @@ bool cublaslt_gemm(const GemmParams& p, void* stream, int device, const LtOption
   const int64_t ldw = p.ldw ? p.ldw : p.K, ldx = p.ldx ? p.ldx : p.K, ldo = opt.ldo ? opt.ldo : p.N;
   const int slot = opt.slot ? 1 : 0;
   const uint32_t al_a = alignment(p.weight), al_b = alignment(p.x), al_d = alignment(p.out);
-  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, opt.sm_target};
+  const Key key{device, p.M, p.N, p.K, type, op_a, op_b, ldw, ldx, ldo, al_a, al_b, al_d, opt.sm_target, opt.untimed};
 
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);

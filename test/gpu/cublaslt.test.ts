@@ -4,8 +4,12 @@
  * first call outside a stream capture, then cached. Checked against the float64 reference on the stored values
  * in f32 / f16 / bf16 at decode shapes and odd ones, strided and transposed operands as linear
  * passes them, the cache (bit-identical results once chosen; a first call inside a capture takes
- * the heuristic's first and keeps it) and the cublasGemmEx fallback (STATESPACE_CUBLASLT=0).
+ * the heuristic's first and keeps it), Mamba-1's forked in_proj products taking the first untimed,
+ * and the cublasGemmEx fallback (STATESPACE_CUBLASLT=0).
  */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import { DType, captureGraph, copyInto, debugPoison, linear, linearBackend, zeros } from '../../lib/index';
 import { describeGpu, expectClose, expectNoNaN, relErr, rng } from '../helpers';
@@ -138,5 +142,35 @@ describeGpu('cuBLASLt GEMM (batched decode) on CUDA', () => {
         out.dispose();
       }
     }
+  });
+
+  it("Mamba-1's forked in_proj products (linearConvUpdateProj) take the heuristic's first, untimed; linearConvUpdate's are timed", (ctx) => {
+    if (!cublas()) ctx.skip();
+    // In a process of its own with the tuning log on (the choice is made once per process and
+    // shape): the fork's two 24 x 320 x 192 products log no timing, linearConvUpdate's 24 x 352 x
+    // 192 ones (another shape, so no cached choice; forked as well, without an x_proj) do.
+    const root = path.resolve(__dirname, '../..');
+    fs.mkdirSync(path.join(root, '.test-tmp'), { recursive: true });
+    const file = path.join(root, '.test-tmp', `untimed-${process.pid}.js`);
+    fs.writeFileSync(
+      file,
+      `const { linearConvUpdate, linearConvUpdateProj, randn } = require('statespace');
+(async () => {
+  for (const [C, xp] of [[320, true], [352, false]]) {
+    const o = { dtype: 'bfloat16', device: 'cuda' };
+    const args = { x: randn([24, 192], o), weight: randn([2 * C, 192], { ...o, std: 0.07 }), convState: randn([24, C, 3], o),
+                   convWeight: randn([C, 4], o), convStart: 0, activation: 'silu' };
+    const out = xp ? linearConvUpdateProj({ ...args, xProj: randn([24, C], { ...o, std: 0.05 }) })[0] : linearConvUpdate(args);
+    const v = await out.data();
+    if (v.some((e) => !Number.isFinite(e))) throw new Error('non-finite output');
+  }
+})().catch((e) => { console.error(e); process.exit(1); });
+`,
+    );
+    const res = spawnSync(process.execPath, [file], { cwd: root, encoding: 'utf8', env: { ...process.env, STATESPACE_CUBLASLT_LOG: '1' } });
+    fs.rmSync(file);
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stderr).not.toMatch(/cublasLt 24x320x192 /);
+    expect(res.stderr).toMatch(/cublasLt 24x352x192 /);
   });
 });
