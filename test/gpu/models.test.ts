@@ -48,19 +48,28 @@ describeGpu('models on CUDA', () => {
         const ref = new ReferenceModel(ck.config, ck.weights);
         const V = ck.config.vocabSize;
         const model = await loadModel(ck.dir, { device: 'cuda', dtype, maxBatch: 8, prefillChunk: 32 });
+        // A fresh random bf16 model's error has a long tail (75 sequences of each spec and length,
+        // H100: median 0.003-0.009, p95 <= 0.013, max 0.021; CPU max 0.016; this suite drew 0.0246
+        // and 0.0205 at L = 7 once each), so each bf16 sequence gets 3e-2 and the mean of the six
+        // whole sequences 1.5e-2, which a wrong rounding would exceed. The fixtures keep 2e-2.
+        const bf16Errs: number[] = [];
         for (const L of [1, 7, 67]) {
           const rows = [randomIds(L, V), randomIds(L, V), randomIds(L, V)];
           const t = model.forward(rows);
           const got = await t.data();
           expectNoNaN(got, `${name} ${dtype}`);
-          // L = 1 is one row of logits per sequence: in bf16 the one-row bound below (falcon-mamba
-          // once 0.0201 against 2e-2 here, with the whole-sequence rows of L = 7 and 67 well inside)
-          const tolL = L === 1 && dtype === 'bfloat16' ? 5e-2 : tol;
+          // L = 1 is one row of logits per sequence: in bf16 the one-row bound of chunked prefill below
+          const tolL = dtype === 'float32' ? tol : L === 1 ? 5e-2 : 3e-2;
           rows.forEach((r, b) => {
             const e = relErr(got.subarray(b * L * V, (b + 1) * L * V), ref.forward(r));
             expect(e, `${name} ${dtype} L=${L}: rel err ${e}`).toBeLessThan(tolL);
+            if (dtype === 'bfloat16' && L > 1) bf16Errs.push(e);
           });
           t.dispose();
+        }
+        if (dtype === 'bfloat16') {
+          const mean = bf16Errs.reduce((a, e) => a + e, 0) / bf16Errs.length;
+          expect(mean, `${name} bf16 mean rel err of ${bf16Errs.length} sequences`).toBeLessThan(1.5e-2);
         }
         // One sequence through prefill, the batch-1 path (channel-major projections, views read in
         // place), in three chunks of at most 32 tokens continuing the conv and SSM states.
