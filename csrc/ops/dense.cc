@@ -386,17 +386,14 @@ ForkRanges fork_ranges(int64_t N, int64_t lo, int64_t hi) {
 }
 
 // The SMs that Mamba-1's side product (z, beside the conv step and x_proj) is planned for: 48 of
-// an H100's 132, in proportion elsewhere; the update reads both z and x_proj's output, and with
-// z on every SM the conv step cannot start until z's blocks leave (a kernel timeline of the b64
-// step: conv + x_proj took 9.5 us a layer after the products). H100, b64 graph replays, same
-// calls, each process timing its own cuBLASLt choices: mamba-2.8b-bf16state 3.743-3.955 ->
-// 3.654-3.710 ms, mamba-2.8b 4.268-4.432 -> 4.211-4.236 (100 / 80 / 66 / 32 / 24 / 16 SMs:
-// 3.836 / 3.778 / 3.767 / 3.712-3.837 / 3.832 / 3.893); Mamba-2 (no x_proj: its side product
-// runs beside the conv step only) tied at 40 (7.08-7.19 / 7.12), so it keeps every SM.
-// STATESPACE_FORK_SIDE_SMS=n plans for n SMs (0: every SM). Those measurements planned for 40
-// and let each process time its cuBLASLt choices; with the products' first choices, untimed
-// (LtOptions::untimed), 48 is the best (four and three rounds: 3.681-3.686 / 4.205-4.209 ms
-// against 3.689-3.699 / 4.223-4.228 at 40; 32 / 56 / 66 SMs: 3.729 / 3.736-3.756 / 3.749-3.755).
+// an H100's 132, in proportion elsewhere. With z on every SM the conv step and x_proj cannot
+// start until z's blocks leave (a b64 kernel timeline: they added 9.5 us a layer after the
+// products). H100, b64 graph replays, both products on their untimed first choices
+// (LtOptions::untimed), ms a step, mamba-2.8b-bf16state / mamba-2.8b: 48 SMs 3.681-3.686 /
+// 4.205-4.209; 40 3.689-3.699 / 4.223-4.228; 32 / 56 / 66 3.729 / 3.736-3.756 / 3.749-3.755; every
+// SM (timed choices then) 3.743-3.955 / 4.268-4.432 (bench/NOTES.md, sixteenth and eighteenth
+// sessions). Mamba-2 (no x_proj: its side product runs beside the conv step only) tied at 40, so
+// it keeps every SM. STATESPACE_FORK_SIDE_SMS=n plans for n SMs (0: every SM).
 int side_sm_target() {
   if (const char* v = std::getenv("STATESPACE_FORK_SIDE_SMS")) return std::max(0, std::atoi(v));
   return (cuda::sm_count() * 48 + 66) / 132;
