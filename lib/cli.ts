@@ -1,13 +1,24 @@
 #!/usr/bin/env node
 /**
- * statespace command line:
+ * statespace command line: `statespace --help` lists the commands, `statespace <command> --help`
+ * their options.
  *   statespace info                       version, build, devices
- *   statespace bench <suite> [--device cpu|cuda] [--json FILE] [--quick]
+ *   statespace bench <suite...> [--device cpu|cuda] [--json FILE] [--quick]
+ *   statespace generate | serve           lib/cli_commands.ts
  */
-import { parseArgs } from 'node:util';
+import { Command, commands } from './cli_commands';
+import { CliSpec, parseCli, usageError } from './cli_usage';
 import { buildInfo, devices, Device } from './index';
 
-function info(): void {
+const infoSpec: CliSpec = {
+  name: 'info',
+  synopsis: '',
+  summary: "Prints the version, the build (CUDA targets, or why CUDA is unavailable) and the devices.",
+  options: {},
+};
+
+function info(args: string[]): void {
+  if (!parseCli(infoSpec, args)) return;
   const b = buildInfo();
   console.log(`statespace ${b.version}`);
   console.log(`  node          ${process.version} (${process.platform}-${process.arch})`);
@@ -34,25 +45,27 @@ function info(): void {
   }
 }
 
+const benchSpec: CliSpec = {
+  name: 'bench',
+  synopsis: '<suite...> [options]',
+  summary: 'Runs benchmark suites and prints their tables, with the measured copy bandwidth as the ceiling.',
+  options: {
+    device: { type: 'string', multiple: true, arg: 'cpu|cuda|cuda:N', help: 'a device to run on, repeatable (default: cuda:0 and cpu with a GPU, else cpu)' },
+    json: { type: 'string', arg: 'FILE', help: 'also write the results as JSON' },
+    quick: { type: 'boolean', help: 'smaller sizes, for a quick look' },
+  },
+};
+
 async function bench(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      device: { type: 'string', multiple: true },
-      json: { type: 'string' },
-      quick: { type: 'boolean', default: false },
-    },
-  });
   const { suites } = await import('../bench/index');
+  const spec = { ...benchSpec, more: ['suites:', ...Object.entries(suites).map(([n, s]) => `  ${n.padEnd(16)} ${s.describe}`)].join('\n') };
+  const parsed = parseCli(spec, args);
+  if (!parsed) return;
+  const values = parsed.values as { device?: string[]; json?: string; quick?: boolean };
+  const names = parsed.positionals;
+  const unknown = names.filter((n) => !(n in suites));
+  if (!names.length || unknown.length) return usageError(spec, names.length ? `unknown suite ${unknown.join(', ')}` : 'name one suite or more');
   const { Report } = await import('../bench/report');
-  const names = positionals.length ? positionals : [];
-  if (!names.length || names.some((n) => !(n in suites))) {
-    console.error('usage: statespace bench <suite...> [--device cpu|cuda ...] [--json FILE] [--quick]\nsuites:');
-    for (const [n, s] of Object.entries(suites)) console.error(`  ${n.padEnd(16)} ${s.describe}`);
-    process.exitCode = 2;
-    return;
-  }
   const gpu = buildInfo().cudaDevices > 0;
   const devs = (values.device ?? (gpu ? ['cuda:0', 'cpu'] : ['cpu'])).map((d) => (d === 'cuda' ? 'cuda:0' : d)) as Device[];
   for (const name of names) {
@@ -64,25 +77,36 @@ async function bench(args: string[]): Promise<void> {
   }
 }
 
+const builtins: Record<string, Command> = {
+  info: { spec: infoSpec, run: async (args) => info(args) },
+  bench: { spec: benchSpec, run: bench },
+};
+
+function help(): string {
+  const all = { ...builtins, ...commands };
+  return [
+    'usage: statespace <command> [options]      statespace <command> --help',
+    '',
+    'commands:',
+    ...Object.entries(all).map(([n, c]) => `  ${n.padEnd(10)} ${c.spec.summary}`),
+    '',
+    'options: -h, --help (this list), -v, --version',
+  ].join('\n');
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
-  switch (cmd) {
-    case 'info':
-      info();
-      break;
-    case 'bench':
-      await bench(rest);
-      break;
-    default: {
-      const { commands } = await import('./cli_commands');
-      const c = cmd ? commands[cmd] : undefined;
-      if (c) {
-        await c.run(rest);
-        break;
-      }
-      console.error('usage: statespace <info|bench|' + Object.keys(commands).join('|') + '> ...');
-      process.exitCode = cmd ? 2 : 0;
-    }
+  const c = cmd === undefined ? undefined : (builtins[cmd] ?? commands[cmd]);
+  if (c) return c.run(rest);
+  if (cmd === '-v' || cmd === '--version') {
+    console.log(buildInfo().version);
+  } else if (cmd === undefined || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    const sub = cmd === 'help' && rest[0] ? (builtins[rest[0]] ?? commands[rest[0]]) : undefined;
+    if (sub) return sub.run(['--help']);
+    console.log(help());
+  } else {
+    console.error(`statespace: unknown command ${JSON.stringify(cmd)}\n\n${help()}`);
+    process.exitCode = 2;
   }
 }
 

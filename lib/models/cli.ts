@@ -2,18 +2,14 @@
  * `statespace generate <dir> --prompt "…"`: streams a completion to stdout.
  * `statespace serve <dir> --port N`: the OpenAI-style completions server (lib/models/server.ts).
  */
-import { parseArgs } from 'node:util';
+import { generateSpec, serveSpec } from '../cli_commands';
+import { parseCli, usageError } from '../cli_usage';
 import { Device } from '../device';
 import { DType } from '../dtype';
 import { argError } from '../errors';
 import { loadModel } from './load';
 import { serve } from './server';
 import { detokenize } from './text_stream';
-
-const common = {
-  device: { type: 'string' },
-  dtype: { type: 'string' },
-} as const;
 
 function numberOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -23,29 +19,13 @@ function numberOpt(v: string | undefined, name: string): number | undefined {
 }
 
 export async function generateCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...common,
-      prompt: { type: 'string' },
-      'prompt-ids': { type: 'string' },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      seed: { type: 'string' },
-    },
-  });
-  if (positionals.length !== 1 || (values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
-    console.error(
-      'usage: statespace generate <checkpoint dir> (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N] [--temperature T]\n' +
-        '       [--top-k K] [--top-p P] [--seed S] [--device cpu|cuda] [--dtype float32|bfloat16|float16]',
-    );
-    process.exitCode = 2;
-    return;
-  }
-  const model = await loadModel(positionals[0], { device: values.device as Device | undefined, dtype: values.dtype as DType | undefined });
+  const parsed = parseCli(generateSpec, args);
+  if (!parsed) return;
+  const { positionals } = parsed;
+  const values = parsed.values as Record<string, string | undefined>;
+  if (positionals.length !== 1) return usageError(generateSpec, `expected one checkpoint folder, got ${positionals.length} arguments`);
+  if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) return usageError(generateSpec, 'give either --prompt or --prompt-ids');
+  // (numbers checked before the checkpoint loads, which can take a while)
   const opts = {
     maxNewTokens: numberOpt(values['max-tokens'], 'max-tokens'),
     temperature: numberOpt(values.temperature, 'temperature'),
@@ -53,6 +33,8 @@ export async function generateCommand(args: string[]): Promise<void> {
     topP: numberOpt(values['top-p'], 'top-p'),
     seed: numberOpt(values.seed, 'seed'),
   };
+  const promptIds = values['prompt-ids']?.split(',').map((s) => numberOpt(s.trim(), 'prompt-ids') as number);
+  const model = await loadModel(positionals[0], { device: values.device as Device | undefined, dtype: values.dtype as DType | undefined });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
   const t0 = process.hrtime.bigint();
@@ -75,8 +57,7 @@ export async function generateCommand(args: string[]): Promise<void> {
       for await (const piece of detokenize(counted, (x) => model.decode(x))) process.stdout.write(piece);
       process.stdout.write('\n');
     } else {
-      const ids = (values['prompt-ids'] as string).split(',').map((s) => Number(s.trim()));
-      for await (const id of model.generate(ids, { ...opts, signal: ac.signal })) {
+      for await (const id of model.generate(promptIds as number[], { ...opts, signal: ac.signal })) {
         tick();
         process.stdout.write(`${id} `);
       }
@@ -97,30 +78,15 @@ export async function generateCommand(args: string[]): Promise<void> {
 }
 
 export async function serveCommand(args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      ...common,
-      port: { type: 'string', default: '8000' },
-      host: { type: 'string', default: '127.0.0.1' },
-      'max-batch': { type: 'string' },
-      name: { type: 'string' },
-    },
-  });
-  if (positionals.length !== 1) {
-    console.error(
-      'usage: statespace serve <checkpoint dir> [--port N] [--host H] [--max-batch N] [--name MODEL] [--device cpu|cuda] [--dtype ...]',
-    );
-    process.exitCode = 2;
-    return;
-  }
-  const model = await loadModel(positionals[0], {
-    device: values.device as Device | undefined,
-    dtype: values.dtype as DType | undefined,
-    maxBatch: numberOpt(values['max-batch'], 'max-batch'),
-  });
-  const s = await serve(model, { port: numberOpt(values.port, 'port'), host: values.host, modelName: values.name ?? positionals[0] });
+  const parsed = parseCli(serveSpec, args);
+  if (!parsed) return;
+  const { positionals } = parsed;
+  const values = parsed.values as Record<string, string | undefined>;
+  if (positionals.length !== 1) return usageError(serveSpec, `expected one checkpoint folder, got ${positionals.length} arguments`);
+  const port = numberOpt(values.port, 'port');
+  const maxBatch = numberOpt(values['max-batch'], 'max-batch');
+  const model = await loadModel(positionals[0], { device: values.device as Device | undefined, dtype: values.dtype as DType | undefined, maxBatch });
+  const s = await serve(model, { port, host: values.host, modelName: values.name ?? positionals[0] });
   console.error(`statespace: serving ${positionals[0]} (${model.config.className}, ${model.device}, ${model.dtype}) on ${s.url}`);
   console.error(`  POST ${s.url}/v1/completions   GET ${s.url}/health`);
   await new Promise<void>((resolve) => {
