@@ -21,7 +21,8 @@ export interface NativeCore {
   fromData(data: Float32Array | Float64Array | Int32Array | Uint16Array, shape: number[], dtype: string, device: string): NativeTensor;
   fill(shape: number[], dtype: string, device: string, kind: number, seed: number, a: number, b: number): NativeTensor;
   copyTo(t: unknown, dtype: string, device: string): NativeTensor;
-  view(t: unknown, shape: number[], strides: number[], offset: number): NativeTensor;
+  /** The handle of a view (the caller knows its metadata). */
+  view(t: unknown, shape: number[], strides: number[], offset: number): object;
   release(h: object): void;
   copyInto(dst: unknown, src: unknown): void;
   read(t: unknown, bits: boolean): Promise<ArrayBuffer>;

@@ -178,7 +178,8 @@ export class Tensor {
   }
 
   private makeView(shape: number[], strides: number[], offset: number): Tensor {
-    return new Tensor(native.view(this.live(), shape, strides, offset));
+    const h = native.view(this.live(), shape, strides, offset);
+    return new Tensor({ _h: h, shape, strides, offset, dtype: this.dtype, device: this.device });
   }
   private axis(d: number): number {
     const a = d < 0 ? d + this.ndim : d;

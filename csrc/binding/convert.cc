@@ -99,15 +99,19 @@ Device to_device(Napi::Value v, const std::string& name) {
   return parse_device(v.As<Napi::String>().Utf8Value());
 }
 
-Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
-  Napi::Object o = Napi::Object::New(env);
+Napi::External<Holder> tensor_handle(Napi::Env env, const Tensor& t) {
   // the GC learns of host memory so unreferenced CPU tensors get collected under pressure
   int64_t bytes = t.device().is_cpu() ? static_cast<int64_t>(t.storage->bytes()) : 0;
   if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
-  o.Set("_h", Napi::External<Holder>::New(env, new Holder{t}, [bytes](Napi::Env env, Holder* h) {
-          if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
-          delete h;
-        }));
+  return Napi::External<Holder>::New(env, new Holder{t}, [bytes](Napi::Env env, Holder* h) {
+    if (bytes) Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+    delete h;
+  });
+}
+
+Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("_h", tensor_handle(env, t));
   Napi::Array shape = Napi::Array::New(env, t.shape.size());
   Napi::Array strides = Napi::Array::New(env, t.strides.size());
   for (size_t i = 0; i < t.shape.size(); ++i) {

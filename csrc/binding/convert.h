@@ -30,7 +30,9 @@ Napi::Object options_arg(const Napi::CallbackInfo& info, const char* op);
 // An optional [lo, hi] pair; a null/undefined end is open (-Infinity / +Infinity). False when absent.
 bool optional_range(Napi::Object opts, const char* name, double* lo, double* hi);
 
-// A new JS tensor descriptor that owns a reference to t's storage.
+// A new handle (the `_h` External) that owns a reference to t's storage.
+Napi::External<Holder> tensor_handle(Napi::Env env, const Tensor& t);
+// A new JS tensor descriptor (its handle and metadata) that owns a reference to t's storage.
 Napi::Object from_tensor(Napi::Env env, const Tensor& t);
 // o[name] = t as a JS tensor, when t is defined (optional outputs and gradients).
 void set_tensor_if(Napi::Object o, const char* name, const Tensor& t);
