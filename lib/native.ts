@@ -11,8 +11,9 @@ import { makeError } from './errors';
 export interface NativeTensor {
   _h: object | null;
   shape: number[];
-  strides: number[];
-  offset: number;
+  /** Absent when contiguous from offset 0. */
+  strides?: number[];
+  offset?: number;
   dtype: string;
   device: string;
 }

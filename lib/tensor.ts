@@ -39,8 +39,8 @@ export class Tensor {
   constructor(n: NativeTensor) {
     this._h = n._h;
     this.shape = Object.freeze([...n.shape]);
-    this.strides = Object.freeze([...n.strides]);
-    this.offset = n.offset;
+    this.strides = Object.freeze(n.strides ? [...n.strides] : contiguousStrides(n.shape));
+    this.offset = n.offset ?? 0;
     this.dtype = n.dtype as DType;
     this.device = n.device as Device;
     scopes.getStore()?.add(this);

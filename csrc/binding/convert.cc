@@ -1,5 +1,6 @@
 #include "binding/convert.h"
 #include <cmath>
+#include <unordered_map>
 
 namespace ss::binding {
 namespace {
@@ -109,20 +110,64 @@ Napi::External<Holder> tensor_handle(Napi::Env env, const Tensor& t) {
   });
 }
 
-Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("_h", tensor_handle(env, t));
-  Napi::Array shape = Napi::Array::New(env, t.shape.size());
-  Napi::Array strides = Napi::Array::New(env, t.strides.size());
-  for (size_t i = 0; i < t.shape.size(); ++i) {
-    shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.shape[i])));
-    strides.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.strides[i])));
+namespace {
+
+// The property names of a descriptor and its dtype / device strings, made once per environment:
+// turning C strings into JS strings was most of a descriptor's ~4 µs (every op output has one).
+// They live in a JS array (N-API 8 has no references to strings), read back by index. Never
+// freed (a reference must not be deleted once its environment is gone); forgotten when the
+// environment is torn down, so that another one on the same thread makes its own.
+struct Names {
+  enum : uint32_t { kH, kShape, kStrides, kOffset, kDType, kDevice, kFixed };
+  Napi::Reference<Napi::Array> strings;
+  std::unordered_map<int, uint32_t> dtypes, devices;  // index in `strings` by DType; by device index (-1: cpu)
+
+  Napi::Value get(uint32_t i) { return strings.Value().Get(i); }
+  Napi::Value string(std::unordered_map<int, uint32_t>& m, int key, Napi::Env env, const std::string& s) {
+    auto it = m.find(key);
+    if (it == m.end()) {
+      Napi::Array a = strings.Value();
+      it = m.emplace(key, a.Length()).first;
+      a.Set(it->second, Napi::String::New(env, s));
+    }
+    return get(it->second);
   }
-  o.Set("shape", shape);
-  o.Set("strides", strides);
-  o.Set("offset", Napi::Number::New(env, static_cast<double>(t.offset)));
-  o.Set("dtype", Napi::String::New(env, dtype_name(t.dtype)));
-  o.Set("device", Napi::String::New(env, t.device().str()));
+};
+
+thread_local Names* thread_names = nullptr;
+
+Names& names(Napi::Env env) {
+  Names*& n = thread_names;
+  if (!n) {
+    n = new Names;
+    env.AddCleanupHook([] { thread_names = nullptr; });
+    Napi::Array a = Napi::Array::New(env);
+    const char* fixed[] = {"_h", "shape", "strides", "offset", "dtype", "device"};
+    for (uint32_t i = 0; i < Names::kFixed; ++i) a.Set(i, Napi::String::New(env, fixed[i]));
+    n->strings = Napi::Persistent(a);
+  }
+  return *n;
+}
+
+}  // namespace
+
+Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
+  Names& k = names(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set(k.get(Names::kH), tensor_handle(env, t));
+  Napi::Array shape = Napi::Array::New(env, t.shape.size());
+  for (size_t i = 0; i < t.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.shape[i])));
+  o.Set(k.get(Names::kShape), shape);
+  // (a contiguous tensor at offset 0, as every op output is, leaves its strides to the reader)
+  if (t.offset != 0 || !t.is_contiguous()) {
+    Napi::Array strides = Napi::Array::New(env, t.strides.size());
+    for (size_t i = 0; i < t.strides.size(); ++i) strides.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.strides[i])));
+    o.Set(k.get(Names::kStrides), strides);
+    o.Set(k.get(Names::kOffset), Napi::Number::New(env, static_cast<double>(t.offset)));
+  }
+  o.Set(k.get(Names::kDType), k.string(k.dtypes, static_cast<int>(t.dtype), env, dtype_name(t.dtype)));
+  const Device d = t.device();
+  o.Set(k.get(Names::kDevice), k.string(k.devices, d.is_cpu() ? -1 : d.index, env, d.str()));
   return o;
 }
 

@@ -32,7 +32,8 @@ bool optional_range(Napi::Object opts, const char* name, double* lo, double* hi)
 
 // A new handle (the `_h` External) that owns a reference to t's storage.
 Napi::External<Holder> tensor_handle(Napi::Env env, const Tensor& t);
-// A new JS tensor descriptor (its handle and metadata) that owns a reference to t's storage.
+// A new JS tensor descriptor (its handle and metadata; no strides or offset when contiguous from
+// offset 0) that owns a reference to t's storage.
 Napi::Object from_tensor(Napi::Env env, const Tensor& t);
 // o[name] = t as a JS tensor, when t is defined (optional outputs and gradients).
 void set_tensor_if(Napi::Object o, const char* name, const Tensor& t);
