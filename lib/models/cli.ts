@@ -14,7 +14,7 @@ import { detokenize } from './text_stream';
 function numberOpt(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n)) throw argError(`--${name}: expected a number, got ${JSON.stringify(v)}`);
+  if (v.trim() === '' || !Number.isFinite(n)) throw argError(`--${name}: expected a number, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -33,7 +33,10 @@ export async function generateCommand(args: string[]): Promise<void> {
     topP: numberOpt(values['top-p'], 'top-p'),
     seed: numberOpt(values.seed, 'seed'),
   };
-  const promptIds = values['prompt-ids']?.split(',').map((s) => numberOpt(s.trim(), 'prompt-ids') as number);
+  const promptIds = values['prompt-ids']?.split(',').map((s) => {
+    if (!/^\s*\d+\s*$/.test(s)) throw argError(`--prompt-ids: expected comma-separated token ids, got ${JSON.stringify(values['prompt-ids'])}`);
+    return Number(s);
+  });
   const model = await loadModel(positionals[0], { device: values.device as Device | undefined, dtype: values.dtype as DType | undefined });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());

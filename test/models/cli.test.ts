@@ -75,7 +75,9 @@ describe('statespace generate', () => {
 
   it('checks its numbers before loading the checkpoint', async () => {
     await expect(generateCommand(['/no/such/folder', '--prompt', 'w1', '--temperature', 'warm'])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
-    await expect(generateCommand(['/no/such/folder', '--prompt-ids', '1,x'])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
+    for (const ids of ['1,x', '1,,2', '1.5', '2,-3'])
+      await expect(generateCommand(['/no/such/folder', '--prompt-ids', ids])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
+    await expect(generateCommand(['/no/such/folder', '--prompt', 'w1', '--max-tokens', ''])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
   });
 
   it('prints usage for bad arguments', async () => {
