@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DTYPES, Tensor, copyInto, empty, full, memory, ones, rand, randn, tensor, tidy, zeros } from '../lib/index';
+import { native } from '../lib/native';
 import { expectCode, randnArray, rng } from './helpers';
 
 /** Independent decoders for 16-bit floats (from the IEEE layouts). */
@@ -182,6 +183,23 @@ describe('views and copies', () => {
     expect(Array.from(await u.slice(1, 1, 2).squeeze(1).data())).toEqual([1, 5, 9]);
     expectCode(() => t.unflatten(0, [5, 3]), 'ERR_SHAPE');
     expectCode(() => u.squeeze(0), 'ERR_SHAPE');
+  });
+
+  it('op outputs and views carry their strides, offsets, dtype and device', async () => {
+    // (op outputs come back without strides when contiguous from offset 0, and a view's metadata
+    // is computed in JS: both must equal what the storage holds)
+    const t = tensor(Float32Array.from({ length: 24 }, (_, i) => i), [2, 3, 4], { dtype: 'bfloat16' });
+    for (const out of [t, t.clone(), t.astype('float32'), zeros([2, 3, 4])]) {
+      expect(out.strides).toEqual([12, 4, 1]);
+      expect(out.offset).toBe(0);
+      expect(Object.isFrozen(out.strides)).toBe(true);
+    }
+    const v = t.slice(1, 1, 3).permute(2, 0, 1);
+    expect([v.shape, v.strides, v.offset, v.dtype, v.device]).toEqual([[4, 2, 2], [1, 12, 4], 4, 'bfloat16', 'cpu']);
+    expect(Array.from(await v.data()).slice(0, 4)).toEqual([4, 8, 16, 20]);
+    // the native side still refuses a view past its storage, whatever JS asks for
+    expectCode(() => (native as unknown as { view: (...a: unknown[]) => unknown }).view(t, [2, 3, 4], [12, 4, 1], 1), 'ERR_SHAPE', 'outside');
+    expect(Array.from(await t.data())[23]).toBe(23);
   });
 
   it('views survive disposing the base, and copies are independent', async () => {

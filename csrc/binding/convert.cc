@@ -122,15 +122,14 @@ struct Names {
   Napi::Reference<Napi::Array> strings;
   std::unordered_map<int, uint32_t> dtypes, devices;  // index in `strings` by DType; by device index (-1: cpu)
 
-  Napi::Value get(uint32_t i) { return strings.Value().Get(i); }
-  Napi::Value string(std::unordered_map<int, uint32_t>& m, int key, Napi::Env env, const std::string& s) {
+  // The index in `a` (= strings) of the string that `key` names in m; made by text() on first use.
+  template <typename Text> static uint32_t index(Napi::Array a, std::unordered_map<int, uint32_t>& m, int key, Text text) {
     auto it = m.find(key);
     if (it == m.end()) {
-      Napi::Array a = strings.Value();
       it = m.emplace(key, a.Length()).first;
-      a.Set(it->second, Napi::String::New(env, s));
+      a.Set(it->second, Napi::String::New(a.Env(), text()));
     }
-    return get(it->second);
+    return it->second;
   }
 };
 
@@ -153,21 +152,22 @@ Names& names(Napi::Env env) {
 
 Napi::Object from_tensor(Napi::Env env, const Tensor& t) {
   Names& k = names(env);
+  const Napi::Array n = k.strings.Value();
   Napi::Object o = Napi::Object::New(env);
-  o.Set(k.get(Names::kH), tensor_handle(env, t));
+  o.Set(n.Get(Names::kH), tensor_handle(env, t));
   Napi::Array shape = Napi::Array::New(env, t.shape.size());
   for (size_t i = 0; i < t.shape.size(); ++i) shape.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.shape[i])));
-  o.Set(k.get(Names::kShape), shape);
+  o.Set(n.Get(Names::kShape), shape);
   // (a contiguous tensor at offset 0, as every op output is, leaves its strides to the reader)
   if (t.offset != 0 || !t.is_contiguous()) {
     Napi::Array strides = Napi::Array::New(env, t.strides.size());
     for (size_t i = 0; i < t.strides.size(); ++i) strides.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(t.strides[i])));
-    o.Set(k.get(Names::kStrides), strides);
-    o.Set(k.get(Names::kOffset), Napi::Number::New(env, static_cast<double>(t.offset)));
+    o.Set(n.Get(Names::kStrides), strides);
+    o.Set(n.Get(Names::kOffset), Napi::Number::New(env, static_cast<double>(t.offset)));
   }
-  o.Set(k.get(Names::kDType), k.string(k.dtypes, static_cast<int>(t.dtype), env, dtype_name(t.dtype)));
+  o.Set(n.Get(Names::kDType), n.Get(Names::index(n, k.dtypes, static_cast<int>(t.dtype), [&] { return dtype_name(t.dtype); })));
   const Device d = t.device();
-  o.Set(k.get(Names::kDevice), k.string(k.devices, d.is_cpu() ? -1 : d.index, env, d.str()));
+  o.Set(n.Get(Names::kDevice), n.Get(Names::index(n, k.devices, d.is_cpu() ? -1 : d.index, [&] { return d.str(); })));
   return o;
 }
 
