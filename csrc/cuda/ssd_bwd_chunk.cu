@@ -274,7 +274,7 @@ __device__ void head_scalars(const Dev& d, int b, int h, int t0, int q, const in
   for (int e = 0; e < 2; ++e) {
     const int i = 2 * lane + e;
     float v = 0.f, g = 0.f;
-    if (i < q) v = dt_forward(d, d.dt[(int64_t(b) * d.L + t0 + i) * d.H + h] + bias, &g);
+    if (i < q) v = dt_forward(d, dt_at(d, b, t0 + i, h) + bias, &g);
     dtp[i] = v, der[i] = g;
     fa += v * a;
     part[e] = fa;

@@ -30,6 +30,13 @@ constexpr int kChunkedQ = 256;
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
 __host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
+// Element strides between the batch entries and between the tokens of an input whose inner dims
+// are contiguous (ops/ssd.h's SsdTokenStrides): row (b, t) starts at at(b, t).
+struct TokenStrides {
+  int64_t batch, token;
+  __host__ __device__ __forceinline__ int64_t at(int64_t b, int64_t t) const { return b * batch + t * token; }
+};
+
 struct Dev {
   int batch, L, H, P, N, G, hpg, nc, Q;
   int NP;      // dstate padded to 16
@@ -38,8 +45,14 @@ struct Dev {
   int PC;      // headdim padded to 16 (the chunk-gradient kernel takes all of it)
   int Lpad;    // nc·Q (rows of the dB/dC partials)
   int HB, nhb, nslots;  // heads per backward block, runs per group, partial slots (G·nhb)
-  const void *x, *z, *B, *C, *dout;
-  const float *dt, *A, *D, *dt_bias, *h0, *dfinal;
+  // x, z (rows of H·P), B, C (rows of G·N), dt (rows of H): the forward reads them strided (views
+  // of wider buffers, in place); the backward's are contiguous (their strides say so too; its own
+  // kernels, ssd_bwd*.cu, assume it for x, z, B, C). dt in dt_type (float32, float16, bfloat16),
+  // read through dt_at. dout, y and the gradients are contiguous.
+  const void *x, *z, *B, *C, *dout, *dt;
+  TokenStrides x_str, z_str, B_str, C_str, dt_str;
+  DType dt_type;
+  const float *A, *D, *dt_bias, *h0, *dfinal;
   const int* seq_idx;
   bool d_per_channel, softplus, clamp;
   float dt_min, dt_max;
@@ -253,6 +266,16 @@ __device__ __forceinline__ float dt_forward(const Dev& d, float raw, float* deri
   return v;
 }
 
+// Raw dt of (batch b, token t, head h), in float32.
+__device__ __forceinline__ float dt_at(const Dev& d, int b, int64_t t, int h) {
+  const int64_t i = d.dt_str.at(b, t) + h;
+  switch (d.dt_type) {
+    case DType::Float16: return __half2float(__ldg(static_cast<const __half*>(d.dt) + i));
+    case DType::BFloat16: return __bfloat162float(__ldg(static_cast<const __nv_bfloat16*>(d.dt) + i));
+    default: return __ldg(static_cast<const float*>(d.dt) + i);
+  }
+}
+
 // Also the decay factors every kernel needs per row: e_in[t] = exp(cs_t) while t is on the
 // incoming sequence (else 0), e_out[s] = exp(cs_end − cs_s) for s on the outgoing one (else 0).
 // Heads h_begin .. h_begin + h_count − 1 at once (head i's scalars at i·Q of every array): thread
@@ -272,7 +295,7 @@ __device__ void chunk_scalars_heads(const Dev& d, int b, int h_begin, int h_coun
     int flag = 0;
     if (i < q) {
       const int64_t t = t0 + i;
-      dtp = dt_forward(d, d.dt[(int64_t(b) * d.L + t) * d.H + h] + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
+      dtp = dt_forward(d, dt_at(d, b, t, h) + (d.dt_bias ? d.dt_bias[h] : 0.f), &der);
       if (d.seq_idx && t > 0) flag = d.seq_idx[int64_t(b) * d.L + t] != d.seq_idx[int64_t(b) * d.L + t - 1];
     }
     sDtp[tid] = dtp;

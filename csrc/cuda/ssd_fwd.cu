@@ -24,9 +24,8 @@ __global__ void __launch_bounds__(kThreads) ssd_cb_kernel(Dev d) {
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   const int c = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const int t0 = c * Q, q = min(Q, d.L - t0);
-  const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-  load_tile(sB, lay.ldN, static_cast<const T*>(d.B) + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, d.NP);
-  load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, d.NP);
+  load_tile(sB, lay.ldN, static_cast<const T*>(d.B) + d.B_str.at(b, t0) + int64_t(g) * d.N, d.B_str.token, q, Q, d.N, d.NP);
+  load_tile(sC, lay.ldN, static_cast<const T*>(d.C) + d.C_str.at(b, t0) + int64_t(g) * d.N, d.C_str.token, q, Q, d.N, d.NP);
   __syncthreads();
   float* out = d.CB + ((int64_t(b) * d.nc + c) * d.G + g) * Q * Q;
   block_gemm<T, true, false, Tri::SkipUpper>(Q, Q, d.NP, sC, lay.ldN, sB, lay.ldN, out, Q, 0.f);
@@ -50,11 +49,12 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
   const int pt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, g = h / d.hpg;
   const int p0 = pt * d.PT, pw = min(d.PT, d.P - p0);
   const int NP = d.NP, PT = d.PT;
-  const T* x = static_cast<const T*>(d.x);
-  const T* Bm = static_cast<const T*>(d.B);
-  const T* Cm = static_cast<const T*>(d.C);
-  const T* z = static_cast<const T*>(d.z);
-  T* y = static_cast<T*>(d.y);
+  // this block's (batch, head or group, headdim tile) of the inputs and of y, at token 0
+  const T* x = static_cast<const T*>(d.x) + d.x_str.at(b, 0) + int64_t(h) * d.P + p0;
+  const T* Bm = static_cast<const T*>(d.B) + d.B_str.at(b, 0) + int64_t(g) * d.N;
+  const T* Cm = static_cast<const T*>(d.C) + d.C_str.at(b, 0) + int64_t(g) * d.N;
+  const T* z = d.z ? static_cast<const T*>(d.z) + d.z_str.at(b, 0) + int64_t(h) * d.P + p0 : nullptr;
+  T* y = d.y ? static_cast<T*>(d.y) + (int64_t(b) * d.L * d.H + h) * d.P + p0 : nullptr;
   const bool want_y = y != nullptr;
 
   for (int i = threadIdx.x; i < PT * NP; i += kThreads) {
@@ -69,10 +69,9 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
       T* s0 = static_cast<T*>(d.S0) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
       for (int i = threadIdx.x; i < PT * NP; i += kThreads) s0[i] = from_float<T>(sH[(i / NP) * lay.ldH + i % NP]);
     }
-    const int64_t brow = (int64_t(b) * d.L + t0) * d.G + g;
-    load_tile(sB, lay.ldN, Bm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
-    if (want_y) load_tile(sC, lay.ldN, Cm + brow * d.N, int64_t(d.G) * d.N, q, Q, d.N, NP);
-    load_tile(sX, lay.ldX, x + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0, int64_t(d.H) * d.P, q, Q, pw, PT);
+    load_tile(sB, lay.ldN, Bm + t0 * d.B_str.token, d.B_str.token, q, Q, d.N, NP);
+    if (want_y) load_tile(sC, lay.ldN, Cm + t0 * d.C_str.token, d.C_str.token, q, Q, d.N, NP);
+    load_tile(sX, lay.ldX, x + t0 * d.x_str.token, d.x_str.token, q, Q, pw, PT);
     chunk_scalars<Q>(d, b, h, t0, q, sc.dtp, sc.der, sc.cs, sc.seg, sc.ein, sc.eout);  // ends with __syncthreads
 
     const float cs_end = sc.cs[Q - 1];
@@ -98,15 +97,16 @@ __global__ void __launch_bounds__(kThreads) ssd_fwd_kernel(Dev d) {
     block_gemm<T, false, true, Tri::Full>(PT, NP, Q, sX, lay.ldX, sB, lay.ldN, sH, lay.ldH, decay);  // H = decay·H + Xᵀ·Bw
     __syncthreads();  // Y complete
     if (want_y) {
+      const T* zc = z ? z + t0 * d.z_str.token : nullptr;  // the chunk's rows
+      T* yc = y + int64_t(t0) * d.H * d.P;                 // (y contiguous)
       for (int idx = threadIdx.x; idx < q * pw; idx += kThreads) {
         const int t = idx / pw, pp = idx % pw, p = p0 + pp;
         const float e_in = sc.ein[t];
         const float xv = to_float(sX[t * lay.ldX + pp]);
         float v = sY[t * lay.ldY + pp] + e_in * sY2[t * lay.ldY + pp];
         if (d.D) v += (d.d_per_channel ? d.D[h * d.P + p] : d.D[h]) * xv;
-        const int64_t off = ((int64_t(b) * d.L + t0 + t) * d.H + h) * d.P + p;
-        if (z) v *= silu_f(to_float(z[off]));
-        y[off] = from_float<T>(v);
+        if (zc) v *= silu_f(to_float(zc[t * d.z_str.token + pp]));
+        yc[int64_t(t) * d.H * d.P + pp] = from_float<T>(v);
       }
     }
   }

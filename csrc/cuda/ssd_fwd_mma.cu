@@ -159,9 +159,9 @@ __global__ void __launch_bounds__(2 * NW, 5) ssd_mma_state_kernel(Dev d, float2*
   });
 
   const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
-  const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
-  const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
+  const int64_t xs = d.x_str.token, bs = d.B_str.token;
+  const T* xb = static_cast<const T*>(d.x) + d.x_str.at(b, 0) + int64_t(h) * d.P + p0;
+  const T* Bb = static_cast<const T*>(d.B) + d.B_str.at(b, 0) + int64_t(g) * d.N + n0;
   auto load_slice = [&](int s) {
     if (s < nsl) {
       const int rv = min(kS, d.L - s * kS), buf = s & 1;
@@ -282,7 +282,7 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int 
   T* sC = reinterpret_cast<T*>(smem + lay.sC);
   T* sB = reinterpret_cast<T*>(smem + lay.sB);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, ldN = lay.ldN;
-  const int64_t bs = int64_t(d.G) * d.N;
+  const int64_t bs = d.B_str.token, cstr = d.C_str.token;
   const RC aq = a_addr(lane), bq = b_addr_nk(lane);
   for (int it = blockIdx.x; it < items; it += gridDim.x) {
     int x = it % kCbPairs, r = 0;
@@ -292,9 +292,9 @@ __global__ void __launch_bounds__(kNT) ssd_mma_cb_kernel(Dev d, uint4* cbf, int 
     const int t0 = c * kQ, q = min(kQ, d.L - t0);
     if (r * kS >= q) continue;
     __syncthreads();  // the previous item's tiles are read
-    const T* Bc = static_cast<const T*>(d.B) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-    const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-    copy_tile<kNT>(threadIdx.x, sC, ldN, Cc + int64_t(r) * kS * bs, bs, min(kS, q - r * kS), kS, d.N, d.NP);
+    const T* Bc = static_cast<const T*>(d.B) + d.B_str.at(b, t0) + int64_t(g) * d.N;
+    const T* Cc = static_cast<const T*>(d.C) + d.C_str.at(b, t0) + int64_t(g) * d.N;
+    copy_tile<kNT>(threadIdx.x, sC, ldN, Cc + int64_t(r) * kS * cstr, cstr, min(kS, q - r * kS), kS, d.N, d.NP);
     copy_tile<kNT>(threadIdx.x, sB, ldN, Bc + int64_t(j) * kS * bs, bs, min(kS, q - j * kS), kS, d.N, d.NP);
     __pipeline_commit();
     __pipeline_wait_prior(0);
@@ -360,19 +360,19 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   const int NP = d.NP, ldN = lay.ldN;
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
   const int rv = min(kS, q - r * kS);
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
-  const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
+  const int64_t xs = d.x_str.token, zs = d.z_str.token, cstr = d.C_str.token;
+  const T* xc = static_cast<const T*>(d.x) + d.x_str.at(b, t0) + int64_t(h) * d.P + p0;
+  const T* Cc = static_cast<const T*>(d.C) + d.C_str.at(b, t0) + int64_t(g) * d.N;
+  const T* zc = d.z ? static_cast<const T*>(d.z) + d.z_str.at(b, t0) + int64_t(h) * d.P + p0 : nullptr;
 
   auto load_slice = [&](int j) {
     copy_tile<kNT>(ht, sX + (j & 1) * kS * kLd, kLd, xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
   // group 0: C rows, H_in, z, slice 0; group 1: slice 1
-  copy_tile<NT>(tid, sC, ldN, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, NP);
+  copy_tile<NT>(tid, sC, ldN, Cc + int64_t(r) * kS * cstr, cstr, rv, kS, d.N, NP);
   const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
   copy_tile<kNT>(ht, sH, ldN, hin, NP, kS, kS, NP, NP);
-  if (zc) copy_tile<kNT>(ht, sZ, kLd, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+  if (zc) copy_tile<kNT>(ht, sZ, kLd, zc + int64_t(r) * kS * zs, zs, rv, kS, pw, kS);
   load_slice(0);
   __pipeline_commit();
   if (r >= 1) load_slice(1);

@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
   const WgOutSmem lay(d.NP, HB);
   const int NP = d.NP, ncols = lay.nk * 64;
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
+  const int64_t xs = d.x_str.token, zs = d.z_str.token, cstr = d.C_str.token;
   const uint32_t aBar = smem_addr(smem), aTiles = aBar + 1024;
   // Barrier i (0: group 0, 1 / 2: x buffer 0 / 1); the phase a wait expects: group 0 and x buffer
   // 0 are used once, x buffer 1 by slices 1 and 3.
@@ -148,9 +148,9 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
   uint32_t* sW2 = reinterpret_cast<uint32_t*>(hsm + lay.sW);
   const int p0 = pt * kS, pw = min(kS, d.P - p0);
   const int rv = min(kS, q - r * kS);
-  const T* xc = static_cast<const T*>(d.x) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0;
-  const T* Cc = static_cast<const T*>(d.C) + ((int64_t(b) * d.L + t0) * d.G + g) * d.N;
-  const T* zc = d.z ? static_cast<const T*>(d.z) + ((int64_t(b) * d.L + t0) * d.H + h) * d.P + p0 : nullptr;
+  const T* xc = static_cast<const T*>(d.x) + d.x_str.at(b, t0) + int64_t(h) * d.P + p0;
+  const T* Cc = static_cast<const T*>(d.C) + d.C_str.at(b, t0) + int64_t(g) * d.N;
+  const T* zc = d.z ? static_cast<const T*>(d.z) + d.z_str.at(b, t0) + int64_t(h) * d.P + p0 : nullptr;
   const uint32_t aC = smem_addr(sC), aH = smem_addr(sH), aX = smem_addr(sX);
   const uint32_t aX0 = smem_addr(tiles + lay.sX);  // head 0's x buffers (thread 0 copies for every head)
 
@@ -170,10 +170,10 @@ __global__ void __launch_bounds__(kNT * HB, HB == 2 ? 2 : 3)
                          xc + int64_t(j) * kS * xs, xs, min(kS, q - j * kS), kS, pw, kS);
   };
   if (!TMA) {  // group 0: C rows, H_in, z, slice 0; group 1: slice 1
-    copy_tile_sw128<NT>(tid, sC, Cc + int64_t(r) * kS * bs, bs, rv, kS, d.N, ncols);
+    copy_tile_sw128<NT>(tid, sC, Cc + int64_t(r) * kS * cstr, cstr, rv, kS, d.N, ncols);
     const T* hin = static_cast<const T*>(d.St) + ((int64_t(b) * d.H + h) * d.nc + c) * d.PP * NP + int64_t(p0) * NP;
     copy_tile_sw128<kNT>(ht, sH, hin, NP, kS, kS, NP, ncols);
-    if (zc) copy_tile_sw128<kNT>(ht, sZ, zc + int64_t(r) * kS * xs, xs, rv, kS, pw, kS);
+    if (zc) copy_tile_sw128<kNT>(ht, sZ, zc + int64_t(r) * kS * zs, zs, rv, kS, pw, kS);
     load_slice(0);
     __pipeline_commit();
     if (r >= 1) load_slice(1);
@@ -346,17 +346,17 @@ bool launch_tma(const Dev& d, const uint4* cbf, const float2* scal, const int* s
 bool encode_forward_maps(const Dev& d, bool bf16, CUtensorMap* x, CUtensorMap* z, CUtensorMap* B, CUtensorMap* C,
                          CUtensorMap* St) {
   const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
-  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
-  const uint64_t cd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t cst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
+  // (row, head or group, token, batch), strided as the inputs are (rows contiguous)
+  auto rows4 = [&](CUtensorMap* map, const void* base, int row, int rows, const TokenStrides& s) {
+    const uint64_t dims[4] = {uint64_t(row), uint64_t(rows), uint64_t(d.L), uint64_t(d.batch)};
+    const uint64_t strides[3] = {uint64_t(row) * 2, uint64_t(s.token) * 2, uint64_t(s.batch) * 2};
+    return encode_tile_map_16_cached(map, bf16, base, 4, dims, strides, box4);
+  };
   const uint64_t sd[2] = {uint64_t(d.NP), uint64_t(d.batch) * d.H * d.nc * d.PP};
   const uint64_t sst[1] = {uint64_t(d.NP) * 2};
-  return encode_tile_map_16_cached(x, bf16, d.x, 4, xd, xst, box4) &&
-         (!d.z || encode_tile_map_16_cached(z, bf16, d.z, 4, xd, xst, box4)) &&
-         (!B || encode_tile_map_16_cached(B, bf16, d.B, 4, cd, cst, box4)) &&
-         encode_tile_map_16_cached(C, bf16, d.C, 4, cd, cst, box4) &&
-         encode_tile_map_16_cached(St, bf16, d.St, 2, sd, sst, box2);
+  return (!x || rows4(x, d.x, d.P, d.H, d.x_str)) && (!z || !d.z || rows4(z, d.z, d.P, d.H, d.z_str)) &&
+         (!B || rows4(B, d.B, d.N, d.G, d.B_str)) && (!C || rows4(C, d.C, d.N, d.G, d.C_str)) &&
+         (!St || encode_tile_map_16_cached(St, bf16, d.St, 2, sd, sst, box2));
 }
 
 template <typename T>

@@ -83,9 +83,9 @@ __global__ void __launch_bounds__(kNT * HS, HS == 1 ? 3 : 2)
   for (int i = 0; i < 2 * kNW / 4; ++i) acc[i] = 0.f;  // (+ h0 at the first chunk boundary)
 
   const int nsl = (d.L + kS - 1) / kS;  // slices of the whole sequence
-  const int64_t xs = int64_t(d.H) * d.P, bs = int64_t(d.G) * d.N;
-  const T* xb = static_cast<const T*>(d.x) + (int64_t(b) * d.L * d.H + h) * d.P + p0;
-  const T* Bb = static_cast<const T*>(d.B) + (int64_t(b) * d.L * d.G + g) * d.N + n0;
+  const int64_t xs = d.x_str.token, bs = d.B_str.token;
+  const T* xb = static_cast<const T*>(d.x) + d.x_str.at(b, 0) + int64_t(h) * d.P + p0;
+  const T* Bb = static_cast<const T*>(d.B) + d.B_str.at(b, 0) + int64_t(g) * d.N + n0;
   const uint32_t aS = smem_addr(smem), aBar = aS + Lay::kBar;
   if (TMA) {
     if (tid == 0) {
@@ -254,17 +254,11 @@ bool pair_heads(const Dev& d) {
 template <typename T>
 bool launch_state_wgmma(const Dev& d, float2* scal, int* segs, unsigned* ready, cudaStream_t stream) {
   if (!wgmma_available()) return false;
-  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
-  // of 8); the same kernel with cp.async otherwise.
+  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows and strides: P and N
+  // multiples of 8); the same kernel with cp.async otherwise.
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   CUtensorMap xmap{}, bmap{};
-  const uint64_t xd[4] = {uint64_t(d.P), uint64_t(d.H), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t xst[3] = {uint64_t(d.P) * 2, uint64_t(d.H) * d.P * 2, uint64_t(d.L) * d.H * d.P * 2};
-  const uint64_t bd[4] = {uint64_t(d.N), uint64_t(d.G), uint64_t(d.L), uint64_t(d.batch)};
-  const uint64_t bst[3] = {uint64_t(d.N) * 2, uint64_t(d.G) * d.N * 2, uint64_t(d.L) * d.G * d.N * 2};
-  const uint32_t box[4] = {64, 1, 64, 1};
-  const bool tma = encode_tile_map_16_cached(&xmap, bf16, d.x, 4, xd, xst, box) &&
-                   encode_tile_map_16_cached(&bmap, bf16, d.B, 4, bd, bst, box);
+  const bool tma = encode_forward_maps(d, bf16, &xmap, nullptr, &bmap, nullptr, nullptr);
   if (!tma)
     launch_hs<T, false, 1>(d, scal, segs, ready, xmap, bmap, stream);
   else if (pair_heads(d))

@@ -238,7 +238,7 @@ struct ChunkTokens {
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       const int64_t t = int64_t(c) * kChunkedQ + E * tid + e;
-      raw[e] = t < d.L ? __ldg(d.dt + (int64_t(b) * d.L + t) * d.H + h) + bias : 0.f;
+      raw[e] = t < d.L ? dt_at(d, b, t, h) + bias : 0.f;
       flag[e] = (d.seq_idx && t > 0 && t < d.L) ? int(__ldg(d.seq_idx + int64_t(b) * d.L + t) !=
                                                       __ldg(d.seq_idx + int64_t(b) * d.L + t - 1))
                                                 : 0;

@@ -64,8 +64,10 @@ int64_t forward_mma_cb_bytes(const Dev& d);
 // the warpgroup-product (wgmma) kernels below.
 bool wgmma_available();
 // The 16-bit forward's tile maps (64 x 64 boxes, through the per-thread cache): x and z as (P, H,
-// L, batch), B and C as (N, G, L, batch), the chunk states St as (NP, batch·H·nc·PP). A null `B`
-// (or a null d.z) skips that map. False where one doesn't encode (rows not 16-byte aligned).
+// L, batch), B and C as (N, G, L, batch) — with the inputs' own token and batch strides (d.x_str
+// ..., views read in place) —, the chunk states St as (NP, batch·H·nc·PP). A null map pointer (or
+// a null d.z) skips that map. False where one doesn't encode (an address or a stride not a
+// multiple of 16 bytes: rows of P or N not multiples of 8, ...).
 bool encode_forward_maps(const Dev& d, bool bf16, CUtensorMap* x, CUtensorMap* z, CUtensorMap* B, CUtensorMap* C,
                          CUtensorMap* St);
 // A wgmma file's kernel preload (preload_kernels for each 16-bit type), registered where the

@@ -1,6 +1,8 @@
-// SSD chunked scan: validation, dtype staging, output allocation and dispatch (CPU or CUDA).
+// SSD chunked scan: validation, dtype staging (or, for the CUDA forward, strided views read in
+// place), output allocation and dispatch (CPU or CUDA).
 #include "ops/ssd_op.h"
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include "ops/dispatch.h"
 #include "ops/tensor_ops.h"
@@ -43,6 +45,45 @@ Tensor staged(const Tensor& t, DType d) {
   if (!t.defined()) return t;
   if (t.dtype == d) return contiguous(t);
   return copy_to(t, d, t.device());
+}
+
+// The (batch, token) strides of a (batch, seqlen, ...) tensor whose dims after the second are
+// contiguous among themselves (a row of a token is one contiguous block), whose rows do not
+// overlap and whose batch entries follow one another (token stride ≥ the row, batch stride ≥
+// seqlen · token stride: the views mamba2's prefill slices out of wider buffers); false otherwise.
+// Dims of size 1 are never stepped over: they take the strides of a contiguous tensor. Every
+// contiguous tensor qualifies.
+bool token_strides(const Tensor& t, SsdTokenStrides* out) {
+  int64_t row = 1;
+  for (int i = t.ndim() - 1; i >= 2; --i) {
+    if (t.shape[i] != 1 && t.strides[i] != row) return false;
+    row *= t.shape[i];
+  }
+  SsdTokenStrides s;
+  s.token = t.shape[1] == 1 ? row : t.strides[1];
+  s.batch = t.shape[0] == 1 ? t.shape[1] * s.token : t.strides[0];
+  if (s.token < row || s.batch < t.shape[1] * s.token) return false;
+  *out = s;
+  return true;
+}
+
+// Those of a staged (contiguous) or in-place operand; zero for an absent one.
+SsdTokenStrides strides_of(const Tensor& t) {
+  SsdTokenStrides s;
+  if (t.defined() && !token_strides(t, &s)) fail("ERR_INTERNAL", ErrorKind::Plain, "ssdChunkScan: an operand is not row-strided");
+  return s;
+}
+
+// Whether the CUDA forward reads x, z, B or C in place (no contiguous copy): in the compute dtype,
+// row-strided (token_strides) and 16-byte aligned — the address and both strides: the tile copies
+// move 16-byte pieces (cp.async; element by element otherwise) and the tensor maps of the bulk
+// tensor copies (TMA) take only 16-byte aligned addresses and strides. Anything else is staged
+// (as before; a contiguous tensor is its own staged copy, aligned or not).
+bool forward_reads_in_place(const Tensor& t, DType d) {
+  SsdTokenStrides s;
+  const int64_t es = int64_t(dtype_size(d));
+  return t.defined() && t.dtype == d && token_strides(t, &s) && reinterpret_cast<uintptr_t>(t.data()) % 16 == 0 &&
+         (s.token * es) % 16 == 0 && (s.batch * es) % 16 == 0;
 }
 
 struct Checked {
@@ -111,18 +152,26 @@ Checked validate(const SsdInputs& in, const Tensor* dout, const Tensor* dfinal) 
   return c;
 }
 
-// The staged (converted, contiguous) inputs and the params pointing at them.
+// The staged inputs (converted, contiguous; or the caller's own views, see stage) and the params
+// pointing at them.
 struct Staged {
   Tensor x, z, B, C, dt, A, D, dt_bias, h0, seq_idx, dout, dfinal;
   SsdParams p;
 };
 
+// The CUDA forward reads row-strided x, z, B, C (16-byte aligned, in the compute dtype) and dt (any
+// of its dtypes) in place, with their strides in the params; the CPU backends and the backward
+// take contiguous copies.
 Staged stage(const SsdInputs& in, const Checked& c, const Tensor* dout, const Tensor* dfinal) {
   Staged s;
   const DType act = c.compute;                                          // x, z, B, C, dy
   const DType par = c.cpu ? c.compute : DType::Float32;                 // dt, A, D, dtBias, states
-  s.x = staged(in.x, act), s.z = staged(in.z, act), s.B = staged(in.B, act), s.C = staged(in.C, act);
-  s.dt = staged(in.dt, par), s.A = staged(in.A, par), s.D = staged(in.D, par), s.dt_bias = staged(in.dt_bias, par);
+  const bool in_place = !c.cpu && !dout;
+  auto activation = [&](const Tensor& t) { return in_place && forward_reads_in_place(t, act) ? t : staged(t, act); };
+  SsdTokenStrides dt_str;  // (strides_of below)
+  s.x = activation(in.x), s.z = activation(in.z), s.B = activation(in.B), s.C = activation(in.C);
+  s.dt = in_place && token_strides(in.dt, &dt_str) ? in.dt : staged(in.dt, par);  // read as f32 / f16 / bf16
+  s.A = staged(in.A, par), s.D = staged(in.D, par), s.dt_bias = staged(in.dt_bias, par);
   s.h0 = staged(in.initial_states, par);
   s.seq_idx = in.seq_idx.defined() ? contiguous(in.seq_idx) : Tensor{};
   if (dout) s.dout = staged(*dout, act);
@@ -133,6 +182,9 @@ Staged stage(const SsdInputs& in, const Checked& c, const Tensor* dout, const Te
   p.dtype = act;
   p.x = s.x.data(), p.B = s.B.data(), p.C = s.C.data(), p.dt = s.dt.data(), p.A = s.A.data();
   p.z = s.z.defined() ? s.z.data() : nullptr;
+  p.x_str = strides_of(s.x), p.z_str = strides_of(s.z), p.B_str = strides_of(s.B), p.C_str = strides_of(s.C);
+  p.dt_str = strides_of(s.dt);
+  p.dt_dtype = s.dt.dtype;
   p.D = s.D.defined() ? s.D.data() : nullptr;
   p.d_per_channel = s.D.defined() && s.D.ndim() == 2;
   p.dt_bias = s.dt_bias.defined() ? s.dt_bias.data() : nullptr;

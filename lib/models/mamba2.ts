@@ -94,8 +94,9 @@ export class Mamba2Model extends CausalLM {
     const [b, l] = [x.shape[0], x.shape[1]];
     const o = this.offsets;
     // Views throughout. On CUDA the conv reads its slice in place (channels-last) and returns y
-    // channels-last, the gated norm reads z in place, and SSD copies x/B/C as whole rows; on the
-    // CPU the ops copy strided inputs to contiguous memory.
+    // channels-last, the gated norm reads z in place, and SSD reads x/B/C (row-strided views of
+    // the conv output, token stride convDim) and dt (16-bit, token stride the in_proj width) in
+    // place, without copies; on the CPU the ops copy strided inputs to contiguous memory.
     const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
     const z = proj.slice(2, o.z, o.z + I);
     const xbc = proj.slice(2, o.xbc, o.dt).transpose(1, 2); // (b, convDim, l)
