@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 #include "cuda/types.cuh"
+#include "ops/ssd.h"
 
 namespace ss::cuda::ssd {
 
@@ -30,12 +31,7 @@ constexpr int kChunkedQ = 256;
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
 __host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
-// Element strides between the batch entries and between the tokens of an input whose inner dims
-// are contiguous (ops/ssd.h's SsdTokenStrides): row (b, t) starts at at(b, t).
-struct TokenStrides {
-  int64_t batch, token;
-  __host__ __device__ __forceinline__ int64_t at(int64_t b, int64_t t) const { return b * batch + t * token; }
-};
+using TokenStrides = SsdTokenStrides;  // (ops/ssd.h)
 
 struct Dev {
   int batch, L, H, P, N, G, hpg, nc, Q;

@@ -32,9 +32,8 @@ Dev make_dev(const SsdParams& p) {
   d.nhb = (d.hpg + d.HB - 1) / d.HB;
   d.nslots = d.G * d.nhb;
   d.x = p.x, d.z = p.z, d.B = p.B, d.C = p.C, d.dout = p.dout, d.dt = p.dt;
-  auto strides = [](const SsdTokenStrides& s) { return cuda::ssd::TokenStrides{s.batch, s.token}; };
-  d.x_str = strides(p.x_str), d.z_str = strides(p.z_str), d.B_str = strides(p.B_str), d.C_str = strides(p.C_str);
-  d.dt_str = strides(p.dt_str), d.dt_type = p.dt_dtype;
+  d.x_str = p.x_str, d.z_str = p.z_str, d.B_str = p.B_str, d.C_str = p.C_str, d.dt_str = p.dt_str;
+  d.dt_type = p.dt_dtype;
   d.A = static_cast<const float*>(p.A), d.D = static_cast<const float*>(p.D);
   d.dt_bias = static_cast<const float*>(p.dt_bias), d.h0 = static_cast<const float*>(p.initial_states);
   d.dfinal = static_cast<const float*>(p.dfinal_states);

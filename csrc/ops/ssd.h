@@ -20,13 +20,15 @@
 #pragma once
 #include <cstdint>
 #include "core/dtype.h"
+#include "core/hd.h"
 
 namespace ss {
 
 // Element strides between the batch entries and between the tokens of a (batch, seqlen, ...)
-// operand whose inner dims are contiguous.
+// operand whose inner dims are contiguous: row (b, t) starts at at(b, t).
 struct SsdTokenStrides {
   int64_t batch = 0, token = 0;
+  SS_HD int64_t at(int64_t b, int64_t t) const { return b * batch + t * token; }
 };
 
 struct SsdParams {
