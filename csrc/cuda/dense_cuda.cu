@@ -93,21 +93,26 @@ struct NormTraits {
 
 // The fast RMSNorm: one block per (row, group), every value loaded once (16-byte vectors, held in
 // registers between the sum of squares and the scaling), up to 1024 threads so that one row of a
-// decode step is spread over a whole block instead of looping.
-template <typename T>
+// decode step is spread over a whole block instead of looping. PER (1, 2 or 4) vectors a thread:
+// registers sized to what the launch uses, so that more blocks fit on an SM. With up to 2 the
+// weights are loaded with the inputs, before the block's sum (not one more round trip after it);
+// with 4 they would not fit in the registers (64 a thread at 1024 threads) and come after it.
+template <typename T, int PER>
 __global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(RmsNormParams p) {
   constexpr int V = 16 / sizeof(T);
   __shared__ float red[32];
   const NormBlock nb = norm_block_start(p);
   const int64_t row = nb.row, g0 = nb.g0, off = nb.off;
   const int nv = static_cast<int>(p.group / V);
-  float r[NormTraits::kMaxVecs][V];
+  constexpr bool kEarlyW = PER <= 2;
+  float r[PER][V], w[PER][V];
   float ss = 0.f;
 #pragma unroll
-  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+  for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
     if (i >= nv) break;
     load_vals<V>(p.x, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
+    if constexpr (kEarlyW) load_vals<V>(p.weight, p.weight_dtype, g0 + static_cast<int64_t>(i) * V, w[j]);
     if (p.residual) {
       float res[V];
       load_vals<V>(p.residual, p.residual_dtype, off + static_cast<int64_t>(i) * V, res);
@@ -126,13 +131,12 @@ __global__ void __launch_bounds__(NormTraits::kMaxThreads) rms_norm_vec_kernel(R
   }
   const float scale = rsqrtf(block_sum_all(ss, red) / static_cast<float>(p.group) + p.eps);
 #pragma unroll
-  for (int j = 0; j < NormTraits::kMaxVecs; ++j) {
+  for (int j = 0; j < PER; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
     if (i >= nv) break;
-    float w[V];
-    load_vals<V>(p.weight, p.weight_dtype, g0 + static_cast<int64_t>(i) * V, w);
+    if constexpr (!kEarlyW) load_vals<V>(p.weight, p.weight_dtype, g0 + static_cast<int64_t>(i) * V, w[j]);
 #pragma unroll
-    for (int e = 0; e < V; ++e) r[j][e] *= scale * w[e];
+    for (int e = 0; e < V; ++e) r[j][e] *= scale * w[j][e];
     store_vals<V>(p.y, p.dtype, off + static_cast<int64_t>(i) * V, r[j]);
   }
 }
@@ -178,14 +182,18 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream) {
                      aligned_to(p.residual, dtype_size(p.residual_dtype) * V) && aligned_to(p.residual_out, dtype_size(p.residual_dtype) * V) &&
                      aligned_to(p.weight, dtype_size(p.weight_dtype) * V);
     if (vec) {
-      // Vectors per thread: a row spread over up to 1024 threads when there are few (decode); at
-      // most 320 threads per block when there are many (prefill), since at ~64 registers a thread
-      // a 640-thread block fits once per SM: 2048 x 5120 gated ran latency-bound at 42% of copy
-      // bandwidth (ncu: 20 warps per SM), where 320-thread blocks reach ~79% (2048 x 2560).
-      const int64_t cap = blocks >= 1024 ? 320 : NormTraits::kMaxThreads;
-      const int64_t per = std::min<int64_t>(NormTraits::kMaxVecs, (nv + cap - 1) / cap);
+      // Vectors per thread: a row spread over up to 1024 threads when there are few (decode). With
+      // many (prefill), smaller blocks so that several fit on an SM (a 640-thread block of ~64
+      // registers fits once: 2048 x 5120 gated ran at 42% of copy bandwidth): H100, bench
+      // prefill-ops, rmsNorm + float32 residual 2048 x 2560 in 320-thread blocks (one vector a
+      // thread) 25.3-25.4 µs, 0.83 of copy; gated 2048 x 5120 in 160-thread blocks (four) 32.3-32.8
+      // µs, against 34.6-35.0 in 320-thread ones (two) or 640 (one).
+      const int64_t cap = blocks < 1024 ? NormTraits::kMaxThreads : nv >= 640 ? 160 : 320;
+      int64_t per = std::min<int64_t>(NormTraits::kMaxVecs, (nv + cap - 1) / cap);
+      if (per == 3) per = 4;
       const int threads = static_cast<int>(std::max<int64_t>(32, ((nv + per - 1) / per + 31) / 32 * 32));
-      cuda::launch_pdl(rms_norm_vec_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
+      auto kernel = per == 1 ? rms_norm_vec_kernel<T, 1> : per == 2 ? rms_norm_vec_kernel<T, 2> : rms_norm_vec_kernel<T, NormTraits::kMaxVecs>;
+      cuda::launch_pdl(kernel, dim3(static_cast<unsigned>(blocks)), dim3(threads), 0, st, p);
     } else {
       // Threads: enough for the group, a multiple of 32, at most 512.
       int threads = static_cast<int>(std::min<int64_t>(512, ((p.group + 3) / 4 + 31) / 32 * 32));
