@@ -32,6 +32,7 @@ Napi::Value ssd_forward_binding(const Napi::CallbackInfo& info) {
   set_tensor_if(out, "y", r.y);
   set_tensor_if(out, "finalStates", r.final_states);
   out.Set("workspaceBytes", Napi::Number::New(info.Env(), static_cast<double>(r.workspace_bytes)));
+  out.Set("stagedInputBytes", Napi::Number::New(info.Env(), static_cast<double>(r.staged_input_bytes)));
   return out;
 }
 

@@ -187,7 +187,8 @@ void rms_norm_cuda(const RmsNormParams& p, void* stream) {
       // registers fits once: 2048 x 5120 gated ran at 42% of copy bandwidth): H100, bench
       // prefill-ops, rmsNorm + float32 residual 2048 x 2560 in 320-thread blocks (one vector a
       // thread) 25.3-25.4 µs, 0.83 of copy; gated 2048 x 5120 in 160-thread blocks (four) 32.3-32.8
-      // µs, against 34.6-35.0 in 320-thread ones (two) or 640 (one).
+      // µs, against 34.6-35.0 in 320-thread ones (two) or 640 (one). Rows past 4 vectors a thread
+      // of the cap take more threads (up to 1024).
       const int64_t cap = blocks < 1024 ? NormTraits::kMaxThreads : nv >= 640 ? 160 : 320;
       int64_t per = std::min<int64_t>(NormTraits::kMaxVecs, (nv + cap - 1) / cap);
       if (per == 3) per = 4;

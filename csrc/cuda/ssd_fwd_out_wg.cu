@@ -363,8 +363,8 @@ template <typename T>
 bool launch_out_wgmma(const Dev& d, const void* cb, const float2* scal, const int* segs, cudaStream_t stream) {
   if (!wgmma_available()) return false;
   const uint4* cbf = static_cast<const uint4*>(cb);
-  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows: P and N multiples
-  // of 8); the same kernel with cp.async otherwise.
+  // Bulk tensor copies where the driver encodes the maps (16-byte aligned rows, addresses and
+  // strides: P and N multiples of 8, views 16-byte aligned); the same kernel with cp.async otherwise.
   constexpr bool bf16 = std::is_same_v<T, __nv_bfloat16>;
   OutMaps maps{};
   const bool tma = encode_forward_maps(d, bf16, &maps.x, &maps.z, nullptr, &maps.C, &maps.St);

@@ -157,6 +157,7 @@ Checked validate(const SsdInputs& in, const Tensor* dout, const Tensor* dfinal) 
 struct Staged {
   Tensor x, z, B, C, dt, A, D, dt_bias, h0, seq_idx, dout, dfinal;
   SsdParams p;
+  size_t input_copy_bytes = 0;  // of x, z, B, C, dt: the copies stage() made of them
 };
 
 // The CUDA forward reads row-strided x, z, B, C (16-byte aligned, in the compute dtype) and dt (any
@@ -171,6 +172,8 @@ Staged stage(const SsdInputs& in, const Checked& c, const Tensor* dout, const Te
   SsdTokenStrides dt_str;  // (strides_of below)
   s.x = activation(in.x), s.z = activation(in.z), s.B = activation(in.B), s.C = activation(in.C);
   s.dt = in_place && token_strides(in.dt, &dt_str) ? in.dt : staged(in.dt, par);  // read as f32 / f16 / bf16
+  for (auto [given, used] : {std::pair<const Tensor*, const Tensor*>{&in.x, &s.x}, {&in.z, &s.z}, {&in.B, &s.B}, {&in.C, &s.C}, {&in.dt, &s.dt}})
+    if (used->defined() && used->data() != given->data()) s.input_copy_bytes += used->nbytes();
   s.A = staged(in.A, par), s.D = staged(in.D, par), s.dt_bias = staged(in.dt_bias, par);
   s.h0 = staged(in.initial_states, par);
   s.seq_idx = in.seq_idx.defined() ? contiguous(in.seq_idx) : Tensor{};
@@ -228,6 +231,7 @@ SsdForwardResult ssd_forward(const SsdInputs& in) {
     const size_t need = ssd_forward_cuda_scratch(s.p);
     Tensor scratch = need ? scratch_tensor(need, dev) : Tensor{};
     r.workspace_bytes = need ? scratch.nbytes() : 0;
+    r.staged_input_bytes = s.input_copy_bytes;
     ssd_forward_cuda(s.p, need ? scratch.data() : nullptr, cuda_stream_for(dev));
   }
   r.y = as_dtype(y, in.x.dtype);

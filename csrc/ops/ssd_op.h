@@ -24,6 +24,7 @@ struct SsdInputs {
 struct SsdForwardResult {
   Tensor y, final_states;
   size_t workspace_bytes = 0;  // extra device memory the CUDA kernels used
+  size_t staged_input_bytes = 0;  // copies made of x, z, B, C, dt before the kernels (0: all read in place)
 };
 
 struct SsdBackwardResult {

@@ -95,7 +95,7 @@ export class Mamba2Model extends CausalLM {
     const o = this.offsets;
     // Views throughout. On CUDA the conv reads its slice in place (channels-last) and returns y
     // channels-last, the gated norm reads z in place, and SSD reads x/B/C (row-strided views of
-    // the conv output, token stride convDim) and dt (16-bit, token stride the in_proj width) in
+    // the conv output, token stride convDim) and dt (in the model's dtype, token stride the in_proj width) in
     // place, without copies; on the CPU the ops copy strided inputs to contiguous memory.
     const proj = linear({ x, weight: Ly.inProj, bias: Ly.inProjBias }); // (b, l, proj)
     const z = proj.slice(2, o.z, o.z + I);

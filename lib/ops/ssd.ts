@@ -72,7 +72,7 @@ export interface SsdChunkScanGradients {
 }
 
 interface NativeSsd {
-  ssdForward(opts: object): { y: NativeTensor; finalStates?: NativeTensor; workspaceBytes: number };
+  ssdForward(opts: object): { y: NativeTensor; finalStates?: NativeTensor; workspaceBytes: number; stagedInputBytes: number };
   ssdBackward(opts: object): Record<string, NativeTensor | number>;
 }
 const ssdNative = native as unknown as NativeSsd;
@@ -88,10 +88,13 @@ function nativeOptions(opts: SsdChunkScanOptions | SsdChunkScanBackwardOptions):
   return o;
 }
 
-let lastWorkspace = { forward: 0, backward: 0 };
+let lastWorkspace = { forward: 0, backward: 0, forwardInputCopies: 0 };
 
-/** @internal extra device memory (bytes) the last CUDA forward / backward call allocated. */
-export function ssdLastWorkspaceBytes(): { forward: number; backward: number } {
+/**
+ * @internal extra device memory (bytes) the last CUDA forward / backward call allocated, and the
+ * bytes of the copies the last CUDA forward made of x, z, B, C, dt (0 when it read them all in place).
+ */
+export function ssdLastWorkspaceBytes(): { forward: number; backward: number; forwardInputCopies: number } {
   return { ...lastWorkspace };
 }
 
@@ -102,6 +105,7 @@ export function ssdLastWorkspaceBytes(): { forward: number; backward: number } {
 export function ssdChunkScan(opts: SsdChunkScanOptions): SsdChunkScanResult {
   const r = ssdNative.ssdForward(nativeOptions(opts));
   lastWorkspace.forward = r.workspaceBytes;
+  lastWorkspace.forwardInputCopies = r.stagedInputBytes;
   const out: SsdChunkScanResult = { y: new Tensor(r.y) };
   if (r.finalStates) out.finalStates = new Tensor(r.finalStates);
   return out;

@@ -7,11 +7,12 @@
  * with the float64 reference. Layouts that must fall back to the staging copy (token stride not a
  * multiple of 16 bytes, a misaligned start, transposed inner dims) must still be right, and so must
  * the backward (which keeps staging) given those views. Padding columns and spare tokens of every
- * buffer are NaN: a read outside a view shows up in the output.
+ * buffer are NaN: a read outside a view shows up in the output. Whether the op read the views in
+ * place or copied them is asked of it (ssdLastWorkspaceBytes().forwardInputCopies).
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DType, Tensor, debugPoison, ssdChunkScan, tensor } from '../../lib/index';
-import { SsdChunkScanOptions } from '../../lib/ops/ssd';
+import { SsdChunkScanOptions, ssdLastWorkspaceBytes } from '../../lib/ops/ssd';
 import { describeGpu, expectClose, expectNoNaN, randnArray, relErr, rng, values } from '../helpers';
 import { SsdRefInputs, ssdReference } from '../reference/ssd';
 import { SsdCase, makeSsdProblem, roundedTo, ssdGrads, ssdTensors } from '../ssd_inputs';
@@ -38,7 +39,7 @@ interface Layout {
   dt?: Place;
   xT?: boolean;
   dtT?: boolean;
-  /** whether the forward reads x, B, C, z in place (documentation of the case; not observable) */
+  /** whether the forward reads x, B, C, z and dt all in place (no copy of any of them) */
   inPlace: boolean;
 }
 
@@ -134,6 +135,13 @@ const CASES: StridedCase[] = [
       dt: { buf: 'proj', at: 136 },
       inPlace: true,
     }),
+    dtypes: ['bfloat16', 'float16'],
+  },
+  {
+    // dstate > 128: the mma.sync / cp.async kernels (ssd_fwd_mma.cu) instead of the Hopper ones
+    name: 'dstate 200 (the mma.sync kernels), headdim 40, groups 2, seqlen 300, seqIdx, initial states',
+    c: { batch: 2, seqlen: 300, heads: 4, headdim: 40, dstate: 200, groups: 2, z: true, D: 'channel', dtBias: true, seqStarts: [64, 256], initialStates: true },
+    layout: (c) => mamba2Layout(c, { extra: 2 }),
     dtypes: ['bfloat16', 'float16'],
   },
   {
@@ -250,7 +258,11 @@ describeGpu('ssdChunkScan on CUDA with row-strided inputs', () => {
         expect(v.B.strides.slice(1)).toEqual([lay.bufs[lay.B.buf].width, pr.dstate, 1]);
 
         const a = ssdChunkScan({ ...strided, returnFinalStates: true });
+        const copied = ssdLastWorkspaceBytes().forwardInputCopies;
+        if (lay.inPlace) expect(copied, 'bytes copied of x, z, B, C, dt (all read in place)').toBe(0);
+        else expect(copied, 'bytes copied of x, z, B, C, dt (a fallback)').toBeGreaterThan(0);
         const c = ssdChunkScan({ ...contig, returnFinalStates: true });
+        expect(ssdLastWorkspaceBytes().forwardInputCopies, 'contiguous inputs: nothing copied').toBe(0);
         const ya = await values(a.y), fa = await values(a.finalStates!);
         const yc = await values(c.y), fc = await values(c.finalStates!);
         expectNoNaN(ya, 'y (poisoned before the call; NaN padding around the views)');
@@ -261,8 +273,12 @@ describeGpu('ssdChunkScan on CUDA with row-strided inputs', () => {
         const ref = ssdReference({ ...roundedTo(pr, dtype), dt: rounded(pr.dt, dtDtype) });
         expectClose(ya, ref.y, TOL[dtype], 'y');
         expectClose(fa, ref.finalStates, TOL[dtype], 'finalStates');
-        // inputs untouched
+        // inputs untouched (read in place: the op must not write them)
         expect(relErr(await values(v.x), rounded(pr.x, dtype)), 'x after the call').toBe(0);
+        expect(relErr(await values(v.B), rounded(pr.B, dtype)), 'B after the call').toBe(0);
+        expect(relErr(await values(v.C), rounded(pr.C, dtype)), 'C after the call').toBe(0);
+        if (v.z) expect(relErr(await values(v.z), rounded(pr.z!, dtype)), 'z after the call').toBe(0);
+        expect(relErr(await values(v.dt), rounded(pr.dt, dtDtype)), 'dt after the call').toBe(0);
       });
     }
   }
