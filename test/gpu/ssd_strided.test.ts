@@ -60,7 +60,8 @@ function mamba2Layout(c: SsdCase, o: { pad?: number; extra?: number; dtDtype?: D
   const lay: Layout = {
     bufs: {
       conv: { width: xAt + convDim + (o.pad ?? 0), extra: o.extra },
-      proj: { width: I + convDim + c.heads, extra: o.extra },
+      // in_proj's width rounded up to 8 columns, as the models' are (16-byte token strides: z in place)
+      proj: { width: Math.ceil((I + convDim + c.heads) / 8) * 8, extra: o.extra },
     },
     x: { buf: 'conv', at: xAt },
     B: { buf: 'conv', at: xAt + I },
