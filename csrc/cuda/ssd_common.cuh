@@ -31,8 +31,6 @@ constexpr int kChunkedQ = 256;
 __host__ __device__ constexpr int round16(int v) { return (v + 15) / 16 * 16; }
 __host__ __device__ constexpr size_t align128(size_t v) { return (v + 127) / 128 * 128; }
 
-using TokenStrides = SsdTokenStrides;  // (ops/ssd.h)
-
 struct Dev {
   int batch, L, H, P, N, G, hpg, nc, Q;
   int NP;      // dstate padded to 16
@@ -46,7 +44,7 @@ struct Dev {
   // kernels, ssd_bwd*.cu, assume it for x, z, B, C). dt in dt_type (float32, float16, bfloat16),
   // read through dt_at. dout, y and the gradients are contiguous.
   const void *x, *z, *B, *C, *dout, *dt;
-  TokenStrides x_str, z_str, B_str, C_str, dt_str;
+  SsdTokenStrides x_str, z_str, B_str, C_str, dt_str;
   DType dt_type;
   const float *A, *D, *dt_bias, *h0, *dfinal;
   const int* seq_idx;

@@ -347,7 +347,7 @@ bool encode_forward_maps(const Dev& d, bool bf16, CUtensorMap* x, CUtensorMap* z
                          CUtensorMap* St) {
   const uint32_t box4[4] = {64, 1, 64, 1}, box2[2] = {64, 64};
   // (row, head or group, token, batch), strided as the inputs are (rows contiguous)
-  auto rows4 = [&](CUtensorMap* map, const void* base, int row, int rows, const TokenStrides& s) {
+  auto rows4 = [&](CUtensorMap* map, const void* base, int row, int rows, const SsdTokenStrides& s) {
     const uint64_t dims[4] = {uint64_t(row), uint64_t(rows), uint64_t(d.L), uint64_t(d.batch)};
     const uint64_t strides[3] = {uint64_t(row) * 2, uint64_t(s.token) * 2, uint64_t(s.batch) * 2};
     return encode_tile_map_16_cached(map, bf16, base, 4, dims, strides, box4);

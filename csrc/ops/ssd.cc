@@ -67,23 +67,22 @@ bool token_strides(const Tensor& t, SsdTokenStrides* out) {
   return true;
 }
 
-// Those of a staged (contiguous) or in-place operand; zero for an absent one.
-SsdTokenStrides strides_of(const Tensor& t) {
-  SsdTokenStrides s;
-  if (t.defined() && !token_strides(t, &s)) fail("ERR_INTERNAL", ErrorKind::Plain, "ssdChunkScan: an operand is not row-strided");
-  return s;
-}
-
-// Whether the CUDA forward reads x, z, B or C in place (no contiguous copy): in the compute dtype,
-// row-strided (token_strides) and 16-byte aligned — the address and both strides: the tile copies
-// move 16-byte pieces (cp.async; element by element otherwise) and the tensor maps of the bulk
-// tensor copies (TMA) take only 16-byte aligned addresses and strides. Anything else is staged
-// (as before; a contiguous tensor is its own staged copy, aligned or not).
-bool forward_reads_in_place(const Tensor& t, DType d) {
-  SsdTokenStrides s;
-  const int64_t es = int64_t(dtype_size(d));
-  return t.defined() && t.dtype == d && token_strides(t, &s) && reinterpret_cast<uintptr_t>(t.data()) % 16 == 0 &&
-         (s.token * es) % 16 == 0 && (s.batch * es) % 16 == 0;
+// The operand the backend reads and its row strides: t itself where the CUDA forward reads it in
+// place (`in_place` and t row-strided; for x, z, B, C (`aligned16`) also in the compute dtype and
+// 16-byte aligned — the address and both strides: the tile copies move 16-byte pieces and the bulk
+// tensor copies' maps (TMA) take only 16-byte aligned addresses and strides), else its staged copy
+// (a contiguous tensor is its own, aligned or not), whose bytes go to *copied.
+Tensor operand(const Tensor& t, DType d, bool in_place, bool aligned16, SsdTokenStrides* str, size_t* copied) {
+  if (!t.defined()) return t;
+  const int64_t es = int64_t(dtype_size(t.dtype));
+  if (in_place && token_strides(t, str) &&
+      (!aligned16 || (t.dtype == d && reinterpret_cast<uintptr_t>(t.data()) % 16 == 0 && (str->token * es) % 16 == 0 &&
+                      (str->batch * es) % 16 == 0)))
+    return t;
+  Tensor u = staged(t, d);
+  token_strides(u, str);  // (contiguous)
+  if (u.data() != t.data()) *copied += u.nbytes();
+  return u;
 }
 
 struct Checked {
@@ -157,36 +156,31 @@ Checked validate(const SsdInputs& in, const Tensor* dout, const Tensor* dfinal) 
 struct Staged {
   Tensor x, z, B, C, dt, A, D, dt_bias, h0, seq_idx, dout, dfinal;
   SsdParams p;
-  size_t input_copy_bytes = 0;  // of x, z, B, C, dt: the copies stage() made of them
+  size_t input_copy_bytes = 0;  // of x, z, B, C, dt: the copies operand() made of them
 };
 
-// The CUDA forward reads row-strided x, z, B, C (16-byte aligned, in the compute dtype) and dt (any
-// of its dtypes) in place, with their strides in the params; the CPU backends and the backward
-// take contiguous copies.
+// The CUDA forward reads row-strided x, z, B, C, dt in place (operand), with their strides in the
+// params; the CPU backends and the backward take contiguous copies.
 Staged stage(const SsdInputs& in, const Checked& c, const Tensor* dout, const Tensor* dfinal) {
   Staged s;
   const DType act = c.compute;                                          // x, z, B, C, dy
   const DType par = c.cpu ? c.compute : DType::Float32;                 // dt, A, D, dtBias, states
   const bool in_place = !c.cpu && !dout;
-  auto activation = [&](const Tensor& t) { return in_place && forward_reads_in_place(t, act) ? t : staged(t, act); };
-  SsdTokenStrides dt_str;  // (strides_of below)
-  s.x = activation(in.x), s.z = activation(in.z), s.B = activation(in.B), s.C = activation(in.C);
-  s.dt = in_place && token_strides(in.dt, &dt_str) ? in.dt : staged(in.dt, par);  // read as f32 / f16 / bf16
-  for (auto [given, used] : {std::pair<const Tensor*, const Tensor*>{&in.x, &s.x}, {&in.z, &s.z}, {&in.B, &s.B}, {&in.C, &s.C}, {&in.dt, &s.dt}})
-    if (used->defined() && used->data() != given->data()) s.input_copy_bytes += used->nbytes();
+  SsdParams& p = s.p;
+  size_t* copied = &s.input_copy_bytes;
+  s.x = operand(in.x, act, in_place, true, &p.x_str, copied), s.z = operand(in.z, act, in_place, true, &p.z_str, copied);
+  s.B = operand(in.B, act, in_place, true, &p.B_str, copied), s.C = operand(in.C, act, in_place, true, &p.C_str, copied);
+  s.dt = operand(in.dt, par, in_place, false, &p.dt_str, copied);
   s.A = staged(in.A, par), s.D = staged(in.D, par), s.dt_bias = staged(in.dt_bias, par);
   s.h0 = staged(in.initial_states, par);
   s.seq_idx = in.seq_idx.defined() ? contiguous(in.seq_idx) : Tensor{};
   if (dout) s.dout = staged(*dout, act);
   if (dfinal) s.dfinal = staged(*dfinal, par);
-  SsdParams& p = s.p;
   p.batch = c.batch, p.seqlen = c.seqlen, p.heads = c.heads, p.headdim = c.headdim, p.dstate = c.dstate, p.groups = c.groups;
   p.chunk = static_cast<int64_t>(in.chunk_size);
   p.dtype = act;
   p.x = s.x.data(), p.B = s.B.data(), p.C = s.C.data(), p.dt = s.dt.data(), p.A = s.A.data();
   p.z = s.z.defined() ? s.z.data() : nullptr;
-  p.x_str = strides_of(s.x), p.z_str = strides_of(s.z), p.B_str = strides_of(s.B), p.C_str = strides_of(s.C);
-  p.dt_str = strides_of(s.dt);
   p.dt_dtype = s.dt.dtype;
   p.D = s.D.defined() ? s.D.data() : nullptr;
   p.d_per_channel = s.D.defined() && s.D.ndim() == 2;
